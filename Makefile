@@ -1,0 +1,111 @@
+# postern - build, run, test, benchmark, install.
+#
+#   make            build build/postern
+#   make run        install missing Debian dependencies (as root), build, and run
+#                   the demo gateway in the foreground on 127.0.0.1:2525
+#   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
+#   make bench      throughput/latency side by side with smtp-sink and Postfix
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC       ?= gcc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BUILD    ?= build
+PKGS     := libevent libevent_openssl openssl
+CSTD     := -std=c17 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
+OPT      ?= -O2 -g
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
+LDLIBS_ALL  = $(PKG_LIBS) -lcrypt $(EXTRA_LDFLAGS)
+
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c))
+MAIN_SRC  := src/postern.c
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+
+.PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
+        fuzz bench install clean demo-cert
+all: $(BUILD)/postern
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libpostern.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/postern: $(MAIN_OBJ) $(BUILD)/libpostern.a
+	$(CC) $(OPT) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka
+
+deps:
+	@tools/install-deps.sh
+
+demo-cert: var/tls/demo.crt
+var/tls/demo.crt:
+	@mkdir -p var/tls
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.example.test" \
+	  -keyout var/tls/demo.key -out var/tls/demo.crt 2>/dev/null
+	chmod 600 var/tls/demo.key
+
+run: deps
+	@$(MAKE) --no-print-directory all demo-cert
+	$(BUILD)/postern serve -c etc/postern.conf
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-unit
+	@$(MAKE) --no-print-directory check-integration
+	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory check-fuzz
+	@echo "make check: all test stages passed"
+
+check-unit: $(UNIT_BINS)
+	@tools/run-unit-tests.sh $(UNIT_BINS)
+
+check-integration: $(BUILD)/postern
+	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
+
+# The same unit and integration tests with AddressSanitizer and UBSan.
+check-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern check-unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  POSTERN_BIN=$(CURDIR)/build-asan/postern POSTERN_SANITIZED=1 python3 tests/integration/run.py
+
+# libFuzzer targets (clang), each run briefly over its seed corpus in check.
+FUZZ_LIB_SRCS := $(filter-out src/server/%,$(LIB_SRCS))
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p build-fuzz
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt
+
+fuzz: $(FUZZ_BINS)
+check-fuzz: $(FUZZ_BINS)
+	@tools/run-fuzzers.sh $(FUZZ_BINS)
+
+bench: deps all
+	bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/doc/postern
+	install -m 755 $(BUILD)/postern $(DESTDIR)$(PREFIX)/sbin/postern
+	install -m 644 docs/postern.8 $(DESTDIR)$(PREFIX)/share/man/man8/postern.8
+	install -m 644 docs/postern.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/postern.conf.5
+	install -m 644 etc/postern.conf $(DESTDIR)$(PREFIX)/share/doc/postern/postern.conf.example
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)

@@ -1,0 +1,556 @@
+/*
+ * config.c - the postern.conf parser: a typed table of keys (name, type,
+ * default, bounds), parsed once at start-up and on SIGHUP by the
+ * supervisor. Input is a file written by the administrator; every line is
+ * bounded and every problem is reported as "FILE:LINE: message".
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "safeio.h"
+#include "xalloc.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_LINE_MAX 8192
+
+enum key_type {
+	K_STRING,   /* free text, no bounds */
+	K_HOSTNAME, /* a DNS name */
+	K_PATH,     /* relative to the config file's folder; may be empty if allowed */
+	K_SIZE,     /* bytes with optional k/M/G */
+	K_DURATION, /* seconds with optional s/m/h/d/w */
+	K_UINT,
+	K_DOMAINS,  /* list of domain names */
+	K_CIDRS,    /* network list */
+	K_LISTEN,   /* list of address:port */
+	K_BARE_NEWLINE,
+	K_LOG_LEVEL,
+};
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	const char *default_text;
+	uint64_t min, max; /* numbers only; 0,0 = unbounded */
+	bool may_be_empty;
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define DAY (86400ULL)
+
+static const struct key_def keys[] = {
+	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true },
+	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false },
+	{ "user", K_STRING, OFF(user), "postern", 0, 0, true },
+	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false },
+	{ "spool_dir", K_PATH, OFF(spool_dir), "/var/spool/postern", 0, 0, false },
+	{ "mail_root", K_PATH, OFF(mail_root), "/var/lib/postern/mail", 0, 0, false },
+	{ "local_domains", K_DOMAINS, OFF(local_domains), "", 0, 0, true },
+	{ "users_file", K_PATH, OFF(users_file), "", 0, 0, true },
+	{ "aliases_file", K_PATH, OFF(aliases_file), "", 0, 0, true },
+	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true },
+	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true },
+	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true },
+	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true },
+	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false },
+	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false },
+	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false },
+	{ "text_line_limit", K_UINT, OFF(text_line_limit), "998", 78, 1048576, false },
+	{ "header_size_limit", K_SIZE, OFF(header_size_limit), "102400", 1024, 1ULL << 30, false },
+	{ "error_limit", K_UINT, OFF(error_limit), "10", 1, 1000, false },
+	{ "worker_connections", K_UINT, OFF(worker_connections), "2000", 1, 1000000, false },
+	{ "bare_newline", K_BARE_NEWLINE, OFF(bare_newline), "reject", 0, 0, false },
+	{ "command_timeout", K_DURATION, OFF(command_timeout), "5m", 1, DAY, false },
+	{ "data_timeout", K_DURATION, OFF(data_timeout), "3m", 1, DAY, false },
+	{ "shutdown_timeout", K_DURATION, OFF(shutdown_timeout), "30s", 0, DAY, false },
+	{ "queue_retry_min", K_DURATION, OFF(queue_retry_min), "5m", 1, 30 * DAY, false },
+	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false },
+	{ "queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false },
+	{ "queue_scan_interval", K_DURATION, OFF(queue_scan_interval), "60s", 1, DAY, false },
+	{ "log_level", K_LOG_LEVEL, OFF(log_level), "info", 0, 0, false },
+};
+
+struct parse_ctx {
+	const char *file;
+	const char *base_dir;
+	FILE *errors;
+	int error_count;
+	struct config *cfg;
+};
+
+static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+
+static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+	if (line > 0)
+		fprintf(ctx->errors, "%s:%u: ", ctx->file, line);
+	else
+		fprintf(ctx->errors, "%s: ", ctx->file);
+	va_start(ap, fmt);
+	vfprintf(ctx->errors, fmt, ap);
+	va_end(ap);
+	fputc('\n', ctx->errors);
+	ctx->error_count++;
+}
+
+static bool valid_hostname(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *p = s; *p != '\0'; p++) {
+		char c = *p;
+		if (c == '.') {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || (c == '-' && label > 0);
+		if (!ok || ++label > 63)
+			return false;
+	}
+	return label > 0 && s[len - 1] != '-';
+}
+
+static void free_listen(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->listen_count; i++) {
+		free(cfg->listen[i].host);
+		free(cfg->listen[i].port);
+		free(cfg->listen[i].text);
+	}
+	xfree(&cfg->listen);
+	cfg->listen_count = 0;
+}
+
+/* Parse "host:port" or "[v6]:port" into a listen_addr; NULL = ok. */
+static const char *parse_one_listen(const char *item, struct listen_addr *la)
+{
+	const char *colon;
+	char host[INET6_ADDRSTRLEN + 1];
+	size_t hl;
+	const char *h = item;
+	if (item[0] == '[') {
+		const char *close = strchr(item, ']');
+		if (close == NULL || close[1] != ':')
+			return "expected [IPv6]:port";
+		h = item + 1;
+		hl = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(item, ':');
+		if (colon == NULL)
+			return "expected address:port";
+		hl = (size_t)(colon - item);
+		if (memchr(item, ':', hl) != NULL)
+			return "IPv6 addresses must be written as [address]:port";
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return "missing or bad address";
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	unsigned char tmp[16];
+	if (inet_pton(AF_INET, host, tmp) != 1 && inet_pton(AF_INET6, host, tmp) != 1)
+		return "address must be a numeric IPv4 or IPv6 address";
+	uint64_t port;
+	if (!parse_uint(colon + 1, &port) || port == 0 || port > 65535)
+		return "port must be a number from 1 to 65535";
+	la->host = xstrdup(host);
+	la->port = xstrdup(colon + 1);
+	la->text = xstrdup(item);
+	return NULL;
+}
+
+static const char *set_listen(struct config *cfg, const char *value)
+{
+	strlist_t items = { 0 };
+	const char *err = NULL;
+	free_listen(cfg);
+	strlist_split(&items, value);
+	if (items.count == 0)
+		err = "at least one address:port is needed";
+	for (size_t i = 0; err == NULL && i < items.count; i++) {
+		cfg->listen = xreallocarray(cfg->listen, cfg->listen_count + 1,
+					    sizeof(*cfg->listen));
+		err = parse_one_listen(items.items[i], &cfg->listen[cfg->listen_count]);
+		if (err == NULL)
+			cfg->listen_count++;
+	}
+	strlist_free(&items);
+	return err;
+}
+
+static char *resolve_path(const struct parse_ctx *ctx, const char *value)
+{
+	if (value[0] == '\0' || value[0] == '/')
+		return xstrdup(value);
+	return path_join(ctx->base_dir, value);
+}
+
+static const char *set_number(const struct key_def *k, uint64_t *field,
+			      const char *value)
+{
+	uint64_t v;
+	bool ok = k->type == K_SIZE ? parse_size(value, &v)
+		: k->type == K_DURATION ? parse_duration(value, &v)
+		: parse_uint(value, &v);
+	if (!ok)
+		return k->type == K_SIZE ? "expected a size such as 10485760, 64k or 10M"
+		     : k->type == K_DURATION ? "expected a duration such as 300, 30s, 5m, 1h or 5d"
+		     : "expected a whole number";
+	if ((k->min || k->max) && (v < k->min || v > k->max))
+		return "value out of range";
+	*field = v;
+	return NULL;
+}
+
+static const char *set_domains(strlist_t *list, const char *value)
+{
+	strlist_free(list);
+	strlist_split(list, value);
+	for (size_t i = 0; i < list->count; i++) {
+		str_lower(list->items[i]);
+		if (!valid_hostname(list->items[i]))
+			return "not a valid domain name";
+	}
+	return NULL;
+}
+
+/* Apply one value; returns NULL or a static error text. *detail_r may be
+ * set to a malloc'ed detail the caller prints and frees. */
+static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
+			 const char *value, char **detail_r)
+{
+	void *field = (char *)ctx->cfg + k->offset;
+	if (value[0] == '\0' && !k->may_be_empty)
+		return "a value is required";
+	switch (k->type) {
+	case K_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return NULL;
+	case K_HOSTNAME:
+		if (value[0] != '\0' && !valid_hostname(value))
+			return "not a valid host name";
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return NULL;
+	case K_PATH:
+		free(*(char **)field);
+		*(char **)field = resolve_path(ctx, value);
+		return NULL;
+	case K_SIZE:
+	case K_DURATION:
+	case K_UINT:
+		return set_number(k, field, value);
+	case K_DOMAINS:
+		return set_domains(field, value);
+	case K_CIDRS:
+		cidr_list_free(field);
+		return cidr_list_parse(field, value, detail_r) ? NULL : "bad network";
+	case K_LISTEN:
+		return set_listen(ctx->cfg, value);
+	case K_BARE_NEWLINE:
+		if (strcmp(value, "reject") == 0)
+			ctx->cfg->bare_newline = BARE_NEWLINE_REJECT;
+		else if (strcmp(value, "normalize") == 0)
+			ctx->cfg->bare_newline = BARE_NEWLINE_NORMALIZE;
+		else
+			return "expected \"reject\" or \"normalize\"";
+		return NULL;
+	case K_LOG_LEVEL:
+		return log_level_parse(value, field) ? NULL
+		     : "expected debug, info, warn or error";
+	}
+	return "internal error: unknown key type";
+}
+
+static const struct key_def *find_key(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static void set_key(struct parse_ctx *ctx, unsigned line, const struct key_def *k,
+		    const char *value)
+{
+	char *detail = NULL;
+	const char *err = apply(ctx, k, value, &detail);
+	if (err != NULL) {
+		if (detail != NULL)
+			report(ctx, line, "%s: %s: %s", k->name, err, detail);
+		else
+			report(ctx, line, "%s: %s: \"%s\"", k->name, err, value);
+	}
+	free(detail);
+}
+
+static void set_defaults(struct parse_ctx *ctx)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		set_key(ctx, 0, &keys[i], keys[i].default_text);
+}
+
+/* Strip a '#' comment that starts a line or follows white space. */
+static void strip_comment(char *line)
+{
+	for (char *p = line; *p != '\0'; p++) {
+		if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
+struct pending {
+	const struct key_def *key;
+	unsigned line;
+	buf_t value;
+};
+
+static void flush_pending(struct parse_ctx *ctx, struct pending *pend,
+			  unsigned *seen_line)
+{
+	if (pend->key == NULL)
+		return;
+	size_t idx = (size_t)(pend->key - keys);
+	if (seen_line[idx] != 0)
+		report(ctx, pend->line, "%s: set twice (first on line %u)",
+		       pend->key->name, seen_line[idx]);
+	else
+		seen_line[idx] = pend->line;
+	slice_t v = slice_trim(slice_make(pend->value.data, pend->value.len));
+	char *value = xstrndup(v.ptr, v.len);
+	set_key(ctx, pend->line, pend->key, value);
+	free(value);
+	pend->key = NULL;
+	buf_reset(&pend->value);
+}
+
+static void parse_line(struct parse_ctx *ctx, struct pending *pend,
+		       unsigned *seen_line, char *line, unsigned lineno)
+{
+	strip_comment(line);
+	slice_t s = slice_trim(slice_from_cstr(line));
+	if (s.len == 0)
+		return;
+	if (line[0] == ' ' || line[0] == '\t') {
+		if (pend->key == NULL) {
+			report(ctx, lineno, "continuation line without a key before it");
+			return;
+		}
+		buf_putc(&pend->value, ' ');
+		buf_append(&pend->value, s.ptr, s.len);
+		return;
+	}
+	flush_pending(ctx, pend, seen_line);
+	const char *eq = memchr(s.ptr, '=', s.len);
+	if (eq == NULL) {
+		report(ctx, lineno, "expected \"key = value\"");
+		return;
+	}
+	slice_t name = slice_trim(slice_make(s.ptr, (size_t)(eq - s.ptr)));
+	char *key = xstrndup(name.ptr, name.len);
+	const struct key_def *k = find_key(key);
+	if (k == NULL)
+		report(ctx, lineno, "unknown key \"%s\"", key);
+	free(key);
+	if (k == NULL)
+		return;
+	pend->key = k;
+	pend->line = lineno;
+	buf_append(&pend->value, eq + 1, s.len - (size_t)(eq + 1 - s.ptr));
+}
+
+static void parse_text(struct parse_ctx *ctx, buf_t *text)
+{
+	struct pending pend = { NULL, 0, BUF_INIT };
+	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
+	unsigned lineno = 0;
+	char *p = text->data != NULL ? text->data : "";
+	char *end = p + text->len;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *eol = nl ? nl : end;
+		lineno++;
+		if (eol > p && eol[-1] == '\r')
+			eol[-1] = '\0';
+		*eol = '\0';
+		if ((size_t)(eol - p) > CONFIG_LINE_MAX)
+			report(ctx, lineno, "line longer than %d bytes", CONFIG_LINE_MAX);
+		else if (memchr(p, '\0', (size_t)(eol - p)) != NULL && strlen(p) + 1 < (size_t)(eol - p))
+			report(ctx, lineno, "line contains a NUL byte");
+		else
+			parse_line(ctx, &pend, seen_line, p, lineno);
+		p = eol + 1;
+	}
+	flush_pending(ctx, &pend, seen_line);
+	buf_free(&pend.value);
+}
+
+static void check_consistency(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+		report(ctx, 0, "tls_cert and tls_key must be set together");
+	size_t tls_files = cfg->tls_cert[0] != '\0' && cfg->tls_key[0] != '\0' ? 2 : 0;
+	for (size_t i = 0; i < tls_files; i++) {
+		const char *f = i == 0 ? cfg->tls_cert : cfg->tls_key;
+		if (access(f, R_OK) != 0)
+			report(ctx, 0, "%s: cannot read %s: %s", i == 0 ? "tls_cert" : "tls_key",
+			       f, strerror(errno));
+	}
+	for (size_t i = 0; i < cfg->relay_domains.count; i++)
+		if (strlist_contains_nocase(&cfg->local_domains, cfg->relay_domains.items[i]))
+			report(ctx, 0, "relay_domains: %s is also a local domain",
+			       cfg->relay_domains.items[i]);
+	if (cfg->queue_retry_min > cfg->queue_retry_max)
+		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
+	if (cfg->hostname[0] == '\0') {
+		char name[256] = "";
+		if (gethostname(name, sizeof(name) - 1) != 0 || !valid_hostname(name))
+			report(ctx, 0, "hostname: not set and the system host name is not usable");
+		free(cfg->hostname);
+		cfg->hostname = xstrdup(name);
+	}
+}
+
+int config_load(const char *path, struct config *cfg, FILE *errors)
+{
+	buf_t text = BUF_INIT;
+	char *dir_copy = xstrdup(path);
+	/* Absolute base folder, so that paths stay right whatever the
+	 * daemon's working directory becomes. */
+	char *base = realpath(dirname(dir_copy), NULL);
+	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg };
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->path = xstrdup(path);
+	set_defaults(&ctx);
+	if (ctx.error_count != 0)
+		log_panic("config: built-in defaults do not parse");
+	if (read_file(path, CONFIG_MAX_BYTES, &text) < 0) {
+		report(&ctx, 0, "cannot read: %s", strerror(errno));
+	} else {
+		parse_text(&ctx, &text);
+		if (ctx.error_count == 0)
+			check_consistency(&ctx);
+	}
+	buf_free(&text);
+	free(dir_copy);
+	free(base);
+	if (ctx.error_count != 0) {
+		config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		void *field = (char *)cfg + keys[i].offset;
+		switch (keys[i].type) {
+		case K_STRING:
+		case K_HOSTNAME:
+		case K_PATH:
+			xfree(field);
+			break;
+		case K_DOMAINS:
+			strlist_free(field);
+			break;
+		case K_CIDRS:
+			cidr_list_free(field);
+			break;
+		case K_LISTEN:
+			free_listen(cfg);
+			break;
+		default:
+			break;
+		}
+	}
+	xfree(&cfg->path);
+}
+
+void config_print_nondefault(const struct config *cfg, FILE *out)
+{
+	/* Re-read each changed key's text from a default config for comparison. */
+	struct config def;
+	struct parse_ctx ctx = { "(defaults)", ".", stderr, 0, &def };
+	memset(&def, 0, sizeof(def));
+	set_defaults(&ctx);
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		const struct key_def *k = &keys[i];
+		const void *a = (const char *)cfg + k->offset;
+		const void *b = (const char *)&def + k->offset;
+		buf_t v = BUF_INIT;
+		bool differs = false;
+		switch (k->type) {
+		case K_STRING: case K_HOSTNAME: case K_PATH:
+			differs = strcmp(*(char *const *)a, *(char *const *)b) != 0;
+			buf_puts(&v, *(char *const *)a);
+			break;
+		case K_SIZE: case K_DURATION: case K_UINT:
+			differs = *(const uint64_t *)a != *(const uint64_t *)b;
+			buf_printf(&v, "%llu", (unsigned long long)*(const uint64_t *)a);
+			break;
+		case K_DOMAINS: {
+			const strlist_t *l = a, *d = b;
+			differs = l->count != d->count;
+			for (size_t j = 0; j < l->count; j++) {
+				buf_printf(&v, "%s%s", j ? ", " : "", l->items[j]);
+				differs |= j < d->count && strcmp(l->items[j], d->items[j]) != 0;
+			}
+			break;
+		}
+		case K_CIDRS: {
+			const cidr_list_t *l = a, *d = b;
+			differs = l->count != d->count ||
+				  (l->count && memcmp(l->items, d->items, l->count * sizeof(*l->items)) != 0);
+			char txt[INET6_ADDRSTRLEN];
+			for (size_t j = 0; j < l->count; j++) {
+				inet_ntop(l->items[j].family, l->items[j].addr, txt, sizeof(txt));
+				buf_printf(&v, "%s%s/%u", j ? ", " : "", txt, l->items[j].prefix);
+			}
+			break;
+		}
+		case K_LISTEN:
+			differs = cfg->listen_count != def.listen_count;
+			for (size_t j = 0; j < cfg->listen_count; j++) {
+				buf_printf(&v, "%s%s", j ? ", " : "", cfg->listen[j].text);
+				differs |= j < def.listen_count &&
+					   strcmp(cfg->listen[j].text, def.listen[j].text) != 0;
+			}
+			break;
+		case K_BARE_NEWLINE:
+			differs = cfg->bare_newline != def.bare_newline;
+			buf_puts(&v, cfg->bare_newline == BARE_NEWLINE_REJECT ? "reject" : "normalize");
+			break;
+		case K_LOG_LEVEL: {
+			static const char *const names[] = { "debug", "info", "warn", "error" };
+			differs = cfg->log_level != def.log_level;
+			buf_puts(&v, names[cfg->log_level]);
+			break;
+		}
+		}
+		if (differs)
+			fprintf(out, "%s = %s\n", k->name, buf_cstr(&v));
+		buf_free(&v);
+	}
+	config_free(&def);
+}

@@ -1,0 +1,74 @@
+/*
+ * config.h - postern.conf: one "key = value" per line, '#' comments.
+ *
+ * The keys are a typed table (name, type, default, bounds) in config.c,
+ * parsed once. Relative paths are made relative to the config file's
+ * folder. Unknown keys and bad values are errors reported as
+ * "FILE:LINE: message". Each role gets the whole struct but uses its part.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cidr.h"
+#include "log.h"
+#include "strutil.h"
+
+enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
+
+struct listen_addr {
+	char *host; /* numeric address, "127.0.0.1" or "::1" */
+	char *port; /* numeric port */
+	char *text; /* as written, for logs */
+};
+
+struct config {
+	char *path;      /* the file this was read from */
+	char *hostname;  /* our name in banners and Received: */
+	struct listen_addr *listen;
+	size_t listen_count;
+	char *user;      /* unprivileged user for workers when root; "" = none */
+	uint64_t workers; /* smtp worker processes; 0 = one per core */
+	char *spool_dir;
+	char *mail_root;
+	strlist_t local_domains;
+	char *users_file;   /* "" = no users (only aliases) */
+	char *aliases_file; /* "" = no aliases */
+	cidr_list_t mynetworks;
+	strlist_t relay_domains;
+	char *tls_cert;     /* "" = no STARTTLS */
+	char *tls_key;
+
+	uint64_t message_size_limit;
+	uint64_t recipient_limit;
+	uint64_t command_line_limit;
+	uint64_t text_line_limit;
+	uint64_t header_size_limit;
+	uint64_t error_limit;
+	uint64_t worker_connections;
+	enum bare_newline_mode bare_newline;
+
+	uint64_t command_timeout;  /* seconds; RFC 5321 4.5.3.2.7 */
+	uint64_t data_timeout;
+	uint64_t shutdown_timeout;
+
+	uint64_t queue_retry_min;
+	uint64_t queue_retry_max;
+	uint64_t queue_lifetime;
+	uint64_t queue_scan_interval;
+
+	enum log_level log_level;
+};
+
+/* Read and validate path. On success returns 0 and fills *cfg. On failure
+ * returns -1 after printing every problem to `errors` as
+ * "FILE:LINE: message" (or "FILE: message"). */
+int config_load(const char *path, struct config *cfg, FILE *errors);
+void config_free(struct config *cfg);
+/* Print "key = value" for each key whose value differs from the default. */
+void config_print_nondefault(const struct config *cfg, FILE *out);
+
+#endif

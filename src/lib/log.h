@@ -1,0 +1,34 @@
+/*
+ * log.h - one line per event, to stderr (for systemd and supervisors).
+ *
+ * Format: "2026-11-22T22:03:01.123Z postern/ROLE[PID]: LEVEL: text".
+ * Lines about a message start with its queue id and carry key=value fields,
+ * e.g. "0123ABC: to=<a@b> relay=maildir delay=0.02 status=sent (delivered)".
+ *
+ * Three levels of trouble: log_panic = our bug (abort), log_fatal = broken
+ * environment (exit 1), recoverable errors are returned to the caller as -1
+ * with an error string and logged with log_warn/log_error where handled.
+ */
+#ifndef POSTERN_LOG_H
+#define POSTERN_LOG_H
+
+#include <stdbool.h>
+
+#include "compat.h"
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Set the role name shown in every line ("master", "smtp", "qmgr", ...). */
+void log_set_role(const char *role);
+void log_set_level(enum log_level level);
+/* Parse "debug", "info", "warn", "error"; false if unknown. */
+bool log_level_parse(const char *name, enum log_level *level_r);
+
+void log_debug(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void log_info(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void log_warn(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void log_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+NORETURN void log_fatal(const char *fmt, ...) PRINTF_LIKE(1, 2);
+NORETURN void log_panic(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+#endif

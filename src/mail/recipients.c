@@ -1,0 +1,278 @@
+/*
+ * recipients.c - virtual users (Dovecot passwd-file) and aliases (see
+ * recipients.h). Files are administrator input read by the supervisor as
+ * root before the roles fork; each line is bounded and each problem is
+ * reported as "FILE:LINE: message".
+ */
+#include "recipients.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/buf.h"
+#include "../lib/hashmap.h"
+#include "../lib/safeio.h"
+#include "../lib/xalloc.h"
+
+#define TABLE_FILE_MAX (256ULL * 1024 * 1024)
+#define TABLE_LINE_MAX 65536
+
+struct recipient_tables {
+	hashmap_t users;   /* address -> password field (char *) */
+	hashmap_t aliases; /* address -> strlist_t * */
+};
+
+struct table_file {
+	const char *path;
+	FILE *errors;
+	int error_count;
+};
+
+static void table_error(struct table_file *tf, unsigned line, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+
+static void table_error(struct table_file *tf, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(tf->errors, "%s:%u: ", tf->path, line);
+	va_start(ap, fmt);
+	vfprintf(tf->errors, fmt, ap);
+	va_end(ap);
+	fputc('\n', tf->errors);
+	tf->error_count++;
+}
+
+/* A table key: local@domain, no white space, one '@' not at either end. */
+static bool valid_table_address(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	if (at == NULL || at == s || at[1] == '\0' || strlen(s) > 320)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == ',' || *p == ':' || *p == '<' || *p == '>')
+			return false;
+	return true;
+}
+
+/* Iterate over logical lines: '#' comments and blank lines skipped; for
+ * aliases, lines starting with white space continue the previous one. */
+typedef void line_fn(struct recipient_tables *t, struct table_file *tf,
+		     char *line, unsigned lineno);
+
+static void for_each_line(struct recipient_tables *t, struct table_file *tf,
+			  buf_t *text, bool continuations, line_fn *fn)
+{
+	buf_t logical = BUF_INIT;
+	unsigned lineno = 0, start_line = 0;
+	char *p = text->data != NULL ? text->data : "", *end = p + text->len;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *eol = nl ? nl : end;
+		lineno++;
+		bool has_nul = memchr(p, '\0', (size_t)(eol - p)) != NULL;
+		*eol = '\0';
+		if (eol > p && eol[-1] == '\r')
+			eol[-1] = '\0';
+		size_t len = strlen(p);
+		if (has_nul)
+			table_error(tf, lineno, "line contains a NUL byte");
+		else if (len > TABLE_LINE_MAX)
+			table_error(tf, lineno, "line longer than %d bytes", TABLE_LINE_MAX);
+		else if (p[0] == '#' || slice_trim(slice_from_cstr(p)).len == 0)
+			; /* comment or blank */
+		else if (continuations && (p[0] == ' ' || p[0] == '\t') && logical.len > 0)
+			buf_printf(&logical, " %s", p);
+		else {
+			if (logical.len > 0)
+				fn(t, tf, logical.data, start_line);
+			buf_reset(&logical);
+			buf_puts(&logical, p);
+			start_line = lineno;
+		}
+		p = eol + 1;
+	}
+	if (logical.len > 0)
+		fn(t, tf, logical.data, start_line);
+	buf_free(&logical);
+}
+
+static void user_line(struct recipient_tables *t, struct table_file *tf,
+		      char *line, unsigned lineno)
+{
+	char *colon = strchr(line, ':');
+	if (colon == NULL) {
+		table_error(tf, lineno, "expected user@domain:{SCHEME}password:...");
+		return;
+	}
+	*colon = '\0';
+	char *user = line, *password = colon + 1;
+	char *next = strchr(password, ':');
+	if (next != NULL)
+		*next = '\0';
+	str_lower(user);
+	if (!valid_table_address(user)) {
+		table_error(tf, lineno, "user \"%s\" is not an address local@domain", user);
+		return;
+	}
+	if (hashmap_contains(&t->users, user)) {
+		table_error(tf, lineno, "user \"%s\" is listed twice", user);
+		return;
+	}
+	hashmap_put(&t->users, user, xstrdup(password));
+}
+
+static void alias_line(struct recipient_tables *t, struct table_file *tf,
+		       char *line, unsigned lineno)
+{
+	char *colon = strchr(line, ':');
+	if (colon == NULL) {
+		table_error(tf, lineno, "expected \"alias@domain: target, ...\"");
+		return;
+	}
+	*colon = '\0';
+	slice_t k = slice_trim(slice_from_cstr(line));
+	char *key = xstrndup(k.ptr, k.len);
+	str_lower(key);
+	strlist_t *targets = xcalloc(1, sizeof(*targets));
+	strlist_split(targets, colon + 1);
+	const char *bad = NULL;
+	for (size_t i = 0; i < targets->count && bad == NULL; i++) {
+		str_lower(targets->items[i]);
+		if (!valid_table_address(targets->items[i]))
+			bad = targets->items[i];
+	}
+	if (!valid_table_address(key))
+		table_error(tf, lineno, "alias \"%s\" is not an address local@domain", key);
+	else if (targets->count == 0)
+		table_error(tf, lineno, "alias \"%s\" has no targets", key);
+	else if (targets->count > ALIAS_MAX_TARGETS)
+		table_error(tf, lineno, "alias \"%s\" has more than %d targets", key, ALIAS_MAX_TARGETS);
+	else if (bad != NULL)
+		table_error(tf, lineno, "target \"%s\" is not an address local@domain", bad);
+	else if (hashmap_contains(&t->aliases, key))
+		table_error(tf, lineno, "alias \"%s\" is listed twice", key);
+	else {
+		hashmap_put(&t->aliases, key, targets);
+		targets = NULL;
+	}
+	if (targets != NULL) {
+		strlist_free(targets);
+		free(targets);
+	}
+	free(key);
+}
+
+static int load_table(struct recipient_tables *t, const char *path, FILE *errors,
+		      bool continuations, line_fn *fn)
+{
+	struct table_file tf = { path, errors, 0 };
+	buf_t text = BUF_INIT;
+	if (path[0] == '\0')
+		return 0;
+	if (read_file(path, TABLE_FILE_MAX, &text) < 0) {
+		fprintf(errors, "%s: cannot read: %s\n", path, strerror(errno));
+		buf_free(&text);
+		return -1;
+	}
+	for_each_line(t, &tf, &text, continuations, fn);
+	buf_free(&text);
+	return tf.error_count == 0 ? 0 : -1;
+}
+
+struct recipient_tables *recipients_load(const char *users_file,
+					 const char *aliases_file, FILE *errors)
+{
+	struct recipient_tables *t = xcalloc(1, sizeof(*t));
+	int rc = load_table(t, users_file, errors, false, user_line);
+	if (load_table(t, aliases_file, errors, true, alias_line) < 0)
+		rc = -1;
+	if (rc < 0)
+		recipients_free(&t);
+	return t;
+}
+
+static void free_strlist(void *p)
+{
+	strlist_free(p);
+	free(p);
+}
+
+void recipients_free(struct recipient_tables **t)
+{
+	if (*t == NULL)
+		return;
+	hashmap_free(&(*t)->users, free);
+	hashmap_free(&(*t)->aliases, free_strlist);
+	xfree(t);
+}
+
+bool recipients_is_user(const struct recipient_tables *t, const char *address)
+{
+	return hashmap_contains(&t->users, address);
+}
+
+const strlist_t *recipients_alias(const struct recipient_tables *t, const char *address)
+{
+	return hashmap_get(&t->aliases, address, NULL);
+}
+
+size_t recipients_user_count(const struct recipient_tables *t)
+{
+	return t->users.count;
+}
+
+size_t recipients_alias_count(const struct recipient_tables *t)
+{
+	return t->aliases.count;
+}
+
+struct expansion {
+	const struct recipient_tables *t;
+	hashmap_t on_path; /* aliases being expanded above us */
+	hashmap_t emitted; /* final targets already in out */
+	strlist_t *out;
+};
+
+static enum expand_status add_final(struct expansion *x, const char *address)
+{
+	if (hashmap_contains(&x->emitted, address))
+		return EXPAND_OK;
+	if (x->emitted.count >= ALIAS_MAX_TARGETS)
+		return EXPAND_TOO_MANY;
+	hashmap_put(&x->emitted, address, NULL);
+	strlist_add(x->out, address);
+	return EXPAND_OK;
+}
+
+static enum expand_status expand(struct expansion *x, const char *address, unsigned depth)
+{
+	const strlist_t *targets = recipients_alias(x->t, address);
+	if (targets == NULL)
+		return add_final(x, address);
+	if (depth >= ALIAS_MAX_DEPTH || hashmap_contains(&x->on_path, address))
+		return EXPAND_LOOP;
+	hashmap_put(&x->on_path, address, NULL);
+	enum expand_status st = EXPAND_OK;
+	for (size_t i = 0; i < targets->count && st == EXPAND_OK; i++) {
+		if (strcmp(targets->items[i], address) == 0)
+			st = add_final(x, address); /* "a: a, b" delivers to a itself */
+		else
+			st = expand(x, targets->items[i], depth + 1);
+	}
+	hashmap_remove(&x->on_path, address);
+	return st;
+}
+
+enum expand_status recipients_expand(const struct recipient_tables *t,
+				     const char *address, strlist_t *out)
+{
+	struct expansion x = { t, HASHMAP_INIT, HASHMAP_INIT, out };
+	for (size_t i = 0; i < out->count; i++)
+		hashmap_put(&x.emitted, out->items[i], NULL);
+	enum expand_status st = expand(&x, address, 0);
+	hashmap_free(&x.on_path, NULL);
+	hashmap_free(&x.emitted, NULL);
+	return st;
+}

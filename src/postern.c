@@ -1,0 +1,120 @@
+/*
+ * postern.c - command dispatch: one binary, many roles.
+ *
+ *   postern serve        [-c FILE]   run the gateway in the foreground
+ *   postern check-config [-c FILE]   validate the configuration and tables
+ *   postern queue list|show ID [-c FILE]
+ *   postern version | help
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/config.h"
+#include "lib/log.h"
+#include "mail/recipients.h"
+#include "queue/queue_cli.h"
+#include "server/server.h"
+#include "smtp/tls.h"
+
+#define DEFAULT_CONFIG "etc/postern.conf"
+#define POSTERN_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: postern COMMAND [-c FILE] [ARGS]\n"
+		"commands:\n"
+		"  serve           run the gateway in the foreground (logs to stderr)\n"
+		"  check-config    validate the configuration, users and aliases files\n"
+		"  queue list      list queued and deferred messages\n"
+		"  queue show ID   print one queued message's envelope and headers\n"
+		"  version         print the version\n"
+		"options:\n"
+		"  -c FILE         configuration file (default %s)\n",
+		DEFAULT_CONFIG);
+}
+
+/* Take "-c FILE" out of argv; returns the remaining argument count. */
+static int take_config_option(int argc, char **argv, const char **config_r)
+{
+	int out = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			*config_r = argv[++i];
+		} else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2] != '\0') {
+			*config_r = argv[i] + 2;
+		} else {
+			argv[out++] = argv[i];
+		}
+	}
+	return out;
+}
+
+static int check_config(const char *path)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return 1;
+	int rc = 0;
+	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file, stderr);
+	if (t == NULL)
+		rc = 1;
+	if (cfg.tls_cert[0] != '\0') {
+		char *err = NULL;
+		SSL_CTX *ctx = tls_server_context(cfg.tls_cert, cfg.tls_key, &err);
+		if (ctx == NULL) {
+			fprintf(stderr, "%s: %s\n", path, err);
+			free(err);
+			rc = 1;
+		} else {
+			SSL_CTX_free(ctx);
+		}
+	}
+	if (rc == 0) {
+		config_print_nondefault(&cfg, stdout);
+		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
+		       recipients_alias_count(t));
+	}
+	recipients_free(&t);
+	config_free(&cfg);
+	return rc;
+}
+
+static int queue_command(const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return 1;
+	int rc = queue_cli_main(argc, argv, &cfg);
+	config_free(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = DEFAULT_CONFIG;
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *command = argv[1];
+	int rest = take_config_option(argc - 2, argv + 2, &config);
+	if (strcmp(command, "serve") == 0 && rest == 0)
+		return master_main(config);
+	if (strcmp(command, "check-config") == 0 && rest == 0)
+		return check_config(config);
+	if (strcmp(command, "queue") == 0)
+		return queue_command(config, rest, argv + 2);
+	if (strcmp(command, "version") == 0) {
+		printf("postern %s\n", POSTERN_VERSION);
+		return 0;
+	}
+	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "postern: unknown command or arguments: %s\n", command);
+	usage(stderr);
+	return 2;
+}

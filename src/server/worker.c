@@ -1,0 +1,123 @@
+/*
+ * worker.c - the smtp worker role: one libevent loop serving many SMTP
+ * sessions on the listening sockets inherited from the supervisor. Runs
+ * unprivileged. SIGTERM starts a graceful drain: stop accepting, let open
+ * transactions finish, close idle sessions with 421, exit when the last
+ * session is gone or shutdown_timeout has passed.
+ */
+#include "server.h"
+
+#include <event2/listener.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/xalloc.h"
+#include "../smtp/session.h"
+
+struct worker {
+	struct smtp_server srv;
+	struct evconnlistener **listeners;
+	size_t listener_count;
+	struct event *sig_term, *sig_int, *shutdown_timer;
+};
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	(void)l;
+	struct worker *w = arg;
+	evutil_make_socket_nonblocking(fd);
+	smtp_session_start(&w->srv, fd, sa, (socklen_t)salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	log_warn("accept failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void on_drained(struct smtp_server *srv)
+{
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct worker *w = arg;
+	log_warn("shutdown timeout: closing %zu sessions", w->srv.session_count);
+	smtp_server_close_all(&w->srv); /* on_drained ends the loop */
+}
+
+static void term_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct worker *w = arg;
+	if (w->srv.draining)
+		return;
+	log_info("signal %d: draining %zu sessions", (int)sig, w->srv.session_count);
+	/* Close the listening sockets so a new generation can take them. */
+	for (size_t i = 0; i < w->listener_count; i++)
+		evconnlistener_free(w->listeners[i]);
+	w->listener_count = 0;
+	struct timeval tv = { (time_t)w->srv.cfg->shutdown_timeout, 0 };
+	w->shutdown_timer = evtimer_new(w->srv.base, shutdown_timeout_cb, w);
+	evtimer_add(w->shutdown_timer, &tv);
+	smtp_server_drain(&w->srv);
+}
+
+static int open_listeners(struct worker *w, const int *fds, size_t count)
+{
+	w->listeners = xcalloc(count, sizeof(*w->listeners));
+	for (size_t i = 0; i < count; i++) {
+		w->listeners[i] = evconnlistener_new(w->srv.base, accept_cb, w,
+						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+						     -1, fds[i]);
+		if (w->listeners[i] == NULL) {
+			log_error("cannot listen on inherited socket %d", fds[i]);
+			return -1;
+		}
+		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+		w->listener_count++;
+	}
+	return 0;
+}
+
+int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
+		     SSL_CTX *tls_ctx, const int *listen_fds, size_t listen_count,
+		     int notify_fd)
+{
+	struct worker w = { 0 };
+	signal(SIGPIPE, SIG_IGN);
+	w.srv.base = event_base_new();
+	if (w.srv.base == NULL)
+		log_fatal("cannot create event base");
+	w.srv.cfg = cfg;
+	w.srv.policy.cfg = cfg;
+	w.srv.policy.rcpt_tables = rcpt;
+	w.srv.tls_ctx = tls_ctx;
+	w.srv.notify_fd = notify_fd;
+	w.srv.on_drained = on_drained;
+	if (open_listeners(&w, listen_fds, listen_count) < 0)
+		return 1;
+	w.sig_term = evsignal_new(w.srv.base, SIGTERM, term_cb, &w);
+	w.sig_int = evsignal_new(w.srv.base, SIGINT, term_cb, &w);
+	evsignal_add(w.sig_term, NULL);
+	evsignal_add(w.sig_int, NULL);
+	log_info("smtp worker ready");
+	event_base_dispatch(w.srv.base);
+	for (size_t i = 0; i < w.listener_count; i++)
+		evconnlistener_free(w.listeners[i]);
+	free(w.listeners);
+	if (w.shutdown_timer != NULL)
+		event_free(w.shutdown_timer);
+	event_free(w.sig_term);
+	event_free(w.sig_int);
+	event_base_free(w.srv.base);
+	log_info("smtp worker exiting");
+	return 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * command.h - SMTP command line parser (RFC 5321 section 4.1, RFC 1869
+ * parameters, RFC 3030 BDAT, RFC 6531 SMTPUTF8).
+ *
+ * Input: one command line from an untrusted client, without its CRLF,
+ * already bounded by command_line_limit. The parser copies nothing
+ * unbounded: arguments are slices into the line, addresses are parsed into
+ * fixed-size structs, at most SMTP_MAX_PARAMS parameters are kept.
+ */
+#ifndef POSTERN_SMTP_COMMAND_H
+#define POSTERN_SMTP_COMMAND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../lib/buf.h"
+#include "../mail/address.h"
+
+enum smtp_verb {
+	SMTP_UNKNOWN,
+	SMTP_HELO,
+	SMTP_EHLO,
+	SMTP_MAIL,
+	SMTP_RCPT,
+	SMTP_DATA,
+	SMTP_BDAT,
+	SMTP_RSET,
+	SMTP_NOOP,
+	SMTP_QUIT,
+	SMTP_HELP,
+	SMTP_VRFY,
+	SMTP_EXPN,
+	SMTP_STARTTLS,
+	SMTP_VERB_COUNT
+};
+
+#define SMTP_MAX_PARAMS 16
+
+struct smtp_param {
+	slice_t keyword; /* "SIZE" */
+	slice_t value;   /* "1234", or len 0 without '=' */
+	bool has_value;
+};
+
+struct smtp_command {
+	enum smtp_verb verb;
+	slice_t arg;   /* everything after the verb and one space, trimmed */
+	/* MAIL / RCPT */
+	struct mail_address path;
+	struct smtp_param params[SMTP_MAX_PARAMS];
+	size_t param_count;
+	/* BDAT */
+	uint64_t chunk_size;
+	bool chunk_last;
+};
+
+/* The parse result: 0 = ok, otherwise a reply to send as is. */
+struct smtp_parse_error {
+	int code;
+	const char *status;
+	const char *text;
+};
+
+/*
+ * Parse one command line. Returns true and fills *cmd, or false and fills
+ * *err_r with the reply (500 unknown command, 501 syntax, 555 parameters).
+ * smtputf8_allowed: UTF-8 is allowed in the addresses (for MAIL: when the
+ * SMTPUTF8 parameter is present, which the parser looks at itself).
+ */
+bool smtp_command_parse(const char *line, size_t len, bool smtputf8_allowed,
+			struct smtp_command *cmd, struct smtp_parse_error *err_r);
+
+const char *smtp_verb_name(enum smtp_verb verb);
+
+/* Find a parameter by keyword (case-insensitive); NULL if absent. */
+const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,
+					    const char *keyword);
+
+#endif

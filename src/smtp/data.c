@@ -1,0 +1,153 @@
+/*
+ * data.c - streaming DATA/BDAT decoder (see data.h). One pass, one byte
+ * at a time through a small state machine; no input is buffered here.
+ */
+#include "data.h"
+
+#include <string.h>
+
+enum {
+	ST_BOL,     /* at the start of a line (after CRLF) */
+	ST_BOL_LF,  /* at the start of a line after a bare LF: a dot is plain text */
+	ST_BOL_DOT, /* "." at the start of a line */
+	ST_DOT_CR,  /* ".\r" at the start of a line */
+	ST_MID,     /* inside a line */
+	ST_CR,      /* "\r" inside a line, waiting for "\n" */
+};
+
+void data_decoder_init(struct data_decoder *d, const struct data_limits *limits,
+		       bool dot_mode)
+{
+	memset(d, 0, sizeof(*d));
+	d->limits = *limits;
+	d->dot_mode = dot_mode;
+	d->state = ST_BOL;
+	d->in_header = true;
+}
+
+static bool producing(const struct data_decoder *d)
+{
+	return d->problems == DATA_OK;
+}
+
+static void count(struct data_decoder *d, uint64_t n)
+{
+	d->size += n;
+	if (d->size > d->limits.max_size)
+		d->problems |= DATA_TOO_BIG;
+}
+
+static void emit_char(struct data_decoder *d, char c, buf_t *out)
+{
+	count(d, 1);
+	if (++d->line_len > d->limits.max_line)
+		d->problems |= DATA_LINE_TOO_LONG;
+	if (d->in_header && ++d->header_size > d->limits.max_header)
+		d->problems |= DATA_HEADER_TOO_BIG;
+	if (producing(d))
+		buf_putc(out, c);
+}
+
+static void end_line(struct data_decoder *d, buf_t *out)
+{
+	count(d, 2);
+	if (d->in_header) {
+		if (d->line_len == 0)
+			d->in_header = false;
+		else if ((d->header_size += 2) > d->limits.max_header)
+			d->problems |= DATA_HEADER_TOO_BIG;
+	}
+	d->line_len = 0;
+	if (producing(d))
+		buf_putc(out, '\n');
+	d->state = ST_BOL;
+}
+
+/* A bare CR or LF was seen; in normalize mode a bare LF ends the line. */
+static void bare(struct data_decoder *d, bool is_lf, buf_t *out)
+{
+	/* Only CRLF starts a line where "." can end the data: after a bare
+	 * LF a dot is plain text, so "\n.\r\n" can never smuggle an end. */
+	if (!d->limits.normalize_bare_newlines) {
+		d->problems |= DATA_BARE_NEWLINE;
+		d->state = is_lf ? ST_BOL_LF : ST_MID;
+		return;
+	}
+	if (is_lf) {
+		end_line(d, out);
+		d->state = ST_BOL_LF;
+	} else {
+		d->state = ST_MID; /* bare CR dropped */
+	}
+}
+
+static void mid_char(struct data_decoder *d, char c, buf_t *out)
+{
+	if (c == '\r')
+		d->state = ST_CR;
+	else if (c == '\n')
+		bare(d, true, out);
+	else {
+		emit_char(d, c, out);
+		d->state = ST_MID;
+	}
+}
+
+size_t data_decode(struct data_decoder *d, const char *in, size_t len, buf_t *out)
+{
+	size_t i;
+	for (i = 0; i < len && !d->done; i++) {
+		char c = in[i];
+		switch (d->state) {
+		case ST_BOL:
+			if (d->dot_mode && c == '.')
+				d->state = ST_BOL_DOT;
+			else
+				mid_char(d, c, out);
+			break;
+		case ST_BOL_DOT:
+			count(d, 1); /* the stuffed dot still counts on the wire */
+			if (c == '\r')
+				d->state = ST_DOT_CR;
+			else
+				mid_char(d, c, out); /* transparency: drop the leading dot */
+			break;
+		case ST_DOT_CR:
+			if (c == '\n') {
+				d->done = true;
+				d->size -= 1; /* the end marker is not content */
+			} else {
+				bare(d, false, out); /* ".\r" + something */
+				if (d->state == ST_MID)
+					mid_char(d, c, out);
+			}
+			break;
+		case ST_BOL_LF:
+		case ST_MID:
+			mid_char(d, c, out);
+			break;
+		case ST_CR:
+			if (c == '\n') {
+				end_line(d, out);
+			} else {
+				bare(d, false, out);
+				mid_char(d, c, out);
+			}
+			break;
+		}
+	}
+	return i;
+}
+
+void data_decoder_finish(struct data_decoder *d, buf_t *out)
+{
+	if (d->state == ST_CR || d->state == ST_DOT_CR)
+		bare(d, false, out);
+	if (d->state == ST_BOL_DOT) {
+		count(d, 1);
+		emit_char(d, '.', out);
+	}
+	if (d->state != ST_BOL && d->line_len > 0 && producing(d))
+		end_line(d, out);
+	d->done = true;
+}

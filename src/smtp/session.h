@@ -1,0 +1,49 @@
+/*
+ * session.h - the SMTP server side of one smtp worker process: a server
+ * context shared by all sessions of the worker and the per-connection
+ * session state machine (RFC 5321, 1869, 1870, 2920, 3030, 3207, 3463,
+ * 6152, 6531).
+ *
+ * Runs unprivileged, inside a libevent loop, many sessions per process.
+ * Every byte a session reads comes from an untrusted client.
+ */
+#ifndef POSTERN_SMTP_SESSION_H
+#define POSTERN_SMTP_SESSION_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "../lib/config.h"
+#include "../policy/policy.h"
+
+struct smtp_session;
+
+struct smtp_server {
+	struct event_base *base;
+	const struct config *cfg;
+	struct policy_env policy;
+	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
+	int notify_fd;          /* queue manager wake-up pipe, or -1 */
+	bool draining;          /* SIGTERM: finish transactions, then close */
+	size_t session_count;
+	struct smtp_session *sessions; /* doubly linked list of live sessions */
+	/* Called when draining and the last session is gone. */
+	void (*on_drained)(struct smtp_server *srv);
+};
+
+/* Take over an accepted connection: greet (or refuse with 421 when the
+ * worker is full) and run the dialogue. fd is closed on every path. */
+void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+			socklen_t salen);
+
+/* Begin a graceful drain: idle sessions get 421 4.3.2 and are closed;
+ * sessions inside a transaction finish it first. */
+void smtp_server_drain(struct smtp_server *srv);
+
+/* Close every session at once (end of the shutdown timeout). */
+void smtp_server_close_all(struct smtp_server *srv);
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * test_config.c - postern.conf parser: defaults, relative paths, units,
+ * and "FILE:LINE: message" errors for every kind of mistake.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lib/config.h"
+
+static char dir[] = "/tmp/postern-test-config-XXXXXX";
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+/* Write text to dir/postern.conf, load it; returns rc, errors in errbuf. */
+static int load(const char *text, struct config *cfg, char *errbuf, size_t errlen)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/postern.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	FILE *errors = fmemopen(errbuf, errlen, "w");
+	int rc = config_load(path, cfg, errors);
+	fclose(errors);
+	return rc;
+}
+
+static void test_defaults_and_relative_paths(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\nspool_dir = var/spool\n"
+			      "local_domains = Example.TEST, other.test\n", &cfg, err, sizeof(err)), 0);
+	char expect[300];
+	snprintf(expect, sizeof(expect), "%s/var/spool", dir);
+	assert_string_equal(cfg.spool_dir, expect);
+	assert_int_equal(cfg.local_domains.count, 2);
+	assert_string_equal(cfg.local_domains.items[0], "example.test");
+	assert_int_equal(cfg.message_size_limit, 10240000);
+	assert_int_equal(cfg.command_timeout, 300);
+	assert_int_equal(cfg.listen_count, 1);
+	config_free(&cfg);
+}
+
+static void test_units_and_lists(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\nmessage_size_limit = 20M\n"
+			      "queue_lifetime = 2d\ncommand_timeout = 90s\n"
+			      "listen = 127.0.0.1:2525, [::1]:2526\n"
+			      "mynetworks = 10.0.0.0/8\n   192.168.0.0/16 # continued\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.message_size_limit, 20 * 1024 * 1024);
+	assert_int_equal(cfg.queue_lifetime, 2 * 86400);
+	assert_int_equal(cfg.command_timeout, 90);
+	assert_int_equal(cfg.listen_count, 2);
+	assert_string_equal(cfg.listen[1].host, "::1");
+	assert_string_equal(cfg.listen[1].port, "2526");
+	assert_int_equal(cfg.mynetworks.count, 2);
+	config_free(&cfg);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), -1);
+	if (strstr(err, needle) == NULL)
+		fail_msg("expected \"%s\" in errors, got: %s", needle, err);
+}
+
+static void test_errors_name_file_and_line(void **state)
+{
+	(void)state;
+	expect_error("hostname = mx.example.test\nbogus_key = 1\n", "postern.conf:2: unknown key \"bogus_key\"");
+	expect_error("\n\nmessage_size_limit = lots\n", "postern.conf:3: message_size_limit: expected a size");
+	expect_error("listen = 127.0.0.1\n", "postern.conf:1: listen: expected address:port");
+	expect_error("listen = ::1:25\n", "IPv6 addresses must be written as [address]:port");
+	expect_error("listen = localhost:25\n", "numeric");
+	expect_error("listen = 127.0.0.1:70000\n", "port must be");
+	expect_error("mynetworks = 10.1.2.3/8\n", "postern.conf:1: mynetworks: bad network");
+	expect_error("workers = 1\nworkers = 2\n", "postern.conf:2: workers: set twice (first on line 1)");
+	expect_error("no equals sign\n", "postern.conf:1: expected \"key = value\"");
+	expect_error("  indented = 1\n", "continuation line without a key");
+	expect_error("bare_newline = maybe\n", "expected \"reject\" or \"normalize\"");
+	expect_error("recipient_limit = 0\n", "value out of range");
+	expect_error("local_domains = exa mple..test\n", "not a valid domain name");
+	expect_error("tls_cert = cert.pem\n", "tls_cert and tls_key must be set together");
+	expect_error("hostname = -bad-\n", "not a valid host name");
+}
+
+static void test_missing_file(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[1024] = "";
+	FILE *errors = fmemopen(err, sizeof(err), "w");
+	assert_int_equal(config_load("/nonexistent/postern.conf", &cfg, errors), -1);
+	fclose(errors);
+	assert_non_null(strstr(err, "/nonexistent/postern.conf: cannot read"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_relative_paths),
+		cmocka_unit_test(test_units_and_lists),
+		cmocka_unit_test(test_errors_name_file_and_line),
+		cmocka_unit_test(test_missing_file),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

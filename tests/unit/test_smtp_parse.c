@@ -1,0 +1,234 @@
+/*
+ * test_smtp_parse.c - SMTP command parser and DATA/BDAT decoder:
+ * transparency, end-of-data detection, smuggling sequences and limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "smtp/command.h"
+#include "smtp/data.h"
+
+static bool cmd(const char *line, struct smtp_command *c, struct smtp_parse_error *e)
+{
+	return smtp_command_parse(line, strlen(line), false, c, e);
+}
+
+static void test_verbs(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	assert_true(cmd("ehlo client.test", &c, &e));
+	assert_int_equal(c.verb, SMTP_EHLO);
+	assert_true(cmd("QUIT", &c, &e));
+	assert_int_equal(c.verb, SMTP_QUIT);
+	assert_false(cmd("QUIT now", &c, &e));
+	assert_int_equal(e.code, 501);
+	assert_false(cmd("FOO bar", &c, &e));
+	assert_int_equal(e.code, 500);
+	assert_false(cmd("", &c, &e));
+	assert_int_equal(e.code, 500);
+	assert_false(cmd("EHLO", &c, &e));
+	assert_int_equal(e.code, 501);
+	assert_false(smtp_command_parse("NOOP\0x", 6, false, &c, &e));
+}
+
+static void test_mail_params(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	assert_true(cmd("MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME", &c, &e));
+	assert_int_equal(c.param_count, 2);
+	const struct smtp_param *p = smtp_command_param(&c, "size");
+	assert_non_null(p);
+	assert_int_equal(p->value.len, 3);
+	assert_true(cmd("MAIL FROM: <a@b.test>", &c, &e));
+	assert_true(cmd("mail from:<>", &c, &e));
+	assert_true(c.path.is_null);
+	assert_false(cmd("MAIL FROM:a@b.test", &c, &e));
+	assert_string_equal(e.status, "5.1.7");
+	assert_false(cmd("MAIL TO:<a@b.test>", &c, &e));
+	assert_false(cmd("MAIL FROM:<a@b.test>SIZE=1", &c, &e));
+	assert_false(cmd("MAIL FROM:<a@b.test> SIZE=", &c, &e));
+	assert_false(cmd("MAIL FROM:<a@b.test> =1", &c, &e));
+}
+
+static void test_utf8_needs_smtputf8(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	assert_false(cmd("MAIL FROM:<j\xc3\xb6rg@b.test>", &c, &e));
+	assert_true(cmd("MAIL FROM:<j\xc3\xb6rg@b.test> SMTPUTF8", &c, &e));
+	assert_false(cmd("RCPT TO:<j\xc3\xb6rg@b.test>", &c, &e));
+	const char *r = "RCPT TO:<j\xc3\xb6rg@b.test>";
+	assert_true(smtp_command_parse(r, strlen(r), true, &c, &e));
+}
+
+static void test_too_many_params(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	char line[1024] = "MAIL FROM:<a@b.test>";
+	for (int i = 0; i < SMTP_MAX_PARAMS + 1; i++)
+		strcat(line, " X=1");
+	assert_false(cmd(line, &c, &e));
+	assert_int_equal(e.code, 555);
+}
+
+static void test_bdat(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	assert_true(cmd("BDAT 1000 LAST", &c, &e));
+	assert_int_equal(c.chunk_size, 1000);
+	assert_true(c.chunk_last);
+	assert_true(cmd("BDAT 0", &c, &e));
+	assert_false(c.chunk_last);
+	assert_false(cmd("BDAT", &c, &e));
+	assert_false(cmd("BDAT x", &c, &e));
+	assert_false(cmd("BDAT 10 FIRST", &c, &e));
+	assert_false(cmd("BDAT 99999999999999999999999", &c, &e));
+}
+
+static const struct data_limits limits = { 1000000, 998, 100000, false };
+
+/* Decode text in DATA mode in pieces of `step` bytes. */
+static size_t decode(const char *text, size_t step, const struct data_limits *l,
+		     struct data_decoder *d, buf_t *out)
+{
+	size_t len = strlen(text), pos = 0;
+	data_decoder_init(d, l, true);
+	while (pos < len && !d->done) {
+		size_t n = len - pos < step ? len - pos : step;
+		pos += data_decode(d, text + pos, n, out);
+	}
+	return pos;
+}
+
+static void test_data_transparency(void **state)
+{
+	(void)state;
+	const char *in = "Subject: x\r\n\r\n..leading dot\r\n.\r\n";
+	for (size_t step = 1; step <= 8; step++) {
+		struct data_decoder d;
+		buf_t out = BUF_INIT;
+		size_t used = decode(in, step, &limits, &d, &out);
+		assert_true(d.done);
+		assert_int_equal(used, strlen(in));
+		assert_int_equal(d.problems, DATA_OK);
+		assert_string_equal(buf_cstr(&out), "Subject: x\n\n.leading dot\n");
+		buf_free(&out);
+	}
+}
+
+static void test_data_stops_at_end(void **state)
+{
+	(void)state;
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	const char *in = "a\r\n.\r\nQUIT\r\n";
+	size_t used = decode(in, 100, &limits, &d, &out);
+	assert_int_equal(used, 6);
+	assert_string_equal(buf_cstr(&out), "a\n");
+	buf_free(&out);
+}
+
+static void test_smuggling_sequences(void **state)
+{
+	(void)state;
+	const char *attacks[] = {
+		"a\n.\nMAIL FROM:<x@y>\r\n.\r\n",  "a\r\n.\nMAIL FROM:<x@y>\r\n.\r\n",
+		"a\n.\r\nMAIL FROM:<x@y>\r\n.\r\n", "a\r.\r\nMAIL FROM:<x@y>\r\n.\r\n",
+		"a\r\n.\rMAIL FROM:<x@y>\r\n.\r\n", "a\rb\r\n.\r\n", "a\nb\r\n.\r\n",
+	};
+	for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
+		struct data_decoder d;
+		buf_t out = BUF_INIT;
+		size_t used = decode(attacks[i], 3, &limits, &d, &out);
+		assert_true(d.done);
+		/* Only the real CRLF.CRLF at the very end terminates. */
+		assert_int_equal(used, strlen(attacks[i]));
+		if (!(d.problems & DATA_BARE_NEWLINE))
+			fail_msg("attack %zu not flagged", i);
+		buf_free(&out);
+	}
+}
+
+static void test_normalize_mode(void **state)
+{
+	(void)state;
+	struct data_limits l = limits;
+	l.normalize_bare_newlines = true;
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	decode("a\nb\rc\r\n.\r\n", 2, &l, &d, &out);
+	assert_true(d.done);
+	assert_int_equal(d.problems, DATA_OK);
+	assert_string_equal(buf_cstr(&out), "a\nbc\n");
+	buf_free(&out);
+}
+
+static void test_limits(void **state)
+{
+	(void)state;
+	struct data_limits l = { 20, 10, 15, false };
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	decode("0123456789abc\r\n.\r\n", 4, &l, &d, &out);
+	assert_true(d.problems & DATA_LINE_TOO_LONG);
+	buf_reset(&out);
+	decode("H: 1234567890123\r\n\r\nbody\r\n.\r\n", 4, &l, &d, &out);
+	assert_true(d.problems & DATA_HEADER_TOO_BIG);
+	buf_reset(&out);
+	decode("a\r\nb\r\nc\r\nd\r\ne\r\nf\r\ng\r\nh\r\n.\r\n", 4, &l, &d, &out);
+	assert_true(d.done);
+	assert_true(d.problems & DATA_TOO_BIG);
+	buf_free(&out);
+}
+
+static void test_bdat_chunks(void **state)
+{
+	(void)state;
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	data_decoder_init(&d, &limits, false);
+	const char *c1 = "Subject: x\r\n\r\n.dot stays\r";
+	const char *c2 = "\nlast line no newline";
+	data_decode(&d, c1, strlen(c1), &out);
+	data_decode(&d, c2, strlen(c2), &out);
+	data_decoder_finish(&d, &out);
+	assert_int_equal(d.problems, DATA_OK);
+	assert_string_equal(buf_cstr(&out), "Subject: x\n\n.dot stays\nlast line no newline\n");
+	buf_free(&out);
+	data_decoder_init(&d, &limits, false);
+	data_decode(&d, "a\r", 2, &out);
+	data_decoder_finish(&d, &out);
+	assert_true(d.problems & DATA_BARE_NEWLINE);
+	buf_free(&out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_verbs),
+		cmocka_unit_test(test_mail_params),
+		cmocka_unit_test(test_utf8_needs_smtputf8),
+		cmocka_unit_test(test_too_many_params),
+		cmocka_unit_test(test_bdat),
+		cmocka_unit_test(test_data_transparency),
+		cmocka_unit_test(test_data_stops_at_end),
+		cmocka_unit_test(test_smuggling_sequences),
+		cmocka_unit_test(test_normalize_mode),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_bdat_chunks),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,251 @@
+/*
+ * test_tables.c - mynetworks matching, users/aliases files, alias
+ * expansion (lists, duplicates, loops) and the relay decision.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lib/cidr.h"
+#include "lib/hashmap.h"
+#include "mail/recipients.h"
+#include "policy/policy.h"
+
+static struct sockaddr_in v4(const char *a)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	inet_pton(AF_INET, a, &sa.sin_addr);
+	return sa;
+}
+
+static void test_cidr(void **state)
+{
+	(void)state;
+	cidr_list_t l = { 0 };
+	char *err = NULL;
+	assert_true(cidr_list_parse(&l, "127.0.0.0/8, 10.1.0.0/16 ::1/128 2001:db8::/32", &err));
+	struct sockaddr_in a = v4("127.1.2.3"), b = v4("10.2.0.1"), c = v4("10.1.255.1");
+	assert_true(cidr_list_match(&l, (struct sockaddr *)&a));
+	assert_false(cidr_list_match(&l, (struct sockaddr *)&b));
+	assert_true(cidr_list_match(&l, (struct sockaddr *)&c));
+	struct sockaddr_in6 m = { .sin6_family = AF_INET6 };
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &m.sin6_addr);
+	assert_true(cidr_list_match(&l, (struct sockaddr *)&m));
+	inet_pton(AF_INET6, "2001:db9::1", &m.sin6_addr);
+	assert_false(cidr_list_match(&l, (struct sockaddr *)&m));
+	cidr_list_free(&l);
+	assert_false(cidr_list_parse(&l, "300.0.0.0/8", &err));
+	free(err);
+	cidr_list_free(&l);
+}
+
+static char dir[] = "/tmp/postern-test-tables-XXXXXX";
+
+static char *write_file(const char *name, const char *text)
+{
+	static char path[2][256];
+	static int which;
+	char *p = path[which++ % 2];
+	snprintf(p, 256, "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	fputs(text, f);
+	fclose(f);
+	return p;
+}
+
+static struct recipient_tables *tables(void)
+{
+	const char *users = write_file("users",
+		"# comment\nalice@example.test:{PLAIN}pw::::::\nBob@Example.test:{SHA512-CRYPT}$6$x:1:1::/home::\n"
+		"admin@example.test:x\n");
+	const char *aliases = write_file("aliases",
+		"postmaster@example.test: admin@example.test\n"
+		"team@example.test: alice@example.test,\n  bob@example.test alice@example.test\n"
+		"all@example.test: team@example.test, postmaster@example.test, remote@far.test\n"
+		"self@example.test: self@example.test, alice@example.test\n"
+		"loop1@example.test: loop2@example.test\nloop2@example.test: loop1@example.test\n");
+	return recipients_load(users, aliases, stderr);
+}
+
+static void test_users_and_aliases(void **state)
+{
+	(void)state;
+	struct recipient_tables *t = tables();
+	assert_non_null(t);
+	assert_true(recipients_is_user(t, "alice@example.test"));
+	assert_true(recipients_is_user(t, "bob@example.test"));
+	assert_false(recipients_is_user(t, "carol@example.test"));
+	assert_int_equal(recipients_user_count(t), 3);
+	assert_int_equal(recipients_alias_count(t), 6);
+	const strlist_t *team = recipients_alias(t, "team@example.test");
+	assert_non_null(team);
+	assert_int_equal(team->count, 3);
+	recipients_free(&t);
+	assert_null(t);
+}
+
+static void test_expansion(void **state)
+{
+	(void)state;
+	struct recipient_tables *t = tables();
+	strlist_t out = { 0 };
+	assert_int_equal(recipients_expand(t, "all@example.test", &out), EXPAND_OK);
+	assert_int_equal(out.count, 4); /* alice, bob, admin, remote: each once */
+	assert_string_equal(out.items[0], "alice@example.test");
+	assert_string_equal(out.items[3], "remote@far.test");
+	strlist_free(&out);
+	assert_int_equal(recipients_expand(t, "self@example.test", &out), EXPAND_OK);
+	assert_int_equal(out.count, 2);
+	assert_string_equal(out.items[0], "self@example.test");
+	strlist_free(&out);
+	assert_int_equal(recipients_expand(t, "loop1@example.test", &out), EXPAND_LOOP);
+	strlist_free(&out);
+	assert_int_equal(recipients_expand(t, "alice@example.test", &out), EXPAND_OK);
+	assert_int_equal(out.count, 1);
+	strlist_free(&out);
+	recipients_free(&t);
+}
+
+static void test_table_errors(void **state)
+{
+	(void)state;
+	char err[2048] = "";
+	FILE *errors = fmemopen(err, sizeof(err), "w");
+	const char *users = write_file("users", "alice@example.test:x\nnodomain:x\nalice@example.test:y\n");
+	const char *aliases = write_file("aliases", "a@example.test:\nb@example.test bad\n");
+	assert_null(recipients_load(users, aliases, errors));
+	fclose(errors);
+	assert_non_null(strstr(err, "users:2: user \"nodomain\" is not an address"));
+	assert_non_null(strstr(err, "users:3: user \"alice@example.test\" is listed twice"));
+	assert_non_null(strstr(err, "aliases:1: alias \"a@example.test\" has no targets"));
+	assert_non_null(strstr(err, "aliases:2: expected"));
+}
+
+static enum policy_verdict relay(struct policy_env *env, const char *client,
+				 const char *rcpt, struct policy_reply *r)
+{
+	struct mail_address a;
+	const char *why;
+	struct sockaddr_in sa = v4(client);
+	if (address_parse_path(rcpt, strlen(rcpt), ADDR_ALLOW_BARE_POSTMASTER, &a, &why) < 0)
+		fail_msg("cannot parse %s: %s", rcpt, why);
+	struct policy_request req = { .stage = POLICY_RCPT, .client = (struct sockaddr *)&sa,
+				      .client_addr = client, .rcpt = &a };
+	return policy_check(env, &req, r);
+}
+
+static void test_relay_control(void **state)
+{
+	(void)state;
+	struct config cfg = { 0 };
+	char *err = NULL;
+	strlist_split(&cfg.local_domains, "example.test");
+	strlist_split(&cfg.relay_domains, "relay.test");
+	assert_true(cidr_list_parse(&cfg.mynetworks, "10.0.0.0/8", &err));
+	struct policy_env env = { &cfg, tables() };
+	struct policy_reply r;
+	const char *outside = "192.0.2.7", *inside = "10.1.1.1";
+
+	assert_int_equal(relay(&env, outside, "<alice@example.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<ALICE@EXAMPLE.TEST>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<\"alice\"@example.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<team@example.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<Postmaster>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<@far.test:alice@example.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<anyone@relay.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, inside, "<anyone@far.test>", &r), POLICY_ACCEPT);
+
+	assert_int_equal(relay(&env, outside, "<carol@example.test>", &r), POLICY_REJECT);
+	assert_int_equal(r.code, 550);
+	assert_string_equal(r.status, "5.1.1");
+	const char *denied[] = {
+		"<user@far.test>", "<user%far.test@example.test>", "<far.test!user@example.test>",
+		"<\"user@far.test\"@example.test>", "<\"user%far.test\"@example.test>",
+		"<@example.test:user@far.test>", "<user@[192.0.2.1]>", "<user%far.test@relay.test>",
+		"<user!x@relay.test>",
+	};
+	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+		if (relay(&env, outside, denied[i], &r) != POLICY_REJECT || r.code != 554 ||
+		    strcmp(r.status, "5.7.1") != 0)
+			fail_msg("%s was not refused with 554 5.7.1", denied[i]);
+	}
+	recipients_free((struct recipient_tables **)&env.rcpt_tables);
+	strlist_free(&cfg.local_domains);
+	strlist_free(&cfg.relay_domains);
+	cidr_list_free(&cfg.mynetworks);
+}
+
+static void test_hashmap(void **state)
+{
+	(void)state;
+	hashmap_t m = HASHMAP_INIT;
+	char key[32];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		hashmap_put(&m, key, (void *)(intptr_t)(i + 1));
+	}
+	for (int i = 0; i < 5000; i += 2) {
+		snprintf(key, sizeof(key), "k%d", i);
+		assert_int_equal((intptr_t)hashmap_remove(&m, key), i + 1);
+	}
+	assert_int_equal(m.count, 2500);
+	assert_false(hashmap_contains(&m, "k0"));
+	assert_int_equal((intptr_t)hashmap_get(&m, "k4999", NULL), 5000);
+	size_t pos = 0, n = 0;
+	const char *k;
+	void *v;
+	while (hashmap_next(&m, &pos, &k, &v))
+		n++;
+	assert_int_equal(n, 2500);
+	hashmap_free(&m, NULL);
+}
+
+static void test_units(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_true(parse_size("10M", &v));
+	assert_int_equal(v, 10485760);
+	assert_false(parse_size("10X", &v));
+	assert_false(parse_size("99999999999999999999", &v));
+	assert_false(parse_size("18446744073709551615G", &v));
+	assert_true(parse_duration("5d", &v));
+	assert_int_equal(v, 432000);
+	assert_false(parse_duration("", &v));
+	assert_false(parse_duration("5 m", &v));
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_users_and_aliases),
+		cmocka_unit_test(test_expansion),
+		cmocka_unit_test(test_table_errors),
+		cmocka_unit_test(test_relay_control),
+		cmocka_unit_test(test_hashmap),
+		cmocka_unit_test(test_units),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
