@@ -30,7 +30,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean demo-cert
+        fuzz bench install clean
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -51,15 +51,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 deps:
 	@tools/install-deps.sh
 
-demo-cert: var/tls/demo.crt
-var/tls/demo.crt:
-	@mkdir -p var/tls
-	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.example.test" \
-	  -keyout var/tls/demo.key -out var/tls/demo.crt 2>/dev/null
-	chmod 600 var/tls/demo.key
-
 run: deps
-	@$(MAKE) --no-print-directory all demo-cert
+	@$(MAKE) --no-print-directory all
+	@tools/demo-setup.sh
 	$(BUILD)/postern serve -c etc/postern.conf
 
 check: deps
