@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -225,6 +226,21 @@ static int open_notify_pipe(struct master *m)
 	return 0;
 }
 
+/* Thousands of sessions per worker need as many descriptors: raise the
+ * soft limit to the hard one and say so if that is still too low. */
+static void raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < cfg->worker_connections + 64)
+		log_warn("open file limit %llu is below worker_connections %llu",
+			 (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)cfg->worker_connections);
+}
+
 static size_t worker_count(const struct config *cfg)
 {
 	if (cfg->workers != 0)
@@ -319,6 +335,16 @@ static void reap_children(struct master *m)
 	}
 }
 
+static bool same_listeners(const struct config *a, const struct config *b)
+{
+	if (a->listen_count != b->listen_count)
+		return false;
+	for (size_t i = 0; i < a->listen_count; i++)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+			return false;
+	return true;
+}
+
 static void reload(struct master *m)
 {
 	struct generation *g = generation_load(m->config_path, m->current->number + 1);
@@ -330,6 +356,8 @@ static void reload(struct master *m)
 		generation_free(&g);
 		return;
 	}
+	if (!same_listeners(&m->current->cfg, &g->cfg))
+		log_warn("reload: listen changed; keeping the bound sockets until a restart");
 	log_info("reload: %zu users, %zu aliases; starting generation %u",
 		 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
 	generation_free(&m->current);
@@ -381,6 +409,7 @@ int master_main(const char *config_path)
 	if (m.current == NULL)
 		return 1;
 	log_set_level(m.current->cfg.log_level);
+	raise_fd_limit(&m.current->cfg);
 	if (prepare_dirs(&m.current->cfg) < 0 || bind_listeners(&m) < 0 ||
 	    open_notify_pipe(&m) < 0) {
 		generation_free(&m.current);
