@@ -1,0 +1,50 @@
+/*
+ * maildir.h - local delivery into <mail_root>/<domain>/<local>/Maildir.
+ *
+ * The file name is deterministic per (message, mailbox) so that a delivery
+ * repeated after a crash finds the earlier copy instead of making a second:
+ *   <arrival_seconds>.Q<queueid>.<hostname>,S=<size>,W=<size with CRLF>
+ * See docs/queue.md ("exactly once").
+ *
+ * RFCs: RFC 5322 for the two header lines added on top. Untrusted input:
+ * the message content (copied, never parsed). Privilege: unprivileged
+ * queue manager, owner of mail_root.
+ */
+#ifndef POSTERN_MAILDIR_H
+#define POSTERN_MAILDIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../lib/buf.h"
+#include "queue_file.h"
+
+enum maildir_result {
+	MAILDIR_DELIVERED, /* a new copy is in new/ and fsync'ed */
+	MAILDIR_ALREADY,   /* an earlier run delivered it (new/ or cur/) */
+	MAILDIR_TEMPFAIL,  /* try again later; *err_r "4.x.x text" */
+	MAILDIR_PERMFAIL,  /* never going to work; *err_r "5.x.x text" */
+};
+
+struct maildir_delivery {
+	const char *mail_root;
+	const char *hostname;
+	const char *address;  /* final recipient "local@domain", lower-case */
+	int queue_fd;         /* queue file; content is streamed from it */
+	const struct qf_msg *msg;
+	bool check_cur;       /* recovered message: look for a read copy */
+};
+
+/* Append "<arrival_seconds>.Q<id>.<hostname>" with '/' and ':' in the
+ * hostname written as \057 and \072 (the unique part of the name). */
+void maildir_base_name(buf_t *out, uint64_t arrival_us, const char *queue_id,
+		       const char *hostname);
+/* Append the Maildir folder of address ("<root>/<domain>/<local>/Maildir");
+ * false (nothing appended) if either part is unsafe as a path component. */
+bool maildir_path(buf_t *out, const char *mail_root, const char *address);
+
+/* Deliver one copy. *err_r (malloc'ed) is set for the two failures. */
+enum maildir_result maildir_deliver(const struct maildir_delivery *d,
+				    char **err_r);
+
+#endif

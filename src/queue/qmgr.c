@@ -1,0 +1,236 @@
+/*
+ * qmgr.c - the queue manager's main loop (see qmgr.h): take the spool
+ * lock, recover what is on disk, then deliver messages as the notify pipe
+ * announces them, retry deferred ones when due and rescan the spool every
+ * queue_scan_interval seconds. SIGTERM/SIGINT end the loop between two
+ * messages. Delivery is sequential: no threads, one message at a time.
+ *
+ * RFCs: RFC 5321 section 4.5.4 (retry), see qmgr_deliver.c. Untrusted
+ * input: the notify pipe and spool contents (checked in qmgr_scan.c and
+ * queue_file.c). Privilege: runs unprivileged (forked and setuid by the
+ * supervisor); it is the only process that moves accepted queue files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/safeio.h"
+#include "../lib/xalloc.h"
+#include "qmgr.h"
+#include "qmgr_internal.h"
+
+#define QMGR_DEFAULT_SCAN_SECS 60
+#define QMGR_MAX_SLEEP_MS 3600000
+#define QMGR_LOCK_POLL_MS 100
+
+static volatile sig_atomic_t qmgr_stop;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	qmgr_stop = 1;
+}
+
+struct qmgr_signals {
+	struct sigaction old_term, old_int;
+	sigset_t old_mask;
+	sigset_t wait_mask; /* mask while sleeping in ppoll: stop signals open */
+};
+
+/* Catch SIGTERM/SIGINT (no SA_RESTART, so a blocking flock() returns
+ * EINTR and a manager still waiting for the lock can stop cleanly). */
+static void signals_install(struct qmgr_signals *s)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &s->old_term);
+	sigaction(SIGINT, &sa, &s->old_int);
+	sigprocmask(SIG_SETMASK, NULL, &s->old_mask);
+}
+
+/* Block them except while waiting in ppoll(), so a signal can neither
+ * interrupt a delivery nor be missed just before the wait. */
+static void signals_block(struct qmgr_signals *s)
+{
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	s->wait_mask = s->old_mask;
+	sigdelset(&s->wait_mask, SIGTERM);
+	sigdelset(&s->wait_mask, SIGINT);
+}
+
+static void signals_restore(const struct qmgr_signals *s)
+{
+	sigaction(SIGTERM, &s->old_term, NULL);
+	sigaction(SIGINT, &s->old_int, NULL);
+	sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+}
+
+/* Exclusive lock on <spool>/qmgr.lock, waiting for an older manager
+ * (polled, so that SIGTERM/SIGINT end the wait without a race). */
+static int take_lock(const char *spool_dir)
+{
+	char *path = path_join(spool_dir, "qmgr.lock");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	bool told = false;
+
+	if (fd < 0) {
+		log_error("open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	int rc;
+	while ((rc = flock(fd, LOCK_EX | LOCK_NB)) < 0 && !qmgr_stop) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			log_error("lock %s: %s", path, strerror(errno));
+			break;
+		}
+		if (!told)
+			log_info("waiting for another queue manager to release %s", path);
+		told = true;
+		struct timespec pause = { 0, QMGR_LOCK_POLL_MS * 1000000L };
+		nanosleep(&pause, NULL);
+	}
+	if (rc < 0) {
+		close(fd);
+		fd = -1;
+	}
+	free(path);
+	return fd;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void qmgr_init(struct qmgr *q, const struct config *cfg,
+		      const struct recipient_tables *tables, int notify_fd)
+{
+	memset(q, 0, sizeof(*q));
+	q->cfg = cfg;
+	q->tables = tables;
+	q->notify_fd = notify_fd;
+	q->dir_incoming = path_join(cfg->spool_dir, "incoming");
+	q->dir_queue = path_join(cfg->spool_dir, "queue");
+	q->dir_deferred = path_join(cfg->spool_dir, "deferred");
+	q->dir_corrupt = path_join(cfg->spool_dir, "corrupt");
+	if (notify_fd >= 0) {
+		int flags = fcntl(notify_fd, F_GETFL);
+		if (flags < 0 || fcntl(notify_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+			log_warn("notify pipe: cannot make it non-blocking: %s",
+				 strerror(errno));
+	}
+}
+
+static void qmgr_cleanup(struct qmgr *q)
+{
+	qmgr_sched_free(q);
+	free(q->dir_incoming);
+	free(q->dir_queue);
+	free(q->dir_deferred);
+	free(q->dir_corrupt);
+}
+
+/* How long poll may sleep: 0 with work ready, else until the next due
+ * deferred message or the next scan. */
+static struct timespec sleep_time(const struct qmgr *q, uint64_t next_scan_ms)
+{
+	uint64_t ms = QMGR_MAX_SLEEP_MS, now_ms = mono_ms();
+	struct timespec ts;
+
+	if (q->ready_head != NULL) {
+		ms = 0;
+	} else {
+		uint64_t due = qmgr_next_due(q), now_us = qmgr_now_us();
+		if (due != UINT64_MAX)
+			ms = due <= now_us ? 0 : (due - now_us + 999) / 1000;
+		uint64_t to_scan = next_scan_ms > now_ms ? next_scan_ms - now_ms : 0;
+		if (to_scan < ms)
+			ms = to_scan;
+	}
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	return ts;
+}
+
+static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
+{
+	uint64_t interval = q->cfg->queue_scan_interval > 0
+				    ? q->cfg->queue_scan_interval
+				    : QMGR_DEFAULT_SCAN_SECS;
+	uint64_t next_scan = mono_ms() + interval * 1000u;
+
+	while (!qmgr_stop) {
+		qmgr_promote_due(q, qmgr_now_us());
+		if (mono_ms() >= next_scan) {
+			qmgr_scan(q, false);
+			next_scan = mono_ms() + interval * 1000u;
+			continue;
+		}
+		struct pollfd pfd = { q->notify_fd, POLLIN, 0 };
+		struct timespec ts = sleep_time(q, next_scan);
+		int n = ppoll(&pfd, q->notify_fd >= 0 ? 1 : 0, &ts, &sigs->wait_mask);
+		if (n < 0 && errno != EINTR)
+			log_error("poll: %s", strerror(errno));
+		if (qmgr_stop)
+			break;
+		if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+			qmgr_read_notify(q);
+		struct qmgr_entry *e = qmgr_pop_ready(q);
+		if (e != NULL)
+			qmgr_deliver(q, e);
+	}
+}
+
+int qmgr_main(const struct config *cfg, const struct recipient_tables *rcpt,
+	      int notify_fd)
+{
+	struct qmgr q;
+	struct qmgr_signals sigs;
+	char *err = NULL;
+
+	log_set_role("qmgr");
+	if (queue_dirs_create(cfg->spool_dir, &err) < 0) {
+		log_error("queue manager: %s", err);
+		free(err);
+		return 1;
+	}
+	qmgr_stop = 0;
+	signals_install(&sigs);
+	int lock_fd = take_lock(cfg->spool_dir);
+	if (lock_fd < 0) {
+		signals_restore(&sigs);
+		return qmgr_stop ? 0 : 1;
+	}
+	signals_block(&sigs);
+	qmgr_init(&q, cfg, rcpt, notify_fd);
+	log_info("queue manager started: spool=%s mail_root=%s", cfg->spool_dir,
+		 cfg->mail_root);
+	qmgr_scan(&q, true);
+	run_loop(&q, &sigs);
+	log_info("queue manager stopping: %zu message%s known", q.known.count,
+		 q.known.count == 1 ? "" : "s");
+	qmgr_cleanup(&q);
+	signals_restore(&sigs);
+	close(lock_fd);
+	return 0;
+}

@@ -1,0 +1,293 @@
+/*
+ * qmgr_deliver.c - one delivery attempt of one queued message: read and
+ * validate the queue file (a damaged one moves to corrupt/), expand each
+ * pending recipient through the aliases, deliver one copy per final
+ * mailbox to its Maildir, and mark each recipient done in the queue file
+ * as soon as all its mailboxes hold a durable copy. What is left over
+ * (deferrals, failures) is handled by qmgr_finish().
+ *
+ * RFCs: RFC 5321 section 4.5.4 (retry) and 6.1 (reliable delivery), RFC
+ * 3463 status codes in every reason. Untrusted input: the queue file
+ * (validated by qf_read) and the addresses in it. Privilege: unprivileged
+ * queue manager that owns the spool and mail_root.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/safeio.h"
+#include "../lib/xalloc.h"
+#include "maildir.h"
+#include "qmgr_internal.h"
+
+#define REASON_NOT_LOCAL \
+	"4.4.1 remote delivery not available yet (outbound relay comes later)"
+
+void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
+		   const char *status, const char *reason)
+{
+	const char *orig = r->msg.rcpts[p->rcpt].addr;
+	uint64_t arrival = r->msg.arrival_us;
+	uint64_t now = qmgr_now_us();
+	uint64_t cs = now > arrival ? (now - arrival) / 10000u : 0;
+	bool same = str_eq_nocase(orig, p->final);
+
+	log_info("%s: to=<%s>%s%s%s relay=%s delay=%llu.%02llu attempts=%lu "
+		 "status=%s (%s)", r->msg.id, p->final, same ? "" : " orig_to=<",
+		 same ? "" : orig, same ? "" : ">", p->relay,
+		 (unsigned long long)(cs / 100), (unsigned long long)(cs % 100),
+		 (unsigned long)r->attempt, status, reason);
+}
+
+static bool domain_is_local(const struct qmgr *q, const char *address)
+{
+	const char *at = strrchr(address, '@');
+
+	return at != NULL && strlist_contains_nocase(&q->cfg->local_domains, at + 1);
+}
+
+/* The form the recipient tables use: all lower-case for local domains,
+ * only the domain lower-cased otherwise. */
+static char *normalize(const struct qmgr *q, const char *address)
+{
+	char *copy = xstrdup(address);
+	char *at = strrchr(copy, '@');
+
+	if (domain_is_local(q, copy))
+		str_lower(copy);
+	else if (at != NULL)
+		str_lower(at + 1);
+	return copy;
+}
+
+static struct qmgr_pair *add_pair(struct qmgr_run *r, size_t rcpt,
+				  const char *final)
+{
+	if (r->pair_count == r->pair_cap) {
+		r->pair_cap = r->pair_cap ? r->pair_cap * 2 : 8;
+		r->pairs = xreallocarray(r->pairs, r->pair_cap, sizeof(*r->pairs));
+	}
+	struct qmgr_pair *p = &r->pairs[r->pair_count++];
+	memset(p, 0, sizeof(*p));
+	p->rcpt = rcpt;
+	p->final = xstrdup(final);
+	p->relay = "none";
+	return p;
+}
+
+static void set_result(struct qmgr_pair *p, enum qmgr_outcome kind,
+		       const char *relay, char *reason)
+{
+	p->kind = kind;
+	p->relay = relay;
+	p->reason = reason;
+}
+
+/* Deliver to a local user's Maildir. */
+static void deliver_maildir(struct qmgr_run *r, struct qmgr_pair *p)
+{
+	const struct config *cfg = r->q->cfg;
+	struct maildir_delivery d = {
+		.mail_root = cfg->mail_root,
+		.hostname = cfg->hostname,
+		.address = p->final,
+		.queue_fd = r->fd,
+		.msg = &r->msg,
+		.check_cur = r->e->recovered || r->msg.attempts > 0,
+	};
+	char *err = NULL;
+
+	switch (maildir_deliver(&d, &err)) {
+	case MAILDIR_DELIVERED:
+		set_result(p, QO_SENT, "maildir", xstrdup("delivered to maildir"));
+		break;
+	case MAILDIR_ALREADY:
+		set_result(p, QO_SENT, "maildir",
+			   xstrdup("delivered to maildir by an earlier attempt"));
+		break;
+	case MAILDIR_TEMPFAIL:
+		set_result(p, QO_TEMP, "maildir", err);
+		break;
+	case MAILDIR_PERMFAIL:
+		set_result(p, QO_PERM, "maildir", err);
+		break;
+	}
+}
+
+/* Route and deliver one final mailbox, once per message. */
+static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
+{
+	uintptr_t prev = (uintptr_t)hashmap_get(&r->finals, final, NULL);
+	struct qmgr_pair *p = add_pair(r, rcpt, final);
+
+	if (prev != 0) {
+		/* Same mailbox as an earlier recipient: one copy only. */
+		const struct qmgr_pair *first = &r->pairs[prev - 1];
+		set_result(p, first->kind, first->relay, xstrdup(first->reason));
+		return;
+	}
+	hashmap_put(&r->finals, final, (void *)(uintptr_t)r->pair_count);
+	if (!domain_is_local(r->q, final))
+		set_result(p, QO_TEMP, "none", xstrdup(REASON_NOT_LOCAL));
+	else if (!recipients_is_user(r->q->tables, final))
+		set_result(p, QO_PERM, "local", xstrdup("5.1.1 unknown user"));
+	else
+		deliver_maildir(r, p);
+}
+
+/* The worst outcome of the pairs from index first on. */
+static enum qmgr_outcome pairs_outcome(const struct qmgr_run *r, size_t first)
+{
+	enum qmgr_outcome o = QO_SENT;
+
+	for (size_t i = first; i < r->pair_count; i++) {
+		if (r->pairs[i].kind == QO_TEMP)
+			return QO_TEMP;
+		if (r->pairs[i].kind == QO_PERM)
+			o = QO_PERM;
+	}
+	return o;
+}
+
+/* Expansion failures apply to the recipient itself. */
+static void expand_failed(struct qmgr_run *r, size_t i, const char *address,
+			  enum expand_status st)
+{
+	struct qmgr_pair *p = add_pair(r, i, address);
+
+	if (st == EXPAND_LOOP)
+		set_result(p, QO_PERM, "local", xstrdup("5.4.6 alias loop"));
+	else if (st == EXPAND_TOO_MANY)
+		set_result(p, QO_PERM, "local",
+			   qf_errf("5.3.3 alias expands to more than %d targets",
+				   ALIAS_MAX_TARGETS));
+	else
+		set_result(p, QO_PERM, "local", xstrdup("5.1.1 alias has no targets"));
+}
+
+static void process_rcpt(struct qmgr_run *r, size_t i)
+{
+	char *address = normalize(r->q, r->msg.rcpts[i].addr);
+	strlist_t finals = { NULL, 0 };
+	size_t first = r->pair_count;
+	enum expand_status st = recipients_expand(r->q->tables, address, &finals);
+
+	if (st != EXPAND_OK || finals.count == 0) {
+		expand_failed(r, i, address, st);
+	} else {
+		for (size_t t = 0; t < finals.count; t++) {
+			char *final = normalize(r->q, finals.items[t]);
+			deliver_final(r, i, final);
+			free(final);
+			const struct qmgr_pair *p = &r->pairs[r->pair_count - 1];
+			if (p->kind == QO_SENT)
+				qmgr_log_pair(r, p, "sent", p->reason);
+		}
+	}
+	strlist_free(&finals);
+	free(address);
+	r->tried[i] = true;
+	r->outcome[i] = pairs_outcome(r, first);
+	if (r->outcome[i] != QO_SENT)
+		return;
+	/* Every mailbox of this recipient holds a durable copy (new/ was
+	 * fsync'ed): record it. No fsync here: if this byte is lost, the
+	 * next attempt finds the copies by name and delivers nothing twice. */
+	char *err = NULL;
+	if (qf_set_rcpt_status(r->fd, &r->msg, i, QF_RCPT_DONE, &err) < 0) {
+		log_error("%s: %s", r->msg.id, err);
+		free(err);
+	}
+}
+
+/* ---- reading the file ------------------------------------------------------- */
+
+static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
+			 const char *path, const char *why)
+{
+	char *dest = path_join(q->dir_corrupt, e->id);
+
+	if (rename(path, dest) == 0) {
+		log_error("%s: corrupt queue file moved to %s: %s", e->id, dest, why);
+		qmgr_forget(q, e);
+	} else {
+		log_error("%s: corrupt queue file %s (%s); cannot move it aside: %s",
+			  e->id, path, why, strerror(errno));
+		e->state = QE_BROKEN;
+	}
+	free(dest);
+}
+
+/* Open and validate; false if there is nothing to deliver now. */
+static bool open_message(struct qmgr_run *r)
+{
+	struct qmgr *q = r->q;
+	struct qmgr_entry *e = r->e;
+	char *err = NULL;
+
+	r->path = path_join(e->in_deferred_dir ? q->dir_deferred : q->dir_queue,
+			    e->id);
+	r->fd = open(r->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (r->fd < 0) {
+		if (errno == ENOENT) {
+			log_debug("%s: already gone", e->id);
+			qmgr_forget(q, e);
+		} else {
+			log_error("%s: open %s: %s", e->id, r->path, strerror(errno));
+			qmgr_defer(q, e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
+		}
+		return false;
+	}
+	int rc = qf_read(r->fd, &r->msg, &err);
+	if (rc == 0 && strcmp(r->msg.id, e->id) != 0) {
+		rc = QF_ERR_CORRUPT;
+		err = qf_errf("id record %s does not match the file name", r->msg.id);
+		qf_msg_free(&r->msg);
+	}
+	if (rc == QF_ERR_CORRUPT) {
+		move_corrupt(q, e, r->path, err);
+	} else if (rc != 0) {
+		log_error("%s: %s: %s", e->id, r->path, err);
+		qmgr_defer(q, e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
+	}
+	free(err);
+	return rc == 0;
+}
+
+void qmgr_deliver(struct qmgr *q, struct qmgr_entry *e)
+{
+	struct qmgr_run r;
+
+	memset(&r, 0, sizeof(r));
+	r.q = q;
+	r.e = e;
+	r.fd = -1;
+	r.now_us = qmgr_now_us();
+	if (open_message(&r)) {
+		r.attempt = r.msg.attempts + 1;
+		r.outcome = xcalloc(r.msg.rcpt_count, sizeof(*r.outcome));
+		r.tried = xcalloc(r.msg.rcpt_count, sizeof(*r.tried));
+		for (size_t i = 0; i < r.msg.rcpt_count; i++) {
+			if (r.msg.rcpts[i].status == QF_RCPT_PENDING)
+				process_rcpt(&r, i);
+		}
+		qmgr_finish(&r);
+	}
+	for (size_t i = 0; i < r.pair_count; i++) {
+		free(r.pairs[i].final);
+		free(r.pairs[i].reason);
+	}
+	free(r.pairs);
+	free(r.outcome);
+	free(r.tried);
+	hashmap_free(&r.finals, NULL);
+	qf_msg_free(&r.msg);
+	if (r.fd >= 0)
+		close(r.fd);
+	free(r.path);
+}

@@ -1,0 +1,91 @@
+/*
+ * queue.h - the durable queue: ids, the queue file, and the hand-over
+ * from the smtp worker (writer) to the queue manager (reader).
+ *
+ * Spool layout under spool_dir:
+ *   incoming/  files being received (not yet acknowledged)
+ *   queue/     accepted, fsync'ed, waiting for delivery
+ *   deferred/  temporarily failed; mtime = next attempt time
+ *   hold/, quarantine/  kept for later features
+ * A message is accepted (and may be answered 250) only after
+ * queue_writer_commit() returned 0: the file is fsync'ed, renamed from
+ * incoming/ into queue/, and queue/ is fsync'ed. See docs/queue.md.
+ *
+ * Queue ids are 19 upper-case hex digits: 13 of microseconds since the
+ * epoch, 6 of the process id. They sort by arrival time and are unique
+ * across processes (a process never hands out the same microsecond twice).
+ */
+#ifndef POSTERN_QUEUE_H
+#define POSTERN_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lib/strutil.h"
+
+#define QUEUE_ID_LEN 19
+
+/* Fill id (QUEUE_ID_LEN + 1 bytes) with a new unique id. */
+void queue_id_new(char *id);
+/* Is text a well-formed queue id? */
+bool queue_id_valid(const char *text);
+/* Arrival time encoded in the id, in microseconds since the epoch. */
+uint64_t queue_id_time_us(const char *id);
+
+/* Create spool_dir and incoming/, queue/, deferred/, hold/, quarantine/,
+ * corrupt/ (unreadable queue files are moved there) if missing, 0700.
+ * Returns 0, or -1 with a malloc'ed *err_r. */
+int queue_dirs_create(const char *spool_dir, char **err_r);
+
+/* What the smtp worker knows when DATA/BDAT starts. */
+struct queue_envelope {
+	uint64_t arrival_us;      /* time of MAIL, microseconds since epoch */
+	const char *client_addr;  /* "192.0.2.1" */
+	const char *client_helo;  /* as given, or "" */
+	const char *protocol;     /* "SMTP", "ESMTP", "ESMTPS", "UTF8SMTPS"... */
+	const char *sender;       /* "local@domain", "" for <> */
+	const strlist_t *recipients; /* "local@domain" each, as accepted */
+	bool smtputf8;
+	bool body_8bitmime;
+};
+
+struct queue_writer;
+
+/*
+ * Start a new message under id (from queue_id_new(), allocated when the
+ * transaction started at MAIL so that every log line of the transaction
+ * carries it): create incoming/<id> with O_EXCL and write the envelope
+ * records. Returns NULL with a malloc'ed *err_r on failure (the caller
+ * answers 451 4.3.0).
+ */
+struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
+				       const struct queue_envelope *env,
+				       char **err_r);
+const char *queue_writer_id(const struct queue_writer *w);
+/* Append message bytes (headers and body, LF line ends, no dot-stuffing).
+ * Buffered; returns -1 with a malloc'ed *err_r on a write error. */
+int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
+		       char **err_r);
+/* Bytes of message content written so far. */
+uint64_t queue_writer_size(const struct queue_writer *w);
+/*
+ * Finish: flush, write the end record, fsync the file, rename it into
+ * queue/ and fsync queue/. Frees w. Returns 0 once the message is durable;
+ * -1 with a malloc'ed *err_r otherwise (the file is removed).
+ */
+int queue_writer_commit(struct queue_writer **w, char **err_r);
+/* Drop an unfinished message: unlink incoming/<id> and free *w. */
+void queue_writer_abort(struct queue_writer **w);
+
+/*
+ * Tell the queue manager about a committed message through the notify pipe
+ * (a fixed 32-byte record holding the id; atomic because < PIPE_BUF).
+ * Non-blocking: if the pipe is full the message is found by the periodic
+ * queue scan instead. fd < 0 is a no-op. Sets O_NONBLOCK on fd if it is
+ * not set yet. Record layout: queue_file.h (QF_NOTIFY_LEN).
+ */
+void queue_notify(int fd, const char *id);
+
+#endif

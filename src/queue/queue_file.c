@@ -1,0 +1,333 @@
+/*
+ * queue_file.c - the validating reader of the queue file (format in
+ * queue_file.h and docs/queue.md).
+ *
+ * RFCs: none (private format). Untrusted input: the whole file; the reader
+ * bounds every length before using it and reads through a fixed 64 KiB
+ * window, so a damaged file costs at most that much memory plus its
+ * recipients. Privilege: unprivileged queue roles.
+ */
+#include "queue_file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/xalloc.h"
+
+#define QF_WINDOW (64 * 1024)
+
+/* A read window over the file so that small files cost one pread. */
+struct qf_src {
+	int fd;
+	uint64_t size;
+	unsigned char *buf;
+	uint64_t base; /* file offset of buf[0] */
+	size_t len;    /* valid bytes in buf */
+};
+
+/* Make file bytes [off, off + n) (n <= QF_WINDOW) available in *p_r. */
+static int src_get(struct qf_src *s, uint64_t off, size_t n,
+		   const unsigned char **p_r, char **err_r)
+{
+	if (off > s->size || n > s->size - off) {
+		*err_r = qf_errf("truncated at offset %llu",
+				 (unsigned long long)off);
+		return QF_ERR_CORRUPT;
+	}
+	if (off >= s->base && off - s->base + n <= s->len) {
+		*p_r = s->buf + (off - s->base);
+		return 0;
+	}
+	uint64_t avail = s->size - off;
+	size_t want = avail < QF_WINDOW ? (size_t)avail : QF_WINDOW;
+	size_t got = 0;
+	while (got < want) {
+		ssize_t r = pread(s->fd, s->buf + got, want - got,
+				  (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			*err_r = qf_errf("read at offset %llu: %s",
+					 (unsigned long long)(off + got),
+					 r < 0 ? strerror(errno) : "file shrank");
+			s->len = 0;
+			return QF_ERR_IO;
+		}
+		got += (size_t)r;
+	}
+	s->base = off;
+	s->len = got;
+	*p_r = s->buf;
+	return 0;
+}
+
+/* Position of each record type in the required order; 0 = unknown. */
+static int type_rank(unsigned char type)
+{
+	static const char order[] = "TICHPFSRAME";
+	const char *p = type != 0 ? strchr(order, type) : NULL;
+
+	return p != NULL ? (int)(p - order) + 1 : 0;
+}
+
+/* Accepted payload length range for each record type. */
+static void type_bounds(unsigned char type, uint32_t *min_r, uint32_t *max_r)
+{
+	switch (type) {
+	case QF_REC_ARRIVAL:  *min_r = 8; *max_r = 8; break;
+	case QF_REC_ID:       *min_r = QUEUE_ID_LEN; *max_r = QUEUE_ID_LEN; break;
+	case QF_REC_CLIENT:
+	case QF_REC_HELO:
+	case QF_REC_PROTO:    *min_r = 0; *max_r = QF_TEXT_MAX; break;
+	case QF_REC_FLAGS:    *min_r = 1; *max_r = 1; break;
+	case QF_REC_SENDER:   *min_r = 0; *max_r = QF_ADDR_MAX; break;
+	case QF_REC_RCPT:     *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
+	case QF_REC_ATTEMPTS: *min_r = QF_ATTEMPTS_LEN; *max_r = QF_ATTEMPTS_LEN; break;
+	case QF_REC_CONTENT:  *min_r = 8; *max_r = 8; break;
+	default:              *min_r = 0; *max_r = 0; break;
+	}
+}
+
+/* Copy a text payload into a malloc'ed C string after checking it. */
+static int take_text(const unsigned char *p, uint32_t len, size_t max,
+		     char **out_r, const char *what, char **err_r)
+{
+	char *s = xstrndup((const char *)p, len);
+
+	if (strlen(s) != len || !qf_text_ok(s, max)) {
+		free(s);
+		*err_r = qf_errf("bad %s record", what);
+		return QF_ERR_CORRUPT;
+	}
+	*out_r = s;
+	return 0;
+}
+
+static int take_rcpt(struct qf_msg *m, const unsigned char *p, uint32_t len,
+		     uint64_t payload_off, char **err_r)
+{
+	char status = (char)p[0];
+
+	if (status != QF_RCPT_PENDING && status != QF_RCPT_DONE &&
+	    status != QF_RCPT_BOUNCED) {
+		*err_r = qf_errf("bad recipient status byte 0x%02x", p[0]);
+		return QF_ERR_CORRUPT;
+	}
+	if (m->rcpt_count >= QF_RCPT_MAX) {
+		*err_r = qf_errf("more than %d recipients", QF_RCPT_MAX);
+		return QF_ERR_CORRUPT;
+	}
+	char *addr;
+	int rc = take_text(p + 1, len - 1, QF_ADDR_MAX, &addr, "recipient", err_r);
+	if (rc != 0)
+		return rc;
+	/* Capacity doubles each time the count reaches a power of two. */
+	size_t n = m->rcpt_count;
+	if ((n & (n - 1)) == 0)
+		m->rcpts = xreallocarray(m->rcpts, n < 2 ? 4 : n * 2,
+					 sizeof(*m->rcpts));
+	struct qf_rcpt *r = &m->rcpts[m->rcpt_count++];
+	r->addr = addr;
+	r->status = status;
+	r->status_off = payload_off;
+	return 0;
+}
+
+static int take_attempts(struct qf_msg *m, const unsigned char *p,
+			 uint64_t payload_off, char **err_r)
+{
+	const char *reason = (const char *)p + 12;
+	size_t rlen = strnlen(reason, QF_REASON_MAX + 1);
+
+	if (rlen > QF_REASON_MAX) {
+		*err_r = qf_errf("attempts record: reason not terminated");
+		return QF_ERR_CORRUPT;
+	}
+	m->attempts = qf_get_u32(p);
+	m->next_try = qf_get_u64(p + 4);
+	memcpy(m->reason, reason, rlen);
+	m->reason[rlen] = '\0';
+	if (!qf_text_ok(m->reason, QF_REASON_MAX)) {
+		*err_r = qf_errf("attempts record: bad reason text");
+		return QF_ERR_CORRUPT;
+	}
+	m->attempts_off = payload_off;
+	return 0;
+}
+
+/* Interpret one fixed-size record payload. */
+static int take_record(struct qf_msg *m, unsigned char type,
+		       const unsigned char *p, uint32_t len,
+		       uint64_t payload_off, char **err_r)
+{
+	switch (type) {
+	case QF_REC_ARRIVAL:
+		m->arrival_us = qf_get_u64(p);
+		return 0;
+	case QF_REC_ID:
+		memcpy(m->id, p, QUEUE_ID_LEN);
+		m->id[QUEUE_ID_LEN] = '\0';
+		if (!queue_id_valid(m->id)) {
+			*err_r = qf_errf("bad queue id record");
+			return QF_ERR_CORRUPT;
+		}
+		return 0;
+	case QF_REC_CLIENT:
+		return take_text(p, len, QF_TEXT_MAX, &m->client_addr, "client", err_r);
+	case QF_REC_HELO:
+		return take_text(p, len, QF_TEXT_MAX, &m->helo, "helo", err_r);
+	case QF_REC_PROTO:
+		return take_text(p, len, QF_TEXT_MAX, &m->protocol, "protocol", err_r);
+	case QF_REC_FLAGS:
+		if ((p[0] & ~(QF_FLAG_SMTPUTF8 | QF_FLAG_8BITMIME)) != 0) {
+			*err_r = qf_errf("unknown flags 0x%02x", p[0]);
+			return QF_ERR_CORRUPT;
+		}
+		m->smtputf8 = (p[0] & QF_FLAG_SMTPUTF8) != 0;
+		m->body_8bitmime = (p[0] & QF_FLAG_8BITMIME) != 0;
+		return 0;
+	case QF_REC_SENDER:
+		return take_text(p, len, QF_ADDR_MAX, &m->sender, "sender", err_r);
+	case QF_REC_RCPT:
+		return take_rcpt(m, p, len, payload_off, err_r);
+	case QF_REC_ATTEMPTS:
+		return take_attempts(m, p, payload_off, err_r);
+	default:
+		*err_r = qf_errf("unexpected record type 0x%02x", type);
+		return QF_ERR_CORRUPT;
+	}
+}
+
+/* The M record: u64 content length, then that many bytes, then E. */
+static int take_content(struct qf_msg *m, struct qf_src *s, uint64_t off,
+			uint64_t *next_r, char **err_r)
+{
+	const unsigned char *p;
+	int rc = src_get(s, off + QF_REC_HDR_LEN, 8, &p, err_r);
+
+	if (rc != 0)
+		return rc;
+	m->content_len_off = off + QF_REC_HDR_LEN;
+	m->content_len = qf_get_u64(p);
+	m->content_off = off + QF_REC_HDR_LEN + 8;
+	if (m->content_len > s->size - m->content_off) {
+		*err_r = qf_errf("content length %llu exceeds the file",
+				 (unsigned long long)m->content_len);
+		return QF_ERR_CORRUPT;
+	}
+	*next_r = m->content_off + m->content_len;
+	return 0;
+}
+
+static int check_header(struct qf_src *s, struct qf_msg *m, char **err_r)
+{
+	const unsigned char *p;
+	int rc = src_get(s, 0, QF_HEADER_LEN, &p, err_r);
+
+	if (rc != 0)
+		return rc;
+	if (memcmp(p, QF_MAGIC, QF_MAGIC_LEN) != 0 || p[6] != 0) {
+		*err_r = qf_errf("not a queue file (bad magic)");
+		return QF_ERR_CORRUPT;
+	}
+	if (p[7] != QF_VERSION) {
+		*err_r = qf_errf("unsupported queue file version %u", p[7]);
+		return QF_ERR_CORRUPT;
+	}
+	m->version = p[7];
+	return 0;
+}
+
+/* Walk the records after the header; stop after the end record. */
+static int walk_records(struct qf_src *s, struct qf_msg *m, char **err_r)
+{
+	uint64_t off = QF_HEADER_LEN;
+	int prev_rank = 0;
+
+	for (;;) {
+		const unsigned char *p;
+		int rc = src_get(s, off, QF_REC_HDR_LEN, &p, err_r);
+		if (rc != 0)
+			return rc;
+		unsigned char type = p[0];
+		uint32_t len = qf_get_u32(p + 1), min, max;
+		int rank = type_rank(type);
+		if (rank == 0) {
+			*err_r = qf_errf("unknown record type 0x%02x at offset %llu",
+					 type, (unsigned long long)off);
+			return QF_ERR_CORRUPT;
+		}
+		if (rank != prev_rank + 1 &&
+		    !(rank == prev_rank && type == QF_REC_RCPT)) {
+			*err_r = qf_errf("record '%c' out of order at offset %llu",
+					 type, (unsigned long long)off);
+			return QF_ERR_CORRUPT;
+		}
+		prev_rank = rank;
+		type_bounds(type, &min, &max);
+		if (len < min || len > max) {
+			*err_r = qf_errf("record '%c' has bad length %lu", type,
+					 (unsigned long)len);
+			return QF_ERR_CORRUPT;
+		}
+		if (type == QF_REC_END) {
+			if (off + QF_REC_HDR_LEN != s->size) {
+				*err_r = qf_errf("trailing bytes after end record");
+				return QF_ERR_CORRUPT;
+			}
+			return 0;
+		}
+		if (type == QF_REC_CONTENT) {
+			rc = take_content(m, s, off, &off, err_r);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		rc = src_get(s, off + QF_REC_HDR_LEN, len, &p, err_r);
+		if (rc == 0)
+			rc = take_record(m, type, p, len, off + QF_REC_HDR_LEN, err_r);
+		if (rc != 0)
+			return rc;
+		off += QF_REC_HDR_LEN + (uint64_t)len;
+	}
+}
+
+int qf_read(int fd, struct qf_msg *m, char **err_r)
+{
+	struct stat st;
+
+	memset(m, 0, sizeof(*m));
+	if (fstat(fd, &st) < 0) {
+		*err_r = qf_errf("fstat: %s", strerror(errno));
+		return QF_ERR_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*err_r = qf_errf("not a regular file");
+		return QF_ERR_CORRUPT;
+	}
+	struct qf_src s = { fd, (uint64_t)st.st_size, xmalloc(QF_WINDOW), 0, 0 };
+	m->file_size = s.size;
+	int rc = check_header(&s, m, err_r);
+	if (rc == 0)
+		rc = walk_records(&s, m, err_r);
+	free(s.buf);
+	if (rc != 0)
+		qf_msg_free(m);
+	return rc;
+}
+
+void qf_msg_free(struct qf_msg *m)
+{
+	for (size_t i = 0; i < m->rcpt_count; i++)
+		free(m->rcpts[i].addr);
+	free(m->rcpts);
+	free(m->client_addr);
+	free(m->helo);
+	free(m->protocol);
+	free(m->sender);
+	memset(m, 0, sizeof(*m));
+}
+

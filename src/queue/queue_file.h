@@ -1,0 +1,164 @@
+/*
+ * queue_file.h - the on-disk queue file: a versioned sequence of typed,
+ * length-prefixed records (see docs/queue.md for the full layout).
+ *
+ *   header   "PSTNQF" 0x00 VERSION                        (8 bytes)
+ *   record   type(1) | len(u32 big-endian) | payload(len)
+ *
+ * Records appear in this order, each exactly once except R (one or more):
+ *   T arrival (u64 us)   I queue id   C client addr   H helo   P protocol
+ *   F flags (u8)         S sender     R recipient*    A attempts
+ *   M content (u64 length; the content bytes follow the record directly)
+ *   E end (empty; the last bytes of the file)
+ *
+ * Two fields are rewritten in place with pwrite(2) once the file is in the
+ * queue: the status byte that starts each R payload, and the A payload
+ * (attempt count, next attempt time, last reason). Both have a fixed size
+ * and position, so an update never moves another byte.
+ *
+ * Untrusted input: the reader treats the file as hostile (a disk error or a
+ * bug elsewhere may have damaged it): every length is bounded, every field
+ * is checked, and any problem is an error string, never a crash.
+ * Privilege: runs in the smtp worker (writer) and queue manager (reader),
+ * both unprivileged.
+ */
+#ifndef POSTERN_QUEUE_FILE_H
+#define POSTERN_QUEUE_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../lib/buf.h"
+#include "../lib/compat.h"
+#include "queue.h"
+
+#define QF_MAGIC "PSTNQF"
+#define QF_MAGIC_LEN 6
+#define QF_VERSION 1
+#define QF_HEADER_LEN 8
+#define QF_REC_HDR_LEN 5
+
+enum qf_type {
+	QF_REC_ARRIVAL = 'T',
+	QF_REC_ID = 'I',
+	QF_REC_CLIENT = 'C',
+	QF_REC_HELO = 'H',
+	QF_REC_PROTO = 'P',
+	QF_REC_FLAGS = 'F',
+	QF_REC_SENDER = 'S',
+	QF_REC_RCPT = 'R',
+	QF_REC_ATTEMPTS = 'A',
+	QF_REC_CONTENT = 'M',
+	QF_REC_END = 'E',
+};
+
+enum qf_rcpt_status {
+	QF_RCPT_PENDING = 'P',
+	QF_RCPT_DONE = 'D',    /* delivered (or handed on) */
+	QF_RCPT_BOUNCED = 'B', /* failed and reported (or dropped for <>) */
+};
+
+#define QF_FLAG_SMTPUTF8 0x01
+#define QF_FLAG_8BITMIME 0x02
+
+/* Bounds the reader enforces (and the writer respects). */
+#define QF_TEXT_MAX 1024     /* client addr, helo, protocol */
+#define QF_ADDR_MAX 512      /* sender, each recipient */
+#define QF_RCPT_MAX 100000   /* recipients per message */
+#define QF_REASON_MAX 115    /* last deferral reason, NUL-padded */
+#define QF_ATTEMPTS_LEN (4 + 8 + QF_REASON_MAX + 1)
+
+/* Return codes of qf_read(). */
+#define QF_ERR_CORRUPT (-1) /* malformed: move the file aside */
+#define QF_ERR_IO (-2)      /* the disk failed us: try again later */
+
+struct qf_rcpt {
+	char *addr;
+	char status;         /* enum qf_rcpt_status */
+	uint64_t status_off; /* file offset of the status byte */
+};
+
+struct qf_msg {
+	uint32_t version;
+	char id[QUEUE_ID_LEN + 1];
+	uint64_t arrival_us;
+	char *client_addr;
+	char *helo;
+	char *protocol;
+	char *sender; /* "" for <> */
+	bool smtputf8;
+	bool body_8bitmime;
+	struct qf_rcpt *rcpts;
+	size_t rcpt_count;
+	uint32_t attempts;
+	uint64_t next_try;            /* seconds since the epoch, 0 = now */
+	char reason[QF_REASON_MAX + 1]; /* last deferral reason or "" */
+	uint64_t attempts_off;        /* file offset of the A payload */
+	uint64_t content_len_off;     /* file offset of the M payload */
+	uint64_t content_off;         /* file offset of the first content byte */
+	uint64_t content_len;
+	uint64_t file_size;
+};
+
+/* A malloc'ed error string (printf-style). */
+char *qf_errf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/* Encoding (used by the writer and by tests that build files by hand). */
+void qf_put_header(buf_t *b);
+void qf_put_record(buf_t *b, enum qf_type type, const void *payload,
+		   uint32_t len);
+void qf_put_u32(unsigned char *p, uint32_t v);
+void qf_put_u64(unsigned char *p, uint64_t v);
+uint32_t qf_get_u32(const unsigned char *p);
+uint64_t qf_get_u64(const unsigned char *p);
+/* Fill out[QF_ATTEMPTS_LEN] with the A payload. */
+void qf_encode_attempts(unsigned char *out, uint32_t attempts,
+			uint64_t next_try, const char *reason);
+/* Is s acceptable as a text field (bounded, no control characters)? */
+bool qf_text_ok(const char *s, size_t max);
+
+/*
+ * Read and validate the whole envelope of the queue file open on fd, and
+ * check that the content and end record fill the rest of the file exactly.
+ * The content itself is not read. Returns 0 and fills *m (free with
+ * qf_msg_free), or QF_ERR_CORRUPT / QF_ERR_IO with a malloc'ed *err_r.
+ */
+int qf_read(int fd, struct qf_msg *m, char **err_r);
+void qf_msg_free(struct qf_msg *m);
+
+/* Rewrite recipient i's status byte in place (no fsync). */
+int qf_set_rcpt_status(int fd, struct qf_msg *m, size_t i,
+		       enum qf_rcpt_status status, char **err_r);
+/* Rewrite the attempts record in place (no fsync). */
+int qf_set_attempts(int fd, struct qf_msg *m, uint32_t attempts,
+		    uint64_t next_try, const char *reason, char **err_r);
+
+/*
+ * Read up to len content bytes starting at content offset pos into data.
+ * Returns the number of bytes read (0 at the end of the content), -1 with
+ * errno on a read error (a file that shrank under us is EIO).
+ */
+long qf_read_content(int fd, const struct qf_msg *m, uint64_t pos,
+		     void *data, size_t len);
+/*
+ * Append the header section of the content (everything up to and
+ * including the first empty line, or the end) to out, at most max bytes
+ * (cut at a line end). Returns 0, or -1 with a malloc'ed *err_r.
+ */
+int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,
+		    char **err_r);
+
+/*
+ * The notify record written to the queue manager's pipe: "QN1" NUL, the
+ * 19-character id, then 9 NUL bytes (32 bytes, below PIPE_BUF).
+ */
+#define QF_NOTIFY_LEN 32
+void qf_notify_encode(unsigned char *rec, const char *id);
+/* Extract and validate the id; false if the record is malformed. */
+bool qf_notify_decode(const unsigned char *rec, char *id_r);
+
+/* Number of pending recipients. */
+size_t qf_pending_count(const struct qf_msg *m);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * queue_writer.c - the smtp worker's side of the queue: write a new queue
+ * file in incoming/, commit it durably into queue/ (the moment after which
+ * the message may be acknowledged with 250), and wake the queue manager.
+ *
+ * RFCs: RFC 5321 section 6.1 (the server owns the message once it says
+ * 250: it must be on stable storage first). Untrusted input: the envelope
+ * fields and message bytes from the SMTP client; text fields are cleaned
+ * (control characters replaced, lengths capped) and addresses that the
+ * reader would refuse are refused here, so that a committed file always
+ * reads back. Privilege: unprivileged smtp worker (also the queue manager,
+ * which writes bounces through this writer).
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/safeio.h"
+#include "../lib/xalloc.h"
+#include "queue_file.h"
+
+#define QUEUE_WRITER_BUF (64 * 1024)
+
+struct queue_writer {
+	char id[QUEUE_ID_LEN + 1];
+	char *incoming_path;
+	char *queue_dir;
+	char *queue_path;
+	int fd;
+	int error;                /* first write errno, sticky; 0 = fine */
+	uint64_t file_off;        /* bytes handed over, buffered ones included */
+	uint64_t content_len_off; /* file offset of the M payload */
+	uint64_t content_len;
+	size_t buf_len;
+	unsigned char buf[QUEUE_WRITER_BUF];
+};
+
+/* ---- buffered output ---------------------------------------------------- */
+
+static int writer_flush(struct queue_writer *w)
+{
+	if (w->error == 0 && w->buf_len > 0 &&
+	    write_all(w->fd, w->buf, w->buf_len) < 0)
+		w->error = errno != 0 ? errno : EIO;
+	w->buf_len = 0;
+	return w->error == 0 ? 0 : -1;
+}
+
+static int writer_put(struct queue_writer *w, const void *data, size_t len)
+{
+	if (w->error != 0)
+		return -1;
+	if (w->buf_len + len > sizeof(w->buf)) {
+		if (writer_flush(w) < 0)
+			return -1;
+		if (len >= sizeof(w->buf)) {
+			if (write_all(w->fd, data, len) < 0) {
+				w->error = errno != 0 ? errno : EIO;
+				return -1;
+			}
+			w->file_off += len;
+			return 0;
+		}
+	}
+	memcpy(w->buf + w->buf_len, data, len);
+	w->buf_len += len;
+	w->file_off += len;
+	return 0;
+}
+
+/* ---- envelope ----------------------------------------------------------- */
+
+/* Append text with control characters replaced by '?', at most max bytes. */
+static void put_clean_text(buf_t *b, enum qf_type type, const char *s,
+			   size_t max)
+{
+	size_t n = strnlen(s != NULL ? s : "", max);
+	char *copy = xstrndup(s != NULL ? s : "", n);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)copy[i];
+		if (c < 0x20 || c == 0x7f)
+			copy[i] = '?';
+	}
+	qf_put_record(b, type, copy, (uint32_t)n);
+	free(copy);
+}
+
+static int check_envelope(const struct queue_envelope *env, char **err_r)
+{
+	const strlist_t *r = env->recipients;
+
+	if (env->sender == NULL || !qf_text_ok(env->sender, QF_ADDR_MAX)) {
+		*err_r = qf_errf("sender address unusable in the queue");
+		return -1;
+	}
+	if (r == NULL || r->count == 0 || r->count > QF_RCPT_MAX) {
+		*err_r = qf_errf("bad recipient count %zu", r != NULL ? r->count : 0);
+		return -1;
+	}
+	for (size_t i = 0; i < r->count; i++) {
+		if (r->items[i][0] == '\0' || !qf_text_ok(r->items[i], QF_ADDR_MAX)) {
+			*err_r = qf_errf("recipient address unusable in the queue");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Encode every record from the header up to and including the M record. */
+static void encode_envelope(buf_t *b, const char *id,
+			    const struct queue_envelope *env,
+			    uint64_t *content_len_off_r)
+{
+	unsigned char u64[8], attempts[QF_ATTEMPTS_LEN];
+	unsigned char flags = (unsigned char)((env->smtputf8 ? QF_FLAG_SMTPUTF8 : 0) |
+					      (env->body_8bitmime ? QF_FLAG_8BITMIME : 0));
+
+	qf_put_header(b);
+	qf_put_u64(u64, env->arrival_us);
+	qf_put_record(b, QF_REC_ARRIVAL, u64, 8);
+	qf_put_record(b, QF_REC_ID, id, QUEUE_ID_LEN);
+	put_clean_text(b, QF_REC_CLIENT, env->client_addr, QF_TEXT_MAX);
+	put_clean_text(b, QF_REC_HELO, env->client_helo, QF_TEXT_MAX);
+	put_clean_text(b, QF_REC_PROTO, env->protocol, QF_TEXT_MAX);
+	qf_put_record(b, QF_REC_FLAGS, &flags, 1);
+	qf_put_record(b, QF_REC_SENDER, env->sender, (uint32_t)strlen(env->sender));
+	for (size_t i = 0; i < env->recipients->count; i++) {
+		const char *a = env->recipients->items[i];
+		size_t n = strlen(a);
+		char *rec = xmalloc(n + 1);
+		rec[0] = QF_RCPT_PENDING;
+		memcpy(rec + 1, a, n);
+		qf_put_record(b, QF_REC_RCPT, rec, (uint32_t)(n + 1));
+		free(rec);
+	}
+	qf_encode_attempts(attempts, 0, 0, "");
+	qf_put_record(b, QF_REC_ATTEMPTS, attempts, sizeof(attempts));
+	memset(u64, 0, sizeof(u64));
+	qf_put_record(b, QF_REC_CONTENT, u64, 8);
+	*content_len_off_r = b->len - 8;
+}
+
+static void writer_free(struct queue_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->incoming_path);
+	free(w->queue_dir);
+	free(w->queue_path);
+	free(w);
+}
+
+struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
+				       const struct queue_envelope *env,
+				       char **err_r)
+{
+	if (!queue_id_valid(id)) {
+		*err_r = qf_errf("invalid queue id");
+		return NULL;
+	}
+	if (check_envelope(env, err_r) < 0)
+		return NULL;
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	memcpy(w->id, id, QUEUE_ID_LEN + 1);
+	char *dir = path_join(spool_dir, "incoming");
+	w->incoming_path = path_join(dir, id);
+	free(dir);
+	w->queue_dir = path_join(spool_dir, "queue");
+	w->queue_path = path_join(w->queue_dir, id);
+	w->fd = open(w->incoming_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		*err_r = qf_errf("create %s: %s", w->incoming_path, strerror(errno));
+		writer_free(w);
+		return NULL;
+	}
+	buf_t env_buf = BUF_INIT;
+	encode_envelope(&env_buf, id, env, &w->content_len_off);
+	int rc = writer_put(w, env_buf.data, env_buf.len);
+	buf_free(&env_buf);
+	if (rc < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		queue_writer_abort(&w);
+		return NULL;
+	}
+	return w;
+}
+
+const char *queue_writer_id(const struct queue_writer *w)
+{
+	return w->id;
+}
+
+int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
+		       char **err_r)
+{
+	if (writer_put(w, data, len) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	w->content_len += len;
+	return 0;
+}
+
+uint64_t queue_writer_size(const struct queue_writer *w)
+{
+	return w->content_len;
+}
+
+/* Store the final content length into the M record (buffered or on disk). */
+static int patch_content_len(struct queue_writer *w)
+{
+	unsigned char u64[8];
+	uint64_t flushed = w->file_off - w->buf_len;
+
+	qf_put_u64(u64, w->content_len);
+	if (w->content_len_off >= flushed) {
+		memcpy(w->buf + (w->content_len_off - flushed), u64, 8);
+		return 0;
+	}
+	if (pwrite_all(w->fd, u64, 8, (off_t)w->content_len_off) < 0) {
+		w->error = errno != 0 ? errno : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/* Everything up to the rename: the file is complete and on disk. */
+static int writer_finish_file(struct queue_writer *w, char **err_r)
+{
+	unsigned char end[QF_REC_HDR_LEN] = { QF_REC_END, 0, 0, 0, 0 };
+
+	if (w->error == 0)
+		patch_content_len(w);
+	writer_put(w, end, sizeof(end));
+	if (writer_flush(w) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	if (fdatasync(w->fd) < 0) {
+		*err_r = qf_errf("fdatasync %s: %s", w->incoming_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int queue_writer_commit(struct queue_writer **wp, char **err_r)
+{
+	struct queue_writer *w = *wp;
+
+	if (writer_finish_file(w, err_r) < 0) {
+		queue_writer_abort(wp);
+		return -1;
+	}
+	if (rename(w->incoming_path, w->queue_path) < 0) {
+		*err_r = qf_errf("rename %s into queue/: %s", w->incoming_path,
+				 strerror(errno));
+		queue_writer_abort(wp);
+		return -1;
+	}
+	if (fsync_dir(w->queue_dir) < 0) {
+		/* Not durable: take it back rather than acknowledge it. */
+		*err_r = qf_errf("fsync %s: %s", w->queue_dir, strerror(errno));
+		unlink(w->queue_path);
+		writer_free(w);
+		*wp = NULL;
+		return -1;
+	}
+	writer_free(w);
+	*wp = NULL;
+	return 0;
+}
+
+void queue_writer_abort(struct queue_writer **wp)
+{
+	struct queue_writer *w = *wp;
+
+	if (w == NULL)
+		return;
+	unlink(w->incoming_path);
+	writer_free(w);
+	*wp = NULL;
+}
+
+/* ---- notify pipe -------------------------------------------------------- */
+
+void qf_notify_encode(unsigned char *rec, const char *id)
+{
+	memset(rec, 0, QF_NOTIFY_LEN);
+	memcpy(rec, "QN1", 3);
+	memcpy(rec + 4, id, QUEUE_ID_LEN);
+}
+
+bool qf_notify_decode(const unsigned char *rec, char *id_r)
+{
+	if (memcmp(rec, "QN1", 4) != 0)
+		return false;
+	for (size_t i = 4 + QUEUE_ID_LEN; i < QF_NOTIFY_LEN; i++) {
+		if (rec[i] != 0)
+			return false;
+	}
+	memcpy(id_r, rec + 4, QUEUE_ID_LEN);
+	id_r[QUEUE_ID_LEN] = '\0';
+	return queue_id_valid(id_r);
+}
+
+void queue_notify(int fd, const char *id)
+{
+	unsigned char rec[QF_NOTIFY_LEN];
+
+	if (fd < 0 || !queue_id_valid(id))
+		return;
+	/* The write must never block an smtp worker: make the pipe end
+	 * non-blocking (a property of the shared open file description). */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0 && (flags & O_NONBLOCK) == 0)
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	qf_notify_encode(rec, id);
+	ssize_t n;
+	do {
+		n = write(fd, rec, sizeof(rec));
+	} while (n < 0 && errno == EINTR);
+	/* EAGAIN (pipe full) or EPIPE: the periodic scan finds the message. */
+}

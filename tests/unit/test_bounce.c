@@ -1,0 +1,281 @@
+/*
+ * test_bounce.c - the RFC 3464 report: its MIME structure, the
+ * delivery-status fields, the quoted headers, the boundary choice, and the
+ * bounce queued as a new message from <>.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "queue/bounce.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+struct fixture {
+	char *spool;
+	int fd;
+	struct qf_msg msg;
+};
+
+static const char original[] =
+	"Received: from c.example ([192.0.2.9]) by mx.example.test\n"
+	"From: Sender <sender@remote.test>\n"
+	"Subject: tricky --=_0123456789ABCDEF012/mx.example.test\n"
+	"\n"
+	"SECRET BODY TEXT\n";
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup_with_sender(void **state, const char *sender)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/postern-test-bounce-XXXXXX";
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	strlist_t rcpts = { NULL, 0 };
+
+	assert_non_null(mkdtemp(tmpl));
+	f->spool = xstrdup(tmpl);
+	assert_int_equal(queue_dirs_create(f->spool, &err), 0);
+	strlist_add(&rcpts, "nobody@example.test");
+	strlist_add(&rcpts, "list@example.test");
+	struct queue_envelope env = {
+		.arrival_us = 1700000000000000ull, .client_addr = "192.0.2.9",
+		.client_helo = "c.example", .protocol = "ESMTP", .sender = sender,
+		.recipients = &rcpts,
+	};
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(f->spool, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, original, sizeof(original) - 1, &err), 0);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	strlist_free(&rcpts);
+	buf_t path = BUF_INIT;
+	buf_printf(&path, "%s/queue/%s", f->spool, id);
+	f->fd = open(path.data, O_RDONLY);
+	buf_free(&path);
+	assert_true(f->fd >= 0);
+	assert_int_equal(qf_read(f->fd, &f->msg, &err), 0);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with_sender(state, "sender@remote.test");
+}
+
+static int setup_null_sender(void **state)
+{
+	return setup_with_sender(state, "");
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	close(f->fd);
+	qf_msg_free(&f->msg);
+	nftw(f->spool, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f->spool);
+	free(f);
+	return 0;
+}
+
+static const struct bounce_item items[] = {
+	{ "nobody@example.test", NULL, "5.1.1 unknown user" },
+	{ "gone@example.test", "list@example.test",
+	  "4.4.7 delivery time expired, last error: 4.2.2 mailbox full" },
+};
+
+static struct bounce_request make_request(struct fixture *f)
+{
+	struct bounce_request req = {
+		.spool_dir = f->spool, .hostname = "mx.example.test",
+		.msg = &f->msg, .queue_fd = f->fd, .items = items, .count = 2,
+		.now_us = 1700000100000000ull,
+	};
+	return req;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+
+	for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + len, needle))
+		n++;
+	return n;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (strstr(hay, needle) == NULL)
+		fail_msg("missing \"%s\" in:\n%s", needle, hay);
+}
+
+static void test_status_and_date(void **state)
+{
+	char code[16];
+	buf_t b = BUF_INIT;
+
+	(void)state;
+	bounce_status_code("5.1.1 unknown user", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.1.1");
+	bounce_status_code("4.4.7", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "4.4.7");
+	bounce_status_code("5.123.456 x", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.123.456");
+	bounce_status_code("5.1234.1 x", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.0.0");
+	bounce_status_code("3.1.1 x", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.0.0");
+	bounce_status_code("unknown user", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.0.0");
+	bounce_status_code("5.1.1x", "5.0.0", code, sizeof(code));
+	assert_string_equal(code, "5.0.0");
+
+	bounce_format_date(&b, 0);
+	assert_string_equal(buf_cstr(&b), "Thu, 01 Jan 1970 00:00:00 +0000");
+	buf_reset(&b);
+	bounce_format_date(&b, 1700000000123456ull);
+	assert_string_equal(buf_cstr(&b), "Tue, 14 Nov 2023 22:13:20 +0000");
+	buf_free(&b);
+}
+
+static void test_report_structure(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_request req = make_request(f);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	const char *bid = "0123456789ABCDEF012";
+
+	assert_int_equal(bounce_build(&out, &req, bid, &err), 0);
+	const char *t = buf_cstr(&out);
+	assert_null(strchr(t, '\r')); /* LF only inside the queue */
+	assert_int_equal(strncmp(t, "Received: by mx.example.test (postern) id "
+				    "0123456789ABCDEF012;\n\t", 63), 0);
+	assert_contains(t, "\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.test>\n");
+	assert_contains(t, "\nTo: <sender@remote.test>\n");
+	assert_contains(t, "\nAuto-Submitted: auto-replied\n");
+	assert_contains(t, "\nMIME-Version: 1.0\n");
+	assert_contains(t, "\nContent-Type: multipart/report; report-type=delivery-status;\n"
+			   "\tboundary=\"");
+
+	/* The boundary must not occur in the quoted headers: the original
+	 * Subject holds the first candidate, so it was lengthened. */
+	const char *bstart = strstr(t, "boundary=\"") + 10;
+	const char *bend = strchr(bstart, '"');
+	char *boundary = xstrndup(bstart, (size_t)(bend - bstart));
+	assert_string_equal(boundary, "=_0123456789ABCDEF012/mx.example.test/1");
+	buf_t delim = BUF_INIT, close_delim = BUF_INIT;
+	buf_printf(&delim, "\n--%s\n", boundary);
+	buf_printf(&close_delim, "\n--%s--\n", boundary);
+	assert_int_equal(count_of(t, delim.data), 3);
+	assert_int_equal(count_of(t, close_delim.data), 1);
+	size_t tail = strlen(close_delim.data);
+	assert_string_equal(t + out.len - tail, close_delim.data);
+
+	/* The three parts in order. */
+	const char *human = strstr(t, "Content-Type: text/plain; charset=us-ascii\n");
+	const char *dsn = strstr(t, "Content-Type: message/delivery-status\n\n");
+	const char *hdrs = strstr(t, "Content-Type: text/rfc822-headers\n\n");
+	assert_non_null(human);
+	assert_non_null(dsn);
+	assert_non_null(hdrs);
+	assert_true(human < dsn && dsn < hdrs);
+	assert_contains(human, "<nobody@example.test>:\n    5.1.1 unknown user\n");
+	assert_contains(human, "<gone@example.test> (sent to <list@example.test>):\n");
+
+	/* message/delivery-status: per-message fields, then per recipient. */
+	assert_contains(dsn, "\n\nReporting-MTA: dns; mx.example.test\n");
+	assert_contains(dsn, "\nArrival-Date: Tue, 14 Nov 2023 22:13:20 +0000\n");
+	assert_contains(dsn, "\n\nFinal-Recipient: rfc822; nobody@example.test\n"
+			     "Action: failed\nStatus: 5.1.1\n"
+			     "Diagnostic-Code: smtp; 550 5.1.1 unknown user\n");
+	assert_contains(dsn, "\n\nFinal-Recipient: rfc822; gone@example.test\n"
+			     "Original-Recipient: rfc822; list@example.test\n"
+			     "Action: failed\nStatus: 4.4.7\n");
+	assert_int_equal(count_of(dsn, "Original-Recipient:"), 1);
+
+	/* The original header section, not its body. */
+	assert_contains(hdrs, "\n\nReceived: from c.example ([192.0.2.9]) by mx.example.test\n"
+			      "From: Sender <sender@remote.test>\n");
+	assert_null(strstr(t, "SECRET BODY TEXT"));
+
+	buf_free(&delim);
+	buf_free(&close_delim);
+	free(boundary);
+	buf_free(&out);
+}
+
+static void test_bounce_queued_from_null_sender(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_request req = make_request(f);
+	char bid[QUEUE_ID_LEN + 1], *err = NULL;
+	struct qf_msg m;
+
+	if (bounce_send(&req, bid, &err) != 0)
+		fail_msg("bounce_send: %s", err);
+	assert_true(queue_id_valid(bid));
+	buf_t path = BUF_INIT;
+	buf_printf(&path, "%s/queue/%s", f->spool, bid);
+	int fd = open(path.data, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_string_equal(m.sender, "");
+	assert_int_equal(m.rcpt_count, 1);
+	assert_string_equal(m.rcpts[0].addr, "sender@remote.test");
+	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	buf_t headers = BUF_INIT;
+	assert_int_equal(qf_read_headers(fd, &m, 65536, &headers, &err), 0);
+	assert_contains(buf_cstr(&headers), "\nSubject: Undelivered Mail Returned to Sender\n");
+	buf_free(&headers);
+	qf_msg_free(&m);
+	close(fd);
+	buf_free(&path);
+}
+
+static void test_never_bounce_to_null(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_request req = make_request(f);
+	char bid[QUEUE_ID_LEN + 1], *err = NULL;
+
+	assert_int_equal(bounce_send(&req, bid, &err), -1);
+	assert_non_null(err);
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status_and_date),
+		cmocka_unit_test_setup_teardown(test_report_structure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bounce_queued_from_null_sender,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_never_bounce_to_null,
+						setup_null_sender, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

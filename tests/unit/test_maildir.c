@@ -1,0 +1,331 @@
+/*
+ * test_maildir.c - Maildir delivery: the deterministic name with S=/W=,
+ * the added header lines, link()-EEXIST idempotence, stale tmp files, the
+ * cur/ check for recovered messages and unsafe mailbox names.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "queue/maildir.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+struct fixture {
+	char *dir;   /* mkdtemp root */
+	char *spool;
+	char *mail_root;
+	char *qpath;
+	int fd;
+	struct qf_msg msg;
+};
+
+static const char body[] = "Received: by test\nSubject: hi\n\nline one\nline two\n";
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static char *join2(const char *a, const char *b)
+{
+	return path_join(a, b);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/postern-test-maildir-XXXXXX";
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	strlist_t rcpts = { NULL, 0 };
+
+	assert_non_null(mkdtemp(tmpl));
+	f->dir = xstrdup(tmpl);
+	f->spool = join2(f->dir, "spool");
+	f->mail_root = join2(f->dir, "mail");
+	assert_int_equal(queue_dirs_create(f->spool, &err), 0);
+	strlist_add(&rcpts, "u@example.test");
+	struct queue_envelope env = {
+		.arrival_us = 1700000000999999ull, .client_addr = "192.0.2.1",
+		.client_helo = "h", .protocol = "SMTP", .sender = "s@remote.test",
+		.recipients = &rcpts,
+	};
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(f->spool, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, body, sizeof(body) - 1, &err), 0);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	strlist_free(&rcpts);
+	char *qdir = join2(f->spool, "queue");
+	f->qpath = join2(qdir, id);
+	free(qdir);
+	f->fd = open(f->qpath, O_RDONLY);
+	assert_true(f->fd >= 0);
+	assert_int_equal(qf_read(f->fd, &f->msg, &err), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	close(f->fd);
+	qf_msg_free(&f->msg);
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f->dir);
+	free(f->spool);
+	free(f->mail_root);
+	free(f->qpath);
+	free(f);
+	return 0;
+}
+
+static struct maildir_delivery make_delivery(struct fixture *f,
+					     const char *address)
+{
+	struct maildir_delivery d = {
+		.mail_root = f->mail_root, .hostname = "mx.example.test",
+		.address = address, .queue_fd = f->fd, .msg = &f->msg,
+		.check_cur = false,
+	};
+	return d;
+}
+
+/* Names of the files in folder (sorted into one '|'-joined string). */
+static char *list_folder(const char *path)
+{
+	DIR *dir = opendir(path);
+	buf_t b = BUF_INIT;
+	struct dirent *de;
+
+	if (dir == NULL)
+		return xstrdup("<missing>");
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (b.len > 0)
+			buf_putc(&b, '|');
+		buf_puts(&b, de->d_name);
+	}
+	closedir(dir);
+	return buf_steal(&b);
+}
+
+static char *mailbox_sub(struct fixture *f, const char *sub)
+{
+	buf_t b = BUF_INIT;
+
+	buf_printf(&b, "%s/example.test/u/Maildir/%s", f->mail_root, sub);
+	return buf_steal(&b);
+}
+
+static char *expected_name(struct fixture *f)
+{
+	buf_t b = BUF_INIT;
+	/* 2 added lines + content; W counts one more byte per LF. */
+	const char *added = "Return-Path: <s@remote.test>\nDelivered-To: u@example.test\n";
+	size_t size = strlen(added) + sizeof(body) - 1;
+	size_t lfs = 2 + 5;
+
+	buf_printf(&b, "1700000000.Q%s.mx.example.test,S=%zu,W=%zu", f->msg.id,
+		   size, size + lfs);
+	return buf_steal(&b);
+}
+
+static void test_base_name(void **state)
+{
+	buf_t b = BUF_INIT;
+
+	(void)state;
+	maildir_base_name(&b, 1700000000999999ull, "0123456789ABCDEF012",
+			  "a/b:c.example");
+	assert_string_equal(buf_cstr(&b),
+			    "1700000000.Q0123456789ABCDEF012.a\\057b\\072c.example");
+	buf_free(&b);
+}
+
+static void test_path_safety(void **state)
+{
+	buf_t b = BUF_INIT;
+
+	(void)state;
+	assert_true(maildir_path(&b, "/m", "user@example.test"));
+	assert_string_equal(buf_cstr(&b), "/m/example.test/user/Maildir");
+	buf_reset(&b);
+	assert_false(maildir_path(&b, "/m", "../x@example.test"));
+	assert_false(maildir_path(&b, "/m", "a/b@example.test"));
+	assert_false(maildir_path(&b, "/m", "user@../etc"));
+	assert_false(maildir_path(&b, "/m", "user@"));
+	assert_false(maildir_path(&b, "/m", "@example.test"));
+	assert_false(maildir_path(&b, "/m", "noat"));
+	assert_int_equal(b.len, 0);
+	buf_free(&b);
+}
+
+static void test_deliver_once(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d = make_delivery(f, "u@example.test");
+	char *err = NULL;
+
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	char *newdir = mailbox_sub(f, "new"), *tmpdir = mailbox_sub(f, "tmp");
+	char *name = expected_name(f), *files = list_folder(newdir);
+	assert_string_equal(files, name);
+	char *tmpfiles = list_folder(tmpdir);
+	assert_string_equal(tmpfiles, "");
+
+	struct stat st;
+	char *full = join2(newdir, name);
+	assert_int_equal(stat(full, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	buf_t content = BUF_INIT;
+	assert_int_equal(read_file(full, 1 << 20, &content), 0);
+	assert_string_equal(buf_cstr(&content),
+			    "Return-Path: <s@remote.test>\n"
+			    "Delivered-To: u@example.test\n"
+			    "Received: by test\nSubject: hi\n\nline one\nline two\n");
+	assert_int_equal((uint64_t)st.st_size, content.len);
+	char *md = mailbox_sub(f, "");
+	assert_int_equal(stat(md, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	/* A second run (say, after a crash before the status byte was
+	 * written) finds the copy through link() EEXIST: still one file. */
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_ALREADY);
+	char *files2 = list_folder(newdir);
+	assert_string_equal(files2, name);
+	free(tmpfiles);
+	tmpfiles = list_folder(tmpdir);
+	assert_string_equal(tmpfiles, "");
+
+	buf_free(&content);
+	free(md);
+	free(full);
+	free(files);
+	free(files2);
+	free(tmpfiles);
+	free(name);
+	free(newdir);
+	free(tmpdir);
+}
+
+static void test_stale_tmp_replaced(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d = make_delivery(f, "u@example.test");
+	char *tmpdir = mailbox_sub(f, "tmp"), *newdir = mailbox_sub(f, "new");
+	buf_t base = BUF_INIT;
+	char *err = NULL;
+
+	assert_int_equal(mkdir_p(tmpdir, 0700), 0);
+	maildir_base_name(&base, f->msg.arrival_us, f->msg.id, "mx.example.test");
+	char *stale = join2(tmpdir, base.data);
+	int fd = open(stale, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "half", 4), 4);
+	close(fd);
+
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	char *tmpfiles = list_folder(tmpdir), *newfiles = list_folder(newdir);
+	char *name = expected_name(f);
+	assert_string_equal(tmpfiles, "");
+	assert_string_equal(newfiles, name);
+	free(name);
+	free(tmpfiles);
+	free(newfiles);
+	free(stale);
+	buf_free(&base);
+	free(tmpdir);
+	free(newdir);
+}
+
+static void test_recovered_checks_cur(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d = make_delivery(f, "u@example.test");
+	char *newdir = mailbox_sub(f, "new"), *curdir = mailbox_sub(f, "cur");
+	char *err = NULL;
+
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	/* The user reads it: the MUA moves it to cur/ with flags. */
+	char *name = expected_name(f);
+	char *from = join2(newdir, name);
+	buf_t to = BUF_INIT;
+	buf_printf(&to, "%s/%s:2,S", curdir, name);
+	assert_int_equal(rename(from, to.data), 0);
+
+	/* Recovered at start-up: the copy in cur/ counts as delivered. */
+	d.check_cur = true;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_ALREADY);
+	char *newfiles = list_folder(newdir);
+	assert_string_equal(newfiles, "");
+	free(newfiles);
+
+	/* A different hostname in the name is still the same message. */
+	d.hostname = "renamed.example.test";
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_ALREADY);
+
+	buf_free(&to);
+	free(from);
+	free(name);
+	free(newdir);
+	free(curdir);
+}
+
+static void test_unsafe_and_unwritable(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d = make_delivery(f, "../evil@example.test");
+	char *err = NULL;
+
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	assert_non_null(err);
+	assert_int_equal(strncmp(err, "5.1.3 ", 6), 0);
+	free(err);
+	err = NULL;
+
+	/* mail_root is a file, not a folder (works even as root): the
+	 * environment is broken, which is a temporary failure. */
+	int fd = open(f->mail_root, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	d.address = "u@example.test";
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_TEMPFAIL);
+	assert_non_null(err);
+	assert_int_equal(strncmp(err, "4.3.0 ", 6), 0);
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_base_name),
+		cmocka_unit_test(test_path_safety),
+		cmocka_unit_test_setup_teardown(test_deliver_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_tmp_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovered_checks_cur, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsafe_and_unwritable, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,636 @@
+/*
+ * test_queue.c - queue ids, the queue file writer and reader, in-place
+ * updates, the notify record, and rejection of damaged files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int setup_spool(void **state)
+{
+	char tmpl[] = "/tmp/postern-test-queue-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	char *err = NULL;
+
+	assert_non_null(dir);
+	char *spool = xstrdup(dir);
+	if (queue_dirs_create(spool, &err) != 0)
+		fail_msg("queue_dirs_create: %s", err);
+	*state = spool;
+	return 0;
+}
+
+static int teardown_spool(void **state)
+{
+	rm_rf(*state);
+	free(*state);
+	return 0;
+}
+
+static char *spool_path(const char *spool, const char *folder, const char *id)
+{
+	buf_t b = BUF_INIT;
+
+	buf_printf(&b, "%s/%s/%s", spool, folder, id);
+	return buf_steal(&b);
+}
+
+static const char *const test_rcpts[] = { "alice@example.test",
+					  "Bob@Example.Test" };
+
+static void fill_env(struct queue_envelope *env, strlist_t *rcpts)
+{
+	memset(rcpts, 0, sizeof(*rcpts));
+	for (size_t i = 0; i < 2; i++)
+		strlist_add(rcpts, test_rcpts[i]);
+	memset(env, 0, sizeof(*env));
+	env->arrival_us = 1700000000123456ull;
+	env->client_addr = "192.0.2.7";
+	env->client_helo = "client.example";
+	env->protocol = "ESMTPS";
+	env->sender = "sender@remote.test";
+	env->recipients = rcpts;
+	env->smtputf8 = true;
+	env->body_8bitmime = false;
+}
+
+/* Write and commit a message; returns its id (static buffer). */
+static const char *write_message(const char *spool, const char *content,
+				 size_t len)
+{
+	static char id[QUEUE_ID_LEN + 1];
+	struct queue_envelope env;
+	strlist_t rcpts;
+	char *err = NULL;
+
+	fill_env(&env, &rcpts);
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	if (w == NULL)
+		fail_msg("queue_writer_open: %s", err);
+	if (queue_writer_write(w, content, len, &err) != 0)
+		fail_msg("queue_writer_write: %s", err);
+	if (queue_writer_commit(&w, &err) != 0)
+		fail_msg("queue_writer_commit: %s", err);
+	assert_null(w);
+	strlist_free(&rcpts);
+	return id;
+}
+
+static void read_whole(const char *path, buf_t *b)
+{
+	if (read_file(path, 64u * 1024 * 1024, b) != 0)
+		fail_msg("read %s: %s", path, strerror(errno));
+}
+
+static void write_whole(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, len), 0);
+	close(fd);
+}
+
+/* qf_read on a file holding data; returns its result, frees everything. */
+static int read_bytes(const char *spool, const void *data, size_t len,
+		      char **err_r)
+{
+	char *path = spool_path(spool, "hold", "probe");
+	struct qf_msg m;
+
+	write_whole(path, data, len);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	*err_r = NULL;
+	int rc = qf_read(fd, &m, err_r);
+	if (rc == 0)
+		qf_msg_free(&m);
+	close(fd);
+	free(path);
+	return rc;
+}
+
+/* ---- ids ------------------------------------------------------------------ */
+
+static void test_id_format_and_order(void **state)
+{
+	char prev[QUEUE_ID_LEN + 1] = "", id[QUEUE_ID_LEN + 1], pid_hex[8];
+	struct timespec ts;
+
+	(void)state;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000u;
+	snprintf(pid_hex, sizeof(pid_hex), "%06X", (unsigned)getpid());
+	for (int i = 0; i < 20000; i++) {
+		queue_id_new(id);
+		assert_int_equal(strlen(id), QUEUE_ID_LEN);
+		assert_true(queue_id_valid(id));
+		assert_string_equal(id + 13, pid_hex);
+		if (prev[0] != '\0' && strcmp(prev, id) >= 0)
+			fail_msg("ids not increasing: %s then %s", prev, id);
+		memcpy(prev, id, sizeof(id));
+	}
+	uint64_t t = queue_id_time_us(id);
+	assert_true(t >= now);
+	assert_true(t < now + 60u * 1000000u);
+}
+
+static void test_id_valid(void **state)
+{
+	(void)state;
+	assert_true(queue_id_valid("0123456789ABCDEF012"));
+	assert_false(queue_id_valid("0123456789abcdef012"));
+	assert_false(queue_id_valid("0123456789ABCDEF01"));
+	assert_false(queue_id_valid("0123456789ABCDEF0123"));
+	assert_false(queue_id_valid("0123456789ABCDEF01G"));
+	assert_false(queue_id_valid("../../../etc/passwd"));
+	assert_false(queue_id_valid(""));
+	assert_int_equal(queue_id_time_us("0000000000010ABCDEF"), 16);
+}
+
+/* ---- writer and reader ------------------------------------------------------ */
+
+static const char sample[] =
+	"Received: from client.example ([192.0.2.7]) by mx.example.test\n"
+	"Subject: hello\n"
+	"\n"
+	"body line 1\nbody line 2\n";
+
+static void test_roundtrip(void **state)
+{
+	const char *spool = *state;
+	const char *id = write_message(spool, sample, sizeof(sample) - 1);
+	char *path = spool_path(spool, "queue", id);
+	char *inc = spool_path(spool, "incoming", id);
+	struct qf_msg m;
+	char *err = NULL;
+	struct stat st;
+
+	assert_int_equal(stat(inc, &st), -1);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	if (qf_read(fd, &m, &err) != 0)
+		fail_msg("qf_read: %s", err);
+	assert_string_equal(m.id, id);
+	assert_int_equal(m.version, QF_VERSION);
+	assert_int_equal(m.arrival_us, 1700000000123456ull);
+	assert_string_equal(m.client_addr, "192.0.2.7");
+	assert_string_equal(m.helo, "client.example");
+	assert_string_equal(m.protocol, "ESMTPS");
+	assert_string_equal(m.sender, "sender@remote.test");
+	assert_true(m.smtputf8);
+	assert_false(m.body_8bitmime);
+	assert_int_equal(m.rcpt_count, 2);
+	assert_string_equal(m.rcpts[0].addr, test_rcpts[0]);
+	assert_string_equal(m.rcpts[1].addr, test_rcpts[1]);
+	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	assert_int_equal(m.attempts, 0);
+	assert_int_equal(m.next_try, 0);
+	assert_string_equal(m.reason, "");
+	assert_int_equal(m.content_len, sizeof(sample) - 1);
+	assert_int_equal(m.file_size, (uint64_t)st.st_size);
+	assert_int_equal(qf_pending_count(&m), 2);
+
+	char content[sizeof(sample)];
+	long n = qf_read_content(fd, &m, 0, content, sizeof(content));
+	assert_int_equal(n, sizeof(sample) - 1);
+	assert_memory_equal(content, sample, sizeof(sample) - 1);
+	assert_int_equal(qf_read_content(fd, &m, m.content_len, content, 1), 0);
+
+	buf_t headers = BUF_INIT;
+	assert_int_equal(qf_read_headers(fd, &m, 4096, &headers, &err), 0);
+	assert_string_equal(buf_cstr(&headers),
+			    "Received: from client.example ([192.0.2.7]) by mx.example.test\n"
+			    "Subject: hello\n\n");
+	buf_reset(&headers);
+	assert_int_equal(qf_read_headers(fd, &m, 70, &headers, &err), 0);
+	assert_string_equal(buf_cstr(&headers),
+			    "Received: from client.example ([192.0.2.7]) by mx.example.test\n");
+	buf_free(&headers);
+	qf_msg_free(&m);
+	close(fd);
+	free(path);
+	free(inc);
+}
+
+static void test_large_content(void **state)
+{
+	const char *spool = *state;
+	size_t total = 300000;
+	char *data = xmalloc(total);
+	struct queue_envelope env;
+	strlist_t rcpts;
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+
+	for (size_t i = 0; i < total; i++)
+		data[i] = (i % 77 == 76) ? '\n' : (char)('a' + i % 26);
+	fill_env(&env, &rcpts);
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	assert_string_equal(queue_writer_id(w), id);
+	/* Odd pieces, one larger than the 64 KiB buffer. */
+	size_t sizes[] = { 1, 1000, 70000, 65535, 3, 100000 }, off = 0;
+	for (size_t i = 0; off < total; i++) {
+		size_t n = sizes[i % 6] < total - off ? sizes[i % 6] : total - off;
+		assert_int_equal(queue_writer_write(w, data + off, n, &err), 0);
+		off += n;
+		assert_int_equal(queue_writer_size(w), off);
+	}
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+
+	char *path = spool_path(spool, "queue", id);
+	int fd = open(path, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.content_len, total);
+	char *back = xmalloc(total);
+	uint64_t pos = 0;
+	while (pos < total) {
+		long n = qf_read_content(fd, &m, pos, back + pos, 4096);
+		assert_true(n > 0);
+		pos += (uint64_t)n;
+	}
+	assert_memory_equal(back, data, total);
+	qf_msg_free(&m);
+	close(fd);
+	strlist_free(&rcpts);
+	free(back);
+	free(data);
+	free(path);
+}
+
+static void test_in_place_updates(void **state)
+{
+	const char *spool = *state;
+	const char *id = write_message(spool, sample, sizeof(sample) - 1);
+	char *path = spool_path(spool, "queue", id);
+	buf_t before = BUF_INIT, after = BUF_INIT;
+	struct qf_msg m;
+	char *err = NULL;
+
+	read_whole(path, &before);
+	int fd = open(path, O_RDWR);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(qf_set_rcpt_status(fd, &m, 1, QF_RCPT_DONE, &err), 0);
+	assert_int_equal(qf_set_attempts(fd, &m, 3, 1800000000ull,
+					 "4.4.1 remote\tdelivery not available", &err), 0);
+	uint64_t status_off = m.rcpts[1].status_off, att_off = m.attempts_off;
+	qf_msg_free(&m);
+	close(fd);
+
+	/* Same size; only the status byte and the attempts payload differ. */
+	read_whole(path, &after);
+	assert_int_equal(after.len, before.len);
+	for (size_t i = 0; i < after.len; i++) {
+		bool allowed = i == status_off ||
+			       (i >= att_off && i < att_off + QF_ATTEMPTS_LEN);
+		if (!allowed && before.data[i] != after.data[i])
+			fail_msg("byte %zu changed", i);
+	}
+	fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	assert_int_equal(m.rcpts[1].status, QF_RCPT_DONE);
+	assert_int_equal(qf_pending_count(&m), 1);
+	assert_int_equal(m.attempts, 3);
+	assert_int_equal(m.next_try, 1800000000ull);
+	assert_string_equal(m.reason, "4.4.1 remote?delivery not available");
+	qf_msg_free(&m);
+	close(fd);
+	buf_free(&before);
+	buf_free(&after);
+	free(path);
+}
+
+static void test_abort_and_rejects(void **state)
+{
+	const char *spool = *state;
+	struct queue_envelope env;
+	strlist_t rcpts;
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	struct stat st;
+
+	fill_env(&env, &rcpts);
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	char *inc = spool_path(spool, "incoming", id);
+	assert_int_equal(stat(inc, &st), 0);
+	queue_writer_abort(&w);
+	assert_null(w);
+	assert_int_equal(stat(inc, &st), -1);
+	free(inc);
+
+	assert_null(queue_writer_open(spool, "not-an-id", &env, &err));
+	assert_non_null(err);
+	free(err);
+	err = NULL;
+	env.sender = "evil\n@x";
+	assert_null(queue_writer_open(spool, id, &env, &err));
+	assert_non_null(err);
+	free(err);
+	err = NULL;
+	env.sender = "ok@x";
+	strlist_add(&rcpts, "bad\r@x");
+	assert_null(queue_writer_open(spool, id, &env, &err));
+	free(err);
+	err = NULL;
+	strlist_free(&rcpts);
+	env.recipients = &rcpts;
+	assert_null(queue_writer_open(spool, id, &env, &err));
+	free(err);
+	strlist_free(&rcpts);
+}
+
+static void test_helo_is_cleaned(void **state)
+{
+	const char *spool = *state;
+	struct queue_envelope env;
+	strlist_t rcpts;
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	struct qf_msg m;
+
+	fill_env(&env, &rcpts);
+	env.client_helo = "evil\r\nX-Injected: yes";
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	char *path = spool_path(spool, "queue", id);
+	int fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_string_equal(m.helo, "evil??X-Injected: yes");
+	assert_int_equal(m.content_len, 0);
+	qf_msg_free(&m);
+	close(fd);
+	free(path);
+	strlist_free(&rcpts);
+}
+
+/* ---- damaged files -------------------------------------------------------------- */
+
+static void test_truncated_rejected(void **state)
+{
+	const char *spool = *state;
+	const char *id = write_message(spool, sample, sizeof(sample) - 1);
+	char *path = spool_path(spool, "queue", id);
+	buf_t whole = BUF_INIT;
+	char *err;
+
+	read_whole(path, &whole);
+	assert_int_equal(read_bytes(spool, whole.data, whole.len, &err), 0);
+	for (size_t len = 0; len < whole.len; len++) {
+		int rc = read_bytes(spool, whole.data, len, &err);
+		if (rc != QF_ERR_CORRUPT || err == NULL)
+			fail_msg("truncated to %zu: rc %d", len, rc);
+		free(err);
+	}
+	/* One byte too many is as bad as one too few. */
+	buf_putc(&whole, 'x');
+	assert_int_equal(read_bytes(spool, whole.data, whole.len, &err),
+			 QF_ERR_CORRUPT);
+	free(err);
+	buf_free(&whole);
+	free(path);
+}
+
+static void test_every_byte_flipped(void **state)
+{
+	const char *spool = *state;
+	const char *id = write_message(spool, sample, sizeof(sample) - 1);
+	char *path = spool_path(spool, "queue", id);
+	buf_t whole = BUF_INIT;
+	struct qf_msg m;
+	char *err = NULL;
+
+	read_whole(path, &whole);
+	int fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	/* Damage each envelope byte in turn: never a crash, and any damage to
+	 * structure (not to free text or numbers) is an error. */
+	for (size_t i = 0; i < m.content_off; i++) {
+		char *copy = xmalloc(whole.len);
+		memcpy(copy, whole.data, whole.len);
+		copy[i] = (char)(copy[i] ^ 0x80);
+		int rc = read_bytes(spool, copy, whole.len, &err);
+		if (i < QF_HEADER_LEN && rc == 0)
+			fail_msg("damaged header byte %zu accepted", i);
+		free(err);
+		free(copy);
+	}
+	qf_msg_free(&m);
+	buf_free(&whole);
+	free(path);
+}
+
+/* Build a file from records by hand. */
+static void put_min_envelope(buf_t *b, const char *id, bool with_rcpt)
+{
+	unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
+
+	qf_put_header(b);
+	qf_put_record(b, QF_REC_ARRIVAL, u64, 8);
+	qf_put_record(b, QF_REC_ID, id, QUEUE_ID_LEN);
+	qf_put_record(b, QF_REC_CLIENT, "c", 1);
+	qf_put_record(b, QF_REC_HELO, "h", 1);
+	qf_put_record(b, QF_REC_PROTO, "SMTP", 4);
+	qf_put_record(b, QF_REC_FLAGS, &flags, 1);
+	qf_put_record(b, QF_REC_SENDER, "", 0);
+	if (with_rcpt)
+		qf_put_record(b, QF_REC_RCPT, "Pa@b", 4);
+	qf_encode_attempts(att, 0, 0, "");
+	qf_put_record(b, QF_REC_ATTEMPTS, att, sizeof(att));
+}
+
+static void put_tail(buf_t *b, const char *content, uint64_t claimed_len)
+{
+	unsigned char u64[8];
+
+	qf_put_u64(u64, claimed_len);
+	qf_put_record(b, QF_REC_CONTENT, u64, 8);
+	buf_puts(b, content);
+	qf_put_record(b, QF_REC_END, NULL, 0);
+}
+
+static void expect_corrupt(const char *spool, const buf_t *b, const char *what)
+{
+	char *err = NULL;
+	int rc = read_bytes(spool, b->data, b->len, &err);
+
+	if (rc != QF_ERR_CORRUPT || err == NULL)
+		fail_msg("%s: accepted (rc %d)", what, rc);
+	free(err);
+}
+
+static void test_crafted_files(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+	buf_t b = BUF_INIT;
+	char *err = NULL;
+
+	put_min_envelope(&b, id, true);
+	put_tail(&b, "hi\n", 3);
+	assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
+
+	buf_reset(&b); /* no recipient */
+	put_min_envelope(&b, id, false);
+	put_tail(&b, "hi\n", 3);
+	expect_corrupt(spool, &b, "no recipient");
+
+	buf_reset(&b); /* content length beyond the file */
+	put_min_envelope(&b, id, true);
+	put_tail(&b, "hi\n", UINT64_MAX - 2);
+	expect_corrupt(spool, &b, "huge content length");
+
+	buf_reset(&b); /* content length short: end record not at the end */
+	put_min_envelope(&b, id, true);
+	put_tail(&b, "hi\n", 2);
+	expect_corrupt(spool, &b, "short content length");
+
+	buf_reset(&b); /* unknown record type */
+	put_min_envelope(&b, id, true);
+	qf_put_record(&b, (enum qf_type)'Z', "x", 1);
+	put_tail(&b, "", 0);
+	expect_corrupt(spool, &b, "unknown type");
+
+	buf_reset(&b); /* a record length of 4 GiB - 1 */
+	qf_put_header(&b);
+	buf_append(&b, "T\xff\xff\xff\xff", 5);
+	expect_corrupt(spool, &b, "huge record length");
+
+	buf_reset(&b); /* duplicate sender record */
+	put_min_envelope(&b, id, true);
+	qf_put_record(&b, QF_REC_SENDER, "", 0);
+	put_tail(&b, "", 0);
+	expect_corrupt(spool, &b, "sender after attempts");
+
+	buf_reset(&b); /* bad status byte, bad id, NUL and LF in text */
+	qf_put_header(&b);
+	buf_append(&b, "T\0\0\0\x08\0\0\0\0\0\0\0\0", 13);
+	qf_put_record(&b, QF_REC_ID, "0123456789abcdef012", QUEUE_ID_LEN);
+	expect_corrupt(spool, &b, "lower-case id");
+
+	const char *bad_rcpts[] = { "Xa@b", "Pa\n@b", "P", "Pa\0b" };
+	size_t bad_lens[] = { 4, 5, 1, 4 };
+	for (size_t i = 0; i < 4; i++) {
+		unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
+		buf_reset(&b);
+		qf_put_header(&b);
+		qf_put_record(&b, QF_REC_ARRIVAL, u64, 8);
+		qf_put_record(&b, QF_REC_ID, id, QUEUE_ID_LEN);
+		qf_put_record(&b, QF_REC_CLIENT, "c", 1);
+		qf_put_record(&b, QF_REC_HELO, "h", 1);
+		qf_put_record(&b, QF_REC_PROTO, "SMTP", 4);
+		qf_put_record(&b, QF_REC_FLAGS, &flags, 1);
+		qf_put_record(&b, QF_REC_SENDER, "", 0);
+		qf_put_record(&b, QF_REC_RCPT, bad_rcpts[i], (uint32_t)bad_lens[i]);
+		qf_encode_attempts(att, 0, 0, "");
+		qf_put_record(&b, QF_REC_ATTEMPTS, att, sizeof(att));
+		put_tail(&b, "", 0);
+		expect_corrupt(spool, &b, bad_rcpts[i]);
+	}
+
+	buf_reset(&b); /* wrong version */
+	put_min_envelope(&b, id, true);
+	put_tail(&b, "", 0);
+	b.data[7] = 2;
+	expect_corrupt(spool, &b, "version 2");
+
+	buf_reset(&b); /* empty file */
+	expect_corrupt(spool, &b, "empty file");
+	buf_free(&b);
+}
+
+/* ---- notify ------------------------------------------------------------------ */
+
+static void test_notify(void **state)
+{
+	int p[2];
+	char id[QUEUE_ID_LEN + 1], back[QUEUE_ID_LEN + 1];
+	unsigned char rec[QF_NOTIFY_LEN];
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	queue_id_new(id);
+	queue_notify(p[1], id);
+	assert_int_equal(read(p[0], rec, sizeof(rec)), QF_NOTIFY_LEN);
+	assert_true(qf_notify_decode(rec, back));
+	assert_string_equal(back, id);
+	rec[30] = 1;
+	assert_false(qf_notify_decode(rec, back));
+	queue_notify(-1, id); /* no-op */
+
+	/* A full pipe never blocks the caller. */
+	int n = 0;
+	while (n < 100000) {
+		queue_notify(p[1], id);
+		if (fcntl(p[1], F_GETFL) & O_NONBLOCK) {
+			ssize_t w = write(p[1], rec, sizeof(rec));
+			if (w < 0 && errno == EAGAIN)
+				break;
+		}
+		n++;
+	}
+	assert_true(n < 100000);
+	queue_notify(p[1], id);
+	close(p[0]);
+	close(p[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_id_format_and_order),
+		cmocka_unit_test(test_id_valid),
+		cmocka_unit_test_setup_teardown(test_roundtrip, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_large_content, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_in_place_updates, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_abort_and_rejects, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_helo_is_cleaned, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_truncated_rejected, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_every_byte_flipped, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_crafted_files, setup_spool, teardown_spool),
+		cmocka_unit_test(test_notify),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,589 @@
+/*
+ * test_queue_qmgr.c - the queue manager end to end, in a forked child on a
+ * temporary spool: delivery and removal, alias de-duplication, bounces,
+ * <> never bounced, alias loops, deferral with backoff, expiry, recovery
+ * after a crash without duplicates, corrupt and stale files, scans
+ * without notification, the spool lock, and the retry backoff.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "mail/recipients.h"
+#include "queue/maildir.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_internal.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+struct fixture {
+	char *dir;
+	struct config cfg;
+	struct recipient_tables *tables;
+	int notify[2];
+	pid_t child;
+	char *log_path;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static char *fpath(const struct fixture *f, const char *rel)
+{
+	return path_join(f->dir, rel);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, text, strlen(text)), 0);
+	close(fd);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/postern-test-qmgr-XXXXXX";
+
+	assert_non_null(mkdtemp(tmpl));
+	f->dir = xstrdup(tmpl);
+	char *users = fpath(f, "users"), *aliases = fpath(f, "aliases");
+	put_file(users, "alice@example.test:{PLAIN}x::::::\n"
+			"bob@example.test:{PLAIN}x::::::\n");
+	put_file(aliases, "team@example.test: alice@example.test, bob@example.test\n"
+			  "loop1@example.test: loop2@example.test\n"
+			  "loop2@example.test: loop1@example.test\n"
+			  "mixed@example.test: alice@example.test, far@remote.test\n");
+	f->tables = recipients_load(users, aliases, stderr);
+	assert_non_null(f->tables);
+	free(users);
+	free(aliases);
+	f->cfg.spool_dir = fpath(f, "spool");
+	f->cfg.mail_root = fpath(f, "mail");
+	f->cfg.hostname = xstrdup("mx.example.test");
+	strlist_add(&f->cfg.local_domains, "example.test");
+	f->cfg.queue_retry_min = 300;
+	f->cfg.queue_retry_max = 4000;
+	f->cfg.queue_lifetime = 5 * 86400;
+	f->cfg.queue_scan_interval = 300;
+	f->log_path = fpath(f, "qmgr.log");
+	char *err = NULL;
+	assert_int_equal(queue_dirs_create(f->cfg.spool_dir, &err), 0);
+	assert_int_equal(pipe(f->notify), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	if (f->child > 0) {
+		kill(f->child, SIGKILL);
+		waitpid(f->child, NULL, 0);
+	}
+	close(f->notify[0]);
+	close(f->notify[1]);
+	recipients_free(&f->tables);
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f->cfg.spool_dir);
+	free(f->cfg.mail_root);
+	free(f->cfg.hostname);
+	strlist_free(&f->cfg.local_domains);
+	free(f->log_path);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- running the queue manager ---------------------------------------------- */
+
+static void start_qmgr(struct fixture *f, bool use_notify)
+{
+	fflush(NULL);
+	f->child = fork();
+	assert_true(f->child >= 0);
+	if (f->child == 0) {
+		int fd = open(f->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0)
+			dup2(fd, STDERR_FILENO);
+		_exit(qmgr_main(&f->cfg, f->tables, use_notify ? f->notify[0] : -1));
+	}
+}
+
+static void stop_qmgr(struct fixture *f)
+{
+	int status = 0;
+
+	assert_int_equal(kill(f->child, SIGTERM), 0);
+	assert_int_equal(waitpid(f->child, &status, 0), f->child);
+	f->child = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static size_t count_files(const struct fixture *f, const char *rel)
+{
+	char *path = fpath(f, rel);
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	size_t n = 0;
+
+	free(path);
+	if (dir == NULL)
+		return 0;
+	while ((de = readdir(dir)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+static bool spool_idle(const struct fixture *f)
+{
+	return count_files(f, "spool/queue") == 0;
+}
+
+/* Wait up to 10 s for the queue/ folder to empty. */
+static void wait_idle(const struct fixture *f)
+{
+	for (int i = 0; i < 1000 && !spool_idle(f); i++)
+		usleep(10000);
+	if (!spool_idle(f))
+		fail_msg("queue/ not empty after 10 s");
+	usleep(20000); /* let the last log lines land */
+}
+
+static char *read_log(const struct fixture *f)
+{
+	buf_t b = BUF_INIT;
+
+	read_file(f->log_path, 1 << 24, &b);
+	return buf_steal(&b);
+}
+
+static void assert_log(const struct fixture *f, const char *needle)
+{
+	char *log = read_log(f);
+
+	if (strstr(log, needle) == NULL)
+		fail_msg("log lacks \"%s\":\n%s", needle, log);
+	free(log);
+}
+
+/* Commit a message; optionally notify. Returns its id (static). */
+static const char *queue_msg(struct fixture *f, const char *sender,
+			     const char *rcpts, bool notify)
+{
+	static char id[QUEUE_ID_LEN + 1];
+	strlist_t list = { NULL, 0 };
+	char *err = NULL;
+	const char *content = "Received: from test by mx.example.test\n"
+			      "Subject: test\n\nHello.\n";
+
+	strlist_split(&list, rcpts);
+	struct queue_envelope env = {
+		.arrival_us = (uint64_t)time(NULL) * 1000000u, .client_addr = "192.0.2.1",
+		.client_helo = "test", .protocol = "ESMTP", .sender = sender,
+		.recipients = &list,
+	};
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(f->cfg.spool_dir, id, &env, &err);
+	if (w == NULL)
+		fail_msg("open: %s", err);
+	assert_int_equal(queue_writer_write(w, content, strlen(content), &err), 0);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	if (notify)
+		queue_notify(f->notify[1], id);
+	strlist_free(&list);
+	return id;
+}
+
+static char *mailbox(const char *user, const char *sub)
+{
+	buf_t b = BUF_INIT;
+
+	buf_printf(&b, "mail/example.test/%s/Maildir/%s", user, sub);
+	return buf_steal(&b);
+}
+
+static size_t mail_count(const struct fixture *f, const char *user,
+			 const char *sub)
+{
+	char *rel = mailbox(user, sub);
+	size_t n = count_files(f, rel);
+
+	free(rel);
+	return n;
+}
+
+/* Content of the only file in a user's new/. */
+static char *only_mail(const struct fixture *f, const char *user)
+{
+	char *rel = mailbox(user, "new"), *path = fpath(f, rel);
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	buf_t b = BUF_INIT;
+
+	assert_non_null(dir);
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *file = path_join(path, de->d_name);
+		read_file(file, 1 << 20, &b);
+		free(file);
+		break;
+	}
+	closedir(dir);
+	free(rel);
+	free(path);
+	return buf_steal(&b);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_delivers_and_dedupes(void **state)
+{
+	struct fixture *f = *state;
+
+	start_qmgr(f, true);
+	queue_msg(f, "sender@remote.test", "alice@example.test", true);
+	queue_msg(f, "sender@remote.test", "team@example.test, BOB@Example.Test", true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "alice", "new"), 2);
+	assert_int_equal(mail_count(f, "bob", "new"), 1); /* one copy only */
+	assert_int_equal(count_files(f, "spool/deferred"), 0);
+	assert_log(f, "to=<bob@example.test> orig_to=<team@example.test> relay=maildir");
+	assert_log(f, "attempts=1 status=sent (delivered to maildir)");
+	assert_log(f, ": removed");
+}
+
+static void test_unknown_user_bounces(void **state)
+{
+	struct fixture *f = *state;
+
+	start_qmgr(f, true);
+	queue_msg(f, "alice@example.test", "nobody@example.test", true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "alice", "new"), 1);
+	char *mail = only_mail(f, "alice");
+	assert_non_null(strstr(mail, "Return-Path: <>\n"));
+	assert_non_null(strstr(mail, "Final-Recipient: rfc822; nobody@example.test\n"));
+	assert_non_null(strstr(mail, "Status: 5.1.1\n"));
+	free(mail);
+	assert_log(f, "status=bounced (5.1.1 unknown user)");
+	assert_log(f, "sent to <alice@example.test>");
+}
+
+static void test_null_sender_never_bounced(void **state)
+{
+	struct fixture *f = *state;
+
+	start_qmgr(f, true);
+	queue_msg(f, "", "nobody@example.test, loop1@example.test", true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/deferred"), 0);
+	assert_int_equal(count_files(f, "mail"), 0);
+	assert_log(f, "bounce dropped: sender is <>");
+	assert_log(f, "status=bounced (5.4.6 alias loop)");
+}
+
+static void test_remote_deferred_then_retried(void **state)
+{
+	struct fixture *f = *state;
+
+	start_qmgr(f, true);
+	const char *id = queue_msg(f, "sender@remote.test", "mixed@example.test", true);
+	char saved[QUEUE_ID_LEN + 1];
+	memcpy(saved, id, sizeof(saved));
+	wait_idle(f);
+	for (int i = 0; i < 500 && count_files(f, "spool/deferred") == 0; i++)
+		usleep(10000);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/deferred"), 1);
+	assert_int_equal(mail_count(f, "alice", "new"), 1);
+	assert_log(f, "to=<far@remote.test> orig_to=<mixed@example.test> relay=none");
+	assert_log(f, "status=deferred (4.4.1 remote delivery not available yet");
+
+	/* The file: attempts 1, next try = mtime = now + retry_min. */
+	buf_t rel = BUF_INIT;
+	buf_printf(&rel, "spool/deferred/%s", saved);
+	char *path = fpath(f, rel.data);
+	struct stat st;
+	struct qf_msg m;
+	char *err = NULL;
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(m.attempts, 1);
+	assert_int_equal((uint64_t)st.st_mtime, m.next_try);
+	uint64_t now = (uint64_t)time(NULL);
+	assert_true(m.next_try >= now + 290 && m.next_try <= now + 310);
+	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	qf_msg_free(&m);
+
+	/* Make it due and restart: alice's copy is found, not duplicated,
+	 * and the second deferral doubles the delay. */
+	struct timespec past[2] = { { (time_t)now - 10, 0 }, { (time_t)now - 10, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, path, past, 0), 0);
+	start_qmgr(f, true);
+	for (int i = 0; i < 500; i++) {
+		fd = open(path, O_RDONLY);
+		if (fd >= 0 && qf_read(fd, &m, &err) == 0) {
+			uint32_t attempts = m.attempts;
+			qf_msg_free(&m);
+			close(fd);
+			if (attempts == 2)
+				break;
+		} else if (fd >= 0) {
+			close(fd);
+		}
+		usleep(10000);
+	}
+	stop_qmgr(f);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.attempts, 2);
+	now = (uint64_t)time(NULL);
+	assert_true(m.next_try >= now + 590 && m.next_try <= now + 610);
+	qf_msg_free(&m);
+	assert_int_equal(mail_count(f, "alice", "new"), 1);
+	assert_log(f, "delivered to maildir by an earlier attempt");
+	free(path);
+	buf_free(&rel);
+}
+
+static void test_expired_bounces(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cfg.queue_lifetime = 0;
+	start_qmgr(f, true);
+	queue_msg(f, "alice@example.test", "far@remote.test", true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/deferred"), 0);
+	char *mail = only_mail(f, "alice");
+	assert_non_null(strstr(mail, "Status: 4.4.7\n"));
+	assert_non_null(strstr(mail, "Final-Recipient: rfc822; far@remote.test\n"));
+	free(mail);
+	assert_log(f, "status=bounced (4.4.7 delivery time expired");
+}
+
+static void test_recovery_without_duplicate(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+
+	/* A crashed run delivered, the user read the mail (cur/), but the
+	 * status byte never reached the disk: the file is still in queue/. */
+	const char *id = queue_msg(f, "sender@remote.test", "alice@example.test", false);
+	char *qpath = NULL;
+	buf_t rel = BUF_INIT;
+	buf_printf(&rel, "spool/queue/%s", id);
+	qpath = fpath(f, rel.data);
+	int fd = open(qpath, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	struct maildir_delivery d = {
+		.mail_root = f->cfg.mail_root, .hostname = f->cfg.hostname,
+		.address = "alice@example.test", .queue_fd = fd, .msg = &m,
+	};
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	qf_msg_free(&m);
+	close(fd);
+	char *newrel = mailbox("alice", "new"), *currel = mailbox("alice", "cur");
+	char *newdir = fpath(f, newrel), *curdir = fpath(f, currel);
+	DIR *dir = opendir(newdir);
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		buf_t from = BUF_INIT, to = BUF_INIT;
+		buf_printf(&from, "%s/%s", newdir, de->d_name);
+		buf_printf(&to, "%s/%s:2,S", curdir, de->d_name);
+		assert_int_equal(rename(from.data, to.data), 0);
+		buf_free(&from);
+		buf_free(&to);
+	}
+	closedir(dir);
+
+	start_qmgr(f, true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "alice", "new"), 0);
+	assert_int_equal(mail_count(f, "alice", "cur"), 1);
+	assert_log(f, "delivered to maildir by an earlier attempt");
+	assert_log(f, "1 message recovered");
+	free(newrel);
+	free(currel);
+	free(newdir);
+	free(curdir);
+	free(qpath);
+	buf_free(&rel);
+}
+
+static void test_corrupt_and_stale(void **state)
+{
+	struct fixture *f = *state;
+	char *bad = fpath(f, "spool/queue/0000000000001000001");
+	char *stale = fpath(f, "spool/incoming/0000000000002000002");
+	char *fresh = fpath(f, "spool/incoming/0000000000003000003");
+	struct timespec old[2] = { { time(NULL) - 3 * 3600, 0 },
+				   { time(NULL) - 3 * 3600, 0 } };
+	struct stat st;
+
+	put_file(bad, "this is not a queue file\n");
+	put_file(stale, "half a message");
+	put_file(fresh, "a message being received");
+	assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
+	start_qmgr(f, true);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/corrupt"), 1);
+	assert_int_equal(stat(stale, &st), -1);
+	assert_int_equal(stat(fresh, &st), 0);
+	assert_log(f, "0000000000001000001: corrupt queue file moved to");
+	assert_log(f, "removed stale incoming file");
+	free(bad);
+	free(stale);
+	free(fresh);
+}
+
+static void test_scan_finds_unnotified(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cfg.queue_scan_interval = 1;
+	start_qmgr(f, false);
+	usleep(100000);
+	queue_msg(f, "sender@remote.test", "bob@example.test", false);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	assert_log(f, "found without notification");
+}
+
+/* Another process holds the spool lock until killed. */
+static pid_t hold_lock(const char *lock_path)
+{
+	int ready[2];
+	char c = 0;
+
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int lock = open(lock_path, O_RDWR | O_CREAT, 0600);
+		if (lock < 0 || flock(lock, LOCK_EX) < 0)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	return pid;
+}
+
+static void test_lock_waits_for_older_manager(void **state)
+{
+	struct fixture *f = *state;
+	char *lock_path = fpath(f, "spool/qmgr.lock");
+	pid_t holder = hold_lock(lock_path);
+
+	start_qmgr(f, true);
+	queue_msg(f, "sender@remote.test", "bob@example.test", true);
+	usleep(300000);
+	assert_int_equal(count_files(f, "spool/queue"), 1); /* still waiting */
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	assert_log(f, "waiting for another queue manager");
+
+	/* SIGTERM while still waiting for the lock: a clean exit 0. */
+	holder = hold_lock(lock_path);
+	start_qmgr(f, true);
+	usleep(200000);
+	stop_qmgr(f);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	free(lock_path);
+}
+
+static void test_backoff(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.queue_retry_min = 300;
+	cfg.queue_retry_max = 4000;
+	assert_int_equal(qmgr_backoff(&cfg, 1), 300);
+	assert_int_equal(qmgr_backoff(&cfg, 2), 600);
+	assert_int_equal(qmgr_backoff(&cfg, 3), 1200);
+	assert_int_equal(qmgr_backoff(&cfg, 4), 2400);
+	assert_int_equal(qmgr_backoff(&cfg, 5), 4000);
+	assert_int_equal(qmgr_backoff(&cfg, 64), 4000);
+	assert_int_equal(qmgr_backoff(&cfg, UINT32_MAX), 4000);
+	cfg.queue_retry_max = 100; /* max below min: min wins */
+	assert_int_equal(qmgr_backoff(&cfg, 3), 300);
+	cfg.queue_retry_min = 0; /* never a busy loop */
+	assert_int_equal(qmgr_backoff(&cfg, 1), 1);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff),
+		T(test_delivers_and_dedupes),
+		T(test_unknown_user_bounces),
+		T(test_null_sender_never_bounced),
+		T(test_remote_deferred_then_retried),
+		T(test_expired_bounces),
+		T(test_recovery_without_duplicate),
+		T(test_corrupt_and_stale),
+		T(test_scan_finds_unnotified),
+		T(test_lock_waits_for_older_manager),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
