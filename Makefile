@@ -78,10 +78,18 @@ check-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  POSTERN_BIN=$(CURDIR)/build-asan/postern POSTERN_SANITIZED=1 python3 tests/integration/run.py
 
-# libFuzzer targets (clang), each run briefly over its seed corpus in check.
+# libFuzzer targets (clang): the library is compiled once with the
+# sanitizers and coverage instrumentation, each target links against it.
+FUZZ_CFLAGS   := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS := $(filter-out src/server/%,$(LIB_SRCS))
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
-	@mkdir -p build-fuzz
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build-fuzz/obj/%.o)
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build-fuzz/libfuzzpostern.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzpostern.a
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt
 
 fuzz: $(FUZZ_BINS)
