@@ -108,56 +108,39 @@ bool parse_uint(const char *s, uint64_t *value_r)
 	return parse_digits(s, value_r, &end) && *end == '\0';
 }
 
-bool parse_size(const char *s, uint64_t *value_r)
+struct unit {
+	char suffix;
+	uint64_t factor;
+};
+
+/* A number with an optional one-letter unit suffix from units[]. */
+static bool parse_scaled(const char *s, const struct unit *units, uint64_t *value_r)
 {
 	const char *end;
-	uint64_t v, unit = 1;
+	uint64_t v;
 	if (!parse_digits(s, &v, &end))
 		return false;
-	switch (*end) {
-	case '\0':
+	if (*end == '\0')
 		return scale(v, 1, value_r);
-	case 'k': case 'K':
-		unit = 1024;
-		break;
-	case 'm': case 'M':
-		unit = 1024 * 1024;
-		break;
-	case 'g': case 'G':
-		unit = 1024ULL * 1024 * 1024;
-		break;
-	default:
-		return false;
-	}
-	return end[1] == '\0' && scale(v, unit, value_r);
+	for (; units->suffix != '\0'; units++)
+		if (units->suffix == *end)
+			return end[1] == '\0' && scale(v, units->factor, value_r);
+	return false;
+}
+
+bool parse_size(const char *s, uint64_t *value_r)
+{
+	static const struct unit units[] = {
+		{ 'k', 1024 }, { 'K', 1024 }, { 'm', 1024 * 1024 }, { 'M', 1024 * 1024 },
+		{ 'g', 1024ULL * 1024 * 1024 }, { 'G', 1024ULL * 1024 * 1024 }, { '\0', 0 },
+	};
+	return parse_scaled(s, units, value_r);
 }
 
 bool parse_duration(const char *s, uint64_t *seconds_r)
 {
-	const char *end;
-	uint64_t v, unit = 1;
-	if (!parse_digits(s, &v, &end))
-		return false;
-	switch (*end) {
-	case '\0':
-		return scale(v, 1, seconds_r);
-	case 's':
-		unit = 1;
-		break;
-	case 'm':
-		unit = 60;
-		break;
-	case 'h':
-		unit = 3600;
-		break;
-	case 'd':
-		unit = 86400;
-		break;
-	case 'w':
-		unit = 7 * 86400;
-		break;
-	default:
-		return false;
-	}
-	return end[1] == '\0' && scale(v, unit, seconds_r);
+	static const struct unit units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7 * 86400 }, { '\0', 0 },
+	};
+	return parse_scaled(s, units, seconds_r);
 }
