@@ -3,7 +3,8 @@
  * code that may run as root: it binds the listeners, reads the tables and
  * the TLS key, prepares the spool, forks the roles (which drop privileges
  * at once), restarts a role that dies, and handles SIGTERM (graceful
- * drain), SIGINT (the same) and SIGHUP (reload).
+ * drain), SIGINT (the same) and SIGHUP (reload: a new generation starts,
+ * the old smtp workers get SIGUSR2 and retire once their sessions end).
  */
 #include "server.h"
 
@@ -301,11 +302,10 @@ static void spawn_generation(struct master *m)
 		spawn(m, ROLE_SMTP);
 }
 
-static void signal_children(struct master *m, int sig, bool only_old)
+static void signal_children(struct master *m, int sig)
 {
 	for (size_t i = 0; i < m->child_count; i++)
-		if (!only_old || m->children[i].generation != m->current->number)
-			kill(m->children[i].pid, sig);
+		kill(m->children[i].pid, sig);
 }
 
 static void reap_children(struct master *m)
@@ -363,8 +363,13 @@ static void reload(struct master *m)
 	generation_free(&m->current);
 	m->current = g;
 	log_set_level(g->cfg.log_level);
-	signal_children(m, SIGTERM, true); /* old generation drains */
 	spawn_generation(m);
+	/* The old smtp workers retire (their sessions go on); the old queue
+	 * manager stops after its delivery, the new one takes the lock. */
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].generation != m->current->number)
+			kill(m->children[i].pid,
+			     m->children[i].role == ROLE_SMTP ? SIGUSR2 : SIGTERM);
 }
 
 static int supervise(struct master *m)
@@ -385,7 +390,7 @@ static int supervise(struct master *m)
 				log_info("signal %d: stopping, draining sessions", sig);
 				m->stopping = true;
 				stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
-				signal_children(m, SIGTERM, false);
+				signal_children(m, SIGTERM);
 			}
 		} else if (sig == SIGHUP && !m->stopping) {
 			reload(m);
@@ -394,7 +399,7 @@ static int supervise(struct master *m)
 			return 0;
 		if (m->stopping && time(NULL) > stop_deadline) {
 			log_warn("children did not stop in time, killing them");
-			signal_children(m, SIGKILL, false);
+			signal_children(m, SIGKILL);
 			stop_deadline = time(NULL) + 5;
 		}
 	}

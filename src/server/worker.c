@@ -3,7 +3,9 @@
  * sessions on the listening sockets inherited from the supervisor. Runs
  * unprivileged. SIGTERM starts a graceful drain: stop accepting, let open
  * transactions finish, close idle sessions with 421, exit when the last
- * session is gone or shutdown_timeout has passed.
+ * session is gone or shutdown_timeout has passed. SIGUSR2 (after a reload)
+ * retires the worker: stop accepting, serve the open sessions to their
+ * end, then exit.
  */
 #include "server.h"
 
@@ -20,7 +22,7 @@ struct worker {
 	struct smtp_server srv;
 	struct evconnlistener **listeners;
 	size_t listener_count;
-	struct event *sig_term, *sig_int, *shutdown_timer;
+	struct event *sig_term, *sig_int, *sig_retire, *shutdown_timer;
 };
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -53,6 +55,29 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_server_close_all(&w->srv); /* on_drained ends the loop */
 }
 
+/* Close our copies of the listening sockets: the connections waiting
+ * in the kernel stay for the other workers or the next generation. */
+static void stop_accepting(struct worker *w)
+{
+	for (size_t i = 0; i < w->listener_count; i++)
+		evconnlistener_free(w->listeners[i]);
+	w->listener_count = 0;
+}
+
+/* SIGUSR2 from the supervisor after a reload: stop accepting, let every
+ * session run to its natural end, then exit. */
+static void retire_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct worker *w = arg;
+	if (w->srv.draining || w->srv.retiring)
+		return;
+	log_info("reload: retiring, %zu sessions continue", w->srv.session_count);
+	stop_accepting(w);
+	smtp_server_retire(&w->srv);
+}
+
 static void term_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -60,10 +85,7 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
 	if (w->srv.draining)
 		return;
 	log_info("signal %d: draining %zu sessions", (int)sig, w->srv.session_count);
-	/* Close the listening sockets so a new generation can take them. */
-	for (size_t i = 0; i < w->listener_count; i++)
-		evconnlistener_free(w->listeners[i]);
-	w->listener_count = 0;
+	stop_accepting(w);
 	struct timeval tv = { (time_t)w->srv.cfg->shutdown_timeout, 0 };
 	w->shutdown_timer = evtimer_new(w->srv.base, shutdown_timeout_cb, w);
 	evtimer_add(w->shutdown_timer, &tv);
@@ -106,8 +128,10 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		return 1;
 	w.sig_term = evsignal_new(w.srv.base, SIGTERM, term_cb, &w);
 	w.sig_int = evsignal_new(w.srv.base, SIGINT, term_cb, &w);
+	w.sig_retire = evsignal_new(w.srv.base, SIGUSR2, retire_cb, &w);
 	evsignal_add(w.sig_term, NULL);
 	evsignal_add(w.sig_int, NULL);
+	evsignal_add(w.sig_retire, NULL);
 	log_info("smtp worker ready");
 	event_base_dispatch(w.srv.base);
 	for (size_t i = 0; i < w.listener_count; i++)
@@ -117,6 +141,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		event_free(w.shutdown_timer);
 	event_free(w.sig_term);
 	event_free(w.sig_int);
+	event_free(w.sig_retire);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

@@ -43,8 +43,11 @@ static bool set_helo(struct smtp_session *s, const struct smtp_command *cmd, boo
 
 static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 {
+	/* RFC 5321 4.1.1.1: "250 domain"; RFC 2034 section 3: no enhanced
+	 * status code on the HELO/EHLO reply. */
 	if (set_helo(s, cmd, false))
-		session_reply(s, 250, "2.0.0", "%s", s->srv->cfg->hostname);
+		evbuffer_add_printf(bufferevent_get_output(s->bev), "250 %s\r\n",
+				    s->srv->cfg->hostname);
 }
 
 static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *cmd)

@@ -106,17 +106,18 @@ size_t data_decode(struct data_decoder *d, const char *in, size_t len, buf_t *ou
 				mid_char(d, c, out);
 			break;
 		case ST_BOL_DOT:
-			count(d, 1); /* the stuffed dot still counts on the wire */
-			if (c == '\r')
-				d->state = ST_DOT_CR;
-			else
+			if (c == '\r') {
+				d->state = ST_DOT_CR; /* maybe the end marker */
+			} else {
+				count(d, 1); /* the stuffed dot counts on the wire */
 				mid_char(d, c, out); /* transparency: drop the leading dot */
+			}
 			break;
 		case ST_DOT_CR:
 			if (c == '\n') {
-				d->done = true;
-				d->size -= 1; /* the end marker is not content */
+				d->done = true; /* the end marker is not content */
 			} else {
+				count(d, 1);
 				bare(d, false, out); /* ".\r" + something */
 				if (d->state == ST_MID)
 					mid_char(d, c, out);

@@ -56,7 +56,8 @@ static void session_free(struct smtp_session *s)
 	free(s->helo);
 	free(s);
 	srv->session_count--;
-	if (srv->draining && srv->session_count == 0 && srv->on_drained != NULL)
+	if ((srv->draining || srv->retiring) && srv->session_count == 0 &&
+	    srv->on_drained != NULL)
 		srv->on_drained(srv);
 }
 
@@ -355,6 +356,13 @@ void smtp_server_drain(struct smtp_server *srv)
 			session_close_after_flush(s);
 		}
 	}
+	if (srv->session_count == 0 && srv->on_drained != NULL)
+		srv->on_drained(srv);
+}
+
+void smtp_server_retire(struct smtp_server *srv)
+{
+	srv->retiring = true;
 	if (srv->session_count == 0 && srv->on_drained != NULL)
 		srv->on_drained(srv);
 }

@@ -28,6 +28,7 @@ struct smtp_server {
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
 	bool draining;          /* SIGTERM: finish transactions, then close */
+	bool retiring;          /* reload: no new connections, sessions go on */
 	size_t session_count;
 	struct smtp_session *sessions; /* doubly linked list of live sessions */
 	/* Called when draining and the last session is gone. */
@@ -42,6 +43,11 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 /* Begin a graceful drain: idle sessions get 421 4.3.2 and are closed;
  * sessions inside a transaction finish it first. */
 void smtp_server_drain(struct smtp_server *srv);
+
+/* Reload: a newer generation accepts from now on; the sessions of this
+ * one carry on until their clients quit (or time out), then on_drained
+ * is called. */
+void smtp_server_retire(struct smtp_server *srv);
 
 /* Close every session at once (end of the shutdown timeout). */
 void smtp_server_close_all(struct smtp_server *srv);

@@ -194,6 +194,22 @@ static void test_limits(void **state)
 	buf_free(&out);
 }
 
+static void test_size_limit_is_inclusive(void **state)
+{
+	(void)state;
+	/* "ab\r\n" is 4 octets; the end marker does not count. */
+	struct data_limits l = { 4, 998, 100, false };
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	decode("ab\r\n.\r\n", 1, &l, &d, &out);
+	assert_true(d.done);
+	assert_int_equal(d.size, 4);
+	assert_int_equal(d.problems, DATA_OK);
+	decode("abc\r\n.\r\n", 1, &l, &d, &out);
+	assert_true(d.problems & DATA_TOO_BIG);
+	buf_free(&out);
+}
+
 static void test_bdat_chunks(void **state)
 {
 	(void)state;
@@ -228,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_smuggling_sequences),
 		cmocka_unit_test(test_normalize_mode),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_size_limit_is_inclusive),
 		cmocka_unit_test(test_bdat_chunks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
