@@ -7,6 +7,7 @@
 #   make bench      throughput/latency side by side with smtp-sink and Postfix
 #   make install    PREFIX=/usr/local DESTDIR=
 
+SHELL    := /bin/bash
 CC       ?= gcc
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -56,13 +57,14 @@ run: deps
 	@tools/demo-setup.sh
 	$(BUILD)/postern serve -c etc/postern.conf
 
+# Every stage's closing "N passed, N failed" line is kept in
+# build/check.log and summed into one last line.
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory check-unit
-	@$(MAKE) --no-print-directory check-integration
-	@$(MAKE) --no-print-directory check-asan
-	@$(MAKE) --no-print-directory check-fuzz
-	@echo "make check: all test stages passed"
+	@mkdir -p build && : > build/check.log
+	@set -o pipefail; for stage in check-unit check-integration check-asan check-fuzz; do \
+	  $(MAKE) --no-print-directory $$stage 2>&1 | tee -a build/check.log || exit 1; done
+	@tools/sum-results.sh build/check.log
 
 check-unit: $(UNIT_BINS)
 	@tools/run-unit-tests.sh $(UNIT_BINS)
@@ -106,6 +108,7 @@ install: all
 	install -m 644 docs/postern.8 $(DESTDIR)$(PREFIX)/share/man/man8/postern.8
 	install -m 644 docs/postern.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/postern.conf.5
 	install -m 644 etc/postern.conf $(DESTDIR)$(PREFIX)/share/doc/postern/postern.conf.example
+	install -m 644 etc/postern.service $(DESTDIR)$(PREFIX)/share/doc/postern/postern.service
 
 clean:
 	rm -rf build build-asan build-fuzz
