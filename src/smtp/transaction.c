@@ -119,8 +119,8 @@ void tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	tx->start_us = now_us();
 	queue_id_new(tx->id);
 	s->tx = tx;
-	log_info("%s: client=%s helo=%s from=<%s>%s", tx->id, s->peer_addr, s->helo,
-		 tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
+	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
+		 s->helo, tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
 	session_reply(s, 250, "2.1.0", "Ok");
 }
 
