@@ -815,6 +815,21 @@ class PosternTestCase(unittest.TestCase):
         if status is not None:
             self.assertEqual(reply.status, status, msg or "unexpected status in %r" % reply)
 
+    def open_session(self, srv):
+        """An SMTP connection to srv, greeted and after EHLO, closed at
+        cleanup."""
+        c = SmtpConn(srv.port)
+        self.addCleanup(c.close)
+        c.ehlo()
+        return c
+
+    def start_data(self, c, sender, rcpts):
+        """MAIL, RCPT for each recipient and DATA, each asserted to succeed."""
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % sender), 250)
+        for rcpt in rcpts:
+            self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+
     def assertNoPanic(self, srv):
         bad = srv.sanitizer_problems()
         if bad:

@@ -386,9 +386,7 @@ class ProtocolTest(PosternTestCase):
     def test_oversize_data_refused_after_dot_and_session_continues(self):
         before = self.snapshot(("alice",))
         c = self.conn()
-        self.assertReply(c.cmd("MAIL FROM:<big@remote.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
+        self.start_data(c, "big@remote.test", ["alice@example.test"])
         line = b"y" * 76 + b"\r\n"
         c.send(b"Subject: too big\r\n\r\n")
         for _ in range(SIZE_LIMIT // len(line) + 20):
@@ -490,9 +488,7 @@ class ProtocolTest(PosternTestCase):
 
     def test_command_timeout(self):
         srv = self.start_server(config={"command_timeout": "2s"})
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
+        c = self.open_session(srv)
         start = time.monotonic()
         r = c.reply(timeout=scaled(10))
         self.assertReply(r, 421, "4.4.2")
@@ -502,12 +498,8 @@ class ProtocolTest(PosternTestCase):
 
     def test_data_timeout_discards_message(self):
         srv = self.start_server(config={"data_timeout": "2s"})
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
-        self.assertReply(c.cmd("MAIL FROM:<slow@remote.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
+        c = self.open_session(srv)
+        self.start_data(c, "slow@remote.test", ["alice@example.test"])
         c.send(b"Subject: slow\r\n\r\nhalf a mess")
         r = c.reply(timeout=scaled(10))
         self.assertReply(r, 421, "4.4.2")
@@ -522,12 +514,8 @@ class ProtocolTest(PosternTestCase):
     def smuggle(self, srv, end_seq, expect_code=554):
         """Send a message with end_seq + a smuggled message inside, ended
         by a real CRLF.CRLF; expect exactly one reply."""
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
-        self.assertReply(c.cmd("MAIL FROM:<carrier@remote.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
+        c = self.open_session(srv)
+        self.start_data(c, "carrier@remote.test", ["alice@example.test"])
         c.send(b"Subject: carrier\r\n\r\nhello" + end_seq + SMUGGLED + b"\r\n.\r\n")
         r = c.reply()
         extra = c.pending(0.5)
@@ -561,9 +549,7 @@ class ProtocolTest(PosternTestCase):
 
     def test_bare_newline_normalize(self):
         srv = self.start_server(config={"bare_newline": "normalize"})
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
+        c = self.open_session(srv)
         r = raw_send(c, "lf@remote.test", ["alice@example.test"],
                      b"Subject: bare LF\nX-Two: yes\n\nline one\nline two\r\nthree\n\r\n.\r\n")
         self.assertReply(r, 250)
@@ -581,12 +567,8 @@ class ProtocolTest(PosternTestCase):
         for seq in (b"\n.\r\n", b"\n.\n"):
             with self.subTest(seq=seq):
                 before = {u: srv.maildir_new(u) for u in ("alice", "bob")}
-                c = SmtpConn(srv.port)
-                self.addCleanup(c.close)
-                c.ehlo()
-                self.assertReply(c.cmd("MAIL FROM:<carrier@remote.test>"), 250)
-                self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
-                self.assertReply(c.cmd("DATA"), 354)
+                c = self.open_session(srv)
+                self.start_data(c, "carrier@remote.test", ["alice@example.test"])
                 c.send(b"Subject: carrier\r\n\r\nhello" + seq + SMUGGLED + b"\r\n.\r\n")
                 r = c.reply()
                 extra = c.pending(0.5)
@@ -702,9 +684,7 @@ class ProtocolTest(PosternTestCase):
     def test_client_disconnect_mid_data_delivers_nothing(self):
         before = self.snapshot(("carol",))
         c = self.conn()
-        self.assertReply(c.cmd("MAIL FROM:<gone@remote.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<carol@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
+        self.start_data(c, "gone@remote.test", ["carol@example.test"])
         c.send(b"Subject: cut\r\n\r\nthis message never ends\r\n")
         c.close()
         self.srv.wait_log(r"lost=during_data")

@@ -188,16 +188,10 @@ class SignalTest(PosternTestCase):
 
     def test_sigterm_lets_message_in_data_finish(self):
         srv = self.start_server(config={"shutdown_timeout": "10s"})
-        busy = SmtpConn(srv.port)
-        self.addCleanup(busy.close)
-        busy.ehlo()
-        self.assertReply(busy.cmd("MAIL FROM:<late@remote.test>"), 250)
-        self.assertReply(busy.cmd("RCPT TO:<alice@example.test>"), 250)
-        self.assertReply(busy.cmd("DATA"), 354)
+        busy = self.open_session(srv)
+        self.start_data(busy, "late@remote.test", ["alice@example.test"])
         busy.send(b"Subject: in flight at SIGTERM\r\n\r\nfirst half\r\n")
-        idle = SmtpConn(srv.port)
-        self.addCleanup(idle.close)
-        idle.ehlo()
+        idle = self.open_session(srv)
         time.sleep(0.2)
         srv.send_signal(signal.SIGTERM)
         r = idle.reply(timeout=scaled(5))
@@ -219,12 +213,8 @@ class SignalTest(PosternTestCase):
 
     def test_sigterm_unfinished_data_times_out(self):
         srv = self.start_server(config={"shutdown_timeout": "2s"})
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
-        self.assertReply(c.cmd("MAIL FROM:<never@remote.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
+        c = self.open_session(srv)
+        self.start_data(c, "never@remote.test", ["alice@example.test"])
         c.send(b"Subject: never finished\r\n\r\n")
         start = time.monotonic()
         srv.send_signal(signal.SIGTERM)
@@ -249,9 +239,7 @@ class ReloadTest(PosternTestCase):
 
     def test_transaction_survives_reload(self):
         srv = self.start_server()
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
+        c = self.open_session(srv)
         self.assertReply(c.cmd("MAIL FROM:<hup@remote.test>"), 250)
         self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         m = srv.reload()
@@ -271,9 +259,7 @@ class ReloadTest(PosternTestCase):
         # "SIGHUP reloads ... without dropping open sessions": a session
         # that said EHLO before the reload can send a message after it.
         srv = self.start_server()
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
+        c = self.open_session(srv)
         m = srv.reload()
         self.assertRegex(m.group(0), r"reload: \d+ users")
         time.sleep(0.3)
@@ -289,9 +275,7 @@ class ReloadTest(PosternTestCase):
 
     def test_new_user_and_alias_after_reload(self):
         srv = self.start_server()
-        c = SmtpConn(srv.port)
-        self.addCleanup(c.close)
-        c.ehlo()
+        c = self.open_session(srv)
         self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
         self.assertReply(c.cmd("RCPT TO:<newbie@example.test>"), 550, "5.1.1")
         self.assertReply(c.cmd("RCPT TO:<crew@example.test>"), 550, "5.1.1")
