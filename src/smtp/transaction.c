@@ -12,6 +12,7 @@
 #include "session_int.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "tls.h"
 
 #define DECODED_FLUSH_AT (64 * 1024)
 
@@ -192,9 +194,12 @@ static void add_received(struct smtp_session *s, buf_t *b)
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	bool v6 = s->peer.ss_family == AF_INET6;
-	buf_printf(b, "Received: from %s ([%s%s])\n\tby %s (postern) with %s id %s", helo,
-		   v6 ? "IPv6:" : "", s->peer_addr, s->srv->cfg->hostname, session_protocol(s),
-		   tx->id);
+	buf_printf(b, "Received: from %s ([%s%s])\n\tby %s (postern) with %s", helo,
+		   v6 ? "IPv6:" : "", s->peer_addr, s->srv->cfg->hostname, session_protocol(s));
+	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	if (ssl != NULL)
+		buf_printf(b, " (%s)", tls_describe(ssl));
+	buf_printf(b, " id %s", tx->id);
 	if (tx->rcpts.count == 1)
 		buf_printf(b, "\n\tfor <%s>", tx->rcpts.items[0]);
 	buf_printf(b, "; %s\n", date);

@@ -608,7 +608,7 @@ class ProtocolTest(PosternTestCase):
             qid = queue_id_of(text.decode())
         _, data = self.srv.wait_delivery("alice", qid)
         self.assertRegex(unfold(split_message(data)[0]),
-                         r"Received: from tls\.client\.test .*with ESMTPS id %s" % qid)
+                         r"Received: from tls\.client\.test .*with ESMTPS \(TLSv1\.[23]:[A-Z0-9_-]+\) id %s" % qid)
         self.assertRegex(self.srv.log(), r"%s: accepted .*protocol=ESMTPS" % qid)
 
     def test_starttls_raw_state_reset(self):
