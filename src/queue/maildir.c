@@ -8,8 +8,14 @@
  * failing with EEXIST proves an earlier, crashed run already delivered.
  * Mailbox folders are created 0700 on first delivery.
  *
- * RFCs: RFC 5322 (the Return-Path:/Delivered-To: lines added on top).
- * Untrusted input: the message content (copied, never parsed) and the
+ * The content is copied unchanged except that Return-Path: fields the
+ * client put in the header section are dropped (maildir_header.c), so the
+ * copy holds exactly one, ours; S= and W= count the bytes written.
+ *
+ * RFCs: RFC 5322 (the Return-Path:/Delivered-To: lines added on top), RFC
+ * 5321 section 4.4 (only the delivering MTA adds Return-Path).
+ * Untrusted input: the message content (copied; only the header field
+ * names are looked at, to drop Return-Path) and the
  * recipient address (checked to be a safe path component). Privilege:
  * the unprivileged queue manager, which owns mail_root.
  */
@@ -25,6 +31,7 @@
 
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "maildir_header.h"
 
 #define MAILDIR_COPY_CHUNK (64 * 1024)
 
@@ -158,36 +165,60 @@ static uint64_t count_lf(const char *p, size_t n)
 	return lines;
 }
 
-/* Write the added header lines and the content; count bytes and LFs. */
+/* Write n bytes and add them to the counts. */
+static int write_counted(int fd, const char *p, size_t n, uint64_t *size_r,
+			 uint64_t *lines_r)
+{
+	*size_r += n;
+	*lines_r += count_lf(p, n);
+	return n > 0 ? write_all(fd, p, n) : 0;
+}
+
+/* Write one chunk of content: its header bytes through the Return-Path
+ * filter (into head, reused), the body bytes unchanged. */
+static int write_chunk(int fd, struct mhdr_filter *f, buf_t *head,
+		       const char *chunk, size_t n, uint64_t *size_r,
+		       uint64_t *lines_r)
+{
+	buf_reset(head);
+	size_t used = mhdr_filter_feed(f, chunk, n, head);
+	if (write_counted(fd, head->data, head->len, size_r, lines_r) < 0)
+		return -1;
+	return write_counted(fd, chunk + used, n - used, size_r, lines_r);
+}
+
+/* Write the added header lines, then the content without the client's
+ * Return-Path: fields; count the bytes and LFs actually written. */
 static int write_copy(int fd, const struct maildir_delivery *d,
 		      uint64_t *size_r, uint64_t *lines_r)
 {
 	buf_t head = BUF_INIT;
+	struct mhdr_filter filter = MHDR_FILTER_INIT;
 	const struct qf_msg *m = d->msg;
-
-	buf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender,
-		   d->address);
-	int rc = write_all(fd, head.data, head.len);
-	*size_r = head.len;
-	*lines_r = count_lf(head.data, head.len);
-	buf_free(&head);
-	if (rc < 0)
-		return -1;
 	char *chunk = xmalloc(MAILDIR_COPY_CHUNK);
 	uint64_t pos = 0;
+
+	*size_r = *lines_r = 0;
+	buf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender,
+		   d->address);
+	int rc = write_counted(fd, head.data, head.len, size_r, lines_r);
 	while (rc == 0 && pos < m->content_len) {
 		long n = qf_read_content(d->queue_fd, m, pos, chunk, MAILDIR_COPY_CHUNK);
 		if (n <= 0) {
 			rc = -1;
 			break;
 		}
-		rc = write_all(fd, chunk, (size_t)n);
-		*lines_r += count_lf(chunk, (size_t)n);
+		rc = write_chunk(fd, &filter, &head, chunk, (size_t)n, size_r, lines_r);
 		pos += (uint64_t)n;
+	}
+	if (rc == 0) {
+		buf_reset(&head);
+		mhdr_filter_end(&filter, &head);
+		rc = write_counted(fd, head.data, head.len, size_r, lines_r);
 	}
 	int saved = errno;
 	free(chunk);
-	*size_r += pos;
+	buf_free(&head);
 	errno = saved;
 	return rc;
 }

@@ -6,9 +6,13 @@
  *   <arrival_seconds>.Q<queueid>.<hostname>,S=<size>,W=<size with CRLF>
  * See docs/queue.md ("exactly once").
  *
- * RFCs: RFC 5322 for the two header lines added on top. Untrusted input:
- * the message content (copied, never parsed). Privilege: unprivileged
- * queue manager, owner of mail_root.
+ * Client-supplied Return-Path: fields are dropped from the copy (RFC 5321
+ * section 4.4); the one added on top is the only one left.
+ *
+ * RFCs: RFC 5322 for the two header lines added on top, RFC 5321 4.4.
+ * Untrusted input: the message content (copied; header field names looked
+ * at only to drop Return-Path). Privilege: unprivileged queue manager,
+ * owner of mail_root.
  */
 #ifndef POSTERN_MAILDIR_H
 #define POSTERN_MAILDIR_H
