@@ -6,6 +6,9 @@
  * ",S=<size>,W=<rfc822 size>" in the name as Dovecot reads it. The unique
  * part is the queue id, so the name is the same on every attempt: link()
  * failing with EEXIST proves an earlier, crashed run already delivered.
+ * The fsync of new/ that makes the link durable can be left to the caller
+ * (maildir_deliver_unsynced), which lets the queue manager sync each
+ * folder once for a whole batch of messages.
  * Mailbox folders are created 0700 on first delivery.
  *
  * The content is copied unchanged except that Return-Path: fields the
@@ -263,10 +266,12 @@ static int already_read(const char *maildir, const struct maildir_delivery *d,
 	return rc;
 }
 
-/* Link tmp into new/ under its final name, then make it durable. */
+/* Link tmp into new/ under its final name. On DELIVERED and ALREADY,
+ * *newdir_r is the new/ folder whose fsync makes the link durable. */
 static enum maildir_result publish(const struct maildir_delivery *d,
 				   const char *maildir, const char *tmp_path,
-				   const char *name, char **err_r)
+				   const char *name, char **newdir_r,
+				   char **err_r)
 {
 	char *newdir = path_join(maildir, "new");
 	char *new_path = path_join(newdir, name);
@@ -282,17 +287,27 @@ static enum maildir_result publish(const struct maildir_delivery *d,
 			res = tempfail(err_r, "link", new_path, errno);
 	}
 	unlink(tmp_path);
-	if (res != MAILDIR_TEMPFAIL && fsync_dir(newdir) < 0)
-		res = tempfail(err_r, "fsync", newdir, errno);
+	if (res != MAILDIR_TEMPFAIL)
+		*newdir_r = newdir;
+	else
+		free(newdir);
 	free(new_path);
-	free(newdir);
 	return res;
+}
+
+int maildir_sync_dir(const char *newdir, char **err_r)
+{
+	if (fsync_dir(newdir) == 0)
+		return 0;
+	tempfail(err_r, "fsync", newdir, errno);
+	return -1;
 }
 
 /* Write tmp/BASE, then publish it as new/BASE,S=..,W=.. */
 static enum maildir_result deliver_into(const char *maildir,
 					const struct maildir_delivery *d,
-					const char *base, char **err_r)
+					const char *base, char **newdir_r,
+					char **err_r)
 {
 	buf_t tmp_path = BUF_INIT, name = BUF_INIT;
 	enum maildir_result res;
@@ -317,19 +332,20 @@ static enum maildir_result deliver_into(const char *maildir,
 	}
 	buf_printf(&name, "%s,S=%llu,W=%llu", base, (unsigned long long)size,
 		   (unsigned long long)(size + lines));
-	res = publish(d, maildir, tmp_path.data, name.data, err_r);
+	res = publish(d, maildir, tmp_path.data, name.data, newdir_r, err_r);
 out:
 	buf_free(&tmp_path);
 	buf_free(&name);
 	return res;
 }
 
-enum maildir_result maildir_deliver(const struct maildir_delivery *d,
-				    char **err_r)
+enum maildir_result maildir_deliver_unsynced(const struct maildir_delivery *d,
+					     char **newdir_r, char **err_r)
 {
 	buf_t maildir = BUF_INIT, base = BUF_INIT;
 	enum maildir_result res;
 
+	*newdir_r = NULL;
 	if (!maildir_path(&maildir, d->mail_root, d->address)) {
 		*err_r = qf_errf("5.1.3 mailbox name unusable as a folder");
 		return MAILDIR_PERMFAIL;
@@ -346,9 +362,21 @@ enum maildir_result maildir_deliver(const struct maildir_delivery *d,
 		}
 	}
 	maildir_base_name(&base, d->msg->arrival_us, d->msg->id, d->hostname);
-	res = deliver_into(maildir.data, d, base.data, err_r);
+	res = deliver_into(maildir.data, d, base.data, newdir_r, err_r);
 out:
 	buf_free(&maildir);
 	buf_free(&base);
+	return res;
+}
+
+enum maildir_result maildir_deliver(const struct maildir_delivery *d,
+				    char **err_r)
+{
+	char *newdir = NULL;
+	enum maildir_result res = maildir_deliver_unsynced(d, &newdir, err_r);
+
+	if (newdir != NULL && maildir_sync_dir(newdir, err_r) < 0)
+		res = MAILDIR_TEMPFAIL;
+	free(newdir);
 	return res;
 }

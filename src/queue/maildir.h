@@ -24,7 +24,7 @@
 #include "queue_file.h"
 
 enum maildir_result {
-	MAILDIR_DELIVERED, /* a new copy is in new/ and fsync'ed */
+	MAILDIR_DELIVERED, /* a new copy is in new/ (fsync'ed, or to be) */
 	MAILDIR_ALREADY,   /* an earlier run delivered it (new/ or cur/) */
 	MAILDIR_TEMPFAIL,  /* try again later; *err_r "4.x.x text" */
 	MAILDIR_PERMFAIL,  /* never going to work; *err_r "5.x.x text" */
@@ -47,8 +47,20 @@ void maildir_base_name(buf_t *out, uint64_t arrival_us, const char *queue_id,
  * false (nothing appended) if either part is unsafe as a path component. */
 bool maildir_path(buf_t *out, const char *mail_root, const char *address);
 
-/* Deliver one copy. *err_r (malloc'ed) is set for the two failures. */
+/* Deliver one copy, new/ fsync'ed. *err_r (malloc'ed) is set for the two
+ * failures. */
 enum maildir_result maildir_deliver(const struct maildir_delivery *d,
 				    char **err_r);
+/*
+ * The same without the final fsync of new/: on DELIVERED, and on ALREADY
+ * found by link() EEXIST (an earlier run may have crashed before its
+ * fsync), *newdir_r (malloc'ed) is the folder the caller must fsync
+ * (maildir_sync_dir) before it counts the copy as delivered; otherwise
+ * *newdir_r is NULL.
+ */
+enum maildir_result maildir_deliver_unsynced(const struct maildir_delivery *d,
+					     char **newdir_r, char **err_r);
+/* fsync a new/ folder; -1 with a malloc'ed "4.x.x ..." *err_r. */
+int maildir_sync_dir(const char *newdir, char **err_r);
 
 #endif

@@ -3,7 +3,9 @@
  * lock, recover what is on disk, then deliver messages as the notify pipe
  * announces them, retry deferred ones when due and rescan the spool every
  * queue_scan_interval seconds. SIGTERM/SIGINT end the loop between two
- * messages. Delivery is sequential: no threads, one message at a time.
+ * batches. Delivery is sequential (no threads), in batches of up to
+ * QMGR_BATCH_MAX ready messages that share their new/ fsyncs
+ * (qmgr_batch.c).
  *
  * RFCs: RFC 5321 section 4.5.4 (retry), see qmgr_deliver.c. Untrusted
  * input: the notify pipe and spool contents (checked in qmgr_scan.c and
@@ -195,9 +197,8 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 			break;
 		if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0)
 			qmgr_read_notify(q);
-		struct qmgr_entry *e = qmgr_pop_ready(q);
-		if (e != NULL)
-			qmgr_deliver(q, e);
+		if (q->ready_head != NULL)
+			qmgr_deliver_ready(q);
 	}
 }
 

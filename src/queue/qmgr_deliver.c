@@ -1,10 +1,13 @@
 /*
- * qmgr_deliver.c - one delivery attempt of one queued message: read and
- * validate the queue file (a damaged one moves to corrupt/), expand each
- * pending recipient through the aliases, deliver one copy per final
- * mailbox to its Maildir, and mark each recipient done in the queue file
- * as soon as all its mailboxes hold a durable copy. What is left over
- * (deferrals, failures) is handled by qmgr_finish().
+ * qmgr_deliver.c - one delivery attempt of one queued message, in two
+ * halves around the batch's fsync of the new/ folders (qmgr_batch.c).
+ * Start: read and validate the queue file (a damaged one moves to
+ * corrupt/), expand each pending recipient through the aliases, and write
+ * one copy per final mailbox into its Maildir, linked into new/ but not
+ * yet durable. Complete (in qmgr_batch.c): a copy whose new/ could not
+ * be synced becomes a temporary failure; each recipient all of whose
+ * mailboxes hold a durable copy is marked done in the queue file. What is
+ * left over (deferrals, failures) is handled by qmgr_finish().
  *
  * RFCs: RFC 5321 section 4.5.4 (retry) and 6.1 (reliable delivery), RFC
  * 3463 status codes in every reason. Untrusted input: the queue file
@@ -100,9 +103,12 @@ static void deliver_maildir(struct qmgr_run *r, struct qmgr_pair *p)
 		.msg = &r->msg,
 		.check_cur = r->e->recovered || r->msg.attempts > 0,
 	};
-	char *err = NULL;
+	char *err = NULL, *newdir = NULL;
+	enum maildir_result res = maildir_deliver_unsynced(&d, &newdir, &err);
 
-	switch (maildir_deliver(&d, &err)) {
+	if (newdir != NULL)
+		p->dir = qmgr_batch_dir(r->batch, newdir);
+	switch (res) {
 	case MAILDIR_DELIVERED:
 		set_result(p, QO_SENT, "maildir", xstrdup("delivered to maildir"));
 		break;
@@ -129,6 +135,7 @@ static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 		/* Same mailbox as an earlier recipient: one copy only. */
 		const struct qmgr_pair *first = &r->pairs[prev - 1];
 		set_result(p, first->kind, first->relay, xstrdup(first->reason));
+		p->dir = first->dir;
 		return;
 	}
 	hashmap_put(&r->finals, final, (void *)(uintptr_t)r->pair_count);
@@ -138,20 +145,6 @@ static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 		set_result(p, QO_PERM, "local", xstrdup("5.1.1 unknown user"));
 	else
 		deliver_maildir(r, p);
-}
-
-/* The worst outcome of the pairs from index first on. */
-static enum qmgr_outcome pairs_outcome(const struct qmgr_run *r, size_t first)
-{
-	enum qmgr_outcome o = QO_SENT;
-
-	for (size_t i = first; i < r->pair_count; i++) {
-		if (r->pairs[i].kind == QO_TEMP)
-			return QO_TEMP;
-		if (r->pairs[i].kind == QO_PERM)
-			o = QO_PERM;
-	}
-	return o;
 }
 
 /* Expansion failures apply to the recipient itself. */
@@ -174,7 +167,6 @@ static void process_rcpt(struct qmgr_run *r, size_t i)
 {
 	char *address = normalize(r->q, r->msg.rcpts[i].addr);
 	strlist_t finals = { NULL, 0 };
-	size_t first = r->pair_count;
 	enum expand_status st = recipients_expand(r->q->tables, address, &finals);
 
 	if (st != EXPAND_OK || finals.count == 0) {
@@ -184,25 +176,11 @@ static void process_rcpt(struct qmgr_run *r, size_t i)
 			char *final = normalize(r->q, finals.items[t]);
 			deliver_final(r, i, final);
 			free(final);
-			const struct qmgr_pair *p = &r->pairs[r->pair_count - 1];
-			if (p->kind == QO_SENT)
-				qmgr_log_pair(r, p, "sent", p->reason);
 		}
 	}
 	strlist_free(&finals);
 	free(address);
 	r->tried[i] = true;
-	r->outcome[i] = pairs_outcome(r, first);
-	if (r->outcome[i] != QO_SENT)
-		return;
-	/* Every mailbox of this recipient holds a durable copy (new/ was
-	 * fsync'ed): record it. No fsync here: if this byte is lost, the
-	 * next attempt finds the copies by name and delivers nothing twice. */
-	char *err = NULL;
-	if (qf_set_rcpt_status(r->fd, &r->msg, i, QF_RCPT_DONE, &err) < 0) {
-		log_error("%s: %s", r->msg.id, err);
-		free(err);
-	}
 }
 
 /* ---- reading the file ------------------------------------------------------- */
@@ -259,35 +237,41 @@ static bool open_message(struct qmgr_run *r)
 	return rc == 0;
 }
 
-void qmgr_deliver(struct qmgr *q, struct qmgr_entry *e)
+bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
+		    struct qmgr_batch *batch)
 {
-	struct qmgr_run r;
+	memset(r, 0, sizeof(*r));
+	r->q = q;
+	r->e = e;
+	r->batch = batch;
+	r->fd = -1;
+	r->now_us = qmgr_now_us();
+	if (!open_message(r))
+		return false;
+	r->attempt = r->msg.attempts + 1;
+	r->outcome = xcalloc(r->msg.rcpt_count, sizeof(*r->outcome));
+	r->tried = xcalloc(r->msg.rcpt_count, sizeof(*r->tried));
+	for (size_t i = 0; i < r->msg.rcpt_count; i++) {
+		if (r->msg.rcpts[i].status == QF_RCPT_PENDING)
+			process_rcpt(r, i);
+	}
+	return true;
+}
 
-	memset(&r, 0, sizeof(r));
-	r.q = q;
-	r.e = e;
-	r.fd = -1;
-	r.now_us = qmgr_now_us();
-	if (open_message(&r)) {
-		r.attempt = r.msg.attempts + 1;
-		r.outcome = xcalloc(r.msg.rcpt_count, sizeof(*r.outcome));
-		r.tried = xcalloc(r.msg.rcpt_count, sizeof(*r.tried));
-		for (size_t i = 0; i < r.msg.rcpt_count; i++) {
-			if (r.msg.rcpts[i].status == QF_RCPT_PENDING)
-				process_rcpt(&r, i);
-		}
-		qmgr_finish(&r);
+void qmgr_run_free(struct qmgr_run *r)
+{
+	for (size_t i = 0; i < r->pair_count; i++) {
+		free(r->pairs[i].final);
+		free(r->pairs[i].reason);
 	}
-	for (size_t i = 0; i < r.pair_count; i++) {
-		free(r.pairs[i].final);
-		free(r.pairs[i].reason);
-	}
-	free(r.pairs);
-	free(r.outcome);
-	free(r.tried);
-	hashmap_free(&r.finals, NULL);
-	qf_msg_free(&r.msg);
-	if (r.fd >= 0)
-		close(r.fd);
-	free(r.path);
+	free(r->pairs);
+	free(r->outcome);
+	free(r->tried);
+	hashmap_free(&r->finals, NULL);
+	qf_msg_free(&r->msg);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->path);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
 }

@@ -66,11 +66,24 @@ struct qmgr_pair {
 	enum qmgr_outcome kind;
 	char *reason;       /* "delivered to maildir", "5.1.1 unknown user"... */
 	const char *relay;  /* "maildir" or "none" */
+	size_t dir;         /* new/ folder to fsync: batch index + 1, 0 none */
+};
+
+/* Messages delivered together: every copy is linked into new/, then each
+ * new/ folder touched is fsync'ed once, then the recipients are marked. */
+#define QMGR_BATCH_MAX 64
+
+struct qmgr_batch {
+	hashmap_t dir_index; /* new/ path -> index + 1 */
+	char **dirs;         /* distinct new/ folders touched */
+	char **dir_errors;   /* per folder: NULL, or why its fsync failed */
+	size_t dir_count, dir_cap;
 };
 
 /* One delivery attempt of one message. */
 struct qmgr_run {
 	struct qmgr *q;
+	struct qmgr_batch *batch;
 	struct qmgr_entry *e;
 	char *path;
 	int fd;
@@ -105,8 +118,20 @@ void qmgr_scan(struct qmgr *q, bool startup);
 /* Read every complete notify record available; never blocks. */
 void qmgr_read_notify(struct qmgr *q);
 
-/* qmgr_deliver.c: one delivery attempt of one message. */
-void qmgr_deliver(struct qmgr *q, struct qmgr_entry *e);
+/* qmgr_batch.c: deliver up to QMGR_BATCH_MAX ready messages together. */
+void qmgr_deliver_ready(struct qmgr *q);
+/* qmgr_batch.c: index + 1 of folder newdir in the batch (taken over). */
+size_t qmgr_batch_dir(struct qmgr_batch *b, char *newdir);
+
+/* qmgr_deliver.c: the first half of one delivery attempt: open the file
+ * and write every pending recipient's copies, linked into new/ but not yet
+ * fsync'ed (folders collected in batch). False if there is nothing to
+ * deliver (the entry was already forgotten or rescheduled). The second
+ * half is in qmgr_batch.c, once the batch's folders are synced. */
+bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
+		    struct qmgr_batch *batch);
+/* Free everything a run holds (started or not) and close its file. */
+void qmgr_run_free(struct qmgr_run *r);
 
 /* qmgr_deliver.c: "ID: to=<..> orig_to=<..> relay=.. delay=.. attempts=..
  * status=STATUS (reason)" for one pair. */

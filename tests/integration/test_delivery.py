@@ -1,7 +1,8 @@
 """
 test_delivery.py - what a user finds in the Maildir after a message was
 accepted: the added header lines, the queue id, the body byte for byte
-(dot-unstuffing, 8-bit and UTF-8), alias expansion, delivery by swaks,
+(dot-unstuffing, 8-bit and UTF-8), client Return-Path fields dropped,
+alias expansion, delivery by swaks,
 the log lines keyed by queue id, and bounces for recipients that fail at
 delivery time.
 """
@@ -312,6 +313,28 @@ class DeliveryTest(PosternTestCase):
             new = set(names) - set(before.get(box, []))
             self.assertEqual([n for n in new if qid in n], [], box)
         self.assertEqual(self.srv.spool_files("queue"), [])
+
+    def test_client_return_path_dropped(self):
+        """RFC 5321 4.4: only the delivering MTA's Return-Path survives."""
+        msg = ("Return-Path: <forged@evil.test>\r\n"
+               "From: sender@remote.test\r\n"
+               "return-path :\r\n <folded@evil.test>\r\n"
+               "Subject: forged return path\r\n"
+               "\r\n"
+               "Return-Path: <in-body@stays.test>\r\n")
+        qid = self.send("sender@remote.test", ["carol@example.test"], msg)
+        name, data = self.delivered("carol", qid)
+        head, body = split_message(data)
+        fields = [l for l in head.split("\n") if l.lower().startswith("return-path")]
+        self.assertEqual(fields, ["Return-Path: <sender@remote.test>"], head)
+        self.assertNotIn("evil.test", head)
+        self.assertIn("Subject: forged return path", head)
+        self.assertEqual(body, b"Return-Path: <in-body@stays.test>\n")
+        m = FILE_NAME_RE.match(name)
+        self.assertIsNotNone(m, "Maildir file name %r" % name)
+        self.assertEqual(int(m.group(3)), len(data), "S= is the file size")
+        self.assertEqual(int(m.group(4)), len(data) + data.count(b"\n"))
+        self.assert_standard_top(data, "sender@remote.test", "carol@example.test", qid)
 
     def test_source_route_and_quoted_local_part_reach_the_mailbox(self):
         with SmtpConn(self.srv.port) as c:

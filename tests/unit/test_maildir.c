@@ -1,7 +1,8 @@
 /*
  * test_maildir.c - Maildir delivery: the deterministic name with S=/W=,
  * the added header lines, link()-EEXIST idempotence, stale tmp files, the
- * cur/ check for recovered messages and unsafe mailbox names.
+ * cur/ check for recovered messages, unsafe mailbox names, and the removal
+ * of client-supplied Return-Path: fields (whole, and fed in every split).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
 #include "queue/maildir.h"
+#include "queue/maildir_header.h"
 #include "queue/queue.h"
 #include "queue/queue_file.h"
 
@@ -51,18 +53,12 @@ static char *join2(const char *a, const char *b)
 	return path_join(a, b);
 }
 
-static int setup(void **state)
+/* Queue content as a new message in f->spool and open it as f->fd/f->msg. */
+static void queue_content(struct fixture *f, const char *content, size_t len)
 {
-	struct fixture *f = xcalloc(1, sizeof(*f));
-	char tmpl[] = "/tmp/postern-test-maildir-XXXXXX";
 	char id[QUEUE_ID_LEN + 1], *err = NULL;
 	strlist_t rcpts = { NULL, 0 };
 
-	assert_non_null(mkdtemp(tmpl));
-	f->dir = xstrdup(tmpl);
-	f->spool = join2(f->dir, "spool");
-	f->mail_root = join2(f->dir, "mail");
-	assert_int_equal(queue_dirs_create(f->spool, &err), 0);
 	strlist_add(&rcpts, "u@example.test");
 	struct queue_envelope env = {
 		.arrival_us = 1700000000999999ull, .client_addr = "192.0.2.1",
@@ -72,15 +68,35 @@ static int setup(void **state)
 	queue_id_new(id);
 	struct queue_writer *w = queue_writer_open(f->spool, id, &env, &err);
 	assert_non_null(w);
-	assert_int_equal(queue_writer_write(w, body, sizeof(body) - 1, &err), 0);
+	assert_int_equal(queue_writer_write(w, content, len, &err), 0);
 	assert_int_equal(queue_writer_commit(&w, &err), 0);
 	strlist_free(&rcpts);
 	char *qdir = join2(f->spool, "queue");
+	free(f->qpath);
 	f->qpath = join2(qdir, id);
 	free(qdir);
+	if (f->fd >= 0) {
+		close(f->fd);
+		qf_msg_free(&f->msg);
+	}
 	f->fd = open(f->qpath, O_RDONLY);
 	assert_true(f->fd >= 0);
 	assert_int_equal(qf_read(f->fd, &f->msg, &err), 0);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/postern-test-maildir-XXXXXX";
+	char *err = NULL;
+
+	assert_non_null(mkdtemp(tmpl));
+	f->dir = xstrdup(tmpl);
+	f->spool = join2(f->dir, "spool");
+	f->mail_root = join2(f->dir, "mail");
+	f->fd = -1;
+	assert_int_equal(queue_dirs_create(f->spool, &err), 0);
+	queue_content(f, body, sizeof(body) - 1);
 	*state = f;
 	return 0;
 }
@@ -317,6 +333,108 @@ static void test_unsafe_and_unwritable(void **state)
 	free(err);
 }
 
+/* Content with forged Return-Path fields in every shape, and what the
+ * filter must leave of it. */
+static const char forged[] =
+	"Received: by test\n"
+	"Return-Path: <forged@evil.test>\n"
+	"Subject: hi\n"
+	"RETURN-PATH \t: <a@evil.test>\n"
+	"  <folded@evil.test>\n"
+	"\tstill folded\n"
+	"Return-Paths: kept\n"
+	"Return-Pat\n"
+	"X-Return-Path: kept\n"
+	"return-path:<b@evil.test>\n"
+	"To: u@example.test\n"
+	"  folded to\n"
+	"\n"
+	"Return-Path: <body@stays.test>\n"
+	"body\n";
+static const char filtered[] =
+	"Received: by test\n"
+	"Subject: hi\n"
+	"Return-Paths: kept\n"
+	"Return-Pat\n"
+	"X-Return-Path: kept\n"
+	"To: u@example.test\n"
+	"  folded to\n"
+	"\n"
+	"Return-Path: <body@stays.test>\n"
+	"body\n";
+
+/* Run in through the filter in pieces of `step` bytes, the way
+ * write_copy does: header bytes filtered, the rest copied. */
+static char *filter_in_steps(const char *in, size_t len, size_t step)
+{
+	struct mhdr_filter f = MHDR_FILTER_INIT;
+	buf_t out = BUF_INIT;
+
+	for (size_t pos = 0; pos < len; pos += step) {
+		size_t n = len - pos < step ? len - pos : step;
+		size_t used = mhdr_filter_feed(&f, in + pos, n, &out);
+		buf_append(&out, in + pos + used, n - used);
+	}
+	mhdr_filter_end(&f, &out);
+	return buf_steal(&out);
+}
+
+static void test_return_path_filter(void **state)
+{
+	(void)state;
+	for (size_t step = 1; step <= sizeof(forged); step++) {
+		char *out = filter_in_steps(forged, sizeof(forged) - 1, step);
+		assert_string_equal(out, filtered);
+		free(out);
+	}
+	/* No empty line, a last line without LF that could still have been
+	 * a Return-Path, and one that is. */
+	char *out = filter_in_steps("A: b\nReturn", 11, 3);
+	assert_string_equal(out, "A: b\nReturn");
+	free(out);
+	out = filter_in_steps("A: b\nReturn-Path: <x>", 22, 4);
+	assert_string_equal(out, "A: b\n");
+	free(out);
+	out = filter_in_steps("", 0, 1);
+	assert_string_equal(out, "");
+	free(out);
+}
+
+static void test_deliver_drops_return_path(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d;
+	const char *added = "Return-Path: <s@remote.test>\nDelivered-To: u@example.test\n";
+	char *err = NULL;
+
+	queue_content(f, forged, sizeof(forged) - 1);
+	d = make_delivery(f, "u@example.test");
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	char *newdir = mailbox_sub(f, "new"), *files = list_folder(newdir);
+	size_t size = strlen(added) + sizeof(filtered) - 1;
+	size_t lfs = 2 + 10;
+	buf_t name = BUF_INIT, want = BUF_INIT, content = BUF_INIT;
+	buf_printf(&name, "1700000000.Q%s.mx.example.test,S=%zu,W=%zu",
+		   f->msg.id, size, size + lfs);
+	assert_string_equal(files, buf_cstr(&name));
+	char *full = join2(newdir, files);
+	assert_int_equal(read_file(full, 1 << 20, &content), 0);
+	buf_printf(&want, "%s%s", added, filtered);
+	assert_string_equal(buf_cstr(&content), buf_cstr(&want));
+	assert_int_equal(content.len, size);
+	/* Same name on a retry: still exactly one copy. */
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_ALREADY);
+	free(files);
+	files = list_folder(newdir);
+	assert_string_equal(files, buf_cstr(&name));
+	buf_free(&name);
+	buf_free(&want);
+	buf_free(&content);
+	free(full);
+	free(files);
+	free(newdir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +444,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_tmp_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovered_checks_cur, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe_and_unwritable, setup, teardown),
+		cmocka_unit_test(test_return_path_filter),
+		cmocka_unit_test_setup_teardown(test_deliver_drops_return_path, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
