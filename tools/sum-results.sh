@@ -6,7 +6,7 @@ awk '/^([a-z-]+: )?[0-9]+ passed, [0-9]+ failed/ {
 	line = $0; sub(/^[a-z-]+: /, "", line); split(line, f, /[ ,]+/)
 	passed += f[1]; failed += f[3]; stages++
 } END {
-	printf "make check: %d stages\n", stages
+	printf "make check: %d test runs\n", stages
 	printf "total: %d passed, %d failed\n", passed, failed
 	exit failed != 0 || stages == 0
 }' "$1"
