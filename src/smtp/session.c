@@ -209,7 +209,9 @@ static bool process_content(struct smtp_session *s, struct evbuffer *in)
 	int n = evbuffer_peek(in, -1, NULL, vec, 16);
 	size_t used = 0;
 	enum input_mode mode = s->mode;
-	for (int i = 0; i < n && n > 0 && s->mode == mode; i++) {
+	if (n > 16)
+		n = 16; /* the rest is taken on the next round of process_input() */
+	for (int i = 0; i < n; i++) {
 		size_t c = tx_consume(s, vec[i].iov_base, vec[i].iov_len);
 		used += c;
 		if (c < vec[i].iov_len)
