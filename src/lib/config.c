@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "diag.h"
 #include "safeio.h"
 #include "xalloc.h"
 
@@ -93,14 +94,9 @@ static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
 static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
-	if (line > 0)
-		fprintf(ctx->errors, "%s:%u: ", ctx->file, line);
-	else
-		fprintf(ctx->errors, "%s: ", ctx->file);
 	va_start(ap, fmt);
-	vfprintf(ctx->errors, fmt, ap);
+	diag_vprint(ctx->errors, ctx->file, line, fmt, ap);
 	va_end(ap);
-	fputc('\n', ctx->errors);
 	ctx->error_count++;
 }
 

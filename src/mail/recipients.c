@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../lib/buf.h"
+#include "../lib/diag.h"
 #include "../lib/hashmap.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
@@ -36,11 +37,9 @@ static void table_error(struct table_file *tf, unsigned line, const char *fmt, .
 static void table_error(struct table_file *tf, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(tf->errors, "%s:%u: ", tf->path, line);
 	va_start(ap, fmt);
-	vfprintf(tf->errors, fmt, ap);
+	diag_vprint(tf->errors, tf->path, line, fmt, ap);
 	va_end(ap);
-	fputc('\n', tf->errors);
 	tf->error_count++;
 }
 
