@@ -4,7 +4,6 @@
  * bounce queued as a new message from <>.
  */
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 
 #include "lib/buf.h"
 #include "lib/safeio.h"
@@ -36,15 +37,6 @@ static const char original[] =
 	"Subject: tricky --=_0123456789ABCDEF012/mx.example.test\n"
 	"\n"
 	"SECRET BODY TEXT\n";
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup_with_sender(void **state, const char *sender)
 {
@@ -95,7 +87,7 @@ static int teardown(void **state)
 
 	close(f->fd);
 	qf_msg_free(&f->msg);
-	nftw(f->spool, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(f->spool);
 	free(f->spool);
 	free(f);
 	return 0;

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "lib/config.h"
 
 static char dir[] = "/tmp/postern-test-config-XXXXXX";
@@ -25,9 +27,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd);
+	return testutil_rmtree(dir);
 }
 
 /* Write text to dir/postern.conf, load it; returns rc, errors in errbuf. */

@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 
 #include "lib/buf.h"
 #include "lib/safeio.h"
@@ -38,15 +39,6 @@ struct fixture {
 };
 
 static const char body[] = "Received: by test\nSubject: hi\n\nline one\nline two\n";
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static char *join2(const char *a, const char *b)
 {
@@ -107,7 +99,7 @@ static int teardown(void **state)
 
 	close(f->fd);
 	qf_msg_free(&f->msg);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(f->dir);
 	free(f->dir);
 	free(f->spool);
 	free(f->mail_root);

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "lib/buf.h"
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
@@ -26,18 +27,9 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_rf(const char *path)
 {
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(path);
 }
 
 static int setup_spool(void **state)

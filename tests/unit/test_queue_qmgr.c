@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,6 +23,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 
 #include "lib/buf.h"
 #include "lib/config.h"
@@ -44,15 +45,6 @@ struct fixture {
 	pid_t child;
 	char *log_path;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static char *fpath(const struct fixture *f, const char *rel)
 {
@@ -113,7 +105,7 @@ static int teardown(void **state)
 	close(f->notify[0]);
 	close(f->notify[1]);
 	recipients_free(&f->tables);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(f->dir);
 	free(f->cfg.spool_dir);
 	free(f->cfg.mail_root);
 	free(f->cfg.hostname);
