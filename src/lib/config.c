@@ -537,12 +537,10 @@ void config_print_nondefault(const struct config *cfg, FILE *out)
 			differs = cfg->bare_newline != def.bare_newline;
 			buf_puts(&v, cfg->bare_newline == BARE_NEWLINE_REJECT ? "reject" : "normalize");
 			break;
-		case K_LOG_LEVEL: {
-			static const char *const names[] = { "debug", "info", "warn", "error" };
+		case K_LOG_LEVEL:
 			differs = cfg->log_level != def.log_level;
-			buf_puts(&v, names[cfg->log_level]);
+			buf_puts(&v, log_level_name(cfg->log_level));
 			break;
-		}
 		}
 		if (differs)
 			fprintf(out, "%s = %s\n", k->name, buf_cstr(&v));

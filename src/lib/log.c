@@ -28,11 +28,17 @@ void log_set_level(enum log_level level)
 	log_min = level;
 }
 
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+const char *log_level_name(enum log_level level)
+{
+	return (size_t)level < ARRAY_LEN(level_names) ? level_names[level] : "?";
+}
+
 bool log_level_parse(const char *name, enum log_level *level_r)
 {
-	static const char *const names[] = { "debug", "info", "warn", "error" };
-	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
-		if (strcmp(name, names[i]) == 0) {
+	for (size_t i = 0; i < ARRAY_LEN(level_names); i++) {
+		if (strcmp(name, level_names[i]) == 0) {
 			*level_r = (enum log_level)i;
 			return true;
 		}

@@ -21,6 +21,8 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Set the role name shown in every line ("master", "smtp", "qmgr", ...). */
 void log_set_role(const char *role);
 void log_set_level(enum log_level level);
+/* "debug", "info", "warn" or "error": the configuration's spelling. */
+const char *log_level_name(enum log_level level);
 /* Parse "debug", "info", "warn", "error"; false if unknown. */
 bool log_level_parse(const char *name, enum log_level *level_r);
 

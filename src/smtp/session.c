@@ -41,9 +41,11 @@ static void session_set_timeout(struct smtp_session *s)
 static void session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
-	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u%s",
-		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors,
-		 s->tx != NULL && s->mode != MODE_COMMAND ? " lost=during_data" : "");
+	if (s->tx != NULL && s->mode != MODE_COMMAND)
+		log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
+			 s->tx->sender_text, s->peer_addr);
+	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
+		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
 	tx_free(&s->tx);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
@@ -271,7 +273,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 	if ((what & BEV_EVENT_CONNECTED) || s->free_scheduled)
 		return;
 	if ((what & BEV_EVENT_TIMEOUT) && !s->closing) {
-		log_info("client=%s timeout after %s", s->peer_addr,
+		log_info("%s%sclient=%s timeout after %s", s->tx != NULL ? s->tx->id : "",
+			 s->tx != NULL ? ": " : "", s->peer_addr,
 			 s->mode == MODE_COMMAND ? "command" : "data");
 		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
 		bufferevent_set_timeouts(s->bev, NULL, NULL);
@@ -312,7 +315,6 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 	s->srv = srv;
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen : sizeof(s->peer));
 	describe_peer(s, sa);
-	s->in_mynetworks = cidr_list_match(&srv->cfg->mynetworks, sa);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		close(fd);

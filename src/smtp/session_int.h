@@ -49,7 +49,6 @@ struct smtp_session {
 	char *helo;
 	bool esmtp;
 	bool tls;
-	bool in_mynetworks;
 	enum input_mode mode;
 	uint64_t bdat_remaining;
 	bool bdat_last;
