@@ -830,6 +830,14 @@ class PosternTestCase(unittest.TestCase):
             self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
         self.assertReply(c.cmd("DATA"), 354)
 
+    def send_data_queued(self, c, data):
+        """Send the message data (ending with CRLF.CRLF) after a 354,
+        assert the 250 and return the queue id it names."""
+        c.send(data)
+        r = c.reply()
+        self.assertReply(r, 250)
+        return queue_id_of(r.text)
+
     def assertNoPanic(self, srv):
         bad = srv.sanitizer_problems()
         if bad:

@@ -367,10 +367,7 @@ class ProtocolTest(PosternTestCase):
         self.assertReply(c.cmd("RCPT TO:<dave@example.test>"), 452, "4.5.3")
         self.assertReply(c.cmd("RCPT TO:<dave@example.test>"), 452, "4.5.3")
         self.assertReply(c.cmd("DATA"), 354)
-        c.send(b"Subject: three only\r\n\r\nx\r\n.\r\n")
-        r = c.reply()
-        self.assertReply(r, 250)
-        qid = queue_id_of(r.text)
+        qid = self.send_data_queued(c, b"Subject: three only\r\n\r\nx\r\n.\r\n")
         for u in ("alice", "bob", "carol"):
             self.srv.wait_delivery(u, qid)
         self.srv.wait_log(r"%s: removed" % qid)
