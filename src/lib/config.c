@@ -42,7 +42,7 @@ struct key_def {
 	size_t offset;
 	const char *default_text;
 	uint64_t min, max; /* numbers only; 0,0 = unbounded */
-	bool may_be_empty;
+	bool may_be_empty; /* strings: may be ""; numbers: 0 is allowed outside min..max */
 };
 
 #define OFF(field) offsetof(struct config, field)
@@ -65,13 +65,17 @@ static const struct key_def keys[] = {
 	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false },
 	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false },
 	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false },
-	{ "text_line_limit", K_UINT, OFF(text_line_limit), "998", 78, 1048576, false },
+	{ "text_line_limit", K_UINT, OFF(text_line_limit), "0", 78, 1ULL << 40, true },
 	{ "header_size_limit", K_SIZE, OFF(header_size_limit), "102400", 1024, 1ULL << 30, false },
 	{ "error_limit", K_UINT, OFF(error_limit), "10", 1, 1000, false },
+	{ "junk_command_limit", K_UINT, OFF(junk_command_limit), "100", 1, 100000, false },
 	{ "worker_connections", K_UINT, OFF(worker_connections), "2000", 1, 1000000, false },
 	{ "bare_newline", K_BARE_NEWLINE, OFF(bare_newline), "reject", 0, 0, false },
 	{ "command_timeout", K_DURATION, OFF(command_timeout), "5m", 1, DAY, false },
 	{ "data_timeout", K_DURATION, OFF(data_timeout), "3m", 1, DAY, false },
+	{ "data_min_rate", K_SIZE, OFF(data_min_rate), "500", 0, 1ULL << 30, false },
+	{ "transaction_timeout", K_DURATION, OFF(transaction_timeout), "30m", 1, DAY, false },
+	{ "session_timeout", K_DURATION, OFF(session_timeout), "1h", 1, DAY, false },
 	{ "shutdown_timeout", K_DURATION, OFF(shutdown_timeout), "30s", 0, DAY, false },
 	{ "queue_retry_min", K_DURATION, OFF(queue_retry_min), "5m", 1, 30 * DAY, false },
 	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false },
@@ -207,7 +211,8 @@ static const char *set_number(const struct key_def *k, uint64_t *field,
 		return k->type == K_SIZE ? "expected a size such as 10485760, 64k or 10M"
 		     : k->type == K_DURATION ? "expected a duration such as 300, 30s, 5m, 1h or 5d"
 		     : "expected a whole number";
-	if ((k->min || k->max) && (v < k->min || v > k->max))
+	bool zero_ok = v == 0 && k->may_be_empty;
+	if ((k->min || k->max) && !zero_ok && (v < k->min || v > k->max))
 		return "value out of range";
 	*field = v;
 	return NULL;

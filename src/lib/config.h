@@ -45,14 +45,18 @@ struct config {
 	uint64_t message_size_limit;
 	uint64_t recipient_limit;
 	uint64_t command_line_limit;
-	uint64_t text_line_limit;
+	uint64_t text_line_limit;  /* 0 = lines of any length (streamed) */
 	uint64_t header_size_limit;
 	uint64_t error_limit;
+	uint64_t junk_command_limit; /* NOOP/RSET/VRFY/... before they count as errors */
 	uint64_t worker_connections;
 	enum bare_newline_mode bare_newline;
 
 	uint64_t command_timeout;  /* seconds; RFC 5321 4.5.3.2.7 */
 	uint64_t data_timeout;
+	uint64_t data_min_rate;    /* bytes/s that extend data_timeout; 0 = none */
+	uint64_t transaction_timeout; /* MAIL to end of message */
+	uint64_t session_timeout;  /* the whole connection */
 	uint64_t shutdown_timeout;
 
 	uint64_t queue_retry_min;

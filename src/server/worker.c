@@ -9,8 +9,10 @@
  */
 #include "server.h"
 
+#include <errno.h>
 #include <event2/listener.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -18,11 +20,20 @@
 #include "../lib/xalloc.h"
 #include "../smtp/session.h"
 
+/* While out of descriptors, try accepting again this often (or as soon
+ * as a session ends), and say so in the log at most this often. */
+#define ACCEPT_RETRY_MS 1000
+#define ACCEPT_WARN_SECONDS 10
+
 struct worker {
 	struct smtp_server srv;
 	struct evconnlistener **listeners;
 	size_t listener_count;
 	struct event *sig_term, *sig_int, *sig_retire, *shutdown_timer;
+	struct event *accept_retry;
+	bool accept_paused;
+	time_t accept_warned;
+	unsigned long accept_failures; /* since the last warning */
 };
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -34,11 +45,66 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	smtp_session_start(&w->srv, fd, sa, (socklen_t)salen);
 }
 
+static void set_accepting(struct worker *w, bool on)
+{
+	for (size_t i = 0; i < w->listener_count; i++) {
+		if (on)
+			evconnlistener_enable(w->listeners[i]);
+		else
+			evconnlistener_disable(w->listeners[i]);
+	}
+}
+
+static void resume_accepting(struct worker *w)
+{
+	if (!w->accept_paused)
+		return;
+	w->accept_paused = false;
+	evtimer_del(w->accept_retry);
+	set_accepting(w, true);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	resume_accepting(arg);
+}
+
+/* A session ended: its descriptors are free again. */
+static void on_session_freed(struct smtp_server *srv)
+{
+	resume_accepting((struct worker *)srv); /* srv is the first member */
+}
+
+/*
+ * accept() failed. Out of descriptors or memory, the listener would stay
+ * readable and the loop would spin on it: stop accepting until a session
+ * ends or ACCEPT_RETRY_MS pass (the connections wait in the kernel's
+ * backlog meanwhile), and log once per ACCEPT_WARN_SECONDS.
+ */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+	struct worker *w = arg;
+	int err = EVUTIL_SOCKET_ERROR();
 	(void)l;
-	(void)arg;
-	log_warn("accept failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	time_t now = time(NULL);
+	w->accept_failures++;
+	if (now - w->accept_warned >= ACCEPT_WARN_SECONDS) {
+		log_warn("accept failed: %s (%lu time%s; %zu sessions open)%s",
+			 evutil_socket_error_to_string(err), w->accept_failures,
+			 w->accept_failures == 1 ? "" : "s", w->srv.session_count,
+			 exhausted ? "; pausing new connections" : "");
+		w->accept_warned = now;
+		w->accept_failures = 0;
+	}
+	if (!exhausted || w->accept_paused || w->srv.draining || w->srv.retiring)
+		return;
+	w->accept_paused = true;
+	set_accepting(w, false);
+	struct timeval tv = { ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000 };
+	evtimer_add(w->accept_retry, &tv);
 }
 
 static void on_drained(struct smtp_server *srv)
@@ -62,6 +128,8 @@ static void stop_accepting(struct worker *w)
 	for (size_t i = 0; i < w->listener_count; i++)
 		evconnlistener_free(w->listeners[i]);
 	w->listener_count = 0;
+	w->accept_paused = false;
+	evtimer_del(w->accept_retry);
 }
 
 /* SIGUSR2 from the supervisor after a reload: stop accepting, let every
@@ -124,6 +192,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = notify_fd;
 	w.srv.on_drained = on_drained;
+	w.srv.on_session_freed = on_session_freed;
+	w.accept_retry = evtimer_new(w.srv.base, accept_retry_cb, &w);
 	if (open_listeners(&w, listen_fds, listen_count) < 0)
 		return 1;
 	w.sig_term = evsignal_new(w.srv.base, SIGTERM, term_cb, &w);
@@ -142,6 +212,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	event_free(w.sig_term);
 	event_free(w.sig_int);
 	event_free(w.sig_retire);
+	event_free(w.accept_retry);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

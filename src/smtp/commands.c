@@ -46,25 +46,20 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	/* RFC 5321 4.1.1.1: "250 domain"; RFC 2034 section 3: no enhanced
 	 * status code on the HELO/EHLO reply. */
 	if (set_helo(s, cmd, false))
-		evbuffer_add_printf(bufferevent_get_output(s->bev), "250 %s\r\n",
-				    s->srv->cfg->hostname);
+		session_send(s, "250 %s\r\n", s->srv->cfg->hostname);
 }
 
 static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *cmd)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	const struct config *cfg = s->srv->cfg;
 	if (!set_helo(s, cmd, true))
 		return;
-	evbuffer_add_printf(out, "250-%s\r\n", cfg->hostname);
-	evbuffer_add_printf(out, "250-PIPELINING\r\n");
-	evbuffer_add_printf(out, "250-SIZE %llu\r\n", (unsigned long long)cfg->message_size_limit);
+	session_send(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n", cfg->hostname,
+		     (unsigned long long)cfg->message_size_limit);
 	if (s->srv->tls_ctx != NULL && !s->tls)
-		evbuffer_add_printf(out, "250-STARTTLS\r\n");
-	evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
-	evbuffer_add_printf(out, "250-8BITMIME\r\n");
-	evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
-	evbuffer_add_printf(out, "250 CHUNKING\r\n");
+		session_send(s, "250-STARTTLS\r\n");
+	session_send(s, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+		     "250 CHUNKING\r\n");
 }
 
 static void cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
@@ -143,12 +138,31 @@ static void cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 	session_start_tls(s);
 }
 
+/*
+ * Commands that move no mail forward (NOOP, RSET, VRFY, EXPN, HELP):
+ * after junk_command_limit of them without a message accepted, each
+ * further one counts as an error, so a client cannot hold a session
+ * forever with them (Postfix's smtpd_junk_command_limit idea).
+ */
+static void count_junk(struct smtp_session *s)
+{
+	if (++s->junk_commands > s->srv->cfg->junk_command_limit &&
+	    ++s->errors >= s->srv->cfg->error_limit) {
+		log_info("client=%s too many commands that move no mail (%u), closing",
+			 s->peer_addr, s->junk_commands);
+		session_reply(s, 421, "4.7.0", "%s Error: too many commands without mail",
+			      s->srv->cfg->hostname);
+		session_close_after_flush(s);
+	}
+}
+
 enum needs {
 	NEED_NOTHING = 0,
 	NEED_HELO = 1 << 0,    /* after HELO/EHLO */
 	NEED_EHLO = 1 << 1,    /* extension: only after EHLO */
 	NEED_NO_TX = 1 << 2,   /* not inside a transaction */
 	NEED_TX = 1 << 3,      /* inside a transaction (after MAIL) */
+	JUNK = 1 << 4,         /* counts toward junk_command_limit */
 };
 
 struct command_def {
@@ -164,12 +178,12 @@ static const struct command_def command_table[] = {
 	{ SMTP_RCPT, NEED_TX, cmd_rcpt },
 	{ SMTP_DATA, NEED_TX, cmd_data },
 	{ SMTP_BDAT, NEED_NOTHING, cmd_bdat }, /* checks its state itself: the chunk must be read */
-	{ SMTP_RSET, NEED_NOTHING, cmd_rset },
-	{ SMTP_NOOP, NEED_NOTHING, cmd_noop },
+	{ SMTP_RSET, JUNK, cmd_rset },
+	{ SMTP_NOOP, JUNK, cmd_noop },
 	{ SMTP_QUIT, NEED_NOTHING, cmd_quit },
-	{ SMTP_HELP, NEED_NOTHING, cmd_help },
-	{ SMTP_VRFY, NEED_NOTHING, cmd_vrfy },
-	{ SMTP_EXPN, NEED_NOTHING, cmd_expn },
+	{ SMTP_HELP, JUNK, cmd_help },
+	{ SMTP_VRFY, JUNK, cmd_vrfy },
+	{ SMTP_EXPN, JUNK, cmd_expn },
 	{ SMTP_STARTTLS, NEED_EHLO | NEED_NO_TX, cmd_starttls },
 };
 
@@ -195,11 +209,48 @@ static bool allowed_now(struct smtp_session *s, const struct command_def *def)
 	return true;
 }
 
+/*
+ * Input that is plainly not SMTP: a message header line ("Subject: hi",
+ * what a pipelining client sends after a DATA that was refused) or an
+ * HTTP request. Executing what follows would run message text as
+ * commands, so the session ends here (Postfix does the same).
+ */
+static bool is_non_smtp(const char *line, size_t len)
+{
+	static const char *const http[] = { "GET", "POST", "CONNECT", "HEAD", "PUT" };
+	size_t word = 0;
+	while (word < len && line[word] != ' ' && line[word] != ':')
+		word++;
+	/* "Name: value": RFC 5322 field-name characters, then a colon
+	 * followed by white space or the end of the line ("MAILFROM:<a>",
+	 * a typo, stays an unknown command). */
+	if (word > 0 && word < len && line[word] == ':' &&
+	    (word + 1 == len || line[word + 1] == ' ' || line[word + 1] == '\t')) {
+		bool field_name = true;
+		for (size_t i = 0; i < word && field_name; i++)
+			field_name = line[i] > ' ' && line[i] < 127;
+		if (field_name)
+			return true;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(http); i++)
+		if (word == strlen(http[i]) && memcmp(line, http[i], word) == 0)
+			return true;
+	return false;
+}
+
 void session_handle_line(struct smtp_session *s, const char *line, size_t len)
 {
 	struct smtp_command cmd;
 	struct smtp_parse_error err;
 	bool utf8 = s->tx != NULL && s->tx->smtputf8;
+	if (is_non_smtp(line, len)) {
+		log_warn("client=%s non-SMTP command: %.100s", s->peer_addr, line);
+		tx_free(&s->tx);
+		session_reply(s, 221, "2.7.0", "Error: message content or another protocol "
+			      "where a command belongs; closing");
+		session_close_after_flush(s);
+		return;
+	}
 	if (!smtp_command_parse(line, len, utf8, &cmd, &err)) {
 		/* A half-open transaction of BDAT chunks must not continue
 		 * after a command that was not understood. */
@@ -214,6 +265,8 @@ void session_handle_line(struct smtp_session *s, const char *line, size_t len)
 			continue;
 		if (allowed_now(s, def))
 			def->run(s, &cmd);
+		if ((def->needs & JUNK) && !session_closing(s))
+			count_junk(s);
 		return;
 	}
 	log_panic("command %s has no table entry", smtp_verb_name(cmd.verb));

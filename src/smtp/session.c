@@ -2,13 +2,30 @@
  * session.c - connection life cycle and input loop of an SMTP session:
  * accept, greeting, line framing with length limits, real PIPELINING
  * (every complete command in the input is answered in order, replies are
- * flushed together), STARTTLS upgrade, timeouts, output back-pressure and
- * graceful drain. Runs unprivileged in an smtp worker; all input is
- * untrusted.
+ * flushed together), STARTTLS upgrade (RFC 3207), deadlines, output
+ * back-pressure, and a close that never loses the last reply.
+ *
+ * Deadlines (one timer per session, armed for the nearest):
+ *   command_timeout      one whole command line, from the moment the
+ *                        server is ready for it (not per read);
+ *   data_timeout         one whole DATA phase or BDAT chunk, extended by
+ *                        the bytes received at data_min_rate;
+ *   transaction_timeout  MAIL to the end of the message;
+ *   session_timeout      the whole connection;
+ *   closing              CLOSE_FLUSH_MS for the last replies to drain,
+ *                        then LINGER_MS to read the client's input to EOF.
+ *
+ * Closing: the reply is flushed into the kernel (for TLS: encrypted and
+ * written, then close_notify), the write side is shut down, and input is
+ * read and discarded until the client closes, so that unread input can
+ * never make the kernel reset the connection over the last reply.
+ *
+ * Runs unprivileged in an smtp worker; all input is untrusted.
  */
 #include "session_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -17,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
@@ -25,43 +44,92 @@
 
 /* Stop reading while this much output waits for a slow reader. */
 #define OUTPUT_BACKLOG_MAX (256 * 1024)
+/* How long the last replies may take to drain before the close. */
+#define CLOSE_FLUSH_MS 10000
+/* How long, and how much, to read from a client after our close. */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (256 * 1024)
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void session_step_cb(evutil_socket_t fd, short what, void *arg);
 
-static void session_set_timeout(struct smtp_session *s)
+uint64_t session_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+static uint64_t earliest(uint64_t a, uint64_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return a < b ? a : b;
+}
+
+/* Arm the timer for the nearest deadline. */
+static void arm_timer(struct smtp_session *s)
+{
+	uint64_t due = s->phase_deadline;
+	if (!session_closing(s))
+		due = earliest(due, s->session_deadline);
+	if (!session_closing(s) && s->tx != NULL)
+		due = earliest(due, s->tx_deadline);
+	if (due == 0) {
+		evtimer_del(s->timer);
+		return;
+	}
+	uint64_t now = session_now_ms();
+	uint64_t ms = due > now ? due - now : 0;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(s->timer, &tv);
+}
+
+/* A new phase of input begins (a command, or DATA/BDAT content). */
+static void start_phase(struct smtp_session *s)
 {
 	const struct config *cfg = s->srv->cfg;
-	struct timeval tv = { (time_t)(s->mode == MODE_COMMAND ? cfg->command_timeout
-							       : cfg->data_timeout), 0 };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	uint64_t now = session_now_ms();
+	if (s->mode == MODE_COMMAND) {
+		s->phase_deadline = now + cfg->command_timeout * 1000u;
+	} else {
+		s->data_started_ms = now;
+		s->data_received = 0;
+		s->phase_deadline = now + cfg->data_timeout * 1000u;
+	}
 }
 
-static void session_free(struct smtp_session *s)
+/* Content arrived: the DATA deadline grows by what that many bytes may
+ * take at data_min_rate (Postfix's smtpd_min_data_rate idea). */
+static void extend_data_phase(struct smtp_session *s, size_t bytes)
 {
-	struct smtp_server *srv = s->srv;
-	if (s->tx != NULL && s->mode != MODE_COMMAND)
-		log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
-			 s->tx->sender_text, s->peer_addr);
-	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
-		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
-	tx_free(&s->tx);
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	free(s->helo);
-	free(s);
-	srv->session_count--;
-	if ((srv->draining || srv->retiring) && srv->session_count == 0 &&
-	    srv->on_drained != NULL)
-		srv->on_drained(srv);
+	const struct config *cfg = s->srv->cfg;
+	s->data_received += bytes;
+	uint64_t grace = cfg->data_min_rate > 0
+				 ? s->data_received * 1000u / cfg->data_min_rate : 0;
+	s->phase_deadline = s->data_started_ms + cfg->data_timeout * 1000u + grace;
 }
+
+void session_tx_started(struct smtp_session *s)
+{
+	s->tx_deadline = session_now_ms() + s->srv->cfg->transaction_timeout * 1000u;
+	arm_timer(s);
+}
+
+void session_message_accepted(struct smtp_session *s)
+{
+	s->junk_commands = 0;
+	s->messages++;
+}
+
+/* ---- replies --------------------------------------------------------------- */
 
 static void vreply(struct smtp_session *s, int code, const char *status,
 		   const char *fmt, va_list ap) PRINTF_LIKE(4, 0);
@@ -70,6 +138,8 @@ static void vreply(struct smtp_session *s, int code, const char *status,
 		   const char *fmt, va_list ap)
 {
 	char text[512];
+	if (s->bev == NULL)
+		return;
 	vsnprintf(text, sizeof(text), fmt, ap);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add_printf(out, "%d %s %s\r\n", code, status, text);
@@ -84,6 +154,16 @@ void session_reply(struct smtp_session *s, int code, const char *status,
 	va_end(ap);
 }
 
+void session_send(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	if (s->bev == NULL)
+		return;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+	va_end(ap);
+}
+
 void session_error(struct smtp_session *s, int code, const char *status,
 		   const char *fmt, ...)
 {
@@ -91,7 +171,7 @@ void session_error(struct smtp_session *s, int code, const char *status,
 	va_start(ap, fmt);
 	vreply(s, code, status, fmt, ap);
 	va_end(ap);
-	if (++s->errors >= s->srv->cfg->error_limit) {
+	if (++s->errors >= s->srv->cfg->error_limit && !session_closing(s)) {
 		log_info("client=%s too many errors (%u), closing", s->peer_addr, s->errors);
 		session_reply(s, 421, "4.7.0", "%s Error: too many errors",
 			      s->srv->cfg->hostname);
@@ -99,38 +179,142 @@ void session_error(struct smtp_session *s, int code, const char *status,
 	}
 }
 
-static void deferred_free_cb(evutil_socket_t fd, short what, void *arg)
+/* ---- freeing and closing ---------------------------------------------------- */
+
+static void release_io(struct smtp_session *s)
 {
-	(void)fd;
-	(void)what;
-	session_free(arg);
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->ssl != NULL) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		ERR_clear_error();
+	}
+	if (s->linger != NULL) {
+		event_free(s->linger);
+		s->linger = NULL;
+	}
 }
 
-/* Free s from the event loop, never from inside a caller that still
- * holds it. */
+static void session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	if (s->close_phase == CLOSE_LINGERING)
+		srv->lingering_count--;
+	if (s->tx != NULL && s->mode != MODE_COMMAND)
+		log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
+			 s->tx->sender_text, s->peer_addr);
+	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
+		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
+	tx_free(&s->tx);
+	release_io(s);
+	event_free(s->timer);
+	event_free(s->step);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	free(s->helo);
+	free(s);
+	srv->session_count--;
+	if (srv->on_session_freed != NULL)
+		srv->on_session_freed(srv);
+	if ((srv->draining || srv->retiring) && srv->session_count == 0 &&
+	    srv->on_drained != NULL)
+		srv->on_drained(srv);
+}
+
+/* Run session_step_cb from the event loop, never from inside a caller
+ * that still holds the session or its bufferevent. */
+static void schedule_step(struct smtp_session *s)
+{
+	event_active(s->step, EV_TIMEOUT, 0);
+}
+
 static void schedule_free(struct smtp_session *s)
 {
-	static const struct timeval now = { 0, 0 };
-	if (s->free_scheduled)
-		return;
 	s->free_scheduled = true;
-	if (event_base_once(s->srv->base, -1, EV_TIMEOUT, deferred_free_cb, s, &now) < 0)
-		log_panic("event_base_once failed");
+	schedule_step(s);
 }
 
 void session_close_after_flush(struct smtp_session *s)
 {
-	s->closing = true;
-	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		schedule_free(s);
-	/* otherwise session_write_cb frees it once the reply is out */
+	if (session_closing(s))
+		return;
+	s->close_phase = CLOSE_FLUSHING;
+	s->phase_deadline = session_now_ms() + CLOSE_FLUSH_MS;
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ);
+	arm_timer(s);
+	/* session_write_cb takes the next step once the output is out; if
+	 * nothing is queued it is taken at once. */
+	if (s->bev == NULL || evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		schedule_step(s);
 }
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	char scratch[4096];
+	(void)what;
+	for (;;) {
+		ssize_t n = recv(fd, scratch, sizeof(scratch), 0);
+		if (n > 0) {
+			s->linger_discarded += (size_t)n;
+			if (s->linger_discarded <= LINGER_MAX_BYTES)
+				continue;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return; /* keep waiting for the client's FIN */
+		}
+		session_free(s); /* EOF, error, or enough bytes discarded */
+		return;
+	}
+}
+
+/* The output is in the kernel: say goodbye at the TLS layer, shut down
+ * our side, and wait (briefly) for the client to close its own. */
+static void begin_linger(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->ssl != NULL && s->tls_ready)
+		SSL_shutdown(s->ssl); /* close_notify; best effort, non-blocking */
+	if (s->ssl != NULL) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	ERR_clear_error();
+	if (s->peer_eof || shutdown(s->fd, SHUT_WR) < 0) {
+		session_free(s);
+		return;
+	}
+	s->close_phase = CLOSE_LINGERING;
+	srv->lingering_count++;
+	s->phase_deadline = session_now_ms() + LINGER_MS;
+	s->linger = event_new(srv->base, s->fd, EV_READ | EV_PERSIST, linger_cb, s);
+	if (s->linger == NULL || event_add(s->linger, NULL) < 0) {
+		session_free(s);
+		return;
+	}
+	arm_timer(s);
+}
+
+/* ---- STARTTLS ------------------------------------------------------------------ */
 
 static void set_callbacks(struct smtp_session *s)
 {
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	session_set_timeout(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -140,24 +324,50 @@ void session_start_tls(struct smtp_session *s)
 	 * after STARTTLS was sent in clear text and must not be executed. */
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	SSL *ssl = SSL_new(s->srv->tls_ctx);
-	struct bufferevent *tls_bev = bufferevent_openssl_filter_new(
-		s->srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (tls_bev == NULL) {
-		SSL_free(ssl);
-		log_warn("client=%s cannot start TLS", s->peer_addr);
-		session_close_after_flush(s);
-		return;
-	}
-	s->bev = tls_bev;
+	bufferevent_disable(s->bev, EV_READ);
 	s->tls = true;
+	s->tls_switch = true;
 	/* RFC 3207 section 4.2: forget everything learned before TLS. */
 	xfree(&s->helo);
 	s->esmtp = false;
 	tx_free(&s->tx);
-	set_callbacks(s);
+	/* session_write_cb switches once the 220 is in the kernel: the TLS
+	 * layer then writes straight to the socket, so what it has taken
+	 * from its output buffer has really been sent. */
 }
+
+static void switch_to_tls(struct smtp_session *s)
+{
+	s->tls_switch = false;
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->ssl = SSL_new(s->srv->tls_ctx);
+	if (s->ssl != NULL)
+		s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, s->ssl,
+							BUFFEREVENT_SSL_ACCEPTING, 0);
+	if (s->bev == NULL) {
+		log_warn("client=%s cannot start TLS", s->peer_addr);
+		session_free(s);
+		return;
+	}
+	/* A client that closes TCP without close_notify has still ended the
+	 * session: report it as EOF, not as an error. */
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	set_callbacks(s);
+	s->phase_deadline = session_now_ms() + s->srv->cfg->command_timeout * 1000u;
+	arm_timer(s);
+}
+
+static void tls_established(struct smtp_session *s)
+{
+	s->tls_ready = true;
+	log_info("client=%s TLS established: version=%s cipher=%s", s->peer_addr,
+		 SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl));
+	start_phase(s);
+	arm_timer(s);
+}
+
+/* ---- input ------------------------------------------------------------------------ */
 
 /* The end of an over-long line has arrived (or not yet): drop it. */
 static bool skip_long_line(struct smtp_session *s, struct evbuffer *in)
@@ -169,6 +379,7 @@ static bool skip_long_line(struct smtp_session *s, struct evbuffer *in)
 	}
 	evbuffer_drain(in, (size_t)lf.pos + 1);
 	s->skipping_long_line = false;
+	start_phase(s);
 	session_error(s, 500, "5.5.2", "Error: line too long");
 	return true;
 }
@@ -189,6 +400,7 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 		}
 		return false;
 	}
+	start_phase(s); /* the next command's time starts now */
 	if ((size_t)eol.pos > limit) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
 		session_error(s, 500, "5.5.2", "Error: line too long");
@@ -220,6 +432,7 @@ static bool process_content(struct smtp_session *s, struct evbuffer *in)
 			break;
 	}
 	evbuffer_drain(in, used);
+	extend_data_phase(s, used);
 	tx_after_consume(s);
 	return s->mode != mode || (used > 0 && evbuffer_get_length(in) > 0);
 }
@@ -227,15 +440,14 @@ static bool process_content(struct smtp_session *s, struct evbuffer *in)
 static void process_input(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct bufferevent *bev = s->bev;
-	while (!s->closing && bev == s->bev && evbuffer_get_length(in) > 0) {
+	while (!session_closing(s) && !s->tls_switch && evbuffer_get_length(in) > 0) {
 		enum input_mode before = s->mode;
 		bool progress = s->mode == MODE_COMMAND ? process_command(s, in)
 							: process_content(s, in);
-		if (s->closing)
-			return; /* s may be freed */
+		if (session_closing(s) || s->tls_switch)
+			break;
 		if (s->mode != before)
-			session_set_timeout(s);
+			start_phase(s);
 		if (!progress)
 			break;
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_BACKLOG_MAX) {
@@ -244,7 +456,10 @@ static void process_input(struct smtp_session *s)
 			break;
 		}
 	}
+	arm_timer(s);
 }
+
+/* ---- callbacks --------------------------------------------------------------------- */
 
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -257,8 +472,8 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 	struct smtp_session *s = arg;
 	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
 		return;
-	if (s->closing) {
-		schedule_free(s);
+	if (session_closing(s) || s->tls_switch) {
+		schedule_step(s);
 	} else if (s->read_paused) {
 		s->read_paused = false;
 		bufferevent_enable(s->bev, EV_READ);
@@ -266,31 +481,113 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* Deferred work, run from the loop with no caller holding s. */
+static void session_step_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->free_scheduled) {
+		session_free(s);
+		return;
+	}
+	bool flushed = s->bev == NULL ||
+		       evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
+	if (!flushed)
+		return; /* session_write_cb schedules us again */
+	if (s->close_phase == CLOSE_FLUSHING)
+		begin_linger(s);
+	else if (s->tls_switch)
+		switch_to_tls(s);
+}
+
+static void log_tls_error(struct smtp_session *s)
+{
+	unsigned long e = bufferevent_get_openssl_error(s->bev);
+	if (e != 0) {
+		char text[256];
+		ERR_error_string_n(e, text, sizeof(text));
+		log_info("client=%s TLS error: %s", s->peer_addr, text);
+	}
+	while (bufferevent_get_openssl_error(s->bev) != 0)
+		;
+}
+
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	(void)bev;
-	if ((what & BEV_EVENT_CONNECTED) || s->free_scheduled)
+	if (s->free_scheduled)
 		return;
-	if ((what & BEV_EVENT_TIMEOUT) && !s->closing) {
-		log_info("%s%sclient=%s timeout after %s", s->tx != NULL ? s->tx->id : "",
-			 s->tx != NULL ? ": " : "", s->peer_addr,
-			 s->mode == MODE_COMMAND ? "command" : "data");
-		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->ssl != NULL && !s->tls_ready)
+			tls_established(s);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->ssl != NULL)
+		log_tls_error(s);
+	bool handshaking = s->tls && !s->tls_ready;
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !handshaking) {
+		/* The client closed its side: the replies to what it sent
+		 * before still go out, then the connection is closed. */
+		s->peer_eof = true;
+		if (s->tx != NULL && s->mode != MODE_COMMAND) {
+			log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
+				 s->tx->sender_text, s->peer_addr);
+			tx_free(&s->tx);
+		}
 		session_close_after_flush(s);
 		return;
 	}
-	if ((what & BEV_EVENT_ERROR) && s->tls) {
-		unsigned long e = bufferevent_get_openssl_error(s->bev);
-		if (e != 0) {
-			char text[256];
-			ERR_error_string_n(e, text, sizeof(text));
-			log_info("client=%s TLS error: %s", s->peer_addr, text);
-		}
-	}
 	schedule_free(s);
 }
+
+static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	const struct config *cfg = s->srv->cfg;
+	uint64_t now = session_now_ms();
+	const char *which;
+	(void)fd;
+	(void)what;
+	if (session_closing(s)) {
+		if (now < s->phase_deadline) {
+			arm_timer(s);
+			return;
+		}
+		log_debug("client=%s closed after waiting %s", s->peer_addr,
+			  s->close_phase == CLOSE_FLUSHING ? "for the client to read"
+							   : "for the client to close");
+		session_free(s);
+		return;
+	}
+	if (s->tls && !s->tls_ready) {
+		log_info("client=%s timeout during TLS handshake", s->peer_addr);
+		session_free(s);
+		return;
+	}
+	if (s->session_deadline != 0 && now >= s->session_deadline)
+		which = "session";
+	else if (s->tx != NULL && s->tx_deadline != 0 && now >= s->tx_deadline)
+		which = "transaction";
+	else if (s->phase_deadline != 0 && now >= s->phase_deadline)
+		which = s->mode == MODE_COMMAND ? "command" : "data";
+	else {
+		arm_timer(s);
+		return;
+	}
+	log_info("%s%sclient=%s timeout after %s", s->tx != NULL ? s->tx->id : "",
+		 s->tx != NULL ? ": " : "", s->peer_addr, which);
+	if (strcmp(which, "session") == 0 || strcmp(which, "transaction") == 0)
+		session_reply(s, 421, "4.4.2", "%s Error: %s time limit exceeded",
+			      cfg->hostname, which);
+	else
+		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", cfg->hostname);
+	tx_free(&s->tx);
+	session_close_after_flush(s);
+}
+
+/* ---- start and server-wide operations ------------------------------------------------ */
 
 static void describe_peer(struct smtp_session *s, const struct sockaddr *sa)
 {
@@ -308,29 +605,44 @@ static void describe_peer(struct smtp_session *s, const struct sockaddr *sa)
 		snprintf(s->peer_addr, sizeof(s->peer_addr), "unknown");
 }
 
-void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
-			socklen_t salen)
+static struct smtp_session *session_new(struct smtp_server *srv, int fd,
+					const struct sockaddr *sa, socklen_t salen)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
+	s->fd = fd;
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen : sizeof(s->peer));
 	describe_peer(s, sa);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		close(fd);
-		free(s);
-		return;
-	}
+	s->bev = bufferevent_socket_new(srv->base, fd, 0);
+	s->timer = evtimer_new(srv->base, session_timer_cb, s);
+	s->step = event_new(srv->base, -1, 0, session_step_cb, s);
+	if (s->bev == NULL || s->timer == NULL || s->step == NULL)
+		log_fatal("cannot allocate a session's events");
 	s->next = srv->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->session_count++;
 	set_callbacks(s);
+	s->session_deadline = session_now_ms() + srv->cfg->session_timeout * 1000u;
+	start_phase(s);
+	arm_timer(s);
+	return s;
+}
+
+void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+			socklen_t salen)
+{
+	struct smtp_session *s = session_new(srv, fd, sa, salen);
 	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
-	if (srv->session_count > srv->cfg->worker_connections) {
+	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
 		session_reply(s, 421, "4.7.0", "%s Error: too many connections, try again later",
 			      srv->cfg->hostname);
+		session_close_after_flush(s);
+		return;
+	}
+	if (srv->draining) {
+		session_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
 		session_close_after_flush(s);
 		return;
 	}
@@ -345,8 +657,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 		session_close_after_flush(s);
 		return;
 	}
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP postern\r\n",
-			    srv->cfg->hostname);
+	session_send(s, "220 %s ESMTP postern\r\n", srv->cfg->hostname);
 }
 
 void smtp_server_drain(struct smtp_server *srv)
@@ -355,10 +666,14 @@ void smtp_server_drain(struct smtp_server *srv)
 	struct smtp_session *s = srv->sessions, *next;
 	for (; s != NULL; s = next) {
 		next = s->next;
-		if (s->tx == NULL && !s->closing) {
-			session_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-			session_close_after_flush(s);
+		if (session_closing(s) || s->tx != NULL)
+			continue;
+		if (s->tls && !s->tls_ready) {
+			schedule_free(s); /* no reply can reach it before the handshake */
+			continue;
 		}
+		session_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
+		session_close_after_flush(s);
 	}
 	if (srv->session_count == 0 && srv->on_drained != NULL)
 		srv->on_drained(srv);
@@ -373,8 +688,6 @@ void smtp_server_retire(struct smtp_server *srv)
 
 void smtp_server_close_all(struct smtp_server *srv)
 {
-	for (struct smtp_session *s = srv->sessions; s != NULL; s = s->next) {
-		s->closing = true;
+	for (struct smtp_session *s = srv->sessions; s != NULL; s = s->next)
 		schedule_free(s);
-	}
 }

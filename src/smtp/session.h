@@ -29,8 +29,11 @@ struct smtp_server {
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
 	bool draining;          /* SIGTERM: finish transactions, then close */
 	bool retiring;          /* reload: no new connections, sessions go on */
-	size_t session_count;
+	size_t session_count;   /* every session, lingering ones included */
+	size_t lingering_count; /* closed, waiting for the client's FIN */
 	struct smtp_session *sessions; /* doubly linked list of live sessions */
+	/* Called after each session is freed (a descriptor came free). */
+	void (*on_session_freed)(struct smtp_server *srv);
 	/* Called when draining and the last session is gone. */
 	void (*on_drained)(struct smtp_server *srv);
 };

@@ -8,9 +8,11 @@
 #define POSTERN_SMTP_SESSION_INT_H
 
 #include <event2/bufferevent.h>
+#include <openssl/ssl.h>
 #include <stdint.h>
 
 #include "../lib/buf.h"
+#include "../lib/hashmap.h"
 #include "../queue/queue.h"
 #include "command.h"
 #include "data.h"
@@ -29,6 +31,7 @@ struct smtp_tx {
 	struct mail_address sender;
 	char sender_text[ADDR_PATH_MAX + 1];
 	strlist_t rcpts;            /* accepted, as "local@domain" */
+	hashmap_t rcpt_set;         /* the same, lower-cased: duplicates */
 	uint64_t declared_size;     /* SIZE= or 0 */
 	bool smtputf8;
 	bool body_8bit;
@@ -39,30 +42,65 @@ struct smtp_tx {
 	char *write_error;          /* first queue write error, malloc'ed */
 };
 
+/* How far a session has got in closing. Replies queued before the close
+ * must reach the client: a session is never freed while its output is
+ * still in our buffers, only once it is in the kernel (or a bounded wait
+ * expired), and the socket is closed only after the client's own input
+ * was read to its end (or a short linger expired), so that no RST can
+ * overtake the last reply. */
+enum close_phase {
+	CLOSE_NONE,
+	CLOSE_FLUSHING,  /* last reply queued: waiting for the output to drain */
+	CLOSE_LINGERING, /* write side shut down: discarding input until EOF */
+};
+
 struct smtp_session {
 	struct smtp_server *srv;
 	struct smtp_session *prev, *next;
-	struct bufferevent *bev;
+	int fd;                     /* the socket, owned by the session */
+	struct bufferevent *bev;    /* plain socket, then TLS on the same fd */
+	SSL *ssl;                   /* owned; NULL before STARTTLS */
+	struct event *timer;        /* the nearest of the deadlines below */
+	struct event *step;         /* deferred work: TLS switch, close, free */
+	struct event *linger;       /* read-and-discard while lingering */
 	struct sockaddr_storage peer;
 	char peer_addr[64];
 	unsigned peer_port;
 	char *helo;
 	bool esmtp;
-	bool tls;
+	bool tls;            /* STARTTLS accepted (220 sent or queued) */
+	bool tls_switch;     /* 220 queued: start TLS once it is flushed */
+	bool tls_ready;      /* handshake completed */
 	enum input_mode mode;
 	uint64_t bdat_remaining;
 	bool bdat_last;
 	bool bdat_discard;          /* chunk refused: read it, then send bdat_error */
 	struct policy_reply bdat_error;
 	bool skipping_long_line;
-	bool closing;        /* reply queued, close when output is flushed */
+	enum close_phase close_phase;
+	bool peer_eof;       /* the client shut down its side */
 	bool read_paused;    /* output backlog: reading stopped */
 	bool free_scheduled; /* session_free() will run from the loop */
+	/* Deadlines, monotonic milliseconds, 0 = none: the whole session,
+	 * the open transaction, and the current phase (one command, one
+	 * DATA phase or BDAT chunk, the TLS handshake, or closing). */
+	uint64_t session_deadline;
+	uint64_t tx_deadline;
+	uint64_t phase_deadline;
+	uint64_t data_started_ms;   /* DATA/BDAT phase: its start */
+	uint64_t data_received;     /* and the bytes received since */
+	size_t linger_discarded;
 	unsigned errors;
+	unsigned junk_commands;
 	unsigned commands;
 	unsigned messages;
 	struct smtp_tx *tx;
 };
+
+static inline bool session_closing(const struct smtp_session *s)
+{
+	return s->close_phase != CLOSE_NONE;
+}
 
 /* session.c */
 void session_reply(struct smtp_session *s, int code, const char *status,
@@ -71,8 +109,21 @@ void session_reply(struct smtp_session *s, int code, const char *status,
  * closes the session with 421 once it is reached. */
 void session_error(struct smtp_session *s, int code, const char *status,
 		   const char *fmt, ...) PRINTF_LIKE(4, 5);
+/* Append raw protocol text (a reply without an enhanced status code:
+ * HELO/EHLO, 354). */
+void session_send(struct smtp_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* End the session once the queued replies are out (bounded wait). */
 void session_close_after_flush(struct smtp_session *s);
+/* STARTTLS accepted and 220 queued: drop pipelined clear text, stop
+ * reading, and start the handshake once the 220 is flushed. */
 void session_start_tls(struct smtp_session *s);
+/* The transaction started (MAIL accepted): its deadline,
+ * transaction_timeout, runs from now while s->tx is set. */
+void session_tx_started(struct smtp_session *s);
+/* A message was accepted: reset the junk-command count. */
+void session_message_accepted(struct smtp_session *s);
+/* Monotonic clock in milliseconds. */
+uint64_t session_now_ms(void);
 
 /* commands.c */
 void session_handle_line(struct smtp_session *s, const char *line, size_t len);

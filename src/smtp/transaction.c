@@ -11,8 +11,6 @@
  */
 #include "session_int.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +39,7 @@ void tx_free(struct smtp_tx **txp)
 	if (tx->writer != NULL)
 		queue_writer_abort(&tx->writer);
 	strlist_free(&tx->rcpts);
+	hashmap_free(&tx->rcpt_set, NULL);
 	buf_free(&tx->decoded);
 	free(tx->write_error);
 	xfree(txp);
@@ -121,6 +120,7 @@ void tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	tx->start_us = now_us();
 	queue_id_new(tx->id);
 	s->tx = tx;
+	session_tx_started(s);
 	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
 		 s->helo, tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
 	session_reply(s, 250, "2.1.0", "Ok");
@@ -159,15 +159,20 @@ void tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	struct policy_reply rep;
 	enum policy_verdict v = policy_check(&s->srv->policy, &req, &rep);
 	if (v == POLICY_REJECT || v == POLICY_TEMPFAIL) {
-		log_info("%s: reject: RCPT from=<%s> to=<%s> code=%d %s reason=%s", tx->id,
-			 tx->sender_text, shown, rep.code, rep.status, rep.reason);
+		log_info("%s: reject: RCPT client=%s from=<%s> to=<%s> code=%d %s reason=%s",
+			 tx->id, s->peer_addr, tx->sender_text, shown, rep.code, rep.status,
+			 rep.reason);
 		session_error(s, rep.code, rep.status, "%s", rep.text);
 		return;
 	}
-	char stored[ADDR_PATH_MAX + 1];
+	char stored[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
 	rcpt_queue_form(s, &cmd->path, stored, sizeof(stored));
-	if (!strlist_contains_nocase(&tx->rcpts, stored))
+	snprintf(key, sizeof(key), "%s", stored);
+	str_lower(key);
+	if (!hashmap_contains(&tx->rcpt_set, key)) { /* a repeated RCPT is one copy */
+		hashmap_put(&tx->rcpt_set, key, NULL);
 		strlist_add(&tx->rcpts, stored);
+	}
 	log_info("%s: to=<%s> status=accepted", tx->id, stored);
 	session_reply(s, 250, "2.1.5", "Ok");
 }
@@ -196,9 +201,8 @@ static void add_received(struct smtp_session *s, buf_t *b)
 	bool v6 = s->peer.ss_family == AF_INET6;
 	buf_printf(b, "Received: from %s ([%s%s])\n\tby %s (postern) with %s", helo,
 		   v6 ? "IPv6:" : "", s->peer_addr, s->srv->cfg->hostname, session_protocol(s));
-	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
-	if (ssl != NULL)
-		buf_printf(b, " (%s)", tls_describe(ssl));
+	if (s->ssl != NULL && s->tls_ready)
+		buf_printf(b, " (%s)", tls_describe(s->ssl));
 	buf_printf(b, " id %s", tx->id);
 	if (tx->rcpts.count == 1)
 		buf_printf(b, "\n\tfor <%s>", tx->rcpts.items[0]);
@@ -224,7 +228,10 @@ static bool open_writer(struct smtp_session *s, bool dot_mode)
 		return false;
 	}
 	struct data_limits limits = {
-		.max_size = cfg->message_size_limit, .max_line = cfg->text_line_limit,
+		.max_size = cfg->message_size_limit,
+		/* 0: lines are streamed whatever their length (Postfix, Exchange
+		 * and Gmail accept them too); the size limit still applies. */
+		.max_line = cfg->text_line_limit != 0 ? cfg->text_line_limit : UINT64_MAX,
 		.max_header = cfg->header_size_limit,
 		.normalize_bare_newlines = cfg->bare_newline == BARE_NEWLINE_NORMALIZE,
 	};
@@ -241,6 +248,10 @@ void tx_handle_data(struct smtp_session *s)
 		return;
 	}
 	if (tx->rcpts.count == 0) {
+		/* A pipelining client has sent the message text already: the
+		 * transaction ends here, so that none of its lines can join
+		 * it as commands (and header lines end the session). */
+		tx_free(&s->tx);
 		session_error(s, 554, "5.5.1", "Error: no valid recipients");
 		return;
 	}
@@ -249,7 +260,7 @@ void tx_handle_data(struct smtp_session *s)
 		return;
 	}
 	s->mode = MODE_DATA;
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "354 End data with <CR><LF>.<CR><LF>\r\n");
+	session_send(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
 
 /* Hand decoded content to the queue file (and, later, the scanners). */
@@ -327,7 +338,7 @@ static void finish_message(struct smtp_session *s)
 				 tx->id, tx->sender_text, size, tx->rcpts.count, session_protocol(s),
 				 (double)(now_us() - tx->start_us) / 1e6);
 			session_reply(s, 250, "2.0.0", "Ok: queued as %s", tx->id);
-			s->messages++;
+			session_message_accepted(s);
 		} else {
 			tx->write_error = err;
 		}
@@ -336,8 +347,9 @@ static void finish_message(struct smtp_session *s)
 		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
 		session_reply(s, 451, "4.3.0", "Error: queue file write error, try again later");
 	} else if (rep.code != 0) {
-		log_info("%s: reject: end-of-data from=<%s> size=%" PRIu64 " code=%d %s reason=%s",
-			 tx->id, tx->sender_text, size, rep.code, rep.status, rep.reason);
+		log_info("%s: reject: end-of-data client=%s from=<%s> size=%" PRIu64
+			 " code=%d %s reason=%s", tx->id, s->peer_addr, tx->sender_text, size,
+			 rep.code, rep.status, rep.reason);
 		session_reply(s, rep.code, rep.status, "%s", rep.text);
 	}
 	tx_free(&s->tx);

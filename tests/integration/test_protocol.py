@@ -295,6 +295,10 @@ class ProtocolTest(PosternTestCase):
         r = c.cmd("DATA")  # no recipient yet: 503 or 554 (RFC 5321 3.3)
         self.assertIn(r.code, (503, 554), r)
         self.assertEqual(r.status, "5.5.1")
+        # The refused DATA ended the transaction (its text may follow as
+        # commands): a new MAIL starts a new one, RCPT alone is refused.
+        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 503, "5.5.1")
+        self.assertReply(c.cmd("MAIL FROM:<b@remote.test>"), 250)
         self.assertReply(c.cmd("MAIL FROM:<b@remote.test>"), 503, "5.5.1")
         self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         self.assertReply(c.cmd("DATA"), 354)
@@ -399,7 +403,7 @@ class ProtocolTest(PosternTestCase):
         self.srv.wait_delivery("alice", qid)
         new = set(self.srv.maildir_new("alice")) - set(before["alice"])
         self.assertEqual(len(new), 1, new)
-        self.assertRegex(self.srv.log(), r"reject: end-of-data from=<big@remote.test> .*code=552")
+        self.assertRegex(self.srv.log(), r"reject: end-of-data client=127.0.0.1 from=<big@remote.test> .*code=552")
         self.sentinel_then_assert_nothing_new({"alice": self.srv.maildir_new("alice")}, ("alice",))
 
     def send_sized(self, total, rcpt):
@@ -457,21 +461,23 @@ class ProtocolTest(PosternTestCase):
         self.assertEqual(len(line), LINE_LIMIT)
         self.assertReply(c.cmd(line), 250)
 
-    def test_long_text_line_refused(self):
-        before = self.snapshot(("carol",))
-        c = self.conn()
+    def test_long_text_line_refused_in_strict_mode(self):
+        # text_line_limit = 998 is RFC 5322's strict mode; by default long
+        # lines are accepted (test_limits.LongLineTest).
+        srv = self.start_server(config={"text_line_limit": "998"})
+        c = self.open_session(srv)
         r = raw_send(c, "long@remote.test", ["carol@example.test"],
                      b"Subject: long line\r\n\r\n" + b"q" * 1000 + b"\r\n.\r\n")
         self.assertReply(r, 554, "5.6.0")
-        self.assert_in_sync(c)
+        self.assertIn("998", r.text)
+        self.assertReply(c.cmd("NOOP"), 250)
         r = raw_send(c, "long@remote.test", ["carol@example.test"],
                      b"Subject: line of 998\r\n\r\n" + b"q" * 998 + b"\r\n.\r\n")
         self.assertReply(r, 250)
         qid = queue_id_of(r.text)
-        _, data = self.srv.wait_delivery("carol", qid)
+        _, data = srv.wait_delivery("carol", qid)
         self.assertIn(b"q" * 998 + b"\n", data)
-        new = set(self.srv.maildir_new("carol")) - set(before["carol"])
-        self.assertEqual(len(new), 1)
+        self.assertEqual(len(srv.maildir_new("carol")), 1)
 
     def test_header_too_large(self):
         before = self.snapshot(("bob",))

@@ -150,7 +150,7 @@ class RelayDeniedTest(PosternTestCase):
         c = self.conn()
         self.assertReply(c.cmd("MAIL FROM:<spammer@remote.test>"), 250)
         self.assertReply(c.cmd("RCPT TO:<victim@remote.test>"), 554, "5.7.1")
-        self.srv.wait_log(r"[0-9A-F]{19}: reject: RCPT from=<spammer@remote.test> "
+        self.srv.wait_log(r"[0-9A-F]{19}: reject: RCPT client=127\.0\.0\.1 from=<spammer@remote.test> "
                           r"to=<victim@remote.test> code=554 5\.7\.1 reason=relay_denied")
 
     def test_utf8_remote_recipient(self):
