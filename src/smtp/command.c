@@ -80,22 +80,21 @@ const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,
 	return NULL;
 }
 
-/* Does the parameter text contain SMTPUTF8 as a keyword? */
-static bool params_ask_utf8(const char *p, const char *end)
+/* A UTF-8 address needs SMTPUTF8 on MAIL (RFC 6531 section 3.4):
+ * the parameter must be present without a value. */
+static bool declares_smtputf8(const struct smtp_command *cmd)
 {
-	while (p < end) {
-		while (p < end && *p == ' ')
-			p++;
-		const char *start = p;
-		while (p < end && *p != ' ')
-			p++;
-		if (slice_eq_nocase(slice_make(start, (size_t)(p - start)), "SMTPUTF8"))
-			return true;
-	}
-	return false;
+	const struct smtp_param *p = smtp_command_param(cmd, "SMTPUTF8");
+	return p != NULL && !p->has_value;
 }
 
-/* "FROM:<path> params" / "TO:<path> params" */
+/*
+ * "FROM:<path> params" / "TO:<path> params". The path is parsed first,
+ * with UTF-8 allowed so that its end is found correctly whatever it
+ * holds (a quoted local part may contain '>' and "SMTPUTF8"); only then
+ * are the parameters after it read, and a UTF-8 address without the
+ * right to use one is refused with RFC 6531's 553 5.6.7.
+ */
 static bool parse_path_command(struct smtp_command *cmd, const char *prefix,
 			       unsigned flags, bool utf8_allowed,
 			       struct smtp_parse_error *err_r)
@@ -109,20 +108,21 @@ static bool parse_path_command(struct smtp_command *cmd, const char *prefix,
 	p += plen;
 	while (p < end && *p == ' ') /* tolerated: "MAIL FROM: <a@b>" */
 		p++;
-	const char *close = memchr(p, '>', (size_t)(end - p));
-	if (is_mail && close != NULL && params_ask_utf8(close + 1, end))
-		utf8_allowed = true;
-	if (utf8_allowed)
-		flags |= ADDR_ALLOW_UTF8;
 	const char *why;
-	long n = address_parse_path(p, (size_t)(end - p), flags, &cmd->path, &why);
+	long n = address_parse_path(p, (size_t)(end - p), flags | ADDR_ALLOW_UTF8,
+				    &cmd->path, &why);
 	if (n < 0)
 		return fail(err_r, 501, is_mail ? "5.1.7" : "5.1.3",
 			    is_mail ? "Bad sender address syntax" : "Bad recipient address syntax");
 	p += n;
 	if (p < end && *p != ' ')
 		return fail(err_r, 501, "5.5.4", "Syntax error after address");
-	return parse_params(p, end, cmd, err_r);
+	if (!parse_params(p, end, cmd, err_r))
+		return false;
+	if (cmd->path.utf8 && !(is_mail ? declares_smtputf8(cmd) : utf8_allowed))
+		return fail(err_r, 553, "5.6.7",
+			    "UTF-8 address needs the SMTPUTF8 parameter on MAIL");
+	return true;
 }
 
 static bool parse_bdat(struct smtp_command *cmd, struct smtp_parse_error *err_r)

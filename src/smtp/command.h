@@ -64,9 +64,13 @@ struct smtp_parse_error {
 
 /*
  * Parse one command line. Returns true and fills *cmd, or false and fills
- * *err_r with the reply (500 unknown command, 501 syntax, 555 parameters).
- * smtputf8_allowed: UTF-8 is allowed in the addresses (for MAIL: when the
- * SMTPUTF8 parameter is present, which the parser looks at itself).
+ * *err_r with the reply (500 unknown command, 501 syntax, 555 parameters,
+ * 553 5.6.7 for a UTF-8 address without SMTPUTF8). smtputf8_allowed: the
+ * transaction was opened with SMTPUTF8, so RCPT may carry UTF-8; MAIL
+ * itself may carry UTF-8 only with its own SMTPUTF8 parameter, which is
+ * looked for after the whole path has been parsed.
+ * Guarantee: a parsed MAIL/RCPT path with path.utf8 set was allowed to
+ * be UTF-8 by exactly that rule.
  */
 bool smtp_command_parse(const char *line, size_t len, bool smtputf8_allowed,
 			struct smtp_command *cmd, struct smtp_parse_error *err_r);

@@ -1,22 +1,72 @@
 /*
  * fuzz_command.c - libFuzzer target for the SMTP command line parser
- * (network input of the smtp worker).
+ * (network input of the smtp worker). Besides memory safety it checks
+ * the parser's promises, so that a wrong answer is a crash too:
+ *  - a MAIL path holding UTF-8 was accepted only with its own SMTPUTF8
+ *    parameter (no value), a RCPT path only when UTF-8 was allowed;
+ *  - parameters lie inside the line, after the path, within the limit;
+ *  - what parses without UTF-8 parses the same with it;
+ *  - a parsed address formats within ADDR_PATH_MAX without controls.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "smtp/command.h"
 
+static void check(bool ok)
+{
+	if (!ok)
+		abort();
+}
+
+static void check_path_rules(const struct smtp_command *cmd, const char *line, size_t len,
+			     bool utf8)
+{
+	if (cmd->verb != SMTP_MAIL && cmd->verb != SMTP_RCPT)
+		return;
+	if (cmd->path.utf8) {
+		const struct smtp_param *p = smtp_command_param(cmd, "SMTPUTF8");
+		check(cmd->verb == SMTP_MAIL ? p != NULL && !p->has_value : utf8);
+	}
+	check(cmd->param_count <= SMTP_MAX_PARAMS);
+	for (size_t i = 0; i < cmd->param_count; i++) {
+		const slice_t k = cmd->params[i].keyword;
+		check(k.len > 0 && k.ptr >= line && k.ptr + k.len <= line + len);
+		/* after the path: the path's '>' precedes every parameter */
+		check(memchr(line, '>', (size_t)(k.ptr - line)) != NULL);
+	}
+	char text[ADDR_PATH_MAX + 1];
+	address_format(&cmd->path, text, sizeof(text));
+	for (const char *t = text; *t != '\0'; t++)
+		check((unsigned char)*t >= 0x20 && *t != 0x7f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct smtp_command cmd;
+	struct smtp_command cmd, wide;
 	struct smtp_parse_error err;
+	const char *line = (const char *)data;
 	if (size > 4096)
 		return 0;
+	bool narrow_ok = false;
 	for (int utf8 = 0; utf8 < 2; utf8++) {
-		if (smtp_command_parse((const char *)data, size, utf8, &cmd, &err)) {
-			smtp_verb_name(cmd.verb);
-			smtp_command_param(&cmd, "SIZE");
+		bool ok = smtp_command_parse(line, size, utf8, &cmd, &err);
+		if (!ok) {
+			check(err.code >= 500 && err.code < 600 && err.status != NULL);
+			check(!(utf8 && narrow_ok)); /* more freedom never refuses */
+			continue;
+		}
+		smtp_verb_name(cmd.verb);
+		check_path_rules(&cmd, line, size, utf8);
+		if (!utf8) {
+			narrow_ok = true;
+			wide = cmd;
+		} else if (narrow_ok) {
+			check(wide.verb == cmd.verb && wide.param_count == cmd.param_count);
+			check(strcmp(wide.path.local, cmd.path.local) == 0 &&
+			      strcmp(wide.path.domain, cmd.path.domain) == 0);
 		}
 	}
 	return 0;

@@ -64,10 +64,32 @@ static void test_utf8_needs_smtputf8(void **state)
 	struct smtp_command c;
 	struct smtp_parse_error e;
 	assert_false(cmd("MAIL FROM:<j\xc3\xb6rg@b.test>", &c, &e));
+	assert_int_equal(e.code, 553);
+	assert_string_equal(e.status, "5.6.7");
 	assert_true(cmd("MAIL FROM:<j\xc3\xb6rg@b.test> SMTPUTF8", &c, &e));
+	assert_false(cmd("MAIL FROM:<j\xc3\xb6rg@b.test> SMTPUTF8=yes", &c, &e));
 	assert_false(cmd("RCPT TO:<j\xc3\xb6rg@b.test>", &c, &e));
+	assert_int_equal(e.code, 553);
 	const char *r = "RCPT TO:<j\xc3\xb6rg@b.test>";
 	assert_true(smtp_command_parse(r, strlen(r), true, &c, &e));
+}
+
+/* Issue 5 defect 6: "SMTPUTF8" inside a quoted local part, after a '>',
+ * is part of the address, not a parameter. */
+static void test_smtputf8_inside_quoted_local_part(void **state)
+{
+	(void)state;
+	struct smtp_command c;
+	struct smtp_parse_error e;
+	assert_false(cmd("MAIL FROM:<\"j\xc3\xb6rg> SMTPUTF8 \"@remote.test>", &c, &e));
+	assert_int_equal(e.code, 553);
+	assert_true(cmd("MAIL FROM:<\"j\xc3\xb6rg> SMTPUTF8 \"@remote.test> SMTPUTF8", &c, &e));
+	assert_true(c.path.utf8);
+	assert_int_equal(c.param_count, 1);
+	/* An ASCII quoted local part with '>' keeps its parameters apart. */
+	assert_true(cmd("MAIL FROM:<\"a> SIZE=1 \"@remote.test> SIZE=20", &c, &e));
+	assert_int_equal(c.param_count, 1);
+	assert_int_equal(c.params[0].value.len, 2);
 }
 
 static void test_too_many_params(void **state)
@@ -176,6 +198,30 @@ static void test_normalize_mode(void **state)
 	buf_free(&out);
 }
 
+/* Issue 5 defect 7: a lone dot on a line ended by a bare LF is content,
+ * not stuffing: deleting it would end the header section early. */
+static void test_normalize_keeps_lone_dot(void **state)
+{
+	(void)state;
+	struct data_limits l = limits;
+	l.normalize_bare_newlines = true;
+	for (size_t step = 1; step <= 5; step++) {
+		struct data_decoder d;
+		buf_t out = BUF_INIT;
+		decode("Subject: x\r\n.\nX-After: y\r\n\r\n..body\r\n.\r\n", step, &l, &d, &out);
+		assert_true(d.done);
+		assert_int_equal(d.problems, DATA_OK);
+		assert_string_equal(buf_cstr(&out), "Subject: x\n.\nX-After: y\n\n.body\n");
+		assert_true(d.in_header == false);
+		buf_free(&out);
+	}
+	struct data_decoder d;
+	buf_t out = BUF_INIT;
+	decode("a\r\n.\nb\r\n.\r\n", 3, &limits, &d, &out);
+	assert_true(d.problems & DATA_BARE_NEWLINE); /* reject mode still refuses */
+	buf_free(&out);
+}
+
 static void test_limits(void **state)
 {
 	(void)state;
@@ -237,12 +283,14 @@ int main(void)
 		cmocka_unit_test(test_verbs),
 		cmocka_unit_test(test_mail_params),
 		cmocka_unit_test(test_utf8_needs_smtputf8),
+		cmocka_unit_test(test_smtputf8_inside_quoted_local_part),
 		cmocka_unit_test(test_too_many_params),
 		cmocka_unit_test(test_bdat),
 		cmocka_unit_test(test_data_transparency),
 		cmocka_unit_test(test_data_stops_at_end),
 		cmocka_unit_test(test_smuggling_sequences),
 		cmocka_unit_test(test_normalize_mode),
+		cmocka_unit_test(test_normalize_keeps_lone_dot),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_size_limit_is_inclusive),
 		cmocka_unit_test(test_bdat_chunks),
