@@ -108,6 +108,12 @@ size_t data_decode(struct data_decoder *d, const char *in, size_t len, buf_t *ou
 		case ST_BOL_DOT:
 			if (c == '\r') {
 				d->state = ST_DOT_CR; /* maybe the end marker */
+			} else if (c == '\n') {
+				/* A line of one dot ended by a bare LF: nothing
+				 * to unstuff (RFC 5321 4.5.2 removes a dot only
+				 * before other characters); the dot is content. */
+				emit_char(d, '.', out);
+				bare(d, true, out);
 			} else {
 				count(d, 1); /* the stuffed dot counts on the wire */
 				mid_char(d, c, out); /* transparency: drop the leading dot */
