@@ -372,6 +372,17 @@ static void reload(struct master *m)
 			     m->children[i].role == ROLE_SMTP ? SIGUSR2 : SIGTERM);
 }
 
+/* Stopping: no role will be started again, so the supervisor's copies
+ * of the listening sockets go now. Once the workers close theirs too the
+ * kernel refuses new connections instead of completing handshakes that
+ * nobody will ever greet. */
+static void close_listeners(struct master *m)
+{
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	m->listen_count = 0;
+}
+
 static int supervise(struct master *m)
 {
 	sigset_t set;
@@ -390,6 +401,7 @@ static int supervise(struct master *m)
 				log_info("signal %d: stopping, draining sessions", sig);
 				m->stopping = true;
 				stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
+				close_listeners(m);
 				signal_children(m, SIGTERM);
 			}
 		} else if (sig == SIGHUP && !m->stopping) {
@@ -433,8 +445,7 @@ int master_main(const char *config_path)
 		 m.current->tls_ctx != NULL ? "yes" : "no");
 	spawn_generation(&m);
 	int rc = supervise(&m);
-	for (size_t i = 0; i < m.listen_count; i++)
-		close(m.listen_fds[i]);
+	close_listeners(&m);
 	free(m.listen_fds);
 	generation_free(&m.current);
 	log_info("postern stopped");

@@ -24,6 +24,7 @@ Environment:
 import atexit
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -209,8 +210,9 @@ class PosternServer:
     """One postern serve instance in a private temporary folder."""
 
     def __init__(self, name="postern", config=None, users=None, aliases=None,
-                 tls=False, ipv6=False, workdir=None):
+                 tls=False, ipv6=False, workdir=None, nofile=None):
         self.name = name
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) to start with
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="postern-it-%s-" % name)
         self.dir = workdir
@@ -299,7 +301,7 @@ class PosternServer:
             self.proc = subprocess.Popen(
                 [POSTERN_BIN, "serve", "-c", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, cwd=self.dir)
+                start_new_session=True, cwd=self.dir, preexec_fn=self._limits)
         _live_servers.add(self)
         deadline = time.monotonic() + timeout
         targets = [(socket.AF_INET, "127.0.0.1", self.port)]
@@ -317,6 +319,10 @@ class PosternServer:
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
         return self
+
+    def _limits(self):
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _greets(self, family, host, port):
         try:
