@@ -189,11 +189,62 @@ static const char *set_listen(struct config *cfg, const char *value)
 	return err;
 }
 
+/* Is the component of len bytes at p ".."? */
+static bool is_dotdot(const char *p, size_t len)
+{
+	return len == 2 && p[0] == '.' && p[1] == '.';
+}
+
+char *config_normalize_path(const char *path)
+{
+	size_t len = strlen(path);
+	bool absolute = path[0] == '/';
+	char *out = xmalloc(len + 2);
+	size_t root = absolute ? 1 : 0; /* out[0..root) is never removed */
+	size_t o = root;
+	out[0] = '/';
+	for (const char *p = path; *p != '\0';) {
+		while (*p == '/')
+			p++;
+		const char *start = p;
+		while (*p != '\0' && *p != '/')
+			p++;
+		size_t n = (size_t)(p - start);
+		if (n == 0 || (n == 1 && start[0] == '.'))
+			continue;
+		if (is_dotdot(start, n)) {
+			size_t last = o;
+			while (last > root && out[last - 1] != '/')
+				last--;
+			if (o > root && !is_dotdot(out + last, o - last)) {
+				/* Drop the last component and the slash before it. */
+				o = last > root ? last - 1 : root;
+				continue;
+			}
+			if (absolute)
+				continue; /* "/.." is "/" */
+		}
+		if (o > root)
+			out[o++] = '/';
+		memcpy(out + o, start, n);
+		o += n;
+	}
+	if (o == 0)
+		out[o++] = '.';
+	out[o] = '\0';
+	return out;
+}
+
+/* The value made absolute against the config file's folder, then
+ * normalised, so that logs and check-config show one spelling. */
 static char *resolve_path(const struct parse_ctx *ctx, const char *value)
 {
-	if (value[0] == '\0' || value[0] == '/')
+	if (value[0] == '\0')
 		return xstrdup(value);
-	return path_join(ctx->base_dir, value);
+	char *joined = value[0] == '/' ? xstrdup(value) : path_join(ctx->base_dir, value);
+	char *clean = config_normalize_path(joined);
+	free(joined);
+	return clean;
 }
 
 static const char *set_number(const struct key_def *k, uint64_t *field,

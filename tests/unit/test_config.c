@@ -112,6 +112,61 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("hostname = -bad-\n", "not a valid host name");
 }
 
+static void expect_normalized(const char *in, const char *want)
+{
+	char *got = config_normalize_path(in);
+	if (strcmp(got, want) != 0)
+		fail_msg("normalize(\"%s\"): expected \"%s\", got \"%s\"", in, want, got);
+	free(got);
+}
+
+static void test_normalize_path(void **state)
+{
+	(void)state;
+	expect_normalized("/work/main/etc/../var/spool", "/work/main/var/spool");
+	expect_normalized("/var//spool///postern/", "/var/spool/postern");
+	expect_normalized("/var/./spool/.", "/var/spool");
+	expect_normalized("/a/b/../../c/./d/..", "/c");
+	expect_normalized("/..", "/");
+	expect_normalized("/../../x", "/x");
+	expect_normalized("/", "/");
+	expect_normalized("//", "/");
+	expect_normalized("/.../..x/x..", "/.../..x/x..");
+	expect_normalized("a/..", ".");
+	expect_normalized("", ".");
+	expect_normalized("./", ".");
+	expect_normalized("../x", "../x");
+	expect_normalized("a/../../b", "../b");
+	expect_normalized("../../a/b/..", "../../a");
+}
+
+/* Every path key is absolute and normalised, whatever its spelling. */
+static void test_paths_are_normalized(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n"
+			      "spool_dir = ../x/..//spool/./\n"
+			      "mail_root = ./mail/\n"
+			      "users_file = /etc//postern/../postern/users\n"
+			      "aliases_file = \n",
+			      &cfg, err, sizeof(err)), 0);
+	char *parent = config_normalize_path(dir);
+	char *slash = strrchr(parent, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	char expect[300];
+	snprintf(expect, sizeof(expect), "%s/spool", parent);
+	assert_string_equal(cfg.spool_dir, expect);
+	snprintf(expect, sizeof(expect), "%s/mail", dir);
+	assert_string_equal(cfg.mail_root, expect);
+	assert_string_equal(cfg.users_file, "/etc/postern/users");
+	assert_string_equal(cfg.aliases_file, "");
+	free(parent);
+	config_free(&cfg);
+}
+
 static void test_missing_file(void **state)
 {
 	(void)state;
@@ -130,6 +185,8 @@ int main(void)
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_normalize_path),
+		cmocka_unit_test(test_paths_are_normalized),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
