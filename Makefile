@@ -5,13 +5,23 @@
 #                   the demo gateway in the foreground on 127.0.0.1:2525
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
 
 SHELL    := /bin/bash
 CC       ?= gcc
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    ?= build
+# Installed paths. The configuration lives in /etc when PREFIX is /usr,
+# under PREFIX otherwise; its path is compiled into postern as the
+# default of -c.
+prefix_clean   = $(patsubst %/,%,$(PREFIX))
+SYSCONFDIR     ?= $(if $(filter /usr,$(prefix_clean)),/etc,$(prefix_clean)/etc)
+SBINDIR        ?= $(prefix_clean)/sbin
+MANDIR         ?= $(prefix_clean)/share/man
+DOCDIR         ?= $(prefix_clean)/share/doc/postern
+SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
+CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
 PKGS     := libevent libevent_openssl openssl
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
@@ -31,12 +41,20 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean
+        fuzz bench install clean FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The default configuration path is compiled into postern.o, which is
+# rebuilt whenever the path changes (make install PREFIX=/usr after make).
+$(BUILD)/config-path.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CONFIG_FILE)' | cmp -s - $@ 2>/dev/null || echo '$(CONFIG_FILE)' > $@
+$(MAIN_OBJ): $(BUILD)/config-path.stamp
+$(MAIN_OBJ): CFLAGS_ALL += -DPOSTERN_CONFIG_FILE='"$(CONFIG_FILE)"'
 
 $(BUILD)/libpostern.a: $(LIB_OBJS)
 	@rm -f $@
@@ -101,14 +119,26 @@ check-fuzz: $(FUZZ_BINS)
 bench: deps all
 	bench/run.sh
 
+# Installation: the binary, the man pages, the systemd unit (its paths
+# filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
+# users.example and aliases.example. The examples are always refreshed;
+# postern.conf, users and aliases, which the administrator makes from
+# them, are never written by make install.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man5 \
-	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/doc/postern
-	install -m 755 $(BUILD)/postern $(DESTDIR)$(PREFIX)/sbin/postern
-	install -m 644 docs/postern.8 $(DESTDIR)$(PREFIX)/share/man/man8/postern.8
-	install -m 644 docs/postern.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/postern.conf.5
-	install -m 644 etc/postern.conf $(DESTDIR)$(PREFIX)/share/doc/postern/postern.conf.example
-	install -m 644 etc/postern.service $(DESTDIR)$(PREFIX)/share/doc/postern/postern.service
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/postern $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 755 $(BUILD)/postern $(DESTDIR)$(SBINDIR)/postern
+	install -m 644 docs/postern.8 $(DESTDIR)$(MANDIR)/man8/postern.8
+	install -m 644 docs/postern.conf.5 $(DESTDIR)$(MANDIR)/man5/postern.conf.5
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	sed -e 's|/etc/postern/|$(SYSCONFDIR)/postern/|g' etc/example/postern.conf \
+	  > $(BUILD)/postern.conf.example
+	install -m 644 $(BUILD)/postern.conf.example $(DESTDIR)$(SYSCONFDIR)/postern/postern.conf.example
+	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
+	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
+	  etc/postern.service.in > $(BUILD)/postern.service
+	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -4,8 +4,10 @@
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
- *   postern version | help
+ *   postern version | --version | -V
+ *   postern help | --help | -h
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,13 @@
 #include "server/server.h"
 #include "smtp/tls.h"
 
-#define DEFAULT_CONFIG "etc/postern.conf"
+/* The Makefile passes the installed configuration path:
+ * $(SYSCONFDIR)/postern/postern.conf, /etc/postern/postern.conf when
+ * PREFIX is /usr and $(PREFIX)/etc/postern/postern.conf otherwise. */
+#ifndef POSTERN_CONFIG_FILE
+#error "POSTERN_CONFIG_FILE is not defined: build with make"
+#endif
+#define DEFAULT_CONFIG POSTERN_CONFIG_FILE
 #define POSTERN_VERSION "0.1.0"
 
 static void usage(FILE *out)
@@ -29,10 +37,17 @@ static void usage(FILE *out)
 		"  check-config    validate the configuration, users and aliases files\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
-		"  version         print the version\n"
+		"  version         print the version (also --version, -V)\n"
+		"  help            print this text (also --help, -h)\n"
 		"options:\n"
 		"  -c FILE         configuration file (default %s)\n",
 		DEFAULT_CONFIG);
+}
+
+/* Is word one of the three spellings of a command? */
+static bool is_one_of(const char *word, const char *a, const char *b, const char *c)
+{
+	return strcmp(word, a) == 0 || strcmp(word, b) == 0 || strcmp(word, c) == 0;
 }
 
 /* Take "-c FILE" out of argv; returns the remaining argument count. */
@@ -106,11 +121,11 @@ int main(int argc, char **argv)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)
 		return queue_command(config, rest, argv + 2);
-	if (strcmp(command, "version") == 0) {
+	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;
 	}
-	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0) {
+	if (is_one_of(command, "help", "--help", "-h")) {
 		usage(stdout);
 		return 0;
 	}

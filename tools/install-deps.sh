@@ -1,12 +1,20 @@
 #!/bin/sh
 # install-deps.sh - install the Debian packages postern needs to build, test
-# and benchmark, when they are missing. Runs apt-get only as root; otherwise
-# it names what is missing and lets the build fail with the real error.
+# and benchmark, and those the README's tour uses, when they are missing.
+# Runs apt-get only as root; otherwise it names what is missing and lets the
+# build fail with the real error. Never asks a question: it reads no stdin.
+#
+#   libnet-ssleay-perl   what "swaks -tls" needs (swaks only recommends it)
+#   postfix              smtp-source/smtp-sink, the benchmark's private
+#                        instance and the integration tests' private
+#                        instances (tests/integration/postfix_peer.py),
+#                        never a system mailer
+#   dovecot-imapd        the integration tests start a private Dovecot that
+#                        reads postern's Maildirs, never the system one
 set -eu
-# libnet-ssleay-perl: what "swaks -tls" needs (the README's tour and the
-# integration tests use it).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
-      clang python3 swaks libnet-ssleay-perl postfix openssl procps"
+      clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
+      openssl procps"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -18,10 +26,29 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-# postfix is only used for smtp-source/smtp-sink, the benchmark's private
-# instance and the integration tests' private instances
-# (tests/integration/postfix_peer.py): do not let its package configure or
-# start a system mailer.
+# postfix: do not let its package configure or start a system mailer.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# No service may start during this install (Dovecot would take port 143
+# and 993): invoke-rc.d asks policy-rc.d, exit status 101 means "no".
+# An administrator's own policy-rc.d is left as it is.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# written by postern tools/install-deps.sh, removed when it ends\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -q </dev/null
 apt-get install -y -q --no-install-recommends $missing </dev/null
+# A Dovecot installed here is for the tests only: should a policy have let
+# it start, stop it, and keep it from starting at boot.
+case " $missing " in
+*" dovecot-core "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now dovecot.service dovecot.socket </dev/null >/dev/null 2>&1 || true
+	else
+		/etc/init.d/dovecot stop </dev/null >/dev/null 2>&1 || true
+		update-rc.d dovecot disable </dev/null >/dev/null 2>&1 || true
+	fi
+	echo "install-deps: dovecot installed for the tests; its system service is disabled"
+	;;
+esac

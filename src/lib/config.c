@@ -193,11 +193,62 @@ static const char *set_listen(struct config *cfg, const char *value)
 	return err;
 }
 
+/* Is the component of len bytes at p ".."? */
+static bool is_dotdot(const char *p, size_t len)
+{
+	return len == 2 && p[0] == '.' && p[1] == '.';
+}
+
+char *config_normalize_path(const char *path)
+{
+	size_t len = strlen(path);
+	bool absolute = path[0] == '/';
+	char *out = xmalloc(len + 2);
+	size_t root = absolute ? 1 : 0; /* out[0..root) is never removed */
+	size_t o = root;
+	out[0] = '/';
+	for (const char *p = path; *p != '\0';) {
+		while (*p == '/')
+			p++;
+		const char *start = p;
+		while (*p != '\0' && *p != '/')
+			p++;
+		size_t n = (size_t)(p - start);
+		if (n == 0 || (n == 1 && start[0] == '.'))
+			continue;
+		if (is_dotdot(start, n)) {
+			size_t last = o;
+			while (last > root && out[last - 1] != '/')
+				last--;
+			if (o > root && !is_dotdot(out + last, o - last)) {
+				/* Drop the last component and the slash before it. */
+				o = last > root ? last - 1 : root;
+				continue;
+			}
+			if (absolute)
+				continue; /* "/.." is "/" */
+		}
+		if (o > root)
+			out[o++] = '/';
+		memcpy(out + o, start, n);
+		o += n;
+	}
+	if (o == 0)
+		out[o++] = '.';
+	out[o] = '\0';
+	return out;
+}
+
+/* The value made absolute against the config file's folder, then
+ * normalised, so that logs and check-config show one spelling. */
 static char *resolve_path(const struct parse_ctx *ctx, const char *value)
 {
-	if (value[0] == '\0' || value[0] == '/')
+	if (value[0] == '\0')
 		return xstrdup(value);
-	return path_join(ctx->base_dir, value);
+	char *joined = value[0] == '/' ? xstrdup(value) : path_join(ctx->base_dir, value);
+	char *clean = config_normalize_path(joined);
+	free(joined);
+	return clean;
 }
 
 static const char *set_number(const struct key_def *k, uint64_t *field,
@@ -404,6 +455,15 @@ static void parse_text(struct parse_ctx *ctx, buf_t *text)
 	buf_free(&pend.value);
 }
 
+/* The default of hostname: the system's name, "" if it is not usable. */
+static char *system_hostname(void)
+{
+	char name[256] = "";
+	if (gethostname(name, sizeof(name) - 1) != 0 || !valid_hostname(name))
+		name[0] = '\0';
+	return xstrdup(name);
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
 	struct config *cfg = ctx->cfg;
@@ -423,11 +483,10 @@ static void check_consistency(struct parse_ctx *ctx)
 	if (cfg->queue_retry_min > cfg->queue_retry_max)
 		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
 	if (cfg->hostname[0] == '\0') {
-		char name[256] = "";
-		if (gethostname(name, sizeof(name) - 1) != 0 || !valid_hostname(name))
-			report(ctx, 0, "hostname: not set and the system host name is not usable");
 		free(cfg->hostname);
-		cfg->hostname = xstrdup(name);
+		cfg->hostname = system_hostname();
+		if (cfg->hostname[0] == '\0')
+			report(ctx, 0, "hostname: not set and the system host name is not usable");
 	}
 }
 
@@ -488,67 +547,147 @@ void config_free(struct config *cfg)
 	xfree(&cfg->path);
 }
 
+/* Every item of a is in b (ASCII case-insensitively)? */
+static bool strlist_within(const strlist_t *a, const strlist_t *b)
+{
+	for (size_t i = 0; i < a->count; i++)
+		if (!strlist_contains_nocase(b, a->items[i]))
+			return false;
+	return true;
+}
+
+static bool cidr_equal(const struct cidr *a, const struct cidr *b)
+{
+	return a->family == b->family && a->prefix == b->prefix &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+static bool cidrs_within(const cidr_list_t *a, const cidr_list_t *b)
+{
+	for (size_t i = 0; i < a->count; i++) {
+		bool found = false;
+		for (size_t j = 0; j < b->count && !found; j++)
+			found = cidr_equal(&a->items[i], &b->items[j]);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* Same address and port, however written ("[::1]:25", "[0::1]:025"). */
+static bool listen_equal(const struct listen_addr *a, const struct listen_addr *b)
+{
+	unsigned char xa[16] = { 0 }, xb[16] = { 0 };
+	int fa = strchr(a->host, ':') != NULL ? AF_INET6 : AF_INET;
+	int fb = strchr(b->host, ':') != NULL ? AF_INET6 : AF_INET;
+	return fa == fb && inet_pton(fa, a->host, xa) == 1 &&
+	       inet_pton(fb, b->host, xb) == 1 && memcmp(xa, xb, sizeof(xa)) == 0 &&
+	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
+}
+
+static bool listen_within(const struct config *a, const struct config *b)
+{
+	for (size_t i = 0; i < a->listen_count; i++) {
+		bool found = false;
+		for (size_t j = 0; j < b->listen_count && !found; j++)
+			found = listen_equal(&a->listen[i], &b->listen[j]);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* Does key k mean something else in a than in b? Values are compared as
+ * parsed, not as written: "10M" is 10485760, lists are sets, host names
+ * and domains ignore case, paths are already normalised. */
+static bool key_differs(const struct key_def *k, const struct config *a,
+			const struct config *b)
+{
+	const void *fa = (const char *)a + k->offset;
+	const void *fb = (const char *)b + k->offset;
+	switch (k->type) {
+	case K_STRING:
+	case K_PATH:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) != 0;
+	case K_HOSTNAME:
+		return !str_eq_nocase(*(char *const *)fa, *(char *const *)fb);
+	case K_SIZE:
+	case K_DURATION:
+	case K_UINT:
+		return *(const uint64_t *)fa != *(const uint64_t *)fb;
+	case K_DOMAINS:
+		return !strlist_within(fa, fb) || !strlist_within(fb, fa);
+	case K_CIDRS:
+		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
+	case K_LISTEN:
+		return !listen_within(a, b) || !listen_within(b, a);
+	case K_BARE_NEWLINE:
+		return a->bare_newline != b->bare_newline;
+	case K_LOG_LEVEL:
+		return a->log_level != b->log_level;
+	}
+	return true;
+}
+
+/* The value of key k in cfg, as check-config prints it. */
+static void format_value(const struct key_def *k, const struct config *cfg, buf_t *v)
+{
+	const void *field = (const char *)cfg + k->offset;
+	switch (k->type) {
+	case K_STRING:
+	case K_HOSTNAME:
+	case K_PATH:
+		buf_puts(v, *(char *const *)field);
+		break;
+	case K_SIZE:
+	case K_DURATION:
+	case K_UINT:
+		buf_printf(v, "%llu", (unsigned long long)*(const uint64_t *)field);
+		break;
+	case K_DOMAINS: {
+		const strlist_t *l = field;
+		for (size_t j = 0; j < l->count; j++)
+			buf_printf(v, "%s%s", j ? ", " : "", l->items[j]);
+		break;
+	}
+	case K_CIDRS: {
+		const cidr_list_t *l = field;
+		char txt[INET6_ADDRSTRLEN];
+		for (size_t j = 0; j < l->count; j++) {
+			inet_ntop(l->items[j].family, l->items[j].addr, txt, sizeof(txt));
+			buf_printf(v, "%s%s/%u", j ? ", " : "", txt, l->items[j].prefix);
+		}
+		break;
+	}
+	case K_LISTEN:
+		for (size_t j = 0; j < cfg->listen_count; j++)
+			buf_printf(v, "%s%s", j ? ", " : "", cfg->listen[j].text);
+		break;
+	case K_BARE_NEWLINE:
+		buf_puts(v, cfg->bare_newline == BARE_NEWLINE_REJECT ? "reject" : "normalize");
+		break;
+	case K_LOG_LEVEL:
+		buf_puts(v, log_level_name(cfg->log_level));
+		break;
+	}
+}
+
 void config_print_nondefault(const struct config *cfg, FILE *out)
 {
-	/* Re-read each changed key's text from a default config for comparison. */
+	/* The defaults as config_load() completes them: an unset hostname
+	 * is the system's name. */
 	struct config def;
-	struct parse_ctx ctx = { "(defaults)", ".", stderr, 0, &def };
+	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def };
 	memset(&def, 0, sizeof(def));
 	set_defaults(&ctx);
+	free(def.hostname);
+	def.hostname = system_hostname();
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-		const struct key_def *k = &keys[i];
-		const void *a = (const char *)cfg + k->offset;
-		const void *b = (const char *)&def + k->offset;
+		if (!key_differs(&keys[i], cfg, &def))
+			continue;
 		buf_t v = BUF_INIT;
-		bool differs = false;
-		switch (k->type) {
-		case K_STRING: case K_HOSTNAME: case K_PATH:
-			differs = strcmp(*(char *const *)a, *(char *const *)b) != 0;
-			buf_puts(&v, *(char *const *)a);
-			break;
-		case K_SIZE: case K_DURATION: case K_UINT:
-			differs = *(const uint64_t *)a != *(const uint64_t *)b;
-			buf_printf(&v, "%llu", (unsigned long long)*(const uint64_t *)a);
-			break;
-		case K_DOMAINS: {
-			const strlist_t *l = a, *d = b;
-			differs = l->count != d->count;
-			for (size_t j = 0; j < l->count; j++) {
-				buf_printf(&v, "%s%s", j ? ", " : "", l->items[j]);
-				differs |= j < d->count && strcmp(l->items[j], d->items[j]) != 0;
-			}
-			break;
-		}
-		case K_CIDRS: {
-			const cidr_list_t *l = a, *d = b;
-			differs = l->count != d->count ||
-				  (l->count && memcmp(l->items, d->items, l->count * sizeof(*l->items)) != 0);
-			char txt[INET6_ADDRSTRLEN];
-			for (size_t j = 0; j < l->count; j++) {
-				inet_ntop(l->items[j].family, l->items[j].addr, txt, sizeof(txt));
-				buf_printf(&v, "%s%s/%u", j ? ", " : "", txt, l->items[j].prefix);
-			}
-			break;
-		}
-		case K_LISTEN:
-			differs = cfg->listen_count != def.listen_count;
-			for (size_t j = 0; j < cfg->listen_count; j++) {
-				buf_printf(&v, "%s%s", j ? ", " : "", cfg->listen[j].text);
-				differs |= j < def.listen_count &&
-					   strcmp(cfg->listen[j].text, def.listen[j].text) != 0;
-			}
-			break;
-		case K_BARE_NEWLINE:
-			differs = cfg->bare_newline != def.bare_newline;
-			buf_puts(&v, cfg->bare_newline == BARE_NEWLINE_REJECT ? "reject" : "normalize");
-			break;
-		case K_LOG_LEVEL:
-			differs = cfg->log_level != def.log_level;
-			buf_puts(&v, log_level_name(cfg->log_level));
-			break;
-		}
-		if (differs)
-			fprintf(out, "%s = %s\n", k->name, buf_cstr(&v));
+		format_value(&keys[i], cfg, &v);
+		fprintf(out, "%s = %s\n", keys[i].name, buf_cstr(&v));
 		buf_free(&v);
 	}
 	config_free(&def);

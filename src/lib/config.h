@@ -3,8 +3,9 @@
  *
  * The keys are a typed table (name, type, default, bounds) in config.c,
  * parsed once. Relative paths are made relative to the config file's
- * folder. Unknown keys and bad values are errors reported as
- * "FILE:LINE: message". Each role gets the whole struct but uses its part.
+ * folder, and every path is lexically normalised. Unknown keys and bad
+ * values are errors reported as "FILE:LINE: message". Each role gets the
+ * whole struct but uses its part.
  */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H
@@ -74,5 +75,15 @@ int config_load(const char *path, struct config *cfg, FILE *errors);
 void config_free(struct config *cfg);
 /* Print "key = value" for each key whose value differs from the default. */
 void config_print_nondefault(const struct config *cfg, FILE *out);
+
+/*
+ * Lexically normalised copy of path (malloc'ed): repeated slashes, "."
+ * components and a trailing slash go, and ".." removes the component
+ * before it ("/a/b/../c" is "/a/c", "/.." is "/"; a relative path keeps
+ * leading ".." components; "" and "a/.." become "."). The file system is
+ * not consulted, so "link/.." is the folder holding link, not the parent
+ * of its target. Every path key of the configuration is stored this way.
+ */
+char *config_normalize_path(const char *path);
 
 #endif

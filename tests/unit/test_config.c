@@ -112,6 +112,147 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("hostname = -bad-\n", "not a valid host name");
 }
 
+static void expect_normalized(const char *in, const char *want)
+{
+	char *got = config_normalize_path(in);
+	if (strcmp(got, want) != 0)
+		fail_msg("normalize(\"%s\"): expected \"%s\", got \"%s\"", in, want, got);
+	free(got);
+}
+
+static void test_normalize_path(void **state)
+{
+	(void)state;
+	expect_normalized("/work/main/etc/../var/spool", "/work/main/var/spool");
+	expect_normalized("/var//spool///postern/", "/var/spool/postern");
+	expect_normalized("/var/./spool/.", "/var/spool");
+	expect_normalized("/a/b/../../c/./d/..", "/c");
+	expect_normalized("/..", "/");
+	expect_normalized("/../../x", "/x");
+	expect_normalized("/", "/");
+	expect_normalized("//", "/");
+	expect_normalized("/.../..x/x..", "/.../..x/x..");
+	expect_normalized("a/..", ".");
+	expect_normalized("", ".");
+	expect_normalized("./", ".");
+	expect_normalized("../x", "../x");
+	expect_normalized("a/../../b", "../b");
+	expect_normalized("../../a/b/..", "../../a");
+}
+
+/* Every path key is absolute and normalised, whatever its spelling. */
+static void test_paths_are_normalized(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n"
+			      "spool_dir = ../x/..//spool/./\n"
+			      "mail_root = ./mail/\n"
+			      "users_file = /etc//postern/../postern/users\n"
+			      "aliases_file = \n",
+			      &cfg, err, sizeof(err)), 0);
+	char *parent = config_normalize_path(dir);
+	char *slash = strrchr(parent, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	char expect[300];
+	snprintf(expect, sizeof(expect), "%s/spool", parent);
+	assert_string_equal(cfg.spool_dir, expect);
+	snprintf(expect, sizeof(expect), "%s/mail", dir);
+	assert_string_equal(cfg.mail_root, expect);
+	assert_string_equal(cfg.users_file, "/etc/postern/users");
+	assert_string_equal(cfg.aliases_file, "");
+	free(parent);
+	config_free(&cfg);
+}
+
+/* check-config's list of changes for text (malloc'ed). */
+static char *nondefault_of(const char *text)
+{
+	struct config cfg;
+	char err[4096] = "";
+	if (load(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("config did not load: %s", err);
+	char *listing = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&listing, &len);
+	assert_non_null(out);
+	config_print_nondefault(&cfg, out);
+	fclose(out);
+	config_free(&cfg);
+	return listing;
+}
+
+/* Defaults written another way, or left unset, are not changes. */
+static void test_defaults_written_differently_are_not_changes(void **state)
+{
+	(void)state;
+	char *none = nondefault_of("# nothing set\n");
+	assert_string_equal(none, "");
+	free(none);
+
+	char host[256] = "";
+	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	for (char *p = host; *p != '\0'; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "hostname = %s\n"
+		 "listen = 127.0.0.1:025\n"
+		 "user = postern\n"
+		 "workers = 00\n"
+		 "spool_dir = /var//spool/postern/\n"
+		 "mail_root = /var/lib/postern/../postern/./mail\n"
+		 "users_file =\n"
+		 "mynetworks = ::1/128 127.0.0.0/8 127.0.0.0/8\n"
+		 "relay_domains =\n"
+		 "message_size_limit = 10240000\n"
+		 "header_size_limit = 100k\n"
+		 "command_timeout = 300\n"
+		 "data_timeout = 180s\n"
+		 "shutdown_timeout = 30\n"
+		 "queue_retry_max = 60m\n"
+		 "queue_lifetime = 120h\n"
+		 "bare_newline = reject\n"
+		 "log_level = info\n", host);
+	char *listing = nondefault_of(text);
+	assert_string_equal(listing, "");
+	free(listing);
+
+	/* A relative path that lands on a default is not a change either. */
+	char depth[1024] = "";
+	for (const char *p = dir; *p != '\0'; p++)
+		if (*p == '/')
+			strcat(depth, "../");
+	snprintf(text, sizeof(text), "spool_dir = %svar/spool/postern\n", depth);
+	listing = nondefault_of(text);
+	assert_string_equal(listing, "");
+	free(listing);
+}
+
+static void test_changes_are_listed(void **state)
+{
+	(void)state;
+	char *listing = nondefault_of("hostname = mx.example.test\n"
+				      "listen = 127.0.0.1:2525\n"
+				      "spool_dir = /srv/spool/\n"
+				      "message_size_limit = 10M\n"
+				      "command_timeout = 2m\n"
+				      "mynetworks = 127.0.0.0/8\n"
+				      "local_domains = Example.TEST\n");
+	assert_string_equal(listing,
+			    "hostname = mx.example.test\n"
+			    "listen = 127.0.0.1:2525\n"
+			    "spool_dir = /srv/spool\n"
+			    "local_domains = example.test\n"
+			    "mynetworks = 127.0.0.0/8\n"
+			    "message_size_limit = 10485760\n"
+			    "command_timeout = 120\n");
+	free(listing);
+}
+
 static void test_missing_file(void **state)
 {
 	(void)state;
@@ -130,6 +271,10 @@ int main(void)
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_normalize_path),
+		cmocka_unit_test(test_paths_are_normalized),
+		cmocka_unit_test(test_defaults_written_differently_are_not_changes),
+		cmocka_unit_test(test_changes_are_listed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,240 @@
+"""
+test_admin.py - what a new administrator meets before the first message:
+"make install PREFIX=/usr DESTDIR=..." and the tree it writes, the
+configuration path built into the installed binary, --version and --help,
+the shipped example configuration (valid once its files exist, and
+refused only for missing files as installed), and check-config on the
+demo configuration: normalised paths, and no default listed as a change.
+
+The install is built in a private build folder, so the tree under test
+(POSTERN_BIN) is never rebuilt behind the other tests' backs.
+"""
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from harness import KEEP_TMP, POSTERN_BIN, REPO, scaled, tls_files
+
+VERSION_RE = re.compile(r"^postern \d+\.\d+\.\d+\n$")
+
+# Every absolute path the example configuration names, and the keys.
+EXAMPLE_PATHS = {
+    "users_file": "/etc/postern/users",
+    "aliases_file": "/etc/postern/aliases",
+    "spool_dir": "/var/spool/postern",
+    "mail_root": "/var/lib/postern/mail",
+}
+
+
+def run(argv, timeout=None, **kw):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, timeout=timeout or scaled(30),
+                          universal_newlines=True, **kw)
+
+
+def make_env():
+    """The environment for a nested make: no jobserver of an outer make
+    (its descriptors are not inherited)."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(k, None)
+    return env
+
+
+class InstallTest(unittest.TestCase):
+    """make install PREFIX=/usr DESTDIR=<tmp> into a temporary root."""
+
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="postern-it-install-")
+        cls.root = os.path.join(cls.tmp, "root")
+        p = run(["make", "-C", REPO, "-j2", "install", "PREFIX=/usr",
+                 "DESTDIR=" + cls.root, "BUILD=" + os.path.join(cls.tmp, "build")],
+                timeout=scaled(600), env=make_env())
+        if p.returncode != 0:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise AssertionError("make install failed (%d):\n%s\n%s"
+                                 % (p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+        cls.binary = os.path.join(cls.root, "usr/sbin/postern")
+
+    @classmethod
+    def tearDownClass(cls):
+        if KEEP_TMP:
+            print("kept %s" % cls.tmp)
+        else:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def path(self, rel):
+        return os.path.join(self.root, rel)
+
+    def assert_mode(self, rel, mode):
+        st = os.stat(self.path(rel))
+        self.assertTrue(stat.S_ISREG(st.st_mode), rel)
+        self.assertEqual(stat.S_IMODE(st.st_mode), mode, "%s: mode %o" % (rel, st.st_mode))
+
+    def test_installed_tree(self):
+        self.assert_mode("usr/sbin/postern", 0o755)
+        self.assert_mode("usr/share/man/man8/postern.8", 0o644)
+        self.assert_mode("usr/share/man/man5/postern.conf.5", 0o644)
+        for name in ("postern.conf", "users", "aliases"):
+            self.assert_mode("etc/postern/%s.example" % name, 0o644)
+            self.assertFalse(os.path.exists(self.path("etc/postern/" + name)),
+                             "make install must not write the live %s" % name)
+        self.assert_mode("usr/lib/systemd/system/postern.service", 0o644)
+        # Nothing lands outside /etc/postern and /usr.
+        self.assertEqual(sorted(os.listdir(self.root)), ["etc", "usr"])
+        self.assertEqual(os.listdir(self.path("etc")), ["postern"])
+
+    def test_systemd_unit_names_the_installed_paths(self):
+        with open(self.path("usr/lib/systemd/system/postern.service")) as f:
+            unit = f.read()
+        self.assertNotIn("@", unit.replace("$MAINPID", ""), "placeholder left in the unit")
+        self.assertIn("\nExecStart=/usr/sbin/postern serve -c /etc/postern/postern.conf\n", unit)
+        self.assertIn("\nExecStartPre=/usr/sbin/postern check-config -c "
+                      "/etc/postern/postern.conf\n", unit)
+
+    def test_builtin_configuration_path(self):
+        p = run([self.binary, "--help"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("configuration file (default /etc/postern/postern.conf)", p.stdout)
+        # Without -c, check-config reads that file (whether or not this
+        # machine has one, the path it names is the built-in one).
+        p = run([self.binary, "check-config"], cwd=self.tmp)
+        self.assertIn("/etc/postern/postern.conf", p.stdout + p.stderr)
+        self.assertNotIn("etc/postern.conf:", (p.stdout + p.stderr).replace(
+            "/etc/postern/postern.conf", ""))
+
+    def test_version(self):
+        outputs = set()
+        for arg in ("version", "--version", "-V"):
+            p = run([self.binary, arg])
+            self.assertEqual(p.returncode, 0, (arg, p.stderr))
+            self.assertRegex(p.stdout, VERSION_RE)
+            outputs.add(p.stdout)
+        self.assertEqual(len(outputs), 1, outputs)
+        p = run([self.binary, "--version", "extra"])
+        self.assertEqual(p.returncode, 2)
+
+    def test_example_as_installed_fails_only_on_missing_files(self):
+        """As installed, the example names files that do not exist yet
+        (postern.conf, users and aliases are the administrator's copies):
+        check-config refuses it, naming only those, never a line of the
+        example itself."""
+        example = self.path("etc/postern/postern.conf.example")
+        p = run([self.binary, "check-config", "-c", example])
+        missing = [v for v in EXAMPLE_PATHS.values() if not os.path.exists(v)]
+        if not missing:
+            self.skipTest("this machine has every file the example names")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertNotIn(": ok", p.stdout)
+        lines = p.stderr.splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertFalse(line.startswith(example), "the example itself has an error: " + line)
+            named = [v for v in EXAMPLE_PATHS.values() if v in line]
+            self.assertTrue(named, "not about a file the example names: " + line)
+            self.assertIn("No such file or directory", line)
+
+    def test_example_is_valid_once_deployed(self):
+        """The example with its files in place (under a temporary root
+        instead of /) passes check-config, and only what it really
+        changes is listed."""
+        deploy = os.path.join(self.tmp, "deploy")
+        etc = os.path.join(deploy, "etc/postern")
+        os.makedirs(etc)
+        with open(self.path("etc/postern/postern.conf.example")) as f:
+            text = f.read()
+        for p in EXAMPLE_PATHS.values():
+            self.assertIn(" %s\n" % p, text)
+            text = text.replace(" %s\n" % p, " %s%s\n" % (deploy, p))
+        # The example's "user = postern" is created by the administrator;
+        # the check is the same with any existing user.
+        try:
+            pwd.getpwnam("postern")
+            user_changed = False
+        except KeyError:
+            text = re.sub(r"(?m)^user( *)= postern\b", r"user\1= nobody", text)
+            user_changed = True
+        conf = os.path.join(etc, "postern.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        for name in ("users", "aliases"):
+            shutil.copy(self.path("etc/postern/%s.example" % name), os.path.join(etc, name))
+        for key in ("spool_dir", "mail_root"):
+            os.makedirs(deploy + EXAMPLE_PATHS[key])
+        p = run([self.binary, "check-config", "-c", conf])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.splitlines()
+        self.assertEqual(out[-1], "%s: ok (2 users, 3 aliases)" % conf)
+        listed = sorted(line.split(" = ")[0] for line in out[:-1])
+        expected = ["aliases_file", "hostname", "listen", "local_domains", "mail_root",
+                    "message_size_limit", "spool_dir", "users_file"]
+        if user_changed:
+            expected.append("user")
+        # mynetworks, relay_domains and user = postern are the defaults,
+        # written out: not changes.
+        self.assertEqual(listed, sorted(expected), p.stdout)
+        self.assertIn("mail_root = %s/var/lib/postern/mail" % deploy, out)
+
+
+class DemoCheckConfigTest(unittest.TestCase):
+    """check-config on a copy of the demo configuration (etc/ of the
+    repository, its certificate in ../var/tls as "make run" makes it)."""
+
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="postern-it-demo-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        shutil.copytree(os.path.join(REPO, "etc"), os.path.join(self.tmp, "etc"))
+        os.makedirs(os.path.join(self.tmp, "var/tls"))
+        cert, key = tls_files()
+        shutil.copy(cert, os.path.join(self.tmp, "var/tls/demo.crt"))
+        shutil.copy(key, os.path.join(self.tmp, "var/tls/demo.key"))
+        self.conf = os.path.join(self.tmp, "etc/postern.conf")
+        self.top = os.path.realpath(self.tmp)
+
+    def check(self):
+        p = run([POSTERN_BIN, "check-config", "-c", self.conf])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual(lines[-1], "%s: ok (3 users, 3 aliases)" % self.conf)
+        return dict(line.split(" = ", 1) for line in lines[:-1])
+
+    def test_demo_paths_are_normalised(self):
+        listed = self.check()
+        self.assertEqual(listed["spool_dir"], self.top + "/var/spool")
+        self.assertEqual(listed["mail_root"], self.top + "/var/mail")
+        self.assertEqual(listed["users_file"], self.top + "/etc/users")
+        self.assertEqual(listed["tls_cert"], self.top + "/var/tls/demo.crt")
+        for k, v in listed.items():
+            self.assertNotRegex(v, r"/\.\.?(/|$)|//", k)
+
+    def test_demo_defaults_are_not_listed(self):
+        listed = self.check()
+        # user, workers, mynetworks and relay_domains are written in the
+        # demo with their default values.
+        self.assertEqual(sorted(listed), sorted([
+            "hostname", "listen", "spool_dir", "mail_root", "local_domains",
+            "users_file", "aliases_file", "tls_cert", "tls_key",
+            "message_size_limit"]))
+        self.assertEqual(listed["message_size_limit"], "10485760")
+
+    def test_unset_hostname_is_not_a_change(self):
+        with open(self.conf) as f:
+            text = f.read()
+        with open(self.conf, "w") as f:
+            f.write(re.sub(r"(?m)^hostname .*\n", "", text))
+        listed = self.check()
+        self.assertNotIn("hostname", listed)
+
+
+if __name__ == "__main__":
+    unittest.main()
