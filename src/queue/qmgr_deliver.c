@@ -2,7 +2,8 @@
  * qmgr_deliver.c - one delivery attempt of one queued message, in two
  * halves around the batch's fsync of the new/ folders (qmgr_batch.c).
  * Start: read and validate the queue file (a damaged one moves to
- * corrupt/), expand each pending recipient through the aliases, and write
+ * corrupt/), expand each pending
+ * recipient through the aliases, and have the local delivery agent write
  * one copy per final mailbox into its Maildir, linked into new/ but not
  * yet durable. Complete (in qmgr_batch.c): a copy whose new/ could not
  * be synced becomes a temporary failure; each recipient all of whose
@@ -12,7 +13,7 @@
  * RFCs: RFC 5321 section 4.5.4 (retry) and 6.1 (reliable delivery), RFC
  * 3463 status codes in every reason. Untrusted input: the queue file
  * (validated by qf_read) and the addresses in it. Privilege: unprivileged
- * queue manager that owns the spool and mail_root.
+ * queue manager (`user`), owner of the spool; it cannot open a mailbox.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,6 @@
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
-#include "maildir.h"
 #include "qmgr_internal.h"
 
 #define REASON_NOT_LOCAL \
@@ -91,40 +91,6 @@ static void set_result(struct qmgr_pair *p, enum qmgr_outcome kind,
 	p->reason = reason;
 }
 
-/* Deliver to a local user's Maildir. */
-static void deliver_maildir(struct qmgr_run *r, struct qmgr_pair *p)
-{
-	const struct config *cfg = r->q->cfg;
-	struct maildir_delivery d = {
-		.mail_root = cfg->mail_root,
-		.hostname = cfg->hostname,
-		.address = p->final,
-		.queue_fd = r->fd,
-		.msg = &r->msg,
-		.check_cur = r->e->recovered || r->msg.attempts > 0,
-	};
-	char *err = NULL, *newdir = NULL;
-	enum maildir_result res = maildir_deliver_unsynced(&d, &newdir, &err);
-
-	if (newdir != NULL)
-		p->dir = qmgr_batch_dir(r->batch, newdir);
-	switch (res) {
-	case MAILDIR_DELIVERED:
-		set_result(p, QO_SENT, "maildir", xstrdup("delivered to maildir"));
-		break;
-	case MAILDIR_ALREADY:
-		set_result(p, QO_SENT, "maildir",
-			   xstrdup("delivered to maildir by an earlier attempt"));
-		break;
-	case MAILDIR_TEMPFAIL:
-		set_result(p, QO_TEMP, "maildir", err);
-		break;
-	case MAILDIR_PERMFAIL:
-		set_result(p, QO_PERM, "maildir", err);
-		break;
-	}
-}
-
 /* Route and deliver one final mailbox, once per message. */
 static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 {
@@ -144,7 +110,7 @@ static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 	else if (!recipients_is_user(r->q->tables, final))
 		set_result(p, QO_PERM, "local", xstrdup("5.1.1 unknown user"));
 	else
-		deliver_maildir(r, p);
+		qmgr_local_deliver(r, p);
 }
 
 /* Expansion failures apply to the recipient itself. */
@@ -245,6 +211,7 @@ bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
 	r->e = e;
 	r->batch = batch;
 	r->fd = -1;
+	r->ro_fd = -1;
 	r->now_us = qmgr_now_us();
 	if (!open_message(r))
 		return false;
@@ -271,7 +238,10 @@ void qmgr_run_free(struct qmgr_run *r)
 	qf_msg_free(&r->msg);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->ro_fd >= 0)
+		close(r->ro_fd);
 	free(r->path);
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
+	r->ro_fd = -1;
 }

@@ -34,9 +34,13 @@ bool queue_id_valid(const char *text);
 /* Arrival time encoded in the id, in microseconds since the epoch. */
 uint64_t queue_id_time_us(const char *id);
 
-/* Create spool_dir and incoming/, queue/, deferred/, hold/, quarantine/,
- * corrupt/ (unreadable queue files are moved there) if missing, 0700.
- * Returns 0, or -1 with a malloc'ed *err_r. */
+/* The spool's subfolders: incoming, queue, deferred, hold, quarantine,
+ * corrupt (unreadable queue files are moved there). */
+#define QUEUE_SUBDIR_COUNT 6
+extern const char *const queue_subdirs[QUEUE_SUBDIR_COUNT];
+
+/* Create spool_dir and each of queue_subdirs if missing, 0700, as the
+ * calling process. Returns 0, or -1 with a malloc'ed *err_r. */
 int queue_dirs_create(const char *spool_dir, char **err_r);
 
 /* What the smtp worker knows when DATA/BDAT starts. */

@@ -33,8 +33,4 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		     SSL_CTX *tls_ctx, const int *listen_fds, size_t listen_count,
 		     int notify_fd);
 
-/* Drop root privileges to cfg->user (no-op when not root or user is "").
- * Returns -1 with a message on stderr if that fails. */
-int privileges_drop(const struct config *cfg);
-
 #endif

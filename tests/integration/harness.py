@@ -230,7 +230,11 @@ class PosternServer:
         self.settings = {
             "hostname": HOSTNAME,
             "listen": self.listen_text(),
+            # Root: the roles run as nobody, local delivery as Debian's
+            # "mail" account (it always exists), so the harness needs no
+            # account of its own. Not root: everything runs as the caller.
             "user": "nobody" if IS_ROOT else "",
+            "mail_owner": "mail" if IS_ROOT else "",
             "workers": "2",
             "spool_dir": "spool",
             "mail_root": "mail",
@@ -271,7 +275,11 @@ class PosternServer:
             f.write("\n".join(lines) + "\n" + extra_text)
 
     def write_users(self):
-        with open(self.users_path, "w", encoding="utf-8") as f:
+        # Mode 0600 as postern recommends: it holds password hashes, and
+        # the roles must not be able to read it.
+        fd = os.open(self.users_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             for u in self.users:
                 f.write("%s:{PLAIN}secret::::::\n" % _addr(u))
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +32,7 @@
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
 #include "mail/recipients.h"
+#include "queue/local.h"
 #include "queue/maildir.h"
 #include "queue/qmgr.h"
 #include "queue/qmgr_internal.h"
@@ -74,7 +76,8 @@ static int setup(void **state)
 			  "loop1@example.test: loop2@example.test\n"
 			  "loop2@example.test: loop1@example.test\n"
 			  "mixed@example.test: alice@example.test, far@remote.test\n");
-	f->tables = recipients_load(users, aliases, stderr);
+	struct recipients_owner owner = { "the test user", getuid(), getgid() };
+	f->tables = recipients_load(users, aliases, &owner, stderr);
 	assert_non_null(f->tables);
 	free(users);
 	free(aliases);
@@ -118,6 +121,24 @@ static int teardown(void **state)
 
 /* ---- running the queue manager ---------------------------------------------- */
 
+/* The queue manager and its local delivery agent, as the supervisor
+ * starts them but without switching accounts. */
+static NORETURN void run_qmgr_pair(struct fixture *f, bool use_notify)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		_exit(2);
+	pid_t agent = fork();
+	if (agent == 0) {
+		close(sv[0]);
+		_exit(local_main(&f->cfg, f->tables, sv[1]));
+	}
+	close(sv[1]);
+	struct qmgr_agent link = { sv[0], agent };
+	_exit(qmgr_main(&f->cfg, f->tables, use_notify ? f->notify[0] : -1, &link));
+}
+
 static void start_qmgr(struct fixture *f, bool use_notify)
 {
 	fflush(NULL);
@@ -127,7 +148,7 @@ static void start_qmgr(struct fixture *f, bool use_notify)
 		int fd = open(f->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0)
 			dup2(fd, STDERR_FILENO);
-		_exit(qmgr_main(&f->cfg, f->tables, use_notify ? f->notify[0] : -1));
+		run_qmgr_pair(f, use_notify);
 	}
 }
 
