@@ -1,8 +1,8 @@
 /*
  * qmgr_deliver.c - one delivery attempt of one queued message, in two
  * halves around the batch's fsync of the new/ folders (qmgr_batch.c).
- * Start: read and validate the queue file (a damaged one moves to
- * corrupt/), expand each pending
+ * Start: lock and read the queue file (a damaged one moves to corrupt/,
+ * one still locked by its writer is retried shortly), expand each pending
  * recipient through the aliases, and have the local delivery agent write
  * one copy per final mailbox into its Maildir, linked into new/ but not
  * yet durable. Complete (in qmgr_batch.c): a copy whose new/ could not
@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
@@ -167,6 +169,32 @@ static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
 	free(dest);
 }
 
+/* The writer holds the lock on its file from creation to the end of its
+ * commit: wait for it. A file it had to take back (the fsync of queue/
+ * failed) is unlinked before the lock is released: it is gone. */
+static bool lock_message(struct qmgr_run *r)
+{
+	struct qmgr *q = r->q;
+	struct stat st;
+
+	if (flock(r->fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			log_error("%s: lock %s: %s", r->e->id, r->path, strerror(errno));
+			qmgr_defer(q, r->e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
+			return false;
+		}
+		log_debug("%s: commit in progress, trying again shortly", r->e->id);
+		qmgr_defer(q, r->e, qmgr_now_us() + QMGR_BUSY_RETRY_US);
+		return false;
+	}
+	if (fstat(r->fd, &st) == 0 && st.st_nlink == 0) {
+		log_debug("%s: taken back by its writer", r->e->id);
+		qmgr_forget(q, r->e);
+		return false;
+	}
+	return true;
+}
+
 /* Open and validate; false if there is nothing to deliver now. */
 static bool open_message(struct qmgr_run *r)
 {
@@ -187,6 +215,8 @@ static bool open_message(struct qmgr_run *r)
 		}
 		return false;
 	}
+	if (!lock_message(r))
+		return false;
 	int rc = qf_read(r->fd, &r->msg, &err);
 	if (rc == 0 && strcmp(r->msg.id, e->id) != 0) {
 		rc = QF_ERR_CORRUPT;

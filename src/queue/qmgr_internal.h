@@ -22,6 +22,9 @@
 #define QMGR_STALE_INCOMING_SECS (2 * 3600)
 /* Wait this long before re-reading a file the disk failed to give us. */
 #define QMGR_IO_RETRY_SECS 60
+/* Try again this soon when a queue file is still locked by its writer
+ * (its commit is in progress). */
+#define QMGR_BUSY_RETRY_US 200000
 
 enum qmgr_state {
 	QE_NEW,      /* just added, not yet placed */
@@ -91,7 +94,7 @@ struct qmgr_run {
 	struct qmgr_batch *batch;
 	struct qmgr_entry *e;
 	char *path;
-	int fd;            /* the queue file, read-write */
+	int fd;            /* the queue file, read-write, locked */
 	int ro_fd;         /* the same file read-only, for the agent; -1 until needed */
 	struct qf_msg msg;
 	uint32_t attempt;  /* number of this attempt, 1 = first */
