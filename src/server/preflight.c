@@ -246,6 +246,7 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	uint64_t need = cfg->worker_connections * 2 + PREFLIGHT_FD_MARGIN;
 	bool root = geteuid() == 0;
 	rlim_t ceiling = root ? nr_open() : 0;
+	const char *why = "";
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
 		fprintf(errors, "getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
@@ -254,16 +255,20 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	if (root && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need && need <= ceiling)
 		rl.rlim_max = (rlim_t)need;
 	rl.rlim_cur = rl.rlim_max;
-	if (apply && setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		rl.rlim_cur = 0;
+	if (apply && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		why = strerror(errno);
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+	}
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu open "
-		"files (two per session plus %d), but the limit is %llu%s: lower "
+		"files (two per session plus %d), but the limit is %llu%s%s%s: lower "
 		"worker_connections or raise the limit (ulimit -n, systemd LimitNOFILE=)\n",
 		cfg->path, (unsigned long long)cfg->worker_connections,
 		(unsigned long long)need, PREFLIGHT_FD_MARGIN,
 		(unsigned long long)rl.rlim_cur,
-		root && need > ceiling ? " (above the kernel's fs.nr_open)" : "");
+		root && need > ceiling ? " (above the kernel's fs.nr_open)" : "",
+		why[0] != '\0' ? " and raising it failed: " : "", why);
 	return -1;
 }

@@ -224,6 +224,7 @@ class PosternServer:
         self.port = free_port()
         self.port6 = free_port(socket.AF_INET6) if ipv6 else None
         self.proc = None
+        self.command_prefix = []  # e.g. ["prlimit", "--nofile=256:256"]
         self.exit_codes = []
         self.users = list(DEFAULT_USERS if users is None else users)
         self.aliases = dict(DEFAULT_ALIASES if aliases is None else aliases)
@@ -305,7 +306,7 @@ class PosternServer:
             log.write(("--- test harness: start %s ---\n" % time.strftime("%H:%M:%S")).encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [POSTERN_BIN, "serve", "-c", self.conf_path],
+                self.command_prefix + [POSTERN_BIN, "serve", "-c", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, cwd=self.dir)
         _live_servers.add(self)
@@ -325,6 +326,26 @@ class PosternServer:
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
         return self
+
+    def serve_refused(self, timeout=None):
+        """Run "postern serve" expecting it to refuse to start: return
+        (exit status, what it logged). If it is still running after
+        timeout seconds it is killed and the test fails."""
+        timeout = timeout if timeout is not None else scaled(15)
+        offset = self.log_size()
+        with open(self.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                self.command_prefix + [POSTERN_BIN, "serve", "-c", self.conf_path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, cwd=self.dir)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its children share the group
+            proc.wait()
+            raise AssertionError("postern started although it should have refused; log:\n"
+                                 + self.log_since(offset))
+        return rc, self.log_since(offset)
 
     def _greets(self, family, host, port):
         try:
