@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/config.h"
 #include "lib/log.h"
@@ -67,7 +68,9 @@ static int check_config(const char *path)
 						     privsep_mailbox_owner(&ps, &owner), stderr);
 	if (t == NULL)
 		problems++;
-	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0') {
+	/* Unreadable files were reported with the settings already. */
+	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
+	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
 		char *err = NULL;
 		SSL_CTX *ctx = tls_server_context(cfg.tls_cert, cfg.tls_key, &err);
 		if (ctx == NULL) {
