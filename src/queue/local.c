@@ -68,13 +68,14 @@ static void folders_clear(struct local_agent *a)
 	hashmap_free(&a->folder_ix, NULL);
 }
 
-/* The queue file must be a regular file holding the content range. */
+/* The queue file must be a regular file whose content range ends where
+ * its end record starts, the last QF_REC_HDR_LEN bytes (docs/queue.md). */
 static bool content_fits(int fd, const struct local_msg *m)
 {
 	struct stat st;
 
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
-	       m->content_off + m->content_len <= (uint64_t)st.st_size;
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= QF_REC_HDR_LEN &&
+	       m->content_off + m->content_len == (uint64_t)st.st_size - QF_REC_HDR_LEN;
 }
 
 static enum local_result from_maildir(enum maildir_result res)
@@ -180,8 +181,8 @@ static int serve(struct local_agent *a, const struct local_msg *m, int fd)
 	if (m->type == LOCAL_SYNC)
 		return sync_folders(a, m->seq);
 	if (!content_fits(fd, m)) {
-		log_error("%s: protocol violation from the queue manager: the queue file "
-			  "does not hold the content range", m->id);
+		log_error("%s: protocol violation from the queue manager: the content range "
+			  "does not match the queue file", m->id);
 		return -1;
 	}
 	struct local_msg reply = { .type = LOCAL_RESULT, .seq = m->seq };

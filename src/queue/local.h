@@ -6,7 +6,7 @@
  * the batch's new/ folders durable. It trusts nothing it is sent: each
  * address must be a user of the users table and a safe path under its own
  * mail_root, the queue file arrives as a read-only descriptor whose size
- * must hold the content range, and folder paths never cross the socket.
+ * must match the content range, and folder paths never cross the socket.
  */
 #ifndef POSTERN_LOCAL_H
 #define POSTERN_LOCAL_H
