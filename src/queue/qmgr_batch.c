@@ -108,8 +108,10 @@ void qmgr_deliver_ready(struct qmgr *q)
 	struct qmgr_entry *e;
 
 	memset(&batch, 0, sizeof(batch));
+	/* Once the agent is lost no further message is started: those not
+	 * yet tried stay untouched for the next queue manager. */
 	while (n < QMGR_BATCH_MAX && batch.dir_count < QMGR_BATCH_FOLDERS &&
-	       (e = qmgr_pop_ready(q)) != NULL) {
+	       !q->agent_lost && (e = qmgr_pop_ready(q)) != NULL) {
 		if (qmgr_run_start(&runs[n], q, e, &batch))
 			n++;
 		else

@@ -17,28 +17,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
-#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../queue/local.h"
 #include "../queue/qmgr.h"
-#include "../queue/queue.h"
 #include "../smtp/tls.h"
 #include "preflight.h"
 #include "privsep.h"
