@@ -65,7 +65,10 @@ $(BUILD)/postern: $(MAIN_OBJ) $(BUILD)/libpostern.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka $(TEST_LDFLAGS)
+
+# Unit tests that put a wrapper around a library function (ld --wrap).
+$(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=fsync_dir
 
 deps:
 	@tools/install-deps.sh

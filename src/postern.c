@@ -11,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
 #include "queue/queue_cli.h"
+#include "server/preflight.h"
+#include "server/privsep.h"
 #include "server/server.h"
 #include "smtp/tls.h"
 
@@ -66,34 +69,44 @@ static int take_config_option(int argc, char **argv, const char **config_r)
 	return out;
 }
 
+/* Every stage runs, so that one run shows every problem: the settings,
+ * the accounts, the users and aliases files, the TLS key, the descriptor
+ * limit and the folders (checked as each role's account, created never). */
 static int check_config(const char *path)
 {
 	struct config cfg;
-	if (config_load(path, &cfg, stderr) < 0)
-		return 1;
-	int rc = 0;
-	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file, stderr);
+	struct privsep ps;
+	struct recipients_owner owner;
+	int problems = config_load_partial(path, &cfg, stderr);
+	problems += privsep_resolve(&cfg, &ps, stderr);
+	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
+						     privsep_mailbox_owner(&ps, &owner), stderr);
 	if (t == NULL)
-		rc = 1;
-	if (cfg.tls_cert[0] != '\0') {
+		problems++;
+	/* Unreadable files were reported with the settings already. */
+	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
+	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
 		char *err = NULL;
 		SSL_CTX *ctx = tls_server_context(cfg.tls_cert, cfg.tls_key, &err);
 		if (ctx == NULL) {
 			fprintf(stderr, "%s: %s\n", path, err);
 			free(err);
-			rc = 1;
+			problems++;
 		} else {
 			SSL_CTX_free(ctx);
 		}
 	}
-	if (rc == 0) {
+	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
+	problems += preflight_check_folders(&cfg, &ps, false, stderr);
+	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
 		       recipients_alias_count(t));
 	}
 	recipients_free(&t);
+	privsep_free(&ps);
 	config_free(&cfg);
-	return rc;
+	return problems == 0 ? 0 : 1;
 }
 
 static int queue_command(const char *path, int argc, char **argv)

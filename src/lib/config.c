@@ -52,6 +52,7 @@ static const struct key_def keys[] = {
 	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true },
 	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false },
 	{ "user", K_STRING, OFF(user), "postern", 0, 0, true },
+	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true },
 	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false },
 	{ "spool_dir", K_PATH, OFF(spool_dir), "/var/spool/postern", 0, 0, false },
 	{ "mail_root", K_PATH, OFF(mail_root), "/var/lib/postern/mail", 0, 0, false },
@@ -492,6 +493,14 @@ static void check_consistency(struct parse_ctx *ctx)
 
 int config_load(const char *path, struct config *cfg, FILE *errors)
 {
+	if (config_load_partial(path, cfg, errors) == 0)
+		return 0;
+	config_free(cfg);
+	return -1;
+}
+
+int config_load_partial(const char *path, struct config *cfg, FILE *errors)
+{
 	buf_t text = BUF_INIT;
 	char *dir_copy = xstrdup(path);
 	/* Absolute base folder, so that paths stay right whatever the
@@ -514,11 +523,7 @@ int config_load(const char *path, struct config *cfg, FILE *errors)
 	buf_free(&text);
 	free(dir_copy);
 	free(base);
-	if (ctx.error_count != 0) {
-		config_free(cfg);
-		return -1;
-	}
-	return 0;
+	return ctx.error_count;
 }
 
 void config_free(struct config *cfg)

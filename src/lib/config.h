@@ -31,7 +31,8 @@ struct config {
 	char *hostname;  /* our name in banners and Received: */
 	struct listen_addr *listen;
 	size_t listen_count;
-	char *user;      /* unprivileged user for workers when root; "" = none */
+	char *user;       /* smtp workers and queue manager run as it when root */
+	char *mail_owner; /* owns mail_root and every Maildir; local delivery runs as it */
 	uint64_t workers; /* smtp worker processes; 0 = one per core */
 	char *spool_dir;
 	char *mail_root;
@@ -72,6 +73,10 @@ struct config {
  * returns -1 after printing every problem to `errors` as
  * "FILE:LINE: message" (or "FILE: message"). */
 int config_load(const char *path, struct config *cfg, FILE *errors);
+/* The same for check-config, which reports every problem it can: on
+ * errors *cfg is still filled (a refused value keeps its default) and
+ * must be freed with config_free. Returns the number of problems. */
+int config_load_partial(const char *path, struct config *cfg, FILE *errors);
 void config_free(struct config *cfg);
 /* Print "key = value" for each key whose value differs from the default. */
 void config_print_nondefault(const struct config *cfg, FILE *out);

@@ -2,11 +2,15 @@
  * recipients.c - virtual users (Dovecot passwd-file) and aliases (see
  * recipients.h). Files are administrator input read by the supervisor as
  * root before the roles fork; each line is bounded and each problem is
- * reported as "FILE:LINE: message".
+ * reported as "FILE:LINE: message". The users file is read with
+ * read_file_secret and parsed in place, so the only copy of its password
+ * hashes is the buffer wiped by buf_free_secret before the roles fork.
  */
 #include "recipients.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +25,7 @@
 #define TABLE_LINE_MAX 65536
 
 struct recipient_tables {
-	hashmap_t users;   /* address -> password field (char *) */
+	hashmap_t users;   /* set of addresses (values NULL: no password kept) */
 	hashmap_t aliases; /* address -> strlist_t * */
 };
 
@@ -29,6 +33,7 @@ struct table_file {
 	const char *path;
 	FILE *errors;
 	int error_count;
+	const struct recipients_owner *owner; /* users file: the uid/gid check */
 };
 
 static void table_error(struct table_file *tf, unsigned line, const char *fmt, ...)
@@ -56,7 +61,9 @@ static bool valid_table_address(const char *s)
 }
 
 /* Iterate over logical lines: '#' comments and blank lines skipped; for
- * aliases, lines starting with white space continue the previous one. */
+ * aliases, lines starting with white space continue the previous one.
+ * Without continuations (the users file) each line is handed over in
+ * place, never copied, so that no stray copy of a password survives. */
 typedef void line_fn(struct recipient_tables *t, struct table_file *tf,
 		     char *line, unsigned lineno);
 
@@ -81,6 +88,8 @@ static void for_each_line(struct recipient_tables *t, struct table_file *tf,
 			table_error(tf, lineno, "line longer than %d bytes", TABLE_LINE_MAX);
 		else if (p[0] == '#' || slice_trim(slice_from_cstr(p)).len == 0)
 			; /* comment or blank */
+		else if (!continuations)
+			fn(t, tf, p, lineno);
 		else if (continuations && (p[0] == ' ' || p[0] == '\t') && logical.len > 0)
 			buf_printf(&logical, " %s", p);
 		else {
@@ -97,29 +106,89 @@ static void for_each_line(struct recipient_tables *t, struct table_file *tf,
 	buf_free(&logical);
 }
 
+/* Cut the next ':'-separated field off *rest; NULL when none is left. */
+static char *next_field(char **rest)
+{
+	char *field = *rest;
+	if (field == NULL)
+		return NULL;
+	char *colon = strchr(field, ':');
+	if (colon != NULL)
+		*colon++ = '\0';
+	*rest = colon;
+	return field;
+}
+
+/* The numeric id a uid or gid field names (a number, or a user or group
+ * name); false if it names nothing. */
+static bool field_id(const char *field, bool group, uint64_t *id_r)
+{
+	if (parse_uint(field, id_r))
+		return true;
+	if (group) {
+		struct group *gr = getgrnam(field);
+		if (gr != NULL)
+			*id_r = gr->gr_gid;
+		return gr != NULL;
+	}
+	struct passwd *pw = getpwnam(field);
+	if (pw != NULL)
+		*id_r = pw->pw_uid;
+	return pw != NULL;
+}
+
+/* An empty uid/gid field is fine; one that names the mailbox owner is
+ * honoured (it is what postern does anyway); anything else is refused. */
+static bool owner_field_ok(struct table_file *tf, unsigned lineno,
+			   const char *what, const char *field, bool group)
+{
+	const struct recipients_owner *o = tf->owner;
+	uint64_t id = 0;
+
+	if (field == NULL || field[0] == '\0' || o == NULL)
+		return true;
+	uint64_t want = group ? (uint64_t)o->gid : (uint64_t)o->uid;
+	if (!field_id(field, group, &id)) {
+		table_error(tf, lineno, "%s \"%s\" is no %s on this system: postern writes "
+			    "every mailbox as %s (%s %llu); leave the field empty",
+			    what, field, group ? "group" : "user", o->label, what,
+			    (unsigned long long)want);
+		return false;
+	}
+	if (id != want) {
+		table_error(tf, lineno, "%s \"%s\" is not the one of %s (%s %llu): postern "
+			    "writes every mailbox as mail_owner, so leave the field empty "
+			    "or set it to %llu", what, field, o->label, what,
+			    (unsigned long long)want, (unsigned long long)want);
+		return false;
+	}
+	return true;
+}
+
 static void user_line(struct recipient_tables *t, struct table_file *tf,
 		      char *line, unsigned lineno)
 {
-	char *colon = strchr(line, ':');
-	if (colon == NULL) {
+	char *rest = line;
+	char *user = next_field(&rest);
+	if (rest == NULL) {
 		table_error(tf, lineno, "expected user@domain:{SCHEME}password:...");
 		return;
 	}
-	*colon = '\0';
-	char *user = line, *password = colon + 1;
-	char *next = strchr(password, ':');
-	if (next != NULL)
-		*next = '\0';
+	next_field(&rest); /* the password: checked by Dovecot, never kept */
+	char *uid = next_field(&rest), *gid = next_field(&rest);
 	str_lower(user);
 	if (!valid_table_address(user)) {
 		table_error(tf, lineno, "user \"%s\" is not an address local@domain", user);
 		return;
 	}
+	bool ids_ok = owner_field_ok(tf, lineno, "uid", uid, false);
+	if (!owner_field_ok(tf, lineno, "gid", gid, true) || !ids_ok)
+		return;
 	if (hashmap_contains(&t->users, user)) {
 		table_error(tf, lineno, "user \"%s\" is listed twice", user);
 		return;
 	}
-	hashmap_put(&t->users, user, xstrdup(password));
+	hashmap_put(&t->users, user, NULL);
 }
 
 static void alias_line(struct recipient_tables *t, struct table_file *tf,
@@ -163,29 +232,31 @@ static void alias_line(struct recipient_tables *t, struct table_file *tf,
 	free(key);
 }
 
-static int load_table(struct recipient_tables *t, const char *path, FILE *errors,
+static int load_table(struct recipient_tables *t, struct table_file *tf,
 		      bool continuations, line_fn *fn)
 {
-	struct table_file tf = { path, errors, 0 };
 	buf_t text = BUF_INIT;
-	if (path[0] == '\0')
+	if (tf->path[0] == '\0')
 		return 0;
-	if (read_file(path, TABLE_FILE_MAX, &text) < 0) {
-		fprintf(errors, "%s: cannot read: %s\n", path, strerror(errno));
-		buf_free(&text);
+	if (read_file_secret(tf->path, TABLE_FILE_MAX, &text) < 0) {
+		fprintf(tf->errors, "%s: cannot read: %s\n", tf->path, strerror(errno));
 		return -1;
 	}
-	for_each_line(t, &tf, &text, continuations, fn);
-	buf_free(&text);
-	return tf.error_count == 0 ? 0 : -1;
+	for_each_line(t, tf, &text, continuations, fn);
+	buf_free_secret(&text);
+	return tf->error_count == 0 ? 0 : -1;
 }
 
 struct recipient_tables *recipients_load(const char *users_file,
-					 const char *aliases_file, FILE *errors)
+					 const char *aliases_file,
+					 const struct recipients_owner *owner,
+					 FILE *errors)
 {
 	struct recipient_tables *t = xcalloc(1, sizeof(*t));
-	int rc = load_table(t, users_file, errors, false, user_line);
-	if (load_table(t, aliases_file, errors, true, alias_line) < 0)
+	struct table_file users = { users_file, errors, 0, owner };
+	struct table_file aliases = { aliases_file, errors, 0, NULL };
+	int rc = load_table(t, &users, false, user_line);
+	if (load_table(t, &aliases, true, alias_line) < 0)
 		rc = -1;
 	if (rc < 0)
 		recipients_free(&t);
@@ -202,7 +273,7 @@ void recipients_free(struct recipient_tables **t)
 {
 	if (*t == NULL)
 		return;
-	hashmap_free(&(*t)->users, free);
+	hashmap_free(&(*t)->users, NULL);
 	hashmap_free(&(*t)->aliases, free_strlist);
 	xfree(t);
 }

@@ -3,8 +3,14 @@
  * passwd-file lines "user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra")
  * and aliases ("postmaster@example.test: admin@example.test, other@x").
  *
- * Both files are read by the supervisor (they may hold password hashes
- * the workers must not read) and inherited by the roles after fork.
+ * Both files are read by the supervisor (the users file holds password
+ * hashes the workers must not read) and the tables are inherited by the
+ * roles after fork. The tables hold the set of user addresses only: the
+ * password field is checked for presence and never kept, and the text
+ * read from the users file is wiped before it is freed, so no role's
+ * memory holds a hash. The uid and gid fields are honoured or refused:
+ * empty, or naming the account every mailbox is written as (mail_owner),
+ * anything else is a FILE:LINE error.
  * Keys are matched case-insensitively on the domain and exactly, after
  * ASCII lower-casing, on the local part.
  */
@@ -14,15 +20,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "../lib/strutil.h"
 
 struct recipient_tables;
 
-/* Load users_file and aliases_file (either may be "" for none). Problems
- * are printed as "FILE:LINE: message" to errors; returns NULL if any. */
+/* The account postern writes every mailbox as: mail_owner when started
+ * as root, the invoking user otherwise. */
+struct recipients_owner {
+	const char *label; /* for messages: "mail_owner vmail" */
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Load users_file and aliases_file (either may be "" for none). A users
+ * line's uid field (number or user name) and gid field (number or group
+ * name) must be empty or equal owner's. owner NULL: the owner could not
+ * be resolved, a problem the caller reports; the fields are then not
+ * compared. Problems are printed as "FILE:LINE: message" to errors;
+ * returns NULL if any. */
 struct recipient_tables *recipients_load(const char *users_file,
 					 const char *aliases_file,
+					 const struct recipients_owner *owner,
 					 FILE *errors);
 void recipients_free(struct recipient_tables **t);
 

@@ -7,8 +7,8 @@
  * part is the queue id, so the name is the same on every attempt: link()
  * failing with EEXIST proves an earlier, crashed run already delivered.
  * The fsync of new/ that makes the link durable can be left to the caller
- * (maildir_deliver_unsynced), which lets the queue manager sync each
- * folder once for a whole batch of messages.
+ * (maildir_deliver_unsynced), which lets the local delivery agent sync
+ * each folder once for a whole batch of messages.
  * Mailbox folders are created 0700 on first delivery.
  *
  * The content is copied unchanged except that Return-Path: fields the
@@ -20,7 +20,8 @@
  * Untrusted input: the message content (copied; only the header field
  * names are looked at, to drop Return-Path) and the
  * recipient address (checked to be a safe path component). Privilege:
- * the unprivileged queue manager, which owns mail_root.
+ * the local delivery agent (local.c), running as mail_owner, which owns
+ * mail_root.
  */
 #include "maildir.h"
 

@@ -11,8 +11,8 @@
  *
  * RFCs: RFC 5322 for the two header lines added on top, RFC 5321 4.4.
  * Untrusted input: the message content (copied; header field names looked
- * at only to drop Return-Path). Privilege: unprivileged queue manager,
- * owner of mail_root.
+ * at only to drop Return-Path). Privilege: the local delivery agent
+ * (local.c), running as mail_owner, owner of mail_root.
  */
 #ifndef POSTERN_MAILDIR_H
 #define POSTERN_MAILDIR_H

@@ -10,7 +10,7 @@
  *
  * RFCs: RFC 5321 section 4.4, RFC 5322 section 2.2 (fields, folding) and
  * 4.5 (obsolete white space before the colon). Untrusted input: the
- * message content. Privilege: unprivileged queue manager.
+ * message content. Privilege: the local delivery agent (mail_owner).
  */
 #include "maildir_header.h"
 

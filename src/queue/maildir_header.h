@@ -11,7 +11,7 @@
  * the header section nor the body is ever in memory as a whole.
  *
  * Untrusted input: the message content (LF line ends, as the queue holds
- * it). Privilege: unprivileged queue manager.
+ * it). Privilege: the local delivery agent (mail_owner).
  */
 #ifndef POSTERN_MAILDIR_HEADER_H
 #define POSTERN_MAILDIR_HEADER_H

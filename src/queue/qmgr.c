@@ -7,10 +7,15 @@
  * QMGR_BATCH_MAX ready messages that share their new/ fsyncs
  * (qmgr_batch.c).
  *
+ * Every Maildir write goes through the local delivery agent, the queue
+ * manager's child running as mail_owner (qmgr_local.c); if it dies, the
+ * loop ends after the batch and qmgr_main returns 1.
+ *
  * RFCs: RFC 5321 section 4.5.4 (retry), see qmgr_deliver.c. Untrusted
- * input: the notify pipe and spool contents (checked in qmgr_scan.c and
- * queue_file.c). Privilege: runs unprivileged (forked and setuid by the
- * supervisor); it is the only process that moves accepted queue files.
+ * input: the notify pipe, spool contents (checked in qmgr_scan.c and
+ * queue_file.c) and the agent's replies (qmgr_local.c). Privilege: runs
+ * as `user` (forked and setuid by the supervisor), non-dumpable; it is
+ * the only process that moves accepted queue files.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,12 +130,15 @@ static uint64_t mono_ms(void)
 }
 
 static void qmgr_init(struct qmgr *q, const struct config *cfg,
-		      const struct recipient_tables *tables, int notify_fd)
+		      const struct recipient_tables *tables, int notify_fd,
+		      const struct qmgr_agent *agent)
 {
 	memset(q, 0, sizeof(*q));
 	q->cfg = cfg;
 	q->tables = tables;
 	q->notify_fd = notify_fd;
+	q->agent_fd = agent->fd;
+	q->agent_pid = agent->pid;
 	q->dir_incoming = path_join(cfg->spool_dir, "incoming");
 	q->dir_queue = path_join(cfg->spool_dir, "queue");
 	q->dir_deferred = path_join(cfg->spool_dir, "deferred");
@@ -145,6 +153,7 @@ static void qmgr_init(struct qmgr *q, const struct config *cfg,
 
 static void qmgr_cleanup(struct qmgr *q)
 {
+	qmgr_local_stop(q);
 	qmgr_sched_free(q);
 	free(q->dir_incoming);
 	free(q->dir_queue);
@@ -181,57 +190,67 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 				    : QMGR_DEFAULT_SCAN_SECS;
 	uint64_t next_scan = mono_ms() + interval * 1000u;
 
-	while (!qmgr_stop) {
+	while (!qmgr_stop && !q->agent_lost) {
 		qmgr_promote_due(q, qmgr_now_us());
 		if (mono_ms() >= next_scan) {
 			qmgr_scan(q, false);
 			next_scan = mono_ms() + interval * 1000u;
 			continue;
 		}
-		struct pollfd pfd = { q->notify_fd, POLLIN, 0 };
+		/* notify_fd -1 is skipped by poll; the agent socket says if the
+		 * agent died while idle. */
+		struct pollfd pfd[2] = { { q->notify_fd, POLLIN, 0 },
+					 { q->agent_fd, POLLIN, 0 } };
 		struct timespec ts = sleep_time(q, next_scan);
-		int n = ppoll(&pfd, q->notify_fd >= 0 ? 1 : 0, &ts, &sigs->wait_mask);
+		int n = ppoll(pfd, 2, &ts, &sigs->wait_mask);
 		if (n < 0 && errno != EINTR)
 			log_error("poll: %s", strerror(errno));
 		if (qmgr_stop)
 			break;
-		if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+		if (n > 0 && pfd[1].revents != 0)
+			qmgr_local_unexpected(q);
+		if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
 			qmgr_read_notify(q);
-		if (q->ready_head != NULL)
+		if (q->ready_head != NULL && !q->agent_lost)
 			qmgr_deliver_ready(q);
 	}
 }
 
 int qmgr_main(const struct config *cfg, const struct recipient_tables *rcpt,
-	      int notify_fd)
+	      int notify_fd, const struct qmgr_agent *agent)
 {
 	struct qmgr q;
 	struct qmgr_signals sigs;
 	char *err = NULL;
 
 	log_set_role("qmgr");
+	qmgr_init(&q, cfg, rcpt, notify_fd, agent);
 	if (queue_dirs_create(cfg->spool_dir, &err) < 0) {
 		log_error("queue manager: %s", err);
 		free(err);
+		qmgr_cleanup(&q);
 		return 1;
 	}
 	qmgr_stop = 0;
 	signals_install(&sigs);
 	int lock_fd = take_lock(cfg->spool_dir);
 	if (lock_fd < 0) {
+		qmgr_cleanup(&q);
 		signals_restore(&sigs);
 		return qmgr_stop ? 0 : 1;
 	}
 	signals_block(&sigs);
-	qmgr_init(&q, cfg, rcpt, notify_fd);
-	log_info("queue manager started: spool=%s mail_root=%s", cfg->spool_dir,
-		 cfg->mail_root);
+	qmgr_local_hello(&q, lock_fd);
+	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu local=%d",
+		 cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),
+		 (unsigned long)getgid(), (int)q.agent_pid);
 	qmgr_scan(&q, true);
 	run_loop(&q, &sigs);
+	bool lost = q.agent_lost;
 	log_info("queue manager stopping: %zu message%s known", q.known.count,
 		 q.known.count == 1 ? "" : "s");
 	qmgr_cleanup(&q);
 	signals_restore(&sigs);
 	close(lock_fd);
-	return 0;
+	return lost ? 1 : 0;
 }

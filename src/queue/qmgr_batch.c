@@ -3,11 +3,13 @@
  * Maildir new/ folder is fsync'ed once per batch instead of once per
  * message (the disk's sync latency, not the CPU, limits delivery).
  *
- * A batch takes up to QMGR_BATCH_MAX messages from the ready list and
- * runs three phases:
- *   1. for each message, every copy is written, fdatasync'ed and linked
- *      into new/ (qmgr_run_start); the new/ folders are only collected;
- *   2. each distinct new/ folder is fsync'ed once;
+ * A batch takes up to QMGR_BATCH_MAX messages from the ready list (fewer
+ * once QMGR_BATCH_FOLDERS folders are touched) and runs three phases:
+ *   1. for each message, the local delivery agent writes, fdatasyncs and
+ *      links every copy into new/ (qmgr_run_start); it numbers the new/
+ *      folders and only collects them;
+ *   2. the agent fsyncs each distinct new/ folder once (SYNC) and reports
+ *      the failures by number;
  *   3. for each message, in order: a copy whose folder failed to sync is
  *      a temporary failure, recipients whose copies are all durable are
  *      marked done, then bounces, deferral or removal (qmgr_finish).
@@ -17,54 +19,21 @@
  * same file names and finds them through link() EEXIST.
  *
  * RFCs: RFC 5321 section 6.1 (reliable delivery). Untrusted input: none
- * beyond the validated queue files. Privilege: unprivileged queue manager.
+ * beyond the validated queue files and the agent's replies (checked in
+ * qmgr_local.c). Privilege: unprivileged queue manager.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
-#include "maildir.h"
 #include "qmgr_internal.h"
-
-size_t qmgr_batch_dir(struct qmgr_batch *b, char *newdir)
-{
-	uintptr_t idx = (uintptr_t)hashmap_get(&b->dir_index, newdir, NULL);
-
-	if (idx != 0) {
-		free(newdir);
-		return (size_t)idx;
-	}
-	if (b->dir_count == b->dir_cap) {
-		b->dir_cap = b->dir_cap ? b->dir_cap * 2 : 16;
-		b->dirs = xreallocarray(b->dirs, b->dir_cap, sizeof(*b->dirs));
-	}
-	b->dirs[b->dir_count++] = newdir;
-	hashmap_put(&b->dir_index, newdir, (void *)(uintptr_t)b->dir_count);
-	return b->dir_count;
-}
-
-/* Phase 2: make every link of the batch durable, one fsync per folder. */
-static void sync_dirs(struct qmgr_batch *b)
-{
-	b->dir_errors = xcalloc(b->dir_count > 0 ? b->dir_count : 1,
-				sizeof(*b->dir_errors));
-	for (size_t i = 0; i < b->dir_count; i++) {
-		if (maildir_sync_dir(b->dirs[i], &b->dir_errors[i]) < 0)
-			log_error("fsync %s failed: %s", b->dirs[i], b->dir_errors[i]);
-	}
-}
 
 static void batch_free(struct qmgr_batch *b)
 {
-	for (size_t i = 0; i < b->dir_count; i++) {
-		free(b->dirs[i]);
-		if (b->dir_errors != NULL)
-			free(b->dir_errors[i]);
-	}
-	free(b->dirs);
+	for (size_t i = 0; b->dir_errors != NULL && i < b->dir_count; i++)
+		free(b->dir_errors[i]);
 	free(b->dir_errors);
-	hashmap_free(&b->dir_index, NULL);
 }
 
 /* A copy whose new/ folder could not be synced is not delivered. */
@@ -139,13 +108,16 @@ void qmgr_deliver_ready(struct qmgr *q)
 	struct qmgr_entry *e;
 
 	memset(&batch, 0, sizeof(batch));
-	while (n < QMGR_BATCH_MAX && (e = qmgr_pop_ready(q)) != NULL) {
+	/* Once the agent is lost no further message is started: those not
+	 * yet tried stay untouched for the next queue manager. */
+	while (n < QMGR_BATCH_MAX && batch.dir_count < QMGR_BATCH_FOLDERS &&
+	       !q->agent_lost && (e = qmgr_pop_ready(q)) != NULL) {
 		if (qmgr_run_start(&runs[n], q, e, &batch))
 			n++;
 		else
 			qmgr_run_free(&runs[n]);
 	}
-	sync_dirs(&batch);
+	qmgr_local_sync(q, &batch);
 	for (size_t i = 0; i < n; i++) {
 		run_complete(&runs[i]);
 		qmgr_run_free(&runs[i]);

@@ -1,8 +1,9 @@
 /*
  * qmgr_deliver.c - one delivery attempt of one queued message, in two
  * halves around the batch's fsync of the new/ folders (qmgr_batch.c).
- * Start: read and validate the queue file (a damaged one moves to
- * corrupt/), expand each pending recipient through the aliases, and write
+ * Start: lock and read the queue file (a damaged one moves to corrupt/,
+ * one still locked by its writer is retried shortly), expand each pending
+ * recipient through the aliases, and have the local delivery agent write
  * one copy per final mailbox into its Maildir, linked into new/ but not
  * yet durable. Complete (in qmgr_batch.c): a copy whose new/ could not
  * be synced becomes a temporary failure; each recipient all of whose
@@ -12,7 +13,7 @@
  * RFCs: RFC 5321 section 4.5.4 (retry) and 6.1 (reliable delivery), RFC
  * 3463 status codes in every reason. Untrusted input: the queue file
  * (validated by qf_read) and the addresses in it. Privilege: unprivileged
- * queue manager that owns the spool and mail_root.
+ * queue manager (`user`), owner of the spool; it cannot open a mailbox.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
-#include "maildir.h"
 #include "qmgr_internal.h"
 
 #define REASON_NOT_LOCAL \
@@ -91,40 +93,6 @@ static void set_result(struct qmgr_pair *p, enum qmgr_outcome kind,
 	p->reason = reason;
 }
 
-/* Deliver to a local user's Maildir. */
-static void deliver_maildir(struct qmgr_run *r, struct qmgr_pair *p)
-{
-	const struct config *cfg = r->q->cfg;
-	struct maildir_delivery d = {
-		.mail_root = cfg->mail_root,
-		.hostname = cfg->hostname,
-		.address = p->final,
-		.queue_fd = r->fd,
-		.msg = &r->msg,
-		.check_cur = r->e->recovered || r->msg.attempts > 0,
-	};
-	char *err = NULL, *newdir = NULL;
-	enum maildir_result res = maildir_deliver_unsynced(&d, &newdir, &err);
-
-	if (newdir != NULL)
-		p->dir = qmgr_batch_dir(r->batch, newdir);
-	switch (res) {
-	case MAILDIR_DELIVERED:
-		set_result(p, QO_SENT, "maildir", xstrdup("delivered to maildir"));
-		break;
-	case MAILDIR_ALREADY:
-		set_result(p, QO_SENT, "maildir",
-			   xstrdup("delivered to maildir by an earlier attempt"));
-		break;
-	case MAILDIR_TEMPFAIL:
-		set_result(p, QO_TEMP, "maildir", err);
-		break;
-	case MAILDIR_PERMFAIL:
-		set_result(p, QO_PERM, "maildir", err);
-		break;
-	}
-}
-
 /* Route and deliver one final mailbox, once per message. */
 static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 {
@@ -144,7 +112,7 @@ static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 	else if (!recipients_is_user(r->q->tables, final))
 		set_result(p, QO_PERM, "local", xstrdup("5.1.1 unknown user"));
 	else
-		deliver_maildir(r, p);
+		qmgr_local_deliver(r, p);
 }
 
 /* Expansion failures apply to the recipient itself. */
@@ -201,6 +169,32 @@ static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
 	free(dest);
 }
 
+/* The writer holds the lock on its file from creation to the end of its
+ * commit: wait for it. A file it had to take back (the fsync of queue/
+ * failed) is unlinked before the lock is released: it is gone. */
+static bool lock_message(struct qmgr_run *r)
+{
+	struct qmgr *q = r->q;
+	struct stat st;
+
+	if (flock(r->fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			log_error("%s: lock %s: %s", r->e->id, r->path, strerror(errno));
+			qmgr_defer(q, r->e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
+			return false;
+		}
+		log_debug("%s: commit in progress, trying again shortly", r->e->id);
+		qmgr_defer(q, r->e, qmgr_now_us() + QMGR_BUSY_RETRY_US);
+		return false;
+	}
+	if (fstat(r->fd, &st) == 0 && st.st_nlink == 0) {
+		log_debug("%s: taken back by its writer", r->e->id);
+		qmgr_forget(q, r->e);
+		return false;
+	}
+	return true;
+}
+
 /* Open and validate; false if there is nothing to deliver now. */
 static bool open_message(struct qmgr_run *r)
 {
@@ -221,6 +215,8 @@ static bool open_message(struct qmgr_run *r)
 		}
 		return false;
 	}
+	if (!lock_message(r))
+		return false;
 	int rc = qf_read(r->fd, &r->msg, &err);
 	if (rc == 0 && strcmp(r->msg.id, e->id) != 0) {
 		rc = QF_ERR_CORRUPT;
@@ -245,6 +241,7 @@ bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
 	r->e = e;
 	r->batch = batch;
 	r->fd = -1;
+	r->ro_fd = -1;
 	r->now_us = qmgr_now_us();
 	if (!open_message(r))
 		return false;
@@ -271,7 +268,10 @@ void qmgr_run_free(struct qmgr_run *r)
 	qf_msg_free(&r->msg);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->ro_fd >= 0)
+		close(r->ro_fd);
 	free(r->path);
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
+	r->ro_fd = -1;
 }

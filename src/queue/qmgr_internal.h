@@ -22,6 +22,9 @@
 #define QMGR_STALE_INCOMING_SECS (2 * 3600)
 /* Wait this long before re-reading a file the disk failed to give us. */
 #define QMGR_IO_RETRY_SECS 60
+/* Try again this soon when a queue file is still locked by its writer
+ * (its commit is in progress). */
+#define QMGR_BUSY_RETRY_US 200000
 
 enum qmgr_state {
 	QE_NEW,      /* just added, not yet placed */
@@ -45,6 +48,10 @@ struct qmgr {
 	const struct config *cfg;
 	const struct recipient_tables *tables;
 	int notify_fd;
+	int agent_fd;        /* socket to the local delivery agent; -1 once lost */
+	pid_t agent_pid;
+	uint32_t agent_seq;  /* sequence number of the last request */
+	bool agent_lost;     /* died or broke the protocol: finish the batch, exit */
 	unsigned char notify_buf[QF_NOTIFY_LEN];
 	size_t notify_have;
 	char *dir_incoming;
@@ -66,18 +73,19 @@ struct qmgr_pair {
 	enum qmgr_outcome kind;
 	char *reason;       /* "delivered to maildir", "5.1.1 unknown user"... */
 	const char *relay;  /* "maildir" or "none" */
-	size_t dir;         /* new/ folder to fsync: batch index + 1, 0 none */
+	size_t dir;         /* new/ folder to fsync: the agent's number, 0 none */
 };
 
 /* Messages delivered together: every copy is linked into new/, then each
- * new/ folder touched is fsync'ed once, then the recipients are marked. */
+ * new/ folder touched is fsync'ed once, then the recipients are marked.
+ * A batch also ends once its copies touched QMGR_BATCH_FOLDERS folders,
+ * well below the agent's LOCAL_FOLDERS_MAX. */
 #define QMGR_BATCH_MAX 64
+#define QMGR_BATCH_FOLDERS 4096
 
 struct qmgr_batch {
-	hashmap_t dir_index; /* new/ path -> index + 1 */
-	char **dirs;         /* distinct new/ folders touched */
-	char **dir_errors;   /* per folder: NULL, or why its fsync failed */
-	size_t dir_count, dir_cap;
+	size_t dir_count;  /* new/ folders the agent numbered, 1..dir_count */
+	char **dir_errors; /* per folder: NULL, or why its fsync failed */
 };
 
 /* One delivery attempt of one message. */
@@ -86,7 +94,8 @@ struct qmgr_run {
 	struct qmgr_batch *batch;
 	struct qmgr_entry *e;
 	char *path;
-	int fd;
+	int fd;            /* the queue file, read-write, locked */
+	int ro_fd;         /* the same file read-only, for the agent; -1 until needed */
 	struct qf_msg msg;
 	uint32_t attempt;  /* number of this attempt, 1 = first */
 	uint64_t now_us;   /* when this attempt started */
@@ -120,8 +129,20 @@ void qmgr_read_notify(struct qmgr *q);
 
 /* qmgr_batch.c: deliver up to QMGR_BATCH_MAX ready messages together. */
 void qmgr_deliver_ready(struct qmgr *q);
-/* qmgr_batch.c: index + 1 of folder newdir in the batch (taken over). */
-size_t qmgr_batch_dir(struct qmgr_batch *b, char *newdir);
+
+/* qmgr_local.c: the client side of the local delivery agent protocol
+ * (local_proto.h). Any failure of the agent marks it lost (logged once,
+ * the agent killed): the requests then fail temporarily. */
+/* HELLO: hand over the spool lock; -1 if the agent is already lost. */
+int qmgr_local_hello(struct qmgr *q, int lock_fd);
+/* One copy of r's message for p->final; sets p's outcome and folder. */
+void qmgr_local_deliver(struct qmgr_run *r, struct qmgr_pair *p);
+/* SYNC: fill b->dir_errors for the folders 1..b->dir_count. */
+void qmgr_local_sync(struct qmgr *q, struct qmgr_batch *b);
+/* The agent socket reported something while no request was open. */
+void qmgr_local_unexpected(struct qmgr *q);
+/* Close the socket and reap the agent (bounded wait, then SIGKILL). */
+void qmgr_local_stop(struct qmgr *q);
 
 /* qmgr_deliver.c: the first half of one delivery attempt: open the file
  * and write every pending recipient's copies, linked into new/ but not yet

@@ -3,7 +3,9 @@
  * pipe (fast path, one 32-byte record per committed message) and full
  * scans of queue/ and deferred/ (at start-up, then every
  * queue_scan_interval seconds, catching anything the pipe missed). A scan
- * also removes incoming/ files left by receivers that died.
+ * also removes incoming/ files left by receivers that died: untouched for
+ * two hours and not locked (a live receiver holds the lock on its file
+ * however slow it is, see queue_writer.c).
  *
  * RFCs: none. Untrusted input: file names in the spool and records from
  * the notify pipe (written by smtp workers, which parse network input):
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +70,42 @@ static void scan_folder(struct qmgr *q, const char *path, bool deferred,
 			 startup ? "recovered" : "found without notification");
 }
 
-/* Remove incoming/ files whose receiver died (not touched for 2 hours). */
+/* Is incoming/NAME stale: a regular file, untouched since before limit? */
+static bool stale(int dirfd, const char *name, uint64_t limit, struct stat *st)
+{
+	return fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st->st_mode) && mtime_us(st) < limit;
+}
+
+/* Remove one stale incoming file if no receiver holds its lock; the
+ * checks are repeated under the lock, on the same file. */
+static void remove_if_abandoned(int dirfd, const char *name, uint64_t limit)
+{
+	struct stat before, st;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return; /* gone meanwhile */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_debug("%s: incoming file untouched for long, but its receiver is alive",
+			  name);
+		close(fd);
+		return;
+	}
+	if (fstat(fd, &st) == 0 && stale(dirfd, name, limit, &before) &&
+	    before.st_ino == st.st_ino && before.st_dev == st.st_dev) {
+		if (unlinkat(dirfd, name, 0) == 0)
+			log_info("%s: removed stale incoming file (receiver died before "
+				 "commit, never acknowledged)", name);
+		else
+			log_warn("%s: cannot remove stale incoming file: %s", name,
+				 strerror(errno));
+	}
+	close(fd);
+}
+
+/* Remove incoming/ files whose receiver died (not touched for 2 hours,
+ * not locked). */
 static void clean_incoming(struct qmgr *q)
 {
 	DIR *dir = opendir(q->dir_incoming);
@@ -80,16 +118,8 @@ static void clean_incoming(struct qmgr *q)
 	}
 	while ((de = readdir(dir)) != NULL) {
 		struct stat st;
-		if (de->d_name[0] == '.' ||
-		    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || mtime_us(&st) >= limit)
-			continue;
-		if (unlinkat(dirfd(dir), de->d_name, 0) == 0)
-			log_info("%s: removed stale incoming file (receiver died before "
-				 "commit, never acknowledged)", de->d_name);
-		else
-			log_warn("%s: cannot remove stale incoming file: %s",
-				 de->d_name, strerror(errno));
+		if (de->d_name[0] != '.' && stale(dirfd(dir), de->d_name, limit, &st))
+			remove_if_abandoned(dirfd(dir), de->d_name, limit);
 	}
 	closedir(dir);
 }

@@ -34,9 +34,13 @@ bool queue_id_valid(const char *text);
 /* Arrival time encoded in the id, in microseconds since the epoch. */
 uint64_t queue_id_time_us(const char *id);
 
-/* Create spool_dir and incoming/, queue/, deferred/, hold/, quarantine/,
- * corrupt/ (unreadable queue files are moved there) if missing, 0700.
- * Returns 0, or -1 with a malloc'ed *err_r. */
+/* The spool's subfolders: incoming, queue, deferred, hold, quarantine,
+ * corrupt (unreadable queue files are moved there). */
+#define QUEUE_SUBDIR_COUNT 6
+extern const char *const queue_subdirs[QUEUE_SUBDIR_COUNT];
+
+/* Create spool_dir and each of queue_subdirs if missing, 0700, as the
+ * calling process. Returns 0, or -1 with a malloc'ed *err_r. */
 int queue_dirs_create(const char *spool_dir, char **err_r);
 
 /* What the smtp worker knows when DATA/BDAT starts. */
@@ -56,9 +60,10 @@ struct queue_writer;
 /*
  * Start a new message under id (from queue_id_new(), allocated when the
  * transaction started at MAIL so that every log line of the transaction
- * carries it): create incoming/<id> with O_EXCL and write the envelope
- * records. Returns NULL with a malloc'ed *err_r on failure (the caller
- * answers 451 4.3.0).
+ * carries it): create incoming/<id> with O_EXCL, lock it (flock LOCK_EX,
+ * held until the commit or abort is over) and write the envelope records.
+ * Returns NULL with a malloc'ed *err_r on failure (the caller answers
+ * 451 4.3.0).
  */
 struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 				       const struct queue_envelope *env,
@@ -72,8 +77,9 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 uint64_t queue_writer_size(const struct queue_writer *w);
 /*
  * Finish: flush, write the end record, fsync the file, rename it into
- * queue/ and fsync queue/. Frees w. Returns 0 once the message is durable;
- * -1 with a malloc'ed *err_r otherwise (the file is removed).
+ * queue/ and fsync queue/. Frees w (and so releases the lock). Returns 0
+ * once the message is durable; -1 with a malloc'ed *err_r otherwise (the
+ * file is removed, before the lock is released).
  */
 int queue_writer_commit(struct queue_writer **w, char **err_r);
 /* Drop an unfinished message: unlink incoming/<id> and free *w. */

@@ -87,18 +87,18 @@ uint64_t queue_id_time_us(const char *id)
 	return v;
 }
 
+const char *const queue_subdirs[QUEUE_SUBDIR_COUNT] = {
+	"incoming", "queue", "deferred", "hold", "quarantine", "corrupt",
+};
+
 int queue_dirs_create(const char *spool_dir, char **err_r)
 {
-	static const char *const subdirs[] = {
-		"incoming", "queue", "deferred", "hold", "quarantine", "corrupt",
-	};
-
 	if (mkdir_p(spool_dir, 0700) < 0) {
 		*err_r = qf_errf("create %s: %s", spool_dir, strerror(errno));
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-		char *path = path_join(spool_dir, subdirs[i]);
+	for (size_t i = 0; i < QUEUE_SUBDIR_COUNT; i++) {
+		char *path = path_join(spool_dir, queue_subdirs[i]);
 		int rc = mkdir(path, 0700);
 		if (rc < 0 && errno != EEXIST) {
 			*err_r = qf_errf("create %s: %s", path, strerror(errno));

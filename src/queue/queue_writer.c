@@ -10,6 +10,13 @@
  * reader would refuse are refused here, so that a committed file always
  * reads back. Privilege: unprivileged smtp worker (also the queue manager,
  * which writes bounces through this writer).
+ *
+ * The writer holds flock(LOCK_EX) on its file from creation to the end of
+ * the commit, so the queue manager can tell a file whose commit is still
+ * in progress (it retries shortly) from a committed one, and the clean-up
+ * of incoming/ never removes the file of a receiver that is alive, however
+ * slow. A commit that fails after the rename (the fsync of queue/) removes
+ * queue/ID before it lets the lock go.
  */
 #include "queue.h"
 
@@ -18,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "../lib/safeio.h"
@@ -179,6 +187,16 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 		writer_free(w);
 		return NULL;
 	}
+	/* Only the clean-up of incoming/ may hold it, for an instant. */
+	int locked;
+	do {
+		locked = flock(w->fd, LOCK_EX);
+	} while (locked < 0 && errno == EINTR);
+	if (locked < 0) {
+		*err_r = qf_errf("lock %s: %s", w->incoming_path, strerror(errno));
+		queue_writer_abort(&w);
+		return NULL;
+	}
 	buf_t env_buf = BUF_INIT;
 	encode_envelope(&env_buf, id, env, &w->content_len_off);
 	int rc = writer_put(w, env_buf.data, env_buf.len);
@@ -264,7 +282,9 @@ int queue_writer_commit(struct queue_writer **wp, char **err_r)
 		return -1;
 	}
 	if (fsync_dir(w->queue_dir) < 0) {
-		/* Not durable: take it back rather than acknowledge it. */
+		/* Not durable: take it back rather than acknowledge it. The
+		 * lock is still held, so the queue manager has not started on
+		 * it and will find it gone. */
 		*err_r = qf_errf("fsync %s: %s", w->queue_dir, strerror(errno));
 		unlink(w->queue_path);
 		writer_free(w);

@@ -1,37 +1,40 @@
 /*
  * master.c - the supervisor of "postern serve" (see server.h). The only
  * code that may run as root: it binds the listeners, reads the tables and
- * the TLS key, prepares the spool, forks the roles (which drop privileges
- * at once), restarts a role that dies, and handles SIGTERM (graceful
- * drain), SIGINT (the same) and SIGHUP (reload: a new generation starts,
- * the old smtp workers get SIGUSR2 and retire once their sessions end).
+ * the TLS key, creates spool_dir and mail_root, checks as each role's
+ * account that the role can work (preflight.c), forks the roles (which
+ * switch accounts at once, privsep.c), restarts a role that dies, and
+ * handles SIGTERM (graceful drain), SIGINT (the same) and SIGHUP (reload:
+ * a new generation starts, the old smtp workers get SIGUSR2 and retire
+ * once their sessions end).
+ *
+ * RFCs: none. Untrusted input: none is parsed here; the spool and
+ * mail_root belong to the roles, so root only creates those two folders
+ * and never follows or changes anything inside them. Privilege: root (or
+ * the invoking user).
  */
 #include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
-#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../queue/local.h"
 #include "../queue/qmgr.h"
-#include "../queue/queue.h"
 #include "../smtp/tls.h"
+#include "preflight.h"
+#include "privsep.h"
 
 #define MAX_CHILDREN 512
 #define BIND_RETRY_SECONDS 10
@@ -49,12 +52,14 @@ struct child {
 struct generation {
 	unsigned number;
 	struct config cfg;
+	struct privsep ps;
 	struct recipient_tables *rcpt;
 	SSL_CTX *tls_ctx;
 };
 
 struct master {
 	const char *config_path;
+	pid_t pid; /* the supervisor's own, for the children's death signal */
 	int *listen_fds;
 	size_t listen_count;
 	int notify_pipe[2];
@@ -71,22 +76,30 @@ static void generation_free(struct generation **gp)
 	if (g == NULL)
 		return;
 	config_free(&g->cfg);
+	privsep_free(&g->ps);
 	recipients_free(&g->rcpt);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
 }
 
-/* Read config, tables and TLS key; NULL after printing the problems. */
+/* Read config, accounts, tables and TLS key; NULL after printing the
+ * problems. */
 static struct generation *generation_load(const char *path, unsigned number)
 {
 	struct generation *g = xcalloc(1, sizeof(*g));
+	struct recipients_owner owner;
 	g->number = number;
 	if (config_load(path, &g->cfg, stderr) < 0) {
 		free(g);
 		return NULL;
 	}
-	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file, stderr);
+	if (privsep_resolve(&g->cfg, &g->ps, stderr) > 0) {
+		generation_free(&g);
+		return NULL;
+	}
+	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
+				  privsep_mailbox_owner(&g->ps, &owner), stderr);
 	if (g->rcpt == NULL) {
 		generation_free(&g);
 		return NULL;
@@ -104,65 +117,16 @@ static struct generation *generation_load(const char *path, unsigned number)
 	return g;
 }
 
-int privileges_drop(const struct config *cfg)
+/* Before a generation starts: the descriptor limit, spool_dir and
+ * mail_root, and every folder each role needs, checked as its account. */
+static int generation_check(const struct generation *g)
 {
-	if (getuid() != 0 || cfg->user[0] == '\0')
-		return 0;
-	struct passwd *pw = getpwnam(cfg->user);
-	if (pw == NULL) {
-		fprintf(stderr, "postern: user \"%s\" does not exist\n", cfg->user);
-		return -1;
-	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "postern: cannot become user %s: %s\n", cfg->user, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		fprintf(stderr, "postern: could regain root after dropping privileges\n");
-		return -1;
-	}
-	return 0;
-}
+	int problems = preflight_fd_limit(&g->cfg, true, stderr) < 0;
 
-/* Create spool and mail_root, owned by the unprivileged user when root. */
-static int prepare_dirs(const struct config *cfg)
-{
-	char *err = NULL;
-	if (mkdir_p(cfg->spool_dir, 0700) < 0 || mkdir_p(cfg->mail_root, 0700) < 0) {
-		log_error("cannot create %s or %s: %s", cfg->spool_dir, cfg->mail_root, strerror(errno));
-		return -1;
-	}
-	if (getuid() == 0 && cfg->user[0] != '\0') {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (pw == NULL) {
-			log_error("user \"%s\" does not exist (create it, or set user =)", cfg->user);
-			return -1;
-		}
-		if (chown(cfg->spool_dir, pw->pw_uid, pw->pw_gid) < 0 ||
-		    chown(cfg->mail_root, pw->pw_uid, pw->pw_gid) < 0) {
-			log_error("cannot chown spool or mail_root: %s", strerror(errno));
-			return -1;
-		}
-	}
-	/* The queue subdirectories are made by the unprivileged roles'
-	 * owner: create them here and hand them over too. */
-	if (queue_dirs_create(cfg->spool_dir, &err) < 0) {
-		log_error("spool %s: %s", cfg->spool_dir, err);
-		free(err);
-		return -1;
-	}
-	if (getuid() == 0 && cfg->user[0] != '\0') {
-		struct passwd *pw = getpwnam(cfg->user);
-		static const char *const subdirs[] = { "incoming", "queue", "deferred", "hold",
-						       "quarantine", "corrupt", NULL };
-		for (const char *const *d = subdirs; *d != NULL; d++) {
-			char *p = path_join(cfg->spool_dir, *d);
-			if (chown(p, pw->pw_uid, pw->pw_gid) < 0 && errno != ENOENT)
-				log_warn("cannot chown %s: %s", p, strerror(errno));
-			free(p);
-		}
-	}
-	return 0;
+	problems += preflight_make_roots(&g->cfg, &g->ps, stderr);
+	if (problems == 0)
+		problems += preflight_check_folders(&g->cfg, &g->ps, true, stderr);
+	return problems == 0 ? 0 : -1;
 }
 
 static int bind_one(const struct listen_addr *la)
@@ -227,21 +191,6 @@ static int open_notify_pipe(struct master *m)
 	return 0;
 }
 
-/* Thousands of sessions per worker need as many descriptors: raise the
- * soft limit to the hard one and say so if that is still too low. */
-static void raise_fd_limit(const struct config *cfg)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	rl.rlim_cur = rl.rlim_max;
-	setrlimit(RLIMIT_NOFILE, &rl);
-	if (rl.rlim_cur < cfg->worker_connections + 64)
-		log_warn("open file limit %llu is below worker_connections %llu",
-			 (unsigned long long)rl.rlim_cur,
-			 (unsigned long long)cfg->worker_connections);
-}
-
 static size_t worker_count(const struct config *cfg)
 {
 	if (cfg->workers != 0)
@@ -250,28 +199,65 @@ static size_t worker_count(const struct config *cfg)
 	return n > 0 ? (size_t)n : 1;
 }
 
+/* The queue manager and its local delivery agent. Still root here: make
+ * the socket pair, fork the agent (it becomes mail_owner), then become
+ * user and run the queue manager with the other end. */
+static NORETURN void run_qmgr_pair(struct master *m)
+{
+	struct generation *g = m->current;
+	int sv[2];
+
+	log_set_role("qmgr");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[1]);
+	if (g->tls_ctx != NULL)
+		SSL_CTX_free(g->tls_ctx); /* neither process needs the key */
+	g->tls_ctx = NULL;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("local delivery agent: socketpair: %s", strerror(errno));
+		_exit(1);
+	}
+	pid_t qmgr_pid = getpid();
+	pid_t agent = fork();
+	if (agent == 0) {
+		log_set_role("local");
+		close(sv[0]);
+		close(m->notify_pipe[0]);
+		/* Driven by its queue manager: it stops when that one does. */
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, qmgr_pid) < 0)
+			_exit(1);
+		_exit(local_main(&g->cfg, g->rcpt, sv[1]));
+	}
+	close(sv[1]);
+	if (agent < 0) {
+		log_error("local delivery agent: fork: %s", strerror(errno));
+		_exit(1);
+	}
+	struct qmgr_agent link = { sv[0], agent };
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
+		kill(agent, SIGKILL);
+		_exit(1);
+	}
+	_exit(qmgr_main(&g->cfg, g->rcpt, m->notify_pipe[0], &link));
+}
+
 /* In the child: become the role. Never returns. */
 static NORETURN void run_role(struct master *m, enum role role)
 {
 	struct generation *g = m->current;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-	if (privileges_drop(&g->cfg) < 0)
+	if (role == ROLE_QMGR)
+		run_qmgr_pair(m);
+	log_set_role("smtp");
+	close(m->notify_pipe[0]);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
-	int rc;
-	if (role == ROLE_QMGR) {
-		log_set_role("qmgr");
-		for (size_t i = 0; i < m->listen_count; i++)
-			close(m->listen_fds[i]);
-		close(m->notify_pipe[1]);
-		rc = qmgr_main(&g->cfg, g->rcpt, m->notify_pipe[0]);
-	} else {
-		log_set_role("smtp");
-		close(m->notify_pipe[0]);
-		rc = smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, m->listen_fds,
-				      m->listen_count, m->notify_pipe[1]);
-	}
-	_exit(rc);
+	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, m->listen_fds,
+			       m->listen_count, m->notify_pipe[1]));
 }
 
 static void spawn(struct master *m, enum role role)
@@ -352,7 +338,8 @@ static void reload(struct master *m)
 		log_error("reload: configuration has errors, keeping the running one");
 		return;
 	}
-	if (prepare_dirs(&g->cfg) < 0) {
+	if (generation_check(g) < 0) {
+		log_error("reload: the new configuration cannot work, keeping the running one");
 		generation_free(&g);
 		return;
 	}
@@ -419,16 +406,19 @@ static int supervise(struct master *m)
 
 int master_main(const char *config_path)
 {
-	struct master m = { .config_path = config_path };
+	struct master m = { .config_path = config_path, .pid = getpid() };
 	sigset_t set;
 	log_set_role("master");
 	m.current = generation_load(config_path, 1);
 	if (m.current == NULL)
 		return 1;
 	log_set_level(m.current->cfg.log_level);
-	raise_fd_limit(&m.current->cfg);
-	if (prepare_dirs(&m.current->cfg) < 0 || bind_listeners(&m) < 0 ||
-	    open_notify_pipe(&m) < 0) {
+	if (generation_check(m.current) < 0) {
+		log_error("postern cannot work with this configuration: not starting");
+		generation_free(&m.current);
+		return 1;
+	}
+	if (bind_listeners(&m) < 0 || open_notify_pipe(&m) < 0) {
 		generation_free(&m.current);
 		return 1;
 	}
@@ -439,10 +429,11 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
-	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s",
-		 m.current->cfg.hostname, recipients_user_count(m.current->rcpt),
-		 recipients_alias_count(m.current->rcpt), worker_count(&m.current->cfg),
-		 m.current->tls_ctx != NULL ? "yes" : "no");
+	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
+		 "user=%s mail_owner=%s", m.current->cfg.hostname,
+		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
+		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
+		 m.current->ps.user.name, m.current->ps.mail_owner.name);
 	spawn_generation(&m);
 	int rc = supervise(&m);
 	close_listeners(&m);

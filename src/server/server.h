@@ -3,18 +3,33 @@
  *
  * The supervisor (master.c) starts as root or as the current user: it
  * reads the configuration, the user and alias tables and the TLS key,
- * binds the listeners, creates the spool, and forks the roles, which drop
- * to the unprivileged `user` at once:
+ * binds the listeners, creates spool_dir and mail_root, checks as each
+ * role's account that the role can work (preflight.c), and forks the
+ * roles, which switch accounts at once and become non-dumpable
+ * (privsep.c):
  *
- *   supervisor ──fork──▶ smtp worker × N   (listeners, notify pipe: write end)
- *              └─fork──▶ queue manager     (notify pipe: read end)
+ *   supervisor (root)
+ *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end
+ *     └─fork─▶ queue manager (user)         notify pipe: read end
+ *                └─fork─▶ local delivery agent (mail_owner)
+ *                           socket pair with the queue manager
  *
- * That is the whole map of who talks to whom: the smtp workers hand
- * accepted messages over through files in the spool plus a 32-byte record
- * on the notify pipe; nothing else crosses between processes. The
- * supervisor restarts a role that dies, forwards SIGTERM for a graceful
- * drain, and on SIGHUP re-reads everything and replaces the roles with a
- * new generation while the old one finishes its sessions.
+ * (The local agent is forked while its parent is still root, then each
+ * side switches to its own account.) That is the whole map of who talks
+ * to whom: the smtp workers hand accepted messages over through files in
+ * the spool plus a 32-byte record on the notify pipe; the queue manager
+ * asks the agent, over an AF_UNIX SOCK_SEQPACKET pair, to write each copy
+ * into a Maildir and to sync the new/ folders (typed messages, queue file
+ * passed as a read-only descriptor, src/queue/local_proto.h); nothing
+ * else crosses between processes. Only the agent can open a mailbox; the
+ * processes that parse network input hold no password hash (the users
+ * table keeps addresses only) and cannot read the users file.
+ *
+ * The supervisor restarts a role that dies (the queue manager exits when
+ * its agent dies, so the pair restarts together), forwards SIGTERM for a
+ * graceful drain, and on SIGHUP re-reads and re-checks everything and
+ * replaces the roles with a new generation while the old one finishes its
+ * sessions.
  */
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
@@ -32,9 +47,5 @@ int master_main(const char *config_path);
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		     SSL_CTX *tls_ctx, const int *listen_fds, size_t listen_count,
 		     int notify_fd);
-
-/* Drop root privileges to cfg->user (no-op when not root or user is "").
- * Returns -1 with a message on stderr if that fails. */
-int privileges_drop(const struct config *cfg);
 
 #endif

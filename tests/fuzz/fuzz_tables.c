@@ -1,7 +1,7 @@
 /*
  * fuzz_tables.c - libFuzzer target for the users (passwd-file) and aliases
- * parsers and alias expansion (file input). The input is split at the
- * first NUL: users before it, aliases after.
+ * parsers, the uid/gid field check, and alias expansion (file input). The
+ * input is split at the first NUL: users before it, aliases after.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      : memfile((const uint8_t *)"", 0, apath, sizeof(apath));
 	if (ufd >= 0 && afd >= 0) {
 		FILE *devnull = fopen("/dev/null", "w");
-		struct recipient_tables *t = recipients_load(upath, apath, devnull);
+		static const struct recipients_owner owner = { "mail_owner vmail", 5000, 5000 };
+		struct recipient_tables *t = recipients_load(upath, apath, &owner, devnull);
 		if (t != NULL) {
 			strlist_t out = { 0 };
 			recipients_expand(t, "a@b.test", &out);

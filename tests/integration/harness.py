@@ -226,13 +226,18 @@ class PosternServer:
         self.port = free_port()
         self.port6 = free_port(socket.AF_INET6) if ipv6 else None
         self.proc = None
+        self.command_prefix = []  # e.g. ["prlimit", "--nofile=256:256"]
         self.exit_codes = []
         self.users = list(DEFAULT_USERS if users is None else users)
         self.aliases = dict(DEFAULT_ALIASES if aliases is None else aliases)
         self.settings = {
             "hostname": HOSTNAME,
             "listen": self.listen_text(),
+            # Root: the roles run as nobody, local delivery as Debian's
+            # "mail" account (it always exists), so the harness needs no
+            # account of its own. Not root: everything runs as the caller.
             "user": "nobody" if IS_ROOT else "",
+            "mail_owner": "mail" if IS_ROOT else "",
             "workers": "2",
             "spool_dir": "spool",
             "mail_root": "mail",
@@ -273,7 +278,11 @@ class PosternServer:
             f.write("\n".join(lines) + "\n" + extra_text)
 
     def write_users(self):
-        with open(self.users_path, "w", encoding="utf-8") as f:
+        # Mode 0600 as postern recommends: it holds password hashes, and
+        # the roles must not be able to read it.
+        fd = os.open(self.users_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             for u in self.users:
                 f.write("%s:{PLAIN}secret::::::\n" % _addr(u))
 
@@ -299,7 +308,7 @@ class PosternServer:
             log.write(("--- test harness: start %s ---\n" % time.strftime("%H:%M:%S")).encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [POSTERN_BIN, "serve", "-c", self.conf_path],
+                self.command_prefix + [POSTERN_BIN, "serve", "-c", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, cwd=self.dir, preexec_fn=self._limits)
         _live_servers.add(self)
@@ -323,6 +332,26 @@ class PosternServer:
     def _limits(self):
         if self.nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def serve_refused(self, timeout=None):
+        """Run "postern serve" expecting it to refuse to start: return
+        (exit status, what it logged). If it is still running after
+        timeout seconds it is killed and the test fails."""
+        timeout = timeout if timeout is not None else scaled(15)
+        offset = self.log_size()
+        with open(self.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                self.command_prefix + [POSTERN_BIN, "serve", "-c", self.conf_path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, cwd=self.dir)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its children share the group
+            proc.wait()
+            raise AssertionError("postern started although it should have refused; log:\n"
+                                 + self.log_since(offset))
+        return rc, self.log_since(offset)
 
     def _greets(self, family, host, port):
         try:

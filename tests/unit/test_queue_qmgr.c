@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +32,7 @@
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
 #include "mail/recipients.h"
+#include "queue/local.h"
 #include "queue/maildir.h"
 #include "queue/qmgr.h"
 #include "queue/qmgr_internal.h"
@@ -74,7 +76,8 @@ static int setup(void **state)
 			  "loop1@example.test: loop2@example.test\n"
 			  "loop2@example.test: loop1@example.test\n"
 			  "mixed@example.test: alice@example.test, far@remote.test\n");
-	f->tables = recipients_load(users, aliases, stderr);
+	struct recipients_owner owner = { "the test user", getuid(), getgid() };
+	f->tables = recipients_load(users, aliases, &owner, stderr);
 	assert_non_null(f->tables);
 	free(users);
 	free(aliases);
@@ -118,6 +121,24 @@ static int teardown(void **state)
 
 /* ---- running the queue manager ---------------------------------------------- */
 
+/* The queue manager and its local delivery agent, as the supervisor
+ * starts them but without switching accounts. */
+static NORETURN void run_qmgr_pair(struct fixture *f, bool use_notify)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		_exit(2);
+	pid_t agent = fork();
+	if (agent == 0) {
+		close(sv[0]);
+		_exit(local_main(&f->cfg, f->tables, sv[1]));
+	}
+	close(sv[1]);
+	struct qmgr_agent link = { sv[0], agent };
+	_exit(qmgr_main(&f->cfg, f->tables, use_notify ? f->notify[0] : -1, &link));
+}
+
 static void start_qmgr(struct fixture *f, bool use_notify)
 {
 	fflush(NULL);
@@ -127,7 +148,7 @@ static void start_qmgr(struct fixture *f, bool use_notify)
 		int fd = open(f->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0)
 			dup2(fd, STDERR_FILENO);
-		_exit(qmgr_main(&f->cfg, f->tables, use_notify ? f->notify[0] : -1));
+		run_qmgr_pair(f, use_notify);
 	}
 }
 
@@ -448,47 +469,6 @@ static void test_recovery_without_duplicate(void **state)
 	buf_free(&rel);
 }
 
-static void test_corrupt_and_stale(void **state)
-{
-	struct fixture *f = *state;
-	char *bad = fpath(f, "spool/queue/0000000000001000001");
-	char *stale = fpath(f, "spool/incoming/0000000000002000002");
-	char *fresh = fpath(f, "spool/incoming/0000000000003000003");
-	struct timespec old[2] = { { time(NULL) - 3 * 3600, 0 },
-				   { time(NULL) - 3 * 3600, 0 } };
-	struct stat st;
-
-	put_file(bad, "this is not a queue file\n");
-	put_file(stale, "half a message");
-	put_file(fresh, "a message being received");
-	assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
-	start_qmgr(f, true);
-	wait_idle(f);
-	stop_qmgr(f);
-	assert_int_equal(count_files(f, "spool/corrupt"), 1);
-	assert_int_equal(stat(stale, &st), -1);
-	assert_int_equal(stat(fresh, &st), 0);
-	assert_log(f, "0000000000001000001: corrupt queue file moved to");
-	assert_log(f, "removed stale incoming file");
-	free(bad);
-	free(stale);
-	free(fresh);
-}
-
-static void test_scan_finds_unnotified(void **state)
-{
-	struct fixture *f = *state;
-
-	f->cfg.queue_scan_interval = 1;
-	start_qmgr(f, false);
-	usleep(100000);
-	queue_msg(f, "sender@remote.test", "bob@example.test", false);
-	wait_idle(f);
-	stop_qmgr(f);
-	assert_int_equal(mail_count(f, "bob", "new"), 1);
-	assert_log(f, "found without notification");
-}
-
 /* Another process holds the spool lock until killed. */
 static pid_t hold_lock(const char *lock_path)
 {
@@ -511,6 +491,57 @@ static pid_t hold_lock(const char *lock_path)
 	assert_int_equal(read(ready[0], &c, 1), 1);
 	close(ready[0]);
 	return pid;
+}
+
+static void test_corrupt_and_stale(void **state)
+{
+	struct fixture *f = *state;
+	char *bad = fpath(f, "spool/queue/0000000000001000001");
+	char *stale = fpath(f, "spool/incoming/0000000000002000002");
+	char *fresh = fpath(f, "spool/incoming/0000000000003000003");
+	struct timespec old[2] = { { time(NULL) - 3 * 3600, 0 },
+				   { time(NULL) - 3 * 3600, 0 } };
+	struct stat st;
+
+	char *slow = fpath(f, "spool/incoming/0000000000004000004");
+
+	put_file(bad, "this is not a queue file\n");
+	put_file(stale, "half a message");
+	put_file(fresh, "a message being received");
+	assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
+	/* Untouched for as long, but its receiver is alive: it holds the
+	 * lock, as the queue writer does until its commit is over. */
+	pid_t receiver = hold_lock(slow);
+	assert_int_equal(utimensat(AT_FDCWD, slow, old, 0), 0);
+	start_qmgr(f, true);
+	wait_idle(f);
+	stop_qmgr(f);
+	kill(receiver, SIGKILL);
+	waitpid(receiver, NULL, 0);
+	assert_int_equal(count_files(f, "spool/corrupt"), 1);
+	assert_int_equal(stat(stale, &st), -1);
+	assert_int_equal(stat(fresh, &st), 0);
+	assert_int_equal(stat(slow, &st), 0);
+	free(slow);
+	assert_log(f, "0000000000001000001: corrupt queue file moved to");
+	assert_log(f, "removed stale incoming file");
+	free(bad);
+	free(stale);
+	free(fresh);
+}
+
+static void test_scan_finds_unnotified(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cfg.queue_scan_interval = 1;
+	start_qmgr(f, false);
+	usleep(100000);
+	queue_msg(f, "sender@remote.test", "bob@example.test", false);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	assert_log(f, "found without notification");
 }
 
 static void test_lock_waits_for_older_manager(void **state)

@@ -1,6 +1,7 @@
 /*
- * test_tables.c - mynetworks matching, users/aliases files, alias
- * expansion (lists, duplicates, loops) and the relay decision.
+ * test_tables.c - mynetworks matching, users/aliases files (the uid and
+ * gid fields honoured or refused), alias expansion (lists, duplicates,
+ * loops) and the relay decision.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -62,10 +63,14 @@ static char *write_file(const char *name, const char *text)
 	return p;
 }
 
+/* The mailbox owner the tests load the users file for. */
+static const struct recipients_owner owner = { "mail_owner vmail", 5000, 5001 };
+
 static struct recipient_tables *tables(void)
 {
 	const char *users = write_file("users",
-		"# comment\nalice@example.test:{PLAIN}pw::::::\nBob@Example.test:{SHA512-CRYPT}$6$x:1:1::/home::\n"
+		"# comment\nalice@example.test:{PLAIN}pw::::::\n"
+		"Bob@Example.test:{SHA512-CRYPT}$6$x:5000:5001::/home::\n"
 		"admin@example.test:x\n");
 	const char *aliases = write_file("aliases",
 		"postmaster@example.test: admin@example.test\n"
@@ -73,7 +78,7 @@ static struct recipient_tables *tables(void)
 		"all@example.test: team@example.test, postmaster@example.test, remote@far.test\n"
 		"self@example.test: self@example.test, alice@example.test\n"
 		"loop1@example.test: loop2@example.test\nloop2@example.test: loop1@example.test\n");
-	return recipients_load(users, aliases, stderr);
+	return recipients_load(users, aliases, &owner, stderr);
 }
 
 static void test_users_and_aliases(void **state)
@@ -122,12 +127,59 @@ static void test_table_errors(void **state)
 	FILE *errors = fmemopen(err, sizeof(err), "w");
 	const char *users = write_file("users", "alice@example.test:x\nnodomain:x\nalice@example.test:y\n");
 	const char *aliases = write_file("aliases", "a@example.test:\nb@example.test bad\n");
-	assert_null(recipients_load(users, aliases, errors));
+	assert_null(recipients_load(users, aliases, &owner, errors));
 	fclose(errors);
 	assert_non_null(strstr(err, "users:2: user \"nodomain\" is not an address"));
 	assert_non_null(strstr(err, "users:3: user \"alice@example.test\" is listed twice"));
 	assert_non_null(strstr(err, "aliases:1: alias \"a@example.test\" has no targets"));
 	assert_non_null(strstr(err, "aliases:2: expected"));
+}
+
+/* uid/gid fields: empty or the owner's (number or name) are honoured,
+ * anything else is a FILE:LINE error, never ignored. */
+static void test_users_uid_gid(void **state)
+{
+	(void)state;
+	char err[4096] = "";
+	FILE *errors = fmemopen(err, sizeof(err), "w");
+	const char *users = write_file("users",
+		"a@example.test:{PLAIN}x:5000:5001::::\n"
+		"b@example.test:{PLAIN}x:5000\n"
+		"c@example.test:{PLAIN}x::5001\n"
+		"d@example.test:{PLAIN}x:1:5001::::\n"
+		"e@example.test:{PLAIN}x:5000:1::::\n"
+		"f@example.test:{PLAIN}x:root:::::\n"
+		"g@example.test:{PLAIN}x:no-such-user-here:::::\n"
+		"h@example.test:{PLAIN}x::no-such-group-here::::\n");
+	const char *aliases = write_file("aliases", "");
+	assert_null(recipients_load(users, aliases, &owner, errors));
+	fclose(errors);
+	assert_null(strstr(err, "users:1:"));
+	assert_null(strstr(err, "users:2:"));
+	assert_null(strstr(err, "users:3:"));
+	assert_non_null(strstr(err, "users:4: uid \"1\" is not the one of mail_owner vmail "
+				    "(uid 5000): postern writes every mailbox as mail_owner"));
+	assert_non_null(strstr(err, "users:5: gid \"1\" is not the one of mail_owner vmail "
+				    "(gid 5001)"));
+	assert_non_null(strstr(err, "users:6: uid \"root\" is not the one of"));
+	assert_non_null(strstr(err, "users:7: uid \"no-such-user-here\" is no user"));
+	assert_non_null(strstr(err, "users:8: gid \"no-such-group-here\" is no group"));
+
+	/* Names that resolve to the owner are honoured too. */
+	struct recipients_owner root_owner = { "mail_owner root", 0, 0 };
+	users = write_file("users", "a@example.test:{PLAIN}x:root:root::::\n"
+				    "b@example.test:{PLAIN}x:0:0\n");
+	aliases = write_file("aliases", "");
+	struct recipient_tables *t = recipients_load(users, aliases, &root_owner, stderr);
+	assert_non_null(t);
+	assert_int_equal(recipients_user_count(t), 2);
+	recipients_free(&t);
+	/* Owner unknown (already reported elsewhere): not compared. */
+	users = write_file("users", "a@example.test:{PLAIN}x:12:34\n");
+	aliases = write_file("aliases", "");
+	t = recipients_load(users, aliases, NULL, stderr);
+	assert_non_null(t);
+	recipients_free(&t);
 }
 
 static enum policy_verdict relay(struct policy_env *env, const char *client,
@@ -243,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_users_and_aliases),
 		cmocka_unit_test(test_expansion),
 		cmocka_unit_test(test_table_errors),
+		cmocka_unit_test(test_users_uid_gid),
 		cmocka_unit_test(test_relay_control),
 		cmocka_unit_test(test_hashmap),
 		cmocka_unit_test(test_units),

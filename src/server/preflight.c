@@ -1,0 +1,274 @@
+/*
+ * preflight.c - start-up checks of "postern serve" and check-config (see
+ * preflight.h): the roots of the spool and the mailboxes, the folders each
+ * role needs, checked as the role's own account, and the open-file limit.
+ *
+ * RFCs: none. Untrusted input: the contents of spool_dir and mail_root,
+ * which the roles write: the supervisor only creates the two roots (never
+ * following a link, changing only what it has just made); everything
+ * inside them is looked at by a child that has dropped to the role's
+ * account, which reports back one line per finding over a pipe ("E text"
+ * for a problem, "W text" for a warning; at most PROBE_OUTPUT_MAX bytes
+ * are read). Privilege: root supervisor, or the invoking user.
+ */
+#include "preflight.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../lib/buf.h"
+#include "../lib/safeio.h"
+#include "../lib/xalloc.h"
+#include "../queue/queue.h"
+
+#define PROBE_OUTPUT_MAX (64 * 1024)
+#define NR_OPEN_PATH "/proc/sys/fs/nr_open"
+#define NR_OPEN_DEFAULT 1048576
+
+/* ---- the roots ------------------------------------------------------------ */
+
+static int make_root(const char *key, const char *path, const struct privsep *ps,
+		     const struct privsep_account *owner, FILE *errors)
+{
+	bool created = false;
+
+	if (mkdir_owned(path, 0700, ps->as_root, owner->uid, owner->gid, &created) == 0)
+		return 0;
+	if (errno == ENOTDIR)
+		fprintf(errors, "%s %s: exists but is not a folder\n", key, path);
+	else
+		fprintf(errors, "%s %s: cannot create it for %s: %s\n", key, path,
+			owner->name, strerror(errno));
+	return 1;
+}
+
+int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
+			 FILE *errors)
+{
+	return make_root("spool_dir", cfg->spool_dir, ps, &ps->user, errors) +
+	       make_root("mail_root", cfg->mail_root, ps, &ps->mail_owner, errors);
+}
+
+/* ---- checks run as a role's account ------------------------------------- */
+
+struct probe {
+	const struct config *cfg;
+	const struct privsep *ps;
+	const char *account; /* whose view this is */
+	bool create;
+	FILE *out;
+};
+
+/* Is path a folder this account can enter and write? Missing is fine
+ * (reported false) when it is not created. */
+static bool check_dir(struct probe *p, const char *key, const char *path,
+		      bool no_link)
+{
+	struct stat st;
+	int rc = no_link ? lstat(path, &st) : stat(path, &st);
+
+	if (rc < 0 && errno == ENOENT && !p->create)
+		return false;
+	if (rc < 0) {
+		fprintf(p->out, "E %s %s: not reachable as user %s: %s (every folder above it "
+			"must be searchable by %s)\n", key, path, p->account, strerror(errno),
+			p->account);
+		return false;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		fprintf(p->out, "E %s %s: is a symbolic link; postern needs a real folder "
+			"there and never follows links inside the spool\n", key, path);
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(p->out, "E %s %s: exists but is not a folder\n", key, path);
+		return false;
+	}
+	if (faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) < 0) {
+		fprintf(p->out, "E %s %s: not writable by user %s (owner uid %lu, mode %04o): "
+			"%s\n", key, path, p->account, (unsigned long)st.st_uid,
+			(unsigned)(st.st_mode & 07777), strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* The smtp workers' and queue manager's view: the spool. */
+static void probe_user(struct probe *p)
+{
+	const struct config *cfg = p->cfg;
+	char *err = NULL;
+
+	if (!check_dir(p, "spool_dir", cfg->spool_dir, false))
+		return;
+	if (p->create && queue_dirs_create(cfg->spool_dir, &err) < 0) {
+		fprintf(p->out, "E spool_dir: as user %s: %s\n", p->account, err);
+		free(err);
+		return;
+	}
+	for (size_t i = 0; i < QUEUE_SUBDIR_COUNT; i++) {
+		char *path = path_join(cfg->spool_dir, queue_subdirs[i]);
+		check_dir(p, "spool_dir", path, true);
+		free(path);
+	}
+	int fd = cfg->users_file[0] != '\0' && p->ps->as_root
+			 ? open(cfg->users_file, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		fprintf(p->out, "W users_file %s: readable by user %s, which runs the smtp "
+			"workers, but it holds password hashes: make it mode 0600, owned by "
+			"root\n", cfg->users_file, p->account);
+		close(fd);
+	}
+}
+
+/* The local delivery agent's view: mail_root. */
+static void probe_mail_owner(struct probe *p)
+{
+	check_dir(p, "mail_root", p->cfg->mail_root, false);
+}
+
+/* Print what a probe child reported; count its problems. */
+static int relay_findings(const char *text, FILE *errors)
+{
+	int problems = 0;
+	const char *line = text;
+
+	while (*line != '\0') {
+		const char *nl = strchr(line, '\n');
+		int len = (int)(nl != NULL ? nl - line : (ptrdiff_t)strlen(line));
+		if (len >= 2 && line[0] == 'E' && line[1] == ' ') {
+			fprintf(errors, "%.*s\n", len - 2, line + 2);
+			problems++;
+		} else if (len >= 2 && line[0] == 'W' && line[1] == ' ') {
+			fprintf(errors, "warning: %.*s\n", len - 2, line + 2);
+		}
+		line += len + (nl != NULL);
+	}
+	return problems;
+}
+
+/* Read the child's report, at most PROBE_OUTPUT_MAX bytes. */
+static void read_report(int fd, buf_t *out)
+{
+	char chunk[4096];
+
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if (out->len + (size_t)n <= PROBE_OUTPUT_MAX)
+			buf_append(out, chunk, (size_t)n);
+	}
+}
+
+/* Fork, become acct, run fn, report back; returns the problem count. */
+static int probe_as(struct probe *p, const struct privsep_account *acct,
+		    void (*fn)(struct probe *), FILE *errors)
+{
+	int pipefd[2], status = 0;
+	buf_t report = BUF_INIT;
+
+	fflush(NULL);
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		fprintf(errors, "cannot check folders: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pipefd[0]);
+		p->out = fdopen(pipefd[1], "w");
+		if (p->out == NULL || privsep_become(p->ps, acct, 0, 0) < 0)
+			_exit(1);
+		fn(p);
+		_exit(fclose(p->out) == 0 ? 0 : 1);
+	}
+	close(pipefd[1]);
+	if (pid > 0)
+		read_report(pipefd[0], &report);
+	close(pipefd[0]);
+	int problems = relay_findings(buf_cstr(&report), errors);
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		fprintf(errors, "cannot check folders as user %s (the check process failed)\n",
+			acct->name);
+		problems++;
+	}
+	buf_free(&report);
+	return problems;
+}
+
+int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
+			    bool create, FILE *errors)
+{
+	struct probe p = { cfg, ps, ps->user.name, create, NULL };
+	int problems = 0;
+
+	if (ps->user.known)
+		problems += probe_as(&p, &ps->user, probe_user, errors);
+	p.account = ps->mail_owner.name;
+	if (ps->mail_owner.known)
+		problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
+	return problems;
+}
+
+/* ---- descriptors ---------------------------------------------------------- */
+
+/* The kernel's ceiling for RLIMIT_NOFILE. */
+static rlim_t nr_open(void)
+{
+	buf_t text = BUF_INIT;
+	uint64_t v = NR_OPEN_DEFAULT;
+
+	if (read_file(NR_OPEN_PATH, 64, &text) == 0) {
+		while (text.len > 0 && (text.data[text.len - 1] == '\n'))
+			text.data[--text.len] = '\0';
+		if (!parse_uint(buf_cstr(&text), &v))
+			v = NR_OPEN_DEFAULT;
+	}
+	buf_free(&text);
+	return (rlim_t)v;
+}
+
+int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
+{
+	struct rlimit rl;
+	uint64_t need = cfg->worker_connections * 2 + PREFLIGHT_FD_MARGIN;
+	bool root = geteuid() == 0;
+	rlim_t ceiling = root ? nr_open() : 0;
+	const char *why = "";
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		fprintf(errors, "getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+		return -1;
+	}
+	if (root && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need && need <= ceiling)
+		rl.rlim_max = (rlim_t)need;
+	rl.rlim_cur = rl.rlim_max;
+	if (apply && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		why = strerror(errno);
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return 0;
+	fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu open "
+		"files (two per session plus %d), but the limit is %llu%s%s%s: lower "
+		"worker_connections or raise the limit (ulimit -n, systemd LimitNOFILE=)\n",
+		cfg->path, (unsigned long long)cfg->worker_connections,
+		(unsigned long long)need, PREFLIGHT_FD_MARGIN,
+		(unsigned long long)rl.rlim_cur,
+		root && need > ceiling ? " (above the kernel's fs.nr_open)" : "",
+		why[0] != '\0' ? " and raising it failed: " : "", why);
+	return -1;
+}

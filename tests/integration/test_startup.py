@@ -1,0 +1,285 @@
+"""
+test_startup.py - what postern checks before it serves (issue 5, defects
+4, 10 and 12): a symbolic link planted in the spool is never followed by
+the root supervisor, folders a role cannot reach or write stop the start
+(or the reload) with a message naming the path and the account instead of
+a server that says "listening" and answers 451, the open-file limit is
+raised or the start refused, check-config reports the problems of every
+stage at once, and without root everything runs as the invoking user.
+"""
+import os
+import pwd
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import time
+import unittest
+
+from harness import (IS_ROOT, PosternServer, PosternTestCase, make_message, scaled,
+                     smtplib_send, wait_until)
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+def run_as_nobody(*argv):
+    return subprocess.run(["setpriv", "--reuid=%d" % NOBODY.pw_uid,
+                           "--regid=%d" % NOBODY.pw_gid, "--clear-groups"] + list(argv),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(10))
+
+
+def owner_and_mode(path):
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+@unittest.skipUnless(IS_ROOT, "needs root: the supervisor is root only then")
+class SymlinkInSpoolTest(PosternTestCase):
+    """Defect 4: the root supervisor chowned spool folders by path, so a
+    link planted by a compromised role gave that role any root file."""
+
+    def test_planted_links_are_never_followed(self):
+        srv = self.start_server()
+        target_dir = os.path.join(srv.dir, "root-folder")
+        target_file = os.path.join(srv.dir, "root-file")
+        os.mkdir(target_dir, 0o755)
+        with open(target_file, "w") as f:
+            f.write("root's\n")
+        os.chmod(target_file, 0o644)
+        before = (owner_and_mode(target_dir), owner_and_mode(target_file))
+        # As the unprivileged user (what a compromised role could do):
+        hold = os.path.join(srv.spool_dir, "hold")
+        quarantine = os.path.join(srv.spool_dir, "quarantine")
+        p = run_as_nobody("sh", "-c", "rmdir %s %s && ln -s %s %s && ln -s %s %s" % (
+            hold, quarantine, target_dir, hold, target_file, quarantine))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # Reload: refused, the running generation goes on.
+        offset = srv.log_size()
+        m = srv.reload()
+        self.assertIn("keeping the running one", m.group(0))
+        log = srv.log_since(offset)
+        self.assertRegex(log, r"spool_dir %s: is a symbolic link" % re.escape(hold))
+        self.assertRegex(log, r"spool_dir %s: is a symbolic link" % re.escape(quarantine))
+        self.assertEqual((owner_and_mode(target_dir), owner_and_mode(target_file)), before)
+        qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("after the refused reload"))
+        srv.wait_delivery("alice", qid)
+        # Restart: refused too, nothing changed.
+        self.assertEqual(srv.stop(), 0)
+        rc, log = srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"spool_dir %s: is a symbolic link" % re.escape(hold))
+        self.assertEqual((owner_and_mode(target_dir), owner_and_mode(target_file)), before)
+        self.assertEqual(os.stat(target_dir).st_uid, 0)
+
+
+@unittest.skipUnless(IS_ROOT, "needs root")
+class UnreachableFolderTest(PosternTestCase):
+    """Defect 10: a spool or mail_root the roles cannot reach gave a
+    server that listened and answered 451 to everything."""
+
+    def private_parent(self, srv):
+        private = os.path.join(srv.dir, "private")
+        os.mkdir(private, 0o700)  # root's, closed to everyone else
+        return private
+
+    def test_spool_under_a_root_only_folder(self):
+        srv = self.start_server(start=False, config={"spool_dir": "private/spool"})
+        self.private_parent(srv)
+        rc, log = srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"spool_dir %s: not reachable as user nobody: Permission denied"
+                         % re.escape(os.path.join(srv.dir, "private", "spool")))
+        self.assertNotIn("listening", log)
+
+    def test_mail_root_under_a_root_only_folder(self):
+        srv = self.start_server(start=False, config={"mail_root": "private/mail"})
+        self.private_parent(srv)
+        rc, log = srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"mail_root %s: not reachable as user mail: Permission denied"
+                         % re.escape(os.path.join(srv.dir, "private", "mail")))
+        self.assertNotIn("listening", log)
+
+    def test_existing_folder_of_the_wrong_owner(self):
+        srv = self.start_server(start=False)
+        os.mkdir(srv.mail_root, 0o755)  # root's, as an old installation left it
+        rc, log = srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"mail_root %s: not writable by user mail \(owner uid 0, "
+                         r"mode 0755\)" % re.escape(srv.mail_root))
+        self.assertEqual(os.stat(srv.mail_root).st_uid, 0, "an existing folder was chowned")
+
+    def test_reload_to_an_unreachable_folder_keeps_running(self):
+        srv = self.start_server()
+        self.private_parent(srv)
+        srv.settings["mail_root"] = "private/mail"
+        srv.write_config()
+        offset = srv.log_size()
+        m = srv.reload()
+        self.assertIn("keeping the running one", m.group(0))
+        self.assertRegex(srv.log_since(offset), r"mail_root .*/private/mail: not reachable "
+                         r"as user mail")
+        qid = smtplib_send(srv.port, "x@remote.test", ["bob@example.test"],
+                           make_message("old generation still delivers"))
+        srv.wait_delivery("bob", qid)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_users_file_readable_by_user_is_warned_about(self):
+        srv = self.start_server(start=False)
+        os.chmod(srv.users_path, 0o644)
+        srv.start()
+        srv.wait_log(r"warning: users_file %s: readable by user nobody, which runs the smtp "
+                     r"workers, but it holds password hashes: make it mode 0600"
+                     % re.escape(srv.users_path))
+        self.assertEqual(srv.stop(), 0)
+
+
+class DescriptorLimitTest(PosternTestCase):
+    """Start-up half of defect 12: worker_connections must fit the
+    open-file limit (two descriptors per session in DATA)."""
+
+    def test_limit_that_cannot_be_met_is_refused(self):
+        srv = self.start_server(start=False, config={"worker_connections": "1000000"})
+        rc, log = srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"worker_connections: 1000000 sessions per smtp worker need "
+                         r"2000064 open files \(two per session plus 64\), but the limit is \d+")
+        self.assertNotIn("listening", log)
+        p = srv.run_cli("check-config")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("worker_connections: 1000000 sessions", p.stderr.decode())
+
+    def limits_of_workers(self, srv):
+        out = []
+        for pid in srv.role_pids("smtp"):
+            with open("/proc/%d/limits" % pid) as f:
+                m = re.search(r"^Max open files\s+(\d+)\s+(\d+)", f.read(), re.M)
+            out.append((int(m.group(1)), int(m.group(2))))
+        return out
+
+    def test_soft_limit_raised_to_the_hard_one(self):
+        srv = self.start_server(start=False, config={"worker_connections": "3000"})
+        srv.command_prefix = ["prlimit", "--nofile=256:8000"]
+        srv.start()
+        srv.wait_roles(smtp=2, qmgr=1)
+        self.assertEqual(self.limits_of_workers(srv), [(8000, 8000)] * 2)
+        self.assertEqual(srv.stop(), 0)
+
+    @unittest.skipUnless(IS_ROOT, "only root may raise the hard limit")
+    def test_root_raises_the_hard_limit(self):
+        probe = subprocess.run(["prlimit", "--nofile=256:256", "sh", "-c", "ulimit -Hn 8000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if probe.returncode != 0:
+            self.skipTest("this root lacks CAP_SYS_RESOURCE (a container)")
+        srv = self.start_server(start=False, config={"worker_connections": "3000"})
+        srv.command_prefix = ["prlimit", "--nofile=256:256"]
+        srv.start()
+        srv.wait_roles(smtp=2, qmgr=1)
+        self.assertEqual(self.limits_of_workers(srv), [(6064, 6064)] * 2)
+        self.assertEqual(srv.stop(), 0)
+
+
+class CheckConfigStagesTest(PosternTestCase):
+    """check-config reports every problem it can find, of every stage."""
+
+    def setUp(self):
+        super().setUp()
+        self.srv = PosternServer(name="checkstages")
+        self.addCleanup(self.srv.remove)
+
+    def test_paths_that_are_not_folders(self):
+        for path in (self.srv.spool_dir, self.srv.mail_root):
+            with open(path, "w") as f:
+                f.write("not a folder\n")
+        p = self.srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertRegex(err, r"spool_dir %s: exists but is not a folder"
+                         % re.escape(self.srv.spool_dir))
+        self.assertRegex(err, r"mail_root %s: exists but is not a folder"
+                         % re.escape(self.srv.mail_root))
+        rc, log = self.srv.serve_refused()
+        self.assertEqual(rc, 1, log)
+        self.assertRegex(log, r"spool_dir %s: exists but is not a folder"
+                         % re.escape(self.srv.spool_dir))
+
+    def test_problems_of_several_stages_in_one_run(self):
+        with open(self.srv.conf_path, "a") as f:
+            f.write("bogus_key = 1\n")
+        with open(self.srv.users_path, "a") as f:
+            f.write("this line has no colon\n")
+            f.write("zed@example.test:{PLAIN}x:4242:::::\n")
+        with open(self.srv.mail_root, "w") as f:
+            f.write("not a folder\n")
+        p = self.srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertRegex(err, r"(?m)^%s:\d+: unknown key \"bogus_key\"" % re.escape(self.srv.conf_path))
+        self.assertRegex(err, r"(?m)^%s:6: expected user@domain" % re.escape(self.srv.users_path))
+        self.assertRegex(err, r"(?m)^%s:7: uid \"4242\" is not the one of .*postern writes "
+                         r"every mailbox as mail_owner" % re.escape(self.srv.users_path))
+        self.assertRegex(err, r"mail_root %s: exists but is not a folder"
+                         % re.escape(self.srv.mail_root))
+        self.assertNotIn(": ok", p.stdout.decode())
+
+    def test_check_config_creates_nothing(self):
+        p = self.srv.run_cli("check-config")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertFalse(os.path.exists(self.srv.spool_dir))
+        self.assertFalse(os.path.exists(self.srv.mail_root))
+
+    @unittest.skipUnless(IS_ROOT, "needs root")
+    def test_accounts_checked(self):
+        self.srv.settings.update({"user": "", "mail_owner": "no-such-account-here"})
+        self.srv.write_config()
+        p = self.srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("user: empty, but postern is started as root", err)
+        self.assertIn('mail_owner: account "no-such-account-here" does not exist', err)
+
+
+@unittest.skipUnless(IS_ROOT, "needs root to start a server as another user")
+class NotRootTest(PosternTestCase):
+    """Started by an ordinary user, every process runs as that user; user
+    and mail_owner only have to name accounts (a warning otherwise)."""
+
+    def test_everything_runs_as_the_invoking_user(self):
+        srv = self.start_server(start=False, config={"user": "no-such-account-here",
+                                                      "mail_owner": "mail"})
+        for root, dirs, files in os.walk(srv.dir):
+            for name in [root] + [os.path.join(root, n) for n in files]:
+                os.chown(name, NOBODY.pw_uid, NOBODY.pw_gid)
+        os.chown(srv.log_path if os.path.exists(srv.log_path) else srv.dir,
+                 NOBODY.pw_uid, NOBODY.pw_gid)
+        srv.command_prefix = ["setpriv", "--reuid=%d" % NOBODY.pw_uid,
+                              "--regid=%d" % NOBODY.pw_gid, "--clear-groups"]
+        srv.start()
+        srv.wait_log(r"warning: .*postern\.conf: user: account \"no-such-account-here\" does "
+                     r"not exist \(ignored: postern is not started as root, so every process "
+                     r"runs as nobody\)")
+        qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("no root at all"))
+        name, _ = srv.wait_delivery("alice", qid)
+        self.assertEqual(os.stat(os.path.join(srv.maildir("alice"), name)).st_uid,
+                         NOBODY.pw_uid)
+        wait_until(lambda: srv.role_pids("local"), scaled(10), what="the local agent")
+        roles = srv.role_pids("smtp") + srv.role_pids("qmgr") + srv.role_pids("local")
+        self.assertEqual(len(roles), 4)
+        for pid in [srv.pid] + roles:
+            with open("/proc/%d/status" % pid) as f:
+                uids = re.search(r"^Uid:\s+(.*)$", f.read(), re.M).group(1).split()
+            self.assertEqual(uids, [str(NOBODY.pw_uid)] * 4)
+        # No account switch happened, so only the explicit PR_SET_DUMPABLE
+        # makes the roles non-dumpable (their /proc files belong to root);
+        # the supervisor itself is left as it is.
+        for pid in roles:
+            self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0, "pid %d" % pid)
+        self.assertEqual(os.stat("/proc/%d/status" % srv.pid).st_uid, NOBODY.pw_uid)
+        self.assertEqual(srv.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
