@@ -54,6 +54,7 @@ class InstallTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="postern-it-install-")
+        os.chmod(cls.tmp, 0o755)  # check-config tests the folders as user and mail_owner
         cls.root = os.path.join(cls.tmp, "root")
         p = run(["make", "-C", REPO, "-j2", "install", "PREFIX=/usr",
                  "DESTDIR=" + cls.root, "BUILD=" + os.path.join(cls.tmp, "build")],
@@ -162,13 +163,19 @@ class InstallTest(unittest.TestCase):
         except KeyError:
             text = re.sub(r"(?m)^user( *)= postern\b", r"user\1= nobody", text)
             user_changed = True
+        try:
+            pwd.getpwnam("vmail")
+            owner_changed = False
+        except KeyError:  # Debian's "mail" always exists
+            text = re.sub(r"(?m)^mail_owner( *)= vmail\b", r"mail_owner\1= mail", text)
+            owner_changed = True
         conf = os.path.join(etc, "postern.conf")
         with open(conf, "w") as f:
             f.write(text)
         for name in ("users", "aliases"):
             shutil.copy(self.path("etc/postern/%s.example" % name), os.path.join(etc, name))
-        for key in ("spool_dir", "mail_root"):
-            os.makedirs(deploy + EXAMPLE_PATHS[key])
+        # spool_dir and mail_root do not exist yet: "serve" creates them
+        # (owned by user and mail_owner); check-config creates nothing.
         p = run([self.binary, "check-config", "-c", conf])
         self.assertEqual(p.returncode, 0, p.stderr)
         out = p.stdout.splitlines()
@@ -178,7 +185,9 @@ class InstallTest(unittest.TestCase):
                     "message_size_limit", "spool_dir", "users_file"]
         if user_changed:
             expected.append("user")
-        # mynetworks, relay_domains and user = postern are the defaults,
+        if owner_changed:
+            expected.append("mail_owner")
+        # mynetworks, relay_domains, user = postern and mail_owner = vmail are the defaults,
         # written out: not changes.
         self.assertEqual(listed, sorted(expected), p.stdout)
         self.assertIn("mail_root = %s/var/lib/postern/mail" % deploy, out)
@@ -192,6 +201,7 @@ class DemoCheckConfigTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="postern-it-demo-")
+        os.chmod(self.tmp, 0o755)  # check-config tests the folders as user and mail_owner
         self.addCleanup(shutil.rmtree, self.tmp, True)
         shutil.copytree(os.path.join(REPO, "etc"), os.path.join(self.tmp, "etc"))
         os.makedirs(os.path.join(self.tmp, "var/tls"))

@@ -12,6 +12,7 @@ how to install it (tools/install-deps.sh does).
 """
 import email
 import email.policy
+import grp
 import os
 import re
 import uuid
@@ -29,10 +30,13 @@ class DovecotPairingTest(PosternTestCase):
     @classmethod
     def setUpClass(cls):
         cls.srv = cls.start_class_server(tls=True)
-        # The Maildirs belong to whichever user postern delivers as
-        # (today its "user", once it lands its "mail_owner"): Dovecot's
-        # mail_uid and mail_gid are taken from the owner of a delivered
-        # Maildir, so this test follows that change without edits.
+        # The Maildirs belong to postern's mail_owner: Dovecot's mail_uid
+        # and mail_gid are taken from the owner of a delivered Maildir.
+        # The users file is root's, mode 0600; Dovecot's auth process
+        # reads it as "dovecot", so it gets the group, as the README says.
+        if os.geteuid() == 0:
+            os.chown(cls.srv.users_path, 0, grp.getgrnam("dovecot").gr_gid)
+            os.chmod(cls.srv.users_path, 0o640)
         qid = smtplib_send(cls.srv.port, SENDER, ["postmaster@example.test"],
                            make_message(subject="first", to="postmaster@example.test"))
         cls.srv.wait_delivery("admin", qid)
