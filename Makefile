@@ -28,8 +28,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
-LDLIBS_ALL  = $(PKG_LIBS) -lcrypt $(EXTRA_LDFLAGS)
+CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
+LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c))
 MAIN_SRC  := src/postern.c
@@ -90,7 +90,15 @@ check: deps
 check-unit: $(UNIT_BINS)
 	@tools/run-unit-tests.sh $(UNIT_BINS)
 
-check-integration: $(BUILD)/postern
+# Test-only LD_PRELOAD helpers of the integration tests (never linked into
+# postern): tests/integration/preload/*.c -> build/preload/*.so
+PRELOAD_SRCS := $(wildcard tests/integration/preload/*.c)
+PRELOADS     := $(PRELOAD_SRCS:tests/integration/preload/%.c=build/preload/%.so)
+build/preload/%.so: tests/integration/preload/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
+
+check-integration: $(BUILD)/postern $(PRELOADS)
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
@@ -98,6 +106,7 @@ check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern check-unit
+	@$(MAKE) --no-print-directory $(PRELOADS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  POSTERN_BIN=$(CURDIR)/build-asan/postern POSTERN_SANITIZED=1 python3 tests/integration/run.py
 

@@ -32,8 +32,7 @@ enum key_type {
 	K_DOMAINS,  /* list of domain names */
 	K_CIDRS,    /* network list */
 	K_LISTEN,   /* list of address:port */
-	K_BARE_NEWLINE,
-	K_LOG_LEVEL,
+	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
 };
 
 struct key_def {
@@ -43,46 +42,61 @@ struct key_def {
 	const char *default_text;
 	uint64_t min, max; /* numbers only; 0,0 = unbounded */
 	bool may_be_empty; /* strings: may be ""; numbers: 0 is allowed outside min..max */
+	const char *const *words; /* K_ENUM: the spellings, NULL-terminated, in enum order */
 };
+
+/* K_ENUM fields are C enums with small non-negative values: gcc stores
+ * them as unsigned int, which is what the table code reads and writes. */
+_Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
+
+static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
+static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
+static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
 
 static const struct key_def keys[] = {
-	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true },
-	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false },
-	{ "user", K_STRING, OFF(user), "postern", 0, 0, true },
-	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true },
-	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false },
-	{ "spool_dir", K_PATH, OFF(spool_dir), "/var/spool/postern", 0, 0, false },
-	{ "mail_root", K_PATH, OFF(mail_root), "/var/lib/postern/mail", 0, 0, false },
-	{ "local_domains", K_DOMAINS, OFF(local_domains), "", 0, 0, true },
-	{ "users_file", K_PATH, OFF(users_file), "", 0, 0, true },
-	{ "aliases_file", K_PATH, OFF(aliases_file), "", 0, 0, true },
-	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true },
-	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true },
-	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true },
-	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true },
-	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false },
-	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false },
-	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false },
-	{ "text_line_limit", K_UINT, OFF(text_line_limit), "0", 78, 1ULL << 40, true },
-	{ "header_size_limit", K_SIZE, OFF(header_size_limit), "102400", 1024, 1ULL << 30, false },
-	{ "error_limit", K_UINT, OFF(error_limit), "10", 1, 1000, false },
-	{ "junk_command_limit", K_UINT, OFF(junk_command_limit), "100", 1, 100000, false },
-	{ "worker_connections", K_UINT, OFF(worker_connections), "2000", 1, 1000000, false },
-	{ "bare_newline", K_BARE_NEWLINE, OFF(bare_newline), "reject", 0, 0, false },
-	{ "command_timeout", K_DURATION, OFF(command_timeout), "5m", 1, DAY, false },
-	{ "data_timeout", K_DURATION, OFF(data_timeout), "3m", 1, DAY, false },
-	{ "data_min_rate", K_SIZE, OFF(data_min_rate), "500", 0, 1ULL << 30, false },
-	{ "transaction_timeout", K_DURATION, OFF(transaction_timeout), "30m", 1, DAY, false },
-	{ "session_timeout", K_DURATION, OFF(session_timeout), "1h", 1, DAY, false },
-	{ "shutdown_timeout", K_DURATION, OFF(shutdown_timeout), "30s", 0, DAY, false },
-	{ "queue_retry_min", K_DURATION, OFF(queue_retry_min), "5m", 1, 30 * DAY, false },
-	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false },
-	{ "queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false },
-	{ "queue_scan_interval", K_DURATION, OFF(queue_scan_interval), "60s", 1, DAY, false },
-	{ "log_level", K_LOG_LEVEL, OFF(log_level), "info", 0, 0, false },
+	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true, NULL },
+	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false, NULL },
+	{ "user", K_STRING, OFF(user), "postern", 0, 0, true, NULL },
+	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true, NULL },
+	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false, NULL },
+	{ "spool_dir", K_PATH, OFF(spool_dir), "/var/spool/postern", 0, 0, false, NULL },
+	{ "mail_root", K_PATH, OFF(mail_root), "/var/lib/postern/mail", 0, 0, false, NULL },
+	{ "local_domains", K_DOMAINS, OFF(local_domains), "", 0, 0, true, NULL },
+	{ "users_file", K_PATH, OFF(users_file), "", 0, 0, true, NULL },
+	{ "aliases_file", K_PATH, OFF(aliases_file), "", 0, 0, true, NULL },
+	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
+	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
+	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true, NULL },
+	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true, NULL },
+	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false, NULL },
+	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false, NULL },
+	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false, NULL },
+	{ "text_line_limit", K_UINT, OFF(text_line_limit), "0", 78, 1ULL << 40, true, NULL },
+	{ "header_size_limit", K_SIZE, OFF(header_size_limit), "102400", 1024, 1ULL << 30, false, NULL },
+	{ "error_limit", K_UINT, OFF(error_limit), "10", 1, 1000, false, NULL },
+	{ "junk_command_limit", K_UINT, OFF(junk_command_limit), "100", 1, 100000, false, NULL },
+	{ "worker_connections", K_UINT, OFF(worker_connections), "2000", 1, 1000000, false, NULL },
+	{ "bare_newline", K_ENUM, OFF(bare_newline), "reject", 0, 0, false, bare_newline_words },
+	{ "command_timeout", K_DURATION, OFF(command_timeout), "5m", 1, DAY, false, NULL },
+	{ "data_timeout", K_DURATION, OFF(data_timeout), "3m", 1, DAY, false, NULL },
+	{ "data_min_rate", K_SIZE, OFF(data_min_rate), "500", 0, 1ULL << 30, false, NULL },
+	{ "transaction_timeout", K_DURATION, OFF(transaction_timeout), "30m", 1, DAY, false, NULL },
+	{ "session_timeout", K_DURATION, OFF(session_timeout), "1h", 1, DAY, false, NULL },
+	{ "policy_timeout", K_DURATION, OFF(policy_timeout), "2m", 1, DAY, false, NULL },
+	{ "policy_default_action", K_ENUM, OFF(policy_default_action), "tempfail", 0, 0, false,
+	  policy_action_words },
+	{ "commit_threads", K_UINT, OFF(commit_threads), "4", 1, 64, false, NULL },
+	{ "shutdown_timeout", K_DURATION, OFF(shutdown_timeout), "30s", 0, DAY, false, NULL },
+	{ "queue_retry_min", K_DURATION, OFF(queue_retry_min), "5m", 1, 30 * DAY, false, NULL },
+	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false, NULL },
+	{ "queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false, NULL },
+	{ "queue_scan_interval", K_DURATION, OFF(queue_scan_interval), "60s", 1, DAY, false, NULL },
+	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 };
 
 struct parse_ctx {
@@ -282,6 +296,24 @@ static const char *set_domains(strlist_t *list, const char *value)
 	return NULL;
 }
 
+/* One of k->words; the error lists them all. */
+static const char *set_enum(const struct key_def *k, unsigned *field, const char *value,
+			    char **detail_r)
+{
+	for (unsigned i = 0; k->words[i] != NULL; i++) {
+		if (strcmp(value, k->words[i]) == 0) {
+			*field = i;
+			return NULL;
+		}
+	}
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "\"%s\" is not one of:", value);
+	for (unsigned i = 0; k->words[i] != NULL; i++)
+		buf_printf(&b, " %s", k->words[i]);
+	*detail_r = buf_steal(&b);
+	return "unknown value";
+}
+
 /* Apply one value; returns NULL or a static error text. *detail_r may be
  * set to a malloc'ed detail the caller prints and frees. */
 static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
@@ -316,17 +348,8 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return cidr_list_parse(field, value, detail_r) ? NULL : "bad network";
 	case K_LISTEN:
 		return set_listen(ctx->cfg, value);
-	case K_BARE_NEWLINE:
-		if (strcmp(value, "reject") == 0)
-			ctx->cfg->bare_newline = BARE_NEWLINE_REJECT;
-		else if (strcmp(value, "normalize") == 0)
-			ctx->cfg->bare_newline = BARE_NEWLINE_NORMALIZE;
-		else
-			return "expected \"reject\" or \"normalize\"";
-		return NULL;
-	case K_LOG_LEVEL:
-		return log_level_parse(value, field) ? NULL
-		     : "expected debug, info, warn or error";
+	case K_ENUM:
+		return set_enum(k, field, value, detail_r);
 	}
 	return "internal error: unknown key type";
 }
@@ -626,10 +649,8 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
 		return !listen_within(a, b) || !listen_within(b, a);
-	case K_BARE_NEWLINE:
-		return a->bare_newline != b->bare_newline;
-	case K_LOG_LEVEL:
-		return a->log_level != b->log_level;
+	case K_ENUM:
+		return *(const unsigned *)fa != *(const unsigned *)fb;
 	}
 	return true;
 }
@@ -668,11 +689,8 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		for (size_t j = 0; j < cfg->listen_count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", cfg->listen[j].text);
 		break;
-	case K_BARE_NEWLINE:
-		buf_puts(v, cfg->bare_newline == BARE_NEWLINE_REJECT ? "reject" : "normalize");
-		break;
-	case K_LOG_LEVEL:
-		buf_puts(v, log_level_name(cfg->log_level));
+	case K_ENUM:
+		buf_puts(v, k->words[*(const unsigned *)field]);
 		break;
 	}
 }

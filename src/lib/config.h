@@ -19,6 +19,7 @@
 #include "strutil.h"
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
+enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -59,6 +60,9 @@ struct config {
 	uint64_t data_min_rate;    /* bytes/s that extend data_timeout; 0 = none */
 	uint64_t transaction_timeout; /* MAIL to end of message */
 	uint64_t session_timeout;  /* the whole connection */
+	uint64_t policy_timeout;   /* a stage's checks must answer within this */
+	enum policy_action policy_default_action; /* ... or this applies */
+	uint64_t commit_threads;   /* per smtp worker */
 	uint64_t shutdown_timeout;
 
 	uint64_t queue_retry_min;

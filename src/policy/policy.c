@@ -1,35 +1,240 @@
 /*
- * policy.c - the ordered check lists of each SMTP stage (see policy.h).
+ * policy.c - runs of a stage's check list, synchronous or waiting (see
+ * policy.h). A run copies the request, walks the checks in order, merges
+ * their answers (TAG accumulates headers; the first other verdict that is
+ * not DUNNO decides) and, if a check is pending, continues from where it
+ * stopped when that check finishes.
+ *
+ * Runs in the unprivileged smtp worker. The request holds untrusted
+ * client data; nothing here parses it.
  */
 #include "policy.h"
 
-#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-typedef enum policy_verdict policy_check_fn(const struct policy_env *env,
-					     const struct policy_request *req,
-					     struct policy_reply *reply_r);
+#include "../lib/log.h"
+#include "../lib/xalloc.h"
 
-/* One list per stage, cheapest check first. */
-static policy_check_fn *const rcpt_checks[] = { policy_check_recipient, NULL };
-static policy_check_fn *const empty_checks[] = { NULL };
-
-static policy_check_fn *const *const stage_checks[POLICY_STAGE_COUNT] = {
-	[POLICY_CONNECT] = empty_checks,
-	[POLICY_HELO] = empty_checks,
-	[POLICY_MAIL] = empty_checks,
-	[POLICY_RCPT] = rcpt_checks,
-	[POLICY_DATA] = empty_checks,
-	[POLICY_END_OF_DATA] = empty_checks,
+struct policy_call {
+	struct policy_run *run;
+	const struct policy_check *check;
+	struct policy_reply reply; /* this check's answer */
+	void *state;
 };
 
-enum policy_verdict policy_check(const struct policy_env *env,
-				 const struct policy_request *req,
-				 struct policy_reply *reply_r)
+struct policy_run {
+	const struct policy_env *env;
+	struct policy_request req;
+	struct policy_reply merged;
+	size_t next;               /* index of the next check to ask */
+	struct policy_call call;   /* the check being asked */
+	bool in_check;             /* inside a check function (finish is a bug) */
+	policy_done_fn *done;
+	void *done_arg;
+};
+
+static const char *const stage_names[POLICY_STAGE_COUNT] = {
+	"connect", "helo", "mail", "rcpt", "data", "end-of-data",
+};
+
+const char *policy_stage_name(enum policy_stage stage)
 {
-	for (policy_check_fn *const *check = stage_checks[req->stage]; *check != NULL; check++) {
-		enum policy_verdict v = (*check)(env, req, reply_r);
-		if (v != POLICY_DUNNO)
-			return v;
+	return stage < POLICY_STAGE_COUNT ? stage_names[stage] : "?";
+}
+
+const char *policy_verdict_name(enum policy_verdict v)
+{
+	static const char *const names[] = {
+		"dunno", "accept", "reject", "tempfail", "discard",
+		"quarantine", "hold", "tag", "pending",
+	};
+	return (size_t)v < ARRAY_LEN(names) ? names[v] : "?";
+}
+
+bool policy_refuses(enum policy_verdict v)
+{
+	return v == POLICY_REJECT || v == POLICY_TEMPFAIL;
+}
+
+void policy_env_init(struct policy_env *env, const struct config *cfg,
+		     const struct recipient_tables *tables, struct event_base *base)
+{
+	static const struct policy_check relay = { "relay", policy_check_recipient, NULL, NULL };
+	memset(env, 0, sizeof(*env));
+	env->cfg = cfg;
+	env->rcpt_tables = tables;
+	env->base = base;
+	policy_env_add(env, POLICY_RCPT, &relay);
+}
+
+void policy_env_add(struct policy_env *env, enum policy_stage stage,
+		    const struct policy_check *check)
+{
+	if (stage >= POLICY_STAGE_COUNT || env->check_count[stage] >= POLICY_MAX_CHECKS)
+		log_panic("policy: no room for check %s", check->name);
+	env->checks[stage][env->check_count[stage]++] = *check;
+}
+
+/* ---- requests and replies -------------------------------------------------- */
+
+static void request_copy(struct policy_request *dst, const struct policy_request *src)
+{
+	*dst = *src;
+	dst->helo = src->helo != NULL ? xstrdup(src->helo) : NULL;
+	dst->auth_user = src->auth_user != NULL ? xstrdup(src->auth_user) : NULL;
+}
+
+void policy_request_free(struct policy_request *req)
+{
+	xfree(&req->helo);
+	xfree(&req->auth_user);
+}
+
+void policy_reply_free(struct policy_reply *reply)
+{
+	strlist_free(&reply->headers);
+}
+
+static void reply_reset(struct policy_reply *r)
+{
+	strlist_free(&r->headers);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Take one check's answer into the run's verdict; true if it is final. */
+static bool merge(struct policy_run *run, enum policy_verdict v)
+{
+	struct policy_reply *one = &run->call.reply;
+	for (size_t i = 0; i < one->headers.count; i++)
+		strlist_add(&run->merged.headers, one->headers.items[i]);
+	if (v == POLICY_DUNNO || v == POLICY_TAG) {
+		if (v == POLICY_TAG)
+			run->merged.verdict = POLICY_TAG;
+		reply_reset(one);
+		return false;
 	}
-	return POLICY_DUNNO;
+	if (v == POLICY_PENDING)
+		log_panic("policy: check %s finished with PENDING", run->call.check->name);
+	run->merged.verdict = v;
+	run->merged.code = one->code;
+	memcpy(run->merged.status, one->status, sizeof(one->status));
+	memcpy(run->merged.text, one->text, sizeof(one->text));
+	memcpy(run->merged.reason, one->reason, sizeof(one->reason));
+	reply_reset(one);
+	return true;
+}
+
+/* Ask the checks from run->next on; true when the verdict is known,
+ * false when a check is pending. */
+static bool run_checks(struct policy_run *run)
+{
+	const struct policy_env *env = run->env;
+	enum policy_stage stage = run->req.stage;
+	while (run->next < env->check_count[stage]) {
+		const struct policy_check *check = &env->checks[stage][run->next++];
+		run->call.check = check;
+		run->call.state = NULL;
+		run->in_check = true;
+		enum policy_verdict v = check->run(&run->call, check->arg);
+		run->in_check = false;
+		if (v == POLICY_PENDING)
+			return false;
+		if (merge(run, v))
+			return true;
+	}
+	return true;
+}
+
+static void run_free(struct policy_run *run)
+{
+	policy_request_free(&run->req);
+	policy_reply_free(&run->merged);
+	policy_reply_free(&run->call.reply);
+	free(run);
+}
+
+struct policy_run *policy_run_start(const struct policy_env *env,
+				    const struct policy_request *req,
+				    policy_done_fn *done, void *arg,
+				    struct policy_reply *reply_r)
+{
+	struct policy_run *run = xcalloc(1, sizeof(*run));
+	run->env = env;
+	request_copy(&run->req, req);
+	run->call.run = run;
+	run->done = done;
+	run->done_arg = arg;
+	if (!run_checks(run))
+		return run;
+	*reply_r = run->merged;
+	memset(&run->merged, 0, sizeof(run->merged));
+	run_free(run);
+	return NULL;
+}
+
+void policy_run_cancel(struct policy_run **runp)
+{
+	struct policy_run *run = *runp;
+	if (run == NULL)
+		return;
+	*runp = NULL;
+	if (run->call.check != NULL && run->call.check->cancel != NULL)
+		run->call.check->cancel(&run->call, run->call.check->arg);
+	run_free(run);
+}
+
+/* ---- for checks ------------------------------------------------------------ */
+
+const struct policy_request *policy_call_request(const struct policy_call *call)
+{
+	return &call->run->req;
+}
+
+const struct policy_env *policy_call_env(const struct policy_call *call)
+{
+	return call->run->env;
+}
+
+struct policy_reply *policy_call_reply(struct policy_call *call)
+{
+	return &call->reply;
+}
+
+void policy_call_set(struct policy_call *call, int code, const char *status,
+		     const char *reason, const char *fmt, ...)
+{
+	struct policy_reply *r = &call->reply;
+	va_list ap;
+	r->code = code;
+	snprintf(r->status, sizeof(r->status), "%s", status);
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
+void policy_call_set_state(struct policy_call *call, void *state)
+{
+	call->state = state;
+}
+
+void *policy_call_state(const struct policy_call *call)
+{
+	return call->state;
+}
+
+void policy_call_finish(struct policy_call *call, enum policy_verdict verdict)
+{
+	struct policy_run *run = call->run;
+	if (run->in_check)
+		log_panic("policy: check %s finished from inside its own call",
+			  call->check->name);
+	call->state = NULL;
+	if (!merge(run, verdict) && !run_checks(run))
+		return; /* the next check is pending now */
+	run->done(run->done_arg, &run->merged);
+	run_free(run);
 }

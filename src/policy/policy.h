@@ -1,27 +1,34 @@
 /*
- * policy.h - the per-stage decision hook of the SMTP session.
+ * policy.h - the per-stage decision of the SMTP session, synchronous or
+ * not.
  *
- * The session asks the policy at every stage of the dialogue (connect,
- * HELO, MAIL, RCPT, DATA start, end of data) and answers the client with
- * the verdict. Each stage runs an ordered list of checks, cheapest first;
- * the first check that does not answer POLICY_DUNNO decides. Today the
- * list holds relay control at RCPT; restrictions, DNSBL, rate limits and
- * content scanning add their checks to the same lists.
+ * At every stage of the dialogue (connect, HELO, MAIL, RCPT, DATA, end of
+ * data) the session starts a *run* of that stage's ordered list of checks,
+ * cheapest first. A check answers at once (a table lookup) or says
+ * POLICY_PENDING and finishes later from the event loop (DNS, a scanner
+ * process, a milter, a password hash), through policy_call_finish(). The
+ * first final verdict decides; POLICY_TAG adds header lines and lets the
+ * next checks run. The run carries its own copy of the request, so a late
+ * check never reads memory the session has moved on from.
  *
- * Contract for checks: a check reads the request, never blocks for longer
- * than a local table lookup, and fills reply_r when it returns a verdict
- * other than POLICY_DUNNO. (Checks that must wait for the network, such as
- * DNSBL, will return POLICY_PENDING and resume the session through a
- * callback; the session already stops reading input while a verdict is
- * outstanding, so the seam is in place.)
+ * Contract for checks: never block for longer than a local table lookup;
+ * return POLICY_PENDING only after arranging to call policy_call_finish()
+ * later from the event loop (never from inside the check function itself);
+ * provide a cancel function if a pending check holds resources; fill the
+ * call's reply for every verdict other than DUNNO.
+ *
+ * Runs in the unprivileged smtp worker; requests hold untrusted client
+ * data (HELO, addresses).
  */
 #ifndef POSTERN_POLICY_H
 #define POSTERN_POLICY_H
 
+#include <event2/event.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
 #include "../lib/config.h"
+#include "../lib/strutil.h"
 #include "../mail/address.h"
 #include "../mail/recipients.h"
 
@@ -36,46 +43,121 @@ enum policy_stage {
 };
 
 enum policy_verdict {
-	POLICY_DUNNO,    /* no opinion: ask the next check */
-	POLICY_ACCEPT,   /* accept now, skip the remaining checks of the stage */
-	POLICY_REJECT,   /* 5xx */
-	POLICY_TEMPFAIL, /* 4xx */
+	POLICY_DUNNO,      /* no opinion: ask the next check */
+	POLICY_ACCEPT,     /* accept now, skip the remaining checks of the stage */
+	POLICY_REJECT,     /* 5xx */
+	POLICY_TEMPFAIL,   /* 4xx */
+	POLICY_DISCARD,    /* accept, then drop the message (logged, never delivered) */
+	POLICY_QUARANTINE, /* accept into spool/quarantine/ */
+	POLICY_HOLD,       /* accept into spool/hold/ */
+	POLICY_TAG,        /* add the reply's header lines; the next checks still run */
+	POLICY_PENDING,    /* a check's answer only: it finishes later */
 };
 
+/* A verdict with what the client is told and what the log says. */
 struct policy_reply {
-	int code;           /* 250, 451, 550, 554 ... */
+	enum policy_verdict verdict;
+	int code;           /* 250, 451, 550, 554 ...; 0 = the stage's default */
 	char status[12];    /* enhanced status code "5.7.1" */
 	char text[512];     /* human text, without code */
 	char reason[64];    /* short key for the log: "relay_denied" */
+	strlist_t headers;  /* "Name: value" lines to add (TAG, and kept on accept) */
 };
 
+/* What a check may look at: copies, owned by whoever holds the request. */
 struct policy_request {
 	enum policy_stage stage;
-	const struct sockaddr *client;
-	const char *client_addr;
-	const char *helo;
+	struct sockaddr_storage client;
+	char client_addr[64];
+	char *helo;                 /* NULL before HELO/EHLO */
 	bool tls;
-	const char *auth_user;              /* NULL until AUTH exists */
-	const struct mail_address *sender;  /* MAIL and later */
-	const struct mail_address *rcpt;    /* RCPT only */
-	unsigned rcpt_count;                /* recipients accepted so far */
+	char *auth_user;            /* NULL until AUTH exists */
+	bool has_sender;
+	struct mail_address sender; /* MAIL and later */
+	bool has_rcpt;
+	struct mail_address rcpt;   /* RCPT only */
+	unsigned rcpt_count;        /* recipients accepted so far */
+	char queue_id[24];          /* MAIL and later, "" before */
 };
+
+struct policy_call; /* one check's part in a run */
+
+typedef enum policy_verdict policy_check_fn(struct policy_call *call, void *arg);
+typedef void policy_cancel_fn(struct policy_call *call, void *arg);
+
+struct policy_check {
+	const char *name;         /* for logs */
+	policy_check_fn *run;
+	policy_cancel_fn *cancel; /* may be NULL for checks that never pend */
+	void *arg;
+};
+
+#define POLICY_MAX_CHECKS 32
 
 struct policy_env {
 	const struct config *cfg;
 	const struct recipient_tables *rcpt_tables;
+	struct event_base *base;  /* for checks that wait */
+	struct policy_check checks[POLICY_STAGE_COUNT][POLICY_MAX_CHECKS];
+	size_t check_count[POLICY_STAGE_COUNT];
 };
 
-/* Run the checks of req->stage. Returns the verdict; for POLICY_DUNNO or
- * POLICY_ACCEPT the session uses its default success reply. */
-enum policy_verdict policy_check(const struct policy_env *env,
-				 const struct policy_request *req,
-				 struct policy_reply *reply_r);
+/* The built-in check lists (today: relay control at RCPT). */
+void policy_env_init(struct policy_env *env, const struct config *cfg,
+		     const struct recipient_tables *tables, struct event_base *base);
+/* Append a check to a stage's list (panics beyond POLICY_MAX_CHECKS). */
+void policy_env_add(struct policy_env *env, enum policy_stage stage,
+		    const struct policy_check *check);
 
-/* The relay-control check (relay.c), exported for unit tests. */
-enum policy_verdict policy_check_recipient(const struct policy_env *env,
-					   const struct policy_request *req,
-					   struct policy_reply *reply_r);
+/* ---- for the session ------------------------------------------------------ */
+
+struct policy_run;
+/* Called once, from the event loop, when a pending run has its verdict.
+ * reply is valid during the call only (headers may be taken with
+ * strlist moves: the run frees what is left). The run is gone after. */
+typedef void policy_done_fn(void *arg, struct policy_reply *reply);
+
+/*
+ * Run req->stage's checks. If every check answered at once, returns NULL
+ * and fills *reply_r (free it with policy_reply_free). Otherwise returns a
+ * handle: done(arg, reply) follows later, unless policy_run_cancel() is
+ * called first. req is copied.
+ */
+struct policy_run *policy_run_start(const struct policy_env *env,
+				    const struct policy_request *req,
+				    policy_done_fn *done, void *arg,
+				    struct policy_reply *reply_r);
+/* Drop a pending run: the pending check is cancelled, done is never
+ * called. *run becomes NULL; NULL is fine. */
+void policy_run_cancel(struct policy_run **run);
+
+void policy_request_free(struct policy_request *req);
+void policy_reply_free(struct policy_reply *reply);
+/* Is this verdict a refusal (REJECT or TEMPFAIL)? */
+bool policy_refuses(enum policy_verdict v);
+const char *policy_verdict_name(enum policy_verdict v);
+const char *policy_stage_name(enum policy_stage stage);
+
+/* ---- for checks ------------------------------------------------------------ */
+
+const struct policy_request *policy_call_request(const struct policy_call *call);
+const struct policy_env *policy_call_env(const struct policy_call *call);
+/* The reply this check fills for its verdict. */
+struct policy_reply *policy_call_reply(struct policy_call *call);
+/* Fill the call's reply: code, status, reason and printf text. */
+void policy_call_set(struct policy_call *call, int code, const char *status,
+		     const char *reason, const char *fmt, ...) PRINTF_LIKE(5, 6);
+/* A check's own state while it is pending. */
+void policy_call_set_state(struct policy_call *call, void *state);
+void *policy_call_state(const struct policy_call *call);
+/* A pending check is done: continue the run (from the event loop only).
+ * The call must not be touched afterwards. */
+void policy_call_finish(struct policy_call *call, enum policy_verdict verdict);
+
+/* ---- built-in checks --------------------------------------------------------- */
+
+/* Relay control at RCPT (relay.c). */
+enum policy_verdict policy_check_recipient(struct policy_call *call, void *arg);
 
 /* "local@domain" lookup key for a local recipient: local part unquoted
  * and lower-cased; false if the local part does not unquote to a plain

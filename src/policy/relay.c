@@ -13,15 +13,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static enum policy_verdict reply(struct policy_reply *r, enum policy_verdict v,
-				 int code, const char *status, const char *reason,
-				 const char *text, const char *addr)
+static enum policy_verdict refuse(struct policy_call *call, int code, const char *status,
+				  const char *reason, const char *text, const char *addr)
 {
-	r->code = code;
-	snprintf(r->status, sizeof(r->status), "%s", status);
-	snprintf(r->reason, sizeof(r->reason), "%s", reason);
-	snprintf(r->text, sizeof(r->text), "<%s>: %s", addr, text);
-	return v;
+	policy_call_set(call, code, status, reason, "<%s>: %s", addr, text);
+	return POLICY_REJECT;
 }
 
 bool policy_local_key(const struct config *cfg, const struct mail_address *a,
@@ -57,34 +53,35 @@ static bool is_local_domain(const struct config *cfg, const struct mail_address 
 	       (!a->domain_literal && strlist_contains_nocase(&cfg->local_domains, a->domain));
 }
 
-enum policy_verdict policy_check_recipient(const struct policy_env *env,
-					   const struct policy_request *req,
-					   struct policy_reply *reply_r)
+enum policy_verdict policy_check_recipient(struct policy_call *call, void *arg)
 {
+	const struct policy_request *req = policy_call_request(call);
+	const struct policy_env *env = policy_call_env(call);
 	const struct config *cfg = env->cfg;
-	const struct mail_address *a = req->rcpt;
+	const struct mail_address *a = &req->rcpt;
 	char shown[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
+	(void)arg;
+	if (!req->has_rcpt)
+		return POLICY_DUNNO;
 	address_format(a, shown, sizeof(shown));
 
 	if (is_local_domain(cfg, a)) {
 		if (policy_local_key(cfg, a, key, sizeof(key)) &&
 		    (recipients_is_user(env->rcpt_tables, key) ||
 		     recipients_alias(env->rcpt_tables, key) != NULL))
-			return POLICY_ACCEPT;
+			return POLICY_DUNNO; /* allowed: later checks still run */
 		if (local_part_routes(a))
-			return reply(reply_r, POLICY_REJECT, 554, "5.7.1", "relay_denied",
-				     "Relay access denied", shown);
-		return reply(reply_r, POLICY_REJECT, 550, "5.1.1", "unknown_user",
-			     "Recipient address rejected: User unknown", shown);
+			return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+		return refuse(call, 550, "5.1.1", "unknown_user",
+			      "Recipient address rejected: User unknown", shown);
 	}
 	if (!a->domain_literal && strlist_contains_nocase(&cfg->relay_domains, a->domain)) {
 		if (local_part_routes(a))
-			return reply(reply_r, POLICY_REJECT, 554, "5.7.1", "relay_denied",
-				     "Relay access denied", shown);
-		return POLICY_ACCEPT;
+			return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+		return POLICY_DUNNO;
 	}
-	if (cidr_list_match(&cfg->mynetworks, req->client) || req->auth_user != NULL)
-		return POLICY_ACCEPT;
-	return reply(reply_r, POLICY_REJECT, 554, "5.7.1", "relay_denied",
-		     "Relay access denied", shown);
+	if (cidr_list_match(&cfg->mynetworks, (const struct sockaddr *)&req->client) ||
+	    req->auth_user != NULL)
+		return POLICY_DUNNO;
+	return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
 }

@@ -76,11 +76,44 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 /* Bytes of message content written so far. */
 uint64_t queue_writer_size(const struct queue_writer *w);
 /*
- * Finish: flush, write the end record, fsync the file, rename it into
- * queue/ and fsync queue/. Frees w (and so releases the lock). Returns 0
- * once the message is durable; -1 with a malloc'ed *err_r otherwise (the
- * file is removed, before the lock is released).
+ * What the end of the message may change (a verdict, a milter), recorded
+ * after the content and applied on delivery. Each returns 0, or -1 with a
+ * malloc'ed *err_r (a malformed field, too many changes, a recipient that
+ * is not in the message, a write error). field: "Name: value", folded
+ * lines as LF followed by white space; at_end: at the end of the header
+ * section rather than above it. occurrence: 1 = the first field of that
+ * name, 0 = every one.
  */
+int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *field,
+			    char **err_r);
+int queue_writer_remove_header(struct queue_writer *w, const char *name,
+			       unsigned occurrence, char **err_r);
+int queue_writer_add_rcpt(struct queue_writer *w, const char *address, char **err_r);
+int queue_writer_remove_rcpt(struct queue_writer *w, const char *address, char **err_r);
+int queue_writer_set_sender(struct queue_writer *w, const char *address, char **err_r);
+
+/*
+ * Finish: flush, write the end record, fsync the file, rename it into
+ * folder ("queue", or "hold"/"quarantine" for those verdicts) and fsync
+ * the folder. Frees w (and so releases the lock). Returns 0 once the
+ * message is durable; -1 with a malloc'ed *err_r otherwise (the file is
+ * removed, before the lock is released). Blocks on the disk: the smtp
+ * workers call it from commit.c's threads.
+ */
+int queue_writer_commit_to(struct queue_writer **w, const char *folder, char **err_r);
+/*
+ * The same commit in steps, for a group commit (commit.c): publish (the
+ * file complete, fdatasync'ed and renamed into folder; -1 frees w and
+ * removes the file), then the caller fsyncs the folder (its path from
+ * queue_writer_folder, malloc'ed) once for several files, then either
+ * published (durable: frees w) or unpublish (the folder's fsync failed:
+ * the file is removed, frees w).
+ */
+int queue_writer_publish(struct queue_writer **w, const char *folder, char **err_r);
+char *queue_writer_folder(const struct queue_writer *w, const char *folder);
+void queue_writer_published(struct queue_writer **w);
+void queue_writer_unpublish(struct queue_writer **w);
+/* queue_writer_commit_to(w, "queue", err_r). */
 int queue_writer_commit(struct queue_writer **w, char **err_r);
 /* Drop an unfinished message: unlink incoming/<id> and free *w. */
 void queue_writer_abort(struct queue_writer **w);

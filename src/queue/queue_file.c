@@ -64,13 +64,32 @@ static int src_get(struct qf_src *s, uint64_t off, size_t n,
 	return 0;
 }
 
-/* Position of each record type in the required order; 0 = unknown. */
+/* Position of each record type in the required order; 0 = unknown. The
+ * version 2 trailer records share one rank (any order, any number). */
+#define RANK_CONTENT 10
+#define RANK_TRAILER 11
+#define RANK_END 12
 static int type_rank(unsigned char type)
 {
-	static const char order[] = "TICHPFSRAME";
+	static const char order[] = "TICHPFSRAM";
 	const char *p = type != 0 ? strchr(order, type) : NULL;
 
-	return p != NULL ? (int)(p - order) + 1 : 0;
+	if (p != NULL)
+		return (int)(p - order) + 1;
+	if (type == QF_REC_ADD_HEADER || type == QF_REC_DEL_HEADER ||
+	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER)
+		return RANK_TRAILER;
+	return type == QF_REC_END ? RANK_END : 0;
+}
+
+/* May a record of this rank follow one of prev_rank? */
+static bool in_order(const struct qf_msg *m, int prev_rank, int rank, unsigned char type)
+{
+	if (rank == prev_rank + 1)
+		return rank != RANK_TRAILER || m->version >= 2;
+	if (rank == prev_rank)
+		return type == QF_REC_RCPT || rank == RANK_TRAILER;
+	return rank == RANK_END && prev_rank == RANK_CONTENT; /* no trailer */
 }
 
 /* Accepted payload length range for each record type. */
@@ -87,6 +106,10 @@ static void type_bounds(unsigned char type, uint32_t *min_r, uint32_t *max_r)
 	case QF_REC_RCPT:     *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
 	case QF_REC_ATTEMPTS: *min_r = QF_ATTEMPTS_LEN; *max_r = QF_ATTEMPTS_LEN; break;
 	case QF_REC_CONTENT:  *min_r = 8; *max_r = 8; break;
+	case QF_REC_ADD_HEADER: *min_r = 1 + 3; *max_r = 1 + QF_HEADER_TEXT_MAX; break;
+	case QF_REC_DEL_HEADER: *min_r = 4 + 1; *max_r = 4 + QF_FIELD_NAME_MAX; break;
+	case QF_REC_ADD_RCPT:   *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
+	case QF_REC_NEW_SENDER: *min_r = 0; *max_r = QF_ADDR_MAX; break;
 	default:              *min_r = 0; *max_r = 0; break;
 	}
 }
@@ -112,7 +135,7 @@ static int take_rcpt(struct qf_msg *m, const unsigned char *p, uint32_t len,
 	char status = (char)p[0];
 
 	if (status != QF_RCPT_PENDING && status != QF_RCPT_DONE &&
-	    status != QF_RCPT_BOUNCED) {
+	    status != QF_RCPT_BOUNCED && !(status == QF_RCPT_REMOVED && m->version >= 2)) {
 		*err_r = qf_errf("bad recipient status byte 0x%02x", p[0]);
 		return QF_ERR_CORRUPT;
 	}
@@ -158,6 +181,59 @@ static int take_attempts(struct qf_msg *m, const unsigned char *p,
 	return 0;
 }
 
+/* A header field name: printable ASCII without space or colon. */
+static bool field_name_ok(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] <= ' ' || s[i] >= 127 || s[i] == ':')
+			return false;
+	return len > 0;
+}
+
+/* "Name: value", folded lines allowed (LF followed by space or tab). */
+static bool header_field_ok(const char *s, size_t len)
+{
+	const char *colon = memchr(s, ':', len);
+	if (colon == NULL || !field_name_ok(s, (size_t)(colon - s)))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\n' && i + 1 < len && (s[i + 1] == ' ' || s[i + 1] == '\t'))
+			continue;
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static int take_header_edit(struct qf_msg *m, unsigned char type, const unsigned char *p,
+			    uint32_t len, char **err_r)
+{
+	size_t skip = type == QF_REC_ADD_HEADER ? 1 : 4;
+	uint32_t where = type == QF_REC_ADD_HEADER ? p[0] : qf_get_u32(p);
+	const char *text = (const char *)p + skip;
+	size_t tlen = len - skip;
+	bool ok = type == QF_REC_ADD_HEADER
+			  ? where <= QF_HEADER_END && header_field_ok(text, tlen)
+			  : field_name_ok(text, tlen);
+	if (!ok || memchr(text, '\0', tlen) != NULL) {
+		*err_r = qf_errf("bad header change record '%c'", type);
+		return QF_ERR_CORRUPT;
+	}
+	if (m->edit_count >= QF_EDITS_MAX) {
+		*err_r = qf_errf("more than %d header changes", QF_EDITS_MAX);
+		return QF_ERR_CORRUPT;
+	}
+	size_t n = m->edit_count;
+	if ((n & (n - 1)) == 0)
+		m->edits = xreallocarray(m->edits, n < 2 ? 4 : n * 2, sizeof(*m->edits));
+	struct qf_header_edit *e = &m->edits[m->edit_count++];
+	e->type = (char)type;
+	e->where = where;
+	e->text = xstrndup(text, tlen);
+	return 0;
+}
+
 /* Interpret one fixed-size record payload. */
 static int take_record(struct qf_msg *m, unsigned char type,
 		       const unsigned char *p, uint32_t len,
@@ -195,6 +271,15 @@ static int take_record(struct qf_msg *m, unsigned char type,
 		return take_rcpt(m, p, len, payload_off, err_r);
 	case QF_REC_ATTEMPTS:
 		return take_attempts(m, p, payload_off, err_r);
+	case QF_REC_ADD_RCPT:
+		return take_rcpt(m, p, len, payload_off, err_r);
+	case QF_REC_NEW_SENDER:
+		free(m->sender);
+		m->sender = NULL;
+		return take_text(p, len, QF_ADDR_MAX, &m->sender, "new sender", err_r);
+	case QF_REC_ADD_HEADER:
+	case QF_REC_DEL_HEADER:
+		return take_header_edit(m, type, p, len, err_r);
 	default:
 		*err_r = qf_errf("unexpected record type 0x%02x", type);
 		return QF_ERR_CORRUPT;
@@ -233,7 +318,7 @@ static int check_header(struct qf_src *s, struct qf_msg *m, char **err_r)
 		*err_r = qf_errf("not a queue file (bad magic)");
 		return QF_ERR_CORRUPT;
 	}
-	if (p[7] != QF_VERSION) {
+	if (p[7] < QF_VERSION_MIN || p[7] > QF_VERSION) {
 		*err_r = qf_errf("unsupported queue file version %u", p[7]);
 		return QF_ERR_CORRUPT;
 	}
@@ -260,8 +345,7 @@ static int walk_records(struct qf_src *s, struct qf_msg *m, char **err_r)
 					 type, (unsigned long long)off);
 			return QF_ERR_CORRUPT;
 		}
-		if (rank != prev_rank + 1 &&
-		    !(rank == prev_rank && type == QF_REC_RCPT)) {
+		if (!in_order(m, prev_rank, rank, type)) {
 			*err_r = qf_errf("record '%c' out of order at offset %llu",
 					 type, (unsigned long long)off);
 			return QF_ERR_CORRUPT;
@@ -324,6 +408,9 @@ void qf_msg_free(struct qf_msg *m)
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		free(m->rcpts[i].addr);
 	free(m->rcpts);
+	for (size_t i = 0; i < m->edit_count; i++)
+		free(m->edits[i].text);
+	free(m->edits);
 	free(m->client_addr);
 	free(m->helo);
 	free(m->protocol);

@@ -9,7 +9,12 @@
  *   T arrival (u64 us)   I queue id   C client addr   H helo   P protocol
  *   F flags (u8)         S sender     R recipient*    A attempts
  *   M content (u64 length; the content bytes follow the record directly)
+ *   then, version 2 only, in any order, what was decided at the end of the
+ *   message (a verdict, later a milter): h header to add, x header to
+ *   remove, r recipient added, s sender replaced
  *   E end (empty; the last bytes of the file)
+ * A recipient removed at the end of the message keeps its R record with
+ * the status byte X. Version 1 files (no trailer records) still read.
  *
  * Two fields are rewritten in place with pwrite(2) once the file is in the
  * queue: the status byte that starts each R payload, and the A payload
@@ -35,7 +40,8 @@
 
 #define QF_MAGIC "PSTNQF"
 #define QF_MAGIC_LEN 6
-#define QF_VERSION 1
+#define QF_VERSION 2         /* what the writer writes */
+#define QF_VERSION_MIN 1     /* the oldest the reader reads */
 #define QF_HEADER_LEN 8
 #define QF_REC_HDR_LEN 5
 
@@ -50,13 +56,23 @@ enum qf_type {
 	QF_REC_RCPT = 'R',
 	QF_REC_ATTEMPTS = 'A',
 	QF_REC_CONTENT = 'M',
+	QF_REC_ADD_HEADER = 'h', /* u8 where (enum qf_header_where), "Name: value" */
+	QF_REC_DEL_HEADER = 'x', /* u32 occurrence (1 = first, 0 = all), field name */
+	QF_REC_ADD_RCPT = 'r',   /* like R */
+	QF_REC_NEW_SENDER = 's', /* address; the last one counts */
 	QF_REC_END = 'E',
+};
+
+enum qf_header_where {
+	QF_HEADER_TOP = 0, /* above every header line (our Received: included) */
+	QF_HEADER_END = 1, /* at the end of the header section */
 };
 
 enum qf_rcpt_status {
 	QF_RCPT_PENDING = 'P',
 	QF_RCPT_DONE = 'D',    /* delivered (or handed on) */
 	QF_RCPT_BOUNCED = 'B', /* failed and reported (or dropped for <>) */
+	QF_RCPT_REMOVED = 'X', /* taken out at the end of the message (v2) */
 };
 
 #define QF_FLAG_SMTPUTF8 0x01
@@ -68,6 +84,9 @@ enum qf_rcpt_status {
 #define QF_RCPT_MAX 100000   /* recipients per message */
 #define QF_REASON_MAX 115    /* last deferral reason, NUL-padded */
 #define QF_ATTEMPTS_LEN (4 + 8 + QF_REASON_MAX + 1)
+#define QF_HEADER_TEXT_MAX 8192 /* one added header field, folded lines included */
+#define QF_FIELD_NAME_MAX 255   /* a removed header's name */
+#define QF_EDITS_MAX 1000       /* header changes per message */
 
 /* Return codes of qf_read(). */
 #define QF_ERR_CORRUPT (-1) /* malformed: move the file aside */
@@ -77,6 +96,13 @@ struct qf_rcpt {
 	char *addr;
 	char status;         /* enum qf_rcpt_status */
 	uint64_t status_off; /* file offset of the status byte */
+};
+
+/* A change to the header section, applied in file order on delivery. */
+struct qf_header_edit {
+	char type;      /* QF_REC_ADD_HEADER or QF_REC_DEL_HEADER */
+	uint32_t where; /* add: enum qf_header_where; remove: occurrence, 0 = all */
+	char *text;     /* add: "Name: value" (LF + white space folds); remove: name */
 };
 
 struct qf_msg {
@@ -99,6 +125,8 @@ struct qf_msg {
 	uint64_t content_off;         /* file offset of the first content byte */
 	uint64_t content_len;
 	uint64_t file_size;
+	struct qf_header_edit *edits; /* version 2 trailer */
+	size_t edit_count;
 };
 
 /* A malloc'ed error string (printf-style). */

@@ -36,14 +36,18 @@
 
 struct queue_writer {
 	char id[QUEUE_ID_LEN + 1];
+	char *spool_dir;
 	char *incoming_path;
-	char *queue_dir;
-	char *queue_path;
+	char *published_path;     /* after queue_writer_publish() */
 	int fd;
 	int error;                /* first write errno, sticky; 0 = fine */
 	uint64_t file_off;        /* bytes handed over, buffered ones included */
 	uint64_t content_len_off; /* file offset of the M payload */
 	uint64_t content_len;
+	strlist_t rcpts;          /* the R records' addresses ... */
+	uint64_t *rcpt_status_off; /* ... and the file offsets of their status bytes */
+	buf_t trailer;            /* version 2 records written after the content */
+	size_t trailer_edits;
 	size_t buf_len;
 	unsigned char buf[QUEUE_WRITER_BUF];
 };
@@ -123,7 +127,7 @@ static int check_envelope(const struct queue_envelope *env, char **err_r)
 /* Encode every record from the header up to and including the M record. */
 static void encode_envelope(buf_t *b, const char *id,
 			    const struct queue_envelope *env,
-			    uint64_t *content_len_off_r)
+			    uint64_t *content_len_off_r, uint64_t *rcpt_status_off)
 {
 	unsigned char u64[8], attempts[QF_ATTEMPTS_LEN];
 	unsigned char flags = (unsigned char)((env->smtputf8 ? QF_FLAG_SMTPUTF8 : 0) |
@@ -144,6 +148,7 @@ static void encode_envelope(buf_t *b, const char *id,
 		char *rec = xmalloc(n + 1);
 		rec[0] = QF_RCPT_PENDING;
 		memcpy(rec + 1, a, n);
+		rcpt_status_off[i] = b->len + QF_REC_HDR_LEN;
 		qf_put_record(b, QF_REC_RCPT, rec, (uint32_t)(n + 1));
 		free(rec);
 	}
@@ -158,9 +163,12 @@ static void writer_free(struct queue_writer *w)
 {
 	if (w->fd >= 0)
 		close(w->fd);
+	free(w->spool_dir);
 	free(w->incoming_path);
-	free(w->queue_dir);
-	free(w->queue_path);
+	free(w->published_path);
+	strlist_free(&w->rcpts);
+	free(w->rcpt_status_off);
+	buf_free(&w->trailer);
 	free(w);
 }
 
@@ -177,10 +185,12 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 	struct queue_writer *w = xcalloc(1, sizeof(*w));
 	memcpy(w->id, id, QUEUE_ID_LEN + 1);
 	char *dir = path_join(spool_dir, "incoming");
+	w->spool_dir = xstrdup(spool_dir);
 	w->incoming_path = path_join(dir, id);
 	free(dir);
-	w->queue_dir = path_join(spool_dir, "queue");
-	w->queue_path = path_join(w->queue_dir, id);
+	for (size_t i = 0; i < env->recipients->count; i++)
+		strlist_add(&w->rcpts, env->recipients->items[i]);
+	w->rcpt_status_off = xcalloc(env->recipients->count, sizeof(*w->rcpt_status_off));
 	w->fd = open(w->incoming_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		*err_r = qf_errf("create %s: %s", w->incoming_path, strerror(errno));
@@ -198,7 +208,7 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 		return NULL;
 	}
 	buf_t env_buf = BUF_INIT;
-	encode_envelope(&env_buf, id, env, &w->content_len_off);
+	encode_envelope(&env_buf, id, env, &w->content_len_off, w->rcpt_status_off);
 	int rc = writer_put(w, env_buf.data, env_buf.len);
 	buf_free(&env_buf);
 	if (rc < 0) {
@@ -230,21 +240,143 @@ uint64_t queue_writer_size(const struct queue_writer *w)
 	return w->content_len;
 }
 
+/* Overwrite bytes already handed over at file offset off, whether they
+ * still sit in the buffer or are on disk (never across the boundary:
+ * callers patch fields that were written in one piece). */
+static int patch_bytes(struct queue_writer *w, uint64_t off, const void *data, size_t len)
+{
+	uint64_t flushed = w->file_off - w->buf_len;
+
+	if (off >= flushed) {
+		memcpy(w->buf + (off - flushed), data, len);
+		return 0;
+	}
+	if (pwrite_all(w->fd, data, len, (off_t)off) < 0) {
+		w->error = errno != 0 ? errno : EIO;
+		return -1;
+	}
+	return 0;
+}
+
 /* Store the final content length into the M record (buffered or on disk). */
 static int patch_content_len(struct queue_writer *w)
 {
 	unsigned char u64[8];
-	uint64_t flushed = w->file_off - w->buf_len;
 
 	qf_put_u64(u64, w->content_len);
-	if (w->content_len_off >= flushed) {
-		memcpy(w->buf + (w->content_len_off - flushed), u64, 8);
-		return 0;
-	}
-	if (pwrite_all(w->fd, u64, 8, (off_t)w->content_len_off) < 0) {
-		w->error = errno != 0 ? errno : EIO;
+	return patch_bytes(w, w->content_len_off, u64, 8);
+}
+
+/* ---- changes at the end of the message (version 2 trailer) ------------- */
+
+static int trailer_room(struct queue_writer *w, char **err_r)
+{
+	if (w->trailer_edits >= QF_EDITS_MAX) {
+		*err_r = qf_errf("more than %d changes at the end of the message", QF_EDITS_MAX);
 		return -1;
 	}
+	w->trailer_edits++;
+	return 0;
+}
+
+/* The same rules as the reader's: a name of printable ASCII without
+ * space or colon. */
+static bool field_name_valid(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] <= ' ' || s[i] >= 127 || s[i] == ':')
+			return false;
+	return len > 0 && len <= QF_FIELD_NAME_MAX;
+}
+
+int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *field,
+			    char **err_r)
+{
+	size_t len = strlen(field);
+	const char *colon = strchr(field, ':');
+	bool ok = len <= QF_HEADER_TEXT_MAX && colon != NULL &&
+		  field_name_valid(field, (size_t)(colon - field));
+	for (size_t i = 0; ok && i < len; i++) {
+		unsigned char c = (unsigned char)field[i];
+		if (c == '\n')
+			ok = field[i + 1] == ' ' || field[i + 1] == '\t';
+		else
+			ok = (c >= 0x20 || c == '\t') && c != 0x7f;
+	}
+	if (!ok) {
+		*err_r = qf_errf("header field to add is malformed");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	char *rec = xmalloc(len + 1);
+	rec[0] = (char)(at_end ? QF_HEADER_END : QF_HEADER_TOP);
+	memcpy(rec + 1, field, len);
+	qf_put_record(&w->trailer, QF_REC_ADD_HEADER, rec, (uint32_t)(len + 1));
+	free(rec);
+	return 0;
+}
+
+int queue_writer_remove_header(struct queue_writer *w, const char *name,
+			       unsigned occurrence, char **err_r)
+{
+	size_t len = strlen(name);
+	if (!field_name_valid(name, len)) {
+		*err_r = qf_errf("header name to remove is malformed");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	unsigned char *rec = xmalloc(4 + len);
+	qf_put_u32(rec, occurrence);
+	memcpy(rec + 4, name, len);
+	qf_put_record(&w->trailer, QF_REC_DEL_HEADER, rec, (uint32_t)(4 + len));
+	free(rec);
+	return 0;
+}
+
+int queue_writer_add_rcpt(struct queue_writer *w, const char *address, char **err_r)
+{
+	size_t len = strlen(address);
+	if (len == 0 || !qf_text_ok(address, QF_ADDR_MAX)) {
+		*err_r = qf_errf("recipient to add is unusable in the queue");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	char *rec = xmalloc(len + 1);
+	rec[0] = QF_RCPT_PENDING;
+	memcpy(rec + 1, address, len);
+	qf_put_record(&w->trailer, QF_REC_ADD_RCPT, rec, (uint32_t)(len + 1));
+	free(rec);
+	return 0;
+}
+
+int queue_writer_remove_rcpt(struct queue_writer *w, const char *address, char **err_r)
+{
+	const unsigned char removed = QF_RCPT_REMOVED;
+	for (size_t i = 0; i < w->rcpts.count; i++) {
+		if (!str_eq_nocase(w->rcpts.items[i], address))
+			continue;
+		if (patch_bytes(w, w->rcpt_status_off[i], &removed, 1) < 0) {
+			*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+			return -1;
+		}
+		return 0;
+	}
+	*err_r = qf_errf("recipient to remove is not in the message");
+	return -1;
+}
+
+int queue_writer_set_sender(struct queue_writer *w, const char *address, char **err_r)
+{
+	if (!qf_text_ok(address, QF_ADDR_MAX)) {
+		*err_r = qf_errf("new sender is unusable in the queue");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	qf_put_record(&w->trailer, QF_REC_NEW_SENDER, address, (uint32_t)strlen(address));
 	return 0;
 }
 
@@ -255,6 +387,8 @@ static int writer_finish_file(struct queue_writer *w, char **err_r)
 
 	if (w->error == 0)
 		patch_content_len(w);
+	if (w->trailer.len > 0)
+		writer_put(w, w->trailer.data, w->trailer.len);
 	writer_put(w, end, sizeof(end));
 	if (writer_flush(w) < 0) {
 		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
@@ -267,7 +401,12 @@ static int writer_finish_file(struct queue_writer *w, char **err_r)
 	return 0;
 }
 
-int queue_writer_commit(struct queue_writer **wp, char **err_r)
+char *queue_writer_folder(const struct queue_writer *w, const char *folder)
+{
+	return path_join(w->spool_dir, folder);
+}
+
+int queue_writer_publish(struct queue_writer **wp, const char *folder, char **err_r)
 {
 	struct queue_writer *w = *wp;
 
@@ -275,25 +414,55 @@ int queue_writer_commit(struct queue_writer **wp, char **err_r)
 		queue_writer_abort(wp);
 		return -1;
 	}
-	if (rename(w->incoming_path, w->queue_path) < 0) {
-		*err_r = qf_errf("rename %s into queue/: %s", w->incoming_path,
+	char *dir = path_join(w->spool_dir, folder);
+	w->published_path = path_join(dir, w->id);
+	free(dir);
+	if (rename(w->incoming_path, w->published_path) < 0) {
+		*err_r = qf_errf("rename %s into %s/: %s", w->incoming_path, folder,
 				 strerror(errno));
+		xfree(&w->published_path);
 		queue_writer_abort(wp);
 		return -1;
 	}
-	if (fsync_dir(w->queue_dir) < 0) {
-		/* Not durable: take it back rather than acknowledge it. The
-		 * lock is still held, so the queue manager has not started on
-		 * it and will find it gone. */
-		*err_r = qf_errf("fsync %s: %s", w->queue_dir, strerror(errno));
-		unlink(w->queue_path);
-		writer_free(w);
-		*wp = NULL;
-		return -1;
-	}
+	return 0;
+}
+
+void queue_writer_published(struct queue_writer **wp)
+{
+	writer_free(*wp);
+	*wp = NULL;
+}
+
+void queue_writer_unpublish(struct queue_writer **wp)
+{
+	struct queue_writer *w = *wp;
+	/* Not durable: take it back rather than acknowledge it. The lock is
+	 * still held, so the queue manager has not started on it and will
+	 * find it gone. */
+	unlink(w->published_path);
 	writer_free(w);
 	*wp = NULL;
-	return 0;
+}
+
+int queue_writer_commit_to(struct queue_writer **wp, const char *folder, char **err_r)
+{
+	if (queue_writer_publish(wp, folder, err_r) < 0)
+		return -1;
+	char *dir = queue_writer_folder(*wp, folder);
+	int rc = fsync_dir(dir);
+	if (rc < 0) {
+		*err_r = qf_errf("fsync %s: %s", dir, strerror(errno));
+		queue_writer_unpublish(wp);
+	} else {
+		queue_writer_published(wp);
+	}
+	free(dir);
+	return rc;
+}
+
+int queue_writer_commit(struct queue_writer **wp, char **err_r)
+{
+	return queue_writer_commit_to(wp, "queue", err_r);
 }
 
 void queue_writer_abort(struct queue_writer **wp)

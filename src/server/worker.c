@@ -187,8 +187,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	if (w.srv.base == NULL)
 		log_fatal("cannot create event base");
 	w.srv.cfg = cfg;
-	w.srv.policy.cfg = cfg;
-	w.srv.policy.rcpt_tables = rcpt;
+	policy_env_init(&w.srv.policy, cfg, rcpt, w.srv.base);
+	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = notify_fd;
 	w.srv.on_drained = on_drained;
@@ -213,6 +213,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	event_free(w.sig_int);
 	event_free(w.sig_retire);
 	event_free(w.accept_retry);
+	queue_committer_free(&w.srv.committer);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

@@ -1,160 +1,190 @@
 /*
- * commands.c - the SMTP command table: for each verb, the sessions states
- * it is allowed in and the function that carries it out. Every reply has
- * an RFC 3463 enhanced status code.
+ * commands.c - the SMTP command table. Each verb has a check step (the
+ * session states it is allowed in; its syntax was checked by the parser)
+ * that answers at once, and a proceed step that may ask the policy and
+ * therefore wait. Handlers fill a reply (or wait); they never write to
+ * the connection. Every reply has an RFC 3463 enhanced status code, except
+ * those RFC 2034 exempts (HELO/EHLO).
+ *
+ * Input: parsed commands from an untrusted client. Runs in the
+ * unprivileged smtp worker.
  */
 #include "session_int.h"
 
-#include <event2/buffer.h>
 #include <string.h>
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 
-typedef void command_fn(struct smtp_session *s, const struct smtp_command *cmd);
+typedef enum step command_fn(struct smtp_session *s, const struct smtp_command *cmd,
+			     struct smtp_reply *out);
 
-static void policy_reply_send(struct smtp_session *s, const struct policy_reply *r)
+/* ---- HELO / EHLO ---------------------------------------------------------- */
+
+static void ehlo_reply(const struct smtp_session *s, struct smtp_reply *out)
 {
-	session_error(s, r->code, r->status, "%s", r->text);
+	const struct config *cfg = s->srv->cfg;
+	reply_set(out, 250, "", "%s", cfg->hostname);
+	reply_add_line(out, "PIPELINING");
+	reply_add_line(out, "SIZE %llu", (unsigned long long)cfg->message_size_limit);
+	if (s->srv->tls_ctx != NULL && !s->tls)
+		reply_add_line(out, "STARTTLS");
+	reply_add_line(out, "ENHANCEDSTATUSCODES");
+	reply_add_line(out, "8BITMIME");
+	reply_add_line(out, "SMTPUTF8");
+	reply_add_line(out, "CHUNKING");
 }
 
-static bool set_helo(struct smtp_session *s, const struct smtp_command *cmd, bool esmtp)
+static enum step helo_verdict(struct smtp_session *s, struct policy_reply *v,
+			      struct smtp_reply *out)
 {
-	struct policy_request req = { .stage = POLICY_HELO,
-				      .client = (const struct sockaddr *)&s->peer,
-				      .client_addr = s->peer_addr, .tls = s->tls };
-	char *helo = xstrndup(cmd->arg.ptr, cmd->arg.len);
-	req.helo = helo;
-	struct policy_reply rep;
-	enum policy_verdict v = policy_check(&s->srv->policy, &req, &rep);
-	if (v == POLICY_REJECT || v == POLICY_TEMPFAIL) {
+	char *helo = s->pending_helo;
+	s->pending_helo = NULL;
+	if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: helo=%s code=%d %s reason=%s", s->peer_addr, helo,
-			 rep.code, rep.status, rep.reason);
+			 v->code, v->status, v->reason);
 		free(helo);
-		policy_reply_send(s, &rep);
-		return false;
+		reply_from_policy(out, v);
+		return STEP_REPLY;
 	}
 	free(s->helo);
 	s->helo = helo;
-	s->esmtp = esmtp;
+	s->esmtp = s->pending_esmtp;
 	tx_free(&s->tx); /* RFC 5321 4.1.4: EHLO resets the transaction */
-	return true;
-}
-
-static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
-{
 	/* RFC 5321 4.1.1.1: "250 domain"; RFC 2034 section 3: no enhanced
 	 * status code on the HELO/EHLO reply. */
-	if (set_helo(s, cmd, false))
-		session_send(s, "250 %s\r\n", s->srv->cfg->hostname);
+	if (s->esmtp)
+		ehlo_reply(s, out);
+	else
+		reply_set(out, 250, "", "%s", s->srv->cfg->hostname);
+	return STEP_REPLY;
 }
 
-static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step hello(struct smtp_session *s, const struct smtp_command *cmd,
+		       bool esmtp, struct smtp_reply *out)
 {
-	const struct config *cfg = s->srv->cfg;
-	if (!set_helo(s, cmd, true))
-		return;
-	session_send(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n", cfg->hostname,
-		     (unsigned long long)cfg->message_size_limit);
-	if (s->srv->tls_ctx != NULL && !s->tls)
-		session_send(s, "250-STARTTLS\r\n");
-	session_send(s, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-		     "250 CHUNKING\r\n");
+	struct policy_request req;
+	free(s->pending_helo);
+	s->pending_helo = xstrndup(cmd->arg.ptr, cmd->arg.len);
+	s->pending_esmtp = esmtp;
+	session_request(s, POLICY_HELO, &req);
+	req.helo = s->pending_helo;
+	return session_ask(s, &req, helo_verdict, out);
 }
 
-static void cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_helo(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
-	tx_handle_mail(s, cmd);
+	return hello(s, cmd, false, out);
 }
 
-static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_ehlo(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
-	tx_handle_rcpt(s, cmd);
+	return hello(s, cmd, true, out);
 }
 
-static void cmd_data(struct smtp_session *s, const struct smtp_command *cmd)
+/* ---- the transaction -------------------------------------------------------- */
+
+static enum step cmd_mail(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
+{
+	return tx_handle_mail(s, cmd, out);
+}
+
+static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
+{
+	return tx_handle_rcpt(s, cmd, out);
+}
+
+static enum step cmd_data(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
 	(void)cmd;
-	tx_handle_data(s);
+	return tx_handle_data(s, out);
 }
 
-static void cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
-	tx_handle_bdat(s, cmd);
+	return tx_handle_bdat(s, cmd, out);
 }
 
-static void cmd_rset(struct smtp_session *s, const struct smtp_command *cmd)
+/* ---- the rest ----------------------------------------------------------------- */
+
+static enum step cmd_rset(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
 	(void)cmd;
 	tx_free(&s->tx);
-	session_reply(s, 250, "2.0.0", "Ok");
+	reply_set(out, 250, "2.0.0", "Ok");
+	return STEP_REPLY;
 }
 
-static void cmd_noop(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_noop(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
+{
+	(void)s;
+	(void)cmd;
+	reply_set(out, 250, "2.0.0", "Ok");
+	return STEP_REPLY;
+}
+
+static enum step cmd_quit(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
+{
+	(void)s;
+	(void)cmd;
+	reply_set(out, 221, "2.0.0", "Bye");
+	out->flags = REPLY_CLOSE;
+	return STEP_REPLY;
+}
+
+static enum step cmd_help(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
 	(void)cmd;
-	session_reply(s, 250, "2.0.0", "Ok");
+	reply_set(out, 214, "2.0.0",
+		  "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
+		  s->srv->tls_ctx != NULL ? " STARTTLS" : "");
+	return STEP_REPLY;
 }
 
-static void cmd_quit(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_vrfy(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
-	(void)cmd;
-	session_reply(s, 221, "2.0.0", "Bye");
-	session_close_after_flush(s);
-}
-
-static void cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	(void)cmd;
-	session_reply(s, 214, "2.0.0",
-		      "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
-		      s->srv->tls_ctx != NULL ? " STARTTLS" : "");
-}
-
-static void cmd_vrfy(struct smtp_session *s, const struct smtp_command *cmd)
-{
+	(void)s;
 	(void)cmd; /* RFC 5321 3.5.3: 252 tells nothing about the user */
-	session_reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+	reply_set(out, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+	return STEP_REPLY;
 }
 
-static void cmd_expn(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_expn(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
 {
+	(void)s;
 	(void)cmd;
-	session_error(s, 502, "5.5.1", "Error: EXPN is disabled");
+	reply_error(out, 502, "5.5.1", "Error: EXPN is disabled");
+	return STEP_REPLY;
 }
 
-static void cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd,
+			      struct smtp_reply *out)
 {
 	(void)cmd;
 	if (s->srv->tls_ctx == NULL) {
-		session_error(s, 502, "5.5.1", "Error: STARTTLS is not available");
-		return;
+		reply_error(out, 502, "5.5.1", "Error: STARTTLS is not available");
+	} else if (s->tls) {
+		reply_error(out, 503, "5.5.1", "Error: TLS already active");
+	} else {
+		reply_set(out, 220, "2.0.0", "Ready to start TLS");
+		out->flags = REPLY_STARTTLS;
 	}
-	if (s->tls) {
-		session_error(s, 503, "5.5.1", "Error: TLS already active");
-		return;
-	}
-	session_reply(s, 220, "2.0.0", "Ready to start TLS");
-	session_start_tls(s);
+	return STEP_REPLY;
 }
 
-/*
- * Commands that move no mail forward (NOOP, RSET, VRFY, EXPN, HELP):
- * after junk_command_limit of them without a message accepted, each
- * further one counts as an error, so a client cannot hold a session
- * forever with them (Postfix's smtpd_junk_command_limit idea).
- */
-static void count_junk(struct smtp_session *s)
-{
-	if (++s->junk_commands > s->srv->cfg->junk_command_limit &&
-	    ++s->errors >= s->srv->cfg->error_limit) {
-		log_info("client=%s too many commands that move no mail (%u), closing",
-			 s->peer_addr, s->junk_commands);
-		session_reply(s, 421, "4.7.0", "%s Error: too many commands without mail",
-			      s->srv->cfg->hostname);
-		session_close_after_flush(s);
-	}
-}
+/* ---- the table ------------------------------------------------------------------ */
 
 enum needs {
 	NEED_NOTHING = 0,
@@ -168,7 +198,7 @@ enum needs {
 struct command_def {
 	enum smtp_verb verb;
 	unsigned needs;
-	command_fn *run;
+	command_fn *proceed;
 };
 
 static const struct command_def command_table[] = {
@@ -187,26 +217,37 @@ static const struct command_def command_table[] = {
 	{ SMTP_STARTTLS, NEED_EHLO | NEED_NO_TX, cmd_starttls },
 };
 
-/* The state check: false after sending the 503 reply. */
-static bool allowed_now(struct smtp_session *s, const struct command_def *def)
+/* The check step: false after filling the 503 reply. */
+static bool allowed_now(const struct smtp_session *s, const struct command_def *def,
+			struct smtp_reply *out)
 {
-	if ((def->needs & NEED_HELO) && s->helo == NULL) {
-		session_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-		return false;
+	if ((def->needs & NEED_HELO) && s->helo == NULL)
+		reply_error(out, 503, "5.5.1", "Error: send HELO/EHLO first");
+	else if ((def->needs & NEED_EHLO) && !s->esmtp)
+		reply_error(out, 503, "5.5.1", "Error: send EHLO first");
+	else if ((def->needs & NEED_NO_TX) && s->tx != NULL)
+		reply_error(out, 503, "5.5.1", "Error: nested MAIL command");
+	else if ((def->needs & NEED_TX) && s->tx == NULL)
+		reply_error(out, 503, "5.5.1", "Error: need MAIL command");
+	else
+		return true;
+	return false;
+}
+
+/*
+ * Commands that move no mail forward (NOOP, RSET, VRFY, EXPN, HELP):
+ * after junk_command_limit of them without a message accepted, each
+ * further one counts as an error, so a client cannot hold a session
+ * forever with them (Postfix's smtpd_junk_command_limit idea).
+ */
+static void count_junk(struct smtp_session *s, struct smtp_reply *out)
+{
+	if (++s->junk_commands > s->srv->cfg->junk_command_limit) {
+		if (s->junk_commands == s->srv->cfg->junk_command_limit + 1)
+			log_info("client=%s more than %llu commands without mail", s->peer_addr,
+				 (unsigned long long)s->srv->cfg->junk_command_limit);
+		out->flags |= REPLY_ERROR;
 	}
-	if ((def->needs & NEED_EHLO) && !s->esmtp) {
-		session_error(s, 503, "5.5.1", "Error: send EHLO first");
-		return false;
-	}
-	if ((def->needs & NEED_NO_TX) && s->tx != NULL) {
-		session_error(s, 503, "5.5.1", "Error: nested MAIL command");
-		return false;
-	}
-	if ((def->needs & NEED_TX) && s->tx == NULL) {
-		session_error(s, 503, "5.5.1", "Error: need MAIL command");
-		return false;
-	}
-	return true;
 }
 
 /*
@@ -238,7 +279,8 @@ static bool is_non_smtp(const char *line, size_t len)
 	return false;
 }
 
-void session_handle_line(struct smtp_session *s, const char *line, size_t len)
+enum step session_handle_line(struct smtp_session *s, const char *line, size_t len,
+			      struct smtp_reply *out)
 {
 	struct smtp_command cmd;
 	struct smtp_parse_error err;
@@ -246,28 +288,29 @@ void session_handle_line(struct smtp_session *s, const char *line, size_t len)
 	if (is_non_smtp(line, len)) {
 		log_warn("client=%s non-SMTP command: %.100s", s->peer_addr, line);
 		tx_free(&s->tx);
-		session_reply(s, 221, "2.7.0", "Error: message content or another protocol "
-			      "where a command belongs; closing");
-		session_close_after_flush(s);
-		return;
+		reply_set(out, 221, "2.7.0", "Error: message content or another protocol "
+			  "where a command belongs; closing");
+		out->flags = REPLY_CLOSE;
+		return STEP_REPLY;
 	}
 	if (!smtp_command_parse(line, len, utf8, &cmd, &err)) {
 		/* A half-open transaction of BDAT chunks must not continue
 		 * after a command that was not understood. */
 		if (s->tx != NULL && s->tx->bdat_used)
 			tx_free(&s->tx);
-		session_error(s, err.code, err.status, "%s", err.text);
-		return;
+		reply_error(out, err.code, err.status, "%s", err.text);
+		return STEP_REPLY;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(command_table); i++) {
 		const struct command_def *def = &command_table[i];
 		if (def->verb != cmd.verb)
 			continue;
-		if (allowed_now(s, def))
-			def->run(s, &cmd);
-		if ((def->needs & JUNK) && !session_closing(s))
-			count_junk(s);
-		return;
+		if (!allowed_now(s, def, out))
+			return STEP_REPLY;
+		enum step st = def->proceed(s, &cmd, out);
+		if (def->needs & JUNK)
+			count_junk(s, out);
+		return st;
 	}
 	log_panic("command %s has no table entry", smtp_verb_name(cmd.verb));
 }

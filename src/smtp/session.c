@@ -44,6 +44,8 @@
 
 /* Stop reading while this much output waits for a slow reader. */
 #define OUTPUT_BACKLOG_MAX (256 * 1024)
+/* Stop reading while this much input waits (besides one command line). */
+#define INPUT_BUFFER_MAX (256 * 1024)
 /* How long the last replies may take to drain before the close. */
 #define CLOSE_FLUSH_MS 10000
 /* How long, and how much, to read from a client after our close. */
@@ -55,6 +57,10 @@ static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void session_step_cb(evutil_socket_t fd, short what, void *arg);
+static void session_start_tls(struct smtp_session *s);
+static void process_input(struct smtp_session *s);
+static void cancel_wait(struct smtp_session *s);
+static void session_close_after_flush(struct smtp_session *s);
 
 uint64_t session_now_ms(void)
 {
@@ -77,7 +83,9 @@ static uint64_t earliest(uint64_t a, uint64_t b)
 /* Arm the timer for the nearest deadline. */
 static void arm_timer(struct smtp_session *s)
 {
-	uint64_t due = s->phase_deadline;
+	uint64_t due = s->wait == WAIT_NONE || session_closing(s) ? s->phase_deadline : 0;
+	if (s->wait == WAIT_VERDICT)
+		due = earliest(due, s->wait_deadline);
 	if (!session_closing(s))
 		due = earliest(due, s->session_deadline);
 	if (!session_closing(s) && s->tx != NULL)
@@ -131,52 +139,42 @@ void session_message_accepted(struct smtp_session *s)
 
 /* ---- replies --------------------------------------------------------------- */
 
-static void vreply(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, va_list ap) PRINTF_LIKE(4, 0);
+static void send_421(struct smtp_session *s, const char *status, const char *text);
 
-static void vreply(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, va_list ap)
+/* Write a reply and act on its flags; an error reply may end the session
+ * (error_limit). */
+static void send_reply(struct smtp_session *s, const struct smtp_reply *r)
 {
-	char text[512];
-	if (s->bev == NULL)
+	if (r->code == 0 || s->bev == NULL)
 		return;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	evbuffer_add_printf(out, "%d %s %s\r\n", code, status, text);
-}
-
-void session_reply(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vreply(s, code, status, fmt, ap);
-	va_end(ap);
-}
-
-void session_send(struct smtp_session *s, const char *fmt, ...)
-{
-	va_list ap;
-	if (s->bev == NULL)
-		return;
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
-	va_end(ap);
-}
-
-void session_error(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vreply(s, code, status, fmt, ap);
-	va_end(ap);
-	if (++s->errors >= s->srv->cfg->error_limit && !session_closing(s)) {
+	buf_t wire = BUF_INIT;
+	reply_format(r, &wire);
+	evbuffer_add(bufferevent_get_output(s->bev), wire.data, wire.len);
+	buf_free(&wire);
+	if ((r->flags & REPLY_ERROR) && ++s->errors >= s->srv->cfg->error_limit &&
+	    !session_closing(s)) {
 		log_info("client=%s too many errors (%u), closing", s->peer_addr, s->errors);
-		session_reply(s, 421, "4.7.0", "%s Error: too many errors",
-			      s->srv->cfg->hostname);
+		struct smtp_reply bye = { 0 };
+		reply_set(&bye, 421, "4.7.0", "%s Error: too many errors", s->srv->cfg->hostname);
+		send_reply(s, &bye);
 		session_close_after_flush(s);
+		return;
 	}
+	if (r->flags & REPLY_STARTTLS)
+		session_start_tls(s);
+	if (r->flags & REPLY_CLOSE)
+		session_close_after_flush(s);
+	/* Stopping: a session that is between transactions ends now. */
+	if (s->srv->draining && s->tx == NULL && s->wait == WAIT_NONE && !session_closing(s))
+		send_421(s, "4.3.2", "Service shutting down");
+}
+
+static void send_421(struct smtp_session *s, const char *status, const char *text)
+{
+	struct smtp_reply r = { 0 };
+	reply_set(&r, 421, status, "%s %s", s->srv->cfg->hostname, text);
+	r.flags = REPLY_CLOSE;
+	send_reply(s, &r);
 }
 
 /* ---- freeing and closing ---------------------------------------------------- */
@@ -208,7 +206,10 @@ static void session_free(struct smtp_session *s)
 			 s->tx->sender_text, s->peer_addr);
 	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
 		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
+	cancel_wait(s);
 	tx_free(&s->tx);
+	tx_free(&s->pending_tx);
+	free(s->pending_helo);
 	release_io(s);
 	event_free(s->timer);
 	event_free(s->step);
@@ -243,10 +244,11 @@ static void schedule_free(struct smtp_session *s)
 	schedule_step(s);
 }
 
-void session_close_after_flush(struct smtp_session *s)
+static void session_close_after_flush(struct smtp_session *s)
 {
 	if (session_closing(s))
 		return;
+	cancel_wait(s); /* a verdict arriving now would have nobody to answer */
 	s->close_phase = CLOSE_FLUSHING;
 	s->phase_deadline = session_now_ms() + CLOSE_FLUSH_MS;
 	if (s->bev != NULL)
@@ -315,10 +317,14 @@ static void begin_linger(struct smtp_session *s)
 static void set_callbacks(struct smtp_session *s)
 {
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	/* Input waiting for a verdict stays buffered, but boundedly: room for
+	 * the longest command line and some pipelining. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0,
+				 INPUT_BUFFER_MAX + (size_t)s->srv->cfg->command_line_limit);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-void session_start_tls(struct smtp_session *s)
+static void session_start_tls(struct smtp_session *s)
 {
 	/* RFC 3207 section 6 / CVE-2011-0411: anything the client pipelined
 	 * after STARTTLS was sent in clear text and must not be executed. */
@@ -380,7 +386,9 @@ static bool skip_long_line(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_drain(in, (size_t)lf.pos + 1);
 	s->skipping_long_line = false;
 	start_phase(s);
-	session_error(s, 500, "5.5.2", "Error: line too long");
+	struct smtp_reply r = { 0 };
+	reply_error(&r, 500, "5.5.2", "Error: line too long");
+	send_reply(s, &r);
 	return true;
 }
 
@@ -401,9 +409,11 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 		return false;
 	}
 	start_phase(s); /* the next command's time starts now */
+	struct smtp_reply r = { 0 };
 	if ((size_t)eol.pos > limit) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		session_error(s, 500, "5.5.2", "Error: line too long");
+		reply_error(&r, 500, "5.5.2", "Error: line too long");
+		send_reply(s, &r);
 		return true;
 	}
 	char *line = xmalloc((size_t)eol.pos + 1);
@@ -411,7 +421,8 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 	line[eol.pos] = '\0';
 	evbuffer_drain(in, eol_len);
 	s->commands++;
-	session_handle_line(s, line, (size_t)eol.pos);
+	if (session_handle_line(s, line, (size_t)eol.pos, &r) == STEP_REPLY)
+		send_reply(s, &r);
 	free(line);
 	return true;
 }
@@ -433,18 +444,26 @@ static bool process_content(struct smtp_session *s, struct evbuffer *in)
 	}
 	evbuffer_drain(in, used);
 	extend_data_phase(s, used);
-	tx_after_consume(s);
+	struct smtp_reply r = { 0 };
+	if (tx_after_consume(s, &r) == STEP_REPLY)
+		send_reply(s, &r);
 	return s->mode != mode || (used > 0 && evbuffer_get_length(in) > 0);
+}
+
+/* Can the next piece of input be handled now? */
+static bool ready_for_input(const struct smtp_session *s)
+{
+	return !session_closing(s) && !s->tls_switch && s->wait == WAIT_NONE;
 }
 
 static void process_input(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	while (!session_closing(s) && !s->tls_switch && evbuffer_get_length(in) > 0) {
+	while (ready_for_input(s) && evbuffer_get_length(in) > 0) {
 		enum input_mode before = s->mode;
 		bool progress = s->mode == MODE_COMMAND ? process_command(s, in)
 							: process_content(s, in);
-		if (session_closing(s) || s->tls_switch)
+		if (!ready_for_input(s))
 			break;
 		if (s->mode != before)
 			start_phase(s);
@@ -456,7 +475,128 @@ static void process_input(struct smtp_session *s)
 			break;
 		}
 	}
+	/* The client has shut down its side: once what it sent before is
+	 * answered, the session is over. */
+	if (s->peer_eof && ready_for_input(s)) {
+		if (s->tx != NULL && s->mode != MODE_COMMAND) {
+			log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
+				 s->tx->sender_text, s->peer_addr);
+			tx_free(&s->tx);
+		}
+		session_close_after_flush(s);
+	}
 	arm_timer(s);
+}
+
+/* ---- waiting for a verdict or a commit ------------------------------------- */
+
+void session_request(const struct smtp_session *s, enum policy_stage stage,
+		     struct policy_request *req_r)
+{
+	memset(req_r, 0, sizeof(*req_r));
+	req_r->stage = stage;
+	req_r->client = s->peer;
+	snprintf(req_r->client_addr, sizeof(req_r->client_addr), "%s", s->peer_addr);
+	req_r->helo = s->helo;
+	req_r->tls = s->tls_ready;
+	if (s->tx != NULL) {
+		req_r->has_sender = true;
+		req_r->sender = s->tx->sender;
+		req_r->rcpt_count = (unsigned)s->tx->rcpts.count;
+		snprintf(req_r->queue_id, sizeof(req_r->queue_id), "%s", s->tx->id);
+	}
+}
+
+/* The stage's answer when its checks did not answer in time. */
+static void default_verdict(struct smtp_session *s, struct policy_reply *r)
+{
+	const struct config *cfg = s->srv->cfg;
+	memset(r, 0, sizeof(*r));
+	log_warn("%s%sclient=%s %s checks did not answer within %llus: %s",
+		 s->tx != NULL ? s->tx->id : "", s->tx != NULL ? ": " : "", s->peer_addr,
+		 policy_stage_name(s->wait_stage), (unsigned long long)cfg->policy_timeout,
+		 cfg->policy_default_action == POLICY_ACTION_ACCEPT ? "accepting" : "tempfail");
+	if (cfg->policy_default_action == POLICY_ACTION_ACCEPT) {
+		r->verdict = POLICY_DUNNO;
+		return;
+	}
+	r->verdict = POLICY_TEMPFAIL;
+	r->code = s->wait_stage == POLICY_CONNECT ? 421 : 451;
+	snprintf(r->status, sizeof(r->status), "4.7.1");
+	snprintf(r->text, sizeof(r->text), "Error: checks timed out, try again later");
+	snprintf(r->reason, sizeof(r->reason), "policy_timeout");
+}
+
+/* Leave the wait and hand the verdict to the stage's continuation. */
+static void verdict_arrived(struct smtp_session *s, struct policy_reply *verdict)
+{
+	struct smtp_reply out = { 0 };
+	verdict_fn *then = s->then;
+	s->wait = WAIT_NONE;
+	s->run = NULL;
+	s->then = NULL;
+	if (then(s, verdict, &out) == STEP_REPLY)
+		session_resume(s, &out);
+}
+
+static void verdict_ready(void *arg, struct policy_reply *verdict)
+{
+	verdict_arrived(arg, verdict);
+}
+
+enum step session_ask(struct smtp_session *s, const struct policy_request *req,
+		      verdict_fn *then, struct smtp_reply *out)
+{
+	struct policy_reply verdict;
+	struct policy_run *run = policy_run_start(&s->srv->policy, req, verdict_ready, s, &verdict);
+	if (run == NULL) {
+		enum step st = then(s, &verdict, out);
+		policy_reply_free(&verdict);
+		return st;
+	}
+	s->wait = WAIT_VERDICT;
+	s->run = run;
+	s->then = then;
+	s->wait_stage = req->stage;
+	s->wait_deadline = session_now_ms() + s->srv->cfg->policy_timeout * 1000u;
+	arm_timer(s);
+	return STEP_WAIT;
+}
+
+void session_wait_flow(struct smtp_session *s, struct queue_flow_wait *w)
+{
+	s->wait = WAIT_FLOW;
+	s->flow_wait = w;
+}
+
+void session_wait_commit(struct smtp_session *s, struct queue_commit *commit)
+{
+	s->wait = WAIT_COMMIT;
+	s->flow_wait = NULL;
+	s->commit = commit;
+}
+
+void session_resume(struct smtp_session *s, const struct smtp_reply *out)
+{
+	s->wait = WAIT_NONE;
+	s->commit = NULL;
+	send_reply(s, out);
+	if (session_closing(s))
+		return;
+	start_phase(s); /* the client's time for its next command starts now */
+	if (s->bev != NULL && !s->tls_switch)
+		process_input(s);
+	else
+		arm_timer(s);
+}
+
+/* Release whatever the session waits for (it is going away). */
+static void cancel_wait(struct smtp_session *s)
+{
+	policy_run_cancel(&s->run);
+	queue_flow_cancel(s->srv->flow, &s->flow_wait);
+	queue_commit_detach(&s->commit);
+	s->wait = WAIT_NONE;
 }
 
 /* ---- callbacks --------------------------------------------------------------------- */
@@ -528,15 +668,12 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_tls_error(s);
 	bool handshaking = s->tls && !s->tls_ready;
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !handshaking) {
-		/* The client closed its side: the replies to what it sent
-		 * before still go out, then the connection is closed. */
+		/* The client closed its side: what it sent before is still
+		 * answered (after a pending verdict, too), then the
+		 * connection is closed (see process_input). */
 		s->peer_eof = true;
-		if (s->tx != NULL && s->mode != MODE_COMMAND) {
-			log_info("%s: lost=during_data from=<%s> client=%s", s->tx->id,
-				 s->tx->sender_text, s->peer_addr);
-			tx_free(&s->tx);
-		}
-		session_close_after_flush(s);
+		if (ready_for_input(s))
+			process_input(s);
 		return;
 	}
 	schedule_free(s);
@@ -566,11 +703,18 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_free(s);
 		return;
 	}
+	if (s->wait == WAIT_VERDICT && now >= s->wait_deadline) {
+		struct policy_reply verdict;
+		policy_run_cancel(&s->run);
+		default_verdict(s, &verdict);
+		verdict_arrived(s, &verdict);
+		return;
+	}
 	if (s->session_deadline != 0 && now >= s->session_deadline)
 		which = "session";
 	else if (s->tx != NULL && s->tx_deadline != 0 && now >= s->tx_deadline)
 		which = "transaction";
-	else if (s->phase_deadline != 0 && now >= s->phase_deadline)
+	else if (s->wait == WAIT_NONE && s->phase_deadline != 0 && now >= s->phase_deadline)
 		which = s->mode == MODE_COMMAND ? "command" : "data";
 	else {
 		arm_timer(s);
@@ -578,13 +722,16 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	log_info("%s%sclient=%s timeout after %s", s->tx != NULL ? s->tx->id : "",
 		 s->tx != NULL ? ": " : "", s->peer_addr, which);
+	cancel_wait(s);
+	struct smtp_reply r = { 0 };
 	if (strcmp(which, "session") == 0 || strcmp(which, "transaction") == 0)
-		session_reply(s, 421, "4.4.2", "%s Error: %s time limit exceeded",
-			      cfg->hostname, which);
+		reply_set(&r, 421, "4.4.2", "%s Error: %s time limit exceeded", cfg->hostname,
+			  which);
 	else
-		session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", cfg->hostname);
+		reply_set(&r, 421, "4.4.2", "%s Error: timeout exceeded", cfg->hostname);
+	r.flags = REPLY_CLOSE;
 	tx_free(&s->tx);
-	session_close_after_flush(s);
+	send_reply(s, &r);
 }
 
 /* ---- start and server-wide operations ------------------------------------------------ */
@@ -630,34 +777,41 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 	return s;
 }
 
+/* The connect verdict: the banner, or a refusal and the end. */
+static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
+				 struct smtp_reply *out)
+{
+	if (policy_refuses(v->verdict)) {
+		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr,
+			 v->code, v->status, v->reason);
+		reply_set(out, v->code, v->status, "%s", v->text);
+		out->flags = REPLY_CLOSE;
+		return STEP_REPLY;
+	}
+	reply_set(out, 220, "", "%s ESMTP postern", s->srv->cfg->hostname);
+	return STEP_REPLY;
+}
+
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 			socklen_t salen)
 {
 	struct smtp_session *s = session_new(srv, fd, sa, salen);
 	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
 	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
-		session_reply(s, 421, "4.7.0", "%s Error: too many connections, try again later",
-			      srv->cfg->hostname);
-		session_close_after_flush(s);
+		send_421(s, "4.7.0", "Error: too many connections, try again later");
 		return;
 	}
 	if (srv->draining) {
-		session_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-		session_close_after_flush(s);
+		send_421(s, "4.3.2", "Service shutting down");
 		return;
 	}
-	struct policy_request req = { .stage = POLICY_CONNECT, .client = sa,
-				      .client_addr = s->peer_addr };
-	struct policy_reply rep;
-	enum policy_verdict v = policy_check(&srv->policy, &req, &rep);
-	if (v == POLICY_REJECT || v == POLICY_TEMPFAIL) {
-		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr,
-			 rep.code, rep.status, rep.reason);
-		session_reply(s, rep.code, rep.status, "%s", rep.text);
-		session_close_after_flush(s);
-		return;
-	}
-	session_send(s, "220 %s ESMTP postern\r\n", srv->cfg->hostname);
+	/* The banner waits for the connect verdict; what the client sends
+	 * before it stays in the input buffer (an early talker). */
+	struct policy_request req;
+	struct smtp_reply out = { 0 };
+	session_request(s, POLICY_CONNECT, &req);
+	if (session_ask(s, &req, connect_verdict, &out) == STEP_REPLY)
+		session_resume(s, &out);
 }
 
 void smtp_server_drain(struct smtp_server *srv)
@@ -672,8 +826,7 @@ void smtp_server_drain(struct smtp_server *srv)
 			schedule_free(s); /* no reply can reach it before the handshake */
 			continue;
 		}
-		session_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-		session_close_after_flush(s);
+		send_421(s, "4.3.2", "Service shutting down");
 	}
 	if (srv->session_count == 0 && srv->on_drained != NULL)
 		srv->on_drained(srv);

@@ -18,6 +18,8 @@
 
 #include "../lib/config.h"
 #include "../policy/policy.h"
+#include "../queue/commit.h"
+#include "../queue/flow.h"
 
 struct smtp_session;
 
@@ -25,6 +27,8 @@ struct smtp_server {
 	struct event_base *base;
 	const struct config *cfg;
 	struct policy_env policy;
+	struct queue_committer *committer; /* commits off the event loop */
+	struct queue_flow *flow;           /* in-flow back-pressure; NULL = off */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
 	bool draining;          /* SIGTERM: finish transactions, then close */

@@ -13,16 +13,32 @@
 
 #include "../lib/buf.h"
 #include "../lib/hashmap.h"
+#include "../queue/commit.h"
+#include "../queue/flow.h"
 #include "../queue/queue.h"
 #include "command.h"
 #include "data.h"
+#include "reply.h"
 #include "session.h"
+
+/* What a handler gives back. A verdict_fn is what to do with a verdict,
+ * now or when it arrives: fill out, or wait again (the end of data waits
+ * for the verdict, then for the commit). */
+enum step {
+	STEP_REPLY, /* *out holds the reply (code 0: nothing to say yet) */
+	STEP_WAIT,  /* the session waits; the reply follows when it resumes */
+};
 
 enum input_mode {
 	MODE_COMMAND,
 	MODE_DATA,    /* after 354, until CRLF.CRLF */
 	MODE_BDAT,    /* reading a chunk of bdat_remaining bytes */
 };
+
+struct smtp_session;
+struct smtp_reply;
+typedef enum step verdict_fn(struct smtp_session *s, struct policy_reply *verdict,
+			     struct smtp_reply *out);
 
 /* One mail transaction, from MAIL to the end of data or RSET. */
 struct smtp_tx {
@@ -40,6 +56,10 @@ struct smtp_tx {
 	buf_t decoded;              /* decoded bytes not yet given to writer */
 	bool bdat_used;
 	char *write_error;          /* first queue write error, malloc'ed */
+	/* What the verdicts of the transaction decided besides accepting. */
+	enum policy_verdict disposition; /* DUNNO, DISCARD, QUARANTINE or HOLD */
+	char disposition_reason[64];
+	strlist_t add_headers;      /* "Name: value" lines from TAG verdicts */
 };
 
 /* How far a session has got in closing. Replies queued before the close
@@ -75,7 +95,7 @@ struct smtp_session {
 	uint64_t bdat_remaining;
 	bool bdat_last;
 	bool bdat_discard;          /* chunk refused: read it, then send bdat_error */
-	struct policy_reply bdat_error;
+	struct smtp_reply bdat_error;
 	bool skipping_long_line;
 	enum close_phase close_phase;
 	bool peer_eof;       /* the client shut down its side */
@@ -95,6 +115,20 @@ struct smtp_session {
 	unsigned commands;
 	unsigned messages;
 	struct smtp_tx *tx;
+	/* Waiting for a verdict or a commit: no command is read meanwhile. */
+	enum wait_kind { WAIT_NONE, WAIT_VERDICT, WAIT_FLOW, WAIT_COMMIT } wait;
+	struct policy_run *run;     /* WAIT_VERDICT */
+	verdict_fn *then;           /* what to do with the verdict */
+	enum policy_stage wait_stage;
+	uint64_t wait_deadline;     /* WAIT_VERDICT: policy_timeout */
+	struct queue_flow_wait *flow_wait; /* WAIT_FLOW */
+	struct queue_commit *commit; /* WAIT_COMMIT */
+	/* What a command that waits for its verdict carries over. */
+	char *pending_helo;
+	bool pending_esmtp;
+	struct smtp_tx *pending_tx;  /* MAIL */
+	struct mail_address pending_rcpt;
+	struct smtp_command pending_bdat;
 };
 
 static inline bool session_closing(const struct smtp_session *s)
@@ -102,21 +136,23 @@ static inline bool session_closing(const struct smtp_session *s)
 	return s->close_phase != CLOSE_NONE;
 }
 
-/* session.c */
-void session_reply(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, ...) PRINTF_LIKE(4, 5);
-/* A reply for an error the client caused: counts toward error_limit and
- * closes the session with 421 once it is reached. */
-void session_error(struct smtp_session *s, int code, const char *status,
-		   const char *fmt, ...) PRINTF_LIKE(4, 5);
-/* Append raw protocol text (a reply without an enhanced status code:
- * HELO/EHLO, 354). */
-void session_send(struct smtp_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
-/* End the session once the queued replies are out (bounded wait). */
-void session_close_after_flush(struct smtp_session *s);
-/* STARTTLS accepted and 220 queued: drop pipelined clear text, stop
- * reading, and start the handshake once the 220 is flushed. */
-void session_start_tls(struct smtp_session *s);
+/* ---- session.c ------------------------------------------------------------- */
+
+/* A request for the policy with what the session knows at this stage. */
+void session_request(const struct smtp_session *s, enum policy_stage stage,
+		     struct policy_request *req_r);
+/* Ask the policy. STEP_REPLY: the verdict was immediate and then() has
+ * filled out. STEP_WAIT: the session reads no further command until the
+ * verdict arrives (or policy_timeout applies policy_default_action), then
+ * then() runs and its reply is sent. req is copied. */
+enum step session_ask(struct smtp_session *s, const struct policy_request *req,
+		      verdict_fn *then, struct smtp_reply *out);
+/* The end of data is waiting for a flow token (queue_flow_acquire), then
+ * for its commit (queue_commit_start). */
+void session_wait_flow(struct smtp_session *s, struct queue_flow_wait *w);
+void session_wait_commit(struct smtp_session *s, struct queue_commit *commit);
+/* The commit finished: send out and carry on with the input. */
+void session_resume(struct smtp_session *s, const struct smtp_reply *out);
 /* The transaction started (MAIL accepted): its deadline,
  * transaction_timeout, runs from now while s->tx is set. */
 void session_tx_started(struct smtp_session *s);
@@ -125,19 +161,26 @@ void session_message_accepted(struct smtp_session *s);
 /* Monotonic clock in milliseconds. */
 uint64_t session_now_ms(void);
 
-/* commands.c */
-void session_handle_line(struct smtp_session *s, const char *line, size_t len);
+/* ---- commands.c ------------------------------------------------------------ */
 
-/* transaction.c */
+/* One command line, without its CRLF. */
+enum step session_handle_line(struct smtp_session *s, const char *line, size_t len,
+			      struct smtp_reply *out);
+
+/* ---- transaction.c ---------------------------------------------------------- */
+
 void tx_free(struct smtp_tx **tx);
-void tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd);
-void tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd);
-void tx_handle_data(struct smtp_session *s);
-void tx_handle_bdat(struct smtp_session *s, const struct smtp_command *cmd);
+enum step tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out);
+enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out);
+enum step tx_handle_data(struct smtp_session *s, struct smtp_reply *out);
+enum step tx_handle_bdat(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out);
 /* Feed raw input of MODE_DATA / MODE_BDAT; returns bytes consumed. */
 size_t tx_consume(struct smtp_session *s, const char *data, size_t len);
 /* After tx_consume: finish the message or chunk if its end was reached. */
-void tx_after_consume(struct smtp_session *s);
+enum step tx_after_consume(struct smtp_session *s, struct smtp_reply *out);
 const char *session_protocol(const struct smtp_session *s);
 
 #endif

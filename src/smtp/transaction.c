@@ -2,8 +2,10 @@
  * transaction.c - one mail transaction: MAIL (RFC 5321 4.1.1.2, SIZE RFC
  * 1870, BODY RFC 6152, SMTPUTF8 RFC 6531), RCPT with the policy checks,
  * DATA and BDAT (RFC 3030) streamed through the data decoder into the
- * queue writer, and the hand-over to the queue: the 250 is sent only after
- * queue_writer_commit() made the message durable.
+ * queue writer, and the hand-over to the queue. Each stage asks the
+ * policy and may wait for its verdict; the end of data is: verdict, then
+ * the commit off the event loop (commit.h), then the one 250 that makes
+ * us responsible for the message.
  *
  * The decoded bytes pass through tx_content() on their way to the queue
  * file: that is where the MIME parser and the content scanners attach, so
@@ -39,6 +41,7 @@ void tx_free(struct smtp_tx **txp)
 	if (tx->writer != NULL)
 		queue_writer_abort(&tx->writer);
 	strlist_free(&tx->rcpts);
+	strlist_free(&tx->add_headers);
 	hashmap_free(&tx->rcpt_set, NULL);
 	buf_free(&tx->decoded);
 	free(tx->write_error);
@@ -55,12 +58,13 @@ const char *session_protocol(const struct smtp_session *s)
 	return s->tls ? "ESMTPS" : "ESMTP";
 }
 
+/* The MAIL parameters (the check step); false after filling *out. */
 static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
-			struct smtp_tx *tx)
+			struct smtp_tx *tx, struct smtp_reply *out)
 {
 	const struct config *cfg = s->srv->cfg;
 	if (cmd->param_count > 0 && !s->esmtp) {
-		session_error(s, 555, "5.5.4", "Error: parameters need EHLO");
+		reply_error(out, 555, "5.5.4", "Error: parameters need EHLO");
 		return false;
 	}
 	for (size_t i = 0; i < cmd->param_count; i++) {
@@ -70,60 +74,96 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 			memcpy(value, p->value.ptr, p->value.len);
 		if (slice_eq_nocase(p->keyword, "SIZE") && p->has_value) {
 			if (!parse_uint(value, &tx->declared_size)) {
-				session_error(s, 501, "5.5.4", "Error: bad SIZE parameter");
+				reply_error(out, 501, "5.5.4", "Error: bad SIZE parameter");
 				return false;
 			}
 			if (tx->declared_size > cfg->message_size_limit) {
-				session_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
+				reply_error(out, 552, "5.3.4", "Message size exceeds fixed limit");
 				return false;
 			}
 		} else if (slice_eq_nocase(p->keyword, "BODY") && p->has_value) {
 			if (str_eq_nocase(value, "8BITMIME"))
 				tx->body_8bit = true;
 			else if (!str_eq_nocase(value, "7BIT")) {
-				session_error(s, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
+				reply_error(out, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
 				return false;
 			}
 		} else if (slice_eq_nocase(p->keyword, "SMTPUTF8") && !p->has_value) {
 			tx->smtputf8 = true;
 		} else {
-			session_error(s, 555, "5.5.4", "Error: unsupported MAIL parameter %.*s",
-				      (int)(p->keyword.len > 32 ? 32 : p->keyword.len), p->keyword.ptr);
+			reply_error(out, 555, "5.5.4", "Error: unsupported MAIL parameter %.*s",
+				    (int)(p->keyword.len > 32 ? 32 : p->keyword.len), p->keyword.ptr);
 			return false;
 		}
 	}
 	return true;
 }
 
-void tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd)
+/* Verdicts other than accept and refuse leave their mark on the
+ * transaction: the strongest disposition wins (discard > quarantine >
+ * hold), tag headers add up. */
+static void take_disposition(struct smtp_tx *tx, struct policy_reply *v)
 {
-	struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
-	if (!mail_params(s, cmd, tx)) {
-		tx_free(&tx);
-		return;
+	static const enum policy_verdict rank[] = { POLICY_HOLD, POLICY_QUARANTINE, POLICY_DISCARD };
+	size_t have = 0, want = 0;
+	for (size_t i = 0; i < ARRAY_LEN(rank); i++) {
+		if (tx->disposition == rank[i])
+			have = i + 1;
+		if (v->verdict == rank[i])
+			want = i + 1;
 	}
-	tx->sender = cmd->path;
-	address_format(&tx->sender, tx->sender_text, sizeof(tx->sender_text));
-	struct policy_request req = { .stage = POLICY_MAIL,
-				      .client = (const struct sockaddr *)&s->peer,
-				      .client_addr = s->peer_addr, .helo = s->helo,
-				      .tls = s->tls, .sender = &tx->sender };
-	struct policy_reply rep;
-	enum policy_verdict v = policy_check(&s->srv->policy, &req, &rep);
-	if (v == POLICY_REJECT || v == POLICY_TEMPFAIL) {
+	if (want > have) {
+		tx->disposition = v->verdict;
+		snprintf(tx->disposition_reason, sizeof(tx->disposition_reason), "%s",
+			 v->reason[0] != '\0' ? v->reason : policy_verdict_name(v->verdict));
+	}
+	for (size_t i = 0; i < v->headers.count; i++)
+		strlist_add(&tx->add_headers, v->headers.items[i]);
+}
+
+static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
+			      struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->pending_tx;
+	s->pending_tx = NULL;
+	if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: MAIL from=<%s> code=%d %s reason=%s", s->peer_addr,
-			 tx->sender_text, rep.code, rep.status, rep.reason);
-		session_error(s, rep.code, rep.status, "%s", rep.text);
+			 tx->sender_text, v->code, v->status, v->reason);
+		reply_from_policy(out, v);
 		tx_free(&tx);
-		return;
+		return STEP_REPLY;
 	}
-	tx->start_us = now_us();
-	queue_id_new(tx->id);
+	take_disposition(tx, v);
 	s->tx = tx;
 	session_tx_started(s);
 	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
 		 s->helo, tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
-	session_reply(s, 250, "2.1.0", "Ok");
+	reply_set(out, 250, "2.1.0", "Ok");
+	return STEP_REPLY;
+}
+
+enum step tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out)
+{
+	struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
+	if (!mail_params(s, cmd, tx, out)) {
+		tx_free(&tx);
+		return STEP_REPLY;
+	}
+	tx->sender = cmd->path;
+	address_format(&tx->sender, tx->sender_text, sizeof(tx->sender_text));
+	/* The queue id is allocated here, so that every log line of the
+	 * transaction (and every check) can carry it. */
+	tx->start_us = now_us();
+	queue_id_new(tx->id);
+	tx_free(&s->pending_tx);
+	s->pending_tx = tx;
+	struct policy_request req;
+	session_request(s, POLICY_MAIL, &req);
+	req.has_sender = true;
+	req.sender = tx->sender;
+	snprintf(req.queue_id, sizeof(req.queue_id), "%s", tx->id);
+	return session_ask(s, &req, mail_verdict, out);
 }
 
 /* The recipient as stored in the queue: local mailboxes normalized to
@@ -138,35 +178,22 @@ static void rcpt_queue_form(const struct smtp_session *s, const struct mail_addr
 		address_format(a, out, outlen);
 }
 
-void tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
+static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
+			      struct smtp_reply *out)
 {
 	struct smtp_tx *tx = s->tx;
-	char shown[ADDR_PATH_MAX + 1];
-	address_format(&cmd->path, shown, sizeof(shown));
-	if (tx->rcpts.count >= s->srv->cfg->recipient_limit) {
-		session_reply(s, 452, "4.5.3", "Error: too many recipients");
-		return;
-	}
-	if (cmd->param_count > 0) {
-		session_error(s, 555, "5.5.4", "Error: unsupported RCPT parameter");
-		return;
-	}
-	struct policy_request req = { .stage = POLICY_RCPT,
-				      .client = (const struct sockaddr *)&s->peer,
-				      .client_addr = s->peer_addr, .helo = s->helo,
-				      .tls = s->tls, .sender = &tx->sender, .rcpt = &cmd->path,
-				      .rcpt_count = (unsigned)tx->rcpts.count };
-	struct policy_reply rep;
-	enum policy_verdict v = policy_check(&s->srv->policy, &req, &rep);
-	if (v == POLICY_REJECT || v == POLICY_TEMPFAIL) {
+	const struct mail_address *rcpt = &s->pending_rcpt;
+	char shown[ADDR_PATH_MAX + 1], stored[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
+	address_format(rcpt, shown, sizeof(shown));
+	if (policy_refuses(v->verdict)) {
 		log_info("%s: reject: RCPT client=%s from=<%s> to=<%s> code=%d %s reason=%s",
-			 tx->id, s->peer_addr, tx->sender_text, shown, rep.code, rep.status,
-			 rep.reason);
-		session_error(s, rep.code, rep.status, "%s", rep.text);
-		return;
+			 tx->id, s->peer_addr, tx->sender_text, shown, v->code, v->status,
+			 v->reason);
+		reply_from_policy(out, v);
+		return STEP_REPLY;
 	}
-	char stored[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
-	rcpt_queue_form(s, &cmd->path, stored, sizeof(stored));
+	take_disposition(tx, v);
+	rcpt_queue_form(s, rcpt, stored, sizeof(stored));
 	snprintf(key, sizeof(key), "%s", stored);
 	str_lower(key);
 	if (!hashmap_contains(&tx->rcpt_set, key)) { /* a repeated RCPT is one copy */
@@ -174,7 +201,28 @@ void tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 		strlist_add(&tx->rcpts, stored);
 	}
 	log_info("%s: to=<%s> status=accepted", tx->id, stored);
-	session_reply(s, 250, "2.1.5", "Ok");
+	reply_set(out, 250, "2.1.5", "Ok");
+	return STEP_REPLY;
+}
+
+enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->tx;
+	if (tx->rcpts.count >= s->srv->cfg->recipient_limit) {
+		reply_set(out, 452, "4.5.3", "Error: too many recipients");
+		return STEP_REPLY;
+	}
+	if (cmd->param_count > 0) {
+		reply_error(out, 555, "5.5.4", "Error: unsupported RCPT parameter");
+		return STEP_REPLY;
+	}
+	s->pending_rcpt = cmd->path;
+	struct policy_request req;
+	session_request(s, POLICY_RCPT, &req);
+	req.has_rcpt = true;
+	req.rcpt = cmd->path;
+	return session_ask(s, &req, rcpt_verdict, out);
 }
 
 /* Text safe for a header comment: printable ASCII without parentheses. */
@@ -209,7 +257,7 @@ static void add_received(struct smtp_session *s, buf_t *b)
 	buf_printf(b, "; %s\n", date);
 }
 
-/* Create the queue file and write the trace header; false after a reply. */
+/* Create the queue file and write the trace header; false on failure. */
 static bool open_writer(struct smtp_session *s, bool dot_mode)
 {
 	struct smtp_tx *tx = s->tx;
@@ -240,27 +288,45 @@ static bool open_writer(struct smtp_session *s, bool dot_mode)
 	return true;
 }
 
-void tx_handle_data(struct smtp_session *s)
+static enum step data_verdict(struct smtp_session *s, struct policy_reply *v,
+			      struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->tx;
+	if (policy_refuses(v->verdict)) {
+		log_info("%s: reject: DATA client=%s from=<%s> code=%d %s reason=%s", tx->id,
+			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason);
+		reply_from_policy(out, v);
+		tx_free(&s->tx); /* the message text that follows must not run as commands */
+		return STEP_REPLY;
+	}
+	take_disposition(tx, v);
+	if (!open_writer(s, true)) {
+		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");
+		return STEP_REPLY;
+	}
+	s->mode = MODE_DATA;
+	reply_set(out, 354, "", "End data with <CR><LF>.<CR><LF>");
+	return STEP_REPLY;
+}
+
+enum step tx_handle_data(struct smtp_session *s, struct smtp_reply *out)
 {
 	struct smtp_tx *tx = s->tx;
 	if (tx->bdat_used) {
-		session_error(s, 503, "5.5.1", "Error: DATA after BDAT");
-		return;
+		reply_error(out, 503, "5.5.1", "Error: DATA after BDAT");
+		return STEP_REPLY;
 	}
 	if (tx->rcpts.count == 0) {
 		/* A pipelining client has sent the message text already: the
 		 * transaction ends here, so that none of its lines can join
 		 * it as commands (and header lines end the session). */
 		tx_free(&s->tx);
-		session_error(s, 554, "5.5.1", "Error: no valid recipients");
-		return;
+		reply_error(out, 554, "5.5.1", "Error: no valid recipients");
+		return STEP_REPLY;
 	}
-	if (!open_writer(s, true)) {
-		session_reply(s, 451, "4.3.0", "Error: queue file write error, try again later");
-		return;
-	}
-	s->mode = MODE_DATA;
-	session_send(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+	struct policy_request req;
+	session_request(s, POLICY_DATA, &req);
+	return session_ask(s, &req, data_verdict, out);
 }
 
 /* Hand decoded content to the queue file (and, later, the scanners). */
@@ -291,88 +357,201 @@ size_t tx_consume(struct smtp_session *s, const char *data, size_t len)
 	return n;
 }
 
-/* The reply for a message that the decoder condemned; 0 if none. */
-static int content_problem(const struct smtp_session *s, struct policy_reply *r)
+/* The reply for a message that the decoder condemned; false if none. */
+static bool content_problem(const struct smtp_session *s, struct smtp_reply *r)
 {
 	unsigned p = s->tx->decoder.problems;
 	const struct config *cfg = s->srv->cfg;
-	r->code = 0;
-	if (p & DATA_TOO_BIG) {
-		*r = (struct policy_reply){ 552, "5.3.4", "Message size exceeds fixed limit", "too_big" };
-	} else if (p & DATA_HEADER_TOO_BIG) {
-		*r = (struct policy_reply){ 552, "5.3.4", "Message header size exceeds limit", "header_too_big" };
-	} else if (p & DATA_BARE_NEWLINE) {
-		*r = (struct policy_reply){ 554, "5.6.0",
-			"Message contains bare CR or LF: refused (SMTP smuggling protection)", "bare_newline" };
-	} else if (p & DATA_LINE_TOO_LONG) {
-		*r = (struct policy_reply){ 554, "5.6.0", "", "line_too_long" };
-		snprintf(r->text, sizeof(r->text), "Message has a line longer than %llu characters",
-			 (unsigned long long)cfg->text_line_limit);
-	}
-	return r->code;
+	if (p & DATA_TOO_BIG)
+		reply_set(r, 552, "5.3.4", "Message size exceeds fixed limit");
+	else if (p & DATA_HEADER_TOO_BIG)
+		reply_set(r, 552, "5.3.4", "Message header size exceeds limit");
+	else if (p & DATA_BARE_NEWLINE)
+		reply_set(r, 554, "5.6.0",
+			  "Message contains bare CR or LF: refused (SMTP smuggling protection)");
+	else if (p & DATA_LINE_TOO_LONG)
+		reply_set(r, 554, "5.6.0", "Message has a line longer than %llu characters",
+			  (unsigned long long)cfg->text_line_limit);
+	else
+		return false;
+	return true;
 }
 
-/* End of data: verdict, commit, the one 250 that makes us responsible. */
-static void finish_message(struct smtp_session *s)
+static const char *const problem_reasons[] = { "too_big", "bare_newline", "line_too_long",
+					       "header_too_big" };
+
+static const char *content_reason(unsigned problems)
+{
+	for (size_t i = 0; i < ARRAY_LEN(problem_reasons); i++)
+		if (problems & (1u << i))
+			return problem_reasons[i];
+	return "content";
+}
+
+static void log_refusal(const struct smtp_session *s, const struct smtp_reply *r,
+			const char *reason)
+{
+	const struct smtp_tx *tx = s->tx;
+	log_info("%s: reject: end-of-data client=%s from=<%s> size=%" PRIu64
+		 " code=%d %s reason=%s", tx->id, s->peer_addr, tx->sender_text,
+		 tx->decoder.size, r->code, r->status, reason);
+}
+
+static void commit_done(void *arg, int rc, char *err)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+	struct smtp_reply out = { 0 };
+	if (rc == 0) {
+		queue_notify(s->srv->notify_fd, tx->id);
+		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f%s%s",
+			 tx->id, tx->sender_text, tx->decoder.size, tx->rcpts.count,
+			 session_protocol(s), (double)(now_us() - tx->start_us) / 1e6,
+			 tx->disposition != POLICY_DUNNO ? " disposition=" : "",
+			 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "");
+		reply_set(&out, 250, "2.0.0", "Ok: queued as %s", tx->id);
+		session_message_accepted(s);
+	} else {
+		log_error("%s: queue file write error: %s", tx->id, err);
+		reply_set(&out, 451, "4.3.0", "Error: queue file write error, try again later");
+	}
+	free(err);
+	tx_free(&s->tx);
+	session_resume(s, &out);
+}
+
+static const char *disposition_folder(enum policy_verdict d)
+{
+	return d == POLICY_HOLD ? "hold" : d == POLICY_QUARANTINE ? "quarantine" : "queue";
+}
+
+static void commit_now(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
-	struct policy_reply rep;
-	uint64_t size = tx->decoder.size;
+	struct queue_commit *job = queue_commit_start(s->srv->committer, &tx->writer,
+						      disposition_folder(tx->disposition),
+						      commit_done, s);
+	session_wait_commit(s, job);
+}
+
+static void flow_ready(void *arg, bool got_token)
+{
+	struct smtp_session *s = arg;
+	if (!got_token)
+		log_debug("%s: delivery is behind: committing without a flow token", s->tx->id);
+	commit_now(s);
+}
+
+/* Take a flow token (waiting at most in_flow_delay when delivery is
+ * behind), then commit; the reply follows the commit. */
+static enum step flow_then_commit(struct smtp_session *s)
+{
+	struct queue_flow_wait *w;
+	if (queue_flow_acquire(s->srv->flow, flow_ready, s, &w))
+		commit_now(s);
+	else
+		session_wait_flow(s, w);
+	return STEP_WAIT;
+}
+
+/* After the end-of-data verdict: drop, or commit and then reply. */
+static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
+			     struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->tx;
+	if (policy_refuses(v->verdict)) {
+		reply_from_policy(out, v);
+		log_refusal(s, out, v->reason);
+		tx_free(&s->tx);
+		return STEP_REPLY;
+	}
+	take_disposition(tx, v);
+	if (tx->disposition == POLICY_DISCARD) {
+		/* Accepted for the client, never delivered (RFC 5321 6.1 lets a
+		 * policy do that; the log says so). */
+		log_info("%s: discarded from=<%s> size=%" PRIu64 " nrcpt=%zu reason=%s", tx->id,
+			 tx->sender_text, tx->decoder.size, tx->rcpts.count, tx->disposition_reason);
+		reply_set(out, 250, "2.0.0", "Ok: queued as %s", tx->id);
+		session_message_accepted(s);
+		tx_free(&s->tx);
+		return STEP_REPLY;
+	}
+	for (size_t i = 0; i < tx->add_headers.count && tx->write_error == NULL; i++)
+		queue_writer_add_header(tx->writer, false, tx->add_headers.items[i],
+					&tx->write_error);
+	if (tx->write_error != NULL) {
+		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
+		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");
+		tx_free(&s->tx);
+		return STEP_REPLY;
+	}
+	return flow_then_commit(s);
+}
+
+/* End of data: the content's own problems, then the verdict, then the
+ * commit, then the one 250 that makes us responsible. */
+static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->tx;
 	tx_content(tx);
 	s->mode = MODE_COMMAND;
-	if (content_problem(s, &rep) == 0 && tx->write_error == NULL) {
-		struct policy_request req = { .stage = POLICY_END_OF_DATA,
-					      .client = (const struct sockaddr *)&s->peer,
-					      .client_addr = s->peer_addr, .helo = s->helo,
-					      .tls = s->tls, .sender = &tx->sender,
-					      .rcpt_count = (unsigned)tx->rcpts.count };
-		enum policy_verdict v = policy_check(&s->srv->policy, &req, &rep);
-		if (v != POLICY_REJECT && v != POLICY_TEMPFAIL)
-			rep.code = 0;
-	}
-	if (rep.code == 0 && tx->write_error == NULL) {
-		char *err = NULL;
-		if (queue_writer_commit(&tx->writer, &err) == 0) {
-			queue_notify(s->srv->notify_fd, tx->id);
-			log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f",
-				 tx->id, tx->sender_text, size, tx->rcpts.count, session_protocol(s),
-				 (double)(now_us() - tx->start_us) / 1e6);
-			session_reply(s, 250, "2.0.0", "Ok: queued as %s", tx->id);
-			session_message_accepted(s);
-		} else {
-			tx->write_error = err;
-		}
+	if (content_problem(s, out)) {
+		log_refusal(s, out, content_reason(tx->decoder.problems));
+		tx_free(&s->tx);
+		return STEP_REPLY;
 	}
 	if (tx->write_error != NULL) {
 		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
-		session_reply(s, 451, "4.3.0", "Error: queue file write error, try again later");
-	} else if (rep.code != 0) {
-		log_info("%s: reject: end-of-data client=%s from=<%s> size=%" PRIu64
-			 " code=%d %s reason=%s", tx->id, s->peer_addr, tx->sender_text, size,
-			 rep.code, rep.status, rep.reason);
-		session_reply(s, rep.code, rep.status, "%s", rep.text);
+		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");
+		tx_free(&s->tx);
+		return STEP_REPLY;
 	}
-	tx_free(&s->tx);
-	if (s->srv->draining) {
-		session_reply(s, 421, "4.3.2", "%s Service shutting down", s->srv->cfg->hostname);
-		session_close_after_flush(s);
-	}
+	struct policy_request req;
+	session_request(s, POLICY_END_OF_DATA, &req);
+	return session_ask(s, &req, eod_verdict, out);
 }
 
 static void bdat_refuse(struct smtp_session *s, int code, const char *status, const char *text)
 {
 	s->bdat_discard = true;
-	s->bdat_error = (struct policy_reply){ code, "", "", "bdat" };
-	snprintf(s->bdat_error.status, sizeof(s->bdat_error.status), "%s", status);
-	snprintf(s->bdat_error.text, sizeof(s->bdat_error.text), "%s", text);
+	memset(&s->bdat_error, 0, sizeof(s->bdat_error));
+	reply_error(&s->bdat_error, code, status, "%s", text);
 }
 
-void tx_handle_bdat(struct smtp_session *s, const struct smtp_command *cmd)
+/* Start reading the chunk announced by the BDAT command s->pending_bdat. */
+static enum step bdat_start(struct smtp_session *s, struct smtp_reply *out)
+{
+	s->mode = MODE_BDAT;
+	s->bdat_remaining = s->pending_bdat.chunk_size;
+	s->bdat_last = s->pending_bdat.chunk_last;
+	return tx_after_consume(s, out); /* a chunk of size 0 is complete already */
+}
+
+static enum step bdat_verdict(struct smtp_session *s, struct policy_reply *v,
+			      struct smtp_reply *out)
 {
 	struct smtp_tx *tx = s->tx;
-	s->mode = MODE_BDAT;
-	s->bdat_remaining = cmd->chunk_size;
-	s->bdat_last = cmd->chunk_last;
+	if (policy_refuses(v->verdict)) {
+		log_info("%s: reject: BDAT client=%s from=<%s> code=%d %s reason=%s", tx->id,
+			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason);
+		s->bdat_discard = true;
+		memset(&s->bdat_error, 0, sizeof(s->bdat_error));
+		reply_from_policy(&s->bdat_error, v);
+	} else {
+		take_disposition(tx, v);
+		if (!open_writer(s, false))
+			bdat_refuse(s, 451, "4.3.0", "Error: queue file write error, try again later");
+		else
+			tx->bdat_used = true;
+	}
+	return bdat_start(s, out);
+}
+
+enum step tx_handle_bdat(struct smtp_session *s, const struct smtp_command *cmd,
+			 struct smtp_reply *out)
+{
+	struct smtp_tx *tx = s->tx;
+	s->pending_bdat = *cmd;
 	s->bdat_discard = false;
 	/* RFC 3030 section 3: the chunk is read even when it is refused. */
 	if (!s->esmtp)
@@ -381,36 +560,36 @@ void tx_handle_bdat(struct smtp_session *s, const struct smtp_command *cmd)
 		bdat_refuse(s, 503, "5.5.1", "Error: need MAIL command");
 	else if (tx->rcpts.count == 0)
 		bdat_refuse(s, 554, "5.5.1", "Error: no valid recipients");
-	else if (!tx->bdat_used && !open_writer(s, false))
-		bdat_refuse(s, 451, "4.3.0", "Error: queue file write error, try again later");
-	else
-		tx->bdat_used = true;
-	tx_after_consume(s); /* a chunk of size 0 is complete already */
+	else if (!tx->bdat_used) {
+		/* The first chunk: the DATA stage's checks, before its bytes
+		 * are read (they wait in the input buffer meanwhile). */
+		struct policy_request req;
+		session_request(s, POLICY_DATA, &req);
+		return session_ask(s, &req, bdat_verdict, out);
+	}
+	return bdat_start(s, out);
 }
 
-void tx_after_consume(struct smtp_session *s)
+enum step tx_after_consume(struct smtp_session *s, struct smtp_reply *out)
 {
 	struct smtp_tx *tx = s->tx;
-	if (s->mode == MODE_DATA) {
-		if (tx->decoder.done)
-			finish_message(s);
-		return;
-	}
+	if (s->mode == MODE_DATA)
+		return tx->decoder.done ? finish_message(s, out) : STEP_REPLY;
 	if (s->mode != MODE_BDAT || s->bdat_remaining > 0)
-		return;
+		return STEP_REPLY;
 	s->mode = MODE_COMMAND;
 	if (s->bdat_discard) {
 		s->bdat_discard = false;
 		if (tx != NULL && (s->bdat_last || tx->bdat_used))
 			tx_free(&s->tx); /* RFC 3030: a failed chunk ends the transaction */
-		session_error(s, s->bdat_error.code, s->bdat_error.status, "%s", s->bdat_error.text);
-		return;
+		*out = s->bdat_error;
+		return STEP_REPLY;
 	}
 	if (s->bdat_last) {
 		data_decoder_finish(&tx->decoder, &tx->decoded);
-		finish_message(s);
-		return;
+		return finish_message(s, out);
 	}
-	session_reply(s, 250, "2.0.0", "Ok: %llu octets received",
-		      (unsigned long long)tx->decoder.size);
+	reply_set(out, 250, "2.0.0", "Ok: %llu octets received",
+		  (unsigned long long)tx->decoder.size);
+	return STEP_REPLY;
 }

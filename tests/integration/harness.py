@@ -39,6 +39,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 POSTERN_BIN = os.environ.get("POSTERN_BIN") or os.path.join(REPO, "build", "postern")
+PRELOAD_DIR = os.path.join(REPO, "build", "preload")  # test-only LD_PRELOAD libraries
 SANITIZED = os.environ.get("POSTERN_SANITIZED") == "1"
 KEEP_TMP = os.environ.get("POSTERN_KEEP_TMP") == "1"
 IS_ROOT = os.geteuid() == 0
@@ -210,8 +211,9 @@ class PosternServer:
     """One postern serve instance in a private temporary folder."""
 
     def __init__(self, name="postern", config=None, users=None, aliases=None,
-                 tls=False, ipv6=False, workdir=None, nofile=None):
+                 tls=False, ipv6=False, workdir=None, nofile=None, env=None):
         self.name = name
+        self.env = dict(env or {})  # extra environment of the server process
         self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) to start with
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="postern-it-%s-" % name)
@@ -310,7 +312,8 @@ class PosternServer:
             self.proc = subprocess.Popen(
                 self.command_prefix + [POSTERN_BIN, "serve", "-c", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, cwd=self.dir, preexec_fn=self._limits)
+                start_new_session=True, cwd=self.dir, preexec_fn=self._limits,
+                env=self._environment())
         _live_servers.add(self)
         deadline = time.monotonic() + timeout
         targets = [(socket.AF_INET, "127.0.0.1", self.port)]
@@ -328,6 +331,14 @@ class PosternServer:
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
         return self
+
+    def _environment(self):
+        env = dict(os.environ)
+        env.update(self.env)
+        if "LD_PRELOAD" in self.env and SANITIZED:
+            # our preload comes before the ASan runtime: allowed for tests
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        return env
 
     def _limits(self):
         if self.nofile is not None:

@@ -105,7 +105,7 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("workers = 1\nworkers = 2\n", "postern.conf:2: workers: set twice (first on line 1)");
 	expect_error("no equals sign\n", "postern.conf:1: expected \"key = value\"");
 	expect_error("  indented = 1\n", "continuation line without a key");
-	expect_error("bare_newline = maybe\n", "expected \"reject\" or \"normalize\"");
+	expect_error("bare_newline = maybe\n", "\"maybe\" is not one of: reject normalize");
 	expect_error("recipient_limit = 0\n", "value out of range");
 	expect_error("local_domains = exa mple..test\n", "not a valid domain name");
 	expect_error("tls_cert = cert.pem\n", "tls_cert and tls_key must be set together");

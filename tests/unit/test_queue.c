@@ -542,7 +542,7 @@ static void test_crafted_files(void **state)
 	qf_put_record(&b, QF_REC_ID, "0123456789abcdef012", QUEUE_ID_LEN);
 	expect_corrupt(spool, &b, "lower-case id");
 
-	const char *bad_rcpts[] = { "Xa@b", "Pa\n@b", "P", "Pa\0b" };
+	const char *bad_rcpts[] = { "Qa@b", "Pa\n@b", "P", "Pa\0b" };
 	size_t bad_lens[] = { 4, 5, 1, 4 };
 	for (size_t i = 0; i < 4; i++) {
 		unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
@@ -565,8 +565,8 @@ static void test_crafted_files(void **state)
 	buf_reset(&b); /* wrong version */
 	put_min_envelope(&b, id, true);
 	put_tail(&b, "", 0);
-	b.data[7] = 2;
-	expect_corrupt(spool, &b, "version 2");
+	b.data[7] = QF_VERSION + 1;
+	expect_corrupt(spool, &b, "a newer version");
 
 	buf_reset(&b); /* empty file */
 	expect_corrupt(spool, &b, "empty file");
@@ -574,6 +574,134 @@ static void test_crafted_files(void **state)
 }
 
 /* ---- notify ------------------------------------------------------------------ */
+
+/* ---- version 2: what the end of the message changed ------------------- */
+
+/* The changes a verdict or a milter records after the content read back
+ * in order, with the recipient list and sender they change. */
+static void test_end_of_message_changes(void **state)
+{
+	const char *spool = *state;
+	struct queue_envelope env;
+	strlist_t rcpts;
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	fill_env(&env, &rcpts);
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, "Subject: x\n\nbody\n", 18, &err), 0);
+	assert_int_equal(queue_writer_add_header(w, false, "X-Spam-Flag: YES", &err), 0);
+	assert_int_equal(queue_writer_add_header(w, true, "X-Folded: a\n\tb", &err), 0);
+	assert_int_equal(queue_writer_remove_header(w, "Subject", 1, &err), 0);
+	assert_int_equal(queue_writer_add_rcpt(w, "carol@example.test", &err), 0);
+	assert_int_equal(queue_writer_remove_rcpt(w, "bob@example.test", &err), 0);
+	assert_int_equal(queue_writer_set_sender(w, "bounces@remote.test", &err), 0);
+	/* refused: malformed fields, unknown recipients */
+	assert_int_equal(queue_writer_add_header(w, false, "No colon here", &err), -1);
+	free(err);
+	assert_int_equal(queue_writer_add_header(w, false, "X-Bad: a\nb", &err), -1);
+	free(err);
+	assert_int_equal(queue_writer_remove_header(w, "Bad Name", 0, &err), -1);
+	free(err);
+	assert_int_equal(queue_writer_remove_rcpt(w, "nobody@example.test", &err), -1);
+	free(err);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	strlist_free(&rcpts);
+
+	char *path = spool_path(spool, "queue", id);
+	int fd = open(path, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.version, 2);
+	assert_string_equal(m.sender, "bounces@remote.test");
+	assert_int_equal(m.rcpt_count, 3);
+	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	assert_int_equal(m.rcpts[1].status, QF_RCPT_REMOVED);
+	assert_string_equal(m.rcpts[2].addr, "carol@example.test");
+	assert_int_equal(qf_pending_count(&m), 2);
+	assert_int_equal(m.edit_count, 3);
+	assert_int_equal(m.edits[0].type, QF_REC_ADD_HEADER);
+	assert_int_equal(m.edits[0].where, QF_HEADER_TOP);
+	assert_string_equal(m.edits[0].text, "X-Spam-Flag: YES");
+	assert_int_equal(m.edits[1].where, QF_HEADER_END);
+	assert_string_equal(m.edits[1].text, "X-Folded: a\n\tb");
+	assert_int_equal(m.edits[2].type, QF_REC_DEL_HEADER);
+	assert_int_equal(m.edits[2].where, 1);
+	assert_string_equal(m.edits[2].text, "Subject");
+	assert_int_equal(m.content_len, 18);
+	/* the added recipient's status byte is updated in place like the others */
+	fd = open(path, O_RDWR);
+	assert_int_equal(qf_set_rcpt_status(fd, &m, 2, QF_RCPT_DONE, &err), 0);
+	qf_msg_free(&m);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.rcpts[2].status, QF_RCPT_DONE);
+	close(fd);
+	qf_msg_free(&m);
+	free(path);
+}
+
+/* Files written before the format grew a trailer still read; a version 1
+ * file with trailer records, or removed recipients, does not. */
+static void test_version_1_files(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+	buf_t b = BUF_INIT;
+	char *err = NULL;
+
+	put_min_envelope(&b, id, true);
+	b.data[7] = 1;
+	put_tail(&b, "hi\n", 3);
+	assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
+
+	buf_reset(&b);
+	put_min_envelope(&b, id, true);
+	b.data[7] = 1;
+	unsigned char u64[8];
+	qf_put_u64(u64, 3);
+	qf_put_record(&b, QF_REC_CONTENT, u64, 8);
+	buf_puts(&b, "hi\n");
+	qf_put_record(&b, QF_REC_NEW_SENDER, "x@y", 3);
+	qf_put_record(&b, QF_REC_END, NULL, 0);
+	expect_corrupt(spool, &b, "trailer in a version 1 file");
+
+	buf_reset(&b);
+	put_min_envelope(&b, id, true);
+	b.data[7] = 3;
+	put_tail(&b, "hi\n", 3);
+	expect_corrupt(spool, &b, "version 3");
+	buf_free(&b);
+}
+
+static void test_bad_trailer_records(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+#define PAYLOAD(text) text, sizeof(text) - 1
+	struct { const char *payload; size_t len; enum qf_type type; const char *what; } bad[] = {
+		{ PAYLOAD("\x00Name value"), QF_REC_ADD_HEADER, "added header without colon" },
+		{ PAYLOAD("\x02X-A: b"), QF_REC_ADD_HEADER, "unknown position" },
+		{ PAYLOAD("\x00X-A: b\nc"), QF_REC_ADD_HEADER, "LF not folding" },
+		{ PAYLOAD("\x00X A: b"), QF_REC_ADD_HEADER, "space in the name" },
+		{ PAYLOAD("\0\0\0\x01Sub:ject"), QF_REC_DEL_HEADER, "colon in a removed name" },
+		{ PAYLOAD("\0\0\0\x01"), QF_REC_DEL_HEADER, "no name" },
+		{ PAYLOAD("Pa\nb"), QF_REC_ADD_RCPT, "LF in an added recipient" },
+		{ PAYLOAD("x\x01y"), QF_REC_NEW_SENDER, "control in a new sender" },
+	};
+#undef PAYLOAD
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		buf_t b = BUF_INIT;
+		unsigned char u64[8];
+		put_min_envelope(&b, id, true);
+		qf_put_u64(u64, 0);
+		qf_put_record(&b, QF_REC_CONTENT, u64, 8);
+		qf_put_record(&b, bad[i].type, bad[i].payload, (uint32_t)bad[i].len);
+		qf_put_record(&b, QF_REC_END, NULL, 0);
+		expect_corrupt(spool, &b, bad[i].what);
+		buf_free(&b);
+	}
+}
 
 static void test_notify(void **state)
 {
@@ -622,6 +750,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncated_rejected, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_every_byte_flipped, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_crafted_files, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_end_of_message_changes, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_version_1_files, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_bad_trailer_records, setup_spool, teardown_spool),
 		cmocka_unit_test(test_notify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -190,9 +190,13 @@ static enum policy_verdict relay(struct policy_env *env, const char *client,
 	struct sockaddr_in sa = v4(client);
 	if (address_parse_path(rcpt, strlen(rcpt), ADDR_ALLOW_BARE_POSTMASTER, &a, &why) < 0)
 		fail_msg("cannot parse %s: %s", rcpt, why);
-	struct policy_request req = { .stage = POLICY_RCPT, .client = (struct sockaddr *)&sa,
-				      .client_addr = client, .rcpt = &a };
-	return policy_check(env, &req, r);
+	struct policy_request req = { .stage = POLICY_RCPT, .has_rcpt = true, .rcpt = a };
+	memcpy(&req.client, &sa, sizeof(sa));
+	snprintf(req.client_addr, sizeof(req.client_addr), "%s", client);
+	/* relay control never waits: the run finishes at once */
+	assert_null(policy_run_start(env, &req, NULL, NULL, r));
+	policy_reply_free(r);
+	return r->verdict;
 }
 
 static void test_relay_control(void **state)
@@ -203,18 +207,19 @@ static void test_relay_control(void **state)
 	strlist_split(&cfg.local_domains, "example.test");
 	strlist_split(&cfg.relay_domains, "relay.test");
 	assert_true(cidr_list_parse(&cfg.mynetworks, "10.0.0.0/8", &err));
-	struct policy_env env = { &cfg, tables() };
+	struct policy_env env;
+	policy_env_init(&env, &cfg, tables(), NULL);
 	struct policy_reply r;
 	const char *outside = "192.0.2.7", *inside = "10.1.1.1";
 
-	assert_int_equal(relay(&env, outside, "<alice@example.test>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<ALICE@EXAMPLE.TEST>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<\"alice\"@example.test>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<team@example.test>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<Postmaster>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<@far.test:alice@example.test>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, outside, "<anyone@relay.test>", &r), POLICY_ACCEPT);
-	assert_int_equal(relay(&env, inside, "<anyone@far.test>", &r), POLICY_ACCEPT);
+	assert_int_equal(relay(&env, outside, "<alice@example.test>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<ALICE@EXAMPLE.TEST>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<\"alice\"@example.test>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<team@example.test>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<Postmaster>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<@far.test:alice@example.test>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, outside, "<anyone@relay.test>", &r), POLICY_DUNNO);
+	assert_int_equal(relay(&env, inside, "<anyone@far.test>", &r), POLICY_DUNNO);
 
 	assert_int_equal(relay(&env, outside, "<carol@example.test>", &r), POLICY_REJECT);
 	assert_int_equal(r.code, 550);

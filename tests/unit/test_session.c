@@ -1,0 +1,476 @@
+/*
+ * test_session.c - the waiting session, in process: a real SMTP session on
+ * one end of a socketpair, a test client on the other, and a fake check
+ * that answers "pending" and finishes only when the test says so. Checks
+ * that pipelined commands wait for the verdict, that a client leaving
+ * while a check is pending releases it (run under ASan by check-asan),
+ * that the deadline applies the default action, and the reply of every
+ * verdict, at every stage that has one.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "mail/recipients.h"
+#include "queue/queue_file.h"
+#include "smtp/session.h"
+
+/* A check that always waits, until fake_finish(). */
+struct fake_check {
+	struct policy_call *call;  /* pending, or NULL */
+	unsigned asked, cancelled;
+};
+
+static enum policy_verdict fake_run(struct policy_call *call, void *arg)
+{
+	struct fake_check *f = arg;
+	f->asked++;
+	f->call = call;
+	return POLICY_PENDING;
+}
+
+static void fake_cancel(struct policy_call *call, void *arg)
+{
+	struct fake_check *f = arg;
+	(void)call;
+	f->cancelled++;
+	f->call = NULL;
+}
+
+struct fixture {
+	char *dir;
+	struct config cfg;
+	struct recipient_tables *tables;
+	struct event_base *base;
+	struct smtp_server srv;
+	struct fake_check fake;
+	int client;       /* the test's end of the socketpair */
+	bool client_eof;  /* the server closed its side */
+	buf_t received;   /* what the client has read and not yet taken */
+};
+
+static struct fixture fx;
+
+static void write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, text, strlen(text)), 0);
+	close(fd);
+}
+
+/* A server whose stage `stage` has the fake check; extra config lines. */
+static void start(enum policy_stage stage, const char *extra_config)
+{
+	char tmpl[] = "/tmp/postern-test-session-XXXXXX";
+	memset(&fx, 0, sizeof(fx));
+	fx.dir = xstrdup(mkdtemp(tmpl));
+	char *conf = path_join(fx.dir, "postern.conf");
+	char *users = path_join(fx.dir, "users");
+	buf_t text = BUF_INIT;
+	buf_printf(&text, "hostname = mx.example.test\nlocal_domains = example.test\n"
+		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n"
+		   "mynetworks = 127.0.0.0/8\n%s", extra_config);
+	write_text(conf, buf_cstr(&text));
+	write_text(users, "alice@example.test:{PLAIN}x::::::\n");
+	assert_int_equal(config_load(conf, &fx.cfg, stderr), 0);
+	fx.tables = recipients_load(fx.cfg.users_file, "", stderr);
+	assert_non_null(fx.tables);
+	char *err = NULL;
+	assert_int_equal(queue_dirs_create(fx.cfg.spool_dir, &err), 0);
+	fx.base = event_base_new();
+	fx.srv.base = fx.base;
+	fx.srv.cfg = &fx.cfg;
+	fx.srv.notify_fd = -1;
+	policy_env_init(&fx.srv.policy, &fx.cfg, fx.tables, fx.base);
+	struct policy_check fake = { "fake", fake_run, fake_cancel, &fx.fake };
+	policy_env_add(&fx.srv.policy, stage, &fake);
+	fx.srv.committer = queue_committer_new(fx.base, 1);
+
+	/* A TCP connection over loopback, so that a client can reset it. */
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t alen = sizeof(addr);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &alen), 0);
+	fx.client = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fx.client, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	int server_fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	assert_true(server_fd >= 0);
+	close(lfd);
+	fcntl(fx.client, F_SETFL, O_NONBLOCK);
+	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(40000),
+				    .sin_addr.s_addr = htonl(0xC0000201) }; /* 192.0.2.1 */
+	smtp_session_start(&fx.srv, server_fd, (struct sockaddr *)&peer, sizeof(peer));
+	buf_free(&text);
+	free(conf);
+	free(users);
+}
+
+static void stop(void)
+{
+	if (fx.client >= 0)
+		close(fx.client);
+	smtp_server_close_all(&fx.srv);
+	event_base_loop(fx.base, EVLOOP_NONBLOCK);
+	queue_committer_free(&fx.srv.committer);
+	event_base_free(fx.base);
+	recipients_free(&fx.tables);
+	config_free(&fx.cfg);
+	buf_free(&fx.received);
+	testutil_rmtree(fx.dir);
+	free(fx.dir);
+}
+
+/* Run the server's loop and collect what the client receives, for ms. */
+static void pump(int ms)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		event_base_loop(fx.base, EVLOOP_NONBLOCK);
+		char chunk[4096];
+		ssize_t n;
+		while (fx.client >= 0 && (n = read(fx.client, chunk, sizeof(chunk))) > 0)
+			buf_append(&fx.received, chunk, (size_t)n);
+		if (fx.client >= 0 && n == 0)
+			fx.client_eof = true;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long elapsed = (now.tv_sec - start.tv_sec) * 1000 +
+			       (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (elapsed >= ms)
+			return;
+		struct pollfd p = { fx.client, POLLIN, 0 };
+		poll(&p, fx.client >= 0 ? 1 : 0, 5);
+	}
+}
+
+static size_t count_lines(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < fx.received.len; i++)
+		n += fx.received.data[i] == '\n';
+	return n;
+}
+
+/* Pump until n reply lines have arrived (or 5 s); return them, taken. */
+static char *take_lines(size_t n)
+{
+	for (int i = 0; i < 500 && count_lines() < n; i++)
+		pump(10);
+	if (count_lines() < n)
+		fail_msg("expected %zu reply lines, got: %s", n, buf_cstr(&fx.received));
+	size_t end = 0, seen = 0;
+	while (seen < n)
+		seen += fx.received.data[end++] == '\n';
+	char *out = xstrndup(fx.received.data, end);
+	memmove(fx.received.data, fx.received.data + end, fx.received.len - end);
+	fx.received.len -= end;
+	return out;
+}
+
+static void expect_lines(size_t n, const char *prefix)
+{
+	char *got = take_lines(n);
+	if (strncmp(got, prefix, strlen(prefix)) != 0)
+		fail_msg("expected \"%s...\", got \"%s\"", prefix, got);
+	free(got);
+}
+
+static void say(const char *text)
+{
+	assert_int_equal(write_all(fx.client, text, strlen(text)), 0);
+}
+
+static void finish(enum policy_verdict v, int code, const char *status, const char *text)
+{
+	assert_non_null(fx.fake.call);
+	struct policy_call *call = fx.fake.call;
+	fx.fake.call = NULL;
+	if (code != 0)
+		policy_call_set(call, code, status, "fake", "%s", text);
+	policy_call_finish(call, v);
+}
+
+static size_t files_in(const char *folder)
+{
+	char *path = path_join(fx.cfg.spool_dir, folder);
+	size_t n = 0;
+	DIR *d = opendir(path);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	free(path);
+	return n;
+}
+
+/* ---- the tests -------------------------------------------------------------- */
+
+static void test_pipelined_commands_wait_for_the_verdict(void **state)
+{
+	(void)state;
+	start(POLICY_RCPT, "");
+	expect_lines(1, "220 ");
+	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\nNOOP\r\nRSET\r\n");
+	char *got = take_lines(8); /* EHLO (7 lines) and MAIL */
+	assert_non_null(strstr(got, "250 2.1.0 Ok"));
+	free(got);
+	pump(200);
+	assert_int_equal(fx.fake.asked, 1);
+	assert_int_equal(fx.received.len, 0); /* RCPT pending: NOOP and RSET wait */
+	finish(POLICY_DUNNO, 0, "", "");
+	expect_lines(1, "250 2.1.5 Ok");
+	expect_lines(1, "250 2.0.0 Ok"); /* NOOP */
+	expect_lines(1, "250 2.0.0 Ok"); /* RSET */
+	stop();
+}
+
+static void test_client_leaving_while_pending_releases_the_check(void **state)
+{
+	(void)state;
+	start(POLICY_RCPT, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 mx.example.test");
+	pump(100);
+	assert_non_null(fx.fake.call);
+	/* The client goes away with a reset: the session ends, the pending
+	 * check is cancelled, and nothing touches the session afterwards. */
+	struct linger lg = { 1, 0 };
+	setsockopt(fx.client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fx.client);
+	fx.client = -1;
+	for (int i = 0; i < 100 && fx.srv.session_count > 0; i++)
+		pump(10);
+	assert_int_equal(fx.srv.session_count, 0);
+	assert_int_equal(fx.fake.cancelled, 1);
+	assert_null(fx.fake.call);
+	stop();
+}
+
+static void test_half_closed_client_still_gets_its_replies(void **state)
+{
+	(void)state;
+	start(POLICY_RCPT, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\nQUIT\r\n");
+	shutdown(fx.client, SHUT_WR);
+	expect_lines(2, "250 mx.example.test");
+	pump(100);
+	finish(POLICY_REJECT, 550, "5.7.1", "not this one");
+	expect_lines(1, "550 5.7.1 not this one");
+	expect_lines(1, "221 2.0.0 Bye");
+	stop();
+}
+
+static void test_deadline_applies_tempfail(void **state)
+{
+	(void)state;
+	start(POLICY_RCPT, "policy_timeout = 1s\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 mx.example.test");
+	pump(700);
+	assert_int_equal(fx.received.len, 0);
+	expect_lines(1, "451 4.7.1 ");
+	assert_int_equal(fx.fake.cancelled, 1);
+	stop();
+}
+
+static void test_deadline_applies_accept(void **state)
+{
+	(void)state;
+	start(POLICY_RCPT, "policy_timeout = 1s\npolicy_default_action = accept\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 mx.example.test");
+	expect_lines(1, "250 2.1.5 Ok");
+	stop();
+}
+
+static void test_banner_waits_for_the_connect_verdict(void **state)
+{
+	(void)state;
+	start(POLICY_CONNECT, "");
+	say("EHLO early.talker\r\n"); /* before the banner */
+	pump(200);
+	assert_int_equal(fx.received.len, 0);
+	finish(POLICY_DUNNO, 0, "", "");
+	expect_lines(1, "220 mx.example.test ESMTP");
+	expect_lines(7, "250-mx.example.test"); /* the early EHLO, answered after */
+	stop();
+}
+
+static void test_connect_refused(void **state)
+{
+	(void)state;
+	start(POLICY_CONNECT, "");
+	pump(50);
+	finish(POLICY_REJECT, 554, "5.7.1", "go away");
+	expect_lines(1, "554 5.7.1 go away");
+	for (int i = 0; i < 100 && !fx.client_eof; i++)
+		pump(10);
+	assert_true(fx.client_eof);
+	close(fx.client); /* the server was waiting for this to let go */
+	fx.client = -1;
+	for (int i = 0; i < 100 && fx.srv.session_count > 0; i++)
+		pump(10);
+	assert_int_equal(fx.srv.session_count, 0);
+	stop();
+}
+
+/* One message through, the fake check at the end of data answering v. */
+static void message_with_verdict(enum policy_verdict v, int code, const char *status,
+				 const char *expect)
+{
+	start(POLICY_END_OF_DATA, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+	    "DATA\r\n");
+	expect_lines(4, "250 mx.example.test");
+	say("Subject: verdicts\r\n\r\nbody\r\n.\r\n");
+	pump(100);
+	assert_non_null(fx.fake.call);
+	if (v == POLICY_TAG)
+		strlist_add(&policy_call_reply(fx.fake.call)->headers, "X-Test-Tag: yes");
+	finish(v, code, status, "verdict text");
+	expect_lines(1, expect);
+}
+
+static void test_eod_reject_and_tempfail(void **state)
+{
+	(void)state;
+	message_with_verdict(POLICY_REJECT, 550, "5.7.1", "550 5.7.1 verdict text");
+	assert_int_equal(files_in("queue") + files_in("incoming"), 0);
+	stop();
+	message_with_verdict(POLICY_TEMPFAIL, 451, "4.7.1", "451 4.7.1 verdict text");
+	assert_int_equal(files_in("queue") + files_in("incoming"), 0);
+	stop();
+}
+
+static void test_eod_accept_discard_hold_quarantine(void **state)
+{
+	(void)state;
+	static const struct { enum policy_verdict v; const char *folder; } cases[] = {
+		{ POLICY_DUNNO, "queue" }, { POLICY_ACCEPT, "queue" },
+		{ POLICY_HOLD, "hold" }, { POLICY_QUARANTINE, "quarantine" },
+		{ POLICY_DISCARD, NULL },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		message_with_verdict(cases[i].v, 0, "", "250 2.0.0 Ok: queued as ");
+		size_t total = files_in("queue") + files_in("hold") + files_in("quarantine") +
+			       files_in("incoming");
+		if (cases[i].folder == NULL)
+			assert_int_equal(total, 0); /* discarded: accepted, never kept */
+		else if (files_in(cases[i].folder) != 1 || total != 1)
+			fail_msg("verdict %s: not exactly one file in %s/",
+				 policy_verdict_name(cases[i].v), cases[i].folder);
+		stop();
+	}
+}
+
+static void test_eod_tag_adds_a_header_record(void **state)
+{
+	(void)state;
+	message_with_verdict(POLICY_TAG, 0, "", "250 2.0.0 Ok: queued as ");
+	char *dir = path_join(fx.cfg.spool_dir, "queue");
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *path = NULL;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			path = path_join(dir, de->d_name);
+	closedir(d);
+	assert_non_null(path);
+	int fd = open(path, O_RDONLY);
+	struct qf_msg m;
+	char *err = NULL;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.edit_count, 1);
+	assert_string_equal(m.edits[0].text, "X-Test-Tag: yes");
+	qf_msg_free(&m);
+	close(fd);
+	free(path);
+	free(dir);
+	stop();
+}
+
+static void test_every_stage_can_wait(void **state)
+{
+	(void)state;
+	/* HELO, MAIL, DATA wait too; a refusal at DATA ends the transaction. */
+	start(POLICY_HELO, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nNOOP\r\n");
+	pump(100);
+	assert_int_equal(fx.received.len, 0);
+	finish(POLICY_REJECT, 550, "5.7.1", "bad helo");
+	expect_lines(1, "550 5.7.1 bad helo");
+	expect_lines(1, "250 2.0.0 Ok");
+	stop();
+
+	start(POLICY_MAIL, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "250 mx.example.test");
+	pump(100);
+	finish(POLICY_TEMPFAIL, 451, "4.7.1", "later");
+	expect_lines(1, "451 4.7.1 later");
+	expect_lines(1, "503 5.5.1"); /* no transaction for the RCPT */
+	stop();
+
+	start(POLICY_DATA, "");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+	    "DATA\r\n");
+	expect_lines(3, "250 mx.example.test");
+	pump(100);
+	finish(POLICY_REJECT, 554, "5.7.1", "no data");
+	expect_lines(1, "554 5.7.1 no data");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "503 5.5.1");
+	stop();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipelined_commands_wait_for_the_verdict),
+		cmocka_unit_test(test_client_leaving_while_pending_releases_the_check),
+		cmocka_unit_test(test_half_closed_client_still_gets_its_replies),
+		cmocka_unit_test(test_deadline_applies_tempfail),
+		cmocka_unit_test(test_deadline_applies_accept),
+		cmocka_unit_test(test_banner_waits_for_the_connect_verdict),
+		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_eod_reject_and_tempfail),
+		cmocka_unit_test(test_eod_accept_discard_hold_quarantine),
+		cmocka_unit_test(test_eod_tag_adds_a_header_record),
+		cmocka_unit_test(test_every_stage_can_wait),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
