@@ -94,7 +94,8 @@ static void start(enum policy_stage stage, const char *extra_config)
 	write_text(conf, buf_cstr(&text));
 	write_text(users, "alice@example.test:{PLAIN}x::::::\n");
 	assert_int_equal(config_load(conf, &fx.cfg, stderr), 0);
-	fx.tables = recipients_load(fx.cfg.users_file, "", stderr);
+	struct recipients_owner owner = { "the test user", getuid(), getgid() };
+	fx.tables = recipients_load(fx.cfg.users_file, "", &owner, stderr);
 	assert_non_null(fx.tables);
 	char *err = NULL;
 	assert_int_equal(queue_dirs_create(fx.cfg.spool_dir, &err), 0);
