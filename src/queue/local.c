@@ -68,14 +68,23 @@ static void folders_clear(struct local_agent *a)
 	hashmap_free(&a->folder_ix, NULL);
 }
 
-/* The queue file must be a regular file whose content range ends where
- * its end record starts, the last QF_REC_HDR_LEN bytes (docs/queue.md). */
-static bool content_fits(int fd, const struct local_msg *m)
+/* Read the queue file the request points to: it must be valid and hold
+ * the message the queue manager named, with the same content range. The
+ * agent takes the sender and the header changes from the file itself. */
+static bool read_request_file(int fd, const struct local_msg *m, struct qf_msg *msg)
 {
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= QF_REC_HDR_LEN &&
-	       m->content_off + m->content_len == (uint64_t)st.st_size - QF_REC_HDR_LEN;
+	char *err = NULL;
+	if (qf_read(fd, msg, &err) != 0) {
+		log_error("%s: the queue file does not read: %s", m->id, err);
+		free(err);
+		return false;
+	}
+	if (memcmp(msg->id, m->id, QUEUE_ID_LEN) != 0 || msg->content_off != m->content_off ||
+	    msg->content_len != m->content_len) {
+		qf_msg_free(msg);
+		return false;
+	}
+	return true;
 }
 
 static enum local_result from_maildir(enum maildir_result res)
@@ -93,11 +102,11 @@ static enum local_result from_maildir(enum maildir_result res)
 	return LOCAL_PERMFAIL;
 }
 
-/* Write one copy; fills the RESULT reply. */
+/* Write one copy of msg (read from the request's file); fills the
+ * RESULT reply. */
 static void deliver(struct local_agent *a, const struct local_msg *m, int fd,
-		    struct local_msg *reply)
+		    const struct qf_msg *msg, struct local_msg *reply)
 {
-	struct qf_msg msg;
 	char *err = NULL, *newdir = NULL;
 
 	if (!recipients_is_user(a->tables, m->address)) {
@@ -110,18 +119,12 @@ static void deliver(struct local_agent *a, const struct local_msg *m, int fd,
 		local_set_reason(reply->reason, "4.3.0 too many mailboxes in one batch");
 		return;
 	}
-	memset(&msg, 0, sizeof(msg));
-	memcpy(msg.id, m->id, sizeof(msg.id));
-	msg.arrival_us = m->arrival_us;
-	msg.sender = (char *)m->sender; /* read only */
-	msg.content_off = m->content_off;
-	msg.content_len = m->content_len;
 	struct maildir_delivery d = {
 		.mail_root = a->cfg->mail_root,
 		.hostname = a->cfg->hostname,
 		.address = m->address,
 		.queue_fd = fd,
-		.msg = &msg,
+		.msg = msg,
 		.check_cur = m->check_cur,
 	};
 	reply->result = from_maildir(maildir_deliver_unsynced(&d, &newdir, &err));
@@ -180,13 +183,15 @@ static int serve(struct local_agent *a, const struct local_msg *m, int fd)
 	}
 	if (m->type == LOCAL_SYNC)
 		return sync_folders(a, m->seq);
-	if (!content_fits(fd, m)) {
-		log_error("%s: protocol violation from the queue manager: the content range "
-			  "does not match the queue file", m->id);
+	struct qf_msg msg;
+	if (!read_request_file(fd, m, &msg)) {
+		log_error("%s: protocol violation from the queue manager: the queue file "
+			  "does not hold the message it names", m->id);
 		return -1;
 	}
 	struct local_msg reply = { .type = LOCAL_RESULT, .seq = m->seq };
-	deliver(a, m, fd, &reply);
+	deliver(a, m, fd, &msg, &reply);
+	qf_msg_free(&msg);
 	log_debug("%s: <%s> result=%d folder=%lu %s", m->id, m->address, (int)reply.result,
 		  (unsigned long)reply.folder, reply.reason);
 	return send_reply(a, &reply);

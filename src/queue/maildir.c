@@ -191,18 +191,20 @@ static int write_chunk(int fd, struct mhdr_filter *f, buf_t *head,
 	return write_counted(fd, chunk + used, n - used, size_r, lines_r);
 }
 
-/* Write the added header lines, then the content without the client's
- * Return-Path: fields; count the bytes and LFs actually written. */
+/* Write the delivery's header lines, then the content through the header
+ * editor (the client's Return-Path: fields dropped, the queue file's
+ * header changes applied); count the bytes and LFs actually written. */
 static int write_copy(int fd, const struct maildir_delivery *d,
 		      uint64_t *size_r, uint64_t *lines_r)
 {
 	buf_t head = BUF_INIT;
-	struct mhdr_filter filter = MHDR_FILTER_INIT;
+	struct mhdr_filter filter;
 	const struct qf_msg *m = d->msg;
 	char *chunk = xmalloc(MAILDIR_COPY_CHUNK);
 	uint64_t pos = 0;
 
 	*size_r = *lines_r = 0;
+	mhdr_filter_init(&filter, m->edits, m->edit_count);
 	buf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender,
 		   d->address);
 	int rc = write_counted(fd, head.data, head.len, size_r, lines_r);
@@ -221,6 +223,7 @@ static int write_copy(int fd, const struct maildir_delivery *d,
 		rc = write_counted(fd, head.data, head.len, size_r, lines_r);
 	}
 	int saved = errno;
+	mhdr_filter_free(&filter);
 	free(chunk);
 	buf_free(&head);
 	errno = saved;

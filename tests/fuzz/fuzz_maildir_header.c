@@ -1,8 +1,11 @@
 /*
- * fuzz_maildir_header.c - libFuzzer target for the Return-Path filter the
- * queue manager runs over message content. The input is fed in pieces of
- * a size taken from its first byte; checked: every byte is consumed or the
- * body starts, and the output never holds a Return-Path field.
+ * fuzz_maildir_header.c - libFuzzer target for the header editor the
+ * local delivery agent runs over message content. The input is fed in
+ * pieces of a size taken from its first byte; the editor removes every
+ * X-Drop field and adds one field at the top and one at the end.
+ * Checked: every byte is consumed or the body starts, the output never
+ * holds a Return-Path or X-Drop field, and each added field appears in
+ * the header section exactly once.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -11,17 +14,18 @@
 
 #include "queue/maildir_header.h"
 
-/* Does a header line of out start with "return-path" + optional space + ':'? */
-static bool has_return_path(const buf_t *out)
+/* Does a header line of out start with name + optional space + ':'? */
+static bool has_field(const buf_t *out, const char *name)
 {
+	size_t nl_ = strlen(name);
 	const char *p = out->data ? out->data : "", *end = p + out->len;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		if (len == 0)
 			return false; /* end of the header section */
-		if (len >= 12 && strncasecmp(p, "return-path", 11) == 0) {
-			size_t i = 11;
+		if (len > nl_ && strncasecmp(p, name, nl_) == 0) {
+			size_t i = nl_;
 			while (i < len && (p[i] == ' ' || p[i] == '\t'))
 				i++;
 			if (i < len && p[i] == ':' && i < MHDR_HOLD_MAX)
@@ -32,6 +36,28 @@ static bool has_return_path(const buf_t *out)
 	return false;
 }
 
+/* How many header lines of out are exactly line? */
+static size_t count_lines(const buf_t *out, const char *line)
+{
+	const char *p = out->data ? out->data : "", *end = p + out->len;
+	size_t n = 0, want = strlen(line);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (len == 0)
+			break;
+		n += len == want && memcmp(p, line, len) == 0;
+		p += len + 1;
+	}
+	return n;
+}
+
+static const struct qf_header_edit edits[] = {
+	{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Added-Top: 7f3a" },
+	{ QF_REC_DEL_HEADER, 0, (char *)"X-Drop" },
+	{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Added-End: 7f3a" },
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -39,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t step = (size_t)data[0] % 13 + 1;
 	data++;
 	size--;
-	struct mhdr_filter f = MHDR_FILTER_INIT;
+	struct mhdr_filter f;
+	mhdr_filter_init(&f, edits, sizeof(edits) / sizeof(edits[0]));
 	buf_t out = BUF_INIT;
 	size_t pos = 0;
 	while (pos < size && !f.in_body) {
@@ -51,7 +78,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!f.in_body)
 		mhdr_filter_end(&f, &out);
-	if (has_return_path(&out))
+	mhdr_filter_free(&f);
+	if (has_field(&out, "return-path") || has_field(&out, "x-drop"))
+		__builtin_trap();
+	/* the input may hold the same lines: only more, never fewer */
+	if (count_lines(&out, "X-Added-Top: 7f3a") < 1 || count_lines(&out, "X-Added-End: 7f3a") < 1)
 		__builtin_trap();
 	buf_free(&out);
 	return 0;

@@ -357,10 +357,12 @@ static const char filtered[] =
 
 /* Run in through the filter in pieces of `step` bytes, the way
  * write_copy does: header bytes filtered, the rest copied. */
-static char *filter_in_steps(const char *in, size_t len, size_t step)
+static char *edit_in_steps(const char *in, size_t len, size_t step,
+			   const struct qf_header_edit *edits, size_t edit_count)
 {
-	struct mhdr_filter f = MHDR_FILTER_INIT;
+	struct mhdr_filter f;
 	buf_t out = BUF_INIT;
+	mhdr_filter_init(&f, edits, edit_count);
 
 	for (size_t pos = 0; pos < len; pos += step) {
 		size_t n = len - pos < step ? len - pos : step;
@@ -368,7 +370,13 @@ static char *filter_in_steps(const char *in, size_t len, size_t step)
 		buf_append(&out, in + pos + used, n - used);
 	}
 	mhdr_filter_end(&f, &out);
+	mhdr_filter_free(&f);
 	return buf_steal(&out);
+}
+
+static char *filter_in_steps(const char *in, size_t len, size_t step)
+{
+	return edit_in_steps(in, len, step, NULL, 0);
 }
 
 static void test_return_path_filter(void **state)
@@ -389,6 +397,55 @@ static void test_return_path_filter(void **state)
 	free(out);
 	out = filter_in_steps("", 0, 1);
 	assert_string_equal(out, "");
+	free(out);
+}
+
+/* The queue file's header changes: removals by name and occurrence (of
+ * the message's own fields), additions at the top (below the first
+ * field, postern's Received:) and at the end of the header section. */
+static void test_header_edits(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"Received: by postern\n"
+		"Subject: one\n"
+		"X-Old: first\n"
+		"x-old : second\n"
+		"  folded second\n"
+		"X-Old: third\n"
+		"DKIM-Signature: a=1\n"
+		"\n"
+		"X-Old: in the body\n";
+	static const char want[] =
+		"Received: by postern\n"
+		"X-Spam-Flag: YES\n"
+		"X-Spam-Score: 9.1\n"
+		"Subject: one\n"
+		"X-Old: first\n"
+		"X-Old: third\n"
+		"X-Spam-Report: long\n\twrapped\n"
+		"\n"
+		"X-Old: in the body\n";
+	struct qf_header_edit edits[] = {
+		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Flag: YES" },
+		{ QF_REC_DEL_HEADER, 2, (char *)"X-OLD" },
+		{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Spam-Report: long\n\twrapped" },
+		{ QF_REC_DEL_HEADER, 0, (char *)"dkim-signature" },
+		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Score: 9.1" },
+	};
+	for (size_t step = 1; step <= sizeof(in); step++) {
+		char *out = edit_in_steps(in, sizeof(in) - 1, step, edits, ARRAY_LEN(edits));
+		assert_string_equal(out, want);
+		free(out);
+	}
+	/* No body, no empty line, a single field: everything still placed. */
+	char *out = edit_in_steps("Received: x", 11, 2, edits, ARRAY_LEN(edits));
+	assert_string_equal(out, "Received: x\nX-Spam-Flag: YES\nX-Spam-Score: 9.1\n"
+				 "X-Spam-Report: long\n\twrapped\n");
+	free(out);
+	out = edit_in_steps("\nbody\n", 6, 1, edits, ARRAY_LEN(edits));
+	assert_string_equal(out, "X-Spam-Flag: YES\nX-Spam-Score: 9.1\n"
+				 "X-Spam-Report: long\n\twrapped\n\nbody\n");
 	free(out);
 }
 
@@ -437,6 +494,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recovered_checks_cur, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe_and_unwritable, setup, teardown),
 		cmocka_unit_test(test_return_path_filter),
+		cmocka_unit_test(test_header_edits),
 		cmocka_unit_test_setup_teardown(test_deliver_drops_return_path, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
