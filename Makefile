@@ -69,6 +69,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=fsync_dir
+$(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=fsync_dir
 
 deps:
 	@tools/install-deps.sh
