@@ -98,7 +98,7 @@ cpu_note() { # label -> ", other processes X CPU-s, steal Y CPU-s (Z% of the CPU
 
 # ---- preconditions -----------------------------------------------------------
 if [ "$(id -u)" != 0 ]; then
-	echo "bench: must run as root (private Postfix instance, smtp-sink -u nobody, postern user = nobody)" >&2
+	echo "bench: must run as root (private Postfix instance, smtp-sink -u nobody, postern user = nobody, mail_owner = mail)" >&2
 	exit 1
 fi
 for t in smtp-source smtp-sink postfix python3; do
@@ -282,9 +282,11 @@ if has postern; then
 		users_file    = users
 		mynetworks    = 127.0.0.0/8
 		user          = nobody
+		mail_owner    = mail
 		workers       = 0
 	EOF
 	echo "$RCPT:{PLAIN}bench::::::" >"$PT/users"
+	chmod 600 "$PT/users"
 	LABEL[postern]="postern"; PORT[postern]=$POSTERN_PORT; MD[postern]="$PT/mail/example.test/bob/Maildir"
 	# between runs: the queue manager finishes removing the delivered queue files
 	pt_drain() {
