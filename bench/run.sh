@@ -413,6 +413,7 @@ if [ -n "$POSTERN_PID" ]; then
 	record "postern log: $(wc -l <"$PLOG") lines, $PT_LOGISSUES warning/error/fatal/panic, $PT_DEFER deferred/bounced"
 	grep -E ': (warning|error|fatal|panic): |status=(deferred|bounced)' "$PLOG" | head -10 | sed 's/^/    /' | tee -a "$RAW" >&2
 	[ "$PT_LOGISSUES" = 0 ] || fail "postern logged $PT_LOGISSUES warning/error lines (see $PLOG)"
+	PT_SPLIT=$(python3 "$HERE/time_split.py" "$PLOG")
 	[ "$PT_DEFER" = 0 ] || fail "postern deferred or bounced $PT_DEFER deliveries (see $PLOG)"
 fi
 
@@ -456,6 +457,10 @@ row() { printf '%-40s | %12s | %12s | %13s | %15s\n' "$@"; }
 				echo "  postern/Postfix conc=$c: p50 $(ratio "${P50[postern:$c]:-}" "${P50[postfix:$c]:-}"), p99 $(ratio "${P99[postern:$c]:-}" "${P99[postfix:$c]:-}") (lower is better)"
 			done
 		fi
+	fi
+	if [ -n "${PT_SPLIT:-}" ]; then
+		echo
+		echo "$PT_SPLIT"
 	fi
 	echo
 	echo "peak memory (VmHWM of each live process after the run, summed; shared pages count in every process):"

@@ -60,6 +60,8 @@ struct smtp_tx {
 	enum policy_verdict disposition; /* DUNNO, DISCARD, QUARANTINE or HOLD */
 	char disposition_reason[64];
 	strlist_t add_headers;      /* "Name: value" lines from TAG verdicts */
+	uint64_t eod_us;            /* verdict known, waiting for a flow token */
+	uint64_t commit_start_us;   /* commit handed to a thread */
 };
 
 /* How far a session has got in closing. Replies queued before the close

@@ -404,9 +404,13 @@ static void commit_done(void *arg, int rc, char *err)
 	struct smtp_reply out = { 0 };
 	if (rc == 0) {
 		queue_notify(s->srv->notify_fd, tx->id);
-		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f%s%s",
+		uint64_t now = now_us();
+		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f "
+			 "flow=%.3f commit=%.3f%s%s",
 			 tx->id, tx->sender_text, tx->decoder.size, tx->rcpts.count,
-			 session_protocol(s), (double)(now_us() - tx->start_us) / 1e6,
+			 session_protocol(s), (double)(now - tx->start_us) / 1e6,
+			 (double)(tx->commit_start_us - tx->eod_us) / 1e6,
+			 (double)(now - tx->commit_start_us) / 1e6,
 			 tx->disposition != POLICY_DUNNO ? " disposition=" : "",
 			 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "");
 		reply_set(&out, 250, "2.0.0", "Ok: queued as %s", tx->id);
@@ -428,6 +432,7 @@ static const char *disposition_folder(enum policy_verdict d)
 static void commit_now(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
+	tx->commit_start_us = now_us();
 	struct queue_commit *job = queue_commit_start(s->srv->committer, &tx->writer,
 						      disposition_folder(tx->disposition),
 						      commit_done, s);
@@ -447,6 +452,7 @@ static void flow_ready(void *arg, bool got_token)
 static enum step flow_then_commit(struct smtp_session *s)
 {
 	struct queue_flow_wait *w;
+	s->tx->eod_us = now_us();
 	if (queue_flow_acquire(s->srv->flow, flow_ready, s, &w))
 		commit_now(s);
 	else

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""
+time_split.py - where postern's time went during a benchmark, from its
+log: for every message accepted, MAIL .. 250 (the accepted line's delay=),
+of which waiting for a flow token (flow=) and the commit on a commit
+thread (commit=: fdatasync, rename, folder fsync); for every copy
+delivered, MAIL .. in the Maildir (the queue manager's delay=). Prints
+p50/p90/p99 of each, so the next bottleneck is visible.
+
+    bench/time_split.py build/bench/postern.log
+"""
+import re
+import sys
+
+ACCEPTED = re.compile(r": accepted from=<[^>]*> .*? delay=([\d.]+) flow=([\d.]+) commit=([\d.]+)")
+SENT = re.compile(r"postern/qmgr\[\d+\]: info: [0-9A-F]{19}: to=<[^>]*>.* delay=([\d.]+) .*status=sent")
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def row(label, values, unit_ms=True):
+    k = 1000.0 if unit_ms else 1.0
+    unit = "ms" if unit_ms else "s"
+    return "  %-52s %7d  p50 %8.2f  p90 %8.2f  p99 %8.2f %s" % (
+        label, len(values), pct(values, 50) * k, pct(values, 90) * k, pct(values, 99) * k, unit)
+
+
+def main(path):
+    accept, flow, commit, delivered = [], [], [], []
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = ACCEPTED.search(line)
+            if m:
+                accept.append(float(m.group(1)))
+                flow.append(float(m.group(2)))
+                commit.append(float(m.group(3)))
+                continue
+            m = SENT.search(line)
+            if m:
+                delivered.append(float(m.group(1)))
+    print("where postern's time went (its log, every message of the run):")
+    print("  %-52s %7s" % ("", "count"))
+    print(row("accept: MAIL .. 250", accept))
+    print(row("  of which waiting for a flow token (back-pressure)", flow))
+    print(row("  of which the commit (fdatasync, rename, fsync)", commit))
+    print(row("delivery: MAIL .. in the Maildir (qmgr, 10 ms steps)", delivered))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
