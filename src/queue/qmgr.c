@@ -336,12 +336,12 @@ int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	signals_block(&sigs);
 	for (size_t i = 0; i < q.lane_count; i++)
 		qmgr_local_hello(&q.lanes[i], lock_fd);
+	flow_stock(&q);
 	char *agents = describe_agents(&q);
 	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu lanes=%s",
 		 cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),
 		 (unsigned long)getgid(), agents);
 	free(agents);
-	flow_stock(&q);
 	qmgr_scan(&q, true);
 	if (qmgr_lanes_start(&q) == 0)
 		run_loop(&q, &sigs);

@@ -170,7 +170,8 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
 	smtp_server_drain(&w->srv);
 }
 
-/* Messages waited for a flow token since the last line: say so. */
+/* Messages waited for a flow token (or gave up waiting) since the last
+ * line: say so. */
 static void flow_log_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -178,13 +179,14 @@ static void flow_log_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	uint64_t waited, timed_out;
 	queue_flow_stats(w->srv.flow, &waited, &timed_out);
-	if (waited == w->flow_waited_logged)
+	if (waited == w->flow_waited_logged && timed_out == w->flow_timed_out_logged)
 		return;
-	log_info("in-flow: delivery is behind: %" PRIu64 " message%s waited for a flow "
-		 "token in the last %d s, %" PRIu64 " of them the whole in_flow_delay "
-		 "(total waited=%" PRIu64 " timed_out=%" PRIu64 ")",
-		 waited - w->flow_waited_logged, waited - w->flow_waited_logged == 1 ? "" : "s",
-		 FLOW_LOG_SECONDS, timed_out - w->flow_timed_out_logged, waited, timed_out);
+	uint64_t started = waited - w->flow_waited_logged;
+	log_info("in-flow: delivery is behind: since the last report %" PRIu64 " message%s "
+		 "started waiting for a flow token and %" PRIu64 " went ahead without one after "
+		 "in_flow_delay (since start: waited=%" PRIu64 " timed_out=%" PRIu64 ")",
+		 started, started == 1 ? "" : "s", timed_out - w->flow_timed_out_logged, waited,
+		 timed_out);
 	w->flow_waited_logged = waited;
 	w->flow_timed_out_logged = timed_out;
 }
