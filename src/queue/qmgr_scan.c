@@ -55,13 +55,12 @@ static void scan_folder(struct qmgr *q, const char *path, bool deferred,
 		}
 		if (qmgr_known(q, de->d_name))
 			continue;
-		uint64_t due = 0;
-		if (deferred) {
-			struct stat st;
-			if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
-				continue; /* gone meanwhile */
-			due = mtime_us(&st);
-		}
+		/* Still there? A lane may have delivered and removed it since
+		 * readdir() (it forgets a message only after the unlink). */
+		struct stat st;
+		if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
+			continue;
+		uint64_t due = deferred ? mtime_us(&st) : 0;
 		/* A message found in queue/ after start-up missed its
 		 * notification: its worker took a flow token for it. */
 		qmgr_add(q, de->d_name, deferred, true, due, !deferred && !startup);
