@@ -138,16 +138,8 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int qmgr_init(struct qmgr *q, const struct config *cfg,
-		     const struct recipient_tables *tables, const struct qmgr_links *links)
+static void init_lanes(struct qmgr *q, const struct qmgr_links *links)
 {
-	memset(q, 0, sizeof(*q));
-	q->cfg = cfg;
-	q->tables = tables;
-	q->notify_fd = links->notify_fd;
-	q->flow_fd = links->flow_fd;
-	q->wake_fd = -1;
-	pthread_mutex_init(&q->lock, NULL);
 	q->lane_count = links->agent_count;
 	q->lanes = xcalloc(q->lane_count > 0 ? q->lane_count : 1, sizeof(*q->lanes));
 	for (size_t i = 0; i < q->lane_count; i++) {
@@ -158,6 +150,36 @@ static int qmgr_init(struct qmgr *q, const struct config *cfg,
 		lane->agent_pid = links->agents[i].pid;
 		lane->wake_fd = -1;
 	}
+}
+
+/* One eventfd for the main thread, one per lane; -1 (logged) if not. */
+static int open_wakeups(struct qmgr *q)
+{
+	q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->wake_fd < 0)
+		goto fail;
+	for (size_t i = 0; i < q->lane_count; i++) {
+		q->lanes[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (q->lanes[i].wake_fd < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	log_error("queue manager: eventfd: %s", strerror(errno));
+	return -1;
+}
+
+static int qmgr_init(struct qmgr *q, const struct config *cfg,
+		     const struct recipient_tables *tables, const struct qmgr_links *links)
+{
+	memset(q, 0, sizeof(*q));
+	q->cfg = cfg;
+	q->tables = tables;
+	q->notify_fd = links->notify_fd;
+	q->flow_fd = links->flow_fd;
+	q->wake_fd = -1;
+	pthread_mutex_init(&q->lock, NULL);
+	init_lanes(q, links);
 	q->dir_incoming = path_join(cfg->spool_dir, "incoming");
 	q->dir_queue = path_join(cfg->spool_dir, "queue");
 	q->dir_deferred = path_join(cfg->spool_dir, "deferred");
@@ -172,17 +194,7 @@ static int qmgr_init(struct qmgr *q, const struct config *cfg,
 		log_error("queue manager: no local delivery agent");
 		return -1;
 	}
-	q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	for (size_t i = 0; i < q->lane_count && q->wake_fd >= 0; i++) {
-		q->lanes[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (q->lanes[i].wake_fd < 0)
-			break;
-	}
-	if (q->wake_fd < 0 || q->lanes[q->lane_count - 1].wake_fd < 0) {
-		log_error("queue manager: eventfd: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
+	return open_wakeups(q);
 }
 
 /* Close every agent's socket first, so that they all stop at once, then
