@@ -96,6 +96,9 @@ static const struct key_def keys[] = {
 	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false, NULL },
 	{ "queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false, NULL },
 	{ "queue_scan_interval", K_DURATION, OFF(queue_scan_interval), "60s", 1, DAY, false, NULL },
+	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
+	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
+	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 };
 

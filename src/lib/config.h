@@ -69,6 +69,9 @@ struct config {
 	uint64_t queue_retry_max;
 	uint64_t queue_lifetime;
 	uint64_t queue_scan_interval;
+	uint64_t delivery_lanes;   /* local delivery agents working in parallel */
+	uint64_t in_flow_delay;    /* seconds a commit waits for a flow token; 0 = off */
+	uint64_t in_flow_tokens;   /* the queue manager's stock of flow tokens */
 
 	enum log_level log_level;
 };

@@ -1,19 +1,24 @@
 /*
  * qmgr.c - the queue manager's main loop (see qmgr.h): take the spool
- * lock, recover what is on disk, then deliver messages as the notify pipe
- * announces them, retry deferred ones when due and rescan the spool every
- * queue_scan_interval seconds. SIGTERM/SIGINT end the loop between two
- * batches. Delivery is sequential (no threads), in batches of up to
- * QMGR_BATCH_MAX ready messages that share their new/ fsyncs
- * (qmgr_batch.c).
+ * lock, recover what is on disk, start the delivery lanes, then add
+ * messages as the notify pipe announces them, promote deferred ones when
+ * due and rescan the spool every queue_scan_interval seconds.
+ * SIGTERM/SIGINT end the loop; each lane finishes its batch first.
  *
- * Every Maildir write goes through the local delivery agent, the queue
- * manager's child running as mail_owner (qmgr_local.c); if it dies, the
- * loop ends after the batch and qmgr_main returns 1.
+ * Delivery runs in the lanes (qmgr_lanes.c): one thread per local
+ * delivery agent, each running batches of up to QMGR_BATCH_MAX ready
+ * messages that share their new/ fsyncs (qmgr_batch.c). Every Maildir
+ * write goes through an agent, the queue manager's child running as
+ * mail_owner (qmgr_local.c); if one dies, the other lanes finish their
+ * batches and qmgr_run returns 1.
+ *
+ * The main thread also keeps the in-flow token stock (flow.h): at start
+ * it tops the pipe up to in_flow_tokens; the lanes give one token back
+ * for each accepted message that leaves the ready list.
  *
  * RFCs: RFC 5321 section 4.5.4 (retry), see qmgr_deliver.c. Untrusted
  * input: the notify pipe, spool contents (checked in qmgr_scan.c and
- * queue_file.c) and the agent's replies (qmgr_local.c). Privilege: runs
+ * queue_file.c) and the agents' replies (qmgr_local.c). Privilege: runs
  * as `user` (forked and setuid by the supervisor), non-dumpable; it is
  * the only process that moves accepted queue files.
  */
@@ -24,13 +29,17 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/buf.h"
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "flow.h"
 #include "qmgr.h"
 #include "qmgr_internal.h"
 
@@ -129,58 +138,133 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void qmgr_init(struct qmgr *q, const struct config *cfg,
-		      const struct recipient_tables *tables, int notify_fd,
-		      const struct qmgr_agent *agent)
+static void init_lanes(struct qmgr *q, const struct qmgr_links *links)
+{
+	q->lane_count = links->agent_count;
+	q->lanes = xcalloc(q->lane_count > 0 ? q->lane_count : 1, sizeof(*q->lanes));
+	for (size_t i = 0; i < q->lane_count; i++) {
+		struct qmgr_lane *lane = &q->lanes[i];
+		lane->q = q;
+		lane->number = (unsigned)(i + 1);
+		lane->agent_fd = links->agents[i].fd;
+		lane->agent_pid = links->agents[i].pid;
+		lane->wake_fd = -1;
+	}
+}
+
+/* One eventfd for the main thread, one per lane; -1 (logged) if not. */
+static int open_wakeups(struct qmgr *q)
+{
+	q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->wake_fd < 0)
+		goto fail;
+	for (size_t i = 0; i < q->lane_count; i++) {
+		q->lanes[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (q->lanes[i].wake_fd < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	log_error("queue manager: eventfd: %s", strerror(errno));
+	return -1;
+}
+
+static int qmgr_init(struct qmgr *q, const struct config *cfg,
+		     const struct recipient_tables *tables, const struct qmgr_links *links)
 {
 	memset(q, 0, sizeof(*q));
 	q->cfg = cfg;
 	q->tables = tables;
-	q->notify_fd = notify_fd;
-	q->agent_fd = agent->fd;
-	q->agent_pid = agent->pid;
+	q->notify_fd = links->notify_fd;
+	q->flow_fd = links->flow_fd;
+	q->wake_fd = -1;
+	pthread_mutex_init(&q->lock, NULL);
+	init_lanes(q, links);
 	q->dir_incoming = path_join(cfg->spool_dir, "incoming");
 	q->dir_queue = path_join(cfg->spool_dir, "queue");
 	q->dir_deferred = path_join(cfg->spool_dir, "deferred");
 	q->dir_corrupt = path_join(cfg->spool_dir, "corrupt");
-	if (notify_fd >= 0) {
-		int flags = fcntl(notify_fd, F_GETFL);
-		if (flags < 0 || fcntl(notify_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+	if (q->notify_fd >= 0) {
+		int flags = fcntl(q->notify_fd, F_GETFL);
+		if (flags < 0 || fcntl(q->notify_fd, F_SETFL, flags | O_NONBLOCK) < 0)
 			log_warn("notify pipe: cannot make it non-blocking: %s",
 				 strerror(errno));
 	}
+	if (q->lane_count == 0) {
+		log_error("queue manager: no local delivery agent");
+		return -1;
+	}
+	return open_wakeups(q);
+}
+
+/* Close every agent's socket first, so that they all stop at once, then
+ * reap them. */
+static void stop_agents(struct qmgr *q)
+{
+	for (size_t i = 0; i < q->lane_count; i++)
+		qmgr_local_close(&q->lanes[i]);
+	for (size_t i = 0; i < q->lane_count; i++)
+		qmgr_local_reap(&q->lanes[i]);
 }
 
 static void qmgr_cleanup(struct qmgr *q)
 {
-	qmgr_local_stop(q);
+	stop_agents(q);
+	for (size_t i = 0; i < q->lane_count; i++)
+		if (q->lanes[i].wake_fd >= 0)
+			close(q->lanes[i].wake_fd);
+	free(q->lanes);
+	if (q->wake_fd >= 0)
+		close(q->wake_fd);
 	qmgr_sched_free(q);
+	pthread_mutex_destroy(&q->lock);
 	free(q->dir_incoming);
 	free(q->dir_queue);
 	free(q->dir_deferred);
 	free(q->dir_corrupt);
 }
 
-/* How long poll may sleep: 0 with work ready, else until the next due
- * deferred message or the next scan. */
-static struct timespec sleep_time(const struct qmgr *q, uint64_t next_scan_ms)
+/* Top the flow pipe up to in_flow_tokens: after a restart the tokens of
+ * the previous queue manager may still be there. */
+static void flow_stock(struct qmgr *q)
+{
+	int have = 0;
+	uint64_t want = q->cfg->in_flow_tokens;
+
+	if (q->flow_fd < 0)
+		return;
+	if (ioctl(q->flow_fd, FIONREAD, &have) < 0 || have < 0)
+		have = 0;
+	if ((uint64_t)have < want)
+		queue_flow_give(q->flow_fd, (size_t)(want - (uint64_t)have));
+}
+
+/* How long poll may sleep: until the next due deferred message or the
+ * next scan. */
+static struct timespec sleep_time(struct qmgr *q, uint64_t next_scan_ms)
 {
 	uint64_t ms = QMGR_MAX_SLEEP_MS, now_ms = mono_ms();
+	uint64_t due = qmgr_next_due(q), now_us = qmgr_now_us();
 	struct timespec ts;
 
-	if (q->ready_head != NULL) {
-		ms = 0;
-	} else {
-		uint64_t due = qmgr_next_due(q), now_us = qmgr_now_us();
-		if (due != UINT64_MAX)
-			ms = due <= now_us ? 0 : (due - now_us + 999) / 1000;
-		uint64_t to_scan = next_scan_ms > now_ms ? next_scan_ms - now_ms : 0;
-		if (to_scan < ms)
-			ms = to_scan;
-	}
+	if (due != UINT64_MAX)
+		ms = due <= now_us ? 0 : (due - now_us + 999) / 1000;
+	uint64_t to_scan = next_scan_ms > now_ms ? next_scan_ms - now_ms : 0;
+	if (to_scan < ms)
+		ms = to_scan;
+	if (ms > QMGR_MAX_SLEEP_MS)
+		ms = QMGR_MAX_SLEEP_MS;
 	ts.tv_sec = (time_t)(ms / 1000);
 	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
 	return ts;
+}
+
+static bool agent_lost(struct qmgr *q)
+{
+	pthread_mutex_lock(&q->lock);
+	bool lost = q->agent_lost;
+	pthread_mutex_unlock(&q->lock);
+	return lost;
 }
 
 static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
@@ -190,17 +274,16 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 				    : QMGR_DEFAULT_SCAN_SECS;
 	uint64_t next_scan = mono_ms() + interval * 1000u;
 
-	while (!qmgr_stop && !q->agent_lost) {
+	while (!qmgr_stop && !agent_lost(q)) {
 		qmgr_promote_due(q, qmgr_now_us());
 		if (mono_ms() >= next_scan) {
 			qmgr_scan(q, false);
 			next_scan = mono_ms() + interval * 1000u;
 			continue;
 		}
-		/* notify_fd -1 is skipped by poll; the agent socket says if the
-		 * agent died while idle. */
-		struct pollfd pfd[2] = { { q->notify_fd, POLLIN, 0 },
-					 { q->agent_fd, POLLIN, 0 } };
+		/* notify_fd -1 is skipped by poll; wake_fd says a lane deferred
+		 * a message to an earlier time or lost its agent. */
+		struct pollfd pfd[2] = { { q->notify_fd, POLLIN, 0 }, { q->wake_fd, POLLIN, 0 } };
 		struct timespec ts = sleep_time(q, next_scan);
 		int n = ppoll(pfd, 2, &ts, &sigs->wait_mask);
 		if (n < 0 && errno != EINTR)
@@ -208,23 +291,44 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 		if (qmgr_stop)
 			break;
 		if (n > 0 && pfd[1].revents != 0)
-			qmgr_local_unexpected(q);
+			qmgr_eventfd_drain(q->wake_fd);
 		if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
 			qmgr_read_notify(q);
-		if (q->ready_head != NULL && !q->agent_lost)
-			qmgr_deliver_ready(q);
 	}
+}
+
+/* "4 lanes, agents 123 124 125 126" for the start-up line. */
+static char *describe_agents(const struct qmgr *q)
+{
+	buf_t b = BUF_INIT;
+
+	buf_printf(&b, "%zu", q->lane_count);
+	for (size_t i = 0; i < q->lane_count; i++)
+		buf_printf(&b, "%s%d", i == 0 ? " agent pid " : ",", (int)q->lanes[i].agent_pid);
+	return buf_steal(&b);
 }
 
 int qmgr_main(const struct config *cfg, const struct recipient_tables *rcpt,
 	      int notify_fd, const struct qmgr_agent *agent)
+{
+	struct qmgr_links links = { .notify_fd = notify_fd, .flow_fd = -1, .agents = agent,
+				    .agent_count = 1 };
+
+	return qmgr_run(cfg, rcpt, &links);
+}
+
+int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
+	     const struct qmgr_links *links)
 {
 	struct qmgr q;
 	struct qmgr_signals sigs;
 	char *err = NULL;
 
 	log_set_role("qmgr");
-	qmgr_init(&q, cfg, rcpt, notify_fd, agent);
+	if (qmgr_init(&q, cfg, rcpt, links) < 0) {
+		qmgr_cleanup(&q);
+		return 1;
+	}
 	if (queue_dirs_create(cfg->spool_dir, &err) < 0) {
 		log_error("queue manager: %s", err);
 		free(err);
@@ -239,13 +343,23 @@ int qmgr_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		signals_restore(&sigs);
 		return qmgr_stop ? 0 : 1;
 	}
+	/* The lanes inherit this mask: only the main thread takes the stop
+	 * signals, inside ppoll(). */
 	signals_block(&sigs);
-	qmgr_local_hello(&q, lock_fd);
-	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu local=%d",
+	for (size_t i = 0; i < q.lane_count; i++)
+		qmgr_local_hello(&q.lanes[i], lock_fd);
+	flow_stock(&q);
+	char *agents = describe_agents(&q);
+	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu lanes=%s",
 		 cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),
-		 (unsigned long)getgid(), (int)q.agent_pid);
+		 (unsigned long)getgid(), agents);
+	free(agents);
 	qmgr_scan(&q, true);
-	run_loop(&q, &sigs);
+	if (qmgr_lanes_start(&q) == 0)
+		run_loop(&q, &sigs);
+	else
+		qmgr_lanes_agent_lost(&q); /* nothing can deliver: let the supervisor retry */
+	qmgr_lanes_stop(&q);
 	bool lost = q.agent_lost;
 	log_info("queue manager stopping: %zu message%s known", q.known.count,
 		 q.known.count == 1 ? "" : "s");

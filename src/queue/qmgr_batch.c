@@ -3,11 +3,17 @@
  * Maildir new/ folder is fsync'ed once per batch instead of once per
  * message (the disk's sync latency, not the CPU, limits delivery).
  *
- * A batch takes up to QMGR_BATCH_MAX messages from the ready list (fewer
- * once QMGR_BATCH_FOLDERS folders are touched) and runs three phases:
+ * Each delivery lane (qmgr_lanes.c) runs its own batches through its own
+ * agent. A batch takes up to QMGR_BATCH_MAX messages from the ready list
+ * (fewer once QMGR_BATCH_FOLDERS folders are touched, or when the list
+ * runs dry, or the queue manager is stopping) and runs three phases:
  *   1. for each message, the local delivery agent writes, fdatasyncs and
  *      links every copy into new/ (qmgr_run_start); it numbers the new/
- *      folders and only collects them;
+ *      folders and only collects them. Messages are taken one at a time,
+ *      just before their turn, so the ones this lane has not reached yet
+ *      stay in the ready list for the other lanes: work spreads over the
+ *      idle lanes without a quota, and a slow mailbox holds up only the
+ *      messages its lane already started;
  *   2. the agent fsyncs each distinct new/ folder once (SYNC) and reports
  *      the failures by number;
  *   3. for each message, in order: a copy whose folder failed to sync is
@@ -100,27 +106,31 @@ static void run_complete(struct qmgr_run *r)
 	qmgr_finish(r);
 }
 
-void qmgr_deliver_ready(struct qmgr *q)
+void qmgr_lane_batch(struct qmgr_lane *lane)
 {
+	struct qmgr *q = lane->q;
 	struct qmgr_batch batch;
 	struct qmgr_run *runs = xcalloc(QMGR_BATCH_MAX, sizeof(*runs));
 	size_t n = 0;
 	struct qmgr_entry *e;
 
 	memset(&batch, 0, sizeof(batch));
-	/* Once the agent is lost no further message is started: those not
-	 * yet tried stay untouched for the next queue manager. */
+	/* Once an agent is lost (or a stop is asked) no further message is
+	 * started: those not yet tried stay untouched for the next queue
+	 * manager. */
 	while (n < QMGR_BATCH_MAX && batch.dir_count < QMGR_BATCH_FOLDERS &&
-	       !q->agent_lost && (e = qmgr_pop_ready(q)) != NULL) {
-		if (qmgr_run_start(&runs[n], q, e, &batch))
+	       !lane->agent_lost && (e = qmgr_take_ready(q)) != NULL) {
+		if (qmgr_run_start(&runs[n], lane, e, &batch))
 			n++;
 		else
 			qmgr_run_free(&runs[n]);
 	}
-	qmgr_local_sync(q, &batch);
+	qmgr_give_tokens(q); /* for messages that ended before delivery */
+	qmgr_local_sync(lane, &batch);
 	for (size_t i = 0; i < n; i++) {
 		run_complete(&runs[i]);
 		qmgr_run_free(&runs[i]);
+		qmgr_give_tokens(q);
 	}
 	batch_free(&batch);
 	free(runs);

@@ -8,7 +8,8 @@
  * yet durable. Complete (in qmgr_batch.c): a copy whose new/ could not
  * be synced becomes a temporary failure; each recipient all of whose
  * mailboxes hold a durable copy is marked done in the queue file. What is
- * left over (deferrals, failures) is handled by qmgr_finish().
+ * left over (deferrals, failures) is handled by qmgr_finish(). Runs in a
+ * delivery lane's thread; the message is the lane's while it is active.
  *
  * RFCs: RFC 5321 section 4.5.4 (retry) and 6.1 (reliable delivery), RFC
  * 3463 status codes in every reason. Untrusted input: the queue file
@@ -164,7 +165,7 @@ static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
 	} else {
 		log_error("%s: corrupt queue file %s (%s); cannot move it aside: %s",
 			  e->id, path, why, strerror(errno));
-		e->state = QE_BROKEN;
+		qmgr_set_broken(q, e);
 	}
 	free(dest);
 }
@@ -184,7 +185,7 @@ static bool lock_message(struct qmgr_run *r)
 			return false;
 		}
 		log_debug("%s: commit in progress, trying again shortly", r->e->id);
-		qmgr_defer(q, r->e, qmgr_now_us() + QMGR_BUSY_RETRY_US);
+		qmgr_try_again(q, r->e, qmgr_now_us() + QMGR_BUSY_RETRY_US);
 		return false;
 	}
 	if (fstat(r->fd, &st) == 0 && st.st_nlink == 0) {
@@ -233,11 +234,12 @@ static bool open_message(struct qmgr_run *r)
 	return rc == 0;
 }
 
-bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
+bool qmgr_run_start(struct qmgr_run *r, struct qmgr_lane *lane, struct qmgr_entry *e,
 		    struct qmgr_batch *batch)
 {
 	memset(r, 0, sizeof(*r));
-	r->q = q;
+	r->q = lane->q;
+	r->lane = lane;
 	r->e = e;
 	r->batch = batch;
 	r->fd = -1;

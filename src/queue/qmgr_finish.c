@@ -93,7 +93,7 @@ static bool send_bounce(struct qmgr_run *r, const struct bounce_item *items,
 		return false;
 	}
 	log_info("%s: bounce %s sent to <%s>", r->msg.id, bounce_id, r->msg.sender);
-	qmgr_add(r->q, bounce_id, false, false, 0);
+	qmgr_add(r->q, bounce_id, false, false, 0, false);
 	return true;
 }
 

@@ -1,7 +1,17 @@
 /*
  * qmgr_internal.h - state shared by the queue manager's files: the set of
- * known messages, the ready list, the deferred heap and the spool paths.
- * Not a public interface (see qmgr.h).
+ * known messages, the ready list, the deferred heap, the spool paths and
+ * the delivery lanes. Not a public interface (see qmgr.h).
+ *
+ * Threads: the main thread reads the notify pipe, scans the spool and
+ * promotes due deferred messages; each lane is a thread that delivers
+ * through its own agent. The scheduling state (known set, ready list,
+ * heap, the entries' state, the stop flags, the owed flow tokens) is
+ * shared and guarded by qmgr.lock, which the qmgr_sched.c functions take
+ * for one operation and never hold across disk I/O or an agent request.
+ * An entry in state QE_ACTIVE belongs to the lane delivering it: only
+ * that lane touches its other fields until it hands it back (defer,
+ * forget). The lane's agent fields belong to the lane's thread.
  *
  * RFCs: see the .c files. Untrusted input: none here. Privilege:
  * unprivileged queue manager.
@@ -9,8 +19,11 @@
 #ifndef POSTERN_QMGR_INTERNAL_H
 #define POSTERN_QMGR_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../lib/config.h"
 #include "../lib/hashmap.h"
@@ -39,29 +52,56 @@ struct qmgr_entry {
 	enum qmgr_state state;
 	bool in_deferred_dir; /* file lives in deferred/ rather than queue/ */
 	bool recovered;       /* found on disk, not notified in this run */
+	bool holds_token;     /* an smtp worker took a flow token for it: give
+			       * one back when it leaves the ready list */
 	uint64_t due_us;      /* deferred: next attempt, us since the epoch */
 	size_t heap_idx;
 	struct qmgr_entry *next; /* ready list link */
+};
+
+struct qmgr;
+
+/* One delivery lane: a thread and the local delivery agent it drives. */
+struct qmgr_lane {
+	struct qmgr *q;
+	unsigned number;     /* 1.., for the log */
+	/* The lane thread's own (the main thread's before and after it): */
+	int agent_fd;        /* socket to the agent; -1 once lost */
+	pid_t agent_pid;
+	uint32_t agent_seq;  /* sequence number of the last request */
+	bool agent_lost;     /* died or broke the protocol: finish the batch, stop */
+	int wake_fd;         /* eventfd: ready work, or stop */
+	pthread_t thread;
+	bool thread_running;
+	/* Under q->lock: */
+	bool idle;           /* asleep until wake_fd is written */
+	bool woken;          /* wake_fd was written since it last slept */
 };
 
 struct qmgr {
 	const struct config *cfg;
 	const struct recipient_tables *tables;
 	int notify_fd;
-	int agent_fd;        /* socket to the local delivery agent; -1 once lost */
-	pid_t agent_pid;
-	uint32_t agent_seq;  /* sequence number of the last request */
-	bool agent_lost;     /* died or broke the protocol: finish the batch, exit */
+	int flow_fd;         /* write end of the flow token pipe; -1 none */
+	int wake_fd;         /* eventfd: the main thread must look again */
 	unsigned char notify_buf[QF_NOTIFY_LEN];
 	size_t notify_have;
 	char *dir_incoming;
 	char *dir_queue;
 	char *dir_deferred;
 	char *dir_corrupt;
+	struct qmgr_lane *lanes;
+	size_t lane_count;
+	pthread_mutex_t lock;
+	/* Under lock: */
 	hashmap_t known; /* id -> struct qmgr_entry */
 	struct qmgr_entry *ready_head, *ready_tail;
+	size_t ready_count;
 	struct qmgr_entry **heap;
 	size_t heap_len, heap_cap;
+	bool stopping;       /* lanes start no further message */
+	bool agent_lost;     /* some lane lost its agent: exit with 1 */
+	size_t tokens_owed;  /* flow tokens not yet written */
 };
 
 enum qmgr_outcome { QO_SENT, QO_TEMP, QO_PERM };
@@ -91,6 +131,7 @@ struct qmgr_batch {
 /* One delivery attempt of one message. */
 struct qmgr_run {
 	struct qmgr *q;
+	struct qmgr_lane *lane;
 	struct qmgr_batch *batch;
 	struct qmgr_entry *e;
 	char *path;
@@ -106,50 +147,81 @@ struct qmgr_run {
 	bool *tried;
 };
 
-/* qmgr_sched.c */
+/* qmgr_sched.c: each function takes q->lock itself, for one operation. */
 uint64_t qmgr_now_us(void);
-/* Add a message not yet known; NULL if it is (nothing changes then). */
-struct qmgr_entry *qmgr_add(struct qmgr *q, const char *id, bool in_deferred,
-			    bool recovered, uint64_t due_us);
-void qmgr_make_ready(struct qmgr *q, struct qmgr_entry *e);
-struct qmgr_entry *qmgr_pop_ready(struct qmgr *q);
+/* Add a message not yet known; false if it is (nothing changes then).
+ * holds_token: an smtp worker took a flow token for it. */
+bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
+	      uint64_t due_us, bool holds_token);
+bool qmgr_known(struct qmgr *q, const char *id);
+/* The next ready message for a lane (now QE_ACTIVE, the lane's); NULL if
+ * none or the queue manager is stopping. */
+struct qmgr_entry *qmgr_take_ready(struct qmgr *q);
+/* An active message goes to the deferred heap after an attempt. */
 void qmgr_defer(struct qmgr *q, struct qmgr_entry *e, uint64_t due_us);
+/* The same without an attempt: its writer still commits it. */
+void qmgr_try_again(struct qmgr *q, struct qmgr_entry *e, uint64_t due_us);
+/* Corrupt and could not be moved aside: ignore it from now on. */
+void qmgr_set_broken(struct qmgr *q, struct qmgr_entry *e);
+/* Drop an active entry from the known set and free it. */
+void qmgr_forget(struct qmgr *q, struct qmgr_entry *e);
 /* Move every deferred message that is due into the ready list. */
 void qmgr_promote_due(struct qmgr *q, uint64_t now_us);
 /* Next due time in the heap, or UINT64_MAX. */
-uint64_t qmgr_next_due(const struct qmgr *q);
-/* Drop the entry from the known set and free it. */
-void qmgr_forget(struct qmgr *q, struct qmgr_entry *e);
+uint64_t qmgr_next_due(struct qmgr *q);
+size_t qmgr_known_count(struct qmgr *q);
+/* Write the flow tokens owed for messages that left the ready list. */
+void qmgr_give_tokens(struct qmgr *q);
 void qmgr_sched_free(struct qmgr *q);
+
+/* qmgr_lanes.c: the lane threads and how they are woken. */
+/* Start one thread per lane; -1 (logged) if none could start. */
+int qmgr_lanes_start(struct qmgr *q);
+/* Stop starting messages, let every lane finish its batch, join them. */
+void qmgr_lanes_stop(struct qmgr *q);
+/* With q->lock held: wake the idle lanes (work is ready) / every lane
+ * and the main thread (stopping). */
+void qmgr_lanes_wake_idle(struct qmgr *q);
+void qmgr_lanes_wake_all(struct qmgr *q);
+/* Wake the main thread (a new earliest deferred time, a lost agent). */
+void qmgr_wake_main(struct qmgr *q);
+/* Drain an eventfd after poll() said it is readable. */
+void qmgr_eventfd_drain(int fd);
+/* A lane lost its agent: stop everything, exit with 1. */
+void qmgr_lanes_agent_lost(struct qmgr *q);
 
 /* qmgr_scan.c */
 void qmgr_scan(struct qmgr *q, bool startup);
 /* Read every complete notify record available; never blocks. */
 void qmgr_read_notify(struct qmgr *q);
 
-/* qmgr_batch.c: deliver up to QMGR_BATCH_MAX ready messages together. */
-void qmgr_deliver_ready(struct qmgr *q);
+/* qmgr_batch.c: deliver up to QMGR_BATCH_MAX ready messages together
+ * through the lane's agent. */
+void qmgr_lane_batch(struct qmgr_lane *lane);
 
 /* qmgr_local.c: the client side of the local delivery agent protocol
- * (local_proto.h). Any failure of the agent marks it lost (logged once,
- * the agent killed): the requests then fail temporarily. */
+ * (local_proto.h), one lane's agent. Any failure of the agent marks it
+ * lost (logged once, the agent killed, every lane told to stop): the
+ * requests then fail temporarily. */
 /* HELLO: hand over the spool lock; -1 if the agent is already lost. */
-int qmgr_local_hello(struct qmgr *q, int lock_fd);
+int qmgr_local_hello(struct qmgr_lane *lane, int lock_fd);
 /* One copy of r's message for p->final; sets p's outcome and folder. */
 void qmgr_local_deliver(struct qmgr_run *r, struct qmgr_pair *p);
 /* SYNC: fill b->dir_errors for the folders 1..b->dir_count. */
-void qmgr_local_sync(struct qmgr *q, struct qmgr_batch *b);
+void qmgr_local_sync(struct qmgr_lane *lane, struct qmgr_batch *b);
 /* The agent socket reported something while no request was open. */
-void qmgr_local_unexpected(struct qmgr *q);
-/* Close the socket and reap the agent (bounded wait, then SIGKILL). */
-void qmgr_local_stop(struct qmgr *q);
+void qmgr_local_unexpected(struct qmgr_lane *lane);
+/* Close the socket (the agent sees the end of stream and exits). */
+void qmgr_local_close(struct qmgr_lane *lane);
+/* Reap the agent (bounded wait, then SIGKILL); closes the socket first. */
+void qmgr_local_reap(struct qmgr_lane *lane);
 
 /* qmgr_deliver.c: the first half of one delivery attempt: open the file
  * and write every pending recipient's copies, linked into new/ but not yet
  * fsync'ed (folders collected in batch). False if there is nothing to
  * deliver (the entry was already forgotten or rescheduled). The second
  * half is in qmgr_batch.c, once the batch's folders are synced. */
-bool qmgr_run_start(struct qmgr_run *r, struct qmgr *q, struct qmgr_entry *e,
+bool qmgr_run_start(struct qmgr_run *r, struct qmgr_lane *lane, struct qmgr_entry *e,
 		    struct qmgr_batch *batch);
 /* Free everything a run holds (started or not) and close its file. */
 void qmgr_run_free(struct qmgr_run *r);

@@ -7,6 +7,8 @@
  * two hours and not locked (a live receiver holds the lock on its file
  * however slow it is, see queue_writer.c).
  *
+ * Runs in the queue manager's main thread; the lanes deliver what it adds.
+ *
  * RFCs: none. Untrusted input: file names in the spool and records from
  * the notify pipe (written by smtp workers, which parse network input):
  * both are checked to be well-formed queue ids before use.
@@ -51,16 +53,17 @@ static void scan_folder(struct qmgr *q, const char *path, bool deferred,
 				 de->d_name);
 			continue;
 		}
-		if (hashmap_contains(&q->known, de->d_name))
+		if (qmgr_known(q, de->d_name))
 			continue;
-		uint64_t due = 0;
-		if (deferred) {
-			struct stat st;
-			if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
-				continue; /* gone meanwhile */
-			due = mtime_us(&st);
-		}
-		qmgr_add(q, de->d_name, deferred, true, due);
+		/* Still there? A lane may have delivered and removed it since
+		 * readdir() (it forgets a message only after the unlink). */
+		struct stat st;
+		if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
+			continue;
+		uint64_t due = deferred ? mtime_us(&st) : 0;
+		/* A message found in queue/ after start-up missed its
+		 * notification: its worker took a flow token for it. */
+		qmgr_add(q, de->d_name, deferred, true, due, !deferred && !startup);
 		added++;
 	}
 	closedir(dir);
@@ -141,7 +144,7 @@ static void take_records(struct qmgr *q, const unsigned char *data, size_t len)
 			log_warn("notify pipe: malformed record ignored");
 			continue;
 		}
-		qmgr_add(q, id, false, false, 0);
+		qmgr_add(q, id, false, false, 0, true);
 	}
 }
 

@@ -9,6 +9,7 @@
 #include "queue.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,14 +44,18 @@ static uint64_t now_us(void)
 void queue_id_new(char *id)
 {
 	/* Per process: never the same microsecond twice, never backwards
-	 * (a clock stepped back keeps counting up from the last id). After
-	 * fork() the child inherits last_us, but its pid differs. */
-	static uint64_t last_us;
-	uint64_t us = now_us();
+	 * (a clock stepped back keeps counting up from the last id), also
+	 * when several threads ask at once (the queue manager's delivery
+	 * lanes queue bounces). After fork() the child inherits last_us,
+	 * but its pid differs. */
+	static _Atomic uint64_t last_us;
+	uint64_t prev = atomic_load(&last_us), us;
 
-	if (us <= last_us)
-		us = last_us + 1;
-	last_us = us;
+	do {
+		us = now_us();
+		if (us <= prev)
+			us = prev + 1;
+	} while (!atomic_compare_exchange_weak(&last_us, &prev, us));
 	put_hex(id, us, QUEUE_ID_TIME_DIGITS);
 	put_hex(id + QUEUE_ID_TIME_DIGITS, (uint64_t)getpid(), QUEUE_ID_PID_DIGITS);
 	id[QUEUE_ID_LEN] = '\0';

@@ -63,6 +63,7 @@ struct master {
 	int *listen_fds;
 	size_t listen_count;
 	int notify_pipe[2];
+	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	struct generation *current;
 	struct child children[MAX_CHILDREN];
 	size_t child_count;
@@ -180,14 +181,25 @@ static int bind_listeners(struct master *m)
 	return 0;
 }
 
-static int open_notify_pipe(struct master *m)
+static int open_pipes(struct master *m)
 {
-	if (pipe2(m->notify_pipe, O_CLOEXEC) < 0)
+	if (pipe2(m->notify_pipe, O_CLOEXEC) < 0 || pipe2(m->flow_pipe, O_CLOEXEC) < 0) {
+		log_error("pipe: %s", strerror(errno));
 		return -1;
+	}
 	fcntl(m->notify_pipe[1], F_SETFL, O_NONBLOCK);
 	fcntl(m->notify_pipe[0], F_SETFL, O_NONBLOCK);
 	/* Room for ~32k notifications; a full pipe only delays to the scan. */
 	fcntl(m->notify_pipe[1], F_SETPIPE_SZ, 1024 * 1024);
+	/* The flow tokens: the workers read without blocking, the queue
+	 * manager writes without blocking (a full pipe holds tokens enough).
+	 * The supervisor keeps both ends, so the pipe outlives every role
+	 * and its tokens survive a restart of the queue manager, which tops
+	 * it up to in_flow_tokens (at most 100000, one byte each). */
+	fcntl(m->flow_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(m->flow_pipe[1], F_SETFL, O_NONBLOCK);
+	if (fcntl(m->flow_pipe[1], F_SETPIPE_SZ, 1024 * 1024) < 0)
+		log_warn("flow pipe: cannot enlarge it: %s", strerror(errno));
 	return 0;
 }
 
@@ -199,50 +211,77 @@ static size_t worker_count(const struct config *cfg)
 	return n > 0 ? (size_t)n : 1;
 }
 
-/* The queue manager and its local delivery agent. Still root here: make
- * the socket pair, fork the agent (it becomes mail_owner), then become
- * user and run the queue manager with the other end. */
-static NORETURN void run_qmgr_pair(struct master *m)
+/* In a new agent: keep only its own end of its socket pair. */
+static NORETURN void run_agent(struct master *m, const struct qmgr_agent *earlier,
+			       size_t earlier_count, int sock, pid_t qmgr_pid)
 {
 	struct generation *g = m->current;
-	int sv[2];
+
+	log_set_role("local");
+	for (size_t i = 0; i < earlier_count; i++)
+		close(earlier[i].fd); /* the other lanes' queue manager ends */
+	close(m->notify_pipe[0]);
+	close(m->flow_pipe[1]);
+	/* Driven by its queue manager: it stops when that one does. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, qmgr_pid) < 0)
+		_exit(1);
+	_exit(local_main(&g->cfg, g->rcpt, sock));
+}
+
+static NORETURN void kill_agents_and_exit(const struct qmgr_agent *agents, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		kill(agents[i].pid, SIGKILL);
+	_exit(1);
+}
+
+/* The queue manager and its delivery_lanes local delivery agents. Still
+ * root here: for each lane make a socket pair and fork the agent (it
+ * becomes mail_owner), then become user and run the queue manager with
+ * the other ends. */
+static NORETURN void run_qmgr_and_agents(struct master *m)
+{
+	struct generation *g = m->current;
+	size_t lanes = g->cfg.delivery_lanes > 0 ? (size_t)g->cfg.delivery_lanes : 1;
+	struct qmgr_agent *agents = xcalloc(lanes, sizeof(*agents));
 
 	log_set_role("qmgr");
 	for (size_t i = 0; i < m->listen_count; i++)
 		close(m->listen_fds[i]);
 	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx); /* neither process needs the key */
 	g->tls_ctx = NULL;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_error("local delivery agent: socketpair: %s", strerror(errno));
-		_exit(1);
-	}
 	pid_t qmgr_pid = getpid();
-	pid_t agent = fork();
-	if (agent == 0) {
-		log_set_role("local");
-		close(sv[0]);
-		close(m->notify_pipe[0]);
-		/* Driven by its queue manager: it stops when that one does. */
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, qmgr_pid) < 0)
-			_exit(1);
-		_exit(local_main(&g->cfg, g->rcpt, sv[1]));
+	for (size_t i = 0; i < lanes; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+			log_error("local delivery agent: socketpair: %s", strerror(errno));
+			kill_agents_and_exit(agents, i);
+		}
+		pid_t agent = fork();
+		if (agent == 0) {
+			close(sv[0]);
+			run_agent(m, agents, i, sv[1], qmgr_pid);
+		}
+		close(sv[1]);
+		if (agent < 0) {
+			log_error("local delivery agent: fork: %s", strerror(errno));
+			close(sv[0]);
+			kill_agents_and_exit(agents, i);
+		}
+		agents[i].fd = sv[0];
+		agents[i].pid = agent;
 	}
-	close(sv[1]);
-	if (agent < 0) {
-		log_error("local delivery agent: fork: %s", strerror(errno));
-		_exit(1);
-	}
-	struct qmgr_agent link = { sv[0], agent };
-	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
-		kill(agent, SIGKILL);
-		_exit(1);
-	}
-	_exit(qmgr_main(&g->cfg, g->rcpt, m->notify_pipe[0], &link));
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		kill_agents_and_exit(agents, lanes);
+	struct qmgr_links links = { .notify_fd = m->notify_pipe[0], .flow_fd = m->flow_pipe[1],
+				    .agents = agents, .agent_count = lanes };
+	_exit(qmgr_run(&g->cfg, g->rcpt, &links));
 }
 
 /* In the child: become the role. Never returns. */
@@ -251,13 +290,17 @@ static NORETURN void run_role(struct master *m, enum role role)
 	struct generation *g = m->current;
 	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
 	if (role == ROLE_QMGR)
-		run_qmgr_pair(m);
+		run_qmgr_and_agents(m);
 	log_set_role("smtp");
 	close(m->notify_pipe[0]);
+	close(m->flow_pipe[1]);
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
-	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, m->listen_fds,
-			       m->listen_count, m->notify_pipe[1]));
+	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
+					   .listen_count = m->listen_count,
+					   .notify_fd = m->notify_pipe[1],
+					   .flow_fd = m->flow_pipe[0] };
+	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, &links));
 }
 
 static void spawn(struct master *m, enum role role)
@@ -418,7 +461,7 @@ int master_main(const char *config_path)
 		generation_free(&m.current);
 		return 1;
 	}
-	if (bind_listeners(&m) < 0 || open_notify_pipe(&m) < 0) {
+	if (bind_listeners(&m) < 0 || open_pipes(&m) < 0) {
 		generation_free(&m.current);
 		return 1;
 	}

@@ -9,24 +9,28 @@
  * (privsep.c):
  *
  *   supervisor (root)
- *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end
- *     └─fork─▶ queue manager (user)         notify pipe: read end
- *                └─fork─▶ local delivery agent (mail_owner)
- *                           socket pair with the queue manager
+ *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
+ *     │                                     flow pipe: read end
+ *     └─fork─▶ queue manager (user)         notify pipe: read end,
+ *                │                          flow pipe: write end
+ *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
+ *                           one socket pair each with the queue manager
  *
- * (The local agent is forked while its parent is still root, then each
- * side switches to its own account.) That is the whole map of who talks
- * to whom: the smtp workers hand accepted messages over through files in
- * the spool plus a 32-byte record on the notify pipe; the queue manager
- * asks the agent, over an AF_UNIX SOCK_SEQPACKET pair, to write each copy
- * into a Maildir and to sync the new/ folders (typed messages, queue file
- * passed as a read-only descriptor, src/queue/local_proto.h); nothing
- * else crosses between processes. Only the agent can open a mailbox; the
+ * (The local agents are forked while their parent is still root, then
+ * each side switches to its own account.) That is the whole map of who
+ * talks to whom: the smtp workers hand accepted messages over through
+ * files in the spool plus a 32-byte record on the notify pipe, and take
+ * one byte (a flow token, queue/flow.h) from the flow pipe per message,
+ * which the queue manager refills as messages leave its ready list; the
+ * queue manager asks each agent, over its own AF_UNIX SOCK_SEQPACKET
+ * pair, to write each copy into a Maildir and to sync the new/ folders
+ * (typed messages, queue file passed as a read-only descriptor,
+ * src/queue/local_proto.h); nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
  * The supervisor restarts a role that dies (the queue manager exits when
- * its agent dies, so the pair restarts together), forwards SIGTERM for a
+ * one of its agents dies, so they all restart together), forwards SIGTERM for a
  * graceful drain, and on SIGHUP re-reads and re-checks everything and
  * replaces the roles with a new generation while the old one finishes its
  * sessions.
@@ -42,10 +46,17 @@
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
 
+/* What an smtp worker inherits from the supervisor. */
+struct smtp_worker_links {
+	const int *listen_fds;
+	size_t listen_count;
+	int notify_fd; /* write end of the notify pipe */
+	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
+};
+
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM
  * (graceful drain up to shutdown_timeout). Returns the exit status. */
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
-		     SSL_CTX *tls_ctx, const int *listen_fds, size_t listen_count,
-		     int notify_fd);
+		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links);
 
 #endif

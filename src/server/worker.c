@@ -6,11 +6,17 @@
  * session is gone or shutdown_timeout has passed. SIGUSR2 (after a reload)
  * retires the worker: stop accepting, serve the open sessions to their
  * end, then exit.
+ *
+ * In-flow back-pressure (queue/flow.h): before committing a message a
+ * session takes a token from the pipe the queue manager refills as it
+ * delivers, waiting at most in_flow_delay when there is none; the worker
+ * logs at most every FLOW_LOG_SECONDS how many messages had to wait.
  */
 #include "server.h"
 
 #include <errno.h>
 #include <event2/listener.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <time.h>
 #include <stdlib.h>
@@ -24,6 +30,8 @@
  * as a session ends), and say so in the log at most this often. */
 #define ACCEPT_RETRY_MS 1000
 #define ACCEPT_WARN_SECONDS 10
+/* Say how many messages waited for a flow token at most this often. */
+#define FLOW_LOG_SECONDS 5
 
 struct worker {
 	struct smtp_server srv;
@@ -31,6 +39,8 @@ struct worker {
 	size_t listener_count;
 	struct event *sig_term, *sig_int, *sig_retire, *shutdown_timer;
 	struct event *accept_retry;
+	struct event *flow_log_timer;
+	uint64_t flow_waited_logged, flow_timed_out_logged;
 	bool accept_paused;
 	time_t accept_warned;
 	unsigned long accept_failures; /* since the last warning */
@@ -160,6 +170,27 @@ static void term_cb(evutil_socket_t sig, short what, void *arg)
 	smtp_server_drain(&w->srv);
 }
 
+/* Messages waited for a flow token (or gave up waiting) since the last
+ * line: say so. */
+static void flow_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct worker *w = arg;
+	uint64_t waited, timed_out;
+	queue_flow_stats(w->srv.flow, &waited, &timed_out);
+	if (waited == w->flow_waited_logged && timed_out == w->flow_timed_out_logged)
+		return;
+	uint64_t started = waited - w->flow_waited_logged;
+	log_info("in-flow: delivery is behind: since the last report %" PRIu64 " message%s "
+		 "started waiting for a flow token and %" PRIu64 " went ahead without one after "
+		 "in_flow_delay (since start: waited=%" PRIu64 " timed_out=%" PRIu64 ")",
+		 started, started == 1 ? "" : "s", timed_out - w->flow_timed_out_logged, waited,
+		 timed_out);
+	w->flow_waited_logged = waited;
+	w->flow_timed_out_logged = timed_out;
+}
+
 static int open_listeners(struct worker *w, const int *fds, size_t count)
 {
 	w->listeners = xcalloc(count, sizeof(*w->listeners));
@@ -178,8 +209,7 @@ static int open_listeners(struct worker *w, const int *fds, size_t count)
 }
 
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
-		     SSL_CTX *tls_ctx, const int *listen_fds, size_t listen_count,
-		     int notify_fd)
+		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links)
 {
 	struct worker w = { 0 };
 	signal(SIGPIPE, SIG_IGN);
@@ -190,11 +220,16 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	policy_env_init(&w.srv.policy, cfg, rcpt, w.srv.base);
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
-	w.srv.notify_fd = notify_fd;
+	w.srv.notify_fd = links->notify_fd;
+	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
+	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
+	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
+	if (w.flow_log_timer == NULL || evtimer_add(w.flow_log_timer, &flow_log_every) < 0)
+		log_fatal("cannot create the flow log timer");
 	w.srv.on_drained = on_drained;
 	w.srv.on_session_freed = on_session_freed;
 	w.accept_retry = evtimer_new(w.srv.base, accept_retry_cb, &w);
-	if (open_listeners(&w, listen_fds, listen_count) < 0)
+	if (open_listeners(&w, links->listen_fds, links->listen_count) < 0)
 		return 1;
 	w.sig_term = evsignal_new(w.srv.base, SIGTERM, term_cb, &w);
 	w.sig_int = evsignal_new(w.srv.base, SIGINT, term_cb, &w);
@@ -213,6 +248,9 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	event_free(w.sig_int);
 	event_free(w.sig_retire);
 	event_free(w.accept_retry);
+	flow_log_cb(-1, 0, &w); /* what the last interval saw */
+	event_free(w.flow_log_timer);
+	queue_flow_free(&w.srv.flow);
 	queue_committer_free(&w.srv.committer);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");

@@ -1,11 +1,12 @@
 """
 test_privsep.py - privilege separation as an administrator can check it
 (issue 5): each process runs as its account (supervisor root, smtp
-workers and queue manager `user`, local delivery `mail_owner`), the
-account that parses SMTP can open neither a Maildir nor the users file,
-Maildirs belong to mail_owner, the local delivery agent dying restarts
-the pair without losing mail, and postern refuses the configurations
-that would give a role root or the mailboxes to the SMTP parsers.
+workers and queue manager `user`, the local delivery agents, one per
+delivery lane, `mail_owner`), the account that parses SMTP can open
+neither a Maildir nor the users file, Maildirs belong to mail_owner, a
+local delivery agent dying restarts the queue manager and all its agents
+without losing mail, and postern refuses the configurations that would
+give a role root or the mailboxes to the SMTP parsers.
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -47,11 +48,14 @@ def as_account(account, *argv):
 @unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
 class RoleAccountsTest(PosternTestCase):
 
+    LANES = 3
+
     @classmethod
     def setUpClass(cls):
-        cls.srv = cls.start_class_server()
+        cls.srv = cls.start_class_server(config={"delivery_lanes": str(cls.LANES)})
         cls.srv.wait_roles(smtp=2, qmgr=1)
-        wait_until(lambda: cls.srv.role_pids("local"), scaled(10), what="the local agent")
+        wait_until(lambda: len(cls.srv.role_pids("local")) == cls.LANES, scaled(10),
+                   what="the local agents")
 
     def assert_account(self, pid, account, role):
         uids, gids, groups = proc_ids(pid)
@@ -70,15 +74,24 @@ class RoleAccountsTest(PosternTestCase):
         smtp, qmgr, local = srv.role_pids("smtp"), srv.role_pids("qmgr"), srv.role_pids("local")
         self.assertEqual(len(smtp), 2)
         self.assertEqual(len(qmgr), 1)
-        self.assertEqual(len(local), 1)
+        self.assertEqual(len(local), self.LANES, "one agent per delivery lane")
         for pid in smtp:
             self.assert_account(pid, NOBODY, "smtp worker")
         self.assert_account(qmgr[0], NOBODY, "queue manager")
-        self.assert_account(local[0], MAIL, "local delivery agent")
-        # The agent is the queue manager's child, not the supervisor's.
-        with open("/proc/%d/stat" % local[0]) as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        self.assertEqual(ppid, qmgr[0])
+        for pid in local:
+            self.assert_account(pid, MAIL, "local delivery agent")
+            # Each agent is the queue manager's child, not the supervisor's.
+            with open("/proc/%d/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            self.assertEqual(ppid, qmgr[0], "parent of agent %d" % pid)
+            # ...and holds its own socket only: no other lane's, no pipe
+            # end of the smtp workers' (notify, flow).
+            sockets = [os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                       for fd in os.listdir("/proc/%d/fd" % pid)]
+            self.assertEqual(len([s for s in sockets if s.startswith("socket:")]), 1,
+                             "agent %d descriptors: %r" % (pid, sockets))
+            self.assertEqual([s for s in sockets if s.startswith("pipe:")], [],
+                             "agent %d descriptors: %r" % (pid, sockets))
 
     def test_mailboxes_belong_to_mail_owner_and_workers_cannot_open_them(self):
         srv = self.srv
@@ -112,19 +125,30 @@ class RoleAccountsTest(PosternTestCase):
 @unittest.skipUnless(IS_ROOT, "needs root")
 class LocalAgentRestartTest(PosternTestCase):
 
+    LANES = 4
+
+    def start_with_agents(self):
+        srv = self.start_server(config={"delivery_lanes": str(self.LANES)})
+        wait_until(lambda: len(srv.role_pids("local")) == self.LANES, scaled(10),
+                   what="the local agents")
+        return srv
+
     def test_killed_agent_restarts_the_pair_and_mail_flows(self):
-        srv = self.start_server()
-        wait_until(lambda: srv.role_pids("local"), scaled(10), what="the local agent")
-        old_qmgr, old_agent = srv.role_pids("qmgr")[0], srv.role_pids("local")[0]
+        srv = self.start_with_agents()
+        old_qmgr, old_agents = srv.role_pids("qmgr")[0], srv.role_pids("local")
+        victim = old_agents[-1]
         offset = srv.log_size()
-        os.kill(old_agent, signal.SIGKILL)
-        srv.wait_log(r"local delivery agent pid %d: closed its socket; the deliveries in "
-                     r"flight are deferred and the queue manager exits so that the "
-                     r"supervisor restarts both" % old_agent, since=offset)
-        srv.wait_log(r"local delivery agent pid %d killed by signal 9" % old_agent, since=offset)
+        os.kill(victim, signal.SIGKILL)
+        srv.wait_log(r"local delivery agent pid %d \(lane \d+\): closed its socket; the "
+                     r"deliveries in flight are deferred and the queue manager exits so that "
+                     r"the supervisor restarts it with new agents" % victim, since=offset)
+        srv.wait_log(r"local delivery agent pid %d killed by signal 9" % victim, since=offset)
         srv.wait_log(r"queue manager pid %d exited with status 1" % old_qmgr, since=offset)
-        wait_until(lambda: [p for p in srv.role_pids("local") if p != old_agent],
-                   scaled(10), what="a new local agent")
+        # The other agents of the old queue manager ended with it.
+        wait_until(lambda: not any(process_alive(p) for p in old_agents), scaled(10),
+                   what="the old agents to exit")
+        wait_until(lambda: len(srv.role_pids("local")) == self.LANES, scaled(10),
+                   what="new local agents")
         qid = smtplib_send(srv.port, "x@remote.test", ["carol@example.test"],
                            make_message("after the agent died"))
         srv.wait_delivery("carol", qid)
@@ -132,12 +156,11 @@ class LocalAgentRestartTest(PosternTestCase):
         self.assertEqual(srv.stop(), 0)
 
     def test_agent_follows_a_killed_queue_manager(self):
-        srv = self.start_server()
-        wait_until(lambda: srv.role_pids("local"), scaled(10), what="the local agent")
-        old_qmgr, old_agent = srv.role_pids("qmgr")[0], srv.role_pids("local")[0]
+        srv = self.start_with_agents()
+        old_qmgr, old_agents = srv.role_pids("qmgr")[0], srv.role_pids("local")
         os.kill(old_qmgr, signal.SIGKILL)
-        wait_until(lambda: not process_alive(old_agent), scaled(5),
-                   what="the old agent to die with its queue manager")
+        wait_until(lambda: not any(process_alive(p) for p in old_agents), scaled(5),
+                   what="the old agents to die with their queue manager")
         qid = smtplib_send(srv.port, "x@remote.test", ["dave@example.test"],
                            make_message("after the queue manager died"))
         srv.wait_delivery("dave", qid, timeout=scaled(15))

@@ -265,9 +265,10 @@ class NotRootTest(PosternTestCase):
         name, _ = srv.wait_delivery("alice", qid)
         self.assertEqual(os.stat(os.path.join(srv.maildir("alice"), name)).st_uid,
                          NOBODY.pw_uid)
-        wait_until(lambda: srv.role_pids("local"), scaled(10), what="the local agent")
+        wait_until(lambda: len(srv.role_pids("local")) == 4, scaled(10),
+                   what="the local agents (delivery_lanes = 4 by default)")
         roles = srv.role_pids("smtp") + srv.role_pids("qmgr") + srv.role_pids("local")
-        self.assertEqual(len(roles), 4)
+        self.assertEqual(len(roles), 2 + 1 + 4)
         for pid in [srv.pid] + roles:
             with open("/proc/%d/status" % pid) as f:
                 uids = re.search(r"^Uid:\s+(.*)$", f.read(), re.M).group(1).split()

@@ -112,6 +112,30 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("hostname = -bad-\n", "not a valid host name");
 }
 
+static void test_delivery_lanes_and_in_flow(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.delivery_lanes, 4);
+	assert_int_equal(cfg.in_flow_delay, 1);
+	assert_int_equal(cfg.in_flow_tokens, 1000);
+	config_free(&cfg);
+	assert_int_equal(load("delivery_lanes = 64\nin_flow_delay = 0\nin_flow_tokens = 1\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.delivery_lanes, 64);
+	assert_int_equal(cfg.in_flow_delay, 0); /* off */
+	assert_int_equal(cfg.in_flow_tokens, 1);
+	config_free(&cfg);
+	expect_error("delivery_lanes = 0\n", "postern.conf:1: delivery_lanes: value out of range");
+	expect_error("\ndelivery_lanes = 65\n", "postern.conf:2: delivery_lanes: value out of range");
+	expect_error("in_flow_delay = 2m\n", "postern.conf:1: in_flow_delay: value out of range");
+	expect_error("in_flow_delay = soon\n", "in_flow_delay: expected a duration");
+	expect_error("in_flow_tokens = 0\n", "in_flow_tokens: value out of range");
+	expect_error("in_flow_tokens = 100001\n", "in_flow_tokens: value out of range");
+}
+
 static void expect_normalized(const char *in, const char *want)
 {
 	char *got = config_normalize_path(in);
@@ -270,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_relative_paths),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
+		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_normalize_path),
 		cmocka_unit_test(test_paths_are_normalized),

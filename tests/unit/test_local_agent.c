@@ -6,7 +6,7 @@
  * does not match the content range. The queue manager, against a fake
  * agent that answers with a folder number out of sequence or dies in the
  * middle of a request: nothing is delivered or marked done, the message
- * is deferred, and qmgr_main returns 1 so the supervisor restarts both.
+ * is deferred, and qmgr_main returns 1 so the supervisor restarts it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -395,7 +395,7 @@ static void assert_deferred_not_done(struct fixture *f, const char *id, const ch
 		fail_msg("message not deferred");
 	read_file(f->log_path, 1 << 20, &log);
 	if (strstr(log.data, why) == NULL ||
-	    strstr(log.data, "the queue manager exits so that the supervisor restarts both") ==
+	    strstr(log.data, "the queue manager exits so that the supervisor restarts it with new agents") ==
 		    NULL ||
 	    strstr(log.data, "status=deferred (4.3.0 local delivery agent died or failed)") == NULL)
 		fail_msg("log lacks the agent failure:\n%s", log.data);
