@@ -68,8 +68,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka $(TEST_LDFLAGS)
 
 # Unit tests that put a wrapper around a library function (ld --wrap).
-$(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=fsync_dir
-$(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=fsync_dir
+$(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
+$(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
 
 deps:
 	@tools/install-deps.sh

@@ -39,7 +39,7 @@ bool cidr_parse(const char *text, struct cidr *c, const char **err_r)
 	c->prefix = max;
 	if (slash != NULL) {
 		uint64_t p;
-		if (!parse_uint(slash + 1, &p) || p > max) {
+		if (!str_parse_uint(slash + 1, &p) || p > max) {
 			*err_r = "bad prefix length";
 			return false;
 		}

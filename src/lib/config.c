@@ -184,7 +184,7 @@ static const char *parse_one_listen(const char *item, struct listen_addr *la)
 	if (inet_pton(AF_INET, host, tmp) != 1 && inet_pton(AF_INET6, host, tmp) != 1)
 		return "address must be a numeric IPv4 or IPv6 address";
 	uint64_t port;
-	if (!parse_uint(colon + 1, &port) || port == 0 || port > 65535)
+	if (!str_parse_uint(colon + 1, &port) || port == 0 || port > 65535)
 		return "port must be a number from 1 to 65535";
 	la->host = xstrdup(host);
 	la->port = xstrdup(colon + 1);
@@ -263,7 +263,7 @@ static char *resolve_path(const struct parse_ctx *ctx, const char *value)
 {
 	if (value[0] == '\0')
 		return xstrdup(value);
-	char *joined = value[0] == '/' ? xstrdup(value) : path_join(ctx->base_dir, value);
+	char *joined = value[0] == '/' ? xstrdup(value) : safeio_path_join(ctx->base_dir, value);
 	char *clean = config_normalize_path(joined);
 	free(joined);
 	return clean;
@@ -273,9 +273,9 @@ static const char *set_number(const struct key_def *k, uint64_t *field,
 			      const char *value)
 {
 	uint64_t v;
-	bool ok = k->type == K_SIZE ? parse_size(value, &v)
-		: k->type == K_DURATION ? parse_duration(value, &v)
-		: parse_uint(value, &v);
+	bool ok = k->type == K_SIZE ? str_parse_size(value, &v)
+		: k->type == K_DURATION ? str_parse_duration(value, &v)
+		: str_parse_uint(value, &v);
 	if (!ok)
 		return k->type == K_SIZE ? "expected a size such as 10485760, 64k or 10M"
 		     : k->type == K_DURATION ? "expected a duration such as 300, 30s, 5m, 1h or 5d"
@@ -539,7 +539,7 @@ int config_load_partial(const char *path, struct config *cfg, FILE *errors)
 	set_defaults(&ctx);
 	if (ctx.error_count != 0)
 		log_panic("config: built-in defaults do not parse");
-	if (read_file(path, CONFIG_MAX_BYTES, &text) < 0) {
+	if (safeio_read_file(path, CONFIG_MAX_BYTES, &text) < 0) {
 		report(&ctx, 0, "cannot read: %s", strerror(errno));
 	} else {
 		parse_text(&ctx, &text);

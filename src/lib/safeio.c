@@ -1,7 +1,7 @@
 /*
  * safeio.c - short-write-safe I/O, directory fsync, secret files and
  * folders created for another user (see safeio.h). Runs in every process;
- * mkdir_owned is what the root supervisor uses to create spool_dir and
+ * safeio_mkdir_owned is what the root supervisor uses to create spool_dir and
  * mail_root.
  */
 #include "safeio.h"
@@ -17,7 +17,7 @@
 
 #include "xalloc.h"
 
-int write_all(int fd, const void *data, size_t len)
+int safeio_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
@@ -33,7 +33,7 @@ int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int pwrite_all(int fd, const void *data, size_t len, off_t offset)
+int safeio_pwrite_all(int fd, const void *data, size_t len, off_t offset)
 {
 	const char *p = data;
 	while (len > 0) {
@@ -50,7 +50,7 @@ int pwrite_all(int fd, const void *data, size_t len, off_t offset)
 	return 0;
 }
 
-int read_file(const char *path, size_t max_len, buf_t *b)
+int safeio_read_file(const char *path, size_t max_len, buf_t *b)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -95,12 +95,12 @@ static void secret_grow(buf_t *b, size_t need)
 	if (b->len > 0)
 		memcpy(p, b->data, b->len);
 	p[b->len] = '\0';
-	buf_free_secret(b);
+	safeio_free_secret(b);
 	b->data = p;
 	b->cap = cap;
 }
 
-int read_file_secret(const char *path, size_t max_len, buf_t *b)
+int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -131,19 +131,19 @@ int read_file_secret(const char *path, size_t max_len, buf_t *b)
 	int saved = errno;
 	close(fd);
 	if (rc < 0)
-		buf_free_secret(b);
+		safeio_free_secret(b);
 	errno = saved;
 	return rc;
 }
 
-void buf_free_secret(buf_t *b)
+void safeio_free_secret(buf_t *b)
 {
 	if (b->data != NULL)
 		explicit_bzero(b->data, b->cap);
 	buf_free(b);
 }
 
-int fsync_dir(const char *path)
+int safeio_fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -155,7 +155,7 @@ int fsync_dir(const char *path)
 	return rc;
 }
 
-int mkdir_p(const char *path, mode_t mode)
+int safeio_mkdir_p(const char *path, mode_t mode)
 {
 	char *copy = xstrdup(path);
 	int rc = 0;
@@ -179,7 +179,7 @@ int mkdir_p(const char *path, mode_t mode)
 	return rc;
 }
 
-char *path_join(const char *dir, const char *name)
+char *safeio_path_join(const char *dir, const char *name)
 {
 	size_t dl = strlen(dir), nl = strlen(name);
 	while (dl > 1 && dir[dl - 1] == '/')
@@ -246,7 +246,7 @@ static int give_new_dir(int dfd, const char *base, uid_t uid, gid_t gid)
 	return rc;
 }
 
-int mkdir_owned(const char *path, mode_t mode, bool give_away, uid_t uid,
+int safeio_mkdir_owned(const char *path, mode_t mode, bool give_away, uid_t uid,
 		gid_t gid, bool *created_r)
 {
 	char *parent, *base;
@@ -259,7 +259,7 @@ int mkdir_owned(const char *path, mode_t mode, bool give_away, uid_t uid,
 		errno = EINVAL;
 		goto out;
 	}
-	if (strcmp(parent, "/") != 0 && mkdir_p(parent, 0755) < 0)
+	if (strcmp(parent, "/") != 0 && safeio_mkdir_p(parent, 0755) < 0)
 		goto out;
 	dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)

@@ -14,26 +14,26 @@
 #include "buf.h"
 
 /* write(2) all of data; -1 with errno set on failure. */
-int write_all(int fd, const void *data, size_t len);
+int safeio_write_all(int fd, const void *data, size_t len);
 /* pwrite(2) all of data at offset; -1 with errno set on failure. */
-int pwrite_all(int fd, const void *data, size_t len, off_t offset);
+int safeio_pwrite_all(int fd, const void *data, size_t len, off_t offset);
 /* Read up to max_len bytes of a whole file into b (appending);
  * -1 with errno set (EFBIG if larger than max_len). */
-int read_file(const char *path, size_t max_len, buf_t *b);
-/* read_file for a file holding secrets (password hashes): the buffer is
+int safeio_read_file(const char *path, size_t max_len, buf_t *b);
+/* safeio_read_file for a file holding secrets (password hashes): the buffer is
  * never moved by a realloc that would leave a copy in freed memory, and
- * is wiped on failure. Release it with buf_free_secret. */
-int read_file_secret(const char *path, size_t max_len, buf_t *b);
+ * is wiped on failure. Release it with safeio_free_secret. */
+int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b);
 /* Overwrite the whole allocation of b with zeros (explicit_bzero, which
  * the compiler may not drop), then free it. */
-void buf_free_secret(buf_t *b);
+void safeio_free_secret(buf_t *b);
 /* fsync the directory at path; -1 with errno set. */
-int fsync_dir(const char *path);
+int safeio_fsync_dir(const char *path);
 /* mkdir -p: the last component gets mode, created parents 0755;
  * -1 with errno set. */
-int mkdir_p(const char *path, mode_t mode);
+int safeio_mkdir_p(const char *path, mode_t mode);
 /*
- * Create folder path with mode if it is missing (its parents as mkdir_p
+ * Create folder path with mode if it is missing (its parents as safeio_mkdir_p
  * does). Only a folder this call created is handed to uid:gid (when
  * give_away), and by descriptor: the new entry is opened with
  * O_NOFOLLOW | O_DIRECTORY and changed with fchown only if it is still
@@ -45,9 +45,9 @@ int mkdir_p(const char *path, mode_t mode);
  * set: ENOTDIR if path exists but is not a folder, ELOOP if it is a
  * symbolic link.
  */
-int mkdir_owned(const char *path, mode_t mode, bool give_away, uid_t uid,
+int safeio_mkdir_owned(const char *path, mode_t mode, bool give_away, uid_t uid,
 		gid_t gid, bool *created_r);
 /* Join dir and name with exactly one '/'; returns malloc'ed string. */
-char *path_join(const char *dir, const char *name);
+char *safeio_path_join(const char *dir, const char *name);
 
 #endif

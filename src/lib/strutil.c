@@ -102,7 +102,7 @@ static bool scale(uint64_t v, uint64_t unit, uint64_t *value_r)
 	return true;
 }
 
-bool parse_uint(const char *s, uint64_t *value_r)
+bool str_parse_uint(const char *s, uint64_t *value_r)
 {
 	const char *end;
 	return parse_digits(s, value_r, &end) && *end == '\0';
@@ -128,7 +128,7 @@ static bool parse_scaled(const char *s, const struct unit *units, uint64_t *valu
 	return false;
 }
 
-bool parse_size(const char *s, uint64_t *value_r)
+bool str_parse_size(const char *s, uint64_t *value_r)
 {
 	static const struct unit units[] = {
 		{ 'k', 1024 }, { 'K', 1024 }, { 'm', 1024 * 1024 }, { 'M', 1024 * 1024 },
@@ -137,7 +137,7 @@ bool parse_size(const char *s, uint64_t *value_r)
 	return parse_scaled(s, units, value_r);
 }
 
-bool parse_duration(const char *s, uint64_t *seconds_r)
+bool str_parse_duration(const char *s, uint64_t *seconds_r)
 {
 	static const struct unit units[] = {
 		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 7 * 86400 }, { '\0', 0 },

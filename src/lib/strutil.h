@@ -27,10 +27,10 @@ bool str_eq_nocase(const char *a, const char *b);
 bool str_has_prefix_nocase(const char *s, const char *prefix);
 
 /* "10485760", "10M", "64k", "1G" -> bytes; false if malformed/overflow. */
-bool parse_size(const char *s, uint64_t *value_r);
+bool str_parse_size(const char *s, uint64_t *value_r);
 /* "300", "300s", "5m", "1h", "5d" -> seconds; false if malformed. */
-bool parse_duration(const char *s, uint64_t *seconds_r);
+bool str_parse_duration(const char *s, uint64_t *seconds_r);
 /* Decimal unsigned integer, whole string; false if malformed/overflow. */
-bool parse_uint(const char *s, uint64_t *value_r);
+bool str_parse_uint(const char *s, uint64_t *value_r);
 
 #endif

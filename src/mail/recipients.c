@@ -3,8 +3,8 @@
  * recipients.h). Files are administrator input read by the supervisor as
  * root before the roles fork; each line is bounded and each problem is
  * reported as "FILE:LINE: message". The users file is read with
- * read_file_secret and parsed in place, so the only copy of its password
- * hashes is the buffer wiped by buf_free_secret before the roles fork.
+ * safeio_read_file_secret and parsed in place, so the only copy of its password
+ * hashes is the buffer wiped by safeio_free_secret before the roles fork.
  */
 #include "recipients.h"
 
@@ -123,7 +123,7 @@ static char *next_field(char **rest)
  * name); false if it names nothing. */
 static bool field_id(const char *field, bool group, uint64_t *id_r)
 {
-	if (parse_uint(field, id_r))
+	if (str_parse_uint(field, id_r))
 		return true;
 	if (group) {
 		struct group *gr = getgrnam(field);
@@ -238,12 +238,12 @@ static int load_table(struct recipient_tables *t, struct table_file *tf,
 	buf_t text = BUF_INIT;
 	if (tf->path[0] == '\0')
 		return 0;
-	if (read_file_secret(tf->path, TABLE_FILE_MAX, &text) < 0) {
+	if (safeio_read_file_secret(tf->path, TABLE_FILE_MAX, &text) < 0) {
 		fprintf(tf->errors, "%s: cannot read: %s\n", tf->path, strerror(errno));
 		return -1;
 	}
 	for_each_line(t, tf, &text, continuations, fn);
-	buf_free_secret(&text);
+	safeio_free_secret(&text);
 	return tf->error_count == 0 ? 0 : -1;
 }
 

@@ -127,7 +127,7 @@ static void sync_folder(struct queue_committer *c, unsigned f)
 	c->syncing[f] = true;
 	const char *path = c->folder_path[f];
 	pthread_mutex_unlock(&c->lock);
-	int rc = fsync_dir(path);
+	int rc = safeio_fsync_dir(path);
 	int err = errno;
 	pthread_mutex_lock(&c->lock);
 	c->syncing[f] = false;

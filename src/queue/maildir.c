@@ -113,13 +113,13 @@ static int make_dirs(const char *mail_root, const char *maildir)
 		if (c != '/' && c != '\0')
 			continue;
 		copy[i] = '\0';
-		rc = mkdir_p(copy, 0700);
+		rc = safeio_mkdir_p(copy, 0700);
 		copy[i] = c;
 		if (c == '\0')
 			break;
 	}
 	for (size_t i = 0; rc == 0 && i < 3; i++) {
-		char *p = path_join(maildir, subs[i]);
+		char *p = safeio_path_join(maildir, subs[i]);
 		if (mkdir(p, 0700) < 0 && errno != EEXIST)
 			rc = -1;
 		free(p);
@@ -175,7 +175,7 @@ static int write_counted(int fd, const char *p, size_t n, uint64_t *size_r,
 {
 	*size_r += n;
 	*lines_r += count_lf(p, n);
-	return n > 0 ? write_all(fd, p, n) : 0;
+	return n > 0 ? safeio_write_all(fd, p, n) : 0;
 }
 
 /* Write one chunk of content: its header bytes through the Return-Path
@@ -234,7 +234,7 @@ static int write_copy(int fd, const struct maildir_delivery *d,
 static int folder_has_prefix(const char *maildir, const char *sub,
 			     const char *prefix, bool *found_r)
 {
-	char *path = path_join(maildir, sub);
+	char *path = safeio_path_join(maildir, sub);
 	DIR *dir = opendir(path);
 	size_t plen = strlen(prefix);
 
@@ -277,8 +277,8 @@ static enum maildir_result publish(const struct maildir_delivery *d,
 				   const char *name, char **newdir_r,
 				   char **err_r)
 {
-	char *newdir = path_join(maildir, "new");
-	char *new_path = path_join(newdir, name);
+	char *newdir = safeio_path_join(maildir, "new");
+	char *new_path = safeio_path_join(newdir, name);
 	enum maildir_result res = MAILDIR_DELIVERED;
 	int rc = link(tmp_path, new_path);
 
@@ -301,7 +301,7 @@ static enum maildir_result publish(const struct maildir_delivery *d,
 
 int maildir_sync_dir(const char *newdir, char **err_r)
 {
-	if (fsync_dir(newdir) == 0)
+	if (safeio_fsync_dir(newdir) == 0)
 		return 0;
 	tempfail(err_r, "fsync", newdir, errno);
 	return -1;

@@ -101,7 +101,7 @@ static void signals_restore(const struct qmgr_signals *s)
  * (polled, so that SIGTERM/SIGINT end the wait without a race). */
 static int take_lock(const char *spool_dir)
 {
-	char *path = path_join(spool_dir, "qmgr.lock");
+	char *path = safeio_path_join(spool_dir, "qmgr.lock");
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	bool told = false;
 
@@ -180,10 +180,10 @@ static int qmgr_init(struct qmgr *q, const struct config *cfg,
 	q->wake_fd = -1;
 	pthread_mutex_init(&q->lock, NULL);
 	init_lanes(q, links);
-	q->dir_incoming = path_join(cfg->spool_dir, "incoming");
-	q->dir_queue = path_join(cfg->spool_dir, "queue");
-	q->dir_deferred = path_join(cfg->spool_dir, "deferred");
-	q->dir_corrupt = path_join(cfg->spool_dir, "corrupt");
+	q->dir_incoming = safeio_path_join(cfg->spool_dir, "incoming");
+	q->dir_queue = safeio_path_join(cfg->spool_dir, "queue");
+	q->dir_deferred = safeio_path_join(cfg->spool_dir, "deferred");
+	q->dir_corrupt = safeio_path_join(cfg->spool_dir, "corrupt");
 	if (q->notify_fd >= 0) {
 		int flags = fcntl(q->notify_fd, F_GETFL);
 		if (flags < 0 || fcntl(q->notify_fd, F_SETFL, flags | O_NONBLOCK) < 0)

@@ -157,7 +157,7 @@ static void process_rcpt(struct qmgr_run *r, size_t i)
 static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
 			 const char *path, const char *why)
 {
-	char *dest = path_join(q->dir_corrupt, e->id);
+	char *dest = safeio_path_join(q->dir_corrupt, e->id);
 
 	if (rename(path, dest) == 0) {
 		log_error("%s: corrupt queue file moved to %s: %s", e->id, dest, why);
@@ -203,7 +203,7 @@ static bool open_message(struct qmgr_run *r)
 	struct qmgr_entry *e = r->e;
 	char *err = NULL;
 
-	r->path = path_join(e->in_deferred_dir ? q->dir_deferred : q->dir_queue,
+	r->path = safeio_path_join(e->in_deferred_dir ? q->dir_deferred : q->dir_queue,
 			    e->id);
 	r->fd = open(r->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (r->fd < 0) {

@@ -189,7 +189,7 @@ static void defer_message(struct qmgr_run *r, const char *reason)
 		log_error("%s: set next attempt time on %s: %s", r->msg.id, r->path,
 			  strerror(errno));
 	if (!e->in_deferred_dir) {
-		char *dest = path_join(r->q->dir_deferred, e->id);
+		char *dest = safeio_path_join(r->q->dir_deferred, e->id);
 		if (rename(r->path, dest) == 0)
 			e->in_deferred_dir = true;
 		else

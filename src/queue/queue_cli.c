@@ -139,12 +139,12 @@ static void list_one(const char *path, const char *id, const char *state)
 static int list_folder(const struct config *cfg, const char *folder,
 		       size_t *count_r)
 {
-	char *dir = path_join(cfg->spool_dir, folder);
+	char *dir = safeio_path_join(cfg->spool_dir, folder);
 	strlist_t ids = { NULL, 0 };
 	int rc = folder_ids(dir, &ids);
 
 	for (size_t i = 0; rc == 0 && i < ids.count; i++) {
-		char *path = path_join(dir, ids.items[i]);
+		char *path = safeio_path_join(dir, ids.items[i]);
 		list_one(path, ids.items[i], folder);
 		free(path);
 	}
@@ -206,8 +206,8 @@ static int cmd_show(const struct config *cfg, const char *id)
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
-		char *dir = path_join(cfg->spool_dir, folders[i]);
-		char *path = path_join(dir, id);
+		char *dir = safeio_path_join(cfg->spool_dir, folders[i]);
+		char *path = safeio_path_join(dir, id);
 		free(dir);
 		if (access(path, F_OK) < 0) {
 			free(path);

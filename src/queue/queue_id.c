@@ -98,12 +98,12 @@ const char *const queue_subdirs[QUEUE_SUBDIR_COUNT] = {
 
 int queue_dirs_create(const char *spool_dir, char **err_r)
 {
-	if (mkdir_p(spool_dir, 0700) < 0) {
+	if (safeio_mkdir_p(spool_dir, 0700) < 0) {
 		*err_r = qf_errf("create %s: %s", spool_dir, strerror(errno));
 		return -1;
 	}
 	for (size_t i = 0; i < QUEUE_SUBDIR_COUNT; i++) {
-		char *path = path_join(spool_dir, queue_subdirs[i]);
+		char *path = safeio_path_join(spool_dir, queue_subdirs[i]);
 		int rc = mkdir(path, 0700);
 		if (rc < 0 && errno != EEXIST) {
 			*err_r = qf_errf("create %s: %s", path, strerror(errno));

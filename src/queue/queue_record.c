@@ -127,7 +127,7 @@ int qf_set_rcpt_status(int fd, struct qf_msg *m, size_t i,
 
 	if (i >= m->rcpt_count)
 		log_panic("qf_set_rcpt_status: index %zu of %zu", i, m->rcpt_count);
-	if (pwrite_all(fd, &c, 1, (off_t)m->rcpts[i].status_off) < 0) {
+	if (safeio_pwrite_all(fd, &c, 1, (off_t)m->rcpts[i].status_off) < 0) {
 		*err_r = qf_errf("write recipient status: %s", strerror(errno));
 		return -1;
 	}
@@ -141,7 +141,7 @@ int qf_set_attempts(int fd, struct qf_msg *m, uint32_t attempts,
 	unsigned char rec[QF_ATTEMPTS_LEN];
 
 	qf_encode_attempts(rec, attempts, next_try, reason);
-	if (pwrite_all(fd, rec, sizeof(rec), (off_t)m->attempts_off) < 0) {
+	if (safeio_pwrite_all(fd, rec, sizeof(rec), (off_t)m->attempts_off) < 0) {
 		*err_r = qf_errf("write attempts record: %s", strerror(errno));
 		return -1;
 	}

@@ -57,7 +57,7 @@ struct queue_writer {
 static int writer_flush(struct queue_writer *w)
 {
 	if (w->error == 0 && w->buf_len > 0 &&
-	    write_all(w->fd, w->buf, w->buf_len) < 0)
+	    safeio_write_all(w->fd, w->buf, w->buf_len) < 0)
 		w->error = errno != 0 ? errno : EIO;
 	w->buf_len = 0;
 	return w->error == 0 ? 0 : -1;
@@ -71,7 +71,7 @@ static int writer_put(struct queue_writer *w, const void *data, size_t len)
 		if (writer_flush(w) < 0)
 			return -1;
 		if (len >= sizeof(w->buf)) {
-			if (write_all(w->fd, data, len) < 0) {
+			if (safeio_write_all(w->fd, data, len) < 0) {
 				w->error = errno != 0 ? errno : EIO;
 				return -1;
 			}
@@ -184,9 +184,9 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 		return NULL;
 	struct queue_writer *w = xcalloc(1, sizeof(*w));
 	memcpy(w->id, id, QUEUE_ID_LEN + 1);
-	char *dir = path_join(spool_dir, "incoming");
+	char *dir = safeio_path_join(spool_dir, "incoming");
 	w->spool_dir = xstrdup(spool_dir);
-	w->incoming_path = path_join(dir, id);
+	w->incoming_path = safeio_path_join(dir, id);
 	free(dir);
 	for (size_t i = 0; i < env->recipients->count; i++)
 		strlist_add(&w->rcpts, env->recipients->items[i]);
@@ -251,7 +251,7 @@ static int patch_bytes(struct queue_writer *w, uint64_t off, const void *data, s
 		memcpy(w->buf + (off - flushed), data, len);
 		return 0;
 	}
-	if (pwrite_all(w->fd, data, len, (off_t)off) < 0) {
+	if (safeio_pwrite_all(w->fd, data, len, (off_t)off) < 0) {
 		w->error = errno != 0 ? errno : EIO;
 		return -1;
 	}
@@ -403,7 +403,7 @@ static int writer_finish_file(struct queue_writer *w, char **err_r)
 
 char *queue_writer_folder(const struct queue_writer *w, const char *folder)
 {
-	return path_join(w->spool_dir, folder);
+	return safeio_path_join(w->spool_dir, folder);
 }
 
 int queue_writer_publish(struct queue_writer **wp, const char *folder, char **err_r)
@@ -414,8 +414,8 @@ int queue_writer_publish(struct queue_writer **wp, const char *folder, char **er
 		queue_writer_abort(wp);
 		return -1;
 	}
-	char *dir = path_join(w->spool_dir, folder);
-	w->published_path = path_join(dir, w->id);
+	char *dir = safeio_path_join(w->spool_dir, folder);
+	w->published_path = safeio_path_join(dir, w->id);
 	free(dir);
 	if (rename(w->incoming_path, w->published_path) < 0) {
 		*err_r = qf_errf("rename %s into %s/: %s", w->incoming_path, folder,
@@ -449,7 +449,7 @@ int queue_writer_commit_to(struct queue_writer **wp, const char *folder, char **
 	if (queue_writer_publish(wp, folder, err_r) < 0)
 		return -1;
 	char *dir = queue_writer_folder(*wp, folder);
-	int rc = fsync_dir(dir);
+	int rc = safeio_fsync_dir(dir);
 	if (rc < 0) {
 		*err_r = qf_errf("fsync %s: %s", dir, strerror(errno));
 		queue_writer_unpublish(wp);

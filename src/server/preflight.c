@@ -41,7 +41,7 @@ static int make_root(const char *key, const char *path, const struct privsep *ps
 {
 	bool created = false;
 
-	if (mkdir_owned(path, 0700, ps->as_root, owner->uid, owner->gid, &created) == 0)
+	if (safeio_mkdir_owned(path, 0700, ps->as_root, owner->uid, owner->gid, &created) == 0)
 		return 0;
 	if (errno == ENOTDIR)
 		fprintf(errors, "%s %s: exists but is not a folder\n", key, path);
@@ -116,7 +116,7 @@ static void probe_user(struct probe *p)
 		return;
 	}
 	for (size_t i = 0; i < QUEUE_SUBDIR_COUNT; i++) {
-		char *path = path_join(cfg->spool_dir, queue_subdirs[i]);
+		char *path = safeio_path_join(cfg->spool_dir, queue_subdirs[i]);
 		check_dir(p, "spool_dir", path, true);
 		free(path);
 	}
@@ -230,10 +230,10 @@ static rlim_t nr_open(void)
 	buf_t text = BUF_INIT;
 	uint64_t v = NR_OPEN_DEFAULT;
 
-	if (read_file(NR_OPEN_PATH, 64, &text) == 0) {
+	if (safeio_read_file(NR_OPEN_PATH, 64, &text) == 0) {
 		while (text.len > 0 && (text.data[text.len - 1] == '\n'))
 			text.data[--text.len] = '\0';
-		if (!parse_uint(buf_cstr(&text), &v))
+		if (!str_parse_uint(buf_cstr(&text), &v))
 			v = NR_OPEN_DEFAULT;
 	}
 	buf_free(&text);

@@ -9,7 +9,7 @@
  *
  * Untrusted input: the spool and mail_root belong to the roles, which may
  * have been compromised: the supervisor never follows a symbolic link in
- * them and never changes what it did not just create (mkdir_owned); the
+ * them and never changes what it did not just create (safeio_mkdir_owned); the
  * folder checks run in a child that has become the role's account.
  * Privilege: root supervisor (or the invoking user) and check-config.
  */

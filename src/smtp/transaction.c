@@ -73,7 +73,7 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 		if (p->value.len < sizeof(value))
 			memcpy(value, p->value.ptr, p->value.len);
 		if (slice_eq_nocase(p->keyword, "SIZE") && p->has_value) {
-			if (!parse_uint(value, &tx->declared_size)) {
+			if (!str_parse_uint(value, &tx->declared_size)) {
 				reply_error(out, 501, "5.5.4", "Error: bad SIZE parameter");
 				return false;
 			}

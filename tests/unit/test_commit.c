@@ -5,7 +5,7 @@
  * back exactly the files it should have made durable, a detached commit
  * still completes, and hold/quarantine commits land in their folders.
  *
- * Linked with -Wl,--wrap=fsync_dir (see the Makefile): the wrapper counts
+ * Linked with -Wl,--wrap=safeio_fsync_dir (see the Makefile): the wrapper counts
  * the fsyncs of each folder, can hold the first one at a gate until the
  * test opens it, and can make fsyncs fail.
  */
@@ -31,10 +31,10 @@
 #include "queue/commit.h"
 #include "queue/queue.h"
 
-/* ---- the fsync_dir wrapper ------------------------------------------------ */
+/* ---- the safeio_fsync_dir wrapper ------------------------------------------------ */
 
-int __real_fsync_dir(const char *path);
-int __wrap_fsync_dir(const char *path);
+int __real_safeio_fsync_dir(const char *path);
+int __wrap_safeio_fsync_dir(const char *path);
 
 static pthread_mutex_t wrap_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wrap_cond = PTHREAD_COND_INITIALIZER;
@@ -44,11 +44,11 @@ static bool released;
 static bool first_waiting;
 static bool fail_queue_syncs;  /* queue fsyncs fail with EIO */
 
-int __wrap_fsync_dir(const char *path)
+int __wrap_safeio_fsync_dir(const char *path)
 {
 	size_t n = strlen(path);
 	if (n < 6 || strcmp(path + n - 6, "/queue") != 0)
-		return __real_fsync_dir(path);
+		return __real_safeio_fsync_dir(path);
 	pthread_mutex_lock(&wrap_lock);
 	unsigned nth = ++queue_syncs;
 	if (nth == 1 && hold_first) {
@@ -63,7 +63,7 @@ int __wrap_fsync_dir(const char *path)
 		errno = EIO;
 		return -1;
 	}
-	return __real_fsync_dir(path);
+	return __real_safeio_fsync_dir(path);
 }
 
 /* ---- fixture ---------------------------------------------------------------- */
@@ -132,7 +132,7 @@ static struct queue_writer *new_message(struct fixture *f, size_t i)
 
 static size_t files_in(const struct fixture *f, const char *folder)
 {
-	char *path = path_join(f->spool, folder);
+	char *path = safeio_path_join(f->spool, folder);
 	DIR *d = opendir(path);
 	size_t n = 0;
 	struct dirent *de;

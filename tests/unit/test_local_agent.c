@@ -80,28 +80,28 @@ static int setup(void **state)
 
 	assert_non_null(mkdtemp(tmpl));
 	f->dir = xstrdup(tmpl);
-	char *users = path_join(f->dir, "users");
+	char *users = safeio_path_join(f->dir, "users");
 	int fd = open(users, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	const char *lines = "alice@example.test:{PLAIN}x::::::\nbob@example.test:{PLAIN}x\n";
-	assert_int_equal(write_all(fd, lines, strlen(lines)), 0);
+	assert_int_equal(safeio_write_all(fd, lines, strlen(lines)), 0);
 	close(fd);
 	struct recipients_owner owner = { "the test user", getuid(), getgid() };
 	f->tables = recipients_load(users, "", &owner, stderr);
 	assert_non_null(f->tables);
 	free(users);
-	f->cfg.spool_dir = path_join(f->dir, "spool");
-	f->cfg.mail_root = path_join(f->dir, "mail");
+	f->cfg.spool_dir = safeio_path_join(f->dir, "spool");
+	f->cfg.mail_root = safeio_path_join(f->dir, "mail");
 	f->cfg.hostname = xstrdup("mx.example.test");
 	strlist_add(&f->cfg.local_domains, "example.test");
 	f->cfg.queue_retry_min = 300;
 	f->cfg.queue_retry_max = 4000;
 	f->cfg.queue_lifetime = 5 * 86400;
 	f->cfg.queue_scan_interval = 300;
-	f->log_path = path_join(f->dir, "log");
+	f->log_path = safeio_path_join(f->dir, "log");
 	assert_int_equal(queue_dirs_create(f->cfg.spool_dir, &err), 0);
 	/* One committed message for alice. */
 	commit_message(f, "alice@example.test", f->id);
-	char *qdir = path_join(f->cfg.spool_dir, "queue"), *qpath = path_join(qdir, f->id);
+	char *qdir = safeio_path_join(f->cfg.spool_dir, "queue"), *qpath = safeio_path_join(qdir, f->id);
 	f->queue_fd = open(qpath, O_RDONLY);
 	assert_true(f->queue_fd >= 0);
 	assert_int_equal(qf_read(f->queue_fd, &f->msg, &err), 0);
@@ -393,7 +393,7 @@ static void assert_deferred_not_done(struct fixture *f, const char *id, const ch
 
 	if (!pending_in(f, "deferred", id, 1))
 		fail_msg("message not deferred");
-	read_file(f->log_path, 1 << 20, &log);
+	safeio_read_file(f->log_path, 1 << 20, &log);
 	if (strstr(log.data, why) == NULL ||
 	    strstr(log.data, "the queue manager exits so that the supervisor restarts it with new agents") ==
 		    NULL ||

@@ -42,7 +42,7 @@ static const char body[] = "Received: by test\nSubject: hi\n\nline one\nline two
 
 static char *join2(const char *a, const char *b)
 {
-	return path_join(a, b);
+	return safeio_path_join(a, b);
 }
 
 /* Queue content as a new message in f->spool and open it as f->fd/f->msg. */
@@ -208,7 +208,7 @@ static void test_deliver_once(void **state)
 	assert_int_equal(stat(full, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	buf_t content = BUF_INIT;
-	assert_int_equal(read_file(full, 1 << 20, &content), 0);
+	assert_int_equal(safeio_read_file(full, 1 << 20, &content), 0);
 	assert_string_equal(buf_cstr(&content),
 			    "Return-Path: <s@remote.test>\n"
 			    "Delivered-To: u@example.test\n"
@@ -246,7 +246,7 @@ static void test_stale_tmp_replaced(void **state)
 	buf_t base = BUF_INIT;
 	char *err = NULL;
 
-	assert_int_equal(mkdir_p(tmpdir, 0700), 0);
+	assert_int_equal(safeio_mkdir_p(tmpdir, 0700), 0);
 	maildir_base_name(&base, f->msg.arrival_us, f->msg.id, "mx.example.test");
 	char *stale = join2(tmpdir, base.data);
 	int fd = open(stale, O_WRONLY | O_CREAT, 0600);
@@ -467,7 +467,7 @@ static void test_deliver_drops_return_path(void **state)
 		   f->msg.id, size, size + lfs);
 	assert_string_equal(files, buf_cstr(&name));
 	char *full = join2(newdir, files);
-	assert_int_equal(read_file(full, 1 << 20, &content), 0);
+	assert_int_equal(safeio_read_file(full, 1 << 20, &content), 0);
 	buf_printf(&want, "%s%s", added, filtered);
 	assert_string_equal(buf_cstr(&content), buf_cstr(&want));
 	assert_int_equal(content.len, size);

@@ -81,12 +81,12 @@ static int setup(void **state)
 
 	assert_non_null(mkdtemp(tmpl));
 	f->dir = xstrdup(tmpl);
-	char *users_path = path_join(f->dir, "users");
+	char *users_path = safeio_path_join(f->dir, "users");
 	int fd = open(users_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
 		buf_t line = BUF_INIT;
 		buf_printf(&line, "%s@example.test:{PLAIN}x::::::\n", users[i]);
-		assert_int_equal(write_all(fd, line.data, line.len), 0);
+		assert_int_equal(safeio_write_all(fd, line.data, line.len), 0);
 		buf_free(&line);
 	}
 	close(fd);
@@ -94,8 +94,8 @@ static int setup(void **state)
 	f->tables = recipients_load(users_path, "", &owner, stderr);
 	assert_non_null(f->tables);
 	free(users_path);
-	f->cfg.spool_dir = path_join(f->dir, "spool");
-	f->cfg.mail_root = path_join(f->dir, "mail");
+	f->cfg.spool_dir = safeio_path_join(f->dir, "spool");
+	f->cfg.mail_root = safeio_path_join(f->dir, "mail");
 	f->cfg.hostname = xstrdup("mx.example.test");
 	strlist_add(&f->cfg.local_domains, "example.test");
 	f->cfg.queue_retry_min = 300;
@@ -103,7 +103,7 @@ static int setup(void **state)
 	f->cfg.queue_lifetime = 5 * 86400;
 	f->cfg.queue_scan_interval = 300;
 	f->cfg.in_flow_tokens = 1000;
-	f->log_path = path_join(f->dir, "qmgr.log");
+	f->log_path = safeio_path_join(f->dir, "qmgr.log");
 	assert_int_equal(queue_dirs_create(f->cfg.spool_dir, &err), 0);
 	assert_int_equal(pipe2(f->notify, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(f->flow, O_CLOEXEC | O_NONBLOCK), 0);
@@ -277,7 +277,7 @@ static char *read_log(const struct fixture *f)
 {
 	buf_t b = BUF_INIT;
 
-	read_file(f->log_path, 1 << 24, &b);
+	safeio_read_file(f->log_path, 1 << 24, &b);
 	return buf_steal(&b);
 }
 
@@ -378,7 +378,7 @@ static size_t copies_anywhere(const struct fixture *f, const char *id)
 
 static size_t files_in(const struct fixture *f, const char *folder)
 {
-	char *path = path_join(f->cfg.spool_dir, folder);
+	char *path = safeio_path_join(f->cfg.spool_dir, folder);
 	DIR *dir = opendir(path);
 	struct dirent *de;
 	size_t n = 0;

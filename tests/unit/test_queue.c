@@ -105,7 +105,7 @@ static const char *write_message(const char *spool, const char *content,
 
 static void read_whole(const char *path, buf_t *b)
 {
-	if (read_file(path, 64u * 1024 * 1024, b) != 0)
+	if (safeio_read_file(path, 64u * 1024 * 1024, b) != 0)
 		fail_msg("read %s: %s", path, strerror(errno));
 }
 
@@ -114,7 +114,7 @@ static void write_whole(const char *path, const void *data, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, data, len), 0);
+	assert_int_equal(safeio_write_all(fd, data, len), 0);
 	close(fd);
 }
 

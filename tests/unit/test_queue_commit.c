@@ -6,7 +6,7 @@
  * queue/ failed and the writer took it back (the client was told 451, so
  * a delivery would be a duplicate after its retry).
  *
- * Linked with -Wl,--wrap=fsync_dir (see the Makefile): in the writer
+ * Linked with -Wl,--wrap=safeio_fsync_dir (see the Makefile): in the writer
  * child, the fsync of queue/ stops at a gate the test opens, then fails
  * or succeeds.
  */
@@ -39,26 +39,26 @@
 #include "queue/qmgr.h"
 #include "queue/queue.h"
 
-/* ---- the fsync_dir wrapper -------------------------------------------------- */
+/* ---- the safeio_fsync_dir wrapper -------------------------------------------------- */
 
-int __real_fsync_dir(const char *path);
-int __wrap_fsync_dir(const char *path);
+int __real_safeio_fsync_dir(const char *path);
+int __wrap_safeio_fsync_dir(const char *path);
 
 static int gate_reached = -1; /* write end: "the commit is at the fsync" */
 static int gate_open = -1;    /* read end: the test lets it go on */
 static bool gate_fails;       /* then fail with EIO, or really fsync */
 
-int __wrap_fsync_dir(const char *path)
+int __wrap_safeio_fsync_dir(const char *path)
 {
 	size_t n = strlen(path);
 	char c = 0;
 
 	if (gate_reached < 0 || n < 6 || strcmp(path + n - 6, "/queue") != 0)
-		return __real_fsync_dir(path);
+		return __real_safeio_fsync_dir(path);
 	if (write(gate_reached, "r", 1) != 1 || read(gate_open, &c, 1) != 1)
 		_exit(3);
 	if (!gate_fails)
-		return __real_fsync_dir(path);
+		return __real_safeio_fsync_dir(path);
 	errno = EIO;
 	return -1;
 }
@@ -80,7 +80,7 @@ static void put_file(const char *path, const char *text)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, text, strlen(text)), 0);
+	assert_int_equal(safeio_write_all(fd, text, strlen(text)), 0);
 	close(fd);
 }
 
@@ -92,21 +92,21 @@ static int setup(void **state)
 
 	assert_non_null(mkdtemp(tmpl));
 	f->dir = xstrdup(tmpl);
-	char *users = path_join(f->dir, "users");
+	char *users = safeio_path_join(f->dir, "users");
 	put_file(users, "alice@example.test:{PLAIN}x::::::\n");
 	struct recipients_owner owner = { "the test user", getuid(), getgid() };
 	f->tables = recipients_load(users, "", &owner, stderr);
 	assert_non_null(f->tables);
 	free(users);
-	f->cfg.spool_dir = path_join(f->dir, "spool");
-	f->cfg.mail_root = path_join(f->dir, "mail");
+	f->cfg.spool_dir = safeio_path_join(f->dir, "spool");
+	f->cfg.mail_root = safeio_path_join(f->dir, "mail");
 	f->cfg.hostname = xstrdup("mx.example.test");
 	strlist_add(&f->cfg.local_domains, "example.test");
 	f->cfg.queue_retry_min = 300;
 	f->cfg.queue_retry_max = 4000;
 	f->cfg.queue_lifetime = 5 * 86400;
 	f->cfg.queue_scan_interval = 1;
-	f->log_path = path_join(f->dir, "qmgr.log");
+	f->log_path = safeio_path_join(f->dir, "qmgr.log");
 	assert_int_equal(queue_dirs_create(f->cfg.spool_dir, &err), 0);
 	assert_int_equal(pipe(f->notify), 0);
 	*state = f;
@@ -175,7 +175,7 @@ static void stop_qmgr(struct fixture *f)
 
 static size_t count_files(const struct fixture *f, const char *rel)
 {
-	char *path = path_join(f->dir, rel);
+	char *path = safeio_path_join(f->dir, rel);
 	DIR *dir = opendir(path);
 	struct dirent *de;
 	size_t n = 0;
@@ -196,7 +196,7 @@ static size_t delivered(const struct fixture *f)
 
 static bool in_queue(const struct fixture *f, const char *id)
 {
-	char *rel = path_join("spool/queue", id), *path = path_join(f->dir, rel);
+	char *rel = safeio_path_join("spool/queue", id), *path = safeio_path_join(f->dir, rel);
 	bool there = access(path, F_OK) == 0;
 
 	free(rel);
@@ -208,7 +208,7 @@ static char *read_log(const struct fixture *f)
 {
 	buf_t b = BUF_INIT;
 
-	read_file(f->log_path, 1 << 24, &b);
+	safeio_read_file(f->log_path, 1 << 24, &b);
 	return buf_steal(&b);
 }
 

@@ -50,7 +50,7 @@ struct fixture {
 
 static char *fpath(const struct fixture *f, const char *rel)
 {
-	return path_join(f->dir, rel);
+	return safeio_path_join(f->dir, rel);
 }
 
 static void put_file(const char *path, const char *text)
@@ -58,7 +58,7 @@ static void put_file(const char *path, const char *text)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, text, strlen(text)), 0);
+	assert_int_equal(safeio_write_all(fd, text, strlen(text)), 0);
 	close(fd);
 }
 
@@ -198,7 +198,7 @@ static char *read_log(const struct fixture *f)
 {
 	buf_t b = BUF_INIT;
 
-	read_file(f->log_path, 1 << 24, &b);
+	safeio_read_file(f->log_path, 1 << 24, &b);
 	return buf_steal(&b);
 }
 
@@ -269,8 +269,8 @@ static char *only_mail(const struct fixture *f, const char *user)
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		char *file = path_join(path, de->d_name);
-		read_file(file, 1 << 20, &b);
+		char *file = safeio_path_join(path, de->d_name);
+		safeio_read_file(file, 1 << 20, &b);
 		free(file);
 		break;
 	}

@@ -75,7 +75,7 @@ static void write_text(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, text, strlen(text)), 0);
+	assert_int_equal(safeio_write_all(fd, text, strlen(text)), 0);
 	close(fd);
 }
 
@@ -85,8 +85,8 @@ static void start(enum policy_stage stage, const char *extra_config)
 	char tmpl[] = "/tmp/postern-test-session-XXXXXX";
 	memset(&fx, 0, sizeof(fx));
 	fx.dir = xstrdup(mkdtemp(tmpl));
-	char *conf = path_join(fx.dir, "postern.conf");
-	char *users = path_join(fx.dir, "users");
+	char *conf = safeio_path_join(fx.dir, "postern.conf");
+	char *users = safeio_path_join(fx.dir, "users");
 	buf_t text = BUF_INIT;
 	buf_printf(&text, "hostname = mx.example.test\nlocal_domains = example.test\n"
 		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n"
@@ -201,7 +201,7 @@ static void expect_lines(size_t n, const char *prefix)
 
 static void say(const char *text)
 {
-	assert_int_equal(write_all(fx.client, text, strlen(text)), 0);
+	assert_int_equal(safeio_write_all(fx.client, text, strlen(text)), 0);
 }
 
 static void finish(enum policy_verdict v, int code, const char *status, const char *text)
@@ -216,7 +216,7 @@ static void finish(enum policy_verdict v, int code, const char *status, const ch
 
 static size_t files_in(const char *folder)
 {
-	char *path = path_join(fx.cfg.spool_dir, folder);
+	char *path = safeio_path_join(fx.cfg.spool_dir, folder);
 	size_t n = 0;
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -399,13 +399,13 @@ static void test_eod_tag_adds_a_header_record(void **state)
 {
 	(void)state;
 	message_with_verdict(POLICY_TAG, 0, "", "250 2.0.0 Ok: queued as ");
-	char *dir = path_join(fx.cfg.spool_dir, "queue");
+	char *dir = safeio_path_join(fx.cfg.spool_dir, "queue");
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	char *path = NULL;
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
-			path = path_join(dir, de->d_name);
+			path = safeio_path_join(dir, de->d_name);
 	closedir(d);
 	assert_non_null(path);
 	int fd = open(path, O_RDONLY);

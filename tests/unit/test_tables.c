@@ -270,15 +270,15 @@ static void test_units(void **state)
 {
 	(void)state;
 	uint64_t v;
-	assert_true(parse_size("10M", &v));
+	assert_true(str_parse_size("10M", &v));
 	assert_int_equal(v, 10485760);
-	assert_false(parse_size("10X", &v));
-	assert_false(parse_size("99999999999999999999", &v));
-	assert_false(parse_size("18446744073709551615G", &v));
-	assert_true(parse_duration("5d", &v));
+	assert_false(str_parse_size("10X", &v));
+	assert_false(str_parse_size("99999999999999999999", &v));
+	assert_false(str_parse_size("18446744073709551615G", &v));
+	assert_true(str_parse_duration("5d", &v));
 	assert_int_equal(v, 432000);
-	assert_false(parse_duration("", &v));
-	assert_false(parse_duration("5 m", &v));
+	assert_false(str_parse_duration("", &v));
+	assert_false(str_parse_duration("5 m", &v));
 }
 
 static int setup(void **state)
