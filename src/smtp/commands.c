@@ -57,6 +57,8 @@ static enum step helo_verdict(struct smtp_session *s, struct policy_reply *v,
 		ehlo_reply(s, out);
 	else
 		reply_set(out, 250, "", "%s", s->srv->cfg->hostname);
+	if (s->repeated_hello)
+		session_count_junk(s, out);
 	return STEP_REPLY;
 }
 
@@ -64,6 +66,7 @@ static enum step hello(struct smtp_session *s, const struct smtp_command *cmd,
 		       bool esmtp, struct smtp_reply *out)
 {
 	struct policy_request req;
+	s->repeated_hello = s->helo != NULL; /* after STARTTLS it is a first one again */
 	free(s->pending_helo);
 	s->pending_helo = xstrndup(cmd->arg.ptr, cmd->arg.len);
 	s->pending_esmtp = esmtp;
@@ -235,12 +238,14 @@ static bool allowed_now(const struct smtp_session *s, const struct command_def *
 }
 
 /*
- * Commands that move no mail forward (NOOP, RSET, VRFY, EXPN, HELP):
- * after junk_command_limit of them without a message accepted, each
- * further one counts as an error, so a client cannot hold a session
- * forever with them (Postfix's smtpd_junk_command_limit idea).
+ * Commands that move no mail forward: NOOP, RSET, VRFY, EXPN, HELP, a
+ * repeated HELO/EHLO, a MAIL that abandons a transaction, a repeated
+ * RCPT. After junk_command_limit of them without a message accepted,
+ * each further one counts as an error, so a client can neither hold a
+ * session nor fill the log with them (Postfix's smtpd_junk_command_limit
+ * idea, extended to the commands a loop can repeat forever).
  */
-static void count_junk(struct smtp_session *s, struct smtp_reply *out)
+void session_count_junk(struct smtp_session *s, struct smtp_reply *out)
 {
 	if (++s->junk_commands > s->srv->cfg->junk_command_limit) {
 		if (s->junk_commands == s->srv->cfg->junk_command_limit + 1)
@@ -262,11 +267,10 @@ static bool is_non_smtp(const char *line, size_t len)
 	size_t word = 0;
 	while (word < len && line[word] != ' ' && line[word] != ':')
 		word++;
-	/* "Name: value": RFC 5322 field-name characters, then a colon
-	 * followed by white space or the end of the line ("MAILFROM:<a>",
-	 * a typo, stays an unknown command). */
-	if (word > 0 && word < len && line[word] == ':' &&
-	    (word + 1 == len || line[word + 1] == ' ' || line[word + 1] == '\t')) {
+	/* "Name:..." with RFC 5322 field-name characters before the colon
+	 * ("Subject:hi" is a header too). No SMTP command has a colon in its
+	 * first word: "MAIL FROM:" and "RCPT TO:" have it after a space. */
+	if (word > 0 && word < len && line[word] == ':') {
 		bool field_name = true;
 		for (size_t i = 0; i < word && field_name; i++)
 			field_name = line[i] > ' ' && line[i] < 127;
@@ -309,7 +313,7 @@ enum step session_handle_line(struct smtp_session *s, const char *line, size_t l
 			return STEP_REPLY;
 		enum step st = def->proceed(s, &cmd, out);
 		if (def->needs & JUNK)
-			count_junk(s, out);
+			session_count_junk(s, out);
 		return st;
 	}
 	log_panic("command %s has no table entry", smtp_verb_name(cmd.verb));

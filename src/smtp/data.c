@@ -8,7 +8,8 @@
 
 enum {
 	ST_BOL,     /* at the start of a line (after CRLF) */
-	ST_BOL_LF,  /* at the start of a line after a bare LF: a dot is plain text */
+	ST_BOL_LF,  /* at the start of a line after a bare LF: a dot never ends the data */
+	ST_LF_DOT,  /* "." at the start of such a line (normalize mode) */
 	ST_BOL_DOT, /* "." at the start of a line */
 	ST_DOT_CR,  /* ".\r" at the start of a line */
 	ST_MID,     /* inside a line */
@@ -130,6 +131,22 @@ size_t data_decode(struct data_decoder *d, const char *in, size_t len, buf_t *ou
 			}
 			break;
 		case ST_BOL_LF:
+			/* normalize mode: the line is a line, so a leading dot
+			 * before other characters is stuffing as after CRLF; but
+			 * it can never start the end marker */
+			if (c == '.' && d->dot_mode && d->limits.normalize_bare_newlines)
+				d->state = ST_LF_DOT;
+			else
+				mid_char(d, c, out);
+			break;
+		case ST_LF_DOT:
+			if (c == '\r' || c == '\n') {
+				emit_char(d, '.', out); /* a lone dot stays */
+			} else {
+				count(d, 1); /* the stuffed dot counts on the wire */
+			}
+			mid_char(d, c, out);
+			break;
 		case ST_MID:
 			mid_char(d, c, out);
 			break;
@@ -150,7 +167,7 @@ void data_decoder_finish(struct data_decoder *d, buf_t *out)
 {
 	if (d->state == ST_CR || d->state == ST_DOT_CR)
 		bare(d, false, out);
-	if (d->state == ST_BOL_DOT) {
+	if (d->state == ST_BOL_DOT || d->state == ST_LF_DOT) {
 		count(d, 1);
 		emit_char(d, '.', out);
 	}

@@ -51,6 +51,9 @@
 /* How long, and how much, to read from a client after our close. */
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (256 * 1024)
+/* At most this many sessions of a worker linger at once: each holds a
+ * descriptor outside worker_connections (the start-up check's margin). */
+#define LINGER_MAX_SESSIONS 32
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
@@ -134,7 +137,13 @@ void session_tx_started(struct smtp_session *s)
 void session_message_accepted(struct smtp_session *s)
 {
 	s->junk_commands = 0;
+	s->mails_since_message = 0;
 	s->messages++;
+}
+
+size_t session_input_pending(const struct smtp_session *s)
+{
+	return s->bev != NULL ? evbuffer_get_length(bufferevent_get_input(s->bev)) : 0;
 }
 
 /* ---- replies --------------------------------------------------------------- */
@@ -297,7 +306,8 @@ static void begin_linger(struct smtp_session *s)
 		s->ssl = NULL;
 	}
 	ERR_clear_error();
-	if (s->peer_eof || shutdown(s->fd, SHUT_WR) < 0) {
+	if (s->peer_eof || s->no_linger || srv->lingering_count >= LINGER_MAX_SESSIONS ||
+	    shutdown(s->fd, SHUT_WR) < 0) {
 		session_free(s);
 		return;
 	}
@@ -798,6 +808,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 	struct smtp_session *s = session_new(srv, fd, sa, salen);
 	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
 	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
+		s->no_linger = true; /* an overload: its descriptor is needed back at once */
 		send_421(s, "4.7.0", "Error: too many connections, try again later");
 		return;
 	}

@@ -101,6 +101,7 @@ struct smtp_session {
 	bool skipping_long_line;
 	enum close_phase close_phase;
 	bool peer_eof;       /* the client shut down its side */
+	bool no_linger;      /* close without waiting for the client (overload) */
 	bool read_paused;    /* output backlog: reading stopped */
 	bool free_scheduled; /* session_free() will run from the loop */
 	/* Deadlines, monotonic milliseconds, 0 = none: the whole session,
@@ -128,6 +129,8 @@ struct smtp_session {
 	/* What a command that waits for its verdict carries over. */
 	char *pending_helo;
 	bool pending_esmtp;
+	bool repeated_hello;         /* the HELO/EHLO in progress is not the first */
+	unsigned mails_since_message; /* MAIL accepted since the last message */
 	struct smtp_tx *pending_tx;  /* MAIL */
 	struct mail_address pending_rcpt;
 	struct smtp_command pending_bdat;
@@ -160,10 +163,16 @@ void session_resume(struct smtp_session *s, const struct smtp_reply *out);
 void session_tx_started(struct smtp_session *s);
 /* A message was accepted: reset the junk-command count. */
 void session_message_accepted(struct smtp_session *s);
+/* Bytes the client has sent that no command has consumed yet. */
+size_t session_input_pending(const struct smtp_session *s);
 /* Monotonic clock in milliseconds. */
 uint64_t session_now_ms(void);
 
 /* ---- commands.c ------------------------------------------------------------ */
+
+/* One more command that moved no mail forward: past junk_command_limit
+ * (counted since the last accepted message) out becomes an error reply. */
+void session_count_junk(struct smtp_session *s, struct smtp_reply *out);
 
 /* One command line, without its CRLF. */
 enum step session_handle_line(struct smtp_session *s, const char *line, size_t len,

@@ -136,9 +136,12 @@ static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
 	take_disposition(tx, v);
 	s->tx = tx;
 	session_tx_started(s);
+	bool abandons = ++s->mails_since_message > 1; /* a loop of MAIL, RSET/EHLO */
 	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
 		 s->helo, tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
 	reply_set(out, 250, "2.1.0", "Ok");
+	if (abandons)
+		session_count_junk(s, out);
 	return STEP_REPLY;
 }
 
@@ -196,12 +199,14 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 	rcpt_queue_form(s, rcpt, stored, sizeof(stored));
 	snprintf(key, sizeof(key), "%s", stored);
 	str_lower(key);
-	if (!hashmap_contains(&tx->rcpt_set, key)) { /* a repeated RCPT is one copy */
-		hashmap_put(&tx->rcpt_set, key, NULL);
-		strlist_add(&tx->rcpts, stored);
-	}
-	log_info("%s: to=<%s> status=accepted", tx->id, stored);
 	reply_set(out, 250, "2.1.5", "Ok");
+	if (hashmap_contains(&tx->rcpt_set, key)) {
+		session_count_junk(s, out); /* a repeated RCPT: one copy, no new log line */
+		return STEP_REPLY;
+	}
+	hashmap_put(&tx->rcpt_set, key, NULL);
+	strlist_add(&tx->rcpts, stored);
+	log_info("%s: to=<%s> status=accepted", tx->id, stored);
 	return STEP_REPLY;
 }
 
@@ -288,6 +293,22 @@ static bool open_writer(struct smtp_session *s, bool dot_mode)
 	return true;
 }
 
+/*
+ * A DATA that was refused while more input was already waiting: the
+ * client sent its message without waiting for 354, which RFC 2920 section
+ * 3.1 forbids (DATA ends a pipelined group). Whatever follows is message
+ * text, never to run as commands: the session ends after the refusal.
+ */
+static void refuse_data(struct smtp_session *s, struct smtp_reply *out)
+{
+	tx_free(&s->tx);
+	if (session_input_pending(s) > 0) {
+		log_warn("client=%s sent message text before the reply to DATA (refused); closing",
+			 s->peer_addr);
+		out->flags |= REPLY_CLOSE;
+	}
+}
+
 static enum step data_verdict(struct smtp_session *s, struct policy_reply *v,
 			      struct smtp_reply *out)
 {
@@ -296,7 +317,7 @@ static enum step data_verdict(struct smtp_session *s, struct policy_reply *v,
 		log_info("%s: reject: DATA client=%s from=<%s> code=%d %s reason=%s", tx->id,
 			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason);
 		reply_from_policy(out, v);
-		tx_free(&s->tx); /* the message text that follows must not run as commands */
+		refuse_data(s, out);
 		return STEP_REPLY;
 	}
 	take_disposition(tx, v);
@@ -319,9 +340,9 @@ enum step tx_handle_data(struct smtp_session *s, struct smtp_reply *out)
 	if (tx->rcpts.count == 0) {
 		/* A pipelining client has sent the message text already: the
 		 * transaction ends here, so that none of its lines can join
-		 * it as commands (and header lines end the session). */
-		tx_free(&s->tx);
+		 * it as commands. */
 		reply_error(out, 554, "5.5.1", "Error: no valid recipients");
+		refuse_data(s, out);
 		return STEP_REPLY;
 	}
 	struct policy_request req;

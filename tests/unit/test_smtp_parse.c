@@ -222,6 +222,25 @@ static void test_normalize_keeps_lone_dot(void **state)
 	buf_free(&out);
 }
 
+/* In normalize mode a bare LF ends a line like CRLF, so a dot-stuffed
+ * line after it is unstuffed too; it still never ends the data. */
+static void test_normalize_unstuffs_after_bare_lf(void **state)
+{
+	(void)state;
+	struct data_limits l = limits;
+	l.normalize_bare_newlines = true;
+	for (size_t step = 1; step <= 4; step++) {
+		struct data_decoder d;
+		buf_t out = BUF_INIT;
+		decode("line1\n..after-lf\r\n..after-crlf\n.\r\nlast\r\n.\r\n", step, &l, &d,
+		       &out);
+		assert_true(d.done);
+		assert_int_equal(d.problems, DATA_OK);
+		assert_string_equal(buf_cstr(&out), "line1\n.after-lf\n.after-crlf\n.\nlast\n");
+		buf_free(&out);
+	}
+}
+
 static void test_limits(void **state)
 {
 	(void)state;
@@ -291,6 +310,7 @@ int main(void)
 		cmocka_unit_test(test_smuggling_sequences),
 		cmocka_unit_test(test_normalize_mode),
 		cmocka_unit_test(test_normalize_keeps_lone_dot),
+		cmocka_unit_test(test_normalize_unstuffs_after_bare_lf),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_size_limit_is_inclusive),
 		cmocka_unit_test(test_bdat_chunks),
