@@ -195,12 +195,17 @@ throughput_run() { # sys run#
 # One latency replay of the message set; waits for delivery afterwards.
 # Prints "p50 p99 msgs_per_s ok" (ok = every message accepted and delivered).
 latency_run() { # sys conc run#
-	local sys="$1" c="$2" i="$3" md="${MD[$1]}" j f cnt note ok=1
-	clear_maildir "$md"
+	local sys="$1" c="$2" i="$3" md="${MD[$1]:-}" j f cnt note ok=1
+	[ "$sys" = sink ] || clear_maildir "$md"
 	cpu_snap
 	j=$(python3 "$HERE/latency.py" 127.0.0.1 "${PORT[$sys]}" "$MSGS" "$c" --rcpt "$RCPT" --from "$SENDER")
 	read -r -a f < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["lat_ms_p50"], j["lat_ms_p99"], j["msgs_per_s"], j["codes"].get("250", 0), j["msgs"], j["lat_ms_p90"], j["lat_ms_max"])' "$j")
-	read -r cnt _ < <(python3 "$HERE/maildir_wait.py" "$md/new" "${f[3]}" "$STALL")
+	# smtp-sink keeps nothing: it shows the client's own floor
+	if [ "$sys" = sink ]; then
+		cnt=${f[3]}
+	else
+		read -r cnt _ < <(python3 "$HERE/maildir_wait.py" "$md/new" "${f[3]}" "$STALL")
+	fi
 	note=$(cpu_note "${LABEL[$sys]} latency conc=$c")
 	record "${LABEL[$sys]} latency conc=$c run$i: p50 ${f[0]} ms p90 ${f[5]} p99 ${f[1]} max ${f[6]}, ${f[2]} msg/s, 250 replies ${f[3]}/${f[4]}, in Maildir $cnt$note   $j"
 	if [ "${f[3]}" != "$NSET" ] || [ "$cnt" != "${f[3]}" ]; then
@@ -347,12 +352,14 @@ RATIO_E2E_MED=$(MED_DIGITS=3 med "${RATIO_E2E[@]}")
 RATIO_ACC_MED=$(MED_DIGITS=3 med "${RATIO_ACC[@]}")
 record "postern/Postfix per round: end-to-end ${RATIO_E2E[*]} -> median $RATIO_E2E_MED; accept ${RATIO_ACC[*]} -> median $RATIO_ACC_MED"
 
-# ---- latency: per concurrency, RUNS rounds of Postfix then postern ----------------------
+# ---- latency: per concurrency, RUNS rounds of smtp-sink, Postfix, postern ---------------
+# smtp-sink answers without keeping anything: its row is the floor of
+# this client on this machine, the part of every number that is not the
+# server's.
 LAT_BAD=0
 for c in $LAT_CONC; do
 	for ((i = 1; i <= RUNS; i++)); do
 		for s in $ORDER; do
-			[ "$s" = sink ] && continue
 			read -r p50 p99 lr ok < <(latency_run "$s" "$c" "$i")
 			P50V[$s:$c]="${P50V[$s:$c]:-} $p50"; P99V[$s:$c]="${P99V[$s:$c]:-} $p99"; LRV[$s:$c]="${LRV[$s:$c]:-} $lr"
 			[ "$ok" = 1 ] || { [ "$s" = postern ] && LAT_BAD=1; }
@@ -360,7 +367,6 @@ for c in $LAT_CONC; do
 		done
 	done
 	for s in $ORDER; do
-		[ "$s" = sink ] && continue
 		# shellcheck disable=SC2086 # space-separated lists of numbers
 		P50[$s:$c]=$(med ${P50V[$s:$c]})
 		# shellcheck disable=SC2086
@@ -445,10 +451,10 @@ row() { printf '%-40s | %12s | %12s | %13s | %15s\n' "$@"; }
 		echo
 		echo "transaction latency (connect .. reply to end of DATA), $NSET-message anchor set, 1 connection per message, rcpt $RCPT, median of $RUNS rounds:"
 		printf '%-28s | %5s | %9s | %9s | %9s\n' "system" "conc" "p50 ms" "p99 ms" "msgs/s"
-		for s in postfix postern; do
+		for s in sink postfix postern; do
 			has "$s" || continue
 			for c in $LAT_CONC; do
-				printf '%-28s | %5s | %9s | %9s | %9s\n' "$([ $s = postfix ] && echo "Postfix $PF_VERSION" || echo "${POSTERN_VERSION:-postern}")" "$c" \
+				printf '%-28s | %5s | %9s | %9s | %9s\n' "$(case $s in sink) echo "smtp-sink (client floor)" ;; postfix) echo "Postfix $PF_VERSION" ;; *) echo "${POSTERN_VERSION:-postern}" ;; esac)" "$c" \
 					"${P50[$s:$c]:-NA}" "${P99[$s:$c]:-NA}" "${LRATE[$s:$c]:-NA}"
 			done
 		done
