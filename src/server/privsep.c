@@ -71,6 +71,12 @@ static int resolve_account(const struct config *cfg, const char *key,
 			cfg->path, key, value);
 		return 1;
 	}
+	if (pw->pw_gid == 0) {
+		fprintf(errors, "%s: %s: account \"%s\" has primary group 0 (root's group), which "
+			"would give the role every file of group root: give it a group of its own "
+			"(usermod -g)\n", cfg->path, key, value);
+		return 1;
+	}
 	a->uid = pw->pw_uid;
 	a->gid = pw->pw_gid;
 	a->known = true;
@@ -150,6 +156,13 @@ int privsep_become(const struct privsep *ps, const struct privsep_account *acct,
 {
 	if (ps->as_root && switch_account(acct) < 0)
 		return -1;
+	/* No exec (there is none today, but a bug or a library could add
+	 * one) may gain privileges: set-user-id bits and file capabilities
+	 * are ignored from here on, in this process and its children. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		fprintf(stderr, "postern: PR_SET_NO_NEW_PRIVS: %s\n", strerror(errno));
+		return -1;
+	}
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		fprintf(stderr, "postern: PR_SET_DUMPABLE: %s\n", strerror(errno));
 		return -1;
