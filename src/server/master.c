@@ -36,7 +36,10 @@
 #include "preflight.h"
 #include "privsep.h"
 
-#define MAX_CHILDREN 512
+/* The table of children starts this big and doubles when full: retiring
+ * generations live as long as their sessions, so after many reloads it
+ * can hold any number of them. */
+#define CHILDREN_INITIAL 16
 #define BIND_RETRY_SECONDS 10
 
 enum role { ROLE_SMTP, ROLE_QMGR };
@@ -65,8 +68,8 @@ struct master {
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	struct generation *current;
-	struct child children[MAX_CHILDREN];
-	size_t child_count;
+	struct child *children; /* child_cap entries, child_count used */
+	size_t child_count, child_cap;
 	bool stopping;
 	sigset_t old_mask;
 };
@@ -305,9 +308,9 @@ static NORETURN void run_role(struct master *m, enum role role)
 
 static void spawn(struct master *m, enum role role)
 {
-	if (m->child_count >= MAX_CHILDREN) {
-		log_error("too many child processes, not starting another");
-		return;
+	if (m->child_count == m->child_cap) {
+		m->child_cap = m->child_cap != 0 ? m->child_cap * 2 : CHILDREN_INITIAL;
+		m->children = xreallocarray(m->children, m->child_cap, sizeof(*m->children));
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -481,6 +484,7 @@ int master_main(const char *config_path)
 	int rc = supervise(&m);
 	close_listeners(&m);
 	free(m.listen_fds);
+	free(m.children);
 	generation_free(&m.current);
 	log_info("postern stopped");
 	return rc;

@@ -365,6 +365,39 @@ class ReloadTest(PosternTestCase):
         self.assertRegex(m.group(0), r"reload: 5 users")
         self.assertEqual(srv.stop(), 0)
 
+    def test_many_retiring_generations(self):
+        # Each reload leaves the previous smtp worker serving the session
+        # held open on it, so generations pile up: the supervisor's table
+        # of children grows past its first size (16 entries; it used to be
+        # a fixed 512) and a current worker that dies is still replaced.
+        srv = self.start_server(config={"workers": "1"})
+        srv.wait_roles(smtp=1, qmgr=1)
+        held = []
+        for generation in range(2, 18):  # 16 retiring, 1 current worker, 1 qmgr
+            offset = srv.log_size()
+            c = SmtpConn(srv.port)
+            self.addCleanup(c.close)
+            c.ehlo()
+            held.append(c)
+            m = srv.reload()
+            self.assertIn("starting generation %d" % generation, m.group(0))
+            srv.wait_log(r"reload: retiring, 1 sessions continue", since=offset)
+        srv.wait_roles(smtp=17, qmgr=1)
+        current = int(re.findall(r"postern/smtp\[(\d+)\]: info: smtp worker ready",
+                                 srv.log())[-1])
+        os.kill(current, signal.SIGKILL)
+        srv.wait_log(r"smtp worker pid %d killed by signal 9" % current)
+        qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("after sixteen reloads"))
+        srv.wait_delivery("alice", qid)
+        for c in held:  # every retired generation still serves its session
+            self.assertReply(c.cmd("NOOP"), 250)
+            self.assertReply(c.cmd("QUIT"), 221)
+        wait_until(lambda: len(srv.role_pids("smtp")) == 1, scaled(10),
+                   what="the retired workers to exit")
+        self.assertEqual(srv.stop(), 0)
+        self.assertNotIn("too many child processes", srv.log())
+
 
 class RoleRestartTest(PosternTestCase):
 
