@@ -287,11 +287,18 @@ static NORETURN void run_qmgr_and_agents(struct master *m)
 	_exit(qmgr_run(&g->cfg, g->rcpt, &links));
 }
 
-/* In the child: become the role. Never returns. */
+/* In the child: become the role. Never returns. The stop signals
+ * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
+ * role has its handlers: one sent in between waits instead of killing it,
+ * which the supervisor would log as a crash. */
 static NORETURN void run_role(struct master *m, enum role role)
 {
 	struct generation *g = m->current;
-	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+	sigset_t mask = m->old_mask;
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
 	log_set_role("smtp");
@@ -416,6 +423,34 @@ static void close_listeners(struct master *m)
 	m->listen_count = 0;
 }
 
+/* Signals taken in one turn of the supervisor's loop. */
+struct taken_signals {
+	int stop; /* SIGTERM or SIGINT, 0 if none */
+	bool reload;
+};
+
+/* Wait up to a second for a signal, then take every other one pending. */
+static struct taken_signals take_signals(const sigset_t *set)
+{
+	struct taken_signals t = { 0, false };
+	struct timespec tick = { 1, 0 }, now = { 0, 0 };
+	for (int sig = sigtimedwait(set, NULL, &tick); sig > 0;
+	     sig = sigtimedwait(set, NULL, &now)) {
+		if ((sig == SIGTERM || sig == SIGINT) && t.stop == 0)
+			t.stop = sig;
+		else if (sig == SIGHUP)
+			t.reload = true;
+	}
+	return t;
+}
+
+/*
+ * The loop: a stop is acted on before the children are reaped. A SIGINT
+ * to the whole process group (Ctrl-C) reaches the roles too, and a role
+ * that has already exited because of it raises SIGCHLD; reaped before the
+ * stop is known, that exit would look like a crash, be logged and the role
+ * started again in the middle of the stop.
+ */
 static int supervise(struct master *m)
 {
 	sigset_t set;
@@ -426,20 +461,17 @@ static int supervise(struct master *m)
 	sigaddset(&set, SIGHUP);
 	time_t stop_deadline = 0;
 	for (;;) {
-		struct timespec tick = { 1, 0 };
-		int sig = sigtimedwait(&set, NULL, &tick);
-		reap_children(m);
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (!m->stopping) {
-				log_info("signal %d: stopping, draining sessions", sig);
-				m->stopping = true;
-				stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
-				close_listeners(m);
-				signal_children(m, SIGTERM);
-			}
-		} else if (sig == SIGHUP && !m->stopping) {
-			reload(m);
+		struct taken_signals t = take_signals(&set);
+		if (t.stop != 0 && !m->stopping) {
+			log_info("signal %d: stopping, draining sessions", t.stop);
+			m->stopping = true;
+			stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
+			close_listeners(m);
+			signal_children(m, SIGTERM);
 		}
+		reap_children(m);
+		if (t.reload && !m->stopping)
+			reload(m);
 		if (m->stopping && m->child_count == 0)
 			return 0;
 		if (m->stopping && time(NULL) > stop_deadline) {

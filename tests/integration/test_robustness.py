@@ -16,7 +16,8 @@ import time
 import unittest
 
 from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpClosed, SmtpConn,
-                     make_message, queue_id_of, raw_send, scaled, smtplib_send, wait_until)
+                     make_message, process_alive, queue_id_of, raw_send, scaled, smtplib_send,
+                     wait_until)
 
 QID_IN_NAME = re.compile(r"\.Q([0-9A-F]{19})\.")
 
@@ -233,6 +234,51 @@ class SignalTest(PosternTestCase):
         self.assertEqual(srv.stop(), 0)
         self.assertLess(time.monotonic() - start, scaled(5))
         self.assertRegex(srv.log(), r"postern stopped")
+
+    def assert_clean_stop(self, srv, offset, rc):
+        """The stop logged no trouble and started no role again."""
+        log = srv.log_since(offset)
+        self.assertEqual(rc, 0, log)
+        trouble = [l for l in log.splitlines()
+                   if re.search(r": (warning|error|fatal|panic): |exited with status|"
+                                r"killed by signal|smtp worker ready|queue manager started", l)]
+        self.assertEqual(trouble, [], "the stop was not clean:\n" + log)
+        self.assertRegex(log, r"postern/master\[\d+\]: info: postern stopped\n")
+
+    def test_sigint_to_the_process_group_stops_cleanly(self):
+        # Ctrl-C on "make run" (README): SIGINT reaches the supervisor and
+        # every role at once. It used to log the roles' exits as crashes,
+        # start a worker again in the middle of the stop, and let the queue
+        # manager die of the supervisor's SIGTERM.
+        srv = self.start_server()
+        for round_ in range(6):
+            if round_ > 0:
+                srv.start()
+            srv.wait_roles(smtp=2, qmgr=1)
+            wait_until(lambda: len(srv.role_pids("local")) == 4, scaled(10),
+                       what="the local delivery agents")
+            if round_ % 2 == 1:  # with a delivery just done, and a session open
+                qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                                   make_message("before Ctrl-C %d" % round_))
+                srv.wait_delivery("alice", qid)
+                c = self.open_session(srv)
+            kids = srv.children()
+            offset = srv.log_size()
+            os.killpg(srv.pid, signal.SIGINT)
+            rc = srv.proc.wait(scaled(20))
+            srv.stop()  # only the harness's bookkeeping: it has exited
+            self.assert_clean_stop(srv, offset, rc)
+            self.assertFalse([p for p in kids if process_alive(p)], "roles left behind")
+
+    def test_sigterm_to_the_supervisor_stops_cleanly(self):
+        srv = self.start_server()
+        for round_ in range(4):
+            if round_ > 0:
+                srv.start()
+            srv.wait_roles(smtp=2, qmgr=1)
+            offset = srv.log_size()
+            self.assertEqual(srv.stop(), 0)
+            self.assert_clean_stop(srv, offset, 0)
 
 
 class ReloadTest(PosternTestCase):
