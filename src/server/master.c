@@ -98,6 +98,10 @@ static struct generation *generation_load(const char *path, unsigned number)
 		free(g);
 		return NULL;
 	}
+	if (config_check_server_files(&g->cfg, stderr) > 0) {
+		generation_free(&g);
+		return NULL;
+	}
 	if (privsep_resolve(&g->cfg, &g->ps, stderr) > 0) {
 		generation_free(&g);
 		return NULL;

@@ -7,15 +7,17 @@ when the new one is broken), crashed roles are restarted, check-config
 reports problems as FILE:LINE, and "postern queue" shows deferred mail.
 """
 import os
+import pwd
 import random
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpClosed, SmtpConn,
+from harness import (IS_ROOT, POSTERN_BIN, PosternServer, PosternTestCase, SmtpClosed, SmtpConn,
                      make_message, process_alive, queue_id_of, raw_send, scaled, smtplib_send,
                      wait_until)
 
@@ -642,6 +644,36 @@ class QueueCommandTest(PosternTestCase):
         self.assertEqual(p.returncode, 1)
         p = srv.run_cli("queue", "show", "not-an-id")
         self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(srv.stop(), 0)
+
+    @unittest.skipUnless(IS_ROOT, "needs root to run the command as the spool's owner")
+    def test_queue_commands_need_no_tls_key(self):
+        # The spool's owner (user = nobody) may look at the queue; the TLS
+        # key, readable by root only, is none of the queue commands' business.
+        srv = self.start_server(tls=True)
+        qid = smtplib_send(srv.port, "alice@example.test", ["user@remote.test"],
+                           make_message("listed by the spool owner", sender="alice@example.test",
+                                        to="user@remote.test"))
+        wait_until(lambda: qid in srv.spool_files("deferred"), scaled(10), what="deferred file")
+        self.assertEqual(os.stat(srv.settings["tls_key"]).st_mode & 0o077, 0,
+                         "the test key must be private for this test to mean something")
+        account = pwd.getpwnam("nobody")
+        nobody = ["setpriv", "--reuid=%d" % account.pw_uid, "--regid=%d" % account.pw_gid,
+                  "--clear-groups"]
+        for args in (["queue", "list"], ["queue", "show", qid]):
+            p = subprocess.run(nobody + [POSTERN_BIN] + args + ["-c", srv.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=scaled(20))
+            err = p.stderr.decode()
+            self.assertEqual(p.returncode, 0, err)
+            self.assertNotIn("tls_key", err)
+            self.assertIn(qid, p.stdout.decode())
+        # serve and check-config still insist on the key being readable.
+        p = subprocess.run(nobody + [POSTERN_BIN, "check-config", "-c", srv.conf_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(20))
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr.decode(), r"postern\.conf: tls_key: cannot read .*: "
+                         r"Permission denied")
         self.assertEqual(srv.stop(), 0)
 
 
