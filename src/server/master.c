@@ -87,27 +87,69 @@ static void generation_free(struct generation **gp)
 	xfree(gp);
 }
 
-/* Read config, accounts, tables and TLS key; NULL after printing the
- * problems. */
-static struct generation *generation_load(const char *path, unsigned number)
+/*
+ * The checks of the configuration, the accounts, the tables and the
+ * folders write what they find to a FILE, one line each, which
+ * check-config prints as it is. Serving, the lines are collected and then
+ * logged like everything else (time, role, level): "warning: " lines as
+ * warnings, the others as errors.
+ */
+struct findings {
+	FILE *out; /* where the checks write */
+	char *text;
+	size_t len;
+};
+
+static void findings_open(struct findings *f)
+{
+	f->text = NULL;
+	f->len = 0;
+	f->out = open_memstream(&f->text, &f->len);
+	if (f->out == NULL)
+		f->out = stderr; /* no memory for a buffer: print them as they come */
+}
+
+static void findings_log(struct findings *f)
+{
+	static const char warning[] = "warning: ";
+
+	if (f->out == stderr)
+		return;
+	fclose(f->out);
+	for (char *line = f->text, *nl; line != NULL && *line != '\0'; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl != NULL)
+			*nl++ = '\0';
+		if (strncmp(line, warning, sizeof(warning) - 1) == 0)
+			log_warn("%s", line + sizeof(warning) - 1);
+		else if (*line != '\0')
+			log_error("%s", line);
+	}
+	free(f->text);
+	f->out = NULL;
+}
+
+/* Read config, accounts, tables and TLS key, reporting to errors; NULL
+ * if there was a problem. */
+static struct generation *generation_read(const char *path, unsigned number, FILE *errors)
 {
 	struct generation *g = xcalloc(1, sizeof(*g));
 	struct recipients_owner owner;
 	g->number = number;
-	if (config_load(path, &g->cfg, stderr) < 0) {
+	if (config_load(path, &g->cfg, errors) < 0) {
 		free(g);
 		return NULL;
 	}
-	if (config_check_server_files(&g->cfg, stderr) > 0) {
+	if (config_check_server_files(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
-	if (privsep_resolve(&g->cfg, &g->ps, stderr) > 0) {
+	if (privsep_resolve(&g->cfg, &g->ps, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
 	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
-				  privsep_mailbox_owner(&g->ps, &owner), stderr);
+				  privsep_mailbox_owner(&g->ps, &owner), errors);
 	if (g->rcpt == NULL) {
 		generation_free(&g);
 		return NULL;
@@ -116,7 +158,7 @@ static struct generation *generation_load(const char *path, unsigned number)
 		char *err = NULL;
 		g->tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
 		if (g->tls_ctx == NULL) {
-			fprintf(stderr, "%s: %s\n", path, err);
+			fprintf(errors, "%s: %s\n", path, err);
 			free(err);
 			generation_free(&g);
 			return NULL;
@@ -125,15 +167,29 @@ static struct generation *generation_load(const char *path, unsigned number)
 	return g;
 }
 
+/* generation_read, its findings logged; NULL if there was a problem. */
+static struct generation *generation_load(const char *path, unsigned number)
+{
+	struct findings f;
+	findings_open(&f);
+	struct generation *g = generation_read(path, number, f.out);
+	findings_log(&f);
+	return g;
+}
+
 /* Before a generation starts: the descriptor limit, spool_dir and
- * mail_root, and every folder each role needs, checked as its account. */
+ * mail_root, and every folder each role needs, checked as its account;
+ * the findings are logged. */
 static int generation_check(const struct generation *g)
 {
-	int problems = preflight_fd_limit(&g->cfg, true, stderr) < 0;
+	struct findings f;
+	findings_open(&f);
+	int problems = preflight_fd_limit(&g->cfg, true, f.out) < 0;
 
-	problems += preflight_make_roots(&g->cfg, &g->ps, stderr);
+	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
 	if (problems == 0)
-		problems += preflight_check_folders(&g->cfg, &g->ps, true, stderr);
+		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
+	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }
 
@@ -500,6 +556,11 @@ int master_main(const char *config_path)
 		generation_free(&m.current);
 		return 1;
 	}
+	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
+		 "user=%s mail_owner=%s", m.current->cfg.hostname,
+		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
+		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
+		 m.current->ps.user.name, m.current->ps.mail_owner.name);
 	if (bind_listeners(&m) < 0 || open_pipes(&m) < 0) {
 		generation_free(&m.current);
 		return 1;
@@ -511,11 +572,6 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
-	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
-		 "user=%s mail_owner=%s", m.current->cfg.hostname,
-		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
-		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
-		 m.current->ps.user.name, m.current->ps.mail_owner.name);
 	spawn_generation(&m);
 	int rc = supervise(&m);
 	close_listeners(&m);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/log.h"
 #include "../lib/xalloc.h"
 
 /* The invoking user: every process runs as it when not started as root. */
@@ -137,15 +138,15 @@ const struct recipients_owner *privsep_mailbox_owner(const struct privsep *ps,
 static int switch_account(const struct privsep_account *acct)
 {
 	if (!acct->known) {
-		fprintf(stderr, "postern: no account to run as\n");
+		log_error("no account to run as");
 		return -1;
 	}
 	if (setgroups(0, NULL) < 0 || setgid(acct->gid) < 0 || setuid(acct->uid) < 0) {
-		fprintf(stderr, "postern: cannot become %s: %s\n", acct->name, strerror(errno));
+		log_error("cannot become %s: %s", acct->name, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) == 0 || getuid() == 0 || geteuid() == 0) {
-		fprintf(stderr, "postern: could regain root after becoming %s\n", acct->name);
+		log_error("could regain root after becoming %s", acct->name);
 		return -1;
 	}
 	return 0;
@@ -160,16 +161,16 @@ int privsep_become(const struct privsep *ps, const struct privsep_account *acct,
 	 * one) may gain privileges: set-user-id bits and file capabilities
 	 * are ignored from here on, in this process and its children. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		fprintf(stderr, "postern: PR_SET_NO_NEW_PRIVS: %s\n", strerror(errno));
+		log_error("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return -1;
 	}
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-		fprintf(stderr, "postern: PR_SET_DUMPABLE: %s\n", strerror(errno));
+		log_error("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
 	}
 	if (deathsig != 0) {
 		if (prctl(PR_SET_PDEATHSIG, deathsig, 0, 0, 0) < 0) {
-			fprintf(stderr, "postern: PR_SET_PDEATHSIG: %s\n", strerror(errno));
+			log_error("PR_SET_PDEATHSIG: %s", strerror(errno));
 			return -1;
 		}
 		if (getppid() != parent)

@@ -64,7 +64,7 @@ const struct recipients_owner *privsep_mailbox_owner(const struct privsep *ps,
  * account cannot ptrace it or read its memory) and, if deathsig is not
  * 0, ask for deathsig when the parent dies (set after the switch, which
  * would clear it; -1 if parent is already gone). Returns -1 after a
- * message on stderr.
+ * message in the log.
  */
 int privsep_become(const struct privsep *ps, const struct privsep_account *acct,
 		   int deathsig, pid_t parent);

@@ -590,8 +590,16 @@ class CheckConfigTest(PosternTestCase):
             ["users_file = does-not-exist"]
         rc, out, err = self.check(lines)
         self.assertEqual(rc, 1, out)
-        self.assertIn(os.path.join(self.srv.dir, "does-not-exist"), err)
-        self.assertRegex(err, r"(?i)no such file|cannot read")
+        self.assertIn("users_file %s: cannot read: No such file or directory"
+                      % os.path.join(self.srv.dir, "does-not-exist"), err)
+
+    def test_tables_that_are_folders_name_their_key(self):
+        lines = [l for l in self.BASE if not l.startswith(("users_file", "aliases_file"))] + \
+            ["users_file = /tmp", "aliases_file = /"]
+        rc, out, err = self.check(lines)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("users_file /tmp: cannot read: Is a directory", err)
+        self.assertIn("aliases_file /: cannot read: Is a directory", err)
 
     def test_bad_users_and_aliases_lines(self):
         with open(self.srv.users_path, "a") as f:
