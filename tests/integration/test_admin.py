@@ -3,8 +3,9 @@ test_admin.py - what a new administrator meets before the first message:
 "make install PREFIX=/usr DESTDIR=..." and the tree it writes, the
 configuration path built into the installed binary, --version and --help,
 the shipped example configuration (valid once its files exist, and
-refused only for missing files as installed), and check-config on the
-demo configuration: normalised paths, and no default listed as a change.
+refused only for missing files as installed), check-config on the
+demo configuration: normalised paths, and no default listed as a change;
+and make check's summary, which counts skipped tests.
 
 The install is built in a private build folder, so the tree under test
 (POSTERN_BIN) is never rebuilt behind the other tests' backs.
@@ -244,6 +245,47 @@ class DemoCheckConfigTest(unittest.TestCase):
             f.write(re.sub(r"(?m)^hostname .*\n", "", text))
         listed = self.check()
         self.assertNotIn("hostname", listed)
+
+
+class CheckSummaryTest(unittest.TestCase):
+    """make check's last line adds up every stage, skipped tests included
+    (a total that says only "passed, failed" hides a skipped test)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="postern-it-summary-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_total_counts_skipped_tests(self):
+        log = os.path.join(self.tmp, "check.log")
+        with open(log, "w") as f:
+            f.write("unit: 120 passed, 0 failed, 1 skipped\n"
+                    "some test output: 3 passed, 9 failed in a message\n"
+                    "670 passed, 0 failed, 2 skipped\n"
+                    "unit: 118 passed, 0 failed, 1 skipped\n"
+                    "668 passed, 0 failed, 2 skipped\n"
+                    "fuzz: 8 passed, 0 failed\n")
+        p = run([os.path.join(REPO, "tools", "sum-results.sh"), log])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines()[-2:], [
+            "make check: 5 test runs", "total: 1584 passed, 0 failed, 6 skipped"])
+        with open(log, "a") as f:
+            f.write("1 passed, 1 failed, 0 skipped\n")
+        p = run([os.path.join(REPO, "tools", "sum-results.sh"), log])
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stdout.splitlines()[-1], "total: 1585 passed, 1 failed, 6 skipped")
+
+    def test_unit_runner_counts_skipped_tests(self):
+        fake = os.path.join(self.tmp, "test_fake")
+        with open(fake, "w") as f:  # what a cmocka binary with a skip() prints
+            f.write("#!/bin/sh\n"
+                    "echo '[==========] 3 test(s) run.'\n"
+                    "echo '[  PASSED  ] 2 test(s).'\n"
+                    "echo '[  SKIPPED ] 1 test(s), listed below:'\n"
+                    "echo '[  SKIPPED ] test_needs_something'\n")
+        os.chmod(fake, 0o755)
+        p = run([os.path.join(REPO, "tools", "run-unit-tests.sh"), fake, fake])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines()[-1], "unit: 4 passed, 0 failed, 2 skipped")
 
 
 if __name__ == "__main__":
