@@ -79,8 +79,9 @@ run: deps
 	@tools/demo-setup.sh
 	$(BUILD)/postern serve -c etc/postern.conf
 
-# Every stage's closing "N passed, N failed" line is kept in
-# build/check.log and summed into one last line.
+# Every stage's closing "N passed, N failed[, N skipped]" line is kept in
+# build/check.log and summed into one last line that counts skipped tests
+# too ("total: N passed, N failed, N skipped").
 check: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p build && : > build/check.log

@@ -137,6 +137,15 @@ stop_postern() {
 	done
 	POSTERN_PID=""
 }
+# postern's processes below the supervisor: its children (smtp workers,
+# queue manager) and theirs (the queue manager's local delivery agents).
+postern_descendants() {
+	local kid
+	for kid in $(ps -o pid= --ppid "$POSTERN_PID"); do
+		echo "$kid"
+		ps -o pid= --ppid "$kid"
+	done | tr -d ' ' | sort -n | tr '\n' ' '
+}
 stop_sink() { [ -n "$SINK_PID" ] && { stop_pid "$SINK_PID" 10; wait "$SINK_PID" 2>/dev/null; SINK_PID=""; }; return 0; }
 stop_postfix() { [ "$PF_STARTED" = 1 ] && { "$PF_CTL" stop >/dev/null 2>&1; PF_STARTED=0; PF_MASTER=""; }; return 0; }
 cleanup() {
@@ -310,7 +319,7 @@ if has postern; then
 		POSTERN_PID=$!
 		if wait_tcp 127.0.0.1 "$POSTERN_PORT" 20; then
 			sleep 0.5 # let every role start
-			POSTERN_KIDS=$(ps -o pid= --ppid "$POSTERN_PID" | tr '\n' ' ')
+			POSTERN_KIDS=$(postern_descendants)
 			UP[postern]=1
 			record "postern $POSTERN_VERSION: pid $POSTERN_PID, children $POSTERN_KIDS; spool+mail in $PT on $(df --output=source,fstype "$PT" | tail -1 | tr -s ' ')"
 		else
@@ -397,12 +406,12 @@ if [ -n "${UP[postfix]:-}" ]; then
 fi
 if [ -n "${UP[postern]:-}" ]; then
 	PT_MEM=$({ echo "supervisor $POSTERN_PID"
-		for p in $(ps -o pid= --ppid "$POSTERN_PID"); do
+		for p in $(postern_descendants); do  # smtp, qmgr and local (the agents)
 			r=$(grep -m1 -oE "postern/[a-z]+\[$p\]" "$PLOG" | sed -E 's#postern/([a-z]+).*#\1#')
 			echo "${r:-unknown} $p"
 		done; } | mem_table postern)
 	grep -v '^MEMSUM' <<<"$PT_MEM" | tee -a "$RAW" >&2
-	now_kids=$(ps -o pid= --ppid "$POSTERN_PID" | tr '\n' ' ')
+	now_kids=$(postern_descendants)
 	[ "$now_kids" = "$POSTERN_KIDS" ] || record "note: postern children changed during the run: $POSTERN_KIDS -> $now_kids"
 	POSTERN_KIDS="$POSTERN_KIDS $now_kids"
 	left=$(find "$PT/spool" -type f ! -name qmgr.lock | wc -l)

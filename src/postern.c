@@ -78,6 +78,7 @@ static int check_config(const char *path)
 	struct privsep ps;
 	struct recipients_owner owner;
 	int problems = config_load_partial(path, &cfg, stderr);
+	problems += config_check_server_files(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
 	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
 						     privsep_mailbox_owner(&ps, &owner), stderr);

@@ -496,13 +496,6 @@ static void check_consistency(struct parse_ctx *ctx)
 	struct config *cfg = ctx->cfg;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
 		report(ctx, 0, "tls_cert and tls_key must be set together");
-	size_t tls_files = cfg->tls_cert[0] != '\0' && cfg->tls_key[0] != '\0' ? 2 : 0;
-	for (size_t i = 0; i < tls_files; i++) {
-		const char *f = i == 0 ? cfg->tls_cert : cfg->tls_key;
-		if (access(f, R_OK) != 0)
-			report(ctx, 0, "%s: cannot read %s: %s", i == 0 ? "tls_cert" : "tls_key",
-			       f, strerror(errno));
-	}
 	for (size_t i = 0; i < cfg->relay_domains.count; i++)
 		if (strlist_contains_nocase(&cfg->local_domains, cfg->relay_domains.items[i]))
 			report(ctx, 0, "relay_domains: %s is also a local domain",
@@ -550,6 +543,22 @@ int config_load_partial(const char *path, struct config *cfg, FILE *errors)
 	free(dir_copy);
 	free(base);
 	return ctx.error_count;
+}
+
+int config_check_server_files(const struct config *cfg, FILE *errors)
+{
+	int problems = 0;
+	if (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0')
+		return 0;
+	for (size_t i = 0; i < 2; i++) {
+		const char *f = i == 0 ? cfg->tls_cert : cfg->tls_key;
+		if (access(f, R_OK) != 0) {
+			fprintf(errors, "%s: %s: cannot read %s: %s\n", cfg->path,
+				i == 0 ? "tls_cert" : "tls_key", f, strerror(errno));
+			problems++;
+		}
+	}
+	return problems;
 }
 
 void config_free(struct config *cfg)

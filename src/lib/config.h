@@ -85,6 +85,12 @@ int config_load(const char *path, struct config *cfg, FILE *errors);
  * must be freed with config_free. Returns the number of problems. */
 int config_load_partial(const char *path, struct config *cfg, FILE *errors);
 void config_free(struct config *cfg);
+/* What only the server reads: tls_cert and tls_key must be readable (by
+ * the caller). Checked by serve and check-config, not by the commands that
+ * never touch them ("postern queue", which an unprivileged administrator
+ * may run). Problems are printed as "FILE: key: message"; returns their
+ * number. */
+int config_check_server_files(const struct config *cfg, FILE *errors);
 /* Print "key = value" for each key whose value differs from the default. */
 void config_print_nondefault(const struct config *cfg, FILE *out);
 

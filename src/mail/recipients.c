@@ -30,6 +30,7 @@ struct recipient_tables {
 };
 
 struct table_file {
+	const char *key; /* the configuration key naming the file */
 	const char *path;
 	FILE *errors;
 	int error_count;
@@ -239,7 +240,7 @@ static int load_table(struct recipient_tables *t, struct table_file *tf,
 	if (tf->path[0] == '\0')
 		return 0;
 	if (safeio_read_file_secret(tf->path, TABLE_FILE_MAX, &text) < 0) {
-		fprintf(tf->errors, "%s: cannot read: %s\n", tf->path, strerror(errno));
+		fprintf(tf->errors, "%s %s: cannot read: %s\n", tf->key, tf->path, strerror(errno));
 		return -1;
 	}
 	for_each_line(t, tf, &text, continuations, fn);
@@ -253,8 +254,8 @@ struct recipient_tables *recipients_load(const char *users_file,
 					 FILE *errors)
 {
 	struct recipient_tables *t = xcalloc(1, sizeof(*t));
-	struct table_file users = { users_file, errors, 0, owner };
-	struct table_file aliases = { aliases_file, errors, 0, NULL };
+	struct table_file users = { "users_file", users_file, errors, 0, owner };
+	struct table_file aliases = { "aliases_file", aliases_file, errors, 0, NULL };
 	int rc = load_table(t, &users, false, user_line);
 	if (load_table(t, &aliases, true, alias_line) < 0)
 		rc = -1;

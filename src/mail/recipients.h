@@ -38,8 +38,9 @@ struct recipients_owner {
  * line's uid field (number or user name) and gid field (number or group
  * name) must be empty or equal owner's. owner NULL: the owner could not
  * be resolved, a problem the caller reports; the fields are then not
- * compared. Problems are printed as "FILE:LINE: message" to errors;
- * returns NULL if any. */
+ * compared. Problems are printed as "FILE:LINE: message" to errors (a file
+ * that cannot be read as "users_file FILE: cannot read: why", or
+ * aliases_file); returns NULL if any. */
 struct recipient_tables *recipients_load(const char *users_file,
 					 const char *aliases_file,
 					 const struct recipients_owner *owner,

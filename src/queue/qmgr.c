@@ -58,11 +58,13 @@ static void on_stop_signal(int sig)
 struct qmgr_signals {
 	struct sigaction old_term, old_int;
 	sigset_t old_mask;
+	sigset_t stop_set;  /* SIGTERM, SIGINT */
 	sigset_t wait_mask; /* mask while sleeping in ppoll: stop signals open */
 };
 
-/* Catch SIGTERM/SIGINT (no SA_RESTART, so a blocking flock() returns
- * EINTR and a manager still waiting for the lock can stop cleanly). */
+/* Catch SIGTERM/SIGINT, but block them except while waiting in ppoll(),
+ * so a signal can neither interrupt a delivery nor be missed just before
+ * the wait. The lanes inherit the mask: only the main thread takes them. */
 static void signals_install(struct qmgr_signals *s)
 {
 	struct sigaction sa;
@@ -70,36 +72,37 @@ static void signals_install(struct qmgr_signals *s)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sigemptyset(&sa.sa_mask);
+	sigemptyset(&s->stop_set);
+	sigaddset(&s->stop_set, SIGTERM);
+	sigaddset(&s->stop_set, SIGINT);
+	sigprocmask(SIG_BLOCK, &s->stop_set, &s->old_mask);
 	sigaction(SIGTERM, &sa, &s->old_term);
 	sigaction(SIGINT, &sa, &s->old_int);
-	sigprocmask(SIG_SETMASK, NULL, &s->old_mask);
-}
-
-/* Block them except while waiting in ppoll(), so a signal can neither
- * interrupt a delivery nor be missed just before the wait. */
-static void signals_block(struct qmgr_signals *s)
-{
-	sigset_t block;
-
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigprocmask(SIG_BLOCK, &block, NULL);
 	s->wait_mask = s->old_mask;
 	sigdelset(&s->wait_mask, SIGTERM);
 	sigdelset(&s->wait_mask, SIGINT);
 }
 
+/* A stop signal still pending is the stop under way (the supervisor's
+ * SIGTERM after a SIGINT to the whole process group, say): take it while
+ * it is blocked, then give back the caller's handlers and mask. Restoring
+ * the default action with it pending would kill the process instead of
+ * letting it exit 0. */
 static void signals_restore(const struct qmgr_signals *s)
 {
+	struct timespec now = { 0, 0 };
+
+	while (sigtimedwait(&s->stop_set, NULL, &now) > 0)
+		qmgr_stop = 1;
 	sigaction(SIGTERM, &s->old_term, NULL);
 	sigaction(SIGINT, &s->old_int, NULL);
 	sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
 }
 
 /* Exclusive lock on <spool>/qmgr.lock, waiting for an older manager
- * (polled, so that SIGTERM/SIGINT end the wait without a race). */
-static int take_lock(const char *spool_dir)
+ * (polled; the stop signals are taken only in the wait, so SIGTERM/SIGINT
+ * end it without a race). */
+static int take_lock(const char *spool_dir, const struct qmgr_signals *sigs)
 {
 	char *path = safeio_path_join(spool_dir, "qmgr.lock");
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -120,7 +123,7 @@ static int take_lock(const char *spool_dir)
 			log_info("waiting for another queue manager to release %s", path);
 		told = true;
 		struct timespec pause = { 0, QMGR_LOCK_POLL_MS * 1000000L };
-		nanosleep(&pause, NULL);
+		ppoll(NULL, 0, &pause, &sigs->wait_mask);
 	}
 	if (rc < 0) {
 		close(fd);
@@ -337,15 +340,13 @@ int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	}
 	qmgr_stop = 0;
 	signals_install(&sigs);
-	int lock_fd = take_lock(cfg->spool_dir);
+	int lock_fd = take_lock(cfg->spool_dir, &sigs);
 	if (lock_fd < 0) {
 		qmgr_cleanup(&q);
+		bool stopped = qmgr_stop;
 		signals_restore(&sigs);
-		return qmgr_stop ? 0 : 1;
+		return stopped ? 0 : 1;
 	}
-	/* The lanes inherit this mask: only the main thread takes the stop
-	 * signals, inside ppoll(). */
-	signals_block(&sigs);
 	for (size_t i = 0; i < q.lane_count; i++)
 		qmgr_local_hello(&q.lanes[i], lock_fd);
 	flow_stock(&q);

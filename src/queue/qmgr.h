@@ -48,6 +48,13 @@ struct qmgr_links {
  * accepted message that leaves the ready list. Always closes every
  * agent's fd and reaps every agent before returning. Returns non-zero on
  * a fatal error.
+ *
+ * SIGTERM and SIGINT are blocked for the whole run and taken only while
+ * the manager waits (for the lock, for work); the caller may block them
+ * before the call, so that one sent before the manager is ready is not
+ * lost. One that arrives while the manager is already stopping is the
+ * same stop: it is taken before the caller's handlers and mask come back,
+ * so the process does not die of it after qmgr_run has returned.
  */
 int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	     const struct qmgr_links *links);

@@ -5,8 +5,12 @@
  *
  * RFCs: none. Untrusted input: queue files (validated by qf_read) and the
  * message headers they hold, printed with control characters escaped so
- * a message cannot drive the administrator's terminal. Privilege: run by
- * an administrator as the spool owner or root; only reads.
+ * a message cannot drive the administrator's terminal; and the spool's
+ * folders themselves, which belong to the unprivileged user: an entry may
+ * be a symbolic link, a FIFO or a device planted there, so every file is
+ * opened without following links and without blocking, and anything but
+ * a regular file is refused before it is read. Privilege: run by an
+ * administrator as the spool owner or root; only reads.
  */
 #include "queue_cli.h"
 
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,11 +68,82 @@ static const char *status_word(char status)
 	}
 }
 
-/* Open and read one queue file; -1 after printing why. */
-static int load(const char *path, int *fd_r, struct qf_msg *m)
+/* What a file that is not a regular one is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode) || S_ISBLK(mode))
+		return "a device";
+	if (S_ISDIR(mode))
+		return "a folder";
+	return "not a regular file";
+}
+
+/* One spool folder, opened without following a link; -1 after printing
+ * why (errno ENOENT: it does not exist). */
+static int open_folder(const struct config *cfg, const char *folder)
+{
+	char *path = safeio_path_join(cfg->spool_dir, folder);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int err = errno;
+
+	if (fd < 0 && err != ENOENT)
+		fprintf(stderr, "postern queue: %s: %s\n", path,
+			err == ELOOP || err == ENOTDIR ? "not a folder (a symbolic link?)"
+						       : strerror(err));
+	free(path);
+	errno = err;
+	return fd;
+}
+
+/*
+ * Open the entry name of folder dirfd for reading: never following a
+ * link, never blocking (a FIFO opened for reading would wait for a writer
+ * for ever), and only if it is a regular file. Returns the descriptor, or
+ * -1 after printing why; an entry that is gone (delivered meanwhile) is -1
+ * with errno ENOENT and nothing printed.
+ */
+static int open_entry(int dirfd, const char *path, const char *name)
+{
+	struct stat st;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0) {
+		int err = errno;
+		if (err == ELOOP)
+			fprintf(stderr, "postern queue: %s: is a symbolic link, not a queue file: "
+				"not read\n", path);
+		else if (err != ENOENT)
+			fprintf(stderr, "postern queue: %s: %s\n", path, strerror(err));
+		errno = err;
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		fprintf(stderr, "postern queue: %s: %s\n", path, strerror(errno));
+		close(fd);
+		errno = EIO;
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "postern queue: %s: is %s, not a queue file: not read\n", path,
+			file_kind(st.st_mode));
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+/* Open and read one queue file; -1 after printing why (errno ENOENT:
+ * gone, nothing printed). */
+static int load(int dirfd, const char *path, const char *name, int *fd_r,
+		struct qf_msg *m)
 {
 	char *err = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open_entry(dirfd, path, name);
 
 	if (fd < 0)
 		return -1;
@@ -75,6 +151,7 @@ static int load(const char *path, int *fd_r, struct qf_msg *m)
 		fprintf(stderr, "postern queue: %s: %s\n", path, err);
 		free(err);
 		close(fd);
+		errno = EINVAL;
 		return -1;
 	}
 	*fd_r = fd;
@@ -88,14 +165,17 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Ids of the files in one spool folder, sorted (oldest first). */
-static int folder_ids(const char *dir_path, strlist_t *ids)
+/* Ids of the files in the folder dirfd, sorted (oldest first). */
+static int folder_ids(int dirfd, const char *dir_path, strlist_t *ids)
 {
-	DIR *dir = opendir(dir_path);
+	int fd = dup(dirfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
 	if (dir == NULL) {
 		fprintf(stderr, "postern queue: %s: %s\n", dir_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
 	while ((de = readdir(dir)) != NULL) {
@@ -108,15 +188,19 @@ static int folder_ids(const char *dir_path, strlist_t *ids)
 	return 0;
 }
 
-static void list_one(const char *path, const char *id, const char *state)
+/* One line for one entry: 0, or -1 if it could not be read (why is on
+ * stderr); 1 (no line) for a message delivered since the folder was read. */
+static int list_one(int dirfd, const char *path, const char *id, const char *state)
 {
 	struct qf_msg m;
 	int fd;
 	char when[40];
 
-	if (load(path, &fd, &m) < 0) {
+	if (load(dirfd, path, id, &fd, &m) < 0) {
+		if (errno == ENOENT)
+			return 1;
 		printf("%s  %-8s  (unreadable)\n", id, state);
-		return;
+		return -1;
 	}
 	close(fd);
 	printf("%s  %-8s  %8llu  <%s>  ->", id, state,
@@ -134,21 +218,31 @@ static void list_one(const char *path, const char *id, const char *state)
 	}
 	printf("\n");
 	qf_msg_free(&m);
+	return 0;
 }
 
+/* List one folder; -1 if it or one of its entries could not be read. */
 static int list_folder(const struct config *cfg, const char *folder,
 		       size_t *count_r)
 {
 	char *dir = safeio_path_join(cfg->spool_dir, folder);
 	strlist_t ids = { NULL, 0 };
-	int rc = folder_ids(dir, &ids);
+	int dirfd = open_folder(cfg, folder);
+	int rc = dirfd >= 0 ? folder_ids(dirfd, dir, &ids) : -1;
+	size_t listed = 0;
 
-	for (size_t i = 0; rc == 0 && i < ids.count; i++) {
+	for (size_t i = 0; dirfd >= 0 && i < ids.count; i++) {
 		char *path = safeio_path_join(dir, ids.items[i]);
-		list_one(path, ids.items[i], folder);
+		int one = list_one(dirfd, path, ids.items[i], folder);
+		if (one < 0)
+			rc = -1;
+		if (one <= 0)
+			listed++;
 		free(path);
 	}
-	*count_r = ids.count;
+	if (dirfd >= 0)
+		close(dirfd);
+	*count_r = listed;
 	strlist_free(&ids);
 	free(dir);
 	return rc;
@@ -196,6 +290,26 @@ static void show_envelope(const struct qf_msg *m)
 	       (unsigned long long)m->file_size);
 }
 
+/* The envelope and first header lines of the open queue file fd. */
+static int show_file(int fd, const char *path, const char *state, struct qf_msg *m)
+{
+	buf_t headers = BUF_INIT;
+	char *err = NULL;
+	int rc = 0;
+
+	printf("file: %s\nstate: %s\n", path, state);
+	show_envelope(m);
+	printf("\n");
+	if (qf_read_headers(fd, m, CLI_HEADERS_MAX, &headers, &err) < 0) {
+		fprintf(stderr, "postern queue show: %s\n", err);
+		free(err);
+		rc = -1;
+	}
+	put_escaped(stdout, buf_cstr(&headers), headers.len);
+	buf_free(&headers);
+	return rc;
+}
+
 static int cmd_show(const struct config *cfg, const char *id)
 {
 	static const char *const folders[] = { "queue", "deferred", "incoming",
@@ -206,34 +320,25 @@ static int cmd_show(const struct config *cfg, const char *id)
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+		int dirfd = open_folder(cfg, folders[i]);
+		if (dirfd < 0)
+			continue;
 		char *dir = safeio_path_join(cfg->spool_dir, folders[i]);
 		char *path = safeio_path_join(dir, id);
-		free(dir);
-		if (access(path, F_OK) < 0) {
-			free(path);
-			continue;
-		}
 		struct qf_msg m;
-		int fd;
-		int rc = load(path, &fd, &m);
+		int fd = -1;
+		int rc = load(dirfd, path, id, &fd, &m);
+		bool gone = rc < 0 && errno == ENOENT;
 		if (rc == 0) {
-			buf_t headers = BUF_INIT;
-			char *err = NULL;
-			printf("file: %s\nstate: %s\n", path, folders[i]);
-			show_envelope(&m);
-			printf("\n");
-			if (qf_read_headers(fd, &m, CLI_HEADERS_MAX, &headers, &err) < 0) {
-				fprintf(stderr, "postern queue show: %s\n", err);
-				free(err);
-				rc = -1;
-			}
-			put_escaped(stdout, buf_cstr(&headers), headers.len);
-			buf_free(&headers);
+			rc = show_file(fd, path, folders[i], &m);
 			qf_msg_free(&m);
 			close(fd);
 		}
+		close(dirfd);
+		free(dir);
 		free(path);
-		return rc == 0 ? 0 : 1;
+		if (!gone)
+			return rc == 0 ? 0 : 1;
 	}
 	fprintf(stderr, "postern queue show: no message %s in %s\n", id,
 		cfg->spool_dir);

@@ -36,7 +36,10 @@
 #include "preflight.h"
 #include "privsep.h"
 
-#define MAX_CHILDREN 512
+/* The table of children starts this big and doubles when full: retiring
+ * generations live as long as their sessions, so after many reloads it
+ * can hold any number of them. */
+#define CHILDREN_INITIAL 16
 #define BIND_RETRY_SECONDS 10
 
 enum role { ROLE_SMTP, ROLE_QMGR };
@@ -65,8 +68,8 @@ struct master {
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	struct generation *current;
-	struct child children[MAX_CHILDREN];
-	size_t child_count;
+	struct child *children; /* child_cap entries, child_count used */
+	size_t child_count, child_cap;
 	bool stopping;
 	sigset_t old_mask;
 };
@@ -84,23 +87,69 @@ static void generation_free(struct generation **gp)
 	xfree(gp);
 }
 
-/* Read config, accounts, tables and TLS key; NULL after printing the
- * problems. */
-static struct generation *generation_load(const char *path, unsigned number)
+/*
+ * The checks of the configuration, the accounts, the tables and the
+ * folders write what they find to a FILE, one line each, which
+ * check-config prints as it is. Serving, the lines are collected and then
+ * logged like everything else (time, role, level): "warning: " lines as
+ * warnings, the others as errors.
+ */
+struct findings {
+	FILE *out; /* where the checks write */
+	char *text;
+	size_t len;
+};
+
+static void findings_open(struct findings *f)
+{
+	f->text = NULL;
+	f->len = 0;
+	f->out = open_memstream(&f->text, &f->len);
+	if (f->out == NULL)
+		f->out = stderr; /* no memory for a buffer: print them as they come */
+}
+
+static void findings_log(struct findings *f)
+{
+	static const char warning[] = "warning: ";
+
+	if (f->out == stderr)
+		return;
+	fclose(f->out);
+	for (char *line = f->text, *nl; line != NULL && *line != '\0'; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl != NULL)
+			*nl++ = '\0';
+		if (strncmp(line, warning, sizeof(warning) - 1) == 0)
+			log_warn("%s", line + sizeof(warning) - 1);
+		else if (*line != '\0')
+			log_error("%s", line);
+	}
+	free(f->text);
+	f->out = NULL;
+}
+
+/* Read config, accounts, tables and TLS key, reporting to errors; NULL
+ * if there was a problem. */
+static struct generation *generation_read(const char *path, unsigned number, FILE *errors)
 {
 	struct generation *g = xcalloc(1, sizeof(*g));
 	struct recipients_owner owner;
 	g->number = number;
-	if (config_load(path, &g->cfg, stderr) < 0) {
+	if (config_load(path, &g->cfg, errors) < 0) {
 		free(g);
 		return NULL;
 	}
-	if (privsep_resolve(&g->cfg, &g->ps, stderr) > 0) {
+	if (config_check_server_files(&g->cfg, errors) > 0) {
+		generation_free(&g);
+		return NULL;
+	}
+	if (privsep_resolve(&g->cfg, &g->ps, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
 	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
-				  privsep_mailbox_owner(&g->ps, &owner), stderr);
+				  privsep_mailbox_owner(&g->ps, &owner), errors);
 	if (g->rcpt == NULL) {
 		generation_free(&g);
 		return NULL;
@@ -109,7 +158,7 @@ static struct generation *generation_load(const char *path, unsigned number)
 		char *err = NULL;
 		g->tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
 		if (g->tls_ctx == NULL) {
-			fprintf(stderr, "%s: %s\n", path, err);
+			fprintf(errors, "%s: %s\n", path, err);
 			free(err);
 			generation_free(&g);
 			return NULL;
@@ -118,15 +167,29 @@ static struct generation *generation_load(const char *path, unsigned number)
 	return g;
 }
 
+/* generation_read, its findings logged; NULL if there was a problem. */
+static struct generation *generation_load(const char *path, unsigned number)
+{
+	struct findings f;
+	findings_open(&f);
+	struct generation *g = generation_read(path, number, f.out);
+	findings_log(&f);
+	return g;
+}
+
 /* Before a generation starts: the descriptor limit, spool_dir and
- * mail_root, and every folder each role needs, checked as its account. */
+ * mail_root, and every folder each role needs, checked as its account;
+ * the findings are logged. */
 static int generation_check(const struct generation *g)
 {
-	int problems = preflight_fd_limit(&g->cfg, true, stderr) < 0;
+	struct findings f;
+	findings_open(&f);
+	int problems = preflight_fd_limit(&g->cfg, true, f.out) < 0;
 
-	problems += preflight_make_roots(&g->cfg, &g->ps, stderr);
+	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
 	if (problems == 0)
-		problems += preflight_check_folders(&g->cfg, &g->ps, true, stderr);
+		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
+	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }
 
@@ -284,11 +347,18 @@ static NORETURN void run_qmgr_and_agents(struct master *m)
 	_exit(qmgr_run(&g->cfg, g->rcpt, &links));
 }
 
-/* In the child: become the role. Never returns. */
+/* In the child: become the role. Never returns. The stop signals
+ * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
+ * role has its handlers: one sent in between waits instead of killing it,
+ * which the supervisor would log as a crash. */
 static NORETURN void run_role(struct master *m, enum role role)
 {
 	struct generation *g = m->current;
-	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+	sigset_t mask = m->old_mask;
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
 	log_set_role("smtp");
@@ -305,9 +375,9 @@ static NORETURN void run_role(struct master *m, enum role role)
 
 static void spawn(struct master *m, enum role role)
 {
-	if (m->child_count >= MAX_CHILDREN) {
-		log_error("too many child processes, not starting another");
-		return;
+	if (m->child_count == m->child_cap) {
+		m->child_cap = m->child_cap != 0 ? m->child_cap * 2 : CHILDREN_INITIAL;
+		m->children = xreallocarray(m->children, m->child_cap, sizeof(*m->children));
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -413,6 +483,34 @@ static void close_listeners(struct master *m)
 	m->listen_count = 0;
 }
 
+/* Signals taken in one turn of the supervisor's loop. */
+struct taken_signals {
+	int stop; /* SIGTERM or SIGINT, 0 if none */
+	bool reload;
+};
+
+/* Wait up to a second for a signal, then take every other one pending. */
+static struct taken_signals take_signals(const sigset_t *set)
+{
+	struct taken_signals t = { 0, false };
+	struct timespec tick = { 1, 0 }, now = { 0, 0 };
+	for (int sig = sigtimedwait(set, NULL, &tick); sig > 0;
+	     sig = sigtimedwait(set, NULL, &now)) {
+		if ((sig == SIGTERM || sig == SIGINT) && t.stop == 0)
+			t.stop = sig;
+		else if (sig == SIGHUP)
+			t.reload = true;
+	}
+	return t;
+}
+
+/*
+ * The loop: a stop is acted on before the children are reaped. A SIGINT
+ * to the whole process group (Ctrl-C) reaches the roles too, and a role
+ * that has already exited because of it raises SIGCHLD; reaped before the
+ * stop is known, that exit would look like a crash, be logged and the role
+ * started again in the middle of the stop.
+ */
 static int supervise(struct master *m)
 {
 	sigset_t set;
@@ -423,20 +521,17 @@ static int supervise(struct master *m)
 	sigaddset(&set, SIGHUP);
 	time_t stop_deadline = 0;
 	for (;;) {
-		struct timespec tick = { 1, 0 };
-		int sig = sigtimedwait(&set, NULL, &tick);
-		reap_children(m);
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (!m->stopping) {
-				log_info("signal %d: stopping, draining sessions", sig);
-				m->stopping = true;
-				stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
-				close_listeners(m);
-				signal_children(m, SIGTERM);
-			}
-		} else if (sig == SIGHUP && !m->stopping) {
-			reload(m);
+		struct taken_signals t = take_signals(&set);
+		if (t.stop != 0 && !m->stopping) {
+			log_info("signal %d: stopping, draining sessions", t.stop);
+			m->stopping = true;
+			stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
+			close_listeners(m);
+			signal_children(m, SIGTERM);
 		}
+		reap_children(m);
+		if (t.reload && !m->stopping)
+			reload(m);
 		if (m->stopping && m->child_count == 0)
 			return 0;
 		if (m->stopping && time(NULL) > stop_deadline) {
@@ -461,6 +556,11 @@ int master_main(const char *config_path)
 		generation_free(&m.current);
 		return 1;
 	}
+	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
+		 "user=%s mail_owner=%s", m.current->cfg.hostname,
+		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
+		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
+		 m.current->ps.user.name, m.current->ps.mail_owner.name);
 	if (bind_listeners(&m) < 0 || open_pipes(&m) < 0) {
 		generation_free(&m.current);
 		return 1;
@@ -472,15 +572,11 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
-	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
-		 "user=%s mail_owner=%s", m.current->cfg.hostname,
-		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
-		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
-		 m.current->ps.user.name, m.current->ps.mail_owner.name);
 	spawn_generation(&m);
 	int rc = supervise(&m);
 	close_listeners(&m);
 	free(m.listen_fds);
+	free(m.children);
 	generation_free(&m.current);
 	log_info("postern stopped");
 	return rc;

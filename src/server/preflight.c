@@ -34,20 +34,74 @@
 #define NR_OPEN_PATH "/proc/sys/fs/nr_open"
 #define NR_OPEN_DEFAULT 1048576
 
+/* ---- hints -------------------------------------------------------------- */
+
+/* The first folder above path (from the top) that exists but is not a
+ * folder, malloc'ed; NULL if there is none (as far as this process can
+ * see). What ENOTDIR is about when path itself does not exist. */
+static char *first_non_folder_above(const char *path)
+{
+	char *prefix = xstrdup(path);
+	for (char *slash = strchr(prefix + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+		struct stat st;
+		*slash = '\0';
+		if (stat(prefix, &st) == 0 && !S_ISDIR(st.st_mode))
+			return prefix;
+		*slash = '/';
+	}
+	free(prefix);
+	return NULL;
+}
+
+/* Why path cannot be reached (err, from stat or mkdir): the errno text
+ * and a hint that fits it, " (...)" or "". account: who could not reach
+ * it, NULL for root. */
+static void unreachable_hint(int err, const char *path, const char *account, buf_t *out)
+{
+	char *above;
+
+	buf_puts(out, strerror(err));
+	switch (err) {
+	case EACCES:
+		if (account != NULL)
+			buf_printf(out, " (every folder above it must be searchable by %s)", account);
+		break;
+	case ENOTDIR:
+		above = first_non_folder_above(path);
+		if (above != NULL)
+			buf_printf(out, " (%s is a file, not a folder)", above);
+		else
+			buf_puts(out, " (a part of the path above it is not a folder)");
+		free(above);
+		break;
+	case ENOENT:
+		buf_puts(out, " (a folder above it does not exist)");
+		break;
+	default:
+		break;
+	}
+}
+
 /* ---- the roots ------------------------------------------------------------ */
 
 static int make_root(const char *key, const char *path, const struct privsep *ps,
 		     const struct privsep_account *owner, FILE *errors)
 {
 	bool created = false;
+	struct stat st;
+	buf_t why = BUF_INIT;
 
 	if (safeio_mkdir_owned(path, 0700, ps->as_root, owner->uid, owner->gid, &created) == 0)
 		return 0;
-	if (errno == ENOTDIR)
+	int err = errno;
+	if (err == ENOTDIR && lstat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		fprintf(errors, "%s %s: exists but is not a folder\n", key, path);
-	else
-		fprintf(errors, "%s %s: cannot create it for %s: %s\n", key, path,
-			owner->name, strerror(errno));
+		return 1;
+	}
+	unreachable_hint(err, path, NULL, &why);
+	fprintf(errors, "%s %s: cannot create it for %s: %s\n", key, path, owner->name,
+		buf_cstr(&why));
+	buf_free(&why);
 	return 1;
 }
 
@@ -63,7 +117,8 @@ int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
 struct probe {
 	const struct config *cfg;
 	const struct privsep *ps;
-	const char *account; /* whose view this is */
+	const char *account; /* whose view this is; NULL: the account is unknown,
+				only what does not depend on it is checked */
 	bool create;
 	FILE *out;
 };
@@ -79,9 +134,14 @@ static bool check_dir(struct probe *p, const char *key, const char *path,
 	if (rc < 0 && errno == ENOENT && !p->create)
 		return false;
 	if (rc < 0) {
-		fprintf(p->out, "E %s %s: not reachable as user %s: %s (every folder above it "
-			"must be searchable by %s)\n", key, path, p->account, strerror(errno),
-			p->account);
+		buf_t why = BUF_INIT;
+		unreachable_hint(errno, path, p->account, &why);
+		if (p->account != NULL)
+			fprintf(p->out, "E %s %s: not reachable as user %s: %s\n", key, path,
+				p->account, buf_cstr(&why));
+		else
+			fprintf(p->out, "E %s %s: not reachable: %s\n", key, path, buf_cstr(&why));
+		buf_free(&why);
 		return false;
 	}
 	if (S_ISLNK(st.st_mode)) {
@@ -93,6 +153,8 @@ static bool check_dir(struct probe *p, const char *key, const char *path,
 		fprintf(p->out, "E %s %s: exists but is not a folder\n", key, path);
 		return false;
 	}
+	if (p->account == NULL)
+		return true; /* whether the role could write it is unknown */
 	if (faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) < 0) {
 		fprintf(p->out, "E %s %s: not writable by user %s (owner uid %lu, mode %04o): "
 			"%s\n", key, path, p->account, (unsigned long)st.st_uid,
@@ -102,12 +164,29 @@ static bool check_dir(struct probe *p, const char *key, const char *path,
 	return true;
 }
 
+/* The users file holds password hashes: the smtp workers' account
+ * should not be able to read it. */
+static void probe_users_file(struct probe *p)
+{
+	const struct config *cfg = p->cfg;
+	int fd = cfg->users_file[0] != '\0' && p->ps->as_root && p->account != NULL
+			 ? open(cfg->users_file, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		fprintf(p->out, "W users_file %s: readable by user %s, which runs the smtp "
+			"workers, but it holds password hashes: make it mode 0600 owned by root "
+			"(or 0640 root:dovecot when Dovecot reads the same file)\n",
+			cfg->users_file, p->account);
+		close(fd);
+	}
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
 	const struct config *cfg = p->cfg;
 	char *err = NULL;
 
+	probe_users_file(p); /* whether the spool exists yet or not */
 	if (!check_dir(p, "spool_dir", cfg->spool_dir, false))
 		return;
 	if (p->create && queue_dirs_create(cfg->spool_dir, &err) < 0) {
@@ -119,14 +198,6 @@ static void probe_user(struct probe *p)
 		char *path = safeio_path_join(cfg->spool_dir, queue_subdirs[i]);
 		check_dir(p, "spool_dir", path, true);
 		free(path);
-	}
-	int fd = cfg->users_file[0] != '\0' && p->ps->as_root
-			 ? open(cfg->users_file, O_RDONLY | O_CLOEXEC) : -1;
-	if (fd >= 0) {
-		fprintf(p->out, "W users_file %s: readable by user %s, which runs the smtp "
-			"workers, but it holds password hashes: make it mode 0600, owned by "
-			"root\n", cfg->users_file, p->account);
-		close(fd);
 	}
 }
 
@@ -188,7 +259,7 @@ static int probe_as(struct probe *p, const struct privsep_account *acct,
 	if (pid == 0) {
 		close(pipefd[0]);
 		p->out = fdopen(pipefd[1], "w");
-		if (p->out == NULL || privsep_become(p->ps, acct, 0, 0) < 0)
+		if (p->out == NULL || (acct->known && privsep_become(p->ps, acct, 0, 0) < 0))
 			_exit(1);
 		fn(p);
 		_exit(fclose(p->out) == 0 ? 0 : 1);
@@ -201,7 +272,7 @@ static int probe_as(struct probe *p, const struct privsep_account *acct,
 	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status) != 0) {
 		fprintf(errors, "cannot check folders as user %s (the check process failed)\n",
-			acct->name);
+			acct->name != NULL ? acct->name : "?");
 		problems++;
 	}
 	buf_free(&report);
@@ -211,14 +282,18 @@ static int probe_as(struct probe *p, const struct privsep_account *acct,
 int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 			    bool create, FILE *errors)
 {
-	struct probe p = { cfg, ps, ps->user.name, create, NULL };
+	struct probe p = { cfg, ps, NULL, create, NULL };
 	int problems = 0;
 
-	if (ps->user.known)
-		problems += probe_as(&p, &ps->user, probe_user, errors);
-	p.account = ps->mail_owner.name;
-	if (ps->mail_owner.known)
-		problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
+	/* An account that could not be resolved (already reported): still
+	 * report what does not depend on it, as the current user, creating
+	 * nothing: a spool_dir that is a file, a link in the spool. */
+	p.account = ps->user.known ? ps->user.name : NULL;
+	p.create = create && ps->user.known;
+	problems += probe_as(&p, &ps->user, probe_user, errors);
+	p.account = ps->mail_owner.known ? ps->mail_owner.name : NULL;
+	p.create = create && ps->mail_owner.known;
+	problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
 	return problems;
 }
 
@@ -245,14 +320,27 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	struct rlimit rl;
 	uint64_t need = cfg->worker_connections * 2 + PREFLIGHT_FD_MARGIN;
 	bool root = geteuid() == 0;
-	rlim_t ceiling = root ? nr_open() : 0;
+	rlim_t ceiling = nr_open();
 	const char *why = "";
 
+	if (need > ceiling) {
+		/* No limit can be raised that far: the kernel caps every
+		 * process's open files at fs.nr_open. */
+		fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu "
+			"open files (two per session plus %d), more than the kernel lets any "
+			"process open (fs.nr_open = %llu): set worker_connections to at most %llu "
+			"(and run more workers), or raise fs.nr_open (sysctl)\n",
+			cfg->path, (unsigned long long)cfg->worker_connections,
+			(unsigned long long)need, PREFLIGHT_FD_MARGIN, (unsigned long long)ceiling,
+			(unsigned long long)(ceiling > PREFLIGHT_FD_MARGIN
+						     ? (ceiling - PREFLIGHT_FD_MARGIN) / 2 : 0));
+		return -1;
+	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
 		fprintf(errors, "getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
 		return -1;
 	}
-	if (root && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need && need <= ceiling)
+	if (root && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
 		rl.rlim_max = (rlim_t)need;
 	rl.rlim_cur = rl.rlim_max;
 	if (apply && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
@@ -263,12 +351,11 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu open "
-		"files (two per session plus %d), but the limit is %llu%s%s%s: lower "
+		"files (two per session plus %d), but the limit is %llu%s%s: lower "
 		"worker_connections or raise the limit (ulimit -n, systemd LimitNOFILE=)\n",
 		cfg->path, (unsigned long long)cfg->worker_connections,
 		(unsigned long long)need, PREFLIGHT_FD_MARGIN,
 		(unsigned long long)rl.rlim_cur,
-		root && need > ceiling ? " (above the kernel's fs.nr_open)" : "",
 		why[0] != '\0' ? " and raising it failed: " : "", why);
 	return -1;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/log.h"
 #include "../lib/xalloc.h"
 
 /* The invoking user: every process runs as it when not started as root. */
@@ -69,6 +70,12 @@ static int resolve_account(const struct config *cfg, const char *key,
 	if (pw->pw_uid == 0) {
 		fprintf(errors, "%s: %s: account \"%s\" has uid 0: no role may run as root\n",
 			cfg->path, key, value);
+		return 1;
+	}
+	if (pw->pw_gid == 0) {
+		fprintf(errors, "%s: %s: account \"%s\" has primary group 0 (root's group), which "
+			"would give the role every file of group root: give it a group of its own "
+			"(usermod -g)\n", cfg->path, key, value);
 		return 1;
 	}
 	a->uid = pw->pw_uid;
@@ -131,15 +138,15 @@ const struct recipients_owner *privsep_mailbox_owner(const struct privsep *ps,
 static int switch_account(const struct privsep_account *acct)
 {
 	if (!acct->known) {
-		fprintf(stderr, "postern: no account to run as\n");
+		log_error("no account to run as");
 		return -1;
 	}
 	if (setgroups(0, NULL) < 0 || setgid(acct->gid) < 0 || setuid(acct->uid) < 0) {
-		fprintf(stderr, "postern: cannot become %s: %s\n", acct->name, strerror(errno));
+		log_error("cannot become %s: %s", acct->name, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) == 0 || getuid() == 0 || geteuid() == 0) {
-		fprintf(stderr, "postern: could regain root after becoming %s\n", acct->name);
+		log_error("could regain root after becoming %s", acct->name);
 		return -1;
 	}
 	return 0;
@@ -150,13 +157,20 @@ int privsep_become(const struct privsep *ps, const struct privsep_account *acct,
 {
 	if (ps->as_root && switch_account(acct) < 0)
 		return -1;
+	/* No exec (there is none today, but a bug or a library could add
+	 * one) may gain privileges: set-user-id bits and file capabilities
+	 * are ignored from here on, in this process and its children. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		log_error("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return -1;
+	}
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-		fprintf(stderr, "postern: PR_SET_DUMPABLE: %s\n", strerror(errno));
+		log_error("PR_SET_DUMPABLE: %s", strerror(errno));
 		return -1;
 	}
 	if (deathsig != 0) {
 		if (prctl(PR_SET_PDEATHSIG, deathsig, 0, 0, 0) < 0) {
-			fprintf(stderr, "postern: PR_SET_PDEATHSIG: %s\n", strerror(errno));
+			log_error("PR_SET_PDEATHSIG: %s", strerror(errno));
 			return -1;
 		}
 		if (getppid() != parent)

@@ -7,7 +7,7 @@
  *   local delivery agent          `mail_owner` (owns mail_root, every Maildir)
  *
  * Started as root, `user` and `mail_owner` must be set, exist, not be
- * root (uid 0) and differ: no role runs as root, and the processes that
+ * root (uid 0) nor have root's group (gid 0) as primary group, and differ: no role runs as root, and the processes that
  * parse network input can neither read nor write a mailbox. Not started
  * as root, every process runs as the invoking user; the two keys are then
  * only checked to name existing accounts (a warning, since they change
@@ -58,11 +58,13 @@ const struct recipients_owner *privsep_mailbox_owner(const struct privsep *ps,
 /*
  * In a child just forked by the supervisor: become acct (when as_root: no
  * supplementary groups, its gid, its uid, and root cannot be regained),
- * then make the process non-dumpable (another process of the same
+ * forbid gaining privileges through exec (PR_SET_NO_NEW_PRIVS: set-user-id
+ * bits and file capabilities are ignored from then on, here and in every
+ * child), then make the process non-dumpable (another process of the same
  * account cannot ptrace it or read its memory) and, if deathsig is not
  * 0, ask for deathsig when the parent dies (set after the switch, which
  * would clear it; -1 if parent is already gone). Returns -1 after a
- * message on stderr.
+ * message in the log.
  */
 int privsep_become(const struct privsep *ps, const struct privsep_account *acct,
 		   int deathsig, pid_t parent);

@@ -1,7 +1,7 @@
 /*
  * worker.c - the smtp worker role: one libevent loop serving many SMTP
  * sessions on the listening sockets inherited from the supervisor. Runs
- * unprivileged. SIGTERM starts a graceful drain: stop accepting, let open
+ * unprivileged. SIGTERM (or SIGINT) starts a graceful drain: stop accepting, let open
  * transactions finish, close idle sessions with 421, exit when the last
  * session is gone or shutdown_timeout has passed. SIGUSR2 (after a reload)
  * retires the worker: stop accepting, serve the open sessions to their
@@ -208,11 +208,27 @@ static int open_listeners(struct worker *w, const int *fds, size_t count)
 	return 0;
 }
 
+/* The signals the worker acts on. The supervisor starts it with them
+ * blocked; they are opened once libevent handles them and blocked again
+ * when the loop has ended, so that one arriving then (the supervisor's
+ * SIGTERM after a SIGINT to the whole process group) neither kills the
+ * worker nor is taken by the default action libevent restores. */
+static void set_stop_signals_blocked(bool blocked)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links)
 {
 	struct worker w = { 0 };
 	signal(SIGPIPE, SIG_IGN);
+	set_stop_signals_blocked(true); /* the commit threads never take them */
 	w.srv.base = event_base_new();
 	if (w.srv.base == NULL)
 		log_fatal("cannot create event base");
@@ -237,8 +253,10 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	evsignal_add(w.sig_term, NULL);
 	evsignal_add(w.sig_int, NULL);
 	evsignal_add(w.sig_retire, NULL);
+	set_stop_signals_blocked(false);
 	log_info("smtp worker ready");
 	event_base_dispatch(w.srv.base);
+	set_stop_signals_blocked(true);
 	for (size_t i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	free(w.listeners);

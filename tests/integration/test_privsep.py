@@ -38,6 +38,12 @@ def proc_ids(pid):
     return uids, gids, [int(g) for g in groups]
 
 
+def no_new_privs(pid):
+    """The NoNewPrivs flag of a process (1: exec cannot gain privileges)."""
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^NoNewPrivs:\s+(\d)", f.read(), re.M).group(1))
+
+
 def as_account(account, *argv):
     """Run argv with the uid and gid of account and no other group."""
     return subprocess.run(["setpriv", "--reuid=%d" % account.pw_uid,
@@ -66,11 +72,14 @@ class RoleAccountsTest(PosternTestCase):
         # process of the same account can neither ptrace it nor read it.
         self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0,
                          "%s pid %d is dumpable" % (role, pid))
+        # No set-user-id program or file capability can give it back.
+        self.assertEqual(no_new_privs(pid), 1, "%s pid %d lacks NoNewPrivs" % (role, pid))
 
     def test_each_role_runs_as_its_account(self):
         srv = self.srv
         uids, _, _ = proc_ids(srv.pid)
         self.assertEqual(uids, [0, 0, 0, 0], "the supervisor")
+        self.assertEqual(no_new_privs(srv.pid), 0, "the supervisor stays as it was started")
         smtp, qmgr, local = srv.role_pids("smtp"), srv.role_pids("qmgr"), srv.role_pids("local")
         self.assertEqual(len(smtp), 2)
         self.assertEqual(len(qmgr), 1)
@@ -179,6 +188,30 @@ class RefusedAccountsTest(PosternTestCase):
         self.assertNotIn("listening", log)
         self.assertFalse(os.path.exists(srv.spool_dir), "spool created before refusing")
         return log
+
+    def account_with_root_group(self):
+        """A throw-away system account whose primary group is 0, removed
+        at cleanup (and any left by an earlier run that was killed)."""
+        for line in open("/etc/passwd"):
+            name = line.split(":", 1)[0]
+            m = re.match(r"postern-gid0-(\d+)$", name)
+            if m and not process_alive(int(m.group(1))):
+                subprocess.run(["userdel", name], stderr=subprocess.DEVNULL)
+        name = "postern-gid0-%d" % os.getpid()
+        p = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir",
+                            "/nonexistent", "--shell", "/usr/sbin/nologin", "--gid", "0", name],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=scaled(30))
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.addCleanup(subprocess.run, ["userdel", name], timeout=scaled(30))
+        self.assertEqual(pwd.getpwnam(name).pw_gid, 0)
+        return name
+
+    def test_account_with_root_group_refused(self):
+        name = self.account_with_root_group()
+        self.refused({"user": name}, r"postern\.conf: user: account \"%s\" has primary "
+                     r"group 0 \(root's group\)" % name)
+        self.refused({"mail_owner": name}, r"postern\.conf: mail_owner: account \"%s\" has "
+                     r"primary group 0" % name)
 
     def test_empty_user_as_root(self):
         self.refused({"user": ""}, r"postern\.conf: user: empty, but postern is started as "

@@ -3,13 +3,18 @@ test_queue_spool.py - the spool as the queue manager's clean-up sees it:
 a transaction that is slow but alive keeps its incoming/ file however old
 the file looks, because its receiver holds the file's lock until the
 commit is over (issue 5, defect 11; the commit side, defect 8, is
-tests/unit/test_queue_commit.c).
+tests/unit/test_queue_commit.c). And the spool as "postern queue" run by
+root sees it: whatever the unprivileged user planted there (a FIFO, a
+symbolic link) is refused with a message, never waited on or followed.
 """
 import os
+import pwd
+import subprocess
 import time
 import unittest
 
-from harness import PosternTestCase, queue_id_of, scaled, wait_until
+from harness import (IS_ROOT, PosternTestCase, make_message, queue_id_of, scaled,
+                     smtplib_send, wait_until)
 
 
 class SlowTransactionTest(PosternTestCase):
@@ -49,6 +54,59 @@ class SlowTransactionTest(PosternTestCase):
         srv.wait_log(r"0000000000005000005: removed stale incoming file", timeout=scaled(5))
         self.assertFalse(os.path.exists(path))
         self.assertEqual(srv.stop(), 0)
+
+
+class PlantedEntriesTest(PosternTestCase):
+    """The spool's folders belong to `user`: a compromised role can put
+    anything there, and the administrator's "postern queue" (often run as
+    root) must neither hang on it nor follow it."""
+
+    FIFO_ID = "0000000000000000F1F"
+    LINK_ID = "0000000000000000111"
+
+    def plant(self, srv):
+        deferred = os.path.join(srv.spool_dir, "deferred")
+        fifo = os.path.join(deferred, self.FIFO_ID)
+        link = os.path.join(deferred, self.LINK_ID)
+        os.mkfifo(fifo, 0o600)
+        os.symlink("/etc/passwd", link)
+        if IS_ROOT:  # as the unprivileged user would have made them
+            nobody = pwd.getpwnam("nobody")
+            for path in (fifo, link):
+                os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+
+    def run_queue(self, srv, *args):
+        try:
+            return srv.run_cli("queue", *args, timeout=scaled(10))
+        except subprocess.TimeoutExpired:
+            self.fail("postern queue %s hung on a planted entry" % " ".join(args))
+
+    def test_fifo_and_link_in_deferred(self):
+        srv = self.start_server()
+        qid = smtplib_send(srv.port, "alice@example.test", ["user@remote.test"],
+                           make_message("a real deferred message", sender="alice@example.test",
+                                        to="user@remote.test"))
+        wait_until(lambda: qid in srv.spool_files("deferred"), scaled(10), what="deferred file")
+        self.assertEqual(srv.stop(), 0)  # the queue manager would move them aside
+        self.plant(srv)
+        p = self.run_queue(srv, "list")
+        out, err = p.stdout.decode(), p.stderr.decode()
+        self.assertEqual(p.returncode, 1, (out, err))
+        self.assertRegex(out, r"(?m)^%s  deferred .*<alice@example\.test>  -> <user@remote\.test>"
+                         % qid)
+        self.assertRegex(out, r"(?m)^%s  deferred  \(unreadable\)$" % self.FIFO_ID)
+        self.assertRegex(out, r"(?m)^%s  deferred  \(unreadable\)$" % self.LINK_ID)
+        self.assertRegex(out, r"(?m)^3 messages \(0 in queue, 3 deferred\)$")
+        self.assertIn("deferred/%s: is a FIFO, not a queue file: not read" % self.FIFO_ID, err)
+        self.assertIn("deferred/%s: is a symbolic link, not a queue file: not read"
+                      % self.LINK_ID, err)
+        self.assertNotIn("root:", out + err)  # /etc/passwd was not read
+        p = self.run_queue(srv, "show", self.FIFO_ID)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("is a FIFO, not a queue file", p.stderr.decode())
+        p = self.run_queue(srv, "show", qid)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIn("Subject: a real deferred message", p.stdout.decode())
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@
 #include "testutil.h"
 
 #include "lib/cidr.h"
-#include "lib/hashmap.h"
 #include "mail/recipients.h"
 #include "policy/policy.h"
 
@@ -241,31 +240,6 @@ static void test_relay_control(void **state)
 	cidr_list_free(&cfg.mynetworks);
 }
 
-static void test_hashmap(void **state)
-{
-	(void)state;
-	hashmap_t m = HASHMAP_INIT;
-	char key[32];
-	for (int i = 0; i < 5000; i++) {
-		snprintf(key, sizeof(key), "k%d", i);
-		hashmap_put(&m, key, (void *)(intptr_t)(i + 1));
-	}
-	for (int i = 0; i < 5000; i += 2) {
-		snprintf(key, sizeof(key), "k%d", i);
-		assert_int_equal((intptr_t)hashmap_remove(&m, key), i + 1);
-	}
-	assert_int_equal(m.count, 2500);
-	assert_false(hashmap_contains(&m, "k0"));
-	assert_int_equal((intptr_t)hashmap_get(&m, "k4999", NULL), 5000);
-	size_t pos = 0, n = 0;
-	const char *k;
-	void *v;
-	while (hashmap_next(&m, &pos, &k, &v))
-		n++;
-	assert_int_equal(n, 2500);
-	hashmap_free(&m, NULL);
-}
-
 static void test_units(void **state)
 {
 	(void)state;
@@ -302,7 +276,6 @@ int main(void)
 		cmocka_unit_test(test_table_errors),
 		cmocka_unit_test(test_users_uid_gid),
 		cmocka_unit_test(test_relay_control),
-		cmocka_unit_test(test_hashmap),
 		cmocka_unit_test(test_units),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
