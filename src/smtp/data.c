@@ -49,6 +49,39 @@ static void emit_char(struct data_decoder *d, char c, buf_t *out)
 		buf_putc(out, c);
 }
 
+/* n plain bytes at once (no CR, no LF): the same accounting as n calls
+ * of emit_char, the output cut where the first limit is passed. */
+static void emit_span(struct data_decoder *d, const char *p, size_t n, buf_t *out)
+{
+	const struct data_limits *l = &d->limits;
+	if (producing(d)) {
+		uint64_t room = d->size < l->max_size ? l->max_size - d->size : 0;
+		uint64_t line_room = d->line_len < l->max_line ? l->max_line - d->line_len : 0;
+		if (line_room < room)
+			room = line_room;
+		if (d->in_header) {
+			uint64_t header_room = d->header_size < l->max_header
+						       ? l->max_header - d->header_size : 0;
+			if (header_room < room)
+				room = header_room;
+		}
+		buf_append(out, p, n < room ? n : (size_t)room);
+	}
+	count(d, n);
+	if ((d->line_len += n) > l->max_line)
+		d->problems |= DATA_LINE_TOO_LONG;
+	if (d->in_header && (d->header_size += n) > l->max_header)
+		d->problems |= DATA_HEADER_TOO_BIG;
+}
+
+/* Index of the first CR or LF in in[from..len), or len. */
+static size_t line_break(const char *in, size_t from, size_t len)
+{
+	while (from < len && in[from] != '\r' && in[from] != '\n')
+		from++;
+	return from;
+}
+
 static void end_line(struct data_decoder *d, buf_t *out)
 {
 	count(d, 2);
@@ -148,7 +181,13 @@ size_t data_decode(struct data_decoder *d, const char *in, size_t len, buf_t *ou
 			mid_char(d, c, out);
 			break;
 		case ST_MID:
-			mid_char(d, c, out);
+			if (c == '\r' || c == '\n') {
+				mid_char(d, c, out);
+			} else { /* the rest of the line at once */
+				size_t end = line_break(in, i + 1, len);
+				emit_span(d, in + i, end - i, out);
+				i = end - 1;
+			}
 			break;
 		case ST_CR:
 			if (c == '\n') {
