@@ -714,7 +714,7 @@ static void close_top(struct mime_parser *p, bool at_eof)
 	struct frame *f = top(p);
 	switch (f->state) {
 	case FS_HEADERS:
-		if (f->in_multipart)
+		if (f->in_multipart && !p->draining)
 			malformed(p, "body part header without its empty line"); /* a body part without its empty line */
 		end_headers(p, f);
 		return;
@@ -722,10 +722,12 @@ static void close_top(struct mime_parser *p, bool at_eof)
 		end_leaf(p, f, at_eof);
 		break;
 	case FS_PREAMBLE:
-		malformed(p, "multipart boundary never found");
+		if (!p->draining)
+			malformed(p, "multipart boundary never found");
 		break;
 	case FS_CHILDREN:
-		malformed(p, "multipart without close delimiter");
+		if (!p->draining) /* else the rest was not looked at */
+			malformed(p, "multipart without close delimiter");
 		break;
 	default:
 		break;
