@@ -94,8 +94,11 @@ check: deps
 	  $(MAKE) --no-print-directory $$stage 2>&1 | tee -a build/check.log || exit 1; done
 	@tools/sum-results.sh build/check.log
 
-check-unit: $(UNIT_BINS)
+# The unit tests, then the MIME parser against Python's email package on
+# tests/data/mime and, when it is there, the shared corpus.
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
+	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so

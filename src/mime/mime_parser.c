@@ -458,6 +458,8 @@ static void choose_body(struct mime_parser *p, struct frame *f)
 			malformed(p, "multipart without boundary"); /* no boundary: its body is read as one leaf */
 		} else {
 			f->part.multipart = true;
+			if (!is_identity(f->part.encoding) || f->part.encoding == MIME_ENC_UNKNOWN)
+				malformed(p, "multipart with a transfer encoding (ignored)");
 			if (reuses_boundary(p, f))
 				malformed(p, "boundary of an enclosing multipart reused");
 			if (f->part.depth >= p->lim.max_depth) {
