@@ -24,32 +24,51 @@ static const struct {
 	const char *label;
 	const char *iconv_name;
 } aliases[] = {
-	{ "us-ascii", "WINDOWS-1252" },    { "ascii", "WINDOWS-1252" },
-	{ "ansi_x3.4-1968", "WINDOWS-1252" }, { "iso-8859-1", "WINDOWS-1252" },
-	{ "iso8859-1", "WINDOWS-1252" },   { "iso_8859-1", "WINDOWS-1252" },
-	{ "latin1", "WINDOWS-1252" },      { "latin-1", "WINDOWS-1252" },
-	{ "l1", "WINDOWS-1252" },          { "cp819", "WINDOWS-1252" },
-	{ "x-unknown", "WINDOWS-1252" },   { "unknown-8bit", "WINDOWS-1252" },
-	{ "x-user-defined", "WINDOWS-1252" }, { "iso-8859-9", "WINDOWS-1254" },
-	{ "latin5", "WINDOWS-1254" },      { "iso-8859-11", "CP874" },
-	{ "tis-620", "CP874" },            { "windows-874", "CP874" },
-	{ "ks_c_5601-1987", "CP949" },     { "ks_c_5601", "CP949" },
-	{ "ksc5601", "CP949" },            { "euc-kr", "CP949" },
-	{ "gb2312", "GB18030" },           { "gbk", "GB18030" },
-	{ "x-gbk", "GB18030" },            { "cp936", "GB18030" },
-	{ "shift_jis", "CP932" },          { "shift-jis", "CP932" },
-	{ "sjis", "CP932" },               { "x-sjis", "CP932" },
-	{ "ms_kanji", "CP932" },           { "windows-31j", "CP932" },
-	{ "big5", "BIG5-HKSCS" },          { "iso-8859-8-i", "ISO-8859-8" },
-	{ "unicode-1-1-utf-7", "UTF-7" },  { "utf8", "UTF-8" },
+	{ "us-ascii", "WINDOWS-1252" },
+	{ "ascii", "WINDOWS-1252" },
+	{ "ansi_x3.4-1968", "WINDOWS-1252" },
+	{ "iso-8859-1", "WINDOWS-1252" },
+	{ "iso8859-1", "WINDOWS-1252" },
+	{ "iso_8859-1", "WINDOWS-1252" },
+	{ "latin1", "WINDOWS-1252" },
+	{ "latin-1", "WINDOWS-1252" },
+	{ "l1", "WINDOWS-1252" },
+	{ "cp819", "WINDOWS-1252" },
+	{ "x-unknown", "WINDOWS-1252" },
+	{ "unknown-8bit", "WINDOWS-1252" },
+	{ "x-user-defined", "WINDOWS-1252" },
+	{ "iso-8859-9", "WINDOWS-1254" },
+	{ "latin5", "WINDOWS-1254" },
+	{ "iso-8859-11", "CP874" },
+	{ "tis-620", "CP874" },
+	{ "windows-874", "CP874" },
+	{ "ks_c_5601-1987", "CP949" },
+	{ "ks_c_5601", "CP949" },
+	{ "ksc5601", "CP949" },
+	{ "euc-kr", "CP949" },
+	{ "gb2312", "GB18030" },
+	{ "gbk", "GB18030" },
+	{ "x-gbk", "GB18030" },
+	{ "cp936", "GB18030" },
+	{ "shift_jis", "CP932" },
+	{ "shift-jis", "CP932" },
+	{ "sjis", "CP932" },
+	{ "x-sjis", "CP932" },
+	{ "ms_kanji", "CP932" },
+	{ "windows-31j", "CP932" },
+	{ "big5", "BIG5-HKSCS" },
+	{ "iso-8859-8-i", "ISO-8859-8" },
+	{ "unicode-1-1-utf-7", "UTF-7" },
+	{ "utf8", "UTF-8" },
 	{ "x-mac-roman", "MACINTOSH" },
 };
 
 /* Charsets where an ASCII byte may not stand for itself. */
 static bool stateful_or_wide(const char *name)
 {
-	static const char *const prefixes[] = { "utf-7", "unicode-1-1-utf-7", "iso-2022", "hz",
-						"utf-16", "utf-32", "ucs", "unicode" };
+	static const char *const prefixes[] = {
+		"utf-7", "unicode-1-1-utf-7", "iso-2022", "hz", "utf-16", "utf-32", "ucs", "unicode"
+	};
 	for (size_t i = 0; i < ARRAY_LEN(prefixes); i++)
 		if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
 			return true;

@@ -47,8 +47,8 @@ size_t mime_base64_decode(struct mime_base64 *st, const char *in, size_t len, un
 		/* four clean characters at a time: the common case */
 		if (count == 0) {
 			while (end - p >= 4) {
-				unsigned a = b64_table[p[0]], b = b64_table[p[1]], c = b64_table[p[2]],
-					 d = b64_table[p[3]];
+				unsigned a = b64_table[p[0]], b = b64_table[p[1]],
+					 c = b64_table[p[2]], d = b64_table[p[3]];
 				if ((a | b | c | d) >= 64)
 					break;
 				uint32_t v = a << 18 | b << 12 | c << 6 | d;
@@ -160,7 +160,8 @@ size_t mime_qp_decode(struct mime_qp *st, const char *in, size_t len, bool line_
 		if (escape && st->carry_len == 2 && st->carry[1] != ' ' && st->carry[1] != '\t') {
 			int lo = hex_value(c);
 			if (lo >= 0) {
-				*o++ = (unsigned char)(hex_value((unsigned char)st->carry[1]) * 16 + lo);
+				*o++ = (unsigned char)(hex_value((unsigned char)st->carry[1]) * 16 +
+						       lo);
 				st->carry_len = 0;
 				continue;
 			}
@@ -266,7 +267,8 @@ size_t mime_uu_decode_line(struct mime_uu *st, const char *line, size_t len, uns
 	if (want > 0 && len < 1 + (want * 4 + 2) / 3)
 		st->bad = true;
 	for (size_t k = 1; n < want; k += 4) {
-		uint32_t v = uu_value(st, line, len, k) << 18 | uu_value(st, line, len, k + 1) << 12 |
+		uint32_t v = uu_value(st, line, len, k) << 18 |
+			     uu_value(st, line, len, k + 1) << 12 |
 			     uu_value(st, line, len, k + 2) << 6 | uu_value(st, line, len, k + 3);
 		out[n++] = (unsigned char)(v >> 16);
 		if (n < want)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../lib/buf.h"
+#include "mime.h"
 
 /* ---- charsets (mime_charset.c) ---- */
 
@@ -73,6 +74,62 @@ bool mime_value_token(const char *value, size_t len, buf_t *out);
 bool mime_param_get(struct mime_charsets *cs, const char *value, size_t len, const char *name,
 		    bool decode_words, buf_t *out);
 
+/* ---- header sections (mime_header.c) ---- */
+
+/* Record a repair (MIME_MALFORMED) in *problems; why is printed by builds
+ * made with -DMIME_TRACE, for people reading a parse. */
+void mime_malformed(unsigned *problems, const char *why);
+
+struct mime_field {
+	size_t name_off, raw_off, raw_len; /* in text */
+	size_t decoded_off;                /* in strings; SIZE_MAX: the same as raw */
+};
+
+/* One part's header section as it comes in, then what it says. Zero-filled
+ * is empty. */
+struct mime_section {
+	buf_t text;    /* name NUL raw-value NUL, for each field */
+	buf_t strings; /* decoded values and the part's strings */
+	struct mime_field *fields;
+	size_t count, cap;
+	struct mime_header *view;
+	size_t view_cap;
+	size_t bytes;    /* of the section so far, line ends included */
+	bool field_open; /* continuation lines go to the last field */
+	bool skip_line;  /* the rest of this line is not a field */
+	bool lines_seen;
+	bool full; /* past the bound: nothing more is kept */
+};
+
+/* What a header section declares: offsets into strings (SIZE_MAX: none). */
+struct mime_declared {
+	size_t content_type, charset, disposition, filename;
+	enum mime_encoding encoding;
+};
+
+void mime_section_reset(struct mime_section *s);
+void mime_section_free(struct mime_section *s);
+/* One piece of a header line (a whole line without its line end, or a
+ * piece of a long one: see mime_parser.c). true when it is the empty line
+ * that ends the section. may_have_from: an mbox "From " line may come
+ * first. Repairs and the bound add bits to *problems. */
+bool mime_section_piece(struct mime_section *s, size_t max_bytes, bool may_have_from,
+			const char *line, size_t len, size_t eol_len, bool line_start,
+			bool complete, unsigned *problems);
+/* The section is complete: decode its values and read what it declares
+ * (default_type without Content-Type), its boundary parameter into
+ * boundary. scratch is working space. */
+void mime_section_end(struct mime_section *s, struct mime_charsets *cs, buf_t *scratch,
+		      const char *default_type, buf_t *boundary, struct mime_declared *d,
+		      unsigned *problems);
+bool mime_section_has(const struct mime_section *s, const char *name);
+/* Keep a string among the part's strings; its offset. */
+size_t mime_section_keep(struct mime_section *s, const char *str, size_t len);
+/* Point the part's strings, encoding and headers into s (valid while s is
+ * not changed). */
+void mime_section_view(struct mime_section *s, const struct mime_declared *d,
+		       struct mime_part *part);
+
 /* ---- body decoders (mime_decode.c) ---- */
 
 struct mime_base64 {
@@ -106,8 +163,8 @@ size_t mime_qp_decode(struct mime_qp *st, const char *in, size_t len, bool line_
 size_t mime_qp_finish(struct mime_qp *st, unsigned char *out);
 
 struct mime_uu {
-	bool in_block;   /* between "begin" and "end" */
-	bool ended;      /* "end" seen */
+	bool in_block; /* between "begin" and "end" */
+	bool ended;    /* "end" seen */
 	bool bad;
 };
 

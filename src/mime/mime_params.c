@@ -119,8 +119,8 @@ static bool next_param(struct cursor *c, struct param *p)
 			continue;
 		}
 		size_t a = c->i;
-		while (c->i < c->len && c->s[c->i] != '=' && c->s[c->i] != ';' && !is_wsp(c->s[c->i]) &&
-		       c->s[c->i] != '(' && c->s[c->i] != '"')
+		while (c->i < c->len && c->s[c->i] != '=' && c->s[c->i] != ';' &&
+		       !is_wsp(c->s[c->i]) && c->s[c->i] != '(' && c->s[c->i] != '"')
 			c->i++;
 		p->attr = c->s + a;
 		p->attr_len = c->i - a;
@@ -258,8 +258,7 @@ static void to_utf8(struct mime_charsets *cs, const char *charset, size_t charse
 		mime_utf8_sanitize(bytes->data ? bytes->data : "", bytes->len, out);
 }
 
-static void assemble_segments(struct mime_charsets *cs, struct segment *segs, size_t n,
-			      buf_t *out)
+static void assemble_segments(struct mime_charsets *cs, struct segment *segs, size_t n, buf_t *out)
 {
 	/* insertion sort by number; n is small */
 	for (size_t a = 1; a < n; a++)

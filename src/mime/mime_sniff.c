@@ -38,8 +38,8 @@
 #define SNIFF_TEXT_BYTES 1024
 
 static pthread_mutex_t sniff_lock = PTHREAD_MUTEX_INITIALIZER;
-static magic_t sniff_full;  /* the whole database */
-static magic_t sniff_text;  /* libmagic's text tests only */
+static magic_t sniff_full; /* the whole database */
+static magic_t sniff_text; /* libmagic's text tests only */
 static bool sniff_tried;
 
 static magic_t open_magic(int flags)
@@ -71,7 +71,8 @@ static bool plain_text(const char *sub, const unsigned char *data, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = data[i];
 		controls += (c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' &&
-			     c != 0x1b) || c == 0x7f;
+			     c != 0x1b) ||
+			    c == 0x7f;
 	}
 	if (controls * 100 > len)
 		return false;

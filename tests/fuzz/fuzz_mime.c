@@ -22,7 +22,7 @@
 
 struct trace {
 	const struct mime_limits *lim;
-	buf_t events;  /* everything the parser said, in order */
+	buf_t events; /* everything the parser said, in order */
 	unsigned parts;
 	bool open[PARTS_MAX];
 	bool leaf[PARTS_MAX];

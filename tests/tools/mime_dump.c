@@ -30,7 +30,7 @@ struct part_out {
 };
 
 struct dump {
-	buf_t json;        /* the parts printed so far */
+	buf_t json; /* the parts printed so far */
 	bool headers;
 	struct part_out open[256]; /* by depth */
 	unsigned parts;
@@ -60,8 +60,9 @@ static void json_string(buf_t *out, const char *s)
 
 static const char *encoding_name(enum mime_encoding e)
 {
-	static const char *const names[] = { "7bit", "8bit", "binary", "base64",
-					     "quoted-printable", "uuencode", "unknown" };
+	static const char *const names[] = {
+		"7bit", "8bit", "binary", "base64", "quoted-printable", "uuencode", "unknown"
+	};
 	return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
 }
 
@@ -156,7 +157,8 @@ static unsigned parse(const struct mime_limits *lim, const struct mime_handler *
 	if (chunk == 0)
 		chunk = msg->len;
 	for (size_t off = 0; off < msg->len; off += chunk)
-		mime_parser_feed(p, msg->data + off, msg->len - off < chunk ? msg->len - off : chunk);
+		mime_parser_feed(p, msg->data + off,
+				 msg->len - off < chunk ? msg->len - off : chunk);
 	unsigned problems = mime_parser_finish(p);
 	mime_parser_free(&p);
 	return problems;
@@ -206,8 +208,8 @@ int main(int argc, char **argv)
 			chunk = strtoul(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--limits") == 0 && i + 1 < argc) {
 			unsigned long long hb, db;
-			if (sscanf(argv[++i], "%u,%u,%llu,%llu", &lim.max_depth, &lim.max_parts, &hb,
-				   &db) != 4) {
+			if (sscanf(argv[++i], "%u,%u,%llu,%llu", &lim.max_depth, &lim.max_parts,
+				   &hb, &db) != 4) {
 				fprintf(stderr, "mime_dump: --limits DEPTH,PARTS,HEADER,DECODED\n");
 				return 2;
 			}
@@ -241,7 +243,8 @@ int main(int argc, char **argv)
 		bool first = true;
 		for (unsigned bit = 1; bit <= MIME_MALFORMED; bit <<= 1)
 			if (problems & bit) {
-				buf_printf(&line, "%s\"%s\"", first ? "" : ",", mime_problem_name(bit));
+				buf_printf(&line, "%s\"%s\"", first ? "" : ",",
+					   mime_problem_name(bit));
 				first = false;
 			}
 		buf_puts(&line, "],\"parts\":[");

@@ -93,7 +93,8 @@ static void on_begin(void *arg, const struct mime_part *part)
 	assert_int_equal(part->decoded_size, 0);
 	for (size_t i = 0; i < part->header_count; i++) {
 		buf_printf(&rp->headers, "%s: %s\n", part->headers[i].name, part->headers[i].raw);
-		buf_printf(&rp->decoded, "%s: %s\n", part->headers[i].name, part->headers[i].decoded);
+		buf_printf(&rp->decoded, "%s: %s\n", part->headers[i].name,
+			   part->headers[i].decoded);
 	}
 	buf_printf(&r->events, "b%u ", part->index);
 }
@@ -268,7 +269,8 @@ static const char *decode_words(const char *value, buf_t *out)
 static void test_plain_message(void **state)
 {
 	(void)state;
-	struct rec *r = parse("From: a@example.test\r\nSubject: hello\r\n\r\nline one\r\nline two\r\n");
+	struct rec *r =
+		parse("From: a@example.test\r\nSubject: hello\r\n\r\nline one\r\nline two\r\n");
 	assert_int_equal(r->n, 1);
 	assert_int_equal(r->problems, 0);
 	assert_string_equal(r->p[0].content_type, "text/plain"); /* RFC 2045 default */
@@ -327,7 +329,8 @@ static void test_base64_one_long_line(void **state)
 	static const char alphabet[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	for (size_t i = 0; i < raw; i += 3) {
-		unsigned char b[3] = { (unsigned char)i, (unsigned char)(i >> 8), (unsigned char)(i * 7) };
+		unsigned char b[3] = { (unsigned char)i, (unsigned char)(i >> 8),
+				       (unsigned char)(i * 7) };
 		buf_append(&want, b, 3);
 		uint32_t v = (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2];
 		for (int k = 18; k >= 0; k -= 6)
@@ -517,10 +520,12 @@ static void test_words_broken(void **state)
 	/* a charset name iconv would read as options */
 	assert_string_equal(decode_words("=?utf-8//IGNORE?q?x?=", &out), "=?utf-8//IGNORE?q?x?=");
 	/* bytes the charset does not allow become U+FFFD, not nothing */
-	assert_string_equal(decode_words("=?utf-8?q?a=FFb?=", &out), "a\xef\xbf\xbd" "b");
+	assert_string_equal(decode_words("=?utf-8?q?a=FFb?=", &out), "a\xef\xbf\xbd"
+								     "b");
 	assert_string_equal(decode_words("=?shift_jis?q?=83?=", &out), "\xef\xbf\xbd");
 	/* NUL would cut the string, CR LF would start a line: replaced */
-	assert_string_equal(decode_words("=?utf-8?q?a=00b=0D=0Ac?=", &out), "a\xef\xbf\xbd" "b  c");
+	assert_string_equal(decode_words("=?utf-8?q?a=00b=0D=0Ac?=", &out), "a\xef\xbf\xbd"
+									    "b  c");
 	/* bad base64 inside a word: what can be read is read */
 	assert_string_equal(decode_words("=?utf-8?b?aG!Vsb G8?=", &out), "hello");
 	/* empty */
@@ -573,7 +578,8 @@ static void test_header_fields(void **state)
 			    "X-Spaced: value\n"
 			    "X-Empty: \n"
 			    "X-Raw-8bit: caf\xc3\xa9\n");
-	assert_string_equal(decoded_field(&r->p[0], "Subject", v, sizeof(v)), "caf\xc3\xa9 au lait");
+	assert_string_equal(decoded_field(&r->p[0], "Subject", v, sizeof(v)),
+			    "caf\xc3\xa9 au lait");
 	assert_string_equal(decoded_field(&r->p[0], "X-Folded", v, sizeof(v)), "one\ttwo");
 	rec_free(r);
 }
@@ -665,8 +671,7 @@ static void test_rfc2231(void **state)
 	assert_filename("Content-Disposition: attachment; filename*=a%2Eexe", "a.exe");
 	assert_filename("Content-Disposition: attachment; filename*=x-none''a%41", "aA");
 	/* a '%' that is not an escape stays; %00 cannot cut the name */
-	assert_filename("Content-Disposition: attachment; filename*=utf-8''100%;x%00y.exe",
-			"100%");
+	assert_filename("Content-Disposition: attachment; filename*=utf-8''100%;x%00y.exe", "100%");
 	assert_filename("Content-Disposition: attachment; filename*=utf-8''x%00y.exe",
 			"x\xef\xbf\xbdy.exe");
 }
@@ -700,43 +705,42 @@ static void test_content_type(void **state)
 
 /* ---- structure ---- */
 
-static const char nested_msg[] =
-	"From: a@example.test\n"
-	"MIME-Version: 1.0\n"
-	"Content-Type: multipart/mixed; boundary=\"outer\"\n"
-	"\n"
-	"This is the preamble.\n"
-	"--outer\n"
-	"Content-Type: multipart/alternative; boundary=inner\n"
-	"\n"
-	"--inner\n"
-	"Content-Type: text/plain; charset=utf-8\n"
-	"\n"
-	"plain body\n"
-	"--inner\n"
-	"Content-Type: text/html\n"
-	"\n"
-	"<p>html body</p>\n"
-	"--inner--\n"
-	"inner epilogue\n"
-	"--outer\n"
-	"Content-Type: message/rfc822\n"
-	"Content-Disposition: attachment; filename=\"fwd.eml\"\n"
-	"\n"
-	"Subject: forwarded\n"
-	"Content-Type: multipart/mixed; boundary=deep\n"
-	"\n"
-	"--deep\n"
-	"\n"
-	"deep text\n"
-	"--deep\n"
-	"Content-Type: application/pdf; name=doc.pdf\n"
-	"Content-Transfer-Encoding: base64\n"
-	"\n"
-	"JVBERi0xLjQK\n"
-	"--deep--\n"
-	"--outer--\n"
-	"This is the epilogue.\n";
+static const char nested_msg[] = "From: a@example.test\n"
+				 "MIME-Version: 1.0\n"
+				 "Content-Type: multipart/mixed; boundary=\"outer\"\n"
+				 "\n"
+				 "This is the preamble.\n"
+				 "--outer\n"
+				 "Content-Type: multipart/alternative; boundary=inner\n"
+				 "\n"
+				 "--inner\n"
+				 "Content-Type: text/plain; charset=utf-8\n"
+				 "\n"
+				 "plain body\n"
+				 "--inner\n"
+				 "Content-Type: text/html\n"
+				 "\n"
+				 "<p>html body</p>\n"
+				 "--inner--\n"
+				 "inner epilogue\n"
+				 "--outer\n"
+				 "Content-Type: message/rfc822\n"
+				 "Content-Disposition: attachment; filename=\"fwd.eml\"\n"
+				 "\n"
+				 "Subject: forwarded\n"
+				 "Content-Type: multipart/mixed; boundary=deep\n"
+				 "\n"
+				 "--deep\n"
+				 "\n"
+				 "deep text\n"
+				 "--deep\n"
+				 "Content-Type: application/pdf; name=doc.pdf\n"
+				 "Content-Transfer-Encoding: base64\n"
+				 "\n"
+				 "JVBERi0xLjQK\n"
+				 "--deep--\n"
+				 "--outer--\n"
+				 "This is the epilogue.\n";
 
 static void test_nesting(void **state)
 {
@@ -744,7 +748,8 @@ static void test_nesting(void **state)
 	struct rec *r = parse(nested_msg);
 	assert_int_equal(r->problems, 0);
 	assert_int_equal(r->n, 8);
-	assert_string_equal(buf_cstr(&r->events), "b0 b1 b2 e2 b3 e3 e1 b4 b5 b6 e6 b7 e7 e5 e4 e0 ");
+	assert_string_equal(buf_cstr(&r->events),
+			    "b0 b1 b2 e2 b3 e3 e1 b4 b5 b6 e6 b7 e7 e5 e4 e0 ");
 	static const struct {
 		const char *type;
 		int parent;
@@ -993,8 +998,9 @@ static void test_header_line_without_colon(void **state)
 	assert_string_equal(r->p[0].content_type, "multipart/mixed");
 	assert_string_equal(r->p[1].filename, "a.exe");
 	assert_text(&r->p[1], "body");
-	assert_string_equal(buf_cstr(&r->p[0].headers),
-			    "Subject: x\nContent-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n");
+	assert_string_equal(
+		buf_cstr(&r->p[0].headers),
+		"Subject: x\nContent-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n");
 	rec_free(r);
 
 	/* a continuation line with no field before it, and a field name with
@@ -1050,8 +1056,9 @@ static void test_repeated_boundary(void **state)
 {
 	(void)state;
 	/* "--b" twice in a row: no empty part between them (as Python) */
-	struct rec *r = parse("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
-			      "--b\n--b\nContent-Type: text/html\n\nx\n--b\n--b\n--b\n\ny\n--b--\n");
+	struct rec *r =
+		parse("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+		      "--b\n--b\nContent-Type: text/html\n\nx\n--b\n--b\n--b\n\ny\n--b--\n");
 	assert_int_equal(r->problems, MALFORMED);
 	assert_int_equal(r->n, 3);
 	assert_string_equal(r->p[1].content_type, "text/html");
@@ -1129,8 +1136,10 @@ static void nested(buf_t *msg, unsigned levels)
 {
 	buf_puts(msg, "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n");
 	for (unsigned i = 0; i < levels; i++)
-		buf_printf(msg, "--b%u\n\ntext %u\n--b%u\nContent-Type: multipart/mixed; boundary=b%u\n\n",
-			   i, i, i, i + 1);
+		buf_printf(
+			msg,
+			"--b%u\n\ntext %u\n--b%u\nContent-Type: multipart/mixed; boundary=b%u\n\n",
+			i, i, i, i + 1);
 	buf_printf(msg, "--b%u\n\ninnermost\n--b%u--\n", levels, levels);
 	for (unsigned i = levels; i-- > 0;)
 		buf_printf(msg, "--b%u--\n", i);
@@ -1236,9 +1245,10 @@ static void test_decoded_bound(void **state)
 	(void)state;
 	struct mime_limits lim = default_limits;
 	lim.max_decoded_bytes = 10;
-	struct rec *r = parse_limits(&lim, "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
-					   "--b\n\n123456\n--b\nContent-Transfer-Encoding: base64\n\n"
-					   "aGVsbG8gd29ybGQ=\n--b\n\nmore\n--b--\n");
+	struct rec *r = parse_limits(
+		&lim, "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+		      "--b\n\n123456\n--b\nContent-Transfer-Encoding: base64\n\n"
+		      "aGVsbG8gd29ybGQ=\n--b\n\nmore\n--b--\n");
 	assert_int_equal(r->problems, MIME_DECODED_TOO_BIG);
 	assert_int_equal(r->n, 4); /* the structure is still parsed */
 	assert_text(&r->p[1], "123456");
@@ -1262,7 +1272,8 @@ static double parse_seconds(const struct mime_limits *lim, const buf_t *msg, uns
 	double t0 = cpu_seconds();
 	struct mime_parser *p = mime_parser_new(lim, &handler, r);
 	for (size_t off = 0; off < msg->len; off += 65536)
-		mime_parser_feed(p, msg->data + off, msg->len - off < 65536 ? msg->len - off : 65536);
+		mime_parser_feed(p, msg->data + off,
+				 msg->len - off < 65536 ? msg->len - off : 65536);
 	*problems_r = mime_parser_finish(p);
 	mime_parser_free(&p);
 	double took = cpu_seconds() - t0;
@@ -1277,7 +1288,8 @@ static void near_boundaries(buf_t *msg, size_t size)
 {
 	buf_puts(msg, "MIME-Version: 1.0\n");
 	for (int d = 0; d < 19; d++)
-		buf_printf(msg, "Content-Type: multipart/mixed; boundary=\"%040d\"\n\n--%040d\n", d, d);
+		buf_printf(msg, "Content-Type: multipart/mixed; boundary=\"%040d\"\n\n--%040d\n", d,
+			   d);
 	buf_puts(msg, "\n");
 	while (msg->len < size)
 		for (int d = 0; d < 19; d++)
