@@ -18,27 +18,37 @@
 #include <string.h>
 
 enum { B64_PAD = 64, B64_SPACE = 65, B64_BAD = 66 };
+#define PD B64_PAD
+#define SP B64_SPACE
+#define XX B64_BAD
 
-static unsigned char b64_table[256];
-static bool b64_ready;
+/* Each byte's value in the base64 alphabet (RFC 2045 table 1), or what
+ * else it is: padding, white space, or a character to skip. */
+static const unsigned char b64_table[256] = {
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, SP, SP, SP, SP, SP, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	SP, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, 62, XX, XX, XX, 63,
+	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, XX, XX, XX, PD, XX, XX,
+	XX, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, XX, XX, XX, XX, XX,
+	XX, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+	XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+};
 
-static void b64_init(void)
-{
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	memset(b64_table, B64_BAD, sizeof(b64_table));
-	for (unsigned i = 0; i < 64; i++)
-		b64_table[(unsigned char)alphabet[i]] = (unsigned char)i;
-	b64_table['='] = B64_PAD;
-	b64_table[' '] = b64_table['\t'] = b64_table['\r'] = b64_table['\n'] = B64_SPACE;
-	b64_table['\f'] = b64_table['\v'] = B64_SPACE;
-	b64_ready = true; /* the same bytes in every thread: a harmless race */
-}
+#undef PD
+#undef SP
+#undef XX
 
 size_t mime_base64_decode(struct mime_base64 *st, const char *in, size_t len, unsigned char *out)
 {
-	if (!b64_ready)
-		b64_init();
 	const unsigned char *p = (const unsigned char *)in, *end = p + len;
 	unsigned char *o = out;
 	uint32_t bits = st->bits;

@@ -153,9 +153,21 @@ static bool all_white(const char *p, size_t n)
 	return true;
 }
 
+/* The first "=?" at or after s[from], or NULL. */
+static const char *find_start(const char *s, size_t len, size_t from)
+{
+	const char *p = s + from, *end = s + len;
+	while (p + 1 < end && (p = memchr(p, '=', (size_t)(end - p - 1))) != NULL) {
+		if (p[1] == '?')
+			return p;
+		p++;
+	}
+	return NULL;
+}
+
 bool mime_words_maybe(const char *value, size_t len)
 {
-	return len >= 2 && memmem(value, len, "=?", 2) != NULL;
+	return find_start(value, len, 0) != NULL;
 }
 
 void mime_words_decode(struct mime_charsets *cs, const char *s, size_t len, buf_t *out)
@@ -165,7 +177,7 @@ void mime_words_decode(struct mime_charsets *cs, const char *s, size_t len, buf_
 	size_t i = 0, literal = 0;
 	bool after_word = false;
 	while (i + 1 < len) {
-		const char *q = memmem(s + i, len - i, "=?", 2);
+		const char *q = find_start(s, len, i);
 		if (q == NULL)
 			break;
 		i = (size_t)(q - s);
