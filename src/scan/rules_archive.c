@@ -102,7 +102,8 @@ static void probe_filters(void)
 	}
 }
 
-static struct archive *open_reader(const void *data, size_t len)
+/* A reader over data[0..len); *opened_r: it recognised the format. */
+static struct archive *open_reader(const void *data, size_t len, bool *opened_r)
 {
 	probe_filters();
 	struct archive *a = archive_read_new();
@@ -124,8 +125,7 @@ static struct archive *open_reader(const void *data, size_t len)
 	for (size_t i = 0; i < ARRAY_LEN(filters); i++)
 		if (filter_in_process[i] == 1)
 			filters[i](a);
-	/* On failure the first archive_read_next_header reports the error. */
-	(void)archive_read_open_memory(a, data, len);
+	*opened_r = archive_read_open_memory(a, data, len) == ARCHIVE_OK;
 	return a;
 }
 
@@ -270,9 +270,15 @@ static void add_member(struct walk *w, const char *name, unsigned depth, bool en
 /* One archive; its entries are at depth `depth` (1 = the attached one). */
 static void walk_archive(struct walk *w, const void *data, size_t len, unsigned depth)
 {
-	struct archive *a = open_reader(data, len);
+	bool opened;
+	struct archive *a = open_reader(data, len, &opened);
 	if (a == NULL) {
 		problem(w, "out of memory");
+		return;
+	}
+	if (!opened) {
+		problem(w, "%s", error_of(a));
+		archive_read_free(a);
 		return;
 	}
 	for (;;) {
@@ -308,6 +314,8 @@ static void walk_archive(struct walk *w, const void *data, size_t len, unsigned 
 		else if (archive_entry_filetype(e) == AE_IFREG)
 			pass_data(w, a, name, depth);
 	}
+	/* (Only asked of a reader that recognised its format: libarchive
+	 * 3.6 reads out of bounds otherwise.) */
 	if (archive_read_has_encrypted_entries(a) > 0)
 		w->out->encrypted = true;
 	archive_read_free(a);
