@@ -726,10 +726,44 @@ static bool line_is_sane(struct parser *ps, unsigned line, const char *s, size_t
 	return true;
 }
 
+/* Does a line starting with these tokens begin something of its own
+ * (a rule, a test, an action) rather than continue a list? */
+static bool starts_a_line(const struct logical_line *ll)
+{
+	if (ll->count == 0 || ll->toks[0].kind != TOK_WORD)
+		return false;
+	const char *w = ll->toks[0].text;
+	return strcmp(w, "rule") == 0 || strcmp(w, "in-archive") == 0 ||
+	       find_action_word(w) >= 0 || find_test_word(w) != NULL;
+}
+
+static void append_tokens(struct logical_line *to, struct logical_line *from)
+{
+	to->toks = xreallocarray(to->toks, to->count + from->count, sizeof(*to->toks));
+	memcpy(to->toks + to->count, from->toks, from->count * sizeof(*from->toks));
+	to->count += from->count;
+	xfree(&from->toks);
+	from->count = 0;
+}
+
+/* A logical line is complete: parse it unless one of its lines was wrong. */
+static void flush_line(struct parser *ps, struct logical_line *ll, bool *broken)
+{
+	if (ll->count > 0 && !*broken)
+		parse_logical_line(ps, ll);
+	line_free(ll);
+	*broken = false;
+}
+
+/*
+ * Lines to logical lines: a line whose list ends with a comma goes on with
+ * the next line, unless that one is empty or begins a rule, a test or an
+ * action of its own.
+ */
 static void parse_text(struct parser *ps, const char *text, size_t len)
 {
-	struct logical_line ll = { NULL, 0, 0 };
-	bool continues = false, broken = false;
+	struct logical_line pending = { NULL, 0, 0 }, cur = { NULL, 0, 0 };
+	bool pending_broken = false, continues = false;
 	unsigned lineno = 0;
 	const char *p = text, *end = text + len;
 	while (p < end) {
@@ -739,24 +773,26 @@ static void parse_text(struct parser *ps, const char *text, size_t len)
 		if (n > 0 && p[n - 1] == '\r')
 			n--;
 		lineno++;
-		if (!continues) {
-			line_free(&ll);
-			ll.line = lineno;
-			broken = false;
-		}
-		size_t before = ll.count;
+		cur.line = lineno;
 		bool comma = false;
-		if (!line_is_sane(ps, lineno, p, n) || !tokenize(ps, lineno, p, n, &ll, &comma))
-			broken = true;
-		/* A trailing comma continues the list, unless the next line adds nothing. */
-		continues = comma || (continues && ll.count > before && comma);
-		if (!continues && ll.count > 0 && !broken)
-			parse_logical_line(ps, &ll);
+		bool broken = !line_is_sane(ps, lineno, p, n) ||
+			      !tokenize(ps, lineno, p, n, &cur, &comma);
+		if (continues && cur.count > 0 && !starts_a_line(&cur)) {
+			append_tokens(&pending, &cur);
+			pending_broken = pending_broken || broken;
+		} else {
+			flush_line(ps, &pending, &pending_broken);
+			append_tokens(&pending, &cur);
+			pending.line = lineno;
+			pending_broken = broken;
+		}
+		line_free(&cur);
+		continues = comma;
+		if (!continues)
+			flush_line(ps, &pending, &pending_broken);
 		p = eol + (nl != NULL ? 1 : 0);
 	}
-	if (continues && ll.count > 0 && !broken)
-		parse_logical_line(ps, &ll);
-	line_free(&ll);
+	flush_line(ps, &pending, &pending_broken);
 	finish_rule(ps);
 }
 

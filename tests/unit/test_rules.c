@@ -287,6 +287,22 @@ static void test_syntax_forms(void **state)
 	scan_rules_free(&r);
 }
 
+/* A stray comma at the end of a list does not swallow the next line when
+ * that line is a rule, a test or an action. */
+static void test_trailing_comma_before_a_line(void **state)
+{
+	(void)state;
+	struct scan_rules *r = rules_ok("rule a\n extension exe,\n reject\n"
+					"rule b\n extension scr,\n\n size 5,\n warn\n"
+					"rule c\n extension com,\n type text/plain\n tag\n");
+	assert_int_equal(scan_rules_count(r), 3);
+	scan_rules_free(&r);
+	char *err = first_error("rule a\n extension exe,\nrule b\n extension scr\n reject\n");
+	assert_string_equal(err, "rules:1: rule \"a\" has no action: reject, tempfail, discard, "
+			    "quarantine, warn or tag");
+	free(err);
+}
+
 /* Every problem the parser reports, each with its line. */
 static void test_parse_errors(void **state)
 {
@@ -1158,6 +1174,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_syntax_forms),
+		cmocka_unit_test(test_trailing_comma_before_a_line),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_long_line_and_many_errors),
 		cmocka_unit_test(test_missing_file),
