@@ -61,7 +61,10 @@ void scan_rules_free(struct scan_rules **rules);
  * quarantine) sets v's action, code, status, text and reason
  * "content_rule"; every matching rule is listed in v->hits as
  * "rule:NAME" and logged; tag rules add their header field (and make an
- * ACCEPT a TAG). Never fails: 0.
+ * ACCEPT a TAG); after the deciding rule only warn and tag rules are
+ * tried, and a v that already blocks is never overridden. Never fails:
+ * 0. A rule set judges one message at a time (it holds the regex
+ * scratch space); each scanner process has its own copy after fork.
  */
 int scan_rules_judge(struct scan_rules *rules, const struct scan_message *m,
 		     struct scan_verdict *v);

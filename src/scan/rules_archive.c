@@ -71,7 +71,7 @@ static bool out_of_time(struct walk *w)
 {
 	if (now_ms() <= w->deadline_ms)
 		return false;
-	problem(w, "stopped after %llu ms", (unsigned long long)w->lim->max_ms);
+	problem(w, "out of time");
 	w->stop = true;
 	return true;
 }

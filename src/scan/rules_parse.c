@@ -739,6 +739,8 @@ static bool starts_a_line(const struct logical_line *ll)
 
 static void append_tokens(struct logical_line *to, struct logical_line *from)
 {
+	if (from->count == 0)
+		return;
 	to->toks = xreallocarray(to->toks, to->count + from->count, sizeof(*to->toks));
 	memcpy(to->toks + to->count, from->toks, from->count * sizeof(*from->toks));
 	to->count += from->count;
