@@ -262,10 +262,6 @@ static bool tokenize(struct parser *ps, unsigned line, const char *s, size_t len
 		}
 		if (used == 0)
 			return false;
-		if (ll->count > TOKENS_MAX) {
-			report(ps, line, "more than %d values in one test", TOKENS_MAX);
-			return false;
-		}
 		i += used;
 	}
 	return true;
@@ -781,12 +777,18 @@ static void parse_text(struct parser *ps, const char *text, size_t len)
 			      !tokenize(ps, lineno, p, n, &cur, &comma);
 		if (continues && cur.count > 0 && !starts_a_line(&cur)) {
 			append_tokens(&pending, &cur);
-			pending_broken = pending_broken || broken;
+			if (pending.count > TOKENS_MAX && !pending_broken)
+				report(ps, lineno, "more than %d values in one test", TOKENS_MAX);
+			pending_broken = pending_broken || broken || pending.count > TOKENS_MAX;
 		} else {
 			flush_line(ps, &pending, &pending_broken);
 			append_tokens(&pending, &cur);
 			pending.line = lineno;
 			pending_broken = broken;
+			if (pending.count > TOKENS_MAX && !pending_broken) {
+				report(ps, lineno, "more than %d values in one test", TOKENS_MAX);
+				pending_broken = true;
+			}
 		}
 		line_free(&cur);
 		continues = comma;

@@ -360,6 +360,10 @@ static void test_parse_errors(void **state)
 		  "rules:2: size: expected a size in bytes such as 24576 or 24k, or a range such as "
 		  "10k-20k, not \"20k-10k\"" },
 		{ "rule a\n size 1 2\n reject\n", "rules:2: size: one size or range only" },
+		{ "rule a\n size\n reject\n", "rules:2: size: expected a size after it" },
+		{ "rule a\n sender\n reject\n", "rules:2: sender: expected values or a /regex/ after it" },
+		{ "rule a\n \"x\"\n reject\n",
+		  "rules:2: a line starts with a word (rule, a test or an action), not with a quoted text" },
 		{ "rule a\n type exe\n reject\n",
 		  "rules:2: \"exe\" is not a content type such as application/zip or image/*" },
 		{ "rule a\n detected-type */x\n reject\n",
@@ -449,6 +453,60 @@ static void test_long_line_and_many_errors(void **state)
 	assert_non_null(strstr(out, "rules:2: unknown word \"bogus\""));
 	assert_non_null(strstr(out, "rules:5: size: expected a size"));
 	free(out);
+}
+
+/* The bounds of the file: values in a test, rules, reply text, size. */
+static void test_file_bounds(void **state)
+{
+	(void)state;
+	buf_t text = BUF_INIT;
+	buf_puts(&text, "rule a\n extension ");
+	for (int i = 0; i < 4100; i++)
+		buf_printf(&text, "e%d,%s", i, i % 100 == 99 ? "\n" : "");
+	buf_puts(&text, "x\n reject\n");
+	char *err = first_error(buf_cstr(&text));
+	assert_string_equal(err, "rules:42: more than 4096 values in one test");
+	free(err);
+
+	buf_reset(&text);
+	for (int i = 0; i <= SCAN_RULES_MAX; i++)
+		buf_printf(&text, "rule r%d\n size %d\n warn\n", i, i);
+	err = first_error(buf_cstr(&text));
+	assert_string_equal(err, "rules:30001: more than 10000 rules");
+	free(err);
+
+	buf_reset(&text);
+	buf_puts(&text, "rule a\n extension exe\n reject \"");
+	for (int i = 0; i < SCAN_RULES_TEXT_MAX + 1; i++)
+		buf_putc(&text, 'x');
+	buf_puts(&text, "\"\n");
+	err = first_error(buf_cstr(&text));
+	assert_string_equal(err, "rules:3: reject: the text is too long");
+	free(err);
+
+	buf_reset(&text);
+	while (text.len <= SCAN_RULES_FILE_MAX)
+		buf_puts(&text, "# a long file of comments, longer than the bound\n");
+	err = first_error(buf_cstr(&text));
+	assert_string_equal(err, "rules: larger than 1048576 bytes");
+	free(err);
+	/* The same read from a file. */
+	char path[] = "/tmp/postern-test-rules-big-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text.data, text.len), (ssize_t)text.len);
+	close(fd);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	assert_null(scan_rules_load(path, f));
+	fclose(f);
+	char expect[200];
+	snprintf(expect, sizeof(expect), "%s: larger than 1048576 bytes\n", path);
+	assert_string_equal(out, expect);
+	free(out);
+	unlink(path);
+	buf_free(&text);
 }
 
 static void test_missing_file(void **state)
@@ -1178,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_trailing_comma_before_a_line),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_long_line_and_many_errors),
+		cmocka_unit_test(test_file_bounds),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_extension),
 		cmocka_unit_test(test_double_extension),
