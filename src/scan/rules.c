@@ -638,7 +638,8 @@ int scan_rules_stage_new(const struct config *cfg, struct scan_stage *stage_r, c
 		return -1;
 	}
 	free(problems);
-	log_info("content rules: %zu rules from %s", rules->count, path);
+	log_info("content rules: %zu rule%s from %s", rules->count, rules->count == 1 ? "" : "s",
+		 path);
 	memset(stage_r, 0, sizeof(*stage_r));
 	stage_r->name = "rules";
 	stage_r->run = stage_run;

@@ -497,7 +497,7 @@ class RulesFileErrorsTest(RulesServerMixin, PosternTestCase):
         self.write_rules(srv, "rule pdf\n    extension pdf\n    reject \"no pdf\"\n")
         offset = srv.log_size()
         srv.send_signal(signal.SIGHUP)
-        srv.wait_log(r"content rules: 1 rules from %s/content-rules" % re.escape(srv.dir),
+        srv.wait_log(r"content rules: 1 rule from %s/content-rules" % re.escape(srv.dir),
                      since=offset, timeout=scaled(20))
 
         def pdf_refused():
