@@ -656,6 +656,14 @@ static void test_headers(void **state)
 	assert_true(hits("rule t\n header Date longer-than 29\n reject\n", &b));
 	msg_free(&b);
 
+	/* Bytes that are not UTF-8 (an unknown charset kept as written) are
+	 * matched around, never an error. */
+	msg_init(&b);
+	add_header(&b, 0, "Subject", "=?x-unknown?b?...?= \xff\xfe caf\xe9 offer", NULL);
+	assert_true(hits("rule t\n header Subject /offer$/\n reject\n", &b));
+	assert_false(hits("rule t\n header Subject /^caf/\n reject\n", &b));
+	msg_free(&b);
+
 	/* The old overflow attack: an endless Date in an attached message. */
 	msg_init(&b);
 	char long_date[2001];
