@@ -22,7 +22,7 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl libmagic
+PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -31,7 +31,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c))
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
+               src/smtp/*.c src/server/*.c src/scan/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
@@ -143,21 +144,24 @@ bench: deps all
 
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
-# users.example and aliases.example. The examples are always refreshed;
-# postern.conf, users and aliases, which the administrator makes from
-# them, are never written by make install.
+# users.example, aliases.example and content-rules.example. The examples
+# are always refreshed; postern.conf, users, aliases and content-rules,
+# which the administrator makes from them, are never written by make
+# install.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/postern $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 755 $(BUILD)/postern $(DESTDIR)$(SBINDIR)/postern
 	install -m 644 docs/postern.8 $(DESTDIR)$(MANDIR)/man8/postern.8
 	install -m 644 docs/postern.conf.5 $(DESTDIR)$(MANDIR)/man5/postern.conf.5
+	install -m 644 docs/postern-rules.5 $(DESTDIR)$(MANDIR)/man5/postern-rules.5
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	sed -e 's|/etc/postern/|$(SYSCONFDIR)/postern/|g' etc/example/postern.conf \
 	  > $(BUILD)/postern.conf.example
 	install -m 644 $(BUILD)/postern.conf.example $(DESTDIR)$(SYSCONFDIR)/postern/postern.conf.example
 	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
 	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
+	install -m 644 etc/content-rules.example $(DESTDIR)$(SYSCONFDIR)/postern/content-rules.example
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
 	  etc/postern.service.in > $(BUILD)/postern.service
 	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service

@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "mail/recipients.h"
 #include "queue/queue_cli.h"
+#include "scan/rules.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -37,7 +38,7 @@ static void usage(FILE *out)
 		"usage: postern COMMAND [-c FILE] [ARGS]\n"
 		"commands:\n"
 		"  serve           run the gateway in the foreground (logs to stderr)\n"
-		"  check-config    validate the configuration, users and aliases files\n"
+		"  check-config    validate the configuration, users, aliases and content rules\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
 		"  version         print the version (also --version, -V)\n"
@@ -97,6 +98,7 @@ static int check_config(const char *path)
 			SSL_CTX_free(ctx);
 		}
 	}
+	problems += scan_rules_check(&cfg, stderr);
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
 	if (problems == 0) {

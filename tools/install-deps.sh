@@ -14,7 +14,8 @@
 #   dovecot-imapd        the integration tests start a private Dovecot that
 #                        reads postern's Maildirs, never the system one
 set -eu
-PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev libmagic-dev
+PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
+      libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps"
 missing=""

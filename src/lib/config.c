@@ -100,6 +100,7 @@ static const struct key_def keys[] = {
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
 	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
+	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 };
 
 struct parse_ctx {

@@ -74,6 +74,8 @@ struct config {
 	uint64_t in_flow_tokens;   /* the queue manager's stock of flow tokens */
 
 	enum log_level log_level;
+
+	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure

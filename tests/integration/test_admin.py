@@ -88,7 +88,8 @@ class InstallTest(unittest.TestCase):
         self.assert_mode("usr/sbin/postern", 0o755)
         self.assert_mode("usr/share/man/man8/postern.8", 0o644)
         self.assert_mode("usr/share/man/man5/postern.conf.5", 0o644)
-        for name in ("postern.conf", "users", "aliases"):
+        self.assert_mode("usr/share/man/man5/postern-rules.5", 0o644)
+        for name in ("postern.conf", "users", "aliases", "content-rules"):
             self.assert_mode("etc/postern/%s.example" % name, 0o644)
             self.assertFalse(os.path.exists(self.path("etc/postern/" + name)),
                              "make install must not write the live %s" % name)
@@ -258,7 +259,7 @@ class DemoCheckConfigTest(unittest.TestCase):
         self.assertEqual(sorted(listed), sorted([
             "hostname", "listen", "spool_dir", "mail_root", "local_domains",
             "users_file", "aliases_file", "tls_cert", "tls_key",
-            "message_size_limit"] + self.substituted))
+            "message_size_limit", "content_rules_file"] + self.substituted))
         self.assertEqual(listed["message_size_limit"], "10485760")
 
     def test_unset_hostname_is_not_a_change(self):
