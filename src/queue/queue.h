@@ -92,6 +92,24 @@ int queue_writer_add_rcpt(struct queue_writer *w, const char *address, char **er
 int queue_writer_remove_rcpt(struct queue_writer *w, const char *address, char **err_r);
 int queue_writer_set_sender(struct queue_writer *w, const char *address, char **err_r);
 
+/* Why a message goes into quarantine/ or hold/ (the q record). */
+struct queue_note {
+	bool hold;             /* hold/ rather than quarantine/ */
+	const char *check;     /* the check that decided ("scan"), NULL or "" if unknown */
+	const char *reason;    /* its short key for logs ("virus", "content_rule") */
+	const char *text;      /* what it said ("virus found: Eicar-Test-Signature") */
+	const strlist_t *hits; /* "virus:NAME", "rule:NAME", ...; may be NULL */
+};
+/*
+ * Record note in the trailer, at most once per message. Text is cleaned
+ * like the envelope's (control characters become '?') and cut to the
+ * bounds of queue_file.h; hits past QF_NOTE_HITS_MAX and empty ones are
+ * left out: a note never makes a message fail. Returns 0, or -1 with a
+ * malloc'ed *err_r if a note was already recorded.
+ */
+int queue_writer_set_note(struct queue_writer *w, const struct queue_note *note,
+			  char **err_r);
+
 /*
  * Finish: flush, write the end record, fsync the file, rename it into
  * folder ("queue", or "hold"/"quarantine" for those verdicts) and fsync

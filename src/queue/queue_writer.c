@@ -48,6 +48,7 @@ struct queue_writer {
 	uint64_t *rcpt_status_off; /* ... and the file offsets of their status bytes */
 	buf_t trailer;            /* version 2 records written after the content */
 	size_t trailer_edits;
+	bool has_note;            /* a q record is in trailer */
 	size_t buf_len;
 	unsigned char buf[QUEUE_WRITER_BUF];
 };
@@ -377,6 +378,57 @@ int queue_writer_set_sender(struct queue_writer *w, const char *address, char **
 	if (trailer_room(w, err_r) < 0)
 		return -1;
 	qf_put_record(&w->trailer, QF_REC_NEW_SENDER, address, (uint32_t)strlen(address));
+	return 0;
+}
+
+/* Append a u16 length and at most max bytes of s, control characters
+ * replaced by '?', cut before a UTF-8 continuation byte so that a cut
+ * never splits a character. */
+static void put_note_string(buf_t *b, const char *s, size_t max)
+{
+	size_t n = strnlen(s != NULL ? s : "", max + 1);
+
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+		if (n == 0)
+			n = max; /* no character starts there: not UTF-8 anyway */
+	}
+	unsigned char len[2] = { (unsigned char)(n >> 8), (unsigned char)n };
+	buf_append(b, len, 2);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		buf_putc(b, c < 0x20 || c == 0x7f ? '?' : (char)c);
+	}
+}
+
+int queue_writer_set_note(struct queue_writer *w, const struct queue_note *note,
+			  char **err_r)
+{
+	if (w->has_note) {
+		*err_r = qf_errf("the message already has a quarantine note");
+		return -1;
+	}
+	buf_t rec = BUF_INIT;
+	buf_putc(&rec, (char)(note->hold ? QF_NOTE_HOLD : QF_NOTE_QUARANTINE));
+	put_note_string(&rec, note->check, QF_NOTE_NAME_MAX);
+	put_note_string(&rec, note->reason, QF_NOTE_NAME_MAX);
+	put_note_string(&rec, note->text, QF_NOTE_TEXT_MAX);
+	size_t count_at = rec.len, count = 0;
+	buf_append(&rec, "\0\0", 2);
+	for (size_t i = 0; note->hits != NULL && i < note->hits->count; i++) {
+		const char *hit = note->hits->items[i];
+		if (hit[0] == '\0' || count == QF_NOTE_HITS_MAX)
+			continue;
+		put_note_string(&rec, hit, QF_NOTE_HIT_MAX);
+		count++;
+	}
+	rec.data[count_at] = (char)(count >> 8);
+	rec.data[count_at + 1] = (char)count;
+	qf_put_record(&w->trailer, QF_REC_NOTE, rec.data, (uint32_t)rec.len);
+	buf_free(&rec);
+	w->has_note = true;
 	return 0;
 }
 
