@@ -99,6 +99,8 @@ static const struct key_def keys[] = {
 	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
 	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
+	{ "quarantine_retention", K_DURATION, OFF(quarantine_retention), "30d", 60, 3650 * DAY, true,
+	  NULL },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 };
 

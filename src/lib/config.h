@@ -73,6 +73,8 @@ struct config {
 	uint64_t in_flow_delay;    /* seconds a commit waits for a flow token; 0 = off */
 	uint64_t in_flow_tokens;   /* the queue manager's stock of flow tokens */
 
+	uint64_t quarantine_retention; /* seconds a quarantined message is kept; 0 = for ever */
+
 	enum log_level log_level;
 };
 

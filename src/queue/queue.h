@@ -144,5 +144,21 @@ void queue_writer_abort(struct queue_writer **w);
  * not set yet. Record layout: queue_file.h (QF_NOTIFY_LEN).
  */
 void queue_notify(int fd, const char *id);
+/* The same with flags (QF_NOTIFY_NO_TOKEN: no flow token was taken for
+ * the message, so the queue manager owes none back for it). */
+void queue_notify_flags(int fd, const char *id, unsigned flags);
+
+/* The queue manager's wake-up FIFO in spool_dir: a command that moved a
+ * message into queue/ (postern quarantine release) writes a notify record
+ * there, since it has no notify pipe. */
+#define QUEUE_WAKE_FIFO "qmgr.wake"
+/*
+ * Write the notify record of id to spool_dir's wake-up FIFO: opened
+ * without following a link and without blocking, written only if it is
+ * a FIFO. Returns 0 if the record was written, -1 with errno otherwise
+ * (ENXIO: no queue manager has it open; EAGAIN: it is full; EINVAL: not
+ * a FIFO): the periodic queue scan finds the message then.
+ */
+int queue_wake(const char *spool_dir, const char *id);
 
 #endif

@@ -205,13 +205,17 @@ int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,
 		    char **err_r);
 
 /*
- * The notify record written to the queue manager's pipe: "QN1" NUL, the
- * 19-character id, then 9 NUL bytes (32 bytes, below PIPE_BUF).
+ * The notify record written to the queue manager's pipe (and to its
+ * wake-up FIFO): "QN1" NUL, the 19-character id, a flags byte, then 8
+ * NUL bytes (32 bytes, below PIPE_BUF).
  */
 #define QF_NOTIFY_LEN 32
-void qf_notify_encode(unsigned char *rec, const char *id);
-/* Extract and validate the id; false if the record is malformed. */
-bool qf_notify_decode(const unsigned char *rec, char *id_r);
+/* The message took no flow token (a notice, a released message). */
+#define QF_NOTIFY_NO_TOKEN 0x01
+void qf_notify_encode(unsigned char *rec, const char *id, unsigned flags);
+/* Extract and validate the id and flags; false if the record is
+ * malformed (unknown flags included). */
+bool qf_notify_decode(const unsigned char *rec, char *id_r, unsigned *flags_r);
 
 /* Number of pending recipients. */
 size_t qf_pending_count(const struct qf_msg *m);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/safeio.h"
@@ -530,27 +531,32 @@ void queue_writer_abort(struct queue_writer **wp)
 
 /* ---- notify pipe -------------------------------------------------------- */
 
-void qf_notify_encode(unsigned char *rec, const char *id)
+void qf_notify_encode(unsigned char *rec, const char *id, unsigned flags)
 {
 	memset(rec, 0, QF_NOTIFY_LEN);
 	memcpy(rec, "QN1", 3);
 	memcpy(rec + 4, id, QUEUE_ID_LEN);
+	rec[4 + QUEUE_ID_LEN] = (unsigned char)flags;
 }
 
-bool qf_notify_decode(const unsigned char *rec, char *id_r)
+bool qf_notify_decode(const unsigned char *rec, char *id_r, unsigned *flags_r)
 {
 	if (memcmp(rec, "QN1", 4) != 0)
 		return false;
-	for (size_t i = 4 + QUEUE_ID_LEN; i < QF_NOTIFY_LEN; i++) {
+	unsigned flags = rec[4 + QUEUE_ID_LEN];
+	if ((flags & ~(unsigned)QF_NOTIFY_NO_TOKEN) != 0)
+		return false;
+	for (size_t i = 5 + QUEUE_ID_LEN; i < QF_NOTIFY_LEN; i++) {
 		if (rec[i] != 0)
 			return false;
 	}
 	memcpy(id_r, rec + 4, QUEUE_ID_LEN);
 	id_r[QUEUE_ID_LEN] = '\0';
+	*flags_r = flags;
 	return queue_id_valid(id_r);
 }
 
-void queue_notify(int fd, const char *id)
+void queue_notify_flags(int fd, const char *id, unsigned flags)
 {
 	unsigned char rec[QF_NOTIFY_LEN];
 
@@ -558,13 +564,52 @@ void queue_notify(int fd, const char *id)
 		return;
 	/* The write must never block an smtp worker: make the pipe end
 	 * non-blocking (a property of the shared open file description). */
-	int flags = fcntl(fd, F_GETFL);
-	if (flags >= 0 && (flags & O_NONBLOCK) == 0)
-		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-	qf_notify_encode(rec, id);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK) == 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	qf_notify_encode(rec, id, flags);
 	ssize_t n;
 	do {
 		n = write(fd, rec, sizeof(rec));
 	} while (n < 0 && errno == EINTR);
 	/* EAGAIN (pipe full) or EPIPE: the periodic scan finds the message. */
+}
+
+void queue_notify(int fd, const char *id)
+{
+	queue_notify_flags(fd, id, 0);
+}
+
+int queue_wake(const char *spool_dir, const char *id)
+{
+	unsigned char rec[QF_NOTIFY_LEN];
+	struct stat st;
+
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *path = safeio_path_join(spool_dir, QUEUE_WAKE_FIFO);
+	/* A FIFO without a reader fails with ENXIO rather than waiting; a
+	 * link is not followed; a regular file or device is not written. */
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	qf_notify_encode(rec, id, QF_NOTIFY_NO_TOKEN);
+	ssize_t n;
+	do {
+		n = write(fd, rec, sizeof(rec));
+	} while (n < 0 && errno == EINTR);
+	int err = errno;
+	close(fd);
+	if (n == (ssize_t)sizeof(rec))
+		return 0;
+	errno = n < 0 ? err : EIO;
+	return -1;
 }

@@ -846,10 +846,20 @@ static void test_notify(void **state)
 	queue_id_new(id);
 	queue_notify(p[1], id);
 	assert_int_equal(read(p[0], rec, sizeof(rec)), QF_NOTIFY_LEN);
-	assert_true(qf_notify_decode(rec, back));
+	unsigned flags = 99;
+	assert_true(qf_notify_decode(rec, back, &flags));
 	assert_string_equal(back, id);
+	assert_int_equal(flags, 0);
 	rec[30] = 1;
-	assert_false(qf_notify_decode(rec, back));
+	assert_false(qf_notify_decode(rec, back, &flags));
+	/* the flags byte: only QF_NOTIFY_NO_TOKEN is known */
+	queue_notify_flags(p[1], id, QF_NOTIFY_NO_TOKEN);
+	assert_int_equal(read(p[0], rec, sizeof(rec)), QF_NOTIFY_LEN);
+	assert_int_equal(rec[23], QF_NOTIFY_NO_TOKEN);
+	assert_true(qf_notify_decode(rec, back, &flags));
+	assert_int_equal(flags, QF_NOTIFY_NO_TOKEN);
+	rec[23] = 0x02;
+	assert_false(qf_notify_decode(rec, back, &flags));
 	queue_notify(-1, id); /* no-op */
 
 	/* A full pipe never blocks the caller. */
