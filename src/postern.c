@@ -4,6 +4,7 @@
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
+ *   postern quarantine|hold list|show ID|release ID...|delete ID... [--json] [-c FILE]
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
@@ -16,6 +17,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
@@ -40,6 +42,10 @@ static void usage(FILE *out)
 		"  check-config    validate the configuration, users and aliases files\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
+		"  quarantine list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the messages a QUARANTINE verdict kept out of delivery\n"
+		"  hold list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the same for those a HOLD verdict kept\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -120,6 +126,17 @@ static int queue_command(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* "quarantine" or "hold": one tool, the folder named by the command. */
+static int quarantine_command(const char *folder, const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return 1;
+	int rc = quarantine_cli_main(folder, argc, argv, &cfg);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -135,6 +152,8 @@ int main(int argc, char **argv)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)
 		return queue_command(config, rest, argv + 2);
+	if (strcmp(command, "quarantine") == 0 || strcmp(command, "hold") == 0)
+		return quarantine_command(command, config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

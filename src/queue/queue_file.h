@@ -205,6 +205,18 @@ int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,
 		    char **err_r);
 
 /*
+ * Find the first field called name (ASCII case-insensitive; white space
+ * before the colon allowed) in the header section hdr[0 .. len) (as
+ * qf_read_headers gives it, LF line ends) and append its value to out:
+ * continuation lines unfolded into one space each, leading and trailing
+ * white space removed, control characters replaced by '?', at most max
+ * bytes (cut before a UTF-8 continuation byte). Returns true if the
+ * field was found. Nothing is decoded (RFC 2047 words stay as they are).
+ */
+bool qf_header_value(const char *hdr, size_t len, const char *name, size_t max,
+		     buf_t *out);
+
+/*
  * The notify record written to the queue manager's pipe (and to its
  * wake-up FIFO): "QN1" NUL, the 19-character id, a flags byte, then 8
  * NUL bytes (32 bytes, below PIPE_BUF).
