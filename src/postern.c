@@ -17,6 +17,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "queue/notice.h"
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
 #include "server/preflight.h"
@@ -90,6 +91,10 @@ static int check_config(const char *path)
 						     privsep_mailbox_owner(&ps, &owner), stderr);
 	if (t == NULL)
 		problems++;
+	struct notice_template *notice = notice_template_load(cfg.notify_template, stderr);
+	if (notice == NULL)
+		problems++;
+	notice_template_free(&notice);
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {

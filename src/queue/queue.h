@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../lib/buf.h"
 #include "../lib/strutil.h"
 
 #define QUEUE_ID_LEN 19
@@ -109,6 +110,14 @@ struct queue_note {
  */
 int queue_writer_set_note(struct queue_writer *w, const struct queue_note *note,
 			  char **err_r);
+
+/*
+ * Flush, then read back the header section of the content written so
+ * far (up to and including its empty line, at most max bytes, cut at a
+ * line end) into out. Blocks on the disk (commit threads only).
+ * Returns 0, or -1 with a malloc'ed *err_r.
+ */
+int queue_writer_read_headers(struct queue_writer *w, size_t max, buf_t *out, char **err_r);
 
 /*
  * Finish: flush, write the end record, fsync the file, rename it into

@@ -193,7 +193,8 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 	for (size_t i = 0; i < env->recipients->count; i++)
 		strlist_add(&w->rcpts, env->recipients->items[i]);
 	w->rcpt_status_off = xcalloc(env->recipients->count, sizeof(*w->rcpt_status_off));
-	w->fd = open(w->incoming_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Read-write: a notice reads the header section back (read_headers). */
+	w->fd = open(w->incoming_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		*err_r = qf_errf("create %s: %s", w->incoming_path, strerror(errno));
 		writer_free(w);
@@ -258,6 +259,17 @@ static int patch_bytes(struct queue_writer *w, uint64_t off, const void *data, s
 		return -1;
 	}
 	return 0;
+}
+
+int queue_writer_read_headers(struct queue_writer *w, size_t max, buf_t *out, char **err_r)
+{
+	if (writer_flush(w) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	/* Just what qf_read_content needs: where the content is. */
+	struct qf_msg m = { .content_off = w->content_len_off + 8, .content_len = w->content_len };
+	return qf_read_headers(w->fd, &m, max, out, err_r);
 }
 
 /* Store the final content length into the M record (buffered or on disk). */
