@@ -210,12 +210,12 @@ size_t qmgr_expire_quarantine(const char *quarantine_dir, uint64_t retention_sec
 			      uint64_t now_us)
 {
 	uint64_t keep_us = retention_secs * 1000000u;
-	DIR *dir = opendir(quarantine_dir);
 	struct dirent *de;
 	size_t removed = 0;
 
 	if (retention_secs == 0 || keep_us / 1000000u != retention_secs || keep_us > now_us)
 		return 0; /* for ever, or longer than the clock has run */
+	DIR *dir = opendir(quarantine_dir);
 	if (dir == NULL) {
 		log_error("scan %s: %s", quarantine_dir, strerror(errno));
 		return 0;
