@@ -50,12 +50,12 @@ struct key_def {
 _Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
-_Static_assert(sizeof(enum notify_sender_mode) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
-static const char *const no_yes_words[] = { "no", "yes", NULL };
+static const char *const yes_no_words[] = { "no", "yes", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -104,7 +104,7 @@ static const struct key_def keys[] = {
 	{ "quarantine_retention", K_DURATION, OFF(quarantine_retention), "30d", 60, 3650 * DAY, true,
 	  NULL },
 	{ "notify_admin", K_STRING, OFF(notify_admin), "", 0, 0, true, NULL },
-	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, no_yes_words },
+	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
 	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
 	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },

@@ -20,7 +20,7 @@
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
-enum notify_sender_mode { NOTIFY_SENDER_NO, NOTIFY_SENDER_YES };
+enum config_bool { CONFIG_NO, CONFIG_YES };
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -76,7 +76,7 @@ struct config {
 
 	uint64_t quarantine_retention; /* seconds a quarantined message is kept; 0 = for ever */
 	char *notify_admin;        /* address told of quarantines and viruses; "" = nobody */
-	enum notify_sender_mode notify_sender; /* also tell the sender (never of a virus) */
+	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
 	char *notify_template;     /* the notices' text; "" = the built-in one */
 	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
 

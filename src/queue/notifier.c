@@ -254,7 +254,7 @@ struct notifier *notifier_new(struct event_base *base, const struct config *cfg,
 			      const struct notice_template *t, struct queue_committer *c,
 			      int notify_fd)
 {
-	if (cfg->notify_admin[0] == '\0' && cfg->notify_sender == NOTIFY_SENDER_NO)
+	if (cfg->notify_admin[0] == '\0' && cfg->notify_sender == CONFIG_NO)
 		return NULL;
 	struct notifier *n = xcalloc(1, sizeof(*n));
 	n->base = base;
@@ -292,7 +292,7 @@ static void recipients(const struct notifier *n, const struct notice_info *info,
 	const char *admin = n->cfg->notify_admin;
 	if (admin[0] != '\0')
 		strlist_add(to, admin);
-	bool sender = n->cfg->notify_sender == NOTIFY_SENDER_YES &&
+	bool sender = n->cfg->notify_sender == CONFIG_YES &&
 		      info->event == NOTICE_QUARANTINED && !notice_is_virus(info) &&
 		      info->sender != NULL && info->sender[0] != '\0' &&
 		      !str_eq_nocase(info->sender, admin);

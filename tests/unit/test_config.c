@@ -153,7 +153,7 @@ static void test_quarantine_and_notice_keys(void **state)
 	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.quarantine_retention, 30 * 86400);
 	assert_string_equal(cfg.notify_admin, "");
-	assert_int_equal(cfg.notify_sender, NOTIFY_SENDER_NO);
+	assert_int_equal(cfg.notify_sender, CONFIG_NO);
 	assert_string_equal(cfg.notify_template, "");
 	assert_int_equal(cfg.notify_rate_limit, 10);
 	config_free(&cfg);
@@ -163,7 +163,7 @@ static void test_quarantine_and_notice_keys(void **state)
 			      &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.quarantine_retention, 0); /* kept for ever */
 	assert_string_equal(cfg.notify_admin, "postmaster@example.test");
-	assert_int_equal(cfg.notify_sender, NOTIFY_SENDER_YES);
+	assert_int_equal(cfg.notify_sender, CONFIG_YES);
 	assert_true(cfg.notify_template[0] == '/'); /* relative to the file's folder */
 	assert_int_equal(cfg.notify_rate_limit, 100);
 	config_free(&cfg);
