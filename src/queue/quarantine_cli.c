@@ -170,19 +170,29 @@ static void json_message(const struct qcli *c, buf_t *j, const struct qf_msg *m,
 
 /* ---- list ------------------------------------------------------------------------ */
 
+/* Print what b holds through the terminal-safe escaping, then empty it. */
+static void put_text(buf_t *b)
+{
+	spool_cli_put_escaped(stdout, buf_cstr(b), b->len);
+	buf_reset(b);
+}
+
 static void text_line(const struct qf_msg *m)
 {
 	char when[40];
+	buf_t b = BUF_INIT;
 	spool_cli_format_time(when, sizeof(when), m->arrival_us / 1000000u);
-	printf("%s  %-20s  %8llu  <%s> ->", m->id, when, (unsigned long long)m->content_len,
-	       m->sender);
+	buf_printf(&b, "%s  %-20s  %8llu  <%s> ->", m->id, when,
+		   (unsigned long long)m->content_len, m->sender);
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		if (m->rcpts[i].status != QF_RCPT_REMOVED)
-			printf(" <%s>", m->rcpts[i].addr);
-	printf("  %s", note_reason(m));
+			buf_printf(&b, " <%s>", m->rcpts[i].addr);
+	buf_printf(&b, "  %s", note_reason(m));
 	if (m->note.verdict != 0 && m->note.check[0] != '\0')
-		printf(" (%s)", m->note.check);
-	printf("\n");
+		buf_printf(&b, " (%s)", m->note.check);
+	buf_putc(&b, '\n');
+	put_text(&b);
+	buf_free(&b);
 }
 
 /* One entry of the list; false if it is gone (released meanwhile). */
@@ -272,28 +282,31 @@ static void text_show(const struct qcli *c, const char *path, const struct qf_ms
 		      const buf_t *subject, const buf_t *headers)
 {
 	char when[40];
-	printf("file: %s\nfolder: %s\nqueue_id: %s\n", path, c->folder, m->id);
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "file: %s\nfolder: %s\nqueue_id: %s\n", path, c->folder, m->id);
 	spool_cli_format_time(when, sizeof(when), m->arrival_us / 1000000u);
-	printf("arrival: %s\nclient_addr: %s\nhelo: %s\nprotocol: %s\nsender: <%s>\n", when,
-	       m->client_addr, m->helo, m->protocol, m->sender);
+	buf_printf(&b, "arrival: %s\nclient_addr: %s\nhelo: %s\nprotocol: %s\nsender: <%s>\n",
+		   when, m->client_addr, m->helo, m->protocol, m->sender);
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		if (m->rcpts[i].status != QF_RCPT_REMOVED)
-			printf("recipient: <%s>\n", m->rcpts[i].addr);
-	printf("size: %llu\nsubject: %s\n", (unsigned long long)m->content_len,
-	       buf_cstr(subject));
+			buf_printf(&b, "recipient: <%s>\n", m->rcpts[i].addr);
+	buf_printf(&b, "size: %llu\nsubject: %s\n", (unsigned long long)m->content_len,
+		   buf_cstr(subject));
 	if (m->note.verdict != 0) {
-		printf("verdict: %s\ncheck: %s\nreason: %s\ntext: %s\n",
-		       m->note.verdict == QF_NOTE_HOLD ? "hold" : "quarantine", m->note.check,
-		       m->note.reason, m->note.text);
+		buf_printf(&b, "verdict: %s\ncheck: %s\nreason: %s\ntext: %s\n",
+			   m->note.verdict == QF_NOTE_HOLD ? "hold" : "quarantine", m->note.check,
+			   m->note.reason, m->note.text);
 		for (size_t i = 0; i < m->note.hits.count; i++)
-			printf("hit: %s\n", m->note.hits.items[i]);
+			buf_printf(&b, "hit: %s\n", m->note.hits.items[i]);
 	} else {
-		printf("reason: %s\n", note_reason(m));
+		buf_printf(&b, "reason: %s\n", note_reason(m));
 	}
 	uint64_t expires = expires_at(c, m->id);
 	if (expires > 0)
 		spool_cli_format_time(when, sizeof(when), expires);
-	printf("expires: %s\n\n", expires > 0 ? when : "never");
+	buf_printf(&b, "expires: %s\n\n", expires > 0 ? when : "never");
+	put_text(&b);
+	buf_free(&b);
 	spool_cli_put_escaped(stdout, buf_cstr(headers), headers->len);
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/json.h"
 #include "../lib/safeio.h"
 
 void spool_cli_format_time(char *out, size_t len, uint64_t seconds)
@@ -32,12 +33,23 @@ void spool_cli_format_time(char *out, size_t len, uint64_t seconds)
 
 void spool_cli_put_escaped(FILE *out, const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
-			fprintf(out, "\\x%02x", c);
-		else
-			fputc(c, out);
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < len;) {
+		unsigned char c = p[i];
+		size_t n = c < 0x80 ? 1 : json_utf8_char_len(p + i, len - i);
+		/* C0 controls but tab and LF, DEL, the C1 controls U+0080 to
+		 * U+009F (0xc2 0x80..0x9f: a terminal may take U+009B for CSI),
+		 * and bytes that are not UTF-8 are shown as \xNN. */
+		bool control = (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f ||
+			       (n == 2 && c == 0xc2 && p[i + 1] < 0xa0);
+		if (n == 0 || control) {
+			for (size_t k = 0; k < (n == 0 ? 1 : n); k++)
+				fprintf(out, "\\x%02x", p[i + k]);
+			i += n == 0 ? 1 : n;
+			continue;
+		}
+		fwrite(p + i, 1, n, out);
+		i += n;
 	}
 }
 

@@ -23,7 +23,8 @@
 
 /* "2026-11-30T14:01:32Z" for seconds since the epoch. */
 void spool_cli_format_time(char *out, size_t len, uint64_t seconds);
-/* Print text with control characters (except tab and LF) as \xNN. */
+/* Print text with control characters (C0 but tab and LF, DEL, C1 as
+ * UTF-8) and bytes that are not UTF-8 as \xNN. */
 void spool_cli_put_escaped(FILE *out, const char *s, size_t len);
 /* "a FIFO", "a socket", "a device", "a folder" for an entry that is not
  * a regular file. */

@@ -268,7 +268,8 @@ static void test_json_of_hostile_messages(void **state)
 	buf_t out = BUF_INIT;
 	(void)state;
 	put("quarantine", "", "Subject: \"quoted\" \\ back\x01slash \xff\xfe end\n"
-	    "X-Other: \x1b[31mred\n\nbody \"text\"\n", "rule \"bad\"\\name", id1);
+	    "X-Other: \x1b[31mred\nX-C1: \xc2\x9b" "2J caf\xc3\xa9\n\nbody \"text\"\n",
+	    "rule \"bad\"\\name \xc2\x9b" "1m", id1);
 	put("quarantine", "o'brien@remote.test", "Subject: plain\n\nbody\n",
 	    "virus found: Eicar", id2);
 
@@ -277,7 +278,7 @@ static void test_json_of_hostile_messages(void **state)
 	assert_non_null(strstr(out.data, "\"count\":2,"));
 	assert_non_null(strstr(out.data, "\"sender\":\"\","));
 	assert_non_null(strstr(out.data, "\"recipients\":[\"alice@example.test\"]")); /* bob removed */
-	assert_non_null(strstr(out.data, "\"text\":\"rule \\\"bad\\\"\\\\name\""));
+	assert_non_null(strstr(out.data, "\"text\":\"rule \\\"bad\\\"\\\\name \xc2\x9b" "1m\""));
 	assert_non_null(strstr(out.data, "\"subject\":\"\\\"quoted\\\" \\\\ back?slash "
 				     "\xef\xbf\xbd\xef\xbf\xbd end\""));
 	assert_non_null(strstr(out.data, "\"hits\":[\"virus:Test\\\"Quote\","
@@ -289,15 +290,23 @@ static void test_json_of_hostile_messages(void **state)
 	assert_one_json_document(buf_cstr(&out));
 	assert_non_null(strstr(out.data, "\"headers\":\"Subject: \\\"quoted\\\" \\\\ back"
 				     "\\u0001slash \xef\xbf\xbd\xef\xbf\xbd end\\nX-Other: "
-				     "\\u001b[31mred\\n\\n\""));
+				     "\\u001b[31mred\\nX-C1: \xc2\x9b" "2J caf\xc3\xa9\\n\\n\""));
 	assert_non_null(strstr(out.data, "\"expires\":\"")); /* 30 days on */
 
-	/* text output escapes what would drive a terminal */
+	/* text output escapes what would drive a terminal: C0 and C1
+	 * controls (U+009B is a CSI), bytes that are not UTF-8; é stays */
 	assert_int_equal(run("quarantine", &out, 2, "show", id1), 0);
 	assert_null(strchr(out.data, '\x1b'));
+	assert_null(strstr(out.data, "\xc2\x9b"));
+	assert_null(strchr(out.data, '\xff'));
 	assert_non_null(strstr(out.data, "X-Other: \\x1b[31mred"));
+	assert_non_null(strstr(out.data, "X-C1: \\xc2\\x9b" "2J caf\xc3\xa9\n"));
+	assert_non_null(strstr(out.data, "subject: \"quoted\" \\ back?slash \\xff\\xfe end\n"));
+	assert_non_null(strstr(out.data, "text: rule \"bad\"\\name \\xc2\\x9b" "1m\n"));
 	assert_int_equal(run("quarantine", &out, 1, "list"), 0);
-	assert_non_null(strstr(out.data, "  <> -> <alice@example.test>  rule \"bad\"\\name (scan)"));
+	assert_null(strstr(out.data, "\xc2\x9b"));
+	assert_non_null(strstr(out.data, "  <> -> <alice@example.test>  rule \"bad\"\\name "
+				     "\\xc2\\x9b" "1m (scan)"));
 	assert_non_null(strstr(out.data, "\n2 messages in quarantine\n"));
 
 	/* an unknown id: an error document, status 1 */
