@@ -38,11 +38,13 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean FORCE
+        fuzz bench install clean tools FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -72,6 +74,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 $(BUILD)/tests/mime_dump: tests/tools/mime_dump.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
+
+# Test tools of the integration tests (never installed): tests/tools/*.c,
+# linked with the library, e.g. spool_put writes queue files the way the
+# smtp worker does. The harness finds them beside the postern binary.
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
+tools: $(TOOL_BINS)
 
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
@@ -109,14 +119,14 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-check-integration: $(BUILD)/postern $(PRELOADS)
+check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS)
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
 check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern check-unit
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern tools check-unit
 	@$(MAKE) --no-print-directory $(PRELOADS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  POSTERN_BIN=$(CURDIR)/build-asan/postern POSTERN_SANITIZED=1 python3 tests/integration/run.py

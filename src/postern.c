@@ -4,6 +4,7 @@
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
+ *   postern quarantine|hold list|show ID|release ID...|delete ID... [--json] [-c FILE]
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
@@ -16,6 +17,8 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "queue/notice.h"
+#include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
 #include "scan/rules.h"
 #include "server/preflight.h"
@@ -41,6 +44,10 @@ static void usage(FILE *out)
 		"  check-config    validate the configuration, users, aliases and content rules\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
+		"  quarantine list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the messages a QUARANTINE verdict kept out of delivery\n"
+		"  hold list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the same for those a HOLD verdict kept\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -85,6 +92,10 @@ static int check_config(const char *path)
 						     privsep_mailbox_owner(&ps, &owner), stderr);
 	if (t == NULL)
 		problems++;
+	struct notice_template *notice = notice_template_load(cfg.notify_template, stderr);
+	if (notice == NULL)
+		problems++;
+	notice_template_free(&notice);
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
@@ -122,6 +133,17 @@ static int queue_command(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* "quarantine" or "hold": one tool, the folder named by the command. */
+static int quarantine_command(const char *folder, const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return 1;
+	int rc = quarantine_cli_main(folder, argc, argv, &cfg);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -137,6 +159,8 @@ int main(int argc, char **argv)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)
 		return queue_command(config, rest, argv + 2);
+	if (strcmp(command, "quarantine") == 0 || strcmp(command, "hold") == 0)
+		return quarantine_command(command, config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

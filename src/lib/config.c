@@ -50,10 +50,12 @@ struct key_def {
 _Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const yes_no_words[] = { "no", "yes", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -99,6 +101,12 @@ static const struct key_def keys[] = {
 	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
 	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
+	{ "quarantine_retention", K_DURATION, OFF(quarantine_retention), "30d", 60, 3650 * DAY, true,
+	  NULL },
+	{ "notify_admin", K_STRING, OFF(notify_admin), "", 0, 0, true, NULL },
+	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
+	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
+	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 };
@@ -142,6 +150,19 @@ static bool valid_hostname(const char *s)
 			return false;
 	}
 	return label > 0 && s[len - 1] != '-';
+}
+
+/* "local@domain": a local part of printable ASCII without white space,
+ * angle brackets, quotes or a second '@', and a valid domain name. */
+static bool plain_address(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	if (at == NULL || at == s || at - s > 64 || !valid_hostname(at + 1))
+		return false;
+	for (const char *p = s; p < at; p++)
+		if (*p <= ' ' || *p >= 127 || strchr("<>\"@,;:\\()[]", *p) != NULL)
+			return false;
+	return true;
 }
 
 static void free_listen(struct config *cfg)
@@ -503,6 +524,9 @@ static void check_consistency(struct parse_ctx *ctx)
 			       cfg->relay_domains.items[i]);
 	if (cfg->queue_retry_min > cfg->queue_retry_max)
 		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
+	if (cfg->notify_admin[0] != '\0' && !plain_address(cfg->notify_admin))
+		report(ctx, 0, "notify_admin: \"%s\" is not an address such as "
+		       "postmaster@example.com", cfg->notify_admin);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
 		cfg->hostname = system_hostname();

@@ -20,6 +20,7 @@
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
+enum config_bool { CONFIG_NO, CONFIG_YES };
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -72,6 +73,12 @@ struct config {
 	uint64_t delivery_lanes;   /* local delivery agents working in parallel */
 	uint64_t in_flow_delay;    /* seconds a commit waits for a flow token; 0 = off */
 	uint64_t in_flow_tokens;   /* the queue manager's stock of flow tokens */
+
+	uint64_t quarantine_retention; /* seconds a quarantined message is kept; 0 = for ever */
+	char *notify_admin;        /* address told of quarantines and viruses; "" = nobody */
+	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
+	char *notify_template;     /* the notices' text; "" = the built-in one */
+	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
 
 	enum log_level log_level;
 

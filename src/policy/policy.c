@@ -96,11 +96,12 @@ void policy_request_free(struct policy_request *req)
 void policy_reply_free(struct policy_reply *reply)
 {
 	strlist_free(&reply->headers);
+	strlist_free(&reply->hits);
 }
 
 static void reply_reset(struct policy_reply *r)
 {
-	strlist_free(&r->headers);
+	policy_reply_free(r);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -123,6 +124,9 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 	memcpy(run->merged.status, one->status, sizeof(one->status));
 	memcpy(run->merged.text, one->text, sizeof(one->text));
 	memcpy(run->merged.reason, one->reason, sizeof(one->reason));
+	for (size_t i = 0; i < one->hits.count; i++)
+		strlist_add(&run->merged.hits, one->hits.items[i]);
+	snprintf(run->merged.check, sizeof(run->merged.check), "%s", run->call.check->name);
 	reply_reset(one);
 	return true;
 }

@@ -62,6 +62,11 @@ struct policy_reply {
 	char text[512];     /* human text, without code */
 	char reason[64];    /* short key for the log: "relay_denied" */
 	strlist_t headers;  /* "Name: value" lines to add (TAG, and kept on accept) */
+	/* What matched, for the quarantine note and the administrator's
+	 * notices: "virus:NAME", "rule:NAME", "attachment:FILENAME" (the
+	 * scan verdict's hits, moved here by the scan check). */
+	strlist_t hits;
+	char check[32];     /* the check that gave the final verdict (policy.c fills it) */
 };
 
 /* What a check may look at: copies, owned by whoever holds the request. */

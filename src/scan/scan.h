@@ -55,7 +55,9 @@ struct scan_verdict {
 	char text[512];      /* reply text, without code */
 	char reason[64];     /* for logs: "virus", "content_rule", "mime_limit", "scan_failed" */
 	strlist_t headers;   /* "Name: value" fields to add (TAG; kept on ACCEPT and QUARANTINE) */
-	strlist_t hits;      /* "virus:NAME", "rule:NAME", "mime:too_deep", ... */
+	strlist_t hits;      /* "virus:NAME", "rule:NAME", "mime:too_deep", ...; and
+			      * "attachment:FILENAME" for the part a verdict is about
+			      * (the notices' {attachment}) */
 	struct scan_timing timings[SCAN_TIMINGS_MAX];
 	size_t timing_count;
 };

@@ -58,6 +58,7 @@ struct generation {
 	struct privsep ps;
 	struct recipient_tables *rcpt;
 	SSL_CTX *tls_ctx;
+	struct notice_template *notice_template; /* notify_template, checked */
 };
 
 struct master {
@@ -82,6 +83,7 @@ static void generation_free(struct generation **gp)
 	config_free(&g->cfg);
 	privsep_free(&g->ps);
 	recipients_free(&g->rcpt);
+	notice_template_free(&g->notice_template);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
@@ -151,6 +153,11 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
 				  privsep_mailbox_owner(&g->ps, &owner), errors);
 	if (g->rcpt == NULL) {
+		generation_free(&g);
+		return NULL;
+	}
+	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
+	if (g->notice_template == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -369,7 +376,8 @@ static NORETURN void run_role(struct master *m, enum role role)
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
 					   .listen_count = m->listen_count,
 					   .notify_fd = m->notify_pipe[1],
-					   .flow_fd = m->flow_pipe[0] };
+					   .flow_fd = m->flow_pipe[0],
+					   .notice_template = g->notice_template };
 	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, &links));
 }
 

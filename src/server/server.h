@@ -42,6 +42,7 @@
 
 #include "../lib/config.h"
 #include "../mail/recipients.h"
+#include "../queue/notice.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
@@ -52,6 +53,7 @@ struct smtp_worker_links {
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
+	const struct notice_template *notice_template; /* read by the supervisor */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM

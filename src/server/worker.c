@@ -237,6 +237,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = links->notify_fd;
+	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
+				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
 	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
 	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
@@ -269,7 +271,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	flow_log_cb(-1, 0, &w); /* what the last interval saw */
 	event_free(w.flow_log_timer);
 	queue_flow_free(&w.srv.flow);
-	queue_committer_free(&w.srv.committer);
+	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
+	notifier_free(&w.srv.notifier);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

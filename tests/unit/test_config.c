@@ -144,6 +144,40 @@ static void expect_normalized(const char *in, const char *want)
 	free(got);
 }
 
+/* The quarantine and notice keys: defaults, spellings, bounds. */
+static void test_quarantine_and_notice_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.quarantine_retention, 30 * 86400);
+	assert_string_equal(cfg.notify_admin, "");
+	assert_int_equal(cfg.notify_sender, CONFIG_NO);
+	assert_string_equal(cfg.notify_template, "");
+	assert_int_equal(cfg.notify_rate_limit, 10);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nquarantine_retention = 0\n"
+			      "notify_admin = postmaster@example.test\nnotify_sender = yes\n"
+			      "notify_template = notice.txt\nnotify_rate_limit = 100\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.quarantine_retention, 0); /* kept for ever */
+	assert_string_equal(cfg.notify_admin, "postmaster@example.test");
+	assert_int_equal(cfg.notify_sender, CONFIG_YES);
+	assert_true(cfg.notify_template[0] == '/'); /* relative to the file's folder */
+	assert_int_equal(cfg.notify_rate_limit, 100);
+	config_free(&cfg);
+	expect_error("quarantine_retention = 30s\n", "postern.conf:1: quarantine_retention: value "
+		     "out of range");
+	expect_error("notify_sender = maybe\n", "notify_sender: unknown value: \"maybe\" is not one "
+		     "of: no yes");
+	expect_error("notify_rate_limit = 0\n", "notify_rate_limit: value out of range");
+	expect_error("notify_admin = postmaster\n", "notify_admin: \"postmaster\" is not an address");
+	expect_error("notify_admin = <postmaster@example.test>\n", "is not an address");
+	expect_error("notify_admin = a b@example.test\n", "is not an address");
+	expect_error("notify_admin = postmaster@bad..domain\n", "is not an address");
+}
+
 static void test_normalize_path(void **state)
 {
 	(void)state;
@@ -296,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_quarantine_and_notice_keys),
 		cmocka_unit_test(test_normalize_path),
 		cmocka_unit_test(test_paths_are_normalized),
 		cmocka_unit_test(test_defaults_written_differently_are_not_changes),
