@@ -22,7 +22,7 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl
+PKGS     := libevent libevent_openssl openssl libclamav
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -31,7 +31,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c))
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c src/scan/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
@@ -70,6 +70,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
 $(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
+# The antivirus tests make their zip and gzip files with zlib.
+$(BUILD)/tests/test_antivirus $(BUILD)/tests/test_clamd: TEST_LDFLAGS := $(shell pkg-config --libs zlib)
 
 deps:
 	@tools/install-deps.sh

@@ -50,10 +50,13 @@ struct key_def {
 _Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const no_yes_words[] = { "no", "yes", NULL };
+static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -99,6 +102,16 @@ static const struct key_def keys[] = {
 	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
 	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
+	{ "clamav_db_dir", K_PATH, OFF(clamav_db_dir), "", 0, 0, true, NULL },
+	{ "clamd_socket", K_STRING, OFF(clamd_socket), "", 0, 0, true, NULL },
+	{ "clamav_max_scan_size", K_SIZE, OFF(clamav_max_scan_size), "100M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_file_size", K_SIZE, OFF(clamav_max_file_size), "25M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_recursion", K_UINT, OFF(clamav_max_recursion), "16", 1, 100, false, NULL },
+	{ "clamav_max_files", K_UINT, OFF(clamav_max_files), "10000", 1, 1000000, false, NULL },
+	{ "clamav_max_scan_time", K_DURATION, OFF(clamav_max_scan_time), "25s", 1, 3600, false, NULL },
+	{ "clamav_alert_exceeds_max", K_ENUM, OFF(clamav_alert_exceeds_max), "yes", 0, 0, false,
+	  no_yes_words },
+	{ "virus_action", K_ENUM, OFF(virus_action), "reject", 0, 0, false, virus_action_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 };
 
@@ -502,6 +515,13 @@ static void check_consistency(struct parse_ctx *ctx)
 			       cfg->relay_domains.items[i]);
 	if (cfg->queue_retry_min > cfg->queue_retry_max)
 		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
+	if (cfg->clamav_db_dir[0] != '\0' && cfg->clamd_socket[0] != '\0')
+		report(ctx, 0, "clamav_db_dir and clamd_socket are both set: the antivirus is "
+		       "either libclamav in process or clamd, choose one");
+	if (cfg->clamd_socket[0] != '\0' && cfg->clamd_socket[0] != '/' &&
+	    strrchr(cfg->clamd_socket, ':') == NULL)
+		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
+		       cfg->clamd_socket);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
 		cfg->hostname = system_hostname();
