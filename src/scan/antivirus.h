@@ -25,8 +25,8 @@
 /*
  * libclamav decodes a message's parts only when it recognises the bytes
  * as mail, which it does by their first header field (Received:,
- * From:, Subject:, ...); a message that starts with another field would
- * have its attachments scanned as plain text. The scanners therefore
+ * From:, Subject:, ...) or a MIME-Version field; a message without
+ * either would have its base64 body scanned as plain text. The scanners therefore
  * see the message behind one Received: field of ours, unless it already
  * starts with "Received: " or an mbox "From " line. Returns the prefix
  * to put before data (with data's line ending), or NULL for none.
