@@ -49,9 +49,8 @@ static int parse_unix(const char *spec, struct clamd_target *t, char **err_r)
 	return 0;
 }
 
-/* Split "host:port" or "[v6]:port" into host_r and port_r (copies). */
-static int split_host_port(const char *spec, char *host_r, size_t host_size, char *port_r,
-			   size_t port_size)
+int clamd_split_host_port(const char *spec, char *host_r, size_t host_size, char *port_r,
+			  size_t port_size)
 {
 	const char *host = spec, *host_end, *port;
 	if (spec[0] == '[') {
@@ -82,7 +81,7 @@ static int split_host_port(const char *spec, char *host_r, size_t host_size, cha
 static int parse_inet(const char *spec, struct clamd_target *t, char **err_r)
 {
 	char host[256], port[8];
-	if (split_host_port(spec, host, sizeof(host), port, sizeof(port)) != 0) {
+	if (clamd_split_host_port(spec, host, sizeof(host), port, sizeof(port)) != 0) {
 		*err_r = errorf("clamd_socket: expected an absolute socket path or host:port "
 				"(an IPv6 address in brackets, a port from 1 to 65535): \"%s\"",
 				spec);

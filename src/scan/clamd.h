@@ -46,6 +46,12 @@ struct clamd_target {
  */
 int clamd_target_parse(const char *spec, struct clamd_target *target_r, char **err_r);
 
+/* The syntax part of it: "host:port" or "[v6]:port" into host_r and port_r
+ * (NUL-terminated copies); 0, or -1 if spec is not that (no port, a port
+ * out of 1..65535, an IPv6 address without brackets, too long). */
+int clamd_split_host_port(const char *spec, char *host_r, size_t host_size, char *port_r,
+			  size_t port_size);
+
 enum clamd_verdict {
 	CLAMD_CLEAN,  /* "stream: OK" */
 	CLAMD_FOUND,  /* "stream: NAME FOUND": name_r holds NAME */
