@@ -578,7 +578,7 @@ static void test_zip_bomb(void **state)
 	char *zeros = calloc(1, big);
 	assert_non_null(zeros);
 	struct avmsg_file files[8];
-	char names[8][16];
+	char names[8][24];
 	for (int i = 0; i < 8; i++) {
 		snprintf(names[i], sizeof(names[i]), "disk%d.img", i);
 		files[i] = (struct avmsg_file){ names[i], zeros, big };
