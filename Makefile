@@ -102,7 +102,8 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-check-integration: $(BUILD)/postern $(PRELOADS)
+# test_antivirus.py drives build/tests/test_clamd against a real clamd.
+check-integration: $(BUILD)/postern $(PRELOADS) $(BUILD)/tests/test_clamd
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
