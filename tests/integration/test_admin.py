@@ -248,17 +248,18 @@ class DemoCheckConfigTest(unittest.TestCase):
         self.assertEqual(listed["mail_root"], self.top + "/var/mail")
         self.assertEqual(listed["users_file"], self.top + "/etc/users")
         self.assertEqual(listed["tls_cert"], self.top + "/var/tls/demo.crt")
+        self.assertEqual(listed["clamav_db_dir"], self.top + "/etc/clamav-test")
         for k, v in listed.items():
             self.assertNotRegex(v, r"/\.\.?(/|$)|//", k)
 
     def test_demo_defaults_are_not_listed(self):
         listed = self.check()
-        # user, workers, mynetworks and relay_domains are written in the
-        # demo with their default values.
+        # user, workers, mynetworks, relay_domains and virus_action are
+        # written in the demo with their default values.
         self.assertEqual(sorted(listed), sorted([
             "hostname", "listen", "spool_dir", "mail_root", "local_domains",
             "users_file", "aliases_file", "tls_cert", "tls_key",
-            "message_size_limit"] + self.substituted))
+            "message_size_limit", "clamav_db_dir"] + self.substituted))
         self.assertEqual(listed["message_size_limit"], "10485760")
 
     def test_unset_hostname_is_not_a_change(self):
