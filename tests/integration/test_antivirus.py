@@ -153,8 +153,8 @@ def corpus_ham(n):
             data = f.read()
         if data.startswith(b"From "):
             data = data.split(b"\n", 1)[1]
-        if b"\r" in data:
-            continue  # bare CRs: refused by bare_newline = reject, not our subject
+        if b"\r" in data or b"\0" in data:
+            continue  # bare CRs, NULs: refused by bare_newline = reject, not our subject
         out.append((name, data))
     return out
 
