@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -621,6 +622,37 @@ static void test_recursion_limit(void **state)
 	buf_free(&msg);
 }
 
+/* The engine built before fork(2) scans in the children, as the scan
+ * master's scanner processes use it (no rebuild there). */
+static void test_engine_shared_by_forked_children(void **state)
+{
+	(void)state;
+	buf_t msg = BUF_INIT;
+	eicar_attached(&msg, "base64");
+	pid_t kids[2];
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		assert_true(kids[k] >= 0);
+		if (kids[k] == 0) {
+			struct scan_verdict v;
+			int ok = run_stage(&shared, msg.data, msg.len, &v) == 0 &&
+				 v.action == SCAN_REJECT &&
+				 strcmp(v.text, "virus found: " EICAR_NAME) == 0;
+			verdict_clear(&v);
+			ok = ok && run_stage(&shared, "Subject: x\n\nhi\n", 17, &v) == 0 &&
+			     v.action == SCAN_ACCEPT;
+			_exit(ok ? 0 : 1);
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		int status;
+		assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	buf_free(&msg);
+}
+
 /* ---- the signature folder ---- */
 
 static void write_file(const char *folder, const char *name, const char *text)
@@ -805,6 +837,7 @@ int main(void)
 		cmocka_unit_test(test_message_over_max_file_size),
 		cmocka_unit_test(test_zip_bomb),
 		cmocka_unit_test(test_recursion_limit),
+		cmocka_unit_test(test_engine_shared_by_forked_children),
 		cmocka_unit_test(test_signature_folder_errors),
 		cmocka_unit_test(test_stale_sees_changed_signature_files),
 		cmocka_unit_test(test_names),
