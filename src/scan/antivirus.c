@@ -38,7 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../lib/buf.h"
 #include "../lib/compat.h"
@@ -386,10 +389,30 @@ static off_t av_view_pread(void *handle, void *buf, size_t count, off_t offset)
 	return (off_t)count;
 }
 
+/*
+ * libclamav names its temporary files and folders from rand(), whose
+ * state fork(2) copies: scanners forked from one master would pick the
+ * same names, remove each other's files and miss what was in them. Each
+ * process reseeds once, before its first scan.
+ */
+static void av_reseed_rand(void)
+{
+	static pid_t seeded_for;
+	pid_t pid = getpid();
+	if (seeded_for == pid)
+		return;
+	unsigned seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+		seed = (unsigned)pid ^ (unsigned)time(NULL) ^ (unsigned)clock();
+	srand(seed);
+	seeded_for = pid;
+}
+
 /* 0 clean, 1 found (name_r), -1 failed (err_r). */
 static int scan_libclamav(struct av_stage *st, const unsigned char *data, size_t len,
 			  char *name_r, char *err_r, size_t err_size)
 {
+	av_reseed_rand();
 	const char *prefix = av_mail_view_prefix(data, len);
 	struct av_view view = { .prefix = (const unsigned char *)prefix,
 				.prefix_len = prefix ? strlen(prefix) : 0, .data = data, .len = len };
