@@ -526,7 +526,8 @@ static void test_discard_action(void **state)
 	assert_string_equal(v.hits.items[0], "virus:" EICAR_NAME);
 	assert_int_equal(v.headers.count, 0);
 	verdict_clear(&v);
-	assert_clean(&st, "Subject: hi\n\nhello\n", 19, "clean, discard mode");
+	const char *clean = "Subject: hi\n\nhello\n";
+	assert_clean(&st, clean, strlen(clean), "clean, discard mode");
 	buf_free(&msg);
 	st.free(st.ctx);
 }
@@ -644,7 +645,8 @@ static void test_engine_shared_by_forked_children(void **state)
 				     v.action == SCAN_REJECT &&
 				     strcmp(v.text, "virus found: " EICAR_NAME) == 0;
 				verdict_clear(&v);
-				ok = ok && run_stage(&shared, "Subject: x\n\nhi\n", 17, &v) == 0 &&
+				const char *clean = "Subject: x\n\nhi\n";
+				ok = ok && run_stage(&shared, clean, strlen(clean), &v) == 0 &&
 				     v.action == SCAN_ACCEPT;
 			}
 			_exit(ok ? 0 : 1);
