@@ -22,7 +22,7 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive
+PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -86,6 +86,8 @@ tools: $(TOOL_BINS)
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
 $(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
+# The antivirus tests make their zip and gzip files with zlib.
+$(BUILD)/tests/test_antivirus $(BUILD)/tests/test_clamd: TEST_LDFLAGS := $(shell pkg-config --libs zlib)
 
 deps:
 	@tools/install-deps.sh
@@ -119,7 +121,8 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS)
+# test_antivirus.py drives build/tests/test_clamd against a real clamd.
+check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.

@@ -51,11 +51,13 @@ _Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
 static const char *const yes_no_words[] = { "no", "yes", NULL };
+static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -107,6 +109,16 @@ static const struct key_def keys[] = {
 	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
 	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
 	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
+	{ "clamav_db_dir", K_PATH, OFF(clamav_db_dir), "", 0, 0, true, NULL },
+	{ "clamd_socket", K_STRING, OFF(clamd_socket), "", 0, 0, true, NULL },
+	{ "clamav_max_scan_size", K_SIZE, OFF(clamav_max_scan_size), "100M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_file_size", K_SIZE, OFF(clamav_max_file_size), "25M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_recursion", K_UINT, OFF(clamav_max_recursion), "16", 1, 100, false, NULL },
+	{ "clamav_max_files", K_UINT, OFF(clamav_max_files), "10000", 1, 1000000, false, NULL },
+	{ "clamav_max_scan_time", K_DURATION, OFF(clamav_max_scan_time), "25s", 1, 3600, false, NULL },
+	{ "clamav_alert_exceeds_max", K_ENUM, OFF(clamav_alert_exceeds_max), "yes", 0, 0, false,
+	  yes_no_words },
+	{ "virus_action", K_ENUM, OFF(virus_action), "reject", 0, 0, false, virus_action_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 };
@@ -527,6 +539,13 @@ static void check_consistency(struct parse_ctx *ctx)
 	if (cfg->notify_admin[0] != '\0' && !plain_address(cfg->notify_admin))
 		report(ctx, 0, "notify_admin: \"%s\" is not an address such as "
 		       "postmaster@example.com", cfg->notify_admin);
+	if (cfg->clamav_db_dir[0] != '\0' && cfg->clamd_socket[0] != '\0')
+		report(ctx, 0, "clamav_db_dir and clamd_socket are both set: the antivirus is "
+		       "either libclamav in process or clamd, choose one");
+	if (cfg->clamd_socket[0] != '\0' && cfg->clamd_socket[0] != '/' &&
+	    strrchr(cfg->clamd_socket, ':') == NULL)
+		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
+		       cfg->clamd_socket);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
 		cfg->hostname = system_hostname();

@@ -21,6 +21,8 @@
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
 enum config_bool { CONFIG_NO, CONFIG_YES };
+/* What the antivirus stage does with a message it finds a virus in. */
+enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_DISCARD };
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -79,6 +81,16 @@ struct config {
 	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
 	char *notify_template;     /* the notices' text; "" = the built-in one */
 	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
+	/* Antivirus (src/scan/antivirus.c): libclamav in process or clamd. */
+	char *clamav_db_dir;            /* "" = no in-process engine */
+	char *clamd_socket;             /* "" = none; "/path" or "host:port" */
+	uint64_t clamav_max_scan_size;  /* libclamav's limits */
+	uint64_t clamav_max_file_size;
+	uint64_t clamav_max_recursion;
+	uint64_t clamav_max_files;
+	uint64_t clamav_max_scan_time;  /* seconds; also bounds a clamd exchange */
+	unsigned clamav_alert_exceeds_max; /* 1 = past a limit counts as a virus */
+	enum virus_action virus_action;
 
 	enum log_level log_level;
 
