@@ -139,7 +139,10 @@ static void format_timings(const struct scan_verdict *v, buf_t *out)
 		buf_printf(out, " %s=%.3f", v->timings[i].stage, (double)v->timings[i].us / 1e6);
 }
 
-static void log_verdict(const struct scan_req *r, const struct scan_verdict *v)
+/* detail: why the scan failed, for the log only (the client is told
+ * v->text, which says nothing about our insides). */
+static void log_verdict(const struct scan_req *r, const struct scan_verdict *v,
+			const char *detail)
 {
 	buf_t hits = BUF_INIT, timings = BUF_INIT;
 	for (size_t i = 0; i < v->hits.count; i++)
@@ -150,8 +153,8 @@ static void log_verdict(const struct scan_req *r, const struct scan_verdict *v)
 	if (failed)
 		log_warn("%s: scan action=%s%s reason=%s delay=%.3f%s (%s)", r->id,
 			 scan_action_name(v->action),
-			 v->action == SCAN_ACCEPT ? " fail_open=yes" : "", v->reason, delay,
-			 buf_cstr(&timings), v->text);
+			 v->action != SCAN_TEMPFAIL ? " fail_open=yes" : "", v->reason, delay,
+			 buf_cstr(&timings), detail != NULL ? detail : v->text);
 	else
 		log_info("%s: scan action=%s%s%s%s%s hits=%s headers=%zu delay=%.3f%s", r->id,
 			 scan_action_name(v->action), v->reason[0] != '\0' ? " reason=" : "",
@@ -196,11 +199,23 @@ static enum policy_verdict map_verdict(struct policy_call *call, const struct sc
 	return POLICY_TEMPFAIL;
 }
 
+/* The verdict of a message that could not be scanned. */
+static void failure_verdict(const struct scan_client *c, const char *reason,
+			    struct scan_verdict *v)
+{
+	scan_verdict_init(v);
+	scan_verdict_fail(v, c->cfg->scan_fail_open == CONFIG_YES, reason, "%s",
+			  strcmp(reason, "scan_timeout") == 0
+				  ? "Message could not be checked in time, try again later"
+				  : "Message could not be checked, try again later");
+	scan_verdict_normalize(v);
+}
+
 /* The request's verdict has come (or failed): log, forget r, answer. */
-static void deliver(struct scan_req *r, const struct scan_verdict *v)
+static void deliver(struct scan_req *r, const struct scan_verdict *v, const char *detail)
 {
 	struct policy_call *call = r->call;
-	log_verdict(r, v);
+	log_verdict(r, v, detail);
 	enum policy_verdict pv = map_verdict(call, v);
 	req_free(r);
 	policy_call_finish(call, pv);
@@ -217,10 +232,8 @@ static void deliver_failure(struct scan_req *r, const char *reason, const char *
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	scan_verdict_init(&v);
-	scan_verdict_fail(&v, r->client->cfg->scan_fail_open == CONFIG_YES, reason, "%s", why);
-	scan_verdict_normalize(&v);
-	deliver(r, &v);
+	failure_verdict(r->client, reason, &v);
+	deliver(r, &v, why);
 	scan_verdict_free(&v);
 }
 
@@ -365,7 +378,7 @@ static bool conn_take(struct scan_conn *conn, struct scan_msg *m)
 	}
 	list_unlink(r);
 	r->conn = NULL;
-	deliver(r, &m->verdict);
+	deliver(r, &m->verdict, NULL);
 	if (conn->draining)
 		conn_later(conn);
 	return true;
@@ -457,10 +470,8 @@ static enum policy_verdict answer_now(struct scan_client *c, struct policy_call 
 	struct scan_verdict v;
 	struct scan_req r = { .client = c, .started_us = now_us() };
 	snprintf(r.id, sizeof(r.id), "%.*s", QUEUE_ID_LEN, id);
-	scan_verdict_init(&v);
-	scan_verdict_fail(&v, c->cfg->scan_fail_open == CONFIG_YES, reason, "%s", why);
-	scan_verdict_normalize(&v);
-	log_verdict(&r, &v);
+	failure_verdict(c, reason, &v);
+	log_verdict(&r, &v, why);
 	enum policy_verdict pv = map_verdict(call, &v);
 	scan_verdict_free(&v);
 	return pv;
