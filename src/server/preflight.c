@@ -29,6 +29,7 @@
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../queue/queue.h"
+#include "../scan/scan_proto.h"
 
 #define PROBE_OUTPUT_MAX (64 * 1024)
 #define NR_OPEN_PATH "/proc/sys/fs/nr_open"
@@ -180,6 +181,28 @@ static void probe_users_file(struct probe *p)
 	}
 }
 
+/* spool_dir/private: the scan master's socket, reachable by user only. */
+static void probe_private(struct probe *p)
+{
+	char *path = safeio_path_join(p->cfg->spool_dir, SCAN_SOCKET_FOLDER);
+	struct stat st;
+	if (p->create && mkdir(path, 0700) < 0 && errno != EEXIST)
+		fprintf(p->out, "E spool_dir %s: cannot create it as user %s: %s\n", path,
+			p->account, strerror(errno));
+	else if (check_dir(p, "spool_dir", path, true) && p->account != NULL &&
+		 lstat(path, &st) == 0) {
+		if (st.st_uid != geteuid())
+			fprintf(p->out, "E spool_dir %s: owned by uid %lu, not by user %s (the "
+				"scan master's socket lives there)\n", path,
+				(unsigned long)st.st_uid, p->account);
+		else if ((st.st_mode & 077) != 0)
+			fprintf(p->out, "E spool_dir %s: mode %04o lets other accounts reach the "
+				"scan master's socket: make it 0700\n", path,
+				(unsigned)(st.st_mode & 07777));
+	}
+	free(path);
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
@@ -199,6 +222,7 @@ static void probe_user(struct probe *p)
 		check_dir(p, "spool_dir", path, true);
 		free(path);
 	}
+	probe_private(p);
 }
 
 /* The local delivery agent's view: mail_root. */

@@ -39,6 +39,7 @@
 #define POSTERN_SERVER_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 
 #include "../lib/config.h"
 #include "../mail/recipients.h"
@@ -52,11 +53,31 @@ struct smtp_worker_links {
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
+	bool scan;     /* ask the scan master at the end of data */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM
  * (graceful drain up to shutdown_timeout). Returns the exit status. */
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links);
+
+/*
+ * The scan master role (scan_role.c): build the content pipeline, then
+ * either tell the supervisor there is nothing to scan (SCAN_READY_OFF on
+ * ready_fd, exit 0: scan = auto and no stage configured) or listen on
+ * spool/private/scan.sock, fork the scanners, write SCAN_READY_ON and serve
+ * until SIGTERM (stop) or SIGUSR2 (retire: a newer scan master took over).
+ * A pipeline that cannot be built is logged (FILE:LINE: message) and the
+ * exit status is SCAN_EXIT_CONFIG, with nothing written on ready_fd.
+ */
+#define SCAN_READY_ON '1'
+#define SCAN_READY_OFF '0'
+#define SCAN_EXIT_CONFIG 78
+int scan_master_main(const struct config *cfg, int ready_fd);
+
+struct scan_pipeline;
+/* A scanner (scanner.c): scan what the master sends on sock with p until
+ * the master closes it. Returns the exit status. */
+int scan_scanner_main(struct scan_pipeline *p, int sock);
 
 #endif

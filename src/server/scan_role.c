@@ -1,0 +1,1005 @@
+/*
+ * scan_role.c - the scan master (see server.h and docs/scanning.md): it
+ * builds the content pipeline once, forks scan_workers scanner processes
+ * that share it (scanner.c), listens on spool/private/scan.sock for the
+ * smtp workers, hands each request to an idle scanner (the others wait in
+ * a bounded queue), and relays the verdicts.
+ *
+ * Time and failure: a message may wait scan_timeout for a scanner and
+ * take scan_timeout in one; a scanner past its time is killed (SIGKILL)
+ * and replaced, as is one that crashes, and only that message gets the
+ * failure verdict (451 4.7.0, or accepted under scan_fail_open); so does a
+ * message that finds the queue full (SCAN_QUEUE_PER_SCANNER per scanner).
+ *
+ * Reloads: every few seconds the master asks the pipeline whether the
+ * files it loaded changed (scan_pipeline_stale). If so a thread builds a
+ * new pipeline beside the running one (the scanners keep working, no
+ * scanner is forked meanwhile); if that fails the error is logged and the
+ * running pipeline stays (tried again after a back-off); if it works, new
+ * scanners are forked from it and the old ones exit after their current
+ * message. A SIGHUP to the supervisor starts a new scan master instead
+ * (master.c); when it is ready it takes over the socket path and the
+ * supervisor sends this one SIGUSR2: it stops listening, tells each
+ * connected worker to move on (DRAIN), serves what they still send, and
+ * exits when they have all closed. SIGTERM: the same without the DRAIN
+ * (the workers are stopping too).
+ *
+ * One thread (plus the builder while it runs), poll() over the signal
+ * descriptor, the listening socket, the workers and the scanners.
+ *
+ * RFCs: none. Untrusted input: the requests of the smtp workers and the
+ * verdicts of the scanners (scan_proto.c decodes both; a violation ends
+ * that connection, or kills that scanner). Privilege: `user`, non-dumpable;
+ * started by the supervisor, it dropped the TLS key, the tables and every
+ * descriptor of the other roles.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/xalloc.h"
+#include "../scan/scan_client.h"
+#include "../scan/scan_proto.h"
+
+#define SCAN_QUEUE_PER_SCANNER 64
+#define STALE_POLL_MS 5000
+#define REBUILD_BACKOFF_MIN_MS 60000
+#define REBUILD_BACKOFF_MAX_MS (15 * 60000)
+#define RESPAWN_PAUSE_MS 1000      /* after a scanner that died young */
+#define CLIENT_OUT_MAX 4096        /* verdicts waiting for a stuck worker */
+
+struct request;
+
+struct scanner {
+	pid_t pid;                 /* 0: the slot is free */
+	int sock;                  /* -1 once closed */
+	struct request *job;       /* being scanned, or NULL */
+	uint32_t seq;
+	uint64_t deadline_ms;
+	uint64_t started_ms;
+	unsigned generation;       /* of the pipeline it was forked with */
+	bool retiring;             /* an older pipeline: exit after the job */
+};
+
+struct out_packet {
+	buf_t packet;
+	struct out_packet *next;
+};
+
+struct client {
+	int fd;                    /* -1: gone, to be freed */
+	size_t in_flight;          /* its requests queued or being scanned */
+	struct out_packet *out_head, *out_tail;
+	size_t out_count;
+	struct client *next;
+};
+
+struct request {
+	struct client *client;     /* NULL once the worker is gone */
+	uint32_t client_seq;
+	struct scan_msg msg;
+	int fd;
+	uint64_t arrived_ms, dispatched_ms;
+	struct request *next;      /* the queue */
+};
+
+struct scan_master {
+	const struct config *cfg;
+	struct scan_pipeline *pipeline;
+	unsigned generation;
+	struct scanner *scanners;
+	size_t scanner_count, scanner_cap;
+	size_t want;               /* scanners of the current pipeline */
+	struct client *clients;
+	struct request *queue_head, *queue_tail;
+	size_t queued;
+	char *path;
+	int listener;
+	dev_t sock_dev;
+	ino_t sock_ino;
+	int sigfd;
+	bool stopping, retiring;
+	uint64_t exit_deadline_ms;
+	uint64_t respawn_after_ms;
+	uint64_t next_stale_ms, next_rebuild_ms, rebuild_backoff_ms;
+	/* the builder thread */
+	bool building;
+	pthread_t builder;
+	int build_pipe[2];
+	struct scan_pipeline *built;
+	char *build_err;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static size_t scanner_target(const struct config *cfg)
+{
+	if (cfg->scan_workers != 0)
+		return (size_t)cfg->scan_workers;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (size_t)n : 1;
+}
+
+/* ---- answering the workers ------------------------------------------------------- */
+
+static void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	while (c->out_head != NULL) {
+		struct out_packet *o = c->out_head;
+		c->out_head = o->next;
+		buf_free(&o->packet);
+		free(o);
+	}
+	c->out_tail = NULL;
+	c->out_count = 0;
+}
+
+/* Send what waits for c, as far as its socket takes it. */
+static void client_flush(struct client *c)
+{
+	while (c->fd >= 0 && c->out_head != NULL) {
+		struct out_packet *o = c->out_head;
+		if (scan_send_encoded(c->fd, &o->packet, -1) < 0) {
+			if (errno != EAGAIN) {
+				log_warn("smtp worker connection: send: %s; closing it",
+					 strerror(errno));
+				client_close(c);
+			}
+			return;
+		}
+		c->out_head = o->next;
+		if (c->out_head == NULL)
+			c->out_tail = NULL;
+		c->out_count--;
+		buf_free(&o->packet);
+		free(o);
+	}
+}
+
+static void client_send(struct client *c, const struct scan_msg *m)
+{
+	if (c->fd < 0)
+		return;
+	if (c->out_count >= CLIENT_OUT_MAX) {
+		log_warn("an smtp worker does not read its verdicts; closing its connection");
+		client_close(c);
+		return;
+	}
+	struct out_packet *o = xcalloc(1, sizeof(*o));
+	scan_msg_encode(m, &o->packet);
+	if (c->out_tail != NULL)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	c->out_count++;
+	client_flush(c);
+}
+
+static void request_free(struct request *r)
+{
+	if (r->client != NULL)
+		r->client->in_flight--;
+	if (r->fd >= 0)
+		close(r->fd);
+	scan_msg_free(&r->msg);
+	free(r);
+}
+
+/* Answer r with v (normalized here) and forget it. */
+static void request_answer(struct request *r, struct scan_verdict *v)
+{
+	if (r->client != NULL) {
+		struct scan_msg m;
+		scan_msg_init(&m, SCAN_MSG_VERDICT);
+		m.seq = r->client_seq;
+		scan_verdict_normalize(v);
+		m.verdict = *v; /* lent */
+		client_send(r->client, &m);
+	}
+	request_free(r);
+}
+
+static void request_fail(struct scan_master *m, struct request *r, const char *reason,
+			 const char *text)
+{
+	struct scan_verdict v;
+	scan_verdict_init(&v);
+	scan_verdict_fail(&v, m->cfg->scan_fail_open == CONFIG_YES, reason, "%s", text);
+	request_answer(r, &v);
+	scan_verdict_free(&v);
+}
+
+/* ---- scanners ---------------------------------------------------------------------- */
+
+static void close_master_fds(struct scan_master *m, int keep)
+{
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].sock >= 0 && m->scanners[i].sock != keep)
+			close(m->scanners[i].sock);
+	for (struct client *c = m->clients; c != NULL; c = c->next)
+		if (c->fd >= 0)
+			close(c->fd);
+	for (struct request *r = m->queue_head; r != NULL; r = r->next)
+		if (r->fd >= 0)
+			close(r->fd);
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].job != NULL && m->scanners[i].job->fd >= 0)
+			close(m->scanners[i].job->fd);
+	if (m->listener >= 0)
+		close(m->listener);
+	close(m->sigfd);
+	close(m->build_pipe[0]);
+	close(m->build_pipe[1]);
+}
+
+/* In a new scanner: only its socket, then the loop. */
+static NORETURN void become_scanner(struct scan_master *m, int sock, pid_t master)
+{
+	sigset_t none;
+	close_master_fds(m, sock);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN); /* a Ctrl-C goes to the master, which closes our socket */
+	signal(SIGUSR2, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != master)
+		_exit(1);
+	_exit(scan_scanner_main(m->pipeline, sock));
+}
+
+static struct scanner *free_slot(struct scan_master *m)
+{
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].pid == 0)
+			return &m->scanners[i];
+	if (m->scanner_count == m->scanner_cap) {
+		m->scanner_cap = m->scanner_cap != 0 ? m->scanner_cap * 2 : 8;
+		m->scanners = xreallocarray(m->scanners, m->scanner_cap, sizeof(*m->scanners));
+	}
+	return &m->scanners[m->scanner_count++];
+}
+
+static int spawn_scanner(struct scan_master *m)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("scanner: socketpair: %s", strerror(errno));
+		return -1;
+	}
+	pid_t master = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		become_scanner(m, sv[1], master);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		log_error("scanner: fork: %s", strerror(errno));
+		close(sv[0]);
+		return -1;
+	}
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	struct scanner *s = free_slot(m);
+	memset(s, 0, sizeof(*s));
+	s->pid = pid;
+	s->sock = sv[0];
+	s->started_ms = now_ms();
+	s->generation = m->generation;
+	return 0;
+}
+
+/* The scanner will not be used again: close its socket (an idle scanner
+ * exits when it sees the end; one we killed is gone anyway). */
+static void scanner_drop(struct scanner *s)
+{
+	if (s->sock >= 0)
+		close(s->sock);
+	s->sock = -1;
+}
+
+/* s failed its message (crash, overrun, broken protocol): kill it,
+ * answer the message, forget the scanner (it is reaped later). */
+static void scanner_fail(struct scan_master *m, struct scanner *s, const char *reason,
+			 const char *what)
+{
+	struct request *r = s->job;
+	s->job = NULL;
+	kill(s->pid, SIGKILL);
+	scanner_drop(s);
+	if (r == NULL) {
+		log_warn("scanner pid %d %s", (int)s->pid, what);
+		return;
+	}
+	log_warn("%s: scanner pid %d %s: answered %s", r->msg.id, (int)s->pid, what,
+		 m->cfg->scan_fail_open == CONFIG_YES ? "accept (scan_fail_open)" : "451 4.7.0");
+	request_fail(m, r, reason,
+		     strcmp(reason, "scan_timeout") == 0
+			     ? "Message could not be checked in time, try again later"
+			     : "Message could not be checked, try again later");
+}
+
+/* A verdict (or the end) from scanner s. */
+static void scanner_readable(struct scan_master *m, struct scanner *s)
+{
+	struct scan_msg v;
+	const char *why = NULL;
+	int fd = -1;
+	int rc = scan_recv(s->sock, false, &v, &fd, &why);
+	if (rc < 0 && errno == EAGAIN) {
+		scan_msg_free(&v);
+		return;
+	}
+	if (rc == 0 || (rc < 0 && errno != EPROTO)) {
+		scan_msg_free(&v);
+		scanner_fail(m, s, "scan_crashed", "died");
+		return;
+	}
+	if (rc < 0 || v.type != SCAN_MSG_VERDICT || s->job == NULL || v.seq != s->seq) {
+		log_error("protocol violation from scanner pid %d: %s", (int)s->pid,
+			  rc < 0 ? why : "an answer to nothing it was asked");
+		scan_msg_free(&v);
+		scanner_fail(m, s, "scan_failed", "broke the protocol");
+		return;
+	}
+	struct request *r = s->job;
+	s->job = NULL;
+	uint64_t waited = r->dispatched_ms - r->arrived_ms;
+	scan_verdict_add_timing(&v.verdict, "queue",
+				(uint32_t)(waited > UINT32_MAX / 1000 ? UINT32_MAX : waited * 1000));
+	request_answer(r, &v.verdict);
+	scan_msg_free(&v);
+	if (s->retiring)
+		scanner_drop(s);
+}
+
+/* Take every child that has exited; a scanner that died young delays the
+ * next fork a little. */
+static void reap(struct scan_master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < m->scanner_count; i++) {
+			struct scanner *s = &m->scanners[i];
+			if (s->pid != pid)
+				continue;
+			if (s->job != NULL) /* its socket has not told us yet */
+				scanner_fail(m, s, "scan_crashed", "died");
+			if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+				log_warn("scanner pid %d killed by signal %d", (int)pid,
+					 WTERMSIG(status));
+			else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+				log_warn("scanner pid %d exited with status %d", (int)pid,
+					 WEXITSTATUS(status));
+			if (now_ms() - s->started_ms < RESPAWN_PAUSE_MS && !s->retiring)
+				m->respawn_after_ms = now_ms() + RESPAWN_PAUSE_MS;
+			scanner_drop(s);
+			s->pid = 0;
+			break;
+		}
+	}
+}
+
+static size_t live_scanners(const struct scan_master *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->scanner_count; i++) {
+		const struct scanner *s = &m->scanners[i];
+		n += s->pid != 0 && s->sock >= 0 && !s->retiring;
+	}
+	return n;
+}
+
+/* Fork scanners up to the target (never while a build thread runs: a
+ * child of a threaded process could inherit a lock held by the builder). */
+static void keep_scanners(struct scan_master *m)
+{
+	if (m->building || m->stopping || m->retiring || now_ms() < m->respawn_after_ms)
+		return;
+	for (size_t n = live_scanners(m); n < m->want; n++) {
+		if (spawn_scanner(m) < 0) {
+			m->respawn_after_ms = now_ms() + RESPAWN_PAUSE_MS;
+			return;
+		}
+	}
+}
+
+/* ---- the queue ------------------------------------------------------------------ */
+
+static struct request *queue_pop(struct scan_master *m)
+{
+	struct request *r = m->queue_head;
+	if (r != NULL) {
+		m->queue_head = r->next;
+		if (m->queue_head == NULL)
+			m->queue_tail = NULL;
+		m->queued--;
+		r->next = NULL;
+	}
+	return r;
+}
+
+static void queue_push_front(struct scan_master *m, struct request *r)
+{
+	r->next = m->queue_head;
+	m->queue_head = r;
+	if (m->queue_tail == NULL)
+		m->queue_tail = r;
+	m->queued++;
+}
+
+/* Give waiting requests to idle scanners. */
+static void dispatch(struct scan_master *m)
+{
+	for (size_t i = 0; i < m->scanner_count && m->queue_head != NULL; i++) {
+		struct scanner *s = &m->scanners[i];
+		if (s->pid == 0 || s->sock < 0 || s->job != NULL || s->retiring)
+			continue;
+		struct request *r = queue_pop(m);
+		while (r != NULL && r->client == NULL) { /* its worker is gone */
+			request_free(r);
+			r = queue_pop(m);
+		}
+		if (r == NULL)
+			return;
+		r->msg.seq = ++s->seq;
+		if (scan_send(s->sock, &r->msg, r->fd) < 0) {
+			log_warn("scanner pid %d: send: %s", (int)s->pid, strerror(errno));
+			queue_push_front(m, r);
+			scanner_fail(m, s, "scan_crashed", "does not take requests");
+			continue;
+		}
+		close(r->fd);
+		r->fd = -1;
+		r->dispatched_ms = now_ms();
+		s->job = r;
+		s->deadline_ms = r->dispatched_ms + m->cfg->scan_timeout * 1000;
+	}
+}
+
+/* Deadlines: scanners past scan_timeout, requests that waited as long. */
+static void expire(struct scan_master *m)
+{
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < m->scanner_count; i++) {
+		struct scanner *s = &m->scanners[i];
+		if (s->pid != 0 && s->job != NULL && now >= s->deadline_ms) {
+			char what[96];
+			snprintf(what, sizeof(what), "took longer than scan_timeout (%" PRIu64
+				 "s) and was killed", m->cfg->scan_timeout);
+			scanner_fail(m, s, "scan_timeout", what);
+		}
+	}
+	while (m->queue_head != NULL &&
+	       now >= m->queue_head->arrived_ms + m->cfg->scan_timeout * 1000) {
+		struct request *r = queue_pop(m);
+		log_warn("%s: no scanner free within scan_timeout (%" PRIu64 "s): answered %s",
+			 r->msg.id, m->cfg->scan_timeout,
+			 m->cfg->scan_fail_open == CONFIG_YES ? "accept (scan_fail_open)"
+							      : "451 4.7.0");
+		request_fail(m, r, "scan_busy", "Message could not be checked in time, try again later");
+	}
+}
+
+/* ---- the workers' requests ------------------------------------------------------- */
+
+static void take_request(struct scan_master *m, struct client *c, struct scan_msg *msg, int fd)
+{
+	struct request *r = xcalloc(1, sizeof(*r));
+	r->client = c;
+	c->in_flight++;
+	r->client_seq = msg->seq;
+	r->msg = *msg; /* taken over */
+	r->fd = fd;
+	r->arrived_ms = now_ms();
+	if (m->queued >= SCAN_QUEUE_PER_SCANNER * (m->want > 0 ? m->want : 1)) {
+		log_warn("%s: %zu messages already wait for a scanner: answered %s", r->msg.id,
+			 m->queued,
+			 m->cfg->scan_fail_open == CONFIG_YES ? "accept (scan_fail_open)"
+							      : "451 4.7.0");
+		request_fail(m, r, "scan_busy", "Message could not be checked now, try again later");
+		return;
+	}
+	if (m->queue_tail != NULL)
+		m->queue_tail->next = r;
+	else
+		m->queue_head = r;
+	m->queue_tail = r;
+	m->queued++;
+}
+
+static void client_readable(struct scan_master *m, struct client *c)
+{
+	while (c->fd >= 0) {
+		struct scan_msg msg;
+		const char *why = NULL;
+		int fd = -1;
+		int rc = scan_recv(c->fd, true, &msg, &fd, &why);
+		if (rc == 1) {
+			take_request(m, c, &msg, fd);
+			continue;
+		}
+		scan_msg_free(&msg);
+		if (rc < 0 && errno == EAGAIN)
+			return;
+		if (rc < 0)
+			log_error("%s from an smtp worker: %s; closing its connection",
+				  errno == EPROTO ? "protocol violation" : "receive error", why);
+		client_close(c);
+	}
+}
+
+/* Free the clients that are gone; their requests are answered to nobody. */
+static void sweep_clients(struct scan_master *m)
+{
+	for (struct client **p = &m->clients; *p != NULL;) {
+		struct client *c = *p;
+		if (c->fd >= 0) {
+			p = &c->next;
+			continue;
+		}
+		for (struct request *r = m->queue_head; r != NULL; r = r->next)
+			if (r->client == c)
+				r->client = NULL;
+		for (size_t i = 0; i < m->scanner_count; i++)
+			if (m->scanners[i].job != NULL && m->scanners[i].job->client == c)
+				m->scanners[i].job->client = NULL;
+		*p = c->next;
+		free(c);
+	}
+}
+
+static void accept_clients(struct scan_master *m)
+{
+	for (;;) {
+		int fd = accept4(m->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("scan socket: accept: %s", strerror(errno));
+			return;
+		}
+		struct client *c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->next = m->clients;
+		m->clients = c;
+	}
+}
+
+/* ---- the socket --------------------------------------------------------------------- */
+
+/* Listen on a fresh socket and move it to the path atomically: workers
+ * connecting from then on reach this master. */
+static int open_socket(struct scan_master *m)
+{
+	buf_t tmp = BUF_INIT;
+	struct stat st;
+	m->path = scan_socket_path(m->cfg->spool_dir);
+	buf_printf(&tmp, "%s.%ld", m->path, (long)getpid());
+	unlink(buf_cstr(&tmp));
+	m->listener = scan_socket_listen(buf_cstr(&tmp));
+	if (m->listener < 0 || rename(buf_cstr(&tmp), m->path) < 0 || stat(m->path, &st) < 0) {
+		log_error("scan socket %s: %s", m->path, strerror(errno));
+		unlink(buf_cstr(&tmp));
+		buf_free(&tmp);
+		return -1;
+	}
+	m->sock_dev = st.st_dev;
+	m->sock_ino = st.st_ino;
+	buf_free(&tmp);
+	return 0;
+}
+
+/* Is the socket path still ours (no newer master took it over)? */
+static bool socket_is_ours(const struct scan_master *m)
+{
+	struct stat st;
+	return stat(m->path, &st) == 0 && st.st_dev == m->sock_dev && st.st_ino == m->sock_ino;
+}
+
+static void stop_listening(struct scan_master *m, bool unlink_if_ours)
+{
+	if (m->listener < 0)
+		return;
+	if (unlink_if_ours && socket_is_ours(m))
+		unlink(m->path);
+	close(m->listener);
+	m->listener = -1;
+}
+
+/* ---- reloading the pipeline ------------------------------------------------------- */
+
+static void *build_thread(void *arg)
+{
+	struct scan_master *m = arg;
+	char *err = NULL;
+	m->built = scan_pipeline_build(m->cfg, &err);
+	m->build_err = err;
+	char done = 1;
+	while (write(m->build_pipe[1], &done, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void maybe_rebuild(struct scan_master *m)
+{
+	uint64_t now = now_ms();
+	if (m->building || m->stopping || m->retiring || now < m->next_stale_ms)
+		return;
+	m->next_stale_ms = now + STALE_POLL_MS;
+	if (now < m->next_rebuild_ms || !scan_pipeline_stale(m->pipeline))
+		return;
+	log_info("scan: files of the pipeline changed: loading them beside the running one");
+	m->built = NULL;
+	m->build_err = NULL;
+	int rc = pthread_create(&m->builder, NULL, build_thread, m);
+	if (rc != 0) {
+		log_error("scan: cannot start the loader thread: %s", strerror(rc));
+		m->next_rebuild_ms = now + REBUILD_BACKOFF_MIN_MS;
+		return;
+	}
+	m->building = true;
+}
+
+/* The builder is done: switch to its pipeline, or keep the running one. */
+static void build_done(struct scan_master *m)
+{
+	char b;
+	while (read(m->build_pipe[0], &b, 1) < 0 && errno == EINTR)
+		;
+	pthread_join(m->builder, NULL);
+	m->building = false;
+	if (m->built == NULL) {
+		m->rebuild_backoff_ms = m->rebuild_backoff_ms == 0 ? REBUILD_BACKOFF_MIN_MS
+			: m->rebuild_backoff_ms * 2 > REBUILD_BACKOFF_MAX_MS ? REBUILD_BACKOFF_MAX_MS
+			: m->rebuild_backoff_ms * 2;
+		m->next_rebuild_ms = now_ms() + m->rebuild_backoff_ms;
+		log_error("scan: the changed files do not load: %s; the running pipeline stays "
+			  "(trying again in %" PRIu64 "s)",
+			  m->build_err != NULL ? m->build_err : "(no reason given)",
+			  m->rebuild_backoff_ms / 1000);
+		xfree(&m->build_err);
+		return;
+	}
+	m->rebuild_backoff_ms = 0;
+	m->next_rebuild_ms = 0;
+	scan_pipeline_free(&m->pipeline);
+	m->pipeline = m->built;
+	m->built = NULL;
+	m->generation++;
+	size_t retired = 0;
+	for (size_t i = 0; i < m->scanner_count; i++) {
+		struct scanner *s = &m->scanners[i];
+		if (s->pid == 0 || s->retiring)
+			continue;
+		s->retiring = true;
+		retired++;
+		if (s->job == NULL)
+			scanner_drop(s);
+	}
+	log_info("scan: new pipeline loaded (%zu stages); %zu scanners replaced, the busy ones "
+		 "after their message", scan_pipeline_stage_count(m->pipeline), retired);
+}
+
+/* ---- signals and the loop ------------------------------------------------------------ */
+
+static void begin_exit(struct scan_master *m, bool retire)
+{
+	uint64_t now = now_ms();
+	const struct config *cfg = m->cfg;
+	if (retire) {
+		bool successor = !socket_is_ours(m);
+		m->retiring = true;
+		stop_listening(m, true);
+		/* With a successor the workers move over at once; without one
+		 * (scanning turned off) the old workers' sessions may last. */
+		m->exit_deadline_ms = now + (successor ? (2 * cfg->scan_timeout + 10) * 1000
+						       : (cfg->session_timeout + 60) * 1000);
+		size_t open = 0;
+		for (struct client *c = m->clients; c != NULL; c = c->next)
+			open += c->fd >= 0;
+		log_info("scan: reload: %s; %zu worker connection%s go on until they close",
+			 successor ? "a new scan master has taken over" : "scanning is off now",
+			 open, open == 1 ? "" : "s");
+		struct scan_msg drain;
+		scan_msg_init(&drain, SCAN_MSG_DRAIN);
+		for (struct client *c = successor ? m->clients : NULL; c != NULL; c = c->next)
+			client_send(c, &drain);
+	} else {
+		m->stopping = true;
+		stop_listening(m, true);
+		m->exit_deadline_ms = now + (cfg->shutdown_timeout + 5) * 1000;
+	}
+}
+
+static void take_signals(struct scan_master *m)
+{
+	struct signalfd_siginfo si;
+	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD)
+			reap(m);
+		else if (si.ssi_signo == SIGUSR2 && !m->stopping && !m->retiring)
+			begin_exit(m, true);
+		else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !m->stopping) {
+			if (m->retiring)
+				m->retiring = false;
+			begin_exit(m, false);
+		}
+	}
+}
+
+static bool busy(const struct scan_master *m)
+{
+	if (m->queue_head != NULL)
+		return true;
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].job != NULL)
+			return true;
+	for (const struct client *c = m->clients; c != NULL; c = c->next)
+		if (c->fd >= 0)
+			return true;
+	return false;
+}
+
+/* How long poll may sleep: until the nearest deadline. */
+static int poll_timeout(const struct scan_master *m)
+{
+	uint64_t now = now_ms(), next = now + STALE_POLL_MS;
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].pid != 0 && m->scanners[i].job != NULL &&
+		    m->scanners[i].deadline_ms < next)
+			next = m->scanners[i].deadline_ms;
+	if (m->queue_head != NULL && m->queue_head->arrived_ms + m->cfg->scan_timeout * 1000 < next)
+		next = m->queue_head->arrived_ms + m->cfg->scan_timeout * 1000;
+	if (m->respawn_after_ms > now && m->respawn_after_ms < next)
+		next = m->respawn_after_ms;
+	if ((m->stopping || m->retiring) && m->exit_deadline_ms < next)
+		next = m->exit_deadline_ms;
+	return next > now ? (int)(next - now) : 0;
+}
+
+enum poll_kind { P_SIGNAL, P_LISTENER, P_BUILD, P_SCANNER, P_CLIENT };
+
+static void serve(struct scan_master *m)
+{
+	struct pollfd *fds = NULL;
+	enum poll_kind *kinds = NULL;
+	void **items = NULL;
+	size_t cap = 0;
+	for (;;) {
+		if ((m->stopping || m->retiring) &&
+		    (!busy(m) || now_ms() >= m->exit_deadline_ms))
+			break;
+		size_t n = 0, need = 3 + m->scanner_count;
+		for (struct client *c = m->clients; c != NULL; c = c->next)
+			need++;
+		if (need > cap) {
+			cap = need * 2;
+			fds = xreallocarray(fds, cap, sizeof(*fds));
+			kinds = xreallocarray(kinds, cap, sizeof(*kinds));
+			items = xreallocarray(items, cap, sizeof(*items));
+		}
+#define WATCH(fd_, ev_, kind_, item_) \
+	do { fds[n] = (struct pollfd){ (fd_), (ev_), 0 }; kinds[n] = (kind_); items[n] = (item_); n++; } while (0)
+		WATCH(m->sigfd, POLLIN, P_SIGNAL, NULL);
+		if (m->listener >= 0)
+			WATCH(m->listener, POLLIN, P_LISTENER, NULL);
+		if (m->building)
+			WATCH(m->build_pipe[0], POLLIN, P_BUILD, NULL);
+		for (size_t i = 0; i < m->scanner_count; i++)
+			if (m->scanners[i].pid != 0 && m->scanners[i].sock >= 0)
+				WATCH(m->scanners[i].sock, POLLIN, P_SCANNER, &m->scanners[i]);
+		for (struct client *c = m->clients; c != NULL; c = c->next)
+			if (c->fd >= 0)
+				WATCH(c->fd, POLLIN | (c->out_head != NULL ? POLLOUT : 0), P_CLIENT, c);
+#undef WATCH
+		if (poll(fds, n, poll_timeout(m)) < 0 && errno != EINTR)
+			log_fatal("scan master: poll: %s", strerror(errno));
+		for (size_t i = 0; i < n; i++) {
+			if (fds[i].revents == 0)
+				continue;
+			switch (kinds[i]) {
+			case P_SIGNAL:
+				take_signals(m);
+				break;
+			case P_LISTENER:
+				if (m->listener >= 0)
+					accept_clients(m);
+				break;
+			case P_BUILD:
+				build_done(m);
+				break;
+			case P_SCANNER: {
+				struct scanner *s = items[i];
+				if (s->pid != 0 && s->sock == fds[i].fd)
+					scanner_readable(m, s);
+				break;
+			}
+			case P_CLIENT: {
+				struct client *c = items[i];
+				if (c->fd >= 0 && (fds[i].revents & POLLOUT))
+					client_flush(c);
+				if (c->fd >= 0 && (fds[i].revents & ~POLLOUT))
+					client_readable(m, c);
+				break;
+			}
+			}
+		}
+		expire(m);
+		reap(m);
+		keep_scanners(m);
+		dispatch(m);
+		sweep_clients(m);
+		maybe_rebuild(m);
+	}
+	free(fds);
+	free(kinds);
+	free(items);
+}
+
+/* ---- start and end ------------------------------------------------------------------ */
+
+static int signals_open(struct scan_master *m)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (m->sigfd < 0) {
+		log_error("scan master: signalfd: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Close the scanners' sockets (idle ones exit on it) and wait a little
+ * for every child; what is left is killed. */
+static void end_scanners(struct scan_master *m)
+{
+	for (size_t i = 0; i < m->scanner_count; i++)
+		scanner_drop(&m->scanners[i]);
+	uint64_t give_up = now_ms() + 2000;
+	for (;;) {
+		reap(m);
+		size_t left = 0;
+		for (size_t i = 0; i < m->scanner_count; i++)
+			left += m->scanners[i].pid != 0;
+		if (left == 0)
+			break;
+		if (now_ms() >= give_up) {
+			for (size_t i = 0; i < m->scanner_count; i++)
+				if (m->scanners[i].pid != 0)
+					kill(m->scanners[i].pid, SIGKILL);
+			give_up = UINT64_MAX;
+		}
+		usleep(10000);
+	}
+}
+
+static void master_free(struct scan_master *m)
+{
+	while (m->queue_head != NULL)
+		request_free(queue_pop(m));
+	for (size_t i = 0; i < m->scanner_count; i++)
+		if (m->scanners[i].job != NULL)
+			request_free(m->scanners[i].job);
+	for (struct client *c = m->clients; c != NULL; c = c->next)
+		client_close(c);
+	sweep_clients(m);
+	free(m->scanners);
+	stop_listening(m, true);
+	free(m->path);
+	close(m->sigfd);
+	close(m->build_pipe[0]);
+	close(m->build_pipe[1]);
+	scan_pipeline_free(&m->pipeline);
+}
+
+static void tell_supervisor(int ready_fd, char what)
+{
+	if (ready_fd < 0)
+		return;
+	while (write(ready_fd, &what, 1) < 0 && errno == EINTR)
+		;
+	close(ready_fd);
+}
+
+static void exit_at_once(int sig)
+{
+	(void)sig;
+	_exit(0);
+}
+
+/* Loading may take long (a full signature set): a stop meanwhile ends
+ * the process at once, there is nothing to clean up yet. */
+static struct scan_pipeline *first_build(const struct config *cfg, char **err_r)
+{
+	sigset_t stops;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	signal(SIGTERM, exit_at_once);
+	signal(SIGINT, exit_at_once);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
+	struct scan_pipeline *p = scan_pipeline_build(cfg, err_r);
+	sigprocmask(SIG_BLOCK, &stops, NULL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	return p;
+}
+
+int scan_master_main(const struct config *cfg, int ready_fd)
+{
+	struct scan_master m = { .cfg = cfg, .listener = -1, .sigfd = -1,
+				 .build_pipe = { -1, -1 } };
+	char *err = NULL;
+	log_set_role("scan");
+	m.pipeline = first_build(cfg, &err);
+	if (signals_open(&m) < 0 || pipe2(m.build_pipe, O_CLOEXEC) < 0) {
+		scan_pipeline_free(&m.pipeline);
+		return 1;
+	}
+	if (m.pipeline == NULL) {
+		log_error("%s", err != NULL ? err : "the content pipeline does not load");
+		log_error("content scanning cannot start with this configuration");
+		free(err);
+		master_free(&m);
+		return SCAN_EXIT_CONFIG;
+	}
+	size_t stages = scan_pipeline_stage_count(m.pipeline);
+	if (stages == 0 && cfg->scan == SCAN_MODE_AUTO) {
+		log_info("no content stage is configured: nothing to scan");
+		tell_supervisor(ready_fd, SCAN_READY_OFF);
+		master_free(&m);
+		return 0;
+	}
+	if (open_socket(&m) < 0) {
+		master_free(&m);
+		return 1;
+	}
+	m.want = scanner_target(cfg);
+	keep_scanners(&m);
+	uint64_t worst = 2 * cfg->scan_timeout + SCAN_CLIENT_MARGIN;
+	if (cfg->policy_timeout <= worst)
+		log_warn("%s: policy_timeout (%" PRIu64 "s) is not longer than a scan may take "
+			 "(2 x scan_timeout + %ds = %" PRIu64 "s): a slow scan ends with "
+			 "policy_default_action instead of its own verdict", cfg->path,
+			 cfg->policy_timeout, SCAN_CLIENT_MARGIN, worst);
+	log_info("scan master ready: %zu stage%s%s, %zu scanners, scan_timeout=%" PRIu64
+		 "s, fail %s", stages, stages == 1 ? "" : "s", stages == 0 ? " (MIME limits only)" : "",
+		 m.want, cfg->scan_timeout, cfg->scan_fail_open == CONFIG_YES ? "open" : "closed");
+	tell_supervisor(ready_fd, SCAN_READY_ON);
+	serve(&m);
+	end_scanners(&m);
+	master_free(&m);
+	log_info("scan master exiting");
+	return 0;
+}
