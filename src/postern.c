@@ -4,9 +4,14 @@
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
+ *   postern scan [-c FILE] [--json] FILE...|-   run messages through the
+ *                                    content pipeline (exit 0 clean,
+ *                                    1 blocked, 2 error)
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +21,9 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "lib/xalloc.h"
 #include "queue/queue_cli.h"
+#include "scan/scan_cli.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -40,6 +47,9 @@ static void usage(FILE *out)
 		"  check-config    validate the configuration, users and aliases files\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
+		"  scan [--json] FILE...|-\n"
+		"                  run messages through the content pipeline, one verdict\n"
+		"                  line each (exit 0 clean, 1 blocked, 2 error)\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -120,6 +130,66 @@ static int queue_command(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* Open the inputs (as the invoking user), become `user` when root, so
+ * that nothing is parsed as root, then scan them. */
+static int scan_command(const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	bool json = false, stdin_taken = false;
+	int rc = SCAN_CLI_ERROR;
+	if (config_load(path, &cfg, stderr) < 0)
+		return SCAN_CLI_ERROR;
+	struct scan_cli_input *in = xcalloc((size_t)argc + 1, sizeof(*in));
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+			continue;
+		}
+		if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "postern scan: unknown option %s\n", argv[i]);
+			goto out;
+		}
+		in[n].name = argv[i];
+		if (strcmp(argv[i], "-") == 0) {
+			if (stdin_taken) {
+				fprintf(stderr, "postern scan: - (standard input) given twice\n");
+				goto out;
+			}
+			stdin_taken = true;
+			in[n].fd = STDIN_FILENO;
+		} else {
+			in[n].fd = open(argv[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+			in[n].errno_open = errno;
+		}
+		n++;
+	}
+	if (n == 0) {
+		fprintf(stderr, "postern scan: name at least one message FILE, or - for standard "
+			"input\n");
+		goto out;
+	}
+	if (geteuid() == 0) {
+		struct privsep ps;
+		int bad = privsep_resolve(&cfg, &ps, stderr);
+		if (bad > 0 || privsep_become(&ps, &ps.user, 0, 0) < 0) {
+			fprintf(stderr, "postern scan: cannot become user %s to scan\n", cfg.user);
+			privsep_free(&ps);
+			goto out;
+		}
+		privsep_free(&ps);
+	}
+	rc = scan_cli_run(&cfg, in, n, json);
+	n = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		if (in[i].fd > STDIN_FILENO)
+			close(in[i].fd);
+	free(in);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -135,6 +205,8 @@ int main(int argc, char **argv)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)
 		return queue_command(config, rest, argv + 2);
+	if (strcmp(command, "scan") == 0)
+		return scan_command(config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;
