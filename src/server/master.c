@@ -597,15 +597,12 @@ static void respawn(struct master *m, const struct child *c, int status)
 		if (!m->current->scanning)
 			return; /* it said there was nothing to scan and left */
 		bool config = WIFEXITED(status) && WEXITSTATUS(status) == SCAN_EXIT_CONFIG;
-		if (config || time(NULL) - c->started < 2) {
-			m->scan_respawn_at = time(NULL) + SCAN_RESPAWN_SECONDS;
-			log_warn("the scan master will be started again in %ds; until then messages "
-				 "get %s", SCAN_RESPAWN_SECONDS,
-				 m->current->cfg.scan_fail_open == CONFIG_YES
-					 ? "accepted unscanned (scan_fail_open)" : "451 4.7.0");
-			return;
-		}
-		spawn(m, ROLE_SCAN);
+		int pause = config ? SCAN_RESPAWN_SECONDS : time(NULL) - c->started < 2 ? 1 : 0;
+		m->scan_respawn_at = time(NULL) + pause;
+		log_warn("the scan master is started again in %ds%s; until it is ready messages "
+			 "get %s", pause, config ? " (its files do not load)" : "",
+			 m->current->cfg.scan_fail_open == CONFIG_YES
+				 ? "accepted unscanned (scan_fail_open)" : "451 4.7.0");
 		return;
 	}
 	if (time(NULL) - c->started < 2)

@@ -722,9 +722,9 @@ static void begin_exit(struct scan_master *m, bool retire)
 		size_t open = 0;
 		for (struct client *c = m->clients; c != NULL; c = c->next)
 			open += c->fd >= 0;
-		log_info("scan: reload: %s; %zu worker connection%s go on until they close",
+		log_info("scan: reload: %s; %zu worker connection%s until %s closed",
 			 successor ? "a new scan master has taken over" : "scanning is off now",
-			 open, open == 1 ? "" : "s");
+			 open, open == 1 ? " goes on" : "s go on", open == 1 ? "it is" : "they are");
 		struct scan_msg drain;
 		scan_msg_init(&drain, SCAN_MSG_DRAIN);
 		for (struct client *c = successor ? m->clients : NULL; c != NULL; c = c->next)
