@@ -81,7 +81,8 @@ static int take_config_option(int argc, char **argv, const char **config_r)
 
 /* Every stage runs, so that one run shows every problem: the settings,
  * the accounts, the users and aliases files, the TLS key, the descriptor
- * limit and the folders (checked as each role's account, created never). */
+ * limit, the folders (checked as each role's account, created never) and
+ * the content pipeline (built as user). */
 static int check_config(const char *path)
 {
 	struct config cfg;
@@ -109,6 +110,7 @@ static int check_config(const char *path)
 	}
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
+	problems += preflight_check_scan(&cfg, &ps, stderr);
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
