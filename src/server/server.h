@@ -9,8 +9,13 @@
  * (privsep.c):
  *
  *   supervisor (root)
+ *     ├─fork─▶ scan master (user)           spool/private/scan.sock (listens),
+ *     │          │                          readiness pipe to the supervisor
+ *     │          └─fork─▶ scanner × scan_workers (user)
+ *     │                     one socket pair each with the scan master
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
- *     │                                     flow pipe: read end
+ *     │                                     flow pipe: read end, a connection
+ *     │                                     to scan.sock when scanning
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
@@ -25,7 +30,10 @@
  * queue manager asks each agent, over its own AF_UNIX SOCK_SEQPACKET
  * pair, to write each copy into a Maildir and to sync the new/ folders
  * (typed messages, queue file passed as a read-only descriptor,
- * src/queue/local_proto.h); nothing else crosses between processes. Only the agent can open a mailbox; the
+ * src/queue/local_proto.h); with content scanning on, the smtp workers
+ * pass each finished message the same way to the scan master, which
+ * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
+ * docs/scanning.md); nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
