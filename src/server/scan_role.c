@@ -60,6 +60,7 @@
 #define STALE_POLL_MS 5000
 #define REBUILD_BACKOFF_MIN_MS 60000
 #define REBUILD_BACKOFF_MAX_MS (15 * 60000)
+
 #define RESPAWN_PAUSE_MS 1000      /* after a scanner that died young */
 #define CLIENT_OUT_MAX 4096        /* verdicts waiting for a stuck worker */
 
@@ -100,6 +101,8 @@ struct request {
 
 struct scan_master {
 	const struct config *cfg;
+	scan_build_fn *build;
+	struct scan_master_pace pace;
 	struct scan_pipeline *pipeline;
 	unsigned generation;
 	struct scanner *scanners;
@@ -637,7 +640,7 @@ static void *build_thread(void *arg)
 {
 	struct scan_master *m = arg;
 	char *err = NULL;
-	m->built = scan_pipeline_build(m->cfg, &err);
+	m->built = m->build(m->cfg, &err);
 	m->build_err = err;
 	char done = 1;
 	while (write(m->build_pipe[1], &done, 1) < 0 && errno == EINTR)
@@ -650,7 +653,7 @@ static void maybe_rebuild(struct scan_master *m)
 	uint64_t now = now_ms();
 	if (m->building || m->stopping || m->retiring || now < m->next_stale_ms)
 		return;
-	m->next_stale_ms = now + STALE_POLL_MS;
+	m->next_stale_ms = now + m->pace.stale_poll_ms;
 	if (now < m->next_rebuild_ms || !scan_pipeline_stale(m->pipeline))
 		return;
 	log_info("scan: files of the pipeline changed: loading them beside the running one");
@@ -659,7 +662,7 @@ static void maybe_rebuild(struct scan_master *m)
 	int rc = pthread_create(&m->builder, NULL, build_thread, m);
 	if (rc != 0) {
 		log_error("scan: cannot start the loader thread: %s", strerror(rc));
-		m->next_rebuild_ms = now + REBUILD_BACKOFF_MIN_MS;
+		m->next_rebuild_ms = now + m->pace.rebuild_backoff_ms;
 		return;
 	}
 	m->building = true;
@@ -674,14 +677,14 @@ static void build_done(struct scan_master *m)
 	pthread_join(m->builder, NULL);
 	m->building = false;
 	if (m->built == NULL) {
-		m->rebuild_backoff_ms = m->rebuild_backoff_ms == 0 ? REBUILD_BACKOFF_MIN_MS
+		m->rebuild_backoff_ms = m->rebuild_backoff_ms == 0 ? m->pace.rebuild_backoff_ms
 			: m->rebuild_backoff_ms * 2 > REBUILD_BACKOFF_MAX_MS ? REBUILD_BACKOFF_MAX_MS
 			: m->rebuild_backoff_ms * 2;
 		m->next_rebuild_ms = now_ms() + m->rebuild_backoff_ms;
 		log_error("scan: the changed files do not load: %s; the running pipeline stays "
-			  "(trying again in %" PRIu64 "s)",
+			  "(trying again in %.1fs)",
 			  m->build_err != NULL ? m->build_err : "(no reason given)",
-			  m->rebuild_backoff_ms / 1000);
+			  (double)m->rebuild_backoff_ms / 1000);
 		xfree(&m->build_err);
 		return;
 	}
@@ -701,8 +704,10 @@ static void build_done(struct scan_master *m)
 		if (s->job == NULL)
 			scanner_drop(s);
 	}
-	log_info("scan: new pipeline loaded (%zu stages); %zu scanners replaced, the busy ones "
-		 "after their message", scan_pipeline_stage_count(m->pipeline), retired);
+	size_t stages = scan_pipeline_stage_count(m->pipeline);
+	log_info("scan: new pipeline loaded (%zu stage%s); %zu scanner%s replaced, the busy "
+		 "ones after their message", stages, stages == 1 ? "" : "s", retired,
+		 retired == 1 ? "" : "s");
 }
 
 /* ---- signals and the loop ------------------------------------------------------------ */
@@ -711,6 +716,10 @@ static void begin_exit(struct scan_master *m, bool retire)
 {
 	uint64_t now = now_ms();
 	const struct config *cfg = m->cfg;
+	/* Workers that connected a moment ago wait in the backlog: take them
+	 * in (and serve them) rather than reset them with the listener. */
+	if (m->listener >= 0)
+		accept_clients(m);
 	if (retire) {
 		bool successor = !socket_is_ours(m);
 		m->retiring = true;
@@ -768,7 +777,7 @@ static bool busy(const struct scan_master *m)
 /* How long poll may sleep: until the nearest deadline. */
 static int poll_timeout(const struct scan_master *m)
 {
-	uint64_t now = now_ms(), next = now + STALE_POLL_MS;
+	uint64_t now = now_ms(), next = now + m->pace.stale_poll_ms;
 	for (size_t i = 0; i < m->scanner_count; i++)
 		if (m->scanners[i].pid != 0 && m->scanners[i].job != NULL &&
 		    m->scanners[i].deadline_ms < next)
@@ -940,7 +949,8 @@ static void exit_at_once(int sig)
 
 /* Loading may take long (a full signature set): a stop meanwhile ends
  * the process at once, there is nothing to clean up yet. */
-static struct scan_pipeline *first_build(const struct config *cfg, char **err_r)
+static struct scan_pipeline *first_build(scan_build_fn *build, const struct config *cfg,
+				       char **err_r)
 {
 	sigset_t stops;
 	sigemptyset(&stops);
@@ -949,7 +959,7 @@ static struct scan_pipeline *first_build(const struct config *cfg, char **err_r)
 	signal(SIGTERM, exit_at_once);
 	signal(SIGINT, exit_at_once);
 	sigprocmask(SIG_UNBLOCK, &stops, NULL);
-	struct scan_pipeline *p = scan_pipeline_build(cfg, err_r);
+	struct scan_pipeline *p = build(cfg, err_r);
 	sigprocmask(SIG_BLOCK, &stops, NULL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
@@ -958,11 +968,18 @@ static struct scan_pipeline *first_build(const struct config *cfg, char **err_r)
 
 int scan_master_main(const struct config *cfg, int ready_fd)
 {
-	struct scan_master m = { .cfg = cfg, .listener = -1, .sigfd = -1,
-				 .build_pipe = { -1, -1 } };
-	char *err = NULL;
+	static const struct scan_master_pace pace = { STALE_POLL_MS, REBUILD_BACKOFF_MIN_MS };
 	log_set_role("scan");
-	m.pipeline = first_build(cfg, &err);
+	return scan_master_run(cfg, ready_fd, scan_pipeline_build, &pace);
+}
+
+int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build,
+		    const struct scan_master_pace *pace)
+{
+	struct scan_master m = { .cfg = cfg, .build = build, .pace = *pace, .listener = -1,
+				 .sigfd = -1, .build_pipe = { -1, -1 } };
+	char *err = NULL;
+	m.pipeline = first_build(build, cfg, &err);
 	if (signals_open(&m) < 0 || pipe2(m.build_pipe, O_CLOEXEC) < 0) {
 		scan_pipeline_free(&m.pipeline);
 		return 1;

@@ -83,7 +83,19 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 #define SCAN_EXIT_CONFIG 78
 int scan_master_main(const struct config *cfg, int ready_fd);
 
+/* The same with the pipeline built by build (scan_pipeline_build in the
+ * server; tests give their own) at the given pace: how often the pipeline
+ * is asked whether its files changed, and the first pause after a rebuild
+ * that failed (doubling up to 15 minutes). */
 struct scan_pipeline;
+typedef struct scan_pipeline *scan_build_fn(const struct config *cfg, char **err_r);
+struct scan_master_pace {
+	unsigned stale_poll_ms;
+	unsigned rebuild_backoff_ms;
+};
+int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build,
+		    const struct scan_master_pace *pace);
+
 /* A scanner (scanner.c): scan what the master sends on sock with p until
  * the master closes it. Returns the exit status. */
 int scan_scanner_main(struct scan_pipeline *p, int sock);

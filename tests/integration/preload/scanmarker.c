@@ -3,7 +3,8 @@
  * misbehave on demand: when POSTERN_TEST_SCAN_MARKERS is set and a
  * process maps (mmap) a file under a folder named "incoming" (a scanner
  * mapping the message it is given), the mapped bytes are searched for
- *   POSTERN-TEST-SCANNER-CRASH   the process dies at once (SIGSEGV),
+ *   POSTERN-TEST-SCANNER-CRASH   the process dies at once (abort: SIGABRT,
+ *                                which the sanitizers do not report),
  *   POSTERN-TEST-SCANNER-HANG    it sleeps (at most ten minutes, so that a
  *                                failed test cannot leave it for ever),
  *   POSTERN-TEST-SCANNER-PAUSE   it sleeps 3 seconds, then scans on.
@@ -13,7 +14,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ static int holds(const void *map, size_t len, const char *marker)
 static void act_on(const void *map, size_t len)
 {
 	if (holds(map, len, "POSTERN-TEST-SCANNER-CRASH"))
-		raise(SIGSEGV);
+		abort();
 	if (holds(map, len, "POSTERN-TEST-SCANNER-HANG"))
 		sleep(600);
 	if (holds(map, len, "POSTERN-TEST-SCANNER-PAUSE"))
