@@ -621,6 +621,10 @@ static void reap_children(struct master *m)
 				continue;
 			m->children[i] = m->children[--m->child_count];
 			if (m->pending != NULL && c.generation == m->pending->number) {
+				if (m->stopping) { /* it was stopped while loading */
+					generation_free(&m->pending);
+					break;
+				}
 				poll_pending(m); /* it may have said "ready" just before */
 				if (m->pending != NULL && c.generation == m->pending->number) {
 					pending_failed(m, status);

@@ -112,6 +112,7 @@ struct scan_master {
 	struct request *queue_head, *queue_tail;
 	size_t queued;
 	char *path;
+	char *tmp_path;            /* the socket's name until it is published */
 	int listener;
 	dev_t sock_dev;
 	ino_t sock_ino;
@@ -595,26 +596,37 @@ static void accept_clients(struct scan_master *m)
 
 /* ---- the socket --------------------------------------------------------------------- */
 
-/* Listen on a fresh socket and move it to the path atomically: workers
- * connecting from then on reach this master. */
+/* Listen on a fresh socket beside the path (scan.sock.PID); publish_socket
+ * moves it there once the scanners run. */
 static int open_socket(struct scan_master *m)
 {
 	buf_t tmp = BUF_INIT;
 	struct stat st;
 	m->path = scan_socket_path(m->cfg->spool_dir);
 	buf_printf(&tmp, "%s.%ld", m->path, (long)getpid());
-	unlink(buf_cstr(&tmp));
-	m->listener = scan_socket_listen(buf_cstr(&tmp));
-	if (m->listener < 0 || rename(buf_cstr(&tmp), m->path) < 0 || stat(m->path, &st) < 0) {
+	m->tmp_path = buf_steal(&tmp);
+	unlink(m->tmp_path);
+	m->listener = scan_socket_listen(m->tmp_path);
+	if (m->listener < 0 || stat(m->tmp_path, &st) < 0) {
 		log_error("scan socket %s: %s", m->path, strerror(errno));
-		unlink(buf_cstr(&tmp));
-		buf_free(&tmp);
+		unlink(m->tmp_path);
 		return -1;
 	}
 	m->sock_dev = st.st_dev;
 	m->sock_ino = st.st_ino;
-	buf_free(&tmp);
 	return 0;
+}
+
+/* Take the path over atomically: workers connecting from now on reach
+ * this master (a predecessor's connections stay with it until DRAIN). */
+static int publish_socket(struct scan_master *m)
+{
+	if (rename(m->tmp_path, m->path) == 0) {
+		xfree(&m->tmp_path);
+		return 0;
+	}
+	log_error("scan socket %s: %s", m->path, strerror(errno));
+	return -1;
 }
 
 /* Is the socket path still ours (no newer master took it over)? */
@@ -925,6 +937,9 @@ static void master_free(struct scan_master *m)
 	sweep_clients(m);
 	free(m->scanners);
 	stop_listening(m, true);
+	if (m->tmp_path != NULL)
+		unlink(m->tmp_path);
+	free(m->tmp_path);
 	free(m->path);
 	close(m->sigfd);
 	close(m->build_pipe[0]);
@@ -947,23 +962,45 @@ static void exit_at_once(int sig)
 	_exit(0);
 }
 
-/* Loading may take long (a full signature set): a stop meanwhile ends
- * the process at once, there is nothing to clean up yet. */
-static struct scan_pipeline *first_build(scan_build_fn *build, const struct config *cfg,
-				       char **err_r)
+/* Until the master serves, a stop ends it at once: loading may take long
+ * (a full signature set) and there is nothing to clean up yet. */
+static void stops_end_at_once(bool on)
 {
 	sigset_t stops;
 	sigemptyset(&stops);
 	sigaddset(&stops, SIGTERM);
 	sigaddset(&stops, SIGINT);
-	signal(SIGTERM, exit_at_once);
-	signal(SIGINT, exit_at_once);
-	sigprocmask(SIG_UNBLOCK, &stops, NULL);
-	struct scan_pipeline *p = build(cfg, err_r);
-	sigprocmask(SIG_BLOCK, &stops, NULL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	return p;
+	if (!on)
+		sigprocmask(SIG_BLOCK, &stops, NULL);
+	signal(SIGTERM, on ? exit_at_once : SIG_DFL);
+	signal(SIGINT, on ? exit_at_once : SIG_DFL);
+	if (on)
+		sigprocmask(SIG_UNBLOCK, &stops, NULL);
+}
+
+/* Build the pipeline and, if there is something to scan, open the socket;
+ * 0 ready, 1 nothing to scan, -1 with the exit status in *status_r. */
+static int start_up(struct scan_master *m, int *status_r)
+{
+	const struct config *cfg = m->cfg;
+	char *err = NULL;
+	m->pipeline = m->build(cfg, &err);
+	if (m->pipeline == NULL) {
+		log_error("%s", err != NULL ? err : "the content pipeline does not load");
+		log_error("content scanning cannot start with this configuration");
+		free(err);
+		*status_r = SCAN_EXIT_CONFIG;
+		return -1;
+	}
+	if (scan_pipeline_stage_count(m->pipeline) == 0 && cfg->scan == SCAN_MODE_AUTO) {
+		log_info("no content stage is configured: nothing to scan");
+		return 1;
+	}
+	if (open_socket(m) < 0) {
+		*status_r = 1;
+		return -1;
+	}
+	return 0;
 }
 
 int scan_master_main(const struct config *cfg, int ready_fd)
@@ -978,30 +1015,21 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
 {
 	struct scan_master m = { .cfg = cfg, .build = build, .pace = *pace, .listener = -1,
 				 .sigfd = -1, .build_pipe = { -1, -1 } };
-	char *err = NULL;
-	m.pipeline = first_build(build, cfg, &err);
-	if (signals_open(&m) < 0 || pipe2(m.build_pipe, O_CLOEXEC) < 0) {
-		scan_pipeline_free(&m.pipeline);
-		return 1;
+	int status = 0;
+	stops_end_at_once(true);
+	int started = start_up(&m, &status);
+	stops_end_at_once(false);
+	if (started == 0 && (signals_open(&m) < 0 || pipe2(m.build_pipe, O_CLOEXEC) < 0)) {
+		started = -1;
+		status = 1;
 	}
-	if (m.pipeline == NULL) {
-		log_error("%s", err != NULL ? err : "the content pipeline does not load");
-		log_error("content scanning cannot start with this configuration");
-		free(err);
+	if (started != 0) {
+		if (started > 0)
+			tell_supervisor(ready_fd, SCAN_READY_OFF);
 		master_free(&m);
-		return SCAN_EXIT_CONFIG;
+		return status;
 	}
 	size_t stages = scan_pipeline_stage_count(m.pipeline);
-	if (stages == 0 && cfg->scan == SCAN_MODE_AUTO) {
-		log_info("no content stage is configured: nothing to scan");
-		tell_supervisor(ready_fd, SCAN_READY_OFF);
-		master_free(&m);
-		return 0;
-	}
-	if (open_socket(&m) < 0) {
-		master_free(&m);
-		return 1;
-	}
 	m.want = scanner_target(cfg);
 	keep_scanners(&m);
 	uint64_t worst = 2 * cfg->scan_timeout + SCAN_CLIENT_MARGIN;
@@ -1013,6 +1041,11 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
 	log_info("scan master ready: %zu stage%s%s, %zu scanners, scan_timeout=%" PRIu64
 		 "s, fail %s", stages, stages == 1 ? "" : "s", stages == 0 ? " (MIME limits only)" : "",
 		 m.want, cfg->scan_timeout, cfg->scan_fail_open == CONFIG_YES ? "open" : "closed");
+	if (publish_socket(&m) < 0) {
+		end_scanners(&m);
+		master_free(&m);
+		return 1;
+	}
 	tell_supervisor(ready_fd, SCAN_READY_ON);
 	serve(&m);
 	end_scanners(&m);

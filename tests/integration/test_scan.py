@@ -249,6 +249,98 @@ class ScanReloadTest(ScanServerTest):
         self.assertNotIn("scan action", srv.log_since(offset))
 
 
+class ScanMasterFailureTest(ScanServerTest):
+    """A new scan master that cannot start (here: its socket cannot be
+    bound, through the marker library; with the real stages, a rules file
+    or signature set that does not load) stops the start, or keeps the
+    running generation on a reload."""
+
+    def marker_env(self, gate):
+        return {"LD_PRELOAD": os.path.join(PRELOAD_DIR, "scanmarker.so"),
+                "POSTERN_TEST_SCAN_MARKERS": "1", "POSTERN_TEST_SCAN_BIND_FAIL": gate}
+
+    def test_start_is_refused(self):
+        srv = self.start_server(start=False, config={"scan": "yes"})
+        gate = os.path.join(srv.dir, "fail-bind")
+        open(gate, "w").close()
+        srv.env.update(self.marker_env(gate))
+        rc, log = serve_refused_with_env(srv)
+        self.assertEqual(rc, 1, log)
+        self.assertIn("scan socket", log)
+        self.assertIn("postern cannot work with this configuration: not starting", log)
+        self.assertNotIn("smtp worker ready", log)
+
+    def test_reload_keeps_the_running_generation(self):
+        srv = self.start_server(start=False, config={"scan": "yes", "workers": "1"})
+        gate = os.path.join(srv.dir, "fail-bind")
+        srv.env.update(self.marker_env(gate))
+        srv.start()
+        srv.wait_log(r"scan master ready")
+        old_master = self.scan_master(srv)
+        before = set(srv.children())
+        open(gate, "w").close()
+        offset = srv.log_size()
+        m = srv.reload()
+        self.assertIn("content scanning cannot start with the new configuration", m.group(0))
+        self.assertIn("keeping the running generation 1", m.group(0))
+        # Everything of generation 1 goes on, scanning included.
+        self.assertTrue(process_alive(old_master))
+        self.assertTrue(before <= set(srv.children()))
+        qid = self.clean_message_goes_through(srv)
+        srv.wait_log(r"%s: scan action=accept" % qid, since=offset)
+        # Fixed, the next reload goes through.
+        os.unlink(gate)
+        m = srv.reload(wait_old=True)
+        self.assertIn("starting generation 3", m.group(0))
+        self.clean_message_goes_through(srv)
+
+
+    def test_stop_while_the_scan_master_is_loading(self):
+        # A stop during the (possibly long) first load is a clean stop,
+        # not a start that failed.
+        srv = self.start_server(start=False, config={"scan": "yes"})
+        gate = os.path.join(srv.dir, "hold-bind")
+        open(gate, "w").close()
+        srv.env.update({"LD_PRELOAD": os.path.join(PRELOAD_DIR, "scanmarker.so"),
+                        "POSTERN_TEST_SCAN_BIND_GATE": gate})
+        offset = srv.log_size()
+        with open(srv.log_path, "ab") as log:
+            proc = subprocess.Popen([POSTERN_BIN, "serve", "-c", srv.conf_path],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, cwd=srv.dir,
+                                    env=srv._environment())
+        try:
+            srv.wait_log(r"generation 1: the scan master is loading", since=offset)
+            time.sleep(0.3)
+            os.kill(proc.pid, signal.SIGTERM)
+            rc = proc.wait(scaled(10))
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log = srv.log_since(offset)
+        self.assertEqual(rc, 0, log)
+        self.assertNotIn("not starting", log)
+        self.assertIn("postern stopped", log)
+
+
+def serve_refused_with_env(srv):
+    """serve_refused, with the server's extra environment."""
+    offset = srv.log_size()
+    with open(srv.log_path, "ab") as log:
+        proc = subprocess.Popen([POSTERN_BIN, "serve", "-c", srv.conf_path],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, cwd=srv.dir, env=srv._environment())
+    try:
+        rc = proc.wait(scaled(15))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("postern started although it should have refused; log:\n"
+                             + srv.log_since(offset))
+    return rc, srv.log_since(offset)
+
+
 class NothingToScanTest(PosternTestCase):
 
     def test_no_stage_configured_means_no_scanner(self):
