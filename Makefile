@@ -22,7 +22,7 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl
+PKGS     := libevent libevent_openssl openssl libmagic
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -67,6 +67,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka $(TEST_LDFLAGS)
 
+# Test tools (never part of postern): tests/tools/*.c -> build/tests/*
+$(BUILD)/tests/mime_dump: tests/tools/mime_dump.c $(BUILD)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
+
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
 $(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
@@ -89,8 +94,11 @@ check: deps
 	  $(MAKE) --no-print-directory $$stage 2>&1 | tee -a build/check.log || exit 1; done
 	@tools/sum-results.sh build/check.log
 
-check-unit: $(UNIT_BINS)
+# The unit tests, then the MIME parser against Python's email package on
+# tests/data/mime and, when it is there, the shared corpus.
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
+	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so

@@ -4,6 +4,8 @@
 # Runs apt-get only as root; otherwise it names what is missing and lets the
 # build fail with the real error. Never asks a question: it reads no stdin.
 #
+#   libmagic-dev         the MIME parser's type sniffing (brings libmagic1 and
+#                        libmagic-mgc, the compiled magic database)
 #   libnet-ssleay-perl   what "swaks -tls" needs (swaks only recommends it)
 #   postfix              smtp-source/smtp-sink, the benchmark's private
 #                        instance and the integration tests' private
@@ -12,7 +14,7 @@
 #   dovecot-imapd        the integration tests start a private Dovecot that
 #                        reads postern's Maildirs, never the system one
 set -eu
-PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
+PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev libmagic-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps"
 missing=""
