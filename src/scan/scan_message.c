@@ -174,8 +174,10 @@ static void part_data(void *arg, const struct mime_part *part, const unsigned ch
 		      size_t len)
 {
 	struct pass *p = arg;
-	(void)part;
-	if (p->leaf < 0 || (p->decided && !p->archive))
+	/* Only the innermost open leaf's bytes (a text part's own text around
+	 * a uuencoded block that became its child is not kept). */
+	if (p->leaf < 0 || p->m->parts[p->leaf].index != part->index ||
+	    (p->decided && !p->archive))
 		return;
 	if (!p->decided) {
 		size_t n = len;

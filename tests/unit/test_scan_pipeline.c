@@ -355,21 +355,19 @@ static const char multipart[] =
 	"JVBERi0xLjQgbm90IGFuIGFyY2hpdmU=\n" /* "%PDF-1.4 not an archive" */
 	"--b1--\n";
 
-/* Parse multipart; skip if the MIME parser is the scaninfra branch's
- * stand-in, which sees one part only (the real one comes with the mime
- * branch). */
-static void parse_multipart(struct scan_message *m, uint64_t archive_max)
+static void parse(struct scan_message *m, const char *text, uint64_t archive_max)
 {
 	struct mime_limits limits = { 20, 1000, 256 * 1024, 100 * 1024 * 1024 };
 	memset(m, 0, sizeof(*m));
 	m->env = &env;
-	m->data = (const unsigned char *)multipart;
-	m->len = strlen(multipart);
+	m->data = (const unsigned char *)text;
+	m->len = strlen(text);
 	scan_message_parse(m, &limits, archive_max);
-	if (m->part_count < 5) {
-		scan_message_free(m);
-		skip();
-	}
+}
+
+static void parse_multipart(struct scan_message *m, uint64_t archive_max)
+{
+	parse(m, multipart, archive_max);
 }
 
 static void test_archives_are_kept_within_the_budget(void **state)
@@ -398,6 +396,34 @@ static void test_archives_are_kept_within_the_budget(void **state)
 	scan_message_free(&m);
 }
 
+/* A uuencoded zip inside a text part becomes that part's child: kept. */
+static void test_uuencoded_archive_is_kept(void **state)
+{
+	(void)state;
+	static const char uu[] =
+		"From: <a@remote.test>\n"
+		"Subject: uu\n"
+		"\n"
+		"Here it is:\n"
+		"begin 644 notes.zip\n"
+		")4$L#!'1E<W0*\n" /* "PK\3\4test\n" */
+		"`\n"
+		"end\n"
+		"Bye.\n";
+	struct scan_message m;
+	parse(&m, uu, 1024);
+	bool found = false;
+	for (size_t i = 0; i < m.part_count; i++) {
+		if (m.parts[i].filename == NULL || strcmp(m.parts[i].filename, "notes.zip") != 0)
+			continue;
+		found = true;
+		assert_int_equal(m.parts[i].archive.len, 9);
+		assert_memory_equal(m.parts[i].archive.data, "PK\3\4test\n", 9);
+	}
+	assert_true(found);
+	scan_message_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -409,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_staleness),
 		cmocka_unit_test(test_what_looks_like_an_archive),
 		cmocka_unit_test(test_archives_are_kept_within_the_budget),
+		cmocka_unit_test(test_uuencoded_archive_is_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
