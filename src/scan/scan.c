@@ -81,6 +81,20 @@ static int add_stage(struct scan_pipeline *p, const struct config *cfg,
 	return 0;
 }
 
+/* One MIME pass over a tiny message with a binary part, so that libmagic's
+ * handles (opened once per process, on first use, by the parser) are
+ * opened now, in the scan master: the scanners forked after share them. */
+static void warm_up(const struct mime_limits *limits)
+{
+	static const char sample[] = "Content-Type: application/octet-stream\n\n\x7f" "ELF\n";
+	static const strlist_t none = { NULL, 0 };
+	static const struct scan_envelope env = { "", "", &none, "", "" };
+	struct scan_message m = { .env = &env, .data = (const unsigned char *)sample,
+				  .len = sizeof(sample) - 1 };
+	scan_message_parse(&m, limits, 0);
+	scan_message_free(&m);
+}
+
 struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r)
 {
 	struct scan_pipeline *p = xcalloc(1, sizeof(*p));
@@ -91,6 +105,7 @@ struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r
 	p->archive_max = cfg->scan_archive_max_bytes;
 	p->limit_action = cfg->mime_limit_action;
 	p->fail_open = cfg->scan_fail_open == CONFIG_YES;
+	warm_up(&p->limits);
 	/* Cheapest first: the rules, then the antivirus. */
 	if (add_stage(p, cfg, scan_rules_stage_new, err_r) < 0 ||
 	    add_stage(p, cfg, scan_antivirus_stage_new, err_r) < 0) {
