@@ -387,6 +387,41 @@ static void test_every_verdict_reaches_the_client(void **state)
 	stop();
 }
 
+static void test_bdat_message_is_scanned_too(void **state)
+{
+	(void)state;
+	static const char body[] = "Subject: chunks\r\n\r\nin two chunks\r\n";
+	start("", true);
+	connect_client();
+	expect_lines(1, "220 ");
+	say("EHLO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\nBDAT 10\r\n");
+	say("Subject: c");
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "BDAT %zu LAST\r\n", strlen(body) - 10);
+	say(cmd);
+	say(body + 10);
+	master_accept();
+	struct scan_msg m;
+	int fd = -1;
+	master_recv(&m, &fd);
+	char *content = xmalloc(m.content_len + 1);
+	assert_int_equal(pread(fd, content, m.content_len, (off_t)m.content_off),
+			 (ssize_t)m.content_len);
+	content[m.content_len] = '\0';
+	assert_non_null(strstr(content, "Subject: chunks\n\nin two chunks\n"));
+	free(content);
+	close(fd);
+	struct scan_verdict v;
+	scan_verdict_init(&v);
+	scan_verdict_set(&v, SCAN_REJECT, 554, "5.7.1", "content_rule", "%s", "not in chunks");
+	master_answer(m.seq, &v);
+	scan_msg_free(&m);
+	expect_lines(11, "554 5.7.1 not in chunks"); /* EHLO (7), MAIL, RCPT, BDAT 10 */
+	assert_int_equal(files_in("queue") + files_in("incoming"), 0);
+	stop();
+}
+
 static void test_no_master_fails_closed_or_open(void **state)
 {
 	(void)state;
@@ -554,6 +589,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_carries_the_file_and_envelope),
 		cmocka_unit_test(test_every_verdict_reaches_the_client),
+		cmocka_unit_test(test_bdat_message_is_scanned_too),
 		cmocka_unit_test(test_no_master_fails_closed_or_open),
 		cmocka_unit_test(test_master_going_away_fails_its_requests_then_reconnects),
 		cmocka_unit_test(test_protocol_violation_ends_the_connection),
