@@ -942,8 +942,12 @@ static void master_free(struct scan_master *m)
 	free(m->tmp_path);
 	free(m->path);
 	close(m->sigfd);
-	close(m->build_pipe[0]);
-	close(m->build_pipe[1]);
+	/* A pipeline still loading is left to the thread: the process is
+	 * about to exit, and the thread still writes to its pipe. */
+	if (!m->building) {
+		close(m->build_pipe[0]);
+		close(m->build_pipe[1]);
+	}
 	scan_pipeline_free(&m->pipeline);
 }
 
