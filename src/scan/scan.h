@@ -74,8 +74,9 @@ const char *scan_action_name(enum scan_action a);
  * SCAN_HEADER_TEXT_MAX bytes): scan_verdict_add_header is false (and adds
  * nothing) for a malformed field or when SCAN_HEADERS_MAX are there.
  * scan_verdict_add_hit keeps at most SCAN_HITS_MAX names, each cut at
- * SCAN_HIT_MAX bytes with bytes other than printable ASCII, space and
- * comma made '_' (hits go into log lines as one comma-separated field).
+ * SCAN_HIT_MAX bytes with control characters, spaces and commas made '_'
+ * (hits go into log lines as one comma-separated field; bytes of UTF-8
+ * stay).
  */
 #define SCAN_HEADER_TEXT_MAX 2000
 #define SCAN_HIT_MAX 255

@@ -38,7 +38,8 @@
  *                 str status (0..11), str text (0..511), str reason
  *                 (0..63, [A-Za-z0-9_.:-]), u8 header count (0..16) x
  *                 str header field (1..SCAN_HEADER_TEXT_MAX), u8 hit count
- *                 (0..32) x str hit (1..255), u8 timing count (0..8) x
+ *                 (0..32) x str hit (1..255, no space or comma), u8
+ *                 timing count (0..8) x
  *                 (str stage (1..31, [a-z0-9_]), u32 microseconds)
  *   DRAIN   0x82  (no field)
  *

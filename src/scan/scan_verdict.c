@@ -96,9 +96,11 @@ bool scan_reason_ok(const char *reason)
 	return strlen(reason) < sizeof(((struct scan_verdict *)0)->reason);
 }
 
+/* Hits go into log lines as one comma-separated field: no control
+ * character, space or comma (UTF-8 file names keep their letters). */
 static bool hit_char(unsigned char c)
 {
-	return c > ' ' && c < 127 && c != ',';
+	return c > ' ' && c != 0x7f && c != ',';
 }
 
 bool scan_hit_ok(const char *hit)
@@ -160,6 +162,9 @@ void scan_verdict_add_hit(struct scan_verdict *v, const char *hit)
 {
 	char clean[SCAN_HIT_MAX + 1];
 	size_t n = strnlen(hit, SCAN_HIT_MAX);
+	/* Cut before a UTF-8 sequence rather than inside one. */
+	while (n > 0 && n == SCAN_HIT_MAX && ((unsigned char)hit[n] & 0xc0) == 0x80)
+		n--;
 	if (v->hits.count >= SCAN_HITS_MAX || n == 0)
 		return;
 	for (size_t i = 0; i < n; i++)

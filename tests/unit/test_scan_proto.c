@@ -284,6 +284,8 @@ static void test_normal_form(void **state)
 	assert_int_equal(v.headers.count, 1);
 	assert_string_equal(v.headers.items[0], "X-Ok: y");
 	assert_string_equal(v.hits.items[0], "rule:a_b_c");
+	scan_verdict_add_hit(&v, "attachment:fa\xc3\xa7" "ade\tnotes.zip");
+	assert_string_equal(v.hits.items[1], "attachment:fa\xc3\xa7" "ade_notes.zip");
 	assert_int_equal(v.timing_count, 1);
 	scan_verdict_free(&v);
 
