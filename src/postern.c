@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,34 @@ static int queue_command(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* Root: become `user` before anything is parsed. A `user` that does not
+ * exist (the demo configuration on a machine where its account was never
+ * made) gives way to nobody, with a note, rather than to root. */
+static int scan_drop_root(const struct config *cfg)
+{
+	struct passwd *pw = cfg->user[0] != '\0' ? getpwnam(cfg->user) : NULL;
+	if (pw == NULL || pw->pw_uid == 0) {
+		fprintf(stderr, "postern scan: %s: user: account \"%s\" %s: scanning as nobody\n",
+			cfg->path, cfg->user, pw == NULL ? "does not exist" : "is root");
+		pw = getpwnam("nobody");
+		if (pw == NULL || pw->pw_uid == 0) {
+			fprintf(stderr, "postern scan: no account to scan as (not even nobody): "
+				"set user\n");
+			return -1;
+		}
+	}
+	struct privsep ps = { .as_root = true };
+	ps.user.name = xstrdup(pw->pw_name);
+	ps.user.uid = pw->pw_uid;
+	ps.user.gid = pw->pw_gid;
+	ps.user.known = true;
+	int rc = privsep_become(&ps, &ps.user, 0, 0);
+	if (rc < 0)
+		fprintf(stderr, "postern scan: cannot become user %s to scan\n", ps.user.name);
+	privsep_free(&ps);
+	return rc;
+}
+
 /* Open the inputs (as the invoking user), become `user` when root, so
  * that nothing is parsed as root, then scan them. */
 static int scan_command(const char *path, int argc, char **argv)
@@ -171,16 +200,8 @@ static int scan_command(const char *path, int argc, char **argv)
 			"input\n");
 		goto out;
 	}
-	if (geteuid() == 0) {
-		struct privsep ps;
-		int bad = privsep_resolve(&cfg, &ps, stderr);
-		if (bad > 0 || privsep_become(&ps, &ps.user, 0, 0) < 0) {
-			fprintf(stderr, "postern scan: cannot become user %s to scan\n", cfg.user);
-			privsep_free(&ps);
-			goto out;
-		}
-		privsep_free(&ps);
-	}
+	if (geteuid() == 0 && scan_drop_root(&cfg) < 0)
+		goto out;
 	rc = scan_cli_run(&cfg, in, n, json);
 	n = 0;
 out:

@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 
-from harness import (POSTERN_BIN, PRELOAD_DIR, PosternTestCase, SmtpConn, descendants,
+from harness import (IS_ROOT, POSTERN_BIN, PRELOAD_DIR, PosternTestCase, SmtpConn, descendants,
                      make_message, process_alive, queue_id_of, scaled, wait_until)
 
 CRASH = "POSTERN-TEST-SCANNER-CRASH"
@@ -427,6 +427,23 @@ class ScanCommandTest(PosternTestCase):
         p = self.scan("--bogus", self.clean)
         self.assertEqual(p.returncode, 2)
         self.assertIn("unknown option --bogus", p.stderr.decode())
+
+    def test_root_scans_as_user_or_nobody(self):
+        if not IS_ROOT:
+            self.skipTest("needs root: only then does postern scan change account")
+        # user = nobody (the harness's): the scan runs as nobody, which must
+        # not be able to read a file only root can: opened before the switch.
+        os.chmod(self.clean, 0o600)
+        p = self.scan(self.clean)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("scanning as nobody", p.stderr.decode())
+        # A user that does not exist (the demo's, never created): nobody.
+        self.srv.settings["user"] = "postern-no-such-account"
+        self.srv.write_config()
+        p = self.scan(self.clean)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('user: account "postern-no-such-account" does not exist: scanning as nobody',
+                      p.stderr.decode())
 
     def test_file_larger_than_message_size_limit(self):
         self.srv.settings["message_size_limit"] = "2k"
