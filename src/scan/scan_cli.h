@@ -5,7 +5,8 @@
  *
  * Untrusted input: the messages. Privilege: the invoking user; started as
  * root, postern.c opens the files first and then becomes `user` (as the
- * scanners are) before the pipeline is built and anything is parsed.
+ * scanners are; nobody if that account does not exist) before the
+ * pipeline is built and anything is parsed.
  */
 #ifndef POSTERN_SCAN_CLI_H
 #define POSTERN_SCAN_CLI_H
