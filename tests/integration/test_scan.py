@@ -205,6 +205,45 @@ class ScannerFailureTest(ScanServerTest):
         self.clean_message_goes_through(srv)
 
 
+class ScanStopTest(ScanServerTest):
+
+    def assert_clean_stop(self, srv, offset, rc):
+        log = srv.log_since(offset)
+        self.assertEqual(rc, 0, log)
+        trouble = [l for l in log.splitlines()
+                   if re.search(r": (warning|error|fatal|panic): |exited with status|"
+                                r"killed by signal|ready", l)]
+        self.assertEqual(trouble, [], "the stop was not clean:\n" + log)
+        self.assertIn("scan master exiting", log)
+
+    def test_ctrl_c_and_sigterm_stop_cleanly_with_a_scan_running(self):
+        srv = self.start_scan_server()
+        for how in ("SIGINT to the group", "SIGTERM"):
+            if how == "SIGTERM":
+                srv.start()
+                srv.wait_log(r"scan master ready", since=offset)
+            self.wait_scanners(srv, 2)
+            c = self.open_session(srv)
+            self.send(c, make_message(subject="pausing", body=PAUSE + "\r\n"))
+            self.busy_scanner(srv)
+            kids = srv.children()
+            offset = srv.log_size()
+            if how == "SIGTERM":
+                os.kill(srv.pid, signal.SIGTERM)
+            else:
+                os.killpg(srv.pid, signal.SIGINT)
+            # The message being scanned is still answered (the session
+            # finishes its transaction), then everything exits 0.
+            r = c.reply(timeout=scaled(10))
+            self.assertEqual(r.code, 250, r)
+            self.assertEqual(c.reply(timeout=scaled(5)).code, 421)  # and the session ends
+            c.close()
+            rc = srv.proc.wait(scaled(20))
+            srv.stop()
+            self.assert_clean_stop(srv, offset, rc)
+            self.assertFalse([p for p in kids if process_alive(p)], "processes left behind")
+
+
 class ScanReloadTest(ScanServerTest):
 
     def test_reload_while_a_scan_runs(self):
