@@ -9,9 +9,10 @@
  * scan_verdict. The first REJECT, TEMPFAIL, DISCARD or QUARANTINE decides;
  * ACCEPT and TAG let the next stage run; header fields to add and the
  * names of what matched add up over all stages. A stage that cannot work
- * (a dead clamd, a broken engine) returns -1: the pipeline answers
- * TEMPFAIL (fail closed), or ACCEPT with a log line when scan_fail_open
- * is set.
+ * (a dead clamd, a broken engine) returns -1: the other stages still run,
+ * and if none of them decides, the pipeline answers TEMPFAIL (fail
+ * closed), or ACCEPT with a log line when scan_fail_open is set. Every
+ * verdict leaves the pipeline in the normal form (scan_verdict_normalize).
  *
  * Untrusted input: the message (every stage bounds what it reads, in
  * size and time). Runs in the unprivileged scanner processes, which hold
