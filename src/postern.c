@@ -5,9 +5,15 @@
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
  *   postern quarantine|hold list|show ID|release ID...|delete ID... [--json] [-c FILE]
+ *   postern scan [-c FILE] [--json] FILE...|-   run messages through the
+ *                                    content pipeline (exit 0 clean,
+ *                                    1 blocked, 2 error)
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +27,8 @@
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
 #include "scan/rules.h"
+#include "lib/xalloc.h"
+#include "scan/scan_cli.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -48,6 +56,9 @@ static void usage(FILE *out)
 		"                  the messages a QUARANTINE verdict kept out of delivery\n"
 		"  hold list|show ID|release ID...|delete ID... [--json]\n"
 		"                  the same for those a HOLD verdict kept\n"
+		"  scan [--json] FILE...|-\n"
+		"                  run messages through the content pipeline, one verdict\n"
+		"                  line each (exit 0 clean, 1 blocked, 2 error)\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -79,7 +90,8 @@ static int take_config_option(int argc, char **argv, const char **config_r)
 
 /* Every stage runs, so that one run shows every problem: the settings,
  * the accounts, the users and aliases files, the TLS key, the descriptor
- * limit and the folders (checked as each role's account, created never). */
+ * limit, the folders (checked as each role's account, created never) and
+ * the content pipeline (built as user). */
 static int check_config(const char *path)
 {
 	struct config cfg;
@@ -112,6 +124,7 @@ static int check_config(const char *path)
 	problems += scan_rules_check(&cfg, stderr);
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
+	problems += preflight_check_scan(&cfg, &ps, stderr);
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
@@ -144,6 +157,86 @@ static int quarantine_command(const char *folder, const char *path, int argc, ch
 	return rc;
 }
 
+/* Root: become `user` before anything is parsed. A `user` that does not
+ * exist (the demo configuration on a machine where its account was never
+ * made) gives way to nobody, with a note, rather than to root. */
+static int scan_drop_root(const struct config *cfg)
+{
+	struct passwd *pw = cfg->user[0] != '\0' ? getpwnam(cfg->user) : NULL;
+	if (pw == NULL || pw->pw_uid == 0) {
+		fprintf(stderr, "postern scan: %s: user: account \"%s\" %s: scanning as nobody\n",
+			cfg->path, cfg->user, pw == NULL ? "does not exist" : "is root");
+		pw = getpwnam("nobody");
+		if (pw == NULL || pw->pw_uid == 0) {
+			fprintf(stderr, "postern scan: no account to scan as (not even nobody): "
+				"set user\n");
+			return -1;
+		}
+	}
+	struct privsep ps = { .as_root = true };
+	ps.user.name = xstrdup(pw->pw_name);
+	ps.user.uid = pw->pw_uid;
+	ps.user.gid = pw->pw_gid;
+	ps.user.known = true;
+	int rc = privsep_become(&ps, &ps.user, 0, 0);
+	if (rc < 0)
+		fprintf(stderr, "postern scan: cannot become user %s to scan\n", ps.user.name);
+	privsep_free(&ps);
+	return rc;
+}
+
+/* Open the inputs (as the invoking user), become `user` when root, so
+ * that nothing is parsed as root, then scan them. */
+static int scan_command(const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	bool json = false, stdin_taken = false;
+	int rc = SCAN_CLI_ERROR;
+	if (config_load(path, &cfg, stderr) < 0)
+		return SCAN_CLI_ERROR;
+	struct scan_cli_input *in = xcalloc((size_t)argc + 1, sizeof(*in));
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+			continue;
+		}
+		if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "postern scan: unknown option %s\n", argv[i]);
+			goto out;
+		}
+		in[n].name = argv[i];
+		if (strcmp(argv[i], "-") == 0) {
+			if (stdin_taken) {
+				fprintf(stderr, "postern scan: - (standard input) given twice\n");
+				goto out;
+			}
+			stdin_taken = true;
+			in[n].fd = STDIN_FILENO;
+		} else {
+			in[n].fd = open(argv[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+			in[n].errno_open = errno;
+		}
+		n++;
+	}
+	if (n == 0) {
+		fprintf(stderr, "postern scan: name at least one message FILE, or - for standard "
+			"input\n");
+		goto out;
+	}
+	if (geteuid() == 0 && scan_drop_root(&cfg) < 0)
+		goto out;
+	rc = scan_cli_run(&cfg, in, n, json);
+	n = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		if (in[i].fd > STDIN_FILENO)
+			close(in[i].fd);
+	free(in);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -161,6 +254,8 @@ int main(int argc, char **argv)
 		return queue_command(config, rest, argv + 2);
 	if (strcmp(command, "quarantine") == 0 || strcmp(command, "hold") == 0)
 		return quarantine_command(command, config, rest, argv + 2);
+	if (strcmp(command, "scan") == 0)
+		return scan_command(config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -52,12 +52,16 @@ _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
 static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
+static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
+static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -119,6 +123,16 @@ static const struct key_def keys[] = {
 	{ "clamav_alert_exceeds_max", K_ENUM, OFF(clamav_alert_exceeds_max), "yes", 0, 0, false,
 	  yes_no_words },
 	{ "virus_action", K_ENUM, OFF(virus_action), "reject", 0, 0, false, virus_action_words },
+	{ "scan", K_ENUM, OFF(scan), "auto", 0, 0, false, scan_mode_words },
+	{ "scan_workers", K_UINT, OFF(scan_workers), "0", 0, 256, false, NULL },
+	{ "scan_timeout", K_DURATION, OFF(scan_timeout), "30s", 1, 3600, false, NULL },
+	{ "scan_fail_open", K_ENUM, OFF(scan_fail_open), "no", 0, 0, false, yes_no_words },
+	{ "scan_archive_max_bytes", K_SIZE, OFF(scan_archive_max_bytes), "10M", 0, 1ULL << 30, false, NULL },
+	{ "mime_max_depth", K_UINT, OFF(mime_max_depth), "20", 1, 1000, false, NULL },
+	{ "mime_max_parts", K_UINT, OFF(mime_max_parts), "1000", 1, 1000000, false, NULL },
+	{ "mime_max_header_size", K_SIZE, OFF(mime_max_header_size), "256k", 1024, 1ULL << 26, false, NULL },
+	{ "mime_max_decoded_size", K_SIZE, OFF(mime_max_decoded_size), "100M", 1024, 1ULL << 40, false, NULL },
+	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 };

@@ -85,12 +85,18 @@ static void request_copy(struct policy_request *dst, const struct policy_request
 	*dst = *src;
 	dst->helo = src->helo != NULL ? xstrdup(src->helo) : NULL;
 	dst->auth_user = src->auth_user != NULL ? xstrdup(src->auth_user) : NULL;
+	memset(&dst->rcpts, 0, sizeof(dst->rcpts));
+	for (size_t i = 0; i < src->rcpts.count; i++)
+		strlist_add(&dst->rcpts, src->rcpts.items[i]);
+	dst->content_path = src->content_path != NULL ? xstrdup(src->content_path) : NULL;
 }
 
 void policy_request_free(struct policy_request *req)
 {
 	xfree(&req->helo);
 	xfree(&req->auth_user);
+	strlist_free(&req->rcpts);
+	xfree(&req->content_path);
 }
 
 void policy_reply_free(struct policy_reply *reply)

@@ -83,6 +83,13 @@ struct policy_request {
 	struct mail_address rcpt;   /* RCPT only */
 	unsigned rcpt_count;        /* recipients accepted so far */
 	char queue_id[24];          /* MAIL and later, "" before */
+	/* END_OF_DATA, for content checks: the recipients as queued, and the
+	 * message in its queue file (flushed: every byte is in the file),
+	 * content_len bytes from content_off. */
+	strlist_t rcpts;
+	char *content_path;         /* spool_dir/incoming/ID; NULL before */
+	uint64_t content_off;
+	uint64_t content_len;
 };
 
 struct policy_call; /* one check's part in a run */

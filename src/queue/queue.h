@@ -77,6 +77,16 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 /* Bytes of message content written so far. */
 uint64_t queue_writer_size(const struct queue_writer *w);
 /*
+ * For content checks that read the message from the file while it is
+ * still in incoming/ (a scanner): write out what is buffered, so that
+ * every content byte so far is in the file (no fsync: readers share the
+ * page cache); 0, or -1 with a malloc'ed *err_r. The file's path and the
+ * offset of the first content byte in it.
+ */
+int queue_writer_flush(struct queue_writer *w, char **err_r);
+const char *queue_writer_path(const struct queue_writer *w);
+uint64_t queue_writer_content_offset(const struct queue_writer *w);
+/*
  * What the end of the message may change (a verdict, a milter), recorded
  * after the content and applied on delivery. Each returns 0, or -1 with a
  * malloc'ed *err_r (a malformed field, too many changes, a recipient that

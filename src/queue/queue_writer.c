@@ -243,6 +243,25 @@ uint64_t queue_writer_size(const struct queue_writer *w)
 	return w->content_len;
 }
 
+int queue_writer_flush(struct queue_writer *w, char **err_r)
+{
+	if (writer_flush(w) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	return 0;
+}
+
+const char *queue_writer_path(const struct queue_writer *w)
+{
+	return w->incoming_path;
+}
+
+uint64_t queue_writer_content_offset(const struct queue_writer *w)
+{
+	return w->content_len_off + 8; /* the M record's payload is the length */
+}
+
 /* Overwrite bytes already handed over at file offset off, whether they
  * still sit in the buffer or are on disk (never across the boundary:
  * callers patch fields that were written in one piece). */

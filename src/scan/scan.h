@@ -9,9 +9,10 @@
  * scan_verdict. The first REJECT, TEMPFAIL, DISCARD or QUARANTINE decides;
  * ACCEPT and TAG let the next stage run; header fields to add and the
  * names of what matched add up over all stages. A stage that cannot work
- * (a dead clamd, a broken engine) returns -1: the pipeline answers
- * TEMPFAIL (fail closed), or ACCEPT with a log line when scan_fail_open
- * is set.
+ * (a dead clamd, a broken engine) returns -1: the other stages still run,
+ * and if none of them decides, the pipeline answers TEMPFAIL (fail
+ * closed), or ACCEPT with a log line when scan_fail_open is set. Every
+ * verdict leaves the pipeline in the normal form (scan_verdict_normalize).
  *
  * Untrusted input: the message (every stage bounds what it reads, in
  * size and time). Runs in the unprivileged scanner processes, which hold
@@ -66,6 +67,61 @@ void scan_verdict_init(struct scan_verdict *v);
 void scan_verdict_free(struct scan_verdict *v);
 /* "accept", "tag", "reject", "tempfail", "discard", "quarantine". */
 const char *scan_action_name(enum scan_action a);
+
+/*
+ * Helpers for stages (and the pipeline). scan_verdict_set: the action,
+ * code (0 = the default), enhanced status ("" = the default), reason and
+ * printf text. Header fields: "Name: value" as the queue file takes them
+ * (a name of printable ASCII without space or colon, a value without
+ * control characters but TAB, folded as LF + white space, at most
+ * SCAN_HEADER_TEXT_MAX bytes): scan_verdict_add_header is false (and adds
+ * nothing) for a malformed field or when SCAN_HEADERS_MAX are there.
+ * scan_verdict_add_hit keeps at most SCAN_HITS_MAX names, each cut at
+ * SCAN_HIT_MAX bytes with control characters, spaces and commas made '_'
+ * (hits go into log lines as one comma-separated field; bytes of UTF-8
+ * stay).
+ */
+#define SCAN_HEADER_TEXT_MAX 2000
+#define SCAN_HIT_MAX 255
+void scan_verdict_set(struct scan_verdict *v, enum scan_action a, int code, const char *status,
+		      const char *reason, const char *fmt, ...) PRINTF_LIKE(6, 7);
+bool scan_verdict_add_header(struct scan_verdict *v, const char *field);
+void scan_verdict_add_hit(struct scan_verdict *v, const char *hit);
+/* Record a stage's time (ignored beyond SCAN_TIMINGS_MAX); stage: a static string. */
+void scan_verdict_add_timing(struct scan_verdict *v, const char *stage, uint32_t us);
+bool scan_header_field_ok(const char *field);
+
+/*
+ * The verdict for a message that could not be scanned (a stage failed, a
+ * scanner crashed or overran, no scanner could be reached): TEMPFAIL 451
+ * 4.7.0 with text, or, when fail_open, ACCEPT. Either way reason is the
+ * failure's, which starts with "scan_" ("scan_failed", "scan_timeout",
+ * "scan_crashed", "scan_busy", "scan_unavailable") and nothing else's
+ * does, so scan_verdict_failed() tells a failure from a judgement.
+ */
+void scan_verdict_fail(struct scan_verdict *v, bool fail_open, const char *reason,
+		       const char *fmt, ...) PRINTF_LIKE(4, 5);
+bool scan_verdict_failed(const struct scan_verdict *v);
+
+/*
+ * What every verdict the pipeline answers looks like (scan_pipeline_run
+ * ends with it; the scan master applies it to the verdicts it makes
+ * itself; the protocol refuses anything else): for REJECT a code 500..599
+ * and for TEMPFAIL 400..499 with an enhanced status code of the same
+ * class (the defaults 550 5.7.1 / 451 4.7.0 replace a code or status
+ * that does not fit, and a default text an empty one), code 0 and no
+ * status for the other actions; text of printable ASCII (other bytes
+ * become '?'); the reason of [A-Za-z0-9_.:-] (others become '_'); header
+ * fields that scan_header_field_ok accepts (others dropped); timings whose
+ * stage name is 1..SCAN_STAGE_NAME_MAX of [a-z0-9_] (others dropped).
+ */
+#define SCAN_STAGE_NAME_MAX 31
+void scan_verdict_normalize(struct scan_verdict *v);
+/* The checks behind it, for the protocol's decoder. */
+bool scan_status_ok(const char *status, char cls);
+bool scan_reason_ok(const char *reason);
+bool scan_hit_ok(const char *hit);
+bool scan_stage_name_ok(const char *name);
 
 /* The envelope, for rules on sender, recipients and client. */
 struct scan_envelope {
@@ -148,6 +204,8 @@ struct scan_pipeline;
 struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r);
 /* Append a stage (tests, later issues). */
 void scan_pipeline_add(struct scan_pipeline *p, const struct scan_stage *stage);
+/* How many stages run after the MIME pass (0: only the MIME limits). */
+size_t scan_pipeline_stage_count(const struct scan_pipeline *p);
 /* Has any stage's material changed on disk (a stage's stale())? */
 bool scan_pipeline_stale(const struct scan_pipeline *p);
 void scan_pipeline_free(struct scan_pipeline **p);

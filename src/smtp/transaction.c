@@ -8,8 +8,10 @@
  * us responsible for the message.
  *
  * The decoded bytes pass through tx_content() on their way to the queue
- * file: that is where the MIME parser and the content scanners attach, so
- * that their verdict (at POLICY_END_OF_DATA) comes before the 250.
+ * file. Content checks (the scanners, docs/scanning.md) read the message
+ * back from that file at the end of data: the writer is flushed and the
+ * POLICY_END_OF_DATA request names the file and the content range, so
+ * that their verdict comes before the 250 and no second copy is made.
  */
 #include "session_int.h"
 
@@ -356,7 +358,7 @@ enum step tx_handle_data(struct smtp_session *s, struct smtp_reply *out)
 	return session_ask(s, &req, data_verdict, out);
 }
 
-/* Hand decoded content to the queue file (and, later, the scanners). */
+/* Hand decoded content to the queue file. */
 static void tx_content(struct smtp_tx *tx)
 {
 	if (tx->decoded.len == 0)
@@ -564,6 +566,9 @@ static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
+	/* Content checks (a scanner) read the message from the file. */
+	if (tx->write_error == NULL)
+		queue_writer_flush(tx->writer, &tx->write_error);
 	if (tx->write_error != NULL) {
 		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
 		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");

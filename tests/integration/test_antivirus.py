@@ -160,7 +160,9 @@ def corpus_ham(n):
 
 
 def send_raw(port, message, sender="sender@remote.test", rcpt="alice@example.test"):
-    """One SMTP transaction; the final (code, text) of the DATA."""
+    """One SMTP transaction; the final (code, text) of the DATA. smtplib
+    sends bytes as they are, so LF line ends become CRLF here."""
+    message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test",
                       timeout=scaled(30)) as s:
         s.ehlo()
@@ -351,6 +353,7 @@ class ScanCommandTest(unittest.TestCase):
 
     def test_broken_signature_folder_is_named(self):
         with tempfile.TemporaryDirectory() as d:
+            os.chmod(d, 0o755)  # as root, postern scan reads it as nobody
             with open(os.path.join(d, "bad.ndb"), "w") as f:
                 f.write("Bad.Sig:0:*:zz\n")
             conf = os.path.join(d, "postern.conf")
