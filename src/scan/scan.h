@@ -1,8 +1,8 @@
 /*
  * scan.h - the content pipeline: one verdict per message, from one MIME
- * pass over its bytes and an ordered list of stages, cheapest first:
- * content rules (attachments, headers, envelope), antivirus, and later
- * spam scoring. The same pipeline serves the scanner processes (for the
+ * pass over its bytes and an ordered list of stages: antivirus (first, so
+ * that a virus is refused and reported as one), content rules
+ * (attachments, headers, envelope), and later spam scoring. The same pipeline serves the scanner processes (for the
  * smtp workers), `postern scan` and, later, the milter server.
  *
  * A stage reads the message and the MIME pass's summary, and answers a
