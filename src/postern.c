@@ -121,10 +121,17 @@ static int check_config(const char *path)
 			SSL_CTX_free(ctx);
 		}
 	}
-	problems += scan_rules_check(&cfg, stderr);
+	int rule_problems = scan_rules_check(&cfg, stderr);
+	problems += rule_problems;
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
-	problems += preflight_check_scan(&cfg, &ps, stderr);
+	/* The pipeline would stop at the first of the rules' problems, all of
+	 * them listed above: build it (as user) once the rules are right. */
+	if (rule_problems == 0)
+		problems += preflight_check_scan(&cfg, &ps, stderr);
+	else
+		fprintf(stderr, "%s: the content pipeline is checked once the rules file loads\n",
+			path);
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
