@@ -22,7 +22,7 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl
+PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -31,17 +31,20 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/policy/*.c src/queue/*.c src/smtp/*.c src/server/*.c))
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
+               src/smtp/*.c src/server/*.c src/scan/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean FORCE
+        fuzz bench install clean tools FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -67,9 +70,24 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL) -lcmocka $(TEST_LDFLAGS)
 
+# Test tools (never part of postern): tests/tools/*.c -> build/tests/*
+$(BUILD)/tests/mime_dump: tests/tools/mime_dump.c $(BUILD)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
+
+# Test tools of the integration tests (never installed): tests/tools/*.c,
+# linked with the library, e.g. spool_put writes queue files the way the
+# smtp worker does. The harness finds them beside the postern binary.
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
+tools: $(TOOL_BINS)
+
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
 $(BUILD)/tests/test_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
+# The antivirus tests make their zip and gzip files with zlib.
+$(BUILD)/tests/test_antivirus $(BUILD)/tests/test_clamd: TEST_LDFLAGS := $(shell pkg-config --libs zlib)
 
 deps:
 	@tools/install-deps.sh
@@ -89,8 +107,11 @@ check: deps
 	  $(MAKE) --no-print-directory $$stage 2>&1 | tee -a build/check.log || exit 1; done
 	@tools/sum-results.sh build/check.log
 
-check-unit: $(UNIT_BINS)
+# The unit tests, then the MIME parser against Python's email package on
+# tests/data/mime and, when it is there, the shared corpus.
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
+	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so
@@ -100,14 +121,15 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-check-integration: $(BUILD)/postern $(PRELOADS)
+# test_antivirus.py drives build/tests/test_clamd against a real clamd.
+check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
 check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern check-unit
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/postern tools check-unit
 	@$(MAKE) --no-print-directory $(PRELOADS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  POSTERN_BIN=$(CURDIR)/build-asan/postern POSTERN_SANITIZED=1 python3 tests/integration/run.py
@@ -135,21 +157,24 @@ bench: deps all
 
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
-# users.example and aliases.example. The examples are always refreshed;
-# postern.conf, users and aliases, which the administrator makes from
-# them, are never written by make install.
+# users.example, aliases.example and content-rules.example. The examples
+# are always refreshed; postern.conf, users, aliases and content-rules,
+# which the administrator makes from them, are never written by make
+# install.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/postern $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 755 $(BUILD)/postern $(DESTDIR)$(SBINDIR)/postern
 	install -m 644 docs/postern.8 $(DESTDIR)$(MANDIR)/man8/postern.8
 	install -m 644 docs/postern.conf.5 $(DESTDIR)$(MANDIR)/man5/postern.conf.5
+	install -m 644 docs/postern-rules.5 $(DESTDIR)$(MANDIR)/man5/postern-rules.5
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	sed -e 's|/etc/postern/|$(SYSCONFDIR)/postern/|g' etc/example/postern.conf \
 	  > $(BUILD)/postern.conf.example
 	install -m 644 $(BUILD)/postern.conf.example $(DESTDIR)$(SYSCONFDIR)/postern/postern.conf.example
 	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
 	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
+	install -m 644 etc/content-rules.example $(DESTDIR)$(SYSCONFDIR)/postern/content-rules.example
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
 	  etc/postern.service.in > $(BUILD)/postern.service
 	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service

@@ -4,9 +4,16 @@
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID [-c FILE]
+ *   postern quarantine|hold list|show ID|release ID...|delete ID... [--json] [-c FILE]
+ *   postern scan [-c FILE] [--json] FILE...|-   run messages through the
+ *                                    content pipeline (exit 0 clean,
+ *                                    1 blocked, 2 error)
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +23,12 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "queue/notice.h"
+#include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
+#include "scan/rules.h"
+#include "lib/xalloc.h"
+#include "scan/scan_cli.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -37,9 +49,16 @@ static void usage(FILE *out)
 		"usage: postern COMMAND [-c FILE] [ARGS]\n"
 		"commands:\n"
 		"  serve           run the gateway in the foreground (logs to stderr)\n"
-		"  check-config    validate the configuration, users and aliases files\n"
+		"  check-config    validate the configuration, users, aliases and content rules\n"
 		"  queue list      list queued and deferred messages\n"
 		"  queue show ID   print one queued message's envelope and headers\n"
+		"  quarantine list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the messages a QUARANTINE verdict kept out of delivery\n"
+		"  hold list|show ID|release ID...|delete ID... [--json]\n"
+		"                  the same for those a HOLD verdict kept\n"
+		"  scan [--json] FILE...|-\n"
+		"                  run messages through the content pipeline, one verdict\n"
+		"                  line each (exit 0 clean, 1 blocked, 2 error)\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -71,7 +90,8 @@ static int take_config_option(int argc, char **argv, const char **config_r)
 
 /* Every stage runs, so that one run shows every problem: the settings,
  * the accounts, the users and aliases files, the TLS key, the descriptor
- * limit and the folders (checked as each role's account, created never). */
+ * limit, the folders (checked as each role's account, created never) and
+ * the content pipeline (built as user). */
 static int check_config(const char *path)
 {
 	struct config cfg;
@@ -84,6 +104,10 @@ static int check_config(const char *path)
 						     privsep_mailbox_owner(&ps, &owner), stderr);
 	if (t == NULL)
 		problems++;
+	struct notice_template *notice = notice_template_load(cfg.notify_template, stderr);
+	if (notice == NULL)
+		problems++;
+	notice_template_free(&notice);
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
@@ -97,8 +121,17 @@ static int check_config(const char *path)
 			SSL_CTX_free(ctx);
 		}
 	}
+	int rule_problems = scan_rules_check(&cfg, stderr);
+	problems += rule_problems;
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
+	/* The pipeline would stop at the first of the rules' problems, all of
+	 * them listed above: build it (as user) once the rules are right. */
+	if (rule_problems == 0)
+		problems += preflight_check_scan(&cfg, &ps, stderr);
+	else
+		fprintf(stderr, "%s: the content pipeline is checked once the rules file loads\n",
+			path);
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
@@ -120,6 +153,97 @@ static int queue_command(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* "quarantine" or "hold": one tool, the folder named by the command. */
+static int quarantine_command(const char *folder, const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return 1;
+	int rc = quarantine_cli_main(folder, argc, argv, &cfg);
+	config_free(&cfg);
+	return rc;
+}
+
+/* Root: become `user` before anything is parsed. A `user` that does not
+ * exist (the demo configuration on a machine where its account was never
+ * made) gives way to nobody, with a note, rather than to root. */
+static int scan_drop_root(const struct config *cfg)
+{
+	struct passwd *pw = cfg->user[0] != '\0' ? getpwnam(cfg->user) : NULL;
+	if (pw == NULL || pw->pw_uid == 0) {
+		fprintf(stderr, "postern scan: %s: user: account \"%s\" %s: scanning as nobody\n",
+			cfg->path, cfg->user, pw == NULL ? "does not exist" : "is root");
+		pw = getpwnam("nobody");
+		if (pw == NULL || pw->pw_uid == 0) {
+			fprintf(stderr, "postern scan: no account to scan as (not even nobody): "
+				"set user\n");
+			return -1;
+		}
+	}
+	struct privsep ps = { .as_root = true };
+	ps.user.name = xstrdup(pw->pw_name);
+	ps.user.uid = pw->pw_uid;
+	ps.user.gid = pw->pw_gid;
+	ps.user.known = true;
+	int rc = privsep_become(&ps, &ps.user, 0, 0);
+	if (rc < 0)
+		fprintf(stderr, "postern scan: cannot become user %s to scan\n", ps.user.name);
+	privsep_free(&ps);
+	return rc;
+}
+
+/* Open the inputs (as the invoking user), become `user` when root, so
+ * that nothing is parsed as root, then scan them. */
+static int scan_command(const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	bool json = false, stdin_taken = false;
+	int rc = SCAN_CLI_ERROR;
+	if (config_load(path, &cfg, stderr) < 0)
+		return SCAN_CLI_ERROR;
+	struct scan_cli_input *in = xcalloc((size_t)argc + 1, sizeof(*in));
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+			continue;
+		}
+		if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "postern scan: unknown option %s\n", argv[i]);
+			goto out;
+		}
+		in[n].name = argv[i];
+		if (strcmp(argv[i], "-") == 0) {
+			if (stdin_taken) {
+				fprintf(stderr, "postern scan: - (standard input) given twice\n");
+				goto out;
+			}
+			stdin_taken = true;
+			in[n].fd = STDIN_FILENO;
+		} else {
+			in[n].fd = open(argv[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+			in[n].errno_open = errno;
+		}
+		n++;
+	}
+	if (n == 0) {
+		fprintf(stderr, "postern scan: name at least one message FILE, or - for standard "
+			"input\n");
+		goto out;
+	}
+	if (geteuid() == 0 && scan_drop_root(&cfg) < 0)
+		goto out;
+	rc = scan_cli_run(&cfg, in, n, json);
+	n = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		if (in[i].fd > STDIN_FILENO)
+			close(in[i].fd);
+	free(in);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
@@ -135,6 +259,10 @@ int main(int argc, char **argv)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)
 		return queue_command(config, rest, argv + 2);
+	if (strcmp(command, "quarantine") == 0 || strcmp(command, "hold") == 0)
+		return quarantine_command(command, config, rest, argv + 2);
+	if (strcmp(command, "scan") == 0)
+		return scan_command(config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -4,6 +4,8 @@
 # Runs apt-get only as root; otherwise it names what is missing and lets the
 # build fail with the real error. Never asks a question: it reads no stdin.
 #
+#   libmagic-dev         the MIME parser's type sniffing (brings libmagic1 and
+#                        libmagic-mgc, the compiled magic database)
 #   libnet-ssleay-perl   what "swaks -tls" needs (swaks only recommends it)
 #   postfix              smtp-source/smtp-sink, the benchmark's private
 #                        instance and the integration tests' private
@@ -11,10 +13,17 @@
 #                        never a system mailer
 #   dovecot-imapd        the integration tests start a private Dovecot that
 #                        reads postern's Maildirs, never the system one
+#   libclamav-dev        the antivirus stage's in-process engine
+#   clamav-daemon        clamd for the clamd mode's tests, started privately
+#                        (tests/integration/clamd_peer.py) with postern's
+#                        test signatures, never the system clamd; its
+#                        freshclam is set to "manual" so that nothing tries
+#                        to download signatures at install time or later
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
+      libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
-      openssl procps"
+      openssl procps libclamav-dev clamav-daemon"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -28,6 +37,9 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # postfix: do not let its package configure or start a system mailer.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# clamav-freshclam (pulled in by clamav-daemon): no update daemon, no cron
+# job, no download from its postinst.
+echo "clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual" | debconf-set-selections
 # No service may start during this install (Dovecot would take port 143
 # and 993): invoke-rc.d asks policy-rc.d, exit status 101 means "no".
 # An administrator's own policy-rc.d is left as it is.
@@ -50,5 +62,20 @@ case " $missing " in
 		update-rc.d dovecot disable </dev/null >/dev/null 2>&1 || true
 	fi
 	echo "install-deps: dovecot installed for the tests; its system service is disabled"
+	;;
+esac
+# The same for ClamAV: clamd and freshclam are never system services here.
+case " $missing " in
+*" clamav-daemon "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now clamav-daemon.service clamav-daemon.socket \
+			clamav-freshclam.service </dev/null >/dev/null 2>&1 || true
+	else
+		for s in clamav-daemon clamav-freshclam; do
+			/etc/init.d/$s stop </dev/null >/dev/null 2>&1 || true
+			update-rc.d $s disable </dev/null >/dev/null 2>&1 || true
+		done
+	fi
+	echo "install-deps: clamav-daemon installed for the tests; clamd and freshclam services are disabled"
 	;;
 esac

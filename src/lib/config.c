@@ -50,10 +50,18 @@ struct key_def {
 _Static_assert(sizeof(enum bare_newline_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum policy_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const yes_no_words[] = { "no", "yes", NULL };
+static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
+static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
+static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -99,7 +107,34 @@ static const struct key_def keys[] = {
 	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
 	{ "in_flow_tokens", K_UINT, OFF(in_flow_tokens), "1000", 1, 100000, false, NULL },
+	{ "quarantine_retention", K_DURATION, OFF(quarantine_retention), "30d", 60, 3650 * DAY, true,
+	  NULL },
+	{ "notify_admin", K_STRING, OFF(notify_admin), "", 0, 0, true, NULL },
+	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
+	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
+	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
+	{ "clamav_db_dir", K_PATH, OFF(clamav_db_dir), "", 0, 0, true, NULL },
+	{ "clamd_socket", K_STRING, OFF(clamd_socket), "", 0, 0, true, NULL },
+	{ "clamav_max_scan_size", K_SIZE, OFF(clamav_max_scan_size), "100M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_file_size", K_SIZE, OFF(clamav_max_file_size), "25M", 1024, 4000ULL << 20, false, NULL },
+	{ "clamav_max_recursion", K_UINT, OFF(clamav_max_recursion), "16", 1, 100, false, NULL },
+	{ "clamav_max_files", K_UINT, OFF(clamav_max_files), "10000", 1, 1000000, false, NULL },
+	{ "clamav_max_scan_time", K_DURATION, OFF(clamav_max_scan_time), "25s", 1, 3600, false, NULL },
+	{ "clamav_alert_exceeds_max", K_ENUM, OFF(clamav_alert_exceeds_max), "yes", 0, 0, false,
+	  yes_no_words },
+	{ "virus_action", K_ENUM, OFF(virus_action), "reject", 0, 0, false, virus_action_words },
+	{ "scan", K_ENUM, OFF(scan), "auto", 0, 0, false, scan_mode_words },
+	{ "scan_workers", K_UINT, OFF(scan_workers), "0", 0, 256, false, NULL },
+	{ "scan_timeout", K_DURATION, OFF(scan_timeout), "30s", 1, 3600, false, NULL },
+	{ "scan_fail_open", K_ENUM, OFF(scan_fail_open), "no", 0, 0, false, yes_no_words },
+	{ "scan_archive_max_bytes", K_SIZE, OFF(scan_archive_max_bytes), "10M", 0, 1ULL << 30, false, NULL },
+	{ "mime_max_depth", K_UINT, OFF(mime_max_depth), "20", 1, 1000, false, NULL },
+	{ "mime_max_parts", K_UINT, OFF(mime_max_parts), "1000", 1, 1000000, false, NULL },
+	{ "mime_max_header_size", K_SIZE, OFF(mime_max_header_size), "256k", 1024, 1ULL << 26, false, NULL },
+	{ "mime_max_decoded_size", K_SIZE, OFF(mime_max_decoded_size), "100M", 1024, 1ULL << 40, false, NULL },
+	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
+	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 };
 
 struct parse_ctx {
@@ -141,6 +176,19 @@ static bool valid_hostname(const char *s)
 			return false;
 	}
 	return label > 0 && s[len - 1] != '-';
+}
+
+/* "local@domain": a local part of printable ASCII without white space,
+ * angle brackets, quotes or a second '@', and a valid domain name. */
+static bool plain_address(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	if (at == NULL || at == s || at - s > 64 || !valid_hostname(at + 1))
+		return false;
+	for (const char *p = s; p < at; p++)
+		if (*p <= ' ' || *p >= 127 || strchr("<>\"@,;:\\()[]", *p) != NULL)
+			return false;
+	return true;
 }
 
 static void free_listen(struct config *cfg)
@@ -502,6 +550,16 @@ static void check_consistency(struct parse_ctx *ctx)
 			       cfg->relay_domains.items[i]);
 	if (cfg->queue_retry_min > cfg->queue_retry_max)
 		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
+	if (cfg->notify_admin[0] != '\0' && !plain_address(cfg->notify_admin))
+		report(ctx, 0, "notify_admin: \"%s\" is not an address such as "
+		       "postmaster@example.com", cfg->notify_admin);
+	if (cfg->clamav_db_dir[0] != '\0' && cfg->clamd_socket[0] != '\0')
+		report(ctx, 0, "clamav_db_dir and clamd_socket are both set: the antivirus is "
+		       "either libclamav in process or clamd, choose one");
+	if (cfg->clamd_socket[0] != '\0' && cfg->clamd_socket[0] != '/' &&
+	    strrchr(cfg->clamd_socket, ':') == NULL)
+		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
+		       cfg->clamd_socket);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
 		cfg->hostname = system_hostname();

@@ -20,6 +20,13 @@
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
+enum config_bool { CONFIG_NO, CONFIG_YES };
+/* What the antivirus stage does with a message it finds a virus in. */
+enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_DISCARD };
+/* scan: auto = when a content stage is configured, yes = always (the MIME
+ * limits alone when no stage is), no = never. */
+enum scan_mode { SCAN_MODE_AUTO, SCAN_MODE_YES, SCAN_MODE_NO };
+enum mime_limit_action { MIME_LIMIT_REJECT, MIME_LIMIT_TEMPFAIL };
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -73,7 +80,36 @@ struct config {
 	uint64_t in_flow_delay;    /* seconds a commit waits for a flow token; 0 = off */
 	uint64_t in_flow_tokens;   /* the queue manager's stock of flow tokens */
 
+	uint64_t quarantine_retention; /* seconds a quarantined message is kept; 0 = for ever */
+	char *notify_admin;        /* address told of quarantines and viruses; "" = nobody */
+	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
+	char *notify_template;     /* the notices' text; "" = the built-in one */
+	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
+	/* Antivirus (src/scan/antivirus.c): libclamav in process or clamd. */
+	char *clamav_db_dir;            /* "" = no in-process engine */
+	char *clamd_socket;             /* "" = none; "/path" or "host:port" */
+	uint64_t clamav_max_scan_size;  /* libclamav's limits */
+	uint64_t clamav_max_file_size;
+	uint64_t clamav_max_recursion;
+	uint64_t clamav_max_files;
+	uint64_t clamav_max_scan_time;  /* seconds; also bounds a clamd exchange */
+	unsigned clamav_alert_exceeds_max; /* 1 = past a limit counts as a virus */
+	enum virus_action virus_action;
+	/* Content scanning (docs/scanning.md). */
+	enum scan_mode scan;
+	uint64_t scan_workers;     /* scanner processes; 0 = one per core */
+	uint64_t scan_timeout;     /* seconds one message may take in a scanner */
+	enum config_bool scan_fail_open; /* a message that cannot be scanned is accepted */
+	uint64_t scan_archive_max_bytes; /* decoded archive bytes kept per message for the rules */
+	uint64_t mime_max_depth;
+	uint64_t mime_max_parts;
+	uint64_t mime_max_header_size;  /* one part's header section */
+	uint64_t mime_max_decoded_size; /* all decoded parts together */
+	enum mime_limit_action mime_limit_action;
+
 	enum log_level log_level;
+
+	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure

@@ -85,22 +85,29 @@ static void request_copy(struct policy_request *dst, const struct policy_request
 	*dst = *src;
 	dst->helo = src->helo != NULL ? xstrdup(src->helo) : NULL;
 	dst->auth_user = src->auth_user != NULL ? xstrdup(src->auth_user) : NULL;
+	memset(&dst->rcpts, 0, sizeof(dst->rcpts));
+	for (size_t i = 0; i < src->rcpts.count; i++)
+		strlist_add(&dst->rcpts, src->rcpts.items[i]);
+	dst->content_path = src->content_path != NULL ? xstrdup(src->content_path) : NULL;
 }
 
 void policy_request_free(struct policy_request *req)
 {
 	xfree(&req->helo);
 	xfree(&req->auth_user);
+	strlist_free(&req->rcpts);
+	xfree(&req->content_path);
 }
 
 void policy_reply_free(struct policy_reply *reply)
 {
 	strlist_free(&reply->headers);
+	strlist_free(&reply->hits);
 }
 
 static void reply_reset(struct policy_reply *r)
 {
-	strlist_free(&r->headers);
+	policy_reply_free(r);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -123,6 +130,9 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 	memcpy(run->merged.status, one->status, sizeof(one->status));
 	memcpy(run->merged.text, one->text, sizeof(one->text));
 	memcpy(run->merged.reason, one->reason, sizeof(one->reason));
+	for (size_t i = 0; i < one->hits.count; i++)
+		strlist_add(&run->merged.hits, one->hits.items[i]);
+	snprintf(run->merged.check, sizeof(run->merged.check), "%s", run->call.check->name);
 	reply_reset(one);
 	return true;
 }

@@ -62,6 +62,11 @@ struct policy_reply {
 	char text[512];     /* human text, without code */
 	char reason[64];    /* short key for the log: "relay_denied" */
 	strlist_t headers;  /* "Name: value" lines to add (TAG, and kept on accept) */
+	/* What matched, for the quarantine note and the administrator's
+	 * notices: "virus:NAME", "rule:NAME", "attachment:FILENAME" (the
+	 * scan verdict's hits, moved here by the scan check). */
+	strlist_t hits;
+	char check[32];     /* the check that gave the final verdict (policy.c fills it) */
 };
 
 /* What a check may look at: copies, owned by whoever holds the request. */
@@ -78,6 +83,13 @@ struct policy_request {
 	struct mail_address rcpt;   /* RCPT only */
 	unsigned rcpt_count;        /* recipients accepted so far */
 	char queue_id[24];          /* MAIL and later, "" before */
+	/* END_OF_DATA, for content checks: the recipients as queued, and the
+	 * message in its queue file (flushed: every byte is in the file),
+	 * content_len bytes from content_off. */
+	strlist_t rcpts;
+	char *content_path;         /* spool_dir/incoming/ID; NULL before */
+	uint64_t content_off;
+	uint64_t content_len;
 };
 
 struct policy_call; /* one check's part in a run */

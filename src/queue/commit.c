@@ -40,6 +40,8 @@ struct queue_commit {
 	struct queue_commit *next;
 	struct queue_writer *writer;
 	unsigned folder;           /* index into commit_folders */
+	queue_task_fn *task;       /* a task rather than a commit */
+	void *task_arg;
 	int rc;
 	char *err;
 	queue_commit_done_fn *done; /* NULL once detached */
@@ -159,6 +161,13 @@ static void *commit_thread(void *arg)
 			continue;
 		}
 		struct queue_commit *j = list_pop(&c->todo);
+		if (j != NULL && j->task != NULL) {
+			pthread_mutex_unlock(&c->lock);
+			j->rc = j->task(j->task_arg, &j->err);
+			pthread_mutex_lock(&c->lock);
+			job_finished(c, j);
+			continue;
+		}
 		if (j != NULL) {
 			publish_one(c, j);
 			continue;
@@ -259,6 +268,22 @@ struct queue_commit *queue_commit_start(struct queue_committer *c, struct queue_
 			break;
 	if (j->folder == FOLDER_COUNT)
 		log_panic("commit: unknown folder %s", folder);
+	j->done = done;
+	j->arg = arg;
+	c->in_flight++;
+	pthread_mutex_lock(&c->lock);
+	list_push(&c->todo, j);
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	return j;
+}
+
+struct queue_commit *queue_task_start(struct queue_committer *c, queue_task_fn *task,
+				      void *task_arg, queue_commit_done_fn *done, void *arg)
+{
+	struct queue_commit *j = xcalloc(1, sizeof(*j));
+	j->task = task;
+	j->task_arg = task_arg;
 	j->done = done;
 	j->arg = arg;
 	c->in_flight++;

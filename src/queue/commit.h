@@ -8,6 +8,8 @@
  * event loop serves the other sessions; commits that finish their renames
  * close together share one fsync of the folder (group commit). The
  * completion is handed back to the event loop, which sends the reply.
+ * The same threads run other work that must not block the loop
+ * (queue_task_start: the administrator's notices).
  *
  * Durability does not change: a message is reported committed only after
  * its file and the folder holding its new name are on disk. See
@@ -39,6 +41,15 @@ void queue_committer_free(struct queue_committer **c);
 struct queue_commit *queue_commit_start(struct queue_committer *c, struct queue_writer **w,
 					const char *folder, queue_commit_done_fn *done,
 					void *arg);
+/*
+ * Run task(task_arg) on one of the threads (something that blocks on
+ * the disk, such as queuing a notice); done(arg, rc, err) follows on the
+ * loop with what it returned: rc, and err (malloc'ed or NULL, handed to
+ * done). Tasks share the threads and the order with the commits.
+ */
+typedef int queue_task_fn(void *task_arg, char **err_r);
+struct queue_commit *queue_task_start(struct queue_committer *c, queue_task_fn *task,
+				      void *task_arg, queue_commit_done_fn *done, void *arg);
 /* Nobody waits for this commit any more (the client went away): it still
  * completes or fails, but done is not called. *job becomes NULL. */
 void queue_commit_detach(struct queue_commit **job);

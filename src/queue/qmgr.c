@@ -181,12 +181,14 @@ static int qmgr_init(struct qmgr *q, const struct config *cfg,
 	q->notify_fd = links->notify_fd;
 	q->flow_fd = links->flow_fd;
 	q->wake_fd = -1;
+	q->wake_fifo_fd = -1;
 	pthread_mutex_init(&q->lock, NULL);
 	init_lanes(q, links);
 	q->dir_incoming = safeio_path_join(cfg->spool_dir, "incoming");
 	q->dir_queue = safeio_path_join(cfg->spool_dir, "queue");
 	q->dir_deferred = safeio_path_join(cfg->spool_dir, "deferred");
 	q->dir_corrupt = safeio_path_join(cfg->spool_dir, "corrupt");
+	q->dir_quarantine = safeio_path_join(cfg->spool_dir, "quarantine");
 	if (q->notify_fd >= 0) {
 		int flags = fcntl(q->notify_fd, F_GETFL);
 		if (flags < 0 || fcntl(q->notify_fd, F_SETFL, flags | O_NONBLOCK) < 0)
@@ -219,12 +221,15 @@ static void qmgr_cleanup(struct qmgr *q)
 	free(q->lanes);
 	if (q->wake_fd >= 0)
 		close(q->wake_fd);
+	if (q->wake_fifo_fd >= 0)
+		close(q->wake_fifo_fd);
 	qmgr_sched_free(q);
 	pthread_mutex_destroy(&q->lock);
 	free(q->dir_incoming);
 	free(q->dir_queue);
 	free(q->dir_deferred);
 	free(q->dir_corrupt);
+	free(q->dir_quarantine);
 }
 
 /* Top the flow pipe up to in_flow_tokens: after a restart the tokens of
@@ -285,10 +290,12 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 			continue;
 		}
 		/* notify_fd -1 is skipped by poll; wake_fd says a lane deferred
-		 * a message to an earlier time or lost its agent. */
-		struct pollfd pfd[2] = { { q->notify_fd, POLLIN, 0 }, { q->wake_fd, POLLIN, 0 } };
+		 * a message to an earlier time or lost its agent; the wake-up
+		 * FIFO announces messages released from quarantine/ or hold/. */
+		struct pollfd pfd[3] = { { q->notify_fd, POLLIN, 0 }, { q->wake_fd, POLLIN, 0 },
+					 { q->wake_fifo_fd, POLLIN, 0 } };
 		struct timespec ts = sleep_time(q, next_scan);
-		int n = ppoll(pfd, 2, &ts, &sigs->wait_mask);
+		int n = ppoll(pfd, 3, &ts, &sigs->wait_mask);
 		if (n < 0 && errno != EINTR)
 			log_error("poll: %s", strerror(errno));
 		if (qmgr_stop)
@@ -297,6 +304,8 @@ static void run_loop(struct qmgr *q, const struct qmgr_signals *sigs)
 			qmgr_eventfd_drain(q->wake_fd);
 		if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
 			qmgr_read_notify(q);
+		if (n > 0 && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+			qmgr_read_wake_fifo(q);
 	}
 }
 
@@ -350,6 +359,7 @@ int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	for (size_t i = 0; i < q.lane_count; i++)
 		qmgr_local_hello(&q.lanes[i], lock_fd);
 	flow_stock(&q);
+	qmgr_wake_fifo_open(&q);
 	char *agents = describe_agents(&q);
 	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu lanes=%s",
 		 cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),

@@ -84,12 +84,16 @@ struct qmgr {
 	int notify_fd;
 	int flow_fd;         /* write end of the flow token pipe; -1 none */
 	int wake_fd;         /* eventfd: the main thread must look again */
+	int wake_fifo_fd;    /* spool_dir/qmgr.wake, read-write; -1 none */
 	unsigned char notify_buf[QF_NOTIFY_LEN];
 	size_t notify_have;
+	unsigned char wake_fifo_buf[QF_NOTIFY_LEN];
+	size_t wake_fifo_have;
 	char *dir_incoming;
 	char *dir_queue;
 	char *dir_deferred;
 	char *dir_corrupt;
+	char *dir_quarantine;
 	struct qmgr_lane *lanes;
 	size_t lane_count;
 	pthread_mutex_t lock;
@@ -191,9 +195,26 @@ void qmgr_eventfd_drain(int fd);
 void qmgr_lanes_agent_lost(struct qmgr *q);
 
 /* qmgr_scan.c */
+/* Scan queue/ and deferred/ for messages not known yet, remove abandoned
+ * incoming/ files and expired quarantine entries. */
 void qmgr_scan(struct qmgr *q, bool startup);
 /* Read every complete notify record available; never blocks. */
 void qmgr_read_notify(struct qmgr *q);
+/* Open (creating it if needed) the wake-up FIFO into q->wake_fifo_fd;
+ * -1 (logged) if it cannot be had: released messages then wait for the
+ * periodic scan. */
+int qmgr_wake_fifo_open(struct qmgr *q);
+/* Read every complete record of the wake-up FIFO; never blocks. */
+void qmgr_read_wake_fifo(struct qmgr *q);
+/*
+ * Remove the files of quarantine_dir whose queue id (its time of arrival)
+ * is older than retention_secs before now_us, each logged as "ID:
+ * quarantine expired ...". A file whose commit is still in progress
+ * (locked), anything but a regular file, and names that are not queue ids
+ * are left alone. Returns the number removed.
+ */
+size_t qmgr_expire_quarantine(const char *quarantine_dir, uint64_t retention_secs,
+			      uint64_t now_us);
 
 /* qmgr_batch.c: deliver up to QMGR_BATCH_MAX ready messages together
  * through the lane's agent. */

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../lib/buf.h"
 #include "../lib/strutil.h"
 
 #define QUEUE_ID_LEN 19
@@ -76,6 +77,16 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 /* Bytes of message content written so far. */
 uint64_t queue_writer_size(const struct queue_writer *w);
 /*
+ * For content checks that read the message from the file while it is
+ * still in incoming/ (a scanner): write out what is buffered, so that
+ * every content byte so far is in the file (no fsync: readers share the
+ * page cache); 0, or -1 with a malloc'ed *err_r. The file's path and the
+ * offset of the first content byte in it.
+ */
+int queue_writer_flush(struct queue_writer *w, char **err_r);
+const char *queue_writer_path(const struct queue_writer *w);
+uint64_t queue_writer_content_offset(const struct queue_writer *w);
+/*
  * What the end of the message may change (a verdict, a milter), recorded
  * after the content and applied on delivery. Each returns 0, or -1 with a
  * malloc'ed *err_r (a malformed field, too many changes, a recipient that
@@ -91,6 +102,32 @@ int queue_writer_remove_header(struct queue_writer *w, const char *name,
 int queue_writer_add_rcpt(struct queue_writer *w, const char *address, char **err_r);
 int queue_writer_remove_rcpt(struct queue_writer *w, const char *address, char **err_r);
 int queue_writer_set_sender(struct queue_writer *w, const char *address, char **err_r);
+
+/* Why a message goes into quarantine/ or hold/ (the q record). */
+struct queue_note {
+	bool hold;             /* hold/ rather than quarantine/ */
+	const char *check;     /* the check that decided ("scan"), NULL or "" if unknown */
+	const char *reason;    /* its short key for logs ("virus", "content_rule") */
+	const char *text;      /* what it said ("virus found: Eicar-Test-Signature") */
+	const strlist_t *hits; /* "virus:NAME", "rule:NAME", ...; may be NULL */
+};
+/*
+ * Record note in the trailer, at most once per message. Text is cleaned
+ * like the envelope's (control characters become '?') and cut to the
+ * bounds of queue_file.h; hits past QF_NOTE_HITS_MAX and empty ones are
+ * left out: a note never makes a message fail. Returns 0, or -1 with a
+ * malloc'ed *err_r if a note was already recorded.
+ */
+int queue_writer_set_note(struct queue_writer *w, const struct queue_note *note,
+			  char **err_r);
+
+/*
+ * Flush, then read back the header section of the content written so
+ * far (up to and including its empty line, at most max bytes, cut at a
+ * line end) into out. Blocks on the disk (commit threads only).
+ * Returns 0, or -1 with a malloc'ed *err_r.
+ */
+int queue_writer_read_headers(struct queue_writer *w, size_t max, buf_t *out, char **err_r);
 
 /*
  * Finish: flush, write the end record, fsync the file, rename it into
@@ -126,5 +163,21 @@ void queue_writer_abort(struct queue_writer **w);
  * not set yet. Record layout: queue_file.h (QF_NOTIFY_LEN).
  */
 void queue_notify(int fd, const char *id);
+/* The same with flags (QF_NOTIFY_NO_TOKEN: no flow token was taken for
+ * the message, so the queue manager owes none back for it). */
+void queue_notify_flags(int fd, const char *id, unsigned flags);
+
+/* The queue manager's wake-up FIFO in spool_dir: a command that moved a
+ * message into queue/ (postern quarantine release) writes a notify record
+ * there, since it has no notify pipe. */
+#define QUEUE_WAKE_FIFO "qmgr.wake"
+/*
+ * Write the notify record of id to spool_dir's wake-up FIFO: opened
+ * without following a link and without blocking, written only if it is
+ * a FIFO. Returns 0 if the record was written, -1 with errno otherwise
+ * (ENXIO: no queue manager has it open; EAGAIN: it is full; EINVAL: not
+ * a FIFO): the periodic queue scan finds the message then.
+ */
+int queue_wake(const char *spool_dir, const char *id);
 
 #endif

@@ -14,14 +14,12 @@
  */
 #include "queue_cli.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../lib/buf.h"
@@ -29,30 +27,9 @@
 #include "../lib/xalloc.h"
 #include "queue.h"
 #include "queue_file.h"
+#include "spool_cli.h"
 
 #define CLI_HEADERS_MAX (16 * 1024)
-
-static void format_time(char *out, size_t len, uint64_t seconds)
-{
-	time_t t = (time_t)seconds;
-	struct tm tm;
-
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, len, "%llu", (unsigned long long)seconds);
-}
-
-/* Print text with control characters (except tab and LF) as \xNN. */
-static void put_escaped(FILE *out, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
-			fprintf(out, "\\x%02x", c);
-		else
-			fputc(c, out);
-	}
-}
 
 static const char *status_word(char status)
 {
@@ -63,77 +40,29 @@ static const char *status_word(char status)
 		return "done";
 	case QF_RCPT_BOUNCED:
 		return "bounced";
+	case QF_RCPT_REMOVED:
+		return "removed";
 	default:
 		return "?";
 	}
 }
 
-/* What a file that is not a regular one is, for messages. */
-static const char *file_kind(mode_t mode)
+/* Print a helper's error (if any) as "postern queue: ...", free it. */
+static void say(char *err)
 {
-	if (S_ISFIFO(mode))
-		return "a FIFO";
-	if (S_ISSOCK(mode))
-		return "a socket";
-	if (S_ISCHR(mode) || S_ISBLK(mode))
-		return "a device";
-	if (S_ISDIR(mode))
-		return "a folder";
-	return "not a regular file";
+	if (err != NULL)
+		fprintf(stderr, "postern queue: %s\n", err);
+	free(err);
 }
 
-/* One spool folder, opened without following a link; -1 after printing
- * why (errno ENOENT: it does not exist). */
 static int open_folder(const struct config *cfg, const char *folder)
 {
-	char *path = safeio_path_join(cfg->spool_dir, folder);
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int err = errno;
+	char *err = NULL;
+	int fd = spool_cli_open_folder(cfg, folder, &err);
+	int saved = errno;
 
-	if (fd < 0 && err != ENOENT)
-		fprintf(stderr, "postern queue: %s: %s\n", path,
-			err == ELOOP || err == ENOTDIR ? "not a folder (a symbolic link?)"
-						       : strerror(err));
-	free(path);
-	errno = err;
-	return fd;
-}
-
-/*
- * Open the entry name of folder dirfd for reading: never following a
- * link, never blocking (a FIFO opened for reading would wait for a writer
- * for ever), and only if it is a regular file. Returns the descriptor, or
- * -1 after printing why; an entry that is gone (delivered meanwhile) is -1
- * with errno ENOENT and nothing printed.
- */
-static int open_entry(int dirfd, const char *path, const char *name)
-{
-	struct stat st;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-
-	if (fd < 0) {
-		int err = errno;
-		if (err == ELOOP)
-			fprintf(stderr, "postern queue: %s: is a symbolic link, not a queue file: "
-				"not read\n", path);
-		else if (err != ENOENT)
-			fprintf(stderr, "postern queue: %s: %s\n", path, strerror(err));
-		errno = err;
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		fprintf(stderr, "postern queue: %s: %s\n", path, strerror(errno));
-		close(fd);
-		errno = EIO;
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "postern queue: %s: is %s, not a queue file: not read\n", path,
-			file_kind(st.st_mode));
-		close(fd);
-		errno = EINVAL;
-		return -1;
-	}
+	say(err);
+	errno = saved;
 	return fd;
 }
 
@@ -143,50 +72,15 @@ static int load(int dirfd, const char *path, const char *name, int *fd_r,
 		struct qf_msg *m)
 {
 	char *err = NULL;
-	int fd = open_entry(dirfd, path, name);
+	int rc = spool_cli_load(dirfd, path, name, fd_r, m, &err);
+	int saved = errno;
 
-	if (fd < 0)
-		return -1;
-	if (qf_read(fd, m, &err) != 0) {
-		fprintf(stderr, "postern queue: %s: %s\n", path, err);
-		free(err);
-		close(fd);
-		errno = EINVAL;
-		return -1;
-	}
-	*fd_r = fd;
-	return 0;
+	say(err);
+	errno = saved;
+	return rc;
 }
 
 /* ---- list ------------------------------------------------------------------ */
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Ids of the files in the folder dirfd, sorted (oldest first). */
-static int folder_ids(int dirfd, const char *dir_path, strlist_t *ids)
-{
-	int fd = dup(dirfd);
-	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-
-	if (dir == NULL) {
-		fprintf(stderr, "postern queue: %s: %s\n", dir_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (queue_id_valid(de->d_name))
-			strlist_add(ids, de->d_name);
-	}
-	closedir(dir);
-	if (ids->count > 1)
-		qsort(ids->items, ids->count, sizeof(*ids->items), cmp_names);
-	return 0;
-}
 
 /* One line for one entry: 0, or -1 if it could not be read (why is on
  * stderr); 1 (no line) for a message delivered since the folder was read. */
@@ -210,7 +104,7 @@ static int list_one(int dirfd, const char *path, const char *id, const char *sta
 			printf(" <%s>", m.rcpts[i].addr);
 	}
 	if (m.next_try > 0) {
-		format_time(when, sizeof(when), m.next_try);
+		spool_cli_format_time(when, sizeof(when), m.next_try);
 		printf("  next %s (attempts %lu: %s)", when, (unsigned long)m.attempts,
 		       m.reason);
 	} else {
@@ -228,7 +122,9 @@ static int list_folder(const struct config *cfg, const char *folder,
 	char *dir = safeio_path_join(cfg->spool_dir, folder);
 	strlist_t ids = { NULL, 0 };
 	int dirfd = open_folder(cfg, folder);
-	int rc = dirfd >= 0 ? folder_ids(dirfd, dir, &ids) : -1;
+	char *err = NULL;
+	int rc = dirfd >= 0 ? spool_cli_folder_ids(dirfd, dir, &ids, &err) : -1;
+	say(err);
 	size_t listed = 0;
 
 	for (size_t i = 0; dirfd >= 0 && i < ids.count; i++) {
@@ -269,7 +165,7 @@ static void show_envelope(const struct qf_msg *m)
 	char when[40];
 
 	printf("version: %lu\nqueue_id: %s\n", (unsigned long)m->version, m->id);
-	format_time(when, sizeof(when), m->arrival_us / 1000000u);
+	spool_cli_format_time(when, sizeof(when), m->arrival_us / 1000000u);
 	printf("arrival: %s (%llu us)\n", when, (unsigned long long)m->arrival_us);
 	printf("client_addr: %s\nhelo: %s\nprotocol: %s\n", m->client_addr,
 	       m->helo, m->protocol);
@@ -281,9 +177,16 @@ static void show_envelope(const struct qf_msg *m)
 		       status_word(m->rcpts[i].status));
 	printf("attempts: %lu\n", (unsigned long)m->attempts);
 	if (m->next_try > 0)
-		format_time(when, sizeof(when), m->next_try);
+		spool_cli_format_time(when, sizeof(when), m->next_try);
 	printf("next_attempt: %s\n", m->next_try > 0 ? when : "now");
 	printf("last_reason: %s\n", m->reason);
+	if (m->note.verdict != 0) {
+		printf("held_by: %s\n", m->note.verdict == QF_NOTE_HOLD ? "hold" : "quarantine");
+		printf("held_check: %s\nheld_reason: %s\nheld_text: %s\n", m->note.check,
+		       m->note.reason, m->note.text);
+		for (size_t i = 0; i < m->note.hits.count; i++)
+			printf("held_hit: %s\n", m->note.hits.items[i]);
+	}
 	printf("content_length: %llu\ncontent_offset: %llu\nfile_size: %llu\n",
 	       (unsigned long long)m->content_len,
 	       (unsigned long long)m->content_off,
@@ -305,7 +208,7 @@ static int show_file(int fd, const char *path, const char *state, struct qf_msg 
 		free(err);
 		rc = -1;
 	}
-	put_escaped(stdout, buf_cstr(&headers), headers.len);
+	spool_cli_put_escaped(stdout, buf_cstr(&headers), headers.len);
 	buf_free(&headers);
 	return rc;
 }
@@ -313,7 +216,7 @@ static int show_file(int fd, const char *path, const char *state, struct qf_msg 
 static int cmd_show(const struct config *cfg, const char *id)
 {
 	static const char *const folders[] = { "queue", "deferred", "incoming",
-					       "hold", "corrupt" };
+					       "hold", "quarantine", "corrupt" };
 
 	if (!queue_id_valid(id)) {
 		fprintf(stderr, "postern queue show: \"%s\" is not a queue id\n", id);

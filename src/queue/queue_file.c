@@ -77,7 +77,7 @@ static int type_rank(unsigned char type)
 	if (p != NULL)
 		return (int)(p - order) + 1;
 	if (type == QF_REC_ADD_HEADER || type == QF_REC_DEL_HEADER ||
-	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER)
+	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER || type == QF_REC_NOTE)
 		return RANK_TRAILER;
 	return type == QF_REC_END ? RANK_END : 0;
 }
@@ -110,6 +110,7 @@ static void type_bounds(unsigned char type, uint32_t *min_r, uint32_t *max_r)
 	case QF_REC_DEL_HEADER: *min_r = 4 + 1; *max_r = 4 + QF_FIELD_NAME_MAX; break;
 	case QF_REC_ADD_RCPT:   *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
 	case QF_REC_NEW_SENDER: *min_r = 0; *max_r = QF_ADDR_MAX; break;
+	case QF_REC_NOTE:       *min_r = QF_NOTE_MIN; *max_r = QF_NOTE_MAX; break;
 	default:              *min_r = 0; *max_r = 0; break;
 	}
 }
@@ -234,6 +235,63 @@ static int take_header_edit(struct qf_msg *m, unsigned char type, const unsigned
 	return 0;
 }
 
+/* One u16-prefixed text of a q record at *pos, at most max bytes; false
+ * if it does not fit in the payload or is not clean text. */
+static bool note_string(const unsigned char *p, uint32_t len, uint32_t *pos, size_t max,
+			char **out_r)
+{
+	if (len - *pos < 2)
+		return false;
+	uint32_t n = (uint32_t)p[*pos] << 8 | p[*pos + 1];
+	*pos += 2;
+	if (n > max || n > len - *pos)
+		return false;
+	char *s = xstrndup((const char *)p + *pos, n);
+	*pos += n;
+	if (strlen(s) != n || !qf_text_ok(s, max)) {
+		free(s);
+		return false;
+	}
+	*out_r = s;
+	return true;
+}
+
+/* The q record (struct qf_note): at most one per file. */
+static int take_note(struct qf_msg *m, const unsigned char *p, uint32_t len, char **err_r)
+{
+	struct qf_note *n = &m->note;
+	uint32_t pos = 1;
+	bool ok = n->verdict == 0 && (p[0] == QF_NOTE_QUARANTINE || p[0] == QF_NOTE_HOLD);
+
+	if (n->verdict != 0) {
+		*err_r = qf_errf("more than one quarantine note");
+		return QF_ERR_CORRUPT;
+	}
+	if (!ok) {
+		*err_r = qf_errf("bad quarantine note verdict 0x%02x", p[0]);
+		return QF_ERR_CORRUPT;
+	}
+	n->verdict = (char)p[0];
+	ok = note_string(p, len, &pos, QF_NOTE_NAME_MAX, &n->check) &&
+	     note_string(p, len, &pos, QF_NOTE_NAME_MAX, &n->reason) &&
+	     note_string(p, len, &pos, QF_NOTE_TEXT_MAX, &n->text) && len - pos >= 2;
+	uint32_t hits = ok ? (uint32_t)p[pos] << 8 | p[pos + 1] : 0;
+	pos += 2;
+	ok = ok && hits <= QF_NOTE_HITS_MAX;
+	for (uint32_t i = 0; ok && i < hits; i++) {
+		char *hit = NULL;
+		ok = note_string(p, len, &pos, QF_NOTE_HIT_MAX, &hit) && hit[0] != '\0';
+		if (hit != NULL)
+			strlist_add(&n->hits, hit);
+		free(hit);
+	}
+	if (!ok || pos != len) {
+		*err_r = qf_errf("bad quarantine note record");
+		return QF_ERR_CORRUPT;
+	}
+	return 0;
+}
+
 /* Interpret one fixed-size record payload. */
 static int take_record(struct qf_msg *m, unsigned char type,
 		       const unsigned char *p, uint32_t len,
@@ -280,6 +338,8 @@ static int take_record(struct qf_msg *m, unsigned char type,
 	case QF_REC_ADD_HEADER:
 	case QF_REC_DEL_HEADER:
 		return take_header_edit(m, type, p, len, err_r);
+	case QF_REC_NOTE:
+		return take_note(m, p, len, err_r);
 	default:
 		*err_r = qf_errf("unexpected record type 0x%02x", type);
 		return QF_ERR_CORRUPT;
@@ -411,6 +471,10 @@ void qf_msg_free(struct qf_msg *m)
 	for (size_t i = 0; i < m->edit_count; i++)
 		free(m->edits[i].text);
 	free(m->edits);
+	free(m->note.check);
+	free(m->note.reason);
+	free(m->note.text);
+	strlist_free(&m->note.hits);
 	free(m->client_addr);
 	free(m->helo);
 	free(m->protocol);

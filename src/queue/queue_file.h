@@ -11,7 +11,8 @@
  *   M content (u64 length; the content bytes follow the record directly)
  *   then, version 2 only, in any order, what was decided at the end of the
  *   message (a verdict, later a milter): h header to add, x header to
- *   remove, r recipient added, s sender replaced
+ *   remove, r recipient added, s sender replaced, q why the message was
+ *   quarantined or held (at most one)
  *   E end (empty; the last bytes of the file)
  * A recipient removed at the end of the message keeps its R record with
  * the status byte X. Version 1 files (no trailer records) still read.
@@ -60,6 +61,7 @@ enum qf_type {
 	QF_REC_DEL_HEADER = 'x', /* u32 occurrence (1 = first, 0 = all), field name */
 	QF_REC_ADD_RCPT = 'r',   /* like R */
 	QF_REC_NEW_SENDER = 's', /* address; the last one counts */
+	QF_REC_NOTE = 'q',       /* why quarantined or held: see struct qf_note */
 	QF_REC_END = 'E',
 };
 
@@ -87,6 +89,21 @@ enum qf_rcpt_status {
 #define QF_HEADER_TEXT_MAX 8192 /* one added header field, folded lines included */
 #define QF_FIELD_NAME_MAX 255   /* a removed header's name */
 #define QF_EDITS_MAX 1000       /* header changes per message */
+/* The q record: u8 verdict, then str check, str reason, str text, u16
+ * hit count, str hit each; a str is a u16 length then text bytes. */
+#define QF_NOTE_NAME_MAX 64     /* check name, reason key */
+#define QF_NOTE_TEXT_MAX 512    /* the verdict's text */
+#define QF_NOTE_HIT_MAX 255     /* one hit ("virus:NAME") */
+#define QF_NOTE_HITS_MAX 32     /* hits kept */
+#define QF_NOTE_MIN (1 + 2 + 2 + 2 + 2)
+#define QF_NOTE_MAX (1 + 3 * 2 + 2 * QF_NOTE_NAME_MAX + QF_NOTE_TEXT_MAX + 2 + \
+		     QF_NOTE_HITS_MAX * (2 + QF_NOTE_HIT_MAX))
+
+/* The verdict byte of a q record: which folder the smtp worker chose. */
+enum qf_note_verdict {
+	QF_NOTE_QUARANTINE = 'Q',
+	QF_NOTE_HOLD = 'H',
+};
 
 /* Return codes of qf_read(). */
 #define QF_ERR_CORRUPT (-1) /* malformed: move the file aside */
@@ -103,6 +120,15 @@ struct qf_header_edit {
 	char type;      /* QF_REC_ADD_HEADER or QF_REC_DEL_HEADER */
 	uint32_t where; /* add: enum qf_header_where; remove: occurrence, 0 = all */
 	char *text;     /* add: "Name: value" (LF + white space folds); remove: name */
+};
+
+/* Why a message was quarantined or held (the q record). */
+struct qf_note {
+	char verdict;     /* enum qf_note_verdict; 0 = no q record */
+	char *check;      /* the check that decided ("scan"), or "" */
+	char *reason;     /* its short key ("virus", "content_rule"), or "" */
+	char *text;       /* what it said ("virus found: NAME"), or "" */
+	strlist_t hits;   /* "virus:NAME", "rule:NAME", "attachment:NAME"... */
 };
 
 struct qf_msg {
@@ -127,6 +153,7 @@ struct qf_msg {
 	uint64_t file_size;
 	struct qf_header_edit *edits; /* version 2 trailer */
 	size_t edit_count;
+	struct qf_note note;          /* version 2 trailer; note.verdict 0 = none */
 };
 
 /* A malloc'ed error string (printf-style). */
@@ -178,13 +205,29 @@ int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,
 		    char **err_r);
 
 /*
- * The notify record written to the queue manager's pipe: "QN1" NUL, the
- * 19-character id, then 9 NUL bytes (32 bytes, below PIPE_BUF).
+ * Find the first field called name (ASCII case-insensitive; white space
+ * before the colon allowed) in the header section hdr[0 .. len) (as
+ * qf_read_headers gives it, LF line ends) and append its value to out:
+ * continuation lines unfolded into one space each, leading and trailing
+ * white space removed, control characters replaced by '?', at most max
+ * bytes (cut before a UTF-8 continuation byte). Returns true if the
+ * field was found. Nothing is decoded (RFC 2047 words stay as they are).
+ */
+bool qf_header_value(const char *hdr, size_t len, const char *name, size_t max,
+		     buf_t *out);
+
+/*
+ * The notify record written to the queue manager's pipe (and to its
+ * wake-up FIFO): "QN1" NUL, the 19-character id, a flags byte, then 8
+ * NUL bytes (32 bytes, below PIPE_BUF).
  */
 #define QF_NOTIFY_LEN 32
-void qf_notify_encode(unsigned char *rec, const char *id);
-/* Extract and validate the id; false if the record is malformed. */
-bool qf_notify_decode(const unsigned char *rec, char *id_r);
+/* The message took no flow token (a notice, a released message). */
+#define QF_NOTIFY_NO_TOKEN 0x01
+void qf_notify_encode(unsigned char *rec, const char *id, unsigned flags);
+/* Extract and validate the id and flags; false if the record is
+ * malformed (unknown flags included). */
+bool qf_notify_decode(const unsigned char *rec, char *id_r, unsigned *flags_r);
 
 /* Number of pending recipients. */
 size_t qf_pending_count(const struct qf_msg *m);

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
@@ -214,4 +215,71 @@ int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,
 	if (out->data != NULL)
 		out->data[out->len] = '\0';
 	return 0;
+}
+
+/* Does the line at hdr[0 .. len) start the field called name? */
+static bool field_is(const char *line, size_t len, const char *name)
+{
+	size_t n = strlen(name), i = n;
+
+	if (len < n + 1 || strncasecmp(line, name, n) != 0)
+		return false;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return i < len && line[i] == ':';
+}
+
+/* Append c to out unless it would be a second space in a row (or a
+ * leading one). */
+static void put_value_char(buf_t *out, size_t start, char c)
+{
+	bool space = c == ' ' || c == '\t';
+	if (space && (out->len == start || out->data[out->len - 1] == ' '))
+		return;
+	buf_putc(out, space ? ' ' : c);
+}
+
+bool qf_header_value(const char *hdr, size_t len, const char *name, size_t max,
+		     buf_t *out)
+{
+	size_t pos = 0;
+
+	while (pos < len && hdr[pos] != '\n') {
+		const char *line = hdr + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t line_len = nl != NULL ? (size_t)(nl - line) : len - pos;
+		pos += line_len + (nl != NULL);
+		if (line[0] == ' ' || line[0] == '\t' || !field_is(line, line_len, name))
+			continue;
+		size_t start = out->len;
+		const char *v = memchr(line, ':', line_len) + 1;
+		size_t vlen = line_len - (size_t)(v - line);
+		for (;;) {
+			for (size_t i = 0; i < vlen; i++) {
+				unsigned char c = (unsigned char)v[i];
+				put_value_char(out, start, (c < 0x20 && c != '\t') || c == 0x7f
+								  ? '?' : (char)c);
+			}
+			/* a continuation line: LF then white space */
+			if (pos >= len || (hdr[pos] != ' ' && hdr[pos] != '\t'))
+				break;
+			put_value_char(out, start, ' ');
+			v = hdr + pos;
+			nl = memchr(v, '\n', len - pos);
+			vlen = nl != NULL ? (size_t)(nl - v) : len - pos;
+			pos += vlen + (nl != NULL);
+		}
+		while (out->len > start && out->data[out->len - 1] == ' ')
+			out->len--;
+		if (out->len - start > max) {
+			size_t cut = start + max;
+			while (cut > start && ((unsigned char)out->data[cut] & 0xc0) == 0x80)
+				cut--;
+			out->len = cut;
+		}
+		if (out->data != NULL)
+			out->data[out->len] = '\0';
+		return true;
+	}
+	return false;
 }

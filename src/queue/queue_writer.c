@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/safeio.h"
@@ -48,6 +49,7 @@ struct queue_writer {
 	uint64_t *rcpt_status_off; /* ... and the file offsets of their status bytes */
 	buf_t trailer;            /* version 2 records written after the content */
 	size_t trailer_edits;
+	bool has_note;            /* a q record is in trailer */
 	size_t buf_len;
 	unsigned char buf[QUEUE_WRITER_BUF];
 };
@@ -191,7 +193,8 @@ struct queue_writer *queue_writer_open(const char *spool_dir, const char *id,
 	for (size_t i = 0; i < env->recipients->count; i++)
 		strlist_add(&w->rcpts, env->recipients->items[i]);
 	w->rcpt_status_off = xcalloc(env->recipients->count, sizeof(*w->rcpt_status_off));
-	w->fd = open(w->incoming_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Read-write: a notice reads the header section back (read_headers). */
+	w->fd = open(w->incoming_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		*err_r = qf_errf("create %s: %s", w->incoming_path, strerror(errno));
 		writer_free(w);
@@ -240,6 +243,25 @@ uint64_t queue_writer_size(const struct queue_writer *w)
 	return w->content_len;
 }
 
+int queue_writer_flush(struct queue_writer *w, char **err_r)
+{
+	if (writer_flush(w) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	return 0;
+}
+
+const char *queue_writer_path(const struct queue_writer *w)
+{
+	return w->incoming_path;
+}
+
+uint64_t queue_writer_content_offset(const struct queue_writer *w)
+{
+	return w->content_len_off + 8; /* the M record's payload is the length */
+}
+
 /* Overwrite bytes already handed over at file offset off, whether they
  * still sit in the buffer or are on disk (never across the boundary:
  * callers patch fields that were written in one piece). */
@@ -256,6 +278,17 @@ static int patch_bytes(struct queue_writer *w, uint64_t off, const void *data, s
 		return -1;
 	}
 	return 0;
+}
+
+int queue_writer_read_headers(struct queue_writer *w, size_t max, buf_t *out, char **err_r)
+{
+	if (writer_flush(w) < 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
+	/* Just what qf_read_content needs: where the content is. */
+	struct qf_msg m = { .content_off = w->content_len_off + 8, .content_len = w->content_len };
+	return qf_read_headers(w->fd, &m, max, out, err_r);
 }
 
 /* Store the final content length into the M record (buffered or on disk). */
@@ -380,6 +413,57 @@ int queue_writer_set_sender(struct queue_writer *w, const char *address, char **
 	return 0;
 }
 
+/* Append a u16 length and at most max bytes of s, control characters
+ * replaced by '?', cut before a UTF-8 continuation byte so that a cut
+ * never splits a character. */
+static void put_note_string(buf_t *b, const char *s, size_t max)
+{
+	size_t n = strnlen(s != NULL ? s : "", max + 1);
+
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+		if (n == 0)
+			n = max; /* no character starts there: not UTF-8 anyway */
+	}
+	unsigned char len[2] = { (unsigned char)(n >> 8), (unsigned char)n };
+	buf_append(b, len, 2);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		buf_putc(b, c < 0x20 || c == 0x7f ? '?' : (char)c);
+	}
+}
+
+int queue_writer_set_note(struct queue_writer *w, const struct queue_note *note,
+			  char **err_r)
+{
+	if (w->has_note) {
+		*err_r = qf_errf("the message already has a quarantine note");
+		return -1;
+	}
+	buf_t rec = BUF_INIT;
+	buf_putc(&rec, (char)(note->hold ? QF_NOTE_HOLD : QF_NOTE_QUARANTINE));
+	put_note_string(&rec, note->check, QF_NOTE_NAME_MAX);
+	put_note_string(&rec, note->reason, QF_NOTE_NAME_MAX);
+	put_note_string(&rec, note->text, QF_NOTE_TEXT_MAX);
+	size_t count_at = rec.len, count = 0;
+	buf_append(&rec, "\0\0", 2);
+	for (size_t i = 0; note->hits != NULL && i < note->hits->count; i++) {
+		const char *hit = note->hits->items[i];
+		if (hit[0] == '\0' || count == QF_NOTE_HITS_MAX)
+			continue;
+		put_note_string(&rec, hit, QF_NOTE_HIT_MAX);
+		count++;
+	}
+	rec.data[count_at] = (char)(count >> 8);
+	rec.data[count_at + 1] = (char)count;
+	qf_put_record(&w->trailer, QF_REC_NOTE, rec.data, (uint32_t)rec.len);
+	buf_free(&rec);
+	w->has_note = true;
+	return 0;
+}
+
 /* Everything up to the rename: the file is complete and on disk. */
 static int writer_finish_file(struct queue_writer *w, char **err_r)
 {
@@ -478,27 +562,32 @@ void queue_writer_abort(struct queue_writer **wp)
 
 /* ---- notify pipe -------------------------------------------------------- */
 
-void qf_notify_encode(unsigned char *rec, const char *id)
+void qf_notify_encode(unsigned char *rec, const char *id, unsigned flags)
 {
 	memset(rec, 0, QF_NOTIFY_LEN);
 	memcpy(rec, "QN1", 3);
 	memcpy(rec + 4, id, QUEUE_ID_LEN);
+	rec[4 + QUEUE_ID_LEN] = (unsigned char)flags;
 }
 
-bool qf_notify_decode(const unsigned char *rec, char *id_r)
+bool qf_notify_decode(const unsigned char *rec, char *id_r, unsigned *flags_r)
 {
 	if (memcmp(rec, "QN1", 4) != 0)
 		return false;
-	for (size_t i = 4 + QUEUE_ID_LEN; i < QF_NOTIFY_LEN; i++) {
+	unsigned flags = rec[4 + QUEUE_ID_LEN];
+	if ((flags & ~(unsigned)QF_NOTIFY_NO_TOKEN) != 0)
+		return false;
+	for (size_t i = 5 + QUEUE_ID_LEN; i < QF_NOTIFY_LEN; i++) {
 		if (rec[i] != 0)
 			return false;
 	}
 	memcpy(id_r, rec + 4, QUEUE_ID_LEN);
 	id_r[QUEUE_ID_LEN] = '\0';
+	*flags_r = flags;
 	return queue_id_valid(id_r);
 }
 
-void queue_notify(int fd, const char *id)
+void queue_notify_flags(int fd, const char *id, unsigned flags)
 {
 	unsigned char rec[QF_NOTIFY_LEN];
 
@@ -506,13 +595,52 @@ void queue_notify(int fd, const char *id)
 		return;
 	/* The write must never block an smtp worker: make the pipe end
 	 * non-blocking (a property of the shared open file description). */
-	int flags = fcntl(fd, F_GETFL);
-	if (flags >= 0 && (flags & O_NONBLOCK) == 0)
-		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-	qf_notify_encode(rec, id);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK) == 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	qf_notify_encode(rec, id, flags);
 	ssize_t n;
 	do {
 		n = write(fd, rec, sizeof(rec));
 	} while (n < 0 && errno == EINTR);
 	/* EAGAIN (pipe full) or EPIPE: the periodic scan finds the message. */
+}
+
+void queue_notify(int fd, const char *id)
+{
+	queue_notify_flags(fd, id, 0);
+}
+
+int queue_wake(const char *spool_dir, const char *id)
+{
+	unsigned char rec[QF_NOTIFY_LEN];
+	struct stat st;
+
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *path = safeio_path_join(spool_dir, QUEUE_WAKE_FIFO);
+	/* A FIFO without a reader fails with ENXIO rather than waiting; a
+	 * link is not followed; a regular file or device is not written. */
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	qf_notify_encode(rec, id, QF_NOTIFY_NO_TOKEN);
+	ssize_t n;
+	do {
+		n = write(fd, rec, sizeof(rec));
+	} while (n < 0 && errno == EINTR);
+	int err = errno;
+	close(fd);
+	if (n == (ssize_t)sizeof(rec))
+		return 0;
+	errno = n < 0 ? err : EIO;
+	return -1;
 }

@@ -8,6 +8,15 @@
  * a new generation starts, the old smtp workers get SIGUSR2 and retire
  * once their sessions end).
  *
+ * Content scanning: a generation whose configuration may scan starts with
+ * its scan master alone, which builds the pipeline (rules compiled,
+ * signatures loaded) and says on a pipe whether there is anything to scan;
+ * only then do its queue manager and smtp workers start (told whether to
+ * ask the scan master) and, on a reload, the old generation retire. A scan
+ * master that cannot build its pipeline exits SCAN_EXIT_CONFIG: at start
+ * postern does not start, on a reload the running generation stays, as for
+ * a configuration with errors.
+ *
  * RFCs: none. Untrusted input: none is parsed here; the spool and
  * mail_root belong to the roles, so root only creates those two folders
  * and never follows or changes anything inside them. Privilege: root (or
@@ -42,7 +51,11 @@
 #define CHILDREN_INITIAL 16
 #define BIND_RETRY_SECONDS 10
 
-enum role { ROLE_SMTP, ROLE_QMGR };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN };
+
+/* A current scan master that exited for good is started again after this
+ * long (one that cannot load its files would otherwise spin). */
+#define SCAN_RESPAWN_SECONDS 10
 
 struct child {
 	pid_t pid;
@@ -58,6 +71,9 @@ struct generation {
 	struct privsep ps;
 	struct recipient_tables *rcpt;
 	SSL_CTX *tls_ctx;
+	struct notice_template *notice_template; /* notify_template, checked */
+	bool scanning;      /* its smtp workers ask the scan master */
+	int scan_ready_fd;  /* while its scan master builds: the pipe's read end */
 };
 
 struct master {
@@ -67,10 +83,14 @@ struct master {
 	size_t listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
-	struct generation *current;
+	struct generation *current;  /* NULL until the first one starts */
+	struct generation *pending;  /* waiting for its scan master, or NULL */
+	unsigned last_number;        /* of the newest generation read */
+	time_t scan_respawn_at;      /* start the current scan master again then; 0: no */
 	struct child *children; /* child_cap entries, child_count used */
 	size_t child_count, child_cap;
 	bool stopping;
+	bool start_failed;  /* the first generation could not start */
 	sigset_t old_mask;
 };
 
@@ -79,9 +99,12 @@ static void generation_free(struct generation **gp)
 	struct generation *g = *gp;
 	if (g == NULL)
 		return;
+	if (g->scan_ready_fd >= 0)
+		close(g->scan_ready_fd);
 	config_free(&g->cfg);
 	privsep_free(&g->ps);
 	recipients_free(&g->rcpt);
+	notice_template_free(&g->notice_template);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
@@ -136,10 +159,12 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	struct generation *g = xcalloc(1, sizeof(*g));
 	struct recipients_owner owner;
 	g->number = number;
+	g->scan_ready_fd = -1;
 	if (config_load(path, &g->cfg, errors) < 0) {
 		free(g);
 		return NULL;
 	}
+	g->scan_ready_fd = -1;
 	if (config_check_server_files(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
@@ -151,6 +176,11 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
 				  privsep_mailbox_owner(&g->ps, &owner), errors);
 	if (g->rcpt == NULL) {
+		generation_free(&g);
+		return NULL;
+	}
+	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
+	if (g->notice_template == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -230,9 +260,8 @@ static int bind_one(const struct listen_addr *la)
 	return fd;
 }
 
-static int bind_listeners(struct master *m)
+static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	const struct config *cfg = &m->current->cfg;
 	m->listen_fds = xcalloc(cfg->listen_count, sizeof(int));
 	for (size_t i = 0; i < cfg->listen_count; i++) {
 		m->listen_fds[i] = bind_one(&cfg->listen[i]);
@@ -347,18 +376,46 @@ static NORETURN void run_qmgr_and_agents(struct master *m)
 	_exit(qmgr_run(&g->cfg, g->rcpt, &links));
 }
 
+/* The scan master of generation g (root until privsep_become): nothing of
+ * the other roles' (listeners, pipes), no TLS key, no tables, of any
+ * generation; it tells the supervisor on ready_fd (-1: nobody asks,
+ * a restart) whether there is anything to scan. */
+static NORETURN void run_scan_master(struct master *m, struct generation *g, int ready_fd)
+{
+	log_set_role("scan");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	if (m->current != NULL && m->current != g)
+		generation_free(&m->current);
+	if (g->tls_ctx != NULL)
+		SSL_CTX_free(g->tls_ctx);
+	g->tls_ctx = NULL;
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(scan_master_main(&g->cfg, ready_fd));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
  * which the supervisor would log as a crash. */
-static NORETURN void run_role(struct master *m, enum role role)
+static NORETURN void run_role(struct master *m, enum role role, struct generation *g,
+			      int ready_fd)
 {
-	struct generation *g = m->current;
 	sigset_t mask = m->old_mask;
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_SETMASK, &mask, NULL);
+	if (m->pending != NULL && m->pending->scan_ready_fd >= 0)
+		close(m->pending->scan_ready_fd); /* the supervisor's end */
+	if (role == ROLE_SCAN)
+		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
 	log_set_role("smtp");
@@ -369,11 +426,15 @@ static NORETURN void run_role(struct master *m, enum role role)
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
 					   .listen_count = m->listen_count,
 					   .notify_fd = m->notify_pipe[1],
-					   .flow_fd = m->flow_pipe[0] };
+					   .flow_fd = m->flow_pipe[0],
+					   .notice_template = g->notice_template,
+					   .scan = g->scanning };
 	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, &links));
 }
 
-static void spawn(struct master *m, enum role role)
+/* Fork role for generation g (the scan master: with the write end of its
+ * readiness pipe, or -1). */
+static pid_t spawn_for(struct master *m, enum role role, struct generation *g, int ready_fd)
 {
 	if (m->child_count == m->child_cap) {
 		m->child_cap = m->child_cap != 0 ? m->child_cap * 2 : CHILDREN_INITIAL;
@@ -382,15 +443,41 @@ static void spawn(struct master *m, enum role role)
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("fork: %s", strerror(errno));
-		return;
+		return -1;
 	}
 	if (pid == 0)
-		run_role(m, role);
+		run_role(m, role, g, ready_fd);
 	struct child *c = &m->children[m->child_count++];
 	c->pid = pid;
 	c->role = role;
-	c->generation = m->current->number;
+	c->generation = g->number;
 	c->started = time(NULL);
+	return pid;
+}
+
+static void spawn(struct master *m, enum role role)
+{
+	spawn_for(m, role, m->current, -1);
+}
+
+/* Start g's scan master with a readiness pipe; -1 if it cannot be. */
+static int spawn_scan_master(struct master *m, struct generation *g)
+{
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		return -1;
+	}
+	fcntl(ready[0], F_SETFL, O_NONBLOCK);
+	g->scan_ready_fd = ready[0];
+	pid_t pid = spawn_for(m, ROLE_SCAN, g, ready[1]);
+	close(ready[1]);
+	if (pid < 0) {
+		close(ready[0]);
+		g->scan_ready_fd = -1;
+		return -1;
+	}
+	return 0;
 }
 
 static void spawn_generation(struct master *m)
@@ -401,37 +488,17 @@ static void spawn_generation(struct master *m)
 		spawn(m, ROLE_SMTP);
 }
 
+
 static void signal_children(struct master *m, int sig)
 {
 	for (size_t i = 0; i < m->child_count; i++)
 		kill(m->children[i].pid, sig);
 }
 
-static void reap_children(struct master *m)
+static const char *role_name(enum role role)
 {
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (size_t i = 0; i < m->child_count; i++) {
-			struct child c = m->children[i];
-			if (c.pid != pid)
-				continue;
-			m->children[i] = m->children[--m->child_count];
-			bool current = c.generation == m->current->number;
-			const char *name = c.role == ROLE_QMGR ? "queue manager" : "smtp worker";
-			if (WIFSIGNALED(status))
-				log_warn("%s pid %d killed by signal %d", name, (int)pid, WTERMSIG(status));
-			else if (WEXITSTATUS(status) != 0 || (current && !m->stopping))
-				log_warn("%s pid %d exited with status %d", name, (int)pid,
-					 WEXITSTATUS(status));
-			if (current && !m->stopping) {
-				if (time(NULL) - c.started < 2)
-					sleep(1); /* do not spin on a role that cannot start */
-				spawn(m, c.role);
-			}
-			break;
-		}
-	}
+	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
+								    : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -444,32 +511,183 @@ static bool same_listeners(const struct config *a, const struct config *b)
 	return true;
 }
 
+/* Generation g becomes the current one: its queue manager and smtp
+ * workers start (asking the scan master if scanning), and the previous
+ * generation's roles retire. */
+static void activate(struct master *m, struct generation *g, bool scanning)
+{
+	struct generation *old = m->current;
+	if (m->pending == g)
+		m->pending = NULL;
+	if (g->scan_ready_fd >= 0)
+		close(g->scan_ready_fd);
+	g->scan_ready_fd = -1;
+	g->scanning = scanning;
+	if (old != NULL) {
+		if (!same_listeners(&old->cfg, &g->cfg))
+			log_warn("reload: listen changed; keeping the bound sockets until a restart");
+		log_info("reload: %zu users, %zu aliases; starting generation %u",
+			 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
+		generation_free(&old);
+	}
+	m->current = g;
+	m->scan_respawn_at = 0;
+	log_set_level(g->cfg.log_level);
+	spawn_generation(m);
+	/* The old smtp workers retire (their sessions go on), and so does the
+	 * old scan master (its workers move to the new one); the old queue
+	 * manager stops after its delivery, the new one takes the lock. */
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].generation != g->number)
+			kill(m->children[i].pid,
+			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
+}
+
+/* Start generation g: at once, or once its scan master has built the
+ * pipeline (poll_pending). */
+static void start_generation(struct master *m, struct generation *g)
+{
+	if (g->cfg.scan == SCAN_MODE_NO) {
+		activate(m, g, false);
+		return;
+	}
+	m->pending = g;
+	if (spawn_scan_master(m, g) < 0) {
+		m->pending = NULL;
+		log_error("%s: cannot start the scan master", m->current != NULL ? "reload" : "start");
+		if (m->current == NULL)
+			m->stopping = m->start_failed = true;
+		generation_free(&g);
+		return;
+	}
+	log_info("generation %u: the scan master is loading the content pipeline", g->number);
+}
+
+/* Has the pending generation's scan master said it is ready? */
+static void poll_pending(struct master *m)
+{
+	struct generation *g = m->pending;
+	char what;
+	if (g == NULL || g->scan_ready_fd < 0)
+		return;
+	ssize_t n = read(g->scan_ready_fd, &what, 1);
+	if (n == 1 && (what == SCAN_READY_ON || what == SCAN_READY_OFF)) {
+		activate(m, g, what == SCAN_READY_ON);
+	} else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || n == 1) {
+		close(g->scan_ready_fd); /* it is exiting: its reaping says more */
+		g->scan_ready_fd = -1;
+	}
+}
+
+/* The pending generation's scan master exited without being ready. */
+static void pending_failed(struct master *m, int status)
+{
+	struct generation *g = m->pending;
+	m->pending = NULL;
+	if (m->current == NULL) {
+		log_error("postern cannot work with this configuration: not starting");
+		m->stopping = true;
+		m->start_failed = true;
+	} else {
+		log_error("reload: content scanning cannot start with the new configuration "
+			  "(scan master status %d, see above): keeping the running generation %u",
+			  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+			  m->current->number);
+	}
+	generation_free(&g);
+}
+
+/* A current role died: start it again (a scan master after a pause if it
+ * cannot load its pipeline or died young). */
+static void respawn(struct master *m, const struct child *c, int status)
+{
+	if (c->role == ROLE_SCAN) {
+		if (!m->current->scanning)
+			return; /* it said there was nothing to scan and left */
+		bool config = WIFEXITED(status) && WEXITSTATUS(status) == SCAN_EXIT_CONFIG;
+		int pause = config ? SCAN_RESPAWN_SECONDS : time(NULL) - c->started < 2 ? 1 : 0;
+		m->scan_respawn_at = time(NULL) + pause;
+		log_warn("the scan master is started again in %ds%s; until it is ready messages "
+			 "get %s", pause, config ? " (its files do not load)" : "",
+			 m->current->cfg.scan_fail_open == CONFIG_YES
+				 ? "accepted unscanned (scan_fail_open)" : "451 4.7.0");
+		return;
+	}
+	if (time(NULL) - c->started < 2)
+		sleep(1); /* do not spin on a role that cannot start */
+	spawn(m, c->role);
+}
+
+static void reap_children(struct master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < m->child_count; i++) {
+			struct child c = m->children[i];
+			if (c.pid != pid)
+				continue;
+			m->children[i] = m->children[--m->child_count];
+			if (m->pending != NULL && c.generation == m->pending->number) {
+				if (m->stopping) { /* it was stopped while loading */
+					generation_free(&m->pending);
+					break;
+				}
+				poll_pending(m); /* it may have said "ready" just before */
+				if (m->pending != NULL && c.generation == m->pending->number) {
+					pending_failed(m, status);
+					break;
+				}
+			}
+			bool current = m->current != NULL && c.generation == m->current->number;
+			bool quiet = c.role == ROLE_SCAN && current && !m->current->scanning &&
+				     WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			const char *name = role_name(c.role);
+			if (WIFSIGNALED(status))
+				log_warn("%s pid %d killed by signal %d", name, (int)pid, WTERMSIG(status));
+			else if (!quiet && (WEXITSTATUS(status) != 0 || (current && !m->stopping)))
+				log_warn("%s pid %d exited with status %d", name, (int)pid,
+					 WEXITSTATUS(status));
+			if (current && !m->stopping)
+				respawn(m, &c, status);
+			break;
+		}
+	}
+}
+
 static void reload(struct master *m)
 {
-	struct generation *g = generation_load(m->config_path, m->current->number + 1);
+	struct generation *g = generation_load(m->config_path, m->last_number + 1);
 	if (g == NULL) {
 		log_error("reload: configuration has errors, keeping the running one");
 		return;
 	}
+	m->last_number = g->number;
 	if (generation_check(g) < 0) {
 		log_error("reload: the new configuration cannot work, keeping the running one");
 		generation_free(&g);
 		return;
 	}
-	if (!same_listeners(&m->current->cfg, &g->cfg))
-		log_warn("reload: listen changed; keeping the bound sockets until a restart");
-	log_info("reload: %zu users, %zu aliases; starting generation %u",
-		 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
-	generation_free(&m->current);
-	m->current = g;
-	log_set_level(g->cfg.log_level);
-	spawn_generation(m);
-	/* The old smtp workers retire (their sessions go on); the old queue
-	 * manager stops after its delivery, the new one takes the lock. */
-	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != m->current->number)
-			kill(m->children[i].pid,
-			     m->children[i].role == ROLE_SMTP ? SIGUSR2 : SIGTERM);
+	if (m->pending != NULL) {
+		/* A newer configuration replaces the one still loading. */
+		for (size_t i = 0; i < m->child_count; i++)
+			if (m->children[i].generation == m->pending->number)
+				kill(m->children[i].pid, SIGKILL);
+		log_info("reload: generation %u was still loading its scan pipeline: dropped",
+			 m->pending->number);
+		generation_free(&m->pending);
+	}
+	start_generation(m, g);
+}
+
+/* The current scan master's pause is over. */
+static void scan_respawn_due(struct master *m)
+{
+	if (m->scan_respawn_at == 0 || time(NULL) < m->scan_respawn_at || m->stopping ||
+	    m->current == NULL)
+		return;
+	m->scan_respawn_at = 0;
+	spawn(m, ROLE_SCAN);
 }
 
 /* Stopping: no role will be started again, so the supervisor's copies
@@ -489,11 +707,13 @@ struct taken_signals {
 	bool reload;
 };
 
-/* Wait up to a second for a signal, then take every other one pending. */
-static struct taken_signals take_signals(const sigset_t *set)
+/* Wait up to a second (a tenth while a scan master is loading, to start
+ * its generation soon after) for a signal, then take every other one
+ * pending. */
+static struct taken_signals take_signals(const sigset_t *set, bool pending)
 {
 	struct taken_signals t = { 0, false };
-	struct timespec tick = { 1, 0 }, now = { 0, 0 };
+	struct timespec tick = { pending ? 0 : 1, pending ? 100000000 : 0 }, now = { 0, 0 };
 	for (int sig = sigtimedwait(set, NULL, &tick); sig > 0;
 	     sig = sigtimedwait(set, NULL, &now)) {
 		if ((sig == SIGTERM || sig == SIGINT) && t.stop == 0)
@@ -521,19 +741,29 @@ static int supervise(struct master *m)
 	sigaddset(&set, SIGHUP);
 	time_t stop_deadline = 0;
 	for (;;) {
-		struct taken_signals t = take_signals(&set);
+		struct taken_signals t = take_signals(&set, m->pending != NULL);
 		if (t.stop != 0 && !m->stopping) {
 			log_info("signal %d: stopping, draining sessions", t.stop);
 			m->stopping = true;
-			stop_deadline = time(NULL) + (time_t)m->current->cfg.shutdown_timeout + 5;
+			const struct generation *g = m->current != NULL ? m->current : m->pending;
+			stop_deadline = time(NULL) + (time_t)g->cfg.shutdown_timeout + 5;
 			close_listeners(m);
 			signal_children(m, SIGTERM);
 		}
+		if (!m->stopping)
+			poll_pending(m);
 		reap_children(m);
+		if (m->stopping && stop_deadline == 0) {
+			/* The first generation never started (its scan master
+			 * could not build its pipeline). */
+			signal_children(m, SIGTERM);
+			stop_deadline = time(NULL) + 5;
+		}
 		if (t.reload && !m->stopping)
 			reload(m);
+		scan_respawn_due(m);
 		if (m->stopping && m->child_count == 0)
-			return 0;
+			return m->start_failed ? 1 : 0;
 		if (m->stopping && time(NULL) > stop_deadline) {
 			log_warn("children did not stop in time, killing them");
 			signal_children(m, SIGKILL);
@@ -544,25 +774,26 @@ static int supervise(struct master *m)
 
 int master_main(const char *config_path)
 {
-	struct master m = { .config_path = config_path, .pid = getpid() };
+	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1 };
 	sigset_t set;
 	log_set_role("master");
-	m.current = generation_load(config_path, 1);
-	if (m.current == NULL)
+	struct generation *g = generation_load(config_path, 1);
+	if (g == NULL)
 		return 1;
-	log_set_level(m.current->cfg.log_level);
-	if (generation_check(m.current) < 0) {
+	log_set_level(g->cfg.log_level);
+	if (generation_check(g) < 0) {
 		log_error("postern cannot work with this configuration: not starting");
-		generation_free(&m.current);
+		generation_free(&g);
 		return 1;
 	}
 	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
-		 "user=%s mail_owner=%s", m.current->cfg.hostname,
-		 recipients_user_count(m.current->rcpt), recipients_alias_count(m.current->rcpt),
-		 worker_count(&m.current->cfg), m.current->tls_ctx != NULL ? "yes" : "no",
-		 m.current->ps.user.name, m.current->ps.mail_owner.name);
-	if (bind_listeners(&m) < 0 || open_pipes(&m) < 0) {
-		generation_free(&m.current);
+		 "user=%s mail_owner=%s scan=%s", g->cfg.hostname,
+		 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt),
+		 worker_count(&g->cfg), g->tls_ctx != NULL ? "yes" : "no",
+		 g->ps.user.name, g->ps.mail_owner.name,
+		 g->cfg.scan == SCAN_MODE_NO ? "no" : g->cfg.scan == SCAN_MODE_YES ? "yes" : "auto");
+	if (bind_listeners(&m, &g->cfg) < 0 || open_pipes(&m) < 0) {
+		generation_free(&g);
 		return 1;
 	}
 	sigemptyset(&set);
@@ -572,11 +803,12 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
-	spawn_generation(&m);
+	start_generation(&m, g);
 	int rc = supervise(&m);
 	close_listeners(&m);
 	free(m.listen_fds);
 	free(m.children);
+	generation_free(&m.pending);
 	generation_free(&m.current);
 	log_info("postern stopped");
 	return rc;

@@ -29,6 +29,9 @@
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../queue/queue.h"
+#include "../scan/scan.h"
+#include "../scan/scan_client.h"
+#include "../scan/scan_proto.h"
 
 #define PROBE_OUTPUT_MAX (64 * 1024)
 #define NR_OPEN_PATH "/proc/sys/fs/nr_open"
@@ -180,6 +183,28 @@ static void probe_users_file(struct probe *p)
 	}
 }
 
+/* spool_dir/private: the scan master's socket, reachable by user only. */
+static void probe_private(struct probe *p)
+{
+	char *path = safeio_path_join(p->cfg->spool_dir, SCAN_SOCKET_FOLDER);
+	struct stat st;
+	if (p->create && mkdir(path, 0700) < 0 && errno != EEXIST)
+		fprintf(p->out, "E spool_dir %s: cannot create it as user %s: %s\n", path,
+			p->account, strerror(errno));
+	else if (check_dir(p, "spool_dir", path, true) && p->account != NULL &&
+		 lstat(path, &st) == 0) {
+		if (st.st_uid != geteuid())
+			fprintf(p->out, "E spool_dir %s: owned by uid %lu, not by user %s (the "
+				"scan master's socket lives there)\n", path,
+				(unsigned long)st.st_uid, p->account);
+		else if ((st.st_mode & 077) != 0)
+			fprintf(p->out, "E spool_dir %s: mode %04o lets other accounts reach the "
+				"scan master's socket: make it 0700\n", path,
+				(unsigned)(st.st_mode & 07777));
+	}
+	free(path);
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
@@ -199,6 +224,7 @@ static void probe_user(struct probe *p)
 		check_dir(p, "spool_dir", path, true);
 		free(path);
 	}
+	probe_private(p);
 }
 
 /* The local delivery agent's view: mail_root. */
@@ -295,6 +321,43 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 	p.create = create && ps->mail_owner.known;
 	problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
 	return problems;
+}
+
+/* ---- the content pipeline ------------------------------------------------- */
+
+/* Build the pipeline as the scan master would, and say what came of it. */
+static void probe_scan(struct probe *p)
+{
+	const struct config *cfg = p->cfg;
+	char *err = NULL;
+	struct scan_pipeline *pipeline = scan_pipeline_build(cfg, &err);
+	if (pipeline == NULL) {
+		for (char *c = err; c != NULL && *c != '\0'; c++)
+			if (*c == '\n')
+				*c = ' ';
+		fprintf(p->out, "E %s\n", err != NULL ? err : "the content pipeline does not load");
+		free(err);
+		return;
+	}
+	size_t stages = scan_pipeline_stage_count(pipeline);
+	scan_pipeline_free(&pipeline);
+	bool scanning = cfg->scan == SCAN_MODE_YES || (cfg->scan == SCAN_MODE_AUTO && stages > 0);
+	if (cfg->scan == SCAN_MODE_NO && stages > 0)
+		fprintf(p->out, "W %s: scan = no: the %zu content stage%s configured check no "
+			"message\n", cfg->path, stages, stages == 1 ? "" : "s");
+	uint64_t worst = 2 * cfg->scan_timeout + SCAN_CLIENT_MARGIN;
+	if (scanning && cfg->policy_timeout <= worst)
+		fprintf(p->out, "W %s: policy_timeout (%llus) is not longer than a scan may take "
+			"(2 x scan_timeout + %ds = %llus): a slow scan would end with "
+			"policy_default_action\n", cfg->path,
+			(unsigned long long)cfg->policy_timeout, SCAN_CLIENT_MARGIN,
+			(unsigned long long)worst);
+}
+
+int preflight_check_scan(const struct config *cfg, const struct privsep *ps, FILE *errors)
+{
+	struct probe p = { cfg, ps, ps->user.known ? ps->user.name : NULL, false, NULL };
+	return probe_as(&p, &ps->user, probe_scan, errors);
 }
 
 /* ---- descriptors ---------------------------------------------------------- */

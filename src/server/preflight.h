@@ -50,6 +50,15 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 			    bool create, FILE *errors);
 
 /*
+ * check-config: build the content pipeline in a child that has become
+ * user (as the scan master would: rules compiled, signatures loaded) and
+ * report a file that does not load as "FILE:LINE: message". Warns when
+ * scan = no leaves configured stages unused, or when policy_timeout is not
+ * longer than a scan may take. Returns the number of problems.
+ */
+int preflight_check_scan(const struct config *cfg, const struct privsep *ps, FILE *errors);
+
+/*
  * Each smtp worker needs two descriptors per session (the client socket
  * and, in DATA, the queue file) plus PREFLIGHT_FD_MARGIN. When `apply`,
  * raise the soft limit to the hard one and, as root, the hard limit too

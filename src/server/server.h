@@ -9,8 +9,13 @@
  * (privsep.c):
  *
  *   supervisor (root)
+ *     ├─fork─▶ scan master (user)           spool/private/scan.sock (listens),
+ *     │          │                          readiness pipe to the supervisor
+ *     │          └─fork─▶ scanner × scan_workers (user)
+ *     │                     one socket pair each with the scan master
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
- *     │                                     flow pipe: read end
+ *     │                                     flow pipe: read end, a connection
+ *     │                                     to scan.sock when scanning
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
@@ -25,7 +30,10 @@
  * queue manager asks each agent, over its own AF_UNIX SOCK_SEQPACKET
  * pair, to write each copy into a Maildir and to sync the new/ folders
  * (typed messages, queue file passed as a read-only descriptor,
- * src/queue/local_proto.h); nothing else crosses between processes. Only the agent can open a mailbox; the
+ * src/queue/local_proto.h); with content scanning on, the smtp workers
+ * pass each finished message the same way to the scan master, which
+ * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
+ * docs/scanning.md); nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
@@ -39,9 +47,11 @@
 #define POSTERN_SERVER_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 
 #include "../lib/config.h"
 #include "../mail/recipients.h"
+#include "../queue/notice.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
@@ -52,11 +62,44 @@ struct smtp_worker_links {
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
+	const struct notice_template *notice_template; /* read by the supervisor */
+	bool scan;     /* ask the scan master at the end of data */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM
  * (graceful drain up to shutdown_timeout). Returns the exit status. */
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links);
+
+/*
+ * The scan master role (scan_role.c): build the content pipeline, then
+ * either tell the supervisor there is nothing to scan (SCAN_READY_OFF on
+ * ready_fd, exit 0: scan = auto and no stage configured) or listen on
+ * spool/private/scan.sock, fork the scanners, write SCAN_READY_ON and serve
+ * until SIGTERM (stop) or SIGUSR2 (retire: a newer scan master took over).
+ * A pipeline that cannot be built is logged (FILE:LINE: message) and the
+ * exit status is SCAN_EXIT_CONFIG, with nothing written on ready_fd.
+ */
+#define SCAN_READY_ON '1'
+#define SCAN_READY_OFF '0'
+#define SCAN_EXIT_CONFIG 78
+int scan_master_main(const struct config *cfg, int ready_fd);
+
+/* The same with the pipeline built by build (scan_pipeline_build in the
+ * server; tests give their own) at the given pace: how often the pipeline
+ * is asked whether its files changed, and the first pause after a rebuild
+ * that failed (doubling up to 15 minutes). */
+struct scan_pipeline;
+typedef struct scan_pipeline *scan_build_fn(const struct config *cfg, char **err_r);
+struct scan_master_pace {
+	unsigned stale_poll_ms;
+	unsigned rebuild_backoff_ms;
+};
+int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build,
+		    const struct scan_master_pace *pace);
+
+/* A scanner (scanner.c): scan what the master sends on sock with p until
+ * the master closes it. Returns the exit status. */
+int scan_scanner_main(struct scan_pipeline *p, int sock);
 
 #endif

@@ -7,6 +7,9 @@
  * retires the worker: stop accepting, serve the open sessions to their
  * end, then exit.
  *
+ * With content scanning on, the end of data asks the scan master
+ * (scan/scan_client.h) before the commit.
+ *
  * In-flow back-pressure (queue/flow.h): before committing a message a
  * session takes a token from the pipe the queue manager refills as it
  * delivers, waiting at most in_flow_delay when there is none; the worker
@@ -24,6 +27,8 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../scan/scan_client.h"
+#include "../scan/scan_proto.h"
 #include "../smtp/session.h"
 
 /* While out of descriptors, try accepting again this often (or as soon
@@ -234,9 +239,18 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		log_fatal("cannot create event base");
 	w.srv.cfg = cfg;
 	policy_env_init(&w.srv.policy, cfg, rcpt, w.srv.base);
+	struct scan_client *scan = NULL;
+	if (links->scan) {
+		char *path = scan_socket_path(cfg->spool_dir);
+		scan = scan_client_new(w.srv.base, cfg, path);
+		scan_client_register(scan, &w.srv.policy);
+		free(path);
+	}
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = links->notify_fd;
+	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
+				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
 	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
 	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
@@ -254,7 +268,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	evsignal_add(w.sig_int, NULL);
 	evsignal_add(w.sig_retire, NULL);
 	set_stop_signals_blocked(false);
-	log_info("smtp worker ready");
+	log_info("smtp worker ready%s", scan != NULL ? " (content scanning on)" : "");
 	event_base_dispatch(w.srv.base);
 	set_stop_signals_blocked(true);
 	for (size_t i = 0; i < w.listener_count; i++)
@@ -269,7 +283,9 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	flow_log_cb(-1, 0, &w); /* what the last interval saw */
 	event_free(w.flow_log_timer);
 	queue_flow_free(&w.srv.flow);
-	queue_committer_free(&w.srv.committer);
+	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
+	notifier_free(&w.srv.notifier);
+	scan_client_free(&scan);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

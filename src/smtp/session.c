@@ -515,6 +515,13 @@ void session_request(const struct smtp_session *s, enum policy_stage stage,
 		req_r->rcpt_count = (unsigned)s->tx->rcpts.count;
 		snprintf(req_r->queue_id, sizeof(req_r->queue_id), "%s", s->tx->id);
 	}
+	/* Views of the transaction's own (policy_run_start copies them). */
+	if (stage == POLICY_END_OF_DATA && s->tx != NULL && s->tx->writer != NULL) {
+		req_r->rcpts = s->tx->rcpts;
+		req_r->content_path = (char *)queue_writer_path(s->tx->writer);
+		req_r->content_off = queue_writer_content_offset(s->tx->writer);
+		req_r->content_len = queue_writer_size(s->tx->writer);
+	}
 }
 
 /* The stage's answer when its checks did not answer in time. */

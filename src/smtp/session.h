@@ -20,6 +20,7 @@
 #include "../policy/policy.h"
 #include "../queue/commit.h"
 #include "../queue/flow.h"
+#include "../queue/notifier.h"
 
 struct smtp_session;
 
@@ -29,6 +30,7 @@ struct smtp_server {
 	struct policy_env policy;
 	struct queue_committer *committer; /* commits off the event loop */
 	struct queue_flow *flow;           /* in-flow back-pressure; NULL = off */
+	struct notifier *notifier;         /* the administrator's notices; NULL = off */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
 	bool draining;          /* SIGTERM: finish transactions, then close */

@@ -59,6 +59,9 @@ struct smtp_tx {
 	/* What the verdicts of the transaction decided besides accepting. */
 	enum policy_verdict disposition; /* DUNNO, DISCARD, QUARANTINE or HOLD */
 	char disposition_reason[64];
+	char disposition_check[32];      /* and the rest of that verdict, for the */
+	char disposition_text[512];      /* quarantine note and the notices */
+	strlist_t disposition_hits;
 	strlist_t add_headers;      /* "Name: value" lines from TAG verdicts */
 	uint64_t eod_us;            /* verdict known, waiting for a flow token */
 	uint64_t commit_start_us;   /* commit handed to a thread */

@@ -8,8 +8,10 @@
  * us responsible for the message.
  *
  * The decoded bytes pass through tx_content() on their way to the queue
- * file: that is where the MIME parser and the content scanners attach, so
- * that their verdict (at POLICY_END_OF_DATA) comes before the 250.
+ * file. Content checks (the scanners, docs/scanning.md) read the message
+ * back from that file at the end of data: the writer is flushed and the
+ * POLICY_END_OF_DATA request names the file and the content range, so
+ * that their verdict comes before the 250 and no second copy is made.
  */
 #include "session_int.h"
 
@@ -42,6 +44,7 @@ void tx_free(struct smtp_tx **txp)
 		queue_writer_abort(&tx->writer);
 	strlist_free(&tx->rcpts);
 	strlist_free(&tx->add_headers);
+	strlist_free(&tx->disposition_hits);
 	hashmap_free(&tx->rcpt_set, NULL);
 	buf_free(&tx->decoded);
 	free(tx->write_error);
@@ -116,6 +119,11 @@ static void take_disposition(struct smtp_tx *tx, struct policy_reply *v)
 		tx->disposition = v->verdict;
 		snprintf(tx->disposition_reason, sizeof(tx->disposition_reason), "%s",
 			 v->reason[0] != '\0' ? v->reason : policy_verdict_name(v->verdict));
+		snprintf(tx->disposition_check, sizeof(tx->disposition_check), "%s", v->check);
+		snprintf(tx->disposition_text, sizeof(tx->disposition_text), "%s", v->text);
+		strlist_free(&tx->disposition_hits);
+		for (size_t i = 0; i < v->hits.count; i++)
+			strlist_add(&tx->disposition_hits, v->hits.items[i]);
 	}
 	for (size_t i = 0; i < v->headers.count; i++)
 		strlist_add(&tx->add_headers, v->headers.items[i]);
@@ -350,7 +358,7 @@ enum step tx_handle_data(struct smtp_session *s, struct smtp_reply *out)
 	return session_ask(s, &req, data_verdict, out);
 }
 
-/* Hand decoded content to the queue file (and, later, the scanners). */
+/* Hand decoded content to the queue file. */
 static void tx_content(struct smtp_tx *tx)
 {
 	if (tx->decoded.len == 0)
@@ -418,6 +426,21 @@ static void log_refusal(const struct smtp_session *s, const struct smtp_reply *r
 		 tx->decoder.size, r->code, r->status, reason);
 }
 
+/* Tell the notifier about a final verdict (check, reason, text, hits of
+ * the verdict that decided); it takes the writer of a message that is not
+ * committed when it needs to read it. */
+static void tell_notifier(struct smtp_session *s, enum notice_event event, const char *check,
+			  const char *reason, const char *text, const strlist_t *hits)
+{
+	struct smtp_tx *tx = s->tx;
+	struct notice_info info = {
+		.event = event, .queue_id = tx->id, .sender = tx->sender_text, .rcpts = &tx->rcpts,
+		.client_addr = s->peer_addr, .helo = s->helo, .check = check, .reason = reason,
+		.text = text, .hits = hits,
+	};
+	notifier_event(s->srv->notifier, &info, &tx->writer);
+}
+
 static void commit_done(void *arg, int rc, char *err)
 {
 	struct smtp_session *s = arg;
@@ -425,6 +448,10 @@ static void commit_done(void *arg, int rc, char *err)
 	struct smtp_reply out = { 0 };
 	if (rc == 0) {
 		queue_notify(s->srv->notify_fd, tx->id);
+		if (tx->disposition == POLICY_QUARANTINE)
+			tell_notifier(s, NOTICE_QUARANTINED, tx->disposition_check,
+				      tx->disposition_reason, tx->disposition_text,
+				      &tx->disposition_hits);
 		uint64_t now = now_us();
 		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f "
 			 "flow=%.3f commit=%.3f%s%s",
@@ -489,6 +516,8 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 	if (policy_refuses(v->verdict)) {
 		reply_from_policy(out, v);
 		log_refusal(s, out, v->reason);
+		if (v->verdict == POLICY_REJECT)
+			tell_notifier(s, NOTICE_REFUSED, v->check, v->reason, v->text, &v->hits);
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
@@ -498,6 +527,8 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 		 * policy do that; the log says so). */
 		log_info("%s: discarded from=<%s> size=%" PRIu64 " nrcpt=%zu reason=%s", tx->id,
 			 tx->sender_text, tx->decoder.size, tx->rcpts.count, tx->disposition_reason);
+		tell_notifier(s, NOTICE_DISCARDED, tx->disposition_check, tx->disposition_reason,
+			      tx->disposition_text, &tx->disposition_hits);
 		reply_set(out, 250, "2.0.0", "Ok: queued as %s", tx->id);
 		session_message_accepted(s);
 		tx_free(&s->tx);
@@ -506,6 +537,14 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 	for (size_t i = 0; i < tx->add_headers.count && tx->write_error == NULL; i++)
 		queue_writer_add_header(tx->writer, false, tx->add_headers.items[i],
 					&tx->write_error);
+	if (tx->write_error == NULL &&
+	    (tx->disposition == POLICY_QUARANTINE || tx->disposition == POLICY_HOLD)) {
+		/* Why, kept in the file for the quarantine command (a q record). */
+		struct queue_note note = { tx->disposition == POLICY_HOLD, tx->disposition_check,
+					   tx->disposition_reason, tx->disposition_text,
+					   &tx->disposition_hits };
+		queue_writer_set_note(tx->writer, &note, &tx->write_error);
+	}
 	if (tx->write_error != NULL) {
 		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
 		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");
@@ -527,6 +566,9 @@ static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
+	/* Content checks (a scanner) read the message from the file. */
+	if (tx->write_error == NULL)
+		queue_writer_flush(tx->writer, &tx->write_error);
 	if (tx->write_error != NULL) {
 		log_error("%s: queue file write error: %s", tx->id, tx->write_error);
 		reply_set(out, 451, "4.3.0", "Error: queue file write error, try again later");

@@ -88,7 +88,8 @@ class InstallTest(unittest.TestCase):
         self.assert_mode("usr/sbin/postern", 0o755)
         self.assert_mode("usr/share/man/man8/postern.8", 0o644)
         self.assert_mode("usr/share/man/man5/postern.conf.5", 0o644)
-        for name in ("postern.conf", "users", "aliases"):
+        self.assert_mode("usr/share/man/man5/postern-rules.5", 0o644)
+        for name in ("postern.conf", "users", "aliases", "content-rules"):
             self.assert_mode("etc/postern/%s.example" % name, 0o644)
             self.assertFalse(os.path.exists(self.path("etc/postern/" + name)),
                              "make install must not write the live %s" % name)
@@ -248,17 +249,18 @@ class DemoCheckConfigTest(unittest.TestCase):
         self.assertEqual(listed["mail_root"], self.top + "/var/mail")
         self.assertEqual(listed["users_file"], self.top + "/etc/users")
         self.assertEqual(listed["tls_cert"], self.top + "/var/tls/demo.crt")
+        self.assertEqual(listed["clamav_db_dir"], self.top + "/etc/clamav-test")
         for k, v in listed.items():
             self.assertNotRegex(v, r"/\.\.?(/|$)|//", k)
 
     def test_demo_defaults_are_not_listed(self):
         listed = self.check()
-        # user, workers, mynetworks and relay_domains are written in the
-        # demo with their default values.
+        # user, workers, mynetworks, relay_domains and virus_action are
+        # written in the demo with their default values.
         self.assertEqual(sorted(listed), sorted([
             "hostname", "listen", "spool_dir", "mail_root", "local_domains",
             "users_file", "aliases_file", "tls_cert", "tls_key",
-            "message_size_limit"] + self.substituted))
+            "message_size_limit", "content_rules_file", "clamav_db_dir"] + self.substituted))
         self.assertEqual(listed["message_size_limit"], "10485760")
 
     def test_unset_hostname_is_not_a_change(self):
@@ -386,6 +388,10 @@ class ReadmeTourTest(unittest.TestCase):
                 swaks.append((c, p.stdout))
                 if "elsewhere" in c and "Relay access denied" in p.stdout:
                     continue  # the refusal the README shows: swaks exits non-zero
+                if "clamav-test" in c and has_scan_pipeline():
+                    self.assertIn("550 5.7.0 virus found: Postern.Test.HashSample.UNOFFICIAL",
+                                  p.stdout)
+                    continue  # refused, as the README shows
             self.assertEqual(p.returncode, 0, "%s:\n%s" % (c, p.stdout[-3000:]))
         self.stop_server()
         # The refusal is seen, at the end, after the relay from 127.0.0.1
@@ -395,6 +401,15 @@ class ReadmeTourTest(unittest.TestCase):
         self.assertRegex(elsewhere[0], r"250 2\.0\.0 Ok: queued as")
         self.assertIn("554 5.7.1 <user@elsewhere.test>: Relay access denied", elsewhere[1])
         self.assertTrue(any("TLS started" in out for c, out in swaks if "-tls" in c), swaks)
+
+
+def has_scan_pipeline():
+    """Is the content scan (issue 7's scanner processes and postern scan)
+    in this binary? Until it is, the antivirus configuration is read but
+    nothing scans."""
+    out = subprocess.run([POSTERN_BIN, "help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True).stdout
+    return re.search(r"(?m)^  scan\b", out) is not None
 
 
 def wait_until_true(predicate, timeout, what):

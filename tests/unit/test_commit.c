@@ -3,7 +3,8 @@
  * commit completes on the loop, renames that happen while a folder fsync
  * runs share the next one (group commit), a failed folder fsync takes
  * back exactly the files it should have made durable, a detached commit
- * still completes, and hold/quarantine commits land in their folders.
+ * still completes, hold/quarantine commits land in their folders, and
+ * tasks (the notices) run on the threads with their result on the loop.
  *
  * Linked with -Wl,--wrap=safeio_fsync_dir (see the Makefile): the wrapper counts
  * the fsyncs of each folder, can hold the first one at a gate until the
@@ -251,6 +252,62 @@ static void test_hold_and_quarantine_folders(void **state)
 	assert_int_equal(files_in(f, "queue"), 0);
 }
 
+/* A task runs on a commit thread, not on the loop's; its result comes
+ * back on the loop; tasks left at shutdown still run. */
+static pthread_t loop_thread;
+static bool task_ran_off_loop;
+
+static int task_fn(void *arg, char **err_r)
+{
+	int *n = arg;
+	task_ran_off_loop = !pthread_equal(pthread_self(), loop_thread);
+	if (*n == 2) {
+		*err_r = xstrdup("task 2 failed");
+		return -1;
+	}
+	return 0;
+}
+
+static char *last_task_error;
+
+static void on_task_done(void *arg, int rc, char *err)
+{
+	struct fixture *f = arg;
+	assert_true(pthread_equal(pthread_self(), loop_thread));
+	if (rc == 0) {
+		f->done++;
+	} else {
+		f->failed++;
+		free(last_task_error);
+		last_task_error = err;
+		return;
+	}
+	free(err);
+}
+
+static void test_tasks(void **state)
+{
+	struct fixture *f = *state;
+	static int one = 1, two = 2;
+	loop_thread = pthread_self();
+	queue_task_start(f->committer, task_fn, &one, on_task_done, f);
+	queue_task_start(f->committer, task_fn, &two, on_task_done, f);
+	struct queue_writer *w = new_message(f, 0);
+	queue_commit_start(f->committer, &w, "queue", on_done, f);
+	run_until(f, 3);
+	assert_true(task_ran_off_loop);
+	assert_int_equal(f->done, 2);
+	assert_int_equal(f->failed, 1);
+	assert_string_equal(last_task_error, "task 2 failed");
+	free(last_task_error);
+	last_task_error = NULL;
+	/* shutting down runs what is queued, and its callback */
+	queue_task_start(f->committer, task_fn, &one, on_task_done, f);
+	queue_committer_free(&f->committer);
+	assert_int_equal(f->done, 3);
+	f->committer = queue_committer_new(f->base, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +316,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_fsync_takes_the_files_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_commit_still_completes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_and_quarantine_folders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tasks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,6 +144,40 @@ static void expect_normalized(const char *in, const char *want)
 	free(got);
 }
 
+/* The quarantine and notice keys: defaults, spellings, bounds. */
+static void test_quarantine_and_notice_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.quarantine_retention, 30 * 86400);
+	assert_string_equal(cfg.notify_admin, "");
+	assert_int_equal(cfg.notify_sender, CONFIG_NO);
+	assert_string_equal(cfg.notify_template, "");
+	assert_int_equal(cfg.notify_rate_limit, 10);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nquarantine_retention = 0\n"
+			      "notify_admin = postmaster@example.test\nnotify_sender = yes\n"
+			      "notify_template = notice.txt\nnotify_rate_limit = 100\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.quarantine_retention, 0); /* kept for ever */
+	assert_string_equal(cfg.notify_admin, "postmaster@example.test");
+	assert_int_equal(cfg.notify_sender, CONFIG_YES);
+	assert_true(cfg.notify_template[0] == '/'); /* relative to the file's folder */
+	assert_int_equal(cfg.notify_rate_limit, 100);
+	config_free(&cfg);
+	expect_error("quarantine_retention = 30s\n", "postern.conf:1: quarantine_retention: value "
+		     "out of range");
+	expect_error("notify_sender = maybe\n", "notify_sender: unknown value: \"maybe\" is not one "
+		     "of: no yes");
+	expect_error("notify_rate_limit = 0\n", "notify_rate_limit: value out of range");
+	expect_error("notify_admin = postmaster\n", "notify_admin: \"postmaster\" is not an address");
+	expect_error("notify_admin = <postmaster@example.test>\n", "is not an address");
+	expect_error("notify_admin = a b@example.test\n", "is not an address");
+	expect_error("notify_admin = postmaster@bad..domain\n", "is not an address");
+}
+
 static void test_normalize_path(void **state)
 {
 	(void)state;
@@ -288,6 +322,50 @@ static void test_missing_file(void **state)
 	assert_non_null(strstr(err, "/nonexistent/postern.conf: cannot read"));
 }
 
+/* The antivirus keys: defaults, a relative signature folder, the words
+ * of virus_action, and the mistakes refused at load. */
+static void test_antivirus_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.clamav_db_dir, "");
+	assert_string_equal(cfg.clamd_socket, "");
+	assert_int_equal(cfg.clamav_max_scan_size, 100 * 1024 * 1024);
+	assert_int_equal(cfg.clamav_max_file_size, 25 * 1024 * 1024);
+	assert_int_equal(cfg.clamav_max_recursion, 16);
+	assert_int_equal(cfg.clamav_max_files, 10000);
+	assert_int_equal(cfg.clamav_max_scan_time, 25);
+	assert_int_equal(cfg.clamav_alert_exceeds_max, 1);
+	assert_int_equal(cfg.virus_action, VIRUS_ACTION_REJECT);
+	config_free(&cfg);
+
+	assert_int_equal(load("hostname = mx.example.test\nclamav_db_dir = clamav-test\n"
+			      "virus_action = quarantine\nclamav_alert_exceeds_max = no\n",
+			      &cfg, err, sizeof(err)), 0);
+	char expect[300];
+	snprintf(expect, sizeof(expect), "%s/clamav-test", dir);
+	assert_string_equal(cfg.clamav_db_dir, expect);
+	assert_int_equal(cfg.virus_action, VIRUS_ACTION_QUARANTINE);
+	assert_int_equal(cfg.clamav_alert_exceeds_max, 0);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nclamd_socket = [::1]:3310\n"
+			      "virus_action = discard\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.virus_action, VIRUS_ACTION_DISCARD);
+	config_free(&cfg);
+
+	expect_error("hostname = mx.example.test\nvirus_action = bounce\n",
+		     "postern.conf:2: virus_action: unknown value: \"bounce\" is not one of: "
+		     "reject quarantine discard");
+	expect_error("hostname = mx.example.test\nclamav_db_dir = /a\nclamd_socket = /b\n",
+		     "clamav_db_dir and clamd_socket are both set");
+	expect_error("hostname = mx.example.test\nclamd_socket = clamd.sock\n",
+		     "clamd_socket: expected an absolute socket path or host:port");
+	expect_error("hostname = mx.example.test\nclamav_max_recursion = 0\n",
+		     "postern.conf:2: clamav_max_recursion");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,10 +374,12 @@ int main(void)
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_quarantine_and_notice_keys),
 		cmocka_unit_test(test_normalize_path),
 		cmocka_unit_test(test_paths_are_normalized),
 		cmocka_unit_test(test_defaults_written_differently_are_not_changes),
 		cmocka_unit_test(test_changes_are_listed),
+		cmocka_unit_test(test_antivirus_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

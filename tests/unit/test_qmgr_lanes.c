@@ -649,6 +649,18 @@ static void test_flow_tokens(void **state)
 	assert_log(f, "status=bounced (5.1.1 unknown user)");
 	usleep(100000); /* nothing more may come */
 	assert_int_equal(tokens_in_pipe(f), 10 + 7);
+	/* Messages nobody took a token for (a notice, announced with
+	 * QF_NOTIFY_NO_TOKEN; a release, announced on the wake-up FIFO)
+	 * give none back. */
+	char *rcpt = user_address(0);
+	queue_notify_flags(f->notify[1], queue_msg(f, rcpt, false), QF_NOTIFY_NO_TOKEN);
+	const char *released = queue_msg(f, rcpt, false);
+	free(rcpt);
+	assert_int_equal(queue_wake(f->cfg.spool_dir, released), 0);
+	wait_for(queue_empty, f, "an empty queue/ after the notice and the release");
+	assert_log(f, ": released into the queue");
+	usleep(100000);
+	assert_int_equal(tokens_in_pipe(f), 10 + 7);
 	assert_int_equal(stop_qmgr(f), 0);
 	/* A new queue manager finds more than its stock: adds nothing. (It
 	 * stocks right after its start-up line, before it looks at signals.) */

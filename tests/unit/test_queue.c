@@ -703,6 +703,138 @@ static void test_bad_trailer_records(void **state)
 	}
 }
 
+/* The q record: what the smtp worker knew when it quarantined a message
+ * reads back as written; text is cleaned and cut, never refused. */
+static void test_quarantine_note(void **state)
+{
+	const char *spool = *state;
+	struct queue_envelope env;
+	strlist_t rcpts, hits = { NULL, 0 };
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	char long_text[QF_NOTE_TEXT_MAX + 40];
+
+	fill_env(&env, &rcpts);
+	queue_id_new(id);
+	/* 510 ASCII bytes then "é" (2 bytes) straddling the bound, then more */
+	memset(long_text, 'a', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = '\0';
+	long_text[QF_NOTE_TEXT_MAX - 1] = (char)0xc3;
+	long_text[QF_NOTE_TEXT_MAX] = (char)0xa9;
+	strlist_add(&hits, "virus:Eicar-Test-Signature");
+	strlist_add(&hits, "");
+	strlist_add(&hits, "attachment:bad\x01name.exe");
+	for (int i = 0; i < 40; i++)
+		strlist_add(&hits, "rule:many");
+	struct queue_writer *w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, "Subject: x\n\nbody\n", 18, &err), 0);
+	struct queue_note note = { false, "scan", "virus", long_text, &hits };
+	assert_int_equal(queue_writer_set_note(w, &note, &err), 0);
+	assert_int_equal(queue_writer_set_note(w, &note, &err), -1); /* one per message */
+	assert_string_equal(err, "the message already has a quarantine note");
+	free(err);
+	assert_int_equal(queue_writer_commit_to(&w, "quarantine", &err), 0);
+
+	char *path = spool_path(spool, "quarantine", id);
+	int fd = open(path, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.note.verdict, QF_NOTE_QUARANTINE);
+	assert_string_equal(m.note.check, "scan");
+	assert_string_equal(m.note.reason, "virus");
+	assert_int_equal(strlen(m.note.text), QF_NOTE_TEXT_MAX - 1); /* not mid-character */
+	assert_int_equal(m.note.hits.count, QF_NOTE_HITS_MAX);
+	assert_string_equal(m.note.hits.items[0], "virus:Eicar-Test-Signature");
+	assert_string_equal(m.note.hits.items[1], "attachment:bad?name.exe");
+	assert_string_equal(m.note.hits.items[2], "rule:many");
+	assert_int_equal(m.edit_count, 0);
+	assert_int_equal(m.content_len, 18);
+	qf_msg_free(&m);
+	free(path);
+
+	/* a hold note with nothing known, and a file without a note */
+	queue_id_new(id);
+	w = queue_writer_open(spool, id, &env, &err);
+	assert_non_null(w);
+	struct queue_note hold = { true, NULL, NULL, NULL, NULL };
+	assert_int_equal(queue_writer_set_note(w, &hold, &err), 0);
+	assert_int_equal(queue_writer_commit_to(&w, "hold", &err), 0);
+	path = spool_path(spool, "hold", id);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.note.verdict, QF_NOTE_HOLD);
+	assert_string_equal(m.note.check, "");
+	assert_string_equal(m.note.text, "");
+	assert_int_equal(m.note.hits.count, 0);
+	qf_msg_free(&m);
+	free(path);
+	path = spool_path(spool, "queue", write_message(spool, "x\n", 2));
+	fd = open(path, O_RDONLY);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.note.verdict, 0);
+	assert_null(m.note.text);
+	qf_msg_free(&m);
+	free(path);
+	strlist_free(&hits);
+	strlist_free(&rcpts);
+}
+
+/* A q record that is malformed, repeated, or in a version 1 file makes
+ * the file corrupt. */
+static void test_bad_quarantine_notes(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+#define PAYLOAD(text) text, sizeof(text) - 1
+	struct { const char *payload; size_t len; const char *what; } bad[] = {
+		{ PAYLOAD("X\0\0\0\0\0\0\0\0"), "unknown verdict" },
+		{ PAYLOAD("Q\0\0\0\0\0\0\0"), "too short" },
+		{ PAYLOAD("Q\0\x20" "scan\0\0\0\0\0\0"), "string longer than the payload" },
+		{ PAYLOAD("Q\0\0\0\0\0\x03" "a\nb\0\0"), "control character in the text" },
+		{ PAYLOAD("Q\0\0\0\0\0\0\0\x01\0\0"), "empty hit" },
+		{ PAYLOAD("Q\0\0\0\0\0\0\0\x02\0\x01x"), "fewer hits than counted" },
+		{ PAYLOAD("Q\0\0\0\0\0\0\0\0x"), "bytes after the hits" },
+		{ PAYLOAD("Q\0\0\0\0\0\0\0\x00\x21"), "too many hits" },
+		{ PAYLOAD("Q\0\x01\0\0\0\0\0\0\0"), "NUL in the check name" },
+	};
+#undef PAYLOAD
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		buf_t b = BUF_INIT;
+		unsigned char u64[8];
+		put_min_envelope(&b, id, true);
+		qf_put_u64(u64, 0);
+		qf_put_record(&b, QF_REC_CONTENT, u64, 8);
+		qf_put_record(&b, QF_REC_NOTE, bad[i].payload, (uint32_t)bad[i].len);
+		qf_put_record(&b, QF_REC_END, NULL, 0);
+		expect_corrupt(spool, &b, bad[i].what);
+		buf_free(&b);
+	}
+	const char good[] = "H\0\0\0\0\0\0\0\0";
+	for (int version = 1; version <= 2; version++) {
+		for (int copies = 1; copies <= 2; copies++) {
+			buf_t b = BUF_INIT;
+			unsigned char u64[8];
+			char *err = NULL;
+			put_min_envelope(&b, id, true);
+			b.data[7] = (char)version;
+			qf_put_u64(u64, 0);
+			qf_put_record(&b, QF_REC_CONTENT, u64, 8);
+			for (int c = 0; c < copies; c++)
+				qf_put_record(&b, QF_REC_NOTE, good, sizeof(good) - 1);
+			qf_put_record(&b, QF_REC_END, NULL, 0);
+			if (version == 2 && copies == 1)
+				assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
+			else
+				expect_corrupt(spool, &b, version == 1 ? "note in version 1"
+								       : "two notes");
+			buf_free(&b);
+		}
+	}
+}
+
 static void test_notify(void **state)
 {
 	int p[2];
@@ -714,10 +846,20 @@ static void test_notify(void **state)
 	queue_id_new(id);
 	queue_notify(p[1], id);
 	assert_int_equal(read(p[0], rec, sizeof(rec)), QF_NOTIFY_LEN);
-	assert_true(qf_notify_decode(rec, back));
+	unsigned flags = 99;
+	assert_true(qf_notify_decode(rec, back, &flags));
 	assert_string_equal(back, id);
+	assert_int_equal(flags, 0);
 	rec[30] = 1;
-	assert_false(qf_notify_decode(rec, back));
+	assert_false(qf_notify_decode(rec, back, &flags));
+	/* the flags byte: only QF_NOTIFY_NO_TOKEN is known */
+	queue_notify_flags(p[1], id, QF_NOTIFY_NO_TOKEN);
+	assert_int_equal(read(p[0], rec, sizeof(rec)), QF_NOTIFY_LEN);
+	assert_int_equal(rec[23], QF_NOTIFY_NO_TOKEN);
+	assert_true(qf_notify_decode(rec, back, &flags));
+	assert_int_equal(flags, QF_NOTIFY_NO_TOKEN);
+	rec[23] = 0x02;
+	assert_false(qf_notify_decode(rec, back, &flags));
 	queue_notify(-1, id); /* no-op */
 
 	/* A full pipe never blocks the caller. */
@@ -753,6 +895,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_end_of_message_changes, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_version_1_files, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_bad_trailer_records, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_quarantine_note, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_bad_quarantine_notes, setup_spool, teardown_spool),
 		cmocka_unit_test(test_notify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

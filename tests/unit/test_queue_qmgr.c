@@ -571,6 +571,132 @@ static void test_lock_waits_for_older_manager(void **state)
 	free(lock_path);
 }
 
+/* An id whose time part is us (the queue writer takes any valid id). */
+static void id_at(char *id, uint64_t us, unsigned serial)
+{
+	snprintf(id, QUEUE_ID_LEN + 1, "%013llX%06X", (unsigned long long)us, serial);
+}
+
+/* Commit a message straight into quarantine/ under id, with a note. */
+static void quarantine_msg(struct fixture *f, const char *id, const char *why)
+{
+	strlist_t list = { NULL, 0 };
+	char *err = NULL;
+	strlist_add(&list, "alice@example.test");
+	struct queue_envelope env = {
+		.arrival_us = queue_id_time_us(id), .client_addr = "192.0.2.1",
+		.client_helo = "test", .protocol = "ESMTP", .sender = "sender@remote.test",
+		.recipients = &list,
+	};
+	struct queue_note note = { false, "scan", "virus", why, NULL };
+	struct queue_writer *w = queue_writer_open(f->cfg.spool_dir, id, &env, &err);
+	if (w == NULL)
+		fail_msg("open: %s", err);
+	assert_int_equal(queue_writer_write(w, "Subject: x\n\nbody\n", 17, &err), 0);
+	assert_int_equal(queue_writer_set_note(w, &note, &err), 0);
+	assert_int_equal(queue_writer_commit_to(&w, "quarantine", &err), 0);
+	strlist_free(&list);
+}
+
+/* The queue manager's scan removes quarantine entries older than
+ * quarantine_retention, by the arrival time in their id, and logs each;
+ * younger ones, one whose commit still holds its lock, and whatever is
+ * not a regular file stay. */
+static void test_quarantine_expiry(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t now = (uint64_t)time(NULL) * 1000000u, day = 86400ull * 1000000u;
+	char old_id[QUEUE_ID_LEN + 1], young_id[QUEUE_ID_LEN + 1], busy_id[QUEUE_ID_LEN + 1];
+	char fifo_id[QUEUE_ID_LEN + 1], link_id[QUEUE_ID_LEN + 1];
+	id_at(old_id, now - 31 * day, 1);
+	id_at(young_id, now - 29 * day, 2);
+	id_at(busy_id, now - 40 * day, 3);
+	id_at(fifo_id, now - 40 * day, 4);
+	id_at(link_id, now - 40 * day, 5);
+	quarantine_msg(f, old_id, "virus found: Old-Test");
+	quarantine_msg(f, young_id, "virus found: Young-Test");
+	quarantine_msg(f, busy_id, "rule exe_attachment");
+	char *busy = fpath(f, "spool/quarantine"), *path;
+	path = safeio_path_join(busy, busy_id);
+	pid_t holder = hold_lock(path);
+	free(path);
+	path = safeio_path_join(busy, fifo_id);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	free(path);
+	path = safeio_path_join(busy, link_id);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	free(path);
+
+	/* 0 keeps everything; so does a retention longer than the epoch */
+	assert_int_equal(qmgr_expire_quarantine(busy, 0, now), 0);
+	assert_int_equal(qmgr_expire_quarantine(busy, UINT64_MAX / 1000, now), 0);
+	assert_int_equal(count_files(f, "spool/quarantine"), 5);
+
+	f->cfg.quarantine_retention = 30 * 86400;
+	start_qmgr(f, true);
+	for (int i = 0; i < 1000 && count_files(f, "spool/quarantine") == 5; i++)
+		usleep(10000);
+	usleep(50000);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/quarantine"), 4);
+	char *log = read_log(f);
+	buf_t want = BUF_INIT;
+	buf_printf(&want, "%s: quarantine expired (arrived ", old_id);
+	if (strstr(log, want.data) == NULL || strstr(log, "from=<sender@remote.test> nrcpt=1 "
+					"size=17 reason=virus found: Old-Test") == NULL)
+		fail_msg("no expiry line for %s in:\n%s", old_id, log);
+	assert_null(strstr(log, young_id));
+	buf_reset(&want);
+	buf_printf(&want, "%s: quarantine entry", fifo_id);
+	assert_non_null(strstr(log, want.data)); /* not a regular file: said so */
+	free(log);
+	buf_free(&want);
+
+	/* the commit is over: the next scan removes it */
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	assert_int_equal(qmgr_expire_quarantine(busy, 30 * 86400, now), 1);
+	assert_int_equal(count_files(f, "spool/quarantine"), 3);
+	free(busy);
+}
+
+/* A message moved into queue/ by a command (a release) and announced on
+ * the wake-up FIFO is delivered at once, long before the next scan. */
+static void test_wake_fifo(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	char *fifo = fpath(f, "spool/" QUEUE_WAKE_FIFO);
+
+	/* something planted under the FIFO's name is replaced */
+	put_file(fifo, "not a FIFO");
+	f->cfg.queue_scan_interval = 3600;
+	assert_int_equal(queue_wake(f->cfg.spool_dir, "0000000000001000001"), -1);
+	assert_int_equal(errno, EINVAL);
+	start_qmgr(f, false);
+	for (int i = 0; i < 500 && !(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode)); i++)
+		usleep(10000);
+	assert_true(S_ISFIFO(st.st_mode));
+	usleep(200000); /* past the start-up scan */
+	const char *id = queue_msg(f, "sender@remote.test", "bob@example.test", false);
+	assert_int_equal(queue_wake(f->cfg.spool_dir, id), 0);
+	wait_idle(f);
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	/* garbage on the FIFO is logged and ignored */
+	int fd = open(fifo, O_WRONLY | O_NONBLOCK);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+	close(fd);
+	usleep(100000);
+	stop_qmgr(f);
+	assert_log(f, ": released into the queue");
+	assert_log(f, "wake-up FIFO: malformed record ignored");
+	/* no queue manager: the writer is told (ENXIO), nothing blocks */
+	assert_int_equal(queue_wake(f->cfg.spool_dir, id), -1);
+	assert_int_equal(errno, ENXIO);
+	free(fifo);
+}
+
 static void test_backoff(void **state)
 {
 	struct config cfg;
@@ -606,6 +732,8 @@ int main(void)
 		T(test_corrupt_and_stale),
 		T(test_scan_finds_unnotified),
 		T(test_lock_waits_for_older_manager),
+		T(test_quarantine_expiry),
+		T(test_wake_fifo),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,8 @@
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
 #include "mail/recipients.h"
+#include "queue/notice.h"
+#include "queue/notifier.h"
 #include "queue/queue_file.h"
 #include "smtp/session.h"
 
@@ -64,6 +66,8 @@ struct fixture {
 	struct event_base *base;
 	struct smtp_server srv;
 	struct fake_check fake;
+	struct notice_template *tpl; /* when notices are on */
+	int notify[2];    /* the queue manager's notify pipe */
 	int client;       /* the test's end of the socketpair */
 	bool client_eof;  /* the server closed its side */
 	buf_t received;   /* what the client has read and not yet taken */
@@ -107,6 +111,11 @@ static void start(enum policy_stage stage, const char *extra_config)
 	struct policy_check fake = { "fake", fake_run, fake_cancel, &fx.fake };
 	policy_env_add(&fx.srv.policy, stage, &fake);
 	fx.srv.committer = queue_committer_new(fx.base, 1);
+	assert_int_equal(pipe(fx.notify), 0);
+	fx.srv.notify_fd = fx.notify[1];
+	fx.tpl = notice_template_load(fx.cfg.notify_template, stderr);
+	assert_non_null(fx.tpl);
+	fx.srv.notifier = notifier_new(fx.base, &fx.cfg, fx.tpl, fx.srv.committer, fx.notify[1]);
 
 	/* A TCP connection over loopback, so that a client can reset it. */
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
@@ -136,6 +145,10 @@ static void stop(void)
 	smtp_server_close_all(&fx.srv);
 	event_base_loop(fx.base, EVLOOP_NONBLOCK);
 	queue_committer_free(&fx.srv.committer);
+	notifier_free(&fx.srv.notifier);
+	notice_template_free(&fx.tpl);
+	close(fx.notify[0]);
+	close(fx.notify[1]);
 	event_base_free(fx.base);
 	recipients_free(&fx.tables);
 	config_free(&fx.cfg);
@@ -421,6 +434,294 @@ static void test_eod_tag_adds_a_header_record(void **state)
 	stop();
 }
 
+/* ---- quarantine notes and the administrator's notices ------------------------ */
+
+/* The fake check's verdict with a reason key and hits, as the scan
+ * check gives them (hits: NULL-terminated). */
+static void finish_scan(enum policy_verdict v, int code, const char *status,
+			const char *reason, const char *text, const char *const *hits)
+{
+	assert_non_null(fx.fake.call);
+	struct policy_call *call = fx.fake.call;
+	fx.fake.call = NULL;
+	policy_call_set(call, code, status, reason, "%s", text);
+	for (size_t i = 0; hits != NULL && hits[i] != NULL; i++)
+		strlist_add(&policy_call_reply(call)->hits, hits[i]);
+	policy_call_finish(call, v);
+}
+
+/* One message from sender in the open session, up to the end of data. */
+static void send_message(const char *sender, const char *subject)
+{
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "MAIL FROM:<%s>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+		   "Subject: %s\r\nFrom: <%s>\r\n\r\nbody\r\n.\r\n", sender, subject, sender);
+	say(b.data);
+	buf_free(&b);
+	expect_lines(3, "250 2.1.0");
+	for (int i = 0; i < 100 && fx.fake.call == NULL; i++)
+		pump(10);
+}
+
+/* The only (or the n-th, by name) queue file of folder, read. */
+static char *file_in(const char *folder, size_t n)
+{
+	char *dir = safeio_path_join(fx.cfg.spool_dir, folder);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	strlist_t names = { NULL, 0 };
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			strlist_add(&names, de->d_name);
+	closedir(d);
+	assert_true(n < names.count);
+	/* ids sort by time: oldest first */
+	for (size_t i = 0; i < names.count; i++)
+		for (size_t k = i + 1; k < names.count; k++)
+			if (strcmp(names.items[k], names.items[i]) < 0) {
+				char *t = names.items[i];
+				names.items[i] = names.items[k];
+				names.items[k] = t;
+			}
+	char *path = safeio_path_join(dir, names.items[n]);
+	strlist_free(&names);
+	free(dir);
+	return path;
+}
+
+/* Wait until folder holds n files (5 s). */
+static void wait_files(const char *folder, size_t n)
+{
+	for (int i = 0; i < 500 && files_in(folder) < n; i++)
+		pump(10);
+	if (files_in(folder) != n)
+		fail_msg("%zu files in %s/, expected %zu", files_in(folder), folder, n);
+}
+
+/* A notice's envelope and content. */
+static void read_notice(const char *path, struct qf_msg *m, buf_t *content)
+{
+	char *err = NULL;
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(qf_read(fd, m, &err), 0);
+	char chunk[8192];
+	long n;
+	for (uint64_t pos = 0; (n = qf_read_content(fd, m, pos, chunk, sizeof(chunk))) > 0;
+	     pos += (uint64_t)n)
+		buf_append(content, chunk, (size_t)n);
+	close(fd);
+}
+
+static void assert_contains(const buf_t *b, const char *needle)
+{
+	if (strstr(buf_cstr(b), needle) == NULL)
+		fail_msg("\"%s\" not in:\n%s", needle, buf_cstr(b));
+}
+
+static const char *const virus_hits[] = { "virus:Eicar-Test-Signature", "attachment:eicar.com",
+					  NULL };
+
+/* A quarantine verdict: the file in quarantine/ says why (q record),
+ * and the administrator's notice is queued from <> with the
+ * placeholders filled, announced without a flow token. */
+static void test_quarantine_note_and_admin_notice(void **state)
+{
+	(void)state;
+	start(POLICY_END_OF_DATA, "notify_admin = postmaster@example.test\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	send_message("a@remote.test", "Invoice \x1b[31m March");
+	finish_scan(POLICY_QUARANTINE, 0, "", "virus", "virus found: Eicar-Test-Signature",
+		    virus_hits);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	wait_files("queue", 1);
+
+	char *path = file_in("quarantine", 0), *err = NULL;
+	int fd = open(path, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	close(fd);
+	assert_int_equal(m.note.verdict, QF_NOTE_QUARANTINE);
+	assert_string_equal(m.note.check, "fake");
+	assert_string_equal(m.note.reason, "virus");
+	assert_string_equal(m.note.text, "virus found: Eicar-Test-Signature");
+	assert_int_equal(m.note.hits.count, 2);
+	assert_string_equal(m.note.hits.items[1], "attachment:eicar.com");
+	char quarantined[QUEUE_ID_LEN + 1];
+	memcpy(quarantined, m.id, sizeof(quarantined));
+	qf_msg_free(&m);
+	free(path);
+
+	buf_t content = BUF_INIT;
+	path = file_in("queue", 0);
+	read_notice(path, &m, &content);
+	assert_string_equal(m.sender, "");
+	assert_string_equal(m.protocol, "LOCAL");
+	assert_int_equal(m.rcpt_count, 1);
+	assert_string_equal(m.rcpts[0].addr, "postmaster@example.test");
+	assert_contains(&content, "\nTo: <postmaster@example.test>\n");
+	assert_contains(&content, "\nAuto-Submitted: auto-generated\n");
+	assert_contains(&content, "\nSubject: [mx.example.test] quarantined: virus found: "
+				  "Eicar-Test-Signature\n");
+	assert_contains(&content, "  Virus:       Eicar-Test-Signature\n");
+	assert_contains(&content, "  Attachment:  eicar.com\n");
+	assert_contains(&content, "  Rule:        (none)\n");
+	assert_contains(&content, "  Sender:      a@remote.test\n");
+	assert_contains(&content, "  Recipients:  alice@example.test\n");
+	assert_contains(&content, "  Subject:     Invoice ?[31m March\n"); /* no escape reaches it */
+	assert_contains(&content, "  Client:      192.0.2.1 (HELO client.test)\n");
+	buf_t want = BUF_INIT;
+	buf_printf(&want, "  Queue id:    %s\n", quarantined);
+	assert_contains(&content, want.data);
+	buf_reset(&want);
+	buf_printf(&want, "postern quarantine release %s", quarantined);
+	assert_contains(&content, want.data);
+	/* announced to the queue manager, owing no flow token */
+	unsigned char rec[QF_NOTIFY_LEN * 2];
+	char id[QUEUE_ID_LEN + 1];
+	unsigned flags;
+	assert_int_equal(read(fx.notify[0], rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	assert_true(qf_notify_decode(rec, id, &flags)); /* the quarantined message */
+	assert_string_equal(id, quarantined);
+	assert_true(qf_notify_decode(rec + QF_NOTIFY_LEN, id, &flags)); /* the notice */
+	assert_string_equal(id, m.id);
+	assert_int_equal(flags, QF_NOTIFY_NO_TOKEN);
+	qf_msg_free(&m);
+	buf_free(&content);
+	buf_free(&want);
+	free(path);
+	stop();
+}
+
+/* Refused for a virus: the notice still names the Subject: (read back
+ * from the file before it is removed); a refusal that is not about a
+ * virus gets none. */
+static void test_virus_refusal_notice(void **state)
+{
+	(void)state;
+	start(POLICY_END_OF_DATA, "notify_admin = postmaster@example.test\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	send_message("a@remote.test", "Refused one");
+	finish_scan(POLICY_REJECT, 550, "5.7.0", "virus", "virus found: Eicar-Test-Signature",
+		    virus_hits);
+	expect_lines(1, "550 5.7.0 virus found: Eicar-Test-Signature");
+	wait_files("queue", 1);
+	assert_int_equal(files_in("incoming"), 0);
+	assert_int_equal(files_in("quarantine"), 0);
+	buf_t content = BUF_INIT;
+	struct qf_msg m;
+	char *path = file_in("queue", 0);
+	read_notice(path, &m, &content);
+	assert_contains(&content, "\nSubject: [mx.example.test] refused: virus found: ");
+	assert_contains(&content, "  Subject:     Refused one\n");
+	assert_contains(&content, "nothing of it was kept here");
+	qf_msg_free(&m);
+	buf_free(&content);
+	free(path);
+	/* a refusal for anything else: no notice */
+	send_message("b@remote.test", "Spam");
+	finish_scan(POLICY_REJECT, 550, "5.7.1", "content_rule", "rule no_exe", NULL);
+	expect_lines(1, "550 5.7.1 rule no_exe");
+	pump(200);
+	assert_int_equal(files_in("queue"), 1);
+	assert_int_equal(files_in("incoming"), 0);
+	stop();
+}
+
+/* notify_sender = yes: the sender is told of a quarantine by a rule, but
+ * never of a virus (its sender is forged), and never <>. */
+static void test_sender_notices(void **state)
+{
+	static const char *const rule_hits[] = { "rule:no_exe", "attachment:a.exe", NULL };
+	(void)state;
+	start(POLICY_END_OF_DATA, "notify_admin = postmaster@example.test\nnotify_sender = yes\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	send_message("a@remote.test", "rule");
+	finish_scan(POLICY_QUARANTINE, 0, "", "content_rule", "rule no_exe", rule_hits);
+	expect_lines(1, "250 2.0.0");
+	wait_files("queue", 1);
+	send_message("forged@remote.test", "virus");
+	finish_scan(POLICY_QUARANTINE, 0, "", "virus", "virus found: X", virus_hits);
+	expect_lines(1, "250 2.0.0");
+	wait_files("queue", 2);
+	struct qf_msg m;
+	buf_t content = BUF_INIT;
+	char *path = file_in("queue", 0);
+	read_notice(path, &m, &content);
+	assert_int_equal(m.rcpt_count, 2);
+	assert_string_equal(m.rcpts[0].addr, "postmaster@example.test");
+	assert_string_equal(m.rcpts[1].addr, "a@remote.test");
+	assert_contains(&content, "  Rule:        no_exe\n");
+	qf_msg_free(&m);
+	free(path);
+	path = file_in("queue", 1);
+	read_notice(path, &m, &content);
+	assert_int_equal(m.rcpt_count, 1);
+	assert_string_equal(m.rcpts[0].addr, "postmaster@example.test");
+	qf_msg_free(&m);
+	free(path);
+	buf_free(&content);
+	stop();
+
+	/* no administrator, a virus: nobody at all */
+	start(POLICY_END_OF_DATA, "notify_sender = yes\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	send_message("forged@remote.test", "virus");
+	finish_scan(POLICY_QUARANTINE, 0, "", "virus", "virus found: X", virus_hits);
+	expect_lines(1, "250 2.0.0");
+	pump(200);
+	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
+/* A burst: notify_rate_limit notices, the rest counted in one summary at
+ * the end of the window (shortened here to 1 s). */
+static void test_notice_rate_bound(void **state)
+{
+	(void)state;
+	start(POLICY_END_OF_DATA, "notify_admin = postmaster@example.test\nnotify_rate_limit = 2\n");
+	notifier_set_window(fx.srv.notifier, 1000);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	for (int i = 0; i < 5; i++) {
+		send_message("v@remote.test", "burst");
+		finish_scan(POLICY_REJECT, 550, "5.7.0", "virus", "virus found: X", virus_hits);
+		expect_lines(1, "550 5.7.0");
+	}
+	wait_files("queue", 2);
+	pump(300);
+	assert_int_equal(files_in("queue"), 2); /* not one more within the window */
+	assert_int_equal(files_in("incoming"), 0);
+	wait_files("queue", 3); /* the summary, at the end of the window */
+	struct qf_msg m;
+	buf_t content = BUF_INIT;
+	char *path = file_in("queue", 2);
+	read_notice(path, &m, &content);
+	assert_string_equal(m.sender, "");
+	assert_string_equal(m.rcpts[0].addr, "postmaster@example.test");
+	assert_contains(&content, "Subject: [mx.example.test] 3 more notices held back in the "
+				  "last minute\n");
+	assert_contains(&content, "refused  from <v@remote.test>: virus found: X\n");
+	qf_msg_free(&m);
+	buf_free(&content);
+	free(path);
+	/* the next window sends again */
+	send_message("v@remote.test", "later");
+	finish_scan(POLICY_REJECT, 550, "5.7.0", "virus", "virus found: X", virus_hits);
+	expect_lines(1, "550 5.7.0");
+	wait_files("queue", 4);
+	stop();
+}
+
 static void test_every_stage_can_wait(void **state)
 {
 	(void)state;
@@ -462,6 +763,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipelined_commands_wait_for_the_verdict),
+		cmocka_unit_test(test_quarantine_note_and_admin_notice),
+		cmocka_unit_test(test_virus_refusal_notice),
+		cmocka_unit_test(test_sender_notices),
+		cmocka_unit_test(test_notice_rate_bound),
 		cmocka_unit_test(test_client_leaving_while_pending_releases_the_check),
 		cmocka_unit_test(test_half_closed_client_still_gets_its_replies),
 		cmocka_unit_test(test_deadline_applies_tempfail),
