@@ -219,12 +219,23 @@ clear_maildir() { # Maildir: remove every message, keep the folders
 
 # per system: label, port, Maildir ("" = nothing to wait for), between-runs command
 declare -A LABEL PORT MD BETWEEN UP
-declare -A ACCV E2EV ACC E2E P50V P99V LRV P50 P99 LRATE
+declare -A ACCV E2EV ACC E2E P50V P99V LRV P50 P99 LRATE CPUV CPUMS
+
+# The process a system's processes descend from (its CPU is that tree's)
+root_pid() { # sys
+	case "$1" in
+	sink) echo "$SINK_PID" ;;
+	postfix) echo "$PF_MASTER" ;;
+	*) echo "${PT_PID[$1]:-}" ;;
+	esac
+}
 
 # One throughput run: smtp-source -> port; with a Maildir, wait until it holds
-# N messages. Prints "accept_rate e2e_rate delivered" (e2e NA if mail is missing).
+# N messages. Prints "accept_rate e2e_rate delivered cpu_ms_per_msg" (e2e NA
+# if mail is missing; cpu = user+sys of the server's processes in the window,
+# from cpu_acct.py, per message: less disturbed by other load than the rates).
 throughput_run() { # sys run#
-	local sys="$1" i="$2" md="${MD[$1]}" a b c rc cnt=-1 seen last w="" err note
+	local sys="$1" i="$2" md="${MD[$1]}" a b c rc cnt=-1 seen last w="" err note srv cpums
 	err="$BENCH_OUT/smtp-source.err"
 	[ -n "$md" ] && clear_maildir "$md"
 	cpu_snap
@@ -239,12 +250,14 @@ throughput_run() { # sys run#
 		w=", in Maildir: $cnt, last delivery $(secs "$b" "$c") s after smtp-source returned -> end-to-end $(rate "$N" "$a" "$c") msg/s (waited $(secs "$b" "$seen") s)"
 	fi
 	note=$(cpu_note "${LABEL[$sys]} throughput")
-	record "${LABEL[$sys]} run$i: accept $(rate "$N" "$a" "$b") msg/s ($(secs "$a" "$b") s, smtp-source rc=$rc, $(wc -l <"$err") stderr lines)$w$note"
+	read -r _ _ srv _ < <(python3 "$HERE/cpu_acct.py" diff "$BENCH_OUT/cpu.snap" "$(root_pid "$sys")")
+	cpums=$(awk -v c="${srv:-0}" -v n="$N" 'BEGIN{printf "%.3f", 1000*c/n}')
+	record "${LABEL[$sys]} run$i: accept $(rate "$N" "$a" "$b") msg/s ($(secs "$a" "$b") s, smtp-source rc=$rc, $(wc -l <"$err") stderr lines)$w; server CPU ${srv:-?} s = $cpums ms/msg$note"
 	[ -s "$err" ] && head -3 "$err" | sed 's/^/    smtp-source: /' | tee -a "$RAW" >&2
 	if [ -n "$md" ] && [ "$cnt" != "$N" ]; then
-		echo "$(rate "$N" "$a" "$b") NA $cnt"
+		echo "$(rate "$N" "$a" "$b") NA $cnt $cpums"
 	else
-		echo "$(rate "$N" "$a" "$b") $(rate "$N" "$a" "$c") $cnt"
+		echo "$(rate "$N" "$a" "$b") $(rate "$N" "$a" "$c") $cnt $cpums"
 	fi
 }
 
@@ -456,8 +469,8 @@ declare -A RATIO_E2E=() RATIO_ACC=() RATIO_E2E_MED=() RATIO_ACC_MED=() LOST=()
 for ((i = 1; i <= RUNS; i++)); do
 	declare -A RE=() RA=()
 	for s in $ORDER; do
-		read -r acc e2e cnt < <(throughput_run "$s" "$i")
-		ACCV[$s]="${ACCV[$s]:-} $acc"; E2EV[$s]="${E2EV[$s]:-} $e2e"
+		read -r acc e2e cnt cpums < <(throughput_run "$s" "$i")
+		ACCV[$s]="${ACCV[$s]:-} $acc"; E2EV[$s]="${E2EV[$s]:-} $e2e"; CPUV[$s]="${CPUV[$s]:-} $cpums"
 		RA[$s]=$acc; RE[$s]=$e2e
 		if [ "$e2e" = NA ]; then
 			record "  !! ${LABEL[$s]} run$i: $cnt of $N messages in the Maildir"
@@ -480,7 +493,9 @@ for s in $ORDER; do
 	ACC[$s]=$(med ${ACCV[$s]})
 	# shellcheck disable=SC2086
 	E2E[$s]=$(med ${E2EV[$s]})
-	record "${LABEL[$s]} MEDIAN of $RUNS: accept ${ACC[$s]} msg/s, end-to-end ${E2E[$s]} msg/s  (runs: accept${ACCV[$s]}; e2e${E2EV[$s]})"
+	# shellcheck disable=SC2086
+	CPUMS[$s]=$(MED_DIGITS=3 med ${CPUV[$s]})
+	record "${LABEL[$s]} MEDIAN of $RUNS: accept ${ACC[$s]} msg/s, end-to-end ${E2E[$s]} msg/s, server CPU ${CPUMS[$s]} ms/msg  (runs: accept${ACCV[$s]}; e2e${E2EV[$s]}; CPU${CPUV[$s]})"
 done
 for p in $PAIRS; do
 	pair_on "$p" || continue
@@ -601,7 +616,7 @@ sys_name() {
 	postern-scan) echo "${POSTERN_VERSION:-postern} + rules + clamav" ;;
 	esac
 }
-row() { printf '%-40s | %12s | %12s | %13s | %12s | %12s\n' "$@"; }
+row() { printf '%-40s | %12s | %12s | %13s | %12s | %12s | %10s\n' "$@"; }
 {
 	echo "postern benchmark, $(date -u +%F) - $MACHINE"
 	echo "workload: smtp-source -s $SESSIONS -m $N (new connection per message) x ref-4k.eml ($(wc -c <"$REF") B) to $RCPT;" \
@@ -610,15 +625,16 @@ row() { printf '%-40s | %12s | %12s | %13s | %12s | %12s\n' "$@"; }
 		"accept = .. smtp-source exits"
 	has postern-scan && echo "postern-scan = postern + content_rules_file (the shipped $(basename "$SCAN_RULES")) + clamav_db_dir $CLAMAV_DB ($(find "$CLAMAV_DB" -maxdepth 1 -type f -printf '%f ' 2>/dev/null)), libclamav in process"
 	echo
-	row "system" "e2e msgs/s" "accept msg/s" "e2e/smtp-sink" "e2e/Postfix" "e2e/postern"
-	row "----------------------------------------" "------------" "------------" "-------------" "------------" "------------"
+	row "system" "e2e msgs/s" "accept msg/s" "e2e/smtp-sink" "e2e/Postfix" "e2e/postern" "CPU ms/msg"
+	row "----------------------------------------" "------------" "------------" "-------------" "------------" "------------" "----------"
 	sink_rate="${E2E[sink]:-}"
 	for s in sink postfix $PT_SYSTEMS; do
 		has "$s" || continue
 		row "$(sys_name "$s")" "${E2E[$s]:-NA}" "${ACC[$s]:-NA}" "$(ratio "${E2E[$s]:-}" "$sink_rate")" \
-			"$(ratio "${E2E[$s]:-}" "${E2E[postfix]:-}")" "$(ratio "${E2E[$s]:-}" "${E2E[postern]:-}")"
+			"$(ratio "${E2E[$s]:-}" "${E2E[postfix]:-}")" "$(ratio "${E2E[$s]:-}" "${E2E[postern]:-}")" "${CPUMS[$s]:-NA}"
 	done
-	echo "  (ratio columns: ratio of the medians)"
+	echo "  (ratio columns: ratio of the medians; CPU ms/msg = user+sys of the server's own processes during the run / N," \
+		"median: less disturbed by other load than the rates; kernel threads (journal, block I/O) not included)"
 	for p in $PAIRS; do
 		pair_on "$p" || continue
 		echo "  $(pair_label "$p"), median of the per-round ratios: end-to-end ${RATIO_E2E_MED[$p]} (rounds:${RATIO_E2E[$p]}), accept ${RATIO_ACC_MED[$p]} (rounds:${RATIO_ACC[$p]})"

@@ -161,8 +161,17 @@ cat "${FILES[@]}" >/dev/null # every tool reads them from the page cache
 # lines naming a virus: "FILE: reject ... reason=virus ..." (postern scan),
 # "FILE: NAME FOUND" (clamscan, clamdscan).
 # /usr/bin/time: %M is the peak RSS of the largest process of the command's
-# tree (wait4 gives the maximum over the reaped descendants too)
-TIMEIT=(/usr/bin/time -o "$ST/time" -f '%M')
+# tree (wait4 gives the maximum over the reaped descendants too), %U and %S
+# the CPU seconds of the whole tree
+TIMEIT=(/usr/bin/time -o "$ST/time" -f '%M %U %S')
+TICK=$(getconf CLK_TCK)
+clamd_ticks() { # CPU ticks clamd (all its threads) used so far
+	if [ -n "$CLAMD_PID" ] && [ -r "/proc/$CLAMD_PID/stat" ]; then
+		sed -E 's/^.*\) //' "/proc/$CLAMD_PID/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+	else
+		echo 0
+	fi
+}
 run_tool() { # tool -> its verdicts on stdout, its exit status(es) on fd 3
 	case "$1" in
 	postern-av) "${TIMEIT[@]}" "$POSTERN_BIN" scan -c "$ST/av.conf" "${FILES[@]}"; echo "rc $?" >&3 ;;
@@ -205,7 +214,7 @@ declare -A NAME=(
 	[multiscan]="clamdscan --multiscan --fdpass"
 	[stream]="clamdscan --stream (sequential)"
 )
-declare -A RATEV=() MBV=() RSSV=() INF=() RULEREF=() ROUND_RATIO=() STARTUP=() R=()
+declare -A RATEV=() MBV=() RSSV=() CPUV=() INF=() RULEREF=() ROUND_RATIO=() STARTUP=() R=()
 
 # start-up cost of the tools that load the signatures themselves: one small file
 for t in postern-av postern-full clamscan; do
@@ -224,16 +233,21 @@ for ((i = 1; i <= RUNS; i++)); do
 	for t in $TOOLS; do
 		out="$BENCH_OUT/scan-out/$t.txt"
 		cpu_snap
+		k0=$(clamd_ticks)
 		a=$(now)
 		run_tool "$t" >"$out" 2>"$ST/err" 3>"$ST/rc"
 		b=$(now)
+		k1=$(clamd_ticks)
 		[ "$t" = postern-x2 ] && cat "$ST"/x2-*.out >"$out"
 		note=$(cpu_note "$t")
 		secs=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b-a}')
 		r=$(rate "$NMSG" "$a" "$b")
 		mb=$(awk -v n="$BYTES" -v s="$secs" 'BEGIN{printf "%.1f", n/1e6/s}')
-		rss=$(tail -1 "$ST/time")
-		RATEV[$t]="${RATEV[$t]:-} $r"; MBV[$t]="${MBV[$t]:-} $mb"; RSSV[$t]="${RSSV[$t]:-} $rss"
+		read -r rss us ss < <(tail -1 "$ST/time")
+		# CPU: the command's tree (time) + what clamd spent meanwhile
+		cpu=$(awk -v u="$us" -v s="$ss" -v k="$((k1 - k0))" -v t="$TICK" 'BEGIN{printf "%.2f", u + s + k/t}')
+		cpums=$(awk -v c="$cpu" -v n="$NMSG" 'BEGIN{printf "%.3f", 1000*c/n}')
+		RATEV[$t]="${RATEV[$t]:-} $r"; MBV[$t]="${MBV[$t]:-} $mb"; RSSV[$t]="${RSSV[$t]:-} $rss"; CPUV[$t]="${CPUV[$t]:-} $cpums"
 		R[$t]=$r
 		# exit status: 0 clean, 1 a virus (or a refusal) found - expected here; 2 an error
 		rcs=$(awk '{printf "%s%s", (NR > 1 ? "," : ""), $2}' "$ST/rc")
@@ -252,7 +266,7 @@ for ((i = 1; i <= RUNS; i++)); do
 			[ "$k" -gt "$n" ] && record "  ${NAME[$t]} run$i: $((k - n)) messages refused by a content rule: $(grep -E ': reject ' "$out" | grep -v 'reason=virus' | head -3 | tr '\n' ' ')"
 			;;
 		esac
-		record "${NAME[$t]} run$i: $r msg/s, $mb MB/s ($secs s, $(awk -v s="$secs" -v n="$NMSG" 'BEGIN{printf "%.2f", 1000*s/n}') ms/msg), peak RSS $rss kB, exit $rcs, infected $n; $note"
+		record "${NAME[$t]} run$i: $r msg/s, $mb MB/s ($secs s, $(awk -v s="$secs" -v n="$NMSG" 'BEGIN{printf "%.2f", 1000*s/n}') ms/msg), CPU $cpu s = $cpums ms/msg (clamd's share $(awk -v k="$((k1 - k0))" -v t="$TICK" 'BEGIN{printf "%.2f", k/t}') s), peak RSS $rss kB, exit $rcs, infected $n; $note"
 	done
 	[ -n "${R[multiscan]:-}" ] && for t in postern-av postern-full postern-x2; do
 		ROUND_RATIO[$t]="${ROUND_RATIO[$t]:-} $(ratio "${R[$t]}" "${R[multiscan]}")"
@@ -278,7 +292,7 @@ fi
 OWN_TMP=$(tmpdir_env "")
 
 # ---- table ---------------------------------------------------------------------------
-row() { printf '%-42s | %8s | %7s | %8s | %11s | %13s | %8s\n' "$@"; }
+row() { printf '%-42s | %8s | %7s | %8s | %10s | %11s | %13s | %8s\n' "$@"; }
 # shellcheck disable=SC2086 # space-separated lists of numbers
 MULTI=$(med ${RATEV[multiscan]:-})
 # shellcheck disable=SC2086 # space-separated lists of numbers
@@ -287,15 +301,17 @@ MULTI=$(med ${RATEV[multiscan]:-})
 	echo "set: the anchors' $NMSG messages ($(awk -v b="$BYTES" 'BEGIN{printf "%.1f", b/1e6}') MB, $NINF with EICAR); signatures: $CLAMAV_DB ($(find "$CLAMAV_DB" -maxdepth 1 -type f -printf '%f ' | sed 's/ $//')), $CLAMAV_VERSION, ${POSTERN_VERSION:-postern}"
 	echo "time = the whole command (start-up and signature loading included; clamd has them loaded already); median of $RUNS rounds, each round runs every tool once"
 	echo
-	row "tool" "msgs/s" "MB/s" "/multi" "peak RSS kB" "infected/run" "rule ref"
-	row "------------------------------------------" "--------" "-------" "--------" "-----------" "-------------" "--------"
+	row "tool" "msgs/s" "MB/s" "/multi" "CPU ms/msg" "peak RSS kB" "infected/run" "rule ref"
+	row "------------------------------------------" "--------" "-------" "--------" "----------" "-----------" "-------------" "--------"
 	for t in $TOOLS; do
 		m=$(med ${RATEV[$t]})
 		case "$t" in postern-av | postern-full | clamscan) rss=$(MED_DIGITS=0 med ${RSSV[$t]}) ;; *) rss="-" ;; esac
-		row "${NAME[$t]}" "$m" "$(med ${MBV[$t]})" "$(ratio "$m" "$MULTI")" "$rss" "$(echo ${INF[$t]} | tr ' ' ',')" "${RULEREF[$t]:--}"
+		row "${NAME[$t]}" "$m" "$(med ${MBV[$t]})" "$(ratio "$m" "$MULTI")" "$(MED_DIGITS=3 med ${CPUV[$t]})" "$rss" "$(echo ${INF[$t]} | tr ' ' ',')" "${RULEREF[$t]:--}"
 	done
-	echo "  (/multi = msgs/s over clamdscan --multiscan's, ratio of the medians; peak RSS = /usr/bin/time %M of the process," \
-		"only for the single-process tools; clamd's own: VmHWM below; rule ref = messages refused by a content rule, last run)"
+	echo "  (/multi = msgs/s over clamdscan --multiscan's, ratio of the medians; CPU ms/msg = user+sys of the command and" \
+		"its children, plus clamd's for clamdscan, per message, median: less disturbed by other load than the rates;" \
+		"peak RSS = /usr/bin/time %M of the process, only for the single-process tools; clamd's own: VmHWM below;" \
+		"rule ref = messages refused by a content rule, last run)"
 	if [ -n "$MULTI" ] && [ "$MULTI" != NA ]; then
 		for t in postern-av postern-full postern-x2; do
 			[ -n "${ROUND_RATIO[$t]:-}" ] || continue
