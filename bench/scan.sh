@@ -322,7 +322,7 @@ MULTI=$(med ${RATEV[multiscan]:-})
 	echo "  start-up + 1 small file: postern scan (antivirus) ${STARTUP[postern-av]} s, (rules + antivirus) ${STARTUP[postern-full]} s, clamscan ${STARTUP[clamscan]} s"
 	[ -n "$CLAMD_MEM" ] && echo "  clamd (MaxThreads ${CLAMD_THREADS:-12}) after the runs: $CLAMD_MEM"
 	echo "  temporary files (libclamav writes the parts it extracts there): postern scan and clamscan TMPDIR $OWN_TMP;" \
-		"clamd ${CLAMD_TMP:-not running}; $(df --output=fstype /tmp | tail -1 | tr -d ' ') at /tmp"
+		"clamd ${CLAMD_TMP:-not running}; ${TMPDIR:-/tmp} is on $(df --output=fstype "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ')"
 	echo
 	if ((${#FAILS[@]})); then
 		echo "RESULT: FAILED"
