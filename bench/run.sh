@@ -50,6 +50,9 @@ fi
 . "$ANCHORS/common.sh" # log, now, rate, median, mem_of, wait_tcp, stop_pid, netns_reexec
 netns_reexec "$@"
 
+# Where libclamav unpacks (postern-scan's clamav_temp_dir): postern's
+# default, the tmpfs /dev/shm, unless TMPDIR says otherwise.
+export TMPDIR="${TMPDIR:-/dev/shm}"
 N="${N:-20000}"
 SESSIONS="${SESSIONS:-20}"
 LAT_CONC="${LAT_CONC-1 10}"
@@ -415,6 +418,7 @@ start_postern() { # system
 			# content scanning: the shipped default policy and libclamav in process
 			content_rules_file = content-rules.example
 			clamav_db_dir      = $CLAMAV_DB
+			clamav_temp_dir    = $TMPDIR
 		EOF
 	fi
 	echo "$RCPT:{PLAIN}bench::::::" >"$dir/users"

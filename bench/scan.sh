@@ -40,6 +40,9 @@ fi
 netns_reexec "$@"
 
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
+# Where libclamav unpacks, the same for every tool: postern's default
+# (clamav_temp_dir: the tmpfs /dev/shm); clamscan and clamd read TMPDIR.
+export TMPDIR="${TMPDIR:-/dev/shm}"
 SCAN_RULES="${SCAN_RULES:-$REPO/etc/content-rules.example}"
 CLAMAV_DB=/var/lib/clamav # clamd_ctl.sh's DatabaseDirectory
 BENCH_TMP="${BENCH_TMP:-/var/tmp}"
@@ -122,6 +125,7 @@ cat >"$ST/av.conf" <<-EOF
 	user          = nobody
 	mail_owner    = mail
 	clamav_db_dir = $CLAMAV_DB
+	clamav_temp_dir = $TMPDIR
 EOF
 cp "$SCAN_RULES" "$ST/content-rules.example"
 chmod 644 "$ST/content-rules.example" "$ST/av.conf"
@@ -131,6 +135,7 @@ cat >"$ST/full.conf" <<-EOF
 	mail_owner         = mail
 	content_rules_file = content-rules.example
 	clamav_db_dir      = $CLAMAV_DB
+	clamav_temp_dir    = $TMPDIR
 EOF
 chmod 644 "$ST/full.conf"
 for c in av full; do
