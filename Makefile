@@ -4,7 +4,8 @@
 #   make run        install missing Debian dependencies (as root), build, and run
 #                   the demo gateway in the foreground on 127.0.0.1:2525
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
-#   make bench      throughput/latency side by side with smtp-sink and Postfix
+#   make bench      throughput/latency side by side with smtp-sink and Postfix,
+#                   with and without scanning; postern scan against ClamAV
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
 
 SHELL    := /bin/bash
@@ -152,8 +153,9 @@ fuzz: $(FUZZ_BINS)
 check-fuzz: $(FUZZ_BINS)
 	@tools/run-fuzzers.sh $(FUZZ_BINS)
 
+# Both parts run even when the first fails; either failing fails the target.
 bench: deps all
-	bench/run.sh
+	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; exit $$rc
 
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """latency.py - per-transaction SMTP latency of a receiving MTA.
 
-Usage: latency.py HOST PORT MSGDIR CONC [--rcpt ADDR] [--from ADDR]
+Usage: latency.py HOST PORT MSGDIR CONC [--rcpt ADDR] [--from ADDR] [--results FILE]
 
 Replays every NNNNN-*.eml file of MSGDIR (the anchors' gen_messages.py set)
 with CONC parallel sessions, one TCP connection per message, lock-step SMTP
@@ -18,6 +18,9 @@ work is not part of the number.
 
 Prints one JSON line: msgs, conc, secs, msgs_per_s, lat_ms_p50/p90/p99/max/
 mean and the counts of final reply codes ("250", "rcpt550", "exc:...").
+With --results FILE, also writes one line per message to FILE: its file
+name, a tab, its final reply code in the same form (the benchmark checks
+which messages a scanning server refused).
 Standard library only.
 """
 import json
@@ -126,7 +129,7 @@ def pct(sorted_vals, p):
 
 def main():
     args = sys.argv[1:]
-    opts = {"--rcpt": "bob@example.test", "--from": "sender@example.com"}
+    opts = {"--rcpt": "bob@example.test", "--from": "sender@example.com", "--results": ""}
     pos = []
     i = 0
     while i < len(args):
@@ -159,7 +162,7 @@ def main():
             os.close(r)
             os.close(go_w)
             os.read(go_r, 1)
-            results = [transaction(host, port, sender, rcpt, msgs[i])
+            results = [(i,) + transaction(host, port, sender, rcpt, msgs[i])
                        for i in range(k, len(msgs), conc)]
             with os.fdopen(w, "w") as out:
                 json.dump(results, out)
@@ -169,15 +172,20 @@ def main():
     os.close(go_r)
     t0 = time.perf_counter()
     os.close(go_w)  # end of file: go
-    lat, codes = [], {}
+    lat, codes, per_file = [], {}, {}
     for pid, r in readers:
         with os.fdopen(r) as inp:
-            for code, dt in json.load(inp):
+            for i, code, dt in json.load(inp):
                 lat.append(dt)
                 codes[code] = codes.get(code, 0) + 1
+                per_file[files[i]] = code
         os.waitpid(pid, 0)
     secs = time.perf_counter() - t0
     lat.sort()
+    if opts["--results"]:
+        with open(opts["--results"], "w") as out:
+            for f in files:
+                out.write("%s\t%s\n" % (f, per_file.get(f, "missing")))
     print(json.dumps({
         "msgs": len(lat), "conc": conc, "secs": round(secs, 3),
         "msgs_per_s": round(len(lat) / secs, 1),

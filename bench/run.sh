@@ -5,9 +5,14 @@
 #                 of SMTP over loopback on this machine), and
 #   * Postfix    (stock 3.x, private instance from the shared anchors,
 #                 "maildir" mode: virtual(8) delivers into a Maildir),
-# and reported as ratios. All three servers run side by side; each round
-# measures every system once, one after the other, so a slow spell of the
-# machine hits all of them alike. See bench/README.md.
+# and reported as ratios, two postern systems:
+#   * postern       (scanning off), and
+#   * postern-scan  (the same configuration plus content scanning: the
+#                    shipped content rules, etc/content-rules.example, and
+#                    libclamav with the anchors' signatures, /var/lib/clamav).
+# All servers run side by side; each round measures every system once, one
+# after the other, so a slow spell of the machine hits all of them alike.
+# See bench/README.md.
 #
 # Knobs (environment):
 #   N=20000           messages per throughput run (smtp-source -m)
@@ -15,16 +20,22 @@
 #   SESSIONS=20       parallel smtp-source sessions (-s)
 #   LAT_CONC="1 10"   concurrencies of the latency replay ("" = skip it)
 #   STALL=60          give up waiting for delivery after STALL s without progress
-#   SYSTEMS="sink postfix postern"   subset to run (debugging)
-#   POSTERN_BIN=build/postern  POSTERN_PORT=25260  SINK_PORT=25250
-#   BENCH_TMP=/var/tmp  parent of postern's temporary spool/mail folder (must
-#                       be on the same disk as Postfix' queue for a fair test)
-#   KEEP_TMP=1        keep that folder;  ANCHORS=../shared/anchors
+#   SYSTEMS="sink postfix postern postern-scan"   subset to run (debugging)
+#   POSTERN_BIN=build/postern  POSTERN_PORT=25260  POSTERN_SCAN_PORT=25270
+#   SINK_PORT=25250
+#   SCAN_RULES=etc/content-rules.example  CLAMAV_DB=/var/lib/clamav
+#   BENCH_TMP=/var/tmp  parent of the postern systems' temporary spool/mail
+#                       folders (must be on the same disk as Postfix' queue
+#                       for a fair test)
+#   KEEP_TMP=1        keep those folders;  ANCHORS=../shared/anchors
 #   ANCHOR_NETNS=0    do not enter a private loopback-only network namespace
 # Output: the table on stdout and in build/bench/results.txt, per-run lines
-# in build/bench/raw.txt, postern's log in build/bench/postern.log.
-# Exit status: 0 = all systems measured and postern delivered every message
-# with a clean log; 1 otherwise.
+# in build/bench/raw.txt, the postern systems' logs in build/bench/postern.log
+# and build/bench/postern-scan.log.
+# Exit status: 0 = all systems measured and each postern system delivered
+# every message it accepted, refused exactly the messages it must refuse,
+# and has a clean log; 1 otherwise. Speed targets missed do not fail it:
+# the table says whether they are met.
 set -u -o pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,13 +50,19 @@ fi
 . "$ANCHORS/common.sh" # log, now, rate, median, mem_of, wait_tcp, stop_pid, netns_reexec
 netns_reexec "$@"
 
+# Where libclamav unpacks (postern-scan's clamav_temp_dir): postern's
+# default, the tmpfs /dev/shm, unless TMPDIR says otherwise.
+export TMPDIR="${TMPDIR:-/dev/shm}"
 N="${N:-20000}"
 SESSIONS="${SESSIONS:-20}"
 LAT_CONC="${LAT_CONC-1 10}"
 STALL="${STALL:-60}"
-SYSTEMS="${SYSTEMS:-sink postfix postern}"
+SYSTEMS="${SYSTEMS:-sink postfix postern postern-scan}"
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
 POSTERN_PORT="${POSTERN_PORT:-25260}"
+POSTERN_SCAN_PORT="${POSTERN_SCAN_PORT:-25270}"
+SCAN_RULES="${SCAN_RULES:-$REPO/etc/content-rules.example}"
+CLAMAV_DB="${CLAMAV_DB:-/var/lib/clamav}"
 SINK_PORT="${SINK_PORT:-25250}"
 PF_PORT=10025
 PF_CTL="$ANCHORS/postfix_ctl.sh"
@@ -63,7 +80,6 @@ RCPT=bob@example.test
 mkdir -p "$BENCH_OUT"
 RAW="$BENCH_OUT/raw.txt"
 RESULTS="$BENCH_OUT/results.txt"
-PLOG="$BENCH_OUT/postern.log"
 OTHER="$BENCH_OUT/other-cpu.txt"
 : >"$RAW"
 : >"$OTHER"
@@ -82,15 +98,28 @@ med() {
 		END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.*f\n", d, (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 has() { case " $SYSTEMS " in *" $1 "*) return 0 ;; esac; return 1; }
+is_postern() { case "$1" in postern | postern-scan) return 0 ;; esac; return 1; }
+
+# The postern systems: everything of one is kept in these arrays, keyed by
+# its name (postern, postern-scan): the supervisor's PID, the PIDs below it,
+# its temporary folder, log, port, how its SIGTERM went, its memory table
+# and time split; per latency replay it must refuse the messages listed in
+# $BENCH_OUT/expect-refused-SYSTEM.txt (empty: none) and accept the others.
+PT_SYSTEMS=""
+for s in postern postern-scan; do has "$s" && PT_SYSTEMS="$PT_SYSTEMS $s"; done
+declare -A PT_PID=() PT_KIDS=() PT_DIR=() PT_LOG=() PT_PORT=() PT_STOP=() PT_MEM=() PT_SPLIT=()
+PT_PORT[postern]=$POSTERN_PORT
+PT_PORT[postern-scan]=$POSTERN_SCAN_PORT
+for s in postern postern-scan; do PT_LOG[$s]="$BENCH_OUT/$s.log"; PT_STOP[$s]="not started"; done
 
 # CPU that unrelated processes and other guests (steal) took during a measured
 # window, see cpu_acct.py; each window appends "label other steal wall" to $OTHER.
 cpu_snap() { python3 "$HERE/cpu_acct.py" snap "$BENCH_OUT/cpu.snap"; }
 cpu_note() { # label -> ", other processes X CPU-s, steal Y CPU-s (Z% of the CPUs)"
 	local wall other steal
-	# shellcheck disable=SC2086 # the PIDs may be empty: then they are left out
+	# shellcheck disable=SC2086,SC2048 # the PIDs may be empty: then they are left out
 	read -r wall _ _ other steal < <(python3 "$HERE/cpu_acct.py" diff "$BENCH_OUT/cpu.snap" \
-		$$ ${PF_MASTER:-} ${POSTERN_PID:-})
+		$$ ${PF_MASTER:-} ${PT_PID[*]:-})
 	echo "$1 ${other:-0} ${steal:-0} ${wall:-1}" >>"$OTHER"
 	awk -v o="${other:-0}" -v s="${steal:-0}" -v w="${wall:-1}" -v n="$(nproc)" \
 		'BEGIN{printf ", other processes %.1f CPU-s, steal %.1f CPU-s (%.0f%% of the CPUs)", o, s, 100*(o+s)/(w*n)}'
@@ -105,56 +134,77 @@ for t in smtp-source smtp-sink postfix python3; do
 	command -v "$t" >/dev/null || { echo "bench: $t not found (run tools/install-deps.sh)" >&2; exit 1; }
 done
 [ -x "$POSTERN_BIN" ] || { echo "bench: $POSTERN_BIN not built (make all)" >&2; exit 1; }
+if has postern-scan; then
+	[ -f "$SCAN_RULES" ] || { echo "bench: $SCAN_RULES not found (SCAN_RULES=...)" >&2; exit 1; }
+	# the signatures the anchors' clamd uses (no internet: no official CVDs)
+	if [ "$CLAMAV_DB" = /var/lib/clamav ] && [ ! -f /var/lib/clamav/anchor-custom.ndb ]; then
+		"$ANCHORS/clamav_db.sh" >&2 || { echo "bench: $ANCHORS/clamav_db.sh failed" >&2; exit 1; }
+	fi
+fi
 
 # ---- cleanup: everything started here is stopped by PID or its own stop command
 SINK_PID=""
-POSTERN_PID=""
-POSTERN_KIDS=""
-POSTERN_STOP="not started"
 PF_STARTED=0
 PF_MASTER=""
-PT=""
-stop_postern() {
-	[ -n "$POSTERN_PID" ] || return 0
-	local t0 i rc=0 p
+stop_postern() { # system
+	local sys="$1" pid="${PT_PID[$1]:-}" t0 i rc=0 p
+	[ -n "$pid" ] || return 0
 	t0=$(now)
-	kill -TERM "$POSTERN_PID" 2>/dev/null
-	for ((i = 0; i < 600; i++)); do kill -0 "$POSTERN_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$POSTERN_PID" 2>/dev/null; then
-		log "postern pid $POSTERN_PID did not stop in 60 s, sending KILL"
-		kill -KILL "$POSTERN_PID" 2>/dev/null
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$sys pid $pid did not stop in 60 s, sending KILL"
+		kill -KILL "$pid" 2>/dev/null
 		rc=137
 	fi
-	wait "$POSTERN_PID" 2>/dev/null
+	wait "$pid" 2>/dev/null
 	[ "$rc" = 0 ] && rc=$?
-	POSTERN_STOP="exit status $rc after $(secs "$t0" "$(now)") s"
+	PT_STOP[$sys]="exit status $rc after $(secs "$t0" "$(now)") s"
 	# children die with the supervisor (PDEATHSIG); make sure, by PID
-	for p in $POSTERN_KIDS; do
+	for p in ${PT_KIDS[$sys]:-}; do
 		if kill -0 "$p" 2>/dev/null && grep -q postern "/proc/$p/cmdline" 2>/dev/null; then
-			log "postern child $p still alive, killing it"
+			log "$sys child $p still alive, killing it"
 			kill -KILL "$p" 2>/dev/null
 		fi
 	done
-	POSTERN_PID=""
+	PT_PID[$sys]=""
 }
-# postern's processes below the supervisor: its children (smtp workers,
-# queue manager) and theirs (the queue manager's local delivery agents).
-postern_descendants() {
-	local kid
-	for kid in $(ps -o pid= --ppid "$POSTERN_PID"); do
-		echo "$kid"
-		ps -o pid= --ppid "$kid"
-	done | tr -d ' ' | sort -n | tr '\n' ' '
+# the role a postern process logs under ("postern/ROLE[PID]"), "" if none yet
+log_role() { # system pid
+	grep -m1 -oE "postern/[a-z]+\[$2\]" "${PT_LOG[$1]}" 2>/dev/null | sed -E 's#postern/([a-z]+).*#\1#'
 }
+# "role pid" for every process below a postern system's supervisor: its
+# children (smtp workers, queue manager, scan master) and theirs (the queue
+# manager's local delivery agents, the scan master's scanners). Scanners log
+# under their master's role (scan), so they are named by their parent.
+postern_tree() { # system
+	local sys="$1" kid gk role r
+	for kid in $(ps -o pid= --ppid "${PT_PID[$1]}"); do
+		role=$(log_role "$sys" "$kid")
+		echo "${role:-unknown} $kid"
+		for gk in $(ps -o pid= --ppid "$kid"); do
+			if [ "$role" = scan ]; then
+				echo "scanner $gk"
+			else
+				r=$(log_role "$sys" "$gk")
+				echo "${r:-unknown} $gk"
+			fi
+		done
+	done
+}
+postern_pids() { postern_tree "$1" | awk '{ print $2 }' | sort -n | tr '\n' ' '; }
 stop_sink() { [ -n "$SINK_PID" ] && { stop_pid "$SINK_PID" 10; wait "$SINK_PID" 2>/dev/null; SINK_PID=""; }; return 0; }
 stop_postfix() { [ "$PF_STARTED" = 1 ] && { "$PF_CTL" stop >/dev/null 2>&1; PF_STARTED=0; PF_MASTER=""; }; return 0; }
 cleanup() {
-	stop_postern
+	local s d
+	for s in $PT_SYSTEMS; do stop_postern "$s"; done
 	stop_sink
 	stop_postfix
-	if [ -n "$PT" ] && [ -d "$PT" ]; then
-		if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $PT"; else rm -rf "$PT"; fi
-	fi
+	for s in $PT_SYSTEMS; do
+		d="${PT_DIR[$s]:-}"
+		if [ -z "$d" ] || [ ! -d "$d" ]; then continue; fi
+		if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $d"; else rm -rf "$d"; fi
+	done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -172,12 +222,23 @@ clear_maildir() { # Maildir: remove every message, keep the folders
 
 # per system: label, port, Maildir ("" = nothing to wait for), between-runs command
 declare -A LABEL PORT MD BETWEEN UP
-declare -A ACCV E2EV ACC E2E P50V P99V LRV P50 P99 LRATE
+declare -A ACCV E2EV ACC E2E P50V P99V LRV P50 P99 LRATE CPUV CPUMS
+
+# The process a system's processes descend from (its CPU is that tree's)
+root_pid() { # sys
+	case "$1" in
+	sink) echo "$SINK_PID" ;;
+	postfix) echo "$PF_MASTER" ;;
+	*) echo "${PT_PID[$1]:-}" ;;
+	esac
+}
 
 # One throughput run: smtp-source -> port; with a Maildir, wait until it holds
-# N messages. Prints "accept_rate e2e_rate delivered" (e2e NA if mail is missing).
+# N messages. Prints "accept_rate e2e_rate delivered cpu_ms_per_msg" (e2e NA
+# if mail is missing; cpu = user+sys of the server's processes in the window,
+# from cpu_acct.py, per message: less disturbed by other load than the rates).
 throughput_run() { # sys run#
-	local sys="$1" i="$2" md="${MD[$1]}" a b c rc cnt=-1 seen last w="" err note
+	local sys="$1" i="$2" md="${MD[$1]}" a b c rc cnt=-1 seen last w="" err note srv cpums
 	err="$BENCH_OUT/smtp-source.err"
 	[ -n "$md" ] && clear_maildir "$md"
 	cpu_snap
@@ -192,22 +253,32 @@ throughput_run() { # sys run#
 		w=", in Maildir: $cnt, last delivery $(secs "$b" "$c") s after smtp-source returned -> end-to-end $(rate "$N" "$a" "$c") msg/s (waited $(secs "$b" "$seen") s)"
 	fi
 	note=$(cpu_note "${LABEL[$sys]} throughput")
-	record "${LABEL[$sys]} run$i: accept $(rate "$N" "$a" "$b") msg/s ($(secs "$a" "$b") s, smtp-source rc=$rc, $(wc -l <"$err") stderr lines)$w$note"
+	read -r _ _ srv _ < <(python3 "$HERE/cpu_acct.py" diff "$BENCH_OUT/cpu.snap" "$(root_pid "$sys")")
+	cpums=$(awk -v c="${srv:-0}" -v n="$N" 'BEGIN{printf "%.3f", 1000*c/n}')
+	record "${LABEL[$sys]} run$i: accept $(rate "$N" "$a" "$b") msg/s ($(secs "$a" "$b") s, smtp-source rc=$rc, $(wc -l <"$err") stderr lines)$w; server CPU ${srv:-?} s = $cpums ms/msg$note"
 	[ -s "$err" ] && head -3 "$err" | sed 's/^/    smtp-source: /' | tee -a "$RAW" >&2
 	if [ -n "$md" ] && [ "$cnt" != "$N" ]; then
-		echo "$(rate "$N" "$a" "$b") NA $cnt"
+		echo "$(rate "$N" "$a" "$b") NA $cnt $cpums"
 	else
-		echo "$(rate "$N" "$a" "$b") $(rate "$N" "$a" "$c") $cnt"
+		echo "$(rate "$N" "$a" "$b") $(rate "$N" "$a" "$c") $cnt $cpums"
 	fi
 }
 
 # One latency replay of the message set; waits for delivery afterwards.
-# Prints "p50 p99 msgs_per_s ok" (ok = every message accepted and delivered).
+# Prints "p50 p99 msgs_per_s ok": ok = the system refused exactly the
+# messages listed in $BENCH_OUT/expect-refused-SYSTEM.txt ("file code
+# reason" lines; none but for postern-scan), each with the code listed
+# there, and accepted and delivered all the others.
 latency_run() { # sys conc run#
-	local sys="$1" c="$2" i="$3" md="${MD[$1]:-}" j f cnt note ok=1
+	local sys="$1" c="$2" i="$3" md="${MD[$1]:-}" j f cnt note ok=1 res exp nexp
+	mkdir -p "$BENCH_OUT/latency"
+	res="$BENCH_OUT/latency/$sys-conc$c-run$i.tsv"
+	exp="$BENCH_OUT/expect-refused-$sys.txt"
+	[ -f "$exp" ] || : >"$exp"
+	nexp=$(wc -l <"$exp")
 	[ "$sys" = sink ] || clear_maildir "$md"
 	cpu_snap
-	j=$(python3 "$HERE/latency.py" 127.0.0.1 "${PORT[$sys]}" "$MSGS" "$c" --rcpt "$RCPT" --from "$SENDER")
+	j=$(python3 "$HERE/latency.py" 127.0.0.1 "${PORT[$sys]}" "$MSGS" "$c" --rcpt "$RCPT" --from "$SENDER" --results "$res")
 	read -r -a f < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["lat_ms_p50"], j["lat_ms_p99"], j["msgs_per_s"], j["codes"].get("250", 0), j["msgs"], j["lat_ms_p90"], j["lat_ms_max"])' "$j")
 	# smtp-sink keeps nothing: it shows the client's own floor
 	if [ "$sys" = sink ]; then
@@ -216,10 +287,16 @@ latency_run() { # sys conc run#
 		read -r cnt _ < <(python3 "$HERE/maildir_wait.py" "$md/new" "${f[3]}" "$STALL")
 	fi
 	note=$(cpu_note "${LABEL[$sys]} latency conc=$c")
-	record "${LABEL[$sys]} latency conc=$c run$i: p50 ${f[0]} ms p90 ${f[5]} p99 ${f[1]} max ${f[6]}, ${f[2]} msg/s, 250 replies ${f[3]}/${f[4]}, in Maildir $cnt$note   $j"
-	if [ "${f[3]}" != "$NSET" ] || [ "$cnt" != "${f[3]}" ]; then
+	record "${LABEL[$sys]} latency conc=$c run$i: p50 ${f[0]} ms p90 ${f[5]} p99 ${f[1]} max ${f[6]}, ${f[2]} msg/s, 250 replies ${f[3]}/${f[4]} (refusals expected: $nexp), in Maildir $cnt$note   $j"
+	# the replies other than 250 ("file code") against the expected refusals
+	local got want
+	got=$(awk -F'\t' '$2 != "250" { print $1 "\t" $2 }' "$res" | sort)
+	want=$(cut -f1,2 "$exp" | sort)
+	if [ "$got" != "$want" ] || [ "${f[3]}" != "$((NSET - nexp))" ] || [ "$cnt" != "${f[3]}" ]; then
 		ok=0
-		record "  !! ${LABEL[$sys]}: expected $NSET accepted and delivered, got ${f[3]} accepted, $cnt delivered"
+		record "  !! ${LABEL[$sys]}: expected $((NSET - nexp)) accepted and delivered and $nexp refused, got ${f[3]} accepted, $cnt delivered"
+		comm -23 <(echo "$got") <(echo "$want") | grep . | head -10 | sed 's/^/     refused, should have been accepted (or another code): /' | tee -a "$RAW" >&2
+		comm -13 <(echo "$got") <(echo "$want") | grep . | head -10 | sed 's/^/     should have been refused with this code: /' | tee -a "$RAW" >&2
 	fi
 	echo "${f[0]} ${f[1]} ${f[2]} $ok"
 }
@@ -237,9 +314,9 @@ mem_table() { # title
 		echo "$role $pid ${hwm:-0} ${rss:-0} ${pss:-0}"
 	done | sort -k1,1 -k2,2n | awk -v title="$1" '
 		{ printf "    %-16s pid %-7s VmHWM %6d kB  VmRSS %6d kB  Pss %6d kB\n", $1, $2, $3, $4, $5
-		  n[$1]++; h[$1] += $3; if ($3 > mx[$1]) mx[$1] = $3; th += $3; tp += $5; tn++ }
-		END { printf "  %s per role (VmHWM = peak RSS):\n", title
-		      for (r in n) printf "    %-16s %2d process%s  sum %6d kB  max %6d kB\n", r, n[r], (n[r] > 1 ? "es" : "  "), h[r], mx[r]
+		  n[$1]++; h[$1] += $3; rs[$1] += $4; ps[$1] += $5; if ($3 > mx[$1]) mx[$1] = $3; th += $3; tp += $5; tn++ }
+		END { printf "  %s per role (VmHWM = peak RSS; Pss = RSS with shared pages split between their sharers):\n", title
+		      for (r in n) printf "    %-16s %2d process%s  VmHWM sum %6d kB, max %6d kB;  VmRSS sum %6d kB;  Pss sum %6d kB\n", r, n[r], (n[r] > 1 ? "es" : "  "), h[r], mx[r], rs[r], ps[r]
 		      printf "  %s TOTAL %d processes: sum VmHWM %d kB (%.1f MB), sum Pss now %d kB\n", title, tn, th, th / 1024, tp
 		      printf "MEMSUM %d %d %d\n", th, tn, tp }'
 }
@@ -280,16 +357,51 @@ if has postfix; then
 fi
 
 POSTERN_VERSION=$("$POSTERN_BIN" version 2>/dev/null)
-if has postern; then
-	PT=$(mktemp -d "$BENCH_TMP/postern-bench.XXXXXX")
-	chmod 755 "$PT"
-	if [ "$(stat -c %d "$PT")" != "$(stat -c %d /var/spool)" ]; then
-		record "WARNING: $PT is not on the same filesystem as Postfix' queue (/var/spool): set BENCH_TMP"
+# between runs: the queue manager finishes removing the delivered queue files
+pt_drain() { # system
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ -z "$(find "${PT_DIR[$1]}/spool/incoming" "${PT_DIR[$1]}/spool/queue" -type f -print -quit 2>/dev/null)" ] && return 0
+		sleep 0.1
+	done
+	record "  !! $1 spool not empty 30 s after the last delivery"
+}
+# wait until the log says every role is up: one smtp worker per core
+# (workers = 0), the queue manager, and with scanning the scan master
+pt_wait_ready() { # system timeout_s
+	local log="${PT_LOG[$1]}" i
+	for ((i = 0; i < $2 * 10; i++)); do
+		if [ "$(grep -c 'smtp worker ready' "$log")" -ge "$(nproc)" ] && grep -q 'queue manager started' "$log" &&
+			{ [ "$1" != postern-scan ] || grep -q 'scan master ready' "$log"; }; then
+			sleep 0.5 # the delivery agents' start lines
+			return 0
+		fi
+		kill -0 "${PT_PID[$1]}" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+# the TMPDIR a process runs with (libclamav puts the parts it extracts there)
+tmpdir_of() { # pid
+	local t
+	t=$(tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^TMPDIR=//p')
+	echo "${t:-unset, so /tmp}"
+}
+# One postern system: a temporary folder with spool, Maildir, users file and
+# config (postern-scan: plus the shipped content rules and the signatures),
+# check-config, then serve.
+start_postern() { # system
+	local sys="$1" dir port="${PT_PORT[$1]}" log="${PT_LOG[$1]}"
+	dir=$(mktemp -d "$BENCH_TMP/$sys-bench.XXXXXX")
+	PT_DIR[$sys]=$dir
+	chmod 755 "$dir"
+	if [ "$(stat -c %d "$dir")" != "$(stat -c %d /var/spool)" ]; then
+		record "WARNING: $dir is not on the same filesystem as Postfix' queue (/var/spool): set BENCH_TMP"
 	fi
-	cat >"$PT/postern.conf" <<-EOF
-		# written by bench/run.sh
+	cat >"$dir/postern.conf" <<-EOF
+		# written by bench/run.sh for $sys
 		hostname      = mx.example.test
-		listen        = 127.0.0.1:$POSTERN_PORT
+		listen        = 127.0.0.1:$port
 		spool_dir     = spool
 		mail_root     = mail
 		local_domains = example.test
@@ -299,79 +411,118 @@ if has postern; then
 		mail_owner    = mail
 		workers       = 0
 	EOF
-	echo "$RCPT:{PLAIN}bench::::::" >"$PT/users"
-	chmod 600 "$PT/users"
-	LABEL[postern]="postern"; PORT[postern]=$POSTERN_PORT; MD[postern]="$PT/mail/example.test/bob/Maildir"
-	# between runs: the queue manager finishes removing the delivered queue files
-	pt_drain() {
-		local i
-		for ((i = 0; i < 300; i++)); do
-			[ -z "$(find "$PT/spool/incoming" "$PT/spool/queue" -type f -print -quit 2>/dev/null)" ] && return 0
-			sleep 0.1
-		done
-		record "  !! postern spool not empty 30 s after the last delivery"
-	}
-	BETWEEN[postern]=pt_drain
-	if ! "$POSTERN_BIN" check-config -c "$PT/postern.conf" >/dev/null 2>"$BENCH_OUT/check-config.err"; then
-		fail "postern check-config: $(head -3 "$BENCH_OUT/check-config.err")"
-	else
-		"$POSTERN_BIN" serve -c "$PT/postern.conf" 2>"$PLOG" &
-		POSTERN_PID=$!
-		if wait_tcp 127.0.0.1 "$POSTERN_PORT" 20; then
-			sleep 0.5 # let every role start
-			POSTERN_KIDS=$(postern_descendants)
-			UP[postern]=1
-			record "postern $POSTERN_VERSION: pid $POSTERN_PID, children $POSTERN_KIDS; spool+mail in $PT on $(df --output=source,fstype "$PT" | tail -1 | tr -s ' ')"
-		else
-			fail "postern did not listen on 127.0.0.1:$POSTERN_PORT"
-		fi
+	if [ "$sys" = postern-scan ]; then
+		cp "$SCAN_RULES" "$dir/content-rules.example"
+		chmod 644 "$dir/content-rules.example"
+		cat >>"$dir/postern.conf" <<-EOF
+			# content scanning: the shipped default policy and libclamav in process
+			content_rules_file = content-rules.example
+			clamav_db_dir      = $CLAMAV_DB
+			clamav_temp_dir    = $TMPDIR
+		EOF
 	fi
+	echo "$RCPT:{PLAIN}bench::::::" >"$dir/users"
+	chmod 600 "$dir/users"
+	LABEL[$sys]=$sys; PORT[$sys]=$port; MD[$sys]="$dir/mail/example.test/bob/Maildir"
+	BETWEEN[$sys]="pt_drain $sys"
+	if ! "$POSTERN_BIN" check-config -c "$dir/postern.conf" >/dev/null 2>"$BENCH_OUT/check-config-$sys.err"; then
+		fail "$sys check-config: $(head -3 "$BENCH_OUT/check-config-$sys.err")"
+		return
+	fi
+	"$POSTERN_BIN" serve -c "$dir/postern.conf" 2>"$log" &
+	PT_PID[$sys]=$!
+	if wait_tcp 127.0.0.1 "$port" 20 && pt_wait_ready "$sys" 120; then
+		PT_KIDS[$sys]=$(postern_pids "$sys")
+		UP[$sys]=1
+		record "$sys ($POSTERN_VERSION): pid ${PT_PID[$sys]}, below it $(postern_tree "$sys" | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }'); spool+mail in $dir on $(df --output=source,fstype "$dir" | tail -1 | tr -s ' ')"
+	else
+		fail "$sys did not start on 127.0.0.1:$port (see $log)"
+		tail -5 "$log" | sed 's/^/    /' | tee -a "$RAW" >&2
+	fi
+}
+for s in $PT_SYSTEMS; do start_postern "$s"; done
+
+# What postern-scan must refuse of the latency set: the EICAR messages (the
+# set's manifest) and whatever `postern scan` with its configuration refuses
+# by a content rule (reported, not hidden). The two must agree on viruses.
+for s in sink postfix postern postern-scan; do : >"$BENCH_OUT/expect-refused-$s.txt"; done
+if [ -n "${UP[postern-scan]:-}" ]; then
+	"$POSTERN_BIN" scan --json -c "${PT_DIR[postern-scan]}/postern.conf" "$MSGS"/[0-9]*.eml \
+		>"$BENCH_OUT/postern-scan-verdicts.jsonl" 2>"$BENCH_OUT/postern-scan-verdicts.err"
+	rc=$?
+	[ "$rc" -le 1 ] || fail "postern scan over the latency set: exit status $rc (see $BENCH_OUT/postern-scan-verdicts.err)"
+	python3 "$HERE/expect_refused.py" "$MSGS/manifest.tsv" "$BENCH_OUT/postern-scan-verdicts.jsonl" \
+		"$BENCH_OUT/expect-refused-postern-scan.txt" >"$BENCH_OUT/expect-refused.out"
+	rc=$?
+	tee -a "$RAW" <"$BENCH_OUT/expect-refused.out" >&2
+	[ "$rc" = 0 ] || fail "postern scan's verdicts on the latency set are not the expected ones (see $RAW)"
+	EXPECT_SUMMARY=$(head -1 "$BENCH_OUT/expect-refused.out")
+	SCAN_TMPDIR=$(tmpdir_of "$(postern_tree postern-scan | awk '$1 == "scanner" { print $2; exit }')")
+	record "postern-scan scanners' TMPDIR: $SCAN_TMPDIR"
 fi
 ORDER=""
-for s in sink postfix postern; do [ -n "${UP[$s]:-}" ] && ORDER="$ORDER $s"; done
+for s in sink postfix $PT_SYSTEMS; do [ -n "${UP[$s]:-}" ] && ORDER="$ORDER $s"; done
+
+# ratios compared per round: "A/B" = A's rate over B's
+PAIRS="postern/postfix postern-scan/postfix postern-scan/postern"
+pair_on() { has "${1%/*}" && has "${1#*/}"; }
+pair_label() { echo "${1//postfix/Postfix}"; }
 
 # ---- throughput: RUNS rounds, every system once per round ---------------------------
-declare -a RATIO_E2E=() RATIO_ACC=()
-LOST=0
+declare -A RATIO_E2E=() RATIO_ACC=() RATIO_E2E_MED=() RATIO_ACC_MED=() LOST=()
 for ((i = 1; i <= RUNS; i++)); do
 	declare -A RE=() RA=()
 	for s in $ORDER; do
-		read -r acc e2e cnt < <(throughput_run "$s" "$i")
-		ACCV[$s]="${ACCV[$s]:-} $acc"; E2EV[$s]="${E2EV[$s]:-} $e2e"
+		read -r acc e2e cnt cpums < <(throughput_run "$s" "$i")
+		ACCV[$s]="${ACCV[$s]:-} $acc"; E2EV[$s]="${E2EV[$s]:-} $e2e"; CPUV[$s]="${CPUV[$s]:-} $cpums"
 		RA[$s]=$acc; RE[$s]=$e2e
 		if [ "$e2e" = NA ]; then
 			record "  !! ${LABEL[$s]} run$i: $cnt of $N messages in the Maildir"
-			[ "$s" = postern ] && LOST=1
+			is_postern "$s" && LOST[$s]=1
 			[ "$s" = postfix ] && fail "Postfix did not deliver all messages in run $i"
 		fi
 		[ -n "${BETWEEN[$s]}" ] && ${BETWEEN[$s]}
 	done
-	RATIO_E2E+=("$(ratio "${RE[postern]:-}" "${RE[postfix]:-}")")
-	RATIO_ACC+=("$(ratio "${RA[postern]:-}" "${RA[postfix]:-}")")
+	for p in $PAIRS; do
+		pair_on "$p" || continue
+		RATIO_E2E[$p]="${RATIO_E2E[$p]:-} $(ratio "${RE[${p%/*}]:-}" "${RE[${p#*/}]:-}")"
+		RATIO_ACC[$p]="${RATIO_ACC[$p]:-} $(ratio "${RA[${p%/*}]:-}" "${RA[${p#*/}]:-}")"
+	done
 done
-[ "$LOST" = 1 ] && fail "postern lost mail: Maildir count != N=$N in at least one run (see $RAW)"
+for s in $PT_SYSTEMS; do
+	[ -n "${LOST[$s]:-}" ] && fail "$s lost mail: Maildir count != N=$N in at least one run (see $RAW)"
+done
 for s in $ORDER; do
 	# shellcheck disable=SC2086 # space-separated lists of numbers
 	ACC[$s]=$(med ${ACCV[$s]})
 	# shellcheck disable=SC2086
 	E2E[$s]=$(med ${E2EV[$s]})
-	record "${LABEL[$s]} MEDIAN of $RUNS: accept ${ACC[$s]} msg/s, end-to-end ${E2E[$s]} msg/s  (runs: accept${ACCV[$s]}; e2e${E2EV[$s]})"
+	# shellcheck disable=SC2086
+	CPUMS[$s]=$(MED_DIGITS=3 med ${CPUV[$s]})
+	record "${LABEL[$s]} MEDIAN of $RUNS: accept ${ACC[$s]} msg/s, end-to-end ${E2E[$s]} msg/s, server CPU ${CPUMS[$s]} ms/msg  (runs: accept${ACCV[$s]}; e2e${E2EV[$s]}; CPU${CPUV[$s]})"
 done
-RATIO_E2E_MED=$(MED_DIGITS=3 med "${RATIO_E2E[@]}")
-RATIO_ACC_MED=$(MED_DIGITS=3 med "${RATIO_ACC[@]}")
-record "postern/Postfix per round: end-to-end ${RATIO_E2E[*]} -> median $RATIO_E2E_MED; accept ${RATIO_ACC[*]} -> median $RATIO_ACC_MED"
+for p in $PAIRS; do
+	pair_on "$p" || continue
+	# shellcheck disable=SC2086 # space-separated lists of numbers
+	RATIO_E2E_MED[$p]=$(MED_DIGITS=3 med ${RATIO_E2E[$p]})
+	# shellcheck disable=SC2086
+	RATIO_ACC_MED[$p]=$(MED_DIGITS=3 med ${RATIO_ACC[$p]})
+	record "$(pair_label "$p") per round: end-to-end${RATIO_E2E[$p]} -> median ${RATIO_E2E_MED[$p]}; accept${RATIO_ACC[$p]} -> median ${RATIO_ACC_MED[$p]}"
+done
 
-# ---- latency: per concurrency, RUNS rounds of smtp-sink, Postfix, postern ---------------
+# ---- latency: per concurrency, RUNS rounds of every system ----------------------------
 # smtp-sink answers without keeping anything: its row is the floor of
 # this client on this machine, the part of every number that is not the
 # server's.
-LAT_BAD=0
+declare -A LAT_BAD=()
+LAT_REPLAYS=0
 for c in $LAT_CONC; do
 	for ((i = 1; i <= RUNS; i++)); do
+		LAT_REPLAYS=$((LAT_REPLAYS + 1))
 		for s in $ORDER; do
 			read -r p50 p99 lr ok < <(latency_run "$s" "$c" "$i")
 			P50V[$s:$c]="${P50V[$s:$c]:-} $p50"; P99V[$s:$c]="${P99V[$s:$c]:-} $p99"; LRV[$s:$c]="${LRV[$s:$c]:-} $lr"
-			[ "$ok" = 1 ] || { [ "$s" = postern ] && LAT_BAD=1; }
+			[ "$ok" = 1 ] || LAT_BAD[$s]=1
 			[ -n "${BETWEEN[$s]}" ] && ${BETWEEN[$s]}
 		done
 	done
@@ -385,7 +536,9 @@ for c in $LAT_CONC; do
 		record "${LABEL[$s]} latency conc=$c MEDIAN of $RUNS: p50 ${P50[$s:$c]} ms, p99 ${P99[$s:$c]} ms, ${LRATE[$s:$c]} msg/s"
 	done
 done
-[ "$LAT_BAD" = 1 ] && fail "postern latency replay: not every message was accepted and delivered"
+for s in $PT_SYSTEMS; do
+	[ -n "${LAT_BAD[$s]:-}" ] && fail "$s latency replay: not exactly the expected messages refused, or not every accepted one delivered (see $RAW)"
+done
 
 # ---- memory, then stop everything ------------------------------------------------------
 if [ -n "${UP[sink]:-}" ]; then
@@ -404,33 +557,49 @@ if [ -n "${UP[postfix]:-}" ]; then
 	record "postfix log: $(wc -l <"$BENCH_OUT/postfix-issues.log") warning/error/deferred/bounced lines during the run"
 	head -5 "$BENCH_OUT/postfix-issues.log" | sed 's/^/    /' | tee -a "$RAW" >&2
 fi
-if [ -n "${UP[postern]:-}" ]; then
-	PT_MEM=$({ echo "supervisor $POSTERN_PID"
-		for p in $(postern_descendants); do  # smtp, qmgr and local (the agents)
-			r=$(grep -m1 -oE "postern/[a-z]+\[$p\]" "$PLOG" | sed -E 's#postern/([a-z]+).*#\1#')
-			echo "${r:-unknown} $p"
-		done; } | mem_table postern)
-	grep -v '^MEMSUM' <<<"$PT_MEM" | tee -a "$RAW" >&2
-	now_kids=$(postern_descendants)
-	[ "$now_kids" = "$POSTERN_KIDS" ] || record "note: postern children changed during the run: $POSTERN_KIDS -> $now_kids"
-	POSTERN_KIDS="$POSTERN_KIDS $now_kids"
-	left=$(find "$PT/spool" -type f ! -name qmgr.lock | wc -l)
+for s in $PT_SYSTEMS; do
+	[ -n "${UP[$s]:-}" ] || continue
+	# supervisor, smtp workers, qmgr, local (the agents), scan (the master), scanner
+	PT_MEM[$s]=$({ echo "supervisor ${PT_PID[$s]}"; postern_tree "$s"; } | mem_table "$s")
+	grep -v '^MEMSUM' <<<"${PT_MEM[$s]}" | tee -a "$RAW" >&2
+	now_kids=$(postern_pids "$s")
+	[ "$now_kids" = "${PT_KIDS[$s]}" ] || record "note: $s processes changed during the run: ${PT_KIDS[$s]} -> $now_kids"
+	PT_KIDS[$s]="${PT_KIDS[$s]} $now_kids"
+	left=$(find "${PT_DIR[$s]}/spool" -type f ! -name qmgr.lock | wc -l)
 	if [ "$left" != 0 ]; then
-		record "postern spool still holds $left files after the run:"
-		find "$PT/spool" -type f ! -name qmgr.lock | head -5 | tee -a "$RAW" >&2
+		record "$s spool still holds $left files after the run:"
+		find "${PT_DIR[$s]}/spool" -type f ! -name qmgr.lock | head -5 | tee -a "$RAW" >&2
 	fi
-fi
-if [ -n "$POSTERN_PID" ]; then
-	stop_postern
-	record "postern SIGTERM: $POSTERN_STOP"
-	PT_LOGISSUES=$(grep -cE ': (warning|error|fatal|panic): ' "$PLOG")
-	PT_DEFER=$(grep -cE 'status=(deferred|bounced)' "$PLOG")
-	record "postern log: $(wc -l <"$PLOG") lines, $PT_LOGISSUES warning/error/fatal/panic, $PT_DEFER deferred/bounced"
-	grep -E ': (warning|error|fatal|panic): |status=(deferred|bounced)' "$PLOG" | head -10 | sed 's/^/    /' | tee -a "$RAW" >&2
-	[ "$PT_LOGISSUES" = 0 ] || fail "postern logged $PT_LOGISSUES warning/error lines (see $PLOG)"
-	PT_SPLIT=$(python3 "$HERE/time_split.py" "$PLOG")
-	[ "$PT_DEFER" = 0 ] || fail "postern deferred or bounced $PT_DEFER deliveries (see $PLOG)"
-fi
+done
+# Health of a postern system's log: no warning, error, deferral or bounce;
+# exactly the refusals the latency replays expect (none without scanning;
+# with it, per replay one end-of-data reject per expected message, with the
+# reason postern scan gave), and no discard or quarantine.
+pt_log_check() { # system
+	local sys="$1" log="${PT_LOG[$1]}" exp="$BENCH_OUT/expect-refused-$1.txt" issues defer rejects want reason n got other
+	issues=$(grep -cE ': (warning|error|fatal|panic): ' "$log")
+	defer=$(grep -cE 'status=(deferred|bounced)' "$log")
+	rejects=$(grep -cE ': reject: ' "$log")
+	want=$(($(wc -l <"$exp") * LAT_REPLAYS))
+	other=$(grep -cE ': discarded from=|disposition=quarantine' "$log")
+	record "$sys log: $(wc -l <"$log") lines, $issues warning/error/fatal/panic, $defer deferred/bounced, $rejects refusals (expected $want: $(wc -l <"$exp") per replay x $LAT_REPLAYS replays), $other discarded/quarantined"
+	grep -E ': (warning|error|fatal|panic): |status=(deferred|bounced)' "$log" | head -10 | sed 's/^/    /' | tee -a "$RAW" >&2
+	[ "$issues" = 0 ] || fail "$sys logged $issues warning/error lines (see $log)"
+	[ "$defer" = 0 ] || fail "$sys deferred or bounced $defer deliveries (see $log)"
+	[ "$other" = 0 ] || fail "$sys discarded or quarantined $other messages (see $log)"
+	[ "$rejects" = "$want" ] || fail "$sys logged $rejects refusals, expected $want (see $log)"
+	while read -r reason n; do
+		got=$(grep -cE ": reject: end-of-data .* reason=$reason\$" "$log")
+		[ "$got" = $((n * LAT_REPLAYS)) ] || fail "$sys logged $got end-of-data refusals with reason=$reason, expected $((n * LAT_REPLAYS))"
+	done < <(cut -f3 "$exp" | sort | uniq -c | awk '{ print $2, $1 }')
+}
+for s in $PT_SYSTEMS; do
+	[ -n "${PT_PID[$s]:-}" ] || continue
+	stop_postern "$s"
+	record "$s SIGTERM: ${PT_STOP[$s]}"
+	pt_log_check "$s"
+	PT_SPLIT[$s]=$(python3 "$HERE/time_split.py" "${PT_LOG[$s]}")
+done
 
 # ---- final table --------------------------------------------------------------------
 memsum() { sed -nE 's/^MEMSUM ([0-9]+) ([0-9]+) ([0-9]+)$/\1 \2 \3/p' <<<"${1:-}"; }
@@ -439,44 +608,68 @@ fmt_mem() { # "hwm_kB n pss_kB" -> text
 	read -r kb n pss <<<"$1"
 	[ -n "${kb:-}" ] && awk -v k="$kb" -v n="$n" -v p="$pss" 'BEGIN{printf "%.1f MB = sum of VmHWM over %d processes (sum of Pss after the run: %.1f MB)", k/1024, n, p/1024}' || echo "-"
 }
-row() { printf '%-40s | %12s | %12s | %13s | %15s\n' "$@"; }
+target() { # ratio -> "met" / "NOT met" (target >= 1.0)
+	isnum "${1:-}" || { echo "not measured"; return; }
+	awk -v r="$1" 'BEGIN{print (r >= 1.0 ? "met" : "NOT met")}'
+}
+sys_name() {
+	case "$1" in
+	sink) echo "smtp-sink (loopback limit, no queue)" ;;
+	postfix) echo "Postfix $PF_VERSION virtual(8) -> Maildir" ;;
+	postern) echo "${POSTERN_VERSION:-postern} -> Maildir" ;;
+	postern-scan) echo "${POSTERN_VERSION:-postern} + rules + clamav" ;;
+	esac
+}
+row() { printf '%-40s | %12s | %12s | %13s | %12s | %12s | %10s\n' "$@"; }
 {
 	echo "postern benchmark, $(date -u +%F) - $MACHINE"
 	echo "workload: smtp-source -s $SESSIONS -m $N (new connection per message) x ref-4k.eml ($(wc -c <"$REF") B) to $RCPT;" \
 		"median of $RUNS rounds (each round runs every system once); client and servers share the same CPUs; netns=${ANCHOR_IN_NETNS:-no}"
 	echo "end-to-end = first connection .. last message in the Maildir (smtp-sink: .. smtp-source exits);" \
 		"accept = .. smtp-source exits"
+	has postern-scan && echo "postern-scan = postern + content_rules_file (the shipped $(basename "$SCAN_RULES")) + clamav_db_dir $CLAMAV_DB ($(find "$CLAMAV_DB" -maxdepth 1 -type f -printf '%f ' 2>/dev/null)), libclamav in process"
 	echo
-	row "system" "e2e msgs/s" "accept msg/s" "e2e/smtp-sink" "postern/Postfix"
-	row "----------------------------------------" "------------" "------------" "-------------" "---------------"
+	row "system" "e2e msgs/s" "accept msg/s" "e2e/smtp-sink" "e2e/Postfix" "e2e/postern" "CPU ms/msg"
+	row "----------------------------------------" "------------" "------------" "-------------" "------------" "------------" "----------"
 	sink_rate="${E2E[sink]:-}"
-	has sink && row "smtp-sink (loopback limit, no queue)" "${E2E[sink]:-NA}" "${ACC[sink]:-NA}" "$(ratio "${E2E[sink]:-}" "$sink_rate")" "-"
-	has postfix && row "Postfix $PF_VERSION virtual(8) -> Maildir" "${E2E[postfix]:-NA}" "${ACC[postfix]:-NA}" "$(ratio "${E2E[postfix]:-}" "$sink_rate")" "1.000"
-	if has postern; then
-		row "${POSTERN_VERSION:-postern} -> Maildir" "${E2E[postern]:-NA}" "${ACC[postern]:-NA}" "$(ratio "${E2E[postern]:-}" "$sink_rate")" "$(ratio "${E2E[postern]:-}" "${E2E[postfix]:-}")"
-		has postfix && echo "  postern/Postfix, median of the per-round ratios: end-to-end $RATIO_E2E_MED (rounds: ${RATIO_E2E[*]}), accept $RATIO_ACC_MED (rounds: ${RATIO_ACC[*]})"
+	for s in sink postfix $PT_SYSTEMS; do
+		has "$s" || continue
+		row "$(sys_name "$s")" "${E2E[$s]:-NA}" "${ACC[$s]:-NA}" "$(ratio "${E2E[$s]:-}" "$sink_rate")" \
+			"$(ratio "${E2E[$s]:-}" "${E2E[postfix]:-}")" "$(ratio "${E2E[$s]:-}" "${E2E[postern]:-}")" "${CPUMS[$s]:-NA}"
+	done
+	echo "  (ratio columns: ratio of the medians; CPU ms/msg = user+sys of the server's own processes during the run / N," \
+		"median: less disturbed by other load than the rates; kernel threads (journal, block I/O) not included)"
+	for p in $PAIRS; do
+		pair_on "$p" || continue
+		echo "  $(pair_label "$p"), median of the per-round ratios: end-to-end ${RATIO_E2E_MED[$p]} (rounds:${RATIO_E2E[$p]}), accept ${RATIO_ACC_MED[$p]} (rounds:${RATIO_ACC[$p]})"
+	done
+	if pair_on postern-scan/postfix; then
+		echo "  target postern-scan/Postfix end-to-end >= 1.0 (scanning on, still at least stock Postfix's unfiltered rate): $(target "${RATIO_E2E_MED[postern-scan/postfix]}") (median of the per-round ratios ${RATIO_E2E_MED[postern-scan/postfix]})"
 	fi
 	if [ -n "$LAT_CONC" ]; then
 		echo
 		echo "transaction latency (connect .. reply to end of DATA), $NSET-message anchor set, 1 connection per message, rcpt $RCPT, median of $RUNS rounds:"
-		printf '%-28s | %5s | %9s | %9s | %9s\n' "system" "conc" "p50 ms" "p99 ms" "msgs/s"
-		for s in sink postfix postern; do
+		[ -n "${EXPECT_SUMMARY:-}" ] && echo "  postern-scan must refuse (550) the EICAR messages and accept all others; ${EXPECT_SUMMARY}"
+		printf '%-36s | %5s | %9s | %9s | %9s\n' "system" "conc" "p50 ms" "p99 ms" "msgs/s"
+		for s in sink postfix $PT_SYSTEMS; do
 			has "$s" || continue
 			for c in $LAT_CONC; do
-				printf '%-28s | %5s | %9s | %9s | %9s\n' "$(case $s in sink) echo "smtp-sink (client floor)" ;; postfix) echo "Postfix $PF_VERSION" ;; *) echo "${POSTERN_VERSION:-postern}" ;; esac)" "$c" \
+				printf '%-36s | %5s | %9s | %9s | %9s\n' "$(case $s in sink) echo "smtp-sink (client floor)" ;; *) sys_name "$s" | sed 's/ virtual.*\| -> Maildir//' ;; esac)" "$c" \
 					"${P50[$s:$c]:-NA}" "${P99[$s:$c]:-NA}" "${LRATE[$s:$c]:-NA}"
 			done
 		done
-		if has postfix && has postern; then
+		for p in $PAIRS; do
+			pair_on "$p" || continue
 			for c in $LAT_CONC; do
-				echo "  postern/Postfix conc=$c: p50 $(ratio "${P50[postern:$c]:-}" "${P50[postfix:$c]:-}"), p99 $(ratio "${P99[postern:$c]:-}" "${P99[postfix:$c]:-}") (lower is better)"
+				echo "  $(pair_label "$p") conc=$c: p50 $(ratio "${P50[${p%/*}:$c]:-}" "${P50[${p#*/}:$c]:-}"), p99 $(ratio "${P99[${p%/*}:$c]:-}" "${P99[${p#*/}:$c]:-}") (lower is better)"
 			done
-		fi
+		done
 	fi
-	if [ -n "${PT_SPLIT:-}" ]; then
+	for s in $PT_SYSTEMS; do
+		[ -n "${PT_SPLIT[$s]:-}" ] || continue
 		echo
-		echo "$PT_SPLIT"
-	fi
+		echo "$s: ${PT_SPLIT[$s]}"
+	done
 	echo
 	echo "peak memory (VmHWM of each live process after the run, summed; shared pages count in every process):"
 	has sink && echo "  smtp-sink: $(sed -nE 's/.*VmHWM:=([0-9]+).*/\1/p' <<<"${SINK_MEM:-}") kB"
@@ -484,21 +677,28 @@ row() { printf '%-40s | %12s | %12s | %13s | %15s\n' "$@"; }
 		echo "  Postfix: $(fmt_mem "$(memsum "${PF_MEM:-}")")"
 		grep -A20 'per role' <<<"${PF_MEM:-}" | grep -vE '^MEMSUM|TOTAL|per role'
 	fi
-	if has postern; then
-		echo "  postern: $(fmt_mem "$(memsum "${PT_MEM:-}")")"
-		grep -A20 'per role' <<<"${PT_MEM:-}" | grep -vE '^MEMSUM|TOTAL|per role'
-	fi
+	for s in $PT_SYSTEMS; do
+		echo "  $s: $(fmt_mem "$(memsum "${PT_MEM[$s]:-}")")"
+		grep -A20 'per role' <<<"${PT_MEM[$s]:-}" | grep -vE '^MEMSUM|TOTAL|per role'
+		if [ "$s" = postern-scan ] && [ -n "${PT_MEM[$s]:-}" ]; then
+			echo "   the scan master and each scanner (the compiled engine is shared by fork: compare Pss with VmRSS):"
+			grep -E '^    (scan|scanner) +pid' <<<"${PT_MEM[$s]}"
+			echo "   scanners' TMPDIR (libclamav's temporary files): ${SCAN_TMPDIR:-?}"
+		fi
+	done
 	echo
 	if ((${#FAILS[@]})); then
 		echo "RESULT: FAILED"
 		printf '  - %s\n' "${FAILS[@]}"
 	else
-		echo "RESULT: ok (postern delivered every message; no warnings, errors or deferrals in its log)"
+		pts="${PT_SYSTEMS# }"
+		echo "RESULT: ok (${pts// / and } delivered every message they accepted and refused exactly the expected ones; no warnings, errors or deferrals in their logs)"
 	fi
 	awk -v n="$(nproc)" '{ s = ($(NF-2) + $(NF-1)) / ($NF * n); if (s > mx) mx = s; o += $(NF-2); st += $(NF-1); w += $NF }
 		END { if (w == 0) exit
 		      printf "measured windows: %.0f s; other processes took %.1f CPU-s, hypervisor steal %.1f CPU-s (%.1f%% of the CPUs), worst window %.0f%%\n", w, o, st, 100*(o+st)/(w*n), 100*mx
 		      if (mx > 0.05) print "WARNING: the machine was not quiet; windows with a high share in raw.txt are skewed" }' "$OTHER"
+	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD0)"
 	echo "total bench time $(secs "$T0" "$(now)") s; per-run details: $RAW"
 } >"$RESULTS"
 cat "$RESULTS"

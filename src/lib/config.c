@@ -120,6 +120,7 @@ static const struct key_def keys[] = {
 	{ "clamav_max_recursion", K_UINT, OFF(clamav_max_recursion), "16", 1, 100, false, NULL },
 	{ "clamav_max_files", K_UINT, OFF(clamav_max_files), "10000", 1, 1000000, false, NULL },
 	{ "clamav_max_scan_time", K_DURATION, OFF(clamav_max_scan_time), "25s", 1, 3600, false, NULL },
+	{ "clamav_temp_dir", K_PATH, OFF(clamav_temp_dir), "", 0, 0, true, NULL },
 	{ "clamav_alert_exceeds_max", K_ENUM, OFF(clamav_alert_exceeds_max), "yes", 0, 0, false,
 	  yes_no_words },
 	{ "virus_action", K_ENUM, OFF(virus_action), "reject", 0, 0, false, virus_action_words },

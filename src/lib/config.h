@@ -94,6 +94,7 @@ struct config {
 	uint64_t clamav_max_files;
 	uint64_t clamav_max_scan_time;  /* seconds; also bounds a clamd exchange */
 	unsigned clamav_alert_exceeds_max; /* 1 = past a limit counts as a virus */
+	char *clamav_temp_dir;          /* where libclamav unpacks; "" = /dev/shm, else $TMPDIR */
 	enum virus_action virus_action;
 	/* Content scanning (docs/scanning.md). */
 	enum scan_mode scan;

@@ -697,6 +697,33 @@ static void assert_refused(const char *db, const char *want1, const char *want2)
 	free(err);
 }
 
+/* libclamav unpacks into clamav_temp_dir: one that cannot be written is
+ * refused when the engine is built, naming the folder; one that can is
+ * used (an archive is scanned with it). */
+static void test_temp_dir(void **state)
+{
+	(void)state;
+	struct scan_stage st;
+	char *err = NULL;
+	assert_int_equal(new_stage(sigdir, "clamav_temp_dir = /nonexistent/postern-tmp\n", &st,
+				   &err), -1);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "/nonexistent/postern-tmp: libclamav's temporary folder"));
+	free(err);
+	char extra[PATH_MAX + 32];
+	snprintf(extra, sizeof(extra), "clamav_temp_dir = %s\n", dir);
+	st = stage_with(extra);
+	const char *e = avmsg_eicar();
+	struct avmsg_file files[1] = { { "eicar.com", e, strlen(e) } };
+	buf_t zip = BUF_INIT, msg = BUF_INIT;
+	avmsg_zip(&zip, files, 1);
+	avmsg_with_attachment(&msg, "", "application/zip", "e.zip", "base64", zip.data, zip.len);
+	assert_refused_with(&st, &msg, "virus found: " EICAR_NAME);
+	st.free(st.ctx);
+	buf_free(&zip);
+	buf_free(&msg);
+}
+
 static void test_signature_folder_errors(void **state)
 {
 	(void)state;
@@ -844,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_discard_action),
 		cmocka_unit_test(test_message_over_max_file_size),
 		cmocka_unit_test(test_zip_bomb),
+		cmocka_unit_test(test_temp_dir),
 		cmocka_unit_test(test_recursion_limit),
 		cmocka_unit_test(test_engine_shared_by_forked_children),
 		cmocka_unit_test(test_signature_folder_errors),
