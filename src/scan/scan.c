@@ -181,6 +181,8 @@ static bool merge(struct scan_verdict *v, struct scan_verdict *one)
 {
 	for (size_t i = 0; i < one->headers.count; i++)
 		scan_verdict_add_header(v, one->headers.items[i]);
+	for (size_t i = 0; i < one->remove_headers.count; i++)
+		scan_verdict_remove_header(v, one->remove_headers.items[i]);
 	for (size_t i = 0; i < one->hits.count; i++)
 		scan_verdict_add_hit(v, one->hits.items[i]);
 	switch (one->action) {

@@ -36,6 +36,7 @@ struct fake {
 	int code;
 	const char *status, *text, *reason;
 	const char *header, *hit;
+	const char *remove; /* a header name to remove */
 	bool stale;
 	unsigned runs, freed;
 	size_t seen_len;
@@ -71,6 +72,8 @@ static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict
 		strlist_add(&v->headers, f->header); /* unchecked, as a careless stage might */
 	if (f->hit != NULL)
 		scan_verdict_add_hit(v, f->hit);
+	if (f->remove != NULL)
+		strlist_add(&v->remove_headers, f->remove); /* unchecked too */
 	return 0;
 }
 
@@ -158,9 +161,10 @@ static void test_tags_add_up_and_the_first_refusal_decides(void **state)
 	(void)state;
 	struct scan_pipeline *p = pipeline("");
 	struct fake tag = { .name = "rules", .action = SCAN_TAG, .header = "X-Rule: warned",
-			    .hit = "rule:warn-me" };
+			    .hit = "rule:warn-me", .remove = "X-Spam-Flag" };
 	struct fake bad_header = { .name = "spam", .action = SCAN_ACCEPT,
-				   .header = "Not a header", .hit = "spam:odd hit,name" };
+				   .header = "Not a header", .hit = "spam:odd hit,name",
+				   .remove = "Not a name" };
 	struct fake reject = { .name = "antivirus", .action = SCAN_REJECT, .code = 550,
 			       .status = "5.7.0", .text = "virus found: Test",
 			       .reason = "virus", .hit = "virus:Test" };
@@ -178,6 +182,8 @@ static void test_tags_add_up_and_the_first_refusal_decides(void **state)
 	assert_string_equal(v.reason, "virus");
 	assert_int_equal(v.headers.count, 1); /* the malformed one is dropped */
 	assert_string_equal(v.headers.items[0], "X-Rule: warned");
+	assert_int_equal(v.remove_headers.count, 1); /* the malformed name is dropped */
+	assert_string_equal(v.remove_headers.items[0], "X-Spam-Flag");
 	assert_int_equal(v.hits.count, 3);
 	assert_string_equal(v.hits.items[1], "spam:odd_hit_name");
 	assert_string_equal(v.hits.items[2], "virus:Test");
