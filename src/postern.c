@@ -32,6 +32,7 @@
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
+#include "version.h"
 #include "smtp/tls.h"
 
 /* The Makefile passes the installed configuration path:
@@ -41,7 +42,6 @@
 #error "POSTERN_CONFIG_FILE is not defined: build with make"
 #endif
 #define DEFAULT_CONFIG POSTERN_CONFIG_FILE
-#define POSTERN_VERSION "0.1.0"
 
 static void usage(FILE *out)
 {

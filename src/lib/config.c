@@ -33,6 +33,8 @@ enum key_type {
 	K_CIDRS,    /* network list */
 	K_LISTEN,   /* list of address:port */
 	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
+	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
+	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
 };
 
 struct key_def {
@@ -135,6 +137,14 @@ static const struct key_def keys[] = {
 	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
+	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
+	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },
+	{ "spam_tag_score", K_SCORE, OFF(spam_tag_score), "5.0", 0, 1000, false, NULL },
+	{ "spam_quarantine_score", K_SCORE, OFF(spam_quarantine_score), "0", 0, 1000, false, NULL },
+	{ "spam_reject_score", K_SCORE, OFF(spam_reject_score), "15", 0, 1000, false, NULL },
+	{ "spam_subject_prefix", K_STRING, OFF(spam_subject_prefix), "", 0, 0, true, NULL },
+	{ "spam_report", K_ENUM, OFF(spam_report), "no", 0, 0, false, yes_no_words },
+	{ "spam_time_budget", K_DURATION, OFF(spam_time_budget), "10s", 1, 600, false, NULL },
 };
 
 struct parse_ctx {
@@ -335,6 +345,40 @@ static const char *set_number(const struct key_def *k, uint64_t *field,
 	return NULL;
 }
 
+static const char *set_paths(const struct parse_ctx *ctx, strlist_t *list, const char *value)
+{
+	strlist_t items = { 0 };
+	strlist_split(&items, value);
+	strlist_free(list);
+	for (size_t i = 0; i < items.count; i++) {
+		char *p = resolve_path(ctx, items.items[i]);
+		strlist_add(list, p);
+		free(p);
+	}
+	strlist_free(&items);
+	return NULL;
+}
+
+/* Digits, optionally a point and up to three more: no sign, no exponent,
+ * no "inf" (strtod would take them). */
+static const char *set_score(const struct key_def *k, double *field, const char *value)
+{
+	const char *p = value;
+	size_t whole = 0, frac = 0;
+	while (*p >= '0' && *p <= '9' && whole < 6)
+		p++, whole++;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9' && frac < 4; p++)
+			frac++;
+	if (whole == 0 || *p != '\0' || frac > 3)
+		return "expected a score such as 5, 5.0 or 12.25";
+	double v = strtod(value, NULL);
+	if (v < (double)k->min || v > (double)k->max)
+		return "value out of range";
+	*field = v;
+	return NULL;
+}
+
 static const char *set_domains(strlist_t *list, const char *value)
 {
 	strlist_free(list);
@@ -401,6 +445,10 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return set_listen(ctx->cfg, value);
 	case K_ENUM:
 		return set_enum(k, field, value, detail_r);
+	case K_PATHS:
+		return set_paths(ctx, field, value);
+	case K_SCORE:
+		return set_score(k, field, value);
 	}
 	return "internal error: unknown key type";
 }
@@ -630,6 +678,7 @@ void config_free(struct config *cfg)
 			xfree(field);
 			break;
 		case K_DOMAINS:
+		case K_PATHS:
 			strlist_free(field);
 			break;
 		case K_CIDRS:
@@ -715,6 +764,17 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 		return *(const uint64_t *)fa != *(const uint64_t *)fb;
 	case K_DOMAINS:
 		return !strlist_within(fa, fb) || !strlist_within(fb, fa);
+	case K_PATHS: {
+		const strlist_t *la = fa, *lb = fb;
+		if (la->count != lb->count)
+			return true;
+		for (size_t i = 0; i < la->count; i++)
+			if (strcmp(la->items[i], lb->items[i]) != 0)
+				return true;
+		return false;
+	}
+	case K_SCORE:
+		return *(const double *)fa != *(const double *)fb;
 	case K_CIDRS:
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
@@ -740,12 +800,16 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 	case K_UINT:
 		buf_printf(v, "%llu", (unsigned long long)*(const uint64_t *)field);
 		break;
-	case K_DOMAINS: {
+	case K_DOMAINS:
+	case K_PATHS: {
 		const strlist_t *l = field;
 		for (size_t j = 0; j < l->count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", l->items[j]);
 		break;
 	}
+	case K_SCORE:
+		buf_printf(v, "%g", *(const double *)field);
+		break;
 	case K_CIDRS: {
 		const cidr_list_t *l = field;
 		char txt[INET6_ADDRSTRLEN];

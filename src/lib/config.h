@@ -110,6 +110,16 @@ struct config {
 	enum log_level log_level;
 
 	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
+
+	/* Spam scoring (src/scan/spam.c): rules in SpamAssassin's syntax. */
+	char *spam_rules_file;     /* postern's own rules, read strictly; "" = none */
+	strlist_t spam_rules_dirs; /* SpamAssassin's rule folders, read leniently */
+	double spam_tag_score;     /* X-Spam-Flag: YES and the subject prefix from here */
+	double spam_quarantine_score; /* 0 = never quarantined for its score */
+	double spam_reject_score;  /* 550 5.7.1 from here; 0 = never refused for its score */
+	char *spam_subject_prefix; /* "" = the Subject stays */
+	enum config_bool spam_report; /* also X-Spam-Report: each rule, its score, why */
+	uint64_t spam_time_budget; /* seconds the rules may take per message */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure
