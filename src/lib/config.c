@@ -135,6 +135,11 @@ static const struct key_def keys[] = {
 	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
+	{ "bayes_dir", K_PATH, OFF(bayes_dir), "", 0, 0, true, NULL },
+	{ "bayes_min_learned", K_UINT, OFF(bayes_min_learned), "200", 1, 1000000, false, NULL },
+	{ "bayes_expiry_days", K_UINT, OFF(bayes_expiry_days), "90", 1, 36500, true, NULL },
+	{ "bayes_max_tokens", K_UINT, OFF(bayes_max_tokens), "500000", 1000, 1000000000, true, NULL },
+	{ "bayes_map_size", K_SIZE, OFF(bayes_map_size), "64M", 1ULL << 20, 1ULL << 40, false, NULL },
 };
 
 struct parse_ctx {
