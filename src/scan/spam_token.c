@@ -44,6 +44,7 @@
 
 #include "../lib/xalloc.h"
 #include "spam.h"
+#include "spam_token.h"
 
 #define TOKEN_SEED 0x706f737465726e31ULL  /* never change: see above */
 #define TOKEN_TEXT_MAX 160
@@ -82,8 +83,8 @@ static void add_hash(struct tokens *ts, uint64_t h)
 	}
 }
 
-/* prefix + text (cut to TOKEN_TEXT_MAX bytes in all). */
-static void add(struct tokens *ts, const char *prefix, const char *text, size_t len)
+/* The hash of prefix + text (cut to TOKEN_TEXT_MAX bytes in all). */
+static uint64_t token_hash(const char *prefix, const char *text, size_t len)
 {
 	char b[TOKEN_TEXT_MAX];
 	size_t p = strlen(prefix);
@@ -93,7 +94,18 @@ static void add(struct tokens *ts, const char *prefix, const char *text, size_t 
 	if (len > sizeof(b) - p)
 		len = sizeof(b) - p;
 	memcpy(b + p, text, len);
-	add_hash(ts, XXH64(b, p + len, TOKEN_SEED));
+	return XXH64(b, p + len, TOKEN_SEED);
+}
+
+uint64_t spam_token_hash(const char *prefix, const char *text)
+{
+	uint64_t h = token_hash(prefix, text, strlen(text));
+	return h != 0 ? h : 1;
+}
+
+static void add(struct tokens *ts, const char *prefix, const char *text, size_t len)
+{
+	add_hash(ts, token_hash(prefix, text, len));
 }
 
 static void add_str(struct tokens *ts, const char *prefix, const char *text)
