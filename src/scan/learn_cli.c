@@ -186,7 +186,7 @@ static void on_problem(void *arg, const char *source, unsigned number, int err)
 static void summary(const struct run *r, double seconds)
 {
 	const char *cls = r->opt->mode == MODE_SPAM ? "spam" : "ham";
-	printf("postern learn: %zu messages", r->messages);
+	printf("postern learn: %zu message%s", r->messages, r->messages == 1 ? "" : "s");
 	if (r->opt->mode == MODE_CLASSIFY)
 		printf(" classified, %zu at 0.5 or more", r->spammy);
 	else if (r->opt->mode == MODE_FORGET)
