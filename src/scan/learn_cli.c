@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,6 +452,17 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	return LEARN_CLI_DONE;
 }
 
+/* Not root: a store written as another account than `user` may be one
+ * the scanners cannot read. */
+static void warn_if_not_user(const struct config *cfg)
+{
+	struct passwd *pw = cfg->user[0] != '\0' ? getpwnam(cfg->user) : NULL;
+	if (pw != NULL && pw->pw_uid != geteuid())
+		fprintf(stderr, "postern learn: warning: running as uid %u, not as user %s: the "
+			"scanners, which run as %s, need to read %s\n", (unsigned)geteuid(),
+			cfg->user, cfg->user, cfg->bayes_dir);
+}
+
 int learn_cli_main(const struct config *cfg, int argc, char **argv, learn_become_fn become)
 {
 	struct options opt = { MODE_NONE, false, xcalloc((size_t)argc + 1, sizeof(char *)), 0 };
@@ -463,6 +475,8 @@ int learn_cli_main(const struct config *cfg, int argc, char **argv, learn_become
 		goto out;
 	}
 	bool root = geteuid() == 0;
+	if (!root && opt.mode != MODE_STATS && opt.mode != MODE_CLASSIFY)
+		warn_if_not_user(cfg);
 	if (opt.mode == MODE_STATS || opt.mode == MODE_EXPIRE) {
 		const char *own = opt.mode == MODE_EXPIRE ? cfg->bayes_dir : NULL;
 		if (!root || become(cfg, own) == 0)

@@ -265,3 +265,30 @@ class SmallStoreTest(LearnTest):
             st = os.stat(os.path.join(store, name))
             self.assertEqual(st.st_uid, nobody.pw_uid, name)
         self.assertEqual(os.stat(store).st_mode & 0o777, 0o700)
+
+    def test_warns_when_not_run_as_user(self):
+        if not IS_ROOT:
+            self.skipTest("needs root, to run postern learn as another account")
+        # user is nobody (the harness's); run as daemon: the store would be
+        # daemon's, which the scanners (nobody) cannot read: said so
+        os.chmod(self.srv.dir, 0o777)
+        for path in self.files:
+            os.chmod(path, 0o644)
+        p = subprocess.run(["setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups",
+                            POSTERN_BIN, "learn", "-c", self.srv.conf_path, "--ham",
+                            self.files[0]],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(60))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("warning: running as uid 1, not as user nobody: the scanners, which run "
+                      "as nobody, need to read %s" % os.path.join(self.srv.dir, "bayes"),
+                      p.stderr.decode())
+        # run as user itself: no warning, but, as warned, daemon's store
+        # is out of its reach
+        os.chmod(os.path.join(self.srv.dir, "bayes"), 0o777)
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            POSTERN_BIN, "learn", "-c", self.srv.conf_path, "--ham",
+                            self.files[1]],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(60))
+        self.assertNotIn("warning", p.stderr.decode())
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("cannot open the Bayes store: Permission denied", p.stderr.decode())
