@@ -205,13 +205,14 @@ struct spam_store {
 
 /*
  * Open the LMDB store in folder dir. Writable (`postern learn`, and the
- * stage's auto-learn): the folder is created (mode 0700) when missing,
- * the map is at least map_size bytes and doubles whenever it is full.
- * Read-only (the scanners): nothing is opened until the first use in a
- * process, and again in a process forked after that, so the scan master
- * opens the handle and each scanner gets its own environment; a store
- * that does not exist yet reads as empty (and is looked for again). Any
- * number of readers and writers may use it at once: a reader never waits
+ * stage's auto-learn): the folder and the store are created (mode 0700)
+ * when missing and checked now; the map is at least map_size bytes and
+ * doubles whenever it is full. Read-only (the scanners): a store that
+ * does not exist yet reads as empty (and is looked for again). Either
+ * way the environment is opened on the first use in a process, and again
+ * in a process forked after that: the scan master opens the handle, does
+ * not use it, and each scanner gets its own environment. Any number of
+ * readers and writers may use it at once: a reader never waits
  * and sees each learning whole or not at all; writers take turns.
  * NULL with *err_r (malloc'ed) naming dir. Close with s->ops->close(s).
  */

@@ -13,11 +13,14 @@
  * writer killed mid-transaction loses only that transaction).
  *
  * Processes: an LMDB environment must not cross fork(). A handle opens its
- * environment on first use in a process and again in any process forked
- * after that (the inherited one is left alone: its descriptors and
- * mappings belong to the parent), so the scan master may open the handle
- * and every scanner still gets its own environment. Reader transactions
- * are MDB_NOTLS, kept reset between uses.
+ * environment on first use in a process, and again in any process forked
+ * after that: the scan master opens the handle (a writable one is made
+ * and checked, then closed again) and every scanner gets its own
+ * environment. An environment a parent used before forking is left alone
+ * in the child (its descriptors and mappings are the parent's; two
+ * descriptors stay open there), so a parent should not use the handle
+ * before it forks. Reader transactions are MDB_NOTLS, kept reset between
+ * uses.
  *
  * The map grows: a write that finds it full doubles it and tries again;
  * a reader told the map grew (MDB_MAP_RESIZED) adopts the new size.
@@ -708,6 +711,9 @@ struct spam_store *spam_store_lmdb_open(const char *dir, bool writable, uint64_t
 	st->map_size = map_size;
 	*err_r = NULL;
 	if (writable) {
+		/* made (and checked) now, but closed again: each process that
+		 * uses the handle, this one or one forked from it, then opens
+		 * its own environment */
 		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 			fail(st, "cannot create the Bayes store's folder: %s", strerror(errno));
 			*err_r = xstrdup(st->err);
@@ -718,6 +724,7 @@ struct spam_store *spam_store_lmdb_open(const char *dir, bool writable, uint64_t
 			lmdb_close(&st->base);
 			return NULL;
 		}
+		drop_env(st);
 	}
 	return &st->base;
 }

@@ -669,6 +669,27 @@ static void test_reader_never_sees_half_a_learning(void **state)
 	w->ops->close(w);
 }
 
+/* A writable handle made before fork (the stage's, for auto-learn, made
+ * in the scan master) learns in the child with the child's own
+ * environment, and the parent sees it. */
+static void test_writable_handle_across_fork(void **state)
+{
+	(void)state;
+	struct spam_store *w = open_store("j", true, 1 << 20);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const uint64_t toks[] = { 77 };
+		_exit(w->ops->learn(w, 1, toks, 1, SPAM_LEARN_SPAM, NULL) == 0 ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	totals_are(w, 1, 0);
+	assert_int_equal(counts_of(w, 77).spam, 1);
+	w->ops->close(w);
+}
+
 static void test_learn_a_spam_text(void **state)
 {
 	(void)state;
@@ -718,6 +739,7 @@ int main(void)
 		cmocka_unit_test(test_maintain_runs_when_due),
 		cmocka_unit_test(test_map_grows),
 		cmocka_unit_test(test_reader_never_sees_half_a_learning),
+		cmocka_unit_test(test_writable_handle_across_fork),
 		cmocka_unit_test(test_learn_a_spam_text),
 	};
 	return cmocka_run_group_tests(tests, store_setup, store_teardown);
