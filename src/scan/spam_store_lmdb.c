@@ -12,15 +12,17 @@
  * learning; writers take turns on LMDB's lock (a robust mutex, so a
  * writer killed mid-transaction loses only that transaction).
  *
- * Processes: an LMDB environment must not cross fork(). A handle opens its
- * environment on first use in a process, and again in any process forked
- * after that: the scan master opens the handle (a writable one is made
- * and checked, then closed again) and every scanner gets its own
- * environment. An environment a parent used before forking is left alone
- * in the child (its descriptors and mappings are the parent's; two
+ * Processes: an LMDB environment must not cross fork(), and a process
+ * must not open the same store twice. A handle opens the environment on
+ * first use in a process, and again in any process forked after that;
+ * the handles of one process share one environment per folder
+ * (struct shared_env). So the scan master opens the handle (a writable
+ * one is made and checked, then closed again) and every scanner gets its
+ * own environment. An environment a parent used before forking is left
+ * alone in the child (its descriptors and mappings are the parent's; two
  * descriptors stay open there), so a parent should not use the handle
- * before it forks. Reader transactions are MDB_NOTLS, kept reset between
- * uses.
+ * before it forks. Reader transactions are MDB_NOTLS (one reader slot per
+ * handle), kept reset between uses.
  *
  * The map grows: a write that finds it full doubles it and tries again;
  * a reader told the map grew (MDB_MAP_RESIZED) adopts the new size.
@@ -53,17 +55,32 @@
  * whose version is not ours. */
 #define WRONG_VERSION INT_MIN
 
+/* One environment per store folder and process: LMDB breaks when a
+ * process opens the same files twice (closing one descriptor drops the
+ * process's fcntl locks on them all, and a second open may find itself
+ * alone and reset the reader table), so handles of this process share it.
+ * Entries of another pid were inherited over fork() and are left alone:
+ * their descriptors and mappings are the parent's. Not thread-safe. */
+struct shared_env {
+	struct shared_env *next;
+	char *dir;
+	pid_t pid;
+	unsigned users;
+	MDB_env *env;
+	bool rdonly;         /* opened MDB_RDONLY: the files are not ours to write */
+	bool have_tables;    /* the tables exist (a reader may come before them) */
+	MDB_dbi tokens, learned, meta;
+};
+static struct shared_env *shared_envs;
+
 struct lmdb_store {
 	struct spam_store base;
 	char *dir;
 	bool writable;
-	uint64_t map_size;   /* writable: the least map size */
-	uint32_t today;      /* 0 = the clock's */
-	pid_t pid;           /* the process env was opened in; 0 = none */
-	MDB_env *env;
-	bool have_tables;    /* a read-only store whose tables exist */
-	MDB_dbi tokens, learned, meta;
-	MDB_txn *rtxn;       /* reader transaction, reset between uses */
+	uint64_t map_size;        /* writable: the least map size */
+	uint32_t today;           /* 0 = the clock's */
+	struct shared_env *sh;    /* this process's environment, or NULL */
+	MDB_txn *rtxn;            /* reader transaction, reset between uses */
 	char err[512];
 };
 
@@ -123,7 +140,7 @@ static void decode_counts(const MDB_val *v, struct spam_token_counts *c)
 static int meta_get(struct lmdb_store *st, MDB_txn *txn, const char *name, uint32_t *v_r)
 {
 	MDB_val k = { strlen(name), (void *)name }, v;
-	int rc = mdb_get(txn, st->meta, &k, &v);
+	int rc = mdb_get(txn, st->sh->meta, &k, &v);
 	*v_r = rc == 0 && v.mv_size == 4 ? get_le32(v.mv_data) : 0;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -133,26 +150,27 @@ static int meta_put(struct lmdb_store *st, MDB_txn *txn, const char *name, uint3
 	unsigned char b[4];
 	put_le32(b, value);
 	MDB_val k = { strlen(name), (void *)name }, v = { sizeof(b), b };
-	return mdb_put(txn, st->meta, &k, &v, 0);
+	return mdb_put(txn, st->sh->meta, &k, &v, 0);
 }
 
 /* ---- opening, per process -------------------------------------------------------- */
 
-static int open_tables(struct lmdb_store *st, MDB_txn *txn)
+static int open_tables(struct lmdb_store *st, MDB_txn *txn, bool create)
 {
-	unsigned flags = st->writable ? MDB_CREATE : 0;
-	int rc = mdb_dbi_open(txn, "tokens", flags, &st->tokens);
+	struct shared_env *sh = st->sh;
+	unsigned flags = create ? MDB_CREATE : 0;
+	int rc = mdb_dbi_open(txn, "tokens", flags, &sh->tokens);
 	if (rc == 0)
-		rc = mdb_dbi_open(txn, "learned", flags, &st->learned);
+		rc = mdb_dbi_open(txn, "learned", flags, &sh->learned);
 	if (rc == 0)
-		rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
+		rc = mdb_dbi_open(txn, "meta", flags, &sh->meta);
 	if (rc != 0)
 		return rc;
 	uint32_t version;
 	rc = meta_get(st, txn, "version", &version);
 	if (rc != 0)
 		return rc;
-	if (version == 0 && st->writable)
+	if (version == 0 && create)
 		return meta_put(st, txn, "version", STORE_VERSION);
 	if (version != STORE_VERSION) {
 		fail(st, "made by another version of postern's Bayes store (%u, not %u)",
@@ -162,91 +180,128 @@ static int open_tables(struct lmdb_store *st, MDB_txn *txn)
 	return 0;
 }
 
-static void drop_env(struct lmdb_store *st)
+/* Find (or, when the writer of this process made them, create) the
+ * tables: 0, 1 = not made yet, -1. */
+static int load_tables(struct lmdb_store *st)
 {
-	/* Only an environment of this process is closed; one inherited over
-	 * fork() is left as it is (closing it would touch the parent's
-	 * reader slot). */
-	if (st->env != NULL && st->pid == getpid()) {
-		if (st->rtxn != NULL)
-			mdb_txn_abort(st->rtxn);
-		mdb_env_close(st->env);
+	struct shared_env *sh = st->sh;
+	bool create = st->writable && !sh->rdonly;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(sh->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(sh->env, 0);
+		rc = mdb_txn_begin(sh->env, NULL, create ? 0 : MDB_RDONLY, &txn);
 	}
-	st->env = NULL;
-	st->rtxn = NULL;
-	st->pid = 0;
-	st->have_tables = false;
+	if (rc != 0)
+		return fail(st, "cannot open the Bayes store: %s", mdb_strerror(rc));
+	rc = open_tables(st, txn, create);
+	if (rc == MDB_NOTFOUND && !create) {
+		mdb_txn_abort(txn);  /* no learning has made the tables yet */
+		return 1;
+	}
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);  /* keeps the table handles */
+	else
+		mdb_txn_abort(txn);
+	if (rc == WRONG_VERSION)
+		return -1;
+	if (rc != 0)
+		return fail(st, "cannot open the Bayes store: %s", mdb_strerror(rc));
+	sh->have_tables = true;
+	return 0;
 }
 
-/* Open the environment in this process; 1 = a read-only store that does
- * not exist yet (it reads as empty), 0 = open, -1 = error. */
-static int env_open(struct lmdb_store *st)
+/* Open the environment of dir for this process: read-write when we may
+ * (a read-write environment writes nothing until asked), else read-only. */
+static int env_open(struct lmdb_store *st, struct shared_env **sh_r)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/data.mdb", st->dir);
-	if (!st->writable && access(path, F_OK) != 0 && errno == ENOENT)
-		return 1;
 	MDB_env *env;
 	int rc = mdb_env_create(&env);
 	if (rc != 0)
 		return fail(st, "%s", mdb_strerror(rc));
 	mdb_env_set_maxdbs(env, 4);
 	mdb_env_set_maxreaders(env, MAX_READERS);
-	unsigned flags = MDB_NOTLS | (st->writable ? MDB_NOMETASYNC : MDB_RDONLY);
-	rc = mdb_env_open(env, st->dir, flags, 0600);
+	bool rdonly = false;
+	rc = mdb_env_open(env, st->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
+	if ((rc == EACCES || rc == EROFS) && !st->writable) {
+		mdb_env_close(env);
+		if ((rc = mdb_env_create(&env)) != 0)
+			return fail(st, "%s", mdb_strerror(rc));
+		mdb_env_set_maxdbs(env, 4);
+		mdb_env_set_maxreaders(env, MAX_READERS);
+		rdonly = true;
+		rc = mdb_env_open(env, st->dir, MDB_NOTLS | MDB_RDONLY, 0600);
+	}
 	if (rc != 0) {
 		mdb_env_close(env);
 		return fail(st, "cannot open the Bayes store: %s", mdb_strerror(rc));
 	}
-	MDB_envinfo info;
-	mdb_env_info(env, &info);
-	if (st->writable && info.me_mapsize < st->map_size)
-		mdb_env_set_mapsize(env, st->map_size);
 	int dead;
-	mdb_reader_check(env, &dead);
-	st->env = env;
-	st->pid = getpid();
-	MDB_txn *txn;
-	rc = mdb_txn_begin(env, NULL, st->writable ? 0 : MDB_RDONLY, &txn);
-	if (rc == MDB_MAP_RESIZED) {
-		mdb_env_set_mapsize(env, 0);
-		rc = mdb_txn_begin(env, NULL, st->writable ? 0 : MDB_RDONLY, &txn);
-	}
-	if (rc != 0) {
-		drop_env(st);
-		return fail(st, "%s", mdb_strerror(rc));
-	}
-	rc = open_tables(st, txn);
-	if (rc == MDB_NOTFOUND && !st->writable) {
-		mdb_txn_abort(txn);  /* no learning has made the tables yet */
-		return 0;
-	}
-	if (rc == 0)
-		rc = mdb_txn_commit(txn);
-	else
-		mdb_txn_abort(txn);
-	if (rc != 0) {
-		if (rc != WRONG_VERSION)
-			fail(st, "cannot open the Bayes store: %s", mdb_strerror(rc));
-		drop_env(st);
-		return -1;
-	}
-	st->have_tables = true;
+	mdb_reader_check(env, &dead);  /* slots of readers that died (a killed scanner) */
+	struct shared_env *sh = xcalloc(1, sizeof(*sh));
+	sh->dir = xstrdup(st->dir);
+	sh->pid = getpid();
+	sh->env = env;
+	sh->rdonly = rdonly;
+	sh->next = shared_envs;
+	shared_envs = sh;
+	*sh_r = sh;
 	return 0;
 }
 
-/* The environment of this process: 0, 1 (read-only and nothing learned
- * yet: read as empty) or -1. */
+static void release_env(struct lmdb_store *st)
+{
+	struct shared_env *sh = st->sh;
+	st->sh = NULL;
+	if (sh == NULL || sh->pid != getpid()) {
+		st->rtxn = NULL;  /* a parent's, inherited: not ours to touch */
+		return;
+	}
+	if (st->rtxn != NULL)
+		mdb_txn_abort(st->rtxn);
+	st->rtxn = NULL;
+	if (--sh->users > 0)
+		return;
+	for (struct shared_env **p = &shared_envs; *p != NULL; p = &(*p)->next)
+		if (*p == sh) {
+			*p = sh->next;
+			break;
+		}
+	if (!sh->rdonly)
+		mdb_env_sync(sh->env, 1);
+	mdb_env_close(sh->env);
+	free(sh->dir);
+	free(sh);
+}
+
+/* This process's environment with its tables: 0; 1 = a read-only handle
+ * of a store with nothing learned yet (it reads as empty); -1. */
 static int ensure_open(struct lmdb_store *st)
 {
-	if (st->env != NULL && (st->pid != getpid() || !st->have_tables))
-		drop_env(st);   /* forked (the parent's is not ours), or tables not made yet */
-	if (st->env == NULL) {
-		int rc = env_open(st);
-		if (rc != 0)
-			return rc;
+	if (st->sh != NULL && st->sh->pid != getpid())
+		release_env(st);  /* forked since */
+	if (st->sh == NULL) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/data.mdb", st->dir);
+		if (!st->writable && access(path, F_OK) != 0 && errno == ENOENT)
+			return 1;
+		struct shared_env *sh = shared_envs;
+		while (sh != NULL && (sh->pid != getpid() || strcmp(sh->dir, st->dir) != 0))
+			sh = sh->next;
+		if (sh != NULL && st->writable && sh->rdonly)
+			return fail(st, "opened read-only in this process");
+		if (sh == NULL && env_open(st, &sh) < 0)
+			return -1;
+		sh->users++;
+		st->sh = sh;
 	}
-	return st->have_tables ? 0 : 1;
+	if (st->writable && !st->sh->rdonly) {
+		MDB_envinfo info;
+		mdb_env_info(st->sh->env, &info);
+		if (info.me_mapsize < st->map_size)
+			mdb_env_set_mapsize(st->sh->env, st->map_size);
+	}
+	return st->sh->have_tables ? 0 : load_tables(st);
 }
 
 /* A read transaction of the newest snapshot; 1 = the store is empty. */
@@ -257,14 +312,14 @@ static int read_begin(struct lmdb_store *st, MDB_txn **txn_r)
 		return rc;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		rc = st->rtxn != NULL ? mdb_txn_renew(st->rtxn)
-				      : mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
+				      : mdb_txn_begin(st->sh->env, NULL, MDB_RDONLY, &st->rtxn);
 		if (rc != MDB_MAP_RESIZED)
 			break;
 		/* Another process grew the map: adopt its size. */
 		if (st->rtxn != NULL)
 			mdb_txn_abort(st->rtxn);
 		st->rtxn = NULL;
-		mdb_env_set_mapsize(st->env, 0);
+		mdb_env_set_mapsize(st->sh->env, 0);
 	}
 	if (rc != 0) {
 		if (st->rtxn != NULL)
@@ -329,7 +384,7 @@ static int lmdb_lookup(struct spam_store *s, const uint64_t *tokens, size_t n,
 		unsigned char key[8];
 		put_be64(key, tokens[i]);
 		MDB_val k = { sizeof(key), key }, v;
-		int got = mdb_get(txn, st->tokens, &k, &v);
+		int got = mdb_get(txn, st->sh->tokens, &k, &v);
 		if (got == 0)
 			decode_counts(&v, &out[i]);
 		else if (got != MDB_NOTFOUND)
@@ -352,9 +407,9 @@ static int write_txn(struct lmdb_store *st, int (*fn)(struct lmdb_store *, MDB_t
 		return -1;
 	for (int attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
 		MDB_txn *txn;
-		rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+		rc = mdb_txn_begin(st->sh->env, NULL, 0, &txn);
 		if (rc == MDB_MAP_RESIZED) {
-			mdb_env_set_mapsize(st->env, 0);
+			mdb_env_set_mapsize(st->sh->env, 0);
 			continue;
 		}
 		if (rc != 0)
@@ -369,10 +424,10 @@ static int write_txn(struct lmdb_store *st, int (*fn)(struct lmdb_store *, MDB_t
 		if (rc != MDB_MAP_FULL)
 			return fail(st, "cannot write the Bayes store: %s", mdb_strerror(rc));
 		MDB_envinfo info;
-		mdb_env_info(st->env, &info);
+		mdb_env_info(st->sh->env, &info);
 		if (info.me_mapsize >= MAP_SIZE_MAX)
 			break;
-		rc = mdb_env_set_mapsize(st->env, info.me_mapsize * 2);
+		rc = mdb_env_set_mapsize(st->sh->env, info.me_mapsize * 2);
 		if (rc != 0)
 			return fail(st, "cannot grow the map to %zu bytes: %s", info.me_mapsize * 2,
 				    mdb_strerror(rc));
@@ -397,7 +452,7 @@ static int apply(struct lmdb_store *st, MDB_txn *txn, const uint64_t *tokens, si
 		put_be64(key, tokens[i]);
 		MDB_val k = { sizeof(key), key }, v;
 		struct spam_token_counts c;
-		int rc = mdb_get(txn, st->tokens, &k, &v);
+		int rc = mdb_get(txn, st->sh->tokens, &k, &v);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;
 		bool found = rc == 0;
@@ -412,14 +467,14 @@ static int apply(struct lmdb_store *st, MDB_txn *txn, const uint64_t *tokens, si
 		if (delta > 0 && day > c.atime)
 			c.atime = day;
 		if (c.spam == 0 && c.ham == 0) {
-			rc = found ? mdb_del(txn, st->tokens, &k, NULL) : 0;
+			rc = found ? mdb_del(txn, st->sh->tokens, &k, NULL) : 0;
 		} else {
 			put_le32(val, c.spam);
 			put_le32(val + 4, c.ham);
 			put_le32(val + 8, c.atime);
 			v.mv_size = sizeof(val);
 			v.mv_data = val;
-			rc = mdb_put(txn, st->tokens, &k, &v, 0);
+			rc = mdb_put(txn, st->sh->tokens, &k, &v, 0);
 		}
 		if (rc != 0)
 			return rc;
@@ -457,7 +512,7 @@ static int learn_in(struct lmdb_store *st, MDB_txn *txn, void *arg)
 	unsigned char key[8], val[LEARNED_VALUE_SIZE] = { 0 };
 	put_be64(key, l->id);
 	MDB_val k = { sizeof(key), key }, v;
-	int rc = mdb_get(txn, st->learned, &k, &v);
+	int rc = mdb_get(txn, st->sh->learned, &k, &v);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return rc;
 	bool known = rc == 0 && v.mv_size == LEARNED_VALUE_SIZE;
@@ -469,7 +524,7 @@ static int learn_in(struct lmdb_store *st, MDB_txn *txn, void *arg)
 		}
 		l->outcome = SPAM_LEARN_DONE;
 		rc = count_message(st, txn, l, was_spam, -1);
-		return rc != 0 ? rc : mdb_del(txn, st->learned, &k, NULL);
+		return rc != 0 ? rc : mdb_del(txn, st->sh->learned, &k, NULL);
 	}
 	bool spam = l->as == SPAM_LEARN_SPAM;
 	if (known && was_spam == spam) {
@@ -485,7 +540,7 @@ static int learn_in(struct lmdb_store *st, MDB_txn *txn, void *arg)
 	val[4] = spam ? 's' : 'h';
 	v.mv_size = sizeof(val);
 	v.mv_data = val;
-	return mdb_put(txn, st->learned, &k, &v, 0);
+	return mdb_put(txn, st->sh->learned, &k, &v, 0);
 }
 
 static int lmdb_learn(struct spam_store *s, uint64_t id, const uint64_t *tokens, size_t n,
@@ -526,7 +581,7 @@ static int sweep(struct lmdb_store *st, MDB_txn *txn,
 		 uint64_t *removed_r)
 {
 	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, st->tokens, &cur);
+	int rc = mdb_cursor_open(txn, st->sh->tokens, &cur);
 	if (rc != 0)
 		return rc;
 	MDB_val k, v;
@@ -574,13 +629,13 @@ static bool keep_by_cutoff(const struct spam_token_counts *c, void *arg)
 static int collect_keys(struct lmdb_store *st, MDB_txn *txn, uint64_t **keys_r, size_t *n_r)
 {
 	MDB_stat ms;
-	int rc = mdb_stat(txn, st->tokens, &ms);
+	int rc = mdb_stat(txn, st->sh->tokens, &ms);
 	if (rc != 0)
 		return rc;
 	uint64_t *keys = xreallocarray(NULL, ms.ms_entries + 1, sizeof(*keys));
 	size_t n = 0;
 	MDB_cursor *cur;
-	if ((rc = mdb_cursor_open(txn, st->tokens, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, st->sh->tokens, &cur)) != 0) {
 		free(keys);
 		return rc;
 	}
@@ -606,7 +661,7 @@ static int expire_in(struct lmdb_store *st, MDB_txn *txn, void *arg)
 	if (rc != 0)
 		return rc;
 	MDB_stat ms;
-	if ((rc = mdb_stat(txn, st->tokens, &ms)) != 0)
+	if ((rc = mdb_stat(txn, st->sh->tokens, &ms)) != 0)
 		return rc;
 	if (e->max_tokens > 0 && ms.ms_entries > e->max_tokens) {
 		uint64_t *keys;
@@ -647,16 +702,16 @@ static int stats_in(struct lmdb_store *st, MDB_txn *txn, struct spam_store_stats
 	if (rc != 0)
 		return rc;
 	MDB_stat ts, ls;
-	if ((rc = mdb_stat(txn, st->tokens, &ts)) != 0 ||
-	    (rc = mdb_stat(txn, st->learned, &ls)) != 0 ||
+	if ((rc = mdb_stat(txn, st->sh->tokens, &ts)) != 0 ||
+	    (rc = mdb_stat(txn, st->sh->learned, &ls)) != 0 ||
 	    (rc = meta_get(st, txn, "last_expire", &r->last_expire)) != 0)
 		return fail(st, "cannot read the statistics: %s", mdb_strerror(rc));
 	r->tokens = ts.ms_entries;
 	r->messages = ls.ms_entries;
 	MDB_envinfo info;
 	MDB_stat es;
-	mdb_env_info(st->env, &info);
-	mdb_env_stat(st->env, &es);
+	mdb_env_info(st->sh->env, &info);
+	mdb_env_stat(st->sh->env, &es);
 	r->used_bytes = ((uint64_t)info.me_last_pgno + 1) * es.ms_psize;
 	r->map_bytes = info.me_mapsize;
 	return 0;
@@ -685,9 +740,7 @@ static void lmdb_close(struct spam_store *s)
 	struct lmdb_store *st = store_of(s);
 	if (st == NULL)
 		return;
-	if (st->env != NULL && st->pid == getpid() && st->writable)
-		mdb_env_sync(st->env, 1);
-	drop_env(st);
+	release_env(st);
 	free(st->dir);
 	free(st);
 }
@@ -724,7 +777,7 @@ struct spam_store *spam_store_lmdb_open(const char *dir, bool writable, uint64_t
 			lmdb_close(&st->base);
 			return NULL;
 		}
-		drop_env(st);
+		release_env(st);
 	}
 	return &st->base;
 }
