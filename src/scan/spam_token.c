@@ -56,6 +56,7 @@
 #define ADDRESSES_MAX 50
 #define URIS_MAX 500
 #define FIELD_WORDS_MAX 200   /* words of one header field */
+#define TOKENS_MAX_EVER (1u << 20)  /* whatever max a caller asks for */
 
 /* ---- the set of tokens -------------------------------------------------------------- */
 
@@ -718,6 +719,8 @@ size_t spam_tokenize(const struct spam_text *t, uint64_t *tokens, size_t max)
 {
 	if (max == 0)
 		return 0;
+	if (max > TOKENS_MAX_EVER)
+		max = TOKENS_MAX_EVER;
 	size_t cap = 16;
 	while (cap < max * 2)
 		cap *= 2;
