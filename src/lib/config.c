@@ -145,6 +145,11 @@ static const struct key_def keys[] = {
 	{ "spam_subject_prefix", K_STRING, OFF(spam_subject_prefix), "", 0, 0, true, NULL },
 	{ "spam_report", K_ENUM, OFF(spam_report), "no", 0, 0, false, yes_no_words },
 	{ "spam_time_budget", K_DURATION, OFF(spam_time_budget), "10s", 1, 600, false, NULL },
+	{ "bayes_dir", K_PATH, OFF(bayes_dir), "", 0, 0, true, NULL },
+	{ "bayes_min_learned", K_UINT, OFF(bayes_min_learned), "200", 1, 1000000, false, NULL },
+	{ "bayes_expiry_days", K_UINT, OFF(bayes_expiry_days), "90", 1, 36500, true, NULL },
+	{ "bayes_max_tokens", K_UINT, OFF(bayes_max_tokens), "500000", 1000, 1000000000, true, NULL },
+	{ "bayes_map_size", K_SIZE, OFF(bayes_map_size), "64M", 1ULL << 20, 1ULL << 40, false, NULL },
 };
 
 struct parse_ctx {

@@ -120,6 +120,12 @@ struct config {
 	char *spam_subject_prefix; /* "" = the Subject stays */
 	enum config_bool spam_report; /* also X-Spam-Report: each rule, its score, why */
 	uint64_t spam_time_budget; /* seconds the rules may take per message */
+	/* Bayes (src/scan/spam_bayes.c, the token store in spam_store_lmdb.c). */
+	char *bayes_dir;              /* the token store's folder; "" = Bayes off */
+	uint64_t bayes_min_learned;   /* spam and ham each before Bayes says anything */
+	uint64_t bayes_expiry_days;   /* rare tokens not learned from for this long go; 0 = never */
+	uint64_t bayes_max_tokens;    /* the store's bound in tokens; 0 = none */
+	uint64_t bayes_map_size;      /* the LMDB map's least size (it grows when full) */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure
