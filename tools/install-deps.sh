@@ -19,11 +19,16 @@
 #                        test signatures, never the system clamd; its
 #                        freshclam is set to "manual" so that nothing tries
 #                        to download signatures at install time or later
+#   libvectorscan-dev    the spam rules' prefilter: one pass over a message
+#                        finds the literals every rule regex needs
+#   spamassassin         its rule files (/usr/share/spamassassin), which the
+#                        spam rule engine's tests load; its spamd is not
+#                        started (no service starts during this install)
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
-      openssl procps libclamav-dev clamav-daemon"
+      openssl procps libclamav-dev clamav-daemon libvectorscan-dev spamassassin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

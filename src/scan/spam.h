@@ -88,10 +88,13 @@ struct spam_rules;
 
 /* Where the rules come from: files and folders (every *.cf of a folder, in
  * name order, as SpamAssassin reads them), in this order; later scores
- * override earlier ones. */
+ * override earlier ones. lenient[i] marks paths[i] as SpamAssassin's own
+ * rules (spam_rules_dirs): read leniently, see spam_rules_load; lenient
+ * NULL reads every path strictly (postern's own files). */
 struct spam_rules_source {
 	const char *const *paths;
 	size_t count;
+	const bool *lenient;
 };
 
 /*
