@@ -42,10 +42,12 @@
 #define SPAM_REGEX_MATCH_LIMIT 200000
 #define SPAM_REGEX_DEPTH_LIMIT 2000
 #define SPAM_REGEX_HEAP_KIB 8192
-/* Literals the prefilter looks for: at least this long, at most this many
- * alternatives per regex. */
+/* Literals the prefilter looks for: at least SPAM_LIT_MIN long, at most
+ * SPAM_LIT_SET_MAX alternatives per regex; exact strings are combined
+ * ("[ck]redit" -> 2) while the product stays within SPAM_LIT_JOIN_MAX. */
 #define SPAM_LIT_MIN 3
-#define SPAM_LIT_SET_MAX 32
+#define SPAM_LIT_SET_MAX 256
+#define SPAM_LIT_JOIN_MAX 32
 #define SPAM_LIT_LEN_MAX 64
 
 /* The SpamAssassin version postern answers in "if version >= N" (the

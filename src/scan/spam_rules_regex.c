@@ -239,7 +239,7 @@ static struct lit_info as_req(struct lit_info a)
 /* Can two exact sets join into one within the bounds? */
 static bool can_join(const struct lit_info *a, const struct lit_info *b)
 {
-	if (a->kind != LIT_EXACT || b->kind != LIT_EXACT || a->count * b->count > SPAM_LIT_SET_MAX)
+	if (a->kind != LIT_EXACT || b->kind != LIT_EXACT || a->count * b->count > SPAM_LIT_JOIN_MAX)
 		return false;
 	for (size_t i = 0; i < a->count; i++)
 		for (size_t j = 0; j < b->count; j++)
