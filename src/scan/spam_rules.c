@@ -373,7 +373,8 @@ static void add_up(struct spam_run *run, struct spam_result *res)
 		if (r->tflags & SPAM_TF_NOAUTOLEARN)
 			res->autolearn_allowed = false;
 	}
-	qsort(res->hits, res->hit_count, sizeof(*res->hits), hit_by_name);
+	if (res->hit_count > 1)
+		qsort(res->hits, res->hit_count, sizeof(*res->hits), hit_by_name);
 }
 
 /* ---- the entry point ------------------------------------------------------------------------ */
