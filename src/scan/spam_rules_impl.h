@@ -310,6 +310,11 @@ void spam_parse_problem(struct spam_parse *ps, struct spam_file *f, unsigned lin
 			enum spam_skip what, const char *detail, const char *fmt, ...)
 	PRINTF_LIKE(6, 7);
 
+/* Rules from text in memory, as if read from a file called name (for the
+ * fuzzer and tests; an include is read relative to name). */
+struct spam_rules *spam_rules_parse_text(const char *name, const char *text, size_t len,
+					 bool lenient, FILE *warnings, char **err_r);
+
 /* spam_rules_build.c: turn what was read into the rules (NULL with ps->err
  * set when a strict file is wrong). */
 struct spam_rules *spam_rules_build(struct spam_parse *ps);

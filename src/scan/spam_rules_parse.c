@@ -1193,3 +1193,33 @@ struct spam_rules *spam_rules_load(const struct spam_rules_source *src, FILE *wa
 	spam_parse_free(&ps);
 	return rules;
 }
+
+struct spam_rules *spam_rules_parse_text(const char *name, const char *text, size_t len,
+					 bool lenient, FILE *warnings, char **err_r)
+{
+	struct spam_parse ps = { .warnings = warnings };
+	*err_r = NULL;
+	struct stat sb;
+	memset(&sb, 0, sizeof(sb));
+	sb.st_mode = S_IFREG;
+	struct spam_rules *rules = NULL;
+	if (len > SPAM_RULES_FILE_MAX) {
+		path_problem(&ps, name, "larger than %u bytes", SPAM_RULES_FILE_MAX);
+	} else {
+		struct spam_file *f = add_file(&ps, name, lenient, &sb);
+		char *copy = xmalloc(len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		ps.depth = 1;
+		parse_text(&ps, f, copy, len);
+		free(copy);
+	}
+	if (ps.err == NULL)
+		rules = spam_rules_build(&ps);
+	if (rules == NULL) {
+		*err_r = ps.err != NULL ? ps.err : xstrdup("spam rules: cannot load");
+		ps.err = NULL;
+	}
+	spam_parse_free(&ps);
+	return rules;
+}
