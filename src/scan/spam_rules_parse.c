@@ -24,6 +24,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1191,6 +1192,10 @@ struct spam_rules *spam_rules_load(const struct spam_rules_source *src, FILE *wa
 		ps.err = NULL;
 	}
 	spam_parse_free(&ps);
+	/* Reading and compiling left much freed memory behind (more than the
+	 * rules keep, with SpamAssassin's files): give it back before the
+	 * scanners are forked. */
+	malloc_trim(0);
 	return rules;
 }
 
