@@ -383,8 +383,27 @@ static int parse_escape(struct lit_parser *p)
 	case 'o':
 		p->broken = true;  /* \o{...}: rare; not worth knowing */
 		return -3;
-	case 'g': case 'k':
-		return -3;  /* back-references */
+	case 'g': case 'k': {
+		/* back-references: \g1 \g-1 \g{..} \g<..> \g'..' \k<..> \k'..' \k{..} */
+		char open = p->s[p->pos];
+		char close = open == '{' ? '}' : open == '<' ? '>' : open == '\'' ? '\'' : 0;
+		if (close != 0) {
+			const char *e = strchr(p->s + p->pos + 1, close);
+			if (e == NULL) {
+				p->broken = true;
+				return -3;
+			}
+			p->pos = (size_t)(e - p->s) + 1;
+		} else if (c == 'g') {
+			if (p->s[p->pos] == '-' || p->s[p->pos] == '+')
+				p->pos++;
+			while (isdigit((unsigned char)p->s[p->pos]))
+				p->pos++;
+		} else {
+			p->broken = true;
+		}
+		return -3;
+	}
 	default:
 		if (c >= '1' && c <= '9') {
 			while (isdigit((unsigned char)p->s[p->pos]))

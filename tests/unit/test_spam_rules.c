@@ -1102,6 +1102,12 @@ static void test_literals(void **state)
 		{ "(*UTF)abc", 0, "abc" },
 		{ "abc(?#note)def", 0, "abcdef" },
 		{ "x*", 0, "" },
+		/* back-references are no literal text, whatever their form */
+		{ "(ab)\\g{-1}xyz", 0, "xyz" },
+		{ "(ab)\\g1xyz", 0, "xyz" },
+		{ "(?<n>ab)\\k<n>xyz", 0, "xyz" },
+		{ "(?<n>ab)\\k{n}xyz", 0, "xyz" },
+		{ "(?'n'ab)\\g'n'xyz", 0, "xyz" },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct spam_litset s;
