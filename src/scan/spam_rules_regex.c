@@ -352,17 +352,18 @@ static int parse_escape(struct lit_parser *p)
 		int v = 0;
 		if (p->s[p->pos] == '{') {
 			size_t i = p->pos + 1;
-			int digits = 0;
-			while (hexval(p->s[i]) >= 0 && digits < 8) {
-				v = v * 16 + hexval(p->s[i++]);
-				digits++;
+			unsigned big = 0;  /* stops growing past 0xff: only "too big" matters */
+			while (hexval(p->s[i]) >= 0) {
+				if (big <= 0xff)
+					big = big * 16 + (unsigned)hexval(p->s[i]);
+				i++;
 			}
-			if (p->s[i] != '}' || v > 0xff) {
+			if (p->s[i] != '}' || big > 0xff) {
 				p->broken = true;
 				return -3;
 			}
 			p->pos = i + 1;
-			return v;
+			return (int)big;
 		}
 		for (int k = 0; k < 2 && hexval(p->s[p->pos]) >= 0; k++)
 			v = v * 16 + hexval(p->s[p->pos++]);
@@ -548,7 +549,10 @@ static char parse_options(struct lit_parser *p, bool *caseless, bool *extended)
 {
 	bool on = true;
 	for (;;) {
-		char c = p->s[p->pos++];
+		char c = p->s[p->pos];
+		if (c == '\0')
+			return 0;  /* the pattern ends inside the options */
+		p->pos++;
 		switch (c) {
 		case '-': on = false; break;
 		case '^': *caseless = false; *extended = false; break;
@@ -694,7 +698,9 @@ static void skip_extended_space(struct lit_parser *p)
 {
 	while (p->extended) {
 		char c = p->s[p->pos];
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+		/* Perl's pattern white space, as PCRE2 has it without UTF: NEL too */
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' ||
+		    (unsigned char)c == 0x85) {
 			p->pos++;
 		} else if (c == '#') {
 			while (p->s[p->pos] != '\0' && p->s[p->pos] != '\n')

@@ -1102,6 +1102,9 @@ static void test_literals(void **state)
 		{ "(*UTF)abc", 0, "abc" },
 		{ "abc(?#note)def", 0, "abcdef" },
 		{ "x*", 0, "" },
+		{ "\\x{0000000000041}BC", 0, "ABC" },
+		{ "\\x{FFFFFFFFFF}BCD", 0, "" },  /* beyond a byte: PCRE2 refuses it */
+		{ "ab\x85" "cd", PCRE2_EXTENDED, "abcd" },  /* NEL is white space under x */
 		/* back-references are no literal text, whatever their form */
 		{ "(ab)\\g{-1}xyz", 0, "xyz" },
 		{ "(ab)\\g1xyz", 0, "xyz" },
