@@ -982,6 +982,40 @@ static void test_eval_headers(void **state)
 	spam_rules_free(&r);
 }
 
+static void test_eval_received_trail(void **state)
+{
+	(void)state;
+	struct spam_rules *r = rules_ok("header FORGED_TRAIL eval:check_for_forged_received_trail()\n");
+	/* each relay is named by the one after it: a sound chain */
+	struct msg x;
+	msg_init(&x);
+	msg_header(&x, "Received", "from out.sender.example (out.sender.example [198.51.100.1]) "
+		   "by mx.example.net; Mon, 2 Jun 2025 10:00:02 +0000");
+	msg_header(&x, "Received", "from desk.sender.example (desk.sender.example [10.0.0.5]) "
+		   "by out.sender.example; Mon, 2 Jun 2025 10:00:01 +0000");
+	msg_header(&x, "Received", "from localhost by desk.sender.example; Mon, 2 Jun 2025 10:00:00 +0000");
+	msg_body(&x, "x\n");
+	msg_finish(&x);
+	struct spam_result res;
+	run(r, &x, &res);
+	assert_hits(&res, "");
+	spam_result_free(&res);
+	msg_free(&x);
+	/* relays nobody handed the message to: forged below the first hop */
+	msg_init(&x);
+	msg_header(&x, "Received", "from out.sender.example (out.sender.example [198.51.100.1]) "
+		   "by mx.example.net; Mon, 2 Jun 2025 10:00:02 +0000");
+	msg_header(&x, "Received", "from a by relay.bigisp.example; Mon, 2 Jun 2025 10:00:01 +0000");
+	msg_header(&x, "Received", "from b by gateway.other.example; Mon, 2 Jun 2025 10:00:00 +0000");
+	msg_body(&x, "x\n");
+	msg_finish(&x);
+	run(r, &x, &res);
+	assert_hits(&res, "FORGED_TRAIL");
+	spam_result_free(&res);
+	msg_free(&x);
+	spam_rules_free(&r);
+}
+
 static void test_eval_bayes(void **state)
 {
 	(void)state;
@@ -1336,6 +1370,7 @@ int main(void)
 		cmocka_unit_test(test_strict_after_lenient),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_eval_headers),
+		cmocka_unit_test(test_eval_received_trail),
 		cmocka_unit_test(test_eval_bayes),
 		cmocka_unit_test(test_eval_body_html_uri),
 		cmocka_unit_test(test_literals),
