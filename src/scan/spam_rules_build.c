@@ -187,11 +187,16 @@ static bool compile_rule(struct spam_parse *ps, struct spam_rule *r)
 
 /* ---- metas ----------------------------------------------------------------------- */
 
+/* rules_matching() compares its glob with every rule name: bounded over
+ * the whole load, so that a file of many calls cannot stall it. */
+#define RULES_MATCHING_WORK_MAX 20000000u
+
 struct meta_ctx {
 	struct spam_parse *ps;
 	const uint32_t *cand;   /* candidate rules (indices into ps->rules) */
 	size_t cand_count;
 	hashmap_t *cand_by_name;  /* name -> candidate index + 1 */
+	size_t glob_work;         /* names compared by rules_matching() so far */
 };
 
 static int meta_name(void *vctx, const char *name, size_t len, struct spam_expr *out,
@@ -228,6 +233,12 @@ static int meta_call(void *vctx, const char *fn, size_t fnlen, const char *arg, 
 			 (int)(fnlen > 60 ? 60 : fnlen), fn);
 		return -1;
 	}
+	m->glob_work += m->cand_count;
+	if (m->glob_work > RULES_MATCHING_WORK_MAX) {
+		snprintf(err, errlen, "rules_matching() is used too often for %zu rules",
+			 m->cand_count);
+		return -1;
+	}
 	char *glob = xstrndup(arg, arglen);
 	size_t n = 0;
 	for (size_t i = 0; i < m->cand_count; i++) {
@@ -249,27 +260,36 @@ static int meta_call(void *vctx, const char *fn, size_t fnlen, const char *arg, 
 static void build_prefilter(struct spam_rules *set, enum spam_view v)
 {
 	struct spam_prefilter *pf = &set->views[v];
-	const char **exprs = NULL;
-	unsigned *flags = NULL, *ids = NULL;
-	size_t *lens = NULL;
+	/* sizes first: one allocation each */
+	size_t rules = 0, lits = 0;
+	for (size_t i = 0; i < set->first_meta; i++) {
+		if (set->rules[i].view != v)
+			continue;
+		rules++;
+		if (lits + set->rules[i].lits.count <= SPAM_LIT_VIEW_MAX)
+			lits += set->rules[i].lits.count;
+	}
+	if (rules == 0)
+		return;
+	pf->all = xcalloc(rules, sizeof(uint32_t));
+	pf->always = xcalloc(rules, sizeof(uint32_t));
+	pf->lit_rule = xcalloc(lits + 1, sizeof(uint32_t));
+	const char **exprs = xcalloc(lits + 1, sizeof(*exprs));
+	unsigned *flags = xcalloc(lits + 1, sizeof(*flags));
+	unsigned *ids = xcalloc(lits + 1, sizeof(*ids));
+	size_t *lens = xcalloc(lits + 1, sizeof(*lens));
 	size_t n = 0;
 	for (size_t i = 0; i < set->first_meta; i++) {
 		const struct spam_rule *r = &set->rules[i];
 		if (r->view != v)
 			continue;
-		pf->all = xreallocarray(pf->all, pf->all_count + 1, sizeof(uint32_t));
 		pf->all[pf->all_count++] = (uint32_t)i;
-		if (r->lits.count == 0) {
-			pf->always = xreallocarray(pf->always, pf->always_count + 1, sizeof(uint32_t));
+		if (r->lits.count == 0 || n + r->lits.count > lits) {
+			/* no literal, or the view has enough: this one always runs */
 			pf->always[pf->always_count++] = (uint32_t)i;
 			continue;
 		}
 		for (size_t k = 0; k < r->lits.count; k++) {
-			exprs = xreallocarray(exprs, n + 1, sizeof(*exprs));
-			flags = xreallocarray(flags, n + 1, sizeof(*flags));
-			ids = xreallocarray(ids, n + 1, sizeof(*ids));
-			lens = xreallocarray(lens, n + 1, sizeof(*lens));
-			pf->lit_rule = xreallocarray(pf->lit_rule, n + 1, sizeof(uint32_t));
 			exprs[n] = r->lits.items[k].text;
 			lens[n] = r->lits.items[k].len;
 			flags[n] = HS_FLAG_SINGLEMATCH | (r->lits.items[k].caseless ? HS_FLAG_CASELESS : 0);
@@ -285,11 +305,9 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 					 &pf->db, &cerr) != HS_SUCCESS) {
 			/* Not expected for plain literals; run every rule then. */
 			log_warn("spam rules: the prefilter cannot be built (%s): every regex runs",
-				    cerr != NULL ? cerr->message : "?");
+				 cerr != NULL ? cerr->message : "?");
 			hs_free_compile_error(cerr);
 			pf->db = NULL;
-			free(pf->always);
-			pf->always = xcalloc(pf->all_count + 1, sizeof(uint32_t));
 			memcpy(pf->always, pf->all, pf->all_count * sizeof(uint32_t));
 			pf->always_count = pf->all_count;
 		} else if (hs_alloc_scratch(pf->db, &set->scratch) != HS_SUCCESS) {
@@ -377,50 +395,54 @@ static int by_priority(const void *a, const void *b)
 }
 
 /* Order the metas so that each comes after the metas it reads (Kahn's
- * algorithm); those in a cycle are a problem. *out gets candidate indices. */
+ * algorithm over the reverse edges, linear in metas and their terms);
+ * those in a cycle are a problem. *out gets candidate indices. */
 static size_t order_metas(struct spam_parse *ps, const uint32_t *cand, size_t cand_count,
 			  uint32_t *out)
 {
-	size_t *pending = xcalloc(cand_count, sizeof(size_t));  /* unmet meta dependencies */
-	bool *is_meta = xcalloc(cand_count, sizeof(bool));
-	bool *placed = xcalloc(cand_count, sizeof(bool));
+	size_t *pending = xcalloc(cand_count + 1, sizeof(size_t));  /* unmet meta dependencies */
+	bool *is_meta = xcalloc(cand_count + 1, sizeof(bool));
+	size_t *first_edge = xcalloc(cand_count + 2, sizeof(size_t));
 	for (size_t i = 0; i < cand_count; i++)
 		is_meta[i] = ps->rules[cand[i]].kind == SPAM_RK_META && !ps->rules[cand[i]].dropped;
+	/* count, then list, the edges dependency -> reader */
+	size_t edges = 0;
 	for (size_t i = 0; i < cand_count; i++) {
 		const struct spam_rule *r = &ps->rules[cand[i]];
-		if (!is_meta[i])
-			continue;
-		for (size_t k = 0; k < r->expr.count; k++)
-			if (r->expr.ops[k].op == SPAM_OP_RULE && is_meta[r->expr.ops[k].rule] &&
-			    r->expr.ops[k].rule != i)
+		for (size_t k = 0; is_meta[i] && k < r->expr.count; k++) {
+			const struct spam_expr_op *o = &r->expr.ops[k];
+			if (o->op == SPAM_OP_RULE && is_meta[o->rule]) {
+				first_edge[o->rule + 1]++;
 				pending[i]++;
-			else if (r->expr.ops[k].op == SPAM_OP_RULE && r->expr.ops[k].rule == i)
-				pending[i] = SIZE_MAX / 2;  /* reads itself */
-	}
-	size_t n = 0;
-	bool progress = true;
-	while (progress) {
-		progress = false;
-		for (size_t i = 0; i < cand_count; i++) {
-			if (!is_meta[i] || placed[i] || pending[i] != 0)
-				continue;
-			placed[i] = true;
-			out[n++] = (uint32_t)i;
-			progress = true;
-			/* release the metas that read this one */
-			for (size_t j = 0; j < cand_count; j++) {
-				if (!is_meta[j] || placed[j])
-					continue;
-				const struct spam_rule *r = &ps->rules[cand[j]];
-				for (size_t k = 0; k < r->expr.count; k++)
-					if (r->expr.ops[k].op == SPAM_OP_RULE && r->expr.ops[k].rule == i &&
-					    pending[j] > 0 && pending[j] < SIZE_MAX / 2)
-						pending[j]--;
+				edges++;
 			}
 		}
 	}
+	for (size_t i = 0; i < cand_count; i++)
+		first_edge[i + 1] += first_edge[i];
+	uint32_t *reader = xcalloc(edges + 1, sizeof(uint32_t));
+	size_t *fill = xcalloc(cand_count + 1, sizeof(size_t));
 	for (size_t i = 0; i < cand_count; i++) {
-		if (is_meta[i] && !placed[i]) {
+		const struct spam_rule *r = &ps->rules[cand[i]];
+		for (size_t k = 0; is_meta[i] && k < r->expr.count; k++) {
+			const struct spam_expr_op *o = &r->expr.ops[k];
+			if (o->op == SPAM_OP_RULE && is_meta[o->rule])
+				reader[first_edge[o->rule] + fill[o->rule]++] = (uint32_t)i;
+		}
+	}
+	/* out doubles as the queue: metas with nothing pending, in file order */
+	size_t n = 0;
+	for (size_t i = 0; i < cand_count; i++)
+		if (is_meta[i] && pending[i] == 0)
+			out[n++] = (uint32_t)i;
+	for (size_t head = 0; head < n; head++) {
+		uint32_t done = out[head];
+		for (size_t e = first_edge[done]; e < first_edge[done + 1]; e++)
+			if (--pending[reader[e]] == 0)
+				out[n++] = reader[e];
+	}
+	for (size_t i = 0; i < cand_count; i++) {
+		if (is_meta[i] && pending[i] != 0) {
 			struct spam_rule *r = &ps->rules[cand[i]];
 			spam_parse_problem(ps, r->file, r->line, SPAM_SKIP_OTHER, NULL,
 					   "%s: the meta rule depends on itself (through other metas)",
@@ -430,7 +452,9 @@ static size_t order_metas(struct spam_parse *ps, const uint32_t *cand, size_t ca
 	}
 	free(pending);
 	free(is_meta);
-	free(placed);
+	free(first_edge);
+	free(reader);
+	free(fill);
 	return n;
 }
 
@@ -469,7 +493,7 @@ struct spam_rules *spam_rules_build(struct spam_parse *ps)
 	hashmap_t cand_by_name = HASHMAP_INIT;
 	for (size_t i = 0; i < cand_count; i++)
 		hashmap_put(&cand_by_name, ps->rules[cand[i]].name, (void *)(uintptr_t)(i + 1));
-	struct meta_ctx mctx = { ps, cand, cand_count, &cand_by_name };
+	struct meta_ctx mctx = { ps, cand, cand_count, &cand_by_name, 0 };
 	struct spam_expr_resolver resolver = { meta_name, meta_call, &mctx };
 	for (size_t i = 0; i < cand_count && ps->err == NULL; i++) {
 		struct spam_rule *r = &ps->rules[cand[i]];

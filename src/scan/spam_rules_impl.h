@@ -49,6 +49,7 @@
 #define SPAM_LIT_SET_MAX 256
 #define SPAM_LIT_JOIN_MAX 32
 #define SPAM_LIT_LEN_MAX 64
+#define SPAM_LIT_VIEW_MAX 1000000  /* literals in one view's database */
 
 /* The SpamAssassin version postern answers in "if version >= N" (the
  * syntax of the rule files it reads: 4.0.1) and the Perl one. */

@@ -1266,6 +1266,35 @@ static void test_file_bounds(void **state)
 	free(path);
 }
 
+static void test_many_metas(void **state)
+{
+	(void)state;
+	/* a chain of metas, each reading the one before, listed last first:
+	 * ordered in linear time, evaluated end to end */
+	enum { N = 60000 };
+	buf_t b = BUF_INIT;
+	for (int i = N - 1; i > 0; i--)
+		buf_printf(&b, "meta M%d M%d\n", i, i - 1);
+	buf_puts(&b, "meta M0 __X\nbody __X /needle/\n");
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct spam_rules *r = rules_ok(buf_cstr(&b));
+	uint64_t us = elapsed_us(&t0);
+	buf_free(&b);
+	print_message("%d chained metas loaded in %llu us\n", N, (unsigned long long)us);
+	if (us > 10000000)
+		fail_msg("%d chained metas took %llu us to load", N, (unsigned long long)us);
+	struct msg x;
+	msg_plain(&x, "s", "a needle\n");
+	struct spam_result res;
+	run(r, &x, &res);
+	assert_int_equal(res.hit_count, N);
+	assert_true(hit(&res, "M59999"));
+	spam_result_free(&res);
+	msg_free(&x);
+	spam_rules_free(&r);
+}
+
 static void test_stale(void **state)
 {
 	(void)state;
@@ -1377,6 +1406,7 @@ int main(void)
 		cmocka_unit_test(test_prefilter_agrees),
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_file_bounds),
+		cmocka_unit_test(test_many_metas),
 		cmocka_unit_test(test_stale),
 		cmocka_unit_test(test_spamassassin_rules),
 	};
