@@ -186,6 +186,8 @@ static void parse_primary(struct expr_parser *p)
 		fail(p, "unexpected \"%.20s\"", s);
 }
 
+/* Each parenthesis and unary operator goes one level deeper (the
+ * precedence levels under it are a fixed number of frames more). */
 static void parse_unary(struct expr_parser *p)
 {
 	if (p->failed)
@@ -217,10 +219,8 @@ struct binop {
 static void parse_level(struct expr_parser *p, const struct binop *ops, size_t nops,
 			void (*next)(struct expr_parser *))
 {
-	if (++p->depth > SPAM_EXPR_DEPTH_MAX) {
-		fail(p, "nested more than %d deep", SPAM_EXPR_DEPTH_MAX);
+	if (p->failed)
 		return;
-	}
 	next(p);
 	while (!p->failed) {
 		size_t i;
@@ -232,7 +232,6 @@ static void parse_level(struct expr_parser *p, const struct binop *ops, size_t n
 		next(p);
 		spam_expr_push(p->out, ops[i].op, 0, 0);
 	}
-	p->depth--;
 }
 
 static void parse_mul(struct expr_parser *p)

@@ -83,6 +83,12 @@ static struct spam_rules *rules_ok(const char *text)
 	return r;
 }
 
+static void spam_rules_free_ok(const char *text)
+{
+	struct spam_rules *r = rules_ok(text);
+	spam_rules_free(&r);
+}
+
 /* Rules that must not load (strict): the error with the folder cut off. */
 static char *rules_error(const char *text)
 {
@@ -533,6 +539,16 @@ static void test_meta_errors(void **state)
 	char *e = rules_error(buf_cstr(&deep));
 	assert_non_null(strstr(e, "nested more than 64 deep"));
 	free(e);
+	buf_free(&deep);
+	/* 60 levels (30 negations of parenthesised terms) are fine */
+	buf_puts(&deep, "body __X /x/\nmeta DEEP ");
+	for (int i = 0; i < 30; i++)
+		buf_puts(&deep, "!(");
+	buf_puts(&deep, "__X");
+	for (int i = 0; i < 30; i++)
+		buf_putc(&deep, ')');
+	buf_putc(&deep, '\n');
+	spam_rules_free_ok(buf_cstr(&deep));
 	buf_free(&deep);
 	buf_t lng = BUF_INIT;
 	buf_puts(&lng, "body __X /x/\nmeta LONG __X");
