@@ -150,6 +150,11 @@ static const struct key_def keys[] = {
 	{ "bayes_expiry_days", K_UINT, OFF(bayes_expiry_days), "90", 1, 36500, true, NULL },
 	{ "bayes_max_tokens", K_UINT, OFF(bayes_max_tokens), "500000", 1000, 1000000000, true, NULL },
 	{ "bayes_map_size", K_SIZE, OFF(bayes_map_size), "64M", 1ULL << 20, 1ULL << 40, false, NULL },
+	{ "bayes_autolearn", K_ENUM, OFF(bayes_autolearn), "yes", 0, 0, false, yes_no_words },
+	{ "bayes_autolearn_ham_score", K_SCORE, OFF(bayes_autolearn_ham_score), "0.1", 0, 1000,
+	  false, NULL },
+	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
+	  false, NULL },
 };
 
 struct parse_ctx {

@@ -126,6 +126,11 @@ struct config {
 	uint64_t bayes_expiry_days;   /* rare tokens not learned from for this long go; 0 = never */
 	uint64_t bayes_max_tokens;    /* the store's bound in tokens; 0 = none */
 	uint64_t bayes_map_size;      /* the LMDB map's least size (it grows when full) */
+	/* The spam stage learns a message whose score (without the Bayes and
+	 * learning rules) is at most the ham or at least the spam threshold. */
+	enum config_bool bayes_autolearn;
+	double bayes_autolearn_ham_score;
+	double bayes_autolearn_spam_score;
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure

@@ -88,19 +88,27 @@ struct spam_rules;
 
 /* Where the rules come from: files and folders (every *.cf of a folder, in
  * name order, as SpamAssassin reads them), in this order; later scores
- * override earlier ones. */
+ * override earlier ones. lenient[i] marks paths[i] as SpamAssassin's own
+ * rules (spam_rules_dirs): read leniently, see spam_rules_load; lenient
+ * NULL reads every path strictly (postern's own files). */
 struct spam_rules_source {
 	const char *const *paths;
 	size_t count;
+	const bool *lenient;
 };
 
 /*
- * Read and compile every rule (PCRE2 with JIT; the patterns also gathered
- * for one combined pass). A syntax error in a file is an error naming
- * FILE:LINE (*err_r, malloc'ed; NULL returned), except in files under a
- * folder given as SpamAssassin's (lenient): there a rule PCRE2 cannot
- * take, an unknown eval: test or plugin is skipped and counted, and one
- * summary warning per file is written to warnings (may be NULL).
+ * Read and compile every rule (PCRE2 with JIT; per text view a Vectorscan
+ * database of the literals each regex needs, the prefilter that keeps
+ * most regexes from running; docs/spam-rules.md). A problem in a strict
+ * file is an error naming FILE:LINE (*err_r, malloc'ed; NULL returned).
+ * In a lenient path (SpamAssassin's) a rule PCRE2 cannot take, an eval:
+ * test postern does not have or a line it does not understand is skipped
+ * and counted, and one summary line per file ("FILE: N rules skipped:
+ * ...") is written to warnings (may be NULL); blocks for plugins postern
+ * does not have are skipped as SpamAssassin skips them. A path that
+ * cannot be read, and the bounds (file size, line length, rule count,
+ * nesting), are errors in either mode.
  */
 struct spam_rules *spam_rules_load(const struct spam_rules_source *src, FILE *warnings,
 				   char **err_r);
@@ -136,8 +144,10 @@ struct spam_rules_context {
 	uint64_t budget_us;        /* stop matching after this long; 0 = no bound */
 };
 
-/* Run every rule over t (meta rules last, in priority order) and fill r
- * (init with spam_result_init, free with spam_result_free). */
+/* Run every rule over t (meta rules last, after what they read) and fill
+ * r (init with spam_result_init, free with spam_result_free). One run at
+ * a time per rules object: it holds the matchers' scratch space (each
+ * scanner process has its own copy after fork). */
 void spam_rules_run(const struct spam_rules *rules, const struct spam_text *t,
 		    const struct spam_rules_context *ctx, struct spam_result *r);
 void spam_result_init(struct spam_result *r);
