@@ -266,3 +266,48 @@ bool mime_charset_to_utf8(struct mime_charsets *cs, const char *name, size_t nam
 	convert(s->cd, in, len, out);
 	return true;
 }
+
+static bool valid_utf8(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n = utf8_sequence(p + i, len - i);
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+const char *mime_text_to_utf8(const char *charset, const void *in, size_t len, buf_t *out)
+{
+	char norm[MIME_CHARSET_NAME_MAX + 1];
+	bool named = charset != NULL && normalise(charset, strlen(charset), norm);
+	bool plain = !named || !stateful_or_wide(norm);
+	if (plain && mime_is_ascii(in, len)) {
+		buf_append(out, in, len);
+		return "us-ascii";
+	}
+	if (plain && valid_utf8(in, len)) {
+		buf_append(out, in, len);
+		return "utf-8";
+	}
+	if (named) {
+		struct mime_charsets cs;
+		memset(&cs, 0, sizeof(cs));
+		bool known = mime_charset_to_utf8(&cs, norm, strlen(norm), in, len, out);
+		mime_charsets_free(&cs);
+		if (known)
+			return charset;
+	}
+	struct mime_charsets cs;
+	memset(&cs, 0, sizeof(cs));
+	if (!mime_charset_to_utf8(&cs, "windows-1252", 12, in, len, out))
+		mime_utf8_sanitize(in, len, out); /* no iconv module for it: never seen */
+	mime_charsets_free(&cs);
+	return "windows-1252";
+}
