@@ -142,6 +142,7 @@ struct scan_part {
 	char *filename;       /* UTF-8, or NULL */
 	char *disposition;    /* or NULL */
 	char *charset;        /* declared, lower case, or NULL */
+	enum mime_encoding encoding; /* its Content-Transfer-Encoding */
 	uint64_t decoded_size;
 	bool multipart, message;
 	/* The decoded bytes of parts that may be archives (by sniffed type or

@@ -164,6 +164,7 @@ static void part_begin(void *arg, const struct mime_part *part)
 	sp->filename = copy_or_null(part->filename);
 	sp->disposition = copy_or_null(part->disposition);
 	sp->charset = copy_or_null(part->charset);
+	sp->encoding = part->encoding;
 	sp->multipart = part->multipart;
 	sp->message = part->message;
 	keep_headers(p, part);

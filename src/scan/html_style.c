@@ -1,0 +1,809 @@
+/*
+ * html_style.c - what the tags of an HTML part do to its rendering (see
+ * html_text.h): the white space an element makes, the text styles that
+ * tell hidden text (colours, <font size>, CSS display, visibility,
+ * opacity, font-size, the hidden attribute), the URIs of attributes
+ * resolved against <base href>, the text of each <a>, and the images.
+ *
+ * Elements are those HTML 4 defines and a few mail uses beside them; a
+ * tag HTML does not define does nothing, as in SpamAssassin's renderer.
+ * The style stack holds HTML_STYLE_DEPTH entries; deeper elements share
+ * the innermost style kept.
+ *
+ * Untrusted input: the tags and attribute values of HTML parts.
+ * Privilege: unprivileged scanners and `postern scan`.
+ */
+#include "html_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../lib/compat.h"
+#include "../lib/strutil.h"
+
+#define EL_STYLE 1u /* sets a text style (pushed at its start, popped at its end) */
+#define EL_VOID 2u  /* has no end and no content */
+
+struct element {
+	const char *name;
+	const char *space; /* white space at its start and its end, or NULL */
+	unsigned flags;
+};
+
+/* Sorted by name (strcmp order). */
+static const struct element elements[] = {
+	{ "a", NULL, EL_STYLE },
+	{ "abbr", NULL, 0 },
+	{ "acronym", NULL, 0 },
+	{ "address", NULL, 0 },
+	{ "applet", NULL, 0 },
+	{ "area", NULL, EL_VOID },
+	{ "article", NULL, 0 },
+	{ "aside", NULL, 0 },
+	{ "b", NULL, 0 },
+	{ "base", NULL, EL_VOID },
+	{ "basefont", NULL, EL_VOID },
+	{ "bdo", NULL, 0 },
+	{ "bgsound", NULL, EL_VOID },
+	{ "big", NULL, EL_STYLE },
+	{ "blockquote", "\n\n", 0 },
+	{ "body", NULL, EL_STYLE },
+	{ "br", "\n", EL_VOID },
+	{ "button", NULL, 0 },
+	{ "caption", NULL, 0 },
+	{ "center", NULL, 0 },
+	{ "cite", NULL, 0 },
+	{ "code", NULL, 0 },
+	{ "col", NULL, EL_VOID },
+	{ "colgroup", NULL, 0 },
+	{ "dd", " ", 0 },
+	{ "del", NULL, 0 },
+	{ "dfn", NULL, 0 },
+	{ "dir", NULL, 0 },
+	{ "div", "\n", EL_STYLE },
+	{ "dl", NULL, 0 },
+	{ "dt", " ", 0 },
+	{ "em", NULL, 0 },
+	{ "embed", " ", EL_VOID },
+	{ "fieldset", NULL, 0 },
+	{ "figcaption", NULL, 0 },
+	{ "figure", NULL, 0 },
+	{ "font", NULL, EL_STYLE },
+	{ "footer", NULL, 0 },
+	{ "form", NULL, 0 },
+	{ "frame", NULL, EL_VOID },
+	{ "frameset", NULL, 0 },
+	{ "h1", " ", 0 },
+	{ "h2", " ", 0 },
+	{ "h3", " ", 0 },
+	{ "h4", " ", 0 },
+	{ "h5", " ", 0 },
+	{ "h6", " ", 0 },
+	{ "head", NULL, 0 },
+	{ "header", NULL, 0 },
+	{ "hr", "\n\n", EL_VOID },
+	{ "html", NULL, 0 },
+	{ "i", NULL, 0 },
+	{ "iframe", NULL, 0 },
+	{ "img", NULL, EL_VOID },
+	{ "input", NULL, EL_VOID },
+	{ "ins", NULL, 0 },
+	{ "isindex", NULL, EL_VOID },
+	{ "kbd", NULL, 0 },
+	{ "label", NULL, 0 },
+	{ "legend", NULL, 0 },
+	{ "li", " ", 0 },
+	{ "link", NULL, EL_VOID },
+	{ "listing", "\n\n", 0 },
+	{ "main", NULL, 0 },
+	{ "map", NULL, 0 },
+	{ "marquee", NULL, EL_STYLE },
+	{ "menu", NULL, 0 },
+	{ "meta", NULL, EL_VOID },
+	{ "nav", NULL, 0 },
+	{ "nobr", NULL, 0 },
+	{ "noframes", NULL, 0 },
+	{ "noscript", NULL, 0 },
+	{ "object", NULL, 0 },
+	{ "ol", NULL, 0 },
+	{ "optgroup", NULL, 0 },
+	{ "option", NULL, 0 },
+	{ "p", "\n\n", EL_STYLE },
+	{ "param", NULL, EL_VOID },
+	{ "plaintext", "\n\n", 0 },
+	{ "pre", "\n\n", 0 },
+	{ "q", NULL, 0 },
+	{ "s", NULL, 0 },
+	{ "samp", NULL, 0 },
+	{ "script", NULL, 0 },
+	{ "section", NULL, 0 },
+	{ "select", NULL, 0 },
+	{ "small", NULL, EL_STYLE },
+	{ "span", NULL, EL_STYLE },
+	{ "strike", NULL, 0 },
+	{ "strong", NULL, 0 },
+	{ "style", NULL, 0 },
+	{ "sub", NULL, 0 },
+	{ "sup", NULL, 0 },
+	{ "table", NULL, EL_STYLE },
+	{ "tbody", NULL, 0 },
+	{ "td", " ", EL_STYLE },
+	{ "textarea", NULL, 0 },
+	{ "tfoot", NULL, 0 },
+	{ "th", " ", EL_STYLE },
+	{ "thead", NULL, 0 },
+	{ "title", "\n\n", 0 },
+	{ "tr", NULL, EL_STYLE },
+	{ "tt", NULL, 0 },
+	{ "u", NULL, 0 },
+	{ "ul", NULL, 0 },
+	{ "var", NULL, 0 },
+	{ "x-sigsep", NULL, 0 },
+	{ "x-tab", NULL, 0 },
+	{ "xmp", "\n\n", 0 },
+};
+
+static const struct element *find_element(const char *name)
+{
+	size_t lo = 0, hi = ARRAY_LEN(elements);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(elements[mid].name, name);
+		if (c == 0)
+			return &elements[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* ---- colours ------------------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	int32_t rgb;
+} colour_names[] = {
+	{ "black", 0x000000 }, { "white", 0xffffff }, { "red", 0xff0000 },
+	{ "green", 0x008000 }, { "blue", 0x0000ff }, { "yellow", 0xffff00 },
+	{ "gray", 0x808080 }, { "grey", 0x808080 }, { "silver", 0xc0c0c0 },
+	{ "maroon", 0x800000 }, { "navy", 0x000080 }, { "olive", 0x808000 },
+	{ "purple", 0x800080 }, { "teal", 0x008080 }, { "aqua", 0x00ffff },
+	{ "cyan", 0x00ffff }, { "fuchsia", 0xff00ff }, { "magenta", 0xff00ff },
+	{ "lime", 0x00ff00 }, { "orange", 0xffa500 }, { "snow", 0xfffafa },
+	{ "whitesmoke", 0xf5f5f5 }, { "ghostwhite", 0xf8f8ff }, { "ivory", 0xfffff0 },
+	{ "floralwhite", 0xfffaf0 }, { "linen", 0xfaf0e6 }, { "seashell", 0xfff5ee },
+	{ "azure", 0xf0ffff }, { "mintcream", 0xf5fffa }, { "honeydew", 0xf0fff0 },
+	{ "aliceblue", 0xf0f8ff }, { "lightgray", 0xd3d3d3 }, { "lightgrey", 0xd3d3d3 },
+	{ "gainsboro", 0xdcdcdc }, { "beige", 0xf5f5dc }, { "lightyellow", 0xffffe0 },
+};
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "rgb(r, g, b)" (numbers or percentages) after the "rgb(". */
+static int32_t rgb_function(const char *s, size_t n)
+{
+	int32_t rgb = 0;
+	size_t i = 0;
+	for (int k = 0; k < 3; k++) {
+		while (i < n && (s[i] == ' ' || s[i] == ','))
+			i++;
+		long v = 0;
+		size_t start = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9' && v < 10000)
+			v = v * 10 + (s[i++] - '0');
+		while (i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			i++; /* decimals and digits past the bound */
+		if (i == start)
+			return -1;
+		if (i < n && s[i] == '%') {
+			v = v * 255 / 100;
+			i++;
+		}
+		rgb = rgb << 8 | (int32_t)(v > 255 ? 255 : v);
+	}
+	return rgb;
+}
+
+/* A colour as HTML attributes and CSS write it: a name, #rgb, #rrggbb (also
+ * without '#', as old mail does), rgb(); -1 if it is none of them. */
+static int32_t parse_colour(const char *s, size_t n)
+{
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n >= 4 && strncasecmp(s, "rgb", 3) == 0) {
+		const char *open = memchr(s, '(', n);
+		return open != NULL ? rgb_function(open + 1, n - (size_t)(open + 1 - s)) : -1;
+	}
+	for (size_t k = 0; k < ARRAY_LEN(colour_names); k++)
+		if (strlen(colour_names[k].name) == n && strncasecmp(s, colour_names[k].name, n) == 0)
+			return colour_names[k].rgb;
+	if (n > 0 && s[0] == '#') {
+		s++;
+		n--;
+	}
+	if (n != 3 && n != 6)
+		return -1;
+	int32_t rgb = 0;
+	for (size_t k = 0; k < n; k++) {
+		int d = hex_digit(s[k]);
+		if (d < 0)
+			return -1;
+		rgb = n == 3 ? rgb << 8 | d << 4 | d : rgb << 4 | d;
+	}
+	return rgb;
+}
+
+/* Text this colour on that background is as good as invisible: the same,
+ * or closer than 12 in a brightness-weighted distance (SpamAssassin's
+ * measure of "low contrast"). */
+static bool too_close(int32_t fg, int32_t bg)
+{
+	if (fg < 0 || bg < 0)
+		return false;
+	double dr = 0.2126 * (((fg >> 16) & 0xff) - ((bg >> 16) & 0xff));
+	double dg = 0.7152 * (((fg >> 8) & 0xff) - ((bg >> 8) & 0xff));
+	double db = 0.0722 * ((fg & 0xff) - (bg & 0xff));
+	return dr * dr + dg * dg + db * db < 12.0 * 12.0;
+}
+
+/* ---- styles ---------------------------------------------------------------------- */
+
+void html_style_init(struct html_renderer *r)
+{
+	struct html_style *s = &r->styles[0];
+	memset(s, 0, sizeof(*s));
+	s->look.fg = 0x000000;
+	s->look.bg = 0xffffff;
+	s->look.size = 3;
+	s->sa = s->look;
+	r->depth = 1;
+	r->basefont = 3;
+}
+
+bool html_style_hidden(const struct html_renderer *r)
+{
+	const struct html_look *l = &r->styles[r->depth - 1].look;
+	return l->hidden || l->size < 1 || too_close(l->fg, l->bg);
+}
+
+bool html_style_hidden_sa(const struct html_renderer *r)
+{
+	const struct html_look *l = &r->styles[r->depth - 1].sa;
+	return l->hidden || l->size <= 1 || too_close(l->fg, l->bg);
+}
+
+static bool on_stack(const struct html_renderer *r, const char *tag)
+{
+	for (size_t k = r->depth; k > 1; k--)
+		if (strcmp(r->styles[k - 1].tag, tag) == 0)
+			return true;
+	return false;
+}
+
+/* Pop the styles up to and including the innermost one of tag. */
+static void close_style(struct html_renderer *r, const char *tag)
+{
+	if (!on_stack(r, tag))
+		return;
+	while (r->depth > 1) {
+		bool found = strcmp(r->styles[r->depth - 1].tag, tag) == 0;
+		r->depth--;
+		if (found)
+			return;
+	}
+}
+
+/* A <td> or <tr> ends the cell (or row) before it, whose end tag is
+ * optional. */
+static void close_table_style(struct html_renderer *r, const char *tag)
+{
+	if (!on_stack(r, tag))
+		return;
+	bool row = strcmp(tag, "tr") == 0;
+	while (r->depth > 1) {
+		const char *top = r->styles[r->depth - 1].tag;
+		if (strcmp(top, "font") == 0 || strcmp(top, "td") == 0 ||
+		    (row && strcmp(top, "tr") == 0))
+			r->depth--;
+		else
+			break;
+	}
+}
+
+/* A number with its unit, e.g. "0.5em": value and the unit's letters. */
+static double css_number(const char *s, size_t n, const char **unit_r)
+{
+	double v = 0, scale = 0;
+	size_t i = 0;
+	for (; i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'); i++) {
+		if (s[i] == '.') {
+			scale = scale == 0 ? 1 : scale;
+			continue;
+		}
+		if (v < 1e6)
+			v = v * 10 + (s[i] - '0');
+		if (scale != 0)
+			scale *= 10;
+	}
+	*unit_r = s + i;
+	return i == 0 ? -1 : (scale != 0 ? v / scale : v);
+}
+
+/* Is this CSS font-size too small to read? */
+static bool tiny_font(const char *v, size_t n)
+{
+	const char *unit;
+	double x = css_number(v, n, &unit);
+	if (x < 0)
+		return false;
+	size_t ulen = n - (size_t)(unit - v);
+	if (ulen >= 2 && (strncasecmp(unit, "px", 2) == 0 || strncasecmp(unit, "pt", 2) == 0))
+		return x < 3;
+	if (ulen >= 2 && (strncasecmp(unit, "em", 2) == 0 || strncasecmp(unit, "re", 2) == 0))
+		return x < 0.2;
+	if (ulen >= 1 && unit[0] == '%')
+		return x < 20;
+	return x == 0 || (ulen == 0 && x < 3);
+}
+
+static bool value_is(const char *v, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp(v, word, n) == 0;
+}
+
+static bool is_css_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/* The background colour of a CSS background value: its first word that is
+ * a colour; "transparent" is the parent's. */
+static void css_background(struct html_look *l, int32_t parent_bg, const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && v[i] == ' ')
+			i++;
+		size_t w = i;
+		int paren = 0;
+		while (i < n && (v[i] != ' ' || paren > 0)) {
+			paren += v[i] == '(' ? 1 : v[i] == ')' ? -1 : 0;
+			i++;
+		}
+		if (value_is(v + w, i - w, "transparent")) {
+			l->bg = parent_bg;
+			return;
+		}
+		int32_t c = parse_colour(v + w, i - w);
+		if (c >= 0) {
+			l->bg = c;
+			return;
+		}
+	}
+}
+
+/* One "property: value" of a style attribute; sa: only what SpamAssassin
+ * reads (colours, display, visibility). */
+static void css_declaration(struct html_look *l, int32_t parent_bg, const char *p, size_t n,
+			    bool sa)
+{
+	const char *colon = memchr(p, ':', n);
+	if (colon == NULL)
+		return;
+	const char *name = p, *v = colon + 1;
+	size_t name_len = (size_t)(colon - p), vlen = n - name_len - 1;
+	while (name_len > 0 && is_css_space(*name)) {
+		name++;
+		name_len--;
+	}
+	while (name_len > 0 && is_css_space(name[name_len - 1]))
+		name_len--;
+	while (vlen > 0 && is_css_space(*v)) {
+		v++;
+		vlen--;
+	}
+	const char *bang = memchr(v, '!', vlen); /* "!important" */
+	if (bang != NULL)
+		vlen = (size_t)(bang - v);
+	while (vlen > 0 && is_css_space(v[vlen - 1]))
+		vlen--;
+	if (value_is(name, name_len, "color")) {
+		if (value_is(v, vlen, "transparent"))
+			l->fg = l->bg;
+		else if (parse_colour(v, vlen) >= 0)
+			l->fg = parse_colour(v, vlen);
+	} else if (value_is(name, name_len, "background-color") ||
+		   value_is(name, name_len, "background")) {
+		css_background(l, parent_bg, v, vlen);
+	} else if (value_is(name, name_len, "display")) {
+		if (value_is(v, vlen, "none"))
+			l->hidden = true;
+	} else if (value_is(name, name_len, "visibility")) {
+		if (value_is(v, vlen, "hidden") || (!sa && value_is(v, vlen, "collapse")))
+			l->hidden = true;
+	} else if (sa) {
+		return;
+	} else if (value_is(name, name_len, "opacity")) {
+		const char *unit;
+		double x = css_number(v, vlen, &unit);
+		if (x >= 0 && x < 0.1)
+			l->hidden = true;
+	} else if (value_is(name, name_len, "font-size")) {
+		if (tiny_font(v, vlen))
+			l->hidden = true;
+	}
+}
+
+static void css_style(struct html_look *l, int32_t parent_bg, const char *css, size_t n, bool sa)
+{
+	size_t i = 0;
+	while (i < n) {
+		const char *semi = memchr(css + i, ';', n - i);
+		size_t e = semi != NULL ? (size_t)(semi - css) : n;
+		css_declaration(l, parent_bg, css + i, e - i, sa);
+		i = e + 1;
+	}
+}
+
+/* <font size="2">, "+1", "-2". */
+static int font_size(const struct html_renderer *r, const char *v, int current)
+{
+	while (*v == ' ')
+		v++;
+	int sign = *v == '+' ? 1 : *v == '-' ? -1 : 0;
+	const char *d = sign != 0 ? v + 1 : v;
+	if (*d < '0' || *d > '9')
+		return current;
+	int n = 0;
+	while (*d >= '0' && *d <= '9' && n < 100)
+		n = n * 10 + (*d++ - '0');
+	return sign != 0 ? r->basefont + sign * n : n;
+}
+
+static void set_colour(int32_t *to, const char *v)
+{
+	int32_t c = v != NULL ? parse_colour(v, strlen(v)) : -1;
+	if (c >= 0)
+		*to = c;
+}
+
+/* The look a reader sees: every colour, size and style attribute. */
+static void reader_look(const struct html_renderer *r, const char *tag, struct html_look *l,
+			int32_t parent_bg)
+{
+	if (strcmp(tag, "big") == 0)
+		l->size++;
+	else if (strcmp(tag, "small") == 0)
+		l->size--;
+	set_colour(&l->fg, html_attr(r, "color", NULL));
+	set_colour(&l->fg, html_attr(r, "text", NULL));
+	set_colour(&l->bg, html_attr(r, "bgcolor", NULL));
+	const char *v;
+	if (strcmp(tag, "font") == 0 && (v = html_attr(r, "size", NULL)) != NULL)
+		l->size = font_size(r, v, l->size);
+	size_t n;
+	if ((v = html_attr(r, "style", &n)) != NULL)
+		css_style(l, parent_bg, v, n, false);
+	if (html_attr(r, "hidden", NULL) != NULL)
+		l->hidden = true;
+}
+
+/* The look SpamAssassin reckons: the elements and attributes it reads. */
+static void sa_look(const struct html_renderer *r, const char *tag, struct html_look *l,
+		    int32_t parent_bg)
+{
+	static const char *const styled[] = { "table", "td", "tr", "span", "p", "div", "a" };
+	if (strcmp(tag, "big") == 0) {
+		l->size++;
+	} else if (strcmp(tag, "small") == 0) {
+		l->size--;
+	} else if (strcmp(tag, "font") == 0) {
+		set_colour(&l->fg, html_attr(r, "color", NULL));
+		const char *v = html_attr(r, "size", NULL);
+		if (v != NULL)
+			l->size = font_size(r, v, l->size);
+	} else if (strcmp(tag, "body") == 0) {
+		set_colour(&l->fg, html_attr(r, "text", NULL));
+	} else {
+		for (size_t i = 0; i < ARRAY_LEN(styled); i++) {
+			size_t n;
+			const char *v;
+			if (strcmp(tag, styled[i]) == 0 && (v = html_attr(r, "style", &n)) != NULL)
+				css_style(l, parent_bg, v, n, true);
+		}
+	}
+}
+
+/* An element that sets a text style starts (sa: one SpamAssassin follows). */
+static void push_style(struct html_renderer *r, const char *tag, bool sa)
+{
+	if (strcmp(tag, "th") == 0)
+		tag = "td";
+	if (strcmp(tag, "td") == 0 || strcmp(tag, "tr") == 0)
+		close_table_style(r, tag);
+	if (r->depth == HTML_STYLE_DEPTH)
+		return; /* deeper elements share the innermost style kept */
+	const struct html_style *parent = &r->styles[r->depth - 1];
+	struct html_style *s = &r->styles[r->depth++];
+	*s = *parent;
+	snprintf(s->tag, sizeof(s->tag), "%s", tag);
+	reader_look(r, tag, &s->look, parent->look.bg);
+	if (sa)
+		sa_look(r, tag, &s->sa, parent->sa.bg);
+}
+
+/* ---- URIs ------------------------------------------------------------------------ */
+
+static bool has_scheme(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (n == 0 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+		return false;
+	while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			 (s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-'))
+		i++;
+	return i < n && s[i] == ':';
+}
+
+/* Where a URI's path starts (after "scheme://authority"), or n. */
+static size_t path_start(const char *s, size_t n)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t i = colon != NULL ? (size_t)(colon - s) + 1 : 0;
+	while (i < n && (s[i] == '/' || s[i] == '\\'))
+		i++;
+	while (i < n && s[i] != '/' && s[i] != '?' && s[i] != '#')
+		i++;
+	return i;
+}
+
+/* The URI an attribute names: white space (and U+00A0) around and line
+ * ends inside removed, so are U+FEFF marks; cut at HTML_URI_MAX; resolved
+ * against <base href>. */
+static void clean_uri(const struct html_renderer *r, const char *v, size_t n, buf_t *out)
+{
+	while (n > 0 && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == '\f'))
+		v++, n--;
+	while (n >= 2 && (unsigned char)v[0] == 0xC2 && (unsigned char)v[1] == 0xA0)
+		v += 2, n -= 2;
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\n' ||
+			 v[n - 1] == '\r' || v[n - 1] == '\f' ||
+			 (n >= 2 && (unsigned char)v[n - 2] == 0xC2 && (unsigned char)v[n - 1] == 0xA0)))
+		n -= (unsigned char)v[n - 1] == 0xA0 ? 2 : 1;
+	if (n == 0)
+		return;
+	if (r->base.len > 0 && !has_scheme(v, n)) {
+		if (n >= 2 && v[0] == '/' && v[1] == '/')
+			buf_append(out, r->base.data, (size_t)(strchr(r->base.data, ':') - r->base.data) + 1);
+		else if (v[0] == '/')
+			buf_append(out, r->base.data, path_start(r->base.data, r->base.len));
+		else if (v[0] != '#' && v[0] != '?')
+			buf_append(out, r->base.data, r->base.len);
+	}
+	for (size_t i = 0; i < n && out->len < HTML_URI_MAX; i++) {
+		if (v[i] == '\n' || v[i] == '\r' || v[i] == '\t')
+			continue;
+		if (i + 2 < n && memcmp(v + i, "\xEF\xBB\xBF", 3) == 0) {
+			i += 2;
+			continue;
+		}
+		buf_putc(out, v[i]);
+	}
+	while (out->len > 0 && ((unsigned char)out->data[out->len - 1] & 0xC0) == 0x80 &&
+	       out->len == HTML_URI_MAX)
+		out->len--; /* never a cut UTF-8 sequence */
+	out->data[out->len] = '\0';
+}
+
+static void emit_link(const struct html_renderer *r, const char *tag, const char *v, size_t n,
+		      const char *anchor, size_t anchor_len)
+{
+	if (r->handler == NULL || r->handler->link == NULL || v == NULL)
+		return;
+	buf_t uri = BUF_INIT;
+	clean_uri(r, v, n, &uri);
+	if (uri.len > 0)
+		r->handler->link(r->handler->arg, tag, uri.data, uri.len, anchor, anchor_len);
+	buf_free(&uri);
+}
+
+static void emit_attr(const struct html_renderer *r, const char *tag, const char *attr)
+{
+	size_t n;
+	const char *v = html_attr(r, attr, &n);
+	emit_link(r, tag, v, v != NULL ? n : 0, NULL, 0);
+}
+
+/* An open <a> is over: its URI with its text. */
+static void finish_anchor(struct html_renderer *r)
+{
+	if (!r->in_a)
+		return;
+	r->in_a = false;
+	size_t n = r->anchor.len;
+	while (n > 0 && r->anchor.data[n - 1] == ' ')
+		n--;
+	if (r->href.len > 0)
+		emit_link(r, "a", r->href.data, r->href.len, r->anchor.data != NULL ? r->anchor.data : "",
+			  n);
+	buf_reset(&r->href);
+	buf_reset(&r->anchor);
+}
+
+void html_links_finish(struct html_renderer *r)
+{
+	finish_anchor(r);
+}
+
+/* <base href="http://host/dir/page.html"> -> "http://host/dir/". */
+static void set_base(struct html_renderer *r, const char *v, size_t n)
+{
+	buf_t uri = BUF_INIT;
+	buf_t saved = r->base;
+	buf_init(&r->base);
+	clean_uri(r, v, n, &uri);
+	r->base = saved;
+	if (uri.len > 0 && (str_has_prefix_nocase(uri.data, "http:") ||
+			    str_has_prefix_nocase(uri.data, "https:") ||
+			    str_has_prefix_nocase(uri.data, "ftp:"))) {
+		size_t path = path_start(uri.data, uri.len);
+		const char *slash = path < uri.len ? memrchr(uri.data + path, '/', uri.len - path) : NULL;
+		buf_reset(&r->base);
+		buf_append(&r->base, uri.data, slash != NULL ? (size_t)(slash - uri.data) : path);
+		buf_putc(&r->base, '/');
+	}
+	buf_free(&uri);
+}
+
+/* <meta http-equiv="refresh" content="5; url=http://...">. */
+static void meta_refresh(struct html_renderer *r)
+{
+	const char *equiv = html_attr(r, "http-equiv", NULL);
+	size_t n;
+	const char *content = html_attr(r, "content", &n);
+	if (equiv == NULL || content == NULL || strcasestr(equiv, "refresh") == NULL)
+		return;
+	for (size_t i = 0; i + 3 <= n; i++) {
+		if (strncasecmp(content + i, "url", 3) != 0)
+			continue;
+		size_t j = i + 3;
+		while (j < n && (content[j] == ' ' || content[j] == '\t'))
+			j++;
+		if (j >= n || content[j] != '=')
+			continue;
+		j++;
+		while (j < n && (content[j] == ' ' || content[j] == '\'' || content[j] == '"'))
+			j++;
+		size_t e = j;
+		while (e < n && content[e] != ';' && content[e] != '\'' && content[e] != '"')
+			e++;
+		emit_link(r, "meta", content + j, e - j, NULL, 0);
+		return;
+	}
+}
+
+/* ---- images ---------------------------------------------------------------------- */
+
+/* "120" or "50%" (of 800 x 600, as SpamAssassin reckons); 0 if neither. */
+static uint64_t image_side(const char *v, unsigned percent_of)
+{
+	uint64_t n = 0;
+	const char *p = v;
+	while (*p >= '0' && *p <= '9') {
+		if (n < 100000)
+			n = n * 10 + (uint64_t)(*p - '0');
+		p++;
+	}
+	if (p == v)
+		return 0;
+	if (*p == '%')
+		return n * percent_of / 100;
+	return *p == '\0' ? n : 0;
+}
+
+static void image(struct html_renderer *r)
+{
+	r->st->images++;
+	const char *w = html_attr(r, "width", NULL), *h = html_attr(r, "height", NULL);
+	if (w == NULL || h == NULL)
+		return;
+	uint64_t width = image_side(w, 800), height = image_side(h, 600);
+	r->st->image_area += (width > 0 ? width : 200) * (height > 0 ? height : 200);
+}
+
+/* ---- tags ------------------------------------------------------------------------ */
+
+static bool name_in(const char *name, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(name, list[i]) == 0)
+			return true;
+	return false;
+}
+
+static void tag_uris(struct html_renderer *r, const char *name)
+{
+	static const char *const background[] = { "body", "table", "tr", "td" };
+	static const char *const href[] = { "area", "link" };
+	static const char *const src[] = { "img", "frame", "iframe", "embed", "script", "bgsound" };
+	if (name_in(name, background, ARRAY_LEN(background))) {
+		emit_attr(r, name, "background");
+	} else if (strcmp(name, "a") == 0) {
+		finish_anchor(r);
+		size_t n;
+		const char *v = html_attr(r, "href", &n);
+		r->in_a = true;
+		if (v != NULL)
+			buf_append(&r->href, v, n);
+		emit_attr(r, name, "data-saferedirecturl");
+	} else if (name_in(name, href, ARRAY_LEN(href))) {
+		emit_attr(r, name, "href");
+		emit_attr(r, name, "data-saferedirecturl");
+	} else if (name_in(name, src, ARRAY_LEN(src))) {
+		emit_attr(r, name, "src");
+	} else if (strcmp(name, "form") == 0) {
+		emit_attr(r, name, "action");
+	} else if (strcmp(name, "base") == 0) {
+		size_t n;
+		const char *v = html_attr(r, "href", &n);
+		if (v != NULL) {
+			emit_link(r, name, v, n, NULL, 0);
+			set_base(r, v, n);
+		}
+	} else if (strcmp(name, "meta") == 0) {
+		meta_refresh(r);
+	}
+}
+
+void html_start_tag(struct html_renderer *r, const char *name)
+{
+	const struct element *e = find_element(name);
+	if (e == NULL)
+		return;
+	if (strcmp(name, "basefont") == 0) {
+		const char *v = html_attr(r, "size", NULL);
+		if (v != NULL)
+			r->basefont = font_size(r, v, r->basefont);
+	} else if ((e->flags & EL_STYLE) != 0) {
+		push_style(r, name, true);
+	} else if ((e->flags & EL_VOID) == 0 &&
+		   (html_attr(r, "style", NULL) != NULL || html_attr(r, "hidden", NULL) != NULL)) {
+		push_style(r, name, false);
+	}
+	if (e->space != NULL)
+		html_put_space(r, e->space);
+	tag_uris(r, name);
+	if (strcmp(name, "img") == 0)
+		image(r);
+}
+
+void html_end_tag(struct html_renderer *r, const char *name)
+{
+	const struct element *e = find_element(name);
+	if (e == NULL)
+		return;
+	/* text after </body> is still shown: its style stays */
+	if ((e->flags & EL_VOID) == 0 && strcmp(name, "body") != 0)
+		close_style(r, strcmp(name, "th") == 0 ? "td" : name);
+	if (e->space != NULL)
+		html_put_space(r, e->space);
+	if (strcmp(name, "a") == 0)
+		finish_anchor(r);
+}

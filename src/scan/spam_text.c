@@ -1,0 +1,534 @@
+/*
+ * spam_text.c - the message as the spam tests see it (spam.h's struct
+ * spam_text), built from the MIME pass's kept text parts the way
+ * SpamAssassin 4 renders a message, so that rules written for it match
+ * the same text:
+ *
+ *   body     the Subject (decoded), then every leaf part in MIME order:
+ *            text/plain converted to UTF-8, text/html (or a part named
+ *            *.htm, *.html) rendered to its text (html_text.h); both
+ *            alternatives of a multipart/alternative, as SpamAssassin
+ *            does; a line break between parts. Then white space runs
+ *            that hold two line breaks or more end a paragraph, every
+ *            other run becomes one space, so each paragraph is one line;
+ *            lines longer than 2048 bytes are cut after a space.
+ *            Zero-width characters and soft hyphens between two letters
+ *            are taken out (and counted): "vi<U+200B>agra" reads "viagra".
+ *   rawbody  the same parts and the other text/... and message/... leaves,
+ *            transfer encoding undone, charset untouched, CRLF as LF.
+ *   uris     the URIs of HTML attributes (with the text of each <a>) and
+ *            those a mail client would link in the body's text
+ *            (spam_uri.h), deduplicated.
+ *
+ * Bounds: body and rawbody at most limits->max_body bytes each (the text
+ * beyond is dropped, body_truncated says so), at most limits->max_uris
+ * URIs; the passes are linear in the kept text.
+ *
+ * Untrusted input: the message's text. Privilege: unprivileged scanners
+ * and `postern scan`.
+ */
+#include "spam.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../lib/hashmap.h"
+#include "../lib/xalloc.h"
+#include "html_text.h"
+#include "scan_message.h"
+#include "spam_uri.h"
+
+#define BODY_LINE_MAX 2048 /* SpamAssassin's longest body line */
+
+struct builder {
+	struct spam_text *t;
+	const struct spam_text_limits *lim;
+	hashmap_t seen;  /* uri -> its index + 1 in t->uris */
+	size_t uri_cap;
+	unsigned zero_width; /* zero-width characters and soft hyphens inside words */
+};
+
+/* ---- URIs ------------------------------------------------------------------------ */
+
+static void add_uri(struct builder *b, const char *uri, size_t len, bool from_html,
+		    const char *anchor, size_t anchor_len)
+{
+	struct spam_text *t = b->t;
+	/* fragments, queries and paths of the same site name no other host */
+	if (len <= 1 || uri[0] == '#' || uri[0] == '?' || uri[0] == '&' ||
+	    (uri[0] == '/' && uri[1] != '/') || memchr(uri, '\0', len) != NULL)
+		return;
+	char *key = xstrndup(uri, len);
+	size_t at = (size_t)(uintptr_t)hashmap_get(&b->seen, key, NULL);
+	if (at != 0) {
+		struct spam_uri *u = &t->uris[at - 1];
+		u->from_html |= from_html;
+		if (u->anchor_text == NULL && anchor != NULL)
+			u->anchor_text = xstrndup(anchor, anchor_len);
+		free(key);
+		return;
+	}
+	if (t->uri_count >= b->lim->max_uris) {
+		free(key);
+		return;
+	}
+	if (t->uri_count == b->uri_cap) {
+		b->uri_cap = b->uri_cap != 0 ? b->uri_cap * 2 : 16;
+		t->uris = xreallocarray(t->uris, b->uri_cap, sizeof(*t->uris));
+	}
+	struct spam_uri *u = &t->uris[t->uri_count++];
+	u->uri = key;
+	u->host = spam_uri_host(uri, len);
+	u->anchor_text = anchor != NULL ? xstrndup(anchor, anchor_len) : NULL;
+	u->from_html = from_html;
+	hashmap_put(&b->seen, key, (void *)(uintptr_t)t->uri_count);
+}
+
+static void html_link(void *arg, const char *tag, const char *uri, size_t uri_len,
+		      const char *anchor, size_t anchor_len)
+{
+	(void)tag;
+	add_uri(arg, uri, uri_len, true, anchor, anchor_len);
+}
+
+static void text_link(void *arg, const char *uri, size_t len)
+{
+	add_uri(arg, uri, len, false, NULL, 0);
+}
+
+static void uris_of_body(struct builder *b)
+{
+	const buf_t *body = &b->t->body;
+	buf_t work = BUF_INIT;
+	size_t i = 0;
+	while (i < body->len) {
+		const char *nl = memchr(body->data + i, '\n', body->len - i);
+		size_t end = nl != NULL ? (size_t)(nl - body->data) : body->len;
+		spam_uri_scan_line(body->data + i, end - i, &work, text_link, b);
+		i = end + 1;
+	}
+	buf_free(&work);
+}
+
+/* ---- the parts ------------------------------------------------------------------- */
+
+static bool ends_in(const char *name, const char *suffix)
+{
+	size_t n = name != NULL ? strlen(name) : 0, s = strlen(suffix);
+	return n >= s && str_eq_nocase(name + n - s, suffix);
+}
+
+static bool is_html(const struct scan_part *sp)
+{
+	return str_eq_nocase(sp->content_type, "text/html") || ends_in(sp->filename, ".htm") ||
+	       ends_in(sp->filename, ".html") || ends_in(sp->filename, ".shtml");
+}
+
+static const struct scan_part *parent_of(const struct scan_message *m, size_t i)
+{
+	for (size_t k = i; k > 0; k--)
+		if ((int)m->parts[k - 1].index == m->parts[i].parent)
+			return &m->parts[k - 1];
+	return NULL;
+}
+
+/* A leaf in SpamAssassin's sense: not a multipart, not an attached
+ * message, not the part of a uuencoded block inside a text part. */
+static bool is_leaf(const struct scan_message *m, size_t i)
+{
+	const struct scan_part *sp = &m->parts[i], *parent = parent_of(m, i);
+	return !sp->multipart && !sp->message &&
+	       (parent == NULL || parent->multipart || parent->message);
+}
+
+/* SpamAssassin keeps the line end before a boundary (which belongs to the
+ * boundary) as the last byte of a part's text, unless the text is base64
+ * or uuencoded, whose line ends are not text: its paragraphs end there. */
+static bool ends_at_boundary(const struct scan_message *m, size_t i)
+{
+	const struct scan_part *parent = parent_of(m, i);
+	return parent != NULL && parent->multipart && m->parts[i].encoding != MIME_ENC_BASE64 &&
+	       m->parts[i].encoding != MIME_ENC_UUENCODE;
+}
+
+/* Append s[0..n) with CRLF made LF, within max bytes of out. */
+static bool append_lf(buf_t *out, const char *s, size_t n, size_t max)
+{
+	bool cut = false;
+	size_t i = 0;
+	buf_reserve(out, n < max ? n : max);
+	while (i < n) {
+		const char *cr = memchr(s + i, '\r', n - i);
+		size_t end = cr != NULL ? (size_t)(cr - s) : n;
+		size_t take = end - i;
+		if (out->len + take > max) {
+			take = max > out->len ? max - out->len : 0;
+			cut = true;
+		}
+		buf_append(out, s + i, take);
+		if (cut)
+			return true;
+		i = end;
+		if (cr != NULL) {
+			if (i + 1 < n && s[i + 1] == '\n') {
+				i++; /* the LF comes next */
+				continue;
+			}
+			if (out->len >= max)
+				return true;
+			buf_putc(out, '\r');
+			i++;
+		}
+	}
+	return false;
+}
+
+static void rawbody_part(struct builder *b, const struct scan_part *sp, bool boundary)
+{
+	buf_t *raw = &b->t->rawbody;
+	size_t max = b->lim->max_body;
+	if (sp->text.len == 0)
+		return;
+	if (append_lf(raw, sp->text.data, sp->text.len, max))
+		b->t->body_truncated = true;
+	if (boundary && raw->len < max)
+		buf_putc(raw, '\n');
+	if (raw->len > 0 && raw->data[raw->len - 1] != '\n') {
+		if (raw->len < max)
+			buf_putc(raw, '\n');
+		else
+			raw->data[raw->len - 1] = '\n';
+	}
+}
+
+/* U+201C and U+201D made '"' in HTML source, as SpamAssassin does before
+ * reading it (so that they also end attribute values). */
+static void straight_quotes(buf_t *b)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < b->len; i++) {
+		if (i + 2 < b->len && (unsigned char)b->data[i] == 0xE2 &&
+		    (unsigned char)b->data[i + 1] == 0x80 &&
+		    ((unsigned char)b->data[i + 2] == 0x9C || (unsigned char)b->data[i + 2] == 0x9D)) {
+			b->data[o++] = '"';
+			i += 2;
+			continue;
+		}
+		b->data[o++] = b->data[i];
+	}
+	b->len = o;
+	if (b->data != NULL)
+		b->data[o] = '\0';
+}
+
+/* One part's text for the body, into joined (within max bytes). */
+static void body_part(struct builder *b, const struct scan_part *sp, bool boundary, buf_t *joined,
+		      size_t max)
+{
+	struct spam_html_facts *f = &b->t->html;
+	bool html = is_html(sp);
+	if (html)
+		f->html_parts++;
+	else
+		f->text_parts++;
+	if (sp->text.len == 0)
+		return;
+	buf_t utf8 = BUF_INIT, lf = BUF_INIT;
+	mime_text_to_utf8(sp->charset, sp->text.data, sp->text.len, &utf8);
+	append_lf(&lf, utf8.data, utf8.len, SIZE_MAX);
+	if (boundary)
+		buf_putc(&lf, '\n');
+	buf_free(&utf8);
+	size_t room = max > joined->len ? max - joined->len : 0;
+	if (html) {
+		straight_quotes(&lf);
+		struct html_stats st;
+		struct html_link_handler h = { html_link, b };
+		html_render(lf.data, lf.len, room, &h, joined, &st);
+		f->html_text_bytes += st.visible_bytes;
+		f->invisible_text_bytes += st.invisible_bytes;
+		f->images += st.images;
+		f->image_area += (size_t)st.image_area;
+		f->tags += st.tags;
+		f->split_words += st.split_words;
+		if (st.truncated)
+			b->t->body_truncated = true;
+	} else {
+		size_t n = lf.len;
+		if (n > room) {
+			n = room;
+			while (n > 0 && ((unsigned char)lf.data[n] & 0xC0) == 0x80)
+				n--;
+			b->t->body_truncated = true;
+		}
+		buf_append(joined, lf.data, n);
+	}
+	buf_free(&lf);
+}
+
+/* ---- paragraphs ------------------------------------------------------------------ */
+
+/* The bytes of a white space character at s[i] (Perl's \s on Unicode
+ * text: ASCII white space, U+0085, U+00A0, U+1680, U+2000-U+200A,
+ * U+2028, U+2029, U+202F, U+205F, U+3000), 0 if there is none. */
+static size_t space_at(const unsigned char *s, size_t n, size_t i)
+{
+	unsigned char c = s[i];
+	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
+		return 1;
+	if (c == 0xC2 && i + 1 < n && (s[i + 1] == 0x85 || s[i + 1] == 0xA0))
+		return 2;
+	if (i + 2 >= n)
+		return 0;
+	if (c == 0xE1 && s[i + 1] == 0x9A && s[i + 2] == 0x80)
+		return 3;
+	if (c == 0xE2 && s[i + 1] == 0x80 &&
+	    (s[i + 2] <= 0x8A || s[i + 2] == 0xA8 || s[i + 2] == 0xA9 || s[i + 2] == 0xAF))
+		return s[i + 2] >= 0x80 ? 3 : 0;
+	if (c == 0xE2 && s[i + 1] == 0x81 && s[i + 2] == 0x9F)
+		return 3;
+	if (c == 0xE3 && s[i + 1] == 0x80 && s[i + 2] == 0x80)
+		return 3;
+	return 0;
+}
+
+/* The bytes of a character that shows nothing inside a word (U+200B-D,
+ * U+2060, U+FEFF, the soft hyphen U+00AD), 0 if there is none. */
+static size_t zero_width_at(const unsigned char *s, size_t n, size_t i)
+{
+	if (s[i] == 0xC2 && i + 1 < n && s[i + 1] == 0xAD)
+		return 2;
+	if (i + 2 >= n)
+		return 0;
+	if (s[i] == 0xE2 && s[i + 1] == 0x80 && s[i + 2] >= 0x8B && s[i + 2] <= 0x8D)
+		return 3;
+	if (s[i] == 0xE2 && s[i + 1] == 0x81 && s[i + 2] == 0xA0)
+		return 3;
+	if (s[i] == 0xEF && s[i + 1] == 0xBB && s[i + 2] == 0xBF)
+		return 3;
+	return 0;
+}
+
+static bool is_alnum_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * joined -> one line per paragraph, appended to out: a white space run
+ * with two line breaks or more becomes a line break (with a space before
+ * it if the run had white space before its first line break, and after
+ * it likewise), any other run one space; as SpamAssassin's
+ * s/\n+\s*\n+/\0/g; s/\s+/ /g. NUL bytes become U+FFFD, zero-width
+ * characters between two letters go.
+ */
+static void paragraphs(struct builder *b, const buf_t *joined, buf_t *out)
+{
+	const unsigned char *s = (const unsigned char *)joined->data;
+	size_t n = joined->len, i = 0;
+	buf_reserve(out, n + 1);
+	while (i < n) {
+		size_t w = space_at(s, n, i);
+		if (w > 0) {
+			size_t first_nl = SIZE_MAX, last_nl = 0, newlines = 0, j = i;
+			while (j < n && (w = space_at(s, n, j)) > 0) {
+				if (s[j] == '\n') {
+					if (first_nl == SIZE_MAX)
+						first_nl = j;
+					last_nl = j;
+					newlines++;
+				}
+				j += w;
+			}
+			if (newlines >= 2) {
+				if (first_nl > i)
+					buf_putc(out, ' ');
+				buf_putc(out, '\n');
+				if (last_nl + 1 < j)
+					buf_putc(out, ' ');
+			} else {
+				buf_putc(out, ' ');
+			}
+			i = j;
+			continue;
+		}
+		size_t z = zero_width_at(s, n, i);
+		if (z > 0 && i > 0 && i + z < n && is_alnum_byte(s[i - 1]) && is_alnum_byte(s[i + z])) {
+			b->zero_width++;
+			i += z;
+			continue;
+		}
+		if (s[i] == '\0')
+			buf_puts(out, "\xEF\xBF\xBD");
+		else
+			buf_putc(out, (char)s[i]);
+		i++;
+	}
+}
+
+/* Append to body within max; false when it did not all fit. */
+static bool body_append(buf_t *body, const char *s, size_t n, size_t max)
+{
+	if (body->len + n <= max) {
+		buf_append(body, s, n);
+		return true;
+	}
+	size_t take = max > body->len ? max - body->len : 0;
+	while (take > 0 && ((unsigned char)s[take] & 0xC0) == 0x80)
+		take--;
+	buf_append(body, s, take);
+	return false;
+}
+
+/* The lines of text into the body, each longer than BODY_LINE_MAX bytes
+ * (its line end counted) cut after its last space within the bound (or
+ * at the bound if it has none), each ending in '\n'. */
+static void body_lines(struct builder *b, const char *s, size_t n)
+{
+	buf_t *body = &b->t->body;
+	size_t max = b->lim->max_body;
+	size_t i = 0;
+	while (i < n) {
+		const char *nl = memchr(s + i, '\n', n - i);
+		size_t end = nl != NULL ? (size_t)(nl - s) + 1 : n;
+		while (end - i > BODY_LINE_MAX) {
+			const char *sp = memrchr(s + i, ' ', BODY_LINE_MAX + 1);
+			size_t piece = sp != NULL ? (size_t)(sp - (s + i)) + 1 : BODY_LINE_MAX;
+			while (sp == NULL && piece > 1 && ((unsigned char)s[i + piece] & 0xC0) == 0x80)
+				piece--;
+			if (!body_append(body, s + i, piece, max) || !body_append(body, "\n", 1, max)) {
+				b->t->body_truncated = true;
+				return;
+			}
+			i += piece;
+		}
+		if (!body_append(body, s + i, end - i, max)) {
+			b->t->body_truncated = true;
+			return;
+		}
+		i = end;
+	}
+	if (body->len > 0 && body->data[body->len - 1] != '\n' && !body_append(body, "\n", 1, max))
+		b->t->body_truncated = true;
+}
+
+/* The value of the last Subject field of the message's header section
+ * as written (folded), or false. */
+static bool raw_subject(const struct scan_message *m, buf_t *value)
+{
+	const char *s = (const char *)m->data, *end = s + m->len;
+	bool found = false, in_subject = false, first = true;
+	while (s < end) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		const char *line_end = nl != NULL ? nl : end;
+		size_t len = (size_t)(line_end - s);
+		if (len > 0 && s[len - 1] == '\r')
+			len--;
+		if (first && len >= 5 && memcmp(s, "From ", 5) == 0) {
+			/* an mbox separator */
+		} else if (len == 0) {
+			break;
+		} else if (s[0] == ' ' || s[0] == '\t') {
+			if (in_subject) {
+				buf_putc(value, '\n');
+				buf_append(value, s, len);
+			}
+		} else {
+			const char *colon = memchr(s, ':', len);
+			size_t name = colon != NULL ? (size_t)(colon - s) : 0;
+			while (name > 0 && (s[name - 1] == ' ' || s[name - 1] == '\t'))
+				name--;
+			in_subject = name == 7 && strncasecmp(s, "Subject", 7) == 0;
+			if (in_subject) {
+				found = true;
+				buf_reset(value);
+				buf_append(value, colon + 1, len - (size_t)(colon + 1 - s));
+			}
+		}
+		first = false;
+		s = nl != NULL ? nl + 1 : end;
+	}
+	return found;
+}
+
+/* The Subject line, as SpamAssassin reads it: the last Subject field,
+ * each line end with the white space after it made one space, white space
+ * at its ends dropped, RFC 2047 words decoded, in UTF-8; then '\n'. */
+static void subject_line(const struct scan_message *m, buf_t *out)
+{
+	buf_t raw = BUF_INIT, unfolded = BUF_INIT, decoded = BUF_INIT;
+	if (raw_subject(m, &raw)) {
+		for (size_t k = 0; k < raw.len; k++) {
+			char c = raw.data[k];
+			if (c == '\n') {
+				while (k + 1 < raw.len && (raw.data[k + 1] == ' ' || raw.data[k + 1] == '\t'))
+					k++;
+				c = ' ';
+			}
+			buf_putc(&unfolded, c == '\0' ? ' ' : c);
+		}
+		size_t a = 0, z = unfolded.len;
+		while (a < z && (unfolded.data[a] == ' ' || unfolded.data[a] == '\t'))
+			a++;
+		while (z > a && (unfolded.data[z - 1] == ' ' || unfolded.data[z - 1] == '\t'))
+			z--;
+		mime_decode_words(unfolded.data + a, z - a, &decoded);
+		mime_text_to_utf8(NULL, decoded.data, decoded.len, out);
+		for (size_t k = 0; k < out->len; k++)
+			if (out->data[k] == '\n' || out->data[k] == '\r')
+				out->data[k] = ' ';
+	}
+	buf_free(&raw);
+	buf_free(&unfolded);
+	buf_free(&decoded);
+	buf_putc(out, '\n');
+}
+
+/* ---- the whole ------------------------------------------------------------------- */
+
+void spam_text_build(const struct scan_message *m, const struct spam_text_limits *limits,
+		     struct spam_text *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->msg = m;
+	struct builder b = { .t = t, .lim = limits, .seen = HASHMAP_INIT };
+	buf_t joined = BUF_INIT, text = BUF_INIT;
+	subject_line(m, &text);
+	for (size_t i = 0; i < m->part_count; i++) {
+		const struct scan_part *sp = &m->parts[i];
+		if (!is_leaf(m, i))
+			continue;
+		if (sp->text_truncated)
+			t->body_truncated = true;
+		if (joined.len > 0 && joined.len < limits->max_body)
+			buf_putc(&joined, '\n');
+		bool boundary = ends_at_boundary(m, i);
+		if (str_eq_nocase(sp->content_type, "text/plain") || is_html(sp))
+			body_part(&b, sp, boundary, &joined, limits->max_body);
+		rawbody_part(&b, sp, boundary);
+	}
+	paragraphs(&b, &joined, &text);
+	buf_free(&joined);
+	body_lines(&b, text.data, text.len);
+	buf_free(&text);
+	t->html.has_obfuscated_words =
+		b.zero_width >= 2 ||
+		(t->html.split_words >= 3 && t->html.split_words * 20 >= t->html.tags);
+	uris_of_body(&b);
+	hashmap_free(&b.seen, NULL);
+}
+
+void spam_text_free(struct spam_text *t)
+{
+	buf_free(&t->body);
+	buf_free(&t->rawbody);
+	for (size_t i = 0; i < t->uri_count; i++) {
+		free(t->uris[i].uri);
+		free(t->uris[i].host);
+		free(t->uris[i].anchor_text);
+	}
+	xfree(&t->uris);
+	memset(t, 0, sizeof(*t));
+}
