@@ -8,7 +8,8 @@
  * the ';' (not in an attribute value when a letter, digit or '=' follows:
  * "?a=1&copy=2" stays as written there). A reference to NUL, a surrogate
  * or past U+10FFFF gives U+FFFD; Windows-1252's C1 mapping of 0x80-0x9F
- * is applied as browsers do ("&#150;" is an en dash).
+ * is applied as browsers do ("&#150;" is an en dash). "&nbsp;" in an
+ * attribute value is a space, as SpamAssassin reads it.
  *
  * Untrusted input: the text of HTML parts. Privilege: unprivileged
  * scanners and `postern scan`.
@@ -358,6 +359,8 @@ size_t html_entity_decode(const char *s, size_t len, bool in_attribute, char out
 		if (!semicolon && (!e->legacy || (in_attribute && n < len && s[n] == '=')))
 			return 0;
 		cp = e->cp;
+		if (cp == 0xA0 && semicolon && in_attribute)
+			cp = ' '; /* SpamAssassin reads "&nbsp;" as a space before all else */
 		used = n + (semicolon ? 1 : 0);
 	}
 	if (used == 0)

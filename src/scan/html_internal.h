@@ -16,8 +16,8 @@
 
 enum html_chunk { CHUNK_NONE, CHUNK_TEXT, CHUNK_SPACE };
 
-/* The next '>', '"' or '\'' ahead, found once (html_text.c). */
-enum { AHEAD_GT, AHEAD_DQUOTE, AHEAD_SQUOTE, AHEAD_COUNT };
+/* The next '>', '"', '\'', "-->" or "]]>" ahead, found once (html_text.c). */
+enum { AHEAD_GT, AHEAD_DQUOTE, AHEAD_SQUOTE, AHEAD_COMMENT_END, AHEAD_CDATA_END, AHEAD_COUNT };
 struct html_ahead {
 	size_t from, pos;
 	bool valid, none;

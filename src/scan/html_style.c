@@ -163,22 +163,68 @@ static const struct element *find_element(const char *name)
 
 /* ---- colours ------------------------------------------------------------------- */
 
+static bool is_css_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+#define COLOUR_INVALID (-2) /* SpamAssassin's "invalid": it hides the text */
+
+/* The named colours of CSS, sorted by name. */
 static const struct {
 	const char *name;
 	int32_t rgb;
 } colour_names[] = {
-	{ "black", 0x000000 }, { "white", 0xffffff }, { "red", 0xff0000 },
-	{ "green", 0x008000 }, { "blue", 0x0000ff }, { "yellow", 0xffff00 },
-	{ "gray", 0x808080 }, { "grey", 0x808080 }, { "silver", 0xc0c0c0 },
-	{ "maroon", 0x800000 }, { "navy", 0x000080 }, { "olive", 0x808000 },
-	{ "purple", 0x800080 }, { "teal", 0x008080 }, { "aqua", 0x00ffff },
-	{ "cyan", 0x00ffff }, { "fuchsia", 0xff00ff }, { "magenta", 0xff00ff },
-	{ "lime", 0x00ff00 }, { "orange", 0xffa500 }, { "snow", 0xfffafa },
-	{ "whitesmoke", 0xf5f5f5 }, { "ghostwhite", 0xf8f8ff }, { "ivory", 0xfffff0 },
-	{ "floralwhite", 0xfffaf0 }, { "linen", 0xfaf0e6 }, { "seashell", 0xfff5ee },
-	{ "azure", 0xf0ffff }, { "mintcream", 0xf5fffa }, { "honeydew", 0xf0fff0 },
-	{ "aliceblue", 0xf0f8ff }, { "lightgray", 0xd3d3d3 }, { "lightgrey", 0xd3d3d3 },
-	{ "gainsboro", 0xdcdcdc }, { "beige", 0xf5f5dc }, { "lightyellow", 0xffffe0 },
+	{ "aliceblue", 0xf0f8ff }, { "antiquewhite", 0xfaebd7 }, { "aqua", 0x00ffff },
+	{ "aquamarine", 0x7fffd4 }, { "azure", 0xf0ffff }, { "beige", 0xf5f5dc },
+	{ "bisque", 0xffe4c4 }, { "black", 0x000000 }, { "blanchedalmond", 0xffebcd },
+	{ "blue", 0x0000ff }, { "blueviolet", 0x8a2be2 }, { "brown", 0xa52a2a },
+	{ "burlywood", 0xdeb887 }, { "cadetblue", 0x5f9ea0 }, { "chartreuse", 0x7fff00 },
+	{ "chocolate", 0xd2691e }, { "coral", 0xff7f50 }, { "cornflowerblue", 0x6495ed },
+	{ "cornsilk", 0xfff8dc }, { "crimson", 0xdc143c }, { "cyan", 0x00ffff },
+	{ "darkblue", 0x00008b }, { "darkcyan", 0x008b8b }, { "darkgoldenrod", 0xb8860b },
+	{ "darkgray", 0xa9a9a9 }, { "darkgreen", 0x006400 }, { "darkgrey", 0xa9a9a9 },
+	{ "darkkhaki", 0xbdb76b }, { "darkmagenta", 0x8b008b }, { "darkolivegreen", 0x556b2f },
+	{ "darkorange", 0xff8c00 }, { "darkorchid", 0x9932cc }, { "darkred", 0x8b0000 },
+	{ "darksalmon", 0xe9967a }, { "darkseagreen", 0x8fbc8f }, { "darkslateblue", 0x483d8b },
+	{ "darkslategray", 0x2f4f4f }, { "darkslategrey", 0x2f4f4f }, { "darkturquoise", 0x00ced1 },
+	{ "darkviolet", 0x9400d3 }, { "deeppink", 0xff1493 }, { "deepskyblue", 0x00bfff },
+	{ "dimgray", 0x696969 }, { "dimgrey", 0x696969 }, { "dodgerblue", 0x1e90ff },
+	{ "firebrick", 0xb22222 }, { "floralwhite", 0xfffaf0 }, { "forestgreen", 0x228b22 },
+	{ "fuchsia", 0xff00ff }, { "gainsboro", 0xdcdcdc }, { "ghostwhite", 0xf8f8ff },
+	{ "gold", 0xffd700 }, { "goldenrod", 0xdaa520 }, { "gray", 0x808080 }, { "green", 0x008000 },
+	{ "greenyellow", 0xadff2f }, { "grey", 0x808080 }, { "honeydew", 0xf0fff0 },
+	{ "hotpink", 0xff69b4 }, { "indianred", 0xcd5c5c }, { "indigo", 0x4b0082 },
+	{ "ivory", 0xfffff0 }, { "khaki", 0xf0e68c }, { "lavender", 0xe6e6fa },
+	{ "lavenderblush", 0xfff0f5 }, { "lawngreen", 0x7cfc00 }, { "lemonchiffon", 0xfffacd },
+	{ "lightblue", 0xadd8e6 }, { "lightcoral", 0xf08080 }, { "lightcyan", 0xe0ffff },
+	{ "lightgoldenrodyellow", 0xfafad2 }, { "lightgray", 0xd3d3d3 }, { "lightgreen", 0x90ee90 },
+	{ "lightgrey", 0xd3d3d3 }, { "lightpink", 0xffb6c1 }, { "lightsalmon", 0xffa07a },
+	{ "lightseagreen", 0x20b2aa }, { "lightskyblue", 0x87cefa }, { "lightslategray", 0x778899 },
+	{ "lightslategrey", 0x778899 }, { "lightsteelblue", 0xb0c4de }, { "lightyellow", 0xffffe0 },
+	{ "lime", 0x00ff00 }, { "limegreen", 0x32cd32 }, { "linen", 0xfaf0e6 },
+	{ "magenta", 0xff00ff }, { "maroon", 0x800000 }, { "mediumaquamarine", 0x66cdaa },
+	{ "mediumblue", 0x0000cd }, { "mediumorchid", 0xba55d3 }, { "mediumpurple", 0x9370db },
+	{ "mediumseagreen", 0x3cb371 }, { "mediumslateblue", 0x7b68ee },
+	{ "mediumspringgreen", 0x00fa9a }, { "mediumturquoise", 0x48d1cc },
+	{ "mediumvioletred", 0xc71585 }, { "midnightblue", 0x191970 }, { "mintcream", 0xf5fffa },
+	{ "mistyrose", 0xffe4e1 }, { "moccasin", 0xffe4b5 }, { "navajowhite", 0xffdead },
+	{ "navy", 0x000080 }, { "oldlace", 0xfdf5e6 }, { "olive", 0x808000 },
+	{ "olivedrab", 0x6b8e23 }, { "orange", 0xffa500 }, { "orangered", 0xff4500 },
+	{ "orchid", 0xda70d6 }, { "palegoldenrod", 0xeee8aa }, { "palegreen", 0x98fb98 },
+	{ "paleturquoise", 0xafeeee }, { "palevioletred", 0xdb7093 }, { "papayawhip", 0xffefd5 },
+	{ "peachpuff", 0xffdab9 }, { "peru", 0xcd853f }, { "pink", 0xffc0cb }, { "plum", 0xdda0dd },
+	{ "powderblue", 0xb0e0e6 }, { "purple", 0x800080 }, { "rebeccapurple", 0x663399 },
+	{ "red", 0xff0000 }, { "rosybrown", 0xbc8f8f }, { "royalblue", 0x4169e1 },
+	{ "saddlebrown", 0x8b4513 }, { "salmon", 0xfa8072 }, { "sandybrown", 0xf4a460 },
+	{ "seagreen", 0x2e8b57 }, { "seashell", 0xfff5ee }, { "sienna", 0xa0522d },
+	{ "silver", 0xc0c0c0 }, { "skyblue", 0x87ceeb }, { "slateblue", 0x6a5acd },
+	{ "slategray", 0x708090 }, { "slategrey", 0x708090 }, { "snow", 0xfffafa },
+	{ "springgreen", 0x00ff7f }, { "steelblue", 0x4682b4 }, { "tan", 0xd2b48c },
+	{ "teal", 0x008080 }, { "thistle", 0xd8bfd8 }, { "tomato", 0xff6347 },
+	{ "turquoise", 0x40e0d0 }, { "violet", 0xee82ee }, { "wheat", 0xf5deb3 },
+	{ "white", 0xffffff }, { "whitesmoke", 0xf5f5f5 }, { "yellow", 0xffff00 },
+	{ "yellowgreen", 0x9acd32 },
 };
 
 static int hex_digit(char c)
@@ -189,6 +235,38 @@ static int hex_digit(char c)
 		return c - 'a' + 10;
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
+	return -1;
+}
+
+static void trim_colour(const char **s, size_t *n)
+{
+	while (*n > 0 && is_css_space(**s)) {
+		(*s)++;
+		(*n)--;
+	}
+	while (*n > 0 && is_css_space((*s)[*n - 1]))
+		(*n)--;
+}
+
+static int32_t named_colour(const char *s, size_t n)
+{
+	char name[24];
+	if (n == 0 || n >= sizeof(name))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		name[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+	name[n] = '\0';
+	size_t lo = 0, hi = ARRAY_LEN(colour_names);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(colour_names[mid].name, name);
+		if (c == 0)
+			return colour_names[mid].rgb;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 
@@ -217,23 +295,23 @@ static int32_t rgb_function(const char *s, size_t n)
 	return rgb;
 }
 
-/* A colour as HTML attributes and CSS write it: a name, #rgb, #rrggbb (also
- * without '#', as old mail does), rgb(); -1 if it is none of them. */
+static int32_t rgb_colour(const char *s, size_t n)
+{
+	const char *open = memchr(s, '(', n);
+	return open != NULL ? rgb_function(open + 1, n - (size_t)(open + 1 - s)) : -1;
+}
+
+/* A colour as browsers read HTML attributes and CSS: a name, #rgb,
+ * #rrggbb (also without '#', as old mail writes it), rgb(); -1 if it is
+ * none of them. */
 static int32_t parse_colour(const char *s, size_t n)
 {
-	while (n > 0 && (*s == ' ' || *s == '\t')) {
-		s++;
-		n--;
-	}
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	if (n >= 4 && strncasecmp(s, "rgb", 3) == 0) {
-		const char *open = memchr(s, '(', n);
-		return open != NULL ? rgb_function(open + 1, n - (size_t)(open + 1 - s)) : -1;
-	}
-	for (size_t k = 0; k < ARRAY_LEN(colour_names); k++)
-		if (strlen(colour_names[k].name) == n && strncasecmp(s, colour_names[k].name, n) == 0)
-			return colour_names[k].rgb;
+	trim_colour(&s, &n);
+	if (n >= 4 && strncasecmp(s, "rgb", 3) == 0)
+		return rgb_colour(s, n);
+	int32_t named = named_colour(s, n);
+	if (named >= 0)
+		return named;
 	if (n > 0 && s[0] == '#') {
 		s++;
 		n--;
@@ -247,6 +325,41 @@ static int32_t parse_colour(const char *s, size_t n)
 			return -1;
 		rgb = n == 3 ? rgb << 8 | d << 4 | d : rgb << 4 | d;
 	}
+	return rgb;
+}
+
+/* A colour as SpamAssassin reads it: a name, rgb(), or '#' and hex digits
+ * (others skipped, cut or padded to three or six); anything else is
+ * COLOUR_INVALID. */
+static int32_t parse_colour_sa(const char *s, size_t n)
+{
+	trim_colour(&s, &n);
+	if (n >= 4 && memmem(s, n, "rgb(", 4) != NULL)
+		return rgb_colour(s, n);
+	int32_t named = named_colour(s, n);
+	if (named >= 0)
+		return named;
+	if (n == 0 || s[0] != '#')
+		return COLOUR_INVALID;
+	char hex[6];
+	size_t h = 0;
+	for (size_t i = 1; i < n; i++) {
+		if (hex_digit(s[i]) < 0)
+			continue;
+		if (h < 6)
+			hex[h] = s[i];
+		h++;
+	}
+	if (h > 6)
+		h = 6;
+	if (h > 3 && h < 6)
+		h = 3;
+	while (h % 3 != 0)
+		hex[h++] = '0';
+	int32_t rgb = 0;
+	for (size_t k = 0; k < h; k++)
+		rgb = h == 3 ? rgb << 8 | hex_digit(hex[k]) << 4 | hex_digit(hex[k])
+			     : rgb << 4 | hex_digit(hex[k]);
 	return rgb;
 }
 
@@ -286,7 +399,8 @@ bool html_style_hidden(const struct html_renderer *r)
 bool html_style_hidden_sa(const struct html_renderer *r)
 {
 	const struct html_look *l = &r->styles[r->depth - 1].sa;
-	return l->hidden || l->size <= 1 || too_close(l->fg, l->bg);
+	return l->hidden || l->size <= 1 || l->fg == COLOUR_INVALID || l->bg == COLOUR_INVALID ||
+	       too_close(l->fg, l->bg);
 }
 
 static bool on_stack(const struct html_renderer *r, const char *tag)
@@ -368,14 +482,10 @@ static bool value_is(const char *v, size_t n, const char *word)
 	return strlen(word) == n && strncasecmp(v, word, n) == 0;
 }
 
-static bool is_css_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
-}
-
 /* The background colour of a CSS background value: its first word that is
  * a colour; "transparent" is the parent's. */
-static void css_background(struct html_look *l, int32_t parent_bg, const char *v, size_t n)
+static void css_background(struct html_look *l, int32_t parent_bg, const char *v, size_t n,
+			   int32_t (*colour)(const char *, size_t))
 {
 	size_t i = 0;
 	while (i < n) {
@@ -391,7 +501,7 @@ static void css_background(struct html_look *l, int32_t parent_bg, const char *v
 			l->bg = parent_bg;
 			return;
 		}
-		int32_t c = parse_colour(v + w, i - w);
+		int32_t c = colour(v + w, i - w);
 		if (c >= 0) {
 			l->bg = c;
 			return;
@@ -424,14 +534,20 @@ static void css_declaration(struct html_look *l, int32_t parent_bg, const char *
 		vlen = (size_t)(bang - v);
 	while (vlen > 0 && is_css_space(v[vlen - 1]))
 		vlen--;
-	if (value_is(name, name_len, "color")) {
-		if (value_is(v, vlen, "transparent"))
-			l->fg = l->bg;
-		else if (parse_colour(v, vlen) >= 0)
-			l->fg = parse_colour(v, vlen);
+	int32_t (*colour)(const char *, size_t) = sa ? parse_colour_sa : parse_colour;
+	if (value_is(v, vlen, "inherit")) {
+		return;
+	} else if (value_is(name, name_len, "color")) {
+		int32_t c = value_is(v, vlen, "transparent") ? l->bg : colour(v, vlen);
+		if (c != -1)
+			l->fg = c;
+	} else if (sa && value_is(name, name_len, "background-color")) {
+		int32_t c = value_is(v, vlen, "transparent") ? parent_bg : colour(v, vlen);
+		if (c != -1)
+			l->bg = c;
 	} else if (value_is(name, name_len, "background-color") ||
 		   value_is(name, name_len, "background")) {
-		css_background(l, parent_bg, v, vlen);
+		css_background(l, parent_bg, v, vlen, colour);
 	} else if (value_is(name, name_len, "display")) {
 		if (value_is(v, vlen, "none"))
 			l->hidden = true;
@@ -477,10 +593,10 @@ static int font_size(const struct html_renderer *r, const char *v, int current)
 	return sign != 0 ? r->basefont + sign * n : n;
 }
 
-static void set_colour(int32_t *to, const char *v)
+static void set_colour(int32_t *to, const char *v, int32_t (*colour)(const char *, size_t))
 {
-	int32_t c = v != NULL ? parse_colour(v, strlen(v)) : -1;
-	if (c >= 0)
+	int32_t c = v != NULL ? colour(v, strlen(v)) : -1;
+	if (c != -1)
 		*to = c;
 }
 
@@ -492,9 +608,9 @@ static void reader_look(const struct html_renderer *r, const char *tag, struct h
 		l->size++;
 	else if (strcmp(tag, "small") == 0)
 		l->size--;
-	set_colour(&l->fg, html_attr(r, "color", NULL));
-	set_colour(&l->fg, html_attr(r, "text", NULL));
-	set_colour(&l->bg, html_attr(r, "bgcolor", NULL));
+	set_colour(&l->fg, html_attr(r, "color", NULL), parse_colour);
+	set_colour(&l->fg, html_attr(r, "text", NULL), parse_colour);
+	set_colour(&l->bg, html_attr(r, "bgcolor", NULL), parse_colour);
 	const char *v;
 	if (strcmp(tag, "font") == 0 && (v = html_attr(r, "size", NULL)) != NULL)
 		l->size = font_size(r, v, l->size);
@@ -515,12 +631,12 @@ static void sa_look(const struct html_renderer *r, const char *tag, struct html_
 	} else if (strcmp(tag, "small") == 0) {
 		l->size--;
 	} else if (strcmp(tag, "font") == 0) {
-		set_colour(&l->fg, html_attr(r, "color", NULL));
+		set_colour(&l->fg, html_attr(r, "color", NULL), parse_colour_sa);
 		const char *v = html_attr(r, "size", NULL);
 		if (v != NULL)
 			l->size = font_size(r, v, l->size);
 	} else if (strcmp(tag, "body") == 0) {
-		set_colour(&l->fg, html_attr(r, "text", NULL));
+		set_colour(&l->fg, html_attr(r, "text", NULL), parse_colour_sa);
 	} else {
 		for (size_t i = 0; i < ARRAY_LEN(styled); i++) {
 			size_t n;

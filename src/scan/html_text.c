@@ -142,16 +142,20 @@ static void put_text(struct html_renderer *r, const char *s, size_t len, bool li
 
 /* ---- finding things ahead, in amortised linear time --------------------------- */
 
-/* The next c at or after from, or NPOS; queries for one c come with from
- * never decreasing, so the answer of the last search is reused. */
-static size_t next_of(struct html_renderer *r, int which, char c, size_t from)
+/* The next needle (one of AHEAD_*) at or after from, or NPOS; the queries
+ * for one needle come with from never decreasing, so the answer of the
+ * last search is reused (and "none" stays none). */
+static size_t next_of(struct html_renderer *r, int which, const char *needle, size_t from)
 {
 	struct html_ahead *a = &r->ahead[which];
 	if (a->none)
 		return NPOS;
 	if (a->valid && a->pos >= from && a->from <= from)
 		return a->pos;
-	const char *p = from < r->len ? memchr(r->s + from, c, r->len - from) : NULL;
+	size_t n = strlen(needle);
+	const char *p = from < r->len ? (n == 1 ? memchr(r->s + from, needle[0], r->len - from)
+						: memmem(r->s + from, r->len - from, needle, n))
+				      : NULL;
 	if (p == NULL) {
 		a->none = true;
 		return NPOS;
@@ -160,14 +164,6 @@ static size_t next_of(struct html_renderer *r, int which, char c, size_t from)
 	a->from = from;
 	a->pos = (size_t)(p - r->s);
 	return a->pos;
-}
-
-static size_t find_string(const struct html_renderer *r, size_t from, const char *needle)
-{
-	if (from >= r->len)
-		return NPOS;
-	const char *p = memmem(r->s + from, r->len - from, needle, strlen(needle));
-	return p != NULL ? (size_t)(p - r->s) : NPOS;
 }
 
 static bool is_name_byte(unsigned char c)
@@ -283,12 +279,13 @@ static size_t read_attributes(struct html_renderer *r, size_t i, size_t end)
 		while (j < end && is_space((unsigned char)s[j]))
 			j++;
 		if (j < end && (s[j] == '"' || s[j] == '\'')) {
-			size_t close = next_of(r, s[j] == '"' ? AHEAD_DQUOTE : AHEAD_SQUOTE, s[j], j + 1);
+			bool dq = s[j] == '"';
+			size_t close = next_of(r, dq ? AHEAD_DQUOTE : AHEAD_SQUOTE, dq ? "\"" : "'", j + 1);
 			if (close != NPOS) {
 				add_attribute(r, s + name, name_len, s + j + 1, close - j - 1);
 				i = close + 1;
 				if (i > end) { /* the '>' was inside the value */
-					size_t gt = next_of(r, AHEAD_GT, '>', i);
+					size_t gt = next_of(r, AHEAD_GT, ">", i);
 					end = gt != NPOS ? gt : r->len;
 				}
 				continue;
@@ -330,7 +327,7 @@ struct markup_read {
  * browsers. */
 static void read_tag(struct html_renderer *r, size_t i, struct markup_read *m)
 {
-	size_t gt = next_of(r, AHEAD_GT, '>', i);
+	size_t gt = next_of(r, AHEAD_GT, ">", i);
 	if (gt == NPOS) {
 		m->kind = MARKUP_IGNORED;
 		m->end = r->len;
@@ -361,27 +358,31 @@ static bool read_markup(struct html_renderer *r, size_t i, struct markup_read *m
 	size_t left = r->len - i;
 	unsigned char c1 = left > 1 ? (unsigned char)s[i + 1] : 0;
 	if (left >= 4 && memcmp(s + i, "<!--", 4) == 0) {
-		size_t e = find_string(r, i + 4, "-->");
+		/* one that never ends with "-->" ends at the first '>' */
+		size_t e = next_of(r, AHEAD_COMMENT_END, "-->", i + 4);
+		size_t gt = e == NPOS ? next_of(r, AHEAD_GT, ">", i + 4) : NPOS;
 		m->kind = MARKUP_IGNORED;
-		m->end = e != NPOS ? e + 3 : r->len;
+		m->end = e != NPOS ? e + 3 : gt != NPOS ? gt + 1 : r->len;
 		return true;
 	}
 	if (left >= 9 && memcmp(s + i, "<![CDATA[", 9) == 0) {
-		size_t e = find_string(r, i + 9, "]]>");
+		size_t e = next_of(r, AHEAD_CDATA_END, "]]>", i + 9);
 		m->kind = MARKUP_CDATA;
 		m->text = i + 9;
 		m->text_len = (e != NPOS ? e : r->len) - m->text;
 		m->end = e != NPOS ? e + 3 : r->len;
 		return true;
 	}
-	if (c1 == '!' || c1 == '?') {
-		size_t gt = next_of(r, AHEAD_GT, '>', i);
+	unsigned char c = c1 == '/' && left > 2 ? (unsigned char)s[i + 2] : c1;
+	bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+	/* "<!...>", "<?...>" and "</" without a name up to '>' are nothing */
+	if (c1 == '!' || c1 == '?' || (c1 == '/' && !letter)) {
+		size_t gt = next_of(r, AHEAD_GT, ">", i);
 		m->kind = MARKUP_IGNORED;
 		m->end = gt != NPOS ? gt + 1 : r->len;
 		return true;
 	}
-	unsigned char c = c1 == '/' && left > 2 ? (unsigned char)s[i + 2] : c1;
-	if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+	if (!letter)
 		return false;
 	read_tag(r, i, m);
 	return true;
@@ -408,7 +409,10 @@ void html_render(const char *html, size_t len, size_t max_out,
 		i = (size_t)(lt - html);
 		struct markup_read m;
 		if (!read_markup(&r, i, &m)) {
-			i++;
+			/* a '<' that starts no markup starts a new chunk of text, as
+			 * in the parser SpamAssassin uses */
+			put_text(&r, html + text, i - text, false);
+			text = i++;
 			continue;
 		}
 		put_text(&r, html + text, i - text, false);

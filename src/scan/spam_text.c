@@ -40,7 +40,10 @@
 #include "scan_message.h"
 #include "spam_uri.h"
 
-#define BODY_LINE_MAX 2048 /* SpamAssassin's longest body line */
+#define BODY_LINE_MAX 2048      /* SpamAssassin's longest body line */
+#define PART_SCAN_MAX 50000      /* its body_part_scan_size: one part's rendered text */
+#define RAW_PART_SCAN_MAX 500000 /* its rawbody_part_scan_size: one part's raw text */
+#define PART_CUT_SLACK 1024      /* how far past those it looks for a place to cut */
 
 struct builder {
 	struct spam_text *t;
@@ -48,6 +51,7 @@ struct builder {
 	hashmap_t seen;  /* uri -> its index + 1 in t->uris */
 	size_t uri_cap;
 	unsigned zero_width; /* zero-width characters and soft hyphens inside words */
+	bool crlf;           /* the message's lines end in CRLF */
 };
 
 /* ---- URIs ------------------------------------------------------------------------ */
@@ -134,6 +138,18 @@ static const struct scan_part *parent_of(const struct scan_message *m, size_t i)
 	return NULL;
 }
 
+/* Text SpamAssassin reads as plain text: every text/... but HTML, vCards
+ * and calendars (it takes a type it does not know, text/enriched or
+ * text/rfc822-headers, for text/plain). */
+static bool is_plain(const struct scan_part *sp)
+{
+	const char *t = sp->content_type;
+	if (!str_has_prefix_nocase(t, "text") || (t[4] != '\0' && t[4] != '/' && t[4] != ';'))
+		return false;
+	return !str_eq_nocase(t, "text/html") && !str_eq_nocase(t, "text/x-vcard") &&
+	       !str_eq_nocase(t, "text/calendar");
+}
+
 /* A leaf in SpamAssassin's sense: not a multipart, not an attached
  * message, not the part of a uuencoded block inside a text part. */
 static bool is_leaf(const struct scan_message *m, size_t i)
@@ -185,16 +201,93 @@ static bool append_lf(buf_t *out, const char *s, size_t n, size_t max)
 	return false;
 }
 
+/* The longest prefix of b within n bytes that cuts no UTF-8 sequence. */
+static size_t utf8_prefix(const buf_t *b, size_t n)
+{
+	if (n >= b->len)
+		return b->len;
+	while (n > 0 && ((unsigned char)b->data[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+/* The offset in s[0..n) after its first count characters (UTF-8), or n. */
+static size_t char_offset(const char *s, size_t n, size_t count)
+{
+	size_t i = 0;
+	for (; i < n; i++)
+		if (((unsigned char)s[i] & 0xC0) != 0x80 && count-- == 0)
+			break;
+	return i;
+}
+
+/*
+ * SpamAssassin's bound of one part's text: past max units (characters of
+ * UTF-8 text when chars, bytes otherwise), cut after the first of the
+ * bytes in after (in order of preference) that comes within
+ * PART_CUT_SLACK units of the bound, else at the bound. True if it cut.
+ */
+static bool cut_part(buf_t *b, size_t max, const char *after, bool chars)
+{
+	size_t at_max = chars ? char_offset(b->data, b->len, max) : max;
+	if (b->len <= at_max)
+		return false;
+	max = at_max;
+	size_t window = chars ? char_offset(b->data + max, b->len - max, PART_CUT_SLACK + 1)
+			      : b->len - max < PART_CUT_SLACK + 1 ? b->len - max : PART_CUT_SLACK + 1;
+	for (const char *c = after; *c != '\0'; c++) {
+		const char *at = memchr(b->data + max, *c, window);
+		if (at != NULL) {
+			b->len = (size_t)(at - b->data) + 1;
+			b->data[b->len] = '\0';
+			return true;
+		}
+	}
+	b->len = utf8_prefix(b, max);
+	b->data[b->len] = '\0';
+	return true;
+}
+
+/* Does the message end its lines in CRLF (its first or last line does)? */
+static bool crlf_message(const struct scan_message *m)
+{
+	const unsigned char *nl = memchr(m->data, '\n', m->len);
+	if (nl != NULL && nl > m->data && nl[-1] == '\r')
+		return true;
+	size_t end = m->len > 0 && m->data[m->len - 1] == '\n' ? m->len - 1 : m->len;
+	const unsigned char *prev = end > 0 ? memrchr(m->data, '\n', end) : NULL;
+	size_t start = prev != NULL ? (size_t)(prev - m->data) + 1 : 0;
+	return end > start && end < m->len && m->data[end - 1] == '\r';
+}
+
+/* A part's text with CRLF made LF where SpamAssassin does: text decoded
+ * from base64 or quoted-printable, and any text of a message whose lines
+ * end in CRLF (a CR in a message of LF lines stays, as white space). */
+static void part_text(const struct builder *b, const struct scan_part *sp, const char *s,
+		      size_t n, size_t max, buf_t *out)
+{
+	if (b->crlf || sp->encoding == MIME_ENC_BASE64 || sp->encoding == MIME_ENC_QP)
+		append_lf(out, s, n, max);
+	else
+		buf_append(out, s, n < max ? n : max);
+}
+
 static void rawbody_part(struct builder *b, const struct scan_part *sp, bool boundary)
 {
 	buf_t *raw = &b->t->rawbody;
 	size_t max = b->lim->max_body;
 	if (sp->text.len == 0)
 		return;
-	if (append_lf(raw, sp->text.data, sp->text.len, max))
+	buf_t part = BUF_INIT;
+	part_text(b, sp, sp->text.data, sp->text.len, RAW_PART_SCAN_MAX + PART_CUT_SLACK + 1, &part);
+	if (boundary)
+		buf_putc(&part, '\n');
+	bool cut = cut_part(&part, RAW_PART_SCAN_MAX, "\n> ", false);
+	size_t room = max > raw->len ? max - raw->len : 0;
+	if (cut || part.len > room)
 		b->t->body_truncated = true;
-	if (boundary && raw->len < max)
-		buf_putc(raw, '\n');
+	buf_append(raw, part.data, part.len <= room ? part.len : room);
+	buf_free(&part);
 	if (raw->len > 0 && raw->data[raw->len - 1] != '\n') {
 		if (raw->len < max)
 			buf_putc(raw, '\n');
@@ -224,48 +317,45 @@ static void straight_quotes(buf_t *b)
 }
 
 /* One part's text for the body, into joined (within max bytes). */
-static void body_part(struct builder *b, const struct scan_part *sp, bool boundary, buf_t *joined,
-		      size_t max)
+static void body_part(struct builder *b, const struct scan_part *sp, bool html, bool boundary,
+		      buf_t *joined, size_t max)
 {
 	struct spam_html_facts *f = &b->t->html;
-	bool html = is_html(sp);
 	if (html)
 		f->html_parts++;
 	else
 		f->text_parts++;
 	if (sp->text.len == 0)
 		return;
-	buf_t utf8 = BUF_INIT, lf = BUF_INIT;
+	buf_t utf8 = BUF_INIT, lf = BUF_INIT, part = BUF_INIT;
 	mime_text_to_utf8(sp->charset, sp->text.data, sp->text.len, &utf8);
-	append_lf(&lf, utf8.data, utf8.len, SIZE_MAX);
+	part_text(b, sp, utf8.data, utf8.len, SIZE_MAX, &lf);
 	if (boundary)
 		buf_putc(&lf, '\n');
 	buf_free(&utf8);
-	size_t room = max > joined->len ? max - joined->len : 0;
+	/* enough to find where SpamAssassin would cut the part (characters) */
+	size_t want = 4 * (PART_SCAN_MAX + PART_CUT_SLACK + 1);
 	if (html) {
 		straight_quotes(&lf);
 		struct html_stats st;
 		struct html_link_handler h = { html_link, b };
-		html_render(lf.data, lf.len, room, &h, joined, &st);
+		html_render(lf.data, lf.len, want, &h, &part, &st);
 		f->html_text_bytes += st.visible_bytes;
 		f->invisible_text_bytes += st.invisible_bytes;
 		f->images += st.images;
 		f->image_area += (size_t)st.image_area;
 		f->tags += st.tags;
 		f->split_words += st.split_words;
-		if (st.truncated)
-			b->t->body_truncated = true;
 	} else {
-		size_t n = lf.len;
-		if (n > room) {
-			n = room;
-			while (n > 0 && ((unsigned char)lf.data[n] & 0xC0) == 0x80)
-				n--;
-			b->t->body_truncated = true;
-		}
-		buf_append(joined, lf.data, n);
+		buf_append(&part, lf.data, lf.len < want ? lf.len : want);
 	}
 	buf_free(&lf);
+	size_t room = max > joined->len ? max - joined->len : 0;
+	if (cut_part(&part, PART_SCAN_MAX, "\n ", true) || part.len > room)
+		b->t->body_truncated = true;
+	size_t n = utf8_prefix(&part, room);
+	buf_append(joined, part.data, n);
+	buf_free(&part);
 }
 
 /* ---- paragraphs ------------------------------------------------------------------ */
@@ -493,7 +583,7 @@ void spam_text_build(const struct scan_message *m, const struct spam_text_limits
 {
 	memset(t, 0, sizeof(*t));
 	t->msg = m;
-	struct builder b = { .t = t, .lim = limits, .seen = HASHMAP_INIT };
+	struct builder b = { .t = t, .lim = limits, .seen = HASHMAP_INIT, .crlf = crlf_message(m) };
 	buf_t joined = BUF_INIT, text = BUF_INIT;
 	subject_line(m, &text);
 	for (size_t i = 0; i < m->part_count; i++) {
@@ -505,8 +595,9 @@ void spam_text_build(const struct scan_message *m, const struct spam_text_limits
 		if (joined.len > 0 && joined.len < limits->max_body)
 			buf_putc(&joined, '\n');
 		bool boundary = ends_at_boundary(m, i);
-		if (str_eq_nocase(sp->content_type, "text/plain") || is_html(sp))
-			body_part(&b, sp, boundary, &joined, limits->max_body);
+		bool html = is_html(sp);
+		if (html || is_plain(sp))
+			body_part(&b, sp, html, boundary, &joined, limits->max_body);
 		rawbody_part(&b, sp, boundary);
 	}
 	paragraphs(&b, &joined, &text);

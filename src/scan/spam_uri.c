@@ -32,6 +32,16 @@
 #define MAIL_PART_MAX 251  /* characters of either part of an address */
 #define HOST_MAX 252       /* a bare host name, without its top-level domain */
 
+static bool is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
 /* ---- top-level domains ---------------------------------------------------------- */
 
 /* Sorted (strcmp order): every country's, and the generic ones mail sees
@@ -88,16 +98,6 @@ static const char *const generic_tlds[] = {
 	"zone",
 };
 
-static bool is_alpha(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 static bool in_sorted(const char *const *list, size_t n, const char *label)
 {
 	size_t lo = 0, hi = n;
@@ -150,21 +150,33 @@ static bool ipv4(const char *h, size_t n)
 
 bool spam_uri_host_valid(const char *host, size_t len)
 {
+	while (len > 0 && host[len - 1] == '.')
+		len--;
 	if (ipv4(host, len))
 		return true;
-	size_t label = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)host[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_') ||
-		    ++label > 63)
+	if (len == 0 || len > 253)
+		return false;
+	size_t labels = 1;
+	for (size_t i = 0; i < len; i++)
+		labels += host[i] == '.';
+	if (labels < 2)
+		return false;
+	size_t start = 0;
+	for (size_t k = 0; k < labels; k++) {
+		const char *dot = memchr(host + start, '.', len - start);
+		size_t end = dot != NULL ? (size_t)(dot - host) : len;
+		size_t n = end - start;
+		const char *l = host + start;
+		if (n == 0 || n > 63 || l[0] == '-' || l[n - 1] == '-')
 			return false;
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)l[i];
+			bool ok = c >= 0x80 || is_alpha((char)c) || is_digit((char)c) || c == '-' ||
+				  (c == '_' && k + 2 < labels); /* not in the last two labels */
+			if (!ok)
+				return false;
+		}
+		start = end + 1;
 	}
 	return spam_uri_known_tld(host, len);
 }
@@ -208,7 +220,8 @@ static bool start_delim(unsigned char c)
 /* Where a bare host name may start: after punctuation or white space. */
 static bool host_start_delim(unsigned char c)
 {
-	return is_space(c) || c == 0x1b || (c != '\0' && strchr("!\"#$&'()*+,/:;<=>?@[\\]^`{|}~", c) != NULL);
+	return is_space(c) || c == 0x1b ||
+	       (c != '\0' && strchr("!\"#$&'()*+,/:;<=>?@[\\]^`{|}~", c) != NULL);
 }
 
 static bool is_word(unsigned char c)

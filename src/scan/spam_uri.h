@@ -37,9 +37,9 @@ void spam_uri_scan_line(const char *line, size_t len, buf_t *work, spam_uri_foun
  * "//example.com"); NULL (malloc'ed otherwise) when it names none. */
 char *spam_uri_host(const char *uri, size_t len);
 
-/* Is host (lower case or not) a dotted quad, or labels of letters, digits,
- * '-', '_' or non-ASCII bytes (at most 63 each) ending in a known
- * top-level domain? */
+/* Is host (lower case or not) a dotted quad, or two labels or more of
+ * letters, digits, non-ASCII bytes, '-' inside and '_' but in the last two
+ * (at most 63 bytes each, 253 in all), ending in a known top-level domain? */
 bool spam_uri_host_valid(const char *host, size_t len);
 
 /* Does host end in a top-level domain we know (every country's, the

@@ -6,8 +6,8 @@ PerMsgStatus::get_uri_detail_list), over messages of the shared corpus or
 files named.
 
 For each message: is the body the same, line for line (SpamAssassin's last
-line lacks the line end postern gives every line; that difference is not
-counted), how similar are the lines (difflib's ratio over the lists of
+line, and the pieces of a line longer than 2048 bytes, lack the line end
+postern gives every line; that difference is not counted), how similar are the lines (difflib's ratio over the lists of
 lines), and how many of SpamAssassin's URIs postern found and the other way
 round (URIs SpamAssassin keeps but uri rules never see - fragments, paths
 without a host - left out).
@@ -126,8 +126,11 @@ def main():
         sa_lines, sa_uris = theirs[f]
         our_lines, our_uris = postern_views(args.dump, f)
         sa_lines = [readable(x).encode('utf-8') for x in sa_lines]
-        if sa_lines and our_lines and not sa_lines[-1].endswith(b'\\n]'):
-            our_lines[-1] = our_lines[-1].replace(b'\\n]', b']')
+        # SpamAssassin's lines are array elements: the pieces of a line cut at
+        # 2048 bytes, and its last line, end in no line end, while every line
+        # of postern's body does. That difference is not counted.
+        sa_lines = [x[:-3] + b']' if x.endswith(b'\\n]') else x for x in sa_lines]
+        our_lines = [x[:-3] + b']' if x.endswith(b'\\n]') else x for x in our_lines]
         same = sa_lines == our_lines
         identical += same
         ratio_sum += difflib.SequenceMatcher(None, sa_lines, our_lines, autojunk=False).ratio()
@@ -143,6 +146,8 @@ def main():
                                           'spamassassin', 'postern', lineterm='', n=0):
                 print(d[:300])
         if args.show and sa_uris != our_uris and shown <= args.show:
+            if same:
+                print('--- %s (URIs)' % f)
             for u in sorted(sa_uris - our_uris):
                 print('  uri only in spamassassin: %s' % u.decode('utf-8', 'replace'))
             for u in sorted(our_uris - sa_uris):
