@@ -19,11 +19,14 @@
 #                        test signatures, never the system clamd; its
 #                        freshclam is set to "manual" so that nothing tries
 #                        to download signatures at install time or later
+#   spamassassin         its Perl modules render corpus messages the way its
+#                        rules see them, for tests/tools/spam_text_compare.py
+#                        (check-unit); its spamd is never started here
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
-      openssl procps libclamav-dev clamav-daemon"
+      openssl procps libclamav-dev clamav-daemon spamassassin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -478,30 +478,31 @@ static bool body_append(buf_t *body, const char *s, size_t n, size_t max)
 static void body_lines(struct builder *b, const char *s, size_t n)
 {
 	buf_t *body = &b->t->body;
-	size_t max = b->lim->max_body;
+	if (b->lim->max_body == 0) {
+		b->t->body_truncated = true;
+		return;
+	}
+	size_t max = b->lim->max_body - 1; /* the last line end always fits */
 	size_t i = 0;
-	while (i < n) {
+	bool full = false;
+	while (i < n && !full) {
 		const char *nl = memchr(s + i, '\n', n - i);
 		size_t end = nl != NULL ? (size_t)(nl - s) + 1 : n;
-		while (end - i > BODY_LINE_MAX) {
+		while (end - i > BODY_LINE_MAX && !full) {
 			const char *sp = memrchr(s + i, ' ', BODY_LINE_MAX + 1);
 			size_t piece = sp != NULL ? (size_t)(sp - (s + i)) + 1 : BODY_LINE_MAX;
 			while (sp == NULL && piece > 1 && ((unsigned char)s[i + piece] & 0xC0) == 0x80)
 				piece--;
-			if (!body_append(body, s + i, piece, max) || !body_append(body, "\n", 1, max)) {
-				b->t->body_truncated = true;
-				return;
-			}
+			full = !body_append(body, s + i, piece, max) || !body_append(body, "\n", 1, max);
 			i += piece;
 		}
-		if (!body_append(body, s + i, end - i, max)) {
-			b->t->body_truncated = true;
-			return;
-		}
+		full = full || !body_append(body, s + i, end - i, max);
 		i = end;
 	}
-	if (body->len > 0 && body->data[body->len - 1] != '\n' && !body_append(body, "\n", 1, max))
+	if (full)
 		b->t->body_truncated = true;
+	if (body->len == 0 || body->data[body->len - 1] != '\n')
+		buf_putc(body, '\n');
 }
 
 /* The value of the last Subject field of the message's header section
