@@ -401,6 +401,18 @@ static size_t zero_width_at(const unsigned char *s, size_t n, size_t i)
 	return 0;
 }
 
+/* Can a white space or zero-width character, or a NUL, start with c? */
+static bool maybe_special(unsigned char c)
+{
+	switch (c) {
+	case ' ': case '\t': case '\n': case '\r': case '\f': case '\v': case '\0':
+	case 0xC2: case 0xE1: case 0xE2: case 0xE3: case 0xEF:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool is_alnum_byte(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -450,11 +462,18 @@ static void paragraphs(struct builder *b, const buf_t *joined, buf_t *out)
 			i += z;
 			continue;
 		}
-		if (s[i] == '\0')
+		if (s[i] == '\0') {
 			buf_puts(out, "\xEF\xBF\xBD");
-		else
-			buf_putc(out, (char)s[i]);
-		i++;
+			i++;
+			continue;
+		}
+		/* the bytes up to the next one that may start white space, a
+		 * zero-width character or a NUL, in one go */
+		size_t run = i + 1;
+		while (run < n && !maybe_special(s[run]))
+			run++;
+		buf_append(out, s + i, run - i);
+		i = run;
 	}
 }
 

@@ -194,34 +194,50 @@ bool spam_uri_known_tld(const char *host, size_t len)
 
 /* ---- the characters that delimit ------------------------------------------------- */
 
-static bool is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* Where a link ends. */
 static bool end_delim(unsigned char c)
 {
-	return is_space(c) || c == 0x1b || strchr("><\"`}]{[|", c) != NULL;
+	switch (c) {
+	case ' ': case '\t': case '\n': case '\r': case '\f': case '\v': case 0x1b:
+	case '>': case '<': case '"': case '`': case '}': case ']': case '{': case '[': case '|':
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Where an address ends: also ,(' and any byte of a non-ASCII character. */
 static bool mail_delim(unsigned char c)
 {
-	return end_delim(c) || c >= 0x80 || (c != '\0' && strchr(",('", c) != NULL);
+	return end_delim(c) || c >= 0x80 || c == ',' || c == '(' || c == '\'';
 }
 
 /* Where a link may start, besides a word boundary. */
 static bool start_delim(unsigned char c)
 {
-	return is_space(c) || c == 0x1b || (c != '\0' && strchr("><\"'`,{[(|", c) != NULL);
+	switch (c) {
+	case ' ': case '\t': case '\n': case '\r': case '\f': case '\v': case 0x1b:
+	case '>': case '<': case '"': case '\'': case '`': case ',': case '{': case '[': case '(':
+	case '|':
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Where a bare host name may start: after punctuation or white space. */
 static bool host_start_delim(unsigned char c)
 {
-	return is_space(c) || c == 0x1b ||
-	       (c != '\0' && strchr("!\"#$&'()*+,/:;<=>?@[\\]^`{|}~", c) != NULL);
+	switch (c) {
+	case ' ': case '\t': case '\n': case '\r': case '\f': case '\v': case 0x1b:
+	case '!': case '"': case '#': case '$': case '&': case '\'': case '(': case ')': case '*':
+	case '+': case ',': case '/': case ':': case ';': case '<': case '=': case '>': case '?':
+	case '@': case '[': case '\\': case ']': case '^': case '`': case '{': case '|': case '}':
+	case '~':
+		return true;
+	default:
+		return false;
+	}
 }
 
 static bool is_word(unsigned char c)
@@ -290,6 +306,9 @@ enum kind { KIND_NONE, KIND_KNOWN, KIND_MAIL, KIND_BARE };
 
 static size_t try_known(const struct line *l, size_t p)
 {
+	unsigned char c = l->s[p] | 0x20;
+	if (c != 'h' && c != 'f' && c != 'w')
+		return 0;
 	size_t k = 0;
 	if (has_prefix(l, p, "http://"))
 		k = 7;
@@ -314,7 +333,7 @@ static size_t try_known(const struct line *l, size_t p)
 
 static size_t try_mail(const struct line *l, size_t p)
 {
-	if (has_prefix(l, p, "mailto:") && p + 7 < l->len) {
+	if ((l->s[p] | 0x20) == 'm' && has_prefix(l, p, "mailto:") && p + 7 < l->len) {
 		size_t e = run_end(l->next_mail, p + 7, KNOWN_RUN_MAX);
 		if (e != 0)
 			return e;
