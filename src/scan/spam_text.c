@@ -44,6 +44,7 @@
 #define PART_SCAN_MAX 50000      /* its body_part_scan_size: one part's rendered text */
 #define RAW_PART_SCAN_MAX 500000 /* its rawbody_part_scan_size: one part's raw text */
 #define PART_CUT_SLACK 1024      /* how far past those it looks for a place to cut */
+#define BLANK_LINES_MAX 20       /* blank lines in a row it reads */
 
 struct builder {
 	struct spam_text *t;
@@ -260,16 +261,65 @@ static bool crlf_message(const struct scan_message *m)
 	return end > start && end < m->len && m->data[end - 1] == '\r';
 }
 
+static bool blank_line(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v')
+			return false;
+	return true;
+}
+
+/* SpamAssassin reads a message with at most BLANK_LINES_MAX blank lines
+ * in a row: of a longer run it keeps the first and the last ones. Done on
+ * out from byte from on, in place. */
+static void squeeze_blank_lines(buf_t *out, size_t from)
+{
+	size_t r = from, w = from, run_start = 0, run_lines = 0;
+	while (r < out->len) {
+		const char *nl = memchr(out->data + r, '\n', out->len - r);
+		size_t end = nl != NULL ? (size_t)(nl - out->data) + 1 : out->len;
+		bool blank = nl != NULL && blank_line(out->data + r, end - r - 1);
+		if (blank) {
+			if (run_lines == 0)
+				run_start = w;
+			run_lines++;
+			if (run_lines > BLANK_LINES_MAX) {
+				/* keep the run's first line and its last ones: drop the
+				 * second of those kept so far */
+				const char *second = memchr(out->data + run_start, '\n', w - run_start);
+				size_t at = (size_t)(second - out->data) + 1;
+				const char *third = memchr(out->data + at, '\n', w - at);
+				size_t drop = (size_t)(third - out->data) + 1 - at;
+				memmove(out->data + at, out->data + at + drop, w - at - drop);
+				w -= drop;
+				run_lines--;
+			}
+		} else {
+			run_lines = 0;
+		}
+		memmove(out->data + w, out->data + r, end - r);
+		w += end - r;
+		r = end;
+	}
+	out->len = w;
+	if (out->data != NULL)
+		out->data[w] = '\0';
+}
+
 /* A part's text with CRLF made LF where SpamAssassin does: text decoded
  * from base64 or quoted-printable, and any text of a message whose lines
- * end in CRLF (a CR in a message of LF lines stays, as white space). */
+ * end in CRLF (a CR in a message of LF lines stays, as white space); and
+ * long runs of blank lines squeezed as it does, but in base64. */
 static void part_text(const struct builder *b, const struct scan_part *sp, const char *s,
 		      size_t n, size_t max, buf_t *out)
 {
+	size_t from = out->len;
 	if (b->crlf || sp->encoding == MIME_ENC_BASE64 || sp->encoding == MIME_ENC_QP)
 		append_lf(out, s, n, max);
 	else
 		buf_append(out, s, n < max ? n : max);
+	if (sp->encoding != MIME_ENC_BASE64 && sp->encoding != MIME_ENC_UUENCODE)
+		squeeze_blank_lines(out, from);
 }
 
 static void rawbody_part(struct builder *b, const struct scan_part *sp, bool boundary)

@@ -287,6 +287,37 @@ static void test_rawbody_as_sent(void **state)
 	unbuild(&b);
 }
 
+static void test_rawbody_blank_lines_and_crlf(void **state)
+{
+	(void)state;
+	/* of 25 blank lines in a row, SpamAssassin reads the first and the
+	 * last 19 */
+	buf_t msg = BUF_INIT, want = BUF_INIT;
+	buf_puts(&msg, "Subject: s\n\na\n");
+	for (int i = 0; i < 25; i++)
+		buf_printf(&msg, "%s\n", i == 1 ? "  " : "");
+	buf_puts(&msg, "b\n");
+	buf_puts(&want, "a\n\n");
+	for (int i = 0; i < 19; i++)
+		buf_puts(&want, "\n");
+	buf_puts(&want, "b\n");
+	struct built b;
+	build(&b, msg.data);
+	assert_string_equal(b.t.rawbody.data, want.data);
+	unbuild(&b);
+	/* CRLF is LF in a message of CRLF lines; a stray CR in a message of
+	 * LF lines stays (white space in the body) */
+	build(&b, "Subject: s\r\n\r\nx\r\ny\r\n");
+	assert_string_equal(b.t.rawbody.data, "x\ny\n");
+	unbuild(&b);
+	build(&b, "Subject: s\n\nx\r\n\ny\n");
+	assert_string_equal(b.t.rawbody.data, "x\r\n\ny\n");
+	assert_string_equal(b.t.body.data, "s\nx \ny \n");
+	unbuild(&b);
+	buf_free(&msg);
+	buf_free(&want);
+}
+
 /* ---- HTML ---------------------------------------------------------------------------- */
 
 static void test_html_entities(void **state)
@@ -543,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_alternative_renders_both),
 		cmocka_unit_test(test_other_text_types),
 		cmocka_unit_test(test_rawbody_as_sent),
+		cmocka_unit_test(test_rawbody_blank_lines_and_crlf),
 		cmocka_unit_test(test_html_entities),
 		cmocka_unit_test(test_html_scripts_styles_comments),
 		cmocka_unit_test(test_html_blocks),
