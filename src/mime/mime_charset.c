@@ -1,14 +1,15 @@
 /*
  * mime_charset.c - text in a declared charset to UTF-8, for RFC 2047
- * encoded words and RFC 2231 parameters. glibc's iconv does the work; a
- * few labels mail programs write are read the way mail clients and web
- * browsers read them (the WHATWG Encoding Standard's choices: ISO-8859-1
- * and US-ASCII as windows-1252, GB2312 as GB18030, Shift_JIS as
- * Windows-31J, KS C 5601 as CP949). Bytes a charset does not allow
- * become U+FFFD, as in clients; nothing is dropped silently.
+ * encoded words, RFC 2231 parameters and text bodies (mime_text_to_utf8,
+ * for the spam tests). glibc's iconv does the work; a few labels mail
+ * programs write are read the way mail clients and web browsers read them
+ * (the WHATWG Encoding Standard's choices: ISO-8859-1 and US-ASCII as
+ * windows-1252, GB2312 as GB18030, Shift_JIS as Windows-31J, KS C 5601 as
+ * CP949). Bytes a charset does not allow become U+FFFD, as in clients;
+ * nothing is dropped silently.
  *
- * Untrusted input: charset names and bytes from header fields. Runs in
- * the unprivileged scanner processes and in `postern scan`.
+ * Untrusted input: charset names and bytes from header fields and text
+ * parts. Runs in the unprivileged scanner processes and in `postern scan`.
  */
 #include "mime_internal.h"
 

@@ -1,7 +1,8 @@
 /*
  * html_internal.h - what the files of the HTML renderer share
  * (html_text.c reads the markup and writes the text, html_style.c acts
- * on tags: text styles, line breaks, URIs). Nothing outside them uses it.
+ * on tags: text styles and line breaks; html_links.c: URIs, anchors,
+ * images). Nothing outside them uses it.
  *
  * Untrusted input: the text of HTML parts. Privilege: unprivileged
  * scanners and `postern scan`.
@@ -86,7 +87,10 @@ bool html_style_hidden_sa(const struct html_renderer *r);
 /* A start or end tag (name lower case, "" for a name we do not know). */
 void html_start_tag(struct html_renderer *r, const char *name);
 void html_end_tag(struct html_renderer *r, const char *name);
-/* The end of the document: an <a> still open gives its URI. */
+/* html_links.c */
+/* The URIs and images of a start tag (its attributes read). */
+void html_tag_links(struct html_renderer *r, const char *name);
+/* An <a> ends (or the document): an <a> still open gives its URI. */
 void html_links_finish(struct html_renderer *r);
 
 #endif

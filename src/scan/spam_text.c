@@ -2,27 +2,38 @@
  * spam_text.c - the message as the spam tests see it (spam.h's struct
  * spam_text), built from the MIME pass's kept text parts the way
  * SpamAssassin 4 renders a message, so that rules written for it match
- * the same text:
+ * the same text (tests/tools/spam_text_compare.py measures how closely):
  *
- *   body     the Subject (decoded), then every leaf part in MIME order:
- *            text/plain converted to UTF-8, text/html (or a part named
- *            *.htm, *.html) rendered to its text (html_text.h); both
- *            alternatives of a multipart/alternative, as SpamAssassin
- *            does; a line break between parts. Then white space runs
- *            that hold two line breaks or more end a paragraph, every
- *            other run becomes one space, so each paragraph is one line;
- *            lines longer than 2048 bytes are cut after a space.
- *            Zero-width characters and soft hyphens between two letters
- *            are taken out (and counted): "vi<U+200B>agra" reads "viagra".
+ *   body     the Subject (the last one, unfolded, RFC 2047 decoded), then
+ *            every leaf part in MIME order, a line break between parts:
+ *            text/html (or a part named *.htm, *.html, *.shtml) rendered
+ *            to its text (html_text.h), any other text/... but vCards and
+ *            calendars as plain text, converted to UTF-8
+ *            (mime_text_to_utf8); both alternatives of a
+ *            multipart/alternative, as SpamAssassin does; each part's
+ *            text cut at 50000 characters (after a line end or space
+ *            within 1024 more). Then white space runs that hold two line
+ *            breaks or more end a paragraph, every other run becomes one
+ *            space, so each paragraph is one line; lines longer than
+ *            2048 bytes are cut after a space. Zero-width characters and
+ *            soft hyphens between two letters are taken out (and
+ *            counted): "vi<U+200B>agra" reads "viagra".
  *   rawbody  the same parts and the other text/... and message/... leaves,
- *            transfer encoding undone, charset untouched, CRLF as LF.
+ *            transfer encoding undone, charset untouched, each part cut at
+ *            500000 bytes.
  *   uris     the URIs of HTML attributes (with the text of each <a>) and
  *            those a mail client would link in the body's text
- *            (spam_uri.h), deduplicated.
+ *            (spam_uri.h), each once.
+ *
+ * SpamAssassin's ways kept for the same text: the line end before a
+ * boundary stays in a part (but base64); CRLF is LF in text decoded from
+ * base64 or quoted-printable and in messages of CRLF lines only; of more
+ * than 20 blank lines in a row the first and the last 19 are read.
  *
  * Bounds: body and rawbody at most limits->max_body bytes each (the text
- * beyond is dropped, body_truncated says so), at most limits->max_uris
- * URIs; the passes are linear in the kept text.
+ * beyond is dropped, body_truncated says so, as it does when a part was
+ * cut), at most limits->max_uris URIs; the passes are linear in the kept
+ * text.
  *
  * Untrusted input: the message's text. Privilege: unprivileged scanners
  * and `postern scan`.
