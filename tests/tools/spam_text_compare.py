@@ -15,6 +15,10 @@ without a host - left out).
     spam_text_compare.py --dump build/tools/spam_text_dump [--count N]
         [--corpus DIR] [--min-identical 0.9] [--min-uri 0.9] [--show N] [FILE...]
 
+The corpus is ../shared/corpus/train beside the checkout (or
+$POSTERN_CORPUS/train, as for mime_compare.py); --count messages are taken
+from it evenly, half ham, half spam.
+
 The last line counts the two bounds as tests for make check
 ("spam-text-compare: 2 passed, 0 failed, 0 skipped"). Exits 1 when a
 --min-* bound is not met, 0 otherwise; counts them skipped and exits 0 when
@@ -105,8 +109,9 @@ def pick(corpus, count):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--dump', required=True)
-    ap.add_argument('--corpus', default=os.path.join(os.path.dirname(__file__),
-                                                     '../../../shared/corpus/train'))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument('--corpus', default=os.path.join(os.environ.get(
+        'POSTERN_CORPUS', os.path.join(os.path.dirname(root), 'shared', 'corpus')), 'train'))
     ap.add_argument('--count', type=int, default=200)
     ap.add_argument('--min-identical', type=float, default=0.0)
     ap.add_argument('--min-uri', type=float, default=0.0)
