@@ -397,7 +397,7 @@ void html_render(const char *html, size_t len, size_t max_out,
 	r.s = html;
 	r.len = len;
 	r.out = out;
-	r.max_out = out->len + max_out;
+	r.max_out = max_out < SIZE_MAX - out->len ? out->len + max_out : SIZE_MAX;
 	r.handler = handler;
 	r.st = st;
 	html_style_init(&r);
