@@ -144,6 +144,11 @@ static bool is_html(const struct scan_part *sp)
 
 static const struct scan_part *parent_of(const struct scan_message *m, size_t i)
 {
+	int parent = m->parts[i].parent;
+	/* parts are kept in the order of their index: found at once */
+	if (parent >= 0 && (size_t)parent < m->part_count &&
+	    (int)m->parts[parent].index == parent)
+		return &m->parts[parent];
 	for (size_t k = i; k > 0; k--)
 		if ((int)m->parts[k - 1].index == m->parts[i].parent)
 			return &m->parts[k - 1];
