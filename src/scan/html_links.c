@@ -65,7 +65,8 @@ static void clean_uri(const struct html_renderer *r, const char *v, size_t n, bu
 		else if (v[0] != '#' && v[0] != '?')
 			buf_append(out, r->base.data, r->base.len);
 	}
-	for (size_t i = 0; i < n && out->len < HTML_URI_MAX; i++) {
+	size_t i = 0;
+	for (; i < n && out->len < HTML_URI_MAX; i++) {
 		if (v[i] == '\n' || v[i] == '\r' || v[i] == '\t')
 			continue;
 		if (i + 2 < n && memcmp(v + i, "\xEF\xBB\xBF", 3) == 0) {
@@ -74,10 +75,13 @@ static void clean_uri(const struct html_renderer *r, const char *v, size_t n, bu
 		}
 		buf_putc(out, v[i]);
 	}
-	while (out->len > 0 && ((unsigned char)out->data[out->len - 1] & 0xC0) == 0x80 &&
-	       out->len == HTML_URI_MAX)
-		out->len--; /* never a cut UTF-8 sequence */
-	out->data[out->len] = '\0';
+	if (i < n) { /* cut at the bound: not inside a UTF-8 sequence */
+		while (out->len > 0 && ((unsigned char)out->data[out->len - 1] & 0xC0) == 0x80)
+			out->len--;
+		if (out->len > 0 && (unsigned char)out->data[out->len - 1] >= 0xC0)
+			out->len--;
+		out->data[out->len] = '\0';
+	}
 }
 
 static void emit_link(const struct html_renderer *r, const char *tag, const char *v, size_t n,

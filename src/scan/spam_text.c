@@ -352,7 +352,7 @@ static void rawbody_part(struct builder *b, const struct scan_part *sp, bool bou
 	size_t room = max > raw->len ? max - raw->len : 0;
 	if (cut || part.len > room)
 		b->t->body_truncated = true;
-	buf_append(raw, part.data, part.len <= room ? part.len : room);
+	buf_append(raw, buf_cstr(&part), part.len <= room ? part.len : room);
 	buf_free(&part);
 	if (raw->len > 0 && raw->data[raw->len - 1] != '\n') {
 		if (raw->len < max)
@@ -395,7 +395,7 @@ static void body_part(struct builder *b, const struct scan_part *sp, bool html, 
 		return;
 	buf_t utf8 = BUF_INIT, lf = BUF_INIT, part = BUF_INIT;
 	mime_text_to_utf8(sp->charset, sp->text.data, sp->text.len, &utf8);
-	part_text(b, sp, utf8.data, utf8.len, SIZE_MAX, &lf);
+	part_text(b, sp, buf_cstr(&utf8), utf8.len, SIZE_MAX, &lf);
 	if (boundary)
 		buf_putc(&lf, '\n');
 	buf_free(&utf8);
@@ -405,7 +405,7 @@ static void body_part(struct builder *b, const struct scan_part *sp, bool html, 
 		straight_quotes(&lf);
 		struct html_stats st;
 		struct html_link_handler h = { html_link, b };
-		html_render(lf.data, lf.len, want, &h, &part, &st);
+		html_render(buf_cstr(&lf), lf.len, want, &h, &part, &st);
 		f->html_text_bytes += st.visible_bytes;
 		f->invisible_text_bytes += st.invisible_bytes;
 		f->images += st.images;
@@ -413,14 +413,14 @@ static void body_part(struct builder *b, const struct scan_part *sp, bool html, 
 		f->tags += st.tags;
 		f->split_words += st.split_words;
 	} else {
-		buf_append(&part, lf.data, lf.len < want ? lf.len : want);
+		buf_append(&part, buf_cstr(&lf), lf.len < want ? lf.len : want);
 	}
 	buf_free(&lf);
 	size_t room = max > joined->len ? max - joined->len : 0;
 	if (cut_part(&part, PART_SCAN_MAX, "\n ", true) || part.len > room)
 		b->t->body_truncated = true;
 	size_t n = utf8_prefix(&part, room);
-	buf_append(joined, part.data, n);
+	buf_append(joined, buf_cstr(&part), n);
 	buf_free(&part);
 }
 
@@ -650,8 +650,8 @@ static void subject_line(const struct scan_message *m, buf_t *out)
 			a++;
 		while (z > a && (unfolded.data[z - 1] == ' ' || unfolded.data[z - 1] == '\t'))
 			z--;
-		mime_decode_words(unfolded.data + a, z - a, &decoded);
-		mime_text_to_utf8(NULL, decoded.data, decoded.len, out);
+		mime_decode_words(buf_cstr(&unfolded) + a, z - a, &decoded);
+		mime_text_to_utf8(NULL, buf_cstr(&decoded), decoded.len, out);
 		for (size_t k = 0; k < out->len; k++)
 			if (out->data[k] == '\n' || out->data[k] == '\r')
 				out->data[k] = ' ';

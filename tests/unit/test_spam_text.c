@@ -430,6 +430,33 @@ static void test_uris_from_html(void **state)
 	unbuild(&b);
 }
 
+/* Regression (found by fuzz_spam_text): an href that is nothing but a
+ * byte order mark or line ends left an empty URI written through a NULL
+ * buffer; an empty Subject was decoded from a NULL one. */
+static void test_empty_uris_and_subject(void **state)
+{
+	(void)state;
+	struct built b;
+	build(&b, "Subject:\nContent-Type: text/html\n\n<a href=\xef\xbb\xbf>x</a>"
+		  "<a href=\"\n\t\">y</a><img src=\"  \">");
+	assert_int_equal(b.t.uri_count, 0);
+	assert_string_equal(b.t.body.data, "\nxy\n");
+	unbuild(&b);
+	/* a URI cut at its bound ends before a cut UTF-8 sequence */
+	buf_t msg = BUF_INIT;
+	buf_puts(&msg, "Subject: s\nContent-Type: text/html\n\n<a href=\"http://x.example.com/");
+	for (size_t i = 0; i < HTML_URI_MAX; i++)
+		buf_puts(&msg, "\xc3\xa9");
+	buf_puts(&msg, "\">z</a>");
+	build(&b, msg.data);
+	assert_int_equal(b.t.uri_count, 1);
+	size_t n = strlen(b.t.uris[0].uri);
+	assert_true(n <= HTML_URI_MAX);
+	assert_int_equal((unsigned char)b.t.uris[0].uri[n - 1], 0xa9);
+	unbuild(&b);
+	buf_free(&msg);
+}
+
 static void test_uris_deduplicated_and_bounded(void **state)
 {
 	(void)state;
@@ -583,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_uris_from_text),
 		cmocka_unit_test(test_uris_from_html),
 		cmocka_unit_test(test_uris_deduplicated_and_bounded),
+		cmocka_unit_test(test_empty_uris_and_subject),
 		cmocka_unit_test(test_invisible_text),
 		cmocka_unit_test(test_images_and_obfuscation),
 		cmocka_unit_test(test_zero_width_characters),
