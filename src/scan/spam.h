@@ -60,8 +60,9 @@ struct spam_html_facts {
  *   header  - the message's own header fields (m->headers with part 0):
  *             raw (unfolded) and decoded (RFC 2047, UTF-8); the rule
  *             engine derives :name, :addr, ALL, ToCc, MESSAGEID from them;
- *   body    - the Subject, then the decoded text of every text/plain and
- *             text/html part (HTML reduced to its text, hidden text
+ *   body    - the Subject, then the decoded text of every text part
+ *             (text/plain and the other text/... types but vCards and
+ *             calendars; text/html reduced to its text, hidden text
  *             included as SpamAssassin does; both parts of an
  *             alternative), converted to UTF-8, each paragraph (lines up
  *             to an empty line) joined into one line with single spaces,
