@@ -178,12 +178,16 @@ static bool is_leaf(const struct scan_message *m, size_t i)
 
 /* SpamAssassin keeps the line end before a boundary (which belongs to the
  * boundary) as the last byte of a part's text, unless the text is base64
- * or uuencoded, whose line ends are not text: its paragraphs end there. */
+ * or uuencoded, whose line ends are not text: its paragraphs end there.
+ * The body of an attached message ends where the message part does. */
 static bool ends_at_boundary(const struct scan_message *m, size_t i)
 {
+	if (m->parts[i].encoding == MIME_ENC_BASE64 || m->parts[i].encoding == MIME_ENC_UUENCODE)
+		return false;
 	const struct scan_part *parent = parent_of(m, i);
-	return parent != NULL && parent->multipart && m->parts[i].encoding != MIME_ENC_BASE64 &&
-	       m->parts[i].encoding != MIME_ENC_UUENCODE;
+	for (unsigned hops = 0; parent != NULL && parent->message && hops < m->part_count; hops++)
+		parent = parent_of(m, (size_t)(parent - m->parts));
+	return parent != NULL && parent->multipart;
 }
 
 /* Append s[0..n) with CRLF made LF, within max bytes of out. */
@@ -342,10 +346,11 @@ static void rawbody_part(struct builder *b, const struct scan_part *sp, bool bou
 {
 	buf_t *raw = &b->t->rawbody;
 	size_t max = b->lim->max_body;
-	if (sp->text.len == 0)
+	if (sp->text.len == 0 && !boundary)
 		return;
 	buf_t part = BUF_INIT;
-	part_text(b, sp, sp->text.data, sp->text.len, RAW_PART_SCAN_MAX + PART_CUT_SLACK + 1, &part);
+	part_text(b, sp, buf_cstr(&sp->text), sp->text.len, RAW_PART_SCAN_MAX + PART_CUT_SLACK + 1,
+		  &part);
 	if (boundary)
 		buf_putc(&part, '\n');
 	bool cut = cut_part(&part, RAW_PART_SCAN_MAX, "\n> ", false);
@@ -391,10 +396,10 @@ static void body_part(struct builder *b, const struct scan_part *sp, bool html, 
 		f->html_parts++;
 	else
 		f->text_parts++;
-	if (sp->text.len == 0)
+	if (sp->text.len == 0 && !boundary)
 		return;
 	buf_t utf8 = BUF_INIT, lf = BUF_INIT, part = BUF_INIT;
-	mime_text_to_utf8(sp->charset, sp->text.data, sp->text.len, &utf8);
+	mime_text_to_utf8(sp->charset, buf_cstr(&sp->text), sp->text.len, &utf8);
 	part_text(b, sp, buf_cstr(&utf8), utf8.len, SIZE_MAX, &lf);
 	if (boundary)
 		buf_putc(&lf, '\n');

@@ -92,7 +92,7 @@ def postern_views(dump, path):
 
 def uri_rules_see(uri):
     """URIs SpamAssassin keeps in its list but its uri rules never see."""
-    return len(uri) > 1 and not uri.startswith((b'#', b'?', b'&')) and \
+    return len(uri) > 1 and not uri.startswith((b'#', b'?', b'&', b'domainkeys:')) and \
         not (uri.startswith(b'/') and not uri.startswith(b'//'))
 
 
