@@ -109,10 +109,14 @@ check: deps
 	@tools/sum-results.sh build/check.log
 
 # The unit tests, then the MIME parser against Python's email package on
-# tests/data/mime and, when it is there, the shared corpus.
-check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
+# tests/data/mime and, when it is there, the shared corpus; and what the
+# spam tests see of 200 corpus messages against SpamAssassin's own view
+# (skipped when SpamAssassin or the corpus is not there).
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump $(BUILD)/tools/spam_text_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
 	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
+	@python3 tests/tools/spam_text_compare.py --dump $(BUILD)/tools/spam_text_dump \
+	  --count 200 --min-identical 0.97 --min-uri 0.97
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so

@@ -26,6 +26,9 @@
 #   spamassassin         its rule files (/usr/share/spamassassin), which the
 #                        spam rule engine's tests load; its spamd is not
 #                        started (no service starts during this install)
+#                        (and, for tests/tools/spam_text_compare.py in
+#                        check-unit, the Perl modules that render messages
+#                        as its rules see them)
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev

@@ -130,6 +130,7 @@ static const struct key_def keys[] = {
 	{ "scan_timeout", K_DURATION, OFF(scan_timeout), "30s", 1, 3600, false, NULL },
 	{ "scan_fail_open", K_ENUM, OFF(scan_fail_open), "no", 0, 0, false, yes_no_words },
 	{ "scan_archive_max_bytes", K_SIZE, OFF(scan_archive_max_bytes), "10M", 0, 1ULL << 30, false, NULL },
+	{ "spam_max_text", K_SIZE, OFF(spam_max_text), "1M", 0, 1ULL << 28, false, NULL },
 	{ "mime_max_depth", K_UINT, OFF(mime_max_depth), "20", 1, 1000, false, NULL },
 	{ "mime_max_parts", K_UINT, OFF(mime_max_parts), "1000", 1, 1000000, false, NULL },
 	{ "mime_max_header_size", K_SIZE, OFF(mime_max_header_size), "256k", 1024, 1ULL << 26, false, NULL },

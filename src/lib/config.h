@@ -101,6 +101,7 @@ struct config {
 	uint64_t scan_timeout;     /* seconds one message may take in a scanner */
 	enum config_bool scan_fail_open; /* a message that cannot be scanned is accepted */
 	uint64_t scan_archive_max_bytes; /* decoded archive bytes kept per message for the rules */
+	uint64_t spam_max_text;   /* text of a message kept and rendered for the spam tests */
 	uint64_t mime_max_depth;
 	uint64_t mime_max_parts;
 	uint64_t mime_max_header_size;  /* one part's header section */

@@ -48,7 +48,11 @@ struct spam_html_facts {
 	size_t invisible_text_bytes;      /* text in white-on-white, display:none, font-size 0... */
 	unsigned images;                  /* <img> tags */
 	size_t image_area;                /* sum of width x height declared */
-	bool has_obfuscated_words;        /* letters split by tags or zero-width characters */
+	unsigned tags;                    /* HTML start and end tags */
+	unsigned split_words;             /* a tag between two letters ("V<b></b>iagra") */
+	/* letters split by tags (split_words >= 3 and >= 5 % of tags) or by
+	 * zero-width characters or soft hyphens (twice or more) */
+	bool has_obfuscated_words;
 };
 
 /*
@@ -56,10 +60,14 @@ struct spam_html_facts {
  *   header  - the message's own header fields (m->headers with part 0):
  *             raw (unfolded) and decoded (RFC 2047, UTF-8); the rule
  *             engine derives :name, :addr, ALL, ToCc, MESSAGEID from them;
- *   body    - the Subject, then the decoded text of every text/plain and
- *             text/html part (HTML reduced to its visible text), converted
- *             to UTF-8, each paragraph (lines up to an empty line) joined
- *             into one line with single spaces, as SpamAssassin renders it;
+ *   body    - the Subject, then the decoded text of every text part
+ *             (text/plain and the other text/... types but vCards and
+ *             calendars; text/html reduced to its text, hidden text
+ *             included as SpamAssassin does; both parts of an
+ *             alternative), converted to UTF-8, each paragraph (lines up
+ *             to an empty line) joined into one line with single spaces,
+ *             lines cut after a space at 2048 bytes, as SpamAssassin
+ *             renders it (spam_text.c says more);
  *   rawbody - the same parts decoded from their transfer encoding but
  *             neither converted nor rendered, lines as sent;
  *   uri     - every URI of text and HTML parts, normalized;
