@@ -26,6 +26,7 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "scan_message.h"
+#include "spam.h"
 
 struct scan_pipeline {
 	struct mime_limits limits;
@@ -113,7 +114,8 @@ struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r
 	 * reply, the log and the notice), not as a banned attachment. Clean
 	 * mail, nearly all of it, goes through every stage either way. */
 	if (add_stage(p, cfg, scan_antivirus_stage_new, err_r) < 0 ||
-	    add_stage(p, cfg, scan_rules_stage_new, err_r) < 0) {
+	    add_stage(p, cfg, scan_rules_stage_new, err_r) < 0 ||
+	    add_stage(p, cfg, scan_spam_stage_new, err_r) < 0) {
 		scan_pipeline_free(&p);
 		return NULL;
 	}
