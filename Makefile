@@ -5,6 +5,8 @@
 #                   the demo gateway in the foreground on 127.0.0.1:2525
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix
+#   make eval       spam accuracy: cross-validation on the labelled corpus, next
+#                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
 
 SHELL    := /bin/bash
@@ -44,7 +46,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean tools FORCE
+        fuzz bench eval install clean tools FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -154,6 +156,12 @@ check-fuzz: $(FUZZ_BINS)
 
 bench: deps all
 	bench/run.sh
+
+# Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
+# postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on
+# the same folds; the table in build/eval/results.txt.
+eval: deps all
+	python3 tools/eval/run_eval.py $(EVAL_ARGS)
 
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
