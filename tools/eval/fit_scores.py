@@ -49,9 +49,9 @@ def read_hits(path):
 
 
 def read_cf_rules(path):
-    """Scored rule names of the .cf (not __sub-rules), and the fixed ones
-    (a "# fixed" comment on their score line, or a score >= 100)."""
-    names, fixed = [], set()
+    """Scored rule names of the .cf (not __sub-rules), the fixed ones (a
+    score >= 100, or "# by hand" after it), and the scores written."""
+    names, fixed, current = [], set(), {}
     kinds = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
     with open(path) as f:
         for line in f:
@@ -60,18 +60,23 @@ def read_cf_rules(path):
                 names.append(w[1])
             if len(w) >= 3 and w[0] == "score":
                 try:
-                    if float(w[2]) >= 100:
-                        fixed.add(w[1])
+                    current[w[1]] = float(w[2])
                 except ValueError:
-                    pass
-    return names, fixed
+                    continue
+                if current[w[1]] >= 100 or "# by hand" in line:
+                    fixed.add(w[1])
+    return names, fixed, current
 
 
-def fit(rows, features, ham_weight, lo, hi, l2, iters=1500, lr=0.05):
-    """Scores (dict) minimising the weighted logistic loss, projected to [lo, hi]."""
+def fit(rows, features, ham_weight, lo, hi, l2, iters=1500, lr=0.05, fixed_scores=None):
+    """Scores (dict) of the features minimising the weighted logistic
+    loss, projected to [lo, hi]; the rules of fixed_scores count with
+    their score."""
     idx = {r: i for i, r in enumerate(features)}
-    data = [([idx[r] for r in rules if r in idx], 1 if label == "spam" else 0) for label, _, rules in rows]
-    n_spam = sum(y for _, y in data) or 1
+    fixed_scores = fixed_scores or {}
+    data = [([idx[r] for r in rules if r in idx], 1 if label == "spam" else 0,
+             sum(fixed_scores.get(r, 0.0) for r in rules if r not in idx)) for label, _, rules in rows]
+    n_spam = sum(y for _, y, _ in data) or 1
     n_ham = (len(data) - n_spam) or 1
     w = [min(hi, max(lo, 1.0))] * len(features)
     m = [0.0] * len(features)
@@ -79,8 +84,8 @@ def fit(rows, features, ham_weight, lo, hi, l2, iters=1500, lr=0.05):
     b1, b2, eps = 0.9, 0.999, 1e-8
     for t in range(1, iters + 1):
         g = [2 * l2 * x for x in w]
-        for xs, y in data:
-            s = sum(w[i] for i in xs) - THRESHOLD
+        for xs, y, base in data:
+            s = base + sum(w[i] for i in xs) - THRESHOLD
             if y:   # spam: loss log(1 + e^-s)
                 d = -1.0 / (1.0 + math.exp(s)) if s > -30 else -1.0
                 d /= n_spam
@@ -124,12 +129,23 @@ def main():
     ap.add_argument("--l2", type=float, default=0.0005)
     ap.add_argument("--max-fp", type=float, default=0.001, help="pooled FP rate allowed at 5.0")
     ap.add_argument("--iters", type=int, default=1500)
+    ap.add_argument("--min-hits", type=int, default=8,
+                    help="rules hitting fewer messages keep the score written by hand")
     args = ap.parse_args()
 
     rows = read_hits(args.hits)
-    names, fixed = read_cf_rules(args.cf)
-    features = [r for r in names if r not in fixed]
-    fixed_scores = {r: 1000.0 for r in fixed}
+    names, fixed, current = read_cf_rules(args.cf)
+    hits = {}
+    for _, _, rules in rows:
+        for r in rules:
+            hits[r] = hits.get(r, 0) + 1
+    # too rare in the corpus to measure: the score written by hand stays
+    rare = [r for r in names if r not in fixed and hits.get(r, 0) < args.min_hits]
+    features = [r for r in names if r not in fixed and r not in rare]
+    fixed_scores = {r: current.get(r, 1.0) for r in list(fixed) + rare}
+    for r in rare:
+        print("note: %s hits %d messages (fewer than %d): keeps its score %.2f, set by hand" %
+              (r, hits.get(r, 0), args.min_hits, current.get(r, 1.0)))
     fold_of = {}
     for label in ("ham", "spam"):
         fold_of.update(folds.assign([n for lab, n, _ in rows if lab == label], args.k,
@@ -141,7 +157,7 @@ def main():
         for k in range(args.k):
             train = [r for r in rows if fold_of[r[1]] != k]
             test = [r for r in rows if fold_of[r[1]] == k]
-            sc = fit(train, features, hw, args.lo, args.hi, args.l2, args.iters)
+            sc = fit(train, features, hw, args.lo, args.hi, args.l2, args.iters, fixed_scores=fixed_scores)
             pooled += [(label, score_of(rules, sc, fixed_scores)) for label, _, rules in test]
         rec, fpr, fp, nh, ns = measure(pooled)
         print("ham weight %5.1f: cross-validated recall at 5.0 %.4f, FP rate %.4f (%d/%d ham)" %
@@ -151,7 +167,7 @@ def main():
         if best is None or key > best[0]:
             best = (key, hw)
     hw = best[1]
-    scores = fit(rows, features, hw, args.lo, args.hi, args.l2, args.iters)
+    scores = fit(rows, features, hw, args.lo, args.hi, args.l2, args.iters, fixed_scores=fixed_scores)
     rec, fpr, fp, nh, ns = measure([(label, score_of(rules, scores, fixed_scores)) for label, _, rules in rows])
     print("chosen ham weight %.1f; fitted on all %d messages: recall %.4f, FP %d/%d (not cross-validated)" %
           (hw, len(rows), rec, fp, nh))
@@ -176,8 +192,7 @@ def write_scores(path, scores):
         out.append(line)
         w = line.split()
         if len(w) >= 2 and w[0] == "describe" and w[1] in scores and w[1] not in have:
-            pad = max(1, len("describe PST_SOMETHING_LONG_ENOUGH ") - len("score    " + w[1]))
-            out.append("score    %s%s%.2f" % (w[1], " " * pad, scores[w[1]]))
+            out.append("score    %-20s %.2f" % (w[1], scores[w[1]]))
             have.add(w[1])
     open(path, "w").write("\n".join(out))
 
