@@ -165,8 +165,9 @@ eval: deps all
 
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
-# users.example, aliases.example and content-rules.example. The examples
-# are always refreshed; postern.conf, users, aliases and content-rules,
+# users.example, aliases.example, content-rules.example and
+# spam-rules.cf.example (postern's own spam rules). The examples are always
+# refreshed; postern.conf, users, aliases, content-rules and spam-rules.cf,
 # which the administrator makes from them, are never written by make
 # install.
 install: all
@@ -183,6 +184,7 @@ install: all
 	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
 	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
 	install -m 644 etc/content-rules.example $(DESTDIR)$(SYSCONFDIR)/postern/content-rules.example
+	install -m 644 etc/spam-rules.cf $(DESTDIR)$(SYSCONFDIR)/postern/spam-rules.cf.example
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
 	  etc/postern.service.in > $(BUILD)/postern.service
 	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service
