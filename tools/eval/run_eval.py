@@ -104,8 +104,9 @@ def limited(names, n):
 
 
 def make_folds(corpus, out, k, seed, selected, limit):
-    """Per selected fold i: out/folds/fI/{train,test}/{ham,spam}/ of symlinks
-    to the corpus. Returns [(i, dir, {label: [test names]})]."""
+    """Per selected fold i: out/folds/fI/{train,test}/{ham,spam}/ of hard
+    links to the corpus (postern learn reads no symbolic links in a
+    folder). Returns [(i, dir, {label: [test names]})]."""
     split = folds.split(corpus, k, seed)
     total = sum(len(v) for v in split.values())
     result = []
@@ -124,7 +125,7 @@ def make_folds(corpus, out, k, seed, selected, limit):
                 d = os.path.join(fd, part, label)
                 os.makedirs(d)
                 for n in names:
-                    os.symlink(os.path.join(corpus, label, n), os.path.join(d, n))
+                    os.link(os.path.join(corpus, label, n), os.path.join(d, n))
         result.append((i, fd, tests))
     for root, dirs, files in os.walk(os.path.join(out, "folds")):
         os.chmod(root, 0o755)
