@@ -66,6 +66,7 @@ POSTERN_CONFIGS = [
     ("all", True, True),
 ]
 SA_MODES = [("sa-untrained", "untrained", 0), ("sa-trained", "trained", 2)]
+SA_PIDFILE = "/run/spamd-anchor-acc.pid"  # the anchor's spamd (08_sa_accuracy.sh)
 
 
 def log(msg):
@@ -357,8 +358,16 @@ def main():
                  "use --only postern")
     if args.only != "sa" and not os.access(args.postern, os.X_OK):
         sys.exit("run_eval: %s not found: run make first" % args.postern)
-    if args.only != "postern" and not os.path.exists(os.path.join(args.anchors, "08_sa_accuracy.sh")):
-        sys.exit("run_eval: %s/08_sa_accuracy.sh not found (set ANCHORS=...)" % args.anchors)
+    if args.only != "postern":
+        if not os.path.exists(os.path.join(args.anchors, "08_sa_accuracy.sh")):
+            sys.exit("run_eval: %s/08_sa_accuracy.sh not found (set ANCHORS=...)" % args.anchors)
+        missing = [p for p in ("spamd", "spamc", "sa-learn") if shutil.which(p) is None]
+        if missing:
+            sys.exit("run_eval: %s not found: the SpamAssassin half needs the Debian packages "
+                     "spamassassin, spamd and spamc (make deps installs them)" % ", ".join(missing))
+        if os.path.exists(SA_PIDFILE):
+            sys.exit("run_eval: %s exists: another SpamAssassin accuracy run (08_sa_accuracy.sh) "
+                     "seems to be going on" % SA_PIDFILE)
     os.makedirs(args.out, exist_ok=True)
     os.chmod(args.out, 0o755)
 
