@@ -24,14 +24,15 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav
+PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav lmdb \
+            libxxhash libhs
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
-LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
+LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
                src/smtp/*.c src/server/*.c src/scan/*.c))
@@ -110,10 +111,14 @@ check: deps
 	@tools/sum-results.sh build/check.log
 
 # The unit tests, then the MIME parser against Python's email package on
-# tests/data/mime and, when it is there, the shared corpus.
-check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
+# tests/data/mime and, when it is there, the shared corpus; and what the
+# spam tests see of 200 corpus messages against SpamAssassin's own view
+# (skipped when SpamAssassin or the corpus is not there).
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump $(BUILD)/tools/spam_text_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
 	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
+	@python3 tests/tools/spam_text_compare.py --dump $(BUILD)/tools/spam_text_dump \
+	  --count 200 --min-identical 0.97 --min-uri 0.97
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so
@@ -148,7 +153,7 @@ build-fuzz/libfuzzpostern.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzpostern.a
-	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt -lm
 
 fuzz: $(FUZZ_BINS)
 check-fuzz: $(FUZZ_BINS)

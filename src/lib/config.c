@@ -130,6 +130,7 @@ static const struct key_def keys[] = {
 	{ "scan_timeout", K_DURATION, OFF(scan_timeout), "30s", 1, 3600, false, NULL },
 	{ "scan_fail_open", K_ENUM, OFF(scan_fail_open), "no", 0, 0, false, yes_no_words },
 	{ "scan_archive_max_bytes", K_SIZE, OFF(scan_archive_max_bytes), "10M", 0, 1ULL << 30, false, NULL },
+	{ "spam_max_text", K_SIZE, OFF(spam_max_text), "1M", 0, 1ULL << 28, false, NULL },
 	{ "mime_max_depth", K_UINT, OFF(mime_max_depth), "20", 1, 1000, false, NULL },
 	{ "mime_max_parts", K_UINT, OFF(mime_max_parts), "1000", 1, 1000000, false, NULL },
 	{ "mime_max_header_size", K_SIZE, OFF(mime_max_header_size), "256k", 1024, 1ULL << 26, false, NULL },
@@ -145,6 +146,16 @@ static const struct key_def keys[] = {
 	{ "spam_subject_prefix", K_STRING, OFF(spam_subject_prefix), "", 0, 0, true, NULL },
 	{ "spam_report", K_ENUM, OFF(spam_report), "no", 0, 0, false, yes_no_words },
 	{ "spam_time_budget", K_DURATION, OFF(spam_time_budget), "10s", 1, 600, false, NULL },
+	{ "bayes_dir", K_PATH, OFF(bayes_dir), "", 0, 0, true, NULL },
+	{ "bayes_min_learned", K_UINT, OFF(bayes_min_learned), "200", 1, 1000000, false, NULL },
+	{ "bayes_expiry_days", K_UINT, OFF(bayes_expiry_days), "90", 1, 36500, true, NULL },
+	{ "bayes_max_tokens", K_UINT, OFF(bayes_max_tokens), "500000", 1000, 1000000000, true, NULL },
+	{ "bayes_map_size", K_SIZE, OFF(bayes_map_size), "64M", 1ULL << 20, 1ULL << 40, false, NULL },
+	{ "bayes_autolearn", K_ENUM, OFF(bayes_autolearn), "yes", 0, 0, false, yes_no_words },
+	{ "bayes_autolearn_ham_score", K_SCORE, OFF(bayes_autolearn_ham_score), "0.1", 0, 1000,
+	  false, NULL },
+	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
+	  false, NULL },
 };
 
 struct parse_ctx {

@@ -153,12 +153,19 @@ struct scan_part {
 	char *sniffed_type;   /* libmagic's, or NULL */
 	char *filename;       /* UTF-8, or NULL */
 	char *disposition;    /* or NULL */
+	char *charset;        /* declared, lower case, or NULL */
+	enum mime_encoding encoding; /* its Content-Transfer-Encoding */
 	uint64_t decoded_size;
 	bool multipart, message;
 	/* The decoded bytes of parts that may be archives (by sniffed type or
 	 * filename), up to scan_archive_max_bytes; empty for the others. */
 	buf_t archive;
 	bool archive_truncated;
+	/* The decoded bytes (transfer encoding undone, charset not) of the
+	 * leaf parts the spam tests read (scan_message_wants_text), up to
+	 * spam_max_text for the whole message; empty for the others. */
+	buf_t text;
+	bool text_truncated;
 };
 
 /* One header field of the message or of a part. */

@@ -397,10 +397,28 @@ static void test_antivirus_keys(void **state)
 		     "postern.conf:2: clamav_max_recursion");
 }
 
+/* The text the spam tests read: 1M by default, at most 256M. */
+static void test_spam_max_text(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.spam_max_text, 1024 * 1024);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nspam_max_text = 64k\n", &cfg, err,
+			      sizeof(err)), 0);
+	assert_int_equal(cfg.spam_max_text, 64 * 1024);
+	config_free(&cfg);
+	expect_error("hostname = mx.example.test\nspam_max_text = 1G\n",
+		     "postern.conf:2: spam_max_text");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_relative_paths),
+		cmocka_unit_test(test_spam_max_text),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
