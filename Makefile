@@ -5,6 +5,8 @@
 #                   the demo gateway in the foreground on 127.0.0.1:2525
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix
+#   make eval       spam accuracy: cross-validation on the labelled corpus, next
+#                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
 
 SHELL    := /bin/bash
@@ -45,7 +47,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean tools FORCE
+        fuzz bench eval install clean tools FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -160,10 +162,17 @@ check-fuzz: $(FUZZ_BINS)
 bench: deps all
 	bench/run.sh
 
+# Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
+# postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on
+# the same folds; the table in build/eval/results.txt.
+eval: deps all
+	python3 tools/eval/run_eval.py $(EVAL_ARGS)
+
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
-# users.example, aliases.example and content-rules.example. The examples
-# are always refreshed; postern.conf, users, aliases and content-rules,
+# users.example, aliases.example, content-rules.example and
+# spam-rules.cf.example (postern's own spam rules). The examples are always
+# refreshed; postern.conf, users, aliases, content-rules and spam-rules.cf,
 # which the administrator makes from them, are never written by make
 # install.
 install: all
@@ -180,6 +189,7 @@ install: all
 	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
 	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
 	install -m 644 etc/content-rules.example $(DESTDIR)$(SYSCONFDIR)/postern/content-rules.example
+	install -m 644 etc/spam-rules.cf $(DESTDIR)$(SYSCONFDIR)/postern/spam-rules.cf.example
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
 	  etc/postern.service.in > $(BUILD)/postern.service
 	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service
