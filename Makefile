@@ -6,6 +6,8 @@
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix,
 #                   with and without scanning; postern scan against ClamAV
+#   make eval       spam accuracy: cross-validation on the labelled corpus, next
+#                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
 
 SHELL    := /bin/bash
@@ -23,14 +25,15 @@ MANDIR         ?= $(prefix_clean)/share/man
 DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
-PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav
+PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav lmdb \
+            libxxhash libhs
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
-LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -pthread $(EXTRA_LDFLAGS)
+LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
                src/smtp/*.c src/server/*.c src/scan/*.c))
@@ -45,7 +48,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
 .PHONY: all deps run check check-unit check-integration check-asan check-fuzz \
-        fuzz bench install clean tools FORCE
+        fuzz bench eval install clean tools FORCE
 all: $(BUILD)/postern
 
 $(BUILD)/%.o: %.c
@@ -109,10 +112,14 @@ check: deps
 	@tools/sum-results.sh build/check.log
 
 # The unit tests, then the MIME parser against Python's email package on
-# tests/data/mime and, when it is there, the shared corpus.
-check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump
+# tests/data/mime and, when it is there, the shared corpus; and what the
+# spam tests see of 200 corpus messages against SpamAssassin's own view
+# (skipped when SpamAssassin or the corpus is not there).
+check-unit: $(UNIT_BINS) $(BUILD)/tests/mime_dump $(BUILD)/tools/spam_text_dump
 	@tools/run-unit-tests.sh $(UNIT_BINS)
 	@python3 tests/tools/mime_compare.py --dump $(BUILD)/tests/mime_dump
+	@python3 tests/tools/spam_text_compare.py --dump $(BUILD)/tools/spam_text_dump \
+	  --count 200 --min-identical 0.97 --min-uri 0.97
 
 # Test-only LD_PRELOAD helpers of the integration tests (never linked into
 # postern): tests/integration/preload/*.c -> build/preload/*.so
@@ -147,7 +154,7 @@ build-fuzz/libfuzzpostern.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzpostern.a
-	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt -lm
 
 fuzz: $(FUZZ_BINS)
 check-fuzz: $(FUZZ_BINS)
@@ -157,10 +164,17 @@ check-fuzz: $(FUZZ_BINS)
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; exit $$rc
 
+# Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
+# postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on
+# the same folds; the table in build/eval/results.txt.
+eval: deps all
+	python3 tools/eval/run_eval.py $(EVAL_ARGS)
+
 # Installation: the binary, the man pages, the systemd unit (its paths
 # filled in), and examples for $(SYSCONFDIR)/postern: postern.conf.example,
-# users.example, aliases.example and content-rules.example. The examples
-# are always refreshed; postern.conf, users, aliases and content-rules,
+# users.example, aliases.example, content-rules.example and
+# spam-rules.cf.example (postern's own spam rules). The examples are always
+# refreshed; postern.conf, users, aliases, content-rules and spam-rules.cf,
 # which the administrator makes from them, are never written by make
 # install.
 install: all
@@ -177,6 +191,7 @@ install: all
 	install -m 644 etc/example/users $(DESTDIR)$(SYSCONFDIR)/postern/users.example
 	install -m 644 etc/example/aliases $(DESTDIR)$(SYSCONFDIR)/postern/aliases.example
 	install -m 644 etc/content-rules.example $(DESTDIR)$(SYSCONFDIR)/postern/content-rules.example
+	install -m 644 etc/spam-rules.cf $(DESTDIR)$(SYSCONFDIR)/postern/spam-rules.cf.example
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFIG_FILE@|$(CONFIG_FILE)|g' \
 	  etc/postern.service.in > $(BUILD)/postern.service
 	install -m 644 $(BUILD)/postern.service $(DESTDIR)$(SYSTEMDUNITDIR)/postern.service

@@ -8,12 +8,15 @@
  *   postern scan [-c FILE] [--json] FILE...|-   run messages through the
  *                                    content pipeline (exit 0 clean,
  *                                    1 blocked, 2 error)
+ *   postern learn [-c FILE] --spam|--ham|--forget|--classify FILE|DIR|-...
+ *   postern learn [-c FILE] --stats|--expire     Bayes (learn_cli.h)
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +31,12 @@
 #include "queue/queue_cli.h"
 #include "scan/rules.h"
 #include "lib/xalloc.h"
+#include "scan/learn_cli.h"
 #include "scan/scan_cli.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
+#include "version.h"
 #include "smtp/tls.h"
 
 /* The Makefile passes the installed configuration path:
@@ -41,7 +46,6 @@
 #error "POSTERN_CONFIG_FILE is not defined: build with make"
 #endif
 #define DEFAULT_CONFIG POSTERN_CONFIG_FILE
-#define POSTERN_VERSION "0.1.0"
 
 static void usage(FILE *out)
 {
@@ -59,6 +63,12 @@ static void usage(FILE *out)
 		"  scan [--json] FILE...|-\n"
 		"                  run messages through the content pipeline, one verdict\n"
 		"                  line each (exit 0 clean, 1 blocked, 2 error)\n"
+		"  learn --spam|--ham|--forget [--progress] FILE|DIR|-...\n"
+		"                  teach Bayes messages (files, mbox files, Maildirs)\n"
+		"  learn --classify FILE|DIR|-...\n"
+		"                  print the Bayes spam probability of each message\n"
+		"  learn --stats|--expire\n"
+		"                  show the Bayes store; expire its old rare tokens now\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -166,17 +176,21 @@ static int quarantine_command(const char *folder, const char *path, int argc, ch
 
 /* Root: become `user` before anything is parsed. A `user` that does not
  * exist (the demo configuration on a machine where its account was never
- * made) gives way to nobody, with a note, rather than to root. */
-static int scan_drop_root(const struct config *cfg)
+ * made) gives way to nobody, with a note, rather than to root. own_dir,
+ * when not NULL, is a folder made for that account first if missing (the
+ * Bayes store's, which `postern learn` writes as `user`). */
+static int drop_root(const struct config *cfg, const char *command, const char *doing,
+		     const char *own_dir)
 {
 	struct passwd *pw = cfg->user[0] != '\0' ? getpwnam(cfg->user) : NULL;
 	if (pw == NULL || pw->pw_uid == 0) {
-		fprintf(stderr, "postern scan: %s: user: account \"%s\" %s: scanning as nobody\n",
-			cfg->path, cfg->user, pw == NULL ? "does not exist" : "is root");
+		fprintf(stderr, "postern %s: %s: user: account \"%s\" %s: %s as nobody\n",
+			command, cfg->path, cfg->user, pw == NULL ? "does not exist" : "is root",
+			doing);
 		pw = getpwnam("nobody");
 		if (pw == NULL || pw->pw_uid == 0) {
-			fprintf(stderr, "postern scan: no account to scan as (not even nobody): "
-				"set user\n");
+			fprintf(stderr, "postern %s: no account to %s as (not even nobody): "
+				"set user\n", command, command);
 			return -1;
 		}
 	}
@@ -185,10 +199,43 @@ static int scan_drop_root(const struct config *cfg)
 	ps.user.uid = pw->pw_uid;
 	ps.user.gid = pw->pw_gid;
 	ps.user.known = true;
-	int rc = privsep_become(&ps, &ps.user, 0, 0);
+	int rc = 0;
+	if (own_dir != NULL && own_dir[0] != '\0' && mkdir(own_dir, 0700) == 0) {
+		int fd = open(own_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fchown(fd, ps.user.uid, ps.user.gid) != 0) {
+			fprintf(stderr, "postern %s: cannot give %s to %s: %s\n", command, own_dir,
+				ps.user.name, strerror(errno));
+			rc = -1;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0)
+		rc = privsep_become(&ps, &ps.user, 0, 0);
 	if (rc < 0)
-		fprintf(stderr, "postern scan: cannot become user %s to scan\n", ps.user.name);
+		fprintf(stderr, "postern %s: cannot become user %s to %s\n", command, ps.user.name,
+			command);
 	privsep_free(&ps);
+	return rc;
+}
+
+static int scan_drop_root(const struct config *cfg)
+{
+	return drop_root(cfg, "scan", "scanning", NULL);
+}
+
+static int learn_become_user(const struct config *cfg, const char *own_dir)
+{
+	return drop_root(cfg, "learn", "learning", own_dir);
+}
+
+static int learn_command(const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return LEARN_CLI_ERROR;
+	int rc = learn_cli_main(&cfg, argc, argv, learn_become_user);
+	config_free(&cfg);
 	return rc;
 }
 
@@ -263,6 +310,8 @@ int main(int argc, char **argv)
 		return quarantine_command(command, config, rest, argv + 2);
 	if (strcmp(command, "scan") == 0)
 		return scan_command(config, rest, argv + 2);
+	if (strcmp(command, "learn") == 0)
+		return learn_command(config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

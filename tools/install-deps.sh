@@ -21,11 +21,22 @@
 #                        to download signatures at install time or later
 #   clamav clamdscan time  the benchmark's comparison (bench/scan.sh):
 #                        clamscan, clamdscan, /usr/bin/time for peak RSS
+#   liblmdb-dev          the Bayes token store (LMDB)
+#   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
+#   libvectorscan-dev    the spam rules' prefilter: one pass over a message
+#                        finds the literals every rule regex needs
+#   spamassassin         its rule files (/usr/share/spamassassin), which the
+#                        spam rule engine's tests load; its spamd is not
+#                        started (no service starts during this install)
+#                        (and, for tests/tools/spam_text_compare.py in
+#                        check-unit, the Perl modules that render messages
+#                        as its rules see them)
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
-      openssl procps libclamav-dev clamav-daemon clamav clamdscan time"
+      openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
+      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

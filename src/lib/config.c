@@ -33,6 +33,8 @@ enum key_type {
 	K_CIDRS,    /* network list */
 	K_LISTEN,   /* list of address:port */
 	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
+	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
+	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
 };
 
 struct key_def {
@@ -129,6 +131,7 @@ static const struct key_def keys[] = {
 	{ "scan_timeout", K_DURATION, OFF(scan_timeout), "30s", 1, 3600, false, NULL },
 	{ "scan_fail_open", K_ENUM, OFF(scan_fail_open), "no", 0, 0, false, yes_no_words },
 	{ "scan_archive_max_bytes", K_SIZE, OFF(scan_archive_max_bytes), "10M", 0, 1ULL << 30, false, NULL },
+	{ "spam_max_text", K_SIZE, OFF(spam_max_text), "1M", 0, 1ULL << 28, false, NULL },
 	{ "mime_max_depth", K_UINT, OFF(mime_max_depth), "20", 1, 1000, false, NULL },
 	{ "mime_max_parts", K_UINT, OFF(mime_max_parts), "1000", 1, 1000000, false, NULL },
 	{ "mime_max_header_size", K_SIZE, OFF(mime_max_header_size), "256k", 1024, 1ULL << 26, false, NULL },
@@ -136,6 +139,24 @@ static const struct key_def keys[] = {
 	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
+	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
+	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },
+	{ "spam_tag_score", K_SCORE, OFF(spam_tag_score), "5.0", 0, 1000, false, NULL },
+	{ "spam_quarantine_score", K_SCORE, OFF(spam_quarantine_score), "0", 0, 1000, false, NULL },
+	{ "spam_reject_score", K_SCORE, OFF(spam_reject_score), "15", 0, 1000, false, NULL },
+	{ "spam_subject_prefix", K_STRING, OFF(spam_subject_prefix), "", 0, 0, true, NULL },
+	{ "spam_report", K_ENUM, OFF(spam_report), "no", 0, 0, false, yes_no_words },
+	{ "spam_time_budget", K_DURATION, OFF(spam_time_budget), "10s", 1, 600, false, NULL },
+	{ "bayes_dir", K_PATH, OFF(bayes_dir), "", 0, 0, true, NULL },
+	{ "bayes_min_learned", K_UINT, OFF(bayes_min_learned), "200", 1, 1000000, false, NULL },
+	{ "bayes_expiry_days", K_UINT, OFF(bayes_expiry_days), "90", 1, 36500, true, NULL },
+	{ "bayes_max_tokens", K_UINT, OFF(bayes_max_tokens), "500000", 1000, 1000000000, true, NULL },
+	{ "bayes_map_size", K_SIZE, OFF(bayes_map_size), "64M", 1ULL << 20, 1ULL << 40, false, NULL },
+	{ "bayes_autolearn", K_ENUM, OFF(bayes_autolearn), "yes", 0, 0, false, yes_no_words },
+	{ "bayes_autolearn_ham_score", K_SCORE, OFF(bayes_autolearn_ham_score), "0.1", 0, 1000,
+	  false, NULL },
+	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
+	  false, NULL },
 };
 
 struct parse_ctx {
@@ -336,6 +357,40 @@ static const char *set_number(const struct key_def *k, uint64_t *field,
 	return NULL;
 }
 
+static const char *set_paths(const struct parse_ctx *ctx, strlist_t *list, const char *value)
+{
+	strlist_t items = { 0 };
+	strlist_split(&items, value);
+	strlist_free(list);
+	for (size_t i = 0; i < items.count; i++) {
+		char *p = resolve_path(ctx, items.items[i]);
+		strlist_add(list, p);
+		free(p);
+	}
+	strlist_free(&items);
+	return NULL;
+}
+
+/* Digits, optionally a point and up to three more: no sign, no exponent,
+ * no "inf" (strtod would take them). */
+static const char *set_score(const struct key_def *k, double *field, const char *value)
+{
+	const char *p = value;
+	size_t whole = 0, frac = 0;
+	while (*p >= '0' && *p <= '9' && whole < 6)
+		p++, whole++;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9' && frac < 4; p++)
+			frac++;
+	if (whole == 0 || *p != '\0' || frac > 3)
+		return "expected a score such as 5, 5.0 or 12.25";
+	double v = strtod(value, NULL);
+	if (v < (double)k->min || v > (double)k->max)
+		return "value out of range";
+	*field = v;
+	return NULL;
+}
+
 static const char *set_domains(strlist_t *list, const char *value)
 {
 	strlist_free(list);
@@ -402,6 +457,10 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return set_listen(ctx->cfg, value);
 	case K_ENUM:
 		return set_enum(k, field, value, detail_r);
+	case K_PATHS:
+		return set_paths(ctx, field, value);
+	case K_SCORE:
+		return set_score(k, field, value);
 	}
 	return "internal error: unknown key type";
 }
@@ -631,6 +690,7 @@ void config_free(struct config *cfg)
 			xfree(field);
 			break;
 		case K_DOMAINS:
+		case K_PATHS:
 			strlist_free(field);
 			break;
 		case K_CIDRS:
@@ -716,6 +776,17 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 		return *(const uint64_t *)fa != *(const uint64_t *)fb;
 	case K_DOMAINS:
 		return !strlist_within(fa, fb) || !strlist_within(fb, fa);
+	case K_PATHS: {
+		const strlist_t *la = fa, *lb = fb;
+		if (la->count != lb->count)
+			return true;
+		for (size_t i = 0; i < la->count; i++)
+			if (strcmp(la->items[i], lb->items[i]) != 0)
+				return true;
+		return false;
+	}
+	case K_SCORE:
+		return *(const double *)fa != *(const double *)fb;
 	case K_CIDRS:
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
@@ -741,12 +812,16 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 	case K_UINT:
 		buf_printf(v, "%llu", (unsigned long long)*(const uint64_t *)field);
 		break;
-	case K_DOMAINS: {
+	case K_DOMAINS:
+	case K_PATHS: {
 		const strlist_t *l = field;
 		for (size_t j = 0; j < l->count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", l->items[j]);
 		break;
 	}
+	case K_SCORE:
+		buf_printf(v, "%g", *(const double *)field);
+		break;
 	case K_CIDRS: {
 		const cidr_list_t *l = field;
 		char txt[INET6_ADDRSTRLEN];

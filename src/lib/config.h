@@ -102,6 +102,7 @@ struct config {
 	uint64_t scan_timeout;     /* seconds one message may take in a scanner */
 	enum config_bool scan_fail_open; /* a message that cannot be scanned is accepted */
 	uint64_t scan_archive_max_bytes; /* decoded archive bytes kept per message for the rules */
+	uint64_t spam_max_text;   /* text of a message kept and rendered for the spam tests */
 	uint64_t mime_max_depth;
 	uint64_t mime_max_parts;
 	uint64_t mime_max_header_size;  /* one part's header section */
@@ -111,6 +112,27 @@ struct config {
 	enum log_level log_level;
 
 	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
+
+	/* Spam scoring (src/scan/spam.c): rules in SpamAssassin's syntax. */
+	char *spam_rules_file;     /* postern's own rules, read strictly; "" = none */
+	strlist_t spam_rules_dirs; /* SpamAssassin's rule folders, read leniently */
+	double spam_tag_score;     /* X-Spam-Flag: YES and the subject prefix from here */
+	double spam_quarantine_score; /* 0 = never quarantined for its score */
+	double spam_reject_score;  /* 550 5.7.1 from here; 0 = never refused for its score */
+	char *spam_subject_prefix; /* "" = the Subject stays */
+	enum config_bool spam_report; /* also X-Spam-Report: each rule, its score, why */
+	uint64_t spam_time_budget; /* seconds the rules may take per message */
+	/* Bayes (src/scan/spam_bayes.c, the token store in spam_store_lmdb.c). */
+	char *bayes_dir;              /* the token store's folder; "" = Bayes off */
+	uint64_t bayes_min_learned;   /* spam and ham each before Bayes says anything */
+	uint64_t bayes_expiry_days;   /* rare tokens not learned from for this long go; 0 = never */
+	uint64_t bayes_max_tokens;    /* the store's bound in tokens; 0 = none */
+	uint64_t bayes_map_size;      /* the LMDB map's least size (it grows when full) */
+	/* The spam stage learns a message whose score (without the Bayes and
+	 * learning rules) is at most the ham or at least the spam threshold. */
+	enum config_bool bayes_autolearn;
+	double bayes_autolearn_ham_score;
+	double bayes_autolearn_spam_score;
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure

@@ -148,6 +148,20 @@ void mime_parser_free(struct mime_parser **p);
  * 3 * len bytes. */
 void mime_decode_words(const char *value, size_t len, buf_t *out);
 
+/*
+ * The decoded text of a part (in, len bytes, declared charset or NULL)
+ * appended to out as UTF-8, read the way mail clients and SpamAssassin
+ * read it: bytes that are all ASCII, or all valid UTF-8, are taken as
+ * they are (a legacy label on UTF-8 text is a common mistake), unless the
+ * charset is one where ASCII bytes do not stand for themselves (UTF-16,
+ * UTF-7, ISO-2022-*); otherwise the declared charset is converted (with
+ * the labels of mime_charset.c read as browsers read them), and a missing
+ * or unknown charset is read as Windows-1252. Sequences the charset does
+ * not allow become U+FFFD; a NUL byte stays. Returns the charset the text
+ * was read as ("us-ascii", "utf-8", the label, "windows-1252").
+ */
+const char *mime_text_to_utf8(const char *charset, const void *in, size_t len, buf_t *out);
+
 /* A short name for one problem bit, for logs and verdicts:
  * "too_deep", "too_many_parts", "header_too_big", "decoded_too_big",
  * "malformed". */

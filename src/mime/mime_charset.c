@@ -1,14 +1,15 @@
 /*
  * mime_charset.c - text in a declared charset to UTF-8, for RFC 2047
- * encoded words and RFC 2231 parameters. glibc's iconv does the work; a
- * few labels mail programs write are read the way mail clients and web
- * browsers read them (the WHATWG Encoding Standard's choices: ISO-8859-1
- * and US-ASCII as windows-1252, GB2312 as GB18030, Shift_JIS as
- * Windows-31J, KS C 5601 as CP949). Bytes a charset does not allow
- * become U+FFFD, as in clients; nothing is dropped silently.
+ * encoded words, RFC 2231 parameters and text bodies (mime_text_to_utf8,
+ * for the spam tests). glibc's iconv does the work; a few labels mail
+ * programs write are read the way mail clients and web browsers read them
+ * (the WHATWG Encoding Standard's choices: ISO-8859-1 and US-ASCII as
+ * windows-1252, GB2312 as GB18030, Shift_JIS as Windows-31J, KS C 5601 as
+ * CP949). Bytes a charset does not allow become U+FFFD, as in clients;
+ * nothing is dropped silently.
  *
- * Untrusted input: charset names and bytes from header fields. Runs in
- * the unprivileged scanner processes and in `postern scan`.
+ * Untrusted input: charset names and bytes from header fields and text
+ * parts. Runs in the unprivileged scanner processes and in `postern scan`.
  */
 #include "mime_internal.h"
 
@@ -265,4 +266,49 @@ bool mime_charset_to_utf8(struct mime_charsets *cs, const char *name, size_t nam
 	}
 	convert(s->cd, in, len, out);
 	return true;
+}
+
+static bool valid_utf8(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n = utf8_sequence(p + i, len - i);
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+const char *mime_text_to_utf8(const char *charset, const void *in, size_t len, buf_t *out)
+{
+	char norm[MIME_CHARSET_NAME_MAX + 1];
+	bool named = charset != NULL && normalise(charset, strlen(charset), norm);
+	bool plain = !named || !stateful_or_wide(norm);
+	if (plain && mime_is_ascii(in, len)) {
+		buf_append(out, in, len);
+		return "us-ascii";
+	}
+	if (plain && valid_utf8(in, len)) {
+		buf_append(out, in, len);
+		return "utf-8";
+	}
+	if (named) {
+		struct mime_charsets cs;
+		memset(&cs, 0, sizeof(cs));
+		bool known = mime_charset_to_utf8(&cs, norm, strlen(norm), in, len, out);
+		mime_charsets_free(&cs);
+		if (known)
+			return charset;
+	}
+	struct mime_charsets cs;
+	memset(&cs, 0, sizeof(cs));
+	if (!mime_charset_to_utf8(&cs, "windows-1252", 12, in, len, out))
+		mime_utf8_sanitize(in, len, out); /* no iconv module for it: never seen */
+	mime_charsets_free(&cs);
+	return "windows-1252";
 }

@@ -339,7 +339,7 @@ static bool param_get(struct mime_charsets *cs, const char *value, size_t len, c
 		return false;
 	buf_t text = BUF_INIT;
 	unquote(&plain, &text);
-	if (decode_words && mime_words_maybe(text.data, text.len)) {
+	if (decode_words && mime_words_maybe(buf_cstr(&text), text.len)) {
 		buf_t decoded = BUF_INIT;
 		mime_words_decode(cs, text.data, text.len, &decoded);
 		mime_utf8_sanitize(decoded.data ? decoded.data : "", decoded.len, out);

@@ -102,6 +102,7 @@ void policy_request_free(struct policy_request *req)
 void policy_reply_free(struct policy_reply *reply)
 {
 	strlist_free(&reply->headers);
+	strlist_free(&reply->remove_headers);
 	strlist_free(&reply->hits);
 }
 
@@ -117,6 +118,8 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 	struct policy_reply *one = &run->call.reply;
 	for (size_t i = 0; i < one->headers.count; i++)
 		strlist_add(&run->merged.headers, one->headers.items[i]);
+	for (size_t i = 0; i < one->remove_headers.count; i++)
+		strlist_add(&run->merged.remove_headers, one->remove_headers.items[i]);
 	if (v == POLICY_DUNNO || v == POLICY_TAG) {
 		if (v == POLICY_TAG)
 			run->merged.verdict = POLICY_TAG;

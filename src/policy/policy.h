@@ -62,6 +62,7 @@ struct policy_reply {
 	char text[512];     /* human text, without code */
 	char reason[64];    /* short key for the log: "relay_denied" */
 	strlist_t headers;  /* "Name: value" lines to add (TAG, and kept on accept) */
+	strlist_t remove_headers; /* field names to remove from the message as received */
 	/* What matched, for the quarantine note and the administrator's
 	 * notices: "virus:NAME", "rule:NAME", "attachment:FILENAME" (the
 	 * scan verdict's hits, moved here by the scan check). */

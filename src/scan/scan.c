@@ -26,10 +26,12 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "scan_message.h"
+#include "spam.h"
 
 struct scan_pipeline {
 	struct mime_limits limits;
 	uint64_t archive_max;
+	uint64_t text_max;
 	enum mime_limit_action limit_action;
 	bool fail_open;
 	struct scan_stage *stages;
@@ -103,6 +105,7 @@ struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r
 	p->limits.max_header_bytes = (size_t)cfg->mime_max_header_size;
 	p->limits.max_decoded_bytes = cfg->mime_max_decoded_size;
 	p->archive_max = cfg->scan_archive_max_bytes;
+	p->text_max = cfg->spam_max_text;
 	p->limit_action = cfg->mime_limit_action;
 	p->fail_open = cfg->scan_fail_open == CONFIG_YES;
 	warm_up(&p->limits);
@@ -111,7 +114,8 @@ struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r
 	 * reply, the log and the notice), not as a banned attachment. Clean
 	 * mail, nearly all of it, goes through every stage either way. */
 	if (add_stage(p, cfg, scan_antivirus_stage_new, err_r) < 0 ||
-	    add_stage(p, cfg, scan_rules_stage_new, err_r) < 0) {
+	    add_stage(p, cfg, scan_rules_stage_new, err_r) < 0 ||
+	    add_stage(p, cfg, scan_spam_stage_new, err_r) < 0) {
 		scan_pipeline_free(&p);
 		return NULL;
 	}
@@ -181,6 +185,8 @@ static bool merge(struct scan_verdict *v, struct scan_verdict *one)
 {
 	for (size_t i = 0; i < one->headers.count; i++)
 		scan_verdict_add_header(v, one->headers.items[i]);
+	for (size_t i = 0; i < one->remove_headers.count; i++)
+		scan_verdict_remove_header(v, one->remove_headers.items[i]);
 	for (size_t i = 0; i < one->hits.count; i++)
 		scan_verdict_add_hit(v, one->hits.items[i]);
 	switch (one->action) {
@@ -238,7 +244,7 @@ void scan_pipeline_run(struct scan_pipeline *p, const struct scan_envelope *env,
 {
 	struct scan_message m = { .env = env, .data = data, .len = len };
 	uint64_t t = mono_us();
-	scan_message_parse(&m, &p->limits, p->archive_max);
+	scan_message_parse_keeping(&m, &p->limits, p->archive_max, p->text_max);
 	scan_verdict_add_timing(v, "mime", since_us(t));
 	unsigned limits = 0;
 	for (size_t i = 0; i < ARRAY_LEN(limit_bits); i++)

@@ -40,7 +40,8 @@ enum scan_action {
 	SCAN_QUARANTINE, /* accept into spool/quarantine/ */
 };
 
-#define SCAN_HEADERS_MAX 16   /* header fields one verdict may add */
+#define SCAN_HEADERS_MAX 16   /* header fields one verdict may add, and names it may remove */
+#define SCAN_FIELD_NAME_MAX 255
 #define SCAN_HITS_MAX 32      /* names of what matched, kept per verdict */
 #define SCAN_TIMINGS_MAX 8
 
@@ -56,6 +57,11 @@ struct scan_verdict {
 	char text[512];      /* reply text, without code */
 	char reason[64];     /* for logs: "virus", "content_rule", "mime_limit", "scan_failed" */
 	strlist_t headers;   /* "Name: value" fields to add (TAG; kept on ACCEPT and QUARANTINE) */
+	/* Field names whose every occurrence in the message's own header
+	 * section goes (the forged X-Spam-* of an incoming message), kept
+	 * with headers: removal counts the fields as received, so a field of
+	 * the same name added above stays. */
+	strlist_t remove_headers;
 	strlist_t hits;      /* "virus:NAME", "rule:NAME", "mime:too_deep", ...; and
 			      * "attachment:FILENAME" for the part a verdict is about
 			      * (the notices' {attachment}) */
@@ -86,6 +92,12 @@ const char *scan_action_name(enum scan_action a);
 void scan_verdict_set(struct scan_verdict *v, enum scan_action a, int code, const char *status,
 		      const char *reason, const char *fmt, ...) PRINTF_LIKE(6, 7);
 bool scan_verdict_add_header(struct scan_verdict *v, const char *field);
+/* Remove every field of this name (1..SCAN_FIELD_NAME_MAX printable ASCII
+ * without space or colon) from the message's header section; false (and
+ * nothing recorded) for a bad name or when SCAN_HEADERS_MAX are there. A
+ * name already listed (case-insensitively) is true and listed once. */
+bool scan_verdict_remove_header(struct scan_verdict *v, const char *name);
+bool scan_field_name_ok(const char *name);
 void scan_verdict_add_hit(struct scan_verdict *v, const char *hit);
 /* Record a stage's time (ignored beyond SCAN_TIMINGS_MAX); stage: a static string. */
 void scan_verdict_add_timing(struct scan_verdict *v, const char *stage, uint32_t us);
@@ -141,12 +153,19 @@ struct scan_part {
 	char *sniffed_type;   /* libmagic's, or NULL */
 	char *filename;       /* UTF-8, or NULL */
 	char *disposition;    /* or NULL */
+	char *charset;        /* declared, lower case, or NULL */
+	enum mime_encoding encoding; /* its Content-Transfer-Encoding */
 	uint64_t decoded_size;
 	bool multipart, message;
 	/* The decoded bytes of parts that may be archives (by sniffed type or
 	 * filename), up to scan_archive_max_bytes; empty for the others. */
 	buf_t archive;
 	bool archive_truncated;
+	/* The decoded bytes (transfer encoding undone, charset not) of the
+	 * leaf parts the spam tests read (scan_message_wants_text), up to
+	 * spam_max_text for the whole message; empty for the others. */
+	buf_t text;
+	bool text_truncated;
 };
 
 /* One header field of the message or of a part. */

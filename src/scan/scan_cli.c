@@ -6,7 +6,7 @@
  *   FILE: reject code=554 status=5.6.0 reason=mime_limit hits=mime:too_deep
  *         time=0.002 text="Message refused: ..."          (one line)
  *   --json: one object per line: {"file":..., "action":..., "code":...,
- *   "status":..., "text":..., "reason":..., "failed":false, "headers":[...],
+ *   "status":..., "text":..., "reason":..., "failed":false, "headers":[...], "remove_headers":[...],
  *   "hits":[...], "timings_us":{"mime":12, ...}}, or {"file":...,"error":...}
  *
  * RFCs: RFC 8259 (the JSON output). Untrusted input: the messages (and
@@ -90,6 +90,11 @@ static void print_json(FILE *out, const char *name, const struct scan_verdict *v
 		fputs(i > 0 ? "," : "", out);
 		json_string(out, v->headers.items[i]);
 	}
+	fputs("],\"remove_headers\":[", out);
+	for (size_t i = 0; i < v->remove_headers.count; i++) {
+		fputs(i > 0 ? "," : "", out);
+		json_string(out, v->remove_headers.items[i]);
+	}
 	fputs("],\"hits\":[", out);
 	for (size_t i = 0; i < v->hits.count; i++) {
 		fputs(i > 0 ? "," : "", out);
@@ -118,6 +123,8 @@ static void print_text(FILE *out, const char *name, const struct scan_verdict *v
 		text_field(out, v->headers.items[i]);
 		fputc('"', out);
 	}
+	for (size_t i = 0; i < v->remove_headers.count; i++)
+		fprintf(out, "%s%s", i == 0 ? " remove=" : ",", v->remove_headers.items[i]);
 	fprintf(out, " time=%.3f", seconds);
 	if (v->text[0] != '\0') {
 		fputs(" text=\"", out);

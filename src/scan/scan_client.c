@@ -173,11 +173,14 @@ static enum policy_verdict map_verdict(struct policy_call *call, const struct sc
 			     v->action == SCAN_QUARANTINE;
 	for (size_t i = 0; keeps_headers && i < v->headers.count; i++)
 		strlist_add(&reply->headers, v->headers.items[i]);
+	for (size_t i = 0; keeps_headers && i < v->remove_headers.count; i++)
+		strlist_add(&reply->remove_headers, v->remove_headers.items[i]);
 	for (size_t i = 0; i < v->hits.count; i++) /* the quarantine note, the notices */
 		strlist_add(&reply->hits, v->hits.items[i]);
 	switch (v->action) {
 	case SCAN_ACCEPT:
-		return v->headers.count > 0 ? POLICY_TAG : POLICY_DUNNO;
+		return v->headers.count > 0 || v->remove_headers.count > 0 ? POLICY_TAG
+									   : POLICY_DUNNO;
 	case SCAN_TAG:
 		return POLICY_TAG;
 	case SCAN_REJECT:

@@ -7,7 +7,9 @@
  * and file name at its start, else from its first SCAN_ARCHIVE_SNIFF_BYTES
  * decoded bytes (magic numbers: a zip sent as text/plain is still a zip),
  * else from libmagic's type at its end; only an archive's bytes are kept
- * beyond that first look.
+ * beyond that first look. The decoded bytes of the text parts the spam
+ * tests read are kept beside (a text part's own text goes on around a
+ * uuencoded block that became its child).
  *
  * RFCs: RFC 2045-2049 through the parser (mime.h). Untrusted input: the
  * message. Privilege: unprivileged scanners and `postern scan`.
@@ -24,6 +26,8 @@ struct pass {
 	size_t parts_cap, headers_cap;
 	uint64_t part_header_bytes, part_header_budget;
 	uint64_t archive_left;  /* archive bytes the message may still keep */
+	uint64_t text_left;     /* text bytes likewise */
+	long text_part;         /* the text part being kept (index into m->parts), -1: none */
 	/* The leaf part being decoded. */
 	long leaf;              /* index into m->parts, -1: none */
 	buf_t bytes;            /* its first bytes, then an archive's */
@@ -92,6 +96,19 @@ bool scan_looks_like_archive(const char *type, const char *filename,
 	return false;
 }
 
+bool scan_message_wants_text(const char *type, const char *filename)
+{
+	const char *dot = filename != NULL ? strrchr(filename, '.') : NULL;
+	if (dot != NULL && (str_eq_nocase(dot, ".htm") || str_eq_nocase(dot, ".html") ||
+			    str_eq_nocase(dot, ".shtml")))
+		return true;
+	if (type == NULL)
+		return false;
+	if (str_has_prefix_nocase(type, "text/"))
+		return !str_eq_nocase(type, "text/calendar");
+	return str_has_prefix_nocase(type, "message/");
+}
+
 /* ---- the callbacks ------------------------------------------------------------- */
 
 static char *copy_or_null(const char *s)
@@ -146,13 +163,21 @@ static void part_begin(void *arg, const struct mime_part *part)
 	sp->content_type = xstrdup(part->content_type != NULL ? part->content_type : "");
 	sp->filename = copy_or_null(part->filename);
 	sp->disposition = copy_or_null(part->disposition);
+	sp->charset = copy_or_null(part->charset);
+	sp->encoding = part->encoding;
 	sp->multipart = part->multipart;
 	sp->message = part->message;
 	keep_headers(p, part);
 	p->leaf = -1;
+	/* A uuencoded block's part is a child of the text part around it,
+	 * whose text goes on after the block: that one stays open. */
+	if (p->text_part >= 0 && part->parent != (int)m->parts[p->text_part].index)
+		p->text_part = -1;
 	if (part->multipart || part->message)
 		return;
 	p->leaf = (long)(m->part_count - 1);
+	if (p->text_part < 0 && scan_message_wants_text(part->content_type, part->filename))
+		p->text_part = p->leaf;
 	buf_reset(&p->bytes);
 	p->archive = scan_looks_like_archive(part->content_type, part->filename, NULL, 0);
 	p->decided = p->archive;
@@ -170,10 +195,24 @@ static void take_bytes(struct pass *p, const unsigned char *data, size_t n, uint
 	buf_append(&p->bytes, data, n);
 }
 
+static void keep_text(struct pass *p, const unsigned char *data, size_t len)
+{
+	struct scan_part *sp = &p->m->parts[p->text_part];
+	size_t n = len;
+	if (n > p->text_left) {
+		n = (size_t)p->text_left;
+		sp->text_truncated = true;
+	}
+	buf_append(&sp->text, data, n);
+	p->text_left -= n;
+}
+
 static void part_data(void *arg, const struct mime_part *part, const unsigned char *data,
 		      size_t len)
 {
 	struct pass *p = arg;
+	if (p->text_part >= 0 && p->m->parts[p->text_part].index == part->index)
+		keep_text(p, data, len);
 	/* Only the innermost open leaf's bytes (a text part's own text around
 	 * a uuencoded block that became its child is not kept). */
 	if (p->leaf < 0 || p->m->parts[p->leaf].index != part->index ||
@@ -210,6 +249,8 @@ static void part_end(void *arg, const struct mime_part *part)
 	sp->decoded_size = part->decoded_size;
 	if (part->sniffed_type != NULL && sp->sniffed_type == NULL)
 		sp->sniffed_type = xstrdup(part->sniffed_type);
+	if (p->text_part >= 0 && &p->m->parts[p->text_part] == sp)
+		p->text_part = -1;
 	if (p->leaf < 0 || &p->m->parts[p->leaf] != sp)
 		return;
 	p->leaf = -1;
@@ -243,7 +284,14 @@ static void part_end(void *arg, const struct mime_part *part)
 void scan_message_parse(struct scan_message *m, const struct mime_limits *limits,
 			uint64_t archive_max)
 {
-	struct pass p = { .m = m, .leaf = -1, .archive_left = archive_max };
+	scan_message_parse_keeping(m, limits, archive_max, SCAN_TEXT_MAX_DEFAULT);
+}
+
+void scan_message_parse_keeping(struct scan_message *m, const struct mime_limits *limits,
+				uint64_t archive_max, uint64_t text_max)
+{
+	struct pass p = { .m = m, .leaf = -1, .archive_left = archive_max, .text_left = text_max,
+			  .text_part = -1 };
 	p.part_header_budget = SCAN_PART_HEADERS_FACTOR * (uint64_t)limits->max_header_bytes;
 	buf_init(&p.bytes);
 	struct mime_handler handler = { part_begin, part_data, part_end };
@@ -262,7 +310,9 @@ void scan_message_free(struct scan_message *m)
 		free(sp->sniffed_type);
 		free(sp->filename);
 		free(sp->disposition);
+		free(sp->charset);
 		buf_free(&sp->archive);
+		buf_free(&sp->text);
 	}
 	for (size_t i = 0; i < m->header_count; i++) {
 		free(m->headers[i].name);

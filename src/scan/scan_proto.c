@@ -48,6 +48,7 @@ enum str_kind {
 	STR_STATUS,  /* checked as a whole with the action */
 	STR_REASON,
 	STR_HEADER,
+	STR_FIELD_NAME,
 	STR_HIT,
 	STR_STAGE,
 };
@@ -77,6 +78,8 @@ static bool str_ok(enum str_kind kind, const char *s, size_t n)
 		return scan_reason_ok(s);
 	case STR_HEADER:
 		return scan_header_field_ok(s);
+	case STR_FIELD_NAME:
+		return scan_field_name_ok(s);
 	case STR_HIT:
 		return scan_hit_ok(s);
 	case STR_STAGE:
@@ -197,7 +200,8 @@ static void encode_verdict(const struct scan_msg *m, buf_t *b)
 	    (refuses ? (v->code / 100 != cls - '0' || !scan_status_ok(v->status, cls) ||
 			v->text[0] == '\0')
 		     : (v->code != 0 || v->status[0] != '\0')) ||
-	    v->headers.count > SCAN_HEADERS_MAX || v->hits.count > SCAN_HITS_MAX ||
+	    v->headers.count > SCAN_HEADERS_MAX || v->remove_headers.count > SCAN_HEADERS_MAX ||
+	    v->hits.count > SCAN_HITS_MAX ||
 	    v->timing_count > SCAN_TIMINGS_MAX)
 		log_panic("scan_msg_encode: a VERDICT that is not normalized");
 	put_u32(b, m->seq);
@@ -209,6 +213,9 @@ static void encode_verdict(const struct scan_msg *m, buf_t *b)
 	put_u8(b, (uint8_t)v->headers.count);
 	for (size_t i = 0; i < v->headers.count; i++)
 		put_str(b, STR_HEADER, v->headers.items[i], 1, SCAN_HEADER_TEXT_MAX);
+	put_u8(b, (uint8_t)v->remove_headers.count);
+	for (size_t i = 0; i < v->remove_headers.count; i++)
+		put_str(b, STR_FIELD_NAME, v->remove_headers.items[i], 1, SCAN_FIELD_NAME_MAX);
 	put_u8(b, (uint8_t)v->hits.count);
 	for (size_t i = 0; i < v->hits.count; i++)
 		put_str(b, STR_HIT, v->hits.items[i], 1, SCAN_HIT_MAX);
@@ -372,6 +379,12 @@ static void decode_verdict(struct reader *r, struct scan_msg *m)
 	for (uint8_t i = 0; i < n && r->err == NULL; i++)
 		get_str_item(r, STR_HEADER, &v->headers, SCAN_HEADER_TEXT_MAX,
 			     "header field length out of bounds");
+	n = get_u8(r);
+	if (r->err == NULL && n > SCAN_HEADERS_MAX)
+		r->err = "too many header names to remove";
+	for (uint8_t i = 0; i < n && r->err == NULL; i++)
+		get_str_item(r, STR_FIELD_NAME, &v->remove_headers, SCAN_FIELD_NAME_MAX,
+			     "header name length out of bounds");
 	n = get_u8(r);
 	if (r->err == NULL && n > SCAN_HITS_MAX)
 		r->err = "too many hits";

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../lib/xalloc.h"
 
@@ -30,6 +31,7 @@ void scan_verdict_init(struct scan_verdict *v)
 void scan_verdict_free(struct scan_verdict *v)
 {
 	strlist_free(&v->headers);
+	strlist_free(&v->remove_headers);
 	strlist_free(&v->hits);
 	scan_verdict_init(v);
 }
@@ -59,6 +61,14 @@ void scan_verdict_set(struct scan_verdict *v, enum scan_action a, int code, cons
 static bool field_name_char(unsigned char c)
 {
 	return c > ' ' && c < 127 && c != ':';
+}
+
+bool scan_field_name_ok(const char *name)
+{
+	size_t n = 0;
+	while (n <= SCAN_FIELD_NAME_MAX && field_name_char((unsigned char)name[n]))
+		n++;
+	return n > 0 && n <= SCAN_FIELD_NAME_MAX && name[n] == '\0';
 }
 
 bool scan_header_field_ok(const char *field)
@@ -158,6 +168,19 @@ bool scan_verdict_add_header(struct scan_verdict *v, const char *field)
 	return true;
 }
 
+bool scan_verdict_remove_header(struct scan_verdict *v, const char *name)
+{
+	if (!scan_field_name_ok(name))
+		return false;
+	for (size_t i = 0; i < v->remove_headers.count; i++)
+		if (strcasecmp(v->remove_headers.items[i], name) == 0)
+			return true;
+	if (v->remove_headers.count >= SCAN_HEADERS_MAX)
+		return false;
+	strlist_add(&v->remove_headers, name);
+	return true;
+}
+
 void scan_verdict_add_hit(struct scan_verdict *v, const char *hit)
 {
 	char clean[SCAN_HIT_MAX + 1];
@@ -231,6 +254,11 @@ static void keep_valid_headers(struct scan_verdict *v)
 			strlist_add(&kept, v->headers.items[i]);
 	strlist_free(&v->headers);
 	v->headers = kept;
+	strlist_t names = v->remove_headers;
+	memset(&v->remove_headers, 0, sizeof(v->remove_headers));
+	for (size_t i = 0; i < names.count; i++)
+		scan_verdict_remove_header(v, names.items[i]);
+	strlist_free(&names);
 }
 
 void scan_verdict_normalize(struct scan_verdict *v)

@@ -63,6 +63,7 @@ struct smtp_tx {
 	char disposition_text[512];      /* quarantine note and the notices */
 	strlist_t disposition_hits;
 	strlist_t add_headers;      /* "Name: value" lines from TAG verdicts */
+	strlist_t remove_headers;   /* field names whose every occurrence goes */
 	uint64_t eod_us;            /* verdict known, waiting for a flow token */
 	uint64_t commit_start_us;   /* commit handed to a thread */
 };

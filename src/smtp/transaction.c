@@ -44,6 +44,7 @@ void tx_free(struct smtp_tx **txp)
 		queue_writer_abort(&tx->writer);
 	strlist_free(&tx->rcpts);
 	strlist_free(&tx->add_headers);
+	strlist_free(&tx->remove_headers);
 	strlist_free(&tx->disposition_hits);
 	hashmap_free(&tx->rcpt_set, NULL);
 	buf_free(&tx->decoded);
@@ -127,6 +128,8 @@ static void take_disposition(struct smtp_tx *tx, struct policy_reply *v)
 	}
 	for (size_t i = 0; i < v->headers.count; i++)
 		strlist_add(&tx->add_headers, v->headers.items[i]);
+	for (size_t i = 0; i < v->remove_headers.count; i++)
+		strlist_add(&tx->remove_headers, v->remove_headers.items[i]);
 }
 
 static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
@@ -534,6 +537,10 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
+	/* Every occurrence (0) of each name, counted in the message as received. */
+	for (size_t i = 0; i < tx->remove_headers.count && tx->write_error == NULL; i++)
+		queue_writer_remove_header(tx->writer, tx->remove_headers.items[i], 0,
+					   &tx->write_error);
 	for (size_t i = 0; i < tx->add_headers.count && tx->write_error == NULL; i++)
 		queue_writer_add_header(tx->writer, false, tx->add_headers.items[i],
 					&tx->write_error);

@@ -178,6 +178,37 @@ static void test_quarantine_and_notice_keys(void **state)
 	expect_error("notify_admin = postmaster@bad..domain\n", "is not an address");
 }
 
+static void test_spam_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.spam_tag_score == 5.0);
+	assert_true(cfg.spam_quarantine_score == 0);
+	assert_true(cfg.spam_reject_score == 15.0);
+	assert_int_equal(cfg.spam_rules_dirs.count, 0);
+	assert_string_equal(cfg.spam_rules_file, "");
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nspam_tag_score = 4.25\n"
+			      "spam_reject_score = 0\nspam_rules_dirs = /usr/share/sa, local sa\n"
+			      "spam_subject_prefix = ****SPAM****\n", &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.spam_tag_score == 4.25);
+	assert_true(cfg.spam_reject_score == 0);
+	assert_int_equal(cfg.spam_rules_dirs.count, 3);
+	assert_string_equal(cfg.spam_rules_dirs.items[0], "/usr/share/sa");
+	char expect[300];
+	snprintf(expect, sizeof(expect), "%s/local", dir); /* relative to the file's folder */
+	assert_string_equal(cfg.spam_rules_dirs.items[1], expect);
+	assert_string_equal(cfg.spam_subject_prefix, "****SPAM****");
+	config_free(&cfg);
+	expect_error("spam_tag_score = high\n", "spam_tag_score: expected a score");
+	expect_error("spam_tag_score = -1\n", "expected a score");
+	expect_error("spam_tag_score = 1e3\n", "expected a score");
+	expect_error("spam_tag_score = 5.12345\n", "expected a score");
+	expect_error("spam_reject_score = 1001\n", "spam_reject_score: value out of range");
+}
+
 static void test_normalize_path(void **state)
 {
 	(void)state;
@@ -366,15 +397,34 @@ static void test_antivirus_keys(void **state)
 		     "postern.conf:2: clamav_max_recursion");
 }
 
+/* The text the spam tests read: 1M by default, at most 256M. */
+static void test_spam_max_text(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.spam_max_text, 1024 * 1024);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nspam_max_text = 64k\n", &cfg, err,
+			      sizeof(err)), 0);
+	assert_int_equal(cfg.spam_max_text, 64 * 1024);
+	config_free(&cfg);
+	expect_error("hostname = mx.example.test\nspam_max_text = 1G\n",
+		     "postern.conf:2: spam_max_text");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_relative_paths),
+		cmocka_unit_test(test_spam_max_text),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_quarantine_and_notice_keys),
+		cmocka_unit_test(test_spam_keys),
 		cmocka_unit_test(test_normalize_path),
 		cmocka_unit_test(test_paths_are_normalized),
 		cmocka_unit_test(test_defaults_written_differently_are_not_changes),

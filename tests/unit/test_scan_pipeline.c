@@ -7,7 +7,8 @@
  * bounds (refused or tempfailed as mime_limit_action says, before any
  * stage runs), the verdict's normal form, timings, staleness and freeing;
  * and the MIME pass's archive keeping (what looks like an archive, the
- * scan_archive_max_bytes budget).
+ * scan_archive_max_bytes budget), and the text it keeps for the spam tests
+ * (within spam_max_text).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@ struct fake {
 	int code;
 	const char *status, *text, *reason;
 	const char *header, *hit;
+	const char *remove; /* a header name to remove */
 	bool stale;
 	unsigned runs, freed;
 	size_t seen_len;
@@ -44,6 +46,8 @@ struct fake {
 	struct scan_part seen_archive; /* the first part with archive bytes */
 	bool saw_archive;
 	char seen_archive_bytes[64];
+	char seen_text[64];        /* the first part's text, for the spam tests */
+	bool seen_text_truncated;
 };
 
 static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict *v)
@@ -53,6 +57,11 @@ static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict
 	f->seen_len = m->len;
 	snprintf(f->seen_sender, sizeof(f->seen_sender), "%s", m->env->sender);
 	f->seen_parts = m->part_count;
+	if (m->part_count > 0) {
+		snprintf(f->seen_text, sizeof(f->seen_text), "%.*s", (int)m->parts[0].text.len,
+			 m->parts[0].text.data != NULL ? m->parts[0].text.data : "");
+		f->seen_text_truncated = m->parts[0].text_truncated;
+	}
 	for (size_t i = 0; i < m->part_count && !f->saw_archive; i++) {
 		if (m->parts[i].archive.len == 0 && !m->parts[i].archive_truncated)
 			continue;
@@ -71,6 +80,8 @@ static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict
 		strlist_add(&v->headers, f->header); /* unchecked, as a careless stage might */
 	if (f->hit != NULL)
 		scan_verdict_add_hit(v, f->hit);
+	if (f->remove != NULL)
+		strlist_add(&v->remove_headers, f->remove); /* unchecked too */
 	return 0;
 }
 
@@ -138,6 +149,28 @@ static bool has_timing(const struct scan_verdict *v, const char *stage)
 
 /* ---- the tests --------------------------------------------------------------------- */
 
+static void test_stages_see_text_within_spam_max_text(void **state)
+{
+	(void)state;
+	struct scan_pipeline *p = pipeline("");
+	struct fake f = { .name = "spam", .action = SCAN_ACCEPT };
+	add_fake(p, &f);
+	struct scan_verdict v;
+	run(p, plain, strlen(plain), &v);
+	assert_string_equal(f.seen_text, "Just text.\n");
+	assert_false(f.seen_text_truncated);
+	scan_verdict_free(&v);
+	done(&p);
+
+	p = pipeline("spam_max_text = 5\n");
+	add_fake(p, &f);
+	run(p, plain, strlen(plain), &v);
+	assert_string_equal(f.seen_text, "Just ");
+	assert_true(f.seen_text_truncated);
+	scan_verdict_free(&v);
+	done(&p);
+}
+
 static void test_no_stage_accepts(void **state)
 {
 	(void)state;
@@ -158,9 +191,10 @@ static void test_tags_add_up_and_the_first_refusal_decides(void **state)
 	(void)state;
 	struct scan_pipeline *p = pipeline("");
 	struct fake tag = { .name = "rules", .action = SCAN_TAG, .header = "X-Rule: warned",
-			    .hit = "rule:warn-me" };
+			    .hit = "rule:warn-me", .remove = "X-Spam-Flag" };
 	struct fake bad_header = { .name = "spam", .action = SCAN_ACCEPT,
-				   .header = "Not a header", .hit = "spam:odd hit,name" };
+				   .header = "Not a header", .hit = "spam:odd hit,name",
+				   .remove = "Not a name" };
 	struct fake reject = { .name = "antivirus", .action = SCAN_REJECT, .code = 550,
 			       .status = "5.7.0", .text = "virus found: Test",
 			       .reason = "virus", .hit = "virus:Test" };
@@ -178,6 +212,8 @@ static void test_tags_add_up_and_the_first_refusal_decides(void **state)
 	assert_string_equal(v.reason, "virus");
 	assert_int_equal(v.headers.count, 1); /* the malformed one is dropped */
 	assert_string_equal(v.headers.items[0], "X-Rule: warned");
+	assert_int_equal(v.remove_headers.count, 1); /* the malformed name is dropped */
+	assert_string_equal(v.remove_headers.items[0], "X-Spam-Flag");
 	assert_int_equal(v.hits.count, 3);
 	assert_string_equal(v.hits.items[1], "spam:odd_hit_name");
 	assert_string_equal(v.hits.items[2], "virus:Test");
@@ -427,6 +463,7 @@ static void test_uuencoded_archive_is_kept(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stages_see_text_within_spam_max_text),
 		cmocka_unit_test(test_no_stage_accepts),
 		cmocka_unit_test(test_tags_add_up_and_the_first_refusal_decides),
 		cmocka_unit_test(test_codes_take_their_defaults),

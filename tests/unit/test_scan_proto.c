@@ -54,6 +54,10 @@ static void verdict_msg(struct scan_msg *m, enum scan_action a)
 			 "Eicar-Test");
 	assert_true(scan_verdict_add_header(v, "X-Postern-Virus: Eicar-Test"));
 	assert_true(scan_verdict_add_header(v, "X-Folded: one\n\ttwo"));
+	assert_true(scan_verdict_remove_header(v, "X-Spam-Flag"));
+	assert_true(scan_verdict_remove_header(v, "x-spam-flag")); /* listed once */
+	assert_false(scan_verdict_remove_header(v, "X Spam"));
+	assert_false(scan_verdict_remove_header(v, ""));
 	scan_verdict_add_hit(v, "virus:Eicar-Test");
 	scan_verdict_add_timing(v, "mime", 12);
 	scan_verdict_add_timing(v, "antivirus", 3456);
@@ -86,6 +90,9 @@ static void assert_same(const struct scan_msg *a, const struct scan_msg *b)
 		assert_int_equal(x->headers.count, y->headers.count);
 		for (size_t i = 0; i < x->headers.count; i++)
 			assert_string_equal(x->headers.items[i], y->headers.items[i]);
+		assert_int_equal(x->remove_headers.count, y->remove_headers.count);
+		for (size_t i = 0; i < x->remove_headers.count; i++)
+			assert_string_equal(x->remove_headers.items[i], y->remove_headers.items[i]);
 		assert_int_equal(x->hits.count, y->hits.count);
 		for (size_t i = 0; i < x->hits.count; i++)
 			assert_string_equal(x->hits.items[i], y->hits.items[i]);
@@ -273,6 +280,9 @@ static void test_normal_form(void **state)
 	scan_verdict_set(&v, SCAN_REJECT, 451, "4.7.1", "rule x!", "bad\x01thing \xc3\xa9");
 	strlist_add(&v.headers, "Bad Name: x");
 	strlist_add(&v.headers, "X-Ok: y");
+	strlist_add(&v.remove_headers, "Bad:Name");
+	strlist_add(&v.remove_headers, "X-Spam-Status");
+	strlist_add(&v.remove_headers, "X-SPAM-STATUS");
 	strlist_add(&v.hits, "rule:a b,c");
 	scan_verdict_add_timing(&v, "mime", 5);
 	scan_verdict_add_timing(&v, "Bad-Name", 6);
@@ -283,6 +293,8 @@ static void test_normal_form(void **state)
 	assert_string_equal(v.reason, "rule_x_");
 	assert_int_equal(v.headers.count, 1);
 	assert_string_equal(v.headers.items[0], "X-Ok: y");
+	assert_int_equal(v.remove_headers.count, 1);
+	assert_string_equal(v.remove_headers.items[0], "X-Spam-Status");
 	assert_string_equal(v.hits.items[0], "rule:a_b_c");
 	scan_verdict_add_hit(&v, "attachment:fa\xc3\xa7" "ade\tnotes.zip");
 	assert_string_equal(v.hits.items[1], "attachment:fa\xc3\xa7" "ade_notes.zip");

@@ -370,8 +370,10 @@ static void message_with_verdict(enum policy_verdict v, int code, const char *st
 	say("Subject: verdicts\r\n\r\nbody\r\n.\r\n");
 	pump(100);
 	assert_non_null(fx.fake.call);
-	if (v == POLICY_TAG)
+	if (v == POLICY_TAG) {
 		strlist_add(&policy_call_reply(fx.fake.call)->headers, "X-Test-Tag: yes");
+		strlist_add(&policy_call_reply(fx.fake.call)->remove_headers, "X-Forged");
+	}
 	finish(v, code, status, "verdict text");
 	expect_lines(1, expect);
 }
@@ -408,7 +410,7 @@ static void test_eod_accept_discard_hold_quarantine(void **state)
 	}
 }
 
-static void test_eod_tag_adds_a_header_record(void **state)
+static void test_eod_tag_removes_then_adds_header_records(void **state)
 {
 	(void)state;
 	message_with_verdict(POLICY_TAG, 0, "", "250 2.0.0 Ok: queued as ");
@@ -425,8 +427,13 @@ static void test_eod_tag_adds_a_header_record(void **state)
 	struct qf_msg m;
 	char *err = NULL;
 	assert_int_equal(qf_read(fd, &m, &err), 0);
-	assert_int_equal(m.edit_count, 1);
-	assert_string_equal(m.edits[0].text, "X-Test-Tag: yes");
+	/* The removal first: it counts the fields as received. */
+	assert_int_equal(m.edit_count, 2);
+	assert_int_equal(m.edits[0].type, QF_REC_DEL_HEADER);
+	assert_int_equal(m.edits[0].where, 0);
+	assert_string_equal(m.edits[0].text, "X-Forged");
+	assert_int_equal(m.edits[1].type, QF_REC_ADD_HEADER);
+	assert_string_equal(m.edits[1].text, "X-Test-Tag: yes");
 	qf_msg_free(&m);
 	close(fd);
 	free(path);
@@ -775,7 +782,7 @@ int main(void)
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_eod_reject_and_tempfail),
 		cmocka_unit_test(test_eod_accept_discard_hold_quarantine),
-		cmocka_unit_test(test_eod_tag_adds_a_header_record),
+		cmocka_unit_test(test_eod_tag_removes_then_adds_header_records),
 		cmocka_unit_test(test_every_stage_can_wait),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
