@@ -144,3 +144,14 @@ bool str_parse_duration(const char *s, uint64_t *seconds_r)
 	};
 	return parse_scaled(s, units, seconds_r);
 }
+
+int str_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

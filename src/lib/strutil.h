@@ -24,6 +24,8 @@ void strlist_split(strlist_t *l, const char *text);
 /* ASCII lower-casing in place (UTF-8 bytes >= 0x80 untouched). */
 void str_lower(char *s);
 bool str_eq_nocase(const char *a, const char *b);
+/* The value of a hexadecimal digit (either case), or -1. */
+int str_hex_digit(int c);
 bool str_has_prefix_nocase(const char *s, const char *prefix);
 
 /* "10485760", "10M", "64k", "1G" -> bytes; false if malformed/overflow. */

@@ -17,6 +17,8 @@
 
 #include <string.h>
 
+#include "../lib/strutil.h"
+
 enum { B64_PAD = 64, B64_SPACE = 65, B64_BAD = 66 };
 #define PD B64_PAD
 #define SP B64_SPACE
@@ -119,17 +121,6 @@ size_t mime_base64_finish(struct mime_base64 *st, unsigned char *out)
 	return n;
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10; /* lower case is not RFC 2045, but clients read it */
-	return -1;
-}
-
 /*
  * Quoted-printable state in st->carry: carry[0] is '=' when an escape has
  * begun ("=" or "=X"); white space after it (or, without an escape, white
@@ -163,14 +154,14 @@ size_t mime_qp_decode(struct mime_qp *st, const char *in, size_t len, bool line_
 			continue;
 		}
 		bool escape = st->carry[0] == '=';
-		if (escape && st->carry_len == 1 && hex_value(c) >= 0) {
+		if (escape && st->carry_len == 1 && str_hex_digit(c) >= 0) {
 			st->carry[st->carry_len++] = (char)c; /* "=X" */
 			continue;
 		}
 		if (escape && st->carry_len == 2 && st->carry[1] != ' ' && st->carry[1] != '\t') {
-			int lo = hex_value(c);
+			int lo = str_hex_digit(c);
 			if (lo >= 0) {
-				*o++ = (unsigned char)(hex_value((unsigned char)st->carry[1]) * 16 +
+				*o++ = (unsigned char)(str_hex_digit((unsigned char)st->carry[1]) * 16 +
 						       lo);
 				st->carry_len = 0;
 				continue;

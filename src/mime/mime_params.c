@@ -15,6 +15,7 @@
  * Untrusted input: Content-Type and Content-Disposition values. Runs in
  * the unprivileged scanner processes and in `postern scan`.
  */
+#include "../lib/strutil.h"
 #include "mime_internal.h"
 
 #include <string.h>
@@ -175,23 +176,13 @@ static void unquote(const struct param *p, buf_t *out)
 	}
 }
 
-static int hex_digit(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (unsigned char)(c | 0x20);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Append %XX-decoded text (a '%' that is not an escape stays). */
 static void percent_decode(const char *s, size_t len, buf_t *out)
 {
 	for (size_t k = 0; k < len; k++) {
 		int hi, lo;
-		if (s[k] == '%' && k + 2 < len && (hi = hex_digit((unsigned char)s[k + 1])) >= 0 &&
-		    (lo = hex_digit((unsigned char)s[k + 2])) >= 0) {
+		if (s[k] == '%' && k + 2 < len && (hi = str_hex_digit((unsigned char)s[k + 1])) >= 0 &&
+		    (lo = str_hex_digit((unsigned char)s[k + 2])) >= 0) {
 			buf_putc(out, (char)(hi * 16 + lo));
 			k += 2;
 		} else {

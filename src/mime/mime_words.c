@@ -13,6 +13,7 @@
  * Untrusted input: header values. Runs in the unprivileged scanner
  * processes and in `postern scan`.
  */
+#include "../lib/strutil.h"
 #include "mime.h"
 #include "mime_internal.h"
 
@@ -73,17 +74,6 @@ static bool parse_word(const char *s, size_t len, size_t i, struct close_cache *
 	return true;
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static void decode_text(const struct word *w, buf_t *raw)
 {
 	if (w->encoding == 'b') {
@@ -103,8 +93,8 @@ static void decode_text(const struct word *w, buf_t *raw)
 		if (c == '_') {
 			c = ' ';
 		} else if (c == '=' && k + 2 < w->text_len &&
-			   (hi = hex_value((unsigned char)w->text[k + 1])) >= 0 &&
-			   (lo = hex_value((unsigned char)w->text[k + 2])) >= 0) {
+			   (hi = str_hex_digit((unsigned char)w->text[k + 1])) >= 0 &&
+			   (lo = str_hex_digit((unsigned char)w->text[k + 2])) >= 0) {
 			c = (unsigned char)(hi * 16 + lo);
 			k += 2;
 		}

@@ -14,6 +14,7 @@
  * Untrusted input: the text of HTML parts. Privilege: unprivileged
  * scanners and `postern scan`.
  */
+#include "../lib/strutil.h"
 #include "html_text.h"
 
 #include <string.h>
@@ -280,17 +281,6 @@ static bool is_alnum(char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "&#..." at s: the bytes it takes, 0 if it is no reference. */
 static size_t numeric(const char *s, size_t len, uint32_t *cp_r)
 {
@@ -301,7 +291,7 @@ static size_t numeric(const char *s, size_t len, uint32_t *cp_r)
 	size_t digits = 0;
 	uint32_t cp = 0;
 	for (; i < len; i++, digits++) {
-		int v = hex ? hex_value(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+		int v = hex ? str_hex_digit(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
 		if (v < 0)
 			break;
 		if (cp <= 0x10FFFF) /* past it the value only needs to stay invalid */

@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "../lib/compat.h"
+#include "../lib/strutil.h"
 
 #define EL_STYLE 1u /* sets a text style (pushed at its start, popped at its end) */
 #define EL_VOID 2u  /* has no end and no content */
@@ -225,17 +226,6 @@ static const struct {
 	{ "yellowgreen", 0x9acd32 },
 };
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void trim_colour(const char **s, size_t *n)
 {
 	while (*n > 0 && is_css_space(**s)) {
@@ -318,7 +308,7 @@ static int32_t parse_colour(const char *s, size_t n)
 		return -1;
 	int32_t rgb = 0;
 	for (size_t k = 0; k < n; k++) {
-		int d = hex_digit(s[k]);
+		int d = str_hex_digit(s[k]);
 		if (d < 0)
 			return -1;
 		rgb = n == 3 ? rgb << 8 | d << 4 | d : rgb << 4 | d;
@@ -342,7 +332,7 @@ static int32_t parse_colour_sa(const char *s, size_t n)
 	char hex[6];
 	size_t h = 0;
 	for (size_t i = 1; i < n; i++) {
-		if (hex_digit(s[i]) < 0)
+		if (str_hex_digit(s[i]) < 0)
 			continue;
 		if (h < 6)
 			hex[h] = s[i];
@@ -356,8 +346,8 @@ static int32_t parse_colour_sa(const char *s, size_t n)
 		hex[h++] = '0';
 	int32_t rgb = 0;
 	for (size_t k = 0; k < h; k++)
-		rgb = h == 3 ? rgb << 8 | hex_digit(hex[k]) << 4 | hex_digit(hex[k])
-			     : rgb << 4 | hex_digit(hex[k]);
+		rgb = h == 3 ? rgb << 8 | str_hex_digit(hex[k]) << 4 | str_hex_digit(hex[k])
+			     : rgb << 4 | str_hex_digit(hex[k]);
 	return rgb;
 }
 

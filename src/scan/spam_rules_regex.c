@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "../lib/xalloc.h"
+#include "../lib/strutil.h"
 #include "spam_rules_impl.h"
 
 /* ---- delimiters and flags ------------------------------------------------- */
@@ -303,17 +304,6 @@ static struct lit_info alternate(struct lit_info a, struct lit_info b)
 
 static struct lit_info parse_alt(struct lit_parser *p);
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * An escape after '\' at p->pos (the backslash already taken) that
  * stands for one byte: its value, or -1 for a class (\d, \w ...), -2 for
@@ -353,9 +343,9 @@ static int parse_escape(struct lit_parser *p)
 		if (p->s[p->pos] == '{') {
 			size_t i = p->pos + 1;
 			unsigned big = 0;  /* stops growing past 0xff: only "too big" matters */
-			while (hexval(p->s[i]) >= 0) {
+			while (str_hex_digit(p->s[i]) >= 0) {
 				if (big <= 0xff)
-					big = big * 16 + (unsigned)hexval(p->s[i]);
+					big = big * 16 + (unsigned)str_hex_digit(p->s[i]);
 				i++;
 			}
 			if (p->s[i] != '}' || big > 0xff) {
@@ -365,8 +355,8 @@ static int parse_escape(struct lit_parser *p)
 			p->pos = i + 1;
 			return (int)big;
 		}
-		for (int k = 0; k < 2 && hexval(p->s[p->pos]) >= 0; k++)
-			v = v * 16 + hexval(p->s[p->pos++]);
+		for (int k = 0; k < 2 && str_hex_digit(p->s[p->pos]) >= 0; k++)
+			v = v * 16 + str_hex_digit(p->s[p->pos++]);
 		return v;
 	}
 	case 'c':

@@ -532,17 +532,6 @@ void spam_uri_scan_line(const char *text, size_t len, buf_t *work, spam_uri_foun
 
 /* ---- hosts ----------------------------------------------------------------------- */
 
-static int hex_value(char c)
-{
-	if (is_digit(c))
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* s[0..n) %-decoded and lower-cased; NULL if empty or holding what no host
  * holds (white space, control characters). */
 static char *host_copy(const char *s, size_t n)
@@ -555,8 +544,8 @@ static char *host_copy(const char *s, size_t n)
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		if (c == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-			c = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+		if (c == '%' && i + 2 < n && str_hex_digit(s[i + 1]) >= 0 && str_hex_digit(s[i + 2]) >= 0) {
+			c = (char)(str_hex_digit(s[i + 1]) * 16 + str_hex_digit(s[i + 2]));
 			i += 2;
 		}
 		if ((unsigned char)c <= ' ' || c == 0x7f) {
