@@ -144,7 +144,7 @@ check-asan:
 
 # libFuzzer targets (clang): the library is compiled once with the
 # sanitizers and coverage instrumentation, each target links against it.
-FUZZ_CFLAGS   := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS)
+FUZZ_CFLAGS   := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS := $(filter-out src/server/%,$(LIB_SRCS))
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build-fuzz/obj/%.o)
 build-fuzz/obj/%.o: %.c
@@ -154,7 +154,7 @@ build-fuzz/libfuzzpostern.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzpostern.a
-	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt -lm
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(PKG_LIBS) -lcrypt -lm
 
 fuzz: $(FUZZ_BINS)
 check-fuzz: $(FUZZ_BINS)

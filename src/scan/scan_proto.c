@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -385,6 +386,11 @@ static void decode_verdict(struct reader *r, struct scan_msg *m)
 	for (uint8_t i = 0; i < n && r->err == NULL; i++)
 		get_str_item(r, STR_FIELD_NAME, &v->remove_headers, SCAN_FIELD_NAME_MAX,
 			     "header name length out of bounds");
+	/* The normal form lists a name once (scan_verdict_remove_header). */
+	for (size_t i = 0; r->err == NULL && i < v->remove_headers.count; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcasecmp(v->remove_headers.items[i], v->remove_headers.items[j]) == 0)
+				r->err = "a header name to remove is listed twice";
 	n = get_u8(r);
 	if (r->err == NULL && n > SCAN_HITS_MAX)
 		r->err = "too many hits";

@@ -31,14 +31,18 @@ static void check_normal(const struct scan_verdict *v)
 	struct scan_verdict copy = *v;
 	memset(&copy.headers, 0, sizeof(copy.headers));
 	memset(&copy.hits, 0, sizeof(copy.hits));
+	memset(&copy.remove_headers, 0, sizeof(copy.remove_headers));
 	for (size_t i = 0; i < v->headers.count; i++)
 		strlist_add(&copy.headers, v->headers.items[i]);
+	for (size_t i = 0; i < v->remove_headers.count; i++)
+		strlist_add(&copy.remove_headers, v->remove_headers.items[i]);
 	for (size_t i = 0; i < v->hits.count; i++)
 		strlist_add(&copy.hits, v->hits.items[i]);
 	scan_verdict_normalize(&copy);
 	if (copy.action != v->action || copy.code != v->code ||
 	    strcmp(copy.status, v->status) != 0 || strcmp(copy.text, v->text) != 0 ||
 	    strcmp(copy.reason, v->reason) != 0 || copy.headers.count != v->headers.count ||
+	    copy.remove_headers.count != v->remove_headers.count ||
 	    copy.hits.count != v->hits.count || copy.timing_count != v->timing_count)
 		abort();
 	scan_verdict_free(&copy);
