@@ -158,7 +158,8 @@ def write_config(path, rules, sa_dirs, bayes_dir, user):
     if sa_dirs:
         lines.append("spam_rules_dirs = %s" % sa_dirs)
     if bayes_dir:
-        lines.append("bayes_dir = %s" % bayes_dir)
+        # learning is the training set's alone: scanning the test set learns nothing
+        lines += ["bayes_dir = %s" % bayes_dir, "bayes_autolearn = no"]
     if user:
         lines.append("user = %s" % user.pw_name)
     with open(path, "w") as f:
@@ -169,8 +170,11 @@ SCORE_RE = re.compile(r"\bscore=(-?\d+(?:\.\d+)?)")
 
 
 def parse_verdict(obj):
-    """(score, [rule names]) of a `postern scan --json` line."""
-    score, rules = None, []
+    """(score, [rule names]) of a `postern scan --json` line. The score is
+    printed to one decimal; X-Spam-Status says exactly whether it reached
+    the tag score, so a "No" printed as 5.0 (4.95 to 4.999...) counts just
+    under it."""
+    score, rules, status = None, [], None
     for h in obj.get("hits", []):
         if not h.startswith("spam:"):
             continue
@@ -179,12 +183,14 @@ def parse_verdict(obj):
             score = float(v[6:])
         elif "=" not in v:
             rules.append(v)
-    if score is None:
-        for h in obj.get("headers", []):
-            if h.lower().startswith("x-spam-status:"):
-                m = SCORE_RE.search(h)
-                if m:
-                    score = float(m.group(1))
+    for h in obj.get("headers", []):
+        if h.lower().startswith("x-spam-status:"):
+            status = h.split(":", 1)[1].strip().lower().startswith("yes")
+            m = SCORE_RE.search(h)
+            if m and score is None:
+                score = float(m.group(1))
+    if score is not None and status is False and score >= THRESHOLD:
+        score = THRESHOLD - 0.001
     if score is None:
         raise RuntimeError("%s: no spam score in the verdict: %s" % (obj.get("file"), json.dumps(obj)[:300]))
     return score, sorted(set(rules))
