@@ -31,12 +31,16 @@
 #                        (and, for tests/tools/spam_text_compare.py in
 #                        check-unit, the Perl modules that render messages
 #                        as its rules see them)
+#   spamd, spamc         SpamAssassin's daemon and client, for "make eval",
+#                        which runs a private spamd next to postern on the
+#                        same folds (../shared/anchors/08_sa_accuracy.sh);
+#                        its system service is disabled, like Dovecot's
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
-      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin"
+      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin spamd spamc"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -75,6 +79,18 @@ case " $missing " in
 		update-rc.d dovecot disable </dev/null >/dev/null 2>&1 || true
 	fi
 	echo "install-deps: dovecot installed for the tests; its system service is disabled"
+	;;
+esac
+# spamd likewise: make eval starts its own.
+case " $missing " in
+*" spamd "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now spamd.service </dev/null >/dev/null 2>&1 || true
+	else
+		/etc/init.d/spamd stop </dev/null >/dev/null 2>&1 || true
+		update-rc.d spamd disable </dev/null >/dev/null 2>&1 || true
+	fi
+	echo "install-deps: spamd installed for make eval; its system service is disabled"
 	;;
 esac
 # The same for ClamAV: clamd and freshclam are never system services here.

@@ -263,6 +263,7 @@ class DemoCheckConfigTest(unittest.TestCase):
             "message_size_limit", "content_rules_file", "clamav_db_dir",
             "spam_rules_file"] + self.substituted))
         self.assertEqual(listed["message_size_limit"], "10485760")
+        self.assertEqual(listed["spam_rules_file"], self.top + "/etc/spam-rules.cf")
 
     def test_unset_hostname_is_not_a_change(self):
         with open(self.conf) as f:

@@ -185,28 +185,103 @@ def measure(scored):
     return tp / max(1, len(spam)), fp / max(1, len(ham)), fp, len(ham), t, tp_t / max(1, len(spam))
 
 
-def fit_set(rows, features, bounds, fixed_scores, fold_of, args, title, ordered=()):
+class Problem:
+    """The fitting problem of one hits file and one .cf: the rows without
+    Bayes (set 0) and with it (set 2, or None), the rules fitted, the
+    scores kept (fixed, and rare rules'), each score's bounds."""
+
+    def __init__(self, rows, cf, bayes=None, min_hits=8, hi=3.5, log=print, band_hi=BAND_BOUNDS[1]):
+        self.names, self.fixed, self.current, self.bands = read_cf_rules(cf)
+        bands = self.bands
+        # set 2's rows: the band from the hits, or from the probabilities
+        self.rows2 = None
+        if any(r in bands for _, _, rules in rows for r in rules):
+            self.rows2 = rows
+        elif bayes:
+            prob = read_bayes(bayes)
+            missing = [n for _, n, _ in rows if n not in prob]
+            if missing:
+                raise ValueError("%d messages have no Bayes probability in %s (e.g. %s)" %
+                                 (len(missing), bayes, missing[0]))
+            self.rows2 = [(label, n, rules + [b for b in [band_of(prob[n], bands)] if b])
+                          for label, n, rules in rows]
+        self.rows0 = [(label, n, [r for r in rules if r not in bands]) for label, n, rules in rows]
+        self.hits = {}
+        for _, _, rules in self.rows0:
+            for r in rules:
+                self.hits[r] = self.hits.get(r, 0) + 1
+        rare = [r for r in self.names if r not in self.fixed and r not in bands
+                and self.hits.get(r, 0) < min_hits]
+        for r in rare:
+            log("note: %s hits %d messages (fewer than %d): keeps its score %.2f, set by hand" %
+                (r, self.hits.get(r, 0), min_hits, self.current.get(r, [1.0])[0]))
+        self.rules0 = [r for r in self.names if r not in self.fixed and r not in rare and r not in bands]
+        self.order = sorted(bands, key=lambda b: bands[b])
+        kept = list(self.fixed) + rare
+        self.fixed_scores = {0: {r: self.current.get(r, [1.0])[0] for r in kept},
+                             2: {r: self.current.get(r, [1.0] * 4)[2] for r in kept}}
+        self.bounds = {r: (0.1, hi) for r in self.rules0}
+        self.bounds.update({b: (BAND_BOUNDS[0], band_hi) for b in bands})
+
+    def setup(self, scoreset):
+        if scoreset == 0:
+            return self.rows0, self.rules0, ()
+        return self.rows2, self.rules0 + self.order, self.order
+
+    def fit(self, scoreset, rows, ham_weight, l2, iters):
+        _, features, ordered = self.setup(scoreset)
+        return fit(rows, features, ham_weight, self.bounds, l2, iters,
+                   fixed_scores=self.fixed_scores[scoreset], ordered=ordered)
+
+    def cross_validated(self, scoreset, ham_weight, fold_of, l2=0.0005, iters=600):
+        """Each message scored with scores fitted on the folds it is not
+        in: [(label, name, score, rules)]."""
+        rows, _, _ = self.setup(scoreset)
+        out = []
+        for k in sorted(set(fold_of[n] for _, n, _ in rows)):
+            sc = self.fit(scoreset, [r for r in rows if fold_of[r[1]] != k], ham_weight, l2, iters)
+            out += [(label, n, score_of(rules, sc, self.fixed_scores[scoreset]), rules)
+                    for label, n, rules in rows if fold_of[n] == k]
+        return out
+
+
+def fit_set(problem, scoreset, fold_of, args, title):
     """Cross-validate each ham weight, pick one, fit on everything."""
     best = None
     for hw in [float(x) for x in args.weights.split(",")]:
-        pooled = []
-        for k in range(args.k):
-            train = [r for r in rows if fold_of[r[1]] != k]
-            sc = fit(train, features, hw, bounds, args.l2, args.iters, fixed_scores=fixed_scores,
-                     ordered=ordered)
-            pooled += [(label, score_of(rules, sc, fixed_scores)) for label, n, rules in rows if fold_of[n] == k]
-        rec, fpr, fp, nh, t, rec_t = measure(pooled)
+        pooled = problem.cross_validated(scoreset, hw, fold_of, args.l2, args.iters)
+        rec, fpr, fp, nh, t, rec_t = measure([(label, sc) for label, _, sc, _ in pooled])
         print("%s, ham weight %5.1f: cross-validated recall at 5.0 %.4f, FP %.4f (%d/%d ham); "
               "FP <= 0.1 %% from %.2f, recall there %.4f" % (title, hw, rec, fpr, fp, nh, t, rec_t), flush=True)
         key = (fpr <= args.max_fp, rec if fpr <= args.max_fp else -fpr)
         if best is None or key > best[0]:
             best = (key, hw)
     hw = best[1]
-    scores = fit(rows, features, hw, bounds, args.l2, args.iters, fixed_scores=fixed_scores, ordered=ordered)
-    rec, fpr, fp, nh, _, _ = measure([(label, score_of(rules, scores, fixed_scores)) for label, _, rules in rows])
+    rows, _, _ = problem.setup(scoreset)
+    scores = problem.fit(scoreset, rows, hw, args.l2, args.iters)
+    fixed = problem.fixed_scores[scoreset]
+    rec, fpr, fp, nh, _, _ = measure([(label, score_of(rules, scores, fixed)) for label, _, rules in rows])
     print("%s: chosen ham weight %.1f; fitted on all %d messages: recall %.4f, FP %d/%d (not cross-validated)" %
           (title, hw, len(rows), rec, fp, nh))
-    return scores
+    return scores, hw
+
+
+def fold_map(rows, k, seed):
+    """{name: fold} as make eval deals the corpus (folds.py)."""
+    fold_of = {}
+    for label in ("ham", "spam"):
+        fold_of.update(folds.assign([n for lab, n, _ in rows if lab == label], k, "%s:%s" % (seed, label)))
+    return fold_of
+
+
+WEIGHTS_RE = re.compile(r"^# fit_scores: ham weight ([\d.]+) without Bayes, ([\d.]+) with Bayes", re.M)
+
+
+def read_weights(cf):
+    """The ham weights the .cf's scores were fitted with (its "# fit_scores:"
+    line), or None."""
+    m = WEIGHTS_RE.search(open(cf).read())
+    return (float(m.group(1)), float(m.group(2))) if m else None
 
 
 def main():
@@ -219,6 +294,7 @@ def main():
     ap.add_argument("--seed", default=folds.DEFAULT_SEED)
     ap.add_argument("--weights", default="10,20,40,80,160", help="ham weights to try")
     ap.add_argument("--max", type=float, default=3.5, dest="hi", help="highest score of one rule")
+    ap.add_argument("--band-max", type=float, default=BAND_BOUNDS[1], help="highest score of a Bayes band")
     ap.add_argument("--l2", type=float, default=0.0005)
     ap.add_argument("--max-fp", type=float, default=0.001, help="pooled FP rate allowed at 5.0")
     ap.add_argument("--iters", type=int, default=600)
@@ -227,54 +303,26 @@ def main():
     args = ap.parse_args()
 
     rows = read_hits(args.hits)
-    names, fixed, current, bands = read_cf_rules(args.cf)
-    # set 2's rows: the band from the hits, or from the probabilities
-    rows2 = None
-    if any(r in bands for _, _, rules in rows for r in rules):
-        rows2 = rows
-    elif args.bayes:
-        prob = read_bayes(args.bayes)
-        missing = [n for _, n, _ in rows if n not in prob]
-        if missing:
-            sys.exit("fit_scores: %d messages have no Bayes probability in %s (e.g. %s)" %
-                     (len(missing), args.bayes, missing[0]))
-        rows2 = [(label, n, rules + [b for b in [band_of(prob[n], bands)] if b]) for label, n, rules in rows]
-    rows0 = [(label, n, [r for r in rules if r not in bands]) for label, n, rules in rows]
-
-    hits = {}
-    for _, _, rules in rows0:
-        for r in rules:
-            hits[r] = hits.get(r, 0) + 1
-    rare = [r for r in names if r not in fixed and r not in bands and hits.get(r, 0) < args.min_hits]
-    for r in rare:
-        print("note: %s hits %d messages (fewer than %d): keeps its score %.2f, set by hand" %
-              (r, hits.get(r, 0), args.min_hits, current.get(r, [1.0])[0]))
-    rules0 = [r for r in names if r not in fixed and r not in rare and r not in bands]
-    fold_of = {}
-    for label in ("ham", "spam"):
-        fold_of.update(folds.assign([n for lab, n, _ in rows if lab == label], args.k,
-                                    "%s:%s" % (args.seed, label)))
-
-    fixed0 = {r: current.get(r, [1.0])[0] for r in list(fixed) + rare}
-    bounds = {r: (0.1, args.hi) for r in rules0}
-    s0 = fit_set(rows0, rules0, bounds, fixed0, fold_of, args, "without Bayes")
-    s2 = None
-    if rows2 is not None:
-        fixed2 = {r: current.get(r, [1.0] * 4)[2] for r in list(fixed) + rare}
-        bounds.update({b: BAND_BOUNDS for b in bands})
-        order = sorted(bands, key=lambda b: bands[b])
-        s2 = fit_set(rows2, rules0 + order, bounds, fixed2, fold_of, args, "with Bayes", ordered=order)
+    try:
+        problem = Problem(rows, args.cf, args.bayes, args.min_hits, args.hi, band_hi=args.band_max)
+    except ValueError as e:
+        sys.exit("fit_scores: %s" % e)
+    fold_of = fold_map(rows, args.k, args.seed)
+    s0, w0 = fit_set(problem, 0, fold_of, args, "without Bayes")
+    s2, w2 = None, None
+    if problem.rows2 is not None:
+        s2, w2 = fit_set(problem, 2, fold_of, args, "with Bayes")
     else:
         print("no Bayes band in the hits and no --bayes: set 2 keeps its scores")
     lines = {}
-    for r in rules0 + list(bands):
-        old = current.get(r, [1.0] * 4)
+    for r in problem.rules0 + problem.order:
+        old = problem.current.get(r, [1.0] * 4)
         a = s0[r] if r in s0 else 0.0
         b = s2[r] if s2 is not None else old[2]
         lines[r] = (a, a, b, b)
-        print("score %-26s %5.2f %5.2f %5.2f %5.2f  (%d hits)" % ((r,) + lines[r] + (hits.get(r, 0),)))
+        print("score %-26s %5.2f %5.2f %5.2f %5.2f  (%d hits)" % ((r,) + lines[r] + (problem.hits.get(r, 0),)))
     if args.write:
-        write_scores(args.cf, lines)
+        write_scores(args.cf, lines, (w0, w2 if w2 is not None else (read_weights(args.cf) or (0, 0))[1]))
         print("wrote the scores into", args.cf)
 
 
@@ -282,9 +330,16 @@ def fmt(v):
     return "%.2f" % v if v != 0 else "0"
 
 
-def write_scores(path, scores):
-    """Replace each fitted rule's score line, or add one after its describe."""
-    lines = open(path).read().split("\n")
+def write_scores(path, scores, weights):
+    """Replace each fitted rule's score line, or add one after its
+    describe; record the ham weights in the "# fit_scores:" line."""
+    text_all = open(path).read()
+    mark = "# fit_scores: ham weight %g without Bayes, %g with Bayes (make eval refits with them)" % weights
+    if WEIGHTS_RE.search(text_all):
+        text_all = re.sub(r"^# fit_scores: .*$", mark, text_all, count=1, flags=re.M)
+    else:
+        text_all = text_all.replace("\n# ---- the test string", "\n" + mark + "\n\n# ---- the test string", 1)
+    lines = text_all.split("\n")
     have = set()
     text = lambda r: "score    %-20s %s" % (r, " ".join(fmt(v) for v in scores[r]))  # noqa: E731
     for i, line in enumerate(lines):
