@@ -55,7 +55,7 @@ struct job_list {
 struct queue_committer {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	struct job_list todo;
+	struct job_list waiting;
 	struct job_list renamed[FOLDER_COUNT]; /* waiting for their folder's fsync */
 	bool syncing[FOLDER_COUNT];
 	char *folder_path[FOLDER_COUNT];       /* known from the first job */
@@ -103,7 +103,7 @@ static void job_finished(struct queue_committer *c, struct queue_commit *j)
 	}
 }
 
-/* With the lock held: take one job off todo and publish it. */
+/* With the lock held: take one job off waiting and publish it. */
 static void publish_one(struct queue_committer *c, struct queue_commit *j)
 {
 	const char *folder = commit_folders[j->folder];
@@ -160,7 +160,7 @@ static void *commit_thread(void *arg)
 			sync_folder(c, f);
 			continue;
 		}
-		struct queue_commit *j = list_pop(&c->todo);
+		struct queue_commit *j = list_pop(&c->waiting);
 		if (j != NULL && j->task != NULL) {
 			pthread_mutex_unlock(&c->lock);
 			j->rc = j->task(j->task_arg, &j->err);
@@ -272,7 +272,7 @@ struct queue_commit *queue_commit_start(struct queue_committer *c, struct queue_
 	j->arg = arg;
 	c->in_flight++;
 	pthread_mutex_lock(&c->lock);
-	list_push(&c->todo, j);
+	list_push(&c->waiting, j);
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return j;
@@ -288,7 +288,7 @@ struct queue_commit *queue_task_start(struct queue_committer *c, queue_task_fn *
 	j->arg = arg;
 	c->in_flight++;
 	pthread_mutex_lock(&c->lock);
-	list_push(&c->todo, j);
+	list_push(&c->waiting, j);
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return j;
