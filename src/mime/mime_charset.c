@@ -191,6 +191,8 @@ void mime_utf8_sanitize(const char *in, size_t len, buf_t *out)
 {
 	const unsigned char *p = (const unsigned char *)in;
 	size_t run = 0, i = 0;
+	if (len == 0)
+		return; /* in may be NULL for an empty value */
 	buf_reserve(out, len);
 	while (i < len) {
 		size_t n = utf8_sequence(p + i, len - i);
@@ -253,6 +255,8 @@ bool mime_charset_to_utf8(struct mime_charsets *cs, const char *name, size_t nam
 	char norm[MIME_CHARSET_NAME_MAX + 1];
 	if (!normalise(name, name_len, norm))
 		return false;
+	if (len == 0)
+		return true; /* nothing to convert; in may be NULL */
 	if (strcmp(norm, "utf-8") == 0 || strcmp(norm, "utf8") == 0) {
 		mime_utf8_sanitize(in, len, out);
 		return true;

@@ -674,6 +674,9 @@ static void test_rfc2231(void **state)
 	assert_filename("Content-Disposition: attachment; filename*=utf-8''100%;x%00y.exe", "100%");
 	assert_filename("Content-Disposition: attachment; filename*=utf-8''x%00y.exe",
 			"x\xef\xbf\xbdy.exe");
+	/* an empty extended value (found by fuzzing: no bytes, no buffer) */
+	assert_filename("Content-Type: text/plain; name*0*=utf-8''", "");
+	assert_filename("Content-Type: text/plain; name*0*=iso-8859-1''", "");
 }
 
 static void test_content_type(void **state)
