@@ -88,12 +88,16 @@ static const char *autolearn(const struct spam_stage *st, const struct spam_text
 
 /* ---- the header fields ----------------------------------------------------------- */
 
-/* Append word to a field being built, folding before it when the line
- * would pass SPAM_FOLD_WIDTH. */
+/* Append sep and word to a field being built, folding before the word
+ * when the line would pass SPAM_FOLD_WIDTH (sep " " becomes the fold). */
 static void fold_append(buf_t *field, size_t *line_len, const char *sep, const char *word)
 {
 	size_t add = strlen(sep) + strlen(word);
 	if (*line_len + add > SPAM_FOLD_WIDTH && *line_len > 0) {
+		/* a separator that is not white space stays, before the fold:
+		 * "tests=A,\n\tB" as SpamAssassin writes it */
+		if (strcmp(sep, " ") != 0)
+			buf_puts(field, sep);
 		buf_puts(field, "\n\t");
 		*line_len = 1;
 	} else {

@@ -39,6 +39,12 @@ body     T_BAYES_99     eval:check_bayes('0.99', '1.00')
 score    T_BAYES_99     0 0 3.5 3.5
 body     T_BAYES_00     eval:check_bayes('0.00', '0.01')
 score    T_BAYES_00     0 0 -1.5 -1.5
+body     T_FOLDING_NEEDS_A_RATHER_LONG_NAME_1 /fold the status/
+score    T_FOLDING_NEEDS_A_RATHER_LONG_NAME_1 0.1
+body     T_FOLDING_NEEDS_A_RATHER_LONG_NAME_2 /fold the status/
+score    T_FOLDING_NEEDS_A_RATHER_LONG_NAME_2 0.1
+body     T_FOLDING_NEEDS_A_RATHER_LONG_NAME_3 /fold the status/
+score    T_FOLDING_NEEDS_A_RATHER_LONG_NAME_3 0.1
 """
 
 
@@ -122,6 +128,14 @@ class SpamSmtpTest(PosternTestCase):
         self.assertIn("4.0 T_PILLS Sells pills in the Subject", report)
         self.assertEqual(header_values(head, "Subject"), ["****SPAM**** Cheap pills"])
         self.assertIn(b"Click here now!", body)
+
+    def test_a_folded_status_keeps_every_comma(self):
+        head, _ = self.delivered(message("long names", "Please fold the status line."))
+        self.assertRegex(head, r"X-Spam-Status: No, [^\n]*,\n\t", "not folded after a comma")
+        status = header_values(head, "X-Spam-Status")[0]
+        tests = "".join(status.split("tests=", 1)[1].split(" autolearn=")[0].split())
+        self.assertEqual(tests.split(","), ["T_FOLDING_NEEDS_A_RATHER_LONG_NAME_%d" % i
+                                            for i in (1, 2, 3)])
 
 
 @unittest.skipUnless(os.path.isdir(CORPUS), "needs ../shared/corpus/train")
