@@ -7,8 +7,11 @@
  * bogofilter compute it:
  *   - per token w, seen in s of nspam spam and h of nham ham messages:
  *       p(w) = (s/nspam) / (s/nspam + h/nham)
- *       f(w) = (S*X + n*p(w)) / (S + n),  n = s + h,  S = 1, X = 0.5
- *     (a token seen rarely stays near X: little evidence, little weight);
+ *       f(w) = (S*X + n*p(w)) / (S + n),  n = s + h,  S = 0.45, X = 0.5
+ *     (a token seen rarely stays near X: little evidence, little weight;
+ *     S = 0.45, SpamBayes's choice, caught 1 % more of make eval's spam
+ *     than S = 1 at the same ham rate; SpamAssassin's S = 0.03 with its
+ *     0.346 strength floor caught less and flagged more ham);
  *   - the tokens whose |f - 0.5| > 0.1, the 150 strongest of them,
  *     combined with Fisher's method: with C(x, k) the probability that a
  *     chi-square variable of k degrees of freedom is at least x,
@@ -33,7 +36,7 @@
 #include "../lib/xalloc.h"
 #include "spam.h"
 
-#define ROBINSON_S 1.0
+#define ROBINSON_S 0.45
 #define ROBINSON_X 0.5
 #define MIN_STRENGTH 0.1
 #define MAX_CLUES 150

@@ -310,13 +310,13 @@ static double classify(uint32_t nspam, uint32_t nham, const struct spam_token_co
 static void test_one_clue_is_its_own_probability(void **state)
 {
 	(void)state;
-	/* spam 100 of 200, ham 0: p = 1, n = 100, f = (0.5 + 100) / 101;
+	/* spam 100 of 200, ham 0: p = 1, n = 100, f = (0.45 * 0.5 + 100) / 100.45;
 	 * with one clue Fisher's combining gives f itself:
 	 * H = e^(ln f) = f, S = e^(ln(1-f)) = 1 - f, (1 + f - (1 - f)) / 2 = f. */
 	struct spam_token_counts c[] = { { 100, 0, 0 } };
 	struct spam_bayes_detail d;
 	double p = classify(200, 200, c, 1, &d);
-	assert_true(fabs(p - 100.5 / 101) < 1e-12);
+	assert_true(fabs(p - 100.225 / 100.45) < 1e-12);
 	assert_int_equal(d.known, 1);
 	assert_int_equal(d.used, 1);
 	assert_int_equal(d.nspam, 200);
@@ -325,24 +325,26 @@ static void test_one_clue_is_its_own_probability(void **state)
 static void test_two_and_three_clues(void **state)
 {
 	(void)state;
-	/* f1 = 100.5/101 (spam 100), f3 = 1.5/2 (spam 1): with two clues the
-	 * tails are P(1 - ln P): P = (1-f1)(1-f3) = 0.0012376, S = 0.0095233;
-	 * Q = f1 f3 = 0.7462871, H = 0.9646683; (1 + H - S)/2 = 0.9775806. */
+	/* f1 = 100.225/100.45 (spam 100), f3 = 1.225/1.45 (spam 1): with two
+	 * clues the tails are P(1 - ln P): P = (1-f1)(1-f3) = 0.00034757,
+	 * S = 0.0031158; Q = f1 f3 = 0.8429352, H = 0.9869635;
+	 * (1 + H - S)/2 = 0.9919238. */
 	struct spam_token_counts two[] = { { 100, 0, 0 }, { 1, 0, 0 } };
-	assert_true(fabs(classify(200, 200, two, 2, NULL) - 0.9775806247544595) < 1e-9);
-	/* Evidence both ways lands near the middle: f1 and f2 = 0.5/51 (ham
-	 * 50) give 0.5119755; adding f4 = 20.5/22 (spam 20, ham 1) 0.5692653. */
+	assert_true(fabs(classify(200, 200, two, 2, NULL) - 0.9919238272096222) < 1e-9);
+	/* Evidence both ways lands near the middle: f1 and f2 = 0.225/50.45
+	 * (ham 50) give 0.5063500; adding f4 = 20.225/21.45 (spam 20, ham 1)
+	 * 0.5418127. */
 	struct spam_token_counts both[] = { { 100, 0, 0 }, { 0, 50, 0 } };
-	assert_true(fabs(classify(200, 200, both, 2, NULL) - 0.5119755129283062) < 1e-9);
+	assert_true(fabs(classify(200, 200, both, 2, NULL) - 0.5063499924440673) < 1e-9);
 	struct spam_token_counts three[] = { { 100, 0, 0 }, { 0, 50, 0 }, { 20, 1, 0 } };
-	assert_true(fabs(classify(200, 200, three, 3, NULL) - 0.5692652607063426) < 1e-9);
+	assert_true(fabs(classify(200, 200, three, 3, NULL) - 0.5418127333309124) < 1e-9);
 }
 
 static void test_weak_tokens_are_left_out(void **state)
 {
 	(void)state;
 	struct spam_bayes_detail d;
-	/* f = 0.5 (as often in both), f = 3.5/6 = 0.583 (|f - 0.5| < 0.1),
+	/* f = 0.5 (as often in both), f = 3.225/5.45 = 0.592 (|f - 0.5| < 0.1),
 	 * and rates, not counts, compare: 2 of 400 spam vs 1 of 200 ham is 0.5 */
 	struct spam_token_counts c[] = { { 10, 10, 0 }, { 3, 2, 0 }, { 0, 0, 0 } };
 	assert_true(fabs(classify(200, 200, c, 3, &d) - 0.5) < 1e-12);
@@ -353,7 +355,7 @@ static void test_weak_tokens_are_left_out(void **state)
 	assert_int_equal(d.used, 0);
 	/* a count above its total (a damaged store) is cut to the total */
 	struct spam_token_counts big[] = { { 5000, 0, 0 } };
-	assert_true(fabs(classify(200, 200, big, 1, NULL) - 200.5 / 201) < 1e-12);
+	assert_true(fabs(classify(200, 200, big, 1, NULL) - 200.225 / 200.45) < 1e-12);
 }
 
 static void test_at_most_150_clues(void **state)
