@@ -653,11 +653,38 @@ static int collect_keys(struct lmdb_store *st, MDB_txn *txn, uint64_t **keys_r, 
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
+/* Delete the learned records dated before day `before`: the totals keep
+ * counting those messages, but they can no longer be forgotten, and one
+ * learned again counts again (as SpamAssassin's seen records with a TTL).
+ * Without it the table grows by one record for every message learned,
+ * autolearning included, for ever. */
+static int forget_old_records(struct lmdb_store *st, MDB_txn *txn, uint32_t before)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, st->sh->learned, &cur);
+	if (rc != 0)
+		return rc;
+	MDB_val k, v;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint32_t day = v.mv_size == LEARNED_VALUE_SIZE ? get_le32(v.mv_data) : 0;
+		if (day >= before)
+			continue;
+		/* as in sweep(): the cursor then stands on the next record */
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int expire_in(struct lmdb_store *st, MDB_txn *txn, void *arg)
 {
 	struct expiry *e = arg;
 	e->removed = 0;
 	int rc = e->before > 0 ? sweep(st, txn, keep_by_age, e, &e->removed) : 0;
+	if (rc == 0 && e->before > 0)
+		rc = forget_old_records(st, txn, e->before);
 	if (rc != 0)
 		return rc;
 	MDB_stat ms;

@@ -520,6 +520,14 @@ static void test_expiry_by_age(void **state)
 	assert_int_equal(st.tokens, 3);
 	assert_int_equal(st.last_expire, 1100);
 	totals_are(s, 2, 1);  /* messages stay learned */
+	/* the records of messages 1 and 2 (day 1000) are gone, 3's stays:
+	 * 1 can no longer be forgotten, 3 is still known */
+	assert_int_equal(st.messages, 1);
+	enum spam_learn_outcome out;
+	assert_int_equal(s->ops->learn(s, 1, a, 2, SPAM_LEARN_FORGET, &out), 0);
+	assert_int_equal(out, SPAM_LEARN_UNKNOWN);
+	assert_int_equal(s->ops->learn(s, 3, c, 2, SPAM_LEARN_SPAM, &out), 0);
+	assert_int_equal(out, SPAM_LEARN_ALREADY);
 	s->ops->close(s);
 }
 
