@@ -35,6 +35,7 @@ enum key_type {
 	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
 	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
 	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
+	K_ADDRESSES, /* list of "user@domain", "@domain" or "domain", lower-cased (a strlist_t) */
 };
 
 struct key_def {
@@ -56,6 +57,7 @@ _Static_assert(sizeof(enum config_bool) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -64,9 +66,16 @@ static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
 static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
 static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
+static const char *const early_talker_words[] = { "reject", "log", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
+/* Events per rate_window: the bound of every rate level. */
+#define RATE_MAX 1000000
+/* The warn and block levels of one rate (struct config_rate). */
+#define RATE_KEYS(name, field)                                                          \
+	{ name "_warn", K_UINT, OFF(field.warn), "0", 0, RATE_MAX, false, NULL },        \
+	{ name "_block", K_UINT, OFF(field.block), "0", 0, RATE_MAX, false, NULL }
 
 static const struct key_def keys[] = {
 	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true, NULL },
@@ -157,6 +166,49 @@ static const struct key_def keys[] = {
 	  false, NULL },
 	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
 	  false, NULL },
+	/* Behaviour checks. */
+	{ "greet_pause", K_DURATION, OFF(greet_pause), "0", 0, 300, false, NULL },
+	{ "early_talker_action", K_ENUM, OFF(early_talker_action), "reject", 0, 0, false,
+	  early_talker_words },
+	{ "reject_unauth_pipelining", K_ENUM, OFF(reject_unauth_pipelining), "yes", 0, 0, false,
+	  yes_no_words },
+	{ "soft_error_limit", K_UINT, OFF(soft_error_limit), "5", 0, 1000, false, NULL },
+	{ "error_delay", K_DURATION, OFF(error_delay), "1s", 0, 60, false, NULL },
+	/* Concurrency and rates. */
+	{ "connection_limit", K_UINT, OFF(connection_limit), "0", 0, 10000000, false, NULL },
+	{ "client_connection_limit", K_UINT, OFF(client_connection_limit), "50", 0, 1000000, false,
+	  NULL },
+	{ "client_ipv4_prefix", K_UINT, OFF(client_ipv4_prefix), "32", 8, 32, false, NULL },
+	{ "client_ipv6_prefix", K_UINT, OFF(client_ipv6_prefix), "64", 16, 128, false, NULL },
+	{ "rate_window", K_DURATION, OFF(rate_window), "60s", 1, DAY, false, NULL },
+	{ "rate_block_time", K_DURATION, OFF(rate_block_time), "10m", 1, 7 * DAY, false, NULL },
+	RATE_KEYS("client_connection_rate", client_connection_rate),
+	RATE_KEYS("client_message_rate", client_message_rate),
+	RATE_KEYS("client_recipient_rate", client_recipient_rate),
+	RATE_KEYS("sender_message_rate", sender_message_rate),
+	RATE_KEYS("sender_recipient_rate", sender_recipient_rate),
+	RATE_KEYS("user_message_rate", user_message_rate),
+	RATE_KEYS("user_recipient_rate", user_recipient_rate),
+	{ "site_message_rate_panic", K_UINT, OFF(site_message_rate_panic), "0", 0, RATE_MAX, false,
+	  NULL },
+	{ "site_recipient_rate_panic", K_UINT, OFF(site_recipient_rate_panic), "0", 0, RATE_MAX,
+	  false, NULL },
+	{ "limits_ignore_networks", K_CIDRS, OFF(limits_ignore_networks), "127.0.0.0/8, ::1/128", 0,
+	  0, true, NULL },
+	{ "limits_ignore_senders", K_ADDRESSES, OFF(limits_ignore_senders), "", 0, 0, true, NULL },
+	/* Greylisting. */
+	{ "greylist", K_ENUM, OFF(greylist), "no", 0, 0, false, yes_no_words },
+	{ "greylist_delay", K_DURATION, OFF(greylist_delay), "5m", 1, DAY, false, NULL },
+	{ "greylist_retry_window", K_DURATION, OFF(greylist_retry_window), "2d", 1, 30 * DAY, false,
+	  NULL },
+	{ "greylist_expiry", K_DURATION, OFF(greylist_expiry), "35d", 1, 3650 * DAY, false, NULL },
+	{ "greylist_auto_allow", K_UINT, OFF(greylist_auto_allow), "5", 0, 1000, false, NULL },
+	{ "greylist_ipv4_prefix", K_UINT, OFF(greylist_ipv4_prefix), "24", 8, 32, false, NULL },
+	{ "greylist_ipv6_prefix", K_UINT, OFF(greylist_ipv6_prefix), "64", 16, 128, false, NULL },
+	{ "greylist_ignore_networks", K_CIDRS, OFF(greylist_ignore_networks), "127.0.0.0/8, ::1/128",
+	  0, 0, true, NULL },
+	{ "greylist_ignore_recipients", K_ADDRESSES, OFF(greylist_ignore_recipients), "", 0, 0, true,
+	  NULL },
 };
 
 struct parse_ctx {
@@ -403,6 +455,33 @@ static const char *set_domains(strlist_t *list, const char *value)
 	return NULL;
 }
 
+/* "user@domain", "@domain" or "domain": what the ignore lists of the
+ * limits and of greylisting hold. */
+static bool address_or_domain(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	if (at == NULL)
+		return valid_hostname(s);
+	return at == s ? valid_hostname(at + 1) : plain_address(s);
+}
+
+static const char *set_addresses(strlist_t *list, const char *value, char **detail_r)
+{
+	strlist_free(list);
+	strlist_split(list, value);
+	for (size_t i = 0; i < list->count; i++) {
+		str_lower(list->items[i]);
+		if (!address_or_domain(list->items[i])) {
+			buf_t b = BUF_INIT;
+			buf_printf(&b, "\"%s\" is not user@domain, @domain or a domain",
+				   list->items[i]);
+			*detail_r = buf_steal(&b);
+			return "bad entry";
+		}
+	}
+	return NULL;
+}
+
 /* One of k->words; the error lists them all. */
 static const char *set_enum(const struct key_def *k, unsigned *field, const char *value,
 			    char **detail_r)
@@ -461,6 +540,8 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return set_paths(ctx, field, value);
 	case K_SCORE:
 		return set_score(k, field, value);
+	case K_ADDRESSES:
+		return set_addresses(field, value, detail_r);
 	}
 	return "internal error: unknown key type";
 }
@@ -599,6 +680,40 @@ static char *system_hostname(void)
 	return xstrdup(name);
 }
 
+/* The levels of each rate, and greylisting's times, in their order. */
+static void check_limits(struct parse_ctx *ctx)
+{
+	const struct config *cfg = ctx->cfg;
+	static const struct {
+		const char *name;
+		size_t offset;
+	} rates[] = {
+		{ "client_connection_rate", OFF(client_connection_rate) },
+		{ "client_message_rate", OFF(client_message_rate) },
+		{ "client_recipient_rate", OFF(client_recipient_rate) },
+		{ "sender_message_rate", OFF(sender_message_rate) },
+		{ "sender_recipient_rate", OFF(sender_recipient_rate) },
+		{ "user_message_rate", OFF(user_message_rate) },
+		{ "user_recipient_rate", OFF(user_recipient_rate) },
+	};
+	for (size_t i = 0; i < ARRAY_LEN(rates); i++) {
+		const struct config_rate *r =
+			(const struct config_rate *)((const char *)cfg + rates[i].offset);
+		if (r->warn != 0 && r->block != 0 && r->warn >= r->block)
+			report(ctx, 0, "%s_warn (%llu) must be below %s_block (%llu)", rates[i].name,
+			       (unsigned long long)r->warn, rates[i].name,
+			       (unsigned long long)r->block);
+	}
+	if (cfg->greylist_retry_window <= cfg->greylist_delay)
+		report(ctx, 0, "greylist_retry_window (%llus) must be longer than greylist_delay "
+		       "(%llus): no retry could pass", (unsigned long long)cfg->greylist_retry_window,
+		       (unsigned long long)cfg->greylist_delay);
+	if (cfg->greylist_expiry < cfg->greylist_retry_window)
+		report(ctx, 0, "greylist_expiry (%llus) must not be shorter than "
+		       "greylist_retry_window (%llus)", (unsigned long long)cfg->greylist_expiry,
+		       (unsigned long long)cfg->greylist_retry_window);
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
 	struct config *cfg = ctx->cfg;
@@ -620,6 +735,7 @@ static void check_consistency(struct parse_ctx *ctx)
 	    strrchr(cfg->clamd_socket, ':') == NULL)
 		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
 		       cfg->clamd_socket);
+	check_limits(ctx);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
 		cfg->hostname = system_hostname();
@@ -691,6 +807,7 @@ void config_free(struct config *cfg)
 			break;
 		case K_DOMAINS:
 		case K_PATHS:
+		case K_ADDRESSES:
 			strlist_free(field);
 			break;
 		case K_CIDRS:
@@ -775,6 +892,7 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	case K_UINT:
 		return *(const uint64_t *)fa != *(const uint64_t *)fb;
 	case K_DOMAINS:
+	case K_ADDRESSES:
 		return !strlist_within(fa, fb) || !strlist_within(fb, fa);
 	case K_PATHS: {
 		const strlist_t *la = fa, *lb = fb;
@@ -813,7 +931,8 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		buf_printf(v, "%llu", (unsigned long long)*(const uint64_t *)field);
 		break;
 	case K_DOMAINS:
-	case K_PATHS: {
+	case K_PATHS:
+	case K_ADDRESSES: {
 		const strlist_t *l = field;
 		for (size_t j = 0; j < l->count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", l->items[j]);

@@ -27,6 +27,15 @@ enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_D
  * limits alone when no stage is), no = never. */
 enum scan_mode { SCAN_MODE_AUTO, SCAN_MODE_YES, SCAN_MODE_NO };
 enum mime_limit_action { MIME_LIMIT_REJECT, MIME_LIMIT_TEMPFAIL };
+/* What a client that talks before the greeting gets: 554 and the end, or
+ * a log line and the session as usual. */
+enum early_talker_action { EARLY_TALKER_REJECT, EARLY_TALKER_LOG };
+
+/* The levels of one rate (events per rate_window; 0 = no such level). */
+struct config_rate {
+	uint64_t warn;  /* log and tell notify_admin */
+	uint64_t block; /* refuse, and block the client, sender or user for rate_block_time */
+};
 
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
@@ -133,6 +142,42 @@ struct config {
 	enum config_bool bayes_autolearn;
 	double bayes_autolearn_ham_score;
 	double bayes_autolearn_spam_score;
+
+	/* Behaviour checks (src/smtp/greeting.c, session.c). */
+	uint64_t greet_pause;            /* seconds the banner waits; 0 = none */
+	enum early_talker_action early_talker_action;
+	enum config_bool reject_unauth_pipelining;
+	uint64_t soft_error_limit;       /* errors answered at once; later ones wait */
+	uint64_t error_delay;            /* seconds per error past soft_error_limit */
+	/* Concurrency and rates, counted across all smtp workers by the anvil
+	 * (src/policy/limits.c, src/server/anvil.c); 0 = no limit. */
+	uint64_t connection_limit;        /* open sessions in total */
+	uint64_t client_connection_limit; /* open sessions per client network */
+	uint64_t client_ipv4_prefix;      /* the client network of an address */
+	uint64_t client_ipv6_prefix;
+	uint64_t rate_window;             /* seconds over which rates are counted */
+	uint64_t rate_block_time;         /* seconds a blocked client, sender or user waits */
+	struct config_rate client_connection_rate;
+	struct config_rate client_message_rate;
+	struct config_rate client_recipient_rate;
+	struct config_rate sender_message_rate;
+	struct config_rate sender_recipient_rate;
+	struct config_rate user_message_rate;
+	struct config_rate user_recipient_rate;
+	uint64_t site_message_rate_panic;   /* all clients together; 0 = none */
+	uint64_t site_recipient_rate_panic;
+	cidr_list_t limits_ignore_networks; /* never limited */
+	strlist_t limits_ignore_senders;    /* "user@domain", "domain" */
+	/* Greylisting (src/policy/greylist.c), in the anvil's store. */
+	enum config_bool greylist;
+	uint64_t greylist_delay;         /* seconds before a retry passes */
+	uint64_t greylist_retry_window;  /* seconds a first attempt waits for its retry */
+	uint64_t greylist_expiry;        /* seconds an entry lives without being seen */
+	uint64_t greylist_auto_allow;    /* passed triplets that allow a client; 0 = never */
+	uint64_t greylist_ipv4_prefix;
+	uint64_t greylist_ipv6_prefix;
+	cidr_list_t greylist_ignore_networks;
+	strlist_t greylist_ignore_recipients; /* "user@domain", "domain" */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure
