@@ -78,6 +78,17 @@ void policy_env_add(struct policy_env *env, enum policy_stage stage,
 	env->checks[stage][env->check_count[stage]++] = *check;
 }
 
+void policy_env_add_first(struct policy_env *env, enum policy_stage stage,
+			  const struct policy_check *check)
+{
+	if (stage >= POLICY_STAGE_COUNT || env->check_count[stage] >= POLICY_MAX_CHECKS)
+		log_panic("policy: no room for check %s", check->name);
+	memmove(&env->checks[stage][1], &env->checks[stage][0],
+		env->check_count[stage] * sizeof(env->checks[stage][0]));
+	env->checks[stage][0] = *check;
+	env->check_count[stage]++;
+}
+
 /* ---- requests and replies -------------------------------------------------- */
 
 static void request_copy(struct policy_request *dst, const struct policy_request *src)

@@ -121,6 +121,10 @@ void policy_env_init(struct policy_env *env, const struct config *cfg,
 /* Append a check to a stage's list (panics beyond POLICY_MAX_CHECKS). */
 void policy_env_add(struct policy_env *env, enum policy_stage stage,
 		    const struct policy_check *check);
+/* Put a check before the others of the stage: one no permit_* may skip
+ * (the rate limits). */
+void policy_env_add_first(struct policy_env *env, enum policy_stage stage,
+			  const struct policy_check *check);
 
 /* ---- for the session ------------------------------------------------------ */
 

@@ -53,6 +53,7 @@ struct notice_job {
 	struct queue_writer *writer; /* refused/discarded: read back, then removed */
 	bool read_quarantine;        /* quarantined: read quarantine/ID */
 	buf_t summary;               /* a summary: the whole notice, built on the loop */
+	bool own;                    /* the summary is a notice_admin_text's */
 	char notice_id[QUEUE_ID_LEN + 1];
 };
 
@@ -186,7 +187,8 @@ static void job_done(void *arg, int rc, char *err)
 	if (rc == 0) {
 		queue_notify_flags(j->n->notify_fd, j->notice_id, QF_NOTIFY_NO_TOKEN);
 		if (j->summary.len > 0)
-			log_info("notices: summary %s queued for %s", j->notice_id, buf_cstr(&to));
+			log_info("notices: %s %s queued for %s", j->own ? "notice" : "summary",
+				 j->notice_id, buf_cstr(&to));
 		else
 			log_info("%s: notice %s queued for %s", j->queue_id, j->notice_id,
 				 buf_cstr(&to));
@@ -220,8 +222,8 @@ static void send_summary(struct notifier *n)
 		   "Subject: [%s] %llu more notice%s held back in the last minute\n\n"
 		   "The smtp worker (pid %ld) of the mail gateway %s found %llu more\n"
 		   "message%s to tell you about in the last minute than notify_rate_limit\n"
-		   "(%llu a minute) lets it send. They were quarantined, or refused or\n"
-		   "discarded for a virus:\n\n", id, host, host, (unsigned long long)count,
+		   "(%llu a minute) lets it send: messages quarantined, or refused or\n"
+		   "discarded for a virus, and rate limits passed:\n\n", id, host, host, (unsigned long long)count,
 		   count == 1 ? "" : "s", (long)getpid(), host, (unsigned long long)count,
 		   count == 1 ? "" : "s", (unsigned long long)n->rate.limit);
 	for (size_t i = 0; i < n->suppressed.count; i++)
@@ -237,6 +239,66 @@ static void send_summary(struct notifier *n)
 	n->rate.suppressed = 0;
 	strlist_free(&n->suppressed);
 	queue_task_start(n->committer, job_run, j, job_done, j);
+}
+
+/* From: To: Date: Message-ID: and the MIME fields of a notice of ours. */
+static void own_header(struct notifier *n, buf_t *b, const char *tag)
+{
+	const char *host = n->cfg->hostname;
+	char id[QUEUE_ID_LEN + 1];
+	queue_id_new(id); /* only a name for Message-ID; notice_queue picks the file's */
+	buf_printf(b, "From: Mail Gateway <MAILER-DAEMON@%s>\nTo: <%s>\nDate: ", host,
+		   n->cfg->notify_admin);
+	bounce_format_date(b, now_us());
+	buf_printf(b, "\nMessage-ID: <%s.%s@%s>\nAuto-Submitted: auto-generated\n"
+		   "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+		   "Content-Transfer-Encoding: 8bit\n", id, tag, host);
+}
+
+/* Control characters other than LF become spaces (no field can be added). */
+static void clean_text(buf_t *b, size_t from)
+{
+	for (size_t i = from; i < b->len; i++)
+		if ((unsigned char)b->data[i] < 0x20 && b->data[i] != '\n')
+			b->data[i] = ' ';
+}
+
+bool notifier_admin_text(struct notifier *n, const char *subject, const char *body)
+{
+	if (n == NULL || n->cfg->notify_admin[0] == '\0')
+		return false;
+	if (!notice_rate_take(&n->rate, mono_ms())) {
+		log_info("notices: held back: more than notify_rate_limit (%llu) this minute: %.200s",
+			 (unsigned long long)n->rate.limit, subject);
+		if (n->suppressed.count < NOTICE_SUMMARY_IDS) {
+			buf_t line = BUF_INIT;
+			buf_printf(&line, "%.300s", subject);
+			clean_text(&line, 0);
+			strlist_add(&n->suppressed, line.data);
+			buf_free(&line);
+		}
+		if (!evtimer_pending(n->summary_timer, NULL)) {
+			uint64_t now = mono_ms(), end = n->rate.window_start_ms + n->rate.window_ms;
+			uint64_t wait = end > now ? end - now : 0;
+			struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+			evtimer_add(n->summary_timer, &tv);
+		}
+		return false;
+	}
+	struct notice_job *j = xcalloc(1, sizeof(*j));
+	j->n = n;
+	j->own = true;
+	strlist_add(&j->to, n->cfg->notify_admin);
+	own_header(n, &j->summary, "limits");
+	size_t from = j->summary.len;
+	buf_printf(&j->summary, "Subject: %.300s\n", subject);
+	clean_text(&j->summary, from);
+	from = j->summary.len;
+	buf_printf(&j->summary, "\n%s%s", body, body[0] != '\0' && body[strlen(body) - 1] != '\n'
+						       ? "\n" : "");
+	clean_text(&j->summary, from);
+	queue_task_start(n->committer, job_run, j, job_done, j);
+	return true;
 }
 
 static void summary_cb(evutil_socket_t fd, short what, void *arg)

@@ -69,6 +69,16 @@ void notifier_free(struct notifier **n);
 bool notifier_event(struct notifier *n, const struct notice_info *info,
 		    struct queue_writer **writer);
 
+/*
+ * A notice of the worker's own to notify_admin (a rate passed its warn
+ * level, a sender was blocked, the site panics): subject and body (LF
+ * line ends; control characters other than LF become spaces) in a plain
+ * message from <>, within the same rate bound as the others (one held
+ * back is logged and counted in the summary). n may be NULL, and nothing
+ * happens without notify_admin. Returns true if a notice is on its way.
+ */
+bool notifier_admin_text(struct notifier *n, const char *subject, const char *body);
+
 /* For tests: the rate bound's window in milliseconds (NOTICE_WINDOW_MS). */
 void notifier_set_window(struct notifier *n, uint64_t window_ms);
 

@@ -17,6 +17,11 @@
  * postern does not start, on a reload the running generation stays, as for
  * a configuration with errors.
  *
+ * The anvil (anvil.c), which counts sessions, rates and greylisting for
+ * all smtp workers, is one process for the supervisor's whole life: it
+ * starts before the first generation, is started again if it dies, and
+ * is not retired by reloads.
+ *
  * RFCs: none. Untrusted input: none is parsed here; the spool and
  * mail_root belong to the roles, so root only creates those two folders
  * and never follows or changes anything inside them. Privilege: root (or
@@ -51,7 +56,11 @@
 #define CHILDREN_INITIAL 16
 #define BIND_RETRY_SECONDS 10
 
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN };
+/* The anvil has no generation: it is started once and kept over reloads
+ * (its counts must outlive them); its children-table entry says
+ * ANVIL_GENERATION. */
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL };
+#define ANVIL_GENERATION 0u
 
 /* A current scan master that exited for good is started again after this
  * long (one that cannot load its files would otherwise spin). */
@@ -400,6 +409,26 @@ static NORETURN void run_scan_master(struct master *m, struct generation *g, int
 	_exit(scan_master_main(&g->cfg, ready_fd));
 }
 
+/* The anvil (root until privsep_become): nothing of the other roles'
+ * descriptors, no TLS key, no tables. */
+static NORETURN void run_anvil(struct master *m, struct generation *g)
+{
+	log_set_role("anvil");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	if (g->tls_ctx != NULL)
+		SSL_CTX_free(g->tls_ctx);
+	g->tls_ctx = NULL;
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(anvil_main(&g->cfg));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -416,6 +445,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
+	if (role == ROLE_ANVIL)
+		run_anvil(m, g);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
 	log_set_role("smtp");
@@ -450,7 +481,7 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	struct child *c = &m->children[m->child_count++];
 	c->pid = pid;
 	c->role = role;
-	c->generation = g->number;
+	c->generation = role == ROLE_ANVIL ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
 	return pid;
 }
@@ -498,7 +529,7 @@ static void signal_children(struct master *m, int sig)
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-								    : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -538,7 +569,7 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number)
+		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -639,7 +670,8 @@ static void reap_children(struct master *m)
 					break;
 				}
 			}
-			bool current = m->current != NULL && c.generation == m->current->number;
+			bool current = m->current != NULL && (c.generation == m->current->number ||
+							      c.role == ROLE_ANVIL);
 			bool quiet = c.role == ROLE_SCAN && current && !m->current->scanning &&
 				     WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			const char *name = role_name(c.role);
@@ -803,6 +835,7 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
+	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
 	start_generation(&m, g);
 	int rc = supervise(&m);
 	close_listeners(&m);

@@ -13,9 +13,12 @@
  *     │          │                          readiness pipe to the supervisor
  *     │          └─fork─▶ scanner × scan_workers (user)
  *     │                     one socket pair each with the scan master
+ *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
+ *     │                                     one per supervisor, kept over reloads
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
- *     │                                     to scan.sock when scanning
+ *     │                                     to scan.sock when scanning, one to
+ *     │                                     anvil.sock
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
@@ -33,7 +36,9 @@
  * src/queue/local_proto.h); with content scanning on, the smtp workers
  * pass each finished message the same way to the scan master, which
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
- * docs/scanning.md); nothing else crosses between processes. Only the agent can open a mailbox; the
+ * docs/scanning.md); the smtp workers ask the anvil to count sessions,
+ * rates and greylisting for all of them (src/policy/anvil_proto.h);
+ * nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
@@ -97,6 +102,11 @@ struct scan_master_pace {
 };
 int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build,
 		    const struct scan_master_pace *pace);
+
+/* The anvil (anvil.c): count open sessions, rates, blocks and greylisting
+ * for every smtp worker on spool_dir/private/anvil.sock until SIGTERM.
+ * Returns the exit status. */
+int anvil_main(const struct config *cfg);
 
 /* A scanner (scanner.c): scan what the master sends on sock with p until
  * the master closes it. Returns the exit status. */

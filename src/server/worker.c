@@ -10,6 +10,11 @@
  * With content scanning on, the end of data asks the scan master
  * (scan/scan_client.h) before the commit.
  *
+ * Limits across workers (policy/limits.h): the worker keeps one connection
+ * to the anvil (spool_dir/private/anvil.sock), which counts sessions,
+ * rates and greylisting for every worker; its notices (a warn level
+ * passed, a block, a panic) go to notify_admin through the notifier.
+ *
  * In-flow back-pressure (queue/flow.h): before committing a message a
  * session takes a token from the pipe the queue manager refills as it
  * delivers, waiting at most in_flow_delay when there is none; the worker
@@ -27,6 +32,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../policy/limits.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
 #include "../smtp/session.h"
@@ -120,6 +126,13 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	set_accepting(w, false);
 	struct timeval tv = { ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000 };
 	evtimer_add(w->accept_retry, &tv);
+}
+
+/* A notice of the limits to the administrator. */
+static void limits_notice(void *arg, const char *subject, const char *body)
+{
+	struct smtp_server *srv = arg;
+	notifier_admin_text(srv->notifier, subject, body);
 }
 
 static void on_drained(struct smtp_server *srv)
@@ -252,6 +265,15 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
 				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
+	if (limits_wanted(cfg)) {
+		char *path = anvil_socket_path(cfg->spool_dir);
+		w.srv.limits = limits_new(cfg, anvil_client_new(w.srv.base, path), limits_notice,
+					  &w.srv);
+		free(path);
+		/* After the built-in lists: greylisting comes last at RCPT, the
+		 * rate checks put themselves first. */
+		limits_register(w.srv.limits, &w.srv.policy);
+	}
 	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
 	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
 	if (w.flow_log_timer == NULL || evtimer_add(w.flow_log_timer, &flow_log_every) < 0)
@@ -285,6 +307,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	queue_flow_free(&w.srv.flow);
 	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
 	notifier_free(&w.srv.notifier);
+	limits_free(&w.srv.limits);
 	scan_client_free(&scan);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");

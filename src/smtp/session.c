@@ -15,6 +15,18 @@
  *   closing              CLOSE_FLUSH_MS for the last replies to drain,
  *                        then LINGER_MS to read the client's input to EOF.
  *
+ * Error delays: past soft_error_limit errors, each error reply is held
+ * back for (errors - soft_error_limit) x error_delay (at most
+ * ERROR_DELAY_MAX_MS) before it is sent, and no further input is read
+ * meanwhile (WAIT_DELAY: a timer, never a sleep: the worker's other
+ * sessions go on); at error_limit the session ends with 421.
+ *
+ * Unauthorised pipelining: a command line followed by more input before
+ * the client could know that PIPELINING is offered (before the reply to
+ * its EHLO, or after HELO) marks the session; with
+ * reject_unauth_pipelining the command sent ahead is answered 503 5.5.0
+ * and the session ends (QUIT is let through).
+ *
  * Closing: the reply is flushed into the kernel (for TLS: encrypted and
  * written, then close_notify), the write side is shut down, and input is
  * read and discarded until the client closes, so that unread input can
@@ -34,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +67,8 @@
 /* At most this many sessions of a worker linger at once: each holds a
  * descriptor outside worker_connections (the start-up check's margin). */
 #define LINGER_MAX_SESSIONS 32
+/* The longest an error reply is held back (error_delay). */
+#define ERROR_DELAY_MAX_MS 60000
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
@@ -87,7 +102,8 @@ static uint64_t earliest(uint64_t a, uint64_t b)
 static void arm_timer(struct smtp_session *s)
 {
 	uint64_t due = s->wait == WAIT_NONE || session_closing(s) ? s->phase_deadline : 0;
-	if (s->wait == WAIT_VERDICT)
+	if (!session_closing(s) &&
+	    (s->wait == WAIT_VERDICT || s->wait == WAIT_GREET || s->wait == WAIT_DELAY))
 		due = earliest(due, s->wait_deadline);
 	if (!session_closing(s))
 		due = earliest(due, s->session_deadline);
@@ -101,6 +117,11 @@ static void arm_timer(struct smtp_session *s)
 	uint64_t ms = due > now ? due - now : 0;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	evtimer_add(s->timer, &tv);
+}
+
+void session_arm_timer(struct smtp_session *s)
+{
+	arm_timer(s);
 }
 
 /* A new phase of input begins (a command, or DATA/BDAT content). */
@@ -150,18 +171,55 @@ size_t session_input_pending(const struct smtp_session *s)
 
 static void send_421(struct smtp_session *s, const char *status, const char *text);
 
-/* Write a reply and act on its flags; an error reply may end the session
- * (error_limit). */
+/* A reply held back by an error delay goes out now. */
+static void release_delayed(struct smtp_session *s)
+{
+	if (s->delayed.len > 0 && s->bev != NULL)
+		evbuffer_add(bufferevent_get_output(s->bev), s->delayed.data, s->delayed.len);
+	buf_reset(&s->delayed);
+	if (s->wait == WAIT_DELAY)
+		s->wait = WAIT_NONE;
+}
+
+/* How long the reply to the session's latest error waits, in ms. */
+static uint64_t error_delay_ms(const struct smtp_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	if (cfg->error_delay == 0 || s->errors <= cfg->soft_error_limit)
+		return 0;
+	uint64_t ms = (s->errors - cfg->soft_error_limit) * cfg->error_delay * 1000u;
+	return ms < ERROR_DELAY_MAX_MS ? ms : ERROR_DELAY_MAX_MS;
+}
+
+/* Write a reply and act on its flags; an error reply may wait (error
+ * delay) or end the session (error_limit). */
 static void send_reply(struct smtp_session *s, const struct smtp_reply *r)
 {
 	if (r->code == 0 || s->bev == NULL)
 		return;
+	release_delayed(s); /* replies leave in order */
 	buf_t wire = BUF_INIT;
 	reply_format(r, &wire);
+	bool error = (r->flags & REPLY_ERROR) != 0;
+	if (error)
+		s->errors++;
+	uint64_t delay = error && s->errors < s->srv->cfg->error_limit && s->wait == WAIT_NONE &&
+				 !(r->flags & REPLY_CLOSE) && !session_closing(s) &&
+				 !s->srv->draining ? error_delay_ms(s) : 0;
+	if (delay > 0) {
+		/* Held back: no input is read until it is sent (the timer). */
+		buf_append(&s->delayed, wire.data, wire.len);
+		buf_free(&wire);
+		s->wait = WAIT_DELAY;
+		s->wait_deadline = session_now_ms() + delay;
+		log_debug("client=%s error %u: reply delayed %.1fs", s->peer_addr, s->errors,
+			  (double)delay / 1000);
+		arm_timer(s);
+		return;
+	}
 	evbuffer_add(bufferevent_get_output(s->bev), wire.data, wire.len);
 	buf_free(&wire);
-	if ((r->flags & REPLY_ERROR) && ++s->errors >= s->srv->cfg->error_limit &&
-	    !session_closing(s)) {
+	if (error && s->errors >= s->srv->cfg->error_limit && !session_closing(s)) {
 		log_info("client=%s too many errors (%u), closing", s->peer_addr, s->errors);
 		struct smtp_reply bye = { 0 };
 		reply_set(&bye, 421, "4.7.0", "%s Error: too many errors", s->srv->cfg->hostname);
@@ -176,6 +234,11 @@ static void send_reply(struct smtp_session *s, const struct smtp_reply *r)
 	/* Stopping: a session that is between transactions ends now. */
 	if (s->srv->draining && s->tx == NULL && s->wait == WAIT_NONE && !session_closing(s))
 		send_421(s, "4.3.2", "Service shutting down");
+}
+
+void session_send(struct smtp_session *s, const struct smtp_reply *r)
+{
+	send_reply(s, r);
 }
 
 static void send_421(struct smtp_session *s, const char *status, const char *text)
@@ -216,6 +279,8 @@ static void session_free(struct smtp_session *s)
 	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
 		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
 	cancel_wait(s);
+	limits_release(srv->limits, s->id);
+	buf_free(&s->delayed);
 	tx_free(&s->tx);
 	tx_free(&s->pending_tx);
 	free(s->pending_helo);
@@ -257,7 +322,11 @@ static void session_close_after_flush(struct smtp_session *s)
 {
 	if (session_closing(s))
 		return;
+	release_delayed(s);
 	cancel_wait(s); /* a verdict arriving now would have nobody to answer */
+	/* A closing session no longer counts as open for the limits (nor
+	 * for worker_connections once it lingers). */
+	limits_release(s->srv->limits, s->id);
 	s->close_phase = CLOSE_FLUSHING;
 	s->phase_deadline = session_now_ms() + CLOSE_FLUSH_MS;
 	if (s->bev != NULL)
@@ -402,6 +471,24 @@ static bool skip_long_line(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+/* A command sent ahead of the reply that would have offered PIPELINING:
+ * with reject_unauth_pipelining it gets 503 and the session ends (QUIT
+ * is answered as usual). True after filling *r. */
+static bool sent_ahead(struct smtp_session *s, const char *line, size_t len,
+		       struct smtp_reply *r)
+{
+	if (!s->pipelined_early || s->srv->cfg->reject_unauth_pipelining != CONFIG_YES)
+		return false;
+	if (len == 4 && strncasecmp(line, "QUIT", 4) == 0)
+		return false;
+	log_info("client=%s reject: unauthorised pipelining code=503 5.5.0 "
+		 "reason=unauth_pipelining", s->peer_addr);
+	tx_free(&s->tx);
+	reply_error(r, 503, "5.5.0", "Error: improper use of SMTP command pipelining");
+	r->flags |= REPLY_CLOSE;
+	return true;
+}
+
 /* Handle one complete command line if there is one; false when more
  * input is needed. */
 static bool process_command(struct smtp_session *s, struct evbuffer *in)
@@ -431,6 +518,19 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 	line[eol.pos] = '\0';
 	evbuffer_drain(in, eol_len);
 	s->commands++;
+	if (sent_ahead(s, line, (size_t)eol.pos, &r)) {
+		send_reply(s, &r);
+		free(line);
+		return true;
+	}
+	if (!s->esmtp && evbuffer_get_length(in) > 0 && !s->pipelined_early) {
+		/* More came before the client could know PIPELINING: it was sent
+		 * ahead of this command's reply (the next command pays). */
+		s->pipelined_early = true;
+		log_info("client=%s unauthorised pipelining: more input after \"%.*s\" before "
+			 "its reply%s", s->peer_addr, (int)(eol.pos < 24 ? eol.pos : 24), line,
+			 s->helo != NULL ? " (after HELO)" : "");
+	}
 	if (session_handle_line(s, line, (size_t)eol.pos, &r) == STEP_REPLY)
 		send_reply(s, &r);
 	free(line);
@@ -611,6 +711,7 @@ void session_resume(struct smtp_session *s, const struct smtp_reply *out)
 static void cancel_wait(struct smtp_session *s)
 {
 	policy_run_cancel(&s->run);
+	limits_admit_cancel(&s->admission);
 	queue_flow_cancel(s->srv->flow, &s->flow_wait);
 	queue_commit_detach(&s->commit);
 	s->wait = WAIT_NONE;
@@ -620,8 +721,13 @@ static void cancel_wait(struct smtp_session *s)
 
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct smtp_session *s = arg;
 	(void)bev;
-	process_input(arg);
+	if (!s->greeted && !session_closing(s)) {
+		greeting_input(s); /* nothing may come before the banner */
+		return;
+	}
+	process_input(s);
 }
 
 static void session_write_cb(struct bufferevent *bev, void *arg)
@@ -727,6 +833,16 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		verdict_arrived(s, &verdict);
 		return;
 	}
+	if (s->wait == WAIT_GREET && now >= s->wait_deadline) {
+		greeting_pause_over(s);
+		return;
+	}
+	if (s->wait == WAIT_DELAY && now >= s->wait_deadline) {
+		release_delayed(s);
+		start_phase(s); /* the client's time for its next command starts now */
+		process_input(s);
+		return;
+	}
 	if (s->session_deadline != 0 && now >= s->session_deadline)
 		which = "session";
 	else if (s->tx != NULL && s->tx_deadline != 0 && now >= s->tx_deadline)
@@ -782,6 +898,7 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 	s->step = event_new(srv->base, -1, 0, session_step_cb, s);
 	if (s->bev == NULL || s->timer == NULL || s->step == NULL)
 		log_fatal("cannot allocate a session's events");
+	s->id = ++srv->sessions_started;
 	s->next = srv->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;
@@ -792,21 +909,6 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 	start_phase(s);
 	arm_timer(s);
 	return s;
-}
-
-/* The connect verdict: the banner, or a refusal and the end. */
-static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
-				 struct smtp_reply *out)
-{
-	if (policy_refuses(v->verdict)) {
-		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr,
-			 v->code, v->status, v->reason);
-		reply_set(out, v->code, v->status, "%s", v->text);
-		out->flags = REPLY_CLOSE;
-		return STEP_REPLY;
-	}
-	reply_set(out, 220, "", "%s ESMTP postern", s->srv->cfg->hostname);
-	return STEP_REPLY;
 }
 
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
@@ -823,13 +925,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 		send_421(s, "4.3.2", "Service shutting down");
 		return;
 	}
-	/* The banner waits for the connect verdict; what the client sends
-	 * before it stays in the input buffer (an early talker). */
-	struct policy_request req;
-	struct smtp_reply out = { 0 };
-	session_request(s, POLICY_CONNECT, &req);
-	if (session_ask(s, &req, connect_verdict, &out) == STEP_REPLY)
-		session_resume(s, &out);
+	greeting_start(s);
 }
 
 void smtp_server_drain(struct smtp_server *srv)

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "../lib/config.h"
+#include "../policy/limits.h"
 #include "../policy/policy.h"
 #include "../queue/commit.h"
 #include "../queue/flow.h"
@@ -31,6 +32,8 @@ struct smtp_server {
 	struct queue_committer *committer; /* commits off the event loop */
 	struct queue_flow *flow;           /* in-flow back-pressure; NULL = off */
 	struct notifier *notifier;         /* the administrator's notices; NULL = off */
+	struct limits *limits;             /* counts across workers; NULL = off */
+	uint64_t sessions_started;         /* the next session's id */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
 	bool draining;          /* SIGTERM: finish transactions, then close */

@@ -122,12 +122,24 @@ struct smtp_session {
 	unsigned commands;
 	unsigned messages;
 	struct smtp_tx *tx;
-	/* Waiting for a verdict or a commit: no command is read meanwhile. */
-	enum wait_kind { WAIT_NONE, WAIT_VERDICT, WAIT_FLOW, WAIT_COMMIT } wait;
+	/* Waiting for a verdict or a commit, the admission, the greet pause
+	 * or an error delay: no command is read meanwhile. */
+	enum wait_kind {
+		WAIT_NONE, WAIT_VERDICT, WAIT_FLOW, WAIT_COMMIT,
+		WAIT_ADMIT,  /* the limits across workers (greeting.c) */
+		WAIT_GREET,  /* greet_pause (greeting.c) */
+		WAIT_DELAY,  /* an error reply held back (error_delay) */
+	} wait;
 	struct policy_run *run;     /* WAIT_VERDICT */
 	verdict_fn *then;           /* what to do with the verdict */
 	enum policy_stage wait_stage;
-	uint64_t wait_deadline;     /* WAIT_VERDICT: policy_timeout */
+	uint64_t wait_deadline;     /* WAIT_VERDICT: policy_timeout; WAIT_GREET, WAIT_DELAY: their end */
+	uint64_t id;                /* unique in the worker: the limits' session */
+	struct limits_admission *admission; /* WAIT_ADMIT */
+	bool greeted;               /* the banner was sent (or the session refused) */
+	bool early_talker;          /* talked before the greeting (logged once) */
+	bool pipelined_early;       /* sent a command before PIPELINING was offered */
+	buf_t delayed;              /* WAIT_DELAY: the error reply held back */
 	struct queue_flow_wait *flow_wait; /* WAIT_FLOW */
 	struct queue_commit *commit; /* WAIT_COMMIT */
 	/* What a command that waits for its verdict carries over. */
@@ -146,6 +158,11 @@ static inline bool session_closing(const struct smtp_session *s)
 }
 
 /* ---- session.c ------------------------------------------------------------- */
+
+/* Send a reply (and act on its flags: close, STARTTLS, error counting). */
+void session_send(struct smtp_session *s, const struct smtp_reply *r);
+/* Arm the session's timer for its nearest deadline. */
+void session_arm_timer(struct smtp_session *s);
 
 /* A request for the policy with what the session knows at this stage. */
 void session_request(const struct smtp_session *s, enum policy_stage stage,
@@ -171,6 +188,17 @@ void session_message_accepted(struct smtp_session *s);
 size_t session_input_pending(const struct smtp_session *s);
 /* Monotonic clock in milliseconds. */
 uint64_t session_now_ms(void);
+
+/* ---- greeting.c ------------------------------------------------------------ */
+
+/* After the worker's own admission (worker_connections, draining): the
+ * limits across workers, the connect checks, the greet pause, the
+ * banner. */
+void greeting_start(struct smtp_session *s);
+/* Input arrived before the banner: an early talker. */
+void greeting_input(struct smtp_session *s);
+/* The greet pause is over: the banner (or the early talker's 554). */
+void greeting_pause_over(struct smtp_session *s);
 
 /* ---- commands.c ------------------------------------------------------------ */
 

@@ -5,7 +5,9 @@
  * that pipelined commands wait for the verdict, that a client leaving
  * while a check is pending releases it (run under ASan by check-asan),
  * that the deadline applies the default action, and the reply of every
- * verdict, at every stage that has one.
+ * verdict, at every stage that has one. The behaviour checks: early
+ * talkers (with and without greet_pause), unauthorised pipelining, and
+ * error replies held back longer and longer until error_limit.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -94,7 +96,11 @@ static void start(enum policy_stage stage, const char *extra_config)
 	buf_t text = BUF_INIT;
 	buf_printf(&text, "hostname = mx.example.test\nlocal_domains = example.test\n"
 		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n"
-		   "mynetworks = 127.0.0.0/8\n%s", extra_config);
+		   "mynetworks = 127.0.0.0/8\n"
+		   /* These tests pipeline from the first line: that is not
+		    * what they are about (test_unauth_pipelining_* are). */
+		   "%s%s", strstr(extra_config, "reject_unauth_pipelining") != NULL ? ""
+			   : "reject_unauth_pipelining = no\n", extra_config);
 	write_text(conf, buf_cstr(&text));
 	write_text(users, "alice@example.test:{PLAIN}x::::::\n");
 	assert_int_equal(config_load(conf, &fx.cfg, stderr), 0);
@@ -330,7 +336,7 @@ static void test_deadline_applies_accept(void **state)
 static void test_banner_waits_for_the_connect_verdict(void **state)
 {
 	(void)state;
-	start(POLICY_CONNECT, "");
+	start(POLICY_CONNECT, "early_talker_action = log\n");
 	say("EHLO early.talker\r\n"); /* before the banner */
 	pump(200);
 	assert_int_equal(fx.received.len, 0);
@@ -355,6 +361,132 @@ static void test_connect_refused(void **state)
 	for (int i = 0; i < 100 && fx.srv.session_count > 0; i++)
 		pump(10);
 	assert_int_equal(fx.srv.session_count, 0);
+	stop();
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void wait_client_eof(void)
+{
+	for (int i = 0; i < 300 && !fx.client_eof; i++)
+		pump(10);
+	assert_true(fx.client_eof);
+}
+
+static void test_early_talker_is_refused(void **state)
+{
+	(void)state;
+	start(POLICY_CONNECT, ""); /* the connect check waits: the client talks */
+	say("EHLO early.talker\r\n");
+	expect_lines(1, "554 5.5.1 mx.example.test Error: you talked before the greeting");
+	assert_int_equal(fx.fake.cancelled, 1); /* the pending check let go */
+	wait_client_eof();
+	stop();
+}
+
+static void test_greet_pause_holds_the_banner(void **state)
+{
+	(void)state;
+	start(POLICY_HELO, "greet_pause = 1s\n");
+	uint64_t t0 = now_ms();
+	pump(500);
+	assert_int_equal(fx.received.len, 0);
+	expect_lines(1, "220 mx.example.test ESMTP");
+	assert_true(now_ms() - t0 >= 950);
+	stop();
+}
+
+static void test_greet_pause_catches_an_early_talker(void **state)
+{
+	(void)state;
+	start(POLICY_HELO, "greet_pause = 3s\n");
+	uint64_t t0 = now_ms();
+	pump(200);
+	say("HELO early.talker\r\n");
+	expect_lines(1, "554 5.5.1 ");
+	assert_true(now_ms() - t0 < 2500); /* at once, not after the pause */
+	wait_client_eof();
+	stop();
+}
+
+static void test_early_talker_logged_only(void **state)
+{
+	(void)state;
+	start(POLICY_HELO, "greet_pause = 1s\nearly_talker_action = log\n");
+	say("NOOP\r\n");
+	expect_lines(1, "220 mx.example.test ESMTP");
+	expect_lines(1, "250 2.0.0 Ok");
+	stop();
+}
+
+static void test_unauth_pipelining_with_ehlo(void **state)
+{
+	(void)state;
+	start(POLICY_DATA, "reject_unauth_pipelining = yes\n");
+	expect_lines(1, "220 ");
+	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\n"); /* before the EHLO reply */
+	expect_lines(7, "250-mx.example.test");
+	expect_lines(1, "503 5.5.0 Error: improper use of SMTP command pipelining");
+	wait_client_eof();
+	stop();
+}
+
+static void test_unauth_pipelining_after_helo_lets_quit_through(void **state)
+{
+	(void)state;
+	start(POLICY_DATA, "reject_unauth_pipelining = yes\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nQUIT\r\n");
+	expect_lines(1, "250 mx.example.test");
+	expect_lines(1, "221 2.0.0 Bye");
+	stop();
+}
+
+static void test_pipelining_after_the_ehlo_reply(void **state)
+{
+	(void)state;
+	start(POLICY_DATA, "reject_unauth_pipelining = yes\n");
+	expect_lines(1, "220 ");
+	say("EHLO client.test\r\n");
+	expect_lines(7, "250-mx.example.test");
+	say("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nNOOP\r\n");
+	expect_lines(1, "250 2.1.0 Ok");
+	expect_lines(1, "250 2.1.5 Ok");
+	expect_lines(1, "250 2.0.0 Ok");
+	stop();
+}
+
+/* Send line, return how long its reply took, in ms. */
+static uint64_t timed(const char *line, const char *expect)
+{
+	uint64_t t0 = now_ms();
+	say(line);
+	expect_lines(1, expect);
+	return now_ms() - t0;
+}
+
+static void test_error_delays_grow_then_421(void **state)
+{
+	(void)state;
+	start(POLICY_DATA, "soft_error_limit = 1\nerror_delay = 1s\nerror_limit = 4\n");
+	expect_lines(1, "220 ");
+	say("EHLO client.test\r\n");
+	expect_lines(7, "250-mx.example.test");
+	assert_true(timed("FOO\r\n", "500 5.5.2") < 500);        /* error 1: at once */
+	uint64_t t = timed("FOO\r\nNOOP\r\n", "500 5.5.2"); /* error 2: 1 s */
+	assert_true(t >= 950 && t < 1800);
+	expect_lines(1, "250 2.0.0 Ok"); /* the NOOP waited behind it */
+	t = timed("FOO\r\n", "500 5.5.2");                       /* error 3: 2 s */
+	assert_true(t >= 1950 && t < 2800);
+	t = timed("FOO\r\n", "500 5.5.2");                       /* error 4: the limit */
+	assert_true(t < 500);
+	expect_lines(1, "421 4.7.0 mx.example.test Error: too many errors");
+	wait_client_eof();
 	stop();
 }
 
@@ -780,6 +912,14 @@ int main(void)
 		cmocka_unit_test(test_deadline_applies_accept),
 		cmocka_unit_test(test_banner_waits_for_the_connect_verdict),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_early_talker_is_refused),
+		cmocka_unit_test(test_greet_pause_holds_the_banner),
+		cmocka_unit_test(test_greet_pause_catches_an_early_talker),
+		cmocka_unit_test(test_early_talker_logged_only),
+		cmocka_unit_test(test_unauth_pipelining_with_ehlo),
+		cmocka_unit_test(test_unauth_pipelining_after_helo_lets_quit_through),
+		cmocka_unit_test(test_pipelining_after_the_ehlo_reply),
+		cmocka_unit_test(test_error_delays_grow_then_421),
 		cmocka_unit_test(test_eod_reject_and_tempfail),
 		cmocka_unit_test(test_eod_accept_discard_hold_quarantine),
 		cmocka_unit_test(test_eod_tag_removes_then_adds_header_records),
