@@ -21,8 +21,12 @@
  * starts it once and keeps it; a new generation's workers connect to the
  * same anvil and its counts).
  *
- * A libevent loop, one process, no threads. SIGTERM or SIGINT: sync the
- * store and exit.
+ * A libevent loop, one process, no threads. SIGTERM or SIGINT (a stop):
+ * no new connection; the workers, which drain their sessions, keep
+ * theirs until they exit, then the anvil syncs the store and exits (at
+ * the latest shutdown_timeout + ANVIL_STOP_MARGIN seconds after the
+ * signal), so that the draining sessions are still counted and no worker
+ * sees its anvil go away.
  *
  * RFCs: none. Untrusted input: the workers' messages (a compromised smtp
  * worker may send anything: anvil_proto.c decodes them strictly, and a
@@ -52,6 +56,7 @@
 
 #define ANVIL_SWEEP_SECONDS 10
 #define ANVIL_SYNC_SECONDS 5
+#define ANVIL_STOP_MARGIN 2
 /* Answers a slow worker has not taken yet, at most (then it is dropped). */
 #define ANVIL_OUTBOX_MAX 4096
 
@@ -79,6 +84,9 @@ struct anvil {
 	struct worker_conn *conns;
 	uint64_t next_owner;
 	char *path;
+	uint64_t shutdown_timeout;
+	bool stopping;
+	struct event *stop_timer;
 };
 
 static uint64_t wall_ms(void)
@@ -97,9 +105,11 @@ static void conn_free(struct worker_conn *c, const char *why)
 	if (why != NULL)
 		log_warn("a worker's connection ended (%s): %zu open session%s forgotten", why,
 			 dropped, dropped == 1 ? "" : "s");
+	else if (dropped > 0) /* it exited or was killed with sessions open */
+		log_info("a worker disconnected: %zu open session%s forgotten", dropped,
+			 dropped == 1 ? "" : "s");
 	else
-		log_debug("a worker disconnected: %zu open session%s forgotten", dropped,
-			  dropped == 1 ? "" : "s");
+		log_debug("a worker disconnected");
 	event_free(c->readable);
 	event_free(c->writable);
 	close(c->fd);
@@ -115,6 +125,8 @@ static void conn_free(struct worker_conn *c, const char *why)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	free(c);
+	if (a->stopping && a->conns == NULL)
+		event_base_loopexit(a->base, NULL); /* the last worker has gone */
 }
 
 /* Send what waits in the outbox; false if the connection broke. */
@@ -279,13 +291,32 @@ static void sync_cb(evutil_socket_t fd, short what, void *arg)
 	anvil_table_sync(a->table);
 }
 
+static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct anvil *a = arg;
+	(void)fd;
+	(void)what;
+	event_base_loopexit(a->base, NULL);
+}
+
 static void stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct anvil *a = arg;
 	(void)what;
-	log_info("signal %d: stopping (%zu open sessions counted)", (int)sig,
-		 anvil_table_sessions(a->table));
-	event_base_loopexit(a->base, NULL);
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	log_info("signal %d: stopping once the workers have (%zu open sessions counted)",
+		 (int)sig, anvil_table_sessions(a->table));
+	event_del(a->accepting);
+	if (a->conns == NULL) {
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	struct timeval tv = { (time_t)(a->shutdown_timeout + ANVIL_STOP_MARGIN), 0 };
+	a->stop_timer = evtimer_new(a->base, stop_timeout_cb, a);
+	if (a->stop_timer == NULL || evtimer_add(a->stop_timer, &tv) < 0)
+		event_base_loopexit(a->base, NULL);
 }
 
 /* Listen beside the path and take it over by rename: a socket left by a
@@ -318,7 +349,7 @@ static struct event *timer(struct anvil *a, event_callback_fn fn, int seconds)
 
 int anvil_main(const struct config *cfg)
 {
-	struct anvil a = { .listener = -1 };
+	struct anvil a = { .listener = -1, .shutdown_timeout = cfg->shutdown_timeout };
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR2, SIG_IGN); /* not retired by reloads: it has no generation */
@@ -360,6 +391,8 @@ int anvil_main(const struct config *cfg)
 	event_free(a.sync);
 	event_free(a.sig_term);
 	event_free(a.sig_int);
+	if (a.stop_timer != NULL)
+		event_free(a.stop_timer);
 	close(a.listener); /* the path stays: a successor renames its own over it */
 	anvil_table_free(&a.table);
 	event_base_free(a.base);

@@ -490,8 +490,10 @@ class PosternServer:
     def reload(self, wait=True, wait_old=False, timeout=None):
         """SIGHUP; with wait, return the log match of the reload result.
         With wait_old, also wait until every process of the previous
-        generation has exited (they drain their sessions first)."""
-        old = self.children()
+        generation has exited (they drain their sessions first); the
+        anvil belongs to no generation and stays."""
+        anvil = set(self.role_pids("anvil"))
+        old = [p for p in self.children() if p not in anvil]
         offset = self.log_size()
         os.kill(self.proc.pid, signal.SIGHUP)
         if not wait:
