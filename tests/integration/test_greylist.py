@@ -15,8 +15,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (PosternTestCase, SmtpConn, client_tls_context, make_message, queue_id_of,
-                     scaled)
+from harness import PosternTestCase, client_tls_context, make_message, scaled, wait_until
 from limits_helpers import LIMITS_BASE, connect_from, only_worker, smtp_workers, worker_of
 
 GREY = dict(LIMITS_BASE)
@@ -71,7 +70,7 @@ class GreylistTest(PosternTestCase):
                 s.sendmail("mta@remote.test", ["alice@example.test"],
                            make_message(subject="greylisted once", sender="mta@remote.test"))
         srv.wait_log(r"from=<mta@remote\.test> size=\d+ nrcpt=1 ")
-        self.assertEqual(len(srv.maildir_new("alice")), 1)
+        wait_until(lambda: srv.maildir_new("alice"), scaled(10), what="the delivery")
         # the same client /24 and triplet from another address passes too
         self.assertEqual(self.rcpt(srv, "mta@remote.test", "alice@example.test",
                                    source="127.0.0.9").code, 250)

@@ -78,7 +78,7 @@ class RatesTest(PosternTestCase):
         ca, cb = self.session_on(srv, a), self.session_on(srv, b)
         for i, c in enumerate((ca, cb, ca, cb, ca)):
             self.assertEqual(send_one(c, "w%d@remote.test" % i, "bob@example.test").code, 250)
-        m = srv.wait_log(r"smtp\[(\d+)\]: warn: rate: 127\.0\.0\.1/32 passed "
+        m = srv.wait_log(r"smtp\[(\d+)\]: warning: rate: 127\.0\.0\.1/32 passed "
                          r"client_recipient_rate_warn: 4 recipients in 30s \(warn at 3\)")
         self.assertIn(int(m.group(1)), (a, b))
         notices = wait_until(lambda: self.admin_notices(srv, "rate warning: 127.0.0.1/32"),
@@ -116,12 +116,15 @@ class RatesTest(PosternTestCase):
         srv = self.start_server(config=conf(client_connection_rate_block=3,
                                             client_connection_limit=0))
         a, b = smtp_workers(srv)
+        # from 127.0.0.2: the harness's own first connection came from .1
         for pid in (a, b, a):
             with only_worker(srv, pid):
-                with SmtpConn(srv.port) as c:
-                    self.assertEqual(c.greeting.code, 220)
+                c = connect_from(srv, "127.0.0.2")
+            self.assertEqual(c.greeting.code, 220)
+            c.cmd("QUIT")
+            c.close()
         with only_worker(srv, b):
-            c = SmtpConn(srv.port, greet=False)
+            c = connect_from(srv, "127.0.0.2", greet=False)
         self.addCleanup(c.close)
         r = c.reply()
         self.assertEqual((r.code, r.status), (421, "4.7.1"), r)
