@@ -11,13 +11,11 @@ server, raw sockets, smtplib and swaks, plain and STARTTLS.
 import os
 import signal
 import socket
-import smtplib
 import subprocess
 import time
 import unittest
 
-from harness import (PosternTestCase, SmtpConn, SmtpClosed, client_tls_context, make_message,
-                     scaled, smtplib_send)
+from harness import PosternTestCase, SmtpConn, make_message, scaled, smtplib_send
 
 
 def raw(srv):

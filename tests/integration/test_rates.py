@@ -12,7 +12,7 @@ the two workers (the other is stopped while a session starts).
 import time
 import unittest
 
-from harness import PosternTestCase, SmtpConn, make_message, scaled, wait_until
+from harness import PosternTestCase, SmtpConn, scaled, wait_until
 from limits_helpers import (LIMITS_BASE, connect_from, only_worker, send_one, smtp_workers,
                             worker_of)
 
