@@ -217,6 +217,7 @@ struct parse_ctx {
 	FILE *errors;
 	int error_count;
 	struct config *cfg;
+	unsigned *seen_line; /* per key: the line that set it, 0 = not set */
 };
 
 static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
@@ -648,7 +649,7 @@ static void parse_line(struct parse_ctx *ctx, struct pending *pend,
 static void parse_text(struct parse_ctx *ctx, buf_t *text)
 {
 	struct pending pend = { NULL, 0, BUF_INIT };
-	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
+	unsigned *seen_line = ctx->seen_line;
 	unsigned lineno = 0;
 	char *p = text->data != NULL ? text->data : "";
 	char *end = p + text->len;
@@ -680,7 +681,24 @@ static char *system_hostname(void)
 	return xstrdup(name);
 }
 
-/* The levels of each rate, and greylisting's times, in their order. */
+/* The line that set key name (0: it has its default). */
+static unsigned key_line(const struct parse_ctx *ctx, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return ctx->seen_line != NULL ? ctx->seen_line[i] : 0;
+	return 0;
+}
+
+/* The later of the lines that set two keys. */
+static unsigned later_line(const struct parse_ctx *ctx, const char *a, const char *b)
+{
+	unsigned la = key_line(ctx, a), lb = key_line(ctx, b);
+	return la > lb ? la : lb;
+}
+
+/* The levels of each rate, and greylisting's times, in their order
+ * (reported at the line of the later of the two keys). */
 static void check_limits(struct parse_ctx *ctx)
 {
 	const struct config *cfg = ctx->cfg;
@@ -699,17 +717,21 @@ static void check_limits(struct parse_ctx *ctx)
 	for (size_t i = 0; i < ARRAY_LEN(rates); i++) {
 		const struct config_rate *r =
 			(const struct config_rate *)((const char *)cfg + rates[i].offset);
+		char warn[48], block[48];
+		snprintf(warn, sizeof(warn), "%s_warn", rates[i].name);
+		snprintf(block, sizeof(block), "%s_block", rates[i].name);
 		if (r->warn != 0 && r->block != 0 && r->warn >= r->block)
-			report(ctx, 0, "%s_warn (%llu) must be below %s_block (%llu)", rates[i].name,
-			       (unsigned long long)r->warn, rates[i].name,
-			       (unsigned long long)r->block);
+			report(ctx, later_line(ctx, warn, block), "%s (%llu) must be below %s (%llu)",
+			       warn, (unsigned long long)r->warn, block, (unsigned long long)r->block);
 	}
 	if (cfg->greylist_retry_window <= cfg->greylist_delay)
-		report(ctx, 0, "greylist_retry_window (%llus) must be longer than greylist_delay "
+		report(ctx, later_line(ctx, "greylist_retry_window", "greylist_delay"),
+		       "greylist_retry_window (%llus) must be longer than greylist_delay "
 		       "(%llus): no retry could pass", (unsigned long long)cfg->greylist_retry_window,
 		       (unsigned long long)cfg->greylist_delay);
 	if (cfg->greylist_expiry < cfg->greylist_retry_window)
-		report(ctx, 0, "greylist_expiry (%llus) must not be shorter than "
+		report(ctx, later_line(ctx, "greylist_expiry", "greylist_retry_window"),
+		       "greylist_expiry (%llus) must not be shorter than "
 		       "greylist_retry_window (%llus)", (unsigned long long)cfg->greylist_expiry,
 		       (unsigned long long)cfg->greylist_retry_window);
 }
@@ -759,7 +781,8 @@ int config_load_partial(const char *path, struct config *cfg, FILE *errors)
 	/* Absolute base folder, so that paths stay right whatever the
 	 * daemon's working directory becomes. */
 	char *base = realpath(dirname(dir_copy), NULL);
-	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg };
+	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
+	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg, seen_line };
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path = xstrdup(path);
@@ -965,7 +988,7 @@ void config_print_nondefault(const struct config *cfg, FILE *out)
 	/* The defaults as config_load() completes them: an unset hostname
 	 * is the system's name. */
 	struct config def;
-	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def };
+	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def, NULL };
 	memset(&def, 0, sizeof(def));
 	set_defaults(&ctx);
 	free(def.hostname);

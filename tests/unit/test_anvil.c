@@ -7,7 +7,9 @@
  * records outlive the anvil in LMDB and expire; greylisting as postgrey
  * does it (first deferred, early retry deferred, retry after the delay
  * passes, retry window, auto-allow of a client, expiry). The clock is the
- * test's.
+ * test's. On the workers' side: the keys (client networks, greylisting's
+ * sender normalisation, the ignore lists) and the client failing open
+ * without an anvil, from the loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -27,6 +32,7 @@
 #include "lib/xalloc.h"
 #include "policy/anvil_proto.h"
 #include "policy/anvil_table.h"
+#include "policy/limits.h"
 
 #define T0 1700000000000ULL /* the tests' "now", wall-clock ms */
 #define SEC 1000ULL
@@ -448,6 +454,92 @@ static void test_lmdb_keeps_blocks_and_greylisting_and_expires_them(void **state
 	testutil_rmtree(dir);
 }
 
+/* ---- the workers' side ------------------------------------------------------------- */
+
+static void test_keys(void **state)
+{
+	(void)state;
+	char key[80];
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	inet_pton(AF_INET, "192.0.2.77", &a4.sin_addr);
+	limits_network_key((struct sockaddr *)&a4, 24, 64, key, sizeof(key));
+	assert_string_equal(key, "192.0.2.0/24");
+	limits_network_key((struct sockaddr *)&a4, 32, 64, key, sizeof(key));
+	assert_string_equal(key, "192.0.2.77/32");
+	limits_network_key((struct sockaddr *)&a4, 20, 64, key, sizeof(key));
+	assert_string_equal(key, "192.0.0.0/20");
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+	inet_pton(AF_INET6, "2001:db8:1:2:3:4:5:6", &a6.sin6_addr);
+	limits_network_key((struct sockaddr *)&a6, 24, 64, key, sizeof(key));
+	assert_string_equal(key, "2001:db8:1:2::/64");
+	limits_network_key((struct sockaddr *)&a6, 24, 48, key, sizeof(key));
+	assert_string_equal(key, "2001:db8:1::/48");
+	inet_pton(AF_INET6, "::ffff:198.51.100.9", &a6.sin6_addr); /* mapped: as IPv4 */
+	limits_network_key((struct sockaddr *)&a6, 24, 64, key, sizeof(key));
+	assert_string_equal(key, "198.51.100.0/24");
+
+	limits_grey_sender("Bounce-12345@Lists.Example", key, sizeof(key));
+	assert_string_equal(key, "bounce-#@lists.example");
+	limits_grey_sender("prvs=1234abcd56=user7@example.test", key, sizeof(key));
+	assert_string_equal(key, "user#@example.test");
+	limits_grey_sender("a1b22c333@host99.test", key, sizeof(key));
+	assert_string_equal(key, "a#b#c#@host99.test"); /* the domain keeps its digits */
+	limits_grey_sender("", key, sizeof(key));
+	assert_string_equal(key, "");
+
+	strlist_t list = { NULL, 0 };
+	strlist_add(&list, "vip@example.test");
+	strlist_add(&list, "@lists.test");
+	strlist_add(&list, "trusted.test");
+	assert_true(limits_address_listed(&list, "VIP@example.test"));
+	assert_false(limits_address_listed(&list, "other@example.test"));
+	assert_true(limits_address_listed(&list, "any@lists.test"));
+	assert_true(limits_address_listed(&list, "any@TRUSTED.test"));
+	assert_false(limits_address_listed(&list, "any@sub.trusted.test"));
+	assert_false(limits_address_listed(&list, "postmaster"));
+	strlist_free(&list);
+}
+
+struct answer_seen {
+	int calls;
+	bool null;
+};
+
+static void seen(void *arg, const struct anvil_msg *m)
+{
+	struct answer_seen *a = arg;
+	a->calls++;
+	a->null = m == NULL;
+}
+
+static void test_client_fails_open_without_an_anvil(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct limits_backend *b = anvil_client_new(base, "/nonexistent/private/anvil.sock");
+	struct anvil_msg m;
+	struct limits_req *h = NULL;
+	struct answer_seen a = { 0, false };
+	anvil_msg_init(&m, ANVIL_MSG_RATE);
+	m.n = 1;
+	item(&m.items[0], "site", ANVIL_MESSAGES, 1, 60, 0, 1, 0);
+	b->ops->ask(b, &m, seen, &a, &h);
+	assert_int_equal(a.calls, 0); /* never from inside ask */
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(a.calls, 1);
+	assert_true(a.null);
+	/* a cancelled request is never answered */
+	a.calls = 0;
+	b->ops->ask(b, &m, seen, &a, &h);
+	b->ops->cancel(b, &h);
+	assert_null(h);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(a.calls, 0);
+	b->ops->close_session(b, 12345); /* never opened: nothing happens */
+	b->ops->free(b);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +554,8 @@ int main(void)
 		cmocka_unit_test(test_rate_counters_are_swept),
 		cmocka_unit_test(test_greylisting_in_memory),
 		cmocka_unit_test(test_lmdb_keeps_blocks_and_greylisting_and_expires_them),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_client_fails_open_without_an_anvil),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -398,6 +398,59 @@ static void test_antivirus_keys(void **state)
 }
 
 /* The text the spam tests read: 1M by default, at most 256M. */
+static void test_limits_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.greet_pause, 0);
+	assert_int_equal(cfg.early_talker_action, EARLY_TALKER_REJECT);
+	assert_int_equal(cfg.reject_unauth_pipelining, CONFIG_YES);
+	assert_int_equal(cfg.soft_error_limit, 5);
+	assert_int_equal(cfg.error_delay, 1);
+	assert_int_equal(cfg.client_connection_limit, 50);
+	assert_int_equal(cfg.client_ipv6_prefix, 64);
+	assert_int_equal(cfg.rate_window, 60);
+	assert_int_equal(cfg.sender_message_rate.block, 0);
+	assert_int_equal(cfg.limits_ignore_networks.count, 2);
+	assert_int_equal(cfg.greylist, CONFIG_NO);
+	assert_int_equal(cfg.greylist_delay, 300);
+	assert_int_equal(cfg.greylist_expiry, 35 * 86400);
+	assert_int_equal(cfg.greylist_ipv4_prefix, 24);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\ngreet_pause = 5s\n"
+			      "early_talker_action = log\nsender_message_rate_warn = 10\n"
+			      "sender_message_rate_block = 20\nsite_recipient_rate_panic = 900\n"
+			      "limits_ignore_senders = VIP@Example.TEST, @lists.test, trusted.test\n"
+			      "greylist = yes\ngreylist_ignore_recipients = postmaster@example.test\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.greet_pause, 5);
+	assert_int_equal(cfg.early_talker_action, EARLY_TALKER_LOG);
+	assert_int_equal(cfg.sender_message_rate.warn, 10);
+	assert_int_equal(cfg.sender_message_rate.block, 20);
+	assert_int_equal(cfg.site_recipient_rate_panic, 900);
+	assert_int_equal(cfg.limits_ignore_senders.count, 3);
+	assert_string_equal(cfg.limits_ignore_senders.items[0], "vip@example.test");
+	assert_int_equal(cfg.greylist, CONFIG_YES);
+	config_free(&cfg);
+	/* errors name the line: a bad entry, out of range, levels in the
+	 * wrong order (the later of the two lines) */
+	assert_int_equal(load("hostname = mx.example.test\nlimits_ignore_senders = a@\n",
+			      &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "postern.conf:2: limits_ignore_senders: bad entry: \"a@\""));
+	assert_int_equal(load("hostname = mx.example.test\nclient_ipv4_prefix = 33\n",
+			      &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "postern.conf:2: client_ipv4_prefix: value out of range"));
+	assert_int_equal(load("hostname = mx.example.test\nclient_message_rate_block = 5\n"
+			      "client_message_rate_warn = 5\ngreylist_delay = 1h\n"
+			      "greylist_retry_window = 30m\n", &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "postern.conf:3: client_message_rate_warn (5) must be below "
+				    "client_message_rate_block (5)"));
+	assert_non_null(strstr(err, "postern.conf:5: greylist_retry_window (1800s) must be longer "
+				    "than greylist_delay (3600s)"));
+}
+
 static void test_spam_max_text(void **state)
 {
 	(void)state;
@@ -419,6 +472,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_relative_paths),
 		cmocka_unit_test(test_spam_max_text),
+		cmocka_unit_test(test_limits_keys),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
