@@ -37,6 +37,9 @@ def only_worker(srv, pid):
     others = [p for p in srv.role_pids("smtp") if p != pid]
     for p in others:
         os.kill(p, signal.SIGSTOP)
+    # the signal is asynchronous: wait until each is really stopped
+    wait_until(lambda: all(_state(p) in ("T", "t", None) for p in others), scaled(5),
+               what="the other workers to stop")
     try:
         yield
     finally:
@@ -45,6 +48,15 @@ def only_worker(srv, pid):
                 os.kill(p, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return data[data.rindex(")") + 2:].split()[0]
 
 
 def worker_of(srv, conn):
