@@ -21,7 +21,8 @@
 #                        to download signatures at install time or later
 #   clamav clamdscan time  the benchmark's comparison (bench/scan.sh):
 #                        clamscan, clamdscan, /usr/bin/time for peak RSS
-#   liblmdb-dev          the Bayes token store (LMDB)
+#   liblmdb-dev          the Bayes token store and the anvil's store of
+#                        blocks and greylisting (LMDB)
 #   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
 #   libvectorscan-dev    the spam rules' prefilter: one pass over a message
 #                        finds the literals every rule regex needs
