@@ -94,6 +94,43 @@ class ConnectionLimitTest(PosternTestCase):
         self.addCleanup(elsewhere.close)
         self.assertEqual(elsewhere.greeting.code, 220)
 
+    def test_ipv6_clients_count_by_their_64(self):
+        srv = self.start_server(ipv6=True, config=conf(client_connection_limit=1))
+        first = SmtpConn(srv.port6, host="::1", family=socket.AF_INET6)
+        self.addCleanup(first.close)
+        self.assertEqual(first.greeting.code, 220)
+        second = SmtpConn(srv.port6, host="::1", family=socket.AF_INET6, greet=False)
+        self.addCleanup(second.close)
+        self.assert_refused(second)
+        srv.wait_log(r"limits: network=::/64 sessions=2 \(all: 2\) refused: "
+                     r"client_connection_limit")
+        # IPv4 is another network
+        with SmtpConn(srv.port) as v4:
+            self.assertEqual(v4.greeting.code, 220)
+
+    def test_sessions_of_a_retiring_generation_still_count(self):
+        srv = self.start_server(config=conf(client_connection_limit=2))
+        held = [SmtpConn(srv.port) for _ in range(2)]
+        for c in held:
+            self.addCleanup(c.close)
+            self.assertEqual(c.greeting.code, 220)
+        old = set(srv.role_pids("smtp"))
+        srv.reload()
+        wait_until(lambda: len(set(srv.role_pids("smtp")) - old) == 2, scaled(10),
+                   what="the new generation's workers")
+        time.sleep(0.3)
+        late = SmtpConn(srv.port, greet=False)  # served by the new generation
+        self.addCleanup(late.close)
+        self.assert_refused(late)
+        self.assertNotIn(worker_of(srv, late), old)
+        for c in held:  # the old sessions go on, and their end frees room
+            c.ehlo()
+            c.cmd("QUIT")
+            c.close()
+        time.sleep(0.3)
+        with SmtpConn(srv.port) as c:
+            self.assertEqual(c.greeting.code, 220)
+
     def test_ignored_networks_are_never_limited(self):
         srv = self.start_server(config=conf(client_connection_limit=1,
                                             limits_ignore_networks="127.0.0.0/8"))

@@ -75,7 +75,9 @@ static void start(const char *extra_config, bool listen_now)
 	char *users = safeio_path_join(fx.dir, "users");
 	buf_t text = BUF_INIT;
 	buf_printf(&text, "hostname = mx.example.test\nlocal_domains = example.test\n"
-		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n%s", extra_config);
+		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n"
+		   "reject_unauth_pipelining = no\n" /* the dialogues are pipelined whole */
+		   "%s", extra_config);
 	write_text(conf, buf_cstr(&text));
 	write_text(users, "alice@example.test:{PLAIN}x::::::\nbob@example.test:{PLAIN}x::::::\n");
 	assert_int_equal(config_load(conf, &fx.cfg, stderr), 0);
