@@ -59,13 +59,16 @@ def _state(pid):
     return data[data.rindex(")") + 2:].split()[0]
 
 
-def worker_of(srv, conn):
+def worker_of(srv, conn, since):
     """The pid of the worker that logged the connection of conn (an
-    SmtpConn or a socket)."""
+    SmtpConn or a socket) in the log from byte offset since, taken before
+    the connection was made (a local port may have served an earlier
+    connection)."""
     sock = conn.sock if isinstance(conn, SmtpConn) else conn
     port = sock.getsockname()[1]
     rx = re.compile(r"postern/smtp\[(\d+)\]: info: connect client=\S+ port=%d\b" % port)
-    m = wait_until(lambda: rx.search(srv.log()), scaled(5), what="connect line of port %d" % port)
+    m = wait_until(lambda: rx.search(srv.log_since(since)), scaled(5),
+                   what="connect line of port %d" % port)
     return int(m.group(1))
 
 

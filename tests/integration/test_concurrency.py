@@ -33,13 +33,14 @@ class ConnectionLimitTest(PosternTestCase):
     def open_on(self, srv, pid, n):
         """n sessions accepted by worker pid (asserted), greeted."""
         conns = []
+        offset = srv.log_size()
         with only_worker(srv, pid):
             for _ in range(n):
                 c = SmtpConn(srv.port, greet=False)
                 self.addCleanup(c.close)
                 conns.append(c)
         for c in conns:
-            self.assertEqual(worker_of(srv, c), pid)
+            self.assertEqual(worker_of(srv, c, offset), pid)
         return conns
 
     def assert_refused(self, c, status="4.7.0"):
@@ -119,10 +120,11 @@ class ConnectionLimitTest(PosternTestCase):
         wait_until(lambda: len(set(srv.role_pids("smtp")) - old) == 2, scaled(10),
                    what="the new generation's workers")
         time.sleep(0.3)
+        offset = srv.log_size()
         late = SmtpConn(srv.port, greet=False)  # served by the new generation
         self.addCleanup(late.close)
         self.assert_refused(late)
-        self.assertNotIn(worker_of(srv, late), old)
+        self.assertNotIn(worker_of(srv, late, offset), old)
         for c in held:  # the old sessions go on, and their end frees room
             c.ehlo()
             c.cmd("QUIT")

@@ -34,9 +34,10 @@ class GreylistTest(PosternTestCase):
     def rcpt(self, srv, sender, rcpt, source="127.0.0.1", pid=None):
         """A new session (on worker pid if given); the RCPT's reply."""
         if pid is not None:
+            offset = srv.log_size()
             with only_worker(srv, pid):
                 c = connect_from(srv, source)
-            self.assertEqual(worker_of(srv, c), pid)
+            self.assertEqual(worker_of(srv, c, offset), pid)
         else:
             c = connect_from(srv, source)
         self.addCleanup(c.close)

@@ -27,10 +27,11 @@ def conf(**kw):
 class RatesTest(PosternTestCase):
 
     def session_on(self, srv, pid, source=None):
+        offset = srv.log_size()
         with only_worker(srv, pid):
             c = connect_from(srv, source) if source else SmtpConn(srv.port)
         self.addCleanup(c.close)
-        self.assertEqual(worker_of(srv, c), pid)
+        self.assertEqual(worker_of(srv, c, offset), pid)
         self.assertEqual(c.greeting.code, 220)
         c.ehlo()
         return c
