@@ -537,6 +537,12 @@ mrow() { printf '%-44s | %5s | %11s | %11s | %11s\n' "$@"; }
 		"tree during the run, per message, median: less disturbed by other load than the rates; called spam, per round:" \
 		"postern score >= 5, spamc exit 1 (score >= 5), rspamd an action other than \"no action\" (greylist from 4))"
 	[ -n "${DETAIL[rspamc]:-}" ] && echo "  rspamd, last round: ${DETAIL[rspamc]}"
+	if [ -n "${CPUV[rspamc]:-}" ]; then
+		c1=$(MED_DIGITS=3 med ${CPUV[postern]}); c2=$(MED_DIGITS=3 med ${CPUV[rspamc]})
+		echo "  CPU per message, postern scan (1 process) / rspamd: $(ratio "$c1" "$c2") ($c1 / $c2 ms; postern's includes its start-up," \
+			"$(awk -v s="$PT_STARTUP" -v n="$NMSG" 'BEGIN{printf "%.2f", 1000*s/n}') ms per message here): the steadier comparison;" \
+			"at equal cores, twice rspamd's rate needs at most 0.5"
+	fi
 	for p in postern/rspamc postern-x2/rspamc postern/spamc postern-x2/spamc; do
 		[ -n "${ROUND[$p]:-}" ] || continue
 		rr=$(MED_DIGITS=3 med ${ROUND[$p]})
