@@ -31,7 +31,8 @@
 # SA_RULES_DIR=/usr/share/spamassassin, SPAMD_CHILDREN=2, SPAMC_CONC=2,
 # SPAMD_BENCH_PORT=7832, RSPAMC_N=8, RSPAMD_WORKERS (rspamd_ctl.sh's: normal
 # workers; unset = the package's default), SMTP_CONC=4,
-# SPAM_SMTP_PORT=25280, BENCH_TMP=/var/tmp, KEEP_TMP=1,
+# SPAM_SMTP_PORT=25280, STALL=60 (s without a delivery before the server
+# counts as stuck), BENCH_TMP=/var/tmp, KEEP_TMP=1,
 # POSTERN_BIN=build/postern, ANCHORS=../shared/anchors, ANCHOR_NETNS=0.
 # Output: the table on stdout and in build/bench/spam-results.txt, per-run
 # lines in build/bench/spam-raw.txt, each system's output of the last round
