@@ -60,10 +60,10 @@ static const struct {
 	enum map_type type;
 	const struct map_ops *ops;
 } map_types[] = {
-	{ "file", MAP_FILE, &map_file_ops },
-	{ "cidr", MAP_CIDR, &map_cidr_ops },
-	{ "regexp", MAP_REGEXP, &map_regexp_ops },
-	{ "pcre", MAP_REGEXP, &map_regexp_ops },
+	{ "file", MAP_TYPE_FILE, &map_file_ops },
+	{ "cidr", MAP_TYPE_CIDR, &map_cidr_ops },
+	{ "regexp", MAP_TYPE_REGEXP, &map_regexp_ops },
+	{ "pcre", MAP_TYPE_REGEXP, &map_regexp_ops },
 };
 
 static uint64_t now_ms(void)

@@ -43,7 +43,7 @@
 #define MAP_REGEX_DEPTH_LIMIT 1000
 #define MAP_REGEX_HEAP_KIB 4096
 
-enum map_type { MAP_FILE, MAP_CIDR, MAP_REGEXP };
+enum map_type { MAP_TYPE_FILE, MAP_TYPE_CIDR, MAP_TYPE_REGEXP };
 
 struct map;
 

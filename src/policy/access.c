@@ -97,8 +97,6 @@ const char *access_parse(const char *value, struct access_result *r)
 	if (wlen == 0)
 		return "empty value";
 	const char *rest = skip_space(value + wlen);
-	if (strlen(rest) > ACCESS_TEXT_MAX)
-		return "text longer than 400 characters";
 	if ((value[0] == '4' || value[0] == '5') && wlen == 3)
 		return parse_reply(value, r);
 	bool numeric = true;
@@ -130,7 +128,10 @@ const char *access_parse(const char *value, struct access_result *r)
 const char *access_check_value(const char *value)
 {
 	struct access_result r;
-	return access_parse(value, &r);
+	const char *why = access_parse(value, &r);
+	if (why == NULL && strlen(r.text) > ACCESS_TEXT_MAX)
+		return "text longer than 400 characters";
+	return why;
 }
 
 /* ---- lookups ----------------------------------------------------------------- */
@@ -167,16 +168,17 @@ const char *access_lookup_name(struct map *m, const char *name, buf_t *key_r)
 	const char *v = NULL;
 	if (name[0] == '[') {
 		v = try_key(m, name, key_r);
-		if (v == NULL && map_get_type(m) == MAP_CIDR && literal_address(name, &key))
+		if (v == NULL && map_get_type(m) == MAP_TYPE_CIDR && literal_address(name, &key))
 			v = try_key(m, buf_cstr(&key), key_r);
 		buf_free(&key);
 		return v;
 	}
 	buf_puts(&key, name);
+	str_lower(key.data); /* host names ignore case (RFC 4343) */
 	if (key.len > 1 && key.data[key.len - 1] == '.')
 		key.data[--key.len] = '\0'; /* "mx.example.com." is mx.example.com */
 	v = try_key(m, buf_cstr(&key), key_r);
-	if (map_get_type(m) == MAP_FILE) {
+	if (map_get_type(m) == MAP_TYPE_FILE) {
 		buf_t dotted = BUF_INIT;
 		for (const char *p = strchr(buf_cstr(&key), '.'); v == NULL && p != NULL;
 		     p = strchr(p + 1, '.')) {
@@ -204,7 +206,7 @@ const char *access_lookup_client(struct map *m, const char *addr, const char *na
 	if (v != NULL)
 		return v;
 	v = try_key(m, addr, key_r);
-	if (v != NULL || map_get_type(m) != MAP_FILE)
+	if (v != NULL || map_get_type(m) != MAP_TYPE_FILE)
 		return v;
 	/* Postfix's network keys: drop the last part, one at a time. */
 	char sep = strchr(addr, ':') != NULL ? ':' : '.';
@@ -235,7 +237,7 @@ const char *access_lookup_address(struct map *m, const struct mail_address *a, b
 	if (a->domain[0] != '\0')
 		buf_printf(&key, "@%s", a->domain);
 	const char *v = try_key(m, buf_cstr(&key), key_r);
-	if (v == NULL && map_get_type(m) == MAP_FILE) {
+	if (v == NULL && map_get_type(m) == MAP_TYPE_FILE) {
 		if (a->domain[0] != '\0')
 			v = access_lookup_name(m, a->domain, key_r);
 		if (v == NULL) {

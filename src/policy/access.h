@@ -53,7 +53,9 @@ struct access_result {
 
 /* The meaning of a value; NULL if it is one, else what is wrong. */
 const char *access_parse(const char *value, struct access_result *r);
-/* access_parse as a map's value check (map_value_check_fn). */
+/* access_parse as a map's value check (map_value_check_fn), which also
+ * bounds the text (ACCESS_TEXT_MAX; a regexp: value's $N captures may
+ * make it longer when looked up: the reply cuts it). */
 const char *access_check_value(const char *value);
 
 /* The lookups above; the value, or NULL when no key is found. key_r

@@ -149,6 +149,14 @@ static bool compile_one(struct compile *c, enum restriction_list_id id,
 		return false;
 	}
 	struct restriction item = { type, NULL, NULL };
+	bool needs_rcpt = (type->needs & RESTRICTION_NEEDS_RCPT) && id == RLIST_DATA;
+	if (needs_rcpt) {
+		report(c, w->line, "%s: %s needs a recipient: at DATA there is none to look at "
+		       "(use it in recipient_restrictions)", key, type->name);
+		if (type->arg != RESTRICTION_NO_ARG && *i + 1 < w->words.count)
+			++*i; /* its argument is not a restriction of its own */
+		return false;
+	}
 	if (type->arg != RESTRICTION_NO_ARG) {
 		if (*i + 1 >= w->words.count) {
 			report(c, w->line, "%s: %s needs %s after it", key, type->name,
@@ -181,12 +189,6 @@ static bool compile_one(struct compile *c, enum restriction_list_id id,
 		report(c, w->line, "%s: %s: %s", key, type->name, type->unavailable);
 		return false;
 	}
-	if ((type->needs & RESTRICTION_NEEDS_RCPT) && id == RLIST_DATA) {
-		report(c, w->line, "%s: %s needs a recipient: at DATA there is none to look at "
-		       "(use it in recipient_restrictions)", key, type->name);
-		free(item.arg);
-		return false;
-	}
 	if (l->count >= RESTRICTIONS_MAX_ITEMS) {
 		report(c, w->line, "%s: more than %d restrictions", key, RESTRICTIONS_MAX_ITEMS);
 		free(item.arg);
@@ -201,9 +203,11 @@ static void compile_list(struct compile *c, enum restriction_list_id id)
 {
 	const struct config_words *w = config_list(c->cfg, id);
 	struct restriction_list *l = &c->set->lists[id];
+	unsigned before = c->problems;
 	for (size_t i = 0; i < w->words.count; i++)
 		(void)compile_one(c, id, w, &i, l);
-	if (l->count > 0 && l->items[l->count - 1].type == &restriction_warn_if_reject)
+	if (c->problems == before && l->count > 0 &&
+	    l->items[l->count - 1].type == &restriction_warn_if_reject)
 		report(c, w->line, "%s: warn_if_reject must be followed by the restriction it "
 		       "changes", list_names[id]);
 }
@@ -230,8 +234,7 @@ struct restrictions *restrictions_load(const struct config *cfg, FILE *errors)
 	struct compile c = { cfg, config_base_dir(cfg), errors, 0, xcalloc(1, sizeof(*c.set)) };
 	for (int id = 0; id < RLIST_COUNT; id++)
 		compile_list(&c, (enum restriction_list_id)id);
-	if (c.problems == 0)
-		check_relay_control(&c);
+	check_relay_control(&c);
 	free(c.base_dir);
 	if (c.problems > 0)
 		restrictions_free(&c.set);
