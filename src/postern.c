@@ -148,9 +148,11 @@ static int check_config(const char *path)
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
 		size_t maps = restrictions_map_count(restrictions);
-		printf("%s: ok (%zu users, %zu aliases, %zu map%s)\n", path,
-		       recipients_user_count(t), recipients_alias_count(t), maps,
-		       maps == 1 ? "" : "s");
+		printf("%s: ok (%zu users, %zu aliases", path, recipients_user_count(t),
+		       recipients_alias_count(t));
+		if (maps > 0)
+			printf(", %zu map%s", maps, maps == 1 ? "" : "s");
+		printf(")\n");
 	}
 	restrictions_free(&restrictions);
 	recipients_free(&t);
