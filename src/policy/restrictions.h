@@ -123,8 +123,10 @@ const struct policy_env *restriction_env(const struct restriction_ctx *ctx);
 const char *restriction_arg(const struct restriction_ctx *ctx);
 /* The map (RESTRICTION_MAP_ARG), or NULL. */
 struct map *restriction_map(const struct restriction_ctx *ctx);
-/* Which list is being evaluated. */
+/* Which list is being evaluated, and its configuration key
+ * ("client_restrictions"). */
 enum restriction_list_id restriction_list(const struct restriction_ctx *ctx);
+const char *restriction_list_name(enum restriction_list_id id);
 /* Fill the reply of a REJECT, TEMPFAIL, HOLD or DISCARD: code and
  * enhanced status (ignored for HOLD and DISCARD), a short reason for the
  * log ("rbl", ...) and the text the client is told. */

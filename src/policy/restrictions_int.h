@@ -52,7 +52,4 @@ void restriction_subject(const struct restriction_ctx *ctx, enum restriction_lis
  * list=... map=... key=...: text". */
 void restriction_log_warn(const struct restriction_ctx *ctx, const char *text);
 
-/* The configuration key of a list. */
-const char *restriction_list_name(enum restriction_list_id id);
-
 #endif

@@ -289,6 +289,15 @@ class ActionsTest(RestrictionServer):
         self.assertReply(r, 450, "4.7.1")
         self.assertIn("<127.0.0.1>: Client address refused: Try again later", r.text)
 
+    def test_defer_unauth_destination(self):
+        srv = self.server({"recipient_restrictions": "permit_mynetworks, "
+                                                     "defer_unauth_destination"})
+        _, r = self.rcpt_reply(srv, rcpt="user@far.test")
+        self.assertReply(r, 450, "4.7.1")
+        self.assertIn("<user@far.test>: Relay access denied", r.text)
+        _, r = self.rcpt_reply(srv, rcpt="alice@example.test")
+        self.assertReply(r, 250)
+
     def test_data_restrictions(self):
         srv = self.server({"data_restrictions": "check_sender_access file:senders"},
                           maps={"senders": "late@remote.test 554 5.7.1 not now\n"})
