@@ -799,13 +799,15 @@ static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
 				 struct smtp_reply *out)
 {
 	if (policy_refuses(v->verdict)) {
-		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr,
-			 v->code, v->status, v->reason);
+		log_info("client=%s reject: connect code=%d %s reason=%s%s%s", s->peer_addr,
+			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
 		reply_set(out, v->code, v->status, "%s", v->text);
 		out->flags = REPLY_CLOSE;
 		return STEP_REPLY;
 	}
-	reply_set(out, 220, "", "%s ESMTP postern", s->srv->cfg->hostname);
+	char *banner = config_banner(s->srv->cfg);
+	reply_set(out, 220, "", "%s", banner);
+	free(banner);
 	return STEP_REPLY;
 }
 
