@@ -5,7 +5,8 @@
 #                   the demo gateway in the foreground on 127.0.0.1:2525
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix,
-#                   with and without scanning; postern scan against ClamAV
+#                   with and without scanning; postern scan against ClamAV;
+#                   spam scoring against spamd and rspamd; idle sessions' memory
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -35,7 +36,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/policy/*.c src/queue/*.c \
                src/smtp/*.c src/server/*.c src/scan/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -160,9 +161,9 @@ fuzz: $(FUZZ_BINS)
 check-fuzz: $(FUZZ_BINS)
 	@tools/run-fuzzers.sh $(FUZZ_BINS)
 
-# Both parts run even when the first fails; either failing fails the target.
+# The three parts run even when one fails; any failing fails the target.
 bench: deps all
-	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; exit $$rc
+	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on

@@ -118,6 +118,9 @@ static int check_config(const char *path)
 	if (notice == NULL)
 		problems++;
 	notice_template_free(&notice);
+	struct restrictions *restrictions = restrictions_load(&cfg, stderr);
+	if (restrictions == NULL)
+		problems++;
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
@@ -144,9 +147,14 @@ static int check_config(const char *path)
 			path);
 	if (problems == 0) {
 		config_print_nondefault(&cfg, stdout);
-		printf("%s: ok (%zu users, %zu aliases)\n", path, recipients_user_count(t),
+		size_t maps = restrictions_map_count(restrictions);
+		printf("%s: ok (%zu users, %zu aliases", path, recipients_user_count(t),
 		       recipients_alias_count(t));
+		if (maps > 0)
+			printf(", %zu map%s", maps, maps == 1 ? "" : "s");
+		printf(")\n");
 	}
+	restrictions_free(&restrictions);
 	recipients_free(&t);
 	privsep_free(&ps);
 	config_free(&cfg);

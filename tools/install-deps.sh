@@ -24,8 +24,13 @@
 #   liblmdb-dev          the Bayes token store and the anvil's store of
 #                        blocks and greylisting (LMDB)
 #   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
-#   libvectorscan-dev    the spam rules' prefilter: one pass over a message
-#                        finds the literals every rule regex needs
+#   libhyperscan-dev     the spam rules' prefilter: one pass over a message
+#   (libvectorscan-dev)  finds the literals every rule regex needs. Both
+#                        ship the same library (libhs, pkg-config libhs,
+#                        the same API); on amd64 it is Hyperscan, because
+#                        Debian's rspamd (below) depends on libhyperscan5,
+#                        which conflicts with libvectorscan5; elsewhere
+#                        Vectorscan, its portable fork (no Hyperscan there)
 #   spamassassin         its rule files (/usr/share/spamassassin), which the
 #                        spam rule engine's tests load; its spamd is not
 #                        started (no service starts during this install)
@@ -36,12 +41,22 @@
 #                        which runs a private spamd next to postern on the
 #                        same folds (../shared/anchors/08_sa_accuracy.sh);
 #                        its system service is disabled, like Dovecot's
+#   rspamd               the spam benchmark's comparison (bench/spam.sh
+#                        starts a private rspamd from the shared anchors,
+#                        loopback only); its system service is never
+#                        started (no service starts during this install)
+#                        and is disabled; without recommends: no Redis
 set -eu
+# the library of the spam rules' prefilter (see above)
+case "$(dpkg --print-architecture 2>/dev/null)" in
+amd64) HS_DEV=libhyperscan-dev ;;
+*) HS_DEV=libvectorscan-dev ;;
+esac
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
-      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin spamd spamc"
+      liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -67,8 +82,21 @@ if [ ! -e "$policy" ]; then
 	chmod 755 "$policy"
 	trap 'rm -f "$policy"' EXIT
 fi
+# Hyperscan and Vectorscan cannot be installed together: when the one this
+# architecture takes is missing, the other goes (a trailing "-" tells
+# apt-get to remove a package); both build postern alike.
+swap=""
+case " $missing " in
+*" libhyperscan-dev "*) other="libvectorscan-dev libvectorscan5" ;;
+*" libvectorscan-dev "*) other="libhyperscan-dev libhyperscan5" ;;
+*) other="" ;;
+esac
+for p in $other; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && swap="$swap $p-"
+done
+[ -n "$swap" ] && echo "install-deps: replacing$swap with $HS_DEV (the same libhs)"
 apt-get update -q </dev/null
-apt-get install -y -q --no-install-recommends $missing </dev/null
+apt-get install -y -q --no-install-recommends $missing $swap </dev/null
 # A Dovecot installed here is for the tests only: should a policy have let
 # it start, stop it, and keep it from starting at boot.
 case " $missing " in
@@ -92,6 +120,18 @@ case " $missing " in
 		update-rc.d spamd disable </dev/null >/dev/null 2>&1 || true
 	fi
 	echo "install-deps: spamd installed for make eval; its system service is disabled"
+	;;
+esac
+# rspamd likewise: bench/spam.sh starts its own (the anchors' rspamd_ctl.sh).
+case " $missing " in
+*" rspamd "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now rspamd.service </dev/null >/dev/null 2>&1 || true
+	else
+		/etc/init.d/rspamd stop </dev/null >/dev/null 2>&1 || true
+		update-rc.d rspamd disable </dev/null >/dev/null 2>&1 || true
+	fi
+	echo "install-deps: rspamd installed for make bench; its system service is disabled"
 	;;
 esac
 # The same for ClamAV: clamd and freshclam are never system services here.

@@ -36,6 +36,7 @@ enum key_type {
 	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
 	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
 	K_ADDRESSES, /* list of "user@domain", "@domain" or "domain", lower-cased (a strlist_t) */
+	K_WORDS,    /* list of words with its line (struct config_words), read by another module */
 };
 
 struct key_def {
@@ -90,6 +91,17 @@ static const struct key_def keys[] = {
 	{ "aliases_file", K_PATH, OFF(aliases_file), "", 0, 0, true, NULL },
 	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
 	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
+	{ "client_restrictions", K_WORDS, OFF(client_restrictions), "", 0, 0, true, NULL },
+	{ "helo_restrictions", K_WORDS, OFF(helo_restrictions), "", 0, 0, true, NULL },
+	{ "sender_restrictions", K_WORDS, OFF(sender_restrictions), "", 0, 0, true, NULL },
+	{ "recipient_restrictions", K_WORDS, OFF(recipient_restrictions),
+	  "permit_mynetworks, permit_auth, reject_unauth_destination", 0, 0, false, NULL },
+	{ "data_restrictions", K_WORDS, OFF(data_restrictions), "", 0, 0, true, NULL },
+	{ "helo_required", K_ENUM, OFF(helo_required), "yes", 0, 0, false, yes_no_words },
+	{ "strict_rfc821_envelopes", K_ENUM, OFF(strict_rfc821_envelopes), "yes", 0, 0, false,
+	  yes_no_words },
+	{ "strict_7bit_headers", K_ENUM, OFF(strict_7bit_headers), "no", 0, 0, false, yes_no_words },
+	{ "smtpd_banner", K_STRING, OFF(smtpd_banner), "$hostname ESMTP postern", 0, 0, false, NULL },
 	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true, NULL },
 	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true, NULL },
 	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false, NULL },
@@ -218,6 +230,7 @@ struct parse_ctx {
 	int error_count;
 	struct config *cfg;
 	unsigned *seen_line; /* per key: the line that set it, 0 = not set */
+	unsigned line; /* of the value being applied; 0 for the defaults */
 };
 
 static void report(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
@@ -543,6 +556,13 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return set_score(k, field, value);
 	case K_ADDRESSES:
 		return set_addresses(field, value, detail_r);
+	case K_WORDS: {
+		struct config_words *w = field;
+		strlist_free(&w->words);
+		strlist_split(&w->words, value);
+		w->line = ctx->line;
+		return NULL;
+	}
 	}
 	return "internal error: unknown key type";
 }
@@ -559,6 +579,7 @@ static void set_key(struct parse_ctx *ctx, unsigned line, const struct key_def *
 		    const char *value)
 {
 	char *detail = NULL;
+	ctx->line = line;
 	const char *err = apply(ctx, k, value, &detail);
 	if (err != NULL) {
 		if (detail != NULL)
@@ -736,6 +757,80 @@ static void check_limits(struct parse_ctx *ctx)
 		       (unsigned long long)cfg->greylist_retry_window);
 }
 
+/* The host name variable at p ("$hostname", "${hostname}", or Postfix's
+ * "$myhostname"): its length, or 0 if p holds none. */
+static size_t banner_variable(const char *p)
+{
+	static const char *const names[] = { "${hostname}", "${myhostname}", "$hostname",
+					     "$myhostname" };
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		size_t n = strlen(names[i]);
+		bool word_ends = names[i][1] == '{' || !((p[n] >= 'a' && p[n] <= 'z') ||
+							(p[n] >= '0' && p[n] <= '9') || p[n] == '_');
+		if (strncmp(p, names[i], n) == 0 && word_ends)
+			return n;
+	}
+	return 0;
+}
+
+/* RFC 5321 4.3.1: the greeting starts with our name; one line of
+ * printable text. NULL if the banner is fine. */
+static const char *banner_problem(const char *banner)
+{
+	if (banner_variable(banner) == 0)
+		return "must start with $hostname (RFC 5321 section 4.3.1: the greeting names the "
+		       "server first)";
+	if (strlen(banner) > 400)
+		return "longer than 400 characters";
+	for (const char *p = banner; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			return "only printable ASCII is allowed";
+		if (*p == '$') {
+			size_t n = banner_variable(p);
+			if (n == 0)
+				return "unknown variable (only $hostname is known)";
+			p += n - 1;
+		}
+	}
+	return NULL;
+}
+
+char *config_banner(const struct config *cfg)
+{
+	buf_t b = BUF_INIT;
+	for (const char *p = cfg->smtpd_banner; *p != '\0'; p++) {
+		size_t n = *p == '$' ? banner_variable(p) : 0;
+		if (n > 0) {
+			buf_puts(&b, cfg->hostname);
+			p += n - 1;
+		} else {
+			buf_putc(&b, *p);
+		}
+	}
+	if (b.len == 0)
+		buf_puts(&b, cfg->hostname);
+	return buf_steal(&b);
+}
+
+char *config_base_dir(const struct config *cfg)
+{
+	char *copy = xstrdup(cfg->path != NULL ? cfg->path : ".");
+	const char *dir = dirname(copy);
+	char *base = realpath(dir, NULL);
+	if (base == NULL) {
+		/* The folder is gone: as written, made absolute. */
+		char *joined = dir[0] == '/' ? xstrdup(dir) : NULL;
+		if (joined == NULL) {
+			char cwd[4096];
+			joined = safeio_path_join(getcwd(cwd, sizeof(cwd)) != NULL ? cwd : "/", dir);
+		}
+		base = config_normalize_path(joined);
+		free(joined);
+	}
+	free(copy);
+	return base;
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
 	struct config *cfg = ctx->cfg;
@@ -764,6 +859,9 @@ static void check_consistency(struct parse_ctx *ctx)
 		if (cfg->hostname[0] == '\0')
 			report(ctx, 0, "hostname: not set and the system host name is not usable");
 	}
+	const char *why = banner_problem(cfg->smtpd_banner);
+	if (why != NULL)
+		report(ctx, 0, "smtpd_banner: %s: \"%s\"", why, cfg->smtpd_banner);
 }
 
 int config_load(const char *path, struct config *cfg, FILE *errors)
@@ -782,7 +880,7 @@ int config_load_partial(const char *path, struct config *cfg, FILE *errors)
 	 * daemon's working directory becomes. */
 	char *base = realpath(dirname(dir_copy), NULL);
 	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
-	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg, seen_line };
+	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg, seen_line, 0 };
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path = xstrdup(path);
@@ -838,6 +936,9 @@ void config_free(struct config *cfg)
 			break;
 		case K_LISTEN:
 			free_listen(cfg);
+			break;
+		case K_WORDS:
+			strlist_free(&((struct config_words *)field)->words);
 			break;
 		default:
 			break;
@@ -934,6 +1035,16 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 		return !listen_within(a, b) || !listen_within(b, a);
 	case K_ENUM:
 		return *(const unsigned *)fa != *(const unsigned *)fb;
+	case K_WORDS: {
+		const strlist_t *la = &((const struct config_words *)fa)->words;
+		const strlist_t *lb = &((const struct config_words *)fb)->words;
+		if (la->count != lb->count)
+			return true;
+		for (size_t i = 0; i < la->count; i++)
+			if (strcmp(la->items[i], lb->items[i]) != 0)
+				return true;
+		return false;
+	}
 	}
 	return true;
 }
@@ -980,6 +1091,12 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 	case K_ENUM:
 		buf_puts(v, k->words[*(const unsigned *)field]);
 		break;
+	case K_WORDS: {
+		const strlist_t *l = &((const struct config_words *)field)->words;
+		for (size_t j = 0; j < l->count; j++)
+			buf_printf(v, "%s%s", j ? " " : "", l->items[j]);
+		break;
+	}
 	}
 }
 
@@ -988,7 +1105,7 @@ void config_print_nondefault(const struct config *cfg, FILE *out)
 	/* The defaults as config_load() completes them: an unset hostname
 	 * is the system's name. */
 	struct config def;
-	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def, NULL };
+	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def, NULL, 0 };
 	memset(&def, 0, sizeof(def));
 	set_defaults(&ctx);
 	free(def.hostname);

@@ -37,6 +37,14 @@ struct config_rate {
 	uint64_t block; /* refuse, and block the client, sender or user for rate_block_time */
 };
 
+/* A list of words kept with the line it was set on (0: the default), for
+ * values another module interprets and reports on as FILE:LINE: the
+ * restriction lists (src/policy/restrictions.c). */
+struct config_words {
+	strlist_t words;
+	unsigned line;
+};
+
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
 	char *port; /* numeric port */
@@ -58,6 +66,17 @@ struct config {
 	char *aliases_file; /* "" = no aliases */
 	cidr_list_t mynetworks;
 	strlist_t relay_domains;
+	/* SMTP restrictions (src/policy/restrictions.h), evaluated at RCPT
+	 * (the first four, in this order) and at DATA. */
+	struct config_words client_restrictions;
+	struct config_words helo_restrictions;
+	struct config_words sender_restrictions;
+	struct config_words recipient_restrictions;
+	struct config_words data_restrictions;
+	enum config_bool helo_required;       /* MAIL needs HELO/EHLO first */
+	enum config_bool strict_rfc821_envelopes; /* MAIL/RCPT paths need <> */
+	enum config_bool strict_7bit_headers; /* 8-bit header bytes refused (without SMTPUTF8) */
+	char *smtpd_banner;   /* the 220 greeting, $hostname expanded (config_banner) */
 	char *tls_cert;     /* "" = no STARTTLS */
 	char *tls_key;
 
@@ -197,6 +216,13 @@ void config_free(struct config *cfg);
 int config_check_server_files(const struct config *cfg, FILE *errors);
 /* Print "key = value" for each key whose value differs from the default. */
 void config_print_nondefault(const struct config *cfg, FILE *out);
+
+/* The folder of the configuration file, absolute (malloc'ed): relative
+ * paths in values other modules read (map names) are relative to it. */
+char *config_base_dir(const struct config *cfg);
+/* The greeting text after "220 " (malloc'ed): smtpd_banner with
+ * $hostname (or $myhostname) replaced by hostname. */
+char *config_banner(const struct config *cfg);
 
 /*
  * Lexically normalised copy of path (malloc'ed): repeated slashes, "."

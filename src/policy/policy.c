@@ -17,6 +17,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "restrictions.h"
 
 struct policy_call {
 	struct policy_run *run;
@@ -62,12 +63,16 @@ bool policy_refuses(enum policy_verdict v)
 void policy_env_init(struct policy_env *env, const struct config *cfg,
 		     const struct recipient_tables *tables, struct event_base *base)
 {
-	static const struct policy_check relay = { "relay", policy_check_recipient, NULL, NULL };
+	static const struct policy_check rcpt = { "restrictions", restrictions_check_rcpt,
+						  restrictions_cancel, NULL };
+	static const struct policy_check data = { "data_restrictions", restrictions_check_data,
+						  restrictions_cancel, NULL };
 	memset(env, 0, sizeof(*env));
 	env->cfg = cfg;
 	env->rcpt_tables = tables;
 	env->base = base;
-	policy_env_add(env, POLICY_RCPT, &relay);
+	policy_env_add(env, POLICY_RCPT, &rcpt);
+	policy_env_add(env, POLICY_DATA, &data);
 }
 
 void policy_env_add(struct policy_env *env, enum policy_stage stage,
@@ -95,6 +100,7 @@ static void request_copy(struct policy_request *dst, const struct policy_request
 {
 	*dst = *src;
 	dst->helo = src->helo != NULL ? xstrdup(src->helo) : NULL;
+	dst->client_name = src->client_name != NULL ? xstrdup(src->client_name) : NULL;
 	dst->auth_user = src->auth_user != NULL ? xstrdup(src->auth_user) : NULL;
 	memset(&dst->rcpts, 0, sizeof(dst->rcpts));
 	for (size_t i = 0; i < src->rcpts.count; i++)
@@ -105,6 +111,7 @@ static void request_copy(struct policy_request *dst, const struct policy_request
 void policy_request_free(struct policy_request *req)
 {
 	xfree(&req->helo);
+	xfree(&req->client_name);
 	xfree(&req->auth_user);
 	strlist_free(&req->rcpts);
 	xfree(&req->content_path);
@@ -144,6 +151,7 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 	memcpy(run->merged.status, one->status, sizeof(one->status));
 	memcpy(run->merged.text, one->text, sizeof(one->text));
 	memcpy(run->merged.reason, one->reason, sizeof(one->reason));
+	memcpy(run->merged.detail, one->detail, sizeof(one->detail));
 	for (size_t i = 0; i < one->hits.count; i++)
 		strlist_add(&run->merged.hits, one->hits.items[i]);
 	snprintf(run->merged.check, sizeof(run->merged.check), "%s", run->call.check->name);

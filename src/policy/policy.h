@@ -68,6 +68,9 @@ struct policy_reply {
 	 * scan verdict's hits, moved here by the scan check). */
 	strlist_t hits;
 	char check[32];     /* the check that gave the final verdict (policy.c fills it) */
+	/* More for the log line of a refusal, "key=value" words: which
+	 * restriction of which list, which map and key. */
+	char detail[320];
 };
 
 /* What a check may look at: copies, owned by whoever holds the request. */
@@ -75,6 +78,7 @@ struct policy_request {
 	enum policy_stage stage;
 	struct sockaddr_storage client;
 	char client_addr[64];
+	char *client_name;          /* verified host name; NULL when not known (no DNS yet) */
 	char *helo;                 /* NULL before HELO/EHLO */
 	bool tls;
 	char *auth_user;            /* NULL until AUTH exists */
@@ -107,15 +111,22 @@ struct policy_check {
 
 #define POLICY_MAX_CHECKS 32
 
+struct restrictions;
+
 struct policy_env {
 	const struct config *cfg;
 	const struct recipient_tables *rcpt_tables;
+	/* The restriction lists (restrictions.h); NULL: the built-in
+	 * defaults (relay control only). */
+	struct restrictions *restrictions;
 	struct event_base *base;  /* for checks that wait */
 	struct policy_check checks[POLICY_STAGE_COUNT][POLICY_MAX_CHECKS];
 	size_t check_count[POLICY_STAGE_COUNT];
 };
 
-/* The built-in check lists (today: relay control at RCPT). */
+/* The built-in check lists: the restriction lists (restrictions.h) at
+ * RCPT and at DATA; env->restrictions is NULL (the defaults) until the
+ * caller sets it. */
 void policy_env_init(struct policy_env *env, const struct config *cfg,
 		     const struct recipient_tables *tables, struct event_base *base);
 /* Append a check to a stage's list (panics beyond POLICY_MAX_CHECKS). */
@@ -173,8 +184,18 @@ void policy_call_finish(struct policy_call *call, enum policy_verdict verdict);
 
 /* ---- built-in checks --------------------------------------------------------- */
 
-/* Relay control at RCPT (relay.c). */
-enum policy_verdict policy_check_recipient(struct policy_call *call, void *arg);
+/* Relay control (relay.c). Each fills r (code, status, reason, text)
+ * and returns true when it refuses the recipient a. */
+/* reject_unauth_destination: a's domain is neither local nor in
+ * relay_domains (tempfail: defer_unauth_destination's 450). */
+bool policy_unauth_destination(const struct config *cfg, const struct mail_address *a,
+			       bool tempfail, struct policy_reply *r);
+/* The unlisted-recipient check, after the recipient list: a recipient in
+ * a local domain must be a user or an alias (550 5.1.1), and one whose
+ * local part routes elsewhere ('%', '!', '@', quoting) is refused (554
+ * 5.7.1) in the local and relay domains, whoever the client is. */
+bool policy_recipient_unlisted(const struct policy_env *env, const struct mail_address *a,
+			       struct policy_reply *r);
 
 /* "local@domain" lookup key for a local recipient: local part unquoted
  * and lower-cased; false if the local part does not unquote to a plain

@@ -1,11 +1,15 @@
 /*
- * relay.c - relay control at RCPT TO (RFC 2505, RFC 5321 section 3.6).
- *
- * A recipient is accepted when its domain is local and the mailbox exists
- * (user or alias), when its domain is a relay domain, or when the client
- * is in mynetworks (later: authenticated). postern never routes on '%',
- * '!', a second '@', a source route or a quoted local part: those are
- * refused with 5.7.1 unless they name an existing local mailbox exactly.
+ * relay.c - relay control at RCPT TO (RFC 2505, RFC 5321 section 3.6),
+ * as two parts the restriction lists use (restrictions.h):
+ * reject_unauth_destination refuses a domain that is neither local nor
+ * a relay domain (the default recipient_restrictions put
+ * permit_mynetworks and permit_auth before it), and the unlisted-
+ * recipient check that follows every recipient list accepts a local
+ * recipient only when the mailbox exists (user or alias). postern never
+ * routes on '%', '!', a second '@', a source route or a quoted local
+ * part: those are refused with 5.7.1 in the local and relay domains,
+ * whoever the client is, unless they name an existing local mailbox
+ * exactly.
  * Input: the parsed RCPT address (untrusted) and the client address.
  */
 #include "policy.h"
@@ -13,11 +17,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static enum policy_verdict refuse(struct policy_call *call, int code, const char *status,
-				  const char *reason, const char *text, const char *addr)
+static bool refuse(struct policy_reply *r, int code, const char *status, const char *reason,
+		   const char *text, const char *addr)
 {
-	policy_call_set(call, code, status, reason, "<%s>: %s", addr, text);
-	return POLICY_REJECT;
+	r->code = code;
+	snprintf(r->status, sizeof(r->status), "%s", status);
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	snprintf(r->text, sizeof(r->text), "<%s>: %s", addr, text);
+	return true;
 }
 
 bool policy_local_key(const struct config *cfg, const struct mail_address *a,
@@ -53,35 +60,37 @@ static bool is_local_domain(const struct config *cfg, const struct mail_address 
 	       (!a->domain_literal && strlist_contains_nocase(&cfg->local_domains, a->domain));
 }
 
-enum policy_verdict policy_check_recipient(struct policy_call *call, void *arg)
+bool policy_unauth_destination(const struct config *cfg, const struct mail_address *a,
+			       bool tempfail, struct policy_reply *r)
 {
-	const struct policy_request *req = policy_call_request(call);
-	const struct policy_env *env = policy_call_env(call);
-	const struct config *cfg = env->cfg;
-	const struct mail_address *a = &req->rcpt;
-	char shown[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
-	(void)arg;
-	if (!req->has_rcpt)
-		return POLICY_DUNNO;
+	char shown[ADDR_PATH_MAX + 1];
+	if (is_local_domain(cfg, a) ||
+	    (!a->domain_literal && strlist_contains_nocase(&cfg->relay_domains, a->domain)))
+		return false;
 	address_format(a, shown, sizeof(shown));
+	if (tempfail)
+		return refuse(r, 450, "4.7.1", "relay_denied", "Relay access denied", shown);
+	return refuse(r, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+}
 
+bool policy_recipient_unlisted(const struct policy_env *env, const struct mail_address *a,
+			       struct policy_reply *r)
+{
+	const struct config *cfg = env->cfg;
+	char shown[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
+	address_format(a, shown, sizeof(shown));
 	if (is_local_domain(cfg, a)) {
 		if (policy_local_key(cfg, a, key, sizeof(key)) &&
 		    (recipients_is_user(env->rcpt_tables, key) ||
 		     recipients_alias(env->rcpt_tables, key) != NULL))
-			return POLICY_DUNNO; /* allowed: later checks still run */
+			return false;
 		if (local_part_routes(a))
-			return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
-		return refuse(call, 550, "5.1.1", "unknown_user",
+			return refuse(r, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+		return refuse(r, 550, "5.1.1", "unknown_user",
 			      "Recipient address rejected: User unknown", shown);
 	}
-	if (!a->domain_literal && strlist_contains_nocase(&cfg->relay_domains, a->domain)) {
-		if (local_part_routes(a))
-			return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
-		return POLICY_DUNNO;
-	}
-	if (cidr_list_match(&cfg->mynetworks, (const struct sockaddr *)&req->client) ||
-	    req->auth_user != NULL)
-		return POLICY_DUNNO;
-	return refuse(call, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+	if (!a->domain_literal && strlist_contains_nocase(&cfg->relay_domains, a->domain) &&
+	    local_part_routes(a))
+		return refuse(r, 554, "5.7.1", "relay_denied", "Relay access denied", shown);
+	return false;
 }

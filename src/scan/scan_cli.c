@@ -67,11 +67,20 @@ static void json_string(FILE *out, const char *s)
 	fputc('"', out);
 }
 
-/* s for a text line: control characters as '?'. */
+/* s for a text line: a header field's folds (CRLF or LF, then white
+ * space) as one space, other control characters as '?'. */
 static void text_field(FILE *out, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		const unsigned char *nl = p[0] == '\r' && p[1] == '\n' ? p + 1 : p;
+		if (*nl == '\n' && (nl[1] == ' ' || nl[1] == '\t')) {
+			fputc(' ', out);
+			for (p = nl + 1; p[1] == ' ' || p[1] == '\t'; p++)
+				continue;
+			continue;
+		}
 		fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
+	}
 }
 
 static void print_json(FILE *out, const char *name, const struct scan_verdict *v)

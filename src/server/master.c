@@ -45,6 +45,7 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "../queue/local.h"
+#include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
 #include "../smtp/tls.h"
 #include "preflight.h"
@@ -81,6 +82,7 @@ struct generation {
 	struct recipient_tables *rcpt;
 	SSL_CTX *tls_ctx;
 	struct notice_template *notice_template; /* notify_template, checked */
+	struct restrictions *restrictions; /* the restriction lists and their maps */
 	bool scanning;      /* its smtp workers ask the scan master */
 	int scan_ready_fd;  /* while its scan master builds: the pipe's read end */
 };
@@ -114,6 +116,7 @@ static void generation_free(struct generation **gp)
 	privsep_free(&g->ps);
 	recipients_free(&g->rcpt);
 	notice_template_free(&g->notice_template);
+	restrictions_free(&g->restrictions);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
@@ -190,6 +193,11 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
 	if (g->notice_template == NULL) {
+		generation_free(&g);
+		return NULL;
+	}
+	g->restrictions = restrictions_load(&g->cfg, errors);
+	if (g->restrictions == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -459,6 +467,7 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 					   .notify_fd = m->notify_pipe[1],
 					   .flow_fd = m->flow_pipe[0],
 					   .notice_template = g->notice_template,
+					   .restrictions = g->restrictions,
 					   .scan = g->scanning };
 	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, &links));
 }

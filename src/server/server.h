@@ -56,6 +56,7 @@
 
 #include "../lib/config.h"
 #include "../mail/recipients.h"
+#include "../policy/restrictions.h"
 #include "../queue/notice.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
@@ -68,6 +69,9 @@ struct smtp_worker_links {
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
 	const struct notice_template *notice_template; /* read by the supervisor */
+	/* The restriction lists, their maps read by the supervisor; each
+	 * worker reloads a map whose file changes (map.h). */
+	struct restrictions *restrictions;
 	bool scan;     /* ask the scan master at the end of data */
 };
 

@@ -252,6 +252,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		log_fatal("cannot create event base");
 	w.srv.cfg = cfg;
 	policy_env_init(&w.srv.policy, cfg, rcpt, w.srv.base);
+	w.srv.policy.restrictions = links->restrictions;
 	struct scan_client *scan = NULL;
 	if (links->scan) {
 		char *path = scan_socket_path(cfg->spool_dir);

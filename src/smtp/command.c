@@ -95,8 +95,31 @@ static bool declares_smtputf8(const struct smtp_command *cmd)
  * are the parameters after it read, and a UTF-8 address without the
  * right to use one is refused with RFC 6531's 553 5.6.7.
  */
+/*
+ * strict_rfc821_envelopes = no: an address without angle brackets, up to
+ * the next space, is parsed as if it had them. Returns the bytes taken
+ * from p (the token), or -1.
+ */
+static long parse_bare_path(const char *p, const char *end, unsigned flags,
+			    struct mail_address *addr)
+{
+	size_t n = 0;
+	char path[ADDR_PATH_MAX + 8];
+	const char *why;
+	while (p + n < end && p[n] != ' ')
+		n++;
+	if (n == 0 || n > ADDR_PATH_MAX + 4 || memchr(p, '<', n) != NULL ||
+	    memchr(p, '>', n) != NULL)
+		return -1;
+	path[0] = '<';
+	memcpy(path + 1, p, n);
+	path[n + 1] = '>';
+	long used = address_parse_path(path, n + 2, flags, addr, &why);
+	return used == (long)n + 2 ? (long)n : -1;
+}
+
 static bool parse_path_command(struct smtp_command *cmd, const char *prefix,
-			       unsigned flags, bool utf8_allowed,
+			       unsigned flags, bool utf8_allowed, bool lenient,
 			       struct smtp_parse_error *err_r)
 {
 	const char *p = cmd->arg.ptr, *end = p + cmd->arg.len;
@@ -109,8 +132,10 @@ static bool parse_path_command(struct smtp_command *cmd, const char *prefix,
 	while (p < end && *p == ' ') /* tolerated: "MAIL FROM: <a@b>" */
 		p++;
 	const char *why;
-	long n = address_parse_path(p, (size_t)(end - p), flags | ADDR_ALLOW_UTF8,
-				    &cmd->path, &why);
+	long n = lenient && p < end && *p != '<'
+			 ? parse_bare_path(p, end, flags | ADDR_ALLOW_UTF8, &cmd->path)
+			 : address_parse_path(p, (size_t)(end - p), flags | ADDR_ALLOW_UTF8,
+					      &cmd->path, &why);
 	if (n < 0)
 		return fail(err_r, 501, is_mail ? "5.1.7" : "5.1.3",
 			    is_mail ? "Bad sender address syntax" : "Bad recipient address syntax");
@@ -156,9 +181,11 @@ static bool no_argument(const struct smtp_command *cmd, struct smtp_parse_error 
 	return true;
 }
 
-bool smtp_command_parse(const char *line, size_t len, bool smtputf8_allowed,
+bool smtp_command_parse(const char *line, size_t len, unsigned flags,
 			struct smtp_command *cmd, struct smtp_parse_error *err_r)
 {
+	bool smtputf8_allowed = (flags & SMTP_PARSE_RCPT_UTF8) != 0;
+	bool lenient = (flags & SMTP_PARSE_LENIENT_PATHS) != 0;
 	memset(cmd, 0, sizeof(*cmd));
 	const char *end = line + len, *p = line;
 	if (memchr(line, '\0', len) != NULL)
@@ -179,10 +206,10 @@ bool smtp_command_parse(const char *line, size_t len, bool smtputf8_allowed,
 				    cmd->verb == SMTP_HELO ? "Syntax: HELO hostname" : "Syntax: EHLO hostname");
 		return true;
 	case SMTP_MAIL:
-		return parse_path_command(cmd, "FROM:", ADDR_ALLOW_NULL, false, err_r);
+		return parse_path_command(cmd, "FROM:", ADDR_ALLOW_NULL, false, lenient, err_r);
 	case SMTP_RCPT:
 		return parse_path_command(cmd, "TO:", ADDR_ALLOW_BARE_POSTMASTER,
-					  smtputf8_allowed, err_r);
+					  smtputf8_allowed, lenient, err_r);
 	case SMTP_BDAT:
 		return parse_bdat(cmd, err_r);
 	case SMTP_DATA:

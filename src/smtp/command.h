@@ -55,6 +55,15 @@ struct smtp_command {
 	bool chunk_last;
 };
 
+/* How to parse (smtp_command_parse's flags). */
+enum smtp_parse_flags {
+	/* The transaction was opened with SMTPUTF8: RCPT may carry UTF-8. */
+	SMTP_PARSE_RCPT_UTF8 = 1 << 0,
+	/* strict_rfc821_envelopes = no: a MAIL or RCPT address may come
+	 * without its angle brackets ("MAIL FROM:user@example.com"). */
+	SMTP_PARSE_LENIENT_PATHS = 1 << 1,
+};
+
 /* The parse result: 0 = ok, otherwise a reply to send as is. */
 struct smtp_parse_error {
 	int code;
@@ -65,14 +74,15 @@ struct smtp_parse_error {
 /*
  * Parse one command line. Returns true and fills *cmd, or false and fills
  * *err_r with the reply (500 unknown command, 501 syntax, 555 parameters,
- * 553 5.6.7 for a UTF-8 address without SMTPUTF8). smtputf8_allowed: the
- * transaction was opened with SMTPUTF8, so RCPT may carry UTF-8; MAIL
- * itself may carry UTF-8 only with its own SMTPUTF8 parameter, which is
- * looked for after the whole path has been parsed.
+ * 553 5.6.7 for a UTF-8 address without SMTPUTF8). flags: enum
+ * smtp_parse_flags (a bool true is SMTP_PARSE_RCPT_UTF8). With
+ * SMTP_PARSE_RCPT_UTF8 the transaction was opened with SMTPUTF8, so RCPT
+ * may carry UTF-8; MAIL itself may carry UTF-8 only with its own SMTPUTF8
+ * parameter, which is looked for after the whole path has been parsed.
  * Guarantee: a parsed MAIL/RCPT path with path.utf8 set was allowed to
  * be UTF-8 by exactly that rule.
  */
-bool smtp_command_parse(const char *line, size_t len, bool smtputf8_allowed,
+bool smtp_command_parse(const char *line, size_t len, unsigned flags,
 			struct smtp_command *cmd, struct smtp_parse_error *err_r);
 
 const char *smtp_verb_name(enum smtp_verb verb);

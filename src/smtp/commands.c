@@ -41,8 +41,8 @@ static enum step helo_verdict(struct smtp_session *s, struct policy_reply *v,
 	char *helo = s->pending_helo;
 	s->pending_helo = NULL;
 	if (policy_refuses(v->verdict)) {
-		log_info("client=%s reject: helo=%s code=%d %s reason=%s", s->peer_addr, helo,
-			 v->code, v->status, v->reason);
+		log_info("client=%s reject: helo=%s code=%d %s reason=%s%s%s", s->peer_addr, helo,
+			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
 		free(helo);
 		reply_from_policy(out, v);
 		return STEP_REPLY;
@@ -224,7 +224,8 @@ static const struct command_def command_table[] = {
 static bool allowed_now(const struct smtp_session *s, const struct command_def *def,
 			struct smtp_reply *out)
 {
-	if ((def->needs & NEED_HELO) && s->helo == NULL)
+	if ((def->needs & NEED_HELO) && s->helo == NULL &&
+	    s->srv->cfg->helo_required == CONFIG_YES)
 		reply_error(out, 503, "5.5.1", "Error: send HELO/EHLO first");
 	else if ((def->needs & NEED_EHLO) && !s->esmtp)
 		reply_error(out, 503, "5.5.1", "Error: send EHLO first");
@@ -288,7 +289,9 @@ enum step session_handle_line(struct smtp_session *s, const char *line, size_t l
 {
 	struct smtp_command cmd;
 	struct smtp_parse_error err;
-	bool utf8 = s->tx != NULL && s->tx->smtputf8;
+	unsigned flags = s->tx != NULL && s->tx->smtputf8 ? SMTP_PARSE_RCPT_UTF8 : 0;
+	if (s->srv->cfg->strict_rfc821_envelopes == CONFIG_NO)
+		flags |= SMTP_PARSE_LENIENT_PATHS;
 	if (is_non_smtp(line, len)) {
 		log_warn("client=%s non-SMTP command: %.100s", s->peer_addr, line);
 		tx_free(&s->tx);
@@ -297,7 +300,7 @@ enum step session_handle_line(struct smtp_session *s, const char *line, size_t l
 		out->flags = REPLY_CLOSE;
 		return STEP_REPLY;
 	}
-	if (!smtp_command_parse(line, len, utf8, &cmd, &err)) {
+	if (!smtp_command_parse(line, len, flags, &cmd, &err)) {
 		/* A half-open transaction of BDAT chunks must not continue
 		 * after a command that was not understood. */
 		if (s->tx != NULL && s->tx->bdat_used)

@@ -45,6 +45,8 @@ static void emit_char(struct data_decoder *d, char c, buf_t *out)
 		d->problems |= DATA_LINE_TOO_LONG;
 	if (d->in_header && ++d->header_size > d->limits.max_header)
 		d->problems |= DATA_HEADER_TOO_BIG;
+	if (d->in_header && d->limits.reject_8bit_headers && (unsigned char)c >= 0x80)
+		d->problems |= DATA_8BIT_HEADER;
 	if (producing(d))
 		buf_putc(out, c);
 }
@@ -54,6 +56,11 @@ static void emit_char(struct data_decoder *d, char c, buf_t *out)
 static void emit_span(struct data_decoder *d, const char *p, size_t n, buf_t *out)
 {
 	const struct data_limits *l = &d->limits;
+	if (d->in_header && l->reject_8bit_headers) {
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)p[i] >= 0x80)
+				d->problems |= DATA_8BIT_HEADER;
+	}
 	if (producing(d)) {
 		uint64_t room = d->size < l->max_size ? l->max_size - d->size : 0;
 		uint64_t line_room = d->line_len < l->max_line ? l->max_line - d->line_len : 0;

@@ -25,6 +25,7 @@ enum data_problem {
 	DATA_BARE_NEWLINE = 1 << 1,  /* bare CR or LF (reject mode) */
 	DATA_LINE_TOO_LONG = 1 << 2, /* text_line_limit */
 	DATA_HEADER_TOO_BIG = 1 << 3, /* header_size_limit */
+	DATA_8BIT_HEADER = 1 << 4,   /* a header byte >= 0x80 (strict_7bit_headers) */
 };
 
 struct data_limits {
@@ -32,6 +33,7 @@ struct data_limits {
 	uint64_t max_line;
 	uint64_t max_header;
 	bool normalize_bare_newlines; /* treat bare LF as a line end, drop bare CR */
+	bool reject_8bit_headers;     /* DATA_8BIT_HEADER for a header byte >= 0x80 */
 };
 
 struct data_decoder {

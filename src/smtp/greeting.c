@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -98,7 +99,9 @@ static enum step banner(struct smtp_session *s, struct smtp_reply *out)
 	if (waiting_input(s) > 0 && early_talker(s))
 		return STEP_WAIT; /* answered and closing */
 	s->greeted = true;
-	reply_set(out, 220, "", "%s ESMTP postern", s->srv->cfg->hostname);
+	char *text = config_banner(s->srv->cfg);
+	reply_set(out, 220, "", "%s", text);
+	free(text);
 	return STEP_REPLY;
 }
 
@@ -109,8 +112,8 @@ static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
 {
 	const struct config *cfg = s->srv->cfg;
 	if (policy_refuses(v->verdict)) {
-		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr,
-			 v->code, v->status, v->reason);
+		log_info("client=%s reject: connect code=%d %s reason=%s%s%s", s->peer_addr,
+			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
 		s->greeted = true;
 		reply_set(out, v->code, v->status, "%s", v->text);
 		out->flags = REPLY_CLOSE;

@@ -138,8 +138,9 @@ static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
 	struct smtp_tx *tx = s->pending_tx;
 	s->pending_tx = NULL;
 	if (policy_refuses(v->verdict)) {
-		log_info("client=%s reject: MAIL from=<%s> code=%d %s reason=%s", s->peer_addr,
-			 tx->sender_text, v->code, v->status, v->reason);
+		log_info("client=%s reject: MAIL from=<%s> code=%d %s reason=%s%s%s", s->peer_addr,
+			 tx->sender_text, v->code, v->status, v->reason, v->detail[0] ? " " : "",
+			 v->detail);
 		reply_from_policy(out, v);
 		tx_free(&tx);
 		return STEP_REPLY;
@@ -149,7 +150,7 @@ static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
 	session_tx_started(s);
 	bool abandons = ++s->mails_since_message > 1; /* a loop of MAIL, RSET/EHLO */
 	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
-		 s->helo, tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
+		 s->helo != NULL ? s->helo : "", tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
 	reply_set(out, 250, "2.1.0", "Ok");
 	if (abandons)
 		session_count_junk(s, out);
@@ -200,9 +201,9 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 	char shown[ADDR_PATH_MAX + 1], stored[ADDR_PATH_MAX + 1], key[ADDR_PATH_MAX + 1];
 	address_format(rcpt, shown, sizeof(shown));
 	if (policy_refuses(v->verdict)) {
-		log_info("%s: reject: RCPT client=%s from=<%s> to=<%s> code=%d %s reason=%s",
+		log_info("%s: reject: RCPT client=%s from=<%s> to=<%s> code=%d %s reason=%s%s%s",
 			 tx->id, s->peer_addr, tx->sender_text, shown, v->code, v->status,
-			 v->reason);
+			 v->reason, v->detail[0] ? " " : "", v->detail);
 		reply_from_policy(out, v);
 		return STEP_REPLY;
 	}
@@ -298,6 +299,8 @@ static bool open_writer(struct smtp_session *s, bool dot_mode)
 		.max_line = cfg->text_line_limit != 0 ? cfg->text_line_limit : UINT64_MAX,
 		.max_header = cfg->header_size_limit,
 		.normalize_bare_newlines = cfg->bare_newline == BARE_NEWLINE_NORMALIZE,
+		/* RFC 6532 allows UTF-8 header fields in an SMTPUTF8 transaction. */
+		.reject_8bit_headers = cfg->strict_7bit_headers == CONFIG_YES && !tx->smtputf8,
 	};
 	data_decoder_init(&tx->decoder, &limits, dot_mode);
 	add_received(s, &tx->decoded);
@@ -325,8 +328,9 @@ static enum step data_verdict(struct smtp_session *s, struct policy_reply *v,
 {
 	struct smtp_tx *tx = s->tx;
 	if (policy_refuses(v->verdict)) {
-		log_info("%s: reject: DATA client=%s from=<%s> code=%d %s reason=%s", tx->id,
-			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason);
+		log_info("%s: reject: DATA client=%s from=<%s> code=%d %s reason=%s%s%s", tx->id,
+			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason,
+			 v->detail[0] ? " " : "", v->detail);
 		reply_from_policy(out, v);
 		refuse_data(s, out);
 		return STEP_REPLY;
@@ -404,13 +408,16 @@ static bool content_problem(const struct smtp_session *s, struct smtp_reply *r)
 	else if (p & DATA_LINE_TOO_LONG)
 		reply_set(r, 554, "5.6.0", "Message has a line longer than %llu characters",
 			  (unsigned long long)cfg->text_line_limit);
+	else if (p & DATA_8BIT_HEADER)
+		reply_set(r, 554, "5.6.0", "Message header contains 8-bit bytes: refused "
+			  "(strict_7bit_headers)");
 	else
 		return false;
 	return true;
 }
 
 static const char *const problem_reasons[] = { "too_big", "bare_newline", "line_too_long",
-					       "header_too_big" };
+					       "header_too_big", "8bit_header" };
 
 static const char *content_reason(unsigned problems)
 {
@@ -608,8 +615,9 @@ static enum step bdat_verdict(struct smtp_session *s, struct policy_reply *v,
 {
 	struct smtp_tx *tx = s->tx;
 	if (policy_refuses(v->verdict)) {
-		log_info("%s: reject: BDAT client=%s from=<%s> code=%d %s reason=%s", tx->id,
-			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason);
+		log_info("%s: reject: BDAT client=%s from=<%s> code=%d %s reason=%s%s%s", tx->id,
+			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason,
+			 v->detail[0] ? " " : "", v->detail);
 		s->bdat_discard = true;
 		memset(&s->bdat_error, 0, sizeof(s->bdat_error));
 		reply_from_policy(&s->bdat_error, v);

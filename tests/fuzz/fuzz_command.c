@@ -22,7 +22,7 @@ static void check(bool ok)
 }
 
 static void check_path_rules(const struct smtp_command *cmd, const char *line, size_t len,
-			     bool utf8)
+			     bool utf8, bool lenient)
 {
 	if (cmd->verb != SMTP_MAIL && cmd->verb != SMTP_RCPT)
 		return;
@@ -34,8 +34,9 @@ static void check_path_rules(const struct smtp_command *cmd, const char *line, s
 	for (size_t i = 0; i < cmd->param_count; i++) {
 		const slice_t k = cmd->params[i].keyword;
 		check(k.len > 0 && k.ptr >= line && k.ptr + k.len <= line + len);
-		/* after the path: the path's '>' precedes every parameter */
-		check(memchr(line, '>', (size_t)(k.ptr - line)) != NULL);
+		/* after the path: the path's '>' precedes every parameter
+		 * (a lenient path may come without its brackets) */
+		check(lenient || memchr(line, '>', (size_t)(k.ptr - line)) != NULL);
 	}
 	char text[ADDR_PATH_MAX + 1];
 	address_format(&cmd->path, text, sizeof(text));
@@ -59,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		smtp_verb_name(cmd.verb);
-		check_path_rules(&cmd, line, size, utf8);
+		check_path_rules(&cmd, line, size, utf8, false);
 		if (!utf8) {
 			narrow_ok = true;
 			wide = cmd;
@@ -68,6 +69,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(strcmp(wide.path.local, cmd.path.local) == 0 &&
 			      strcmp(wide.path.domain, cmd.path.domain) == 0);
 		}
+	}
+	/* strict_rfc821_envelopes = no: angle brackets become optional; what
+	 * parses strictly parses the same way leniently. */
+	for (int utf8 = 0; utf8 < 2; utf8++) {
+		unsigned flags = SMTP_PARSE_LENIENT_PATHS | (utf8 ? SMTP_PARSE_RCPT_UTF8 : 0);
+		struct smtp_command lenient;
+		bool strict_ok = smtp_command_parse(line, size, (unsigned)utf8, &cmd, &err);
+		bool ok = smtp_command_parse(line, size, flags, &lenient, &err);
+		if (!ok) {
+			check(err.code >= 500 && err.code < 600 && err.status != NULL);
+			check(!strict_ok);
+			continue;
+		}
+		check_path_rules(&lenient, line, size, utf8, true);
+		if (strict_ok)
+			check(strcmp(cmd.path.local, lenient.path.local) == 0 &&
+			      strcmp(cmd.path.domain, lenient.path.domain) == 0 &&
+			      cmd.param_count == lenient.param_count);
 	}
 	return 0;
 }

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	struct data_limits limits = { 4096, 200, 1024, data[0] & 1 };
+	struct data_limits limits = { 4096, 200, 1024, data[0] & 1, (data[0] & 2) != 0 };
 	bool dot_mode = (data[0] & 2) == 0;
 	size_t step = (size_t)data[1] % 17 + 1;
 	data += 2;

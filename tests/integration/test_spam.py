@@ -12,6 +12,7 @@ The rules of the SMTP tests are a small file of our own, so that the
 scores are known exactly.
 """
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -136,6 +137,21 @@ class SpamSmtpTest(PosternTestCase):
         tests = "".join(status.split("tests=", 1)[1].split(" autolearn=")[0].split())
         self.assertEqual(tests.split(","), ["T_FOLDING_NEEDS_A_RATHER_LONG_NAME_%d" % i
                                             for i in (1, 2, 3)])
+
+    def test_scan_prints_a_folded_status_on_one_line(self):
+        path = os.path.join(self.srv.dir, "fold.eml")
+        with open(path, "w") as f:
+            f.write(message("long names", "Please fold the status line.").replace("\r\n", "\n"))
+        p = subprocess.run([POSTERN_BIN, "scan", "-c", self.srv.conf_path, path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=scaled(60))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 1, p.stdout)
+        status = re.search(r'header="X-Spam-Status: ([^"]*)"', p.stdout)
+        self.assertIsNotNone(status, p.stdout)
+        self.assertNotIn("?", status.group(1))
+        self.assertIn("T_FOLDING_NEEDS_A_RATHER_LONG_NAME_1,", status.group(1))
+        self.assertIn("_NAME_3 autolearn=", status.group(1))
 
 
 @unittest.skipUnless(os.path.isdir(CORPUS), "needs ../shared/corpus/train")

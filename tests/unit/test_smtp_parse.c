@@ -120,7 +120,7 @@ static void test_bdat(void **state)
 	assert_false(cmd("BDAT 99999999999999999999999", &c, &e));
 }
 
-static const struct data_limits limits = { 1000000, 998, 100000, false };
+static const struct data_limits limits = { 1000000, 998, 100000, false, false };
 
 /* Decode text in DATA mode in pieces of `step` bytes. */
 static size_t decode(const char *text, size_t step, const struct data_limits *l,
@@ -244,7 +244,7 @@ static void test_normalize_unstuffs_after_bare_lf(void **state)
 static void test_limits(void **state)
 {
 	(void)state;
-	struct data_limits l = { 20, 10, 15, false };
+	struct data_limits l = { 20, 10, 15, false, false };
 	struct data_decoder d;
 	buf_t out = BUF_INIT;
 	decode("0123456789abc\r\n.\r\n", 4, &l, &d, &out);
@@ -263,7 +263,7 @@ static void test_size_limit_is_inclusive(void **state)
 {
 	(void)state;
 	/* "ab\r\n" is 4 octets; the end marker does not count. */
-	struct data_limits l = { 4, 998, 100, false };
+	struct data_limits l = { 4, 998, 100, false, false };
 	struct data_decoder d;
 	buf_t out = BUF_INIT;
 	decode("ab\r\n.\r\n", 1, &l, &d, &out);

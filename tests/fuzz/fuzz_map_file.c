@@ -1,0 +1,12 @@
+/*
+ * fuzz_map_file.c - libFuzzer target for the file: map parser
+ * (src/map/map_file.c and the logical lines of src/map/map.c, file input)
+ * and its lookups with untrusted keys; see fuzz_map.h for the input's
+ * shape and the invariants.
+ */
+#include "fuzz_map.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	return fuzz_map_run("file", data, size);
+}
