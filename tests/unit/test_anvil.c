@@ -9,7 +9,10 @@
  * passes, retry window, auto-allow of a client, expiry). The clock is the
  * test's. On the workers' side: the keys (client networks, greylisting's
  * sender normalisation, the ignore lists) and the client failing open
- * without an anvil, from the loop.
+ * without an anvil, from the loop; the checks of MAIL and RCPT against a
+ * fake backend: where they stand, which items they ask for (client,
+ * sender, authenticated user, site, greylisting's triplet), what the
+ * answers make of them (451 4.7.1, notices), and failing open.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +31,7 @@
 #include "testutil.h"
 
 #include "lib/buf.h"
+#include "lib/config.h"
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
 #include "policy/anvil_proto.h"
@@ -540,6 +544,207 @@ static void test_client_fails_open_without_an_anvil(void **state)
 	event_base_free(base);
 }
 
+/* ---- the checks, against a fake backend ---------------------------------------------- */
+
+/* Keeps each request and its callback; the test answers. */
+struct fake_backend {
+	struct limits_backend base;
+	struct anvil_msg req;
+	limits_done_fn *done;
+	void *arg;
+	int asked, closed;
+};
+
+static void fake_ask(struct limits_backend *b, struct anvil_msg *req, limits_done_fn *done,
+		     void *arg, struct limits_req **handle_r)
+{
+	struct fake_backend *f = (struct fake_backend *)b;
+	f->req = *req;
+	f->done = done;
+	f->arg = arg;
+	f->asked++;
+	*handle_r = (struct limits_req *)f; /* any non-NULL handle */
+}
+
+static void fake_cancel(struct limits_backend *b, struct limits_req **handle)
+{
+	(void)b;
+	*handle = NULL;
+}
+
+static void fake_close(struct limits_backend *b, uint64_t session)
+{
+	(void)session;
+	((struct fake_backend *)b)->closed++;
+}
+
+static void fake_free(struct limits_backend *b)
+{
+	(void)b;
+}
+
+static const struct limits_backend_ops fake_ops = { fake_ask, fake_cancel, fake_close,
+						    fake_free };
+
+struct run_result {
+	bool done;
+	enum policy_verdict verdict;
+	int code;
+	char text[512], reason[64];
+};
+
+static void run_done(void *arg, struct policy_reply *r)
+{
+	struct run_result *rr = arg;
+	rr->done = true;
+	rr->verdict = r->verdict;
+	rr->code = r->code;
+	snprintf(rr->text, sizeof(rr->text), "%s", r->text);
+	snprintf(rr->reason, sizeof(rr->reason), "%s", r->reason);
+}
+
+static char notices[2048];
+
+static void notice(void *arg, const char *subject, const char *body)
+{
+	(void)arg;
+	(void)body;
+	strncat(notices, subject, sizeof(notices) - strlen(notices) - 2);
+	strcat(notices, "\n");
+}
+
+static void request_for(struct policy_request *req, enum policy_stage stage, const char *rcpt)
+{
+	memset(req, 0, sizeof(*req));
+	req->stage = stage;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&req->client;
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+	snprintf(req->client_addr, sizeof(req->client_addr), "192.0.2.1");
+	req->has_sender = true;
+	snprintf(req->sender.local, sizeof(req->sender.local), "A");
+	snprintf(req->sender.domain, sizeof(req->sender.domain), "b.test");
+	req->auth_user = (char *)"Bob";
+	if (rcpt != NULL) {
+		req->has_rcpt = true;
+		snprintf(req->rcpt.local, sizeof(req->rcpt.local), "%s", rcpt);
+		snprintf(req->rcpt.domain, sizeof(req->rcpt.domain), "example.test");
+	}
+}
+
+static enum policy_verdict no_opinion(struct policy_call *call, void *arg)
+{
+	(void)call;
+	(void)arg;
+	return POLICY_DUNNO;
+}
+
+static void test_checks_ask_for_the_right_items(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/postern-test-limits-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	char *conf = safeio_path_join(dir, "postern.conf");
+	FILE *f = fopen(conf, "w");
+	fputs("hostname = mx.example.test\nlimits_ignore_networks =\n"
+	      "greylist_ignore_networks =\nsender_message_rate_block = 5\n"
+	      "user_message_rate_warn = 3\nsite_message_rate_panic = 100\n"
+	      "client_recipient_rate_block = 7\ngreylist = yes\n", f);
+	fclose(f);
+	struct config cfg;
+	assert_int_equal(config_load(conf, &cfg, stderr), 0);
+	struct fake_backend fb = { .base.ops = &fake_ops };
+	notices[0] = '\0';
+	struct limits *l = limits_new(&cfg, &fb.base, notice, NULL);
+	assert_non_null(l);
+	struct policy_env env;
+	memset(&env, 0, sizeof(env));
+	env.cfg = &cfg;
+	struct policy_check other = { "other", no_opinion, NULL, NULL };
+	policy_env_add(&env, POLICY_RCPT, &other); /* a restriction already there */
+	limits_register(l, &env);
+	/* the rate check first at MAIL and RCPT, greylisting last at RCPT */
+	assert_string_equal(env.checks[POLICY_MAIL][0].name, "rate");
+	assert_string_equal(env.checks[POLICY_RCPT][0].name, "rate");
+	assert_string_equal(env.checks[POLICY_RCPT][1].name, "other");
+	assert_string_equal(env.checks[POLICY_RCPT][2].name, "greylist");
+
+	/* MAIL: a look at the client's block (only its recipient rate is
+	 * set), the sender, the user, the site */
+	struct policy_request req;
+	struct policy_reply reply;
+	struct run_result rr = { 0 };
+	request_for(&req, POLICY_MAIL, NULL);
+	struct policy_run *run = policy_run_start(&env, &req, run_done, &rr, &reply);
+	assert_non_null(run);
+	assert_int_equal(fb.req.type, ANVIL_MSG_RATE);
+	assert_int_equal(fb.req.n, 4);
+	assert_string_equal(fb.req.items[0].key, "client:192.0.2.1/32");
+	assert_int_equal(fb.req.items[0].cost, 0);
+	assert_string_equal(fb.req.items[1].key, "sender:a@b.test");
+	assert_int_equal(fb.req.items[1].limit, 5);
+	assert_int_equal(fb.req.items[1].block_time, 600);
+	assert_string_equal(fb.req.items[2].key, "user:bob");
+	assert_int_equal(fb.req.items[2].warn, 3);
+	assert_int_equal(fb.req.items[2].limit, 0);
+	assert_string_equal(fb.req.items[3].key, "site");
+	assert_int_equal(fb.req.items[3].limit, 100);
+	assert_int_equal(fb.req.items[3].block_time, 0);
+	/* the sender is blocked now, the user passed its warn level */
+	struct anvil_msg ans;
+	anvil_msg_init(&ans, ANVIL_MSG_RATED);
+	ans.n = 4;
+	ans.results[1] = (struct anvil_result){ 6, ANVIL_RESULT_REFUSED | ANVIL_RESULT_BLOCKED_NOW |
+						       ANVIL_RESULT_OVER_NOW, 600 };
+	ans.results[2] = (struct anvil_result){ 4, ANVIL_RESULT_WARNED, 0 };
+	fb.done(fb.arg, &ans);
+	assert_true(rr.done);
+	assert_int_equal(rr.verdict, POLICY_TEMPFAIL);
+	assert_int_equal(rr.code, 451);
+	assert_string_equal(rr.reason, "sender_message_rate_block");
+	assert_non_null(strstr(rr.text, "too much mail from <a@b.test>, try again in 600 seconds"));
+	assert_non_null(strstr(notices, "rate warning: bob"));
+	assert_non_null(strstr(notices, "blocked for 600s: a@b.test"));
+
+	/* RCPT: the client's recipients, then (after "other") greylisting */
+	memset(&rr, 0, sizeof(rr));
+	request_for(&req, POLICY_RCPT, "Alice");
+	run = policy_run_start(&env, &req, run_done, &rr, &reply);
+	assert_non_null(run);
+	assert_int_equal(fb.req.n, 1);
+	assert_string_equal(fb.req.items[0].key, "client:192.0.2.1/32");
+	assert_int_equal(fb.req.items[0].metric, ANVIL_RECIPIENTS);
+	anvil_msg_init(&ans, ANVIL_MSG_RATED);
+	ans.n = 1;
+	fb.done(fb.arg, &ans);
+	assert_false(rr.done);
+	assert_int_equal(fb.req.type, ANVIL_MSG_GREY);
+	assert_string_equal(fb.req.client, "192.0.2.0/24");
+	assert_string_equal(fb.req.triplet, "192.0.2.0/24 <a@b.test> <alice@example.test>");
+	assert_int_equal(fb.req.delay, 300);
+	anvil_msg_init(&ans, ANVIL_MSG_GREYED);
+	ans.outcome = ANVIL_GREY_NEW;
+	ans.wait = 300;
+	fb.done(fb.arg, &ans);
+	assert_true(rr.done);
+	assert_int_equal(rr.code, 451);
+	assert_string_equal(rr.reason, "greylisted");
+	assert_non_null(strstr(rr.text, "try again in 300 seconds"));
+
+	/* no answer (the anvil is away): fail open */
+	memset(&rr, 0, sizeof(rr));
+	run = policy_run_start(&env, &req, run_done, &rr, &reply);
+	fb.done(fb.arg, NULL);
+	fb.done(fb.arg, NULL);
+	assert_true(rr.done);
+	assert_int_equal(rr.verdict, POLICY_DUNNO);
+
+	limits_free(&l);
+	config_free(&cfg);
+	free(conf);
+	testutil_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -556,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_lmdb_keeps_blocks_and_greylisting_and_expires_them),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_client_fails_open_without_an_anvil),
+		cmocka_unit_test(test_checks_ask_for_the_right_items),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
