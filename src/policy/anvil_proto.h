@@ -47,8 +47,8 @@
  *
  * OPEN: session is unique in the worker; with ANVIL_OPEN_REPLAY the worker
  * tells a new anvil about a session that was open before (nothing is
- * counted but the session, nothing is refused). total and client_count
- * include the new session. The items are counted as a RATE's are.
+ * counted but the session, nothing is refused, and no OPENED answers it).
+ * total and client_count include the new session. The items are counted as a RATE's are.
  * RATE: the items are all counted, or, if any is refused, none is (a
  * refused MAIL counts for nobody). An item is refused when its key is
  * blocked, or when cost would take its count past limit; with a
