@@ -35,12 +35,19 @@
 #                        which runs a private spamd next to postern on the
 #                        same folds (../shared/anchors/08_sa_accuracy.sh);
 #                        its system service is disabled, like Dovecot's
+#   libc-ares-dev        the asynchronous DNS resolver on the smtp workers'
+#                        event loops (src/dns/: DNSBL, reverse DNS, MX)
+#   unbound              the DNS tests' server, started privately with the
+#                        test zones (tests/integration/unbound_peer.py),
+#                        never the system resolver: its services are
+#                        disabled and /etc/resolv.conf is left alone
 set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
-      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin spamd spamc"
+      liblmdb-dev libxxhash-dev libvectorscan-dev spamassassin spamd spamc \
+      libc-ares-dev unbound"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -91,6 +98,21 @@ case " $missing " in
 		update-rc.d spamd disable </dev/null >/dev/null 2>&1 || true
 	fi
 	echo "install-deps: spamd installed for make eval; its system service is disabled"
+	;;
+esac
+# unbound likewise: the tests start their own on a loopback port; the
+# system resolver (and unbound-resolvconf, which would point
+# /etc/resolv.conf at it) must not start.
+case " $missing " in
+*" unbound "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now unbound.service unbound-resolvconf.service \
+			</dev/null >/dev/null 2>&1 || true
+	else
+		/etc/init.d/unbound stop </dev/null >/dev/null 2>&1 || true
+		update-rc.d unbound disable </dev/null >/dev/null 2>&1 || true
+	fi
+	echo "install-deps: unbound installed for the tests; its system service is disabled"
 	;;
 esac
 # The same for ClamAV: clamd and freshclam are never system services here.
