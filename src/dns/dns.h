@@ -118,6 +118,8 @@ struct dns_resolver *dns_resolver_new(struct event_base *base, const struct dns_
 /* Drop every outstanding lookup (no callbacks) and free; NULL is fine. */
 void dns_resolver_free(struct dns_resolver **r);
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *stats_r);
+/* The loop the resolver runs on (for the timers of checks built on it). */
+struct event_base *dns_resolver_base(const struct dns_resolver *r);
 
 /* Look name up (absolute, without or with the trailing dot; ASCII case
  * is ignored). Never NULL. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/strutil.h"
 #include "../lib/xalloc.h"
 
 struct dns_result *dns_result_new(enum dns_type type, enum dns_status status)
@@ -138,16 +139,21 @@ static int parse_ptr(struct dns_result *res, const unsigned char *msg, int len)
 	int st = ares_parse_ptr_reply(msg, len, any, sizeof(any), AF_INET, &host);
 	if (st != ARES_SUCCESS || host == NULL)
 		return st;
-	if (host->h_name != NULL && host->h_name[0] != '\0')
-		add_record(res)->text = name_copy(host->h_name);
-	for (char **a = host->h_aliases; a != NULL && *a != NULL; a++) {
-		struct dns_record *rec = add_record(res);
-		if (rec == NULL)
-			break;
-		rec->text = name_copy(*a);
+	/* c-ares lists every PTR name among the aliases and repeats one of
+	 * them as h_name: take the aliases, once each, in answer order. */
+	char *single[] = { host->h_name, NULL };
+	char **names = host->h_aliases != NULL && host->h_aliases[0] != NULL ? host->h_aliases
+									     : single;
+	for (char **a = names; *a != NULL; a++) {
+		bool seen = (*a)[0] == '\0';
+		for (size_t i = 0; i < res->count && !seen; i++)
+			seen = str_eq_nocase(res->records[i].text, *a);
+		struct dns_record *rec = seen ? NULL : add_record(res);
+		if (rec != NULL)
+			rec->text = name_copy(*a);
 	}
 	ares_free_hostent(host);
-	return st;
+	return res->count > 0 ? st : ARES_ENODATA;
 }
 
 static enum dns_status status_of(int ares_status)

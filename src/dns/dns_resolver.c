@@ -513,3 +513,8 @@ void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *stats_r)
 	*stats_r = r->stats;
 	stats_r->cached = r->cache.count;
 }
+
+struct event_base *dns_resolver_base(const struct dns_resolver *r)
+{
+	return r->base;
+}
