@@ -68,6 +68,11 @@ struct policy_reply {
 	 * scan verdict's hits, moved here by the scan check). */
 	strlist_t hits;
 	char check[32];     /* the check that gave the final verdict (policy.c fills it) */
+	/* A refusal at POLICY_CONNECT that the session gives at every RCPT
+	 * instead, after a normal banner: clients handle a refused
+	 * recipient well (a bounce, a log of sender and recipient), a
+	 * refused banner badly (many retry, or try the next MX). */
+	bool at_rcpt;
 };
 
 /* What a check may look at: copies, owned by whoever holds the request. */
@@ -107,10 +112,13 @@ struct policy_check {
 
 #define POLICY_MAX_CHECKS 32
 
+struct dns_resolver;
+
 struct policy_env {
 	const struct config *cfg;
 	const struct recipient_tables *rcpt_tables;
 	struct event_base *base;  /* for checks that wait */
+	struct dns_resolver *dns; /* the worker's resolver (src/dns/dns.h); NULL = no DNS */
 	struct policy_check checks[POLICY_STAGE_COUNT][POLICY_MAX_CHECKS];
 	size_t check_count[POLICY_STAGE_COUNT];
 };
