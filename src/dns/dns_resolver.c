@@ -388,12 +388,21 @@ static void ensure_library(void)
 	}
 }
 
-/* The servers as c-ares reads them: "a:p,[v6]:p,...". */
+/* The servers as c-ares reads them: "a,a:p,v6,[v6]:p,..." (c-ares 1.18
+ * does not take "[v6]" without a port: the brackets go). */
 static char *servers_csv(const strlist_t *servers)
 {
 	buf_t b = BUF_INIT;
-	for (size_t i = 0; i < servers->count; i++)
-		buf_printf(&b, "%s%s", i > 0 ? "," : "", servers->items[i]);
+	for (size_t i = 0; i < servers->count; i++) {
+		const char *s = servers->items[i];
+		size_t n = strlen(s);
+		if (i > 0)
+			buf_putc(&b, ',');
+		if (n > 2 && s[0] == '[' && s[n - 1] == ']')
+			buf_append(&b, s + 1, n - 2);
+		else
+			buf_puts(&b, s);
+	}
 	return buf_steal(&b);
 }
 

@@ -195,6 +195,19 @@ class DnsResolverTest(unittest.TestCase):
                          ["ok", "ok", "ok", "null_mx", "unknown", "unknown", "tempfail",
                           "unknown"])
 
+    def test_server_spellings(self):
+        # c-ares takes "[v6]" only with a port: the resolver drops the
+        # brackets of one written without (a regression test).
+        spellings = ["127.0.0.1:%d" % self.unbound.port]
+        if self.unbound.ipv6:
+            spellings.append("[::1]:%d" % self.unbound.port)
+        for server in spellings:
+            r, = dns_query(server, "A:host.rr.test")
+            self.assertEqual(r["status"], "found", server)
+        for server in ("[::1]", "::1", "127.0.0.1"):  # port 53: nobody there
+            r, = dns_query(server, "A:host.rr.test", timeout_ms=500)
+            self.assertIn(r["status"], ("tempfail", "timeout"), server)
+
     def test_system_resolver_is_the_default(self):
         # No --server: c-ares reads /etc/resolv.conf; an invalid name is
         # answered without asking anyone, so this needs no network.
