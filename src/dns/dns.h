@@ -110,6 +110,10 @@ struct dns_stats {
 };
 
 void dns_options_from_config(const struct config *cfg, struct dns_options *opt_r);
+/* Can a resolver be made from cfg's dns_* keys (c-ares takes the server
+ * list, resolv.conf is readable)? If not, print "FILE:LINE: dns_servers:
+ * ..." to errors and return 1; else 0. */
+int dns_config_check(const struct config *cfg, FILE *errors);
 
 /* A resolver on base. NULL with *err_r (malloc'ed) if c-ares cannot be
  * set up (bad server list, no memory). */

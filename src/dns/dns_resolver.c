@@ -21,12 +21,14 @@
 #include "dns_internal.h"
 
 #include <ares.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../lib/buf.h"
+#include "../lib/diag.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 
@@ -111,6 +113,37 @@ void dns_options_from_config(const struct config *cfg, struct dns_options *opt_r
 	opt_r->tries = (unsigned)cfg->dns_tries;
 	opt_r->cache_size = (size_t)cfg->dns_cache_size;
 	opt_r->negative_ttl_max = (uint32_t)cfg->dns_negative_ttl;
+}
+
+static void report(FILE *errors, const struct config *cfg, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+
+static void report(FILE *errors, const struct config *cfg, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_vprint(errors, cfg->path, config_key_line(cfg, "dns_servers"), fmt, ap);
+	va_end(ap);
+}
+
+int dns_config_check(const struct config *cfg, FILE *errors)
+{
+	struct dns_options opt;
+	struct event_base *base = event_base_new();
+	char *err = NULL;
+	if (base == NULL) {
+		report(errors, cfg, "dns_servers: cannot make an event loop to try them");
+		return 1;
+	}
+	dns_options_from_config(cfg, &opt);
+	struct dns_resolver *r = dns_resolver_new(base, &opt, &err);
+	int problems = r == NULL;
+	if (r == NULL)
+		report(errors, cfg, "dns_servers: %s", err);
+	free(err);
+	dns_resolver_free(&r);
+	event_base_free(base);
+	return problems;
 }
 
 /* ---- c-ares on the loop ------------------------------------------------------- */

@@ -83,6 +83,8 @@ int dnsbl_config_check(const struct config *cfg, FILE *errors)
 		problem(cfg, "dnsbl_reply", errors, "dnsbl_reply: %s", err);
 		problems++;
 	}
+	if (dnsbl_configured(cfg))
+		problems += dns_config_check(cfg, errors);
 	if (dnsbl_configured(cfg) && cfg->dnsbl_timeout >= cfg->policy_timeout) {
 		problem(cfg, "dnsbl_timeout", errors,
 			"dnsbl_timeout: must be shorter than policy_timeout (%llus)",
