@@ -26,6 +26,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "policy/dnsbl.h"
 #include "queue/notice.h"
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
@@ -109,6 +110,7 @@ static int check_config(const char *path)
 	struct recipients_owner owner;
 	int problems = config_load_partial(path, &cfg, stderr);
 	problems += config_check_server_files(&cfg, stderr);
+	problems += dnsbl_config_check(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
 	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
 						     privsep_mailbox_owner(&ps, &owner), stderr);

@@ -39,6 +39,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
@@ -168,7 +169,8 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		return NULL;
 	}
 	g->scan_ready_fd = -1;
-	if (config_check_server_files(&g->cfg, errors) > 0) {
+	if (config_check_server_files(&g->cfg, errors) > 0 ||
+	    dnsbl_config_check(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}

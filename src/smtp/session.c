@@ -219,6 +219,7 @@ static void session_free(struct smtp_session *s)
 	tx_free(&s->tx);
 	tx_free(&s->pending_tx);
 	free(s->pending_helo);
+	free(s->rcpt_refusal);
 	release_io(s);
 	event_free(s->timer);
 	event_free(s->step);
@@ -798,7 +799,17 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
 				 struct smtp_reply *out)
 {
-	if (policy_refuses(v->verdict)) {
+	if (policy_refuses(v->verdict) && v->at_rcpt) {
+		/* The banner as usual; the refusal at every RCPT. */
+		log_info("client=%s connect: refusing every RCPT: code=%d %s reason=%s check=%s%s%s",
+			 s->peer_addr, v->code, v->status, v->reason, v->check,
+			 v->detail[0] ? " " : "", v->detail);
+		s->rcpt_refusal = xmalloc(sizeof(*s->rcpt_refusal));
+		*s->rcpt_refusal = *v;
+		memset(&s->rcpt_refusal->headers, 0, sizeof(s->rcpt_refusal->headers));
+		memset(&s->rcpt_refusal->remove_headers, 0, sizeof(s->rcpt_refusal->remove_headers));
+		memset(&s->rcpt_refusal->hits, 0, sizeof(s->rcpt_refusal->hits));
+	} else if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: connect code=%d %s reason=%s%s%s", s->peer_addr,
 			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
 		reply_set(out, v->code, v->status, "%s", v->text);
