@@ -26,7 +26,9 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "dns/dns.h"
 #include "policy/dnsbl.h"
+#include "policy/restrictions.h"
 #include "queue/notice.h"
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
@@ -123,6 +125,8 @@ static int check_config(const char *path)
 	struct restrictions *restrictions = restrictions_load(&cfg, stderr);
 	if (restrictions == NULL)
 		problems++;
+	else if (restrictions_need_dns(restrictions) && !dnsbl_configured(&cfg))
+		problems += dns_config_check(&cfg, stderr);
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
@@ -310,6 +314,7 @@ int main(int argc, char **argv)
 	}
 	const char *command = argv[1];
 	int rest = take_config_option(argc - 2, argv + 2, &config);
+	restrictions_dns_provide();
 	if (strcmp(command, "serve") == 0 && rest == 0)
 		return master_main(config);
 	if (strcmp(command, "check-config") == 0 && rest == 0)

@@ -39,6 +39,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../dns/dns.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
@@ -190,7 +191,9 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		return NULL;
 	}
 	g->restrictions = restrictions_load(&g->cfg, errors);
-	if (g->restrictions == NULL) {
+	if (g->restrictions == NULL ||
+	    (restrictions_need_dns(g->restrictions) && !dnsbl_configured(&g->cfg) &&
+	     dns_config_check(&g->cfg, errors) > 0)) {
 		generation_free(&g);
 		return NULL;
 	}
