@@ -26,6 +26,9 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "mail/recipients.h"
+#include "dns/dns.h"
+#include "policy/dnsbl.h"
+#include "policy/restrictions.h"
 #include "queue/notice.h"
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
@@ -109,6 +112,7 @@ static int check_config(const char *path)
 	struct recipients_owner owner;
 	int problems = config_load_partial(path, &cfg, stderr);
 	problems += config_check_server_files(&cfg, stderr);
+	problems += dnsbl_config_check(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
 	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
 						     privsep_mailbox_owner(&ps, &owner), stderr);
@@ -121,6 +125,8 @@ static int check_config(const char *path)
 	struct restrictions *restrictions = restrictions_load(&cfg, stderr);
 	if (restrictions == NULL)
 		problems++;
+	else if (restrictions_need_dns(restrictions) && !dnsbl_configured(&cfg))
+		problems += dns_config_check(&cfg, stderr);
 	/* Unreadable files were reported with the settings already. */
 	if (cfg.tls_cert[0] != '\0' && cfg.tls_key[0] != '\0' &&
 	    access(cfg.tls_cert, R_OK) == 0 && access(cfg.tls_key, R_OK) == 0) {
@@ -308,6 +314,7 @@ int main(int argc, char **argv)
 	}
 	const char *command = argv[1];
 	int rest = take_config_option(argc - 2, argv + 2, &config);
+	restrictions_dns_provide();
 	if (strcmp(command, "serve") == 0 && rest == 0)
 		return master_main(config);
 	if (strcmp(command, "check-config") == 0 && rest == 0)

@@ -46,6 +46,12 @@
 #                        loopback only); its system service is never
 #                        started (no service starts during this install)
 #                        and is disabled; without recommends: no Redis
+#   libc-ares-dev        the asynchronous DNS resolver on the smtp workers'
+#                        event loops (src/dns/: DNSBL, reverse DNS, MX)
+#   unbound              the DNS tests' server, started privately with the
+#                        test zones (tests/integration/unbound_peer.py),
+#                        never the system resolver: its services are
+#                        disabled and /etc/resolv.conf is left alone
 set -eu
 # the library of the spam rules' prefilter (see above)
 case "$(dpkg --print-architecture 2>/dev/null)" in
@@ -56,7 +62,8 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       libmagic-dev libpcre2-dev libarchive-dev
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
-      liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd"
+      liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
+      libc-ares-dev unbound"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -132,6 +139,21 @@ case " $missing " in
 		update-rc.d rspamd disable </dev/null >/dev/null 2>&1 || true
 	fi
 	echo "install-deps: rspamd installed for make bench; its system service is disabled"
+	;;
+esac
+# unbound likewise: the tests start their own on a loopback port; the
+# system resolver (and unbound-resolvconf, which would point
+# /etc/resolv.conf at it) must not start.
+case " $missing " in
+*" unbound "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now unbound.service unbound-resolvconf.service \
+			</dev/null >/dev/null 2>&1 || true
+	else
+		/etc/init.d/unbound stop </dev/null >/dev/null 2>&1 || true
+		update-rc.d unbound disable </dev/null >/dev/null 2>&1 || true
+	fi
+	echo "install-deps: unbound installed for the tests; its system service is disabled"
 	;;
 esac
 # The same for ClamAV: clamd and freshclam are never system services here.

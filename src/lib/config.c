@@ -37,6 +37,8 @@ enum key_type {
 	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
 	K_ADDRESSES, /* list of "user@domain", "@domain" or "domain", lower-cased (a strlist_t) */
 	K_WORDS,    /* list of words with its line (struct config_words), read by another module */
+	K_ITEMS,    /* list of items, checked by the module that uses them (a strlist_t) */
+	K_SERVERS,  /* list of numeric addresses, each with an optional port (a strlist_t) */
 };
 
 struct key_def {
@@ -59,6 +61,7 @@ _Static_assert(sizeof(enum virus_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -68,6 +71,7 @@ static const char *const virus_action_words[] = { "reject", "quarantine", "disca
 static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
 static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 static const char *const early_talker_words[] = { "reject", "log", NULL };
+static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -221,6 +225,20 @@ static const struct key_def keys[] = {
 	  0, 0, true, NULL },
 	{ "greylist_ignore_recipients", K_ADDRESSES, OFF(greylist_ignore_recipients), "", 0, 0, true,
 	  NULL },
+	{ "dns_servers", K_SERVERS, OFF(dns_servers), "", 0, 0, true, NULL },
+	{ "dns_timeout", K_DURATION, OFF(dns_timeout), "5s", 1, 300, false, NULL },
+	{ "dns_tries", K_UINT, OFF(dns_tries), "2", 1, 10, false, NULL },
+	{ "dns_cache_size", K_UINT, OFF(dns_cache_size), "10000", 0, 10000000, false, NULL },
+	{ "dns_negative_ttl", K_DURATION, OFF(dns_negative_ttl), "5m", 0, DAY, false, NULL },
+	{ "dnsbl_sites", K_ITEMS, OFF(dnsbl_sites), "", 0, 0, true, NULL },
+	{ "rhsbl_sender_sites", K_ITEMS, OFF(rhsbl_sender_sites), "", 0, 0, true, NULL },
+	{ "dnsbl_threshold", K_UINT, OFF(dnsbl_threshold), "1", 1, 100000, false, NULL },
+	{ "dnsbl_action", K_ENUM, OFF(dnsbl_action), "reject", 0, 0, false, dnsbl_action_words },
+	{ "dnsbl_reply", K_STRING, OFF(dnsbl_reply),
+	  "$rbl_class [$rbl_what] is listed by $rbl_domain${rbl_txt?: $rbl_txt}", 0, 0, false,
+	  NULL },
+	{ "dnsbl_timeout", K_DURATION, OFF(dnsbl_timeout), "5s", 1, 300, false, NULL },
+	{ "dnsbl_fail_open", K_ENUM, OFF(dnsbl_fail_open), "yes", 0, 0, false, yes_no_words },
 };
 
 struct parse_ctx {
@@ -229,7 +247,6 @@ struct parse_ctx {
 	FILE *errors;
 	int error_count;
 	struct config *cfg;
-	unsigned *seen_line; /* per key: the line that set it, 0 = not set */
 	unsigned line; /* of the value being applied; 0 for the defaults */
 };
 
@@ -325,6 +342,61 @@ static const char *parse_one_listen(const char *item, struct listen_addr *la)
 	la->host = xstrdup(host);
 	la->port = xstrdup(colon + 1);
 	la->text = xstrdup(item);
+	return NULL;
+}
+
+/* "addr", "addr:port", "[v6addr]" or "[v6addr]:port" with a numeric
+ * address (a DNS server); NULL = ok. */
+static const char *check_server(const char *item)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *h = item, *port = NULL;
+	size_t hl;
+	unsigned char tmp[16];
+	if (item[0] == '[') {
+		const char *close = strchr(item, ']');
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return "expected [IPv6 address] or [IPv6 address]:port";
+		h = item + 1;
+		hl = (size_t)(close - h);
+		port = close[1] == ':' ? close + 2 : NULL;
+	} else if (inet_pton(AF_INET6, item, tmp) == 1) {
+		hl = strlen(item); /* a bare IPv6 address, the default port */
+	} else {
+		const char *colon = strchr(item, ':');
+		if (colon != NULL && strchr(colon + 1, ':') != NULL)
+			return "an IPv6 address with a port is written [address]:port";
+		hl = colon != NULL ? (size_t)(colon - item) : strlen(item);
+		port = colon != NULL ? colon + 1 : NULL;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return "missing or bad address";
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	bool v4 = inet_pton(AF_INET, host, tmp) == 1;
+	if (!v4 && inet_pton(AF_INET6, host, tmp) != 1)
+		return "address must be a numeric IPv4 or IPv6 address";
+	if (item[0] == '[' && v4)
+		return "brackets are for IPv6 addresses";
+	uint64_t n;
+	if (port != NULL && (!str_parse_uint(port, &n) || n == 0 || n > 65535))
+		return "port must be a number from 1 to 65535";
+	return NULL;
+}
+
+static const char *set_servers(strlist_t *list, const char *value, char **detail_r)
+{
+	strlist_free(list);
+	strlist_split(list, value);
+	for (size_t i = 0; i < list->count; i++) {
+		const char *err = check_server(list->items[i]);
+		if (err != NULL) {
+			buf_t b = BUF_INIT;
+			buf_printf(&b, "\"%s\": %s", list->items[i], err);
+			*detail_r = buf_steal(&b);
+			return "bad server";
+		}
+	}
 	return NULL;
 }
 
@@ -563,6 +635,12 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		w->line = ctx->line;
 		return NULL;
 	}
+	case K_ITEMS:
+		strlist_free(field);
+		strlist_split(field, value);
+		return NULL;
+	case K_SERVERS:
+		return set_servers(field, value, detail_r);
 	}
 	return "internal error: unknown key type";
 }
@@ -624,6 +702,7 @@ static void flush_pending(struct parse_ctx *ctx, struct pending *pend,
 		       pend->key->name, seen_line[idx]);
 	else
 		seen_line[idx] = pend->line;
+	ctx->cfg->key_lines[idx] = pend->line;
 	slice_t v = slice_trim(slice_make(pend->value.data, pend->value.len));
 	char *value = xstrndup(v.ptr, v.len);
 	set_key(ctx, pend->line, pend->key, value);
@@ -670,7 +749,7 @@ static void parse_line(struct parse_ctx *ctx, struct pending *pend,
 static void parse_text(struct parse_ctx *ctx, buf_t *text)
 {
 	struct pending pend = { NULL, 0, BUF_INIT };
-	unsigned *seen_line = ctx->seen_line;
+	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
 	unsigned lineno = 0;
 	char *p = text->data != NULL ? text->data : "";
 	char *end = p + text->len;
@@ -702,19 +781,10 @@ static char *system_hostname(void)
 	return xstrdup(name);
 }
 
-/* The line that set key name (0: it has its default). */
-static unsigned key_line(const struct parse_ctx *ctx, const char *name)
-{
-	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-		if (strcmp(keys[i].name, name) == 0)
-			return ctx->seen_line != NULL ? ctx->seen_line[i] : 0;
-	return 0;
-}
-
 /* The later of the lines that set two keys. */
 static unsigned later_line(const struct parse_ctx *ctx, const char *a, const char *b)
 {
-	unsigned la = key_line(ctx, a), lb = key_line(ctx, b);
+	unsigned la = config_key_line(ctx->cfg, a), lb = config_key_line(ctx->cfg, b);
 	return la > lb ? la : lb;
 }
 
@@ -879,11 +949,11 @@ int config_load_partial(const char *path, struct config *cfg, FILE *errors)
 	/* Absolute base folder, so that paths stay right whatever the
 	 * daemon's working directory becomes. */
 	char *base = realpath(dirname(dir_copy), NULL);
-	unsigned seen_line[ARRAY_LEN(keys)] = { 0 };
-	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg, seen_line, 0 };
+	struct parse_ctx ctx = { path, base != NULL ? base : ".", errors, 0, cfg, 0 };
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path = xstrdup(path);
+	cfg->key_lines = xcalloc(ARRAY_LEN(keys), sizeof(*cfg->key_lines));
 	set_defaults(&ctx);
 	if (ctx.error_count != 0)
 		log_panic("config: built-in defaults do not parse");
@@ -929,6 +999,8 @@ void config_free(struct config *cfg)
 		case K_DOMAINS:
 		case K_PATHS:
 		case K_ADDRESSES:
+		case K_ITEMS:
+		case K_SERVERS:
 			strlist_free(field);
 			break;
 		case K_CIDRS:
@@ -945,6 +1017,15 @@ void config_free(struct config *cfg)
 		}
 	}
 	xfree(&cfg->path);
+	xfree(&cfg->key_lines);
+}
+
+unsigned config_key_line(const struct config *cfg, const char *key)
+{
+	const struct key_def *k = find_key(key);
+	if (k == NULL || cfg->key_lines == NULL)
+		return 0;
+	return cfg->key_lines[k - keys];
 }
 
 /* Every item of a is in b (ASCII case-insensitively)? */
@@ -1018,7 +1099,9 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	case K_DOMAINS:
 	case K_ADDRESSES:
 		return !strlist_within(fa, fb) || !strlist_within(fb, fa);
-	case K_PATHS: {
+	case K_PATHS:
+	case K_ITEMS:
+	case K_SERVERS: {
 		const strlist_t *la = fa, *lb = fb;
 		if (la->count != lb->count)
 			return true;
@@ -1066,7 +1149,9 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		break;
 	case K_DOMAINS:
 	case K_PATHS:
-	case K_ADDRESSES: {
+	case K_ADDRESSES:
+	case K_ITEMS:
+	case K_SERVERS: {
 		const strlist_t *l = field;
 		for (size_t j = 0; j < l->count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", l->items[j]);
@@ -1105,7 +1190,7 @@ void config_print_nondefault(const struct config *cfg, FILE *out)
 	/* The defaults as config_load() completes them: an unset hostname
 	 * is the system's name. */
 	struct config def;
-	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def, NULL, 0 };
+	struct parse_ctx ctx = { "(defaults)", "/", stderr, 0, &def, 0 };
 	memset(&def, 0, sizeof(def));
 	set_defaults(&ctx);
 	free(def.hostname);

@@ -37,6 +37,10 @@ struct config_rate {
 	uint64_t block; /* refuse, and block the client, sender or user for rate_block_time */
 };
 
+/* What a DNS blocklist listing does: refuse (5xx), refuse for now (4xx,
+ * rblsmtpd's temporary mode), or only log. */
+enum dnsbl_action { DNSBL_ACTION_REJECT, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_WARN };
+
 /* A list of words kept with the line it was set on (0: the default), for
  * values another module interprets and reports on as FILE:LINE: the
  * restriction lists (src/policy/restrictions.c). */
@@ -197,6 +201,23 @@ struct config {
 	uint64_t greylist_ipv6_prefix;
 	cidr_list_t greylist_ignore_networks;
 	strlist_t greylist_ignore_recipients; /* "user@domain", "domain" */
+	/* DNS (src/dns/dns.h): the resolver of each smtp worker. */
+	strlist_t dns_servers;     /* "addr", "addr:port", "[v6addr]:port"; none = resolv.conf */
+	uint64_t dns_timeout;      /* seconds one lookup may take, every try included */
+	uint64_t dns_tries;        /* tries per server */
+	uint64_t dns_cache_size;   /* answers kept per worker; 0 = no cache */
+	uint64_t dns_negative_ttl; /* seconds a "no such name/data" answer is kept at most */
+	/* DNS blocklists (src/policy/dnsbl.h): list specs as written, checked
+	 * by dnsbl_config_check() (FILE:LINE through config_key_line). */
+	strlist_t dnsbl_sites;        /* the client's address, at connect */
+	strlist_t rhsbl_sender_sites; /* the sender's domain, at MAIL */
+	uint64_t dnsbl_threshold;     /* a weighted sum from here is a listing */
+	enum dnsbl_action dnsbl_action;
+	char *dnsbl_reply;            /* template of the refusal's text */
+	uint64_t dnsbl_timeout;       /* seconds the lists are waited for */
+	enum config_bool dnsbl_fail_open; /* a list that does not answer counts as "not listed" */
+
+	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };
 
 /* Read and validate path. On success returns 0 and fills *cfg. On failure
@@ -214,6 +235,9 @@ void config_free(struct config *cfg);
  * may run). Problems are printed as "FILE: key: message"; returns their
  * number. */
 int config_check_server_files(const struct config *cfg, FILE *errors);
+/* The line of cfg->path where key was set; 0 if it has its default (or
+ * is no key). For checks made after loading that report FILE:LINE. */
+unsigned config_key_line(const struct config *cfg, const char *key);
 /* Print "key = value" for each key whose value differs from the default. */
 void config_print_nondefault(const struct config *cfg, FILE *out);
 

@@ -152,6 +152,7 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 	memcpy(run->merged.text, one->text, sizeof(one->text));
 	memcpy(run->merged.reason, one->reason, sizeof(one->reason));
 	memcpy(run->merged.detail, one->detail, sizeof(one->detail));
+	run->merged.at_rcpt = one->at_rcpt;
 	for (size_t i = 0; i < one->hits.count; i++)
 		strlist_add(&run->merged.hits, one->hits.items[i]);
 	snprintf(run->merged.check, sizeof(run->merged.check), "%s", run->call.check->name);

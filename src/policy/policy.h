@@ -71,6 +71,11 @@ struct policy_reply {
 	/* More for the log line of a refusal, "key=value" words: which
 	 * restriction of which list, which map and key. */
 	char detail[320];
+	/* A refusal at POLICY_CONNECT that the session gives at every RCPT
+	 * instead, after a normal banner: clients handle a refused
+	 * recipient well (a bounce, a log of sender and recipient), a
+	 * refused banner badly (many retry, or try the next MX). */
+	bool at_rcpt;
 };
 
 /* What a check may look at: copies, owned by whoever holds the request. */
@@ -112,6 +117,7 @@ struct policy_check {
 #define POLICY_MAX_CHECKS 32
 
 struct restrictions;
+struct dns_resolver;
 
 struct policy_env {
 	const struct config *cfg;
@@ -120,6 +126,7 @@ struct policy_env {
 	 * defaults (relay control only). */
 	struct restrictions *restrictions;
 	struct event_base *base;  /* for checks that wait */
+	struct dns_resolver *dns; /* the worker's resolver (src/dns/dns.h); NULL = no DNS */
 	struct policy_check checks[POLICY_STAGE_COUNT][POLICY_MAX_CHECKS];
 	size_t check_count[POLICY_STAGE_COUNT];
 };

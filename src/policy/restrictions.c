@@ -650,3 +650,14 @@ void restriction_subject(const struct restriction_ctx *ctx, enum restriction_lis
 		return;
 	}
 }
+
+bool restrictions_need_dns(const struct restrictions *r)
+{
+	if (r == NULL)
+		return false;
+	for (size_t l = 0; l < RLIST_COUNT; l++)
+		for (size_t i = 0; i < r->lists[l].count; i++)
+			if (r->lists[l].items[i].type->needs & RESTRICTION_NEEDS_DNS)
+				return true;
+	return false;
+}

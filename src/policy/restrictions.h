@@ -85,6 +85,7 @@ enum restriction_arg_kind {
 enum restriction_needs {
 	RESTRICTION_NEEDS_NOTHING = 0,
 	RESTRICTION_NEEDS_RCPT = 1 << 0, /* a recipient: not in data_restrictions */
+	RESTRICTION_NEEDS_DNS = 1 << 1,  /* the worker's resolver (policy_env.dns) */
 };
 
 /*
@@ -116,6 +117,15 @@ struct restriction_type {
  * compiled set. Returns false if the built-in vocabulary already has a
  * working restriction of that name. */
 bool restrictions_provide(const struct restriction_type *type);
+
+/* Provide the DNS restrictions (restrictions_dns.c): reject_rbl_client,
+ * reject_rhsbl_sender, reject_unknown_client(_hostname),
+ * reject_unknown_sender_domain, reject_unknown_recipient_domain. Once
+ * per process, before the first restrictions_load(). */
+void restrictions_dns_provide(void);
+/* Does any list of r name a restriction that needs DNS? (The worker then
+ * makes a resolver; check-config checks dns_servers.) */
+bool restrictions_need_dns(const struct restrictions *r);
 
 const struct policy_request *restriction_request(const struct restriction_ctx *ctx);
 const struct policy_env *restriction_env(const struct restriction_ctx *ctx);

@@ -5,8 +5,9 @@
  * reject_unauth_destination 554 5.7.1 (defer_unauth_destination 450),
  * the FQDN checks 504 5.5.2, reject_invalid_helo 501 5.5.2, access maps
  * 554/450 unless the value gives its own. The names of the DNS
- * restrictions are known, so that naming them is a clear error until
- * the DNS layer provides them (restrictions_provide).
+ * restrictions are known, so that naming them is a clear error in a
+ * process that was not given them (restrictions_dns.c provides them,
+ * through restrictions_provide, from main()).
  *
  * RFCs: 5321 sections 2.3.5 (domain names), 4.1.3 (address literals),
  * 4.1.1.3 (<Postmaster>). Input: requests with untrusted client data

@@ -44,6 +44,8 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../dns/dns.h"
+#include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
@@ -177,7 +179,8 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		return NULL;
 	}
 	g->scan_ready_fd = -1;
-	if (config_check_server_files(&g->cfg, errors) > 0) {
+	if (config_check_server_files(&g->cfg, errors) > 0 ||
+	    dnsbl_config_check(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -197,7 +200,9 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		return NULL;
 	}
 	g->restrictions = restrictions_load(&g->cfg, errors);
-	if (g->restrictions == NULL) {
+	if (g->restrictions == NULL ||
+	    (restrictions_need_dns(g->restrictions) && !dnsbl_configured(&g->cfg) &&
+	     dns_config_check(&g->cfg, errors) > 0)) {
 		generation_free(&g);
 		return NULL;
 	}

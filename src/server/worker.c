@@ -30,9 +30,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../dns/dns.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../policy/dnsbl.h"
 #include "../policy/limits.h"
+#include "../policy/restrictions.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
 #include "../smtp/session.h"
@@ -253,6 +256,19 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.cfg = cfg;
 	policy_env_init(&w.srv.policy, cfg, rcpt, w.srv.base);
 	w.srv.policy.restrictions = links->restrictions;
+	struct dnsbl_checks *dnsbl = NULL;
+	if (dnsbl_configured(cfg) || restrictions_need_dns(links->restrictions)) {
+		struct dns_options dns_opt;
+		char *err = NULL;
+		dns_options_from_config(cfg, &dns_opt);
+		w.srv.policy.dns = dns_resolver_new(w.srv.base, &dns_opt, &err);
+		if (w.srv.policy.dns == NULL)
+			log_fatal("cannot set up the DNS resolver: %s", err);
+		if (dnsbl_configured(cfg)) {
+			dnsbl = dnsbl_checks_new(cfg, w.srv.policy.dns);
+			dnsbl_checks_register(dnsbl, &w.srv.policy);
+		}
+	}
 	struct scan_client *scan = NULL;
 	if (links->scan) {
 		char *path = scan_socket_path(cfg->spool_dir);
@@ -310,6 +326,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
 	scan_client_free(&scan);
+	dnsbl_checks_free(&dnsbl);
+	dns_resolver_free(&w.srv.policy.dns);
 	event_base_free(w.srv.base);
 	log_info("smtp worker exiting");
 	return 0;

@@ -6,7 +6,9 @@
  *      and answers with the open sessions in total and of the client's
  *      network and the client's connection rate and block; beyond a
  *      limit, 421 and the end;
- *   2. the connect checks (POLICY_CONNECT), which may wait (DNS);
+ *   2. the connect checks (POLICY_CONNECT), which may wait (DNS); a
+ *      refusal they mark at_rcpt (a DNS blocklist) is given at every RCPT
+ *      instead, and the greeting goes on;
  *   3. greet_pause: the banner waits that long more;
  *   4. the banner, unless the client has talked: a client that sends
  *      anything before the banner (during any of the steps above, or with
@@ -30,6 +32,7 @@
 #include <sys/socket.h>
 
 #include "../lib/log.h"
+#include "../lib/xalloc.h"
 
 #define EXCERPT_MAX 40
 
@@ -106,12 +109,22 @@ static enum step banner(struct smtp_session *s, struct smtp_reply *out)
 }
 
 /* The connect verdict: a refusal and the end, the greet pause, or the
- * banner. */
+ * banner. A refusal marked at_rcpt (a DNS blocklist listing) is kept and
+ * given at every RCPT; the session goes on to its banner. */
 static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
 				 struct smtp_reply *out)
 {
 	const struct config *cfg = s->srv->cfg;
-	if (policy_refuses(v->verdict)) {
+	if (policy_refuses(v->verdict) && v->at_rcpt) {
+		log_info("client=%s connect: refusing every RCPT: code=%d %s reason=%s check=%s%s%s",
+			 s->peer_addr, v->code, v->status, v->reason, v->check,
+			 v->detail[0] ? " " : "", v->detail);
+		s->rcpt_refusal = xmalloc(sizeof(*s->rcpt_refusal));
+		*s->rcpt_refusal = *v;
+		memset(&s->rcpt_refusal->headers, 0, sizeof(s->rcpt_refusal->headers));
+		memset(&s->rcpt_refusal->remove_headers, 0, sizeof(s->rcpt_refusal->remove_headers));
+		memset(&s->rcpt_refusal->hits, 0, sizeof(s->rcpt_refusal->hits));
+	} else if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: connect code=%d %s reason=%s%s%s", s->peer_addr,
 			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
 		s->greeted = true;

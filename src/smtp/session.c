@@ -284,6 +284,7 @@ static void session_free(struct smtp_session *s)
 	tx_free(&s->tx);
 	tx_free(&s->pending_tx);
 	free(s->pending_helo);
+	free(s->rcpt_refusal);
 	release_io(s);
 	event_free(s->timer);
 	event_free(s->step);

@@ -148,6 +148,9 @@ struct smtp_session {
 	bool repeated_hello;         /* the HELO/EHLO in progress is not the first */
 	unsigned mails_since_message; /* MAIL accepted since the last message */
 	struct smtp_tx *pending_tx;  /* MAIL */
+	/* A connect verdict that refuses at every RCPT (at_rcpt: a DNS
+	 * blocklist listing), kept until the session ends; NULL = none. */
+	struct policy_reply *rcpt_refusal;
 	struct mail_address pending_rcpt;
 	struct smtp_command pending_bdat;
 };

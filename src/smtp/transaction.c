@@ -235,6 +235,8 @@ enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
 		return STEP_REPLY;
 	}
 	s->pending_rcpt = cmd->path;
+	if (s->rcpt_refusal != NULL) /* decided at connect (a DNS blocklist) */
+		return rcpt_verdict(s, s->rcpt_refusal, out);
 	struct policy_request req;
 	session_request(s, POLICY_RCPT, &req);
 	req.has_rcpt = true;

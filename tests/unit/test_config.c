@@ -467,6 +467,47 @@ static void test_spam_max_text(void **state)
 		     "postern.conf:2: spam_max_text");
 }
 
+static void test_dns_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.dns_servers.count, 0); /* resolv.conf */
+	assert_int_equal(cfg.dns_timeout, 5);
+	assert_int_equal(cfg.dns_tries, 2);
+	assert_int_equal(cfg.dns_cache_size, 10000);
+	assert_int_equal(cfg.dns_negative_ttl, 300);
+	assert_int_equal(cfg.dnsbl_sites.count, 0);
+	assert_int_equal(cfg.dnsbl_threshold, 1);
+	assert_int_equal(cfg.dnsbl_action, DNSBL_ACTION_REJECT);
+	assert_int_equal(cfg.dnsbl_timeout, 5);
+	assert_int_equal(cfg.dnsbl_fail_open, CONFIG_YES);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\n"
+			      "dns_servers = 127.0.0.1, 127.0.0.1:5353 ::1 [::1] [2001:db8::53]:53\n"
+			      "dnsbl_sites = bl.test=127.0.0.[2..11]*3,\n  wl.test*-2\n"
+			      "dnsbl_action = tempfail\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.dns_servers.count, 5);
+	assert_string_equal(cfg.dns_servers.items[4], "[2001:db8::53]:53");
+	assert_int_equal(cfg.dnsbl_sites.count, 2);
+	assert_string_equal(cfg.dnsbl_sites.items[1], "wl.test*-2");
+	assert_int_equal(cfg.dnsbl_action, DNSBL_ACTION_TEMPFAIL);
+	assert_int_equal(config_key_line(&cfg, "dnsbl_sites"), 3);
+	config_free(&cfg);
+	static const char *const bad[] = {
+		"dns.example.test", "127.0.0.1:0", "127.0.0.1:65536", "::1]:53", "[127.0.0.1]:53",
+		"[::1", "[::1]x", "127.0.0.1:", "300.0.0.1",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[200];
+		snprintf(text, sizeof(text), "hostname = mx.example.test\ndns_servers = %s\n", bad[i]);
+		expect_error(text, "postern.conf:2: dns_servers: bad server");
+	}
+	expect_error("hostname = mx.example.test\ndnsbl_action = drop\n",
+		     "postern.conf:2: dnsbl_action");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_written_differently_are_not_changes),
 		cmocka_unit_test(test_changes_are_listed),
 		cmocka_unit_test(test_antivirus_keys),
+		cmocka_unit_test(test_dns_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -490,6 +490,35 @@ static void test_error_delays_grow_then_421(void **state)
 	stop();
 }
 
+/* A connect refusal marked at_rcpt (a DNS blocklist listing): the banner
+ * as usual, the session goes on, every RCPT gets the refusal, nothing
+ * is queued. */
+static void test_connect_refusal_given_at_rcpt(void **state)
+{
+	(void)state;
+	start(POLICY_CONNECT, "");
+	pump(50);
+	assert_non_null(fx.fake.call);
+	policy_call_reply(fx.fake.call)->at_rcpt = true;
+	finish(POLICY_REJECT, 554, "5.7.1", "Client host [192.0.2.1] is listed by bl.test");
+	expect_lines(1, "220 mx.example.test ESMTP");
+	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+	    "RCPT TO:<postmaster>\r\nDATA\r\n");
+	expect_lines(7, "250-mx.example.test");
+	expect_lines(1, "250 2.1.0 Ok");
+	expect_lines(1, "554 5.7.1 Client host [192.0.2.1] is listed by bl.test");
+	expect_lines(1, "554 5.7.1 Client host [192.0.2.1] is listed by bl.test");
+	expect_lines(1, "554 5.5.1 "); /* no valid recipients */
+	say("RSET\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<alice@example.test>\r\nQUIT\r\n");
+	expect_lines(1, "250 2.0.0 Ok");
+	expect_lines(1, "250 2.1.0 Ok");
+	expect_lines(1, "554 5.7.1 Client host [192.0.2.1] is listed by bl.test");
+	expect_lines(1, "221 2.0.0 Bye");
+	assert_int_equal(fx.fake.asked, 1);
+	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
 /* One message through, the fake check at the end of data answering v. */
 static void message_with_verdict(enum policy_verdict v, int code, const char *status,
 				 const char *expect)
@@ -920,6 +949,7 @@ int main(void)
 		cmocka_unit_test(test_unauth_pipelining_after_helo_lets_quit_through),
 		cmocka_unit_test(test_pipelining_after_the_ehlo_reply),
 		cmocka_unit_test(test_error_delays_grow_then_421),
+		cmocka_unit_test(test_connect_refusal_given_at_rcpt),
 		cmocka_unit_test(test_eod_reject_and_tempfail),
 		cmocka_unit_test(test_eod_accept_discard_hold_quarantine),
 		cmocka_unit_test(test_eod_tag_removes_then_adds_header_records),
