@@ -10,8 +10,8 @@
 #   * starttls  banner, EHLO, STARTTLS, TLS handshake, then silence (the
 #               TLS state of every session on top: what most real senders
 #               cost).
-# Per session = (sum of the workers' VmRSS with the sessions open - sum
-# before) / sessions open; the same for Pss. The server's open-file limit
+# Per session = (sum of the smtp workers' and the anvil's VmRSS with the
+# sessions open - sum before) / sessions open; the same for Pss. The server's open-file limit
 # is raised by postern itself (worker_connections); the client raises its
 # own to the hard limit.
 #
@@ -130,6 +130,8 @@ for mode in $MODES; do
 	fi
 	sleep 1
 	workers=$(sed -nE 's/.*postern\/smtp\[([0-9]+)\]: info: smtp worker ready.*/\1/p' "$srvlog" | sort -u | tr '\n' ' ')
+	# the anvil counts every session too (its table grows with them)
+	workers="$workers$(sed -nE 's/.*postern\/anvil\[([0-9]+)\]: info: anvil ready.*/\1/p' "$srvlog" | head -1)"
 	read -r rss0 pss0 < <(mem_sum $workers)
 	fifo="$DIR/fifo-$mode"
 	mkfifo "$fifo"
@@ -146,7 +148,7 @@ for mode in $MODES; do
 	sleep 2 # let the workers settle
 	read -r rss1 pss1 < <(mem_sum $workers)
 	json=$(head -1 "$DIR/client-$mode.json")
-	record "$mode: client $json; workers $workers: VmRSS $rss0 -> $rss1 kB, Pss $pss0 -> $pss1 kB"
+	record "$mode: client $json; smtp workers and anvil $workers: VmRSS $rss0 -> $rss1 kB, Pss $pss0 -> $pss1 kB"
 	[ -s "$DIR/client-$mode.err" ] && record "  client stderr: $(head -3 "$DIR/client-$mode.err" | tr '\n' ' ')"
 	n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["sessions"])' "${json:-{\}}" 2>/dev/null)
 	n=${n:-0}
@@ -168,7 +170,7 @@ done
 
 {
 	echo "postern idle SMTP sessions, $(date -u +%F) - $(nproc) CPU, kernel $(uname -r), $("$POSTERN_BIN" version 2>/dev/null)"
-	echo "2 smtp workers; per session = (sum of the workers' memory with the sessions open - before) / sessions open"
+	echo "2 smtp workers and the anvil; per session = (sum of their memory with the sessions open - before) / sessions open"
 	echo
 	printf '%-10s | %9s | %9s | %23s | %21s | %12s | %12s\n' mode sessions "open in s" "VmRSS kB before -> with" "Pss kB before -> with" "VmRSS/sess" "Pss/sess"
 	for mode in $MODES; do
