@@ -33,7 +33,10 @@ def smtp_workers(srv, n=2):
 @contextlib.contextmanager
 def only_worker(srv, pid):
     """Stop every other smtp worker while the block runs: connections
-    made meanwhile are accepted by pid."""
+    made meanwhile are accepted by pid, provided the block lasts until
+    pid has accepted them (the kernel completes a connection before any
+    worker accepts it: read its greeting, or wait for its connect line
+    with worker_of, inside the block)."""
     others = [p for p in srv.role_pids("smtp") if p != pid]
     for p in others:
         os.kill(p, signal.SIGSTOP)

@@ -124,8 +124,10 @@ class RatesTest(PosternTestCase):
             self.assertEqual(c.greeting.code, 220)
             c.cmd("QUIT")
             c.close()
+        offset = srv.log_size()
         with only_worker(srv, b):
             c = connect_from(srv, "127.0.0.2", greet=False)
+            self.assertEqual(worker_of(srv, c, offset), b)  # accepted before b's peers resume
         self.addCleanup(c.close)
         r = c.reply()
         self.assertEqual((r.code, r.status), (421, "4.7.1"), r)
