@@ -199,6 +199,10 @@ struct scan_stage {
 	/* Free ctx (the stage is going away). */
 	void (*free)(void *ctx);
 	void *ctx;
+	/* The stage never reads the parts' sniffed types (sniffed_type) nor
+	 * archive bytes: when no stage does, the MIME pass skips libmagic and
+	 * keeps no archive bytes. */
+	bool ignores_types;
 };
 
 /*

@@ -376,5 +376,6 @@ int scan_spam_stage_new(const struct config *cfg, struct scan_stage *stage_r, ch
 	stage_r->stale = stage_stale;
 	stage_r->free = stage_free;
 	stage_r->ctx = st;
+	stage_r->ignores_types = true;  /* text parts and header fields only */
 	return 0;
 }
