@@ -54,6 +54,18 @@ static uint32_t since_us(uint64_t start)
 
 /* ---- building ------------------------------------------------------------------ */
 
+static bool one_process;
+
+void scan_pipeline_set_one_process(bool one)
+{
+	one_process = one;
+}
+
+bool scan_pipeline_one_process(void)
+{
+	return one_process;
+}
+
 /* One MIME pass over a tiny message with a binary part, so that libmagic's
  * handles (opened once per process, on first use, by the parser) are
  * opened now, in the scan master: the scanners forked after share them. */

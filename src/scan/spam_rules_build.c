@@ -20,6 +20,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "spam_hs_cache.h"
 #include "spam_rules_impl.h"
 
 #define ERR_MAX 512
@@ -166,7 +167,7 @@ static bool compile_rule(struct spam_parse *ps, struct spam_rule *r)
 	if (r->kind == SPAM_RK_BODY)
 		opts |= PCRE2_MULTILINE;
 	char err[ERR_MAX];
-	r->re = spam_regex_compile(r->pattern, opts, err, sizeof(err));
+	r->re = spam_regex_compile(r->pattern, opts, !ps->lazy_jit, err, sizeof(err));
 	if (r->re == NULL) {
 		spam_parse_problem(ps, r->file, r->line, SPAM_SKIP_REGEX, NULL, "%s: %s", r->name, err);
 		return false;
@@ -257,7 +258,50 @@ static int meta_call(void *vctx, const char *fn, size_t fnlen, const char *arg, 
 
 /* ---- the views' prefilters ---------------------------------------------------------- */
 
-static void build_prefilter(struct spam_rules *set, enum spam_view v)
+/* The key of a view's literal database in the cache: how it is compiled
+ * and every literal with its flags, in id order. */
+static void literals_key(const char *const *exprs, const unsigned *flags, const size_t *lens,
+			 size_t n, buf_t *key)
+{
+	buf_printf(key, "literals mode=%u n=%zu\n", (unsigned)HS_MODE_BLOCK, n);
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(key, "%u %zu ", flags[i], lens[i]);
+		buf_append(key, exprs[i], lens[i]);
+		buf_putc(key, '\n');
+	}
+}
+
+/* The view's literal database: from the cache, or compiled (and put in
+ * it). NULL when Hyperscan cannot build it. */
+static hs_database_t *literal_db(struct spam_hs_cache *cache, const char *const *exprs,
+				 const unsigned *flags, const unsigned *ids, const size_t *lens,
+				 size_t n)
+{
+	buf_t key = BUF_INIT;
+	literals_key(exprs, flags, lens, n, &key);
+	hs_database_t *db = NULL;
+	uint64_t size;
+	enum spam_hs_status st = spam_hs_cache_get(cache, SPAM_HS_KIND_LITERALS, key.data, key.len,
+						   &db, &size);
+	if (st == SPAM_HS_MISS) {
+		hs_compile_error_t *cerr = NULL;
+		if (hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n, HS_MODE_BLOCK, NULL,
+					 &db, &cerr) != HS_SUCCESS) {
+			log_warn("spam rules: the prefilter cannot be built (%s): every regex runs",
+				 cerr != NULL ? cerr->message : "?");
+			hs_free_compile_error(cerr);
+			db = NULL;
+		} else {
+			spam_hs_cache_put(cache, SPAM_HS_KIND_LITERALS, key.data, key.len,
+					  SPAM_HS_COMPILED, db, 0);
+		}
+	}
+	buf_free(&key);
+	return db;
+}
+
+static void build_prefilter(struct spam_rules *set, enum spam_view v,
+			    struct spam_hs_cache *cache)
 {
 	struct spam_prefilter *pf = &set->views[v];
 	/* sizes first: one allocation each */
@@ -271,6 +315,10 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 	}
 	if (rules == 0)
 		return;
+	/* In the body every occurrence counts: a body rule then reads only
+	 * the lines that hold one of its literals (its matches cannot cross
+	 * a line). Elsewhere the first tells enough. */
+	pf->every_match = v == SPAM_VIEW_BODY;
 	pf->all = xcalloc(rules, sizeof(uint32_t));
 	pf->always = xcalloc(rules, sizeof(uint32_t));
 	pf->lit_rule = xcalloc(lits + 1, sizeof(uint32_t));
@@ -280,7 +328,7 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 	size_t *lens = xcalloc(lits + 1, sizeof(*lens));
 	size_t n = 0;
 	for (size_t i = 0; i < set->first_meta; i++) {
-		const struct spam_rule *r = &set->rules[i];
+		struct spam_rule *r = &set->rules[i];
 		if (r->view != v)
 			continue;
 		pf->all[pf->all_count++] = (uint32_t)i;
@@ -289,10 +337,12 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 			pf->always[pf->always_count++] = (uint32_t)i;
 			continue;
 		}
+		r->narrow = pf->every_match && spam_narrow_eligible(r->pattern);
 		for (size_t k = 0; k < r->lits.count; k++) {
 			exprs[n] = r->lits.items[k].text;
 			lens[n] = r->lits.items[k].len;
-			flags[n] = HS_FLAG_SINGLEMATCH | (r->lits.items[k].caseless ? HS_FLAG_CASELESS : 0);
+			flags[n] = (pf->every_match ? 0 : HS_FLAG_SINGLEMATCH) |
+				   (r->lits.items[k].caseless ? HS_FLAG_CASELESS : 0);
 			ids[n] = (unsigned)n;
 			pf->lit_rule[n] = (uint32_t)i;
 			n++;
@@ -300,16 +350,13 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 	}
 	pf->lit_count = n;
 	if (n > 0) {
-		hs_compile_error_t *cerr = NULL;
-		if (hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n, HS_MODE_BLOCK, NULL,
-					 &pf->db, &cerr) != HS_SUCCESS) {
+		pf->db = literal_db(cache, exprs, flags, ids, lens, n);
+		if (pf->db == NULL) {
 			/* Not expected for plain literals; run every rule then. */
-			log_warn("spam rules: the prefilter cannot be built (%s): every regex runs",
-				 cerr != NULL ? cerr->message : "?");
-			hs_free_compile_error(cerr);
-			pf->db = NULL;
 			memcpy(pf->always, pf->all, pf->all_count * sizeof(uint32_t));
 			pf->always_count = pf->all_count;
+			for (size_t i = 0; i < pf->all_count; i++)
+				set->rules[pf->all[i]].narrow = false;
 		} else if (hs_alloc_scratch(pf->db, &set->scratch) != HS_SUCCESS) {
 			log_fatal("spam rules: out of memory for the prefilter");
 		}
@@ -585,8 +632,24 @@ struct spam_rules *spam_rules_build(struct spam_parse *ps)
 	write_summaries(ps);
 	ps->files = NULL;
 	ps->file_count = 0;
+	char *why = NULL;
+	struct spam_hs_cache *cache = spam_hs_cache_load(ps->cache_path, &why);
+	if (why != NULL)
+		log_info("spam rules: the compiled-database cache %s is not used (%s): it is "
+			 "built again", ps->cache_path, why);
+	free(why);
 	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++)
-		build_prefilter(set, v);
+		build_prefilter(set, v, cache);
+	spam_gates_build(set, cache);
+	if (spam_hs_cache_save(cache, &why) < 0)
+		log_info("spam rules: the compiled-database cache is not kept: %s", why);
+	free(why);
+	spam_hs_cache_free(&cache);
+	if (ps->lazy_jit) {
+		set->jit_pending = xcalloc(set->count + 1, 1);
+		for (size_t i = 0; i < set->count; i++)
+			set->jit_pending[i] = set->rules[i].re != NULL;
+	}
 	init_matching(set);
 	return set;
 }

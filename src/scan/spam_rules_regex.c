@@ -101,7 +101,8 @@ int spam_regex_split(const char *s, char **pattern_r, uint32_t *opts_r, const ch
 	return 0;
 }
 
-pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, char *err, size_t errlen)
+pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, bool jit, char *err,
+			       size_t errlen)
 {
 	int code;
 	PCRE2_SIZE offset;
@@ -113,8 +114,34 @@ pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, char *err, si
 		snprintf(err, errlen, "bad regex at offset %zu: %s", (size_t)offset, (char *)msg);
 		return NULL;
 	}
-	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  /* the interpreter serves if JIT cannot */
+	if (jit)
+		(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  /* the interpreter serves if JIT cannot */
 	return re;
+}
+
+/* ---- what a regex looks at ------------------------------------------------------ */
+
+bool spam_regex_has_escape(const char *pattern, char letter)
+{
+	for (const char *p = pattern; (p = strchr(p, '\\')) != NULL; p += 2) {
+		if (p[1] == letter)
+			return true;
+		if (p[1] == '\0')
+			break;
+	}
+	return false;
+}
+
+/* Read conservatively: the text of such a construct anywhere (in a class,
+ * after a backslash) is enough to say no, which only costs speed. */
+bool spam_narrow_eligible(const char *pattern)
+{
+	static const char escapes[] = "zZKG";
+	for (const char *e = escapes; *e != '\0'; e++)
+		if (spam_regex_has_escape(pattern, *e))
+			return false;
+	return strstr(pattern, "(?=") == NULL && strstr(pattern, "(?!") == NULL &&
+	       strstr(pattern, "(*") == NULL && strstr(pattern, "(?C") == NULL;
 }
 
 /* ---- literal analysis ------------------------------------------------------ */
@@ -167,7 +194,9 @@ static struct lit_info info_none(void)
 
 static void info_add(struct lit_info *a, const char *text, size_t len, bool caseless)
 {
-	a->items = xreallocarray(a->items, a->count + 1, sizeof(*a->items));
+	/* items grow in powers of two (only info_add makes them) */
+	if ((a->count & (a->count - 1)) == 0)
+		a->items = xreallocarray(a->items, a->count ? a->count * 2 : 1, sizeof(*a->items));
 	struct spam_lit *l = &a->items[a->count++];
 	l->text = xmalloc(len + 1);
 	memcpy(l->text, text, len);
@@ -198,6 +227,15 @@ static struct lit_info info_chars(const unsigned char *set, bool caseless)
 		char ch = (char)key;
 		info_add(&a, &ch, 1, caseless && isalpha(c));
 	}
+	return a;
+}
+
+/* One character, as info_chars would give it. */
+static struct lit_info info_char(int c, bool caseless)
+{
+	struct lit_info a = { LIT_EXACT, NULL, 0 };
+	char ch = (char)(caseless ? tolower(c) : c);
+	info_add(&a, &ch, 1, caseless && isalpha(c));
 	return a;
 }
 
@@ -745,14 +783,10 @@ static struct lit_info parse_piece(struct lit_parser *p, bool *end_r)
 		} else if (v < 0) {
 			a = info_none();
 		} else {
-			unsigned char set[256] = { 0 };
-			set[v] = 1;
-			a = info_chars(set, p->caseless);
+			a = info_char(v, p->caseless);
 		}
 	} else {
-		unsigned char set[256] = { 0 };
-		set[(unsigned char)c] = 1;
-		a = info_chars(set, p->caseless);
+		a = info_char((unsigned char)c, p->caseless);
 	}
 	skip_extended_space(p);
 	unsigned min;
