@@ -104,6 +104,11 @@ static uint64_t identity(void)
 	return h;
 }
 
+uint64_t spam_hs_cache_identity(void)
+{
+	return identity();
+}
+
 static uint64_t key_hash(uint32_t kind, const void *key, size_t len)
 {
 	return XXH64(key, len, KEY_SEED + kind);
@@ -164,6 +169,14 @@ struct spam_hs_cache *spam_hs_cache_new(void)
 size_t spam_hs_cache_entries(const struct spam_hs_cache *c)
 {
 	return c != NULL ? c->count : 0;
+}
+
+void spam_hs_cache_entry_key(const struct spam_hs_cache *c, size_t i, enum spam_hs_kind *kind_r,
+			     const void **key_r, size_t *len_r)
+{
+	*kind_r = (enum spam_hs_kind)c->entries[i].kind;
+	*key_r = c->entries[i].key;
+	*len_r = c->entries[i].key_len;
 }
 
 static void entry_release(struct entry *e)
@@ -248,7 +261,8 @@ int spam_hs_cache_parse(struct spam_hs_cache *c, const unsigned char *data, size
 		snprintf(why, why_len, "%zu bytes after the last entry", len - pos);
 		goto bad;
 	}
-	qsort(c->entries, c->count, sizeof(*c->entries), by_hash);
+	if (c->count > 1)
+		qsort(c->entries, c->count, sizeof(*c->entries), by_hash);
 	c->sorted = c->count;
 	return 0;
 bad:

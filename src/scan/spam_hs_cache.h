@@ -84,5 +84,10 @@ int spam_hs_cache_parse(struct spam_hs_cache *c, const unsigned char *data, size
 			char *why, size_t why_len);
 /* An empty cache that is never saved (the fuzzer's). */
 struct spam_hs_cache *spam_hs_cache_new(void);
+/* The identity a file must carry to be read here (the fuzzer's). */
+uint64_t spam_hs_cache_identity(void);
+/* Entry i's kind and key (i < spam_hs_cache_entries; the fuzzer's). */
+void spam_hs_cache_entry_key(const struct spam_hs_cache *c, size_t i, enum spam_hs_kind *kind_r,
+			     const void **key_r, size_t *len_r);
 
 #endif

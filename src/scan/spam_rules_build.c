@@ -337,7 +337,7 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v,
 			pf->always[pf->always_count++] = (uint32_t)i;
 			continue;
 		}
-		r->narrow = pf->every_match && spam_narrow_eligible(r->pattern);
+		r->narrow = pf->every_match && spam_narrow_eligible(r->pattern, r->pcre_opts);
 		for (size_t k = 0; k < r->lits.count; k++) {
 			exprs[n] = r->lits.items[k].text;
 			lens[n] = r->lits.items[k].len;

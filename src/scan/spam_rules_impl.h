@@ -349,10 +349,14 @@ void spam_rules_set_plain(struct spam_rules *rules, bool plain);
 struct spam_hs_cache;
 bool spam_gate_eligible(const struct spam_rule *r);
 void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache);
+/* Tests and fuzzers: give every eligible regex a gate, however it
+ * measured (within the size bounds). */
+void spam_gates_test_all(bool all);
 /* May a body rule with literals run only on the lines that hold one? Not
  * when its regex looks past the end of the subject or before where the
- * match starts (\z, \Z, \K, \G, lookaheads, backtracking verbs). */
-bool spam_narrow_eligible(const char *pattern);
+ * match starts (\z, \Z, \K, \G, backtracking verbs, a lookahead that may
+ * match a newline). opts: the PCRE2 options it is compiled with. */
+bool spam_narrow_eligible(const char *pattern, uint32_t opts);
 /* Does the pattern hold the escape backslash-letter (not counting an escaped
  * backslash)? */
 bool spam_regex_has_escape(const char *pattern, char letter);
@@ -407,6 +411,8 @@ struct spam_run {
 	int64_t date;          /* the Date field, seconds since the epoch, or INT64_MIN */
 	bool recv_done;
 	int64_t recv_date;     /* the newest Received field's date, or INT64_MIN */
+	bool upper_done;
+	double upper_pct;      /* capitals among the letters of the body's word lines, or < 0 */
 };
 #define SPAM_RUN_PENDING 0
 #define SPAM_RUN_DONE 1    /* ran (value says whether it hit) */

@@ -132,16 +132,146 @@ bool spam_regex_has_escape(const char *pattern, char letter)
 	return false;
 }
 
+/* Escapes that may match a newline (or stand for what may: a code, a
+ * back-reference, a property, quoted text). */
+static bool escape_may_match_newline(char c)
+{
+	return strchr("nsvRWDHXCxocpPgkQ0123456789", c) != NULL;
+}
+
+/* May s[0..n) (a lookahead's body) match a newline anywhere? Read
+ * conservatively: anything not understood says yes. */
+static bool may_match_newline(const char *s, size_t n, bool dotall)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\\') {
+			if (i + 1 >= n || escape_may_match_newline(s[i + 1]))
+				return true;
+			i++;
+		} else if (c == '.') {
+			if (dotall)
+				return true;
+		} else if (c == '[') {
+			if (i + 1 < n && s[i + 1] == '^')
+				return true;  /* a negated class takes newlines */
+			size_t k = i + 1;
+			if (k < n && s[k] == ']')
+				k++;  /* a leading ] is a member */
+			for (; k < n && s[k] != ']'; k++) {
+				if (s[k] == '\\') {
+					if (k + 1 >= n || escape_may_match_newline(s[k + 1]))
+						return true;
+					k++;
+				} else if (s[k] == '[' && k + 1 < n && s[k + 1] == ':') {
+					const char *name = s + k + 2;
+					if (*name == '^' || strncmp(name, "space:", 6) == 0 ||
+					    strncmp(name, "cntrl:", 6) == 0)
+						return true;
+					const char *e = memchr(name, ']', n - (size_t)(name - s));
+					if (e == NULL)
+						return true;
+					k = (size_t)(e - s);
+				} else if ((unsigned char)s[k] < 0x20) {
+					return true;
+				}
+			}
+			if (k >= n)
+				return true;
+			i = k;
+		} else if (c == '(' && i + 2 < n && s[i + 1] == '?') {
+			char d = s[i + 2];
+			if (d == '(' || d == 'R' || d == '&' || d == 'P' || d == '+' ||
+			    (d >= '0' && d <= '9') || (d == '-' && i + 3 < n && s[i + 3] >= '0' &&
+							 s[i + 3] <= '9'))
+				return true;  /* conditions, recursion, named references */
+		} else if (c < 0x20) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Where the group that opens at s[start] ('(') closes: its ')', or NULL. */
+static const char *group_end(const char *s, size_t start)
+{
+	int nest = 0;
+	for (size_t i = start; s[i] != '\0'; i++) {
+		if (s[i] == '\\') {
+			if (s[i + 1] == '\0')
+				return NULL;
+			i++;
+		} else if (s[i] == '[') {
+			size_t k = i + 1;
+			if (s[k] == '^')
+				k++;
+			if (s[k] == ']')
+				k++;
+			for (; s[k] != '\0' && s[k] != ']'; k++) {
+				if (s[k] == '\\' && s[k + 1] != '\0')
+					k++;
+				else if (s[k] == '[' && s[k + 1] == ':') {
+					const char *e = strstr(s + k + 2, ":]");
+					if (e == NULL)
+						return NULL;
+					k = (size_t)(e - s) + 1;
+				}
+			}
+			if (s[k] == '\0')
+				return NULL;
+			i = k;
+		} else if (s[i] == '(') {
+			nest++;
+		} else if (s[i] == ')' && --nest == 0) {
+			return s + i;
+		}
+	}
+	return NULL;
+}
+
+/* Could the pattern turn an option on inline ((?s), (?is:...))? */
+static bool inline_option(const char *pattern, char option)
+{
+	for (const char *p = strstr(pattern, "(?"); p != NULL; p = strstr(p + 2, "(?")) {
+		const char *q = p + 2;
+		while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '-' || *q == '^')
+			if (*q++ == option)
+				return true;
+	}
+	return false;
+}
+
 /* Read conservatively: the text of such a construct anywhere (in a class,
- * after a backslash) is enough to say no, which only costs speed. */
-bool spam_narrow_eligible(const char *pattern)
+ * after a backslash) is enough to say no, which only costs speed. A
+ * lookahead is fine when nothing in it can match a newline: then it
+ * cannot see past its line's end, where the whole body and the line cut
+ * out of it differ. */
+bool spam_narrow_eligible(const char *pattern, uint32_t opts)
 {
 	static const char escapes[] = "zZKG";
 	for (const char *e = escapes; *e != '\0'; e++)
 		if (spam_regex_has_escape(pattern, *e))
 			return false;
-	return strstr(pattern, "(?=") == NULL && strstr(pattern, "(?!") == NULL &&
-	       strstr(pattern, "(*") == NULL && strstr(pattern, "(?C") == NULL;
+	if (strstr(pattern, "(*") != NULL || strstr(pattern, "(?C") != NULL)
+		return false;
+	bool dotall = (opts & PCRE2_DOTALL) != 0 || inline_option(pattern, 's');
+	bool extended = (opts & PCRE2_EXTENDED) != 0 || inline_option(pattern, 'x');
+	if (extended && strchr(pattern, '#') != NULL)
+		return false;  /* a comment could hide where a group ends */
+	for (size_t i = 0; pattern[i] != '\0'; i++) {
+		if (pattern[i] == '\\' && pattern[i + 1] != '\0') {
+			i++;
+			continue;
+		}
+		if (pattern[i] != '(' || pattern[i + 1] != '?' ||
+		    (pattern[i + 2] != '=' && pattern[i + 2] != '!'))
+			continue;
+		const char *end = group_end(pattern, i);
+		if (end == NULL || may_match_newline(pattern + i + 3,
+						      (size_t)(end - pattern) - i - 3, dotall))
+			return false;
+	}
+	return true;
 }
 
 /* ---- literal analysis ------------------------------------------------------ */
