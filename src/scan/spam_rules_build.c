@@ -271,39 +271,14 @@ static void literals_key(const char *const *exprs, const unsigned *flags, const 
 	}
 }
 
-/* The view's literal database: from the cache, or compiled (and put in
- * it). NULL when Hyperscan cannot build it. */
-static hs_database_t *literal_db(struct spam_hs_cache *cache, const char *const *exprs,
-				 const unsigned *flags, const unsigned *ids, const size_t *lens,
-				 size_t n)
-{
-	buf_t key = BUF_INIT;
-	literals_key(exprs, flags, lens, n, &key);
-	hs_database_t *db = NULL;
-	uint64_t size;
-	enum spam_hs_status st = spam_hs_cache_get(cache, SPAM_HS_KIND_LITERALS, key.data, key.len,
-						   &db, &size);
-	if (st == SPAM_HS_MISS) {
-		hs_compile_error_t *cerr = NULL;
-		if (hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n, HS_MODE_BLOCK, NULL,
-					 &db, &cerr) != HS_SUCCESS) {
-			log_warn("spam rules: the prefilter cannot be built (%s): every regex runs",
-				 cerr != NULL ? cerr->message : "?");
-			hs_free_compile_error(cerr);
-			db = NULL;
-		} else {
-			spam_hs_cache_put(cache, SPAM_HS_KIND_LITERALS, key.data, key.len,
-					  SPAM_HS_COMPILED, db, 0);
-		}
-	}
-	buf_free(&key);
-	return db;
-}
-
-static void build_prefilter(struct spam_rules *set, enum spam_view v,
-			    struct spam_hs_cache *cache)
+/* Prepare view v's prefilter: which rules always run, which literals the
+ * others need; the literals' database from the cache, or a job to
+ * compile it (with the gates: spam_gates_build). */
+static void prefilter_prepare(struct spam_rules *set, enum spam_view v,
+			      struct spam_hs_cache *cache, struct spam_hs_job *job)
 {
 	struct spam_prefilter *pf = &set->views[v];
+	memset(job, 0, sizeof(*job));
 	/* sizes first: one allocation each */
 	size_t rules = 0, lits = 0;
 	for (size_t i = 0; i < set->first_meta; i++) {
@@ -349,10 +324,37 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v,
 		}
 	}
 	pf->lit_count = n;
-	if (n > 0) {
-		pf->db = literal_db(cache, exprs, flags, ids, lens, n);
+	job->kind = SPAM_HS_KIND_LITERALS;
+	job->exprs = exprs;
+	job->lit_flags = flags;
+	job->ids = ids;
+	job->lens = lens;
+	job->lit_count = n;
+	if (n == 0)
+		return;
+	literals_key(exprs, flags, lens, n, &job->key);
+	uint64_t info;
+	job->status = spam_hs_cache_get(cache, SPAM_HS_KIND_LITERALS, job->key.data, job->key.len,
+					&job->db, &info);
+	job->compiled_now = job->status == SPAM_HS_MISS;
+}
+
+/* The database is there (or could not be made): the view's prefilter. */
+static void prefilter_finish(struct spam_rules *set, enum spam_view v,
+			     struct spam_hs_cache *cache, struct spam_hs_job *job)
+{
+	struct spam_prefilter *pf = &set->views[v];
+	if (job->kind != SPAM_HS_KIND_LITERALS)
+		return;
+	if (job->compiled_now && job->status != SPAM_HS_MISS)
+		spam_hs_cache_put(cache, SPAM_HS_KIND_LITERALS, job->key.data, job->key.len,
+				  job->status, job->db, 0);
+	if (job->lit_count > 0) {
+		pf->db = job->status == SPAM_HS_COMPILED ? job->db : NULL;
+		job->db = NULL;
 		if (pf->db == NULL) {
 			/* Not expected for plain literals; run every rule then. */
+			log_warn("spam rules: the prefilter cannot be built: every regex runs");
 			memcpy(pf->always, pf->all, pf->all_count * sizeof(uint32_t));
 			pf->always_count = pf->all_count;
 			for (size_t i = 0; i < pf->all_count; i++)
@@ -361,10 +363,12 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v,
 			log_fatal("spam rules: out of memory for the prefilter");
 		}
 	}
-	free(exprs);
-	free(flags);
-	free(ids);
-	free(lens);
+	hs_free_database(job->db);
+	free(job->exprs);
+	free(job->lit_flags);
+	free(job->ids);
+	free(job->lens);
+	buf_free(&job->key);
 }
 
 /* ---- summaries ------------------------------------------------------------------------ */
@@ -638,9 +642,17 @@ struct spam_rules *spam_rules_build(struct spam_parse *ps)
 		log_info("spam rules: the compiled-database cache %s is not used (%s): it is "
 			 "built again", ps->cache_path, why);
 	free(why);
+	struct spam_hs_job literals[SPAM_VIEW_COUNT];
+	struct spam_hs_job *to_compile[SPAM_VIEW_COUNT];
+	size_t missing = 0;
+	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++) {
+		prefilter_prepare(set, v, cache, &literals[v]);
+		if (literals[v].compiled_now)
+			to_compile[missing++] = &literals[v];
+	}
+	spam_gates_build(set, cache, to_compile, missing);
 	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++)
-		build_prefilter(set, v, cache);
-	spam_gates_build(set, cache);
+		prefilter_finish(set, v, cache, &literals[v]);
 	if (spam_hs_cache_save(cache, &why) < 0)
 		log_info("spam rules: the compiled-database cache is not kept: %s", why);
 	free(why);

@@ -31,14 +31,18 @@
  * Input: the rules' patterns (rule files, an administrator's choice).
  * Privilege: the scan master, `postern scan`, check-config (as user).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "spam_hs_cache.h"
 #include "spam_rules_impl.h"
@@ -46,19 +50,6 @@
 #define GATE_THREADS_MAX 4
 #define SAMPLE_BYTES 4096
 #define TIMING_ROUNDS 5
-
-/* A gate to find or compile. */
-struct gate_job {
-	struct spam_rule *rule;
-	buf_t key;                  /* flags (4 bytes, little-endian) + expression */
-	const char *expr;           /* into key */
-	unsigned flags;
-	enum spam_hs_status status;
-	hs_database_t *db;
-	uint64_t size;              /* of db, or the size that was too large */
-	uint32_t hs_ns, pcre_ns;    /* the gate's and the regex's time over the sample */
-	bool compiled_now;          /* not (or no longer) in the cache */
-};
 
 bool spam_gate_eligible(const struct spam_rule *r)
 {
@@ -80,9 +71,10 @@ bool spam_gate_eligible(const struct spam_rule *r)
 }
 
 /* The expression and flags Hyperscan gets for r's regex. */
-static void gate_job_init(struct gate_job *j, struct spam_rule *r)
+static void gate_job_init(struct spam_hs_job *j, struct spam_rule *r)
 {
 	memset(j, 0, sizeof(*j));
+	j->kind = SPAM_HS_KIND_GATE;
 	j->rule = r;
 	uint32_t opts = r->pcre_opts;
 	if (r->kind == SPAM_RK_BODY)
@@ -106,17 +98,22 @@ static void gate_job_init(struct gate_job *j, struct spam_rule *r)
 /* ---- compiling, on a few threads --------------------------------------------------- */
 
 struct compile_pool {
-	struct gate_job **jobs;
+	struct spam_hs_job **jobs;
 	size_t count;
 	size_t next;
 	pthread_mutex_t lock;
 };
 
-static void compile_one(struct gate_job *j)
+static void compile_one(struct spam_hs_job *j)
 {
 	hs_compile_error_t *err = NULL;
 	hs_database_t *db = NULL;
-	if (hs_compile(j->expr, j->flags, HS_MODE_BLOCK, NULL, &db, &err) != HS_SUCCESS) {
+	hs_error_t rc = j->kind == SPAM_HS_KIND_GATE
+				? hs_compile(j->expr, j->flags, HS_MODE_BLOCK, NULL, &db, &err)
+				: hs_compile_lit_multi(j->exprs, j->lit_flags, j->ids, j->lens,
+						       (unsigned)j->lit_count, HS_MODE_BLOCK, NULL, &db,
+						       &err);
+	if (rc != HS_SUCCESS) {
 		hs_free_compile_error(err);
 		j->status = SPAM_HS_REJECTED;
 		return;
@@ -124,7 +121,7 @@ static void compile_one(struct gate_job *j)
 	size_t size = 0;
 	hs_database_size(db, &size);
 	j->size = size;
-	if (size > SPAM_GATE_DB_MAX) {
+	if (j->kind == SPAM_HS_KIND_GATE && size > SPAM_GATE_DB_MAX) {
 		hs_free_database(db);
 		j->status = SPAM_HS_TOO_LARGE;
 		return;
@@ -146,7 +143,7 @@ static void *compile_worker(void *arg)
 	}
 }
 
-static void compile_all(struct gate_job **jobs, size_t count)
+static void compile_all(struct spam_hs_job **jobs, size_t count)
 {
 	if (count == 0)
 		return;
@@ -261,7 +258,7 @@ static int on_sample_match(unsigned int id, unsigned long long from, unsigned lo
 }
 
 /* The gate's and the regex's best time over the sample. */
-static void measure(struct gate_job *j, const buf_t *sample, hs_scratch_t **scratch,
+static void measure(struct spam_hs_job *j, const buf_t *sample, hs_scratch_t **scratch,
 		    pcre2_match_data *md, pcre2_match_context *mc)
 {
 	uint64_t best_hs = UINT64_MAX, best_re = UINT64_MAX;
@@ -287,7 +284,7 @@ static void measure(struct gate_job *j, const buf_t *sample, hs_scratch_t **scra
 	j->pcre_ns = clamp_ns(best_re);
 }
 
-static void measure_all(struct gate_job **jobs, size_t count)
+static void measure_all(struct spam_hs_job **jobs, size_t count)
 {
 	buf_t sample = BUF_INIT;
 	sample_text(&sample);
@@ -299,7 +296,7 @@ static void measure_all(struct gate_job **jobs, size_t count)
 	pcre2_set_match_limit(mc, SPAM_REGEX_MATCH_LIMIT);
 	pcre2_set_depth_limit(mc, SPAM_REGEX_DEPTH_LIMIT);
 	for (size_t i = 0; i < count; i++)
-		if (jobs[i]->status == SPAM_HS_COMPILED)
+		if (jobs[i]->kind == SPAM_HS_KIND_GATE && jobs[i]->status == SPAM_HS_COMPILED)
 			measure(jobs[i], &sample, &scratch, md, mc);
 	hs_free_scratch(scratch);
 	pcre2_match_data_free(md);
@@ -307,8 +304,149 @@ static void measure_all(struct gate_job **jobs, size_t count)
 	buf_free(&sample);
 }
 
+/* ---- in a process of its own ---------------------------------------------------------------- */
+
+static bool compile_in_a_child;  /* tests: whatever there is to compile */
+
+void spam_hs_test_child(bool always)
+{
+	compile_in_a_child = always;
+}
+
+static void put32(buf_t *b, uint32_t v)
+{
+	unsigned char p[4] = { (unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+			       (unsigned char)(v >> 24) };
+	buf_append(b, p, sizeof(p));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The child's answer for each job, in order: status, the two times, the
+ * size, the serialized database's length and bytes. */
+static void write_results(int fd, struct spam_hs_job **jobs, size_t count)
+{
+	buf_t out = BUF_INIT;
+	for (size_t i = 0; i < count; i++) {
+		const struct spam_hs_job *j = jobs[i];
+		char *bytes = NULL;
+		size_t len = 0;
+		if (j->db != NULL && hs_serialize_database(j->db, &bytes, &len) != HS_SUCCESS)
+			len = 0;
+		put32(&out, (uint32_t)j->status);
+		put32(&out, j->hs_ns);
+		put32(&out, j->pcre_ns);
+		put32(&out, (uint32_t)(j->size > UINT32_MAX ? UINT32_MAX : j->size));
+		put32(&out, (uint32_t)len);
+		buf_append(&out, bytes, len);
+		free(bytes);
+	}
+	(void)safeio_write_all(fd, out.data, out.len);
+	buf_free(&out);
+}
+
+/* Read the child's answer into the jobs: true if it is whole and sound
+ * (each database passed hs_deserialize_database's checks); false leaves
+ * every job to be compiled again. */
+static bool read_results(int fd, struct spam_hs_job **jobs, size_t count)
+{
+	buf_t in = BUF_INIT;
+	char chunk[65536];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || in.len + (size_t)n > SPAM_HS_CACHE_FILE_MAX)
+			break;
+		buf_append(&in, chunk, (size_t)n);
+	}
+	const unsigned char *p = (const unsigned char *)in.data;
+	size_t pos = 0;
+	bool ok = true;
+	for (size_t i = 0; i < count && ok; i++) {
+		struct spam_hs_job *j = jobs[i];
+		if (in.len - pos < 20) {
+			ok = false;
+			break;
+		}
+		uint32_t status = get32(p + pos), len = get32(p + pos + 16);
+		j->hs_ns = get32(p + pos + 4);
+		j->pcre_ns = get32(p + pos + 8);
+		j->size = get32(p + pos + 12);
+		pos += 20;
+		if (status > SPAM_HS_TOO_LARGE || len > in.len - pos ||
+		    (status == SPAM_HS_COMPILED) != (len > 0)) {
+			ok = false;
+			break;
+		}
+		j->status = (enum spam_hs_status)status;
+		if (len > 0 && hs_deserialize_database((const char *)p + pos, len, &j->db) !=
+				       HS_SUCCESS) {
+			j->db = NULL;
+			ok = false;
+		}
+		pos += len;
+	}
+	buf_free(&in);
+	if (!ok) {
+		for (size_t i = 0; i < count; i++) {
+			hs_free_database(jobs[i]->db);
+			jobs[i]->db = NULL;
+			jobs[i]->status = SPAM_HS_MISS;
+		}
+	}
+	return ok;
+}
+
+/* Compile (and measure) in a child: Hyperscan's compiler takes tens of
+ * megabytes and touches megabytes of its own code, which would stay with
+ * the scan master (and be counted in every scanner's share). */
+static bool compile_in_child(struct spam_hs_job **jobs, size_t count)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return false;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return false;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		compile_all(jobs, count);
+		measure_all(jobs, count);
+		write_results(fds[1], jobs, count);
+		_exit(0);
+	}
+	close(fds[1]);
+	bool ok = read_results(fds[0], jobs, count);
+	close(fds[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return ok;
+}
+
+/* Compile the jobs and measure the gates: in a child when there is much
+ * to compile (SPAM_COMPILE_CHILD_BYTES of keys), here otherwise or when
+ * the child fails. */
+static void compile_jobs(struct spam_hs_job **jobs, size_t count)
+{
+	size_t bytes = 0;
+	for (size_t i = 0; i < count; i++)
+		bytes += jobs[i]->key.len;
+	if (count > 0 && (bytes >= SPAM_COMPILE_CHILD_BYTES || compile_in_a_child) &&
+	    compile_in_child(jobs, count))
+		return;
+	compile_all(jobs, count);
+	measure_all(jobs, count);
+}
+
 /* What the cache keeps with an entry: the two times, or the size. */
-static uint64_t job_info(const struct gate_job *j)
+static uint64_t job_info(const struct spam_hs_job *j)
 {
 	if (j->status == SPAM_HS_TOO_LARGE)
 		return j->size;
@@ -326,7 +464,7 @@ void spam_gates_test_all(bool all)
 
 /* Worth a gate: at least one and a half times as fast as the regex over
  * the sample. */
-static bool pays(const struct gate_job *j)
+static bool pays(const struct spam_hs_job *j)
 {
 	return j->db != NULL &&
 	       (gate_every_eligible || (uint64_t)j->hs_ns * 3 <= (uint64_t)j->pcre_ns * 2);
@@ -335,7 +473,7 @@ static bool pays(const struct gate_job *j)
 /* The time saved per byte of database, most first; then rule order. */
 static int by_value(const void *a, const void *b)
 {
-	const struct gate_job *x = *(struct gate_job *const *)a, *y = *(struct gate_job *const *)b;
+	const struct spam_hs_job *x = *(struct spam_hs_job *const *)a, *y = *(struct spam_hs_job *const *)b;
 	double vx = (double)(x->pcre_ns - x->hs_ns) / (double)(x->size + 1);
 	double vy = (double)(y->pcre_ns - y->hs_ns) / (double)(y->size + 1);
 	if (vx != vy)
@@ -345,21 +483,22 @@ static int by_value(const void *a, const void *b)
 
 /* ---- the whole ----------------------------------------------------------------------------- */
 
-void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache)
+void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
+		      struct spam_hs_job **more, size_t more_count)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < set->first_meta; i++)
 		n += spam_gate_eligible(&set->rules[i]);
-	if (n == 0)
-		return;
-	struct gate_job *jobs = xcalloc(n, sizeof(*jobs));
-	struct gate_job **todo = xcalloc(n, sizeof(*todo));
+	struct spam_hs_job *jobs = xcalloc(n + 1, sizeof(*jobs));
+	struct spam_hs_job **todo = xcalloc(n + more_count + 1, sizeof(*todo));
 	size_t k = 0, missing = 0;
+	for (size_t i = 0; i < more_count; i++)
+		todo[missing++] = more[i];
 	for (size_t i = 0; i < set->first_meta; i++) {
 		struct spam_rule *r = &set->rules[i];
 		if (!spam_gate_eligible(r))
 			continue;
-		struct gate_job *j = &jobs[k++];
+		struct spam_hs_job *j = &jobs[k++];
 		gate_job_init(j, r);
 		uint64_t info = 0;
 		j->status = spam_hs_cache_get(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len,
@@ -386,14 +525,18 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache)
 	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	compile_all(todo, missing);
-	measure_all(todo, missing);
+	compile_jobs(todo, missing);
 	double took = seconds_since(&t0);
+	if (n == 0) {
+		free(todo);
+		free(jobs);
+		return;
+	}
 	/* the ones worth a gate, best value first, within the budget */
-	struct gate_job **worth = xcalloc(n, sizeof(*worth));
+	struct spam_hs_job **worth = xcalloc(n, sizeof(*worth));
 	size_t nworth = 0, too_large = 0, rejected = 0, slow = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct gate_job *j = &jobs[i];
+		struct spam_hs_job *j = &jobs[i];
 		if (j->compiled_now)
 			spam_hs_cache_put(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len, j->status,
 					  j->db, job_info(j));
@@ -410,7 +553,7 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache)
 	size_t gates = 0;
 	uint64_t total = 0;
 	for (size_t i = 0; i < nworth; i++) {
-		struct gate_job *j = worth[i];
+		struct spam_hs_job *j = worth[i];
 		if (total + j->size > SPAM_GATE_TOTAL_MAX) {
 			too_large++;
 			continue;
@@ -429,8 +572,8 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache)
 	set->gate_count = gates;
 	set->gate_bytes = total;
 	if (missing > 0)
-		log_info("spam: Hyperscan gates: %zu compiled and measured in %.1f s, %zu from the "
-			 "cache", missing, took, n - missing);
+		log_info("spam: %zu Hyperscan databases compiled in %.1f s (%zu gates from the "
+			 "cache)", missing, took, n - (missing - more_count));
 	log_info("spam: %zu of %zu literal-free regexes gated by Hyperscan (%.1f MB); %zu gates "
 		 "too large, %zu no faster than PCRE2, %zu regexes Hyperscan cannot take", gates, n,
 		 (double)total / 1048576.0, too_large, slow, rejected);

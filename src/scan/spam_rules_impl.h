@@ -25,6 +25,7 @@
 #include "../lib/buf.h"
 #include "../lib/hashmap.h"
 #include "spam.h"
+#include "spam_hs_cache.h"
 
 /* ---- bounds ------------------------------------------------------------------ */
 
@@ -344,14 +345,41 @@ struct spam_rules *spam_rules_build(struct spam_parse *ps);
  * (tests and fuzzers). */
 void spam_rules_set_plain(struct spam_rules *rules, bool plain);
 
-/* spam_rules_gate.c: may r get a Hyperscan gate? Build the gates of the
- * rules that qualify, from the cache or compiled now (and put in it). */
-struct spam_hs_cache;
+/* spam_rules_gate.c: a Hyperscan database to take from the cache or
+ * compile, a regex's gate or a view's literal database. */
+struct spam_hs_job {
+	enum spam_hs_kind kind;       /* SPAM_HS_KIND_GATE or SPAM_HS_KIND_LITERALS */
+	buf_t key;                    /* what the cache knows it by */
+	/* a gate */
+	struct spam_rule *rule;
+	const char *expr;             /* into key */
+	unsigned flags;
+	/* a literal database */
+	const char **exprs;
+	unsigned *lit_flags, *ids;
+	size_t *lens;
+	size_t lit_count;
+	/* what came of it */
+	enum spam_hs_status status;
+	hs_database_t *db;
+	uint64_t size;                /* of db, or the size that was too large */
+	uint32_t hs_ns, pcre_ns;      /* a gate's and its regex's time over the sample */
+	bool compiled_now;            /* not (or no longer) in the cache */
+};
+/* Keys of this many bytes or more are compiled in a child process. */
+#define SPAM_COMPILE_CHILD_BYTES (16u * 1024)
+/* May r get a Hyperscan gate? Build the gates of the rules that qualify,
+ * from the cache or compiled now (and put in it); the more jobs (literal
+ * databases not in the cache) are compiled with them, and left to the
+ * caller. */
 bool spam_gate_eligible(const struct spam_rule *r);
-void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache);
+void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
+		      struct spam_hs_job **more, size_t more_count);
 /* Tests and fuzzers: give every eligible regex a gate, however it
- * measured (within the size bounds). */
+ * measured (within the size bounds); compile in a child process whatever
+ * there is. */
 void spam_gates_test_all(bool all);
+void spam_hs_test_child(bool always);
 /* May a body rule with literals run only on the lines that hold one? Not
  * when its regex looks past the end of the subject or before where the
  * match starts (\z, \Z, \K, \G, backtracking verbs, a lookahead that may

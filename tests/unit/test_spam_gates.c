@@ -242,6 +242,26 @@ static void test_many_lines(void **state)
 	spam_rules_free(&r);
 }
 
+/* The databases compiled in a child process (as a large rule set's are),
+ * handed back serialized: the same gates, the same results. */
+static void test_compiled_in_a_child(void **state)
+{
+	(void)state;
+	spam_hs_test_child(true);
+	struct spam_rules *r = load(rules_text, NULL);
+	spam_hs_test_child(false);
+	assert_non_null(rule(r, "GATE_OBFU")->gate);
+	assert_non_null(rule(r, "GATE_RAW")->gate);
+	assert_null(rule(r, "NOGATE_HS")->gate);
+	assert_non_null(r->views[SPAM_VIEW_BODY].db);
+	agree(r, "VIAGRA 42",
+	      "Cheap V-I-A-G-R-A here\n555-1234 is the number\nends in ab12\n"
+	      "codes a1b2 c3d4 e5f6 g7h8\nWORDS in CAPITALS\n",
+	      "GATE_END=1 GATE_FULL=1 GATE_MULTI=3 GATE_NOSUBJ=1 GATE_OBFU=1 GATE_START=1");
+	agree(r, "s", "Our credit card offer.\nCREDIT  card\n", "GATE_NOSUBJ=1 LIT_MULTI=2");
+	spam_rules_free(&r);
+}
+
 /* ---- the cache ------------------------------------------------------------------- */
 
 static ino_t inode_of(const char *path)
@@ -452,6 +472,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fast_paths_agree),
 		cmocka_unit_test(test_many_lines),
+		cmocka_unit_test(test_compiled_in_a_child),
 		cmocka_unit_test(test_cache_reused),
 		cmocka_unit_test(test_cache_damaged_or_truncated),
 		cmocka_unit_test(test_cache_of_other_rules),
