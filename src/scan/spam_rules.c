@@ -103,10 +103,13 @@ void spam_result_free(struct spam_result *r)
 
 /* ---- time ------------------------------------------------------------------------------ */
 
+/* The budget is whole seconds (spam_time_budget): the coarse clock
+ * (a few milliseconds' resolution, read without a system call) is
+ * enough, and it is read before every rule. */
 static uint64_t now_us(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
@@ -416,8 +419,10 @@ static void add_line(struct spam_run *run, uint32_t r, unsigned long long to)
 		run->narrow_off = true;
 		return;
 	}
-	if (run->lines_used == 0)
-		run->lines = xcalloc(SPAM_NARROW_MAX, sizeof(*run->lines));
+	if (run->lines_used == run->lines_cap) {
+		run->lines_cap = run->lines_cap ? run->lines_cap * 2 : 256;
+		run->lines = xreallocarray(run->lines, run->lines_cap, sizeof(*run->lines));
+	}
 	run->lines[run->lines_used] = (struct spam_line_ref){ line, 0 };
 	uint32_t e = (uint32_t)++run->lines_used;
 	if (last != 0)
@@ -443,11 +448,15 @@ static int on_literal(unsigned int id, unsigned long long from, unsigned long lo
 	return 0;
 }
 
-/* The text of view v (built into run->view_text for the composite ones). */
+/* The text of view v (built into run->view_text for the composite ones,
+ * once). */
 static slice_t view_text(struct spam_run *run, enum spam_view v)
 {
 	const struct spam_text *t = run->t;
 	buf_t *b = &run->view_text[v];
+	if (run->view_built[v])
+		return slice_make(buf_cstr(b), b->len);
+	run->view_built[v] = true;
 	switch (v) {
 	case SPAM_VIEW_HEADER:
 	case SPAM_VIEW_MIMEHEADER:

@@ -425,12 +425,13 @@ struct spam_run {
 	size_t *line_start;
 	size_t line_count;
 	struct spam_line_ref *lines;
-	size_t lines_used;
+	size_t lines_used, lines_cap;
 	uint32_t *first_line, *last_line;  /* per rule: index + 1 into lines, 0 = none */
 	size_t line_cursor;    /* the line of the last literal seen */
 	bool narrow_off;       /* too many occurrences, or no prefilter: whole body */
 	struct spam_hdr_text *hdr;  /* per target */
 	buf_t view_text[SPAM_VIEW_COUNT];  /* header, mimeheader and uri views built here */
+	bool view_built[SPAM_VIEW_COUNT];
 	uint64_t start_us, deadline_us;    /* deadline 0: none */
 	unsigned calls;        /* matches since the clock was last read */
 	bool timed_out;
