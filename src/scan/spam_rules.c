@@ -464,9 +464,12 @@ static slice_t view_text(struct spam_run *run, enum spam_view v)
 				 : (t->msg != NULL ? t->msg->env : NULL), v == SPAM_VIEW_MIMEHEADER, b);
 		return slice_make(buf_cstr(b), b->len);
 	case SPAM_VIEW_URI:
-		for (size_t i = 0; i < t->uri_count; i++)
-			if (t->uris[i].uri != NULL)
-				buf_printf(b, "%s\n", t->uris[i].uri);
+		for (size_t i = 0; i < t->uri_count; i++) {
+			if (t->uris[i].uri != NULL) {
+				buf_puts(b, t->uris[i].uri);
+				buf_putc(b, '\n');
+			}
+		}
 		return slice_make(buf_cstr(b), b->len);
 	case SPAM_VIEW_BODY:
 		return slice_make(buf_cstr(&t->body), t->body.len);

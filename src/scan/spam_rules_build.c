@@ -263,11 +263,13 @@ static int meta_call(void *vctx, const char *fn, size_t fnlen, const char *arg, 
 static void literals_key(const char *const *exprs, const unsigned *flags, const size_t *lens,
 			 size_t n, buf_t *key)
 {
-	buf_printf(key, "literals mode=%u n=%zu\n", (unsigned)HS_MODE_BLOCK, n);
+	uint32_t head[2] = { HS_MODE_BLOCK, (uint32_t)n };
+	buf_puts(key, "literals");
+	buf_append(key, head, sizeof(head));
 	for (size_t i = 0; i < n; i++) {
-		buf_printf(key, "%u %zu ", flags[i], lens[i]);
+		uint32_t item[2] = { flags[i], (uint32_t)lens[i] };
+		buf_append(key, item, sizeof(item));
 		buf_append(key, exprs[i], lens[i]);
-		buf_putc(key, '\n');
 	}
 }
 
