@@ -297,6 +297,8 @@ struct lit_parser {
 	bool extended;
 	unsigned depth;
 	bool broken;   /* something not understood: the whole pattern yields nothing */
+	unsigned discard;  /* inside alternatives whose result is known to be nothing:
+			    * parse them, build no sets */
 };
 
 void spam_litset_free(struct spam_litset *s)
@@ -467,6 +469,14 @@ static struct lit_info alternate(struct lit_info a, struct lit_info b)
 	for (size_t j = 0; j < b.count; j++)
 		info_add(&a, b.items[j].text, b.items[j].len, b.items[j].caseless);
 	info_free(&b);
+	/* Too many to join with anything (can_join) and too short to be
+	 * looked for: nothing made of it can be either (unions only grow
+	 * and shorten), so it says nothing, and is dropped now rather than
+	 * carried through the rest of the pattern. */
+	if (a.count > SPAM_LIT_JOIN_MAX && min_len(&a) < SPAM_LIT_MIN) {
+		info_free(&a);
+		return info_none();
+	}
 	return a;
 }
 
@@ -668,7 +678,7 @@ static struct lit_info parse_class(struct lit_parser *p)
 	}
 	if (n == 0 || n > 8)
 		return info_none();
-	return info_chars(set, p->caseless);
+	return p->discard ? info_none() : info_chars(set, p->caseless);
 }
 
 /* Skip to the ')' closing a group whose body is not analysed (p->pos in it). */
@@ -913,10 +923,10 @@ static struct lit_info parse_piece(struct lit_parser *p, bool *end_r)
 		} else if (v < 0) {
 			a = info_none();
 		} else {
-			a = info_char(v, p->caseless);
+			a = p->discard ? info_none() : info_char(v, p->caseless);
 		}
 	} else {
-		a = info_char((unsigned char)c, p->caseless);
+		a = p->discard ? info_none() : info_char((unsigned char)c, p->caseless);
 	}
 	skip_extended_space(p);
 	unsigned min;
@@ -1001,10 +1011,18 @@ static struct lit_info parse_alt(struct lit_parser *p)
 	/* (?i) inside a group ends with the group. */
 	bool saved_caseless = p->caseless, saved_extended = p->extended;
 	struct lit_info acc = parse_seq(p);
+	unsigned discarding = 0;
 	while (!p->broken && p->s[p->pos] == '|') {
 		p->pos++;
+		/* once nothing is known of the alternation, nothing will be:
+		 * the rest is only read through */
+		if (acc.kind == LIT_NONE && discarding == 0) {
+			p->discard++;
+			discarding = 1;
+		}
 		acc = alternate(acc, parse_seq(p));
 	}
+	p->discard -= discarding;
 	p->caseless = saved_caseless;
 	p->extended = saved_extended;
 	p->depth--;
