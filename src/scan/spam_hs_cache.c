@@ -362,11 +362,33 @@ enum spam_hs_status spam_hs_cache_get(struct spam_hs_cache *c, enum spam_hs_kind
 	if (e->status == SPAM_HS_COMPILED) {
 		hs_database_t *db = NULL;
 		if (hs_deserialize_database((const char *)e->data, e->data_len, &db) != HS_SUCCESS) {
-			/* refused by Hyperscan's own checks: compiled again, and replaced */
+			/* refused by Hyperscan's own checks: dropped (the caller
+			 * compiles it again, and may put it back) */
+			e->used = false;
 			c->dirty = true;
 			return SPAM_HS_MISS;
 		}
 		*db_r = db;
+	}
+	*info_r = e->info;
+	e->used = true;
+	return (enum spam_hs_status)e->status;
+}
+
+enum spam_hs_status spam_hs_cache_peek(struct spam_hs_cache *c, enum spam_hs_kind kind,
+				       const void *key, size_t key_len, uint64_t *info_r,
+				       size_t *db_size_r)
+{
+	*info_r = 0;
+	*db_size_r = 0;
+	struct entry *e = find(c, (uint32_t)kind, key, key_len);
+	if (e == NULL)
+		return SPAM_HS_MISS;
+	if (e->status == SPAM_HS_COMPILED &&
+	    hs_serialized_database_size((const char *)e->data, e->data_len, db_size_r) !=
+		    HS_SUCCESS) {
+		c->dirty = true;
+		return SPAM_HS_MISS;
 	}
 	*info_r = e->info;
 	e->used = true;

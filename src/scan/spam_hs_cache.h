@@ -61,6 +61,13 @@ enum spam_hs_status spam_hs_cache_get(struct spam_hs_cache *c, enum spam_hs_kind
 				      const void *key, size_t key_len, hs_database_t **db_r,
 				      uint64_t *info_r);
 
+/* The same without deserializing the database: its status, *info_r and
+ * (compiled) the size it takes once deserialized, in *db_size_r. The
+ * entry is kept at the next save. */
+enum spam_hs_status spam_hs_cache_peek(struct spam_hs_cache *c, enum spam_hs_kind kind,
+				       const void *key, size_t key_len, uint64_t *info_r,
+				       size_t *db_size_r);
+
 /* Remember what compiling this key gave: the status, the database when
  * compiled (serialized, not kept) and info. Replaces an entry with the
  * same key. */

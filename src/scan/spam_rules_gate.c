@@ -466,7 +466,7 @@ void spam_gates_test_all(bool all)
  * the sample. */
 static bool pays(const struct spam_hs_job *j)
 {
-	return j->db != NULL &&
+	return j->status == SPAM_HS_COMPILED &&
 	       (gate_every_eligible || (uint64_t)j->hs_ns * 3 <= (uint64_t)j->pcre_ns * 2);
 }
 
@@ -501,23 +501,19 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
 		struct spam_hs_job *j = &jobs[k++];
 		gate_job_init(j, r);
 		uint64_t info = 0;
-		j->status = spam_hs_cache_get(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len,
-					      &j->db, &info);
+		size_t size = 0;
+		/* the database itself only if it is chosen (below) */
+		j->status = spam_hs_cache_peek(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len,
+					       &info, &size);
 		if (j->status == SPAM_HS_TOO_LARGE) {
 			j->size = info;
 			/* too large for a smaller bound than today's: again */
 			if (j->size <= SPAM_GATE_DB_MAX)
 				j->status = SPAM_HS_MISS;
 		} else if (j->status == SPAM_HS_COMPILED) {
-			size_t size = 0;
-			hs_database_size(j->db, &size);
 			j->size = size;
 			j->hs_ns = (uint32_t)info;
 			j->pcre_ns = (uint32_t)(info >> 32);
-		}
-		if (j->status == SPAM_HS_MISS && j->db != NULL) {
-			hs_free_database(j->db);
-			j->db = NULL;
 		}
 		j->compiled_now = j->status == SPAM_HS_MISS;
 		if (j->compiled_now)
@@ -557,6 +553,20 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
 		if (total + j->size > SPAM_GATE_TOTAL_MAX) {
 			too_large++;
 			continue;
+		}
+		uint64_t info;
+		if (j->db == NULL &&
+		    spam_hs_cache_get(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len, &j->db,
+				      &info) != SPAM_HS_COMPILED) {
+			/* the cache's copy fails Hyperscan's check: compiled
+			 * again, here, and the entry replaced */
+			struct spam_hs_job *one[] = { j };
+			compile_all(one, 1);
+			measure_all(one, 1);
+			spam_hs_cache_put(cache, SPAM_HS_KIND_GATE, j->key.data, j->key.len, j->status,
+					  j->db, job_info(j));
+			if (j->db == NULL)
+				continue;
 		}
 		if (hs_alloc_scratch(j->db, &set->scratch) != HS_SUCCESS)
 			log_fatal("spam rules: out of memory for a Hyperscan gate");

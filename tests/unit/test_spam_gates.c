@@ -421,32 +421,51 @@ static void test_cache_not_ours(void **state)
 	free(cache);
 }
 
+/* Change a byte of the first database of this kind (1 gate, 2 literals)
+ * well inside it, and make the file's checksum match. */
+static void spoil_database(buf_t *b, uint32_t kind)
+{
+	size_t pos = 32;
+	while (pos + 24 <= b->len) {
+		const unsigned char *p = (const unsigned char *)b->data + pos;
+		uint32_t k = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+		uint32_t klen = p[8] | p[9] << 8 | p[10] << 16 | (uint32_t)p[11] << 24;
+		uint32_t dlen = p[12] | p[13] << 8 | p[14] << 16 | (uint32_t)p[15] << 24;
+		if (k == kind && dlen > 200) {
+			b->data[pos + 24 + klen + dlen - 100] ^= 0x5a;
+			uint64_t sum = XXH64(b->data + 32, b->len - 32, 0);
+			for (int i = 0; i < 8; i++)
+				b->data[24 + i] = (char)(sum >> (8 * i));
+			return;
+		}
+		pos += 24 + klen + dlen;
+	}
+	fail_msg("no database of kind %u", kind);
+}
+
 /* A database whose bytes were changed and the file's checksum made to
- * match: Hyperscan's own check (hs_deserialize_database) refuses it, the
- * gate is compiled again and the file rewritten. */
+ * match: Hyperscan's own check (hs_deserialize_database) refuses it, it
+ * is compiled again and the file rewritten; a gate's and a literal
+ * database's alike. */
 static void test_cache_database_refused(void **state)
 {
 	(void)state;
 	char *cache = cache_path();
 	load_checked(cache);
 	buf_t b = BUF_INIT;
-	read_all(cache, &b);
-	/* the first entry's database, well inside it */
-	const unsigned char *p = (const unsigned char *)b.data + 32;
-	uint32_t klen = p[8] | p[9] << 8 | p[10] << 16 | (uint32_t)p[11] << 24;
-	uint32_t dlen = p[12] | p[13] << 8 | p[14] << 16 | (uint32_t)p[15] << 24;
-	assert_true(dlen > 200);
-	b.data[32 + 24 + klen + dlen - 100] ^= 0x5a;
-	uint64_t sum = XXH64(b.data + 32, b.len - 32, 0);
-	for (int i = 0; i < 8; i++)
-		b.data[24 + i] = (char)(sum >> (8 * i));
-	write_all(cache, &b);
-	char *why = NULL;
-	struct spam_hs_cache *c = spam_hs_cache_load(cache, &why);
-	assert_null(why);  /* the file as such is sound */
-	spam_hs_cache_free(&c);
-	ino_t before = inode_of(cache);
-	assert_true(load_checked(cache) != before);
+	for (uint32_t kind = SPAM_HS_KIND_GATE; kind <= SPAM_HS_KIND_LITERALS; kind++) {
+		read_all(cache, &b);
+		spoil_database(&b, kind);
+		write_all(cache, &b);
+		char *why = NULL;
+		struct spam_hs_cache *c = spam_hs_cache_load(cache, &why);
+		assert_null(why);  /* the file as such is sound */
+		spam_hs_cache_free(&c);
+		ino_t before = inode_of(cache);
+		ino_t after = load_checked(cache);  /* every gate there, the same hits */
+		assert_true(after != before);
+		assert_true(load_checked(cache) == after);  /* and sound again */
+	}
 	buf_free(&b);
 	free(cache);
 }
