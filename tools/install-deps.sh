@@ -23,8 +23,9 @@
 #                        clamscan, clamdscan, /usr/bin/time for peak RSS
 #   liblmdb-dev          the Bayes token store (LMDB)
 #   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
-#   libhyperscan-dev     the spam rules' prefilter: one pass over a message
-#   (libvectorscan-dev)  finds the literals every rule regex needs. Both
+#   libhyperscan-dev     the spam rules' prefilter (one pass over a message
+#   (libvectorscan-dev)  finds the literals every rule regex needs) and the
+#                        gates of the regexes without literals. Both
 #                        ship the same library (libhs, pkg-config libhs,
 #                        the same API); on amd64 it is Hyperscan, because
 #                        Debian's rspamd (below) depends on libhyperscan5,

@@ -130,6 +130,18 @@ static bool out_of_time(struct spam_run *run, unsigned every)
 
 /* ---- matching --------------------------------------------------------------------------- */
 
+/* One match of re in s[0..len) from pos: through PCRE2's JIT entry point
+ * (which skips the checks of pcre2_match: the arguments are ours) when
+ * the regex was JIT-compiled, else the interpreter. */
+static int match_at(const pcre2_code *re, const char *s, size_t len, size_t pos,
+		    pcre2_match_data *md, pcre2_match_context *mc)
+{
+	int rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, pos, 0, md, mc);
+	if (rc == PCRE2_ERROR_JIT_BADOPTION)
+		rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, 0, md, mc);
+	return rc;
+}
+
 /*
  * Count the matches of re in s[from..len), at most limit. With lines, a
  * match may not contain a newline (body rules match line by line): a
@@ -145,7 +157,7 @@ static unsigned count_matches(struct spam_run *run, const pcre2_code *re, const 
 	while (n < limit && pos <= len) {
 		if (out_of_time(run, 64))
 			break;
-		int rc = pcre2_match(re, (PCRE2_SPTR)s, end, pos, 0, md, run->rules->mctx);
+		int rc = match_at(re, s, end, pos, md, run->rules->mctx);
 		if (rc < 0) {
 			if (end == len)
 				break;  /* no match, or a limit reached */
@@ -224,7 +236,7 @@ static unsigned count_matches_in_lines(struct spam_run *run, size_t index, const
 		while (n < limit && pos <= end) {
 			if (out_of_time(run, 64))
 				goto done;
-			int rc = pcre2_match(re, (PCRE2_SPTR)s, end, pos, 0, md, run->rules->mctx);
+			int rc = match_at(re, s, end, pos, md, run->rules->mctx);
 			if (rc < 0)
 				break;
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
