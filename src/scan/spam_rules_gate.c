@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -416,7 +418,12 @@ static bool compile_in_child(struct spam_hs_job **jobs, size_t count)
 		return false;
 	}
 	if (pid == 0) {
-		close(fds[0]);
+		/* nothing of the parent's but the pipe back (the scan master's
+		 * sockets stay the master's alone), and gone with it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fds[1] > 3)
+			close_range(3, (unsigned)fds[1] - 1, 0);
+		close_range((unsigned)fds[1] + 1, ~0U, 0);
 		compile_all(jobs, count);
 		measure_all(jobs, count);
 		write_results(fds[1], jobs, count);
