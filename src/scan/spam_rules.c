@@ -3,10 +3,16 @@
  *
  * The cost does not grow with rules x message size: per text view
  * (header fields, parts' fields, body, rawbody, URIs, the full message)
- * one Vectorscan pass looks for the literals every regex needs
+ * one Hyperscan pass looks for the literals every regex needs
  * (spam_rules_regex.c), and only the regexes whose literals are there,
- * and the few that have none, run (PCRE2, JIT). Then the eval: tests,
- * then the metas in dependency order.
+ * and the few that have none, run (PCRE2, JIT). In the body that pass
+ * reports every occurrence with its line, and a body regex runs only on
+ * the lines that hold one of its literals (line narrowing: its matches
+ * never cross a line). A regex without literals may have a Hyperscan
+ * gate (spam_rules_gate.c): one pass over its text first says whether
+ * it can match at all. Then the eval: tests, then the metas in
+ * dependency order. spam_rules_set_plain turns all of that off (every
+ * regex over its whole text): the reference the tests hold it to.
  *
  * How each kind matches (as SpamAssassin does): header rules on a field's
  * instances joined by newlines (if-unset text, or "", when absent); body

@@ -6,9 +6,12 @@
  * sets postern uses, network tests), ReplaceTags' <TAG>s expanded, every
  * regex compiled once (PCRE2, JIT), meta expressions compiled and put in
  * dependency order (a cycle is an error), header targets shared, and per
- * text view a Vectorscan literal database of the literals one of which
+ * text view a Hyperscan literal database of the literals one of which
  * each regex needs (the prefilter: a regex whose literals are absent is
- * never run). Then one summary line per lenient file that lost rules.
+ * never run; in the body every occurrence is reported, for line
+ * narrowing), taken from the compiled-database cache or compiled with the
+ * gates (spam_rules_gate.c). Then one summary line per lenient file that
+ * lost rules.
  *
  * Input: the parse (rule files, untrusted in their content but an
  * administrator's choice). Runs in the scan master at load.

@@ -16,31 +16,36 @@
  * at the end of the subject, \z or \Z, gets none) whose gate compiles to
  * at most SPAM_GATE_DB_MAX bytes and, over a sample of ordinary text
  * (sample_text: words, numbers, a link, a few accented letters), runs in
- * at most two thirds of the time PCRE2 takes over it (Hyperscan is slower than
- * PCRE2 on some patterns: a gate there would cost time); of those, the
- * ones that save the most time per byte of database first, while all
- * gates stay within SPAM_GATE_TOTAL_MAX. Each gate is its own database,
- * one pass per rule: a combined database of these patterns was measured
- * several times larger (22 MB for SpamAssassin's, half a minute to
- * compile) and no faster. The databases are compiled in the scan master
- * (shared with the scanners by fork), on a few threads, measured, and
- * kept with their measurements in the compiled-database cache
- * (spam_hs_cache.h), so that the next load only reads them and decides
- * alike.
+ * at most two thirds of the time PCRE2 takes over it (Hyperscan is
+ * slower than PCRE2 on some patterns: a gate there would cost time); of
+ * those, the ones that save the most time per byte of database first,
+ * while all gates stay within SPAM_GATE_TOTAL_MAX. Each gate is its own
+ * database, one pass per rule: a combined database of these patterns was
+ * measured several times larger (22 MB for SpamAssassin's, half a minute
+ * to compile) and no faster.
+ *
+ * The databases (the gates, and the views' literal databases the caller
+ * hands over) that the compiled-database cache (spam_hs_cache.h) lacks
+ * are compiled on a few threads, and the gates measured: in a child
+ * process when there is much to compile, so that Hyperscan's compiler
+ * never weighs on the scan master, whose databases the scanners share
+ * after fork. The cache keeps them with their measurements, so that the
+ * next load only reads them and decides alike.
  *
  * Input: the rules' patterns (rule files, an administrator's choice).
- * Privilege: the scan master, `postern scan`, check-config (as user).
+ * Privilege: the scan master (and its compiler child), `postern scan`,
+ * check-config (as user).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../lib/log.h"

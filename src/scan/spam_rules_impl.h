@@ -2,9 +2,10 @@
  * spam_rules_impl.h - the compiled form of SpamAssassin-syntax rule files,
  * shared by the reader (spam_rules_parse.c, spam_rules_build.c), the
  * expression compiler (spam_rules_expr.c), the regex analysis
- * (spam_rules_regex.c), the matcher (spam_rules.c, spam_rules_header.c)
- * and the eval: tests (spam_eval.c). Not for other modules: they use
- * spam.h.
+ * (spam_rules_regex.c), the Hyperscan gates (spam_rules_gate.c, with the
+ * compiled-database cache, spam_hs_cache.h), the matcher (spam_rules.c,
+ * spam_rules_header.c) and the eval: tests (spam_eval.c). Not for other
+ * modules: they use spam.h.
  *
  * Untrusted input: rule files (the administrator's, SpamAssassin's) at
  * load time; messages (through struct spam_text) at run time. Privilege:

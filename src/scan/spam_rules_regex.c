@@ -14,6 +14,10 @@
  * bounded recursion (SPAM_EXPR_DEPTH_MAX) and bounded sets
  * (SPAM_LIT_SET_MAX literals of at most SPAM_LIT_LEN_MAX bytes).
  *
+ * Also what a regex looks at beyond its match, for the matcher's line
+ * narrowing (spam_narrow_eligible): the end of the subject, what \K
+ * drops, a lookahead that could see past a line's end.
+ *
  * Input: patterns from rule files (load time, scan master). Patterns are
  * byte-oriented, as SpamAssassin's are: no UTF mode.
  */
