@@ -63,6 +63,11 @@ bool spam_gate_eligible(const struct spam_rule *r)
 	if (r->re == NULL || r->lits.count > 0 || r->pattern == NULL ||
 	    strlen(r->pattern) > SPAM_GATE_PATTERN_MAX)
 		return false;
+	/* In extended mode PCRE2 (without UTF) skips NEL (0x85) as white
+	 * space, Hyperscan reads it as a byte to match: no gate then */
+	if (strchr(r->pattern, '\x85') != NULL &&
+	    ((r->pcre_opts & PCRE2_EXTENDED) || spam_regex_inline_option(r->pattern, 'x')))
+		return false;
 	switch (r->kind) {
 	case SPAM_RK_BODY:
 		/* PCRE2 reads a line at a time, the gate the whole body: an end

@@ -387,8 +387,9 @@ void spam_hs_test_child(bool always);
  * match a newline). opts: the PCRE2 options it is compiled with. */
 bool spam_narrow_eligible(const char *pattern, uint32_t opts);
 /* Does the pattern hold the escape backslash-letter (not counting an escaped
- * backslash)? */
+ * backslash)? Could it turn an option on inline ((?s), (?is:...))? */
 bool spam_regex_has_escape(const char *pattern, char letter);
+bool spam_regex_inline_option(const char *pattern, char option);
 void spam_rule_free(struct spam_rule *r);
 void spam_file_free(struct spam_file *f);
 void spam_parse_free(struct spam_parse *ps);

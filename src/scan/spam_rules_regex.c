@@ -233,8 +233,7 @@ static const char *group_end(const char *s, size_t start)
 	return NULL;
 }
 
-/* Could the pattern turn an option on inline ((?s), (?is:...))? */
-static bool inline_option(const char *pattern, char option)
+bool spam_regex_inline_option(const char *pattern, char option)
 {
 	for (const char *p = strstr(pattern, "(?"); p != NULL; p = strstr(p + 2, "(?")) {
 		const char *q = p + 2;
@@ -258,8 +257,8 @@ bool spam_narrow_eligible(const char *pattern, uint32_t opts)
 			return false;
 	if (strstr(pattern, "(*") != NULL || strstr(pattern, "(?C") != NULL)
 		return false;
-	bool dotall = (opts & PCRE2_DOTALL) != 0 || inline_option(pattern, 's');
-	bool extended = (opts & PCRE2_EXTENDED) != 0 || inline_option(pattern, 'x');
+	bool dotall = (opts & PCRE2_DOTALL) != 0 || spam_regex_inline_option(pattern, 's');
+	bool extended = (opts & PCRE2_EXTENDED) != 0 || spam_regex_inline_option(pattern, 'x');
 	if (extended && strchr(pattern, '#') != NULL)
 		return false;  /* a comment could hide where a group ends */
 	for (size_t i = 0; pattern[i] != '\0'; i++) {

@@ -149,6 +149,8 @@ static const char rules_text[] =
 	"body NOGATE_Z /\\d{4}\\z/\n"
 	/* Hyperscan takes no end anchor inside: no gate either */
 	"body NOGATE_HS /(?:$|\\W)opt\\W?out\\b/i\n"
+	/* extended mode skips NEL (0x85) in PCRE2, not in Hyperscan: none */
+	"body NOGATE_NEL /\\d\\s\x85\\d/x\n"
 	/* literals: narrowed to their lines */
 	"body LIT_MULTI /credit\\s+card/i\n"
 	"tflags LIT_MULTI multiple\n"
@@ -174,6 +176,7 @@ static void test_fast_paths_agree(void **state)
 	assert_non_null(rule(r, "GATE_FULL")->gate);
 	assert_null(rule(r, "NOGATE_Z")->gate);
 	assert_null(rule(r, "NOGATE_HS")->gate);
+	assert_null(rule(r, "NOGATE_NEL")->gate);
 	assert_null(rule(r, "LIT_MULTI")->gate);
 	assert_true(rule(r, "LIT_MULTI")->narrow);
 	assert_true(rule(r, "LIT_ANCHOR")->narrow);
@@ -197,6 +200,7 @@ static void test_fast_paths_agree(void **state)
 	agree(r, "s", "code 1234\nmore\n", "");
 	agree(r, "s", "more\ncode 1234", "NOGATE_Z=1");
 	agree(r, "s", "please opt-out\n", "NOGATE_HS=1");
+	agree(r, "s", "room 1 2\n", "GATE_CROSS=1 NOGATE_NEL=1");
 	agree(r, "s", "raw        abc\n", "GATE_RAW=1");
 	/* literals: every line that holds one, each match counted */
 	agree(r, "s",
