@@ -24,8 +24,9 @@
 #   liblmdb-dev          the Bayes token store and the anvil's store of
 #                        blocks and greylisting (LMDB)
 #   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
-#   libhyperscan-dev     the spam rules' prefilter: one pass over a message
-#   (libvectorscan-dev)  finds the literals every rule regex needs. Both
+#   libhyperscan-dev     the spam rules' prefilter (one pass over a message
+#   (libvectorscan-dev)  finds the literals every rule regex needs) and the
+#                        gates of the regexes without literals. Both
 #                        ship the same library (libhs, pkg-config libhs,
 #                        the same API); on amd64 it is Hyperscan, because
 #                        Debian's rspamd (below) depends on libhyperscan5,
