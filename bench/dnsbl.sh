@@ -263,14 +263,26 @@ EOF
 POSTERN_VERSION=$("$POSTERN_BIN" version 2>/dev/null | head -1)
 "$POSTERN_BIN" check-config -c "$PT/postern.conf" >/dev/null 2>"$DIR/check-config.err" ||
 	{ echo "bench: postern check-config: $(head -3 "$DIR/check-config.err")" >&2; exit 1; }
-"$POSTERN_BIN" serve -c "$PT/postern.conf" 2>"$PT_LOG" &
-PT_PID=$!
-wait_tcp 127.0.0.1 "$PT_PORT" 20 || { echo "bench: postern did not start (see $PT_LOG)" >&2; exit 1; }
-for ((i = 0; i < 200; i++)); do
-	[ "$(grep -c 'smtp worker ready' "$PT_LOG")" -ge "$(nproc)" ] && break
-	sleep 0.1
-done
+# a fresh postern for each of its runs (its log appended to $PT_LOG)
+start_postern() {
+	local mark
+	mark=$(grep -c 'smtp worker ready' "$PT_LOG" 2>/dev/null)
+	"$POSTERN_BIN" serve -c "$PT/postern.conf" 2>>"$PT_LOG" &
+	PT_PID=$!
+	wait_tcp 127.0.0.1 "$PT_PORT" 20 || { echo "bench: postern did not start (see $PT_LOG)" >&2; exit 1; }
+	for ((i = 0; i < 200; i++)); do
+		[ "$(grep -c 'smtp worker ready' "$PT_LOG")" -ge $((${mark:-0} + $(nproc))) ] && break
+		sleep 0.1
+	done
+}
+stop_postern() {
+	stop_pid_wait "$PT_PID"
+	PT_PID=""
+}
+: >"$PT_LOG"
+start_postern
 record "$POSTERN_VERSION: pid $PT_PID, $(grep -c 'smtp worker ready' "$PT_LOG") smtp workers"
+stop_postern
 
 # ---- Postfix: postscreen + smtpd, private instance -----------------------------
 PF="$DIR/postfix"
@@ -349,12 +361,25 @@ if ! MAIL_CONFIG="$PF_CONF" postfix -c "$PF_CONF" check >"$DIR/postfix-check.out
 	cat "$DIR/postfix-check.out" >&2
 	exit 1
 fi
-PF_STARTED=1
-MAIL_CONFIG="$PF_CONF" postfix -c "$PF_CONF" start >"$DIR/postfix-start.out" 2>&1 ||
-	{ cat "$DIR/postfix-start.out" "$PF/log/maillog" >&2; exit 1; }
-wait_tcp 127.0.0.1 "$PF_PORT" 30 || { echo "bench: postscreen not listening" >&2; tail "$PF/log/maillog" >&2; exit 1; }
-PF_MASTER=$(awk '{print $1; exit}' "$PF/spool/pid/master.pid")
+# a fresh instance for each of its runs: its anvil keeps every client it
+# saw for anvil_rate_time_unit (60 s), and a table of earlier runs' clients
+# slows the next run (see bench/README.md)
+start_postfix() {
+	PF_STARTED=1
+	MAIL_CONFIG="$PF_CONF" postfix -c "$PF_CONF" start >"$DIR/postfix-start.out" 2>&1 ||
+		{ cat "$DIR/postfix-start.out" "$PF/log/maillog" >&2; exit 1; }
+	wait_tcp 127.0.0.1 "$PF_PORT" 30 || { echo "bench: postscreen not listening" >&2; tail "$PF/log/maillog" >&2; exit 1; }
+	PF_MASTER=$(awk '{print $1; exit}' "$PF/spool/pid/master.pid")
+}
+stop_postfix() {
+	local i
+	MAIL_CONFIG="$PF_CONF" postfix -c "$PF_CONF" stop >/dev/null 2>&1
+	for ((i = 0; i < 300; i++)); do kill -0 "$PF_MASTER" 2>/dev/null || break; sleep 0.1; done
+	PF_STARTED=""
+}
+start_postfix
 record "Postfix $PF_VERSION: master pid $PF_MASTER, postscreen on 127.0.0.1:$PF_PORT, config $PF_CONF"
+stop_postfix
 
 # ---- smtp-sink: the client's ceiling -------------------------------------------
 smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 1024 &
@@ -369,7 +394,24 @@ cpu_of() { # pid -> CPU seconds of that process tree since cpu_snap
 	read -r _ _ ours _ _ < <(python3 "$HERE/cpu_acct.py" diff "$DIR/cpu.snap" "$1")
 	echo "${ours:-0}"
 }
-declare -A RATES=() CPUUS=() QPS=() LAT=() BAD=() MED=() SPR=() MCPU=() MQ=() UBUS=() CLUS=() MUB=() MCL=()
+declare -A RATES=() CPUUS=() QPS=() LAT=() BAD=() MED=() SPR=() MCPU=() MQ=() UBUS=() CLUS=() MUB=() MCL=() BREAKDOWN=()
+# CPU seconds of each process below root (the live ones: Postfix's smtpd
+# processes that ended are in the master's total only), by role
+cpu_by_process() { # system root-pid -> "role:seconds ..." (largest first)
+	local sys="$1" root="$2"
+	{
+		echo "$root $(cat "/proc/$root/comm" 2>/dev/null)"
+		ps -o pid=,comm= --ppid "$root"
+	} | while read -r pid comm; do
+		role="$comm"
+		if [ "$sys" = postern ]; then
+			role=$(grep -m1 -oE "postern/[a-z]+\[$pid\]" "$PT_LOG" | sed -E 's/postern\/([a-z]+).*/\1/')
+			[ "$pid" = "$root" ] && role=supervisor
+		fi
+		awk -v r="${role:-$comm}" -v t="$(getconf CLK_TCK)" '{ printf "%s %.2f\n", r, ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null
+	done | awk '{ s[$1] += $2; n[$1]++ } END { for (r in s) printf "%s %.2f %d\n", r, s[r], n[r] }' | sort -k2 -gr |
+		awk '{ printf "%s%s(x%d) %ss", (NR > 1 ? ", " : ""), $1, $3, $2 }'
+}
 # one run: system port root-pid [--no-check] -> appends to RATES[system] etc., LAST_RATE
 one_run() {
 	local sys="$1" port="$2" root="$3" check="${4:-}" json rate outcomes ok refused listed q0 q1 cpu ubcpu
@@ -379,9 +421,11 @@ one_run() {
 		--procs "$CLIENT_PROCS" --listed-pct "$LISTED_PCT" $check 2>>"$RAW")
 	cpu=$(cpu_of "$root")
 	ubcpu=$(cpu_of "$UB_PID")
+	[ -n "$check" ] || BREAKDOWN[$sys]=$(cpu_by_process "$sys" "$root")
 	q1=$(ub_stats)
 	NEXT=$((NEXT + COUNT))
 	record "$sys: $json server_cpu_s=$cpu unbound_cpu_s=$ubcpu dns_queries=$q1"
+	[ -n "$check" ] || record "  $sys CPU by process (live ones): ${BREAKDOWN[$sys]}"
 	rate=$(jget "$json" rate)
 	outcomes=$(jget "$json" outcomes)
 	listed=$(jget "$json" listed)
@@ -415,8 +459,16 @@ for ((r = 1; r <= RUNS; r++)); do
 	if ((r % 2)); then order="postfix postern"; else order="postern postfix"; fi
 	for s in $order; do
 		case $s in
-		postern) one_run postern "$PT_PORT" "$PT_PID" ;;
-		postfix) one_run postfix "$PF_PORT" "$PF_MASTER" ;;
+		postern)
+			start_postern
+			one_run postern "$PT_PORT" "$PT_PID"
+			stop_postern
+			;;
+		postfix)
+			start_postfix
+			one_run postfix "$PF_PORT" "$PF_MASTER"
+			stop_postfix
+			;;
 		esac
 		RR[$s]=$LAST_RATE
 	done
@@ -470,6 +522,9 @@ RATIO_MED=$(MED_DIGITS=3 med $RATIO_ROUNDS)
 	echo "   DNS q: queries unbound answered per session: 2 lists = 2 A queries; postern adds a TXT query per list that lists a client, for the reason)"
 	echo "  postern/Postfix, ratio of the medians: $(ratio "${MED[postern]}" "${MED[postfix]}"); median of the per-round ratios: $RATIO_MED (rounds:$RATIO_ROUNDS)"
 	echo "  issue 9's benchmark names no number for this ratio; the project's aim is at least Postfix's rate (>= 1.0): $(awk -v r="$RATIO_MED" 'BEGIN{ if (r == "NA" || r == "") print "not measured"; else print (r >= 1.0 ? "met" : "NOT met") }')"
+	echo "  CPU by process in the last run of each (processes alive at its end):"
+	echo "    Postfix: ${BREAKDOWN[postfix]:-?}"
+	echo "    postern: ${BREAKDOWN[postern]:-?}"
 	allrates=$(printf '%s\n' ${RATES[sink]:-} ${RATES[postern]:-} ${RATES[postfix]:-} | grep -E '^[0-9.]+$' | sort -g | tail -1)
 	echo "  the client: it made up to ${allrates:-?} conns/s in this run, and smtp-sink (one process, no DNS: the loopback path with a trivial"
 	echo "  server) $(spread ${RATES[sink]:-}) before and after the rounds. Client, servers and unbound share the CPUs: a rate near the"
