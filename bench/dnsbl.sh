@@ -62,12 +62,18 @@
 #     without DNSBL work. The client's CPU per session is reported too.
 # Each of RUNS rounds measures both systems with COUNT sessions each,
 # CONCURRENCY at a time; the order alternates per round (Postfix first in
-# odd rounds, postern first in even ones). Reported: the median
+# odd rounds, postern first in even ones). Each system is started afresh
+# for each of its runs and stopped after it: Postfix's anvil keeps a
+# record of every client of the last 60 s (anvil_rate_time_unit), and
+# with the clients of the earlier runs in it each later run was slower
+# (1511, 796, 649, 720, 654 conns/s in one run of 5 rounds, anvil the
+# busiest process); a fresh start gives both systems the same history. Reported: the median
 # connections/s of each, min..max over the rounds, the ratio of the
 # medians and the median of the per-round ratios postern/Postfix; the
 # server CPU per connection (the system's process tree, /proc), unbound's
 # queries per session (unbound-control stats: both systems must have
-# asked), the session and banner latency p50/p99.
+# asked), the banner latency p50/p99, and the CPU of each process of the
+# last run of each system (what limits it).
 #
 # Knobs (environment): RUNS=5, COUNT=20000, CONCURRENCY=50, LISTED_PCT=10,
 # CLIENT_PROCS=2, DNSBL_PORT=25300 (postern), DNSBL_PF_PORT=25301
