@@ -76,7 +76,10 @@
 # last run of each system (what limits it).
 #
 # Knobs (environment): RUNS=5, COUNT=20000, CONCURRENCY=50, LISTED_PCT=10,
-# CLIENT_PROCS=2, DNSBL_PORT=25300 (postern), DNSBL_PF_PORT=25301
+# CLIENT_PROCS=2, ADDRESSES=0 (N: the sessions come from a pool of N
+# addresses, each used again and again, and postern's DNS cache is off,
+# dns_cache_size = 0, so that every session is still looked up; postscreen
+# keeps no score beyond the connection that asked for it), DNSBL_PORT=25300 (postern), DNSBL_PF_PORT=25301
 # (postscreen), DNSBL_SINK_PORT=25302, BENCH_TMP=/var/tmp, KEEP_TMP=1,
 # POSTERN_BIN=build/postern, ANCHORS=../shared/anchors.
 # Output: the table on stdout and in build/bench/dnsbl-results.txt, every
@@ -124,6 +127,7 @@ COUNT="${COUNT:-20000}"
 CONCURRENCY="${CONCURRENCY:-50}"
 LISTED_PCT="${LISTED_PCT:-10}"
 CLIENT_PROCS="${CLIENT_PROCS:-2}"
+ADDRESSES="${ADDRESSES:-0}" # 0: every session its own address; N: a pool of N, caches off
 PT_PORT="${DNSBL_PORT:-25300}"
 PF_PORT="${DNSBL_PF_PORT:-25301}"
 SINK_PORT="${DNSBL_SINK_PORT:-25302}"
@@ -266,6 +270,10 @@ greet_pause   = 0
 dns_servers   = 127.0.0.1:53
 dnsbl_sites   = $ZONE_A, $ZONE_B
 EOF
+# with a pool of addresses used again and again, the DNS cache would answer
+# for most sessions: off, so every session is looked up (postscreen keeps
+# no DNSBL score beyond the connection that asked, and its cache map is off)
+[ "$ADDRESSES" = 0 ] || echo "dns_cache_size = 0" >>"$PT/postern.conf"
 POSTERN_VERSION=$("$POSTERN_BIN" version 2>/dev/null | head -1)
 "$POSTERN_BIN" check-config -c "$PT/postern.conf" >/dev/null 2>"$DIR/check-config.err" ||
 	{ echo "bench: postern check-config: $(head -3 "$DIR/check-config.err")" >&2; exit 1; }
@@ -401,21 +409,27 @@ cpu_of() { # pid -> CPU seconds of that process tree since cpu_snap
 	echo "${ours:-0}"
 }
 declare -A RATES=() CPUUS=() QPS=() LAT=() BAD=() MED=() SPR=() MCPU=() MQ=() UBUS=() CLUS=() MUB=() MCL=() BREAKDOWN=()
-# CPU seconds of each process below root (the live ones: Postfix's smtpd
-# processes that ended are in the master's total only), by role
-cpu_by_process() { # system root-pid -> "role:seconds ..." (largest first)
-	local sys="$1" root="$2"
+# CPU seconds of root and each process below it, by role, and of the
+# children that ended (reaped by root) together
+cpu_by_process() { # system root-pid -> "role(xN) seconds, ..." (largest first)
+	local sys="$1" root="$2" tck
+	tck=$(getconf CLK_TCK)
 	{
-		echo "$root $(cat "/proc/$root/comm" 2>/dev/null)"
-		ps -o pid=,comm= --ppid "$root"
-	} | while read -r pid comm; do
-		role="$comm"
-		if [ "$sys" = postern ]; then
-			role=$(grep -m1 -oE "postern/[a-z]+\[$pid\]" "$PT_LOG" | sed -E 's/postern\/([a-z]+).*/\1/')
-			[ "$pid" = "$root" ] && role=supervisor
-		fi
-		awk -v r="${role:-$comm}" -v t="$(getconf CLK_TCK)" '{ printf "%s %.2f\n", r, ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null
-	done | awk '{ s[$1] += $2; n[$1]++ } END { for (r in s) printf "%s %.2f %d\n", r, s[r], n[r] }' | sort -k2 -gr |
+		{
+			echo "$root $(cat "/proc/$root/comm" 2>/dev/null)"
+			ps -o pid=,comm= --ppid "$root"
+		} | while read -r pid comm; do
+			role="$comm"
+			if [ "$sys" = postern ]; then
+				role=$(grep -m1 -oE "postern/[a-z]+\[$pid\]" "$PT_LOG" | sed -E 's/postern\/([a-z]+).*/\1/')
+				[ "$pid" = "$root" ] && role=supervisor
+			fi
+			awk -v r="${role:-$comm}" -v t="$tck" '{ printf "%s %.2f\n", r, ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null
+		done
+		# the root's children that ended (Postfix's smtpd and dnsblog
+		# processes end after max_use requests and are replaced)
+		awk -v t="$tck" '{ printf "ended-children %.2f\n", ($16 + $17) / t }' "/proc/$root/stat" 2>/dev/null
+	} | awk '{ s[$1] += $2; n[$1]++ } END { for (r in s) printf "%s %.2f %d\n", r, s[r], n[r] }' | sort -k2 -gr |
 		awk '{ printf "%s%s(x%d) %ss", (NR > 1 ? ", " : ""), $1, $3, $2 }'
 }
 # one run: system port root-pid [--no-check] -> appends to RATES[system] etc., LAST_RATE
@@ -424,14 +438,14 @@ one_run() {
 	q0=$(ub_stats) # resets unbound's counters (statistics-cumulative: no)
 	cpu_snap
 	json=$(python3 "$HERE/dnsbl_client.py" 127.0.0.1 "$port" "$COUNT" "$CONCURRENCY" "$NEXT" \
-		--procs "$CLIENT_PROCS" --listed-pct "$LISTED_PCT" $check 2>>"$RAW")
+		--procs "$CLIENT_PROCS" --listed-pct "$LISTED_PCT" --pool "$ADDRESSES" $check 2>>"$RAW")
 	cpu=$(cpu_of "$root")
 	ubcpu=$(cpu_of "$UB_PID")
 	[ -n "$check" ] || BREAKDOWN[$sys]=$(cpu_by_process "$sys" "$root")
 	q1=$(ub_stats)
 	NEXT=$((NEXT + COUNT))
 	record "$sys: $json server_cpu_s=$cpu unbound_cpu_s=$ubcpu dns_queries=$q1"
-	[ -n "$check" ] || record "  $sys CPU by process (live ones): ${BREAKDOWN[$sys]}"
+	[ -n "$check" ] || record "  $sys CPU by process: ${BREAKDOWN[$sys]}"
 	rate=$(jget "$json" rate)
 	outcomes=$(jget "$json" outcomes)
 	listed=$(jget "$json" listed)
@@ -457,7 +471,12 @@ one_run() {
 	LAST_RATE="${rate:-NA}"
 }
 
-record "workload: $COUNT sessions per run, $CONCURRENCY at a time ($CLIENT_PROCS client processes), $LISTED_PCT % listed, every session from its own address; $RUNS rounds"
+if [ "$ADDRESSES" = 0 ]; then
+	ADDR_TEXT="every session from its own 127/8 address: cold DNS caches for both systems"
+else
+	ADDR_TEXT="the sessions from a pool of $ADDRESSES 127/8 addresses, used again and again; postern's DNS cache off (dns_cache_size = 0), postscreen's cache map off"
+fi
+record "workload: $COUNT sessions per run, $CONCURRENCY at a time ($CLIENT_PROCS client processes), $LISTED_PCT % listed, $ADDR_TEXT; $RUNS rounds"
 one_run sink "$SINK_PORT" "$SINK_PID" --no-check
 declare -A RR=()
 RATIO_ROUNDS=""
@@ -516,8 +535,8 @@ RATIO_MED=$(MED_DIGITS=3 med $RATIO_ROUNDS)
 {
 	echo "postern DNSBL connection rate, $(date -u +%F) - $(nproc) CPU, kernel $(uname -r)"
 	echo "workload: $COUNT sessions per run, $CONCURRENCY concurrent ($CLIENT_PROCS client processes), $LISTED_PCT % of the clients listed"
-	echo "  (by $ZONE_A, $ZONE_B or both; refused at RCPT), the rest connect, EHLO, QUIT; every session from its own 127/8 address:"
-	echo "  cold DNS caches for both systems; two DNSBL lookups per session on a private unbound; median of $RUNS rounds, order alternating"
+	echo "  (by $ZONE_A, $ZONE_B or both; refused at RCPT), the rest connect, EHLO, QUIT; $ADDR_TEXT;"
+	echo "  two DNSBL lookups per session on a private unbound; median of $RUNS rounds, order alternating, each system started afresh for each run"
 	echo
 	row "system" "conns/s" "min..max" "/Postfix" "server CPU" "unbound CPU" "client CPU" "DNS q" "banner p50/p99 ms (each run)"
 	row "----------------------------------------" "--------" "---------------" "--------" "----------" "----------" "----------" "------" "----------------------------"
@@ -528,7 +547,7 @@ RATIO_MED=$(MED_DIGITS=3 med $RATIO_ROUNDS)
 	echo "   DNS q: queries unbound answered per session: 2 lists = 2 A queries; postern adds a TXT query per list that lists a client, for the reason)"
 	echo "  postern/Postfix, ratio of the medians: $(ratio "${MED[postern]}" "${MED[postfix]}"); median of the per-round ratios: $RATIO_MED (rounds:$RATIO_ROUNDS)"
 	echo "  issue 9's benchmark names no number for this ratio; the project's aim is at least Postfix's rate (>= 1.0): $(awk -v r="$RATIO_MED" 'BEGIN{ if (r == "NA" || r == "") print "not measured"; else print (r >= 1.0 ? "met" : "NOT met") }')"
-	echo "  CPU by process in the last run of each (processes alive at its end):"
+	echo "  CPU by process in the last run of each (the processes alive at its end, and the ended children together):"
 	echo "    Postfix: ${BREAKDOWN[postfix]:-?}"
 	echo "    postern: ${BREAKDOWN[postern]:-?}"
 	allrates=$(printf '%s\n' ${RATES[sink]:-} ${RATES[postern]:-} ${RATES[postfix]:-} | grep -E '^[0-9.]+$' | sort -g | tail -1)

@@ -4,12 +4,15 @@ sessions from many distinct loopback addresses, as fast as a server
 takes them.
 
     dnsbl_client.py HOST PORT COUNT CONCURRENCY FIRST [--procs P]
-                    [--listed-pct PCT] [--no-check] [--timeout S]
+                    [--listed-pct PCT] [--pool N] [--no-check] [--timeout S]
 
 Session i (FIRST <= i < FIRST + COUNT) comes from its own source address
 (client_address(i), bound before connect), so no two sessions of a run,
 nor of two runs with different FIRST, share an address and no DNS cache
-(the server's, postscreen's) can answer for a later session. Every
+(the server's, postscreen's) can answer for a later session. With
+--pool N, session i comes from client_address(i mod N) instead: N
+addresses, each used again and again (the server's caches must then be
+off for every session to be looked up). Every
 session: connect, read the banner (220), EHLO (250), then
   * an unlisted client (address 127.1-99.x.y): QUIT (221);
   * a listed one (127.100-249.x.y, PCT % of the sessions, spread
@@ -184,6 +187,11 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p / 100))]
 
 
+def effective(args, i):
+    """The address index of session i (--pool: modulo the pool)."""
+    return i % args.pool if args.pool else i
+
+
 def worker(args, proc, ready, go, out):
     """Run the sessions i = FIRST + proc, FIRST + proc + P, ...; put the
     results on out."""
@@ -198,7 +206,7 @@ def worker(args, proc, ready, go, out):
         i = next(it, None)
         if i is None:
             return False
-        s = Session(i, args.host, args.port, args.listed_pct, not args.no_check)
+        s = Session(effective(args, i), args.host, args.port, args.listed_pct, not args.no_check)
         if s.outcome is not None:
             finish(s)
             return True
@@ -260,16 +268,19 @@ def main():
     ap.add_argument("first", type=int)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--listed-pct", type=int, default=10)
+    ap.add_argument("--pool", type=int, default=0)
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--timeout", type=float, default=60.0)
     args = ap.parse_args()
-    if args.count < 1 or args.concurrency < 1 or args.procs < 1 or not 0 <= args.listed_pct <= 100:
-        ap.error("COUNT, CONCURRENCY and --procs must be positive, --listed-pct 0..100")
+    if args.count < 1 or args.concurrency < 1 or args.procs < 1 or not 0 <= args.listed_pct <= 100 \
+            or args.pool < 0:
+        ap.error("COUNT, CONCURRENCY and --procs must be positive, --listed-pct 0..100, --pool >= 0")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.concurrency + 256
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-    client_address(args.first + args.count - 1, args.listed_pct)  # fails early beyond the plan
+    # fails early beyond the address plan
+    client_address(args.pool - 1 if args.pool else args.first + args.count - 1, args.listed_pct)
 
     ctx = multiprocessing.get_context("fork")
     go, out = ctx.Event(), ctx.Queue()
@@ -294,7 +305,8 @@ def main():
             outcomes[k] = outcomes.get(k, 0) + v
         durations += r["durations"]
         banners += r["banners"]
-    listed = sum(client_address(i, args.listed_pct)[1] for i in range(args.first, args.first + args.count))
+    listed = sum(client_address(effective(args, i), args.listed_pct)[1]
+                 for i in range(args.first, args.first + args.count))
     ms = lambda v: None if v is None else round(v * 1000, 2)
     print(json.dumps({
         "sessions": args.count, "listed": listed, "seconds": round(seconds, 3),
