@@ -111,6 +111,7 @@ if [ -z "${DNSBL_BENCH_NS:-}" ]; then
 	resolv=$(mktemp /tmp/postern-dnsbl-resolv.XXXXXX)
 	printf '# written by postern bench/dnsbl.sh, inside its own namespace only\nnameserver 127.0.0.1\noptions timeout:2 attempts:2\n' >"$resolv"
 	chmod 644 "$resolv"
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	DNSBL_BENCH_NS=1 ANCHOR_IN_NETNS=1 unshare -n -m --propagation private \
 		bash -c 'ip link set lo up && mount --bind "$1" /etc/resolv.conf && shift && exec "$0" "$@"' \
 		"$0" "$resolv" "$@"
@@ -408,7 +409,7 @@ cpu_of() { # pid -> CPU seconds of that process tree since cpu_snap
 	read -r _ _ ours _ _ < <(python3 "$HERE/cpu_acct.py" diff "$DIR/cpu.snap" "$1")
 	echo "${ours:-0}"
 }
-declare -A RATES=() CPUUS=() QPS=() LAT=() BAD=() MED=() SPR=() MCPU=() MQ=() UBUS=() CLUS=() MUB=() MCL=() BREAKDOWN=()
+declare -A RATES=() CPUUS=() QPS=() LAT=() MED=() SPR=() MCPU=() MQ=() UBUS=() CLUS=() MUB=() MCL=() BREAKDOWN=()
 # CPU seconds of root and each process below it, by role, and of the
 # children that ended (reaped by root) together
 cpu_by_process() { # system root-pid -> "role(xN) seconds, ..." (largest first)
@@ -434,9 +435,10 @@ cpu_by_process() { # system root-pid -> "role(xN) seconds, ..." (largest first)
 }
 # one run: system port root-pid [--no-check] -> appends to RATES[system] etc., LAST_RATE
 one_run() {
-	local sys="$1" port="$2" root="$3" check="${4:-}" json rate outcomes ok refused listed q0 q1 cpu ubcpu
-	q0=$(ub_stats) # resets unbound's counters (statistics-cumulative: no)
+	local sys="$1" port="$2" root="$3" check="${4:-}" json rate outcomes ok refused listed q1 cpu ubcpu
+	ub_stats >/dev/null # resets unbound's counters (statistics-cumulative: no)
 	cpu_snap
+	# shellcheck disable=SC2086 # $check: empty or one flag
 	json=$(python3 "$HERE/dnsbl_client.py" 127.0.0.1 "$port" "$COUNT" "$CONCURRENCY" "$NEXT" \
 		--procs "$CLIENT_PROCS" --listed-pct "$LISTED_PCT" --pool "$ADDRESSES" $check 2>>"$RAW")
 	cpu=$(cpu_of "$root")
@@ -459,12 +461,10 @@ one_run() {
 	LAT[$sys]="${LAT[$sys]:-} $(jget "$json" banner_p50_ms)/$(jget "$json" banner_p99_ms)"
 	if [ -z "$check" ]; then
 		if [ "$ok" != $((COUNT - listed)) ] || [ "$refused" != "$listed" ]; then
-			BAD[$sys]=1
 			fail "$sys: not every session ended as expected: $outcomes (want ok=$((COUNT - listed)) refused=$listed)"
 		fi
 		# two lists: at least two lookups per session must have reached unbound
 		if ! awk -v q="${q1:-0}" -v n="$COUNT" 'BEGIN{exit !(q >= 2 * n)}'; then
-			BAD[$sys]=1
 			fail "$sys: unbound answered only ${q1:-0} queries for $COUNT sessions (two lists: at least $((2 * COUNT)) expected)"
 		fi
 	fi
@@ -531,6 +531,7 @@ name_of() {
 	postern) echo "${POSTERN_VERSION:-postern}" ;;
 	esac
 }
+# shellcheck disable=SC2086 # space-separated lists of numbers, from here on
 RATIO_MED=$(MED_DIGITS=3 med $RATIO_ROUNDS)
 {
 	echo "postern DNSBL connection rate, $(date -u +%F) - $(nproc) CPU, kernel $(uname -r)"
@@ -550,8 +551,10 @@ RATIO_MED=$(MED_DIGITS=3 med $RATIO_ROUNDS)
 	echo "  CPU by process in the last run of each (the processes alive at its end, and the ended children together):"
 	echo "    Postfix: ${BREAKDOWN[postfix]:-?}"
 	echo "    postern: ${BREAKDOWN[postern]:-?}"
+	# shellcheck disable=SC2086
 	allrates=$(printf '%s\n' ${RATES[sink]:-} ${RATES[postern]:-} ${RATES[postfix]:-} | grep -E '^[0-9.]+$' | sort -g | tail -1)
 	echo "  the client: it made up to ${allrates:-?} conns/s in this run, and smtp-sink (one process, no DNS: the loopback path with a trivial"
+	# shellcheck disable=SC2086
 	echo "  server) $(spread ${RATES[sink]:-}) before and after the rounds. Client, servers and unbound share the CPUs: a rate near the"
 	echo "  client's best may be bounded by the client and the shared machine; the server CPU per session is the comparison the client does not bound."
 	echo
