@@ -255,6 +255,10 @@ void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 /* qmgr_finish.c: after every pending recipient was tried, bounce what
  * failed for good, then defer or remove the message. */
 void qmgr_finish(struct qmgr_run *r);
+/* qmgr_finish.c: before the delivered recipients are marked done, queue
+ * one success report for those that asked for it (NOTIFY=SUCCESS). A
+ * crash before the marks leads to a second report, never to none. */
+void qmgr_report_successes(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);
 
