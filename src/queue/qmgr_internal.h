@@ -158,6 +158,9 @@ uint64_t qmgr_now_us(void);
 bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
 	      uint64_t due_us, bool holds_token);
 bool qmgr_known(struct qmgr *q, const char *id);
+/* A command asked for id now (postern queue flush, requeue, release): a
+ * known deferred entry becomes ready at once. True if it was deferred. */
+bool qmgr_hurry(struct qmgr *q, const char *id);
 /* The next ready message for a lane (now QE_ACTIVE, the lane's); NULL if
  * none or the queue manager is stopping. */
 struct qmgr_entry *qmgr_take_ready(struct qmgr *q);

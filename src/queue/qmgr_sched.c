@@ -100,6 +100,20 @@ static struct qmgr_entry *heap_pop(struct qmgr *q)
 	return top;
 }
 
+/* Take entry i out of the heap, wherever it is. */
+static void heap_remove(struct qmgr *q, size_t i)
+{
+	struct qmgr_entry *e = q->heap[i];
+
+	q->heap_len--;
+	if (i < q->heap_len) {
+		heap_set(q, i, q->heap[q->heap_len]);
+		heap_down(q, i);
+		heap_up(q, q->heap[i]->heap_idx);
+	}
+	e->heap_idx = HEAP_NONE;
+}
+
 /* ---- known set and ready list (callers hold q->lock) ------------------------- */
 
 static void lock(struct qmgr *q)
@@ -177,6 +191,20 @@ bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
 	}
 	unlock(q);
 	return true;
+}
+
+bool qmgr_hurry(struct qmgr *q, const char *id)
+{
+	lock(q);
+	struct qmgr_entry *e = hashmap_get(&q->known, id, NULL);
+	bool hurried = e != NULL && e->state == QE_DEFERRED;
+	if (hurried) {
+		heap_remove(q, e->heap_idx);
+		make_ready(q, e);
+		qmgr_lanes_wake_idle(q);
+	}
+	unlock(q);
+	return hurried;
 }
 
 bool qmgr_known(struct qmgr *q, const char *id)
