@@ -224,6 +224,24 @@ class DsnTest(PosternTestCase):
         self.srv.wait_log(r"%s: removed" % qid)
         self.assertNotRegex(self.srv.log(), r"%s: success report" % qid)
 
+    def test_refused_in_dialogue_never_reported(self):
+        """A recipient refused at RCPT (however loudly it asks for reports)
+        has its refusal: no report follows."""
+        c = self.open_session(self.srv)
+        self.assertReply(c.cmd("MAIL FROM:<dave@example.test> RET=FULL"), 250)
+        r = c.cmd("RCPT TO:<nosuchuser@example.test> NOTIFY=SUCCESS,FAILURE,DELAY")
+        self.assertEqual(r.code // 100, 5, r)
+        self.assertReply(c.cmd("RCPT TO:<alice@example.test> NOTIFY=NEVER"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: half refused\r\n\r\nbody\r\n.\r\n")
+        r = c.reply()
+        self.assertReply(r, 250)
+        qid = queue_id_of(r.text)
+        self.srv.wait_delivery("alice", qid)
+        self.srv.wait_log(r"%s: removed" % qid)
+        self.assertNotRegex(self.srv.log(), r"%s: (bounce|success report|delay warning) " % qid)
+        self.assertNotRegex(self.srv.log(), r"%s: to=<nosuchuser@example.test>" % qid)
+
     # -- UTF-8 and the null sender --
 
     def test_utf8_addresses_use_utf8_type(self):
