@@ -243,8 +243,29 @@ static const char *const actions[] = {
 	[BOUNCE_DELIVERED] = "delivered", [BOUNCE_DOUBLE] = "failed",
 };
 
+/* An ORCPT as "Original-Recipient: type; address". A utf-8 one in an
+ * ASCII report is written as RFC 6533's utf-8-addr-xtext: the characters
+ * that are not QCHARs as \x{HEX} (a UTF-8 one makes the report global,
+ * where the address is written as it is). */
+static void put_orcpt(buf_t *out, const char *orcpt, bool global)
+{
+	const char *semi = strchr(orcpt, ';');
+	bool utf8_type = semi - orcpt == 5 && strncmp(orcpt, "utf-8", 5) == 0;
+
+	buf_printf(out, "Original-Recipient: %.*s; ", (int)(semi - orcpt), orcpt);
+	for (const char *p = semi + 1; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (utf8_type && !global && (c < 0x21 || c > 0x7e || c == '+' || c == '=' ||
+					     c == '\\'))
+			buf_printf(out, "\\x{%02X}", c);
+		else
+			buf_putc(out, (char)c);
+	}
+	buf_puts(out, "\n");
+}
+
 static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
-				 const struct bounce_item *it)
+				 const struct bounce_item *it, bool global)
 {
 	static const char *const fallback[] = {
 		[BOUNCE_FAILED] = "5.0.0", [BOUNCE_DELAYED] = "4.0.0",
@@ -259,13 +280,10 @@ static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
 	if (fixed && status[0] != fallback[req->kind][0])
 		snprintf(status, sizeof(status), "%s", fallback[req->kind]);
 	buf_puts(out, "\n");
-	if (it->orcpt != NULL) {
-		const char *semi = strchr(it->orcpt, ';');
-		buf_printf(out, "Original-Recipient: %.*s; %s\n", (int)(semi - it->orcpt),
-			   it->orcpt, semi + 1);
-	} else if (it->orig_rcpt != NULL) {
+	if (it->orcpt != NULL)
+		put_orcpt(out, it->orcpt, global);
+	else if (it->orig_rcpt != NULL)
 		put_address_field(out, "Original-Recipient", it->orig_rcpt);
-	}
 	put_address_field(out, "Final-Recipient", it->final_rcpt);
 	buf_printf(out, "Action: %s\nStatus: %s\n", actions[req->kind], status);
 	if (req->kind == BOUNCE_DELIVERED) {
@@ -300,7 +318,7 @@ static void put_dsn_part(buf_t *out, const struct bounce_request *req,
 	bounce_format_date(out, req->msg->arrival_us);
 	buf_puts(out, "\n");
 	for (size_t i = 0; i < req->count; i++)
-		put_recipient_fields(out, req, &req->items[i]);
+		put_recipient_fields(out, req, &req->items[i], shape->global);
 	buf_puts(out, "\n");
 }
 

@@ -390,6 +390,16 @@ static void test_utf8_and_double_bounce(void **state)
 			   "Final-Recipient: utf-8; j\xc3\xa9r\xc3\xb4me@example.test\n");
 	buf_free(&out);
 
+	/* a utf-8 ORCPT in an ASCII report: the non-QCHARs as \x{HEX} */
+	struct bounce_item ascii[] = { { "x@example.test", NULL, "utf-8;a+b\\c@example.test",
+					 "5.1.1 unknown user" } };
+	req.items = ascii;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	assert_contains(buf_cstr(&out), "Content-Type: message/delivery-status\n");
+	assert_contains(buf_cstr(&out), "\nOriginal-Recipient: utf-8; a\\x{2B}b\\x{5C}c@example.test\n");
+	buf_free(&out);
+	req.items = it;
+
 	req.kind = BOUNCE_DOUBLE;
 	req.recipient = "postmaster@example.test";
 	assert_int_equal(bounce_send(&req, bid, &err), 0);
