@@ -430,11 +430,9 @@ static int usage(void)
 int queue_cli_main(int argc, char **argv, const struct config *cfg)
 {
 	bool json = false;
-	char **words = calloc((size_t)argc + 1, sizeof(*words));
+	char **words = xcalloc((size_t)argc + 1, sizeof(*words));
 	int n = 0;
 
-	if (words == NULL)
-		return 1;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;

@@ -28,6 +28,7 @@
 #include "../lib/buf.h"
 #include "../lib/json.h"
 #include "../lib/safeio.h"
+#include "../lib/xalloc.h"
 #include "quarantine_cli.h"
 #include "queue.h"
 #include "queue_file.h"
@@ -285,10 +286,8 @@ bool queue_cli_change_known(const char *word)
 /* "release": the hold tool's own release (hold/ into queue/, told). */
 static int release(const struct config *cfg, int argc, char **argv, bool json)
 {
-	char **args = calloc((size_t)argc + 3, sizeof(*args));
+	char **args = xcalloc((size_t)argc + 3, sizeof(*args));
 
-	if (args == NULL)
-		return 1;
 	args[0] = "release";
 	for (int i = 0; i < argc; i++)
 		args[i + 1] = argv[i];
