@@ -54,6 +54,8 @@ struct qmgr_entry {
 	bool recovered;       /* found on disk, not notified in this run */
 	bool holds_token;     /* an smtp worker took a flow token for it: give
 			       * one back when it leaves the ready list */
+	bool look_again;      /* a command woke it while it was active: if the
+			       * lane forgets it, look once more (qmgr_hurry) */
 	uint64_t due_us;      /* deferred: next attempt, us since the epoch */
 	size_t heap_idx;
 	struct qmgr_entry *next; /* ready list link */
@@ -159,7 +161,9 @@ bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
 	      uint64_t due_us, bool holds_token);
 bool qmgr_known(struct qmgr *q, const char *id);
 /* A command asked for id now (postern queue flush, requeue, release): a
- * known deferred entry becomes ready at once. True if it was deferred. */
+ * known deferred entry becomes ready at once (true); an active one is
+ * looked at once more if its lane forgets it (the file was moved back
+ * meanwhile). */
 bool qmgr_hurry(struct qmgr *q, const char *id);
 /* The next ready message for a lane (now QE_ACTIVE, the lane's); NULL if
  * none or the queue manager is stopping. */

@@ -198,6 +198,8 @@ bool qmgr_hurry(struct qmgr *q, const char *id)
 	lock(q);
 	struct qmgr_entry *e = hashmap_get(&q->known, id, NULL);
 	bool hurried = e != NULL && e->state == QE_DEFERRED;
+	if (e != NULL && e->state == QE_ACTIVE)
+		e->look_again = true;
 	if (hurried) {
 		heap_remove(q, e->heap_idx);
 		make_ready(q, e);
@@ -262,6 +264,15 @@ void qmgr_forget(struct qmgr *q, struct qmgr_entry *e)
 	lock(q);
 	require_active(e, "removal");
 	settle_token(q, e);
+	if (e->look_again) {
+		/* a command put the file back while this lane was giving up on
+		 * it (a release racing the lane that found it held): one more look */
+		e->look_again = false;
+		make_ready(q, e);
+		qmgr_lanes_wake_idle(q);
+		unlock(q);
+		return;
+	}
 	hashmap_remove(&q->known, e->id);
 	unlock(q);
 	free(e);
