@@ -20,7 +20,7 @@
 static void ids(char out[][QUEUE_ID_LEN + 1], size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		snprintf(out[i], QUEUE_ID_LEN + 1, "00000000000000000%02zu", i);
+		snprintf(out[i], QUEUE_ID_LEN + 1, "00000000000000000%02u", (unsigned)(i % 100));
 }
 
 static void setup_qmgr(struct qmgr *q)
