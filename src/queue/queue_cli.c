@@ -114,9 +114,11 @@ static void json_time(buf_t *j, const char *key, uint64_t seconds)
 	json_put_cstr(j, when);
 }
 
-/* One message as a JSON object; with_all: every recipient with its
- * status and DSN request, and the DSN envelope (show). */
-static void json_message(buf_t *j, const struct qf_msg *m, const char *state, bool with_all)
+/* One message's JSON fields, without the closing brace (the caller may
+ * add its own); with_all: every recipient with its status and DSN
+ * request, and the DSN envelope (show). */
+static void json_message_fields(buf_t *j, const struct qf_msg *m, const char *state,
+				bool with_all)
 {
 	buf_puts(j, "{\"id\":");
 	json_put_cstr(j, m->id);
@@ -170,7 +172,6 @@ static void json_message(buf_t *j, const struct qf_msg *m, const char *state, bo
 		buf_puts(j, ",");
 		json_time(j, "delay_warning_sent", m->delay_warned);
 	}
-	buf_putc(j, '}');
 }
 
 /* One line for one message, escaped for the terminal. */
@@ -220,7 +221,8 @@ static int list_one(int dirfd, const char *path, const char *id, const char *sta
 	if (json != NULL) {
 		if (json->len > 0)
 			buf_putc(json, ',');
-		json_message(json, &m, state, false);
+		json_message_fields(json, &m, state, false);
+		buf_putc(json, '}');
 	} else {
 		text_line(&m, state);
 	}
@@ -354,8 +356,7 @@ static int show_file(int fd, const char *path, const char *state, struct qf_msg 
 	}
 	if (json) {
 		buf_t j = BUF_INIT;
-		json_message(&j, m, state, true);
-		j.len--; /* reopen the object for the file and its headers */
+		json_message_fields(&j, m, state, true);
 		buf_puts(&j, ",\"file\":");
 		json_put_cstr(&j, path);
 		buf_puts(&j, ",\"headers\":");
