@@ -91,14 +91,10 @@
 # target does not fail it.
 set -u -o pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-$(dirname "$REPO")/shared/anchors}"
-BENCH_OUT="${BENCH_OUT:-$REPO/build/bench}"
+BENCH_NO_NETNS=1 # its own namespace, below: network and mount
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, ANCHORS, BENCH_OUT, common.sh (log, now, wait_tcp)
 HERE="$REPO/bench"
-if [ ! -f "$ANCHORS/common.sh" ]; then
-	echo "bench: anchor scripts not found in $ANCHORS (set ANCHORS=...)" >&2
-	exit 1
-fi
 if [ "$(id -u)" != 0 ]; then
 	echo "bench: dnsbl.sh must run as root (a private Postfix instance, a network and mount namespace, unbound on port 53)" >&2
 	exit 1
@@ -119,8 +115,6 @@ if [ -z "${DNSBL_BENCH_NS:-}" ]; then
 	rm -f "$resolv"
 	exit $rc
 fi
-# shellcheck source=/dev/null
-. "$ANCHORS/common.sh" # log, now, wait_tcp
 
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
 RUNS="${RUNS:-5}"

@@ -24,17 +24,8 @@
 # otherwise. The target missed does not fail it.
 set -u -o pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-$(dirname "$REPO")/shared/anchors}"
-BENCH_OUT="${BENCH_OUT:-$REPO/build/bench}"
-export ANCHOR_OUT="${ANCHOR_OUT:-$BENCH_OUT/anchors}"
-if [ ! -f "$ANCHORS/common.sh" ]; then
-	echo "bench: anchor scripts not found in $ANCHORS (set ANCHORS=...)" >&2
-	exit 1
-fi
-# shellcheck source=/dev/null
-. "$ANCHORS/common.sh" # log, now, wait_tcp, netns_reexec
-netns_reexec "$@"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, ANCHORS, BENCH_OUT, common.sh; a private network namespace
 
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
 SESSIONS="${SESSIONS:-10000}"

@@ -38,17 +38,8 @@
 # the table says whether they are met.
 set -u -o pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-$(dirname "$REPO")/shared/anchors}"
-BENCH_OUT="${BENCH_OUT:-$REPO/build/bench}"
-export ANCHOR_OUT="${ANCHOR_OUT:-$BENCH_OUT/anchors}"
-if [ ! -f "$ANCHORS/common.sh" ]; then
-	echo "bench: anchor scripts not found in $ANCHORS (set ANCHORS=...)" >&2
-	exit 1
-fi
-# shellcheck source=/dev/null
-. "$ANCHORS/common.sh" # log, now, rate, median, mem_of, wait_tcp, stop_pid, netns_reexec
-netns_reexec "$@"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, ANCHORS, BENCH_OUT, common.sh; a private network namespace
 
 # Where libclamav unpacks (postern-scan's clamav_temp_dir): postern's
 # default, the tmpfs /dev/shm, unless TMPDIR says otherwise.
@@ -687,18 +678,8 @@ row() { printf '%-40s | %12s | %12s | %13s | %12s | %12s | %10s\n' "$@"; }
 		fi
 	done
 	echo
-	if ((${#FAILS[@]})); then
-		echo "RESULT: FAILED"
-		printf '  - %s\n' "${FAILS[@]}"
-	else
-		pts="${PT_SYSTEMS# }"
-		echo "RESULT: ok (${pts// / and } delivered every message they accepted and refused exactly the expected ones; no warnings, errors or deferrals in their logs)"
-	fi
-	awk -v n="$(nproc)" '{ s = ($(NF-2) + $(NF-1)) / ($NF * n); if (s > mx) mx = s; o += $(NF-2); st += $(NF-1); w += $NF }
-		END { if (w == 0) exit
-		      printf "measured windows: %.0f s; other processes took %.1f CPU-s, hypervisor steal %.1f CPU-s (%.1f%% of the CPUs), worst window %.0f%%\n", w, o, st, 100*(o+st)/(w*n), 100*mx
-		      if (mx > 0.05) print "WARNING: the machine was not quiet; windows with a high share in raw.txt are skewed" }' "$OTHER"
-	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD0)"
+	pts="${PT_SYSTEMS# }"
+	bench_verdict "${pts// / and } delivered every message they accepted and refused exactly the expected ones; no warnings, errors or deferrals in their logs" raw.txt
 	echo "total bench time $(secs "$T0" "$(now)") s; per-run details: $RAW"
 } >"$RESULTS"
 cat "$RESULTS"

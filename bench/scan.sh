@@ -27,17 +27,8 @@
 # EICAR messages; 1 otherwise. The speed target missed does not fail it.
 set -u -o pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-$(dirname "$REPO")/shared/anchors}"
-BENCH_OUT="${BENCH_OUT:-$REPO/build/bench}"
-export ANCHOR_OUT="${ANCHOR_OUT:-$BENCH_OUT/anchors}"
-if [ ! -f "$ANCHORS/common.sh" ]; then
-	echo "bench: anchor scripts not found in $ANCHORS (set ANCHORS=...)" >&2
-	exit 1
-fi
-# shellcheck source=/dev/null
-. "$ANCHORS/common.sh" # log, now, rate, mem_of, stop_pid, netns_reexec, RUNS
-netns_reexec "$@"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, ANCHORS, BENCH_OUT, common.sh; a private network namespace
 
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
 # Where libclamav unpacks, the same for every tool: postern's default
@@ -329,17 +320,7 @@ MULTI=$(med ${RATEV[multiscan]:-})
 	echo "  temporary files (libclamav writes the parts it extracts there): postern scan and clamscan TMPDIR $OWN_TMP;" \
 		"clamd ${CLAMD_TMP:-not running}; ${TMPDIR:-/tmp} is on $(df --output=fstype "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ')"
 	echo
-	if ((${#FAILS[@]})); then
-		echo "RESULT: FAILED"
-		printf '  - %s\n' "${FAILS[@]}"
-	else
-		echo "RESULT: ok (every tool found exactly the $NINF EICAR messages in every run; no tool failed)"
-	fi
-	awk -v n="$(nproc)" '{ s = ($(NF-2) + $(NF-1)) / ($NF * n); if (s > mx) mx = s; o += $(NF-2); st += $(NF-1); w += $NF }
-		END { if (w == 0) exit
-		      printf "measured windows: %.0f s; other processes took %.1f CPU-s, hypervisor steal %.1f CPU-s (%.1f%% of the CPUs), worst window %.0f%%\n", w, o, st, 100*(o+st)/(w*n), 100*mx
-		      if (mx > 0.05) print "WARNING: the machine was not quiet; windows with a high share in scan-raw.txt are skewed" }' "$OTHER"
-	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD0)"
+	bench_verdict "every tool found exactly the $NINF EICAR messages in every run; no tool failed" scan-raw.txt
 	echo "total time $(awk -v a="$T0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s; per-run details: $RAW"
 } >"$RESULTS"
 cat "$RESULTS"

@@ -43,17 +43,8 @@
 # delivered the whole set; 1 otherwise. A missed target does not fail it.
 set -u -o pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-$(dirname "$REPO")/shared/anchors}"
-BENCH_OUT="${BENCH_OUT:-$REPO/build/bench}"
-export ANCHOR_OUT="${ANCHOR_OUT:-$BENCH_OUT/anchors}"
-if [ ! -f "$ANCHORS/common.sh" ]; then
-	echo "bench: anchor scripts not found in $ANCHORS (set ANCHORS=...)" >&2
-	exit 1
-fi
-# shellcheck source=/dev/null
-. "$ANCHORS/common.sh" # log, now, rate, mem_of, stop_pid, wait_tcp, netns_reexec, RUNS
-netns_reexec "$@"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, ANCHORS, BENCH_OUT, common.sh; a private network namespace
 
 POSTERN_BIN="${POSTERN_BIN:-$REPO/build/postern}"
 SPAM_CORPUS="${SPAM_CORPUS:-$(dirname "$REPO")/shared/corpus/train}"
@@ -587,17 +578,7 @@ mrow() { printf '%-44s | %5s | %11s | %11s | %11s\n' "$@"; }
 	echo "  (Pss = resident memory with the pages shared between processes split among them: what the group costs;" \
 		"VmHWM = peak resident set of each process, shared pages counted in each)"
 	echo
-	if ((${#FAILS[@]})); then
-		echo "RESULT: FAILED"
-		printf '  - %s\n' "${FAILS[@]}"
-	else
-		echo "RESULT: ok (every system scored all $NMSG messages in every round; the postern server accepted, scored and delivered the set)"
-	fi
-	awk -v n="$(nproc)" '{ s = ($(NF-2) + $(NF-1)) / ($NF * n); if (s > mx) mx = s; o += $(NF-2); st += $(NF-1); w += $NF }
-		END { if (w == 0) exit
-		      printf "measured windows: %.0f s; other processes took %.1f CPU-s, hypervisor steal %.1f CPU-s (%.1f%% of the CPUs), worst window %.0f%%\n", w, o, st, 100*(o+st)/(w*n), 100*mx
-		      if (mx > 0.05) print "WARNING: the machine was not quiet; windows with a high share in spam-raw.txt are skewed" }' "$OTHER"
-	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD0)"
+	bench_verdict "every system scored all $NMSG messages in every round; the postern server accepted, scored and delivered the set" spam-raw.txt
 	echo "total time $(secs "$T0" "$(now)") s; per-run details: $RAW"
 } >"$RESULTS"
 cat "$RESULTS"
