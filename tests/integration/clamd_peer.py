@@ -13,12 +13,11 @@ the tests that need it must not pass by skipping.
 """
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 
-from harness import KEEP_TMP, REPO, free_port, scaled, wait_until
+from peer_process import PeerProcess
+from harness import REPO, free_port, scaled
 
 CLAMD_CANDIDATES = ("/usr/sbin/clamd",)
 TEST_SIGNATURES = os.path.join(REPO, "etc", "clamav-test")
@@ -34,8 +33,12 @@ def clamd_binary():
     return found
 
 
-class ClamdPeer:
+class ClamdPeer(PeerProcess):
     """clamd on <dir>/clamd.sock (and 127.0.0.1:<port> with tcp=True)."""
+
+    NAME = "clamd"
+    STDERR_NAME = "clamd.stderr"
+    STOP_GRACE = 15
 
     def __init__(self, stream_max="4M", tcp=False, db_dir=TEST_SIGNATURES, extra=()):
         self.binary = clamd_binary()
@@ -85,18 +88,8 @@ class ClamdPeer:
 
     def start(self, timeout=None):
         timeout = timeout if timeout is not None else scaled(60)
-        with open(os.path.join(self.dir, "clamd.stderr"), "ab") as err:
-            self.proc = subprocess.Popen([self.binary, "-c", self.conf_path, "--foreground"],
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True, cwd=self.dir)
-        try:
-            wait_until(self.ping, timeout, interval=0.1,
-                       what="clamd answering PING on %s" % self.socket_path)
-        except AssertionError as e:
-            tail = self.log_tail()
-            self.stop()
-            raise AssertionError("%s; clamd log:\n%s" % (e, tail))
-        return self
+        return self.launch([self.binary, "-c", self.conf_path, "--foreground"], self.ping, timeout,
+                           "clamd answering PING on %s" % self.socket_path)
 
     def ping(self):
         if self.proc.poll() is not None:
@@ -111,49 +104,3 @@ class ClamdPeer:
         except OSError:
             return False
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM clamd by its pid, SIGKILL its process group if it
-        lingers; remove the folder."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(scaled(15))
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(scaled(10))
-            self.proc = None
-        if KEEP_TMP:
-            print("kept %s" % self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=40):
-        text = self.log()
-        try:
-            with open(os.path.join(self.dir, "clamd.stderr"), "rb") as f:
-                text += f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            pass
-        return "\n".join(text.splitlines()[-n:])

@@ -17,13 +17,12 @@ import imaplib
 import os
 import pwd
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 
-from harness import KEEP_TMP, IS_ROOT, free_port, scaled, wait_until
+from peer_process import PeerProcess
+from harness import IS_ROOT, free_port, scaled
 
 DOVECOT_CANDIDATES = ("/usr/sbin/dovecot",)
 DEBIAN_IMAP_BINARY = "/usr/lib/dovecot/imap"  # package dovecot-imapd
@@ -42,9 +41,13 @@ def dovecot_binary():
     return found
 
 
-class DovecotPeer:
+class DovecotPeer(PeerProcess):
     """A Dovecot IMAP server on 127.0.0.1:<free port> for one postern
     server's mail_root and users file."""
+
+    NAME = "Dovecot"
+    STDERR_NAME = "dovecot.stderr"
+    STOP_GRACE = 15
 
     def __init__(self, mail_root, users_file, mail_uid, mail_gid):
         self.binary = dovecot_binary()
@@ -110,18 +113,8 @@ class DovecotPeer:
 
     def start(self, timeout=None):
         timeout = timeout if timeout is not None else scaled(20)
-        with open(os.path.join(self.dir, "dovecot.stderr"), "ab") as err:
-            self.proc = subprocess.Popen([self.binary, "-F", "-c", self.conf_path],
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True, cwd=self.dir)
-        try:
-            wait_until(self._greets, timeout, interval=0.1,
-                       what="Dovecot's IMAP greeting on port %d" % self.port)
-        except AssertionError as e:
-            tail = self.log_tail()
-            self.stop()
-            raise AssertionError("%s; Dovecot log:\n%s" % (e, tail))
-        return self
+        return self.launch([self.binary, "-F", "-c", self.conf_path], self._greets, timeout,
+                           "Dovecot's IMAP greeting on port %d" % self.port)
 
     def _greets(self):
         if self.proc.poll() is not None:
@@ -133,36 +126,7 @@ class DovecotPeer:
         except OSError:
             return False
 
-    def stop(self):
-        """SIGTERM the master (it stops its children), then make sure
-        nothing of the process group is left; remove the folder."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(scaled(15))
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(scaled(10))
-            self.proc = None
-        if KEEP_TMP:
-            print("kept %s" % self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
     # -- log --
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     def log_size(self):
         try:
@@ -180,9 +144,6 @@ class DovecotPeer:
             return []
         return [l for l in text.splitlines()
                 if any(m in l for m in (" Error: ", " Fatal: ", " Panic: "))]
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log().splitlines()[-n:])
 
     # -- IMAP --
 

@@ -36,7 +36,8 @@ import struct
 import subprocess
 import tempfile
 
-from harness import KEEP_TMP, have_ipv6_loopback, scaled, wait_until
+from peer_process import PeerProcess
+from harness import have_ipv6_loopback, scaled, wait_until
 
 UNBOUND_CANDIDATES = ("/usr/sbin/unbound",)
 NOT_INSTALLED = ("unbound is not installed: the DNS tests need the Debian package unbound "
@@ -90,8 +91,12 @@ def _quote(text):
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-class UnboundPeer:
+class UnboundPeer(PeerProcess):
     """unbound on 127.0.0.1:<port> (and [::1]:<port> when there is IPv6)."""
+
+    NAME = "unbound"
+    STDERR_NAME = "unbound.stderr"
+    STOP_GRACE = 10
 
     def __init__(self, negative_ttl=60):
         self.binary = unbound_binary()
@@ -192,18 +197,8 @@ class UnboundPeer:
         if check.returncode != 0:
             raise AssertionError("unbound-checkconf refused the test config:\n%s"
                                  % check.stdout.decode("utf-8", "replace"))
-        with open(os.path.join(self.dir, "unbound.stderr"), "ab") as err:
-            self.proc = subprocess.Popen([self.binary, "-d", "-c", self.conf_path],
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True, cwd=self.dir)
-        try:
-            wait_until(self.answers, timeout, interval=0.1,
-                       what="unbound answering on %s" % self.server)
-        except AssertionError as e:
-            tail = self.log_tail()
-            self.stop()
-            raise AssertionError("%s; unbound log:\n%s" % (e, tail))
-        return self
+        return self.launch([self.binary, "-d", "-c", self.conf_path], self.answers, timeout,
+                           "unbound answering on %s" % self.server)
 
     def reload(self):
         """Rewrite the config and make unbound read it again."""
@@ -232,54 +227,7 @@ class UnboundPeer:
         except OSError:
             return False
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM unbound by its pid, SIGKILL its process group if it
-        lingers; remove the folder."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(scaled(10))
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(scaled(10))
-            self.proc = None
-        if KEEP_TMP:
-            print("kept %s" % self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- what it was asked --
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=40):
-        text = self.log()
-        try:
-            with open(os.path.join(self.dir, "unbound.stderr"), "rb") as f:
-                text += f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            pass
-        return "\n".join(text.splitlines()[-n:])
 
     def queries(self, name=None, qtype=None):
         """The queries unbound received, as (name, type) with the name
