@@ -96,7 +96,7 @@ class PlantedEntriesTest(PosternTestCase):
                          % qid)
         self.assertRegex(out, r"(?m)^%s  deferred  \(unreadable\)$" % self.FIFO_ID)
         self.assertRegex(out, r"(?m)^%s  deferred  \(unreadable\)$" % self.LINK_ID)
-        self.assertRegex(out, r"(?m)^3 messages \(0 in queue, 3 deferred\)$")
+        self.assertRegex(out, r"(?m)^3 messages \(0 in queue, 3 deferred, 0 held\)$")
         self.assertIn("deferred/%s: is a FIFO, not a queue file: not read" % self.FIFO_ID, err)
         self.assertIn("deferred/%s: is a symbolic link, not a queue file: not read"
                       % self.LINK_ID, err)
