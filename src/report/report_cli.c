@@ -49,9 +49,10 @@ static int feed_file(struct report *r, const char *name, int fd)
 	int rc = 0;
 	for (;;) {
 		int got = gzread(gz, chunk, READ_CHUNK);
-		if (got < 0) {
-			int zerr;
-			const char *msg = gzerror(gz, &zerr);
+		int zerr = Z_OK;
+		const char *msg = got <= 0 ? gzerror(gz, &zerr) : NULL;
+		if (got < 0 || zerr != Z_OK) {
+			/* a cut compressed file ends with Z_BUF_ERROR */
 			fprintf(stderr, "postern report: %s:%llu: %s\n", name,
 				(unsigned long long)lineno + 1, msg);
 			rc = -1;

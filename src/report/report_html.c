@@ -19,9 +19,11 @@ static const char *const series_colours[RH_SERIES] = {
 	"#3b7dd8", "#2f9e44", "#f08c00", "#862e9c", "#e03131",
 };
 
-static void put_escaped(buf_t *out, const char *s)
+static void put_escaped(buf_t *out, const char *raw)
 {
-	for (; *s != '\0'; s++) {
+	buf_t clean = BUF_INIT;
+	report_put_clean(&clean, raw);
+	for (const char *s = buf_cstr(&clean); *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
 		switch (c) {
 		case '<': buf_puts(out, "&lt;"); break;
@@ -29,9 +31,10 @@ static void put_escaped(buf_t *out, const char *s)
 		case '&': buf_puts(out, "&amp;"); break;
 		case '"': buf_puts(out, "&quot;"); break;
 		case '\'': buf_puts(out, "&#39;"); break;
-		default: buf_putc(out, c < 0x20 || c == 0x7f ? '?' : (char)c);
+		default: buf_putc(out, (char)c);
 		}
 	}
+	buf_free(&clean);
 }
 
 /* Vertical bars: labels[i] under values[i]; one series. */
@@ -208,6 +211,7 @@ void report_write_html(const struct report *r, size_t top, buf_t *out)
 	svg_hourly(out, r);
 	buf_puts(out, "<h2>Rejections</h2>\n");
 	svg_table_bars(out, r, RT_REJ_REASON, "Rejections by reason", top);
+	buf_puts(out, "<h2>Sizes and delays</h2>\n");
 	svg_histogram(out, r, REPORT_HIST_SIZE, "#3b7dd8");
 	svg_histogram(out, r, REPORT_HIST_DELAY, "#2f9e44");
 	buf_puts(out, "<h2>Content scanning</h2>\n");

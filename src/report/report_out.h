@@ -33,6 +33,9 @@ extern const char *const report_hist_titles[3];
 extern const char *const report_hist_names[3];
 const uint64_t *report_hist(const struct report *r, enum report_hist h, size_t *n_r);
 void report_bucket_label(enum report_hist h, size_t i, char *out, size_t size);
+/* s with control characters and bytes that are not well-formed UTF-8
+ * written as '?'. */
+void report_put_clean(buf_t *out, const char *s);
 void report_format_bytes(uint64_t v, char *out, size_t size);
 void report_format_seconds(double s, char *out, size_t size);
 

@@ -151,15 +151,31 @@ void report_format_seconds(double s, char *out, size_t size)
 		snprintf(out, size, "%gs", s);
 }
 
-/* Text: a key with control characters replaced. */
+void report_put_clean(buf_t *out, const char *s)
+{
+	size_t len = strlen(s);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			size_t n = json_utf8_char_len((const unsigned char *)s + i, len - i);
+			if (n > 0) {
+				buf_append(out, s + i, n);
+				i += n;
+				continue;
+			}
+		}
+		buf_putc(out, c < 0x20 || c >= 0x7f ? '?' : (char)c);
+		i++;
+	}
+}
+
+/* Text: a key with control characters and broken UTF-8 replaced, padded
+ * to width bytes. */
 static void put_clean(buf_t *out, const char *s, size_t width)
 {
-	size_t n = 0;
-	for (; *s != '\0'; s++, n++) {
-		unsigned char c = (unsigned char)*s;
-		buf_putc(out, c < 0x20 || c == 0x7f ? '?' : (char)c);
-	}
-	for (; n < width; n++)
+	size_t before = out->len;
+	report_put_clean(out, s);
+	for (size_t n = out->len - before; n < width; n++)
 		buf_putc(out, ' ');
 }
 

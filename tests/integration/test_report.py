@@ -1,0 +1,251 @@
+"""
+test_report.py - postern report on the log of a real server run.
+
+A server with the test virus signatures, a small spam rule set and a
+sender access map receives, from smtplib clients, messages whose fate is
+known in advance: clean ones delivered, one tagged as spam, one
+quarantined, two refused by the sender restriction, one refused for an
+unknown user, one refused as a virus (EICAR) and one bounced (an alias to
+a missing mailbox; its bounce is delivered to the sender). The report's
+text, JSON and HTML must all show those counts; the same log read
+gzip-compressed, split into a rotated pair and from standard input gives
+the same JSON; lines that are not postern's are counted with FILE:LINE,
+never fatal; the HTML page renders in headless Chromium with its charts.
+"""
+import gzip
+import json
+import os
+import re
+import shutil
+import smtplib
+import subprocess
+import tempfile
+import unittest
+
+from harness import (POSTERN_BIN, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
+                     wait_until)
+from clamd_peer import TEST_SIGNATURES
+import test_spam
+
+# The EICAR test file, from two halves: no file of the tree is a test virus.
+EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_NAME = "Postern.Test.EICAR.UNOFFICIAL"
+
+# What the run below must produce.
+KNOWN = {"received": 6, "delivered": 6, "deferred": 0, "bounced": 1, "rejected": 4,
+         "quarantined": 1}
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class ReportTest(PosternTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        fd, rules = tempfile.mkstemp(prefix="postern-report-rules-", suffix=".cf")
+        with os.fdopen(fd, "w") as f:
+            f.write(test_spam.RULES)
+        os.chmod(rules, 0o644)
+        cls.addClassCleanup(os.unlink, rules)
+        aliases = {"postmaster": ["admin"], "broken": ["nosuchuser"]}
+        srv = PosternServer(name=cls.__name__, aliases=aliases, config={
+            "clamav_db_dir": TEST_SIGNATURES, "spam_rules_file": rules,
+            "spam_tag_score": "3", "spam_quarantine_score": "6",
+            "spam_reject_score": "100",
+            "sender_restrictions": "check_sender_access file:senders"})
+        cls.addClassCleanup(cls._class_cleanup, srv)
+        with open(os.path.join(srv.dir, "senders"), "w") as f:
+            f.write("bad@spammer.test REJECT go away\n")
+        srv.start()
+        cls.class_server = srv
+        cls.run_traffic(srv)
+        cls.log = srv.log_path
+        cls.tmp = tempfile.mkdtemp(prefix="postern-report-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+
+    @classmethod
+    def run_traffic(cls, srv):
+        def send(sender, rcpts, msg):
+            try:
+                return smtplib_send(srv.port, sender, rcpts, msg)
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
+                    smtplib.SMTPSenderRefused, AssertionError):
+                return None
+        ok = [send("sender@remote.test", ["alice@example.test"], make_message("one")),
+              send("sender@remote.test", ["alice@example.test", "bob@example.test"],
+                   make_message("two")),
+              send("other@else.test", ["bob@example.test"], make_message("three")),
+              send("sender@remote.test", ["alice@example.test"],
+                   make_message("cheap pills", "hello\r\n")),          # tagged, 4.0
+              send("sender@remote.test", ["alice@example.test"],
+                   make_message("cheap pills", "click here now\r\n")),  # quarantined, 6.5
+              send("carol@example.test", ["broken@example.test"], make_message("bounce"))]
+        assert all(ok), ok
+        refused = [send("bad@spammer.test", ["alice@example.test"], make_message("x")),
+                   send("bad@spammer.test", ["bob@example.test"], make_message("y")),
+                   send("sender@remote.test", ["nobody@example.test"], make_message("z")),
+                   send("sender@remote.test", ["alice@example.test"],
+                        make_message("eicar", EICAR + "\r\n"))]
+        assert refused == [None] * 4, refused
+        # Every delivery (and the bounce's) is logged before the report runs.
+        wait_until(lambda: len(re.findall(r"status=sent", srv.log())) >= KNOWN["delivered"]
+                   and "status=bounced" in srv.log()
+                   and len(re.findall(r": removed\n", srv.log())) >= 6,
+                   scaled(20), what="deliveries logged")
+
+    def report(self, *args, stdin=None):
+        p = subprocess.run([POSTERN_BIN, "report"] + list(args), input=stdin,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.decode("utf-8")
+
+    def known_json(self, *args, stdin=None):
+        doc = json.loads(self.report("--json", *args, stdin=stdin))
+        return doc, {k: doc[k] for k in KNOWN}
+
+    def test_json_counts_are_the_known_ones(self):
+        doc, counts = self.known_json(self.log)
+        self.assertEqual(counts, KNOWN)
+        rej = doc["rejections"]
+        names = lambda rows: {r["name"]: r["count"] for r in rows}
+        self.assertEqual(names(rej["by_reason"]),
+                         {"check_sender_access": 2, "unknown_user": 1, "virus": 1})
+        self.assertEqual(names(rej["by_restriction"]),
+                         {"check_sender_access": 2, "reject_unlisted_recipient": 1})
+        self.assertEqual(names(rej["by_virus"]), {EICAR_NAME: 1})
+        self.assertEqual(names(rej["by_stage"]), {"RCPT": 3, "end-of-data": 1})
+        self.assertEqual(names(doc["scan"]["scan_actions"]),
+                         {"accept": 4, "tag": 1, "quarantine": 1, "reject": 1})
+        self.assertEqual(names(doc["scan"]["rules_hit"]), {"spam:T_PILLS": 2, "spam:T_CLICK": 1})
+        self.assertEqual(names(doc["top"]["senders"]),
+                         {"sender@remote.test": 4, "other@else.test": 1,
+                          "carol@example.test": 1})
+        self.assertEqual(names(doc["top"]["recipients"]),
+                         {"alice@example.test": 3, "bob@example.test": 2,
+                          "carol@example.test": 1})
+        self.assertEqual(names(doc["top"]["sender_domains"]),
+                         {"remote.test": 4, "else.test": 1, "example.test": 1})
+        self.assertEqual(names(doc["top"]["rejected_clients"]), {"127.0.0.1": 4})
+        scores = {b["bucket"]: b["count"] for b in doc["histograms"]["spam_score"]}
+        self.assertEqual((scores["4 - 5"], scores["6 - 7"]), (1, 1))
+        self.assertEqual(sum(b["count"] for b in doc["histograms"]["size"]), KNOWN["received"])
+        self.assertEqual(sum(b["count"] for b in doc["histograms"]["delay"]),
+                         KNOWN["delivered"])
+        self.assertEqual(sum(h["received"] for h in doc["hourly"]), KNOWN["received"])
+        self.assertEqual(sum(h["rejected"] for h in doc["hourly"]), KNOWN["rejected"])
+        self.assertTrue(doc["top_counts_exact"])
+        # The harness's own marker lines are the only ones not understood.
+        markers = sum(1 for l in open(self.log, encoding="utf-8", errors="replace")
+                      if l.startswith("--- test harness"))
+        self.assertEqual(doc["lines"]["not_understood"], markers, doc["lines"]["samples"])
+
+    def test_text_shows_the_same_counts(self):
+        text = self.report(self.log)
+        for key, title in (("received", "Received"), ("delivered", "Delivered"),
+                           ("deferred", "Deferred"), ("bounced", "Bounced"),
+                           ("rejected", "Rejected"), ("quarantined", "Quarantined")):
+            self.assertRegex(text, r"(?m)^  %s +%d$" % (title, KNOWN[key]))
+        self.assertRegex(text, r"(?m)^ +1  %s$" % re.escape(EICAR_NAME))
+        self.assertRegex(text, r"(?m)^ +2  check_sender_access$")
+
+    def test_html_shows_the_same_counts(self):
+        html = self.report("--html", self.log)
+        for key, value in KNOWN.items():
+            self.assertRegex(html, r'<tr id="count-%s"><td>[^<]*</td><td class="n">%d</td>'
+                             % (key, value))
+        self.assertGreaterEqual(html.count("<svg"), 5)
+        self.assertNotIn("<script", html)
+        self.assertNotRegex(html, r'(src|href)="(https?:)?//')
+
+    def test_gzip_rotated_and_stdin_agree(self):
+        with open(self.log, "rb") as f:
+            data = f.read()
+        gz = os.path.join(self.tmp, "postern.log.gz")
+        with gzip.open(gz, "wb") as f:
+            f.write(data)
+        lines = data.splitlines(keepends=True)
+        half = len(lines) // 2
+        older = os.path.join(self.tmp, "postern.log.1.gz")
+        newer = os.path.join(self.tmp, "postern.log")
+        with gzip.open(older, "wb") as f:
+            f.write(b"".join(lines[:half]))
+        with open(newer, "wb") as f:
+            f.write(b"".join(lines[half:]))
+        self.assertEqual(self.known_json(gz)[1], KNOWN)
+        self.assertEqual(self.known_json(older, newer)[1], KNOWN)
+        self.assertEqual(self.known_json("-", stdin=data)[1], KNOWN)
+        self.assertEqual(self.known_json(stdin=gzip.compress(data))[1], KNOWN)
+
+    def test_lines_not_understood_are_counted_not_fatal(self):
+        path = os.path.join(self.tmp, "mixed.log")
+        with open(self.log, "rb") as f:
+            data = f.read()
+        junk = (b"garbage that is no log line\n"
+                b"2026-11-30T10:00:00.000Z postern/qmgr[1]: info: 0123456789ABCDEF012: "
+                b"a kind of event nobody wrote yet\n" + b"x" * 20000 + b"\n\xff\xfe\x00\n")
+        with open(path, "wb") as f:
+            f.write(junk + data)
+        doc, counts = self.known_json(path)
+        self.assertEqual(counts, KNOWN)
+        markers = data.count(b"--- test harness")
+        self.assertEqual(doc["lines"]["not_understood"], markers + 4)
+        self.assertEqual(doc["lines"]["too_long"], 1)
+        wheres = [s["where"] for s in doc["lines"]["samples"]]
+        self.assertEqual(wheres[:4], ["%s:%d" % (path, n) for n in (1, 2, 3, 4)])
+        text = self.report(path)
+        self.assertIn("%s:2: 2026-11-30T10:00:00.000Z postern/qmgr[1]" % path, text)
+
+    def test_unreadable_file_is_an_error_naming_it(self):
+        missing = os.path.join(self.tmp, "no-such.log")
+        p = subprocess.run([POSTERN_BIN, "report", missing], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(missing.encode(), p.stderr)
+        bad = os.path.join(self.tmp, "corrupt.log.gz")
+        with open(bad, "wb") as f:
+            f.write(gzip.compress(b"2026-11-30T10:00:00.000Z postern/smtp[1]: info: x\n" * 50)[:60])
+        p = subprocess.run([POSTERN_BIN, "report", bad], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr.decode(), re.escape(bad) + r":\d+: ")
+
+    @unittest.skipUnless(chromium(), "needs chromium (tools/install-deps.sh installs it)")
+    def test_html_renders_in_headless_chromium_with_charts(self):
+        page = os.path.join(self.tmp, "report.html")
+        with open(page, "w", encoding="utf-8") as f:
+            f.write(self.report("--html", self.log))
+        shot = os.path.join(self.tmp, "report.png")
+        profile = tempfile.mkdtemp(prefix="postern-chromium-")
+        self.addCleanup(shutil.rmtree, profile, True)
+        # --no-sandbox: Chromium's sandbox refuses to run as root.
+        base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                "--user-data-dir=" + profile, "--window-size=1000,2400"]
+        dom = subprocess.run(base + ["--dump-dom", "file://" + page], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=scaled(90))
+        if dom.returncode != 0 and b"sandbox" in dom.stderr.lower():
+            self.skipTest("chromium cannot run here: %s" % dom.stderr[-300:])
+        self.assertEqual(dom.returncode, 0, dom.stderr[-2000:])
+        rendered = dom.stdout.decode("utf-8")
+        # The DOM as Chromium built it: the charts are SVG elements with bars.
+        self.assertGreaterEqual(len(re.findall(r"<svg\b", rendered)), 5)
+        self.assertGreaterEqual(len(re.findall(r"<rect\b", rendered)), 24 * 5)
+        self.assertIn("Traffic per hour (UTC)", rendered)
+        self.assertRegex(rendered, r'<tr id="count-received"><td>[^<]*</td><td class="n">%d<'
+                         % KNOWN["received"])
+        p = subprocess.run(base + ["--screenshot=" + shot, "file://" + page],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(90))
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        with open(shot, "rb") as f:
+            png = f.read()
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(len(png), 20000, "a blank page is smaller")
+
+
+if __name__ == "__main__":
+    unittest.main()
