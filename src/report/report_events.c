@@ -399,6 +399,11 @@ static const struct {
 	{ "reject: ", true, false, ev_reject },
 	{ "reject_warning: ", true, false, ev_warning },
 	{ "warn: ", true, false, ev_warning },
+	{ "hold_warning: ", true, false, ev_warning },
+	{ "discard_warning: ", true, false, ev_warning },
+	{ "hold: ", true, false, ev_known },
+	{ "discard: ", true, false, ev_known },
+	{ "quarantine entry ", true, false, ev_known },
 	{ "discarded from=<", true, true, ev_discarded },
 	{ "bounce ", true, false, ev_bounce },
 	{ "removed", true, false, ev_removed },
@@ -435,7 +440,8 @@ enum report_event_result report_event(struct report *r, const struct line_view *
 			return REPORT_EVENT_COUNTED;
 		break;
 	}
-	if (has_qid || REPORT_STARTS(v->text, "client="))
+	/* An error about a message is counted as an error, not as unknown. */
+	if (!v->error && (has_qid || REPORT_STARTS(v->text, "client=")))
 		return REPORT_EVENT_UNKNOWN;
 	return REPORT_EVENT_DAEMON;
 }

@@ -259,9 +259,11 @@ static bool parse_header(slice_t line, struct line_view *v)
 	rest = report_skip(rest, i + 2);
 	static const char *const levels[] = { "info: ", "warning: ", "error: ", "debug: ",
 					      "fatal: ", "panic: " };
+	v->error = false;
 	for (size_t k = 0; k < sizeof(levels) / sizeof(levels[0]); k++)
 		if (report_starts(rest, levels[k], strlen(levels[k]))) {
 			rest = report_skip(rest, strlen(levels[k]));
+			v->error = k == 2 || k >= 4;
 			break;
 		}
 	/* A queue id: upper-case hex digits, then ": ". */
@@ -335,6 +337,8 @@ void report_feed_line(struct report *r, const char *line, size_t len, const char
 		return;
 	}
 	note_time(r, v.time);
+	if (v.error)
+		r->c.errors++;
 	switch (report_event(r, &v)) {
 	case REPORT_EVENT_COUNTED:
 		r->lines.events++;

@@ -18,6 +18,7 @@ struct line_view {
 	int hour;     /* 0 - 23, or -1 if the time has no hour we can read */
 	slice_t time; /* the timestamp as written */
 	slice_t role;
+	bool error;   /* logged at level error, fatal or panic */
 	slice_t qid;  /* empty if the line has none */
 	slice_t text; /* after the queue id */
 };

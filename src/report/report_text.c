@@ -46,6 +46,7 @@ const struct report_count_row report_count_rows[] = {
 	{ "greylisted", "Greylisting events", offsetof(struct report_counts, greylisted) },
 	{ "dns_listed", "DNS list hits", offsetof(struct report_counts, dns_listed) },
 	{ "warnings", "Restriction warnings", offsetof(struct report_counts, warnings) },
+	{ "errors", "Errors logged", offsetof(struct report_counts, errors) },
 };
 const size_t report_count_row_count = sizeof(report_count_rows) / sizeof(report_count_rows[0]);
 

@@ -271,6 +271,30 @@ static void test_dns_lists_and_greylisting(void **state)
 	report_free(&r);
 }
 
+/* What the restriction lists log without refusing, and errors about a
+ * message, are known: never "not understood". */
+static void test_warnings_holds_and_errors(void **state)
+{
+	(void)state;
+	struct report r;
+	report_init(&r, 16);
+	feed(&r, T "postern/smtp[1]: info: " QID "reject_warning: RCPT client=192.0.2.1 "
+		   "helo=<h> from=<a@b> to=<c@d> code=554 5.7.1 restriction=x list=y: text");
+	feed(&r, T "postern/smtp[1]: warning: " QID "warn: RCPT client=192.0.2.1 helo=<h> "
+		   "restriction=check_client_access list=client_restrictions: look");
+	feed(&r, T "postern/smtp[1]: info: " QID "hold_warning: DATA client=192.0.2.1 helo=<h>");
+	feed(&r, T "postern/smtp[1]: info: " QID "hold: DATA client=192.0.2.1 helo=<h> "
+		   "restriction=check_sender_access list=sender_restrictions: review");
+	feed(&r, T "postern/qmgr[2]: error: " QID "corrupt queue file moved to corrupt/: bad");
+	feed(&r, T "postern/master[3]: fatal: cannot bind 127.0.0.1:25");
+	assert_int_equal(r.c.warnings, 3);
+	assert_int_equal(r.c.errors, 2);
+	assert_int_equal(r.lines.events, 4);
+	assert_int_equal(r.lines.daemon, 2);
+	assert_int_equal(r.lines.not_understood, 0);
+	report_free(&r);
+}
+
 static void test_too_long_and_control_bytes(void **state)
 {
 	(void)state;
@@ -375,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_deliveries),
 		cmocka_unit_test(test_scan_verdicts),
 		cmocka_unit_test(test_dns_lists_and_greylisting),
+		cmocka_unit_test(test_warnings_holds_and_errors),
 		cmocka_unit_test(test_too_long_and_control_bytes),
 		cmocka_unit_test(test_top_table_is_exact_below_capacity),
 		cmocka_unit_test(test_top_table_is_bounded_and_keeps_heavy_hitters),
