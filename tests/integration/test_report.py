@@ -20,9 +20,10 @@ import shutil
 import smtplib
 import subprocess
 import tempfile
+import time
 import unittest
 
-from harness import (POSTERN_BIN, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
+from harness import (POSTERN_BIN, SANITIZED, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
                      wait_until)
 from clamd_peer import TEST_SIGNATURES
 import test_spam
@@ -200,6 +201,49 @@ class ReportTest(PosternTestCase):
         self.assertEqual(wheres[:4], ["%s:%d" % (path, n) for n in (1, 2, 3, 4)])
         text = self.report(path)
         self.assertIn("%s:2: 2026-11-30T10:00:00.000Z postern/qmgr[1]" % path, text)
+
+    def test_memory_does_not_grow_with_distinct_senders(self):
+        """300,000 messages from 300,000 senders plus one frequent sender:
+        the tables stay bounded (space-saving), the frequent sender is
+        still found first, and the counts say they are no longer exact."""
+        path = os.path.join(self.tmp, "many-senders.log")
+        heavy = 0
+        with open(path, "w") as f:
+            for i in range(300000):
+                sender = "heavy@frequent.test" if i % 20 == 0 else "u%d@d%d.test" % (i, i)
+                heavy += i % 20 == 0
+                f.write("2026-11-30T10:%02d:00.000Z postern/smtp[1]: info: %019X: accepted "
+                        "from=<%s> size=1000 nrcpt=1 protocol=ESMTP delay=0.001 flow=0.000 "
+                        "commit=0.001\n" % (i % 60, i + 1, sender))
+        out_path, err_path = path + ".json", path + ".err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            p = subprocess.Popen([POSTERN_BIN, "report", "--json", path], stdout=out,
+                                 stderr=err)
+        # wait4, not p.wait(): it gives the child's own peak RSS.
+        status, usage = None, None
+        deadline = time.monotonic() + scaled(120)
+        while status is None:
+            pid, st, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                status, usage = os.waitstatus_to_exitcode(st), ru
+                p.returncode = status
+            elif time.monotonic() > deadline:
+                p.kill()
+                self.fail("postern report took more than %ds" % scaled(120))
+            else:
+                time.sleep(0.05)
+        with open(err_path) as f:
+            self.assertEqual(status, 0, f.read())
+        with open(out_path) as f:
+            out = f.read()
+        doc = json.loads(out)
+        self.assertEqual(doc["received"], 300000)
+        self.assertEqual(doc["top"]["senders"][0]["name"], "heavy@frequent.test")
+        self.assertGreaterEqual(doc["top"]["senders"][0]["count"], heavy)
+        self.assertFalse(doc["top_counts_exact"])
+        self.assertEqual(doc["lines"]["not_understood"], 0)
+        if not SANITIZED:
+            self.assertLess(usage.ru_maxrss, 64 * 1024, "peak RSS in KB")
 
     def test_unreadable_file_is_an_error_naming_it(self):
         missing = os.path.join(self.tmp, "no-such.log")
