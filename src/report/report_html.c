@@ -176,7 +176,14 @@ static void svg_histogram(buf_t *out, const struct report *r, enum report_hist h
 	char labels[16][40];
 	const char *ptrs[16];
 	for (size_t i = 0; i < n && i < 16; i++) {
-		report_bucket_label(hist, i, labels[i], sizeof(labels[i]));
+		/* "1min - 10min" as "1min-10min": the bars are narrow */
+		char wide[40];
+		report_bucket_label(hist, i, wide, sizeof(wide));
+		size_t k = 0;
+		for (const char *c = wide; *c != '\0' && k + 1 < sizeof(labels[i]); c++)
+			if (*c != ' ' || (c[1] != '-' && (c == wide || c[-1] != '-')))
+				labels[i][k++] = *c;
+		labels[i][k] = '\0';
 		ptrs[i] = labels[i];
 	}
 	svg_bars(out, report_hist_titles[hist], ptrs, v, n < 16 ? n : 16, colour);
@@ -188,8 +195,9 @@ void report_write_html(const struct report *r, size_t top, buf_t *out)
 		      "<title>postern report</title><style>"
 		      "body{font-family:sans-serif;margin:1.5em;color:#222}"
 		      "svg.chart{display:block;margin:1em 0;background:#fafafa;border:1px solid #ddd}"
-		      "svg .t{font-size:14px;font-weight:bold}svg .a{font-size:11px}"
+		      "svg .t{font-size:14px;font-weight:bold}svg .a{font-size:10px}"
 		      "table{border-collapse:collapse;margin:0.5em 1.5em 1em 0;display:inline-table;"
+		      "min-width:16em;"
 		      "vertical-align:top}caption{font-weight:bold;text-align:left}"
 		      "td{border-bottom:1px solid #eee;padding:2px 8px}td.n{text-align:right}"
 		      "</style></head><body>\n<h1>postern report</h1>\n");
