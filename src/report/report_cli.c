@@ -109,66 +109,89 @@ static bool write_all(const char *data, size_t len)
 	return true;
 }
 
-int report_cli_main(int argc, char **argv)
+enum report_format { FORMAT_TEXT, FORMAT_JSON, FORMAT_HTML };
+
+struct report_options {
+	enum report_format format;
+	size_t top;
+	char **files; /* argv's file names, in order */
+	size_t file_count;
+};
+
+/* Options and files in any order ("--" ends the options); the exit
+ * status for a usage error or --help, or -1 to go on. */
+static int parse_options(int argc, char **argv, struct report_options *o)
 {
-	enum { TEXT, JSON, HTML } format = TEXT;
-	size_t top = 10;
-	int first_file = argc;
+	bool options_done = false;
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			format = JSON;
-		} else if (strcmp(argv[i], "--html") == 0) {
-			format = HTML;
-		} else if (strcmp(argv[i], "--top") == 0 && i + 1 < argc) {
-			char *end;
+		const char *a = argv[i];
+		if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
+			o->files[o->file_count++] = argv[i];
+		} else if (strcmp(a, "--") == 0) {
+			options_done = true;
+		} else if (strcmp(a, "--json") == 0) {
+			o->format = FORMAT_JSON;
+		} else if (strcmp(a, "--html") == 0) {
+			o->format = FORMAT_HTML;
+		} else if (strcmp(a, "--top") == 0) {
+			char *end = NULL;
+			unsigned long v = 0;
 			errno = 0;
-			unsigned long v = strtoul(argv[++i], &end, 10);
-			if (errno != 0 || *end != '\0' || v == 0 || v > REPORT_TABLE_CAPACITY) {
-				fprintf(stderr, "postern report: --top: a number from 1 to %d\n",
+			if (i + 1 < argc)
+				v = strtoul(argv[++i], &end, 10);
+			if (end == NULL || errno != 0 || *end != '\0' || v == 0 ||
+			    v > REPORT_TABLE_CAPACITY) {
+				fprintf(stderr, "postern report: --top takes a number from 1 to %d\n",
 					REPORT_TABLE_CAPACITY);
 				return 2;
 			}
-			top = v;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			o->top = v;
+		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			return 0;
-		} else if (strcmp(argv[i], "--") == 0) {
-			first_file = i + 1;
-			break;
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			fprintf(stderr, "postern report: unknown option %s\n", argv[i]);
+		} else {
+			fprintf(stderr, "postern report: unknown option %s\n", a);
 			usage(stderr);
 			return 2;
-		} else {
-			first_file = i;
-			break;
 		}
 	}
+	return -1;
+}
+
+int report_cli_main(int argc, char **argv)
+{
+	struct report_options o = { .format = FORMAT_TEXT, .top = 10 };
+	o.files = xcalloc((size_t)argc + 1, sizeof(*o.files));
+	int status = parse_options(argc, argv, &o);
+	if (status >= 0) {
+		free(o.files);
+		return status;
+	}
+	static char stdin_name[] = "-";
+	if (o.file_count == 0)
+		o.files[o.file_count++] = stdin_name;
 	struct report *r = xmalloc(sizeof(*r));
 	report_init(r, REPORT_TABLE_CAPACITY);
 	int rc = 0;
-	if (first_file >= argc) {
-		if (feed_file(r, "-", dup(STDIN_FILENO)) < 0)
-			rc = 1;
-	}
-	for (int i = first_file; i < argc; i++) {
-		bool stdin_ = strcmp(argv[i], "-") == 0;
-		int fd = stdin_ ? dup(STDIN_FILENO) : open(argv[i], O_RDONLY | O_CLOEXEC);
+	for (size_t i = 0; i < o.file_count; i++) {
+		const char *name = o.files[i];
+		int fd = strcmp(name, "-") == 0 ? dup(STDIN_FILENO)
+						: open(name, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			fprintf(stderr, "postern report: %s: %s\n", argv[i], strerror(errno));
+			fprintf(stderr, "postern report: %s: %s\n", name, strerror(errno));
 			rc = 1;
 			continue;
 		}
-		if (feed_file(r, argv[i], fd) < 0)
+		if (feed_file(r, name, fd) < 0)
 			rc = 1;
 	}
 	buf_t out = BUF_INIT;
-	if (format == JSON)
-		report_write_json(r, top, &out);
-	else if (format == HTML)
-		report_write_html(r, top, &out);
+	if (o.format == FORMAT_JSON)
+		report_write_json(r, o.top, &out);
+	else if (o.format == FORMAT_HTML)
+		report_write_html(r, o.top, &out);
 	else
-		report_write_text(r, top, &out);
+		report_write_text(r, o.top, &out);
 	if (!write_all(out.data, out.len)) {
 		fprintf(stderr, "postern report: standard output: %s\n", strerror(errno));
 		rc = 1;
@@ -176,5 +199,6 @@ int report_cli_main(int argc, char **argv)
 	buf_free(&out);
 	report_free(r);
 	free(r);
+	free(o.files);
 	return rc;
 }

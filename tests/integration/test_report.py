@@ -245,6 +245,18 @@ class ReportTest(PosternTestCase):
         if not SANITIZED:
             self.assertLess(usage.ru_maxrss, 64 * 1024, "peak RSS in KB")
 
+    def test_options_anywhere_and_usage_errors(self):
+        doc = json.loads(self.report(self.log, "--top", "2", "--json"))
+        self.assertEqual({k: doc[k] for k in KNOWN}, KNOWN)
+        self.assertEqual(len(doc["rejections"]["by_reason"]), 2)
+        for args in (["--top", "0"], ["--top"], ["--bogus"], ["--top", "x", self.log]):
+            p = subprocess.run([POSTERN_BIN, "report"] + args, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               timeout=scaled(30))
+            self.assertEqual(p.returncode, 2, args)
+            self.assertIn(b"postern report: ", p.stderr)
+            self.assertEqual(p.stdout, b"")
+
     def test_unreadable_file_is_an_error_naming_it(self):
         missing = os.path.join(self.tmp, "no-such.log")
         p = subprocess.run([POSTERN_BIN, "report", missing], stdout=subprocess.PIPE,
