@@ -76,6 +76,7 @@ struct report {
 	double score_sum;
 	uint64_t hourly[24][RH_SERIES];
 	char first_time[32], last_time[32]; /* timestamps as logged, "" if none */
+	bool times_iso; /* first/last are ISO 8601 times (syslog times are then ignored) */
 	struct report_sample samples[REPORT_SAMPLES];
 	size_t sample_count;
 };

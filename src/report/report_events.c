@@ -202,8 +202,8 @@ static bool delivery_sent(struct report *r, const struct line_view *v, slice_t t
 /* The first words of a reason, for a table: "5.1.1 user unknown". */
 static slice_t short_reason(slice_t why)
 {
-	if (why.len > 60)
-		why.len = 60;
+	if (why.len > 80)
+		why.len = 80;
 	return why;
 }
 

@@ -298,12 +298,27 @@ static void keep_sample(struct report *r, slice_t line, const char *file, uint64
 	s->text[n] = '\0';
 }
 
+/* The first and last time: ISO 8601 times compare as strings; a syslog
+ * time ("Nov 30 07:12:01") is used only while no ISO time was seen. */
 static void note_time(struct report *r, slice_t t)
 {
 	size_t n = t.len < sizeof(r->first_time) - 1 ? t.len : sizeof(r->first_time) - 1;
 	char now[sizeof(r->first_time)];
 	memcpy(now, t.ptr, n);
 	now[n] = '\0';
+	bool iso = n > 4 && now[4] == '-';
+	if (iso && !r->times_iso) {
+		r->times_iso = true;
+		r->first_time[0] = r->last_time[0] = '\0';
+	} else if (!iso && r->times_iso) {
+		return;
+	}
+	if (!iso) {
+		if (r->first_time[0] == '\0')
+			memcpy(r->first_time, now, n + 1);
+		memcpy(r->last_time, now, n + 1);
+		return;
+	}
 	if (r->first_time[0] == '\0' || strcmp(now, r->first_time) < 0)
 		memcpy(r->first_time, now, n + 1);
 	if (strcmp(now, r->last_time) > 0)

@@ -23,7 +23,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (POSTERN_BIN, SANITIZED, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
+from harness import (POSTERN_BIN, REPO, SANITIZED, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
                      wait_until)
 from clamd_peer import TEST_SIGNATURES
 import test_spam
@@ -301,6 +301,29 @@ class ReportTest(PosternTestCase):
             png = f.read()
         self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
         self.assertGreater(len(png), 20000, "a blank page is smaller")
+
+
+class GoldenOutputTest(unittest.TestCase):
+    """The text and JSON reports of tests/data/report/sample.log, byte for
+    byte (tests/data/report/README says how to write them again after a
+    deliberate change)."""
+
+    DATA = os.path.join(REPO, "tests", "data", "report")
+
+    def check(self, args, golden):
+        sample = os.path.join("tests", "data", "report", "sample.log")
+        p = subprocess.run([POSTERN_BIN, "report"] + args + [sample], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = p.stdout.decode("utf-8").replace(sample, "SAMPLE")
+        with open(os.path.join(self.DATA, golden), encoding="utf-8") as f:
+            self.assertEqual(got, f.read())
+
+    def test_text(self):
+        self.check([], "sample.txt")
+
+    def test_json(self):
+        self.check(["--json"], "sample.json")
 
 
 if __name__ == "__main__":
