@@ -30,6 +30,9 @@
 #define REPORT_SIZE_BUCKETS 9
 #define REPORT_DELAY_BUCKETS 9
 #define REPORT_SCORE_BUCKETS 13
+/* Days kept for the traffic per day (more than a year of daily logs);
+ * the series of later days are only in the totals. */
+#define REPORT_DAYS_MAX 400
 
 enum report_hour_series { RH_RECEIVED, RH_DELIVERED, RH_DEFERRED, RH_BOUNCED, RH_REJECTED,
 			  RH_SERIES };
@@ -61,6 +64,11 @@ struct report_lines {
 	uint64_t too_long;      /* cut at REPORT_LINE_MAX (and counted not understood) */
 };
 
+struct report_day {
+	char name[12]; /* "2026-11-30", or "Nov 30" from a syslog time */
+	uint64_t counts[RH_SERIES];
+};
+
 struct report_sample {
 	char *where; /* FILE:LINE */
 	char *text;  /* cut to 200 bytes */
@@ -74,7 +82,10 @@ struct report {
 	uint64_t delay_hist[REPORT_DELAY_BUCKETS];
 	uint64_t score_hist[REPORT_SCORE_BUCKETS];
 	double score_sum;
-	uint64_t hourly[24][RH_SERIES];
+	uint64_t hourly[24][RH_SERIES]; /* summed over the days */
+	struct report_day days[REPORT_DAYS_MAX];
+	size_t day_count, day_last;
+	uint64_t days_dropped; /* events of days past REPORT_DAYS_MAX */
 	char first_time[32], last_time[32]; /* timestamps as logged, "" if none */
 	bool times_iso; /* first/last are ISO 8601 times (syslog times are then ignored) */
 	struct report_sample samples[REPORT_SAMPLES];

@@ -64,7 +64,7 @@ static bool count_reject(struct report *r, const struct line_view *v, slice_t re
 	r->c.rejected++;
 	if (code >= 400 && code < 500)
 		r->c.rejected_temporary++;
-	report_hourly(r, v, RH_REJECTED);
+	report_traffic(r, v, RH_REJECTED);
 	report_count(r, RT_REJ_REASON, reason);
 	if (stage != NULL)
 		report_count_cstr(r, RT_REJ_STAGE, stage);
@@ -189,7 +189,7 @@ static bool delivery_sent(struct report *r, const struct line_view *v, slice_t t
 {
 	(void)why;
 	r->c.delivered++;
-	report_hourly(r, v, RH_DELIVERED);
+	report_traffic(r, v, RH_DELIVERED);
 	report_count_address(r, RT_RECIPIENTS, RT_RECIPIENT_DOMAINS, to);
 	report_count(r, RT_RELAYS, relay);
 	size_t b = 0;
@@ -212,7 +212,7 @@ static bool delivery_deferred(struct report *r, const struct line_view *v, slice
 {
 	(void)to, (void)relay, (void)delay;
 	r->c.deferred++;
-	report_hourly(r, v, RH_DEFERRED);
+	report_traffic(r, v, RH_DEFERRED);
 	report_count(r, RT_DEFER_REASONS, short_reason(why));
 	return true;
 }
@@ -222,7 +222,7 @@ static bool delivery_bounced(struct report *r, const struct line_view *v, slice_
 {
 	(void)to, (void)relay, (void)delay;
 	r->c.bounced++;
-	report_hourly(r, v, RH_BOUNCED);
+	report_traffic(r, v, RH_BOUNCED);
 	report_count(r, RT_BOUNCE_REASONS, short_reason(why));
 	return true;
 }
@@ -277,7 +277,7 @@ static bool ev_accepted(struct report *r, const struct line_view *v, slice_t res
 		return false;
 	r->c.received++;
 	r->c.bytes_received += size;
-	report_hourly(r, v, RH_RECEIVED);
+	report_traffic(r, v, RH_RECEIVED);
 	report_count_address(r, RT_SENDERS, RT_SENDER_DOMAINS, from);
 	size_t b = 0;
 	while (b < REPORT_SIZE_BUCKETS - 1 && size >= report_size_bounds[b])

@@ -72,36 +72,46 @@ static void svg_bars(buf_t *out, const char *title, const char *const *labels,
 	buf_puts(out, "</svg>\n");
 }
 
-/* Traffic per hour: grouped bars of every series. */
-static void svg_hourly(buf_t *out, const struct report *r)
+/* Grouped bars of every series: one group per label (hours or days). */
+static void svg_traffic(buf_t *out, const char *title, const char *const *labels,
+			const uint64_t (*counts)[RH_SERIES], size_t n)
 {
 	const int w = 760, h = 260, left = 50, bottom = 60, top_margin = 24;
 	uint64_t max = 1;
-	for (int hr = 0; hr < 24; hr++)
+	for (size_t g = 0; g < n; g++)
 		for (size_t s = 0; s < RH_SERIES; s++)
-			if (r->hourly[hr][s] > max)
-				max = r->hourly[hr][s];
-	double slot = (double)(w - left - 10) / 24.0, bar = slot * 0.8 / RH_SERIES;
-	double plot_h = h - bottom - top_margin;
+			if (counts[g][s] > max)
+				max = counts[g][s];
+	double slot = (double)(w - left - 10) / (double)(n > 0 ? n : 1);
+	double bar = slot * 0.8 / RH_SERIES, plot_h = h - bottom - top_margin;
+	size_t every = n / 24 + 1; /* a label under every group, or every few */
 	buf_printf(out, "<svg class=\"chart\" role=\"img\" width=\"%d\" height=\"%d\" "
-		   "viewBox=\"0 0 %d %d\" xmlns=\"http://www.w3.org/2000/svg\">"
-		   "<title>Traffic per hour (UTC)</title>"
-		   "<text x=\"%d\" y=\"16\" class=\"t\">Traffic per hour (UTC)</text>"
-		   "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>"
+		   "viewBox=\"0 0 %d %d\" xmlns=\"http://www.w3.org/2000/svg\"><title>", w, h, w, h);
+	put_escaped(out, title);
+	buf_printf(out, "</title><text x=\"%d\" y=\"16\" class=\"t\">", left);
+	put_escaped(out, title);
+	buf_printf(out, "</text><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>"
 		   "<text x=\"%d\" y=\"%d\" class=\"a\" text-anchor=\"end\">%llu</text>",
-		   w, h, w, h, left, left, h - bottom, w - 10, h - bottom, left - 4,
-		   top_margin + 8, (unsigned long long)max);
-	for (int hr = 0; hr < 24; hr++) {
+		   left, h - bottom, w - 10, h - bottom, left - 4, top_margin + 8,
+		   (unsigned long long)max);
+	for (size_t g = 0; g < n; g++) {
 		for (size_t s = 0; s < RH_SERIES; s++) {
-			double bh = plot_h * (double)r->hourly[hr][s] / (double)max;
-			double x = left + slot * hr + slot * 0.1 + bar * (double)s;
+			double bh = plot_h * (double)counts[g][s] / (double)max;
+			double x = left + slot * (double)g + slot * 0.1 + bar * (double)s;
 			buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-				   "fill=\"%s\"><title>%02d h %s: %llu</title></rect>", x,
-				   h - bottom - bh, bar, bh, series_colours[s], hr,
-				   report_hour_names[s], (unsigned long long)r->hourly[hr][s]);
+				   "fill=\"%s\"><title>", x, h - bottom - bh, bar, bh,
+				   series_colours[s]);
+			put_escaped(out, labels[g]);
+			buf_printf(out, " %s: %llu</title></rect>", report_hour_names[s],
+				   (unsigned long long)counts[g][s]);
 		}
-		buf_printf(out, "<text x=\"%.1f\" y=\"%d\" class=\"a\" text-anchor=\"middle\">"
-			   "%02d</text>", left + slot * hr + slot * 0.5, h - bottom + 14, hr);
+		if (g % every == 0) {
+			buf_printf(out, "<text x=\"%.1f\" y=\"%d\" class=\"a\" "
+				   "text-anchor=\"middle\">", left + slot * ((double)g + 0.5),
+				   h - bottom + 14);
+			put_escaped(out, labels[g]);
+			buf_puts(out, "</text>");
+		}
 	}
 	for (size_t s = 0; s < RH_SERIES; s++)
 		buf_printf(out, "<rect x=\"%zu\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/>"
@@ -109,6 +119,36 @@ static void svg_hourly(buf_t *out, const struct report *r)
 			   h - 22, series_colours[s], left + s * 120 + 14, h - 13,
 			   report_hour_names[s]);
 	buf_puts(out, "</svg>\n");
+}
+
+static void svg_hourly(buf_t *out, const struct report *r)
+{
+	char names[24][4];
+	const char *labels[24];
+	for (int hr = 0; hr < 24; hr++) {
+		snprintf(names[hr], sizeof(names[hr]), "%02d", hr);
+		labels[hr] = names[hr];
+	}
+	svg_traffic(out, "Traffic per hour (UTC)", labels, r->hourly, 24);
+}
+
+/* Traffic per day, when the log spans more than one. */
+static void svg_daily(buf_t *out, const struct report *r)
+{
+	if (r->day_count < 2)
+		return;
+	const struct report_day **days = xcalloc(r->day_count, sizeof(*days));
+	size_t n = report_days_sorted(r, days);
+	const char **labels = xcalloc(n, sizeof(*labels));
+	uint64_t (*counts)[RH_SERIES] = xcalloc(n, sizeof(*counts));
+	for (size_t i = 0; i < n; i++) {
+		labels[i] = days[i]->name;
+		memcpy(counts[i], days[i]->counts, sizeof(counts[i]));
+	}
+	svg_traffic(out, "Traffic per day", labels, (const uint64_t (*)[RH_SERIES])counts, n);
+	free(counts);
+	free(labels);
+	free(days);
 }
 
 /* Horizontal bars of a table's top entries. */
@@ -217,6 +257,7 @@ void report_write_html(const struct report *r, size_t top, buf_t *out)
 	}
 	buf_puts(out, "</table>\n<h2>Traffic</h2>\n");
 	svg_hourly(out, r);
+	svg_daily(out, r);
 	buf_puts(out, "<h2>Rejections</h2>\n");
 	svg_table_bars(out, r, RT_REJ_REASON, "Rejections by reason", top);
 	buf_puts(out, "<h2>Sizes and delays</h2>\n");

@@ -200,10 +200,41 @@ void report_count_address(struct report *r, enum report_table addrs, enum report
 		report_count(r, domains, d);
 }
 
-void report_hourly(struct report *r, const struct line_view *v, enum report_hour_series s)
+/* The day's entry (made if there is room), or NULL. */
+static struct report_day *find_day(struct report *r, slice_t day)
+{
+	if (day.len == 0 || day.len >= sizeof(r->days[0].name))
+		return NULL;
+	/* Logs run in order: the day of the last line is the likely one. */
+	if (r->day_count > 0) {
+		struct report_day *d = &r->days[r->day_last];
+		if (strlen(d->name) == day.len && memcmp(d->name, day.ptr, day.len) == 0)
+			return d;
+	}
+	for (size_t i = 0; i < r->day_count; i++)
+		if (strlen(r->days[i].name) == day.len &&
+		    memcmp(r->days[i].name, day.ptr, day.len) == 0) {
+			r->day_last = i;
+			return &r->days[i];
+		}
+	if (r->day_count >= REPORT_DAYS_MAX)
+		return NULL;
+	struct report_day *d = &r->days[r->day_count];
+	memcpy(d->name, day.ptr, day.len);
+	d->name[day.len] = '\0';
+	r->day_last = r->day_count++;
+	return d;
+}
+
+void report_traffic(struct report *r, const struct line_view *v, enum report_hour_series s)
 {
 	if (v->hour >= 0)
 		r->hourly[v->hour][s]++;
+	struct report_day *d = find_day(r, v->day);
+	if (d != NULL)
+		d->counts[s]++;
+	else if (v->day.len > 0)
+		r->days_dropped++;
 }
 
 /* ---- one line's parts -------------------------------------------------------------- */
@@ -223,11 +254,13 @@ static bool parse_header(slice_t line, struct line_view *v)
 	if (line.len >= 20 && line.ptr[4] == '-' && line.ptr[10] == 'T' && line.ptr[13] == ':') {
 		/* ISO 8601: 2026-11-22T22:03:01.123Z */
 		v->time = slice_make(line.ptr, (size_t)(sp - line.ptr));
+		v->day = slice_make(line.ptr, 10);
 		v->hour = two_digits(line.ptr + 11);
 		rest = report_skip(line, v->time.len + 1);
 	} else if (line.len >= 16 && line.ptr[3] == ' ' && line.ptr[6] == ' ' && line.ptr[9] == ':') {
 		/* syslog: "Nov 22 22:03:01 " */
 		v->time = slice_make(line.ptr, 15);
+		v->day = slice_make(line.ptr, 6);
 		v->hour = two_digits(line.ptr + 7);
 		rest = report_skip(line, 16);
 	} else {

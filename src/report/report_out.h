@@ -36,6 +36,8 @@ void report_bucket_label(enum report_hist h, size_t i, char *out, size_t size);
 /* s with control characters and bytes that are not well-formed UTF-8
  * written as '?'. */
 void report_put_clean(buf_t *out, const char *s);
+/* The days, in calendar order, into out_r (room for r->day_count). */
+size_t report_days_sorted(const struct report *r, const struct report_day **out_r);
 void report_format_bytes(uint64_t v, char *out, size_t size);
 void report_format_seconds(double s, char *out, size_t size);
 

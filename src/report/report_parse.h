@@ -17,6 +17,7 @@
 struct line_view {
 	int hour;     /* 0 - 23, or -1 if the time has no hour we can read */
 	slice_t time; /* the timestamp as written */
+	slice_t day;  /* its day: "2026-11-30" or "Nov 30" */
 	slice_t role;
 	bool error;   /* logged at level error, fatal or panic */
 	slice_t qid;  /* empty if the line has none */
@@ -53,8 +54,8 @@ void report_count_cstr(struct report *r, enum report_table t, const char *key);
 /* Count an address ("" as "<>") and its lower-cased domain. */
 void report_count_address(struct report *r, enum report_table addrs, enum report_table domains,
 			  slice_t addr);
-/* Count one in the hour of the line for series s. */
-void report_hourly(struct report *r, const struct line_view *v, enum report_hour_series s);
+/* Count one in the hour and the day of the line for series s. */
+void report_traffic(struct report *r, const struct line_view *v, enum report_hour_series s);
 
 enum report_event_result {
 	REPORT_EVENT_COUNTED, /* a message event, counted */

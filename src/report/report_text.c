@@ -170,6 +170,36 @@ void report_put_clean(buf_t *out, const char *s)
 	}
 }
 
+/* "Nov 30" as 1130, an ISO day as 0 (ISO days sort as strings, first). */
+static int syslog_day_rank(const char *name)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	if (name[0] == '\0' || name[4] == '-' || strlen(name) != 6)
+		return 0;
+	for (int m = 0; m < 12; m++)
+		if (memcmp(name, months + 3 * m, 3) == 0)
+			return (m + 1) * 100 + atoi(name + 4);
+	return 0;
+}
+
+static int by_day(const void *a, const void *b)
+{
+	const struct report_day *x = *(const struct report_day *const *)a;
+	const struct report_day *y = *(const struct report_day *const *)b;
+	int rx = syslog_day_rank(x->name), ry = syslog_day_rank(y->name);
+	if (rx != ry)
+		return rx < ry ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+size_t report_days_sorted(const struct report *r, const struct report_day **out_r)
+{
+	for (size_t i = 0; i < r->day_count; i++)
+		out_r[i] = &r->days[i];
+	qsort(out_r, r->day_count, sizeof(*out_r), by_day);
+	return r->day_count;
+}
+
 /* Text: a key with control characters and broken UTF-8 replaced, padded
  * to width bytes. */
 static void put_clean(buf_t *out, const char *s, size_t width)
@@ -239,6 +269,22 @@ void report_write_text(const struct report *r, size_t top, buf_t *out)
 			buf_printf(out, "%11llu", (unsigned long long)r->hourly[h][s]);
 		buf_putc(out, '\n');
 	}
+	const struct report_day **days = xcalloc(r->day_count + 1, sizeof(*days));
+	size_t nd = report_days_sorted(r, days);
+	buf_puts(out, "\nPer day\n  day        ");
+	for (size_t s = 0; s < RH_SERIES; s++)
+		buf_printf(out, "%11s", report_hour_names[s]);
+	buf_putc(out, '\n');
+	for (size_t d = 0; d < nd; d++) {
+		buf_printf(out, "  %-11s", days[d]->name);
+		for (size_t s = 0; s < RH_SERIES; s++)
+			buf_printf(out, "%11llu", (unsigned long long)days[d]->counts[s]);
+		buf_putc(out, '\n');
+	}
+	if (r->days_dropped > 0)
+		buf_printf(out, "  (%llu events of days after the first %d are in the totals only)\n",
+			   (unsigned long long)r->days_dropped, REPORT_DAYS_MAX);
+	free(days);
 	buf_printf(out, "\nLines\n  %-34s%12llu\n  %-34s%12llu\n  %-34s%12llu\n"
 		   "  %-34s%12llu\n  %-34s%12llu\n",
 		   "read", (unsigned long long)r->lines.total, "message events",
@@ -327,10 +373,23 @@ void report_write_json(const struct report *r, size_t top, buf_t *out)
 				   (unsigned long long)r->hourly[h][s]);
 		buf_puts(out, "}");
 	}
+	buf_puts(out, "],\"daily\":[");
+	const struct report_day **days = xcalloc(r->day_count + 1, sizeof(*days));
+	size_t nd = report_days_sorted(r, days);
+	for (size_t d = 0; d < nd; d++) {
+		buf_puts(out, d > 0 ? ",{\"day\":" : "{\"day\":");
+		json_put_cstr(out, days[d]->name);
+		for (size_t s = 0; s < RH_SERIES; s++)
+			buf_printf(out, ",\"%s\":%llu", report_hour_names[s],
+				   (unsigned long long)days[d]->counts[s]);
+		buf_puts(out, "}");
+	}
+	free(days);
+	buf_printf(out, "],\"days_not_kept\":%llu", (unsigned long long)r->days_dropped);
 	bool exact = true;
 	for (size_t i = 0; i < RT_TABLES; i++)
 		exact = exact && report_top_exact(&r->tables[i]);
-	buf_printf(out, "],\"top_counts_exact\":%s", exact ? "true" : "false");
+	buf_printf(out, ",\"top_counts_exact\":%s", exact ? "true" : "false");
 	buf_printf(out, ",\"lines\":{\"total\":%llu,\"events\":%llu,\"daemon\":%llu,"
 		   "\"not_understood\":%llu,\"too_long\":%llu,\"samples\":[",
 		   (unsigned long long)r->lines.total, (unsigned long long)r->lines.events,

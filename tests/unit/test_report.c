@@ -315,6 +315,53 @@ static void test_too_long_and_control_bytes(void **state)
 	report_free(&r);
 }
 
+/* Traffic per day: in calendar order, bounded to REPORT_DAYS_MAX days. */
+static void test_days(void **state)
+{
+	(void)state;
+	struct report *r = malloc(sizeof(*r));
+	report_init(r, 16);
+	feed(r, "2026-12-01T01:00:00.000Z postern/qmgr[2]: info: " QID "removed");
+	feed(r, "2026-12-01T01:00:00.000Z postern/qmgr[2]: info: " QID "to=<a@b> relay=maildir "
+		"delay=1 attempts=1 status=sent (ok)");
+	feed(r, "2026-11-30T23:00:00.000Z postern/qmgr[2]: info: " QID "to=<a@b> relay=maildir "
+		"delay=1 attempts=1 status=sent (ok)");
+	feed(r, "Dec  2 10:00:00 mx postern/qmgr[2]: " QID "to=<a@b> relay=maildir delay=1 "
+		"attempts=1 status=bounced (5.1.1 no)");
+	feed(r, "Nov 29 10:00:00 mx postern/qmgr[2]: " QID "to=<a@b> relay=maildir delay=1 "
+		"attempts=1 status=sent (ok)");
+	assert_int_equal(r->day_count, 4);
+	assert_int_equal(r->hourly[10][RH_DELIVERED], 1);
+	assert_int_equal(r->hourly[10][RH_BOUNCED], 1);
+	buf_t out = BUF_INIT;
+	report_write_json(r, 10, &out);
+	const char *daily = strstr(buf_cstr(&out), "\"daily\":[");
+	assert_non_null(daily);
+	/* ISO days first, in order; then syslog days by month and day */
+	const char *a = strstr(daily, "2026-11-30"), *b = strstr(daily, "2026-12-01");
+	const char *c = strstr(daily, "Nov 29"), *d = strstr(daily, "Dec  2");
+	assert_true(a != NULL && b != NULL && c != NULL && d != NULL);
+	assert_true(a < b && b < c && c < d);
+	buf_reset(&out);
+	report_write_html(r, 10, &out);
+	assert_non_null(strstr(buf_cstr(&out), "<title>Traffic per day</title>"));
+	buf_free(&out);
+	report_free(r);
+	/* past REPORT_DAYS_MAX days, events count in the totals only */
+	report_init(r, 16);
+	for (int i = 0; i < REPORT_DAYS_MAX + 10; i++) {
+		char line[256];
+		snprintf(line, sizeof(line), "%04d-01-01T10:00:00.000Z postern/qmgr[2]: info: "
+			 QID "to=<a@b> relay=maildir delay=1 attempts=1 status=sent (ok)", 1000 + i);
+		feed(r, line);
+	}
+	assert_int_equal(r->day_count, REPORT_DAYS_MAX);
+	assert_int_equal(r->days_dropped, 10);
+	assert_int_equal(r->c.delivered, REPORT_DAYS_MAX + 10);
+	report_free(r);
+	free(r);
+}
+
 static void test_top_table_is_exact_below_capacity(void **state)
 {
 	(void)state;
@@ -401,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_dns_lists_and_greylisting),
 		cmocka_unit_test(test_warnings_holds_and_errors),
 		cmocka_unit_test(test_too_long_and_control_bytes),
+		cmocka_unit_test(test_days),
 		cmocka_unit_test(test_top_table_is_exact_below_capacity),
 		cmocka_unit_test(test_top_table_is_bounded_and_keeps_heavy_hitters),
 		cmocka_unit_test(test_json_has_the_promised_keys),
