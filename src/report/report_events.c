@@ -94,11 +94,11 @@ static bool ev_dns_list(struct report *r, const struct line_view *v, slice_t res
 		}
 	if (listed == NULL)
 		return true; /* looked up, not listed (or lists unanswered) */
-	r->c.dns_listed++;
 	slice_t action;
 	slice_t after = report_skip(rest, (size_t)(listed - rest.ptr) + 8);
 	if (!report_field(after, "action", &action))
 		return false;
+	r->c.dns_listed++;
 	if (action.len > 0 && action.ptr[action.len - 1] == ':')
 		action.len--;
 	if (!(action.len == 6 && memcmp(action.ptr, "reject", 6) == 0) &&
@@ -138,12 +138,12 @@ static bool ev_warning(struct report *r, const struct line_view *v, slice_t rest
 }
 
 /* "client=A WHAT...": the session's events named by the words after the
- * client address. */
+ * client address ("client=A reject: ..." is read by ev_client itself,
+ * which knows the address). */
 static const struct {
 	const char *words;
 	event_fn *handle;
 } client_events[] = {
-	{ "reject: ", ev_reject },
 	{ "dnsbl: ", ev_dns_list },
 	{ "rhsbl: ", ev_dns_list },
 	{ "connect: refusing", ev_known },
@@ -168,7 +168,7 @@ static bool ev_client(struct report *r, const struct line_view *v, slice_t rest)
 	slice_t after = report_skip(rest, (size_t)(sp - rest.ptr) + 1);
 	if (REPORT_STARTS(after, "reject: "))
 		return count_reject(r, v, report_skip(after, 8), client);
-	for (size_t i = 1; i < sizeof(client_events) / sizeof(client_events[0]); i++) {
+	for (size_t i = 0; i < sizeof(client_events) / sizeof(client_events[0]); i++) {
 		size_t n = strlen(client_events[i].words);
 		if (report_starts(after, client_events[i].words, n))
 			return client_events[i].handle(r, v, report_skip(after, n));

@@ -123,7 +123,7 @@ static void svg_traffic(buf_t *out, const char *title, const char *const *labels
 
 static void svg_hourly(buf_t *out, const struct report *r)
 {
-	char names[24][4];
+	char names[24][12];
 	const char *labels[24];
 	for (int hr = 0; hr < 24; hr++) {
 		snprintf(names[hr], sizeof(names[hr]), "%02d", hr);
