@@ -18,10 +18,12 @@ import os
 import re
 import shutil
 import smtplib
+import struct
 import subprocess
 import tempfile
 import time
 import unittest
+import zlib
 
 from harness import (POSTERN_BIN, REPO, SANITIZED, PosternServer, PosternTestCase, make_message, scaled, smtplib_send,
                      wait_until)
@@ -35,6 +37,52 @@ EICAR_NAME = "Postern.Test.EICAR.UNOFFICIAL"
 # What the run below must produce.
 KNOWN = {"received": 6, "delivered": 6, "deferred": 0, "bounced": 1, "rejected": 4,
          "quarantined": 1}
+
+
+def png_colour_counts(data, colours):
+    """How many pixels of an 8-bit RGB or RGBA PNG (not interlaced, as
+    Chromium writes its screenshots) have each of the colours
+    ("#rrggbb"), within a small tolerance for anti-aliasing."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+    bpp = 3 if ctype == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    prev, rows, i = bytearray(stride), [], 0
+    for _ in range(height):
+        ftype, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b, c = prev[x], prev[x - bpp] if x >= bpp else 0
+            if ftype == 1:
+                line[x] = (line[x] + a) & 255
+            elif ftype == 2:
+                line[x] = (line[x] + b) & 255
+            elif ftype == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif ftype == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    want = {c: tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in colours}
+    counts = dict.fromkeys(colours, 0)
+    for row in rows:
+        for x in range(0, stride, bpp):
+            px = row[x:x + 3]
+            for name, rgb in want.items():
+                if all(abs(px[k] - rgb[k]) <= 8 for k in range(3)):
+                    counts[name] += 1
+    return counts
 
 
 def chromium():
@@ -281,7 +329,7 @@ class ReportTest(PosternTestCase):
         self.addCleanup(shutil.rmtree, profile, True)
         # --no-sandbox: Chromium's sandbox refuses to run as root.
         base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-                "--user-data-dir=" + profile, "--window-size=1000,2400"]
+                "--user-data-dir=" + profile, "--window-size=1000,2000"]
         dom = subprocess.run(base + ["--dump-dom", "file://" + page], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, timeout=scaled(90))
         if dom.returncode != 0 and b"sandbox" in dom.stderr.lower():
@@ -299,8 +347,13 @@ class ReportTest(PosternTestCase):
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
         with open(shot, "rb") as f:
             png = f.read()
-        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
-        self.assertGreater(len(png), 20000, "a blank page is smaller")
+        # The charts were painted: bars in the colours of the received
+        # series (traffic per hour and the size histogram), of the
+        # rejections by reason, and of the spam score histogram.
+        counts = png_colour_counts(png, ["#3b7dd8", "#e03131", "#f08c00"])
+        for colour, pixels in counts.items():
+            self.assertGreater(pixels, 200, "too few %s pixels in the screenshot: %s"
+                               % (colour, counts))
 
 
 class GoldenOutputTest(unittest.TestCase):
