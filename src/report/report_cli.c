@@ -52,7 +52,10 @@ static int feed_file(struct report *r, const char *name, int fd)
 		int zerr = Z_OK;
 		const char *msg = got <= 0 ? gzerror(gz, &zerr) : NULL;
 		if (got < 0 || zerr != Z_OK) {
-			/* a cut compressed file ends with Z_BUF_ERROR */
+			/* a cut compressed file ends with Z_BUF_ERROR; zlib names
+			 * the file "<fd:N>: " in its message, we name it better */
+			if (strncmp(msg, "<fd:", 4) == 0 && strstr(msg, ": ") != NULL)
+				msg = strstr(msg, ": ") + 2;
 			fprintf(stderr, "postern report: %s:%llu: %s\n", name,
 				(unsigned long long)lineno + 1, msg);
 			rc = -1;

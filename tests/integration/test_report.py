@@ -317,7 +317,8 @@ class ReportTest(PosternTestCase):
         p = subprocess.run([POSTERN_BIN, "report", bad], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=scaled(30))
         self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertRegex(p.stderr.decode(), re.escape(bad) + r":\d+: ")
+        self.assertRegex(p.stderr.decode(), re.escape(bad) + r":\d+: unexpected end of file")
+        self.assertNotIn(b"<fd:", p.stderr)
 
     @unittest.skipUnless(chromium(), "needs chromium (tools/install-deps.sh installs it)")
     def test_html_renders_in_headless_chromium_with_charts(self):
