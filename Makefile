@@ -7,6 +7,7 @@
 #   make bench      throughput/latency side by side with smtp-sink and Postfix,
 #                   with and without scanning; postern scan against ClamAV;
 #                   spam scoring against spamd and rspamd; idle sessions' memory;
+#                   DNSBL connections against postscreen;
 #                   postern report against pflogsumm on a million-line log
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
@@ -165,7 +166,7 @@ check-fuzz: $(FUZZ_BINS)
 # The parts run even when one fails; any failing fails the target.
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
-	  bench/report.sh || rc=1; exit $$rc
+	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on

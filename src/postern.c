@@ -3,7 +3,8 @@
  *
  *   postern serve        [-c FILE]   run the gateway in the foreground
  *   postern check-config [-c FILE]   validate the configuration and tables
- *   postern queue list|show ID [-c FILE]
+ *   postern queue list|show ID|flush [ID...]|requeue [ID...]|hold ID...|release ID...|
+ *                 delete ID...|--all [--json] [-c FILE]
  *   postern quarantine|hold list|show ID|release ID...|delete ID... [--json] [-c FILE]
  *   postern scan [-c FILE] [--json] FILE...|-   run messages through the
  *                                    content pipeline (exit 0 clean,
@@ -60,8 +61,11 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  serve           run the gateway in the foreground (logs to stderr)\n"
 		"  check-config    validate the configuration, users, aliases and content rules\n"
-		"  queue list      list queued and deferred messages\n"
-		"  queue show ID   print one queued message's envelope and headers\n"
+		"  queue list      list queued, deferred and held messages [--json]\n"
+		"  queue show ID   print one queued message's envelope and headers [--json]\n"
+		"  queue flush [ID...]    retry deferred messages now\n"
+		"  queue requeue [ID...]  deferred back into the queue, retry schedule restarted\n"
+		"  queue hold ID... | release ID... | delete ID...|--all\n"
 		"  quarantine list|show ID|release ID...|delete ID... [--json]\n"
 		"                  the messages a QUARANTINE verdict kept out of delivery\n"
 		"  hold list|show ID|release ID...|delete ID... [--json]\n"

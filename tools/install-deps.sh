@@ -52,7 +52,11 @@
 #   unbound              the DNS tests' server, started privately with the
 #                        test zones (tests/integration/unbound_peer.py),
 #                        never the system resolver: its services are
-#                        disabled and /etc/resolv.conf is left alone
+#                        disabled and /etc/resolv.conf is left alone; and
+#                        the DNSBL benchmark's server (bench/dnsbl.sh, with
+#                        unbound-control for its query counts)
+#   iproute2             "ip link set lo up" in the benchmarks' private
+#                        network namespaces (bench/*.sh)
 #   zlib1g-dev           postern report reads gzip-compressed (rotated) logs
 #   chromium             the report test renders the --html page headless
 #                        (tests/integration/test_report.py), never a browser
@@ -69,7 +73,7 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
-      libc-ares-dev unbound zlib1g-dev chromium pflogsumm"
+      libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

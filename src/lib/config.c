@@ -129,7 +129,10 @@ static const struct key_def keys[] = {
 	{ "shutdown_timeout", K_DURATION, OFF(shutdown_timeout), "30s", 0, DAY, false, NULL },
 	{ "queue_retry_min", K_DURATION, OFF(queue_retry_min), "5m", 1, 30 * DAY, false, NULL },
 	{ "queue_retry_max", K_DURATION, OFF(queue_retry_max), "1h", 1, 30 * DAY, false, NULL },
-	{ "queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false, NULL },
+	{ "maximal_queue_lifetime", K_DURATION, OFF(queue_lifetime), "5d", 0, 365 * DAY, false,
+	  NULL },
+	{ "delay_warning_time", K_DURATION, OFF(delay_warning_time), "4h", 0, 365 * DAY, false,
+	  NULL },
 	{ "queue_scan_interval", K_DURATION, OFF(queue_scan_interval), "60s", 1, DAY, false, NULL },
 	{ "delivery_lanes", K_UINT, OFF(delivery_lanes), "4", 1, 64, false, NULL },
 	{ "in_flow_delay", K_DURATION, OFF(in_flow_delay), "1s", 0, 60, false, NULL },
@@ -645,8 +648,18 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 	return "internal error: unknown key type";
 }
 
+/* Former names still accepted: the same key under another name. */
+static const struct {
+	const char *old_name, *name;
+} key_aliases[] = {
+	{ "queue_lifetime", "maximal_queue_lifetime" },
+};
+
 static const struct key_def *find_key(const char *name)
 {
+	for (size_t i = 0; i < ARRAY_LEN(key_aliases); i++)
+		if (strcmp(key_aliases[i].old_name, name) == 0)
+			name = key_aliases[i].name;
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
 		if (strcmp(keys[i].name, name) == 0)
 			return &keys[i];

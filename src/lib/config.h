@@ -106,7 +106,8 @@ struct config {
 
 	uint64_t queue_retry_min;
 	uint64_t queue_retry_max;
-	uint64_t queue_lifetime;
+	uint64_t queue_lifetime;     /* maximal_queue_lifetime (or queue_lifetime) */
+	uint64_t delay_warning_time; /* 0 = no delay warnings */
 	uint64_t queue_scan_interval;
 	uint64_t delivery_lanes;   /* local delivery agents working in parallel */
 	uint64_t in_flow_delay;    /* seconds a commit waits for a flow token; 0 = off */

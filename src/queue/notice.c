@@ -471,6 +471,7 @@ int notice_queue(const char *spool_dir, const char *hostname, const buf_t *conte
 		.arrival_us = now_us, .client_addr = "local", .client_helo = hostname,
 		.protocol = "LOCAL", .sender = "", .recipients = to,
 		.smtputf8 = utf8_rcpt, .body_8bitmime = eight,
+		.origin = QUEUE_ORIGIN_NOTICE, /* made by postern: shown so by queue show */
 	};
 	int rc = -1;
 	struct queue_writer *w = queue_writer_open(spool_dir, notice_id_r, &env, err_r);

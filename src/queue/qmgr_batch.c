@@ -102,6 +102,7 @@ static void run_complete(struct qmgr_run *r)
 {
 	apply_dir_errors(r);
 	settle_outcomes(r);
+	qmgr_report_successes(r);
 	mark_done(r);
 	qmgr_finish(r);
 }

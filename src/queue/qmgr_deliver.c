@@ -170,6 +170,34 @@ static void move_corrupt(struct qmgr *q, struct qmgr_entry *e,
 	free(dest);
 }
 
+/* The entry's file is not where we looked (a command moved it between
+ * queue/ and deferred/: requeue, or a release of what we still knew as
+ * deferred): look in the other folder once; forget it if it is in
+ * neither (deleted, or held). */
+static bool reopen_elsewhere(struct qmgr_run *r)
+{
+	struct qmgr *q = r->q;
+	struct qmgr_entry *e = r->e;
+
+	e->in_deferred_dir = !e->in_deferred_dir;
+	free(r->path);
+	r->path = safeio_path_join(e->in_deferred_dir ? q->dir_deferred : q->dir_queue, e->id);
+	r->fd = open(r->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (r->fd < 0) {
+		log_debug("%s: already gone", e->id);
+		qmgr_forget(q, e);
+		return false;
+	}
+	struct stat st, named;
+	if (flock(r->fd, LOCK_EX | LOCK_NB) < 0 || fstat(r->fd, &st) < 0 || st.st_nlink == 0 ||
+	    stat(r->path, &named) < 0 || named.st_ino != st.st_ino) {
+		/* busy or moving again: the next look settles it */
+		qmgr_try_again(q, e, qmgr_now_us() + QMGR_BUSY_RETRY_US);
+		return false;
+	}
+	return true;
+}
+
 /* The writer holds the lock on its file from creation to the end of its
  * commit: wait for it. A file it had to take back (the fsync of queue/
  * failed) is unlinked before the lock is released: it is gone. */
@@ -193,6 +221,16 @@ static bool lock_message(struct qmgr_run *r)
 		qmgr_forget(q, r->e);
 		return false;
 	}
+	/* A command (postern queue hold, requeue) may have moved the file
+	 * between our open and our lock: deliver it only where it still is,
+	 * under the name we opened. */
+	struct stat named;
+	if (stat(r->path, &named) < 0 || named.st_ino != st.st_ino || named.st_dev != st.st_dev) {
+		log_debug("%s: moved away by a command before delivery", r->e->id);
+		close(r->fd);
+		r->fd = -1;
+		return reopen_elsewhere(r);
+	}
 	return true;
 }
 
@@ -206,17 +244,13 @@ static bool open_message(struct qmgr_run *r)
 	r->path = safeio_path_join(e->in_deferred_dir ? q->dir_deferred : q->dir_queue,
 			    e->id);
 	r->fd = open(r->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (r->fd < 0) {
-		if (errno == ENOENT) {
-			log_debug("%s: already gone", e->id);
-			qmgr_forget(q, e);
-		} else {
-			log_error("%s: open %s: %s", e->id, r->path, strerror(errno));
-			qmgr_defer(q, e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
-		}
+	if (r->fd < 0 && errno != ENOENT) {
+		log_error("%s: open %s: %s", e->id, r->path, strerror(errno));
+		qmgr_defer(q, e, qmgr_now_us() + QMGR_IO_RETRY_SECS * 1000000ull);
 		return false;
 	}
-	if (!lock_message(r))
+	/* not there: moved by a command, or gone (reopen_elsewhere locks) */
+	if (r->fd < 0 ? !reopen_elsewhere(r) : !lock_message(r))
 		return false;
 	int rc = qf_read(r->fd, &r->msg, &err);
 	if (rc == 0 && strcmp(r->msg.id, e->id) != 0) {

@@ -1,13 +1,19 @@
 /*
  * qmgr_finish.c - the end of a delivery attempt: report the recipients
- * that failed for good (or whose message outlived queue_lifetime) in one
- * bounce to the sender, mark them bounced once that bounce is durable,
+ * that failed for good (or whose message outlived
+ * maximal_queue_lifetime) in one bounce to the sender, as far as their
+ * NOTIFY asked for it, mark them bounced once that bounce is durable,
  * then either remove the message (nothing pending) or defer it with
  * exponential backoff (attempt count and next time written in place, file
- * mtime set to the next time, moved into deferred/).
+ * mtime set to the next time, moved into deferred/), sending the one
+ * delay warning of the message once it has waited delay_warning_time.
+ * A message from <> that fails is reported to the postmaster (a double
+ * bounce), once: a failed double bounce is dropped and logged. Also the
+ * success reports of recipients that asked for them (NOTIFY=SUCCESS).
  *
  * RFCs: RFC 5321 sections 4.5.4.1 (retry strategy, give-up time) and
- * 4.5.5 / 6.1 (bounces go to the reverse-path, never to <>), RFC 3464.
+ * 4.5.5 / 6.1 (bounces go to the reverse-path, never to <>), RFC 3461
+ * (NOTIFY, RET, ENVID, ORCPT), RFC 3464.
  * Untrusted input: none beyond the validated queue file. Privilege:
  * unprivileged queue manager.
  */
@@ -64,19 +70,22 @@ static void mark_bounced(struct qmgr_run *r, const bool *failed)
 	}
 }
 
-/* Queue the bounce (or drop it for <>). True if the failed recipients
- * are settled; false with *why_r if they must wait for a next attempt. */
-static bool send_bounce(struct qmgr_run *r, const struct bounce_item *items,
-			size_t count, char **why_r)
+/* Where a double bounce goes: notify_admin, else the postmaster of the
+ * first local domain, else of hostname. */
+static char *postmaster_address(const struct config *cfg)
 {
-	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
+	if (cfg->notify_admin != NULL && cfg->notify_admin[0] != '\0')
+		return xstrdup(cfg->notify_admin);
+	return qf_errf("postmaster@%s", cfg->local_domains.count > 0 ? cfg->local_domains.items[0]
+								      : cfg->hostname);
+}
 
-	if (r->msg.sender[0] == '\0') {
-		log_info("%s: bounce dropped: sender is <> (a bounce is never bounced),"
-			 " %zu failed recipient%s", r->msg.id, count,
-			 count == 1 ? "" : "s");
-		return true;
-	}
+/* Queue one report of kind about items; 0, or -1 with *err_r. */
+static int queue_report(struct qmgr_run *r, enum bounce_kind kind, const char *to,
+			const struct bounce_item *items, size_t count, char *bounce_id_r,
+			char **err_r)
+{
+	uint64_t life = r->q->cfg->queue_lifetime;
 	struct bounce_request req = {
 		.spool_dir = r->q->cfg->spool_dir,
 		.hostname = r->q->cfg->hostname,
@@ -85,37 +94,88 @@ static bool send_bounce(struct qmgr_run *r, const struct bounce_item *items,
 		.items = items,
 		.count = count,
 		.now_us = qmgr_now_us(),
+		.kind = kind,
+		.recipient = to,
+		.retry_until = r->msg.arrival_us / 1000000u + life,
 	};
-	if (bounce_send(&req, bounce_id, &err) < 0) {
+	if (bounce_send(&req, bounce_id_r, err_r) < 0)
+		return -1;
+	qmgr_add(r->q, bounce_id_r, false, false, 0, false);
+	return 0;
+}
+
+/* Queue the bounce (to the sender, or for <> to the postmaster; a
+ * failed double bounce is dropped). True if the failed recipients are
+ * settled; false with *why_r if they must wait for a next attempt. */
+static bool send_bounce(struct qmgr_run *r, const struct bounce_item *items,
+			size_t count, char **why_r)
+{
+	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL, *postmaster = NULL;
+	bool null_sender = r->msg.sender[0] == '\0';
+
+	if (null_sender && r->msg.origin == QUEUE_ORIGIN_DOUBLE_BOUNCE) {
+		log_warn("%s: double bounce dropped: it could not be delivered to the postmaster"
+			 " either, %zu failed recipient%s", r->msg.id, count,
+			 count == 1 ? "" : "s");
+		return true;
+	}
+	if (null_sender)
+		postmaster = postmaster_address(r->q->cfg);
+	if (queue_report(r, null_sender ? BOUNCE_DOUBLE : BOUNCE_FAILED, postmaster, items,
+			 count, bounce_id, &err) < 0) {
 		log_error("%s: cannot queue bounce: %s", r->msg.id, err);
 		*why_r = qf_errf("4.3.0 bounce not queued: %s", err);
 		free(err);
+		free(postmaster);
 		return false;
 	}
-	log_info("%s: bounce %s sent to <%s>", r->msg.id, bounce_id, r->msg.sender);
-	qmgr_add(r->q, bounce_id, false, false, 0, false);
+	if (null_sender)
+		log_info("%s: sender is <>: double bounce %s sent to <%s>", r->msg.id, bounce_id,
+			 postmaster);
+	else
+		log_info("%s: bounce %s sent to <%s>", r->msg.id, bounce_id, r->msg.sender);
+	free(postmaster);
 	return true;
 }
 
-/* Bounce every failed recipient; false (*why_r) if the bounce failed. */
+/* The report fields of pair p. */
+static void fill_item(const struct qmgr_run *r, const struct qmgr_pair *p,
+		      struct bounce_item *it, const char *reason)
+{
+	const struct qf_rcpt *rc = &r->msg.rcpts[p->rcpt];
+
+	it->final_rcpt = p->final;
+	it->orig_rcpt = str_eq_nocase(rc->addr, p->final) ? NULL : rc->addr;
+	it->orcpt = rc->dsn_orcpt;
+	it->reason = reason;
+}
+
+/* Bounce every failed recipient that wants to hear of it (RFC 3461
+ * NOTIFY; for a message from <> every one, to the postmaster); false
+ * (*why_r) if the bounce failed. */
 static bool bounce_failed(struct qmgr_run *r, const bool *failed, char **why_r)
 {
 	struct bounce_item *items = xcalloc(r->pair_count, sizeof(*items));
 	char **reasons = xcalloc(r->pair_count, sizeof(*reasons));
-	size_t n = 0;
-	bool settled = true;
+	size_t n = 0, unwanted = 0;
+	bool settled = true, null_sender = r->msg.sender[0] == '\0';
 
 	for (size_t k = 0; k < r->pair_count; k++) {
 		const struct qmgr_pair *p = &r->pairs[k];
 		if (!failed[p->rcpt] || p->kind == QO_SENT)
 			continue;
-		const char *orig = r->msg.rcpts[p->rcpt].addr;
+		if (!null_sender &&
+		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_FAILURE)) {
+			unwanted++;
+			continue;
+		}
 		reasons[n] = failure_reason(p);
-		items[n].final_rcpt = p->final;
-		items[n].orig_rcpt = str_eq_nocase(orig, p->final) ? NULL : orig;
-		items[n].reason = reasons[n];
+		fill_item(r, p, &items[n], reasons[n]);
 		n++;
 	}
+	if (unwanted > 0)
+		log_info("%s: no bounce for %zu failed recipient%s: NOTIFY did not ask for one",
+			 r->msg.id, unwanted, unwanted == 1 ? "" : "s");
 	if (n > 0)
 		settled = send_bounce(r, items, n, why_r);
 	if (settled)
@@ -125,6 +185,77 @@ static bool bounce_failed(struct qmgr_run *r, const bool *failed, char **why_r)
 	free(reasons);
 	free(items);
 	return settled;
+}
+
+void qmgr_report_successes(struct qmgr_run *r)
+{
+	struct bounce_item *items = xcalloc(r->pair_count + 1, sizeof(*items));
+	size_t n = 0;
+	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
+
+	if (r->msg.sender[0] == '\0') {
+		free(items);
+		return;
+	}
+	for (size_t k = 0; k < r->pair_count; k++) {
+		const struct qmgr_pair *p = &r->pairs[k];
+		if (p->kind != QO_SENT || r->outcome[p->rcpt] != QO_SENT ||
+		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS))
+			continue;
+		fill_item(r, p, &items[n++], p->reason);
+	}
+	if (n > 0) {
+		if (queue_report(r, BOUNCE_DELIVERED, NULL, items, n, bounce_id, &err) < 0) {
+			log_error("%s: cannot queue success report: %s", r->msg.id, err);
+			free(err);
+		} else {
+			log_info("%s: success report %s sent to <%s>", r->msg.id, bounce_id,
+				 r->msg.sender);
+		}
+	}
+	free(items);
+}
+
+/* The message still waits for some recipients after this attempt: once
+ * it has waited delay_warning_time, tell the sender once about those that
+ * did not refuse delay reports (RFC 3461 NOTIFY; without NOTIFY they get
+ * one), and record in the W record that it was done. */
+static void warn_delay(struct qmgr_run *r, const bool *failed)
+{
+	const struct config *cfg = r->q->cfg;
+	uint64_t wait = cfg->delay_warning_time;
+	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
+
+	if (wait == 0 || r->msg.delay_warned != 0 || r->msg.delay_warned_off == 0 ||
+	    r->msg.sender[0] == '\0' || wait > (UINT64_MAX - r->msg.arrival_us) / 1000000u ||
+	    r->now_us < r->msg.arrival_us + wait * 1000000u)
+		return;
+	struct bounce_item *items = xcalloc(r->pair_count + 1, sizeof(*items));
+	size_t n = 0;
+	for (size_t k = 0; k < r->pair_count; k++) {
+		const struct qmgr_pair *p = &r->pairs[k];
+		if (p->kind != QO_TEMP || failed[p->rcpt] ||
+		    r->msg.rcpts[p->rcpt].status != QF_RCPT_PENDING ||
+		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_DELAY))
+			continue;
+		fill_item(r, p, &items[n++], p->reason);
+	}
+	if (n > 0 && queue_report(r, BOUNCE_DELAYED, NULL, items, n, bounce_id, &err) < 0) {
+		log_error("%s: cannot queue delay warning (trying again next time): %s",
+			  r->msg.id, err);
+		free(err);
+		free(items);
+		return;
+	}
+	if (n > 0)
+		log_info("%s: delay warning %s sent to <%s>", r->msg.id, bounce_id, r->msg.sender);
+	else
+		log_info("%s: no delay warning: NOTIFY did not ask for one", r->msg.id);
+	if (qf_set_delay_warned(r->fd, &r->msg, qmgr_now_us() / 1000000u, &err) < 0) {
+		log_error("%s: %s", r->msg.id, err);
+		free(err);
+	}
+	free(items);
 }
 
 /* One log line per pair that did not end in "sent" (those are logged at
@@ -211,10 +342,12 @@ void qmgr_finish(struct qmgr_run *r)
 			     (r->outcome[i] == QO_TEMP && expired));
 	bool settled = bounce_failed(r, failed, &bounce_why);
 	log_unsent(r, failed, settled, bounce_why);
-	if (qf_pending_count(&r->msg) == 0)
+	if (qf_pending_count(&r->msg) == 0) {
 		remove_message(r);
-	else
+	} else {
+		warn_delay(r, failed);
 		defer_message(r, defer_reason(r, failed, bounce_why));
+	}
 	free(bounce_why);
 	free(failed);
 }

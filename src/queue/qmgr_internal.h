@@ -54,6 +54,8 @@ struct qmgr_entry {
 	bool recovered;       /* found on disk, not notified in this run */
 	bool holds_token;     /* an smtp worker took a flow token for it: give
 			       * one back when it leaves the ready list */
+	bool look_again;      /* a command woke it while it was active: if the
+			       * lane forgets it, look once more (qmgr_hurry) */
 	uint64_t due_us;      /* deferred: next attempt, us since the epoch */
 	size_t heap_idx;
 	struct qmgr_entry *next; /* ready list link */
@@ -158,6 +160,11 @@ uint64_t qmgr_now_us(void);
 bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
 	      uint64_t due_us, bool holds_token);
 bool qmgr_known(struct qmgr *q, const char *id);
+/* A command asked for id now (postern queue flush, requeue, release): a
+ * known deferred entry becomes ready at once (true); an active one is
+ * looked at once more if its lane forgets it (the file was moved back
+ * meanwhile). */
+bool qmgr_hurry(struct qmgr *q, const char *id);
 /* The next ready message for a lane (now QE_ACTIVE, the lane's); NULL if
  * none or the queue manager is stopping. */
 struct qmgr_entry *qmgr_take_ready(struct qmgr *q);
@@ -255,6 +262,10 @@ void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 /* qmgr_finish.c: after every pending recipient was tried, bounce what
  * failed for good, then defer or remove the message. */
 void qmgr_finish(struct qmgr_run *r);
+/* qmgr_finish.c: before the delivered recipients are marked done, queue
+ * one success report for those that asked for it (NOTIFY=SUCCESS). A
+ * crash before the marks leads to a second report, never to none. */
+void qmgr_report_successes(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);
 

@@ -250,8 +250,12 @@ static void take_records(struct qmgr *q, const unsigned char *data, size_t len,
 			continue;
 		}
 		bool token = !from_fifo && (flags & QF_NOTIFY_NO_TOKEN) == 0;
-		if (qmgr_add(q, id, false, false, 0, token) && from_fifo)
-			log_info("%s: released into the queue", id);
+		if (qmgr_add(q, id, false, false, 0, token)) {
+			if (from_fifo)
+				log_info("%s: released into the queue", id);
+		} else if (from_fifo && qmgr_hurry(q, id)) {
+			log_info("%s: retrying now, as a command asked", id);
+		}
 	}
 }
 

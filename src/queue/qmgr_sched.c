@@ -100,6 +100,20 @@ static struct qmgr_entry *heap_pop(struct qmgr *q)
 	return top;
 }
 
+/* Take entry i out of the heap, wherever it is. */
+static void heap_remove(struct qmgr *q, size_t i)
+{
+	struct qmgr_entry *e = q->heap[i];
+
+	q->heap_len--;
+	if (i < q->heap_len) {
+		heap_set(q, i, q->heap[q->heap_len]);
+		heap_down(q, i);
+		heap_up(q, q->heap[i]->heap_idx);
+	}
+	e->heap_idx = HEAP_NONE;
+}
+
 /* ---- known set and ready list (callers hold q->lock) ------------------------- */
 
 static void lock(struct qmgr *q)
@@ -179,6 +193,22 @@ bool qmgr_add(struct qmgr *q, const char *id, bool in_deferred, bool recovered,
 	return true;
 }
 
+bool qmgr_hurry(struct qmgr *q, const char *id)
+{
+	lock(q);
+	struct qmgr_entry *e = hashmap_get(&q->known, id, NULL);
+	bool hurried = e != NULL && e->state == QE_DEFERRED;
+	if (e != NULL && e->state == QE_ACTIVE)
+		e->look_again = true;
+	if (hurried) {
+		heap_remove(q, e->heap_idx);
+		make_ready(q, e);
+		qmgr_lanes_wake_idle(q);
+	}
+	unlock(q);
+	return hurried;
+}
+
 bool qmgr_known(struct qmgr *q, const char *id)
 {
 	lock(q);
@@ -234,6 +264,15 @@ void qmgr_forget(struct qmgr *q, struct qmgr_entry *e)
 	lock(q);
 	require_active(e, "removal");
 	settle_token(q, e);
+	if (e->look_again) {
+		/* a command put the file back while this lane was giving up on
+		 * it (a release racing the lane that found it held): one more look */
+		e->look_again = false;
+		make_ready(q, e);
+		qmgr_lanes_wake_idle(q);
+		unlock(q);
+		return;
+	}
 	hashmap_remove(&q->known, e->id);
 	unlock(q);
 	free(e);

@@ -348,57 +348,6 @@ static void cmd_show(struct qcli *c, const char *id)
 
 /* ---- release and delete ------------------------------------------------------------ */
 
-/* Open, lock and check entry id of dirfd for a change: a regular file,
- * not held by a commit in progress or another command, still the file
- * its name points to. Returns the locked descriptor, or -1 with a
- * malloc'ed *err_r. */
-static int take_entry(const char *dir, int dirfd, const char *id, char **err_r)
-{
-	char *path = safeio_path_join(dir, id);
-	int fd = spool_cli_open_entry(dirfd, path, id, err_r);
-	struct stat st, named;
-
-	free(path);
-	if (fd < 0) {
-		if (*err_r == NULL)
-			*err_r = qf_errf("no message %s in %s", id, dir);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		*err_r = errno == EWOULDBLOCK
-				 ? qf_errf("%s is busy (its commit, or another command, holds it): "
-					   "try again", id)
-				 : qf_errf("lock %s/%s: %s", dir, id, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (fstat(fd, &st) < 0 || fstatat(dirfd, id, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    st.st_ino != named.st_ino || st.st_dev != named.st_dev || st.st_nlink == 0) {
-		*err_r = qf_errf("no message %s in %s (it went away meanwhile)", id, dir);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* rename(2) that never replaces an existing queue/ID. */
-static int rename_noreplace(int from_dirfd, int to_dirfd, const char *id)
-{
-	struct stat st;
-
-	if (renameat2(from_dirfd, id, to_dirfd, id, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	/* A file system without RENAME_NOREPLACE: ids are unique, so the
-	 * check before the rename only guards against a mistake. */
-	if (fstatat(to_dirfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		errno = EEXIST;
-		return -1;
-	}
-	return renameat(from_dirfd, id, to_dirfd, id);
-}
-
 /* Move id into queue/; 0, or -1 with a malloc'ed *err_r. *moved_r says
  * whether the file is in queue/ (even if a later fsync failed). */
 static int release_one(struct qcli *c, const char *dir, int dirfd, int queue_fd,
@@ -406,7 +355,7 @@ static int release_one(struct qcli *c, const char *dir, int dirfd, int queue_fd,
 {
 	struct qf_msg m;
 	char *err = NULL;
-	int fd = take_entry(dir, dirfd, id, err_r);
+	int fd = spool_cli_take_entry(dir, dirfd, id, err_r);
 
 	*moved_r = false;
 	if (fd < 0)
@@ -426,7 +375,7 @@ static int release_one(struct qcli *c, const char *dir, int dirfd, int queue_fd,
 		return -1;
 	}
 	qf_msg_free(&m);
-	if (rename_noreplace(dirfd, queue_fd, id) < 0) {
+	if (spool_cli_rename_noreplace(dirfd, queue_fd, id) < 0) {
 		*err_r = qf_errf("rename %s/%s into queue/: %s", dir, id,
 				 errno == EEXIST ? "queue/ already has a message of that id"
 						 : strerror(errno));
@@ -447,7 +396,7 @@ static int release_one(struct qcli *c, const char *dir, int dirfd, int queue_fd,
 
 static int delete_one(const char *dir, int dirfd, const char *id, char **err_r)
 {
-	int fd = take_entry(dir, dirfd, id, err_r);
+	int fd = spool_cli_take_entry(dir, dirfd, id, err_r);
 	if (fd < 0)
 		return -1;
 	int rc = unlinkat(dirfd, id, 0);

@@ -44,6 +44,21 @@ extern const char *const queue_subdirs[QUEUE_SUBDIR_COUNT];
  * calling process. Returns 0, or -1 with a malloc'ed *err_r. */
 int queue_dirs_create(const char *spool_dir, char **err_r);
 
+/* The DSN request of one recipient (RFC 3461 NOTIFY and ORCPT). */
+struct queue_rcpt_dsn {
+	unsigned notify;   /* DSN_NOTIFY_* bits (mail/dsn.h); 0 = not given */
+	const char *orcpt; /* "addr-type;address" decoded; NULL or "" = not given */
+};
+
+/* What kind of message a queue file holds (its N record): bounces and
+ * notices are told apart so that a failed one is reported to the
+ * postmaster once and never again (no loop). */
+enum queue_origin {
+	QUEUE_ORIGIN_MAIL = 0,          /* from a client */
+	QUEUE_ORIGIN_NOTICE = 'N',      /* a DSN or notice we made, from <> */
+	QUEUE_ORIGIN_DOUBLE_BOUNCE = '2', /* a failed notice, to the postmaster */
+};
+
 /* What the smtp worker knows when DATA/BDAT starts. */
 struct queue_envelope {
 	uint64_t arrival_us;      /* time of MAIL, microseconds since epoch */
@@ -54,6 +69,13 @@ struct queue_envelope {
 	const strlist_t *recipients; /* "local@domain" each, as accepted */
 	bool smtputf8;
 	bool body_8bitmime;
+	/* DSN (RFC 3461): RET (enum dsn_ret, 0 = not given), ENVID (NULL or
+	 * "" = not given), and per recipient NOTIFY/ORCPT, parallel to
+	 * recipients (NULL = none given for any). */
+	char dsn_ret;
+	const char *dsn_envid;
+	const struct queue_rcpt_dsn *rcpt_dsn;
+	char origin;              /* enum queue_origin */
 };
 
 struct queue_writer;

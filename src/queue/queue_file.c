@@ -65,30 +65,50 @@ static int src_get(struct qf_src *s, uint64_t off, size_t n,
 }
 
 /* Position of each record type in the required order; 0 = unknown. The
- * version 2 trailer records share one rank (any order, any number). */
-#define RANK_CONTENT 10
-#define RANK_TRAILER 11
-#define RANK_END 12
+ * version 2 trailer records share one rank (any order, any number); an O
+ * shares its R's rank. N and W are version 3's: required there, absent
+ * before. */
+#define RANK_DSN 8
+#define RANK_RCPT 9
+#define RANK_WARNED 11
+#define RANK_CONTENT 12
+#define RANK_TRAILER 13
+#define RANK_END 14
 static int type_rank(unsigned char type)
 {
-	static const char order[] = "TICHPFSRAM";
+	static const char order[] = "TICHPFSNRAWM";
 	const char *p = type != 0 ? strchr(order, type) : NULL;
 
 	if (p != NULL)
 		return (int)(p - order) + 1;
+	if (type == QF_REC_RCPT_DSN)
+		return RANK_RCPT;
 	if (type == QF_REC_ADD_HEADER || type == QF_REC_DEL_HEADER ||
 	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER || type == QF_REC_NOTE)
 		return RANK_TRAILER;
 	return type == QF_REC_END ? RANK_END : 0;
 }
 
-/* May a record of this rank follow one of prev_rank? */
-static bool in_order(const struct qf_msg *m, int prev_rank, int rank, unsigned char type)
+/* May a record of this rank and type follow one of prev_rank and
+ * prev_type? */
+static bool in_order(const struct qf_msg *m, int prev_rank, unsigned char prev_type,
+		     int rank, unsigned char type)
 {
-	if (rank == prev_rank + 1)
+	bool v3 = m->version >= 3;
+
+	if (type == QF_REC_RCPT_DSN) /* directly after its R, at most one */
+		return v3 && prev_type == QF_REC_RCPT;
+	if (rank == prev_rank + 1) {
+		if (rank == RANK_DSN || rank == RANK_WARNED)
+			return v3;
 		return rank != RANK_TRAILER || m->version >= 2;
+	}
 	if (rank == prev_rank)
 		return type == QF_REC_RCPT || rank == RANK_TRAILER;
+	/* before version 3: no N between S and R, no W between A and M */
+	if (!v3 && ((rank == RANK_RCPT && prev_rank == RANK_DSN - 1) ||
+		    (rank == RANK_CONTENT && prev_rank == RANK_WARNED - 1)))
+		return true;
 	return rank == RANK_END && prev_rank == RANK_CONTENT; /* no trailer */
 }
 
@@ -103,8 +123,11 @@ static void type_bounds(unsigned char type, uint32_t *min_r, uint32_t *max_r)
 	case QF_REC_PROTO:    *min_r = 0; *max_r = QF_TEXT_MAX; break;
 	case QF_REC_FLAGS:    *min_r = 1; *max_r = 1; break;
 	case QF_REC_SENDER:   *min_r = 0; *max_r = QF_ADDR_MAX; break;
+	case QF_REC_DSN:      *min_r = QF_DSN_MIN; *max_r = QF_DSN_MAX; break;
 	case QF_REC_RCPT:     *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
+	case QF_REC_RCPT_DSN: *min_r = 1; *max_r = QF_RCPT_DSN_MAX; break;
 	case QF_REC_ATTEMPTS: *min_r = QF_ATTEMPTS_LEN; *max_r = QF_ATTEMPTS_LEN; break;
+	case QF_REC_WARNED:   *min_r = QF_WARNED_LEN; *max_r = QF_WARNED_LEN; break;
 	case QF_REC_CONTENT:  *min_r = 8; *max_r = 8; break;
 	case QF_REC_ADD_HEADER: *min_r = 1 + 3; *max_r = 1 + QF_HEADER_TEXT_MAX; break;
 	case QF_REC_DEL_HEADER: *min_r = 4 + 1; *max_r = 4 + QF_FIELD_NAME_MAX; break;
@@ -157,6 +180,8 @@ static int take_rcpt(struct qf_msg *m, const unsigned char *p, uint32_t len,
 	r->addr = addr;
 	r->status = status;
 	r->status_off = payload_off;
+	r->dsn_notify = 0;
+	r->dsn_orcpt = NULL;
 	return 0;
 }
 
@@ -179,6 +204,45 @@ static int take_attempts(struct qf_msg *m, const unsigned char *p,
 		return QF_ERR_CORRUPT;
 	}
 	m->attempts_off = payload_off;
+	return 0;
+}
+
+/* N: u8 origin, u8 RET, ENVID (may be empty). */
+static int take_dsn(struct qf_msg *m, const unsigned char *p, uint32_t len, char **err_r)
+{
+	bool origin_ok = p[0] == QUEUE_ORIGIN_MAIL || p[0] == QUEUE_ORIGIN_NOTICE ||
+			 p[0] == QUEUE_ORIGIN_DOUBLE_BOUNCE;
+	bool ret_ok = p[1] == DSN_RET_UNSPECIFIED || p[1] == DSN_RET_FULL ||
+		      p[1] == DSN_RET_HDRS;
+	char *envid = len > 2 ? xstrndup((const char *)p + 2, len - 2) : NULL;
+
+	if (!origin_ok || !ret_ok ||
+	    (envid != NULL && (strlen(envid) != len - 2 || !dsn_envid_valid(envid)))) {
+		free(envid);
+		*err_r = qf_errf("bad DSN envelope record");
+		return QF_ERR_CORRUPT;
+	}
+	m->origin = (char)p[0];
+	m->dsn_ret = (char)p[1];
+	m->dsn_envid = envid;
+	return 0;
+}
+
+/* O: u8 NOTIFY, ORCPT (may be empty), for the R just read. */
+static int take_rcpt_dsn(struct qf_msg *m, const unsigned char *p, uint32_t len,
+			 char **err_r)
+{
+	struct qf_rcpt *r = &m->rcpts[m->rcpt_count - 1]; /* in_order: an R precedes */
+	char *orcpt = len > 1 ? xstrndup((const char *)p + 1, len - 1) : NULL;
+
+	if (!dsn_notify_valid(p[0]) ||
+	    (orcpt != NULL && (strlen(orcpt) != len - 1 || !dsn_orcpt_valid(orcpt)))) {
+		free(orcpt);
+		*err_r = qf_errf("bad recipient DSN record");
+		return QF_ERR_CORRUPT;
+	}
+	r->dsn_notify = p[0];
+	r->dsn_orcpt = orcpt;
 	return 0;
 }
 
@@ -325,10 +389,18 @@ static int take_record(struct qf_msg *m, unsigned char type,
 		return 0;
 	case QF_REC_SENDER:
 		return take_text(p, len, QF_ADDR_MAX, &m->sender, "sender", err_r);
+	case QF_REC_DSN:
+		return take_dsn(m, p, len, err_r);
 	case QF_REC_RCPT:
 		return take_rcpt(m, p, len, payload_off, err_r);
+	case QF_REC_RCPT_DSN:
+		return take_rcpt_dsn(m, p, len, err_r);
 	case QF_REC_ATTEMPTS:
 		return take_attempts(m, p, payload_off, err_r);
+	case QF_REC_WARNED:
+		m->delay_warned = qf_get_u64(p);
+		m->delay_warned_off = payload_off;
+		return 0;
 	case QF_REC_ADD_RCPT:
 		return take_rcpt(m, p, len, payload_off, err_r);
 	case QF_REC_NEW_SENDER:
@@ -391,6 +463,7 @@ static int walk_records(struct qf_src *s, struct qf_msg *m, char **err_r)
 {
 	uint64_t off = QF_HEADER_LEN;
 	int prev_rank = 0;
+	unsigned char prev_type = 0;
 
 	for (;;) {
 		const unsigned char *p;
@@ -405,12 +478,13 @@ static int walk_records(struct qf_src *s, struct qf_msg *m, char **err_r)
 					 type, (unsigned long long)off);
 			return QF_ERR_CORRUPT;
 		}
-		if (!in_order(m, prev_rank, rank, type)) {
+		if (!in_order(m, prev_rank, prev_type, rank, type)) {
 			*err_r = qf_errf("record '%c' out of order at offset %llu",
 					 type, (unsigned long long)off);
 			return QF_ERR_CORRUPT;
 		}
 		prev_rank = rank;
+		prev_type = type;
 		type_bounds(type, &min, &max);
 		if (len < min || len > max) {
 			*err_r = qf_errf("record '%c' has bad length %lu", type,
@@ -465,9 +539,12 @@ int qf_read(int fd, struct qf_msg *m, char **err_r)
 
 void qf_msg_free(struct qf_msg *m)
 {
-	for (size_t i = 0; i < m->rcpt_count; i++)
+	for (size_t i = 0; i < m->rcpt_count; i++) {
 		free(m->rcpts[i].addr);
+		free(m->rcpts[i].dsn_orcpt);
+	}
 	free(m->rcpts);
+	free(m->dsn_envid);
 	for (size_t i = 0; i < m->edit_count; i++)
 		free(m->edits[i].text);
 	free(m->edits);

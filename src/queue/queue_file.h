@@ -7,7 +7,9 @@
  *
  * Records appear in this order, each exactly once except R (one or more):
  *   T arrival (u64 us)   I queue id   C client addr   H helo   P protocol
- *   F flags (u8)         S sender     R recipient*    A attempts
+ *   F flags (u8)         S sender     N DSN envelope (version 3)
+ *   R recipient*, each optionally followed by its O (DSN request, v3)
+ *   A attempts           W delay warning (version 3)
  *   M content (u64 length; the content bytes follow the record directly)
  *   then, version 2 only, in any order, what was decided at the end of the
  *   message (a verdict, later a milter): h header to add, x header to
@@ -15,12 +17,14 @@
  *   quarantined or held (at most one)
  *   E end (empty; the last bytes of the file)
  * A recipient removed at the end of the message keeps its R record with
- * the status byte X. Version 1 files (no trailer records) still read.
+ * the status byte X. Version 1 files (no trailer records) and version 2
+ * files (no N, O, W) still read.
  *
- * Two fields are rewritten in place with pwrite(2) once the file is in the
- * queue: the status byte that starts each R payload, and the A payload
- * (attempt count, next attempt time, last reason). Both have a fixed size
- * and position, so an update never moves another byte.
+ * Three fields are rewritten in place with pwrite(2) once the file is in
+ * the queue: the status byte that starts each R payload, the A payload
+ * (attempt count, next attempt time, last reason) and the W payload (when
+ * the delay warning was sent). Each has a fixed size and position, so an
+ * update never moves another byte.
  *
  * Untrusted input: the reader treats the file as hostile (a disk error or a
  * bug elsewhere may have damaged it): every length is bounded, every field
@@ -37,11 +41,12 @@
 
 #include "../lib/buf.h"
 #include "../lib/compat.h"
+#include "../mail/dsn.h"
 #include "queue.h"
 
 #define QF_MAGIC "PSTNQF"
 #define QF_MAGIC_LEN 6
-#define QF_VERSION 2         /* what the writer writes */
+#define QF_VERSION 3         /* what the writer writes */
 #define QF_VERSION_MIN 1     /* the oldest the reader reads */
 #define QF_HEADER_LEN 8
 #define QF_REC_HDR_LEN 5
@@ -54,8 +59,11 @@ enum qf_type {
 	QF_REC_PROTO = 'P',
 	QF_REC_FLAGS = 'F',
 	QF_REC_SENDER = 'S',
+	QF_REC_DSN = 'N',        /* v3: u8 origin, u8 RET, ENVID text */
 	QF_REC_RCPT = 'R',
+	QF_REC_RCPT_DSN = 'O',   /* v3, right after its R: u8 NOTIFY, ORCPT text */
 	QF_REC_ATTEMPTS = 'A',
+	QF_REC_WARNED = 'W',     /* v3: u64 delay warning sent (epoch s), 0 = not */
 	QF_REC_CONTENT = 'M',
 	QF_REC_ADD_HEADER = 'h', /* u8 where (enum qf_header_where), "Name: value" */
 	QF_REC_DEL_HEADER = 'x', /* u32 occurrence (1 = first, 0 = all), field name */
@@ -86,6 +94,10 @@ enum qf_rcpt_status {
 #define QF_RCPT_MAX 100000   /* recipients per message */
 #define QF_REASON_MAX 115    /* last deferral reason, NUL-padded */
 #define QF_ATTEMPTS_LEN (4 + 8 + QF_REASON_MAX + 1)
+#define QF_DSN_MIN 2                            /* N: origin, RET */
+#define QF_DSN_MAX (2 + DSN_ENVID_MAX)          /* ... and ENVID */
+#define QF_RCPT_DSN_MAX (1 + DSN_ORCPT_MAX)     /* O: NOTIFY, ORCPT */
+#define QF_WARNED_LEN 8
 #define QF_HEADER_TEXT_MAX 8192 /* one added header field, folded lines included */
 #define QF_FIELD_NAME_MAX 255   /* a removed header's name */
 #define QF_EDITS_MAX 1000       /* header changes per message */
@@ -113,6 +125,11 @@ struct qf_rcpt {
 	char *addr;
 	char status;         /* enum qf_rcpt_status */
 	uint64_t status_off; /* file offset of the status byte */
+	/* What the client asked for this recipient in RCPT (RFC 3461), from
+	 * its O record; to be honoured in reports and passed on by a relay. */
+	unsigned dsn_notify; /* NOTIFY=: DSN_NOTIFY_* bits; 0 = not given */
+	char *dsn_orcpt;     /* ORCPT=: "addr-type;address" decoded (UTF-8 for
+			      * type utf-8); NULL = not given */
 };
 
 /* A change to the header section, applied in file order on delivery. */
@@ -139,6 +156,10 @@ struct qf_msg {
 	char *helo;
 	char *protocol;
 	char *sender; /* "" for <> */
+	/* From the N record (version 3; zero/NULL for older files): */
+	char origin;      /* enum queue_origin */
+	char dsn_ret;     /* MAIL RET=: enum dsn_ret, 0 = not given */
+	char *dsn_envid;  /* MAIL ENVID= decoded; NULL = not given */
 	bool smtputf8;
 	bool body_8bitmime;
 	struct qf_rcpt *rcpts;
@@ -147,6 +168,9 @@ struct qf_msg {
 	uint64_t next_try;            /* seconds since the epoch, 0 = now */
 	char reason[QF_REASON_MAX + 1]; /* last deferral reason or "" */
 	uint64_t attempts_off;        /* file offset of the A payload */
+	uint64_t delay_warned;        /* W: delay warning sent at (epoch s), 0 = not */
+	uint64_t delay_warned_off;    /* file offset of the W payload; 0 = the
+				       * file has none (version 1, 2) */
 	uint64_t content_len_off;     /* file offset of the M payload */
 	uint64_t content_off;         /* file offset of the first content byte */
 	uint64_t content_len;
@@ -185,6 +209,10 @@ void qf_msg_free(struct qf_msg *m);
 /* Rewrite recipient i's status byte in place (no fsync). */
 int qf_set_rcpt_status(int fd, struct qf_msg *m, size_t i,
 		       enum qf_rcpt_status status, char **err_r);
+/* Record that the delay warning was sent at when (epoch seconds) in the
+ * W record, in place (no fsync); -1 with *err_r if the file has no W
+ * record (an older version) or the write failed. */
+int qf_set_delay_warned(int fd, struct qf_msg *m, uint64_t when, char **err_r);
 /* Rewrite the attempts record in place (no fsync). */
 int qf_set_attempts(int fd, struct qf_msg *m, uint32_t attempts,
 		    uint64_t next_try, const char *reason, char **err_r);

@@ -152,6 +152,24 @@ int qf_set_attempts(int fd, struct qf_msg *m, uint32_t attempts,
 	return 0;
 }
 
+int qf_set_delay_warned(int fd, struct qf_msg *m, uint64_t when, char **err_r)
+{
+	unsigned char rec[QF_WARNED_LEN];
+
+	if (m->delay_warned_off == 0) {
+		*err_r = qf_errf("queue file version %u has no delay warning record",
+				 (unsigned)m->version);
+		return -1;
+	}
+	qf_put_u64(rec, when);
+	if (safeio_pwrite_all(fd, rec, sizeof(rec), (off_t)m->delay_warned_off) < 0) {
+		*err_r = qf_errf("write delay warning record: %s", strerror(errno));
+		return -1;
+	}
+	m->delay_warned = when;
+	return 0;
+}
+
 size_t qf_pending_count(const struct qf_msg *m)
 {
 	size_t n = 0;

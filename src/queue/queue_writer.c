@@ -122,8 +122,52 @@ static int check_envelope(const struct queue_envelope *env, char **err_r)
 			*err_r = qf_errf("recipient address unusable in the queue");
 			return -1;
 		}
+		const struct queue_rcpt_dsn *d = env->rcpt_dsn != NULL ? &env->rcpt_dsn[i] : NULL;
+		if (d != NULL && (!dsn_notify_valid(d->notify) ||
+				  (d->orcpt != NULL && d->orcpt[0] != '\0' &&
+				   !dsn_orcpt_valid(d->orcpt)))) {
+			*err_r = qf_errf("recipient DSN request unusable in the queue");
+			return -1;
+		}
+	}
+	bool ret_ok = env->dsn_ret == DSN_RET_UNSPECIFIED || env->dsn_ret == DSN_RET_FULL ||
+		      env->dsn_ret == DSN_RET_HDRS;
+	bool origin_ok = env->origin == QUEUE_ORIGIN_MAIL || env->origin == QUEUE_ORIGIN_NOTICE ||
+			 env->origin == QUEUE_ORIGIN_DOUBLE_BOUNCE;
+	if (!ret_ok || !origin_ok ||
+	    (env->dsn_envid != NULL && env->dsn_envid[0] != '\0' &&
+	     !dsn_envid_valid(env->dsn_envid))) {
+		*err_r = qf_errf("DSN envelope unusable in the queue");
+		return -1;
 	}
 	return 0;
+}
+
+/* The N record: origin, RET, ENVID (checked by check_envelope). */
+static void put_dsn(buf_t *b, const struct queue_envelope *env)
+{
+	const char *envid = env->dsn_envid != NULL ? env->dsn_envid : "";
+	size_t n = strlen(envid);
+	unsigned char rec[QF_DSN_MAX];
+
+	rec[0] = (unsigned char)env->origin;
+	rec[1] = (unsigned char)env->dsn_ret;
+	memcpy(rec + 2, envid, n);
+	qf_put_record(b, QF_REC_DSN, rec, (uint32_t)(2 + n));
+}
+
+/* The O record after a recipient's R, if the client asked anything. */
+static void put_rcpt_dsn(buf_t *b, const struct queue_rcpt_dsn *d)
+{
+	const char *orcpt = d->orcpt != NULL ? d->orcpt : "";
+	size_t n = strlen(orcpt);
+	unsigned char rec[QF_RCPT_DSN_MAX];
+
+	if (d->notify == 0 && n == 0)
+		return;
+	rec[0] = (unsigned char)d->notify;
+	memcpy(rec + 1, orcpt, n);
+	qf_put_record(b, QF_REC_RCPT_DSN, rec, (uint32_t)(1 + n));
 }
 
 /* Encode every record from the header up to and including the M record. */
@@ -144,6 +188,7 @@ static void encode_envelope(buf_t *b, const char *id,
 	put_clean_text(b, QF_REC_PROTO, env->protocol, QF_TEXT_MAX);
 	qf_put_record(b, QF_REC_FLAGS, &flags, 1);
 	qf_put_record(b, QF_REC_SENDER, env->sender, (uint32_t)strlen(env->sender));
+	put_dsn(b, env);
 	for (size_t i = 0; i < env->recipients->count; i++) {
 		const char *a = env->recipients->items[i];
 		size_t n = strlen(a);
@@ -153,10 +198,13 @@ static void encode_envelope(buf_t *b, const char *id,
 		rcpt_status_off[i] = b->len + QF_REC_HDR_LEN;
 		qf_put_record(b, QF_REC_RCPT, rec, (uint32_t)(n + 1));
 		free(rec);
+		if (env->rcpt_dsn != NULL)
+			put_rcpt_dsn(b, &env->rcpt_dsn[i]);
 	}
 	qf_encode_attempts(attempts, 0, 0, "");
 	qf_put_record(b, QF_REC_ATTEMPTS, attempts, sizeof(attempts));
 	memset(u64, 0, sizeof(u64));
+	qf_put_record(b, QF_REC_WARNED, u64, QF_WARNED_LEN);
 	qf_put_record(b, QF_REC_CONTENT, u64, 8);
 	*content_len_off_r = b->len - 8;
 }

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,10 +84,11 @@ int spool_cli_open_folder(const struct config *cfg, const char *folder, char **e
 	return fd;
 }
 
-int spool_cli_open_entry(int dirfd, const char *path, const char *name, char **err_r)
+/* spool_cli_open_entry with the access mode (O_RDONLY, O_RDWR). */
+static int open_entry(int dirfd, const char *path, const char *name, int mode, char **err_r)
 {
 	struct stat st;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	int fd = openat(dirfd, name, mode | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 
 	*err_r = NULL;
 	if (fd < 0) {
@@ -111,6 +114,11 @@ int spool_cli_open_entry(int dirfd, const char *path, const char *name, char **e
 		return -1;
 	}
 	return fd;
+}
+
+int spool_cli_open_entry(int dirfd, const char *path, const char *name, char **err_r)
+{
+	return open_entry(dirfd, path, name, O_RDONLY, err_r);
 }
 
 int spool_cli_load(int dirfd, const char *path, const char *name, int *fd_r,
@@ -157,4 +165,55 @@ int spool_cli_folder_ids(int dirfd, const char *dir_path, strlist_t *ids, char *
 	if (ids->count > 1)
 		qsort(ids->items, ids->count, sizeof(*ids->items), cmp_names);
 	return 0;
+}
+
+/* Open, lock and check entry id of dirfd for a change: a regular file,
+ * not held by a commit in progress or another command, still the file
+ * its name points to. Returns the locked descriptor, or -1 with a
+ * malloc'ed *err_r. */
+int spool_cli_take_entry(const char *dir, int dirfd, const char *id, char **err_r)
+{
+	char *path = safeio_path_join(dir, id);
+	int fd = open_entry(dirfd, path, id, O_RDWR, err_r);
+	struct stat st, named;
+
+	free(path);
+	if (fd < 0) {
+		if (*err_r == NULL)
+			*err_r = qf_errf("no message %s in %s", id, dir);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		*err_r = errno == EWOULDBLOCK
+				 ? qf_errf("%s is busy (its commit, or another command, holds it): "
+					   "try again", id)
+				 : qf_errf("lock %s/%s: %s", dir, id, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || fstatat(dirfd, id, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    st.st_ino != named.st_ino || st.st_dev != named.st_dev || st.st_nlink == 0) {
+		*err_r = qf_errf("no message %s in %s (it went away meanwhile)", id, dir);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* rename(2) that never replaces an existing queue/ID. */
+int spool_cli_rename_noreplace(int from_dirfd, int to_dirfd, const char *id)
+{
+	struct stat st;
+
+	if (renameat2(from_dirfd, id, to_dirfd, id, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* A file system without RENAME_NOREPLACE: ids are unique, so the
+	 * check before the rename only guards against a mistake. */
+	if (fstatat(to_dirfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return renameat(from_dirfd, id, to_dirfd, id);
 }

@@ -51,4 +51,18 @@ int spool_cli_load(int dirfd, const char *path, const char *name, int *fd_r,
  * malloc'ed *err_r if it cannot be read. */
 int spool_cli_folder_ids(int dirfd, const char *dir_path, strlist_t *ids, char **err_r);
 
+/*
+ * Open, lock (flock LOCK_EX, non-blocking) and check entry id of folder
+ * dirfd (path dir, for messages) before changing it: a regular file, not
+ * held by a commit, a delivery or another command, still the file its
+ * name points to. Opened read-write (the A record may be rewritten).
+ * Returns the locked descriptor (closing it drops the
+ * lock), or -1 with a malloc'ed *err_r ("busy ... try again", "no
+ * message ...").
+ */
+int spool_cli_take_entry(const char *dir, int dirfd, const char *id, char **err_r);
+/* renameat(2) of id from one folder to another that never replaces an
+ * existing file (EEXIST). */
+int spool_cli_rename_noreplace(int from_dirfd, int to_dirfd, const char *id);
+
 #endif

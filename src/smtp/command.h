@@ -16,6 +16,7 @@
 
 #include "../lib/buf.h"
 #include "../mail/address.h"
+#include "../mail/dsn.h"
 
 enum smtp_verb {
 	SMTP_UNKNOWN,
@@ -86,6 +87,28 @@ bool smtp_command_parse(const char *line, size_t len, unsigned flags,
 			struct smtp_command *cmd, struct smtp_parse_error *err_r);
 
 const char *smtp_verb_name(enum smtp_verb verb);
+
+/* The DSN parameters of MAIL (RFC 3461 RET, ENVID). */
+struct smtp_mail_dsn {
+	enum dsn_ret ret;                /* DSN_RET_UNSPECIFIED if not given */
+	char envid[DSN_ENVID_MAX + 1];   /* decoded; "" if not given */
+};
+/* The DSN parameters of one RCPT (RFC 3461 NOTIFY, ORCPT). */
+struct smtp_rcpt_dsn {
+	unsigned notify;                 /* DSN_NOTIFY_* bits; 0 if not given */
+	char orcpt[DSN_ORCPT_MAX + 1];   /* "type;decoded address"; "" if not given */
+};
+/*
+ * Take one MAIL (resp. RCPT) parameter if it is a DSN one. Returns 1 if
+ * it was (stored in *d), 0 if the keyword is not a DSN one (the caller
+ * decides), -1 with *err_r filled if it is one but malformed or repeated
+ * (501 5.5.4: no value, bad syntax, bad xtext, too long). utf8_allowed:
+ * the transaction is SMTPUTF8, so ORCPT=utf-8; may hold raw UTF-8.
+ */
+int smtp_mail_dsn_param(const struct smtp_param *p, struct smtp_mail_dsn *d,
+			struct smtp_parse_error *err_r);
+int smtp_rcpt_dsn_param(const struct smtp_param *p, bool utf8_allowed,
+			struct smtp_rcpt_dsn *d, struct smtp_parse_error *err_r);
 
 /* Find a parameter by keyword (case-insensitive); NULL if absent. */
 const struct smtp_param *smtp_command_param(const struct smtp_command *cmd,

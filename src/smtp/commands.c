@@ -33,6 +33,7 @@ static void ehlo_reply(const struct smtp_session *s, struct smtp_reply *out)
 	reply_add_line(out, "8BITMIME");
 	reply_add_line(out, "SMTPUTF8");
 	reply_add_line(out, "CHUNKING");
+	reply_add_line(out, "DSN");
 }
 
 static enum step helo_verdict(struct smtp_session *s, struct policy_reply *v,

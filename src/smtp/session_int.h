@@ -47,6 +47,11 @@ struct smtp_tx {
 	struct mail_address sender;
 	char sender_text[ADDR_PATH_MAX + 1];
 	strlist_t rcpts;            /* accepted, as "local@domain" */
+	/* DSN (RFC 3461): RET and ENVID of MAIL; NOTIFY and ORCPT of each
+	 * recipient, parallel to rcpts (orcpt "" = not given). */
+	struct smtp_mail_dsn dsn;
+	unsigned char *rcpt_notify;
+	strlist_t rcpt_orcpt;
 	hashmap_t rcpt_set;         /* the same, lower-cased: duplicates */
 	uint64_t declared_size;     /* SIZE= or 0 */
 	bool smtputf8;
@@ -152,6 +157,7 @@ struct smtp_session {
 	 * blocklist listing), kept until the session ends; NULL = none. */
 	struct policy_reply *rcpt_refusal;
 	struct mail_address pending_rcpt;
+	struct smtp_rcpt_dsn pending_rcpt_dsn; /* its NOTIFY and ORCPT */
 	struct smtp_command pending_bdat;
 };
 

@@ -43,6 +43,8 @@ void tx_free(struct smtp_tx **txp)
 	if (tx->writer != NULL)
 		queue_writer_abort(&tx->writer);
 	strlist_free(&tx->rcpts);
+	free(tx->rcpt_notify);
+	strlist_free(&tx->rcpt_orcpt);
 	strlist_free(&tx->add_headers);
 	strlist_free(&tx->remove_headers);
 	strlist_free(&tx->disposition_hits);
@@ -73,6 +75,14 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 	}
 	for (size_t i = 0; i < cmd->param_count; i++) {
 		const struct smtp_param *p = &cmd->params[i];
+		struct smtp_parse_error perr;
+		int dsn = smtp_mail_dsn_param(p, &tx->dsn, &perr);
+		if (dsn < 0) {
+			reply_error(out, perr.code, perr.status, "%s", perr.text);
+			return false;
+		}
+		if (dsn > 0)
+			continue;
 		char value[32] = "";
 		if (p->value.len < sizeof(value))
 			memcpy(value, p->value.ptr, p->value.len);
@@ -218,6 +228,9 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 	}
 	hashmap_put(&tx->rcpt_set, key, NULL);
 	strlist_add(&tx->rcpts, stored);
+	tx->rcpt_notify = xrealloc(tx->rcpt_notify, tx->rcpts.count);
+	tx->rcpt_notify[tx->rcpts.count - 1] = (unsigned char)s->pending_rcpt_dsn.notify;
+	strlist_add(&tx->rcpt_orcpt, s->pending_rcpt_dsn.orcpt);
 	log_info("%s: to=<%s> status=accepted", tx->id, stored);
 	return STEP_REPLY;
 }
@@ -230,9 +243,25 @@ enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
 		reply_set(out, 452, "4.5.3", "Error: too many recipients");
 		return STEP_REPLY;
 	}
-	if (cmd->param_count > 0) {
-		reply_error(out, 555, "5.5.4", "Error: unsupported RCPT parameter");
+	if (cmd->param_count > 0 && !s->esmtp) {
+		reply_error(out, 555, "5.5.4", "Error: parameters need EHLO");
 		return STEP_REPLY;
+	}
+	memset(&s->pending_rcpt_dsn, 0, sizeof(s->pending_rcpt_dsn));
+	for (size_t i = 0; i < cmd->param_count; i++) {
+		const struct smtp_param *p = &cmd->params[i];
+		struct smtp_parse_error perr;
+		int dsn = smtp_rcpt_dsn_param(p, tx->smtputf8, &s->pending_rcpt_dsn, &perr);
+		if (dsn < 0) {
+			reply_error(out, perr.code, perr.status, "%s", perr.text);
+			return STEP_REPLY;
+		}
+		if (dsn == 0) {
+			reply_error(out, 555, "5.5.4", "Error: unsupported RCPT parameter %.*s",
+				    (int)(p->keyword.len > 32 ? 32 : p->keyword.len),
+				    p->keyword.ptr);
+			return STEP_REPLY;
+		}
 	}
 	s->pending_rcpt = cmd->path;
 	if (s->rcpt_refusal != NULL) /* decided at connect (a DNS blocklist) */
@@ -287,8 +316,17 @@ static bool open_writer(struct smtp_session *s, bool dot_mode)
 		.sender = tx->sender_text, .recipients = &tx->rcpts,
 		.smtputf8 = tx->smtputf8, .body_8bitmime = tx->body_8bit,
 	};
+	struct queue_rcpt_dsn *rcpt_dsn = xcalloc(tx->rcpts.count, sizeof(*rcpt_dsn));
+	for (size_t i = 0; i < tx->rcpts.count; i++) {
+		rcpt_dsn[i].notify = tx->rcpt_notify[i];
+		rcpt_dsn[i].orcpt = tx->rcpt_orcpt.items[i];
+	}
+	env.dsn_ret = (char)tx->dsn.ret;
+	env.dsn_envid = tx->dsn.envid;
+	env.rcpt_dsn = rcpt_dsn;
 	char *err = NULL;
 	tx->writer = queue_writer_open(cfg->spool_dir, tx->id, &env, &err);
+	free(rcpt_dsn);
 	if (tx->writer == NULL) {
 		log_error("%s: cannot create queue file: %s", tx->id, err);
 		free(err);

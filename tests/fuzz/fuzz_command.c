@@ -6,7 +6,9 @@
  *    parameter (no value), a RCPT path only when UTF-8 was allowed;
  *  - parameters lie inside the line, after the path, within the limit;
  *  - what parses without UTF-8 parses the same with it;
- *  - a parsed address formats within ADDR_PATH_MAX without controls.
+ *  - a parsed address formats within ADDR_PATH_MAX without controls;
+ *  - the DSN parameters (RET, ENVID, NOTIFY, ORCPT): a refused one is a
+ *    501, an accepted one decodes to what the queue file reader accepts.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +46,35 @@ static void check_path_rules(const struct smtp_command *cmd, const char *line, s
 		check((unsigned char)*t >= 0x20 && *t != 0x7f);
 }
 
+static void check_dsn_params(const struct smtp_command *cmd, bool utf8)
+{
+	struct smtp_mail_dsn md;
+	struct smtp_rcpt_dsn rd;
+	struct smtp_parse_error err;
+
+	memset(&md, 0, sizeof(md));
+	memset(&rd, 0, sizeof(rd));
+	for (size_t i = 0; i < cmd->param_count; i++) {
+		int rc = cmd->verb == SMTP_MAIL ? smtp_mail_dsn_param(&cmd->params[i], &md, &err)
+						: smtp_rcpt_dsn_param(&cmd->params[i], utf8, &rd, &err);
+		if (rc < 0) {
+			check(err.code == 501 && err.status != NULL && err.text != NULL);
+			break;
+		}
+	}
+	check(md.ret == DSN_RET_UNSPECIFIED || md.ret == DSN_RET_FULL || md.ret == DSN_RET_HDRS);
+	check(md.envid[0] == '\0' || dsn_envid_valid(md.envid));
+	check(dsn_notify_valid(rd.notify));
+	check(rd.orcpt[0] == '\0' || dsn_orcpt_valid(rd.orcpt));
+	if (rd.orcpt[0] != '\0') { /* it can be passed on as xtext */
+		buf_t b = BUF_INIT;
+		dsn_xtext_encode(rd.orcpt, &b);
+		for (size_t i = 0; i < b.len; i++)
+			check(b.data[i] > 0x20 && b.data[i] < 0x7f && b.data[i] != '=');
+		buf_free(&b);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtp_command cmd, wide;
@@ -61,6 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		smtp_verb_name(cmd.verb);
 		check_path_rules(&cmd, line, size, utf8, false);
+		if (cmd.verb == SMTP_MAIL || cmd.verb == SMTP_RCPT)
+			check_dsn_params(&cmd, utf8);
 		if (!utf8) {
 			narrow_ok = true;
 			wide = cmd;

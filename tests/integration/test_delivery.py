@@ -296,6 +296,8 @@ class DeliveryTest(PosternTestCase):
         self.assertIn(b"Status: 5.4.6", data)
 
     def test_null_sender_never_bounced(self):
+        """A message from <> that fails is not bounced to <>: it goes to
+        the postmaster as a double bounce (RFC 5321 6.1, 4.5.5)."""
         before = self.srv.all_maildir_files()
         with SmtpConn(self.srv.port) as c:
             c.ehlo()
@@ -304,9 +306,11 @@ class DeliveryTest(PosternTestCase):
             self.assertReply(r, 250)
             qid = queue_id_of(r.text)
         self.srv.wait_log(r"%s: to=<nosuchuser@example.test> .*status=bounced" % qid)
-        self.srv.wait_log(r"%s: bounce dropped" % qid)
+        m = self.srv.wait_log(r"%s: sender is <>: double bounce ([0-9A-F]{19}) sent to "
+                              r"<postmaster@example.test>" % qid)
         self.srv.wait_log(r"%s: removed" % qid)
         self.assertNotRegex(self.srv.log(), r"%s: bounce [0-9A-F]{19} sent" % qid)
+        self.delivered("admin", m.group(1))
         time.sleep(0.3)
         after = self.srv.all_maildir_files()
         for box, names in after.items():

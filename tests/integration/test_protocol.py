@@ -80,9 +80,9 @@ class ProtocolTest(PosternTestCase):
         self.assertEqual(r.lines[0].split()[0], HOSTNAME)
         caps = [l.upper() for l in r.lines[1:]]
         for cap in ("PIPELINING", "SIZE %d" % SIZE_LIMIT, "STARTTLS", "ENHANCEDSTATUSCODES",
-                    "8BITMIME", "SMTPUTF8", "CHUNKING"):
+                    "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"):
             self.assertIn(cap, caps)
-        self.assertEqual(len(caps), 7, caps)
+        self.assertEqual(len(caps), 8, caps)
 
     def test_helo(self):
         c = self.conn(ehlo=False)
@@ -340,9 +340,9 @@ class ProtocolTest(PosternTestCase):
     def test_unsupported_parameters(self):
         c = self.conn()
         self.assertReply(c.cmd("MAIL FROM:<a@remote.test> FOO=BAR"), 555, "5.5.4")
-        self.assertReply(c.cmd("MAIL FROM:<a@remote.test> RET=HDRS"), 555, "5.5.4")
+        self.assertReply(c.cmd("MAIL FROM:<a@remote.test> XRET=HDRS"), 555, "5.5.4")
         self.assertReply(c.cmd("MAIL FROM:<a@remote.test> SIZE=100 BODY=8BITMIME"), 250)
-        self.assertReply(c.cmd("RCPT TO:<alice@example.test> NOTIFY=NEVER"), 555, "5.5.4")
+        self.assertReply(c.cmd("RCPT TO:<alice@example.test> XNOTIFY=NEVER"), 555, "5.5.4")
         self.assertReply(c.cmd("RCPT TO:<alice@example.test> FOO"), 555, "5.5.4")
         self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         self.assertEqual(c.cmd("RSET").code, 250)

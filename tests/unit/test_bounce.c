@@ -38,7 +38,16 @@ static const char original[] =
 	"\n"
 	"SECRET BODY TEXT\n";
 
+static int setup_full(void **state, const char *sender, bool dsn, const char *content,
+		      size_t content_len);
+
 static int setup_with_sender(void **state, const char *sender)
+{
+	return setup_full(state, sender, false, original, sizeof(original) - 1);
+}
+
+static int setup_full(void **state, const char *sender, bool dsn, const char *content,
+		      size_t content_len)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 	char tmpl[] = "/tmp/postern-test-bounce-XXXXXX";
@@ -55,10 +64,18 @@ static int setup_with_sender(void **state, const char *sender)
 		.client_helo = "c.example", .protocol = "ESMTP", .sender = sender,
 		.recipients = &rcpts,
 	};
+	static const struct queue_rcpt_dsn rcpt_dsn[2] = {
+		{ DSN_NOTIFY_FAILURE, "rfc822;Nobody@Example.Test" }, { 0, NULL },
+	};
+	if (dsn) {
+		env.dsn_ret = DSN_RET_FULL;
+		env.dsn_envid = "ENV-42";
+		env.rcpt_dsn = rcpt_dsn;
+	}
 	queue_id_new(id);
 	struct queue_writer *w = queue_writer_open(f->spool, id, &env, &err);
 	assert_non_null(w);
-	assert_int_equal(queue_writer_write(w, original, sizeof(original) - 1, &err), 0);
+	assert_int_equal(queue_writer_write(w, content, content_len, &err), 0);
 	assert_int_equal(queue_writer_commit(&w, &err), 0);
 	strlist_free(&rcpts);
 	buf_t path = BUF_INIT;
@@ -94,8 +111,8 @@ static int teardown(void **state)
 }
 
 static const struct bounce_item items[] = {
-	{ "nobody@example.test", NULL, "5.1.1 unknown user" },
-	{ "gone@example.test", "list@example.test",
+	{ "nobody@example.test", NULL, NULL, "5.1.1 unknown user" },
+	{ "gone@example.test", "list@example.test", NULL,
 	  "4.4.7 delivery time expired, last error: 4.2.2 mailbox full" },
 };
 
@@ -204,9 +221,10 @@ static void test_report_structure(void **state)
 	assert_contains(dsn, "\n\nFinal-Recipient: rfc822; nobody@example.test\n"
 			     "Action: failed\nStatus: 5.1.1\n"
 			     "Diagnostic-Code: smtp; 550 5.1.1 unknown user\n");
-	assert_contains(dsn, "\n\nFinal-Recipient: rfc822; gone@example.test\n"
-			     "Original-Recipient: rfc822; list@example.test\n"
+	assert_contains(dsn, "\n\nOriginal-Recipient: rfc822; list@example.test\n"
+			     "Final-Recipient: rfc822; gone@example.test\n"
 			     "Action: failed\nStatus: 4.4.7\n");
+	assert_null(strstr(dsn, "Original-Envelope-Id:")); /* no ENVID given */
 	assert_int_equal(count_of(dsn, "Original-Recipient:"), 1);
 
 	/* The original header section, not its body. */
@@ -259,6 +277,145 @@ static void test_never_bounce_to_null(void **state)
 	free(err);
 }
 
+static int setup_dsn(void **state)
+{
+	return setup_full(state, "sender@remote.test", true, original, sizeof(original) - 1);
+}
+
+/* A message larger than BOUNCE_FULL_MAX with RET=FULL. */
+static int setup_dsn_huge(void **state)
+{
+	size_t len = BOUNCE_FULL_MAX + 100;
+	char *big = xmalloc(len);
+	memset(big, 'x', len);
+	memcpy(big, "Subject: huge\n\n", 16);
+	for (size_t i = 100; i < len; i += 100)
+		big[i] = '\n';
+	int rc = setup_full(state, "sender@remote.test", true, big, len);
+	free(big);
+	return rc;
+}
+
+/* RET=FULL returns the whole message as message/rfc822; ENVID and ORCPT
+ * are echoed; RET=HDRS (or none) returns the header section only. */
+static void test_ret_full_envid_orcpt(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_item it[] = { { "nobody@example.test", NULL, f->msg.rcpts[0].dsn_orcpt,
+				      "5.1.1 unknown user" } };
+	struct bounce_request req = make_request(f);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+
+	req.items = it;
+	req.count = 1;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	const char *t = buf_cstr(&out);
+	assert_contains(t, "\nOriginal-Envelope-Id: ENV-42\n");
+	assert_contains(t, "\n\nOriginal-Recipient: rfc822; Nobody@Example.Test\n"
+			   "Final-Recipient: rfc822; nobody@example.test\nAction: failed\n");
+	assert_contains(t, "Content-Type: message/rfc822\n\nReceived: from c.example");
+	assert_contains(t, "\nSECRET BODY TEXT\n");
+	assert_contains(t, "Your message is attached.");
+	buf_free(&out);
+
+	/* the same message with RET=HDRS */
+	f->msg.dsn_ret = DSN_RET_HDRS;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	t = buf_cstr(&out);
+	assert_contains(t, "Content-Type: text/rfc822-headers\n");
+	assert_null(strstr(t, "SECRET BODY TEXT"));
+	buf_free(&out);
+
+	/* a delay warning or a success report carries the headers only,
+	 * whatever RET says; Action and Status follow the kind */
+	f->msg.dsn_ret = DSN_RET_FULL;
+	req.kind = BOUNCE_DELAYED;
+	req.retry_until = 1700432000;
+	it[0].reason = "4.2.2 mailbox full";
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	t = buf_cstr(&out);
+	assert_contains(t, "\nSubject: Delayed Mail (still being retried)\n");
+	assert_contains(t, "\nAction: delayed\nStatus: 4.2.2\n");
+	assert_contains(t, "\nWill-Retry-Until: ");
+	assert_null(strstr(t, "SECRET BODY TEXT"));
+	buf_free(&out);
+	req.kind = BOUNCE_DELIVERED;
+	it[0].reason = "delivered to maildir";
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	t = buf_cstr(&out);
+	assert_contains(t, "\nSubject: Successful Mail Delivery Report\n");
+	assert_contains(t, "\nAction: delivered\nStatus: 2.0.0\n");
+	assert_null(strstr(t, "Diagnostic-Code:"));
+	assert_null(strstr(t, "SECRET BODY TEXT"));
+	buf_free(&out);
+}
+
+/* RET=FULL on a message above BOUNCE_FULL_MAX: its headers only, and
+ * the report says why. */
+static void test_ret_full_too_big(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_request req = make_request(f);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+
+	req.count = 1;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	const char *t = buf_cstr(&out);
+	assert_contains(t, "Content-Type: text/rfc822-headers\n");
+	assert_contains(t, "only its headers\nare attached.");
+	assert_true(out.len < 100000);
+	buf_free(&out);
+}
+
+/* UTF-8 addresses: message/global-delivery-status with utf-8 address
+ * types (RFC 6533); a double bounce goes to the postmaster. */
+static void test_utf8_and_double_bounce(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_item it[] = { { "j\xc3\xa9r\xc3\xb4me@example.test", NULL,
+				      "utf-8;J\xc3\xa9r\xc3\xb4me@Example.Test", "5.1.1 unknown user" } };
+	struct bounce_request req = make_request(f);
+	buf_t out = BUF_INIT;
+	char *err = NULL, bid[QUEUE_ID_LEN + 1];
+
+	req.items = it;
+	req.count = 1;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	const char *t = buf_cstr(&out);
+	assert_contains(t, "report-type=global-delivery-status;");
+	assert_contains(t, "Content-Type: message/global-delivery-status\n");
+	assert_contains(t, "\nOriginal-Recipient: utf-8; J\xc3\xa9r\xc3\xb4me@Example.Test\n"
+			   "Final-Recipient: utf-8; j\xc3\xa9r\xc3\xb4me@example.test\n");
+	buf_free(&out);
+
+	/* a utf-8 ORCPT in an ASCII report: the non-QCHARs as \x{HEX} */
+	struct bounce_item ascii[] = { { "x@example.test", NULL, "utf-8;a+b\\c@example.test",
+					 "5.1.1 unknown user" } };
+	req.items = ascii;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	assert_contains(buf_cstr(&out), "Content-Type: message/delivery-status\n");
+	assert_contains(buf_cstr(&out), "\nOriginal-Recipient: utf-8; a\\x{2B}b\\x{5C}c@example.test\n");
+	buf_free(&out);
+	req.items = it;
+
+	req.kind = BOUNCE_DOUBLE;
+	req.recipient = "postmaster@example.test";
+	assert_int_equal(bounce_send(&req, bid, &err), 0);
+	buf_t path = BUF_INIT;
+	buf_printf(&path, "%s/queue/%s", f->spool, bid);
+	int fd = open(path.data, O_RDONLY);
+	struct qf_msg m;
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_string_equal(m.sender, "");
+	assert_string_equal(m.rcpts[0].addr, "postmaster@example.test");
+	assert_int_equal(m.origin, QUEUE_ORIGIN_DOUBLE_BOUNCE);
+	qf_msg_free(&m);
+	close(fd);
+	buf_free(&path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +425,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_never_bounce_to_null,
 						setup_null_sender, teardown),
+		cmocka_unit_test_setup_teardown(test_ret_full_envid_orcpt, setup_dsn, teardown),
+		cmocka_unit_test_setup_teardown(test_ret_full_too_big, setup_dsn_huge, teardown),
+		cmocka_unit_test_setup_teardown(test_utf8_and_double_bounce, setup_null_sender,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,32 @@ static void test_defaults_and_relative_paths(void **state)
 	config_free(&cfg);
 }
 
+/* maximal_queue_lifetime, its former name queue_lifetime, and
+ * delay_warning_time (0 = off). */
+static void test_queue_lifetime_names(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.queue_lifetime, 5 * 86400);
+	assert_int_equal(cfg.delay_warning_time, 4 * 3600);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nmaximal_queue_lifetime = 3d\n"
+			      "delay_warning_time = 0\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.queue_lifetime, 3 * 86400);
+	assert_int_equal(cfg.delay_warning_time, 0);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\nqueue_lifetime = 1d\n", &cfg, err,
+			      sizeof(err)), 0);
+	assert_int_equal(cfg.queue_lifetime, 86400);
+	config_free(&cfg);
+	/* both names at once: the same key twice */
+	assert_int_equal(load("hostname = mx.example.test\nqueue_lifetime = 1d\n"
+			      "maximal_queue_lifetime = 2d\n", &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":3:"));
+}
+
 static void test_units_and_lists(void **state)
 {
 	(void)state;
@@ -503,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_spam_max_text),
 		cmocka_unit_test(test_limits_keys),
 		cmocka_unit_test(test_units_and_lists),
+		cmocka_unit_test(test_queue_lifetime_names),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),

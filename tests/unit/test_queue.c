@@ -78,6 +78,14 @@ static void fill_env(struct queue_envelope *env, strlist_t *rcpts)
 	env->recipients = rcpts;
 	env->smtputf8 = true;
 	env->body_8bitmime = false;
+	/* DSN requests on the first recipient only: the second has no O */
+	static const struct queue_rcpt_dsn dsn[2] = {
+		{ DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE, "utf-8;Jos\xc3\xa9@Example.Test" },
+		{ 0, NULL },
+	};
+	env->dsn_ret = DSN_RET_FULL;
+	env->dsn_envid = "env-42";
+	env->rcpt_dsn = dsn;
 }
 
 /* Write and commit a message; returns its id (static buffer). */
@@ -213,6 +221,15 @@ static void test_roundtrip(void **state)
 	assert_string_equal(m.rcpts[0].addr, test_rcpts[0]);
 	assert_string_equal(m.rcpts[1].addr, test_rcpts[1]);
 	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
+	assert_int_equal(m.origin, QUEUE_ORIGIN_MAIL);
+	assert_int_equal(m.dsn_ret, DSN_RET_FULL);
+	assert_string_equal(m.dsn_envid, "env-42");
+	assert_int_equal(m.rcpts[0].dsn_notify, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE);
+	assert_string_equal(m.rcpts[0].dsn_orcpt, "utf-8;Jos\xc3\xa9@Example.Test");
+	assert_int_equal(m.rcpts[1].dsn_notify, 0);
+	assert_null(m.rcpts[1].dsn_orcpt);
+	assert_int_equal(m.delay_warned, 0);
+	assert_true(m.delay_warned_off > 0);
 	assert_int_equal(m.attempts, 0);
 	assert_int_equal(m.next_try, 0);
 	assert_string_equal(m.reason, "");
@@ -454,12 +471,14 @@ static void test_every_byte_flipped(void **state)
 	free(path);
 }
 
-/* Build a file from records by hand. */
-static void put_min_envelope(buf_t *b, const char *id, bool with_rcpt)
+/* Build a file from records by hand, as a file of that version would
+ * be (version 3 adds the N and W records). */
+static void put_envelope_version(buf_t *b, const char *id, bool with_rcpt, int version)
 {
 	unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
 
 	qf_put_header(b);
+	b->data[7] = (char)version;
 	qf_put_record(b, QF_REC_ARRIVAL, u64, 8);
 	qf_put_record(b, QF_REC_ID, id, QUEUE_ID_LEN);
 	qf_put_record(b, QF_REC_CLIENT, "c", 1);
@@ -467,10 +486,19 @@ static void put_min_envelope(buf_t *b, const char *id, bool with_rcpt)
 	qf_put_record(b, QF_REC_PROTO, "SMTP", 4);
 	qf_put_record(b, QF_REC_FLAGS, &flags, 1);
 	qf_put_record(b, QF_REC_SENDER, "", 0);
+	if (version >= 3)
+		qf_put_record(b, QF_REC_DSN, "\0\0", 2);
 	if (with_rcpt)
 		qf_put_record(b, QF_REC_RCPT, "Pa@b", 4);
 	qf_encode_attempts(att, 0, 0, "");
 	qf_put_record(b, QF_REC_ATTEMPTS, att, sizeof(att));
+	if (version >= 3)
+		qf_put_record(b, QF_REC_WARNED, u64, 8);
+}
+
+static void put_min_envelope(buf_t *b, const char *id, bool with_rcpt)
+{
+	put_envelope_version(b, id, with_rcpt, QF_VERSION);
 }
 
 static void put_tail(buf_t *b, const char *content, uint64_t claimed_len)
@@ -555,9 +583,11 @@ static void test_crafted_files(void **state)
 		qf_put_record(&b, QF_REC_PROTO, "SMTP", 4);
 		qf_put_record(&b, QF_REC_FLAGS, &flags, 1);
 		qf_put_record(&b, QF_REC_SENDER, "", 0);
+		qf_put_record(&b, QF_REC_DSN, "\0\0", 2);
 		qf_put_record(&b, QF_REC_RCPT, bad_rcpts[i], (uint32_t)bad_lens[i]);
 		qf_encode_attempts(att, 0, 0, "");
 		qf_put_record(&b, QF_REC_ATTEMPTS, att, sizeof(att));
+		qf_put_record(&b, QF_REC_WARNED, u64, 8);
 		put_tail(&b, "", 0);
 		expect_corrupt(spool, &b, bad_rcpts[i]);
 	}
@@ -613,7 +643,7 @@ static void test_end_of_message_changes(void **state)
 	struct qf_msg m;
 	assert_int_equal(qf_read(fd, &m, &err), 0);
 	close(fd);
-	assert_int_equal(m.version, 2);
+	assert_int_equal(m.version, QF_VERSION);
 	assert_string_equal(m.sender, "bounces@remote.test");
 	assert_int_equal(m.rcpt_count, 3);
 	assert_int_equal(m.rcpts[0].status, QF_RCPT_PENDING);
@@ -650,14 +680,12 @@ static void test_version_1_files(void **state)
 	buf_t b = BUF_INIT;
 	char *err = NULL;
 
-	put_min_envelope(&b, id, true);
-	b.data[7] = 1;
+	put_envelope_version(&b, id, true, 1);
 	put_tail(&b, "hi\n", 3);
 	assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
 
 	buf_reset(&b);
-	put_min_envelope(&b, id, true);
-	b.data[7] = 1;
+	put_envelope_version(&b, id, true, 1);
 	unsigned char u64[8];
 	qf_put_u64(u64, 3);
 	qf_put_record(&b, QF_REC_CONTENT, u64, 8);
@@ -668,9 +696,9 @@ static void test_version_1_files(void **state)
 
 	buf_reset(&b);
 	put_min_envelope(&b, id, true);
-	b.data[7] = 3;
+	b.data[7] = QF_VERSION + 1;
 	put_tail(&b, "hi\n", 3);
-	expect_corrupt(spool, &b, "version 3");
+	expect_corrupt(spool, &b, "a version from the future");
 	buf_free(&b);
 }
 
@@ -818,8 +846,7 @@ static void test_bad_quarantine_notes(void **state)
 			buf_t b = BUF_INIT;
 			unsigned char u64[8];
 			char *err = NULL;
-			put_min_envelope(&b, id, true);
-			b.data[7] = (char)version;
+			put_envelope_version(&b, id, true, version);
 			qf_put_u64(u64, 0);
 			qf_put_record(&b, QF_REC_CONTENT, u64, 8);
 			for (int c = 0; c < copies; c++)
@@ -833,6 +860,129 @@ static void test_bad_quarantine_notes(void **state)
 			buf_free(&b);
 		}
 	}
+}
+
+/* Version 3's DSN records: the warning time is rewritten in place; bad
+ * N, O and W records, an O that does not follow its R, and version 3
+ * records in older files make the file corrupt; a version 2 file reads
+ * without them and cannot record a warning. */
+static void test_dsn_records(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+	char *err = NULL;
+	struct qf_msg m;
+
+	char *path = spool_path(spool, "queue", write_message(spool, "x\n", 2));
+	int fd = open(path, O_RDWR);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(qf_set_delay_warned(fd, &m, 1700001234, &err), 0);
+	qf_msg_free(&m);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.delay_warned, 1700001234);
+	assert_int_equal(m.rcpt_count, 2);
+	close(fd);
+	qf_msg_free(&m);
+	free(path);
+
+#define PAYLOAD(text) text, sizeof(text) - 1
+	struct { const char *payload; size_t len; enum qf_type type; const char *what; } bad[] = {
+		{ PAYLOAD("X\0"), QF_REC_DSN, "unknown origin" },
+		{ PAYLOAD("\0X"), QF_REC_DSN, "unknown RET" },
+		{ PAYLOAD("\0Fa\x01b"), QF_REC_DSN, "control in ENVID" },
+		{ PAYLOAD("\0F\xc3\xa9"), QF_REC_DSN, "8-bit ENVID" },
+		{ PAYLOAD("\x03"), QF_REC_RCPT_DSN, "NEVER with another bit" },
+		{ PAYLOAD("\x10"), QF_REC_RCPT_DSN, "unknown NOTIFY bit" },
+		{ PAYLOAD("\x04rfc822"), QF_REC_RCPT_DSN, "ORCPT without ';'" },
+		{ PAYLOAD("\x04rfc822;"), QF_REC_RCPT_DSN, "ORCPT without address" },
+		{ PAYLOAD("\x04rfc822;a\xc3\xa9"), QF_REC_RCPT_DSN, "8-bit rfc822 ORCPT" },
+		{ PAYLOAD("\x04utf-8;a\xc3"), QF_REC_RCPT_DSN, "broken UTF-8 ORCPT" },
+		{ PAYLOAD("\x04x y;a"), QF_REC_RCPT_DSN, "space in the address type" },
+	};
+#undef PAYLOAD
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
+		buf_t b = BUF_INIT;
+		qf_put_header(&b);
+		qf_put_record(&b, QF_REC_ARRIVAL, u64, 8);
+		qf_put_record(&b, QF_REC_ID, id, QUEUE_ID_LEN);
+		qf_put_record(&b, QF_REC_CLIENT, "c", 1);
+		qf_put_record(&b, QF_REC_HELO, "h", 1);
+		qf_put_record(&b, QF_REC_PROTO, "SMTP", 4);
+		qf_put_record(&b, QF_REC_FLAGS, &flags, 1);
+		qf_put_record(&b, QF_REC_SENDER, "", 0);
+		if (bad[i].type == QF_REC_DSN) {
+			qf_put_record(&b, QF_REC_DSN, bad[i].payload, (uint32_t)bad[i].len);
+			qf_put_record(&b, QF_REC_RCPT, "Pa@b", 4);
+		} else {
+			qf_put_record(&b, QF_REC_DSN, "\0\0", 2);
+			qf_put_record(&b, QF_REC_RCPT, "Pa@b", 4);
+			qf_put_record(&b, QF_REC_RCPT_DSN, bad[i].payload, (uint32_t)bad[i].len);
+		}
+		qf_encode_attempts(att, 0, 0, "");
+		qf_put_record(&b, QF_REC_ATTEMPTS, att, sizeof(att));
+		qf_put_record(&b, QF_REC_WARNED, u64, 8);
+		put_tail(&b, "", 0);
+		expect_corrupt(spool, &b, bad[i].what);
+		buf_free(&b);
+	}
+
+	/* order: an O needs its R right before it; N and W are required in
+	 * version 3 and refused before */
+	for (int version = 2; version <= 3; version++) {
+		for (int variant = 0; variant < 4; variant++) {
+			unsigned char u64[8] = { 0 }, att[QF_ATTEMPTS_LEN], flags = 0;
+			buf_t b = BUF_INIT;
+			bool with_n = version == 3 ? variant != 1 : variant == 1;
+			bool with_w = version == 3 ? variant != 2 : variant == 2;
+			qf_put_header(&b);
+			b.data[7] = (char)version;
+			qf_put_record(&b, QF_REC_ARRIVAL, u64, 8);
+			qf_put_record(&b, QF_REC_ID, id, QUEUE_ID_LEN);
+			qf_put_record(&b, QF_REC_CLIENT, "c", 1);
+			qf_put_record(&b, QF_REC_HELO, "h", 1);
+			qf_put_record(&b, QF_REC_PROTO, "SMTP", 4);
+			qf_put_record(&b, QF_REC_FLAGS, &flags, 1);
+			qf_put_record(&b, QF_REC_SENDER, "", 0);
+			if (with_n)
+				qf_put_record(&b, QF_REC_DSN, "\0H", 2);
+			qf_put_record(&b, QF_REC_RCPT, "Pa@b", 4);
+			if (variant == 3) { /* two O for one R */
+				qf_put_record(&b, QF_REC_RCPT_DSN, "\x04", 1);
+				qf_put_record(&b, QF_REC_RCPT_DSN, "\x08", 1);
+			}
+			qf_encode_attempts(att, 0, 0, "");
+			qf_put_record(&b, QF_REC_ATTEMPTS, att, sizeof(att));
+			if (with_w)
+				qf_put_record(&b, QF_REC_WARNED, u64, 8);
+			put_tail(&b, "hi\n", 3);
+			if (variant == 0) {
+				assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
+			} else {
+				char what[64];
+				snprintf(what, sizeof(what), "version %d variant %d", version, variant);
+				expect_corrupt(spool, &b, what);
+			}
+			buf_free(&b);
+		}
+	}
+
+	/* a version 2 file has no W: it reads, but cannot record a warning */
+	buf_t b = BUF_INIT;
+	put_envelope_version(&b, id, true, 2);
+	put_tail(&b, "hi\n", 3);
+	path = spool_path(spool, "queue", id);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, b.data, b.len), (ssize_t)b.len);
+	assert_int_equal(qf_read(fd, &m, &err), 0);
+	assert_int_equal(m.delay_warned_off, 0);
+	assert_null(m.dsn_envid);
+	assert_int_equal(qf_set_delay_warned(fd, &m, 5, &err), -1);
+	free(err);
+	close(fd);
+	qf_msg_free(&m);
+	free(path);
+	buf_free(&b);
 }
 
 static void test_notify(void **state)
@@ -897,6 +1047,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_trailer_records, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_quarantine_note, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_bad_quarantine_notes, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_dsn_records, setup_spool, teardown_spool),
 		cmocka_unit_test(test_notify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -419,7 +419,7 @@ static void test_bdat_message_is_scanned_too(void **state)
 	scan_verdict_set(&v, SCAN_REJECT, 554, "5.7.1", "content_rule", "%s", "not in chunks");
 	master_answer(m.seq, &v);
 	scan_msg_free(&m);
-	expect_lines(11, "554 5.7.1 not in chunks"); /* EHLO (7), MAIL, RCPT, BDAT 10 */
+	expect_lines(12, "554 5.7.1 not in chunks"); /* EHLO (8), MAIL, RCPT, BDAT 10 */
 	assert_int_equal(files_in("queue") + files_in("incoming"), 0);
 	stop();
 }

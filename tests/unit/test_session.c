@@ -256,7 +256,7 @@ static void test_pipelined_commands_wait_for_the_verdict(void **state)
 	expect_lines(1, "220 ");
 	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\n"
 	    "RCPT TO:<alice@example.test>\r\nNOOP\r\nRSET\r\n");
-	char *got = take_lines(8); /* EHLO (7 lines) and MAIL */
+	char *got = take_lines(9); /* EHLO (8 lines) and MAIL */
 	assert_non_null(strstr(got, "250 2.1.0 Ok"));
 	free(got);
 	pump(200);
@@ -342,7 +342,7 @@ static void test_banner_waits_for_the_connect_verdict(void **state)
 	assert_int_equal(fx.received.len, 0);
 	finish(POLICY_DUNNO, 0, "", "");
 	expect_lines(1, "220 mx.example.test ESMTP");
-	expect_lines(7, "250-mx.example.test"); /* the early EHLO, answered after */
+	expect_lines(8, "250-mx.example.test"); /* the early EHLO, answered after */
 	stop();
 }
 
@@ -430,7 +430,7 @@ static void test_unauth_pipelining_with_ehlo(void **state)
 	start(POLICY_DATA, "reject_unauth_pipelining = yes\n");
 	expect_lines(1, "220 ");
 	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\n"); /* before the EHLO reply */
-	expect_lines(7, "250-mx.example.test");
+	expect_lines(8, "250-mx.example.test");
 	expect_lines(1, "503 5.5.0 Error: improper use of SMTP command pipelining");
 	wait_client_eof();
 	stop();
@@ -453,7 +453,7 @@ static void test_pipelining_after_the_ehlo_reply(void **state)
 	start(POLICY_DATA, "reject_unauth_pipelining = yes\n");
 	expect_lines(1, "220 ");
 	say("EHLO client.test\r\n");
-	expect_lines(7, "250-mx.example.test");
+	expect_lines(8, "250-mx.example.test");
 	say("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nNOOP\r\n");
 	expect_lines(1, "250 2.1.0 Ok");
 	expect_lines(1, "250 2.1.5 Ok");
@@ -476,7 +476,7 @@ static void test_error_delays_grow_then_421(void **state)
 	start(POLICY_DATA, "soft_error_limit = 1\nerror_delay = 1s\nerror_limit = 4\n");
 	expect_lines(1, "220 ");
 	say("EHLO client.test\r\n");
-	expect_lines(7, "250-mx.example.test");
+	expect_lines(8, "250-mx.example.test");
 	assert_true(timed("FOO\r\n", "500 5.5.2") < 500);        /* error 1: at once */
 	uint64_t t = timed("FOO\r\nNOOP\r\n", "500 5.5.2"); /* error 2: 1 s */
 	assert_true(t >= 950 && t < 1800);
@@ -504,7 +504,7 @@ static void test_connect_refusal_given_at_rcpt(void **state)
 	expect_lines(1, "220 mx.example.test ESMTP");
 	say("EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
 	    "RCPT TO:<postmaster>\r\nDATA\r\n");
-	expect_lines(7, "250-mx.example.test");
+	expect_lines(8, "250-mx.example.test");
 	expect_lines(1, "250 2.1.0 Ok");
 	expect_lines(1, "554 5.7.1 Client host [192.0.2.1] is listed by bl.test");
 	expect_lines(1, "554 5.7.1 Client host [192.0.2.1] is listed by bl.test");

@@ -296,11 +296,132 @@ static void test_bdat_chunks(void **state)
 	buf_free(&out);
 }
 
+/* Run one parameter of a MAIL (rcpt false) or RCPT line through the
+ * DSN parameter parser; returns its result. */
+static int dsn_param(const char *line, bool rcpt, bool utf8, struct smtp_mail_dsn *md,
+		     struct smtp_rcpt_dsn *rd, struct smtp_parse_error *e)
+{
+	struct smtp_command c;
+	assert_true(smtp_command_parse(line, strlen(line), utf8 ? SMTP_PARSE_RCPT_UTF8 : 0,
+				       &c, e));
+	int rc = 0;
+	for (size_t i = 0; i < c.param_count && rc >= 0; i++)
+		rc = rcpt ? smtp_rcpt_dsn_param(&c.params[i], utf8, rd, e)
+			  : smtp_mail_dsn_param(&c.params[i], md, e);
+	return rc;
+}
+
+/* RFC 3461: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT; xtext is
+ * decoded, anything malformed is a 501, other keywords are not ours. */
+static void test_dsn_params(void **state)
+{
+	(void)state;
+	struct smtp_mail_dsn md;
+	struct smtp_rcpt_dsn rd;
+	struct smtp_parse_error e;
+
+	memset(&md, 0, sizeof(md));
+	assert_int_equal(dsn_param("MAIL FROM:<a@b.test> RET=hdrs ENVID=QQ+2B1+3D2", false, false,
+				   &md, &rd, &e), 1);
+	assert_int_equal(md.ret, DSN_RET_HDRS);
+	assert_string_equal(md.envid, "QQ+1=2");
+	memset(&md, 0, sizeof(md));
+	assert_int_equal(dsn_param("MAIL FROM:<a@b.test> SIZE=10", false, false, &md, &rd, &e), 0);
+	const char *bad_mail[] = {
+		"MAIL FROM:<a@b.test> RET=FULL RET=FULL", "MAIL FROM:<a@b.test> RET=ALL",
+		"MAIL FROM:<a@b.test> RET", "MAIL FROM:<a@b.test> ENVID=a+2",
+		"MAIL FROM:<a@b.test> ENVID=a+2b", "MAIL FROM:<a@b.test> ENVID=a+0A",
+		"MAIL FROM:<a@b.test> ENVID=a=b", "MAIL FROM:<a@b.test> ENVID=\xc3\xa9",
+		"MAIL FROM:<a@b.test> ENVID=x ENVID=y",
+		"MAIL FROM:<a@b.test> ENVID=01234567890123456789012345678901234567890123456789"
+		"012345678901234567890123456789012345678901234567890",
+	};
+	for (size_t i = 0; i < sizeof(bad_mail) / sizeof(bad_mail[0]); i++) {
+		memset(&md, 0, sizeof(md));
+		if (dsn_param(bad_mail[i], false, false, &md, &rd, &e) != -1)
+			fail_msg("accepted: %s", bad_mail[i]);
+		assert_int_equal(e.code, 501);
+	}
+	/* exactly 100 characters is fine */
+	memset(&md, 0, sizeof(md));
+	assert_int_equal(dsn_param("MAIL FROM:<a@b.test> ENVID=0123456789012345678901234567890123"
+				   "456789012345678901234567890123456789012345678901234567890123"
+				   "456789", false, false, &md, &rd, &e), 1);
+
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param("RCPT TO:<a@b.test> NOTIFY=delay,Success ORCPT=rfc822;x+2By@b.test",
+				   true, false, &md, &rd, &e), 1);
+	assert_int_equal(rd.notify, DSN_NOTIFY_DELAY | DSN_NOTIFY_SUCCESS);
+	assert_string_equal(rd.orcpt, "rfc822;x+y@b.test");
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param("RCPT TO:<a@b.test> NOTIFY=NEVER ORCPT=UTF-8;J\\x{E9}r\\x{f4}me@b.test",
+				   true, false, &md, &rd, &e), 1);
+	assert_int_equal(rd.notify, DSN_NOTIFY_NEVER);
+	assert_string_equal(rd.orcpt, "utf-8;J\xc3\xa9r\xc3\xb4me@b.test");
+	/* raw UTF-8 only in an SMTPUTF8 transaction */
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param("RCPT TO:<a@b.test> ORCPT=utf-8;J\xc3\xa9@b.test", true, true,
+				   &md, &rd, &e), 1);
+	assert_string_equal(rd.orcpt, "utf-8;J\xc3\xa9@b.test");
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param("RCPT TO:<a@b.test> ORCPT=utf-8;J\xc3\xa9@b.test", true, false,
+				   &md, &rd, &e), -1);
+	const char *bad_rcpt[] = {
+		"RCPT TO:<a@b.test> NOTIFY=NEVER,SUCCESS", "RCPT TO:<a@b.test> NOTIFY=FAILURE,FAILURE",
+		"RCPT TO:<a@b.test> NOTIFY=", "RCPT TO:<a@b.test> NOTIFY=SUCCESS,",
+		"RCPT TO:<a@b.test> NOTIFY=ALWAYS", "RCPT TO:<a@b.test> NOTIFY",
+		"RCPT TO:<a@b.test> NOTIFY=DELAY NOTIFY=DELAY",
+		"RCPT TO:<a@b.test> ORCPT=a@b.test", "RCPT TO:<a@b.test> ORCPT=;a@b.test",
+		"RCPT TO:<a@b.test> ORCPT=rfc822;", "RCPT TO:<a@b.test> ORCPT=rfc822;a+0Db",
+		"RCPT TO:<a@b.test> ORCPT=utf-8;a+2Bb", "RCPT TO:<a@b.test> ORCPT=utf-8;\\x{41}",
+		"RCPT TO:<a@b.test> ORCPT=utf-8;\\x{D800}", "RCPT TO:<a@b.test> ORCPT=utf-8;\\x{110000}",
+		"RCPT TO:<a@b.test> ORCPT=utf-8;\\x{0A}", "RCPT TO:<a@b.test> ORCPT=utf-8;\\x{E9",
+		"RCPT TO:<a@b.test> ORCPT=rfc822;a ORCPT=rfc822;b",
+	};
+	for (size_t i = 0; i < sizeof(bad_rcpt) / sizeof(bad_rcpt[0]); i++) {
+		memset(&rd, 0, sizeof(rd));
+		struct smtp_command c;
+		if (!smtp_command_parse(bad_rcpt[i], strlen(bad_rcpt[i]), 0, &c, &e)) {
+			assert_int_equal(e.code, 501); /* "NOTIFY=" fails in the command parser */
+			continue;
+		}
+		if (dsn_param(bad_rcpt[i], true, false, &md, &rd, &e) != -1)
+			fail_msg("accepted: %s", bad_rcpt[i]);
+		assert_int_equal(e.code, 501);
+	}
+	/* a 500-octet address fits, 501 does not */
+	char line[700];
+	memcpy(line, "RCPT TO:<a@b.test> ORCPT=rfc822;", 32);
+	memset(line + 32, 'x', 500);
+	line[532] = '\0';
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param(line, true, false, &md, &rd, &e), 1);
+	line[532] = 'x';
+	line[533] = '\0';
+	memset(&rd, 0, sizeof(rd));
+	assert_int_equal(dsn_param(line, true, false, &md, &rd, &e), -1);
+
+	/* defaults of RFC 3461 4.1 and the stored form */
+	assert_true(dsn_notify_wants(0, DSN_NOTIFY_FAILURE));
+	assert_true(dsn_notify_wants(0, DSN_NOTIFY_DELAY));
+	assert_false(dsn_notify_wants(0, DSN_NOTIFY_SUCCESS));
+	assert_false(dsn_notify_wants(DSN_NOTIFY_NEVER, DSN_NOTIFY_FAILURE));
+	assert_false(dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_NOTIFY_DELAY));
+	buf_t b = BUF_INIT;
+	dsn_xtext_encode("a+b=c d\xc3\xa9", &b);
+	assert_string_equal(buf_cstr(&b), "a+2Bb+3Dc+20d+C3+A9");
+	buf_reset(&b);
+	dsn_notify_format(DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY, &b);
+	assert_string_equal(buf_cstr(&b), "SUCCESS,DELAY");
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verbs),
 		cmocka_unit_test(test_mail_params),
+		cmocka_unit_test(test_dsn_params),
 		cmocka_unit_test(test_utf8_needs_smtputf8),
 		cmocka_unit_test(test_smtputf8_inside_quoted_local_part),
 		cmocka_unit_test(test_too_many_params),
