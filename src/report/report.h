@@ -52,6 +52,7 @@ struct report_counts {
 	uint64_t connections, transactions, recipients_accepted;
 	uint64_t bytes_received;
 	uint64_t bounce_notices, bounces_dropped, removed;
+	uint64_t double_bounces, success_notices, delay_warnings; /* other DSNs sent */
 	uint64_t scanned, spam_scored, greylisted, dns_listed, warnings;
 	uint64_t errors; /* lines at level error, fatal or panic */
 };

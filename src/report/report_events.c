@@ -347,6 +347,11 @@ static bool ev_scan(struct report *r, const struct line_view *v, slice_t rest)
 	return true;
 }
 
+/* Delivery status notifications (RFC 3464) the queue manager sends:
+ * "bounce ID sent to <S>", "sender is <>: double bounce ID sent to <P>",
+ * "success report ID sent to <S>", "delay warning ID sent to <S>"; and
+ * those it does not send: "bounce dropped: ...", "double bounce dropped:
+ * ...". */
 static bool ev_bounce(struct report *r, const struct line_view *v, slice_t rest)
 {
 	(void)v;
@@ -354,6 +359,30 @@ static bool ev_bounce(struct report *r, const struct line_view *v, slice_t rest)
 		r->c.bounces_dropped++;
 	else
 		r->c.bounce_notices++;
+	return true;
+}
+
+static bool ev_double_bounce(struct report *r, const struct line_view *v, slice_t rest)
+{
+	(void)v;
+	if (REPORT_STARTS(rest, "dropped"))
+		r->c.bounces_dropped++;
+	else
+		r->c.double_bounces++;
+	return true;
+}
+
+static bool ev_success_report(struct report *r, const struct line_view *v, slice_t rest)
+{
+	(void)v, (void)rest;
+	r->c.success_notices++;
+	return true;
+}
+
+static bool ev_delay_warning(struct report *r, const struct line_view *v, slice_t rest)
+{
+	(void)v, (void)rest;
+	r->c.delay_warnings++;
 	return true;
 }
 
@@ -406,6 +435,13 @@ static const struct {
 	{ "quarantine entry ", true, false, ev_known },
 	{ "discarded from=<", true, true, ev_discarded },
 	{ "bounce ", true, false, ev_bounce },
+	{ "sender is <>: double bounce ", true, false, ev_double_bounce },
+	{ "double bounce ", true, false, ev_double_bounce },
+	{ "success report ", true, false, ev_success_report },
+	{ "delay warning ", true, false, ev_delay_warning },
+	{ "no bounce for ", true, false, ev_known },
+	{ "no delay warning", true, false, ev_known },
+	{ "retrying now", true, false, ev_known },
 	{ "removed", true, false, ev_removed },
 	{ "quarantine expired", true, false, ev_quarantine_expired },
 	{ "released into the queue", true, false, ev_released },

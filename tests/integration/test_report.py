@@ -5,8 +5,9 @@ A server with the test virus signatures, a small spam rule set and a
 sender access map receives, from smtplib clients, messages whose fate is
 known in advance: clean ones delivered, one tagged as spam, one
 quarantined, two refused by the sender restriction, one refused for an
-unknown user, one refused as a virus (EICAR) and one bounced (an alias to
-a missing mailbox; its bounce is delivered to the sender). The report's
+unknown user, one refused as a virus (EICAR), one bounced (an alias to
+a missing mailbox; its bounce is delivered to the sender) and one that
+asks for a success report (NOTIFY=SUCCESS, delivered to its sender). The report's
 text, JSON and HTML must all show those counts; the same log read
 gzip-compressed, split into a rotated pair and from standard input gives
 the same JSON; lines that are not postern's are counted with FILE:LINE,
@@ -35,7 +36,7 @@ EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H
 EICAR_NAME = "Postern.Test.EICAR.UNOFFICIAL"
 
 # What the run below must produce.
-KNOWN = {"received": 6, "delivered": 6, "deferred": 0, "bounced": 1, "rejected": 4,
+KNOWN = {"received": 7, "delivered": 8, "deferred": 0, "bounced": 1, "rejected": 4,
          "quarantined": 1}
 
 
@@ -136,6 +137,12 @@ class ReportTest(PosternTestCase):
                    make_message("cheap pills", "click here now\r\n")),  # quarantined, 6.5
               send("carol@example.test", ["broken@example.test"], make_message("bounce"))]
         assert all(ok), ok
+        # A delivery status notification of success (RFC 3461 NOTIFY=SUCCESS):
+        # delivered to bob, and the report delivered to carol.
+        with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test",
+                          timeout=scaled(15)) as c:
+            c.sendmail("carol@example.test", ["bob@example.test"],
+                       make_message("confirm").encode(), rcpt_options=["NOTIFY=SUCCESS"])
         refused = [send("bad@spammer.test", ["alice@example.test"], make_message("x")),
                    send("bad@spammer.test", ["bob@example.test"], make_message("y")),
                    send("sender@remote.test", ["nobody@example.test"], make_message("z")),
@@ -145,7 +152,7 @@ class ReportTest(PosternTestCase):
         # Every delivery (and the bounce's) is logged before the report runs.
         wait_until(lambda: len(re.findall(r"status=sent", srv.log())) >= KNOWN["delivered"]
                    and "status=bounced" in srv.log()
-                   and len(re.findall(r": removed\n", srv.log())) >= 6,
+                   and len(re.findall(r": removed\n", srv.log())) >= 8,
                    scaled(20), what="deliveries logged")
 
     def report(self, *args, stdin=None):
@@ -170,16 +177,17 @@ class ReportTest(PosternTestCase):
         self.assertEqual(names(rej["by_virus"]), {EICAR_NAME: 1})
         self.assertEqual(names(rej["by_stage"]), {"RCPT": 3, "end-of-data": 1})
         self.assertEqual(names(doc["scan"]["scan_actions"]),
-                         {"accept": 4, "tag": 1, "quarantine": 1, "reject": 1})
+                         {"accept": 5, "tag": 1, "quarantine": 1, "reject": 1})
+        self.assertEqual((doc["bounce_notices"], doc["success_notices"]), (1, 1))
         self.assertEqual(names(doc["scan"]["rules_hit"]), {"spam:T_PILLS": 2, "spam:T_CLICK": 1})
         self.assertEqual(names(doc["top"]["senders"]),
                          {"sender@remote.test": 4, "other@else.test": 1,
-                          "carol@example.test": 1})
+                          "carol@example.test": 2})
         self.assertEqual(names(doc["top"]["recipients"]),
-                         {"alice@example.test": 3, "bob@example.test": 2,
-                          "carol@example.test": 1})
+                         {"alice@example.test": 3, "bob@example.test": 3,
+                          "carol@example.test": 2})
         self.assertEqual(names(doc["top"]["sender_domains"]),
-                         {"remote.test": 4, "else.test": 1, "example.test": 1})
+                         {"remote.test": 4, "else.test": 1, "example.test": 2})
         self.assertEqual(names(doc["top"]["rejected_clients"]), {"127.0.0.1": 4})
         scores = {b["bucket"]: b["count"] for b in doc["histograms"]["spam_score"]}
         self.assertEqual((scores["4 - 5"], scores["6 - 7"]), (1, 1))

@@ -191,6 +191,18 @@ static void test_deliveries(void **state)
 	feed(&r, T "postern/qmgr[2]: info: " QID "bounce 661857C7C7FE4004CEF sent to <carol@x>");
 	feed(&r, T "postern/qmgr[2]: info: " QID "bounce dropped: sender is <> (a bounce is never "
 		   "bounced), 1 failed recipient");
+	feed(&r, T "postern/qmgr[2]: info: " QID "sender is <>: double bounce "
+		   "661857C7C7FE4004CE0 sent to <postmaster@example.test>");
+	feed(&r, T "postern/qmgr[2]: warning: " QID "double bounce dropped: it could not be "
+		   "delivered to the postmaster");
+	feed(&r, T "postern/qmgr[2]: info: " QID "success report 661857C7C7FE4004CE1 sent to "
+		   "<carol@x>");
+	feed(&r, T "postern/qmgr[2]: info: " QID "delay warning 661857C7C7FE4004CE2 sent to "
+		   "<carol@x>");
+	feed(&r, T "postern/qmgr[2]: info: " QID "no bounce for 2 failed recipients: NOTIFY did "
+		   "not ask for one");
+	feed(&r, T "postern/qmgr[2]: info: " QID "no delay warning: NOTIFY did not ask for one");
+	feed(&r, T "postern/qmgr[2]: info: " QID "retrying now, as a command asked");
 	feed(&r, T "postern/qmgr[2]: info: " QID "removed");
 	feed(&r, T "postern/qmgr[2]: info: " QID "removed stale incoming file (receiver died)");
 	feed(&r, T "postern/qmgr[2]: info: " QID "released into the queue");
@@ -198,7 +210,10 @@ static void test_deliveries(void **state)
 	assert_int_equal(r.c.deferred, 1);
 	assert_int_equal(r.c.bounced, 1);
 	assert_int_equal(r.c.bounce_notices, 1);
-	assert_int_equal(r.c.bounces_dropped, 1);
+	assert_int_equal(r.c.bounces_dropped, 2);
+	assert_int_equal(r.c.double_bounces, 1);
+	assert_int_equal(r.c.success_notices, 1);
+	assert_int_equal(r.c.delay_warnings, 1);
 	assert_int_equal(r.c.removed, 1);
 	assert_int_equal(r.c.released, 1);
 	assert_int_equal(r.delay_hist[0], 1); /* < 0.1 s */
