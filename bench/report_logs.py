@@ -115,7 +115,7 @@ def main():
               "mime=0.000 antivirus=0.003 spam=0.001 queue=0.000"
               % (qid, "tag" if spam else "accept", score, ",spam:T_PILLS" if spam else ""))
             P("smtp", "%s: accepted from=<%s> size=%d nrcpt=%d protocol=ESMTP delay=0.007 "
-              "flow=0.000 commit=0.003" % (qid, sender, size, len(to)))
+              "flow=0.000 commit=0.003 client=%s" % (qid, sender, size, len(to), client))
             F("cleanup", "%s: message-id=<%d@sender.test>" % (pqid, n))
             F("qmgr", "%s: from=<%s>, size=%d, nrcpt=%d (queue active)"
               % (pqid, sender, size, len(to)))

@@ -268,10 +268,11 @@ static bool ev_to(struct report *r, const struct line_view *v, slice_t rest)
 	return false;
 }
 
-/* "accepted from=<S> size=N nrcpt=N protocol=P ... [disposition=D]" */
+/* "accepted from=<S> size=N nrcpt=N protocol=P ... [disposition=D]
+ * [client=A]" (client= since issue 13) */
 static bool ev_accepted(struct report *r, const struct line_view *v, slice_t rest)
 {
-	slice_t from, size_s, disp;
+	slice_t from, size_s, disp, client;
 	uint64_t size = 0;
 	if (!report_field(rest, "from", &from) || !report_field(rest, "size", &size_s) || !report_parse_u64(size_s, &size))
 		return false;
@@ -283,6 +284,8 @@ static bool ev_accepted(struct report *r, const struct line_view *v, slice_t res
 	while (b < REPORT_SIZE_BUCKETS - 1 && size >= report_size_bounds[b])
 		b++;
 	r->size_hist[b]++;
+	if (report_field(rest, "client", &client))
+		report_count(r, RT_MESSAGE_CLIENTS, client);
 	if (report_field(rest, "disposition", &disp)) {
 		if (disp.len == 10 && memcmp(disp.ptr, "quarantine", 10) == 0)
 			r->c.quarantined++;

@@ -33,6 +33,7 @@ const char *const report_table_names[RT_TABLES] = {
 	[RT_SENDERS] = "senders",
 	[RT_RECIPIENTS] = "recipients",
 	[RT_CLIENTS] = "clients",
+	[RT_MESSAGE_CLIENTS] = "message_clients",
 	[RT_SENDER_DOMAINS] = "sender_domains",
 	[RT_RECIPIENT_DOMAINS] = "recipient_domains",
 	[RT_REJECTED_CLIENTS] = "rejected_clients",

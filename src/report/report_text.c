@@ -65,6 +65,7 @@ const struct report_table_info report_table_infos[] = {
 	{ RT_SENDERS, "Top senders (messages received)", "top" },
 	{ RT_RECIPIENTS, "Top recipients (deliveries)", "top" },
 	{ RT_CLIENTS, "Top client addresses (connections)", "top" },
+	{ RT_MESSAGE_CLIENTS, "Top client addresses (messages received)", "top" },
 	{ RT_SENDER_DOMAINS, "Top sender domains", "top" },
 	{ RT_RECIPIENT_DOMAINS, "Top recipient domains", "top" },
 	{ RT_REJECTED_CLIENTS, "Top rejected client addresses", "top" },

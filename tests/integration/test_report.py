@@ -189,6 +189,8 @@ class ReportTest(PosternTestCase):
         self.assertEqual(names(doc["top"]["sender_domains"]),
                          {"remote.test": 4, "else.test": 1, "example.test": 2})
         self.assertEqual(names(doc["top"]["rejected_clients"]), {"127.0.0.1": 4})
+        # the accepted line names the client (issue 13): messages by client
+        self.assertEqual(names(doc["top"]["message_clients"]), {"127.0.0.1": KNOWN["received"]})
         scores = {b["bucket"]: b["count"] for b in doc["histograms"]["spam_score"]}
         self.assertEqual((scores["4 - 5"], scores["6 - 7"]), (1, 1))
         self.assertEqual(sum(b["count"] for b in doc["histograms"]["size"]), KNOWN["received"])

@@ -83,9 +83,11 @@ static void test_received_and_dispositions(void **state)
 	feed(&r, T "postern/smtp[1]: info: " QID "accepted from=<s@Remote.Test> size=125 "
 		   "nrcpt=1 protocol=ESMTP delay=0.007 flow=0.000 commit=0.003");
 	feed(&r, T "postern/smtp[1]: info: " QID "accepted from=<> size=5000 nrcpt=1 "
-		   "protocol=ESMTPS delay=0.003 flow=0.000 commit=0.002 disposition=quarantine");
+		   "protocol=ESMTPS delay=0.003 flow=0.000 commit=0.002 disposition=quarantine "
+		   "client=192.0.2.1");
 	feed(&r, T "postern/smtp[1]: info: " QID "accepted from=<h@x.test> size=70000 nrcpt=2 "
-		   "protocol=SMTP delay=0.003 flow=0.000 commit=0.002 disposition=hold");
+		   "protocol=SMTP delay=0.003 flow=0.000 commit=0.002 disposition=hold "
+		   "client=2001:db8::1");
 	feed(&r, T "postern/smtp[1]: info: " QID "discarded from=<v@x.test> size=10 nrcpt=1 "
 		   "reason=virus");
 	assert_int_equal(r.c.transactions, 1);
@@ -99,6 +101,8 @@ static void test_received_and_dispositions(void **state)
 	assert_int_equal(r.size_hist[2], 1);  /* 4K - 16K */
 	assert_int_equal(r.size_hist[4], 1);  /* 64K - 256K */
 	assert_int_equal(r.hourly[21][RH_RECEIVED], 3);
+	ASSERT_COUNT(&r, RT_MESSAGE_CLIENTS, "192.0.2.1", 1);
+	ASSERT_COUNT(&r, RT_MESSAGE_CLIENTS, "2001:db8::1", 1);
 	ASSERT_COUNT(&r, RT_SENDERS, "s@Remote.Test", 1);
 	ASSERT_COUNT(&r, RT_SENDERS, "<>", 1);
 	ASSERT_COUNT(&r, RT_SENDER_DOMAINS, "remote.test", 1);
