@@ -11,6 +11,8 @@
  *                                    1 blocked, 2 error)
  *   postern learn [-c FILE] --spam|--ham|--forget|--classify FILE|DIR|-...
  *   postern learn [-c FILE] --stats|--expire     Bayes (learn_cli.h)
+ *   postern report [--json|--html] [--top N] [LOGFILE...|-]   log summary
+ *                                    (src/report/report.h)
  *   postern version | --version | -V
  *   postern help | --help | -h
  */
@@ -35,6 +37,7 @@
 #include "queue/queue_cli.h"
 #include "scan/rules.h"
 #include "lib/xalloc.h"
+#include "report/report.h"
 #include "scan/learn_cli.h"
 #include "scan/scan_cli.h"
 #include "server/preflight.h"
@@ -76,6 +79,8 @@ static void usage(FILE *out)
 		"                  print the Bayes spam probability of each message\n"
 		"  learn --stats|--expire\n"
 		"                  show the Bayes store; expire its old rare tokens now\n"
+		"  report [--json|--html] [--top N] [LOGFILE...|-]\n"
+		"                  summarise postern's log (plain or .gz files, or stdin)\n"
 		"  version         print the version (also --version, -V)\n"
 		"  help            print this text (also --help, -h)\n"
 		"options:\n"
@@ -317,6 +322,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *command = argv[1];
+	/* report reads log files, never the configuration: no -c. */
+	if (strcmp(command, "report") == 0)
+		return report_cli_main(argc - 2, argv + 2);
 	int rest = take_config_option(argc - 2, argv + 2, &config);
 	restrictions_dns_provide();
 	if (strcmp(command, "serve") == 0 && rest == 0)

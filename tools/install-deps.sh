@@ -57,6 +57,11 @@
 #                        unbound-control for its query counts)
 #   iproute2             "ip link set lo up" in the benchmarks' private
 #                        network namespaces (bench/*.sh)
+#   zlib1g-dev           postern report reads gzip-compressed (rotated) logs
+#   chromium             the report test renders the --html page headless
+#                        (tests/integration/test_report.py), never a browser
+#                        anyone uses
+#   pflogsumm            the report benchmark's comparison (bench/report.sh)
 set -eu
 # the library of the spam rules' prefilter (see above)
 case "$(dpkg --print-architecture 2>/dev/null)" in
@@ -68,7 +73,7 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
-      libc-ares-dev unbound iproute2"
+      libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -503,14 +503,16 @@ static void commit_done(void *arg, int rc, char *err)
 				      tx->disposition_reason, tx->disposition_text,
 				      &tx->disposition_hits);
 		uint64_t now = now_us();
+		/* client= last: postern report counts messages by client from it */
 		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f "
-			 "flow=%.3f commit=%.3f%s%s",
+			 "flow=%.3f commit=%.3f%s%s client=%s",
 			 tx->id, tx->sender_text, tx->decoder.size, tx->rcpts.count,
 			 session_protocol(s), (double)(now - tx->start_us) / 1e6,
 			 (double)(tx->commit_start_us - tx->eod_us) / 1e6,
 			 (double)(now - tx->commit_start_us) / 1e6,
 			 tx->disposition != POLICY_DUNNO ? " disposition=" : "",
-			 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "");
+			 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "",
+			 s->peer_addr);
 		reply_set(&out, 250, "2.0.0", "Ok: queued as %s", tx->id);
 		session_message_accepted(s);
 	} else {
