@@ -36,7 +36,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c \
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c src/relay/*.c \
                src/smtp/*.c src/server/*.c src/scan/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
