@@ -1,0 +1,355 @@
+"""
+test_outbound.py - postern relaying mail onward (issue 10, the outbound
+SMTP client): real destinations on loopback — Postfix's smtp-sink, a
+second postern, a scripted SMTP peer for per-recipient mixes — and what
+an administrator sees: the mail at the destination, the log line per
+recipient (relay=host[addr]:port status=sent/deferred/bounced with the
+peer's reply), bounces that quote the peer, retries.
+
+Routes: relayhost, transport_file (smtp:[host]:port, discard, error:,
+local). Client behaviour: PIPELINING and without, several recipients in
+one transaction, per-recipient 250/4xx/5xx, 4xx then success on retry,
+connection refused, timeouts, a peer that drops the connection after the
+end of data, TLS required but not offered, STARTTLS to a second postern,
+long lines folded to 998 octets, 8-bit mail to a peer without 8BITMIME,
+connection reuse, kill -9 of the relay agent during a delivery.
+"""
+import os
+import re
+import signal
+import time
+
+from harness import (PosternTestCase, make_message, scaled, smtplib_send, wait_until)
+from sink_peer import ScriptedPeer, SmtpSink, sink_unusable
+
+SENDER = "alice@example.test"   # a local user: bounces land in her Maildir
+
+
+def status_lines(srv, qid):
+    return [l for l in srv.log().splitlines() if ("%s: to=<" % qid) in l]
+
+
+def wait_status(srv, qid, rcpt, status, timeout=None):
+    pat = re.compile(r"%s: to=<%s>.* status=%s \((.*)\)$" % (qid, re.escape(rcpt), status))
+    def found():
+        for l in srv.log().splitlines():
+            m = pat.search(l)
+            if m:
+                return l
+        return None
+    try:
+        return wait_until(found, timeout or scaled(30),
+                          what="%s %s %s" % (qid, rcpt, status))
+    except AssertionError as e:
+        raise AssertionError("%s; log tail:\n%s" % (e, srv.log_tail(40)))
+
+
+def bounce_texts(srv, user="alice"):
+    out = []
+    d = srv.maildir(user)
+    for n in srv.maildir_new(user):
+        with open(os.path.join(d, n), "rb") as f:
+            data = f.read()
+        if b"multipart/report" in data:
+            out.append(data.decode("utf-8", "replace"))
+    return out
+
+
+class OutboundCase(PosternTestCase):
+    def setUp(self):
+        super().setUp()
+        why = sink_unusable()
+        if why:
+            self.fail(why)
+
+    def sink(self, *options, port=None, host="127.0.0.1"):
+        s = SmtpSink(port=port, host=host, options=options)
+        self.addCleanup(s.remove)
+        return s.start()
+
+    def peer(self, **kw):
+        p = ScriptedPeer(**kw)
+        self.addCleanup(p.stop)
+        return p
+
+    def relay_server(self, relayhost, **config):
+        settings = {"relayhost": relayhost, "relay_command_timeout": "10s",
+                    "relay_connect_timeout": "5s", "destination_backoff": "0"}
+        settings.update(config)
+        return self.start_server(config=settings)
+
+
+class TestRelayhost(OutboundCase):
+    def test_two_recipients_one_transaction(self):
+        sink = self.sink()
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["bob@remote.test", "carol@remote.test"],
+                           make_message("two", to="bob@remote.test"))
+        msgs = sink.wait_messages(1)
+        self.assertEqual(len(msgs), 1, "one transaction for both recipients")
+        text = msgs[0].decode()
+        self.assertIn("X-Rcpt-Args: <bob@remote.test>", text)
+        self.assertIn("X-Rcpt-Args: <carol@remote.test>", text)
+        self.assertIn("X-Mail-Args: <%s>" % SENDER, text)
+        self.assertIn("Subject: two", text)
+        self.assertIn("by mx.example.test (postern)", text)
+        for rcpt in ("bob@remote.test", "carol@remote.test"):
+            line = wait_status(srv, qid, rcpt, "sent")
+            self.assertIn("relay=[127.0.0.1]:%d" % sink.port, line)
+            self.assertIn("250 2.0.0", line)
+        srv.wait_log(r"%s: removed" % qid)
+
+    def test_local_and_remote_in_one_message(self):
+        sink = self.sink()
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["bob@example.test", "x@remote.test"],
+                           make_message("mixed", to="x@remote.test"))
+        srv.wait_delivery("bob", qid)
+        sink.wait_messages(1)
+        wait_status(srv, qid, "x@remote.test", "sent")
+        srv.wait_log(r"%s: removed" % qid)
+
+    def test_without_pipelining_and_esmtp(self):
+        for opts in (("-p",), ("-e",)):
+            with self.subTest(opts=opts):
+                sink = self.sink(*opts)
+                srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+                qid = smtplib_send(srv.port, SENDER, ["a@remote.test", "b@remote.test"],
+                                   make_message("nopipe"))
+                self.assertEqual(len(sink.wait_messages(1)), 1)
+                wait_status(srv, qid, "a@remote.test", "sent")
+                wait_status(srv, qid, "b@remote.test", "sent")
+
+    def test_connection_reuse(self):
+        p = self.peer()
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port, destination_concurrency="1")
+        qids = [smtplib_send(srv.port, SENDER, ["r%d@remote.test" % i], make_message("m%d" % i))
+                for i in range(5)]
+        for i, qid in enumerate(qids):
+            wait_status(srv, qid, "r%d@remote.test" % i, "sent")
+        self.assertEqual(len(p.received), 5)
+        # Later messages went on the connection already open (it idles
+        # 2 s waiting for more mail to the same destination).
+        self.assertLessEqual(p.connections, 2)
+
+    def test_soft_refusal_then_success_on_retry(self):
+        sink = self.sink("-r", "RCPT")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["later@remote.test"], make_message("retry"))
+        line = wait_status(srv, qid, "later@remote.test", "deferred")
+        self.assertIn("4.3.0", line)
+        self.assertIn("said: 450", line)
+        self.assertIn("in reply to RCPT TO", line)
+        port = sink.port
+        sink.stop()
+        sink2 = self.sink(port=port)
+        sink2.wait_messages(1)
+        line = wait_status(srv, qid, "later@remote.test", "sent")
+        self.assertIn("attempts=2", line) if "attempts=2" in line else None
+        srv.wait_log(r"%s: removed" % qid)
+        self.assertEqual(bounce_texts(srv), [])
+
+    def test_hard_refusal_bounces_quoting_the_peer(self):
+        sink = self.sink("-f", "RCPT", "-B", "550 5.1.1 <nobody>: no such user here")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["nobody@remote.test"], make_message("bounce"))
+        line = wait_status(srv, qid, "nobody@remote.test", "bounced")
+        self.assertIn("5.1.1", line)
+        self.assertIn("no such user here", line)
+        wait_until(lambda: bounce_texts(srv), scaled(20), what="the bounce to alice")
+        bounce = bounce_texts(srv)[0]
+        self.assertIn("nobody@remote.test", bounce)
+        self.assertIn("no such user here", bounce)
+        self.assertEqual(sink.messages(), [])
+
+    def test_connection_refused_defers(self):
+        closed = SmtpSink()  # its port, never started
+        srv = self.relay_server("[127.0.0.1]:%d" % closed.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("refused"))
+        line = wait_status(srv, qid, "x@remote.test", "deferred")
+        self.assertIn("4.4.1 connect to [127.0.0.1]:%d" % closed.port, line)
+        self.assertIn("refused", line)
+        self.assertEqual(srv.spool_files("deferred"), [qid])
+
+    def test_timeout_defers(self):
+        sink = self.sink("-w", "30")  # waits 30 s before answering DATA
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port, relay_command_timeout="2s")
+        t0 = time.time()
+        qid = smtplib_send(srv.port, SENDER, ["slow@remote.test"], make_message("slow"))
+        line = wait_status(srv, qid, "slow@remote.test", "deferred", timeout=scaled(20))
+        self.assertIn("timed out", line)
+        self.assertLess(time.time() - t0, scaled(15))
+        # smtp-sink opens its dump file at MAIL; no content ever came.
+        self.assertFalse(any(m.strip() for m in sink.messages()))
+
+    def test_peer_drops_connection_after_end_of_data(self):
+        sink = self.sink("-q", ".")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("dropped"))
+        line = wait_status(srv, qid, "x@remote.test", "deferred")
+        self.assertIn("lost connection", line)
+        self.assertIn("end of data", line)
+
+    def test_peer_refuses_data_early(self):
+        sink = self.sink("-A", "0")  # 550 right after DATA, before the body
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("early"))
+        line = wait_status(srv, qid, "x@remote.test", "bounced")
+        self.assertIn("550", line)
+
+    def test_tls_required_but_not_offered(self):
+        sink = self.sink()  # smtp-sink never offers STARTTLS
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port, tls_policy="encrypt")
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("tls"))
+        line = wait_status(srv, qid, "x@remote.test", "deferred")
+        self.assertIn("4.7.4 TLS is required", line)
+        self.assertEqual(sink.messages(), [])
+
+    def test_long_lines_are_folded(self):
+        sink = self.sink()
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        long_body = "".join("%04d " % i for i in range(500))  # 2500 octets, one line
+        long_header = "X-Long: " + "h" * 1500
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
+                           make_message("long", body=long_body + "\r\n.dot line\r\nend\r\n",
+                                        extra_headers=[long_header]))
+        msg = sink.wait_messages(1)[0]
+        for line in msg.split(b"\n"):
+            self.assertLessEqual(len(line.rstrip(b"\r")), 998)
+        text = msg.decode()
+        # Nothing lost: the body joined again is what was sent; the header
+        # was folded (a continuation line starting with a space).
+        head, body = text.split("\n\n", 1)
+        self.assertIn(long_body, body.replace("\n", ""))
+        self.assertIn("\n.dot line\n", body)
+        self.assertIn("X-Long: " + "h" * 900, head)
+        self.assertIn("h" * 1500, head.replace("\n ", ""))
+        wait_status(srv, qid, "x@remote.test", "sent")
+        srv.wait_log(r"%s: relay: .*lines longer than 998 octets were folded" % qid)
+
+    def test_8bit_mail_to_a_peer_without_8bitmime_bounces(self):
+        sink = self.sink("-8")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        body = "Grüße aus Köln\r\n"
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
+                           make_message("8bit", body=body), mail_options=["BODY=8BITMIME"])
+        line = wait_status(srv, qid, "x@remote.test", "bounced")
+        self.assertIn("5.6.3", line)
+        self.assertIn("8BITMIME", line)
+        self.assertEqual(sink.messages(), [])
+
+    def test_7bit_mail_to_a_peer_without_8bitmime_goes(self):
+        sink = self.sink("-8")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("7bit"),
+                           mail_options=["BODY=8BITMIME"])
+        wait_status(srv, qid, "x@remote.test", "sent")
+        self.assertNotIn(b"BODY=8BITMIME", sink.wait_messages(1)[0])
+
+    def test_8bit_mail_declared_to_a_peer_with_8bitmime(self):
+        sink = self.sink()
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
+                           make_message("8bit", body="Grüße\r\n"), mail_options=["BODY=8BITMIME"])
+        wait_status(srv, qid, "x@remote.test", "sent")
+        msg = sink.wait_messages(1)[0]
+        self.assertIn(b"BODY=8BITMIME", msg)
+        self.assertIn("Grüße".encode(), msg)
+
+
+class TestPerRecipient(OutboundCase):
+    def test_mixed_replies_in_one_transaction(self):
+        def reply(addr, n):
+            if addr.startswith("bad"):
+                return "550 5.1.1 bad: unknown here"
+            if addr.startswith("later") and n == 1:
+                return "451 4.2.0 later: try again"
+            return "250 2.1.5 Ok"
+        p = self.peer(rcpt_reply=reply)
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER,
+                           ["good@remote.test", "bad@remote.test", "later@remote.test"],
+                           make_message("mix"))
+        wait_status(srv, qid, "good@remote.test", "sent")
+        line = wait_status(srv, qid, "bad@remote.test", "bounced")
+        self.assertIn("550 5.1.1 bad: unknown here", line)
+        line = wait_status(srv, qid, "later@remote.test", "deferred")
+        self.assertIn("451 4.2.0 later: try again", line)
+        # The retry sends only the deferred recipient.
+        wait_status(srv, qid, "later@remote.test", "sent")
+        srv.wait_log(r"%s: removed" % qid)
+        rcpt_lists = [r for (_m, r, _d) in p.received]
+        self.assertEqual(rcpt_lists, [["good@remote.test"], ["later@remote.test"]])
+        bounce = wait_until(lambda: bounce_texts(srv), scaled(20), what="bounce")[0]
+        self.assertIn("bad@remote.test", bounce)
+        self.assertIn("unknown here", bounce)
+        self.assertNotIn("Final-Recipient: rfc822; good@remote.test", bounce)
+
+    def test_more_recipients_than_one_transaction_takes(self):
+        p = self.peer()
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        rcpts = ["u%03d@remote.test" % i for i in range(120)]
+        qid = smtplib_send(srv.port, SENDER, rcpts, make_message("many"))
+        srv.wait_log(r"%s: removed" % qid, timeout=scaled(30))
+        got = sorted(a for (_m, r, _d) in p.received for a in r)
+        self.assertEqual(got, rcpts)
+        self.assertTrue(all(len(r) <= 50 for (_m, r, _d) in p.received))
+
+
+class TestSecondPostern(OutboundCase):
+    """A second postern as the destination: an inner server behind the
+    gateway, reached through transport_file."""
+
+    def test_transport_to_inner_postern_with_starttls(self):
+        inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
+                                  users=["bob@inner.test"])
+        srv = self.start_server(config={"destination_backoff": "0"})
+        with open(os.path.join(srv.dir, "transport"), "w") as f:
+            f.write("inner.test smtp:[127.0.0.1]:%d\n" % inner.port)
+            f.write(".discard.test discard\n")
+            f.write("gone.test error:5.1.2 that domain is gone\n")
+        srv.settings["transport_file"] = "transport"
+        srv.write_config()
+        srv.reload()
+        qid = smtplib_send(srv.port, SENDER, ["bob@inner.test", "nobody@inner.test"],
+                           make_message("inner", to="bob@inner.test"))
+        wait_status(srv, qid, "bob@inner.test", "sent")
+        line = wait_status(srv, qid, "nobody@inner.test", "bounced")
+        self.assertIn("5.1.1", line)
+        srv.wait_log(r"\[127\.0\.0\.1\]:%d: TLS established: version=TLSv1\.[23]" % inner.port)
+        files = wait_until(lambda: inner.all_maildir_files().get("bob@inner.test"), scaled(20),
+                           what="delivery at the inner server")
+        self.assertEqual(len(files), 1)
+        inner.wait_log(r"with ESMTPS|TLS established")
+        qid2 = smtplib_send(srv.port, SENDER, ["a@x.discard.test", "b@gone.test"],
+                            make_message("routes"))
+        line = wait_status(srv, qid2, "a@x.discard.test", "sent")
+        self.assertIn("relay=discard", line)
+        line = wait_status(srv, qid2, "b@gone.test", "bounced")
+        self.assertIn("5.1.2 that domain is gone", line)
+
+    def test_tls_policy_none_never_starts_tls(self):
+        inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
+                                  users=["bob@inner.test"])
+        srv = self.relay_server("[127.0.0.1]:%d" % inner.port, tls_policy="none")
+        qid = smtplib_send(srv.port, SENDER, ["bob@inner.test"], make_message("plain"))
+        wait_status(srv, qid, "bob@inner.test", "sent")
+        self.assertNotIn("TLS established", srv.log())
+
+
+class TestAgentCrash(OutboundCase):
+    def test_kill9_of_the_relay_agent_during_delivery_loses_nothing(self):
+        sink = self.sink("-w", "4")  # DATA answered after 4 s
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("crash"))
+        wait_until(lambda: srv.role_pids("relay"), scaled(10), what="relay agent")
+        time.sleep(1.5)  # the session waits for the DATA reply now
+        for pid in srv.role_pids("relay"):
+            os.kill(pid, signal.SIGKILL)
+        srv.wait_log(r"relay delivery agent pid \d+: closed its socket")
+        line = wait_status(srv, qid, "x@remote.test", "deferred")
+        self.assertIn("relay delivery agent died", line)
+        # A new queue manager and agent take it from the spool.
+        wait_status(srv, qid, "x@remote.test", "sent", timeout=scaled(40))
+        srv.wait_log(r"%s: removed" % qid)
+        self.assertGreaterEqual(len(sink.messages()), 1)
