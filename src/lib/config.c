@@ -255,6 +255,7 @@ static const struct key_def keys[] = {
 	{ "relay_command_timeout", K_DURATION, OFF(relay_command_timeout), "5m", 1, 3600, false,
 	  NULL },
 	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
+	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
 };
 
 struct parse_ctx {

@@ -229,6 +229,7 @@ struct config {
 	uint64_t relay_connect_timeout;
 	uint64_t relay_command_timeout;
 	uint64_t relay_data_timeout;
+	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
 
 	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };

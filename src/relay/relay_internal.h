@@ -31,7 +31,6 @@
 #define RELAY_ADDRS_MAX 10   /* addresses tried per delivery (all MX hosts) */
 #define RELAY_MX_HOSTS_MAX 10
 #define RELAY_DEST_FAILS 2   /* failed sessions in a row that back a destination off */
-#define RELAY_IDLE_SECS 2    /* an idle connection waits this long for more mail */
 
 struct relay_agent;
 struct relay_dest;

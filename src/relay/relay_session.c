@@ -5,7 +5,7 @@
  * then one transaction per job (MAIL, RCPT per recipient, DATA, the
  * content), pipelined when the peer offers PIPELINING, and more jobs of
  * the same destination on the same connection; QUIT once it has idled
- * RELAY_IDLE_SECS.
+ * relay_idle_timeout (0: after each job).
  *
  * Per recipient the peer's own reply decides: 2xx to RCPT and to the
  * end of data is sent, 4xx a temporary and 5xx a permanent failure, with
@@ -104,6 +104,7 @@ struct relay_session {
 	struct relay_body body;
 	buf_t tmp, out;
 	struct relay_session *next_idle;
+	unsigned messages;     /* jobs answered on this session */
 	unsigned busy;         /* inside on_read: free later */
 	bool dead;             /* freed while busy */
 };
@@ -207,6 +208,7 @@ static void finish_job(struct relay_session *s)
 	if (j == NULL)
 		return;
 	s->job = NULL;
+	s->messages++;
 	snprintf(j->peer, sizeof(j->peer), "%s", s->peer);
 	relay_job_done(j);
 }
@@ -238,6 +240,9 @@ static void session_free(struct relay_session *s, bool counts_as_failure)
 	char error[RELAY_REASON_MAX + 1];
 
 	snprintf(error, sizeof(error), "%s", s->error);
+	if (s->peer[0] != '\0' && ready)
+		log_info("relay: %s: closed after %u message%s%s", s->peer, s->messages,
+			 s->messages == 1 ? "" : "s", s->tls_on ? " (TLS)" : "");
 	if (s->phase == P_IDLE)
 		remove_idle(s);
 	finish_job(s);
@@ -751,10 +756,16 @@ static void job_over(struct relay_session *s, bool need_rset)
 		return;
 	}
 	/* Idle: the destination may have more mail in a moment. */
+	if (s->agent->cfg->relay_idle_timeout == 0) {
+		s->phase = P_QUIT;
+		send_line(s, "QUIT");
+		arm(s, QUIT_WAIT_SECS);
+		return;
+	}
 	s->phase = P_IDLE;
 	s->next_idle = s->dest->idle;
 	s->dest->idle = s;
-	arm(s, RELAY_IDLE_SECS);
+	arm(s, s->agent->cfg->relay_idle_timeout);
 }
 
 bool relay_session_reuse(struct relay_dest *d, struct relay_job *j)

@@ -353,3 +353,127 @@ class TestAgentCrash(OutboundCase):
         wait_status(srv, qid, "x@remote.test", "sent", timeout=scaled(40))
         srv.wait_log(r"%s: removed" % qid)
         self.assertGreaterEqual(len(sink.messages()), 1)
+
+
+class TestMxRouting(OutboundCase):
+    """MX lookups served by a private unbound: equal and unequal
+    preferences, implicit MX, null MX, no such domain, an MX that is this
+    host, a temporary DNS failure. The MX hosts are 127.0.0.2 and
+    127.0.0.3, each with an smtp-sink on the same port (relay_port)."""
+
+    @classmethod
+    def setUpClass(cls):
+        from unbound_peer import UnboundPeer
+        u = UnboundPeer(negative_ttl=1)
+        u.zone("mxtest")
+        u.record("a.mxtest 300 IN A 127.0.0.2")
+        u.record("b.mxtest 300 IN A 127.0.0.3")
+        u.record("equal.mxtest 300 IN MX 10 a.mxtest.")
+        u.record("equal.mxtest 300 IN MX 10 b.mxtest.")
+        u.record("unequal.mxtest 300 IN MX 20 b.mxtest.")
+        u.record("unequal.mxtest 300 IN MX 10 a.mxtest.")
+        u.record("implicit.mxtest 300 IN A 127.0.0.2")
+        u.record("nullmx.mxtest 300 IN MX 0 .")
+        u.record("loop.mxtest 300 IN MX 10 mx.example.test.")
+        u.record("backup.mxtest 300 IN MX 10 b.mxtest.")
+        u.record("backup.mxtest 300 IN MX 20 mx.example.test.")
+        u.refuse("broken.test")
+        u.start()
+        cls.unbound = u
+        cls.addClassCleanup(u.stop)
+
+    def mx_server(self, port, **config):
+        settings = {"dns_servers": self.unbound.server, "relay_port": str(port),
+                    "relay_command_timeout": "10s", "relay_connect_timeout": "3s",
+                    "destination_backoff": "0"}
+        settings.update(config)
+        return self.start_server(config=settings)
+
+    def test_unequal_preferences_best_first_then_backup(self):
+        from harness import free_port
+        port = free_port()
+        sink_b = self.sink(port=port, host="127.0.0.3")
+        srv = self.mx_server(port)
+        # a.mxtest (preference 10) is down: the mail goes to b.mxtest.
+        qid = smtplib_send(srv.port, SENDER, ["x@unequal.mxtest"], make_message("backup"))
+        line = wait_status(srv, qid, "x@unequal.mxtest", "sent")
+        self.assertIn("relay=b.mxtest[127.0.0.3]:%d" % port, line)
+        self.assertEqual(len(sink_b.wait_messages(1)), 1)
+        # With a.mxtest up every message goes there (once the connection
+        # to b.mxtest, kept open for more mail, has been closed).
+        sink_a = self.sink(port=port, host="127.0.0.2")
+        srv.wait_log(r"relay: b\.mxtest\[127\.0\.0\.3\]:%d: closed after" % port)
+        qids = [smtplib_send(srv.port, SENDER, ["y%d@unequal.mxtest" % i], make_message("best"))
+                for i in range(4)]
+        for i, q in enumerate(qids):
+            line = wait_status(srv, q, "y%d@unequal.mxtest" % i, "sent")
+            self.assertIn("relay=a.mxtest[127.0.0.2]:%d" % port, line)
+        self.assertEqual(len(sink_a.wait_messages(4)), 4)
+        self.assertEqual(len(sink_b.messages()), 1)
+
+    def test_equal_preferences_are_shared(self):
+        from harness import free_port
+        port = free_port()
+        sink_a = self.sink(port=port, host="127.0.0.2")
+        sink_b = self.sink(port=port, host="127.0.0.3")
+        # One session per message (no connection kept open), so that each
+        # picks its MX anew.
+        srv = self.mx_server(port, relay_idle_timeout="0")
+        n = 24
+        for i in range(n):
+            smtplib_send(srv.port, SENDER, ["z%d@equal.mxtest" % i], make_message("eq%d" % i))
+        wait_until(lambda: len(re.findall(r"to=<z\d+@equal\.mxtest> relay=.*status=sent",
+                                          srv.log())) == n, scaled(40), what="all sent")
+        hosts = re.findall(r"to=<z\d+@equal\.mxtest> relay=(\w)\.mxtest", srv.log())
+        self.assertEqual(len(hosts), n)
+        # Random order among equals: both get mail (all 24 to one host by
+        # chance: 1 in 2^23).
+        self.assertTrue(0 < hosts.count("a") < n, "a=%d b=%d" % (hosts.count("a"),
+                                                                hosts.count("b")))
+        self.assertEqual(len(sink_a.wait_messages(hosts.count("a"))) +
+                         len(sink_b.wait_messages(hosts.count("b"))), n)
+
+    def test_implicit_mx(self):
+        from harness import free_port
+        port = free_port()
+        sink = self.sink(port=port, host="127.0.0.2")
+        srv = self.mx_server(port)
+        qid = smtplib_send(srv.port, SENDER, ["x@implicit.mxtest"], make_message("implicit"))
+        line = wait_status(srv, qid, "x@implicit.mxtest", "sent")
+        self.assertIn("relay=implicit.mxtest[127.0.0.2]", line)
+        sink.wait_messages(1)
+
+    def test_null_mx_and_no_such_domain_bounce_at_once(self):
+        srv = self.mx_server(25)
+        qid = smtplib_send(srv.port, SENDER, ["x@nullmx.mxtest", "y@nosuch.mxtest"],
+                           make_message("nullmx"))
+        line = wait_status(srv, qid, "x@nullmx.mxtest", "bounced")
+        self.assertIn("5.1.10", line)
+        self.assertIn("attempts=1", line)
+        line = wait_status(srv, qid, "y@nosuch.mxtest", "bounced")
+        self.assertIn("5.1.2", line)
+        bounce = wait_until(lambda: bounce_texts(srv), scaled(20), what="bounce")[0]
+        self.assertIn("null MX", bounce)
+
+    def test_mx_pointing_at_this_host_is_a_loop(self):
+        srv = self.mx_server(25)
+        qid = smtplib_send(srv.port, SENDER, ["x@loop.mxtest"], make_message("loop"))
+        line = wait_status(srv, qid, "x@loop.mxtest", "bounced")
+        self.assertIn("5.4.6", line)
+        self.assertIn("loops back to myself", line)
+
+    def test_this_host_as_backup_mx_delivers_to_the_better_one(self):
+        from harness import free_port
+        port = free_port()
+        sink = self.sink(port=port, host="127.0.0.3")
+        srv = self.mx_server(port)
+        qid = smtplib_send(srv.port, SENDER, ["x@backup.mxtest"], make_message("backup"))
+        line = wait_status(srv, qid, "x@backup.mxtest", "sent")
+        self.assertIn("relay=b.mxtest[127.0.0.3]", line)
+        sink.wait_messages(1)
+
+    def test_temporary_dns_failure_defers(self):
+        srv = self.mx_server(25)
+        qid = smtplib_send(srv.port, SENDER, ["x@broken.test"], make_message("dnsfail"))
+        line = wait_status(srv, qid, "x@broken.test", "deferred")
+        self.assertIn("4.4.3", line)
