@@ -477,3 +477,37 @@ class TestMxRouting(OutboundCase):
         qid = smtplib_send(srv.port, SENDER, ["x@broken.test"], make_message("dnsfail"))
         line = wait_status(srv, qid, "x@broken.test", "deferred")
         self.assertIn("4.4.3", line)
+
+
+class TestStockPostfix(OutboundCase):
+    """A stock Postfix as the next hop (relayhost), relaying on to
+    smtp-sink: what it logs about postern's client must be clean."""
+
+    def test_relay_through_postfix(self):
+        from postfix_peer import PostfixPeer, postfix_unusable
+        why = postfix_unusable()
+        if why:
+            self.fail(why)
+        sink = self.sink()
+        pf = PostfixPeer(relay_port=sink.port, name="nexthop")
+        self.addCleanup(pf.destroy)
+        pf.start()
+        srv = self.relay_server("[127.0.0.1]:%d" % pf.smtpd_port)
+        body = "".join("%04d " % i for i in range(400)) + "\r\nGrüße\r\n"
+        qids = [smtplib_send(srv.port, SENDER, ["r%d@remote.test" % i, "s%d@remote.test" % i],
+                             make_message("pf%d" % i, body=body),
+                             mail_options=["BODY=8BITMIME"]) for i in range(3)]
+        for i, qid in enumerate(qids):
+            for r in ("r%d@remote.test" % i, "s%d@remote.test" % i):
+                line = wait_status(srv, qid, r, "sent")
+                self.assertIn("relay=[127.0.0.1]:%d" % pf.smtpd_port, line)
+                self.assertIn("queued as", line)
+        msgs = sink.wait_messages(3, timeout=scaled(60))
+        for m in msgs:
+            self.assertIn("Grüße".encode(), m)
+            for line in m.split(b"\n"):
+                self.assertLessEqual(len(line), 1000)
+        # Postfix's smtpd saw a well-behaved client.
+        log = pf.log()
+        self.assertNotIn("improper command pipelining", log)
+        self.assertNotIn("lost connection", log)
