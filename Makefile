@@ -6,7 +6,8 @@
 #   make check      dependencies, build, unit + integration + sanitizer + fuzz tests
 #   make bench      throughput/latency side by side with smtp-sink and Postfix,
 #                   with and without scanning; postern scan against ClamAV;
-#                   spam scoring against spamd and rspamd; idle sessions' memory
+#                   spam scoring against spamd and rspamd; idle sessions' memory;
+#                   relay throughput against Postfix (bench/relay.sh)
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -163,7 +164,8 @@ check-fuzz: $(FUZZ_BINS)
 
 # The three parts run even when one fails; any failing fails the target.
 bench: deps all
-	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; exit $$rc
+	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
+	  bench/relay.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on
