@@ -303,7 +303,7 @@ class TestSecondPostern(OutboundCase):
     def test_transport_to_inner_postern_with_starttls(self):
         inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
                                   users=["bob@inner.test"])
-        srv = self.start_server(config={"destination_backoff": "0"})
+        srv = self.start_server(config={"destination_backoff": "0", "relayhost": None})
         with open(os.path.join(srv.dir, "transport"), "w") as f:
             f.write("inner.test smtp:[127.0.0.1]:%d\n" % inner.port)
             f.write(".discard.test discard\n")
@@ -384,6 +384,7 @@ class TestMxRouting(OutboundCase):
 
     def mx_server(self, port, **config):
         settings = {"dns_servers": self.unbound.server, "relay_port": str(port),
+                    "relayhost": None,  # the domains' own MX records
                     "relay_command_timeout": "10s", "relay_connect_timeout": "3s",
                     "destination_backoff": "0"}
         settings.update(config)
