@@ -419,6 +419,16 @@ static void read_results(struct qmgr_relay *rl)
 	}
 }
 
+/* Stop waiting for the agent: what is in flight is deferred. */
+static void give_up(struct qmgr_relay *rl)
+{
+	pthread_mutex_lock(&rl->lock);
+	rl->lost = true;
+	pthread_cond_broadcast(&rl->room);
+	pthread_mutex_unlock(&rl->lock);
+	fail_inflight(rl);
+}
+
 static void *relay_thread(void *arg)
 {
 	struct qmgr_relay *rl = arg;
@@ -458,13 +468,8 @@ static void *relay_thread(void *arg)
 			if (stop_deadline == 0)
 				stop_deadline = now + RELAY_STOP_WAIT_MS;
 			if (now >= stop_deadline) {
-				log_info("relay: %s still in flight at stop: deferred",
-					 rl->inflight != NULL ? "deliveries" : "nothing");
-				agent_lost_quietly:
-				pthread_mutex_lock(&rl->lock);
-				rl->lost = true;
-				pthread_mutex_unlock(&rl->lock);
-				fail_inflight(rl);
+				log_info("relay: deliveries still in flight at stop: deferred");
+				give_up(rl);
 				continue;
 			}
 			timeout = (int)(stop_deadline - now);
@@ -472,8 +477,9 @@ static void *relay_thread(void *arg)
 		struct pollfd pfd[2] = { { lost ? -1 : rl->fd, POLLIN, 0 }, { rl->wake_fd, POLLIN, 0 } };
 		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR) {
-			log_error("qmgr relay: poll: %s", strerror(errno));
-			goto agent_lost_quietly;
+			agent_lost(rl, "poll failed", strerror(errno));
+			fail_inflight(rl);
+			continue;
 		}
 		if (n > 0 && pfd[1].revents != 0)
 			qmgr_eventfd_drain(rl->wake_fd);

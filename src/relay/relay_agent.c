@@ -221,8 +221,15 @@ static void dispatch(struct relay_agent *a)
 				started = true;
 				continue;
 			}
-			if (a->sessions >= total)
+			if (a->sessions >= total) {
+				/* Every slot is taken: an idle connection of
+				 * another destination makes room. */
+				struct relay_dest *o;
+				TAILQ_FOREACH(o, &a->dests, link)
+					if (o != d && relay_session_close_idle(o))
+						break;
 				continue;
+			}
 			if (d->sessions >= per)
 				continue;
 			struct relay_job *j = relay_dest_next_job(d);

@@ -113,6 +113,9 @@ void relay_session_ended(struct relay_agent *a, struct relay_dest *d, bool conne
 /* relay_session.c: start a session for d with its first job (taken from
  * the destination's queue). */
 void relay_session_start(struct relay_agent *a, struct relay_dest *d, struct relay_job *j);
+/* Close one idle session of d (QUIT): its slot frees once it is gone;
+ * false if none idles. */
+bool relay_session_close_idle(struct relay_dest *d);
 /* Give an idle session of d (d->idle) its next job; false if none idles. */
 bool relay_session_reuse(struct relay_dest *d, struct relay_job *j);
 

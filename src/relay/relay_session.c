@@ -768,6 +768,19 @@ static void job_over(struct relay_session *s, bool need_rset)
 	arm(s, s->agent->cfg->relay_idle_timeout);
 }
 
+bool relay_session_close_idle(struct relay_dest *d)
+{
+	struct relay_session *s = d->idle;
+
+	if (s == NULL)
+		return false;
+	remove_idle(s);
+	s->phase = P_QUIT;
+	send_line(s, "QUIT");
+	arm(s, QUIT_WAIT_SECS);
+	return true;
+}
+
 bool relay_session_reuse(struct relay_dest *d, struct relay_job *j)
 {
 	struct relay_session *s = d->idle;

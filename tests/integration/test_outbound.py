@@ -355,11 +355,8 @@ class TestAgentCrash(OutboundCase):
         self.assertGreaterEqual(len(sink.messages()), 1)
 
 
-class TestMxRouting(OutboundCase):
-    """MX lookups served by a private unbound: equal and unequal
-    preferences, implicit MX, null MX, no such domain, an MX that is this
-    host, a temporary DNS failure. The MX hosts are 127.0.0.2 and
-    127.0.0.3, each with an smtp-sink on the same port (relay_port)."""
+class UnboundCase(OutboundCase):
+    """A private unbound serving the test zones (mxtest, example.test)."""
 
     @classmethod
     def setUpClass(cls):
@@ -378,6 +375,8 @@ class TestMxRouting(OutboundCase):
         u.record("backup.mxtest 300 IN MX 10 b.mxtest.")
         u.record("backup.mxtest 300 IN MX 20 mx.example.test.")
         u.refuse("broken.test")
+        u.zone("example.test")
+        u.record("mx.example.test 300 IN A 127.0.0.1")
         u.start()
         cls.unbound = u
         cls.addClassCleanup(u.stop)
@@ -389,6 +388,13 @@ class TestMxRouting(OutboundCase):
                     "destination_backoff": "0"}
         settings.update(config)
         return self.start_server(config=settings)
+
+
+class TestMxRouting(UnboundCase):
+    """MX lookups served by a private unbound: equal and unequal
+    preferences, implicit MX, null MX, no such domain, an MX that is this
+    host, a temporary DNS failure. The MX hosts are 127.0.0.2 and
+    127.0.0.3, each with an smtp-sink on the same port (relay_port)."""
 
     def test_unequal_preferences_best_first_then_backup(self):
         from harness import free_port
@@ -512,3 +518,42 @@ class TestStockPostfix(OutboundCase):
         log = pf.log()
         self.assertNotIn("improper command pipelining", log)
         self.assertNotIn("lost connection", log)
+
+
+class TestTlsVerify(UnboundCase):
+    """tls_policy = verify: the inner postern's certificate (self-signed,
+    CN=mx.example.test) as tls_ca_file; reached by that name it verifies,
+    reached by its address it does not, and the mail waits."""
+
+    def _inner_and_gateway(self, nexthop_fmt):
+        from harness import tls_files
+        cert, _key = tls_files()
+        inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
+                                  users=["bob@inner.test"])
+        srv = self.mx_server(25, tls_policy="verify", tls_ca_file=cert,
+                             relayhost=nexthop_fmt % inner.port)
+        return inner, srv
+
+    def test_verified_by_name(self):
+        inner, srv = self._inner_and_gateway("[mx.example.test]:%d")
+        qid = smtplib_send(srv.port, SENDER, ["bob@inner.test"], make_message("verify"))
+        line = wait_status(srv, qid, "bob@inner.test", "sent")
+        self.assertIn("relay=mx.example.test[127.0.0.1]:%d" % inner.port, line)
+        srv.wait_log(r"mx\.example\.test\[127\.0\.0\.1\]:%d: TLS established: "
+                     r"version=TLSv1\.[23] cipher=\S+ verify=ok" % inner.port)
+
+    def test_not_verified_by_address_defers(self):
+        inner, srv = self._inner_and_gateway("[127.0.0.1]:%d")
+        qid = smtplib_send(srv.port, SENDER, ["bob@inner.test"], make_message("noverify"))
+        line = wait_status(srv, qid, "bob@inner.test", "deferred")
+        self.assertIn("4.7.5", line)
+        self.assertRegex(line, "certificate verify failed|does not verify")
+        self.assertEqual(inner.all_maildir_files(), {})
+
+    def test_opportunistic_logs_the_failed_verification_and_delivers(self):
+        inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
+                                  users=["bob@inner.test"])
+        srv = self.mx_server(25, relayhost="[127.0.0.1]:%d" % inner.port)
+        qid = smtplib_send(srv.port, SENDER, ["bob@inner.test"], make_message("may"))
+        wait_status(srv, qid, "bob@inner.test", "sent")
+        srv.wait_log(r"TLS established: version=TLSv1\.[23] cipher=\S+ verify=failed \S")
