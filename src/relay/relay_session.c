@@ -18,8 +18,9 @@
  * Before MAIL: a message larger than the peer's SIZE fails permanently
  * (5.3.4); one that needs SMTPUTF8 (a non-ASCII address) to a peer
  * without it fails permanently (5.6.7, RFC 6531 section 3.4); an 8-bit
- * message to a peer without 8BITMIME fails permanently (5.6.3, RFC 6152
- * section 3: conversion to quoted-printable is not done yet).
+ * message to a peer without 8BITMIME goes with its body quoted-printable
+ * when it is a single part with a 7-bit header section, and fails
+ * permanently otherwise (5.6.3, RFC 6152 section 3; relay_qp.h).
  *
  * RFCs: RFC 5321, RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152
  * (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3207 (STARTTLS), RFC 3463.
@@ -41,6 +42,7 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "relay_internal.h"
+#include "relay_qp.h"
 
 #define BODY_CHUNK 65536
 #define BODY_LOW_WATER 65536
@@ -103,6 +105,12 @@ struct relay_session {
 	bool hf_live;
 	struct relay_body body;
 	buf_t tmp, out;
+	/* 8-bit content to a peer without 8BITMIME: the body goes
+	 * quoted-printable, with these header changes (relay_qp.h). */
+	bool qp;
+	struct relay_qp qpst;
+	struct qf_header_edit *qp_edits;
+	size_t qp_count;
 	struct relay_session *next_idle;
 	unsigned messages;     /* jobs answered on this session */
 	unsigned busy;         /* inside on_read: free later */
@@ -201,12 +209,25 @@ static void close_connection(struct relay_session *s)
 	evtimer_del(s->timer);
 }
 
+static void forget_qp(struct relay_session *s)
+{
+	if (s->qp_edits != NULL && s->job != NULL)
+		relay_qp_edits_free(s->qp_edits, s->qp_count, s->job->msg.edit_count);
+	s->qp_edits = NULL;
+	s->qp_count = 0;
+	s->qp = false;
+}
+
 static void finish_job(struct relay_session *s)
 {
 	struct relay_job *j = s->job;
 
 	if (j == NULL)
 		return;
+	if (s->hf_live)
+		mhdr_filter_free(&s->hf); /* it points into the job's edits */
+	s->hf_live = false;
+	forget_qp(s);
 	s->job = NULL;
 	s->messages++;
 	snprintf(j->peer, sizeof(j->peer), "%s", s->peer);
@@ -724,14 +745,26 @@ static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r,
 			relay_job_set_rest(j, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file");
 			return false;
 		}
-		if (eight > 0) {
-			snprintf(reason, sizeof(reason), "5.6.3 the message has 8-bit content and "
-				 "%s does not offer 8BITMIME (RFC 6152); it cannot be converted",
-				 s->peer);
+		*eight_r = false;
+		if (eight == 0)
+			return true;
+		const char *why = NULL;
+		switch (relay_qp_plan(j->fd, &j->msg, &why, &s->qp_edits, &s->qp_count)) {
+		case RELAY_QP_CONVERT:
+			s->qp = true;
+			log_info("%s: relay: %s does not offer 8BITMIME: the body is sent "
+				 "quoted-printable", j->req->id, s->peer);
+			return true;
+		case RELAY_QP_CANNOT:
+			snprintf(reason, sizeof(reason), "5.6.3 the message has 8-bit content, %s "
+				 "does not offer 8BITMIME (RFC 6152), and it cannot be converted: %s",
+				 s->peer, why);
 			relay_job_set_rest(j, RELAY_PERMFAIL, reason);
 			return false;
+		default:
+			relay_job_set_rest(j, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file");
+			return false;
 		}
-		*eight_r = false;
 	}
 	return true;
 }
@@ -799,6 +832,7 @@ static void start_tx(struct relay_session *s)
 	struct relay_job *j = s->job;
 	bool utf8 = false, eight = false;
 
+	forget_qp(s);
 	if (!precheck(s, j, &utf8, &eight)) {
 		job_over(s, false);
 		return;
@@ -857,8 +891,12 @@ static void start_body(struct relay_session *s)
 	s->end = j->msg.content_off + j->msg.content_len;
 	if (s->hf_live)
 		mhdr_filter_free(&s->hf);
-	mhdr_filter_init(&s->hf, j->msg.edits, j->msg.edit_count);
+	if (s->qp)
+		mhdr_filter_init(&s->hf, s->qp_edits, s->qp_count);
+	else
+		mhdr_filter_init(&s->hf, j->msg.edits, j->msg.edit_count);
 	s->hf_live = true;
+	relay_qp_init(&s->qpst);
 	relay_body_init(&s->body);
 	bufferevent_setwatermark(s->bev, EV_WRITE, BODY_LOW_WATER, 0);
 	arm(s, s->agent->cfg->relay_data_timeout);
@@ -876,6 +914,8 @@ static void fill_body(struct relay_session *s)
 		if (s->pos >= s->end) {
 			if (!s->hf.in_body)
 				mhdr_filter_end(&s->hf, &s->tmp);
+			if (s->qp)
+				relay_qp_end(&s->qpst, &s->tmp);
 			relay_body_feed(&s->body, s->tmp.data != NULL ? s->tmp.data : "", s->tmp.len,
 					&s->out);
 			relay_body_end(&s->body, &s->out);
@@ -903,7 +943,9 @@ static void fill_body(struct relay_session *s)
 		size_t used = 0;
 		if (!s->hf.in_body)
 			used = mhdr_filter_feed(&s->hf, chunk, (size_t)n, &s->tmp);
-		if (used < (size_t)n)
+		if (used < (size_t)n && s->qp)
+			relay_qp_feed(&s->qpst, chunk + used, (size_t)n - used, &s->tmp);
+		else if (used < (size_t)n)
 			buf_append(&s->tmp, chunk + used, (size_t)n - used);
 		relay_body_feed(&s->body, s->tmp.data, s->tmp.len, &s->out);
 		evbuffer_add(out, s->out.data, s->out.len);

@@ -227,16 +227,50 @@ class TestRelayhost(OutboundCase):
         wait_status(srv, qid, "x@remote.test", "sent")
         srv.wait_log(r"%s: relay: .*lines longer than 998 octets were folded" % qid)
 
-    def test_8bit_mail_to_a_peer_without_8bitmime_bounces(self):
+    def test_8bit_mail_to_a_peer_without_8bitmime_is_converted(self):
+        import quopri
         sink = self.sink("-8")
         srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
-        body = "Grüße aus Köln\r\n"
+        body = ("Grüße aus Köln, = and a trailing space \r\n.leading dot\r\n" +
+                "x" * 100 + "é\r\n")
         qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
-                           make_message("8bit", body=body), mail_options=["BODY=8BITMIME"])
+                           make_message("8bit", body=body,
+                                        extra_headers=["MIME-Version: 1.0",
+                                                       "Content-Type: text/plain; charset=utf-8",
+                                                       "Content-Transfer-Encoding: 8bit"]),
+                           mail_options=["BODY=8BITMIME"])
+        wait_status(srv, qid, "x@remote.test", "sent")
+        srv.wait_log(r"%s: relay: .* does not offer 8BITMIME: the body is sent "
+                     r"quoted-printable" % qid)
+        msg = sink.wait_messages(1)[0]
+        self.assertNotIn(b"BODY=8BITMIME", msg)
+        self.assertTrue(all(b < 0x80 for b in msg), "8-bit bytes reached the peer")
+        head, _, qp_body = msg.replace(b"\r\n", b"\n").partition(b"\n\n")
+        self.assertIn(b"Content-Transfer-Encoding: quoted-printable", head)
+        self.assertNotIn(b"Content-Transfer-Encoding: 8bit", head)
+        self.assertIn(b"Content-Type: text/plain; charset=utf-8", head)
+        for line in qp_body.split(b"\n"):
+            self.assertLessEqual(len(line), 76)
+        # smtp-sink's dump ends each message with an empty line of its own.
+        self.assertTrue(qp_body.endswith(b"\n\n"))
+        self.assertEqual(quopri.decodestring(qp_body[:-1]).decode("utf-8"),
+                         body.replace("\r\n", "\n"))
+
+    def test_8bit_multipart_to_a_peer_without_8bitmime_bounces(self):
+        sink = self.sink("-8")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        body = ("--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n--b--\r\n")
+        qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
+                           make_message("8bit-multi", body=body,
+                                        extra_headers=["MIME-Version: 1.0",
+                                                       'Content-Type: multipart/mixed; '
+                                                       'boundary="b"']),
+                           mail_options=["BODY=8BITMIME"])
         line = wait_status(srv, qid, "x@remote.test", "bounced")
         self.assertIn("5.6.3", line)
-        self.assertIn("8BITMIME", line)
-        self.assertEqual(sink.messages(), [])
+        self.assertIn("multipart", line)
+        self.assertFalse(any(m.strip() for m in sink.messages()))
 
     def test_7bit_mail_to_a_peer_without_8bitmime_goes(self):
         sink = self.sink("-8")

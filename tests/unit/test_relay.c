@@ -20,6 +20,7 @@
 
 #include "lib/config.h"
 #include "relay/relay_body.h"
+#include "relay/relay_qp.h"
 #include "relay/relay_reply.h"
 #include "relay/relay_route.h"
 #include "testutil.h"
@@ -340,6 +341,78 @@ static void test_body(void **state)
 	assert_false(relay_body_is_8bit("plain", 5));
 }
 
+static char *qp(const char *in)
+{
+	struct relay_qp q;
+	buf_t out = BUF_INIT;
+
+	relay_qp_init(&q);
+	relay_qp_feed(&q, in, strlen(in), &out);
+	relay_qp_end(&q, &out);
+	return buf_steal(&out);
+}
+
+static void test_qp_encoder(void **state)
+{
+	(void)state;
+	char *s = qp("a=b \xc3\xa9\ttab \n.dot\nend\t");
+	assert_string_equal(s, "a=3Db =C3=A9\ttab=20\n=2Edot\nend=09");
+	free(s);
+	char *in = malloc(201);
+	memset(in, 'x', 200);
+	in[200] = '\0';
+	s = qp(in);
+	/* soft breaks: 75 characters and "=" per line */
+	assert_int_equal(strlen(s), 200 + 2 * 2);
+	assert_int_equal(strchr(s, '=') - s, 75);
+	free(s);
+	free(in);
+}
+
+/* The message content in a file; the plan for it. */
+static enum relay_qp_verdict plan(const char *content, const char **why,
+				  struct qf_header_edit **e, size_t *n)
+{
+	char path[] = "/tmp/postern-qp-XXXXXX";
+	int fd = mkstemp(path);
+	struct qf_msg msg;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	memset(&msg, 0, sizeof(msg));
+	msg.content_len = strlen(content);
+	enum relay_qp_verdict v = relay_qp_plan(fd, &msg, why, e, n);
+	close(fd);
+	return v;
+}
+
+static void test_qp_plan(void **state)
+{
+	struct qf_header_edit *e = NULL;
+	size_t n = 0;
+	const char *why = NULL;
+
+	(void)state;
+	assert_int_equal(plan("MIME-Version: 1.0\nContent-Type: text/plain\n\n\xe9\n", &why,
+			      &e, &n), RELAY_QP_CONVERT);
+	assert_int_equal(n, 2); /* remove CTE, add CTE */
+	assert_string_equal(e[1].text, "Content-Transfer-Encoding: quoted-printable");
+	relay_qp_edits_free(e, n, 0);
+	/* No MIME-Version but a Content-Type: five changes (the fuzzer found
+	 * the array one too short for them). */
+	assert_int_equal(plan("Content-Type: text/html\n\n\xe9\n", &why, &e, &n),
+			 RELAY_QP_CONVERT);
+	assert_int_equal(n, 5);
+	assert_string_equal(e[3].text, "Content-Type: text/plain; charset=unknown-8bit");
+	relay_qp_edits_free(e, n, 0);
+	assert_int_equal(plan("MIME-Version: 1.0\nContent-Type: Multipart/Mixed;\n"
+			      " boundary=b\n\n\xe9\n", &why, &e, &n), RELAY_QP_CANNOT);
+	assert_non_null(strstr(why, "multipart"));
+	assert_int_equal(plan("Subject: \xe9\n\nbody\n", &why, &e, &n), RELAY_QP_CANNOT);
+	assert_non_null(strstr(why, "header"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +423,8 @@ int main(void)
 		cmocka_unit_test(test_nexthop_format),
 		cmocka_unit_test(test_router),
 		cmocka_unit_test(test_body),
+		cmocka_unit_test(test_qp_encoder),
+		cmocka_unit_test(test_qp_plan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
