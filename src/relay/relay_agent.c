@@ -420,10 +420,11 @@ int relay_main(const struct config *cfg, int sock)
 	dns_options_from_config(cfg, &opt);
 	a.dns = dns_resolver_new(a.base, &opt, &err);
 	if (a.dns == NULL) {
-		log_error("relay: DNS: %s", err);
+		/* Address literals still work; every lookup defers, saying why
+		 * (a restart loop would help nobody). */
+		log_error("relay: no DNS resolver: %s; deliveries that need DNS are deferred",
+			  err);
 		free(err);
-		event_base_free(a.base);
-		return 1;
 	}
 	if (relay_tls_init(&a) < 0) {
 		dns_resolver_free(&a.dns);

@@ -330,6 +330,14 @@ static void on_mx(void *arg, const struct dns_result *res)
 static void on_literal(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay_resolve *r = arg;
+
+	if (!r->hop.literal) {
+		char reason[RELAY_REASON_MAX];
+		snprintf(reason, sizeof(reason), "4.4.3 cannot look %s up: the relay agent has no "
+			 "DNS resolver (dns_servers)", r->hop.host);
+		finish(r, RESOLVE_TEMP, reason, NULL, 0);
+		return;
+	}
 	struct relay_addr addr;
 	unsigned char bytes[16];
 	int family = strchr(r->hop.host, ':') != NULL ? AF_INET6 : AF_INET;
@@ -360,7 +368,7 @@ struct relay_resolve *relay_resolve_start(struct relay_agent *a, const struct re
 	r->hop = *hop;
 	r->cb = cb;
 	r->arg = arg;
-	if (hop->literal) {
+	if (hop->literal || a->dns == NULL) {
 		r->later = evtimer_new(a->base, on_literal, r);
 		struct timeval now = { 0, 0 };
 		evtimer_add(r->later, &now);
