@@ -113,6 +113,7 @@ struct relay_session {
 	size_t qp_count;
 	struct relay_session *next_idle;
 	unsigned messages;     /* jobs answered on this session */
+	bool early;            /* the peer answered before the end of data */
 	unsigned busy;         /* inside on_read: free later */
 	bool dead;             /* freed while busy */
 };
@@ -355,9 +356,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 		line[len] = '\0';
 		if (s->phase == P_IDLE || s->phase == P_BODY || s->phase == P_CONNECT ||
 		    s->phase == P_HANDSHAKE) {
-			if (s->phase == P_BODY)
-				s->phase = P_DOT; /* the peer answers early: take it */
-			else
+			if (s->phase == P_BODY) {
+				/* The peer answers before the end of data (a
+				 * refusal): take it, then end the connection, whose
+				 * data phase we never finished. */
+				s->phase = P_DOT;
+				s->early = true;
+			} else
 				goto unexpected;
 		}
 		const char *why = NULL;
@@ -1030,10 +1035,22 @@ static void handle_dot_reply(struct relay_session *s)
 		reason = xmalloc(RELAY_REASON_MAX + 1);
 		snprintf(reason, RELAY_REASON_MAX + 1, "%s", buf_cstr(&s->reply.text));
 	}
+	if (s->early && res == RELAY_SENT) {
+		/* 2xx before we sent the end of data: not a delivery we can
+		 * trust. */
+		free(reason);
+		reason = xstrdup("4.4.2 peer answered 2xx before the end of data");
+		res = RELAY_TEMPFAIL;
+	}
 	for (size_t i = 0; i < j->req->rcpt_count; i++)
 		if (j->accepted[i])
 			relay_job_set(j, i, res, reason);
 	free(reason);
+	if (s->early) {
+		finish_job(s);
+		session_free(s, false);
+		return;
+	}
 	job_over(s, false);
 }
 

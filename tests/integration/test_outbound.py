@@ -191,10 +191,16 @@ class TestRelayhost(OutboundCase):
         self.assertIn("end of data", line)
 
     def test_peer_refuses_data_early(self):
-        sink = self.sink("-A", "0")  # 550 right after DATA, before the body
+        sink = self.sink("-A", "0")  # 354, then at once 550 and no more reading
         srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
         qid = smtplib_send(srv.port, SENDER, ["x@remote.test"], make_message("early"))
         line = wait_status(srv, qid, "x@remote.test", "bounced")
+        self.assertIn("550", line)
+        # A large message: the refusal comes while the body is still
+        # being sent; it is taken, and the connection is not used again.
+        big = ("y" * 70 + "\r\n") * 40000  # 2.9 MB
+        qid = smtplib_send(srv.port, SENDER, ["z@remote.test"], make_message("big", body=big))
+        line = wait_status(srv, qid, "z@remote.test", "bounced", timeout=scaled(30))
         self.assertIn("550", line)
 
     def test_tls_required_but_not_offered(self):
