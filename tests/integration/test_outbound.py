@@ -171,6 +171,19 @@ class TestRelayhost(OutboundCase):
         self.assertIn("refused", line)
         self.assertEqual(srv.spool_files("deferred"), [qid])
 
+    def test_failing_destination_is_backed_off_as_a_whole(self):
+        closed = SmtpSink()  # its port, never started
+        srv = self.relay_server("[127.0.0.1]:%d" % closed.port, destination_backoff="1m")
+        q1 = smtplib_send(srv.port, SENDER, ["a@remote.test"], make_message("b1"))
+        wait_status(srv, q1, "a@remote.test", "deferred")
+        q2 = smtplib_send(srv.port, SENDER, ["b@remote.test"], make_message("b2"))
+        wait_status(srv, q2, "b@remote.test", "deferred")
+        srv.wait_log(r"relay: destination \[127\.0\.0\.1\]:%d/may backed off for 60s "
+                     r"after 2 failed sessions" % closed.port)
+        q3 = smtplib_send(srv.port, SENDER, ["c@remote.test"], make_message("b3"))
+        line = wait_status(srv, q3, "c@remote.test", "deferred")
+        self.assertIn("backed off after repeated failures; last error: 4.4.1 connect to", line)
+
     def test_timeout_defers(self):
         sink = self.sink("-w", "30")  # waits 30 s before answering DATA
         srv = self.relay_server("[127.0.0.1]:%d" % sink.port, relay_command_timeout="2s")
@@ -367,6 +380,31 @@ class TestSecondPostern(OutboundCase):
         self.assertIn("relay=discard", line)
         line = wait_status(srv, qid2, "b@gone.test", "bounced")
         self.assertIn("5.1.2 that domain is gone", line)
+
+    def test_slow_destination_holds_up_nothing_else(self):
+        slow = self.sink("-w", "8")  # answers DATA after 8 s
+        fast = self.sink()
+        srv = self.start_server(config={"destination_backoff": "0", "relayhost": None,
+                                        "destination_concurrency": "2",
+                                        "relay_command_timeout": "60s"})
+        with open(os.path.join(srv.dir, "transport"), "w") as f:
+            f.write("slow.test smtp:[127.0.0.1]:%d\n" % slow.port)
+            f.write("fast.test smtp:[127.0.0.1]:%d\n" % fast.port)
+        srv.settings["transport_file"] = "transport"
+        srv.write_config()
+        srv.reload()
+        slow_ids = [smtplib_send(srv.port, SENDER, ["s%d@slow.test" % i], make_message("s%d" % i))
+                    for i in range(4)]
+        t0 = time.time()
+        q_local = smtplib_send(srv.port, SENDER, ["bob@example.test"], make_message("local"))
+        q_fast = smtplib_send(srv.port, SENDER, ["f@fast.test"], make_message("fast"))
+        srv.wait_delivery("bob", q_local, timeout=scaled(6))
+        wait_status(srv, q_fast, "f@fast.test", "sent", timeout=scaled(6))
+        self.assertLess(time.time() - t0, 7)
+        # The slow destination had at most destination_concurrency sessions
+        # and its mail still goes, in the end.
+        for i, q in enumerate(slow_ids):
+            wait_status(srv, q, "s%d@slow.test" % i, "sent", timeout=scaled(90))
 
     def test_tls_policy_none_never_starts_tls(self):
         inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
