@@ -100,8 +100,12 @@ class SmtpSink:
         return result
 
     def wait_messages(self, n, timeout=None):
-        wait_until(lambda: len(self.files()) >= n, timeout or scaled(30),
-                   what="%d message(s) at smtp-sink" % n)
+        """At least n complete dumps (smtp-sink writes a dump as the data
+        comes and ends it with an empty line of its own)."""
+        def complete():
+            msgs = self.messages()
+            return len(msgs) >= n and all(m.endswith(b"\n\n") for m in msgs)
+        wait_until(complete, timeout or scaled(30), what="%d message(s) at smtp-sink" % n)
         return self.messages()
 
 

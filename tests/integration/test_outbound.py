@@ -85,6 +85,7 @@ class TestRelayhost(OutboundCase):
         srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
         qid = smtplib_send(srv.port, SENDER, ["bob@remote.test", "carol@remote.test"],
                            make_message("two", to="bob@remote.test"))
+        wait_status(srv, qid, "carol@remote.test", "sent")
         msgs = sink.wait_messages(1)
         self.assertEqual(len(msgs), 1, "one transaction for both recipients")
         text = msgs[0].decode()
@@ -232,6 +233,7 @@ class TestRelayhost(OutboundCase):
         qid = smtplib_send(srv.port, SENDER, ["x@remote.test"],
                            make_message("long", body=long_body + "\r\n.dot line\r\nend\r\n",
                                         extra_headers=[long_header]))
+        wait_status(srv, qid, "x@remote.test", "sent")
         msg = sink.wait_messages(1)[0]
         for line in msg.split(b"\n"):
             self.assertLessEqual(len(line.rstrip(b"\r")), 998)
