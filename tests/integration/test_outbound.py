@@ -340,6 +340,32 @@ class TestPerRecipient(OutboundCase):
         self.assertIn("unknown here", bounce)
         self.assertNotIn("Final-Recipient: rfc822; good@remote.test", bounce)
 
+    def test_size_the_peer_refuses_is_not_sent(self):
+        p = self.peer(ehlo_lines=("PIPELINING", "SIZE 2000"))
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER, ["big@remote.test"],
+                           make_message("big", body="z" * 5000))
+        line = wait_status(srv, qid, "big@remote.test", "bounced")
+        self.assertIn("5.3.4", line)
+        self.assertIn("exceeds the size limit of 2000 bytes", line)
+        q2 = smtplib_send(srv.port, SENDER, ["small@remote.test"], make_message("small"))
+        wait_status(srv, q2, "small@remote.test", "sent")
+        self.assertEqual([r for (_m, r, _d) in p.received], [["small@remote.test"]])
+
+    def test_smtputf8_needed_but_not_offered_bounces(self):
+        plain = self.peer(ehlo_lines=("PIPELINING", "8BITMIME"))
+        utf8 = self.peer(ehlo_lines=("PIPELINING", "8BITMIME", "SMTPUTF8"))
+        for peer, status in ((plain, "bounced"), (utf8, "sent")):
+            srv = self.relay_server("[127.0.0.1]:%d" % peer.port)
+            qid = smtplib_send(srv.port, SENDER, ["jürgen@remote.test"],
+                               make_message("utf8"), mail_options=["SMTPUTF8"])
+            line = wait_status(srv, qid, "jürgen@remote.test", status)
+            if status == "bounced":
+                self.assertIn("5.6.7", line)
+                self.assertEqual(peer.received, [])
+            else:
+                self.assertEqual(peer.received[0][1], ["jürgen@remote.test"])
+
     def test_more_recipients_than_one_transaction_takes(self):
         p = self.peer()
         srv = self.relay_server("[127.0.0.1]:%d" % p.port)
