@@ -434,6 +434,21 @@ class TestSecondPostern(OutboundCase):
         for i, q in enumerate(slow_ids):
             wait_status(srv, q, "s%d@slow.test" % i, "sent", timeout=scaled(90))
 
+    def test_check_config_names_bad_routes(self):
+        srv = self.start_server(start=False, config={
+            "transport_file": "transport", "relayhost": "[unclosed",
+            "tls_policy": "sometimes"})
+        with open(os.path.join(srv.dir, "transport"), "w") as f:
+            f.write("ok.test smtp:[10.0.0.5]:25\nbad.test smtp:10.0.0.5\n"
+                    "worse.test lmtp:[x]\n")
+        p = srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(err, r"transport:2: .*brackets")
+        self.assertRegex(err, r"transport:3: .*unknown transport")
+        self.assertRegex(err, r"postern\.conf:\d+: relayhost: ")
+        self.assertRegex(err, r"postern\.conf:\d+: tls_policy: sometimes")
+
     def test_tls_policy_none_never_starts_tls(self):
         inner = self.start_server(tls=True, config={"local_domains": "inner.test"},
                                   users=["bob@inner.test"])
