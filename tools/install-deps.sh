@@ -24,8 +24,9 @@
 #   liblmdb-dev          the Bayes token store and the anvil's store of
 #                        blocks and greylisting (LMDB)
 #   libxxhash-dev        the Bayes tokens' 64-bit hash (XXH64)
-#   libhyperscan-dev     the spam rules' prefilter: one pass over a message
-#   (libvectorscan-dev)  finds the literals every rule regex needs. Both
+#   libhyperscan-dev     the spam rules' prefilter (one pass over a message
+#   (libvectorscan-dev)  finds the literals every rule regex needs) and the
+#                        gates of the regexes without literals. Both
 #                        ship the same library (libhs, pkg-config libhs,
 #                        the same API); on amd64 it is Hyperscan, because
 #                        Debian's rspamd (below) depends on libhyperscan5,
@@ -51,7 +52,11 @@
 #   unbound              the DNS tests' server, started privately with the
 #                        test zones (tests/integration/unbound_peer.py),
 #                        never the system resolver: its services are
-#                        disabled and /etc/resolv.conf is left alone
+#                        disabled and /etc/resolv.conf is left alone; and
+#                        the DNSBL benchmark's server (bench/dnsbl.sh, with
+#                        unbound-control for its query counts)
+#   iproute2             "ip link set lo up" in the benchmarks' private
+#                        network namespaces (bench/*.sh)
 set -eu
 # the library of the spam rules' prefilter (see above)
 case "$(dpkg --print-architecture 2>/dev/null)" in
@@ -63,7 +68,7 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
-      libc-ares-dev unbound"
+      libc-ares-dev unbound iproute2"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

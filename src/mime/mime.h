@@ -75,6 +75,9 @@ struct mime_limits {
 	unsigned max_parts;          /* parts of all kinds, e.g. 1000 */
 	size_t max_header_bytes;     /* one part's header section, e.g. 256 KiB */
 	uint64_t max_decoded_bytes;  /* all leaf parts together, e.g. 100 MiB */
+	/* Leave sniffed_type NULL: the caller never reads it, so libmagic is
+	 * neither loaded nor run (its database costs megabytes per process). */
+	bool no_sniff;
 };
 
 /* One header field as it was and as a reader sees it. */

@@ -164,7 +164,7 @@ static void out_commit(struct mime_parser *p, struct frame *f, size_t n)
 	}
 	if (n == 0)
 		return;
-	if (f->sniff_len < MIME_SNIFF_BYTES) {
+	if (f->sniff_len < MIME_SNIFF_BYTES && !p->lim.no_sniff) {
 		size_t k =
 			MIME_SNIFF_BYTES - f->sniff_len < n ? MIME_SNIFF_BYTES - f->sniff_len : n;
 		memcpy(f->sniff + f->sniff_len, p->out + p->out_len, k);

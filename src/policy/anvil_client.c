@@ -30,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../lib/buf.h"
 #include "../lib/hashmap.h"
 #include "../lib/log.h"
 #include "../lib/unixsock.h"
@@ -55,12 +54,6 @@ struct limits_req {
 	struct event *deadline;         /* also fires at once to fail it */
 };
 
-struct out_packet {
-	struct out_packet *next;
-	size_t len;
-	unsigned char data[];
-};
-
 struct anvil_client {
 	struct limits_backend base;
 	struct event_base *evb;
@@ -69,8 +62,7 @@ struct anvil_client {
 	bool broken;
 	char broken_why[96];
 	struct event *readable, *writable, *later, *reconnect;
-	struct out_packet *out_head, *out_tail;
-	size_t out_count;
+	struct anvil_outbox outbox;     /* requests the socket had no room for */
 	uint32_t next_seq;
 	struct limits_req *head, *tail; /* waiting for answers, oldest first */
 	hashmap_t sessions;             /* "session" -> client key, for replays */
@@ -135,17 +127,6 @@ static void fail_soon(struct limits_req *r)
 
 /* ---- the connection ---------------------------------------------------------------- */
 
-static void outbox_clear(struct anvil_client *c)
-{
-	while (c->out_head != NULL) {
-		struct out_packet *p = c->out_head;
-		c->out_head = p->next;
-		free(p);
-	}
-	c->out_tail = NULL;
-	c->out_count = 0;
-}
-
 /* Something is wrong with the connection: tear it down from the loop. */
 static void mark_broken(struct anvil_client *c, const char *why)
 {
@@ -165,7 +146,7 @@ static void disconnect(struct anvil_client *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	outbox_clear(c);
+	anvil_outbox_clear(&c->outbox);
 	while (c->head != NULL)
 		fail_soon(c->head);
 }
@@ -185,29 +166,18 @@ static void later_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(c->reconnect, &tv);
 }
 
-static bool flush_out(struct anvil_client *c)
+static void flush_out(struct anvil_client *c)
 {
-	while (c->out_head != NULL) {
-		struct out_packet *p = c->out_head;
-		ssize_t n = send(c->fd, p->data, p->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			event_add(c->writable, NULL);
-			return true;
-		}
-		if (n < 0) {
-			mark_broken(c, strerror(errno));
-			return false;
-		}
-		c->out_head = p->next;
-		if (c->out_head == NULL)
-			c->out_tail = NULL;
-		c->out_count--;
-		free(p);
+	switch (anvil_outbox_flush(&c->outbox, c->fd)) {
+	case ANVIL_OUT_SENT:
+		event_del(c->writable);
+		break;
+	case ANVIL_OUT_ERROR:
+		mark_broken(c, strerror(errno));
+		break;
+	default:
+		break; /* still waiting: the writable event stays */
 	}
-	event_del(c->writable);
-	return true;
 }
 
 /* Send m now, or queue it behind what waits; false if it cannot go. */
@@ -215,31 +185,18 @@ static bool send_msg(struct anvil_client *c, const struct anvil_msg *m)
 {
 	if (c->fd < 0 || c->broken)
 		return false;
-	if (c->out_head == NULL) {
-		if (anvil_send(c->fd, m) == 0)
-			return true;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			mark_broken(c, strerror(errno));
-			return false;
-		}
-	}
-	if (c->out_count >= ANVIL_QUEUE_MAX)
+	switch (anvil_outbox_push(&c->outbox, c->fd, m)) {
+	case ANVIL_OUT_SENT:
+		return true;
+	case ANVIL_OUT_QUEUED:
+		event_add(c->writable, NULL);
+		return true;
+	case ANVIL_OUT_ERROR:
+		mark_broken(c, strerror(errno));
 		return false;
-	buf_t b = BUF_INIT;
-	anvil_msg_encode(m, &b);
-	struct out_packet *p = xmalloc(sizeof(*p) + b.len);
-	p->next = NULL;
-	p->len = b.len;
-	memcpy(p->data, b.data, b.len);
-	buf_free(&b);
-	if (c->out_tail != NULL)
-		c->out_tail->next = p;
-	else
-		c->out_head = p;
-	c->out_tail = p;
-	c->out_count++;
-	event_add(c->writable, NULL);
-	return true;
+	default:
+		return false; /* ANVIL_QUEUE_MAX requests wait already */
+	}
 }
 
 static void answer_arrived(struct anvil_client *c, const struct anvil_msg *m)
@@ -424,7 +381,7 @@ static void client_free(struct limits_backend *b)
 		event_free(c->writable);
 		close(c->fd);
 	}
-	outbox_clear(c);
+	anvil_outbox_clear(&c->outbox);
 	while (c->head != NULL)
 		req_free(c->head); /* no session is left to answer */
 	event_free(c->later);
@@ -445,6 +402,7 @@ struct limits_backend *anvil_client_new(struct event_base *base, const char *soc
 	c->evb = base;
 	c->path = xstrdup(socket_path);
 	c->fd = -1;
+	c->outbox.max = ANVIL_QUEUE_MAX;
 	c->later = event_new(base, -1, 0, later_cb, c);
 	c->reconnect = evtimer_new(base, reconnect_cb, c);
 	if (c->later == NULL || c->reconnect == NULL)

@@ -385,6 +385,75 @@ int anvil_send(int sock, const struct anvil_msg *m)
 	return 0;
 }
 
+/* ---- the outbox ---------------------------------------------------------------- */
+
+struct anvil_packet {
+	struct anvil_packet *next;
+	size_t len;
+	unsigned char data[];
+};
+
+static void outbox_append(struct anvil_outbox *o, const struct anvil_msg *m)
+{
+	buf_t b = BUF_INIT;
+	anvil_msg_encode(m, &b);
+	struct anvil_packet *p = xmalloc(sizeof(*p) + b.len);
+	p->next = NULL;
+	p->len = b.len;
+	memcpy(p->data, b.data, b.len);
+	buf_free(&b);
+	if (o->tail != NULL)
+		o->tail->next = p;
+	else
+		o->head = p;
+	o->tail = p;
+	o->count++;
+}
+
+enum anvil_out anvil_outbox_push(struct anvil_outbox *o, int sock, const struct anvil_msg *m)
+{
+	if (o->head == NULL) {
+		if (anvil_send(sock, m) == 0)
+			return ANVIL_OUT_SENT;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return ANVIL_OUT_ERROR;
+	}
+	if (o->count >= o->max)
+		return ANVIL_OUT_FULL;
+	outbox_append(o, m);
+	return ANVIL_OUT_QUEUED;
+}
+
+enum anvil_out anvil_outbox_flush(struct anvil_outbox *o, int sock)
+{
+	while (o->head != NULL) {
+		struct anvil_packet *p = o->head;
+		ssize_t n = send(sock, p->data, p->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? ANVIL_OUT_QUEUED
+								       : ANVIL_OUT_ERROR;
+		o->head = p->next;
+		if (o->head == NULL)
+			o->tail = NULL;
+		o->count--;
+		free(p);
+	}
+	return ANVIL_OUT_SENT;
+}
+
+void anvil_outbox_clear(struct anvil_outbox *o)
+{
+	while (o->head != NULL) {
+		struct anvil_packet *p = o->head;
+		o->head = p->next;
+		free(p);
+	}
+	o->tail = NULL;
+	o->count = 0;
+}
+
 int anvil_recv(int sock, bool requests, struct anvil_msg *m, const char **err_r)
 {
 	unsigned char data[ANVIL_MSG_MAX + 1];

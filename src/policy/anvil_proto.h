@@ -164,6 +164,33 @@ int anvil_send(int sock, const struct anvil_msg *m);
  * error (errno kept; EAGAIN when nothing waits) with *err_r set. */
 int anvil_recv(int sock, bool requests, struct anvil_msg *m, const char **err_r);
 
+/* Packets a non-blocking socket had no room for, kept in order until it
+ * is writable again (both ends use one: the workers for requests, the
+ * anvil for answers). Zero-initialised is empty; at most max packets. */
+struct anvil_packet;
+struct anvil_outbox {
+	struct anvil_packet *head, *tail;
+	size_t count, max;
+};
+
+enum anvil_out {
+	ANVIL_OUT_SENT,   /* nothing waits any more */
+	ANVIL_OUT_QUEUED, /* something waits: watch the socket for writing */
+	ANVIL_OUT_FULL,   /* max packets wait already; m was not queued */
+	ANVIL_OUT_ERROR,  /* the connection broke (errno says how) */
+};
+
+/* Send m at once when nothing waits and the socket takes it, else queue
+ * it behind what waits. */
+enum anvil_out anvil_outbox_push(struct anvil_outbox *o, int sock, const struct anvil_msg *m);
+
+/* Send what waits, in order, until the socket is full: SENT, QUEUED or
+ * ERROR. */
+enum anvil_out anvil_outbox_flush(struct anvil_outbox *o, int sock);
+
+/* Drop what waits. */
+void anvil_outbox_clear(struct anvil_outbox *o);
+
 /* spool_dir/private/anvil.sock, malloc'ed. */
 char *anvil_socket_path(const char *spool_dir);
 

@@ -236,16 +236,30 @@ struct policy_reply *policy_call_reply(struct policy_call *call)
 	return &call->reply;
 }
 
-void policy_call_set(struct policy_call *call, int code, const char *status,
-		     const char *reason, const char *fmt, ...)
+void policy_reply_vset(struct policy_reply *r, int code, const char *status,
+		       const char *reason, const char *fmt, va_list ap)
 {
-	struct policy_reply *r = &call->reply;
-	va_list ap;
 	r->code = code;
 	snprintf(r->status, sizeof(r->status), "%s", status);
 	snprintf(r->reason, sizeof(r->reason), "%s", reason);
-	va_start(ap, fmt);
 	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+}
+
+void policy_reply_set(struct policy_reply *r, int code, const char *status,
+		      const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	policy_reply_vset(r, code, status, reason, fmt, ap);
+	va_end(ap);
+}
+
+void policy_call_set(struct policy_call *call, int code, const char *status,
+		     const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	policy_reply_vset(&call->reply, code, status, reason, fmt, ap);
 	va_end(ap);
 }
 

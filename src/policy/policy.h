@@ -24,6 +24,7 @@
 #define POSTERN_POLICY_H
 
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
@@ -165,6 +166,12 @@ struct policy_run *policy_run_start(const struct policy_env *env,
 /* Drop a pending run: the pending check is cancelled, done is never
  * called. *run becomes NULL; NULL is fine. */
 void policy_run_cancel(struct policy_run **run);
+
+/* Fill r's code, status, reason and printf text (each cut to its field). */
+void policy_reply_set(struct policy_reply *r, int code, const char *status,
+		      const char *reason, const char *fmt, ...) PRINTF_LIKE(5, 6);
+void policy_reply_vset(struct policy_reply *r, int code, const char *status,
+		       const char *reason, const char *fmt, va_list ap) PRINTF_LIKE(5, 0);
 
 void policy_request_free(struct policy_request *req);
 void policy_reply_free(struct policy_reply *reply);

@@ -20,10 +20,7 @@
 static bool refuse(struct policy_reply *r, int code, const char *status, const char *reason,
 		   const char *text, const char *addr)
 {
-	r->code = code;
-	snprintf(r->status, sizeof(r->status), "%s", status);
-	snprintf(r->reason, sizeof(r->reason), "%s", reason);
-	snprintf(r->text, sizeof(r->text), "<%s>: %s", addr, text);
+	policy_reply_set(r, code, status, reason, "<%s>: %s", addr, text);
 	return true;
 }
 

@@ -571,13 +571,9 @@ enum restriction_list_id restriction_list(const struct restriction_ctx *ctx)
 void restriction_reply(struct restriction_ctx *ctx, int code, const char *status,
 		       const char *reason, const char *fmt, ...)
 {
-	struct policy_reply *r = &ctx->reply;
 	va_list ap;
-	r->code = code;
-	snprintf(r->status, sizeof(r->status), "%s", status);
-	snprintf(r->reason, sizeof(r->reason), "%s", reason);
 	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	policy_reply_vset(&ctx->reply, code, status, reason, fmt, ap);
 	va_end(ap);
 }
 

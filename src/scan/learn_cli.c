@@ -249,6 +249,7 @@ static int run_inputs(const struct config *cfg, const struct options *opt, int p
 	r.limits.max_parts = (unsigned)cfg->mime_max_parts;
 	r.limits.max_header_bytes = (size_t)cfg->mime_max_header_size;
 	r.limits.max_decoded_bytes = cfg->mime_max_decoded_size;
+	r.limits.no_sniff = true;  /* Bayes reads text and header fields only */
 	r.text_limits.max_body = LEARN_TEXT_MAX_BODY;
 	r.text_limits.max_uris = LEARN_TEXT_MAX_URIS;
 	r.tty = isatty(STDERR_FILENO) == 1;

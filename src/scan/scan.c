@@ -30,7 +30,8 @@
 
 struct scan_pipeline {
 	struct mime_limits limits;
-	uint64_t archive_max;
+	uint64_t archive_max;            /* 0 while no stage reads archive bytes */
+	uint64_t archive_max_configured; /* scan_archive_max_bytes */
 	uint64_t text_max;
 	enum mime_limit_action limit_action;
 	bool fail_open;
@@ -53,10 +54,48 @@ static uint32_t since_us(uint64_t start)
 
 /* ---- building ------------------------------------------------------------------ */
 
+static bool one_process;
+
+void scan_pipeline_set_one_process(bool one)
+{
+	one_process = one;
+}
+
+bool scan_pipeline_one_process(void)
+{
+	return one_process;
+}
+
+/* One MIME pass over a tiny message with a binary part and a text part
+ * that libmagic's whole database is run over, so that libmagic's handles
+ * (opened once per process, on first use, by the parser) are opened, and
+ * the tests it compiles on first use (2.4 MB of regexes) compiled, now,
+ * in the scan master: the scanners forked after share them. */
+static void warm_up(const struct mime_limits *limits)
+{
+	static const char sample[] =
+		"Content-Type: multipart/mixed; boundary=b\n\n"
+		"--b\nContent-Type: application/octet-stream\n\n\x7f" "ELF\n"
+		"--b\nContent-Type: application/octet-stream\n\n"
+		"Plain words of a note, read through every test libmagic has.\n"
+		"--b--\n";
+	static const strlist_t none = { NULL, 0 };
+	static const struct scan_envelope env = { "", "", &none, "", "" };
+	struct scan_message m = { .env = &env, .data = (const unsigned char *)sample,
+				  .len = sizeof(sample) - 1 };
+	scan_message_parse(&m, limits, 0);
+	scan_message_free(&m);
+}
+
 void scan_pipeline_add(struct scan_pipeline *p, const struct scan_stage *stage)
 {
 	p->stages = xreallocarray(p->stages, p->stage_count + 1, sizeof(*p->stages));
 	p->stages[p->stage_count++] = *stage;
+	if (!stage->ignores_types && p->limits.no_sniff) {
+		p->limits.no_sniff = false;
+		p->archive_max = p->archive_max_configured;
+		warm_up(&p->limits);
+	}
 }
 
 size_t scan_pipeline_stage_count(const struct scan_pipeline *p)
@@ -83,20 +122,6 @@ static int add_stage(struct scan_pipeline *p, const struct config *cfg,
 	return 0;
 }
 
-/* One MIME pass over a tiny message with a binary part, so that libmagic's
- * handles (opened once per process, on first use, by the parser) are
- * opened now, in the scan master: the scanners forked after share them. */
-static void warm_up(const struct mime_limits *limits)
-{
-	static const char sample[] = "Content-Type: application/octet-stream\n\n\x7f" "ELF\n";
-	static const strlist_t none = { NULL, 0 };
-	static const struct scan_envelope env = { "", "", &none, "", "" };
-	struct scan_message m = { .env = &env, .data = (const unsigned char *)sample,
-				  .len = sizeof(sample) - 1 };
-	scan_message_parse(&m, limits, 0);
-	scan_message_free(&m);
-}
-
 struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r)
 {
 	struct scan_pipeline *p = xcalloc(1, sizeof(*p));
@@ -104,11 +129,14 @@ struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r
 	p->limits.max_parts = (unsigned)cfg->mime_max_parts;
 	p->limits.max_header_bytes = (size_t)cfg->mime_max_header_size;
 	p->limits.max_decoded_bytes = cfg->mime_max_decoded_size;
-	p->archive_max = cfg->scan_archive_max_bytes;
+	/* No sniffing and no archive bytes until a stage that reads them
+	 * joins (scan_pipeline_add). */
+	p->archive_max_configured = cfg->scan_archive_max_bytes;
+	p->archive_max = 0;
+	p->limits.no_sniff = true;
 	p->text_max = cfg->spam_max_text;
 	p->limit_action = cfg->mime_limit_action;
 	p->fail_open = cfg->scan_fail_open == CONFIG_YES;
-	warm_up(&p->limits);
 	/* The antivirus first, as amavisd orders its checks: a message that
 	 * carries a virus is refused and reported as one (its name in the
 	 * reply, the log and the notice), not as a banned attachment. Clean

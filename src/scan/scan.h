@@ -199,6 +199,10 @@ struct scan_stage {
 	/* Free ctx (the stage is going away). */
 	void (*free)(void *ctx);
 	void *ctx;
+	/* The stage never reads the parts' sniffed types (sniffed_type) nor
+	 * archive bytes: when no stage does, the MIME pass skips libmagic and
+	 * keeps no archive bytes. */
+	bool ignores_types;
 };
 
 /*
@@ -221,6 +225,12 @@ struct scan_pipeline;
  * *err_r naming the file (and line) that is wrong.
  */
 struct scan_pipeline *scan_pipeline_build(const struct config *cfg, char **err_r);
+/* The pipelines built from now on serve this process alone (postern scan,
+ * check-config): what the scan master prepares before forking so that its
+ * scanners share it (the spam rules' JIT code), a stage may then prepare
+ * when it is first used. Off by default. */
+void scan_pipeline_set_one_process(bool one);
+bool scan_pipeline_one_process(void);
 /* Append a stage (tests, later issues). */
 void scan_pipeline_add(struct scan_pipeline *p, const struct scan_stage *stage);
 /* How many stages run after the MIME pass (0: only the MIME limits). */

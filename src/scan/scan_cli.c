@@ -211,6 +211,7 @@ int scan_cli_run(const struct config *cfg, struct scan_cli_input *inputs, size_t
 		 bool json)
 {
 	char *err = NULL;
+	scan_pipeline_set_one_process(true);  /* no scanners to share with */
 	struct scan_pipeline *p = scan_pipeline_build(cfg, &err);
 	if (p == NULL) {
 		fprintf(stderr, "postern scan: %s\n", err != NULL ? err : "the pipeline does not load");

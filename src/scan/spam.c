@@ -20,10 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "scan_proto.h"
 #include "../version.h"
 
 #define SPAM_HEADER_PREFIX "X-Spam-"
@@ -308,6 +311,20 @@ static void log_warnings(char *text)
 	}
 }
 
+/* Where the compiled Hyperscan databases are kept between loads: beside
+ * the scan master's socket, in the spool's private folder (user's own,
+ * mode 0700), when it exists; NULL (compiled at every load) when not. */
+static char *cache_path(const struct config *cfg)
+{
+	char *dir = safeio_path_join(cfg->spool_dir, SCAN_SOCKET_FOLDER);
+	struct stat st;
+	char *path = NULL;
+	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		path = safeio_path_join(dir, SPAM_HS_CACHE_NAME);
+	free(dir);
+	return path;
+}
+
 /* The rule files in the order they count: SpamAssassin's folders first,
  * then postern's own file, whose scores override theirs. */
 static struct spam_rules *load_rules(const struct config *cfg, char **err_r)
@@ -325,8 +342,10 @@ static struct spam_rules *load_rules(const struct config *cfg, char **err_r)
 	}
 	if (cfg->spam_rules_file[0] != '\0')
 		paths[k++] = cfg->spam_rules_file;
-	struct spam_rules_source src = { paths, k, lenient };
+	char *cache = cache_path(cfg);
+	struct spam_rules_source src = { paths, k, lenient, cache, scan_pipeline_one_process() };
 	struct spam_rules *rules = spam_rules_load(&src, warnings, err_r);
+	free(cache);
 	free(lenient);
 	free(paths);
 	if (warnings != NULL) {
@@ -376,5 +395,6 @@ int scan_spam_stage_new(const struct config *cfg, struct scan_stage *stage_r, ch
 	stage_r->stale = stage_stale;
 	stage_r->free = stage_free;
 	stage_r->ctx = st;
+	stage_r->ignores_types = true;  /* text parts and header fields only */
 	return 0;
 }

@@ -103,12 +103,20 @@ struct spam_rules_source {
 	const char *const *paths;
 	size_t count;
 	const bool *lenient;
+	/* The file that keeps the compiled Hyperscan databases between loads
+	 * (docs/spam-rules.md), or NULL: compiled on every load. */
+	const char *cache_path;
+	/* JIT-compile each regex when it first runs, not at load: for a
+	 * process that scans alone (postern scan), not for the scan master,
+	 * whose scanners share what it compiled before forking. */
+	bool lazy_jit;
 };
 
 /*
- * Read and compile every rule (PCRE2 with JIT; per text view a Vectorscan
+ * Read and compile every rule (PCRE2 with JIT; per text view a Hyperscan
  * database of the literals each regex needs, the prefilter that keeps
- * most regexes from running; docs/spam-rules.md). A problem in a strict
+ * most regexes from running, and Hyperscan gates for the regexes without
+ * such literals; docs/spam-rules.md). A problem in a strict
  * file is an error naming FILE:LINE (*err_r, malloc'ed; NULL returned).
  * In a lenient path (SpamAssassin's) a rule PCRE2 cannot take, an eval:
  * test postern does not have or a line it does not understand is skipped
@@ -120,6 +128,8 @@ struct spam_rules_source {
  */
 struct spam_rules *spam_rules_load(const struct spam_rules_source *src, FILE *warnings,
 				   char **err_r);
+/* The cache's name in the spool's private folder (the stage's choice). */
+#define SPAM_HS_CACHE_NAME "spam-hyperscan.cache"
 void spam_rules_free(struct spam_rules **rules);
 size_t spam_rules_count(const struct spam_rules *rules);
 /* Has a loaded file changed on disk since (for the scan master's rebuild)? */

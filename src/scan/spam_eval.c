@@ -600,8 +600,14 @@ static double ev_body_length(struct spam_run *run, const struct spam_eval_args *
 	return (double)body <= a->num[0];
 }
 
-static double ev_uppercase(struct spam_run *run, const struct spam_eval_args *a)
+/* The percentage of capitals among the letters and digits of the body's
+ * lines of words (200 bytes of them at least), or -1; once per message
+ * (SpamAssassin's rules ask several ranges of it). */
+static double uppercase_percent(struct spam_run *run)
 {
+	if (run->upper_done)
+		return run->upper_pct;
+	run->upper_done = true;
 	const buf_t *b = &run->t->body;
 	const char *s = buf_cstr(b);
 	size_t len = 0, lower = 0, upper = 0;
@@ -629,10 +635,15 @@ static double ev_uppercase(struct spam_run *run, const struct spam_eval_args *a)
 		}
 		i = end + 1;
 	}
-	if (len < 200 || upper + lower == 0)
-		return 0;
-	double pct = 100.0 * (double)upper / (double)(upper + lower);
-	return pct > a->num[0] && pct <= a->num[1];
+	run->upper_pct = len < 200 || upper + lower == 0
+				 ? -1 : 100.0 * (double)upper / (double)(upper + lower);
+	return run->upper_pct;
+}
+
+static double ev_uppercase(struct spam_run *run, const struct spam_eval_args *a)
+{
+	double pct = uppercase_percent(run);
+	return pct >= 0 && pct > a->num[0] && pct <= a->num[1];
 }
 
 static double ev_mime_html(struct spam_run *run, const struct spam_eval_args *a)

@@ -3,10 +3,16 @@
  *
  * The cost does not grow with rules x message size: per text view
  * (header fields, parts' fields, body, rawbody, URIs, the full message)
- * one Vectorscan pass looks for the literals every regex needs
+ * one Hyperscan pass looks for the literals every regex needs
  * (spam_rules_regex.c), and only the regexes whose literals are there,
- * and the few that have none, run (PCRE2, JIT). Then the eval: tests,
- * then the metas in dependency order.
+ * and the few that have none, run (PCRE2, JIT). In the body that pass
+ * reports every occurrence with its line, and a body regex runs only on
+ * the lines that hold one of its literals (line narrowing: its matches
+ * never cross a line). A regex without literals may have a Hyperscan
+ * gate (spam_rules_gate.c): one pass over its text first says whether
+ * it can match at all. Then the eval: tests, then the metas in
+ * dependency order. spam_rules_set_plain turns all of that off (every
+ * regex over its whole text): the reference the tests hold it to.
  *
  * How each kind matches (as SpamAssassin does): header rules on a field's
  * instances joined by newlines (if-unset text, or "", when absent); body
@@ -65,6 +71,7 @@ void spam_rules_free(struct spam_rules **rulesp)
 		free(pf->all);
 	}
 	hs_free_scratch(set->scratch);
+	free(set->jit_pending);
 	pcre2_match_data_free(set->mdata);
 	pcre2_match_context_free(set->mctx);
 	pcre2_jit_stack_free(set->jit_stack);
@@ -102,10 +109,13 @@ void spam_result_free(struct spam_result *r)
 
 /* ---- time ------------------------------------------------------------------------------ */
 
+/* The budget is whole seconds (spam_time_budget): the coarse clock
+ * (a few milliseconds' resolution, read without a system call) is
+ * enough, and it is read before every rule. */
 static uint64_t now_us(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
@@ -126,6 +136,18 @@ static bool out_of_time(struct spam_run *run, unsigned every)
 
 /* ---- matching --------------------------------------------------------------------------- */
 
+/* One match of re in s[0..len) from pos: through PCRE2's JIT entry point
+ * (which skips the checks of pcre2_match: the arguments are ours) when
+ * the regex was JIT-compiled, else the interpreter. */
+static int match_at(const pcre2_code *re, const char *s, size_t len, size_t pos,
+		    pcre2_match_data *md, pcre2_match_context *mc)
+{
+	int rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, pos, 0, md, mc);
+	if (rc == PCRE2_ERROR_JIT_BADOPTION)
+		rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, 0, md, mc);
+	return rc;
+}
+
 /*
  * Count the matches of re in s[from..len), at most limit. With lines, a
  * match may not contain a newline (body rules match line by line): a
@@ -141,7 +163,7 @@ static unsigned count_matches(struct spam_run *run, const pcre2_code *re, const 
 	while (n < limit && pos <= len) {
 		if (out_of_time(run, 64))
 			break;
-		int rc = pcre2_match(re, (PCRE2_SPTR)s, end, pos, 0, md, run->rules->mctx);
+		int rc = match_at(re, s, end, pos, md, run->rules->mctx);
 		if (rc < 0) {
 			if (end == len)
 				break;  /* no match, or a limit reached */
@@ -170,6 +192,96 @@ static unsigned count_matches(struct spam_run *run, const pcre2_code *re, const 
 	return n;
 }
 
+/* A body line: [start, end), end at its newline (or the body's end). */
+static void line_bounds(const struct spam_run *run, size_t line, size_t len, size_t *start_r,
+			size_t *end_r)
+{
+	*start_r = run->line_start[line];
+	*end_r = line + 1 < run->line_count ? run->line_start[line + 1] - 1 : len;
+}
+
+static int by_line(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * count_matches for a body rule narrowed to the lines that hold its
+ * literals (every match holds one, and no match crosses a line, so the
+ * other lines have none): each of those lines searched as the subject cut
+ * at its end, as count_matches searches a line after a match that
+ * crossed one. The same matches, in the same order.
+ */
+static unsigned count_matches_in_lines(struct spam_run *run, size_t index, const pcre2_code *re,
+				       const char *s, size_t len, size_t from, unsigned limit)
+{
+	/* the rule's lines, ascending and each once */
+	size_t count = 0;
+	for (uint32_t e = run->first_line[index]; e != 0; e = run->lines[e - 1].next)
+		count++;
+	uint32_t small[64];
+	uint32_t *lines = count <= 64 ? small : xcalloc(count, sizeof(uint32_t));
+	size_t k = 0;
+	bool sorted = true;
+	for (uint32_t e = run->first_line[index]; e != 0; e = run->lines[e - 1].next) {
+		lines[k] = run->lines[e - 1].line;
+		sorted = sorted && (k == 0 || lines[k] > lines[k - 1]);
+		k++;
+	}
+	if (!sorted)
+		qsort(lines, count, sizeof(uint32_t), by_line);
+	pcre2_match_data *md = run->rules->mdata;
+	unsigned n = 0;
+	for (size_t i = 0; i < count && n < limit; i++) {
+		if (i > 0 && lines[i] == lines[i - 1])
+			continue;
+		size_t start, end;
+		line_bounds(run, lines[i], len, &start, &end);
+		size_t pos = start > from ? start : from;
+		while (n < limit && pos <= end) {
+			if (out_of_time(run, 64))
+				goto done;
+			int rc = match_at(re, s, end, pos, md, run->rules->mctx);
+			if (rc < 0)
+				break;
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			size_t ms = ov[0], me = ov[1];
+			if (ms > me || me > end)
+				goto done;  /* as count_matches: stop rather than loop */
+			n++;
+			pos = me > ms ? me : me + 1;
+		}
+	}
+done:
+	if (lines != small)
+		free(lines);
+	return n;
+}
+
+/* Does the rule's Hyperscan gate let it through (can its regex match
+ * text at all)? Yes when Hyperscan cannot tell. */
+static int on_gate_match(unsigned int id, unsigned long long from, unsigned long long to,
+			 unsigned int flags, void *ctx)
+{
+	(void)id;
+	(void)from;
+	(void)to;
+	(void)flags;
+	*(bool *)ctx = true;
+	return 1;  /* one is enough */
+}
+
+static bool gate_passes(struct spam_run *run, const struct spam_rule *r, slice_t text)
+{
+	if (r->gate == NULL || run->rules->plain || text.len > UINT_MAX)
+		return true;
+	bool hit = false;
+	hs_error_t rc = hs_scan(r->gate, text.ptr, (unsigned)text.len, 0, run->rules->scratch,
+				on_gate_match, &hit);
+	return hit || (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED);
+}
+
 static bool is_multiple(const struct spam_rule *r)
 {
 	return (r->tflags & SPAM_TF_MULTIPLE) != 0;
@@ -190,6 +302,11 @@ static bool has_subject_line(const struct spam_text *t)
 static double run_regex(struct spam_run *run, const struct spam_rule *r, size_t index)
 {
 	const struct spam_text *t = run->t;
+	if (run->rules->jit_pending != NULL && run->rules->jit_pending[index]) {
+		/* lazy JIT: now that it runs (the interpreter serves if JIT cannot) */
+		(void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
+		run->rules->jit_pending[index] = 0;
+	}
 	bool candidate = run->candidate[index] != 0;
 	unsigned limit = limit_of(r);
 	switch (r->kind) {
@@ -204,25 +321,32 @@ static double run_regex(struct spam_run *run, const struct spam_rule *r, size_t 
 		return n;
 	}
 	case SPAM_RK_BODY: {
-		if (!candidate)
+		slice_t body = slice_make(buf_cstr(&t->body), t->body.len);
+		if (!candidate || !gate_passes(run, r, body))
 			return 0;
 		size_t from = 0;
 		if ((r->tflags & SPAM_TF_NOSUBJECT) && has_subject_line(t)) {
-			const char *nl = memchr(buf_cstr(&t->body), '\n', t->body.len);
-			from = nl ? (size_t)(nl - t->body.data) + 1 : t->body.len;
+			const char *nl = memchr(body.ptr, '\n', body.len);
+			from = nl ? (size_t)(nl - body.ptr) + 1 : body.len;
 		}
-		return count_matches(run, r->re, buf_cstr(&t->body), t->body.len, from, limit, true);
+		if (r->narrow && !run->narrow_off)
+			return count_matches_in_lines(run, index, r->re, body.ptr, body.len, from,
+						      limit);
+		return count_matches(run, r->re, body.ptr, body.len, from, limit, true);
 	}
-	case SPAM_RK_RAWBODY:
-		if (!candidate)
+	case SPAM_RK_RAWBODY: {
+		slice_t raw = slice_make(buf_cstr(&t->rawbody), t->rawbody.len);
+		if (!candidate || !gate_passes(run, r, raw))
 			return 0;
-		return count_matches(run, r->re, buf_cstr(&t->rawbody), t->rawbody.len, 0, limit,
-				     false);
+		return count_matches(run, r->re, raw.ptr, raw.len, 0, limit, false);
+	}
 	case SPAM_RK_FULL: {
 		if (!candidate || t->msg == NULL || t->msg->data == NULL)
 			return 0;
-		return count_matches(run, r->re, (const char *)t->msg->data, t->msg->len, 0, limit,
-				     false);
+		slice_t full = slice_make((const char *)t->msg->data, t->msg->len);
+		if (!gate_passes(run, r, full))
+			return 0;
+		return count_matches(run, r->re, full.ptr, full.len, 0, limit, false);
 	}
 	case SPAM_RK_URI: {
 		if (!candidate)
@@ -263,23 +387,94 @@ struct prefilter_cb {
 	const struct spam_prefilter *pf;
 };
 
+/* Where each line of the body starts. */
+static void find_lines(struct spam_run *run)
+{
+	const buf_t *b = &run->t->body;
+	const char *s = buf_cstr(b);
+	size_t n = 1;
+	for (const char *p = s; (p = memchr(p, '\n', b->len - (size_t)(p - s))) != NULL; p++)
+		if ((size_t)(p - s) + 1 < b->len)
+			n++;
+	run->line_start = xcalloc(n, sizeof(size_t));
+	run->line_count = 0;
+	run->line_start[run->line_count++] = 0;
+	for (const char *p = s; (p = memchr(p, '\n', b->len - (size_t)(p - s))) != NULL; p++)
+		if ((size_t)(p - s) + 1 < b->len)
+			run->line_start[run->line_count++] = (size_t)(p - s) + 1;
+}
+
+/* The line that holds byte pos of the body (matches come in order of
+ * their end: from the last one found, forward). */
+static uint32_t line_of(struct spam_run *run, size_t pos)
+{
+	size_t l = run->line_cursor;
+	if (l >= run->line_count || run->line_start[l] > pos) {
+		size_t lo = 0, hi = run->line_count;  /* the last start <= pos */
+		while (hi - lo > 1) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (run->line_start[mid] <= pos)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		l = lo;
+	}
+	while (l + 1 < run->line_count && run->line_start[l + 1] <= pos)
+		l++;
+	run->line_cursor = l;
+	return (uint32_t)l;
+}
+
+/* Rule r's literal ends at byte `to` of the body: remember its line. */
+static void add_line(struct spam_run *run, uint32_t r, unsigned long long to)
+{
+	uint32_t line = line_of(run, to > 0 ? (size_t)to - 1 : 0);
+	uint32_t last = run->last_line[r];
+	if (last != 0 && run->lines[last - 1].line == line)
+		return;
+	if (run->lines_used == SPAM_NARROW_MAX) {
+		run->narrow_off = true;
+		return;
+	}
+	if (run->lines_used == run->lines_cap) {
+		run->lines_cap = run->lines_cap ? run->lines_cap * 2 : 256;
+		run->lines = xreallocarray(run->lines, run->lines_cap, sizeof(*run->lines));
+	}
+	run->lines[run->lines_used] = (struct spam_line_ref){ line, 0 };
+	uint32_t e = (uint32_t)++run->lines_used;
+	if (last != 0)
+		run->lines[last - 1].next = e;
+	else
+		run->first_line[r] = e;
+	run->last_line[r] = e;
+}
+
 static int on_literal(unsigned int id, unsigned long long from, unsigned long long to,
 		      unsigned int flags, void *vctx)
 {
 	(void)from;
-	(void)to;
 	(void)flags;
 	struct prefilter_cb *cb = vctx;
-	if (id < cb->pf->lit_count)
-		cb->run->candidate[cb->pf->lit_rule[id]] = 1;
+	if (id >= cb->pf->lit_count)
+		return 0;
+	uint32_t r = cb->pf->lit_rule[id];
+	struct spam_run *run = cb->run;
+	run->candidate[r] = 1;
+	if (cb->pf->every_match && run->rules->rules[r].narrow && !run->narrow_off)
+		add_line(run, r, to);
 	return 0;
 }
 
-/* The text of view v (built into run->view_text for the composite ones). */
+/* The text of view v (built into run->view_text for the composite ones,
+ * once). */
 static slice_t view_text(struct spam_run *run, enum spam_view v)
 {
 	const struct spam_text *t = run->t;
 	buf_t *b = &run->view_text[v];
+	if (run->view_built[v])
+		return slice_make(buf_cstr(b), b->len);
+	run->view_built[v] = true;
 	switch (v) {
 	case SPAM_VIEW_HEADER:
 	case SPAM_VIEW_MIMEHEADER:
@@ -287,9 +482,12 @@ static slice_t view_text(struct spam_run *run, enum spam_view v)
 				 : (t->msg != NULL ? t->msg->env : NULL), v == SPAM_VIEW_MIMEHEADER, b);
 		return slice_make(buf_cstr(b), b->len);
 	case SPAM_VIEW_URI:
-		for (size_t i = 0; i < t->uri_count; i++)
-			if (t->uris[i].uri != NULL)
-				buf_printf(b, "%s\n", t->uris[i].uri);
+		for (size_t i = 0; i < t->uri_count; i++) {
+			if (t->uris[i].uri != NULL) {
+				buf_puts(b, t->uris[i].uri);
+				buf_putc(b, '\n');
+			}
+		}
 		return slice_make(buf_cstr(b), b->len);
 	case SPAM_VIEW_BODY:
 		return slice_make(buf_cstr(&t->body), t->body.len);
@@ -307,6 +505,7 @@ static slice_t view_text(struct spam_run *run, enum spam_view v)
 static void prefilter(struct spam_run *run)
 {
 	const struct spam_rules *set = run->rules;
+	run->narrow_off = set->plain;
 	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++) {
 		const struct spam_prefilter *pf = &set->views[v];
 		if (pf->all_count == 0)
@@ -315,16 +514,33 @@ static void prefilter(struct spam_run *run)
 			run->candidate[pf->always[i]] = 1;
 		if (pf->db == NULL)
 			continue;
+		if (set->plain) {
+			for (size_t i = 0; i < pf->all_count; i++)
+				run->candidate[pf->all[i]] = 1;
+			continue;
+		}
 		slice_t text = view_text(run, v);
+		if (pf->every_match && run->first_line == NULL) {
+			find_lines(run);
+			run->first_line = xcalloc(set->count + 1, sizeof(uint32_t));
+			run->last_line = xcalloc(set->count + 1, sizeof(uint32_t));
+		}
 		struct prefilter_cb cb = { run, pf };
 		if (text.len > UINT_MAX ||
 		    hs_scan(pf->db, text.ptr, (unsigned)text.len, 0, set->scratch, on_literal, &cb) !=
 			    HS_SUCCESS) {
-			/* cannot tell: every rule of the view runs */
+			/* cannot tell: every rule of the view runs, on all its text */
 			for (size_t i = 0; i < pf->all_count; i++)
 				run->candidate[pf->all[i]] = 1;
+			if (pf->every_match)
+				run->narrow_off = true;
 		}
 	}
+}
+
+void spam_rules_set_plain(struct spam_rules *rules, bool plain)
+{
+	rules->plain = plain;
 }
 
 /* ---- metas and the score ------------------------------------------------------------------ */
@@ -415,6 +631,10 @@ void spam_rules_run(const struct spam_rules *rules, const struct spam_text *t,
 		buf_free(&run.hdr[i].text);
 	for (size_t v = 0; v < SPAM_VIEW_COUNT; v++)
 		buf_free(&run.view_text[v]);
+	free(run.line_start);
+	free(run.lines);
+	free(run.first_line);
+	free(run.last_line);
 	free(run.hdr);
 	free(run.value);
 	free(run.state);

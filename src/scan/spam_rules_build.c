@@ -6,9 +6,12 @@
  * sets postern uses, network tests), ReplaceTags' <TAG>s expanded, every
  * regex compiled once (PCRE2, JIT), meta expressions compiled and put in
  * dependency order (a cycle is an error), header targets shared, and per
- * text view a Vectorscan literal database of the literals one of which
+ * text view a Hyperscan literal database of the literals one of which
  * each regex needs (the prefilter: a regex whose literals are absent is
- * never run). Then one summary line per lenient file that lost rules.
+ * never run; in the body every occurrence is reported, for line
+ * narrowing), taken from the compiled-database cache or compiled with the
+ * gates (spam_rules_gate.c). Then one summary line per lenient file that
+ * lost rules.
  *
  * Input: the parse (rule files, untrusted in their content but an
  * administrator's choice). Runs in the scan master at load.
@@ -20,6 +23,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "spam_hs_cache.h"
 #include "spam_rules_impl.h"
 
 #define ERR_MAX 512
@@ -166,7 +170,7 @@ static bool compile_rule(struct spam_parse *ps, struct spam_rule *r)
 	if (r->kind == SPAM_RK_BODY)
 		opts |= PCRE2_MULTILINE;
 	char err[ERR_MAX];
-	r->re = spam_regex_compile(r->pattern, opts, err, sizeof(err));
+	r->re = spam_regex_compile(r->pattern, opts, !ps->lazy_jit, err, sizeof(err));
 	if (r->re == NULL) {
 		spam_parse_problem(ps, r->file, r->line, SPAM_SKIP_REGEX, NULL, "%s: %s", r->name, err);
 		return false;
@@ -257,9 +261,29 @@ static int meta_call(void *vctx, const char *fn, size_t fnlen, const char *arg, 
 
 /* ---- the views' prefilters ---------------------------------------------------------- */
 
-static void build_prefilter(struct spam_rules *set, enum spam_view v)
+/* The key of a view's literal database in the cache: how it is compiled
+ * and every literal with its flags, in id order. */
+static void literals_key(const char *const *exprs, const unsigned *flags, const size_t *lens,
+			 size_t n, buf_t *key)
+{
+	uint32_t head[2] = { HS_MODE_BLOCK, (uint32_t)n };
+	buf_puts(key, "literals");
+	buf_append(key, head, sizeof(head));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t item[2] = { flags[i], (uint32_t)lens[i] };
+		buf_append(key, item, sizeof(item));
+		buf_append(key, exprs[i], lens[i]);
+	}
+}
+
+/* Prepare view v's prefilter: which rules always run, which literals the
+ * others need; the literals' database from the cache, or a job to
+ * compile it (with the gates: spam_gates_build). */
+static void prefilter_prepare(struct spam_rules *set, enum spam_view v,
+			      struct spam_hs_cache *cache, struct spam_hs_job *job)
 {
 	struct spam_prefilter *pf = &set->views[v];
+	memset(job, 0, sizeof(*job));
 	/* sizes first: one allocation each */
 	size_t rules = 0, lits = 0;
 	for (size_t i = 0; i < set->first_meta; i++) {
@@ -271,6 +295,10 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 	}
 	if (rules == 0)
 		return;
+	/* In the body every occurrence counts: a body rule then reads only
+	 * the lines that hold one of its literals (its matches cannot cross
+	 * a line). Elsewhere the first tells enough. */
+	pf->every_match = v == SPAM_VIEW_BODY;
 	pf->all = xcalloc(rules, sizeof(uint32_t));
 	pf->always = xcalloc(rules, sizeof(uint32_t));
 	pf->lit_rule = xcalloc(lits + 1, sizeof(uint32_t));
@@ -280,7 +308,7 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 	size_t *lens = xcalloc(lits + 1, sizeof(*lens));
 	size_t n = 0;
 	for (size_t i = 0; i < set->first_meta; i++) {
-		const struct spam_rule *r = &set->rules[i];
+		struct spam_rule *r = &set->rules[i];
 		if (r->view != v)
 			continue;
 		pf->all[pf->all_count++] = (uint32_t)i;
@@ -289,35 +317,63 @@ static void build_prefilter(struct spam_rules *set, enum spam_view v)
 			pf->always[pf->always_count++] = (uint32_t)i;
 			continue;
 		}
+		r->narrow = pf->every_match && spam_narrow_eligible(r->pattern, r->pcre_opts);
 		for (size_t k = 0; k < r->lits.count; k++) {
 			exprs[n] = r->lits.items[k].text;
 			lens[n] = r->lits.items[k].len;
-			flags[n] = HS_FLAG_SINGLEMATCH | (r->lits.items[k].caseless ? HS_FLAG_CASELESS : 0);
+			flags[n] = (pf->every_match ? 0 : HS_FLAG_SINGLEMATCH) |
+				   (r->lits.items[k].caseless ? HS_FLAG_CASELESS : 0);
 			ids[n] = (unsigned)n;
 			pf->lit_rule[n] = (uint32_t)i;
 			n++;
 		}
 	}
 	pf->lit_count = n;
-	if (n > 0) {
-		hs_compile_error_t *cerr = NULL;
-		if (hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n, HS_MODE_BLOCK, NULL,
-					 &pf->db, &cerr) != HS_SUCCESS) {
+	job->kind = SPAM_HS_KIND_LITERALS;
+	job->exprs = exprs;
+	job->lit_flags = flags;
+	job->ids = ids;
+	job->lens = lens;
+	job->lit_count = n;
+	if (n == 0)
+		return;
+	literals_key(exprs, flags, lens, n, &job->key);
+	uint64_t info;
+	job->status = spam_hs_cache_get(cache, SPAM_HS_KIND_LITERALS, job->key.data, job->key.len,
+					&job->db, &info);
+	job->compiled_now = job->status == SPAM_HS_MISS;
+}
+
+/* The database is there (or could not be made): the view's prefilter. */
+static void prefilter_finish(struct spam_rules *set, enum spam_view v,
+			     struct spam_hs_cache *cache, struct spam_hs_job *job)
+{
+	struct spam_prefilter *pf = &set->views[v];
+	if (job->kind != SPAM_HS_KIND_LITERALS)
+		return;
+	if (job->compiled_now && job->status != SPAM_HS_MISS)
+		spam_hs_cache_put(cache, SPAM_HS_KIND_LITERALS, job->key.data, job->key.len,
+				  job->status, job->db, 0);
+	if (job->lit_count > 0) {
+		pf->db = job->status == SPAM_HS_COMPILED ? job->db : NULL;
+		job->db = NULL;
+		if (pf->db == NULL) {
 			/* Not expected for plain literals; run every rule then. */
-			log_warn("spam rules: the prefilter cannot be built (%s): every regex runs",
-				 cerr != NULL ? cerr->message : "?");
-			hs_free_compile_error(cerr);
-			pf->db = NULL;
+			log_warn("spam rules: the prefilter cannot be built: every regex runs");
 			memcpy(pf->always, pf->all, pf->all_count * sizeof(uint32_t));
 			pf->always_count = pf->all_count;
+			for (size_t i = 0; i < pf->all_count; i++)
+				set->rules[pf->all[i]].narrow = false;
 		} else if (hs_alloc_scratch(pf->db, &set->scratch) != HS_SUCCESS) {
 			log_fatal("spam rules: out of memory for the prefilter");
 		}
 	}
-	free(exprs);
-	free(flags);
-	free(ids);
-	free(lens);
+	hs_free_database(job->db);
+	free(job->exprs);
+	free(job->lit_flags);
+	free(job->ids);
+	free(job->lens);
+	buf_free(&job->key);
 }
 
 /* ---- summaries ------------------------------------------------------------------------ */
@@ -585,8 +641,32 @@ struct spam_rules *spam_rules_build(struct spam_parse *ps)
 	write_summaries(ps);
 	ps->files = NULL;
 	ps->file_count = 0;
+	char *why = NULL;
+	struct spam_hs_cache *cache = spam_hs_cache_load(ps->cache_path, &why);
+	if (why != NULL)
+		log_info("spam rules: the compiled-database cache %s is not used (%s): it is "
+			 "built again", ps->cache_path, why);
+	free(why);
+	struct spam_hs_job literals[SPAM_VIEW_COUNT];
+	struct spam_hs_job *to_compile[SPAM_VIEW_COUNT];
+	size_t missing = 0;
+	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++) {
+		prefilter_prepare(set, v, cache, &literals[v]);
+		if (literals[v].compiled_now)
+			to_compile[missing++] = &literals[v];
+	}
+	spam_gates_build(set, cache, to_compile, missing);
 	for (enum spam_view v = 0; v < SPAM_VIEW_COUNT; v++)
-		build_prefilter(set, v);
+		prefilter_finish(set, v, cache, &literals[v]);
+	if (spam_hs_cache_save(cache, &why) < 0)
+		log_info("spam rules: the compiled-database cache is not kept: %s", why);
+	free(why);
+	spam_hs_cache_free(&cache);
+	if (ps->lazy_jit) {
+		set->jit_pending = xcalloc(set->count + 1, 1);
+		for (size_t i = 0; i < set->count; i++)
+			set->jit_pending[i] = set->rules[i].re != NULL;
+	}
 	init_matching(set);
 	return set;
 }

@@ -261,6 +261,15 @@ static void build_named(const struct scan_message *m, const struct spam_hdr_targ
 	}
 }
 
+/* "Name: value\n" */
+static void add_line(buf_t *out, const char *name, const char *value)
+{
+	buf_puts(out, name);
+	buf_append(out, ": ", 2);
+	buf_puts(out, value);
+	buf_putc(out, '\n');
+}
+
 static void build_all(const struct scan_message *m, const struct spam_hdr_target *tg,
 		      struct spam_hdr_text *out)
 {
@@ -273,7 +282,7 @@ static void build_all(const struct scan_message *m, const struct spam_hdr_target
 		const struct scan_header *h = &m->headers[i];
 		if (!part_matches(h, tg->mime) || h->name == NULL)
 			continue;
-		buf_printf(&out->text, "%s: %s\n", h->name, value_of(h, (tg->mods & SPAM_HDR_RAW) != 0));
+		add_line(&out->text, h->name, value_of(h, (tg->mods & SPAM_HDR_RAW) != 0));
 	}
 }
 
@@ -333,7 +342,7 @@ void spam_header_view(const struct spam_text *t, const struct scan_envelope *env
 		for (size_t i = 0; m != NULL && i < m->header_count; i++) {
 			const struct scan_header *h = &m->headers[i];
 			if (h->part == 0 && h->name != NULL)
-				buf_printf(&tx.text, "%s: %s\n", h->name, value_of(h, true));
+				add_line(&tx.text, h->name, value_of(h, true));
 		}
 		header_section(m, &tx.text);
 		if (env != NULL && env->sender != NULL)

@@ -2,9 +2,10 @@
  * spam_rules_impl.h - the compiled form of SpamAssassin-syntax rule files,
  * shared by the reader (spam_rules_parse.c, spam_rules_build.c), the
  * expression compiler (spam_rules_expr.c), the regex analysis
- * (spam_rules_regex.c), the matcher (spam_rules.c, spam_rules_header.c)
- * and the eval: tests (spam_eval.c). Not for other modules: they use
- * spam.h.
+ * (spam_rules_regex.c), the Hyperscan gates (spam_rules_gate.c, with the
+ * compiled-database cache, spam_hs_cache.h), the matcher (spam_rules.c,
+ * spam_rules_header.c) and the eval: tests (spam_eval.c). Not for other
+ * modules: they use spam.h.
  *
  * Untrusted input: rule files (the administrator's, SpamAssassin's) at
  * load time; messages (through struct spam_text) at run time. Privilege:
@@ -25,6 +26,7 @@
 #include "../lib/buf.h"
 #include "../lib/hashmap.h"
 #include "spam.h"
+#include "spam_hs_cache.h"
 
 /* ---- bounds ------------------------------------------------------------------ */
 
@@ -50,6 +52,15 @@
 #define SPAM_LIT_JOIN_MAX 32
 #define SPAM_LIT_LEN_MAX 64
 #define SPAM_LIT_VIEW_MAX 1000000  /* literals in one view's database */
+/* Hyperscan gates (spam_rules_gate.c): the bytes one gate's database may
+ * take, all gates together (shared by the scanners), the longest pattern
+ * given one. */
+#define SPAM_GATE_DB_MAX (512u * 1024)
+#define SPAM_GATE_TOTAL_MAX (3u * 1024 * 1024)
+#define SPAM_GATE_PATTERN_MAX (64u * 1024)
+/* Occurrences of body literals kept per message for line narrowing
+ * (spam_rules.c); past it, the message's body rules read the whole body. */
+#define SPAM_NARROW_MAX 65536
 
 /* The SpamAssassin version postern answers in "if version >= N" (the
  * syntax of the rule files it reads: 4.0.1) and the Perl one. */
@@ -178,6 +189,8 @@ struct spam_rule {
 	char *if_unset;           /* header [if-unset: TEXT], or NULL */
 	struct spam_litset lits;  /* what the prefilter looks for */
 	enum spam_view view;      /* the text it matches (SPAM_VIEW_NONE: none) */
+	hs_database_t *gate;      /* Hyperscan prefilter of the regex, or NULL (spam_rules_gate.c) */
+	bool narrow;              /* body: run only on the lines that hold one of its literals */
 	/* meta */
 	char *meta_text;
 	struct spam_expr expr;
@@ -215,6 +228,7 @@ struct spam_file {
 
 struct spam_prefilter {
 	hs_database_t *db;
+	bool every_match;        /* db reports each occurrence (body: for line narrowing) */
 	uint32_t *lit_rule;      /* literal id -> rule index */
 	size_t lit_count;
 	uint32_t *always;        /* rules of this view without a literal */
@@ -232,7 +246,12 @@ struct spam_rules {
 	struct spam_file **files;
 	size_t file_count;
 	struct spam_prefilter views[SPAM_VIEW_COUNT];
-	hs_scratch_t *scratch;    /* one message at a time per process */
+	hs_scratch_t *scratch;    /* one message at a time per process (prefilters and gates) */
+	size_t gate_count;        /* rules with a gate */
+	uint64_t gate_bytes;      /* their databases */
+	bool plain;               /* every regex on its whole text: no prefilter, gate nor
+				   * narrowing (the reference the tests compare with) */
+	uint8_t *jit_pending;     /* lazy JIT: per rule, 1 until its regex is JIT-compiled */
 	pcre2_match_context *mctx;
 	pcre2_jit_stack *jit_stack;
 	pcre2_match_data *mdata;
@@ -267,8 +286,9 @@ int spam_regex_split(const char *s, char **pattern_r, uint32_t *opts_r, const ch
  * when none is known). */
 void spam_regex_literals(const char *pattern, uint32_t opts, struct spam_litset *out);
 void spam_litset_free(struct spam_litset *s);
-/* Compile with JIT; NULL with err. */
-pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, char *err, size_t errlen);
+/* Compile (with JIT now, or later: spam_rules_build's lazy_jit); NULL with err. */
+pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, bool jit, char *err,
+			       size_t errlen);
 
 /* ---- reading (spam_rules_parse.c) and building (spam_rules_build.c) -------- */
 
@@ -288,6 +308,8 @@ struct spam_settings {
 
 struct spam_parse {
 	FILE *warnings;
+	const char *cache_path;    /* the compiled-database cache, or NULL */
+	bool lazy_jit;             /* JIT-compile a regex when it first runs */
 	char *err;                 /* the first error of a strict file: stop */
 	struct spam_rule *rules;   /* every definition, in order */
 	size_t count, cap;
@@ -319,6 +341,55 @@ struct spam_rules *spam_rules_parse_text(const char *name, const char *text, siz
 /* spam_rules_build.c: turn what was read into the rules (NULL with ps->err
  * set when a strict file is wrong). */
 struct spam_rules *spam_rules_build(struct spam_parse *ps);
+/* Run every regex on its whole text, as if there were no prefilter, gate
+ * or narrowing: the reference the optimised matching must agree with
+ * (tests and fuzzers). */
+void spam_rules_set_plain(struct spam_rules *rules, bool plain);
+
+/* spam_rules_gate.c: a Hyperscan database to take from the cache or
+ * compile, a regex's gate or a view's literal database. */
+struct spam_hs_job {
+	enum spam_hs_kind kind;       /* SPAM_HS_KIND_GATE or SPAM_HS_KIND_LITERALS */
+	buf_t key;                    /* what the cache knows it by */
+	/* a gate */
+	struct spam_rule *rule;
+	const char *expr;             /* into key */
+	unsigned flags;
+	/* a literal database */
+	const char **exprs;
+	unsigned *lit_flags, *ids;
+	size_t *lens;
+	size_t lit_count;
+	/* what came of it */
+	enum spam_hs_status status;
+	hs_database_t *db;
+	uint64_t size;                /* of db, or the size that was too large */
+	uint32_t hs_ns, pcre_ns;      /* a gate's and its regex's time over the sample */
+	bool compiled_now;            /* not (or no longer) in the cache */
+};
+/* Keys of this many bytes or more are compiled in a child process. */
+#define SPAM_COMPILE_CHILD_BYTES (16u * 1024)
+/* May r get a Hyperscan gate? Build the gates of the rules that qualify,
+ * from the cache or compiled now (and put in it); the more jobs (literal
+ * databases not in the cache) are compiled with them, and left to the
+ * caller. */
+bool spam_gate_eligible(const struct spam_rule *r);
+void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
+		      struct spam_hs_job **more, size_t more_count);
+/* Tests and fuzzers: give every eligible regex a gate, however it
+ * measured (within the size bounds); compile in a child process whatever
+ * there is. */
+void spam_gates_test_all(bool all);
+void spam_hs_test_child(bool always);
+/* May a body rule with literals run only on the lines that hold one? Not
+ * when its regex looks past the end of the subject or before where the
+ * match starts (\z, \Z, \K, \G, backtracking verbs, a lookahead that may
+ * match a newline). opts: the PCRE2 options it is compiled with. */
+bool spam_narrow_eligible(const char *pattern, uint32_t opts);
+/* Does the pattern hold the escape backslash-letter (not counting an escaped
+ * backslash)? Could it turn an option on inline ((?s), (?is:...))? */
+bool spam_regex_has_escape(const char *pattern, char letter);
+bool spam_regex_inline_option(const char *pattern, char option);
 void spam_rule_free(struct spam_rule *r);
 void spam_file_free(struct spam_file *f);
 void spam_parse_free(struct spam_parse *ps);
@@ -339,6 +410,11 @@ struct spam_hdr_text {
 	buf_t text;
 };
 
+struct spam_line_ref {
+	uint32_t line;
+	uint32_t next;         /* index + 1 of the rule's next, 0 = none */
+};
+
 struct spam_run {
 	const struct spam_rules *rules;
 	const struct spam_text *t;
@@ -346,8 +422,18 @@ struct spam_run {
 	double *value;         /* per rule: 0 or the hit's value (count for multiple) */
 	uint8_t *state;        /* per rule: SPAM_RUN_* */
 	uint8_t *candidate;    /* per rule: the prefilter saw its literal */
+	/* body line narrowing: where each line of the body starts, and per
+	 * rule a list (in lines[]) of the lines that hold its literals */
+	size_t *line_start;
+	size_t line_count;
+	struct spam_line_ref *lines;
+	size_t lines_used, lines_cap;
+	uint32_t *first_line, *last_line;  /* per rule: index + 1 into lines, 0 = none */
+	size_t line_cursor;    /* the line of the last literal seen */
+	bool narrow_off;       /* too many occurrences, or no prefilter: whole body */
 	struct spam_hdr_text *hdr;  /* per target */
 	buf_t view_text[SPAM_VIEW_COUNT];  /* header, mimeheader and uri views built here */
+	bool view_built[SPAM_VIEW_COUNT];
 	uint64_t start_us, deadline_us;    /* deadline 0: none */
 	unsigned calls;        /* matches since the clock was last read */
 	bool timed_out;
@@ -356,6 +442,8 @@ struct spam_run {
 	int64_t date;          /* the Date field, seconds since the epoch, or INT64_MIN */
 	bool recv_done;
 	int64_t recv_date;     /* the newest Received field's date, or INT64_MIN */
+	bool upper_done;
+	double upper_pct;      /* capitals among the letters of the body's word lines, or < 0 */
 };
 #define SPAM_RUN_PENDING 0
 #define SPAM_RUN_DONE 1    /* ran (value says whether it hit) */

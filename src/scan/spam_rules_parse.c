@@ -1123,6 +1123,7 @@ void spam_rule_free(struct spam_rule *r)
 	free(r->name);
 	free(r->pattern);
 	pcre2_code_free(r->re);
+	hs_free_database(r->gate);
 	free(r->hdr.name);
 	free(r->if_unset);
 	spam_litset_free(&r->lits);
@@ -1180,7 +1181,8 @@ void spam_parse_free(struct spam_parse *ps)
 struct spam_rules *spam_rules_load(const struct spam_rules_source *src, FILE *warnings,
 				   char **err_r)
 {
-	struct spam_parse ps = { .warnings = warnings };
+	struct spam_parse ps = { .warnings = warnings, .cache_path = src->cache_path,
+				 .lazy_jit = src->lazy_jit };
 	*err_r = NULL;
 	for (size_t i = 0; i < src->count && ps.err == NULL; i++)
 		read_path(&ps, src->paths[i], src->lenient != NULL && src->lenient[i], true);

@@ -14,6 +14,10 @@
  * bounded recursion (SPAM_EXPR_DEPTH_MAX) and bounded sets
  * (SPAM_LIT_SET_MAX literals of at most SPAM_LIT_LEN_MAX bytes).
  *
+ * Also what a regex looks at beyond its match, for the matcher's line
+ * narrowing (spam_narrow_eligible): the end of the subject, what \K
+ * drops, a lookahead that could see past a line's end.
+ *
  * Input: patterns from rule files (load time, scan master). Patterns are
  * byte-oriented, as SpamAssassin's are: no UTF mode.
  */
@@ -101,7 +105,8 @@ int spam_regex_split(const char *s, char **pattern_r, uint32_t *opts_r, const ch
 	return 0;
 }
 
-pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, char *err, size_t errlen)
+pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, bool jit, char *err,
+			       size_t errlen)
 {
 	int code;
 	PCRE2_SIZE offset;
@@ -113,8 +118,163 @@ pcre2_code *spam_regex_compile(const char *pattern, uint32_t opts, char *err, si
 		snprintf(err, errlen, "bad regex at offset %zu: %s", (size_t)offset, (char *)msg);
 		return NULL;
 	}
-	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  /* the interpreter serves if JIT cannot */
+	if (jit)
+		(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  /* the interpreter serves if JIT cannot */
 	return re;
+}
+
+/* ---- what a regex looks at ------------------------------------------------------ */
+
+bool spam_regex_has_escape(const char *pattern, char letter)
+{
+	for (const char *p = pattern; (p = strchr(p, '\\')) != NULL; p += 2) {
+		if (p[1] == letter)
+			return true;
+		if (p[1] == '\0')
+			break;
+	}
+	return false;
+}
+
+/* Escapes that may match a newline (or stand for what may: a code, a
+ * back-reference, a property, quoted text). */
+static bool escape_may_match_newline(char c)
+{
+	return strchr("nsvRWDHXCxocpPgkQ0123456789", c) != NULL;
+}
+
+/* May s[0..n) (a lookahead's body) match a newline anywhere? Read
+ * conservatively: anything not understood says yes. */
+static bool may_match_newline(const char *s, size_t n, bool dotall)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\\') {
+			if (i + 1 >= n || escape_may_match_newline(s[i + 1]))
+				return true;
+			i++;
+		} else if (c == '.') {
+			if (dotall)
+				return true;
+		} else if (c == '[') {
+			if (i + 1 < n && s[i + 1] == '^')
+				return true;  /* a negated class takes newlines */
+			size_t k = i + 1;
+			if (k < n && s[k] == ']')
+				k++;  /* a leading ] is a member */
+			for (; k < n && s[k] != ']'; k++) {
+				if (s[k] == '\\') {
+					if (k + 1 >= n || escape_may_match_newline(s[k + 1]))
+						return true;
+					k++;
+				} else if (s[k] == '[' && k + 1 < n && s[k + 1] == ':') {
+					const char *name = s + k + 2;
+					if (*name == '^' || strncmp(name, "space:", 6) == 0 ||
+					    strncmp(name, "cntrl:", 6) == 0)
+						return true;
+					const char *e = memchr(name, ']', n - (size_t)(name - s));
+					if (e == NULL)
+						return true;
+					k = (size_t)(e - s);
+				} else if ((unsigned char)s[k] < 0x20) {
+					return true;
+				}
+			}
+			if (k >= n)
+				return true;
+			i = k;
+		} else if (c == '(' && i + 2 < n && s[i + 1] == '?') {
+			char d = s[i + 2];
+			if (d == '(' || d == 'R' || d == '&' || d == 'P' || d == '+' ||
+			    (d >= '0' && d <= '9') || (d == '-' && i + 3 < n && s[i + 3] >= '0' &&
+							 s[i + 3] <= '9'))
+				return true;  /* conditions, recursion, named references */
+		} else if (c < 0x20) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Where the group that opens at s[start] ('(') closes: its ')', or NULL. */
+static const char *group_end(const char *s, size_t start)
+{
+	int nest = 0;
+	for (size_t i = start; s[i] != '\0'; i++) {
+		if (s[i] == '\\') {
+			if (s[i + 1] == '\0')
+				return NULL;
+			i++;
+		} else if (s[i] == '[') {
+			size_t k = i + 1;
+			if (s[k] == '^')
+				k++;
+			if (s[k] == ']')
+				k++;
+			for (; s[k] != '\0' && s[k] != ']'; k++) {
+				if (s[k] == '\\' && s[k + 1] != '\0')
+					k++;
+				else if (s[k] == '[' && s[k + 1] == ':') {
+					const char *e = strstr(s + k + 2, ":]");
+					if (e == NULL)
+						return NULL;
+					k = (size_t)(e - s) + 1;
+				}
+			}
+			if (s[k] == '\0')
+				return NULL;
+			i = k;
+		} else if (s[i] == '(') {
+			nest++;
+		} else if (s[i] == ')' && --nest == 0) {
+			return s + i;
+		}
+	}
+	return NULL;
+}
+
+bool spam_regex_inline_option(const char *pattern, char option)
+{
+	for (const char *p = strstr(pattern, "(?"); p != NULL; p = strstr(p + 2, "(?")) {
+		const char *q = p + 2;
+		while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '-' || *q == '^')
+			if (*q++ == option)
+				return true;
+	}
+	return false;
+}
+
+/* Read conservatively: the text of such a construct anywhere (in a class,
+ * after a backslash) is enough to say no, which only costs speed. A
+ * lookahead is fine when nothing in it can match a newline: then it
+ * cannot see past its line's end, where the whole body and the line cut
+ * out of it differ. */
+bool spam_narrow_eligible(const char *pattern, uint32_t opts)
+{
+	static const char escapes[] = "zZKG";
+	for (const char *e = escapes; *e != '\0'; e++)
+		if (spam_regex_has_escape(pattern, *e))
+			return false;
+	if (strstr(pattern, "(*") != NULL || strstr(pattern, "(?C") != NULL)
+		return false;
+	bool dotall = (opts & PCRE2_DOTALL) != 0 || spam_regex_inline_option(pattern, 's');
+	bool extended = (opts & PCRE2_EXTENDED) != 0 || spam_regex_inline_option(pattern, 'x');
+	if (extended && strchr(pattern, '#') != NULL)
+		return false;  /* a comment could hide where a group ends */
+	for (size_t i = 0; pattern[i] != '\0'; i++) {
+		if (pattern[i] == '\\' && pattern[i + 1] != '\0') {
+			i++;
+			continue;
+		}
+		if (pattern[i] != '(' || pattern[i + 1] != '?' ||
+		    (pattern[i + 2] != '=' && pattern[i + 2] != '!'))
+			continue;
+		const char *end = group_end(pattern, i);
+		if (end == NULL || may_match_newline(pattern + i + 3,
+						      (size_t)(end - pattern) - i - 3, dotall))
+			return false;
+	}
+	return true;
 }
 
 /* ---- literal analysis ------------------------------------------------------ */
@@ -140,6 +300,8 @@ struct lit_parser {
 	bool extended;
 	unsigned depth;
 	bool broken;   /* something not understood: the whole pattern yields nothing */
+	unsigned discard;  /* inside alternatives whose result is known to be nothing:
+			    * parse them, build no sets */
 };
 
 void spam_litset_free(struct spam_litset *s)
@@ -167,7 +329,9 @@ static struct lit_info info_none(void)
 
 static void info_add(struct lit_info *a, const char *text, size_t len, bool caseless)
 {
-	a->items = xreallocarray(a->items, a->count + 1, sizeof(*a->items));
+	/* items grow in powers of two (only info_add makes them) */
+	if ((a->count & (a->count - 1)) == 0)
+		a->items = xreallocarray(a->items, a->count ? a->count * 2 : 1, sizeof(*a->items));
 	struct spam_lit *l = &a->items[a->count++];
 	l->text = xmalloc(len + 1);
 	memcpy(l->text, text, len);
@@ -198,6 +362,15 @@ static struct lit_info info_chars(const unsigned char *set, bool caseless)
 		char ch = (char)key;
 		info_add(&a, &ch, 1, caseless && isalpha(c));
 	}
+	return a;
+}
+
+/* One character, as info_chars would give it. */
+static struct lit_info info_char(int c, bool caseless)
+{
+	struct lit_info a = { LIT_EXACT, NULL, 0 };
+	char ch = (char)(caseless ? tolower(c) : c);
+	info_add(&a, &ch, 1, caseless && isalpha(c));
 	return a;
 }
 
@@ -299,6 +472,14 @@ static struct lit_info alternate(struct lit_info a, struct lit_info b)
 	for (size_t j = 0; j < b.count; j++)
 		info_add(&a, b.items[j].text, b.items[j].len, b.items[j].caseless);
 	info_free(&b);
+	/* Too many to join with anything (can_join) and too short to be
+	 * looked for: nothing made of it can be either (unions only grow
+	 * and shorten), so it says nothing, and is dropped now rather than
+	 * carried through the rest of the pattern. */
+	if (a.count > SPAM_LIT_JOIN_MAX && min_len(&a) < SPAM_LIT_MIN) {
+		info_free(&a);
+		return info_none();
+	}
 	return a;
 }
 
@@ -500,7 +681,7 @@ static struct lit_info parse_class(struct lit_parser *p)
 	}
 	if (n == 0 || n > 8)
 		return info_none();
-	return info_chars(set, p->caseless);
+	return p->discard ? info_none() : info_chars(set, p->caseless);
 }
 
 /* Skip to the ')' closing a group whose body is not analysed (p->pos in it). */
@@ -745,14 +926,10 @@ static struct lit_info parse_piece(struct lit_parser *p, bool *end_r)
 		} else if (v < 0) {
 			a = info_none();
 		} else {
-			unsigned char set[256] = { 0 };
-			set[v] = 1;
-			a = info_chars(set, p->caseless);
+			a = p->discard ? info_none() : info_char(v, p->caseless);
 		}
 	} else {
-		unsigned char set[256] = { 0 };
-		set[(unsigned char)c] = 1;
-		a = info_chars(set, p->caseless);
+		a = p->discard ? info_none() : info_char((unsigned char)c, p->caseless);
 	}
 	skip_extended_space(p);
 	unsigned min;
@@ -837,10 +1014,18 @@ static struct lit_info parse_alt(struct lit_parser *p)
 	/* (?i) inside a group ends with the group. */
 	bool saved_caseless = p->caseless, saved_extended = p->extended;
 	struct lit_info acc = parse_seq(p);
+	unsigned discarding = 0;
 	while (!p->broken && p->s[p->pos] == '|') {
 		p->pos++;
+		/* once nothing is known of the alternation, nothing will be:
+		 * the rest is only read through */
+		if (acc.kind == LIT_NONE && discarding == 0) {
+			p->discard++;
+			discarding = 1;
+		}
 		acc = alternate(acc, parse_seq(p));
 	}
+	p->discard -= discarding;
 	p->caseless = saved_caseless;
 	p->extended = saved_extended;
 	p->depth--;

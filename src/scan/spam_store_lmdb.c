@@ -22,7 +22,10 @@
  * alone in the child (its descriptors and mappings are the parent's; two
  * descriptors stay open there), so a parent should not use the handle
  * before it forks. Reader transactions are MDB_NOTLS (one reader slot per
- * handle), kept reset between uses.
+ * handle), kept reset between uses. An environment only readers use is
+ * opened MDB_RDONLY: a read-write one allocates LMDB's write buffers
+ * (about 2 MB a scanner) whether it writes or not; a writer joining it in
+ * the same process reopens it read-write.
  *
  * The map grows: a write that finds it full doubles it and tries again;
  * a reader told the map grew (MDB_MAP_RESIZED) adopts the new size.
@@ -67,9 +70,11 @@ struct shared_env {
 	pid_t pid;
 	unsigned users;
 	MDB_env *env;
-	bool rdonly;         /* opened MDB_RDONLY: the files are not ours to write */
+	bool rdonly;         /* opened MDB_RDONLY */
+	bool forced_rdonly;  /* ... because the files are not ours to write */
 	bool have_tables;    /* the tables exist (a reader may come before them) */
 	MDB_dbi tokens, learned, meta;
+	struct lmdb_store *handles;  /* the handles using it (lmdb_store.next_handle) */
 };
 static struct shared_env *shared_envs;
 
@@ -80,6 +85,7 @@ struct lmdb_store {
 	uint64_t map_size;        /* writable: the least map size */
 	uint32_t today;           /* 0 = the clock's */
 	struct shared_env *sh;    /* this process's environment, or NULL */
+	struct lmdb_store *next_handle;  /* the next handle of sh */
 	MDB_txn *rtxn;            /* reader transaction, reset between uses */
 	char err[512];
 };
@@ -211,42 +217,85 @@ static int load_tables(struct lmdb_store *st)
 	return 0;
 }
 
-/* Open the environment of dir for this process: read-write when we may
- * (a read-write environment writes nothing until asked), else read-only. */
-static int env_open(struct lmdb_store *st, struct shared_env **sh_r)
+/* Open the environment of dir, MDB_RDONLY when asked (or when the files
+ * are not ours to write): *rdonly_r says which, *forced_r why. */
+static int env_open_files(struct lmdb_store *st, bool want_rdonly, MDB_env **env_r,
+			  bool *rdonly_r, bool *forced_r)
 {
 	MDB_env *env;
-	int rc = mdb_env_create(&env);
-	if (rc != 0)
-		return fail(st, "%s", mdb_strerror(rc));
-	mdb_env_set_maxdbs(env, 4);
-	mdb_env_set_maxreaders(env, MAX_READERS);
-	bool rdonly = false;
-	rc = mdb_env_open(env, st->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
-	if ((rc == EACCES || rc == EROFS) && !st->writable) {
-		mdb_env_close(env);
-		if ((rc = mdb_env_create(&env)) != 0)
+	bool rdonly = want_rdonly, forced = false;
+	for (;;) {
+		int rc = mdb_env_create(&env);
+		if (rc != 0)
 			return fail(st, "%s", mdb_strerror(rc));
 		mdb_env_set_maxdbs(env, 4);
 		mdb_env_set_maxreaders(env, MAX_READERS);
-		rdonly = true;
-		rc = mdb_env_open(env, st->dir, MDB_NOTLS | MDB_RDONLY, 0600);
-	}
-	if (rc != 0) {
+		rc = mdb_env_open(env, st->dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOMETASYNC),
+				  0600);
+		if (rc == 0)
+			break;
 		mdb_env_close(env);
+		if ((rc == EACCES || rc == EROFS) && !rdonly && !st->writable) {
+			rdonly = forced = true;
+			continue;
+		}
 		return fail(st, "cannot open the Bayes store: %s", mdb_strerror(rc));
 	}
 	int dead;
 	mdb_reader_check(env, &dead);  /* slots of readers that died (a killed scanner) */
+	*env_r = env;
+	*rdonly_r = rdonly;
+	*forced_r = forced;
+	return 0;
+}
+
+/* Open the environment of dir for this process: read-only for a reader
+ * (a read-write environment allocates its write buffers, megabytes per
+ * scanner, whether it writes or not), read-write for a writer. */
+static int env_open(struct lmdb_store *st, struct shared_env **sh_r)
+{
+	MDB_env *env;
+	bool rdonly, forced;
+	if (env_open_files(st, !st->writable, &env, &rdonly, &forced) < 0)
+		return -1;
 	struct shared_env *sh = xcalloc(1, sizeof(*sh));
 	sh->dir = xstrdup(st->dir);
 	sh->pid = getpid();
 	sh->env = env;
 	sh->rdonly = rdonly;
+	sh->forced_rdonly = forced;
 	sh->next = shared_envs;
 	shared_envs = sh;
 	*sh_r = sh;
 	return 0;
+}
+
+/* A writer joins an environment its readers opened read-only: close it
+ * and open it read-write (the readers' transactions, reset between uses,
+ * go with it; they begin anew in the new one). */
+static int env_upgrade(struct lmdb_store *st, struct shared_env *sh)
+{
+	for (struct lmdb_store *h = sh->handles; h != NULL; h = h->next_handle) {
+		if (h->rtxn != NULL)
+			mdb_txn_abort(h->rtxn);
+		h->rtxn = NULL;
+	}
+	mdb_env_close(sh->env);
+	sh->env = NULL;
+	sh->have_tables = false;
+	bool rdonly, forced;
+	if (env_open_files(st, false, &sh->env, &rdonly, &forced) == 0) {
+		sh->rdonly = false;
+		return 0;
+	}
+	/* cannot write after all: the readers keep a read-only one */
+	char why[sizeof(st->err)];
+	memcpy(why, st->err, sizeof(why));
+	struct lmdb_store reader = { .dir = st->dir };
+	if (env_open_files(&reader, true, &sh->env, &rdonly, &forced) < 0)
+		sh->env = NULL;
+	memcpy(st->err, why, sizeof(why));
+	return -1;
 }
 
 static void release_env(struct lmdb_store *st)
@@ -255,11 +304,18 @@ static void release_env(struct lmdb_store *st)
 	st->sh = NULL;
 	if (sh == NULL || sh->pid != getpid()) {
 		st->rtxn = NULL;  /* a parent's, inherited: not ours to touch */
+		st->next_handle = NULL;
 		return;
 	}
 	if (st->rtxn != NULL)
 		mdb_txn_abort(st->rtxn);
 	st->rtxn = NULL;
+	for (struct lmdb_store **h = &sh->handles; *h != NULL; h = &(*h)->next_handle)
+		if (*h == st) {
+			*h = st->next_handle;
+			break;
+		}
+	st->next_handle = NULL;
 	if (--sh->users > 0)
 		return;
 	for (struct shared_env **p = &shared_envs; *p != NULL; p = &(*p)->next)
@@ -267,9 +323,10 @@ static void release_env(struct lmdb_store *st)
 			*p = sh->next;
 			break;
 		}
-	if (!sh->rdonly)
+	if (sh->env != NULL && !sh->rdonly)
 		mdb_env_sync(sh->env, 1);
-	mdb_env_close(sh->env);
+	if (sh->env != NULL)
+		mdb_env_close(sh->env);
 	free(sh->dir);
 	free(sh);
 }
@@ -288,13 +345,18 @@ static int ensure_open(struct lmdb_store *st)
 		struct shared_env *sh = shared_envs;
 		while (sh != NULL && (sh->pid != getpid() || strcmp(sh->dir, st->dir) != 0))
 			sh = sh->next;
-		if (sh != NULL && st->writable && sh->rdonly)
-			return fail(st, "opened read-only in this process");
+		if (sh != NULL && st->writable && sh->rdonly &&
+		    (sh->forced_rdonly || env_upgrade(st, sh) < 0))
+			return sh->forced_rdonly ? fail(st, "opened read-only in this process") : -1;
 		if (sh == NULL && env_open(st, &sh) < 0)
 			return -1;
 		sh->users++;
 		st->sh = sh;
+		st->next_handle = sh->handles;
+		sh->handles = st;
 	}
+	if (st->sh->env == NULL)
+		return fail(st, "the Bayes store could not be opened again read-only");
 	if (st->writable && !st->sh->rdonly) {
 		MDB_envinfo info;
 		mdb_env_info(st->sh->env, &info);

@@ -60,20 +60,13 @@
 /* Answers a slow worker has not taken yet, at most (then it is dropped). */
 #define ANVIL_OUTBOX_MAX 4096
 
-struct packet {
-	struct packet *next;
-	size_t len;
-	unsigned char data[];
-};
-
 struct worker_conn {
 	struct anvil *a;
 	struct worker_conn *prev, *next;
 	int fd;
 	uint64_t owner;
 	struct event *readable, *writable;
-	struct packet *out_head, *out_tail; /* answers the socket had no room for */
-	size_t out_count;
+	struct anvil_outbox outbox; /* answers the socket had no room for */
 };
 
 struct anvil {
@@ -113,11 +106,7 @@ static void conn_free(struct worker_conn *c, const char *why)
 	event_free(c->readable);
 	event_free(c->writable);
 	close(c->fd);
-	while (c->out_head != NULL) {
-		struct packet *p = c->out_head;
-		c->out_head = p->next;
-		free(p);
-	}
+	anvil_outbox_clear(&c->outbox);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -132,53 +121,25 @@ static void conn_free(struct worker_conn *c, const char *why)
 /* Send what waits in the outbox; false if the connection broke. */
 static bool flush_outbox(struct worker_conn *c)
 {
-	while (c->out_head != NULL) {
-		struct packet *p = c->out_head;
-		ssize_t n = send(c->fd, p->data, p->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			event_add(c->writable, NULL);
-			return true;
-		}
-		if (n < 0)
-			return false;
-		c->out_head = p->next;
-		if (c->out_head == NULL)
-			c->out_tail = NULL;
-		c->out_count--;
-		free(p);
-	}
-	event_del(c->writable);
-	return true;
+	enum anvil_out out = anvil_outbox_flush(&c->outbox, c->fd);
+	if (out == ANVIL_OUT_SENT)
+		event_del(c->writable);
+	return out != ANVIL_OUT_ERROR;
 }
 
-/* Answer m; false if the connection broke (the caller frees it). */
+/* Answer m; false if the connection broke or the worker does not read its
+ * answers (the caller frees it). */
 static bool answer(struct worker_conn *c, const struct anvil_msg *m)
 {
-	if (c->out_head == NULL) {
-		if (anvil_send(c->fd, m) == 0)
-			return true;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return false;
+	switch (anvil_outbox_push(&c->outbox, c->fd, m)) {
+	case ANVIL_OUT_SENT:
+		return true;
+	case ANVIL_OUT_QUEUED:
+		event_add(c->writable, NULL);
+		return true;
+	default:
+		return false;
 	}
-	if (c->out_count >= ANVIL_OUTBOX_MAX)
-		return false; /* the worker does not read its answers */
-	buf_t b = BUF_INIT;
-	anvil_msg_encode(m, &b);
-	struct packet *p = xmalloc(sizeof(*p) + b.len);
-	p->next = NULL;
-	p->len = b.len;
-	memcpy(p->data, b.data, b.len);
-	buf_free(&b);
-	if (c->out_tail != NULL)
-		c->out_tail->next = p;
-	else
-		c->out_head = p;
-	c->out_tail = p;
-	c->out_count++;
-	event_add(c->writable, NULL);
-	return true;
 }
 
 /* One request; false if the connection broke. */
@@ -262,6 +223,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 		struct worker_conn *c = xcalloc(1, sizeof(*c));
 		c->a = a;
 		c->fd = s;
+		c->outbox.max = ANVIL_OUTBOX_MAX;
 		c->owner = ++a->next_owner;
 		c->readable = event_new(a->base, s, EV_READ | EV_PERSIST, readable_cb, c);
 		c->writable = event_new(a->base, s, EV_WRITE | EV_PERSIST, writable_cb, c);

@@ -330,6 +330,7 @@ static void probe_scan(struct probe *p)
 {
 	const struct config *cfg = p->cfg;
 	char *err = NULL;
+	scan_pipeline_set_one_process(true);  /* built to be checked, then freed */
 	struct scan_pipeline *pipeline = scan_pipeline_build(cfg, &err);
 	if (pipeline == NULL) {
 		for (char *c = err; c != NULL && *c != '\0'; c++)

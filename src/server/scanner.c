@@ -8,6 +8,9 @@
  * makes it crash or overrun is the master's to handle (it kills and
  * replaces the scanner).
  *
+ * Between requests, once it has waited a moment, it gives the heap pages
+ * its messages left free back to the kernel (malloc_trim).
+ *
  * RFCs: none here (the stages'). Untrusted input: the message (parsed by
  * the pipeline), the request (decoded by scan_proto.c). Privilege: `user`,
  * non-dumpable, no listening socket, no TLS key, no users table; it holds
@@ -17,6 +20,8 @@
 #include "server.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,9 +69,32 @@ static void scan_file(struct scan_pipeline *p, const struct scan_msg *req, int f
 		munmap(map, len + skip);
 }
 
+/* After this long without a request, give back the memory the last
+ * messages left free (malloc keeps it for the next ones: under load a
+ * scanner never waits this long). */
+#define IDLE_TRIM_MS 200
+
+/* Wait for the master's next request; once per idle spell, after
+ * IDLE_TRIM_MS, return free heap pages to the kernel. */
+static void wait_for_request(int sock, bool *trimmed)
+{
+	struct pollfd pfd = { sock, POLLIN, 0 };
+	if (*trimmed)
+		return;
+	int rc;
+	while ((rc = poll(&pfd, 1, IDLE_TRIM_MS)) < 0 && errno == EINTR)
+		;
+	if (rc == 0) {
+		malloc_trim(0);
+		*trimmed = true;
+	}
+}
+
 int scan_scanner_main(struct scan_pipeline *p, int sock)
 {
+	bool trimmed = true;  /* nothing scanned yet */
 	for (;;) {
+		wait_for_request(sock, &trimmed);
 		struct scan_msg req;
 		const char *why = NULL;
 		int fd = -1;
@@ -84,6 +112,7 @@ int scan_scanner_main(struct scan_pipeline *p, int sock)
 		struct scan_msg answer;
 		scan_msg_init(&answer, SCAN_MSG_VERDICT);
 		answer.seq = req.seq;
+		trimmed = false;
 		scan_file(p, &req, fd, &answer.verdict);
 		close(fd);
 		scan_verdict_normalize(&answer.verdict);

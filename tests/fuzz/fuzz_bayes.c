@@ -43,7 +43,7 @@ static bool on_message(void *arg, const struct learn_message *lm)
 	static const struct scan_envelope env = { "", "", &none, "", "" };
 	if (lm->len == 0 || lm->len > MAX_MESSAGE)
 		abort();
-	struct mime_limits limits = { 8, 64, 2048, 64 * 1024 };
+	struct mime_limits limits = { 8, 64, 2048, 64 * 1024, false };
 	struct scan_message m = { .env = &env, .data = lm->data, .len = lm->len };
 	scan_message_parse(&m, &limits, 0);
 	struct spam_text_limits tl = { 4096, 50 };

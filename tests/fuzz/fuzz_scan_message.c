@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const strlist_t none = { NULL, 0 };
 	static const struct scan_envelope env = { "", "", &none, "", "" };
-	struct mime_limits limits = { 8, 64, HEADER_BYTES, 64 * 1024 };
+	struct mime_limits limits = { 8, 64, HEADER_BYTES, 64 * 1024, false };
 	struct scan_message m = { .env = &env, .data = data, .len = size };
 	scan_message_parse_keeping(&m, &limits, ARCHIVE_BUDGET, TEXT_BUDGET);
 	uint64_t archive = 0, text = 0, part_headers = 0;

@@ -82,7 +82,7 @@ static void run(const uint8_t *data, size_t size)
 {
 	static const strlist_t none = { NULL, 0 };
 	static const struct scan_envelope env = { "", "", &none, "", "" };
-	static const struct mime_limits limits = { 8, 64, 2048, 64 * 1024 };
+	static const struct mime_limits limits = { 8, 64, 2048, 64 * 1024, false };
 	static const struct spam_text_limits text_limits = { MAX_BODY, MAX_URIS };
 	struct scan_message m = { .env = &env, .data = data, .len = size };
 	scan_message_parse_keeping(&m, &limits, 0, 16 * 1024);

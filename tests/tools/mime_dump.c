@@ -197,7 +197,7 @@ static int bench(const struct mime_limits *lim, int rounds, int argc, char **arg
 
 int main(int argc, char **argv)
 {
-	struct mime_limits lim = { 20, 1000, 256 * 1024, 100ull * 1024 * 1024 };
+	struct mime_limits lim = { 20, 1000, 256 * 1024, 100ull * 1024 * 1024, false };
 	struct dump d = { BUF_INIT, false, { { NULL } }, 0 };
 	size_t chunk = 0;
 	int i = 1;

@@ -27,7 +27,7 @@
 #include "scan/scan_message.h"
 #include "scan/spam.h"
 
-static const struct mime_limits limits = { 20, 1000, 256 * 1024, 100ULL << 20 };
+static const struct mime_limits limits = { 20, 1000, 256 * 1024, 100ULL << 20, false };
 static const struct spam_text_limits text_limits = { SCAN_TEXT_MAX_DEFAULT, 1000 };
 
 static bool read_file(const char *path, buf_t *out)

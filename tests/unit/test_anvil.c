@@ -204,6 +204,60 @@ static void test_proto_over_a_socket(void **state)
 	close(sv[1]);
 }
 
+/* A socket that takes no more: the outbox keeps the packets in order, up
+ * to its max, and sends them once the reader makes room. */
+static void test_outbox_keeps_order_until_the_socket_has_room(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	struct anvil_outbox box = { .max = 3 };
+	struct anvil_msg m, got;
+	const char *err = NULL;
+	anvil_msg_init(&m, ANVIL_MSG_CLOSE);
+	size_t sent = 0;
+	for (;; sent++) { /* fill the socket */
+		m.session = sent;
+		enum anvil_out out = anvil_outbox_push(&box, sv[0], &m);
+		if (out == ANVIL_OUT_QUEUED)
+			break;
+		assert_int_equal(out, ANVIL_OUT_SENT);
+		assert_true(sent < 100000);
+	}
+	m.session = sent + 1;
+	assert_int_equal(anvil_outbox_push(&box, sv[0], &m), ANVIL_OUT_QUEUED);
+	m.session = sent + 2;
+	assert_int_equal(anvil_outbox_push(&box, sv[0], &m), ANVIL_OUT_QUEUED);
+	m.session = sent + 3;
+	assert_int_equal(anvil_outbox_push(&box, sv[0], &m), ANVIL_OUT_FULL);
+	assert_int_equal(box.count, 3);
+	assert_int_equal(anvil_outbox_flush(&box, sv[0]), ANVIL_OUT_QUEUED);
+	for (size_t i = 0; i < sent; i++) { /* the reader makes room */
+		assert_int_equal(anvil_recv(sv[1], true, &got, &err), 1);
+		assert_int_equal(got.session, i);
+	}
+	assert_int_equal(anvil_outbox_flush(&box, sv[0]), ANVIL_OUT_SENT);
+	assert_null(box.head);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(anvil_recv(sv[1], true, &got, &err), 1);
+		assert_int_equal(got.session, sent + i);
+	}
+	/* a peer gone is an error, and clearing frees what waited */
+	m.session = 7;
+	close(sv[1]);
+	assert_int_equal(anvil_outbox_push(&box, sv[0], &m), ANVIL_OUT_ERROR);
+	close(sv[0]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	while (anvil_outbox_push(&box, sv[0], &m) == ANVIL_OUT_SENT)
+		;
+	assert_int_equal(box.count, 1);
+	anvil_outbox_clear(&box);
+	assert_int_equal(box.count, 0);
+	assert_null(box.head);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* ---- sessions --------------------------------------------------------------------- */
 
 static void open_session(struct anvil_table *t, uint64_t owner, uint64_t session,
@@ -751,6 +805,7 @@ int main(void)
 		cmocka_unit_test(test_proto_roundtrip),
 		cmocka_unit_test(test_proto_violations),
 		cmocka_unit_test(test_proto_over_a_socket),
+		cmocka_unit_test(test_outbox_keeps_order_until_the_socket_has_room),
 		cmocka_unit_test(test_sessions_per_client_and_owner),
 		cmocka_unit_test(test_rate_warn_and_limit_without_block),
 		cmocka_unit_test(test_rate_slides),

@@ -255,7 +255,7 @@ static void test_message_id(void **state)
 	static const char crlf[] = "Message-ID: <a@b>\r\nSubject: y\r\n\r\nline one\r\nline two\r\n\r\n";
 	static const char other_id[] = "Message-ID: <c@d>\nSubject: x\n\nline one\nline two\n";
 	static const char other_body[] = "Message-ID: <a@b>\nSubject: x\n\nline one\nline 2\n";
-	struct mime_limits limits = { 20, 100, 65536, 1 << 20 };
+	struct mime_limits limits = { 20, 100, 65536, 1 << 20, false };
 	uint64_t ids[4];
 	const char *texts[4] = { lf, crlf, other_id, other_body };
 	for (int i = 0; i < 4; i++) {
@@ -732,7 +732,7 @@ static void test_learn_a_spam_text(void **state)
 	(void)state;
 	struct spam_store *s = open_store("i", true, 1 << 20);
 	static const char raw[] = "Subject: Win money\nMessage-ID: <x@y>\n\nWin big money now\n";
-	struct mime_limits limits = { 20, 100, 65536, 1 << 20 };
+	struct mime_limits limits = { 20, 100, 65536, 1 << 20, false };
 	struct scan_message m = { .env = &offline, .data = (const unsigned char *)raw,
 				  .len = strlen(raw) };
 	scan_message_parse(&m, &limits, 0);

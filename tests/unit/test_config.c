@@ -16,19 +16,7 @@
 
 #include "lib/config.h"
 
-static char dir[] = "/tmp/postern-test-config-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return testutil_rmtree(dir);
-}
+TESTUTIL_PRIVATE_DIR("config")
 
 /* Write text to dir/postern.conf, load it; returns rc, errors in errbuf. */
 static int load(const char *text, struct config *cfg, char *errbuf, size_t errlen)

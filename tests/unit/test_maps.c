@@ -26,7 +26,7 @@
 #include "map/map.h"
 #include "policy/access.h"
 
-static char dir[] = "/tmp/postern-test-maps-XXXXXX";
+TESTUTIL_PRIVATE_DIR("maps")
 
 /* Write name in the test folder, dated age seconds ago (a map reads a
  * file only once it has not changed for a second). */
@@ -512,18 +512,6 @@ static void test_canonical_name(void **state)
 	free(n);
 	assert_null(map_canonical_name("btree:/x", "/"));
 	assert_null(map_canonical_name("cidr:", "/"));
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return testutil_rmtree(dir);
 }
 
 int main(void)

@@ -131,7 +131,7 @@ static void on_end(void *arg, const struct mime_part *part)
 }
 
 static const struct mime_handler handler = { on_begin, on_data, on_end };
-static const struct mime_limits default_limits = { 20, 1000, 256 * 1024, 100 * 1024 * 1024 };
+static const struct mime_limits default_limits = { 20, 1000, 256 * 1024, 100 * 1024 * 1024, false };
 
 enum feed_mode { FEED_ALL, FEED_BYTES, FEED_RANDOM, FEED_HALVES };
 

@@ -32,7 +32,7 @@
 #include "policy/policy.h"
 #include "policy/restrictions.h"
 
-static char dir[] = "/tmp/postern-test-restrictions-XXXXXX";
+TESTUTIL_PRIVATE_DIR("restrictions")
 
 struct fixture {
 	struct config cfg;
@@ -697,18 +697,6 @@ static void test_async_restrictions(void **state)
 		"permit", RESTRICTION_NO_ARG, 0, wait_run, NULL, NULL, NULL,
 	};
 	assert_false(restrictions_provide(&fake_permit));
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return testutil_rmtree(dir);
 }
 
 int main(void)

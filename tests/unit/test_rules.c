@@ -1170,19 +1170,7 @@ static void test_archive_bounds(void **state)
 
 /* ---- the stage ------------------------------------------------------------------ */
 
-static char dir[] = "/tmp/postern-test-rules-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return testutil_rmtree(dir);
-}
+TESTUTIL_PRIVATE_DIR("rules")
 
 static char *write_rules(const char *text)
 {

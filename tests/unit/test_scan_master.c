@@ -95,7 +95,7 @@ static struct scan_pipeline *fake_build(const struct config *c, char **err_r)
 	buf_free(&state);
 	struct scan_pipeline *p = scan_pipeline_build(c, err_r);
 	f->generation = ++builds;
-	struct scan_stage stage = { "fake", fake_run, fake_stale, free, f };
+	struct scan_stage stage = { "fake", fake_run, fake_stale, free, f, false };
 	scan_pipeline_add(p, &stage);
 	return p;
 }

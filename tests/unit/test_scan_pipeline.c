@@ -48,6 +48,8 @@ struct fake {
 	char seen_archive_bytes[64];
 	char seen_text[64];        /* the first part's text, for the spam tests */
 	bool seen_text_truncated;
+	char seen_pdf_type[64];    /* the sniffed type of the part named c.pdf, or "" */
+	bool ignores_types;
 };
 
 static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict *v)
@@ -62,6 +64,12 @@ static int fake_run(void *ctx, const struct scan_message *m, struct scan_verdict
 			 m->parts[0].text.data != NULL ? m->parts[0].text.data : "");
 		f->seen_text_truncated = m->parts[0].text_truncated;
 	}
+	f->seen_pdf_type[0] = '\0';
+	for (size_t i = 0; i < m->part_count; i++)
+		if (m->parts[i].filename != NULL && strcmp(m->parts[i].filename, "c.pdf") == 0 &&
+		    m->parts[i].sniffed_type != NULL)
+			snprintf(f->seen_pdf_type, sizeof(f->seen_pdf_type), "%s",
+				 m->parts[i].sniffed_type);
 	for (size_t i = 0; i < m->part_count && !f->saw_archive; i++) {
 		if (m->parts[i].archive.len == 0 && !m->parts[i].archive_truncated)
 			continue;
@@ -97,7 +105,7 @@ static void fake_free(void *ctx)
 
 static void add_fake(struct scan_pipeline *p, struct fake *f)
 {
-	struct scan_stage s = { f->name, fake_run, fake_stale, fake_free, f };
+	struct scan_stage s = { f->name, fake_run, fake_stale, fake_free, f, f->ignores_types };
 	scan_pipeline_add(p, &s);
 }
 
@@ -393,7 +401,7 @@ static const char multipart[] =
 
 static void parse(struct scan_message *m, const char *text, uint64_t archive_max)
 {
-	struct mime_limits limits = { 20, 1000, 256 * 1024, 100 * 1024 * 1024 };
+	struct mime_limits limits = { 20, 1000, 256 * 1024, 100 * 1024 * 1024, false };
 	memset(m, 0, sizeof(*m));
 	m->env = &env;
 	m->data = (const unsigned char *)text;
@@ -430,6 +438,36 @@ static void test_archives_are_kept_within_the_budget(void **state)
 	assert_true(m.parts[3].archive.len < strlen("PK\3\4second-archive-bytes"));
 	assert_true(m.parts[3].archive_truncated);
 	scan_message_free(&m);
+}
+
+/* libmagic runs and archive bytes are kept only when a stage reads them:
+ * a pipeline of stages that ignore types (the spam stage) sees neither;
+ * once a stage that reads them joins, every stage sees both. */
+static void test_types_only_for_stages_that_read_them(void **state)
+{
+	(void)state;
+	struct scan_pipeline *p = pipeline("");
+	struct fake text_only = { .name = "spam", .action = SCAN_ACCEPT, .ignores_types = true };
+	add_fake(p, &text_only);
+	struct scan_verdict v;
+	run(p, multipart, strlen(multipart), &v);
+	assert_int_equal(text_only.runs, 1);
+	assert_int_equal(text_only.seen_parts, 5);
+	assert_string_equal(text_only.seen_text, ""); /* the multipart's own */
+	assert_string_equal(text_only.seen_pdf_type, "");
+	assert_string_equal(text_only.seen_archive_bytes, ""); /* no budget for them */
+	scan_verdict_free(&v);
+
+	struct fake reader = { .name = "rules", .action = SCAN_ACCEPT };
+	add_fake(p, &reader);
+	run(p, multipart, strlen(multipart), &v);
+	assert_string_equal(reader.seen_pdf_type, "application/pdf");
+	assert_true(reader.saw_archive);
+	assert_string_equal(reader.seen_archive_bytes, "PK\3\4lies-about-its-type");
+	assert_string_equal(text_only.seen_pdf_type, "application/pdf");
+	assert_true(text_only.saw_archive);
+	scan_verdict_free(&v);
+	done(&p);
 }
 
 /* A uuencoded zip inside a text part becomes that part's child: kept. */
@@ -473,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_what_looks_like_an_archive),
 		cmocka_unit_test(test_archives_are_kept_within_the_budget),
 		cmocka_unit_test(test_uuencoded_archive_is_kept),
+		cmocka_unit_test(test_types_only_for_stages_that_read_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

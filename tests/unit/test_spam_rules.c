@@ -58,7 +58,7 @@ static struct spam_rules *load_path(const char *path, bool lenient, char **warni
 {
 	const char *paths[] = { path };
 	bool len[] = { lenient };
-	struct spam_rules_source src = { paths, 1, len };
+	struct spam_rules_source src = { paths, 1, len, NULL, false };
 	char *out = NULL;
 	size_t outlen = 0;
 	FILE *w = open_memstream(&out, &outlen);
@@ -902,7 +902,7 @@ static void test_strict_after_lenient(void **state)
 	char *own = new_file("score SA_RULE 0.5\nbody OWN /x/\n");
 	const char *paths[] = { sa, own };
 	bool lenient[] = { true, false };
-	struct spam_rules_source src = { paths, 2, lenient };
+	struct spam_rules_source src = { paths, 2, lenient, NULL, false };
 	char *err = NULL;
 	struct spam_rules *r = spam_rules_load(&src, NULL, &err);
 	assert_non_null(r);
@@ -1250,6 +1250,15 @@ static void test_budget(void **state)
 	buf_puts(&rules, "body ALSO /aaaa/\npriority ALSO 10\nmeta AFTER ALSO\nmeta NEGATED !ALSO\n");
 	r = rules_ok(buf_cstr(&rules));
 	buf_free(&rules);
+	/* Hyperscan's gates see that none of them can match this body: PCRE2
+	 * never runs them */
+	us = timed_run(r, &x, 50000, &res);
+	print_message("300 of them, gated, with a 50 ms budget: %llu us\n", (unsigned long long)us);
+	assert_false(res.timed_out);
+	assert_hits(&res, "AFTER,ALSO");
+	spam_result_free(&res);
+	/* without the gates (a regex Hyperscan cannot take runs so) */
+	spam_rules_set_plain(r, true);
 	us = timed_run(r, &x, 50000, &res);
 	print_message("300 of them with a 50 ms budget: %llu us\n", (unsigned long long)us);
 	assert_true(res.timed_out);

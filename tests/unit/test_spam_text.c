@@ -27,7 +27,7 @@
 
 static const strlist_t no_rcpts = { NULL, 0 };
 static const struct scan_envelope env = { "", "", &no_rcpts, "", "" };
-static const struct mime_limits limits = { 20, 1000, 256 * 1024, 100ULL << 20 };
+static const struct mime_limits limits = { 20, 1000, 256 * 1024, 100ULL << 20, false };
 
 struct built {
 	struct scan_message m;

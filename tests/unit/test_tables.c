@@ -48,7 +48,7 @@ static void test_cidr(void **state)
 	cidr_list_free(&l);
 }
 
-static char dir[] = "/tmp/postern-test-tables-XXXXXX";
+TESTUTIL_PRIVATE_DIR("tables")
 
 static char *write_file(const char *name, const char *text)
 {
@@ -253,18 +253,6 @@ static void test_units(void **state)
 	assert_int_equal(v, 432000);
 	assert_false(str_parse_duration("", &v));
 	assert_false(str_parse_duration("5 m", &v));
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return testutil_rmtree(dir);
 }
 
 int main(void)
