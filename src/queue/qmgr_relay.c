@@ -325,13 +325,13 @@ static void start_run(struct qmgr_relay *rl, struct relay_run *run, bool lost)
 			}
 		}
 		if (!send_request(rl, run, req, fd)) {
+			/* The agent is lost: this request's pairs and every
+			 * later one fail here; those already in flight are
+			 * failed by fail_inflight. */
+			for (size_t i = 0; i < req->count; i++)
+				set_pair(&r->pairs[req->pairs[i]], QO_TEMP, "smtp", REASON_RELAY_LOST);
 			free(req);
 			lost = true;
-			k--; /* this pair fails like the rest */
-			for (size_t i = 0; i < r->pair_count; i++)
-				sent[i] = false;
-			/* pairs of requests already in flight are failed by
-			 * fail_inflight; the others here */
 		}
 	}
 	free(sent);
