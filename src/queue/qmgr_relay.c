@@ -14,8 +14,8 @@
  * sends them, and when the results of all of a message's requests are
  * in, sets each pair's outcome from the peer's reply and completes the
  * attempt exactly as a lane would (mark done, bounce, defer or remove).
- * At most QMGR_RELAY_RUNS_MAX messages are with the relay at once; a
- * lane that would exceed it waits.
+ * At most runs_max messages are with the relay at once (from
+ * RLIMIT_NOFILE: 64 to 4096); a lane that would exceed it waits.
  *
  * If the agent dies or breaks the protocol, every request in flight is a
  * temporary failure, the queue manager stops (qmgr_lanes_agent_lost) and
@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,7 +48,10 @@
 #include "../relay/relay_proto.h"
 #include "qmgr_internal.h"
 
-#define QMGR_RELAY_RUNS_MAX 256
+/* Messages with the relay at once: each holds two descriptors here and
+ * one in the agent, so the bound follows RLIMIT_NOFILE, within these. */
+#define QMGR_RELAY_RUNS_MIN 64
+#define QMGR_RELAY_RUNS_MAX 4096
 #define RELAY_STOP_WAIT_MS 3000
 #define REASON_RELAY_LOST "4.3.0 relay delivery agent died or failed"
 #define REASON_NO_RESULT "4.3.0 relay delivery agent gave no result"
@@ -83,6 +87,7 @@ struct qmgr_relay {
 	struct relay_run *submitted;   /* handed over, not yet sent */
 	struct relay_run **submitted_tail;
 	size_t runs;                   /* submitted or in flight */
+	size_t runs_max;               /* the bound on runs */
 	bool stop;
 	bool lost;
 	/* The thread's own: */
@@ -176,7 +181,7 @@ void qmgr_relay_submit(struct qmgr *q, struct qmgr_run *r)
 
 	run->r = r;
 	pthread_mutex_lock(&rl->lock);
-	while (rl->runs >= QMGR_RELAY_RUNS_MAX && !rl->lost && !rl->stop)
+	while (rl->runs >= rl->runs_max && !rl->lost && !rl->stop)
 		pthread_cond_wait(&rl->room, &rl->lock);
 	rl->runs++;
 	*rl->submitted_tail = run;
@@ -500,6 +505,15 @@ int qmgr_relay_start(struct qmgr *q, int fd, pid_t pid, int lock_fd)
 	rl->pid = pid;
 	rl->msg = xmalloc(sizeof(*rl->msg));
 	rl->submitted_tail = &rl->submitted;
+	struct rlimit lim;
+	rl->runs_max = QMGR_RELAY_RUNS_MIN;
+	if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+	    lim.rlim_cur > 512 + 3 * QMGR_RELAY_RUNS_MIN)
+		rl->runs_max = (size_t)(lim.rlim_cur - 512) / 3;
+	else if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur == RLIM_INFINITY)
+		rl->runs_max = QMGR_RELAY_RUNS_MAX;
+	if (rl->runs_max > QMGR_RELAY_RUNS_MAX)
+		rl->runs_max = QMGR_RELAY_RUNS_MAX;
 	pthread_mutex_init(&rl->lock, NULL);
 	pthread_cond_init(&rl->room, NULL);
 	rl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
