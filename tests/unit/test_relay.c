@@ -4,8 +4,10 @@
  * status codes, every refusal: bad code, code change, bad separator,
  * too long, too many lines), the EHLO capabilities, the transport values
  * and next hops (every form and the errors check-config reports), the
- * router (parent domains, relayhost, TLS levels per destination) and
- * the DATA encoder (CR LF, dot stuffing, folding at 998 octets).
+ * router (parent domains, relayhost, TLS levels per destination), the
+ * DATA encoder (CR LF, dot stuffing, folding at 998 octets), the
+ * quoted-printable conversion for peers without 8BITMIME, and the agent
+ * protocol over a real socket pair (descriptors, direction, bounds).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,12 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "lib/config.h"
 #include "relay/relay_body.h"
+#include "relay/relay_proto.h"
 #include "relay/relay_qp.h"
 #include "relay/relay_reply.h"
 #include "relay/relay_route.h"
@@ -413,6 +419,95 @@ static void test_qp_plan(void **state)
 	assert_non_null(strstr(why, "header"));
 }
 
+static struct relay_msg *deliver_msg(void)
+{
+	struct relay_msg *m = calloc(1, sizeof(*m));
+
+	m->type = RELAY_DELIVER;
+	m->seq = 9;
+	memcpy(m->id, "660E4F4D8510C00426E", QUEUE_ID_LEN + 1);
+	strcpy(m->sender, "alice@example.test");
+	m->content_off = 300;
+	m->content_len = 4000;
+	m->flags = RELAY_FLAG_8BITMIME;
+	strcpy(m->hop.host, "mx.remote.test");
+	m->hop.port = 25;
+	m->hop.mx = true;
+	m->tls = RELAY_TLS_ENCRYPT;
+	m->rcpt_count = 2;
+	strcpy(m->rcpts[0].address, "bob@remote.test");
+	strcpy(m->rcpts[1].address, "carol@remote.test");
+	return m;
+}
+
+/* Over a real SOCK_SEQPACKET pair: a DELIVER travels with its descriptor
+ * and decodes to itself; a RESULT travels without; a packet of the wrong
+ * direction, without its descriptor, truncated or with bytes left over
+ * is a violation (EPROTO) and any descriptor that came with it is
+ * closed. */
+static void test_proto_socket(void **state)
+{
+	int sv[2], fd = -1;
+	const char *why = NULL;
+	struct relay_msg *m = deliver_msg(), *got = calloc(1, sizeof(*got));
+	unsigned char *raw = malloc(RELAY_MSG_MAX);
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	int file = open("/dev/null", O_RDONLY);
+	assert_int_equal(relay_send(sv[0], m, file), 0);
+	assert_int_equal(relay_recv(sv[1], true, got, &fd, &why), 1);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(got->seq, 9);
+	assert_string_equal(got->hop.host, "mx.remote.test");
+	assert_true(got->hop.mx);
+	assert_int_equal(got->tls, RELAY_TLS_ENCRYPT);
+	assert_int_equal(got->rcpt_count, 2);
+	assert_string_equal(got->rcpts[1].address, "carol@remote.test");
+	assert_string_equal(got->envid, "");
+	/* The same DELIVER read as a reply: wrong direction. */
+	assert_int_equal(relay_send(sv[0], m, file), 0);
+	assert_int_equal(relay_recv(sv[1], false, got, &fd, &why), -1);
+	assert_int_equal(errno, EPROTO);
+	assert_string_equal(why, "message sent in the wrong direction");
+	/* A DELIVER without its descriptor. */
+	size_t n = relay_msg_encode(m, raw);
+	assert_int_equal(relay_send_raw(sv[0], raw, n), 0);
+	assert_int_equal(relay_recv(sv[1], true, got, &fd, &why), -1);
+	assert_string_equal(why, "wrong number of descriptors");
+	/* Truncated, and one byte too many. */
+	assert_int_equal(relay_send_raw(sv[0], raw, n - 1), 0);
+	assert_int_equal(relay_recv(sv[1], true, got, &fd, &why), -1);
+	raw[n] = 0;
+	assert_int_equal(relay_send_raw(sv[0], raw, n + 1), 0);
+	assert_int_equal(relay_recv(sv[1], true, got, &fd, &why), -1);
+	assert_string_equal(why, "bytes left over after the last field");
+	/* A RESULT: no descriptor, any order of sequence numbers. */
+	m->type = RELAY_RESULT;
+	strcpy(m->peer, "mx.remote.test[192.0.2.1]:25");
+	m->rcpts[0].result = RELAY_SENT;
+	strcpy(m->rcpts[0].reason, "250 2.0.0 Ok");
+	m->rcpts[1].result = RELAY_PERMFAIL;
+	strcpy(m->rcpts[1].reason, "5.1.1 host said: 550 no");
+	assert_int_equal(relay_send(sv[1], m, -1), 0);
+	assert_int_equal(relay_recv(sv[0], false, got, &fd, &why), 1);
+	assert_int_equal(fd, -1);
+	assert_int_equal(got->rcpts[1].result, RELAY_PERMFAIL);
+	assert_string_equal(got->peer, "mx.remote.test[192.0.2.1]:25");
+	/* Nothing there: EAGAIN, not a violation. */
+	assert_int_equal(relay_recv(sv[0], false, got, &fd, &why), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	/* The peer gone: end of stream. */
+	close(sv[1]);
+	assert_int_equal(relay_recv(sv[0], false, got, &fd, &why), 0);
+	close(sv[0]);
+	close(file);
+	free(raw);
+	free(m);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -425,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_body),
 		cmocka_unit_test(test_qp_encoder),
 		cmocka_unit_test(test_qp_plan),
+		cmocka_unit_test(test_proto_socket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
