@@ -2,7 +2,8 @@
  * relay.h - the relay delivery agent: the outbound SMTP client of postern.
  *
  * A child of the queue manager (forked by the supervisor while it is
- * still root, then `user`), it holds no spool folder, no mailbox and no
+ * still root, then `user`; it never opens a spool folder by name, which
+ * its account would allow), it holds no mailbox access and no
  * key: for each DELIVER request (relay_proto.h) it gets the queue file as
  * a read-only descriptor and a next hop, and answers with one RESULT per
  * request, one result per recipient. Many SMTP sessions run at once on a

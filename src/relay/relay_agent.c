@@ -19,7 +19,8 @@
  * RFCs: RFC 5321 section 4.5.4.1 (retry per destination). Untrusted
  * input: the requests (relay_proto.c decodes them; the queue file they
  * carry is read with qf_read, which trusts nothing). Privilege: `user`,
- * non-dumpable, no spool or mailbox access.
+ * non-dumpable, no mailbox access; it opens no spool path (only the
+ * descriptors it is handed).
  */
 #include "relay.h"
 

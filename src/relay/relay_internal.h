@@ -7,7 +7,7 @@
  *
  * Everything runs on one libevent loop in one thread. Untrusted input:
  * the peers' replies and DNS answers (see the .c files). Privilege: the
- * relay agent (`user`, no spool folder or mailbox access).
+ * relay agent (`user`: no mailbox access; it opens no spool path).
  */
 #ifndef POSTERN_RELAY_INTERNAL_H
 #define POSTERN_RELAY_INTERNAL_H
