@@ -9,6 +9,7 @@
 #                   spam scoring against spamd and rspamd; idle sessions' memory;
 #                   DNSBL connections against postscreen;
 #                   postern report against pflogsumm on a million-line log
+#                   relay throughput against Postfix (bench/relay.sh)
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -38,7 +39,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c \
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c src/relay/*.c \
                src/smtp/*.c src/server/*.c src/scan/*.c src/report/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -166,7 +167,7 @@ check-fuzz: $(FUZZ_BINS)
 # The parts run even when one fails; any failing fails the target.
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
-	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; exit $$rc
+	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; bench/relay.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on

@@ -35,6 +35,7 @@
 #include "queue/notice.h"
 #include "queue/quarantine_cli.h"
 #include "queue/queue_cli.h"
+#include "relay/relay_route.h"
 #include "scan/rules.h"
 #include "lib/xalloc.h"
 #include "report/report.h"
@@ -131,6 +132,10 @@ static int check_config(const char *path)
 	if (notice == NULL)
 		problems++;
 	notice_template_free(&notice);
+	struct relay_router *router = relay_router_load(&cfg, stderr);
+	if (router == NULL)
+		problems++;
+	relay_router_free(&router);
 	struct restrictions *restrictions = restrictions_load(&cfg, stderr);
 	if (restrictions == NULL)
 		problems++;

@@ -10,6 +10,8 @@
 #   postfix              smtp-source/smtp-sink, the benchmark's private
 #                        instance and the integration tests' private
 #                        instances (tests/integration/postfix_peer.py),
+#                        smtp-sink as the outbound relay tests'
+#                        destination (sink_peer.py, bench/relay.sh),
 #                        never a system mailer
 #   dovecot-imapd        the integration tests start a private Dovecot that
 #                        reads postern's Maildirs, never the system one

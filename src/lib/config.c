@@ -242,6 +242,23 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "dnsbl_timeout", K_DURATION, OFF(dnsbl_timeout), "5s", 1, 300, false, NULL },
 	{ "dnsbl_fail_open", K_ENUM, OFF(dnsbl_fail_open), "yes", 0, 0, false, yes_no_words },
+	/* Outbound SMTP (src/relay/, postern.conf(5) ROUTING). */
+	{ "transport_file", K_PATH, OFF(transport_file), "", 0, 0, true, NULL },
+	{ "relayhost", K_STRING, OFF(relayhost), "", 0, 0, true, NULL },
+	{ "relay_port", K_UINT, OFF(relay_port), "25", 1, 65535, false, NULL },
+	{ "delivery_concurrency", K_UINT, OFF(delivery_concurrency), "20", 1, 1000, false, NULL },
+	{ "destination_concurrency", K_UINT, OFF(destination_concurrency), "10", 1, 1000, false,
+	  NULL },
+	{ "destination_backoff", K_DURATION, OFF(destination_backoff), "1m", 0, DAY, false, NULL },
+	{ "tls_policy", K_STRING, OFF(tls_policy), "may", 0, 0, false, NULL },
+	{ "tls_policy_file", K_PATH, OFF(tls_policy_file), "", 0, 0, true, NULL },
+	{ "tls_ca_file", K_PATH, OFF(tls_ca_file), "", 0, 0, true, NULL },
+	{ "relay_connect_timeout", K_DURATION, OFF(relay_connect_timeout), "30s", 1, 3600, false,
+	  NULL },
+	{ "relay_command_timeout", K_DURATION, OFF(relay_command_timeout), "5m", 1, 3600, false,
+	  NULL },
+	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
+	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
 };
 
 struct parse_ctx {

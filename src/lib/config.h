@@ -217,6 +217,20 @@ struct config {
 	char *dnsbl_reply;            /* template of the refusal's text */
 	uint64_t dnsbl_timeout;       /* seconds the lists are waited for */
 	enum config_bool dnsbl_fail_open; /* a list that does not answer counts as "not listed" */
+	/* Outbound SMTP (src/relay/relay_route.h). */
+	char *transport_file;      /* domain -> transport map; "" = none */
+	char *relayhost;           /* next hop of remote mail without a transport entry */
+	uint64_t relay_port;       /* port of next hops that name none */
+	uint64_t delivery_concurrency;    /* outbound SMTP sessions at most */
+	uint64_t destination_concurrency; /* of them to one destination */
+	uint64_t destination_backoff;     /* seconds a failing destination is left alone */
+	char *tls_policy;          /* default level: none, may, encrypt, verify */
+	char *tls_policy_file;     /* destination -> level map; "" = none */
+	char *tls_ca_file;         /* CAs for "verify"; "" = the system's store */
+	uint64_t relay_connect_timeout;
+	uint64_t relay_command_timeout;
+	uint64_t relay_data_timeout;
+	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
 
 	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };

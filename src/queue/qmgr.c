@@ -183,6 +183,8 @@ static int qmgr_init(struct qmgr *q, const struct config *cfg,
 	q->wake_fd = -1;
 	q->wake_fifo_fd = -1;
 	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->router_lock, NULL);
+	q->router = links->router;
 	init_lanes(q, links);
 	q->dir_incoming = safeio_path_join(cfg->spool_dir, "incoming");
 	q->dir_queue = safeio_path_join(cfg->spool_dir, "queue");
@@ -225,6 +227,7 @@ static void qmgr_cleanup(struct qmgr *q)
 		close(q->wake_fifo_fd);
 	qmgr_sched_free(q);
 	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->router_lock);
 	free(q->dir_incoming);
 	free(q->dir_queue);
 	free(q->dir_deferred);
@@ -324,7 +327,7 @@ int qmgr_main(const struct config *cfg, const struct recipient_tables *rcpt,
 	      int notify_fd, const struct qmgr_agent *agent)
 {
 	struct qmgr_links links = { .notify_fd = notify_fd, .flow_fd = -1, .agents = agent,
-				    .agent_count = 1 };
+				    .agent_count = 1, .relay = { -1, 0 }, .router = NULL };
 
 	return qmgr_run(cfg, rcpt, &links);
 }
@@ -358,12 +361,15 @@ int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	}
 	for (size_t i = 0; i < q.lane_count; i++)
 		qmgr_local_hello(&q.lanes[i], lock_fd);
+	if (links->relay.pid > 0 && links->relay.fd >= 0 &&
+	    qmgr_relay_start(&q, links->relay.fd, links->relay.pid, lock_fd) < 0)
+		qmgr_lanes_agent_lost(&q); /* the supervisor tries again */
 	flow_stock(&q);
 	qmgr_wake_fifo_open(&q);
 	char *agents = describe_agents(&q);
-	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu lanes=%s",
-		 cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),
-		 (unsigned long)getgid(), agents);
+	log_info("queue manager started: spool=%s mail_root=%s uid=%lu gid=%lu lanes=%s "
+		 "relay=%s", cfg->spool_dir, cfg->mail_root, (unsigned long)getuid(),
+		 (unsigned long)getgid(), agents, q.relay != NULL ? "yes" : "none");
 	free(agents);
 	qmgr_scan(&q, true);
 	if (qmgr_lanes_start(&q) == 0)
@@ -371,6 +377,7 @@ int qmgr_run(const struct config *cfg, const struct recipient_tables *rcpt,
 	else
 		qmgr_lanes_agent_lost(&q); /* nothing can deliver: let the supervisor retry */
 	qmgr_lanes_stop(&q);
+	qmgr_relay_stop(&q);
 	bool lost = q.agent_lost;
 	log_info("queue manager stopping: %zu message%s known", q.known.count,
 		 q.known.count == 1 ? "" : "s");

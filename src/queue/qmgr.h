@@ -15,6 +15,8 @@
 #include "../lib/config.h"
 #include "../mail/recipients.h"
 
+struct relay_router;
+
 /* One local delivery agent: the queue manager's end of its socket pair
  * and its process id (each agent is the queue manager's child, reaped by
  * it at exit). */
@@ -29,6 +31,9 @@ struct qmgr_links {
 	int flow_fd;     /* write end of the in-flow token pipe (flow.h); -1 = none */
 	const struct qmgr_agent *agents; /* one per delivery lane, at least one */
 	size_t agent_count;
+	struct qmgr_agent relay;         /* the relay delivery agent; fd -1 = none
+					  * (remote mail then waits, deferred) */
+	struct relay_router *router;     /* transport_file etc.; NULL = all by MX */
 };
 
 /*

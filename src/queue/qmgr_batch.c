@@ -97,14 +97,31 @@ static void mark_done(struct qmgr_run *r)
 	}
 }
 
-/* Phase 3 for one message. */
-static void run_complete(struct qmgr_run *r)
+void qmgr_run_settle(struct qmgr_run *r)
 {
-	apply_dir_errors(r);
 	settle_outcomes(r);
 	qmgr_report_successes(r);
 	mark_done(r);
 	qmgr_finish(r);
+}
+
+/* Phase 3 for one message: its local copies are durable (or not); its
+ * remote recipients, if any, go to the relay agent now, and the message
+ * is completed when their results are in (qmgr_relay.c). */
+static void run_complete(struct qmgr_run *r)
+{
+	apply_dir_errors(r);
+	r->batch = NULL;
+	if (r->q->relay != NULL && qmgr_run_has_remote(r)) {
+		struct qmgr_run *owned = xmalloc(sizeof(*owned));
+		*owned = *r;
+		memset(r, 0, sizeof(*r));
+		r->fd = -1;
+		r->ro_fd = -1;
+		qmgr_relay_submit(owned->q, owned);
+		return;
+	}
+	qmgr_run_settle(r);
 }
 
 void qmgr_lane_batch(struct qmgr_lane *lane)

@@ -31,8 +31,7 @@
 #include "../lib/xalloc.h"
 #include "qmgr_internal.h"
 
-#define REASON_NOT_LOCAL \
-	"4.4.1 remote delivery not available yet (outbound relay comes later)"
+#define REASON_NOT_LOCAL "4.3.0 no relay delivery agent: remote delivery not available"
 
 void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 		   const char *status, const char *reason)
@@ -105,11 +104,14 @@ static void deliver_final(struct qmgr_run *r, size_t rcpt, const char *final)
 		const struct qmgr_pair *first = &r->pairs[prev - 1];
 		set_result(p, first->kind, first->relay, xstrdup(first->reason));
 		p->dir = first->dir;
+		p->dup_of = prev;
 		return;
 	}
 	hashmap_put(&r->finals, final, (void *)(uintptr_t)r->pair_count);
-	if (!domain_is_local(r->q, final))
+	if (!domain_is_local(r->q, final) && r->q->relay == NULL)
 		set_result(p, QO_TEMP, "none", xstrdup(REASON_NOT_LOCAL));
+	else if (!domain_is_local(r->q, final))
+		qmgr_relay_route(r, p);
 	else if (!recipients_is_user(r->q->tables, final))
 		set_result(p, QO_PERM, "local", xstrdup("5.1.1 unknown user"));
 	else
@@ -296,6 +298,7 @@ void qmgr_run_free(struct qmgr_run *r)
 	for (size_t i = 0; i < r->pair_count; i++) {
 		free(r->pairs[i].final);
 		free(r->pairs[i].reason);
+		free(r->pairs[i].relay_peer);
 	}
 	free(r->pairs);
 	free(r->outcome);

@@ -28,6 +28,7 @@
 #include "../lib/config.h"
 #include "../lib/hashmap.h"
 #include "../mail/recipients.h"
+#include "../relay/relay_route.h"
 #include "queue.h"
 #include "queue_file.h"
 
@@ -106,6 +107,10 @@ struct qmgr {
 	struct qmgr_entry **heap;
 	size_t heap_len, heap_cap;
 	bool stopping;       /* lanes start no further message */
+	/* The relay agent (qmgr_relay.c); its fields are under relay_lock. */
+	struct qmgr_relay *relay;   /* NULL: no relay agent, remote mail defers */
+	struct relay_router *router; /* routes of remote domains; NULL = all by MX */
+	pthread_mutex_t router_lock; /* map lookups are not thread-safe */
 	bool agent_lost;     /* some lane lost its agent: exit with 1 */
 	size_t tokens_owed;  /* flow tokens not yet written */
 };
@@ -118,8 +123,13 @@ struct qmgr_pair {
 	char *final;        /* final address after alias expansion */
 	enum qmgr_outcome kind;
 	char *reason;       /* "delivered to maildir", "5.1.1 unknown user"... */
-	const char *relay;  /* "maildir" or "none" */
+	const char *relay;  /* "maildir", "none", "discard", "error", or relay_peer */
 	size_t dir;         /* new/ folder to fsync: the agent's number, 0 none */
+	size_t dup_of;      /* same mailbox as pairs[dup_of - 1]; 0 = none */
+	bool remote;        /* goes to the relay agent */
+	struct relay_nexthop hop;      /* remote: where */
+	enum relay_tls_level tls;      /* remote: with which TLS level */
+	char *relay_peer;   /* remote: "host[addr]:port" the agent reported, owned */
 };
 
 /* Messages delivered together: every copy is linked into new/, then each
@@ -258,6 +268,26 @@ void qmgr_run_free(struct qmgr_run *r);
  * status=STATUS (reason)" for one pair. */
 void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 		   const char *status, const char *reason);
+
+/* qmgr_relay.c: the client side of the relay agent protocol
+ * (relay_proto.h), one thread that keeps many requests in flight. */
+/* Start the relay thread and say HELLO; -1 (logged) if it cannot. */
+int qmgr_relay_start(struct qmgr *q, int fd, pid_t pid, int lock_fd);
+/* Hand a run with remote pairs over (the relay thread owns *r from now
+ * on: it completes and frees it once every result is in). May wait
+ * while too many runs are in flight. */
+void qmgr_relay_submit(struct qmgr *q, struct qmgr_run *r);
+/* Let the runs in flight finish (bounded wait), then close the socket,
+ * reap the agent, join the thread. */
+void qmgr_relay_stop(struct qmgr *q);
+/* Route one remote final address (qmgr_deliver.c). */
+void qmgr_relay_route(struct qmgr_run *r, struct qmgr_pair *p);
+/* Does the run have pairs for the relay agent? */
+bool qmgr_run_has_remote(const struct qmgr_run *r);
+
+/* qmgr_batch.c: the end of a run once all its results are in: outcomes
+ * per recipient, mark done, then qmgr_finish. */
+void qmgr_run_settle(struct qmgr_run *r);
 
 /* qmgr_finish.c: after every pending recipient was tried, bounce what
  * failed for good, then defer or remove the message. */

@@ -49,6 +49,8 @@
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
+#include "../relay/relay.h"
+#include "../relay/relay_route.h"
 #include "../smtp/tls.h"
 #include "preflight.h"
 #include "privsep.h"
@@ -85,6 +87,7 @@ struct generation {
 	SSL_CTX *tls_ctx;
 	struct notice_template *notice_template; /* notify_template, checked */
 	struct restrictions *restrictions; /* the restriction lists and their maps */
+	struct relay_router *router; /* transport_file, relayhost, TLS policy */
 	bool scanning;      /* its smtp workers ask the scan master */
 	int scan_ready_fd;  /* while its scan master builds: the pipe's read end */
 };
@@ -119,6 +122,7 @@ static void generation_free(struct generation **gp)
 	recipients_free(&g->rcpt);
 	notice_template_free(&g->notice_template);
 	restrictions_free(&g->restrictions);
+	relay_router_free(&g->router);
 	if (g->tls_ctx != NULL)
 		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
@@ -196,6 +200,11 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
 	if (g->notice_template == NULL) {
+		generation_free(&g);
+		return NULL;
+	}
+	g->router = relay_router_load(&g->cfg, errors);
+	if (g->router == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -352,6 +361,57 @@ static NORETURN void kill_agents_and_exit(const struct qmgr_agent *agents, size_
 	_exit(1);
 }
 
+/* In the new relay agent: only its own end of its socket pair; it
+ * becomes user (no mailbox, and it never opens the spool). */
+static NORETURN void run_relay_agent(struct master *m, const struct qmgr_agent *locals,
+				     size_t local_count, int sock, pid_t qmgr_pid)
+{
+	struct generation *g = m->current;
+
+	log_set_role("relay");
+	for (size_t i = 0; i < local_count; i++)
+		close(locals[i].fd);
+	close(m->notify_pipe[0]);
+	close(m->flow_pipe[1]);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	recipients_free(&g->rcpt);
+	relay_router_free(&g->router);
+	if (privsep_become(&g->ps, &g->ps.user, SIGKILL, qmgr_pid) < 0)
+		_exit(1);
+	_exit(relay_main(&g->cfg, sock));
+}
+
+/* Fork the relay agent; its pid, with *fd_r the queue manager's end. */
+static pid_t fork_relay_agent(struct master *m, const struct qmgr_agent *locals,
+			      size_t local_count, pid_t qmgr_pid, int *fd_r)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("relay delivery agent: socketpair: %s", strerror(errno));
+		return -1;
+	}
+	/* Results can come in bursts: room for many in the socket. */
+	int size = 4 * 1024 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		run_relay_agent(m, locals, local_count, sv[1], qmgr_pid);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		log_error("relay delivery agent: fork: %s", strerror(errno));
+		close(sv[0]);
+		return -1;
+	}
+	*fd_r = sv[0];
+	return pid;
+}
+
 /* The queue manager and its delivery_lanes local delivery agents. Still
  * root here: for each lane make a socket pair and fork the agent (it
  * becomes mail_owner), then become user and run the queue manager with
@@ -391,10 +451,17 @@ static NORETURN void run_qmgr_and_agents(struct master *m)
 		agents[i].fd = sv[0];
 		agents[i].pid = agent;
 	}
-	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+	int relay_fd = -1;
+	pid_t relay_pid = fork_relay_agent(m, agents, lanes, qmgr_pid, &relay_fd);
+	if (relay_pid < 0)
 		kill_agents_and_exit(agents, lanes);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
+		kill(relay_pid, SIGKILL);
+		kill_agents_and_exit(agents, lanes);
+	}
 	struct qmgr_links links = { .notify_fd = m->notify_pipe[0], .flow_fd = m->flow_pipe[1],
-				    .agents = agents, .agent_count = lanes };
+				    .agents = agents, .agent_count = lanes,
+				    .relay = { relay_fd, relay_pid }, .router = g->router };
 	_exit(qmgr_run(&g->cfg, g->rcpt, &links));
 }
 

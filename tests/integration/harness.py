@@ -121,6 +121,17 @@ def free_port(family=socket.AF_INET):
         return s.getsockname()[1]
 
 
+# Remote mail (not in local_domains) goes to this port by default
+# (relayhost): bound but never listening, so every connection is refused
+# at once and the mail is deferred, as the tests that only need "a remote
+# recipient that waits" expect; the socket stays open for the life of the
+# test process, so nothing else can take the port. Tests of the outbound
+# relay set relayhost (or None, for MX routing) themselves.
+_refusing_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_refusing_socket.bind(("127.0.0.1", 0))
+REFUSING_RELAYHOST = "[127.0.0.1]:%d" % _refusing_socket.getsockname()[1]
+
+
 def have_ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
@@ -252,6 +263,7 @@ class PosternServer:
             "shutdown_timeout": "5s",
             "command_timeout": "60s",
             "data_timeout": "60s",
+            "relayhost": REFUSING_RELAYHOST,
         }
         if tls:
             cert, key = tls_files()

@@ -352,7 +352,7 @@ static void test_remote_deferred_then_retried(void **state)
 	assert_int_equal(count_files(f, "spool/deferred"), 1);
 	assert_int_equal(mail_count(f, "alice", "new"), 1);
 	assert_log(f, "to=<far@remote.test> orig_to=<mixed@example.test> relay=none");
-	assert_log(f, "status=deferred (4.4.1 remote delivery not available yet");
+	assert_log(f, "status=deferred (4.3.0 no relay delivery agent");
 
 	/* The file: attempts 1, next try = mtime = now + retry_min. */
 	buf_t rel = BUF_INIT;
