@@ -148,6 +148,7 @@ static const char *const subjects[] = {
 	[BOUNCE_DELAYED] = "Delayed Mail (still being retried)",
 	[BOUNCE_DELIVERED] = "Successful Mail Delivery Report",
 	[BOUNCE_DOUBLE] = "Postmaster notice: undeliverable delivery report",
+	[BOUNCE_RELAYED] = "Relayed Mail Report",
 };
 
 static void put_top_headers(buf_t *out, const struct bounce_request *req,
@@ -196,6 +197,11 @@ static void put_intro(buf_t *out, const struct bounce_request *req)
 		buf_printf(out, "Your message (queue id %s) was delivered to the recipients\n"
 			   "listed below, as you asked.\n\n", id);
 		break;
+	case BOUNCE_RELAYED:
+		buf_printf(out, "Your message (queue id %s) was passed on for the recipients\n"
+			   "listed below to mail servers that do not send delivery\n"
+			   "reports: you asked for one, and this is the last you will get.\n\n", id);
+		break;
 	case BOUNCE_DOUBLE:
 		buf_printf(out, "A message from the null sender <> (queue id %s), usually\n"
 			   "itself a delivery report, could not be delivered. It cannot\n"
@@ -241,6 +247,7 @@ static void put_address_field(buf_t *out, const char *name, const char *address)
 static const char *const actions[] = {
 	[BOUNCE_FAILED] = "failed", [BOUNCE_DELAYED] = "delayed",
 	[BOUNCE_DELIVERED] = "delivered", [BOUNCE_DOUBLE] = "failed",
+	[BOUNCE_RELAYED] = "relayed",
 };
 
 /* An ORCPT as "Original-Recipient: type; address". A utf-8 one in an
@@ -270,13 +277,15 @@ static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
 	static const char *const fallback[] = {
 		[BOUNCE_FAILED] = "5.0.0", [BOUNCE_DELAYED] = "4.0.0",
 		[BOUNCE_DELIVERED] = "2.0.0", [BOUNCE_DOUBLE] = "5.0.0",
+		[BOUNCE_RELAYED] = "2.0.0",
 	};
 	char status[16];
 
 	bounce_status_code(it->reason, fallback[req->kind], status, sizeof(status));
 	/* a delay is 4.x.x and a success 2.x.x whatever the reason says (a
 	 * failure may be 4.4.7: a temporary error that outlived the queue) */
-	bool fixed = req->kind == BOUNCE_DELAYED || req->kind == BOUNCE_DELIVERED;
+	bool fixed = req->kind == BOUNCE_DELAYED || req->kind == BOUNCE_DELIVERED ||
+		     req->kind == BOUNCE_RELAYED;
 	if (fixed && status[0] != fallback[req->kind][0])
 		snprintf(status, sizeof(status), "%s", fallback[req->kind]);
 	buf_puts(out, "\n");
@@ -288,6 +297,9 @@ static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
 	buf_printf(out, "Action: %s\nStatus: %s\n", actions[req->kind], status);
 	if (req->kind == BOUNCE_DELIVERED) {
 		buf_printf(out, "Remote-MTA: dns; %s\n", req->hostname);
+	} else if (req->kind == BOUNCE_RELAYED) {
+		if (it->remote_mta != NULL && it->remote_mta[0] != '\0')
+			buf_printf(out, "Remote-MTA: dns; %s\n", it->remote_mta);
 	} else {
 		buf_printf(out, "Diagnostic-Code: smtp; %s %s\n",
 			   status[0] == '4' ? "450" : "550", it->reason);

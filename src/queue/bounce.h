@@ -25,6 +25,8 @@ enum bounce_kind {
 	BOUNCE_DELAYED,   /* to the sender: not delivered yet, still trying */
 	BOUNCE_DELIVERED, /* to the sender: delivered (NOTIFY=SUCCESS) */
 	BOUNCE_DOUBLE,    /* to the postmaster: a message from <> failed */
+	BOUNCE_RELAYED,   /* to the sender: passed to a peer that takes no DSN
+			   * request, so the last report (NOTIFY=SUCCESS) */
 };
 
 struct bounce_item {
@@ -32,6 +34,7 @@ struct bounce_item {
 	const char *orig_rcpt;  /* as given in RCPT TO; NULL if the same */
 	const char *orcpt;      /* RCPT ORCPT= "type;address"; NULL if not given */
 	const char *reason;     /* "5.1.1 unknown user" (status code first) */
+	const char *remote_mta; /* BOUNCE_RELAYED: the peer's host name; else NULL */
 };
 
 struct bounce_request {

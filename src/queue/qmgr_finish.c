@@ -187,33 +187,61 @@ static bool bounce_failed(struct qmgr_run *r, const bool *failed, char **why_r)
 	return settled;
 }
 
+/* The peer's name in "host[addr]:port" (the host), or in "[addr]:port"
+ * (the address literal, brackets and all), into out. */
+static void peer_host(const char *peer, char *out, size_t outlen)
+{
+	size_t n = 0;
+	if (peer != NULL && peer[0] == '[')
+		n = strcspn(peer, "]") + (strchr(peer, ']') != NULL);
+	else if (peer != NULL)
+		n = strcspn(peer, "[:");
+	snprintf(out, outlen, "%.*s", (int)n, n > 0 ? peer : "");
+}
+
+/* One report of the given kind for the pairs that want it. */
+static void report_kind(struct qmgr_run *r, enum bounce_kind kind, const struct bounce_item *items,
+			size_t n)
+{
+	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
+	const char *what = kind == BOUNCE_RELAYED ? "relay report" : "success report";
+
+	if (n == 0)
+		return;
+	if (queue_report(r, kind, NULL, items, n, bounce_id, &err) < 0) {
+		log_error("%s: cannot queue %s: %s", r->msg.id, what, err);
+		free(err);
+	} else {
+		log_info("%s: %s %s sent to <%s>", r->msg.id, what, bounce_id, r->msg.sender);
+	}
+}
+
 void qmgr_report_successes(struct qmgr_run *r)
 {
-	struct bounce_item *items = xcalloc(r->pair_count + 1, sizeof(*items));
-	size_t n = 0;
-	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
+	struct bounce_item *delivered = xcalloc(r->pair_count + 1, sizeof(*delivered));
+	struct bounce_item *relayed = xcalloc(r->pair_count + 1, sizeof(*relayed));
+	char (*hosts)[256] = xcalloc(r->pair_count + 1, sizeof(*hosts));
+	size_t nd = 0, nr = 0;
 
-	if (r->msg.sender[0] == '\0') {
-		free(items);
-		return;
-	}
-	for (size_t k = 0; k < r->pair_count; k++) {
+	for (size_t k = 0; r->msg.sender[0] != '\0' && k < r->pair_count; k++) {
 		const struct qmgr_pair *p = &r->pairs[k];
 		if (p->kind != QO_SENT || r->outcome[p->rcpt] != QO_SENT ||
 		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS))
 			continue;
-		fill_item(r, p, &items[n++], p->reason);
+		if (!p->remote) { /* delivered here: this host reports it */
+			fill_item(r, p, &delivered[nd++], p->reason);
+		} else if (p->relayed_without_dsn) { /* the request stopped here */
+			peer_host(p->relay_peer, hosts[nr], sizeof(hosts[nr]));
+			fill_item(r, p, &relayed[nr], p->reason);
+			relayed[nr].remote_mta = hosts[nr];
+			nr++;
+		} /* else the peer took the request: the report is its to send */
 	}
-	if (n > 0) {
-		if (queue_report(r, BOUNCE_DELIVERED, NULL, items, n, bounce_id, &err) < 0) {
-			log_error("%s: cannot queue success report: %s", r->msg.id, err);
-			free(err);
-		} else {
-			log_info("%s: success report %s sent to <%s>", r->msg.id, bounce_id,
-				 r->msg.sender);
-		}
-	}
-	free(items);
+	report_kind(r, BOUNCE_DELIVERED, delivered, nd);
+	report_kind(r, BOUNCE_RELAYED, relayed, nr);
+	free(delivered);
+	free(relayed);
+	free(hosts);
 }
 
 /* The message still waits for some recipients after this attempt: once

@@ -130,6 +130,8 @@ struct qmgr_pair {
 	struct relay_nexthop hop;      /* remote: where */
 	enum relay_tls_level tls;      /* remote: with which TLS level */
 	char *relay_peer;   /* remote: "host[addr]:port" the agent reported, owned */
+	bool relayed_without_dsn; /* remote, sent: the peer offered no DSN, so a
+				   * NOTIFY=SUCCESS is answered here ("relayed") */
 };
 
 /* Messages delivered together: every copy is linked into new/, then each
@@ -293,8 +295,10 @@ void qmgr_run_settle(struct qmgr_run *r);
  * failed for good, then defer or remove the message. */
 void qmgr_finish(struct qmgr_run *r);
 /* qmgr_finish.c: before the delivered recipients are marked done, queue
- * one success report for those that asked for it (NOTIFY=SUCCESS). A
- * crash before the marks leads to a second report, never to none. */
+ * the reports of those that asked for them (NOTIFY=SUCCESS): "delivered"
+ * for a local delivery, "relayed" for a peer that offered no DSN (one
+ * that did gets the request and reports itself). A crash before the
+ * marks leads to a second report, never to none. */
 void qmgr_report_successes(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);

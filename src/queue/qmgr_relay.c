@@ -45,6 +45,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../mail/dsn.h"
 #include "../relay/relay_proto.h"
 #include "qmgr_internal.h"
 
@@ -285,12 +286,20 @@ static bool send_request(struct qmgr_relay *rl, struct relay_run *run, struct re
 			     (r->msg.body_8bitmime ? RELAY_FLAG_8BITMIME : 0));
 	m->hop = first->hop;
 	m->tls = first->tls;
-	/* DSN: envid and ret stay empty until the queue file carries them. */
+	/* the DSN parameters the message came with (RFC 3461), for the peer */
+	snprintf(m->envid, sizeof(m->envid), "%s", r->msg.dsn_envid != NULL ? r->msg.dsn_envid : "");
+	m->ret = r->msg.dsn_ret == DSN_RET_FULL	  ? RELAY_RET_FULL
+		 : r->msg.dsn_ret == DSN_RET_HDRS ? RELAY_RET_HDRS
+						  : RELAY_RET_NONE;
 	m->rcpt_count = req->count;
 	for (size_t i = 0; i < req->count; i++) {
+		const struct qmgr_pair *p = &r->pairs[req->pairs[i]];
+		const struct qf_rcpt *rc = &r->msg.rcpts[p->rcpt];
 		memset(&m->rcpts[i], 0, sizeof(m->rcpts[i]));
-		snprintf(m->rcpts[i].address, sizeof(m->rcpts[i].address), "%s",
-			 r->pairs[req->pairs[i]].final);
+		snprintf(m->rcpts[i].address, sizeof(m->rcpts[i].address), "%s", p->final);
+		m->rcpts[i].notify = (uint8_t)(rc->dsn_notify & DSN_NOTIFY_ALL);
+		if (rc->dsn_orcpt != NULL && strlen(rc->dsn_orcpt) <= RELAY_ORCPT_MAX)
+			snprintf(m->rcpts[i].orcpt, sizeof(m->rcpts[i].orcpt), "%s", rc->dsn_orcpt);
 	}
 	if (relay_send(rl->fd, m, fd) < 0) {
 		agent_lost(rl, "cannot send a request", strerror(errno));
@@ -364,9 +373,13 @@ static void apply_result(struct qmgr_relay *rl, struct relay_req *req, const str
 	for (size_t i = 0; i < req->count; i++) {
 		struct qmgr_pair *p = &r->pairs[req->pairs[i]];
 		const struct relay_rcpt *res = &m->rcpts[i];
-		enum qmgr_outcome kind = res->result == RELAY_SENT      ? QO_SENT
+		bool sent = res->result == RELAY_SENT || res->result == RELAY_SENT_NO_DSN;
+		enum qmgr_outcome kind = sent				 ? QO_SENT
 					 : res->result == RELAY_PERMFAIL ? QO_PERM
 									 : QO_TEMP;
+		/* who reports a success asked for: the peer, if it took the
+		 * request; else this host ("relayed", RFC 3461 4.3) */
+		p->relayed_without_dsn = res->result == RELAY_SENT_NO_DSN;
 		free(p->relay_peer);
 		p->relay_peer = xstrdup(m->peer[0] != '\0' ? m->peer : "none");
 		set_pair(p, kind, p->relay_peer,

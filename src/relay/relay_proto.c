@@ -132,7 +132,8 @@ size_t relay_msg_encode(const struct relay_msg *m, unsigned char *out)
 		put_u16(&w, (uint16_t)m->rcpt_count);
 		for (size_t i = 0; i < m->rcpt_count; i++) {
 			enum relay_result res = m->rcpts[i].result;
-			if (res != RELAY_SENT && res != RELAY_TEMPFAIL && res != RELAY_PERMFAIL)
+			if (res != RELAY_SENT && res != RELAY_SENT_NO_DSN && res != RELAY_TEMPFAIL &&
+			    res != RELAY_PERMFAIL)
 				log_panic("relay_msg_encode: bad result %d", (int)res);
 			put_u8(&w, (uint8_t)res);
 			put_str(&w, m->rcpts[i].reason, 0, RELAY_REASON_MAX);
@@ -270,8 +271,8 @@ static void decode_result(struct reader *r, struct relay_msg *m)
 		r->err = "bad recipient count";
 	for (size_t i = 0; r->err == NULL && i < m->rcpt_count; i++) {
 		uint8_t res = get_u8(r);
-		if (r->err == NULL && res != RELAY_SENT && res != RELAY_TEMPFAIL &&
-		    res != RELAY_PERMFAIL)
+		if (r->err == NULL && res != RELAY_SENT && res != RELAY_SENT_NO_DSN &&
+		    res != RELAY_TEMPFAIL && res != RELAY_PERMFAIL)
 			r->err = "bad result";
 		m->rcpts[i].result = (enum relay_result)res;
 		get_str(r, m->rcpts[i].reason, 0, RELAY_REASON_MAX, "reason too long");

@@ -32,12 +32,14 @@
  *   agent -> queue manager
  *   RESULT   0x81  u32 seq, str peer (<= 300; "host[addr]:port" or ""),
  *                  u16 recipients (as in the DELIVER), each:
- *                    u8 result (0 sent, 2 temporary, 3 permanent failure),
+ *                    u8 result (0 sent, 1 sent to a peer without DSN,
+ *                               2 temporary, 3 permanent failure),
  *                    str reason (<= 1000)
  *
- * The DSN fields (envid, ret, notify, orcpt) are carried but not yet
- * filled by the queue manager nor used by the agent: they are the place
- * where the DSN parameters stored in the queue file will travel.
+ * The DSN fields (envid, ret, notify, orcpt) are the DSN parameters the
+ * message came with (RFC 3461), from the queue file; the agent gives them
+ * to a peer that offers DSN, and says RELAY_SENT_NO_DSN for a recipient
+ * it handed to one that does not.
  *
  * Untrusted input: every packet, in both directions. Privilege: the
  * unprivileged queue manager and relay agent.
@@ -58,6 +60,9 @@
 #define RELAY_RCPTS_MAX 50       /* recipients per DELIVER (and per SMTP transaction) */
 #define RELAY_ENVID_MAX 100
 #define RELAY_ORCPT_MAX 500
+
+/* DELIVER's ret: the DSN RET parameter. */
+enum { RELAY_RET_NONE = 0, RELAY_RET_FULL = 1, RELAY_RET_HDRS = 2 };
 #define RELAY_PEER_MAX 300
 #define RELAY_REASON_MAX 1000
 
@@ -73,7 +78,9 @@ enum relay_msg_type {
 };
 
 enum relay_result {
-	RELAY_SENT = 0,
+	RELAY_SENT = 0,         /* the peer took it, and the DSN requests with it */
+	RELAY_SENT_NO_DSN = 1,  /* the peer took it but offers no DSN: the requests
+				 * stopped here (RFC 3461 4.3: "relayed") */
 	RELAY_TEMPFAIL = 2,
 	RELAY_PERMFAIL = 3,
 };

@@ -37,10 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "../lib/buf.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../mail/dsn.h"
 #include "relay_internal.h"
 #include "relay_qp.h"
 
@@ -130,6 +133,44 @@ static void arm(struct relay_session *s, uint64_t secs)
 	struct timeval tv = { (time_t)secs, 0 };
 
 	evtimer_add(s->timer, &tv);
+}
+
+/* The DSN parameters of MAIL (RFC 3461 4.3, 4.4) for a peer that offers
+ * DSN: RET and ENVID as the message came with them (ENVID as xtext). */
+static void add_mail_dsn(struct evbuffer *out, const struct relay_msg *req)
+{
+	if (req->ret == RELAY_RET_FULL)
+		evbuffer_add_printf(out, " RET=FULL");
+	else if (req->ret == RELAY_RET_HDRS)
+		evbuffer_add_printf(out, " RET=HDRS");
+	if (req->envid[0] != '\0') {
+		buf_t x = BUF_INIT;
+		dsn_xtext_encode(req->envid, &x);
+		evbuffer_add_printf(out, " ENVID=%s", buf_cstr(&x));
+		buf_free(&x);
+	}
+}
+
+/* NOTIFY and ORCPT of RCPT (RFC 3461 4.1, 4.2), as the recipient came
+ * with them. An rfc822 ORCPT's address goes as xtext; another type (RFC
+ * 6533's utf-8, with its own escapes) is left out, as a relay may do. */
+static void add_rcpt_dsn(struct evbuffer *out, const struct relay_rcpt *rc)
+{
+	if (rc->notify != 0) {
+		buf_t n = BUF_INIT;
+		dsn_notify_format(rc->notify, &n);
+		evbuffer_add_printf(out, " NOTIFY=%s", buf_cstr(&n));
+		buf_free(&n);
+	}
+	const char *semi = strchr(rc->orcpt, ';');
+	if (semi == NULL || semi - rc->orcpt != 6 || strncasecmp(rc->orcpt, "rfc822", 6) != 0 ||
+	    semi[1] == '\0')
+		return;
+	buf_t x = BUF_INIT;
+	dsn_xtext_encode(semi + 1, &x);
+	evbuffer_add_printf(out, " ORCPT=%.*s;%s", (int)(semi - rc->orcpt), rc->orcpt,
+			    buf_cstr(&x));
+	buf_free(&x);
 }
 
 static void send_line(struct relay_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -867,7 +908,8 @@ static void start_tx(struct relay_session *s)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (utf8)
 		evbuffer_add_printf(out, " SMTPUTF8");
-	/* DSN: RET and ENVID would go here (relay_proto.h), not yet sent. */
+	if ((s->caps.flags & RELAY_CAP_DSN) != 0)
+		add_mail_dsn(out, j->req);
 	evbuffer_add(out, "\r\n", 2);
 	s->exp_next_send = 1;
 	if (s->pipelining)
@@ -880,10 +922,14 @@ static void send_next_command(struct relay_session *s)
 {
 	const struct expect *e = &s->expect[s->exp_next_send++];
 
-	if (e->kind == EXP_RCPT)
-		/* DSN: NOTIFY and ORCPT would go here, not yet sent. */
-		send_line(s, "RCPT TO:<%s>", s->job->req->rcpts[e->rcpt].address);
-	else if (e->kind == EXP_DATA)
+	if (e->kind == EXP_RCPT) {
+		const struct relay_rcpt *rc = &s->job->req->rcpts[e->rcpt];
+		struct evbuffer *out = bufferevent_get_output(s->bev);
+		evbuffer_add_printf(out, "RCPT TO:<%s>", rc->address);
+		if ((s->caps.flags & RELAY_CAP_DSN) != 0)
+			add_rcpt_dsn(out, rc);
+		evbuffer_add(out, "\r\n", 2);
+	} else if (e->kind == EXP_DATA)
 		send_line(s, "DATA");
 }
 
@@ -1042,6 +1088,8 @@ static void handle_dot_reply(struct relay_session *s)
 		reason = xstrdup("4.4.2 peer answered 2xx before the end of data");
 		res = RELAY_TEMPFAIL;
 	}
+	if (res == RELAY_SENT && (s->caps.flags & RELAY_CAP_DSN) == 0)
+		res = RELAY_SENT_NO_DSN; /* the DSN requests stop here */
 	for (size_t i = 0; i < j->req->rcpt_count; i++)
 		if (j->accepted[i])
 			relay_job_set(j, i, res, reason);

@@ -352,7 +352,8 @@ static bool ev_scan(struct report *r, const struct line_view *v, slice_t rest)
 
 /* Delivery status notifications (RFC 3464) the queue manager sends:
  * "bounce ID sent to <S>", "sender is <>: double bounce ID sent to <P>",
- * "success report ID sent to <S>", "delay warning ID sent to <S>"; and
+ * "success report ID sent to <S>", "relay report ID sent to <S>" (a
+ * success relayed to a peer without DSN), "delay warning ID sent to <S>"; and
  * those it does not send: "bounce dropped: ...", "double bounce dropped:
  * ...". */
 static bool ev_bounce(struct report *r, const struct line_view *v, slice_t rest)
@@ -441,6 +442,7 @@ static const struct {
 	{ "sender is <>: double bounce ", true, false, ev_double_bounce },
 	{ "double bounce ", true, false, ev_double_bounce },
 	{ "success report ", true, false, ev_success_report },
+	{ "relay report ", true, false, ev_success_report },
 	{ "delay warning ", true, false, ev_delay_warning },
 	{ "no bounce for ", true, false, ev_known },
 	{ "no delay warning", true, false, ev_known },

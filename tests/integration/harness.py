@@ -780,8 +780,9 @@ def queue_id_of(reply_text):
 
 
 def smtplib_send(port, sender, rcpts, message, host="127.0.0.1", ehlo="client.test",
-                 mail_options=(), tls=False):
-    """Send with smtplib; return the queue id of the 250 reply."""
+                 mail_options=(), tls=False, rcpt_options=()):
+    """Send with smtplib (rcpt_options go with every RCPT); return the
+    queue id of the 250 reply."""
     if isinstance(message, str):
         message = message.encode("utf-8")
     with smtplib.SMTP(host, port, local_hostname=ehlo, timeout=scaled(15)) as s:
@@ -795,7 +796,7 @@ def smtplib_send(port, sender, rcpts, message, host="127.0.0.1", ehlo="client.te
         if code != 250:
             raise AssertionError("MAIL refused: %d %r" % (code, text))
         for r in rcpts:
-            code, text = s.rcpt(r)
+            code, text = s.rcpt(r, list(rcpt_options))
             if code != 250:
                 raise AssertionError("RCPT %s refused: %d %r" % (r, code, text))
         code, text = s.data(message)

@@ -72,11 +72,11 @@ class OutboundCase(PosternTestCase):
         self.addCleanup(p.stop)
         return p
 
-    def relay_server(self, relayhost, **config):
+    def relay_server(self, relayhost, tls=False, **config):
         settings = {"relayhost": relayhost, "relay_command_timeout": "10s",
                     "relay_connect_timeout": "5s", "destination_backoff": "0"}
         settings.update(config)
-        return self.start_server(config=settings)
+        return self.start_server(config=settings, tls=tls)
 
 
 class TestRelayhost(OutboundCase):
@@ -375,6 +375,63 @@ class TestPerRecipient(OutboundCase):
         got = sorted(a for (_m, r, _d) in p.received for a in r)
         self.assertEqual(got, rcpts)
         self.assertTrue(all(len(r) <= 50 for (_m, r, _d) in p.received))
+
+
+class TestDsnOnward(OutboundCase):
+    """RFC 3461 when relaying: a peer that offers DSN gets the requests
+    (and sends the reports itself); for one that does not, a success
+    asked for is answered here with Action: relayed."""
+
+    def send_with_dsn(self, srv, notify, tls=False):
+        return smtplib_send(srv.port, SENDER, ["bob@remote.test"], make_message("dsn onward"),
+                            mail_options=("RET=HDRS", "ENVID=env+2Bid-7"),
+                            rcpt_options=("NOTIFY=%s" % notify, "ORCPT=rfc822;orig+2Bx@remote.test"),
+                            tls=tls)
+
+    def test_requests_go_to_a_peer_that_offers_dsn(self):
+        for tls in (False, True):
+            with self.subTest(tls=tls):
+                sink = self.sink()
+                srv = self.relay_server("[127.0.0.1]:%d" % sink.port, tls=tls)
+                qid = self.send_with_dsn(srv, "SUCCESS,FAILURE", tls=tls)
+                wait_status(srv, qid, "bob@remote.test", "sent")
+                text = sink.wait_messages(1)[0].decode()
+                self.assertRegex(text, r"X-Mail-Args: <%s> .*RET=HDRS ENVID=env\+2Bid-7"
+                                 % re.escape(SENDER))
+                self.assertIn("X-Rcpt-Args: <bob@remote.test> NOTIFY=SUCCESS,FAILURE "
+                              "ORCPT=rfc822;orig+2Bx@remote.test", text)
+                srv.wait_log(r"%s: removed" % qid)
+                self.assertEqual(bounce_texts(srv), [], "the peer reports; we do not")
+                self.assertNotIn("report", "\n".join(l for l in srv.log().splitlines()
+                                                     if qid in l and "sent to <" in l))
+
+    def test_success_asked_of_a_peer_without_dsn_is_reported_as_relayed(self):
+        sink = self.sink("-N")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port, tls=True)
+        qid = self.send_with_dsn(srv, "SUCCESS", tls=True)
+        wait_status(srv, qid, "bob@remote.test", "sent")
+        text = sink.wait_messages(1)[0].decode()
+        for word in ("RET=", "ENVID=", "NOTIFY=", "ORCPT="):
+            self.assertNotIn(word, text, "a peer without DSN gets no DSN parameter")
+        srv.wait_log(r"%s: relay report \S+ sent to <%s>" % (qid, re.escape(SENDER)))
+        reports = wait_until(lambda: bounce_texts(srv), scaled(20), what="the relay report")
+        self.assertEqual(len(reports), 1)
+        r = reports[0]
+        self.assertIn("Subject: Relayed Mail Report", r)
+        self.assertIn("Original-Envelope-Id: env+id-7", r)  # decoded, as for bounces
+        self.assertIn("Original-Recipient: rfc822; orig+x@remote.test", r)
+        self.assertIn("Final-Recipient: rfc822; bob@remote.test", r)
+        self.assertIn("Action: relayed", r)
+        self.assertIn("Status: 2.0.0", r)
+        self.assertIn("Remote-MTA: dns; [127.0.0.1]", r)
+
+    def test_failures_only_to_a_peer_without_dsn_gives_no_report(self):
+        sink = self.sink("-N")
+        srv = self.relay_server("[127.0.0.1]:%d" % sink.port)
+        qid = self.send_with_dsn(srv, "FAILURE")
+        wait_status(srv, qid, "bob@remote.test", "sent")
+        srv.wait_log(r"%s: removed" % qid)
+        self.assertEqual(bounce_texts(srv), [])
 
 
 class TestSecondPostern(OutboundCase):

@@ -111,9 +111,9 @@ static int teardown(void **state)
 }
 
 static const struct bounce_item items[] = {
-	{ "nobody@example.test", NULL, NULL, "5.1.1 unknown user" },
+	{ "nobody@example.test", NULL, NULL, "5.1.1 unknown user", NULL },
 	{ "gone@example.test", "list@example.test", NULL,
-	  "4.4.7 delivery time expired, last error: 4.2.2 mailbox full" },
+	  "4.4.7 delivery time expired, last error: 4.2.2 mailbox full", NULL },
 };
 
 static struct bounce_request make_request(struct fixture *f)
@@ -302,7 +302,7 @@ static void test_ret_full_envid_orcpt(void **state)
 {
 	struct fixture *f = *state;
 	struct bounce_item it[] = { { "nobody@example.test", NULL, f->msg.rcpts[0].dsn_orcpt,
-				      "5.1.1 unknown user" } };
+				      "5.1.1 unknown user", NULL } };
 	struct bounce_request req = make_request(f);
 	buf_t out = BUF_INIT;
 	char *err = NULL;
@@ -349,6 +349,17 @@ static void test_ret_full_envid_orcpt(void **state)
 	assert_null(strstr(t, "Diagnostic-Code:"));
 	assert_null(strstr(t, "SECRET BODY TEXT"));
 	buf_free(&out);
+	/* passed to a peer without DSN: "relayed", naming that peer */
+	req.kind = BOUNCE_RELAYED;
+	it[0].reason = "250 2.0.0 Ok: queued as 4XyZ";
+	it[0].remote_mta = "inner.example.test";
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	t = buf_cstr(&out);
+	assert_contains(t, "\nSubject: Relayed Mail Report\n");
+	assert_contains(t, "\nAction: relayed\nStatus: 2.0.0\nRemote-MTA: dns; inner.example.test\n");
+	assert_null(strstr(t, "Diagnostic-Code:"));
+	assert_null(strstr(t, "SECRET BODY TEXT"));
+	buf_free(&out);
 }
 
 /* RET=FULL on a message above BOUNCE_FULL_MAX: its headers only, and
@@ -375,7 +386,8 @@ static void test_utf8_and_double_bounce(void **state)
 {
 	struct fixture *f = *state;
 	struct bounce_item it[] = { { "j\xc3\xa9r\xc3\xb4me@example.test", NULL,
-				      "utf-8;J\xc3\xa9r\xc3\xb4me@Example.Test", "5.1.1 unknown user" } };
+				      "utf-8;J\xc3\xa9r\xc3\xb4me@Example.Test", "5.1.1 unknown user",
+				      NULL } };
 	struct bounce_request req = make_request(f);
 	buf_t out = BUF_INIT;
 	char *err = NULL, bid[QUEUE_ID_LEN + 1];
@@ -392,7 +404,7 @@ static void test_utf8_and_double_bounce(void **state)
 
 	/* a utf-8 ORCPT in an ASCII report: the non-QCHARs as \x{HEX} */
 	struct bounce_item ascii[] = { { "x@example.test", NULL, "utf-8;a+b\\c@example.test",
-					 "5.1.1 unknown user" } };
+					 "5.1.1 unknown user", NULL } };
 	req.items = ascii;
 	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
 	assert_contains(buf_cstr(&out), "Content-Type: message/delivery-status\n");
