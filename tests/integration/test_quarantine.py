@@ -408,7 +408,11 @@ class VirusOverSmtpTest(PosternTestCase):
         self.assertEqual(srv.files_for("alice", qid), [])
         p = srv.run_cli("quarantine", "release", qid)
         self.assertEqual(p.returncode, 0, p.stderr)
-        srv.wait_delivery("alice", qid)
+        _, data = srv.wait_delivery("alice", qid)
+        # Released without a second scan, and marked for its reader.
+        head = data.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+        self.assertIn(b"\nX-Postern-Virus: %s\n" % virus.encode(), b"\n" + head + b"\n")
+        self.assertIn(b"\nSubject: Quarterly figures\n", b"\n" + head + b"\n")
         time.sleep(1)
         self.assertEqual(len(srv.files_for("alice", qid)), 1)
 
