@@ -170,21 +170,27 @@ def rsa_prime(key_path):
     return bytes.fromhex(digits).lstrip(b"\0")
 
 
-def memory_holds(pid, needles):
-    """Which of needles (bytes) appear in the readable memory of pid."""
+def memory_holds(pid, needles, chunk=16 << 20, largest=1 << 30):
+    """Which of needles (bytes) appear in the readable memory of pid,
+    read in pieces; mappings over `largest` bytes (a sanitizer's shadow
+    reservation) are skipped."""
     found = set()
+    overlap = max(len(n) for n in needles) - 1
     with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
         for line in maps:
             fields = line.split()
-            if "r" not in fields[1]:
-                continue
             lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            try:
-                mem.seek(lo)
-                data = mem.read(hi - lo)
-            except (OSError, OverflowError, ValueError):
-                continue  # [vvar] and the like
-            found.update(n for n in needles if n in data)
+            if "r" not in fields[1] or hi - lo > largest:
+                continue
+            tail = b""
+            for start in range(lo, hi, chunk):
+                try:
+                    mem.seek(start)
+                    data = tail + mem.read(min(chunk, hi - start))
+                except (OSError, OverflowError, ValueError):
+                    break  # [vvar] and the like
+                found.update(n for n in needles if n in data)
+                tail = data[-overlap:] if overlap else b""
     return found
 
 
