@@ -9,7 +9,8 @@ StreamMaxLength, TCP, and clamd killed in the middle of a stream.
 
 The other classes need issue 7's scanner processes and `postern scan`
 (the scan pipeline): over SMTP, EICAR in every wrapping a mail client
-opens is refused with "550 5.7.0 virus found: NAME" while clean mail is
+opens (encodings, zip, zip in zip, gzip, tar, an attached message, a
+lying type) is refused with "550 5.7.0 virus found: NAME" while clean mail is
 delivered; quarantine and discard; no notice to anyone; clamd mode,
 clamd gone (451 4.7.0) and scan_fail_open; `postern scan` with the demo
 configuration; the signature folder changed under a running server (new
@@ -28,6 +29,7 @@ import shutil
 import signal
 import smtplib
 import subprocess
+import tarfile
 import tempfile
 import time
 import unittest
@@ -90,6 +92,17 @@ def encode(data, cte):
     return data + b"\n"
 
 
+def tar_of(files, mode="w"):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode=mode) as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1700000000
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
 def with_attachment(data, ctype="application/octet-stream", name="file.bin", cte="base64",
                     subject="a file for you"):
     """A multipart/mixed message (LF line ends) with one attachment."""
@@ -130,6 +143,10 @@ def virus_cases():
          "Postern.Test.HashSample.UNOFFICIAL"),
         ("pattern signature", with_attachment(gzip.compress(PATTERN_SAMPLE), "application/gzip",
                                               "d.gz"), "Postern.Test.Pattern.UNOFFICIAL"),
+        ("tar", with_attachment(tar_of([("notes.txt", b"notes\n"), ("eicar.com", EICAR)]),
+                                "application/x-tar", "files.tar"), EICAR_NAME),
+        ("tar.gz", with_attachment(tar_of([("eicar.com", EICAR)], "w:gz"), "application/gzip",
+                                   "files.tar.gz"), EICAR_NAME),
     ]
 
 
