@@ -78,6 +78,7 @@ struct scan_master {
 	dev_t sock_dev;
 	ino_t sock_ino;
 	int sigfd;
+	int ready_fd;              /* to the supervisor until ready is told, else -1 */
 	bool stopping, retiring;
 	uint64_t exit_deadline_ms;
 	uint64_t respawn_after_ms;

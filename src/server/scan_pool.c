@@ -140,6 +140,8 @@ static void close_master_fds(struct scan_master *m, int keep)
 	close(m->sigfd);
 	close(m->build_pipe[0]);
 	close(m->build_pipe[1]);
+	if (m->ready_fd >= 0)
+		close(m->ready_fd); /* the first scanners are forked before ready is told */
 }
 
 /* In a new scanner: only its socket, then the loop. */

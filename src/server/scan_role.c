@@ -419,13 +419,14 @@ static void master_free(struct scan_master *m)
 	scan_pipeline_free(&m->pipeline);
 }
 
-static void tell_supervisor(int ready_fd, char what)
+static void tell_supervisor(struct scan_master *m, char what)
 {
-	if (ready_fd < 0)
+	if (m->ready_fd < 0)
 		return;
-	while (write(ready_fd, &what, 1) < 0 && errno == EINTR)
+	while (write(m->ready_fd, &what, 1) < 0 && errno == EINTR)
 		;
-	close(ready_fd);
+	close(m->ready_fd);
+	m->ready_fd = -1;
 }
 
 static void exit_at_once(int sig)
@@ -486,7 +487,7 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
 		    const struct scan_master_pace *pace)
 {
 	struct scan_master m = { .cfg = cfg, .build = build, .pace = *pace, .listener = -1,
-				 .sigfd = -1, .build_pipe = { -1, -1 } };
+				 .sigfd = -1, .ready_fd = ready_fd, .build_pipe = { -1, -1 } };
 	int status = 0;
 	stops_end_at_once(true);
 	int started = start_up(&m, &status);
@@ -497,7 +498,7 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
 	}
 	if (started != 0) {
 		if (started > 0)
-			tell_supervisor(ready_fd, SCAN_READY_OFF);
+			tell_supervisor(&m, SCAN_READY_OFF);
 		master_free(&m);
 		return status;
 	}
@@ -518,7 +519,7 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
 		master_free(&m);
 		return 1;
 	}
-	tell_supervisor(ready_fd, SCAN_READY_ON);
+	tell_supervisor(&m, SCAN_READY_ON);
 	serve(&m);
 	scan_pool_end_scanners(&m);
 	master_free(&m);

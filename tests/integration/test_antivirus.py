@@ -9,11 +9,14 @@ StreamMaxLength, TCP, and clamd killed in the middle of a stream.
 
 The other classes need issue 7's scanner processes and `postern scan`
 (the scan pipeline): over SMTP, EICAR in every wrapping a mail client
-opens is refused with "550 5.7.0 virus found: NAME" while clean mail is
+opens (encodings, zip, zip in zip, gzip, tar, an attached message, a
+lying type) is refused with "550 5.7.0 virus found: NAME" while clean mail is
 delivered; quarantine and discard; no notice to anyone; clamd mode,
 clamd gone (451 4.7.0) and scan_fail_open; `postern scan` with the demo
-configuration. Until the pipeline is in the binary they are skipped with
-that reason.
+configuration; the signature folder changed under a running server (new
+signatures apply without a reload, a set that does not load keeps the
+running engine, at a change and at SIGHUP). Until the pipeline is in the
+binary they are skipped with that reason.
 """
 import base64
 import binascii
@@ -22,8 +25,11 @@ import io
 import os
 import quopri
 import re
+import shutil
+import signal
 import smtplib
 import subprocess
+import tarfile
 import tempfile
 import time
 import unittest
@@ -86,6 +92,17 @@ def encode(data, cte):
     return data + b"\n"
 
 
+def tar_of(files, mode="w"):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode=mode) as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1700000000
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
 def with_attachment(data, ctype="application/octet-stream", name="file.bin", cte="base64",
                     subject="a file for you"):
     """A multipart/mixed message (LF line ends) with one attachment."""
@@ -126,6 +143,10 @@ def virus_cases():
          "Postern.Test.HashSample.UNOFFICIAL"),
         ("pattern signature", with_attachment(gzip.compress(PATTERN_SAMPLE), "application/gzip",
                                               "d.gz"), "Postern.Test.Pattern.UNOFFICIAL"),
+        ("tar", with_attachment(tar_of([("notes.txt", b"notes\n"), ("eicar.com", EICAR)]),
+                                "application/x-tar", "files.tar"), EICAR_NAME),
+        ("tar.gz", with_attachment(tar_of([("eicar.com", EICAR)], "w:gz"), "application/gzip",
+                                   "files.tar.gz"), EICAR_NAME),
     ]
 
 
@@ -325,6 +346,76 @@ class ClamdModeSmtpTest(PosternTestCase):
         qid = smtplib_send(srv.port, "sender@remote.test", ["alice@example.test"],
                            make_message(subject="accepted unscanned"))
         srv.wait_delivery("alice", qid)
+
+
+@needs_pipeline
+class SignatureReloadTest(PosternTestCase):
+    """clamav_db_dir changed under a running server, as freshclam changes
+    it: new signatures apply without a reload; a set that does not load
+    is named in the log and the running engine goes on refusing, at a
+    change and at SIGHUP; a good set then loads at SIGHUP."""
+
+    FRESH = b"POSTERN-FRESH-SIGNATURE-7"
+    NEWER = b"POSTERN-NEWER-SIGNATURE-7"
+
+    def write_signatures(self, db, name, text):
+        tmp = os.path.join(db, ".tmp-" + name)
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, os.path.join(db, name))  # as freshclam replaces its files
+
+    def signature(self, name, data):
+        return "%s:0:*:%s\n" % (name, data.hex())
+
+    def marked(self, data):
+        return with_attachment(b"data " + data + b" data\n", name="f.bin")
+
+    def test_signatures_follow_the_folder_and_a_broken_set_keeps_the_old(self):
+        db = tempfile.mkdtemp(prefix="postern-it-sigs-")
+        self.addCleanup(shutil.rmtree, db, True)
+        os.chmod(db, 0o755)  # read by the scan master as nobody
+        for name in ("postern-test.ndb", "postern-test.hdb"):
+            shutil.copy(os.path.join(TEST_SIGNATURES, name), db)
+            os.chmod(os.path.join(db, name), 0o644)
+        srv = self.start_server(users=USERS, config={"clamav_db_dir": db})
+        srv.wait_log(r"scan master ready")
+        eicar = virus_cases()[1][1]
+        self.assertEqual(send_raw(srv.port, self.marked(self.FRESH))[0], 250)
+
+        # A new file in the folder: loaded beside the running engine, no SIGHUP.
+        offset = srv.log_size()
+        self.write_signatures(db, "fresh.ndb", self.signature("Postern.Test.Fresh", self.FRESH))
+        srv.wait_log(r"scan: new pipeline loaded", since=offset, timeout=scaled(30))
+        self.assertEqual(send_raw(srv.port, self.marked(self.FRESH)),
+                         (550, "5.7.0 virus found: Postern.Test.Fresh.UNOFFICIAL"))
+
+        # A file that does not load: named, and the running engine stays.
+        offset = srv.log_size()
+        self.write_signatures(db, "broken.ndb", "Broken.Sig:0:*:zz\n")
+        srv.wait_log(r"scan: the changed files do not load: .*; the running pipeline stays",
+                     since=offset, timeout=scaled(30))
+        self.assertEqual(send_raw(srv.port, self.marked(self.FRESH))[0], 550)
+        self.assertEqual(send_raw(srv.port, eicar), (550, "5.7.0 virus found: " + EICAR_NAME))
+        # SIGHUP with the broken set: the running generation goes on.
+        m = srv.reload()
+        self.assertIn("keeping the running generation", m.group(0))
+        self.assertEqual(send_raw(srv.port, self.marked(self.FRESH))[0], 550)
+        self.assertEqual(send_raw(srv.port, eicar)[0], 550)
+
+        # Repaired, with one more signature: SIGHUP loads it.
+        os.unlink(os.path.join(db, "broken.ndb"))
+        self.write_signatures(db, "newer.ndb", self.signature("Postern.Test.Newer", self.NEWER))
+        m = srv.reload(wait_old=True)
+        self.assertIn("starting generation", m.group(0))
+        self.assertEqual(send_raw(srv.port, self.marked(self.NEWER)),
+                         (550, "5.7.0 virus found: Postern.Test.Newer.UNOFFICIAL"))
+        self.assertEqual(send_raw(srv.port, self.marked(self.FRESH))[0], 550)
+        self.assertEqual(send_raw(srv.port, eicar)[0], 550)
+        # Only the first message, sent before its signature existed, got in.
+        wait_until(lambda: srv.maildir_new("alice"), scaled(10), what="delivery")
+        time.sleep(1)
+        self.assertEqual(len(srv.maildir_new("alice")), 1)
 
 
 @needs_pipeline

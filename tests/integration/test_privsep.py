@@ -6,7 +6,11 @@ delivery lane, `mail_owner`), the account that parses SMTP can open
 neither a Maildir nor the users file, Maildirs belong to mail_owner, a
 local delivery agent dying restarts the queue manager and all its agents
 without losing mail, and postern refuses the configurations that would
-give a role root or the mailboxes to the SMTP parsers.
+give a role root or the mailboxes to the SMTP parsers. With content
+scanning on (issue 7), the scan master and its scanners run as `user`,
+hold no listening socket and no descriptor of the TLS key or the
+tables, and a scanner holds nothing but its socket to the master; that
+no copy of the TLS key is in their memory is a known defect (skipped).
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -21,8 +25,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (IS_ROOT, PosternServer, PosternTestCase, make_message, process_alive,
-                     scaled, smtplib_send, wait_until)
+from harness import (IS_ROOT, REPO, PosternServer, PosternTestCase, descendants,
+                     make_message, process_alive, scaled, smtplib_send, wait_until)
 
 NOBODY = pwd.getpwnam("nobody")
 MAIL = pwd.getpwnam("mail")
@@ -129,6 +133,143 @@ class RoleAccountsTest(PosternTestCase):
             st = os.stat(os.path.join(self.srv.spool_dir, folder))
             self.assertEqual(st.st_uid, NOBODY.pw_uid, folder)
             self.assertEqual(stat.S_IMODE(st.st_mode), 0o700, folder)
+
+
+def descriptors(pid):
+    """{fd: what it points to} of a process, from /proc."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return out
+
+
+def listening_socket_inodes():
+    """Inodes of every TCP socket in the LISTEN state (IPv4 and IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A":
+                        inodes.add("socket:[%s]" % fields[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def rsa_prime(key_path):
+    """The first prime of an RSA key, as big-endian bytes without leading zeros."""
+    text = subprocess.run(["openssl", "rsa", "-in", key_path, "-noout", "-text"],
+                          stdout=subprocess.PIPE, check=True, universal_newlines=True,
+                          timeout=scaled(10)).stdout
+    digits = re.sub(r"[\s:]", "", re.search(r"prime1:\n((?:\s+[0-9a-f:]+\n)+)", text).group(1))
+    return bytes.fromhex(digits).lstrip(b"\0")
+
+
+def memory_holds(pid, needles, chunk=16 << 20, largest=1 << 30):
+    """Which of needles (bytes) appear in the readable memory of pid,
+    read in pieces; mappings over `largest` bytes (a sanitizer's shadow
+    reservation) are skipped."""
+    found = set()
+    overlap = max(len(n) for n in needles) - 1
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if "r" not in fields[1] or hi - lo > largest:
+                continue
+            tail = b""
+            for start in range(lo, hi, chunk):
+                try:
+                    mem.seek(start)
+                    data = tail + mem.read(min(chunk, hi - start))
+                except (OSError, OverflowError, ValueError):
+                    break  # [vvar] and the like
+                found.update(n for n in needles if n in data)
+                tail = data[-overlap:] if overlap else b""
+    return found
+
+
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
+class ScanRolesTest(PosternTestCase):
+    """The scan master and the scanners that parse hostile mail: `user`,
+    no listener, no TLS key, no table; a scanner holds its socket only."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config={
+            "clamav_db_dir": os.path.join(REPO, "etc", "clamav-test"),
+            "content_rules_file": os.path.join(REPO, "etc", "content-rules.example"),
+            "scan_workers": "2"})
+        cls.srv.wait_log(r"scan master ready")
+
+    def scan_processes(self):
+        master = self.srv.role_pids("scan")
+        self.assertEqual(len(master), 1, self.srv.log_tail())
+        scanners = wait_until(lambda: len(descendants(master[0])) == 2 and
+                              descendants(master[0]), scaled(10), what="two scanners")
+        return master[0], scanners
+
+    def test_accounts_and_descriptors(self):
+        master, scanners = self.scan_processes()
+        listeners = listening_socket_inodes()
+        secrets = (self.srv.settings["tls_key"], self.srv.users_path, self.srv.aliases_path)
+        for pid in [master] + scanners:
+            uids, gids, groups = proc_ids(pid)
+            self.assertEqual(uids, [NOBODY.pw_uid] * 4, "pid %d" % pid)
+            self.assertEqual(gids, [NOBODY.pw_gid] * 4, "pid %d" % pid)
+            self.assertEqual(groups, [], "pid %d" % pid)
+            self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0, "%d is dumpable" % pid)
+            self.assertEqual(no_new_privs(pid), 1, "pid %d lacks NoNewPrivs" % pid)
+            fds = descriptors(pid)
+            self.assertFalse(set(fds.values()) & listeners,
+                             "pid %d holds a listening socket: %r" % (pid, fds))
+            self.assertFalse([t for t in fds.values() if t in secrets],
+                             "pid %d holds a secret file: %r" % (pid, fds))
+        for pid in scanners:
+            # Standard input (/dev/null), the log as stdout and stderr, and
+            # the socket to its master: nothing of the master's or the
+            # supervisor's (a pipe, another scanner's socket).
+            others = {fd: t for fd, t in descriptors(pid).items() if fd > 2}
+            self.assertEqual(len(others), 1, "scanner %d holds %r" % (pid, others))
+            self.assertTrue(list(others.values())[0].startswith("socket:"), others)
+
+
+# A known defect, found verifying issue 7 and not fixed yet: the supervisor
+# decodes the TLS key, and the freed copies OpenSSL did not clear (the PEM
+# text, the DER, the primes) are inherited by every role it forks;
+# SSL_CTX_free clears only the live key. POSTERN_TEST_KNOWN_DEFECTS=1 runs
+# the test (it fails); unskip it with the fix (the key loaded where the
+# scan processes never see it).
+@unittest.skipUnless(os.environ.get("POSTERN_TEST_KNOWN_DEFECTS"),
+                     "known defect: freed copies of the TLS key reach the scan processes")
+@unittest.skipUnless(IS_ROOT, "needs root: reads other accounts' process memory")
+class ScanRolesKeyTest(PosternTestCase):
+    """The TLS private key is in no scan process's memory, live or freed.
+    Scanning with the MIME limits only, so that no signature loading
+    happens to reuse (and so hide) the freed copies."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config={"scan": "yes", "scan_workers": "2"})
+        cls.srv.wait_log(r"scan master ready")
+
+    def test_no_tls_key_in_memory(self):
+        prime = rsa_prime(self.srv.settings["tls_key"])
+        needles = (prime, prime[::-1])  # big-endian in DER, little-endian words in a BIGNUM
+        # The probe finds the key where it must be: the smtp workers use it.
+        self.assertTrue(memory_holds(self.srv.role_pids("smtp")[0], needles),
+                        "the probe does not find the key in an smtp worker")
+        master = self.srv.role_pids("scan")[0]
+        scanners = wait_until(lambda: len(descendants(master)) == 2 and descendants(master),
+                              scaled(10), what="two scanners")
+        for pid in [master] + scanners:
+            self.assertEqual(memory_holds(pid, needles), set(), "pid %d holds the TLS key" % pid)
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")

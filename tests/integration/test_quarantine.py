@@ -18,7 +18,9 @@ test_quarantine.py - the quarantine and the administrator's notices
 * over SMTP, once the antivirus of issue 7 is merged (skipped until the
   binary knows clamav_db_dir and etc/clamav-test exists): a virus
   quarantined, the administrator told, the (forged) sender not, the
-  release delivered once; a refused virus told; the rate bound.
+  release delivered once; a refused virus told; the rate bound; and,
+  with a content rule that quarantines, the sender told only when
+  notify_sender = yes.
 """
 import json
 import os
@@ -408,7 +410,11 @@ class VirusOverSmtpTest(PosternTestCase):
         self.assertEqual(srv.files_for("alice", qid), [])
         p = srv.run_cli("quarantine", "release", qid)
         self.assertEqual(p.returncode, 0, p.stderr)
-        srv.wait_delivery("alice", qid)
+        _, data = srv.wait_delivery("alice", qid)
+        # Released without a second scan, and marked for its reader.
+        head = data.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+        self.assertIn(b"\nX-Postern-Virus: %s\n" % virus.encode(), b"\n" + head + b"\n")
+        self.assertIn(b"\nSubject: Quarterly figures\n", b"\n" + head + b"\n")
         time.sleep(1)
         self.assertEqual(len(srv.files_for("alice", qid)), 1)
 
@@ -438,6 +444,62 @@ class VirusOverSmtpTest(PosternTestCase):
         time.sleep(scaled(3))
         self.assertEqual(len(srv.maildir_new("admin")), 2)
         self.assertEqual(len(re.findall(r"notice held back", srv.log())), 3)
+
+
+@unittest.skipUnless(antivirus_available(), "needs the content pipeline of issue 7")
+class SenderNoticeTest(PosternTestCase):
+    """notify_sender = yes over SMTP: the sender of a message a content
+    rule quarantined is told, as the administrator is; with the default
+    (no) only the administrator is."""
+
+    RULES = 'rule review\n    header Subject /\\[review\\]/\n    quarantine "held for review"\n'
+
+    def rules_server(self, **config):
+        settings = {"content_rules_file": "content-rules", "notify_admin": "admin@" + DOMAIN,
+                    "queue_scan_interval": "1h"}
+        settings.update(config)
+        srv = self.start_server(start=False, config=settings)
+        path = os.path.join(srv.dir, "content-rules")
+        with open(path, "w") as f:
+            f.write(self.RULES)
+        os.chmod(path, 0o644)
+        srv.start()
+        return srv
+
+    def quarantine_one(self, srv):
+        with SmtpConn(srv.port, timeout=scaled(30)) as c:
+            c.ehlo()
+            self.start_data(c, "bob@" + DOMAIN, ["alice@" + DOMAIN])
+            qid = self.send_data_queued(c, make_message(subject="[review] plans") + ".\r\n")
+        wait_until(lambda: srv.spool_files("quarantine") == [qid], scaled(10),
+                   what="the message in quarantine")
+        return qid
+
+    def notices(self, srv, user, n):
+        return wait_until(lambda: len(srv.maildir_new(user)) >= n and srv.maildir_new(user),
+                          scaled(15), what="%d notice(s) for %s" % (n, user))
+
+    def read(self, srv, user, name):
+        with open(os.path.join(srv.maildir(user), name), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def test_sender_told_when_configured(self):
+        srv = self.rules_server(notify_sender="yes")
+        qid = self.quarantine_one(srv)
+        for user in ("admin", "bob"):
+            text = self.read(srv, user, self.notices(srv, user, 1)[0])
+            self.assertIn("quarantined", text)
+            self.assertIn("  Rule:        review\n", text)
+            self.assertIn("  Subject:     [review] plans\n", text)
+            self.assertIn(qid, text)
+        self.assertEqual(srv.maildir_new("alice"), [])
+
+    def test_sender_not_told_by_default(self):
+        srv = self.rules_server()
+        self.quarantine_one(srv)
+        self.notices(srv, "admin", 1)
+        time.sleep(1.5)
+        self.assertEqual(srv.maildir_new("bob"), [])
 
 
 if __name__ == "__main__":
