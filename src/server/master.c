@@ -84,7 +84,7 @@ struct generation {
 	struct config cfg;
 	struct privsep ps;
 	struct recipient_tables *rcpt;
-	SSL_CTX *tls_ctx;
+	bool tls;           /* tls_cert and tls_key checked: the smtp workers load them */
 	struct notice_template *notice_template; /* notify_template, checked */
 	struct restrictions *restrictions; /* the restriction lists and their maps */
 	struct relay_router *router; /* transport_file, relayhost, TLS policy */
@@ -123,8 +123,6 @@ static void generation_free(struct generation **gp)
 	notice_template_free(&g->notice_template);
 	restrictions_free(&g->restrictions);
 	relay_router_free(&g->router);
-	if (g->tls_ctx != NULL)
-		SSL_CTX_free(g->tls_ctx);
 	xfree(gp);
 }
 
@@ -217,13 +215,13 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	if (g->cfg.tls_cert[0] != '\0') {
 		char *err = NULL;
-		g->tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
-		if (g->tls_ctx == NULL) {
+		if (tls_check_in_child(g->cfg.tls_cert, g->cfg.tls_key, &err) < 0) {
 			fprintf(errors, "%s: %s\n", path, err);
 			free(err);
 			generation_free(&g);
 			return NULL;
 		}
+		g->tls = true;
 	}
 	return g;
 }
@@ -427,9 +425,6 @@ static NORETURN void run_qmgr_and_agents(struct master *m)
 		close(m->listen_fds[i]);
 	close(m->notify_pipe[1]);
 	close(m->flow_pipe[0]);
-	if (g->tls_ctx != NULL)
-		SSL_CTX_free(g->tls_ctx); /* neither process needs the key */
-	g->tls_ctx = NULL;
 	pid_t qmgr_pid = getpid();
 	for (size_t i = 0; i < lanes; i++) {
 		int sv[2];
@@ -480,9 +475,6 @@ static NORETURN void run_scan_master(struct master *m, struct generation *g, int
 	close(m->flow_pipe[1]);
 	if (m->current != NULL && m->current != g)
 		generation_free(&m->current);
-	if (g->tls_ctx != NULL)
-		SSL_CTX_free(g->tls_ctx);
-	g->tls_ctx = NULL;
 	recipients_free(&g->rcpt);
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
@@ -500,9 +492,6 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	close(m->notify_pipe[1]);
 	close(m->flow_pipe[0]);
 	close(m->flow_pipe[1]);
-	if (g->tls_ctx != NULL)
-		SSL_CTX_free(g->tls_ctx);
-	g->tls_ctx = NULL;
 	recipients_free(&g->rcpt);
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
@@ -532,6 +521,17 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	log_set_role("smtp");
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
+	/* the key, read as root before the worker drops privileges: only the
+	 * smtp workers ever decode it (the supervisor checked it in a child) */
+	SSL_CTX *tls_ctx = NULL;
+	if (g->tls) {
+		char *err = NULL;
+		tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
+		if (tls_ctx == NULL) {
+			log_error("smtp worker: %s", err);
+			_exit(1);
+		}
+	}
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
@@ -541,7 +541,7 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 					   .notice_template = g->notice_template,
 					   .restrictions = g->restrictions,
 					   .scan = g->scanning };
-	_exit(smtp_worker_main(&g->cfg, g->rcpt, g->tls_ctx, &links));
+	_exit(smtp_worker_main(&g->cfg, g->rcpt, tls_ctx, &links));
 }
 
 /* Fork role for generation g (the scan master: with the write end of its
@@ -902,7 +902,7 @@ int master_main(const char *config_path)
 	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
 		 "user=%s mail_owner=%s scan=%s", g->cfg.hostname,
 		 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt),
-		 worker_count(&g->cfg), g->tls_ctx != NULL ? "yes" : "no",
+		 worker_count(&g->cfg), g->tls ? "yes" : "no",
 		 g->ps.user.name, g->ps.mail_owner.name,
 		 g->cfg.scan == SCAN_MODE_NO ? "no" : g->cfg.scan == SCAN_MODE_YES ? "yes" : "auto");
 	if (bind_listeners(&m, &g->cfg) < 0 || open_pipes(&m) < 0) {

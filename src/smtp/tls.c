@@ -1,13 +1,19 @@
 /*
- * tls.c - OpenSSL server context for STARTTLS (RFC 3207). Runs in the
- * supervisor (loading the key) and the smtp workers (handshakes).
+ * tls.c - OpenSSL server context for STARTTLS (RFC 3207). The smtp
+ * workers load the key (as root, before dropping privileges) and do the
+ * handshakes; the supervisor only checks it, in a child that exits.
  */
 #include "tls.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 
 static char *ssl_error(const char *what, const char *file)
@@ -44,6 +50,51 @@ SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char **
 	}
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+int tls_check_in_child(const char *cert_file, const char *key_file, char **err_r)
+{
+	int p[2];
+	if (pipe(p) < 0) {
+		*err_r = xstrdup("cannot check the TLS key: pipe failed");
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		*err_r = xstrdup("cannot check the TLS key: fork failed");
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		char *err = NULL;
+		SSL_CTX *ctx = tls_server_context(cert_file, key_file, &err);
+		if (ctx == NULL) {
+			(void)safeio_write_all(p[1], err, strlen(err));
+			_exit(1);
+		}
+		_exit(0); /* the key dies with this process */
+	}
+	close(p[1]);
+	char text[1024];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(p[0], text + n, sizeof(text) - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || (n += (size_t)r) == sizeof(text) - 1)
+			break;
+	}
+	text[n] = '\0';
+	close(p[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	*err_r = xstrdup(n > 0 ? text : "the TLS key check ended abnormally");
+	return -1;
 }
 
 const char *tls_describe(SSL *ssl)

@@ -240,19 +240,17 @@ class ScanRolesTest(PosternTestCase):
             self.assertTrue(list(others.values())[0].startswith("socket:"), others)
 
 
-# A known defect, found verifying issue 7 and not fixed yet: the supervisor
-# decodes the TLS key, and the freed copies OpenSSL did not clear (the PEM
-# text, the DER, the primes) are inherited by every role it forks;
-# SSL_CTX_free clears only the live key. POSTERN_TEST_KNOWN_DEFECTS=1 runs
-# the test (it fails); unskip it with the fix (the key loaded where the
-# scan processes never see it).
-@unittest.skipUnless(os.environ.get("POSTERN_TEST_KNOWN_DEFECTS"),
-                     "known defect: freed copies of the TLS key reach the scan processes")
+# The supervisor once decoded the TLS key, and the freed copies OpenSSL
+# does not clear (the PEM text, the DER, the primes) reached every role it
+# forked (SSL_CTX_free clears only the live key). Now only the smtp
+# workers decode it; the supervisor checks it in a child that exits.
 @unittest.skipUnless(IS_ROOT, "needs root: reads other accounts' process memory")
 class ScanRolesKeyTest(PosternTestCase):
-    """The TLS private key is in no scan process's memory, live or freed.
-    Scanning with the MIME limits only, so that no signature loading
-    happens to reuse (and so hide) the freed copies."""
+    """The TLS private key is in no memory but the smtp workers', live or
+    freed: not the supervisor's, the scan processes', the anvil's, the
+    queue manager's or its agents'. Scanning with the MIME limits only, so
+    that no signature loading happens to reuse (and so hide) the freed
+    copies."""
 
     @classmethod
     def setUpClass(cls):
@@ -270,6 +268,18 @@ class ScanRolesKeyTest(PosternTestCase):
                               scaled(10), what="two scanners")
         for pid in [master] + scanners:
             self.assertEqual(memory_holds(pid, needles), set(), "pid %d holds the TLS key" % pid)
+        others = [self.srv.proc.pid]
+        for role in ("anvil", "qmgr", "local", "relay"):
+            others += self.srv.role_pids(role)
+        for pid in others:
+            self.assertEqual(memory_holds(pid, needles), set(),
+                             "pid %d (not an smtp worker) holds the TLS key" % pid)
+
+    def test_reload_keeps_the_key_out_of_the_supervisor(self):
+        m = self.srv.reload(wait_old=True)
+        self.assertIn("starting generation", m.group(0))
+        prime = rsa_prime(self.srv.settings["tls_key"])
+        self.assertEqual(memory_holds(self.srv.proc.pid, (prime, prime[::-1])), set())
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")
