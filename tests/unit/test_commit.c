@@ -3,7 +3,8 @@
  * commit completes on the loop, renames that happen while a folder fsync
  * runs share the next one (group commit), a failed folder fsync takes
  * back exactly the files it should have made durable, a detached commit
- * still completes, hold/quarantine commits land in their folders, and
+ * still completes, a redirected one tells only its new callback,
+ * hold/quarantine commits land in their folders, and
  * tasks (the notices) run on the threads with their result on the loop.
  *
  * Linked with -Wl,--wrap=safeio_fsync_dir (see the Makefile): the wrapper counts
