@@ -300,3 +300,12 @@ void queue_commit_detach(struct queue_commit **job)
 		(*job)->done = NULL; /* only the loop thread reads done */
 	*job = NULL;
 }
+
+void queue_commit_redirect(struct queue_commit **job, queue_commit_done_fn *done, void *arg)
+{
+	if (*job != NULL) {
+		(*job)->done = done; /* only the loop thread reads done and arg */
+		(*job)->arg = arg;
+	}
+	*job = NULL;
+}

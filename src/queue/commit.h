@@ -53,5 +53,10 @@ struct queue_commit *queue_task_start(struct queue_committer *c, queue_task_fn *
 /* Nobody waits for this commit any more (the client went away): it still
  * completes or fails, but done is not called. *job becomes NULL. */
 void queue_commit_detach(struct queue_commit **job);
+/* Someone else takes the completion over (the session that waited is
+ * going away, but what it committed must still be announced): done(arg,
+ * ...) follows on the loop instead of the first callback. *job becomes
+ * NULL. */
+void queue_commit_redirect(struct queue_commit **job, queue_commit_done_fn *done, void *arg);
 
 #endif

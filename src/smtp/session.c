@@ -714,7 +714,7 @@ static void cancel_wait(struct smtp_session *s)
 	policy_run_cancel(&s->run);
 	limits_admit_cancel(&s->admission);
 	queue_flow_cancel(s->srv->flow, &s->flow_wait);
-	queue_commit_detach(&s->commit);
+	tx_orphan_commit(s); /* what it commits is still announced */
 	s->wait = WAIT_NONE;
 }
 

@@ -234,5 +234,9 @@ size_t tx_consume(struct smtp_session *s, const char *data, size_t len);
 /* After tx_consume: finish the message or chunk if its end was reached. */
 enum step tx_after_consume(struct smtp_session *s, struct smtp_reply *out);
 const char *session_protocol(const struct smtp_session *s);
+/* The session goes away while its message is being committed: the
+ * commit (and the transaction) carry on without it, and the message is
+ * still announced to the queue manager and logged when it is durable. */
+void tx_orphan_commit(struct smtp_session *s);
 
 #endif

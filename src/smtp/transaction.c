@@ -476,52 +476,117 @@ static void log_refusal(const struct smtp_session *s, const struct smtp_reply *r
 		 tx->decoder.size, r->code, r->status, reason);
 }
 
+/* Who a committed message came from, for its log line and notices:
+ * the session's view, kept on its own once the session is gone. */
+struct tx_origin {
+	struct smtp_server *srv;
+	const char *peer_addr;
+	const char *helo;     /* NULL: none was given */
+	const char *protocol;
+};
+
+static struct tx_origin session_origin(const struct smtp_session *s)
+{
+	return (struct tx_origin){ s->srv, s->peer_addr, s->helo, session_protocol(s) };
+}
+
 /* Tell the notifier about a final verdict (check, reason, text, hits of
  * the verdict that decided); it takes the writer of a message that is not
  * committed when it needs to read it. */
+static void notify_verdict(const struct tx_origin *o, struct smtp_tx *tx,
+			   enum notice_event event, const char *check, const char *reason,
+			   const char *text, const strlist_t *hits)
+{
+	struct notice_info info = {
+		.event = event, .queue_id = tx->id, .sender = tx->sender_text, .rcpts = &tx->rcpts,
+		.client_addr = o->peer_addr, .helo = o->helo, .check = check, .reason = reason,
+		.text = text, .hits = hits,
+	};
+	notifier_event(o->srv->notifier, &info, &tx->writer);
+}
+
 static void tell_notifier(struct smtp_session *s, enum notice_event event, const char *check,
 			  const char *reason, const char *text, const strlist_t *hits)
 {
-	struct smtp_tx *tx = s->tx;
-	struct notice_info info = {
-		.event = event, .queue_id = tx->id, .sender = tx->sender_text, .rcpts = &tx->rcpts,
-		.client_addr = s->peer_addr, .helo = s->helo, .check = check, .reason = reason,
-		.text = text, .hits = hits,
-	};
-	notifier_event(s->srv->notifier, &info, &tx->writer);
+	struct tx_origin o = session_origin(s);
+	notify_verdict(&o, s->tx, event, check, reason, text, hits);
+}
+
+/* The commit of tx is over: on success tell the queue manager, the
+ * notifier (quarantine) and the log; unanswered: the session that
+ * waited for it is gone, so no 250 was sent (the client may send the
+ * message again: the duplicate window of RFC 1047). */
+static void commit_announce(const struct tx_origin *o, struct smtp_tx *tx, bool unanswered,
+			    int rc, const char *err)
+{
+	if (rc != 0) {
+		log_error("%s: queue file write error: %s", tx->id, err);
+		return;
+	}
+	queue_notify(o->srv->notify_fd, tx->id);
+	if (tx->disposition == POLICY_QUARANTINE)
+		notify_verdict(o, tx, NOTICE_QUARANTINED, tx->disposition_check,
+			       tx->disposition_reason, tx->disposition_text, &tx->disposition_hits);
+	uint64_t now = now_us();
+	/* client= last: postern report counts messages by client from it */
+	log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f "
+		 "flow=%.3f commit=%.3f%s%s%s client=%s",
+		 tx->id, tx->sender_text, tx->decoder.size, tx->rcpts.count, o->protocol,
+		 (double)(now - tx->start_us) / 1e6,
+		 (double)(tx->commit_start_us - tx->eod_us) / 1e6,
+		 (double)(now - tx->commit_start_us) / 1e6,
+		 tx->disposition != POLICY_DUNNO ? " disposition=" : "",
+		 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "",
+		 unanswered ? " unanswered=yes" : "", o->peer_addr);
 }
 
 static void commit_done(void *arg, int rc, char *err)
 {
 	struct smtp_session *s = arg;
-	struct smtp_tx *tx = s->tx;
 	struct smtp_reply out = { 0 };
+	struct tx_origin o = session_origin(s);
+	commit_announce(&o, s->tx, false, rc, err);
 	if (rc == 0) {
-		queue_notify(s->srv->notify_fd, tx->id);
-		if (tx->disposition == POLICY_QUARANTINE)
-			tell_notifier(s, NOTICE_QUARANTINED, tx->disposition_check,
-				      tx->disposition_reason, tx->disposition_text,
-				      &tx->disposition_hits);
-		uint64_t now = now_us();
-		/* client= last: postern report counts messages by client from it */
-		log_info("%s: accepted from=<%s> size=%" PRIu64 " nrcpt=%zu protocol=%s delay=%.3f "
-			 "flow=%.3f commit=%.3f%s%s client=%s",
-			 tx->id, tx->sender_text, tx->decoder.size, tx->rcpts.count,
-			 session_protocol(s), (double)(now - tx->start_us) / 1e6,
-			 (double)(tx->commit_start_us - tx->eod_us) / 1e6,
-			 (double)(now - tx->commit_start_us) / 1e6,
-			 tx->disposition != POLICY_DUNNO ? " disposition=" : "",
-			 tx->disposition != POLICY_DUNNO ? policy_verdict_name(tx->disposition) : "",
-			 s->peer_addr);
-		reply_set(&out, 250, "2.0.0", "Ok: queued as %s", tx->id);
+		reply_set(&out, 250, "2.0.0", "Ok: queued as %s", s->tx->id);
 		session_message_accepted(s);
 	} else {
-		log_error("%s: queue file write error: %s", tx->id, err);
 		reply_set(&out, 451, "4.3.0", "Error: queue file write error, try again later");
 	}
 	free(err);
 	tx_free(&s->tx);
 	session_resume(s, &out);
+}
+
+/* A commit whose session went away meanwhile, with what announcing it
+ * needs (copies: the session is freed). */
+struct orphan_commit {
+	struct tx_origin origin;
+	struct smtp_tx *tx;
+	char peer_addr[64];
+	char *helo;
+};
+
+static void orphan_commit_done(void *arg, int rc, char *err)
+{
+	struct orphan_commit *oc = arg;
+	commit_announce(&oc->origin, oc->tx, true, rc, err);
+	free(err);
+	tx_free(&oc->tx);
+	free(oc->helo);
+	free(oc);
+}
+
+void tx_orphan_commit(struct smtp_session *s)
+{
+	if (s->commit == NULL)
+		return;
+	struct orphan_commit *oc = xcalloc(1, sizeof(*oc));
+	snprintf(oc->peer_addr, sizeof(oc->peer_addr), "%s", s->peer_addr);
+	oc->helo = s->helo != NULL ? xstrdup(s->helo) : NULL;
+	oc->origin = (struct tx_origin){ s->srv, oc->peer_addr, oc->helo, session_protocol(s) };
+	oc->tx = s->tx; /* the transaction goes with its commit */
+	s->tx = NULL;
+	queue_commit_redirect(&s->commit, orphan_commit_done, oc);
 }
 
 static const char *disposition_folder(enum policy_verdict d)

@@ -3,9 +3,14 @@ test_async.py - the session waits without stalling the worker (issue 6):
 a commit held up by a slow disk (a test-only LD_PRELOAD library makes
 fdatasync of queue files sleep) does not hold up the replies of other
 sessions served by the same smtp worker, and the slow message is still
-acknowledged only once it is durable.
+acknowledged only once it is durable; a client that resets the
+connection while its message is being committed does not make the
+worker forget the message it is committing.
 """
 import os
+import re
+import socket
+import struct
 import threading
 import time
 
@@ -73,3 +78,22 @@ class SlowDiskTest(PosternTestCase):
         self.assertLess(took, scaled(8 * SLOW_MS / 1000.0 * 0.75))
         for qid in ids:
             srv.wait_delivery("carol", qid)
+
+    def test_client_reset_during_the_commit(self):
+        # The periodic scan would find the file only after an hour: the
+        # worker itself must announce what it committed.
+        lib = os.path.join(PRELOAD_DIR, "slowsync.so")
+        srv = self.start_server(config={"workers": "1", "queue_scan_interval": "1h"},
+                                env={"LD_PRELOAD": lib,
+                                     "POSTERN_TEST_SLOW_SYNC_MS": str(SLOW_MS)})
+        c = self.open_session(srv)
+        self.start_data(c, "gone@remote.test", ["alice@example.test"])
+        c.send(b"Subject: client gone\r\n\r\nbody\r\n.\r\n")
+        time.sleep(0.3)  # the commit is now sleeping in fdatasync
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # a reset: the session ends before the reply
+        m = srv.wait_log(r"(\w+): accepted from=<gone@remote\.test> .* unanswered=yes "
+                         r"client=127\.0\.0\.1", timeout=scaled(10))
+        srv.wait_delivery("alice", m.group(1), timeout=scaled(10))
+        self.assertNotIn("found without notification", srv.log())
+        self.assertEqual(srv.stop(), 0)

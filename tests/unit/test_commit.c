@@ -3,7 +3,8 @@
  * commit completes on the loop, renames that happen while a folder fsync
  * runs share the next one (group commit), a failed folder fsync takes
  * back exactly the files it should have made durable, a detached commit
- * still completes, hold/quarantine commits land in their folders, and
+ * still completes, a redirected one tells only its new callback,
+ * hold/quarantine commits land in their folders, and
  * tasks (the notices) run on the threads with their result on the loop.
  *
  * Linked with -Wl,--wrap=safeio_fsync_dir (see the Makefile): the wrapper counts
@@ -239,6 +240,25 @@ static void test_detached_commit_still_completes(void **state)
 	f->committer = queue_committer_new(f->base, 1);
 }
 
+static void never_called(void *arg, int rc, char *err)
+{
+	(void)arg, (void)rc, (void)err;
+	fail_msg("the first callback ran after the job was redirected");
+}
+
+/* A redirected job tells the new callback, and only it. */
+static void test_redirected_commit_tells_the_new_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct queue_writer *w = new_message(f, 0);
+	struct queue_commit *job = queue_commit_start(f->committer, &w, "queue", never_called, f);
+	queue_commit_redirect(&job, on_done, f);
+	assert_null(job);
+	run_until(f, 1);
+	assert_int_equal(f->done, 1);
+	assert_int_equal(files_in(f, "queue"), 1);
+}
+
 static void test_hold_and_quarantine_folders(void **state)
 {
 	struct fixture *f = *state;
@@ -315,6 +335,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_renames_share_one_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_fsync_takes_the_files_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_commit_still_completes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redirected_commit_tells_the_new_callback, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_hold_and_quarantine_folders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tasks, setup, teardown),
 	};

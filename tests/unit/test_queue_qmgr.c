@@ -1,6 +1,8 @@
 /*
  * test_queue_qmgr.c - the queue manager end to end, in a forked child on a
- * temporary spool: delivery and removal, alias de-duplication, bounces,
+ * temporary spool: delivery and removal, alias de-duplication, the
+ * end-of-message changes of the trailer (recipients, sender, header
+ * fields) as delivered, bounces,
  * <> never bounced, alias loops, deferral with backoff, expiry, recovery
  * after a crash without duplicates, corrupt and stale files, scans
  * without notification, the spool lock, and the retry backoff.
@@ -316,6 +318,60 @@ static void test_unknown_user_bounces(void **state)
 	assert_non_null(strstr(mail, "Status: 5.1.1\n"));
 	free(mail);
 	assert_log(f, "status=bounced (5.1.1 unknown user)");
+	assert_log(f, "sent to <alice@example.test>");
+}
+
+/* What a verdict or a milter decides at the end of the message (the
+ * queue file's trailer, docs/queue.md) is what delivery does: a removed
+ * recipient gets nothing, an added one gets a copy, the new sender is
+ * the Return-Path and gets the bounces, and the header changes are in
+ * the delivered copy. */
+static void test_end_of_message_changes_are_delivered(void **state)
+{
+	struct fixture *f = *state;
+	strlist_t list = { NULL, 0 };
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+	const char *content = "Received: from test by mx.example.test\n"
+			      "Subject: test\n\nHello.\n";
+
+	strlist_add(&list, "alice@example.test");
+	struct queue_envelope env = {
+		.arrival_us = (uint64_t)time(NULL) * 1000000u, .client_addr = "192.0.2.1",
+		.client_helo = "test", .protocol = "ESMTP", .sender = "sender@remote.test",
+		.recipients = &list,
+	};
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(f->cfg.spool_dir, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, content, strlen(content), &err), 0);
+	assert_int_equal(queue_writer_remove_rcpt(w, "alice@example.test", &err), 0);
+	assert_int_equal(queue_writer_add_rcpt(w, "bob@example.test", &err), 0);
+	assert_int_equal(queue_writer_add_rcpt(w, "nobody@example.test", &err), 0);
+	assert_int_equal(queue_writer_set_sender(w, "alice@example.test", &err), 0);
+	assert_int_equal(queue_writer_remove_header(w, "Subject", 0, &err), 0);
+	assert_int_equal(queue_writer_add_header(w, false, "X-Added: yes", &err), 0);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	strlist_free(&list);
+
+	start_qmgr(f, true);
+	queue_notify(f->notify[1], id);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/deferred"), 0);
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	char *mail = only_mail(f, "bob");
+	if (strcmp(mail, "Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"
+			 "Received: from test by mx.example.test\nX-Added: yes\n\nHello.\n") != 0)
+		fail_msg("bob's copy:\n%s", mail);
+	free(mail);
+	/* alice, removed, gets no copy: only the bounce for nobody@, sent
+	 * to her as the new sender */
+	assert_int_equal(mail_count(f, "alice", "new"), 1);
+	mail = only_mail(f, "alice");
+	assert_non_null(strstr(mail, "Return-Path: <>\n"));
+	assert_non_null(strstr(mail, "Final-Recipient: rfc822; nobody@example.test\n"));
+	assert_null(strstr(mail, "Final-Recipient: rfc822; alice@example.test"));
+	free(mail);
 	assert_log(f, "sent to <alice@example.test>");
 }
 
@@ -731,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_backoff),
 		T(test_delivers_and_dedupes),
 		T(test_unknown_user_bounces),
+		T(test_end_of_message_changes_are_delivered),
 		T(test_null_sender_never_bounced),
 		T(test_remote_deferred_then_retried),
 		T(test_expired_bounces),
