@@ -102,7 +102,8 @@ static void run_complete(struct qmgr_run *r)
 {
 	apply_dir_errors(r);
 	settle_outcomes(r);
-	qmgr_report_successes(r);
+	if (!qmgr_report_successes(r))
+		settle_outcomes(r); /* those still owed a report are deferred */
 	mark_done(r);
 	qmgr_finish(r);
 }

@@ -187,33 +187,68 @@ static bool bounce_failed(struct qmgr_run *r, const bool *failed, char **why_r)
 	return settled;
 }
 
-void qmgr_report_successes(struct qmgr_run *r)
+/* Does pair p end a recipient that is delivered and asked for a success
+ * report? */
+static bool wants_success_report(const struct qmgr_run *r, const struct qmgr_pair *p)
+{
+	return p->kind == QO_SENT && r->outcome[p->rcpt] == QO_SENT &&
+	       dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS);
+}
+
+/* The success report could not be queued: its recipients are not done
+ * (marking them would lose the report for good) but deferred; the next
+ * attempt finds their copies by name and queues the report then. */
+static void defer_unreported(struct qmgr_run *r, const char *err)
+{
+	char *why = qf_errf("4.3.0 success report not queued: %s", err);
+
+	for (size_t k = 0; k < r->pair_count; k++) {
+		struct qmgr_pair *p = &r->pairs[k];
+		if (!wants_success_report(r, p))
+			continue;
+		free(p->reason);
+		p->reason = xstrdup(why);
+		p->kind = QO_TEMP; /* r->outcome is settled again by the caller */
+	}
+	free(why);
+}
+
+bool qmgr_report_successes(struct qmgr_run *r)
 {
 	struct bounce_item *items = xcalloc(r->pair_count + 1, sizeof(*items));
 	size_t n = 0;
 	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
 
+	bool queued = true;
+
 	if (r->msg.sender[0] == '\0') {
 		free(items);
-		return;
+		return true;
 	}
 	for (size_t k = 0; k < r->pair_count; k++) {
 		const struct qmgr_pair *p = &r->pairs[k];
-		if (p->kind != QO_SENT || r->outcome[p->rcpt] != QO_SENT ||
-		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS))
-			continue;
-		fill_item(r, p, &items[n++], p->reason);
+		if (wants_success_report(r, p))
+			fill_item(r, p, &items[n++], p->reason);
 	}
 	if (n > 0) {
 		if (queue_report(r, BOUNCE_DELIVERED, NULL, items, n, bounce_id, &err) < 0) {
-			log_error("%s: cannot queue success report: %s", r->msg.id, err);
+			/* past maximal_queue_lifetime a deferral would turn into
+			 * a bounce of delivered mail: the report is given up */
+			bool retry = !is_expired(r);
+			log_error("%s: cannot queue success report (%s): %s", r->msg.id,
+				  retry ? "its recipients are tried again" : "given up, the "
+				  "message outlived maximal_queue_lifetime", err);
+			if (retry)
+				defer_unreported(r, err);
 			free(err);
+			queued = !retry;
 		} else {
 			log_info("%s: success report %s sent to <%s>", r->msg.id, bounce_id,
 				 r->msg.sender);
 		}
 	}
 	free(items);
+	return queued;
 }
 
 /* The message still waits for some recipients after this attempt: once

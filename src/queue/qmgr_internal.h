@@ -264,8 +264,11 @@ void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 void qmgr_finish(struct qmgr_run *r);
 /* qmgr_finish.c: before the delivered recipients are marked done, queue
  * one success report for those that asked for it (NOTIFY=SUCCESS). A
- * crash before the marks leads to a second report, never to none. */
-void qmgr_report_successes(struct qmgr_run *r);
+ * crash before the marks leads to a second report, never to none. If the
+ * report cannot be queued, their pairs become temporary failures (4.3.0)
+ * and false is returned: the caller settles r->outcome again, so they
+ * are deferred, not marked done. */
+bool qmgr_report_successes(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);
 
