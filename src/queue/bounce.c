@@ -293,12 +293,12 @@ static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
 		put_address_field(out, "Original-Recipient", it->orig_rcpt);
 	put_address_field(out, "Final-Recipient", it->final_rcpt);
 	buf_printf(out, "Action: %s\nStatus: %s\n", actions[req->kind], status);
-	if (req->kind == BOUNCE_DELIVERED) {
-		buf_printf(out, "Remote-MTA: dns; %s\n", req->hostname);
-	} else {
+	/* A success is a copy in a local mailbox: no remote MTA took part,
+	 * so there is no Remote-MTA (RFC 3464 section 2.3.5) to name (the
+	 * Reporting-MTA is this host). */
+	if (req->kind != BOUNCE_DELIVERED)
 		buf_printf(out, "Diagnostic-Code: smtp; %s %s\n",
 			   status[0] == '4' ? "450" : "550", it->reason);
-	}
 	buf_puts(out, "Last-Attempt-Date: ");
 	bounce_format_date(out, req->now_us);
 	buf_puts(out, "\n");
