@@ -30,6 +30,11 @@
 #include "../lib/xalloc.h"
 
 #define BOUNCE_BOUNDARY_TRIES 64
+/* RFC 2046 section 5.1.1: a boundary has at most 70 characters. Ours is
+ * "=_" ID "/" HOST ["/" N], N < BOUNCE_BOUNDARY_TRIES: the host name (up
+ * to 253 characters) is cut to what is left. */
+#define BOUNCE_BOUNDARY_MAX 70
+#define BOUNCE_BOUNDARY_HOST_MAX (BOUNCE_BOUNDARY_MAX - 2 - QUEUE_ID_LEN - 1 - 3)
 
 void bounce_format_date(buf_t *out, uint64_t time_us)
 {
@@ -117,16 +122,18 @@ static bool request_has_utf8_address(const struct bounce_request *req)
 	return false;
 }
 
-/* "=_<id>/<host>", then "=_<id>/<host>/1", ... until it occurs nowhere in
- * the quoted text. Bounded: only someone who guessed the bounce id could
- * plant candidates, and after BOUNCE_BOUNDARY_TRIES the last one is used
- * (breaking the structure of that sender's own bounce, nothing else). */
+/* "=_<id>/<host>", then "=_<id>/<host>/1", ... (the host name cut so
+ * that the boundary stays within RFC 2046's 70 characters) until it
+ * occurs nowhere in the quoted text. Bounded: only someone who guessed
+ * the bounce id could plant candidates, and after BOUNCE_BOUNDARY_TRIES
+ * the last one is used (breaking the structure of that sender's own
+ * bounce, nothing else). */
 static void choose_boundary(buf_t *b, const char *id, const char *host,
 			    const buf_t *quoted)
 {
 	for (unsigned n = 0; n < BOUNCE_BOUNDARY_TRIES; n++) {
 		buf_reset(b);
-		buf_printf(b, "=_%s/%s", id, host);
+		buf_printf(b, "=_%.*s/%.*s", QUEUE_ID_LEN, id, BOUNCE_BOUNDARY_HOST_MAX, host);
 		if (n > 0)
 			buf_printf(b, "/%u", n);
 		if (quoted->len == 0 ||
@@ -295,15 +302,14 @@ static void put_recipient_fields(buf_t *out, const struct bounce_request *req,
 		put_address_field(out, "Original-Recipient", it->orig_rcpt);
 	put_address_field(out, "Final-Recipient", it->final_rcpt);
 	buf_printf(out, "Action: %s\nStatus: %s\n", actions[req->kind], status);
-	if (req->kind == BOUNCE_DELIVERED) {
-		buf_printf(out, "Remote-MTA: dns; %s\n", req->hostname);
-	} else if (req->kind == BOUNCE_RELAYED) {
-		if (it->remote_mta != NULL && it->remote_mta[0] != '\0')
-			buf_printf(out, "Remote-MTA: dns; %s\n", it->remote_mta);
-	} else {
+	/* A success here is a copy in a local mailbox: no remote MTA took
+	 * part, so there is no Remote-MTA (RFC 3464 section 2.3.5) to name
+	 * (the Reporting-MTA is this host); a relayed one names the peer. */
+	if (req->kind == BOUNCE_RELAYED && it->remote_mta != NULL && it->remote_mta[0] != '\0')
+		buf_printf(out, "Remote-MTA: dns; %s\n", it->remote_mta);
+	if (req->kind != BOUNCE_DELIVERED && req->kind != BOUNCE_RELAYED)
 		buf_printf(out, "Diagnostic-Code: smtp; %s %s\n",
 			   status[0] == '4' ? "450" : "550", it->reason);
-	}
 	buf_puts(out, "Last-Attempt-Date: ");
 	bounce_format_date(out, req->now_us);
 	buf_puts(out, "\n");

@@ -100,7 +100,8 @@ static void mark_done(struct qmgr_run *r)
 void qmgr_run_settle(struct qmgr_run *r)
 {
 	settle_outcomes(r);
-	qmgr_report_successes(r);
+	if (!qmgr_report_successes(r))
+		settle_outcomes(r); /* those still owed a report are deferred */
 	mark_done(r);
 	qmgr_finish(r);
 }

@@ -199,49 +199,105 @@ static void peer_host(const char *peer, char *out, size_t outlen)
 	snprintf(out, outlen, "%.*s", (int)n, n > 0 ? peer : "");
 }
 
-/* One report of the given kind for the pairs that want it. */
-static void report_kind(struct qmgr_run *r, enum bounce_kind kind, const struct bounce_item *items,
-			size_t n)
-{
-	char bounce_id[QUEUE_ID_LEN + 1], *err = NULL;
-	const char *what = kind == BOUNCE_RELAYED ? "relay report" : "success report";
+/* The report of a success that this host owes (RFC 3461 NOTIFY=SUCCESS):
+ * "delivered" for a copy in a local mailbox, "relayed" for a peer that
+ * took no DSN request; none when not asked, or when the peer took the
+ * request (the report is its to send). */
+enum success_report { SR_NONE, SR_DELIVERED, SR_RELAYED };
 
-	if (n == 0)
-		return;
-	if (queue_report(r, kind, NULL, items, n, bounce_id, &err) < 0) {
-		log_error("%s: cannot queue %s: %s", r->msg.id, what, err);
-		free(err);
-	} else {
-		log_info("%s: %s %s sent to <%s>", r->msg.id, what, bounce_id, r->msg.sender);
-	}
+static enum success_report success_report_of(const struct qmgr_run *r,
+					     const struct qmgr_pair *p)
+{
+	if (p->kind != QO_SENT || r->outcome[p->rcpt] != QO_SENT ||
+	    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS))
+		return SR_NONE;
+	if (!p->remote)
+		return SR_DELIVERED;
+	return p->relayed_without_dsn ? SR_RELAYED : SR_NONE;
 }
 
-void qmgr_report_successes(struct qmgr_run *r)
+/* The "delivered" report could not be queued: its recipients are not
+ * done (marking them would lose the report for good) but deferred; the
+ * next attempt finds their copies by name and queues the report then. */
+static void defer_unreported(struct qmgr_run *r, const char *err)
+{
+	char *why = qf_errf("4.3.0 success report not queued: %s", err);
+
+	for (size_t k = 0; k < r->pair_count; k++) {
+		struct qmgr_pair *p = &r->pairs[k];
+		if (success_report_of(r, p) != SR_DELIVERED)
+			continue;
+		free(p->reason);
+		p->reason = xstrdup(why);
+		p->kind = QO_TEMP; /* r->outcome is settled again by the caller */
+	}
+	free(why);
+}
+
+/* Queue one report; false (with *err_r) if it could not be. */
+static bool queue_success_report(struct qmgr_run *r, enum bounce_kind kind,
+				 const struct bounce_item *items, size_t n, char **err_r)
+{
+	char bounce_id[QUEUE_ID_LEN + 1];
+
+	if (n == 0)
+		return true;
+	if (queue_report(r, kind, NULL, items, n, bounce_id, err_r) < 0)
+		return false;
+	log_info("%s: %s %s sent to <%s>", r->msg.id,
+		 kind == BOUNCE_RELAYED ? "relay report" : "success report", bounce_id, r->msg.sender);
+	return true;
+}
+
+bool qmgr_report_successes(struct qmgr_run *r)
 {
 	struct bounce_item *delivered = xcalloc(r->pair_count + 1, sizeof(*delivered));
 	struct bounce_item *relayed = xcalloc(r->pair_count + 1, sizeof(*relayed));
 	char (*hosts)[256] = xcalloc(r->pair_count + 1, sizeof(*hosts));
 	size_t nd = 0, nr = 0;
+	bool queued = true;
+	char *err = NULL;
 
 	for (size_t k = 0; r->msg.sender[0] != '\0' && k < r->pair_count; k++) {
 		const struct qmgr_pair *p = &r->pairs[k];
-		if (p->kind != QO_SENT || r->outcome[p->rcpt] != QO_SENT ||
-		    !dsn_notify_wants(r->msg.rcpts[p->rcpt].dsn_notify, DSN_NOTIFY_SUCCESS))
-			continue;
-		if (!p->remote) { /* delivered here: this host reports it */
+		switch (success_report_of(r, p)) {
+		case SR_DELIVERED:
 			fill_item(r, p, &delivered[nd++], p->reason);
-		} else if (p->relayed_without_dsn) { /* the request stopped here */
+			break;
+		case SR_RELAYED:
 			peer_host(p->relay_peer, hosts[nr], sizeof(hosts[nr]));
 			fill_item(r, p, &relayed[nr], p->reason);
 			relayed[nr].remote_mta = hosts[nr];
 			nr++;
-		} /* else the peer took the request: the report is its to send */
+			break;
+		case SR_NONE:
+			break;
+		}
 	}
-	report_kind(r, BOUNCE_DELIVERED, delivered, nd);
-	report_kind(r, BOUNCE_RELAYED, relayed, nr);
+	if (!queue_success_report(r, BOUNCE_DELIVERED, delivered, nd, &err)) {
+		/* past maximal_queue_lifetime a deferral would turn into a
+		 * bounce of delivered mail: the report is given up */
+		bool retry = !is_expired(r);
+		log_error("%s: cannot queue success report (%s): %s", r->msg.id,
+			  retry ? "its recipients are tried again"
+				: "given up, the message outlived maximal_queue_lifetime",
+			  err);
+		if (retry)
+			defer_unreported(r, err);
+		queued = !retry;
+		free(err);
+		err = NULL;
+	}
+	if (!queue_success_report(r, BOUNCE_RELAYED, relayed, nr, &err)) {
+		/* the peer has the message: trying again would send it twice */
+		log_error("%s: cannot queue relay report (given up: the peer has the message): %s",
+			  r->msg.id, err);
+		free(err);
+	}
 	free(delivered);
 	free(relayed);
 	free(hosts);
+	return queued;
 }
 
 /* The message still waits for some recipients after this attempt: once

@@ -298,8 +298,12 @@ void qmgr_finish(struct qmgr_run *r);
  * the reports of those that asked for them (NOTIFY=SUCCESS): "delivered"
  * for a local delivery, "relayed" for a peer that offered no DSN (one
  * that did gets the request and reports itself). A crash before the
- * marks leads to a second report, never to none. */
-void qmgr_report_successes(struct qmgr_run *r);
+ * marks leads to a second report, never to none. If the "delivered"
+ * report cannot be queued, its pairs become temporary failures (4.3.0)
+ * and false is returned: the caller settles r->outcome again, so they
+ * are deferred, not marked done (a "relayed" one is given up, logged:
+ * a retry would send the message to the peer twice). */
+bool qmgr_report_successes(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);
 

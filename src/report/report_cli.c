@@ -22,7 +22,8 @@
 #include "../lib/xalloc.h"
 #include "report.h"
 
-/* Counters per top table: memory stays below a few MB whatever the log. */
+/* Counters per top table: memory stays bounded whatever the log (tens
+ * of MB at most, docs/report.md "Bounded memory"). */
 #define REPORT_TABLE_CAPACITY 5000
 #define READ_CHUNK (256 * 1024)
 

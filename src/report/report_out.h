@@ -33,7 +33,7 @@ extern const char *const report_hist_titles[3];
 extern const char *const report_hist_names[3];
 const uint64_t *report_hist(const struct report *r, enum report_hist h, size_t *n_r);
 void report_bucket_label(enum report_hist h, size_t i, char *out, size_t size);
-/* s with control characters and bytes that are not well-formed UTF-8
+/* s with control characters (C0, DEL, C1) and bytes that are not well-formed UTF-8
  * written as '?'. */
 void report_put_clean(buf_t *out, const char *s);
 /* The days, in calendar order, into out_r (room for r->day_count). */

@@ -165,8 +165,14 @@ void report_put_clean(buf_t *out, const char *s)
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x80) {
 			size_t n = json_utf8_char_len((const unsigned char *)s + i, len - i);
+			/* U+0080..U+009F are C1 controls: a terminal may take
+			 * U+009B for CSI (as spool_cli_put_escaped knows) */
+			bool c1 = n == 2 && c == 0xc2 && (unsigned char)s[i + 1] < 0xa0;
 			if (n > 0) {
-				buf_append(out, s + i, n);
+				if (c1)
+					buf_putc(out, '?');
+				else
+					buf_append(out, s + i, n);
 				i += n;
 				continue;
 			}

@@ -347,6 +347,9 @@ static void test_ret_full_envid_orcpt(void **state)
 	assert_contains(t, "\nSubject: Successful Mail Delivery Report\n");
 	assert_contains(t, "\nAction: delivered\nStatus: 2.0.0\n");
 	assert_null(strstr(t, "Diagnostic-Code:"));
+	/* delivered here, into a mailbox: no remote MTA took part (RFC 3464
+	 * 2.3.5), so none is named (certainly not ourselves) */
+	assert_null(strstr(t, "Remote-MTA:"));
 	assert_null(strstr(t, "SECRET BODY TEXT"));
 	buf_free(&out);
 	/* passed to a peer without DSN: "relayed", naming that peer */
@@ -428,6 +431,36 @@ static void test_utf8_and_double_bounce(void **state)
 	buf_free(&path);
 }
 
+/* RFC 2046: a boundary has 1 to 70 characters. The host name is part of
+ * ours, and a host name may have 253: the report must still be MIME. */
+static void test_boundary_within_70_characters(void **state)
+{
+	struct fixture *f = *state;
+	struct bounce_request req = make_request(f);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	const char *host = "a-rather-long-mail-exchanger-name.datacentre-7.eu-west.example.test";
+
+	req.hostname = host;
+	assert_int_equal(bounce_build(&out, &req, "0123456789ABCDEF012", &err), 0);
+	const char *t = buf_cstr(&out);
+	const char *b = strstr(t, "boundary=\"");
+	assert_non_null(b);
+	b += strlen("boundary=\"");
+	const char *e = strchr(b, '"');
+	assert_non_null(e);
+	size_t blen = (size_t)(e - b);
+	if (blen < 1 || blen > 70)
+		fail_msg("boundary of %zu characters: %.*s", blen, (int)blen, b);
+	char delim[80];
+	snprintf(delim, sizeof(delim), "\n--%.*s\n", (int)blen, b);
+	assert_int_equal(count_of(t, delim), 3); /* three parts */
+	snprintf(delim, sizeof(delim), "\n--%.*s--\n", (int)blen, b);
+	assert_int_equal(count_of(t, delim), 1);
+	assert_contains(t, "From: Mail Delivery System <MAILER-DAEMON@a-rather-long-mail-exchanger");
+	buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +471,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_never_bounce_to_null,
 						setup_null_sender, teardown),
 		cmocka_unit_test_setup_teardown(test_ret_full_envid_orcpt, setup_dsn, teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_within_70_characters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ret_full_too_big, setup_dsn_huge, teardown),
 		cmocka_unit_test_setup_teardown(test_utf8_and_double_bounce, setup_null_sender,
 						teardown),

@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -531,6 +532,86 @@ static void test_recovery_without_duplicate(void **state)
 	buf_free(&rel);
 }
 
+/* Wait up to 5 s for the started queue manager to make its wake-up FIFO
+ * (after its spool folders). */
+static void wait_started(const struct fixture *f)
+{
+	char *fifo = fpath(f, "spool/qmgr.wake");
+	struct stat st;
+	for (int i = 0; i < 500 && stat(fifo, &st) < 0; i++)
+		usleep(10000);
+	assert_int_equal(stat(fifo, &st), 0);
+	free(fifo);
+}
+
+/* RFC 3461 NOTIFY=SUCCESS: if the success report cannot be queued, the
+ * recipient is not marked done (that would lose the report for good):
+ * it is deferred, and the next attempt finds its copy (no second one)
+ * and queues the report then. */
+static void test_success_report_not_lost(void **state)
+{
+	struct fixture *f = *state;
+	char id[QUEUE_ID_LEN + 1], *err = NULL;
+
+	start_qmgr(f, true);
+	wait_started(f);
+	/* the report cannot be written: incoming/ is not a folder */
+	char *incoming = fpath(f, "spool/incoming");
+	assert_int_equal(rmdir(incoming), 0);
+	put_file(incoming, "");
+	/* the message is written in another spool and moved in */
+	char *other = fpath(f, "other");
+	assert_int_equal(queue_dirs_create(other, &err), 0);
+	strlist_t list = { NULL, 0 };
+	strlist_add(&list, "bob@example.test");
+	static const struct queue_rcpt_dsn want_success[1] = { { DSN_NOTIFY_SUCCESS, NULL } };
+	struct queue_envelope env = {
+		.arrival_us = (uint64_t)time(NULL) * 1000000u, .client_addr = "192.0.2.1",
+		.client_helo = "test", .protocol = "ESMTP", .sender = "alice@example.test",
+		.recipients = &list, .rcpt_dsn = want_success,
+	};
+	const char *content = "Received: from test by mx.example.test\nSubject: s\n\nHello.\n";
+	queue_id_new(id);
+	struct queue_writer *w = queue_writer_open(other, id, &env, &err);
+	assert_non_null(w);
+	assert_int_equal(queue_writer_write(w, content, strlen(content), &err), 0);
+	assert_int_equal(queue_writer_commit(&w, &err), 0);
+	buf_t from = BUF_INIT, to = BUF_INIT;
+	buf_printf(&from, "%s/queue/%s", other, id);
+	buf_printf(&to, "%s/queue/%s", f->cfg.spool_dir, id);
+	assert_int_equal(rename(from.data, to.data), 0);
+	queue_notify(f->notify[1], id);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_log(f, "cannot queue success report");
+	assert_int_equal(mail_count(f, "bob", "new"), 1);
+	assert_int_equal(count_files(f, "spool/deferred"), 1);
+
+	/* the spool is mended; the deferred message is due */
+	assert_int_equal(unlink(incoming), 0);
+	assert_int_equal(mkdir(incoming, 0700), 0);
+	buf_reset(&to);
+	buf_printf(&to, "%s/deferred/%s", f->cfg.spool_dir, id);
+	assert_int_equal(utimes(to.data, NULL), 0);
+	start_qmgr(f, true);
+	for (int i = 0; i < 1000 && (count_files(f, "spool/deferred") > 0 ||
+				     mail_count(f, "alice", "new") == 0 || !spool_idle(f)); i++)
+		usleep(10000);
+	wait_idle(f);
+	stop_qmgr(f);
+	assert_int_equal(count_files(f, "spool/deferred"), 0);
+	assert_int_equal(mail_count(f, "bob", "new"), 1); /* no second copy */
+	assert_int_equal(mail_count(f, "alice", "new"), 1);
+	char *mail = only_mail(f, "alice");
+	assert_non_null(strstr(mail, "Final-Recipient: rfc822; bob@example.test\nAction: delivered\n"));
+	free(mail);
+	strlist_free(&list);
+	buf_free(&from);
+	buf_free(&to);
+	free(other);
+	free(incoming);
+}
+
 /* Another process holds the spool lock until killed. */
 static pid_t hold_lock(const char *lock_path)
 {
@@ -792,6 +873,7 @@ int main(void)
 		T(test_remote_deferred_then_retried),
 		T(test_expired_bounces),
 		T(test_recovery_without_duplicate),
+		T(test_success_report_not_lost),
 		T(test_corrupt_and_stale),
 		T(test_scan_finds_unnotified),
 		T(test_lock_waits_for_older_manager),

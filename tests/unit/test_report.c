@@ -336,6 +336,29 @@ static void test_too_long_and_control_bytes(void **state)
 	report_free(&r);
 }
 
+/* A sender address may hold any UTF-8 (SMTPUTF8), U+009B included: a
+ * terminal may take that C1 control for CSI, so the text report must not
+ * pass C1 controls through (nor the HTML one). */
+static void test_text_output_has_no_c1_controls(void **state)
+{
+	(void)state;
+	struct report r;
+	report_init(&r, 16);
+	feed(&r, T "postern/smtp[1]: info: " QID "accepted from=<a\xc2\x9b" "2J@x.test> size=1 "
+		 "nrcpt=1 protocol=UTF8SMTP client=192.0.2.1");
+	feed(&r, "not postern \xc2\x9b" "2J \xc3\xa9");
+	buf_t out = BUF_INIT;
+	report_write_text(&r, 10, &out);
+	assert_null(memmem(out.data, out.len, "\xc2\x9b", 2));
+	assert_non_null(memmem(out.data, out.len, "a?2J@x.test", 11));
+	assert_non_null(memmem(out.data, out.len, "\xc3\xa9", 2)); /* other UTF-8 stays */
+	buf_reset(&out);
+	report_write_html(&r, 10, &out);
+	assert_null(memmem(out.data, out.len, "\xc2\x9b", 2));
+	buf_free(&out);
+	report_free(&r);
+}
+
 /* Traffic per day: in calendar order, bounded to REPORT_DAYS_MAX days. */
 static void test_days(void **state)
 {
@@ -469,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_dns_lists_and_greylisting),
 		cmocka_unit_test(test_warnings_holds_and_errors),
 		cmocka_unit_test(test_too_long_and_control_bytes),
+		cmocka_unit_test(test_text_output_has_no_c1_controls),
 		cmocka_unit_test(test_days),
 		cmocka_unit_test(test_top_table_is_exact_below_capacity),
 		cmocka_unit_test(test_top_table_is_bounded_and_keeps_heavy_hitters),
