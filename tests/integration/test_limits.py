@@ -283,6 +283,13 @@ class NonSmtpInputTest(PosternTestCase):
         self.assertReply(c.cmd("RCPT TO:<nobody@example.test>"), 550)
         self.assertReply(c.cmd("DATA"), 554, "5.5.1")
         self.assertReply(c.cmd("NOOP"), 250)
+        # The refused DATA ended the transaction: a recipient now needs a
+        # new MAIL, and one given then is all the next message gets.
+        self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 503, "5.5.1")
+        r = raw_send(c, "b@remote.test", ["bob@example.test"], b"Subject: next\r\n\r\nx\r\n.\r\n")
+        self.assertReply(r, 250)
+        srv.wait_log(r"%s: accepted from=<b@remote\.test> size=\d+ nrcpt=1 "
+                     % re.escape(queue_id_of(r.text)))
 
 
 class TlsResourceTest(PosternTestCase):
