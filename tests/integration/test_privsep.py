@@ -9,8 +9,12 @@ without losing mail, and postern refuses the configurations that would
 give a role root or the mailboxes to the SMTP parsers. With content
 scanning on (issue 7), the scan master and its scanners run as `user`,
 hold no listening socket and no descriptor of the TLS key or the
-tables, and a scanner holds nothing but its socket to the master; that
-no copy of the TLS key is in their memory is a known defect (skipped).
+tables, and a scanner holds nothing but its socket to the master; no
+process but the smtp workers has the TLS key in its memory, live or
+freed. With every role on (scan master and scanners, anvil, relay agent
+too), no process but the supervisor runs as root, and no process holds
+a password hash of the users file, before or after a reload (its memory
+is read through /proc).
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -280,6 +284,115 @@ class ScanRolesKeyTest(PosternTestCase):
         self.assertIn("starting generation", m.group(0))
         prime = rsa_prime(self.srv.settings["tls_key"])
         self.assertEqual(memory_holds(self.srv.proc.pid, (prime, prime[::-1])), set())
+
+
+def writable_memory(pid):
+    """The contents of pid's writable mappings (where data made at run
+    time can be), one bytes object each. Mappings over 1 GiB are left
+    out: only AddressSanitizer's shadow is that large, and it holds
+    nothing of ours."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read().splitlines()
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if not fields[1].startswith("rw") or end - start > 1 << 30:
+                continue
+            try:
+                mem.seek(start)
+                yield mem.read(end - start)
+            except OSError:  # a mapping gone or not readable meanwhile
+                continue
+
+
+def found_in_memory(pid, needles):
+    """Which of needles (bytes) pid's writable memory holds."""
+    found = set()
+    for chunk in writable_memory(pid):
+        found.update(n for n in needles if n in chunk)
+    return found
+
+
+# Each role's log name, and the account it runs as (the scanners do not
+# log: they are found as the scan master's children).
+ROLE_ACCOUNTS = {"smtp": NOBODY, "qmgr": NOBODY, "relay": NOBODY, "scan": NOBODY,
+                 "anvil": NOBODY, "local": MAIL}
+
+
+@unittest.skipUnless(IS_ROOT, "needs root")
+class EveryProcessTest(PosternTestCase):
+    """Every process of a server with every role on (content scanning,
+    the anvil, the relay agent, local delivery): none runs as root or
+    keeps a group, and none holds a password hash of the users file."""
+
+    def start_every_role(self, users_text=None):
+        srv = self.start_server(start=False, config={"scan": "yes", "scan_workers": "2",
+                                                     "delivery_lanes": "2"})
+        if users_text is not None:
+            with open(srv.users_path, "w") as f:
+                f.write(users_text)
+        srv.start()
+        self.wait_every_role(srv)
+        return srv
+
+    def wait_every_role(self, srv, since=0):
+        srv.wait_roles(smtp=2, qmgr=1)
+        srv.wait_log(r"scan master ready", since=since)
+        wait_until(lambda: all(srv.role_pids(r) for r in ROLE_ACCOUNTS) and
+                   len(srv.role_pids("smtp")) == 2 and
+                   len(descendants(srv.role_pids("scan")[0])) == 2, scaled(10),
+                   what="every role and two scanners")
+
+    def test_no_process_but_the_supervisor_runs_as_root(self):
+        srv = self.start_every_role()
+        scanners = descendants(srv.role_pids("scan")[0])
+        expected = {pid: (role, account) for role, account in ROLE_ACCOUNTS.items()
+                    for pid in srv.role_pids(role)}
+        expected.update((pid, ("scanner", NOBODY)) for pid in scanners)
+        self.assertEqual(sorted(srv.children()), sorted(expected),
+                         "a process whose role is unknown runs under the supervisor")
+        for pid, (role, account) in expected.items():
+            uids, gids, groups = proc_ids(pid)
+            self.assertEqual(uids, [account.pw_uid] * 4, "%s pid %d uids" % (role, pid))
+            self.assertEqual(gids, [account.pw_gid] * 4, "%s pid %d gids" % (role, pid))
+            self.assertEqual(groups, [], "%s pid %d keeps supplementary groups" % (role, pid))
+            self.assertEqual(no_new_privs(pid), 1, "%s pid %d lacks NoNewPrivs" % (role, pid))
+            self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0,
+                             "%s pid %d is dumpable" % (role, pid))
+
+    def test_no_role_holds_a_password_hash(self):
+        # Hashes no other file or process of the server contains.
+        token = os.urandom(12).hex()
+        hashes = {u: "$6$%s$%s-%s" % (token[:8], u, token) for u in ("alice", "bob")}
+        srv = self.start_every_role("".join("%s@example.test:{SHA512-CRYPT}%s::::::\n" % uh
+                                            for uh in hashes.items()))
+        qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("the worker looked alice up"))
+        srv.wait_delivery("alice", qid)
+        for generation in ("first", "after a reload"):
+            if generation != "first":
+                offset = srv.log_size()
+                srv.reload(wait_old=True)
+                self.wait_every_role(srv, since=offset)
+            pids = srv.children()
+            self.assertGreaterEqual(len(pids), 10, "%s: %r" % (generation, pids))
+            needles = {h.encode(): user for user, h in hashes.items()}
+            for pid in pids:
+                found = found_in_memory(pid, list(needles) + [b"alice@example.test"])
+                for h in found & set(needles):
+                    self.fail("%s: pid %d (%s) holds %s's password hash"
+                              % (generation, pid, proc_role(srv, pid), needles[h]))
+                # The memory was really read: the workers hold the addresses.
+                if pid in srv.role_pids("smtp"):
+                    self.assertIn(b"alice@example.test", found, "smtp worker pid %d" % pid)
+
+
+def proc_role(srv, pid):
+    for role in ROLE_ACCOUNTS:
+        if pid in srv.role_pids(role):
+            return role
+    return "a scanner"
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")

@@ -6,6 +6,7 @@ recipients, sizes, line lengths, header size), SMTP smuggling (bare CR/LF
 around the end-of-data marker), STARTTLS (RFC 3207, including the
 plaintext command injection of CVE-2011-0411) and the IPv6 listener.
 """
+import re
 import smtplib
 import time
 import unittest
@@ -591,12 +592,17 @@ class ProtocolTest(PosternTestCase):
 
     def test_starttls_with_smtplib(self):
         before = self.snapshot(("alice",))
+        offset = self.srv.log_size()
         with smtplib.SMTP("127.0.0.1", self.srv.port, local_hostname="tls.client.test",
                           timeout=scaled(15)) as s:
             s.ehlo()
             self.assertTrue(s.has_extn("starttls"))
             code, _ = s.starttls(context=client_tls_context())
             self.assertEqual(code, 220)
+            # The log says that TLS is up, with what the client negotiated.
+            self.srv.wait_log(r"(?m)client=127\.0\.0\.1 TLS established: version=%s cipher=%s$"
+                              % (re.escape(s.sock.version()), re.escape(s.sock.cipher()[0])),
+                              since=offset)
             code, text = s.ehlo()
             self.assertEqual(code, 250)
             self.assertFalse(s.has_extn("starttls"), text)

@@ -2,19 +2,24 @@
 test_queue_spool.py - the spool as the queue manager's clean-up sees it:
 a transaction that is slow but alive keeps its incoming/ file however old
 the file looks, because its receiver holds the file's lock until the
-commit is over (issue 5, defect 11; the commit side, defect 8, is
-tests/unit/test_queue_commit.c). And the spool as "postern queue" run by
+commit is over (issue 5, defect 11). A commit whose fsync of queue/
+fails after the rename is answered 451 and never delivered, so the
+client's retry is the only copy (defect 8; tests/unit/test_queue_commit.c
+has the same race against the queue manager alone, step by step). And
+the spool as "postern queue" run by
 root sees it: whatever the unprivileged user planted there (a FIFO, a
 symbolic link) is refused with a message, never waited on or followed.
 """
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
-from harness import (IS_ROOT, PosternTestCase, make_message, queue_id_of, scaled,
-                     smtplib_send, wait_until)
+from harness import (IS_ROOT, PRELOAD_DIR, PosternTestCase, make_message, queue_id_of,
+                     raw_send, scaled, smtplib_send, wait_until)
 
 
 class SlowTransactionTest(PosternTestCase):
@@ -53,6 +58,46 @@ class SlowTransactionTest(PosternTestCase):
         os.utime(path, (past, past))
         srv.wait_log(r"0000000000005000005: removed stale incoming file", timeout=scaled(5))
         self.assertFalse(os.path.exists(path))
+        self.assertEqual(srv.stop(), 0)
+
+
+class FailedCommitTest(PosternTestCase):
+    """Defect 8 through the real server: the fsync of queue/ fails after
+    the file was renamed into it, and slowly enough that the queue
+    manager's scan (every second) finds the file meanwhile. The client is
+    told 451, so it will send the message again: the failed copy must
+    never be delivered, or the retry makes a duplicate. A test-only
+    LD_PRELOAD library (preload/failsync.c) makes the fsync fail while a
+    marker file exists."""
+
+    def test_failed_queue_fsync_answers_451_and_never_delivers(self):
+        lib = os.path.join(PRELOAD_DIR, "failsync.so")
+        self.assertTrue(os.path.exists(lib), "%s missing: run make check-integration" % lib)
+        marker_dir = tempfile.mkdtemp(prefix="postern-failsync-")
+        os.chmod(marker_dir, 0o755)  # the worker looks for the marker as its own user
+        self.addCleanup(shutil.rmtree, marker_dir, True)
+        marker = os.path.join(marker_dir, "fail")
+        srv = self.start_server(config={"workers": "1"},  # queue_scan_interval = 1s
+                                env={"LD_PRELOAD": lib, "POSTERN_TEST_FAIL_SYNC": marker,
+                                     "POSTERN_TEST_FAIL_SYNC_MS": "2500"})
+        message = b"Subject: sent twice, wanted once\r\n\r\nbody\r\n.\r\n"
+        c = self.open_session(srv)
+        open(marker, "w").close()
+        r = raw_send(c, "twice@remote.test", ["alice@example.test"], message)
+        os.unlink(marker)
+        self.assertReply(r, 451, "4.3.0")
+        srv.wait_log(r"fsync .*/queue: Input/output error")
+        time.sleep(scaled(1.5))  # a notification or a scan would deliver it now
+        self.assertEqual(srv.maildir_new("alice"), [], "the refused copy was delivered")
+        self.assertEqual(srv.spool_files("queue") + srv.spool_files("deferred"), [])
+        # The client retries, as the 451 told it to: one copy arrives.
+        r = raw_send(c, "twice@remote.test", ["alice@example.test"], message)
+        self.assertReply(r, 250, "2.0.0")
+        qid = queue_id_of(r.text)
+        srv.wait_delivery("alice", qid)
+        srv.wait_log(r"%s: removed" % qid)
+        time.sleep(scaled(1.5))
+        self.assertEqual(len(srv.maildir_new("alice")), 1, srv.maildir_new("alice"))
         self.assertEqual(srv.stop(), 0)
 
 
