@@ -225,9 +225,30 @@ static void set_error(struct relay_session *s, enum relay_result kind, const cha
 	s->error_kind = kind;
 }
 
+/* What a reply to MAIL, RCPT or the end of data means: 2xx taken, 5xx
+ * refused, anything else (4xx, and a 3xx no such command may get)
+ * a temporary failure; never "sent" for a reply that is not 2xx. */
 static enum relay_result class_of(int code)
 {
-	return code >= 500 ? RELAY_PERMFAIL : code >= 400 ? RELAY_TEMPFAIL : RELAY_SENT;
+	return code / 100 == 2 ? RELAY_SENT : code / 100 == 5 ? RELAY_PERMFAIL : RELAY_TEMPFAIL;
+}
+
+/* The peer's reply as the reason of a failure res: its enhanced status
+ * when that agrees, else X.5.0 (RFC 3463: a protocol status) of the
+ * failure's class, so that a deferral never reads "2.0.0". Malloc'ed. */
+static char *failure_reason(const struct relay_session *s, const char *during,
+			    enum relay_result res)
+{
+	char *reason = relay_reply_reason(&s->reply, s->peer, during);
+	char want = res == RELAY_PERMFAIL ? '5' : '4';
+
+	if (reason[0] == want)
+		return reason;
+	const char *rest = strchr(reason, ' ');
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%c.5.0%s", want, rest != NULL ? rest : "");
+	free(reason);
+	return buf_steal(&b);
 }
 
 /* ---- the end of a job and of the session ---------------------------------- */
@@ -590,10 +611,11 @@ static const char *helo_name(const struct relay_session *s)
 
 static void reply_failure(struct relay_session *s, const char *during)
 {
-	char *reason = relay_reply_reason(&s->reply, s->peer, during);
+	enum relay_result res = class_of(s->reply.code) == RELAY_PERMFAIL ? RELAY_PERMFAIL
+									   : RELAY_TEMPFAIL;
+	char *reason = failure_reason(s, during, res);
 
-	set_error(s, class_of(s->reply.code) == RELAY_PERMFAIL ? RELAY_PERMFAIL : RELAY_TEMPFAIL,
-		  "%s", reason);
+	set_error(s, res, "%s", reason);
 	free(reason);
 }
 
@@ -1017,7 +1039,7 @@ static void handle_tx_reply(struct relay_session *s)
 		if (s->reply.code / 100 == 2) {
 			s->mail_ok = true;
 		} else {
-			reason = relay_reply_reason(&s->reply, s->peer, "MAIL FROM");
+			reason = failure_reason(s, "MAIL FROM", class_of(s->reply.code));
 			relay_job_set_rest(j, class_of(s->reply.code), reason);
 			free(reason);
 			if (!s->pipelining) {
@@ -1033,7 +1055,7 @@ static void handle_tx_reply(struct relay_session *s)
 			j->accepted[e->rcpt] = true;
 			s->accepted++;
 		} else {
-			reason = relay_reply_reason(&s->reply, s->peer, "RCPT TO");
+			reason = failure_reason(s, "RCPT TO", class_of(s->reply.code));
 			relay_job_set(j, e->rcpt, class_of(s->reply.code), reason);
 			free(reason);
 		}
@@ -1057,8 +1079,11 @@ static void handle_tx_reply(struct relay_session *s)
 			return;
 		}
 		if (s->mail_ok && s->accepted > 0) {
-			reason = relay_reply_reason(&s->reply, s->peer, "DATA");
-			relay_job_set_rest(j, class_of(s->reply.code), reason);
+			/* Only 354 lets the content go: a 2xx here took nothing. */
+			enum relay_result res = s->reply.code / 100 == 5 ? RELAY_PERMFAIL
+									 : RELAY_TEMPFAIL;
+			reason = failure_reason(s, "DATA", res);
+			relay_job_set_rest(j, res, reason);
 			free(reason);
 		}
 		job_over(s, true);
@@ -1072,8 +1097,8 @@ static void handle_tx_reply(struct relay_session *s)
 static void handle_dot_reply(struct relay_session *s)
 {
 	struct relay_job *j = s->job;
-	char *reason = relay_reply_reason(&s->reply, s->peer, "end of data");
 	enum relay_result res = class_of(s->reply.code);
+	char *reason = failure_reason(s, "end of data", res == RELAY_SENT ? RELAY_TEMPFAIL : res);
 
 	if (res == RELAY_SENT) {
 		/* "250 2.0.0 Ok: queued as X": the reason of a delivery. */

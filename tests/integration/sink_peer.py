@@ -114,9 +114,14 @@ class ScriptedPeer:
     attempt) -> "250 2.1.5 Ok" etc.; records each accepted transaction
     as (mail_from, [rcpts], data_bytes)."""
 
-    def __init__(self, rcpt_reply=None, ehlo_lines=("PIPELINING", "8BITMIME", "SIZE 0")):
+    def __init__(self, rcpt_reply=None, ehlo_lines=("PIPELINING", "8BITMIME", "SIZE 0"),
+                 data_reply=None):
         self.port = free_port()
         self.rcpt_reply = rcpt_reply or (lambda addr, n: "250 2.1.5 Ok")
+        # data_reply(attempt) -> a reply to DATA other than 354 (then no
+        # content is read), or None for the usual 354.
+        self.data_reply = data_reply
+        self.data_seen = 0
         self.ehlo_lines = list(ehlo_lines)
         self.received = []
         self.connections = 0
@@ -174,6 +179,12 @@ class ScriptedPeer:
                 elif verb == "DATA":
                     if not rcpts:
                         send("554 5.5.1 no valid recipients")
+                        continue
+                    with self.lock:
+                        self.data_seen += 1
+                        odd = self.data_reply(self.data_seen) if self.data_reply else None
+                    if odd is not None:
+                        send(odd)
                         continue
                     send("354 go ahead")
                     data = b""

@@ -340,6 +340,31 @@ class TestPerRecipient(OutboundCase):
         self.assertIn("unknown here", bounce)
         self.assertNotIn("Final-Recipient: rfc822; good@remote.test", bounce)
 
+    def test_reply_codes_that_do_not_mean_success_defer(self):
+        # A 3xx to RCPT and a 2xx to DATA (which must be answered 354) do
+        # not say the peer took the message: the recipient is deferred and
+        # goes again, never logged as sent.
+        p = self.peer(rcpt_reply=lambda addr, n: ("354 3.0.0 odd" if addr.startswith("odd")
+                                                  and n == 1 else "250 2.1.5 Ok"),
+                      data_reply=lambda n: "250 2.0.0 Ok" if n == 1 else None)
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER, ["odd@remote.test"], make_message("odd"))
+        line = wait_status(srv, qid, "odd@remote.test", "deferred")
+        self.assertIn("354 3.0.0 odd", line)
+        self.assertIn("status=deferred (4.5.0 ", line)
+        qid2 = smtplib_send(srv.port, SENDER, ["plain@remote.test"], make_message("data250"))
+        line = wait_status(srv, qid2, "plain@remote.test", "deferred")
+        self.assertIn("in reply to DATA", line)
+        self.assertIn("status=deferred (4.5.0 ", line)
+        for qid_, rcpt in ((qid, "odd@remote.test"), (qid2, "plain@remote.test")):
+            sent = [l for l in status_lines(srv, qid_) if "status=sent" in l]
+            self.assertEqual(sent, [], "%s logged as sent before the peer took it" % rcpt)
+        # The retries deliver both for real.
+        wait_status(srv, qid, "odd@remote.test", "sent", timeout=scaled(60))
+        wait_status(srv, qid2, "plain@remote.test", "sent", timeout=scaled(60))
+        self.assertEqual(sorted(r[0] for (_m, r, _d) in p.received),
+                         ["odd@remote.test", "plain@remote.test"])
+
     def test_size_the_peer_refuses_is_not_sent(self):
         p = self.peer(ehlo_lines=("PIPELINING", "SIZE 2000"))
         srv = self.relay_server("[127.0.0.1]:%d" % p.port)
