@@ -844,6 +844,14 @@ static void job_over(struct relay_session *s, bool need_rset)
 	finish_job(s);
 	if (s->bev == NULL)
 		return;
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		/* The peer said more than we asked: its next lines would be
+		 * read as the replies to our next commands, each against the
+		 * wrong one. This connection is done. */
+		log_info("relay: %s: text after the last reply; closing", s->peer);
+		session_free(s, false);
+		return;
+	}
 	if (need_rset) {
 		s->phase = P_RSET;
 		send_line(s, "RSET");

@@ -365,6 +365,31 @@ class TestPerRecipient(OutboundCase):
         self.assertEqual(sorted(r[0] for (_m, r, _d) in p.received),
                          ["odd@remote.test", "plain@remote.test"])
 
+    def test_a_reply_nobody_asked_for_does_not_shift_the_next_transaction(self):
+        # The peer answers the end of data twice. Were the extra line taken
+        # as the reply to the next message's MAIL, every later reply would
+        # be read against the wrong command: good@ would be bounced with
+        # bad@'s 550. The connection is not used again instead.
+        def dot(n):
+            if n != 1:
+                return None
+            time.sleep(2)  # the second message waits in the agent meanwhile
+            return "250 2.0.0 Ok\r\n250 2.0.0 Ok again"
+        p = self.peer(rcpt_reply=lambda addr, n: ("550 5.1.1 bad: unknown here"
+                                                  if addr.startswith("bad") else "250 2.1.5 Ok"),
+                      dot_reply=dot)
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port, destination_concurrency="1")
+        qid1 = smtplib_send(srv.port, SENDER, ["first@remote.test"], make_message("one"))
+        time.sleep(0.5)  # the first is on its way before the second comes
+        qid2 = smtplib_send(srv.port, SENDER, ["good@remote.test", "bad@remote.test"],
+                            make_message("two"))
+        wait_status(srv, qid1, "first@remote.test", "sent")
+        line = wait_status(srv, qid2, "bad@remote.test", "bounced")
+        self.assertIn("in reply to RCPT TO", line)
+        wait_status(srv, qid2, "good@remote.test", "sent")
+        self.assertEqual([l for l in status_lines(srv, qid2) if "good@" in l and
+                          re.search(r"status=(deferred|bounced)", l)], [])
+
     def test_size_the_peer_refuses_is_not_sent(self):
         p = self.peer(ehlo_lines=("PIPELINING", "SIZE 2000"))
         srv = self.relay_server("[127.0.0.1]:%d" % p.port)
