@@ -844,14 +844,6 @@ static void job_over(struct relay_session *s, bool need_rset)
 	finish_job(s);
 	if (s->bev == NULL)
 		return;
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
-		/* The peer said more than we asked: its next lines would be
-		 * read as the replies to our next commands, each against the
-		 * wrong one. This connection is done. */
-		log_info("relay: %s: text after the last reply; closing", s->peer);
-		session_free(s, false);
-		return;
-	}
 	if (need_rset) {
 		s->phase = P_RSET;
 		send_line(s, "RSET");
@@ -875,6 +867,22 @@ static void job_over(struct relay_session *s, bool need_rset)
 	s->next_idle = s->dest->idle;
 	s->dest->idle = s;
 	arm(s, s->agent->cfg->relay_idle_timeout);
+}
+
+/* job_over after the last reply of a job (called from on_read only: it
+ * may free the session). */
+static void reply_job_over(struct relay_session *s, bool need_rset)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		/* The peer said more than we asked: its next lines would be
+		 * read as the replies to our next commands, each against the
+		 * wrong one. This connection is done. */
+		log_info("relay: %s: text after the last reply; closing", s->peer);
+		finish_job(s);
+		session_free(s, false);
+		return;
+	}
+	job_over(s, need_rset);
 }
 
 bool relay_session_close_idle(struct relay_dest *d)
@@ -1051,7 +1059,7 @@ static void handle_tx_reply(struct relay_session *s)
 			relay_job_set_rest(j, class_of(s->reply.code), reason);
 			free(reason);
 			if (!s->pipelining) {
-				job_over(s, true);
+				reply_job_over(s, true);
 				return;
 			}
 		}
@@ -1069,7 +1077,7 @@ static void handle_tx_reply(struct relay_session *s)
 		}
 		if (!s->pipelining && s->exp_next_send == s->exp_next_reply &&
 		    s->exp_next_reply == s->exp_count - 1 && s->accepted == 0) {
-			job_over(s, true); /* nobody accepted: no DATA */
+			reply_job_over(s, true); /* nobody accepted: no DATA */
 			return;
 		}
 		break;
@@ -1094,7 +1102,7 @@ static void handle_tx_reply(struct relay_session *s)
 			relay_job_set_rest(j, res, reason);
 			free(reason);
 		}
-		job_over(s, true);
+		reply_job_over(s, true);
 		return;
 	}
 	if (!s->pipelining && s->exp_next_send < s->exp_count)
@@ -1132,7 +1140,7 @@ static void handle_dot_reply(struct relay_session *s)
 		session_free(s, false);
 		return;
 	}
-	job_over(s, false);
+	reply_job_over(s, false);
 }
 
 static void handle_reply(struct relay_session *s)
@@ -1156,7 +1164,7 @@ static void handle_reply(struct relay_session *s)
 			session_free(s, false);
 			return;
 		}
-		job_over(s, false);
+		reply_job_over(s, false);
 		return;
 	case P_QUIT:
 		session_free(s, false);
