@@ -783,6 +783,59 @@ static int content_is_8bit(struct relay_job *j)
 	return rc;
 }
 
+/* The Received: fields of the message (its header section as queued,
+ * read up to RELAY_HOPS_SCAN octets, and the ones our edits add); -1 if
+ * the file cannot be read. */
+static int count_hops(struct relay_job *j)
+{
+	static const char name[] = "received:";
+	const size_t name_len = sizeof(name) - 1, no_match = (size_t)-1;
+	char *chunk = xmalloc(BODY_CHUNK);
+	uint64_t pos = j->msg.content_off;
+	uint64_t end = j->msg.content_len < RELAY_HOPS_SCAN ? pos + j->msg.content_len
+							    : pos + RELAY_HOPS_SCAN;
+	int hops = 0;
+	size_t matched = 0; /* octets of name at the start of this line so far */
+	bool line_start = true, done = false;
+
+	for (size_t i = 0; i < j->msg.edit_count; i++)
+		if (j->msg.edits[i].type == QF_REC_ADD_HEADER &&
+		    strncasecmp(j->msg.edits[i].text, name, name_len) == 0)
+			hops++;
+	while (!done && pos < end) {
+		size_t want = end - pos < BODY_CHUNK ? (size_t)(end - pos) : BODY_CHUNK;
+		ssize_t n = pread(j->fd, chunk, want, (off_t)pos);
+		if (n <= 0) {
+			hops = -1;
+			break;
+		}
+		for (ssize_t k = 0; k < n && !done; k++) {
+			char c = chunk[k];
+			if (c == '\n') {
+				done = line_start; /* the empty line ends the header section */
+				line_start = true;
+				matched = 0;
+				continue;
+			}
+			line_start = false;
+			if (matched == no_match)
+				continue;
+			if (matched < name_len && (c == name[matched] ||
+						   (c >= 'A' && c <= 'Z' && c + 32 == name[matched]))) {
+				if (++matched == name_len) {
+					hops++;
+					matched = no_match;
+				}
+			} else {
+				matched = no_match;
+			}
+		}
+		pos += (uint64_t)n;
+	}
+	free(chunk);
+	return hops;
+}
+
 /* Checks that fail the whole job before MAIL; true if it may go. */
 static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r, bool *eight_r)
 {
@@ -794,6 +847,19 @@ static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r,
 			utf8 = true;
 	*utf8_r = utf8;
 	*eight_r = j->msg.body_8bitmime;
+	int hops = count_hops(j);
+	if (hops < 0) {
+		relay_job_set_rest(j, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file");
+		return false;
+	}
+	if (hops > RELAY_HOPS_MAX) {
+		/* A loop the routing cannot see (gateways relaying to each
+		 * other): RFC 5321 section 6.3. */
+		snprintf(reason, sizeof(reason), "5.4.6 mail loop: too many hops (%d Received: "
+			 "header fields, more than %d)", hops, RELAY_HOPS_MAX);
+		relay_job_set_rest(j, RELAY_PERMFAIL, reason);
+		return false;
+	}
 	if (s->caps.size_limit > 0 && j->msg.content_len > s->caps.size_limit) {
 		snprintf(reason, sizeof(reason), "5.3.4 message of %llu bytes exceeds the size "
 			 "limit of %llu bytes of %s", (unsigned long long)j->msg.content_len,

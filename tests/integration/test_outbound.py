@@ -390,6 +390,25 @@ class TestPerRecipient(OutboundCase):
         self.assertEqual([l for l in status_lines(srv, qid2) if "good@" in l and
                           re.search(r"status=(deferred|bounced)", l)], [])
 
+    def test_mail_loop_by_hop_count_bounces(self):
+        # A message that has passed 100 hosts (our own Received: makes it
+        # 101) is in a loop that the routing could not see (two gateways
+        # that relay to each other, say): it bounces instead of going
+        # round for ever. One with fewer goes.
+        p = self.peer()
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        hops = ["Received: from hop%d.example by hop%d.example; Mon, 30 Nov 2026 "
+                "10:00:00 +0000" % (i, i + 1) for i in range(100)]
+        qid = smtplib_send(srv.port, SENDER, ["loop@remote.test"],
+                           make_message("looping", extra_headers=hops))
+        line = wait_status(srv, qid, "loop@remote.test", "bounced")
+        self.assertIn("5.4.6", line)
+        self.assertIn("too many hops", line)
+        qid2 = smtplib_send(srv.port, SENDER, ["fine@remote.test"],
+                            make_message("far", extra_headers=hops[:98]))
+        wait_status(srv, qid2, "fine@remote.test", "sent")
+        self.assertEqual([r for (_m, r, _d) in p.received], [["fine@remote.test"]])
+
     def test_size_the_peer_refuses_is_not_sent(self):
         p = self.peer(ehlo_lines=("PIPELINING", "SIZE 2000"))
         srv = self.relay_server("[127.0.0.1]:%d" % p.port)
