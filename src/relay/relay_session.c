@@ -790,7 +790,8 @@ static int count_hops(struct relay_job *j)
 {
 	static const char name[] = "received:";
 	const size_t name_len = sizeof(name) - 1, no_match = (size_t)-1;
-	char *chunk = xmalloc(BODY_CHUNK);
+	const size_t chunk_size = 8192; /* most header sections fit: one read */
+	char *chunk = xmalloc(chunk_size);
 	uint64_t pos = j->msg.content_off;
 	uint64_t end = j->msg.content_len < RELAY_HOPS_SCAN ? pos + j->msg.content_len
 							    : pos + RELAY_HOPS_SCAN;
@@ -803,7 +804,7 @@ static int count_hops(struct relay_job *j)
 		    strncasecmp(j->msg.edits[i].text, name, name_len) == 0)
 			hops++;
 	while (!done && pos < end) {
-		size_t want = end - pos < BODY_CHUNK ? (size_t)(end - pos) : BODY_CHUNK;
+		size_t want = end - pos < chunk_size ? (size_t)(end - pos) : chunk_size;
 		ssize_t n = pread(j->fd, chunk, want, (off_t)pos);
 		if (n <= 0) {
 			hops = -1;
