@@ -621,6 +621,8 @@ class UnboundCase(OutboundCase):
         u.record("loop.mxtest 300 IN MX 10 mx.example.test.")
         u.record("backup.mxtest 300 IN MX 10 b.mxtest.")
         u.record("backup.mxtest 300 IN MX 20 mx.example.test.")
+        u.record("wild.mxtest 300 IN MX 10 other-name.mxtest.")
+        u.record("other-name.mxtest 300 IN A 127.0.0.1")
         u.refuse("broken.test")
         u.zone("example.test")
         u.record("mx.example.test 300 IN A 127.0.0.1")
@@ -713,6 +715,23 @@ class TestMxRouting(UnboundCase):
         srv = self.mx_server(25)
         qid = smtplib_send(srv.port, SENDER, ["x@loop.mxtest"], make_message("loop"))
         line = wait_status(srv, qid, "x@loop.mxtest", "bounced")
+        self.assertIn("5.4.6", line)
+        self.assertIn("loops back to myself", line)
+
+    def test_mx_at_an_address_of_a_wildcard_listener_is_a_loop(self):
+        # Listening on 0.0.0.0, this host is every address the machine
+        # has: an MX host with another name whose address is one of them
+        # (here 127.0.0.1) is this host, and the mail would loop.
+        srv = self.start_server(start=False, config={
+            "dns_servers": self.unbound.server, "relayhost": None,
+            "relay_command_timeout": "10s", "relay_connect_timeout": "3s",
+            "destination_backoff": "0"})
+        srv.settings["listen"] = "0.0.0.0:%d" % srv.port
+        srv.settings["relay_port"] = str(srv.port)
+        srv.write_config()
+        srv.start()
+        qid = smtplib_send(srv.port, SENDER, ["x@wild.mxtest"], make_message("wild"))
+        line = wait_status(srv, qid, "x@wild.mxtest", "bounced")
         self.assertIn("5.4.6", line)
         self.assertIn("loops back to myself", line)
 
