@@ -439,6 +439,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 			if (s->dead || s->bev != bev)
 				break;
 			relay_reply_reset(&s->reply);
+			if (s->phase == P_TX && !s->pipelining && evbuffer_get_length(in) > 0) {
+				/* One command at a time, and the next one has not
+				 * gone out yet: what is already there answers nothing
+				 * we asked, and would be read as the next reply. */
+				set_error(s, RELAY_TEMPFAIL, "4.4.2 protocol error from %s: a reply "
+					  "ahead of its command (no PIPELINING)", s->peer);
+				goto fail;
+			}
 		}
 	}
 	goto out;

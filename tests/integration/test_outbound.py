@@ -390,6 +390,24 @@ class TestPerRecipient(OutboundCase):
         self.assertEqual([l for l in status_lines(srv, qid2) if "good@" in l and
                           re.search(r"status=(deferred|bounced)", l)], [])
 
+    def test_reply_ahead_of_its_command_without_pipelining(self):
+        # A peer without PIPELINING answers the first RCPT twice. The
+        # second line came before our next RCPT was sent, so it cannot be
+        # that command's reply; were it taken as one, bad@'s 550 would
+        # become the reply to DATA and bounce first@ with it.
+        p = self.peer(ehlo_lines=("8BITMIME",),
+                      rcpt_reply=lambda addr, n: (
+                          "550 5.1.1 bad: unknown here" if addr.startswith("bad")
+                          else "250 2.1.5 Ok\r\n250 2.1.5 Ok" if n == 1 else "250 2.1.5 Ok"))
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER, ["first@remote.test", "bad@remote.test"],
+                           make_message("ahead"))
+        line = wait_status(srv, qid, "bad@remote.test", "bounced")
+        self.assertIn("in reply to RCPT TO", line)
+        wait_status(srv, qid, "first@remote.test", "sent")
+        self.assertEqual([l for l in status_lines(srv, qid) if "first@" in l and
+                          "status=bounced" in l], [])
+
     def test_mail_loop_by_hop_count_bounces(self):
         # A message that has passed 100 hosts (our own Received: makes it
         # 101) is in a loop that the routing could not see (two gateways
