@@ -31,6 +31,8 @@
 #define RELAY_ADDRS_MAX 10   /* addresses tried per delivery (all MX hosts) */
 #define RELAY_MX_HOSTS_MAX 10
 #define RELAY_DEST_FAILS 2   /* failed sessions in a row that back a destination off */
+#define RELAY_HOPS_MAX 100   /* Received: fields a message may carry onward (RFC 5321 6.3) */
+#define RELAY_HOPS_SCAN (1024 * 1024) /* header octets read to count them */
 
 struct relay_agent;
 struct relay_dest;

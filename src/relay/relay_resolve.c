@@ -7,7 +7,8 @@
  * implicit MX). A null MX (RFC 7505: one MX record with the root as
  * exchange) is a permanent failure; so is a domain that does not exist.
  * An MX host that is this host (our hostname, or an address and port we
- * listen on) ends the list there: if it is the best one, the mail would
+ * listen on, any address of the machine for a wildcard listener) ends
+ * the list there: if it is the best one, the mail would
  * loop and fails permanently (RFC 5321 section 5.1). Temporary DNS
  * failures are temporary failures.
  *
@@ -16,6 +17,7 @@
  * relay agent.
  */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -95,13 +97,53 @@ void relay_resolve_cancel(struct relay_resolve **rp)
 }
 
 /* Do we listen on this address and port? */
+/* Is the numeric address text one of this machine's: a loopback
+ * address, or one of its interfaces' (asked anew each time: they
+ * change)? */
+static bool is_local_addr(const char *text)
+{
+	unsigned char want[16], have[16];
+	int family = strchr(text, ':') != NULL ? AF_INET6 : AF_INET;
+	size_t len = family == AF_INET6 ? 16 : 4;
+	struct ifaddrs *ifs = NULL;
+	bool found = false;
+
+	if (inet_pton(family, text, want) != 1)
+		return false;
+	if ((family == AF_INET && want[0] == 127) ||
+	    (family == AF_INET6 && memcmp(want, &in6addr_loopback, 16) == 0))
+		return true;
+	if (getifaddrs(&ifs) < 0)
+		return false;
+	for (const struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != family)
+			continue;
+		if (family == AF_INET)
+			memcpy(have, &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr, 4);
+		else
+			memcpy(have, &((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr,
+			       16);
+		found = memcmp(want, have, len) == 0;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
 static bool is_self_addr(const struct relay_agent *a, const char *text, uint16_t port)
 {
+	char p[8];
+
+	snprintf(p, sizeof(p), "%u", (unsigned)port);
 	for (size_t i = 0; i < a->cfg->listen_count; i++) {
 		const struct listen_addr *l = &a->cfg->listen[i];
-		char p[8];
-		snprintf(p, sizeof(p), "%u", (unsigned)port);
-		if (strcmp(l->port, p) == 0 && strcmp(l->host, text) == 0)
+		if (strcmp(l->port, p) != 0)
+			continue;
+		if (strcmp(l->host, text) == 0)
+			return true;
+		/* A wildcard listener takes every address of the machine of
+		 * its family (master.c binds "::" IPv6-only). */
+		bool v6 = strchr(text, ':') != NULL;
+		if (strcmp(l->host, v6 ? "::" : "0.0.0.0") == 0 && is_local_addr(text))
 			return true;
 	}
 	return false;

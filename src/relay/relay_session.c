@@ -225,9 +225,30 @@ static void set_error(struct relay_session *s, enum relay_result kind, const cha
 	s->error_kind = kind;
 }
 
+/* What a reply to MAIL, RCPT or the end of data means: 2xx taken, 5xx
+ * refused, anything else (4xx, and a 3xx no such command may get)
+ * a temporary failure; never "sent" for a reply that is not 2xx. */
 static enum relay_result class_of(int code)
 {
-	return code >= 500 ? RELAY_PERMFAIL : code >= 400 ? RELAY_TEMPFAIL : RELAY_SENT;
+	return code / 100 == 2 ? RELAY_SENT : code / 100 == 5 ? RELAY_PERMFAIL : RELAY_TEMPFAIL;
+}
+
+/* The peer's reply as the reason of a failure res: its enhanced status
+ * when that agrees, else X.5.0 (RFC 3463: a protocol status) of the
+ * failure's class, so that a deferral never reads "2.0.0". Malloc'ed. */
+static char *failure_reason(const struct relay_session *s, const char *during,
+			    enum relay_result res)
+{
+	char *reason = relay_reply_reason(&s->reply, s->peer, during);
+	char want = res == RELAY_PERMFAIL ? '5' : '4';
+
+	if (reason[0] == want)
+		return reason;
+	const char *rest = strchr(reason, ' ');
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%c.5.0%s", want, rest != NULL ? rest : "");
+	free(reason);
+	return buf_steal(&b);
 }
 
 /* ---- the end of a job and of the session ---------------------------------- */
@@ -418,6 +439,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 			if (s->dead || s->bev != bev)
 				break;
 			relay_reply_reset(&s->reply);
+			if (s->phase == P_TX && !s->pipelining && evbuffer_get_length(in) > 0) {
+				/* One command at a time, and the next one has not
+				 * gone out yet: what is already there answers nothing
+				 * we asked, and would be read as the next reply. */
+				set_error(s, RELAY_TEMPFAIL, "4.4.2 protocol error from %s: a reply "
+					  "ahead of its command (no PIPELINING)", s->peer);
+				goto fail;
+			}
 		}
 	}
 	goto out;
@@ -590,10 +619,11 @@ static const char *helo_name(const struct relay_session *s)
 
 static void reply_failure(struct relay_session *s, const char *during)
 {
-	char *reason = relay_reply_reason(&s->reply, s->peer, during);
+	enum relay_result res = class_of(s->reply.code) == RELAY_PERMFAIL ? RELAY_PERMFAIL
+									   : RELAY_TEMPFAIL;
+	char *reason = failure_reason(s, during, res);
 
-	set_error(s, class_of(s->reply.code) == RELAY_PERMFAIL ? RELAY_PERMFAIL : RELAY_TEMPFAIL,
-		  "%s", reason);
+	set_error(s, res, "%s", reason);
 	free(reason);
 }
 
@@ -761,6 +791,60 @@ static int content_is_8bit(struct relay_job *j)
 	return rc;
 }
 
+/* The Received: fields of the message (its header section as queued,
+ * read up to RELAY_HOPS_SCAN octets, and the ones our edits add); -1 if
+ * the file cannot be read. */
+static int count_hops(struct relay_job *j)
+{
+	static const char name[] = "received:";
+	const size_t name_len = sizeof(name) - 1, no_match = (size_t)-1;
+	const size_t chunk_size = 8192; /* most header sections fit: one read */
+	char *chunk = xmalloc(chunk_size);
+	uint64_t pos = j->msg.content_off;
+	uint64_t end = j->msg.content_len < RELAY_HOPS_SCAN ? pos + j->msg.content_len
+							    : pos + RELAY_HOPS_SCAN;
+	int hops = 0;
+	size_t matched = 0; /* octets of name at the start of this line so far */
+	bool line_start = true, done = false;
+
+	for (size_t i = 0; i < j->msg.edit_count; i++)
+		if (j->msg.edits[i].type == QF_REC_ADD_HEADER &&
+		    strncasecmp(j->msg.edits[i].text, name, name_len) == 0)
+			hops++;
+	while (!done && pos < end) {
+		size_t want = end - pos < chunk_size ? (size_t)(end - pos) : chunk_size;
+		ssize_t n = pread(j->fd, chunk, want, (off_t)pos);
+		if (n <= 0) {
+			hops = -1;
+			break;
+		}
+		for (ssize_t k = 0; k < n && !done; k++) {
+			char c = chunk[k];
+			if (c == '\n') {
+				done = line_start; /* the empty line ends the header section */
+				line_start = true;
+				matched = 0;
+				continue;
+			}
+			line_start = false;
+			if (matched == no_match)
+				continue;
+			if (matched < name_len && (c == name[matched] ||
+						   (c >= 'A' && c <= 'Z' && c + 32 == name[matched]))) {
+				if (++matched == name_len) {
+					hops++;
+					matched = no_match;
+				}
+			} else {
+				matched = no_match;
+			}
+		}
+		pos += (uint64_t)n;
+	}
+	free(chunk);
+	return hops;
+}
+
 /* Checks that fail the whole job before MAIL; true if it may go. */
 static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r, bool *eight_r)
 {
@@ -772,6 +856,19 @@ static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r,
 			utf8 = true;
 	*utf8_r = utf8;
 	*eight_r = j->msg.body_8bitmime;
+	int hops = count_hops(j);
+	if (hops < 0) {
+		relay_job_set_rest(j, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file");
+		return false;
+	}
+	if (hops > RELAY_HOPS_MAX) {
+		/* A loop the routing cannot see (gateways relaying to each
+		 * other): RFC 5321 section 6.3. */
+		snprintf(reason, sizeof(reason), "5.4.6 mail loop: too many hops (%d Received: "
+			 "header fields, more than %d)", hops, RELAY_HOPS_MAX);
+		relay_job_set_rest(j, RELAY_PERMFAIL, reason);
+		return false;
+	}
 	if (s->caps.size_limit > 0 && j->msg.content_len > s->caps.size_limit) {
 		snprintf(reason, sizeof(reason), "5.3.4 message of %llu bytes exceeds the size "
 			 "limit of %llu bytes of %s", (unsigned long long)j->msg.content_len,
@@ -845,6 +942,22 @@ static void job_over(struct relay_session *s, bool need_rset)
 	s->next_idle = s->dest->idle;
 	s->dest->idle = s;
 	arm(s, s->agent->cfg->relay_idle_timeout);
+}
+
+/* job_over after the last reply of a job (called from on_read only: it
+ * may free the session). */
+static void reply_job_over(struct relay_session *s, bool need_rset)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		/* The peer said more than we asked: its next lines would be
+		 * read as the replies to our next commands, each against the
+		 * wrong one. This connection is done. */
+		log_info("relay: %s: text after the last reply; closing", s->peer);
+		finish_job(s);
+		session_free(s, false);
+		return;
+	}
+	job_over(s, need_rset);
 }
 
 bool relay_session_close_idle(struct relay_dest *d)
@@ -1017,11 +1130,11 @@ static void handle_tx_reply(struct relay_session *s)
 		if (s->reply.code / 100 == 2) {
 			s->mail_ok = true;
 		} else {
-			reason = relay_reply_reason(&s->reply, s->peer, "MAIL FROM");
+			reason = failure_reason(s, "MAIL FROM", class_of(s->reply.code));
 			relay_job_set_rest(j, class_of(s->reply.code), reason);
 			free(reason);
 			if (!s->pipelining) {
-				job_over(s, true);
+				reply_job_over(s, true);
 				return;
 			}
 		}
@@ -1033,13 +1146,13 @@ static void handle_tx_reply(struct relay_session *s)
 			j->accepted[e->rcpt] = true;
 			s->accepted++;
 		} else {
-			reason = relay_reply_reason(&s->reply, s->peer, "RCPT TO");
+			reason = failure_reason(s, "RCPT TO", class_of(s->reply.code));
 			relay_job_set(j, e->rcpt, class_of(s->reply.code), reason);
 			free(reason);
 		}
 		if (!s->pipelining && s->exp_next_send == s->exp_next_reply &&
 		    s->exp_next_reply == s->exp_count - 1 && s->accepted == 0) {
-			job_over(s, true); /* nobody accepted: no DATA */
+			reply_job_over(s, true); /* nobody accepted: no DATA */
 			return;
 		}
 		break;
@@ -1057,11 +1170,14 @@ static void handle_tx_reply(struct relay_session *s)
 			return;
 		}
 		if (s->mail_ok && s->accepted > 0) {
-			reason = relay_reply_reason(&s->reply, s->peer, "DATA");
-			relay_job_set_rest(j, class_of(s->reply.code), reason);
+			/* Only 354 lets the content go: a 2xx here took nothing. */
+			enum relay_result res = s->reply.code / 100 == 5 ? RELAY_PERMFAIL
+									 : RELAY_TEMPFAIL;
+			reason = failure_reason(s, "DATA", res);
+			relay_job_set_rest(j, res, reason);
 			free(reason);
 		}
-		job_over(s, true);
+		reply_job_over(s, true);
 		return;
 	}
 	if (!s->pipelining && s->exp_next_send < s->exp_count)
@@ -1072,8 +1188,8 @@ static void handle_tx_reply(struct relay_session *s)
 static void handle_dot_reply(struct relay_session *s)
 {
 	struct relay_job *j = s->job;
-	char *reason = relay_reply_reason(&s->reply, s->peer, "end of data");
 	enum relay_result res = class_of(s->reply.code);
+	char *reason = failure_reason(s, "end of data", res == RELAY_SENT ? RELAY_TEMPFAIL : res);
 
 	if (res == RELAY_SENT) {
 		/* "250 2.0.0 Ok: queued as X": the reason of a delivery. */
@@ -1099,7 +1215,7 @@ static void handle_dot_reply(struct relay_session *s)
 		session_free(s, false);
 		return;
 	}
-	job_over(s, false);
+	reply_job_over(s, false);
 }
 
 static void handle_reply(struct relay_session *s)
@@ -1123,7 +1239,7 @@ static void handle_reply(struct relay_session *s)
 			session_free(s, false);
 			return;
 		}
-		job_over(s, false);
+		reply_job_over(s, false);
 		return;
 	case P_QUIT:
 		session_free(s, false);

@@ -114,9 +114,17 @@ class ScriptedPeer:
     attempt) -> "250 2.1.5 Ok" etc.; records each accepted transaction
     as (mail_from, [rcpts], data_bytes)."""
 
-    def __init__(self, rcpt_reply=None, ehlo_lines=("PIPELINING", "8BITMIME", "SIZE 0")):
+    def __init__(self, rcpt_reply=None, ehlo_lines=("PIPELINING", "8BITMIME", "SIZE 0"),
+                 data_reply=None, dot_reply=None):
         self.port = free_port()
         self.rcpt_reply = rcpt_reply or (lambda addr, n: "250 2.1.5 Ok")
+        # data_reply(attempt) -> a reply to DATA other than 354 (then no
+        # content is read), or None for the usual 354.
+        self.data_reply = data_reply
+        self.data_seen = 0
+        # dot_reply(n) -> the text sent after the n-th message's end of data
+        # (lines joined by CR LF; it may sleep first), or None for the usual.
+        self.dot_reply = dot_reply
         self.ehlo_lines = list(ehlo_lines)
         self.received = []
         self.connections = 0
@@ -175,6 +183,12 @@ class ScriptedPeer:
                     if not rcpts:
                         send("554 5.5.1 no valid recipients")
                         continue
+                    with self.lock:
+                        self.data_seen += 1
+                        odd = self.data_reply(self.data_seen) if self.data_reply else None
+                    if odd is not None:
+                        send(odd)
+                        continue
                     send("354 go ahead")
                     data = b""
                     while True:
@@ -184,7 +198,9 @@ class ScriptedPeer:
                         data += l
                     with self.lock:
                         self.received.append((mail, list(rcpts), data))
-                    send("250 2.0.0 Ok: queued as SCRIPTED%d" % len(self.received))
+                        n = len(self.received)
+                    odd = self.dot_reply(n) if self.dot_reply else None
+                    send(odd if odd is not None else "250 2.0.0 Ok: queued as SCRIPTED%d" % n)
                 elif verb == "RSET":
                     mail, rcpts = None, []
                     send("250 2.0.0 Ok")

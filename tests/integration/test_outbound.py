@@ -340,6 +340,93 @@ class TestPerRecipient(OutboundCase):
         self.assertIn("unknown here", bounce)
         self.assertNotIn("Final-Recipient: rfc822; good@remote.test", bounce)
 
+    def test_reply_codes_that_do_not_mean_success_defer(self):
+        # A 3xx to RCPT and a 2xx to DATA (which must be answered 354) do
+        # not say the peer took the message: the recipient is deferred and
+        # goes again, never logged as sent.
+        p = self.peer(rcpt_reply=lambda addr, n: ("354 3.0.0 odd" if addr.startswith("odd")
+                                                  and n == 1 else "250 2.1.5 Ok"),
+                      data_reply=lambda n: "250 2.0.0 Ok" if n == 1 else None)
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER, ["odd@remote.test"], make_message("odd"))
+        line = wait_status(srv, qid, "odd@remote.test", "deferred")
+        self.assertIn("354 3.0.0 odd", line)
+        self.assertIn("status=deferred (4.5.0 ", line)
+        qid2 = smtplib_send(srv.port, SENDER, ["plain@remote.test"], make_message("data250"))
+        line = wait_status(srv, qid2, "plain@remote.test", "deferred")
+        self.assertIn("in reply to DATA", line)
+        self.assertIn("status=deferred (4.5.0 ", line)
+        for qid_, rcpt in ((qid, "odd@remote.test"), (qid2, "plain@remote.test")):
+            sent = [l for l in status_lines(srv, qid_) if "status=sent" in l]
+            self.assertEqual(sent, [], "%s logged as sent before the peer took it" % rcpt)
+        # The retries deliver both for real.
+        wait_status(srv, qid, "odd@remote.test", "sent", timeout=scaled(60))
+        wait_status(srv, qid2, "plain@remote.test", "sent", timeout=scaled(60))
+        self.assertEqual(sorted(r[0] for (_m, r, _d) in p.received),
+                         ["odd@remote.test", "plain@remote.test"])
+
+    def test_a_reply_nobody_asked_for_does_not_shift_the_next_transaction(self):
+        # The peer answers the end of data twice. Were the extra line taken
+        # as the reply to the next message's MAIL, every later reply would
+        # be read against the wrong command: good@ would be bounced with
+        # bad@'s 550. The connection is not used again instead.
+        def dot(n):
+            if n != 1:
+                return None
+            time.sleep(2)  # the second message waits in the agent meanwhile
+            return "250 2.0.0 Ok\r\n250 2.0.0 Ok again"
+        p = self.peer(rcpt_reply=lambda addr, n: ("550 5.1.1 bad: unknown here"
+                                                  if addr.startswith("bad") else "250 2.1.5 Ok"),
+                      dot_reply=dot)
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port, destination_concurrency="1")
+        qid1 = smtplib_send(srv.port, SENDER, ["first@remote.test"], make_message("one"))
+        time.sleep(0.5)  # the first is on its way before the second comes
+        qid2 = smtplib_send(srv.port, SENDER, ["good@remote.test", "bad@remote.test"],
+                            make_message("two"))
+        wait_status(srv, qid1, "first@remote.test", "sent")
+        line = wait_status(srv, qid2, "bad@remote.test", "bounced")
+        self.assertIn("in reply to RCPT TO", line)
+        wait_status(srv, qid2, "good@remote.test", "sent")
+        self.assertEqual([l for l in status_lines(srv, qid2) if "good@" in l and
+                          re.search(r"status=(deferred|bounced)", l)], [])
+
+    def test_reply_ahead_of_its_command_without_pipelining(self):
+        # A peer without PIPELINING answers the first RCPT twice. The
+        # second line came before our next RCPT was sent, so it cannot be
+        # that command's reply; were it taken as one, bad@'s 550 would
+        # become the reply to DATA and bounce first@ with it.
+        p = self.peer(ehlo_lines=("8BITMIME",),
+                      rcpt_reply=lambda addr, n: (
+                          "550 5.1.1 bad: unknown here" if addr.startswith("bad")
+                          else "250 2.1.5 Ok\r\n250 2.1.5 Ok" if n == 1 else "250 2.1.5 Ok"))
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        qid = smtplib_send(srv.port, SENDER, ["first@remote.test", "bad@remote.test"],
+                           make_message("ahead"))
+        line = wait_status(srv, qid, "bad@remote.test", "bounced")
+        self.assertIn("in reply to RCPT TO", line)
+        wait_status(srv, qid, "first@remote.test", "sent")
+        self.assertEqual([l for l in status_lines(srv, qid) if "first@" in l and
+                          "status=bounced" in l], [])
+
+    def test_mail_loop_by_hop_count_bounces(self):
+        # A message that has passed 100 hosts (our own Received: makes it
+        # 101) is in a loop that the routing could not see (two gateways
+        # that relay to each other, say): it bounces instead of going
+        # round for ever. One with fewer goes.
+        p = self.peer()
+        srv = self.relay_server("[127.0.0.1]:%d" % p.port)
+        hops = ["Received: from hop%d.example by hop%d.example; Mon, 30 Nov 2026 "
+                "10:00:00 +0000" % (i, i + 1) for i in range(100)]
+        qid = smtplib_send(srv.port, SENDER, ["loop@remote.test"],
+                           make_message("looping", extra_headers=hops))
+        line = wait_status(srv, qid, "loop@remote.test", "bounced")
+        self.assertIn("5.4.6", line)
+        self.assertIn("too many hops", line)
+        qid2 = smtplib_send(srv.port, SENDER, ["fine@remote.test"],
+                            make_message("far", extra_headers=hops[:98]))
+        wait_status(srv, qid2, "fine@remote.test", "sent")
+        self.assertEqual([r for (_m, r, _d) in p.received], [["fine@remote.test"]])
+
     def test_size_the_peer_refuses_is_not_sent(self):
         p = self.peer(ehlo_lines=("PIPELINING", "SIZE 2000"))
         srv = self.relay_server("[127.0.0.1]:%d" % p.port)
@@ -552,6 +639,8 @@ class UnboundCase(OutboundCase):
         u.record("loop.mxtest 300 IN MX 10 mx.example.test.")
         u.record("backup.mxtest 300 IN MX 10 b.mxtest.")
         u.record("backup.mxtest 300 IN MX 20 mx.example.test.")
+        u.record("wild.mxtest 300 IN MX 10 other-name.mxtest.")
+        u.record("other-name.mxtest 300 IN A 127.0.0.1")
         u.refuse("broken.test")
         u.zone("example.test")
         u.record("mx.example.test 300 IN A 127.0.0.1")
@@ -644,6 +733,23 @@ class TestMxRouting(UnboundCase):
         srv = self.mx_server(25)
         qid = smtplib_send(srv.port, SENDER, ["x@loop.mxtest"], make_message("loop"))
         line = wait_status(srv, qid, "x@loop.mxtest", "bounced")
+        self.assertIn("5.4.6", line)
+        self.assertIn("loops back to myself", line)
+
+    def test_mx_at_an_address_of_a_wildcard_listener_is_a_loop(self):
+        # Listening on 0.0.0.0, this host is every address the machine
+        # has: an MX host with another name whose address is one of them
+        # (here 127.0.0.1) is this host, and the mail would loop.
+        srv = self.start_server(start=False, config={
+            "dns_servers": self.unbound.server, "relayhost": None,
+            "relay_command_timeout": "10s", "relay_connect_timeout": "3s",
+            "destination_backoff": "0"})
+        srv.settings["listen"] = "0.0.0.0:%d" % srv.port
+        srv.settings["relay_port"] = str(srv.port)
+        srv.write_config()
+        srv.start()
+        qid = smtplib_send(srv.port, SENDER, ["x@wild.mxtest"], make_message("wild"))
+        line = wait_status(srv, qid, "x@wild.mxtest", "bounced")
         self.assertIn("5.4.6", line)
         self.assertIn("loops back to myself", line)
 

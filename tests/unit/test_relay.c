@@ -347,6 +347,37 @@ static void test_body(void **state)
 	assert_false(relay_body_is_8bit("plain", 5));
 }
 
+/* Folding never cuts a UTF-8 character in two: a line of 997 octets
+ * then "\xc3\xa9" breaks before the character, in the body (CR LF) and
+ * in the header section (CR LF SP), whatever the chunks it comes in. */
+static void test_body_fold_keeps_utf8_whole(void **state)
+{
+	(void)state;
+	char *in = malloc(4000);
+	size_t n = 0;
+
+	memcpy(in, "X-H: ", 5);
+	memset(in + 5, 'h', 992);
+	n = 997;
+	memcpy(in + n, "\xc3\xa9tail\n\n", 8);
+	n += 8;
+	memset(in + n, 'b', 996);
+	n += 996;
+	memcpy(in + n, "\xe2\x82\xac\xf0\x9f\x98\x80" "end\n", 11);
+	n += 11;
+	in[n] = '\0';
+	for (size_t chunk = 1; chunk <= 4000; chunk = chunk < 4 ? chunk + 1 : chunk * 3) {
+		char *s = encode(in, chunk);
+		/* header: 997 octets, then CR LF SP and the whole character */
+		assert_memory_equal(s + 997, "\r\n \xc3\xa9tail\r\n\r\n", 13);
+		/* body: 996 + the 3-octet euro sign would be 999: it moves on */
+		const char *b = s + 997 + 13;
+		assert_memory_equal(b + 996, "\r\n\xe2\x82\xac\xf0\x9f\x98\x80" "end\r\n.\r\n", 17);
+		free(s);
+	}
+	free(in);
+}
+
 static char *qp(const char *in)
 {
 	struct relay_qp q;
@@ -518,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_nexthop_format),
 		cmocka_unit_test(test_router),
 		cmocka_unit_test(test_body),
+		cmocka_unit_test(test_body_fold_keeps_utf8_whole),
 		cmocka_unit_test(test_qp_encoder),
 		cmocka_unit_test(test_qp_plan),
 		cmocka_unit_test(test_proto_socket),
