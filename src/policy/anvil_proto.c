@@ -15,6 +15,7 @@
 
 #include "../lib/log.h"
 #include "../lib/safeio.h"
+#include "../lib/wire.h"
 #include "../lib/xalloc.h"
 
 #define ANVIL_DIR "private"
@@ -49,39 +50,13 @@ static bool key_ok(const char *s, size_t n)
 
 /* ---- encoding --------------------------------------------------------------- */
 
-static void put_bytes(buf_t *b, const void *data, size_t n)
-{
-	if (n > ANVIL_MSG_MAX - b->len)
-		log_panic("anvil_msg_encode: message longer than %d bytes", ANVIL_MSG_MAX);
-	buf_append(b, data, n);
-}
-
-static void put_u8(buf_t *b, uint8_t v)
-{
-	put_bytes(b, &v, 1);
-}
-
-static void put_u32(buf_t *b, uint32_t v)
-{
-	unsigned char x[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
-			       (unsigned char)(v >> 8), (unsigned char)v };
-	put_bytes(b, x, 4);
-}
-
-static void put_u64(buf_t *b, uint64_t v)
-{
-	put_u32(b, (uint32_t)(v >> 32));
-	put_u32(b, (uint32_t)v);
-}
-
-static void put_key(buf_t *b, const char *key)
+static void put_key(struct wire_writer *w, const char *key)
 {
 	size_t n = strlen(key);
 	if (!key_ok(key, n))
 		log_panic("anvil_msg_encode: bad key \"%.40s\"", key);
-	unsigned char len[2] = { (unsigned char)(n >> 8), (unsigned char)n };
-	put_bytes(b, len, 2);
-	put_bytes(b, key, n);
+	wire_put_u16(w, (uint16_t)n);
+	wire_put_bytes(w, key, n);
 }
 
 static void check_bound(bool ok, const char *what)
@@ -90,90 +65,91 @@ static void check_bound(bool ok, const char *what)
 		log_panic("anvil_msg_encode: %s out of bounds", what);
 }
 
-static void put_items(buf_t *b, const struct anvil_msg *m)
+static void put_items(struct wire_writer *w, const struct anvil_msg *m)
 {
 	check_bound(m->n <= ANVIL_ITEMS_MAX, "item count");
-	put_u8(b, (uint8_t)m->n);
+	wire_put_u8(w, (uint8_t)m->n);
 	for (size_t i = 0; i < m->n; i++) {
 		const struct anvil_item *it = &m->items[i];
 		check_bound(it->metric < ANVIL_METRIC_COUNT && it->cost <= ANVIL_COUNT_MAX &&
 			    it->window >= 1 && it->window <= ANVIL_WINDOW_MAX &&
 			    it->warn <= ANVIL_COUNT_MAX && it->limit <= ANVIL_COUNT_MAX &&
 			    it->block_time <= ANVIL_BLOCK_MAX, "item");
-		put_key(b, it->key);
-		put_u8(b, (uint8_t)it->metric);
-		put_u32(b, it->cost);
-		put_u32(b, it->window);
-		put_u32(b, it->warn);
-		put_u32(b, it->limit);
-		put_u32(b, it->block_time);
+		put_key(w, it->key);
+		wire_put_u8(w, (uint8_t)it->metric);
+		wire_put_u32(w, it->cost);
+		wire_put_u32(w, it->window);
+		wire_put_u32(w, it->warn);
+		wire_put_u32(w, it->limit);
+		wire_put_u32(w, it->block_time);
 	}
 }
 
-static void put_results(buf_t *b, const struct anvil_msg *m)
+static void put_results(struct wire_writer *w, const struct anvil_msg *m)
 {
 	check_bound(m->n <= ANVIL_ITEMS_MAX, "result count");
-	put_u8(b, (uint8_t)m->n);
+	wire_put_u8(w, (uint8_t)m->n);
 	for (size_t i = 0; i < m->n; i++) {
 		const struct anvil_result *r = &m->results[i];
 		check_bound((r->flags & ~ANVIL_RESULT_ALL) == 0 && r->blocked_for <= ANVIL_BLOCK_MAX,
 			    "result");
-		put_u32(b, r->count);
-		put_u8(b, r->flags);
-		put_u32(b, r->blocked_for);
+		wire_put_u32(w, r->count);
+		wire_put_u8(w, r->flags);
+		wire_put_u32(w, r->blocked_for);
 	}
 }
 
 void anvil_msg_encode(const struct anvil_msg *m, buf_t *out)
 {
+	struct wire_writer w = { out, ANVIL_MSG_MAX, "anvil_msg_encode" };
 	buf_reset(out);
-	put_u8(out, (uint8_t)m->type);
+	wire_put_u8(&w, (uint8_t)m->type);
 	switch (m->type) {
 	case ANVIL_MSG_OPEN:
 		check_bound((m->flags & ~ANVIL_OPEN_REPLAY) == 0, "flags");
-		put_u32(out, m->seq);
-		put_u64(out, m->session);
-		put_u8(out, m->flags);
-		put_key(out, m->client);
-		put_items(out, m);
+		wire_put_u32(&w, m->seq);
+		wire_put_u64(&w, m->session);
+		wire_put_u8(&w, m->flags);
+		put_key(&w, m->client);
+		put_items(&w, m);
 		return;
 	case ANVIL_MSG_CLOSE:
-		put_u64(out, m->session);
+		wire_put_u64(&w, m->session);
 		return;
 	case ANVIL_MSG_RATE:
 		check_bound(m->n >= 1, "item count");
-		put_u32(out, m->seq);
-		put_items(out, m);
+		wire_put_u32(&w, m->seq);
+		put_items(&w, m);
 		return;
 	case ANVIL_MSG_GREY:
 		check_bound(m->delay >= 1 && m->delay <= ANVIL_WINDOW_MAX && m->retry_window >= 1 &&
 			    m->retry_window <= ANVIL_LONG_MAX && m->expiry >= 1 &&
 			    m->expiry <= ANVIL_LONG_MAX && m->auto_allow <= ANVIL_COUNT_MAX,
 			    "greylisting times");
-		put_u32(out, m->seq);
-		put_key(out, m->client);
-		put_key(out, m->triplet);
-		put_u32(out, m->delay);
-		put_u32(out, m->retry_window);
-		put_u32(out, m->expiry);
-		put_u32(out, m->auto_allow);
+		wire_put_u32(&w, m->seq);
+		put_key(&w, m->client);
+		put_key(&w, m->triplet);
+		wire_put_u32(&w, m->delay);
+		wire_put_u32(&w, m->retry_window);
+		wire_put_u32(&w, m->expiry);
+		wire_put_u32(&w, m->auto_allow);
 		return;
 	case ANVIL_MSG_OPENED:
-		put_u32(out, m->seq);
-		put_u32(out, m->total);
-		put_u32(out, m->client_count);
-		put_results(out, m);
+		wire_put_u32(&w, m->seq);
+		wire_put_u32(&w, m->total);
+		wire_put_u32(&w, m->client_count);
+		put_results(&w, m);
 		return;
 	case ANVIL_MSG_RATED:
-		put_u32(out, m->seq);
-		put_results(out, m);
+		wire_put_u32(&w, m->seq);
+		put_results(&w, m);
 		return;
 	case ANVIL_MSG_GREYED:
 		check_bound(m->outcome < ANVIL_GREY_OUTCOMES && m->wait <= ANVIL_LONG_MAX, "outcome");
-		put_u32(out, m->seq);
-		put_u8(out, (uint8_t)m->outcome);
-		put_u32(out, m->wait);
-		put_u32(out, m->client_passes);
+		wire_put_u32(&w, m->seq);
+		wire_put_u8(&w, (uint8_t)m->outcome);
+		wire_put_u32(&w, m->wait);
+		wire_put_u32(&w, m->client_passes);
 		return;
 	}
 	log_panic("anvil_msg_encode: unknown type %d", (int)m->type);
@@ -181,95 +157,49 @@ void anvil_msg_encode(const struct anvil_msg *m, buf_t *out)
 
 /* ---- decoding --------------------------------------------------------------- */
 
-struct reader {
-	const unsigned char *p;
-	size_t left;
-	const char *err; /* the first violation, or NULL */
-};
-
-static bool take(struct reader *r, size_t n, const unsigned char **data_r)
-{
-	if (r->err != NULL)
-		return false;
-	if (n > r->left) {
-		r->err = "message truncated";
-		return false;
-	}
-	*data_r = r->p;
-	r->p += n;
-	r->left -= n;
-	return true;
-}
-
-static uint8_t get_u8(struct reader *r)
-{
-	const unsigned char *d;
-	return take(r, 1, &d) ? d[0] : 0;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-	const unsigned char *d;
-	if (!take(r, 4, &d))
-		return 0;
-	return (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-	uint64_t hi = get_u32(r);
-	return hi << 32 | get_u32(r);
-}
-
-static void fail(struct reader *r, const char *why)
-{
-	if (r->err == NULL)
-		r->err = why;
-}
-
 /* A bounded number: v within lo..hi, or the violation why. */
-static uint32_t get_bounded(struct reader *r, uint32_t lo, uint32_t hi, const char *why)
+static uint32_t get_bounded(struct wire_reader *r, uint32_t lo, uint32_t hi, const char *why)
 {
-	uint32_t v = get_u32(r);
+	uint32_t v = wire_get_u32(r);
 	if (r->err == NULL && (v < lo || v > hi))
-		fail(r, why);
+		wire_fail(r, why);
 	return v;
 }
 
-static void get_key(struct reader *r, char *dst)
+static void get_key(struct wire_reader *r, char *dst)
 {
 	const unsigned char *len, *data;
 	dst[0] = '\0';
-	if (!take(r, 2, &len))
+	if (!wire_take(r, 2, &len))
 		return;
 	size_t n = (size_t)len[0] << 8 | len[1];
 	if (n > ANVIL_KEY_MAX) {
-		fail(r, "key too long");
+		wire_fail(r, "key too long");
 		return;
 	}
-	if (!take(r, n, &data))
+	if (!wire_take(r, n, &data))
 		return;
 	if (!key_ok((const char *)data, n)) {
-		fail(r, "empty key or a control character in a key");
+		wire_fail(r, "empty key or a control character in a key");
 		return;
 	}
 	memcpy(dst, data, n);
 	dst[n] = '\0';
 }
 
-static void get_items(struct reader *r, struct anvil_msg *m, size_t min)
+static void get_items(struct wire_reader *r, struct anvil_msg *m, size_t min)
 {
-	m->n = get_u8(r);
+	m->n = wire_get_u8(r);
 	if (r->err == NULL && (m->n < min || m->n > ANVIL_ITEMS_MAX)) {
-		fail(r, "bad item count");
+		wire_fail(r, "bad item count");
 		return;
 	}
 	for (size_t i = 0; i < m->n && r->err == NULL; i++) {
 		struct anvil_item *it = &m->items[i];
 		get_key(r, it->key);
-		uint8_t metric = get_u8(r);
+		uint8_t metric = wire_get_u8(r);
 		if (r->err == NULL && metric >= ANVIL_METRIC_COUNT)
-			fail(r, "unknown metric");
+			wire_fail(r, "unknown metric");
 		it->metric = (enum anvil_metric)metric;
 		it->cost = get_bounded(r, 0, ANVIL_COUNT_MAX, "cost out of bounds");
 		it->window = get_bounded(r, 1, ANVIL_WINDOW_MAX, "window out of bounds");
@@ -279,44 +209,44 @@ static void get_items(struct reader *r, struct anvil_msg *m, size_t min)
 	}
 }
 
-static void get_results(struct reader *r, struct anvil_msg *m)
+static void get_results(struct wire_reader *r, struct anvil_msg *m)
 {
-	m->n = get_u8(r);
+	m->n = wire_get_u8(r);
 	if (r->err == NULL && m->n > ANVIL_ITEMS_MAX) {
-		fail(r, "bad result count");
+		wire_fail(r, "bad result count");
 		return;
 	}
 	for (size_t i = 0; i < m->n && r->err == NULL; i++) {
 		struct anvil_result *res = &m->results[i];
-		res->count = get_u32(r);
-		res->flags = get_u8(r);
+		res->count = wire_get_u32(r);
+		res->flags = wire_get_u8(r);
 		if (r->err == NULL && (res->flags & ~ANVIL_RESULT_ALL) != 0)
-			fail(r, "unknown result flag");
+			wire_fail(r, "unknown result flag");
 		res->blocked_for = get_bounded(r, 0, ANVIL_BLOCK_MAX, "block time out of bounds");
 	}
 }
 
-static void decode_body(struct reader *r, struct anvil_msg *m)
+static void decode_body(struct wire_reader *r, struct anvil_msg *m)
 {
 	switch (m->type) {
 	case ANVIL_MSG_OPEN:
-		m->seq = get_u32(r);
-		m->session = get_u64(r);
-		m->flags = get_u8(r);
+		m->seq = wire_get_u32(r);
+		m->session = wire_get_u64(r);
+		m->flags = wire_get_u8(r);
 		if (r->err == NULL && (m->flags & ~ANVIL_OPEN_REPLAY) != 0)
-			fail(r, "unknown flag");
+			wire_fail(r, "unknown flag");
 		get_key(r, m->client);
 		get_items(r, m, 0);
 		return;
 	case ANVIL_MSG_CLOSE:
-		m->session = get_u64(r);
+		m->session = wire_get_u64(r);
 		return;
 	case ANVIL_MSG_RATE:
-		m->seq = get_u32(r);
+		m->seq = wire_get_u32(r);
 		get_items(r, m, 1);
 		return;
 	case ANVIL_MSG_GREY:
-		m->seq = get_u32(r);
+		m->seq = wire_get_u32(r);
 		get_key(r, m->client);
 		get_key(r, m->triplet);
 		m->delay = get_bounded(r, 1, ANVIL_WINDOW_MAX, "delay out of bounds");
@@ -325,42 +255,42 @@ static void decode_body(struct reader *r, struct anvil_msg *m)
 		m->auto_allow = get_bounded(r, 0, ANVIL_COUNT_MAX, "auto-allow out of bounds");
 		return;
 	case ANVIL_MSG_OPENED:
-		m->seq = get_u32(r);
-		m->total = get_u32(r);
-		m->client_count = get_u32(r);
+		m->seq = wire_get_u32(r);
+		m->total = wire_get_u32(r);
+		m->client_count = wire_get_u32(r);
 		get_results(r, m);
 		return;
 	case ANVIL_MSG_RATED:
-		m->seq = get_u32(r);
+		m->seq = wire_get_u32(r);
 		get_results(r, m);
 		return;
 	case ANVIL_MSG_GREYED: {
-		m->seq = get_u32(r);
-		uint8_t outcome = get_u8(r);
+		m->seq = wire_get_u32(r);
+		uint8_t outcome = wire_get_u8(r);
 		if (r->err == NULL && outcome >= ANVIL_GREY_OUTCOMES)
-			fail(r, "unknown outcome");
+			wire_fail(r, "unknown outcome");
 		m->outcome = (enum anvil_grey_outcome)outcome;
 		m->wait = get_bounded(r, 0, ANVIL_LONG_MAX, "wait out of bounds");
-		m->client_passes = get_u32(r);
+		m->client_passes = wire_get_u32(r);
 		return;
 	}
 	}
-	fail(r, "unknown message type");
+	wire_fail(r, "unknown message type");
 }
 
 int anvil_msg_decode(const unsigned char *data, size_t len, struct anvil_msg *m,
 		     const char **err_r)
 {
-	struct reader r = { data, len, NULL };
+	struct wire_reader r = wire_reader_init(data, len);
 	if (len > ANVIL_MSG_MAX) {
 		*err_r = "message too long";
 		return -1;
 	}
-	uint8_t type = get_u8(&r);
+	uint8_t type = wire_get_u8(&r);
 	anvil_msg_init(m, (enum anvil_msg_type)type);
 	if (r.err == NULL)
 		decode_body(&r, m);
-	if (r.err == NULL && r.left != 0)
+	if (r.err == NULL && wire_left(&r) != 0)
 		r.err = "bytes after the last field";
 	*err_r = r.err;
 	return r.err == NULL ? 0 : -1;

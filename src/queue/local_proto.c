@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/buf.h"
 #include "../lib/log.h"
+#include "../lib/wire.h"
 
 #define LOCAL_MAX_FDS 4 /* room to notice (and close) unexpected extra fds */
 
@@ -40,41 +42,7 @@ void local_set_reason(char *dst, const char *text)
 
 /* ---- encoding ------------------------------------------------------------- */
 
-struct writer {
-	unsigned char *p;
-	size_t len;
-};
-
-static void put_bytes(struct writer *w, const void *data, size_t n)
-{
-	if (n > LOCAL_MSG_MAX - w->len)
-		log_panic("local_msg_encode: message longer than %d bytes", LOCAL_MSG_MAX);
-	memcpy(w->p + w->len, data, n);
-	w->len += n;
-}
-
-static void put_u8(struct writer *w, uint8_t v)
-{
-	put_bytes(w, &v, 1);
-}
-
-static void put_u32(struct writer *w, uint32_t v)
-{
-	unsigned char b[4];
-
-	qf_put_u32(b, v);
-	put_bytes(w, b, 4);
-}
-
-static void put_u64(struct writer *w, uint64_t v)
-{
-	unsigned char b[8];
-
-	qf_put_u64(b, v);
-	put_bytes(w, b, 8);
-}
-
-static void put_str(struct writer *w, const char *s, size_t max)
+static void put_str(struct wire_writer *w, const char *s, size_t max)
 {
 	size_t n = strlen(s);
 
@@ -83,109 +51,76 @@ static void put_str(struct writer *w, const char *s, size_t max)
 	for (size_t i = 0; i < n; i++)
 		if (!text_byte_ok((unsigned char)s[i]))
 			log_panic("local_msg_encode: control character in a string");
-	put_u8(w, (uint8_t)(n >> 8));
-	put_u8(w, (uint8_t)n);
-	put_bytes(w, s, n);
+	wire_put_u16(w, (uint16_t)n);
+	wire_put_bytes(w, s, n);
 }
 
-size_t local_msg_encode(const struct local_msg *m, unsigned char *out)
+static void encode(const struct local_msg *m, struct wire_writer *w)
 {
-	struct writer w = { out, 0 };
-
-	put_u8(&w, (uint8_t)m->type);
+	wire_put_u8(w, (uint8_t)m->type);
 	switch (m->type) {
 	case LOCAL_HELLO:
-		put_u32(&w, m->version);
+		wire_put_u32(w, m->version);
 		break;
 	case LOCAL_DELIVER:
 		if (!queue_id_valid(m->id) || m->address[0] == '\0')
 			log_panic("local_msg_encode: bad DELIVER request");
-		put_u32(&w, m->seq);
-		put_bytes(&w, m->id, QUEUE_ID_LEN);
-		put_u64(&w, m->arrival_us);
-		put_str(&w, m->sender, QF_ADDR_MAX);
-		put_u64(&w, m->content_off);
-		put_u64(&w, m->content_len);
-		put_str(&w, m->address, QF_ADDR_MAX);
-		put_u8(&w, m->check_cur ? LOCAL_FLAG_CHECK_CUR : 0);
+		wire_put_u32(w, m->seq);
+		wire_put_bytes(w, m->id, QUEUE_ID_LEN);
+		wire_put_u64(w, m->arrival_us);
+		put_str(w, m->sender, QF_ADDR_MAX);
+		wire_put_u64(w, m->content_off);
+		wire_put_u64(w, m->content_len);
+		put_str(w, m->address, QF_ADDR_MAX);
+		wire_put_u8(w, m->check_cur ? LOCAL_FLAG_CHECK_CUR : 0);
 		break;
 	case LOCAL_SYNC:
-		put_u32(&w, m->seq);
+		wire_put_u32(w, m->seq);
 		break;
 	case LOCAL_RESULT:
 		if ((unsigned)m->result > LOCAL_PERMFAIL)
 			log_panic("local_msg_encode: bad result %d", (int)m->result);
-		put_u32(&w, m->seq);
-		put_u8(&w, (uint8_t)m->result);
-		put_u32(&w, m->folder);
-		put_str(&w, m->reason, LOCAL_REASON_MAX);
+		wire_put_u32(w, m->seq);
+		wire_put_u8(w, (uint8_t)m->result);
+		wire_put_u32(w, m->folder);
+		put_str(w, m->reason, LOCAL_REASON_MAX);
 		break;
 	case LOCAL_SYNC_FAIL:
-		put_u32(&w, m->seq);
-		put_u32(&w, m->folder);
-		put_str(&w, m->reason, LOCAL_REASON_MAX);
+		wire_put_u32(w, m->seq);
+		wire_put_u32(w, m->folder);
+		put_str(w, m->reason, LOCAL_REASON_MAX);
 		break;
 	case LOCAL_SYNC_DONE:
-		put_u32(&w, m->seq);
-		put_u32(&w, m->folders);
-		put_u32(&w, m->failed);
+		wire_put_u32(w, m->seq);
+		wire_put_u32(w, m->folders);
+		wire_put_u32(w, m->failed);
 		break;
 	default:
 		log_panic("local_msg_encode: unknown type %d", (int)m->type);
 	}
-	return w.len;
+}
+
+size_t local_msg_encode(const struct local_msg *m, unsigned char *out)
+{
+	buf_t b = BUF_INIT;
+	struct wire_writer w = { &b, LOCAL_MSG_MAX, "local_msg_encode" };
+
+	encode(m, &w);
+	size_t n = b.len;
+	memcpy(out, b.data, n);
+	buf_free(&b);
+	return n;
 }
 
 /* ---- decoding --------------------------------------------------------------- */
 
-struct reader {
-	const unsigned char *p;
-	size_t len, pos;
-	const char *err; /* first violation, NULL while fine */
-};
-
-static bool take(struct reader *r, size_t n, const unsigned char **data_r)
-{
-	if (r->err != NULL)
-		return false;
-	if (n > r->len - r->pos) {
-		r->err = "message ends inside a field";
-		return false;
-	}
-	*data_r = r->p + r->pos;
-	r->pos += n;
-	return true;
-}
-
-static uint8_t get_u8(struct reader *r)
-{
-	const unsigned char *d;
-
-	return take(r, 1, &d) ? d[0] : 0;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-	const unsigned char *d;
-
-	return take(r, 4, &d) ? qf_get_u32(d) : 0;
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-	const unsigned char *d;
-
-	return take(r, 8, &d) ? qf_get_u64(d) : 0;
-}
-
 /* A string of min..max bytes into dst (max + 1 bytes). */
-static void get_str(struct reader *r, char *dst, size_t min, size_t max,
+static void get_str(struct wire_reader *r, char *dst, size_t min, size_t max,
 		    const char *what)
 {
 	const unsigned char *d;
-	size_t n = (size_t)get_u8(r) << 8;
+	size_t n = wire_get_u16(r);
 
-	n |= get_u8(r);
 	dst[0] = '\0';
 	if (r->err != NULL)
 		return;
@@ -193,7 +128,7 @@ static void get_str(struct reader *r, char *dst, size_t min, size_t max,
 		r->err = what;
 		return;
 	}
-	if (!take(r, n, &d))
+	if (!wire_take(r, n, &d))
 		return;
 	for (size_t i = 0; i < n; i++) {
 		if (!text_byte_ok(d[i])) {
@@ -205,12 +140,12 @@ static void get_str(struct reader *r, char *dst, size_t min, size_t max,
 	dst[n] = '\0';
 }
 
-static void get_id(struct reader *r, char *id)
+static void get_id(struct wire_reader *r, char *id)
 {
 	const unsigned char *d;
 
 	id[0] = '\0';
-	if (!take(r, QUEUE_ID_LEN, &d))
+	if (!wire_take(r, QUEUE_ID_LEN, &d))
 		return;
 	memcpy(id, d, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
@@ -218,16 +153,16 @@ static void get_id(struct reader *r, char *id)
 		r->err = "bad queue id";
 }
 
-static void decode_deliver(struct reader *r, struct local_msg *m)
+static void decode_deliver(struct wire_reader *r, struct local_msg *m)
 {
-	m->seq = get_u32(r);
+	m->seq = wire_get_u32(r);
 	get_id(r, m->id);
-	m->arrival_us = get_u64(r);
+	m->arrival_us = wire_get_u64(r);
 	get_str(r, m->sender, 0, QF_ADDR_MAX, "sender length out of bounds");
-	m->content_off = get_u64(r);
-	m->content_len = get_u64(r);
+	m->content_off = wire_get_u64(r);
+	m->content_len = wire_get_u64(r);
 	get_str(r, m->address, 1, QF_ADDR_MAX, "address length out of bounds");
-	uint8_t flags = get_u8(r);
+	uint8_t flags = wire_get_u8(r);
 	if (r->err == NULL && (flags & ~LOCAL_FLAG_CHECK_CUR) != 0)
 		r->err = "unknown flag bits";
 	m->check_cur = (flags & LOCAL_FLAG_CHECK_CUR) != 0;
@@ -235,27 +170,27 @@ static void decode_deliver(struct reader *r, struct local_msg *m)
 		r->err = "content range overflows";
 }
 
-static void decode_result(struct reader *r, struct local_msg *m)
+static void decode_result(struct wire_reader *r, struct local_msg *m)
 {
-	m->seq = get_u32(r);
-	uint8_t result = get_u8(r);
+	m->seq = wire_get_u32(r);
+	uint8_t result = wire_get_u8(r);
 	if (r->err == NULL && result > LOCAL_PERMFAIL)
 		r->err = "unknown result";
 	m->result = (enum local_result)result;
-	m->folder = get_u32(r);
+	m->folder = wire_get_u32(r);
 	get_str(r, m->reason, 0, LOCAL_REASON_MAX, "reason too long");
 }
 
 int local_msg_decode(const unsigned char *data, size_t len, struct local_msg *m,
 		     const char **err_r)
 {
-	struct reader r = { data, len, 0, NULL };
+	struct wire_reader r = wire_reader_init(data, len);
 
 	memset(m, 0, sizeof(*m));
-	m->type = (enum local_msg_type)get_u8(&r);
+	m->type = (enum local_msg_type)wire_get_u8(&r);
 	switch (r.err == NULL ? m->type : 0) {
 	case LOCAL_HELLO:
-		m->version = get_u32(&r);
+		m->version = wire_get_u32(&r);
 		if (r.err == NULL && m->version != LOCAL_PROTO_VERSION)
 			r.err = "unsupported protocol version";
 		break;
@@ -263,22 +198,22 @@ int local_msg_decode(const unsigned char *data, size_t len, struct local_msg *m,
 		decode_deliver(&r, m);
 		break;
 	case LOCAL_SYNC:
-		m->seq = get_u32(&r);
+		m->seq = wire_get_u32(&r);
 		break;
 	case LOCAL_RESULT:
 		decode_result(&r, m);
 		break;
 	case LOCAL_SYNC_FAIL:
-		m->seq = get_u32(&r);
-		m->folder = get_u32(&r);
+		m->seq = wire_get_u32(&r);
+		m->folder = wire_get_u32(&r);
 		get_str(&r, m->reason, 0, LOCAL_REASON_MAX, "reason too long");
 		if (r.err == NULL && m->folder == 0)
 			r.err = "folder 0 in SYNC_FAIL";
 		break;
 	case LOCAL_SYNC_DONE:
-		m->seq = get_u32(&r);
-		m->folders = get_u32(&r);
-		m->failed = get_u32(&r);
+		m->seq = wire_get_u32(&r);
+		m->folders = wire_get_u32(&r);
+		m->failed = wire_get_u32(&r);
 		if (r.err == NULL && m->failed > m->folders)
 			r.err = "more failed folders than folders";
 		break;
@@ -286,7 +221,7 @@ int local_msg_decode(const unsigned char *data, size_t len, struct local_msg *m,
 		if (r.err == NULL)
 			r.err = "unknown message type";
 	}
-	if (r.err == NULL && r.pos != r.len)
+	if (r.err == NULL && wire_left(&r) != 0)
 		r.err = "bytes left over after the last field";
 	*err_r = r.err;
 	return r.err == NULL ? 0 : -1;

@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/buf.h"
 #include "../lib/log.h"
+#include "../lib/wire.h"
 #include "../lib/xalloc.h"
 
 #define RELAY_MAX_FDS 4
@@ -36,48 +38,7 @@ void relay_set_text(char *dst, size_t max, const char *text)
 
 /* ---- encoding ----------------------------------------------------------------- */
 
-struct writer {
-	unsigned char *p;
-	size_t len;
-};
-
-static void put_bytes(struct writer *w, const void *data, size_t n)
-{
-	if (n > RELAY_MSG_MAX - w->len)
-		log_panic("relay_msg_encode: message longer than %d bytes", RELAY_MSG_MAX);
-	memcpy(w->p + w->len, data, n);
-	w->len += n;
-}
-
-static void put_u8(struct writer *w, uint8_t v)
-{
-	put_bytes(w, &v, 1);
-}
-
-static void put_u16(struct writer *w, uint16_t v)
-{
-	unsigned char b[2] = { (unsigned char)(v >> 8), (unsigned char)v };
-
-	put_bytes(w, b, 2);
-}
-
-static void put_u32(struct writer *w, uint32_t v)
-{
-	unsigned char b[4];
-
-	qf_put_u32(b, v);
-	put_bytes(w, b, 4);
-}
-
-static void put_u64(struct writer *w, uint64_t v)
-{
-	unsigned char b[8];
-
-	qf_put_u64(b, v);
-	put_bytes(w, b, 8);
-}
-
-static void put_str(struct writer *w, const char *s, size_t min, size_t max)
+static void put_str(struct wire_writer *w, const char *s, size_t min, size_t max)
 {
 	size_t n = strlen(s);
 
@@ -86,120 +47,81 @@ static void put_str(struct writer *w, const char *s, size_t min, size_t max)
 	for (size_t i = 0; i < n; i++)
 		if (!text_byte_ok((unsigned char)s[i]))
 			log_panic("relay_msg_encode: control character in a string");
-	put_u16(w, (uint16_t)n);
-	put_bytes(w, s, n);
+	wire_put_u16(w, (uint16_t)n);
+	wire_put_bytes(w, s, n);
 }
 
-size_t relay_msg_encode(const struct relay_msg *m, unsigned char *out)
+static void encode(const struct relay_msg *m, struct wire_writer *w)
 {
-	struct writer w = { out, 0 };
 
-	put_u8(&w, (uint8_t)m->type);
+	wire_put_u8(w, (uint8_t)m->type);
 	switch (m->type) {
 	case RELAY_HELLO:
-		put_u32(&w, m->version);
+		wire_put_u32(w, m->version);
 		break;
 	case RELAY_DELIVER:
 		if (!queue_id_valid(m->id) || m->rcpt_count == 0 ||
 		    m->rcpt_count > RELAY_RCPTS_MAX || m->hop.port == 0 ||
 		    (unsigned)m->tls > RELAY_TLS_VERIFY || m->ret > 2)
 			log_panic("relay_msg_encode: bad DELIVER request");
-		put_u32(&w, m->seq);
-		put_bytes(&w, m->id, QUEUE_ID_LEN);
-		put_str(&w, m->sender, 0, QF_ADDR_MAX);
-		put_u64(&w, m->content_off);
-		put_u64(&w, m->content_len);
-		put_u8(&w, m->flags);
-		put_str(&w, m->hop.host, 1, RELAY_HOST_MAX);
-		put_u16(&w, m->hop.port);
-		put_u8(&w, (uint8_t)((m->hop.mx ? RELAY_HOP_MX : 0) |
+		wire_put_u32(w, m->seq);
+		wire_put_bytes(w, m->id, QUEUE_ID_LEN);
+		put_str(w, m->sender, 0, QF_ADDR_MAX);
+		wire_put_u64(w, m->content_off);
+		wire_put_u64(w, m->content_len);
+		wire_put_u8(w, m->flags);
+		put_str(w, m->hop.host, 1, RELAY_HOST_MAX);
+		wire_put_u16(w, m->hop.port);
+		wire_put_u8(w, (uint8_t)((m->hop.mx ? RELAY_HOP_MX : 0) |
 				     (m->hop.literal ? RELAY_HOP_LITERAL : 0)));
-		put_u8(&w, (uint8_t)m->tls);
-		put_str(&w, m->envid, 0, RELAY_ENVID_MAX);
-		put_u8(&w, m->ret);
-		put_u16(&w, (uint16_t)m->rcpt_count);
+		wire_put_u8(w, (uint8_t)m->tls);
+		put_str(w, m->envid, 0, RELAY_ENVID_MAX);
+		wire_put_u8(w, m->ret);
+		wire_put_u16(w, (uint16_t)m->rcpt_count);
 		for (size_t i = 0; i < m->rcpt_count; i++) {
-			put_str(&w, m->rcpts[i].address, 1, QF_ADDR_MAX);
-			put_u8(&w, m->rcpts[i].notify);
-			put_str(&w, m->rcpts[i].orcpt, 0, RELAY_ORCPT_MAX);
+			put_str(w, m->rcpts[i].address, 1, QF_ADDR_MAX);
+			wire_put_u8(w, m->rcpts[i].notify);
+			put_str(w, m->rcpts[i].orcpt, 0, RELAY_ORCPT_MAX);
 		}
 		break;
 	case RELAY_RESULT:
 		if (m->rcpt_count == 0 || m->rcpt_count > RELAY_RCPTS_MAX)
 			log_panic("relay_msg_encode: bad RESULT");
-		put_u32(&w, m->seq);
-		put_str(&w, m->peer, 0, RELAY_PEER_MAX);
-		put_u16(&w, (uint16_t)m->rcpt_count);
+		wire_put_u32(w, m->seq);
+		put_str(w, m->peer, 0, RELAY_PEER_MAX);
+		wire_put_u16(w, (uint16_t)m->rcpt_count);
 		for (size_t i = 0; i < m->rcpt_count; i++) {
 			enum relay_result res = m->rcpts[i].result;
 			if (res != RELAY_SENT && res != RELAY_SENT_NO_DSN && res != RELAY_TEMPFAIL &&
 			    res != RELAY_PERMFAIL)
 				log_panic("relay_msg_encode: bad result %d", (int)res);
-			put_u8(&w, (uint8_t)res);
-			put_str(&w, m->rcpts[i].reason, 0, RELAY_REASON_MAX);
+			wire_put_u8(w, (uint8_t)res);
+			put_str(w, m->rcpts[i].reason, 0, RELAY_REASON_MAX);
 		}
 		break;
 	default:
 		log_panic("relay_msg_encode: unknown type %d", (int)m->type);
 	}
-	return w.len;
+}
+
+size_t relay_msg_encode(const struct relay_msg *m, unsigned char *out)
+{
+	buf_t b = BUF_INIT;
+	struct wire_writer w = { &b, RELAY_MSG_MAX, "relay_msg_encode" };
+
+	encode(m, &w);
+	size_t n = b.len;
+	memcpy(out, b.data, n);
+	buf_free(&b);
+	return n;
 }
 
 /* ---- decoding ----------------------------------------------------------------- */
 
-struct reader {
-	const unsigned char *p;
-	size_t len, pos;
-	const char *err;
-};
-
-static bool need(struct reader *r, size_t n)
-{
-	if (r->err != NULL)
-		return false;
-	if (n > r->len - r->pos) {
-		r->err = "message truncated";
-		return false;
-	}
-	return true;
-}
-
-static uint8_t get_u8(struct reader *r)
-{
-	return need(r, 1) ? r->p[r->pos++] : 0;
-}
-
-static uint16_t get_u16(struct reader *r)
-{
-	if (!need(r, 2))
-		return 0;
-	uint16_t v = (uint16_t)((r->p[r->pos] << 8) | r->p[r->pos + 1]);
-	r->pos += 2;
-	return v;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-	if (!need(r, 4))
-		return 0;
-	uint32_t v = qf_get_u32(r->p + r->pos);
-	r->pos += 4;
-	return v;
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-	if (!need(r, 8))
-		return 0;
-	uint64_t v = qf_get_u64(r->p + r->pos);
-	r->pos += 8;
-	return v;
-}
-
 /* A string of min..max bytes into dst (max + 1 bytes). */
-static void get_str(struct reader *r, char *dst, size_t min, size_t max, const char *what)
+static void get_str(struct wire_reader *r, char *dst, size_t min, size_t max, const char *what)
 {
-	size_t n = get_u16(r);
+	size_t n = wire_get_u16(r);
 
 	dst[0] = '\0';
 	if (r->err != NULL)
@@ -208,69 +130,69 @@ static void get_str(struct reader *r, char *dst, size_t min, size_t max, const c
 		r->err = what;
 		return;
 	}
-	if (!need(r, n))
+	const unsigned char *d;
+	if (!wire_take(r, n, &d))
 		return;
 	for (size_t i = 0; i < n; i++)
-		if (!text_byte_ok(r->p[r->pos + i])) {
+		if (!text_byte_ok(d[i])) {
 			r->err = "control character in a string";
 			return;
 		}
-	memcpy(dst, r->p + r->pos, n);
+	memcpy(dst, d, n);
 	dst[n] = '\0';
-	r->pos += n;
 }
 
-static void decode_deliver(struct reader *r, struct relay_msg *m)
+static void decode_deliver(struct wire_reader *r, struct relay_msg *m)
 {
-	m->seq = get_u32(r);
-	if (need(r, QUEUE_ID_LEN)) {
-		memcpy(m->id, r->p + r->pos, QUEUE_ID_LEN);
+	m->seq = wire_get_u32(r);
+	const unsigned char *id;
+	if (wire_take(r, QUEUE_ID_LEN, &id)) {
+		memcpy(m->id, id, QUEUE_ID_LEN);
 		m->id[QUEUE_ID_LEN] = '\0';
-		r->pos += QUEUE_ID_LEN;
 		if (!queue_id_valid(m->id))
 			r->err = "bad queue id";
 	}
 	get_str(r, m->sender, 0, QF_ADDR_MAX, "sender too long");
-	m->content_off = get_u64(r);
-	m->content_len = get_u64(r);
-	m->flags = get_u8(r);
+	m->content_off = wire_get_u64(r);
+	m->content_len = wire_get_u64(r);
+	m->flags = wire_get_u8(r);
 	if (r->err == NULL && (m->flags & ~(RELAY_FLAG_SMTPUTF8 | RELAY_FLAG_8BITMIME)) != 0)
 		r->err = "unknown message flags";
 	get_str(r, m->hop.host, 1, RELAY_HOST_MAX, "bad host length");
-	m->hop.port = get_u16(r);
-	uint8_t hf = get_u8(r);
+	m->hop.port = wire_get_u16(r);
+	uint8_t hf = wire_get_u8(r);
 	m->hop.mx = (hf & RELAY_HOP_MX) != 0;
 	m->hop.literal = (hf & RELAY_HOP_LITERAL) != 0;
-	uint8_t tls = get_u8(r);
+	uint8_t tls = wire_get_u8(r);
 	m->tls = (enum relay_tls_level)tls;
 	if (r->err == NULL && (m->hop.port == 0 || (hf & ~3u) != 0 || tls > RELAY_TLS_VERIFY ||
 			       (m->hop.mx && m->hop.literal)))
 		r->err = "bad next hop";
 	get_str(r, m->envid, 0, RELAY_ENVID_MAX, "envid too long");
-	m->ret = get_u8(r);
+	m->ret = wire_get_u8(r);
 	if (r->err == NULL && m->ret > 2)
 		r->err = "bad RET";
-	m->rcpt_count = get_u16(r);
+	m->rcpt_count = wire_get_u16(r);
 	if (r->err == NULL && (m->rcpt_count == 0 || m->rcpt_count > RELAY_RCPTS_MAX))
 		r->err = "bad recipient count";
 	for (size_t i = 0; r->err == NULL && i < m->rcpt_count; i++) {
 		get_str(r, m->rcpts[i].address, 1, QF_ADDR_MAX, "bad recipient length");
-		m->rcpts[i].notify = get_u8(r);
+		m->rcpts[i].notify = wire_get_u8(r);
 		if (r->err == NULL && (m->rcpts[i].notify & ~15u) != 0)
 			r->err = "bad NOTIFY";
 		get_str(r, m->rcpts[i].orcpt, 0, RELAY_ORCPT_MAX, "orcpt too long");
 	}
 }
 
-static void decode_result(struct reader *r, struct relay_msg *m)
+static void decode_result(struct wire_reader *r, struct relay_msg *m)
 {
-	m->seq = get_u32(r);
+	m->seq = wire_get_u32(r);
 	get_str(r, m->peer, 0, RELAY_PEER_MAX, "peer too long");
-	m->rcpt_count = get_u16(r);
+	m->rcpt_count = wire_get_u16(r);
 	if (r->err == NULL && (m->rcpt_count == 0 || m->rcpt_count > RELAY_RCPTS_MAX))
 		r->err = "bad recipient count";
 	for (size_t i = 0; r->err == NULL && i < m->rcpt_count; i++) {
-		uint8_t res = get_u8(r);
+		uint8_t res = wire_get_u8(r);
 		if (r->err == NULL && res != RELAY_SENT && res != RELAY_SENT_NO_DSN &&
 		    res != RELAY_TEMPFAIL && res != RELAY_PERMFAIL)
 			r->err = "bad result";
@@ -282,13 +204,13 @@ static void decode_result(struct reader *r, struct relay_msg *m)
 int relay_msg_decode(const unsigned char *data, size_t len, struct relay_msg *m,
 		     const char **err_r)
 {
-	struct reader r = { data, len, 0, NULL };
+	struct wire_reader r = wire_reader_init(data, len);
 
-	m->type = (enum relay_msg_type)get_u8(&r);
+	m->type = (enum relay_msg_type)wire_get_u8(&r);
 	m->rcpt_count = 0;
 	switch (m->type) {
 	case RELAY_HELLO:
-		m->version = get_u32(&r);
+		m->version = wire_get_u32(&r);
 		if (r.err == NULL && m->version != RELAY_PROTO_VERSION)
 			r.err = "unknown protocol version";
 		break;
@@ -302,7 +224,7 @@ int relay_msg_decode(const unsigned char *data, size_t len, struct relay_msg *m,
 		if (r.err == NULL)
 			r.err = "unknown message type";
 	}
-	if (r.err == NULL && r.pos != r.len)
+	if (r.err == NULL && wire_left(&r) != 0)
 		r.err = "bytes left over after the last field";
 	*err_r = r.err;
 	return r.err == NULL ? 0 : -1;

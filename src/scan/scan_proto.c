@@ -25,6 +25,7 @@
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/unixsock.h"
+#include "../lib/wire.h"
 #include "../lib/xalloc.h"
 
 #define SCAN_MAX_FDS 4 /* room to notice (and close) unexpected extra fds */
@@ -122,69 +123,38 @@ void scan_msg_set_envelope(struct scan_msg *m, const char *sender, const char *c
 
 /* ---- encoding --------------------------------------------------------------- */
 
-static void put_bytes(buf_t *b, const void *data, size_t n)
-{
-	if (n > SCAN_MSG_MAX - b->len)
-		log_panic("scan_msg_encode: message longer than %d bytes", SCAN_MSG_MAX);
-	buf_append(b, data, n);
-}
-
-static void put_u8(buf_t *b, uint8_t v)
-{
-	put_bytes(b, &v, 1);
-}
-
-static void put_u16(buf_t *b, uint16_t v)
-{
-	unsigned char x[2] = { (unsigned char)(v >> 8), (unsigned char)v };
-	put_bytes(b, x, 2);
-}
-
-static void put_u32(buf_t *b, uint32_t v)
-{
-	unsigned char x[4];
-	qf_put_u32(x, v);
-	put_bytes(b, x, 4);
-}
-
-static void put_u64(buf_t *b, uint64_t v)
-{
-	unsigned char x[8];
-	qf_put_u64(x, v);
-	put_bytes(b, x, 8);
-}
-
-static void put_str(buf_t *b, enum str_kind kind, const char *s, size_t min, size_t max)
+static void put_str(struct wire_writer *w, enum str_kind kind, const char *s, size_t min, size_t max)
 {
 	size_t n = strlen(s);
 	if (n < min || n > max || !str_ok(kind, s, n))
 		log_panic("scan_msg_encode: a string field is out of its bounds (kind %d)",
 			  (int)kind);
-	put_u16(b, (uint16_t)n);
-	put_bytes(b, s, n);
+	wire_put_u16(w, (uint16_t)n);
+	wire_put_bytes(w, s, n);
 }
 
-static void encode_request(const struct scan_msg *m, buf_t *b)
+static void encode_request(const struct scan_msg *m, struct wire_writer *w)
 {
 	if (!queue_id_valid(m->id) || m->content_len > UINT64_MAX - m->content_off)
 		log_panic("scan_msg_encode: bad REQUEST");
-	put_u32(b, m->seq);
-	put_bytes(b, m->id, QUEUE_ID_LEN);
-	put_u64(b, m->content_off);
-	put_u64(b, m->content_len);
-	put_str(b, STR_TEXT, m->sender, 0, QF_ADDR_MAX);
-	put_str(b, STR_TEXT, m->client_addr, 0, SCAN_CLIENT_ADDR_MAX);
-	put_str(b, STR_TEXT, m->helo, 0, SCAN_HELO_MAX);
+	wire_put_u32(w, m->seq);
+	wire_put_bytes(w, m->id, QUEUE_ID_LEN);
+	wire_put_u64(w, m->content_off);
+	wire_put_u64(w, m->content_len);
+	put_str(w, STR_TEXT, m->sender, 0, QF_ADDR_MAX);
+	put_str(w, STR_TEXT, m->client_addr, 0, SCAN_CLIENT_ADDR_MAX);
+	put_str(w, STR_TEXT, m->helo, 0, SCAN_HELO_MAX);
 	/* As many recipients as fit; the count is patched in at the end. */
+	buf_t *b = w->out;
 	size_t fit = 0, total_at = b->len;
-	put_u32(b, 0);
+	wire_put_u32(w, 0);
 	size_t count_at = b->len;
-	put_u16(b, 0);
+	wire_put_u16(w, 0);
 	for (size_t i = 0; i < m->rcpts.count && fit < UINT16_MAX; i++) {
 		size_t n = strlen(m->rcpts.items[i]);
 		if (2 + n > SCAN_MSG_MAX - b->len)
 			break;
-		put_str(b, STR_TEXT, m->rcpts.items[i], 1, QF_ADDR_MAX);
+		put_str(w, STR_TEXT, m->rcpts.items[i], 1, QF_ADDR_MAX);
 		fit++;
 	}
 	uint32_t total = m->rcpt_total > m->rcpts.count ? m->rcpt_total : (uint32_t)m->rcpts.count;
@@ -193,7 +163,7 @@ static void encode_request(const struct scan_msg *m, buf_t *b)
 	b->data[count_at + 1] = (char)fit;
 }
 
-static void encode_verdict(const struct scan_msg *m, buf_t *b)
+static void encode_verdict(const struct scan_msg *m, struct wire_writer *w)
 {
 	const struct scan_verdict *v = &m->verdict;
 	bool refuses = v->action == SCAN_REJECT || v->action == SCAN_TEMPFAIL;
@@ -206,38 +176,39 @@ static void encode_verdict(const struct scan_msg *m, buf_t *b)
 	    v->hits.count > SCAN_HITS_MAX ||
 	    v->timing_count > SCAN_TIMINGS_MAX)
 		log_panic("scan_msg_encode: a VERDICT that is not normalized");
-	put_u32(b, m->seq);
-	put_u8(b, (uint8_t)v->action);
-	put_u16(b, (uint16_t)v->code);
-	put_str(b, STR_STATUS, v->status, 0, sizeof(v->status) - 1);
-	put_str(b, STR_ASCII, v->text, 0, sizeof(v->text) - 1);
-	put_str(b, STR_REASON, v->reason, 0, sizeof(v->reason) - 1);
-	put_u8(b, (uint8_t)v->headers.count);
+	wire_put_u32(w, m->seq);
+	wire_put_u8(w, (uint8_t)v->action);
+	wire_put_u16(w, (uint16_t)v->code);
+	put_str(w, STR_STATUS, v->status, 0, sizeof(v->status) - 1);
+	put_str(w, STR_ASCII, v->text, 0, sizeof(v->text) - 1);
+	put_str(w, STR_REASON, v->reason, 0, sizeof(v->reason) - 1);
+	wire_put_u8(w, (uint8_t)v->headers.count);
 	for (size_t i = 0; i < v->headers.count; i++)
-		put_str(b, STR_HEADER, v->headers.items[i], 1, SCAN_HEADER_TEXT_MAX);
-	put_u8(b, (uint8_t)v->remove_headers.count);
+		put_str(w, STR_HEADER, v->headers.items[i], 1, SCAN_HEADER_TEXT_MAX);
+	wire_put_u8(w, (uint8_t)v->remove_headers.count);
 	for (size_t i = 0; i < v->remove_headers.count; i++)
-		put_str(b, STR_FIELD_NAME, v->remove_headers.items[i], 1, SCAN_FIELD_NAME_MAX);
-	put_u8(b, (uint8_t)v->hits.count);
+		put_str(w, STR_FIELD_NAME, v->remove_headers.items[i], 1, SCAN_FIELD_NAME_MAX);
+	wire_put_u8(w, (uint8_t)v->hits.count);
 	for (size_t i = 0; i < v->hits.count; i++)
-		put_str(b, STR_HIT, v->hits.items[i], 1, SCAN_HIT_MAX);
-	put_u8(b, (uint8_t)v->timing_count);
+		put_str(w, STR_HIT, v->hits.items[i], 1, SCAN_HIT_MAX);
+	wire_put_u8(w, (uint8_t)v->timing_count);
 	for (size_t i = 0; i < v->timing_count; i++) {
-		put_str(b, STR_STAGE, v->timings[i].stage, 1, SCAN_STAGE_NAME_MAX);
-		put_u32(b, v->timings[i].us);
+		put_str(w, STR_STAGE, v->timings[i].stage, 1, SCAN_STAGE_NAME_MAX);
+		wire_put_u32(w, v->timings[i].us);
 	}
 }
 
 void scan_msg_encode(const struct scan_msg *m, buf_t *out)
 {
+	struct wire_writer w = { out, SCAN_MSG_MAX, "scan_msg_encode" };
 	buf_reset(out);
-	put_u8(out, (uint8_t)m->type);
+	wire_put_u8(&w, (uint8_t)m->type);
 	switch (m->type) {
 	case SCAN_MSG_REQUEST:
-		encode_request(m, out);
+		encode_request(m, &w);
 		break;
 	case SCAN_MSG_VERDICT:
-		encode_verdict(m, out);
+		encode_verdict(m, &w);
 		break;
 	case SCAN_MSG_DRAIN:
 		break;
@@ -248,55 +219,12 @@ void scan_msg_encode(const struct scan_msg *m, buf_t *out)
 
 /* ---- decoding ---------------------------------------------------------------- */
 
-struct reader {
-	const unsigned char *p;
-	size_t len, pos;
-	const char *err; /* first violation, NULL while fine */
-};
-
-static bool take(struct reader *r, size_t n, const unsigned char **data_r)
-{
-	if (r->err != NULL)
-		return false;
-	if (n > r->len - r->pos) {
-		r->err = "message ends inside a field";
-		return false;
-	}
-	*data_r = r->p + r->pos;
-	r->pos += n;
-	return true;
-}
-
-static uint8_t get_u8(struct reader *r)
-{
-	const unsigned char *d;
-	return take(r, 1, &d) ? d[0] : 0;
-}
-
-static uint16_t get_u16(struct reader *r)
-{
-	const unsigned char *d;
-	return take(r, 2, &d) ? (uint16_t)(d[0] << 8 | d[1]) : 0;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-	const unsigned char *d;
-	return take(r, 4, &d) ? qf_get_u32(d) : 0;
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-	const unsigned char *d;
-	return take(r, 8, &d) ? qf_get_u64(d) : 0;
-}
-
 /* A string of min..max bytes of its kind into dst (max + 1 bytes). */
-static void get_str(struct reader *r, enum str_kind kind, char *dst, size_t min, size_t max,
+static void get_str(struct wire_reader *r, enum str_kind kind, char *dst, size_t min, size_t max,
 		    const char *what)
 {
 	const unsigned char *d;
-	size_t n = get_u16(r);
+	size_t n = wire_get_u16(r);
 	dst[0] = '\0';
 	if (r->err != NULL)
 		return;
@@ -304,7 +232,7 @@ static void get_str(struct reader *r, enum str_kind kind, char *dst, size_t min,
 		r->err = what;
 		return;
 	}
-	if (!take(r, n, &d))
+	if (!wire_take(r, n, &d))
 		return;
 	memcpy(dst, d, n);
 	dst[n] = '\0';
@@ -315,7 +243,7 @@ static void get_str(struct reader *r, enum str_kind kind, char *dst, size_t min,
 }
 
 /* The same into a list (item max bytes at most). */
-static void get_str_item(struct reader *r, enum str_kind kind, strlist_t *list, size_t max,
+static void get_str_item(struct wire_reader *r, enum str_kind kind, strlist_t *list, size_t max,
 			 const char *what)
 {
 	char *item = xmalloc(max + 1);
@@ -325,38 +253,38 @@ static void get_str_item(struct reader *r, enum str_kind kind, strlist_t *list, 
 	free(item);
 }
 
-static void decode_request(struct reader *r, struct scan_msg *m)
+static void decode_request(struct wire_reader *r, struct scan_msg *m)
 {
 	const unsigned char *d;
-	m->seq = get_u32(r);
-	if (take(r, QUEUE_ID_LEN, &d)) {
+	m->seq = wire_get_u32(r);
+	if (wire_take(r, QUEUE_ID_LEN, &d)) {
 		memcpy(m->id, d, QUEUE_ID_LEN);
 		m->id[QUEUE_ID_LEN] = '\0';
 		if (!queue_id_valid(m->id))
 			r->err = "bad queue id";
 	}
-	m->content_off = get_u64(r);
-	m->content_len = get_u64(r);
+	m->content_off = wire_get_u64(r);
+	m->content_len = wire_get_u64(r);
 	if (r->err == NULL && m->content_len > UINT64_MAX - m->content_off)
 		r->err = "content range overflows";
 	get_str(r, STR_TEXT, m->sender, 0, QF_ADDR_MAX, "sender length out of bounds");
 	get_str(r, STR_TEXT, m->client_addr, 0, SCAN_CLIENT_ADDR_MAX,
 		"client address length out of bounds");
 	get_str(r, STR_TEXT, m->helo, 0, SCAN_HELO_MAX, "HELO length out of bounds");
-	m->rcpt_total = get_u32(r);
-	uint16_t count = get_u16(r);
+	m->rcpt_total = wire_get_u32(r);
+	uint16_t count = wire_get_u16(r);
 	if (r->err == NULL && count > m->rcpt_total)
 		r->err = "more recipients listed than there are";
 	for (uint16_t i = 0; i < count && r->err == NULL; i++)
 		get_str_item(r, STR_TEXT, &m->rcpts, QF_ADDR_MAX, "recipient length out of bounds");
 }
 
-static void decode_verdict(struct reader *r, struct scan_msg *m)
+static void decode_verdict(struct wire_reader *r, struct scan_msg *m)
 {
 	struct scan_verdict *v = &m->verdict;
-	m->seq = get_u32(r);
-	uint8_t action = get_u8(r);
-	v->code = get_u16(r);
+	m->seq = wire_get_u32(r);
+	uint8_t action = wire_get_u8(r);
+	v->code = wire_get_u16(r);
 	get_str(r, STR_STATUS, v->status, 0, sizeof(v->status) - 1, "status too long");
 	get_str(r, STR_ASCII, v->text, 0, sizeof(v->text) - 1, "text too long");
 	get_str(r, STR_REASON, v->reason, 0, sizeof(v->reason) - 1, "reason too long");
@@ -375,13 +303,13 @@ static void decode_verdict(struct reader *r, struct scan_msg *m)
 		r->err = "code, status or text does not fit the action";
 		return;
 	}
-	uint8_t n = get_u8(r);
+	uint8_t n = wire_get_u8(r);
 	if (r->err == NULL && n > SCAN_HEADERS_MAX)
 		r->err = "too many header fields";
 	for (uint8_t i = 0; i < n && r->err == NULL; i++)
 		get_str_item(r, STR_HEADER, &v->headers, SCAN_HEADER_TEXT_MAX,
 			     "header field length out of bounds");
-	n = get_u8(r);
+	n = wire_get_u8(r);
 	if (r->err == NULL && n > SCAN_HEADERS_MAX)
 		r->err = "too many header names to remove";
 	for (uint8_t i = 0; i < n && r->err == NULL; i++)
@@ -392,19 +320,19 @@ static void decode_verdict(struct reader *r, struct scan_msg *m)
 		for (size_t j = 0; j < i; j++)
 			if (strcasecmp(v->remove_headers.items[i], v->remove_headers.items[j]) == 0)
 				r->err = "a header name to remove is listed twice";
-	n = get_u8(r);
+	n = wire_get_u8(r);
 	if (r->err == NULL && n > SCAN_HITS_MAX)
 		r->err = "too many hits";
 	for (uint8_t i = 0; i < n && r->err == NULL; i++)
 		get_str_item(r, STR_HIT, &v->hits, SCAN_HIT_MAX, "hit length out of bounds");
-	n = get_u8(r);
+	n = wire_get_u8(r);
 	if (r->err == NULL && n > SCAN_TIMINGS_MAX)
 		r->err = "too many timings";
 	for (uint8_t i = 0; i < n && r->err == NULL; i++) {
 		get_str(r, STR_STAGE, m->timing_names[i], 1, SCAN_STAGE_NAME_MAX,
 			"stage name length out of bounds");
 		v->timings[i].stage = m->timing_names[i];
-		v->timings[i].us = get_u32(r);
+		v->timings[i].us = wire_get_u32(r);
 		v->timing_count = i + 1u;
 	}
 }
@@ -412,11 +340,11 @@ static void decode_verdict(struct reader *r, struct scan_msg *m)
 int scan_msg_decode(const unsigned char *data, size_t len, struct scan_msg *m,
 		    const char **err_r)
 {
-	struct reader r = { data, len, 0, NULL };
+	struct wire_reader r = wire_reader_init(data, len);
 	scan_msg_init(m, 0);
 	if (len > SCAN_MSG_MAX)
 		r.err = "packet too long";
-	m->type = (enum scan_msg_type)get_u8(&r);
+	m->type = (enum scan_msg_type)wire_get_u8(&r);
 	switch (r.err == NULL ? m->type : 0) {
 	case SCAN_MSG_REQUEST:
 		decode_request(&r, m);

@@ -140,14 +140,14 @@ static void test_proto_violations(void **state)
 	(void)state;
 	struct anvil_msg m;
 	buf_t wire = BUF_INIT;
-	expect_violation((const unsigned char *)"", 0, "truncated");
+	expect_violation((const unsigned char *)"", 0, "ends inside a field");
 	expect_violation((const unsigned char *)"\x7f", 1, "unknown message type");
 	/* CLOSE with a byte too many, and one too few */
 	anvil_msg_init(&m, ANVIL_MSG_CLOSE);
 	anvil_msg_encode(&m, &wire);
 	buf_putc(&wire, 0);
 	expect_violation((const unsigned char *)wire.data, wire.len, "bytes after");
-	expect_violation((const unsigned char *)wire.data, wire.len - 2, "truncated");
+	expect_violation((const unsigned char *)wire.data, wire.len - 2, "ends inside a field");
 	/* RATE: an empty list, a bad metric, a zero window, a control character */
 	anvil_msg_init(&m, ANVIL_MSG_RATE);
 	m.n = 1;
