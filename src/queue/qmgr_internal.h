@@ -304,6 +304,10 @@ void qmgr_finish(struct qmgr_run *r);
  * are deferred, not marked done (a "relayed" one is given up, logged:
  * a retry would send the message to the peer twice). */
 bool qmgr_report_successes(struct qmgr_run *r);
+/* qmgr_local.c: a read-only descriptor of the run's queue file for an
+ * agent (local or relay), the same file as the locked read-write one
+ * (else -1, errno ESTALE); kept in r->ro_fd for the run's other requests. */
+int qmgr_run_readonly_fd(struct qmgr_run *r);
 /* Retry delay after `attempts` failed attempts (1 = the first). */
 uint64_t qmgr_backoff(const struct config *cfg, uint32_t attempts);
 

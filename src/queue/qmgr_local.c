@@ -110,9 +110,7 @@ int qmgr_local_hello(struct qmgr_lane *lane, int lock_fd)
 	return request(lane, &m, lock_fd) ? 0 : -1;
 }
 
-/* A read-only descriptor of the run's queue file for the agent: the same
- * file as the locked read-write one. */
-static int readonly_fd(struct qmgr_run *r)
+int qmgr_run_readonly_fd(struct qmgr_run *r)
 {
 	struct stat a, b;
 
@@ -165,7 +163,7 @@ void qmgr_local_deliver(struct qmgr_run *r, struct qmgr_pair *p)
 		set_pair(p, QO_PERM, "5.1.3 mailbox name unusable as a folder");
 		return;
 	}
-	int fd = lane->agent_lost ? -1 : readonly_fd(r);
+	int fd = lane->agent_lost ? -1 : qmgr_run_readonly_fd(r);
 	if (fd < 0 && !lane->agent_lost) {
 		char *why = qf_errf("4.3.0 reopen %s: %s", r->path, strerror(errno));
 		set_pair(p, QO_TEMP, why);

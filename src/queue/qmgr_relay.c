@@ -224,25 +224,6 @@ static void complete_run(struct qmgr_relay *rl, struct relay_run *run)
 	pthread_mutex_unlock(&rl->lock);
 }
 
-static int readonly_fd(struct qmgr_run *r)
-{
-	struct stat a, b;
-
-	if (r->ro_fd >= 0)
-		return r->ro_fd;
-	int fd = open(r->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &a) < 0 || fstat(r->fd, &b) < 0 || a.st_dev != b.st_dev ||
-	    a.st_ino != b.st_ino) {
-		close(fd);
-		errno = ESTALE;
-		return -1;
-	}
-	r->ro_fd = fd;
-	return fd;
-}
-
 static void agent_lost(struct qmgr_relay *rl, const char *what, const char *detail)
 {
 	pthread_mutex_lock(&rl->lock);
@@ -316,7 +297,7 @@ static void start_run(struct qmgr_relay *rl, struct relay_run *run, bool lost)
 {
 	struct qmgr_run *r = run->r;
 	bool *sent = xcalloc(r->pair_count, sizeof(*sent));
-	int fd = lost ? -1 : readonly_fd(r);
+	int fd = lost ? -1 : qmgr_run_readonly_fd(r);
 	char *why = NULL;
 
 	if (!lost && fd < 0)

@@ -507,10 +507,10 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
 	for (size_t i = 0; i < set->first_meta; i++)
 		n += spam_gate_eligible(&set->rules[i]);
 	struct spam_hs_job *jobs = xcalloc(n + 1, sizeof(*jobs));
-	struct spam_hs_job **todo = xcalloc(n + more_count + 1, sizeof(*todo));
+	struct spam_hs_job **to_compile = xcalloc(n + more_count + 1, sizeof(*to_compile));
 	size_t k = 0, missing = 0;
 	for (size_t i = 0; i < more_count; i++)
-		todo[missing++] = more[i];
+		to_compile[missing++] = more[i];
 	for (size_t i = 0; i < set->first_meta; i++) {
 		struct spam_rule *r = &set->rules[i];
 		if (!spam_gate_eligible(r))
@@ -534,14 +534,14 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
 		}
 		j->compiled_now = j->status == SPAM_HS_MISS;
 		if (j->compiled_now)
-			todo[missing++] = j;
+			to_compile[missing++] = j;
 	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	compile_jobs(todo, missing);
+	compile_jobs(to_compile, missing);
 	double took = seconds_since(&t0);
 	if (n == 0) {
-		free(todo);
+		free(to_compile);
 		free(jobs);
 		return;
 	}
@@ -605,6 +605,6 @@ void spam_gates_build(struct spam_rules *set, struct spam_hs_cache *cache,
 		 "too large, %zu no faster than PCRE2, %zu regexes Hyperscan cannot take", gates, n,
 		 (double)total / 1048576.0, too_large, slow, rejected);
 	free(worth);
-	free(todo);
+	free(to_compile);
 	free(jobs);
 }
