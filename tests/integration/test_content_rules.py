@@ -25,8 +25,8 @@ import unittest
 import urllib.parse
 import zipfile
 
-from harness import (POSTERN_BIN, PosternServer, PosternTestCase, Reply, queue_id_of,
-                     scaled, split_message, wait_until)
+from harness import (POSTERN_BIN, PosternServer, PosternTestCase, Reply, process_alive,
+                     queue_id_of, scaled, split_message, wait_until)
 
 RULES = r"""# written by tests/integration/test_content_rules.py
 rule double-extension
@@ -494,16 +494,18 @@ class RulesFileErrorsTest(RulesServerMixin, PosternTestCase):
         self.assertDelivered(srv, self.send(srv, pdf))
 
         # Corrected: the new rules take over.
+        # The processes of the old generation may still take a connection
+        # until they have drained, so wait for them to be gone.
         self.write_rules(srv, "rule pdf\n    extension pdf\n    reject \"no pdf\"\n")
+        old_workers = srv.role_pids("smtp")
         offset = srv.log_size()
         srv.send_signal(signal.SIGHUP)
         srv.wait_log(r"content rules: 1 rule from %s/content-rules" % re.escape(srv.dir),
                      since=offset, timeout=scaled(20))
-
-        def pdf_refused():
-            r = self.send(srv, pdf)
-            return r.code == 550 and "no pdf" in r.text
-        wait_until(pdf_refused, scaled(20), interval=0.3, what="the new rules to apply")
+        srv.wait_log(r"reload: .* starting generation", since=offset, timeout=scaled(20))
+        wait_until(lambda: not any(process_alive(p) for p in old_workers), scaled(20),
+                   what="the old smtp workers to exit")
+        self.assertRefused(self.send(srv, pdf), "no pdf")
         self.assertDelivered(srv, self.send(srv, exe))
 
 

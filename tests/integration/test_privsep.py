@@ -402,8 +402,9 @@ class LocalAgentRestartTest(PosternTestCase):
 
     def start_with_agents(self):
         srv = self.start_server(config={"delivery_lanes": str(self.LANES)})
-        wait_until(lambda: len(srv.role_pids("local")) == self.LANES, scaled(10),
-                   what="the local agents")
+        wait_until(lambda: len(srv.role_pids("local")) == self.LANES and
+                   len(srv.role_pids("qmgr")) == 1, scaled(10),
+                   what="the queue manager and its local agents")
         return srv
 
     def test_killed_agent_restarts_the_pair_and_mail_flows(self):
