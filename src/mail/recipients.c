@@ -7,6 +7,7 @@
  * hashes is the buffer wiped by safeio_free_secret before the roles fork.
  */
 #include "recipients.h"
+#include "passwd_line.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -107,19 +108,6 @@ static void for_each_line(struct recipient_tables *t, struct table_file *tf,
 	buf_free(&logical);
 }
 
-/* Cut the next ':'-separated field off *rest; NULL when none is left. */
-static char *next_field(char **rest)
-{
-	char *field = *rest;
-	if (field == NULL)
-		return NULL;
-	char *colon = strchr(field, ':');
-	if (colon != NULL)
-		*colon++ = '\0';
-	*rest = colon;
-	return field;
-}
-
 /* The numeric id a uid or gid field names (a number, or a user or group
  * name); false if it names nothing. */
 static bool field_id(const char *field, bool group, uint64_t *id_r)
@@ -169,14 +157,13 @@ static bool owner_field_ok(struct table_file *tf, unsigned lineno,
 static void user_line(struct recipient_tables *t, struct table_file *tf,
 		      char *line, unsigned lineno)
 {
-	char *rest = line;
-	char *user = next_field(&rest);
-	if (rest == NULL) {
+	struct passwd_line f;
+	if (!passwd_line_split(line, &f)) {
 		table_error(tf, lineno, "expected user@domain:{SCHEME}password:...");
 		return;
 	}
-	next_field(&rest); /* the password: checked by Dovecot, never kept */
-	char *uid = next_field(&rest), *gid = next_field(&rest);
+	/* the password is checked by the auth process, never kept here */
+	char *user = f.user, *uid = f.uid, *gid = f.gid;
 	str_lower(user);
 	if (!valid_table_address(user)) {
 		table_error(tf, lineno, "user \"%s\" is not an address local@domain", user);
