@@ -27,6 +27,7 @@
 #define TABLE_LINE_MAX 65536
 
 struct recipient_tables {
+	size_t quota_rules; /* users with their own userdb_quota_rule */
 	/* address -> NULL, or a uint64_t * quota (bytes, 0 = unlimited) when
 	 * the line has userdb_quota_rule; no password is kept */
 	hashmap_t users;
@@ -207,6 +208,8 @@ static void user_line(struct recipient_tables *t, struct table_file *tf,
 	uint64_t *quota = NULL;
 	if (!user_quota(tf, lineno, f.extra, &quota))
 		return;
+	if (quota != NULL)
+		t->quota_rules++;
 	hashmap_put(&t->users, user, quota);
 }
 
@@ -315,6 +318,11 @@ uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 	 *     if (the domain of address has a default) return that default;
 	 */
 	return global_default;
+}
+
+size_t recipients_quota_rule_count(const struct recipient_tables *t)
+{
+	return t->quota_rules;
 }
 
 const strlist_t *recipients_alias(const struct recipient_tables *t, const char *address)

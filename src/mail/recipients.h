@@ -59,6 +59,8 @@ bool recipients_is_user(const struct recipient_tables *t, const char *address);
  */
 uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 			  uint64_t global_default);
+/* How many users have their own userdb_quota_rule. */
+size_t recipients_quota_rule_count(const struct recipient_tables *t);
 /* Targets of an alias, or NULL if address is not an alias. */
 const strlist_t *recipients_alias(const struct recipient_tables *t,
 				  const char *address);

@@ -73,6 +73,7 @@ struct smtp_worker_links {
 	 * worker reloads a map whose file changes (map.h). */
 	struct restrictions *restrictions;
 	bool scan;     /* ask the scan master at the end of data */
+	int quota_fd;  /* socket pair to this worker's quota reader; -1: none */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM

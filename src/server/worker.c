@@ -35,6 +35,7 @@
 #include "../lib/xalloc.h"
 #include "../policy/dnsbl.h"
 #include "../policy/limits.h"
+#include "../policy/quota_check.h"
 #include "../policy/restrictions.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
@@ -276,6 +277,12 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		scan_client_register(scan, &w.srv.policy);
 		free(path);
 	}
+	struct quota_check *quota = NULL;
+	if (links->quota_fd >= 0) {
+		/* before the limits: greylisting stays the last RCPT check */
+		quota = quota_check_new(w.srv.base, links->quota_fd);
+		quota_check_register(quota, &w.srv.policy);
+	}
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = links->notify_fd;
@@ -326,6 +333,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
 	scan_client_free(&scan);
+	quota_check_free(&quota);
 	dnsbl_checks_free(&dnsbl);
 	dns_resolver_free(&w.srv.policy.dns);
 	event_base_free(w.srv.base);

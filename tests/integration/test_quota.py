@@ -1,0 +1,284 @@
+"""
+test_quota.py - mailbox quotas as a user and a sender see them: the
+Maildir++ maildirsize postern keeps (and Dovecot reads), 552 5.2.2 at RCPT
+for a mailbox within quota_reject_margin of its quota or without room for
+the SIZE= announced, the exemptions (postmaster, <>, MAILER-DAEMON), the
+immediate bounce of a message that passed RCPT but does not fit at
+delivery, recalculation of a removed or broken maildirsize, the per-user
+rule (userdb_quota_rule) and the global default (mailbox_quota), and
+aliases checked on their final mailboxes.
+"""
+import os
+import pwd
+import re
+
+from harness import (IS_ROOT, PosternTestCase, SmtpConn, make_message, queue_id_of,
+                     scaled, smtplib_send, wait_until)
+
+DOMAIN = "example.test"
+KB = 1024
+
+# user -> extra fields of its users_file line
+USERS = {
+    "alice": "userdb_quota_rule=*:storage=100k",
+    "bob": "userdb_quota_rule=*:storage=100k",
+    "carol": "userdb_quota_rule=*:bytes=102400",
+    "dave": "userdb_quota_rule=*:storage=100k",
+    "erin": "userdb_quota_rule=*:storage=100",        # bare number: kilobytes
+    "frank": "",                                       # mailbox_quota applies
+    "grace": "userdb_quota_rule=*:storage=0",          # unlimited, whatever the default
+    "sender": "userdb_quota_rule=*:storage=0",         # a local sender for bounces
+    "admin": "",
+}
+ALIASES = {"postmaster": ["admin"], "list": ["grace", "dave"]}
+
+
+def write_users(srv, users):
+    fd = os.open(srv.users_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as f:
+        for user, extra in users.items():
+            f.write("%s@%s:{PLAIN}secret::::::%s\n" % (user, DOMAIN, extra))
+
+
+def mail_ids():
+    """uid, gid of the Maildirs' owner (the harness's mail_owner)."""
+    if not IS_ROOT:
+        return os.getuid(), os.getgid()
+    pw = pwd.getpwnam("mail")
+    return pw.pw_uid, pw.pw_gid
+
+
+def maildir_of(srv, user):
+    return os.path.join(srv.mail_root, DOMAIN, user, "Maildir")
+
+
+def make_maildir(srv, user):
+    """The Maildir's folders, owned by mail_owner as postern makes them."""
+    uid, gid = mail_ids()
+    path = srv.mail_root
+    for part in (DOMAIN, user, "Maildir"):
+        path = os.path.join(path, part)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chown(path, uid, gid)
+    for sub in ("tmp", "new", "cur"):
+        p = os.path.join(path, sub)
+        os.makedirs(p, mode=0o700, exist_ok=True)
+        os.chown(p, uid, gid)
+    return path
+
+
+def fill(srv, user, size, name="1700000000.M1P1.fill", folder="cur"):
+    """The mailbox holds one message of size bytes (read: in cur/) and no
+    maildirsize: the next reader recounts."""
+    md = make_maildir(srv, user)
+    for sub in ("new", "cur"):
+        for n in os.listdir(os.path.join(md, sub)):
+            os.unlink(os.path.join(md, sub, n))
+    fname = "%s,S=%d%s" % (name, size, ":2,S" if folder == "cur" else "")
+    path = os.path.join(md, folder, fname)
+    with open(path, "wb") as f:
+        f.write(b"Subject: filler\n\n" + b"x" * (size - 18) + b"\n")
+    os.chown(path, *mail_ids())
+    remove_maildirsize(srv, user)
+    return path
+
+
+def remove_maildirsize(srv, user):
+    try:
+        os.unlink(os.path.join(maildir_of(srv, user), "maildirsize"))
+    except FileNotFoundError:
+        pass
+
+
+def read_maildirsize(srv, user):
+    """(limits line, summed bytes, summed count, number of usage lines)."""
+    with open(os.path.join(maildir_of(srv, user), "maildirsize")) as f:
+        text = f.read()
+    assert text.endswith("\n"), repr(text)
+    lines = text.split("\n")[:-1]
+    total_b = total_c = 0
+    for line in lines[1:]:
+        b, c = line.split()
+        total_b += int(b)
+        total_c += int(c)
+    return lines[0], total_b, total_c, len(lines) - 1
+
+
+def mailbox_bytes(srv, user):
+    """What the mailbox holds: the sum of the S= of new/ and cur/."""
+    total = count = 0
+    for sub in ("new", "cur"):
+        d = os.path.join(maildir_of(srv, user), sub)
+        for n in os.listdir(d) if os.path.isdir(d) else []:
+            m = re.search(r",S=(\d+)", n)
+            total += int(m.group(1)) if m else os.path.getsize(os.path.join(d, n))
+            count += 1
+    return total, count
+
+
+def body_of(size):
+    line = "0123456789" * 7 + "\r\n"
+    return line * (size // len(line) + 1)
+
+
+class QuotaServer(PosternTestCase):
+    """One server for the RCPT and delivery cases: every user's quota is
+    100 KiB (alice, bob, dave), the default margin 25 KiB."""
+
+    @classmethod
+    def setUpClass(cls):
+        from harness import PosternServer
+        srv = PosternServer(name=cls.__name__, users=list(USERS), aliases=ALIASES,
+                            config={"mailbox_quota": "50k"})
+        write_users(srv, USERS)
+        cls.addClassCleanup(cls._class_cleanup, srv)
+        srv.start()
+        cls.class_server = cls.srv = srv
+
+    def rcpt_reply(self, rcpt, sender="someone@remote.test", mail_params=""):
+        with SmtpConn(self.srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<%s>%s" % (sender, mail_params)), 250)
+            return c.cmd("RCPT TO:<%s>" % rcpt)
+
+    def assert_full(self, reply, rcpt):
+        self.assertReply(reply, 552, "5.2.2")
+        self.assertIn("mailbox full", reply.text)
+        self.assertIn(rcpt, reply.text)
+
+    # -- delivery and maildirsize --
+
+    def test_under_quota_delivered_and_counted(self):
+        remove_maildirsize(self.srv, "alice")
+        qid = smtplib_send(self.srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("first", body_of(5 * KB)))
+        self.srv.wait_delivery("alice", qid)
+        limits, used, count, _ = read_maildirsize(self.srv, "alice")
+        self.assertEqual(limits, "102400S")
+        self.assertEqual((used, count), mailbox_bytes(self.srv, "alice"))
+        qid2 = smtplib_send(self.srv.port, "x@remote.test", ["alice@example.test"],
+                            make_message("second", body_of(3 * KB)))
+        self.srv.wait_delivery("alice", qid2)
+        limits, used2, count2, lines = read_maildirsize(self.srv, "alice")
+        self.assertEqual((used2, count2), mailbox_bytes(self.srv, "alice"))
+        self.assertEqual(count2, count + 1)
+        self.assertGreaterEqual(lines, 2, "the second copy is an appended delta line")
+
+    def test_recalculated_after_removal_or_damage(self):
+        fill(self.srv, "carol", 10 * KB)
+        qid = smtplib_send(self.srv.port, "x@remote.test", ["carol@example.test"],
+                           make_message("after removal", body_of(2 * KB)))
+        self.srv.wait_delivery("carol", qid)
+        limits, used, count, _ = read_maildirsize(self.srv, "carol")
+        self.assertEqual(limits, "102400S", "bytes=102400 is 102400 bytes")
+        self.assertEqual((used, count), mailbox_bytes(self.srv, "carol"))
+        self.assertEqual(count, 2)
+        # A damaged file (a line that is no usage) is recounted too.
+        with open(os.path.join(maildir_of(self.srv, "carol"), "maildirsize"), "a") as f:
+            f.write("garbage\n")
+        qid = smtplib_send(self.srv.port, "x@remote.test", ["carol@example.test"],
+                           make_message("after damage", body_of(2 * KB)))
+        self.srv.wait_delivery("carol", qid)
+        limits, used, count, _ = read_maildirsize(self.srv, "carol")
+        self.assertEqual((used, count), mailbox_bytes(self.srv, "carol"))
+        self.assertEqual(count, 3)
+
+    def test_global_default_and_user_rules(self):
+        # frank has no rule: mailbox_quota (50k) applies.
+        fill(self.srv, "frank", 30 * KB)
+        self.assert_full(self.rcpt_reply("frank@example.test"), "frank@example.test")
+        _, used, _, _ = read_maildirsize(self.srv, "frank")
+        limits, _, _, _ = read_maildirsize(self.srv, "frank")
+        self.assertEqual(limits, "51200S")
+        self.assertEqual(used, 30 * KB)
+        # erin's "storage=100" counts kilobytes, as in Dovecot: 100 KiB.
+        fill(self.srv, "erin", 30 * KB)
+        self.assertReply(self.rcpt_reply("erin@example.test"), 250)
+        self.assertEqual(read_maildirsize(self.srv, "erin")[0], "102400S")
+        # grace's own "storage=0" means unlimited over the default: no
+        # maildirsize is kept for her at all.
+        fill(self.srv, "grace", 200 * KB)
+        self.assertReply(self.rcpt_reply("grace@example.test"), 250)
+        qid = smtplib_send(self.srv.port, "x@remote.test", ["grace@example.test"],
+                           make_message("unlimited", body_of(KB)))
+        self.srv.wait_delivery("grace", qid)
+        self.assertFalse(os.path.exists(os.path.join(maildir_of(self.srv, "grace"),
+                                                     "maildirsize")))
+
+    # -- RCPT --
+
+    def test_within_margin_refused_at_rcpt(self):
+        fill(self.srv, "bob", 80 * KB)  # 20 KiB free < 25 KiB margin
+        r = self.rcpt_reply("bob@example.test")
+        self.assert_full(r, "bob@example.test")
+        self.srv.wait_log(r"reject: RCPT .*to=<bob@example\.test> code=552 5\.2\.2 "
+                          r"reason=mailbox_full")
+        fill(self.srv, "bob", 70 * KB)  # 30 KiB free: fine
+        self.assertReply(self.rcpt_reply("bob@example.test"), 250)
+
+    def test_size_that_does_not_fit_refused_at_rcpt(self):
+        fill(self.srv, "dave", 40 * KB)  # 60 KiB free
+        self.assert_full(self.rcpt_reply("dave@example.test", mail_params=" SIZE=70000"),
+                         "dave@example.test")
+        self.assertReply(self.rcpt_reply("dave@example.test", mail_params=" SIZE=50000"), 250)
+
+    def test_aliases_checked_on_their_final_mailboxes(self):
+        fill(self.srv, "dave", 90 * KB)
+        self.assert_full(self.rcpt_reply("list@example.test"), "list@example.test")
+        fill(self.srv, "dave", 10 * KB)
+        self.assertReply(self.rcpt_reply("list@example.test"), 250)
+
+    def test_postmaster_and_null_sender_let_through(self):
+        fill(self.srv, "bob", 99 * KB)
+        for sender in ("", "postmaster@example.test", "PostMaster@example.test",
+                       "MAILER-DAEMON@remote.test"):
+            with self.subTest(sender=sender):
+                self.assertReply(self.rcpt_reply("bob@example.test", sender=sender), 250)
+        # A remote postmaster is no exemption.
+        self.assert_full(self.rcpt_reply("bob@example.test",
+                                         sender="postmaster@remote.test"),
+                         "bob@example.test")
+        # And the exempt mail is delivered, past the quota.
+        qid = smtplib_send(self.srv.port, "", ["bob@example.test"],
+                           make_message("a bounce", body_of(4 * KB)))
+        self.srv.wait_delivery("bob", qid)
+        self.srv.wait_log(r"%s: to=<bob@example\.test> .*status=sent" % qid)
+        _, used, _, _ = read_maildirsize(self.srv, "bob")
+        self.assertGreater(used, 100 * KB)
+
+    def test_too_big_at_delivery_bounces_at_once(self):
+        fill(self.srv, "alice", 60 * KB)  # 40 KiB free: RCPT passes (no SIZE=)
+        qid = smtplib_send(self.srv.port, "sender@example.test", ["alice@example.test"],
+                           make_message("too big", body_of(50 * KB),
+                                        sender="sender@example.test"))
+        self.srv.wait_log(r"%s: to=<alice@example\.test> .*status=bounced" % qid)
+        self.srv.wait_log(r"%s: removed" % qid)
+        log = self.srv.log()
+        self.assertNotRegex(log, r"%s: to=<alice@example\.test> .*status=deferred" % qid)
+        self.assertEqual(self.srv.files_for("alice", qid), [], "no copy in the mailbox")
+        self.assertNotIn(qid, self.srv.spool_files("queue") + self.srv.spool_files("deferred"))
+        # The sender has the report, with the status 5.2.2.
+        md_new = os.path.join(maildir_of(self.srv, "sender"), "new")
+
+        def report():
+            for n in os.listdir(md_new) if os.path.isdir(md_new) else []:
+                data = open(os.path.join(md_new, n), "rb").read()
+                if qid.encode() in data and b"multipart/report" in data:
+                    return data
+            return None
+        data = wait_until(report, scaled(10), what="the bounce of %s" % qid)
+        self.assertIn(b"Status: 5.2.2", data)
+        self.assertIn(b"Final-Recipient: rfc822; alice@example.test", data)
+        self.assertIn(b"mailbox full", data)
+
+    def test_multi_recipient_each_on_its_own(self):
+        fill(self.srv, "alice", 60 * KB)   # 40 KiB free
+        fill(self.srv, "carol", 10 * KB)   # 90 KiB free
+        qid = smtplib_send(self.srv.port, "sender@example.test",
+                           ["alice@example.test", "carol@example.test"],
+                           make_message("two", body_of(50 * KB), sender="sender@example.test"))
+        self.srv.wait_delivery("carol", qid)
+        self.srv.wait_log(r"%s: to=<alice@example\.test> .*status=bounced" % qid)
+        self.assertEqual(self.srv.files_for("alice", qid), [])
+        self.assertEqual(read_maildirsize(self.srv, "carol")[1],
+                         mailbox_bytes(self.srv, "carol")[0])
