@@ -11,8 +11,10 @@ aliases checked on their final mailboxes.
 import os
 import pwd
 import re
+import signal
+import unittest
 
-from harness import (IS_ROOT, PosternTestCase, SmtpConn, make_message, queue_id_of,
+from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, make_message, queue_id_of,
                      scaled, smtplib_send, wait_until)
 
 DOMAIN = "example.test"
@@ -127,7 +129,6 @@ class QuotaServer(PosternTestCase):
 
     @classmethod
     def setUpClass(cls):
-        from harness import PosternServer
         srv = PosternServer(name=cls.__name__, users=list(USERS), aliases=ALIASES,
                             config={"mailbox_quota": "50k"})
         write_users(srv, USERS)
@@ -282,3 +283,73 @@ class QuotaServer(PosternTestCase):
         self.assertEqual(self.srv.files_for("alice", qid), [])
         self.assertEqual(read_maildirsize(self.srv, "carol")[1],
                          mailbox_bytes(self.srv, "carol")[0])
+
+
+def quota_readers(srv, n=2):
+    """The quota readers (one per smtp worker), once each has logged."""
+    return wait_until(lambda: len(srv.role_pids("quota")) >= n and srv.role_pids("quota"),
+                      scaled(10), what="%d quota readers" % n)
+
+
+def parent_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
+class QuotaReaderTest(PosternTestCase):
+    """The process that lets the smtp worker know a mailbox's usage: one
+    per worker, its child, mail_owner, no listener, no secret file, only
+    its socket, no TLS key in its memory; and when it is gone, RCPT lets
+    mail through and the delivery still enforces the quota."""
+
+    @classmethod
+    def setUpClass(cls):
+        srv = PosternServer(name=cls.__name__, users=list(USERS), aliases=ALIASES, tls=True,
+                            config={"mailbox_quota": "50k"})
+        write_users(srv, USERS)
+        cls.addClassCleanup(cls._class_cleanup, srv)
+        srv.start()
+        cls.class_server = cls.srv = srv
+        srv.wait_roles(smtp=2, qmgr=1)
+
+    def test_accounts_descriptors_and_no_key(self):
+        from test_privsep import (MAIL, descriptors, listening_socket_inodes, memory_holds,
+                                  no_new_privs, proc_ids, rsa_prime)
+        readers = quota_readers(self.srv)
+        workers = self.srv.role_pids("smtp")
+        self.assertEqual(sorted(parent_of(p) for p in readers), sorted(workers),
+                         "one reader per smtp worker, its child")
+        listeners = listening_socket_inodes()
+        secrets = (self.srv.settings["tls_key"], self.srv.users_path, self.srv.aliases_path)
+        prime = rsa_prime(self.srv.settings["tls_key"])
+        self.assertTrue(memory_holds(workers[0], (prime, prime[::-1])),
+                        "the probe does not find the key in an smtp worker")
+        for pid in readers:
+            uids, gids, groups = proc_ids(pid)
+            self.assertEqual(uids, [MAIL.pw_uid] * 4, "reader %d" % pid)
+            self.assertEqual(gids, [MAIL.pw_gid] * 4, "reader %d" % pid)
+            self.assertEqual(groups, [], "reader %d" % pid)
+            self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0, "%d is dumpable" % pid)
+            self.assertEqual(no_new_privs(pid), 1, "reader %d lacks NoNewPrivs" % pid)
+            fds = descriptors(pid)
+            self.assertFalse(set(fds.values()) & listeners, "reader %d: %r" % (pid, fds))
+            self.assertFalse([t for t in fds.values() if t in secrets], "reader %d: %r" % (pid, fds))
+            others = {fd: t for fd, t in fds.items() if fd > 2}
+            self.assertEqual(len(others), 1, "reader %d holds %r" % (pid, others))
+            self.assertTrue(list(others.values())[0].startswith("socket:"), others)
+            self.assertEqual(memory_holds(pid, (prime, prime[::-1])), set(),
+                             "reader %d holds the TLS key" % pid)
+
+    def test_reader_gone_fails_open_and_delivery_still_bounces(self):
+        fill(self.srv, "dave", 90 * KB)
+        for pid in quota_readers(self.srv):
+            os.kill(pid, signal.SIGKILL)
+        self.srv.wait_log(r"quota reader: gone; RCPT quota checks are off")
+        wait_until(lambda: self.srv.log().count("RCPT quota checks are off") >= 2,
+                   scaled(10), what="both workers noticing")
+        qid = smtplib_send(self.srv.port, "sender@example.test", ["dave@example.test"],
+                           make_message("past the quota", body_of(20 * KB),
+                                        sender="sender@example.test"))
+        self.srv.wait_log(r"%s: to=<dave@example\.test> .*status=bounced" % qid)
+        self.assertEqual(self.srv.files_for("dave", qid), [])
