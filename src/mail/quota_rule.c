@@ -55,9 +55,10 @@ static bool starts(const char *p, size_t len, const char *key)
 	return len > n && strncmp(p, key, n) == 0;
 }
 
-bool quota_rule_parse(const char *rule, uint64_t *bytes_r, const char **why_r)
+bool quota_rule_parse(const char *rule, uint64_t *bytes_r, uint64_t *messages_r,
+		      const char **why_r)
 {
-	*bytes_r = 0;
+	*bytes_r = *messages_r = 0;
 	if (strncmp(rule, "*:", 2) != 0) {
 		*why_r = "only the quota rule of the whole mailbox (\"*:storage=SIZE\") is "
 			 "understood";
@@ -65,7 +66,6 @@ bool quota_rule_parse(const char *rule, uint64_t *bytes_r, const char **why_r)
 	}
 	for (const char *p = rule + 2;;) {
 		size_t len = strcspn(p, ":");
-		uint64_t ignored = 0;
 		if (starts(p, len, "storage=")) {
 			if (!parse_size(p + 8, len - 8, 1024, bytes_r, why_r))
 				return false;
@@ -73,7 +73,7 @@ bool quota_rule_parse(const char *rule, uint64_t *bytes_r, const char **why_r)
 			if (!parse_size(p + 6, len - 6, 1, bytes_r, why_r))
 				return false;
 		} else if (starts(p, len, "messages=")) {
-			if (!parse_size(p + 9, len - 9, 1, &ignored, why_r))
+			if (!parse_size(p + 9, len - 9, 1, messages_r, why_r))
 				return false;
 		} else {
 			*why_r = "unknown quota limit (expected storage=, bytes= or messages=)";

@@ -6,8 +6,7 @@
  * As in Dovecot: "storage" takes a size whose bare number counts
  * kilobytes, "bytes" one whose bare number counts bytes; both take the
  * units B, k, M, G and T (powers of 1024, any case); 0 means no limit.
- * "messages" is read and checked but not enforced (postern's quota is
- * the storage size). Only the rule of the whole mailbox ("*") is
+ * "messages" limits the number of messages. Only the rule of the whole mailbox ("*") is
  * understood; anything else is an error, so that a rule postern would
  * apply differently from Dovecot is never silently ignored.
  *
@@ -25,9 +24,10 @@
 /* The largest limit accepted (2^60 bytes, an exbibyte). */
 #define QUOTA_RULE_MAX (1ULL << 60)
 
-/* Parse rule; true with *bytes_r (0 = no limit), or false with a static
- * *why_r for a FILE:LINE message. */
-bool quota_rule_parse(const char *rule, uint64_t *bytes_r, const char **why_r);
+/* Parse rule; true with *bytes_r and *messages_r (0 = no such limit), or
+ * false with a static *why_r for a FILE:LINE message. */
+bool quota_rule_parse(const char *rule, uint64_t *bytes_r, uint64_t *messages_r,
+		      const char **why_r);
 
 /*
  * Is mail from sender ("local@domain", "" for the null sender) let into

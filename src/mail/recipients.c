@@ -28,10 +28,16 @@
 
 struct recipient_tables {
 	size_t quota_rules; /* users with their own userdb_quota_rule */
-	/* address -> NULL, or a uint64_t * quota (bytes, 0 = unlimited) when
-	 * the line has userdb_quota_rule; no password is kept */
+	/* address -> NULL, or a struct user_quota * when the line has
+	 * userdb_quota_rule; no password is kept */
 	hashmap_t users;
 	hashmap_t aliases; /* address -> strlist_t * */
+};
+
+/* A user's own quota rule; 0 = no such limit. */
+struct user_quota {
+	uint64_t bytes;
+	uint64_t messages;
 };
 
 struct table_file {
@@ -160,26 +166,27 @@ static bool owner_field_ok(struct table_file *tf, unsigned lineno,
 
 /* The user's own quota, from the extra field userdb_quota_rule (Dovecot's
  * name, so that Dovecot reading the same file enforces the same limit):
- * *quota_r is NULL without one, else a malloc'ed size in bytes. */
+ * *quota_r is NULL without one, else malloc'ed. */
 static bool user_quota(struct table_file *tf, unsigned lineno, const char *extra,
-		       uint64_t **quota_r)
+		       struct user_quota **quota_r)
 {
 	const char *why = NULL;
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, messages = 0;
 	*quota_r = NULL;
 	if (extra == NULL)
 		return true;
 	size_t size = strlen(extra) + 1; /* any value present fits */
 	char *rule = xmalloc(size);
 	bool found = passwd_line_extra(extra, "userdb_quota_rule", rule, size);
-	bool ok = !found || quota_rule_parse(rule, &bytes, &why);
+	bool ok = !found || quota_rule_parse(rule, &bytes, &messages, &why);
 	if (!ok)
 		table_error(tf, lineno, "userdb_quota_rule=%s: %s", rule, why);
 	free(rule);
 	if (!found || !ok)
 		return ok;
 	*quota_r = xmalloc(sizeof(**quota_r));
-	**quota_r = bytes;
+	(*quota_r)->bytes = bytes;
+	(*quota_r)->messages = messages;
 	return true;
 }
 
@@ -205,7 +212,7 @@ static void user_line(struct recipient_tables *t, struct table_file *tf,
 		table_error(tf, lineno, "user \"%s\" is listed twice", user);
 		return;
 	}
-	uint64_t *quota = NULL;
+	struct user_quota *quota = NULL;
 	if (!user_quota(tf, lineno, f.extra, &quota))
 		return;
 	if (quota != NULL)
@@ -308,9 +315,9 @@ bool recipients_is_user(const struct recipient_tables *t, const char *address)
 uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 			  uint64_t global_default)
 {
-	const uint64_t *own = hashmap_get(&t->users, address, NULL);
+	const struct user_quota *own = hashmap_get(&t->users, address, NULL);
 	if (own != NULL)
-		return *own; /* the user's rule, even "0" (no limit), comes first */
+		return own->bytes; /* the user's rule, even "0" (no limit), comes first */
 	/*
 	 * DOMAIN DEFAULT: the per-domain default quota of the domains file
 	 * (recipients_domain_quota(), accounts branch) slots in here, between
@@ -318,6 +325,12 @@ uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 	 *     if (the domain of address has a default) return that default;
 	 */
 	return global_default;
+}
+
+uint64_t recipients_quota_messages(const struct recipient_tables *t, const char *address)
+{
+	const struct user_quota *own = hashmap_get(&t->users, address, NULL);
+	return own != NULL ? own->messages : 0;
 }
 
 size_t recipients_quota_rule_count(const struct recipient_tables *t)

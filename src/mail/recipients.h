@@ -59,6 +59,9 @@ bool recipients_is_user(const struct recipient_tables *t, const char *address);
  */
 uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 			  uint64_t global_default);
+/* The most messages user address may keep (userdb_quota_rule's
+ * messages=), 0 = no limit; only a user's own rule sets one. */
+uint64_t recipients_quota_messages(const struct recipient_tables *t, const char *address);
 /* How many users have their own userdb_quota_rule. */
 size_t recipients_quota_rule_count(const struct recipient_tables *t);
 /* Targets of an alias, or NULL if address is not an alias. */

@@ -33,6 +33,7 @@ struct quota_state {
 	uint64_t need;           /* bytes that must be free: SIZE=, at least 1 */
 	char full[QF_ADDR_MAX + 1]; /* the first full mailbox; "" none */
 	uint64_t full_used, full_limit;
+	bool full_count;         /* the message count is what is full */
 };
 
 /* One request in flight, in the order sent. */
@@ -98,11 +99,13 @@ static void usage_arrived(struct quota_check *q, const struct quota_msg *m)
 	struct quota_state *st = a->state;
 	if (st != NULL) {
 		uint64_t free_bytes = m->used < m->limit ? m->limit - m->used : 0;
-		if (m->status == QUOTA_KNOWN && st->full[0] == '\0' &&
-		    (free_bytes < st->need || free_bytes == 0)) {
+		bool bytes_full = m->limit != 0 && (free_bytes < st->need || free_bytes == 0);
+		bool count_full = m->count_limit != 0 && m->count_used >= m->count_limit;
+		if (m->status == QUOTA_KNOWN && st->full[0] == '\0' && (bytes_full || count_full)) {
 			snprintf(st->full, sizeof(st->full), "%s", a->address);
-			st->full_used = m->used;
-			st->full_limit = m->limit;
+			st->full_count = !bytes_full;
+			st->full_used = bytes_full ? m->used : m->count_used;
+			st->full_limit = bytes_full ? m->limit : m->count_limit;
 		}
 		if (--st->outstanding == 0)
 			state_finish(st);
@@ -191,8 +194,9 @@ static void state_finish(struct quota_state *st)
 		policy_call_set(call, 552, "5.2.2", "mailbox_full", "mailbox full: <%s>", shown);
 		/* the mailbox name is cut first if the log field is short */
 		snprintf(policy_call_reply(call)->detail, sizeof(policy_call_reply(call)->detail),
-			 "used=%" PRIu64 " quota=%" PRIu64 " need=%" PRIu64 " mailbox=<%.200s>",
-			 st->full_used, st->full_limit, st->need, st->full);
+			 "used=%" PRIu64 " quota=%" PRIu64 "%s need=%" PRIu64 " mailbox=<%.200s>",
+			 st->full_used, st->full_limit, st->full_count ? "messages" : "",
+			 st->need, st->full);
 		v = POLICY_REJECT;
 	}
 	orphan_asks(st->q, st);
@@ -246,7 +250,8 @@ static enum policy_verdict quota_run(struct policy_call *call, void *arg)
 	for (size_t i = 0; i < finals.count; i++) {
 		const char *box = finals.items[i];
 		if (recipients_is_user(env->rcpt_tables, box) &&
-		    recipients_quota(env->rcpt_tables, box, cfg->mailbox_quota) != 0)
+		    (recipients_quota(env->rcpt_tables, box, cfg->mailbox_quota) != 0 ||
+		     recipients_quota_messages(env->rcpt_tables, box) != 0))
 			ask(q, st, box);
 	}
 	strlist_free(&finals);

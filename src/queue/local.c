@@ -132,6 +132,7 @@ static void deliver(struct local_agent *a, const struct local_msg *m, int fd,
 		.check_cur = m->check_cur,
 		/* each recipient on its own: its quota, its mailbox */
 		.quota_bytes = recipients_quota(a->tables, m->address, a->cfg->mailbox_quota),
+		.quota_messages = recipients_quota_messages(a->tables, m->address),
 		.quota_exempt = quota_sender_exempt(msg->sender, &a->cfg->local_domains),
 	};
 	reply->result = from_maildir(maildir_deliver_unsynced(&d, &newdir, &err));

@@ -328,18 +328,21 @@ static void count_copy(const char *maildir, uint64_t size)
 static enum maildir_result quota_admits(const struct maildir_delivery *d, const char *maildir,
 					const char *name, uint64_t size, char **err_r)
 {
-	struct maildir_quota_limits limits = { .bytes = d->quota_bytes };
+	struct maildir_quota_limits limits = { d->quota_bytes, d->quota_messages };
 	struct maildir_quota_usage used;
 	char *err = NULL;
 
-	if (d->quota_bytes == 0 || d->quota_exempt)
+	if ((d->quota_bytes == 0 && d->quota_messages == 0) || d->quota_exempt)
 		return MAILDIR_DELIVERED;
 	if (maildir_quota_get(maildir, &limits, &used, &err) < 0) {
 		*err_r = qf_errf("4.3.0 cannot read the mailbox's usage: %s", err);
 		free(err);
 		return MAILDIR_TEMPFAIL;
 	}
-	if (used.bytes <= d->quota_bytes && size <= d->quota_bytes - used.bytes)
+	bool bytes_fit = d->quota_bytes == 0 ||
+			 (used.bytes <= d->quota_bytes && size <= d->quota_bytes - used.bytes);
+	bool count_fits = d->quota_messages == 0 || used.count < d->quota_messages;
+	if (bytes_fit && count_fits)
 		return MAILDIR_DELIVERED;
 	buf_t earlier = BUF_INIT;
 	struct stat st;
@@ -348,9 +351,14 @@ static enum maildir_result quota_admits(const struct maildir_delivery *d, const 
 	buf_free(&earlier);
 	if (linked)
 		return MAILDIR_DELIVERED;
-	*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu bytes, %llu used, message %llu)",
-			 d->address, (unsigned long long)d->quota_bytes,
-			 (unsigned long long)used.bytes, (unsigned long long)size);
+	if (!bytes_fit)
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu bytes, %llu used, message "
+				 "%llu)", d->address, (unsigned long long)d->quota_bytes,
+				 (unsigned long long)used.bytes, (unsigned long long)size);
+	else
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu messages, %llu kept)",
+				 d->address, (unsigned long long)d->quota_messages,
+				 (unsigned long long)used.count);
 	return MAILDIR_PERMFAIL;
 }
 
@@ -389,7 +397,7 @@ static enum maildir_result deliver_into(const char *maildir,
 		goto out;
 	}
 	res = publish(d, maildir, tmp_path.data, name.data, newdir_r, err_r);
-	if (res == MAILDIR_DELIVERED && d->quota_bytes != 0)
+	if (res == MAILDIR_DELIVERED && (d->quota_bytes != 0 || d->quota_messages != 0))
 		count_copy(maildir, size);
 out:
 	buf_free(&tmp_path);

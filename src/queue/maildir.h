@@ -39,12 +39,14 @@ struct maildir_delivery {
 	int queue_fd;         /* queue file; content is streamed from it */
 	const struct qf_msg *msg;
 	bool check_cur;       /* recovered message: look for a read copy */
-	/* Storage quota in bytes, 0 = none (maildir_quota.h). With one, a
-	 * new copy that would take the mailbox's usage past it is not linked
-	 * into new/ (MAILDIR_PERMFAIL "5.2.2 mailbox full"), unless
-	 * quota_exempt (mail from postmaster or <>); every new copy linked is
-	 * added to maildirsize. Without one maildirsize is not touched. */
+	/* Quota: bytes and messages, 0 = no such limit (maildir_quota.h).
+	 * With either, a new copy that would take the mailbox's usage past
+	 * it is not linked into new/ (MAILDIR_PERMFAIL "5.2.2 mailbox full"),
+	 * unless quota_exempt (mail from postmaster or <>); every new copy
+	 * linked is added to maildirsize. With neither, maildirsize is not
+	 * touched. */
 	uint64_t quota_bytes;
+	uint64_t quota_messages;
 	bool quota_exempt;
 };
 

@@ -41,6 +41,8 @@ size_t quota_msg_encode(const struct quota_msg *m, unsigned char *out)
 		wire_put_u8(&w, (uint8_t)m->status);
 		wire_put_u64(&w, m->limit);
 		wire_put_u64(&w, m->used);
+		wire_put_u64(&w, m->count_limit);
+		wire_put_u64(&w, m->count_used);
 	} else {
 		log_panic("quota_msg_encode: unknown type %d", (int)m->type);
 	}
@@ -77,6 +79,8 @@ int quota_msg_decode(const unsigned char *data, size_t len, struct quota_msg *m,
 		m->status = (enum quota_status)status;
 		m->limit = wire_get_u64(&r);
 		m->used = wire_get_u64(&r);
+		m->count_limit = wire_get_u64(&r);
+		m->count_used = wire_get_u64(&r);
 	} else if (r.err == NULL) {
 		wire_fail(&r, "unknown message type");
 	}

@@ -7,9 +7,11 @@
  *   worker -> reader
  *   ASK    0x01  u32 seq, str address (1..512 bytes, none below 0x21, no 0x7f)
  *   reader -> worker
- *   USAGE  0x81  u32 seq, u8 status, u64 limit (bytes), u64 used (bytes)
+ *   USAGE  0x81  u32 seq, u8 status, u64 limit, u64 used (bytes),
+ *                u64 count limit, u64 count used (messages)
  *
- * status: 0 the mailbox has a quota (limit, used are meaningful), 1 no
+ * status: 0 the mailbox has a quota (the numbers are meaningful; a
+ * limit of 0 is no limit), 1 no
  * quota applies (not a user, or unlimited), 2 the usage cannot be read
  * now (the reader logged why). Integers are unsigned big-endian, a
  * string is a u16 length then its bytes; a message must end exactly
@@ -47,7 +49,8 @@ struct quota_msg {
 	uint32_t seq;
 	char address[QF_ADDR_MAX + 1]; /* ASK */
 	enum quota_status status;      /* USAGE */
-	uint64_t limit, used;          /* USAGE */
+	uint64_t limit, used;          /* USAGE: bytes */
+	uint64_t count_limit, count_used; /* USAGE: messages */
 };
 
 /* Encode m into out (QUOTA_MSG_MAX bytes); its length. m must be valid

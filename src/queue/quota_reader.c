@@ -38,16 +38,19 @@ static void answer(const struct config *cfg, const struct recipient_tables *t,
 	if (!recipients_is_user(t, ask->address))
 		return;
 	reply->limit = recipients_quota(t, ask->address, cfg->mailbox_quota);
-	if (reply->limit == 0 || !maildir_path(&maildir, cfg->mail_root, ask->address)) {
-		reply->limit = 0;
+	reply->count_limit = recipients_quota_messages(t, ask->address);
+	if ((reply->limit == 0 && reply->count_limit == 0) ||
+	    !maildir_path(&maildir, cfg->mail_root, ask->address)) {
+		reply->limit = reply->count_limit = 0;
 		buf_free(&maildir);
 		return;
 	}
-	struct maildir_quota_limits limits = { .bytes = reply->limit };
+	struct maildir_quota_limits limits = { reply->limit, reply->count_limit };
 	struct maildir_quota_usage used;
 	if (maildir_quota_get(maildir.data, &limits, &used, &err) == 0) {
 		reply->status = QUOTA_KNOWN;
 		reply->used = used.bytes;
+		reply->count_used = used.count;
 	} else {
 		log_warn("usage of <%s> unknown: %s", ask->address, err);
 		free(err);

@@ -8,13 +8,17 @@ delivery, recalculation of a removed or broken maildirsize, the per-user
 rule (userdb_quota_rule) and the global default (mailbox_quota), and
 aliases checked on their final mailboxes.
 """
+import grp
 import os
 import pwd
 import re
+import shutil
 import signal
+import subprocess
 import unittest
 
-from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, make_message, queue_id_of,
+from dovecot_peer import DovecotPeer
+from harness import (IS_ROOT, PosternServer, PosternTestCase, _finish_server as _finish, SmtpConn, make_message, queue_id_of,
                      scaled, smtplib_send, wait_until)
 
 DOMAIN = "example.test"
@@ -353,3 +357,117 @@ class QuotaReaderTest(PosternTestCase):
                                         sender="sender@example.test"))
         self.srv.wait_log(r"%s: to=<dave@example\.test> .*status=bounced" % qid)
         self.assertEqual(self.srv.files_for("dave", qid), [])
+
+
+class QuotaDovecot(DovecotPeer):
+    """Dovecot with its maildir quota backend on postern's Maildirs and
+    users file (the same userdb_quota_rule fields), driven by doveadm."""
+
+    def write_config(self, mail_root, users_file, mail_uid, mail_gid):
+        super().write_config(mail_root, users_file, mail_uid, mail_gid)
+        with open(self.conf_path, "a") as f:
+            f.write("mail_plugins = quota\nplugin {\n  quota = maildir:User quota\n}\n")
+
+    def doveadm(self, *args):
+        p = subprocess.run(["doveadm", "-c", self.conf_path] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=scaled(30))
+        if p.returncode != 0:
+            raise AssertionError("doveadm %s: status %d: %s%s" % (
+                " ".join(args), p.returncode, p.stdout.decode(), p.stderr.decode()))
+        return p.stdout.decode()
+
+    def quota(self, user):
+        """{(type): (value, limit)} from doveadm quota get (STORAGE in KiB)."""
+        out = {}
+        for line in self.doveadm("-f", "tab", "quota", "get", "-u", user).splitlines()[1:]:
+            name, kind, value, limit = line.split("\t")[:4]
+            out[kind] = (int(value), None if limit == "-" else int(limit))
+        return out
+
+
+@unittest.skipUnless(shutil.which("doveadm"), "Dovecot (dovecot-core) is not installed")
+class DovecotQuotaTest(PosternTestCase):
+    """postern and Dovecot keep one maildirsize: Dovecot trusts the file
+    postern wrote (its limits line, its sums), recounts to the same
+    usage, and postern honours the deltas Dovecot appends."""
+
+    USERS = {"alice": "userdb_quota_rule=*:storage=100k",
+             "bob": "userdb_quota_rule=*:storage=1M:messages=3",
+             "admin": ""}
+
+    def setUp(self):
+        super().setUp()
+        self.srv = PosternServer(name=self._testMethodName, users=list(self.USERS),
+                                 aliases={"postmaster": ["admin"]})
+        write_users(self.srv, self.USERS)
+        self.addCleanup(_finish, self.srv)
+        self.srv.start()
+        if IS_ROOT:  # Dovecot's auth process reads the users file as "dovecot"
+            os.chown(self.srv.users_path, 0, grp.getgrnam("dovecot").gr_gid)
+            os.chmod(self.srv.users_path, 0o640)
+        uid, gid = mail_ids()
+        self.dovecot = QuotaDovecot(self.srv.mail_root, self.srv.users_path, uid, gid)
+        self.addCleanup(self.dovecot.stop)
+        self.dovecot.start()
+
+    def deliver(self, user, size):
+        qid = smtplib_send(self.srv.port, "x@remote.test", ["%s@example.test" % user],
+                           make_message("for dovecot", body_of(size)))
+        self.srv.wait_delivery(user, qid)
+        self.srv.wait_log(r"%s: removed" % qid)
+
+    def maildirsize_text(self, user):
+        with open(os.path.join(maildir_of(self.srv, user), "maildirsize")) as f:
+            return f.read()
+
+    def test_both_agree_on_usage(self):
+        self.deliver("alice", 10 * KB)
+        self.deliver("alice", 20 * KB)
+        ours = self.maildirsize_text("alice")
+        _, used, count, lines = read_maildirsize(self.srv, "alice")
+        self.assertEqual(lines, 3, "the first count (empty) and two deltas: %r" % ours)
+        q = self.dovecot.quota("alice@example.test")
+        self.assertEqual(q["STORAGE"], ((used + 1023) // 1024, 100))
+        self.assertEqual(q["MESSAGE"], (count, None))
+        self.assertEqual(self.maildirsize_text("alice"), ours,
+                         "Dovecot trusted postern's file and left it as it was")
+        # Dovecot's own recount comes to the same numbers and limits line.
+        self.dovecot.doveadm("quota", "recalc", "-u", "alice@example.test")
+        limits, used2, count2, lines2 = read_maildirsize(self.srv, "alice")
+        self.assertEqual((limits, used2, count2, lines2), ("102400S", used, count, 1),
+                         self.maildirsize_text("alice"))
+
+    def test_messages_limit_written_as_dovecot_writes_it(self):
+        self.deliver("bob", 2 * KB)
+        ours = self.maildirsize_text("bob")
+        self.assertTrue(ours.startswith("1048576S,3C\n"), ours)
+        self.assertEqual(self.dovecot.quota("bob@example.test")["MESSAGE"], (1, 3))
+        self.assertEqual(self.maildirsize_text("bob"), ours)
+        self.deliver("bob", 2 * KB)
+        self.deliver("bob", 2 * KB)
+        # Three messages kept out of three: RCPT refuses a fourth.
+        with SmtpConn(self.srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            r = c.cmd("RCPT TO:<bob@example.test>")
+            self.assertReply(r, 552, "5.2.2")
+
+    def test_dovecot_expunge_frees_room_for_postern(self):
+        fill(self.srv, "alice", 90 * KB)
+        with SmtpConn(self.srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 552, "5.2.2")
+        self.assertEqual(read_maildirsize(self.srv, "alice")[1], 90 * KB)
+        # The user deletes the mail through Dovecot (IMAP, or here doveadm):
+        # Dovecot appends a negative delta to the file postern wrote.
+        self.dovecot.doveadm("expunge", "-u", "alice@example.test", "mailbox", "INBOX", "all")
+        text = self.maildirsize_text("alice")
+        self.assertRegex(text, r"\n-%d -1\n$" % (90 * KB), text)
+        with SmtpConn(self.srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertEqual(self.maildirsize_text("alice"), text,
+                         "postern read Dovecot's delta without recounting")
