@@ -4,9 +4,9 @@
  * IMAP client through Dovecot, can write it), a users_file quota rule,
  * and the messages between an smtp worker and its quota reader. The
  * first byte chooses. Invariants checked: a maildirsize that parses gives
- * sums that are no larger than the file allows, the same with the bytes
- * read one way or another; a message that decodes encodes back to exactly
- * the same bytes.
+ * sums that fit a signed 64-bit count and the limits it was asked with;
+ * a refused one says why; a rule that parses is within bounds; a message
+ * that decodes encodes back to exactly the same bytes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -35,8 +35,8 @@ static void maildirsize(const uint8_t *data, size_t size)
 			abort();
 		if (r == MAILDIRSIZE_RECALCULATE && why == NULL)
 			abort();
-		/* each line holds at most 2^60, and a file at most 2560 lines */
-		if (r == MAILDIRSIZE_OK && (u.bytes > (1ULL << 60) * 2560 || u.count > (1ULL << 60) * 2560))
+		/* the sums are kept signed and checked for overflow */
+		if (r == MAILDIRSIZE_OK && (u.bytes > INT64_MAX || u.count > INT64_MAX))
 			abort();
 	}
 }
