@@ -505,7 +505,7 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
  * reader never holds it. The worker's end, or -1 when no quota applies
  * (or the reader cannot be made: RCPT then lets mail through and the
  * delivery agent still enforces the quotas). */
-static int fork_quota_reader(struct master *m, struct generation *g)
+static int fork_quota_reader(struct master *m, struct generation *g, pid_t *pid_r)
 {
 	int sv[2];
 
@@ -541,6 +541,7 @@ static int fork_quota_reader(struct master *m, struct generation *g)
 		close(sv[0]);
 		return -1;
 	}
+	*pid_r = pid;
 	return sv[0];
 }
 
@@ -567,7 +568,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	log_set_role("smtp");
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
-	int quota_fd = fork_quota_reader(m, g);
+	pid_t quota_pid = -1;
+	int quota_fd = fork_quota_reader(m, g, &quota_pid);
 	/* the key, read as root before the worker drops privileges: only the
 	 * smtp workers ever decode it (the supervisor checked it in a child) */
 	SSL_CTX *tls_ctx = NULL;
@@ -588,7 +590,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 					   .notice_template = g->notice_template,
 					   .restrictions = g->restrictions,
 					   .scan = g->scanning,
-					   .quota_fd = quota_fd };
+					   .quota_fd = quota_fd,
+					   .quota_pid = quota_pid };
 	_exit(smtp_worker_main(&g->cfg, g->rcpt, tls_ctx, &links));
 }
 

@@ -78,6 +78,7 @@ struct smtp_worker_links {
 	struct restrictions *restrictions;
 	bool scan;     /* ask the scan master at the end of data */
 	int quota_fd;  /* socket pair to this worker's quota reader; -1: none */
+	pid_t quota_pid; /* the reader, reaped when the worker exits */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM

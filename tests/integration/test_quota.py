@@ -471,3 +471,40 @@ class DovecotQuotaTest(PosternTestCase):
             self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         self.assertEqual(self.maildirsize_text("alice"), text,
                          "postern read Dovecot's delta without recounting")
+
+
+class QuotaReloadTest(PosternTestCase):
+    """A quota changed in the users file applies after SIGHUP, and a
+    quota set where there was none starts the readers; the old
+    generation's readers leave with their workers."""
+
+    def test_quota_changes_on_reload(self):
+        users = {"alice": "userdb_quota_rule=*:storage=100k", "admin": ""}
+        srv = self.start_server(start=False, users=list(users), aliases={})
+        write_users(srv, users)
+        srv.start()
+        fill(srv, "alice", 90 * KB)
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 552, "5.2.2")
+        old_readers = quota_readers(srv)
+        users["alice"] = "userdb_quota_rule=*:storage=1M"
+        write_users(srv, users)
+        srv.reload(wait_old=True)
+        self.assertFalse(any(os.path.exists("/proc/%d" % p) for p in old_readers),
+                         "the old readers left with their workers, which reaped them")
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertEqual(read_maildirsize(srv, "alice")[0], "1048576S")
+
+    def test_no_quota_no_reader(self):
+        srv = self.start_server(users=["alice", "admin"], aliases={})
+        srv.wait_roles(smtp=2, qmgr=1)
+        qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                           make_message("no quota"))
+        srv.wait_delivery("alice", qid)
+        self.assertEqual(srv.role_pids("quota"), [])
+        self.assertFalse(os.path.exists(os.path.join(maildir_of(srv, "alice"), "maildirsize")))
