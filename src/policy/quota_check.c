@@ -99,7 +99,7 @@ static void usage_arrived(struct quota_check *q, const struct quota_msg *m)
 	struct quota_state *st = a->state;
 	if (st != NULL) {
 		uint64_t free_bytes = m->used < m->limit ? m->limit - m->used : 0;
-		bool bytes_full = m->limit != 0 && (free_bytes < st->need || free_bytes == 0);
+		bool bytes_full = m->limit != 0 && free_bytes < st->need;
 		bool count_full = m->count_limit != 0 && m->count_used >= m->count_limit;
 		if (m->status == QUOTA_KNOWN && st->full[0] == '\0' && (bytes_full || count_full)) {
 			snprintf(st->full, sizeof(st->full), "%s", a->address);
@@ -145,7 +145,7 @@ static void readable_cb(evutil_socket_t fd, short what, void *arg)
  * then not checked). */
 static bool ask(struct quota_check *q, struct quota_state *st, const char *address)
 {
-	struct quota_msg m = { .type = QUOTA_ASK, .seq = q->next_seq };
+	struct quota_msg m = { .type = QUOTA_ASK, .seq = q->next_seq, .need = st->need };
 	unsigned char packet[QUOTA_MSG_MAX];
 	size_t len = strlen(address);
 	if (q->broken || len == 0 || len > QF_ADDR_MAX)
@@ -247,6 +247,8 @@ static enum policy_verdict quota_run(struct policy_call *call, void *arg)
 	st->need = cfg->quota_reject_margin;
 	if (req->declared_size > st->need)
 		st->need = req->declared_size;
+	if (st->need == 0)
+		st->need = 1; /* a full mailbox has no room for any message */
 	for (size_t i = 0; i < finals.count; i++) {
 		const char *box = finals.items[i];
 		if (recipients_is_user(env->rcpt_tables, box) &&

@@ -334,7 +334,7 @@ static enum maildir_result quota_admits(const struct maildir_delivery *d, const 
 
 	if ((d->quota_bytes == 0 && d->quota_messages == 0) || d->quota_exempt)
 		return MAILDIR_DELIVERED;
-	if (maildir_quota_get(maildir, &limits, &used, &err) < 0) {
+	if (maildir_quota_get_for(maildir, &limits, size != 0 ? size : 1, &used, &err) < 0) {
 		*err_r = qf_errf("4.3.0 cannot read the mailbox's usage: %s", err);
 		free(err);
 		return MAILDIR_TEMPFAIL;

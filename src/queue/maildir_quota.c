@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "queue_file.h"
@@ -346,16 +347,22 @@ out:
 int maildir_quota_recalculate(const char *maildir, const struct maildir_quota_limits *limits,
 			      struct maildir_quota_usage *usage_r, char **err_r)
 {
+	char *err = NULL;
 	if (count_mailbox(maildir, usage_r, err_r) < 0)
 		return -1;
-	return rewrite(maildir, limits, usage_r, err_r);
+	if (rewrite(maildir, limits, usage_r, &err) < 0) {
+		/* the count stands; the next reader counts again */
+		log_warn("%s", err);
+		free(err);
+	}
+	return 0;
 }
 
 /* ---- reading and appending -------------------------------------------------- */
 
 /* Read maildirsize (at most MAILDIRSIZE_MAX + 1 bytes). 1 read, 0 missing
  * or not a regular file, -1 error. */
-static int read_file(const char *path, char *data, size_t *len_r, bool *stale_r)
+static int read_file(const char *path, char *data, size_t *len_r, time_t *mtime_r)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -365,7 +372,7 @@ static int read_file(const char *path, char *data, size_t *len_r, bool *stale_r)
 		close(fd);
 		return 0;
 	}
-	*stale_r = st.st_mtime < time(NULL) - MAILDIRSIZE_STALE_SECONDS;
+	*mtime_r = st.st_mtime;
 	size_t len = 0;
 	while (len < MAILDIRSIZE_MAX + 1) {
 		ssize_t n = read(fd, data + len, MAILDIRSIZE_MAX + 1 - len);
@@ -386,28 +393,47 @@ static int read_file(const char *path, char *data, size_t *len_r, bool *stale_r)
 	return 1;
 }
 
-int maildir_quota_get(const char *maildir, const struct maildir_quota_limits *limits,
-		      struct maildir_quota_usage *usage_r, char **err_r)
+/* Is there room for need bytes and one more message? */
+static bool room_for(const struct maildir_quota_limits *l, const struct maildir_quota_usage *u,
+		     uint64_t need)
+{
+	bool bytes = l->bytes == 0 || (u->bytes <= l->bytes && l->bytes - u->bytes >= need);
+	return bytes && (l->count == 0 || u->count < l->count);
+}
+
+int maildir_quota_get_for(const char *maildir, const struct maildir_quota_limits *limits,
+			  uint64_t need, struct maildir_quota_usage *usage_r, char **err_r)
 {
 	char *path = safeio_path_join(maildir, MAILDIRSIZE_NAME);
 	char *data = xmalloc(MAILDIRSIZE_MAX + 1);
 	size_t len = 0;
-	bool stale = false;
-	int rc = read_file(path, data, &len, &stale);
+	time_t mtime = 0, now = time(NULL);
+	int rc = read_file(path, data, &len, &mtime);
 	if (rc < 0) {
 		*err_r = qf_errf("cannot read %s: %s", path, strerror(errno));
 	} else {
 		struct maildir_quota_limits in_file;
 		const char *why = NULL;
-		if (rc == 1 && maildirsize_parse(data, len, limits, stale, &in_file, usage_r, &why) ==
-				       MAILDIRSIZE_OK)
-			rc = 0;
-		else
-			rc = maildir_quota_recalculate(maildir, limits, usage_r, err_r);
+		bool stale = mtime < now - MAILDIRSIZE_STALE_SECONDS;
+		bool trusted = rc == 1 && maildirsize_parse(data, len, limits, stale, &in_file,
+							    usage_r, &why) == MAILDIRSIZE_OK;
+		/* a refusal rests on a recent file only: deletions that were not
+		 * recorded in it (Dovecot without its quota plugin, a shell) are
+		 * seen within MAILDIRSIZE_CONFIRM_SECONDS */
+		if (trusted && need != 0 && !room_for(limits, usage_r, need) &&
+		    mtime < now - MAILDIRSIZE_CONFIRM_SECONDS)
+			trusted = false;
+		rc = trusted ? 0 : maildir_quota_recalculate(maildir, limits, usage_r, err_r);
 	}
 	free(data);
 	free(path);
 	return rc;
+}
+
+int maildir_quota_get(const char *maildir, const struct maildir_quota_limits *limits,
+		      struct maildir_quota_usage *usage_r, char **err_r)
+{
+	return maildir_quota_get_for(maildir, limits, 0, usage_r, err_r);
 }
 
 int maildir_quota_add(const char *maildir, int64_t bytes, int64_t count, char **err_r)

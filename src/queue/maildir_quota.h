@@ -36,6 +36,8 @@
 #define MAILDIRSIZE_MAX 5120
 /* Over quota, a file older than this is not trusted (Dovecot's rule). */
 #define MAILDIRSIZE_STALE_SECONDS (15 * 60)
+/* A refusal rests on a file at most this old (maildir_quota_get_for). */
+#define MAILDIRSIZE_CONFIRM_SECONDS 60
 
 /* What the limits line says; 0 = no such limit. */
 struct maildir_quota_limits {
@@ -74,15 +76,29 @@ void maildirsize_format_limits(buf_t *out, const struct maildir_quota_limits *li
  * the given limits: read from maildirsize, recalculated (and the file
  * rewritten) when it cannot be trusted. A Maildir that does not exist
  * yet has usage 0 and nothing is created. Returns 0, or -1 with a
- * malloc'ed *err_r (an I/O error while scanning).
+ * malloc'ed *err_r (maildirsize or a folder that cannot be read).
  */
 int maildir_quota_get(const char *maildir, const struct maildir_quota_limits *limits,
 		      struct maildir_quota_usage *usage_r, char **err_r);
 
 /*
+ * The same for a decision: when the usage leaves less than need bytes (or
+ * no message) free and maildirsize was last written more than
+ * MAILDIRSIZE_CONFIRM_SECONDS ago, the Maildir is counted again first, so
+ * that a refusal never rests on a file that may have missed deletions
+ * for long (Dovecot without its quota plugin, a shell). At most one count
+ * per mailbox per MAILDIRSIZE_CONFIRM_SECONDS: the count rewrites the
+ * file. need 0: as maildir_quota_get.
+ */
+int maildir_quota_get_for(const char *maildir, const struct maildir_quota_limits *limits,
+			  uint64_t need, struct maildir_quota_usage *usage_r, char **err_r);
+
+/*
  * Recount the Maildir and rewrite maildirsize (via maildirsize.lock and
  * rename; when another process holds a fresh lock, the count is returned
- * and the file left to it). Returns 0 or -1 with a malloc'ed *err_r.
+ * and the file left to it). Returns 0, or -1 with a malloc'ed *err_r when
+ * the Maildir cannot be read; a file that cannot be written is only
+ * logged (the count stands, the next reader counts again).
  */
 int maildir_quota_recalculate(const char *maildir, const struct maildir_quota_limits *limits,
 			      struct maildir_quota_usage *usage_r, char **err_r);

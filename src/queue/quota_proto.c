@@ -35,6 +35,7 @@ size_t quota_msg_encode(const struct quota_msg *m, unsigned char *out)
 			log_panic("quota_msg_encode: bad address length %zu", n);
 		wire_put_u16(&w, (uint16_t)n);
 		wire_put_bytes(&w, m->address, n);
+		wire_put_u64(&w, m->need);
 	} else if (m->type == QUOTA_USAGE) {
 		if ((unsigned)m->status > QUOTA_UNKNOWN)
 			log_panic("quota_msg_encode: bad status %d", (int)m->status);
@@ -72,6 +73,7 @@ int quota_msg_decode(const unsigned char *data, size_t len, struct quota_msg *m,
 			if (r.err == NULL)
 				memcpy(m->address, p, n);
 		}
+		m->need = wire_get_u64(&r);
 	} else if (r.err == NULL && m->type == QUOTA_USAGE) {
 		uint8_t status = wire_get_u8(&r);
 		if (r.err == NULL && status > QUOTA_UNKNOWN)

@@ -5,7 +5,10 @@
  * message per packet.
  *
  *   worker -> reader
- *   ASK    0x01  u32 seq, str address (1..512 bytes, none below 0x21, no 0x7f)
+ *   ASK    0x01  u32 seq, str address (1..512 bytes, none below 0x21, no 0x7f),
+ *                u64 need (the bytes the worker wants free: its margin or
+ *                the SIZE announced; a usage that leaves less is counted
+ *                again if its file is not recent, maildir_quota_get_for)
  *   reader -> worker
  *   USAGE  0x81  u32 seq, u8 status, u64 limit, u64 used (bytes),
  *                u64 count limit, u64 count used (messages)
@@ -48,6 +51,7 @@ struct quota_msg {
 	enum quota_msg_type type;
 	uint32_t seq;
 	char address[QF_ADDR_MAX + 1]; /* ASK */
+	uint64_t need;                 /* ASK */
 	enum quota_status status;      /* USAGE */
 	uint64_t limit, used;          /* USAGE: bytes */
 	uint64_t count_limit, count_used; /* USAGE: messages */

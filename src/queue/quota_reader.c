@@ -47,7 +47,7 @@ static void answer(const struct config *cfg, const struct recipient_tables *t,
 	}
 	struct maildir_quota_limits limits = { reply->limit, reply->count_limit };
 	struct maildir_quota_usage used;
-	if (maildir_quota_get(maildir.data, &limits, &used, &err) == 0) {
+	if (maildir_quota_get_for(maildir.data, &limits, ask->need, &used, &err) == 0) {
 		reply->status = QUOTA_KNOWN;
 		reply->used = used.bytes;
 		reply->count_used = used.count;

@@ -221,6 +221,21 @@ class QuotaServer(PosternTestCase):
         fill(self.srv, "bob", 70 * KB)  # 30 KiB free: fine
         self.assertReply(self.rcpt_reply("bob@example.test"), 250)
 
+    def test_deletion_without_a_delta_seen_within_a_minute(self):
+        # The user deletes mail behind everyone's back (a shell, or a
+        # Dovecot without its quota plugin): maildirsize still says full.
+        path = fill(self.srv, "bob", 90 * KB)
+        self.assert_full(self.rcpt_reply("bob@example.test"), "bob@example.test")
+        os.unlink(path)
+        self.assert_full(self.rcpt_reply("bob@example.test"), "bob@example.test")
+        # Once the file is more than a minute old, a refusal is checked
+        # against the messages first.
+        size_file = os.path.join(maildir_of(self.srv, "bob"), "maildirsize")
+        old = os.path.getmtime(size_file) - 120
+        os.utime(size_file, (old, old))
+        self.assertReply(self.rcpt_reply("bob@example.test"), 250)
+        self.assertEqual(read_maildirsize(self.srv, "bob")[1:3], (0, 0))
+
     def test_size_that_does_not_fit_refused_at_rcpt(self):
         fill(self.srv, "dave", 40 * KB)  # 60 KiB free
         self.assert_full(self.rcpt_reply("dave@example.test", mail_params=" SIZE=70000"),
