@@ -18,7 +18,7 @@ import subprocess
 import unittest
 
 from dovecot_peer import DovecotPeer
-from harness import (IS_ROOT, PosternServer, PosternTestCase, _finish_server as _finish, SmtpConn, make_message, queue_id_of,
+from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, make_message,
                      scaled, smtplib_send, wait_until)
 
 DOMAIN = "example.test"
@@ -413,10 +413,9 @@ class DovecotQuotaTest(PosternTestCase):
 
     def setUp(self):
         super().setUp()
-        self.srv = PosternServer(name=self._testMethodName, users=list(self.USERS),
-                                 aliases={"postmaster": ["admin"]})
+        self.srv = self.start_server(start=False, users=list(self.USERS),
+                                     aliases={"postmaster": ["admin"]})
         write_users(self.srv, self.USERS)
-        self.addCleanup(_finish, self.srv)
         self.srv.start()
         if IS_ROOT:  # Dovecot's auth process reads the users file as "dovecot"
             os.chown(self.srv.users_path, 0, grp.getgrnam("dovecot").gr_gid)
