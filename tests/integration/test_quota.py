@@ -5,8 +5,11 @@ for a mailbox within quota_reject_margin of its quota or without room for
 the SIZE= announced, the exemptions (postmaster, <>, MAILER-DAEMON), the
 immediate bounce of a message that passed RCPT but does not fit at
 delivery, recalculation of a removed or broken maildirsize, the per-user
-rule (userdb_quota_rule) and the global default (mailbox_quota), and
-aliases checked on their final mailboxes.
+rule (userdb_quota_rule) and the global default (mailbox_quota), aliases
+checked on their final mailboxes; the quota reader each smtp worker
+starts (its account, descriptors and memory; failing open when it is
+gone; replaced on reload); and the same maildirsize shared with a real
+Dovecot (doveadm quota get, quota recalc, expunge).
 """
 import grp
 import os
