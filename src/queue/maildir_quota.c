@@ -325,8 +325,14 @@ static int rewrite(const char *maildir, const struct maildir_quota_limits *limit
 	}
 	maildirsize_format_limits(&text, limits);
 	buf_printf(&text, "\n%" PRIu64 " %" PRIu64 "\n", u->bytes, u->count);
-	if (safeio_write_all(fd, text.data, text.len) < 0 || close(fd) < 0) {
-		*err_r = qf_errf("cannot write %s: %s", lock, strerror(errno));
+	int written = safeio_write_all(fd, text.data, text.len);
+	int saved = errno;
+	if (close(fd) < 0 && written == 0) {
+		written = -1;
+		saved = errno;
+	}
+	if (written < 0) {
+		*err_r = qf_errf("cannot write %s: %s", lock, strerror(saved));
 		unlink(lock);
 		rc = -1;
 	} else if (rename(lock, path) < 0) {
@@ -334,10 +340,7 @@ static int rewrite(const char *maildir, const struct maildir_quota_limits *limit
 		unlink(lock);
 		rc = -1;
 	}
-	fd = -1;
 out:
-	if (fd >= 0)
-		close(fd);
 	buf_free(&text);
 	free(lock);
 	free(path);
