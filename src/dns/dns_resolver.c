@@ -30,6 +30,7 @@
 #include "../lib/buf.h"
 #include "../lib/diag.h"
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 
 #define DEFAULT_MAX_QUERIES 4096
@@ -51,6 +52,7 @@ struct dns_query {
 	struct dns_lookup *waiters; /* doubly linked through prev/next */
 	struct event *deadline;
 	bool in_map;                /* r->inflight holds it (not yet answered or timed out) */
+	uint64_t sent_us;           /* when it was asked (metrics_now_us) */
 };
 
 struct dns_lookup {
@@ -284,6 +286,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct dns_result *res = dns_result_new(q->type, DNS_TIMEOUT);
 	q->r->stats.timeouts++;
+	metrics_count(METRIC_DNS_TIMEOUTS);
+	metrics_observe_us(METRIC_DNS_SECONDS, metrics_now_us() - q->sent_us);
 	log_debug("dns: %s: no answer within %u ms", q->key, q->r->timeout_ms);
 	query_detach(q);
 	query_deliver(q, res);
@@ -311,7 +315,8 @@ static void ares_cb(void *arg, int status, int timeouts, unsigned char *msg, int
 							msg != NULL && len > 0 ? (size_t)len : 0,
 							r->negative_ttl_max);
 	dns_cache_put(&r->cache, q->key, res, now_ms());
-	if (q->in_map) {
+	if (q->in_map) { /* answered before its deadline */
+		metrics_observe_us(METRIC_DNS_SECONDS, metrics_now_us() - q->sent_us);
 		query_detach(q);
 		query_deliver(q, res);
 	}
@@ -379,6 +384,8 @@ struct dns_lookup *dns_lookup_start(struct dns_resolver *r, enum dns_type type,
 	waiter_add(q, l);
 	r->outstanding++;
 	r->stats.sent++;
+	q->sent_us = metrics_now_us();
+	metrics_count(METRIC_DNS_QUERIES);
 	/* The name part of the key: lower-cased, without the trailing dot.
 	 * ares_cb may run (and free q) before ares_query returns. */
 	ares_query(r->channel, strchr(key, '/') + 1, 1 /* IN */, (int)type, ares_cb, q);

@@ -62,6 +62,7 @@ _Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum log_to) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -72,6 +73,10 @@ static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
 static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 static const char *const early_talker_words[] = { "reject", "log", NULL };
 static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", NULL };
+static const char *const log_to_words[] = { "stderr", "syslog", "file", NULL };
+/* syslog_facility: syslog(3)'s names, in the order of syslog_facility_codes. */
+static const char *const syslog_facility_words[] = { "mail", "daemon", "user", "local0",
+	"local1", "local2", "local3", "local4", "local5", "local6", "local7", NULL };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (86400ULL)
@@ -171,6 +176,11 @@ static const struct key_def keys[] = {
 	{ "mime_max_decoded_size", K_SIZE, OFF(mime_max_decoded_size), "100M", 1024, 1ULL << 40, false, NULL },
 	{ "mime_limit_action", K_ENUM, OFF(mime_limit_action), "reject", 0, 0, false, mime_limit_words },
 	{ "log_level", K_ENUM, OFF(log_level), "info", 0, 0, false, log_level_words },
+	{ "log_to", K_ENUM, OFF(log_to), "stderr", 0, 0, false, log_to_words },
+	{ "syslog_facility", K_ENUM, OFF(syslog_facility), "mail", 0, 0, false,
+	  syslog_facility_words },
+	{ "log_file", K_PATH, OFF(log_file), "", 0, 0, true, NULL },
+	{ "metrics_listen", K_LISTEN, OFF(metrics_listen), "", 0, 0, true, NULL },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },
@@ -355,6 +365,7 @@ static struct listen_field listen_field_at(void *field)
 LISTEN_PAIR(listen);
 LISTEN_PAIR(submission_listen);
 LISTEN_PAIR(smtps_listen);
+LISTEN_PAIR(metrics_listen);
 
 static void free_listen(struct listen_field f)
 {
@@ -986,6 +997,10 @@ static void check_consistency(struct parse_ctx *ctx)
 		if (strlist_contains_nocase(&cfg->local_domains, cfg->relay_domains.items[i]))
 			report(ctx, 0, "relay_domains: %s is also a local domain",
 			       cfg->relay_domains.items[i]);
+	if (cfg->metrics_listen_count > 1)
+		report(ctx, 0, "metrics_listen takes one address:port");
+	if ((cfg->log_to == LOG_TO_FILE) != (cfg->log_file[0] != '\0'))
+		report(ctx, 0, "log_to = file and log_file go together");
 	if (cfg->queue_retry_min > cfg->queue_retry_max)
 		report(ctx, 0, "queue_retry_min is larger than queue_retry_max");
 	if (cfg->notify_admin[0] != '\0' && !plain_address(cfg->notify_admin))

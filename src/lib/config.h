@@ -49,6 +49,9 @@ struct config_words {
 	unsigned line;
 };
 
+/* Where log lines go (src/lib/log.h). */
+enum log_to { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE };
+
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
 	char *port; /* numeric port */
@@ -154,6 +157,12 @@ struct config {
 	enum mime_limit_action mime_limit_action;
 
 	enum log_level log_level;
+	/* Operation (docs/postern.8 METRICS, LOGGING). */
+	struct listen_addr *metrics_listen; /* at most one; none = no metrics role */
+	size_t metrics_listen_count;
+	enum log_to log_to;        /* where log lines go */
+	unsigned syslog_facility;  /* mail, daemon, user, local0..local7: log.c's table order */
+	char *log_file;            /* log_to = file: the file; SIGUSR1 reopens it */
 
 	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
 

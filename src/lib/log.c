@@ -6,6 +6,7 @@
  * from untrusted text are escaped as \xNN so a client cannot forge lines.
  */
 #include "log.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ static enum log_level log_min = LOG_INFO;
 void log_set_role(const char *role)
 {
 	log_role = role;
+	metrics_process_role(role); /* the metrics' processes per role */
 }
 
 void log_set_level(enum log_level level)

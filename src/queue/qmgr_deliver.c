@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "qmgr_internal.h"
@@ -41,7 +42,9 @@ void qmgr_log_pair(const struct qmgr_run *r, const struct qmgr_pair *p,
 	uint64_t now = qmgr_now_us();
 	uint64_t cs = now > arrival ? (now - arrival) / 10000u : 0;
 	bool same = str_eq_nocase(orig, p->final);
+	const char *labels[] = { p->remote ? "relay" : "local", status };
 
+	metrics_count_labels(METRIC_DELIVERIES, labels, 2);
 	log_info("%s: to=<%s>%s%s%s relay=%s delay=%llu.%02llu attempts=%lu "
 		 "status=%s (%s)", r->msg.id, p->final, same ? "" : " orig_to=<",
 		 same ? "" : orig, same ? "" : ">", p->relay,

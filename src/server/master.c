@@ -53,7 +53,9 @@
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
 #include "../smtp/tls.h"
+#include "../lib/metrics.h"
 #include "auth_role.h"
+#include "metrics_role.h"
 #include "preflight.h"
 #include "privsep.h"
 
@@ -66,8 +68,14 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH };
-#define ANVIL_GENERATION 0u /* also the auth process's: kept over reloads too */
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_METRICS };
+#define ANVIL_GENERATION 0u /* also the auth and metrics processes': kept over reloads too */
+
+/* The roles of no generation: started once, kept over reloads. */
+static bool role_kept(enum role role)
+{
+	return role == ROLE_ANVIL || role == ROLE_AUTH || role == ROLE_METRICS;
+}
 
 /* A current scan master that exited for good is started again after this
  * long (one that cannot load its files would otherwise spin). */
@@ -102,6 +110,7 @@ struct master {
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
+	int metrics_fd;     /* metrics_listen's socket, or -1 */
 	struct generation *current;  /* NULL until the first one starts */
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
@@ -302,6 +311,23 @@ static int bind_listeners(struct master *m, const struct config *cfg)
 		m->listen_count++;
 		log_info("listening on %s", cfg->listen[i].text);
 	}
+	return 0;
+}
+
+/* The one place the shared metrics segment is mapped: before any fork,
+ * so every process inherits it (src/lib/metrics.h); with metrics_listen,
+ * its socket is bound here (as root: any port). */
+static int metrics_start(struct master *m, const struct generation *g)
+{
+	if (metrics_init() < 0)
+		log_warn("metrics: cannot map the shared counters: %s", strerror(errno));
+	metrics_process_role("master");
+	if (g->cfg.metrics_listen_count == 0)
+		return 0;
+	m->metrics_fd = bind_one(&g->cfg.metrics_listen[0]);
+	if (m->metrics_fd < 0)
+		return -1;
+	log_info("metrics on http://%s/metrics", g->cfg.metrics_listen[0].text);
 	return 0;
 }
 
@@ -519,6 +545,24 @@ static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd
 	_exit(auth_main(&g->cfg, ctl_fd));
 }
 
+/* The metrics role (root until privsep_become): its listening socket,
+ * nothing of the other roles', no TLS key, no tables; the shared
+ * counters it reads were mapped before any fork. */
+static NORETURN void run_metrics(struct master *m, struct generation *g)
+{
+	log_set_role("metrics");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(metrics_role_main(&g->cfg, m->metrics_fd, m->pid));
+}
+
 /* In a new smtp worker, still root: fork its quota reader (it becomes
  * mail_owner and answers the worker's RCPT checks over a socket pair,
  * src/queue/quota_reader.h) before the worker reads the TLS key, so the
@@ -581,6 +625,10 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
 	if (m->auth_ctl >= 0)
 		close(m->auth_ctl); /* the supervisor's end */
+	if (role == ROLE_METRICS)
+		run_metrics(m, g);
+	if (m->metrics_fd >= 0)
+		close(m->metrics_fd);
 	if (role == ROLE_AUTH)
 		run_auth(m, g, ready_fd);
 	if (role == ROLE_SCAN)
@@ -637,7 +685,7 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	struct child *c = &m->children[m->child_count++];
 	c->pid = pid;
 	c->role = role;
-	c->generation = role == ROLE_ANVIL || role == ROLE_AUTH ? ANVIL_GENERATION : g->number;
+	c->generation = role_kept(role) ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
 	return pid;
 }
@@ -729,7 +777,8 @@ static void signal_children(struct master *m, int sig)
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process" : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
+		: role == ROLE_METRICS ? "metrics" : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -772,8 +821,7 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL &&
-		    m->children[i].role != ROLE_AUTH)
+		if (m->children[i].generation != g->number && !role_kept(m->children[i].role))
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -875,7 +923,7 @@ static void reap_children(struct master *m)
 				}
 			}
 			bool current = m->current != NULL && (c.generation == m->current->number ||
-							      c.role == ROLE_ANVIL || c.role == ROLE_AUTH);
+							      role_kept(c.role));
 			bool quiet = c.role == ROLE_SCAN && current && !m->current->scanning &&
 				     WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			const char *name = role_name(c.role);
@@ -1011,7 +1059,7 @@ static int supervise(struct master *m)
 int master_main(const char *config_path)
 {
 	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1,
-			    .auth_ctl = -1 };
+			    .auth_ctl = -1, .metrics_fd = -1 };
 	sigset_t set;
 	log_set_role("master");
 	struct generation *g = generation_load(config_path, 1);
@@ -1029,7 +1077,7 @@ int master_main(const char *config_path)
 		 worker_count(&g->cfg), g->tls ? "yes" : "no",
 		 g->ps.user.name, g->ps.mail_owner.name,
 		 g->cfg.scan == SCAN_MODE_NO ? "no" : g->cfg.scan == SCAN_MODE_YES ? "yes" : "auto");
-	if (bind_listeners(&m, &g->cfg) < 0 || open_pipes(&m) < 0) {
+	if (bind_listeners(&m, &g->cfg) < 0 || open_pipes(&m) < 0 || metrics_start(&m, g) < 0) {
 		generation_free(&g);
 		return 1;
 	}
@@ -1042,11 +1090,15 @@ int master_main(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
 	spawn_auth(&m, g);
+	if (m.metrics_fd >= 0)
+		spawn_for(&m, ROLE_METRICS, g, -1);
 	start_generation(&m, g);
 	int rc = supervise(&m);
 	close_listeners(&m);
 	if (m.auth_ctl >= 0)
 		close(m.auth_ctl);
+	if (m.metrics_fd >= 0)
+		close(m.metrics_fd);
 	free(m.listen_fds);
 	free(m.children);
 	generation_free(&m.pending);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../scan/scan_proto.h"
 
 /* Scan the request's range of fd into *v. */
@@ -90,6 +91,14 @@ static void wait_for_request(int sock, bool *trimmed)
 	}
 }
 
+/* The verdict and the time it took, for the metrics. */
+static void count_verdict(const struct scan_verdict *v, uint64_t elapsed_us)
+{
+	const char *labels[] = { scan_action_name(v->action), v->reason };
+	metrics_count_labels(METRIC_SCAN_VERDICTS, labels, 2);
+	metrics_observe_us(METRIC_SCAN_SECONDS, elapsed_us);
+}
+
 int scan_scanner_main(struct scan_pipeline *p, int sock)
 {
 	bool trimmed = true;  /* nothing scanned yet */
@@ -113,9 +122,11 @@ int scan_scanner_main(struct scan_pipeline *p, int sock)
 		scan_msg_init(&answer, SCAN_MSG_VERDICT);
 		answer.seq = req.seq;
 		trimmed = false;
+		uint64_t started = metrics_now_us();
 		scan_file(p, &req, fd, &answer.verdict);
 		close(fd);
 		scan_verdict_normalize(&answer.verdict);
+		count_verdict(&answer.verdict, metrics_now_us() - started);
 		rc = scan_send(sock, &answer, -1);
 		scan_msg_free(&answer);
 		scan_msg_free(&req);

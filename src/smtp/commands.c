@@ -44,6 +44,7 @@ static enum step helo_verdict(struct smtp_session *s, struct policy_reply *v,
 	if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: helo=%s code=%d %s reason=%s%s%s", s->peer_addr, helo,
 			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
+		session_count_refusal("helo", v->code, v->check, v->reason, v->detail);
 		free(helo);
 		reply_from_policy(out, v);
 		return STEP_REPLY;

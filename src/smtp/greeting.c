@@ -86,6 +86,7 @@ static bool early_talker(struct smtp_session *s)
 	if (cfg->early_talker_action == EARLY_TALKER_LOG)
 		return false;
 	log_info("client=%s reject: connect code=554 5.5.1 reason=early_talker", s->peer_addr);
+	session_count_refusal("connect", 554, "early_talker", "early_talker", NULL);
 	struct smtp_reply r = { 0 };
 	reply_set(&r, 554, "5.5.1", "%s Error: you talked before the greeting; goodbye",
 		  cfg->hostname);
@@ -127,6 +128,7 @@ static enum step connect_verdict(struct smtp_session *s, struct policy_reply *v,
 	} else if (policy_refuses(v->verdict)) {
 		log_info("client=%s reject: connect code=%d %s reason=%s%s%s", s->peer_addr,
 			 v->code, v->status, v->reason, v->detail[0] ? " " : "", v->detail);
+		session_count_refusal("connect", v->code, v->check, v->reason, v->detail);
 		s->greeted = true;
 		reply_set(out, v->code, v->status, "%s", v->text);
 		out->flags = REPLY_CLOSE;
@@ -158,6 +160,7 @@ static void admitted(void *arg, const struct limits_verdict *v)
 	if (v->refuse) {
 		log_info("client=%s reject: connect code=%d %s reason=%s", s->peer_addr, v->code,
 			 v->status, v->reason);
+		session_count_refusal("connect", v->code, "limits", v->reason, NULL);
 		struct smtp_reply r = { 0 };
 		reply_set(&r, v->code, v->status, "%s %s", s->srv->cfg->hostname, v->text);
 		r.flags = REPLY_CLOSE;

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 #include "tls.h"
 
@@ -155,8 +156,25 @@ void session_tx_started(struct smtp_session *s)
 	arm_timer(s);
 }
 
+void session_count_refusal(const char *stage, int code, const char *check, const char *reason,
+			   const char *detail)
+{
+	char restriction[METRICS_LABEL_VALUE_MAX] = "";
+	const char *r = detail != NULL ? strstr(detail, "restriction=") : NULL;
+	if (r != NULL) {
+		r += strlen("restriction=");
+		size_t n = strcspn(r, " ");
+		snprintf(restriction, sizeof(restriction), "%.*s", (int)n, r);
+		check = restriction;
+	}
+	const char *cls = code >= 500 ? "5xx" : code >= 400 ? "4xx" : "other";
+	const char *values[] = { stage, cls, check != NULL ? check : "", reason != NULL ? reason : "" };
+	metrics_count_labels(METRIC_SMTP_REJECTIONS, values, 4);
+}
+
 void session_message_accepted(struct smtp_session *s)
 {
+	metrics_count(METRIC_SMTP_MESSAGES_ACCEPTED);
 	s->junk_commands = 0;
 	s->mails_since_message = 0;
 	s->messages++;
@@ -484,6 +502,8 @@ static bool sent_ahead(struct smtp_session *s, const char *line, size_t len,
 		return false;
 	log_info("client=%s reject: unauthorised pipelining code=503 5.5.0 "
 		 "reason=unauth_pipelining", s->peer_addr);
+	session_count_refusal("pipelining", 503, "reject_unauth_pipelining", "unauth_pipelining",
+			      NULL);
 	tx_free(&s->tx);
 	reply_error(r, 503, "5.5.0", "Error: improper use of SMTP command pipelining");
 	r->flags |= REPLY_CLOSE;
@@ -917,6 +937,7 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 			socklen_t salen)
 {
 	struct smtp_session *s = session_new(srv, fd, sa, salen);
+	metrics_count(METRIC_SMTP_CONNECTIONS);
 	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
 	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
 		s->no_linger = true; /* an overload: its descriptor is needed back at once */

@@ -193,6 +193,13 @@ void session_resume(struct smtp_session *s, const struct smtp_reply *out);
 void session_tx_started(struct smtp_session *s);
 /* A message was accepted: reset the junk-command count. */
 void session_message_accepted(struct smtp_session *s);
+/* A refusal for the metrics (postern_smtp_rejections_total): the stage
+ * ("connect", "helo", "mail", "rcpt", "data", "end-of-data", "bdat",
+ * "pipelining"), the reply code, the check that refused (the restriction
+ * named in detail's "restriction=NAME" if there is one, else check) and
+ * the reason key; check and detail may be NULL. */
+void session_count_refusal(const char *stage, int code, const char *check, const char *reason,
+			   const char *detail);
 /* Bytes the client has sent that no command has consumed yet. */
 size_t session_input_pending(const struct smtp_session *s);
 /* Monotonic clock in milliseconds. */

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 #include "tls.h"
 
@@ -151,6 +152,7 @@ static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
 		log_info("client=%s reject: MAIL from=<%s> code=%d %s reason=%s%s%s", s->peer_addr,
 			 tx->sender_text, v->code, v->status, v->reason, v->detail[0] ? " " : "",
 			 v->detail);
+		session_count_refusal("mail", v->code, v->check, v->reason, v->detail);
 		reply_from_policy(out, v);
 		tx_free(&tx);
 		return STEP_REPLY;
@@ -158,6 +160,7 @@ static enum step mail_verdict(struct smtp_session *s, struct policy_reply *v,
 	take_disposition(tx, v);
 	s->tx = tx;
 	session_tx_started(s);
+	metrics_count(METRIC_SMTP_TRANSACTIONS);
 	bool abandons = ++s->mails_since_message > 1; /* a loop of MAIL, RSET/EHLO */
 	log_info("%s: client=%s helo=%s from=<%s> status=accepted%s", tx->id, s->peer_addr,
 		 s->helo != NULL ? s->helo : "", tx->sender_text, tx->smtputf8 ? " smtputf8=yes" : "");
@@ -214,6 +217,7 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 		log_info("%s: reject: RCPT client=%s from=<%s> to=<%s> code=%d %s reason=%s%s%s",
 			 tx->id, s->peer_addr, tx->sender_text, shown, v->code, v->status,
 			 v->reason, v->detail[0] ? " " : "", v->detail);
+		session_count_refusal("rcpt", v->code, v->check, v->reason, v->detail);
 		reply_from_policy(out, v);
 		return STEP_REPLY;
 	}
@@ -227,6 +231,7 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 		return STEP_REPLY;
 	}
 	hashmap_put(&tx->rcpt_set, key, NULL);
+	metrics_count(METRIC_SMTP_RECIPIENTS_ACCEPTED);
 	strlist_add(&tx->rcpts, stored);
 	tx->rcpt_notify = xrealloc(tx->rcpt_notify, tx->rcpts.count);
 	tx->rcpt_notify[tx->rcpts.count - 1] = (unsigned char)s->pending_rcpt_dsn.notify;
@@ -371,6 +376,7 @@ static enum step data_verdict(struct smtp_session *s, struct policy_reply *v,
 		log_info("%s: reject: DATA client=%s from=<%s> code=%d %s reason=%s%s%s", tx->id,
 			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason,
 			 v->detail[0] ? " " : "", v->detail);
+		session_count_refusal("data", v->code, v->check, v->reason, v->detail);
 		reply_from_policy(out, v);
 		refuse_data(s, out);
 		return STEP_REPLY;
@@ -474,6 +480,13 @@ static void log_refusal(const struct smtp_session *s, const struct smtp_reply *r
 	log_info("%s: reject: end-of-data client=%s from=<%s> size=%" PRIu64
 		 " code=%d %s reason=%s", tx->id, s->peer_addr, tx->sender_text,
 		 tx->decoder.size, r->code, r->status, reason);
+}
+
+/* The same for the metrics, with the check that refused (NULL: none). */
+static void count_refusal(const struct smtp_reply *r, const char *check, const char *reason,
+			  const char *detail)
+{
+	session_count_refusal("end-of-data", r->code, check, reason, detail);
 }
 
 /* Who a committed message came from, for its log line and notices:
@@ -633,6 +646,7 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 	if (policy_refuses(v->verdict)) {
 		reply_from_policy(out, v);
 		log_refusal(s, out, v->reason);
+		count_refusal(out, v->check, v->reason, v->detail);
 		if (v->verdict == POLICY_REJECT)
 			tell_notifier(s, NOTICE_REFUSED, v->check, v->reason, v->text, &v->hits);
 		tx_free(&s->tx);
@@ -684,6 +698,7 @@ static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
 	s->mode = MODE_COMMAND;
 	if (content_problem(s, out)) {
 		log_refusal(s, out, content_reason(tx->decoder.problems));
+		count_refusal(out, "content", content_reason(tx->decoder.problems), NULL);
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
@@ -725,6 +740,7 @@ static enum step bdat_verdict(struct smtp_session *s, struct policy_reply *v,
 		log_info("%s: reject: BDAT client=%s from=<%s> code=%d %s reason=%s%s%s", tx->id,
 			 s->peer_addr, tx->sender_text, v->code, v->status, v->reason,
 			 v->detail[0] ? " " : "", v->detail);
+		session_count_refusal("bdat", v->code, v->check, v->reason, v->detail);
 		s->bdat_discard = true;
 		memset(&s->bdat_error, 0, sizeof(s->bdat_error));
 		reply_from_policy(&s->bdat_error, v);
