@@ -63,6 +63,7 @@ _Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_to) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum syslog_facility) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -74,7 +75,7 @@ static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 static const char *const early_talker_words[] = { "reject", "log", NULL };
 static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", NULL };
 static const char *const log_to_words[] = { "stderr", "syslog", "file", NULL };
-/* syslog_facility: syslog(3)'s names, in the order of syslog_facility_codes. */
+/* syslog_facility: syslog(3)'s names, in the order of enum syslog_facility. */
 static const char *const syslog_facility_words[] = { "mail", "daemon", "user", "local0",
 	"local1", "local2", "local3", "local4", "local5", "local6", "local7", NULL };
 
@@ -179,6 +180,7 @@ static const struct key_def keys[] = {
 	{ "log_to", K_ENUM, OFF(log_to), "stderr", 0, 0, false, log_to_words },
 	{ "syslog_facility", K_ENUM, OFF(syslog_facility), "mail", 0, 0, false,
 	  syslog_facility_words },
+	{ "syslog_socket", K_PATH, OFF(syslog_socket), "/dev/log", 0, 0, false, NULL },
 	{ "log_file", K_PATH, OFF(log_file), "", 0, 0, true, NULL },
 	{ "metrics_listen", K_LISTEN, OFF(metrics_listen), "", 0, 0, true, NULL },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
@@ -1222,6 +1224,12 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	}
 	}
 	return true;
+}
+
+bool config_key_differs(const struct config *a, const struct config *b, const char *key)
+{
+	const struct key_def *k = find_key(key);
+	return k != NULL && key_differs(k, a, b);
 }
 
 /* The value of key k in cfg, as check-config prints it. */

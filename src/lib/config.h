@@ -49,9 +49,6 @@ struct config_words {
 	unsigned line;
 };
 
-/* Where log lines go (src/lib/log.h). */
-enum log_to { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE };
-
 struct listen_addr {
 	char *host; /* numeric address, "127.0.0.1" or "::1" */
 	char *port; /* numeric port */
@@ -161,7 +158,8 @@ struct config {
 	struct listen_addr *metrics_listen; /* at most one; none = no metrics role */
 	size_t metrics_listen_count;
 	enum log_to log_to;        /* where log lines go */
-	unsigned syslog_facility;  /* mail, daemon, user, local0..local7: log.c's table order */
+	enum syslog_facility syslog_facility;
+	char *syslog_socket;       /* log_to = syslog: the local syslog socket (datagrams) */
 	char *log_file;            /* log_to = file: the file; SIGUSR1 reopens it */
 
 	char *content_rules_file; /* "" = no content rules (docs/postern-rules.5) */
@@ -275,6 +273,8 @@ int config_load(const char *path, struct config *cfg, FILE *errors);
  * must be freed with config_free. Returns the number of problems. */
 int config_load_partial(const char *path, struct config *cfg, FILE *errors);
 void config_free(struct config *cfg);
+/* Does key (a known key's name) mean something else in a than in b? */
+bool config_key_differs(const struct config *a, const struct config *b, const char *key);
 /* What only the server reads: tls_cert and tls_key must be readable (by
  * the caller). Checked by serve and check-config, not by the commands that
  * never touch them ("postern queue", which an unprivileged administrator

@@ -55,6 +55,7 @@
 #include "../smtp/tls.h"
 #include "../lib/metrics.h"
 #include "auth_role.h"
+#include "log_writer.h"
 #include "metrics_role.h"
 #include "preflight.h"
 #include "privsep.h"
@@ -111,6 +112,7 @@ struct master {
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
 	int metrics_fd;     /* metrics_listen's socket, or -1 */
+	struct log_writer log; /* log_to = file */
 	struct generation *current;  /* NULL until the first one starts */
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
@@ -311,6 +313,21 @@ static int bind_listeners(struct master *m, const struct config *cfg)
 		m->listen_count++;
 		log_info("listening on %s", cfg->listen[i].text);
 	}
+	return 0;
+}
+
+/* Where the lines go from now on (log_to): before any fork, so that
+ * every process inherits it. */
+static int log_start(struct master *m, const struct generation *g)
+{
+	const struct config *cfg = &g->cfg;
+	if (cfg->log_to == LOG_TO_SYSLOG && log_use_syslog(cfg->syslog_socket,
+							   cfg->syslog_facility) < 0) {
+		log_error("syslog_socket %s: path too long", cfg->syslog_socket);
+		return -1;
+	}
+	if (cfg->log_to == LOG_TO_FILE)
+		return log_writer_start(&m->log, cfg->log_file, &g->ps, &g->ps.user);
 	return 0;
 }
 
@@ -625,6 +642,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
 	if (m->auth_ctl >= 0)
 		close(m->auth_ctl); /* the supervisor's end */
+	log_writer_close_in_child(&m->log);
+	signal(SIGUSR1, SIG_IGN); /* the supervisor's: a "kill -USR1" to all of postern is harmless */
 	if (role == ROLE_METRICS)
 		run_metrics(m, g);
 	if (m->metrics_fd >= 0)
@@ -807,6 +826,12 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	if (old != NULL) {
 		if (!same_listeners(&old->cfg, &g->cfg))
 			log_warn("reload: listen changed; keeping the bound sockets until a restart");
+		if (config_key_differs(&old->cfg, &g->cfg, "metrics_listen") ||
+		    config_key_differs(&old->cfg, &g->cfg, "log_to") ||
+		    config_key_differs(&old->cfg, &g->cfg, "log_file") ||
+		    config_key_differs(&old->cfg, &g->cfg, "syslog_facility") ||
+		    config_key_differs(&old->cfg, &g->cfg, "syslog_socket"))
+			log_warn("reload: metrics_listen and the log settings apply at the next restart");
 		log_info("reload: %zu users, %zu aliases; starting generation %u",
 			 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
 		generation_free(&old);
@@ -906,6 +931,9 @@ static void reap_children(struct master *m)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		const struct generation *g = m->current != NULL ? m->current : m->pending;
+		if (g != NULL && log_writer_reaped(&m->log, pid, &g->ps, &g->ps.user))
+			continue;
 		for (size_t i = 0; i < m->child_count; i++) {
 			struct child c = m->children[i];
 			if (c.pid != pid)
@@ -989,6 +1017,7 @@ static void close_listeners(struct master *m)
 struct taken_signals {
 	int stop; /* SIGTERM or SIGINT, 0 if none */
 	bool reload;
+	bool reopen; /* SIGUSR1: the log file */
 };
 
 /* Wait up to a second (a tenth while a scan master is loading, to start
@@ -996,7 +1025,7 @@ struct taken_signals {
  * pending. */
 static struct taken_signals take_signals(const sigset_t *set, bool pending)
 {
-	struct taken_signals t = { 0, false };
+	struct taken_signals t = { 0, false, false };
 	struct timespec tick = { pending ? 0 : 1, pending ? 100000000 : 0 }, now = { 0, 0 };
 	for (int sig = sigtimedwait(set, NULL, &tick); sig > 0;
 	     sig = sigtimedwait(set, NULL, &now)) {
@@ -1004,6 +1033,8 @@ static struct taken_signals take_signals(const sigset_t *set, bool pending)
 			t.stop = sig;
 		else if (sig == SIGHUP)
 			t.reload = true;
+		else if (sig == SIGUSR1)
+			t.reopen = true;
 	}
 	return t;
 }
@@ -1023,6 +1054,7 @@ static int supervise(struct master *m)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	time_t stop_deadline = 0;
 	for (;;) {
 		struct taken_signals t = take_signals(&set, m->pending != NULL);
@@ -1043,6 +1075,8 @@ static int supervise(struct master *m)
 			signal_children(m, SIGTERM);
 			stop_deadline = time(NULL) + 5;
 		}
+		if (t.reopen)
+			log_writer_reopen(&m->log);
 		if (t.reload && !m->stopping)
 			reload(m);
 		scan_respawn_due(m);
@@ -1059,7 +1093,7 @@ static int supervise(struct master *m)
 int master_main(const char *config_path)
 {
 	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1,
-			    .auth_ctl = -1, .metrics_fd = -1 };
+			    .auth_ctl = -1, .metrics_fd = -1, .log = LOG_WRITER_NONE };
 	sigset_t set;
 	log_set_role("master");
 	struct generation *g = generation_load(config_path, 1);
@@ -1068,6 +1102,10 @@ int master_main(const char *config_path)
 	log_set_level(g->cfg.log_level);
 	if (generation_check(g) < 0) {
 		log_error("postern cannot work with this configuration: not starting");
+		generation_free(&g);
+		return 1;
+	}
+	if (log_start(&m, g) < 0) {
 		generation_free(&g);
 		return 1;
 	}
@@ -1086,6 +1124,7 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
