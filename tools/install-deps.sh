@@ -64,6 +64,14 @@
 #                        (tests/integration/test_report.py), never a browser
 #                        anyone uses
 #   pflogsumm            the report benchmark's comparison (bench/report.sh)
+#   rsyslog              a real syslog daemon reading log_to = syslog on a
+#                        private socket (tests/integration/test_logging.py;
+#                        the test runs its own rsyslogd, never the system's)
+#   curl                 a second HTTP client scraping the metrics
+#                        (tests/integration/test_metrics.py)
+#   systemd              systemd-analyze verify/security on the installed
+#                        unit (tests/integration/test_install.py); only the
+#                        tool is used, systemd need not be running
 set -eu
 # the library of the spam rules' prefilter (see above)
 case "$(dpkg --print-architecture 2>/dev/null)" in
@@ -75,7 +83,8 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
-      libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm"
+      libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm \
+      rsyslog curl systemd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -22,7 +22,8 @@ import tempfile
 import time
 import unittest
 
-from harness import KEEP_TMP, POSTERN_BIN, REPO, free_port, scaled, tls_files
+from harness import (KEEP_TMP, POSTERN_BIN, REPO, PosternTestCase, free_port, make_message,
+                     scaled, smtplib_send, tls_files)
 
 VERSION_RE = re.compile(r"^postern \d+\.\d+\.\d+\n$")
 
@@ -48,6 +49,41 @@ def make_env():
     for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
         env.pop(k, None)
     return env
+
+
+def unit_capabilities():
+    """The CapabilityBoundingSet of etc/postern.service.in, as setpriv
+    spells them ("+net_bind_service,...")."""
+    with open(os.path.join(REPO, "etc/postern.service.in")) as f:
+        m = re.search(r"(?m)^CapabilityBoundingSet=(.*)$", f.read())
+    return ",".join("+" + c.lower()[len("cap_"):] for c in m.group(1).split())
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"),
+                     "needs root and setpriv (util-linux)")
+class UnitCapabilitiesTest(PosternTestCase):
+    """postern started as root with only the capabilities the systemd
+    unit leaves it (CapabilityBoundingSet=) does everything: its roles
+    switch accounts, mail is delivered, a reload and a drain work."""
+
+    def test_serves_with_the_units_capabilities(self):
+        srv = self.start_server(start=False)
+        srv.command_prefix = ["setpriv", "--bounding-set=-all," + unit_capabilities(),
+                              "--inh-caps=-all", "--"]
+        srv.start()
+        qid = smtplib_send(srv.port, "sender@remote.test", ["alice@example.test"],
+                           make_message(subject="with the unit's capabilities"))
+        srv.wait_delivery("alice", qid)
+        m = srv.reload()
+        self.assertIn("starting generation 2", m.group(0))
+        qid = smtplib_send(srv.port, "sender@remote.test", ["bob@example.test"],
+                           make_message(subject="after a reload"))
+        srv.wait_delivery("bob", qid)
+        with open("/proc/%d/status" % srv.pid) as f:
+            bnd = int([l for l in f if l.startswith("CapBnd:")][0].split()[1], 16)
+        self.assertNotEqual(bnd, 0)
+        self.assertEqual(bnd & (1 << 21), 0, "CAP_SYS_ADMIN must not be there")
+        srv.stop()
 
 
 class InstallTest(unittest.TestCase):
@@ -101,10 +137,75 @@ class InstallTest(unittest.TestCase):
     def test_systemd_unit_names_the_installed_paths(self):
         with open(self.path("usr/lib/systemd/system/postern.service")) as f:
             unit = f.read()
-        self.assertNotIn("@", unit.replace("$MAINPID", ""), "placeholder left in the unit")
+        self.assertNotRegex(unit, r"@[A-Z_]+@", "placeholder left in the unit")
         self.assertIn("\nExecStart=/usr/sbin/postern serve -c /etc/postern/postern.conf\n", unit)
         self.assertIn("\nExecStartPre=/usr/sbin/postern check-config -c "
                       "/etc/postern/postern.conf\n", unit)
+
+    def systemd_root(self):
+        """A copy of the installed tree with what systemd-analyze looks
+        for in a root: systemd's own targets and slices, and /bin/kill
+        (ExecReload). None if this machine has no systemd units to copy."""
+        units = "/lib/systemd/system"
+        if not os.path.exists(os.path.join(units, "multi-user.target")):
+            return None
+        root = os.path.join(self.tmp, "systemd-root")
+        if not os.path.exists(root):
+            shutil.copytree(self.root, root, symlinks=True)
+            dest = os.path.join(root, "usr/lib/systemd/system")
+            for name in os.listdir(units):
+                if name.endswith((".target", ".slice")) and \
+                        not os.path.exists(os.path.join(dest, name)):
+                    shutil.copy(os.path.join(units, name), dest, follow_symlinks=True)
+            os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+            shutil.copy("/bin/kill", os.path.join(root, "bin/kill"))
+        return root
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"),
+                         "systemd-analyze is not installed (package systemd)")
+    def test_systemd_analyze_verify(self):
+        """The installed unit passes systemd-analyze verify, in the
+        installed tree as the root (the man pages are checked above: man
+        would look for them on this machine, not in the tree)."""
+        root = self.systemd_root()
+        if root is None:
+            self.skipTest("no systemd units on this machine to build a root with")
+        p = run(["systemd-analyze", "verify", "--man=no", "--root=" + root, "postern.service"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stderr.strip(), "", "warnings about the unit")
+        # and it would say so: a broken copy fails
+        broken = os.path.join(root, "usr/lib/systemd/system/postern-broken.service")
+        with open(os.path.join(root, "usr/lib/systemd/system/postern.service")) as f:
+            text = f.read().replace("ExecStart=/usr/sbin/postern", "ExecStart=/usr/sbin/nothere")
+        with open(broken, "w") as f:
+            f.write(text)
+        p = run(["systemd-analyze", "verify", "--man=no", "--root=" + root,
+                 "postern-broken.service"])
+        os.unlink(broken)
+        self.assertNotEqual(p.returncode, 0)
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"),
+                         "systemd-analyze is not installed (package systemd)")
+    def test_systemd_analyze_security(self):
+        """The sandbox's exposure as systemd rates it: "OK" (at most 3.5
+        of 10; the unit without its sandbox rates 9.6, UNSAFE). Offline,
+        so systemd need not be PID 1."""
+        root = self.systemd_root()
+        if root is None:
+            self.skipTest("no systemd units on this machine to build a root with")
+        p = run(["systemd-analyze", "security", "--offline=true", "--root=" + root,
+                 "postern.service"])
+        if "--offline" in p.stderr and p.returncode != 0:
+            self.skipTest("this systemd-analyze cannot rate a unit offline and systemd is "
+                          "not PID 1 here: %s" % p.stderr.strip())
+        m = re.search(r"Overall exposure level for postern.service: (\d+\.\d+) (\w+)",
+                      p.stdout)
+        self.assertIsNotNone(m, p.stdout[-2000:] + p.stderr)
+        self.assertLessEqual(float(m.group(1)), 3.5, p.stdout)
+        self.assertEqual(m.group(2), "OK", p.stdout)
+        for line in ("NoNewPrivileges=", "ProtectSystem=", "PrivateTmp=", "ProtectHome=",
+                     "RestrictSUIDSGID=", "ProtectKernelModules="):
+            self.assertRegex(p.stdout, r"(?m)^✓ %s" % re.escape(line), line)
 
     def test_builtin_configuration_path(self):
         p = run([self.binary, "--help"])
