@@ -214,6 +214,20 @@ class MetricsTest(PosternTestCase):
         self.assertGreaterEqual(value(after, "postern_queue_messages", state="deferred") +
                                 value(after, "postern_queue_messages", state="queue"), 1)
 
+    def test_counters_survive_reload(self):
+        """The segment outlives generations: a reload neither resets the
+        counters nor restarts the metrics role."""
+        pid = self.srv.role_pids("metrics")
+        smtplib_send(self.srv.port, "sender@remote.test", ["bob@example.test"], make_message())
+        before = self.scrape()
+        self.srv.reload(wait_old=True)
+        self.srv.wait_roles()
+        after = self.scrape()
+        for name in ("postern_smtp_connections_total", "postern_smtp_messages_accepted_total"):
+            self.assertGreaterEqual(value(after, name), value(before, name), name)
+        self.assertEqual(self.srv.role_pids("metrics"), pid)
+        self.assertEqual(value(after, "postern_processes", role="smtp"), 2)
+
     def test_processes_and_memory_per_role(self):
         samples = self.scrape()
         self.assertEqual(value(samples, "postern_processes", role="master"), 1)
