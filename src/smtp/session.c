@@ -941,6 +941,8 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
 	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
 		s->no_linger = true; /* an overload: its descriptor is needed back at once */
+		session_count_refusal("connect", 421, "worker_connections", "too_many_connections",
+				      NULL);
 		send_421(s, "4.7.0", "Error: too many connections, try again later");
 		return;
 	}
