@@ -505,6 +505,16 @@ class PosternServer:
         generation has exited (they drain their sessions first); the
         anvil, the auth process and the metrics role belong to no
         generation and stay."""
+        if wait_old:
+            # The kept roles are known by their log lines; the auth process
+            # writes its first only after a dummy password hash (tens of
+            # milliseconds, more on a busy machine): a reload sooner would
+            # take it for a process of the old generation.
+            try:
+                wait_until(lambda: self.role_pids("auth"), scaled(5),
+                           what="the auth process's first line")
+            except AssertionError:
+                pass
         anvil = set(self.role_pids("anvil")) | set(self.role_pids("auth")) | \
             set(self.role_pids("metrics"))
         old = [p for p in self.children() if p not in anvil]
