@@ -51,7 +51,9 @@
 #include "../queue/qmgr.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
+#include "../smtp/keyholder_proto.h"
 #include "../smtp/tls.h"
+#include "keyholder_key.h"
 #include "preflight.h"
 #include "privsep.h"
 
@@ -64,7 +66,7 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_KEYHOLDER };
 #define ANVIL_GENERATION 0u
 
 /* A current scan master that exited for good is started again after this
@@ -76,6 +78,7 @@ struct child {
 	enum role role;
 	unsigned generation;
 	time_t started;
+	bool stop_sent; /* a key holder: told to stop, its workers are gone */
 };
 
 /* Everything one generation of roles is started with. */
@@ -84,7 +87,7 @@ struct generation {
 	struct config cfg;
 	struct privsep ps;
 	struct recipient_tables *rcpt;
-	bool tls;           /* tls_cert and tls_key checked: the smtp workers load them */
+	bool tls;           /* tls_cert and tls_key checked: its key holder loads the key */
 	struct notice_template *notice_template; /* notify_template, checked */
 	struct restrictions *restrictions; /* the restriction lists and their maps */
 	struct relay_router *router; /* transport_file, relayhost, TLS policy */
@@ -498,6 +501,31 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The key holder of generation g: load the key as root, then become
+ * user; nothing of the other roles' descriptors, no tables. */
+static NORETURN void run_keyholder(struct master *m, struct generation *g)
+{
+	log_set_role("keyholder");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	char *err = NULL;
+	struct keyholder_key *key = keyholder_key_load(g->cfg.tls_cert, g->cfg.tls_key, &err);
+	if (key == NULL) {
+		log_error("%s", err);
+		_exit(1);
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	int rc = keyholder_main(&g->cfg, key);
+	keyholder_key_free(&key);
+	_exit(rc);
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -512,6 +540,13 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (m->pending != NULL && m->pending->scan_ready_fd >= 0)
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
+	/* Every TLS server context a role builds takes its private key from
+	 * this generation's key holder (smtp/tls.h). */
+	char *keyholder_path = keyholder_socket_path(g->cfg.spool_dir);
+	tls_server_configure(keyholder_path, tls_min_version_of(g->cfg.tls_min_version));
+	free(keyholder_path);
+	if (role == ROLE_KEYHOLDER)
+		run_keyholder(m, g);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
@@ -521,8 +556,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	log_set_role("smtp");
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
-	/* the key, read as root before the worker drops privileges: only the
-	 * smtp workers ever decode it (the supervisor checked it in a child) */
+	/* the certificate, read as root before the worker drops privileges;
+	 * the key stays in the key holder */
 	SSL_CTX *tls_ctx = NULL;
 	if (g->tls) {
 		char *err = NULL;
@@ -564,6 +599,7 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	c->role = role;
 	c->generation = role == ROLE_ANVIL ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
+	c->stop_sent = false;
 	return pid;
 }
 
@@ -594,6 +630,8 @@ static int spawn_scan_master(struct master *m, struct generation *g)
 
 static void spawn_generation(struct master *m)
 {
+	if (m->current->tls)
+		spawn(m, ROLE_KEYHOLDER); /* before the workers that ask it */
 	spawn(m, ROLE_QMGR);
 	size_t n = worker_count(&m->current->cfg);
 	for (size_t i = 0; i < n; i++)
@@ -607,10 +645,50 @@ static void signal_children(struct master *m, int sig)
 		kill(m->children[i].pid, sig);
 }
 
+/* A stop: every role but the key holders, which the workers may still
+ * need while they drain (stop_idle_keyholders stops them after). */
+static void stop_children(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].role != ROLE_KEYHOLDER)
+			kill(m->children[i].pid, SIGTERM);
+}
+
+/* Does a role of generation other than the key holder, the queue manager
+ * and the scan master (that is, a TLS worker) still run? */
+static bool generation_has_workers(const struct master *m, unsigned generation)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		const struct child *c = &m->children[i];
+		if (c->generation == generation && c->role != ROLE_KEYHOLDER &&
+		    c->role != ROLE_QMGR && c->role != ROLE_SCAN && c->role != ROLE_ANVIL)
+			return true;
+	}
+	return false;
+}
+
+/* A key holder serves its generation's workers: once the generation is
+ * no longer the current one (or postern stops) and its last worker has
+ * exited, it is stopped. */
+static void stop_idle_keyholders(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		struct child *c = &m->children[i];
+		if (c->role != ROLE_KEYHOLDER || c->stop_sent)
+			continue;
+		bool current = m->current != NULL && c->generation == m->current->number;
+		if ((current && !m->stopping) || generation_has_workers(m, c->generation))
+			continue;
+		kill(c->pid, SIGTERM);
+		c->stop_sent = true;
+	}
+}
+
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-		: role == ROLE_ANVIL ? "anvil" : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : role == ROLE_KEYHOLDER ? "key holder"
+		: "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -650,7 +728,8 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL)
+		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL &&
+		    m->children[i].role != ROLE_KEYHOLDER)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -861,15 +940,16 @@ static int supervise(struct master *m)
 			const struct generation *g = m->current != NULL ? m->current : m->pending;
 			stop_deadline = time(NULL) + (time_t)g->cfg.shutdown_timeout + 5;
 			close_listeners(m);
-			signal_children(m, SIGTERM);
+			stop_children(m);
 		}
 		if (!m->stopping)
 			poll_pending(m);
 		reap_children(m);
+		stop_idle_keyholders(m);
 		if (m->stopping && stop_deadline == 0) {
 			/* The first generation never started (its scan master
 			 * could not build its pipeline). */
-			signal_children(m, SIGTERM);
+			stop_children(m);
 			stop_deadline = time(NULL) + 5;
 		}
 		if (t.reload && !m->stopping)

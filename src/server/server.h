@@ -112,6 +112,13 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
  * Returns the exit status. */
 int anvil_main(const struct config *cfg);
 
+/* The key holder (keyholder.c): answer the TLS workers' signature
+ * requests with key (loaded by the caller as root, keyholder_key.h) on
+ * spool_dir/private/keyholder.sock until SIGTERM. Returns the exit
+ * status. */
+struct keyholder_key;
+int keyholder_main(const struct config *cfg, struct keyholder_key *key);
+
 /* A scanner (scanner.c): scan what the master sends on sock with p until
  * the master closes it. Returns the exit status. */
 int scan_scanner_main(struct scan_pipeline *p, int sock);
