@@ -3,7 +3,7 @@
  * that has the TLS private key. The supervisor forks one per generation
  * with TLS (as root: it loads tls_key and checks it against tls_cert,
  * keyholder_key.h, then switches to `user` and becomes non-dumpable);
- * it listens on spool_dir/private/keyholder.sock and answers the SIGN
+ * it listens on spool_dir/private/keyholder-ID.sock (ID: its key's) and answers the SIGN
  * requests of the TLS workers (smtp, pop3: smtp/keyholder_proto.h) one
  * at a time, in the order they come, from a libevent loop.
  *
@@ -11,9 +11,12 @@
  * roles, no tables. A connection must come from a process of its own
  * account (SO_PEERCRED), and is ended at the first protocol violation.
  *
- * A newer generation's key holder takes the socket's name over (by
- * rename); the older one keeps the connections its workers already have
- * and is stopped by the supervisor once they have all exited. A key
+ * The socket is named after the key, so the workers of each generation
+ * reach a key holder of their own key: after a reload with a new key the
+ * old key holder serves the old generation's workers until the supervisor
+ * stops it, once they have all exited. A key holder of the same key
+ * (after a restart, or a reload that kept the key) takes the name over by
+ * rename; one that exits removes the name if it is still its own. A key
  * holder that dies is started again by the supervisor; meanwhile the
  * workers' handshakes fail (tls_remote_key.h), no session or message is
  * lost on that account.
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/buf.h"
@@ -55,6 +59,7 @@ struct keyholder {
 	const struct keyholder_key *key;
 	int listener;
 	char *path;
+	ino_t path_ino; /* of the socket file, to remove it only if still ours */
 	struct event *accepting, *sig_term, *sig_int;
 	struct holder_conn *conns;
 	size_t conn_count;
@@ -174,7 +179,9 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
  * dead predecessor is replaced, never connected to. */
 static int open_listener(struct keyholder *h, const char *spool_dir)
 {
-	h->path = keyholder_socket_path(spool_dir);
+	char *dir = keyholder_socket_dir(spool_dir);
+	h->path = keyholder_socket_path(dir, keyholder_key_id_of(h->key));
+	free(dir);
 	buf_t tmp = BUF_INIT;
 	buf_printf(&tmp, "%s.%ld", h->path, (long)getpid());
 	unlink(buf_cstr(&tmp));
@@ -186,7 +193,17 @@ static int open_listener(struct keyholder *h, const char *spool_dir)
 		return -1;
 	}
 	buf_free(&tmp);
+	struct stat st;
+	h->path_ino = stat(h->path, &st) == 0 ? st.st_ino : 0;
 	return 0;
+}
+
+/* Remove the socket's name unless a successor has taken it over. */
+static void remove_listener_name(const struct keyholder *h)
+{
+	struct stat st;
+	if (h->path_ino != 0 && stat(h->path, &st) == 0 && st.st_ino == h->path_ino)
+		unlink(h->path);
 }
 
 int keyholder_main(const struct config *cfg, struct keyholder_key *key)
@@ -220,7 +237,8 @@ int keyholder_main(const struct config *cfg, struct keyholder_key *key)
 	event_free(h.accepting);
 	event_free(h.sig_term);
 	event_free(h.sig_int);
-	close(h.listener); /* the path stays: a successor renames its own over it */
+	remove_listener_name(&h);
+	close(h.listener);
 	event_base_free(h.base);
 	free(h.path);
 	log_info("key holder exiting: %lu signatures, %lu requests refused", h.signed_count,

@@ -97,6 +97,11 @@ void keyholder_key_free(struct keyholder_key **kp)
 	xfree(kp);
 }
 
+const unsigned char *keyholder_key_id_of(const struct keyholder_key *k)
+{
+	return k->id;
+}
+
 const char *keyholder_key_id_text(const struct keyholder_key *k)
 {
 	static char text[2 * KEYHOLDER_ID_LEN + 1];

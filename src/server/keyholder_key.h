@@ -29,6 +29,9 @@ struct keyholder_key *keyholder_key_load(const char *cert_file, const char *key_
 					 char **err_r);
 void keyholder_key_free(struct keyholder_key **kp);
 
+/* The key's id (KEYHOLDER_ID_LEN bytes). */
+const unsigned char *keyholder_key_id_of(const struct keyholder_key *k);
+
 /* The key's id, hex, for logs (static buffer). */
 const char *keyholder_key_id_text(const struct keyholder_key *k);
 

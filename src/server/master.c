@@ -542,9 +542,9 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
 	/* Every TLS server context a role builds takes its private key from
 	 * this generation's key holder (smtp/tls.h). */
-	char *keyholder_path = keyholder_socket_path(g->cfg.spool_dir);
-	tls_server_configure(keyholder_path, tls_min_version_of(g->cfg.tls_min_version));
-	free(keyholder_path);
+	char *keyholder_dir = keyholder_socket_dir(g->cfg.spool_dir);
+	tls_server_configure(keyholder_dir, tls_min_version_of(g->cfg.tls_min_version));
+	free(keyholder_dir);
 	if (role == ROLE_KEYHOLDER)
 		run_keyholder(m, g);
 	if (role == ROLE_SCAN)

@@ -114,7 +114,7 @@ int anvil_main(const struct config *cfg);
 
 /* The key holder (keyholder.c): answer the TLS workers' signature
  * requests with key (loaded by the caller as root, keyholder_key.h) on
- * spool_dir/private/keyholder.sock until SIGTERM. Returns the exit
+ * spool_dir/private/keyholder-ID.sock until SIGTERM. Returns the exit
  * status. */
 struct keyholder_key;
 int keyholder_main(const struct config *cfg, struct keyholder_key *key);

@@ -9,6 +9,7 @@
  */
 #include "keyholder_proto.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,10 +120,17 @@ int keyholder_key_id(const EVP_PKEY *pkey, unsigned char id_r[KEYHOLDER_ID_LEN])
 	return ok == 1 && out_len == KEYHOLDER_ID_LEN ? 0 : -1;
 }
 
-char *keyholder_socket_path(const char *spool_dir)
+char *keyholder_socket_dir(const char *spool_dir)
 {
-	char *dir = safeio_path_join(spool_dir, KEYHOLDER_DIR);
-	char *path = safeio_path_join(dir, KEYHOLDER_SOCKET_NAME);
-	free(dir);
-	return path;
+	return safeio_path_join(spool_dir, KEYHOLDER_DIR);
+}
+
+char *keyholder_socket_path(const char *dir, const unsigned char id[KEYHOLDER_ID_LEN])
+{
+	char name[sizeof("keyholder-.sock") + 2 * KEYHOLDER_NAME_ID_BYTES];
+	int n = snprintf(name, sizeof(name), "keyholder-");
+	for (size_t i = 0; i < KEYHOLDER_NAME_ID_BYTES; i++)
+		n += snprintf(name + n, sizeof(name) - (size_t)n, "%02x", id[i]);
+	snprintf(name + n, sizeof(name) - (size_t)n, ".sock");
+	return safeio_path_join(dir, name);
 }

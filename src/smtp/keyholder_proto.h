@@ -2,9 +2,12 @@
  * keyholder_proto.h - the messages between a TLS worker (smtp, pop3) and
  * the key holder, the one process of "postern serve" that holds the TLS
  * private key (src/server/keyholder.c, docs/architecture.md "The key
- * holder"). AF_UNIX SOCK_SEQPACKET at spool_dir/private/keyholder.sock,
- * one message per packet, one request outstanding per connection (the
- * worker waits for the answer, see tls_remote_key.c):
+ * holder"). AF_UNIX SOCK_SEQPACKET at
+ * spool_dir/private/keyholder-ID.sock, where ID is the start of the key
+ * id (below) in hex, so a worker reaches a key holder with its own key
+ * whichever generation either belongs to; one message per packet, one
+ * request outstanding per connection (the worker waits for the answer,
+ * see tls_remote_key.c):
  *
  *   worker --SIGN--->  key holder   sign these bytes with the key whose
  *          <-SIGNED--               public key has this identifier
@@ -32,9 +35,9 @@
  * holder into a decryption oracle.
  *
  * The key id is the SHA-256 of the public key's DER SubjectPublicKeyInfo
- * (keyholder_key_id), so a worker of a newer or older configuration that
- * reaches a key holder with another key gets KEYHOLDER_UNKNOWN_KEY, not a
- * signature its certificate does not match.
+ * (keyholder_key_id); a request for another key than the key holder's
+ * (which only a stale socket name could bring) gets KEYHOLDER_UNKNOWN_KEY,
+ * not a signature the worker's certificate does not match.
  *
  * Untrusted input: each side decodes what it receives as hostile (a
  * compromised worker may send anything; it may still get signatures,
@@ -53,7 +56,7 @@
 #define KEYHOLDER_ID_LEN 32
 #define KEYHOLDER_DATA_MAX 1024 /* an RSA modulus of 8192 bits */
 #define KEYHOLDER_MSG_MAX (1 + 4 + KEYHOLDER_ID_LEN + 1 + 2 + KEYHOLDER_DATA_MAX)
-#define KEYHOLDER_SOCKET_NAME "keyholder.sock"
+#define KEYHOLDER_NAME_ID_BYTES 8 /* of the key id, in the socket's name */
 
 enum keyholder_msg_type {
 	KEYHOLDER_SIGN = 0x01,
@@ -93,7 +96,10 @@ int keyholder_msg_decode(const void *data, size_t len, struct keyholder_msg *m,
 /* The key id of pkey's public key into id_r: 0, or -1 (OpenSSL error). */
 int keyholder_key_id(const EVP_PKEY *pkey, unsigned char id_r[KEYHOLDER_ID_LEN]);
 
-/* spool_dir/private/keyholder.sock (malloc'ed). */
-char *keyholder_socket_path(const char *spool_dir);
+/* The folder of the key holders' sockets: spool_dir/private (malloc'ed). */
+char *keyholder_socket_dir(const char *spool_dir);
+/* The socket of the key holder of key id in dir: dir/keyholder-ID.sock
+ * (malloc'ed). */
+char *keyholder_socket_path(const char *dir, const unsigned char id[KEYHOLDER_ID_LEN]);
 
 #endif

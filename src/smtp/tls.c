@@ -22,7 +22,7 @@
 #include "tls_remote_key.h"
 
 /* tls_server_configure's settings. */
-static char *keyholder_path;
+static char *keyholder_dir;
 static int min_version = TLS1_2_VERSION;
 
 /* The suites of TLS 1.2 and older: OpenSSL's default list without the
@@ -31,10 +31,10 @@ static int min_version = TLS1_2_VERSION;
 #define CIPHERS "DEFAULT:!kRSA"
 #define CIPHERS_OLD "DEFAULT:!kRSA:@SECLEVEL=0"
 
-void tls_server_configure(const char *path, int version)
+void tls_server_configure(const char *dir, int version)
 {
-	free(keyholder_path);
-	keyholder_path = path != NULL ? xstrdup(path) : NULL;
+	free(keyholder_dir);
+	keyholder_dir = dir != NULL ? xstrdup(dir) : NULL;
 	min_version = version;
 }
 
@@ -66,12 +66,13 @@ static char *ssl_error(const char *what, const char *file)
 	return msg;
 }
 
-/* The private key: a key holder's key object for the certificate ctx
- * has, or key_file itself. 1, or 0 with *err_r. */
-static int use_key(SSL_CTX *ctx, const char *path, const char *cert_file,
+/* The private key: a key object for the certificate ctx has whose key
+ * holder listens in dir, or (dir NULL) key_file itself. 1, or 0 with
+ * *err_r. */
+static int use_key(SSL_CTX *ctx, const char *dir, const char *cert_file,
 		   const char *key_file, char **err_r)
 {
-	if (path == NULL) {
+	if (dir == NULL) {
 		if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
 			*err_r = ssl_error("cannot load key", key_file);
 			return 0;
@@ -82,7 +83,7 @@ static int use_key(SSL_CTX *ctx, const char *path, const char *cert_file,
 		}
 		return 1;
 	}
-	EVP_PKEY *pk = tls_remote_key_new(SSL_CTX_get0_certificate(ctx), path, err_r);
+	EVP_PKEY *pk = tls_remote_key_new(SSL_CTX_get0_certificate(ctx), dir, err_r);
 	if (pk == NULL)
 		return 0;
 	int ok = SSL_CTX_use_PrivateKey(ctx, pk);
@@ -92,8 +93,8 @@ static int use_key(SSL_CTX *ctx, const char *path, const char *cert_file,
 	return ok;
 }
 
-/* The context, its key from the key holder at path or (NULL) key_file. */
-static SSL_CTX *build_context(const char *cert_file, const char *key_file, const char *path,
+/* The context, its key from a key holder in dir or (NULL) key_file. */
+static SSL_CTX *build_context(const char *cert_file, const char *key_file, const char *dir,
 			      char **err_r)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -109,7 +110,7 @@ static SSL_CTX *build_context(const char *cert_file, const char *key_file, const
 		*err_r = ssl_error("cannot set the cipher list for", cert_file);
 	} else if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		*err_r = ssl_error("cannot load certificate", cert_file);
-	} else if (use_key(ctx, path, cert_file, key_file, err_r) == 1) {
+	} else if (use_key(ctx, dir, cert_file, key_file, err_r) == 1) {
 		return ctx;
 	}
 	SSL_CTX_free(ctx);
@@ -118,7 +119,7 @@ static SSL_CTX *build_context(const char *cert_file, const char *key_file, const
 
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char **err_r)
 {
-	return build_context(cert_file, key_file, keyholder_path, err_r);
+	return build_context(cert_file, key_file, keyholder_dir, err_r);
 }
 
 int tls_check_in_child(const char *cert_file, const char *key_file, char **err_r)

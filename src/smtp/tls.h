@@ -14,14 +14,16 @@
 
 /*
  * How every later tls_server_context of this process works, set by the
- * supervisor in each role it forks (the setting is inherited by nothing
- * else): with keyholder_path, the private key stays in the key holder
- * listening there and key_file is only named in messages; with NULL (the
- * default: check-config, tests) key_file is loaded into this process.
+ * supervisor in each role it forks, before the role builds its context:
+ * with keyholder_dir, the private key stays in the key holder of
+ * the certificate's key, which listens in that folder
+ * (keyholder_proto.h), and key_file is only named in messages; with NULL
+ * (the default: check-config, tests) key_file is loaded into this
+ * process.
  * min_version is an OpenSSL protocol version (TLS1_2_VERSION unless
  * tls_min_version says otherwise, tls_min_version_of).
  */
-void tls_server_configure(const char *keyholder_path, int min_version);
+void tls_server_configure(const char *keyholder_dir, int min_version);
 
 /* The OpenSSL protocol version of tls_min_version. */
 int tls_min_version_of(enum tls_version v);

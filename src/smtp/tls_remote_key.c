@@ -18,8 +18,9 @@
  * exactly the three operations of keyholder_proto.h. Decryption (the RSA
  * key exchange) is refused: tls.c does not offer those cipher suites.
  *
- * One connection to the key holder per process, opened when first needed
- * and again after the key holder went away; one request at a time.
+ * One connection per key object to the key holder of its key, opened
+ * when first needed and again after the key holder went away; one
+ * request at a time.
  *
  * RFCs: none (RFC 8446 4.4.3 and RFC 5246 7.4.8 are OpenSSL's).
  * Untrusted input: the key holder's answers. Privilege: any unprivileged
@@ -48,17 +49,14 @@
 #include "../lib/xalloc.h"
 #include "keyholder_proto.h"
 
-/* The process's connection to the key holder. */
-static struct {
-	char *path;
-	int fd; /* -1: not connected */
-	uint32_t seq;
-	long long no_wait_until; /* it was away: do not wait for it again before */
-} holder = { NULL, -1, 0, 0 };
-
-/* What a key object carries: the id the key holder knows its key by. */
+/* What a key object carries: the id the key holder knows its key by and
+ * the connection to it. */
 struct remote_key {
 	unsigned char id[KEYHOLDER_ID_LEN];
+	char *path; /* the key holder's socket */
+	int fd;     /* -1: not connected */
+	uint32_t seq;
+	long long no_wait_until; /* it was away: do not wait for it again before */
 };
 
 static int rsa_index = -1, ec_index = -1;
@@ -74,22 +72,22 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void disconnect(void)
+static void disconnect(struct remote_key *k)
 {
-	if (holder.fd >= 0)
-		close(holder.fd);
-	holder.fd = -1;
+	if (k->fd >= 0)
+		close(k->fd);
+	k->fd = -1;
 }
 
 /* Wait until fd is ready for events or deadline: 1 ready, 0 timed out,
  * -1 error. */
-static int wait_for(short events, long long deadline)
+static int wait_for(int fd, short events, long long deadline)
 {
 	for (;;) {
 		long long left = deadline - now_ms();
 		if (left <= 0)
 			return 0;
-		struct pollfd p = { holder.fd, events, 0 };
+		struct pollfd p = { fd, events, 0 };
 		int n = poll(&p, 1, (int)left);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -105,22 +103,22 @@ static int wait_for(short events, long long deadline)
  * TLS_REMOTE_KEY_CONNECT_WAIT_MS, but not again for as long after that
  * wait failed: a key holder away for long costs each worker at most that
  * much time every other interval, not every handshake. */
-static int connect_holder(long long deadline)
+static int connect_holder(struct remote_key *k, long long deadline)
 {
 	long long start = now_ms();
-	long long until = start >= holder.no_wait_until
+	long long until = start >= k->no_wait_until
 			  ? start + TLS_REMOTE_KEY_CONNECT_WAIT_MS : start;
 	if (until > deadline)
 		until = deadline;
 	for (;;) {
-		holder.fd = unixsock_connect(holder.path);
-		if (holder.fd >= 0)
+		k->fd = unixsock_connect(k->path);
+		if (k->fd >= 0)
 			return 0;
 		int err = errno;
 		if ((err != ENOENT && err != ECONNREFUSED && err != EAGAIN) || now_ms() >= until) {
 			if (until > start)
-				holder.no_wait_until = now_ms() + TLS_REMOTE_KEY_CONNECT_WAIT_MS;
-			log_warn("TLS key holder %s: %s", holder.path, strerror(err));
+				k->no_wait_until = now_ms() + TLS_REMOTE_KEY_CONNECT_WAIT_MS;
+			log_warn("TLS key holder %s: %s", k->path, strerror(err));
 			return -1;
 		}
 		struct timespec pause = { 0, 50 * 1000 * 1000 };
@@ -132,30 +130,30 @@ enum attempt { ATTEMPT_OK, ATTEMPT_LOST, ATTEMPT_FAILED };
 
 /* One request on the current connection; the answer in *answer. LOST:
  * the connection failed (worth one more try on a new one). */
-static enum attempt exchange(const buf_t *request, uint32_t seq, long long deadline,
+static enum attempt exchange(int fd, const buf_t *request, uint32_t seq, long long deadline,
 			     struct keyholder_msg *answer)
 {
 	for (;;) {
-		ssize_t n = send(holder.fd, request->data, request->len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, request->data, request->len, MSG_NOSIGNAL);
 		if (n == (ssize_t)request->len)
 			break;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_for(POLLOUT, deadline) > 0)
+		    wait_for(fd, POLLOUT, deadline) > 0)
 			continue;
 		log_warn("TLS key holder: cannot send a request: %s",
 			 n < 0 ? strerror(errno) : "short write");
 		return n < 0 && errno != EAGAIN ? ATTEMPT_LOST : ATTEMPT_FAILED;
 	}
 	for (;;) {
-		int ready = wait_for(POLLIN, deadline);
+		int ready = wait_for(fd, POLLIN, deadline);
 		if (ready <= 0) {
 			log_warn("TLS key holder: no answer within %d ms", TLS_REMOTE_KEY_WAIT_MS);
 			return ATTEMPT_FAILED;
 		}
 		unsigned char packet[KEYHOLDER_MSG_MAX + 1];
-		ssize_t n = recv(holder.fd, packet, sizeof(packet), MSG_TRUNC);
+		ssize_t n = recv(fd, packet, sizeof(packet), MSG_TRUNC);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) {
@@ -179,20 +177,20 @@ static enum attempt exchange(const buf_t *request, uint32_t seq, long long deadl
 	}
 }
 
-/* Ask the key holder for op on in with key id; the answer's data into
- * out (at most out_max bytes): its length, or -1 after a log line. */
-static long ask(const unsigned char *id, enum keyholder_op op, const unsigned char *in,
+/* Ask k's key holder for op on in; the answer's data into out (at most
+ * out_max bytes): its length, or -1 after a log line. */
+static long ask(struct remote_key *k, enum keyholder_op op, const unsigned char *in,
 		size_t in_len, unsigned char *out, size_t out_max)
 {
-	if (in_len == 0 || in_len > KEYHOLDER_DATA_MAX || holder.path == NULL) {
+	if (in_len == 0 || in_len > KEYHOLDER_DATA_MAX) {
 		log_warn("TLS key holder: cannot ask for %zu bytes", in_len);
 		return -1;
 	}
 	struct keyholder_msg *m = xcalloc(1, sizeof(*m));
 	buf_t request = BUF_INIT;
 	m->type = KEYHOLDER_SIGN;
-	m->seq = ++holder.seq;
-	memcpy(m->key_id, id, KEYHOLDER_ID_LEN);
+	m->seq = ++k->seq;
+	memcpy(m->key_id, k->id, KEYHOLDER_ID_LEN);
 	m->op = op;
 	m->len = in_len;
 	memcpy(m->data, in, in_len);
@@ -200,14 +198,14 @@ static long ask(const unsigned char *id, enum keyholder_op op, const unsigned ch
 	long long deadline = now_ms() + TLS_REMOTE_KEY_WAIT_MS;
 	enum attempt a = ATTEMPT_LOST;
 	for (int tries = 0; tries < 2 && a == ATTEMPT_LOST; tries++) {
-		bool fresh = holder.fd < 0;
-		if (fresh && connect_holder(deadline) < 0) {
+		bool fresh = k->fd < 0;
+		if (fresh && connect_holder(k, deadline) < 0) {
 			a = ATTEMPT_FAILED;
 			break;
 		}
-		a = exchange(&request, m->seq, deadline, m);
+		a = exchange(k->fd, &request, m->seq, deadline, m);
 		if (a != ATTEMPT_OK)
-			disconnect();
+			disconnect(k);
 		if (fresh)
 			break; /* a new connection that fails is not tried again */
 	}
@@ -218,8 +216,7 @@ static long ask(const unsigned char *id, enum keyholder_op op, const unsigned ch
 		result = (long)m->len;
 	} else if (a == ATTEMPT_OK) {
 		log_warn("TLS key holder: %s", m->status == KEYHOLDER_UNKNOWN_KEY
-			 ? "it does not hold this certificate's key (tls_key changed since the "
-			   "last reload?)" : m->status == KEYHOLDER_OK ? "answer too long"
+			 ? "it does not hold this certificate's key" : m->status == KEYHOLDER_OK ? "answer too long"
 			 : "the operation failed");
 	}
 	explicit_bzero(m, sizeof(*m));
@@ -232,14 +229,14 @@ static long ask(const unsigned char *id, enum keyholder_op op, const unsigned ch
 static int rsa_priv_enc(int flen, const unsigned char *from, unsigned char *to, RSA *rsa,
 			int padding)
 {
-	const struct remote_key *k = RSA_get_ex_data(rsa, rsa_index);
+	struct remote_key *k = RSA_get_ex_data(rsa, rsa_index);
 	enum keyholder_op op = padding == RSA_NO_PADDING ? KEYHOLDER_OP_RSA_RAW
 			     : padding == RSA_PKCS1_PADDING ? KEYHOLDER_OP_RSA_PKCS1 : 0;
 	if (k == NULL || op == 0 || flen <= 0) {
 		ERR_raise(ERR_LIB_RSA, RSA_R_UNKNOWN_PADDING_TYPE);
 		return -1;
 	}
-	long n = ask(k->id, op, from, (size_t)flen, to, (size_t)RSA_size(rsa));
+	long n = ask(k, op, from, (size_t)flen, to, (size_t)RSA_size(rsa));
 	if (n < 0) {
 		ERR_raise(ERR_LIB_RSA, ERR_R_INTERNAL_ERROR);
 		return -1;
@@ -268,13 +265,13 @@ static int ec_sign(int type, const unsigned char *dgst, int dlen, unsigned char 
 	(void)type;
 	(void)kinv;
 	(void)r;
-	const struct remote_key *k = EC_KEY_get_ex_data(eckey, ec_index);
+	struct remote_key *k = EC_KEY_get_ex_data(eckey, ec_index);
 	int max = ECDSA_size(eckey);
 	if (k == NULL || dlen <= 0 || max <= 0) {
 		ERR_raise(ERR_LIB_EC, ERR_R_PASSED_INVALID_ARGUMENT);
 		return 0;
 	}
-	long n = ask(k->id, KEYHOLDER_OP_ECDSA, dgst, (size_t)dlen, sig, (size_t)max);
+	long n = ask(k, KEYHOLDER_OP_ECDSA, dgst, (size_t)dlen, sig, (size_t)max);
 	if (n <= 0) {
 		ERR_raise(ERR_LIB_EC, ERR_R_INTERNAL_ERROR);
 		return 0;
@@ -297,7 +294,7 @@ static ECDSA_SIG *ec_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM 
 
 /* ---- the key objects ------------------------------------------------------------ */
 
-static void remote_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+static void remote_key_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 			    void *argp)
 {
 	(void)parent;
@@ -305,7 +302,12 @@ static void remote_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx
 	(void)idx;
 	(void)argl;
 	(void)argp;
-	free(ptr);
+	struct remote_key *k = ptr;
+	if (k == NULL)
+		return;
+	disconnect(k);
+	free(k->path);
+	free(k);
 }
 
 /* The method tables, made once per process. */
@@ -313,8 +315,8 @@ static void methods_init(void)
 {
 	if (rsa_method != NULL)
 		return;
-	rsa_index = RSA_get_ex_new_index(0, NULL, NULL, NULL, remote_key_free);
-	ec_index = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, remote_key_free);
+	rsa_index = RSA_get_ex_new_index(0, NULL, NULL, NULL, remote_key_ex_free);
+	ec_index = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, remote_key_ex_free);
 	rsa_method = RSA_meth_dup(RSA_PKCS1_OpenSSL());
 	ec_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
 	if (rsa_index < 0 || ec_index < 0 || rsa_method == NULL || ec_method == NULL)
@@ -327,14 +329,22 @@ static void methods_init(void)
 	EC_KEY_METHOD_set_sign(ec_method, ec_sign, sign_setup, ec_sign_sig);
 }
 
-static struct remote_key *remote_key_of(EVP_PKEY *pub)
+static struct remote_key *remote_key_of(EVP_PKEY *pub, const char *keyholder_dir)
 {
 	struct remote_key *k = xcalloc(1, sizeof(*k));
+	k->fd = -1;
 	if (keyholder_key_id(pub, k->id) < 0) {
 		free(k);
 		return NULL;
 	}
+	k->path = keyholder_socket_path(keyholder_dir, k->id);
 	return k;
+}
+
+static void remote_key_free(struct remote_key *k)
+{
+	free(k->path);
+	free(k);
 }
 
 /* A public RSA key with our method; NULL on failure. */
@@ -350,11 +360,11 @@ static EVP_PKEY *remote_rsa(EVP_PKEY *pub, struct remote_key *k)
 		BN_free(e);
 		RSA_free(rsa);
 		EVP_PKEY_free(pk);
-		free(k);
+		remote_key_free(k);
 		return NULL;
 	}
 	if (RSA_set_method(rsa, rsa_method) != 1 || RSA_set_ex_data(rsa, rsa_index, k) != 1) {
-		free(k);
+		remote_key_free(k);
 		RSA_free(rsa);
 		EVP_PKEY_free(pk);
 		return NULL;
@@ -379,13 +389,13 @@ static EVP_PKEY *remote_ec(EVP_PKEY *pub, struct remote_key *k)
 	    EC_KEY_set_method(ec, ec_method) != 1) {
 		EC_KEY_free(ec);
 		EVP_PKEY_free(pk);
-		free(k);
+		remote_key_free(k);
 		return NULL;
 	}
 	if (EC_KEY_set_ex_data(ec, ec_index, k) != 1) {
 		EC_KEY_free(ec);
 		EVP_PKEY_free(pk);
-		free(k);
+		remote_key_free(k);
 		return NULL;
 	}
 	if (EVP_PKEY_assign_EC_KEY(pk, ec) != 1) {
@@ -396,15 +406,10 @@ static EVP_PKEY *remote_ec(EVP_PKEY *pub, struct remote_key *k)
 	return pk;
 }
 
-EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_path, char **err_r)
+EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_dir, char **err_r)
 {
 	EVP_PKEY *pub = X509_get0_pubkey(cert);
 	methods_init();
-	if (holder.path == NULL || strcmp(holder.path, keyholder_path) != 0) {
-		disconnect();
-		free(holder.path);
-		holder.path = xstrdup(keyholder_path);
-	}
 	int type = pub != NULL ? EVP_PKEY_get_base_id(pub) : EVP_PKEY_NONE;
 	if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC) {
 		buf_t msg = BUF_INIT;
@@ -413,7 +418,7 @@ EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_path, char **err_
 		*err_r = buf_steal(&msg);
 		return NULL;
 	}
-	struct remote_key *k = remote_key_of(pub);
+	struct remote_key *k = remote_key_of(pub, keyholder_dir);
 	EVP_PKEY *pk = k == NULL ? NULL : type == EVP_PKEY_RSA ? remote_rsa(pub, k)
 									  : remote_ec(pub, k);
 	if (pk == NULL) {

@@ -28,9 +28,9 @@
 #define TLS_REMOTE_KEY_CONNECT_WAIT_MS 1000
 
 /* A private-key object for cert's public key whose private operations
- * are asked of the key holder at keyholder_path (connected when first
- * needed, again after it went away). NULL with a malloc'ed *err_r (a key
+ * are asked of the key holder of that key listening in keyholder_dir
+ * (connected when first needed, again after it went away). NULL with a malloc'ed *err_r (a key
  * type other than RSA or EC). */
-EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_path, char **err_r);
+EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_dir, char **err_r);
 
 #endif
