@@ -1,7 +1,7 @@
 /*
  * master.c - the supervisor of "postern serve" (see server.h). The only
- * code that may run as root: it binds the listeners, reads the tables and
- * the TLS key, creates spool_dir and mail_root, checks as each role's
+ * code that may run as root: it binds the listeners, reads the tables,
+ * checks the TLS key in a child that exits, creates spool_dir and mail_root, checks as each role's
  * account that the role can work (preflight.c), forks the roles (which
  * switch accounts at once, privsep.c), restarts a role that dies, and
  * handles SIGTERM (graceful drain), SIGINT (the same) and SIGHUP (reload:
@@ -21,6 +21,12 @@
  * all smtp workers, is one process for the supervisor's whole life: it
  * starts before the first generation, is started again if it dies, and
  * is not retired by reloads.
+ *
+ * The key holder (keyholder.c) of a generation with TLS starts before its
+ * workers and is started again if it dies while current; it is not sent
+ * the reload's SIGUSR2 but stopped (stop_idle_keyholders) once its
+ * generation is no longer current and its last worker has exited, and on
+ * a stop only after the draining workers.
  *
  * RFCs: none. Untrusted input: none is parsed here; the spool and
  * mail_root belong to the roles, so root only creates those two folders

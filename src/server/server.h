@@ -2,7 +2,8 @@
  * server.h - the processes of "postern serve".
  *
  * The supervisor (master.c) starts as root or as the current user: it
- * reads the configuration, the user and alias tables and the TLS key,
+ * reads the configuration and the user and alias tables, checks the TLS
+ * certificate and key in a child that exits,
  * binds the listeners, creates spool_dir and mail_root, checks as each
  * role's account that the role can work (preflight.c), and forks the
  * roles, which switch accounts at once and become non-dumpable
@@ -13,12 +14,15 @@
  *     │          │                          readiness pipe to the supervisor
  *     │          └─fork─▶ scanner × scan_workers (user)
  *     │                     one socket pair each with the scan master
+ *     ├─fork─▶ key holder (root, then user) spool/private/keyholder-ID.sock
+ *     │                                     (listens); one per generation with
+ *     │                                     TLS, the only holder of tls_key
  *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
  *     │                                     one per supervisor, kept over reloads
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
- *     │                                     anvil.sock
+ *     │                                     anvil.sock, one to keyholder-ID.sock
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
@@ -37,7 +41,8 @@
  * pass each finished message the same way to the scan master, which
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
  * docs/scanning.md); the smtp workers ask the anvil to count sessions,
- * rates and greylisting for all of them (src/policy/anvil_proto.h);
+ * rates and greylisting for all of them (src/policy/anvil_proto.h), and
+ * the key holder to sign their TLS handshakes (src/smtp/keyholder_proto.h);
  * nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
