@@ -42,7 +42,7 @@
 #include "../lib/unixsock.h"
 #include "../lib/xalloc.h"
 #include "../smtp/keyholder_proto.h"
-#include "keyholder_key.h"
+#include "../smtp/keyholder_key.h"
 
 /* Connections at most (a few per worker process in practice). */
 #define KEYHOLDER_CONNS_MAX 4096

@@ -59,7 +59,7 @@
 #include "../relay/relay_route.h"
 #include "../smtp/keyholder_proto.h"
 #include "../smtp/tls.h"
-#include "keyholder_key.h"
+#include "../smtp/keyholder_key.h"
 #include "preflight.h"
 #include "privsep.h"
 

@@ -64,27 +64,37 @@ struct keyholder_key *keyholder_key_load(const char *cert_file, const char *key_
 	EVP_PKEY *pkey = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
 	if (f != NULL)
 		fclose(f);
-	struct keyholder_key *k = xcalloc(1, sizeof(*k));
-	k->pkey = pkey;
+	struct keyholder_key *k = NULL;
 	if (pkey == NULL) {
 		*err_r = load_error("cannot load key", key_file);
 	} else if (EVP_PKEY_eq(pub, pkey) != 1) {
 		*err_r = load_error("key does not match certificate", cert_file);
-	} else if ((k->type = EVP_PKEY_get_base_id(pkey)) != EVP_PKEY_RSA &&
-		   k->type != EVP_PKEY_EC) {
-		buf_t msg = BUF_INIT;
-		buf_printf(&msg, "%s: a key of type %s: the key holder signs with RSA and "
-			   "ECDSA keys only", key_file, OBJ_nid2sn(k->type));
-		*err_r = buf_steal(&msg);
-	} else if (keyholder_key_id(pub, k->id) < 0) {
-		/* the id of the certificate's encoding, as the workers compute it */
-		*err_r = load_error("cannot compute the key id of", cert_file);
+		EVP_PKEY_free(pkey);
 	} else {
-		k->bits = EVP_PKEY_get_bits(pkey);
-		EVP_PKEY_free(pub);
-		return k;
+		/* known by the id of the certificate's encoding, as the
+		 * workers compute it */
+		k = keyholder_key_new(pkey, pub, err_r);
 	}
 	EVP_PKEY_free(pub);
+	return k;
+}
+
+struct keyholder_key *keyholder_key_new(EVP_PKEY *pkey, EVP_PKEY *pub, char **err_r)
+{
+	struct keyholder_key *k = xcalloc(1, sizeof(*k));
+	k->pkey = pkey;
+	k->type = EVP_PKEY_get_base_id(pkey);
+	if (k->type != EVP_PKEY_RSA && k->type != EVP_PKEY_EC) {
+		buf_t msg = BUF_INIT;
+		buf_printf(&msg, "a key of type %s: the key holder signs with RSA and ECDSA "
+			   "keys only", OBJ_nid2sn(k->type));
+		*err_r = buf_steal(&msg);
+	} else if (keyholder_key_id(pub, k->id) < 0) {
+		*err_r = load_error("cannot compute the key id of", "the certificate");
+	} else {
+		k->bits = EVP_PKEY_get_bits(pkey);
+		return k;
+	}
 	keyholder_key_free(&k);
 	return NULL;
 }

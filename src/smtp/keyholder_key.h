@@ -19,7 +19,7 @@
 #ifndef POSTERN_KEYHOLDER_KEY_H
 #define POSTERN_KEYHOLDER_KEY_H
 
-#include "../smtp/keyholder_proto.h"
+#include "keyholder_proto.h"
 
 struct keyholder_key;
 
@@ -27,6 +27,10 @@ struct keyholder_key;
  * the key, or NULL with a malloc'ed *err_r. */
 struct keyholder_key *keyholder_key_load(const char *cert_file, const char *key_file,
 					 char **err_r);
+/* The key pkey (taken over, freed on failure too), known by the id of
+ * pub (the certificate's public key; pkey itself will do in tests): NULL
+ * with a malloc'ed *err_r if it is neither RSA nor EC. */
+struct keyholder_key *keyholder_key_new(EVP_PKEY *pkey, EVP_PKEY *pub, char **err_r);
 void keyholder_key_free(struct keyholder_key **kp);
 
 /* The key's id (KEYHOLDER_ID_LEN bytes). */
