@@ -12,10 +12,12 @@ hold no listening socket and no descriptor of the TLS key or the
 tables, and a scanner holds nothing but its socket to the master; no
 process but the key holder has the TLS key in its memory, live or
 freed (issue 11: not even the smtp workers, which ask the key holder for
-their signatures). With every role on (scan master and scanners, anvil, relay agent
-too), no process but the supervisor runs as root, and no process holds
-a password hash of the users file, before or after a reload (its memory
-is read through /proc).
+their signatures); the key holder runs as `user`, non-dumpable, with no
+listener and no file open, serves only its own account and ends a
+connection at the first malformed request. With every role on (scan
+master and scanners, anvil, relay agent too), no process but the
+supervisor runs as root, and no process holds a password hash of the
+users file, before or after a reload (its memory is read through /proc).
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -27,6 +29,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 import unittest
 
@@ -213,10 +216,86 @@ class ScanRolesTest(PosternTestCase):
             self.assertTrue(list(others.values())[0].startswith("socket:"), others)
 
 
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
+class KeyHolderRoleTest(PosternTestCase):
+    """The key holder (issue 11): `user`, non-dumpable, NoNewPrivs, no
+    listener of the network, no file open (the key is read and closed);
+    it takes connections only from processes of its own account and ends
+    one at the first malformed request, and goes on serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True)
+
+    def holder(self):
+        pids = self.srv.role_pids("keyholder")
+        self.assertEqual(len(pids), 1, self.srv.log_tail())
+        return pids[0]
+
+    def socket_path(self):
+        private = os.path.join(self.srv.spool_dir, "private")
+        names = [n for n in os.listdir(private) if re.fullmatch(r"keyholder-[0-9a-f]{16}\.sock", n)]
+        self.assertEqual(len(names), 1, names)
+        return os.path.join(private, names[0])
+
+    def test_account_and_descriptors(self):
+        pid = self.holder()
+        uids, gids, groups = proc_ids(pid)
+        self.assertEqual(uids, [NOBODY.pw_uid] * 4)
+        self.assertEqual(gids, [NOBODY.pw_gid] * 4)
+        self.assertEqual(groups, [])
+        self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0, "it is dumpable")
+        self.assertEqual(no_new_privs(pid), 1)
+        fds = descriptors(pid)
+        self.assertFalse(set(fds.values()) & listening_socket_inodes(),
+                         "the key holder holds a listening TCP socket: %r" % fds)
+        # Standard input (/dev/null), the log as stdout and stderr, then
+        # only sockets and the event loop's descriptors: no file.
+        files = [t for fd, t in fds.items() if fd > 2 and t.startswith("/")]
+        self.assertEqual(files, [], "the key holder holds files: %r" % fds)
+
+    def ask(self, packet, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid):
+        """Send packet to the key holder from a process of uid; what it
+        answers (b"" if it closes the connection)."""
+        code = ("import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                "s.settimeout(10)\n"
+                "s.connect(sys.argv[1])\n"
+                "try:\n"
+                "    s.send(bytes.fromhex(sys.argv[2]))\n"
+                "    sys.stdout.write(s.recv(2000).hex())\n"
+                "except (BrokenPipeError, ConnectionResetError):\n"
+                "    pass  # closed before it could read or answer\n")
+        p = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups",
+                            sys.executable, "-c", code, self.socket_path(), packet.hex()],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(20))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return bytes.fromhex(p.stdout.decode())
+
+    def test_malformed_request_ends_the_connection_only(self):
+        pid = self.holder()
+        offset = self.srv.log_size()
+        self.assertEqual(self.ask(b"\x07junk"), b"")
+        self.srv.wait_log(r"a worker's connection ended: unknown message type", since=offset)
+        # A well-formed request for a key it does not hold is answered.
+        request = b"\x01" + b"\0\0\0\x05" + bytes(32) + b"\x03" + b"\0\x20" + bytes(32)
+        self.assertEqual(self.ask(request), b"\x81\0\0\0\x05\x01\0\0")
+        self.assertEqual(self.holder(), pid)
+        self.assertEqual(starttls_peer_certificate(self.srv.port)[1], "TLSv1.3")
+
+    def test_other_accounts_are_refused(self):
+        offset = self.srv.log_size()
+        request = b"\x01" + b"\0\0\0\x05" + bytes(32) + b"\x03" + b"\0\x20" + bytes(32)
+        self.assertEqual(self.ask(request, uid=0, gid=0), b"")
+        self.srv.wait_log(r"connection refused: not from a process of this account",
+                          since=offset)
+
+
 # The supervisor once decoded the TLS key, and the freed copies OpenSSL
 # does not clear (the PEM text, the DER, the primes) reached every role it
-# forked (SSL_CTX_free clears only the live key). Now only the smtp
-# workers decode it; the supervisor checks it in a child that exits.
+# forked (SSL_CTX_free clears only the live key). Then only the smtp
+# workers decoded it; now only the key holder does (issue 11), and the
+# supervisor checks it in a child that exits.
 @unittest.skipUnless(IS_ROOT, "needs root: reads other accounts' process memory")
 class ScanRolesKeyTest(PosternTestCase):
     """The TLS private key is in no memory but the key holder's, live or
