@@ -139,12 +139,12 @@ static enum attempt exchange(int fd, const buf_t *request, uint32_t seq, long lo
 			break;
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_for(fd, POLLOUT, deadline) > 0)
+		int err = n < 0 ? errno : EMSGSIZE;
+		if ((err == EAGAIN || err == EWOULDBLOCK) && wait_for(fd, POLLOUT, deadline) > 0)
 			continue;
-		log_warn("TLS key holder: cannot send a request: %s",
-			 n < 0 ? strerror(errno) : "short write");
-		return n < 0 && errno != EAGAIN ? ATTEMPT_LOST : ATTEMPT_FAILED;
+		log_warn("TLS key holder: cannot send a request: %s", strerror(err));
+		bool lost = err != EAGAIN && err != EWOULDBLOCK && err != EMSGSIZE;
+		return lost ? ATTEMPT_LOST : ATTEMPT_FAILED;
 	}
 	for (;;) {
 		int ready = wait_for(fd, POLLIN, deadline);
@@ -215,9 +215,12 @@ static long ask(struct remote_key *k, enum keyholder_op op, const unsigned char 
 		memcpy(out, m->data, m->len);
 		result = (long)m->len;
 	} else if (a == ATTEMPT_OK) {
-		log_warn("TLS key holder: %s", m->status == KEYHOLDER_UNKNOWN_KEY
-			 ? "it does not hold this certificate's key" : m->status == KEYHOLDER_OK ? "answer too long"
-			 : "the operation failed");
+		const char *why = "the operation failed";
+		if (m->status == KEYHOLDER_UNKNOWN_KEY)
+			why = "it does not hold this certificate's key";
+		else if (m->status == KEYHOLDER_OK)
+			why = "answer too long";
+		log_warn("TLS key holder: %s", why);
 	}
 	explicit_bzero(m, sizeof(*m));
 	free(m);
@@ -237,7 +240,7 @@ static int rsa_priv_enc(int flen, const unsigned char *from, unsigned char *to, 
 		return -1;
 	}
 	long n = ask(k, op, from, (size_t)flen, to, (size_t)RSA_size(rsa));
-	if (n < 0) {
+	if (n != RSA_size(rsa)) { /* an RSA result is exactly as long as the modulus */
 		ERR_raise(ERR_LIB_RSA, ERR_R_INTERNAL_ERROR);
 		return -1;
 	}
