@@ -81,6 +81,16 @@ static int use_key(SSL_CTX *ctx, const char *dir, const char *cert_file,
 			*err_r = ssl_error("key does not match certificate", cert_file);
 			return 0;
 		}
+		/* What the key holder could not use fails here, in the checks
+		 * of serve and check-config, not in a role that restarts. */
+		int type = EVP_PKEY_get_base_id(SSL_CTX_get0_privatekey(ctx));
+		if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC) {
+			size_t n = strlen(key_file) + 128;
+			*err_r = xmalloc(n);
+			snprintf(*err_r, n, "%s: a key of type %s: the key holder signs with RSA and "
+				 "ECDSA keys only", key_file, OBJ_nid2sn(type));
+			return 0;
+		}
 		return 1;
 	}
 	EVP_PKEY *pk = tls_remote_key_new(SSL_CTX_get0_certificate(ctx), dir, err_r);

@@ -76,12 +76,13 @@ def session_dir():
 
 
 TLS_KEY_OPTIONS = {"rsa": ["-newkey", "rsa:2048"],
-                   "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]}
+                   "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                   "ed25519": ["-newkey", "ed25519"]}
 
 
 def make_certificate(cert, key, kind="rsa", cn=HOSTNAME):
-    """Write a new self-signed certificate and its key (RSA 2048 or ECDSA
-    P-256) to the paths cert and key."""
+    """Write a new self-signed certificate and its key (RSA 2048, ECDSA
+    P-256 or Ed25519) to the paths cert and key."""
     subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=" + cn,
                     "-keyout", key, "-out", cert] + TLS_KEY_OPTIONS[kind],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -9,7 +9,8 @@ a killed key holder makes the next handshakes fail cleanly (the worker
 goes on, plain sessions and messages are not affected) and is started
 again, after which handshakes work; a certificate and key replaced on
 disk are used by new sessions after SIGHUP, while a session of the old
-generation still gets the old certificate from the old key holder.
+generation still gets the old certificate from the old key holder; a
+key type the key holder cannot use (Ed25519) is refused at start.
 """
 import os
 import re
@@ -166,6 +167,22 @@ class TlsVersionTest(PosternTestCase):
         rc, text = srv.serve_refused()
         self.assertNotEqual(rc, 0)
         self.assertRegex(text, r"postern\.conf:\d+: .*tls_min_version")
+
+
+class UnsupportedKeyTest(PosternTestCase):
+    """A key the key holder cannot sign with is refused when postern
+    starts, with the file named, not by roles that keep restarting."""
+
+    def test_ed25519_key_is_refused_at_start(self):
+        srv = self.start_server(start=False)
+        cert, key = os.path.join(srv.dir, "ed.crt"), os.path.join(srv.dir, "ed.key")
+        make_certificate(cert, key, "ed25519")
+        srv.settings.update(tls_cert=cert, tls_key=key)
+        srv.write_config()
+        rc, text = srv.serve_refused()
+        self.assertNotEqual(rc, 0)
+        self.assertIn("%s: a key of type ED25519: the key holder signs with RSA and ECDSA "
+                      "keys only" % key, text)
 
 
 class KeyHolderRestartTest(PosternTestCase):
