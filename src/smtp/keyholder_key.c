@@ -87,7 +87,7 @@ struct keyholder_key *keyholder_key_new(EVP_PKEY *pkey, EVP_PKEY *pub, char **er
 	if (k->type != EVP_PKEY_RSA && k->type != EVP_PKEY_EC) {
 		buf_t msg = BUF_INIT;
 		buf_printf(&msg, "a key of type %s: the key holder signs with RSA and ECDSA "
-			   "keys only", OBJ_nid2sn(k->type));
+			   "keys only", keyholder_key_type_name(k->type));
 		*err_r = buf_steal(&msg);
 	} else if (keyholder_key_id(pub, k->id) < 0) {
 		*err_r = load_error("cannot compute the key id of", "the certificate");

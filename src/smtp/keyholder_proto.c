@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/objects.h>
 #include <openssl/x509.h>
 
 #include "../lib/log.h"
@@ -118,6 +119,12 @@ int keyholder_key_id(const EVP_PKEY *pkey, unsigned char id_r[KEYHOLDER_ID_LEN])
 	int ok = EVP_Digest(der, (size_t)n, id_r, &out_len, EVP_sha256(), NULL);
 	OPENSSL_free(der);
 	return ok == 1 && out_len == KEYHOLDER_ID_LEN ? 0 : -1;
+}
+
+const char *keyholder_key_type_name(int type)
+{
+	const char *name = type != EVP_PKEY_NONE ? OBJ_nid2sn(type) : NULL;
+	return name != NULL ? name : "none";
 }
 
 char *keyholder_socket_dir(const char *spool_dir)

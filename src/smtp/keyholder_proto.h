@@ -96,6 +96,10 @@ int keyholder_msg_decode(const void *data, size_t len, struct keyholder_msg *m,
 /* The key id of pkey's public key into id_r: 0, or -1 (OpenSSL error). */
 int keyholder_key_id(const EVP_PKEY *pkey, unsigned char id_r[KEYHOLDER_ID_LEN]);
 
+/* The short name of an EVP_PKEY type for messages ("RSA", "ED25519",
+ * "none"). */
+const char *keyholder_key_type_name(int type);
+
 /* The folder of the key holders' sockets: spool_dir/private (malloc'ed). */
 char *keyholder_socket_dir(const char *spool_dir);
 /* The socket of the key holder of key id in dir: dir/keyholder-ID.sock

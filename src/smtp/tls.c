@@ -19,6 +19,7 @@
 
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "keyholder_proto.h"
 #include "tls_remote_key.h"
 
 /* tls_server_configure's settings. */
@@ -88,7 +89,7 @@ static int use_key(SSL_CTX *ctx, const char *dir, const char *cert_file,
 			size_t n = strlen(key_file) + 128;
 			*err_r = xmalloc(n);
 			snprintf(*err_r, n, "%s: a key of type %s: the key holder signs with RSA and "
-				 "ECDSA keys only", key_file, OBJ_nid2sn(type));
+				 "ECDSA keys only", key_file, keyholder_key_type_name(type));
 			return 0;
 		}
 		return 1;

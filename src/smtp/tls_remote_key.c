@@ -417,7 +417,7 @@ EVP_PKEY *tls_remote_key_new(X509 *cert, const char *keyholder_dir, char **err_r
 	if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC) {
 		buf_t msg = BUF_INIT;
 		buf_printf(&msg, "the certificate's key is of type %s: the key holder signs "
-			   "with RSA and ECDSA keys only", pub != NULL ? OBJ_nid2sn(type) : "none");
+			   "with RSA and ECDSA keys only", keyholder_key_type_name(type));
 		*err_r = buf_steal(&msg);
 		return NULL;
 	}
