@@ -372,19 +372,21 @@ def found_in_memory(pid, needles):
 # Each role's log name, and the account it runs as (the scanners do not
 # log: they are found as the scan master's children).
 ROLE_ACCOUNTS = {"smtp": NOBODY, "qmgr": NOBODY, "relay": NOBODY, "scan": NOBODY,
-                 "anvil": NOBODY, "auth": NOBODY, "local": MAIL}
+                 "anvil": NOBODY, "auth": NOBODY, "keyholder": NOBODY, "local": MAIL}
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")
 class EveryProcessTest(PosternTestCase):
     """Every process of a server with every role on (content scanning,
-    the anvil, the relay agent, local delivery): none runs as root or
+    the anvil, the relay agent, local delivery, TLS and so the key
+    holder): none runs as root or
     keeps a group, and none but the auth process holds a password hash of
     the users file."""
 
     def start_every_role(self, users_text=None):
-        srv = self.start_server(start=False, config={"scan": "yes", "scan_workers": "2",
-                                                     "delivery_lanes": "2"})
+        srv = self.start_server(start=False, tls=True,
+                                config={"scan": "yes", "scan_workers": "2",
+                                        "delivery_lanes": "2"})
         if users_text is not None:
             with open(srv.users_path, "w") as f:
                 f.write(users_text)
