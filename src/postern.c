@@ -28,6 +28,7 @@
 
 #include "lib/config.h"
 #include "lib/log.h"
+#include "mail/domains.h"
 #include "mail/recipients.h"
 #include "dns/dns.h"
 #include "policy/dnsbl.h"
@@ -124,10 +125,18 @@ static int check_config(const char *path)
 	problems += config_check_server_files(&cfg, stderr);
 	problems += dnsbl_config_check(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
+	struct domain_table *domains = domains_load_config(&cfg, stderr);
+	if (domains == NULL)
+		problems++;
 	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
 						     privsep_mailbox_owner(&ps, &owner), stderr);
-	if (t == NULL)
+	if (t == NULL) {
 		problems++;
+		domains_free(&domains);
+	} else {
+		recipients_set_domains(t, domains);
+		domains_warn_catch_all(t, cfg.domains_file, stderr);
+	}
 	struct notice_template *notice = notice_template_load(cfg.notify_template, stderr);
 	if (notice == NULL)
 		problems++;

@@ -93,6 +93,7 @@ static const struct key_def keys[] = {
 	{ "local_domains", K_DOMAINS, OFF(local_domains), "", 0, 0, true, NULL },
 	{ "users_file", K_PATH, OFF(users_file), "", 0, 0, true, NULL },
 	{ "aliases_file", K_PATH, OFF(aliases_file), "", 0, 0, true, NULL },
+	{ "domains_file", K_PATH, OFF(domains_file), "", 0, 0, true, NULL },
 	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
 	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
 	{ "client_restrictions", K_WORDS, OFF(client_restrictions), "", 0, 0, true, NULL },
@@ -314,6 +315,16 @@ static bool plain_address(const char *s)
 		if (*p <= ' ' || *p >= 127 || strchr("<>\"@,;:\\()[]", *p) != NULL)
 			return false;
 	return true;
+}
+
+bool config_valid_domain(const char *s)
+{
+	return valid_hostname(s);
+}
+
+bool config_valid_address(const char *s)
+{
+	return plain_address(s);
 }
 
 static void free_listen(struct config *cfg)

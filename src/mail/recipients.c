@@ -7,6 +7,7 @@
  * hashes is the buffer wiped by safeio_free_secret before the roles fork.
  */
 #include "recipients.h"
+#include "domains.h"
 #include "passwd_line.h"
 
 #include <errno.h>
@@ -28,6 +29,7 @@
 struct recipient_tables {
 	hashmap_t users;   /* set of addresses (values NULL: no password kept) */
 	hashmap_t aliases; /* address -> strlist_t * */
+	struct domain_table *domains; /* local domains (domains.c); NULL = none attached */
 };
 
 struct table_file {
@@ -263,6 +265,7 @@ void recipients_free(struct recipient_tables **t)
 		return;
 	hashmap_free(&(*t)->users, NULL);
 	hashmap_free(&(*t)->aliases, free_strlist);
+	domains_free(&(*t)->domains);
 	xfree(t);
 }
 
@@ -274,6 +277,17 @@ bool recipients_is_user(const struct recipient_tables *t, const char *address)
 const strlist_t *recipients_alias(const struct recipient_tables *t, const char *address)
 {
 	return hashmap_get(&t->aliases, address, NULL);
+}
+
+void recipients_set_domains(struct recipient_tables *t, struct domain_table *domains)
+{
+	domains_free(&t->domains);
+	t->domains = domains;
+}
+
+const struct domain_table *recipients_domains(const struct recipient_tables *t)
+{
+	return t->domains;
 }
 
 size_t recipients_user_count(const struct recipient_tables *t)
@@ -307,13 +321,16 @@ static enum expand_status add_final(struct expansion *x, const char *address)
 static enum expand_status expand(struct expansion *x, const char *address, unsigned depth)
 {
 	const strlist_t *targets = recipients_alias(x->t, address);
-	if (targets == NULL)
+	const char *catch_all = targets == NULL ? recipients_catch_all(x->t, address) : NULL;
+	if (targets == NULL && catch_all == NULL)
 		return add_final(x, address);
 	if (depth >= ALIAS_MAX_DEPTH || hashmap_contains(&x->on_path, address))
 		return EXPAND_LOOP;
 	hashmap_put(&x->on_path, address, NULL);
 	enum expand_status st = EXPAND_OK;
-	for (size_t i = 0; i < targets->count && st == EXPAND_OK; i++) {
+	if (catch_all != NULL) /* no such mailbox: the domain's catch-all takes it */
+		st = expand(x, catch_all, depth + 1);
+	for (size_t i = 0; targets != NULL && i < targets->count && st == EXPAND_OK; i++) {
 		if (strcmp(targets->items[i], address) == 0)
 			st = add_final(x, address); /* "a: a, b" delivers to a itself */
 		else
