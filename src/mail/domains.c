@@ -295,7 +295,7 @@ struct domain_table *domains_load_config(struct config *cfg, FILE *errors)
 void domains_format_size(uint64_t bytes, char *buf_r, size_t size)
 {
 	static const struct { char unit; uint64_t factor; } units[] = {
-		{ 'G', 1024ULL * 1024 * 1024 }, { 'M', 1024ULL * 1024 }, { 'k', 1024 },
+		{ 'G', 1024ULL * 1024 * 1024 }, { 'M', 1024ULL * 1024 }, { 'K', 1024 },
 	};
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (bytes != 0 && bytes % units[i].factor == 0) {

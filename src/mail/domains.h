@@ -78,8 +78,8 @@ void domains_merge_into(const struct domain_table *t, strlist_t *list);
 struct recipient_tables;
 void domains_warn_catch_all(const struct recipient_tables *t, const char *path, FILE *out);
 
-/* bytes as the shortest exact "N", "Nk", "NM" or "NG" (what
- * str_parse_size reads back) into buf_r. */
+/* bytes as the shortest exact "N", "NK", "NM" or "NG" (what
+ * str_parse_size and Dovecot's quota rules read back) into buf_r. */
 void domains_format_size(uint64_t bytes, char *buf_r, size_t size);
 
 #endif
