@@ -72,7 +72,7 @@ static char *resolve(const char *path)
 	return real != NULL ? real : xstrdup(path);
 }
 
-static int open_dir_locked(struct account_file *f, FILE *errors)
+static int open_dir(struct account_file *f, bool lock, FILE *errors)
 {
 	char *copy = xstrdup(f->real_path);
 	const char *dir = dirname(copy);
@@ -84,7 +84,7 @@ static int open_dir_locked(struct account_file *f, FILE *errors)
 		return -1;
 	}
 	free(copy);
-	while (flock(f->dir_fd, LOCK_EX) < 0) {
+	while (lock && flock(f->dir_fd, LOCK_EX) < 0) {
 		if (errno == EINTR)
 			continue;
 		fprintf(errors, "%s %s: cannot lock its folder: %s\n", f->key, f->path,
@@ -95,7 +95,7 @@ static int open_dir_locked(struct account_file *f, FILE *errors)
 }
 
 int account_file_open(struct account_file *f, const char *key, const char *path,
-		      bool secret, mode_t new_mode, size_t max_len, FILE *errors)
+		      bool secret, bool lock, mode_t new_mode, size_t max_len, FILE *errors)
 {
 	memset(f, 0, sizeof(*f));
 	f->key = key;
@@ -104,7 +104,7 @@ int account_file_open(struct account_file *f, const char *key, const char *path,
 	f->new_mode = new_mode;
 	f->path = xstrdup(path);
 	f->real_path = resolve(path);
-	if (open_dir_locked(f, errors) < 0)
+	if (open_dir(f, lock, errors) < 0)
 		return -1;
 	int rc = secret ? safeio_read_file_secret(f->real_path, max_len, &f->text)
 			: safeio_read_file(f->real_path, max_len, &f->text);

@@ -31,7 +31,7 @@ struct account_file {
 	const char *key;   /* the configuration key naming it, for messages */
 	char *path;        /* as configured */
 	char *real_path;   /* the file replaced (symbolic links resolved) */
-	int dir_fd;        /* its folder, locked; -1 when closed */
+	int dir_fd;        /* its folder (locked when editing); -1 when closed */
 	bool exists;       /* false: no file yet (created by the commit) */
 	bool secret;       /* holds password hashes: every copy is wiped */
 	mode_t new_mode;   /* the mode of a file created by the commit */
@@ -42,11 +42,12 @@ struct account_file {
 	bool final_newline; /* the file ended with "\n" (or was empty) */
 };
 
-/* Lock path's folder and read path (a missing file is an empty one, made
- * with new_mode by the commit). max_len bounds the file. -1 with the
- * reason printed to errors as "KEY FILE: ...". */
+/* Lock path's folder (when lock: to edit; a reader does not lock) and
+ * read path (a missing file is an empty one, made with new_mode by the
+ * commit). max_len bounds the file. -1 with the reason printed to errors
+ * as "KEY FILE: ...". */
 int account_file_open(struct account_file *f, const char *key, const char *path,
-		      bool secret, mode_t new_mode, size_t max_len, FILE *errors);
+		      bool secret, bool lock, mode_t new_mode, size_t max_len, FILE *errors);
 /* Replace line i (0-based) with a copy of text / delete it / append a line. */
 void account_file_set(struct account_file *f, size_t i, const char *text);
 void account_file_delete(struct account_file *f, size_t i);

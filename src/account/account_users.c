@@ -92,11 +92,11 @@ static bool read_entry(struct account_users *u, size_t i, hashmap_t *seen, FILE 
 	return ok;
 }
 
-int account_users_open(struct account_users *u, const char *path, FILE *errors)
+int account_users_open(struct account_users *u, const char *path, bool lock, FILE *errors)
 {
 	memset(u, 0, sizeof(*u));
-	if (account_file_open(&u->file, "users_file", path, true, 0600, ACCOUNT_USERS_FILE_MAX,
-			      errors) < 0)
+	if (account_file_open(&u->file, "users_file", path, true, lock, 0600,
+			      ACCOUNT_USERS_FILE_MAX, errors) < 0)
 		return -1;
 	u->addresses = xcalloc(u->file.count + 1, sizeof(*u->addresses));
 	hashmap_t seen = HASHMAP_INIT;

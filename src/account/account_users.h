@@ -30,10 +30,10 @@ struct account_users {
 	char **addresses; /* by line: the lower-case user of an entry line, else NULL */
 };
 
-/* Lock and read path; every line that is not a comment or blank must be
+/* Read path (locked when lock: to edit it); every line that is not a comment or blank must be
  * a passwd-file entry with a valid, unique address. -1 with the problems
  * printed ("FILE:LINE: message"). */
-int account_users_open(struct account_users *u, const char *path, FILE *errors);
+int account_users_open(struct account_users *u, const char *path, bool lock, FILE *errors);
 void account_users_close(struct account_users *u);
 
 /* The line index of address (lower-case), or -1. */

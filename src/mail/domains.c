@@ -190,7 +190,9 @@ struct domain_table *domains_load(const char *path, const strlist_t *config_doma
 		buf_t text = BUF_INIT;
 		if (safeio_read_file(path, DOMAINS_FILE_MAX, &text) < 0) {
 			fprintf(errors, "domains_file %s: cannot read: %s\n", path,
-				errno == EFBIG ? "larger than 64 MiB" : strerror(errno));
+				errno == EFBIG ? "larger than 64 MiB"
+				: errno == ENOENT ? "no such file (postern domain add creates it)"
+				: strerror(errno));
 			c.error_count++;
 		} else {
 			load_text(&c, &text);
