@@ -179,11 +179,11 @@ static void render(const struct account_file *f, buf_t *out)
  * ours for a new file. */
 static int copy_attributes(const struct account_file *f, int fd, FILE *errors)
 {
-	struct stat st;
+	struct stat st, made;
 	mode_t mode = f->new_mode;
-	if (f->exists && stat(f->real_path, &st) == 0) {
+	if (f->exists && stat(f->real_path, &st) == 0 && fstat(fd, &made) == 0) {
 		mode = st.st_mode & 07777;
-		if ((st.st_uid != geteuid() || st.st_gid != getegid()) &&
+		if ((st.st_uid != made.st_uid || st.st_gid != made.st_gid) &&
 		    fchown(fd, st.st_uid, st.st_gid) < 0) {
 			fprintf(errors, "%s %s: cannot give the new file the owner of the old one "
 				"(%lu:%lu): %s\n", f->key, f->path, (unsigned long)st.st_uid,

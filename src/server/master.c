@@ -889,8 +889,9 @@ static int supervise(struct master *m)
 			signal_children(m, SIGTERM);
 			stop_deadline = time(NULL) + 5;
 		}
+		/* A table change seen in the same turn as a SIGHUP is one reload. */
 		const char *changed = NULL;
-		if (!m->stopping && !t.reload && table_watch_changed(&m->watch, &changed)) {
+		if (!m->stopping && table_watch_changed(&m->watch, &changed) && !t.reload) {
 			log_info("%s changed: reloading the tables", changed);
 			t.reload = true;
 		}
