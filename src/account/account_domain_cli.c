@@ -43,10 +43,10 @@ static int job_open(struct domain_job *j, bool lock)
 			j->what, j->cfg->path);
 		return -1;
 	}
+	j->opened = true; /* closed even when opening fails half-way */
 	if (account_file_open(&j->file, "domains_file", j->cfg->domains_file, false, lock, 0644,
 			      DOMAINS_FILE_MAX, stderr) < 0)
 		return -1;
-	j->opened = true;
 	j->entries = xcalloc(j->file.count + 1, sizeof(*j->entries));
 	int problems = 0;
 	for (size_t i = 0; i < j->file.count; i++) {

@@ -39,10 +39,8 @@ static int job_open(struct user_job *j, bool lock)
 	j->domains = domains_load_config(j->cfg, stderr);
 	if (j->domains == NULL)
 		return -1;
-	if (account_users_open(&j->users, j->cfg->users_file, lock, stderr) < 0)
-		return -1;
-	j->opened = true;
-	return 0;
+	j->opened = true; /* closed even when opening fails half-way */
+	return account_users_open(&j->users, j->cfg->users_file, lock, stderr);
 }
 
 static void job_close(struct user_job *j)
@@ -172,6 +170,15 @@ static int user_del(struct user_job *j)
 	const char *at = strrchr(j->address, '@');
 	printf("deleted user %s (its mailbox %s/%s/%.*s/Maildir is kept)\n", j->address,
 	       j->cfg->mail_root, at + 1, (int)(at - j->address), j->address);
+	size_t n;
+	const struct domain_entry **all = domains_sorted(j->domains, &n);
+	for (size_t k = 0; k < n; k++)
+		if (all[k]->catch_all != NULL && strcmp(all[k]->catch_all, j->address) == 0)
+			fprintf(stderr, "warning: %s:%u: %s was the catch-all of %s: mail to its "
+				"unknown addresses will bounce (postern domain set %s --catch-all "
+				"ADDRESS|none)\n", j->cfg->domains_file, all[k]->line, j->address,
+				all[k]->name, all[k]->name);
+	free(all);
 	return ACCOUNT_CLI_OK;
 }
 

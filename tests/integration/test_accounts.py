@@ -296,6 +296,12 @@ class AccountsTest(PosternTestCase):
         p = self.cli("user", "show", "real@example.org")
         self.assertIn("quota:    1G (the default of example.org)", p.stdout)
 
+        # deleting the catch-all's user says what happens to that mail
+        self.cli("domain", "set", "example.org", "--catch-all", "real@example.org")
+        p = self.cli("user", "del", "real@example.org")
+        self.assertRegex(p.stderr, r"warning: .*domains:2: real@example.org was the catch-all "
+                                   r"of example.org")
+
     def test_domain_with_users_is_not_deleted(self):
         self.cli("domain", "add", "example.net")
         self.cli("user", "add", "u@example.net", password="pw")
