@@ -28,6 +28,7 @@
 #include "lib/safeio.h"
 #include "mail/domains.h"
 #include "mail/recipients.h"
+#include "server/table_watch.h"
 
 TESTUTIL_PRIVATE_DIR("accounts")
 
@@ -475,6 +476,44 @@ static void quota_arguments(void **state)
 	assert_false(account_parse_quota("t", "-1", b, sizeof(b)));
 }
 
+/* ---- the supervisor's look at the table files ---- */
+
+static void table_change_is_reported_once(void **state)
+{
+	(void)state;
+	char conf[300], tmp[300];
+	write_file("users", "a@x.test:{PLAIN}a\n");
+	write_file("aliases", "");
+	write_file("watch.conf", "users_file = users\naliases_file = aliases\n"
+		   "domains_file = not-there-yet\n");
+	snprintf(conf, sizeof(conf), "%s/watch.conf", dir);
+	struct config cfg;
+	assert_int_equal(config_load(conf, &cfg, stderr), 0);
+	struct table_watch w = { 0 }, taken = { 0 };
+	const char *which;
+	table_watch_take(&taken, &cfg);
+	table_watch_move(&w, &taken);
+	assert_false(table_watch_changed(&w, &which));
+
+	/* replaced by rename, as postern user does */
+	snprintf(tmp, sizeof(tmp), "%s/users.new", dir);
+	FILE *f = fopen(tmp, "w");
+	fputs("a@x.test:{PLAIN}a\nb@x.test:{PLAIN}b\n", f);
+	fclose(f);
+	assert_int_equal(rename(tmp, cfg.users_file), 0);
+	assert_true(table_watch_changed(&w, &which));
+	assert_string_equal(which, cfg.users_file);
+	assert_false(table_watch_changed(&w, &which)); /* once */
+
+	/* a file that appears counts as a change too */
+	write_file("not-there-yet", "x.test\n");
+	assert_true(table_watch_changed(&w, &which));
+	assert_string_equal(which, cfg.domains_file);
+	assert_false(table_watch_changed(&w, &which));
+	table_watch_free(&w);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -494,6 +533,7 @@ int main(void)
 		cmocka_unit_test(new_hash_is_yescrypt_in_dovecot_form),
 		cmocka_unit_test(scheme_names_never_show_the_hash),
 		cmocka_unit_test(quota_arguments),
+		cmocka_unit_test(table_change_is_reported_once),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
