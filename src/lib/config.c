@@ -85,6 +85,8 @@ static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", 
 static const struct key_def keys[] = {
 	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true, NULL },
 	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false, NULL },
+	{ "submission_listen", K_LISTEN, OFF(submission_listen), "", 0, 0, true, NULL },
+	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), "", 0, 0, true, NULL },
 	{ "user", K_STRING, OFF(user), "postern", 0, 0, true, NULL },
 	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true, NULL },
 	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false, NULL },
@@ -186,6 +188,20 @@ static const struct key_def keys[] = {
 	  false, NULL },
 	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
 	  false, NULL },
+	/* SMTP AUTH and the auth process (src/smtp/auth.c, src/server/auth.c). */
+	{ "smtp_auth", K_ENUM, OFF(smtp_auth), "no", 0, 0, false, yes_no_words },
+	{ "auth_cleartext_networks", K_CIDRS, OFF(auth_cleartext_networks), "", 0, 0, true, NULL },
+	{ "auth_sender_check", K_ENUM, OFF(auth_sender_check), "yes", 0, 0, false, yes_no_words },
+	{ "received_auth_user", K_ENUM, OFF(received_auth_user), "no", 0, 0, false, yes_no_words },
+	{ "auth_threads", K_UINT, OFF(auth_threads), "2", 1, 64, false, NULL },
+	{ "auth_failure_delay", K_DURATION, OFF(auth_failure_delay), "1s", 0, 60, false, NULL },
+	{ "auth_failure_delay_max", K_DURATION, OFF(auth_failure_delay_max), "15s", 0, 30, false,
+	  NULL },
+	{ "auth_client_ban_failures", K_UINT, OFF(auth_client_ban_failures), "10", 0, 100000,
+	  false, NULL },
+	{ "auth_user_ban_failures", K_UINT, OFF(auth_user_ban_failures), "30", 0, 100000, false,
+	  NULL },
+	{ "auth_ban_time", K_DURATION, OFF(auth_ban_time), "15m", 1, 7 * DAY, false, NULL },
 	/* Behaviour checks. */
 	{ "greet_pause", K_DURATION, OFF(greet_pause), "0", 0, 300, false, NULL },
 	{ "early_talker_action", K_ENUM, OFF(early_talker_action), "reject", 0, 0, false,
@@ -327,15 +343,36 @@ bool config_valid_address(const char *s)
 	return plain_address(s);
 }
 
-static void free_listen(struct config *cfg)
+/* A K_LISTEN field: the array at the key's offset, its count right after
+ * it (checked for each such field below). */
+struct listen_field {
+	struct listen_addr **addrs;
+	size_t *count;
+};
+
+static struct listen_field listen_field_at(void *field)
 {
-	for (size_t i = 0; i < cfg->listen_count; i++) {
-		free(cfg->listen[i].host);
-		free(cfg->listen[i].port);
-		free(cfg->listen[i].text);
+	struct listen_field f = { field, (size_t *)((char *)field + sizeof(struct listen_addr *)) };
+	return f;
+}
+
+#define LISTEN_PAIR(name)                                                                  \
+	_Static_assert(offsetof(struct config, name##_count) ==                           \
+			       offsetof(struct config, name) + sizeof(struct listen_addr *),     \
+		       #name "_count must follow " #name)
+LISTEN_PAIR(listen);
+LISTEN_PAIR(submission_listen);
+LISTEN_PAIR(smtps_listen);
+
+static void free_listen(struct listen_field f)
+{
+	for (size_t i = 0; i < *f.count; i++) {
+		free((*f.addrs)[i].host);
+		free((*f.addrs)[i].port);
+		free((*f.addrs)[i].text);
 	}
-	xfree(&cfg->listen);
-	cfg->listen_count = 0;
+	xfree(f.addrs);
+	*f.count = 0;
 }
 
 /* Parse "host:port" or "[v6]:port" into a listen_addr; NULL = ok. */
@@ -431,20 +468,20 @@ static const char *set_servers(strlist_t *list, const char *value, char **detail
 	return NULL;
 }
 
-static const char *set_listen(struct config *cfg, const char *value)
+static const char *set_listen(const struct key_def *k, struct listen_field f,
+			      const char *value)
 {
 	strlist_t items = { 0 };
 	const char *err = NULL;
-	free_listen(cfg);
+	free_listen(f);
 	strlist_split(&items, value);
-	if (items.count == 0)
+	if (items.count == 0 && !k->may_be_empty)
 		err = "at least one address:port is needed";
 	for (size_t i = 0; err == NULL && i < items.count; i++) {
-		cfg->listen = xreallocarray(cfg->listen, cfg->listen_count + 1,
-					    sizeof(*cfg->listen));
-		err = parse_one_listen(items.items[i], &cfg->listen[cfg->listen_count]);
+		*f.addrs = xreallocarray(*f.addrs, *f.count + 1, sizeof(**f.addrs));
+		err = parse_one_listen(items.items[i], &(*f.addrs)[*f.count]);
 		if (err == NULL)
-			cfg->listen_count++;
+			(*f.count)++;
 	}
 	strlist_free(&items);
 	return err;
@@ -650,7 +687,7 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		cidr_list_free(field);
 		return cidr_list_parse(field, value, detail_r) ? NULL : "bad network";
 	case K_LISTEN:
-		return set_listen(ctx->cfg, value);
+		return set_listen(k, listen_field_at(field), value);
 	case K_ENUM:
 		return set_enum(k, field, value, detail_r);
 	case K_PATHS:
@@ -947,6 +984,12 @@ static void check_consistency(struct parse_ctx *ctx)
 	struct config *cfg = ctx->cfg;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
 		report(ctx, 0, "tls_cert and tls_key must be set together");
+	if (cfg->smtps_listen_count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, 0, "smtps_listen needs tls_cert and tls_key (implicit TLS)");
+	if (cfg->submission_listen_count > 0 && cfg->tls_cert[0] == '\0' &&
+	    cfg->auth_cleartext_networks.count == 0)
+		report(ctx, 0, "submission_listen needs tls_cert and tls_key: AUTH is offered only "
+		       "after STARTTLS (or to auth_cleartext_networks)");
 	for (size_t i = 0; i < cfg->relay_domains.count; i++)
 		if (strlist_contains_nocase(&cfg->local_domains, cfg->relay_domains.items[i]))
 			report(ctx, 0, "relay_domains: %s is also a local domain",
@@ -1048,7 +1091,7 @@ void config_free(struct config *cfg)
 			cidr_list_free(field);
 			break;
 		case K_LISTEN:
-			free_listen(cfg);
+			free_listen(listen_field_at(field));
 			break;
 		case K_WORDS:
 			strlist_free(&((struct config_words *)field)->words);
@@ -1107,12 +1150,13 @@ static bool listen_equal(const struct listen_addr *a, const struct listen_addr *
 	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
 }
 
-static bool listen_within(const struct config *a, const struct config *b)
+static bool listen_within(const void *fa, const void *fb)
 {
-	for (size_t i = 0; i < a->listen_count; i++) {
+	struct listen_field a = listen_field_at((void *)fa), b = listen_field_at((void *)fb);
+	for (size_t i = 0; i < *a.count; i++) {
 		bool found = false;
-		for (size_t j = 0; j < b->listen_count && !found; j++)
-			found = listen_equal(&a->listen[i], &b->listen[j]);
+		for (size_t j = 0; j < *b.count && !found; j++)
+			found = listen_equal(&(*a.addrs)[i], &(*b.addrs)[j]);
 		if (!found)
 			return false;
 	}
@@ -1156,7 +1200,7 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	case K_CIDRS:
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
-		return !listen_within(a, b) || !listen_within(b, a);
+		return !listen_within(fa, fb) || !listen_within(fb, fa);
 	case K_ENUM:
 		return *(const unsigned *)fa != *(const unsigned *)fb;
 	case K_WORDS: {
@@ -1210,10 +1254,12 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		}
 		break;
 	}
-	case K_LISTEN:
-		for (size_t j = 0; j < cfg->listen_count; j++)
-			buf_printf(v, "%s%s", j ? ", " : "", cfg->listen[j].text);
+	case K_LISTEN: {
+		struct listen_field f = listen_field_at((void *)field);
+		for (size_t j = 0; j < *f.count; j++)
+			buf_printf(v, "%s%s", j ? ", " : "", (*f.addrs)[j].text);
 		break;
+	}
 	case K_ENUM:
 		buf_puts(v, k->words[*(const unsigned *)field]);
 		break;

@@ -54,6 +54,7 @@
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
 #include "../smtp/tls.h"
+#include "auth_role.h"
 #include "preflight.h"
 #include "privsep.h"
 #include "table_watch.h"
@@ -67,8 +68,8 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL };
-#define ANVIL_GENERATION 0u
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH };
+#define ANVIL_GENERATION 0u /* also the auth process's: kept over reloads too */
 
 /* A current scan master that exited for good is started again after this
  * long (one that cannot load its files would otherwise spin). */
@@ -103,6 +104,7 @@ struct master {
 	size_t listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
+	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
 	struct generation *current;  /* NULL until the first one starts */
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
@@ -514,6 +516,24 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The auth process (root until privsep_become): its control socket, no
+ * listener, no pipe of the other roles, no TLS key, no tables (it reads
+ * the users file from the descriptor the supervisor sends). */
+static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd)
+{
+	log_set_role("auth");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(auth_main(&g->cfg, ctl_fd));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -528,6 +548,10 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (m->pending != NULL && m->pending->scan_ready_fd >= 0)
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl); /* the supervisor's end */
+	if (role == ROLE_AUTH)
+		run_auth(m, g, ready_fd);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
@@ -578,14 +602,58 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	struct child *c = &m->children[m->child_count++];
 	c->pid = pid;
 	c->role = role;
-	c->generation = role == ROLE_ANVIL ? ANVIL_GENERATION : g->number;
+	c->generation = role == ROLE_ANVIL || role == ROLE_AUTH ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
 	return pid;
 }
 
+/* Send the auth process g's settings and a new descriptor of its users
+ * file (opened here as root; the supervisor never reads it). */
+static void auth_send_config(struct master *m, const struct generation *g)
+{
+	struct auth_ctl_msg msg;
+	int fd = -1;
+	if (m->auth_ctl < 0)
+		return;
+	auth_ctl_from_config(&g->cfg, &msg);
+	if (g->cfg.users_file[0] != '\0') {
+		fd = open(g->cfg.users_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			log_error("auth: users_file %s: %s", g->cfg.users_file, strerror(errno));
+	}
+	if (auth_ctl_send(m->auth_ctl, &msg, fd) < 0)
+		log_warn("auth: cannot send it the users: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Start the auth process with a new control socket pair. */
+static void spawn_auth(struct master *m, struct generation *g)
+{
+	int sv[2];
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl);
+	m->auth_ctl = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("auth: socketpair: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = spawn_for(m, ROLE_AUTH, g, sv[1]);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	m->auth_ctl = sv[0];
+	auth_send_config(m, g);
+}
+
 static void spawn(struct master *m, enum role role)
 {
-	spawn_for(m, role, m->current, -1);
+	if (role == ROLE_AUTH)
+		spawn_auth(m, m->current);
+	else
+		spawn_for(m, role, m->current, -1);
 }
 
 /* Start g's scan master with a readiness pipe; -1 if it cannot be. */
@@ -626,7 +694,7 @@ static void signal_children(struct master *m, int sig)
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-		: role == ROLE_ANVIL ? "anvil" : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process" : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -645,6 +713,7 @@ static bool same_listeners(const struct config *a, const struct config *b)
 static void activate(struct master *m, struct generation *g, bool scanning)
 {
 	struct generation *old = m->current;
+	bool reloaded = old != NULL;
 	if (m->pending == g)
 		m->pending = NULL;
 	if (g->scan_ready_fd >= 0)
@@ -661,12 +730,15 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	m->current = g;
 	m->scan_respawn_at = 0;
 	log_set_level(g->cfg.log_level);
+	if (reloaded)
+		auth_send_config(m, g); /* the new users and settings */
 	spawn_generation(m);
 	/* The old smtp workers retire (their sessions go on), and so does the
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL)
+		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL &&
+		    m->children[i].role != ROLE_AUTH)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -768,7 +840,7 @@ static void reap_children(struct master *m)
 				}
 			}
 			bool current = m->current != NULL && (c.generation == m->current->number ||
-							      c.role == ROLE_ANVIL);
+							      c.role == ROLE_ANVIL || c.role == ROLE_AUTH);
 			bool quiet = c.role == ROLE_SCAN && current && !m->current->scanning &&
 				     WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			const char *name = role_name(c.role);
@@ -910,7 +982,8 @@ static int supervise(struct master *m)
 
 int master_main(const char *config_path)
 {
-	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1 };
+	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1,
+			    .auth_ctl = -1 };
 	sigset_t set;
 	log_set_role("master");
 	struct generation *g = generation_load(config_path, 1);
@@ -941,9 +1014,12 @@ int master_main(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 	table_watch_move(&m.watch, &g->watch);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
+	spawn_auth(&m, g);
 	start_generation(&m, g);
 	int rc = supervise(&m);
 	close_listeners(&m);
+	if (m.auth_ctl >= 0)
+		close(m.auth_ctl);
 	free(m.listen_fds);
 	free(m.children);
 	generation_free(&m.pending);
