@@ -23,7 +23,7 @@ import time
 
 from dovecot_peer import DovecotPeer
 from harness import (IS_ROOT, POSTERN_BIN, PosternTestCase, make_message, process_alive,
-                     scaled, smtplib_send)
+                     scaled, smtplib_send, wait_until)
 
 SENDER = "sender@remote.test"
 HASH_RE = re.compile(r"^([^:]+):\{CRYPT\}(\$y\$[^:]+):")
@@ -57,15 +57,16 @@ class AccountsTest(PosternTestCase):
                              % (" ".join(args), p.returncode, p.stdout, p.stderr))
         return p
 
-    def changed_and_reloaded(self, offset, what="users_file"):
+    def changed_and_reloaded(self, offset):
         """Wait until the server noticed the change and its new generation
         is the only one serving."""
-        old = [p for p in self.srv.children() if p not in set(self.srv.role_pids("anvil"))]
+        kept = set(self.srv.role_pids("anvil")) | set(self.srv.role_pids("auth"))
+        old = [p for p in self.srv.children() if p not in kept]
+        # (two files changed within one look are one reload, logged with the first)
         self.srv.wait_log(r"changed: reloading the tables", since=offset)
         self.srv.wait_log(r"reload: \d+ users, \d+ aliases; starting generation", since=offset)
-        deadline = time.monotonic() + scaled(15)
-        while any(process_alive(p) for p in old) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not any(process_alive(p) for p in old), scaled(15),
+                   what="the old generation to exit")
         self.srv.wait_roles()
 
     def rcpt_reply(self, rcpt):
@@ -265,13 +266,13 @@ class AccountsTest(PosternTestCase):
         offset = self.srv.log_size()
         p = self.cli("domain", "add", "example.org", "--quota", "1G")
         self.assertIn("added domain example.org", p.stdout)
-        self.changed_and_reloaded(offset, "domains_file")
+        self.changed_and_reloaded(offset)
         code, text = self.rcpt_reply("nobody@example.org")
         self.assertEqual(code, 550, text)  # local now: unknown users are refused
 
         offset = self.srv.log_size()
         self.cli("domain", "set", "example.org", "--catch-all", "alice@example.test")
-        self.changed_and_reloaded(offset, "domains_file")
+        self.changed_and_reloaded(offset)
         qid = self.send("nobody@example.org", "caught")
         _, data = self.srv.wait_delivery("alice", qid)
         self.assertIn(b"Subject: caught", data)
@@ -310,7 +311,7 @@ class AccountsTest(PosternTestCase):
         self.cli("user", "del", "u@example.net")
         offset = self.srv.log_size()
         self.cli("domain", "del", "example.net")
-        self.changed_and_reloaded(offset, "domains_file")
+        self.changed_and_reloaded(offset)
         p = self.cli("domain", "list")
         self.assertNotIn("example.net", p.stdout)
         p = self.cli("domain", "del", "example.test", expect_rc=1)
