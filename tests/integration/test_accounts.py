@@ -57,11 +57,19 @@ class AccountsTest(PosternTestCase):
                              % (" ".join(args), p.returncode, p.stdout, p.stderr))
         return p
 
-    def changed_and_reloaded(self, offset):
-        """Wait until the server noticed the change and its new generation
-        is the only one serving."""
+    def mark(self):
+        """Before a change: the log offset and the processes of the
+        running generation (the anvil and the auth process stay over
+        reloads: known once they have logged)."""
+        self.srv.wait_log(r"postern/anvil\[\d+\]: info: anvil ready")
+        self.srv.wait_log(r"postern/auth\[\d+\]: info: auth ready")
         kept = set(self.srv.role_pids("anvil")) | set(self.srv.role_pids("auth"))
-        old = [p for p in self.srv.children() if p not in kept]
+        return self.srv.log_size(), [p for p in self.srv.children() if p not in kept]
+
+    def changed_and_reloaded(self, mark):
+        """Wait until the server noticed the change made since mark and
+        its new generation is the only one serving."""
+        offset, old = mark
         # (two files changed within one look are one reload, logged with the first)
         self.srv.wait_log(r"changed: reloading the tables", since=offset)
         self.srv.wait_log(r"reload: \d+ users, \d+ aliases; starting generation", since=offset)
@@ -89,10 +97,10 @@ class AccountsTest(PosternTestCase):
     def test_added_user_receives_mail_without_a_restart(self):
         code, text = self.rcpt_reply("newbie@example.test")
         self.assertEqual(code, 550, text)
-        offset = self.srv.log_size()
+        mark = self.mark()
         p = self.cli("user", "add", "Newbie@Example.test", "--quota", "10M", password="n3w pass")
         self.assertIn("added user newbie@example.test", p.stdout)
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         qid = self.send("newbie@example.test", "welcome")
         self.srv.wait_delivery("newbie", qid)
 
@@ -138,11 +146,11 @@ class AccountsTest(PosternTestCase):
     def test_deleted_user_gets_550(self):
         qid = self.send("bob@example.test", "before")
         self.srv.wait_delivery("bob", qid)
-        offset = self.srv.log_size()
+        mark = self.mark()
         p = self.cli("user", "del", "bob@example.test")
         self.assertIn("deleted user bob@example.test", p.stdout)
         self.assertIn("is kept", p.stdout)
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         code, text = self.rcpt_reply("bob@example.test")
         self.assertEqual(code, 550, text)
         self.assertIn("5.1.1", text)
@@ -263,16 +271,16 @@ class AccountsTest(PosternTestCase):
     # -- domains --
 
     def test_new_domain_is_local_and_its_catch_all_takes_unknown_addresses(self):
-        offset = self.srv.log_size()
+        mark = self.mark()
         p = self.cli("domain", "add", "example.org", "--quota", "1G")
         self.assertIn("added domain example.org", p.stdout)
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         code, text = self.rcpt_reply("nobody@example.org")
         self.assertEqual(code, 550, text)  # local now: unknown users are refused
 
-        offset = self.srv.log_size()
+        mark = self.mark()
         self.cli("domain", "set", "example.org", "--catch-all", "alice@example.test")
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         qid = self.send("nobody@example.org", "caught")
         _, data = self.srv.wait_delivery("alice", qid)
         self.assertIn(b"Subject: caught", data)
@@ -289,9 +297,9 @@ class AccountsTest(PosternTestCase):
         self.assertRegex(p.stdout, r"example\.test +local_domains")
 
         # a user of the domain gets its own mail, not the catch-all
-        offset = self.srv.log_size()
+        mark = self.mark()
         self.cli("user", "add", "real@example.org", password="pw")
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         qid = self.send("real@example.org", "own")
         self.srv.wait_delivery("real@example.org", qid)
         p = self.cli("user", "show", "real@example.org")
@@ -309,9 +317,9 @@ class AccountsTest(PosternTestCase):
         p = self.cli("domain", "del", "example.net", expect_rc=1)
         self.assertIn("still has 1 user", p.stderr)
         self.cli("user", "del", "u@example.net")
-        offset = self.srv.log_size()
+        mark = self.mark()
         self.cli("domain", "del", "example.net")
-        self.changed_and_reloaded(offset)
+        self.changed_and_reloaded(mark)
         p = self.cli("domain", "list")
         self.assertNotIn("example.net", p.stdout)
         p = self.cli("domain", "del", "example.test", expect_rc=1)
