@@ -3,7 +3,8 @@
  * (domains_load, domains_parse_line and its round trip through
  * domains_format_line) and for users_file as `postern user` reads and
  * edits it (account_users_open, then every entry's password and quota
- * rewritten and split again). The input is split at the first NUL:
+ * rewritten and split again), and the catch-alls followed through the
+ * recipient tables of both. The input is split at the first NUL:
  * domains_file before it, users_file after.
  */
 #include <stddef.h>
@@ -60,6 +61,33 @@ static void round_trip(const uint8_t *data, size_t size)
 	free(text);
 }
 
+/* The recipient tables of users_file with the domains attached: every
+ * domain's catch-all followed for an unknown address of it. */
+static void expand_catch_alls(const char *dpath, const char *upath, FILE *devnull)
+{
+	struct recipient_tables *t = recipients_load(upath, "", NULL, devnull);
+	struct domain_table *d = domains_load(dpath, NULL, devnull);
+	if (t == NULL || d == NULL) {
+		recipients_free(&t);
+		domains_free(&d);
+		return;
+	}
+	recipients_set_domains(t, d);
+	domains_warn_catch_all(t, dpath, devnull);
+	size_t n;
+	const struct domain_entry **all = domains_sorted(recipients_domains(t), &n);
+	for (size_t i = 0; i < n; i++) {
+		char address[300];
+		snprintf(address, sizeof(address), "nobody@%s", all[i]->name);
+		strlist_t out = { 0 };
+		recipients_expand(t, address, &out);
+		strlist_free(&out);
+		(void)recipients_domain_quota(t, all[i]->name);
+	}
+	free(all);
+	recipients_free(&t);
+}
+
 static void edit_users(const char *path, FILE *devnull)
 {
 	struct account_users u;
@@ -105,16 +133,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			domains_free(&t);
 		}
 		strlist_free(&config);
-		close(dfd);
 		round_trip(data, domains_len);
 	}
 	if (nul != NULL) {
 		int ufd = memfile(nul + 1, size - domains_len - 1, upath, sizeof(upath));
 		if (ufd >= 0) {
 			edit_users(upath, devnull);
+			if (dfd >= 0)
+				expand_catch_alls(dpath, upath, devnull);
 			close(ufd);
 		}
 	}
+	if (dfd >= 0)
+		close(dfd);
 	fclose(devnull);
 	return 0;
 }

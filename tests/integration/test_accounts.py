@@ -350,9 +350,10 @@ class AccountsWithDovecotTest(PosternTestCase):
             os.chown(srv.users_path, 0, grp.getgrnam("dovecot").gr_gid)
             os.chmod(srv.users_path, 0o640)
         offset = srv.log_size()
-        subprocess.run([POSTERN_BIN, "user", "add", "imap@example.test", "--stdin", "-c",
-                        srv.conf_path], input="imap pass\n", universal_newlines=True,
-                       check=True, timeout=scaled(30), stdout=subprocess.PIPE)
+        subprocess.run([POSTERN_BIN, "user", "add", "imap@example.test", "--stdin", "--quota",
+                        "10M", "-c", srv.conf_path], input="imap pass\n",
+                       universal_newlines=True, check=True, timeout=scaled(30),
+                       stdout=subprocess.PIPE)
         srv.wait_log(r"reload: \d+ users", since=offset)
         srv.wait_roles()
         qid = None
@@ -375,6 +376,12 @@ class AccountsWithDovecotTest(PosternTestCase):
                               maildir_owner.st_gid)
         self.addCleanup(dovecot.stop)
         dovecot.start()
+        # Dovecot's userdb sees the quota rule postern wrote
+        user = subprocess.run(["doveadm", "-c", dovecot.conf_path, "user", "imap@example.test"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, timeout=scaled(30))
+        self.assertEqual(user.returncode, 0, user.stdout)
+        self.assertRegex(user.stdout, r"(?m)^quota_rule\s+\*:storage=10M$")
         imap = dovecot.login("imap@example.test", "imap pass")
         try:
             typ, data = imap.select("INBOX")
