@@ -44,6 +44,8 @@ int account_parse_options(const char *what, int argc, char **argv, unsigned allo
 		const char *v;
 		if (strcmp(a, "--stdin") == 0 && (allowed & ACCOUNT_OPT_STDIN)) {
 			o->stdin_password = true;
+		} else if (strcmp(a, "--json") == 0 && (allowed & ACCOUNT_OPT_JSON)) {
+			o->json = true;
 		} else if ((allowed & ACCOUNT_OPT_QUOTA) &&
 			   ((v = option_value("--quota", argc, argv, &i, &missing)) != NULL ||
 			    missing)) {

@@ -6,12 +6,12 @@
  *   postern user passwd ADDRESS [--stdin]
  *   postern user quota ADDRESS SIZE|none
  *   postern user del ADDRESS
- *   postern user list [DOMAIN]
- *   postern user show ADDRESS
+ *   postern user list [DOMAIN] [--json]
+ *   postern user show ADDRESS [--json]
  *   postern domain add DOMAIN [--quota SIZE] [--catch-all ADDRESS]
  *   postern domain set DOMAIN [--quota SIZE|0] [--catch-all ADDRESS|none]
  *   postern domain del DOMAIN
- *   postern domain list
+ *   postern domain list [--json]
  *
  * Passwords come from the terminal (asked twice, no echo) or from
  * standard input (--stdin, or whenever standard input is not a
@@ -45,12 +45,14 @@ enum account_option_flags {
 	ACCOUNT_OPT_STDIN = 1,
 	ACCOUNT_OPT_QUOTA = 2,
 	ACCOUNT_OPT_CATCH_ALL = 4,
+	ACCOUNT_OPT_JSON = 8,
 };
 
 struct account_options {
 	const char *args[2]; /* the positional arguments after the subcommand */
 	size_t arg_count;
 	bool stdin_password;
+	bool json;             /* --json: one JSON value on standard output */
 	const char *quota;     /* NULL: not given */
 	const char *catch_all; /* NULL: not given */
 };

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/json.h"
 #include "../lib/xalloc.h"
 #include "../mail/domains.h"
 
@@ -238,14 +239,40 @@ static int domain_del(struct domain_job *j, const struct account_options *o)
 	return rc;
 }
 
-static int domain_list(struct domain_job *j)
+/* [{"domain": ..., "from": "domains_file"|"local_domains", "quota": bytes
+ * or null, "catch_all": ... or null}, ...] */
+static void list_json(const struct domain_entry **all, size_t n)
+{
+	buf_t b = BUF_INIT;
+	buf_putc(&b, '[');
+	for (size_t i = 0; i < n; i++) {
+		buf_puts(&b, i > 0 ? ", {\"domain\": " : "{\"domain\": ");
+		json_put_cstr(&b, all[i]->name);
+		buf_printf(&b, ", \"from\": \"%s\", \"quota\": ",
+			   all[i]->line != 0 ? "domains_file" : "local_domains");
+		if (all[i]->quota != 0)
+			buf_printf(&b, "%llu", (unsigned long long)all[i]->quota);
+		else
+			buf_puts(&b, "null");
+		buf_puts(&b, ", \"catch_all\": ");
+		json_put_cstr(&b, all[i]->catch_all);
+		buf_putc(&b, '}');
+	}
+	buf_puts(&b, "]\n");
+	fwrite(b.data, 1, b.len, stdout);
+	buf_free(&b);
+}
+
+static int domain_list(struct domain_job *j, bool json)
 {
 	struct domain_table *t = domains_load_config(j->cfg, stderr);
 	if (t == NULL)
 		return ACCOUNT_CLI_ERROR;
 	size_t n;
 	const struct domain_entry **all = domains_sorted(t, &n);
-	for (size_t i = 0; i < n; i++) {
+	if (json)
+		list_json(all, n);
+	for (size_t i = 0; !json && i < n; i++) {
 		const struct domain_entry *e = all[i];
 		char size[32];
 		printf("%-30s %s", e->name, e->line != 0 ? "domains_file" : "local_domains");
@@ -273,7 +300,7 @@ int account_domain_main(struct config *cfg, int argc, char **argv)
 		{ "add", "domain add", ACCOUNT_OPT_QUOTA | ACCOUNT_OPT_CATCH_ALL, 1, 1, true },
 		{ "set", "domain set", ACCOUNT_OPT_QUOTA | ACCOUNT_OPT_CATCH_ALL, 1, 1, true },
 		{ "del", "domain del", 0, 1, 1, true },
-		{ "list", "domain list", 0, 0, 0, false },
+		{ "list", "domain list", ACCOUNT_OPT_JSON, 0, 0, false },
 	};
 	if (argc < 1) {
 		fprintf(stderr, "postern domain: add, set, del or list?\n");
@@ -290,7 +317,7 @@ int account_domain_main(struct config *cfg, int argc, char **argv)
 		int rc = ACCOUNT_CLI_ERROR;
 		if (job_open(&j, subs[s].edits) == 0) {
 			if (strcmp(argv[0], "list") == 0)
-				rc = domain_list(&j);
+				rc = domain_list(&j, o.json);
 			else if (strcmp(argv[0], "del") == 0)
 				rc = domain_del(&j, &o);
 			else

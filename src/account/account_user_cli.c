@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/json.h"
 #include "../lib/xalloc.h"
 #include "../mail/domains.h"
 #include "../mail/recipients.h"
@@ -187,7 +188,34 @@ static int by_string(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int user_list(struct user_job *j, const char *domain)
+/* Print b and free it. */
+static void print_json(buf_t *b)
+{
+	buf_putc(b, '\n');
+	fwrite(b->data, 1, b->len, stdout);
+	buf_free(b);
+}
+
+/* [{"user": ..., "quota": "10M" or null}, ...] */
+static void list_json(struct user_job *j, const char **list, size_t n)
+{
+	buf_t b = BUF_INIT;
+	buf_putc(&b, '[');
+	for (size_t k = 0; k < n; k++) {
+		struct account_user_info info;
+		account_users_info(&j->users, (size_t)account_users_find(&j->users, list[k]), &info);
+		buf_puts(&b, k > 0 ? ", {\"user\": " : "{\"user\": ");
+		json_put_cstr(&b, list[k]);
+		buf_puts(&b, ", \"quota\": ");
+		json_put_cstr(&b, info.quota[0] != '\0' ? info.quota : NULL);
+		buf_putc(&b, '}');
+		account_user_info_free(&info);
+	}
+	buf_putc(&b, ']');
+	print_json(&b);
+}
+
+static int user_list(struct user_job *j, const char *domain, bool json)
 {
 	const char **list = xcalloc(j->users.file.count + 1, sizeof(*list));
 	size_t n = 0;
@@ -197,13 +225,41 @@ static int user_list(struct user_job *j, const char *domain)
 			list[n++] = a;
 	}
 	qsort(list, n, sizeof(*list), by_string);
-	for (size_t i = 0; i < n; i++)
+	if (json)
+		list_json(j, list, n);
+	for (size_t i = 0; !json && i < n; i++)
 		printf("%s\n", list[i]);
 	free(list);
 	return ACCOUNT_CLI_OK;
 }
 
-static int user_show(struct user_job *j)
+static void json_field(buf_t *b, const char *name, const char *value)
+{
+	buf_printf(b, ", \"%s\": ", name);
+	json_put_cstr(b, value);
+}
+
+static void show_json(struct user_job *j, size_t i, const struct account_user_info *info,
+		      const char *quota, const char *quota_from, const char *mailbox)
+{
+	buf_t b = BUF_INIT;
+	buf_puts(&b, "{\"user\": ");
+	json_put_cstr(&b, j->address);
+	json_field(&b, "file", j->cfg->users_file);
+	buf_printf(&b, ", \"line\": %u", account_users_lineno(i));
+	json_field(&b, "password_scheme", info->scheme);
+	json_field(&b, "quota", quota);
+	json_field(&b, "quota_from", quota_from);
+	json_field(&b, "mailbox", mailbox);
+	json_field(&b, "uid", info->uid);
+	json_field(&b, "gid", info->gid);
+	json_field(&b, "home", info->home);
+	json_field(&b, "extra", info->extra);
+	buf_putc(&b, '}');
+	print_json(&b);
+}
+
+static int user_show(struct user_job *j, bool json)
 {
 	long i = existing_user(j);
 	if (i < 0)
@@ -211,6 +267,27 @@ static int user_show(struct user_job *j)
 	struct account_user_info info;
 	const char *at = strrchr(j->address, '@');
 	account_users_info(&j->users, (size_t)i, &info);
+	if (json) {
+		const struct domain_entry *dd = domains_find(j->domains, at + 1);
+		char dsize[32], *mailbox = NULL;
+		const char *quota = NULL, *from = NULL;
+		if (info.quota[0] != '\0') {
+			quota = info.quota;
+			from = "user";
+		} else if (dd != NULL && dd->quota != 0) {
+			domains_format_size(dd->quota, dsize, sizeof(dsize));
+			quota = dsize;
+			from = "domain";
+		}
+		buf_t m = BUF_INIT;
+		buf_printf(&m, "%s/%s/%.*s/Maildir", j->cfg->mail_root, at + 1,
+			   (int)(at - j->address), j->address);
+		mailbox = buf_steal(&m);
+		show_json(j, (size_t)i, &info, quota, from, mailbox);
+		free(mailbox);
+		account_user_info_free(&info);
+		return ACCOUNT_CLI_OK;
+	}
 	printf("user:     %s\n", j->address);
 	printf("line:     %s:%u\n", j->cfg->users_file, account_users_lineno((size_t)i));
 	printf("password: %s\n", info.scheme);
@@ -251,8 +328,8 @@ int account_user_main(struct config *cfg, int argc, char **argv)
 		{ "passwd", "user passwd", ACCOUNT_OPT_STDIN, 1, 1, true },
 		{ "quota", "user quota", 0, 2, 2, true },
 		{ "del", "user del", 0, 1, 1, true },
-		{ "list", "user list", 0, 0, 1, false },
-		{ "show", "user show", 0, 1, 1, false },
+		{ "list", "user list", ACCOUNT_OPT_JSON, 0, 1, false },
+		{ "show", "user show", ACCOUNT_OPT_JSON, 1, 1, false },
 	};
 	if (argc < 1) {
 		fprintf(stderr, "postern user: add, passwd, quota, del, list or show?\n");
@@ -272,7 +349,7 @@ int account_user_main(struct config *cfg, int argc, char **argv)
 		int rc = ACCOUNT_CLI_ERROR;
 		if (job_open(&j, subs[s].edits) == 0) {
 			if (lists)
-				rc = user_list(&j, o.arg_count > 0 ? o.args[0] : NULL);
+				rc = user_list(&j, o.arg_count > 0 ? o.args[0] : NULL, o.json);
 			else if (strcmp(argv[0], "add") == 0)
 				rc = user_add(&j, &o);
 			else if (strcmp(argv[0], "passwd") == 0)
@@ -282,7 +359,7 @@ int account_user_main(struct config *cfg, int argc, char **argv)
 			else if (strcmp(argv[0], "del") == 0)
 				rc = user_del(&j);
 			else
-				rc = user_show(&j);
+				rc = user_show(&j, o.json);
 		}
 		job_close(&j);
 		return rc;

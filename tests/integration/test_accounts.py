@@ -11,6 +11,7 @@ files keep their comments, unknown fields, mode and owner; a broken
 line is reported as FILE:LINE and nothing changes.
 """
 import grp
+import json
 import os
 import pty
 import re
@@ -229,6 +230,17 @@ class AccountsTest(PosternTestCase):
         self.assertIn("password: PLAIN", p.stdout)
         self.assertNotIn("secret", p.stdout)
         self.assertIn("extra:    userdb_mail=maildir:~/Mail nopassword", p.stdout)
+        p = self.cli("user", "show", "show@example.test", "--json")
+        shown = json.loads(p.stdout)
+        self.assertEqual(shown["user"], "show@example.test")
+        self.assertEqual(shown["password_scheme"], "yescrypt")
+        self.assertEqual((shown["quota"], shown["quota_from"]), ("250M", "user"))
+        self.assertTrue(shown["mailbox"].endswith("/example.test/show/Maildir"))
+        self.assertNotIn("$y$", p.stdout)
+        p = self.cli("user", "list", "--json")
+        listed = json.loads(p.stdout)
+        self.assertIn({"user": "show@example.test", "quota": "250M"}, listed)
+        self.assertIn({"user": "alice@example.test", "quota": None}, listed)
         p = self.cli("user", "list")
         self.assertEqual(p.stdout.split(), sorted(
             ["alice@example.test", "bob@example.test", "carol@example.test",
@@ -295,6 +307,12 @@ class AccountsTest(PosternTestCase):
         self.assertIn("example.org", p.stdout)
         self.assertIn("quota=1G catch_all=alice@example.test", p.stdout)
         self.assertRegex(p.stdout, r"example\.test +local_domains")
+        p = self.cli("domain", "list", "--json")
+        self.assertEqual(json.loads(p.stdout), [
+            {"domain": "example.org", "from": "domains_file", "quota": 1 << 30,
+             "catch_all": "alice@example.test"},
+            {"domain": "example.test", "from": "local_domains", "quota": None,
+             "catch_all": None}])
 
         # a user of the domain gets its own mail, not the catch-all
         mark = self.mark()
