@@ -607,6 +607,9 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR2, SIG_IGN); /* not retired by reloads: it has no generation */
+	/* listening first: the workers' first checks wait in the backlog */
+	if (open_listener(&a, socket_path) < 0)
+		return 1;
 	a.dummy_hash = auth_dummy_hash();
 	a.throttle = auth_throttle_new(auth_throttle_store_memory(AUTH_THROTTLE_RECORDS_MAX));
 	a.base = event_base_new();
@@ -614,8 +617,6 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 		log_fatal("cannot create event base");
 	if (pipe2(a.done_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		log_fatal("auth: pipe: %s", strerror(errno));
-	if (open_listener(&a, socket_path) < 0)
-		return 1;
 	pool_start(&a, threads > 0 ? threads : 1);
 	a.accepting = event_new(a.base, a.listener, EV_READ | EV_PERSIST, accept_cb, &a);
 	a.ctl = event_new(a.base, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, &a);

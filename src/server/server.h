@@ -58,6 +58,7 @@
 #include "../mail/recipients.h"
 #include "../policy/restrictions.h"
 #include "../queue/notice.h"
+#include "../smtp/session.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
@@ -65,6 +66,7 @@ int master_main(const char *config_path);
 /* What an smtp worker inherits from the supervisor. */
 struct smtp_worker_links {
 	const int *listen_fds;
+	const enum smtp_listener *listen_kinds; /* what each is for (parallel) */
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
