@@ -15,10 +15,15 @@
  *     │                     one socket pair each with the scan master
  *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ auth (user)                  spool/private/auth.sock (listens);
+ *     │                                     a socket pair with the supervisor
+ *     │                                     (users_file as a descriptor);
+ *     │                                     one per supervisor, kept over reloads
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
- *     │                                     anvil.sock
+ *     │                                     anvil.sock, one to auth.sock when
+ *     │                                     AUTH is offered
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
@@ -37,10 +42,13 @@
  * pass each finished message the same way to the scan master, which
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
  * docs/scanning.md); the smtp workers ask the anvil to count sessions,
- * rates and greylisting for all of them (src/policy/anvil_proto.h);
+ * rates and greylisting for all of them (src/policy/anvil_proto.h), and
+ * the auth process to check logins (src/auth/auth_proto.h);
  * nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
- * table keeps addresses only) and cannot read the users file.
+ * table keeps addresses only) and cannot read the users file: only the
+ * auth process holds the hashes, read from a descriptor the supervisor
+ * opened.
  *
  * The supervisor restarts a role that dies (the queue manager exits when
  * one of its agents dies, so they all restart together), forwards SIGTERM for a
