@@ -76,6 +76,7 @@ struct conn {
 /* One login check, from the packet to the answer. */
 struct job {
 	struct job *next;
+	struct job *wait_prev, *wait_next; /* on the delayed list */
 	struct auth *a;
 	uint64_t conn_id;
 	uint32_t seq;
@@ -110,6 +111,7 @@ struct auth {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct job *todo_head, *todo_tail, *done_head;
+	struct job *delayed;  /* answers waiting for their delay (the loop's) */
 	size_t todo_count;
 	bool stopping_threads;
 	int done_pipe[2];
@@ -303,11 +305,22 @@ static void send_result(struct auth *a, struct job *j)
 		conn_free(c, errno == EAGAIN ? "it does not take its answers" : strerror(errno));
 }
 
+static void unlink_delayed(struct job *j)
+{
+	if (j->wait_prev != NULL)
+		j->wait_prev->wait_next = j->wait_next;
+	else
+		j->a->delayed = j->wait_next;
+	if (j->wait_next != NULL)
+		j->wait_next->wait_prev = j->wait_prev;
+}
+
 static void delay_over_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
 	(void)fd;
 	(void)what;
+	unlink_delayed(j);
 	send_result(j->a, j);
 	job_free(j);
 }
@@ -337,6 +350,10 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 				      (suseconds_t)(j->delay_ms % 1000) * 1000 };
 		if (j->delay == NULL || evtimer_add(j->delay, &tv) < 0)
 			log_fatal("auth: cannot arm a timer");
+		j->wait_next = a->delayed;
+		if (a->delayed != NULL)
+			a->delayed->wait_prev = j;
+		a->delayed = j;
 	}
 }
 
@@ -509,6 +526,13 @@ void auth_ctl_from_config(const struct config *cfg, struct auth_ctl_msg *m)
 
 static void apply_ctl(struct auth *a, const struct auth_ctl_msg *m, int users_fd)
 {
+	if (users_fd < 0 && m->users_path[0] != '\0') {
+		/* the supervisor could not open it (and said why) */
+		auth_throttle_set(a->throttle, &m->settings);
+		log_error("auth: users_file %s was not passed: keeping the users read before (%zu)",
+			  m->users_path, a->users != NULL ? auth_users_count(a->users) : (size_t)0);
+		return;
+	}
 	struct auth_users *u = auth_users_load_fd(users_fd, m->users_path);
 	if (users_fd >= 0)
 		close(users_fd);
@@ -649,6 +673,11 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	event_base_dispatch(a.base);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	pool_stop(&a);
+	while (a.delayed != NULL) { /* nobody will take these answers */
+		struct job *j = a.delayed;
+		unlink_delayed(j);
+		job_free(j);
+	}
 	while (a.conns != NULL)
 		conn_free(a.conns, NULL);
 	event_free(a.accepting);
