@@ -33,9 +33,6 @@ succeeded (a missed target does not fail it).
 """
 import base64
 import ctypes
-import warnings
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-import crypt  # noqa: E402
 import multiprocessing
 import os
 import random
@@ -64,10 +61,16 @@ PASSWORD = "bench password 1"
 
 
 def crypt_hash(prefix, password):
+    """A crypt(3) hash made by libcrypt itself with a new setting of prefix
+    ($y$ yescrypt, $6$ SHA-512, $2b$ bcrypt): what mkpasswd and doveadm
+    pw write (Python's crypt module is going away)."""
     lib = ctypes.CDLL("libcrypt.so.1")
     lib.crypt_gensalt.restype = ctypes.c_char_p
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
-    return crypt.crypt(password, lib.crypt_gensalt(prefix.encode(), 0, None, 0).decode())
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    setting = lib.crypt_gensalt(prefix.encode(), 0, None, 0)
+    return lib.crypt(password.encode(), setting).decode()
 
 
 def users_lines(scheme):

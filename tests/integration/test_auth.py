@@ -10,7 +10,6 @@ sender must belong to the user; failed logins are throttled (535, then
 password.
 """
 import base64
-import crypt
 import ctypes
 import os
 import shutil
@@ -34,12 +33,16 @@ def plain(user, password, authzid=""):
 
 
 def crypt_hash(prefix, password):
-    """A crypt(3) hash from libcrypt itself ($y$ yescrypt, $2b$ bcrypt, $6$...)."""
+    """A crypt(3) hash made by libcrypt itself with a new setting of prefix
+    ($y$ yescrypt, $6$ SHA-512, $2b$ bcrypt): what mkpasswd and doveadm
+    pw write (Python's crypt module is going away)."""
     lib = ctypes.CDLL("libcrypt.so.1")
     lib.crypt_gensalt.restype = ctypes.c_char_p
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     setting = lib.crypt_gensalt(prefix.encode(), 0, None, 0)
-    return crypt.crypt(password, setting.decode())
+    return lib.crypt(password.encode(), setting).decode()
 
 
 class SubmissionTest(PosternTestCase):
@@ -326,3 +329,78 @@ class CleartextAndHashTest(PosternTestCase):
         srv.wait_log(r"auth: 6 users with passwords", since=offset)
         self.assertReply(login("gina@example.test", "new"), 235)
         self.assertEqual(srv.role_pids("auth"), auth, "the auth process is kept over reloads")
+
+
+class AuthProcessTest(PosternTestCase):
+    """The session's side of the wait, and the auth process going away."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sub_port = free_port()
+        cls.srv = cls.start_class_server(tls=True, config={
+            "submission_listen": "127.0.0.1:%d" % cls.sub_port,
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_client_ban_failures": "100"})
+        cls.srv.wait_log(r"auth ready")
+
+    def session(self):
+        c = SmtpConn(self.srv.port)
+        self.addCleanup(c.close)
+        c.ehlo()
+        return c
+
+    def test_pipelined_commands_wait_for_the_login(self):
+        c = self.session()
+        c.send("AUTH PLAIN %s\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n"
+               "RSET\r\n" % plain("alice@example.test", "secret"))
+        r = c.replies(4)
+        self.assertEqual([x.code for x in r], [235, 250, 250, 250], r)
+
+    def test_cleartext_login_is_esmtpa_in_received(self):
+        c = self.session()
+        self.assertReply(c.cmd("AUTH PLAIN " + plain("bob@example.test", "secret")), 235)
+        self.assertReply(c.cmd("MAIL FROM:<bob@example.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<carol@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        qid = self.send_data_queued(c, make_message("esmtpa", sender="bob@example.test",
+                                                     to="carol@example.test") + ".\r\n")
+        _, data = self.srv.wait_delivery("carol", qid)
+        head, _ = split_message(data)
+        self.assertIn("with ESMTPA id", unfold(head))
+        self.assertNotIn("authenticated as", head)  # received_auth_user = no
+
+    def test_client_gone_while_its_password_is_checked(self):
+        for _ in range(20):
+            c = SmtpConn(self.srv.port)
+            c.ehlo()
+            c.send("AUTH PLAIN %s\r\n" % plain("alice@example.test", "secret"))
+            c.close()
+        self.assertReply(self.session().cmd("AUTH PLAIN " + plain("alice@example.test",
+                                                                    "secret")), 235)
+        self.assertNoPanic(self.srv)
+
+    def test_auth_process_killed_454_then_restarted(self):
+        offset = self.srv.log_size()
+        old = self.srv.kill_role("auth")
+        wait_until_gone = time.monotonic() + scaled(5)
+        while os.path.exists("/proc/%d" % old) and time.monotonic() < wait_until_gone:
+            try:
+                with open("/proc/%d/stat" % old) as f:
+                    if f.read().split(") ")[1][0] == "Z":
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.02)
+        c = self.session()
+        r = c.cmd("AUTH PLAIN " + plain("alice@example.test", "secret"))
+        # the worker's connection is gone: a temporary failure, unless the
+        # supervisor was quicker and the new auth process answered
+        self.assertIn(r.code, (454, 235), r)
+        if r.code == 454:
+            self.assertEqual(r.status, "4.7.0")
+        self.srv.wait_log(r"auth ready", since=offset)
+        self.assertRegex(self.srv.log_since(offset), r"auth process pid %d killed by signal 9"
+                         % old)
+        d = self.session()
+        self.assertReply(d.cmd("AUTH PLAIN " + plain("alice@example.test", "secret")), 235,
+                         "2.7.0")
