@@ -152,6 +152,14 @@ static void throttling(void **state)
 	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
 	auth_throttle_succeeded(t, "192.0.2.5", NULL);
 	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 1000);
+	/* IPv6 clients count by their /64 */
+	for (int i = 0; i < 3; i++)
+		auth_throttle_failed(t, i == 0 ? "2001:db8::1" : "2001:db8::ab:2", NULL, now,
+				     &banned);
+	auth_throttle_failed(t, "2001:db8::ffff:ffff", NULL, now, &banned);
+	assert_true(banned);
+	assert_true(auth_throttle_banned(t, "2001:db8::77", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "2001:db8:0:1::1", NULL, now, &which));
 	auth_throttle_sweep(t, now + 10 * 60000);
 	auth_throttle_free(&t);
 }
