@@ -248,6 +248,39 @@ class ThrottleTest(PosternTestCase):
                          "4.7.0")
 
 
+    def test_a_user_attacked_from_many_addresses_is_banned(self):
+        # loopback is a /8: each connection comes from its own address
+        srv = self.start_server(config={
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_failure_delay": "0", "auth_client_ban_failures": "3",
+            "auth_user_ban_failures": "4", "error_delay": "0"})
+
+        def attempt(source, password, user="dave@example.test"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", srv.port))
+            c = SmtpConn.__new__(SmtpConn)
+            c.timeout, c.sock, c.buf = scaled(10), sock, b""
+            try:
+                c.sock.settimeout(c.timeout)
+                c.reply()
+                c.ehlo()
+                return c.cmd("AUTH PLAIN " + plain(user, password))
+            finally:
+                c.close()
+        for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+            self.assertReply(attempt(source, "guess"), 535, "5.7.8")
+        # the user is banned wherever the next try comes from
+        self.assertReply(attempt("127.0.0.6", "secret"), 454, "4.7.0")
+        self.assertRegex(srv.log(), r"status=throttled reason=\"user banned after failed logins\"")
+        # another user from a fresh address is not
+        self.assertReply(attempt("127.0.0.7", "secret", "carol@example.test"), 235)
+        # unknown users count for the client only: three from one address ban it
+        for _ in range(3):
+            self.assertReply(attempt("127.0.0.8", "x", "nobody%d@example.test" % _), 535)
+        self.assertReply(attempt("127.0.0.8", "secret", "carol@example.test"), 454, "4.7.0")
+
+
 class CleartextAndHashTest(PosternTestCase):
 
     def test_cleartext_network_and_yescrypt_hash_on_port_25(self):
