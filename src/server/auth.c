@@ -507,8 +507,10 @@ int auth_ctl_send(int sock, const struct auth_ctl_msg *m, int users_fd)
 		memcpy(CMSG_DATA(cm), &users_fd, sizeof(int));
 	}
 	ssize_t n;
+	/* never blocks the supervisor: an auth process that does not read
+	 * (stopped, hung) costs it this message, not its loop */
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)sizeof(*m) ? 0 : -1;
 }
