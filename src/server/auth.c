@@ -61,16 +61,27 @@
 #define AUTH_QUEUE_MAX 20000
 #define AUTH_CONN_PENDING_MAX 4096
 #define AUTH_THROTTLE_RECORDS_MAX 200000
+/* Answers a busy worker has not taken yet, at most (then it is dropped). */
+#define AUTH_OUTBOX_MAX 8192
 
 struct auth;
+
+/* An answer the worker's socket had no room for. */
+struct answer {
+	struct answer *next;
+	size_t len;
+	unsigned char data[];
+};
 
 struct conn {
 	struct auth *a;
 	struct conn *prev, *next;
 	uint64_t id;
 	int fd;
-	struct event *readable;
+	struct event *readable, *writable;
 	size_t pending;
+	struct answer *out_head, *out_tail; /* in order; no password in them */
+	size_t out_count;
 };
 
 /* One login check, from the packet to the answer. */
@@ -269,6 +280,74 @@ static struct conn *find_conn(struct auth *a, uint64_t id)
 
 static void conn_free(struct conn *c, const char *why);
 
+/* Send what waits; false if the connection broke. */
+static bool flush_answers(struct conn *c)
+{
+	while (c->out_head != NULL) {
+		struct answer *x = c->out_head;
+		ssize_t n;
+		do
+			n = send(c->fd, x->data, x->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(c->writable, NULL);
+			return true;
+		}
+		if (n < 0)
+			return false;
+		c->out_head = x->next;
+		if (c->out_head == NULL)
+			c->out_tail = NULL;
+		c->out_count--;
+		free(x);
+	}
+	event_del(c->writable);
+	return true;
+}
+
+static void writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)fd;
+	(void)what;
+	if (!flush_answers(c))
+		conn_free(c, strerror(errno));
+}
+
+/* Send one answer, or keep it until the socket has room; false if the
+ * connection was dropped (broken, or the worker takes no answers). */
+static bool send_answer(struct conn *c, const buf_t *out)
+{
+	if (c->out_head == NULL) {
+		ssize_t n;
+		do
+			n = send(c->fd, out->data, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0)
+			return true;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			conn_free(c, strerror(errno));
+			return false;
+		}
+	}
+	if (c->out_count >= AUTH_OUTBOX_MAX) {
+		conn_free(c, "it does not take its answers");
+		return false;
+	}
+	struct answer *x = xmalloc(sizeof(*x) + out->len);
+	x->next = NULL;
+	x->len = out->len;
+	memcpy(x->data, out->data, out->len);
+	if (c->out_tail != NULL)
+		c->out_tail->next = x;
+	else
+		c->out_head = x;
+	c->out_tail = x;
+	c->out_count++;
+	event_add(c->writable, NULL);
+	return true;
+}
+
 static void send_result(struct auth *a, struct job *j)
 {
 	char shown[AUTH_USER_MAX + 1];
@@ -296,13 +375,8 @@ static void send_result(struct auth *a, struct job *j)
 	snprintf(m.why, sizeof(m.why), "%s", j->why);
 	buf_t out = BUF_INIT;
 	auth_msg_encode(&m, &out);
-	ssize_t n;
-	do
-		n = send(c->fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	(void)send_answer(c, &out);
 	buf_free(&out);
-	if (n < 0)
-		conn_free(c, errno == EAGAIN ? "it does not take its answers" : strerror(errno));
 }
 
 static void unlink_delayed(struct job *j)
@@ -417,7 +491,13 @@ static void conn_free(struct conn *c, const char *why)
 	if (why != NULL)
 		log_warn("auth: a worker's connection ended (%s)", why);
 	event_free(c->readable);
+	event_free(c->writable);
 	close(c->fd);
+	while (c->out_head != NULL) {
+		struct answer *x = c->out_head;
+		c->out_head = x->next;
+		free(x);
+	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -476,8 +556,9 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 		c->fd = s;
 		c->id = ++a->next_conn_id;
 		c->readable = event_new(a->base, s, EV_READ | EV_PERSIST, readable_cb, c);
-		if (c->readable == NULL)
-			log_fatal("auth: cannot allocate a connection's event");
+		c->writable = event_new(a->base, s, EV_WRITE | EV_PERSIST, writable_cb, c);
+		if (c->readable == NULL || c->writable == NULL)
+			log_fatal("auth: cannot allocate a connection's events");
 		event_add(c->readable, NULL);
 		c->next = a->conns;
 		if (c->next != NULL)
