@@ -112,6 +112,7 @@ struct master {
 	const char *config_path;
 	pid_t pid; /* the supervisor's own, for the children's death signal */
 	int *listen_fds;
+	enum smtp_listener *listen_kinds; /* what each listening socket is for */
 	size_t listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
@@ -318,15 +319,33 @@ static int bind_one(const struct listen_addr *la)
 	return fd;
 }
 
+/* Bind listen, submission_listen and smtps_listen; every role closes
+ * them all (listen_fds), the smtp workers serve each as its kind. */
 static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	m->listen_fds = xcalloc(cfg->listen_count, sizeof(int));
-	for (size_t i = 0; i < cfg->listen_count; i++) {
-		m->listen_fds[i] = bind_one(&cfg->listen[i]);
-		if (m->listen_fds[i] < 0)
-			return -1;
-		m->listen_count++;
-		log_info("listening on %s", cfg->listen[i].text);
+	const struct {
+		const struct listen_addr *addrs;
+		size_t count;
+		enum smtp_listener kind;
+		const char *what;
+	} lists[] = {
+		{ cfg->listen, cfg->listen_count, SMTP_LISTENER_MX, "" },
+		{ cfg->submission_listen, cfg->submission_listen_count, SMTP_LISTENER_SUBMISSION,
+		  " (submission)" },
+		{ cfg->smtps_listen, cfg->smtps_listen_count, SMTP_LISTENER_SMTPS, " (smtps)" },
+	};
+	size_t total = cfg->listen_count + cfg->submission_listen_count + cfg->smtps_listen_count;
+	m->listen_fds = xcalloc(total, sizeof(int));
+	m->listen_kinds = xcalloc(total, sizeof(*m->listen_kinds));
+	for (size_t l = 0; l < ARRAY_LEN(lists); l++) {
+		for (size_t i = 0; i < lists[l].count; i++) {
+			int fd = bind_one(&lists[l].addrs[i]);
+			if (fd < 0)
+				return -1;
+			m->listen_fds[m->listen_count] = fd;
+			m->listen_kinds[m->listen_count++] = lists[l].kind;
+			log_info("listening on %s%s", lists[l].addrs[i].text, lists[l].what);
+		}
 	}
 	return 0;
 }
@@ -666,6 +685,7 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
+					   .listen_kinds = m->listen_kinds,
 					   .listen_count = m->listen_count,
 					   .notify_fd = m->notify_pipe[1],
 					   .flow_fd = m->flow_pipe[0],
@@ -834,14 +854,24 @@ static const char *role_name(enum role role)
 		: role == ROLE_KEYHOLDER ? "key holder" : "smtp worker";
 }
 
-static bool same_listeners(const struct config *a, const struct config *b)
+static bool same_list(const struct listen_addr *a, size_t na, const struct listen_addr *b,
+		      size_t nb)
 {
-	if (a->listen_count != b->listen_count)
+	if (na != nb)
 		return false;
-	for (size_t i = 0; i < a->listen_count; i++)
-		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i].text, b[i].text) != 0)
 			return false;
 	return true;
+}
+
+static bool same_listeners(const struct config *a, const struct config *b)
+{
+	return same_list(a->listen, a->listen_count, b->listen, b->listen_count) &&
+	       same_list(a->submission_listen, a->submission_listen_count, b->submission_listen,
+			 b->submission_listen_count) &&
+	       same_list(a->smtps_listen, a->smtps_listen_count, b->smtps_listen,
+			 b->smtps_listen_count);
 }
 
 /* Generation g becomes the current one: its queue manager and smtp
@@ -1159,6 +1189,7 @@ int master_main(const char *config_path)
 	if (m.auth_ctl >= 0)
 		close(m.auth_ctl);
 	free(m.listen_fds);
+	free(m.listen_kinds);
 	free(m.children);
 	generation_free(&m.pending);
 	generation_free(&m.current);

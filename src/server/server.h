@@ -19,10 +19,15 @@
  *     │                                     TLS, the only holder of tls_key
  *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ auth (user)                  spool/private/auth.sock (listens);
+ *     │                                     a socket pair with the supervisor
+ *     │                                     (users_file as a descriptor);
+ *     │                                     one per supervisor, kept over reloads
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
- *     │                                     anvil.sock, one to keyholder-ID.sock
+ *     │                                     anvil.sock, one to keyholder-ID.sock,
+ *     │                                     one to auth.sock when AUTH is offered
  *     │     └─fork─▶ quota reader (mail_owner) one socket pair with its worker,
  *     │                                     when a quota applies
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
@@ -47,9 +52,12 @@
  * the key holder to sign their TLS handshakes (src/smtp/keyholder_proto.h);
  * each smtp worker asks its quota reader how full a mailbox is
  * (src/queue/quota_proto.h);
+ * the auth process to check logins (src/auth/auth_proto.h);
  * nothing else crosses between processes. Only the agent can open a mailbox; the
  * processes that parse network input hold no password hash (the users
- * table keeps addresses only) and cannot read the users file.
+ * table keeps addresses only) and cannot read the users file: only the
+ * auth process holds the hashes, read from a descriptor the supervisor
+ * opened.
  *
  * The supervisor restarts a role that dies (the queue manager exits when
  * one of its agents dies, so they all restart together), forwards SIGTERM for a
@@ -67,6 +75,7 @@
 #include "../mail/recipients.h"
 #include "../policy/restrictions.h"
 #include "../queue/notice.h"
+#include "../smtp/session.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
@@ -74,6 +83,7 @@ int master_main(const char *config_path);
 /* What an smtp worker inherits from the supervisor. */
 struct smtp_worker_links {
 	const int *listen_fds;
+	const enum smtp_listener *listen_kinds; /* what each is for (parallel) */
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */

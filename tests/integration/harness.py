@@ -383,6 +383,7 @@ class PosternServer:
         timeout = timeout if timeout is not None else scaled(15)
         if not os.path.exists(POSTERN_BIN):
             raise AssertionError("postern binary not found: %s (set POSTERN_BIN)" % POSTERN_BIN)
+        offset = self.log_size()
         with open(self.log_path, "ab") as log:
             log.write(("--- test harness: start %s ---\n" % time.strftime("%H:%M:%S")).encode())
             log.flush()
@@ -407,6 +408,9 @@ class PosternServer:
                     raise AssertionError("postern did not greet on %s port %d within %.0fs; log:\n%s"
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
+        # The auth process, which belongs to no generation, has said who
+        # it is (reload(wait_old=True) must not wait for it to exit).
+        self.wait_log(r"postern/auth\[\d+\]: info: auth ready", timeout=timeout, since=offset)
         return self
 
     def _environment(self):
