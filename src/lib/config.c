@@ -31,7 +31,8 @@ enum key_type {
 	K_UINT,
 	K_DOMAINS,  /* list of domain names */
 	K_CIDRS,    /* network list */
-	K_LISTEN,   /* list of address:port */
+	K_LISTEN,   /* list of address:port (the SMTP listeners: cfg->listen) */
+	K_LISTENS,  /* list of address:port that may be empty (a struct listen_list) */
 	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
 	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
 	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
@@ -259,6 +260,14 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
 	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
+	/* POP3 (src/pop3/, postern.conf(5) POP3). */
+	{ "pop3_listen", K_LISTENS, OFF(pop3_listen), "", 0, 0, true, NULL },
+	{ "pop3s_listen", K_LISTENS, OFF(pop3s_listen), "", 0, 0, true, NULL },
+	{ "pop3_clients", K_CIDRS, OFF(pop3_clients), "0.0.0.0/0, ::/0", 0, 0, true, NULL },
+	{ "pop3_cleartext_networks", K_CIDRS, OFF(pop3_cleartext_networks), "", 0, 0, true, NULL },
+	{ "pop3_connection_limit", K_UINT, OFF(pop3_connection_limit), "200", 1, 100000, false,
+	  NULL },
+	{ "pop3_idle_timeout", K_DURATION, OFF(pop3_idle_timeout), "10m", 1, DAY, false, NULL },
 };
 
 struct parse_ctx {
@@ -316,15 +325,20 @@ static bool plain_address(const char *s)
 	return true;
 }
 
+static void free_listen_items(struct listen_addr **items, size_t *count)
+{
+	for (size_t i = 0; i < *count; i++) {
+		free((*items)[i].host);
+		free((*items)[i].port);
+		free((*items)[i].text);
+	}
+	xfree(items);
+	*count = 0;
+}
+
 static void free_listen(struct config *cfg)
 {
-	for (size_t i = 0; i < cfg->listen_count; i++) {
-		free(cfg->listen[i].host);
-		free(cfg->listen[i].port);
-		free(cfg->listen[i].text);
-	}
-	xfree(&cfg->listen);
-	cfg->listen_count = 0;
+	free_listen_items(&cfg->listen, &cfg->listen_count);
 }
 
 /* Parse "host:port" or "[v6]:port" into a listen_addr; NULL = ok. */
@@ -420,23 +434,29 @@ static const char *set_servers(strlist_t *list, const char *value, char **detail
 	return NULL;
 }
 
-static const char *set_listen(struct config *cfg, const char *value)
+/* Parse a list of listeners into *list_r, *count_r (emptied first). */
+static const char *set_listen_items(struct listen_addr **list_r, size_t *count_r,
+				    const char *value, bool may_be_empty)
 {
 	strlist_t items = { 0 };
 	const char *err = NULL;
-	free_listen(cfg);
+	free_listen_items(list_r, count_r);
 	strlist_split(&items, value);
-	if (items.count == 0)
+	if (items.count == 0 && !may_be_empty)
 		err = "at least one address:port is needed";
 	for (size_t i = 0; err == NULL && i < items.count; i++) {
-		cfg->listen = xreallocarray(cfg->listen, cfg->listen_count + 1,
-					    sizeof(*cfg->listen));
-		err = parse_one_listen(items.items[i], &cfg->listen[cfg->listen_count]);
+		*list_r = xreallocarray(*list_r, *count_r + 1, sizeof(**list_r));
+		err = parse_one_listen(items.items[i], &(*list_r)[*count_r]);
 		if (err == NULL)
-			cfg->listen_count++;
+			(*count_r)++;
 	}
 	strlist_free(&items);
 	return err;
+}
+
+static const char *set_listen(struct config *cfg, const char *value)
+{
+	return set_listen_items(&cfg->listen, &cfg->listen_count, value, false);
 }
 
 /* Is the component of len bytes at p ".."? */
@@ -640,6 +660,10 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return cidr_list_parse(field, value, detail_r) ? NULL : "bad network";
 	case K_LISTEN:
 		return set_listen(ctx->cfg, value);
+	case K_LISTENS: {
+		struct listen_list *l = field;
+		return set_listen_items(&l->items, &l->count, value, true);
+	}
 	case K_ENUM:
 		return set_enum(k, field, value, detail_r);
 	case K_PATHS:
@@ -952,6 +976,9 @@ static void check_consistency(struct parse_ctx *ctx)
 	    strrchr(cfg->clamd_socket, ':') == NULL)
 		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
 		       cfg->clamd_socket);
+	if (cfg->pop3s_listen.count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, config_key_line(ctx->cfg, "pop3s_listen"), "pop3s_listen: implicit TLS needs "
+		       "tls_cert and tls_key");
 	check_limits(ctx);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
@@ -1039,6 +1066,11 @@ void config_free(struct config *cfg)
 		case K_LISTEN:
 			free_listen(cfg);
 			break;
+		case K_LISTENS: {
+			struct listen_list *l = field;
+			free_listen_items(&l->items, &l->count);
+			break;
+		}
 		case K_WORDS:
 			strlist_free(&((struct config_words *)field)->words);
 			break;
@@ -1096,16 +1128,22 @@ static bool listen_equal(const struct listen_addr *a, const struct listen_addr *
 	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
 }
 
-static bool listen_within(const struct config *a, const struct config *b)
+static bool listen_items_within(const struct listen_addr *a, size_t a_count,
+				const struct listen_addr *b, size_t b_count)
 {
-	for (size_t i = 0; i < a->listen_count; i++) {
+	for (size_t i = 0; i < a_count; i++) {
 		bool found = false;
-		for (size_t j = 0; j < b->listen_count && !found; j++)
-			found = listen_equal(&a->listen[i], &b->listen[j]);
+		for (size_t j = 0; j < b_count && !found; j++)
+			found = listen_equal(&a[i], &b[j]);
 		if (!found)
 			return false;
 	}
 	return true;
+}
+
+static bool listen_within(const struct config *a, const struct config *b)
+{
+	return listen_items_within(a->listen, a->listen_count, b->listen, b->listen_count);
 }
 
 /* Does key k mean something else in a than in b? Values are compared as
@@ -1146,6 +1184,11 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
 		return !listen_within(a, b) || !listen_within(b, a);
+	case K_LISTENS: {
+		const struct listen_list *la = fa, *lb = fb;
+		return !listen_items_within(la->items, la->count, lb->items, lb->count) ||
+		       !listen_items_within(lb->items, lb->count, la->items, la->count);
+	}
 	case K_ENUM:
 		return *(const unsigned *)fa != *(const unsigned *)fb;
 	case K_WORDS: {
@@ -1203,6 +1246,12 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		for (size_t j = 0; j < cfg->listen_count; j++)
 			buf_printf(v, "%s%s", j ? ", " : "", cfg->listen[j].text);
 		break;
+	case K_LISTENS: {
+		const struct listen_list *l = field;
+		for (size_t j = 0; j < l->count; j++)
+			buf_printf(v, "%s%s", j ? ", " : "", l->items[j].text);
+		break;
+	}
 	case K_ENUM:
 		buf_puts(v, k->words[*(const unsigned *)field]);
 		break;

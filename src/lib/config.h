@@ -55,6 +55,12 @@ struct listen_addr {
 	char *text; /* as written, for logs */
 };
 
+/* A list of listeners that may be empty (the POP3 ones). */
+struct listen_list {
+	struct listen_addr *items;
+	size_t count;
+};
+
 struct config {
 	char *path;      /* the file this was read from */
 	char *hostname;  /* our name in banners and Received: */
@@ -231,6 +237,14 @@ struct config {
 	uint64_t relay_command_timeout;
 	uint64_t relay_data_timeout;
 	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
+
+	/* POP3 (src/pop3/, docs/postern.conf.5 POP3). */
+	struct listen_list pop3_listen;  /* STLS (RFC 2595); none = no POP3 */
+	struct listen_list pop3s_listen; /* implicit TLS */
+	cidr_list_t pop3_clients;        /* who may connect to the POP3 listeners */
+	cidr_list_t pop3_cleartext_networks; /* may log in without TLS */
+	uint64_t pop3_connection_limit;  /* open POP3 sessions at most */
+	uint64_t pop3_idle_timeout;      /* seconds without a command (RFC 1939: >= 10 min) */
 
 	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };

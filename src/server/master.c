@@ -49,6 +49,7 @@
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
+#include "../pop3/pop3.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
 #include "../smtp/tls.h"
@@ -64,7 +65,7 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_POP3 };
 #define ANVIL_GENERATION 0u
 
 /* A current scan master that exited for good is started again after this
@@ -95,8 +96,12 @@ struct generation {
 struct master {
 	const char *config_path;
 	pid_t pid; /* the supervisor's own, for the children's death signal */
+	/* Every listener: the SMTP ones first (smtp_listen_count), then
+	 * pop3_listen and pop3s_listen (implicit_tls says which). */
 	int *listen_fds;
+	bool *implicit_tls;
 	size_t listen_count;
+	size_t smtp_listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	struct generation *current;  /* NULL until the first one starts */
@@ -289,16 +294,32 @@ static int bind_one(const struct listen_addr *la)
 	return fd;
 }
 
+static int bind_list(struct master *m, const struct listen_addr *addrs, size_t count,
+		     bool implicit_tls, const char *what)
+{
+	for (size_t i = 0; i < count; i++) {
+		int fd = bind_one(&addrs[i]);
+		if (fd < 0)
+			return -1;
+		m->listen_fds[m->listen_count] = fd;
+		m->implicit_tls[m->listen_count] = implicit_tls;
+		m->listen_count++;
+		log_info("listening on %s%s", addrs[i].text, what);
+	}
+	return 0;
+}
+
 static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	m->listen_fds = xcalloc(cfg->listen_count, sizeof(int));
-	for (size_t i = 0; i < cfg->listen_count; i++) {
-		m->listen_fds[i] = bind_one(&cfg->listen[i]);
-		if (m->listen_fds[i] < 0)
-			return -1;
-		m->listen_count++;
-		log_info("listening on %s", cfg->listen[i].text);
-	}
+	size_t all = cfg->listen_count + cfg->pop3_listen.count + cfg->pop3s_listen.count;
+	m->listen_fds = xcalloc(all, sizeof(int));
+	m->implicit_tls = xcalloc(all, sizeof(bool));
+	if (bind_list(m, cfg->listen, cfg->listen_count, false, "") < 0)
+		return -1;
+	m->smtp_listen_count = m->listen_count;
+	if (bind_list(m, cfg->pop3_listen.items, cfg->pop3_listen.count, false, " (pop3)") < 0 ||
+	    bind_list(m, cfg->pop3s_listen.items, cfg->pop3s_listen.count, true, " (pop3s)") < 0)
+		return -1;
 	return 0;
 }
 
@@ -498,6 +519,67 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The pop3 role (still root here): fork its mailbox agent, which
+ * becomes mail_owner and keeps only its end of the socket pair, then
+ * build the TLS context (after the fork: the agent never holds the key)
+ * and become user with the POP3 listeners. */
+static NORETURN void run_pop3(struct master *m, struct generation *g)
+{
+	log_set_role("pop3");
+	for (size_t i = 0; i < m->smtp_listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("pop3 mailbox agent: socketpair: %s", strerror(errno));
+		_exit(1);
+	}
+	int size = 1024 * 1024; /* an UPDATE of many messages is one packet */
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+	pid_t worker_pid = getpid();
+	pid_t agent = fork();
+	if (agent < 0) {
+		log_error("pop3 mailbox agent: fork: %s", strerror(errno));
+		_exit(1);
+	}
+	if (agent == 0) {
+		log_set_role("pop3-agent");
+		for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+			close(m->listen_fds[i]);
+		close(sv[0]);
+		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, worker_pid) < 0)
+			_exit(1);
+		_exit(pop3_agent_main(&g->cfg, sv[1]));
+	}
+	close(sv[1]);
+	SSL_CTX *tls_ctx = NULL;
+	if (g->tls) {
+		char *err = NULL;
+		tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
+		if (tls_ctx == NULL) {
+			log_error("pop3 worker: %s", err);
+			kill(agent, SIGKILL);
+			_exit(1);
+		}
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
+		kill(agent, SIGKILL);
+		_exit(1);
+	}
+	struct pop3_links links = { .listen_fds = m->listen_fds + m->smtp_listen_count,
+				    .implicit_tls = m->implicit_tls + m->smtp_listen_count,
+				    .listen_count = m->listen_count - m->smtp_listen_count,
+				    .agent_fd = sv[0] };
+	_exit(pop3_worker_main(&g->cfg, tls_ctx, &links));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -518,7 +600,11 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		run_anvil(m, g);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
+	if (role == ROLE_POP3)
+		run_pop3(m, g);
 	log_set_role("smtp");
+	for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+		close(m->listen_fds[i]); /* the POP3 listeners */
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
 	/* the key, read as root before the worker drops privileges: only the
@@ -535,7 +621,7 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
-					   .listen_count = m->listen_count,
+					   .listen_count = m->smtp_listen_count,
 					   .notify_fd = m->notify_pipe[1],
 					   .flow_fd = m->flow_pipe[0],
 					   .notice_template = g->notice_template,
@@ -598,6 +684,8 @@ static void spawn_generation(struct master *m)
 	size_t n = worker_count(&m->current->cfg);
 	for (size_t i = 0; i < n; i++)
 		spawn(m, ROLE_SMTP);
+	if (m->listen_count > m->smtp_listen_count)
+		spawn(m, ROLE_POP3);
 }
 
 
@@ -610,7 +698,7 @@ static void signal_children(struct master *m, int sig)
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-		: role == ROLE_ANVIL ? "anvil" : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : role == ROLE_POP3 ? "pop3 worker" : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -921,6 +1009,7 @@ int master_main(const char *config_path)
 	int rc = supervise(&m);
 	close_listeners(&m);
 	free(m.listen_fds);
+	free(m.implicit_tls);
 	free(m.children);
 	generation_free(&m.pending);
 	generation_free(&m.current);
