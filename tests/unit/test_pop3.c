@@ -213,6 +213,7 @@ static char *maildir_at(const char *name)
 		assert_int_equal(safeio_mkdir_p(buf_cstr(&b), 0700), 0);
 		buf_reset(&b);
 	}
+	buf_free(&b);
 	return path;
 }
 
@@ -400,7 +401,9 @@ static void fake_answer(evutil_socket_t fd, short what, void *arg)
 	struct fake_auth_req *r = arg;
 	(void)fd;
 	(void)what;
-	struct auth_result res = { r->ok ? AUTH_OK : AUTH_FAILED, r->ok ? r->user : NULL, "fake" };
+	char user[64];
+	memcpy(user, r->user, sizeof(user));
+	struct auth_result res = { r->ok ? AUTH_OK : AUTH_FAILED, r->ok ? user : NULL, "fake" };
 	auth_done_fn *done = r->done;
 	void *done_arg = r->arg;
 	event_free(r->ev);

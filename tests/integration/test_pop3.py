@@ -1,0 +1,239 @@
+"""
+test_pop3.py - postern's POP3 server against Python's poplib: mail is
+delivered over SMTP with smtplib, then read over STLS (pop3_listen) and
+implicit TLS (pop3s_listen): STAT and LIST sizes as sent, UIDL, TOP,
+RETR of a message whose lines start with '.', DELE applied only at QUIT,
+unique ids unchanged in the next session, the Seen flag for what RETR
+sent, a second session on the same mailbox refused with [IN-USE],
+logins refused before TLS, the client allow-list (pop3_clients) and the
+idle timeout. Logins are checked by the auth process against the
+users file (password "secret").
+"""
+import base64
+import os
+import poplib
+import re
+import socket
+import ssl
+import time
+import uuid
+
+from harness import (PosternTestCase, client_tls_context, free_port, make_message,
+                     scaled, smtplib_send)
+
+SENDER = "sender@remote.test"
+W_RE = re.compile(r",W=(\d+)")
+
+
+def pop3_settings(**extra):
+    settings = {"pop3_listen": "127.0.0.1:%d" % free_port(),
+                "pop3s_listen": "127.0.0.1:%d" % free_port()}
+    settings.update(extra)
+    return settings
+
+
+def port_of(srv, key):
+    return int(srv.settings[key].rsplit(":", 1)[1])
+
+
+class Pop3Test(PosternTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config=pop3_settings())
+        cls.pop3_port = port_of(cls.srv, "pop3_listen")
+        cls.pop3s_port = port_of(cls.srv, "pop3s_listen")
+
+    # -- helpers --
+
+    def deliver(self, user, subject, body):
+        rcpt = "%s@example.test" % user
+        qid = smtplib_send(self.srv.port, SENDER, [rcpt],
+                           make_message(subject=subject, body=body, to=rcpt))
+        name, data = self.srv.wait_delivery(user, qid)
+        return name, data
+
+    def stls_session(self, user):
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        p.stls(context=client_tls_context())
+        p.user("%s@example.test" % user)
+        p.pass_("secret")
+        return p
+
+    def pop3s_session(self):
+        p = poplib.POP3_SSL("127.0.0.1", self.pop3s_port, context=client_tls_context(),
+                            timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        return p
+
+    @staticmethod
+    def _close(p):
+        try:
+            p.close()
+        except Exception:
+            pass
+
+    @staticmethod
+    def wire(stored):
+        """A stored message (LF line ends) as POP3 sends it, unstuffed."""
+        return stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+    def uidl_map(self, p):
+        out = {}
+        for line in p.uidl()[1]:
+            num, uid = line.decode().split()
+            out[int(num)] = uid
+        return out
+
+    # -- tests --
+
+    def test_read_delete_and_ids_stay(self):
+        user = "alice"
+        body = ".starts with a dot\r\n..two dots\r\nplain\r\n.\r\nlast\r\n"
+        stored = []
+        for i in range(3):
+            name, data = self.deliver(user, "m%d %s" % (i, uuid.uuid4().hex), body)
+            stored.append((name, data))
+        p = self.stls_session(user)
+        count, size = p.stat()
+        self.assertEqual(count, 3)
+        sizes = [int(W_RE.search(name).group(1)) for name, _ in stored]
+        self.assertEqual(size, sum(sizes))
+        listing = {int(l.split()[0]): int(l.split()[1]) for l in p.list()[1]}
+        self.assertEqual(listing, {1: sizes[0], 2: sizes[1], 3: sizes[2]})
+        for n, (name, data) in enumerate(stored, 1):
+            self.assertEqual(len(self.wire(data)), sizes[n - 1])
+        ids = self.uidl_map(p)
+        self.assertEqual(ids[1], stored[0][0])  # the base of the file name
+
+        # RETR: poplib undoes the stuffing; the lines are the stored ones.
+        resp, lines, octets = p.retr(2)
+        self.assertTrue(resp.startswith(b"+OK"), resp)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", self.wire(stored[1][1]))
+        self.assertIn(b".starts with a dot", lines)
+        self.assertIn(b"..two dots", lines)
+        self.assertIn(b".", lines)
+
+        # TOP 0: the header section and the blank line only.
+        _, top, _ = p.top(1, 0)
+        self.assertEqual(b"\r\n".join(top) + b"\r\n",
+                         self.wire(stored[0][1]).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+
+        p.dele(1)
+        with self.assertRaises(poplib.error_proto):
+            p.retr(1)
+        self.assertEqual(p.stat()[0], 2)
+        # Deletions wait for QUIT: the file is still there.
+        self.assertEqual(len(os.listdir(self.srv.maildir(user, "cur"))), 3)
+        self.assertEqual(os.listdir(self.srv.maildir(user, "new")), [])
+        p.quit()
+
+        cur = sorted(os.listdir(self.srv.maildir(user, "cur")))
+        self.assertEqual(len(cur), 2)
+        # RETR sent message 2: Seen, as Dovecot's POP3 marks it; 3 was not.
+        self.assertIn(stored[1][0] + ":2,S", cur)
+        self.assertIn(stored[2][0] + ":2,", cur)
+
+        p2 = self.stls_session(user)
+        self.assertEqual(p2.stat()[0], 2)
+        again = self.uidl_map(p2)
+        self.assertEqual(again, {1: ids[2], 2: ids[3]})
+        p2.dele(1)
+        p2.dele(2)
+        p2.quit()
+        self.assertEqual(os.listdir(self.srv.maildir(user, "cur")), [])
+
+    def test_pop3s_and_auth_plain(self):
+        user = "bob"
+        name, data = self.deliver(user, "over pop3s", "Hello over implicit TLS.\r\n")
+        p = self.pop3s_session()
+        self.assertTrue(p.getwelcome().startswith(b"+OK"))
+        capa = p.capa()
+        self.assertIn("SASL", capa)
+        self.assertIn("PLAIN", capa["SASL"])
+        self.assertNotIn("STLS", capa)
+        token = base64.b64encode(b"\0bob@example.test\0secret").decode()
+        self.assertTrue(p._shortcmd("AUTH PLAIN " + token).startswith(b"+OK"))
+        self.assertEqual(p.stat()[0], 1)
+        _, lines, _ = p.retr(1)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", self.wire(data))
+        p.quit()
+
+    def test_wrong_password_and_second_session(self):
+        user = "carol"
+        self.deliver(user, "locked", "x\r\n")
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        p.stls(context=client_tls_context())
+        p.user("carol@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+            p.pass_("wrong")
+        first = self.stls_session(user)
+        self.assertEqual(first.stat()[0], 1)
+        second = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, second)
+        second.stls(context=client_tls_context())
+        second.user("carol@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[IN-USE\]"):
+            second.pass_("secret")
+        first.quit()
+        second.user("carol@example.test")
+        second.pass_("secret")
+        self.assertEqual(second.stat()[0], 1)
+        second.quit()
+
+    def test_cleartext_login_refused(self):
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        capa = p.capa()
+        self.assertIn("STLS", capa)
+        self.assertNotIn("USER", capa)
+        self.assertNotIn("SASL", capa)
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\].*STLS"):
+            p.user("alice@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+            p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0secret")
+                        .decode())
+        p.quit()
+
+
+class Pop3ClientsTest(PosternTestCase):
+    """pop3_clients: POP3 only from the listed networks."""
+
+    def test_client_outside_the_list_is_refused(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_clients="192.0.2.0/24"))
+        with self.assertRaisesRegex(poplib.error_proto, r"SYS/PERM"):
+            poplib.POP3("127.0.0.1", port_of(srv, "pop3_listen"), timeout=scaled(15))
+        # pop3s: no TLS is spent on it, the connection just closes.
+        with socket.create_connection(("127.0.0.1", port_of(srv, "pop3s_listen")),
+                                      timeout=scaled(15)) as s:
+            self.assertEqual(s.recv(100), b"")
+        srv.wait_log(r"client=127\.0\.0\.1 reject: not in pop3_clients")
+        # SMTP is not affected.
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"], make_message(to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+
+
+class Pop3TimeoutTest(PosternTestCase):
+    """An idle session is closed without a reply (RFC 1939 autologout)."""
+
+    def test_idle_session_is_closed(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_idle_timeout="2s"))
+        with socket.create_connection(("127.0.0.1", port_of(srv, "pop3_listen")),
+                                      timeout=scaled(15)) as s:
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            started = time.monotonic()
+            s.sendall(b"NOOP\r\n")
+            self.assertTrue(f.readline().startswith(b"-ERR"))  # not logged in
+            self.assertEqual(f.read(), b"")  # closed, nothing said
+            waited = time.monotonic() - started
+        self.assertGreaterEqual(waited, 1.5)
+        self.assertLess(waited, scaled(10))
+        srv.wait_log(r"client=127\.0\.0\.1 timeout after idle time")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
