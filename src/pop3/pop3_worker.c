@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <event2/listener.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct listener *li = arg;
 	(void)l;
 	evutil_make_socket_nonblocking(fd);
+	/* Replies go out as they are ready: a pipelining client waiting
+	 * for the last reply of a batch must not wait for its own delayed
+	 * ACK of the one before (Nagle). */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	pop3_session_start(&li->w->srv, fd, sa, (socklen_t)salen, li->implicit_tls);
 }
 
