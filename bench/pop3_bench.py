@@ -20,7 +20,7 @@ A round: USERS client processes at once, each logs in as its own user
 own), sends RETR 1..MSGS pipelined in batches of 32, reads every
 message to its final ".", then QUIT without deleting. The time from the
 first connection to the last QUIT gives messages/s and MB/s. Knobs:
-USERS=4 MSGS=2000 RUNS=3. Prints a table and writes it to
+USERS=4 MSGS=5000 RUNS=5. Prints a table and writes it to
 build/bench/pop3-results.txt. Exit status 0 if every message of every
 run was read from both servers.
 """
@@ -43,8 +43,8 @@ from harness import IS_ROOT, PosternServer, free_port  # noqa: E402
 from dovecot_peer import DovecotPeer  # noqa: E402
 
 USERS = int(os.environ.get("USERS", "4"))
-MSGS = int(os.environ.get("MSGS", "2000"))
-RUNS = int(os.environ.get("RUNS", "3"))
+MSGS = int(os.environ.get("MSGS", "5000"))
+RUNS = int(os.environ.get("RUNS", "5"))
 BATCH = 32
 OUT = os.path.join(REPO, "build", "bench")
 DOMAIN = "example.test"

@@ -49,9 +49,9 @@ static struct held **find(struct agent *a, uint32_t sid)
 	return h;
 }
 
-static void send_or_die(struct agent *a, const struct pop3_msg *m, int fd)
+static void send_or_die(struct agent *a, const struct pop3_msg *m, const int *fds, size_t nfds)
 {
-	if (pop3_msg_send(a->sock, m, fd) < 0) {
+	if (pop3_msg_send(a->sock, m, fds, nfds) < 0) {
 		log_error("mailbox agent: cannot answer the worker: %s", strerror(errno));
 		exit(1);
 	}
@@ -66,7 +66,7 @@ static void reply_opened(struct agent *a, uint32_t sid, uint8_t status, uint32_t
 	a->out->status = status;
 	a->out->count = count;
 	pop3_msg_set_reason(a->out->reason, reason);
-	send_or_die(a, a->out, -1);
+	send_or_die(a, a->out, NULL, 0);
 }
 
 static void do_open(struct agent *a, const struct pop3_msg *m)
@@ -115,7 +115,7 @@ static void do_open(struct agent *a, const struct pop3_msg *m)
 			memcpy(e->uid, h->md.mails[i].uid, sizeof(e->uid));
 			i++;
 		}
-		send_or_die(a, a->out, -1);
+		send_or_die(a, a->out, NULL, 0);
 	}
 	reply_opened(a, m->sid, POP3_STATUS_OK, (uint32_t)h->md.count, "");
 }
@@ -137,17 +137,28 @@ static void do_fetch(struct agent *a, const struct pop3_msg *m)
 		log_error("mailbox agent: message %u of %zu asked for", m->index, h->md.count);
 		exit(1);
 	}
-	int fd = pop3_maildrop_open_mail(&h->md, m->index);
+	/* The message asked for, and the next ones while they open (read
+	 * ahead: the worker keeps them for the RETRs that usually follow). */
+	int fds[POP3_FETCH_MAX];
+	size_t n = 0;
 	struct pop3_msg r = { .type = POP3_MSG_MAIL, .sid = m->sid };
-	if (fd < 0) {
-		r.status = errno == ENOENT ? POP3_STATUS_GONE : POP3_STATUS_FAILED;
-		if (errno != ENOENT)
-			log_error("mailbox agent: cannot open %s/cur/%s: %s", h->md.path,
-				  h->md.mails[m->index].name, strerror(errno));
+	for (size_t i = m->index; n < m->fetch_count && i < h->md.count; i++) {
+		int fd = pop3_maildrop_open_mail(&h->md, i);
+		if (fd < 0) {
+			if (n == 0) {
+				r.status = errno == ENOENT ? POP3_STATUS_GONE : POP3_STATUS_FAILED;
+				if (errno != ENOENT)
+					log_error("mailbox agent: cannot open %s/cur/%s: %s",
+						  h->md.path, h->md.mails[i].name, strerror(errno));
+			}
+			break;
+		}
+		fds[n++] = fd;
 	}
-	send_or_die(a, &r, fd);
-	if (fd >= 0)
-		close(fd);
+	r.fetch_count = (uint8_t)n;
+	send_or_die(a, &r, fds, n);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
 }
 
 static void do_update(struct agent *a, const struct pop3_msg *m)
@@ -167,7 +178,7 @@ static void do_update(struct agent *a, const struct pop3_msg *m)
 			      .deleted = res.deleted, .gone = res.gone, .failed = res.failed };
 	pop3_msg_set_reason(r.reason, err != NULL ? err : "");
 	free(err);
-	send_or_die(a, &r, -1);
+	send_or_die(a, &r, NULL, 0);
 }
 
 static void do_close(struct agent *a, const struct pop3_msg *m)
@@ -197,9 +208,9 @@ int pop3_agent_main(const struct config *cfg, int sock)
 	unsigned char *buf = xmalloc(POP3_PROTO_MAX + 1);
 	int status = 0;
 	for (;;) {
-		int fd;
+		int fds[POP3_FETCH_MAX];
 		const char *err;
-		int rc = pop3_msg_recv(sock, true, in, buf, &fd, &err);
+		int rc = pop3_msg_recv(sock, true, in, buf, fds, &err);
 		if (rc == 0)
 			break;
 		if (rc < 0) {

@@ -54,11 +54,11 @@ static bool answers(enum pop3_msg_type r, enum pop3_msg_type t)
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pop3_agent_link *l = arg;
-	int mail_fd;
+	int fds[POP3_FETCH_MAX];
 	const char *err;
 	(void)fd;
 	(void)what;
-	int rc = pop3_msg_recv(l->sock, false, l->msg, l->buf, &mail_fd, &err);
+	int rc = pop3_msg_recv(l->sock, false, l->msg, l->buf, fds, &err);
 	if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	if (rc == 0)
@@ -67,22 +67,22 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		log_error("pop3 worker: from the mailbox agent: %s", err);
 		agent_broken("broke the protocol");
 	}
+	size_t nfds = l->msg->type == POP3_MSG_MAIL ? l->msg->fetch_count : 0;
 	struct waiter *w = l->head;
-	if (w == NULL || w->sid != l->msg->sid || !answers(w->request, l->msg->type)) {
-		if (mail_fd >= 0)
-			close(mail_fd);
+	if (w == NULL || w->sid != l->msg->sid || !answers(w->request, l->msg->type))
 		agent_broken("answered a question nobody asked");
-	}
 	bool last = l->msg->type != POP3_MSG_ENTRIES;
 	if (last) {
 		l->head = w->next;
 		if (l->head == NULL)
 			l->tail = NULL;
 	}
-	if (w->reply != NULL)
-		w->reply(w->arg, l->msg, mail_fd);
-	else if (mail_fd >= 0)
-		close(mail_fd);
+	if (w->reply != NULL) {
+		w->reply(w->arg, l->msg, fds);
+	} else {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
 	if (last)
 		free(w);
 }
@@ -121,7 +121,7 @@ void pop3_agent_link_free(struct pop3_agent_link **lp)
 void pop3_agent_ask(struct pop3_agent_link *l, const struct pop3_msg *req,
 		    pop3_agent_reply_fn *reply, void *arg)
 {
-	if (pop3_msg_send(l->sock, req, -1) < 0) {
+	if (pop3_msg_send(l->sock, req, NULL, 0) < 0) {
 		log_error("pop3 worker: cannot write to the mailbox agent: %s", strerror(errno));
 		agent_broken("cannot be reached");
 	}

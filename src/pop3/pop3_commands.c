@@ -58,8 +58,27 @@ static void close_maildrop(struct pop3_session *s)
 	s->maildrop_open = false;
 }
 
+static void drop_prefetched(struct pop3_session *s)
+{
+	for (size_t i = 0; i < s->prefetch_count; i++)
+		if (s->prefetched[i] >= 0)
+			close(s->prefetched[i]);
+	s->prefetch_count = 0;
+}
+
+/* Message i's descriptor if the agent opened it ahead (taken), else -1. */
+static int take_prefetched(struct pop3_session *s, size_t i)
+{
+	if (i < s->prefetch_first || i - s->prefetch_first >= s->prefetch_count)
+		return -1;
+	int fd = s->prefetched[i - s->prefetch_first];
+	s->prefetched[i - s->prefetch_first] = -1;
+	return fd;
+}
+
 void pop3_session_release(struct pop3_session *s)
 {
+	drop_prefetched(s);
 	if (s->auth_req != NULL)
 		s->srv->auth.cancel(&s->auth_req);
 	pop3_agent_forget(s->srv->agent, s);
@@ -73,10 +92,10 @@ void pop3_session_release(struct pop3_session *s)
 	maildrop_free(s);
 }
 
-static void opened(void *arg, const struct pop3_msg *r, int fd)
+static void opened(void *arg, const struct pop3_msg *r, const int *fds)
 {
 	struct pop3_session *s = arg;
-	(void)fd;
+	(void)fds;
 	if (r->type == POP3_MSG_ENTRIES) {
 		s->mails = xreallocarray(s->mails, s->mail_count + r->entry_count,
 					 sizeof(*s->mails));
@@ -285,10 +304,10 @@ static void cmd_stls(struct pop3_session *s)
 	pop3_start_tls_after_reply(s);
 }
 
-static void updated(void *arg, const struct pop3_msg *r, int fd)
+static void updated(void *arg, const struct pop3_msg *r, const int *fds)
 {
 	struct pop3_session *s = arg;
-	(void)fd;
+	(void)fds;
 	s->wait = POP3_WAIT_NONE;
 	log_info("client=%s user=%s quit deleted=%u gone=%u failed=%u", s->peer_addr, s->account,
 		 r->deleted, r->gone, r->failed);
@@ -371,12 +390,23 @@ static void cmd_list_or_uidl(struct pop3_session *s, const struct pop3_command *
 	buf_free(&b);
 }
 
-static void fetched(void *arg, const struct pop3_msg *r, int fd)
+/* Send message i from fd (the first reply line, then the message). */
+static void send_fetched(struct pop3_session *s, size_t i, int fd)
+{
+	bool top = s->fetch_top;
+	if (!top) {
+		s->marks[i] |= POP3_MARK_SEEN;
+		s->retrieved++;
+	}
+	pop3_reply(s, top ? "+OK top of message follows" : "+OK %llu octets",
+		   (unsigned long long)s->mails[i].size);
+	pop3_send_message(s, fd, top, s->fetch_lines);
+}
+
+static void fetched(void *arg, const struct pop3_msg *r, const int *fds)
 {
 	struct pop3_session *s = arg;
 	s->wait = POP3_WAIT_NONE;
-	bool top = s->fetch_top;
-	uint64_t lines = s->fetch_lines;
 	size_t i = s->fetch_index;
 	if (r->status != POP3_STATUS_OK) {
 		if (r->status == POP3_STATUS_GONE)
@@ -386,13 +416,13 @@ static void fetched(void *arg, const struct pop3_msg *r, int fd)
 		pop3_resume(s);
 		return;
 	}
-	if (!top) {
-		s->marks[i] |= POP3_MARK_SEEN;
-		s->retrieved++;
-	}
-	pop3_reply(s, top ? "+OK top of message follows" : "+OK %llu octets",
-		   (unsigned long long)s->mails[i].size);
-	pop3_send_message(s, fd, top, lines);
+	/* The first is message i; the others are kept for the next RETRs. */
+	drop_prefetched(s);
+	s->prefetch_first = i + 1;
+	s->prefetch_count = r->fetch_count - 1u;
+	for (size_t k = 1; k < r->fetch_count; k++)
+		s->prefetched[k - 1] = fds[k];
+	send_fetched(s, i, fds[0]);
 }
 
 static void cmd_fetch(struct pop3_session *s, const struct pop3_command *c, bool top)
@@ -403,8 +433,16 @@ static void cmd_fetch(struct pop3_session *s, const struct pop3_command *c, bool
 	s->fetch_index = i;
 	s->fetch_top = top;
 	s->fetch_lines = top ? c->num[1] : 0;
+	int fd = take_prefetched(s, i);
+	if (fd >= 0) {
+		send_fetched(s, i, fd);
+		return;
+	}
 	s->wait = POP3_WAIT_FETCH;
-	struct pop3_msg m = { .type = POP3_MSG_FETCH, .sid = s->sid, .index = (uint32_t)i };
+	size_t ahead = s->mail_count - i;
+	struct pop3_msg m = { .type = POP3_MSG_FETCH, .sid = s->sid, .index = (uint32_t)i,
+			      .fetch_count = (uint8_t)(ahead < POP3_FETCH_MAX ? ahead
+									: POP3_FETCH_MAX) };
 	pop3_agent_ask(s->srv->agent, &m, fetched, s);
 }
 

@@ -25,8 +25,9 @@
 /* ---- the link to the mailbox agent (pop3_agent_link.c) ---- */
 
 /* A reply for a request: ENTRIES (maybe several), then the final one.
- * fd is the message of a MAIL reply (the callee owns it), else -1. */
-typedef void pop3_agent_reply_fn(void *arg, const struct pop3_msg *reply, int fd);
+ * fds are the messages of a MAIL reply (reply->fetch_count of them; the
+ * callee owns them). */
+typedef void pop3_agent_reply_fn(void *arg, const struct pop3_msg *reply, const int *fds);
 
 struct pop3_agent_link;
 struct pop3_agent_link *pop3_agent_link_new(struct event_base *base, int sock);
@@ -35,7 +36,7 @@ void pop3_agent_link_free(struct pop3_agent_link **l);
 void pop3_agent_ask(struct pop3_agent_link *l, const struct pop3_msg *req,
 		    pop3_agent_reply_fn *reply, void *arg);
 /* arg is going away: its outstanding replies are dropped (a MAIL's
- * descriptor closed). */
+ * descriptors closed). */
 void pop3_agent_forget(struct pop3_agent_link *l, void *arg);
 
 /* ---- the server ---- */
@@ -114,6 +115,11 @@ struct pop3_session {
 	size_t fetch_index;
 	bool fetch_top;
 	uint64_t fetch_lines;
+	/* messages the agent opened ahead (FETCH's read ahead): prefetched[i]
+	 * is message prefetch_first + i, -1 once taken */
+	size_t prefetch_first;
+	int prefetched[POP3_FETCH_MAX];
+	size_t prefetch_count;
 	/* the message being sent */
 	int msg_fd;
 	struct pop3_encoder enc;

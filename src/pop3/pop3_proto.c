@@ -18,7 +18,7 @@
 #include "../lib/wire.h"
 #include "../lib/xalloc.h"
 
-#define MAX_FDS 4 /* room to notice (and close) unexpected extra fds */
+#define MAX_FDS (POP3_FETCH_MAX + 4) /* room to notice (and close) extra fds */
 
 static bool text_byte_ok(unsigned char c)
 {
@@ -61,7 +61,10 @@ static void encode(const struct pop3_msg *m, struct wire_writer *w)
 		put_str(w, m->user, 1, POP3_PROTO_USER_MAX, false);
 		break;
 	case POP3_MSG_FETCH:
+		if (m->fetch_count == 0 || m->fetch_count > POP3_FETCH_MAX)
+			log_panic("pop3_msg_send: FETCH of %u", m->fetch_count);
 		wire_put_u32(w, m->index);
+		wire_put_u8(w, m->fetch_count);
 		break;
 	case POP3_MSG_UPDATE:
 		if (m->count > POP3_MAILDROP_MAX)
@@ -89,7 +92,11 @@ static void encode(const struct pop3_msg *m, struct wire_writer *w)
 		put_str(w, m->reason, 0, POP3_PROTO_REASON_MAX, false);
 		break;
 	case POP3_MSG_MAIL:
+		if ((m->status == POP3_STATUS_OK) != (m->fetch_count > 0) ||
+		    m->fetch_count > POP3_FETCH_MAX)
+			log_panic("pop3_msg_send: MAIL with %u descriptors", m->fetch_count);
 		wire_put_u8(w, m->status);
+		wire_put_u8(w, m->fetch_count);
 		break;
 	case POP3_MSG_UPDATED:
 		wire_put_u8(w, m->status);
@@ -147,6 +154,9 @@ int pop3_msg_decode(const unsigned char *data, size_t len, struct pop3_msg *m,
 		break;
 	case POP3_MSG_FETCH:
 		m->index = wire_get_u32(&r);
+		m->fetch_count = wire_get_u8(&r);
+		if (m->fetch_count == 0 || m->fetch_count > POP3_FETCH_MAX)
+			wire_fail(&r, "bad count");
 		break;
 	case POP3_MSG_UPDATE:
 		m->count = wire_get_u32(&r);
@@ -177,6 +187,10 @@ int pop3_msg_decode(const unsigned char *data, size_t len, struct pop3_msg *m,
 		break;
 	case POP3_MSG_MAIL:
 		m->status = get_status(&r, true);
+		m->fetch_count = wire_get_u8(&r);
+		if ((m->status == POP3_STATUS_OK) != (m->fetch_count > 0) ||
+		    m->fetch_count > POP3_FETCH_MAX)
+			wire_fail(&r, "bad number of descriptors");
 		break;
 	case POP3_MSG_UPDATED:
 		m->status = get_status(&r, false);
@@ -200,33 +214,33 @@ int pop3_msg_decode(const unsigned char *data, size_t len, struct pop3_msg *m,
 
 /* ---- transport ---------------------------------------------------------------- */
 
-static int fd_count(const struct pop3_msg *m)
+static size_t fd_count(const struct pop3_msg *m)
 {
-	return m->type == POP3_MSG_MAIL && m->status == POP3_STATUS_OK ? 1 : 0;
+	return m->type == POP3_MSG_MAIL ? m->fetch_count : 0;
 }
 
-int pop3_msg_send(int sock, const struct pop3_msg *m, int fd)
+int pop3_msg_send(int sock, const struct pop3_msg *m, const int *fds, size_t nfds)
 {
 	buf_t out = BUF_INIT;
 	struct wire_writer w = { &out, POP3_PROTO_MAX, "pop3_msg_send" };
 	union {
 		struct cmsghdr align;
-		char space[CMSG_SPACE(sizeof(int))];
+		char space[CMSG_SPACE(sizeof(int) * POP3_FETCH_MAX)];
 	} ctl;
+	if (nfds != fd_count(m))
+		log_panic("pop3_msg_send: %zu descriptors for message type %d", nfds, (int)m->type);
 	encode(m, &w);
 	struct iovec iov = { out.data, out.len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if ((fd >= 0) != (fd_count(m) == 1))
-		log_panic("pop3_msg_send: descriptor does not match message type %d", (int)m->type);
-	if (fd >= 0) {
+	if (nfds > 0) {
 		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.space;
-		mh.msg_controllen = sizeof(ctl.space);
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	ssize_t n;
 	do {
@@ -252,8 +266,8 @@ static int violation(const char *why, int *fds, size_t nfds, const char **err_r)
 	return -1;
 }
 
-int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *buf, int *fd_r,
-		  const char **err_r)
+int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *buf,
+		  int *fds_r, const char **err_r)
 {
 	union {
 		struct cmsghdr align;
@@ -265,7 +279,6 @@ int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *bu
 	int fds[MAX_FDS];
 	size_t nfds = 0;
 	ssize_t n;
-	*fd_r = -1;
 	do {
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
@@ -300,8 +313,8 @@ int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *bu
 		return violation(*err_r, fds, nfds, err_r);
 	if (pop3_msg_is_request(m->type) != requests)
 		return violation("message sent in the wrong direction", fds, nfds, err_r);
-	if (nfds != (size_t)fd_count(m))
+	if (nfds != fd_count(m))
 		return violation("wrong number of descriptors", fds, nfds, err_r);
-	*fd_r = nfds == 1 ? fds[0] : -1;
+	memcpy(fds_r, fds, nfds * sizeof(int));
 	return 1;
 }

@@ -16,7 +16,9 @@
  *   worker -> agent (requests)
  *   OPEN     0x01  u32 sid, str user (1..512: the account the auth process
  *                  named, "local@domain")
- *   FETCH    0x02  u32 sid, u32 index (0-based)
+ *   FETCH    0x02  u32 sid, u32 index (0-based), u8 count (1..POP3_FETCH_MAX):
+ *                  the message at index and the ones after it (read ahead:
+ *                  clients read in order)
  *   UPDATE   0x03  u32 sid, u32 count, count bytes of marks (bit 0 delete,
  *                  bit 1 seen; the other bits 0)
  *   CLOSE    0x04  u32 sid                       (no reply)
@@ -26,8 +28,10 @@
  *                  n x (u64 size as sent, str uid (1..70))
  *   OPENED   0x82  u32 sid, u8 status (0 ok, 1 in use, 2 failed),
  *                  u32 count (the entries sent before it), str reason (<= 200)
- *   MAIL     0x83  u32 sid, u8 status (0 ok, 1 gone, 2 failed)
- *                                            + fd: the message, read-only (status 0)
+ *   MAIL     0x83  u32 sid, u8 status (of the first: 0 ok, 1 gone, 2 failed),
+ *                  u8 n (status 0: 1..count, else 0)
+ *                                            + n fds: messages index .. index+n-1,
+ *                                              read-only
  *   UPDATED  0x84  u32 sid, u8 status (0 ok, 2 failed), u32 deleted,
  *                  u32 gone, u32 failed, str reason (<= 200)
  *
@@ -51,6 +55,8 @@
 #define POP3_PROTO_USER_MAX 512
 #define POP3_PROTO_REASON_MAX 200
 #define POP3_ENTRIES_PER_PACKET 256
+/* Messages opened by one FETCH at most. */
+#define POP3_FETCH_MAX 4
 /* The largest packet: an UPDATE of POP3_MAILDROP_MAX marks. */
 #define POP3_PROTO_MAX (POP3_MAILDROP_MAX + 64)
 
@@ -79,6 +85,7 @@ struct pop3_msg {
 	uint32_t sid;
 	char user[POP3_PROTO_USER_MAX + 1];    /* OPEN */
 	uint32_t index;                        /* FETCH */
+	uint8_t fetch_count;                   /* FETCH: count; MAIL: n */
 	uint32_t count;                        /* UPDATE (marks), OPENED (entries) */
 	const uint8_t *marks;                  /* UPDATE: into the packet buffer */
 	uint8_t status;                        /* OPENED, MAIL, UPDATED */
@@ -102,16 +109,18 @@ void pop3_msg_set_reason(char *dst, const char *text);
 int pop3_msg_decode(const unsigned char *data, size_t len, struct pop3_msg *m,
 		    const char **err_r);
 
-/* Send m as one packet, with fd (MAIL with status 0 only; -1: none).
- * 0, or -1 with errno. A field out of bounds is our bug (log_panic). */
-int pop3_msg_send(int sock, const struct pop3_msg *m, int fd);
+/* Send m as one packet with the nfds descriptors of fds (MAIL: its n;
+ * none for the other types). 0, or -1 with errno. A field out of bounds
+ * is our bug (log_panic). */
+int pop3_msg_send(int sock, const struct pop3_msg *m, const int *fds, size_t nfds);
 
 /* Receive one message of the expected direction into m, using buf
- * (POP3_PROTO_MAX + 1 bytes, which m->marks may point into). 1 with *fd_r
- * (-1 if none), 0 at end of stream, -1 on a violation (errno EPROTO) or
- * an error (errno kept, EAGAIN when non-blocking and nothing waits) with
- * a static *err_r. */
-int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *buf, int *fd_r,
-		  const char **err_r);
+ * (POP3_PROTO_MAX + 1 bytes, which m->marks may point into). 1 with the
+ * descriptors the message carried in fds_r (POP3_FETCH_MAX entries; the
+ * caller closes them; as many as m->fetch_count says for MAIL, else
+ * none), 0 at end of stream, -1 on a violation (errno EPROTO) or an error
+ * (errno kept) with a static *err_r. */
+int pop3_msg_recv(int sock, bool requests, struct pop3_msg *m, unsigned char *buf,
+		  int *fds_r, const char **err_r);
 
 #endif

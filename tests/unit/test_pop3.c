@@ -339,7 +339,7 @@ static void test_proto(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
 	struct pop3_msg *m = xcalloc(1, sizeof(*m)), *got = xcalloc(1, sizeof(*got));
 	unsigned char *buf = xmalloc(POP3_PROTO_MAX + 1);
-	int fd;
+	int fds[POP3_FETCH_MAX];
 	const char *err;
 	m->type = POP3_MSG_ENTRIES;
 	m->sid = 7;
@@ -348,25 +348,36 @@ static void test_proto(void **state)
 	strcpy(m->entries[0].uid, "uid-1");
 	m->entries[1].size = 1ULL << 40;
 	strcpy(m->entries[1].uid, "uid-2");
-	assert_int_equal(pop3_msg_send(sv[0], m, -1), 0);
-	assert_int_equal(pop3_msg_recv(sv[1], false, got, buf, &fd, &err), 1);
+	assert_int_equal(pop3_msg_send(sv[0], m, NULL, 0), 0);
+	assert_int_equal(pop3_msg_recv(sv[1], false, got, buf, fds, &err), 1);
 	assert_int_equal(got->sid, 7);
 	assert_int_equal(got->entry_count, 2);
 	assert_int_equal(got->entries[1].size, 1ULL << 40);
 	assert_string_equal(got->entries[1].uid, "uid-2");
 	/* A reply where a request is expected is a violation. */
-	assert_int_equal(pop3_msg_send(sv[0], m, -1), 0);
-	assert_int_equal(pop3_msg_recv(sv[1], true, got, buf, &fd, &err), -1);
-	/* A descriptor travels with MAIL. */
+	assert_int_equal(pop3_msg_send(sv[0], m, NULL, 0), 0);
+	assert_int_equal(pop3_msg_recv(sv[1], true, got, buf, fds, &err), -1);
+	/* Descriptors travel with MAIL: as many as it says. */
 	memset(m, 0, sizeof(*m));
 	m->type = POP3_MSG_MAIL;
 	m->sid = 9;
-	int devnull = open("/dev/null", O_RDONLY);
-	assert_int_equal(pop3_msg_send(sv[0], m, devnull), 0);
-	close(devnull);
-	assert_int_equal(pop3_msg_recv(sv[1], false, got, buf, &fd, &err), 1);
-	assert_true(fd >= 0);
-	close(fd);
+	m->fetch_count = 2;
+	int two[2] = { open("/dev/null", O_RDONLY), open("/dev/zero", O_RDONLY) };
+	assert_int_equal(pop3_msg_send(sv[0], m, two, 2), 0);
+	close(two[0]);
+	close(two[1]);
+	assert_int_equal(pop3_msg_recv(sv[1], false, got, buf, fds, &err), 1);
+	assert_int_equal(got->fetch_count, 2);
+	char zero = 1;
+	assert_int_equal(read(fds[1], &zero, 1), 1); /* the second is /dev/zero */
+	assert_int_equal(zero, 0);
+	close(fds[0]);
+	close(fds[1]);
+	/* A MAIL that says ok must carry a descriptor. */
+	static const unsigned char ok_without[] = { 0x83, 0, 0, 0, 1, 0, 0 };
+	assert_int_equal(pop3_msg_decode(ok_without, sizeof(ok_without), got, &err), -1);
+	static const unsigned char fetch_zero[] = { 0x02, 0, 0, 0, 1, 0, 0, 0, 0, 0 };
+	assert_int_equal(pop3_msg_decode(fetch_zero, sizeof(fetch_zero), got, &err), -1);
 	/* Hand-made bad packets. */
 	static const unsigned char left_over[] = { 0x04, 0, 0, 0, 1, 0xff };
 	assert_int_equal(pop3_msg_decode(left_over, sizeof(left_over), got, &err), -1);
