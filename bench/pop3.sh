@@ -2,8 +2,8 @@
 # bench/pop3.sh - "make bench", POP3 part: RETR throughput of postern's POP3
 # server against Dovecot's POP3 server (dovecot-pop3d) on the same Maildirs,
 # same run, ratio (target: at least Dovecot's rate). Both are private
-# instances on loopback (bench/pop3_bench.py). Knobs: USERS=4 MSGS=2000
-# RUNS=3 TMPDIR=/var/tmp, POSTERN_BIN, ANCHOR_NETNS=0 (otherwise it runs in
+# instances on loopback (bench/pop3_bench.py). Knobs: USERS=4 MSGS=5000
+# RUNS=5 TMPDIR=/var/tmp, POSTERN_BIN, ANCHOR_NETNS=0 (otherwise it runs in
 # a private loopback-only network namespace, when unshare allows). Output:
 # the table on stdout and in build/bench/pop3-results.txt. Exit status 0
 # when every message of every run was read; a missed target does not fail it.

@@ -207,6 +207,7 @@ int pop3_agent_main(const struct config *cfg, int sock)
 	struct pop3_msg *in = xcalloc(1, sizeof(*in));
 	unsigned char *buf = xmalloc(POP3_PROTO_MAX + 1);
 	int status = 0;
+	log_info("mailbox agent ready");
 	for (;;) {
 		int fds[POP3_FETCH_MAX];
 		const char *err;

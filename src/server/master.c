@@ -550,7 +550,7 @@ static NORETURN void run_pop3(struct master *m, struct generation *g)
 		_exit(1);
 	}
 	if (agent == 0) {
-		log_set_role("pop3-agent");
+		log_set_role("maildrop");
 		for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
 			close(m->listen_fds[i]);
 		close(sv[0]);

@@ -18,8 +18,11 @@ import ssl
 import time
 import uuid
 
-from harness import (PosternTestCase, client_tls_context, free_port, make_message,
-                     scaled, smtplib_send)
+import unittest
+
+from harness import (IS_ROOT, PosternTestCase, client_tls_context, descendants, free_port,
+                     make_message, scaled, smtplib_send, wait_until)
+from test_privsep import MAIL, NOBODY, memory_holds, no_new_privs, proc_ids, rsa_prime
 
 SENDER = "sender@remote.test"
 W_RE = re.compile(r",W=(\d+)")
@@ -198,6 +201,67 @@ class Pop3Test(PosternTestCase):
         p.quit()
 
 
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts")
+class Pop3PrivilegeTest(PosternTestCase):
+    """The pop3 worker runs as user (nobody here), the mailbox agent as
+    mail_owner (mail); neither keeps a group nor can gain privileges, and
+    the agent never holds the TLS key (forked before the worker reads it)."""
+
+    def test_accounts_and_key(self):
+        srv = self.start_server(tls=True, config=pop3_settings())
+        srv.wait_log(r"mailbox agent ready")
+        worker = wait_until(lambda: srv.role_pids("pop3"), scaled(10), what="the pop3 worker")
+        agents = [p for p in descendants(worker[0])]
+        self.assertEqual(len(agents), 1, agents)
+        self.assertEqual(srv.role_pids("maildrop"), agents)
+        for pid, account in ((worker[0], NOBODY), (agents[0], MAIL)):
+            uids, gids, groups = proc_ids(pid)
+            self.assertEqual(set(uids), {account.pw_uid}, pid)
+            self.assertEqual(set(gids), {account.pw_gid}, pid)
+            self.assertEqual(groups, [], pid)
+            self.assertEqual(no_new_privs(pid), 1, pid)
+        prime = rsa_prime(srv.settings["tls_key"])
+        needles = (prime, prime[::-1])
+        self.assertEqual(memory_holds(agents[0], needles), set(),
+                         "the mailbox agent holds the TLS key")
+
+
+class Pop3ReloadTest(PosternTestCase):
+    """SIGHUP: a session that is open goes on with the old pop3 worker
+    (and its agent, which still holds the mailbox), a new session is
+    served by the new generation; the old worker leaves after the QUIT."""
+
+    def test_session_survives_a_reload(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="before the reload", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        old_worker = srv.role_pids("pop3")
+        self.assertIn("starting generation", srv.reload().group(0))
+        wait_until(lambda: len(srv.role_pids("pop3")) == 2, scaled(10),
+                   what="the new pop3 worker")
+        self.assertEqual(p.stat()[0], 1)
+        _, lines, _ = p.retr(1)
+        self.assertIn(b"Subject: before the reload", lines)
+        other = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, other)
+        other.user("carol@example.test")
+        other.pass_("secret")
+        self.assertEqual(other.stat()[0], 0)
+        other.quit()
+        p.dele(1)
+        p.quit()
+        wait_until(lambda: not any(pid in srv.children() for pid in old_worker), scaled(10),
+                   what="the old pop3 worker to exit")
+        self.assertEqual(os.listdir(srv.maildir("dave", "cur")), [])
+
+
 class Pop3ClientsTest(PosternTestCase):
     """pop3_clients: POP3 only from the listed networks."""
 
@@ -213,6 +277,33 @@ class Pop3ClientsTest(PosternTestCase):
         # SMTP is not affected.
         qid = smtplib_send(srv.port, SENDER, ["dave@example.test"], make_message(to="dave@example.test"))
         srv.wait_delivery("dave", qid)
+
+
+class Pop3LimitTest(PosternTestCase):
+    """pop3_connection_limit: the session over the limit is told and closed."""
+
+    def test_connection_limit(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_connection_limit="2"))
+        port = port_of(srv, "pop3_listen")
+        first = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, first)
+        second = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, second)
+        with self.assertRaisesRegex(poplib.error_proto, r"\[SYS/TEMP\]"):
+            poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        srv.wait_log(r"reject: pop3_connection_limit \(2\) reached")
+        first.quit()
+        wait_until(lambda: self._greeted(port), scaled(10), what="room for a new session")
+        second.quit()
+
+    @staticmethod
+    def _greeted(port):
+        try:
+            p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        except poplib.error_proto:
+            return False
+        p.quit()
+        return True
 
 
 class Pop3TimeoutTest(PosternTestCase):
@@ -235,5 +326,4 @@ class Pop3TimeoutTest(PosternTestCase):
 
 
 if __name__ == "__main__":
-    import unittest
     unittest.main()
