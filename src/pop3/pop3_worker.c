@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -163,6 +164,25 @@ static void retire_cb(evutil_socket_t sig, short what, void *arg)
 	pop3_server_retire(&w->srv);
 }
 
+/* Each session may hold its socket, the message being sent and the
+ * messages opened ahead; receiving descriptors beyond the limit would
+ * truncate the agent's reply (and end the worker). Raise the soft limit
+ * to the hard one if needed; say so if even that is too low. */
+static void check_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)cfg->pop3_connection_limit * (2 + POP3_FETCH_MAX) + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < need)
+		log_warn("pop3_connection_limit %llu needs %llu descriptors, the limit is %llu: "
+			 "lower pop3_connection_limit or raise the limit (ulimit -n)",
+			 (unsigned long long)cfg->pop3_connection_limit, (unsigned long long)need,
+			 (unsigned long long)rl.rlim_cur);
+}
+
 static void set_stop_signals_blocked(bool blocked)
 {
 	sigset_t set;
@@ -183,6 +203,7 @@ int pop3_worker_main(const struct config *cfg, SSL_CTX *tls_ctx, const struct po
 		log_fatal("cannot create event base");
 	w.srv.cfg = cfg;
 	w.srv.tls_ctx = tls_ctx;
+	check_fd_limit(cfg);
 	w.srv.agent = pop3_agent_link_new(w.srv.base, links->agent_fd);
 	char *path = pop3_auth_socket_path(cfg);
 	w.auth = auth_client_new(w.srv.base, path);
