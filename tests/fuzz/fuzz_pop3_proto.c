@@ -5,7 +5,9 @@
  * decoded into fields within their bounds. Invariants: a message that
  * decodes has a known type, strings within their bounds and free of
  * control characters, unique ids of printable characters only, marks
- * that point inside the packet and use only the two defined bits.
+ * that point inside the packet and use only the two defined bits, a
+ * FETCH of 1..POP3_FETCH_MAX messages, a MAIL that carries descriptors
+ * exactly when it says ok.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -66,10 +68,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_text(m.reason, POP3_PROTO_REASON_MAX, false);
 		break;
 	case POP3_MSG_MAIL:
-		if (m.status > 2)
+		if (m.status > 2 || (m.status == 0) != (m.fetch_count > 0) ||
+		    m.fetch_count > POP3_FETCH_MAX)
 			abort();
 		break;
 	case POP3_MSG_FETCH:
+		if (m.fetch_count == 0 || m.fetch_count > POP3_FETCH_MAX)
+			abort();
+		break;
 	case POP3_MSG_CLOSE:
 		break;
 	default:
