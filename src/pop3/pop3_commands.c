@@ -30,7 +30,7 @@
 #define POP3_ERROR_LIMIT 20
 #define POP3_AUTH_FAILURE_LIMIT 3
 
-static void bad(struct pop3_session *s, const char *text)
+void pop3_bad(struct pop3_session *s, const char *text)
 {
 	pop3_reply(s, "-ERR %s", text);
 	if (++s->errors >= POP3_ERROR_LIMIT) {
@@ -217,7 +217,7 @@ static void cmd_pass(struct pop3_session *s, const struct pop3_command *c)
 		return;
 	}
 	if (s->user == NULL) {
-		bad(s, "send USER first");
+		pop3_bad(s, "send USER first");
 		return;
 	}
 	char *user = xstrdup(s->user);
@@ -235,7 +235,7 @@ static void sasl_plain(struct pop3_session *s, const char *b64, size_t len)
 	else
 		why = pop3_sasl_plain(&msg, &user, &password);
 	if (why != NULL)
-		bad(s, why);
+		pop3_bad(s, why);
 	else
 		start_login(s, user, password);
 	if (msg.data != NULL)
@@ -254,7 +254,7 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *c)
 		return;
 	}
 	if (strcasecmp(c->arg, "PLAIN") != 0) {
-		bad(s, "unknown authentication mechanism");
+		pop3_bad(s, "unknown authentication mechanism");
 		return;
 	}
 	if (!pop3_login_allowed(s)) {
@@ -297,7 +297,7 @@ static void cmd_capa(struct pop3_session *s)
 static void cmd_stls(struct pop3_session *s)
 {
 	if (!stls_possible(s)) {
-		bad(s, s->tls ? "TLS is already on" : "STLS is not offered");
+		pop3_bad(s, s->tls ? "TLS is already on" : "STLS is not offered");
 		return;
 	}
 	pop3_reply(s, "+OK begin TLS");
@@ -339,11 +339,11 @@ static void cmd_quit(struct pop3_session *s)
 static bool pick(struct pop3_session *s, uint64_t n, size_t *i_r)
 {
 	if (n == 0 || n > s->mail_count) {
-		bad(s, "no such message");
+		pop3_bad(s, "no such message");
 		return false;
 	}
 	if (s->marks[n - 1] & POP3_MARK_DELETE) {
-		bad(s, "message is deleted");
+		pop3_bad(s, "message is deleted");
 		return false;
 	}
 	*i_r = (size_t)(n - 1);
@@ -482,7 +482,7 @@ static void authorization(struct pop3_session *s, const struct pop3_command *c)
 		cmd_stls(s);
 		return;
 	default:
-		bad(s, "log in first");
+		pop3_bad(s, "log in first");
 		return;
 	}
 }
@@ -515,7 +515,7 @@ static void transaction(struct pop3_session *s, const struct pop3_command *c)
 		pop3_reply(s, "+OK");
 		return;
 	default:
-		bad(s, "already logged in");
+		pop3_bad(s, "already logged in");
 		return;
 	}
 }
@@ -526,7 +526,7 @@ void pop3_handle_line(struct pop3_session *s, char *line, size_t len)
 	if (s->sasl_continuation) {
 		s->sasl_continuation = false;
 		if (len == 1 && line[0] == '*') {
-			bad(s, "authentication cancelled");
+			pop3_bad(s, "authentication cancelled");
 			return;
 		}
 		sasl_plain(s, line, len);
@@ -535,7 +535,7 @@ void pop3_handle_line(struct pop3_session *s, char *line, size_t len)
 	struct pop3_command c;
 	const char *why = pop3_command_parse(line, len, &c);
 	if (why != NULL) {
-		bad(s, why);
+		pop3_bad(s, why);
 		return;
 	}
 	if (c.verb == POP3_CAPA) {

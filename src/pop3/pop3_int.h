@@ -141,6 +141,8 @@ void pop3_server_retire(struct pop3_server *srv);
 void pop3_reply(struct pop3_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void pop3_reply_raw(struct pop3_session *s, const char *data, size_t len);
 void pop3_close_after_flush(struct pop3_session *s);
+/* "-ERR text", counted: the session ends at the error limit. */
+void pop3_bad(struct pop3_session *s, const char *text);
 void pop3_start_tls_after_reply(struct pop3_session *s);
 /* The command deadline starts again and buffered input is processed. */
 void pop3_resume(struct pop3_session *s);

@@ -295,8 +295,8 @@ static bool process_line(struct pop3_session *s, struct evbuffer *in)
 		}
 		evbuffer_drain(in, (size_t)lf.pos + 1);
 		s->skipping_long_line = false;
-		s->errors++;
-		pop3_reply(s, "-ERR line too long");
+		s->sasl_continuation = false; /* an AUTH response too long: no login */
+		pop3_bad(s, "line too long");
 		return true;
 	}
 	size_t eol_len = 0;
@@ -310,8 +310,8 @@ static bool process_line(struct pop3_session *s, struct evbuffer *in)
 	}
 	if ((size_t)eol.pos > POP3_LINE_MAX) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		s->errors++;
-		pop3_reply(s, "-ERR line too long");
+		s->sasl_continuation = false;
+		pop3_bad(s, "line too long");
 		return true;
 	}
 	char line[POP3_LINE_MAX + 1];

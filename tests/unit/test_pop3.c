@@ -713,9 +713,11 @@ static void test_session_login_rules(void **state)
 	buf_printf(&p, "%s/mail/example.test/bob/Maildir/cur/1700000003.Qb1.mx,S=2,W=3:2,S", dir);
 	assert_int_equal(access(buf_cstr(&p), F_OK), 0);
 	buf_free(&p);
-	/* A line too long, and errors. */
+	/* A line too long, and errors; one sent as the response to AUTH ends
+	 * the AUTH: the next line is a command again. */
 	int d = client_connect(LOOPBACK);
 	free(until(d, "\r\n"));
+	ok(d, "AUTH PLAIN\r\n", "+ ");
 	char big[POP3_LINE_MAX + 10];
 	memset(big, 'A', sizeof(big));
 	big[sizeof(big) - 2] = '\r';
