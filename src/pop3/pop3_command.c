@@ -199,8 +199,9 @@ const char *pop3_sasl_plain(const buf_t *msg, const char **user_r, const char **
 	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)) != NULL)
 		return "malformed PLAIN message";
 	const char *authzid = p, *authcid = nul1 + 1, *password = nul2 + 1;
-	if (*authcid == '\0' || (size_t)(nul2 - authcid) > POP3_USER_MAX)
-		return "bad user name";
+	if (*authcid == '\0' || (size_t)(nul2 - authcid) > POP3_USER_MAX ||
+	    !printable_word(authcid))
+		return "bad user name"; /* control bytes would reach the log */
 	if (*authzid != '\0' && strcmp(authzid, authcid) != 0)
 		return "logging in as another user is not allowed";
 	*user_r = authcid;

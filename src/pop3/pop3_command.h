@@ -55,8 +55,9 @@ bool pop3_base64_decode(const char *in, size_t len, buf_t *out);
 
 /*
  * Split a decoded SASL PLAIN message (RFC 4616: authzid NUL authcid NUL
- * passwd). The authorization identity must be empty or the same as the
- * authentication identity (no proxy logins). The pointers point into
+ * passwd). The authentication identity must be 1 to POP3_USER_MAX bytes
+ * without spaces or control characters (as USER's argument); the
+ * authorization identity empty or the same (no proxy logins). The pointers point into
  * msg. Returns NULL or the reason it is refused.
  */
 const char *pop3_sasl_plain(const buf_t *msg, const char **user_r, const char **password_r);

@@ -4,8 +4,8 @@
  * PLAIN message), and the wire form of a message (the message bytes are
  * anyone's who sends mail). The first input byte picks which.
  * Invariants: the parser never reads or writes past the line and its
- * numeric arguments are what it says; PLAIN's user is non-empty and
- * within bounds; the encoder writes at most 2 bytes per input byte, its
+ * numeric arguments are what it says; PLAIN's user is non-empty, within
+ * bounds and free of spaces and control bytes; the encoder writes at most 2 bytes per input byte, its
  * output has CRLF line ends only, no line starting with a single "."
  * except the last, and its length without stuffing and the end line is
  * the size the sizer counted.
@@ -46,9 +46,13 @@ static void fuzz_plain(const uint8_t *data, size_t size)
 		if (msg.len > size)
 			abort();
 		const char *user, *pw;
-		if (pop3_sasl_plain(&msg, &user, &pw) == NULL &&
-		    (user[0] == '\0' || strlen(user) > POP3_USER_MAX))
-			abort();
+		if (pop3_sasl_plain(&msg, &user, &pw) == NULL) {
+			if (user[0] == '\0' || strlen(user) > POP3_USER_MAX)
+				abort();
+			for (const char *u = user; *u != '\0'; u++)
+				if ((unsigned char)*u <= 0x20 || *u == 0x7f)
+					abort(); /* it is logged */
+		}
 	}
 	buf_free(&msg);
 }

@@ -134,6 +134,11 @@ static void test_base64_and_plain(void **state)
 	assert_true(pop3_base64_decode(proxy, strlen(proxy), &b));
 	assert_non_null(pop3_sasl_plain(&b, &user, &pw));
 	buf_reset(&b);
+	/* "\0a\nb\0pw": a line break in the user name (it is logged) */
+	const char *newline = "AGEKYgBwdw==";
+	assert_true(pop3_base64_decode(newline, strlen(newline), &b));
+	assert_non_null(pop3_sasl_plain(&b, &user, &pw));
+	buf_reset(&b);
 	/* "alice\0alice\0pw": the same identity twice is fine */
 	const char *same = "YWxpY2UAYWxpY2UAcHc=";
 	assert_true(pop3_base64_decode(same, strlen(same), &b));
