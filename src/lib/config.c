@@ -31,8 +31,7 @@ enum key_type {
 	K_UINT,
 	K_DOMAINS,  /* list of domain names */
 	K_CIDRS,    /* network list */
-	K_LISTEN,   /* list of address:port (the SMTP listeners: cfg->listen) */
-	K_LISTENS,  /* list of address:port that may be empty (a struct listen_list) */
+	K_LISTEN,   /* list of address:port */
 	K_ENUM,     /* one of a list of words, stored as its index (an enum) */
 	K_PATHS,    /* list of paths, each as K_PATH (a strlist_t) */
 	K_SCORE,    /* a decimal number such as 5 or 5.0 or 12.25, within min..max (a double) */
@@ -86,6 +85,10 @@ static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", 
 static const struct key_def keys[] = {
 	{ "hostname", K_HOSTNAME, OFF(hostname), "", 0, 0, true, NULL },
 	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false, NULL },
+	{ "submission_listen", K_LISTEN, OFF(submission_listen), "", 0, 0, true, NULL },
+	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), "", 0, 0, true, NULL },
+	{ "pop3_listen", K_LISTEN, OFF(pop3_listen), "", 0, 0, true, NULL },
+	{ "pop3s_listen", K_LISTEN, OFF(pop3s_listen), "", 0, 0, true, NULL },
 	{ "user", K_STRING, OFF(user), "postern", 0, 0, true, NULL },
 	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true, NULL },
 	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false, NULL },
@@ -186,6 +189,20 @@ static const struct key_def keys[] = {
 	  false, NULL },
 	{ "bayes_autolearn_spam_score", K_SCORE, OFF(bayes_autolearn_spam_score), "12.0", 0, 1000,
 	  false, NULL },
+	/* SMTP AUTH and the auth process (src/smtp/auth.c, src/server/auth.c). */
+	{ "smtp_auth", K_ENUM, OFF(smtp_auth), "no", 0, 0, false, yes_no_words },
+	{ "auth_cleartext_networks", K_CIDRS, OFF(auth_cleartext_networks), "", 0, 0, true, NULL },
+	{ "auth_sender_check", K_ENUM, OFF(auth_sender_check), "yes", 0, 0, false, yes_no_words },
+	{ "received_auth_user", K_ENUM, OFF(received_auth_user), "no", 0, 0, false, yes_no_words },
+	{ "auth_threads", K_UINT, OFF(auth_threads), "2", 1, 64, false, NULL },
+	{ "auth_failure_delay", K_DURATION, OFF(auth_failure_delay), "1s", 0, 60, false, NULL },
+	{ "auth_failure_delay_max", K_DURATION, OFF(auth_failure_delay_max), "15s", 0, 30, false,
+	  NULL },
+	{ "auth_client_ban_failures", K_UINT, OFF(auth_client_ban_failures), "10", 0, 100000,
+	  false, NULL },
+	{ "auth_user_ban_failures", K_UINT, OFF(auth_user_ban_failures), "30", 0, 100000, false,
+	  NULL },
+	{ "auth_ban_time", K_DURATION, OFF(auth_ban_time), "15m", 1, 7 * DAY, false, NULL },
 	/* Behaviour checks. */
 	{ "greet_pause", K_DURATION, OFF(greet_pause), "0", 0, 300, false, NULL },
 	{ "early_talker_action", K_ENUM, OFF(early_talker_action), "reject", 0, 0, false,
@@ -260,9 +277,7 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
 	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
-	/* POP3 (src/pop3/, postern.conf(5) POP3). */
-	{ "pop3_listen", K_LISTENS, OFF(pop3_listen), "", 0, 0, true, NULL },
-	{ "pop3s_listen", K_LISTENS, OFF(pop3s_listen), "", 0, 0, true, NULL },
+	/* POP3 (src/pop3/, postern.conf(5) POP3); the listeners are above. */
 	{ "pop3_clients", K_CIDRS, OFF(pop3_clients), "0.0.0.0/0, ::/0", 0, 0, true, NULL },
 	{ "pop3_cleartext_networks", K_CIDRS, OFF(pop3_cleartext_networks), "", 0, 0, true, NULL },
 	{ "pop3_connection_limit", K_UINT, OFF(pop3_connection_limit), "200", 1, 100000, false,
@@ -325,20 +340,38 @@ static bool plain_address(const char *s)
 	return true;
 }
 
-static void free_listen_items(struct listen_addr **items, size_t *count)
+/* A K_LISTEN field: the array at the key's offset, its count right after
+ * it (checked for each such field below). */
+struct listen_field {
+	struct listen_addr **addrs;
+	size_t *count;
+};
+
+static struct listen_field listen_field_at(void *field)
 {
-	for (size_t i = 0; i < *count; i++) {
-		free((*items)[i].host);
-		free((*items)[i].port);
-		free((*items)[i].text);
-	}
-	xfree(items);
-	*count = 0;
+	struct listen_field f = { field, (size_t *)((char *)field + sizeof(struct listen_addr *)) };
+	return f;
 }
 
-static void free_listen(struct config *cfg)
+#define LISTEN_PAIR(name)                                                                  \
+	_Static_assert(offsetof(struct config, name##_count) ==                           \
+			       offsetof(struct config, name) + sizeof(struct listen_addr *),     \
+		       #name "_count must follow " #name)
+LISTEN_PAIR(listen);
+LISTEN_PAIR(submission_listen);
+LISTEN_PAIR(smtps_listen);
+LISTEN_PAIR(pop3_listen);
+LISTEN_PAIR(pop3s_listen);
+
+static void free_listen(struct listen_field f)
 {
-	free_listen_items(&cfg->listen, &cfg->listen_count);
+	for (size_t i = 0; i < *f.count; i++) {
+		free((*f.addrs)[i].host);
+		free((*f.addrs)[i].port);
+		free((*f.addrs)[i].text);
+	}
+	xfree(f.addrs);
+	*f.count = 0;
 }
 
 /* Parse "host:port" or "[v6]:port" into a listen_addr; NULL = ok. */
@@ -434,29 +467,23 @@ static const char *set_servers(strlist_t *list, const char *value, char **detail
 	return NULL;
 }
 
-/* Parse a list of listeners into *list_r, *count_r (emptied first). */
-static const char *set_listen_items(struct listen_addr **list_r, size_t *count_r,
-				    const char *value, bool may_be_empty)
+static const char *set_listen(const struct key_def *k, struct listen_field f,
+			      const char *value)
 {
 	strlist_t items = { 0 };
 	const char *err = NULL;
-	free_listen_items(list_r, count_r);
+	free_listen(f);
 	strlist_split(&items, value);
-	if (items.count == 0 && !may_be_empty)
+	if (items.count == 0 && !k->may_be_empty)
 		err = "at least one address:port is needed";
 	for (size_t i = 0; err == NULL && i < items.count; i++) {
-		*list_r = xreallocarray(*list_r, *count_r + 1, sizeof(**list_r));
-		err = parse_one_listen(items.items[i], &(*list_r)[*count_r]);
+		*f.addrs = xreallocarray(*f.addrs, *f.count + 1, sizeof(**f.addrs));
+		err = parse_one_listen(items.items[i], &(*f.addrs)[*f.count]);
 		if (err == NULL)
-			(*count_r)++;
+			(*f.count)++;
 	}
 	strlist_free(&items);
 	return err;
-}
-
-static const char *set_listen(struct config *cfg, const char *value)
-{
-	return set_listen_items(&cfg->listen, &cfg->listen_count, value, false);
 }
 
 /* Is the component of len bytes at p ".."? */
@@ -659,11 +686,7 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		cidr_list_free(field);
 		return cidr_list_parse(field, value, detail_r) ? NULL : "bad network";
 	case K_LISTEN:
-		return set_listen(ctx->cfg, value);
-	case K_LISTENS: {
-		struct listen_list *l = field;
-		return set_listen_items(&l->items, &l->count, value, true);
-	}
+		return set_listen(k, listen_field_at(field), value);
 	case K_ENUM:
 		return set_enum(k, field, value, detail_r);
 	case K_PATHS:
@@ -960,6 +983,15 @@ static void check_consistency(struct parse_ctx *ctx)
 	struct config *cfg = ctx->cfg;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
 		report(ctx, 0, "tls_cert and tls_key must be set together");
+	if (cfg->smtps_listen_count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, 0, "smtps_listen needs tls_cert and tls_key (implicit TLS)");
+	if (cfg->pop3s_listen_count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, config_key_line(cfg, "pop3s_listen"), "pop3s_listen: implicit TLS needs "
+		       "tls_cert and tls_key");
+	if (cfg->submission_listen_count > 0 && cfg->tls_cert[0] == '\0' &&
+	    cfg->auth_cleartext_networks.count == 0)
+		report(ctx, 0, "submission_listen needs tls_cert and tls_key: AUTH is offered only "
+		       "after STARTTLS (or to auth_cleartext_networks)");
 	for (size_t i = 0; i < cfg->relay_domains.count; i++)
 		if (strlist_contains_nocase(&cfg->local_domains, cfg->relay_domains.items[i]))
 			report(ctx, 0, "relay_domains: %s is also a local domain",
@@ -976,9 +1008,6 @@ static void check_consistency(struct parse_ctx *ctx)
 	    strrchr(cfg->clamd_socket, ':') == NULL)
 		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
 		       cfg->clamd_socket);
-	if (cfg->pop3s_listen.count > 0 && cfg->tls_cert[0] == '\0')
-		report(ctx, config_key_line(ctx->cfg, "pop3s_listen"), "pop3s_listen: implicit TLS needs "
-		       "tls_cert and tls_key");
 	check_limits(ctx);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);
@@ -1064,13 +1093,8 @@ void config_free(struct config *cfg)
 			cidr_list_free(field);
 			break;
 		case K_LISTEN:
-			free_listen(cfg);
+			free_listen(listen_field_at(field));
 			break;
-		case K_LISTENS: {
-			struct listen_list *l = field;
-			free_listen_items(&l->items, &l->count);
-			break;
-		}
 		case K_WORDS:
 			strlist_free(&((struct config_words *)field)->words);
 			break;
@@ -1128,22 +1152,17 @@ static bool listen_equal(const struct listen_addr *a, const struct listen_addr *
 	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
 }
 
-static bool listen_items_within(const struct listen_addr *a, size_t a_count,
-				const struct listen_addr *b, size_t b_count)
+static bool listen_within(const void *fa, const void *fb)
 {
-	for (size_t i = 0; i < a_count; i++) {
+	struct listen_field a = listen_field_at((void *)fa), b = listen_field_at((void *)fb);
+	for (size_t i = 0; i < *a.count; i++) {
 		bool found = false;
-		for (size_t j = 0; j < b_count && !found; j++)
-			found = listen_equal(&a[i], &b[j]);
+		for (size_t j = 0; j < *b.count && !found; j++)
+			found = listen_equal(&(*a.addrs)[i], &(*b.addrs)[j]);
 		if (!found)
 			return false;
 	}
 	return true;
-}
-
-static bool listen_within(const struct config *a, const struct config *b)
-{
-	return listen_items_within(a->listen, a->listen_count, b->listen, b->listen_count);
 }
 
 /* Does key k mean something else in a than in b? Values are compared as
@@ -1183,12 +1202,7 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	case K_CIDRS:
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
-		return !listen_within(a, b) || !listen_within(b, a);
-	case K_LISTENS: {
-		const struct listen_list *la = fa, *lb = fb;
-		return !listen_items_within(la->items, la->count, lb->items, lb->count) ||
-		       !listen_items_within(lb->items, lb->count, la->items, la->count);
-	}
+		return !listen_within(fa, fb) || !listen_within(fb, fa);
 	case K_ENUM:
 		return *(const unsigned *)fa != *(const unsigned *)fb;
 	case K_WORDS: {
@@ -1242,14 +1256,10 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 		}
 		break;
 	}
-	case K_LISTEN:
-		for (size_t j = 0; j < cfg->listen_count; j++)
-			buf_printf(v, "%s%s", j ? ", " : "", cfg->listen[j].text);
-		break;
-	case K_LISTENS: {
-		const struct listen_list *l = field;
-		for (size_t j = 0; j < l->count; j++)
-			buf_printf(v, "%s%s", j ? ", " : "", l->items[j].text);
+	case K_LISTEN: {
+		struct listen_field f = listen_field_at((void *)field);
+		for (size_t j = 0; j < *f.count; j++)
+			buf_printf(v, "%s%s", j ? ", " : "", (*f.addrs)[j].text);
 		break;
 	}
 	case K_ENUM:

@@ -55,17 +55,22 @@ struct listen_addr {
 	char *text; /* as written, for logs */
 };
 
-/* A list of listeners that may be empty (the POP3 ones). */
-struct listen_list {
-	struct listen_addr *items;
-	size_t count;
-};
-
 struct config {
 	char *path;      /* the file this was read from */
 	char *hostname;  /* our name in banners and Received: */
 	struct listen_addr *listen;
 	size_t listen_count;
+	/* RFC 6409 submission (STARTTLS, then AUTH before MAIL) and RFC 8314
+	 * implicit TLS submission; none by default. */
+	struct listen_addr *submission_listen;
+	size_t submission_listen_count;
+	struct listen_addr *smtps_listen;
+	size_t smtps_listen_count;
+	/* POP3 (src/pop3/): STLS (RFC 2595) and implicit TLS; none by default. */
+	struct listen_addr *pop3_listen;
+	size_t pop3_listen_count;
+	struct listen_addr *pop3s_listen;
+	size_t pop3s_listen_count;
 	char *user;       /* smtp workers and queue manager run as it when root */
 	char *mail_owner; /* owns mail_root and every Maildir; local delivery runs as it */
 	uint64_t workers; /* smtp worker processes; 0 = one per core */
@@ -173,6 +178,17 @@ struct config {
 	double bayes_autolearn_ham_score;
 	double bayes_autolearn_spam_score;
 
+	/* SMTP AUTH (src/smtp/auth.c) and the auth process (src/server/auth.c). */
+	enum config_bool smtp_auth;        /* offer AUTH on listen (port 25) too */
+	cidr_list_t auth_cleartext_networks; /* AUTH without TLS from these clients */
+	enum config_bool auth_sender_check; /* MAIL FROM must belong to the login */
+	enum config_bool received_auth_user; /* Received: names the login */
+	uint64_t auth_threads;             /* password hashing threads */
+	uint64_t auth_failure_delay;       /* seconds the first failure's answer waits */
+	uint64_t auth_failure_delay_max;
+	uint64_t auth_client_ban_failures; /* failures before a client is banned; 0 = never */
+	uint64_t auth_user_ban_failures;   /* the same per user */
+	uint64_t auth_ban_time;            /* a ban, and the memory of failures */
 	/* Behaviour checks (src/smtp/greeting.c, session.c). */
 	uint64_t greet_pause;            /* seconds the banner waits; 0 = none */
 	enum early_talker_action early_talker_action;
@@ -239,8 +255,6 @@ struct config {
 	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
 
 	/* POP3 (src/pop3/, docs/postern.conf.5 POP3). */
-	struct listen_list pop3_listen;  /* STLS (RFC 2595); none = no POP3 */
-	struct listen_list pop3s_listen; /* implicit TLS */
 	cidr_list_t pop3_clients;        /* who may connect to the POP3 listeners */
 	cidr_list_t pop3_cleartext_networks; /* may log in without TLS */
 	uint64_t pop3_connection_limit;  /* open POP3 sessions at most */

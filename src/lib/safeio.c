@@ -100,12 +100,9 @@ static void secret_grow(buf_t *b, size_t need)
 	b->cap = cap;
 }
 
-int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b)
+int safeio_read_fd_secret(int fd, size_t max_len, buf_t *b)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
 	if (fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size <= max_len)
 		secret_grow(b, b->len + (size_t)st.st_size + 1);
 	size_t total = 0;
@@ -128,10 +125,22 @@ int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b)
 			break;
 		}
 	}
+	if (rc < 0) {
+		int saved = errno;
+		safeio_free_secret(b);
+		errno = saved;
+	}
+	return rc;
+}
+
+int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = safeio_read_fd_secret(fd, max_len, b);
 	int saved = errno;
 	close(fd);
-	if (rc < 0)
-		safeio_free_secret(b);
 	errno = saved;
 	return rc;
 }

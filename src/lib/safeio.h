@@ -24,6 +24,9 @@ int safeio_read_file(const char *path, size_t max_len, buf_t *b);
  * never moved by a realloc that would leave a copy in freed memory, and
  * is wiped on failure. Release it with safeio_free_secret. */
 int safeio_read_file_secret(const char *path, size_t max_len, buf_t *b);
+/* The same from an open descriptor (read to its end, not closed): the
+ * auth process reads the users file the supervisor opened for it. */
+int safeio_read_fd_secret(int fd, size_t max_len, buf_t *b);
 /* Overwrite the whole allocation of b with zeros (explicit_bzero, which
  * the compiler may not drop), then free it. */
 void safeio_free_secret(buf_t *b);

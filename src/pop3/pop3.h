@@ -48,7 +48,4 @@ int pop3_worker_main(const struct config *cfg, SSL_CTX *tls_ctx, const struct po
  * the socket. Exit status. */
 int pop3_agent_main(const struct config *cfg, int sock);
 
-/* The path of the auth process's socket (malloc'ed). */
-char *pop3_auth_socket_path(const struct config *cfg);
-
 #endif

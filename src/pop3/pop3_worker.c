@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../auth/auth_proto.h"
 #include "../lib/buf.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
@@ -46,13 +47,6 @@ struct pop3_worker {
 	bool accept_paused;
 	time_t accept_warned;
 };
-
-char *pop3_auth_socket_path(const struct config *cfg)
-{
-	buf_t b = BUF_INIT;
-	buf_printf(&b, "%s/private/auth.sock", cfg->spool_dir);
-	return buf_steal(&b);
-}
 
 static struct auth_request *auth_check(void *ctx, const struct auth_query *q,
 				       auth_done_fn *done, void *arg)
@@ -205,7 +199,7 @@ int pop3_worker_main(const struct config *cfg, SSL_CTX *tls_ctx, const struct po
 	w.srv.tls_ctx = tls_ctx;
 	check_fd_limit(cfg);
 	w.srv.agent = pop3_agent_link_new(w.srv.base, links->agent_fd);
-	char *path = pop3_auth_socket_path(cfg);
+	char *path = auth_socket_path(cfg->spool_dir);
 	w.auth = auth_client_new(w.srv.base, path);
 	free(path);
 	w.srv.auth = (struct pop3_auth_ops){ auth_check, auth_client_cancel, w.auth };

@@ -53,6 +53,7 @@
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
 #include "../smtp/tls.h"
+#include "auth_role.h"
 #include "preflight.h"
 #include "privsep.h"
 
@@ -65,8 +66,8 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_POP3 };
-#define ANVIL_GENERATION 0u
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_POP3 };
+#define ANVIL_GENERATION 0u /* also the auth process's: kept over reloads too */
 
 /* A current scan master that exited for good is started again after this
  * long (one that cannot load its files would otherwise spin). */
@@ -104,6 +105,7 @@ struct master {
 	size_t smtp_listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
+	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
 	struct generation *current;  /* NULL until the first one starts */
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
@@ -311,14 +313,14 @@ static int bind_list(struct master *m, const struct listen_addr *addrs, size_t c
 
 static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	size_t all = cfg->listen_count + cfg->pop3_listen.count + cfg->pop3s_listen.count;
+	size_t all = cfg->listen_count + cfg->pop3_listen_count + cfg->pop3s_listen_count;
 	m->listen_fds = xcalloc(all, sizeof(int));
 	m->implicit_tls = xcalloc(all, sizeof(bool));
 	if (bind_list(m, cfg->listen, cfg->listen_count, false, "") < 0)
 		return -1;
 	m->smtp_listen_count = m->listen_count;
-	if (bind_list(m, cfg->pop3_listen.items, cfg->pop3_listen.count, false, " (pop3)") < 0 ||
-	    bind_list(m, cfg->pop3s_listen.items, cfg->pop3s_listen.count, true, " (pop3s)") < 0)
+	if (bind_list(m, cfg->pop3_listen, cfg->pop3_listen_count, false, " (pop3)") < 0 ||
+	    bind_list(m, cfg->pop3s_listen, cfg->pop3s_listen_count, true, " (pop3s)") < 0)
 		return -1;
 	return 0;
 }
@@ -519,6 +521,24 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The auth process (root until privsep_become): its control socket, no
+ * listener, no pipe of the other roles, no TLS key, no tables (it reads
+ * the users file from the descriptor the supervisor sends). */
+static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd)
+{
+	log_set_role("auth");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(auth_main(&g->cfg, ctl_fd));
+}
+
 /* The pop3 role (still root here): fork its mailbox agent, which
  * becomes mail_owner and keeps only its end of the socket pair, then
  * build the TLS context (after the fork: the agent never holds the key)
@@ -594,6 +614,10 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (m->pending != NULL && m->pending->scan_ready_fd >= 0)
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl); /* the supervisor's end */
+	if (role == ROLE_AUTH)
+		run_auth(m, g, ready_fd);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
@@ -648,14 +672,58 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	struct child *c = &m->children[m->child_count++];
 	c->pid = pid;
 	c->role = role;
-	c->generation = role == ROLE_ANVIL ? ANVIL_GENERATION : g->number;
+	c->generation = role == ROLE_ANVIL || role == ROLE_AUTH ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
 	return pid;
 }
 
+/* Send the auth process g's settings and a new descriptor of its users
+ * file (opened here as root; the supervisor never reads it). */
+static void auth_send_config(struct master *m, const struct generation *g)
+{
+	struct auth_ctl_msg msg;
+	int fd = -1;
+	if (m->auth_ctl < 0)
+		return;
+	auth_ctl_from_config(&g->cfg, &msg);
+	if (g->cfg.users_file[0] != '\0') {
+		fd = open(g->cfg.users_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			log_error("auth: users_file %s: %s", g->cfg.users_file, strerror(errno));
+	}
+	if (auth_ctl_send(m->auth_ctl, &msg, fd) < 0)
+		log_warn("auth: cannot send it the users: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Start the auth process with a new control socket pair. */
+static void spawn_auth(struct master *m, struct generation *g)
+{
+	int sv[2];
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl);
+	m->auth_ctl = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("auth: socketpair: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = spawn_for(m, ROLE_AUTH, g, sv[1]);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	m->auth_ctl = sv[0];
+	auth_send_config(m, g);
+}
+
 static void spawn(struct master *m, enum role role)
 {
-	spawn_for(m, role, m->current, -1);
+	if (role == ROLE_AUTH)
+		spawn_auth(m, m->current);
+	else
+		spawn_for(m, role, m->current, -1);
 }
 
 /* Start g's scan master with a readiness pipe; -1 if it cannot be. */
@@ -698,7 +766,8 @@ static void signal_children(struct master *m, int sig)
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
-		: role == ROLE_ANVIL ? "anvil" : role == ROLE_POP3 ? "pop3 worker" : "smtp worker";
+		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
+		: role == ROLE_POP3 ? "pop3 worker" : "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -717,6 +786,7 @@ static bool same_listeners(const struct config *a, const struct config *b)
 static void activate(struct master *m, struct generation *g, bool scanning)
 {
 	struct generation *old = m->current;
+	bool reloaded = old != NULL;
 	if (m->pending == g)
 		m->pending = NULL;
 	if (g->scan_ready_fd >= 0)
@@ -733,12 +803,15 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	m->current = g;
 	m->scan_respawn_at = 0;
 	log_set_level(g->cfg.log_level);
+	if (reloaded)
+		auth_send_config(m, g); /* the new users and settings */
 	spawn_generation(m);
 	/* The old smtp workers retire (their sessions go on), and so does the
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL)
+		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL &&
+		    m->children[i].role != ROLE_AUTH)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -840,7 +913,7 @@ static void reap_children(struct master *m)
 				}
 			}
 			bool current = m->current != NULL && (c.generation == m->current->number ||
-							      c.role == ROLE_ANVIL);
+							      c.role == ROLE_ANVIL || c.role == ROLE_AUTH);
 			bool quiet = c.role == ROLE_SCAN && current && !m->current->scanning &&
 				     WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			const char *name = role_name(c.role);
@@ -975,7 +1048,8 @@ static int supervise(struct master *m)
 
 int master_main(const char *config_path)
 {
-	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1 };
+	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1,
+			    .auth_ctl = -1 };
 	sigset_t set;
 	log_set_role("master");
 	struct generation *g = generation_load(config_path, 1);
@@ -1005,9 +1079,12 @@ int master_main(const char *config_path)
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
+	spawn_auth(&m, g);
 	start_generation(&m, g);
 	int rc = supervise(&m);
 	close_listeners(&m);
+	if (m.auth_ctl >= 0)
+		close(m.auth_ctl);
 	free(m.listen_fds);
 	free(m.implicit_tls);
 	free(m.children);

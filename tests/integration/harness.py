@@ -503,8 +503,8 @@ class PosternServer:
         """SIGHUP; with wait, return the log match of the reload result.
         With wait_old, also wait until every process of the previous
         generation has exited (they drain their sessions first); the
-        anvil belongs to no generation and stays."""
-        anvil = set(self.role_pids("anvil"))
+        anvil and the auth process belong to no generation and stay."""
+        anvil = set(self.role_pids("anvil")) | set(self.role_pids("auth"))
         old = [p for p in self.children() if p not in anvil]
         offset = self.log_size()
         os.kill(self.proc.pid, signal.SIGHUP)

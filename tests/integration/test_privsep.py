@@ -12,9 +12,10 @@ hold no listening socket and no descriptor of the TLS key or the
 tables, and a scanner holds nothing but its socket to the master; no
 process but the smtp workers has the TLS key in its memory, live or
 freed. With every role on (scan master and scanners, anvil, relay agent
-too), no process but the supervisor runs as root, and no process holds
-a password hash of the users file, before or after a reload (its memory
-is read through /proc).
+too), no process but the supervisor runs as root, and no process but the
+auth process (issue 11: the one that checks passwords) holds a password
+hash of the users file, before or after a reload (its memory is read
+through /proc).
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -317,14 +318,15 @@ def found_in_memory(pid, needles):
 # Each role's log name, and the account it runs as (the scanners do not
 # log: they are found as the scan master's children).
 ROLE_ACCOUNTS = {"smtp": NOBODY, "qmgr": NOBODY, "relay": NOBODY, "scan": NOBODY,
-                 "anvil": NOBODY, "local": MAIL}
+                 "anvil": NOBODY, "auth": NOBODY, "local": MAIL}
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")
 class EveryProcessTest(PosternTestCase):
     """Every process of a server with every role on (content scanning,
     the anvil, the relay agent, local delivery): none runs as root or
-    keeps a group, and none holds a password hash of the users file."""
+    keeps a group, and none but the auth process holds a password hash of
+    the users file."""
 
     def start_every_role(self, users_text=None):
         srv = self.start_server(start=False, config={"scan": "yes", "scan_workers": "2",
@@ -378,8 +380,15 @@ class EveryProcessTest(PosternTestCase):
             pids = srv.children()
             self.assertGreaterEqual(len(pids), 10, "%s: %r" % (generation, pids))
             needles = {h.encode(): user for user, h in hashes.items()}
+            auth = srv.role_pids("auth")
+            self.assertEqual(len(auth), 1, generation)
             for pid in pids:
                 found = found_in_memory(pid, list(needles) + [b"alice@example.test"])
+                if pid in auth:
+                    # the one process that checks passwords holds them
+                    self.assertEqual(found & set(needles), set(needles),
+                                     "%s: the auth process pid %d" % (generation, pid))
+                    continue
                 for h in found & set(needles):
                     self.fail("%s: pid %d (%s) holds %s's password hash"
                               % (generation, pid, proc_role(srv, pid), needles[h]))

@@ -103,8 +103,8 @@ static void test_pop3_keys(void **state)
 	struct config cfg;
 	char err[4096] = "";
 	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
-	assert_int_equal(cfg.pop3_listen.count, 0); /* no POP3 unless asked */
-	assert_int_equal(cfg.pop3s_listen.count, 0);
+	assert_int_equal(cfg.pop3_listen_count, 0); /* no POP3 unless asked */
+	assert_int_equal(cfg.pop3s_listen_count, 0);
 	assert_int_equal(cfg.pop3_cleartext_networks.count, 0);
 	assert_int_equal(cfg.pop3_clients.count, 2); /* everyone */
 	assert_int_equal(cfg.pop3_idle_timeout, 600);
@@ -113,9 +113,9 @@ static void test_pop3_keys(void **state)
 			      "pop3_listen = 127.0.0.1:110, [::1]:110\npop3s_listen = 0.0.0.0:995\n"
 			      "pop3_clients = 192.168.0.0/16\npop3_idle_timeout = 15m\n",
 			      &cfg, err, sizeof(err)), 0);
-	assert_int_equal(cfg.pop3_listen.count, 2);
-	assert_string_equal(cfg.pop3_listen.items[1].host, "::1");
-	assert_string_equal(cfg.pop3s_listen.items[0].port, "995");
+	assert_int_equal(cfg.pop3_listen_count, 2);
+	assert_string_equal(cfg.pop3_listen[1].host, "::1");
+	assert_string_equal(cfg.pop3s_listen[0].port, "995");
 	assert_int_equal(cfg.pop3_clients.count, 1);
 	assert_int_equal(cfg.pop3_idle_timeout, 900);
 	config_free(&cfg);
