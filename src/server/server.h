@@ -15,6 +15,10 @@
  *     │                     one socket pair each with the scan master
  *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ pop3 worker (user)           the POP3 listeners, a connection to
+ *     │          │                          the auth process's auth.sock
+ *     │          └─fork─▶ mailbox agent (mail_owner)
+ *     │                     a socket pair with the pop3 worker (pop3/pop3.h)
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
@@ -38,7 +42,11 @@
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
  * docs/scanning.md); the smtp workers ask the anvil to count sessions,
  * rates and greylisting for all of them (src/policy/anvil_proto.h);
- * nothing else crosses between processes. Only the agent can open a mailbox; the
+ * the pop3 worker asks the auth process to check logins and its mailbox
+ * agent to open, read and update the maildrop of the account the auth
+ * process named (src/pop3/pop3_proto.h: a message travels as a read-only
+ * descriptor); nothing else crosses between processes. Only the agents
+ * (local delivery, the pop3 role's mailbox agent) can open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
