@@ -144,7 +144,8 @@ static void verdict(void *arg, const struct auth_result *r)
 	s->auth_req = NULL;
 	s->wait = POP3_WAIT_NONE;
 	const char *user = s->user != NULL ? s->user : "";
-	switch (r->verdict) {
+	enum auth_verdict v = r->verdict == AUTH_OK && r->user == NULL ? AUTH_TEMPFAIL : r->verdict;
+	switch (v) {
 	case AUTH_OK: {
 		s->account = xstrdup(r->user);
 		s->wait = POP3_WAIT_OPEN;
