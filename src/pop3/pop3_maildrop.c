@@ -170,8 +170,6 @@ static int list_cur(struct pop3_maildrop *md, char **err_r)
 		const char *name = de->d_name;
 		if (name[0] == '.' || strlen(name) > NAME_MAX_LEN)
 			continue;
-		if (md->count == POP3_MAILDROP_MAX)
-			break;
 		size_t blen = base_len(name);
 		struct pop3_mail m = { 0 };
 		bool have_w = name_field(name, blen, 'W', &m.size);
@@ -195,6 +193,9 @@ static int list_cur(struct pop3_maildrop *md, char **err_r)
 	buf_free(&b);
 	if (md->count > 0)
 		qsort(md->mails, md->count, sizeof(*md->mails), mail_cmp);
+	/* The oldest POP3_MAILDROP_MAX; the others wait for a later session. */
+	while (md->count > POP3_MAILDROP_MAX)
+		free(md->mails[--md->count].name);
 	return 0;
 }
 
