@@ -79,6 +79,11 @@ struct config {
 	strlist_t local_domains;
 	char *users_file;   /* "" = no users (only aliases) */
 	char *aliases_file; /* "" = no aliases */
+	/* Quotas (src/queue/maildir_quota.h): a user without a
+	 * userdb_quota_rule gets mailbox_quota bytes (0 = unlimited); RCPT
+	 * refuses a mailbox with less than quota_reject_margin free. */
+	uint64_t mailbox_quota;
+	uint64_t quota_reject_margin;
 	cidr_list_t mynetworks;
 	strlist_t relay_domains;
 	/* SMTP restrictions (src/policy/restrictions.h), evaluated at RCPT

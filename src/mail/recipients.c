@@ -8,6 +8,7 @@
  */
 #include "recipients.h"
 #include "passwd_line.h"
+#include "quota_rule.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -26,8 +27,17 @@
 #define TABLE_LINE_MAX 65536
 
 struct recipient_tables {
-	hashmap_t users;   /* set of addresses (values NULL: no password kept) */
+	size_t quota_rules; /* users with their own userdb_quota_rule */
+	/* address -> NULL, or a struct user_quota * when the line has
+	 * userdb_quota_rule; no password is kept */
+	hashmap_t users;
 	hashmap_t aliases; /* address -> strlist_t * */
+};
+
+/* A user's own quota rule; 0 = no such limit. */
+struct user_quota {
+	uint64_t bytes;
+	uint64_t messages;
 };
 
 struct table_file {
@@ -154,6 +164,32 @@ static bool owner_field_ok(struct table_file *tf, unsigned lineno,
 	return true;
 }
 
+/* The user's own quota, from the extra field userdb_quota_rule (Dovecot's
+ * name, so that Dovecot reading the same file enforces the same limit):
+ * *quota_r is NULL without one, else malloc'ed. */
+static bool user_quota(struct table_file *tf, unsigned lineno, const char *extra,
+		       struct user_quota **quota_r)
+{
+	const char *why = NULL;
+	uint64_t bytes = 0, messages = 0;
+	*quota_r = NULL;
+	if (extra == NULL)
+		return true;
+	size_t size = strlen(extra) + 1; /* any value present fits */
+	char *rule = xmalloc(size);
+	bool found = passwd_line_extra(extra, "userdb_quota_rule", rule, size);
+	bool ok = !found || quota_rule_parse(rule, &bytes, &messages, &why);
+	if (!ok)
+		table_error(tf, lineno, "userdb_quota_rule=%s: %s", rule, why);
+	free(rule);
+	if (!found || !ok)
+		return ok;
+	*quota_r = xmalloc(sizeof(**quota_r));
+	(*quota_r)->bytes = bytes;
+	(*quota_r)->messages = messages;
+	return true;
+}
+
 static void user_line(struct recipient_tables *t, struct table_file *tf,
 		      char *line, unsigned lineno)
 {
@@ -176,7 +212,12 @@ static void user_line(struct recipient_tables *t, struct table_file *tf,
 		table_error(tf, lineno, "user \"%s\" is listed twice", user);
 		return;
 	}
-	hashmap_put(&t->users, user, NULL);
+	struct user_quota *quota = NULL;
+	if (!user_quota(tf, lineno, f.extra, &quota))
+		return;
+	if (quota != NULL)
+		t->quota_rules++;
+	hashmap_put(&t->users, user, quota);
 }
 
 static void alias_line(struct recipient_tables *t, struct table_file *tf,
@@ -261,7 +302,7 @@ void recipients_free(struct recipient_tables **t)
 {
 	if (*t == NULL)
 		return;
-	hashmap_free(&(*t)->users, NULL);
+	hashmap_free(&(*t)->users, free);
 	hashmap_free(&(*t)->aliases, free_strlist);
 	xfree(t);
 }
@@ -269,6 +310,32 @@ void recipients_free(struct recipient_tables **t)
 bool recipients_is_user(const struct recipient_tables *t, const char *address)
 {
 	return hashmap_contains(&t->users, address);
+}
+
+uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
+			  uint64_t global_default)
+{
+	const struct user_quota *own = hashmap_get(&t->users, address, NULL);
+	if (own != NULL)
+		return own->bytes; /* the user's rule, even "0" (no limit), comes first */
+	/*
+	 * DOMAIN DEFAULT: the per-domain default quota of the domains file
+	 * (recipients_domain_quota(), accounts branch) slots in here, between
+	 * the user's own rule and the global mailbox_quota:
+	 *     if (the domain of address has a default) return that default;
+	 */
+	return global_default;
+}
+
+uint64_t recipients_quota_messages(const struct recipient_tables *t, const char *address)
+{
+	const struct user_quota *own = hashmap_get(&t->users, address, NULL);
+	return own != NULL ? own->messages : 0;
+}
+
+size_t recipients_quota_rule_count(const struct recipient_tables *t)
+{
+	return t->quota_rules;
 }
 
 const strlist_t *recipients_alias(const struct recipient_tables *t, const char *address)

@@ -5,7 +5,8 @@
  *
  * Both files are read by the supervisor (the users file holds password
  * hashes the workers must not read) and the tables are inherited by the
- * roles after fork. The tables hold the set of user addresses only: the
+ * roles after fork. The tables hold the user addresses (and each one's
+ * quota, from the extra field userdb_quota_rule) only: the
  * password field is checked for presence and never kept, and the text
  * read from the users file is wiped before it is freed, so no role's
  * memory holds a hash. The uid and gid fields are honoured or refused:
@@ -19,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -49,6 +51,19 @@ void recipients_free(struct recipient_tables **t);
 
 /* Is "local@domain" (lower-case) a user in users_file? */
 bool recipients_is_user(const struct recipient_tables *t, const char *address);
+/*
+ * The storage quota of user address in bytes, 0 = unlimited: the user's
+ * own rule (users_file extra field userdb_quota_rule=*:storage=10M, see
+ * quota_rule.h; "0" there means unlimited whatever the defaults), else
+ * (one day) the domain's default, else global_default (mailbox_quota).
+ */
+uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
+			  uint64_t global_default);
+/* The most messages user address may keep (userdb_quota_rule's
+ * messages=), 0 = no limit; only a user's own rule sets one. */
+uint64_t recipients_quota_messages(const struct recipient_tables *t, const char *address);
+/* How many users have their own userdb_quota_rule. */
+size_t recipients_quota_rule_count(const struct recipient_tables *t);
 /* Targets of an alias, or NULL if address is not an alias. */
 const strlist_t *recipients_alias(const struct recipient_tables *t,
 				  const char *address);

@@ -93,6 +93,7 @@ struct policy_request {
 	bool has_rcpt;
 	struct mail_address rcpt;   /* RCPT only */
 	unsigned rcpt_count;        /* recipients accepted so far */
+	uint64_t declared_size;     /* MAIL's SIZE= (RFC 1870), 0 when not given */
 	char queue_id[24];          /* MAIL and later, "" before */
 	/* END_OF_DATA, for content checks: the recipients as queued, and the
 	 * message in its queue file (flushed: every byte is in the file),

@@ -23,6 +23,7 @@
 #include <xxhash.h>
 
 #include "../lib/xalloc.h"
+#include "../queue/maildir_quota.h"
 #include "pop3_message.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -369,35 +370,22 @@ int pop3_maildrop_update(struct pop3_maildrop *md, const uint8_t *marks,
 			r->freed_bytes += md->mails[i].file_size;
 		}
 	}
-	if (r->deleted > 0 && pop3_quota_removed(md->path, r->freed_bytes, r->deleted) < 0 &&
-	    errors.len == 0)
-		buf_printf(&errors, "cannot update %s/maildirsize: %s", md->path, strerror(errno));
+	/* Maildir++: the usage goes down by what was removed (Dovecot and the
+	 * quota checks read the same maildirsize). */
+	char *quota_err = NULL;
+	if (r->deleted > 0 &&
+	    maildir_quota_add(md->path, -(int64_t)r->freed_bytes, -(int64_t)r->deleted,
+			      &quota_err) < 0) {
+		if (errors.len == 0)
+			buf_puts(&errors, quota_err);
+		free(quota_err);
+	}
 	if (errors.len == 0) {
 		buf_free(&errors);
 		return 0;
 	}
 	*err_r = buf_steal(&errors);
 	return r->failed > 0 ? -1 : 0;
-}
-
-int pop3_quota_removed(const char *path, uint64_t bytes, uint64_t count)
-{
-	buf_t b = BUF_INIT;
-	buf_printf(&b, "%s/maildirsize", path);
-	int fd = open(buf_cstr(&b), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-	buf_free(&b);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -1; /* no quota kept for this Maildir */
-	char line[64];
-	int n = snprintf(line, sizeof(line), "-%llu -%llu\n", (unsigned long long)bytes,
-			 (unsigned long long)count);
-	ssize_t w = write(fd, line, (size_t)n);
-	int e = errno;
-	close(fd);
-	if (w == n)
-		return 0;
-	errno = w < 0 ? e : EIO;
-	return -1;
 }
 
 void pop3_maildrop_close(struct pop3_maildrop *md)

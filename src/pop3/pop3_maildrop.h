@@ -81,8 +81,9 @@ struct pop3_update_result {
 
 /*
  * RFC 1939's UPDATE state: remove the messages marked DELETE, add the
- * Seen flag (S) to those marked SEEN and kept, then tell the quota
- * (Maildir++ maildirsize) what was freed. marks has md->count bytes.
+ * Seen flag (S) to those marked SEEN and kept, then record what was
+ * freed in the Maildir++ quota file (maildir_quota_add: a line
+ * "-bytes -count" in maildirsize, when the file exists). marks has md->count bytes.
  * Returns 0, or -1 with *err_r (malloc'ed) if a message could not be
  * removed (the others are).
  */
@@ -99,14 +100,5 @@ void pop3_uid_of(const char *base, size_t len, char uid_r[POP3_UID_MAX + 1]);
  * kept sorted as Dovecot writes it); NULL if it has it already or its
  * info is not of version 2. malloc'ed. */
 char *pop3_name_with_flag(const char *name, char flag);
-
-/*
- * The quota's call site: messages of count files and bytes were removed
- * from the Maildir at path. Maildir++ (and Dovecot) keep the usage in
- * <Maildir>/maildirsize; when that file exists, one line "-bytes -count"
- * is appended to it, as its format asks of every writer. Returns 0, -1
- * with errno.
- */
-int pop3_quota_removed(const char *path, uint64_t bytes, uint64_t count);
 
 #endif

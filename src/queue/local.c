@@ -5,6 +5,9 @@
  *
  * DELIVER writes one copy (tmp/, fdatasync, link into new/) and remembers
  * the new/ folder in a table numbered from 1, replying with the number;
+ * A copy that does not fit in the mailbox's quota is a permanent failure
+ * (5.2.2), which the queue manager bounces at once; one that fits is
+ * added to the mailbox's maildirsize (maildir.c, maildir_quota.c).
  * SYNC fsyncs every folder of the table once, reports the failures by
  * number and empties the table. So the queue manager's batching (one
  * fsync per folder per batch, recipients marked done only after it) works
@@ -29,6 +32,7 @@
 #include "../lib/hashmap.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../mail/quota_rule.h"
 #include "local_proto.h"
 #include "maildir.h"
 
@@ -126,6 +130,10 @@ static void deliver(struct local_agent *a, const struct local_msg *m, int fd,
 		.queue_fd = fd,
 		.msg = msg,
 		.check_cur = m->check_cur,
+		/* each recipient on its own: its quota, its mailbox */
+		.quota_bytes = recipients_quota(a->tables, m->address, a->cfg->mailbox_quota),
+		.quota_messages = recipients_quota_messages(a->tables, m->address),
+		.quota_exempt = quota_sender_exempt(msg->sender, &a->cfg->local_domains),
 	};
 	reply->result = from_maildir(maildir_deliver_unsynced(&d, &newdir, &err));
 	if (newdir != NULL)

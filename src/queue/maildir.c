@@ -33,9 +33,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "maildir_header.h"
+#include "maildir_quota.h"
 
 #define MAILDIR_COPY_CHUNK (64 * 1024)
 
@@ -307,6 +309,59 @@ int maildir_sync_dir(const char *newdir, char **err_r)
 	return -1;
 }
 
+/* Add a new copy to maildirsize. A failure costs accuracy until the next
+ * recalculation, never the copy, so it is only logged. */
+static void count_copy(const char *maildir, uint64_t size)
+{
+	char *err = NULL;
+	if (maildir_quota_add(maildir, (int64_t)size, 1, &err) < 0) {
+		log_warn("%s", err);
+		free(err);
+	}
+}
+
+/* Does a new copy of size bytes fit in the quota? MAILDIR_DELIVERED when
+ * it does (or when quota does not apply), MAILDIR_PERMFAIL 5.2.2 when it
+ * does not, MAILDIR_TEMPFAIL when the usage cannot be read. A copy an
+ * earlier, crashed attempt already linked into new/ is counted in the
+ * usage already: it passes, and publish() finds it. */
+static enum maildir_result quota_admits(const struct maildir_delivery *d, const char *maildir,
+					const char *name, uint64_t size, char **err_r)
+{
+	struct maildir_quota_limits limits = { d->quota_bytes, d->quota_messages };
+	struct maildir_quota_usage used;
+	char *err = NULL;
+
+	if ((d->quota_bytes == 0 && d->quota_messages == 0) || d->quota_exempt)
+		return MAILDIR_DELIVERED;
+	if (maildir_quota_get_for(maildir, &limits, size != 0 ? size : 1, &used, &err) < 0) {
+		*err_r = qf_errf("4.3.0 cannot read the mailbox's usage: %s", err);
+		free(err);
+		return MAILDIR_TEMPFAIL;
+	}
+	bool bytes_fit = d->quota_bytes == 0 ||
+			 (used.bytes <= d->quota_bytes && size <= d->quota_bytes - used.bytes);
+	bool count_fits = d->quota_messages == 0 || used.count < d->quota_messages;
+	if (bytes_fit && count_fits)
+		return MAILDIR_DELIVERED;
+	buf_t earlier = BUF_INIT;
+	struct stat st;
+	buf_printf(&earlier, "%s/new/%s", maildir, name);
+	bool linked = lstat(earlier.data, &st) == 0;
+	buf_free(&earlier);
+	if (linked)
+		return MAILDIR_DELIVERED;
+	if (!bytes_fit)
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu bytes, %llu used, message "
+				 "%llu)", d->address, (unsigned long long)d->quota_bytes,
+				 (unsigned long long)used.bytes, (unsigned long long)size);
+	else
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu messages, %llu kept)",
+				 d->address, (unsigned long long)d->quota_messages,
+				 (unsigned long long)used.count);
+	return MAILDIR_PERMFAIL;
+}
+
 /* Write tmp/BASE, then publish it as new/BASE,S=..,W=.. */
 static enum maildir_result deliver_into(const char *maildir,
 					const struct maildir_delivery *d,
@@ -336,7 +391,14 @@ static enum maildir_result deliver_into(const char *maildir,
 	}
 	buf_printf(&name, "%s,S=%llu,W=%llu", base, (unsigned long long)size,
 		   (unsigned long long)(size + lines));
+	res = quota_admits(d, maildir, name.data, size, err_r);
+	if (res != MAILDIR_DELIVERED) {
+		unlink(tmp_path.data);
+		goto out;
+	}
 	res = publish(d, maildir, tmp_path.data, name.data, newdir_r, err_r);
+	if (res == MAILDIR_DELIVERED && (d->quota_bytes != 0 || d->quota_messages != 0))
+		count_copy(maildir, size);
 out:
 	buf_free(&tmp_path);
 	buf_free(&name);

@@ -10,6 +10,8 @@
  * section 4.4); the one added on top is the only one left.
  *
  * RFCs: RFC 5322 for the two header lines added on top, RFC 5321 4.4.
+ * Quota: see struct maildir_delivery's quota_bytes.
+ *
  * Untrusted input: the message content (copied; header field names looked
  * at only to drop Return-Path). Privilege: the local delivery agent
  * (local.c), running as mail_owner, owner of mail_root.
@@ -37,6 +39,15 @@ struct maildir_delivery {
 	int queue_fd;         /* queue file; content is streamed from it */
 	const struct qf_msg *msg;
 	bool check_cur;       /* recovered message: look for a read copy */
+	/* Quota: bytes and messages, 0 = no such limit (maildir_quota.h).
+	 * With either, a new copy that would take the mailbox's usage past
+	 * it is not linked into new/ (MAILDIR_PERMFAIL "5.2.2 mailbox full"),
+	 * unless quota_exempt (mail from postmaster or <>); every new copy
+	 * linked is added to maildirsize. With neither, maildirsize is not
+	 * touched. */
+	uint64_t quota_bytes;
+	uint64_t quota_messages;
+	bool quota_exempt;
 };
 
 /* Append "<arrival_seconds>.Q<id>.<hostname>" with '/' and ':' in the

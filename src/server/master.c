@@ -50,6 +50,7 @@
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
 #include "../pop3/pop3.h"
+#include "../queue/quota_reader.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
 #include "../smtp/tls.h"
@@ -600,6 +601,52 @@ static NORETURN void run_pop3(struct master *m, struct generation *g)
 	_exit(pop3_worker_main(&g->cfg, tls_ctx, &links));
 }
 
+/* In a new smtp worker, still root: fork its quota reader (it becomes
+ * mail_owner and answers the worker's RCPT checks over a socket pair,
+ * src/queue/quota_reader.h) before the worker reads the TLS key, so the
+ * reader never holds it. The worker's end, or -1 when no quota applies
+ * (or the reader cannot be made: RCPT then lets mail through and the
+ * delivery agent still enforces the quotas). */
+static int fork_quota_reader(struct master *m, struct generation *g, pid_t *pid_r)
+{
+	int sv[2];
+
+	if (!quota_reader_wanted(&g->cfg, g->rcpt))
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("quota reader: socketpair: %s", strerror(errno));
+		return -1;
+	}
+	pid_t worker = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		log_set_role("quota");
+		close(sv[0]);
+		for (size_t i = 0; i < m->listen_count; i++)
+			close(m->listen_fds[i]);
+		close(m->notify_pipe[1]);
+		close(m->flow_pipe[0]);
+		restrictions_free(&g->restrictions);
+		/* Driven by its worker: it stops when the worker closes the
+		 * socket, or is killed with it. */
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGUSR2, SIG_IGN);
+		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, worker) < 0)
+			_exit(1);
+		_exit(quota_reader_main(&g->cfg, g->rcpt, sv[1]));
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		log_error("quota reader: fork: %s", strerror(errno));
+		close(sv[0]);
+		return -1;
+	}
+	*pid_r = pid;
+	return sv[0];
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -629,8 +676,11 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	log_set_role("smtp");
 	for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
 		close(m->listen_fds[i]); /* the POP3 listeners */
+	m->listen_count = m->smtp_listen_count; /* this process's copy: they are gone */
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
+	pid_t quota_pid = -1;
+	int quota_fd = fork_quota_reader(m, g, &quota_pid);
 	/* the key, read as root before the worker drops privileges: only the
 	 * smtp workers ever decode it (the supervisor checked it in a child) */
 	SSL_CTX *tls_ctx = NULL;
@@ -650,7 +700,9 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 					   .flow_fd = m->flow_pipe[0],
 					   .notice_template = g->notice_template,
 					   .restrictions = g->restrictions,
-					   .scan = g->scanning };
+					   .scan = g->scanning,
+					   .quota_fd = quota_fd,
+					   .quota_pid = quota_pid };
 	_exit(smtp_worker_main(&g->cfg, g->rcpt, tls_ctx, &links));
 }
 

@@ -23,13 +23,15 @@
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
  *     │                                     anvil.sock
+ *     │     └─fork─▶ quota reader (mail_owner) one socket pair with its worker,
+ *     │                                     when a quota applies
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
  *                │                          flow pipe: write end
  *                └─fork─▶ local delivery agent × delivery_lanes (mail_owner)
  *                           one socket pair each with the queue manager
  *
- * (The local agents are forked while their parent is still root, then
- * each side switches to its own account.) That is the whole map of who
+ * (The local agents and the quota readers are forked while their parent
+ * is still root, then each side switches to its own account.) That is the whole map of who
  * talks to whom: the smtp workers hand accepted messages over through
  * files in the spool plus a 32-byte record on the notify pipe, and take
  * one byte (a flow token, queue/flow.h) from the flow pipe per message,
@@ -42,11 +44,14 @@
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
  * docs/scanning.md); the smtp workers ask the anvil to count sessions,
  * rates and greylisting for all of them (src/policy/anvil_proto.h);
+ * each smtp worker asks its quota reader how full a mailbox is
+ * (src/queue/quota_proto.h);
  * the pop3 worker asks the auth process to check logins and its mailbox
  * agent to open, read and update the maildrop of the account the auth
  * process named (src/pop3/pop3_proto.h: a message travels as a read-only
  * descriptor); nothing else crosses between processes. Only the agents
- * (local delivery, the pop3 role's mailbox agent) can open a mailbox; the
+ * (local delivery, the pop3 role's mailbox agent, the quota readers) can
+ * open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file.
  *
@@ -81,6 +86,8 @@ struct smtp_worker_links {
 	 * worker reloads a map whose file changes (map.h). */
 	struct restrictions *restrictions;
 	bool scan;     /* ask the scan master at the end of data */
+	int quota_fd;  /* socket pair to this worker's quota reader; -1: none */
+	pid_t quota_pid; /* the reader, reaped when the worker exits */
 };
 
 /* The smtp worker role: serve sessions on the listener fds until SIGTERM

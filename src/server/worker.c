@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <time.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../dns/dns.h"
@@ -35,6 +36,7 @@
 #include "../lib/xalloc.h"
 #include "../policy/dnsbl.h"
 #include "../policy/limits.h"
+#include "../policy/quota_check.h"
 #include "../policy/restrictions.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
@@ -244,6 +246,23 @@ static void set_stop_signals_blocked(bool blocked)
 	sigprocmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+/* Wait for the quota reader to leave after its socket closed: at most
+ * a second (a recount of a huge Maildir may be running), then SIGKILL. */
+static void reap_quota_reader(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	for (int i = 0; i < 100; i++) {
+		pid_t r = waitpid(pid, NULL, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
 int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rcpt,
 		     SSL_CTX *tls_ctx, const struct smtp_worker_links *links)
 {
@@ -275,6 +294,12 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		scan = scan_client_new(w.srv.base, cfg, path);
 		scan_client_register(scan, &w.srv.policy);
 		free(path);
+	}
+	struct quota_check *quota = NULL;
+	if (links->quota_fd >= 0) {
+		/* before the limits: greylisting stays the last RCPT check */
+		quota = quota_check_new(w.srv.base, links->quota_fd);
+		quota_check_register(quota, &w.srv.policy);
 	}
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
@@ -326,6 +351,8 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
 	scan_client_free(&scan);
+	quota_check_free(&quota); /* the reader sees the socket close and exits */
+	reap_quota_reader(links->quota_pid);
 	dnsbl_checks_free(&dnsbl);
 	dns_resolver_free(&w.srv.policy.dns);
 	event_base_free(w.srv.base);

@@ -614,6 +614,7 @@ void session_request(const struct smtp_session *s, enum policy_stage stage,
 		req_r->has_sender = true;
 		req_r->sender = s->tx->sender;
 		req_r->rcpt_count = (unsigned)s->tx->rcpts.count;
+		req_r->declared_size = s->tx->declared_size;
 		snprintf(req_r->queue_id, sizeof(req_r->queue_id), "%s", s->tx->id);
 	}
 	/* Views of the transaction's own (policy_run_start copies them). */

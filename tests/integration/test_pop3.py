@@ -262,6 +262,47 @@ class Pop3ReloadTest(PosternTestCase):
         self.assertEqual(os.listdir(srv.maildir("dave", "cur")), [])
 
 
+class Pop3QuotaTest(PosternTestCase):
+    """POP3 deletions give the quota back: after QUIT, maildirsize (Maildir++,
+    as Dovecot keeps it) counts the messages removed, and a message that
+    did not fit before is accepted."""
+
+    def test_deletions_update_maildirsize(self):
+        from test_quota import read_maildirsize, write_users
+        srv = self.start_server(tls=True, start=False, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", quota_reject_margin="0"))
+        write_users(srv, {"alice": "userdb_quota_rule=*:storage=8k", "admin": ""})
+        srv.start()
+        big = "x" * 3000 + "\r\n"
+        names = []
+        for i in range(2):
+            qid = smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                               make_message(subject="fill %d" % i, body=big,
+                                            to="alice@example.test"))
+            names.append(srv.wait_delivery("alice", qid)[0])
+        _, used, count, _ = read_maildirsize(srv, "alice")
+        self.assertEqual(count, 2)
+        # A third one (SIZE= announced) does not fit: 552 at RCPT.
+        size = ["SIZE=%d" % len(big)]
+        with self.assertRaisesRegex(AssertionError, "552"):
+            smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                         make_message(subject="too much", body=big, to="alice@example.test"),
+                         mail_options=size)
+        p = poplib.POP3("127.0.0.1", port_of(srv, "pop3_listen"), timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("alice@example.test")
+        p.pass_("secret")
+        p.dele(1)
+        p.quit()
+        _, after, count_after, _ = read_maildirsize(srv, "alice")
+        first_size = int(re.search(r",S=(\d+)", names[0]).group(1))
+        self.assertEqual((after, count_after), (used - first_size, 1))
+        qid = smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                           make_message(subject="fits again", body=big, to="alice@example.test"),
+                           mail_options=size)
+        srv.wait_delivery("alice", qid)
+
+
 class Pop3ClientsTest(PosternTestCase):
     """pop3_clients: POP3 only from the listed networks."""
 

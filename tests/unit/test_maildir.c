@@ -26,6 +26,7 @@
 #include "lib/xalloc.h"
 #include "queue/maildir.h"
 #include "queue/maildir_header.h"
+#include "queue/maildir_quota.h"
 #include "queue/queue.h"
 #include "queue/queue_file.h"
 
@@ -484,12 +485,90 @@ static void test_deliver_drops_return_path(void **state)
 	free(newdir);
 }
 
+static char *maildirsize_text(struct fixture *f)
+{
+	char *path = mailbox_sub(f, "maildirsize");
+	buf_t b = BUF_INIT;
+	int rc = safeio_read_file(path, 1 << 16, &b);
+	free(path);
+	if (rc < 0)
+		return xstrdup("<missing>");
+	buf_putc(&b, '\0');
+	return b.data;
+}
+
+/* With a quota: a copy that fits is counted in maildirsize; one that does
+ * not is refused for good (5.2.2) and leaves nothing behind; the retry of
+ * a copy a crashed attempt had already linked is not refused, although
+ * the usage (which counts it) leaves no room for it. */
+static void test_quota_fits_refused_and_retried(void **state)
+{
+	struct fixture *f = *state;
+	struct maildir_delivery d = make_delivery(f, "u@example.test");
+	char *err = NULL, *name = expected_name(f);
+	size_t size = strlen("Return-Path: <s@remote.test>\nDelivered-To: u@example.test\n") +
+		      sizeof(body) - 1;
+
+	d.quota_bytes = 10000;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	char *text = maildirsize_text(f), *want = NULL;
+	buf_t w = BUF_INIT;
+	buf_printf(&w, "10000S\n0 0\n%zu 1\n", size);
+	want = buf_steal(&w);
+	assert_string_equal(text, want);
+	free(text);
+	free(want);
+
+	/* The same copy again (a retry after a crash before the D mark),
+	 * with a quota the usage now fills: found, not refused. */
+	d.quota_bytes = size;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_ALREADY);
+
+	/* Another message that does not fit: refused for good. */
+	static const char big[] = "Subject: big\n\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n";
+	queue_content(f, big, sizeof(big) - 1);
+	d = make_delivery(f, "u@example.test");
+	d.quota_bytes = size + 50;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	assert_non_null(strstr(err, "5.2.2 mailbox full: u@example.test"));
+	free(err);
+	err = NULL;
+	char *newdir = mailbox_sub(f, "new"), *tmpdir = mailbox_sub(f, "tmp");
+	char *listed = list_folder(newdir);
+	assert_string_equal(listed, name); /* only the first copy */
+	free(listed);
+	listed = list_folder(tmpdir);
+	assert_string_equal(listed, "");
+	free(listed);
+	/* The postmaster and bounces get in anyway, and are counted. */
+	d.quota_exempt = true;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	struct maildir_quota_limits limits = { size + 50, 0 };
+	struct maildir_quota_usage used;
+	char *maildir = mailbox_sub(f, "");
+	assert_int_equal(maildir_quota_get(maildir, &limits, &used, &err), 0);
+	assert_int_equal(used.count, 2);
+	assert_true(used.bytes > size + 50); /* past the quota */
+	free(maildir);
+	/* A message count limit: one more is refused. */
+	queue_content(f, big, sizeof(big) - 1);
+	d = make_delivery(f, "u@example.test");
+	d.quota_messages = 2;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	assert_non_null(strstr(err, "quota 2 messages"));
+	free(err);
+	free(newdir);
+	free(tmpdir);
+	free(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base_name),
 		cmocka_unit_test(test_path_safety),
 		cmocka_unit_test_setup_teardown(test_deliver_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quota_fits_refused_and_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_tmp_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovered_checks_cur, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe_and_unwritable, setup, teardown),
