@@ -13,15 +13,15 @@ import base64
 import os
 import poplib
 import re
+import signal
 import socket
-import ssl
 import time
 import uuid
 
 import unittest
 
 from harness import (IS_ROOT, PosternTestCase, client_tls_context, descendants, free_port,
-                     make_message, scaled, smtplib_send, wait_until)
+                     make_message, process_alive, scaled, smtplib_send, wait_until)
 from test_privsep import MAIL, NOBODY, memory_holds, no_new_privs, proc_ids, rsa_prime
 
 SENDER = "sender@remote.test"
@@ -224,6 +224,49 @@ class Pop3PrivilegeTest(PosternTestCase):
         needles = (prime, prime[::-1])
         self.assertEqual(memory_holds(agents[0], needles), set(),
                          "the mailbox agent holds the TLS key")
+
+
+class Pop3RestartTest(PosternTestCase):
+    """A pop3 worker killed in the middle of a session takes its mailbox
+    agent with it (the lock goes with the agent: nothing was deleted); the
+    supervisor starts a new pair, and the mailbox opens again at once."""
+
+    def test_killed_worker_is_replaced(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="kept", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        p.dele(1)
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: not process_alive(agent), scaled(10), what="the agent to follow")
+        wait_until(lambda: [w for w in srv.role_pids("pop3") if w != worker], scaled(15),
+                   what="a new pop3 worker")
+        q = wait_until(lambda: self._login(port), scaled(15), what="a login after the restart")
+        self.addCleanup(Pop3Test._close, q)
+        self.assertEqual(q.stat()[0], 1)  # the DELE without QUIT removed nothing
+        q.quit()
+
+    @staticmethod
+    def _login(port):
+        try:
+            q = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        except (OSError, poplib.error_proto):
+            return None
+        try:
+            q.user("dave@example.test")
+            q.pass_("secret")
+            return q
+        except (OSError, poplib.error_proto):
+            Pop3Test._close(q)
+            return None
 
 
 class Pop3ReloadTest(PosternTestCase):
