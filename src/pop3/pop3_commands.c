@@ -138,6 +138,18 @@ static void opened(void *arg, const struct pop3_msg *r, const int *fds)
 
 /* ---- logins -------------------------------------------------------------------- */
 
+/* An account name the agent protocol carries (printable, no spaces). */
+static bool account_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > POP3_PROTO_USER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] <= 0x20 || (unsigned char)name[i] == 0x7f)
+			return false;
+	return true;
+}
+
 static void verdict(void *arg, const struct auth_result *r)
 {
 	struct pop3_session *s = arg;
@@ -150,7 +162,7 @@ static void verdict(void *arg, const struct auth_result *r)
 		s->account = xstrdup(r->user);
 		s->wait = POP3_WAIT_OPEN;
 		struct pop3_msg m = { .type = POP3_MSG_OPEN, .sid = s->sid };
-		if (strlen(r->user) > POP3_PROTO_USER_MAX || r->user[0] == '\0') {
+		if (!account_name_ok(r->user)) {
 			s->wait = POP3_WAIT_NONE;
 			xfree(&s->account);
 			pop3_reply(s, "-ERR [SYS/PERM] this account has no mailbox here");
