@@ -62,6 +62,7 @@ _Static_assert(sizeof(enum scan_mode) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum mime_limit_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum tls_version) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -69,6 +70,8 @@ static const char *const log_level_words[] = { "debug", "info", "warn", "error",
 static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
 static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
+static const char *const tls_version_words[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+						  NULL };
 static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 static const char *const early_talker_words[] = { "reject", "log", NULL };
 static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", NULL };
@@ -115,6 +118,8 @@ static const struct key_def keys[] = {
 	{ "smtpd_banner", K_STRING, OFF(smtpd_banner), "$hostname ESMTP postern", 0, 0, false, NULL },
 	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true, NULL },
 	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true, NULL },
+	{ "tls_min_version", K_ENUM, OFF(tls_min_version), "TLSv1.2", 0, 0, false,
+	  tls_version_words },
 	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false, NULL },
 	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false, NULL },
 	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false, NULL },

@@ -26,6 +26,8 @@ enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_D
 /* scan: auto = when a content stage is configured, yes = always (the MIME
  * limits alone when no stage is), no = never. */
 enum scan_mode { SCAN_MODE_AUTO, SCAN_MODE_YES, SCAN_MODE_NO };
+/* tls_min_version: the oldest TLS version the servers accept. */
+enum tls_version { TLS_VERSION_1_0, TLS_VERSION_1_1, TLS_VERSION_1_2, TLS_VERSION_1_3 };
 enum mime_limit_action { MIME_LIMIT_REJECT, MIME_LIMIT_TEMPFAIL };
 /* What a client that talks before the greeting gets: 554 and the end, or
  * a log line and the session as usual. */
@@ -99,6 +101,7 @@ struct config {
 	char *smtpd_banner;   /* the 220 greeting, $hostname expanded (config_banner) */
 	char *tls_cert;     /* "" = no STARTTLS */
 	char *tls_key;
+	enum tls_version tls_min_version;
 
 	uint64_t message_size_limit;
 	uint64_t recipient_limit;

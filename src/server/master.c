@@ -1,9 +1,10 @@
 /*
  * master.c - the supervisor of "postern serve" (see server.h). The only
- * code that may run as root: it binds the listeners, reads the tables and
- * the TLS key, creates spool_dir and mail_root, checks as each role's
- * account that the role can work (preflight.c), forks the roles (which
- * switch accounts at once, privsep.c), restarts a role that dies, and
+ * code that may run as root: it binds the listeners, reads the tables,
+ * checks the TLS key in a child that exits, creates spool_dir and
+ * mail_root, checks as each role's account that the role can work
+ * (preflight.c), forks the roles (which switch accounts at once,
+ * privsep.c), restarts a role that dies, and
  * handles SIGTERM (graceful drain), SIGINT (the same) and SIGHUP (reload:
  * a new generation starts, the old smtp workers get SIGUSR2 and retire
  * once their sessions end).
@@ -21,6 +22,12 @@
  * all smtp workers, is one process for the supervisor's whole life: it
  * starts before the first generation, is started again if it dies, and
  * is not retired by reloads.
+ *
+ * The key holder (keyholder.c) of a generation with TLS starts before its
+ * workers and is started again if it dies while current; it is not sent
+ * the reload's SIGUSR2 but stopped (stop_idle_keyholders) once its
+ * generation is no longer current and its last worker has exited, and on
+ * a stop only after the draining workers.
  *
  * RFCs: none. Untrusted input: none is parsed here; the spool and
  * mail_root belong to the roles, so root only creates those two folders
@@ -53,7 +60,9 @@
 #include "../queue/quota_reader.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
+#include "../smtp/keyholder_proto.h"
 #include "../smtp/tls.h"
+#include "../smtp/keyholder_key.h"
 #include "auth_role.h"
 #include "preflight.h"
 #include "privsep.h"
@@ -67,7 +76,8 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_POP3 };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_KEYHOLDER,
+	    ROLE_POP3 };
 #define ANVIL_GENERATION 0u /* also the auth process's: kept over reloads too */
 
 /* A current scan master that exited for good is started again after this
@@ -79,6 +89,7 @@ struct child {
 	enum role role;
 	unsigned generation;
 	time_t started;
+	bool stop_sent; /* a key holder: told to stop, its workers are gone */
 };
 
 /* Everything one generation of roles is started with. */
@@ -87,7 +98,7 @@ struct generation {
 	struct config cfg;
 	struct privsep ps;
 	struct recipient_tables *rcpt;
-	bool tls;           /* tls_cert and tls_key checked: the smtp workers load them */
+	bool tls;           /* tls_cert and tls_key checked: its key holder loads the key */
 	struct notice_template *notice_template; /* notify_template, checked */
 	struct restrictions *restrictions; /* the restriction lists and their maps */
 	struct relay_router *router; /* transport_file, relayhost, TLS policy */
@@ -522,6 +533,31 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The key holder of generation g: load the key as root, then become
+ * user; nothing of the other roles' descriptors, no tables. */
+static NORETURN void run_keyholder(struct master *m, struct generation *g)
+{
+	log_set_role("keyholder");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	char *err = NULL;
+	struct keyholder_key *key = keyholder_key_load(g->cfg.tls_cert, g->cfg.tls_key, &err);
+	if (key == NULL) {
+		log_error("%s", err);
+		_exit(1);
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	int rc = keyholder_main(&g->cfg, key);
+	keyholder_key_free(&key);
+	_exit(rc);
+}
+
 /* The auth process (root until privsep_become): its control socket, no
  * listener, no pipe of the other roles, no TLS key, no tables (it reads
  * the users file from the descriptor the supervisor sends). */
@@ -542,8 +578,9 @@ static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd
 
 /* The pop3 role (still root here): fork its mailbox agent, which
  * becomes mail_owner and keeps only its end of the socket pair, then
- * build the TLS context (after the fork: the agent never holds the key)
- * and become user with the POP3 listeners. */
+ * build the TLS context (the certificate, read after the fork: the agent
+ * holds nothing of TLS; the private key stays in the key holder) and
+ * become user with the POP3 listeners. */
 static NORETURN void run_pop3(struct master *m, struct generation *g)
 {
 	log_set_role("pop3");
@@ -603,10 +640,10 @@ static NORETURN void run_pop3(struct master *m, struct generation *g)
 
 /* In a new smtp worker, still root: fork its quota reader (it becomes
  * mail_owner and answers the worker's RCPT checks over a socket pair,
- * src/queue/quota_reader.h) before the worker reads the TLS key, so the
- * reader never holds it. The worker's end, or -1 when no quota applies
- * (or the reader cannot be made: RCPT then lets mail through and the
- * delivery agent still enforces the quotas). */
+ * src/queue/quota_reader.h) before the worker reads the TLS certificate.
+ * The worker's end, or -1 when no quota applies (or the reader cannot be
+ * made: RCPT then lets mail through and the delivery agent still
+ * enforces the quotas). */
 static int fork_quota_reader(struct master *m, struct generation *g, pid_t *pid_r)
 {
 	int sv[2];
@@ -665,6 +702,13 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->auth_ctl); /* the supervisor's end */
 	if (role == ROLE_AUTH)
 		run_auth(m, g, ready_fd);
+	/* Every TLS server context a role builds takes its private key from
+	 * this generation's key holder (smtp/tls.h). */
+	char *keyholder_dir = keyholder_socket_dir(g->cfg.spool_dir);
+	tls_server_configure(keyholder_dir, tls_min_version_of(g->cfg.tls_min_version));
+	free(keyholder_dir);
+	if (role == ROLE_KEYHOLDER)
+		run_keyholder(m, g);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
@@ -681,8 +725,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	close(m->flow_pipe[1]);
 	pid_t quota_pid = -1;
 	int quota_fd = fork_quota_reader(m, g, &quota_pid);
-	/* the key, read as root before the worker drops privileges: only the
-	 * smtp workers ever decode it (the supervisor checked it in a child) */
+	/* the certificate, read as root before the worker drops privileges;
+	 * the key stays in the key holder */
 	SSL_CTX *tls_ctx = NULL;
 	if (g->tls) {
 		char *err = NULL;
@@ -726,6 +770,7 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	c->role = role;
 	c->generation = role == ROLE_ANVIL || role == ROLE_AUTH ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
+	c->stop_sent = false;
 	return pid;
 }
 
@@ -800,6 +845,8 @@ static int spawn_scan_master(struct master *m, struct generation *g)
 
 static void spawn_generation(struct master *m)
 {
+	if (m->current->tls)
+		spawn(m, ROLE_KEYHOLDER); /* before the workers that ask it */
 	spawn(m, ROLE_QMGR);
 	size_t n = worker_count(&m->current->cfg);
 	for (size_t i = 0; i < n; i++)
@@ -815,11 +862,52 @@ static void signal_children(struct master *m, int sig)
 		kill(m->children[i].pid, sig);
 }
 
+/* A stop: every role but the key holders, which the workers may still
+ * need while they drain (stop_idle_keyholders stops them after). */
+static void stop_children(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].role != ROLE_KEYHOLDER)
+			kill(m->children[i].pid, SIGTERM);
+}
+
+/* Does a role of generation other than the key holder, the queue manager
+ * and the scan master (that is, a TLS worker) still run? */
+static bool generation_has_workers(const struct master *m, unsigned generation)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		const struct child *c = &m->children[i];
+		if (c->generation == generation && c->role != ROLE_KEYHOLDER &&
+		    c->role != ROLE_QMGR && c->role != ROLE_SCAN && c->role != ROLE_ANVIL &&
+		    c->role != ROLE_AUTH)
+			return true;
+	}
+	return false;
+}
+
+/* A key holder serves its generation's workers: once the generation is
+ * no longer the current one (or postern stops) and its last worker has
+ * exited, it is stopped. */
+static void stop_idle_keyholders(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		struct child *c = &m->children[i];
+		if (c->role != ROLE_KEYHOLDER || c->stop_sent)
+			continue;
+		bool current = m->current != NULL && c->generation == m->current->number;
+		if ((current && !m->stopping) || generation_has_workers(m, c->generation))
+			continue;
+		kill(c->pid, SIGTERM);
+		c->stop_sent = true;
+	}
+}
+
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
 		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
-		: role == ROLE_POP3 ? "pop3 worker" : "smtp worker";
+		: role == ROLE_KEYHOLDER ? "key holder" : role == ROLE_POP3 ? "pop3 worker"
+		: "smtp worker";
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -863,7 +951,7 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
 		if (m->children[i].generation != g->number && m->children[i].role != ROLE_ANVIL &&
-		    m->children[i].role != ROLE_AUTH)
+		    m->children[i].role != ROLE_AUTH && m->children[i].role != ROLE_KEYHOLDER)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -1074,15 +1162,16 @@ static int supervise(struct master *m)
 			const struct generation *g = m->current != NULL ? m->current : m->pending;
 			stop_deadline = time(NULL) + (time_t)g->cfg.shutdown_timeout + 5;
 			close_listeners(m);
-			signal_children(m, SIGTERM);
+			stop_children(m);
 		}
 		if (!m->stopping)
 			poll_pending(m);
 		reap_children(m);
+		stop_idle_keyholders(m);
 		if (m->stopping && stop_deadline == 0) {
 			/* The first generation never started (its scan master
 			 * could not build its pipeline). */
-			signal_children(m, SIGTERM);
+			stop_children(m);
 			stop_deadline = time(NULL) + 5;
 		}
 		if (t.reload && !m->stopping)

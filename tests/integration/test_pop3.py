@@ -21,8 +21,9 @@ import uuid
 import unittest
 
 from harness import (IS_ROOT, PosternTestCase, client_tls_context, descendants, free_port,
-                     make_message, process_alive, scaled, smtplib_send, wait_until)
-from test_privsep import MAIL, NOBODY, memory_holds, no_new_privs, proc_ids, rsa_prime
+                     make_message, memory_holds, private_key_needles, process_alive, scaled,
+                     smtplib_send, wait_until)
+from test_privsep import MAIL, NOBODY, no_new_privs, proc_ids
 
 SENDER = "sender@remote.test"
 W_RE = re.compile(r",W=(\d+)")
@@ -205,7 +206,8 @@ class Pop3Test(PosternTestCase):
 class Pop3PrivilegeTest(PosternTestCase):
     """The pop3 worker runs as user (nobody here), the mailbox agent as
     mail_owner (mail); neither keeps a group nor can gain privileges, and
-    the agent never holds the TLS key (forked before the worker reads it)."""
+    neither holds the TLS private key (the key holder signs the
+    handshakes), not even after a TLS session."""
 
     def test_accounts_and_key(self):
         srv = self.start_server(tls=True, config=pop3_settings())
@@ -220,10 +222,17 @@ class Pop3PrivilegeTest(PosternTestCase):
             self.assertEqual(set(gids), {account.pw_gid}, pid)
             self.assertEqual(groups, [], pid)
             self.assertEqual(no_new_privs(pid), 1, pid)
-        prime = rsa_prime(srv.settings["tls_key"])
-        needles = (prime, prime[::-1])
+        p = poplib.POP3_SSL("127.0.0.1", port_of(srv, "pop3s_listen"),
+                            context=client_tls_context(), timeout=scaled(15))
+        self.assertIn("SASL", p.capa())  # a whole handshake was made
+        p.quit()
+        needles = private_key_needles(srv.settings["tls_key"])
         self.assertEqual(memory_holds(agents[0], needles), set(),
                          "the mailbox agent holds the TLS key")
+        self.assertEqual(memory_holds(worker[0], needles), set(),
+                         "the pop3 worker holds the TLS key")
+        self.assertTrue(memory_holds(srv.role_pids("keyholder")[0], needles),
+                        "the probe does not find the key in the key holder")
 
 
 class Pop3RestartTest(PosternTestCase):
