@@ -103,6 +103,7 @@ static const struct key_def keys[] = {
 	{ "mailbox_quota", K_SIZE, OFF(mailbox_quota), "0", 0, 1ULL << 60, false, NULL },
 	{ "quota_reject_margin", K_SIZE, OFF(quota_reject_margin), "25k", 0, 1ULL << 40, false,
 	  NULL },
+	{ "domains_file", K_PATH, OFF(domains_file), "", 0, 0, true, NULL },
 	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
 	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
 	{ "client_restrictions", K_WORDS, OFF(client_restrictions), "", 0, 0, true, NULL },
@@ -346,6 +347,16 @@ static bool plain_address(const char *s)
 		if (*p <= ' ' || *p >= 127 || strchr("<>\"@,;:\\()[]", *p) != NULL)
 			return false;
 	return true;
+}
+
+bool config_valid_domain(const char *s)
+{
+	return valid_hostname(s);
+}
+
+bool config_valid_address(const char *s)
+{
+	return plain_address(s);
 }
 
 /* A K_LISTEN field: the array at the key's offset, its count right after

@@ -86,6 +86,7 @@ struct config {
 	 * refuses a mailbox with less than quota_reject_margin free. */
 	uint64_t mailbox_quota;
 	uint64_t quota_reject_margin;
+	char *domains_file; /* more local domains and their settings (src/mail/domains.h); "" = none */
 	cidr_list_t mynetworks;
 	strlist_t relay_domains;
 	/* SMTP restrictions (src/policy/restrictions.h), evaluated at RCPT
@@ -298,6 +299,13 @@ char *config_base_dir(const struct config *cfg);
 /* The greeting text after "220 " (malloc'ed): smtpd_banner with
  * $hostname (or $myhostname) replaced by hostname. */
 char *config_banner(const struct config *cfg);
+
+/* A domain name as local_domains takes it (letters, digits, '-', '_',
+ * labels of at most 63 octets, 253 in all). */
+bool config_valid_domain(const char *s);
+/* "local@domain": a local part of printable ASCII without white space,
+ * angle brackets, quotes, ',', ':' or a second '@', and a valid domain. */
+bool config_valid_address(const char *s);
 
 /*
  * Lexically normalised copy of path (malloc'ed): repeated slashes, "."

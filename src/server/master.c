@@ -7,7 +7,8 @@
  * privsep.c), restarts a role that dies, and
  * handles SIGTERM (graceful drain), SIGINT (the same) and SIGHUP (reload:
  * a new generation starts, the old smtp workers get SIGUSR2 and retire
- * once their sessions end).
+ * once their sessions end). A change of users_file, aliases_file or
+ * domains_file (table_watch.c, looked at every second) reloads too.
  *
  * Content scanning: a generation whose configuration may scan starts with
  * its scan master alone, which builds the pipeline (rules compiled,
@@ -52,6 +53,7 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "../dns/dns.h"
+#include "../mail/domains.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
@@ -66,6 +68,7 @@
 #include "auth_role.h"
 #include "preflight.h"
 #include "privsep.h"
+#include "table_watch.h"
 
 /* The table of children starts this big and doubles when full: retiring
  * generations live as long as their sessions, so after many reloads it
@@ -104,6 +107,7 @@ struct generation {
 	struct relay_router *router; /* transport_file, relayhost, TLS policy */
 	bool scanning;      /* its smtp workers ask the scan master */
 	int scan_ready_fd;  /* while its scan master builds: the pipe's read end */
+	struct table_watch watch; /* its table files as they were before being read */
 };
 
 struct master {
@@ -122,6 +126,7 @@ struct master {
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
 	time_t scan_respawn_at;      /* start the current scan master again then; 0: no */
+	struct table_watch watch;    /* the newest generation's table files: a change reloads */
 	struct child *children; /* child_cap entries, child_count used */
 	size_t child_count, child_cap;
 	bool stopping;
@@ -142,6 +147,7 @@ static void generation_free(struct generation **gp)
 	notice_template_free(&g->notice_template);
 	restrictions_free(&g->restrictions);
 	relay_router_free(&g->router);
+	table_watch_free(&g->watch);
 	xfree(gp);
 }
 
@@ -209,12 +215,22 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		generation_free(&g);
 		return NULL;
 	}
-	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
-				  privsep_mailbox_owner(&g->ps, &owner), errors);
-	if (g->rcpt == NULL) {
+	table_watch_take(&g->watch, &g->cfg);
+	/* domains_file's domains join local_domains before anything reads it */
+	struct domain_table *domains = domains_load_config(&g->cfg, errors);
+	if (domains == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
+	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
+				  privsep_mailbox_owner(&g->ps, &owner), errors);
+	if (g->rcpt == NULL) {
+		domains_free(&domains);
+		generation_free(&g);
+		return NULL;
+	}
+	recipients_set_domains(g->rcpt, domains);
+	domains_warn_catch_all(g->rcpt, g->cfg.domains_file, errors);
 	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
 	if (g->notice_template == NULL) {
 		generation_free(&g);
@@ -1077,6 +1093,7 @@ static void reload(struct master *m)
 		return;
 	}
 	m->last_number = g->number;
+	table_watch_move(&m->watch, &g->watch);
 	if (generation_check(g) < 0) {
 		log_error("reload: the new configuration cannot work, keeping the running one");
 		generation_free(&g);
@@ -1174,6 +1191,12 @@ static int supervise(struct master *m)
 			stop_children(m);
 			stop_deadline = time(NULL) + 5;
 		}
+		/* A table change seen in the same turn as a SIGHUP is one reload. */
+		const char *changed = NULL;
+		if (!m->stopping && table_watch_changed(&m->watch, &changed) && !t.reload) {
+			log_info("%s changed: reloading the tables", changed);
+			t.reload = true;
+		}
 		if (t.reload && !m->stopping)
 			reload(m);
 		scan_respawn_due(m);
@@ -1219,6 +1242,7 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
+	table_watch_move(&m.watch, &g->watch);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
 	spawn_auth(&m, g);
 	start_generation(&m, g);
@@ -1231,6 +1255,7 @@ int master_main(const char *config_path)
 	free(m.children);
 	generation_free(&m.pending);
 	generation_free(&m.current);
+	table_watch_free(&m.watch);
 	log_info("postern stopped");
 	return rc;
 }

@@ -569,16 +569,19 @@ class PosternServer:
         With wait_old, also wait until every process of the previous
         generation has exited (they drain their sessions first); the
         anvil and the auth process belong to no generation and stay."""
-        anvil = set(self.role_pids("anvil")) | set(self.role_pids("auth"))
-        old = [p for p in self.children() if p not in anvil]
+        old = self.children()
         offset = self.log_size()
         os.kill(self.proc.pid, signal.SIGHUP)
         if not wait:
             return None
         m = self.wait_log(r"reload: .*", timeout=timeout, since=offset)
         if wait_old and "generation" in m.group(0):
-            wait_until(lambda: not any(process_alive(p) for p in old),
-                       timeout or scaled(10), what="the old generation to exit")
+            # Asked now, not before the signal: one of them may not have
+            # logged its role yet then.
+            def old_gone():
+                kept = set(self.role_pids("anvil")) | set(self.role_pids("auth"))
+                return not any(process_alive(p) for p in old if p not in kept)
+            wait_until(old_gone, timeout or scaled(10), what="the old generation to exit")
         return m
 
     def send_signal(self, sig):

@@ -518,6 +518,26 @@ class QuotaReloadTest(PosternTestCase):
             self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         self.assertEqual(read_maildirsize(srv, "alice")[0], "1048576S")
 
+    def test_domain_default_between_user_rule_and_global(self):
+        # example.test's default (domains_file) applies to alice, who has
+        # no rule of her own; bob's own rule and mailbox_quota do not move.
+        users = {"alice": "", "bob": "userdb_quota_rule=*:storage=1M", "admin": ""}
+        srv = self.start_server(start=False, users=list(users), aliases={},
+                                config={"mailbox_quota": "10M",
+                                        "domains_file": "domains"})
+        write_users(srv, users)
+        with open(os.path.join(srv.dir, "domains"), "w") as f:
+            f.write("%s quota=60k\n" % DOMAIN)
+        srv.start()
+        fill(srv, "alice", 40 * KB)  # 20 KiB free of 60: within the margin
+        fill(srv, "bob", 40 * KB)
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 552, "5.2.2")
+            self.assertReply(c.cmd("RCPT TO:<bob@%s>" % DOMAIN), 250)
+        self.assertEqual(read_maildirsize(srv, "alice")[0], "61440S")
+
     def test_no_quota_no_reader(self):
         srv = self.start_server(users=["alice", "admin"], aliases={})
         srv.wait_roles(smtp=2, qmgr=1)
