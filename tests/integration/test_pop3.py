@@ -355,6 +355,31 @@ class Pop3QuotaTest(PosternTestCase):
         srv.wait_delivery("alice", qid)
 
 
+class Pop3ThrottleTest(PosternTestCase):
+    """Failed POP3 logins count in the auth process like SMTP AUTH ones:
+    past auth_client_ban_failures the client is refused for a while, even
+    with the right password, and told to come back later."""
+
+    def test_banned_after_failures(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", auth_failure_delay="0",
+            auth_client_ban_failures="2", auth_ban_time="10m"))
+        port = port_of(srv, "pop3_listen")
+        for _ in range(2):
+            p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+            self.addCleanup(Pop3Test._close, p)
+            p.user("alice@example.test")
+            with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+                p.pass_("wrong")
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("alice@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[SYS/TEMP\]"):
+            p.pass_("secret")
+        srv.wait_log(r"client=127\.0\.0\.1 user=alice@example\.test login throttled")
+        self.assertNotIn("secret", srv.log())  # passwords are never logged
+
+
 class Pop3ClientsTest(PosternTestCase):
     """pop3_clients: POP3 only from the listed networks."""
 
