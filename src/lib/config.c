@@ -90,6 +90,8 @@ static const struct key_def keys[] = {
 	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false, NULL },
 	{ "submission_listen", K_LISTEN, OFF(submission_listen), "", 0, 0, true, NULL },
 	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), "", 0, 0, true, NULL },
+	{ "pop3_listen", K_LISTEN, OFF(pop3_listen), "", 0, 0, true, NULL },
+	{ "pop3s_listen", K_LISTEN, OFF(pop3s_listen), "", 0, 0, true, NULL },
 	{ "user", K_STRING, OFF(user), "postern", 0, 0, true, NULL },
 	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true, NULL },
 	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false, NULL },
@@ -284,6 +286,12 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
 	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
+	/* POP3 (src/pop3/, postern.conf(5) POP3); the listeners are above. */
+	{ "pop3_clients", K_CIDRS, OFF(pop3_clients), "0.0.0.0/0, ::/0", 0, 0, true, NULL },
+	{ "pop3_cleartext_networks", K_CIDRS, OFF(pop3_cleartext_networks), "", 0, 0, true, NULL },
+	{ "pop3_connection_limit", K_UINT, OFF(pop3_connection_limit), "200", 1, 100000, false,
+	  NULL },
+	{ "pop3_idle_timeout", K_DURATION, OFF(pop3_idle_timeout), "10m", 1, DAY, false, NULL },
 };
 
 struct parse_ctx {
@@ -371,6 +379,8 @@ static struct listen_field listen_field_at(void *field)
 LISTEN_PAIR(listen);
 LISTEN_PAIR(submission_listen);
 LISTEN_PAIR(smtps_listen);
+LISTEN_PAIR(pop3_listen);
+LISTEN_PAIR(pop3s_listen);
 
 static void free_listen(struct listen_field f)
 {
@@ -994,6 +1004,9 @@ static void check_consistency(struct parse_ctx *ctx)
 		report(ctx, 0, "tls_cert and tls_key must be set together");
 	if (cfg->smtps_listen_count > 0 && cfg->tls_cert[0] == '\0')
 		report(ctx, 0, "smtps_listen needs tls_cert and tls_key (implicit TLS)");
+	if (cfg->pop3s_listen_count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, config_key_line(cfg, "pop3s_listen"), "pop3s_listen: implicit TLS needs "
+		       "tls_cert and tls_key");
 	if (cfg->submission_listen_count > 0 && cfg->tls_cert[0] == '\0' &&
 	    cfg->auth_cleartext_networks.count == 0)
 		report(ctx, 0, "submission_listen needs tls_cert and tls_key: AUTH is offered only "

@@ -68,6 +68,11 @@ struct config {
 	size_t submission_listen_count;
 	struct listen_addr *smtps_listen;
 	size_t smtps_listen_count;
+	/* POP3 (src/pop3/): STLS (RFC 2595) and implicit TLS; none by default. */
+	struct listen_addr *pop3_listen;
+	size_t pop3_listen_count;
+	struct listen_addr *pop3s_listen;
+	size_t pop3s_listen_count;
 	char *user;       /* smtp workers and queue manager run as it when root */
 	char *mail_owner; /* owns mail_root and every Maildir; local delivery runs as it */
 	uint64_t workers; /* smtp worker processes; 0 = one per core */
@@ -257,6 +262,12 @@ struct config {
 	uint64_t relay_command_timeout;
 	uint64_t relay_data_timeout;
 	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
+
+	/* POP3 (src/pop3/, docs/postern.conf.5 POP3). */
+	cidr_list_t pop3_clients;        /* who may connect to the POP3 listeners */
+	cidr_list_t pop3_cleartext_networks; /* may log in without TLS */
+	uint64_t pop3_connection_limit;  /* open POP3 sessions at most */
+	uint64_t pop3_idle_timeout;      /* seconds without a command (RFC 1939: >= 10 min) */
 
 	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };

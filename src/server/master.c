@@ -58,6 +58,7 @@
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
+#include "../pop3/pop3.h"
 #include "../queue/quota_reader.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
@@ -78,7 +79,8 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_KEYHOLDER };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_KEYHOLDER,
+	    ROLE_POP3 };
 #define ANVIL_GENERATION 0u /* also the auth process's: kept over reloads too */
 
 /* A current scan master that exited for good is started again after this
@@ -111,9 +113,13 @@ struct generation {
 struct master {
 	const char *config_path;
 	pid_t pid; /* the supervisor's own, for the children's death signal */
+	/* Every listener: the SMTP ones first (smtp_listen_count), then
+	 * pop3_listen and pop3s_listen (implicit_tls says which). */
 	int *listen_fds;
 	enum smtp_listener *listen_kinds; /* what each listening socket is for */
+	bool *implicit_tls;
 	size_t listen_count;
+	size_t smtp_listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
@@ -319,34 +325,44 @@ static int bind_one(const struct listen_addr *la)
 	return fd;
 }
 
-/* Bind listen, submission_listen and smtps_listen; every role closes
- * them all (listen_fds), the smtp workers serve each as its kind. */
+static int bind_list(struct master *m, const struct listen_addr *addrs, size_t count,
+		     enum smtp_listener kind, bool implicit_tls, const char *what)
+{
+	for (size_t i = 0; i < count; i++) {
+		int fd = bind_one(&addrs[i]);
+		if (fd < 0)
+			return -1;
+		m->listen_fds[m->listen_count] = fd;
+		m->listen_kinds[m->listen_count] = kind;
+		m->implicit_tls[m->listen_count] = implicit_tls;
+		m->listen_count++;
+		log_info("listening on %s%s", addrs[i].text, what);
+	}
+	return 0;
+}
+
+/* Bind listen, submission_listen and smtps_listen (the smtp workers serve
+ * each as its kind), then pop3_listen and pop3s_listen; every other role
+ * closes them all (listen_fds). */
 static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	const struct {
-		const struct listen_addr *addrs;
-		size_t count;
-		enum smtp_listener kind;
-		const char *what;
-	} lists[] = {
-		{ cfg->listen, cfg->listen_count, SMTP_LISTENER_MX, "" },
-		{ cfg->submission_listen, cfg->submission_listen_count, SMTP_LISTENER_SUBMISSION,
-		  " (submission)" },
-		{ cfg->smtps_listen, cfg->smtps_listen_count, SMTP_LISTENER_SMTPS, " (smtps)" },
-	};
-	size_t total = cfg->listen_count + cfg->submission_listen_count + cfg->smtps_listen_count;
-	m->listen_fds = xcalloc(total, sizeof(int));
-	m->listen_kinds = xcalloc(total, sizeof(*m->listen_kinds));
-	for (size_t l = 0; l < ARRAY_LEN(lists); l++) {
-		for (size_t i = 0; i < lists[l].count; i++) {
-			int fd = bind_one(&lists[l].addrs[i]);
-			if (fd < 0)
-				return -1;
-			m->listen_fds[m->listen_count] = fd;
-			m->listen_kinds[m->listen_count++] = lists[l].kind;
-			log_info("listening on %s%s", lists[l].addrs[i].text, lists[l].what);
-		}
-	}
+	size_t all = cfg->listen_count + cfg->submission_listen_count + cfg->smtps_listen_count +
+		     cfg->pop3_listen_count + cfg->pop3s_listen_count;
+	m->listen_fds = xcalloc(all, sizeof(int));
+	m->listen_kinds = xcalloc(all, sizeof(*m->listen_kinds));
+	m->implicit_tls = xcalloc(all, sizeof(bool));
+	if (bind_list(m, cfg->listen, cfg->listen_count, SMTP_LISTENER_MX, false, "") < 0 ||
+	    bind_list(m, cfg->submission_listen, cfg->submission_listen_count,
+		      SMTP_LISTENER_SUBMISSION, false, " (submission)") < 0 ||
+	    bind_list(m, cfg->smtps_listen, cfg->smtps_listen_count, SMTP_LISTENER_SMTPS, true,
+		      " (smtps)") < 0)
+		return -1;
+	m->smtp_listen_count = m->listen_count;
+	if (bind_list(m, cfg->pop3_listen, cfg->pop3_listen_count, SMTP_LISTENER_MX, false,
+		      " (pop3)") < 0 ||
+	    bind_list(m, cfg->pop3s_listen, cfg->pop3s_listen_count, SMTP_LISTENER_MX, true,
+		      " (pop3s)") < 0)
+		return -1;
 	return 0;
 }
 
@@ -589,6 +605,68 @@ static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd
 	_exit(auth_main(&g->cfg, ctl_fd));
 }
 
+/* The pop3 role (still root here): fork its mailbox agent, which
+ * becomes mail_owner and keeps only its end of the socket pair, then
+ * build the TLS context (the certificate, read after the fork: the agent
+ * holds nothing of TLS; the private key stays in the key holder) and
+ * become user with the POP3 listeners. */
+static NORETURN void run_pop3(struct master *m, struct generation *g)
+{
+	log_set_role("pop3");
+	for (size_t i = 0; i < m->smtp_listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("pop3 mailbox agent: socketpair: %s", strerror(errno));
+		_exit(1);
+	}
+	int size = 1024 * 1024; /* an UPDATE of many messages is one packet */
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+	pid_t worker_pid = getpid();
+	pid_t agent = fork();
+	if (agent < 0) {
+		log_error("pop3 mailbox agent: fork: %s", strerror(errno));
+		_exit(1);
+	}
+	if (agent == 0) {
+		log_set_role("maildrop");
+		for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+			close(m->listen_fds[i]);
+		close(sv[0]);
+		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, worker_pid) < 0)
+			_exit(1);
+		_exit(pop3_agent_main(&g->cfg, sv[1]));
+	}
+	close(sv[1]);
+	SSL_CTX *tls_ctx = NULL;
+	if (g->tls) {
+		char *err = NULL;
+		tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
+		if (tls_ctx == NULL) {
+			log_error("pop3 worker: %s", err);
+			kill(agent, SIGKILL);
+			_exit(1);
+		}
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
+		kill(agent, SIGKILL);
+		_exit(1);
+	}
+	struct pop3_links links = { .listen_fds = m->listen_fds + m->smtp_listen_count,
+				    .implicit_tls = m->implicit_tls + m->smtp_listen_count,
+				    .listen_count = m->listen_count - m->smtp_listen_count,
+				    .agent_fd = sv[0] };
+	_exit(pop3_worker_main(&g->cfg, tls_ctx, &links));
+}
+
 /* In a new smtp worker, still root: fork its quota reader (it becomes
  * mail_owner and answers the worker's RCPT checks over a socket pair,
  * src/queue/quota_reader.h) before the worker reads the TLS certificate.
@@ -666,7 +744,12 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		run_anvil(m, g);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
+	if (role == ROLE_POP3)
+		run_pop3(m, g);
 	log_set_role("smtp");
+	for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+		close(m->listen_fds[i]); /* the POP3 listeners */
+	m->listen_count = m->smtp_listen_count; /* this process's copy: they are gone */
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
 	pid_t quota_pid = -1;
@@ -686,7 +769,7 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		_exit(1);
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
 					   .listen_kinds = m->listen_kinds,
-					   .listen_count = m->listen_count,
+					   .listen_count = m->smtp_listen_count,
 					   .notify_fd = m->notify_pipe[1],
 					   .flow_fd = m->flow_pipe[0],
 					   .notice_template = g->notice_template,
@@ -798,6 +881,8 @@ static void spawn_generation(struct master *m)
 	size_t n = worker_count(&m->current->cfg);
 	for (size_t i = 0; i < n; i++)
 		spawn(m, ROLE_SMTP);
+	if (m->listen_count > m->smtp_listen_count)
+		spawn(m, ROLE_POP3);
 }
 
 
@@ -851,7 +936,8 @@ static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
 		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
-		: role == ROLE_KEYHOLDER ? "key holder" : "smtp worker";
+		: role == ROLE_KEYHOLDER ? "key holder" : role == ROLE_POP3 ? "pop3 worker"
+		: "smtp worker";
 }
 
 static bool same_list(const struct listen_addr *a, size_t na, const struct listen_addr *b,
@@ -1190,6 +1276,7 @@ int master_main(const char *config_path)
 		close(m.auth_ctl);
 	free(m.listen_fds);
 	free(m.listen_kinds);
+	free(m.implicit_tls);
 	free(m.children);
 	generation_free(&m.pending);
 	generation_free(&m.current);

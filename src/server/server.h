@@ -23,6 +23,10 @@
  *     │                                     a socket pair with the supervisor
  *     │                                     (users_file as a descriptor);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ pop3 worker (user)           the POP3 listeners, a connection to
+ *     │          │                          the auth process's auth.sock
+ *     │          └─fork─▶ mailbox agent (mail_owner)
+ *     │                     a socket pair with the pop3 worker (pop3/pop3.h)
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
@@ -53,7 +57,12 @@
  * each smtp worker asks its quota reader how full a mailbox is
  * (src/queue/quota_proto.h);
  * the auth process to check logins (src/auth/auth_proto.h);
- * nothing else crosses between processes. Only the agent can open a mailbox; the
+ * the pop3 worker asks the auth process to check logins and its mailbox
+ * agent to open, read and update the maildrop of the account the auth
+ * process named (src/pop3/pop3_proto.h: a message travels as a read-only
+ * descriptor); nothing else crosses between processes. Only the agents
+ * (local delivery, the pop3 role's mailbox agent, the quota readers) can
+ * open a mailbox; the
  * processes that parse network input hold no password hash (the users
  * table keeps addresses only) and cannot read the users file: only the
  * auth process holds the hashes, read from a descriptor the supervisor
