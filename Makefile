@@ -10,6 +10,8 @@
 #                   DNSBL connections against postscreen;
 #                   postern report against pflogsumm on a million-line log
 #                   relay throughput against Postfix (bench/relay.sh)
+#                   AUTH logins per second against Dovecot (bench/auth.sh)
+#                   POP3 RETR throughput against Dovecot's POP3 (bench/pop3.sh)
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -167,7 +169,8 @@ check-fuzz: $(FUZZ_BINS)
 # The parts run even when one fails; any failing fails the target.
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
-	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; bench/relay.sh || rc=1; exit $$rc
+	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; bench/relay.sh || rc=1; \
+	  bench/auth.sh || rc=1; bench/pop3.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on

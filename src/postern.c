@@ -11,6 +11,9 @@
  *                                    1 blocked, 2 error)
  *   postern learn [-c FILE] --spam|--ham|--forget|--classify FILE|DIR|-...
  *   postern learn [-c FILE] --stats|--expire     Bayes (learn_cli.h)
+ *   postern user add|passwd|quota|del|list|show ... [-c FILE]
+ *   postern domain add|set|del|list ... [-c FILE]   accounts and local
+ *                                    domains (src/account/account_cli.h)
  *   postern report [--json|--html] [--top N] [LOGFILE...|-]   log summary
  *                                    (src/report/report.h)
  *   postern version | --version | -V
@@ -26,8 +29,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "account/account_cli.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "mail/domains.h"
 #include "mail/recipients.h"
 #include "dns/dns.h"
 #include "policy/dnsbl.h"
@@ -80,6 +85,14 @@ static void usage(FILE *out)
 		"                  print the Bayes spam probability of each message\n"
 		"  learn --stats|--expire\n"
 		"                  show the Bayes store; expire its old rare tokens now\n"
+		"  user add ADDRESS [--quota SIZE] [--stdin]\n"
+		"                  add a user to users_file (password asked twice, or one\n"
+		"                  line on standard input; never on the command line)\n"
+		"  user passwd ADDRESS [--stdin] | quota ADDRESS SIZE|none | del ADDRESS\n"
+		"  user list [DOMAIN] | show ADDRESS [--json]\n"
+		"  domain add|set DOMAIN [--quota SIZE] [--catch-all ADDRESS|none]\n"
+		"  domain del DOMAIN | list [--json]\n"
+		"                  the local domains of domains_file (and local_domains)\n"
 		"  report [--json|--html] [--top N] [LOGFILE...|-]\n"
 		"                  summarise postern's log (plain or .gz files, or stdin)\n"
 		"  version         print the version (also --version, -V)\n"
@@ -124,10 +137,18 @@ static int check_config(const char *path)
 	problems += config_check_server_files(&cfg, stderr);
 	problems += dnsbl_config_check(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
+	struct domain_table *domains = domains_load_config(&cfg, stderr);
+	if (domains == NULL)
+		problems++;
 	struct recipient_tables *t = recipients_load(cfg.users_file, cfg.aliases_file,
 						     privsep_mailbox_owner(&ps, &owner), stderr);
-	if (t == NULL)
+	if (t == NULL) {
 		problems++;
+		domains_free(&domains);
+	} else {
+		recipients_set_domains(t, domains);
+		domains_warn_catch_all(t, cfg.domains_file, stderr);
+	}
 	struct notice_template *notice = notice_template_load(cfg.notify_template, stderr);
 	if (notice == NULL)
 		problems++;
@@ -179,6 +200,18 @@ static int check_config(const char *path)
 	privsep_free(&ps);
 	config_free(&cfg);
 	return problems == 0 ? 0 : 1;
+}
+
+/* "user" or "domain": users_file and domains_file (src/account/). */
+static int account_command(const char *what, const char *path, int argc, char **argv)
+{
+	struct config cfg;
+	if (config_load(path, &cfg, stderr) < 0)
+		return ACCOUNT_CLI_ERROR;
+	int rc = strcmp(what, "user") == 0 ? account_user_main(&cfg, argc, argv)
+					   : account_domain_main(&cfg, argc, argv);
+	config_free(&cfg);
+	return rc;
 }
 
 static int queue_command(const char *path, int argc, char **argv)
@@ -342,6 +375,8 @@ int main(int argc, char **argv)
 		return quarantine_command(command, config, rest, argv + 2);
 	if (strcmp(command, "scan") == 0)
 		return scan_command(config, rest, argv + 2);
+	if (strcmp(command, "user") == 0 || strcmp(command, "domain") == 0)
+		return account_command(command, config, rest, argv + 2);
 	if (strcmp(command, "learn") == 0)
 		return learn_command(config, rest, argv + 2);
 	if (is_one_of(command, "version", "--version", "-V") && rest == 0) {

@@ -15,6 +15,8 @@
 #                        never a system mailer
 #   dovecot-imapd        the integration tests start a private Dovecot that
 #                        reads postern's Maildirs, never the system one
+#   dovecot-pop3d        the POP3 benchmark's comparison (bench/pop3.sh starts a
+#                        private Dovecot POP3 server on postern's Maildirs)
 #   libclamav-dev        the antivirus stage's in-process engine
 #   clamav-daemon        clamd for the clamd mode's tests, started privately
 #                        (tests/integration/clamd_peer.py) with postern's
@@ -80,7 +82,7 @@ amd64) HS_DEV=libhyperscan-dev ;;
 esac
 PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-dev
       libmagic-dev libpcre2-dev libarchive-dev
-      clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd
+      clang python3 swaks libnet-ssleay-perl postfix dovecot-core dovecot-imapd dovecot-pop3d
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
       libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm \

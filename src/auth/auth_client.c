@@ -3,8 +3,10 @@
  * contract is in auth_client.h; the messages in auth_proto.h).
  *
  * One connection per worker, many requests outstanding on it, matched by
- * seq. A request is sent at once; when it cannot be (no auth process at
- * the path, the socket full, the connection broken) it is answered
+ * seq. A request is sent at once, or, while the socket is full, kept (its
+ * packet, wiped once sent) and sent in order when it is writable, at most
+ * AUTH_CLIENT_UNSENT_MAX of them; when it cannot be (no auth process at
+ * the path, too many unsent, the connection broken) it is answered
  * AUTH_TEMPFAIL from the loop. Each request waits at most
  * AUTH_CLIENT_TIMEOUT_MS, longer than the auth process's longest delay
  * after a failure (auth_failure_delay_max, at most 30 s) plus a hash. A
@@ -31,6 +33,7 @@
 #include "auth_proto.h"
 
 #define AUTH_CLIENT_TIMEOUT_MS 45000
+#define AUTH_CLIENT_UNSENT_MAX 10000
 #define UNREACHABLE_WARN_SECONDS 10
 
 struct auth_request {
@@ -43,23 +46,38 @@ struct auth_request {
 	enum auth_verdict fail_verdict;   /* answered from the loop with this */
 	const char *fail_why;             /* and this; NULL: the deadline passed */
 	struct event *deadline;           /* also fires at once to fail it */
+	buf_t packet;                     /* not sent yet (holds the password) */
 };
 
 struct auth_client {
 	struct event_base *evb;
 	char *path;
 	int fd;
-	struct event *readable;
+	struct event *readable, *writable;
 	uint32_t next_seq;
-	struct auth_request *head, *tail;
+	struct auth_request *head, *tail; /* waiting for answers, in send order */
+	struct auth_request *unsent;      /* the first of them not sent yet, or NULL */
+	size_t unsent_count;
 	time_t unreachable_warned;
 };
+
+static void wipe_packet(struct auth_request *r)
+{
+	if (r->packet.data != NULL) {
+		explicit_bzero(r->packet.data, r->packet.cap);
+		r->c->unsent_count--;
+	}
+	buf_free(&r->packet);
+}
 
 static void unlink_req(struct auth_request *r)
 {
 	struct auth_client *c = r->c;
 	if (!r->waiting)
 		return;
+	if (c->unsent == r)
+		c->unsent = r->next;
+	wipe_packet(r);
 	if (r->prev != NULL)
 		r->prev->next = r->next;
 	else
@@ -75,6 +93,7 @@ static void unlink_req(struct auth_request *r)
 static void req_free(struct auth_request *r)
 {
 	unlink_req(r);
+	wipe_packet(r);
 	event_free(r->deadline);
 	free(r);
 }
@@ -108,7 +127,8 @@ static void disconnect(struct auth_client *c, const char *why)
 {
 	if (c->fd >= 0) {
 		event_free(c->readable);
-		c->readable = NULL;
+		event_free(c->writable);
+		c->readable = c->writable = NULL;
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -159,6 +179,40 @@ static void readable_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Send what waits, in order; false if the connection broke (the caller
+ * disconnects). */
+static bool flush_unsent(struct auth_client *c)
+{
+	while (c->unsent != NULL) {
+		struct auth_request *r = c->unsent;
+		ssize_t n;
+		do
+			n = send(c->fd, r->packet.data, r->packet.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(c->writable, NULL);
+			return true;
+		}
+		if (n < 0)
+			return false;
+		c->unsent = r->next;
+		wipe_packet(r);
+	}
+	event_del(c->writable);
+	return true;
+}
+
+static void writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_client *c = arg;
+	(void)fd;
+	(void)what;
+	if (!flush_unsent(c)) {
+		log_warn("auth: connection ended (%s)", strerror(errno));
+		disconnect(c, "the auth process went away");
+	}
+}
+
 static bool ensure_connected(struct auth_client *c)
 {
 	if (c->fd >= 0)
@@ -174,8 +228,9 @@ static bool ensure_connected(struct auth_client *c)
 	}
 	c->fd = fd;
 	c->readable = event_new(c->evb, fd, EV_READ | EV_PERSIST, readable_cb, c);
-	if (c->readable == NULL)
-		log_fatal("cannot allocate the auth connection's event");
+	c->writable = event_new(c->evb, fd, EV_WRITE | EV_PERSIST, writable_cb, c);
+	if (c->readable == NULL || c->writable == NULL)
+		log_fatal("cannot allocate the auth connection's events");
 	event_add(c->readable, NULL);
 	return true;
 }
@@ -198,6 +253,7 @@ void auth_client_free(struct auth_client **cp)
 		req_free(c->head);
 	if (c->fd >= 0) {
 		event_free(c->readable);
+		event_free(c->writable);
 		close(c->fd);
 	}
 	free(c->path);
@@ -243,24 +299,25 @@ struct auth_request *auth_client_check(struct auth_client *c, const struct auth_
 		fail_soon(r, AUTH_FAILED, "user or password too long");
 		return r;
 	}
-	buf_t out = BUF_INIT;
-	auth_msg_encode(m, &out);
-	auth_msg_wipe(m);
-	free(m);
-	ssize_t n = -1;
-	if (ensure_connected(c)) {
-		do
-			n = send(c->fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		while (n < 0 && errno == EINTR);
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			disconnect(c, "the auth process went away");
-	}
-	explicit_bzero(out.data, out.cap);
-	buf_free(&out);
-	if (n < 0) {
+	if (!ensure_connected(c)) {
+		auth_msg_wipe(m);
+		free(m);
 		fail_soon(r, AUTH_TEMPFAIL, "the auth process cannot be reached");
 		return r;
 	}
+	if (c->unsent_count >= AUTH_CLIENT_UNSENT_MAX) {
+		auth_msg_wipe(m);
+		free(m);
+		fail_soon(r, AUTH_TEMPFAIL, "too many checks waiting to be sent");
+		return r;
+	}
+	/* the packet is encoded into room made once, so no copy of the
+	 * password is left behind by a reallocation */
+	buf_reserve(&r->packet, AUTH_MSG_MAX);
+	auth_msg_encode(m, &r->packet);
+	auth_msg_wipe(m);
+	free(m);
+	c->unsent_count++;
 	r->waiting = true;
 	r->prev = c->tail;
 	if (c->tail != NULL)
@@ -268,8 +325,14 @@ struct auth_request *auth_client_check(struct auth_client *c, const struct auth_
 	else
 		c->head = r;
 	c->tail = r;
+	if (c->unsent == NULL)
+		c->unsent = r;
 	struct timeval tv = { AUTH_CLIENT_TIMEOUT_MS / 1000, (AUTH_CLIENT_TIMEOUT_MS % 1000) * 1000 };
 	evtimer_add(r->deadline, &tv);
+	if (!flush_unsent(c)) {
+		log_warn("auth: connection ended (%s)", strerror(errno));
+		disconnect(c, "the auth process went away");
+	}
 	return r;
 }
 

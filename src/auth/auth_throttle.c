@@ -5,6 +5,8 @@
  */
 #include "auth_throttle.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +156,23 @@ static void make_key(char *key, const char *kind, const char *name)
 	snprintf(key, KEY_MAX, "%s:%s", kind, name);
 }
 
+/* A client's key: its IPv4 address, or the /64 of its IPv6 address (one
+ * site's prefix: a client that changes addresses inside it stays one). */
+static void client_key(char *key, const char *client)
+{
+	struct in6_addr a6;
+	char text[INET6_ADDRSTRLEN];
+	if (strchr(client, ':') != NULL && inet_pton(AF_INET6, client, &a6) == 1 &&
+	    !IN6_IS_ADDR_V4MAPPED(&a6)) {
+		memset(a6.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL) {
+			snprintf(key, KEY_MAX, "c:%s/64", text);
+			return;
+		}
+	}
+	make_key(key, "c", client);
+}
+
 /* The record of key as it stands at now (failures forgotten ban_ms after
  * the last, a ban over once its time passed). */
 static struct auth_throttle_record current(struct auth_throttle *t, const char *key,
@@ -177,7 +196,7 @@ bool auth_throttle_banned(struct auth_throttle *t, const char *client, const cha
 	char key[KEY_MAX];
 	bool banned = false;
 	pthread_mutex_lock(&t->lock);
-	make_key(key, "c", client);
+	client_key(key, client);
 	if (current(t, key, now_ms).banned_until_ms > now_ms) {
 		*which_r = "client";
 		banned = true;
@@ -215,7 +234,7 @@ uint64_t auth_throttle_failed(struct auth_throttle *t, const char *client, const
 	char key[KEY_MAX];
 	*banned_r = false;
 	pthread_mutex_lock(&t->lock);
-	make_key(key, "c", client);
+	client_key(key, client);
 	uint32_t n = count_failure(t, key, t->set.client_ban_failures, now_ms, banned_r);
 	if (user != NULL) {
 		make_key(key, "u", user);
@@ -235,7 +254,7 @@ void auth_throttle_succeeded(struct auth_throttle *t, const char *client, const 
 {
 	char key[KEY_MAX];
 	pthread_mutex_lock(&t->lock);
-	make_key(key, "c", client);
+	client_key(key, client);
 	t->store->ops->del(t->store, key);
 	if (user != NULL) {
 		make_key(key, "u", user);

@@ -1,8 +1,9 @@
 /*
- * auth_throttle.h - failed logins counted per client address and per
- * user: each failure makes the next answer wait longer (a delay doubling
- * from delay_ms up to delay_max_ms), and past a number of failures the
- * client (or the user) is banned for ban_ms: every login is then refused
+ * auth_throttle.h - failed logins counted per client address (an IPv6
+ * client by its /64) and per user: each failure makes the next answer
+ * wait longer (a delay doubling from delay_ms up to delay_max_ms), and
+ * past a number of failures the client (or the user) is banned for
+ * ban_ms: every login is then refused
  * as AUTH_THROTTLED without looking at the password. Failures are
  * forgotten ban_ms after the last one; a successful login forgets the
  * client's and the user's.

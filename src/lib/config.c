@@ -64,6 +64,7 @@ _Static_assert(sizeof(enum early_talker_action) == sizeof(unsigned), "enum size"
 _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_to) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum syslog_facility) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum tls_version) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
@@ -71,6 +72,8 @@ static const char *const log_level_words[] = { "debug", "info", "warn", "error",
 static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
 static const char *const scan_mode_words[] = { "auto", "yes", "no", NULL };
+static const char *const tls_version_words[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+						  NULL };
 static const char *const mime_limit_words[] = { "reject", "tempfail", NULL };
 static const char *const early_talker_words[] = { "reject", "log", NULL };
 static const char *const dnsbl_action_words[] = { "reject", "tempfail", "warn", NULL };
@@ -93,6 +96,8 @@ static const struct key_def keys[] = {
 	{ "listen", K_LISTEN, OFF(listen), "127.0.0.1:25", 0, 0, false, NULL },
 	{ "submission_listen", K_LISTEN, OFF(submission_listen), "", 0, 0, true, NULL },
 	{ "smtps_listen", K_LISTEN, OFF(smtps_listen), "", 0, 0, true, NULL },
+	{ "pop3_listen", K_LISTEN, OFF(pop3_listen), "", 0, 0, true, NULL },
+	{ "pop3s_listen", K_LISTEN, OFF(pop3s_listen), "", 0, 0, true, NULL },
 	{ "user", K_STRING, OFF(user), "postern", 0, 0, true, NULL },
 	{ "mail_owner", K_STRING, OFF(mail_owner), "vmail", 0, 0, true, NULL },
 	{ "workers", K_UINT, OFF(workers), "0", 0, 256, false, NULL },
@@ -104,6 +109,7 @@ static const struct key_def keys[] = {
 	{ "mailbox_quota", K_SIZE, OFF(mailbox_quota), "0", 0, 1ULL << 60, false, NULL },
 	{ "quota_reject_margin", K_SIZE, OFF(quota_reject_margin), "25k", 0, 1ULL << 40, false,
 	  NULL },
+	{ "domains_file", K_PATH, OFF(domains_file), "", 0, 0, true, NULL },
 	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
 	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
 	{ "client_restrictions", K_WORDS, OFF(client_restrictions), "", 0, 0, true, NULL },
@@ -119,6 +125,8 @@ static const struct key_def keys[] = {
 	{ "smtpd_banner", K_STRING, OFF(smtpd_banner), "$hostname ESMTP postern", 0, 0, false, NULL },
 	{ "tls_cert", K_PATH, OFF(tls_cert), "", 0, 0, true, NULL },
 	{ "tls_key", K_PATH, OFF(tls_key), "", 0, 0, true, NULL },
+	{ "tls_min_version", K_ENUM, OFF(tls_min_version), "TLSv1.2", 0, 0, false,
+	  tls_version_words },
 	{ "message_size_limit", K_SIZE, OFF(message_size_limit), "10240000", 1024, 1ULL << 40, false, NULL },
 	{ "recipient_limit", K_UINT, OFF(recipient_limit), "1000", 1, 100000, false, NULL },
 	{ "command_line_limit", K_UINT, OFF(command_line_limit), "2048", 512, 65536, false, NULL },
@@ -290,6 +298,12 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "relay_data_timeout", K_DURATION, OFF(relay_data_timeout), "10m", 1, 3600, false, NULL },
 	{ "relay_idle_timeout", K_DURATION, OFF(relay_idle_timeout), "2s", 0, 300, false, NULL },
+	/* POP3 (src/pop3/, postern.conf(5) POP3); the listeners are above. */
+	{ "pop3_clients", K_CIDRS, OFF(pop3_clients), "0.0.0.0/0, ::/0", 0, 0, true, NULL },
+	{ "pop3_cleartext_networks", K_CIDRS, OFF(pop3_cleartext_networks), "", 0, 0, true, NULL },
+	{ "pop3_connection_limit", K_UINT, OFF(pop3_connection_limit), "200", 1, 100000, false,
+	  NULL },
+	{ "pop3_idle_timeout", K_DURATION, OFF(pop3_idle_timeout), "10m", 1, DAY, false, NULL },
 };
 
 struct parse_ctx {
@@ -347,6 +361,16 @@ static bool plain_address(const char *s)
 	return true;
 }
 
+bool config_valid_domain(const char *s)
+{
+	return valid_hostname(s);
+}
+
+bool config_valid_address(const char *s)
+{
+	return plain_address(s);
+}
+
 /* A K_LISTEN field: the array at the key's offset, its count right after
  * it (checked for each such field below). */
 struct listen_field {
@@ -368,6 +392,8 @@ LISTEN_PAIR(listen);
 LISTEN_PAIR(submission_listen);
 LISTEN_PAIR(smtps_listen);
 LISTEN_PAIR(metrics_listen);
+LISTEN_PAIR(pop3_listen);
+LISTEN_PAIR(pop3s_listen);
 
 static void free_listen(struct listen_field f)
 {
@@ -991,6 +1017,9 @@ static void check_consistency(struct parse_ctx *ctx)
 		report(ctx, 0, "tls_cert and tls_key must be set together");
 	if (cfg->smtps_listen_count > 0 && cfg->tls_cert[0] == '\0')
 		report(ctx, 0, "smtps_listen needs tls_cert and tls_key (implicit TLS)");
+	if (cfg->pop3s_listen_count > 0 && cfg->tls_cert[0] == '\0')
+		report(ctx, config_key_line(cfg, "pop3s_listen"), "pop3s_listen: implicit TLS needs "
+		       "tls_cert and tls_key");
 	if (cfg->submission_listen_count > 0 && cfg->tls_cert[0] == '\0' &&
 	    cfg->auth_cleartext_networks.count == 0)
 		report(ctx, 0, "submission_listen needs tls_cert and tls_key: AUTH is offered only "

@@ -26,6 +26,8 @@ enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_D
 /* scan: auto = when a content stage is configured, yes = always (the MIME
  * limits alone when no stage is), no = never. */
 enum scan_mode { SCAN_MODE_AUTO, SCAN_MODE_YES, SCAN_MODE_NO };
+/* tls_min_version: the oldest TLS version the servers accept. */
+enum tls_version { TLS_VERSION_1_0, TLS_VERSION_1_1, TLS_VERSION_1_2, TLS_VERSION_1_3 };
 enum mime_limit_action { MIME_LIMIT_REJECT, MIME_LIMIT_TEMPFAIL };
 /* What a client that talks before the greeting gets: 554 and the end, or
  * a log line and the session as usual. */
@@ -66,6 +68,11 @@ struct config {
 	size_t submission_listen_count;
 	struct listen_addr *smtps_listen;
 	size_t smtps_listen_count;
+	/* POP3 (src/pop3/): STLS (RFC 2595) and implicit TLS; none by default. */
+	struct listen_addr *pop3_listen;
+	size_t pop3_listen_count;
+	struct listen_addr *pop3s_listen;
+	size_t pop3s_listen_count;
 	char *user;       /* smtp workers and queue manager run as it when root */
 	char *mail_owner; /* owns mail_root and every Maildir; local delivery runs as it */
 	uint64_t workers; /* smtp worker processes; 0 = one per core */
@@ -79,6 +86,7 @@ struct config {
 	 * refuses a mailbox with less than quota_reject_margin free. */
 	uint64_t mailbox_quota;
 	uint64_t quota_reject_margin;
+	char *domains_file; /* more local domains and their settings (src/mail/domains.h); "" = none */
 	cidr_list_t mynetworks;
 	strlist_t relay_domains;
 	/* SMTP restrictions (src/policy/restrictions.h), evaluated at RCPT
@@ -94,6 +102,7 @@ struct config {
 	char *smtpd_banner;   /* the 220 greeting, $hostname expanded (config_banner) */
 	char *tls_cert;     /* "" = no STARTTLS */
 	char *tls_key;
+	enum tls_version tls_min_version;
 
 	uint64_t message_size_limit;
 	uint64_t recipient_limit;
@@ -261,6 +270,12 @@ struct config {
 	uint64_t relay_data_timeout;
 	uint64_t relay_idle_timeout; /* an open connection waits this long for more mail */
 
+	/* POP3 (src/pop3/, docs/postern.conf.5 POP3). */
+	cidr_list_t pop3_clients;        /* who may connect to the POP3 listeners */
+	cidr_list_t pop3_cleartext_networks; /* may log in without TLS */
+	uint64_t pop3_connection_limit;  /* open POP3 sessions at most */
+	uint64_t pop3_idle_timeout;      /* seconds without a command (RFC 1939: >= 10 min) */
+
 	unsigned *key_lines; /* the line each key was set on (0: default), by key */
 };
 
@@ -293,6 +308,13 @@ char *config_base_dir(const struct config *cfg);
 /* The greeting text after "220 " (malloc'ed): smtpd_banner with
  * $hostname (or $myhostname) replaced by hostname. */
 char *config_banner(const struct config *cfg);
+
+/* A domain name as local_domains takes it (letters, digits, '-', '_',
+ * labels of at most 63 octets, 253 in all). */
+bool config_valid_domain(const char *s);
+/* "local@domain": a local part of printable ASCII without white space,
+ * angle brackets, quotes, ',', ':' or a second '@', and a valid domain. */
+bool config_valid_address(const char *s);
 
 /*
  * Lexically normalised copy of path (malloc'ed): repeated slashes, "."

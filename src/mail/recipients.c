@@ -7,6 +7,7 @@
  * hashes is the buffer wiped by safeio_free_secret before the roles fork.
  */
 #include "recipients.h"
+#include "domains.h"
 #include "passwd_line.h"
 #include "quota_rule.h"
 
@@ -32,6 +33,7 @@ struct recipient_tables {
 	 * userdb_quota_rule; no password is kept */
 	hashmap_t users;
 	hashmap_t aliases; /* address -> strlist_t * */
+	struct domain_table *domains; /* local domains (domains.c); NULL = none attached */
 };
 
 /* A user's own quota rule; 0 = no such limit. */
@@ -304,6 +306,7 @@ void recipients_free(struct recipient_tables **t)
 		return;
 	hashmap_free(&(*t)->users, free);
 	hashmap_free(&(*t)->aliases, free_strlist);
+	domains_free(&(*t)->domains);
 	xfree(t);
 }
 
@@ -318,13 +321,11 @@ uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 	const struct user_quota *own = hashmap_get(&t->users, address, NULL);
 	if (own != NULL)
 		return own->bytes; /* the user's rule, even "0" (no limit), comes first */
-	/*
-	 * DOMAIN DEFAULT: the per-domain default quota of the domains file
-	 * (recipients_domain_quota(), accounts branch) slots in here, between
-	 * the user's own rule and the global mailbox_quota:
-	 *     if (the domain of address has a default) return that default;
-	 */
-	return global_default;
+	/* then the default of the user's domain (domains_file), then the
+	 * global mailbox_quota */
+	const char *at = strrchr(address, '@');
+	uint64_t domain_default = at != NULL ? recipients_domain_quota(t, at + 1) : 0;
+	return domain_default != 0 ? domain_default : global_default;
 }
 
 uint64_t recipients_quota_messages(const struct recipient_tables *t, const char *address)
@@ -341,6 +342,17 @@ size_t recipients_quota_rule_count(const struct recipient_tables *t)
 const strlist_t *recipients_alias(const struct recipient_tables *t, const char *address)
 {
 	return hashmap_get(&t->aliases, address, NULL);
+}
+
+void recipients_set_domains(struct recipient_tables *t, struct domain_table *domains)
+{
+	domains_free(&t->domains);
+	t->domains = domains;
+}
+
+const struct domain_table *recipients_domains(const struct recipient_tables *t)
+{
+	return t->domains;
 }
 
 size_t recipients_user_count(const struct recipient_tables *t)
@@ -374,13 +386,16 @@ static enum expand_status add_final(struct expansion *x, const char *address)
 static enum expand_status expand(struct expansion *x, const char *address, unsigned depth)
 {
 	const strlist_t *targets = recipients_alias(x->t, address);
-	if (targets == NULL)
+	const char *catch_all = targets == NULL ? recipients_catch_all(x->t, address) : NULL;
+	if (targets == NULL && catch_all == NULL)
 		return add_final(x, address);
 	if (depth >= ALIAS_MAX_DEPTH || hashmap_contains(&x->on_path, address))
 		return EXPAND_LOOP;
 	hashmap_put(&x->on_path, address, NULL);
 	enum expand_status st = EXPAND_OK;
-	for (size_t i = 0; i < targets->count && st == EXPAND_OK; i++) {
+	if (catch_all != NULL) /* no such mailbox: the domain's catch-all takes it */
+		st = expand(x, catch_all, depth + 1);
+	for (size_t i = 0; targets != NULL && i < targets->count && st == EXPAND_OK; i++) {
 		if (strcmp(targets->items[i], address) == 0)
 			st = add_final(x, address); /* "a: a, b" delivers to a itself */
 		else

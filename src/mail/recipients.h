@@ -14,6 +14,9 @@
  * anything else is a FILE:LINE error.
  * Keys are matched case-insensitively on the domain and exactly, after
  * ASCII lower-casing, on the local part.
+ * The local domains (domains_file and local_domains, domains.h) are
+ * attached to the tables: whether a domain is local, its default quota
+ * and its catch-all address.
  */
 #ifndef POSTERN_RECIPIENTS_H
 #define POSTERN_RECIPIENTS_H
@@ -27,6 +30,7 @@
 #include "../lib/strutil.h"
 
 struct recipient_tables;
+struct domain_table;
 
 /* The account postern writes every mailbox as: mail_owner when started
  * as root, the invoking user otherwise. */
@@ -55,7 +59,8 @@ bool recipients_is_user(const struct recipient_tables *t, const char *address);
  * The storage quota of user address in bytes, 0 = unlimited: the user's
  * own rule (users_file extra field userdb_quota_rule=*:storage=10M, see
  * quota_rule.h; "0" there means unlimited whatever the defaults), else
- * (one day) the domain's default, else global_default (mailbox_quota).
+ * the default of its domain (domains_file), else global_default
+ * (mailbox_quota).
  */
 uint64_t recipients_quota(const struct recipient_tables *t, const char *address,
 			  uint64_t global_default);
@@ -68,6 +73,26 @@ size_t recipients_quota_rule_count(const struct recipient_tables *t);
 const strlist_t *recipients_alias(const struct recipient_tables *t,
 				  const char *address);
 size_t recipients_user_count(const struct recipient_tables *t);
+
+/*
+ * The local domains (domains.h), attached after loading: t takes
+ * ownership of domains (NULL: none). Tables without domains know no
+ * local domain, no domain quota and no catch-all. The three lookups
+ * below are defined in domains.c.
+ */
+void recipients_set_domains(struct recipient_tables *t, struct domain_table *domains);
+const struct domain_table *recipients_domains(const struct recipient_tables *t);
+/* Is domain (any case) one of the local domains? */
+bool recipients_domain_is_local(const struct recipient_tables *t, const char *domain);
+/* The default storage quota of domain's users in bytes; 0 = none. */
+uint64_t recipients_domain_quota(const struct recipient_tables *t, const char *domain);
+/* Has any local domain a default quota? */
+bool recipients_any_domain_quota(const struct recipient_tables *t);
+/* Where the mail of "local@domain" (lower-case) goes when it is neither a
+ * user nor an alias: its domain's catch_all address; NULL when it is a
+ * user or an alias, its domain has no catch-all, or it is the catch-all
+ * address itself. recipients_expand follows it like an alias. */
+const char *recipients_catch_all(const struct recipient_tables *t, const char *address);
 size_t recipients_alias_count(const struct recipient_tables *t);
 
 #define ALIAS_MAX_DEPTH 10

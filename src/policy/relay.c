@@ -5,7 +5,8 @@
  * a relay domain (the default recipient_restrictions put
  * permit_mynetworks and permit_auth before it), and the unlisted-
  * recipient check that follows every recipient list accepts a local
- * recipient only when the mailbox exists (user or alias). postern never
+ * recipient only when the mailbox exists (user or alias) or its domain
+ * has a catch-all address (domains_file). postern never
  * routes on '%', '!', a second '@', a source route or a quoted local
  * part: those are refused with 5.7.1 in the local and relay domains,
  * whoever the client is, unless they name an existing local mailbox
@@ -79,7 +80,8 @@ bool policy_recipient_unlisted(const struct policy_env *env, const struct mail_a
 	if (is_local_domain(cfg, a)) {
 		if (policy_local_key(cfg, a, key, sizeof(key)) &&
 		    (recipients_is_user(env->rcpt_tables, key) ||
-		     recipients_alias(env->rcpt_tables, key) != NULL))
+		     recipients_alias(env->rcpt_tables, key) != NULL ||
+		     recipients_catch_all(env->rcpt_tables, key) != NULL))
 			return false;
 		if (local_part_routes(a))
 			return refuse(r, 554, "5.7.1", "relay_denied", "Relay access denied", shown);

@@ -22,7 +22,8 @@
 
 bool quota_reader_wanted(const struct config *cfg, const struct recipient_tables *t)
 {
-	return cfg->mailbox_quota != 0 || recipients_quota_rule_count(t) != 0;
+	return cfg->mailbox_quota != 0 || recipients_quota_rule_count(t) != 0 ||
+	       recipients_any_domain_quota(t);
 }
 
 /* The answer to one ASK. */

@@ -61,21 +61,33 @@
 #define AUTH_QUEUE_MAX 20000
 #define AUTH_CONN_PENDING_MAX 4096
 #define AUTH_THROTTLE_RECORDS_MAX 200000
+/* Answers a busy worker has not taken yet, at most (then it is dropped). */
+#define AUTH_OUTBOX_MAX 8192
 
 struct auth;
+
+/* An answer the worker's socket had no room for. */
+struct answer {
+	struct answer *next;
+	size_t len;
+	unsigned char data[];
+};
 
 struct conn {
 	struct auth *a;
 	struct conn *prev, *next;
 	uint64_t id;
 	int fd;
-	struct event *readable;
+	struct event *readable, *writable;
 	size_t pending;
+	struct answer *out_head, *out_tail; /* in order; no password in them */
+	size_t out_count;
 };
 
 /* One login check, from the packet to the answer. */
 struct job {
 	struct job *next;
+	struct job *wait_prev, *wait_next; /* on the delayed list */
 	struct auth *a;
 	uint64_t conn_id;
 	uint32_t seq;
@@ -110,6 +122,7 @@ struct auth {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct job *todo_head, *todo_tail, *done_head;
+	struct job *delayed;  /* answers waiting for their delay (the loop's) */
 	size_t todo_count;
 	bool stopping_threads;
 	int done_pipe[2];
@@ -267,6 +280,74 @@ static struct conn *find_conn(struct auth *a, uint64_t id)
 
 static void conn_free(struct conn *c, const char *why);
 
+/* Send what waits; false if the connection broke. */
+static bool flush_answers(struct conn *c)
+{
+	while (c->out_head != NULL) {
+		struct answer *x = c->out_head;
+		ssize_t n;
+		do
+			n = send(c->fd, x->data, x->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(c->writable, NULL);
+			return true;
+		}
+		if (n < 0)
+			return false;
+		c->out_head = x->next;
+		if (c->out_head == NULL)
+			c->out_tail = NULL;
+		c->out_count--;
+		free(x);
+	}
+	event_del(c->writable);
+	return true;
+}
+
+static void writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)fd;
+	(void)what;
+	if (!flush_answers(c))
+		conn_free(c, strerror(errno));
+}
+
+/* Send one answer, or keep it until the socket has room; false if the
+ * connection was dropped (broken, or the worker takes no answers). */
+static bool send_answer(struct conn *c, const buf_t *out)
+{
+	if (c->out_head == NULL) {
+		ssize_t n;
+		do
+			n = send(c->fd, out->data, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0)
+			return true;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			conn_free(c, strerror(errno));
+			return false;
+		}
+	}
+	if (c->out_count >= AUTH_OUTBOX_MAX) {
+		conn_free(c, "it does not take its answers");
+		return false;
+	}
+	struct answer *x = xmalloc(sizeof(*x) + out->len);
+	x->next = NULL;
+	x->len = out->len;
+	memcpy(x->data, out->data, out->len);
+	if (c->out_tail != NULL)
+		c->out_tail->next = x;
+	else
+		c->out_head = x;
+	c->out_tail = x;
+	c->out_count++;
+	event_add(c->writable, NULL);
+	return true;
+}
+
 static void send_result(struct auth *a, struct job *j)
 {
 	char shown[AUTH_USER_MAX + 1];
@@ -294,13 +375,18 @@ static void send_result(struct auth *a, struct job *j)
 	snprintf(m.why, sizeof(m.why), "%s", j->why);
 	buf_t out = BUF_INIT;
 	auth_msg_encode(&m, &out);
-	ssize_t n;
-	do
-		n = send(c->fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	(void)send_answer(c, &out);
 	buf_free(&out);
-	if (n < 0)
-		conn_free(c, errno == EAGAIN ? "it does not take its answers" : strerror(errno));
+}
+
+static void unlink_delayed(struct job *j)
+{
+	if (j->wait_prev != NULL)
+		j->wait_prev->wait_next = j->wait_next;
+	else
+		j->a->delayed = j->wait_next;
+	if (j->wait_next != NULL)
+		j->wait_next->wait_prev = j->wait_prev;
 }
 
 static void delay_over_cb(evutil_socket_t fd, short what, void *arg)
@@ -308,6 +394,7 @@ static void delay_over_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j = arg;
 	(void)fd;
 	(void)what;
+	unlink_delayed(j);
 	send_result(j->a, j);
 	job_free(j);
 }
@@ -337,6 +424,10 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 				      (suseconds_t)(j->delay_ms % 1000) * 1000 };
 		if (j->delay == NULL || evtimer_add(j->delay, &tv) < 0)
 			log_fatal("auth: cannot arm a timer");
+		j->wait_next = a->delayed;
+		if (a->delayed != NULL)
+			a->delayed->wait_prev = j;
+		a->delayed = j;
 	}
 }
 
@@ -400,7 +491,13 @@ static void conn_free(struct conn *c, const char *why)
 	if (why != NULL)
 		log_warn("auth: a worker's connection ended (%s)", why);
 	event_free(c->readable);
+	event_free(c->writable);
 	close(c->fd);
+	while (c->out_head != NULL) {
+		struct answer *x = c->out_head;
+		c->out_head = x->next;
+		free(x);
+	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -459,8 +556,9 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 		c->fd = s;
 		c->id = ++a->next_conn_id;
 		c->readable = event_new(a->base, s, EV_READ | EV_PERSIST, readable_cb, c);
-		if (c->readable == NULL)
-			log_fatal("auth: cannot allocate a connection's event");
+		c->writable = event_new(a->base, s, EV_WRITE | EV_PERSIST, writable_cb, c);
+		if (c->readable == NULL || c->writable == NULL)
+			log_fatal("auth: cannot allocate a connection's events");
 		event_add(c->readable, NULL);
 		c->next = a->conns;
 		if (c->next != NULL)
@@ -490,8 +588,10 @@ int auth_ctl_send(int sock, const struct auth_ctl_msg *m, int users_fd)
 		memcpy(CMSG_DATA(cm), &users_fd, sizeof(int));
 	}
 	ssize_t n;
+	/* never blocks the supervisor: an auth process that does not read
+	 * (stopped, hung) costs it this message, not its loop */
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)sizeof(*m) ? 0 : -1;
 }
@@ -509,6 +609,13 @@ void auth_ctl_from_config(const struct config *cfg, struct auth_ctl_msg *m)
 
 static void apply_ctl(struct auth *a, const struct auth_ctl_msg *m, int users_fd)
 {
+	if (users_fd < 0 && m->users_path[0] != '\0') {
+		/* the supervisor could not open it (and said why) */
+		auth_throttle_set(a->throttle, &m->settings);
+		log_error("auth: users_file %s was not passed: keeping the users read before (%zu)",
+			  m->users_path, a->users != NULL ? auth_users_count(a->users) : (size_t)0);
+		return;
+	}
 	struct auth_users *u = auth_users_load_fd(users_fd, m->users_path);
 	if (users_fd >= 0)
 		close(users_fd);
@@ -607,6 +714,9 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR2, SIG_IGN); /* not retired by reloads: it has no generation */
+	/* listening first: the workers' first checks wait in the backlog */
+	if (open_listener(&a, socket_path) < 0)
+		return 1;
 	a.dummy_hash = auth_dummy_hash();
 	a.throttle = auth_throttle_new(auth_throttle_store_memory(AUTH_THROTTLE_RECORDS_MAX));
 	a.base = event_base_new();
@@ -614,8 +724,6 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 		log_fatal("cannot create event base");
 	if (pipe2(a.done_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		log_fatal("auth: pipe: %s", strerror(errno));
-	if (open_listener(&a, socket_path) < 0)
-		return 1;
 	pool_start(&a, threads > 0 ? threads : 1);
 	a.accepting = event_new(a.base, a.listener, EV_READ | EV_PERSIST, accept_cb, &a);
 	a.ctl = event_new(a.base, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, &a);
@@ -648,6 +756,11 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	event_base_dispatch(a.base);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	pool_stop(&a);
+	while (a.delayed != NULL) { /* nobody will take these answers */
+		struct job *j = a.delayed;
+		unlink_delayed(j);
+		job_free(j);
+	}
 	while (a.conns != NULL)
 		conn_free(a.conns, NULL);
 	event_free(a.accepting);

@@ -22,7 +22,8 @@ struct auth_ctl_msg {
 
 /* The settings of cfg (users_path from users_file). */
 void auth_ctl_from_config(const struct config *cfg, struct auth_ctl_msg *m);
-/* Send m with users_fd (or -1) on sock; 0 or -1 with errno. */
+/* Send m with users_fd (or -1) on sock, without waiting; 0, or -1 with
+ * errno (EAGAIN: the auth process has not read the messages before). */
 int auth_ctl_send(int sock, const struct auth_ctl_msg *m, int users_fd);
 
 /* Serve on socket_path until SIGTERM/SIGINT, with the given number of

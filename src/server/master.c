@@ -1,12 +1,14 @@
 /*
  * master.c - the supervisor of "postern serve" (see server.h). The only
- * code that may run as root: it binds the listeners, reads the tables and
- * the TLS key, creates spool_dir and mail_root, checks as each role's
- * account that the role can work (preflight.c), forks the roles (which
- * switch accounts at once, privsep.c), restarts a role that dies, and
+ * code that may run as root: it binds the listeners, reads the tables,
+ * checks the TLS key in a child that exits, creates spool_dir and
+ * mail_root, checks as each role's account that the role can work
+ * (preflight.c), forks the roles (which switch accounts at once,
+ * privsep.c), restarts a role that dies, and
  * handles SIGTERM (graceful drain), SIGINT (the same) and SIGHUP (reload:
  * a new generation starts, the old smtp workers get SIGUSR2 and retire
- * once their sessions end).
+ * once their sessions end). A change of users_file, aliases_file or
+ * domains_file (table_watch.c, looked at every second) reloads too.
  *
  * Content scanning: a generation whose configuration may scan starts with
  * its scan master alone, which builds the pipeline (rules compiled,
@@ -21,6 +23,12 @@
  * all smtp workers, is one process for the supervisor's whole life: it
  * starts before the first generation, is started again if it dies, and
  * is not retired by reloads.
+ *
+ * The key holder (keyholder.c) of a generation with TLS starts before its
+ * workers and is started again if it dies while current; it is not sent
+ * the reload's SIGUSR2 but stopped (stop_idle_keyholders) once its
+ * generation is no longer current and its last worker has exited, and on
+ * a stop only after the draining workers.
  *
  * RFCs: none. Untrusted input: none is parsed here; the spool and
  * mail_root belong to the roles, so root only creates those two folders
@@ -45,20 +53,25 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "../dns/dns.h"
+#include "../mail/domains.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
+#include "../pop3/pop3.h"
 #include "../queue/quota_reader.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
+#include "../smtp/keyholder_proto.h"
 #include "../smtp/tls.h"
+#include "../smtp/keyholder_key.h"
 #include "../lib/metrics.h"
 #include "auth_role.h"
 #include "log_writer.h"
 #include "metrics_role.h"
 #include "preflight.h"
 #include "privsep.h"
+#include "table_watch.h"
 
 /* The table of children starts this big and doubles when full: retiring
  * generations live as long as their sessions, so after many reloads it
@@ -69,7 +82,8 @@
 /* The anvil has no generation: it is started once and kept over reloads
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
-enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_METRICS };
+enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_KEYHOLDER,
+	    ROLE_POP3, ROLE_METRICS };
 #define ANVIL_GENERATION 0u /* also the auth and metrics processes': kept over reloads too */
 
 /* The roles of no generation: started once, kept over reloads. */
@@ -87,6 +101,7 @@ struct child {
 	enum role role;
 	unsigned generation;
 	time_t started;
+	bool stop_sent; /* a key holder: told to stop, its workers are gone */
 };
 
 /* Everything one generation of roles is started with. */
@@ -95,19 +110,25 @@ struct generation {
 	struct config cfg;
 	struct privsep ps;
 	struct recipient_tables *rcpt;
-	bool tls;           /* tls_cert and tls_key checked: the smtp workers load them */
+	bool tls;           /* tls_cert and tls_key checked: its key holder loads the key */
 	struct notice_template *notice_template; /* notify_template, checked */
 	struct restrictions *restrictions; /* the restriction lists and their maps */
 	struct relay_router *router; /* transport_file, relayhost, TLS policy */
 	bool scanning;      /* its smtp workers ask the scan master */
 	int scan_ready_fd;  /* while its scan master builds: the pipe's read end */
+	struct table_watch watch; /* its table files as they were before being read */
 };
 
 struct master {
 	const char *config_path;
 	pid_t pid; /* the supervisor's own, for the children's death signal */
+	/* Every listener: the SMTP ones first (smtp_listen_count), then
+	 * pop3_listen and pop3s_listen (implicit_tls says which). */
 	int *listen_fds;
+	enum smtp_listener *listen_kinds; /* what each listening socket is for */
+	bool *implicit_tls;
 	size_t listen_count;
+	size_t smtp_listen_count;
 	int notify_pipe[2];
 	int flow_pipe[2];   /* in-flow tokens: queue manager -> smtp workers */
 	int auth_ctl;       /* to the auth process: the users file and settings, or -1 */
@@ -117,6 +138,7 @@ struct master {
 	struct generation *pending;  /* waiting for its scan master, or NULL */
 	unsigned last_number;        /* of the newest generation read */
 	time_t scan_respawn_at;      /* start the current scan master again then; 0: no */
+	struct table_watch watch;    /* the newest generation's table files: a change reloads */
 	struct child *children; /* child_cap entries, child_count used */
 	size_t child_count, child_cap;
 	bool stopping;
@@ -137,6 +159,7 @@ static void generation_free(struct generation **gp)
 	notice_template_free(&g->notice_template);
 	restrictions_free(&g->restrictions);
 	relay_router_free(&g->router);
+	table_watch_free(&g->watch);
 	xfree(gp);
 }
 
@@ -204,12 +227,22 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 		generation_free(&g);
 		return NULL;
 	}
-	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
-				  privsep_mailbox_owner(&g->ps, &owner), errors);
-	if (g->rcpt == NULL) {
+	table_watch_take(&g->watch, &g->cfg);
+	/* domains_file's domains join local_domains before anything reads it */
+	struct domain_table *domains = domains_load_config(&g->cfg, errors);
+	if (domains == NULL) {
 		generation_free(&g);
 		return NULL;
 	}
+	g->rcpt = recipients_load(g->cfg.users_file, g->cfg.aliases_file,
+				  privsep_mailbox_owner(&g->ps, &owner), errors);
+	if (g->rcpt == NULL) {
+		domains_free(&domains);
+		generation_free(&g);
+		return NULL;
+	}
+	recipients_set_domains(g->rcpt, domains);
+	domains_warn_catch_all(g->rcpt, g->cfg.domains_file, errors);
 	g->notice_template = notice_template_load(g->cfg.notify_template, errors);
 	if (g->notice_template == NULL) {
 		generation_free(&g);
@@ -303,16 +336,44 @@ static int bind_one(const struct listen_addr *la)
 	return fd;
 }
 
+static int bind_list(struct master *m, const struct listen_addr *addrs, size_t count,
+		     enum smtp_listener kind, bool implicit_tls, const char *what)
+{
+	for (size_t i = 0; i < count; i++) {
+		int fd = bind_one(&addrs[i]);
+		if (fd < 0)
+			return -1;
+		m->listen_fds[m->listen_count] = fd;
+		m->listen_kinds[m->listen_count] = kind;
+		m->implicit_tls[m->listen_count] = implicit_tls;
+		m->listen_count++;
+		log_info("listening on %s%s", addrs[i].text, what);
+	}
+	return 0;
+}
+
+/* Bind listen, submission_listen and smtps_listen (the smtp workers serve
+ * each as its kind), then pop3_listen and pop3s_listen; every other role
+ * closes them all (listen_fds). */
 static int bind_listeners(struct master *m, const struct config *cfg)
 {
-	m->listen_fds = xcalloc(cfg->listen_count, sizeof(int));
-	for (size_t i = 0; i < cfg->listen_count; i++) {
-		m->listen_fds[i] = bind_one(&cfg->listen[i]);
-		if (m->listen_fds[i] < 0)
-			return -1;
-		m->listen_count++;
-		log_info("listening on %s", cfg->listen[i].text);
-	}
+	size_t all = cfg->listen_count + cfg->submission_listen_count + cfg->smtps_listen_count +
+		     cfg->pop3_listen_count + cfg->pop3s_listen_count;
+	m->listen_fds = xcalloc(all, sizeof(int));
+	m->listen_kinds = xcalloc(all, sizeof(*m->listen_kinds));
+	m->implicit_tls = xcalloc(all, sizeof(bool));
+	if (bind_list(m, cfg->listen, cfg->listen_count, SMTP_LISTENER_MX, false, "") < 0 ||
+	    bind_list(m, cfg->submission_listen, cfg->submission_listen_count,
+		      SMTP_LISTENER_SUBMISSION, false, " (submission)") < 0 ||
+	    bind_list(m, cfg->smtps_listen, cfg->smtps_listen_count, SMTP_LISTENER_SMTPS, true,
+		      " (smtps)") < 0)
+		return -1;
+	m->smtp_listen_count = m->listen_count;
+	if (bind_list(m, cfg->pop3_listen, cfg->pop3_listen_count, SMTP_LISTENER_MX, false,
+		      " (pop3)") < 0 ||
+	    bind_list(m, cfg->pop3s_listen, cfg->pop3s_listen_count, SMTP_LISTENER_MX, true,
+		      " (pop3s)") < 0)
+		return -1;
 	return 0;
 }
 
@@ -544,6 +605,31 @@ static NORETURN void run_anvil(struct master *m, struct generation *g)
 	_exit(anvil_main(&g->cfg));
 }
 
+/* The key holder of generation g: load the key as root, then become
+ * user; nothing of the other roles' descriptors, no tables. */
+static NORETURN void run_keyholder(struct master *m, struct generation *g)
+{
+	log_set_role("keyholder");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	char *err = NULL;
+	struct keyholder_key *key = keyholder_key_load(g->cfg.tls_cert, g->cfg.tls_key, &err);
+	if (key == NULL) {
+		log_error("%s", err);
+		_exit(1);
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	int rc = keyholder_main(&g->cfg, key);
+	keyholder_key_free(&key);
+	_exit(rc);
+}
+
 /* The auth process (root until privsep_become): its control socket, no
  * listener, no pipe of the other roles, no TLS key, no tables (it reads
  * the users file from the descriptor the supervisor sends). */
@@ -562,30 +648,74 @@ static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd
 	_exit(auth_main(&g->cfg, ctl_fd));
 }
 
-/* The metrics role (root until privsep_become): its listening socket,
- * nothing of the other roles', no TLS key, no tables; the shared
- * counters it reads were mapped before any fork. */
-static NORETURN void run_metrics(struct master *m, struct generation *g)
+/* The pop3 role (still root here): fork its mailbox agent, which
+ * becomes mail_owner and keeps only its end of the socket pair, then
+ * build the TLS context (the certificate, read after the fork: the agent
+ * holds nothing of TLS; the private key stays in the key holder) and
+ * become user with the POP3 listeners. */
+static NORETURN void run_pop3(struct master *m, struct generation *g)
 {
-	log_set_role("metrics");
-	for (size_t i = 0; i < m->listen_count; i++)
+	log_set_role("pop3");
+	for (size_t i = 0; i < m->smtp_listen_count; i++)
 		close(m->listen_fds[i]);
 	close(m->notify_pipe[0]);
 	close(m->notify_pipe[1]);
 	close(m->flow_pipe[0]);
 	close(m->flow_pipe[1]);
 	recipients_free(&g->rcpt);
-	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("pop3 mailbox agent: socketpair: %s", strerror(errno));
 		_exit(1);
-	_exit(metrics_role_main(&g->cfg, m->metrics_fd, m->pid));
+	}
+	int size = 1024 * 1024; /* an UPDATE of many messages is one packet */
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+	pid_t worker_pid = getpid();
+	pid_t agent = fork();
+	if (agent < 0) {
+		log_error("pop3 mailbox agent: fork: %s", strerror(errno));
+		_exit(1);
+	}
+	if (agent == 0) {
+		log_set_role("maildrop");
+		for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+			close(m->listen_fds[i]);
+		close(sv[0]);
+		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, worker_pid) < 0)
+			_exit(1);
+		_exit(pop3_agent_main(&g->cfg, sv[1]));
+	}
+	close(sv[1]);
+	SSL_CTX *tls_ctx = NULL;
+	if (g->tls) {
+		char *err = NULL;
+		tls_ctx = tls_server_context(g->cfg.tls_cert, g->cfg.tls_key, &err);
+		if (tls_ctx == NULL) {
+			log_error("pop3 worker: %s", err);
+			kill(agent, SIGKILL);
+			_exit(1);
+		}
+	}
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0) {
+		kill(agent, SIGKILL);
+		_exit(1);
+	}
+	struct pop3_links links = { .listen_fds = m->listen_fds + m->smtp_listen_count,
+				    .implicit_tls = m->implicit_tls + m->smtp_listen_count,
+				    .listen_count = m->listen_count - m->smtp_listen_count,
+				    .agent_fd = sv[0] };
+	_exit(pop3_worker_main(&g->cfg, tls_ctx, &links));
 }
 
 /* In a new smtp worker, still root: fork its quota reader (it becomes
  * mail_owner and answers the worker's RCPT checks over a socket pair,
- * src/queue/quota_reader.h) before the worker reads the TLS key, so the
- * reader never holds it. The worker's end, or -1 when no quota applies
- * (or the reader cannot be made: RCPT then lets mail through and the
- * delivery agent still enforces the quotas). */
+ * src/queue/quota_reader.h) before the worker reads the TLS certificate.
+ * The worker's end, or -1 when no quota applies (or the reader cannot be
+ * made: RCPT then lets mail through and the delivery agent still
+ * enforces the quotas). */
 static int fork_quota_reader(struct master *m, struct generation *g, pid_t *pid_r)
 {
 	int sv[2];
@@ -626,6 +756,24 @@ static int fork_quota_reader(struct master *m, struct generation *g, pid_t *pid_
 	return sv[0];
 }
 
+/* The metrics role (root until privsep_become): its listening socket,
+ * nothing of the other roles', no TLS key, no tables; the shared
+ * counters it reads were mapped before any fork. */
+static NORETURN void run_metrics(struct master *m, struct generation *g)
+{
+	log_set_role("metrics");
+	for (size_t i = 0; i < m->listen_count; i++)
+		close(m->listen_fds[i]);
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(metrics_role_main(&g->cfg, m->metrics_fd, m->pid));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -650,19 +798,31 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		close(m->metrics_fd);
 	if (role == ROLE_AUTH)
 		run_auth(m, g, ready_fd);
+	/* Every TLS server context a role builds takes its private key from
+	 * this generation's key holder (smtp/tls.h). */
+	char *keyholder_dir = keyholder_socket_dir(g->cfg.spool_dir);
+	tls_server_configure(keyholder_dir, tls_min_version_of(g->cfg.tls_min_version));
+	free(keyholder_dir);
+	if (role == ROLE_KEYHOLDER)
+		run_keyholder(m, g);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
 		run_anvil(m, g);
 	if (role == ROLE_QMGR)
 		run_qmgr_and_agents(m);
+	if (role == ROLE_POP3)
+		run_pop3(m, g);
 	log_set_role("smtp");
+	for (size_t i = m->smtp_listen_count; i < m->listen_count; i++)
+		close(m->listen_fds[i]); /* the POP3 listeners */
+	m->listen_count = m->smtp_listen_count; /* this process's copy: they are gone */
 	close(m->notify_pipe[0]);
 	close(m->flow_pipe[1]);
 	pid_t quota_pid = -1;
 	int quota_fd = fork_quota_reader(m, g, &quota_pid);
-	/* the key, read as root before the worker drops privileges: only the
-	 * smtp workers ever decode it (the supervisor checked it in a child) */
+	/* the certificate, read as root before the worker drops privileges;
+	 * the key stays in the key holder */
 	SSL_CTX *tls_ctx = NULL;
 	if (g->tls) {
 		char *err = NULL;
@@ -675,7 +835,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
 	struct smtp_worker_links links = { .listen_fds = m->listen_fds,
-					   .listen_count = m->listen_count,
+					   .listen_kinds = m->listen_kinds,
+					   .listen_count = m->smtp_listen_count,
 					   .notify_fd = m->notify_pipe[1],
 					   .flow_fd = m->flow_pipe[0],
 					   .notice_template = g->notice_template,
@@ -706,6 +867,7 @@ static pid_t spawn_for(struct master *m, enum role role, struct generation *g, i
 	c->role = role;
 	c->generation = role_kept(role) ? ANVIL_GENERATION : g->number;
 	c->started = time(NULL);
+	c->stop_sent = false;
 	return pid;
 }
 
@@ -780,10 +942,14 @@ static int spawn_scan_master(struct master *m, struct generation *g)
 
 static void spawn_generation(struct master *m)
 {
+	if (m->current->tls)
+		spawn(m, ROLE_KEYHOLDER); /* before the workers that ask it */
 	spawn(m, ROLE_QMGR);
 	size_t n = worker_count(&m->current->cfg);
 	for (size_t i = 0; i < n; i++)
 		spawn(m, ROLE_SMTP);
+	if (m->listen_count > m->smtp_listen_count)
+		spawn(m, ROLE_POP3);
 }
 
 
@@ -793,21 +959,73 @@ static void signal_children(struct master *m, int sig)
 		kill(m->children[i].pid, sig);
 }
 
+/* A stop: every role but the key holders, which the workers may still
+ * need while they drain (stop_idle_keyholders stops them after). */
+static void stop_children(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].role != ROLE_KEYHOLDER)
+			kill(m->children[i].pid, SIGTERM);
+}
+
+/* Does a role of generation other than the key holder, the queue manager
+ * and the scan master (that is, a TLS worker) still run? */
+static bool generation_has_workers(const struct master *m, unsigned generation)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		const struct child *c = &m->children[i];
+		if (c->generation == generation && c->role != ROLE_KEYHOLDER &&
+		    c->role != ROLE_QMGR && c->role != ROLE_SCAN && c->role != ROLE_ANVIL &&
+		    c->role != ROLE_AUTH)
+			return true;
+	}
+	return false;
+}
+
+/* A key holder serves its generation's workers: once the generation is
+ * no longer the current one (or postern stops) and its last worker has
+ * exited, it is stopped. */
+static void stop_idle_keyholders(struct master *m)
+{
+	for (size_t i = 0; i < m->child_count; i++) {
+		struct child *c = &m->children[i];
+		if (c->role != ROLE_KEYHOLDER || c->stop_sent)
+			continue;
+		bool current = m->current != NULL && c->generation == m->current->number;
+		if ((current && !m->stopping) || generation_has_workers(m, c->generation))
+			continue;
+		kill(c->pid, SIGTERM);
+		c->stop_sent = true;
+	}
+}
+
 static const char *role_name(enum role role)
 {
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
 		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
-		: role == ROLE_METRICS ? "metrics" : "smtp worker";
+		: role == ROLE_KEYHOLDER ? "key holder" : role == ROLE_POP3 ? "pop3 worker"
+		: role == ROLE_METRICS ? "metrics"
+		: "smtp worker";
+}
+
+static bool same_list(const struct listen_addr *a, size_t na, const struct listen_addr *b,
+		      size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i].text, b[i].text) != 0)
+			return false;
+	return true;
 }
 
 static bool same_listeners(const struct config *a, const struct config *b)
 {
-	if (a->listen_count != b->listen_count)
-		return false;
-	for (size_t i = 0; i < a->listen_count; i++)
-		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
-			return false;
-	return true;
+	return same_list(a->listen, a->listen_count, b->listen, b->listen_count) &&
+	       same_list(a->submission_listen, a->submission_listen_count, b->submission_listen,
+			 b->submission_listen_count) &&
+	       same_list(a->smtps_listen, a->smtps_listen_count, b->smtps_listen,
+			 b->smtps_listen_count);
 }
 
 /* Generation g becomes the current one: its queue manager and smtp
@@ -824,14 +1042,14 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	g->scan_ready_fd = -1;
 	g->scanning = scanning;
 	if (old != NULL) {
-		if (!same_listeners(&old->cfg, &g->cfg))
-			log_warn("reload: listen changed; keeping the bound sockets until a restart");
 		if (config_key_differs(&old->cfg, &g->cfg, "metrics_listen") ||
 		    config_key_differs(&old->cfg, &g->cfg, "log_to") ||
 		    config_key_differs(&old->cfg, &g->cfg, "log_file") ||
 		    config_key_differs(&old->cfg, &g->cfg, "syslog_facility") ||
 		    config_key_differs(&old->cfg, &g->cfg, "syslog_socket"))
 			log_warn("reload: metrics_listen and the log settings apply at the next restart");
+		if (!same_listeners(&old->cfg, &g->cfg))
+			log_warn("reload: listen changed; keeping the bound sockets until a restart");
 		log_info("reload: %zu users, %zu aliases; starting generation %u",
 			 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
 		generation_free(&old);
@@ -846,7 +1064,8 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].generation != g->number && !role_kept(m->children[i].role))
+		if (m->children[i].generation != g->number && !role_kept(m->children[i].role) &&
+		    m->children[i].role != ROLE_KEYHOLDER)
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -975,6 +1194,7 @@ static void reload(struct master *m)
 		return;
 	}
 	m->last_number = g->number;
+	table_watch_move(&m->watch, &g->watch);
 	if (generation_check(g) < 0) {
 		log_error("reload: the new configuration cannot work, keeping the running one");
 		generation_free(&g);
@@ -1064,16 +1284,23 @@ static int supervise(struct master *m)
 			const struct generation *g = m->current != NULL ? m->current : m->pending;
 			stop_deadline = time(NULL) + (time_t)g->cfg.shutdown_timeout + 5;
 			close_listeners(m);
-			signal_children(m, SIGTERM);
+			stop_children(m);
 		}
 		if (!m->stopping)
 			poll_pending(m);
 		reap_children(m);
+		stop_idle_keyholders(m);
 		if (m->stopping && stop_deadline == 0) {
 			/* The first generation never started (its scan master
 			 * could not build its pipeline). */
-			signal_children(m, SIGTERM);
+			stop_children(m);
 			stop_deadline = time(NULL) + 5;
+		}
+		/* A table change seen in the same turn as a SIGHUP is one reload. */
+		const char *changed = NULL;
+		if (!m->stopping && table_watch_changed(&m->watch, &changed) && !t.reload) {
+			log_info("%s changed: reloading the tables", changed);
+			t.reload = true;
 		}
 		if (t.reopen)
 			log_writer_reopen(&m->log);
@@ -1127,6 +1354,7 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
+	table_watch_move(&m.watch, &g->watch);
 	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
 	spawn_auth(&m, g);
 	if (m.metrics_fd >= 0)
@@ -1139,9 +1367,12 @@ int master_main(const char *config_path)
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);
 	free(m.listen_fds);
+	free(m.listen_kinds);
+	free(m.implicit_tls);
 	free(m.children);
 	generation_free(&m.pending);
 	generation_free(&m.current);
+	table_watch_free(&m.watch);
 	log_info("postern stopped");
 	return rc;
 }

@@ -2,7 +2,8 @@
  * server.h - the processes of "postern serve".
  *
  * The supervisor (master.c) starts as root or as the current user: it
- * reads the configuration, the user and alias tables and the TLS key,
+ * reads the configuration and the user and alias tables, checks the TLS
+ * certificate and key in a child that exits,
  * binds the listeners, creates spool_dir and mail_root, checks as each
  * role's account that the role can work (preflight.c), and forks the
  * roles, which switch accounts at once and become non-dumpable
@@ -13,12 +14,24 @@
  *     │          │                          readiness pipe to the supervisor
  *     │          └─fork─▶ scanner × scan_workers (user)
  *     │                     one socket pair each with the scan master
+ *     ├─fork─▶ key holder (root, then user) spool/private/keyholder-ID.sock
+ *     │                                     (listens); one per generation with
+ *     │                                     TLS, the only holder of tls_key
  *     ├─fork─▶ anvil (user)                 spool/private/anvil.sock (listens);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ auth (user)                  spool/private/auth.sock (listens);
+ *     │                                     a socket pair with the supervisor
+ *     │                                     (users_file as a descriptor);
+ *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ pop3 worker (user)           the POP3 listeners, a connection to
+ *     │          │                          the auth process's auth.sock
+ *     │          └─fork─▶ mailbox agent (mail_owner)
+ *     │                     a socket pair with the pop3 worker (pop3/pop3.h)
  *     ├─fork─▶ smtp worker × N (user)       listeners, notify pipe: write end,
  *     │                                     flow pipe: read end, a connection
  *     │                                     to scan.sock when scanning, one to
- *     │                                     anvil.sock
+ *     │                                     anvil.sock, one to keyholder-ID.sock,
+ *     │                                     one to auth.sock when AUTH is offered
  *     │     └─fork─▶ quota reader (mail_owner) one socket pair with its worker,
  *     │                                     when a quota applies
  *     └─fork─▶ queue manager (user)         notify pipe: read end,
@@ -39,12 +52,21 @@
  * pass each finished message the same way to the scan master, which
  * passes it on to a scanner and relays the verdict (src/scan/scan_proto.h,
  * docs/scanning.md); the smtp workers ask the anvil to count sessions,
- * rates and greylisting for all of them (src/policy/anvil_proto.h);
+ * rates and greylisting for all of them (src/policy/anvil_proto.h), and
+ * the key holder to sign their TLS handshakes (src/smtp/keyholder_proto.h);
  * each smtp worker asks its quota reader how full a mailbox is
  * (src/queue/quota_proto.h);
- * nothing else crosses between processes. Only the agent can open a mailbox; the
+ * the auth process to check logins (src/auth/auth_proto.h);
+ * the pop3 worker asks the auth process to check logins and its mailbox
+ * agent to open, read and update the maildrop of the account the auth
+ * process named (src/pop3/pop3_proto.h: a message travels as a read-only
+ * descriptor); nothing else crosses between processes. Only the agents
+ * (local delivery, the pop3 role's mailbox agent, the quota readers) can
+ * open a mailbox; the
  * processes that parse network input hold no password hash (the users
- * table keeps addresses only) and cannot read the users file.
+ * table keeps addresses only) and cannot read the users file: only the
+ * auth process holds the hashes, read from a descriptor the supervisor
+ * opened.
  *
  * The supervisor restarts a role that dies (the queue manager exits when
  * one of its agents dies, so they all restart together), forwards SIGTERM for a
@@ -62,6 +84,7 @@
 #include "../mail/recipients.h"
 #include "../policy/restrictions.h"
 #include "../queue/notice.h"
+#include "../smtp/session.h"
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
@@ -69,6 +92,7 @@ int master_main(const char *config_path);
 /* What an smtp worker inherits from the supervisor. */
 struct smtp_worker_links {
 	const int *listen_fds;
+	const enum smtp_listener *listen_kinds; /* what each is for (parallel) */
 	size_t listen_count;
 	int notify_fd; /* write end of the notify pipe */
 	int flow_fd;   /* read end of the in-flow token pipe (queue/flow.h) */
@@ -117,6 +141,13 @@ int scan_master_run(const struct config *cfg, int ready_fd, scan_build_fn *build
  * for every smtp worker on spool_dir/private/anvil.sock until SIGTERM.
  * Returns the exit status. */
 int anvil_main(const struct config *cfg);
+
+/* The key holder (keyholder.c): answer the TLS workers' signature
+ * requests with key (loaded by the caller as root, keyholder_key.h) on
+ * spool_dir/private/keyholder-ID.sock until SIGTERM. Returns the exit
+ * status. */
+struct keyholder_key;
+int keyholder_main(const struct config *cfg, struct keyholder_key *key);
 
 /* A scanner (scanner.c): scan what the master sends on sock with p until
  * the master closes it. Returns the exit status. */

@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../auth/auth_client.h"
+#include "../auth/auth_proto.h"
 #include "../dns/dns.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
@@ -49,9 +51,17 @@
 /* Say how many messages waited for a flow token at most this often. */
 #define FLOW_LOG_SECONDS 5
 
+struct worker;
+/* What the accept callback of one listening socket needs. */
+struct listener_ctx {
+	struct worker *w;
+	enum smtp_listener kind;
+};
+
 struct worker {
 	struct smtp_server srv;
 	struct evconnlistener **listeners;
+	struct listener_ctx *listener_ctx;
 	size_t listener_count;
 	struct event *sig_term, *sig_int, *sig_retire, *shutdown_timer;
 	struct event *accept_retry;
@@ -66,9 +76,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      int salen, void *arg)
 {
 	(void)l;
-	struct worker *w = arg;
+	struct listener_ctx *ctx = arg;
 	evutil_make_socket_nonblocking(fd);
-	smtp_session_start(&w->srv, fd, sa, (socklen_t)salen);
+	smtp_session_start_on(&ctx->w->srv, fd, sa, (socklen_t)salen, ctx->kind);
 }
 
 static void set_accepting(struct worker *w, bool on)
@@ -111,7 +121,7 @@ static void on_session_freed(struct smtp_server *srv)
  */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct worker *w = arg;
+	struct worker *w = ((struct listener_ctx *)arg)->w;
 	int err = EVUTIL_SOCKET_ERROR();
 	(void)l;
 	bool exhausted = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
@@ -214,11 +224,15 @@ static void flow_log_cb(evutil_socket_t fd, short what, void *arg)
 	w->flow_timed_out_logged = timed_out;
 }
 
-static int open_listeners(struct worker *w, const int *fds, size_t count)
+static int open_listeners(struct worker *w, const int *fds, const enum smtp_listener *kinds,
+			  size_t count)
 {
 	w->listeners = xcalloc(count, sizeof(*w->listeners));
+	w->listener_ctx = xcalloc(count, sizeof(*w->listener_ctx));
 	for (size_t i = 0; i < count; i++) {
-		w->listeners[i] = evconnlistener_new(w->srv.base, accept_cb, w,
+		w->listener_ctx[i].w = w;
+		w->listener_ctx[i].kind = kinds != NULL ? kinds[i] : SMTP_LISTENER_MX;
+		w->listeners[i] = evconnlistener_new(w->srv.base, accept_cb, &w->listener_ctx[i],
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 						     -1, fds[i]);
 		if (w->listeners[i] == NULL) {
@@ -301,6 +315,14 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		quota = quota_check_new(w.srv.base, links->quota_fd);
 		quota_check_register(quota, &w.srv.policy);
 	}
+	bool auth = cfg->smtp_auth == CONFIG_YES;
+	for (size_t i = 0; i < links->listen_count && links->listen_kinds != NULL; i++)
+		auth = auth || links->listen_kinds[i] != SMTP_LISTENER_MX;
+	if (auth) {
+		char *path = auth_socket_path(cfg->spool_dir);
+		w.srv.auth = auth_client_new(w.srv.base, path);
+		free(path);
+	}
 	w.srv.committer = queue_committer_new(w.srv.base, (unsigned)cfg->commit_threads);
 	w.srv.tls_ctx = tls_ctx;
 	w.srv.notify_fd = links->notify_fd;
@@ -323,7 +345,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.on_drained = on_drained;
 	w.srv.on_session_freed = on_session_freed;
 	w.accept_retry = evtimer_new(w.srv.base, accept_retry_cb, &w);
-	if (open_listeners(&w, links->listen_fds, links->listen_count) < 0)
+	if (open_listeners(&w, links->listen_fds, links->listen_kinds, links->listen_count) < 0)
 		return 1;
 	w.sig_term = evsignal_new(w.srv.base, SIGTERM, term_cb, &w);
 	w.sig_int = evsignal_new(w.srv.base, SIGINT, term_cb, &w);
@@ -338,6 +360,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	for (size_t i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	free(w.listeners);
+	free(w.listener_ctx);
 	if (w.shutdown_timer != NULL)
 		event_free(w.shutdown_timer);
 	event_free(w.sig_term);
@@ -350,6 +373,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
+	auth_client_free(&w.srv.auth); /* the sessions that waited are gone */
 	scan_client_free(&scan);
 	quota_check_free(&quota); /* the reader sees the socket close and exits */
 	reap_quota_reader(links->quota_pid);

@@ -12,7 +12,7 @@ static const char *const verb_names[SMTP_VERB_COUNT] = {
 	[SMTP_MAIL] = "MAIL",     [SMTP_RCPT] = "RCPT", [SMTP_DATA] = "DATA",
 	[SMTP_BDAT] = "BDAT",     [SMTP_RSET] = "RSET", [SMTP_NOOP] = "NOOP",
 	[SMTP_QUIT] = "QUIT",     [SMTP_HELP] = "HELP", [SMTP_VRFY] = "VRFY",
-	[SMTP_EXPN] = "EXPN",     [SMTP_STARTTLS] = "STARTTLS",
+	[SMTP_EXPN] = "EXPN",     [SMTP_STARTTLS] = "STARTTLS", [SMTP_AUTH] = "AUTH",
 };
 
 const char *smtp_verb_name(enum smtp_verb verb)
@@ -174,6 +174,34 @@ static bool parse_bdat(struct smtp_command *cmd, struct smtp_parse_error *err_r)
 	return fail(err_r, 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
 }
 
+/* "AUTH mechanism [initial-response]" (RFC 4954 section 4): a SASL
+ * mechanism name (RFC 4422: 1 to 20 of A-Z 0-9 - _, any case here) and at
+ * most one more word, which the SASL code decodes. */
+static bool parse_auth(struct smtp_command *cmd, struct smtp_parse_error *err_r)
+{
+	const char *p = cmd->arg.ptr, *end = p + cmd->arg.len, *mech = p;
+	while (p < end && *p != ' ')
+		p++;
+	size_t n = (size_t)(p - mech);
+	if (n == 0 || n > 20)
+		return fail(err_r, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+	for (size_t i = 0; i < n; i++) {
+		char c = mech[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return fail(err_r, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+	}
+	cmd->auth_mechanism = slice_make(mech, n);
+	if (p == end)
+		return true;
+	p++;
+	if (p == end || memchr(p, ' ', (size_t)(end - p)) != NULL)
+		return fail(err_r, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+	cmd->auth_initial = slice_make(p, (size_t)(end - p));
+	cmd->auth_has_initial = true;
+	return true;
+}
+
 static bool no_argument(const struct smtp_command *cmd, struct smtp_parse_error *err_r)
 {
 	if (cmd->arg.len != 0)
@@ -212,6 +240,8 @@ bool smtp_command_parse(const char *line, size_t len, unsigned flags,
 					  smtputf8_allowed, lenient, err_r);
 	case SMTP_BDAT:
 		return parse_bdat(cmd, err_r);
+	case SMTP_AUTH:
+		return parse_auth(cmd, err_r);
 	case SMTP_DATA:
 	case SMTP_RSET:
 	case SMTP_QUIT:

@@ -33,6 +33,7 @@ enum smtp_verb {
 	SMTP_VRFY,
 	SMTP_EXPN,
 	SMTP_STARTTLS,
+	SMTP_AUTH,
 	SMTP_VERB_COUNT
 };
 
@@ -54,6 +55,10 @@ struct smtp_command {
 	/* BDAT */
 	uint64_t chunk_size;
 	bool chunk_last;
+	/* AUTH (RFC 4954): the mechanism and the initial response, if any */
+	slice_t auth_mechanism;
+	slice_t auth_initial;
+	bool auth_has_initial;
 };
 
 /* How to parse (smtp_command_parse's flags). */

@@ -29,6 +29,8 @@ static void ehlo_reply(const struct smtp_session *s, struct smtp_reply *out)
 	reply_add_line(out, "SIZE %llu", (unsigned long long)cfg->message_size_limit);
 	if (s->srv->tls_ctx != NULL && !s->tls)
 		reply_add_line(out, "STARTTLS");
+	if (smtp_auth_offered(s))
+		reply_add_line(out, "AUTH PLAIN LOGIN");
 	reply_add_line(out, "ENHANCEDSTATUSCODES");
 	reply_add_line(out, "8BITMIME");
 	reply_add_line(out, "SMTPUTF8");
@@ -151,8 +153,8 @@ static enum step cmd_help(struct smtp_session *s, const struct smtp_command *cmd
 {
 	(void)cmd;
 	reply_set(out, 214, "2.0.0",
-		  "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s",
-		  s->srv->tls_ctx != NULL ? " STARTTLS" : "");
+		  "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY%s%s",
+		  s->srv->tls_ctx != NULL ? " STARTTLS" : "", smtp_auth_offered(s) ? " AUTH" : "");
 	return STEP_REPLY;
 }
 
@@ -172,6 +174,12 @@ static enum step cmd_expn(struct smtp_session *s, const struct smtp_command *cmd
 	(void)cmd;
 	reply_error(out, 502, "5.5.1", "Error: EXPN is disabled");
 	return STEP_REPLY;
+}
+
+static enum step cmd_auth(struct smtp_session *s, const struct smtp_command *cmd,
+			  struct smtp_reply *out)
+{
+	return smtp_auth_command(s, cmd, out);
 }
 
 static enum step cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd,
@@ -220,6 +228,7 @@ static const struct command_def command_table[] = {
 	{ SMTP_VRFY, JUNK, cmd_vrfy },
 	{ SMTP_EXPN, JUNK, cmd_expn },
 	{ SMTP_STARTTLS, NEED_EHLO | NEED_NO_TX, cmd_starttls },
+	{ SMTP_AUTH, NEED_EHLO, cmd_auth }, /* checks the transaction itself: 503 */
 };
 
 /* The check step: false after filling the 503 reply. */

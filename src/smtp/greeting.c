@@ -42,7 +42,10 @@ static size_t waiting_input(struct smtp_session *s)
 {
 	size_t n = session_input_pending(s);
 	char c;
-	if (n == 0 && s->fd >= 0 && recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+	/* Under implicit TLS the kernel holds TLS records, not commands:
+	 * only what the TLS layer decrypted counts. */
+	if (n == 0 && s->fd >= 0 && s->ssl == NULL &&
+	    recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
 		n = 1;
 	return n;
 }
@@ -54,7 +57,7 @@ static void excerpt(struct smtp_session *s, char *out, size_t outlen)
 	size_t n = 0, o = 0;
 	if (s->bev != NULL)
 		n = (size_t)evbuffer_copyout(bufferevent_get_input(s->bev), raw, sizeof(raw));
-	if (n == 0 && s->fd >= 0) {
+	if (n == 0 && s->fd >= 0 && s->ssl == NULL) {
 		ssize_t got = recv(s->fd, raw, sizeof(raw), MSG_PEEK | MSG_DONTWAIT);
 		n = got > 0 ? (size_t)got : 0;
 	}

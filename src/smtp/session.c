@@ -51,10 +51,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../auth/sasl.h"
 #include "../lib/log.h"
 #include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 #include "tls.h"
+#include "../auth/auth_client.h"
 
 /* Stop reading while this much output waits for a slow reader. */
 #define OUTPUT_BACKLOG_MAX (256 * 1024)
@@ -303,6 +305,7 @@ static void session_free(struct smtp_session *s)
 	tx_free(&s->pending_tx);
 	free(s->pending_helo);
 	free(s->rcpt_refusal);
+	smtp_auth_reset(s);
 	release_io(s);
 	event_free(s->timer);
 	event_free(s->step);
@@ -432,6 +435,7 @@ static void session_start_tls(struct smtp_session *s)
 	s->tls = true;
 	s->tls_switch = true;
 	/* RFC 3207 section 4.2: forget everything learned before TLS. */
+	smtp_auth_reset(s);
 	xfree(&s->helo);
 	s->esmtp = false;
 	tx_free(&s->tx);
@@ -485,7 +489,10 @@ static bool skip_long_line(struct smtp_session *s, struct evbuffer *in)
 	s->skipping_long_line = false;
 	start_phase(s);
 	struct smtp_reply r = { 0 };
-	reply_error(&r, 500, "5.5.2", "Error: line too long");
+	if (s->sasl_step != SASL_NONE)
+		smtp_auth_line_too_long(s, &r);
+	else
+		reply_error(&r, 500, "5.5.2", "Error: line too long");
 	send_reply(s, &r);
 	return true;
 }
@@ -510,11 +517,28 @@ static bool sent_ahead(struct smtp_session *s, const char *line, size_t len,
 	return true;
 }
 
+/* The longest line the session takes now: command_line_limit, or RFC
+ * 4954's 12288 octets for an AUTH command and the responses of a SASL
+ * exchange. */
+static size_t line_limit(const struct smtp_session *s, struct evbuffer *in)
+{
+	size_t limit = (size_t)s->srv->cfg->command_line_limit;
+	char head[5];
+	if (limit >= SASL_LINE_MAX || s->srv->auth == NULL)
+		return limit;
+	if (s->sasl_step != SASL_NONE)
+		return SASL_LINE_MAX;
+	if (evbuffer_copyout(in, head, sizeof(head)) == (ev_ssize_t)sizeof(head) &&
+	    strncasecmp(head, "AUTH ", sizeof(head)) == 0)
+		return SASL_LINE_MAX;
+	return limit;
+}
+
 /* Handle one complete command line if there is one; false when more
  * input is needed. */
 static bool process_command(struct smtp_session *s, struct evbuffer *in)
 {
-	size_t limit = (size_t)s->srv->cfg->command_line_limit;
+	size_t limit = line_limit(s, in);
 	if (s->skipping_long_line)
 		return skip_long_line(s, in);
 	size_t eol_len = 0;
@@ -530,7 +554,10 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 	struct smtp_reply r = { 0 };
 	if ((size_t)eol.pos > limit) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		reply_error(&r, 500, "5.5.2", "Error: line too long");
+		if (s->sasl_step != SASL_NONE)
+			smtp_auth_line_too_long(s, &r);
+		else
+			reply_error(&r, 500, "5.5.2", "Error: line too long");
 		send_reply(s, &r);
 		return true;
 	}
@@ -538,6 +565,14 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, (size_t)eol.pos);
 	line[eol.pos] = '\0';
 	evbuffer_drain(in, eol_len);
+	if (s->sasl_step != SASL_NONE) {
+		/* a response of the SASL exchange, not a command */
+		if (smtp_auth_response(s, line, (size_t)eol.pos, &r) == STEP_REPLY)
+			send_reply(s, &r);
+		explicit_bzero(line, (size_t)eol.pos);
+		free(line);
+		return true;
+	}
 	s->commands++;
 	if (sent_ahead(s, line, (size_t)eol.pos, &r)) {
 		send_reply(s, &r);
@@ -554,6 +589,7 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 	}
 	if (session_handle_line(s, line, (size_t)eol.pos, &r) == STEP_REPLY)
 		send_reply(s, &r);
+	explicit_bzero(line, (size_t)eol.pos); /* AUTH PLAIN's initial response */
 	free(line);
 	return true;
 }
@@ -630,6 +666,7 @@ void session_request(const struct smtp_session *s, enum policy_stage stage,
 	snprintf(req_r->client_addr, sizeof(req_r->client_addr), "%s", s->peer_addr);
 	req_r->helo = s->helo;
 	req_r->tls = s->tls_ready;
+	req_r->auth_user = s->auth_user; /* policy_run_start copies it */
 	if (s->tx != NULL) {
 		req_r->has_sender = true;
 		req_r->sender = s->tx->sender;
@@ -733,6 +770,7 @@ void session_resume(struct smtp_session *s, const struct smtp_reply *out)
 static void cancel_wait(struct smtp_session *s)
 {
 	policy_run_cancel(&s->run);
+	auth_client_cancel(&s->auth_req);
 	limits_admit_cancel(&s->admission);
 	queue_flow_cancel(s->srv->flow, &s->flow_wait);
 	tx_orphan_commit(s); /* what it commits is still announced */
@@ -843,7 +881,7 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_free(s);
 		return;
 	}
-	if (s->tls && !s->tls_ready) {
+	if (s->tls && !s->tls_ready && (now >= s->phase_deadline || s->wait == WAIT_NONE)) {
 		log_info("client=%s timeout during TLS handshake", s->peer_addr);
 		session_free(s);
 		return;
@@ -933,12 +971,45 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 	return s;
 }
 
+/* RFC 8314 implicit TLS: the handshake starts at once on the socket; the
+ * TLS layer holds back what the session writes (the banner) until it is
+ * done. False if it cannot start (the session is freed). */
+static bool start_implicit_tls(struct smtp_session *s)
+{
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->tls = true;
+	s->ssl = s->srv->tls_ctx != NULL ? SSL_new(s->srv->tls_ctx) : NULL;
+	if (s->ssl != NULL)
+		s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, s->ssl,
+							BUFFEREVENT_SSL_ACCEPTING, 0);
+	if (s->bev == NULL) {
+		log_warn("client=%s cannot start TLS", s->peer_addr);
+		session_free(s);
+		return false;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	set_callbacks(s);
+	return true;
+}
+
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 			socklen_t salen)
 {
+	smtp_session_start_on(srv, fd, sa, salen, SMTP_LISTENER_MX);
+}
+
+void smtp_session_start_on(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+			   socklen_t salen, enum smtp_listener listener)
+{
 	struct smtp_session *s = session_new(srv, fd, sa, salen);
 	metrics_count(METRIC_SMTP_CONNECTIONS);
-	log_info("connect client=%s port=%u", s->peer_addr, s->peer_port);
+	s->listener = listener;
+	log_info("connect client=%s port=%u%s", s->peer_addr, s->peer_port,
+		 listener == SMTP_LISTENER_SUBMISSION ? " listener=submission"
+		 : listener == SMTP_LISTENER_SMTPS ? " listener=smtps" : "");
+	if (listener == SMTP_LISTENER_SMTPS && !start_implicit_tls(s))
+		return;
 	if (srv->session_count - srv->lingering_count > srv->cfg->worker_connections) {
 		s->no_linger = true; /* an overload: its descriptor is needed back at once */
 		session_count_refusal("connect", 421, "worker_connections", "too_many_connections",

@@ -24,6 +24,15 @@
 #include "../queue/notifier.h"
 
 struct smtp_session;
+struct auth_client;
+
+/* What a listening socket is for (postern.conf: listen, submission_listen,
+ * smtps_listen). */
+enum smtp_listener {
+	SMTP_LISTENER_MX,         /* port 25: AUTH only with smtp_auth = yes */
+	SMTP_LISTENER_SUBMISSION, /* RFC 6409, port 587: AUTH before MAIL */
+	SMTP_LISTENER_SMTPS,      /* RFC 8314, port 465: TLS from the first byte, AUTH before MAIL */
+};
 
 struct smtp_server {
 	struct event_base *base;
@@ -33,6 +42,7 @@ struct smtp_server {
 	struct queue_flow *flow;           /* in-flow back-pressure; NULL = off */
 	struct notifier *notifier;         /* the administrator's notices; NULL = off */
 	struct limits *limits;             /* counts across workers; NULL = off */
+	struct auth_client *auth;          /* the auth process; NULL = no AUTH */
 	uint64_t sessions_started;         /* the next session's id */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
@@ -51,6 +61,10 @@ struct smtp_server {
  * worker is full) and run the dialogue. fd is closed on every path. */
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 			socklen_t salen);
+/* The same for a connection of the given listener (SMTP_LISTENER_SMTPS:
+ * the TLS handshake comes first; needs srv->tls_ctx). */
+void smtp_session_start_on(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+			   socklen_t salen, enum smtp_listener listener);
 
 /* Begin a graceful drain: idle sessions get 421 4.3.2 and are closed;
  * sessions inside a transaction finish it first. */

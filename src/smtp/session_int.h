@@ -102,6 +102,15 @@ struct smtp_session {
 	bool tls;            /* STARTTLS accepted (220 sent or queued) */
 	bool tls_switch;     /* 220 queued: start TLS once it is flushed */
 	bool tls_ready;      /* handshake completed */
+	enum smtp_listener listener; /* the socket it came in on */
+	/* SMTP AUTH (auth.c): the account once logged in, else NULL; the
+	 * step of a SASL exchange in progress (the next line is a response,
+	 * not a command); the LOGIN user name between its two steps; the
+	 * check the auth process is making (WAIT_AUTH). */
+	char *auth_user;
+	enum sasl_step { SASL_NONE, SASL_PLAIN, SASL_LOGIN_USER, SASL_LOGIN_PASSWORD } sasl_step;
+	char *sasl_login_user;
+	struct auth_request *auth_req;
 	enum input_mode mode;
 	uint64_t bdat_remaining;
 	bool bdat_last;
@@ -134,6 +143,7 @@ struct smtp_session {
 		WAIT_ADMIT,  /* the limits across workers (greeting.c) */
 		WAIT_GREET,  /* greet_pause (greeting.c) */
 		WAIT_DELAY,  /* an error reply held back (error_delay) */
+		WAIT_AUTH,   /* the auth process checks a password (auth.c) */
 	} wait;
 	struct policy_run *run;     /* WAIT_VERDICT */
 	verdict_fn *then;           /* what to do with the verdict */
@@ -225,6 +235,29 @@ void session_count_junk(struct smtp_session *s, struct smtp_reply *out);
 /* One command line, without its CRLF. */
 enum step session_handle_line(struct smtp_session *s, const char *line, size_t len,
 			      struct smtp_reply *out);
+
+/* ---- auth.c (RFC 4954) ------------------------------------------------------- */
+
+/* Is AUTH offered to this session now (in the EHLO reply)? */
+bool smtp_auth_offered(const struct smtp_session *s);
+/* Must the client log in before MAIL (submission and smtps listeners)? */
+bool smtp_auth_required(const struct smtp_session *s);
+/* The AUTH command. */
+enum step smtp_auth_command(struct smtp_session *s, const struct smtp_command *cmd,
+			    struct smtp_reply *out);
+/* A line of the SASL exchange (s->sasl_step != SASL_NONE). */
+enum step smtp_auth_response(struct smtp_session *s, const char *line, size_t len,
+			     struct smtp_reply *out);
+/* A response line was too long: the exchange ends (500 5.5.6 in out). */
+void smtp_auth_line_too_long(struct smtp_session *s, struct smtp_reply *out);
+/* MAIL: may this session use sender as its envelope sender? False after
+ * filling out (530 without login where it is required, 553 when the
+ * sender is not the user's). */
+bool smtp_auth_mail_allowed(struct smtp_session *s, const struct mail_address *sender,
+			    struct smtp_reply *out);
+/* Forget the login and any exchange (STARTTLS, the end of the session);
+ * a pending check is cancelled. */
+void smtp_auth_reset(struct smtp_session *s);
 
 /* ---- transaction.c ---------------------------------------------------------- */
 

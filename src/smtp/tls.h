@@ -1,16 +1,37 @@
 /*
- * tls.h - OpenSSL server context for STARTTLS (RFC 3207): built in each
- * smtp worker (as root, before it drops privileges), checked by the
- * supervisor in a short-lived child.
+ * tls.h - OpenSSL server context for the TLS listeners and STARTTLS (RFC
+ * 3207): built in each worker role (smtp, pop3) from the certificate and
+ * a key object whose private operations the key holder does
+ * (tls_remote_key.h), so that no process that parses the network holds
+ * the private key; checked by the supervisor in a short-lived child.
  */
 #ifndef POSTERN_SMTP_TLS_H
 #define POSTERN_SMTP_TLS_H
 
 #include <openssl/ssl.h>
 
-/* Load certificate chain and key; NULL with a malloc'ed *err_r on error.
- * TLS 1.2 and newer only, server cipher preference, no compression,
- * no renegotiation. */
+#include "../lib/config.h"
+
+/*
+ * How every later tls_server_context of this process works, set by the
+ * supervisor in each role it forks, before the role builds its context:
+ * with keyholder_dir, the private key stays in the key holder of
+ * the certificate's key, which listens in that folder
+ * (keyholder_proto.h), and key_file is only named in messages; with NULL
+ * (the default: check-config, tests) key_file is loaded into this
+ * process.
+ * min_version is an OpenSSL protocol version (TLS1_2_VERSION unless
+ * tls_min_version says otherwise, tls_min_version_of).
+ */
+void tls_server_configure(const char *keyholder_dir, int min_version);
+
+/* The OpenSSL protocol version of tls_min_version. */
+int tls_min_version_of(enum tls_version v);
+
+/* Certificate chain from cert_file and the private key (see
+ * tls_server_configure); NULL with a malloc'ed *err_r on error. TLS 1.2
+ * and newer by default, no RSA key exchange (forward secrecy only),
+ * server cipher preference, no compression, no renegotiation. */
 SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char **err_r);
 
 /* Check that tls_server_context would succeed, in a child process that

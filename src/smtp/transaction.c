@@ -22,6 +22,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "../auth/auth_proto.h"
 #include "../lib/log.h"
 #include "../lib/metrics.h"
 #include "../lib/xalloc.h"
@@ -58,11 +59,12 @@ void tx_free(struct smtp_tx **txp)
 const char *session_protocol(const struct smtp_session *s)
 {
 	bool utf8 = s->tx != NULL && s->tx->smtputf8;
+	bool auth = s->auth_user != NULL; /* RFC 3848: the "A" of a login */
 	if (utf8)
-		return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+		return s->tls ? (auth ? "UTF8SMTPSA" : "UTF8SMTPS") : (auth ? "UTF8SMTPA" : "UTF8SMTP");
 	if (!s->esmtp)
 		return s->tls ? "SMTPS" : "SMTP";
-	return s->tls ? "ESMTPS" : "ESMTP";
+	return s->tls ? (auth ? "ESMTPSA" : "ESMTPS") : (auth ? "ESMTPA" : "ESMTP");
 }
 
 /* The MAIL parameters (the check step); false after filling *out. */
@@ -105,6 +107,10 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 			}
 		} else if (slice_eq_nocase(p->keyword, "SMTPUTF8") && !p->has_value) {
 			tx->smtputf8 = true;
+		} else if (slice_eq_nocase(p->keyword, "AUTH") && p->has_value &&
+			   (s->auth_user != NULL || smtp_auth_offered(s))) {
+			/* RFC 4954 section 5: who submitted it first; postern
+			 * records its own login only, so the value is not kept */
 		} else {
 			reply_error(out, 555, "5.5.4", "Error: unsupported MAIL parameter %.*s",
 				    (int)(p->keyword.len > 32 ? 32 : p->keyword.len), p->keyword.ptr);
@@ -175,6 +181,10 @@ enum step tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd,
 {
 	struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
 	if (!mail_params(s, cmd, tx, out)) {
+		tx_free(&tx);
+		return STEP_REPLY;
+	}
+	if (!smtp_auth_mail_allowed(s, &cmd->path, out)) {
 		tx_free(&tx);
 		return STEP_REPLY;
 	}
@@ -304,6 +314,11 @@ static void add_received(struct smtp_session *s, buf_t *b)
 		   v6 ? "IPv6:" : "", s->peer_addr, s->srv->cfg->hostname, session_protocol(s));
 	if (s->ssl != NULL && s->tls_ready)
 		buf_printf(b, " (%s)", tls_describe(s->ssl));
+	if (s->auth_user != NULL && s->srv->cfg->received_auth_user == CONFIG_YES) {
+		char user[AUTH_USER_MAX + 1];
+		header_safe(s->auth_user, user, sizeof(user));
+		buf_printf(b, "\n\t(authenticated as %s)", user);
+	}
 	buf_printf(b, " id %s", tx->id);
 	if (tx->rcpts.count == 1)
 		buf_printf(b, "\n\tfor <%s>", tx->rcpts.items[0]);

@@ -8,7 +8,9 @@
  *  - what parses without UTF-8 parses the same with it;
  *  - a parsed address formats within ADDR_PATH_MAX without controls;
  *  - the DSN parameters (RET, ENVID, NOTIFY, ORCPT): a refused one is a
- *    501, an accepted one decodes to what the queue file reader accepts.
+ *    501, an accepted one decodes to what the queue file reader accepts;
+ *  - AUTH (RFC 4954): a mechanism of 1 to 20 characters and at most one
+ *    word of initial response, both inside the line.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -92,6 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		smtp_verb_name(cmd.verb);
 		check_path_rules(&cmd, line, size, utf8, false);
+		if (cmd.verb == SMTP_AUTH) { /* a mechanism name, at most one word after it */
+			slice_t m = cmd.auth_mechanism, r = cmd.auth_initial;
+			check(m.len >= 1 && m.len <= 20 && m.ptr >= line && m.ptr + m.len <= line + size);
+			check(!cmd.auth_has_initial ||
+			      (r.len > 0 && r.ptr > m.ptr && r.ptr + r.len <= line + size &&
+			       memchr(r.ptr, ' ', r.len) == NULL));
+		}
 		if (cmd.verb == SMTP_MAIL || cmd.verb == SMTP_RCPT)
 			check_dsn_params(&cmd, utf8);
 		if (!utf8) {

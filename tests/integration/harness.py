@@ -61,7 +61,7 @@ def scaled(seconds):
 
 _session_dir = None
 _session_lock = threading.Lock()
-_tls_files = None
+_tls_files = {}
 _live_servers = set()
 
 
@@ -75,22 +75,33 @@ def session_dir():
         return _session_dir
 
 
-def tls_files():
-    """(cert, key) of a self-signed certificate made once per run."""
-    global _tls_files
-    with _session_lock:
-        if _tls_files is not None:
-            return _tls_files
-    d = session_dir()
-    cert, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-days", "2", "-subj", "/CN=" + HOSTNAME,
-                    "-keyout", key, "-out", cert],
+TLS_KEY_OPTIONS = {"rsa": ["-newkey", "rsa:2048"],
+                   "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                   "ed25519": ["-newkey", "ed25519"]}
+
+
+def make_certificate(cert, key, kind="rsa", cn=HOSTNAME):
+    """Write a new self-signed certificate and its key (RSA 2048, ECDSA
+    P-256 or Ed25519) to the paths cert and key."""
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=" + cn,
+                    "-keyout", key, "-out", cert] + TLS_KEY_OPTIONS[kind],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                    timeout=60)
+
+
+def tls_files(kind="rsa"):
+    """(cert, key) of a self-signed certificate made once per run, with an
+    RSA ("rsa") or ECDSA ("ec") key."""
     with _session_lock:
-        _tls_files = (cert, key)
-    return _tls_files
+        if kind in _tls_files:
+            return _tls_files[kind]
+    d = session_dir()
+    suffix = "" if kind == "rsa" else "-" + kind
+    cert, key = os.path.join(d, "tls%s.crt" % suffix), os.path.join(d, "tls%s.key" % suffix)
+    make_certificate(cert, key, kind)
+    with _session_lock:
+        _tls_files[kind] = (cert, key)
+    return _tls_files[kind]
 
 
 def client_tls_context():
@@ -99,6 +110,60 @@ def client_tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def private_key_needles(key_path):
+    """Byte strings that only a process holding the private key in key_path
+    (RSA or EC) has in memory: the first RSA prime or the EC private
+    scalar, big-endian (as in DER) and reversed (as in a BIGNUM's
+    little-endian words)."""
+    text = subprocess.run(["openssl", "pkey", "-in", key_path, "-noout", "-text"],
+                          stdout=subprocess.PIPE, check=True, universal_newlines=True,
+                          timeout=scaled(10)).stdout
+    m = re.search(r"^(?:prime1|priv):\n((?:\s+[0-9a-f:]+\n)+)", text, re.M)
+    secret = bytes.fromhex(re.sub(r"[\s:]", "", m.group(1))).lstrip(b"\0")
+    return (secret, secret[::-1])
+
+
+def memory_holds(pid, needles, chunk=16 << 20, largest=1 << 30):
+    """Which of needles (bytes) appear in the readable memory of pid,
+    read in pieces; mappings over `largest` bytes (a sanitizer's shadow
+    reservation) are skipped."""
+    found = set()
+    overlap = max(len(n) for n in needles) - 1
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if "r" not in fields[1] or hi - lo > largest:
+                continue
+            tail = b""
+            for start in range(lo, hi, chunk):
+                try:
+                    mem.seek(start)
+                    data = tail + mem.read(min(chunk, hi - start))
+                except (OSError, OverflowError, ValueError):
+                    break  # [vvar] and the like
+                found.update(n for n in needles if n in data)
+                tail = data[-overlap:] if overlap else b""
+    return found
+
+
+def starttls_peer_certificate(port, context=None, host="127.0.0.1"):
+    """EHLO, STARTTLS and a handshake with Python's smtplib: the server's
+    certificate (DER) and the TLS version; then QUIT."""
+    s = smtplib.SMTP(host, port, local_hostname="client.test", timeout=scaled(10))
+    try:
+        s.ehlo()
+        code, text = s.starttls(context=context or client_tls_context())
+        if code != 220:
+            raise AssertionError("STARTTLS refused: %d %r" % (code, text))
+        der = s.sock.getpeercert(binary_form=True)
+        version = s.sock.version()
+        s.quit()
+        return der, version
+    finally:
+        s.close()
 
 
 def _cleanup_at_exit():
@@ -265,8 +330,8 @@ class PosternServer:
             "data_timeout": "60s",
             "relayhost": REFUSING_RELAYHOST,
         }
-        if tls:
-            cert, key = tls_files()
+        if tls:  # True (RSA), "rsa" or "ec"
+            cert, key = tls_files("rsa" if tls is True else tls)
             self.settings["tls_cert"] = cert
             self.settings["tls_key"] = key
         self.settings.update(config or {})
@@ -318,6 +383,7 @@ class PosternServer:
         timeout = timeout if timeout is not None else scaled(15)
         if not os.path.exists(POSTERN_BIN):
             raise AssertionError("postern binary not found: %s (set POSTERN_BIN)" % POSTERN_BIN)
+        offset = self.log_size()
         with open(self.log_path, "ab") as log:
             log.write(("--- test harness: start %s ---\n" % time.strftime("%H:%M:%S")).encode())
             log.flush()
@@ -342,6 +408,9 @@ class PosternServer:
                     raise AssertionError("postern did not greet on %s port %d within %.0fs; log:\n%s"
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
+        # The auth process, which belongs to no generation, has said who
+        # it is (reload(wait_old=True) must not wait for it to exit).
+        self.wait_log(r"postern/auth\[\d+\]: info: auth ready", timeout=timeout, since=offset)
         return self
 
     def _environment(self):
@@ -505,27 +574,20 @@ class PosternServer:
         generation has exited (they drain their sessions first); the
         anvil, the auth process and the metrics role belong to no
         generation and stay."""
-        if wait_old:
-            # The kept roles are known by their log lines; the auth process
-            # writes its first only after a dummy password hash (tens of
-            # milliseconds, more on a busy machine): a reload sooner would
-            # take it for a process of the old generation.
-            try:
-                wait_until(lambda: self.role_pids("auth"), scaled(5),
-                           what="the auth process's first line")
-            except AssertionError:
-                pass
-        anvil = set(self.role_pids("anvil")) | set(self.role_pids("auth")) | \
-            set(self.role_pids("metrics"))
-        old = [p for p in self.children() if p not in anvil]
+        old = self.children()
         offset = self.log_size()
         os.kill(self.proc.pid, signal.SIGHUP)
         if not wait:
             return None
         m = self.wait_log(r"reload: .*", timeout=timeout, since=offset)
         if wait_old and "generation" in m.group(0):
-            wait_until(lambda: not any(process_alive(p) for p in old),
-                       timeout or scaled(10), what="the old generation to exit")
+            # Asked now, not before the signal: one of them may not have
+            # logged its role yet then.
+            def old_gone():
+                kept = set(self.role_pids("anvil")) | set(self.role_pids("auth")) | \
+                    set(self.role_pids("metrics"))
+                return not any(process_alive(p) for p in old if p not in kept)
+            wait_until(old_gone, timeout or scaled(10), what="the old generation to exit")
         return m
 
     def send_signal(self, sig):

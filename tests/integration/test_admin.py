@@ -362,7 +362,7 @@ class DemoCheckConfigTest(unittest.TestCase):
             "hostname", "listen", "spool_dir", "mail_root", "local_domains",
             "users_file", "aliases_file", "tls_cert", "tls_key",
             "message_size_limit", "content_rules_file", "clamav_db_dir",
-            "spam_rules_file"] + self.substituted))
+            "spam_rules_file", "pop3_listen"] + self.substituted))
         self.assertEqual(listed["message_size_limit"], "10485760")
         self.assertEqual(listed["spam_rules_file"], self.top + "/etc/spam-rules.cf")
 
@@ -414,6 +414,7 @@ class ReadmeTourTest(unittest.TestCase):
         with open(conf) as f:
             text = f.read()
         text = text.replace("127.0.0.1:2525", "127.0.0.1:%d" % self.port)
+        text = text.replace("127.0.0.1:1110", "127.0.0.1:%d" % free_port())  # POP3
         if os.geteuid() != 0:
             text = re.sub(r"(?m)^(user|mail_owner) .*$", r"\1 =", text)
         else:

@@ -10,12 +10,15 @@ give a role root or the mailboxes to the SMTP parsers. With content
 scanning on (issue 7), the scan master and its scanners run as `user`,
 hold no listening socket and no descriptor of the TLS key or the
 tables, and a scanner holds nothing but its socket to the master; no
-process but the smtp workers has the TLS key in its memory, live or
-freed. With every role on (scan master and scanners, anvil, relay agent
-too), no process but the supervisor runs as root, and no process but the
-auth process (issue 11: the one that checks passwords) holds a password
-hash of the users file, before or after a reload (its memory is read
-through /proc).
+process but the key holder has the TLS key in its memory, live or
+freed (issue 11: not even the smtp workers, which ask the key holder for
+their signatures); the key holder runs as `user`, non-dumpable, with no
+listener and no file open, serves only its own account and ends a
+connection at the first malformed request. With every role on (scan
+master and scanners, anvil, relay agent too), no process but the
+supervisor runs as root, and no process but the auth process (issue 11:
+the one that checks passwords) holds a password hash of the users file,
+before or after a reload (its memory is read through /proc).
 
 Run as root (as in CI): user = nobody, mail_owner = Debian's "mail".
 """
@@ -27,11 +30,13 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 import unittest
 
 from harness import (IS_ROOT, REPO, PosternServer, PosternTestCase, descendants,
-                     make_message, process_alive, scaled, smtplib_send, wait_until)
+                     make_message, memory_holds, private_key_needles, process_alive, scaled,
+                     smtplib_send, starttls_peer_certificate, wait_until)
 
 NOBODY = pwd.getpwnam("nobody")
 MAIL = pwd.getpwnam("mail")
@@ -167,39 +172,6 @@ def listening_socket_inodes():
     return inodes
 
 
-def rsa_prime(key_path):
-    """The first prime of an RSA key, as big-endian bytes without leading zeros."""
-    text = subprocess.run(["openssl", "rsa", "-in", key_path, "-noout", "-text"],
-                          stdout=subprocess.PIPE, check=True, universal_newlines=True,
-                          timeout=scaled(10)).stdout
-    digits = re.sub(r"[\s:]", "", re.search(r"prime1:\n((?:\s+[0-9a-f:]+\n)+)", text).group(1))
-    return bytes.fromhex(digits).lstrip(b"\0")
-
-
-def memory_holds(pid, needles, chunk=16 << 20, largest=1 << 30):
-    """Which of needles (bytes) appear in the readable memory of pid,
-    read in pieces; mappings over `largest` bytes (a sanitizer's shadow
-    reservation) are skipped."""
-    found = set()
-    overlap = max(len(n) for n in needles) - 1
-    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            if "r" not in fields[1] or hi - lo > largest:
-                continue
-            tail = b""
-            for start in range(lo, hi, chunk):
-                try:
-                    mem.seek(start)
-                    data = tail + mem.read(min(chunk, hi - start))
-                except (OSError, OverflowError, ValueError):
-                    break  # [vvar] and the like
-                found.update(n for n in needles if n in data)
-                tail = data[-overlap:] if overlap else b""
-    return found
-
-
 @unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
 class ScanRolesTest(PosternTestCase):
     """The scan master and the scanners that parse hostile mail: `user`,
@@ -245,17 +217,93 @@ class ScanRolesTest(PosternTestCase):
             self.assertTrue(list(others.values())[0].startswith("socket:"), others)
 
 
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts only when started as root")
+class KeyHolderRoleTest(PosternTestCase):
+    """The key holder (issue 11): `user`, non-dumpable, NoNewPrivs, no
+    listener of the network, no file open (the key is read and closed);
+    it takes connections only from processes of its own account and ends
+    one at the first malformed request, and goes on serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True)
+
+    def holder(self):
+        pids = self.srv.role_pids("keyholder")
+        self.assertEqual(len(pids), 1, self.srv.log_tail())
+        return pids[0]
+
+    def socket_path(self):
+        private = os.path.join(self.srv.spool_dir, "private")
+        names = [n for n in os.listdir(private) if re.fullmatch(r"keyholder-[0-9a-f]{16}\.sock", n)]
+        self.assertEqual(len(names), 1, names)
+        return os.path.join(private, names[0])
+
+    def test_account_and_descriptors(self):
+        pid = self.holder()
+        uids, gids, groups = proc_ids(pid)
+        self.assertEqual(uids, [NOBODY.pw_uid] * 4)
+        self.assertEqual(gids, [NOBODY.pw_gid] * 4)
+        self.assertEqual(groups, [])
+        self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0, "it is dumpable")
+        self.assertEqual(no_new_privs(pid), 1)
+        fds = descriptors(pid)
+        self.assertFalse(set(fds.values()) & listening_socket_inodes(),
+                         "the key holder holds a listening TCP socket: %r" % fds)
+        # Standard input (/dev/null), the log as stdout and stderr, then
+        # only sockets and the event loop's descriptors: no file.
+        files = [t for fd, t in fds.items() if fd > 2 and t.startswith("/")]
+        self.assertEqual(files, [], "the key holder holds files: %r" % fds)
+
+    def ask(self, packet, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid):
+        """Send packet to the key holder from a process of uid; what it
+        answers (b"" if it closes the connection)."""
+        code = ("import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                "s.settimeout(10)\n"
+                "s.connect(sys.argv[1])\n"
+                "try:\n"
+                "    s.send(bytes.fromhex(sys.argv[2]))\n"
+                "    sys.stdout.write(s.recv(2000).hex())\n"
+                "except (BrokenPipeError, ConnectionResetError):\n"
+                "    pass  # closed before it could read or answer\n")
+        p = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups",
+                            sys.executable, "-c", code, self.socket_path(), packet.hex()],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(20))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return bytes.fromhex(p.stdout.decode())
+
+    def test_malformed_request_ends_the_connection_only(self):
+        pid = self.holder()
+        offset = self.srv.log_size()
+        self.assertEqual(self.ask(b"\x07junk"), b"")
+        self.srv.wait_log(r"a worker's connection ended: unknown message type", since=offset)
+        # A well-formed request for a key it does not hold is answered.
+        request = b"\x01" + b"\0\0\0\x05" + bytes(32) + b"\x03" + b"\0\x20" + bytes(32)
+        self.assertEqual(self.ask(request), b"\x81\0\0\0\x05\x01\0\0")
+        self.assertEqual(self.holder(), pid)
+        self.assertEqual(starttls_peer_certificate(self.srv.port)[1], "TLSv1.3")
+
+    def test_other_accounts_are_refused(self):
+        offset = self.srv.log_size()
+        request = b"\x01" + b"\0\0\0\x05" + bytes(32) + b"\x03" + b"\0\x20" + bytes(32)
+        self.assertEqual(self.ask(request, uid=0, gid=0), b"")
+        self.srv.wait_log(r"connection refused: not from a process of this account",
+                          since=offset)
+
+
 # The supervisor once decoded the TLS key, and the freed copies OpenSSL
 # does not clear (the PEM text, the DER, the primes) reached every role it
-# forked (SSL_CTX_free clears only the live key). Now only the smtp
-# workers decode it; the supervisor checks it in a child that exits.
+# forked (SSL_CTX_free clears only the live key). Then only the smtp
+# workers decoded it; now only the key holder does (issue 11), and the
+# supervisor checks it in a child that exits.
 @unittest.skipUnless(IS_ROOT, "needs root: reads other accounts' process memory")
 class ScanRolesKeyTest(PosternTestCase):
-    """The TLS private key is in no memory but the smtp workers', live or
-    freed: not the supervisor's, the scan processes', the anvil's, the
-    queue manager's or its agents'. Scanning with the MIME limits only, so
-    that no signature loading happens to reuse (and so hide) the freed
-    copies."""
+    """The TLS private key is in no memory but the key holder's, live or
+    freed: not the smtp workers' (even after handshakes), the supervisor's,
+    the scan processes', the anvil's, the queue manager's or its agents'.
+    Scanning with the MIME limits only, so that no signature loading
+    happens to reuse (and so hide) the freed copies."""
 
     @classmethod
     def setUpClass(cls):
@@ -263,11 +311,17 @@ class ScanRolesKeyTest(PosternTestCase):
         cls.srv.wait_log(r"scan master ready")
 
     def test_no_tls_key_in_memory(self):
-        prime = rsa_prime(self.srv.settings["tls_key"])
-        needles = (prime, prime[::-1])  # big-endian in DER, little-endian words in a BIGNUM
-        # The probe finds the key where it must be: the smtp workers use it.
-        self.assertTrue(memory_holds(self.srv.role_pids("smtp")[0], needles),
-                        "the probe does not find the key in an smtp worker")
+        for _ in range(4):  # handshakes on both workers, most likely
+            starttls_peer_certificate(self.srv.port)
+        needles = private_key_needles(self.srv.settings["tls_key"])
+        workers = self.srv.role_pids("smtp")
+        self.assertEqual(len(workers), 2)
+        for pid in workers:
+            self.assertEqual(memory_holds(pid, needles), set(),
+                             "smtp worker pid %d holds the TLS key" % pid)
+        # The probe finds the key where it must be: the key holder signs.
+        self.assertTrue(memory_holds(self.srv.role_pids("keyholder")[0], needles),
+                        "the probe does not find the key in the key holder")
         master = self.srv.role_pids("scan")[0]
         scanners = wait_until(lambda: len(descendants(master)) == 2 and descendants(master),
                               scaled(10), what="two scanners")
@@ -278,13 +332,13 @@ class ScanRolesKeyTest(PosternTestCase):
             others += self.srv.role_pids(role)
         for pid in others:
             self.assertEqual(memory_holds(pid, needles), set(),
-                             "pid %d (not an smtp worker) holds the TLS key" % pid)
+                             "pid %d (not the key holder) holds the TLS key" % pid)
 
     def test_reload_keeps_the_key_out_of_the_supervisor(self):
         m = self.srv.reload(wait_old=True)
         self.assertIn("starting generation", m.group(0))
-        prime = rsa_prime(self.srv.settings["tls_key"])
-        self.assertEqual(memory_holds(self.srv.proc.pid, (prime, prime[::-1])), set())
+        needles = private_key_needles(self.srv.settings["tls_key"])
+        self.assertEqual(memory_holds(self.srv.proc.pid, needles), set())
 
 
 def writable_memory(pid):
@@ -318,19 +372,21 @@ def found_in_memory(pid, needles):
 # Each role's log name, and the account it runs as (the scanners do not
 # log: they are found as the scan master's children).
 ROLE_ACCOUNTS = {"smtp": NOBODY, "qmgr": NOBODY, "relay": NOBODY, "scan": NOBODY,
-                 "anvil": NOBODY, "auth": NOBODY, "local": MAIL}
+                 "anvil": NOBODY, "auth": NOBODY, "keyholder": NOBODY, "local": MAIL}
 
 
 @unittest.skipUnless(IS_ROOT, "needs root")
 class EveryProcessTest(PosternTestCase):
     """Every process of a server with every role on (content scanning,
-    the anvil, the relay agent, local delivery): none runs as root or
+    the anvil, the relay agent, local delivery, TLS and so the key
+    holder): none runs as root or
     keeps a group, and none but the auth process holds a password hash of
     the users file."""
 
     def start_every_role(self, users_text=None):
-        srv = self.start_server(start=False, config={"scan": "yes", "scan_workers": "2",
-                                                     "delivery_lanes": "2"})
+        srv = self.start_server(start=False, tls=True,
+                                config={"scan": "yes", "scan_workers": "2",
+                                        "delivery_lanes": "2"})
         if users_text is not None:
             with open(srv.users_path, "w") as f:
                 f.write(users_text)

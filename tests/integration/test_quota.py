@@ -336,17 +336,18 @@ class QuotaReaderTest(PosternTestCase):
         srv.wait_roles(smtp=2, qmgr=1)
 
     def test_accounts_descriptors_and_no_key(self):
-        from test_privsep import (MAIL, descriptors, listening_socket_inodes, memory_holds,
-                                  no_new_privs, proc_ids, rsa_prime)
+        from harness import memory_holds, private_key_needles
+        from test_privsep import (MAIL, descriptors, listening_socket_inodes, no_new_privs,
+                                  proc_ids)
         readers = quota_readers(self.srv)
         workers = self.srv.role_pids("smtp")
         self.assertEqual(sorted(parent_of(p) for p in readers), sorted(workers),
                          "one reader per smtp worker, its child")
         listeners = listening_socket_inodes()
         secrets = (self.srv.settings["tls_key"], self.srv.users_path, self.srv.aliases_path)
-        prime = rsa_prime(self.srv.settings["tls_key"])
-        self.assertTrue(memory_holds(workers[0], (prime, prime[::-1])),
-                        "the probe does not find the key in an smtp worker")
+        needles = private_key_needles(self.srv.settings["tls_key"])
+        self.assertTrue(memory_holds(self.srv.role_pids("keyholder")[0], needles),
+                        "the probe does not find the key in the key holder")
         for pid in readers:
             uids, gids, groups = proc_ids(pid)
             self.assertEqual(uids, [MAIL.pw_uid] * 4, "reader %d" % pid)
@@ -360,7 +361,7 @@ class QuotaReaderTest(PosternTestCase):
             others = {fd: t for fd, t in fds.items() if fd > 2}
             self.assertEqual(len(others), 1, "reader %d holds %r" % (pid, others))
             self.assertTrue(list(others.values())[0].startswith("socket:"), others)
-            self.assertEqual(memory_holds(pid, (prime, prime[::-1])), set(),
+            self.assertEqual(memory_holds(pid, needles), set(),
                              "reader %d holds the TLS key" % pid)
 
     def test_reader_gone_fails_open_and_delivery_still_bounces(self):
@@ -516,6 +517,26 @@ class QuotaReloadTest(PosternTestCase):
             self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
             self.assertReply(c.cmd("RCPT TO:<alice@example.test>"), 250)
         self.assertEqual(read_maildirsize(srv, "alice")[0], "1048576S")
+
+    def test_domain_default_between_user_rule_and_global(self):
+        # example.test's default (domains_file) applies to alice, who has
+        # no rule of her own; bob's own rule and mailbox_quota do not move.
+        users = {"alice": "", "bob": "userdb_quota_rule=*:storage=1M", "admin": ""}
+        srv = self.start_server(start=False, users=list(users), aliases={},
+                                config={"mailbox_quota": "10M",
+                                        "domains_file": "domains"})
+        write_users(srv, users)
+        with open(os.path.join(srv.dir, "domains"), "w") as f:
+            f.write("%s quota=60k\n" % DOMAIN)
+        srv.start()
+        fill(srv, "alice", 40 * KB)  # 20 KiB free of 60: within the margin
+        fill(srv, "bob", 40 * KB)
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<x@remote.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 552, "5.2.2")
+            self.assertReply(c.cmd("RCPT TO:<bob@%s>" % DOMAIN), 250)
+        self.assertEqual(read_maildirsize(srv, "alice")[0], "61440S")
 
     def test_no_quota_no_reader(self):
         srv = self.start_server(users=["alice", "admin"], aliases={})

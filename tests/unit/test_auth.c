@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,6 +153,14 @@ static void throttling(void **state)
 	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
 	auth_throttle_succeeded(t, "192.0.2.5", NULL);
 	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 1000);
+	/* IPv6 clients count by their /64 */
+	for (int i = 0; i < 3; i++)
+		auth_throttle_failed(t, i == 0 ? "2001:db8::1" : "2001:db8::ab:2", NULL, now,
+				     &banned);
+	auth_throttle_failed(t, "2001:db8::ffff:ffff", NULL, now, &banned);
+	assert_true(banned);
+	assert_true(auth_throttle_banned(t, "2001:db8::77", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "2001:db8:0:1::1", NULL, now, &which));
 	auth_throttle_sweep(t, now + 10 * 60000);
 	auth_throttle_free(&t);
 }
@@ -210,6 +219,14 @@ static void on_done(void *arg, const struct auth_result *r)
 		event_base_loopexit(a->evb, NULL);
 }
 
+static void many_done(void *arg, const struct auth_result *r)
+{
+	struct { struct event_base *evb; int count, ok; } *m = arg;
+	m->ok += r->verdict == AUTH_OK;
+	if (++m->count == 3000)
+		event_base_loopexit(m->evb, NULL);
+}
+
 static pid_t start_auth(const char *users_text, const struct auth_throttle_settings *set,
 			char **socket_r)
 {
@@ -226,6 +243,7 @@ static pid_t start_auth(const char *users_text, const struct auth_throttle_setti
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(sv[0]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test takes it along */
 		_exit(auth_server_run(sock_path, sv[1], 2));
 	}
 	close(sv[1]);
@@ -322,6 +340,20 @@ static void real_process(void **state)
 	event_base_dispatch(evb);
 	assert_int_equal(b.verdicts[0], AUTH_OK);
 	assert_int_equal(x.count, 0);
+
+	/* more checks at once than the socket holds: the rest wait in the
+	 * client, are sent in order as it drains, and all are answered */
+	enum { MANY = 3000 };
+	struct many { struct event_base *evb; int count, ok; } many = { evb, 0, 0 };
+	for (int i = 0; i < MANY; i++) {
+		struct auth_query mq = { AUTH_SERVICE_SMTP, "192.0.2.1",
+					 i % 2 ? "alice@example.test" : "Alice@Example.Test", "secret",
+					 "m" };
+		(void)auth_client_check(c, &mq, many_done, &many);
+	}
+	event_base_dispatch(evb);
+	assert_int_equal(many.count, MANY);
+	assert_int_equal(many.ok, MANY);
 
 	/* the auth process gone: a temporary failure, from the loop */
 	stop_auth(pid);

@@ -97,6 +97,30 @@ static void test_units_and_lists(void **state)
 	config_free(&cfg);
 }
 
+static void test_pop3_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.pop3_listen_count, 0); /* no POP3 unless asked */
+	assert_int_equal(cfg.pop3s_listen_count, 0);
+	assert_int_equal(cfg.pop3_cleartext_networks.count, 0);
+	assert_int_equal(cfg.pop3_clients.count, 2); /* everyone */
+	assert_int_equal(cfg.pop3_idle_timeout, 600);
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\ntls_cert = c.pem\ntls_key = k.pem\n"
+			      "pop3_listen = 127.0.0.1:110, [::1]:110\npop3s_listen = 0.0.0.0:995\n"
+			      "pop3_clients = 192.168.0.0/16\npop3_idle_timeout = 15m\n",
+			      &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.pop3_listen_count, 2);
+	assert_string_equal(cfg.pop3_listen[1].host, "::1");
+	assert_string_equal(cfg.pop3s_listen[0].port, "995");
+	assert_int_equal(cfg.pop3_clients.count, 1);
+	assert_int_equal(cfg.pop3_idle_timeout, 900);
+	config_free(&cfg);
+}
+
 static void expect_error(const char *text, const char *needle)
 {
 	struct config cfg;
@@ -124,6 +148,10 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("local_domains = exa mple..test\n", "not a valid domain name");
 	expect_error("tls_cert = cert.pem\n", "tls_cert and tls_key must be set together");
 	expect_error("hostname = -bad-\n", "not a valid host name");
+	expect_error("\npop3s_listen = 127.0.0.1:995\n",
+		     "postern.conf:2: pop3s_listen: implicit TLS needs tls_cert and tls_key");
+	expect_error("pop3_listen = 127.0.0.1\n", "postern.conf:1: pop3_listen: expected address:port");
+	expect_error("pop3_clients = 10.1.2.3/8\n", "postern.conf:1: pop3_clients: bad network");
 }
 
 static void test_delivery_lanes_and_in_flow(void **state)
@@ -522,6 +550,47 @@ static void test_dns_keys(void **state)
 		     "postern.conf:2: dnsbl_action");
 }
 
+/* The listeners of issue 11 and the AUTH keys. */
+static void test_auth_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.submission_listen_count, 0);
+	assert_int_equal(cfg.smtps_listen_count, 0);
+	assert_int_equal(cfg.smtp_auth, CONFIG_NO);
+	assert_int_equal(cfg.auth_cleartext_networks.count, 0);
+	assert_int_equal(cfg.auth_sender_check, CONFIG_YES);
+	assert_int_equal(cfg.auth_failure_delay, 1);
+	assert_int_equal(cfg.auth_client_ban_failures, 10);
+	assert_int_equal(cfg.auth_ban_time, 900);
+	config_free(&cfg);
+	char text[1024];
+	snprintf(text, sizeof(text), "hostname = mx.example.test\ntls_cert = %s/c\ntls_key = %s/k\n"
+		 "submission_listen = 127.0.0.1:587, [::1]:587\nsmtps_listen = 0.0.0.0:465\n"
+		 "auth_cleartext_networks = 127.0.0.0/8\nauth_ban_time = 1h\n"
+		 "auth_user_ban_failures = 0\n", dir, dir);
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.submission_listen_count, 2);
+	assert_string_equal(cfg.submission_listen[1].host, "::1");
+	assert_string_equal(cfg.submission_listen[1].port, "587");
+	assert_int_equal(cfg.smtps_listen_count, 1);
+	assert_int_equal(cfg.auth_ban_time, 3600);
+	assert_int_equal(cfg.auth_user_ban_failures, 0);
+	assert_int_equal(cfg.listen_count, 1); /* listen keeps its default */
+	config_free(&cfg);
+	expect_error("smtps_listen = 127.0.0.1:465\n", "smtps_listen needs tls_cert");
+	expect_error("submission_listen = 127.0.0.1:587\n", "submission_listen needs tls_cert");
+	expect_error("smtps_listen = localhost:465\n", "smtps_listen: ");
+	expect_error("auth_failure_delay_max = 5m\n", "auth_failure_delay_max");
+	expect_error("listen =\n", "listen: a value is required");
+	/* in clear text for a network, submission needs no certificate */
+	assert_int_equal(load("submission_listen = 127.0.0.1:587\n"
+			      "auth_cleartext_networks = 127.0.0.0/8\n", &cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -530,6 +599,7 @@ int main(void)
 		cmocka_unit_test(test_limits_keys),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_queue_lifetime_names),
+		cmocka_unit_test(test_pop3_keys),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_delivery_lanes_and_in_flow),
 		cmocka_unit_test(test_missing_file),
@@ -541,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_changes_are_listed),
 		cmocka_unit_test(test_antivirus_keys),
 		cmocka_unit_test(test_dns_keys),
+		cmocka_unit_test(test_auth_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

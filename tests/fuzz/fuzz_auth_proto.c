@@ -1,0 +1,59 @@
+/*
+ * fuzz_auth_proto.c - libFuzzer target for what the auth process reads
+ * from others: the workers' packets (src/auth/auth_proto.h; a compromised
+ * smtp worker may send anything) and the users file
+ * (src/auth/auth_users.h). The first byte chooses: a request, an answer,
+ * or the users file. Invariants: a packet that decodes encodes back to
+ * exactly the same bytes, with every field within its bound; the users
+ * file is read without harm and each user found has a password field.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth_proto.h"
+#include "auth/auth_users.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool quiet;
+	if (!quiet) {
+		log_set_level(LOG_ERROR); /* the users file's warnings */
+		quiet = true;
+	}
+	if (size == 0)
+		return 0;
+	const uint8_t *rest = data + 1;
+	size_t len = size - 1;
+	if (data[0] % 3 < 2) {
+		struct auth_msg m;
+		const char *err = NULL;
+		if (!auth_msg_decode(rest, len, data[0] % 3 == 0, &m, &err)) {
+			if (err == NULL)
+				abort();
+			return 0;
+		}
+		if (strlen(m.user) > AUTH_USER_MAX || strlen(m.password) > AUTH_PASSWORD_MAX ||
+		    strlen(m.client_ip) > AUTH_IP_MAX || strlen(m.why) > AUTH_WHY_MAX)
+			abort();
+		buf_t again = BUF_INIT;
+		auth_msg_encode(&m, &again);
+		if (again.len != len || memcmp(again.data, rest, len) != 0)
+			abort();
+		buf_free(&again);
+		auth_msg_wipe(&m);
+		return 0;
+	}
+	char *text = malloc(len + 1);
+	memcpy(text, rest, len);
+	text[len] = '\0';
+	struct auth_users *u = auth_users_parse(text, len, "users");
+	if (auth_users_count(u) > len)
+		abort();
+	auth_users_free(&u);
+	free(text);
+	return 0;
+}

@@ -1,0 +1,447 @@
+"""
+test_pop3.py - postern's POP3 server against Python's poplib: mail is
+delivered over SMTP with smtplib, then read over STLS (pop3_listen) and
+implicit TLS (pop3s_listen): STAT and LIST sizes as sent, UIDL, TOP,
+RETR of a message whose lines start with '.', DELE applied only at QUIT,
+unique ids unchanged in the next session, the Seen flag for what RETR
+sent, a second session on the same mailbox refused with [IN-USE],
+logins refused before TLS, the client allow-list (pop3_clients) and the
+idle timeout. Logins are checked by the auth process against the
+users file (password "secret").
+"""
+import base64
+import os
+import poplib
+import re
+import signal
+import socket
+import time
+import uuid
+
+import unittest
+
+from harness import (IS_ROOT, PosternTestCase, client_tls_context, descendants, free_port,
+                     make_message, memory_holds, private_key_needles, process_alive, scaled,
+                     smtplib_send, wait_until)
+from test_privsep import MAIL, NOBODY, no_new_privs, proc_ids
+
+SENDER = "sender@remote.test"
+W_RE = re.compile(r",W=(\d+)")
+
+
+def pop3_settings(**extra):
+    settings = {"pop3_listen": "127.0.0.1:%d" % free_port(),
+                "pop3s_listen": "127.0.0.1:%d" % free_port()}
+    settings.update(extra)
+    return settings
+
+
+def port_of(srv, key):
+    return int(srv.settings[key].rsplit(":", 1)[1])
+
+
+class Pop3Test(PosternTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config=pop3_settings())
+        cls.pop3_port = port_of(cls.srv, "pop3_listen")
+        cls.pop3s_port = port_of(cls.srv, "pop3s_listen")
+
+    # -- helpers --
+
+    def deliver(self, user, subject, body):
+        rcpt = "%s@example.test" % user
+        qid = smtplib_send(self.srv.port, SENDER, [rcpt],
+                           make_message(subject=subject, body=body, to=rcpt))
+        name, data = self.srv.wait_delivery(user, qid)
+        return name, data
+
+    def stls_session(self, user):
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        p.stls(context=client_tls_context())
+        p.user("%s@example.test" % user)
+        p.pass_("secret")
+        return p
+
+    def pop3s_session(self):
+        p = poplib.POP3_SSL("127.0.0.1", self.pop3s_port, context=client_tls_context(),
+                            timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        return p
+
+    @staticmethod
+    def _close(p):
+        try:
+            p.close()
+        except Exception:
+            pass
+
+    @staticmethod
+    def wire(stored):
+        """A stored message (LF line ends) as POP3 sends it, unstuffed."""
+        return stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+    def uidl_map(self, p):
+        out = {}
+        for line in p.uidl()[1]:
+            num, uid = line.decode().split()
+            out[int(num)] = uid
+        return out
+
+    # -- tests --
+
+    def test_read_delete_and_ids_stay(self):
+        user = "alice"
+        body = ".starts with a dot\r\n..two dots\r\nplain\r\n.\r\nlast\r\n"
+        stored = []
+        for i in range(3):
+            name, data = self.deliver(user, "m%d %s" % (i, uuid.uuid4().hex), body)
+            stored.append((name, data))
+        p = self.stls_session(user)
+        count, size = p.stat()
+        self.assertEqual(count, 3)
+        sizes = [int(W_RE.search(name).group(1)) for name, _ in stored]
+        self.assertEqual(size, sum(sizes))
+        listing = {int(l.split()[0]): int(l.split()[1]) for l in p.list()[1]}
+        self.assertEqual(listing, {1: sizes[0], 2: sizes[1], 3: sizes[2]})
+        for n, (name, data) in enumerate(stored, 1):
+            self.assertEqual(len(self.wire(data)), sizes[n - 1])
+        ids = self.uidl_map(p)
+        self.assertEqual(ids[1], stored[0][0])  # the base of the file name
+
+        # RETR: poplib undoes the stuffing; the lines are the stored ones.
+        resp, lines, octets = p.retr(2)
+        self.assertTrue(resp.startswith(b"+OK"), resp)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", self.wire(stored[1][1]))
+        self.assertIn(b".starts with a dot", lines)
+        self.assertIn(b"..two dots", lines)
+        self.assertIn(b".", lines)
+
+        # TOP 0: the header section and the blank line only.
+        _, top, _ = p.top(1, 0)
+        self.assertEqual(b"\r\n".join(top) + b"\r\n",
+                         self.wire(stored[0][1]).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+
+        p.dele(1)
+        with self.assertRaises(poplib.error_proto):
+            p.retr(1)
+        self.assertEqual(p.stat()[0], 2)
+        # Deletions wait for QUIT: the file is still there.
+        self.assertEqual(len(os.listdir(self.srv.maildir(user, "cur"))), 3)
+        self.assertEqual(os.listdir(self.srv.maildir(user, "new")), [])
+        p.quit()
+
+        cur = sorted(os.listdir(self.srv.maildir(user, "cur")))
+        self.assertEqual(len(cur), 2)
+        # RETR sent message 2: Seen, as Dovecot's POP3 marks it; 3 was not.
+        self.assertIn(stored[1][0] + ":2,S", cur)
+        self.assertIn(stored[2][0] + ":2,", cur)
+
+        p2 = self.stls_session(user)
+        self.assertEqual(p2.stat()[0], 2)
+        again = self.uidl_map(p2)
+        self.assertEqual(again, {1: ids[2], 2: ids[3]})
+        p2.dele(1)
+        p2.dele(2)
+        p2.quit()
+        self.assertEqual(os.listdir(self.srv.maildir(user, "cur")), [])
+
+    def test_pop3s_and_auth_plain(self):
+        user = "bob"
+        name, data = self.deliver(user, "over pop3s", "Hello over implicit TLS.\r\n")
+        p = self.pop3s_session()
+        self.assertTrue(p.getwelcome().startswith(b"+OK"))
+        capa = p.capa()
+        self.assertIn("SASL", capa)
+        self.assertIn("PLAIN", capa["SASL"])
+        self.assertNotIn("STLS", capa)
+        token = base64.b64encode(b"\0bob@example.test\0secret").decode()
+        self.assertTrue(p._shortcmd("AUTH PLAIN " + token).startswith(b"+OK"))
+        self.assertEqual(p.stat()[0], 1)
+        _, lines, _ = p.retr(1)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", self.wire(data))
+        p.quit()
+
+    def test_wrong_password_and_second_session(self):
+        user = "carol"
+        self.deliver(user, "locked", "x\r\n")
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        p.stls(context=client_tls_context())
+        p.user("carol@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+            p.pass_("wrong")
+        first = self.stls_session(user)
+        self.assertEqual(first.stat()[0], 1)
+        second = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, second)
+        second.stls(context=client_tls_context())
+        second.user("carol@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[IN-USE\]"):
+            second.pass_("secret")
+        first.quit()
+        second.user("carol@example.test")
+        second.pass_("secret")
+        self.assertEqual(second.stat()[0], 1)
+        second.quit()
+
+    def test_cleartext_login_refused(self):
+        p = poplib.POP3("127.0.0.1", self.pop3_port, timeout=scaled(15))
+        self.addCleanup(self._close, p)
+        capa = p.capa()
+        self.assertIn("STLS", capa)
+        self.assertNotIn("USER", capa)
+        self.assertNotIn("SASL", capa)
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\].*STLS"):
+            p.user("alice@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+            p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0secret")
+                        .decode())
+        p.quit()
+
+
+@unittest.skipUnless(IS_ROOT, "needs root: the roles switch accounts")
+class Pop3PrivilegeTest(PosternTestCase):
+    """The pop3 worker runs as user (nobody here), the mailbox agent as
+    mail_owner (mail); neither keeps a group nor can gain privileges, and
+    neither holds the TLS private key (the key holder signs the
+    handshakes), not even after a TLS session."""
+
+    def test_accounts_and_key(self):
+        srv = self.start_server(tls=True, config=pop3_settings())
+        srv.wait_log(r"mailbox agent ready")
+        worker = wait_until(lambda: srv.role_pids("pop3"), scaled(10), what="the pop3 worker")
+        agents = [p for p in descendants(worker[0])]
+        self.assertEqual(len(agents), 1, agents)
+        self.assertEqual(srv.role_pids("maildrop"), agents)
+        for pid, account in ((worker[0], NOBODY), (agents[0], MAIL)):
+            uids, gids, groups = proc_ids(pid)
+            self.assertEqual(set(uids), {account.pw_uid}, pid)
+            self.assertEqual(set(gids), {account.pw_gid}, pid)
+            self.assertEqual(groups, [], pid)
+            self.assertEqual(no_new_privs(pid), 1, pid)
+        p = poplib.POP3_SSL("127.0.0.1", port_of(srv, "pop3s_listen"),
+                            context=client_tls_context(), timeout=scaled(15))
+        self.assertIn("SASL", p.capa())  # a whole handshake was made
+        p.quit()
+        needles = private_key_needles(srv.settings["tls_key"])
+        self.assertEqual(memory_holds(agents[0], needles), set(),
+                         "the mailbox agent holds the TLS key")
+        self.assertEqual(memory_holds(worker[0], needles), set(),
+                         "the pop3 worker holds the TLS key")
+        self.assertTrue(memory_holds(srv.role_pids("keyholder")[0], needles),
+                        "the probe does not find the key in the key holder")
+
+
+class Pop3RestartTest(PosternTestCase):
+    """A pop3 worker killed in the middle of a session takes its mailbox
+    agent with it (the lock goes with the agent: nothing was deleted); the
+    supervisor starts a new pair, and the mailbox opens again at once."""
+
+    def test_killed_worker_is_replaced(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="kept", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        p.dele(1)
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: not process_alive(agent), scaled(10), what="the agent to follow")
+        wait_until(lambda: [w for w in srv.role_pids("pop3") if w != worker], scaled(15),
+                   what="a new pop3 worker")
+        q = wait_until(lambda: self._login(port), scaled(15), what="a login after the restart")
+        self.addCleanup(Pop3Test._close, q)
+        self.assertEqual(q.stat()[0], 1)  # the DELE without QUIT removed nothing
+        q.quit()
+
+    @staticmethod
+    def _login(port):
+        try:
+            q = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        except (OSError, poplib.error_proto):
+            return None
+        try:
+            q.user("dave@example.test")
+            q.pass_("secret")
+            return q
+        except (OSError, poplib.error_proto):
+            Pop3Test._close(q)
+            return None
+
+
+class Pop3ReloadTest(PosternTestCase):
+    """SIGHUP: a session that is open goes on with the old pop3 worker
+    (and its agent, which still holds the mailbox), a new session is
+    served by the new generation; the old worker leaves after the QUIT."""
+
+    def test_session_survives_a_reload(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="before the reload", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        old_worker = srv.role_pids("pop3")
+        self.assertIn("starting generation", srv.reload().group(0))
+        wait_until(lambda: len(srv.role_pids("pop3")) == 2, scaled(10),
+                   what="the new pop3 worker")
+        self.assertEqual(p.stat()[0], 1)
+        _, lines, _ = p.retr(1)
+        self.assertIn(b"Subject: before the reload", lines)
+        other = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, other)
+        other.user("carol@example.test")
+        other.pass_("secret")
+        self.assertEqual(other.stat()[0], 0)
+        other.quit()
+        p.dele(1)
+        p.quit()
+        wait_until(lambda: not any(pid in srv.children() for pid in old_worker), scaled(10),
+                   what="the old pop3 worker to exit")
+        self.assertEqual(os.listdir(srv.maildir("dave", "cur")), [])
+
+
+class Pop3QuotaTest(PosternTestCase):
+    """POP3 deletions give the quota back: after QUIT, maildirsize (Maildir++,
+    as Dovecot keeps it) counts the messages removed, and a message that
+    did not fit before is accepted."""
+
+    def test_deletions_update_maildirsize(self):
+        from test_quota import read_maildirsize, write_users
+        srv = self.start_server(tls=True, start=False, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", quota_reject_margin="0"))
+        write_users(srv, {"alice": "userdb_quota_rule=*:storage=8k", "admin": ""})
+        srv.start()
+        big = "x" * 3000 + "\r\n"
+        names = []
+        for i in range(2):
+            qid = smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                               make_message(subject="fill %d" % i, body=big,
+                                            to="alice@example.test"))
+            names.append(srv.wait_delivery("alice", qid)[0])
+        _, used, count, _ = read_maildirsize(srv, "alice")
+        self.assertEqual(count, 2)
+        # A third one (SIZE= announced) does not fit: 552 at RCPT.
+        size = ["SIZE=%d" % len(big)]
+        with self.assertRaisesRegex(AssertionError, "552"):
+            smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                         make_message(subject="too much", body=big, to="alice@example.test"),
+                         mail_options=size)
+        p = poplib.POP3("127.0.0.1", port_of(srv, "pop3_listen"), timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("alice@example.test")
+        p.pass_("secret")
+        p.dele(1)
+        p.quit()
+        _, after, count_after, _ = read_maildirsize(srv, "alice")
+        first_size = int(re.search(r",S=(\d+)", names[0]).group(1))
+        self.assertEqual((after, count_after), (used - first_size, 1))
+        qid = smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                           make_message(subject="fits again", body=big, to="alice@example.test"),
+                           mail_options=size)
+        srv.wait_delivery("alice", qid)
+
+
+class Pop3ThrottleTest(PosternTestCase):
+    """Failed POP3 logins count in the auth process like SMTP AUTH ones:
+    past auth_client_ban_failures the client is refused for a while, even
+    with the right password, and told to come back later."""
+
+    def test_banned_after_failures(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", auth_failure_delay="0",
+            auth_client_ban_failures="2", auth_ban_time="10m"))
+        port = port_of(srv, "pop3_listen")
+        for _ in range(2):
+            p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+            self.addCleanup(Pop3Test._close, p)
+            p.user("alice@example.test")
+            with self.assertRaisesRegex(poplib.error_proto, r"\[AUTH\]"):
+                p.pass_("wrong")
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("alice@example.test")
+        with self.assertRaisesRegex(poplib.error_proto, r"\[SYS/TEMP\]"):
+            p.pass_("secret")
+        srv.wait_log(r"client=127\.0\.0\.1 user=alice@example\.test login throttled")
+        self.assertNotIn("secret", srv.log())  # passwords are never logged
+
+
+class Pop3ClientsTest(PosternTestCase):
+    """pop3_clients: POP3 only from the listed networks."""
+
+    def test_client_outside_the_list_is_refused(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_clients="192.0.2.0/24"))
+        with self.assertRaisesRegex(poplib.error_proto, r"SYS/PERM"):
+            poplib.POP3("127.0.0.1", port_of(srv, "pop3_listen"), timeout=scaled(15))
+        # pop3s: no TLS is spent on it, the connection just closes.
+        with socket.create_connection(("127.0.0.1", port_of(srv, "pop3s_listen")),
+                                      timeout=scaled(15)) as s:
+            self.assertEqual(s.recv(100), b"")
+        srv.wait_log(r"client=127\.0\.0\.1 reject: not in pop3_clients")
+        # SMTP is not affected.
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"], make_message(to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+
+
+class Pop3LimitTest(PosternTestCase):
+    """pop3_connection_limit: the session over the limit is told and closed."""
+
+    def test_connection_limit(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_connection_limit="2"))
+        port = port_of(srv, "pop3_listen")
+        first = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, first)
+        second = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, second)
+        with self.assertRaisesRegex(poplib.error_proto, r"\[SYS/TEMP\]"):
+            poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        srv.wait_log(r"reject: pop3_connection_limit \(2\) reached")
+        first.quit()
+        wait_until(lambda: self._greeted(port), scaled(10), what="room for a new session")
+        second.quit()
+
+    @staticmethod
+    def _greeted(port):
+        try:
+            p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        except poplib.error_proto:
+            return False
+        p.quit()
+        return True
+
+
+class Pop3TimeoutTest(PosternTestCase):
+    """An idle session is closed without a reply (RFC 1939 autologout)."""
+
+    def test_idle_session_is_closed(self):
+        srv = self.start_server(tls=True, config=pop3_settings(pop3_idle_timeout="2s"))
+        with socket.create_connection(("127.0.0.1", port_of(srv, "pop3_listen")),
+                                      timeout=scaled(15)) as s:
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            started = time.monotonic()
+            s.sendall(b"NOOP\r\n")
+            self.assertTrue(f.readline().startswith(b"-ERR"))  # not logged in
+            self.assertEqual(f.read(), b"")  # closed, nothing said
+            waited = time.monotonic() - started
+        self.assertGreaterEqual(waited, 1.5)
+        self.assertLess(waited, scaled(10))
+        srv.wait_log(r"client=127\.0\.0\.1 timeout after idle time")
+
+
+if __name__ == "__main__":
+    unittest.main()
