@@ -315,8 +315,10 @@ static void ares_cb(void *arg, int status, int timeouts, unsigned char *msg, int
 							msg != NULL && len > 0 ? (size_t)len : 0,
 							r->negative_ttl_max);
 	dns_cache_put(&r->cache, q->key, res, now_ms());
-	if (q->in_map) { /* answered before its deadline */
+	if (q->in_map) { /* answered (or given up by c-ares) before its deadline */
 		metrics_observe_us(METRIC_DNS_SECONDS, metrics_now_us() - q->sent_us);
+		if (status == ARES_ETIMEOUT)
+			metrics_count(METRIC_DNS_TIMEOUTS);
 		query_detach(q);
 		query_deliver(q, res);
 	}

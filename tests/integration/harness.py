@@ -409,8 +409,11 @@ class PosternServer:
                                          % (host, port, timeout, self.log_tail()))
                 time.sleep(0.05)
         # The auth process, which belongs to no generation, has said who
-        # it is (reload(wait_old=True) must not wait for it to exit).
-        self.wait_log(r"postern/auth\[\d+\]: info: auth ready", timeout=timeout, since=offset)
+        # it is (reload(wait_old=True) must not wait for it to exit); a
+        # server that logs elsewhere than stderr (log_to) says it there.
+        if self.settings.get("log_to", "stderr") == "stderr":
+            self.wait_log(r"postern/auth\[\d+\]: info: auth ready", timeout=timeout,
+                          since=offset)
         return self
 
     def _environment(self):
