@@ -23,9 +23,9 @@
  * every recording call does nothing.
  *
  * Adding a metric is one line in one of the lists below, plus the call
- * where it happens, e.g. for logins:
- *   X(AUTH_LOGINS, "postern_auth_logins_total", "Logins by service and result", "service", "result", NULL, NULL)
- *   metrics_count_labels(METRIC_AUTH_LOGINS, (const char *[]){ "smtp", "ok" }, 2);
+ * where it happens, e.g. POP3 sessions:
+ *   X(POP3_CONNECTIONS, "postern_pop3_connections_total", "POP3 connections accepted")
+ *   metrics_count(METRIC_POP3_CONNECTIONS);
  * (The lists are X-macros so that the enum, the names and the help text
  * cannot drift apart.)
  *
@@ -63,7 +63,10 @@
 	X(DELIVERIES, "postern_deliveries_total",                                               \
 	  "Delivery attempts' results per final recipient", "transport", "status", NULL, NULL)  \
 	X(SCAN_VERDICTS, "postern_scan_verdicts_total", "Content scan verdicts", "verdict",      \
-	  "reason", NULL, NULL)
+	  "reason", NULL, NULL)                                                                 \
+	X(AUTH_LOGINS, "postern_auth_logins_total",                                             \
+	  "Logins decided by the auth process, by service and result", "service", "result",     \
+	  NULL, NULL)
 
 /* Histograms: X(ID, name, help); buckets METRICS_BUCKETS_US. */
 #define METRICS_HISTOGRAMS(X)                                                                 \

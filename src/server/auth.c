@@ -50,6 +50,7 @@
 #include "../auth/auth_verify.h"
 #include "../lib/buf.h"
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/safeio.h"
 #include "../lib/unixsock.h"
 #include "../lib/xalloc.h"
@@ -352,6 +353,10 @@ static void send_result(struct auth *a, struct job *j)
 {
 	char shown[AUTH_USER_MAX + 1];
 	printable(j->user, shown, sizeof(shown));
+	const char *result = j->verdict == AUTH_OK ? "ok" : j->verdict == AUTH_THROTTLED ? "throttled"
+			     : j->verdict == AUTH_FAILED ? "failed" : "tempfail";
+	metrics_count_labels(METRIC_AUTH_LOGINS, (const char *[]){ service_name(j->service), result },
+			     2);
 	if (j->verdict == AUTH_OK)
 		log_info("login: user=%s client=%s service=%s session=%s status=ok", shown,
 			 j->client_ip, service_name(j->service), j->session_id);

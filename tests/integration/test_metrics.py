@@ -7,6 +7,7 @@ scan verdicts and times, DNS query times), queue sizes, processes and
 memory per role, an unprivileged process, and refusals of anything but
 GET /metrics, also of oversized requests, after which it still serves.
 """
+import base64
 import os
 import re
 import shutil
@@ -344,6 +345,32 @@ class MetricsConnectRefusalTest(PosternTestCase):
             return value(samples, "postern_smtp_rejections_total", stage="connect",
                          check="early_talker", reason="early_talker", **{"class": "5xx"}) == 1
         wait_until(counted, scaled(10), what="the early talker counted")
+
+
+class MetricsLoginTest(PosternTestCase):
+    def test_logins_counted_by_service_and_result(self):
+        """The auth process counts every login it decides."""
+        port = free_port()
+        srv = self.start_server(config={"metrics_listen": "127.0.0.1:%d" % port,
+                                        "smtp_auth": "yes",
+                                        "auth_cleartext_networks": "127.0.0.0/8",
+                                        "auth_failure_delay": "0"})
+        url = "http://127.0.0.1:%d/metrics" % port
+
+        def plain(user, password):
+            return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("AUTH PLAIN " + plain("alice@example.test", "wrong")), 535)
+            self.assertReply(c.cmd("AUTH PLAIN " + plain("alice@example.test", "secret")), 235)
+
+        def counted():
+            samples, _ = parse_exposition(urllib.request.urlopen(url, timeout=scaled(10))
+                                          .read().decode())
+            return (value(samples, "postern_auth_logins_total", service="smtp", result="ok"),
+                    value(samples, "postern_auth_logins_total", service="smtp",
+                          result="failed"))
+        wait_until(lambda: counted() == (1, 1), scaled(10), what="one login of each counted")
 
 
 class MetricsOffTest(PosternTestCase):
