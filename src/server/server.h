@@ -23,6 +23,13 @@
  *     │                                     a socket pair with the supervisor
  *     │                                     (users_file as a descriptor);
  *     │                                     one per supervisor, kept over reloads
+ *     ├─fork─▶ metrics (user)               metrics_listen (bound by the supervisor);
+ *     │                                     only with metrics_listen, kept over
+ *     │                                     reloads (metrics_role.h)
+ *     ├─fork─▶ log writer (user)            the read end of the pipe that is
+ *     │                                     everybody's stderr, a socket pair with
+ *     │                                     the supervisor (log_file as a
+ *     │                                     descriptor); only with log_to = file
  *     ├─fork─▶ pop3 worker (user)           the POP3 listeners, a connection to
  *     │          │                          the auth process's auth.sock
  *     │          └─fork─▶ mailbox agent (mail_owner)
@@ -60,7 +67,10 @@
  * the pop3 worker asks the auth process to check logins and its mailbox
  * agent to open, read and update the maildrop of the account the auth
  * process named (src/pop3/pop3_proto.h: a message travels as a read-only
- * descriptor); nothing else crosses between processes. Only the agents
+ * descriptor); every process adds to the metrics counters in the
+ * anonymous shared segment the supervisor mapped before its first fork
+ * (src/lib/metrics.h: counters only, read by the metrics role);
+ * nothing else crosses between processes. Only the agents
  * (local delivery, the pop3 role's mailbox agent, the quota readers) can
  * open a mailbox; the
  * processes that parse network input hold no password hash (the users
