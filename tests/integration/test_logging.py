@@ -8,6 +8,7 @@ log writer holding the file, SIGUSR1 after a rename moving every
 process's lines to the new file, and a SIGUSR1 sent to every process of
 postern killing none.
 """
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (IS_ROOT, SANITIZER_MARKERS, PosternTestCase, descendants, make_message, process_alive,
+from harness import (IS_ROOT, POSTERN_BIN, SANITIZER_MARKERS, PosternTestCase, descendants, make_message, process_alive,
                      scaled, smtplib_send, wait_until)
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd"
@@ -42,6 +43,7 @@ class RsyslogPeer:
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "log.sock")
         self.out = os.path.join(self.dir, "out.log")
+        self.traditional = os.path.join(self.dir, "mail.log")  # as Debian's /var/log/mail.log
         conf = os.path.join(self.dir, "rsyslog.conf")
         with open(conf, "w") as f:
             f.write('global(workDirectory="%s")\n' % self.dir)
@@ -50,6 +52,8 @@ class RsyslogPeer:
             f.write('template(name="t" type="string" string="%syslogfacility-text%.'
                     '%syslogseverity-text% %syslogtag%%msg%\\n")\n')
             f.write('*.* action(type="omfile" file="%s" template="t")\n' % self.out)
+            f.write('*.* action(type="omfile" file="%s" '
+                    'template="RSYSLOG_TraditionalFileFormat")\n' % self.traditional)
         self.proc = subprocess.Popen(
             [RSYSLOGD, "-n", "-f", conf, "-i", os.path.join(self.dir, "rsyslogd.pid")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr"), "w"))
@@ -95,6 +99,12 @@ class SyslogTest(PosternTestCase):
         srv.stop()
         wait_until(lambda: "postern stopped" in read(peer.out), scaled(10),
                    what="the last line")
+        # postern report reads the daemon's own file ("Mmm dd hh:mm:ss HOST postern/...")
+        p = subprocess.run([POSTERN_BIN, "report", "--json", peer.traditional],
+                           capture_output=True, timeout=scaled(30))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        report = json.loads(p.stdout)
+        self.assertEqual((report["received"], report["delivered"]), (1, 1), report)
 
     def test_no_syslog_daemon_lines_go_to_stderr(self):
         missing = os.path.join(tempfile.mkdtemp(prefix="postern-it-nolog-"), "none.sock")
