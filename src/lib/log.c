@@ -50,8 +50,18 @@ static struct {
 static const int facility_codes[] = { 2 << 3, 3 << 3, 1 << 3, 16 << 3, 17 << 3, 18 << 3,
 				      19 << 3, 20 << 3, 21 << 3, 22 << 3, 23 << 3 };
 
+/* In a child of fork(): a lock another thread held at the fork would
+ * stay held for ever; the child has only the forking thread. */
+static void unlock_in_child(void)
+{
+	pthread_mutex_init(&sys.lock, NULL);
+}
+
 int log_use_syslog(const char *socket_path, enum syslog_facility facility)
 {
+	static bool atfork_set;
+	if (!atfork_set && pthread_atfork(NULL, NULL, unlock_in_child) == 0)
+		atfork_set = true;
 	if (strlen(socket_path) >= sizeof(sys.path) ||
 	    (size_t)facility >= ARRAY_LEN(facility_codes)) {
 		errno = ENAMETOOLONG;
