@@ -67,12 +67,12 @@ class UnitCapabilitiesTest(PosternTestCase):
     switch accounts, mail is delivered, a reload and a drain work."""
 
     def test_serves_with_the_units_capabilities(self):
-        srv = self.start_server(start=False)
+        srv = self.start_server(start=False, tls=True)  # the key holder reads the key as root
         srv.command_prefix = ["setpriv", "--bounding-set=-all," + unit_capabilities(),
                               "--inh-caps=-all", "--"]
         srv.start()
         qid = smtplib_send(srv.port, "sender@remote.test", ["alice@example.test"],
-                           make_message(subject="with the unit's capabilities"))
+                           make_message(subject="with the unit's capabilities"), tls=True)
         srv.wait_delivery("alice", qid)
         m = srv.reload()
         self.assertIn("starting generation 2", m.group(0))
