@@ -83,7 +83,18 @@ class UnitCapabilitiesTest(PosternTestCase):
             bnd = int([l for l in f if l.startswith("CapBnd:")][0].split()[1], 16)
         self.assertNotEqual(bnd, 0)
         self.assertEqual(bnd & (1 << 21), 0, "CAP_SYS_ADMIN must not be there")
+        self.assertEqual(bnd & (1 << 1), 0, "CAP_DAC_OVERRIDE must not be there")
         srv.stop()
+
+    def test_without_chown_it_cannot_start(self):
+        """The set is not larger than needed: without CAP_CHOWN the
+        supervisor cannot hand the spool to its account, and says so."""
+        caps = ",".join(c for c in unit_capabilities().split(",") if c != "+chown")
+        srv = self.start_server(start=False)
+        srv.command_prefix = ["setpriv", "--bounding-set=-all," + caps, "--inh-caps=-all", "--"]
+        rc, out = srv.serve_refused()
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"spool_dir .*: cannot create it for nobody: Operation not permitted")
 
 
 class InstallTest(unittest.TestCase):
