@@ -32,7 +32,7 @@ def plain(user, password, authzid=""):
     return b64("%s\0%s\0%s" % (authzid, user, password))
 
 
-def crypt_hash(prefix, password):
+def crypt_hash(prefix, password, count=0):
     """A crypt(3) hash made by libcrypt itself with a new setting of prefix
     ($y$ yescrypt, $6$ SHA-512, $2b$ bcrypt): what mkpasswd and doveadm
     pw write (Python's crypt module is going away)."""
@@ -41,7 +41,7 @@ def crypt_hash(prefix, password):
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
     lib.crypt.restype = ctypes.c_char_p
     lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(prefix.encode(), 0, None, 0)
+    setting = lib.crypt_gensalt(prefix.encode(), count, None, 0)
     return lib.crypt(password.encode(), setting).decode()
 
 
@@ -317,6 +317,42 @@ class CleartextAndHashTest(PosternTestCase):
         e.ehlo()
         self.assertReply(e.cmd("MAIL FROM:<x@remote.test>"), 250)
         self.assertReply(e.cmd("RCPT TO:<y@remote.test>"), 554, "5.7.1")
+
+    def test_unknown_users_and_locked_accounts_take_as_long_as_a_wrong_password(self):
+        # Most users have bcrypt hashes of cost 10 (~60 ms here): a login
+        # for a user who does not exist, or whose account is locked, must
+        # cost as much, or timing tells which addresses have accounts.
+        # The auth process used to check unknown users against a yescrypt
+        # hash of its own (~15 ms) and locked accounts against nothing.
+        srv = self.start_server(start=False, users=[], config={
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_failure_delay": "0", "auth_client_ban_failures": "0",
+            "auth_user_ban_failures": "0"})
+        with open(srv.users_path, "a") as f:
+            for name in ("ann", "ben", "cat", "dan"):
+                f.write("%s@example.test:{BLF-CRYPT}%s::::::\n"
+                        % (name, crypt_hash("$2b$", "pw " + name, count=10)))
+            f.write("locked@example.test:{BLF-CRYPT}!%s::::::\n"
+                    % crypt_hash("$2b$", "pw", count=10))
+        srv.start()
+
+        def fastest(user):
+            times = []
+            for _ in range(6):
+                c = SmtpConn(srv.port)  # one failure per session: no error delay
+                self.addCleanup(c.close)
+                c.ehlo()
+                start = time.monotonic()
+                self.assertReply(c.cmd("AUTH PLAIN " + plain(user, "wrong")), 535)
+                times.append(time.monotonic() - start)
+                c.close()
+            return min(times)
+        known = fastest("ann@example.test")
+        for user in ("nobody@example.test", "locked@example.test"):
+            other = fastest(user)
+            self.assertLess(abs(other - known), max(0.02, known / 3),
+                            "%s: %.1f ms, a known user: %.1f ms" % (user, other * 1000,
+                                                                     known * 1000))
 
     def test_plain_text_refused_outside_the_cleartext_networks(self):
         srv = self.start_server(config={"smtp_auth": "yes"})

@@ -118,6 +118,49 @@ static void users_table(void **state)
 		assert_int_equal(text[i], 0);
 }
 
+/* The field an unknown user's login is checked against costs what most
+ * users' logins cost: the most common cost class; none when clear-text
+ * fields are the most common. */
+static void timing_field(void **state)
+{
+	(void)state;
+	char class[64];
+	auth_hash_cost_class("{SHA512-CRYPT}$6$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$6$");
+	auth_hash_cost_class("$6$rounds=9000$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$6$rounds=9000$");
+	auth_hash_cost_class("{BLF-CRYPT}$2b$12$saltandhashsaltandhash", class, sizeof(class));
+	assert_string_equal(class, "$2b$12$");
+	auth_hash_cost_class("$y$j9T$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$y$j9T$");
+	assert_true(auth_hash_costly("$y$j9T$salt$hash"));
+	assert_false(auth_hash_costly("{PLAIN}x"));
+	assert_false(auth_hash_costly("{SHA512-CRYPT}!$6$salt$hash"));
+	assert_true(auth_hash_checkable("{PLAIN}x"));
+	assert_false(auth_hash_checkable("{SSHA}zzz"));
+	assert_false(auth_hash_checkable("*"));
+
+	char text[] = "a@x:$y$j9T$s1$h1::::::\n"
+		      "b@x:{SHA512-CRYPT}$6$s2$h2::::::\n"
+		      "c@x:{SHA512-CRYPT}$6$s3$h3::::::\n"
+		      "d@x:{BLF-CRYPT}!$2b$10$locked::::::\n"
+		      "e@x:{PLAIN}p::::::\n";
+	struct auth_users *u = auth_users_parse(text, strlen(text), "users");
+	const char *field = auth_users_timing_field(u);
+	assert_non_null(field);
+	assert_true(strncmp(field, "{SHA512-CRYPT}$6$", 17) == 0);
+	auth_users_free(&u);
+
+	char clear[] = "a@x:{PLAIN}a\nb@x:{PLAIN}b\nc@x:$6$s$h\n";
+	u = auth_users_parse(clear, strlen(clear), "users");
+	assert_null(auth_users_timing_field(u));
+	auth_users_free(&u);
+	char none[] = "";
+	u = auth_users_parse(none, 0, "users");
+	assert_null(auth_users_timing_field(u));
+	auth_users_free(&u);
+}
+
 static void throttling(void **state)
 {
 	(void)state;
@@ -373,6 +416,7 @@ int main(void)
 		cmocka_unit_test(schemes),
 		cmocka_unit_test(constant_time_equality),
 		cmocka_unit_test(users_table),
+		cmocka_unit_test(timing_field),
 		cmocka_unit_test(throttling),
 		cmocka_unit_test(protocol),
 		cmocka_unit_test(real_process),
