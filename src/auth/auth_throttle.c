@@ -250,16 +250,14 @@ uint64_t auth_throttle_failed(struct auth_throttle *t, const char *client, const
 	return delay;
 }
 
-void auth_throttle_succeeded(struct auth_throttle *t, const char *client, const char *user)
+void auth_throttle_succeeded(struct auth_throttle *t, const char *user)
 {
 	char key[KEY_MAX];
+	if (user == NULL)
+		return;
 	pthread_mutex_lock(&t->lock);
-	client_key(key, client);
+	make_key(key, "u", user);
 	t->store->ops->del(t->store, key);
-	if (user != NULL) {
-		make_key(key, "u", user);
-		t->store->ops->del(t->store, key);
-	}
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -190,7 +190,7 @@ static void run_job(struct job *j, struct crypt_data *cd)
 	} else if (j->timing == NULL && auth_hash_matches(j->stored, j->password, cd)) {
 		j->verdict = AUTH_OK;
 		j->why = "password ok";
-		auth_throttle_succeeded(a->throttle, j->client_ip, j->user);
+		auth_throttle_succeeded(a->throttle, j->user);
 	} else {
 		/* a locked account, or a scheme that cannot be checked: as
 		 * long as an unknown user's answer */

@@ -281,6 +281,31 @@ class ThrottleTest(PosternTestCase):
         self.assertReply(attempt("127.0.0.8", "secret", "carol@example.test"), 454, "4.7.0")
 
 
+    def test_own_login_does_not_clear_the_clients_failures(self):
+        # An attacker with an account of their own must not be able to
+        # reset its client's count by logging in between guesses at
+        # other users' passwords (password spraying): a success forgets
+        # the user's failures, the client's expire with auth_ban_time.
+        srv = self.start_server(config={
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_failure_delay": "0", "auth_client_ban_failures": "3",
+            "auth_user_ban_failures": "100", "error_delay": "0"})
+
+        def attempt(user, password):
+            c = SmtpConn(srv.port)
+            try:
+                c.ehlo()
+                return c.cmd("AUTH PLAIN " + plain(user, password))
+            finally:
+                c.close()
+        for victim in ("alice", "bob"):
+            self.assertReply(attempt(victim + "@example.test", "guess"), 535, "5.7.8")
+            self.assertReply(attempt("carol@example.test", "secret"), 235)
+        self.assertReply(attempt("dave@example.test", "guess"), 535, "5.7.8")  # the third
+        self.assertReply(attempt("carol@example.test", "secret"), 454, "4.7.0")
+        self.assertRegex(srv.log(), r"status=throttled reason=\"client banned")
+
+
 class CleartextAndHashTest(PosternTestCase):
 
     def test_cleartext_network_and_yescrypt_hash_on_port_25(self):

@@ -191,11 +191,13 @@ static void throttling(void **state)
 	/* bans end, failures are forgotten */
 	assert_false(auth_throttle_banned(t, "192.0.2.1", "a@x", now + 60000, &which));
 	assert_int_equal(auth_throttle_failed(t, "192.0.2.1", NULL, now + 60001, &banned), 1000);
-	/* a success forgets the client's failures */
-	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
-	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
-	auth_throttle_succeeded(t, "192.0.2.5", NULL);
-	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 1000);
+	/* a success forgets the user's failures, not the client's (a login
+	 * of one's own does not clear guesses at other users) */
+	auth_throttle_failed(t, "192.0.2.5", "c@x", now, &banned);
+	auth_throttle_failed(t, "192.0.2.6", "c@x", now, &banned);
+	auth_throttle_succeeded(t, "c@x");
+	assert_int_equal(auth_throttle_failed(t, "192.0.2.7", "c@x", now, &banned), 1000);
+	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 2000);
 	/* IPv6 clients count by their /64 */
 	for (int i = 0; i < 3; i++)
 		auth_throttle_failed(t, i == 0 ? "2001:db8::1" : "2001:db8::ab:2", NULL, now,
