@@ -49,7 +49,7 @@ static void choose_timing_field(struct auth_users *u)
 		}
 	}
 	hashmap_free(&classes, NULL);
-	if (plain > best)
+	if (plain >= best) /* a tie: the cheap check is the common one */
 		u->timing_field = NULL;
 }
 

@@ -34,8 +34,8 @@ size_t auth_users_count(const struct auth_users *u);
 /* The password field an unknown user's login (or a locked account's) is
  * checked against, so that it costs what most users' logins cost: a
  * field of the cost class (auth_hash_cost_class) most of the table's
- * crypt hashes share; NULL when most fields are {PLAIN} (checked at
- * once) or the table has none that costs a hash. Owned by the table. */
+ * crypt hashes share; NULL when {PLAIN} fields (checked at once) are at
+ * least as many, or the table has none that costs a hash. Owned by the table. */
 const char *auth_users_timing_field(const struct auth_users *u);
 
 #endif

@@ -97,7 +97,7 @@ struct job {
 	char password[AUTH_PASSWORD_MAX + 1]; /* wiped by the thread */
 	char session_id[AUTH_SESSION_MAX + 1];
 	char *stored;                         /* the hash, or NULL: unknown user */
-	char *timing;  /* checked instead when stored is NULL or costs no hash */
+	char *timing;  /* checked too when stored is NULL or costs no hash */
 	/* the thread's answer */
 	enum auth_verdict verdict;
 	const char *why;
@@ -180,24 +180,21 @@ static void run_job(struct job *j, struct crypt_data *cd)
 		j->verdict = AUTH_THROTTLED;
 		j->why = strcmp(which, "client") == 0 ? "client banned after failed logins"
 						      : "user banned after failed logins";
-	} else if (j->stored == NULL) {
-		/* as long as most users' checks, so that timing tells no user
-		 * apart (the answer is no whatever this says) */
-		if (j->timing != NULL)
-			(void)auth_hash_matches(j->timing, j->password, cd);
-		j->verdict = AUTH_FAILED;
-		j->why = "unknown user";
-	} else if (j->timing == NULL && auth_hash_matches(j->stored, j->password, cd)) {
-		j->verdict = AUTH_OK;
-		j->why = "password ok";
-		auth_throttle_succeeded(a->throttle, j->user);
 	} else {
-		/* a locked account, or a scheme that cannot be checked: as
-		 * long as an unknown user's answer */
+		bool ok = j->stored != NULL && auth_hash_matches(j->stored, j->password, cd);
+		/* a check that cost no hash (unknown user, locked account,
+		 * {PLAIN}) is made as long as most users' checks, so that
+		 * timing tells no user apart; what this says does not count */
 		if (j->timing != NULL)
 			(void)auth_hash_matches(j->timing, j->password, cd);
-		j->verdict = AUTH_FAILED;
-		j->why = "wrong password";
+		if (ok) {
+			j->verdict = AUTH_OK;
+			j->why = "password ok";
+			auth_throttle_succeeded(a->throttle, j->user);
+		} else {
+			j->verdict = AUTH_FAILED;
+			j->why = j->stored == NULL ? "unknown user" : "wrong password";
+		}
 	}
 	if (j->verdict == AUTH_FAILED)
 		j->delay_ms = auth_throttle_failed(a->throttle, j->client_ip, known, wall_ms(),
@@ -482,10 +479,11 @@ static bool handle(struct conn *c, struct auth_msg *req)
 	memcpy(j->session_id, req->session_id, sizeof(j->session_id));
 	const char *stored = a->users != NULL ? auth_users_password(a->users, j->user) : NULL;
 	j->stored = stored != NULL ? xstrdup(stored) : NULL;
-	/* a login that costs no hash (unknown user, locked account, scheme
-	 * that cannot be checked) is made to cost what most users' cost */
+	/* a login that costs no hash (unknown user, locked account, {PLAIN},
+	 * a scheme that cannot be checked) is made to cost what most users'
+	 * cost */
 	const char *timing = a->users != NULL ? auth_users_timing_field(a->users) : NULL;
-	if (timing != NULL && (stored == NULL || !auth_hash_checkable(stored)))
+	if (timing != NULL && (stored == NULL || !auth_hash_costly(stored)))
 		j->timing = xstrdup(timing);
 	c->pending++;
 	pthread_mutex_lock(&a->lock);

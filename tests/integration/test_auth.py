@@ -345,8 +345,9 @@ class CleartextAndHashTest(PosternTestCase):
 
     def test_unknown_users_and_locked_accounts_take_as_long_as_a_wrong_password(self):
         # Most users have bcrypt hashes of cost 10 (~60 ms here): a login
-        # for a user who does not exist, or whose account is locked, must
-        # cost as much, or timing tells which addresses have accounts.
+        # for a user who does not exist, whose account is locked, or whose
+        # password is stored in clear, must cost as much, or timing tells
+        # which addresses have accounts (and which are weak).
         # The auth process used to check unknown users against a yescrypt
         # hash of its own (~15 ms) and locked accounts against nothing.
         srv = self.start_server(start=False, users=[], config={
@@ -359,6 +360,7 @@ class CleartextAndHashTest(PosternTestCase):
                         % (name, crypt_hash("$2b$", "pw " + name, count=10)))
             f.write("locked@example.test:{BLF-CRYPT}!%s::::::\n"
                     % crypt_hash("$2b$", "pw", count=10))
+            f.write("clear@example.test:{PLAIN}pw::::::\n")
         srv.start()
 
         def fastest(user):
@@ -373,7 +375,11 @@ class CleartextAndHashTest(PosternTestCase):
                 c.close()
             return min(times)
         known = fastest("ann@example.test")
-        for user in ("nobody@example.test", "locked@example.test"):
+        c = SmtpConn(srv.port)
+        self.addCleanup(c.close)
+        c.ehlo()
+        self.assertReply(c.cmd("AUTH PLAIN " + plain("clear@example.test", "pw")), 235)
+        for user in ("nobody@example.test", "locked@example.test", "clear@example.test"):
             other = fastest(user)
             self.assertLess(abs(other - known), max(0.02, known / 3),
                             "%s: %.1f ms, a known user: %.1f ms" % (user, other * 1000,
