@@ -206,6 +206,20 @@ static void throttling(void **state)
 	assert_true(banned);
 	assert_true(auth_throttle_banned(t, "2001:db8::77", NULL, now, &which));
 	assert_false(auth_throttle_banned(t, "2001:db8:0:1::1", NULL, now, &which));
+	/* but the IPv4 clients a translator (RFC 6052) or a mapping brings
+	 * share a /64: each counts by its whole address */
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "64:ff9b::c000:221", NULL, now, &banned);
+	assert_true(banned);
+	assert_true(auth_throttle_banned(t, "64:ff9b::c000:221", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "64:ff9b::c000:222", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "64:ff9b:1::c000:222", NULL, now, &which));
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "64:ff9b:1:2::c633:6401", NULL, now, &banned);
+	assert_false(auth_throttle_banned(t, "64:ff9b:1:2::c633:6402", NULL, now, &which));
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "::ffff:192.0.2.40", NULL, now, &banned);
+	assert_false(auth_throttle_banned(t, "::ffff:192.0.2.41", NULL, now, &which));
 	auth_throttle_sweep(t, now + 10 * 60000);
 	auth_throttle_free(&t);
 }
