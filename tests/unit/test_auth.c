@@ -252,6 +252,17 @@ static void protocol(void **state)
 	out.len--;
 	out.data[out.len - 1] = '\0'; /* the last byte of session_id */
 	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	/* words smuggled into the log through the address or the id */
+	strcpy(m.client_ip, "192.0.2.1 status=ok");
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	strcpy(m.client_ip, "2001:db8::1");
+	strcpy(m.session_id, "s1 user=root");
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	strcpy(m.session_id, "1A2B3C4D5E");
+	auth_msg_encode(&m, &out);
+	assert_true(auth_msg_decode(out.data, out.len, true, &d, &err));
 	m.type = AUTH_MSG_RESULT;
 	m.verdict = 9;
 	auth_msg_encode(&m, &out);
