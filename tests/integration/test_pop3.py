@@ -15,6 +15,7 @@ import poplib
 import re
 import signal
 import socket
+import struct
 import time
 import uuid
 
@@ -276,6 +277,47 @@ class Pop3RestartTest(PosternTestCase):
         except (OSError, poplib.error_proto):
             Pop3Test._close(q)
             return None
+
+
+class Pop3GoneDuringOpenTest(PosternTestCase):
+    """A client that vanishes (a reset) while its mailbox is being opened
+    leaves no lock behind: the agent, stopped here so the reset lands
+    right then, is told to close the maildrop it opens for nobody, and
+    the next login to that mailbox works (it used to get [IN-USE] until
+    the pop3 worker was restarted)."""
+
+    def test_reset_while_opening(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="kept", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        offset = srv.log_size()
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=scaled(15))
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            s.sendall(b"USER dave@example.test\r\nPASS secret\r\n")
+            self.assertTrue(f.readline().startswith(b"+OK"))  # USER
+            srv.wait_log(r"login: user=dave@example\.test .*service=pop3 .*status=ok",
+                         since=offset)
+            time.sleep(scaled(0.5))  # the verdict reaches the worker: OPEN is sent
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            f.close()
+            s.close()  # a reset, not an orderly end
+            srv.wait_log(r"disconnect client=127\.0\.0\.1 ", since=offset)
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        self.assertEqual(p.stat()[0], 1)
+        p.quit()
 
 
 class Pop3ReloadTest(PosternTestCase):
