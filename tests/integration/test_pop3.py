@@ -320,6 +320,109 @@ class Pop3GoneDuringOpenTest(PosternTestCase):
         p.quit()
 
 
+class Pop3ProtocolEdgesTest(PosternTestCase):
+    """The edges of RFC 1939, 2595 and 5034 over a raw socket: commands
+    pipelined after STLS are dropped (the CVE-2011-0411 class), STLS
+    twice, message numbers 0, too large, too long and deleted, TOP with a
+    huge line count, PASS before USER, AUTH PLAIN for another user, and
+    LIST sizes equal to the bytes RETR sends for a file other software
+    wrote (CRLF and LF mixed, a dot line, no newline at the end)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config=pop3_settings())
+        cls.port = port_of(cls.srv, "pop3_listen")
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=scaled(15))
+        self.addCleanup(s.close)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        return s, f
+
+    def cmd(self, s, f, line):
+        s.sendall(line + b"\r\n")
+        return f.readline()
+
+    @staticmethod
+    def multiline(f):
+        out = []
+        while True:
+            line = f.readline()
+            if line == b".\r\n":
+                return b"".join(out)
+            out.append(line)
+
+    def tls(self, s):
+        t = client_tls_context().wrap_socket(s)
+        self.addCleanup(t.close)
+        return t, t.makefile("rb")
+
+    def test_commands_pipelined_after_stls_are_dropped(self):
+        s, f = self.connect()
+        # In clear text, after STLS: a USER (which would be kept) and a
+        # NOOP (which would be answered first over TLS).
+        s.sendall(b"STLS\r\nUSER alice@example.test\r\nNOOP\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        t, tf = self.tls(s)
+        # The first reply over TLS is the CAPA's, and PASS has no USER.
+        self.assertEqual(self.cmd(t, tf, b"CAPA"), b"+OK capabilities follow\r\n")
+        capa = self.multiline(tf)
+        self.assertNotIn(b"STLS", capa)
+        self.assertIn(b"USER", capa)
+        self.assertTrue(self.cmd(t, tf, b"PASS secret").startswith(b"-ERR"))
+        self.assertTrue(self.cmd(t, tf, b"STLS").startswith(b"-ERR"))  # TLS is on
+        self.assertTrue(self.cmd(t, tf, b"QUIT").startswith(b"+OK"))
+
+    def test_arguments_and_numbers(self):
+        user = "dave@example.test"
+        qid = smtplib_send(self.srv.port, SENDER, [user], make_message(to=user))
+        self.srv.wait_delivery("dave", qid)
+        cur = self.srv.maildir("dave", "cur")
+        # Written by other software: LF and CRLF, a dot line, no final newline.
+        odd = b"Subject: odd\r\n\r\nline one\n.\r\n..x\nlast line"
+        path = os.path.join(cur, "1.odd.host:2,")
+        with open(path, "wb") as out:
+            out.write(odd)
+        if IS_ROOT:
+            os.chown(path, MAIL.pw_uid, MAIL.pw_gid)
+        s, f = self.connect()
+        t, tf = self.tls(s) if self.cmd(s, f, b"STLS").startswith(b"+OK") else (None, None)
+        # AUTH PLAIN as another user (authzid) is refused; as oneself it is not.
+        other = base64.b64encode(b"bob@example.test\0dave@example.test\0secret")
+        self.assertTrue(self.cmd(t, tf, b"AUTH PLAIN " + other).startswith(b"-ERR"))
+        self.assertTrue(self.cmd(t, tf, b"PASS secret").startswith(b"-ERR"))  # no USER
+        same = base64.b64encode(b"dave@example.test\0dave@example.test\0secret")
+        self.assertTrue(self.cmd(t, tf, b"AUTH PLAIN " + same).startswith(b"+OK 2 "))
+        for bad in (b"RETR 0", b"RETR 3", b"RETR -1", b"RETR 1x", b"LIST 99999999999",
+                    b"DELE", b"TOP 1", b"RETR 1 2", b"USER dave@example.test"):
+            self.assertTrue(self.cmd(t, tf, bad).startswith(b"-ERR"), bad)
+        listing = {}
+        self.assertTrue(self.cmd(t, tf, b"LIST").startswith(b"+OK"))
+        for line in self.multiline(tf).splitlines():
+            num, size = line.split()
+            listing[int(num)] = int(size)
+        uids = self.cmd(t, tf, b"UIDL 1"), self.cmd(t, tf, b"UIDL 2")
+        self.assertNotEqual(uids[0].split()[2], uids[1].split()[2])
+        sent = {}
+        for n in (1, 2):
+            self.assertTrue(self.cmd(t, tf, b"RETR %d" % n).startswith(b"+OK"))
+            sent[n] = self.multiline(tf)
+            self.assertEqual(len(sent[n].replace(b"\r\n..", b"\r\n.")), listing[n])
+        # Message 1 is the oldest: the file written here.
+        self.assertEqual(sent[1], b"Subject: odd\r\n\r\nline one\r\n..\r\n...x\r\n"
+                                  b"last line\r\n")
+        self.assertTrue(self.cmd(t, tf, b"TOP 1 9999999999").startswith(b"+OK"))
+        self.assertEqual(self.multiline(tf), sent[1])
+        self.assertTrue(self.cmd(t, tf, b"DELE 1").startswith(b"+OK"))
+        for bad in (b"RETR 1", b"TOP 1 0", b"DELE 1", b"LIST 1", b"UIDL 1"):
+            self.assertTrue(self.cmd(t, tf, bad).startswith(b"-ERR"), bad)
+        self.assertEqual(self.cmd(t, tf, b"STAT"), b"+OK 1 %d\r\n" % listing[2])
+        self.assertTrue(self.cmd(t, tf, b"RSET").startswith(b"+OK"))
+        self.assertTrue(self.cmd(t, tf, b"QUIT").startswith(b"+OK"))
+        self.assertEqual(len(os.listdir(cur)), 2)
+
+
 class Pop3ReloadTest(PosternTestCase):
     """SIGHUP: a session that is open goes on with the old pop3 worker
     (and its agent, which still holds the mailbox), a new session is
