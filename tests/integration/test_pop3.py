@@ -28,6 +28,7 @@ from test_privsep import MAIL, NOBODY, no_new_privs, proc_ids
 
 SENDER = "sender@remote.test"
 W_RE = re.compile(r",W=(\d+)")
+FD_LIMIT = 70
 
 
 def pop3_settings(**extra):
@@ -567,6 +568,60 @@ class Pop3LimitTest(PosternTestCase):
             return False
         p.quit()
         return True
+
+
+class Pop3RefusalsHoldNoDescriptorsTest(PosternTestCase):
+    """Connections over pop3_connection_limit are refused without taking
+    the descriptors the sessions need: a burst of them, accepted in one
+    go, used to hold one descriptor each until the next turns of the
+    loop, and a message the agent opened then could not be received
+    (its descriptor cut off), which ended the worker and every session
+    on it. Here the worker's descriptor limit is made tight and the burst
+    and the agent's answer to a RETR arrive together."""
+
+    def test_burst_of_refusals_during_a_retr(self):
+        srv = self.start_server(start=False, tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", pop3_connection_limit="1",
+            worker_connections="2"))
+        # Just what the pop3 worker asks for (1 * 6 + 64): a burst of
+        # refusals exhausts it.
+        srv.command_prefix = ["prlimit", "--nofile=%d:%d" % (FD_LIMIT, FD_LIMIT)]
+        srv.start()
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="wanted", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        burst = []
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            p.sock.sendall(b"RETR 1\r\n")
+            time.sleep(scaled(0.5))  # the worker asks the (stopped) agent
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                for _ in range(FD_LIMIT + 10):  # waiting in the listener's backlog
+                    burst.append(socket.create_connection(("127.0.0.1", port),
+                                                          timeout=scaled(15)))
+                os.kill(agent, signal.SIGCONT)
+                time.sleep(scaled(0.5))  # its answer waits in the socket too
+            finally:
+                os.kill(worker, signal.SIGCONT)
+        finally:
+            os.kill(agent, signal.SIGCONT)
+            for c in burst:
+                self.addCleanup(c.close)
+        self.assertIn(b"Subject: wanted", p._getlongresp()[1])  # RETR's answer, whole
+        p.quit()
+        self.assertIn(worker, srv.role_pids("pop3"))
+        self.assertNotIn("mailbox agent broke the protocol", srv.log())
+        for c in burst:
+            c.settimeout(scaled(15))
+            self.assertTrue(c.recv(200).startswith(b"-ERR [SYS/TEMP]"))
 
 
 class Pop3TimeoutTest(PosternTestCase):
