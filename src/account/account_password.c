@@ -41,13 +41,14 @@ static void on_signal(int sig)
 }
 
 /* Read one line from fd into buf (size bytes, NUL-terminated, without
- * its line end). 1: a line; 0: end of input before anything; -1: error
- * or too long (errno E2BIG). Byte by byte: nothing after the line is
- * consumed. */
+ * its line end). 1: a line; 0: end of input before anything; -1: error,
+ * too long (errno E2BIG) or holding a NUL byte (errno EILSEQ: crypt(3)
+ * would hash the bytes before it only). Byte by byte: nothing after the
+ * line is consumed. */
 static int read_line(int fd, char *buf, size_t size)
 {
 	size_t len = 0;
-	bool any = false, too_long = false;
+	bool any = false, too_long = false, nul = false;
 	for (;;) {
 		char c;
 		ssize_t n = read(fd, &c, 1);
@@ -58,6 +59,7 @@ static int read_line(int fd, char *buf, size_t size)
 		if (n == 0 || c == '\n')
 			break;
 		any = true;
+		nul = nul || c == '\0';
 		if (len + 1 < size)
 			buf[len++] = c;
 		else
@@ -66,9 +68,9 @@ static int read_line(int fd, char *buf, size_t size)
 	if (len > 0 && buf[len - 1] == '\r')
 		len--;
 	buf[len] = '\0';
-	if (too_long) {
+	if (too_long || nul) {
 		explicit_bzero(buf, size);
-		errno = E2BIG;
+		errno = too_long ? E2BIG : EILSEQ;
 		return -1;
 	}
 	return any || len > 0 ? 1 : 0;
@@ -123,6 +125,8 @@ static char *from_terminal(const char *address, FILE *errors)
 	sigaction(SIGTSTP, &old_tstp, NULL);
 	if (rc < 0 && errno == E2BIG)
 		fprintf(errors, "the password is longer than %d bytes\n", ACCOUNT_PASSWORD_MAX);
+	else if (rc < 0 && errno == EILSEQ)
+		fprintf(errors, "the password holds a NUL byte: nothing changed\n");
 	else if (rc < 0)
 		fprintf(errors, "cannot read the password from the terminal: %s\n",
 			strerror(errno));
@@ -146,6 +150,8 @@ static char *from_stdin(FILE *errors)
 	int rc = read_line(STDIN_FILENO, line, sizeof(line));
 	if (rc < 0 && errno == E2BIG)
 		fprintf(errors, "the password is longer than %d bytes\n", ACCOUNT_PASSWORD_MAX);
+	else if (rc < 0 && errno == EILSEQ)
+		fprintf(errors, "the password holds a NUL byte: nothing changed\n");
 	else if (rc < 0)
 		fprintf(errors, "cannot read the password from standard input: %s\n",
 			strerror(errno));

@@ -62,6 +62,17 @@ static void get_str(struct wire_reader *r, char *out, size_t max)
 	out[n] = '\0';
 }
 
+/* Only characters of an address or an id: a worker cannot smuggle
+ * "field=value" words into the auth process's log lines. */
+static bool token_ok(const char *s, const char *extra)
+{
+	for (; *s != '\0'; s++)
+		if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') ||
+		      ('0' <= *s && *s <= '9') || strchr(extra, *s) != NULL))
+			return false;
+	return true;
+}
+
 bool auth_msg_decode(const void *data, size_t len, bool requests, struct auth_msg *m,
 		     const char **err_r)
 {
@@ -83,6 +94,10 @@ bool auth_msg_decode(const void *data, size_t len, bool requests, struct auth_ms
 		get_str(&r, m->user, AUTH_USER_MAX);
 		get_str(&r, m->password, AUTH_PASSWORD_MAX);
 		get_str(&r, m->session_id, AUTH_SESSION_MAX);
+		if (r.err == NULL && !token_ok(m->client_ip, ".:%"))
+			wire_fail(&r, "client address with a character no address has");
+		if (r.err == NULL && !token_ok(m->session_id, ".-_:"))
+			wire_fail(&r, "session id with a character no id has");
 	} else if (r.err == NULL) {
 		m->verdict = wire_get_u8(&r);
 		if (r.err == NULL && m->verdict > AUTH_TEMPFAIL)

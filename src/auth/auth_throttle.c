@@ -156,14 +156,32 @@ static void make_key(char *key, const char *kind, const char *name)
 	snprintf(key, KEY_MAX, "%s:%s", kind, name);
 }
 
+/* Does a6 carry an IPv4 client's address in its last 32 bits, behind a
+ * prefix that many clients share: IPv4-mapped and IPv4-compatible
+ * (RFC 4291), a translator's (RFC 6052 64:ff9b::/96, RFC 8215
+ * 64:ff9b:1::/48), Teredo (RFC 4380 2001::/32)? */
+static bool embeds_ipv4(const struct in6_addr *a6)
+{
+	const uint8_t *b = a6->s6_addr;
+	static const uint8_t zeros[12] = { 0 };
+	if (IN6_IS_ADDR_V4MAPPED(a6) || memcmp(b, zeros, 12) == 0)
+		return true;
+	if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b &&
+	    ((b[4] == 0 && b[5] == 0) || (b[4] == 0 && b[5] == 1)))
+		return true; /* 64:ff9b::/96 (the rest of the /64 is zero) and 64:ff9b:1::/48 */
+	return b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0;
+}
+
 /* A client's key: its IPv4 address, or the /64 of its IPv6 address (one
- * site's prefix: a client that changes addresses inside it stays one). */
+ * site's prefix: a client that changes addresses inside it stays one),
+ * unless that /64 is shared by the IPv4 clients a translator or a tunnel
+ * brings (embeds_ipv4): then the whole address. */
 static void client_key(char *key, const char *client)
 {
 	struct in6_addr a6;
 	char text[INET6_ADDRSTRLEN];
 	if (strchr(client, ':') != NULL && inet_pton(AF_INET6, client, &a6) == 1 &&
-	    !IN6_IS_ADDR_V4MAPPED(&a6)) {
+	    !embeds_ipv4(&a6)) {
 		memset(a6.s6_addr + 8, 0, 8);
 		if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL) {
 			snprintf(key, KEY_MAX, "c:%s/64", text);
@@ -250,16 +268,14 @@ uint64_t auth_throttle_failed(struct auth_throttle *t, const char *client, const
 	return delay;
 }
 
-void auth_throttle_succeeded(struct auth_throttle *t, const char *client, const char *user)
+void auth_throttle_succeeded(struct auth_throttle *t, const char *user)
 {
 	char key[KEY_MAX];
+	if (user == NULL)
+		return;
 	pthread_mutex_lock(&t->lock);
-	client_key(key, client);
+	make_key(key, "u", user);
 	t->store->ops->del(t->store, key);
-	if (user != NULL) {
-		make_key(key, "u", user);
-		t->store->ops->del(t->store, key);
-	}
 	pthread_mutex_unlock(&t->lock);
 }
 

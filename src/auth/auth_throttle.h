@@ -76,8 +76,10 @@ bool auth_throttle_banned(struct auth_throttle *t, const char *client, const cha
  * started with it. */
 uint64_t auth_throttle_failed(struct auth_throttle *t, const char *client, const char *user,
 			      uint64_t now_ms, bool *banned_r);
-/* A successful login: the client's and the user's failures are forgotten. */
-void auth_throttle_succeeded(struct auth_throttle *t, const char *client, const char *user);
+/* A successful login: the user's failures are forgotten. The client's
+ * are not (they expire): a login to an account of one's own must not
+ * clear the count of guesses at other accounts. */
+void auth_throttle_succeeded(struct auth_throttle *t, const char *user);
 void auth_throttle_sweep(struct auth_throttle *t, uint64_t now_ms);
 
 #endif

@@ -22,7 +22,36 @@
 
 struct auth_users {
 	hashmap_t by_user; /* lower-case user@domain -> password field (malloc'ed) */
+	const char *timing_field; /* one of by_user's values, or NULL */
 };
+
+/* The field of the most common cost class, unless clear-text fields (no
+ * cost) are more common still. */
+static void choose_timing_field(struct auth_users *u)
+{
+	hashmap_t classes = HASHMAP_INIT; /* cost class -> count, as a pointer */
+	size_t pos = 0, best = 0, plain = 0;
+	const char *user;
+	void *value;
+	while (hashmap_next(&u->by_user, &pos, &user, &value)) {
+		const char *field = value;
+		char class[64];
+		if (!auth_hash_costly(field)) {
+			plain += auth_hash_checkable(field);
+			continue;
+		}
+		auth_hash_cost_class(field, class, sizeof(class));
+		size_t n = (size_t)(uintptr_t)hashmap_get(&classes, class, NULL) + 1;
+		hashmap_put(&classes, class, (void *)(uintptr_t)n);
+		if (n > best) {
+			best = n;
+			u->timing_field = field;
+		}
+	}
+	hashmap_free(&classes, NULL);
+	if (plain >= best) /* a tie: the cheap check is the common one */
+		u->timing_field = NULL;
+}
 
 static void wipe_free(void *p)
 {
@@ -80,6 +109,7 @@ struct auth_users *auth_users_parse(char *text, size_t len, const char *path)
 		p = eol + (nl != NULL ? 1 : 0);
 	}
 	explicit_bzero(text, len);
+	choose_timing_field(u);
 	return u;
 }
 
@@ -111,6 +141,11 @@ void auth_users_free(struct auth_users **up)
 const char *auth_users_password(const struct auth_users *u, const char *user)
 {
 	return hashmap_get(&u->by_user, user, NULL);
+}
+
+const char *auth_users_timing_field(const struct auth_users *u)
+{
+	return u->timing_field;
 }
 
 size_t auth_users_count(const struct auth_users *u)

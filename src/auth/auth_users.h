@@ -31,5 +31,11 @@ void auth_users_free(struct auth_users **u);
 /* The password field of user (lower-case user@domain), or NULL. */
 const char *auth_users_password(const struct auth_users *u, const char *user);
 size_t auth_users_count(const struct auth_users *u);
+/* The password field an unknown user's login (or a locked account's) is
+ * checked against, so that it costs what most users' logins cost: a
+ * field of the cost class (auth_hash_cost_class) most of the table's
+ * crypt hashes share; NULL when {PLAIN} fields (checked at once) are at
+ * least as many, or the table has none that costs a hash. Owned by the table. */
+const char *auth_users_timing_field(const struct auth_users *u);
 
 #endif

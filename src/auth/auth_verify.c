@@ -5,14 +5,8 @@
  */
 #include "auth_verify.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
-
-#include "../lib/log.h"
-#include "../lib/xalloc.h"
 
 /* The crypt(3) prefixes libcrypt computes that we accept. DES and MD5
  * crypt are deliberately absent: too weak to keep accepting. */
@@ -90,6 +84,40 @@ bool auth_equal_ct(const void *a, size_t alen, const void *b, size_t blen)
 	return diff == 0;
 }
 
+bool auth_hash_costly(const char *field)
+{
+	const char *hash;
+	return split_scheme(field, &hash) == SCHEME_CRYPT && !locked(hash) && known_crypt(hash);
+}
+
+bool auth_hash_checkable(const char *field)
+{
+	const char *hash;
+	return split_scheme(field, &hash) == SCHEME_PLAIN || auth_hash_costly(field);
+}
+
+void auth_hash_cost_class(const char *field, char *out, size_t outlen)
+{
+	const char *hash;
+	(void)split_scheme(field, &hash);
+	/* bcrypt: "$2b$NN$" then salt and hash in one piece; the others:
+	 * "$id$[params$]salt$hash" */
+	const char *end = strrchr(hash, '$');
+	if (end != NULL && strncmp(hash, "$2", 2) != 0 && end > hash) {
+		const char *p = end - 1;
+		while (p > hash && *p != '$')
+			p--;
+		end = p;
+	}
+	size_t n = end != NULL ? (size_t)(end - hash) + 1 : 0;
+	if (outlen == 0)
+		return;
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, hash, n);
+	out[n] = '\0';
+}
+
 bool auth_hash_matches(const char *field, const char *password, struct crypt_data *cd)
 {
 	const char *hash;
@@ -112,26 +140,4 @@ bool auth_hash_matches(const char *field, const char *password, struct crypt_dat
 		  auth_equal_ct(out, strlen(out), hash, strlen(hash));
 	explicit_bzero(cd, sizeof(*cd));
 	return ok;
-}
-
-char *auth_dummy_hash(void)
-{
-	unsigned char random[32];
-	char password[2 * sizeof(random) + 1];
-	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-	if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
-		log_fatal("getrandom failed");
-	for (size_t i = 0; i < sizeof(random); i++)
-		snprintf(password + 2 * i, 3, "%02x", random[i]);
-	if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)) == NULL)
-		log_fatal("libcrypt cannot make a yescrypt setting");
-	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
-	const char *out = crypt_r(password, setting, cd);
-	if (out == NULL || out[0] == '*')
-		log_fatal("libcrypt cannot compute yescrypt");
-	char *hash = xstrdup(out);
-	explicit_bzero(cd, sizeof(*cd));
-	explicit_bzero(password, sizeof(password));
-	free(cd);
-	return hash;
 }

@@ -28,16 +28,25 @@
  * not one libcrypt computes. A locked account ("!", "*", "") is fine. */
 bool auth_hash_supported(const char *field, const char **why_r);
 
+/* Does checking field cost a crypt(3) hash (a crypt scheme, not locked,
+ * a method libcrypt computes)? False for {PLAIN} and for fields that
+ * never match. */
+bool auth_hash_costly(const char *field);
+
+/* Can field match any password ({PLAIN}, or a costly crypt hash)? */
+bool auth_hash_checkable(const char *field);
+
+/* The cost class of a costly field: its method and parameters, without
+ * salt and hash ("$6$", "$6$rounds=N$", "$2b$12$", "$y$j9T$"), into out
+ * (at most outlen bytes, truncated). Two fields of one class take the
+ * same time to check. */
+void auth_hash_cost_class(const char *field, char *out, size_t outlen);
+
 /* Does password match field? cd: the thread's work area. */
 bool auth_hash_matches(const char *field, const char *password, struct crypt_data *cd);
 
 /* Constant-time equality of two byte strings of possibly different
  * lengths (the time depends on the lengths only). */
 bool auth_equal_ct(const void *a, size_t alen, const void *b, size_t blen);
-
-/* A yescrypt hash of a random password, made at start: what an unknown
- * user's login is checked against, so that it costs as much as a known
- * user's (no user enumeration by timing). malloc'ed. */
-char *auth_dummy_hash(void);
 
 #endif

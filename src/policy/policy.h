@@ -87,7 +87,7 @@ struct policy_request {
 	char *client_name;          /* verified host name; NULL when not known (no DNS yet) */
 	char *helo;                 /* NULL before HELO/EHLO */
 	bool tls;
-	char *auth_user;            /* NULL until AUTH exists */
+	char *auth_user;            /* the account after a successful AUTH, else NULL */
 	bool has_sender;
 	struct mail_address sender; /* MAIL and later */
 	bool has_rcpt;

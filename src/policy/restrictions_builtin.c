@@ -55,9 +55,8 @@ static enum policy_verdict run_permit_mynetworks(struct restriction_ctx *ctx)
 		       ? POLICY_ACCEPT : POLICY_DUNNO;
 }
 
-/* AUTH does not exist yet (the accounts issue): auth_user stays NULL,
- * so this permits nobody today, and everybody who logged in once it
- * does. */
+/* A client that logged in with SMTP AUTH (src/smtp/auth.c) is let
+ * through. */
 static enum policy_verdict run_permit_auth(struct restriction_ctx *ctx)
 {
 	return restriction_request(ctx)->auth_user != NULL ? POLICY_ACCEPT : POLICY_DUNNO;

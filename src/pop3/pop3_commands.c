@@ -49,9 +49,12 @@ static void maildrop_free(struct pop3_session *s)
 	s->mail_count = 0;
 }
 
+/* The agent holds the maildrop (or is opening it: the agent answers in
+ * order, so a CLOSE sent now comes after the OPEN and releases what the
+ * OPEN took; a CLOSE for nothing held is ignored). */
 static void close_maildrop(struct pop3_session *s)
 {
-	if (!s->maildrop_open)
+	if (!s->maildrop_open && s->wait != POP3_WAIT_OPEN)
 		return;
 	struct pop3_msg m = { .type = POP3_MSG_CLOSE, .sid = s->sid };
 	pop3_agent_ask(s->srv->agent, &m, NULL, NULL);

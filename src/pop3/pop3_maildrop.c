@@ -69,10 +69,25 @@ static bool name_field(const char *name, size_t blen, char key, uint64_t *v_r)
 	return false;
 }
 
+/* fd (just opened) if it is a regular file; else it is closed and -1
+ * with errno EINVAL. The open was non-blocking, so a FIFO put in the
+ * Maildir did not stop the agent; reads of a regular file do not care. */
+static int regular_only(int fd)
+{
+	struct stat st;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		return fd;
+	close(fd);
+	errno = EINVAL;
+	return -1;
+}
+
 /* Size as sent and file size by reading the file (no W= in the name). */
 static int measure(int dirfd, const char *name, uint64_t *size_r, uint64_t *file_size_r)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = regular_only(openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
 	if (fd < 0)
 		return -1;
 	struct pop3_sizer s;
@@ -169,8 +184,9 @@ static int list_cur(struct pop3_maildrop *md, char **err_r)
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		const char *name = de->d_name;
-		if (name[0] == '.' || strlen(name) > NAME_MAX_LEN)
-			continue;
+		if (name[0] == '.' || strlen(name) > NAME_MAX_LEN ||
+		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+			continue; /* not a message (a directory, a FIFO, a link) */
 		size_t blen = base_len(name);
 		struct pop3_mail m = { 0 };
 		bool have_w = name_field(name, blen, 'W', &m.size);
@@ -262,7 +278,7 @@ static int open_in_cur(const struct pop3_maildrop *md, const char *name)
 {
 	buf_t b = BUF_INIT;
 	buf_printf(&b, "%s/cur/%s", md->path, name);
-	int fd = open(buf_cstr(&b), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = regular_only(open(buf_cstr(&b), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
 	int e = errno;
 	buf_free(&b);
 	errno = e;

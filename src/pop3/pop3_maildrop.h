@@ -20,6 +20,10 @@
  * counted: the W= field of the name (which postern and Dovecot write)
  * when there is one, else counted by reading the file.
  *
+ * Only regular files are messages: anything else in cur/ is not listed,
+ * and a file replaced by something else after the listing is refused
+ * (opened non-blocking: a FIFO never stops the agent).
+ *
  * Other software (Dovecot's IMAP) may rename or remove files while a
  * session holds the maildrop: a file that is not under its listed name is
  * looked for by its base name; one that is gone answers "gone" and counts

@@ -37,6 +37,9 @@
  *
  * OPEN is answered by zero or more ENTRIES then OPENED (the agent holds
  * the maildrop and its lock until CLOSE); FETCH by MAIL; UPDATE by UPDATED.
+ * A session that ends while its OPEN is unanswered sends CLOSE at once:
+ * taken in order, it releases what the OPEN took (a CLOSE for a session
+ * that holds nothing is ignored).
  * The worker sends only a user name the auth process accepted; the agent
  * builds every path itself from its own mail_root.
  *

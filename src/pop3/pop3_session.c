@@ -453,43 +453,77 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- start and server-wide operations ------------------------------------------------ */
 
-static void describe_peer(struct pop3_session *s)
+/* The client's address as text (addr has INET6_ADDRSTRLEN bytes) and port. */
+static void describe_peer(const struct sockaddr *sa, char *addr_r, unsigned *port_r)
 {
-	const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
 	const void *addr;
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
 		addr = &a6->sin6_addr;
-		s->peer_port = ntohs(a6->sin6_port);
+		*port_r = ntohs(a6->sin6_port);
 	} else {
 		const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
 		addr = &a4->sin_addr;
-		s->peer_port = ntohs(a4->sin_port);
+		*port_r = ntohs(a4->sin_port);
 	}
-	if (inet_ntop(sa->sa_family, addr, s->peer_addr, sizeof(s->peer_addr)) == NULL)
-		snprintf(s->peer_addr, sizeof(s->peer_addr), "unknown");
+	if (inet_ntop(sa->sa_family, addr, addr_r, INET6_ADDRSTRLEN) == NULL)
+		snprintf(addr_r, INET6_ADDRSTRLEN, "unknown");
 }
 
-/* Refuse at once: a line for a clear-text listener, nothing for pop3s
- * (no TLS is spent on a refused client). */
-static void refuse(struct pop3_session *s, const char *text)
+/* Why a new connection is refused before it costs a session, or NULL. */
+static const char *refusal(const struct pop3_server *srv, const struct sockaddr *sa,
+			   const char *addr)
 {
-	s->greeted = true;
-	if (!s->implicit_tls)
-		pop3_reply(s, "-ERR %s", text);
-	pop3_close_after_flush(s);
+	if (!cidr_list_match(&srv->cfg->pop3_clients, sa)) {
+		log_info("client=%s reject: not in pop3_clients", addr);
+		return "[SYS/PERM] POP3 is not offered to your address";
+	}
+	if (srv->session_count >= srv->cfg->pop3_connection_limit) {
+		log_warn("client=%s reject: pop3_connection_limit (%llu) reached", addr,
+			 (unsigned long long)srv->cfg->pop3_connection_limit);
+		return "[SYS/TEMP] too many sessions, try again later";
+	}
+	if (srv->draining)
+		return "[SYS/TEMP] server shutting down";
+	return NULL;
+}
+
+/* Refuse at once, without a session: the line (for a clear-text listener;
+ * nothing for pop3s, no TLS is spent on a refused client) goes straight
+ * into the new socket's empty buffer, and the socket is closed. So a
+ * burst of refused connections holds no descriptors the sessions need
+ * (a message the agent opened could not be received then, and the
+ * worker ended with all its sessions). */
+static void refuse_now(int fd, bool implicit_tls, const char *text)
+{
+	if (!implicit_tls) {
+		char line[128];
+		int n = snprintf(line, sizeof(line), "-ERR %s\r\n", text);
+		(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	close(fd);
 }
 
 void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *sa,
 			socklen_t salen, bool implicit_tls)
 {
+	char addr[INET6_ADDRSTRLEN];
+	unsigned port;
+	describe_peer(sa, addr, &port);
+	log_info("connect client=%s port=%u%s", addr, port, implicit_tls ? " tls=implicit" : "");
+	const char *why = refusal(srv, sa, addr);
+	if (why != NULL) {
+		refuse_now(fd, implicit_tls, why);
+		return;
+	}
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->fd = fd;
 	s->msg_fd = -1;
 	s->implicit_tls = implicit_tls;
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen : sizeof(s->peer));
-	describe_peer(s);
+	memcpy(s->peer_addr, addr, sizeof(s->peer_addr));
+	s->peer_port = port;
 	s->sid = ++srv->last_sid;
 	s->timer = evtimer_new(srv->base, timer_cb, s);
 	s->step = event_new(srv->base, -1, 0, step_cb, s);
@@ -500,28 +534,11 @@ void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->session_count++;
-	log_info("connect client=%s port=%u%s", s->peer_addr, s->peer_port,
-		 implicit_tls ? " tls=implicit" : "");
 	s->bev = bufferevent_socket_new(srv->base, fd, 0);
 	if (s->bev == NULL)
 		log_fatal("cannot allocate a session's buffers");
 	set_callbacks(s);
 	touch(s);
-	if (!cidr_list_match(&srv->cfg->pop3_clients, sa)) {
-		log_info("client=%s reject: not in pop3_clients", s->peer_addr);
-		refuse(s, "[SYS/PERM] POP3 is not offered to your address");
-		return;
-	}
-	if (srv->session_count > srv->cfg->pop3_connection_limit) {
-		log_warn("client=%s reject: pop3_connection_limit (%llu) reached", s->peer_addr,
-			 (unsigned long long)srv->cfg->pop3_connection_limit);
-		refuse(s, "[SYS/TEMP] too many sessions, try again later");
-		return;
-	}
-	if (srv->draining) {
-		refuse(s, "[SYS/TEMP] server shutting down");
-		return;
-	}
 	if (implicit_tls) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;

@@ -364,10 +364,11 @@ int maildir_quota_recalculate(const char *maildir, const struct maildir_quota_li
 /* ---- reading and appending -------------------------------------------------- */
 
 /* Read maildirsize (at most MAILDIRSIZE_MAX + 1 bytes). 1 read, 0 missing
- * or not a regular file, -1 error. */
+ * or not a regular file, -1 error. Opened non-blocking: a FIFO there
+ * must not stop the process (it serves every mailbox). */
 static int read_file(const char *path, char *data, size_t *len_r, time_t *mtime_r)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return (errno == ENOENT || errno == ELOOP) ? 0 : -1;
 	struct stat st;
@@ -444,9 +445,15 @@ int maildir_quota_add(const char *maildir, int64_t bytes, int64_t count, char **
 	char *path = safeio_path_join(maildir, MAILDIRSIZE_NAME);
 	char line[64];
 	int rc = 0;
-	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd); /* not a maildirsize: as if missing, the next reader counts */
+		fd = -1;
+		errno = ENOENT;
+	}
 	if (fd < 0) {
-		if (errno != ENOENT && errno != ELOOP) {
+		if (errno != ENOENT && errno != ELOOP && errno != ENXIO) {
 			*err_r = qf_errf("cannot open %s: %s", path, strerror(errno));
 			rc = -1;
 		}

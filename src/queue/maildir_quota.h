@@ -108,7 +108,8 @@ int maildir_quota_recalculate(const char *maildir, const struct maildir_quota_li
  * removed from (NEGATIVE, e.g. POP3 DELE then QUIT) the Maildir, as one
  * "BYTES COUNT\n" line appended with O_APPEND in a single write. Call it
  * after the change is made (a delivery linked into new/, a file
- * unlinked). When maildirsize does not exist nothing is written: the
+ * unlinked). When maildirsize does not exist (or is not a regular
+ * file: it is never waited on) nothing is written: the
  * next reader recalculates from the files (as it does once the appended
  * lines take the file past MAILDIRSIZE_MAX). Returns 0 or -1 with a
  * malloc'ed *err_r.

@@ -98,6 +98,7 @@ struct job {
 	char password[AUTH_PASSWORD_MAX + 1]; /* wiped by the thread */
 	char session_id[AUTH_SESSION_MAX + 1];
 	char *stored;                         /* the hash, or NULL: unknown user */
+	char *timing;  /* checked too when stored is NULL or costs no hash */
 	/* the thread's answer */
 	enum auth_verdict verdict;
 	const char *why;
@@ -115,7 +116,6 @@ struct auth {
 	uint64_t next_conn_id;
 	struct auth_users *users;
 	char *users_path;
-	char *dummy_hash;
 	struct auth_throttle *throttle;
 	/* the pool */
 	pthread_t *threads;
@@ -162,6 +162,10 @@ static void job_free(struct job *j)
 		explicit_bzero(j->stored, strlen(j->stored));
 		free(j->stored);
 	}
+	if (j->timing != NULL) {
+		explicit_bzero(j->timing, strlen(j->timing));
+		free(j->timing);
+	}
 	explicit_bzero(j, sizeof(*j));
 	free(j);
 }
@@ -177,18 +181,21 @@ static void run_job(struct job *j, struct crypt_data *cd)
 		j->verdict = AUTH_THROTTLED;
 		j->why = strcmp(which, "client") == 0 ? "client banned after failed logins"
 						      : "user banned after failed logins";
-	} else if (j->stored == NULL) {
-		/* as long as a real check, so that timing tells no user apart */
-		(void)auth_hash_matches(a->dummy_hash, j->password, cd);
-		j->verdict = AUTH_FAILED;
-		j->why = "unknown user";
-	} else if (auth_hash_matches(j->stored, j->password, cd)) {
-		j->verdict = AUTH_OK;
-		j->why = "password ok";
-		auth_throttle_succeeded(a->throttle, j->client_ip, j->user);
 	} else {
-		j->verdict = AUTH_FAILED;
-		j->why = "wrong password";
+		bool ok = j->stored != NULL && auth_hash_matches(j->stored, j->password, cd);
+		/* a check that cost no hash (unknown user, locked account,
+		 * {PLAIN}) is made as long as most users' checks, so that
+		 * timing tells no user apart; what this says does not count */
+		if (j->timing != NULL)
+			(void)auth_hash_matches(j->timing, j->password, cd);
+		if (ok) {
+			j->verdict = AUTH_OK;
+			j->why = "password ok";
+			auth_throttle_succeeded(a->throttle, j->user);
+		} else {
+			j->verdict = AUTH_FAILED;
+			j->why = j->stored == NULL ? "unknown user" : "wrong password";
+		}
 	}
 	if (j->verdict == AUTH_FAILED)
 		j->delay_ms = auth_throttle_failed(a->throttle, j->client_ip, known, wall_ms(),
@@ -477,6 +484,12 @@ static bool handle(struct conn *c, struct auth_msg *req)
 	memcpy(j->session_id, req->session_id, sizeof(j->session_id));
 	const char *stored = a->users != NULL ? auth_users_password(a->users, j->user) : NULL;
 	j->stored = stored != NULL ? xstrdup(stored) : NULL;
+	/* a login that costs no hash (unknown user, locked account, {PLAIN},
+	 * a scheme that cannot be checked) is made to cost what most users'
+	 * cost */
+	const char *timing = a->users != NULL ? auth_users_timing_field(a->users) : NULL;
+	if (timing != NULL && (stored == NULL || !auth_hash_costly(stored)))
+		j->timing = xstrdup(timing);
 	c->pending++;
 	pthread_mutex_lock(&a->lock);
 	if (a->todo_tail != NULL)
@@ -722,7 +735,6 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	/* listening first: the workers' first checks wait in the backlog */
 	if (open_listener(&a, socket_path) < 0)
 		return 1;
-	a.dummy_hash = auth_dummy_hash();
 	a.throttle = auth_throttle_new(auth_throttle_store_memory(AUTH_THROTTLE_RECORDS_MAX));
 	a.base = event_base_new();
 	if (a.base == NULL)
@@ -781,7 +793,6 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	auth_throttle_free(&a.throttle);
 	event_base_free(a.base);
 	free(a.users_path);
-	free(a.dummy_hash);
 	free(a.path);
 	log_info("auth exiting");
 	return 0;

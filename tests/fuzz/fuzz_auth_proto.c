@@ -5,7 +5,8 @@
  * (src/auth/auth_users.h). The first byte chooses: a request, an answer,
  * or the users file. Invariants: a packet that decodes encodes back to
  * exactly the same bytes, with every field within its bound; the users
- * file is read without harm and each user found has a password field.
+ * file is read without harm and each user found has a password field;
+ * its timing field, if any, costs a hash.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 
 #include "auth/auth_proto.h"
 #include "auth/auth_users.h"
+#include "auth/auth_verify.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 
@@ -53,6 +55,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct auth_users *u = auth_users_parse(text, len, "users");
 	if (auth_users_count(u) > len)
 		abort();
+	/* the field unknown users are checked against costs a hash */
+	const char *timing = auth_users_timing_field(u);
+	if (timing != NULL) {
+		char class[64];
+		if (!auth_hash_costly(timing))
+			abort();
+		auth_hash_cost_class(timing, class, sizeof(class));
+		if (strlen(class) >= sizeof(class))
+			abort();
+	}
 	auth_users_free(&u);
 	free(text);
 	return 0;

@@ -172,6 +172,15 @@ class AccountsTest(PosternTestCase):
         self.assertIn("no password", p.stderr)
         self.assertEqual(self.users_text(), before)
 
+    def test_password_with_a_nul_byte_is_refused(self):
+        # crypt(3) would hash the bytes before the NUL only: a password
+        # weaker than the one typed, and one no SASL client can send
+        before = self.users_text()
+        p = self.cli("user", "add", "nul@example.test", password="weak\0strong part",
+                     expect_rc=1)
+        self.assertIn("NUL", p.stderr)
+        self.assertEqual(self.users_text(), before)
+
     def test_prompt_on_the_terminal_asks_twice_without_echo(self):
         out, rc = self.run_on_pty(["user", "add", "tty@example.test"], ["tty pass", "tty pass"])
         self.assertEqual(rc, 0, out)

@@ -32,7 +32,7 @@ def plain(user, password, authzid=""):
     return b64("%s\0%s\0%s" % (authzid, user, password))
 
 
-def crypt_hash(prefix, password):
+def crypt_hash(prefix, password, count=0):
     """A crypt(3) hash made by libcrypt itself with a new setting of prefix
     ($y$ yescrypt, $6$ SHA-512, $2b$ bcrypt): what mkpasswd and doveadm
     pw write (Python's crypt module is going away)."""
@@ -41,7 +41,7 @@ def crypt_hash(prefix, password):
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
     lib.crypt.restype = ctypes.c_char_p
     lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(prefix.encode(), 0, None, 0)
+    setting = lib.crypt_gensalt(prefix.encode(), count, None, 0)
     return lib.crypt(password.encode(), setting).decode()
 
 
@@ -281,6 +281,31 @@ class ThrottleTest(PosternTestCase):
         self.assertReply(attempt("127.0.0.8", "secret", "carol@example.test"), 454, "4.7.0")
 
 
+    def test_own_login_does_not_clear_the_clients_failures(self):
+        # An attacker with an account of their own must not be able to
+        # reset its client's count by logging in between guesses at
+        # other users' passwords (password spraying): a success forgets
+        # the user's failures, the client's expire with auth_ban_time.
+        srv = self.start_server(config={
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_failure_delay": "0", "auth_client_ban_failures": "3",
+            "auth_user_ban_failures": "100", "error_delay": "0"})
+
+        def attempt(user, password):
+            c = SmtpConn(srv.port)
+            try:
+                c.ehlo()
+                return c.cmd("AUTH PLAIN " + plain(user, password))
+            finally:
+                c.close()
+        for victim in ("alice", "bob"):
+            self.assertReply(attempt(victim + "@example.test", "guess"), 535, "5.7.8")
+            self.assertReply(attempt("carol@example.test", "secret"), 235)
+        self.assertReply(attempt("dave@example.test", "guess"), 535, "5.7.8")  # the third
+        self.assertReply(attempt("carol@example.test", "secret"), 454, "4.7.0")
+        self.assertRegex(srv.log(), r"status=throttled reason=\"client banned")
+
+
 class CleartextAndHashTest(PosternTestCase):
 
     def test_cleartext_network_and_yescrypt_hash_on_port_25(self):
@@ -317,6 +342,48 @@ class CleartextAndHashTest(PosternTestCase):
         e.ehlo()
         self.assertReply(e.cmd("MAIL FROM:<x@remote.test>"), 250)
         self.assertReply(e.cmd("RCPT TO:<y@remote.test>"), 554, "5.7.1")
+
+    def test_unknown_users_and_locked_accounts_take_as_long_as_a_wrong_password(self):
+        # Most users have bcrypt hashes of cost 10 (~60 ms here): a login
+        # for a user who does not exist, whose account is locked, or whose
+        # password is stored in clear, must cost as much, or timing tells
+        # which addresses have accounts (and which are weak).
+        # The auth process used to check unknown users against a yescrypt
+        # hash of its own (~15 ms) and locked accounts against nothing.
+        srv = self.start_server(start=False, users=[], config={
+            "smtp_auth": "yes", "auth_cleartext_networks": "127.0.0.0/8",
+            "auth_failure_delay": "0", "auth_client_ban_failures": "0",
+            "auth_user_ban_failures": "0"})
+        with open(srv.users_path, "a") as f:
+            for name in ("ann", "ben", "cat", "dan"):
+                f.write("%s@example.test:{BLF-CRYPT}%s::::::\n"
+                        % (name, crypt_hash("$2b$", "pw " + name, count=10)))
+            f.write("locked@example.test:{BLF-CRYPT}!%s::::::\n"
+                    % crypt_hash("$2b$", "pw", count=10))
+            f.write("clear@example.test:{PLAIN}pw::::::\n")
+        srv.start()
+
+        def fastest(user):
+            times = []
+            for _ in range(6):
+                c = SmtpConn(srv.port)  # one failure per session: no error delay
+                self.addCleanup(c.close)
+                c.ehlo()
+                start = time.monotonic()
+                self.assertReply(c.cmd("AUTH PLAIN " + plain(user, "wrong")), 535)
+                times.append(time.monotonic() - start)
+                c.close()
+            return min(times)
+        known = fastest("ann@example.test")
+        c = SmtpConn(srv.port)
+        self.addCleanup(c.close)
+        c.ehlo()
+        self.assertReply(c.cmd("AUTH PLAIN " + plain("clear@example.test", "pw")), 235)
+        for user in ("nobody@example.test", "locked@example.test", "clear@example.test"):
+            other = fastest(user)
+            self.assertLess(abs(other - known), max(0.02, known / 3),
+                            "%s: %.1f ms, a known user: %.1f ms" % (user, other * 1000,
+                                                                     known * 1000))
 
     def test_plain_text_refused_outside_the_cleartext_networks(self):
         srv = self.start_server(config={"smtp_auth": "yes"})

@@ -15,6 +15,7 @@ import poplib
 import re
 import signal
 import socket
+import struct
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from test_privsep import MAIL, NOBODY, no_new_privs, proc_ids
 
 SENDER = "sender@remote.test"
 W_RE = re.compile(r",W=(\d+)")
+FD_LIMIT = 70
 
 
 def pop3_settings(**extra):
@@ -278,6 +280,150 @@ class Pop3RestartTest(PosternTestCase):
             return None
 
 
+class Pop3GoneDuringOpenTest(PosternTestCase):
+    """A client that vanishes (a reset) while its mailbox is being opened
+    leaves no lock behind: the agent, stopped here so the reset lands
+    right then, is told to close the maildrop it opens for nobody, and
+    the next login to that mailbox works (it used to get [IN-USE] until
+    the pop3 worker was restarted)."""
+
+    def test_reset_while_opening(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="kept", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        offset = srv.log_size()
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=scaled(15))
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            s.sendall(b"USER dave@example.test\r\nPASS secret\r\n")
+            self.assertTrue(f.readline().startswith(b"+OK"))  # USER
+            srv.wait_log(r"login: user=dave@example\.test .*service=pop3 .*status=ok",
+                         since=offset)
+            time.sleep(scaled(0.5))  # the verdict reaches the worker: OPEN is sent
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            f.close()
+            s.close()  # a reset, not an orderly end
+            srv.wait_log(r"disconnect client=127\.0\.0\.1 ", since=offset)
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        self.assertEqual(p.stat()[0], 1)
+        p.quit()
+
+
+class Pop3ProtocolEdgesTest(PosternTestCase):
+    """The edges of RFC 1939, 2595 and 5034 over a raw socket: commands
+    pipelined after STLS are dropped (the CVE-2011-0411 class), STLS
+    twice, message numbers 0, too large, too long and deleted, TOP with a
+    huge line count, PASS before USER, AUTH PLAIN for another user, and
+    LIST sizes equal to the bytes RETR sends for a file other software
+    wrote (CRLF and LF mixed, a dot line, no newline at the end)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start_class_server(tls=True, config=pop3_settings())
+        cls.port = port_of(cls.srv, "pop3_listen")
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=scaled(15))
+        self.addCleanup(s.close)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        return s, f
+
+    def cmd(self, s, f, line):
+        s.sendall(line + b"\r\n")
+        return f.readline()
+
+    @staticmethod
+    def multiline(f):
+        out = []
+        while True:
+            line = f.readline()
+            if line == b".\r\n":
+                return b"".join(out)
+            out.append(line)
+
+    def tls(self, s):
+        t = client_tls_context().wrap_socket(s)
+        self.addCleanup(t.close)
+        return t, t.makefile("rb")
+
+    def test_commands_pipelined_after_stls_are_dropped(self):
+        s, f = self.connect()
+        # In clear text, after STLS: a USER (which would be kept) and a
+        # NOOP (which would be answered first over TLS).
+        s.sendall(b"STLS\r\nUSER alice@example.test\r\nNOOP\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        t, tf = self.tls(s)
+        # The first reply over TLS is the CAPA's, and PASS has no USER.
+        self.assertEqual(self.cmd(t, tf, b"CAPA"), b"+OK capabilities follow\r\n")
+        capa = self.multiline(tf)
+        self.assertNotIn(b"STLS", capa)
+        self.assertIn(b"USER", capa)
+        self.assertTrue(self.cmd(t, tf, b"PASS secret").startswith(b"-ERR"))
+        self.assertTrue(self.cmd(t, tf, b"STLS").startswith(b"-ERR"))  # TLS is on
+        self.assertTrue(self.cmd(t, tf, b"QUIT").startswith(b"+OK"))
+
+    def test_arguments_and_numbers(self):
+        user = "dave@example.test"
+        qid = smtplib_send(self.srv.port, SENDER, [user], make_message(to=user))
+        self.srv.wait_delivery("dave", qid)
+        cur = self.srv.maildir("dave", "cur")
+        # Written by other software: LF and CRLF, a dot line, no final newline.
+        odd = b"Subject: odd\r\n\r\nline one\n.\r\n..x\nlast line"
+        path = os.path.join(cur, "1.odd.host:2,")
+        with open(path, "wb") as out:
+            out.write(odd)
+        if IS_ROOT:
+            os.chown(path, MAIL.pw_uid, MAIL.pw_gid)
+        s, f = self.connect()
+        t, tf = self.tls(s) if self.cmd(s, f, b"STLS").startswith(b"+OK") else (None, None)
+        # AUTH PLAIN as another user (authzid) is refused; as oneself it is not.
+        other = base64.b64encode(b"bob@example.test\0dave@example.test\0secret")
+        self.assertTrue(self.cmd(t, tf, b"AUTH PLAIN " + other).startswith(b"-ERR"))
+        self.assertTrue(self.cmd(t, tf, b"PASS secret").startswith(b"-ERR"))  # no USER
+        same = base64.b64encode(b"dave@example.test\0dave@example.test\0secret")
+        self.assertTrue(self.cmd(t, tf, b"AUTH PLAIN " + same).startswith(b"+OK 2 "))
+        for bad in (b"RETR 0", b"RETR 3", b"RETR -1", b"RETR 1x", b"LIST 99999999999",
+                    b"DELE", b"TOP 1", b"RETR 1 2", b"USER dave@example.test"):
+            self.assertTrue(self.cmd(t, tf, bad).startswith(b"-ERR"), bad)
+        listing = {}
+        self.assertTrue(self.cmd(t, tf, b"LIST").startswith(b"+OK"))
+        for line in self.multiline(tf).splitlines():
+            num, size = line.split()
+            listing[int(num)] = int(size)
+        uids = self.cmd(t, tf, b"UIDL 1"), self.cmd(t, tf, b"UIDL 2")
+        self.assertNotEqual(uids[0].split()[2], uids[1].split()[2])
+        sent = {}
+        for n in (1, 2):
+            self.assertTrue(self.cmd(t, tf, b"RETR %d" % n).startswith(b"+OK"))
+            sent[n] = self.multiline(tf)
+            self.assertEqual(len(sent[n].replace(b"\r\n..", b"\r\n.")), listing[n])
+        # Message 1 is the oldest: the file written here.
+        self.assertEqual(sent[1], b"Subject: odd\r\n\r\nline one\r\n..\r\n...x\r\n"
+                                  b"last line\r\n")
+        self.assertTrue(self.cmd(t, tf, b"TOP 1 9999999999").startswith(b"+OK"))
+        self.assertEqual(self.multiline(tf), sent[1])
+        self.assertTrue(self.cmd(t, tf, b"DELE 1").startswith(b"+OK"))
+        for bad in (b"RETR 1", b"TOP 1 0", b"DELE 1", b"LIST 1", b"UIDL 1"):
+            self.assertTrue(self.cmd(t, tf, bad).startswith(b"-ERR"), bad)
+        self.assertEqual(self.cmd(t, tf, b"STAT"), b"+OK 1 %d\r\n" % listing[2])
+        self.assertTrue(self.cmd(t, tf, b"RSET").startswith(b"+OK"))
+        self.assertTrue(self.cmd(t, tf, b"QUIT").startswith(b"+OK"))
+        self.assertEqual(len(os.listdir(cur)), 2)
+
+
 class Pop3ReloadTest(PosternTestCase):
     """SIGHUP: a session that is open goes on with the old pop3 worker
     (and its agent, which still holds the mailbox), a new session is
@@ -422,6 +568,60 @@ class Pop3LimitTest(PosternTestCase):
             return False
         p.quit()
         return True
+
+
+class Pop3RefusalsHoldNoDescriptorsTest(PosternTestCase):
+    """Connections over pop3_connection_limit are refused without taking
+    the descriptors the sessions need: a burst of them, accepted in one
+    go, used to hold one descriptor each until the next turns of the
+    loop, and a message the agent opened then could not be received
+    (its descriptor cut off), which ended the worker and every session
+    on it. Here the worker's descriptor limit is made tight and the burst
+    and the agent's answer to a RETR arrive together."""
+
+    def test_burst_of_refusals_during_a_retr(self):
+        srv = self.start_server(start=False, tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8", pop3_connection_limit="1",
+            worker_connections="2"))
+        # Just what the pop3 worker asks for (1 * 6 + 64): a burst of
+        # refusals exhausts it.
+        srv.command_prefix = ["prlimit", "--nofile=%d:%d" % (FD_LIMIT, FD_LIMIT)]
+        srv.start()
+        port = port_of(srv, "pop3_listen")
+        qid = smtplib_send(srv.port, SENDER, ["dave@example.test"],
+                           make_message(subject="wanted", to="dave@example.test"))
+        srv.wait_delivery("dave", qid)
+        p = poplib.POP3("127.0.0.1", port, timeout=scaled(15))
+        self.addCleanup(Pop3Test._close, p)
+        p.user("dave@example.test")
+        p.pass_("secret")
+        worker = srv.role_pids("pop3")[0]
+        agent = descendants(worker)[0]
+        burst = []
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            p.sock.sendall(b"RETR 1\r\n")
+            time.sleep(scaled(0.5))  # the worker asks the (stopped) agent
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                for _ in range(FD_LIMIT + 10):  # waiting in the listener's backlog
+                    burst.append(socket.create_connection(("127.0.0.1", port),
+                                                          timeout=scaled(15)))
+                os.kill(agent, signal.SIGCONT)
+                time.sleep(scaled(0.5))  # its answer waits in the socket too
+            finally:
+                os.kill(worker, signal.SIGCONT)
+        finally:
+            os.kill(agent, signal.SIGCONT)
+            for c in burst:
+                self.addCleanup(c.close)
+        self.assertIn(b"Subject: wanted", p._getlongresp()[1])  # RETR's answer, whole
+        p.quit()
+        self.assertIn(worker, srv.role_pids("pop3"))
+        self.assertNotIn("mailbox agent broke the protocol", srv.log())
+        for c in burst:
+            c.settimeout(scaled(15))
+            self.assertTrue(c.recv(200).startswith(b"-ERR [SYS/TEMP]"))
 
 
 class Pop3TimeoutTest(PosternTestCase):

@@ -118,6 +118,49 @@ static void users_table(void **state)
 		assert_int_equal(text[i], 0);
 }
 
+/* The field an unknown user's login is checked against costs what most
+ * users' logins cost: the most common cost class; none when clear-text
+ * fields are the most common. */
+static void timing_field(void **state)
+{
+	(void)state;
+	char class[64];
+	auth_hash_cost_class("{SHA512-CRYPT}$6$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$6$");
+	auth_hash_cost_class("$6$rounds=9000$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$6$rounds=9000$");
+	auth_hash_cost_class("{BLF-CRYPT}$2b$12$saltandhashsaltandhash", class, sizeof(class));
+	assert_string_equal(class, "$2b$12$");
+	auth_hash_cost_class("$y$j9T$salt$hash", class, sizeof(class));
+	assert_string_equal(class, "$y$j9T$");
+	assert_true(auth_hash_costly("$y$j9T$salt$hash"));
+	assert_false(auth_hash_costly("{PLAIN}x"));
+	assert_false(auth_hash_costly("{SHA512-CRYPT}!$6$salt$hash"));
+	assert_true(auth_hash_checkable("{PLAIN}x"));
+	assert_false(auth_hash_checkable("{SSHA}zzz"));
+	assert_false(auth_hash_checkable("*"));
+
+	char text[] = "a@x:$y$j9T$s1$h1::::::\n"
+		      "b@x:{SHA512-CRYPT}$6$s2$h2::::::\n"
+		      "c@x:{SHA512-CRYPT}$6$s3$h3::::::\n"
+		      "d@x:{BLF-CRYPT}!$2b$10$locked::::::\n"
+		      "e@x:{PLAIN}p::::::\n";
+	struct auth_users *u = auth_users_parse(text, strlen(text), "users");
+	const char *field = auth_users_timing_field(u);
+	assert_non_null(field);
+	assert_true(strncmp(field, "{SHA512-CRYPT}$6$", 17) == 0);
+	auth_users_free(&u);
+
+	char clear[] = "a@x:{PLAIN}a\nb@x:{PLAIN}b\nc@x:$6$s$h\n";
+	u = auth_users_parse(clear, strlen(clear), "users");
+	assert_null(auth_users_timing_field(u));
+	auth_users_free(&u);
+	char none[] = "";
+	u = auth_users_parse(none, 0, "users");
+	assert_null(auth_users_timing_field(u));
+	auth_users_free(&u);
+}
+
 static void throttling(void **state)
 {
 	(void)state;
@@ -148,11 +191,13 @@ static void throttling(void **state)
 	/* bans end, failures are forgotten */
 	assert_false(auth_throttle_banned(t, "192.0.2.1", "a@x", now + 60000, &which));
 	assert_int_equal(auth_throttle_failed(t, "192.0.2.1", NULL, now + 60001, &banned), 1000);
-	/* a success forgets the client's failures */
-	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
-	auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned);
-	auth_throttle_succeeded(t, "192.0.2.5", NULL);
-	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 1000);
+	/* a success forgets the user's failures, not the client's (a login
+	 * of one's own does not clear guesses at other users) */
+	auth_throttle_failed(t, "192.0.2.5", "c@x", now, &banned);
+	auth_throttle_failed(t, "192.0.2.6", "c@x", now, &banned);
+	auth_throttle_succeeded(t, "c@x");
+	assert_int_equal(auth_throttle_failed(t, "192.0.2.7", "c@x", now, &banned), 1000);
+	assert_int_equal(auth_throttle_failed(t, "192.0.2.5", NULL, now, &banned), 2000);
 	/* IPv6 clients count by their /64 */
 	for (int i = 0; i < 3; i++)
 		auth_throttle_failed(t, i == 0 ? "2001:db8::1" : "2001:db8::ab:2", NULL, now,
@@ -161,6 +206,20 @@ static void throttling(void **state)
 	assert_true(banned);
 	assert_true(auth_throttle_banned(t, "2001:db8::77", NULL, now, &which));
 	assert_false(auth_throttle_banned(t, "2001:db8:0:1::1", NULL, now, &which));
+	/* but the IPv4 clients a translator (RFC 6052) or a mapping brings
+	 * share a /64: each counts by its whole address */
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "64:ff9b::c000:221", NULL, now, &banned);
+	assert_true(banned);
+	assert_true(auth_throttle_banned(t, "64:ff9b::c000:221", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "64:ff9b::c000:222", NULL, now, &which));
+	assert_false(auth_throttle_banned(t, "64:ff9b:1::c000:222", NULL, now, &which));
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "64:ff9b:1:2::c633:6401", NULL, now, &banned);
+	assert_false(auth_throttle_banned(t, "64:ff9b:1:2::c633:6402", NULL, now, &which));
+	for (int i = 0; i < 4; i++)
+		auth_throttle_failed(t, "::ffff:192.0.2.40", NULL, now, &banned);
+	assert_false(auth_throttle_banned(t, "::ffff:192.0.2.41", NULL, now, &which));
 	auth_throttle_sweep(t, now + 10 * 60000);
 	auth_throttle_free(&t);
 }
@@ -193,6 +252,17 @@ static void protocol(void **state)
 	out.len--;
 	out.data[out.len - 1] = '\0'; /* the last byte of session_id */
 	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	/* words smuggled into the log through the address or the id */
+	strcpy(m.client_ip, "192.0.2.1 status=ok");
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	strcpy(m.client_ip, "2001:db8::1");
+	strcpy(m.session_id, "s1 user=root");
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, true, &d, &err));
+	strcpy(m.session_id, "1A2B3C4D5E");
+	auth_msg_encode(&m, &out);
+	assert_true(auth_msg_decode(out.data, out.len, true, &d, &err));
 	m.type = AUTH_MSG_RESULT;
 	m.verdict = 9;
 	auth_msg_encode(&m, &out);
@@ -373,6 +443,7 @@ int main(void)
 		cmocka_unit_test(schemes),
 		cmocka_unit_test(constant_time_equality),
 		cmocka_unit_test(users_table),
+		cmocka_unit_test(timing_field),
 		cmocka_unit_test(throttling),
 		cmocka_unit_test(protocol),
 		cmocka_unit_test(real_process),

@@ -345,6 +345,27 @@ static void refusal_confirmed_by_a_count(void **state)
 	free(cur_dir);
 }
 
+/* A maildirsize that is not a regular file (a FIFO: whoever can write
+ * the Maildir can make one) is taken as missing: counted again, and
+ * never waited on, which would stop the delivery agent or the quota
+ * reader for every mailbox. alarm() turns a hang into a failure. */
+static void maildirsize_fifo_is_not_waited_on(void **state)
+{
+	struct box *b = *state;
+	char *path = safeio_path_join(b->maildir, "maildirsize");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	struct maildir_quota_limits l = { 100, 0 };
+	struct maildir_quota_usage u = { 1, 1 };
+	char *err = NULL;
+	alarm(10);
+	assert_int_equal(maildir_quota_add(b->maildir, 5, 1, &err), 0); /* nothing to add to */
+	assert_int_equal(maildir_quota_get(b->maildir, &l, &u, &err), 0);
+	alarm(0);
+	assert_int_equal(u.bytes, 0);
+	assert_int_equal(u.count, 0);
+	free(path);
+}
+
 static void missing_maildir_is_empty(void **state)
 {
 	struct box *b = *state;
@@ -518,6 +539,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(fresh_lock_of_another_process_respected, box_setup,
 						box_teardown),
 		cmocka_unit_test_setup_teardown(missing_maildir_is_empty, box_setup, box_teardown),
+		cmocka_unit_test_setup_teardown(maildirsize_fifo_is_not_waited_on, box_setup,
+						box_teardown),
 		cmocka_unit_test_setup_teardown(refusal_confirmed_by_a_count, box_setup,
 						box_teardown),
 		cmocka_unit_test(quota_rules),

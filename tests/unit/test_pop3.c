@@ -309,6 +309,47 @@ static void test_maildrop(void **state)
 	buf_free(&none);
 }
 
+/* Only regular files are messages: a FIFO or a directory in cur/ (which
+ * whoever can write the Maildir may make) neither hangs the agent, which
+ * serves every session of its worker one request at a time, nor is sent
+ * as a message. alarm() turns a hang into a failure. */
+static void test_maildrop_special_files(void **state)
+{
+	(void)state;
+	char *md_path = maildir_at("drop_special");
+	put(md_path, "cur", "1700000001.Qa.mx,S=2,W=3:2,", "a\n");
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%s/cur/1700000002.fifo.mx:2,", md_path); /* measured at listing */
+	assert_int_equal(mkfifo(buf_cstr(&b), 0600), 0);
+	buf_reset(&b);
+	buf_printf(&b, "%s/cur/1700000003.fifo.mx,S=5,W=5:2,", md_path); /* listed by name */
+	assert_int_equal(mkfifo(buf_cstr(&b), 0600), 0);
+	buf_reset(&b);
+	buf_printf(&b, "%s/cur/1700000004.dir.mx,S=5,W=5:2,", md_path);
+	assert_int_equal(mkdir(buf_cstr(&b), 0700), 0);
+	buf_reset(&b);
+	alarm(10);
+	struct pop3_maildrop md;
+	char *err = NULL;
+	assert_int_equal(pop3_maildrop_open(md_path, &md, &err), POP3_OPEN_OK);
+	assert_int_equal(md.count, 1); /* only the regular file is listed */
+	assert_string_equal(md.mails[0].uid, "1700000001.Qa.mx,S=2,W=3");
+	int fd = pop3_maildrop_open_mail(&md, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	/* Replaced by a FIFO after the listing: refused, not waited on. */
+	buf_printf(&b, "%s/cur/%s", md_path, md.mails[0].name);
+	assert_int_equal(unlink(buf_cstr(&b)), 0);
+	assert_int_equal(mkfifo(buf_cstr(&b), 0600), 0);
+	buf_free(&b);
+	errno = 0;
+	assert_int_equal(pop3_maildrop_open_mail(&md, 0), -1);
+	assert_int_not_equal(errno, ENOENT); /* not "gone": it is there */
+	alarm(0);
+	pop3_maildrop_close(&md);
+	free(md_path);
+}
+
 static void test_uid_and_flags(void **state)
 {
 	(void)state;
@@ -759,6 +800,7 @@ int main(void)
 		cmocka_unit_test(test_base64_and_plain),
 		cmocka_unit_test(test_encoder),
 		cmocka_unit_test(test_maildrop),
+		cmocka_unit_test(test_maildrop_special_files),
 		cmocka_unit_test(test_uid_and_flags),
 		cmocka_unit_test(test_proto),
 		cmocka_unit_test(test_session_commands),
