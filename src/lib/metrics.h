@@ -23,8 +23,8 @@
  * every recording call does nothing.
  *
  * Adding a metric is one line in one of the lists below, plus the call
- * where it happens, e.g. POP3 sessions:
- *   X(POP3_CONNECTIONS, "postern_pop3_connections_total", "POP3 connections accepted")
+ * where it happens, e.g. the POP3 sessions:
+ *   X(POP3_CONNECTIONS, "postern_pop3_connections_total", "POP3 connections ...")
  *   metrics_count(METRIC_POP3_CONNECTIONS);
  * (The lists are X-macros so that the enum, the names and the help text
  * cannot drift apart.)
@@ -51,7 +51,14 @@
 	X(SMTP_RECIPIENTS_ACCEPTED, "postern_smtp_recipients_accepted_total",                   \
 	  "Recipients answered 250 at RCPT")                                                    \
 	X(DNS_QUERIES, "postern_dns_queries_total", "DNS queries sent (cache misses)")          \
-	X(DNS_TIMEOUTS, "postern_dns_timeouts_total", "DNS queries without an answer in time")
+	X(DNS_TIMEOUTS, "postern_dns_timeouts_total", "DNS queries without an answer in time")  \
+	X(POP3_CONNECTIONS, "postern_pop3_connections_total",                                   \
+	  "POP3 connections given a session")                                                   \
+	X(POP3_REFUSED, "postern_pop3_connections_refused_total",                               \
+	  "POP3 connections refused at once (pop3_clients, the connection limit, a shutdown)")  \
+	X(POP3_RETRIEVED, "postern_pop3_messages_retrieved_total", "Messages sent whole by RETR") \
+	X(POP3_DELETED, "postern_pop3_messages_deleted_total",                                  \
+	  "Messages removed by POP3 clients at QUIT")
 
 /* Labelled counters: X(ID, name, help, label names...) with exactly
  * METRICS_LABELS_MAX label names, NULL for the unused ones. */

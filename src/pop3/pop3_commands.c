@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 
 /* Errors (bad commands) before the session is closed, and failed logins. */
@@ -327,6 +328,7 @@ static void updated(void *arg, const struct pop3_msg *r, const int *fds)
 	s->wait = POP3_WAIT_NONE;
 	log_info("client=%s user=%s quit deleted=%u gone=%u failed=%u", s->peer_addr, s->account,
 		 r->deleted, r->gone, r->failed);
+	metrics_add(METRIC_POP3_DELETED, r->deleted);
 	if (r->status == POP3_STATUS_OK)
 		pop3_reply(s, "+OK bye, %u messages removed", r->deleted + r->gone);
 	else
@@ -413,6 +415,7 @@ static void send_fetched(struct pop3_session *s, size_t i, int fd)
 	if (!top) {
 		s->marks[i] |= POP3_MARK_SEEN;
 		s->retrieved++;
+		metrics_count(METRIC_POP3_RETRIEVED);
 	}
 	pop3_reply(s, top ? "+OK top of message follows" : "+OK %llu octets",
 		   (unsigned long long)s->mails[i].size);

@@ -30,6 +30,7 @@
 
 #include "../lib/buf.h"
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 
 /* Input waiting while a command is answered (besides one line). */
@@ -513,9 +514,11 @@ void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *
 	log_info("connect client=%s port=%u%s", addr, port, implicit_tls ? " tls=implicit" : "");
 	const char *why = refusal(srv, sa, addr);
 	if (why != NULL) {
+		metrics_count(METRIC_POP3_REFUSED);
 		refuse_now(fd, implicit_tls, why);
 		return;
 	}
+	metrics_count(METRIC_POP3_CONNECTIONS);
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->fd = fd;

@@ -9,6 +9,7 @@ GET /metrics, also of oversized requests, after which it still serves.
 """
 import base64
 import os
+import poplib
 import re
 import shutil
 import socket
@@ -371,6 +372,37 @@ class MetricsLoginTest(PosternTestCase):
                     value(samples, "postern_auth_logins_total", service="smtp",
                           result="failed"))
         wait_until(lambda: counted() == (1, 1), scaled(10), what="one login of each counted")
+
+
+class MetricsPop3Test(PosternTestCase):
+    def test_pop3_sessions_retrievals_and_deletions_counted(self):
+        """The pop3 role records into the same segment: a session that
+        reads and deletes, and a client outside pop3_clients."""
+        port, pop3_port = free_port(), free_port()
+        srv = self.start_server(config={"metrics_listen": "127.0.0.1:%d" % port,
+                                        "pop3_listen": "127.0.0.1:%d" % pop3_port,
+                                        "pop3_cleartext_networks": "127.0.0.0/8"})
+        url = "http://127.0.0.1:%d/metrics" % port
+        for subject in ("one", "two"):
+            qid = smtplib_send(srv.port, "x@remote.test", ["alice@example.test"],
+                               make_message(subject))
+            srv.wait_delivery("alice", qid)
+        p = poplib.POP3("127.0.0.1", pop3_port, timeout=scaled(15))
+        p.user("alice@example.test")
+        p.pass_("secret")
+        p.retr(1)
+        p.retr(2)
+        p.dele(1)
+        p.quit()
+
+        def counts():
+            samples, _ = parse_exposition(urllib.request.urlopen(url, timeout=scaled(10))
+                                          .read().decode())
+            return tuple(value(samples, "postern_pop3_%s_total" % n)
+                         for n in ("connections", "messages_retrieved", "messages_deleted",
+                                   "connections_refused"))
+        wait_until(lambda: counts() == (1, 2, 1, 0), scaled(10),
+                   what="one session, two retrievals, one deletion")
 
 
 class MetricsOffTest(PosternTestCase):
