@@ -105,7 +105,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct auth_result res = { r->fail_why != NULL ? r->fail_verdict : AUTH_TEMPFAIL, NULL,
-				   r->fail_why != NULL ? r->fail_why : "no answer in time" };
+				   r->fail_why != NULL ? r->fail_why : "no answer in time", NULL };
 	if (r->fail_why == NULL)
 		log_warn("auth: no answer within %d s", AUTH_CLIENT_TIMEOUT_MS / 1000);
 	auth_done_fn *done = r->done;
@@ -144,7 +144,8 @@ static void answer_arrived(struct auth_client *c, const struct auth_msg *m)
 	if (r == NULL)
 		return; /* cancelled meanwhile */
 	struct auth_result res = { (enum auth_verdict)m->verdict,
-				   m->verdict == AUTH_OK ? m->user : NULL, m->why };
+				   m->verdict == AUTH_OK ? m->user : NULL, m->why,
+				   m->ticket[0] != '\0' ? m->ticket : NULL };
 	auth_done_fn *done = r->done;
 	void *arg = r->arg;
 	req_free(r);

@@ -58,6 +58,9 @@ struct auth_result {
 	const char *user;        /* AUTH_OK: the canonical account
 				  * (lower-case user@domain); else NULL */
 	const char *why;         /* short text for the log, never the password */
+	const char *ticket;      /* AUTH_OK for AUTH_SERVICE_POP3: the login
+				  * ticket (auth_ticket.h) the mailbox agent
+				  * asks for; else NULL */
 };
 
 struct auth_client;

@@ -37,6 +37,7 @@ void auth_msg_encode(const struct auth_msg *m, buf_t *out)
 		wire_put_u8(&w, m->verdict);
 		put_str(&w, m->user, AUTH_USER_MAX);
 		put_str(&w, m->why, AUTH_WHY_MAX);
+		put_str(&w, m->ticket, AUTH_TICKET_TEXT_LEN);
 	}
 }
 
@@ -104,6 +105,11 @@ bool auth_msg_decode(const void *data, size_t len, bool requests, struct auth_ms
 			wire_fail(&r, "unknown verdict");
 		get_str(&r, m->user, AUTH_USER_MAX);
 		get_str(&r, m->why, AUTH_WHY_MAX);
+		get_str(&r, m->ticket, AUTH_TICKET_TEXT_LEN);
+		if (r.err == NULL && !auth_ticket_syntax_ok(m->ticket))
+			wire_fail(&r, "a malformed login ticket");
+		if (r.err == NULL && m->ticket[0] != '\0' && m->verdict != AUTH_OK)
+			wire_fail(&r, "a login ticket with a refusal");
 	}
 	if (r.err == NULL && wire_left(&r) != 0)
 		wire_fail(&r, "bytes after the message");

@@ -7,7 +7,11 @@
  *                            str client_ip, str user, str password,
  *                            str session_id
  *   RESULT (auth -> worker)  u8 type, u32 seq, u8 verdict,
- *                            str user (canonical; "" unless OK), str why
+ *                            str user (canonical; "" unless OK), str why,
+ *                            str ticket ("" or, only with OK, exactly
+ *                            AUTH_TICKET_TEXT_LEN lower-case hex digits:
+ *                            the login ticket of auth_ticket.h, which the
+ *                            auth process gives for service POP3 only)
  *
  * str = u16 length + bytes, no NUL inside. Each field has its own bound
  * (below); a packet longer than AUTH_MSG_MAX, a bound passed, a NUL, an
@@ -27,6 +31,7 @@
 
 #include "../lib/buf.h"
 #include "auth_client.h"
+#include "auth_ticket.h"
 
 #define AUTH_MSG_CHECK 1
 #define AUTH_MSG_RESULT 2
@@ -52,6 +57,7 @@ struct auth_msg {
 	char password[AUTH_PASSWORD_MAX + 1];
 	char session_id[AUTH_SESSION_MAX + 1];
 	char why[AUTH_WHY_MAX + 1];
+	char ticket[AUTH_TICKET_TEXT_LEN + 1]; /* RESULT */
 };
 
 /* Encode m into out (reset first). Fields longer than their bound are the

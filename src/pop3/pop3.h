@@ -45,7 +45,9 @@ struct pop3_links {
 int pop3_worker_main(const struct config *cfg, SSL_CTX *tls_ctx, const struct pop3_links *links);
 
 /* The mailbox agent: serve the worker's requests on sock until it closes
- * the socket. Exit status. */
-int pop3_agent_main(const struct config *cfg, int sock);
+ * the socket, opening a maildrop only with a login ticket made under
+ * ticket_key (AUTH_TICKET_KEY_LEN bytes, src/auth/auth_ticket.h: copied,
+ * and the caller's copy wiped). Exit status. */
+int pop3_agent_main(const struct config *cfg, int sock, unsigned char *ticket_key);
 
 #endif

@@ -3,6 +3,15 @@
  * and updates Maildirs for the pop3 worker (pop3_proto.h, pop3_maildrop.h),
  * one request at a time, in order.
  *
+ * The agent does not take the worker's word for an account: OPEN must
+ * carry a login ticket (src/auth/auth_ticket.h) that the auth process
+ * made for that account when it accepted the password, checked with the
+ * key the supervisor gave this agent (the worker wiped its copy before
+ * reading the network), unexpired, and not taken before (the nonces of
+ * the tickets taken are kept until they expire). Otherwise OPENED says
+ * failed: a compromised worker can open only the accounts whose logins
+ * it has just seen succeed.
+ *
  * The agent builds every path from its own mail_root and the account the
  * worker names (checked as a safe path component by maildir_path), holds
  * each open maildrop (and its lock) until the worker's CLOSE, and stops
@@ -23,6 +32,7 @@
 #include "../lib/buf.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../auth/auth_ticket.h"
 #include "../queue/maildir.h"
 #include "pop3_maildrop.h"
 #include "pop3_proto.h"
@@ -33,9 +43,21 @@ struct held {
 	struct pop3_maildrop md;
 };
 
+/* Nonces of the tickets taken, until their expiry: a ticket opens once.
+ * When every slot holds a live one, the soonest to expire is forgotten
+ * (it could then be taken again within its last seconds). */
+#define TAKEN_TICKETS_MAX 1024
+
+struct taken_ticket {
+	uint64_t expiry; /* 0: a free slot */
+	unsigned char nonce[AUTH_TICKET_NONCE_LEN];
+};
+
 struct agent {
 	const struct config *cfg;
 	int sock;
+	unsigned char key[AUTH_TICKET_KEY_LEN];
+	struct taken_ticket taken[TAKEN_TICKETS_MAX];
 	struct held *held;
 	size_t held_count;
 	struct pop3_msg *out; /* big (the entries): one, reused */
@@ -69,11 +91,50 @@ static void reply_opened(struct agent *a, uint32_t sid, uint8_t status, uint32_t
 	send_or_die(a, a->out, NULL, 0);
 }
 
+/* Was the ticket of nonce taken before? If not, it is now. */
+static bool ticket_taken_before(struct agent *a, const unsigned char *nonce, uint64_t now)
+{
+	struct taken_ticket *slot = &a->taken[0];
+	for (size_t i = 0; i < TAKEN_TICKETS_MAX; i++) {
+		struct taken_ticket *t = &a->taken[i];
+		if (t->expiry != 0 && t->expiry >= now &&
+		    memcmp(t->nonce, nonce, AUTH_TICKET_NONCE_LEN) == 0)
+			return true;
+		if (t->expiry < slot->expiry)
+			slot = t; /* free, or expired, or the soonest to */
+	}
+	slot->expiry = now + AUTH_TICKET_LIFETIME;
+	memcpy(slot->nonce, nonce, AUTH_TICKET_NONCE_LEN);
+	return false;
+}
+
+/* Has the auth process vouched for m's account (just now, once)? */
+static bool ticket_valid(struct agent *a, const struct pop3_msg *m)
+{
+	unsigned char nonce[AUTH_TICKET_NONCE_LEN];
+	uint64_t now = auth_ticket_now();
+	enum auth_ticket_status st =
+		auth_ticket_check(a->key, AUTH_SERVICE_POP3, m->user, m->ticket, now, nonce);
+	const char *why = auth_ticket_status_text(st);
+	if (st == AUTH_TICKET_OK && ticket_taken_before(a, nonce, now)) {
+		st = AUTH_TICKET_FORGED;
+		why = "a login ticket used before";
+	}
+	if (st == AUTH_TICKET_OK)
+		return true;
+	log_error("mailbox agent: user=%s: refused: the worker sent %s", m->user, why);
+	return false;
+}
+
 static void do_open(struct agent *a, const struct pop3_msg *m)
 {
 	if (*find(a, m->sid) != NULL) {
 		log_error("mailbox agent: the worker opened session %u twice", m->sid);
 		exit(1);
+	}
+	if (!ticket_valid(a, m)) {
+		reply_opened(a, m->sid, POP3_STATUS_FAILED, 0, "no valid login ticket");
+		return;
 	}
 	buf_t path = BUF_INIT;
 	if (!maildir_path(&path, a->cfg->mail_root, m->user)) {
@@ -193,9 +254,13 @@ static void do_close(struct agent *a, const struct pop3_msg *m)
 	a->held_count--;
 }
 
-int pop3_agent_main(const struct config *cfg, int sock)
+int pop3_agent_main(const struct config *cfg, int sock, unsigned char *ticket_key)
 {
-	struct agent a = { .cfg = cfg, .sock = sock };
+	struct agent *a = xcalloc(1, sizeof(*a)); /* big (the taken tickets) */
+	a->cfg = cfg;
+	a->sock = sock;
+	memcpy(a->key, ticket_key, AUTH_TICKET_KEY_LEN);
+	explicit_bzero(ticket_key, AUTH_TICKET_KEY_LEN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGUSR2, SIG_IGN);
@@ -203,7 +268,7 @@ int pop3_agent_main(const struct config *cfg, int sock)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	a.out = xcalloc(1, sizeof(*a.out));
+	a->out = xcalloc(1, sizeof(*a->out));
 	struct pop3_msg *in = xcalloc(1, sizeof(*in));
 	unsigned char *buf = xmalloc(POP3_PROTO_MAX + 1);
 	int status = 0;
@@ -221,27 +286,29 @@ int pop3_agent_main(const struct config *cfg, int sock)
 		}
 		switch (in->type) {
 		case POP3_MSG_OPEN:
-			do_open(&a, in);
+			do_open(a, in);
 			break;
 		case POP3_MSG_FETCH:
-			do_fetch(&a, in);
+			do_fetch(a, in);
 			break;
 		case POP3_MSG_UPDATE:
-			do_update(&a, in);
+			do_update(a, in);
 			break;
 		case POP3_MSG_CLOSE:
-			do_close(&a, in);
+			do_close(a, in);
 			break;
 		default:
 			break; /* replies are refused by pop3_msg_recv */
 		}
 	}
-	while (a.held != NULL) {
-		struct pop3_msg m = { .type = POP3_MSG_CLOSE, .sid = a.held->sid };
-		do_close(&a, &m);
+	while (a->held != NULL) {
+		struct pop3_msg m = { .type = POP3_MSG_CLOSE, .sid = a->held->sid };
+		do_close(a, &m);
 	}
 	free(buf);
 	free(in);
-	free(a.out);
+	free(a->out);
+	explicit_bzero(a, sizeof(*a));
+	free(a);
 	return status;
 }

@@ -173,6 +173,10 @@ static void verdict(void *arg, const struct auth_result *r)
 			break;
 		}
 		memcpy(m.user, r->user, strlen(r->user) + 1);
+		/* the agent opens the maildrop only with the auth process's
+		 * ticket; without one (it cannot be made) it says failed */
+		if (r->ticket != NULL && strlen(r->ticket) <= POP3_PROTO_TICKET_MAX)
+			memcpy(m.ticket, r->ticket, strlen(r->ticket) + 1);
 		pop3_agent_ask(s->srv->agent, &m, opened, s);
 		return;
 	}

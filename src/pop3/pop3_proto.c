@@ -59,6 +59,7 @@ static void encode(const struct pop3_msg *m, struct wire_writer *w)
 	switch (m->type) {
 	case POP3_MSG_OPEN:
 		put_str(w, m->user, 1, POP3_PROTO_USER_MAX, false);
+		put_str(w, m->ticket, 0, POP3_PROTO_TICKET_MAX, true);
 		break;
 	case POP3_MSG_FETCH:
 		if (m->fetch_count == 0 || m->fetch_count > POP3_FETCH_MAX)
@@ -151,6 +152,7 @@ int pop3_msg_decode(const unsigned char *data, size_t len, struct pop3_msg *m,
 	switch (m->type) {
 	case POP3_MSG_OPEN:
 		get_str(&r, m->user, 1, POP3_PROTO_USER_MAX, false);
+		get_str(&r, m->ticket, 0, POP3_PROTO_TICKET_MAX, true);
 		break;
 	case POP3_MSG_FETCH:
 		m->index = wire_get_u32(&r);

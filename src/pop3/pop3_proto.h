@@ -7,15 +7,17 @@
  *
  * Every message is a type byte and that type's fixed fields; integers are
  * unsigned big-endian; a string is a u16 length and that many bytes,
- * bounded per field, no byte below 0x20 and no 0x7f (a unique id: 0x21 to
- * 0x7e). A message ends exactly after its last field. Anything else
+ * bounded per field, no byte below 0x20 and no 0x7f (a unique id and a
+ * ticket: 0x21 to 0x7e). A message ends exactly after its last field.
+ * Anything else
  * (unknown type, wrong direction, bad field, bytes left over, a missing or
  * extra descriptor, a truncated packet) is a violation: the receiver logs
  * it and stops (fail closed).
  *
  *   worker -> agent (requests)
  *   OPEN     0x01  u32 sid, str user (1..512: the account the auth process
- *                  named, "local@domain")
+ *                  named, "local@domain"), str ticket (0..112: the login
+ *                  ticket the auth process gave with it, auth_ticket.h)
  *   FETCH    0x02  u32 sid, u32 index (0-based), u8 count (1..POP3_FETCH_MAX):
  *                  the message at index and the ones after it (read ahead:
  *                  clients read in order)
@@ -40,8 +42,11 @@
  * A session that ends while its OPEN is unanswered sends CLOSE at once:
  * taken in order, it releases what the OPEN took (a CLOSE for a session
  * that holds nothing is ignored).
- * The worker sends only a user name the auth process accepted; the agent
- * builds every path itself from its own mail_root.
+ * The agent does not take the worker's word for the account: it opens a
+ * maildrop only with a login ticket the auth process made for that
+ * account (HMAC under a key the worker never holds, unexpired, each
+ * taken once), else OPENED says failed. It builds every path itself
+ * from its own mail_root.
  *
  * Untrusted input: both directions are decoded as hostile. Privilege:
  * the pop3 worker and the mailbox agent.
@@ -53,9 +58,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../auth/auth_ticket.h"
 #include "pop3_maildrop.h"
 
 #define POP3_PROTO_USER_MAX 512
+#define POP3_PROTO_TICKET_MAX AUTH_TICKET_TEXT_LEN
 #define POP3_PROTO_REASON_MAX 200
 #define POP3_ENTRIES_PER_PACKET 256
 /* Messages opened by one FETCH at most. */
@@ -87,6 +94,7 @@ struct pop3_msg {
 	enum pop3_msg_type type;
 	uint32_t sid;
 	char user[POP3_PROTO_USER_MAX + 1];    /* OPEN */
+	char ticket[POP3_PROTO_TICKET_MAX + 1]; /* OPEN */
 	uint32_t index;                        /* FETCH */
 	uint8_t fetch_count;                   /* FETCH: count; MAIL: n */
 	uint32_t count;                        /* UPDATE (marks), OPENED (entries) */

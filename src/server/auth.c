@@ -22,6 +22,13 @@
  * (struct auth_ctl_msg); the auth process reads it, wipes the text and
  * replaces its table.
  *
+ * A successful POP3 login's answer carries a login ticket
+ * (src/auth/auth_ticket.h) made with the key the supervisor drew at its
+ * start and handed over by fork (the auth process copies it and wipes
+ * the inherited copy): the pop3 role's mailbox agent opens a maildrop
+ * only with one, so the pop3 worker cannot open an account it has not
+ * seen the right password for.
+ *
  * RFCs: none. Untrusted input: the workers' packets (a compromised smtp
  * worker may send anything: auth_proto.c decodes them strictly and a
  * violation ends that connection); the users file. Privilege: `user`,
@@ -45,6 +52,7 @@
 #include <unistd.h>
 
 #include "../auth/auth_proto.h"
+#include "../auth/auth_ticket.h"
 #include "../auth/auth_throttle.h"
 #include "../auth/auth_users.h"
 #include "../auth/auth_verify.h"
@@ -128,6 +136,9 @@ struct auth {
 	bool stopping_threads;
 	int done_pipe[2];
 	bool stopping;
+	/* the supervisor's key of the login tickets given with POP3 logins */
+	unsigned char ticket_key[AUTH_TICKET_KEY_LEN];
+	bool has_ticket_key;
 };
 
 static uint64_t wall_ms(void)
@@ -385,6 +396,11 @@ static void send_result(struct auth *a, struct job *j)
 	if (j->verdict == AUTH_OK)
 		snprintf(m.user, sizeof(m.user), "%s", j->user);
 	snprintf(m.why, sizeof(m.why), "%s", j->why);
+	/* the mailbox agent opens a maildrop only with this proof that the
+	 * password was right: a compromised pop3 worker cannot make one */
+	if (j->verdict == AUTH_OK && j->service == AUTH_SERVICE_POP3 && a->has_ticket_key &&
+	    !auth_ticket_make(a->ticket_key, j->service, j->user, auth_ticket_now(), m.ticket))
+		log_error("auth: user=%s: cannot make a login ticket", shown);
 	buf_t out = BUF_INIT;
 	auth_msg_encode(&m, &out);
 	(void)send_answer(c, &out);
@@ -723,10 +739,16 @@ static int open_listener(struct auth *a, const char *path)
 	return 0;
 }
 
-int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
+int auth_server_run(const char *socket_path, int ctl_fd, size_t threads,
+		    unsigned char *ticket_key)
 {
 	struct auth a;
 	memset(&a, 0, sizeof(a));
+	if (ticket_key != NULL) {
+		memcpy(a.ticket_key, ticket_key, AUTH_TICKET_KEY_LEN);
+		explicit_bzero(ticket_key, AUTH_TICKET_KEY_LEN);
+		a.has_ticket_key = true;
+	}
 	a.listener = -1;
 	a.ctl_fd = ctl_fd;
 	signal(SIGPIPE, SIG_IGN);
@@ -794,14 +816,15 @@ int auth_server_run(const char *socket_path, int ctl_fd, size_t threads)
 	event_base_free(a.base);
 	free(a.users_path);
 	free(a.path);
+	explicit_bzero(a.ticket_key, sizeof(a.ticket_key));
 	log_info("auth exiting");
 	return 0;
 }
 
-int auth_main(const struct config *cfg, int ctl_fd)
+int auth_main(const struct config *cfg, int ctl_fd, unsigned char *ticket_key)
 {
 	char *path = auth_socket_path(cfg->spool_dir);
-	int rc = auth_server_run(path, ctl_fd, (size_t)cfg->auth_threads);
+	int rc = auth_server_run(path, ctl_fd, (size_t)cfg->auth_threads, ticket_key);
 	free(path);
 	return rc;
 }

@@ -28,9 +28,14 @@ int auth_ctl_send(int sock, const struct auth_ctl_msg *m, int users_fd);
 
 /* Serve on socket_path until SIGTERM/SIGINT, with the given number of
  * hashing threads, reading struct auth_ctl_msg from ctl_fd (the first
- * one is waited for before serving). Returns the exit status. */
-int auth_server_run(const char *socket_path, int ctl_fd, size_t threads);
+ * one is waited for before serving). ticket_key (AUTH_TICKET_KEY_LEN
+ * bytes, auth_ticket.h) is copied and the caller's copy wiped; with it,
+ * a POP3 login's answer carries a login ticket (NULL: none, and the
+ * mailbox agent then refuses every POP3 login). Returns the exit
+ * status. */
+int auth_server_run(const char *socket_path, int ctl_fd, size_t threads,
+		    unsigned char *ticket_key);
 /* The same at spool_dir/private/auth.sock with auth_threads. */
-int auth_main(const struct config *cfg, int ctl_fd);
+int auth_main(const struct config *cfg, int ctl_fd, unsigned char *ticket_key);
 
 #endif

@@ -59,6 +59,7 @@
 #include "../policy/restrictions.h"
 #include "../queue/qmgr.h"
 #include "../pop3/pop3.h"
+#include "../auth/auth_ticket.h"
 #include "../queue/quota_reader.h"
 #include "../relay/relay.h"
 #include "../relay/relay_route.h"
@@ -145,6 +146,14 @@ struct master {
 	bool start_failed;  /* the first generation could not start */
 	sigset_t old_mask;
 };
+
+/* The key of the login tickets (src/auth/auth_ticket.h), drawn at the
+ * start and kept until the supervisor stops: a reload keeps it. Every
+ * child inherits it by fork; all but the auth process and the pop3
+ * role's mailbox agents wipe it at once. A static of its own (not in
+ * struct master): test_pop3.py finds it in the supervisor's memory by
+ * its symbol, to check that no other process holds it. */
+static unsigned char ticket_key[AUTH_TICKET_KEY_LEN];
 
 static void generation_free(struct generation **gp)
 {
@@ -645,7 +654,7 @@ static NORETURN void run_auth(struct master *m, struct generation *g, int ctl_fd
 	recipients_free(&g->rcpt);
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
-	_exit(auth_main(&g->cfg, ctl_fd));
+	_exit(auth_main(&g->cfg, ctl_fd, ticket_key));
 }
 
 /* The pop3 role (still root here): fork its mailbox agent, which
@@ -686,8 +695,10 @@ static NORETURN void run_pop3(struct master *m, struct generation *g)
 		close(sv[0]);
 		if (privsep_become(&g->ps, &g->ps.mail_owner, SIGKILL, worker_pid) < 0)
 			_exit(1);
-		_exit(pop3_agent_main(&g->cfg, sv[1]));
+		_exit(pop3_agent_main(&g->cfg, sv[1], ticket_key));
 	}
+	/* the worker never holds the ticket key: it could forge tickets */
+	explicit_bzero(ticket_key, sizeof(ticket_key));
 	close(sv[1]);
 	SSL_CTX *tls_ctx = NULL;
 	if (g->tls) {
@@ -786,6 +797,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_SETMASK, &mask, NULL);
+	if (role != ROLE_AUTH && role != ROLE_POP3)
+		explicit_bzero(ticket_key, sizeof(ticket_key));
 	if (m->pending != NULL && m->pending->scan_ready_fd >= 0)
 		close(m->pending->scan_ready_fd); /* the supervisor's end */
 	if (m->auth_ctl >= 0)
@@ -1346,6 +1359,13 @@ int master_main(const char *config_path)
 		generation_free(&g);
 		return 1;
 	}
+	if (auth_ticket_key_new(ticket_key) < 0) {
+		log_error("cannot draw the key of the login tickets: getrandom: %s",
+			  strerror(errno));
+		close_listeners(&m);
+		generation_free(&g);
+		return 1;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -1373,6 +1393,7 @@ int master_main(const char *config_path)
 	generation_free(&m.pending);
 	generation_free(&m.current);
 	table_watch_free(&m.watch);
+	explicit_bzero(ticket_key, sizeof(ticket_key));
 	log_info("postern stopped");
 	return rc;
 }

@@ -4,7 +4,10 @@
  * smtp worker may send anything) and the users file
  * (src/auth/auth_users.h). The first byte chooses: a request, an answer,
  * or the users file. Invariants: a packet that decodes encodes back to
- * exactly the same bytes, with every field within its bound; the users
+ * exactly the same bytes, with every field within its bound; a login
+ * ticket only with a successful verdict, "" or of the exact length in
+ * lower-case hex, and (checked as the mailbox agent would, with a key the
+ * input cannot know) never valid; the users
  * file is read without harm and each user found has a password field;
  * its timing field, if any, costs a hash.
  */
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "auth/auth_proto.h"
+#include "auth/auth_ticket.h"
 #include "auth/auth_users.h"
 #include "auth/auth_verify.h"
 #include "lib/buf.h"
@@ -39,8 +43,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		}
 		if (strlen(m.user) > AUTH_USER_MAX || strlen(m.password) > AUTH_PASSWORD_MAX ||
-		    strlen(m.client_ip) > AUTH_IP_MAX || strlen(m.why) > AUTH_WHY_MAX)
+		    strlen(m.client_ip) > AUTH_IP_MAX || strlen(m.why) > AUTH_WHY_MAX ||
+		    strlen(m.ticket) > AUTH_TICKET_TEXT_LEN)
 			abort();
+		if (m.ticket[0] != '\0') {
+			static const unsigned char key[AUTH_TICKET_KEY_LEN] = "fuzz key, not known";
+			if (m.verdict != AUTH_OK || strlen(m.ticket) != AUTH_TICKET_TEXT_LEN ||
+			    !auth_ticket_syntax_ok(m.ticket) ||
+			    auth_ticket_check(key, AUTH_SERVICE_POP3, m.user, m.ticket, 0, NULL) ==
+				    AUTH_TICKET_OK)
+				abort();
+		}
 		buf_t again = BUF_INIT;
 		auth_msg_encode(&m, &again);
 		if (again.len != len || memcmp(again.data, rest, len) != 0)

@@ -7,7 +7,8 @@
  * control characters, unique ids of printable characters only, marks
  * that point inside the packet and use only the two defined bits, a
  * FETCH of 1..POP3_FETCH_MAX messages, a MAIL that carries descriptors
- * exactly when it says ok.
+ * exactly when it says ok, an OPEN's ticket of printable characters that
+ * the agent's check (with a key the input cannot know) never accepts.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (m.user[0] == '\0')
 			abort();
 		check_text(m.user, POP3_PROTO_USER_MAX, false);
+		check_text(m.ticket, POP3_PROTO_TICKET_MAX, true);
+		{
+			static const unsigned char key[AUTH_TICKET_KEY_LEN] = "fuzz key, not known";
+			if (auth_ticket_check(key, AUTH_SERVICE_POP3, m.user, m.ticket, 0, NULL) ==
+			    AUTH_TICKET_OK)
+				abort();
+		}
 		break;
 	case POP3_MSG_UPDATE:
 		if (m.count > POP3_MAILDROP_MAX ||

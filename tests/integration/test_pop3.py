@@ -16,12 +16,13 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import time
 import uuid
 
 import unittest
 
-from harness import (IS_ROOT, PosternTestCase, client_tls_context, descendants, free_port,
+from harness import (IS_ROOT, POSTERN_BIN, PosternTestCase, client_tls_context, descendants, free_port,
                      make_message, memory_holds, private_key_needles, process_alive, scaled,
                      smtplib_send, wait_until)
 from test_privsep import MAIL, NOBODY, no_new_privs, proc_ids
@@ -235,6 +236,78 @@ class Pop3PrivilegeTest(PosternTestCase):
                          "the pop3 worker holds the TLS key")
         self.assertTrue(memory_holds(srv.role_pids("keyholder")[0], needles),
                         "the probe does not find the key in the key holder")
+
+
+def ticket_key_of(pid):
+    """The key of the login tickets in the memory of the supervisor pid,
+    read at the address of its symbol `ticket_key` (src/server/master.c):
+    the symbol's value, plus where the binary is mapped when it is a
+    position-independent executable."""
+    with open(POSTERN_BIN, "rb") as f:
+        pie = struct.unpack("<H", f.read(18)[16:18])[0] == 3  # ET_DYN
+    out = subprocess.run(["nm", POSTERN_BIN], capture_output=True, text=True,
+                         check=True).stdout
+    value = next(int(f[0], 16) for f in (line.split() for line in out.splitlines())
+                 if len(f) == 3 and f[2] == "ticket_key" and f[1] in "bBdD")
+    base = 0
+    if pie:
+        exe = os.path.realpath("/proc/%d/exe" % pid)
+        with open("/proc/%d/maps" % pid) as maps:
+            base = next(int(f[0].split("-")[0], 16) for f in (line.split() for line in maps)
+                        if len(f) >= 6 and f[5] == exe and int(f[2], 16) == 0)
+    with open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        mem.seek(base + value)
+        return mem.read(32)
+
+
+class Pop3TicketKeyTest(PosternTestCase):
+    """The key of the login tickets the mailbox agent asks for is held by
+    the supervisor, the auth process and the mailbox agent only: the pop3
+    worker, which parses the network, wiped its copy (else it could make
+    tickets and open any mailbox), and so did every other role. It stays
+    the same over a reload: logins work on in the new generation."""
+
+    def login(self, srv):
+        p = poplib.POP3("127.0.0.1", port_of(srv, "pop3_listen"), timeout=scaled(15))
+        try:
+            p.user("alice@example.test")
+            p.pass_("secret")
+            self.assertEqual(p.stat()[0], 1)
+            p.quit()
+        finally:
+            p.close()
+
+    def check_holders(self, srv, generation):
+        key = ticket_key_of(srv.pid)
+        self.assertNotEqual(key, bytes(32), "%s: the supervisor has no key" % generation)
+        worker = wait_until(lambda: srv.role_pids("pop3"), scaled(10), what="the pop3 worker")
+        self.assertEqual(len(worker), 1, worker)
+        agents = descendants(worker[0])
+        holders = set(srv.role_pids("auth")) | set(agents)
+        self.assertEqual(len(holders), 2, "%s: %r" % (generation, holders))
+        for pid in holders:
+            self.assertEqual(memory_holds(pid, [key]), {key},
+                             "%s: the probe does not find the key in pid %d" % (generation, pid))
+        others = [pid for pid in srv.children() if pid not in holders]
+        self.assertIn(worker[0], others)
+        for pid in others:
+            self.assertEqual(memory_holds(pid, [key]), set(),
+                             "%s: pid %d holds the key of the login tickets" % (generation, pid))
+
+    def test_only_auth_and_agent_hold_the_key(self):
+        srv = self.start_server(tls=True, config=pop3_settings(
+            pop3_cleartext_networks="127.0.0.0/8"))
+        srv.wait_log(r"mailbox agent ready")
+        qid = smtplib_send(srv.port, SENDER, ["alice@example.test"],
+                           make_message(subject="k", body="key", to="alice@example.test"))
+        srv.wait_delivery("alice", qid)
+        self.login(srv)
+        self.check_holders(srv, "first")
+        offset = srv.log_size()
+        srv.reload(wait_old=True)
+        srv.wait_log(r"mailbox agent ready", since=offset)
+        self.login(srv)
+        self.check_holders(srv, "after a reload")
 
 
 class Pop3RestartTest(PosternTestCase):

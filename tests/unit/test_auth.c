@@ -268,6 +268,26 @@ static void protocol(void **state)
 	auth_msg_encode(&m, &out);
 	assert_false(auth_msg_decode(out.data, out.len, false, &d, &err));
 	assert_string_equal(err, "unknown verdict");
+	/* a login ticket: only with OK, only of its exact form */
+	m.verdict = AUTH_OK;
+	memset(m.ticket, 'a', AUTH_TICKET_TEXT_LEN);
+	m.ticket[AUTH_TICKET_TEXT_LEN] = '\0';
+	auth_msg_encode(&m, &out);
+	assert_true(auth_msg_decode(out.data, out.len, false, &d, &err));
+	assert_string_equal(d.ticket, m.ticket);
+	m.verdict = AUTH_FAILED;
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, false, &d, &err));
+	assert_string_equal(err, "a login ticket with a refusal");
+	m.verdict = AUTH_OK;
+	m.ticket[3] = 'G';
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, false, &d, &err));
+	assert_string_equal(err, "a malformed login ticket");
+	m.ticket[3] = 'a';
+	m.ticket[AUTH_TICKET_TEXT_LEN - 1] = '\0';
+	auth_msg_encode(&m, &out);
+	assert_false(auth_msg_decode(out.data, out.len, false, &d, &err));
 	buf_free(&out);
 }
 
@@ -280,9 +300,13 @@ struct answers {
 	char users[16][64];
 };
 
+/* The login ticket of the last answer ("" if none). */
+static char last_ticket[AUTH_TICKET_TEXT_LEN + 1];
+
 static void on_done(void *arg, const struct auth_result *r)
 {
 	struct answers *a = arg;
+	snprintf(last_ticket, sizeof(last_ticket), "%s", r->ticket != NULL ? r->ticket : "");
 	a->verdicts[a->count] = r->verdict;
 	snprintf(a->users[a->count], sizeof(a->users[0]), "%s", r->user != NULL ? r->user : "");
 	if (++a->count == a->expected)
@@ -296,6 +320,9 @@ static void many_done(void *arg, const struct auth_result *r)
 	if (++m->count == 3000)
 		event_base_loopexit(m->evb, NULL);
 }
+
+/* The key of the login tickets the test's auth processes make. */
+static const unsigned char test_ticket_key[AUTH_TICKET_KEY_LEN] = "the tests' login ticket key 32b";
 
 static pid_t start_auth(const char *users_text, const struct auth_throttle_settings *set,
 			char **socket_r)
@@ -314,7 +341,9 @@ static pid_t start_auth(const char *users_text, const struct auth_throttle_setti
 	if (pid == 0) {
 		close(sv[0]);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test takes it along */
-		_exit(auth_server_run(sock_path, sv[1], 2));
+		unsigned char key[AUTH_TICKET_KEY_LEN];
+		memcpy(key, test_ticket_key, sizeof(key));
+		_exit(auth_server_run(sock_path, sv[1], 2, key));
 	}
 	close(sv[1]);
 	struct auth_ctl_msg m;
@@ -384,6 +413,34 @@ static void real_process(void **state)
 	}
 	assert_int_equal(ok, 2);
 	assert_int_equal(failed, 2);
+
+	/* a POP3 login's answer carries a ticket for its account (the
+	 * mailbox agent asks for it); an SMTP login's carries none */
+	struct answers p = { evb, 0, 1, { 0 }, { { 0 } } };
+	struct auth_query pq = { AUTH_SERVICE_POP3, "192.0.2.1", "Alice@Example.Test", "secret",
+				 "t3" };
+	(void)auth_client_check(c, &pq, on_done, &p);
+	event_base_dispatch(evb);
+	assert_int_equal(p.verdicts[0], AUTH_OK);
+	assert_int_equal(strlen(last_ticket), AUTH_TICKET_TEXT_LEN);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "alice@example.test",
+					   last_ticket, auth_ticket_now(), NULL),
+			 AUTH_TICKET_OK);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "bob@example.test",
+					   last_ticket, auth_ticket_now(), NULL),
+			 AUTH_TICKET_FORGED);
+	p.count = 0;
+	pq.password = "wrong";
+	pq.client_ip = "192.0.2.9";
+	(void)auth_client_check(c, &pq, on_done, &p);
+	event_base_dispatch(evb);
+	assert_int_equal(p.verdicts[0], AUTH_FAILED);
+	assert_string_equal(last_ticket, "");
+	p.count = 0;
+	ask(c, &p, "alice@example.test", "secret", "192.0.2.1");
+	event_base_dispatch(evb);
+	assert_int_equal(p.verdicts[0], AUTH_OK);
+	assert_string_equal(last_ticket, "");
 
 	/* three failures from one client: then it is banned, even with the
 	 * right password */

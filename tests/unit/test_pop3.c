@@ -6,7 +6,10 @@
  * protocol, and whole sessions in process: a real pop3 session on one
  * end of a loopback TCP connection, the real mailbox agent in a child
  * process over its socket pair, and a fake auth client whose verdict
- * the test chooses (password "secret" is right).
+ * the test chooses (password "secret" is right) and which gives login
+ * tickets made with the test's key; the agent's refusal of an OPEN
+ * without a valid ticket (none, forged, expired, another account's,
+ * another key's, used before).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +38,7 @@
 #include "lib/config.h"
 #include "lib/safeio.h"
 #include "lib/xalloc.h"
+#include "auth/auth_ticket.h"
 #include "pop3/pop3.h"
 #include "pop3/pop3_command.h"
 #include "pop3/pop3_int.h"
@@ -453,6 +457,9 @@ struct fake_auth_req {
 
 static unsigned fake_auth_checks;
 
+/* The key the agents of these tests check tickets with. */
+static const unsigned char test_ticket_key[AUTH_TICKET_KEY_LEN] = "0123456789abcdef0123456789abcde";
+
 static void fake_answer(evutil_socket_t fd, short what, void *arg)
 {
 	struct fake_auth_req *r = arg;
@@ -460,7 +467,11 @@ static void fake_answer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	char user[64];
 	memcpy(user, r->user, sizeof(user));
-	struct auth_result res = { r->ok ? AUTH_OK : AUTH_FAILED, r->ok ? user : NULL, "fake" };
+	char ticket[AUTH_TICKET_TEXT_LEN + 1];
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_POP3, user, auth_ticket_now(),
+				     ticket));
+	struct auth_result res = { r->ok ? AUTH_OK : AUTH_FAILED, r->ok ? user : NULL, "fake",
+				   r->ok ? ticket : NULL };
 	auth_done_fn *done = r->done;
 	void *done_arg = r->arg;
 	event_free(r->ev);
@@ -519,7 +530,9 @@ static void server_start(const char *extra_config)
 	assert_true(fx.agent >= 0);
 	if (fx.agent == 0) {
 		close(sv[0]);
-		_exit(pop3_agent_main(&fx.cfg, sv[1]));
+		unsigned char key[AUTH_TICKET_KEY_LEN];
+		memcpy(key, test_ticket_key, sizeof(key));
+		_exit(pop3_agent_main(&fx.cfg, sv[1], key));
 	}
 	close(sv[1]);
 	fx.base = event_base_new();
@@ -793,6 +806,132 @@ static void test_session_idle_timeout(void **state)
 	server_stop();
 }
 
+/* ---- the agent's trust ------------------------------------------------------------ */
+
+/* OPEN session sid for user with ticket; the status of the OPENED that
+ * ends the answer (ENTRIES before it are skipped). */
+static int agent_open(int sock, uint32_t sid, const char *user, const char *ticket)
+{
+	struct pop3_msg *m = xcalloc(1, sizeof(*m));
+	unsigned char *buf = xmalloc(POP3_PROTO_MAX + 1);
+	int fds[POP3_FETCH_MAX];
+	const char *err;
+	m->type = POP3_MSG_OPEN;
+	m->sid = sid;
+	snprintf(m->user, sizeof(m->user), "%s", user);
+	snprintf(m->ticket, sizeof(m->ticket), "%s", ticket);
+	assert_int_equal(pop3_msg_send(sock, m, NULL, 0), 0);
+	do
+		assert_int_equal(pop3_msg_recv(sock, false, m, buf, fds, &err), 1);
+	while (m->type == POP3_MSG_ENTRIES);
+	assert_int_equal(m->type, POP3_MSG_OPENED);
+	assert_int_equal(m->sid, sid);
+	int status = m->status;
+	if (status == POP3_STATUS_FAILED)
+		assert_string_equal(m->reason, "no valid login ticket");
+	struct pop3_msg close_msg = { .type = POP3_MSG_CLOSE, .sid = sid };
+	assert_int_equal(pop3_msg_send(sock, &close_msg, NULL, 0), 0);
+	free(buf);
+	free(m);
+	return status;
+}
+
+/* The agent opens a maildrop only with a ticket the auth process (here:
+ * the test, with the agent's key) made for that account, unexpired, and
+ * once: a compromised worker cannot name an account and read it. */
+static void test_agent_tickets(void **state)
+{
+	(void)state;
+	const char *alice = "alice@example.test", *bob = "bob@example.test";
+	deliver("alice", "1700000101.Qt1.mx,S=12,W=14", "Subject: t\n\nx\n");
+	deliver("bob", "1700000102.Qt2.mx,S=12,W=14", "Subject: t\n\ny\n");
+	server_start(""); /* for its configuration; a second agent, driven here */
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	pid_t agent = fork();
+	assert_true(agent >= 0);
+	if (agent == 0) {
+		close(sv[0]);
+		unsigned char key[AUTH_TICKET_KEY_LEN];
+		memcpy(key, test_ticket_key, sizeof(key));
+		_exit(pop3_agent_main(&fx.cfg, sv[1], key));
+	}
+	close(sv[1]);
+	int sock = sv[0];
+	uint64_t now = auth_ticket_now();
+	char good[AUTH_TICKET_TEXT_LEN + 1], ticket[AUTH_TICKET_TEXT_LEN + 1];
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_POP3, alice, now, good));
+
+	/* no ticket */
+	assert_int_equal(agent_open(sock, 1, alice, ""), POP3_STATUS_FAILED);
+	/* not a ticket */
+	assert_int_equal(agent_open(sock, 2, alice, "deadbeef"), POP3_STATUS_FAILED);
+	/* forged: a good ticket with one digit of its MAC changed */
+	memcpy(ticket, good, sizeof(ticket));
+	ticket[AUTH_TICKET_TEXT_LEN - 1] = ticket[AUTH_TICKET_TEXT_LEN - 1] == '0' ? '1' : '0';
+	assert_int_equal(agent_open(sock, 3, alice, ticket), POP3_STATUS_FAILED);
+	/* made under another key */
+	unsigned char other_key[AUTH_TICKET_KEY_LEN];
+	memset(other_key, 0x5a, sizeof(other_key));
+	assert_true(auth_ticket_make(other_key, AUTH_SERVICE_POP3, alice, now, ticket));
+	assert_int_equal(agent_open(sock, 4, alice, ticket), POP3_STATUS_FAILED);
+	/* expired */
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_POP3, alice,
+				     now - AUTH_TICKET_LIFETIME - 5, ticket));
+	assert_int_equal(agent_open(sock, 5, alice, ticket), POP3_STATUS_FAILED);
+	/* bob's ticket does not open alice's mailbox, nor alice's bob's */
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_POP3, bob, now, ticket));
+	assert_int_equal(agent_open(sock, 6, alice, ticket), POP3_STATUS_FAILED);
+	assert_int_equal(agent_open(sock, 7, bob, good), POP3_STATUS_FAILED);
+	/* a ticket for another service */
+	char smtp[AUTH_TICKET_TEXT_LEN + 1];
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_SMTP, alice, now, smtp));
+	assert_int_equal(agent_open(sock, 8, alice, smtp), POP3_STATUS_FAILED);
+	/* the good one opens, once */
+	assert_int_equal(agent_open(sock, 9, alice, good), POP3_STATUS_OK);
+	assert_int_equal(agent_open(sock, 10, alice, good), POP3_STATUS_FAILED);
+	/* bob's opens bob's */
+	assert_int_equal(agent_open(sock, 11, bob, ticket), POP3_STATUS_OK);
+	close(sock);
+	int status;
+	assert_int_equal(waitpid(agent, &status, 0), agent);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	server_stop();
+}
+
+/* The ticket functions alone: the clock, and the syntax the decoders
+ * check. */
+static void test_ticket_checks(void **state)
+{
+	(void)state;
+	char t[AUTH_TICKET_TEXT_LEN + 1];
+	unsigned char nonce[AUTH_TICKET_NONCE_LEN];
+	assert_true(auth_ticket_make(test_ticket_key, AUTH_SERVICE_POP3, "a@b", 1000, t));
+	assert_int_equal(strlen(t), AUTH_TICKET_TEXT_LEN);
+	assert_true(auth_ticket_syntax_ok(t));
+	assert_true(auth_ticket_syntax_ok(""));
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", t, 1000,
+					   nonce), AUTH_TICKET_OK);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", t,
+					   1000 + AUTH_TICKET_LIFETIME, nonce), AUTH_TICKET_OK);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", t,
+					   1001 + AUTH_TICKET_LIFETIME, nonce),
+			 AUTH_TICKET_EXPIRED);
+	/* dated further ahead than a fresh ticket */
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", t, 900,
+					   nonce), AUTH_TICKET_EXPIRED);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@B", t, 1000,
+					   nonce), AUTH_TICKET_FORGED);
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", "", 1000,
+					   nonce), AUTH_TICKET_MISSING);
+	t[5] = 'A'; /* upper-case hex is not ours */
+	assert_false(auth_ticket_syntax_ok(t));
+	assert_int_equal(auth_ticket_check(test_ticket_key, AUTH_SERVICE_POP3, "a@b", t, 1000,
+					   nonce), AUTH_TICKET_MALFORMED);
+	t[AUTH_TICKET_TEXT_LEN - 1] = '\0';
+	assert_false(auth_ticket_syntax_ok(t));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -806,6 +945,8 @@ int main(void)
 		cmocka_unit_test(test_session_commands),
 		cmocka_unit_test(test_session_login_rules),
 		cmocka_unit_test(test_session_idle_timeout),
+		cmocka_unit_test(test_ticket_checks),
+		cmocka_unit_test(test_agent_tickets),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
