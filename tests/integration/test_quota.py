@@ -13,6 +13,7 @@ starts (its account, descriptors and memory; failing open when it is
 gone; replaced on reload); and the same maildirsize shared with a real
 Dovecot (doveadm quota get, quota recalc, expunge).
 """
+import base64
 import grp
 import os
 import pwd
@@ -23,8 +24,8 @@ import subprocess
 import unittest
 
 from dovecot_peer import DovecotPeer
-from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, make_message,
-                     scaled, smtplib_send, wait_until)
+from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, free_port,
+                     make_message, scaled, smtplib_send, wait_until)
 
 DOMAIN = "example.test"
 KB = 1024
@@ -354,10 +355,10 @@ class QuotaGraceSettings(PosternTestCase):
     more than the quota), an absolute size, and a client outside
     mynetworks that claims a local postmaster."""
 
-    def start(self, **config):
+    def start(self, tls=False, **config):
         users = {"alice": "userdb_quota_rule=*:storage=100k", "admin": ""}
         srv = self.start_server(start=False, users=list(users), aliases={"postmaster": ["admin"]},
-                                config=config)
+                                tls=tls, config=config)
         write_users(srv, users)
         srv.start()
         return srv
@@ -407,6 +408,26 @@ class QuotaGraceSettings(PosternTestCase):
         self.assertReply(self.rcpt(srv, "postmaster@example.test"), 552, "5.2.2")
         self.assertReply(self.rcpt(srv, ""), 250)
         self.assertReply(self.rcpt(srv, "MAILER-DAEMON@remote.test"), 250)
+
+    def test_postmaster_after_auth_keeps_the_grace(self):
+        # Outside mynetworks, but logged in (submission, STARTTLS): the
+        # postmaster is real and keeps the grace.
+        sub_port = free_port()
+        srv = self.start(tls=True, mynetworks="192.0.2.0/24", auth_sender_check="no",
+                         submission_listen="127.0.0.1:%d" % sub_port, auth_failure_delay="0")
+        fill(srv, "alice", 99 * KB)
+        with SmtpConn(sub_port) as c:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            login = base64.b64encode(b"\0admin@example.test\0secret").decode()
+            self.assertReply(c.cmd("AUTH PLAIN " + login), 235)
+            self.assertReply(c.cmd("MAIL FROM:<postmaster@example.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 250)
+            self.assertReply(c.cmd("RSET"), 250)
+            # an ordinary sender with the same login gets no grace
+            self.assertReply(c.cmd("MAIL FROM:<admin@example.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 552, "5.2.2")
 
     def test_postmaster_from_mynetworks_keeps_the_grace(self):
         srv = self.start()
