@@ -39,6 +39,7 @@ enum key_type {
 	K_WORDS,    /* list of words with its line (struct config_words), read by another module */
 	K_ITEMS,    /* list of items, checked by the module that uses them (a strlist_t) */
 	K_SERVERS,  /* list of numeric addresses, each with an optional port (a strlist_t) */
+	K_GRACE,    /* "N%" or a size, within min..max bytes (struct config_grace) */
 };
 
 struct key_def {
@@ -109,6 +110,7 @@ static const struct key_def keys[] = {
 	{ "mailbox_quota", K_SIZE, OFF(mailbox_quota), "0", 0, 1ULL << 60, false, NULL },
 	{ "quota_reject_margin", K_SIZE, OFF(quota_reject_margin), "25k", 0, 1ULL << 40, false,
 	  NULL },
+	{ "quota_grace", K_GRACE, OFF(quota_grace), "10%", 0, 1ULL << 60, false, NULL },
 	{ "domains_file", K_PATH, OFF(domains_file), "", 0, 0, true, NULL },
 	{ "mynetworks", K_CIDRS, OFF(mynetworks), "127.0.0.0/8, ::1/128", 0, 0, true, NULL },
 	{ "relay_domains", K_DOMAINS, OFF(relay_domains), "", 0, 0, true, NULL },
@@ -608,6 +610,32 @@ static const char *set_paths(const struct parse_ctx *ctx, strlist_t *list, const
 	return NULL;
 }
 
+/* "N%" with N at most CONFIG_GRACE_PERCENT_MAX, or a size within k's
+ * bounds. */
+static const char *set_grace(const struct key_def *k, struct config_grace *field,
+			     const char *value)
+{
+	size_t len = strlen(value);
+	struct config_grace g = { 0, false };
+	if (len > 1 && value[len - 1] == '%') {
+		g.percent = true;
+		for (size_t i = 0; i + 1 < len; i++) {
+			if (value[i] < '0' || value[i] > '9')
+				return "expected a percentage such as 10% or a size such as 10M";
+			g.amount = g.amount * 10 + (uint64_t)(value[i] - '0');
+			if (g.amount > CONFIG_GRACE_PERCENT_MAX)
+				return "value out of range (at most 1000%)";
+		}
+	} else {
+		if (!str_parse_size(value, &g.amount))
+			return "expected a percentage such as 10% or a size such as 10M";
+		if (g.amount < k->min || g.amount > k->max)
+			return "value out of range";
+	}
+	*field = g;
+	return NULL;
+}
+
 /* Digits, optionally a point and up to three more: no sign, no exponent,
  * no "inf" (strtod would take them). */
 static const char *set_score(const struct key_def *k, double *field, const char *value)
@@ -725,6 +753,8 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 		return set_paths(ctx, field, value);
 	case K_SCORE:
 		return set_score(k, field, value);
+	case K_GRACE:
+		return set_grace(k, field, value);
 	case K_ADDRESSES:
 		return set_addresses(field, value, detail_r);
 	case K_WORDS: {
@@ -1235,6 +1265,10 @@ static bool key_differs(const struct key_def *k, const struct config *a,
 	}
 	case K_SCORE:
 		return *(const double *)fa != *(const double *)fb;
+	case K_GRACE: {
+		const struct config_grace *ga = fa, *gb = fb;
+		return ga->amount != gb->amount || ga->percent != gb->percent;
+	}
 	case K_CIDRS:
 		return !cidrs_within(fa, fb) || !cidrs_within(fb, fa);
 	case K_LISTEN:
@@ -1289,6 +1323,11 @@ static void format_value(const struct key_def *k, const struct config *cfg, buf_
 	case K_SCORE:
 		buf_printf(v, "%g", *(const double *)field);
 		break;
+	case K_GRACE: {
+		const struct config_grace *g = field;
+		buf_printf(v, "%llu%s", (unsigned long long)g->amount, g->percent ? "%" : "");
+		break;
+	}
 	case K_CIDRS: {
 		const cidr_list_t *l = field;
 		char txt[INET6_ADDRSTRLEN];

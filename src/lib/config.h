@@ -57,6 +57,14 @@ struct listen_addr {
 	char *text; /* as written, for logs */
 };
 
+/* quota_grace: "10%" (percent of each limit) or a size ("10M", bytes
+ * over the byte limit only); 0 either way = no grace. */
+struct config_grace {
+	uint64_t amount; /* percent (0..CONFIG_GRACE_PERCENT_MAX) or bytes */
+	bool percent;
+};
+#define CONFIG_GRACE_PERCENT_MAX 1000
+
 struct config {
 	char *path;      /* the file this was read from */
 	char *hostname;  /* our name in banners and Received: */
@@ -83,9 +91,12 @@ struct config {
 	char *aliases_file; /* "" = no aliases */
 	/* Quotas (src/queue/maildir_quota.h): a user without a
 	 * userdb_quota_rule gets mailbox_quota bytes (0 = unlimited); RCPT
-	 * refuses a mailbox with less than quota_reject_margin free. */
+	 * refuses a mailbox with less than quota_reject_margin free. Mail
+	 * from the senders quota_sender_exempt names may go past the quota
+	 * by quota_grace (src/mail/quota_rule.h), no further. */
 	uint64_t mailbox_quota;
 	uint64_t quota_reject_margin;
+	struct config_grace quota_grace;
 	char *domains_file; /* more local domains and their settings (src/mail/domains.h); "" = none */
 	cidr_list_t mynetworks;
 	strlist_t relay_domains;

@@ -8,6 +8,7 @@
  */
 #include "quota_rule.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -96,4 +97,33 @@ bool quota_sender_exempt(const char *sender, const strlist_t *local_domains)
 		return true;
 	return local_len == 10 && strncasecmp(sender, "postmaster", 10) == 0 && at != NULL &&
 	       strlist_contains_nocase(local_domains, at + 1);
+}
+
+/* a + b, or UINT64_MAX when that does not fit. */
+static uint64_t add_saturating(uint64_t a, uint64_t b)
+{
+	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+uint64_t quota_grace_limit(uint64_t limit, uint64_t grace, bool percent, bool is_bytes)
+{
+	if (limit == 0)
+		return 0;
+	if (!percent)
+		return is_bytes ? add_saturating(limit, grace) : limit;
+	/* floor(limit * grace / 100) without the product: with limit =
+	 * 100h + r and grace = 100q + p (r, p < 100) it is
+	 * 100hq + hp + rq + floor(rp / 100), each term checked */
+	uint64_t h = limit / 100, r = limit % 100, q = grace / 100, p = grace % 100;
+	if (q != 0 && h > UINT64_MAX / 100 / q)
+		return UINT64_MAX;
+	uint64_t extra = add_saturating(100 * h * q, h * p); /* h * p < 100h <= limit */
+	extra = add_saturating(extra, r * q);                /* r * q < 100q <= grace */
+	extra = add_saturating(extra, r * p / 100);
+	return add_saturating(limit, extra);
+}
+
+bool quota_fits(uint64_t used, uint64_t size, uint64_t limit)
+{
+	return limit == 0 || (used <= limit && size <= limit - used);
 }

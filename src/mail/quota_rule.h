@@ -30,12 +30,29 @@ bool quota_rule_parse(const char *rule, uint64_t *bytes_r, uint64_t *messages_r,
 		      const char **why_r);
 
 /*
- * Is mail from sender ("local@domain", "" for the null sender) let into
- * a mailbox whatever its quota? The null sender (bounces), MAILER-DAEMON
- * at any domain, and postmaster at one of local_domains: the reports a
- * user must get, and the administrator who must be able to reach them.
- * Local parts are compared case-insensitively.
+ * Is mail from sender ("local@domain", "" for the null sender) let past a
+ * mailbox's quota, up to its grace (quota_grace_limit)? The null sender
+ * (bounces), MAILER-DAEMON at any domain, and postmaster at one of
+ * local_domains: the reports a user must get, and the administrator who
+ * must be able to reach them. Local parts are compared
+ * case-insensitively. Anyone can claim these addresses, which is why the
+ * exemption ends at the grace.
  */
 bool quota_sender_exempt(const char *sender, const strlist_t *local_domains);
+
+/*
+ * The limit an exempt sender's mail is held to: limit plus its grace,
+ * saturating at UINT64_MAX, never below limit. grace is a percentage of
+ * limit (percent true, rounded down) or, for a byte limit only (is_bytes),
+ * an absolute number of bytes; an absolute grace adds nothing to a
+ * message-count limit. limit 0 (no limit) stays 0.
+ */
+uint64_t quota_grace_limit(uint64_t limit, uint64_t grace, bool percent, bool is_bytes);
+
+/*
+ * Do size more bytes (or, for a count, size more messages) fit when used
+ * are kept, under limit (0 = no limit)? Without overflow for any values.
+ */
+bool quota_fits(uint64_t used, uint64_t size, uint64_t limit);
 
 #endif

@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/cidr.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "../mail/quota_rule.h"
@@ -31,6 +33,8 @@ struct quota_state {
 	struct event *deadline;
 	unsigned outstanding;    /* asks not answered yet */
 	uint64_t need;           /* bytes that must be free: SIZE=, at least 1 */
+	bool exempt;             /* the sender may use the grace past the quota */
+	struct config_grace grace;
 	char full[QF_ADDR_MAX + 1]; /* the first full mailbox; "" none */
 	uint64_t full_used, full_limit;
 	bool full_count;         /* the message count is what is full */
@@ -98,14 +102,19 @@ static void usage_arrived(struct quota_check *q, const struct quota_msg *m)
 		q->tail = NULL;
 	struct quota_state *st = a->state;
 	if (st != NULL) {
-		uint64_t free_bytes = m->used < m->limit ? m->limit - m->used : 0;
-		bool bytes_full = m->limit != 0 && free_bytes < st->need;
-		bool count_full = m->count_limit != 0 && m->count_used >= m->count_limit;
+		uint64_t limit = m->limit, count_limit = m->count_limit;
+		if (st->exempt) {
+			limit = quota_grace_limit(limit, st->grace.amount, st->grace.percent, true);
+			count_limit = quota_grace_limit(count_limit, st->grace.amount,
+							st->grace.percent, false);
+		}
+		bool bytes_full = !quota_fits(m->used, st->need, limit);
+		bool count_full = !quota_fits(m->count_used, 1, count_limit);
 		if (m->status == QUOTA_KNOWN && st->full[0] == '\0' && (bytes_full || count_full)) {
 			snprintf(st->full, sizeof(st->full), "%s", a->address);
 			st->full_count = !bytes_full;
 			st->full_used = bytes_full ? m->used : m->count_used;
-			st->full_limit = bytes_full ? m->limit : m->count_limit;
+			st->full_limit = bytes_full ? limit : count_limit;
 		}
 		if (--st->outstanding == 0)
 			state_finish(st);
@@ -194,9 +203,9 @@ static void state_finish(struct quota_state *st)
 		policy_call_set(call, 552, "5.2.2", "mailbox_full", "mailbox full: <%s>", shown);
 		/* the mailbox name is cut first if the log field is short */
 		snprintf(policy_call_reply(call)->detail, sizeof(policy_call_reply(call)->detail),
-			 "used=%" PRIu64 " quota=%" PRIu64 "%s need=%" PRIu64 " mailbox=<%.200s>",
+			 "used=%" PRIu64 " quota=%" PRIu64 "%s%s need=%" PRIu64 " mailbox=<%.200s>",
 			 st->full_used, st->full_limit, st->full_count ? "messages" : "",
-			 st->need, st->full);
+			 st->exempt ? " (with grace)" : "", st->need, st->full);
 		v = POLICY_REJECT;
 	}
 	orphan_asks(st->q, st);
@@ -213,6 +222,24 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 		 policy_call_request(st->call)->queue_id, QUOTA_CHECK_TIMEOUT_MS);
 	st->full[0] = '\0'; /* fail open, whatever came in */
 	state_finish(st);
+}
+
+/*
+ * May this sender's mail use the grace past the quota? The senders
+ * quota_sender_exempt names, except a postmaster of a local domain
+ * claimed by a client that neither authenticated nor is in mynetworks:
+ * mail from our own postmaster comes from inside, so that claim from
+ * outside is a forgery and gets no more than anyone.
+ */
+static bool sender_exempt(const struct config *cfg, const struct policy_request *req,
+			  const char *sender)
+{
+	if (!quota_sender_exempt(sender, &cfg->local_domains))
+		return false;
+	if (sender[0] == '\0' || strncasecmp(sender, "postmaster@", 11) != 0)
+		return true; /* <> or MAILER-DAEMON: bounces come from anywhere */
+	return req->auth_user != NULL ||
+	       cidr_list_match(&cfg->mynetworks, (const struct sockaddr *)&req->client);
 }
 
 /* Is the recipient local (a local domain, no address literal)? */
@@ -234,8 +261,6 @@ static enum policy_verdict quota_run(struct policy_call *call, void *arg)
 	    !policy_local_key(cfg, &req->rcpt, key, sizeof(key)))
 		return POLICY_DUNNO;
 	address_format(&req->sender, sender, sizeof(sender));
-	if (quota_sender_exempt(sender, &cfg->local_domains))
-		return POLICY_DUNNO;
 	strlist_t finals = { 0 };
 	if (recipients_expand(env->rcpt_tables, key, &finals) != EXPAND_OK) {
 		strlist_free(&finals);
@@ -244,7 +269,11 @@ static enum policy_verdict quota_run(struct policy_call *call, void *arg)
 	struct quota_state *st = xcalloc(1, sizeof(*st));
 	st->q = q;
 	st->call = call;
-	st->need = cfg->quota_reject_margin;
+	st->exempt = sender_exempt(cfg, req, sender);
+	st->grace = cfg->quota_grace;
+	/* the margin keeps ordinary mail well inside the quota; the grace is
+	 * all the margin an exempt sender gets */
+	st->need = st->exempt ? 0 : cfg->quota_reject_margin;
 	if (req->declared_size > st->need)
 		st->need = req->declared_size;
 	if (st->need == 0)

@@ -8,8 +8,11 @@
  * the loop. The recipient is refused with "552 5.2.2 mailbox full" when
  * any of its mailboxes has less than quota_reject_margin free, or less
  * than the SIZE= the client announced at MAIL. Mail from the null
- * sender, MAILER-DAEMON or a local postmaster is never refused here
- * (quota_sender_exempt). The check fails open: a reader that does not
+ * sender, MAILER-DAEMON or a local postmaster (quota_sender_exempt) is
+ * refused only when the SIZE= (at least 1 byte; no margin) does not fit
+ * in the quota plus its grace (quota_grace, quota_grace_limit); a local
+ * postmaster claimed by a client neither authenticated nor in mynetworks
+ * is not exempt. The check fails open: a reader that does not
  * answer within QUOTA_CHECK_TIMEOUT_MS, or is gone, lets the recipient
  * through, and the local delivery agent still refuses a copy that does
  * not fit (an immediate bounce).

@@ -134,6 +134,8 @@ static void deliver(struct local_agent *a, const struct local_msg *m, int fd,
 		.quota_bytes = recipients_quota(a->tables, m->address, a->cfg->mailbox_quota),
 		.quota_messages = recipients_quota_messages(a->tables, m->address),
 		.quota_exempt = quota_sender_exempt(msg->sender, &a->cfg->local_domains),
+		.quota_grace = a->cfg->quota_grace.amount,
+		.quota_grace_percent = a->cfg->quota_grace.percent,
 	};
 	reply->result = from_maildir(maildir_deliver_unsynced(&d, &newdir, &err));
 	if (newdir != NULL)

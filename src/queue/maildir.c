@@ -36,6 +36,7 @@
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../mail/quota_rule.h"
 #include "maildir_header.h"
 #include "maildir_quota.h"
 
@@ -332,16 +333,23 @@ static enum maildir_result quota_admits(const struct maildir_delivery *d, const 
 	struct maildir_quota_usage used;
 	char *err = NULL;
 
-	if ((d->quota_bytes == 0 && d->quota_messages == 0) || d->quota_exempt)
+	if (d->quota_bytes == 0 && d->quota_messages == 0)
 		return MAILDIR_DELIVERED;
 	if (maildir_quota_get_for(maildir, &limits, size != 0 ? size : 1, &used, &err) < 0) {
 		*err_r = qf_errf("4.3.0 cannot read the mailbox's usage: %s", err);
 		free(err);
 		return MAILDIR_TEMPFAIL;
 	}
-	bool bytes_fit = d->quota_bytes == 0 ||
-			 (used.bytes <= d->quota_bytes && size <= d->quota_bytes - used.bytes);
-	bool count_fits = d->quota_messages == 0 || used.count < d->quota_messages;
+	/* an exempt sender may go past the quota by the grace, no further */
+	uint64_t allowed_bytes = d->quota_bytes, allowed_count = d->quota_messages;
+	if (d->quota_exempt) {
+		allowed_bytes = quota_grace_limit(d->quota_bytes, d->quota_grace,
+						  d->quota_grace_percent, true);
+		allowed_count = quota_grace_limit(d->quota_messages, d->quota_grace,
+						  d->quota_grace_percent, false);
+	}
+	bool bytes_fit = quota_fits(used.bytes, size, allowed_bytes);
+	bool count_fits = quota_fits(used.count, 1, allowed_count);
 	if (bytes_fit && count_fits)
 		return MAILDIR_DELIVERED;
 	buf_t earlier = BUF_INIT;
@@ -351,13 +359,14 @@ static enum maildir_result quota_admits(const struct maildir_delivery *d, const 
 	buf_free(&earlier);
 	if (linked)
 		return MAILDIR_DELIVERED;
+	const char *past = d->quota_exempt ? " with its grace" : "";
 	if (!bytes_fit)
-		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu bytes, %llu used, message "
-				 "%llu)", d->address, (unsigned long long)d->quota_bytes,
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota%s %llu bytes, %llu used, message "
+				 "%llu)", d->address, past, (unsigned long long)allowed_bytes,
 				 (unsigned long long)used.bytes, (unsigned long long)size);
 	else
-		*err_r = qf_errf("5.2.2 mailbox full: %s (quota %llu messages, %llu kept)",
-				 d->address, (unsigned long long)d->quota_messages,
+		*err_r = qf_errf("5.2.2 mailbox full: %s (quota%s %llu messages, %llu kept)",
+				 d->address, past, (unsigned long long)allowed_count,
 				 (unsigned long long)used.count);
 	return MAILDIR_PERMFAIL;
 }

@@ -41,13 +41,17 @@ struct maildir_delivery {
 	bool check_cur;       /* recovered message: look for a read copy */
 	/* Quota: bytes and messages, 0 = no such limit (maildir_quota.h).
 	 * With either, a new copy that would take the mailbox's usage past
-	 * it is not linked into new/ (MAILDIR_PERMFAIL "5.2.2 mailbox full"),
-	 * unless quota_exempt (mail from postmaster or <>); every new copy
-	 * linked is added to maildirsize. With neither, maildirsize is not
-	 * touched. */
+	 * it is not linked into new/ (MAILDIR_PERMFAIL "5.2.2 mailbox full");
+	 * with quota_exempt (mail from postmaster or <>, quota_sender_exempt)
+	 * the limits are raised by the grace (quota_grace_limit: quota_grace
+	 * percent of each, or quota_grace bytes over the byte limit). Every
+	 * new copy linked is added to maildirsize. With neither limit,
+	 * maildirsize is not touched. */
 	uint64_t quota_bytes;
 	uint64_t quota_messages;
 	bool quota_exempt;
+	uint64_t quota_grace;
+	bool quota_grace_percent;
 };
 
 /* Append "<arrival_seconds>.Q<id>.<hostname>" with '/' and ':' in the

@@ -2,7 +2,9 @@
 test_quota.py - mailbox quotas as a user and a sender see them: the
 Maildir++ maildirsize postern keeps (and Dovecot reads), 552 5.2.2 at RCPT
 for a mailbox within quota_reject_margin of its quota or without room for
-the SIZE= announced, the exemptions (postmaster, <>, MAILER-DAEMON), the
+the SIZE= announced, the exemptions (postmaster, <>, MAILER-DAEMON) and
+their end at quota + quota_grace (and a local postmaster claimed from
+outside mynetworks without AUTH getting none), the
 immediate bounce of a message that passed RCPT but does not fit at
 delivery, recalculation of a removed or broken maildirsize, the per-user
 rule (userdb_quota_rule) and the global default (mailbox_quota), aliases
@@ -11,6 +13,7 @@ starts (its account, descriptors and memory; failing open when it is
 gone; replaced on reload); and the same maildirsize shared with a real
 Dovecot (doveadm quota get, quota recalc, expunge).
 """
+import base64
 import grp
 import os
 import pwd
@@ -21,8 +24,8 @@ import subprocess
 import unittest
 
 from dovecot_peer import DovecotPeer
-from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, make_message,
-                     scaled, smtplib_send, wait_until)
+from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, free_port,
+                     make_message, scaled, smtplib_send, wait_until)
 
 DOMAIN = "example.test"
 KB = 1024
@@ -269,6 +272,46 @@ class QuotaServer(PosternTestCase):
         _, used, _, _ = read_maildirsize(self.srv, "bob")
         self.assertGreater(used, 100 * KB)
 
+    def test_exempt_senders_held_to_quota_plus_grace(self):
+        # bob's quota is 100 KiB; quota_grace's default 10% lets the
+        # exempt senders 10 KiB past it, no further.
+        limit = 110 * KB
+        fill(self.srv, "bob", limit - 500)
+        self.assertReply(self.rcpt_reply("bob@example.test", sender=""), 250)
+        self.assertReply(self.rcpt_reply("bob@example.test", sender="",
+                                         mail_params=" SIZE=400"), 250)
+        self.assert_full(self.rcpt_reply("bob@example.test", sender="",
+                                         mail_params=" SIZE=600"), "bob@example.test")
+        fill(self.srv, "bob", limit)
+        for sender in ("", "postmaster@example.test", "MAILER-DAEMON@remote.test"):
+            with self.subTest(sender=sender):
+                self.assert_full(self.rcpt_reply("bob@example.test", sender=sender),
+                                 "bob@example.test")
+        self.srv.wait_log(r"reject: RCPT .*from=<> to=<bob@example\.test> code=552 5\.2\.2 "
+                          r"reason=mailbox_full .*quota=%d \(with grace\)" % limit)
+
+    def test_null_sender_past_the_grace_at_delivery(self):
+        # RCPT passes (no SIZE=: 5 KiB of the grace is free) but the
+        # message does not fit in quota + grace: refused at once, nothing
+        # kept in the queue; a report to <> is the double bounce to the
+        # postmaster, as for any failed mail from <>.
+        fill(self.srv, "dave", 105 * KB)
+        qid = smtplib_send(self.srv.port, "", ["dave@example.test"],
+                           make_message("a big bounce", body_of(8 * KB)))
+        self.srv.wait_log(r"%s: to=<dave@example\.test> .*status=bounced" % qid)
+        self.srv.wait_log(r"%s: sender is <>: double bounce \S+ sent to <postmaster" % qid)
+        self.srv.wait_log(r"%s: removed" % qid)
+        self.assertNotRegex(self.srv.log(),
+                            r"%s: to=<dave@example\.test> .*status=deferred" % qid)
+        self.assertEqual(self.srv.files_for("dave", qid), [], "no copy in the mailbox")
+        self.assertNotIn(qid, self.srv.spool_files("queue") + self.srv.spool_files("deferred"))
+        self.assertEqual(mailbox_bytes(self.srv, "dave"), (105 * KB, 1))
+        # One that fits in the grace is delivered.
+        qid = smtplib_send(self.srv.port, "", ["dave@example.test"],
+                           make_message("a small bounce", body_of(2 * KB)))
+        self.srv.wait_delivery("dave", qid)
+        self.assertGreater(read_maildirsize(self.srv, "dave")[1], 100 * KB)
+
     def test_too_big_at_delivery_bounces_at_once(self):
         fill(self.srv, "alice", 60 * KB)  # 40 KiB free: RCPT passes (no SIZE=)
         qid = smtplib_send(self.srv.port, "sender@example.test", ["alice@example.test"],
@@ -305,6 +348,91 @@ class QuotaServer(PosternTestCase):
         self.assertEqual(self.srv.files_for("alice", qid), [])
         self.assertEqual(read_maildirsize(self.srv, "carol")[1],
                          mailbox_bytes(self.srv, "carol")[0])
+
+
+class QuotaGraceSettings(PosternTestCase):
+    """quota_grace other than its default: 0 (the exempt senders get no
+    more than the quota), an absolute size, and a client outside
+    mynetworks that claims a local postmaster."""
+
+    def start(self, tls=False, **config):
+        users = {"alice": "userdb_quota_rule=*:storage=100k", "admin": ""}
+        srv = self.start_server(start=False, users=list(users), aliases={"postmaster": ["admin"]},
+                                tls=tls, config=config)
+        write_users(srv, users)
+        srv.start()
+        return srv
+
+    def rcpt(self, srv, sender, mail_params=""):
+        with SmtpConn(srv.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<%s>%s" % (sender, mail_params)), 250)
+            return c.cmd("RCPT TO:<alice@%s>" % DOMAIN)
+
+    def test_no_grace(self):
+        srv = self.start(quota_grace="0")
+        fill(srv, "alice", 99 * KB)
+        # within the quota a bounce still needs no margin ...
+        self.assertReply(self.rcpt(srv, ""), 250)
+        self.assertReply(self.rcpt(srv, "x@remote.test"), 552, "5.2.2")
+        # ... but nothing goes past it
+        self.assertReply(self.rcpt(srv, "", " SIZE=2000"), 552, "5.2.2")
+        qid = smtplib_send(srv.port, "", ["alice@%s" % DOMAIN],
+                           make_message("bounce", body_of(2 * KB)))
+        srv.wait_log(r"%s: to=<alice@example\.test> .*status=bounced" % qid)
+        self.assertEqual(srv.files_for("alice", qid), [])
+        fill(srv, "alice", 100 * KB)
+        for sender in ("", "postmaster@example.test", "MAILER-DAEMON@remote.test"):
+            with self.subTest(sender=sender):
+                self.assertReply(self.rcpt(srv, sender), 552, "5.2.2")
+
+    def test_absolute_grace(self):
+        srv = self.start(quota_grace="20k")
+        fill(srv, "alice", 115 * KB)
+        self.assertReply(self.rcpt(srv, ""), 250)
+        self.assertReply(self.rcpt(srv, "", " SIZE=%d" % (5 * KB)), 250)
+        self.assertReply(self.rcpt(srv, "", " SIZE=%d" % (5 * KB + 1)), 552, "5.2.2")
+        self.assertReply(self.rcpt(srv, "x@remote.test"), 552, "5.2.2")
+        qid = smtplib_send(srv.port, "", ["alice@%s" % DOMAIN],
+                           make_message("bounce", body_of(3 * KB)))
+        srv.wait_delivery("alice", qid)
+        fill(srv, "alice", 120 * KB)
+        self.assertReply(self.rcpt(srv, ""), 552, "5.2.2")
+
+    def test_postmaster_claimed_from_outside(self):
+        # 127.0.0.1 is not in mynetworks here, and the client does not
+        # authenticate: its postmaster@<local domain> is a forgery and
+        # gets what anyone gets; <> and MAILER-DAEMON keep the grace.
+        srv = self.start(mynetworks="192.0.2.0/24")
+        fill(srv, "alice", 99 * KB)
+        self.assertReply(self.rcpt(srv, "postmaster@example.test"), 552, "5.2.2")
+        self.assertReply(self.rcpt(srv, ""), 250)
+        self.assertReply(self.rcpt(srv, "MAILER-DAEMON@remote.test"), 250)
+
+    def test_postmaster_after_auth_keeps_the_grace(self):
+        # Outside mynetworks, but logged in (submission, STARTTLS): the
+        # postmaster is real and keeps the grace.
+        sub_port = free_port()
+        srv = self.start(tls=True, mynetworks="192.0.2.0/24", auth_sender_check="no",
+                         submission_listen="127.0.0.1:%d" % sub_port, auth_failure_delay="0")
+        fill(srv, "alice", 99 * KB)
+        with SmtpConn(sub_port) as c:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            login = base64.b64encode(b"\0admin@example.test\0secret").decode()
+            self.assertReply(c.cmd("AUTH PLAIN " + login), 235)
+            self.assertReply(c.cmd("MAIL FROM:<postmaster@example.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 250)
+            self.assertReply(c.cmd("RSET"), 250)
+            # an ordinary sender with the same login gets no grace
+            self.assertReply(c.cmd("MAIL FROM:<admin@example.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<alice@%s>" % DOMAIN), 552, "5.2.2")
+
+    def test_postmaster_from_mynetworks_keeps_the_grace(self):
+        srv = self.start()
+        fill(srv, "alice", 99 * KB)
+        self.assertReply(self.rcpt(srv, "postmaster@example.test"), 250)
 
 
 def quota_readers(srv, n=2):

@@ -154,6 +154,36 @@ static void test_errors_name_file_and_line(void **state)
 	expect_error("pop3_clients = 10.1.2.3/8\n", "postern.conf:1: pop3_clients: bad network");
 }
 
+/* quota_grace: a percentage (the default 10%) or a size; 0 = none. */
+static void test_quota_grace(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.quota_grace.percent);
+	assert_int_equal(cfg.quota_grace.amount, 10);
+	config_free(&cfg);
+	assert_int_equal(load("quota_grace = 10M\n", &cfg, err, sizeof(err)), 0);
+	assert_false(cfg.quota_grace.percent);
+	assert_int_equal(cfg.quota_grace.amount, 10 << 20);
+	config_free(&cfg);
+	assert_int_equal(load("quota_grace = 0\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.quota_grace.amount, 0);
+	config_free(&cfg);
+	assert_int_equal(load("quota_grace = 1000%\n", &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.quota_grace.percent);
+	assert_int_equal(cfg.quota_grace.amount, 1000);
+	config_free(&cfg);
+	expect_error("quota_grace = 1001%\n", "postern.conf:1: quota_grace: value out of range");
+	expect_error("quota_grace = 99999999999999999999%\n", "value out of range");
+	expect_error("quota_grace = %\n", "expected a percentage such as 10% or a size");
+	expect_error("quota_grace = 1.5%\n", "expected a percentage");
+	expect_error("quota_grace = -5%\n", "expected a percentage");
+	expect_error("quota_grace = lots\n", "expected a percentage");
+	expect_error("quota_grace = 2000000000G\n", "quota_grace: value out of range");
+}
+
 static void test_delivery_lanes_and_in_flow(void **state)
 {
 	(void)state;
@@ -598,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_spam_max_text),
 		cmocka_unit_test(test_limits_keys),
 		cmocka_unit_test(test_units_and_lists),
+		cmocka_unit_test(test_quota_grace),
 		cmocka_unit_test(test_queue_lifetime_names),
 		cmocka_unit_test(test_pop3_keys),
 		cmocka_unit_test(test_errors_name_file_and_line),

@@ -540,8 +540,16 @@ static void test_quota_fits_refused_and_retried(void **state)
 	listed = list_folder(tmpdir);
 	assert_string_equal(listed, "");
 	free(listed);
-	/* The postmaster and bounces get in anyway, and are counted. */
+	/* The postmaster and bounces get past the quota, but only within the
+	 * grace: none (0) refuses them as anyone, 1000 bytes lets them in,
+	 * and they are counted. */
 	d.quota_exempt = true;
+	d.quota_grace = 0;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	assert_non_null(strstr(err, "5.2.2 mailbox full: u@example.test (quota with its grace"));
+	free(err);
+	err = NULL;
+	d.quota_grace = 1000;
 	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
 	struct maildir_quota_limits limits = { size + 50, 0 };
 	struct maildir_quota_usage used;
@@ -549,13 +557,47 @@ static void test_quota_fits_refused_and_retried(void **state)
 	assert_int_equal(maildir_quota_get(maildir, &limits, &used, &err), 0);
 	assert_int_equal(used.count, 2);
 	assert_true(used.bytes > size + 50); /* past the quota */
+	/* Once quota + grace is used, an exempt sender is refused too. */
+	queue_content(f, big, sizeof(big) - 1);
+	d = make_delivery(f, "u@example.test");
+	d.quota_bytes = size + 50;
+	d.quota_exempt = true;
+	d.quota_grace = used.bytes - (size + 50) + 10; /* room for 10 bytes more */
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	assert_non_null(strstr(err, "5.2.2 mailbox full"));
+	free(err);
+	err = NULL;
+	d.quota_grace_percent = true; /* 1000% of the quota: room enough */
+	d.quota_grace = 1000;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	assert_int_equal(maildir_quota_get(maildir, &limits, &used, &err), 0);
+	assert_int_equal(used.count, 3);
 	free(maildir);
 	/* A message count limit: one more is refused. */
 	queue_content(f, big, sizeof(big) - 1);
 	d = make_delivery(f, "u@example.test");
-	d.quota_messages = 2;
+	d.quota_messages = 3;
 	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
-	assert_non_null(strstr(err, "quota 2 messages"));
+	assert_non_null(strstr(err, "quota 3 messages"));
+	free(err);
+	err = NULL;
+	/* An exempt sender gets a percentage grace on the count too (10% of
+	 * 3 rounds down to none; 34% is one message), none from a byte grace. */
+	d.quota_exempt = true;
+	d.quota_grace = 10;
+	d.quota_grace_percent = true;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	free(err);
+	err = NULL;
+	d.quota_grace = 1 << 20;
+	d.quota_grace_percent = false;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_PERMFAIL);
+	free(err);
+	err = NULL;
+	d.quota_grace = 34;
+	d.quota_grace_percent = true;
+	assert_int_equal(maildir_deliver(&d, &err), MAILDIR_DELIVERED);
+	d.quota_exempt = false;
 	free(err);
 	free(newdir);
 	free(tmpdir);

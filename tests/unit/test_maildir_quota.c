@@ -441,6 +441,49 @@ static void exempt_senders(void **state)
 	strlist_free(&local);
 }
 
+/* The grace's arithmetic: percentages rounded down, absolute sizes for
+ * bytes only, no limit stays none, and no overflow anywhere. */
+static void grace_limits(void **state)
+{
+	(void)state;
+	assert_int_equal(quota_grace_limit(1000, 10, true, true), 1100);
+	assert_int_equal(quota_grace_limit(1000, 10, true, false), 1100);
+	assert_int_equal(quota_grace_limit(3, 10, true, false), 3);   /* 0.3 rounds down */
+	assert_int_equal(quota_grace_limit(3, 34, true, false), 4);   /* 1.02 */
+	assert_int_equal(quota_grace_limit(199, 50, true, true), 298); /* 99.5 */
+	assert_int_equal(quota_grace_limit(1000, 0, true, true), 1000);
+	assert_int_equal(quota_grace_limit(1000, 1000, true, true), 11000);
+	assert_int_equal(quota_grace_limit(1000, 500, false, true), 1500);
+	assert_int_equal(quota_grace_limit(1000, 500, false, false), 1000);
+	assert_int_equal(quota_grace_limit(0, 10, true, true), 0);
+	assert_int_equal(quota_grace_limit(0, 500, false, true), 0);
+	/* the largest limits: exact where the result fits, saturated where not */
+	uint64_t big = 1ULL << 60;
+	assert_true(quota_grace_limit(big, 1000, true, true) == big + big * 10);
+	assert_true(quota_grace_limit(big, 100, true, true) == 2 * big);
+	assert_true(quota_grace_limit(UINT64_MAX, 10, true, true) == UINT64_MAX);
+	assert_true(quota_grace_limit(UINT64_MAX - 5, 5, false, true) == UINT64_MAX);
+	assert_true(quota_grace_limit(UINT64_MAX / 2, UINT64_MAX, true, true) == UINT64_MAX);
+	/* 99 + floor(99 * M / 100) = 99 + M - ceil(M / 100), M / 100 not whole */
+	assert_true(quota_grace_limit(99, UINT64_MAX, true, true) ==
+		    99 + UINT64_MAX - UINT64_MAX / 100 - 1);
+	assert_true(quota_grace_limit(101, UINT64_MAX, true, true) == UINT64_MAX);
+	assert_true(quota_grace_limit(1, UINT64_MAX, true, true) ==
+		    1 + UINT64_MAX / 100); /* floor(1 * M / 100) */
+	assert_true(quota_grace_limit(UINT64_MAX / 200, 100, true, true) ==
+		    (UINT64_MAX / 200) * 2);
+
+	assert_true(quota_fits(0, 100, 100));
+	assert_false(quota_fits(1, 100, 100));
+	assert_true(quota_fits(5, 1000000, 0)); /* no limit */
+	assert_false(quota_fits(200, 0, 100)); /* already past */
+	assert_false(quota_fits(0, UINT64_MAX, UINT64_MAX - 1));
+	assert_true(quota_fits(UINT64_MAX - 1, 1, UINT64_MAX));
+	assert_false(quota_fits(UINT64_MAX, 1, UINT64_MAX));
+	assert_true(quota_fits(2, 1, 3)); /* a count: a third message */
+	assert_false(quota_fits(3, 1, 3));
+}
+
 static void users_file_quotas(void **state)
 {
 	struct box *b = *state;
@@ -546,6 +589,7 @@ int main(void)
 		cmocka_unit_test(quota_rules),
 		cmocka_unit_test_setup_teardown(users_file_quotas, box_setup, box_teardown),
 		cmocka_unit_test(exempt_senders),
+		cmocka_unit_test(grace_limits),
 		cmocka_unit_test(proto_round_trip_and_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
