@@ -18,7 +18,10 @@
  * terminal), never from the command line. Files are replaced atomically
  * (account_file.h); the running server notices the change and reloads
  * (src/server/table_watch.h). Problems in the files are reported as
- * "FILE:LINE: message" and change nothing.
+ * "FILE:LINE: message" and change nothing; the users file a `user`
+ * command is about to write is first checked by the server's own loader
+ * (recipients_load_users_text, mail_owner resolved as the supervisor
+ * does), so a file the server would refuse is never written.
  *
  * Untrusted input: the command line, the password, the files (all
  * administrator input). Privilege: the invoking user, who needs to read

@@ -157,19 +157,18 @@ void account_file_append(struct account_file *f, const char *text)
 	add_line(f, xstrdup(text), true);
 }
 
-/* The new contents, in a buffer wiped afterwards for secret files. */
-static void render(const struct account_file *f, buf_t *out)
+void account_file_render(const struct account_file *f, bool blank_deleted, buf_t *out)
 {
 	size_t last = f->count, total = 1;
-	while (last > 0 && f->lines[last - 1] == NULL)
+	while (last > 0 && f->lines[last - 1] == NULL && !blank_deleted)
 		last--;
 	for (size_t i = 0; i < f->count; i++)
-		total += f->lines[i] != NULL ? strlen(f->lines[i]) + 1 : 0;
+		total += f->lines[i] != NULL ? strlen(f->lines[i]) + 1 : 1;
 	buf_reserve(out, total); /* one allocation: no copy of a hash left by a realloc */
 	for (size_t i = 0; i < f->count; i++) {
-		if (f->lines[i] == NULL)
+		if (f->lines[i] == NULL && !blank_deleted)
 			continue;
-		buf_puts(out, f->lines[i]);
+		buf_puts(out, f->lines[i] != NULL ? f->lines[i] : "");
 		if (i + 1 < last || f->final_newline)
 			buf_putc(out, '\n');
 	}
@@ -218,7 +217,7 @@ int account_file_commit(struct account_file *f, FILE *errors)
 			f->path, strerror(errno));
 		goto done;
 	}
-	render(f, &out);
+	account_file_render(f, false, &out);
 	if (copy_attributes(f, fd, errors) < 0)
 		goto fail;
 	if (safeio_write_all(fd, out.data != NULL ? out.data : "", out.len) < 0 ||

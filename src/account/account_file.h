@@ -52,6 +52,13 @@ int account_file_open(struct account_file *f, const char *key, const char *path,
 void account_file_set(struct account_file *f, size_t i, const char *text);
 void account_file_delete(struct account_file *f, size_t i);
 void account_file_append(struct account_file *f, const char *text);
+/* The contents the commit would write, appended to out in one
+ * allocation (with room for a final NUL), so that a secret file's text
+ * can be checked and then wiped with safeio_free_secret. blank_deleted:
+ * a deleted line is an empty line instead, so that every other line
+ * keeps the number it has in the file as read (for FILE:LINE messages
+ * about the file the administrator sees). */
+void account_file_render(const struct account_file *f, bool blank_deleted, buf_t *out);
 /* Write the lines as the new file, atomically (see above); -1 with the
  * reason printed to errors, the old file then untouched. */
 int account_file_commit(struct account_file *f, FILE *errors);

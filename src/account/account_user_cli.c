@@ -15,9 +15,12 @@
 #include <string.h>
 
 #include "../lib/json.h"
+#include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../mail/domains.h"
+#include "../mail/quota_rule.h"
 #include "../mail/recipients.h"
+#include "../server/privsep.h"
 
 /* What a user command works with: the configuration, its local domains
  * and the users file (opened for editing or reading). */
@@ -74,19 +77,82 @@ static bool is_alias(const struct user_job *j)
 	return alias;
 }
 
+/* The account mailboxes are written as, resolved as the supervisor does
+ * (privsep_resolve) into *ps; -1 with the problems printed if the server
+ * could not resolve it either. Warnings are not printed: they concern
+ * the server, not this command. */
+static int resolve_owner(struct user_job *j, struct privsep *ps)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *found = open_memstream(&text, &len);
+	int problems = privsep_resolve(j->cfg, ps, found != NULL ? found : stderr);
+	if (found != NULL) {
+		fclose(found);
+		if (problems > 0)
+			fputs(text, stderr);
+		free(text);
+	}
+	return problems > 0 ? -1 : 0;
+}
+
+/* Would the server take users_file as this command is about to write it?
+ * It is checked with the supervisor's own loader (recipients_load's
+ * checks: addresses, duplicates, quota rules, uid and gid against
+ * mail_owner) and with aliases_file as the server reads it; false with
+ * the problems printed as FILE:LINE, and nothing is written then. */
+static bool server_takes_users(struct user_job *j)
+{
+	struct privsep ps;
+	struct recipients_owner owner;
+	struct recipient_tables *t = NULL;
+	buf_t text = BUF_INIT;
+	if (resolve_owner(j, &ps) == 0) {
+		account_file_render(&j->users.file, true, &text);
+		t = recipients_load_users_text(j->cfg->users_file, &text, j->cfg->aliases_file,
+					       privsep_mailbox_owner(&ps, &owner), stderr);
+		safeio_free_secret(&text);
+	}
+	privsep_free(&ps);
+	bool takes = t != NULL;
+	recipients_free(&t);
+	if (!takes)
+		fprintf(stderr, "postern %s: %s: the server would refuse the users file with the "
+			"problems above (and keep its old users): nothing changed\n", j->what,
+			j->cfg->users_file);
+	return takes;
+}
+
 static int commit(struct user_job *j, const char *done)
 {
-	if (account_file_commit(&j->users.file, stderr) < 0)
+	if (!server_takes_users(j) || account_file_commit(&j->users.file, stderr) < 0)
 		return ACCOUNT_CLI_ERROR;
 	printf("%s %s\n", done, j->address);
 	return ACCOUNT_CLI_OK;
+}
+
+/* A --quota SIZE as the size of a "*:storage=" rule, into buf_r; false
+ * (printed) if it is not a size. A bare number there counts kilobytes
+ * (quota_rule.h), so a size that is no whole number of kilobytes is
+ * written with the unit B: 1000 bytes stay 1000 bytes. */
+static bool storage_size(const char *what, const char *text, char *buf_r, size_t size)
+{
+	if (!account_parse_quota(what, text, buf_r, size))
+		return false;
+	size_t len = strlen(buf_r);
+	if (len > 0 && len + 1 < size && buf_r[len - 1] >= '0' && buf_r[len - 1] <= '9' &&
+	    strcmp(buf_r, "0") != 0) {
+		buf_r[len] = 'B';
+		buf_r[len + 1] = '\0';
+	}
+	return true;
 }
 
 static int user_add(struct user_job *j, const struct account_options *o)
 {
 	char quota[64] = "";
 	const char *at = strrchr(j->address, '@');
-	if (o->quota != NULL && !account_parse_quota(j->what, o->quota, quota, sizeof(quota)))
+	if (o->quota != NULL && !storage_size(j->what, o->quota, quota, sizeof(quota)))
 		return ACCOUNT_CLI_USAGE;
 	if (domains_find(j->domains, at + 1) == NULL) {
 		fprintf(stderr, "postern %s: %s is not a local domain: add it first with "
@@ -149,7 +215,7 @@ static int user_quota(struct user_job *j, const struct account_options *o)
 	char quota[64] = "";
 	const char *size = o->args[1];
 	bool none = strcmp(size, "none") == 0;
-	if (!none && !account_parse_quota(j->what, size, quota, sizeof(quota)))
+	if (!none && !storage_size(j->what, size, quota, sizeof(quota)))
 		return ACCOUNT_CLI_USAGE;
 	long i = existing_user(j);
 	if (i < 0)
@@ -166,7 +232,7 @@ static int user_del(struct user_job *j)
 	if (i < 0)
 		return ACCOUNT_CLI_ERROR;
 	account_file_delete(&j->users.file, (size_t)i);
-	if (account_file_commit(&j->users.file, stderr) < 0)
+	if (!server_takes_users(j) || account_file_commit(&j->users.file, stderr) < 0)
 		return ACCOUNT_CLI_ERROR;
 	const char *at = strrchr(j->address, '@');
 	printf("deleted user %s (its mailbox %s/%s/%.*s/Maildir is kept)\n", j->address,
@@ -196,18 +262,59 @@ static void print_json(buf_t *b)
 	buf_free(b);
 }
 
-/* [{"user": ..., "quota": "10M" or null}, ...] */
+/* The limits that apply to a user, as the server computes them
+ * (recipients_quota): the user's own userdb_quota_rule, else its domain's
+ * default (domains_file), else mailbox_quota. */
+struct effective_quota {
+	uint64_t bytes;    /* 0: no limit */
+	uint64_t messages; /* 0: no limit (only a user's own rule sets one) */
+	const char *from;  /* "user", "domain", "mailbox_quota"; NULL: no limit applies */
+	const char *why;   /* the user's rule does not parse: why (the server refuses it) */
+};
+
+static void effective_quota(const struct user_job *j, const struct account_user_info *info,
+			    const char *address, struct effective_quota *q_r)
+{
+	const struct domain_entry *d = domains_find(j->domains, strrchr(address, '@') + 1);
+	memset(q_r, 0, sizeof(*q_r));
+	if (info->rule[0] != '\0') {
+		q_r->from = "user";
+		if (!quota_rule_parse(info->rule, &q_r->bytes, &q_r->messages, &q_r->why))
+			q_r->bytes = q_r->messages = 0;
+	} else if (d != NULL && d->quota != 0) {
+		q_r->bytes = d->quota;
+		q_r->from = "domain";
+	} else if (j->cfg->mailbox_quota != 0) {
+		q_r->bytes = j->cfg->mailbox_quota;
+		q_r->from = "mailbox_quota";
+	}
+}
+
+/* A count in JSON: the number, or null for 0 (no limit). */
+static void json_limit(buf_t *b, const char *name, uint64_t n)
+{
+	buf_printf(b, ", \"%s\": ", name);
+	if (n != 0)
+		buf_printf(b, "%llu", (unsigned long long)n);
+	else
+		buf_puts(b, "null");
+}
+
+/* [{"user": ..., "quota": bytes or null, "quota_from": ... or null}, ...] */
 static void list_json(struct user_job *j, const char **list, size_t n)
 {
 	buf_t b = BUF_INIT;
 	buf_putc(&b, '[');
 	for (size_t k = 0; k < n; k++) {
 		struct account_user_info info;
+		struct effective_quota q;
 		account_users_info(&j->users, (size_t)account_users_find(&j->users, list[k]), &info);
+		effective_quota(j, &info, list[k], &q);
 		buf_puts(&b, k > 0 ? ", {\"user\": " : "{\"user\": ");
 		json_put_cstr(&b, list[k]);
-		buf_puts(&b, ", \"quota\": ");
-		json_put_cstr(&b, info.quota[0] != '\0' ? info.quota : NULL);
+		json_limit(&b, "quota", q.bytes);
+		buf_puts(&b, ", \"quota_from\": ");
+		json_put_cstr(&b, q.from);
 		buf_putc(&b, '}');
 		account_user_info_free(&info);
 	}
@@ -240,7 +347,7 @@ static void json_field(buf_t *b, const char *name, const char *value)
 }
 
 static void show_json(struct user_job *j, size_t i, const struct account_user_info *info,
-		      const char *quota, const char *quota_from, const char *mailbox)
+		      const struct effective_quota *q, const char *mailbox)
 {
 	buf_t b = BUF_INIT;
 	buf_puts(&b, "{\"user\": ");
@@ -248,8 +355,10 @@ static void show_json(struct user_job *j, size_t i, const struct account_user_in
 	json_field(&b, "file", j->cfg->users_file);
 	buf_printf(&b, ", \"line\": %u", account_users_lineno(i));
 	json_field(&b, "password_scheme", info->scheme);
-	json_field(&b, "quota", quota);
-	json_field(&b, "quota_from", quota_from);
+	json_limit(&b, "quota", q->bytes);
+	json_limit(&b, "quota_messages", q->messages);
+	json_field(&b, "quota_from", q->from);
+	json_field(&b, "quota_rule", info->rule[0] != '\0' ? info->rule : NULL);
 	json_field(&b, "mailbox", mailbox);
 	json_field(&b, "uid", info->uid);
 	json_field(&b, "gid", info->gid);
@@ -259,51 +368,54 @@ static void show_json(struct user_job *j, size_t i, const struct account_user_in
 	print_json(&b);
 }
 
+/* The "quota:" line(s) of `user show`: the limit and where it comes from. */
+static void show_quota(const struct user_job *j, const struct account_user_info *info,
+		       const struct effective_quota *q)
+{
+	char size[32];
+	const char *domain = strrchr(j->address, '@') + 1;
+	domains_format_size(q->bytes, size, sizeof(size));
+	if (q->why != NULL)
+		printf("quota:    %s: %s (the server refuses this line)\n", info->rule, q->why);
+	else if (q->from == NULL)
+		printf("quota:    none\n");
+	else if (strcmp(q->from, "user") == 0)
+		printf("quota:    %s (the user's own rule)\n", q->bytes != 0 ? size : "no limit");
+	else if (strcmp(q->from, "domain") == 0)
+		printf("quota:    %s (the default of %s)\n", size, domain);
+	else
+		printf("quota:    %s (mailbox_quota in %s)\n", size, j->cfg->path);
+	if (q->messages != 0)
+		printf("messages: at most %llu (the user's own rule)\n",
+		       (unsigned long long)q->messages);
+}
+
 static int user_show(struct user_job *j, bool json)
 {
 	long i = existing_user(j);
 	if (i < 0)
 		return ACCOUNT_CLI_ERROR;
 	struct account_user_info info;
+	struct effective_quota q;
 	const char *at = strrchr(j->address, '@');
 	account_users_info(&j->users, (size_t)i, &info);
+	effective_quota(j, &info, j->address, &q);
+	buf_t m = BUF_INIT;
+	buf_printf(&m, "%s/%s/%.*s/Maildir", j->cfg->mail_root, at + 1, (int)(at - j->address),
+		   j->address);
 	if (json) {
-		const struct domain_entry *dd = domains_find(j->domains, at + 1);
-		char dsize[32], *mailbox = NULL;
-		const char *quota = NULL, *from = NULL;
-		if (info.quota[0] != '\0') {
-			quota = info.quota;
-			from = "user";
-		} else if (dd != NULL && dd->quota != 0) {
-			domains_format_size(dd->quota, dsize, sizeof(dsize));
-			quota = dsize;
-			from = "domain";
-		}
-		buf_t m = BUF_INIT;
-		buf_printf(&m, "%s/%s/%.*s/Maildir", j->cfg->mail_root, at + 1,
-			   (int)(at - j->address), j->address);
-		mailbox = buf_steal(&m);
-		show_json(j, (size_t)i, &info, quota, from, mailbox);
-		free(mailbox);
+		show_json(j, (size_t)i, &info, &q, m.data);
+		buf_free(&m);
 		account_user_info_free(&info);
 		return ACCOUNT_CLI_OK;
 	}
 	printf("user:     %s\n", j->address);
 	printf("line:     %s:%u\n", j->cfg->users_file, account_users_lineno((size_t)i));
 	printf("password: %s\n", info.scheme);
-	const struct domain_entry *d = domains_find(j->domains, at + 1);
-	char size[32];
-	if (info.quota[0] != '\0') {
-		printf("quota:    %s\n", info.quota);
-	} else if (d != NULL && d->quota != 0) {
-		domains_format_size(d->quota, size, sizeof(size));
-		printf("quota:    %s (the default of %s)\n", size, d->name);
-	} else {
-		printf("quota:    none\n");
-	}
-	printf("mailbox:  %s/%s/%.*s/Maildir\n", j->cfg->mail_root, at + 1,
-	       (int)(at - j->address), j->address);
-	if (d == NULL)
+	show_quota(j, &info, &q);
+	printf("mailbox:  %s\n", m.data);
+	buf_free(&m);
+	if (domains_find(j->domains, at + 1) == NULL)
 		printf("warning:  %s is not a local domain: this user gets no mail\n", at + 1);
 	if (info.uid != NULL || info.gid != NULL)
 		printf("uid:gid:  %s:%s\n", info.uid != NULL ? info.uid : "",

@@ -237,9 +237,11 @@ void account_users_info(const struct account_users *u, size_t i, struct account_
 		r->gid = copy_field(f.gid);
 		r->home = copy_field(f.home);
 		size_t plen = strlen(ACCOUNT_QUOTA_PREFIX);
-		if (passwd_line_extra(f.extra, ACCOUNT_QUOTA_FIELD, rule, sizeof(rule)))
+		if (passwd_line_extra(f.extra, ACCOUNT_QUOTA_FIELD, rule, sizeof(rule))) {
+			snprintf(r->rule, sizeof(r->rule), "%s", rule);
 			snprintf(r->quota, sizeof(r->quota), "%s",
 				 strncmp(rule, ACCOUNT_QUOTA_PREFIX, plen) == 0 ? rule + plen : rule);
+		}
 		char *rest = extra_with_quota(f.extra, NULL);
 		if (rest[0] != '\0')
 			r->extra = rest;

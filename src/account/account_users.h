@@ -57,6 +57,7 @@ char *account_users_with_quota(const struct account_users *u, size_t i, const ch
 struct account_user_info {
 	const char *scheme;  /* account_password_scheme() */
 	char quota[128];     /* the value after "*:storage=", "" if none */
+	char rule[128];      /* the whole userdb_quota_rule value, "" if none */
 	char *uid, *gid, *home; /* malloc'ed copies; NULL when empty or absent */
 	char *extra;         /* malloc'ed copy of the extra fields without the quota rule; NULL if none */
 };

@@ -278,20 +278,48 @@ static int load_table(struct recipient_tables *t, struct table_file *tf,
 	return tf->error_count == 0 ? 0 : -1;
 }
 
-struct recipient_tables *recipients_load(const char *users_file,
-					 const char *aliases_file,
-					 const struct recipients_owner *owner,
-					 FILE *errors)
+/* Both loaders: the users from users_text when it is not NULL (parsed in
+ * place, reported as users_file), else from the file users_file. */
+static struct recipient_tables *load_tables(const char *users_file, buf_t *users_text,
+					    const char *aliases_file,
+					    const struct recipients_owner *owner, FILE *errors)
 {
 	struct recipient_tables *t = xcalloc(1, sizeof(*t));
 	struct table_file users = { "users_file", users_file, errors, 0, owner };
 	struct table_file aliases = { "aliases_file", aliases_file, errors, 0, NULL };
-	int rc = load_table(t, &users, false, user_line);
+	int rc;
+	if (users_text != NULL) {
+		for_each_line(t, &users, users_text, false, user_line);
+		rc = users.error_count == 0 ? 0 : -1;
+	} else {
+		rc = load_table(t, &users, false, user_line);
+	}
 	if (load_table(t, &aliases, true, alias_line) < 0)
 		rc = -1;
 	if (rc < 0)
 		recipients_free(&t);
 	return t;
+}
+
+struct recipient_tables *recipients_load(const char *users_file,
+					 const char *aliases_file,
+					 const struct recipients_owner *owner,
+					 FILE *errors)
+{
+	return load_tables(users_file, NULL, aliases_file, owner, errors);
+}
+
+struct recipient_tables *recipients_load_users_text(const char *users_file, buf_t *users_text,
+						    const char *aliases_file,
+						    const struct recipients_owner *owner,
+						    FILE *errors)
+{
+	if (users_text->len > TABLE_FILE_MAX) {
+		fprintf(errors, "users_file %s: cannot read: %s\n", users_file, strerror(EFBIG));
+		return NULL;
+	}
+	buf_reserve(users_text, 1); /* for_each_line ends the last line in place */
+	return load_tables(users_file, users_text, aliases_file, owner, errors);
 }
 
 static void free_strlist(void *p)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "../lib/buf.h"
 #include "../lib/strutil.h"
 
 struct recipient_tables;
@@ -51,6 +52,15 @@ struct recipient_tables *recipients_load(const char *users_file,
 					 const char *aliases_file,
 					 const struct recipients_owner *owner,
 					 FILE *errors);
+/* recipients_load with users_file's contents given as users_text rather
+ * than read: the very checks the server applies, for the file a command
+ * (postern user) is about to write. Problems are still reported as
+ * "users_file:LINE: message". users_text is parsed in place (its lines
+ * are cut with NUL bytes); the caller wipes and frees it. */
+struct recipient_tables *recipients_load_users_text(const char *users_file, buf_t *users_text,
+						    const char *aliases_file,
+						    const struct recipients_owner *owner,
+						    FILE *errors);
 void recipients_free(struct recipient_tables **t);
 
 /* Is "local@domain" (lower-case) a user in users_file? */

@@ -8,7 +8,10 @@ mailbox). Passwords come from standard input or a terminal (a pty),
 never from the command line; the hashes are yescrypt in the form Dovecot
 reads (checked with doveadm pw and with a real Dovecot IMAP login); the
 files keep their comments, unknown fields, mode and owner; a broken
-line is reported as FILE:LINE and nothing changes.
+line, or one the running server would refuse (a relative quota rule, a
+foreign gid), is reported as FILE:LINE and nothing changes; `user show`
+names the quota in force and where it comes from (own rule, domain
+default, mailbox_quota).
 """
 import grp
 import json
@@ -243,18 +246,69 @@ class AccountsTest(PosternTestCase):
         shown = json.loads(p.stdout)
         self.assertEqual(shown["user"], "show@example.test")
         self.assertEqual(shown["password_scheme"], "yescrypt")
-        self.assertEqual((shown["quota"], shown["quota_from"]), ("250M", "user"))
+        self.assertEqual((shown["quota"], shown["quota_from"], shown["quota_rule"]),
+                         (250 << 20, "user", "*:storage=250M"))
         self.assertTrue(shown["mailbox"].endswith("/example.test/show/Maildir"))
         self.assertNotIn("$y$", p.stdout)
         p = self.cli("user", "list", "--json")
         listed = json.loads(p.stdout)
-        self.assertIn({"user": "show@example.test", "quota": "250M"}, listed)
-        self.assertIn({"user": "alice@example.test", "quota": None}, listed)
+        self.assertIn({"user": "show@example.test", "quota": 250 << 20, "quota_from": "user"},
+                      listed)
+        self.assertIn({"user": "alice@example.test", "quota": None, "quota_from": None},
+                      listed)
         p = self.cli("user", "list")
         self.assertEqual(p.stdout.split(), sorted(
             ["alice@example.test", "bob@example.test", "carol@example.test",
              "dave@example.test", "admin@example.test", "keep@example.test",
              "show@example.test"]))
+
+    def test_show_names_the_quota_that_applies_and_where_it_comes_from(self):
+        # mailbox_quota applies to a user without a rule of their own in a
+        # domain without a default (the administrator saw "quota: none")
+        with open(self.srv.conf_path, "a") as f:
+            f.write("mailbox_quota = 100M\n")
+        self.cli("domain", "add", "example.org", "--quota", "1G")
+        self.cli("user", "add", "own@example.org", "--quota", "5M", password="pw")
+        self.cli("user", "add", "dom@example.org", password="pw")
+        self.cli("user", "add", "free@example.test", "--quota", "0", password="pw")
+        expect = {
+            "alice@example.test": ("100M (mailbox_quota in %s)" % self.srv.conf_path,
+                                   100 << 20, "mailbox_quota"),
+            "dom@example.org": ("1G (the default of example.org)", 1 << 30, "domain"),
+            "own@example.org": ("5M (the user's own rule)", 5 << 20, "user"),
+            "free@example.test": ("no limit (the user's own rule)", None, "user"),
+        }
+        listed = json.loads(self.cli("user", "list", "--json").stdout)
+        for user, (text, size, source) in expect.items():
+            with self.subTest(user=user):
+                p = self.cli("user", "show", user)
+                self.assertIn("quota:    %s\n" % text, p.stdout)
+                shown = json.loads(self.cli("user", "show", user, "--json").stdout)
+                self.assertEqual((shown["quota"], shown["quota_from"]), (size, source))
+                self.assertIn({"user": user, "quota": size, "quota_from": source}, listed)
+        # without mailbox_quota, a user with no rule in a domain without a
+        # default has no limit: "none", null
+        with open(self.srv.conf_path) as f:
+            conf = f.read().replace("mailbox_quota = 100M\n", "")
+        with open(self.srv.conf_path, "w") as f:
+            f.write(conf)
+        p = self.cli("user", "show", "alice@example.test")
+        self.assertIn("quota:    none\n", p.stdout)
+        shown = json.loads(self.cli("user", "show", "alice@example.test", "--json").stdout)
+        self.assertEqual((shown["quota"], shown["quota_from"]), (None, None))
+
+    def test_show_names_a_message_limit(self):
+        self.cli("user", "quota", "carol@example.test", "64k")
+        with open(self.srv.users_path) as f:
+            text = f.read().replace("userdb_quota_rule=*:storage=64K",
+                                    "userdb_quota_rule=*:storage=64K:messages=30")
+        with open(self.srv.users_path, "w") as f:
+            f.write(text)
+        p = self.cli("user", "show", "carol@example.test")
+        self.assertIn("quota:    64K (the user's own rule)\nmessages: at most 30", p.stdout)
+        shown = json.loads(self.cli("user", "show", "carol@example.test", "--json").stdout)
+        self.assertEqual((shown["quota"], shown["quota_messages"], shown["quota_rule"]),
+                         (64 << 10, 30, "*:storage=64K:messages=30"))
 
     def test_quota_set_and_removed(self):
         self.cli("user", "quota", "carol@example.test", "64k")
@@ -276,6 +330,72 @@ class AccountsTest(PosternTestCase):
         self.assertIn("%s:%d: expected user@domain:{SCHEME}password" % (self.srv.users_path,
                                                                         line_no), p.stderr)
         self.assertEqual(self.users_text(), before)
+
+    def hand_add_line_the_server_refuses(self, line, why):
+        """Append line to users_file by hand and wait until the server
+        has refused to reload it (it keeps serving the old users)."""
+        offset = self.srv.log_size()
+        with open(self.srv.users_path, "a") as f:
+            f.write(line + "\n")
+        self.srv.wait_log(why, since=offset)
+        self.srv.wait_log(r"reload: configuration has errors, keeping the running one",
+                          since=offset)
+        return self.users_text()
+
+    def test_edits_of_a_file_the_server_refuses_are_refused(self):
+        # (the administrator's report: "added user" printed, the user never live)
+        cases = [
+            ("hank@example.test:{PLAIN}x::::::userdb_quota_rule=*:storage=+10M",
+             "relative quota limits"),
+            ("gus@example.test:{PLAIN}x::1234:::::", 'gid "1234"'),
+        ]
+        for bad, why in cases:
+            with self.subTest(line=bad):
+                with open(self.srv.users_path) as f:
+                    clean = f.read()
+                before = self.hand_add_line_the_server_refuses(bad, why)
+                line_no = before.count("\n")
+                edits = [(("user", "add", "ivy@example.test"), "pw"),
+                         (("user", "add", "ivy@example.test", "--quota", "10M"), "pw"),
+                         (("user", "quota", "alice@example.test", "1G"), None),
+                         (("user", "passwd", "alice@example.test"), "new"),
+                         (("user", "del", "bob@example.test"), None)]
+                for args, password in edits:
+                    p = self.cli(*args, password=password, expect_rc=1)
+                    self.assertRegex(p.stderr, r"(?m)^%s:%d: .*%s" % (
+                        re.escape(self.srv.users_path), line_no, re.escape(why)), args)
+                    self.assertIn("nothing changed", p.stderr)
+                    self.assertNotIn("added user", p.stdout)
+                    self.assertEqual(self.users_text(), before, args)
+                # the server still serves the users it had, and no ivy
+                self.assertEqual(self.rcpt_reply("bob@example.test")[0], 250)
+                self.assertEqual(self.rcpt_reply("ivy@example.test")[0], 550)
+                # once the line is removed, the same command works and goes live
+                mark = self.mark()
+                with open(self.srv.users_path, "w") as f:
+                    f.write(clean)
+                self.changed_and_reloaded(mark)
+
+    def test_removing_the_refused_line_is_what_user_del_may_do(self):
+        before = self.hand_add_line_the_server_refuses(
+            "hank@example.test:{PLAIN}x::::::userdb_quota_rule=*:storage=-5M",
+            "relative quota limits")
+        mark = self.mark()
+        p = self.cli("user", "del", "hank@example.test")
+        self.assertIn("deleted user hank@example.test", p.stdout)
+        self.assertNotIn("hank@", self.users_text())
+        self.assertEqual(len(self.users_text().splitlines()), len(before.splitlines()) - 1)
+        self.changed_and_reloaded(mark)
+        p = self.cli("user", "add", "ivy@example.test", password="pw")
+        self.assertIn("added user ivy@example.test", p.stdout)
+
+    def test_quota_that_is_no_whole_kilobyte_stays_in_bytes(self):
+        # a bare number in "*:storage=" counts kilobytes: 1000 bytes are 1000B
+        self.cli("user", "add", "tiny@example.test", "--quota", "1000", password="pw")
+        line = [l for l in self.users_text().splitlines() if l.startswith("tiny@")][0]
+        self.assertTrue(line.endswith("userdb_quota_rule=*:storage=1000B"), line)
+        shown = json.loads(self.cli("user", "show", "tiny@example.test", "--json").stdout)
+        self.assertEqual((shown["quota"], shown["quota_from"]), (1000, "user"))
 
     def test_refusals_name_the_reason(self):
         p = self.cli("user", "add", "alice@example.test", password="pw", expect_rc=1)
