@@ -181,6 +181,35 @@ static void test_users_uid_gid(void **state)
 	recipients_free(&t);
 }
 
+/* The users text a command is about to write gets the file's checks,
+ * reported under the file's name, line by line. */
+static void test_users_text(void **state)
+{
+	(void)state;
+	char err[2048] = "";
+	FILE *errors = fmemopen(err, sizeof(err), "w");
+	buf_t text = BUF_INIT;
+	buf_puts(&text, "# comment\n"
+			"a@example.test:{PLAIN}x::::::userdb_quota_rule=*:storage=+10M\n"
+			"b@example.test:{PLAIN}x::1::::\n"
+			"c@example.test:{PLAIN}x::::::userdb_quota_rule=*:storage=10M");
+	assert_null(recipients_load_users_text("/etc/users", &text, "", &owner, errors));
+	fclose(errors);
+	buf_free(&text);
+	assert_non_null(strstr(err, "/etc/users:2: userdb_quota_rule=*:storage=+10M: "));
+	assert_non_null(strstr(err, "/etc/users:3: gid \"1\" is not the one of"));
+	assert_null(strstr(err, "/etc/users:4:"));
+
+	buf_puts(&text, "c@example.test:{PLAIN}x::::::userdb_quota_rule=*:storage=10M\n");
+	struct recipient_tables *t = recipients_load_users_text("/etc/users", &text, "", &owner,
+								stderr);
+	buf_free(&text);
+	assert_non_null(t);
+	assert_true(recipients_is_user(t, "c@example.test"));
+	assert_int_equal(recipients_quota(t, "c@example.test", 0), 10 << 20);
+	recipients_free(&t);
+}
+
 static enum policy_verdict relay(struct policy_env *env, const char *client,
 				 const char *rcpt, struct policy_reply *r)
 {
@@ -263,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_expansion),
 		cmocka_unit_test(test_table_errors),
 		cmocka_unit_test(test_users_uid_gid),
+		cmocka_unit_test(test_users_text),
 		cmocka_unit_test(test_relay_control),
 		cmocka_unit_test(test_units),
 	};
