@@ -5,6 +5,8 @@
  * reported as "FILE:LINE: message". The users file is read with
  * safeio_read_file_secret and parsed in place, so the only copy of its password
  * hashes is the buffer wiped by safeio_free_secret before the roles fork.
+ * recipients_load_users_text runs the same line checks on a text
+ * `postern user` is about to write (its caller wipes that buffer).
  */
 #include "recipients.h"
 #include "domains.h"

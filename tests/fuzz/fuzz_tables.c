@@ -1,7 +1,9 @@
 /*
  * fuzz_tables.c - libFuzzer target for the users (passwd-file) and aliases
  * parsers, the uid/gid field check, and alias expansion (file input). The
- * input is split at the first NUL: users before it, aliases after.
+ * input is split at the first NUL: users before it, aliases after. The
+ * users part is also loaded as text (recipients_load_users_text, what
+ * `postern user` checks before writing), which must agree with the file.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "mail/recipients.h"
 
 static int memfile(const uint8_t *data, size_t size, char *path, size_t pathlen)
@@ -37,6 +40,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FILE *devnull = fopen("/dev/null", "w");
 		static const struct recipients_owner owner = { "mail_owner vmail", 5000, 5000 };
 		struct recipient_tables *t = recipients_load(upath, apath, &owner, devnull);
+		buf_t text = BUF_INIT;
+		buf_append(&text, data, users_len);
+		struct recipient_tables *from_text =
+			recipients_load_users_text(upath, &text, apath, &owner, devnull);
+		if ((t == NULL) != (from_text == NULL))
+			__builtin_trap(); /* the command and the server would disagree */
+		recipients_free(&from_text);
+		buf_free(&text);
 		if (t != NULL) {
 			strlist_t out = { 0 };
 			recipients_expand(t, "a@b.test", &out);
