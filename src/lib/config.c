@@ -1040,8 +1040,37 @@ char *config_base_dir(const struct config *cfg)
 	return base;
 }
 
+static bool listen_equal(const struct listen_addr *a, const struct listen_addr *b);
+
+/* One socket per address:port: two listener keys that name the same one
+ * would pass here and fail at bind ("Address already in use", naming
+ * neither key). Reported at the later key's line, naming both. */
+static void check_listener_overlap(struct parse_ctx *ctx)
+{
+	static const char *const listener_keys[] = { "listen", "submission_listen", "smtps_listen",
+					     "pop3_listen", "pop3s_listen" };
+	const size_t n = sizeof(listener_keys) / sizeof(listener_keys[0]);
+	for (size_t i = 0; i < n; i++) {
+		const struct key_def *ki = find_key(listener_keys[i]);
+		struct listen_field a = listen_field_at((char *)ctx->cfg + ki->offset);
+		for (size_t j = i + 1; j < n; j++) {
+			const struct key_def *kj = find_key(listener_keys[j]);
+			struct listen_field b = listen_field_at((char *)ctx->cfg + kj->offset);
+			for (size_t x = 0; x < *a.count; x++)
+				for (size_t y = 0; y < *b.count; y++)
+					if (listen_equal(&(*a.addrs)[x], &(*b.addrs)[y]))
+						report(ctx, later_line(ctx, listener_keys[i], listener_keys[j]),
+						       "%s and %s both name %s:%s: each address:port "
+						       "can serve one listener key only",
+						       listener_keys[i], listener_keys[j], (*a.addrs)[x].host,
+						       (*a.addrs)[x].port);
+		}
+	}
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
+	check_listener_overlap(ctx);
 	struct config *cfg = ctx->cfg;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
 		report(ctx, 0, "tls_cert and tls_key must be set together");
