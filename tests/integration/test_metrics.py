@@ -241,6 +241,12 @@ class MetricsTest(PosternTestCase):
         for role in ("master", "smtp", "qmgr", "metrics"):
             self.assertGreater(value(samples, "postern_resident_memory_bytes", role=role),
                                1 << 20, role)
+        if pipeline_in_build():
+            # The scan master and the scanners it forks, each counted.
+            self.assertEqual(value(samples, "postern_processes", role="scan"), 1)
+            self.assertGreaterEqual(value(samples, "postern_processes", role="scanner"), 1)
+            self.assertGreater(value(samples, "postern_resident_memory_bytes", role="scanner"),
+                               1 << 20)
 
     @unittest.skipUnless(IS_ROOT, "the roles change accounts only when started as root")
     def test_metrics_role_is_unprivileged(self):
