@@ -266,6 +266,26 @@ class CheckConfigStagesTest(PosternTestCase):
                          % re.escape(srv.conf_path))
         self.assertNotIn(": ok", p.stdout.decode())
 
+    def test_log_file_in_a_missing_folder(self):
+        # check-config said ok, then serve stopped at "log_file ...: No
+        # such file or directory".
+        srv = self.srv
+        missing = os.path.join(srv.dir, "no-such-folder")
+        srv.settings["log_to"] = "file"
+        srv.settings["log_file"] = os.path.join(missing, "postern.log")
+        srv.write_config()
+        p = srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertRegex(err, r"(?m)^%s:\d+: log_file %s/postern\.log: its folder %s does not "
+                         r"exist" % (re.escape(srv.conf_path), re.escape(missing),
+                                     re.escape(missing)))
+        self.assertFalse(os.path.exists(missing))
+        # Once the folder is there, check-config is content.
+        os.mkdir(missing)
+        p = srv.run_cli("check-config")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+
     def test_check_config_creates_nothing(self):
         p = self.srv.run_cli("check-config")
         self.assertEqual(p.returncode, 0, p.stderr.decode())
