@@ -1040,7 +1040,7 @@ char *config_base_dir(const struct config *cfg)
 	return base;
 }
 
-static bool listen_equal(const struct listen_addr *a, const struct listen_addr *b);
+static bool listen_clash(const struct listen_addr *a, const struct listen_addr *b);
 
 /* One socket per address:port: two listener keys that name the same one
  * would pass here and fail at bind ("Address already in use", naming
@@ -1058,12 +1058,12 @@ static void check_listener_overlap(struct parse_ctx *ctx)
 			struct listen_field b = listen_field_at((char *)ctx->cfg + kj->offset);
 			for (size_t x = 0; x < *a.count; x++)
 				for (size_t y = 0; y < *b.count; y++)
-					if (listen_equal(&(*a.addrs)[x], &(*b.addrs)[y]))
+					if (listen_clash(&(*a.addrs)[x], &(*b.addrs)[y]))
 						report(ctx, later_line(ctx, listener_keys[i], listener_keys[j]),
-						       "%s and %s both name %s:%s: each address:port "
-						       "can serve one listener key only",
-						       listener_keys[i], listener_keys[j], (*a.addrs)[x].host,
-						       (*a.addrs)[x].port);
+						       "%s %s and %s %s: the same address:port "
+						       "cannot serve two listener keys",
+						       listener_keys[i], (*a.addrs)[x].text,
+						       listener_keys[j], (*b.addrs)[y].text);
 		}
 	}
 }
@@ -1244,6 +1244,21 @@ static bool listen_equal(const struct listen_addr *a, const struct listen_addr *
 	int fb = strchr(b->host, ':') != NULL ? AF_INET6 : AF_INET;
 	return fa == fb && inet_pton(fa, a->host, xa) == 1 &&
 	       inet_pton(fb, b->host, xb) == 1 && memcmp(xa, xb, sizeof(xa)) == 0 &&
+	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
+}
+
+/* Would binding both fail? The same address and port, or the same port
+ * where one is the family's any-address (0.0.0.0, [::]: the IPv6 sockets
+ * are IPV6_V6ONLY, so the families do not meet). */
+static bool listen_clash(const struct listen_addr *a, const struct listen_addr *b)
+{
+	static const unsigned char any[16] = { 0 };
+	unsigned char xa[16] = { 0 }, xb[16] = { 0 };
+	int fa = strchr(a->host, ':') != NULL ? AF_INET6 : AF_INET;
+	int fb = strchr(b->host, ':') != NULL ? AF_INET6 : AF_INET;
+	return fa == fb && inet_pton(fa, a->host, xa) == 1 && inet_pton(fb, b->host, xb) == 1 &&
+	       (memcmp(xa, xb, sizeof(xa)) == 0 || memcmp(xa, any, sizeof(any)) == 0 ||
+		memcmp(xb, any, sizeof(any)) == 0) &&
 	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
 }
 

@@ -256,14 +256,20 @@ class CheckConfigStagesTest(PosternTestCase):
         srv.settings["submission_listen"] = "127.0.0.1:%d" % srv.port
         srv.settings["pop3_listen"] = "127.0.0.1:%d" % other
         srv.settings["pop3s_listen"] = "127.0.0.1:0%d" % other
+        srv.settings["smtps_listen"] = "0.0.0.0:%d" % other  # the any-address too
         srv.write_config()
         p = srv.run_cli("check-config")
         err = p.stderr.decode()
         self.assertEqual(p.returncode, 1, err)
-        self.assertRegex(err, r"(?m)^%s:\d+: listen and submission_listen both name "
-                         r"127\.0\.0\.1:%d" % (re.escape(srv.conf_path), srv.port))
-        self.assertRegex(err, r"(?m)^%s:\d+: pop3_listen and pop3s_listen both name "
-                         % re.escape(srv.conf_path))
+        conf = re.escape(srv.conf_path)
+        self.assertRegex(err, r"(?m)^%s:\d+: listen 127\.0\.0\.1:%d and submission_listen "
+                         r"127\.0\.0\.1:%d: the same address:port cannot serve two "
+                         r"listener keys$" % (conf, srv.port, srv.port))
+        self.assertRegex(err, r"(?m)^%s:\d+: pop3_listen 127\.0\.0\.1:%d and pop3s_listen "
+                         r"127\.0\.0\.1:0%d: " % (conf, other, other))
+        self.assertRegex(err, r"(?m)^%s:\d+: smtps_listen 0\.0\.0\.0:%d and pop3_listen "
+                         % (conf, other))
+        self.assertNotRegex(err, r"listen 127\.0\.0\.1:%d and smtps_listen" % srv.port)
         self.assertNotIn(": ok", p.stdout.decode())
 
     def test_log_file_in_a_missing_folder(self):
