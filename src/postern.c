@@ -179,6 +179,7 @@ static int check_config(const char *path)
 	problems += rule_problems;
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
+	problems += preflight_check_log_file(&cfg, stderr);
 	/* The pipeline would stop at the first of the rules' problems, all of
 	 * them listed above: build it (as user) once the rules are right. */
 	if (rule_problems == 0)

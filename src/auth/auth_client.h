@@ -38,11 +38,14 @@ enum auth_verdict {
 };
 
 /* Which listener asks: logged, and lets the auth process apply the
- * policy of that service. */
+ * policy of that service. The values travel on the auth socket and are
+ * part of a POP3 ticket's MAC: append only, never renumber. */
 enum auth_service {
 	AUTH_SERVICE_SMTP,
 	AUTH_SERVICE_SUBMISSION,
 	AUTH_SERVICE_POP3,
+	AUTH_SERVICE_SMTPS, /* implicit TLS submission (smtps_listen) */
+	AUTH_SERVICE_LAST = AUTH_SERVICE_SMTPS,
 };
 
 struct auth_query {

@@ -89,7 +89,7 @@ bool auth_msg_decode(const void *data, size_t len, bool requests, struct auth_ms
 		wire_fail(&r, "unexpected message type");
 	if (r.err == NULL && requests) {
 		m->service = wire_get_u8(&r);
-		if (r.err == NULL && m->service > AUTH_SERVICE_POP3)
+		if (r.err == NULL && m->service > AUTH_SERVICE_LAST)
 			wire_fail(&r, "unknown service");
 		get_str(&r, m->client_ip, AUTH_IP_MAX);
 		get_str(&r, m->user, AUTH_USER_MAX);

@@ -1040,8 +1040,37 @@ char *config_base_dir(const struct config *cfg)
 	return base;
 }
 
+static bool listen_clash(const struct listen_addr *a, const struct listen_addr *b);
+
+/* One socket per address:port: two listener keys that name the same one
+ * would pass here and fail at bind ("Address already in use", naming
+ * neither key). Reported at the later key's line, naming both. */
+static void check_listener_overlap(struct parse_ctx *ctx)
+{
+	static const char *const listener_keys[] = { "listen", "submission_listen", "smtps_listen",
+					     "pop3_listen", "pop3s_listen" };
+	const size_t n = sizeof(listener_keys) / sizeof(listener_keys[0]);
+	for (size_t i = 0; i < n; i++) {
+		const struct key_def *ki = find_key(listener_keys[i]);
+		struct listen_field a = listen_field_at((char *)ctx->cfg + ki->offset);
+		for (size_t j = i + 1; j < n; j++) {
+			const struct key_def *kj = find_key(listener_keys[j]);
+			struct listen_field b = listen_field_at((char *)ctx->cfg + kj->offset);
+			for (size_t x = 0; x < *a.count; x++)
+				for (size_t y = 0; y < *b.count; y++)
+					if (listen_clash(&(*a.addrs)[x], &(*b.addrs)[y]))
+						report(ctx, later_line(ctx, listener_keys[i], listener_keys[j]),
+						       "%s %s and %s %s: the same address:port "
+						       "cannot serve two listener keys",
+						       listener_keys[i], (*a.addrs)[x].text,
+						       listener_keys[j], (*b.addrs)[y].text);
+		}
+	}
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
+	check_listener_overlap(ctx);
 	struct config *cfg = ctx->cfg;
 	if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
 		report(ctx, 0, "tls_cert and tls_key must be set together");
@@ -1215,6 +1244,21 @@ static bool listen_equal(const struct listen_addr *a, const struct listen_addr *
 	int fb = strchr(b->host, ':') != NULL ? AF_INET6 : AF_INET;
 	return fa == fb && inet_pton(fa, a->host, xa) == 1 &&
 	       inet_pton(fb, b->host, xb) == 1 && memcmp(xa, xb, sizeof(xa)) == 0 &&
+	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
+}
+
+/* Would binding both fail? The same address and port, or the same port
+ * where one is the family's any-address (0.0.0.0, [::]: the IPv6 sockets
+ * are IPV6_V6ONLY, so the families do not meet). */
+static bool listen_clash(const struct listen_addr *a, const struct listen_addr *b)
+{
+	static const unsigned char any[16] = { 0 };
+	unsigned char xa[16] = { 0 }, xb[16] = { 0 };
+	int fa = strchr(a->host, ':') != NULL ? AF_INET6 : AF_INET;
+	int fb = strchr(b->host, ':') != NULL ? AF_INET6 : AF_INET;
+	return fa == fb && inet_pton(fa, a->host, xa) == 1 && inet_pton(fb, b->host, xb) == 1 &&
+	       (memcmp(xa, xb, sizeof(xa)) == 0 || memcmp(xa, any, sizeof(any)) == 0 ||
+		memcmp(xb, any, sizeof(any)) == 0) &&
 	       strtoul(a->port, NULL, 10) == strtoul(b->port, NULL, 10);
 }
 

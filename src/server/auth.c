@@ -150,8 +150,10 @@ static uint64_t wall_ms(void)
 
 static const char *service_name(enum auth_service s)
 {
-	return s == AUTH_SERVICE_SMTP ? "smtp" : s == AUTH_SERVICE_SUBMISSION ? "submission"
-									   : "pop3";
+	return s == AUTH_SERVICE_SMTP	      ? "smtp"
+	       : s == AUTH_SERVICE_SUBMISSION ? "submission"
+	       : s == AUTH_SERVICE_SMTPS      ? "smtps"
+					      : "pop3";
 }
 
 /* A user name as typed, fit for a log line (printable ASCII only). */

@@ -1021,24 +1021,20 @@ static const char *role_name(enum role role)
 		: "smtp worker";
 }
 
-static bool same_list(const struct listen_addr *a, size_t na, const struct listen_addr *b,
-		      size_t nb)
+/* Warn, naming each listener key whose addresses changed, that the
+ * bound sockets stay as they are until a restart. */
+static void warn_changed_listeners(const struct config *a, const struct config *b)
 {
-	if (na != nb)
-		return false;
-	for (size_t i = 0; i < na; i++)
-		if (strcmp(a[i].text, b[i].text) != 0)
-			return false;
-	return true;
-}
-
-static bool same_listeners(const struct config *a, const struct config *b)
-{
-	return same_list(a->listen, a->listen_count, b->listen, b->listen_count) &&
-	       same_list(a->submission_listen, a->submission_listen_count, b->submission_listen,
-			 b->submission_listen_count) &&
-	       same_list(a->smtps_listen, a->smtps_listen_count, b->smtps_listen,
-			 b->smtps_listen_count);
+	static const char *const keys[] = { "listen", "submission_listen", "smtps_listen",
+					     "pop3_listen", "pop3s_listen" };
+	char names[128] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (config_key_differs(a, b, keys[i]))
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+						len > 0 ? ", " : "", keys[i]);
+	if (len > 0)
+		log_warn("reload: %s changed; keeping the bound sockets until a restart", names);
 }
 
 /* Generation g becomes the current one: its queue manager and smtp
@@ -1061,8 +1057,7 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 		    config_key_differs(&old->cfg, &g->cfg, "syslog_facility") ||
 		    config_key_differs(&old->cfg, &g->cfg, "syslog_socket"))
 			log_warn("reload: metrics_listen and the log settings apply at the next restart");
-		if (!same_listeners(&old->cfg, &g->cfg))
-			log_warn("reload: listen changed; keeping the bound sockets until a restart");
+		warn_changed_listeners(&old->cfg, &g->cfg);
 		log_info("reload: %zu users, %zu aliases; starting generation %u",
 			 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt), g->number);
 		generation_free(&old);

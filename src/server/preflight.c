@@ -15,7 +15,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -320,6 +322,59 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 	p.account = ps->mail_owner.known ? ps->mail_owner.name : NULL;
 	p.create = create && ps->mail_owner.known;
 	problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
+	return problems;
+}
+
+/* ---- log_file --------------------------------------------------------------- */
+
+static void log_file_problem(const struct config *cfg, FILE *errors, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+
+/* "FILE:LINE: log_file PATH: " and the message. */
+static void log_file_problem(const struct config *cfg, FILE *errors, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(errors, "%s:%u: log_file %s: ", cfg->path != NULL ? cfg->path : "-",
+		config_key_line(cfg, "log_file"), cfg->log_file);
+	va_start(ap, fmt);
+	vfprintf(errors, fmt, ap);
+	va_end(ap);
+	fputc('\n', errors);
+}
+
+int preflight_check_log_file(const struct config *cfg, FILE *errors)
+{
+	if (cfg->log_to != LOG_TO_FILE || cfg->log_file[0] == '\0')
+		return 0;
+	struct stat st;
+	if (lstat(cfg->log_file, &st) == 0) {
+		if (S_ISLNK(st.st_mode)) {
+			log_file_problem(cfg, errors, "is a symbolic link; postern opens log_file "
+					 "without following links");
+			return 1;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			log_file_problem(cfg, errors, "exists but is not a regular file");
+			return 1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT && errno != ENOTDIR)
+		return 0; /* e.g. EACCES for this account; serve may run as another */
+	char *copy = xstrdup(cfg->log_file);
+	const char *dir = dirname(copy);
+	int problems = 0;
+	if (stat(dir, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR) {
+			log_file_problem(cfg, errors, "its folder %s does not exist: postern "
+					 "creates the file, not its folder", dir);
+			problems++;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		log_file_problem(cfg, errors, "%s is not a folder", dir);
+		problems++;
+	}
+	free(copy);
 	return problems;
 }
 

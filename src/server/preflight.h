@@ -59,6 +59,16 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 int preflight_check_scan(const struct config *cfg, const struct privsep *ps, FILE *errors);
 
 /*
+ * check-config: with log_to = file, log_file must be a regular file or
+ * missing from a folder that exists (serve creates the file, never its
+ * folder, and never follows a link there). Problems are printed as
+ * "FILE:LINE: log_file ..." (the configuration's line); returns their
+ * number. Whether the supervisor may write there is not judged: it may
+ * run as another account than check-config.
+ */
+int preflight_check_log_file(const struct config *cfg, FILE *errors);
+
+/*
  * Each smtp worker needs two descriptors per session (the client socket
  * and, in DATA, the queue file) plus PREFLIGHT_FD_MARGIN. When `apply`,
  * raise the soft limit to the hard one and, as root, the hard limit too

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/xalloc.h"
 
 /* ---- answering the workers ------------------------------------------------------- */
@@ -157,6 +158,10 @@ static NORETURN void become_scanner(struct scan_master *m, int sock, pid_t maste
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != master)
 		_exit(1);
+	/* Its own row in postern_processes and postern_resident_memory_bytes
+	 * (with an antivirus the scanners hold most of the memory); its log
+	 * lines keep the scan master's role name. */
+	metrics_process_role("scanner");
 	_exit(scan_scanner_main(m->pipeline, sock));
 }
 

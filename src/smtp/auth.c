@@ -74,9 +74,20 @@ void smtp_auth_reset(struct smtp_session *s)
 	s->sasl_step = SASL_NONE;
 }
 
+/* The auth service of the session's listener: smtps apart from
+ * submission, so that logins on each can be told apart. */
+static enum auth_service auth_service_of(const struct smtp_session *s)
+{
+	return s->listener == SMTP_LISTENER_MX	       ? AUTH_SERVICE_SMTP
+	       : s->listener == SMTP_LISTENER_SMTPS ? AUTH_SERVICE_SMTPS
+						    : AUTH_SERVICE_SUBMISSION;
+}
+
 static const char *service_of(const struct smtp_session *s)
 {
-	return s->listener == SMTP_LISTENER_MX ? "smtp" : "submission";
+	return s->listener == SMTP_LISTENER_MX	       ? "smtp"
+	       : s->listener == SMTP_LISTENER_SMTPS ? "smtps"
+						    : "submission";
 }
 
 static void auth_done(void *arg, const struct auth_result *r)
@@ -115,7 +126,7 @@ static enum step check(struct smtp_session *s, struct sasl_credentials *c)
 	snprintf(session_id, sizeof(session_id), "%ld.%llu", (long)getpid(),
 		 (unsigned long long)s->id);
 	struct auth_query q = {
-		s->listener == SMTP_LISTENER_MX ? AUTH_SERVICE_SMTP : AUTH_SERVICE_SUBMISSION,
+		auth_service_of(s),
 		s->peer_addr, c->user, c->password, session_id,
 	};
 	s->sasl_step = SASL_NONE;
@@ -277,6 +288,7 @@ bool smtp_auth_mail_allowed(struct smtp_session *s, const struct mail_address *s
 	if (s->auth_user == NULL) {
 		if (!smtp_auth_required(s))
 			return true;
+		session_count_refusal("mail", 530, "auth", "auth_required", NULL);
 		reply_error(out, 530, "5.7.0", "Error: authentication required");
 		return false;
 	}
@@ -286,6 +298,7 @@ bool smtp_auth_mail_allowed(struct smtp_session *s, const struct mail_address *s
 	address_format(sender, shown, sizeof(shown));
 	log_info("client=%s reject: MAIL from=<%s> user=%s code=553 5.7.1 "
 		 "reason=sender_not_owned", s->peer_addr, shown, s->auth_user);
+	session_count_refusal("mail", 553, "auth_sender_check", "sender_not_owned", NULL);
 	reply_error(out, 553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s",
 		    shown, s->auth_user);
 	return false;

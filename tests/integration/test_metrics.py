@@ -12,6 +12,7 @@ import os
 import poplib
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import time
@@ -19,8 +20,8 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, free_port,
-                     make_message, scaled, smtplib_send, wait_until)
+from harness import (IS_ROOT, PosternServer, PosternTestCase, SmtpConn, client_tls_context,
+                     free_port, make_message, scaled, smtplib_send, wait_until)
 from test_content_rules import needs_pipeline, pipeline_available as pipeline_in_build
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
@@ -240,6 +241,12 @@ class MetricsTest(PosternTestCase):
         for role in ("master", "smtp", "qmgr", "metrics"):
             self.assertGreater(value(samples, "postern_resident_memory_bytes", role=role),
                                1 << 20, role)
+        if pipeline_in_build():
+            # The scan master and the scanners it forks, each counted.
+            self.assertEqual(value(samples, "postern_processes", role="scan"), 1)
+            self.assertGreaterEqual(value(samples, "postern_processes", role="scanner"), 1)
+            self.assertGreater(value(samples, "postern_resident_memory_bytes", role="scanner"),
+                               1 << 20)
 
     @unittest.skipUnless(IS_ROOT, "the roles change accounts only when started as root")
     def test_metrics_role_is_unprivileged(self):
@@ -373,6 +380,43 @@ class MetricsLoginTest(PosternTestCase):
                           result="failed"))
         wait_until(lambda: counted() == (1, 1), scaled(10), what="one login of each counted")
 
+
+
+class MetricsSubmissionTest(PosternTestCase):
+    def test_mail_refusals_and_smtps_logins(self):
+        """MAIL refused for want of a login (530) or for a sender the
+        login does not own (553) is counted like any other refusal; a
+        login over smtps is counted as smtps, not submission."""
+        port, sub_port, smtps_port = free_port(), free_port(), free_port()
+        srv = self.start_server(tls=True, config={
+            "metrics_listen": "127.0.0.1:%d" % port,
+            "submission_listen": "127.0.0.1:%d" % sub_port,
+            "smtps_listen": "127.0.0.1:%d" % smtps_port,
+            "auth_failure_delay": "0"})
+        url = "http://127.0.0.1:%d/metrics" % port
+        with SmtpConn(sub_port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@example.test>"), 530, "5.7.0")
+        s = smtplib.SMTP_SSL("127.0.0.1", smtps_port, local_hostname="client.test",
+                             timeout=scaled(15), context=client_tls_context())
+        self.addCleanup(s.close)
+        s.ehlo()
+        self.assertEqual(s.login("alice@example.test", "secret")[0], 235)
+        self.assertEqual(s.mail("bob@example.test")[0], 553)
+        srv.wait_log(r"login: user=alice@example\.test client=127\.0\.0\.1 service=smtps ")
+
+        def counts():
+            samples, _ = parse_exposition(urllib.request.urlopen(url, timeout=scaled(10))
+                                          .read().decode())
+            return (value(samples, "postern_smtp_rejections_total", stage="mail",
+                          check="auth", reason="auth_required", **{"class": "5xx"}),
+                    value(samples, "postern_smtp_rejections_total", stage="mail",
+                          check="auth_sender_check", reason="sender_not_owned",
+                          **{"class": "5xx"}),
+                    value(samples, "postern_auth_logins_total", service="smtps", result="ok"),
+                    value(samples, "postern_auth_logins_total", service="submission"))
+        wait_until(lambda: counts() == (1, 1, 1, 0), scaled(10),
+                   what="the two MAIL refusals and one smtps login counted")
 
 class MetricsPop3Test(PosternTestCase):
     def test_pop3_sessions_retrievals_and_deletions_counted(self):

@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (IS_ROOT, POSTERN_BIN, PosternServer, PosternTestCase, make_message,
+from harness import (IS_ROOT, POSTERN_BIN, PosternServer, PosternTestCase, free_port, make_message,
                      scaled, smtplib_send, wait_until)
 
 NOBODY = pwd.getpwnam("nobody")
@@ -247,6 +247,51 @@ class CheckConfigStagesTest(PosternTestCase):
                          % re.escape(self.srv.mail_root))
         self.assertNotIn(": ok", p.stdout.decode())
 
+    def test_two_listener_keys_on_one_address(self):
+        # serve would retry bind for 10 s and end with "Address already
+        # in use", naming neither key; check-config names both.
+        srv = self.srv
+        other = free_port()
+        srv.settings["auth_cleartext_networks"] = "127.0.0.0/8"
+        srv.settings["submission_listen"] = "127.0.0.1:%d" % srv.port
+        srv.settings["pop3_listen"] = "127.0.0.1:%d" % other
+        srv.settings["pop3s_listen"] = "127.0.0.1:0%d" % other
+        srv.settings["smtps_listen"] = "0.0.0.0:%d" % other  # the any-address too
+        srv.write_config()
+        p = srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        conf = re.escape(srv.conf_path)
+        self.assertRegex(err, r"(?m)^%s:\d+: listen 127\.0\.0\.1:%d and submission_listen "
+                         r"127\.0\.0\.1:%d: the same address:port cannot serve two "
+                         r"listener keys$" % (conf, srv.port, srv.port))
+        self.assertRegex(err, r"(?m)^%s:\d+: pop3_listen 127\.0\.0\.1:%d and pop3s_listen "
+                         r"127\.0\.0\.1:0%d: " % (conf, other, other))
+        self.assertRegex(err, r"(?m)^%s:\d+: smtps_listen 0\.0\.0\.0:%d and pop3_listen "
+                         % (conf, other))
+        self.assertNotRegex(err, r"listen 127\.0\.0\.1:%d and smtps_listen" % srv.port)
+        self.assertNotIn(": ok", p.stdout.decode())
+
+    def test_log_file_in_a_missing_folder(self):
+        # check-config said ok, then serve stopped at "log_file ...: No
+        # such file or directory".
+        srv = self.srv
+        missing = os.path.join(srv.dir, "no-such-folder")
+        srv.settings["log_to"] = "file"
+        srv.settings["log_file"] = os.path.join(missing, "postern.log")
+        srv.write_config()
+        p = srv.run_cli("check-config")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertRegex(err, r"(?m)^%s:\d+: log_file %s/postern\.log: its folder %s does not "
+                         r"exist" % (re.escape(srv.conf_path), re.escape(missing),
+                                     re.escape(missing)))
+        self.assertFalse(os.path.exists(missing))
+        # Once the folder is there, check-config is content.
+        os.mkdir(missing)
+        p = srv.run_cli("check-config")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+
     def test_check_config_creates_nothing(self):
         p = self.srv.run_cli("check-config")
         self.assertEqual(p.returncode, 0, p.stderr.decode())
@@ -351,6 +396,25 @@ class StartupLogTest(PosternTestCase):
         p = srv.run_cli("check-config")
         self.assertRegex(p.stderr.decode(), r"(?m)^%s:\d+: unknown key \"no_such_key\"$"
                          % re.escape(srv.conf_path))
+        self.assertEqual(srv.stop(), 0)
+
+    def test_reload_names_the_listener_keys_that_changed(self):
+        # Only pop3_listen changes: the warning named "listen" before.
+        srv = self.start_server()
+        srv.settings["pop3_listen"] = "127.0.0.1:%d" % free_port()
+        srv.write_config()
+        offset = srv.log_size()
+        srv.reload()
+        m = srv.wait_log(r"reload: \S+ changed; keeping the bound sockets until a restart",
+                         since=offset)
+        self.assertIn("reload: pop3_listen changed;", m.group(0))
+        srv.settings["listen"] = "127.0.0.1:%d" % free_port()
+        srv.settings["pop3_listen"] = None
+        srv.write_config()
+        offset = srv.log_size()
+        srv.reload()
+        m = srv.wait_log(r"reload: .* changed; keeping the bound sockets", since=offset)
+        self.assertIn("reload: listen, pop3_listen changed;", m.group(0))
         self.assertEqual(srv.stop(), 0)
 
 
