@@ -143,68 +143,28 @@ const char *pop3_command_parse(char *line, size_t len, struct pop3_command *cmd_
 	return "unknown command";
 }
 
-static int b64_value(unsigned char c)
+const char *pop3_sasl_plain(const char *b64, size_t len, struct sasl_credentials *c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-bool pop3_base64_decode(const char *in, size_t len, buf_t *out)
-{
-	if (len == 1 && in[0] == '=')
-		return true; /* RFC 5034 section 4: an empty initial response */
-	if (len % 4 != 0)
-		return false;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		unsigned pad = 0;
-		for (int j = 0; j < 4; j++) {
-			unsigned char c = (unsigned char)in[i + (size_t)j];
-			if (c == '=' && i + 4 == len && j >= 2) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0 || (v[j] = b64_value(c)) < 0)
-				return false;
-		}
-		unsigned long triple = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
-				       ((unsigned long)v[2] << 6) | (unsigned long)v[3];
-		char bytes[3] = { (char)(triple >> 16), (char)(triple >> 8), (char)triple };
-		/* Bits under the padding must be zero (canonical encoding). */
-		if ((pad == 1 && (triple & 0xff) != 0) || (pad == 2 && (triple & 0xffff) != 0))
-			return false;
-		buf_append(out, bytes, 3 - pad);
+	const char *why = NULL;
+	switch (sasl_plain_decode(b64, len, c)) {
+	case SASL_OK:
+		if (strlen(c->user) > POP3_USER_MAX || !printable_word(c->user))
+			why = "bad user name"; /* control bytes would reach the log */
+		break;
+	case SASL_BAD_BASE64:
+		why = "the response is not base64";
+		break;
+	case SASL_PROXY:
+		why = "logging in as another user is not allowed";
+		break;
+	case SASL_TOO_LONG:
+		why = "user name or password too long";
+		break;
+	case SASL_BAD_MESSAGE:
+		why = "malformed PLAIN message";
+		break;
 	}
-	return true;
-}
-
-const char *pop3_sasl_plain(const buf_t *msg, const char **user_r, const char **password_r)
-{
-	const char *p = msg->data != NULL ? msg->data : "";
-	const char *end = p + msg->len;
-	const char *nul1 = memchr(p, '\0', msg->len);
-	if (nul1 == NULL)
-		return "malformed PLAIN message";
-	const char *nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
-	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)) != NULL)
-		return "malformed PLAIN message";
-	const char *authzid = p, *authcid = nul1 + 1, *password = nul2 + 1;
-	if (*authcid == '\0' || (size_t)(nul2 - authcid) > POP3_USER_MAX ||
-	    !printable_word(authcid))
-		return "bad user name"; /* control bytes would reach the log */
-	if (*authzid != '\0' && strcmp(authzid, authcid) != 0)
-		return "logging in as another user is not allowed";
-	*user_r = authcid;
-	*password_r = password; /* NUL-terminated by buf_t */
-	return NULL;
+	if (why != NULL)
+		sasl_credentials_wipe(c);
+	return why;
 }

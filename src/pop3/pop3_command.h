@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../auth/sasl.h"
 #include "../lib/buf.h"
 
 /* The longest line a client may send, CRLF not counted: RFC 2449 allows
@@ -49,17 +50,14 @@ struct pop3_command {
  */
 const char *pop3_command_parse(char *line, size_t len, struct pop3_command *cmd_r);
 
-/* Strict base64 (RFC 4648, with padding; "=" alone is the empty string
- * of RFC 5034's initial response). Appends to out; false if malformed. */
-bool pop3_base64_decode(const char *in, size_t len, buf_t *out);
-
 /*
- * Split a decoded SASL PLAIN message (RFC 4616: authzid NUL authcid NUL
- * passwd). The authentication identity must be 1 to POP3_USER_MAX bytes
- * without spaces or control characters (as USER's argument); the
- * authorization identity empty or the same (no proxy logins). The pointers point into
- * msg. Returns NULL or the reason it is refused.
+ * An AUTH PLAIN response (RFC 5034; base64 of RFC 4616's authzid NUL
+ * authcid NUL passwd), decoded by src/auth/sasl.h into c. The
+ * authentication identity must also be 1 to POP3_USER_MAX bytes without
+ * spaces or control characters (as USER's argument); the authorization
+ * identity empty or the same (no proxy logins). Returns NULL, or the
+ * reason it is refused (c is then wiped). The caller wipes c after use.
  */
-const char *pop3_sasl_plain(const buf_t *msg, const char **user_r, const char **password_r);
+const char *pop3_sasl_plain(const char *b64, size_t len, struct sasl_credentials *c);
 
 #endif

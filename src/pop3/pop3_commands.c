@@ -249,19 +249,13 @@ static void cmd_pass(struct pop3_session *s, const struct pop3_command *c)
 /* The base64 text of an AUTH PLAIN response (RFC 5034). */
 static void sasl_plain(struct pop3_session *s, const char *b64, size_t len)
 {
-	buf_t msg = BUF_INIT;
-	const char *user, *password, *why = NULL;
-	if (!pop3_base64_decode(b64, len, &msg))
-		why = "the response is not base64";
-	else
-		why = pop3_sasl_plain(&msg, &user, &password);
+	struct sasl_credentials c;
+	const char *why = pop3_sasl_plain(b64, len, &c);
 	if (why != NULL)
 		pop3_bad(s, why);
 	else
-		start_login(s, user, password);
-	if (msg.data != NULL)
-		explicit_bzero(msg.data, msg.cap);
-	buf_free(&msg);
+		start_login(s, c.user, c.password);
+	sasl_credentials_wipe(&c);
 }
 
 static void cmd_auth(struct pop3_session *s, const struct pop3_command *c)

@@ -41,20 +41,17 @@ static void fuzz_parser(const uint8_t *data, size_t size)
 
 static void fuzz_plain(const uint8_t *data, size_t size)
 {
-	buf_t msg = BUF_INIT;
-	if (pop3_base64_decode((const char *)data, size, &msg)) {
-		if (msg.len > size)
+	struct sasl_credentials c;
+	if (pop3_sasl_plain((const char *)data, size, &c) == NULL) {
+		if (c.user[0] == '\0' || strlen(c.user) > POP3_USER_MAX)
 			abort();
-		const char *user, *pw;
-		if (pop3_sasl_plain(&msg, &user, &pw) == NULL) {
-			if (user[0] == '\0' || strlen(user) > POP3_USER_MAX)
-				abort();
-			for (const char *u = user; *u != '\0'; u++)
-				if ((unsigned char)*u <= 0x20 || *u == 0x7f)
-					abort(); /* it is logged */
-		}
+		for (const char *u = c.user; *u != '\0'; u++)
+			if ((unsigned char)*u <= 0x20 || *u == 0x7f)
+				abort(); /* it is logged */
+	} else if (c.user[0] != '\0' || c.password[0] != '\0') {
+		abort(); /* a refusal leaves nothing behind */
 	}
-	buf_free(&msg);
+	sasl_credentials_wipe(&c);
 }
 
 static void fuzz_encoder(const uint8_t *data, size_t size)

@@ -115,40 +115,31 @@ static void test_command_parser(void **state)
 static void test_base64_and_plain(void **state)
 {
 	(void)state;
-	buf_t b = BUF_INIT;
-	const char *user, *pw;
+	struct sasl_credentials c;
 	/* "\0alice@example.test\0secret" */
 	const char *ok = "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=";
-	assert_true(pop3_base64_decode(ok, strlen(ok), &b));
-	assert_null(pop3_sasl_plain(&b, &user, &pw));
-	assert_string_equal(user, "alice@example.test");
-	assert_string_equal(pw, "secret");
-	buf_reset(&b);
-	assert_true(pop3_base64_decode("=", 1, &b));
-	assert_int_equal(b.len, 0);
-	assert_non_null(pop3_sasl_plain(&b, &user, &pw));
-	buf_reset(&b);
-	assert_false(pop3_base64_decode("abc", 3, &b));       /* not a multiple of 4 */
-	assert_false(pop3_base64_decode("ab=c", 4, &b));      /* padding inside */
-	assert_false(pop3_base64_decode("YR==", 4, &b));      /* bits under the padding */
-	assert_false(pop3_base64_decode("YWJj!A==", 8, &b));
-	buf_reset(&b);
+	assert_null(pop3_sasl_plain(ok, strlen(ok), &c));
+	assert_string_equal(c.user, "alice@example.test");
+	assert_string_equal(c.password, "secret");
+	/* the empty response, and what is no canonical base64 */
+	assert_non_null(pop3_sasl_plain("=", 1, &c));
+	assert_string_equal(pop3_sasl_plain("abc", 3, &c), "the response is not base64");
+	assert_non_null(pop3_sasl_plain("ab=c", 4, &c));     /* padding inside */
+	assert_non_null(pop3_sasl_plain("YR==", 4, &c));     /* bits under the padding */
+	assert_non_null(pop3_sasl_plain("YWJj!A==", 8, &c));
 	/* "bob\0alice\0pw": logging in as someone else is refused */
 	const char *proxy = "Ym9iAGFsaWNlAHB3";
-	assert_true(pop3_base64_decode(proxy, strlen(proxy), &b));
-	assert_non_null(pop3_sasl_plain(&b, &user, &pw));
-	buf_reset(&b);
+	assert_string_equal(pop3_sasl_plain(proxy, strlen(proxy), &c),
+			    "logging in as another user is not allowed");
 	/* "\0a\nb\0pw": a line break in the user name (it is logged) */
 	const char *newline = "AGEKYgBwdw==";
-	assert_true(pop3_base64_decode(newline, strlen(newline), &b));
-	assert_non_null(pop3_sasl_plain(&b, &user, &pw));
-	buf_reset(&b);
+	assert_string_equal(pop3_sasl_plain(newline, strlen(newline), &c), "bad user name");
+	assert_string_equal(c.user, ""); /* wiped */
 	/* "alice\0alice\0pw": the same identity twice is fine */
 	const char *same = "YWxpY2UAYWxpY2UAcHc=";
-	assert_true(pop3_base64_decode(same, strlen(same), &b));
-	assert_null(pop3_sasl_plain(&b, &user, &pw));
-	assert_string_equal(user, "alice");
-	buf_free(&b);
+	assert_null(pop3_sasl_plain(same, strlen(same), &c));
+	assert_string_equal(c.user, "alice");
+	sasl_credentials_wipe(&c);
 }
 
 /* ---- the wire form ------------------------------------------------------------- */
