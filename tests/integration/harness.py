@@ -549,8 +549,13 @@ class PosternServer:
 
     def kill_role(self, role, sig=signal.SIGKILL):
         """Send sig to one child of the given role ("smtp" or "qmgr");
-        returns its pid."""
+        returns its pid. A role is known by its log lines, so this waits
+        a little for a role that has just started to log."""
+        deadline = time.monotonic() + scaled(10)
         pids = self.role_pids(role)
+        while not pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = self.role_pids(role)
         if not pids:
             raise AssertionError("no live %s process found; log:\n%s" % (role, self.log_tail()))
         os.kill(pids[0], sig)
