@@ -122,6 +122,48 @@ void policy_reply_free(struct policy_reply *reply)
 	strlist_free(&reply->headers);
 	strlist_free(&reply->remove_headers);
 	strlist_free(&reply->hits);
+	policy_edits_free(&reply->edits);
+}
+
+struct policy_edit *policy_edits_add(policy_edits_t *edits, enum policy_edit_type type,
+				     uint32_t index, const char *name, const char *value)
+{
+	if (edits->count == edits->cap) {
+		edits->cap = edits->cap ? edits->cap * 2 : 8;
+		edits->items = xreallocarray(edits->items, edits->cap, sizeof(*edits->items));
+	}
+	struct policy_edit *e = &edits->items[edits->count++];
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->index = index;
+	e->name = name ? xstrdup(name) : NULL;
+	e->value = value ? xstrdup(value) : NULL;
+	buf_init(&e->body);
+	return e;
+}
+
+void policy_edits_move(policy_edits_t *to, policy_edits_t *from)
+{
+	for (size_t i = 0; i < from->count; i++) {
+		if (to->count == to->cap) {
+			to->cap = to->cap ? to->cap * 2 : 8;
+			to->items = xreallocarray(to->items, to->cap, sizeof(*to->items));
+		}
+		to->items[to->count++] = from->items[i];
+	}
+	free(from->items);
+	memset(from, 0, sizeof(*from));
+}
+
+void policy_edits_free(policy_edits_t *edits)
+{
+	for (size_t i = 0; i < edits->count; i++) {
+		free(edits->items[i].name);
+		free(edits->items[i].value);
+		buf_free(&edits->items[i].body);
+	}
+	free(edits->items);
+	memset(edits, 0, sizeof(*edits));
 }
 
 static void reply_reset(struct policy_reply *r)
@@ -138,6 +180,7 @@ static bool merge(struct policy_run *run, enum policy_verdict v)
 		strlist_add(&run->merged.headers, one->headers.items[i]);
 	for (size_t i = 0; i < one->remove_headers.count; i++)
 		strlist_add(&run->merged.remove_headers, one->remove_headers.items[i]);
+	policy_edits_move(&run->merged.edits, &one->edits);
 	if (v == POLICY_DUNNO || v == POLICY_TAG) {
 		if (v == POLICY_TAG)
 			run->merged.verdict = POLICY_TAG;

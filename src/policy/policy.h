@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "../lib/buf.h"
 #include "../lib/config.h"
 #include "../lib/strutil.h"
 #include "../mail/address.h"
@@ -55,6 +56,50 @@ enum policy_verdict {
 	POLICY_PENDING,    /* a check's answer only: it finishes later */
 };
 
+/*
+ * A change to the message that an end-of-data check asks for (a milter's
+ * modification requests), applied in order to the queue file's trailer
+ * (queue_writer_insert_header() and the others of queue.h) when the
+ * message is accepted, and dropped when it is refused. Each header index
+ * counts the header section as the edits before it left it (postern's own
+ * Received: is its first field). Names and values are as the check got
+ * them (a milter's value may hold CRLF or LF folds): whoever applies an
+ * edit checks and normalises it, and an edit that the queue file refuses
+ * is logged and skipped, never a reason to lose the message.
+ */
+enum policy_edit_type {
+	POLICY_EDIT_ADD_HEADER,    /* name, value: at the end of the header section */
+	POLICY_EDIT_INSERT_HEADER, /* index (0 = above the first field), name, value */
+	POLICY_EDIT_CHANGE_HEADER, /* the index-th (1 = first) field called name gets
+				    * value; value NULL: that field is removed */
+	POLICY_EDIT_ADD_RCPT,      /* value: the address, without <> */
+	POLICY_EDIT_DEL_RCPT,      /* value: the address, without <> */
+	POLICY_EDIT_CHANGE_SENDER, /* value: the address, without <>; "" = <> */
+	POLICY_EDIT_REPLACE_BODY,  /* body: everything after the header section's
+				    * empty line (CRLF or LF line ends) */
+};
+
+struct policy_edit {
+	enum policy_edit_type type;
+	uint32_t index;
+	char *name;  /* or NULL */
+	char *value; /* or NULL */
+	buf_t body;  /* REPLACE_BODY only */
+};
+
+typedef struct {
+	struct policy_edit *items;
+	size_t count, cap;
+} policy_edits_t;
+
+/* Append an edit (name and value copied, either may be NULL); the new
+ * edit, for a body to be appended to. */
+struct policy_edit *policy_edits_add(policy_edits_t *edits, enum policy_edit_type type,
+				     uint32_t index, const char *name, const char *value);
+/* Move every edit of from to the end of to; from is left empty. */
+void policy_edits_move(policy_edits_t *to, policy_edits_t *from);
+void policy_edits_free(policy_edits_t *edits);
+
 /* A verdict with what the client is told and what the log says. */
 struct policy_reply {
 	enum policy_verdict verdict;
@@ -68,6 +113,9 @@ struct policy_reply {
 	 * notices: "virus:NAME", "rule:NAME", "attachment:FILENAME" (the
 	 * scan verdict's hits, moved here by the scan check). */
 	strlist_t hits;
+	/* END_OF_DATA: changes to the message (a milter's), kept on accept,
+	 * quarantine and hold; they add up over the checks of the run. */
+	policy_edits_t edits;
 	char check[32];     /* the check that gave the final verdict (policy.c fills it) */
 	/* More for the log line of a refusal, "key=value" words: which
 	 * restriction of which list, which map and key. */

@@ -121,6 +121,23 @@ int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *fie
 			    char **err_r);
 int queue_writer_remove_header(struct queue_writer *w, const char *name,
 			       unsigned occurrence, char **err_r);
+/*
+ * A milter's finer changes (implemented with the queue file's version 4
+ * records; see docs/queue.md). field is "Name: value" as above. insert:
+ * at the index-th place of the header section as the changes recorded
+ * before it left it (0 = above the first field, postern's own Received:).
+ * change: the occurrence-th (1 = first) field called name, counted the
+ * same way, becomes field; field NULL removes it; no such field: nothing
+ * happens on delivery. replace_body: everything after the header
+ * section's empty line becomes data[0..len), LF line ends, no
+ * dot-stuffing (the content's own form); the last one counts.
+ */
+int queue_writer_insert_header(struct queue_writer *w, uint32_t index, const char *field,
+			       char **err_r);
+int queue_writer_change_header(struct queue_writer *w, const char *name,
+			       uint32_t occurrence, const char *field, char **err_r);
+int queue_writer_replace_body(struct queue_writer *w, const void *data, size_t len,
+			      char **err_r);
 int queue_writer_add_rcpt(struct queue_writer *w, const char *address, char **err_r);
 int queue_writer_remove_rcpt(struct queue_writer *w, const char *address, char **err_r);
 int queue_writer_set_sender(struct queue_writer *w, const char *address, char **err_r);
