@@ -74,6 +74,13 @@
 #   systemd              systemd-analyze verify/security on the installed
 #                        unit (tests/integration/test_install.py); only the
 #                        tool is used, systemd need not be running
+#   libmilter-dev        the milter server (postern milter) and the test
+#                        milter under tests/milter/ are built on it
+#   opendkim opendkim-tools  clamav-milter spamass-milter
+#                        real milters the milter client is tested against
+#                        (started privately by the integration tests), and
+#                        the classic stack of the milter benchmark; none of
+#                        their system services is started or enabled
 set -eu
 # the library of the spam rules' prefilter (see above)
 case "$(dpkg --print-architecture 2>/dev/null)" in
@@ -86,7 +93,8 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libcmocka-dev libcrypt-
       openssl procps libclamav-dev clamav-daemon clamav clamdscan time \
       liblmdb-dev libxxhash-dev $HS_DEV spamassassin spamd spamc rspamd \
       libc-ares-dev unbound iproute2 zlib1g-dev chromium pflogsumm \
-      rsyslog curl systemd"
+      rsyslog curl systemd libmilter-dev opendkim opendkim-tools clamav-milter \
+      spamass-milter"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -194,3 +202,17 @@ case " $missing " in
 	echo "install-deps: clamav-daemon installed for the tests; clamd and freshclam services are disabled"
 	;;
 esac
+# The milters likewise: the tests and benchmarks start their own.
+for svc in opendkim clamav-milter spamass-milter; do
+	case " $missing " in
+	*" $svc "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now "$svc.service" </dev/null >/dev/null 2>&1 || true
+		else
+			/etc/init.d/$svc stop </dev/null >/dev/null 2>&1 || true
+			update-rc.d $svc disable </dev/null >/dev/null 2>&1 || true
+		fi
+		echo "install-deps: $svc installed for the tests; its system service is disabled"
+		;;
+	esac
+done
