@@ -91,7 +91,17 @@ $(BUILD)/tests/mime_dump: tests/tools/mime_dump.c $(BUILD)/libpostern.a
 $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
-tools: $(TOOL_BINS)
+tools: $(TOOL_BINS) $(BUILD)/tests/test_milter
+
+# The test milter (tests/milter/test_milter.c, libmilter): the milter the
+# milter tests put on the other side of postern's milter client (and of
+# a real Postfix, to prove it right). Never part of postern.
+MILTER_CFLAGS := $(shell pkg-config --cflags milter 2>/dev/null)
+MILTER_LIBS   := $(shell pkg-config --libs milter 2>/dev/null)
+$(BUILD)/tests/test_milter: tests/milter/test_milter.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) -pthread $(MILTER_CFLAGS) $(EXTRA_CFLAGS) -o $@ $< \
+	  $(MILTER_LIBS) -pthread $(EXTRA_LDFLAGS)
 
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
@@ -135,8 +145,10 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-# test_antivirus.py drives build/tests/test_clamd against a real clamd.
-check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd
+# test_antivirus.py drives build/tests/test_clamd against a real clamd; the
+# milter tests run build/tests/test_milter.
+check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd \
+                   $(BUILD)/tests/test_milter
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
