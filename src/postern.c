@@ -35,6 +35,7 @@
 #include "mail/domains.h"
 #include "mail/recipients.h"
 #include "dns/dns.h"
+#include "milter/milter_client.h"
 #include "policy/dnsbl.h"
 #include "policy/restrictions.h"
 #include "queue/notice.h"
@@ -136,6 +137,7 @@ static int check_config(const char *path)
 	int problems = config_load_partial(path, &cfg, stderr);
 	problems += config_check_server_files(&cfg, stderr);
 	problems += dnsbl_config_check(&cfg, stderr);
+	problems += milter_config_check(&cfg, stderr);
 	problems += privsep_resolve(&cfg, &ps, stderr);
 	struct domain_table *domains = domains_load_config(&cfg, stderr);
 	if (domains == NULL)

@@ -54,6 +54,7 @@
 #include "../lib/xalloc.h"
 #include "../dns/dns.h"
 #include "../mail/domains.h"
+#include "../milter/milter_client.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
@@ -228,7 +229,7 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	g->scan_ready_fd = -1;
 	if (config_check_server_files(&g->cfg, errors) > 0 ||
-	    dnsbl_config_check(&g->cfg, errors) > 0) {
+	    dnsbl_config_check(&g->cfg, errors) > 0 || milter_config_check(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
