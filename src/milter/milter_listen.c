@@ -60,6 +60,9 @@ static int parse_inet(const char *hp, struct milter_listen *out, char *err, size
 	}
 	snprintf(out->conn, sizeof(out->conn), "%s:%s@%.*s", v6 ? "inet6" : "inet", port,
 		 (int)hlen, host);
+	snprintf(out->host, sizeof(out->host), "%.*s", (int)hlen, host);
+	snprintf(out->port, sizeof(out->port), "%s", port);
+	out->v6 = v6;
 	return 0;
 }
 

@@ -12,8 +12,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <inttypes.h>
 #include <libmilter/mfapi.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,8 +37,6 @@
 #include "milter_scan.h"
 #include "milter_spool.h"
 
-#define BIND_WAIT_MS 10000  /* inet: wait this long for the old generation's port */
-#define BIND_RETRY_MS 50
 #define LISTEN_BACKLOG 1024
 #define SOCKET_MODE 0666    /* unix: access is the folder's to control */
 
@@ -425,6 +427,20 @@ static struct smfiDesc milter_desc = {
 	.xxfi_close = on_close,
 };
 
+/* The listening socket libmilter opened (it keeps the descriptor to
+ * itself), other than but: the one other listening socket of this
+ * process. -1 if none is found. */
+static int find_listener(int but)
+{
+	for (int fd = 0; fd < 1024; fd++) {
+		int on = 0;
+		socklen_t len = sizeof(on);
+		if (fd != but && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
+			return fd;
+	}
+	return -1;
+}
+
 /* A unix socket: bound beside the path, then renamed over it (a running
  * listener of the previous generation keeps its own until it stops, and
  * the path always names a listening socket). Its inode in *st_r. */
@@ -445,21 +461,75 @@ static int open_unix(const struct milter_listen *l, struct stat *st_r)
 	return 0;
 }
 
-/* An inet socket: the previous generation's listener may hold the port
- * for a moment after it was told to stop. */
+/* Our own TCP listener on l, with SO_REUSEPORT: the previous
+ * generation's listener (which has it too, and the same account) keeps
+ * the port until the new one listens. -1 after a log line. */
+static int bind_inet(const struct milter_listen *l)
+{
+	struct addrinfo hints = { .ai_family = l->v6 ? AF_INET6 : AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(l->host, l->port, &hints, &ai);
+	if (rc != 0) {
+		log_error("milter_listen: %s: %s", l->conn, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		log_error("milter_listen: cannot listen on %s:%s: %s", l->host, l->port,
+			  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* An inet socket: libmilter binds a stand-in of the same family on a port
+ * of the kernel's choosing, and our own listener (bind_inet) takes the
+ * stand-in's descriptor; libmilter accepts on it from then on. */
 static int open_inet(const struct milter_listen *l)
 {
-	if (smfi_setconn((char *)l->conn) != MI_SUCCESS)
+	int fd = bind_inet(l);
+	if (fd < 0)
 		return -1;
-	for (int waited = 0; smfi_opensocket(true) != MI_SUCCESS; waited += BIND_RETRY_MS) {
-		if (waited >= BIND_WAIT_MS) {
-			log_error("milter_listen: cannot listen on %s (in use, or not an address "
-				  "of this machine)", l->conn);
-			return -1;
-		}
-		usleep(BIND_RETRY_MS * 1000);
+	bool v6 = false;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		v6 = ss.ss_family == AF_INET6;
+	char *stand_in = (char *)(v6 ? "inet6:0@::1" : "inet:0@127.0.0.1");
+	int theirs = -1;
+	if (smfi_setconn(stand_in) != MI_SUCCESS || smfi_opensocket(true) != MI_SUCCESS ||
+	    (theirs = find_listener(fd)) < 0 || dup2(fd, theirs) < 0) {
+		log_error("milter_listen: libmilter could not take the socket of %s", l->conn);
+		close(fd);
+		return -1;
 	}
+	close(fd);
 	return 0;
+}
+
+/*
+ * Stop taking new conversations without stopping libmilter (its stop
+ * also stops serving the conversations in progress): the listening
+ * socket is shut down (a unix socket refuses connections, a TCP port is
+ * free for the next generation at once) and its descriptor replaced by a
+ * pipe that never becomes readable, which libmilter's listener then
+ * waits on.
+ */
+static void stop_listening(int listener, int quiet_pipe)
+{
+	int old = dup(listener);
+	if (dup2(quiet_pipe, listener) < 0)
+		log_warn("milter: cannot replace the listening socket: %s", strerror(errno));
+	if (old >= 0) {
+		shutdown(old, SHUT_RDWR);
+		close(old);
+	}
 }
 
 /* Wait for the conversations in progress, at most shutdown_timeout. */
@@ -477,8 +547,21 @@ static void drain(const struct config *cfg)
 	pthread_mutex_unlock(&G.lock);
 	if (left > 0)
 		log_warn("milter: %u conversation(s) still open after shutdown_timeout (%" PRIu64
-			 "s): leaving them to the MTA's milter_default_action", left,
-			 cfg->shutdown_timeout);
+			 "s): left to the MTA's milter_default_action", left, cfg->shutdown_timeout);
+}
+
+/* libmilter's loop, on a thread of its own; the main thread waits for
+ * the supervisor's SIGUSR2. When libmilter stops by itself (its own
+ * signal thread took SIGTERM, SIGHUP or SIGINT) the main thread is told
+ * with a SIGUSR2 too. */
+static volatile int libmilter_rc = -1;
+
+static void *libmilter_thread(void *arg)
+{
+	(void)arg;
+	libmilter_rc = smfi_main() == MI_SUCCESS ? 0 : 1;
+	kill(getpid(), SIGUSR2);
+	return NULL;
 }
 
 int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
@@ -486,10 +569,24 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	struct milter_listen l;
 	char err[160];
 	struct stat st = { 0 };
+	int quiet[2];
 	if (milter_listen_parse(cfg->milter_listen, &l, err, sizeof(err)) < 0) {
 		log_error("milter_listen: %s", err);
 		return 1;
 	}
+	if (pipe2(quiet, O_CLOEXEC) < 0) {
+		log_error("milter: pipe: %s", strerror(errno));
+		return 1;
+	}
+	/* Every thread libmilter starts inherits this: its own signal thread
+	 * waits for SIGHUP, SIGTERM and SIGINT, this one for SIGUSR2. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	G.cfg = cfg;
 	G.scan = scan;
 	G.scan_path = scan_socket_path(cfg->spool_dir);
@@ -505,16 +602,36 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	smfi_setbacklog(LISTEN_BACKLOG);
 	if ((l.is_unix ? open_unix(&l, &st) : open_inet(&l)) < 0)
 		return 1;
+	int listener = find_listener(-1);
 	log_info("milter listening on %s%s (scan=%s)", l.is_unix ? "unix:" : "",
 		 l.is_unix ? l.path : l.conn, scan ? "yes" : "off");
+	pthread_t thread;
+	if (pthread_create(&thread, NULL, libmilter_thread, NULL) != 0) {
+		log_error("milter: cannot start libmilter's thread");
+		return 1;
+	}
 	if (ready_fd >= 0) {
 		char ready = MILTER_READY;
 		if (write(ready_fd, &ready, 1) < 0)
 			log_warn("milter: cannot tell the supervisor it is ready: %s", strerror(errno));
 		close(ready_fd);
 	}
-	int rc = smfi_main() == MI_SUCCESS ? 0 : 1;
-	drain(cfg);
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	int sig = 0;
+	while (sigwait(&usr2, &sig) != 0 || sig != SIGUSR2)
+		;
+	int rc = 0;
+	if (libmilter_rc >= 0) {
+		rc = libmilter_rc; /* stopped by libmilter: its conversations are over */
+		log_info("milter: libmilter stopped (status %d)", rc);
+	} else if (listener < 0) {
+		log_warn("milter: the listening socket is unknown: stopping at once");
+	} else {
+		stop_listening(listener, quiet[0]);
+		drain(cfg);
+	}
 	/* The path still names our socket (no newer generation took it): remove it. */
 	struct stat now;
 	if (l.is_unix && stat(l.path, &now) == 0 && now.st_dev == st.st_dev &&

@@ -50,6 +50,9 @@ struct milter_listen {
 	bool is_unix;
 	char path[96];      /* unix: the socket's path (absolute) */
 	char conn[160];     /* inet: libmilter's "inet:PORT@HOST" / "inet6:PORT@HOST" */
+	char host[104];     /* inet: the host (an IPv6 address without brackets) */
+	char port[6];       /* inet: the port */
+	bool v6;            /* inet: the host was in brackets */
 };
 
 /*

@@ -980,11 +980,10 @@ static int spawn_scan_master(struct master *m, struct generation *g)
  * unix socket before the old one is told to stop. */
 #define MILTER_READY_WAIT_MS 10000
 
-/* The milter process of the current generation. On a reload with a unix
- * socket the old generation's milter process keeps listening until the
- * new one has renamed its socket into place (wait_ready: a bounded wait);
- * with an inet socket the new one binds the port as soon as the old one
- * has let go of it (milter_server.c retries). */
+/* The milter process of the current generation. On a reload the old
+ * generation's milter process keeps listening until the new one listens
+ * too (wait_ready: a bounded wait): a unix socket renamed over the path,
+ * a TCP port shared through SO_REUSEPORT (milter_server.c). */
 static void spawn_milter(struct master *m, bool wait_ready)
 {
 	int ready[2];
@@ -1037,12 +1036,8 @@ static void stop_children(struct master *m)
 	for (size_t i = 0; i < m->child_count; i++)
 		if (m->children[i].role != ROLE_KEYHOLDER &&
 		    !(m->milter && m->children[i].role == ROLE_SCAN))
-			kill(m->children[i].pid, SIGTERM);
-}
-
-static bool milter_listen_is_unix(const struct config *cfg)
-{
-	return strncmp(cfg->milter_listen, "unix:", 5) == 0;
+			kill(m->children[i].pid,
+			     m->children[i].role == ROLE_MILTER ? SIGUSR2 : SIGTERM);
 }
 
 /* Milter mode, stopping: once no milter process is left, the scan
@@ -1150,7 +1145,7 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	if (reloaded)
 		auth_send_config(m, g); /* the new users and settings */
 	if (m->milter && reloaded)
-		spawn_milter(m, milter_listen_is_unix(&g->cfg));
+		spawn_milter(m, true);
 	else
 		spawn_generation(m);
 	/* The old smtp workers retire (their sessions go on), and so does the
@@ -1159,9 +1154,8 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	for (size_t i = 0; i < m->child_count; i++)
 		if (m->children[i].generation != g->number && !role_kept(m->children[i].role) &&
 		    m->children[i].role != ROLE_KEYHOLDER)
-			kill(m->children[i].pid, m->children[i].role == ROLE_QMGR ||
-							 m->children[i].role == ROLE_MILTER
-							 ? SIGTERM : SIGUSR2);
+			kill(m->children[i].pid,
+			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
 
 /* Start generation g: at once, or once its scan master has built the

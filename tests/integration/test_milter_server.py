@@ -283,3 +283,77 @@ class MilterInetTest(_MilterCase):
         self.assertEqual(code, 250, text)
         head, _ = split_message(sink_copy(self.sink, "tcp1"))
         self.assertRegex(header_values(head, "X-Spam-Status")[0], r"^No, score=0\.0 ")
+
+    def test_reload_keeps_serving(self):
+        """Messages keep flowing through two reloads: none is refused or
+        deferred (a new milter process binds the port as soon as the old
+        one has let go of it; Postfix retries nothing here)."""
+        keep_serving(self, self.srv, self.peer, "inet")
+
+
+def keep_serving(case, srv, peer, tag):
+    results, stop = [], threading.Event()
+
+    def sender():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            results.append(submit(peer, _message("%s-load%d" % (tag, n), "load %d" % n,
+                                                 "Just words.")))
+    old_pids = srv.role_pids("milter")
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        for _ in range(2):
+            time.sleep(1)
+            off = srv.log_size()
+            srv.reload()
+            srv.wait_log(r"milter\[\d+\]: info: milter listening on", since=off)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(scaled(60))
+    refused = [r for r in results if r[0] != 250]
+    case.assertGreater(len(results), 5, "too few messages went through")
+    case.assertEqual(refused, [], "messages refused during the reloads")
+    wait_until(lambda: not any(process_alive(p) for p in old_pids), scaled(20),
+               what="the old milter process to exit")
+    case.assertNotEqual(srv.role_pids("milter"), old_pids)
+
+
+class MilterUnixReloadTest(_MilterCase):
+    """A reload with the unix socket: the path is never without a listener."""
+
+    def test_reload_keeps_serving(self):
+        keep_serving(self, self.srv, self.peer, "unix")
+
+
+class MilterStopTest(_MilterCase):
+    """SIGTERM: the conversation in progress is finished, then postern exits."""
+    listen = "inet"
+
+    def test_sigterm_drains(self):
+        conn = SmtpConn(self.peer.smtpd_port, timeout=scaled(30))
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.greeting.code, 220)
+        conn.ehlo("client.test")
+        self.assertEqual(conn.cmd("MAIL FROM:<%s>" % SENDER).code, 250)
+        self.assertEqual(conn.cmd("RCPT TO:<%s>" % RECIPIENT).code, 250)
+        self.assertEqual(conn.cmd("DATA").code, 354)
+        msg = _message("drain1", "drained", "Finished after the stop.")
+        head, body = msg.split("\r\n\r\n", 1)
+        conn.send((head + "\r\n").encode())
+        off = self.srv.log_size()
+        self.srv.send_signal(signal.SIGTERM)
+        self.srv.wait_log(r"master\[\d+\]: info: signal 15: stopping", since=off)
+        time.sleep(1)
+        conn.send(("\r\n" + body + ".\r\n").encode())
+        reply = conn.reply(timeout=scaled(30))
+        self.assertEqual(reply.code, 250, reply)
+        rc = self.srv.proc.wait(scaled(30))
+        self.assertEqual(rc, 0, self.srv.log_tail())
+        head, _ = split_message(sink_copy(self.sink, "drain1"))
+        self.assertRegex(header_values(head, "X-Spam-Status")[0], r"^No, score=0\.0 ")
+        # and nobody listens any more
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.srv.milter_port), timeout=2).close()
