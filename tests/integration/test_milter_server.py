@@ -350,8 +350,12 @@ class MilterStopTest(_MilterCase):
         conn.send(("\r\n" + body + ".\r\n").encode())
         reply = conn.reply(timeout=scaled(30))
         self.assertEqual(reply.code, 250, reply)
+        conn.cmd("QUIT")  # the end of the SMTP session ends the milter conversation
         rc = self.srv.proc.wait(scaled(30))
         self.assertEqual(rc, 0, self.srv.log_tail())
+        self.assertNotIn("still open after shutdown_timeout", self.srv.log_since(off))
+        self.srv.wait_log(r"milter\[\d+\]: info: milter: stopped listening; 1 "
+                          r"conversation\(s\) to finish", since=off)
         head, _ = split_message(sink_copy(self.sink, "drain1"))
         self.assertRegex(header_values(head, "X-Spam-Status")[0], r"^No, score=0\.0 ")
         # and nobody listens any more
