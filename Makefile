@@ -32,7 +32,7 @@ DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
 PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav lmdb \
-            libxxhash libhs libcares zlib
+            libxxhash libhs libcares zlib milter
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g

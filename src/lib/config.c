@@ -196,6 +196,8 @@ static const struct key_def keys[] = {
 	{ "syslog_socket", K_PATH, OFF(syslog_socket), "/dev/log", 0, 0, false, NULL },
 	{ "log_file", K_PATH, OFF(log_file), "", 0, 0, true, NULL },
 	{ "metrics_listen", K_LISTEN, OFF(metrics_listen), "", 0, 0, true, NULL },
+	/* postern milter (src/milter/milter_server.h): unix:/PATH or inet:HOST:PORT */
+	{ "milter_listen", K_STRING, OFF(milter_listen), "", 0, 0, true, NULL },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },

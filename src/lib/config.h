@@ -181,6 +181,7 @@ struct config {
 	/* Operation (docs/postern.8 METRICS, LOGGING). */
 	struct listen_addr *metrics_listen; /* at most one; none = no metrics role */
 	size_t metrics_listen_count;
+	char *milter_listen;       /* postern milter's socket; "" = none (milter_server.h) */
 	enum log_to log_to;        /* where log lines go */
 	enum syslog_facility syslog_facility;
 	char *syslog_socket;       /* log_to = syslog: the local syslog socket (datagrams) */
