@@ -19,8 +19,7 @@ import stat
 import time
 import uuid
 
-from harness import (IS_ROOT, PosternTestCase, make_message, scaled, smtplib_send,
-                     wait_until)
+from harness import IS_ROOT, PosternTestCase, make_message, scaled, wait_until
 from clamd_peer import TEST_SIGNATURES
 
 # The EICAR test file, from two halves: no file of the tree is a test virus.
