@@ -50,6 +50,7 @@
 #include "report/report.h"
 #include "scan/learn_cli.h"
 #include "scan/scan_cli.h"
+#include "server/capture_dir.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -196,6 +197,7 @@ static int check_config(const char *path)
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
 	problems += preflight_check_log_file(&cfg, stderr);
+	problems += capture_dir_prepare(&cfg, &ps, false, stderr);
 	/* The pipeline would stop at the first of the rules' problems, all of
 	 * them listed above: build it (as user) once the rules are right. */
 	if (rule_problems == 0)

@@ -167,6 +167,14 @@ static const struct key_def keys[] = {
 	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
 	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
 	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
+	/* Message capture (src/queue/capture.h, postern.conf(5) CAPTURE). */
+	{ "capture", K_ENUM, OFF(capture), "no", 0, 0, false, yes_no_words },
+	{ "capture_trigger_file", K_PATH, OFF(capture_trigger_file), "", 0, 0, true, NULL },
+	{ "capture_dir", K_PATH, OFF(capture_dir), "", 0, 0, true, NULL },
+	{ "capture_group", K_STRING, OFF(capture_group), "root", 0, 0, false, NULL },
+	{ "capture_senders", K_ADDRESSES, OFF(capture_senders), "", 0, 0, true, NULL },
+	{ "capture_recipients", K_ADDRESSES, OFF(capture_recipients), "", 0, 0, true, NULL },
+	{ "capture_clients", K_CIDRS, OFF(capture_clients), "", 0, 0, true, NULL },
 	{ "clamav_db_dir", K_PATH, OFF(clamav_db_dir), "", 0, 0, true, NULL },
 	{ "clamd_socket", K_STRING, OFF(clamd_socket), "", 0, 0, true, NULL },
 	{ "clamav_max_scan_size", K_SIZE, OFF(clamav_max_scan_size), "100M", 1024, 4000ULL << 20, false, NULL },
@@ -1083,6 +1091,23 @@ static void check_listener_overlap(struct parse_ctx *ctx)
 	}
 }
 
+/* Capture can be on (capture = yes, or a trigger file that may appear):
+ * it needs a folder. Reported at the line that turned it on. */
+static void check_capture(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	if (!config_capture_possible(cfg) || cfg->capture_dir[0] != '\0')
+		return;
+	const char *key = cfg->capture == CONFIG_YES ? "capture" : "capture_trigger_file";
+	report(ctx, config_key_line(cfg, key), "%s: capture_dir is not set: captured messages "
+	       "need a folder (postern serve creates it, owned by user and capture_group)", key);
+}
+
+bool config_capture_possible(const struct config *cfg)
+{
+	return cfg->capture == CONFIG_YES || cfg->capture_trigger_file[0] != '\0';
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
 	check_listener_overlap(ctx);
@@ -1118,6 +1143,7 @@ static void check_consistency(struct parse_ctx *ctx)
 	    strrchr(cfg->clamd_socket, ':') == NULL)
 		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
 		       cfg->clamd_socket);
+	check_capture(ctx);
 	check_limits(ctx);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);

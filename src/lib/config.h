@@ -153,6 +153,16 @@ struct config {
 	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
 	char *notify_template;     /* the notices' text; "" = the built-in one */
 	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
+	/* Message capture (src/queue/capture.h): copies of incoming messages
+	 * in capture_dir while capture = yes or capture_trigger_file exists,
+	 * of every message or of those matching one of the lists. */
+	enum config_bool capture;
+	char *capture_trigger_file; /* "" = none */
+	char *capture_dir;          /* "" = none (then capture must stay off) */
+	char *capture_group;        /* the group that may read the captured files */
+	strlist_t capture_senders;  /* "user@domain", "domain"; none of the three = all */
+	strlist_t capture_recipients;
+	cidr_list_t capture_clients;
 	/* Antivirus (src/scan/antivirus.c): libclamav in process or clamd. */
 	char *clamav_db_dir;            /* "" = no in-process engine */
 	char *clamd_socket;             /* "" = none; "/path" or "host:port" */
@@ -331,6 +341,10 @@ char *config_base_dir(const struct config *cfg);
 /* The greeting text after "220 " (malloc'ed): smtpd_banner with
  * $hostname (or $myhostname) replaced by hostname. */
 char *config_banner(const struct config *cfg);
+
+/* May capture be on while cfg is in force (capture = yes, or a
+ * capture_trigger_file is named)? */
+bool config_capture_possible(const struct config *cfg);
 
 /* A domain name as local_domains takes it (letters, digits, '-', '_',
  * labels of at most 63 octets, 253 in all). */

@@ -71,6 +71,7 @@
 #include "auth_role.h"
 #include "log_writer.h"
 #include "metrics_role.h"
+#include "capture_dir.h"
 #include "preflight.h"
 #include "privsep.h"
 #include "table_watch.h"
@@ -308,6 +309,7 @@ static int generation_check(const struct generation *g)
 	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
 	if (problems == 0)
 		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
+	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }

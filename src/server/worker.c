@@ -41,6 +41,7 @@
 #include "../policy/limits.h"
 #include "../policy/quota_check.h"
 #include "../policy/restrictions.h"
+#include "../queue/capture.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
 #include "../smtp/session.h"
@@ -330,6 +331,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
 				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
+	w.srv.capture = capture_new(w.srv.base, cfg);
 	if (limits_wanted(cfg)) {
 		char *path = anvil_socket_path(cfg->spool_dir);
 		w.srv.limits = limits_new(cfg, anvil_client_new(w.srv.base, path), limits_notice,
@@ -375,6 +377,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	flow_log_cb(-1, 0, &w); /* what the last interval saw */
 	event_free(w.flow_log_timer);
 	queue_flow_free(&w.srv.flow);
+	capture_free(&w.srv.capture);
 	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);

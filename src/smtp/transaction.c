@@ -26,6 +26,7 @@
 #include "../lib/log.h"
 #include "../lib/metrics.h"
 #include "../lib/xalloc.h"
+#include "../queue/capture.h"
 #include "tls.h"
 
 #define DECODED_FLUSH_AT (64 * 1024)
@@ -766,6 +767,25 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 	return flow_then_commit(s);
 }
 
+/* The capture switch (capture.h): a copy of the message as it reached
+ * the end of data, before the verdict, so that refused ones are kept too. */
+static void capture_tx(struct smtp_session *s)
+{
+	struct capture *c = s->srv->capture;
+	if (c == NULL || !capture_on(c))
+		return;
+	struct smtp_tx *tx = s->tx;
+	struct capture_message m = {
+		.queue_id = tx->id, .client = (const struct sockaddr *)&s->peer,
+		.client_addr = s->peer_addr, .helo = s->helo, .sender = tx->sender_text,
+		.rcpts = &tx->rcpts, .content_path = queue_writer_path(tx->writer),
+		.content_off = queue_writer_content_offset(tx->writer),
+		.content_len = queue_writer_size(tx->writer),
+	};
+	if (capture_matches(c, &m))
+		capture_save(c, &m);
+}
+
 /* End of data: the content's own problems, then the verdict, then the
  * commit, then the one 250 that makes us responsible. */
 static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
@@ -788,6 +808,7 @@ static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
+	capture_tx(s);
 	struct policy_request req;
 	session_request(s, POLICY_END_OF_DATA, &req);
 	return session_ask(s, &req, eod_verdict, out);
