@@ -1413,7 +1413,7 @@ static int supervise(struct master *m)
 }
 
 /* Milter mode: milter_listen must say where to listen. */
-static int milter_config_check(const char *path, const struct config *cfg)
+static int milter_listen_check(const char *path, const struct config *cfg)
 {
 	struct milter_listen l;
 	char err[160];
@@ -1440,7 +1440,7 @@ static int supervisor_main(const char *config_path, bool milter)
 	struct generation *g = generation_load(config_path, 1);
 	if (g == NULL)
 		return 1;
-	if (milter && milter_config_check(config_path, &g->cfg) < 0) {
+	if (milter && milter_listen_check(config_path, &g->cfg) < 0) {
 		generation_free(&g);
 		return 1;
 	}
