@@ -5,8 +5,9 @@ process of the integration tests: started on a unix or TCP socket with a
 script of replies and changes (see the top of test_milter.c), and read
 back through its log, one JSON object per callback.
 
-TestMilter(script=..., inet=False) starts it; set_script() changes what
-it does from the next connection on; events() returns the callbacks so
+TestMilter(script=..., inet=False) starts it (script_in_env=True: the
+script goes in TEST_MILTER_SCRIPT instead of a file); set_script()
+changes what it does from the next connection on; events() returns the callbacks so
 far ([{"conn", "msg", "stage", "args", "macros", ...}]); stop() ends it
 ; remove() also removes its folder. spec is what an MTA's configuration names it by
 (unix:/path or inet:127.0.0.1:PORT, the form of Postfix's smtpd_milters
@@ -32,7 +33,7 @@ def milter_unusable():
 class TestMilter:
     __test__ = False  # not a test case
 
-    def __init__(self, script="", inet=False, name="milter", timeout=30):
+    def __init__(self, script="", inet=False, name="milter", timeout=30, script_in_env=False):
         why = milter_unusable()
         if why:
             raise AssertionError(why)
@@ -52,10 +53,17 @@ class TestMilter:
             self.socket_path = os.path.join(self.dir, "milter.sock")
             listen = "unix:" + self.socket_path
             self.spec = "unix:" + self.socket_path
-        self.proc = subprocess.Popen(
-            [MILTER_BIN, "-p", listen, "-l", self.log_path, "-c", self.script_path,
-             "-t", str(timeout)],
-            stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "stderr"), "wb"))
+        # the script in a file (-c, read at each connection, set_script
+        # changes it) or, fixed for the milter's life, in TEST_MILTER_SCRIPT
+        args = [MILTER_BIN, "-p", listen, "-l", self.log_path, "-t", str(timeout)]
+        env = dict(os.environ)
+        if script_in_env:
+            env["TEST_MILTER_SCRIPT"] = ";".join(l.strip() for l in script.splitlines()
+                                                 if l.strip())
+        else:
+            args += ["-c", self.script_path]
+        with open(os.path.join(self.dir, "stderr"), "wb") as err:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env)
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
             self.stop()

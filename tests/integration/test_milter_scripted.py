@@ -72,8 +72,8 @@ class MilterClientCase(PosternTestCase):
         if why:
             self.fail(why)
 
-    def milter(self, script="", inet=False, name="milter"):
-        m = TestMilter(script, inet=inet, name=name)
+    def milter(self, script="", inet=False, name="milter", script_in_env=False):
+        m = TestMilter(script, inet=inet, name=name, script_in_env=script_in_env)
         self.addCleanup(m.remove)
         return m
 
@@ -356,7 +356,8 @@ class SeveralMiltersTest(MilterClientCase):
         self.assertEqual(rcpts, ["<bob@example.test>"])
 
     def test_a_refusal_by_the_first_stops_the_second(self):
-        first = self.milter("envfrom reject", name="first")
+        # (this one reads its script from the environment)
+        first = self.milter("envfrom reject", name="first", script_in_env=True)
         second = self.milter(name="second")
         srv = self.server([first, second])
         step, r = self.dialogue(srv)
