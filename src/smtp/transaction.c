@@ -676,6 +676,23 @@ static int apply_edit(struct queue_writer *w, const struct policy_edit *e, char 
 	case POLICY_EDIT_ADD_HEADER:
 		rc = queue_writer_add_header(w, true, field, err_r);
 		break;
+	case POLICY_EDIT_INSERT_HEADER:
+		rc = queue_writer_insert_header(w, e->index, field, err_r);
+		break;
+	case POLICY_EDIT_CHANGE_HEADER: /* value NULL: the field goes */
+		rc = queue_writer_change_header(w, e->name, e->index, field, err_r);
+		break;
+	case POLICY_EDIT_REPLACE_BODY: {
+		/* The queue file's own form: LF line ends. */
+		buf_t body = BUF_INIT;
+		for (size_t i = 0; i < e->body.len; i++)
+			if (!(e->body.data[i] == '\r' && i + 1 < e->body.len &&
+			      e->body.data[i + 1] == '\n'))
+				buf_putc(&body, e->body.data[i]);
+		rc = queue_writer_replace_body(w, body.data, body.len, err_r);
+		buf_free(&body);
+		break;
+	}
 	case POLICY_EDIT_ADD_RCPT:
 		rc = queue_writer_add_rcpt(w, e->value, err_r);
 		break;
@@ -686,7 +703,7 @@ static int apply_edit(struct queue_writer *w, const struct policy_edit *e, char 
 		rc = queue_writer_set_sender(w, e->value, err_r);
 		break;
 	default:
-		*err_r = xstrdup("this change is not supported yet");
+		*err_r = xstrdup("unknown change");
 		rc = -1;
 		break;
 	}

@@ -889,6 +889,16 @@ static void test_end_of_message_changes(void **state)
 	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
 	through_to_eom(0, NULL);
 	m_send_strings(0, MILTER_REP_ADDHEADER, "X-One", "1");
+	buf_t d = BUF_INIT;
+	put32(&d, 1);
+	buf_append(&d, "X-Inserted\0two\r\n\tlines", 23);
+	m_send(0, MILTER_REP_INSHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "Subject\0changed", 16);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_send(0, MILTER_REP_REPLBODY, "new body\r\n", 10);
+	m_send(0, MILTER_REP_REPLBODY, "second part\r\n", 13);
 	m_send_strings(0, MILTER_REP_ADDRCPT, "<bob@example.test>", NULL);
 	m_send_strings(0, MILTER_REP_CHGFROM, "<new@remote.test>", NULL);
 	m_answer(0, MILTER_REP_CONTINUE);
@@ -897,7 +907,19 @@ static void test_end_of_message_changes(void **state)
 	read_only_file("queue", &q);
 	assert_string_equal(q.sender, "new@remote.test");
 	assert_int_equal(q.rcpt_count, 2);
+	/* The header changes in their order, as the queue file keeps them. */
+	assert_int_equal(q.edit_count, 3);
+	assert_string_equal(q.edits[0].text, "X-One: 1");
+	assert_int_equal(q.edits[1].type, 'i');
+	assert_int_equal(q.edits[1].where, 1);
+	assert_string_equal(q.edits[1].text, "X-Inserted: two\n\tlines");
+	assert_int_equal(q.edits[2].type, 'c');
+	assert_string_equal(q.edits[2].field, "Subject: changed");
+	/* The new body, LF line ends, both chunks. */
+	assert_true(q.body_replaced);
+	assert_int_equal(q.body_len, strlen("new body\nsecond part\n"));
 	qf_msg_free(&q);
+	buf_free(&d);
 	stop();
 }
 
