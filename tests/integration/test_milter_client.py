@@ -17,15 +17,17 @@ fake milters in tests/unit/test_milter_client.c; a libmilter test milter
 exercising every reply is tests/milter/ (issue 12, other part).
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
-from harness import (DOMAIN, IS_ROOT, PosternTestCase, SmtpConn, make_message, queue_id_of,
-                     scaled, wait_until)
+from harness import (DOMAIN, IS_ROOT, PosternTestCase, SmtpConn, free_port, make_message,
+                     queue_id_of, scaled, wait_until)
 
 OPENDKIM = shutil.which("opendkim") or "/usr/sbin/opendkim"
 GENKEY = shutil.which("opendkim-genkey") or "/usr/sbin/opendkim-genkey"
@@ -171,13 +173,23 @@ class OpenDkimSigning(PosternTestCase):
         srv.wait_log(r"%s: milter=unix:%s changes=1" % (qid, self.dkim.socket))
 
     def test_milter_gone_default_tempfail(self):
-        srv = self.server()
+        metrics_port = free_port()
+        srv = self.server(metrics_listen="127.0.0.1:%d" % metrics_port)
         self.dkim.stop()
         os.unlink(self.dkim.socket)
         r = send(srv.port, "sender@%s" % DOMAIN, "no milter")
         self.assertReply(r, 451, "4.7.1")
         self.assertEqual(srv.spool_files("queue"), [])
         srv.wait_log(r"milter=unix:%s failed: cannot connect" % self.dkim.socket)
+        # The refusal is counted as the milter's.
+        url = "http://127.0.0.1:%d/metrics" % metrics_port
+
+        def counted():
+            with urllib.request.urlopen(url, timeout=scaled(10)) as m:
+                text = m.read().decode("utf-8")
+            return re.search(r'^postern_smtp_rejections_total\{[^}]*check="milter"[^}]*\} [1-9]',
+                             text, re.M)
+        wait_until(counted, scaled(10), what="a refusal counted with check=milter")
 
     def test_milter_gone_default_continue(self):
         srv = self.server(milter_default_action="continue")
