@@ -923,6 +923,91 @@ static void test_end_of_message_changes(void **state)
 	stop();
 }
 
+static void test_inet_milter(void **state)
+{
+	(void)state;
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t alen = sizeof(addr);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &alen), 0);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	char spec[64];
+	snprintf(spec, sizeof(spec), "inet:127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+	start(0, spec, "");
+	fx.m[0].listener = lfd;
+	greeted(0);
+	envelope("alice@example.test");
+	stop();
+}
+
+static void test_unknown_commands_told_and_their_answers_dropped(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	buf_t d = BUF_INIT;
+	say("XFROB something\r\n");
+	expect_lines(1, "500 5.5.2 ");
+	m_expect(0, MILTER_CMD_UNKNOWN, &d);
+	assert_string_equal(d.data, "XFROB something");
+	m_answer(0, MILTER_REP_REJECT); /* the session has answered already */
+	/* The next command's answer is the one that counts. */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	buf_free(&d);
+	stop();
+}
+
+static void test_refusal_at_end_of_message_drops_the_changes(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	/* milter 1 wants only the end of the message */
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOHDRS | MILTER_P_NOEOH |
+			 MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-From-First", "1");
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_REJECT);
+	expect_lines(1, "554 5.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
+	assert_int_equal(files_in("incoming"), 0);
+	stop();
+}
+
+static void test_negotiation_asking_too_much_fails(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	connect_client();
+	/* actions beyond what was offered */
+	m_negotiate(0, 0x400, 0, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 ");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
 /* ---- the configuration ---------------------------------------------------------- */
 
 static void test_list_parse(void **state)
@@ -1008,6 +1093,10 @@ int main(void)
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
+		cmocka_unit_test(test_inet_milter),
+		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
+		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
+		cmocka_unit_test(test_negotiation_asking_too_much_fails),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
