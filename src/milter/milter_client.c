@@ -49,6 +49,9 @@
 #define BODY_READ_MAX (MILTER_CHUNK_MAX / 2)
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
+/* The most changes one milter may ask for at the end of a message (the
+ * queue file takes fewer; this bounds what is held in memory). */
+#define CHANGES_MAX 4096
 
 enum run { RUN_WAIT, RUN_NEXT, RUN_STOP };
 
@@ -424,6 +427,16 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 				 conv_log_key(c), c->spec->name, milter_reply_name(r->kind));
 			return;
 		}
+	if (ms->edits.count >= CHANGES_MAX) {
+		conv_fail(c, "too many changes");
+		return;
+	}
+	if (r->kind == MILTER_REP_REPLBODY &&
+	    (ms->replbody != NULL ? ms->replbody->body.len : 0) + r->body_len >
+		    ms->client->cfg->message_size_limit) {
+		conv_fail(c, "a new body over message_size_limit");
+		return;
+	}
 	/* A value as it follows the colon: with HDR_LEADSPC the milter gives
 	 * the white space itself, otherwise one space goes before it. */
 	char *value = NULL;

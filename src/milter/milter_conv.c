@@ -236,8 +236,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		bool more = !final || c->ignored > 0;
 		milter_answer(c, &r);
 		free(packet);
-		if (!more)
-			return;
+		if (!more || c->bev == NULL)
+			return; /* done, or the answer made us give up on the milter */
 	}
 }
 

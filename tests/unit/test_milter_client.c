@@ -834,7 +834,41 @@ static void test_broken_answer_gets_the_default_action(void **state)
 	m_expect(0, MILTER_CMD_MAIL, NULL);
 	m_send(0, 'Z', "junk", 4);
 	expect_lines(1, "550 5.7.1 ");
-	/* A change before the end of the message is a fault too. */
+	stop();
+}
+
+static void test_change_before_the_end_is_a_fault(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	/* a change, then more bytes in the same read */
+	buf_t b = BUF_INIT;
+	milter_put_packet(&b, MILTER_REP_ADDHEADER, "X-Early\0no", 11);
+	milter_put_packet(&b, MILTER_REP_CONTINUE, NULL, 0);
+	assert_int_equal(safeio_write_all(fx.m[0].fd, b.data, b.len), 0);
+	buf_free(&b);
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
+static void test_too_many_changes(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "message_size_limit = 4k\n");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	/* a new body over message_size_limit: the milter is given up */
+	char chunk[3000];
+	memset(chunk, 'a', sizeof(chunk));
+	m_send(0, MILTER_REP_REPLBODY, chunk, sizeof(chunk));
+	m_send(0, MILTER_REP_REPLBODY, chunk, sizeof(chunk));
+	expect_lines(1, "451 4.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
 	stop();
 }
 
@@ -1090,6 +1124,8 @@ int main(void)
 		cmocka_unit_test(test_silent_milter_with_continue),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
+		cmocka_unit_test(test_change_before_the_end_is_a_fault),
+		cmocka_unit_test(test_too_many_changes),
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
