@@ -26,7 +26,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import (DOMAIN, IS_ROOT, PosternTestCase, SmtpConn, free_port, make_message,
+from harness import (DOMAIN, IS_ROOT, POSTERN_BIN, PosternTestCase, SmtpConn, free_port, make_message,
                      queue_id_of, scaled, wait_until)
 
 OPENDKIM = shutil.which("opendkim") or "/usr/sbin/opendkim"
@@ -202,6 +202,23 @@ class OpenDkimSigning(PosternTestCase):
 
 
 class MilterConfig(PosternTestCase):
+
+    @unittest.skipUnless(IS_ROOT, "needs root to run check-config as another user")
+    def test_descriptors_count_the_milters(self):
+        # Each session holds a connection to each milter, and the message
+        # they read: the open-file check at start counts them.
+        srv = self.start_server(start=False, config={
+            "worker_connections": "100",
+            "milters": "unix:/run/a.sock, unix:/run/b.sock"})
+        p = subprocess.run(["prlimit", "--nofile=256:256", "setpriv",
+                            "--reuid=65534", "--regid=65534", "--clear-groups",
+                            POSTERN_BIN, "check-config", "-c", srv.conf_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(20))
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("worker_connections: 100 sessions per smtp worker need 564 open files "
+                      "(5 per session: socket, queue file, 2 milters and the message they "
+                      "read plus 64), but the limit is 256", err)
 
     def test_check_config_names_the_line(self):
         srv = self.start_server(start=False, config={"milters": "inet:mail.example:8891"})
