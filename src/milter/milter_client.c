@@ -613,6 +613,19 @@ static const char *helo_of(const struct policy_request *req)
 	return req->helo != NULL ? req->helo : "";
 }
 
+/* MAIL or RCPT with the command's ESMTP parameters, each its own string. */
+static void put_envelope(const struct policy_request *req, char cmd, const char *path, buf_t *b)
+{
+	char args[sizeof(req->esmtp_args)];
+	const char *params[32];
+	size_t n = 0;
+	snprintf(args, sizeof(args), "%s", req->esmtp_args);
+	for (char *save = NULL, *tok = strtok_r(args, " ", &save); tok != NULL && n < 32;
+	     tok = strtok_r(NULL, " ", &save))
+		params[n++] = tok;
+	milter_encode_envelope(b, cmd, path, params, n);
+}
+
 /* The one command of the stages before the end of data; true when an
  * answer is due. */
 static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
@@ -647,7 +660,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		path[0] = '<';
 		strcat(path, ">");
 		put_macros(ms, c, MILTER_MACROS_MAIL, MILTER_CMD_MAIL, &b);
-		milter_encode_envelope(&b, MILTER_CMD_MAIL, path, NULL, 0);
+		put_envelope(req, MILTER_CMD_MAIL, path, &b);
 		due = send_command(c, &b, MILTER_CMD_MAIL, MILTER_P_NOMAIL, MILTER_P_NR_MAIL, false);
 		break;
 	case POLICY_RCPT:
@@ -655,7 +668,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		path[0] = '<';
 		strcat(path, ">");
 		put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
-		milter_encode_envelope(&b, MILTER_CMD_RCPT, path, NULL, 0);
+		put_envelope(req, MILTER_CMD_RCPT, path, &b);
 		due = send_command(c, &b, MILTER_CMD_RCPT, MILTER_P_NORCPT, MILTER_P_NR_RCPT, false);
 		break;
 	case POLICY_DATA:

@@ -121,6 +121,24 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 	return true;
 }
 
+/* The command's ESMTP parameters for the milters' MAIL and RCPT (those
+ * that do not fit are left out). */
+static void esmtp_args(const struct smtp_command *cmd, char *out, size_t outlen)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < cmd->param_count; i++) {
+		const struct smtp_param *p = &cmd->params[i];
+		size_t need = p->keyword.len + (p->has_value ? 1 + p->value.len : 0) + 1;
+		if (n + need >= outlen)
+			continue;
+		n += (size_t)snprintf(out + n, outlen - n, "%s%.*s%s%.*s", n > 0 ? " " : "",
+				      (int)p->keyword.len, p->keyword.ptr, p->has_value ? "=" : "",
+				      p->has_value ? (int)p->value.len : 0,
+				      p->has_value ? p->value.ptr : "");
+	}
+}
+
 /* Verdicts other than accept and refuse leave their mark on the
  * transaction: the strongest disposition wins (discard > quarantine >
  * hold), tag headers add up. */
@@ -202,6 +220,7 @@ enum step tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd,
 	req.has_sender = true;
 	req.sender = tx->sender;
 	snprintf(req.queue_id, sizeof(req.queue_id), "%s", tx->id);
+	esmtp_args(cmd, req.esmtp_args, sizeof(req.esmtp_args));
 	return session_ask(s, &req, mail_verdict, out);
 }
 
@@ -286,6 +305,7 @@ enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
 	session_request(s, POLICY_RCPT, &req);
 	req.has_rcpt = true;
 	req.rcpt = cmd->path;
+	esmtp_args(cmd, req.esmtp_args, sizeof(req.esmtp_args));
 	return session_ask(s, &req, rcpt_verdict, out);
 }
 

@@ -252,6 +252,20 @@ static void expect_lines(size_t n, const char *prefix)
 	free(got);
 }
 
+/* A whole reply, however many lines; its last line must start with prefix. */
+static void expect_reply(const char *prefix)
+{
+	for (;;) {
+		char *line = take_lines(1);
+		bool last = strlen(line) > 3 && line[3] == ' ';
+		if (last && strncmp(line, prefix, strlen(prefix)) != 0)
+			fail_msg("expected \"%s...\", got \"%s\"", prefix, line);
+		free(line);
+		if (last)
+			return;
+	}
+}
+
 static void say(const char *text)
 {
 	assert_int_equal(safeio_write_all(fx.client, text, strlen(text)), 0);
@@ -504,14 +518,20 @@ static void test_a_whole_conversation(void **state)
 	assert_non_null(strstr(fx.m[0].macros.data, "{daemon_name}=mx\n"));
 	m_answer(0, MILTER_REP_CONTINUE);
 	expect_lines(1, "220 ");
-	say("HELO client.test\r\n");
+	say("EHLO client.test\r\n");
 	m_expect(0, MILTER_CMD_HELO, &d);
 	assert_string_equal(d.data, "client.test");
 	m_answer(0, MILTER_REP_CONTINUE);
-	expect_lines(1, "250 ");
-	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_reply("250 ");
+	say("MAIL FROM:<sender@remote.test> SIZE=1000 BODY=8BITMIME\r\n");
 	m_expect(0, MILTER_CMD_MAIL, &d);
 	assert_string_equal(d.data, "<sender@remote.test>");
+	/* then each ESMTP parameter, as given */
+	assert_int_equal(d.len, strlen("<sender@remote.test>") + 1 + strlen("SIZE=1000") + 1 +
+				    strlen("BODY=8BITMIME") + 1);
+	assert_string_equal(d.data + strlen("<sender@remote.test>") + 1, "SIZE=1000");
+	assert_string_equal(d.data + strlen("<sender@remote.test>SIZE=1000") + 2,
+			    "BODY=8BITMIME");
 	assert_non_null(strstr(fx.m[0].macros.data, "{mail_addr}=sender@remote.test\n"));
 	assert_non_null(strstr(fx.m[0].macros.data, "{mail_host}=remote.test\n"));
 	assert_non_null(strstr(fx.m[0].macros.data, "\ni="));
