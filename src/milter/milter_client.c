@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
@@ -113,6 +114,8 @@ static void content_free(struct milter_session *ms)
 	ms->header_count = 0;
 	policy_edits_free(&ms->edits);
 	ms->replbody = NULL;
+	ms->body_replaced = false;
+	buf_free(&ms->new_body);
 }
 
 static void add_header(struct milter_session *ms, const char *line, size_t len)
@@ -198,16 +201,24 @@ static int content_open(struct milter_session *ms, const struct policy_request *
 	return 0;
 }
 
-/* The next body chunk from ms->body_pos with CRLF line ends; its length,
- * 0 at the end, -1 on a read error. */
+/* The next body chunk from ms->body_pos (in the file, or in the new body
+ * an earlier milter gave) with CRLF line ends; its length, 0 at the end,
+ * -1 on a read error. */
 static ssize_t body_chunk(struct milter_session *ms, char *out)
 {
 	char raw[BODY_READ_MAX];
-	uint64_t left = ms->body_end - ms->body_pos;
+	uint64_t end = ms->body_replaced ? ms->new_body.len : ms->body_end;
+	uint64_t left = end - ms->body_pos;
 	size_t want = left < sizeof(raw) ? (size_t)left : sizeof(raw);
 	if (want == 0)
 		return 0;
-	ssize_t got = pread(ms->fd, raw, want, (off_t)ms->body_pos);
+	ssize_t got;
+	if (ms->body_replaced) {
+		memcpy(raw, ms->new_body.data + ms->body_pos, want);
+		got = (ssize_t)want;
+	} else {
+		got = pread(ms->fd, raw, want, (off_t)ms->body_pos);
+	}
 	if (got <= 0)
 		return -1;
 	ms->body_pos += (uint64_t)got;
@@ -493,6 +504,75 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 	free(value);
 }
 
+/* text with CRLF made LF (a milter's folds and body; the queue file's
+ * own form), malloc'ed. */
+static char *lf_only(const char *text, size_t len, size_t *len_r)
+{
+	char *out = xmalloc(len + 1);
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (!(text[i] == '\r' && i + 1 < len && text[i + 1] == '\n'))
+			out[n++] = text[i];
+	out[n] = '\0';
+	if (len_r != NULL)
+		*len_r = n;
+	return out;
+}
+
+/* Make c's header changes and new body to the message the next milters
+ * get, the way the queue file applies them on delivery (docs/queue.md):
+ * an insert index and a change's occurrence count the header section as
+ * the changes before them left it; a change of a field that is not there
+ * does nothing. */
+static void view_apply(struct milter_session *ms, const policy_edits_t *edits)
+{
+	for (size_t i = 0; i < edits->count; i++) {
+		const struct policy_edit *e = &edits->items[i];
+		if (e->type == POLICY_EDIT_REPLACE_BODY) {
+			size_t len;
+			char *body = lf_only(e->body.data != NULL ? e->body.data : "", e->body.len,
+					     &len);
+			buf_reset(&ms->new_body);
+			buf_append(&ms->new_body, body, len);
+			free(body);
+			ms->body_replaced = true;
+			continue;
+		}
+		if (e->type != POLICY_EDIT_ADD_HEADER && e->type != POLICY_EDIT_INSERT_HEADER &&
+		    e->type != POLICY_EDIT_CHANGE_HEADER)
+			continue;
+		size_t at = ms->header_count;
+		if (e->type == POLICY_EDIT_INSERT_HEADER && e->index < at)
+			at = e->index;
+		if (e->type == POLICY_EDIT_CHANGE_HEADER) {
+			uint32_t seen = 0;
+			for (at = 0; at < ms->header_count; at++)
+				if (strcasecmp(ms->headers[at].name, e->name) == 0 && ++seen == e->index)
+					break;
+			if (at == ms->header_count)
+				continue; /* no such field */
+			free(ms->headers[at].value);
+			if (e->value != NULL) {
+				ms->headers[at].value = lf_only(e->value, strlen(e->value), NULL);
+				continue;
+			}
+			free(ms->headers[at].name);
+			memmove(&ms->headers[at], &ms->headers[at + 1],
+				(ms->header_count - at - 1) * sizeof(*ms->headers));
+			ms->header_count--;
+			continue;
+		}
+		ms->headers = xreallocarray(ms->headers, ms->header_count + 1,
+					    sizeof(*ms->headers));
+		memmove(&ms->headers[at + 1], &ms->headers[at],
+			(ms->header_count - at) * sizeof(*ms->headers));
+		ms->headers[at].name = xstrdup(e->name);
+		ms->headers[at].value = lf_only(e->value != NULL ? e->value : "",
+						e->value != NULL ? strlen(e->value) : 0, NULL);
+		ms->header_count++;
+	}
+}
+
 /* The end of the message is answered: keep c's changes if it let the
  * message through. */
 static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool keep)
@@ -502,6 +582,8 @@ static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool 
 	if (keep && ms->edits.count > 0) {
 		log_info("%s: milter=%s changes=%zu", conv_log_key(c), c->spec->name,
 			 ms->edits.count);
+		if (c->index + 1 < ms->count)
+			view_apply(ms, &ms->edits); /* what the next milters see */
 		policy_edits_move(&policy_call_reply(ms->call)->edits, &ms->edits);
 	}
 	policy_edits_free(&ms->edits);
@@ -811,7 +893,7 @@ static enum run conv_step(struct milter_session *ms, struct milter_conv *c)
 		if (stage == POLICY_END_OF_DATA) {
 			ms->eod = EOD_HEADERS;
 			ms->header_next = 0;
-			ms->body_pos = ms->body_off;
+			ms->body_pos = ms->body_replaced ? 0 : ms->body_off;
 			ms->body_skip = false;
 		} else if (envelope_step(ms, c)) {
 			return RUN_WAIT;

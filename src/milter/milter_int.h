@@ -93,6 +93,11 @@ struct milter_session {
 	bool body_skip;
 	policy_edits_t edits; /* the current milter's changes (kept if it accepts) */
 	struct policy_edit *replbody;
+	/* The message as the milters before the current one changed it: their
+	 * header changes are made to headers, a new body (LF line ends)
+	 * replaces the file's. */
+	bool body_replaced;
+	buf_t new_body;
 };
 
 /* ---- milter_conv.c ---------------------------------------------------------------- */

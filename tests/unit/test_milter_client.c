@@ -41,6 +41,7 @@
 #include "mail/recipients.h"
 #include "milter/milter_client.h"
 #include "milter/milter_proto.h"
+#include "queue/maildir_header.h"
 #include "queue/queue_file.h"
 #include "smtp/session.h"
 
@@ -418,7 +419,8 @@ static size_t files_in(const char *folder)
 	return n;
 }
 
-static void read_only_file(const char *folder, struct qf_msg *m)
+/* Read the one file in folder into m; its descriptor, open. */
+static int read_only_file(const char *folder, struct qf_msg *m)
 {
 	char *dir = safeio_path_join(fx.cfg.spool_dir, folder);
 	DIR *d = opendir(dir);
@@ -434,9 +436,9 @@ static void read_only_file(const char *folder, struct qf_msg *m)
 	int fd = open(path, O_RDONLY);
 	char *err = NULL;
 	assert_int_equal(qf_read(fd, m, &err), 0);
-	close(fd);
 	free(path);
 	free(dir);
+	return fd;
 }
 
 /* Connect, greet through milter 0 (continue at connect and HELO). */
@@ -568,7 +570,7 @@ static void test_a_whole_conversation(void **state)
 	expect_lines(1, "250 2.0.0 Ok: queued as ");
 	assert_int_equal(files_in("queue"), 1);
 	struct qf_msg q;
-	read_only_file("queue", &q);
+	close(read_only_file("queue", &q));
 	assert_int_equal(q.edit_count, 1);
 	assert_string_equal(q.edits[0].text, "X-Milter: checked");
 	qf_msg_free(&q);
@@ -680,7 +682,7 @@ static void test_discard_and_quarantine(void **state)
 	assert_int_equal(files_in("queue"), 0);
 	assert_int_equal(files_in("quarantine"), 1);
 	struct qf_msg q;
-	read_only_file("quarantine", &q);
+	close(read_only_file("quarantine", &q));
 	assert_string_equal(q.note.text, "looks odd");
 	qf_msg_free(&q);
 	stop();
@@ -958,7 +960,7 @@ static void test_end_of_message_changes(void **state)
 	m_answer(0, MILTER_REP_CONTINUE);
 	expect_lines(1, "250 2.0.0 Ok: queued as ");
 	struct qf_msg q;
-	read_only_file("queue", &q);
+	close(read_only_file("queue", &q));
 	assert_string_equal(q.sender, "new@remote.test");
 	assert_int_equal(q.rcpt_count, 2);
 	/* The header changes in their order, as the queue file keeps them. */
@@ -972,6 +974,81 @@ static void test_end_of_message_changes(void **state)
 	/* The new body, LF line ends, both chunks. */
 	assert_true(q.body_replaced);
 	assert_int_equal(q.body_len, strlen("new body\nsecond part\n"));
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
+static void test_next_milter_sees_the_changes(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: old\r\nX-Gone: 1\r\n\r\nold body\r\n.\r\n");
+	through_to_eom(0, NULL);
+	buf_t d = BUF_INIT;
+	put32(&d, 0);
+	buf_append(&d, "X-Top\0one", 10);
+	m_send(0, MILTER_REP_INSHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "Subject\0new", 12);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "X-Gone\0", 8);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-End", "two\r\n\tlines");
+	m_send(0, MILTER_REP_REPLBODY, "new body\r\n", 10);
+	m_answer(0, MILTER_REP_CONTINUE);
+	/* milter 1 gets the message as milter 0 left it */
+	static const char *const want[][2] = {
+		{ "X-Top", "one" }, { "Received", NULL }, { "Subject", "new" },
+		{ "X-End", "two\n\tlines" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i][0]);
+		if (want[i][1] != NULL)
+			assert_string_equal(d.data + strlen(want[i][0]) + 1, want[i][1]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_EOH, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODY, &d);
+	assert_int_equal(d.len, 10);
+	assert_memory_equal(d.data, "new body\r\n", 10);
+	m_answer(1, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	/* ... which is the message as it will be delivered. */
+	struct qf_msg q;
+	int fd = read_only_file("queue", &q);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	assert_int_equal(mhdr_read_message(fd, &q, false, 1 << 20, &out, &err), 0);
+	close(fd);
+	const char *text = buf_cstr(&out);
+	if (strncmp(text, "X-Top: one\nReceived: ", 21) != 0)
+		fail_msg("delivered as: %s", text);
+	const char *rest = strstr(text, "\nSubject: new\nX-End: two\n\tlines\n\nnew body\n");
+	if (rest == NULL)
+		fail_msg("delivered as: %s", text);
+	assert_null(strstr(text, "X-Gone"));
+	buf_free(&out);
 	qf_msg_free(&q);
 	buf_free(&d);
 	stop();
@@ -1149,6 +1226,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
+		cmocka_unit_test(test_next_milter_sees_the_changes),
 		cmocka_unit_test(test_inet_milter),
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
