@@ -1010,10 +1010,16 @@ static void milter_cancel(struct policy_call *call, void *arg)
 		return;
 	struct milter_conv *c = ms->cur < ms->count ? &ms->convs[ms->cur] : NULL;
 	bool out_of_step = c != NULL && c->state == CONV_READY && (c->waiting || ms->started);
+	if (out_of_step) {
+		/* Not the milter's fault (the client left, or policy_timeout):
+		 * logged as such, but the conversation is over all the same. */
+		log_info("%s: milter=%s dropped in the middle of %s: the session stopped "
+			 "waiting", conv_log_key(c), c->spec->name, stage_of(ms));
+		conv_close(c, false);
+		c->state = CONV_FAILED;
+	}
 	content_free(ms);
-	ms->call = NULL; /* before conv_fail, which would carry on with the stage */
-	if (out_of_step)
-		conv_fail(c, "the session stopped waiting for it");
+	ms->call = NULL;
 	ms->req = NULL;
 }
 
