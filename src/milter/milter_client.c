@@ -24,30 +24,26 @@
  * its default action (continue, tempfail or reject) for the rest of the
  * session.
  *
- * Untrusted input: the milters' answers (decoded by milter_proto.c), and
- * the message's header section read back from the queue file (bounded by
- * header_size_limit). Unprivileged smtp worker, on its event loop; the
- * only blocking call is the read of the message's own queue file, which
- * was just written (page cache).
+ * The message itself (header fields and body chunks, as the milters
+ * before changed it) comes from milter_message.c, the macros from
+ * milter_macros.c, the connections from milter_conv.c.
+ *
+ * Untrusted input: the milters' answers (decoded by milter_proto.c; the
+ * changes bounded here: CHANGES_MAX, a new body within
+ * message_size_limit). Unprivileged smtp worker, on its event loop.
  */
 #include "milter_int.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
-#include "../version.h"
 
-/* Raw bytes per body chunk: LF becomes CRLF, so at most twice this,
- * which stays within MILTER_CHUNK_MAX. */
-#define BODY_READ_MAX (MILTER_CHUNK_MAX / 2)
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
 /* The most changes one milter may ask for at the end of a message (the
@@ -97,259 +93,6 @@ struct milter_session *milter_session_new(struct milter_client *c)
 		ms->convs[i].index = i;
 	}
 	return ms;
-}
-
-/* ---- the message's content --------------------------------------------------------- */
-
-static void content_free(struct milter_session *ms)
-{
-	if (ms->fd >= 0)
-		close(ms->fd);
-	ms->fd = -1;
-	for (size_t i = 0; i < ms->header_count; i++) {
-		free(ms->headers[i].name);
-		free(ms->headers[i].value);
-	}
-	xfree(&ms->headers);
-	ms->header_count = 0;
-	policy_edits_free(&ms->edits);
-	ms->replbody = NULL;
-	ms->body_replaced = false;
-	buf_free(&ms->new_body);
-}
-
-static void add_header(struct milter_session *ms, const char *line, size_t len)
-{
-	const char *colon = memchr(line, ':', len);
-	ms->headers = xreallocarray(ms->headers, ms->header_count + 1, sizeof(*ms->headers));
-	struct milter_header *h = &ms->headers[ms->header_count++];
-	size_t nlen = (size_t)(colon - line);
-	while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-		nlen--;
-	h->name = xstrndup(line, nlen);
-	h->value = xstrndup(colon + 1, len - (size_t)(colon + 1 - line));
-}
-
-/* Does this line start a header field ("Name:")? */
-static bool field_start(const char *line, size_t len)
-{
-	size_t i = 0;
-	while (i < len && line[i] > ' ' && line[i] < 127 && line[i] != ':')
-		i++;
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return i > 0 && i < len && line[i] == ':' && (line[0] != ' ' && line[0] != '\t');
-}
-
-/* Read the header section (LF line ends in the queue file) into
- * ms->headers and find where the body starts. 0, or -1 on a read error. */
-static int content_open(struct milter_session *ms, const struct policy_request *req)
-{
-	if (req->content_path == NULL)
-		return -1;
-	ms->fd = open(req->content_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (ms->fd < 0)
-		return -1;
-	uint64_t limit = ms->client->cfg->header_size_limit + 64 * 1024; /* and our Received: */
-	uint64_t want = req->content_len < limit ? req->content_len : limit;
-	char *text = xmalloc((size_t)want + 1);
-	ssize_t got = want > 0 ? pread(ms->fd, text, (size_t)want, (off_t)req->content_off) : 0;
-	if (got < 0 || (uint64_t)got != want) {
-		free(text);
-		return -1;
-	}
-	ms->body_end = req->content_off + req->content_len;
-	ms->body_off = ms->body_end;
-	size_t pos = 0, n = (size_t)got;
-	buf_t field = BUF_INIT;
-	bool have_field = false;
-	while (pos < n) {
-		char *nl = memchr(text + pos, '\n', n - pos);
-		if (nl == NULL && (uint64_t)n < req->content_len)
-			break; /* cut by the limit: the rest counts as body */
-		size_t end = nl != NULL ? (size_t)(nl - text) : n;
-		const char *line = text + pos;
-		size_t len = end - pos;
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		if (len > 0 && (line[0] == ' ' || line[0] == '\t') && have_field) {
-			buf_putc(&field, '\n');
-			buf_append(&field, line, len);
-		} else {
-			if (have_field)
-				add_header(ms, field.data, field.len);
-			buf_reset(&field);
-			have_field = false;
-			if (len == 0 || !field_start(line, len)) {
-				/* the empty line (skipped), or a line that is no field:
-				 * the body starts there */
-				ms->body_off = req->content_off + (len == 0 ? end + 1 : pos);
-				pos = n;
-				break;
-			}
-			buf_append(&field, line, len);
-			have_field = true;
-		}
-		pos = end + 1;
-	}
-	if (have_field)
-		add_header(ms, field.data, field.len);
-	if (ms->body_off > ms->body_end)
-		ms->body_off = ms->body_end;
-	buf_free(&field);
-	free(text);
-	return 0;
-}
-
-/* The next body chunk from ms->body_pos (in the file, or in the new body
- * an earlier milter gave) with CRLF line ends; its length, 0 at the end,
- * -1 on a read error. */
-static ssize_t body_chunk(struct milter_session *ms, char *out)
-{
-	char raw[BODY_READ_MAX];
-	uint64_t end = ms->body_replaced ? ms->new_body.len : ms->body_end;
-	uint64_t left = end - ms->body_pos;
-	size_t want = left < sizeof(raw) ? (size_t)left : sizeof(raw);
-	if (want == 0)
-		return 0;
-	ssize_t got;
-	if (ms->body_replaced) {
-		memcpy(raw, ms->new_body.data + ms->body_pos, want);
-		got = (ssize_t)want;
-	} else {
-		got = pread(ms->fd, raw, want, (off_t)ms->body_pos);
-	}
-	if (got <= 0)
-		return -1;
-	ms->body_pos += (uint64_t)got;
-	size_t o = 0;
-	for (ssize_t i = 0; i < got; i++) {
-		if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r'))
-			out[o++] = '\r';
-		out[o++] = raw[i];
-	}
-	return (ssize_t)o;
-}
-
-/* ---- macros ---------------------------------------------------------------------- */
-
-/* Postfix's default lists, more or less: what each stage tells. */
-static const char *const default_macros[MILTER_MACRO_STAGES] = {
-	[MILTER_MACROS_CONNECT] = "j {daemon_name} v _ {client_addr} {client_port} "
-				  "{client_name} {client_ptr}",
-	[MILTER_MACROS_HELO] = "{tls_version} {cipher} {cipher_bits}",
-	[MILTER_MACROS_MAIL] = "i {auth_type} {auth_authen} {mail_addr} {mail_host} "
-			       "{mail_mailer}",
-	[MILTER_MACROS_RCPT] = "{rcpt_addr} {rcpt_host} {rcpt_mailer}",
-	[MILTER_MACROS_DATA] = "i",
-	[MILTER_MACROS_EOM] = "i",
-	[MILTER_MACROS_EOH] = "",
-};
-
-static const char *client_name(const struct policy_request *req)
-{
-	return req->client_name != NULL ? req->client_name : "unknown";
-}
-
-static bool local_domain(const struct milter_session *ms, const char *domain)
-{
-	return domain[0] == '\0' ||
-	       strlist_contains_nocase(&ms->client->cfg->local_domains, domain);
-}
-
-/* The value of macro name (braces stripped), or NULL when it has none. */
-static const char *macro_value(const struct milter_session *ms, const char *name, char *tmp,
-			       size_t tmplen)
-{
-	const struct policy_request *req = ms->req;
-	const struct config *cfg = ms->client->cfg;
-	if (strcmp(name, "j") == 0)
-		return cfg->hostname;
-	if (strcmp(name, "v") == 0)
-		return "postern " POSTERN_VERSION;
-	if (strcmp(name, "daemon_name") == 0)
-		return req->daemon_name[0] != '\0' ? req->daemon_name : "postern";
-	if (strcmp(name, "_") == 0) {
-		snprintf(tmp, tmplen, "%s [%s]", client_name(req), req->client_addr);
-		return tmp;
-	}
-	if (strcmp(name, "client_addr") == 0)
-		return req->client_addr;
-	if (strcmp(name, "client_port") == 0) {
-		snprintf(tmp, tmplen, "%u", req->client_port);
-		return tmp;
-	}
-	if (strcmp(name, "client_name") == 0 || strcmp(name, "client_ptr") == 0)
-		return client_name(req);
-	if (strcmp(name, "i") == 0)
-		return req->queue_id[0] != '\0' ? req->queue_id : NULL;
-	if (strcmp(name, "auth_type") == 0)
-		return req->auth_user != NULL && req->auth_mech[0] != '\0' ? req->auth_mech : NULL;
-	if (strcmp(name, "auth_authen") == 0)
-		return req->auth_user;
-	if (strcmp(name, "tls_version") == 0)
-		return req->tls_version[0] != '\0' ? req->tls_version : NULL;
-	if (strcmp(name, "cipher") == 0)
-		return req->tls_cipher[0] != '\0' ? req->tls_cipher : NULL;
-	if (strcmp(name, "cipher_bits") == 0) {
-		if (req->tls_cipher[0] == '\0')
-			return NULL;
-		snprintf(tmp, tmplen, "%d", req->tls_cipher_bits);
-		return tmp;
-	}
-	bool mail = strncmp(name, "mail_", 5) == 0, rcpt = strncmp(name, "rcpt_", 5) == 0;
-	if ((mail && !req->has_sender) || (rcpt && !req->has_rcpt) || (!mail && !rcpt))
-		return NULL;
-	const struct mail_address *a = mail ? &req->sender : &req->rcpt;
-	const char *what = name + 5;
-	if (strcmp(what, "addr") == 0) {
-		if (a->local[0] == '\0' && a->domain[0] == '\0')
-			return "";
-		snprintf(tmp, tmplen, "%s%s%s", a->local, a->domain[0] ? "@" : "", a->domain);
-		return tmp;
-	}
-	if (strcmp(what, "host") == 0)
-		return a->domain;
-	if (strcmp(what, "mailer") == 0)
-		return mail ? "smtp" : local_domain(ms, a->domain) ? "local" : "smtp";
-	return NULL;
-}
-
-/* The D packet for stage's macros before command cmd; nothing when no
- * macro has a value. */
-static void put_macros(struct milter_session *ms, struct milter_conv *c,
-		       enum milter_macro_stage stage, char cmd, buf_t *out)
-{
-	const char *list = c->macros[stage] != NULL ? c->macros[stage] : default_macros[stage];
-	const char *names[32], *values[32];
-	char tmp[32][2 * ADDR_PATH_MAX + 8];
-	char name_buf[32][64];
-	size_t n = 0;
-	const char *p = list;
-	while (*p != '\0' && n < ARRAY_LEN(names)) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t len = strcspn(p, " ,");
-		if (len == 0)
-			break;
-		if (len < sizeof(name_buf[n])) {
-			memcpy(name_buf[n], p, len);
-			name_buf[n][len] = '\0';
-			char bare[64];
-			bool braced = len > 2 && p[0] == '{' && p[len - 1] == '}';
-			snprintf(bare, sizeof(bare), "%.*s", (int)(braced ? len - 2 : len),
-				 braced ? p + 1 : p);
-			const char *v = macro_value(ms, bare, tmp[n], sizeof(tmp[n]));
-			if (v != NULL) {
-				names[n] = name_buf[n];
-				values[n] = v;
-				n++;
-			}
-		}
-		p += len;
-	}
-	if (n > 0)
-		milter_encode_macros(out, cmd, names, values, n);
 }
 
 /* ---- verdicts -------------------------------------------------------------------- */
@@ -504,77 +247,6 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 	free(value);
 }
 
-/* text with CRLF made LF (a milter's folds and body; the queue file's
- * own form), malloc'ed. */
-static char *lf_only(const char *text, size_t len, size_t *len_r)
-{
-	char *out = xmalloc(len + 1);
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++)
-		if (!(text[i] == '\r' && i + 1 < len && text[i + 1] == '\n'))
-			out[n++] = text[i];
-	out[n] = '\0';
-	if (len_r != NULL)
-		*len_r = n;
-	return out;
-}
-
-/* Make c's header changes and new body to the message the next milters
- * get, the way the queue file applies them on delivery (docs/queue.md):
- * an insert index and a change's occurrence count the header section as
- * the changes before them left it; a change of a field that is not there
- * does nothing. */
-static void view_apply(struct milter_session *ms, const policy_edits_t *edits)
-{
-	for (size_t i = 0; i < edits->count; i++) {
-		const struct policy_edit *e = &edits->items[i];
-		if (e->type == POLICY_EDIT_REPLACE_BODY) {
-			size_t len;
-			char *body = lf_only(e->body.data != NULL ? e->body.data : "", e->body.len,
-					     &len);
-			buf_reset(&ms->new_body);
-			buf_append(&ms->new_body, body, len);
-			free(body);
-			ms->body_replaced = true;
-			continue;
-		}
-		if (e->type != POLICY_EDIT_ADD_HEADER && e->type != POLICY_EDIT_INSERT_HEADER &&
-		    e->type != POLICY_EDIT_CHANGE_HEADER)
-			continue;
-		size_t at = ms->header_count;
-		if (e->type == POLICY_EDIT_INSERT_HEADER && e->index < at)
-			at = e->index;
-		if (e->type == POLICY_EDIT_CHANGE_HEADER) {
-			uint32_t seen = 0;
-			for (at = 0; at < ms->header_count; at++)
-				if (strcasecmp(ms->headers[at].name, e->name) == 0 && ++seen == e->index)
-					break;
-			if (at == ms->header_count)
-				continue; /* no such field */
-			free(ms->headers[at].value);
-			if (e->value != NULL) {
-				ms->headers[at].value = lf_only(e->value, strlen(e->value), NULL);
-				continue;
-			}
-			free(ms->headers[at].name);
-			memmove(&ms->headers[at], &ms->headers[at + 1],
-				(ms->header_count - at - 1) * sizeof(*ms->headers));
-			ms->header_count--;
-			continue;
-		}
-		ms->headers = xreallocarray(ms->headers, ms->header_count + 1,
-					    sizeof(*ms->headers));
-		memmove(&ms->headers[at + 1], &ms->headers[at],
-			(ms->header_count - at) * sizeof(*ms->headers));
-		ms->headers[at].name = xstrdup(e->name);
-		ms->headers[at].value = lf_only(e->value != NULL ? e->value : "",
-						e->value != NULL ? strlen(e->value) : 0, NULL);
-		ms->header_count++;
-	}
-}
-
-/* The end of the message is answered: keep c's changes if it let the
- * message through. */
 static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool keep)
 {
 	c->in_message = false;
@@ -583,7 +255,7 @@ static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool 
 		log_info("%s: milter=%s changes=%zu", conv_log_key(c), c->spec->name,
 			 ms->edits.count);
 		if (c->index + 1 < ms->count)
-			view_apply(ms, &ms->edits); /* what the next milters see */
+			milter_view_apply(ms, &ms->edits); /* what the next milters see */
 		policy_edits_move(&policy_call_reply(ms->call)->edits, &ms->edits);
 	}
 	policy_edits_free(&ms->edits);
@@ -718,7 +390,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 	char path[ADDR_PATH_MAX + 3];
 	switch (req->stage) {
 	case POLICY_CONNECT: {
-		put_macros(ms, c, MILTER_MACROS_CONNECT, MILTER_CMD_CONNECT, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_CONNECT, MILTER_CMD_CONNECT, &b);
 		char host[300];
 		if (req->client_name != NULL)
 			snprintf(host, sizeof(host), "%s", req->client_name);
@@ -733,7 +405,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		break;
 	}
 	case POLICY_HELO:
-		put_macros(ms, c, MILTER_MACROS_HELO, MILTER_CMD_HELO, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_HELO, MILTER_CMD_HELO, &b);
 		milter_encode_helo(&b, helo_of(req));
 		due = send_command(c, &b, MILTER_CMD_HELO, MILTER_P_NOHELO, MILTER_P_NR_HELO, false);
 		break;
@@ -741,7 +413,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		address_format(&req->sender, path + 1, sizeof(path) - 2);
 		path[0] = '<';
 		strcat(path, ">");
-		put_macros(ms, c, MILTER_MACROS_MAIL, MILTER_CMD_MAIL, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_MAIL, MILTER_CMD_MAIL, &b);
 		put_envelope(req, MILTER_CMD_MAIL, path, &b);
 		due = send_command(c, &b, MILTER_CMD_MAIL, MILTER_P_NOMAIL, MILTER_P_NR_MAIL, false);
 		break;
@@ -749,14 +421,14 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		address_format(&req->rcpt, path + 1, sizeof(path) - 2);
 		path[0] = '<';
 		strcat(path, ">");
-		put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
 		put_envelope(req, MILTER_CMD_RCPT, path, &b);
 		due = send_command(c, &b, MILTER_CMD_RCPT, MILTER_P_NORCPT, MILTER_P_NR_RCPT, false);
 		break;
 	case POLICY_DATA:
 		if (c->version < 4)
 			break; /* DATA came with version 4 */
-		put_macros(ms, c, MILTER_MACROS_DATA, MILTER_CMD_DATA, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_DATA, MILTER_CMD_DATA, &b);
 		milter_encode_simple(&b, MILTER_CMD_DATA);
 		due = send_command(c, &b, MILTER_CMD_DATA, MILTER_P_NODATA, MILTER_P_NR_DATA, false);
 		break;
@@ -797,7 +469,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 		}
 		case EOD_EOH:
 			ms->eod = EOD_BODY;
-			put_macros(ms, c, MILTER_MACROS_EOH, MILTER_CMD_EOH, &b);
+			milter_put_macros(ms, c, MILTER_MACROS_EOH, MILTER_CMD_EOH, &b);
 			milter_encode_simple(&b, MILTER_CMD_EOH);
 			if (send_command(c, &b, MILTER_CMD_EOH, MILTER_P_NOEOH, MILTER_P_NR_EOH, true))
 				result = RUN_WAIT;
@@ -807,7 +479,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 				ms->eod = EOD_EOM;
 				break;
 			}
-			ssize_t n = body_chunk(ms, chunk);
+			ssize_t n = milter_body_chunk(ms, chunk);
 			if (n < 0) {
 				log_error("%s: milter=%s cannot read the message: %m",
 					  conv_log_key(c), c->spec->name);
@@ -827,7 +499,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 		}
 		case EOD_EOM:
 			ms->eod = EOD_DONE;
-			put_macros(ms, c, MILTER_MACROS_EOM, MILTER_CMD_BODYEOB, &b);
+			milter_put_macros(ms, c, MILTER_MACROS_EOM, MILTER_CMD_BODYEOB, &b);
 			milter_encode_simple(&b, MILTER_CMD_BODYEOB);
 			conv_send(c, &b, MILTER_CMD_BODYEOB, true, true);
 			result = RUN_WAIT;
@@ -950,7 +622,7 @@ static enum policy_verdict stage_end(struct milter_session *ms)
 	}
 	if (v != POLICY_DUNNO && v != POLICY_QUARANTINE && ms->req->stage == POLICY_END_OF_DATA)
 		policy_edits_free(&reply->edits); /* refused or dropped: no changes */
-	content_free(ms);
+	milter_content_free(ms);
 	ms->call = NULL;
 	ms->req = NULL;
 	return v;
@@ -984,10 +656,10 @@ static enum policy_verdict milter_check(struct policy_call *call, void *arg)
 	ms->verdict = POLICY_DUNNO;
 	ms->quarantine = false;
 	ms->decided_by = NULL;
-	if (req->stage == POLICY_END_OF_DATA && content_open(ms, req) != 0) {
+	if (req->stage == POLICY_END_OF_DATA && milter_content_open(ms, req) != 0) {
 		log_error("%s: milters: cannot read the message %s: %m", req->queue_id,
 			  req->content_path != NULL ? req->content_path : "(none)");
-		content_free(ms);
+		milter_content_free(ms);
 		ms->call = NULL;
 		ms->req = NULL;
 		policy_call_set(call, 451, "4.3.0", "milter_read_error",
@@ -1018,7 +690,7 @@ static void milter_cancel(struct policy_call *call, void *arg)
 		conv_close(c, false);
 		c->state = CONV_FAILED;
 	}
-	content_free(ms);
+	milter_content_free(ms);
 	ms->call = NULL;
 	ms->req = NULL;
 }
@@ -1074,7 +746,7 @@ void milter_session_free(struct milter_session **msp)
 		return;
 	for (size_t i = 0; i < ms->count; i++)
 		conv_close(&ms->convs[i], true);
-	content_free(ms);
+	milter_content_free(ms);
 	free(ms->convs);
 	xfree(msp);
 }
