@@ -739,6 +739,40 @@ void milter_session_unknown(struct milter_session *ms, const char *line)
 	}
 }
 
+void milter_session_rejected_rcpt(struct milter_session *ms, const struct policy_request *req,
+				  bool by_milter, const char *status, const char *text)
+{
+	if (ms == NULL || ms->call != NULL)
+		return;
+	/* A milter's own refusal: the milters up to the one that refused
+	 * were asked already. */
+	size_t from = by_milter ? ms->cur + 1 : 0;
+	char path[ADDR_PATH_MAX + 3];
+	address_format(&req->rcpt, path + 1, sizeof(path) - 2);
+	path[0] = '<';
+	strcat(path, ">");
+	ms->req = req;
+	ms->refused_status = status;
+	ms->refused_text = text;
+	for (size_t i = from; i < ms->count; i++) {
+		struct milter_conv *c = &ms->convs[i];
+		if (c->state != CONV_READY || c->conn_done || c->msg_done || c->waiting ||
+		    !(c->protocol & MILTER_P_RCPT_REJ) || (c->protocol & MILTER_P_NORCPT) ||
+		    c->ignored >= 8)
+			continue;
+		buf_t b = BUF_INIT;
+		milter_put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
+		put_envelope(req, MILTER_CMD_RCPT, path, &b);
+		conv_send(c, &b, MILTER_CMD_RCPT, false, false);
+		buf_free(&b);
+		if (!(c->protocol & MILTER_P_NR_RCPT))
+			c->ignored++;
+	}
+	ms->refused_status = NULL;
+	ms->refused_text = NULL;
+	ms->req = NULL;
+}
+
 void milter_session_free(struct milter_session **msp)
 {
 	struct milter_session *ms = *msp;

@@ -99,6 +99,10 @@ struct milter_session {
 	 * replaces the file's. */
 	bool body_replaced;
 	buf_t new_body;
+	/* While a refused recipient is told (RCPT_REJ): its status and text,
+	 * for the macros; NULL otherwise. */
+	const char *refused_status;
+	const char *refused_text;
 };
 
 /* ---- milter_conv.c ---------------------------------------------------------------- */

@@ -85,6 +85,17 @@ static const char *macro_value(const struct milter_session *ms, const char *name
 		return NULL;
 	const struct mail_address *a = mail ? &req->sender : &req->rcpt;
 	const char *what = name + 5;
+	if (rcpt && ms->refused_status != NULL) {
+		/* A refused recipient told to an RCPT_REJ milter: Sendmail's
+		 * error mailer, with the status and the reply's text. */
+		if (strcmp(what, "mailer") == 0)
+			return "error";
+		if (strcmp(what, "host") == 0)
+			return ms->refused_status;
+		if (strcmp(what, "addr") == 0)
+			return ms->refused_text;
+		return NULL;
+	}
 	if (strcmp(what, "addr") == 0) {
 		if (a->local[0] == '\0' && a->domain[0] == '\0')
 			return "";

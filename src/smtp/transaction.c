@@ -249,6 +249,16 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 			 v->reason, v->detail[0] ? " " : "", v->detail);
 		session_count_refusal("rcpt", v->code, v->check, v->reason, v->detail);
 		reply_from_policy(out, v);
+		if (s->milter != NULL) { /* the milters that want refused ones too */
+			struct policy_request req;
+			session_request(s, POLICY_RCPT, &req);
+			req.has_rcpt = true;
+			req.rcpt = s->pending_rcpt;
+			/* a milter's refusal at this RCPT (not the connect's) */
+			bool by_milter = v != s->rcpt_refusal && strcmp(v->check, "milter") == 0;
+			milter_session_rejected_rcpt(s->milter, &req, by_milter, out->status,
+						     v->text);
+		}
 		return STEP_REPLY;
 	}
 	take_disposition(tx, v);

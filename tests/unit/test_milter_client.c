@@ -1054,6 +1054,59 @@ static void test_next_milter_sees_the_changes(void **state)
 	stop();
 }
 
+static void test_refused_recipients_told_when_asked(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, MILTER_P_RCPT_REJ, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_negotiate(1, MILTER_ACT_ALL, MILTER_P_RCPT_REJ | MILTER_P_NOCONNECT | MILTER_P_NOHELO,
+		    NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_MAIL, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	/* refused by postern itself (no such user): both are told, with
+	 * the error mailer's macros */
+	buf_reset(&fx.m[0].macros);
+	say("RCPT TO:<nobody@example.test>\r\n");
+	expect_lines(1, "550 5.1.1 ");
+	buf_t d = BUF_INIT;
+	m_expect(0, MILTER_CMD_RCPT, &d);
+	assert_string_equal(d.data, "<nobody@example.test>");
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_mailer}=error\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_host}=5.1.1\n"));
+	m_answer(0, MILTER_REP_CONTINUE); /* dropped */
+	m_expect(1, MILTER_CMD_RCPT, NULL);
+	m_answer(1, MILTER_REP_REJECT);   /* dropped too */
+	/* refused by milter 0: only milter 1 is told */
+	say("RCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "550 5.7.1 ");
+	m_expect(1, MILTER_CMD_RCPT, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	/* and the next recipient is asked as usual */
+	say("RCPT TO:<bob@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_RCPT, &d);
+	assert_string_equal(d.data, "<bob@example.test>");
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	buf_free(&d);
+	stop();
+}
+
 static void test_inet_milter(void **state)
 {
 	(void)state;
@@ -1227,6 +1280,7 @@ int main(void)
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
+		cmocka_unit_test(test_refused_recipients_told_when_asked),
 		cmocka_unit_test(test_inet_milter),
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
