@@ -15,6 +15,9 @@ system's services:
   delivered with the X-Spam-* fields spamass-milter adds.
 * both in one list, in order: each refuses what it should and a clean
   message gets the fields of both.
+* over TCP (inet:HOST:PORT): a clamav-milter of its own on a loopback
+  port; a milter that is not there gets milter_default_action (tempfail:
+  4xx; accept: delivered).
 
 The peers are started once per module (spamd takes seconds to compile its
 rules); each class has its own postern. Until the milter client is in the
@@ -32,8 +35,8 @@ import time
 import unittest
 import uuid
 
-from harness import (POSTERN_BIN, PosternTestCase, make_message, scaled, split_message,
-                     unfold)
+from harness import (POSTERN_BIN, PosternTestCase, free_port, make_message, scaled,
+                     split_message, unfold)
 from clamd_peer import ClamdPeer
 from peer_process import PeerProcess
 from spamd_peer import SpamdPeer
@@ -77,7 +80,7 @@ class ClamavMilterPeer(PeerProcess):
     NAME = "clamav-milter"
     STDERR_NAME = "clamav-milter.stderr"
 
-    def __init__(self, clamd_socket):
+    def __init__(self, clamd_socket, tcp=False):
         binary = shutil.which("clamav-milter")
         if binary is None:
             raise AssertionError("clamav-milter is not installed: install the Debian package "
@@ -86,13 +89,15 @@ class ClamavMilterPeer(PeerProcess):
         self.dir = tempfile.mkdtemp(prefix="postern-it-clamav-milter-")
         os.chmod(self.dir, 0o755)  # postern's unprivileged worker reaches the socket
         self.socket_path = os.path.join(self.dir, "clamav-milter.sock")
+        self.port = free_port() if tcp else None
         self.conf_path = os.path.join(self.dir, "clamav-milter.conf")
         self.log_path = os.path.join(self.dir, "clamav-milter.log")
         tmp = os.path.join(self.dir, "tmp")
         os.mkdir(tmp)
         lines = [
             "# written by tests/integration/test_milter_real.py",
-            "MilterSocket unix:%s" % self.socket_path,
+            ("MilterSocket inet:%d@127.0.0.1" % self.port if tcp
+             else "MilterSocket unix:%s" % self.socket_path),
             "MilterSocketMode 666",
             "FixStaleSocket true",
             "Foreground true",
@@ -118,10 +123,22 @@ class ClamavMilterPeer(PeerProcess):
                            timeout or scaled(30), "clamav-milter listening on %s"
                            % self.socket_path)
 
+    @property
+    def spec(self):
+        """The milter as the milters key names it."""
+        return ("inet:127.0.0.1:%d" % self.port if self.port
+                else "unix:%s" % self.socket_path)
+
     def ready(self):
         if self.proc.poll() is not None:
             raise AssertionError("clamav-milter exited with status %s at start; log:\n%s"
                                  % (self.proc.returncode, self.log_tail()))
+        if self.port:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return True
+            except OSError:
+                return False
         return unix_socket_ready(self.socket_path)
 
 
@@ -172,6 +189,7 @@ def setUpModule():
     try:
         clamd = ClamdPeer().start()
         started.append(clamd)
+        PEERS["clamd"] = clamd
         PEERS["clamav"] = ClamavMilterPeer(clamd.socket_path).start()
         started.append(PEERS["clamav"])
         spamd = SpamdPeer().start()
@@ -328,3 +346,45 @@ class BothMiltersTest(RealMilterCase):
         head = self.delivered_header(queue_id(text))
         self.assertField(head, r"^X-Virus-Status: Clean$")
         self.assertField(head, r"^X-Spam-Status: No, score=")
+
+
+class TcpMilterTest(RealMilterCase):
+    """A milter over TCP (inet:HOST:PORT): a clamav-milter of its own on a
+    loopback port; when it is gone, milter_default_action decides."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.milter = ClamavMilterPeer(PEERS["clamd"].socket_path, tcp=True).start()
+        cls.addClassCleanup(cls.milter.stop)
+        cls.start_class_server(users=USERS, config={
+            "milters": cls.milter.spec, "milter_default_action": "tempfail"})
+
+    def test_virus_and_clean_over_tcp(self):
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port,
+                          message(mark, "See:\r\n%s\r\n" % EICAR.decode()))
+        self.assertEqual((code, text), (550, "5.7.1 " + CLAMAV_REJECT.replace("%v",
+                                                                              EICAR_NAME)))
+        self.assertNotDelivered(mark)
+        code, text = send(self.class_server.port, message("clean over tcp", HAM_BODY))
+        self.assertEqual(code, 250, text)
+        self.assertField(self.delivered_header(queue_id(text)), r"^X-Virus-Status: Clean$")
+
+    def test_milter_gone_is_the_default_action(self):
+        srv = self.start_server(users=USERS, config={
+            "milters": "inet:127.0.0.1:%d" % free_port(), "milter_default_action": "tempfail"})
+        with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test",
+                          timeout=scaled(60)) as s:
+            s.ehlo()
+            code, _ = s.mail("someone@remote.test")
+            if code == 250:
+                code, _ = s.rcpt("alice@example.test")
+            if code == 250:
+                code, _ = s.data(message("gone", HAM_BODY).encode())
+        self.assertEqual(code // 100, 4, "a missing milter must tempfail, got %d" % code)
+        srv = self.start_server(users=USERS, config={
+            "milters": "inet:127.0.0.1:%d" % free_port(), "milter_default_action": "accept"})
+        code, text = send(srv.port, message("gone but accepted", HAM_BODY))
+        self.assertEqual(code, 250, text)
+        srv.wait_delivery("alice", queue_id(text))
+
