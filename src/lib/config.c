@@ -66,9 +66,12 @@ _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_to) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum syslog_facility) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum tls_version) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum milter_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
+static const char *const milter_action_words[] = { "tempfail", "continue", "reject", "accept",
+						     NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
 static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
@@ -201,6 +204,8 @@ static const struct key_def keys[] = {
 	{ "syslog_socket", K_PATH, OFF(syslog_socket), "/dev/log", 0, 0, false, NULL },
 	{ "log_file", K_PATH, OFF(log_file), "", 0, 0, true, NULL },
 	{ "metrics_listen", K_LISTEN, OFF(metrics_listen), "", 0, 0, true, NULL },
+	/* postern milter (src/milter/milter_server.h): unix:/PATH or inet:HOST:PORT */
+	{ "milter_listen", K_STRING, OFF(milter_listen), "", 0, 0, true, NULL },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },
@@ -291,6 +296,16 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "dnsbl_timeout", K_DURATION, OFF(dnsbl_timeout), "5s", 1, 300, false, NULL },
 	{ "dnsbl_fail_open", K_ENUM, OFF(dnsbl_fail_open), "yes", 0, 0, false, yes_no_words },
+	/* Milters (src/milter/, postern.conf(5) MILTERS); Postfix's names and defaults. */
+	{ "milters", K_STRING, OFF(milters), "", 0, 0, true, NULL },
+	{ "milter_default_action", K_ENUM, OFF(milter_default_action), "tempfail", 0, 0, false,
+	  milter_action_words },
+	{ "milter_connect_timeout", K_DURATION, OFF(milter_connect_timeout), "30s", 1, 3600, false,
+	  NULL },
+	{ "milter_command_timeout", K_DURATION, OFF(milter_command_timeout), "30s", 1, 3600, false,
+	  NULL },
+	{ "milter_content_timeout", K_DURATION, OFF(milter_content_timeout), "300s", 1, 3600, false,
+	  NULL },
 	/* Outbound SMTP (src/relay/, postern.conf(5) ROUTING). */
 	{ "transport_file", K_PATH, OFF(transport_file), "", 0, 0, true, NULL },
 	{ "relayhost", K_STRING, OFF(relayhost), "", 0, 0, true, NULL },

@@ -20,6 +20,10 @@
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
+/* What a milter that cannot be reached or fails decides (milter_default_action;
+ * "accept" is another name of continue). */
+enum milter_action { MILTER_ACTION_TEMPFAIL, MILTER_ACTION_CONTINUE, MILTER_ACTION_REJECT,
+		     MILTER_ACTION_ACCEPT };
 enum config_bool { CONFIG_NO, CONFIG_YES };
 /* What the antivirus stage does with a message it finds a virus in. */
 enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_DISCARD };
@@ -187,6 +191,7 @@ struct config {
 	/* Operation (docs/postern.8 METRICS, LOGGING). */
 	struct listen_addr *metrics_listen; /* at most one; none = no metrics role */
 	size_t metrics_listen_count;
+	char *milter_listen;       /* postern milter's socket; "" = none (milter_server.h) */
 	enum log_to log_to;        /* where log lines go */
 	enum syslog_facility syslog_facility;
 	char *syslog_socket;       /* log_to = syslog: the local syslog socket (datagrams) */
@@ -276,6 +281,13 @@ struct config {
 	char *dnsbl_reply;            /* template of the refusal's text */
 	uint64_t dnsbl_timeout;       /* seconds the lists are waited for */
 	enum config_bool dnsbl_fail_open; /* a list that does not answer counts as "not listed" */
+	/* Milters postern calls (src/milter/milter_client.h): the list as
+	 * written, checked by milter_config_check() (FILE:LINE). */
+	char *milters;
+	enum milter_action milter_default_action;
+	uint64_t milter_connect_timeout; /* seconds */
+	uint64_t milter_command_timeout;
+	uint64_t milter_content_timeout;
 	/* Outbound SMTP (src/relay/relay_route.h). */
 	char *transport_file;      /* domain -> transport map; "" = none */
 	char *relayhost;           /* next hop of remote mail without a transport entry */

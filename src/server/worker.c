@@ -36,6 +36,7 @@
 #include "../dns/dns.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../milter/milter_client.h"
 #include "../policy/dnsbl.h"
 #include "../policy/limits.h"
 #include "../policy/quota_check.h"
@@ -340,6 +341,10 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		 * rate checks put themselves first. */
 		limits_register(w.srv.limits, &w.srv.policy);
 	}
+	/* The milters come last at every stage: postern's own checks first. */
+	w.srv.milters = milter_client_new(w.srv.base, cfg);
+	if (w.srv.milters != NULL)
+		milter_client_register(w.srv.milters, &w.srv.policy);
 	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
 	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
 	if (w.flow_log_timer == NULL || evtimer_add(w.flow_log_timer, &flow_log_every) < 0)
@@ -376,6 +381,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
+	milter_client_free(&w.srv.milters); /* the sessions that used it are gone */
 	auth_client_free(&w.srv.auth); /* the sessions that waited are gone */
 	scan_client_free(&scan);
 	quota_check_free(&quota); /* the reader sees the socket close and exits */

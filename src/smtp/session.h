@@ -45,6 +45,7 @@ struct smtp_server {
 	struct capture *capture;           /* the capture switch; NULL = never on */
 	struct limits *limits;             /* counts across workers; NULL = off */
 	struct auth_client *auth;          /* the auth process; NULL = no AUTH */
+	struct milter_client *milters;     /* the milters called; NULL = none */
 	uint64_t sessions_started;         /* the next session's id */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */
