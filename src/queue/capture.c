@@ -12,7 +12,7 @@
  *
  * RFCs: none (the envelope header is written as RFC 5322 fields).
  * Untrusted input: envelope text (cleaned), content bytes (copied only).
- * Privilege: the unprivileged smtp worker.
+ * Privilege: the unprivileged smtp worker or milter process (`user`).
  */
 #include "capture.h"
 
