@@ -32,7 +32,7 @@ import time
 import uuid
 
 from harness import (PosternTestCase, free_port, make_message, scaled,
-                     split_message, unfold)
+                     split_message, unfold, wait_until)
 from clamd_peer import ClamdPeer
 from peer_process import PeerProcess
 from spamd_peer import SpamdPeer
@@ -252,7 +252,10 @@ class ClamavMilterTest(RealMilterCase):
     def setUpClass(cls):
         cls.start_class_server(users=USERS, config={
             "milters": "unix:%s" % PEERS["clamav"].socket_path,
-            "milter_default_action": "tempfail"})
+            "milter_default_action": "tempfail",
+            # the capture switch keeps what the milter refuses, as received
+            "capture": "yes", "capture_dir": "capture", "capture_group": "adm",
+            "workers": "1"})
 
     def test_virus_refused_with_the_milters_reply(self):
         mark = uuid.uuid4().hex
@@ -263,6 +266,27 @@ class ClamavMilterTest(RealMilterCase):
         self.assertRegex(PEERS["clamav"].log(), EICAR_NAME)
         self.assertNotDelivered(mark)
 
+    def captured(self, mark):
+        """The capture (capture_dir) of the message with subject mark."""
+        folder = os.path.join(self.class_server.dir, "capture")
+
+        def look():
+            for name in os.listdir(folder):
+                if name.endswith(".eml"):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        data = f.read()
+                    if ("Subject: %s" % mark).encode() in data:
+                        return data
+            return None
+        return wait_until(look, scaled(10), what="the capture of message %s" % mark)
+
+    def test_refused_message_is_captured(self):
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port,
+                          message(mark, "Sample:\r\n%s\r\n" % EICAR.decode()))
+        self.assertEqual(code, 550, text)
+        self.assertIn(EICAR, self.captured(mark))
+
     def test_clean_message_delivered_with_its_fields(self):
         mark = uuid.uuid4().hex
         code, text = send(self.class_server.port, message(mark, HAM_BODY))
@@ -271,6 +295,8 @@ class ClamavMilterTest(RealMilterCase):
         self.assertField(head, r"^X-Virus-Scanned: clamav-milter \S+ at ")
         self.assertField(head, r"^X-Virus-Status: Clean$")
         self.assertField(head, r"^Subject: %s$" % mark)
+        # The capture is the message as received, before the milter's fields.
+        self.assertNotIn(b"X-Virus-Scanned", self.captured(mark))
 
 
 class SpamassMilterTest(RealMilterCase):
