@@ -270,6 +270,19 @@ class ConfigCheckTest(CaptureCase):
         rc, log = srv.serve_refused()
         self.assertIn("mode 0755", log)
 
+    def test_folder_the_workers_cannot_reach(self):
+        if not IS_ROOT:
+            self.skipTest("needs root (the workers run as another account)")
+        srv = self.start_server(start=False, config={
+            "capture": "yes", "capture_dir": "locked/capture", "capture_group": GROUP})
+        locked = os.path.join(srv.dir, "locked")
+        os.mkdir(locked, 0o700)  # root's: nobody cannot get through
+        rc, out = self.check(srv)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("capture_dir %s/capture: not reachable as user nobody" % locked, out)
+        rc, log = srv.serve_refused()
+        self.assertIn("not reachable as user nobody", log)
+
     def test_off_needs_nothing(self):
         # A capture_dir that could not work is no problem while capture is off.
         srv = self.start_server(start=False, config={"capture_dir": "no/such/capture"})
