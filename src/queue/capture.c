@@ -53,6 +53,7 @@ struct capture {
 	const struct config *cfg;
 	_Atomic bool on;          /* the last answer of the trigger file */
 	_Atomic long looked_at;   /* when (a coarse monotonic second); 0 = never */
+	_Atomic int look_error;   /* errno of the last look other than ENOENT, or 0 */
 	pthread_t thread;         /* writes the copies */
 	pthread_mutex_t lock;     /* guards what follows */
 	pthread_cond_t work;
@@ -112,6 +113,12 @@ bool capture_on(struct capture *c)
 		return atomic_load(&c->on);
 	struct stat st;
 	bool on = stat(c->cfg->capture_trigger_file, &st) == 0;
+	/* Not allowed to look (a folder above it closed to user): off, and
+	 * said once, since touching the file would change nothing. */
+	int err = on || errno == ENOENT ? 0 : errno;
+	if (atomic_exchange(&c->look_error, err) != err && err != 0)
+		log_error("capture stays off: cannot look at trigger file %s: %s",
+			  c->cfg->capture_trigger_file, strerror(err));
 	if (atomic_exchange(&c->on, on) != on)
 		log_info("capture %s: trigger file %s %s", on ? "on" : "off",
 			 c->cfg->capture_trigger_file, on ? "exists" : "is gone");

@@ -209,7 +209,8 @@ static void probe_private(struct probe *p)
 
 /* capture_dir, when capture can be on: the workers write the copies
  * there (its owner, group and mode are capture_dir.c's to check; the
- * supervisor makes it before these probes run). */
+ * supervisor makes it before these probes run); and the trigger file,
+ * which they must be able to look for. */
 static void probe_capture_dir(struct probe *p)
 {
 	const struct config *cfg = p->cfg;
@@ -219,6 +220,17 @@ static void probe_capture_dir(struct probe *p)
 	p->create = false; /* missing: capture_dir.c has said what it needed to */
 	check_dir(p, "capture_dir", cfg->capture_dir, false);
 	p->create = create;
+	/* The workers look for the trigger file as user: a folder above it
+	 * they cannot search would keep capture off whatever is touched. */
+	struct stat st;
+	if (cfg->capture_trigger_file[0] != '\0' && p->account != NULL &&
+	    stat(cfg->capture_trigger_file, &st) < 0 && errno != ENOENT) {
+		buf_t why = BUF_INIT;
+		unreachable_hint(errno, cfg->capture_trigger_file, p->account, &why);
+		fprintf(p->out, "E capture_trigger_file %s: user %s cannot look for it: %s\n",
+			cfg->capture_trigger_file, p->account, buf_cstr(&why));
+		buf_free(&why);
+	}
 }
 
 /* The smtp workers' and queue manager's view: the spool. */

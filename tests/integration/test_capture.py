@@ -283,6 +283,19 @@ class ConfigCheckTest(CaptureCase):
         rc, log = srv.serve_refused()
         self.assertIn("not reachable as user nobody", log)
 
+    def test_trigger_file_the_workers_cannot_see(self):
+        if not IS_ROOT:
+            self.skipTest("needs root (the workers run as another account)")
+        srv = self.start_server(start=False, config={
+            "capture_trigger_file": "locked/capture-on", "capture_dir": "capture",
+            "capture_group": GROUP})
+        locked = os.path.join(srv.dir, "locked")
+        os.mkdir(locked, 0o700)  # root's: touching a file there would change nothing
+        rc, out = self.check(srv)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("capture_trigger_file %s/capture-on: user nobody cannot look for it"
+                      % locked, out)
+
     def test_off_needs_nothing(self):
         # A capture_dir that could not work is no problem while capture is off.
         srv = self.start_server(start=False, config={"capture_dir": "no/such/capture"})
