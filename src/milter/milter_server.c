@@ -32,6 +32,7 @@
 #include "../lib/log.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../queue/capture.h"
 #include "../queue/queue_file.h"
 #include "../scan/scan_proto.h"
 #include "milter_scan.h"
@@ -48,6 +49,7 @@ static struct {
 	char *scan_path;
 	char *spool_folder;
 	struct milter_spool_limits limits;
+	struct capture *capture; /* the capture switch; NULL = never on */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned sessions;
@@ -358,6 +360,22 @@ static void log_verdict(SMFICTX *ctx, const struct msession *s, const struct sca
 	buf_free(&hits);
 }
 
+/* The capture switch (src/queue/capture.h): a copy of the message as the
+ * MTA sent it, before the verdict, so that refused ones are kept too. */
+static void capture_spool(const struct msession *s)
+{
+	if (G.capture == NULL || !capture_on(G.capture))
+		return;
+	struct capture_message m = {
+		.queue_id = s->spool.id, .client_addr = s->client_addr,
+		.helo = s->helo[0] != '\0' ? s->helo : NULL, .sender = s->sender,
+		.rcpts = &s->rcpts, .content_fd = s->spool.ro_fd, .content_off = 0,
+		.content_len = s->spool.size,
+	};
+	if (capture_matches(G.capture, &m))
+		capture_save(G.capture, &m);
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct msession *s = session_of(ctx);
@@ -366,6 +384,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (milter_spool_end_of_header(&s->spool) != MILTER_SPOOL_OK ||
 	    milter_spool_flush(&s->spool) < 0)
 		return refuse_spool(ctx, s);
+	capture_spool(s);
 	if (!G.scan) {
 		log_info("%s: milter action=accept scan=off from=<%s> nrcpt=%zu size=%" PRIu64,
 			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size);
@@ -594,6 +613,7 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	G.limits = (struct milter_spool_limits){ .message_max = cfg->message_size_limit,
 						 .header_max = cfg->header_size_limit,
 						 .fields_max = MILTER_SPOOL_FIELDS_MAX };
+	G.capture = capture_new(cfg);
 	if (smfi_register(milter_desc) != MI_SUCCESS) {
 		log_error("milter: libmilter refused to register the filter");
 		return 1;
@@ -637,6 +657,7 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	if (l.is_unix && stat(l.path, &now) == 0 && now.st_dev == st.st_dev &&
 	    now.st_ino == st.st_ino)
 		unlink(l.path);
+	capture_free(&G.capture); /* the copies still waiting are written */
 	free(G.scan_path);
 	free(G.spool_folder);
 	log_info("milter process stopped");

@@ -30,6 +30,7 @@
 #include "../lib/buf.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../milter/milter_client.h"
 #include "../queue/queue.h"
 #include "../scan/scan.h"
 #include "../scan/scan_client.h"
@@ -207,6 +208,32 @@ static void probe_private(struct probe *p)
 	free(path);
 }
 
+/* capture_dir, when capture can be on: the workers write the copies
+ * there (its owner, group and mode are capture_dir.c's to check; the
+ * supervisor makes it before these probes run); and the trigger file,
+ * which they must be able to look for. */
+static void probe_capture_dir(struct probe *p)
+{
+	const struct config *cfg = p->cfg;
+	if (!config_capture_possible(cfg) || cfg->capture_dir[0] == '\0')
+		return;
+	bool create = p->create;
+	p->create = false; /* missing: capture_dir.c has said what it needed to */
+	check_dir(p, "capture_dir", cfg->capture_dir, false);
+	p->create = create;
+	/* The workers look for the trigger file as user: a folder above it
+	 * they cannot search would keep capture off whatever is touched. */
+	struct stat st;
+	if (cfg->capture_trigger_file[0] != '\0' && p->account != NULL &&
+	    stat(cfg->capture_trigger_file, &st) < 0 && errno != ENOENT) {
+		buf_t why = BUF_INIT;
+		unreachable_hint(errno, cfg->capture_trigger_file, p->account, &why);
+		fprintf(p->out, "E capture_trigger_file %s: user %s cannot look for it: %s\n",
+			cfg->capture_trigger_file, p->account, buf_cstr(&why));
+		buf_free(&why);
+	}
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
@@ -214,6 +241,7 @@ static void probe_user(struct probe *p)
 	char *err = NULL;
 
 	probe_users_file(p); /* whether the spool exists yet or not */
+	probe_capture_dir(p);
 	if (!check_dir(p, "spool_dir", cfg->spool_dir, false))
 		return;
 	if (p->create && queue_dirs_create(cfg->spool_dir, &err) < 0) {
@@ -434,10 +462,33 @@ static rlim_t nr_open(void)
 	return (rlim_t)v;
 }
 
+/* Descriptors one SMTP session may hold: its socket and its queue file,
+ * and with milters one connection to each and the message they read. */
+static uint64_t fds_per_session(const struct config *cfg, char *why, size_t whylen)
+{
+	struct milter_list milters;
+	char *err = NULL;
+	size_t n = 0;
+	if (milter_list_parse(cfg->milters, cfg, &milters, &err) == 0) {
+		n = milters.count;
+		milter_list_free(&milters);
+	}
+	free(err);
+	if (n == 0) {
+		snprintf(why, whylen, "two per session");
+		return 2;
+	}
+	snprintf(why, whylen, "%zu per session: socket, queue file, %zu milter%s and the "
+		 "message they read", n + 3, n, n == 1 ? "" : "s");
+	return n + 3;
+}
+
 int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 {
 	struct rlimit rl;
-	uint64_t need = cfg->worker_connections * 2 + PREFLIGHT_FD_MARGIN;
+	char per_text[120];
+	uint64_t per = fds_per_session(cfg, per_text, sizeof(per_text));
+	uint64_t need = cfg->worker_connections * per + PREFLIGHT_FD_MARGIN;
 	bool root = geteuid() == 0;
 	rlim_t ceiling = nr_open();
 	const char *why = "";
@@ -446,13 +497,14 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 		/* No limit can be raised that far: the kernel caps every
 		 * process's open files at fs.nr_open. */
 		fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu "
-			"open files (two per session plus %d), more than the kernel lets any "
+			"open files (%s plus %d), more than the kernel lets any "
 			"process open (fs.nr_open = %llu): set worker_connections to at most %llu "
 			"(and run more workers), or raise fs.nr_open (sysctl)\n",
 			cfg->path, (unsigned long long)cfg->worker_connections,
-			(unsigned long long)need, PREFLIGHT_FD_MARGIN, (unsigned long long)ceiling,
+			(unsigned long long)need, per_text, PREFLIGHT_FD_MARGIN,
+			(unsigned long long)ceiling,
 			(unsigned long long)(ceiling > PREFLIGHT_FD_MARGIN
-						     ? (ceiling - PREFLIGHT_FD_MARGIN) / 2 : 0));
+						     ? (ceiling - PREFLIGHT_FD_MARGIN) / per : 0));
 		return -1;
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
@@ -470,10 +522,10 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu open "
-		"files (two per session plus %d), but the limit is %llu%s%s: lower "
+		"files (%s plus %d), but the limit is %llu%s%s: lower "
 		"worker_connections or raise the limit (ulimit -n, systemd LimitNOFILE=)\n",
 		cfg->path, (unsigned long long)cfg->worker_connections,
-		(unsigned long long)need, PREFLIGHT_FD_MARGIN,
+		(unsigned long long)need, per_text, PREFLIGHT_FD_MARGIN,
 		(unsigned long long)rl.rlim_cur,
 		why[0] != '\0' ? " and raising it failed: " : "", why);
 	return -1;
