@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/metrics.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../queue/queue_file.h"
@@ -86,6 +87,13 @@ static const char *mta_id(SMFICTX *ctx)
 	return id != NULL && id[0] != '\0' ? id : "NOQUEUE";
 }
 
+/* One message answered: the metrics (the log line is the caller's). */
+static void count_message(const char *action, const char *reason)
+{
+	const char *labels[2] = { action, reason[0] != '\0' ? reason : "-" };
+	metrics_count_labels(METRIC_MILTER_MESSAGES, labels, 2);
+}
+
 static void tx_end(struct msession *s)
 {
 	milter_spool_close(&s->spool);
@@ -135,18 +143,21 @@ static sfsistat refuse_spool(SMFICTX *ctx, struct msession *s)
 		set_reply(ctx, 552, "5.3.4", "Message size exceeds fixed limit");
 		log_info("%s: milter action=reject reason=size status=5.3.4 from=<%s> limit=%" PRIu64,
 			 id, s->sender, G.cfg->message_size_limit);
+		count_message("reject", "size");
 		rc = SMFIS_REJECT;
 		break;
 	case MILTER_SPOOL_HEADER_TOO_BIG:
 		set_reply(ctx, 552, "5.3.4", "Message header size exceeds limit");
 		log_info("%s: milter action=reject reason=header_size status=5.3.4 from=<%s>", id,
 			 s->sender);
+		count_message("reject", "header_size");
 		rc = SMFIS_REJECT;
 		break;
 	default:
 		set_reply(ctx, 451, "4.3.0", "Error: cannot keep the message, try again later");
 		log_error("%s: milter action=tempfail reason=spool_error status=4.3.0 (%s)", id,
 			  s->spool.err);
+		count_message("tempfail", "spool_error");
 		rc = SMFIS_TEMPFAIL;
 		break;
 	}
@@ -172,6 +183,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *addr)
 		snprintf(s->client_addr, sizeof(s->client_addr), "%s", a != NULL ? a : "");
 	}
 	smfi_setpriv(ctx, s);
+	metrics_count(METRIC_MILTER_CONVERSATIONS);
 	pthread_mutex_lock(&G.lock);
 	G.sessions++;
 	pthread_mutex_unlock(&G.lock);
@@ -369,6 +381,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (!G.scan) {
 		log_info("%s: milter action=accept scan=off from=<%s> nrcpt=%zu size=%" PRIu64,
 			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size);
+		count_message("accept", "scan_off");
 		tx_end(s);
 		return SMFIS_CONTINUE;
 	}
@@ -381,6 +394,9 @@ static sfsistat on_eom(SMFICTX *ctx)
 	milter_scan_ask(G.cfg, &req, &reply, detail, sizeof(detail));
 	sfsistat rc = apply_verdict(ctx, s, &reply.verdict);
 	log_verdict(ctx, s, &reply.verdict, detail);
+	count_message(rc == SMFIS_TEMPFAIL && reply.verdict.action == SCAN_QUARANTINE
+			      ? "tempfail" : scan_action_name(reply.verdict.action),
+		      reply.verdict.reason);
 	scan_msg_free(&reply);
 	tx_end(s);
 	return rc;

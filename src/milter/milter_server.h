@@ -24,12 +24,19 @@
  * the smtp worker gives it: 451 4.7.0 or scan_fail_open), and
  * command_timeout for each read from the MTA (libmilter's timeout).
  *
- * Signals: libmilter's own thread takes SIGTERM, SIGHUP and SIGINT as
- * "stop listening"; the process then finishes the conversations in
- * progress within shutdown_timeout and exits. The supervisor owns the
- * reloads: it starts a new milter process for a new generation and sends
- * the old one SIGTERM once the new one listens (see docs/architecture.md,
- * "The milter server").
+ * Signals: libmilter's own stop (its signal thread takes SIGTERM, SIGHUP
+ * and SIGINT) also abandons the conversations in progress, so the
+ * supervisor never sends those: SIGUSR2 retires the process (a reload)
+ * or stops it (a stop) alike. The listening socket is shut down at once
+ * and the process exits once the conversations in progress have ended,
+ * within shutdown_timeout. A new generation's process listens before the
+ * old one is retired (a unix socket renamed over the path, a TCP port
+ * shared with SO_REUSEPORT), so no MTA connection is refused (see
+ * docs/architecture.md, "The milter server").
+ *
+ * Logs: one line per message keyed by the MTA's queue id ({i}); metrics:
+ * postern_milter_conversations_total, postern_milter_messages_total
+ * {action, reason}.
  *
  * Untrusted input: everything the MTA relays (envelope, header fields,
  * body, macros) and the verdicts. Privilege: `user`, no listening socket

@@ -176,6 +176,8 @@ class _MilterCase(PosternTestCase):
         cls.addClassCleanup(cls.sink.remove)
         srv = MilterServer(cls.__name__, cls.listen)
         srv.settings.update(judging_settings(write_rules(srv.dir)))
+        cls.metrics_port = free_port()
+        srv.settings["metrics_listen"] = "127.0.0.1:%d" % cls.metrics_port
         srv.write_config()
         cls.addClassCleanup(cls._class_cleanup, srv)
         srv.start()
@@ -233,6 +235,13 @@ class MilterUnixTest(_MilterCase):
         self.assertEqual((code, text), (550, "5.7.0 virus found: %s" % EICAR_NAME))
         self.srv.wait_log(r"milter action=reject reason=virus status=5\.7\.0 "
                           r"hits=virus:%s" % re.escape(EICAR_NAME))
+        # and counted
+        import urllib.request
+        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
+        text = urllib.request.urlopen(url, timeout=scaled(10)).read().decode()
+        self.assertRegex(text, r'(?m)^postern_milter_messages_total\{action="reject",'
+                               r'reason="virus"\} [1-9]')
+        self.assertRegex(text, r"(?m)^postern_milter_conversations_total [1-9]")
 
     def test_gtube_refused(self):
         code, text = submit(self.peer, _message("gtube1", "test", "Here:\r\n" + GTUBE))
