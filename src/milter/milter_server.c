@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <inttypes.h>
 #include <libmilter/mfapi.h>
+#include <libmilter/mfdef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@ struct msession {
 	char helo[SCAN_HELO_MAX + 1];
 	bool in_tx;            /* MAIL seen, spool open */
 	bool own_received;     /* the first field is the MTA's own Received: (Postfix sends it) */
+	unsigned long no_reply; /* the SMFIP_NR_* steps the MTA agreed to expect no reply for */
 	char sender[QF_ADDR_MAX + 1];
 	strlist_t rcpts;
 	struct milter_spool spool;
@@ -167,11 +169,56 @@ static sfsistat refuse_spool(SMFICTX *ctx, struct msession *s)
 
 /* ---- libmilter's callbacks ------------------------------------------------------- */
 
+/* The steps that need no reply from us (the MTA then does not wait for
+ * one): the connection, HELO, RCPT and each header field, whose answer
+ * is always "go on" (a field past the bounds is refused at the end of
+ * the header section, which is answered). */
+#define MILTER_NO_REPLY (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_RCPT | SMFIP_NR_HDR)
+/* The steps not sent at all: commands unknown to the MTA, DATA. */
+#define MILTER_NOT_SENT (SMFIP_NOUNKNOWN | SMFIP_NODATA)
+
+/* What a step answers: rc, or no reply when the MTA agreed to expect none
+ * for it (only ever for "go on"). */
+static sfsistat reply_or_not(const struct msession *s, unsigned long step, sfsistat rc)
+{
+	return rc == SMFIS_CONTINUE && s != NULL && (s->no_reply & step) ? SMFIS_NOREPLY : rc;
+}
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long actions, unsigned long steps,
+			     unsigned long unused2, unsigned long unused3,
+			     unsigned long *actions_r, unsigned long *steps_r,
+			     unsigned long *unused2_r, unsigned long *unused3_r)
+{
+	(void)unused2;
+	(void)unused3;
+	unsigned long need = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	if ((actions & need) != need) {
+		log_error("milter: the MTA does not allow adding and changing header fields and "
+			  "quarantining: the conversation is refused");
+		return SMFIS_REJECT;
+	}
+	struct msession *s = xcalloc(1, sizeof(*s));
+	s->spool.fd = s->spool.ro_fd = -1;
+	s->no_reply = steps & MILTER_NO_REPLY;
+	*actions_r = need;
+	*steps_r = steps & (MILTER_NO_REPLY | MILTER_NOT_SENT);
+	*unused2_r = *unused3_r = 0;
+	smfi_setpriv(ctx, s);
+	metrics_count(METRIC_MILTER_CONVERSATIONS);
+	pthread_mutex_lock(&G.lock);
+	G.sessions++;
+	pthread_mutex_unlock(&G.lock);
+	return SMFIS_CONTINUE;
+}
+
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *addr)
 {
 	(void)hostname;
-	struct msession *s = xcalloc(1, sizeof(*s));
-	s->spool.fd = s->spool.ro_fd = -1;
+	struct msession *s = session_of(ctx);
+	if (s == NULL) { /* an MTA that did not negotiate (milter protocol 2) */
+		s = xcalloc(1, sizeof(*s));
+		s->spool.fd = s->spool.ro_fd = -1;
+	}
 	if (addr != NULL && addr->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)addr)->sin_addr, s->client_addr,
 			  sizeof(s->client_addr));
@@ -182,12 +229,14 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *addr)
 		const char *a = smfi_getsymval(ctx, (char *)"{client_addr}");
 		snprintf(s->client_addr, sizeof(s->client_addr), "%s", a != NULL ? a : "");
 	}
-	smfi_setpriv(ctx, s);
-	metrics_count(METRIC_MILTER_CONVERSATIONS);
-	pthread_mutex_lock(&G.lock);
-	G.sessions++;
-	pthread_mutex_unlock(&G.lock);
-	return SMFIS_CONTINUE;
+	if (session_of(ctx) == NULL) {
+		smfi_setpriv(ctx, s);
+		metrics_count(METRIC_MILTER_CONVERSATIONS);
+		pthread_mutex_lock(&G.lock);
+		G.sessions++;
+		pthread_mutex_unlock(&G.lock);
+	}
+	return reply_or_not(s, SMFIP_NR_CONN, SMFIS_CONTINUE);
 }
 
 static sfsistat on_helo(SMFICTX *ctx, char *helo)
@@ -195,7 +244,7 @@ static sfsistat on_helo(SMFICTX *ctx, char *helo)
 	struct msession *s = session_of(ctx);
 	if (s != NULL)
 		snprintf(s->helo, sizeof(s->helo), "%s", helo != NULL ? helo : "");
-	return SMFIS_CONTINUE;
+	return reply_or_not(s, SMFIP_NR_HELO, SMFIS_CONTINUE);
 }
 
 /* The SIZE= of MAIL, or 0. */
@@ -232,18 +281,18 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	struct msession *s = session_of(ctx);
 	char rcpt[QF_ADDR_MAX + 1];
 	if (s == NULL || !s->in_tx || argv == NULL || argv[0] == NULL)
-		return SMFIS_CONTINUE;
+		return reply_or_not(s, SMFIP_NR_RCPT, SMFIS_CONTINUE);
 	strip_brackets(argv[0], rcpt, sizeof(rcpt));
 	if (rcpt[0] != '\0' && s->rcpts.count < G.cfg->recipient_limit)
 		strlist_add(&s->rcpts, rcpt);
-	return SMFIS_CONTINUE;
+	return reply_or_not(s, SMFIP_NR_RCPT, SMFIS_CONTINUE);
 }
 
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct msession *s = session_of(ctx);
 	if (s == NULL || !s->in_tx)
-		return SMFIS_CONTINUE;
+		return reply_or_not(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 	/* The MTA's own Received: names its queue id; postern's fields go
 	 * below it, as postern's own delivery puts them below its Received:. */
 	if (s->spool.names.count == 0 && name != NULL && value != NULL &&
@@ -252,9 +301,10 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		s->own_received = strcmp(id, "NOQUEUE") != 0 && strstr(value, id) != NULL;
 	}
 	if (milter_spool_header(&s->spool, name != NULL ? name : "",
-				value != NULL ? value : "") != MILTER_SPOOL_OK)
-		return refuse_spool(ctx, s);
-	return SMFIS_CONTINUE;
+				value != NULL ? value : "") != MILTER_SPOOL_OK &&
+	    !(s->no_reply & SMFIP_NR_HDR))
+		return refuse_spool(ctx, s); /* else at the end of the header section */
+	return reply_or_not(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 }
 
 static sfsistat on_eoh(SMFICTX *ctx)
@@ -441,6 +491,7 @@ static struct smfiDesc milter_desc = {
 	.xxfi_eom = on_eom,
 	.xxfi_abort = on_abort,
 	.xxfi_close = on_close,
+	.xxfi_negotiate = on_negotiate,
 };
 
 /* The listening socket libmilter opened (it keeps the descriptor to

@@ -283,6 +283,50 @@ class MilterUnixTest(_MilterCase):
         self.srv.wait_log(r"milter action=reject reason=size status=5\.3\.4 ")
 
 
+    def test_header_size_limit(self):
+        # refused at the end of the header section: the MTA expects no
+        # reply for each field (SMFIP_NR_HDR)
+        self.reconfigure(header_size_limit="2k")
+        long_field = "X-Long: " + " ".join(["word"] * 600) + "\r\n"
+        code, text = submit(self.peer, _message("hdr1", "long", "Body.", extra=long_field))
+        self.assertEqual((code, text), (552, "5.3.4 Message header size exceeds limit"))
+        self.srv.wait_log(r"milter action=reject reason=header_size status=5\.3\.4 ")
+
+
+class MilterConfigTest(PosternTestCase):
+    """milter_listen missing or malformed: a clear error naming the file
+    (and line), exit status 1; check-config says the same."""
+
+    def run_milter(self, srv):
+        r = subprocess.run([POSTERN_BIN, "milter", "-c", srv.conf_path], cwd=srv.dir,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=scaled(30))
+        return r.returncode, r.stdout.decode()
+
+    def test_missing_and_malformed(self):
+        srv = MilterServer("config", "unix")
+        self.addCleanup(srv.remove)
+        del srv.settings["milter_listen"]
+        srv.write_config()
+        rc, out = self.run_milter(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("%s: milter_listen is not set" % srv.conf_path, out)
+        srv.settings["milter_listen"] = "unix:relative.sock"
+        srv.write_config()
+        line = [i for i, l in enumerate(open(srv.conf_path).read().splitlines(), 1)
+                if l.startswith("milter_listen")][0]
+        rc, out = self.run_milter(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("%s:%d: milter_listen: the socket's path must be absolute"
+                      % (srv.conf_path, line), out)
+        r = subprocess.run([POSTERN_BIN, "check-config", "-c", srv.conf_path], cwd=srv.dir,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=scaled(60))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%s:%d: milter_listen: the socket's path must be absolute"
+                      % (srv.conf_path, line), r.stdout.decode())
+
+
 class MilterInetTest(_MilterCase):
     """The same over TCP, plus reload and drain."""
     listen = "inet"
