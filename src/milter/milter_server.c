@@ -60,7 +60,6 @@ struct msession {
 	char client_addr[SCAN_CLIENT_ADDR_MAX + 1];
 	char helo[SCAN_HELO_MAX + 1];
 	bool in_tx;            /* MAIL seen, spool open */
-	bool own_received;     /* the first field is the MTA's own Received: (Postfix sends it) */
 	unsigned long no_reply; /* the SMFIP_NR_* steps the MTA agreed to expect no reply for */
 	char sender[QF_ADDR_MAX + 1];
 	strlist_t rcpts;
@@ -102,7 +101,6 @@ static void tx_end(struct msession *s)
 	strlist_free(&s->rcpts);
 	s->sender[0] = '\0';
 	s->in_tx = false;
-	s->own_received = false;
 }
 
 /* "<addr>" -> "addr", cut to size; "<>" -> "". */
@@ -288,18 +286,51 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	return reply_or_not(s, SMFIP_NR_RCPT, SMFIS_CONTINUE);
 }
 
+/* Printable ASCII without parentheses or backslash (a header comment). */
+static void comment_safe(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+	for (; in != NULL && *in != '\0' && n + 1 < size; in++) {
+		unsigned char c = (unsigned char)*in;
+		out[n++] = c > 32 && c < 127 && c != '(' && c != ')' && c != '\\' ? (char)c : '?';
+	}
+	out[n] = '\0';
+}
+
+/* The scanners' copy starts with a trace field like the one postern
+ * writes when it receives a message itself, standing for the MTA's own
+ * (which the MTA keeps to itself): client, MTA, queue id, recipient. */
+static void write_trace(SMFICTX *ctx, struct msession *s)
+{
+	if (s->spool.size > 0)
+		return;
+	char helo[256], host[256], id[64], date[64];
+	comment_safe(s->helo[0] != '\0' ? s->helo : "unknown", helo, sizeof(helo));
+	const char *j = smfi_getsymval(ctx, (char *)"j");
+	comment_safe(j != NULL ? j : "localhost", host, sizeof(host));
+	comment_safe(mta_id(ctx), id, sizeof(id));
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	const char *tls = smfi_getsymval(ctx, (char *)"{tls_version}");
+	buf_t f = BUF_INIT;
+	buf_printf(&f, "Received: from %s ([%s%s])\n\tby %s with %s id %s", helo,
+		   strchr(s->client_addr, ':') != NULL ? "IPv6:" : "", s->client_addr, host,
+		   tls != NULL && tls[0] != '\0' ? "ESMTPS" : "ESMTP", id);
+	if (s->rcpts.count == 1)
+		buf_printf(&f, "\n\tfor <%s>", s->rcpts.items[0]);
+	buf_printf(&f, "; %s\n", date);
+	milter_spool_trace(&s->spool, buf_cstr(&f));
+	buf_free(&f);
+}
+
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct msession *s = session_of(ctx);
 	if (s == NULL || !s->in_tx)
 		return reply_or_not(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
-	/* The MTA's own Received: names its queue id; postern's fields go
-	 * below it, as postern's own delivery puts them below its Received:. */
-	if (s->spool.names.count == 0 && name != NULL && value != NULL &&
-	    strcasecmp(name, "Received") == 0) {
-		const char *id = mta_id(ctx);
-		s->own_received = strcmp(id, "NOQUEUE") != 0 && strstr(value, id) != NULL;
-	}
+	write_trace(ctx, s);
 	if (milter_spool_header(&s->spool, name != NULL ? name : "",
 				value != NULL ? value : "") != MILTER_SPOOL_OK &&
 	    !(s->no_reply & SMFIP_NR_HDR))
@@ -312,6 +343,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 	struct msession *s = session_of(ctx);
 	if (s == NULL || !s->in_tx)
 		return SMFIS_CONTINUE;
+	write_trace(ctx, s);
 	if (milter_spool_end_of_header(&s->spool) != MILTER_SPOOL_OK)
 		return refuse_spool(ctx, s);
 	return SMFIS_CONTINUE;
@@ -322,6 +354,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 	struct msession *s = session_of(ctx);
 	if (s == NULL || !s->in_tx)
 		return SMFIS_CONTINUE;
+	write_trace(ctx, s);
 	if (milter_spool_body(&s->spool, data, len) != MILTER_SPOOL_OK)
 		return refuse_spool(ctx, s);
 	return SMFIS_CONTINUE;
@@ -343,11 +376,15 @@ static bool insert_field(SMFICTX *ctx, int index, const char *field)
 	return rc == MI_SUCCESS;
 }
 
+/* Where the added fields go: below the first field of the header
+ * section, which is the MTA's own Received: (Postfix and Sendmail put
+ * theirs on top and do not show it to milters; index 0 would be above
+ * it), as postern's own delivery puts them below its Received:. */
+#define INSERT_AT 1
+
 /* The verdict's header changes: every occurrence of each removed name
  * (counted as received; the last first, so that the indexes hold), then
- * the added fields at the top, in order: below the MTA's own Received:
- * when it sent us that (Postfix does; Sendmail hides its own), as
- * postern's own delivery puts them below its Received:. */
+ * the added fields, in order, at INSERT_AT. */
 static void apply_header_changes(SMFICTX *ctx, struct msession *s, const struct scan_verdict *v)
 {
 	const char *id = mta_id(ctx);
@@ -357,9 +394,8 @@ static void apply_header_changes(SMFICTX *ctx, struct msession *s, const struct 
 			if (smfi_chgheader(ctx, (char *)name, (int)n, NULL) != MI_SUCCESS)
 				log_warn("%s: milter: the MTA would not remove %s #%u", id, name, n);
 	}
-	int top = s->own_received ? 1 : 0;
 	for (size_t i = 0; i < v->headers.count; i++)
-		if (!insert_field(ctx, top + (int)i, v->headers.items[i]))
+		if (!insert_field(ctx, INSERT_AT + (int)i, v->headers.items[i]))
 			log_warn("%s: milter: the MTA would not add a header field", id);
 }
 
@@ -408,7 +444,7 @@ static void log_verdict(SMFICTX *ctx, const struct msession *s, const struct sca
 		log_warn("%s: milter action=%s%s reason=%s from=<%s> nrcpt=%zu size=%" PRIu64
 			 " id=%s delay=%.3f (%s)", mta_id(ctx), scan_action_name(v->action),
 			 v->action != SCAN_TEMPFAIL ? " fail_open=yes" : "", v->reason, s->sender,
-			 s->rcpts.count, s->spool.size, s->spool.id, delay,
+			 s->rcpts.count, s->spool.size - s->spool.trace_size, s->spool.id, delay,
 			 detail[0] != '\0' ? detail : v->text);
 	else
 		log_info("%s: milter action=%s%s%s%s%s hits=%s headers=%zu from=<%s> nrcpt=%zu "
@@ -416,7 +452,7 @@ static void log_verdict(SMFICTX *ctx, const struct msession *s, const struct sca
 			 v->reason[0] != '\0' ? " reason=" : "", v->reason,
 			 v->code != 0 ? " status=" : "", v->code != 0 ? v->status : "",
 			 hits.len > 0 ? buf_cstr(&hits) : "-", v->headers.count, s->sender,
-			 s->rcpts.count, s->spool.size, s->spool.id, delay);
+			 s->rcpts.count, s->spool.size - s->spool.trace_size, s->spool.id, delay);
 	buf_free(&hits);
 }
 
@@ -425,12 +461,13 @@ static sfsistat on_eom(SMFICTX *ctx)
 	struct msession *s = session_of(ctx);
 	if (s == NULL || !s->in_tx)
 		return SMFIS_CONTINUE;
+	write_trace(ctx, s);
 	if (milter_spool_end_of_header(&s->spool) != MILTER_SPOOL_OK ||
 	    milter_spool_flush(&s->spool) < 0)
 		return refuse_spool(ctx, s);
 	if (!G.scan) {
 		log_info("%s: milter action=accept scan=off from=<%s> nrcpt=%zu size=%" PRIu64,
-			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size);
+			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size - s->spool.trace_size);
 		count_message("accept", "scan_off");
 		tx_end(s);
 		return SMFIS_CONTINUE;

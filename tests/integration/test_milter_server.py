@@ -200,6 +200,9 @@ class MilterUnixTest(_MilterCase):
         self.assertRegex(via_milter["x-spam-status"][0], r"^No, score=0\.0 required=5\.0")
         self.assertNotIn("x-spam-flag", via_milter)
         self.assertIn(b"The minutes are attached.", body)
+        # below Postfix's own Received:, as postern puts them below its own
+        self.assertRegex(unfold(head), r"(?s)Received: from client\.test .*\(Postfix\).*\n"
+                                       r"X-Spam-Score: 0\.0\nX-Spam-Level: \nX-Spam-Status: No")
         # the log line keyed by Postfix's queue id
         qid = QUEUED_RE.search(text).group(1)
         self.srv.wait_log(r"milter\[\d+\]: info: %s: milter action=(accept|tag) " % qid)
