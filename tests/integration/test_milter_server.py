@@ -187,6 +187,21 @@ class _MilterCase(PosternTestCase):
         cls.peer.start()
 
 
+    def reconfigure(self, **settings):
+        """Change settings and reload (undone, with another reload, when
+        the test ends); returns once the new milter process listens."""
+        old = {k: self.srv.settings.get(k) for k in settings}
+
+        def apply(values):
+            self.srv.settings.update(values)
+            self.srv.write_config()
+            off = self.srv.log_size()
+            self.srv.reload()
+            self.srv.wait_log(r"milter\[\d+\]: info: milter listening on", since=off)
+        self.addCleanup(apply, old)
+        apply(settings)
+
+
 class MilterUnixTest(_MilterCase):
     """Postfix -> postern milter on a unix socket -> smtp-sink."""
 
@@ -250,20 +265,6 @@ class MilterUnixTest(_MilterCase):
         code, text = submit(self.peer, _message("gtube1", "test", "Here:\r\n" + GTUBE))
         self.assertEqual(code, 550, text)
         self.assertRegex(text, r"^5\.7\.1 .*refused as spam")
-
-    def reconfigure(self, **settings):
-        """Change settings and reload (undone, with another reload, when
-        the test ends); returns once the new milter process listens."""
-        old = {k: self.srv.settings.get(k) for k in settings}
-
-        def apply(values):
-            self.srv.settings.update(values)
-            self.srv.write_config()
-            off = self.srv.log_size()
-            self.srv.reload()
-            self.srv.wait_log(r"milter\[\d+\]: info: milter listening on", since=off)
-        self.addCleanup(apply, old)
-        apply(settings)
 
     def test_quarantine_held_by_postfix(self):
         # T_PILLS 4 + T_CLICK 2.5 = 6.5: past a quarantine score of 6
@@ -333,6 +334,26 @@ class MilterConfigTest(PosternTestCase):
 class MilterInetTest(_MilterCase):
     """The same over TCP, plus reload and drain."""
     listen = "inet"
+
+    def test_scan_off_accepts_as_is(self):
+        self.reconfigure(scan="no")
+        code, text = submit(self.peer, _message("off1", "Cheap pills", "Click here now!"))
+        self.assertEqual(code, 250, text)
+        head, _ = split_message(sink_copy(self.sink, "off1"))
+        self.assertEqual(header_values(head, "X-Spam-Status"), [], head)
+        self.assertEqual(header_values(head, "Subject"), ["Cheap pills"])
+        qid = QUEUED_RE.search(text).group(1)
+        self.srv.wait_log(r"%s: milter action=accept scan=off " % qid)
+
+    def test_killed_milter_process_comes_back(self):
+        off = self.srv.log_size()
+        pid = self.srv.kill_role("milter")
+        self.srv.wait_log(r"milter\[(?!%d\])\d+\]: info: milter listening on" % pid,
+                          timeout=scaled(20), since=off)
+        code, text = submit(self.peer, _message("back1", "back", "Served again."))
+        self.assertEqual(code, 250, text)
+        self.assertIn("milter process pid %d killed by signal 9" % pid, self.srv.log())
+        self.assertNotIn("still open", self.srv.log_since(off))
 
     def test_clean_message_over_tcp(self):
         code, text = submit(self.peer, _message("tcp1", "hello", "Plain words."))
