@@ -107,14 +107,16 @@ static void strip_brackets(const char *arg, char *out, size_t size)
 }
 
 /* Our reply for the MTA to give. smfi_setreply reads text as a format:
- * a '%' is doubled. */
+ * a '%' is doubled; libmilter refuses a reply longer than 980 bytes, so
+ * the text stops well before. */
+#define REPLY_TEXT_MAX 900
 static void set_reply(SMFICTX *ctx, int code, const char *status, const char *text)
 {
 	char rcode[8], xcode[16], msg[1100];
 	size_t o = 0;
 	snprintf(rcode, sizeof(rcode), "%d", code);
 	snprintf(xcode, sizeof(xcode), "%s", status);
-	for (const char *p = text; *p != '\0' && o + 3 < sizeof(msg); p++) {
+	for (const char *p = text; *p != '\0' && o + 3 < REPLY_TEXT_MAX; p++) {
 		if (*p == '%')
 			msg[o++] = '%';
 		msg[o++] = (*p == '\r' || *p == '\n') ? ' ' : *p;

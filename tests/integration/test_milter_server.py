@@ -187,19 +187,20 @@ class _MilterCase(PosternTestCase):
         cls.peer.start()
 
 
+    def apply_settings(self, values):
+        """Write values into the configuration and reload; returns once
+        the new milter process listens."""
+        self.srv.settings.update(values)
+        self.srv.write_config()
+        off = self.srv.log_size()
+        self.srv.reload()
+        self.srv.wait_log(r"milter\[\d+\]: info: milter listening on", since=off)
+
     def reconfigure(self, **settings):
         """Change settings and reload (undone, with another reload, when
-        the test ends); returns once the new milter process listens."""
-        old = {k: self.srv.settings.get(k) for k in settings}
-
-        def apply(values):
-            self.srv.settings.update(values)
-            self.srv.write_config()
-            off = self.srv.log_size()
-            self.srv.reload()
-            self.srv.wait_log(r"milter\[\d+\]: info: milter listening on", since=off)
-        self.addCleanup(apply, old)
-        apply(settings)
+        the test ends)."""
+        self.addCleanup(self.apply_settings, {k: self.srv.settings.get(k) for k in settings})
+        self.apply_settings(settings)
 
 
 class MilterUnixTest(_MilterCase):
@@ -344,6 +345,35 @@ class MilterInetTest(_MilterCase):
         self.assertEqual(header_values(head, "Subject"), ["Cheap pills"])
         qid = QUEUED_RE.search(text).group(1)
         self.srv.wait_log(r"%s: milter action=accept scan=off " % qid)
+
+    def test_reload_that_cannot_listen_keeps_the_running_one(self):
+        good = self.srv.settings["milter_listen"]
+        self.addCleanup(self.apply_settings, {"milter_listen": good})
+        # a malformed value: a configuration error, nothing changes
+        self.srv.settings["milter_listen"] = "inet:nowhere"
+        self.srv.write_config()
+        off = self.srv.log_size()
+        self.srv.reload()
+        self.srv.wait_log(r"reload: configuration has errors, keeping the running one",
+                          since=off)
+        code, text = submit(self.peer, _message("keep1", "kept", "Still served."))
+        self.assertEqual(code, 250, text)
+        # an address that is not this machine's: the new process cannot
+        # listen, the running one goes on
+        self.srv.settings["milter_listen"] = "inet:192.0.2.1:%d" % self.milter_port_of(good)
+        self.srv.write_config()
+        off = self.srv.log_size()
+        self.srv.reload()
+        self.srv.wait_log(r"reload: the new milter process does not listen on inet:192\.0\.2\.1",
+                          since=off, timeout=scaled(30))
+        code, text = submit(self.peer, _message("keep2", "kept", "Still served."))
+        self.assertEqual(code, 250, text)
+        self.assertRegex(header_values(split_message(sink_copy(self.sink, "keep2"))[0],
+                                       "X-Spam-Status")[0], r"^No, ")
+
+    @staticmethod
+    def milter_port_of(spec):
+        return int(spec.rsplit(":", 1)[1])
 
     def test_killed_milter_process_comes_back(self):
         off = self.srv.log_size()
