@@ -222,6 +222,8 @@ class MilterUnixTest(_MilterCase):
         # the log line keyed by Postfix's queue id
         qid = QUEUED_RE.search(text).group(1)
         self.srv.wait_log(r"milter\[\d+\]: info: %s: milter action=(accept|tag) " % qid)
+        # the private copy was unlinked at once: nothing stays in the spool
+        self.assertEqual(os.listdir(os.path.join(self.srv.spool_dir, "incoming")), [])
         # The same message received by postern itself over SMTP.
         same = self.start_server(users=["alice"], config=judging_settings(
             write_rules(self.srv.dir)))
