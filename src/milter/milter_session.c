@@ -95,7 +95,8 @@ static void tx_end(struct msession *s)
 	s->in_tx = false;
 }
 
-/* "<addr>" -> "addr", cut to size; "<>" -> "". */
+/* "<addr>" -> "addr", cut to size, control characters made '?' (it goes
+ * into log lines); "<>" -> "". */
 static void strip_brackets(const char *arg, char *out, size_t size)
 {
 	size_t len = strlen(arg);
@@ -104,6 +105,20 @@ static void strip_brackets(const char *arg, char *out, size_t size)
 		len -= 2;
 	}
 	snprintf(out, size, "%.*s", (int)(len < size ? len : size - 1), arg);
+	for (char *p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
+/* Printable ASCII without parentheses or backslash (a header comment). */
+static void comment_safe(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+	for (; in != NULL && *in != '\0' && n + 1 < size; in++) {
+		unsigned char c = (unsigned char)*in;
+		out[n++] = c > 32 && c < 127 && c != '(' && c != ')' && c != '\\' ? (char)c : '?';
+	}
+	out[n] = '\0';
 }
 
 /* Our reply for the MTA to give. smfi_setreply reads text as a format:
@@ -112,11 +127,11 @@ static void strip_brackets(const char *arg, char *out, size_t size)
 #define REPLY_TEXT_MAX 900
 static void set_reply(SMFICTX *ctx, int code, const char *status, const char *text)
 {
-	char rcode[8], xcode[16], msg[1100];
+	char rcode[8], xcode[16], msg[REPLY_TEXT_MAX];
 	size_t o = 0;
 	snprintf(rcode, sizeof(rcode), "%d", code);
 	snprintf(xcode, sizeof(xcode), "%s", status);
-	for (const char *p = text; *p != '\0' && o + 3 < REPLY_TEXT_MAX; p++) {
+	for (const char *p = text; *p != '\0' && o + 3 < sizeof(msg); p++) {
 		if (*p == '%')
 			msg[o++] = '%';
 		msg[o++] = (*p == '\r' || *p == '\n') ? ' ' : *p;
@@ -176,6 +191,19 @@ static sfsistat reply_or_not(const struct msession *s, unsigned long step, sfsis
 	return rc == SMFIS_CONTINUE && s != NULL && (s->no_reply & step) ? SMFIS_NOREPLY : rc;
 }
 
+/* A new conversation's state, counted (the drain waits for it). */
+static struct msession *session_new(SMFICTX *ctx)
+{
+	struct msession *s = xcalloc(1, sizeof(*s));
+	s->spool.fd = s->spool.ro_fd = -1;
+	smfi_setpriv(ctx, s);
+	metrics_count(METRIC_MILTER_CONVERSATIONS);
+	pthread_mutex_lock(&G.lock);
+	G.sessions++;
+	pthread_mutex_unlock(&G.lock);
+	return s;
+}
+
 static sfsistat on_negotiate(SMFICTX *ctx, unsigned long actions, unsigned long steps,
 			     unsigned long unused2, unsigned long unused3,
 			     unsigned long *actions_r, unsigned long *steps_r,
@@ -189,17 +217,11 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long actions, unsigned long 
 			  "quarantining: the conversation is refused");
 		return SMFIS_REJECT;
 	}
-	struct msession *s = xcalloc(1, sizeof(*s));
-	s->spool.fd = s->spool.ro_fd = -1;
+	struct msession *s = session_of(ctx) != NULL ? session_of(ctx) : session_new(ctx);
 	s->no_reply = steps & MILTER_NO_REPLY;
 	*actions_r = need;
 	*steps_r = steps & (MILTER_NO_REPLY | MILTER_NOT_SENT);
 	*unused2_r = *unused3_r = 0;
-	smfi_setpriv(ctx, s);
-	metrics_count(METRIC_MILTER_CONVERSATIONS);
-	pthread_mutex_lock(&G.lock);
-	G.sessions++;
-	pthread_mutex_unlock(&G.lock);
 	return SMFIS_CONTINUE;
 }
 
@@ -207,27 +229,17 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *addr)
 {
 	(void)hostname;
 	struct msession *s = session_of(ctx);
-	if (s == NULL) { /* an MTA that did not negotiate (milter protocol 2) */
-		s = xcalloc(1, sizeof(*s));
-		s->spool.fd = s->spool.ro_fd = -1;
-	}
+	if (s == NULL) /* an MTA that did not negotiate (milter protocol 2) */
+		s = session_new(ctx);
 	if (addr != NULL && addr->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)addr)->sin_addr, s->client_addr,
 			  sizeof(s->client_addr));
 	else if (addr != NULL && addr->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)addr)->sin6_addr,
 			  s->client_addr, sizeof(s->client_addr));
-	else {
-		const char *a = smfi_getsymval(ctx, (char *)"{client_addr}");
-		snprintf(s->client_addr, sizeof(s->client_addr), "%s", a != NULL ? a : "");
-	}
-	if (session_of(ctx) == NULL) {
-		smfi_setpriv(ctx, s);
-		metrics_count(METRIC_MILTER_CONVERSATIONS);
-		pthread_mutex_lock(&G.lock);
-		G.sessions++;
-		pthread_mutex_unlock(&G.lock);
-	}
+	else /* a unix socket or none: what the MTA says */
+		comment_safe(smfi_getsymval(ctx, (char *)"{client_addr}"), s->client_addr,
+			     sizeof(s->client_addr));
 	return reply_or_not(s, SMFIP_NR_CONN, SMFIS_CONTINUE);
 }
 
@@ -278,17 +290,6 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	if (rcpt[0] != '\0' && s->rcpts.count < G.cfg->recipient_limit)
 		strlist_add(&s->rcpts, rcpt);
 	return reply_or_not(s, SMFIP_NR_RCPT, SMFIS_CONTINUE);
-}
-
-/* Printable ASCII without parentheses or backslash (a header comment). */
-static void comment_safe(const char *in, char *out, size_t size)
-{
-	size_t n = 0;
-	for (; in != NULL && *in != '\0' && n + 1 < size; in++) {
-		unsigned char c = (unsigned char)*in;
-		out[n++] = c > 32 && c < 127 && c != '(' && c != ')' && c != '\\' ? (char)c : '?';
-	}
-	out[n] = '\0';
 }
 
 /* The scanners' copy starts with a trace field like the one postern
