@@ -238,7 +238,8 @@ class MilterUnixTest(_MilterCase):
     def test_spam_tagged_with_prefix_and_forged_field_removed(self):
         msg = _message("spam1", "Cheap pills", "Click here now!",
                        extra="X-Spam-Status: No, forged upstream\r\n"
-                             "X-Spam-Flag: NO\r\n")
+                             "X-Spam-Flag: NO\r\n"
+                             "X-Spam-Status: No, forged twice\r\n")
         code, text = submit(self.peer, msg)
         self.assertEqual(code, 250, text)
         head, _ = split_message(sink_copy(self.sink, "spam1"))
@@ -247,7 +248,7 @@ class MilterUnixTest(_MilterCase):
         self.assertEqual(len(status), 1, head)
         self.assertRegex(status[0], r"^Yes, score=6\.5 required=5\.0 tests=T_CLICK,T_PILLS ")
         self.assertEqual(header_values(head, "Subject"), ["****SPAM**** Cheap pills"])
-        self.assertNotIn("forged upstream", head)
+        self.assertNotIn("forged", head)
 
     def test_eicar_refused_in_the_dialogue(self):
         msg = ("From: <%s>\r\nTo: <%s>\r\nSubject: hi\r\nMessage-ID: <eicar1@x.test>\r\n\r\n"
