@@ -42,7 +42,8 @@ CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c src/relay/*.c \
-               src/smtp/*.c src/server/*.c src/scan/*.c src/report/*.c src/auth/*.c src/account/*.c src/pop3/*.c src/milter/*.c))
+               src/smtp/*.c src/server/*.c src/scan/*.c src/report/*.c src/auth/*.c src/account/*.c src/pop3/*.c \
+               src/milter/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)

@@ -38,6 +38,7 @@
 #include "mail/recipients.h"
 #include "milter/milter_server.h"
 #include "dns/dns.h"
+#include "milter/milter_client.h"
 #include "policy/dnsbl.h"
 #include "policy/restrictions.h"
 #include "queue/notice.h"
@@ -49,6 +50,7 @@
 #include "report/report.h"
 #include "scan/learn_cli.h"
 #include "scan/scan_cli.h"
+#include "server/capture_dir.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -141,6 +143,7 @@ static int check_config(const char *path)
 	int problems = config_load_partial(path, &cfg, stderr);
 	problems += config_check_server_files(&cfg, stderr);
 	problems += dnsbl_config_check(&cfg, stderr);
+	problems += milter_config_check(&cfg, stderr);
 	if (cfg.milter_listen[0] != '\0') {
 		struct milter_listen ml;
 		char err[160];
@@ -194,6 +197,7 @@ static int check_config(const char *path)
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
 	problems += preflight_check_log_file(&cfg, stderr);
+	problems += capture_dir_prepare(&cfg, &ps, false, stderr);
 	/* The pipeline would stop at the first of the rules' problems, all of
 	 * them listed above: build it (as user) once the rules are right. */
 	if (rule_problems == 0)

@@ -54,6 +54,7 @@
 #include "../lib/xalloc.h"
 #include "../dns/dns.h"
 #include "../mail/domains.h"
+#include "../milter/milter_client.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
@@ -70,6 +71,7 @@
 #include "auth_role.h"
 #include "log_writer.h"
 #include "metrics_role.h"
+#include "capture_dir.h"
 #include "preflight.h"
 #include "privsep.h"
 #include "table_watch.h"
@@ -231,7 +233,7 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	g->scan_ready_fd = -1;
 	if (config_check_server_files(&g->cfg, errors) > 0 ||
-	    dnsbl_config_check(&g->cfg, errors) > 0) {
+	    dnsbl_config_check(&g->cfg, errors) > 0 || milter_config_check(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -307,6 +309,7 @@ static int generation_check(const struct generation *g)
 	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
 	if (problems == 0)
 		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
+	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }
@@ -1041,7 +1044,7 @@ static void stop_children(struct master *m)
 }
 
 /* Milter mode: milter_listen must say where to listen. */
-static int milter_config_check(const char *path, const struct config *cfg)
+static int milter_listen_check(const char *path, const struct config *cfg)
 {
 	struct milter_listen l;
 	char err[160];
@@ -1310,7 +1313,7 @@ static void reload(struct master *m)
 		log_error("reload: configuration has errors, keeping the running one");
 		return;
 	}
-	if (m->milter && milter_config_check(m->config_path, &g->cfg) < 0) {
+	if (m->milter && milter_listen_check(m->config_path, &g->cfg) < 0) {
 		log_error("reload: configuration has errors, keeping the running one");
 		generation_free(&g);
 		return;
@@ -1450,7 +1453,7 @@ static int supervisor_main(const char *config_path, bool milter)
 	struct generation *g = generation_load(config_path, 1);
 	if (g == NULL)
 		return 1;
-	if (milter && milter_config_check(config_path, &g->cfg) < 0) {
+	if (milter && milter_listen_check(config_path, &g->cfg) < 0) {
 		generation_free(&g);
 		return 1;
 	}
