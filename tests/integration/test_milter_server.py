@@ -432,10 +432,17 @@ def keep_serving(case, srv, peer, tag):
 
 
 class MilterUnixReloadTest(_MilterCase):
-    """A reload with the unix socket: the path is never without a listener."""
+    """A reload with the unix socket: the path is never without a listener;
+    a stop removes it (runs last: it stops the class's server)."""
 
     def test_reload_keeps_serving(self):
         keep_serving(self, self.srv, self.peer, "unix")
+        self.assertEqual(os.listdir(self.srv.sock_dir), ["postern.sock"])
+
+    def test_stop_removes_the_socket(self):
+        self.assertTrue(os.path.exists(self.srv.sock_path))
+        self.srv.stop()
+        self.assertEqual(os.listdir(self.srv.sock_dir), [])
 
 
 class MilterStopTest(_MilterCase):
