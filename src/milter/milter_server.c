@@ -150,7 +150,7 @@ static void drain(const struct config *cfg)
  * the supervisor's SIGUSR2. When libmilter stops by itself (its own
  * signal thread took SIGTERM, SIGHUP or SIGINT) the main thread is told
  * with a SIGUSR2 too. */
-static volatile int libmilter_rc = -1;
+static _Atomic int libmilter_rc = -1;
 
 static void *libmilter_thread(void *arg)
 {

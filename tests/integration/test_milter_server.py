@@ -378,6 +378,16 @@ class MilterInetTest(_MilterCase):
     def milter_port_of(spec):
         return int(spec.rsplit(":", 1)[1])
 
+    def test_milter_process_stopped_by_libmilter_comes_back(self):
+        # SIGTERM straight to the milter process: libmilter's own stop
+        off = self.srv.log_size()
+        pid = self.srv.kill_role("milter", signal.SIGTERM)
+        self.srv.wait_log(r"milter\[%d\]: info: milter: libmilter stopped" % pid, since=off)
+        self.srv.wait_log(r"milter\[(?!%d\])\d+\]: info: milter listening on" % pid,
+                          timeout=scaled(20), since=off)
+        code, text = submit(self.peer, _message("back2", "back", "Served again."))
+        self.assertEqual(code, 250, text)
+
     def test_killed_milter_process_comes_back(self):
         off = self.srv.log_size()
         pid = self.srv.kill_role("milter")
