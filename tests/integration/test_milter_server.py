@@ -264,6 +264,14 @@ class MilterUnixTest(_MilterCase):
         self.assertRegex(text, r'(?m)^postern_milter_messages_total\{action="reject",'
                                r'reason="virus"\} [1-9]')
         self.assertRegex(text, r"(?m)^postern_milter_conversations_total [1-9]")
+        # and postern report reads the milter's lines as scan verdicts
+        r = subprocess.run([POSTERN_BIN, "report", "--json", self.srv.log_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        report = __import__("json").loads(r.stdout)
+        self.assertGreaterEqual(report["scanned"], 1, report)
+        self.assertIn(EICAR_NAME, [v["name"] for v in report["scan"]["viruses"]],
+                      report["scan"])
+        self.assertIn("reject", [v["name"] for v in report["scan"]["scan_actions"]])
 
     def test_gtube_refused(self):
         code, text = submit(self.peer, _message("gtube1", "test", "Here:\r\n" + GTUBE))
