@@ -29,6 +29,7 @@
 #include "../lib/metrics.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../queue/capture.h"
 #include "../queue/queue_file.h"
 #include "../scan/scan_proto.h"
 #include "milter_scan.h"
@@ -42,6 +43,7 @@ static struct {
 	char *scan_path;
 	char *spool_folder;
 	struct milter_spool_limits limits;
+	struct capture *capture; /* the capture switch; NULL = never on */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned sessions;
@@ -451,6 +453,24 @@ static void log_verdict(SMFICTX *ctx, const struct msession *s, const struct sca
 	buf_free(&hits);
 }
 
+/* The capture switch (src/queue/capture.h): a copy of the message as the
+ * MTA sent it (without the trace field our copy starts with), before the
+ * verdict, so that refused ones are kept too. */
+static void capture_spool(const struct msession *s)
+{
+	if (G.capture == NULL || !capture_on(G.capture))
+		return;
+	struct capture_message m = {
+		.queue_id = s->spool.id, .client_addr = s->client_addr,
+		.helo = s->helo[0] != '\0' ? s->helo : NULL, .sender = s->sender,
+		.rcpts = &s->rcpts, .content_fd = s->spool.ro_fd,
+		.content_off = s->spool.trace_size,
+		.content_len = s->spool.size - s->spool.trace_size,
+	};
+	if (capture_matches(G.capture, &m))
+		capture_save(G.capture, &m);
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct msession *s = session_of(ctx);
@@ -460,6 +480,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (milter_spool_end_of_header(&s->spool) != MILTER_SPOOL_OK ||
 	    milter_spool_flush(&s->spool) < 0)
 		return refuse_spool(ctx, s);
+	capture_spool(s);
 	if (!G.scan) {
 		log_info("%s: milter action=accept scan=off from=<%s> nrcpt=%zu size=%" PRIu64,
 			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size - s->spool.trace_size);
@@ -535,6 +556,15 @@ void milter_session_setup(const struct config *cfg, bool scan)
 	G.limits = (struct milter_spool_limits){ .message_max = cfg->message_size_limit,
 						 .header_max = cfg->header_size_limit,
 						 .fields_max = MILTER_SPOOL_FIELDS_MAX };
+	G.capture = capture_new(cfg);
+}
+
+void milter_session_end(void)
+{
+	capture_free(&G.capture); /* the copies still waiting are written */
+	free(G.scan_path);
+	free(G.spool_folder);
+	G.scan_path = G.spool_folder = NULL;
 }
 
 unsigned milter_session_wait(unsigned seconds)

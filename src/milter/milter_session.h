@@ -30,4 +30,8 @@ void milter_session_setup(const struct config *cfg, bool scan);
 /* Wait until no conversation is open, at most seconds; how many are left. */
 unsigned milter_session_wait(unsigned seconds);
 
+/* At the end, no conversation being served any more (or the process
+ * exiting anyway): write the captured copies still waiting, free the rest. */
+void milter_session_end(void);
+
 #endif

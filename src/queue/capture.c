@@ -1,20 +1,27 @@
 /*
  * capture.c - the message capture switch (see capture.h).
  *
- * The loop side decides (switch, lists), opens the content file and
- * builds the envelope header; one thread of its own (a one-thread
- * queue_committer, so that the completion comes back to the loop as the
- * commits' do) writes the file. The loop never waits on the disk for a
- * capture beyond one open(2), and only while capture is on.
+ * The caller's thread decides (switch, lists), opens (or duplicates) the
+ * content file's descriptor and builds the envelope header; one thread
+ * of the capture's own writes the files, in order, from a list guarded
+ * by a mutex, and logs each. The caller never waits on the disk for a
+ * capture beyond one open(2), and only while capture is on. Callers may
+ * be one event loop (the smtp worker) or many threads (the milter
+ * server's libmilter threads): the trigger file's cached answer is kept
+ * in atomics, so at most one of them looks at the file each second.
  *
  * RFCs: none (the envelope header is written as RFC 5322 fields).
  * Untrusted input: envelope text (cleaned), content bytes (copied only).
- * Privilege: the unprivileged smtp worker.
+ * Privilege: the unprivileged smtp worker or milter process (`user`).
  */
 #include "capture.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,23 +35,13 @@
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../mail/address.h"
-#include "commit.h"
 #include "queue.h"
 
 #define COPY_CHUNK (64 * 1024)
 
-struct capture {
-	const struct config *cfg;
-	struct queue_committer *thread; /* runs the copies */
-	bool on;                  /* the last answer of the trigger file */
-	time_t looked_at;         /* when (a coarse monotonic second); 0 = never */
-	unsigned pending;         /* copies handed to the thread, not done yet */
-	unsigned long skipped;    /* copies skipped since the last log line of it */
-};
-
 /* One copy: everything the thread needs, owned by the job. */
 struct capture_job {
-	struct capture *owner;
+	struct capture_job *next;
 	int content_fd;
 	uint64_t off, len;
 	char *tmp_path, *path;
@@ -52,13 +49,33 @@ struct capture_job {
 	char id[QUEUE_ID_LEN + 1];
 };
 
-struct capture *capture_new(struct event_base *base, const struct config *cfg)
+struct capture {
+	const struct config *cfg;
+	_Atomic bool on;          /* the last answer of the trigger file */
+	_Atomic long looked_at;   /* when (a coarse monotonic second); 0 = never */
+	_Atomic int look_error;   /* errno of the last look other than ENOENT, or 0 */
+	pthread_t thread;         /* writes the copies */
+	pthread_mutex_t lock;     /* guards what follows */
+	pthread_cond_t work;
+	struct capture_job *head, *tail; /* waiting for the thread, oldest first */
+	unsigned pending;         /* copies handed to the thread, not done yet */
+	unsigned long skipped;    /* copies skipped for want of room */
+	bool stopping;
+};
+
+static void *capture_thread(void *arg);
+
+struct capture *capture_new(const struct config *cfg)
 {
 	if (!config_capture_possible(cfg))
 		return NULL;
 	struct capture *c = xcalloc(1, sizeof(*c));
 	c->cfg = cfg;
-	c->thread = queue_committer_new(base, 1);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->work, NULL);
+	int rc = pthread_create(&c->thread, NULL, capture_thread, c);
+	if (rc != 0)
+		log_panic("capture: cannot start its thread: %s", strerror(rc));
 	return c;
 }
 
@@ -67,7 +84,13 @@ void capture_free(struct capture **cp)
 	struct capture *c = *cp;
 	if (c == NULL)
 		return;
-	queue_committer_free(&c->thread); /* the last copies finish, their callbacks run */
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true; /* the thread writes what is waiting, then ends */
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->work);
+	pthread_mutex_destroy(&c->lock);
 	xfree(cp);
 }
 
@@ -82,17 +105,43 @@ bool capture_on(struct capture *c)
 {
 	if (c->cfg->capture == CONFIG_YES)
 		return true;
-	time_t now = coarse_seconds();
-	if (now == c->looked_at)
-		return c->on;
-	c->looked_at = now;
+	long now = (long)coarse_seconds();
+	/* The first caller of each second looks; the others take the last
+	 * answer. */
+	if (atomic_load_explicit(&c->looked_at, memory_order_relaxed) == now ||
+	    atomic_exchange(&c->looked_at, now) == now)
+		return atomic_load(&c->on);
 	struct stat st;
 	bool on = stat(c->cfg->capture_trigger_file, &st) == 0;
-	if (on != c->on)
+	/* Not allowed to look (a folder above it closed to user): off, and
+	 * said once, since touching the file would change nothing. */
+	int err = on || errno == ENOENT ? 0 : errno;
+	if (atomic_exchange(&c->look_error, err) != err && err != 0)
+		log_error("capture stays off: cannot look at trigger file %s: %s",
+			  c->cfg->capture_trigger_file, strerror(err));
+	if (atomic_exchange(&c->on, on) != on)
 		log_info("capture %s: trigger file %s %s", on ? "on" : "off",
 			 c->cfg->capture_trigger_file, on ? "exists" : "is gone");
-	c->on = on;
 	return on;
+}
+
+/* A numeric address as a socket address; false if text is none. */
+static bool client_from_text(const char *text, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	if (text == NULL)
+		return false;
+	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		return true;
+	}
+	return false;
 }
 
 bool capture_matches(const struct capture *c, const struct capture_message *m)
@@ -101,9 +150,14 @@ bool capture_matches(const struct capture *c, const struct capture_message *m)
 	if (cfg->capture_senders.count == 0 && cfg->capture_recipients.count == 0 &&
 	    cfg->capture_clients.count == 0)
 		return true;
-	if (cfg->capture_clients.count > 0 && m->client != NULL &&
-	    cidr_list_match(&cfg->capture_clients, m->client))
-		return true;
+	if (cfg->capture_clients.count > 0) {
+		struct sockaddr_storage parsed;
+		const struct sockaddr *client = m->client;
+		if (client == NULL && client_from_text(m->client_addr, &parsed))
+			client = (const struct sockaddr *)&parsed;
+		if (client != NULL && cidr_list_match(&cfg->capture_clients, client))
+			return true;
+	}
 	if (cfg->capture_senders.count > 0 && address_listed(&cfg->capture_senders, m->sender))
 		return true;
 	for (size_t i = 0; i < m->rcpts->count && cfg->capture_recipients.count > 0; i++)
@@ -194,9 +248,8 @@ static int copy_range(int src, uint64_t off, uint64_t len, int dst)
 
 /* On the capture thread: write the file under its temporary name, then
  * rename it. No fsync: a capture is a sample, not a message we owe. */
-static int capture_write(void *arg, char **err_r)
+static int capture_write(struct capture_job *j, char **err_r)
 {
-	struct capture_job *j = arg;
 	int fd = open(j->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		*err_r = failure("create", j->tmp_path, errno);
@@ -237,35 +290,71 @@ static void job_free(struct capture_job *j)
 	free(j);
 }
 
-/* Back on the loop. */
-static void capture_written(void *arg, int rc, char *err)
+/* The capture's thread: the waiting copies in order, until stopped and
+ * none is left. */
+static void *capture_thread(void *arg)
 {
-	struct capture_job *j = arg;
-	j->owner->pending--;
-	if (rc == 0)
-		log_info("%s: captured file=%s", j->id, j->path);
-	else
-		log_error("%s: capture failed: %s", j->id, err != NULL ? err : "?");
-	free(err);
-	job_free(j);
+	struct capture *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (c->head == NULL && !c->stopping)
+			pthread_cond_wait(&c->work, &c->lock);
+		struct capture_job *j = c->head;
+		if (j == NULL)
+			break;
+		c->head = j->next;
+		if (c->head == NULL)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->lock);
+		char *err = NULL;
+		if (capture_write(j, &err) == 0)
+			log_info("%s: captured file=%s", j->id, j->path);
+		else
+			log_error("%s: capture failed: %s", j->id, err != NULL ? err : "?");
+		free(err);
+		job_free(j);
+		pthread_mutex_lock(&c->lock);
+		c->pending--;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Hand j to the thread, unless CAPTURE_PENDING_MAX are waiting. */
+static bool enqueue(struct capture *c, struct capture_job *j)
+{
+	pthread_mutex_lock(&c->lock);
+	bool room = c->pending < CAPTURE_PENDING_MAX;
+	unsigned long skipped = 0;
+	if (room) {
+		c->pending++;
+		if (c->tail != NULL)
+			c->tail->next = j;
+		else
+			c->head = j;
+		c->tail = j;
+		pthread_cond_signal(&c->work);
+	} else {
+		skipped = ++c->skipped;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!room && skipped % 100 == 1)
+		log_warn("%s: capture skipped: %u copies are still being written (%lu skipped "
+			 "so far)", j->id, CAPTURE_PENDING_MAX, skipped);
+	return room;
 }
 
 void capture_save(struct capture *c, const struct capture_message *m)
 {
-	if (c->pending >= CAPTURE_PENDING_MAX) {
-		if (c->skipped++ % 100 == 0)
-			log_warn("%s: capture skipped: %u copies are still being written "
-				 "(%lu skipped so far)", m->queue_id, c->pending, c->skipped);
-		return;
-	}
-	int fd = open(m->content_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = m->content_path != NULL
+			 ? open(m->content_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+			 : fcntl(m->content_fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
-		log_error("%s: capture failed: cannot open %s: %s", m->queue_id, m->content_path,
-			  strerror(errno));
+		log_error("%s: capture failed: cannot open %s: %s", m->queue_id,
+			  m->content_path != NULL ? m->content_path : "the message", strerror(errno));
 		return;
 	}
 	struct capture_job *j = xcalloc(1, sizeof(*j));
-	j->owner = c;
 	j->content_fd = fd;
 	j->off = m->content_off;
 	j->len = m->content_len;
@@ -276,8 +365,8 @@ void capture_save(struct capture *c, const struct capture_message *m)
 	snprintf(name, sizeof(name), ".%s.tmp", j->id);
 	j->tmp_path = safeio_path_join(c->cfg->capture_dir, name);
 	envelope_header(&j->header, m);
-	c->pending++;
-	queue_task_start(c->thread, capture_write, j, capture_written, j);
+	if (!enqueue(c, j))
+		job_free(j);
 }
 
 void capture_message(struct capture *c, const struct capture_message *m)

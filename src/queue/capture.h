@@ -25,14 +25,18 @@
  * changes what the client is told, and when copies pile up (a slow disk)
  * new ones are skipped and counted in the log.
  *
+ * Used by the smtp workers (at the end of data) and by the milter
+ * process of "postern milter" (at the end of the message the MTA sent,
+ * from its unlinked spool file's descriptor).
+ *
  * Untrusted input: the envelope (HELO, addresses: control characters are
  * written as '?') and the content (copied as bytes, never parsed).
- * Privilege: the unprivileged smtp worker, which owns capture_dir.
+ * Privilege: the unprivileged smtp worker or milter process (`user`, which
+ * owns capture_dir).
  */
 #ifndef POSTERN_QUEUE_CAPTURE_H
 #define POSTERN_QUEUE_CAPTURE_H
 
-#include <event2/event.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -54,26 +58,32 @@ struct capture_message {
 	const char *helo;              /* NULL: none given */
 	const char *sender;            /* "local@domain", "" for <> */
 	const strlist_t *rcpts;        /* "local@domain" each */
-	const char *content_path;      /* the file holding the content ... */
+	const char *content_path;      /* the file holding the content (NULL:
+					* content_fd, which is duplicated) ... */
+	int content_fd;
 	uint64_t content_off;          /* ... from this offset ... */
 	uint64_t content_len;          /* ... this many bytes (all flushed) */
 };
 
 /* The capture of one process, with its thread; NULL when cfg can never
- * turn capture on (config_capture_possible). cfg must outlive it. */
-struct capture *capture_new(struct event_base *base, const struct config *cfg);
-/* Wait for the copies in progress, stop the thread. */
+ * turn capture on (config_capture_possible). cfg must outlive it.
+ * Panics if the thread cannot be started. The functions below may be
+ * called from any thread of the process. */
+struct capture *capture_new(const struct config *cfg);
+/* Write the copies still waiting, stop the thread. */
 void capture_free(struct capture **c);
 
 /* Is capture on now? capture = yes, or the trigger file existed when it
  * was last looked at (at most a second ago). Logs each change. */
 bool capture_on(struct capture *c);
-/* Does m match the configured lists (none set: every message does)? */
+/* Does m match the configured lists (none set: every message does)?
+ * m->client may be NULL: then client_addr is parsed. */
 bool capture_matches(const struct capture *c, const struct capture_message *m);
 /*
  * Copy m into capture_dir in the background: the content file is opened
- * now (so that a later rename or removal of it does not matter) and read
- * on the capture thread. Never fails to the caller: a problem is logged.
+ * (or its descriptor duplicated) now, so that a later rename or removal
+ * of it does not matter, and read on the capture thread. Never fails to
+ * the caller: a problem is logged.
  */
 void capture_save(struct capture *c, const struct capture_message *m);
 /* capture_on, capture_matches and capture_save together; c may be NULL. */

@@ -307,9 +307,10 @@ static int generation_check(const struct generation *g)
 	int problems = preflight_fd_limit(&g->cfg, true, f.out) < 0;
 
 	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
+	/* Before the probes, which check as user that it can write there. */
+	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	if (problems == 0)
 		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
-	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }

@@ -207,6 +207,32 @@ static void probe_private(struct probe *p)
 	free(path);
 }
 
+/* capture_dir, when capture can be on: the workers write the copies
+ * there (its owner, group and mode are capture_dir.c's to check; the
+ * supervisor makes it before these probes run); and the trigger file,
+ * which they must be able to look for. */
+static void probe_capture_dir(struct probe *p)
+{
+	const struct config *cfg = p->cfg;
+	if (!config_capture_possible(cfg) || cfg->capture_dir[0] == '\0')
+		return;
+	bool create = p->create;
+	p->create = false; /* missing: capture_dir.c has said what it needed to */
+	check_dir(p, "capture_dir", cfg->capture_dir, false);
+	p->create = create;
+	/* The workers look for the trigger file as user: a folder above it
+	 * they cannot search would keep capture off whatever is touched. */
+	struct stat st;
+	if (cfg->capture_trigger_file[0] != '\0' && p->account != NULL &&
+	    stat(cfg->capture_trigger_file, &st) < 0 && errno != ENOENT) {
+		buf_t why = BUF_INIT;
+		unreachable_hint(errno, cfg->capture_trigger_file, p->account, &why);
+		fprintf(p->out, "E capture_trigger_file %s: user %s cannot look for it: %s\n",
+			cfg->capture_trigger_file, p->account, buf_cstr(&why));
+		buf_free(&why);
+	}
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
@@ -214,6 +240,7 @@ static void probe_user(struct probe *p)
 	char *err = NULL;
 
 	probe_users_file(p); /* whether the spool exists yet or not */
+	probe_capture_dir(p);
 	if (!check_dir(p, "spool_dir", cfg->spool_dir, false))
 		return;
 	if (p->create && queue_dirs_create(cfg->spool_dir, &err) < 0) {

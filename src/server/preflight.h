@@ -42,8 +42,9 @@ int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
  * `create`; each must be a real folder, not a symbolic link) and that
  * mail_owner can reach and write mail_root. Without `create` (check-config)
  * a missing folder is not a problem, but one that exists and is not a
- * folder is. Also warns when user can read users_file (it holds password
- * hashes). Problems name the key, the path and the account; returns their
+ * folder is. When capture can be on, user must reach and write
+ * capture_dir too (never created here: capture_dir.h). Also warns when
+ * user can read users_file (it holds password hashes). Problems name the key, the path and the account; returns their
  * number (warnings, printed with "warning: ", not counted).
  */
 int preflight_check_folders(const struct config *cfg, const struct privsep *ps,

@@ -331,7 +331,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
 				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
-	w.srv.capture = capture_new(w.srv.base, cfg);
+	w.srv.capture = capture_new(cfg);
 	if (limits_wanted(cfg)) {
 		char *path = anvil_socket_path(cfg->spool_dir);
 		w.srv.limits = limits_new(cfg, anvil_client_new(w.srv.base, path), limits_notice,

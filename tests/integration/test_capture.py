@@ -270,8 +270,81 @@ class ConfigCheckTest(CaptureCase):
         rc, log = srv.serve_refused()
         self.assertIn("mode 0755", log)
 
+    def test_folder_the_workers_cannot_reach(self):
+        if not IS_ROOT:
+            self.skipTest("needs root (the workers run as another account)")
+        srv = self.start_server(start=False, config={
+            "capture": "yes", "capture_dir": "locked/capture", "capture_group": GROUP})
+        locked = os.path.join(srv.dir, "locked")
+        os.mkdir(locked, 0o700)  # root's: nobody cannot get through
+        rc, out = self.check(srv)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("capture_dir %s/capture: not reachable as user nobody" % locked, out)
+        rc, log = srv.serve_refused()
+        self.assertIn("not reachable as user nobody", log)
+
+    def test_trigger_file_the_workers_cannot_see(self):
+        if not IS_ROOT:
+            self.skipTest("needs root (the workers run as another account)")
+        srv = self.start_server(start=False, config={
+            "capture_trigger_file": "locked/capture-on", "capture_dir": "capture",
+            "capture_group": GROUP})
+        locked = os.path.join(srv.dir, "locked")
+        os.mkdir(locked, 0o700)  # root's: touching a file there would change nothing
+        rc, out = self.check(srv)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("capture_trigger_file %s/capture-on: user nobody cannot look for it"
+                      % locked, out)
+
     def test_off_needs_nothing(self):
         # A capture_dir that could not work is no problem while capture is off.
         srv = self.start_server(start=False, config={"capture_dir": "no/such/capture"})
         rc, out = self.check(srv)
         self.assertEqual(rc, 0, out)
+
+
+class MilterCaptureTest(CaptureCase):
+    """postern milter behind a real Postfix captures the same way: the
+    message as the MTA sent it, the envelope the MTA gave, refused ones
+    too."""
+
+    def test_captured_through_postfix(self):
+        from postfix_peer import postfix_unusable
+        from sink_peer import SmtpSink, sink_unusable
+        from test_milter_server import MilterServer, postfix_with_milter, submit
+        why = postfix_unusable() or sink_unusable()
+        if why:
+            self.skipTest(why)
+        sink = SmtpSink().start()
+        self.addCleanup(sink.remove)
+        srv = MilterServer("capture-milter", "unix", config={
+            "capture": "yes", "capture_dir": "capture", "capture_group": GROUP,
+            "capture_recipients": "alice@example.test",
+            "clamav_db_dir": TEST_SIGNATURES})
+        self.addCleanup(lambda: srv.stop(expect_rc=None) if srv.running() else None)
+        srv.start()
+        peer = postfix_with_milter(srv, sink, "capture")
+        self.addCleanup(peer.destroy)
+        peer.start()
+        clean, virus, other = (uuid.uuid4().hex for _ in range(3))
+        # bob's goes first: the copies are queued in the order the
+        # messages end, so once the last is there bob's would be too.
+        code, text = submit(peer, make_message(subject=other, sender="s@remote.test",
+                                               to="bob@example.test"),
+                            sender="s@remote.test", rcpts=["bob@example.test"])
+        self.assertEqual(code, 250, text)
+        code, text = submit(peer, make_message(subject=clean, sender="s@remote.test"),
+                            sender="s@remote.test", rcpts=["alice@example.test"])
+        self.assertEqual(code, 250, text)
+        code, text = submit(peer, make_message(subject=virus, sender="s@remote.test",
+                                               body="x\r\n" + EICAR.decode() + "\r\n"),
+                            sender="s@remote.test", rcpts=["alice@example.test"])
+        self.assertEqual(code, 550, text)
+        _, data = self.wait_capture(srv, clean.encode())
+        self.assertIn(b"X-Postern-Capture-Client: 127.0.0.1 helo=client.test\n", data)
+        self.assertIn(b"X-Postern-Capture-Sender: <s@remote.test>\n", data)
+        self.assertIn(b"X-Postern-Capture-Recipient: <alice@example.test>\n", data)
+        _, data = self.wait_capture(srv, virus.encode())
+        self.assertIn(EICAR, data)
+        self.assertNotCaptured(srv, other.encode())
+

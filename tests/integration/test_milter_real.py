@@ -15,25 +15,24 @@ system's services:
   delivered with the X-Spam-* fields spamass-milter adds.
 * both in one list, in order: each refuses what it should and a clean
   message gets the fields of both.
+* over TCP (inet:HOST:PORT): a clamav-milter of its own on a loopback
+  port; a milter that is not there gets milter_default_action (tempfail:
+  4xx; accept: delivered).
 
 The peers are started once per module (spamd takes seconds to compile its
-rules); each class has its own postern. Until the milter client is in the
-binary (the milters key is unknown to check-config) the module is skipped
-with that reason.
+rules); each class has its own postern.
 """
 import os
 import re
 import shutil
 import smtplib
 import socket
-import subprocess
 import tempfile
 import time
-import unittest
 import uuid
 
-from harness import (POSTERN_BIN, PosternTestCase, make_message, scaled, split_message,
-                     unfold)
+from harness import (PosternTestCase, free_port, make_message, scaled,
+                     split_message, unfold, wait_until)
 from clamd_peer import ClamdPeer
 from peer_process import PeerProcess
 from spamd_peer import SpamdPeer
@@ -45,20 +44,6 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*" + "GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.3
 EICAR_NAME = "Postern.Test.EICAR.UNOFFICIAL"
 CLAMAV_REJECT = "refused by clamav-milter: %v"
 USERS = ["alice", "bob"]
-
-
-def has_milter_client():
-    """Does this binary know the milters key (the milter client)?"""
-    d = tempfile.mkdtemp(prefix="postern-it-milter-probe-")
-    try:
-        conf = os.path.join(d, "postern.conf")
-        with open(conf, "w") as f:
-            f.write("hostname = mx.example.test\nmilters = unix:%s/none.sock\n" % d)
-        p = subprocess.run([POSTERN_BIN, "check-config", "-c", conf], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-        return 'unknown key "milters"' not in p.stdout
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def unix_socket_ready(path):
@@ -77,7 +62,7 @@ class ClamavMilterPeer(PeerProcess):
     NAME = "clamav-milter"
     STDERR_NAME = "clamav-milter.stderr"
 
-    def __init__(self, clamd_socket):
+    def __init__(self, clamd_socket, tcp=False):
         binary = shutil.which("clamav-milter")
         if binary is None:
             raise AssertionError("clamav-milter is not installed: install the Debian package "
@@ -86,13 +71,15 @@ class ClamavMilterPeer(PeerProcess):
         self.dir = tempfile.mkdtemp(prefix="postern-it-clamav-milter-")
         os.chmod(self.dir, 0o755)  # postern's unprivileged worker reaches the socket
         self.socket_path = os.path.join(self.dir, "clamav-milter.sock")
+        self.port = free_port() if tcp else None
         self.conf_path = os.path.join(self.dir, "clamav-milter.conf")
         self.log_path = os.path.join(self.dir, "clamav-milter.log")
         tmp = os.path.join(self.dir, "tmp")
         os.mkdir(tmp)
         lines = [
             "# written by tests/integration/test_milter_real.py",
-            "MilterSocket unix:%s" % self.socket_path,
+            ("MilterSocket inet:%d@127.0.0.1" % self.port if tcp
+             else "MilterSocket unix:%s" % self.socket_path),
             "MilterSocketMode 666",
             "FixStaleSocket true",
             "Foreground true",
@@ -118,10 +105,22 @@ class ClamavMilterPeer(PeerProcess):
                            timeout or scaled(30), "clamav-milter listening on %s"
                            % self.socket_path)
 
+    @property
+    def spec(self):
+        """The milter as the milters key names it."""
+        return ("inet:127.0.0.1:%d" % self.port if self.port
+                else "unix:%s" % self.socket_path)
+
     def ready(self):
         if self.proc.poll() is not None:
             raise AssertionError("clamav-milter exited with status %s at start; log:\n%s"
                                  % (self.proc.returncode, self.log_tail()))
+        if self.port:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return True
+            except OSError:
+                return False
         return unix_socket_ready(self.socket_path)
 
 
@@ -166,12 +165,11 @@ PEERS = {}
 
 
 def setUpModule():
-    if not has_milter_client():
-        raise unittest.SkipTest("needs the milter client (the milters key, issue 12)")
     started = []
     try:
         clamd = ClamdPeer().start()
         started.append(clamd)
+        PEERS["clamd"] = clamd
         PEERS["clamav"] = ClamavMilterPeer(clamd.socket_path).start()
         started.append(PEERS["clamav"])
         spamd = SpamdPeer().start()
@@ -206,7 +204,8 @@ def send(port, text, sender="someone@remote.test", rcpt="alice@example.test"):
     data = text.encode() if isinstance(text, str) else text
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test",
                       timeout=scaled(60)) as s:
-        s.ehlo()
+        code, reply = s.ehlo()
+        assert code == 250, (code, reply)
         code, reply = s.mail(sender)
         assert code == 250, (code, reply)
         code, reply = s.rcpt(rcpt)
@@ -227,11 +226,30 @@ HAM_BODY = ("Hello Alice,\r\n\r\nthe minutes of Tuesday's meeting are below; the
 
 class RealMilterCase(PosternTestCase):
 
+    def deliver_ham(self):
+        """Send HAM_BODY under a fresh subject, assert the 250; (subject,
+        the header section of alice's copy, unfolded)."""
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port, message(mark, HAM_BODY))
+        self.assertEqual(code, 250, text)
+        head = self.delivered_header(queue_id(text))
+        self.assertField(head, r"^Subject: %s$" % mark)
+        return mark, head
+
     def delivered_header(self, qid):
         """The header section of alice's copy of qid, unfolded."""
         _, data = self.class_server.wait_delivery("alice", qid, timeout=scaled(20))
         head, _ = split_message(data)
         return unfold(head)
+
+    def assertNotDelivered(self, mark):
+        """No message with subject mark in alice's Maildir (a refusal in
+        the dialogue queues nothing, so there is nothing to wait for)."""
+        srv = self.class_server
+        for name in srv.maildir_new("alice"):
+            with open(os.path.join(srv.maildir("alice"), name), "rb") as f:
+                self.assertNotIn(("Subject: %s" % mark).encode(), f.read(),
+                                 "the refused message reached alice as %s" % name)
 
     def assertField(self, head, pattern):
         self.assertRegex(head, re.compile(pattern, re.M | re.I),
@@ -244,24 +262,47 @@ class ClamavMilterTest(RealMilterCase):
     def setUpClass(cls):
         cls.start_class_server(users=USERS, config={
             "milters": "unix:%s" % PEERS["clamav"].socket_path,
-            "milter_default_action": "tempfail"})
+            "milter_default_action": "tempfail",
+            # the capture switch keeps what the milter refuses, as received
+            "capture": "yes", "capture_dir": "capture", "capture_group": "adm",
+            "workers": "1"})
 
     def test_virus_refused_with_the_milters_reply(self):
+        mark = uuid.uuid4().hex
         code, text = send(self.class_server.port,
-                          message("invoice", "See the file:\r\n%s\r\n" % EICAR.decode()))
+                          message(mark, "See the file:\r\n%s\r\n" % EICAR.decode()))
         self.assertEqual(code, 550, text)
         self.assertEqual(text, "5.7.1 " + CLAMAV_REJECT.replace("%v", EICAR_NAME))
         self.assertRegex(PEERS["clamav"].log(), EICAR_NAME)
-        self.assertEqual(self.class_server.maildir_new("alice"), [])
+        self.assertNotDelivered(mark)
+
+    def captured(self, mark):
+        """The capture (capture_dir) of the message with subject mark."""
+        folder = os.path.join(self.class_server.dir, "capture")
+
+        def look():
+            for name in os.listdir(folder):
+                if name.endswith(".eml"):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        data = f.read()
+                    if ("Subject: %s" % mark).encode() in data:
+                        return data
+            return None
+        return wait_until(look, scaled(10), what="the capture of message %s" % mark)
+
+    def test_refused_message_is_captured(self):
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port,
+                          message(mark, "Sample:\r\n%s\r\n" % EICAR.decode()))
+        self.assertEqual(code, 550, text)
+        self.assertIn(EICAR, self.captured(mark))
 
     def test_clean_message_delivered_with_its_fields(self):
-        mark = uuid.uuid4().hex
-        code, text = send(self.class_server.port, message(mark, HAM_BODY))
-        self.assertEqual(code, 250, text)
-        head = self.delivered_header(queue_id(text))
+        mark, head = self.deliver_ham()
         self.assertField(head, r"^X-Virus-Scanned: clamav-milter \S+ at ")
         self.assertField(head, r"^X-Virus-Status: Clean$")
-        self.assertField(head, r"^Subject: %s$" % mark)
+        # The capture is the message as received, before the milter's fields.
+        self.assertNotIn(b"X-Virus-Scanned", self.captured(mark))
 
 
 class SpamassMilterTest(RealMilterCase):
@@ -273,19 +314,16 @@ class SpamassMilterTest(RealMilterCase):
             "milter_default_action": "tempfail"})
 
     def test_gtube_refused_with_the_milters_reply(self):
-        code, text = send(self.class_server.port, message("offer", "Buy now.\r\n%s\r\n" % GTUBE))
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port, message(mark, "Buy now.\r\n%s\r\n" % GTUBE))
         self.assertEqual(code, 550, text)
         self.assertEqual(text, "5.7.1 Blocked by SpamAssassin")
-        self.assertEqual(self.class_server.maildir_new("alice"), [])
+        self.assertNotDelivered(mark)
 
     def test_ham_delivered_with_spam_fields(self):
-        mark = uuid.uuid4().hex
-        code, text = send(self.class_server.port, message(mark, HAM_BODY))
-        self.assertEqual(code, 250, text)
-        head = self.delivered_header(queue_id(text))
+        _, head = self.deliver_ham()
         self.assertField(head, r"^X-Spam-Checker-Version: SpamAssassin \d")
         self.assertField(head, r"^X-Spam-Status: No, score=-?\d+(\.\d+)? required=")
-        self.assertField(head, r"^Subject: %s$" % mark)
 
 
 class BothMiltersTest(RealMilterCase):
@@ -300,17 +338,58 @@ class BothMiltersTest(RealMilterCase):
             "milter_default_action": "tempfail"})
 
     def test_each_refuses_its_own(self):
+        virus, spam = uuid.uuid4().hex, uuid.uuid4().hex
         code, text = send(self.class_server.port,
-                          message("virus", "File:\r\n%s\r\n" % EICAR.decode()))
+                          message(virus, "File:\r\n%s\r\n" % EICAR.decode()))
         self.assertEqual((code, text), (550, "5.7.1 " + CLAMAV_REJECT.replace("%v",
                                                                               EICAR_NAME)))
-        code, text = send(self.class_server.port, message("spam", "Now.\r\n%s\r\n" % GTUBE))
+        code, text = send(self.class_server.port, message(spam, "Now.\r\n%s\r\n" % GTUBE))
         self.assertEqual((code, text), (550, "5.7.1 Blocked by SpamAssassin"))
-        self.assertEqual(self.class_server.maildir_new("alice"), [])
+        self.assertNotDelivered(virus)
+        self.assertNotDelivered(spam)
 
     def test_clean_message_gets_both(self):
-        code, text = send(self.class_server.port, message("both", HAM_BODY))
-        self.assertEqual(code, 250, text)
-        head = self.delivered_header(queue_id(text))
+        _, head = self.deliver_ham()
         self.assertField(head, r"^X-Virus-Status: Clean$")
         self.assertField(head, r"^X-Spam-Status: No, score=")
+
+
+class TcpMilterTest(RealMilterCase):
+    """A milter over TCP (inet:HOST:PORT): a clamav-milter of its own on a
+    loopback port; when it is gone, milter_default_action decides."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.milter = ClamavMilterPeer(PEERS["clamd"].socket_path, tcp=True).start()
+        cls.addClassCleanup(cls.milter.stop)
+        cls.start_class_server(users=USERS, config={
+            "milters": cls.milter.spec, "milter_default_action": "tempfail"})
+
+    def test_virus_and_clean_over_tcp(self):
+        mark = uuid.uuid4().hex
+        code, text = send(self.class_server.port,
+                          message(mark, "See:\r\n%s\r\n" % EICAR.decode()))
+        self.assertEqual((code, text), (550, "5.7.1 " + CLAMAV_REJECT.replace("%v",
+                                                                              EICAR_NAME)))
+        self.assertNotDelivered(mark)
+        _, head = self.deliver_ham()
+        self.assertField(head, r"^X-Virus-Status: Clean$")
+
+    def test_milter_gone_is_the_default_action(self):
+        srv = self.start_server(users=USERS, config={
+            "milters": "inet:127.0.0.1:%d" % free_port(), "milter_default_action": "tempfail"})
+        with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test",
+                          timeout=scaled(60)) as s:
+            s.ehlo()
+            code, _ = s.mail("someone@remote.test")
+            if code == 250:
+                code, _ = s.rcpt("alice@example.test")
+            if code == 250:
+                code, _ = s.data(message("gone", HAM_BODY).encode())
+        self.assertEqual(code // 100, 4, "a missing milter must tempfail, got %d" % code)
+        srv = self.start_server(users=USERS, config={
+            "milters": "inet:127.0.0.1:%d" % free_port(), "milter_default_action": "accept"})
+        code, text = send(srv.port, message("gone but accepted", HAM_BODY))
+        self.assertEqual(code, 250, text)
+        srv.wait_delivery("alice", queue_id(text))
+

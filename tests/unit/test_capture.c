@@ -4,7 +4,6 @@
  * content range, mode, cleaned envelope text).
  */
 #include <arpa/inet.h>
-#include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -56,9 +55,7 @@ static void test_off_without_keys(void **state)
 	(void)state;
 	struct config cfg;
 	load("", &cfg);
-	struct event_base *base = event_base_new();
-	assert_null(capture_new(base, &cfg)); /* nothing at all while off */
-	event_base_free(base);
+	assert_null(capture_new(&cfg)); /* nothing at all while off */
 	config_free(&cfg);
 }
 
@@ -68,8 +65,7 @@ static void test_matching(void **state)
 	struct config cfg;
 	load("capture = yes\ncapture_senders = spy@remote.test, watched.test\n"
 	     "capture_recipients = @example.test\ncapture_clients = 192.0.2.0/24\n", &cfg);
-	struct event_base *base = event_base_new();
-	struct capture *c = capture_new(base, &cfg);
+	struct capture *c = capture_new(&cfg);
 	assert_non_null(c);
 	assert_true(capture_on(c));
 	strlist_t rcpts = { 0 };
@@ -93,17 +89,15 @@ static void test_matching(void **state)
 	strlist_free(&rcpts);
 	capture_free(&c);
 	assert_null(c);
-	event_base_free(base);
 	config_free(&cfg);
 }
 
-/* Run the loop until path exists (the copy's callback has run). */
-static void wait_for(struct event_base *base, const char *path)
+/* Wait until path exists (the capture thread has written it). */
+static void wait_for(const char *path)
 {
 	for (int i = 0; i < 500 && access(path, F_OK) != 0; i++) {
-		struct timeval tick = { 0, 10000 };
-		event_base_loopexit(base, &tick);
-		event_base_dispatch(base);
+		struct timespec tick = { 0, 10 * 1000 * 1000 };
+		nanosleep(&tick, NULL);
 	}
 	assert_int_equal(access(path, F_OK), 0);
 }
@@ -121,8 +115,7 @@ static void test_copy(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(safeio_write_all(fd, file, sizeof(file) - 1), 0);
 	close(fd);
-	struct event_base *base = event_base_new();
-	struct capture *c = capture_new(base, &cfg);
+	struct capture *c = capture_new(&cfg);
 	strlist_t rcpts = { 0 };
 	strlist_add(&rcpts, "a@example.test");
 	strlist_add(&rcpts, "b@example.test");
@@ -134,7 +127,7 @@ static void test_copy(void **state)
 	capture_message(c, &m);
 	char path[300];
 	snprintf(path, sizeof(path), "%s/0123456789ABCDEF012.eml", dir);
-	wait_for(base, path);
+	wait_for(path);
 	buf_t got = BUF_INIT;
 	assert_int_equal(safeio_read_file(path, 4096, &got), 0);
 	const char *text = buf_cstr(&got);
@@ -152,11 +145,25 @@ static void test_copy(void **state)
 	assert_int_equal(st.st_mode & 07777, 0640);
 	buf_free(&got);
 	/* The content file may go away right after: the copy holds it open. */
+	fd = open(content_path, O_RDONLY); /* for the descriptor case below */
+	assert_true(fd >= 0);
 	m.queue_id = "0123456789ABCDEF013";
 	capture_message(c, &m);
 	unlink(content_path);
 	snprintf(path, sizeof(path), "%s/0123456789ABCDEF013.eml", dir);
-	wait_for(base, path);
+	wait_for(path);
+	/* A descriptor rather than a path (the milter server's unlinked spool). */
+	m.content_path = NULL;
+	m.content_fd = fd;
+	m.queue_id = "0123456789ABCDEF015";
+	capture_message(c, &m);
+	close(fd); /* the capture holds its own duplicate */
+	snprintf(path, sizeof(path), "%s/0123456789ABCDEF015.eml", dir);
+	wait_for(path);
+	assert_int_equal(safeio_read_file(path, 4096, &got), 0);
+	assert_non_null(strstr(buf_cstr(&got), "\nSubject: hi\n\nbody\n"));
+	buf_free(&got);
+	m.content_path = content_path;
 	/* A content file that is gone before: logged, nothing written. */
 	m.queue_id = "0123456789ABCDEF014";
 	capture_message(c, &m);
@@ -164,7 +171,6 @@ static void test_copy(void **state)
 	snprintf(path, sizeof(path), "%s/0123456789ABCDEF014.eml", dir);
 	assert_int_not_equal(access(path, F_OK), 0);
 	strlist_free(&rcpts);
-	event_base_free(base);
 	config_free(&cfg);
 }
 
@@ -176,8 +182,7 @@ static void test_trigger_file(void **state)
 	snprintf(trigger, sizeof(trigger), "%s/capture-on", dir);
 	snprintf(line, sizeof(line), "capture_trigger_file = %s\n", trigger);
 	load(line, &cfg);
-	struct event_base *base = event_base_new();
-	struct capture *c = capture_new(base, &cfg);
+	struct capture *c = capture_new(&cfg);
 	assert_non_null(c);
 	assert_false(capture_on(c));
 	fclose(fopen(trigger, "w"));
@@ -189,7 +194,6 @@ static void test_trigger_file(void **state)
 	nanosleep(&wait, NULL);
 	assert_false(capture_on(c));
 	capture_free(&c);
-	event_base_free(base);
 	config_free(&cfg);
 }
 
