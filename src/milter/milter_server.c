@@ -227,7 +227,7 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	if (l.is_unix && stat(l.path, &now) == 0 && now.st_dev == st.st_dev &&
 	    now.st_ino == st.st_ino)
 		unlink(l.path);
-	if (libmilter_rc >= 0 || milter_session_wait(0) == 0)
+	if (milter_session_count() == 0) /* else a thread may still use what it frees */
 		milter_session_end();
 	log_info("milter process stopped");
 	return rc;

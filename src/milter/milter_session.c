@@ -559,6 +559,14 @@ void milter_session_setup(const struct config *cfg, bool scan)
 	G.capture = capture_new(cfg);
 }
 
+unsigned milter_session_count(void)
+{
+	pthread_mutex_lock(&G.lock);
+	unsigned n = G.sessions;
+	pthread_mutex_unlock(&G.lock);
+	return n;
+}
+
 void milter_session_end(void)
 {
 	capture_free(&G.capture); /* the copies still waiting are written */

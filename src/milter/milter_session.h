@@ -29,6 +29,8 @@ void milter_session_setup(const struct config *cfg, bool scan);
 
 /* Wait until no conversation is open, at most seconds; how many are left. */
 unsigned milter_session_wait(unsigned seconds);
+/* How many conversations are open now. */
+unsigned milter_session_count(void);
 
 /* At the end, no conversation being served any more (or the process
  * exiting anyway): write the captured copies still waiting, free the rest. */
