@@ -6,8 +6,9 @@
  * `serve`, the scan master of the generation (the content pipeline:
  * content rules, antivirus, spam scoring) and then one milter process,
  * unprivileged (`user`), which listens on milter_listen. Each MTA
- * conversation runs on a libmilter thread: the message (header fields as
- * the MTA sends them, then the body) is spooled with LF line ends to a
+ * conversation runs on a libmilter thread (milter_session.h): the message
+ * (a trace field standing for the MTA's own Received:, the header fields
+ * as the MTA sends them, then the body) is spooled with LF line ends to a
  * private, unlinked file (milter_spool.h); at its end it goes to the scan
  * master as an smtp worker's message does (milter_scan.h), and the
  * verdict becomes the milter's reply: REJECT and TEMPFAIL with the
@@ -15,8 +16,10 @@
  * QUARANTINE (smfi_quarantine with the verdict's text: the MTA holds the
  * message), and the header changes of TAG, ACCEPT and QUARANTINE: the
  * fields the verdict removes (every occurrence counted while receiving,
- * smfi_chgheader with NULL) and the fields it adds, at the top of the
- * header section as postern's own delivery puts them (smfi_insheader).
+ * smfi_chgheader with NULL) and the fields it adds, below the MTA's own
+ * Received: as postern's own delivery puts them below its own
+ * (smfi_insheader at index 1). The capture switch copies the message as
+ * the MTA sent it (src/queue/capture.h), before the verdict.
  *
  * Bounds: message_size_limit (552 5.3.4, also from the SIZE= of MAIL),
  * header_size_limit and MILTER_SPOOL_FIELDS_MAX fields (552 5.3.4), the
