@@ -24,16 +24,17 @@
  * its default action (continue, tempfail or reject) for the rest of the
  * session.
  *
- * Untrusted input: the milters' answers (decoded by milter_proto.c), and
- * the message's header section read back from the queue file (bounded by
- * header_size_limit). Unprivileged smtp worker, on its event loop; the
- * only blocking call is the read of the message's own queue file, which
- * was just written (page cache).
+ * The message itself (header fields and body chunks, as the milters
+ * before changed it) comes from milter_message.c, the macros from
+ * milter_macros.c, the connections from milter_conv.c.
+ *
+ * Untrusted input: the milters' answers (decoded by milter_proto.c; the
+ * changes bounded here: CHANGES_MAX, a new body within
+ * message_size_limit). Unprivileged smtp worker, on its event loop.
  */
 #include "milter_int.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +43,12 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
-#include "../version.h"
 
-/* Raw bytes per body chunk: LF becomes CRLF, so at most twice this,
- * which stays within MILTER_CHUNK_MAX. */
-#define BODY_READ_MAX (MILTER_CHUNK_MAX / 2)
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
+/* The most changes one milter may ask for at the end of a message (the
+ * queue file takes fewer; this bounds what is held in memory). */
+#define CHANGES_MAX 4096
 
 enum run { RUN_WAIT, RUN_NEXT, RUN_STOP };
 
@@ -93,249 +93,6 @@ struct milter_session *milter_session_new(struct milter_client *c)
 		ms->convs[i].index = i;
 	}
 	return ms;
-}
-
-/* ---- the message's content --------------------------------------------------------- */
-
-static void content_free(struct milter_session *ms)
-{
-	if (ms->fd >= 0)
-		close(ms->fd);
-	ms->fd = -1;
-	for (size_t i = 0; i < ms->header_count; i++) {
-		free(ms->headers[i].name);
-		free(ms->headers[i].value);
-	}
-	xfree(&ms->headers);
-	ms->header_count = 0;
-	policy_edits_free(&ms->edits);
-	ms->replbody = NULL;
-}
-
-static void add_header(struct milter_session *ms, const char *line, size_t len)
-{
-	const char *colon = memchr(line, ':', len);
-	ms->headers = xreallocarray(ms->headers, ms->header_count + 1, sizeof(*ms->headers));
-	struct milter_header *h = &ms->headers[ms->header_count++];
-	size_t nlen = (size_t)(colon - line);
-	while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-		nlen--;
-	h->name = xstrndup(line, nlen);
-	h->value = xstrndup(colon + 1, len - (size_t)(colon + 1 - line));
-}
-
-/* Does this line start a header field ("Name:")? */
-static bool field_start(const char *line, size_t len)
-{
-	size_t i = 0;
-	while (i < len && line[i] > ' ' && line[i] < 127 && line[i] != ':')
-		i++;
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return i > 0 && i < len && line[i] == ':' && (line[0] != ' ' && line[0] != '\t');
-}
-
-/* Read the header section (LF line ends in the queue file) into
- * ms->headers and find where the body starts. 0, or -1 on a read error. */
-static int content_open(struct milter_session *ms, const struct policy_request *req)
-{
-	if (req->content_path == NULL)
-		return -1;
-	ms->fd = open(req->content_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (ms->fd < 0)
-		return -1;
-	uint64_t limit = ms->client->cfg->header_size_limit + 64 * 1024; /* and our Received: */
-	uint64_t want = req->content_len < limit ? req->content_len : limit;
-	char *text = xmalloc((size_t)want + 1);
-	ssize_t got = want > 0 ? pread(ms->fd, text, (size_t)want, (off_t)req->content_off) : 0;
-	if (got < 0 || (uint64_t)got != want) {
-		free(text);
-		return -1;
-	}
-	ms->body_end = req->content_off + req->content_len;
-	ms->body_off = ms->body_end;
-	size_t pos = 0, n = (size_t)got;
-	buf_t field = BUF_INIT;
-	bool have_field = false;
-	while (pos < n) {
-		char *nl = memchr(text + pos, '\n', n - pos);
-		if (nl == NULL && (uint64_t)n < req->content_len)
-			break; /* cut by the limit: the rest counts as body */
-		size_t end = nl != NULL ? (size_t)(nl - text) : n;
-		const char *line = text + pos;
-		size_t len = end - pos;
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		if (len > 0 && (line[0] == ' ' || line[0] == '\t') && have_field) {
-			buf_putc(&field, '\n');
-			buf_append(&field, line, len);
-		} else {
-			if (have_field)
-				add_header(ms, field.data, field.len);
-			buf_reset(&field);
-			have_field = false;
-			if (len == 0 || !field_start(line, len)) {
-				/* the empty line (skipped), or a line that is no field:
-				 * the body starts there */
-				ms->body_off = req->content_off + (len == 0 ? end + 1 : pos);
-				pos = n;
-				break;
-			}
-			buf_append(&field, line, len);
-			have_field = true;
-		}
-		pos = end + 1;
-	}
-	if (have_field)
-		add_header(ms, field.data, field.len);
-	if (ms->body_off > ms->body_end)
-		ms->body_off = ms->body_end;
-	buf_free(&field);
-	free(text);
-	return 0;
-}
-
-/* The next body chunk from ms->body_pos with CRLF line ends; its length,
- * 0 at the end, -1 on a read error. */
-static ssize_t body_chunk(struct milter_session *ms, char *out)
-{
-	char raw[BODY_READ_MAX];
-	uint64_t left = ms->body_end - ms->body_pos;
-	size_t want = left < sizeof(raw) ? (size_t)left : sizeof(raw);
-	if (want == 0)
-		return 0;
-	ssize_t got = pread(ms->fd, raw, want, (off_t)ms->body_pos);
-	if (got <= 0)
-		return -1;
-	ms->body_pos += (uint64_t)got;
-	size_t o = 0;
-	for (ssize_t i = 0; i < got; i++) {
-		if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r'))
-			out[o++] = '\r';
-		out[o++] = raw[i];
-	}
-	return (ssize_t)o;
-}
-
-/* ---- macros ---------------------------------------------------------------------- */
-
-/* Postfix's default lists, more or less: what each stage tells. */
-static const char *const default_macros[MILTER_MACRO_STAGES] = {
-	[MILTER_MACROS_CONNECT] = "j {daemon_name} v _ {client_addr} {client_port} "
-				  "{client_name} {client_ptr}",
-	[MILTER_MACROS_HELO] = "{tls_version} {cipher} {cipher_bits}",
-	[MILTER_MACROS_MAIL] = "i {auth_type} {auth_authen} {mail_addr} {mail_host} "
-			       "{mail_mailer}",
-	[MILTER_MACROS_RCPT] = "{rcpt_addr} {rcpt_host} {rcpt_mailer}",
-	[MILTER_MACROS_DATA] = "i",
-	[MILTER_MACROS_EOM] = "i",
-	[MILTER_MACROS_EOH] = "",
-};
-
-static const char *client_name(const struct policy_request *req)
-{
-	return req->client_name != NULL ? req->client_name : "unknown";
-}
-
-static bool local_domain(const struct milter_session *ms, const char *domain)
-{
-	return domain[0] == '\0' ||
-	       strlist_contains_nocase(&ms->client->cfg->local_domains, domain);
-}
-
-/* The value of macro name (braces stripped), or NULL when it has none. */
-static const char *macro_value(const struct milter_session *ms, const char *name, char *tmp,
-			       size_t tmplen)
-{
-	const struct policy_request *req = ms->req;
-	const struct config *cfg = ms->client->cfg;
-	if (strcmp(name, "j") == 0)
-		return cfg->hostname;
-	if (strcmp(name, "v") == 0)
-		return "postern " POSTERN_VERSION;
-	if (strcmp(name, "daemon_name") == 0)
-		return req->daemon_name[0] != '\0' ? req->daemon_name : "postern";
-	if (strcmp(name, "_") == 0) {
-		snprintf(tmp, tmplen, "%s [%s]", client_name(req), req->client_addr);
-		return tmp;
-	}
-	if (strcmp(name, "client_addr") == 0)
-		return req->client_addr;
-	if (strcmp(name, "client_port") == 0) {
-		snprintf(tmp, tmplen, "%u", req->client_port);
-		return tmp;
-	}
-	if (strcmp(name, "client_name") == 0 || strcmp(name, "client_ptr") == 0)
-		return client_name(req);
-	if (strcmp(name, "i") == 0)
-		return req->queue_id[0] != '\0' ? req->queue_id : NULL;
-	if (strcmp(name, "auth_type") == 0)
-		return req->auth_user != NULL && req->auth_mech[0] != '\0' ? req->auth_mech : NULL;
-	if (strcmp(name, "auth_authen") == 0)
-		return req->auth_user;
-	if (strcmp(name, "tls_version") == 0)
-		return req->tls_version[0] != '\0' ? req->tls_version : NULL;
-	if (strcmp(name, "cipher") == 0)
-		return req->tls_cipher[0] != '\0' ? req->tls_cipher : NULL;
-	if (strcmp(name, "cipher_bits") == 0) {
-		if (req->tls_cipher[0] == '\0')
-			return NULL;
-		snprintf(tmp, tmplen, "%d", req->tls_cipher_bits);
-		return tmp;
-	}
-	bool mail = strncmp(name, "mail_", 5) == 0, rcpt = strncmp(name, "rcpt_", 5) == 0;
-	if ((mail && !req->has_sender) || (rcpt && !req->has_rcpt) || (!mail && !rcpt))
-		return NULL;
-	const struct mail_address *a = mail ? &req->sender : &req->rcpt;
-	const char *what = name + 5;
-	if (strcmp(what, "addr") == 0) {
-		if (a->local[0] == '\0' && a->domain[0] == '\0')
-			return "";
-		snprintf(tmp, tmplen, "%s%s%s", a->local, a->domain[0] ? "@" : "", a->domain);
-		return tmp;
-	}
-	if (strcmp(what, "host") == 0)
-		return a->domain;
-	if (strcmp(what, "mailer") == 0)
-		return mail ? "smtp" : local_domain(ms, a->domain) ? "local" : "smtp";
-	return NULL;
-}
-
-/* The D packet for stage's macros before command cmd; nothing when no
- * macro has a value. */
-static void put_macros(struct milter_session *ms, struct milter_conv *c,
-		       enum milter_macro_stage stage, char cmd, buf_t *out)
-{
-	const char *list = c->macros[stage] != NULL ? c->macros[stage] : default_macros[stage];
-	const char *names[32], *values[32];
-	char tmp[32][2 * ADDR_PATH_MAX + 8];
-	char name_buf[32][64];
-	size_t n = 0;
-	const char *p = list;
-	while (*p != '\0' && n < ARRAY_LEN(names)) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t len = strcspn(p, " ,");
-		if (len == 0)
-			break;
-		if (len < sizeof(name_buf[n])) {
-			memcpy(name_buf[n], p, len);
-			name_buf[n][len] = '\0';
-			char bare[64];
-			bool braced = len > 2 && p[0] == '{' && p[len - 1] == '}';
-			snprintf(bare, sizeof(bare), "%.*s", (int)(braced ? len - 2 : len),
-				 braced ? p + 1 : p);
-			const char *v = macro_value(ms, bare, tmp[n], sizeof(tmp[n]));
-			if (v != NULL) {
-				names[n] = name_buf[n];
-				values[n] = v;
-				n++;
-			}
-		}
-		p += len;
-	}
-	if (n > 0)
-		milter_encode_macros(out, cmd, names, values, n);
 }
 
 /* ---- verdicts -------------------------------------------------------------------- */
@@ -424,6 +181,16 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 				 conv_log_key(c), c->spec->name, milter_reply_name(r->kind));
 			return;
 		}
+	if (ms->edits.count >= CHANGES_MAX) {
+		conv_fail(c, "too many changes");
+		return;
+	}
+	if (r->kind == MILTER_REP_REPLBODY &&
+	    (ms->replbody != NULL ? ms->replbody->body.len : 0) + r->body_len >
+		    ms->client->cfg->message_size_limit) {
+		conv_fail(c, "a new body over message_size_limit");
+		return;
+	}
 	/* A value as it follows the colon: with HDR_LEADSPC the milter gives
 	 * the white space itself, otherwise one space goes before it. */
 	char *value = NULL;
@@ -480,8 +247,6 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 	free(value);
 }
 
-/* The end of the message is answered: keep c's changes if it let the
- * message through. */
 static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool keep)
 {
 	c->in_message = false;
@@ -489,6 +254,8 @@ static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool 
 	if (keep && ms->edits.count > 0) {
 		log_info("%s: milter=%s changes=%zu", conv_log_key(c), c->spec->name,
 			 ms->edits.count);
+		if (c->index + 1 < ms->count)
+			milter_view_apply(ms, &ms->edits); /* what the next milters see */
 		policy_edits_move(&policy_call_reply(ms->call)->edits, &ms->edits);
 	}
 	policy_edits_free(&ms->edits);
@@ -600,6 +367,19 @@ static const char *helo_of(const struct policy_request *req)
 	return req->helo != NULL ? req->helo : "";
 }
 
+/* MAIL or RCPT with the command's ESMTP parameters, each its own string. */
+static void put_envelope(const struct policy_request *req, char cmd, const char *path, buf_t *b)
+{
+	char args[sizeof(req->esmtp_args)];
+	const char *params[32];
+	size_t n = 0;
+	snprintf(args, sizeof(args), "%s", req->esmtp_args);
+	for (char *save = NULL, *tok = strtok_r(args, " ", &save); tok != NULL && n < 32;
+	     tok = strtok_r(NULL, " ", &save))
+		params[n++] = tok;
+	milter_encode_envelope(b, cmd, path, params, n);
+}
+
 /* The one command of the stages before the end of data; true when an
  * answer is due. */
 static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
@@ -610,7 +390,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 	char path[ADDR_PATH_MAX + 3];
 	switch (req->stage) {
 	case POLICY_CONNECT: {
-		put_macros(ms, c, MILTER_MACROS_CONNECT, MILTER_CMD_CONNECT, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_CONNECT, MILTER_CMD_CONNECT, &b);
 		char host[300];
 		if (req->client_name != NULL)
 			snprintf(host, sizeof(host), "%s", req->client_name);
@@ -625,7 +405,7 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		break;
 	}
 	case POLICY_HELO:
-		put_macros(ms, c, MILTER_MACROS_HELO, MILTER_CMD_HELO, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_HELO, MILTER_CMD_HELO, &b);
 		milter_encode_helo(&b, helo_of(req));
 		due = send_command(c, &b, MILTER_CMD_HELO, MILTER_P_NOHELO, MILTER_P_NR_HELO, false);
 		break;
@@ -633,22 +413,22 @@ static bool envelope_step(struct milter_session *ms, struct milter_conv *c)
 		address_format(&req->sender, path + 1, sizeof(path) - 2);
 		path[0] = '<';
 		strcat(path, ">");
-		put_macros(ms, c, MILTER_MACROS_MAIL, MILTER_CMD_MAIL, &b);
-		milter_encode_envelope(&b, MILTER_CMD_MAIL, path, NULL, 0);
+		milter_put_macros(ms, c, MILTER_MACROS_MAIL, MILTER_CMD_MAIL, &b);
+		put_envelope(req, MILTER_CMD_MAIL, path, &b);
 		due = send_command(c, &b, MILTER_CMD_MAIL, MILTER_P_NOMAIL, MILTER_P_NR_MAIL, false);
 		break;
 	case POLICY_RCPT:
 		address_format(&req->rcpt, path + 1, sizeof(path) - 2);
 		path[0] = '<';
 		strcat(path, ">");
-		put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
-		milter_encode_envelope(&b, MILTER_CMD_RCPT, path, NULL, 0);
+		milter_put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
+		put_envelope(req, MILTER_CMD_RCPT, path, &b);
 		due = send_command(c, &b, MILTER_CMD_RCPT, MILTER_P_NORCPT, MILTER_P_NR_RCPT, false);
 		break;
 	case POLICY_DATA:
 		if (c->version < 4)
 			break; /* DATA came with version 4 */
-		put_macros(ms, c, MILTER_MACROS_DATA, MILTER_CMD_DATA, &b);
+		milter_put_macros(ms, c, MILTER_MACROS_DATA, MILTER_CMD_DATA, &b);
 		milter_encode_simple(&b, MILTER_CMD_DATA);
 		due = send_command(c, &b, MILTER_CMD_DATA, MILTER_P_NODATA, MILTER_P_NR_DATA, false);
 		break;
@@ -689,7 +469,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 		}
 		case EOD_EOH:
 			ms->eod = EOD_BODY;
-			put_macros(ms, c, MILTER_MACROS_EOH, MILTER_CMD_EOH, &b);
+			milter_put_macros(ms, c, MILTER_MACROS_EOH, MILTER_CMD_EOH, &b);
 			milter_encode_simple(&b, MILTER_CMD_EOH);
 			if (send_command(c, &b, MILTER_CMD_EOH, MILTER_P_NOEOH, MILTER_P_NR_EOH, true))
 				result = RUN_WAIT;
@@ -699,7 +479,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 				ms->eod = EOD_EOM;
 				break;
 			}
-			ssize_t n = body_chunk(ms, chunk);
+			ssize_t n = milter_body_chunk(ms, chunk);
 			if (n < 0) {
 				log_error("%s: milter=%s cannot read the message: %m",
 					  conv_log_key(c), c->spec->name);
@@ -719,7 +499,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 		}
 		case EOD_EOM:
 			ms->eod = EOD_DONE;
-			put_macros(ms, c, MILTER_MACROS_EOM, MILTER_CMD_BODYEOB, &b);
+			milter_put_macros(ms, c, MILTER_MACROS_EOM, MILTER_CMD_BODYEOB, &b);
 			milter_encode_simple(&b, MILTER_CMD_BODYEOB);
 			conv_send(c, &b, MILTER_CMD_BODYEOB, true, true);
 			result = RUN_WAIT;
@@ -785,7 +565,7 @@ static enum run conv_step(struct milter_session *ms, struct milter_conv *c)
 		if (stage == POLICY_END_OF_DATA) {
 			ms->eod = EOD_HEADERS;
 			ms->header_next = 0;
-			ms->body_pos = ms->body_off;
+			ms->body_pos = ms->body_replaced ? 0 : ms->body_off;
 			ms->body_skip = false;
 		} else if (envelope_step(ms, c)) {
 			return RUN_WAIT;
@@ -842,7 +622,7 @@ static enum policy_verdict stage_end(struct milter_session *ms)
 	}
 	if (v != POLICY_DUNNO && v != POLICY_QUARANTINE && ms->req->stage == POLICY_END_OF_DATA)
 		policy_edits_free(&reply->edits); /* refused or dropped: no changes */
-	content_free(ms);
+	milter_content_free(ms);
 	ms->call = NULL;
 	ms->req = NULL;
 	return v;
@@ -876,10 +656,10 @@ static enum policy_verdict milter_check(struct policy_call *call, void *arg)
 	ms->verdict = POLICY_DUNNO;
 	ms->quarantine = false;
 	ms->decided_by = NULL;
-	if (req->stage == POLICY_END_OF_DATA && content_open(ms, req) != 0) {
+	if (req->stage == POLICY_END_OF_DATA && milter_content_open(ms, req) != 0) {
 		log_error("%s: milters: cannot read the message %s: %m", req->queue_id,
 			  req->content_path != NULL ? req->content_path : "(none)");
-		content_free(ms);
+		milter_content_free(ms);
 		ms->call = NULL;
 		ms->req = NULL;
 		policy_call_set(call, 451, "4.3.0", "milter_read_error",
@@ -902,10 +682,16 @@ static void milter_cancel(struct policy_call *call, void *arg)
 		return;
 	struct milter_conv *c = ms->cur < ms->count ? &ms->convs[ms->cur] : NULL;
 	bool out_of_step = c != NULL && c->state == CONV_READY && (c->waiting || ms->started);
-	content_free(ms);
-	ms->call = NULL; /* before conv_fail, which would carry on with the stage */
-	if (out_of_step)
-		conv_fail(c, "the session stopped waiting for it");
+	if (out_of_step) {
+		/* Not the milter's fault (the client left, or policy_timeout):
+		 * logged as such, but the conversation is over all the same. */
+		log_info("%s: milter=%s dropped in the middle of %s: the session stopped "
+			 "waiting", conv_log_key(c), c->spec->name, stage_of(ms));
+		conv_close(c, false);
+		c->state = CONV_FAILED;
+	}
+	milter_content_free(ms);
+	ms->call = NULL;
 	ms->req = NULL;
 }
 
@@ -953,6 +739,40 @@ void milter_session_unknown(struct milter_session *ms, const char *line)
 	}
 }
 
+void milter_session_rejected_rcpt(struct milter_session *ms, const struct policy_request *req,
+				  bool by_milter, const char *status, const char *text)
+{
+	if (ms == NULL || ms->call != NULL)
+		return;
+	/* A milter's own refusal: the milters up to the one that refused
+	 * were asked already. */
+	size_t from = by_milter ? ms->cur + 1 : 0;
+	char path[ADDR_PATH_MAX + 3];
+	address_format(&req->rcpt, path + 1, sizeof(path) - 2);
+	path[0] = '<';
+	strcat(path, ">");
+	ms->req = req;
+	ms->refused_status = status;
+	ms->refused_text = text;
+	for (size_t i = from; i < ms->count; i++) {
+		struct milter_conv *c = &ms->convs[i];
+		if (c->state != CONV_READY || c->conn_done || c->msg_done || c->waiting ||
+		    !(c->protocol & MILTER_P_RCPT_REJ) || (c->protocol & MILTER_P_NORCPT) ||
+		    c->ignored >= 8)
+			continue;
+		buf_t b = BUF_INIT;
+		milter_put_macros(ms, c, MILTER_MACROS_RCPT, MILTER_CMD_RCPT, &b);
+		put_envelope(req, MILTER_CMD_RCPT, path, &b);
+		conv_send(c, &b, MILTER_CMD_RCPT, false, false);
+		buf_free(&b);
+		if (!(c->protocol & MILTER_P_NR_RCPT))
+			c->ignored++;
+	}
+	ms->refused_status = NULL;
+	ms->refused_text = NULL;
+	ms->req = NULL;
+}
+
 void milter_session_free(struct milter_session **msp)
 {
 	struct milter_session *ms = *msp;
@@ -960,7 +780,7 @@ void milter_session_free(struct milter_session **msp)
 		return;
 	for (size_t i = 0; i < ms->count; i++)
 		conv_close(&ms->convs[i], true);
-	content_free(ms);
+	milter_content_free(ms);
 	free(ms->convs);
 	xfree(msp);
 }

@@ -89,6 +89,12 @@ void milter_session_abort(struct milter_session *ms);
 /* An SMTP command the session did not know, to the milters that asked
  * for them (their answers are not used: the session refuses it anyway). */
 void milter_session_unknown(struct milter_session *ms, const char *line);
+/* A recipient the session refused (req: its RCPT request; status and
+ * text: the refusal), to the milters that asked for refused recipients
+ * too (RCPT_REJ) and were not asked about it; their answers are not
+ * used. No check may be pending. */
+void milter_session_rejected_rcpt(struct milter_session *ms, const struct policy_request *req,
+				  bool by_milter, const char *status, const char *text);
 /* The session ends: QUIT to each milter, connections closed. No check
  * may be pending (the session cancels its run first). NULL is fine. */
 void milter_session_free(struct milter_session **ms);

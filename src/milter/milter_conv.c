@@ -25,10 +25,10 @@
 #include "../lib/xalloc.h"
 
 /* What postern offers: every action, and every protocol step it can
- * leave out or go without an answer for. RCPT_REJ is not offered: a
- * refused recipient never reaches the milter check. */
+ * leave out or go without an answer for, and RCPT_REJ (the recipients
+ * postern refuses are told too: milter_session_rejected_rcpt). */
 #define OFFERED_ACTIONS MILTER_ACT_ALL
-#define OFFERED_PROTOCOL (MILTER_P_ALL & ~MILTER_P_RCPT_REJ)
+#define OFFERED_PROTOCOL MILTER_P_ALL
 /* The longest macro list we keep from a milter. */
 #define MACRO_LIST_MAX 1024
 
@@ -236,8 +236,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		bool more = !final || c->ignored > 0;
 		milter_answer(c, &r);
 		free(packet);
-		if (!more)
-			return;
+		if (!more || c->bev == NULL)
+			return; /* done, or the answer made us give up on the milter */
 	}
 }
 

@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "milter_client.h"
 #include "milter_proto.h"
@@ -93,6 +94,15 @@ struct milter_session {
 	bool body_skip;
 	policy_edits_t edits; /* the current milter's changes (kept if it accepts) */
 	struct policy_edit *replbody;
+	/* The message as the milters before the current one changed it: their
+	 * header changes are made to headers, a new body (LF line ends)
+	 * replaces the file's. */
+	bool body_replaced;
+	buf_t new_body;
+	/* While a refused recipient is told (RCPT_REJ): its status and text,
+	 * for the macros; NULL otherwise. */
+	const char *refused_status;
+	const char *refused_text;
 };
 
 /* ---- milter_conv.c ---------------------------------------------------------------- */
@@ -111,6 +121,27 @@ void conv_close(struct milter_conv *c, bool quit);
 size_t conv_backlog(const struct milter_conv *c);
 /* The queue id (or client address) the conversation's logs are keyed by. */
 const char *conv_log_key(const struct milter_conv *c);
+
+/* ---- milter_message.c ------------------------------------------------------------- */
+
+/* Read the message's header section from req's queue file into
+ * ms->headers and find where its body starts; 0, or -1 (errno set). */
+int milter_content_open(struct milter_session *ms, const struct policy_request *req);
+/* Close the file and forget the headers, changes and new body. */
+void milter_content_free(struct milter_session *ms);
+/* The next body chunk (at most MILTER_CHUNK_MAX bytes, CRLF line ends)
+ * into out; its length, 0 at the end, -1 on a read error. */
+ssize_t milter_body_chunk(struct milter_session *ms, char *out);
+/* Make a milter's header changes and new body to the view the next
+ * milters get. */
+void milter_view_apply(struct milter_session *ms, const policy_edits_t *edits);
+
+/* ---- milter_macros.c -------------------------------------------------------------- */
+
+/* The D packet of stage's macros before command cmd into out; nothing
+ * when no macro has a value. */
+void milter_put_macros(struct milter_session *ms, struct milter_conv *c,
+		       enum milter_macro_stage stage, char cmd, buf_t *out);
 
 /* ---- milter_client.c -------------------------------------------------------------- */
 

@@ -161,6 +161,8 @@ struct policy_request {
 	char tls_cipher[64];
 	int tls_cipher_bits;
 	char auth_mech[24];         /* the SASL mechanism of the login; "" without */
+	char esmtp_args[512];       /* MAIL, RCPT: the command's parameters as given,
+				     * separated by spaces ("SIZE=123 BODY=8BITMIME") */
 };
 
 struct policy_call; /* one check's part in a run */

@@ -30,6 +30,7 @@
 #include "../lib/buf.h"
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
+#include "../milter/milter_client.h"
 #include "../queue/queue.h"
 #include "../scan/scan.h"
 #include "../scan/scan_client.h"
@@ -461,10 +462,33 @@ static rlim_t nr_open(void)
 	return (rlim_t)v;
 }
 
+/* Descriptors one SMTP session may hold: its socket and its queue file,
+ * and with milters one connection to each and the message they read. */
+static uint64_t fds_per_session(const struct config *cfg, char *why, size_t whylen)
+{
+	struct milter_list milters;
+	char *err = NULL;
+	size_t n = 0;
+	if (milter_list_parse(cfg->milters, cfg, &milters, &err) == 0) {
+		n = milters.count;
+		milter_list_free(&milters);
+	}
+	free(err);
+	if (n == 0) {
+		snprintf(why, whylen, "two per session");
+		return 2;
+	}
+	snprintf(why, whylen, "%zu per session: socket, queue file, %zu milter%s and the "
+		 "message they read", n + 3, n, n == 1 ? "" : "s");
+	return n + 3;
+}
+
 int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 {
 	struct rlimit rl;
-	uint64_t need = cfg->worker_connections * 2 + PREFLIGHT_FD_MARGIN;
+	char per_text[120];
+	uint64_t per = fds_per_session(cfg, per_text, sizeof(per_text));
+	uint64_t need = cfg->worker_connections * per + PREFLIGHT_FD_MARGIN;
 	bool root = geteuid() == 0;
 	rlim_t ceiling = nr_open();
 	const char *why = "";
@@ -473,13 +497,14 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 		/* No limit can be raised that far: the kernel caps every
 		 * process's open files at fs.nr_open. */
 		fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu "
-			"open files (two per session plus %d), more than the kernel lets any "
+			"open files (%s plus %d), more than the kernel lets any "
 			"process open (fs.nr_open = %llu): set worker_connections to at most %llu "
 			"(and run more workers), or raise fs.nr_open (sysctl)\n",
 			cfg->path, (unsigned long long)cfg->worker_connections,
-			(unsigned long long)need, PREFLIGHT_FD_MARGIN, (unsigned long long)ceiling,
+			(unsigned long long)need, per_text, PREFLIGHT_FD_MARGIN,
+			(unsigned long long)ceiling,
 			(unsigned long long)(ceiling > PREFLIGHT_FD_MARGIN
-						     ? (ceiling - PREFLIGHT_FD_MARGIN) / 2 : 0));
+						     ? (ceiling - PREFLIGHT_FD_MARGIN) / per : 0));
 		return -1;
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
@@ -497,10 +522,10 @@ int preflight_fd_limit(const struct config *cfg, bool apply, FILE *errors)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	fprintf(errors, "%s: worker_connections: %llu sessions per smtp worker need %llu open "
-		"files (two per session plus %d), but the limit is %llu%s%s: lower "
+		"files (%s plus %d), but the limit is %llu%s%s: lower "
 		"worker_connections or raise the limit (ulimit -n, systemd LimitNOFILE=)\n",
 		cfg->path, (unsigned long long)cfg->worker_connections,
-		(unsigned long long)need, PREFLIGHT_FD_MARGIN,
+		(unsigned long long)need, per_text, PREFLIGHT_FD_MARGIN,
 		(unsigned long long)rl.rlim_cur,
 		why[0] != '\0' ? " and raising it failed: " : "", why);
 	return -1;

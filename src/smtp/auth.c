@@ -99,6 +99,7 @@ static void auth_done(void *arg, const struct auth_result *r)
 	case AUTH_OK:
 		free(s->auth_user);
 		s->auth_user = xstrdup(r->user);
+		s->auth_mech = s->auth_mech_asked;
 		log_info("client=%s login: user=%s listener=%s", s->peer_addr, s->auth_user,
 			 service_of(s));
 		reply_set(&out, 235, "2.7.0", "Authentication successful");
@@ -217,6 +218,7 @@ enum step smtp_auth_command(struct smtp_session *s, const struct smtp_command *c
 		reply_error(out, 504, "5.5.4", "Error: unrecognized authentication mechanism");
 		return STEP_REPLY;
 	}
+	s->auth_mech_asked = plain ? "PLAIN" : "LOGIN"; /* the milters' {auth_type} */
 	const char *init = cmd->auth_initial.ptr;
 	size_t init_len = cmd->auth_initial.len;
 	if (cmd->auth_has_initial && init_len == 1 && init[0] == '*') {

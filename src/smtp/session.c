@@ -673,6 +673,8 @@ void session_request(const struct smtp_session *s, enum policy_stage stage,
 	/* What the milters' macros tell (milter_client.h). */
 	req_r->milter = s->milter;
 	req_r->client_port = s->peer_port;
+	if (s->auth_user != NULL && s->auth_mech != NULL)
+		snprintf(req_r->auth_mech, sizeof(req_r->auth_mech), "%s", s->auth_mech);
 	snprintf(req_r->daemon_name, sizeof(req_r->daemon_name), "%s",
 		 s->listener == SMTP_LISTENER_SUBMISSION ? "submission"
 		 : s->listener == SMTP_LISTENER_SMTPS ? "smtps" : "mx");

@@ -109,6 +109,8 @@ struct smtp_session {
 	 * not a command); the LOGIN user name between its two steps; the
 	 * check the auth process is making (WAIT_AUTH). */
 	char *auth_user;
+	const char *auth_mech;         /* its mechanism, "PLAIN" or "LOGIN" (static) */
+	const char *auth_mech_asked;   /* the mechanism of the exchange in progress */
 	enum sasl_step { SASL_NONE, SASL_PLAIN, SASL_LOGIN_USER, SASL_LOGIN_PASSWORD } sasl_step;
 	char *sasl_login_user;
 	struct auth_request *auth_req;

@@ -121,6 +121,24 @@ static bool mail_params(struct smtp_session *s, const struct smtp_command *cmd,
 	return true;
 }
 
+/* The command's ESMTP parameters for the milters' MAIL and RCPT (those
+ * that do not fit are left out). */
+static void esmtp_args(const struct smtp_command *cmd, char *out, size_t outlen)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < cmd->param_count; i++) {
+		const struct smtp_param *p = &cmd->params[i];
+		size_t need = p->keyword.len + (p->has_value ? 1 + p->value.len : 0) + 1;
+		if (n + need >= outlen)
+			continue;
+		n += (size_t)snprintf(out + n, outlen - n, "%s%.*s%s%.*s", n > 0 ? " " : "",
+				      (int)p->keyword.len, p->keyword.ptr, p->has_value ? "=" : "",
+				      p->has_value ? (int)p->value.len : 0,
+				      p->has_value ? p->value.ptr : "");
+	}
+}
+
 /* Verdicts other than accept and refuse leave their mark on the
  * transaction: the strongest disposition wins (discard > quarantine >
  * hold), tag headers add up. */
@@ -202,6 +220,7 @@ enum step tx_handle_mail(struct smtp_session *s, const struct smtp_command *cmd,
 	req.has_sender = true;
 	req.sender = tx->sender;
 	snprintf(req.queue_id, sizeof(req.queue_id), "%s", tx->id);
+	esmtp_args(cmd, req.esmtp_args, sizeof(req.esmtp_args));
 	return session_ask(s, &req, mail_verdict, out);
 }
 
@@ -230,6 +249,16 @@ static enum step rcpt_verdict(struct smtp_session *s, struct policy_reply *v,
 			 v->reason, v->detail[0] ? " " : "", v->detail);
 		session_count_refusal("rcpt", v->code, v->check, v->reason, v->detail);
 		reply_from_policy(out, v);
+		if (s->milter != NULL) { /* the milters that want refused ones too */
+			struct policy_request req;
+			session_request(s, POLICY_RCPT, &req);
+			req.has_rcpt = true;
+			req.rcpt = s->pending_rcpt;
+			/* a milter's refusal at this RCPT (not the connect's) */
+			bool by_milter = v != s->rcpt_refusal && strcmp(v->check, "milter") == 0;
+			milter_session_rejected_rcpt(s->milter, &req, by_milter, out->status,
+						     v->text);
+		}
 		return STEP_REPLY;
 	}
 	take_disposition(tx, v);
@@ -286,6 +315,7 @@ enum step tx_handle_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
 	session_request(s, POLICY_RCPT, &req);
 	req.has_rcpt = true;
 	req.rcpt = cmd->path;
+	esmtp_args(cmd, req.esmtp_args, sizeof(req.esmtp_args));
 	return session_ask(s, &req, rcpt_verdict, out);
 }
 
@@ -676,6 +706,23 @@ static int apply_edit(struct queue_writer *w, const struct policy_edit *e, char 
 	case POLICY_EDIT_ADD_HEADER:
 		rc = queue_writer_add_header(w, true, field, err_r);
 		break;
+	case POLICY_EDIT_INSERT_HEADER:
+		rc = queue_writer_insert_header(w, e->index, field, err_r);
+		break;
+	case POLICY_EDIT_CHANGE_HEADER: /* value NULL: the field goes */
+		rc = queue_writer_change_header(w, e->name, e->index, field, err_r);
+		break;
+	case POLICY_EDIT_REPLACE_BODY: {
+		/* The queue file's own form: LF line ends. */
+		buf_t body = BUF_INIT;
+		for (size_t i = 0; i < e->body.len; i++)
+			if (!(e->body.data[i] == '\r' && i + 1 < e->body.len &&
+			      e->body.data[i + 1] == '\n'))
+				buf_putc(&body, e->body.data[i]);
+		rc = queue_writer_replace_body(w, body.data, body.len, err_r);
+		buf_free(&body);
+		break;
+	}
 	case POLICY_EDIT_ADD_RCPT:
 		rc = queue_writer_add_rcpt(w, e->value, err_r);
 		break;
@@ -686,7 +733,7 @@ static int apply_edit(struct queue_writer *w, const struct policy_edit *e, char 
 		rc = queue_writer_set_sender(w, e->value, err_r);
 		break;
 	default:
-		*err_r = xstrdup("this change is not supported yet");
+		*err_r = xstrdup("unknown change");
 		rc = -1;
 		break;
 	}

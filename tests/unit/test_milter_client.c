@@ -41,6 +41,7 @@
 #include "mail/recipients.h"
 #include "milter/milter_client.h"
 #include "milter/milter_proto.h"
+#include "queue/maildir_header.h"
 #include "queue/queue_file.h"
 #include "smtp/session.h"
 
@@ -252,6 +253,20 @@ static void expect_lines(size_t n, const char *prefix)
 	free(got);
 }
 
+/* A whole reply, however many lines; its last line must start with prefix. */
+static void expect_reply(const char *prefix)
+{
+	for (;;) {
+		char *line = take_lines(1);
+		bool last = strlen(line) > 3 && line[3] == ' ';
+		if (last && strncmp(line, prefix, strlen(prefix)) != 0)
+			fail_msg("expected \"%s...\", got \"%s\"", prefix, line);
+		free(line);
+		if (last)
+			return;
+	}
+}
+
 static void say(const char *text)
 {
 	assert_int_equal(safeio_write_all(fx.client, text, strlen(text)), 0);
@@ -404,7 +419,8 @@ static size_t files_in(const char *folder)
 	return n;
 }
 
-static void read_only_file(const char *folder, struct qf_msg *m)
+/* Read the one file in folder into m; its descriptor, open. */
+static int read_only_file(const char *folder, struct qf_msg *m)
 {
 	char *dir = safeio_path_join(fx.cfg.spool_dir, folder);
 	DIR *d = opendir(dir);
@@ -420,9 +436,9 @@ static void read_only_file(const char *folder, struct qf_msg *m)
 	int fd = open(path, O_RDONLY);
 	char *err = NULL;
 	assert_int_equal(qf_read(fd, m, &err), 0);
-	close(fd);
 	free(path);
 	free(dir);
+	return fd;
 }
 
 /* Connect, greet through milter 0 (continue at connect and HELO). */
@@ -504,14 +520,20 @@ static void test_a_whole_conversation(void **state)
 	assert_non_null(strstr(fx.m[0].macros.data, "{daemon_name}=mx\n"));
 	m_answer(0, MILTER_REP_CONTINUE);
 	expect_lines(1, "220 ");
-	say("HELO client.test\r\n");
+	say("EHLO client.test\r\n");
 	m_expect(0, MILTER_CMD_HELO, &d);
 	assert_string_equal(d.data, "client.test");
 	m_answer(0, MILTER_REP_CONTINUE);
-	expect_lines(1, "250 ");
-	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_reply("250 ");
+	say("MAIL FROM:<sender@remote.test> SIZE=1000 BODY=8BITMIME\r\n");
 	m_expect(0, MILTER_CMD_MAIL, &d);
 	assert_string_equal(d.data, "<sender@remote.test>");
+	/* then each ESMTP parameter, as given */
+	assert_int_equal(d.len, strlen("<sender@remote.test>") + 1 + strlen("SIZE=1000") + 1 +
+				    strlen("BODY=8BITMIME") + 1);
+	assert_string_equal(d.data + strlen("<sender@remote.test>") + 1, "SIZE=1000");
+	assert_string_equal(d.data + strlen("<sender@remote.test>SIZE=1000") + 2,
+			    "BODY=8BITMIME");
 	assert_non_null(strstr(fx.m[0].macros.data, "{mail_addr}=sender@remote.test\n"));
 	assert_non_null(strstr(fx.m[0].macros.data, "{mail_host}=remote.test\n"));
 	assert_non_null(strstr(fx.m[0].macros.data, "\ni="));
@@ -548,7 +570,7 @@ static void test_a_whole_conversation(void **state)
 	expect_lines(1, "250 2.0.0 Ok: queued as ");
 	assert_int_equal(files_in("queue"), 1);
 	struct qf_msg q;
-	read_only_file("queue", &q);
+	close(read_only_file("queue", &q));
 	assert_int_equal(q.edit_count, 1);
 	assert_string_equal(q.edits[0].text, "X-Milter: checked");
 	qf_msg_free(&q);
@@ -660,7 +682,7 @@ static void test_discard_and_quarantine(void **state)
 	assert_int_equal(files_in("queue"), 0);
 	assert_int_equal(files_in("quarantine"), 1);
 	struct qf_msg q;
-	read_only_file("quarantine", &q);
+	close(read_only_file("quarantine", &q));
 	assert_string_equal(q.note.text, "looks odd");
 	qf_msg_free(&q);
 	stop();
@@ -834,7 +856,41 @@ static void test_broken_answer_gets_the_default_action(void **state)
 	m_expect(0, MILTER_CMD_MAIL, NULL);
 	m_send(0, 'Z', "junk", 4);
 	expect_lines(1, "550 5.7.1 ");
-	/* A change before the end of the message is a fault too. */
+	stop();
+}
+
+static void test_change_before_the_end_is_a_fault(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	/* a change, then more bytes in the same read */
+	buf_t b = BUF_INIT;
+	milter_put_packet(&b, MILTER_REP_ADDHEADER, "X-Early\0no", 11);
+	milter_put_packet(&b, MILTER_REP_CONTINUE, NULL, 0);
+	assert_int_equal(safeio_write_all(fx.m[0].fd, b.data, b.len), 0);
+	buf_free(&b);
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
+static void test_too_many_changes(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "message_size_limit = 4k\n");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	/* a new body over message_size_limit: the milter is given up */
+	char chunk[3000];
+	memset(chunk, 'a', sizeof(chunk));
+	m_send(0, MILTER_REP_REPLBODY, chunk, sizeof(chunk));
+	m_send(0, MILTER_REP_REPLBODY, chunk, sizeof(chunk));
+	expect_lines(1, "451 4.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
 	stop();
 }
 
@@ -889,15 +945,250 @@ static void test_end_of_message_changes(void **state)
 	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
 	through_to_eom(0, NULL);
 	m_send_strings(0, MILTER_REP_ADDHEADER, "X-One", "1");
+	buf_t d = BUF_INIT;
+	put32(&d, 1);
+	buf_append(&d, "X-Inserted\0two\r\n\tlines", 23);
+	m_send(0, MILTER_REP_INSHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "Subject\0changed", 16);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_send(0, MILTER_REP_REPLBODY, "new body\r\n", 10);
+	m_send(0, MILTER_REP_REPLBODY, "second part\r\n", 13);
 	m_send_strings(0, MILTER_REP_ADDRCPT, "<bob@example.test>", NULL);
 	m_send_strings(0, MILTER_REP_CHGFROM, "<new@remote.test>", NULL);
 	m_answer(0, MILTER_REP_CONTINUE);
 	expect_lines(1, "250 2.0.0 Ok: queued as ");
 	struct qf_msg q;
-	read_only_file("queue", &q);
+	close(read_only_file("queue", &q));
 	assert_string_equal(q.sender, "new@remote.test");
 	assert_int_equal(q.rcpt_count, 2);
+	/* The header changes in their order, as the queue file keeps them. */
+	assert_int_equal(q.edit_count, 3);
+	assert_string_equal(q.edits[0].text, "X-One: 1");
+	assert_int_equal(q.edits[1].type, 'i');
+	assert_int_equal(q.edits[1].where, 1);
+	assert_string_equal(q.edits[1].text, "X-Inserted: two\n\tlines");
+	assert_int_equal(q.edits[2].type, 'c');
+	assert_string_equal(q.edits[2].field, "Subject: changed");
+	/* The new body, LF line ends, both chunks. */
+	assert_true(q.body_replaced);
+	assert_int_equal(q.body_len, strlen("new body\nsecond part\n"));
 	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
+static void test_next_milter_sees_the_changes(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: old\r\nX-Gone: 1\r\n\r\nold body\r\n.\r\n");
+	through_to_eom(0, NULL);
+	buf_t d = BUF_INIT;
+	put32(&d, 0);
+	buf_append(&d, "X-Top\0one", 10);
+	m_send(0, MILTER_REP_INSHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "Subject\0new", 12);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "X-Gone\0", 8);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-End", "two\r\n\tlines");
+	m_send(0, MILTER_REP_REPLBODY, "new body\r\n", 10);
+	m_answer(0, MILTER_REP_CONTINUE);
+	/* milter 1 gets the message as milter 0 left it */
+	static const char *const want[][2] = {
+		{ "X-Top", "one" }, { "Received", NULL }, { "Subject", "new" },
+		{ "X-End", "two\n\tlines" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i][0]);
+		if (want[i][1] != NULL)
+			assert_string_equal(d.data + strlen(want[i][0]) + 1, want[i][1]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_EOH, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODY, &d);
+	assert_int_equal(d.len, 10);
+	assert_memory_equal(d.data, "new body\r\n", 10);
+	m_answer(1, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	/* ... which is the message as it will be delivered. */
+	struct qf_msg q;
+	int fd = read_only_file("queue", &q);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	assert_int_equal(mhdr_read_message(fd, &q, false, 1 << 20, &out, &err), 0);
+	close(fd);
+	const char *text = buf_cstr(&out);
+	if (strncmp(text, "X-Top: one\nReceived: ", 21) != 0)
+		fail_msg("delivered as: %s", text);
+	const char *rest = strstr(text, "\nSubject: new\nX-End: two\n\tlines\n\nnew body\n");
+	if (rest == NULL)
+		fail_msg("delivered as: %s", text);
+	assert_null(strstr(text, "X-Gone"));
+	buf_free(&out);
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
+static void test_refused_recipients_told_when_asked(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, MILTER_P_RCPT_REJ, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_negotiate(1, MILTER_ACT_ALL, MILTER_P_RCPT_REJ | MILTER_P_NOCONNECT | MILTER_P_NOHELO,
+		    NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_MAIL, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	/* refused by postern itself (no such user): both are told, with
+	 * the error mailer's macros */
+	buf_reset(&fx.m[0].macros);
+	say("RCPT TO:<nobody@example.test>\r\n");
+	expect_lines(1, "550 5.1.1 ");
+	buf_t d = BUF_INIT;
+	m_expect(0, MILTER_CMD_RCPT, &d);
+	assert_string_equal(d.data, "<nobody@example.test>");
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_mailer}=error\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_host}=5.1.1\n"));
+	m_answer(0, MILTER_REP_CONTINUE); /* dropped */
+	m_expect(1, MILTER_CMD_RCPT, NULL);
+	m_answer(1, MILTER_REP_REJECT);   /* dropped too */
+	/* refused by milter 0: only milter 1 is told */
+	say("RCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "550 5.7.1 ");
+	m_expect(1, MILTER_CMD_RCPT, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	/* and the next recipient is asked as usual */
+	say("RCPT TO:<bob@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_RCPT, &d);
+	assert_string_equal(d.data, "<bob@example.test>");
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	buf_free(&d);
+	stop();
+}
+
+static void test_inet_milter(void **state)
+{
+	(void)state;
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t alen = sizeof(addr);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &alen), 0);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	char spec[64];
+	snprintf(spec, sizeof(spec), "inet:127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+	start(0, spec, "");
+	fx.m[0].listener = lfd;
+	greeted(0);
+	envelope("alice@example.test");
+	stop();
+}
+
+static void test_unknown_commands_told_and_their_answers_dropped(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	buf_t d = BUF_INIT;
+	say("XFROB something\r\n");
+	expect_lines(1, "500 5.5.2 ");
+	m_expect(0, MILTER_CMD_UNKNOWN, &d);
+	assert_string_equal(d.data, "XFROB something");
+	m_answer(0, MILTER_REP_REJECT); /* the session has answered already */
+	/* The next command's answer is the one that counts. */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	buf_free(&d);
+	stop();
+}
+
+static void test_refusal_at_end_of_message_drops_the_changes(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	/* milter 1 wants only the end of the message */
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOHDRS | MILTER_P_NOEOH |
+			 MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-From-First", "1");
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_REJECT);
+	expect_lines(1, "554 5.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
+	assert_int_equal(files_in("incoming"), 0);
+	stop();
+}
+
+static void test_negotiation_asking_too_much_fails(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	connect_client();
+	/* actions beyond what was offered */
+	m_negotiate(0, 0x400, 0, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 ");
+	expect_lines(1, "550 5.7.1 ");
 	stop();
 }
 
@@ -983,9 +1274,17 @@ int main(void)
 		cmocka_unit_test(test_silent_milter_with_continue),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
+		cmocka_unit_test(test_change_before_the_end_is_a_fault),
+		cmocka_unit_test(test_too_many_changes),
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
+		cmocka_unit_test(test_next_milter_sees_the_changes),
+		cmocka_unit_test(test_refused_recipients_told_when_asked),
+		cmocka_unit_test(test_inet_milter),
+		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
+		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
+		cmocka_unit_test(test_negotiation_asking_too_much_fails),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
