@@ -405,9 +405,9 @@ run_workload() { # workload -> on stdout: "rate detail"; the client's JSON or ou
 }
 count_of() { case "$1" in source) echo "$N" ;; set) echo "$NSET" ;; esac; }
 
-# ---- the rounds ----
+# ---- the rounds ---------------------------------------------------------------------------
 # ratios per round (rbest: the faster rspamd stack of the round)
-PAIRS="postern/classic postern/rbest postern/rspamd postern/rspamd-unix rbest/classic"-----------------------------------------------------------------------
+PAIRS="postern/classic postern/rbest postern/rspamd postern/rspamd-unix rbest/classic"
 declare -A RATES=() FCPU=() PCPU=() ROUND=()
 UPSTACKS=""
 for s in $STACKS; do [ -n "${ROOTS[$s]:-}" ] && UPSTACKS="$UPSTACKS $s"; done
