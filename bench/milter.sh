@@ -12,9 +12,9 @@
 # fsync'ed, every message delivered by discard(8)), so only the acceptance
 # and the filtering are timed; the stacks are the anchors' daemons
 # (clamd_ctl.sh, spamd_ctl.sh, milters_ctl.sh, rspamd_ctl.sh, the anchors'
-# custom ClamAV signatures in /var/lib/clamav) and a `postern milter` with
-# the same signatures and SpamAssassin's installed rules on top of
-# postern's own. Each round measures every stack once, the order rotating
+# custom ClamAV signatures in /var/lib/clamav) and `postern milter` with
+# the same signatures and its shipped default rules, and once more with
+# SpamAssassin's installed rules on top (the rules spamd runs). Each round measures every stack once, the order rotating
 # from round to round; for its turn a stack gets Postfix restarted with
 # its smtpd_milters (postfix_ctl.sh start milter | rspamd |
 # maildir-milter), a few warm-up messages, then each workload:
@@ -29,18 +29,21 @@
 # accepted message.
 #
 # Knobs (environment): RUNS=3, N=500 (smtp-source messages per run),
-# SESSIONS=10, WORKLOADS="source set", STACKS="classic rspamd postern",
-# WARM=20 (untimed messages after each Postfix start), MILTER_LISTEN
-# (postern's socket; default unix:BENCH_TMP/.../milter.sock),
-# SCAN_RULES=etc/content-rules.example, SPAM_RULES=etc/spam-rules.cf,
-# SA_RULES_DIR=/usr/share/spamassassin ("" = postern's own rules only),
+# SESSIONS=10, WORKLOADS="source set",
+# STACKS="classic rspamd rspamd-unix postern postern-sa" (rspamd-unix: the
+# same rspamd, its proxy on a unix socket; postern-sa: postern with
+# SpamAssassin's rules too), WARM=20 (untimed messages after each Postfix
+# start), MILTER_LISTEN and MILTER_LISTEN_SA (postern's sockets; default
+# unix: in the temporary folder), SCAN_RULES=etc/content-rules.example,
+# SPAM_RULES=etc/spam-rules.cf, SA_RULES_DIR=/usr/share/spamassassin,
 # SPAMD_CHILDREN (spamd_ctl.sh's, 5), RSPAMD_WORKERS (rspamd_ctl.sh's),
 # BENCH_TMP=/var/tmp, KEEP_TMP=1, POSTERN_BIN=build/postern,
 # ANCHORS=../shared/anchors, ANCHOR_NETNS=0, TMPDIR (/dev/shm: where
 # clamd and postern's libclamav unpack).
 # Output: the table on stdout and in build/bench/milter-results.txt,
 # per-run lines and memory per process in build/bench/milter-raw.txt,
-# postern milter's log in build/bench/milter-postern.log.
+# postern milter's logs in build/bench/milter-postern.log and
+# milter-postern-sa.log, their configurations beside them.
 # Exit status: 0 = every stack measured in every round with the expected
 # replies; 1 otherwise (a stack that could not start, such as a postern
 # without `postern milter`, is a failure). A missed target does not fail it.
@@ -54,11 +57,11 @@ export TMPDIR="${TMPDIR:-/dev/shm}" # libclamav's unpacking folder, for clamd an
 N="${N:-500}"
 SESSIONS="${SESSIONS:-10}"
 WORKLOADS="${WORKLOADS:-source set}"
-STACKS="${STACKS:-classic rspamd rspamd-unix postern}"
+STACKS="${STACKS:-classic rspamd rspamd-unix postern postern-sa}"
 WARM="${WARM:-20}"
 SCAN_RULES="${SCAN_RULES:-$REPO/etc/content-rules.example}"
 SPAM_RULES="${SPAM_RULES:-$REPO/etc/spam-rules.cf}"
-SA_RULES_DIR="${SA_RULES_DIR-/usr/share/spamassassin}"
+SA_RULES_DIR="${SA_RULES_DIR:-/usr/share/spamassassin}" # postern-sa's spam_rules_dirs
 CLAMAV_DB=/var/lib/clamav # clamd_ctl.sh's DatabaseDirectory
 BENCH_TMP="${BENCH_TMP:-/var/tmp}"
 HERE="$REPO/bench"
@@ -82,7 +85,6 @@ mkdir -p "$BENCH_OUT"
 RAW="$BENCH_OUT/milter-raw.txt"
 RESULTS="$BENCH_OUT/milter-results.txt"
 OTHER="$BENCH_OUT/milter-other-cpu.txt"
-PT_LOG="$BENCH_OUT/milter-postern.log"
 : >"$RAW"
 : >"$OTHER"
 T0=$(now)
@@ -112,7 +114,7 @@ for t in postfix postconf smtp-source clamd clamav-milter spamass-milter spamd s
 	command -v "$t" >/dev/null || { echo "bench: $t not found (run tools/install-deps.sh)" >&2; exit 1; }
 done
 for s in $STACKS; do
-	case "$s" in classic | rspamd | rspamd-unix | postern) ;; *) echo "bench: unknown stack '$s' in STACKS (classic rspamd rspamd-unix postern)" >&2; exit 1 ;; esac
+	case "$s" in classic | rspamd | rspamd-unix | postern | postern-sa) ;; *) echo "bench: unknown stack '$s' in STACKS (classic rspamd rspamd-unix postern postern-sa)" >&2; exit 1 ;; esac
 done
 for w in $WORKLOADS; do
 	case "$w" in source | set) ;; *) echo "bench: unknown workload '$w' in WORKLOADS (source set)" >&2; exit 1 ;; esac
@@ -126,11 +128,14 @@ for pf in "$CLAMD_PIDF" "$CM_PIDF" "$SA_PIDF" "$SPAMD_PIDF" "$RSPAMD_PIDF" "$PF_
 		exit 1
 	fi
 done
-if has postern; then
+if has postern || has postern-sa; then
 	[ -x "$POSTERN_BIN" ] || { echo "bench: $POSTERN_BIN not built (make all)" >&2; exit 1; }
 	[ -f "$SCAN_RULES" ] || { echo "bench: $SCAN_RULES not found (SCAN_RULES=...)" >&2; exit 1; }
 	[ -f "$SPAM_RULES" ] || { echo "bench: $SPAM_RULES not found (SPAM_RULES=...)" >&2; exit 1; }
-	[ -z "$SA_RULES_DIR" ] || [ -d "$SA_RULES_DIR" ] || { echo "bench: $SA_RULES_DIR not found (SA_RULES_DIR=...)" >&2; exit 1; }
+	if has postern-sa && [ ! -d "$SA_RULES_DIR" ]; then
+		echo "bench: $SA_RULES_DIR not found (SA_RULES_DIR=...)" >&2
+		exit 1
+	fi
 fi
 
 # ---- cleanup: everything started here is stopped by its PID or its own stop command
@@ -139,7 +144,7 @@ PF_UP=0
 CLASSIC_UP=0
 RSPAMD_UP=0
 DNS_PID=""
-PT_PID=""
+declare -A PT_PID=() PT_RC=() PT_LISTEN=()
 stop_postfix() { [ "$PF_UP" = 1 ] && { "$PF_CTL" stop >/dev/null 2>&1; PF_UP=0; }; return 0; }
 stop_classic() {
 	[ "$CLASSIC_UP" = 1 ] || return 0
@@ -150,22 +155,23 @@ stop_classic() {
 }
 stop_rspamd() { [ "$RSPAMD_UP" = 1 ] && { "$ANCHORS/rspamd_ctl.sh" stop >/dev/null 2>&1; rm -f "$RSPAMD_SOCK"; RSPAMD_UP=0; }; return 0; }
 stop_dns() { [ -n "$DNS_PID" ] && { stop_pid "$DNS_PID" 10; wait "$DNS_PID" 2>/dev/null; DNS_PID=""; }; return 0; }
-stop_postern() { # SIGTERM to postern milter; its children die with it
-	local i
-	[ -n "$PT_PID" ] || return 0
-	kill -TERM "$PT_PID" 2>/dev/null
-	for ((i = 0; i < 600; i++)); do kill -0 "$PT_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$PT_PID" 2>/dev/null; then
-		log "postern milter pid $PT_PID did not stop in 60 s, sending KILL"
-		kill -KILL "$PT_PID"
+stop_postern() { # stack: SIGTERM to that postern milter; its children die with it
+	local i pid=${PT_PID[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "postern milter pid $pid did not stop in 60 s, sending KILL"
+		kill -KILL "$pid"
 	fi
-	wait "$PT_PID" 2>/dev/null
-	PT_RC=$?
-	PT_PID=""
+	wait "$pid" 2>/dev/null
+	PT_RC[$1]=$?
+	PT_PID[$1]=""
 }
 cleanup() {
 	stop_postfix
-	stop_postern
+	stop_postern postern
+	stop_postern postern-sa
 	stop_classic
 	stop_rspamd
 	stop_dns
@@ -197,6 +203,7 @@ LABEL[classic]="Postfix + clamav-milter + spamass-milter"
 LABEL[rspamd]="Postfix + rspamd milter, TCP (anchors)"
 LABEL[rspamd-unix]="Postfix + rspamd milter, unix socket"
 LABEL[postern]="Postfix + postern milter"
+LABEL[postern-sa]="Postfix + postern milter, + SA's rules"
 if has classic; then
 	a=$(now)
 	if "$ANCHORS/clamd_ctl.sh" start 2>>"$RAW" && "$ANCHORS/spamd_ctl.sh" start 2>>"$RAW" &&
@@ -256,61 +263,76 @@ if has rspamd || has rspamd-unix; then
 	fi
 fi
 
-# ---- postern milter: the same signatures, postern's rules + SpamAssassin's ---------------------
-PT_RC=""
-if has postern; then
-	MILTER_LISTEN="${MILTER_LISTEN:-unix:$ST/run/milter.sock}"
-	mkdir -p "$ST/spool" "$ST/run"
-	chown nobody "$ST/spool" "$ST/run"
-	chmod 755 "$ST/run"
-	cp "$SCAN_RULES" "$ST/content-rules"
-	cp "$SPAM_RULES" "$ST/spam-rules.cf"
-	chmod 644 "$ST/content-rules" "$ST/spam-rules.cf"
+# ---- postern milter: the same signatures; its own rules (postern), and SpamAssassin's too (postern-sa)
+# postern: the shipped defaults (etc/postern.conf: content-rules.example,
+# spam-rules.cf); postern-sa adds spam_rules_dirs = SpamAssassin's
+# installed rules, the rules the classic stack's spamd runs. Each its own
+# process tree, spool, socket and log, started once; idle while the other
+# stacks are measured.
+start_postern() { # stack
+	local stack=$1 dir="$ST/$1" listen conf log a up=0 i hp
+	case "$stack" in
+	postern) listen="${MILTER_LISTEN:-unix:$ST/run/postern.sock}" ;;
+	postern-sa) listen="${MILTER_LISTEN_SA:-unix:$ST/run/postern-sa.sock}" ;;
+	esac
+	conf="$dir/milter.conf"
+	log="$BENCH_OUT/milter-$stack.log"
+	mkdir -p "$dir/spool/private" "$ST/run"
+	chown -R nobody "$dir/spool" "$ST/run"
+	chmod 700 "$dir/spool/private"
+	chmod 755 "$dir" "$ST/run"
+	cp "$SCAN_RULES" "$dir/content-rules"
+	cp "$SPAM_RULES" "$dir/spam-rules.cf"
+	chmod 644 "$dir/content-rules" "$dir/spam-rules.cf"
 	{
-		echo "# written by bench/milter.sh: postern as Postfix's milter"
-		echo "milter_listen      = $MILTER_LISTEN"
+		echo "# written by bench/milter.sh: postern as Postfix's milter ($stack)"
+		echo "milter_listen      = $listen"
 		echo "hostname           = mx.example.test"
-		echo "spool_dir          = $ST/spool"
+		echo "spool_dir          = $dir/spool"
 		echo "user               = nobody"
 		echo "mail_owner         = mail"
 		echo "clamav_db_dir      = $CLAMAV_DB"
 		echo "clamav_temp_dir    = $TMPDIR"
-		echo "content_rules_file = $ST/content-rules"
-		echo "spam_rules_file    = $ST/spam-rules.cf"
-		[ -n "$SA_RULES_DIR" ] && echo "spam_rules_dirs    = $SA_RULES_DIR"
+		echo "content_rules_file = $dir/content-rules"
+		echo "spam_rules_file    = $dir/spam-rules.cf"
+		[ "$stack" = postern-sa ] && echo "spam_rules_dirs    = $SA_RULES_DIR"
 		# spam_reject_score: its default, 15, as spamass-milter's -r 15
-	} >"$ST/milter.conf"
-	chmod 644 "$ST/milter.conf"
-	cp "$ST/milter.conf" "$BENCH_OUT/milter-postern.conf"
-	VERSION[postern]=$("$POSTERN_BIN" version 2>/dev/null)
+	} >"$conf"
+	chmod 644 "$conf"
+	cp "$conf" "$BENCH_OUT/milter-$stack.conf"
+	VERSION[$stack]="$("$POSTERN_BIN" version 2>/dev/null); $(basename "$SCAN_RULES"), $(basename "$SPAM_RULES")$([ "$stack" = postern-sa ] && echo " + $SA_RULES_DIR"), ClamAV $CLAMAV_DB, no Bayes"
 	a=$(now)
-	if ! "$POSTERN_BIN" check-config -c "$ST/milter.conf" >/dev/null 2>"$ST/check.err"; then
-		fail "postern check-config of the milter configuration: $(grep -v ' warning: spam: ' "$ST/check.err" | head -3 | tr '\n' ' ')"
-	else
-		record "postern check-config (compiles the spam rules' Hyperscan databases into its spool): $(secs "$a" "$(now)") s"
-		"$POSTERN_BIN" milter -c "$ST/milter.conf" 2>"$PT_LOG" &
-		PT_PID=$!
-		up=0
-		for ((i = 0; i < 1200; i++)); do # its scanners load the rules and signatures first
-			kill -0 "$PT_PID" 2>/dev/null || break
-			case "$MILTER_LISTEN" in
-			unix:*) [ -S "${MILTER_LISTEN#unix:}" ] && { up=1; break; } ;;
-			inet:*)
-				hp=${MILTER_LISTEN#inet:}
-				(exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && { up=1; break; }
-				;;
-			esac
-			sleep 0.1
-		done
-		if [ "$up" = 1 ]; then
-			ROOTS[postern]=$PT_PID
-			record "postern milter up in $(secs "$a" "$(now)") s: pid $PT_PID, $MILTER_LISTEN; ${VERSION[postern]:-?}; rules $(basename "$SCAN_RULES"), $(basename "$SPAM_RULES")${SA_RULES_DIR:+ + $SA_RULES_DIR}, ClamAV $CLAMAV_DB, no Bayes"
-		else
-			fail "postern milter did not listen on $MILTER_LISTEN (see $PT_LOG: $(tail -2 "$PT_LOG" | tr '\n' ' '))"
-			stop_postern
-		fi
+	if ! "$POSTERN_BIN" check-config -c "$conf" >/dev/null 2>"$dir/check.err"; then
+		fail "$stack: postern check-config: $(grep -v ' warning: spam: ' "$dir/check.err" | head -3 | tr '\n' ' ')"
+		return 1
 	fi
-fi
+	record "$stack: check-config (the first load: compiles the spam rules' Hyperscan databases into its spool): $(secs "$a" "$(now)") s; $(sed -nE 's/.*info: spam: ([0-9]+ rules),.*/\1/p' "$dir/check.err" | head -1)"
+	a=$(now)
+	"$POSTERN_BIN" milter -c "$conf" 2>"$log" &
+	PT_PID[$stack]=$!
+	for ((i = 0; i < 1200; i++)); do # its scanners load the rules and signatures first
+		kill -0 "${PT_PID[$stack]}" 2>/dev/null || break
+		case "$listen" in
+		unix:*) [ -S "${listen#unix:}" ] && { up=1; break; } ;;
+		inet:*)
+			hp=${listen#inet:}
+			(exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && { up=1; break; }
+			;;
+		esac
+		sleep 0.1
+	done
+	if [ "$up" != 1 ]; then
+		fail "$stack: postern milter did not listen on $listen (see $log: $(tail -2 "$log" | tr '\n' ' '))"
+		stop_postern "$stack"
+		return 1
+	fi
+	ROOTS[$stack]=${PT_PID[$stack]}
+	PT_LISTEN[$stack]=$listen
+	record "$stack: postern milter up in $(secs "$a" "$(now)") s: pid ${PT_PID[$stack]}, $listen; ${VERSION[$stack]}"
+}
+for s in postern postern-sa; do
+	has "$s" && start_postern "$s"
+done
 
 # ---- Postfix, one stack at a time --------------------------------------------------------
 pf_start() { # stack -> Postfix up with that stack's smtpd_milters; PF_MASTER
@@ -321,7 +343,7 @@ pf_start() { # stack -> Postfix up with that stack's smtpd_milters; PF_MASTER
 	# maildir-milter: smtpd_milters = MILTER_ADDR; the recipient's domain
 	# is not its virtual domain, so delivery is discard(8) as in the others
 	rspamd-unix) mode=maildir-milter addr="unix:$RSPAMD_SOCK" ;;
-	postern) mode=maildir-milter addr="$MILTER_LISTEN" ;;
+	postern | postern-sa) mode=maildir-milter addr="${PT_LISTEN[$1]}" ;;
 	esac
 	stop_postfix
 	# the old master must be gone before the new one binds the port
@@ -367,7 +389,7 @@ cpu_other() { # label pid... -> "other processes X CPU-s, steal Y CPU-s (Z% of t
 # what a stack must answer to the set, per kind of message (the rest: 250)
 expected_refusals() {
 	case "$1" in
-	classic | postern) echo "eicar gtube" ;;
+	classic | postern | postern-sa) echo "eicar gtube" ;;
 	rspamd | rspamd-unix) echo "gtube" ;; # no antivirus in the anchors' rspamd
 	esac
 }
@@ -407,7 +429,7 @@ count_of() { case "$1" in source) echo "$N" ;; set) echo "$NSET" ;; esac; }
 
 # ---- the rounds ---------------------------------------------------------------------------
 # ratios per round (rbest: the faster rspamd stack of the round)
-PAIRS="postern/classic postern/rbest postern/rspamd postern/rspamd-unix rbest/classic"
+PAIRS="postern/classic postern/rbest postern/rspamd postern/rspamd-unix postern-sa/classic postern-sa/rbest rbest/classic"
 declare -A RATES=() FCPU=() PCPU=() ROUND=()
 UPSTACKS=""
 for s in $STACKS; do [ -n "${ROOTS[$s]:-}" ] && UPSTACKS="$UPSTACKS $s"; done
@@ -501,12 +523,17 @@ for s in $UPSTACKS; do
 	# shellcheck disable=SC2086
 	MEM[$s]=$(mem_rows "$s" $pids)
 done
-stop_postern
-[ -n "$PT_RC" ] && record "postern milter: exit status $PT_RC after SIGTERM"
-if has postern && [ -f "$PT_LOG" ]; then
-	PT_ISSUES=$(grep -E ': (warning|error|fatal|panic): ' "$PT_LOG" | grep -vcE 'warning: spam: .*rules skipped' || true)
-	[ "$PT_ISSUES" = 0 ] || fail "postern milter logged $PT_ISSUES warning/error lines besides the skipped-rules summary (see $PT_LOG)"
-fi
+for s in postern postern-sa; do
+	[ -n "${PT_PID[$s]:-}" ] || continue
+	stop_postern "$s"
+	record "$s: postern milter exit status ${PT_RC[$s]} after SIGTERM"
+	[ "${PT_RC[$s]}" = 0 ] || fail "$s: postern milter exited with status ${PT_RC[$s]} after SIGTERM"
+	log="$BENCH_OUT/milter-$s.log"
+	n=$(grep -E ': (warning|error|fatal|panic): ' "$log" | grep -vcE 'warning: spam: .*rules skipped' || true)
+	[ "$n" = 0 ] || fail "$s: postern milter logged $n warning/error lines besides the skipped-rules summary (see $log)"
+	# MAIL -> verdict, as postern logs it (delay=), over the whole run
+	record "$s: MAIL -> verdict (delay=), p50/p90/p99 over $(grep -c ' milter action=' "$log") messages: $(grep -oE ' milter action=.* delay=[0-9.]+' "$log" | sed -E 's/.*delay=//' | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%s / %s / %s s", a[int(NR * 0.5) + 1], a[int(NR * 0.9) + 1], a[int(NR * 0.99) + 1] }')"
+done
 stop_classic
 stop_rspamd
 stop_dns
@@ -527,7 +554,8 @@ mrow() { printf '%-42s | %5s | %11s | %11s | %11s\n' "$@"; }
 	for s in $STACKS; do echo "  $s: ${LABEL[$s]}: ${VERSION[$s]:-not started}"; done
 	echo "  rules: classic = SpamAssassin's installed rules (spamd -L, Bayes untrained) + the anchors' ClamAV signatures;" \
 		"rspamd = its rules (network and Redis modules off, no Bayes, no antivirus);" \
-		"postern = $(basename "$SPAM_RULES")${SA_RULES_DIR:+ + $SA_RULES_DIR} + $(basename "$SCAN_RULES") + the same ClamAV signatures, no Bayes"
+		"postern = its shipped defaults, $(basename "$SPAM_RULES") + $(basename "$SCAN_RULES"), + the same ClamAV signatures, no Bayes;" \
+		"postern-sa = the same + SpamAssassin's installed rules ($SA_RULES_DIR)"
 	echo
 	row "stack" "load" "msgs/s" "rounds" "/classic" "/rspamd*" "filter CPU" "Postfix CPU"
 	row "------------------------------------------" "-------" "---------" "------------------------" "---------" "---------" "ms/msg" "ms/msg"
@@ -549,12 +577,21 @@ mrow() { printf '%-42s | %5s | %11s | %11s | %11s\n' "$@"; }
 			[ -n "${ROUND[$p-$w]:-}" ] || continue
 			rr=$(MED_DIGITS=3 med ${ROUND[$p-$w]})
 			case "$p" in
-			postern/classic) t="; target >= 10: $(target "$rr" ">=" 10)" ;;
-			postern/rbest) t="; target > 1: $(awk -v r="$rr" 'BEGIN{print (r > 1 ? "met" : "NOT met")}')" ;;
+			postern*/classic) t="; target >= 10: $(target "$rr" ">=" 10)" ;;
+			postern*/rbest) t="; target > 1: $(awk -v r="$rr" 'BEGIN{print (r > 1 ? "met" : "NOT met")}')" ;;
 			*) t="" ;;
 			esac
 			pn=${p%/*} pd=${p#*/}
 			echo "  $w, ${pn/rbest/rspamd (its faster socket)} / ${pd/rbest/rspamd (its faster socket)} per round:${ROUND[$p-$w]} -> median $rr$t"
+		done
+		for s in postern postern-sa; do
+			[ -n "${FCPU[$s-$w]:-}" ] || continue
+			c=$(MED_DIGITS=3 med ${FCPU[$s-$w]})
+			line=""
+			for o in classic rspamd rspamd-unix; do
+				[ -n "${FCPU[$o-$w]:-}" ] && line="$line, / $o $(ratio "$c" "$(MED_DIGITS=3 med ${FCPU[$o-$w]})")"
+			done
+			[ -n "$line" ] && echo "  $w, filter CPU per message, $s${line}"
 		done
 	done
 	echo
