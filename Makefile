@@ -34,7 +34,7 @@ DOCDIR         ?= $(prefix_clean)/share/doc/postern
 SYSTEMDUNITDIR ?= $(prefix_clean)/lib/systemd/system
 CONFIG_FILE    := $(SYSCONFDIR)/postern/postern.conf
 PKGS     := libevent libevent_openssl openssl libmagic libpcre2-8 libarchive libclamav lmdb \
-            libxxhash libhs libcares zlib
+            libxxhash libhs libcares zlib milter
 CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
 OPT      ?= -O2 -g
@@ -44,7 +44,8 @@ CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) -pthread $(PKG_CFLAGS) $(EXTRA_CFLAGS) -MMD
 LDLIBS_ALL  = $(PKG_LIBS) -lcrypt -lm -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/map/*.c src/mail/*.c src/mime/*.c src/dns/*.c src/policy/*.c src/queue/*.c src/relay/*.c \
-               src/smtp/*.c src/server/*.c src/scan/*.c src/report/*.c src/auth/*.c src/account/*.c src/pop3/*.c))
+               src/smtp/*.c src/server/*.c src/scan/*.c src/report/*.c src/auth/*.c src/account/*.c src/pop3/*.c \
+               src/milter/*.c))
 MAIN_SRC  := src/postern.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)

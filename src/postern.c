@@ -2,6 +2,8 @@
  * postern.c - command dispatch: one binary, many roles.
  *
  *   postern serve        [-c FILE]   run the gateway in the foreground
+ *   postern milter       [-c FILE]   run postern's content filter for
+ *                                    Postfix or Sendmail on milter_listen
  *   postern check-config [-c FILE]   validate the configuration and tables
  *   postern queue list|show ID|flush [ID...]|requeue [ID...]|hold ID...|release ID...|
  *                 delete ID...|--all [--json] [-c FILE]
@@ -34,7 +36,9 @@
 #include "lib/log.h"
 #include "mail/domains.h"
 #include "mail/recipients.h"
+#include "milter/milter_server.h"
 #include "dns/dns.h"
+#include "milter/milter_client.h"
 #include "policy/dnsbl.h"
 #include "policy/restrictions.h"
 #include "queue/notice.h"
@@ -46,6 +50,7 @@
 #include "report/report.h"
 #include "scan/learn_cli.h"
 #include "scan/scan_cli.h"
+#include "server/capture_dir.h"
 #include "server/preflight.h"
 #include "server/privsep.h"
 #include "server/server.h"
@@ -66,6 +71,8 @@ static void usage(FILE *out)
 		"usage: postern COMMAND [-c FILE] [ARGS]\n"
 		"commands:\n"
 		"  serve           run the gateway in the foreground (logs to stderr)\n"
+		"  milter          run the content filter for Postfix or Sendmail on\n"
+		"                  milter_listen, in the foreground\n"
 		"  check-config    validate the configuration, users, aliases and content rules\n"
 		"  queue list      list queued, deferred and held messages [--json]\n"
 		"  queue show ID   print one queued message's envelope and headers [--json]\n"
@@ -136,6 +143,16 @@ static int check_config(const char *path)
 	int problems = config_load_partial(path, &cfg, stderr);
 	problems += config_check_server_files(&cfg, stderr);
 	problems += dnsbl_config_check(&cfg, stderr);
+	problems += milter_config_check(&cfg, stderr);
+	if (cfg.milter_listen[0] != '\0') {
+		struct milter_listen ml;
+		char err[160];
+		if (milter_listen_parse(cfg.milter_listen, &ml, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s:%u: milter_listen: %s\n", path,
+				config_key_line(&cfg, "milter_listen"), err);
+			problems++;
+		}
+	}
 	problems += privsep_resolve(&cfg, &ps, stderr);
 	struct domain_table *domains = domains_load_config(&cfg, stderr);
 	if (domains == NULL)
@@ -180,6 +197,7 @@ static int check_config(const char *path)
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
 	problems += preflight_check_folders(&cfg, &ps, false, stderr);
 	problems += preflight_check_log_file(&cfg, stderr);
+	problems += capture_dir_prepare(&cfg, &ps, false, stderr);
 	/* The pipeline would stop at the first of the rules' problems, all of
 	 * them listed above: build it (as user) once the rules are right. */
 	if (rule_problems == 0)
@@ -368,6 +386,8 @@ int main(int argc, char **argv)
 	restrictions_dns_provide();
 	if (strcmp(command, "serve") == 0 && rest == 0)
 		return master_main(config);
+	if (strcmp(command, "milter") == 0 && rest == 0)
+		return master_milter_main(config);
 	if (strcmp(command, "check-config") == 0 && rest == 0)
 		return check_config(config);
 	if (strcmp(command, "queue") == 0)

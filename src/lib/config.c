@@ -66,9 +66,12 @@ _Static_assert(sizeof(enum dnsbl_action) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum log_to) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum syslog_facility) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum tls_version) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum milter_action) == sizeof(unsigned), "enum size");
 
 static const char *const bare_newline_words[] = { "reject", "normalize", NULL };
 static const char *const policy_action_words[] = { "tempfail", "accept", NULL };
+static const char *const milter_action_words[] = { "tempfail", "continue", "reject", "accept",
+						     NULL };
 static const char *const log_level_words[] = { "debug", "info", "warn", "error", NULL };
 static const char *const yes_no_words[] = { "no", "yes", NULL };
 static const char *const virus_action_words[] = { "reject", "quarantine", "discard", NULL };
@@ -164,6 +167,14 @@ static const struct key_def keys[] = {
 	{ "notify_sender", K_ENUM, OFF(notify_sender), "no", 0, 0, false, yes_no_words },
 	{ "notify_template", K_PATH, OFF(notify_template), "", 0, 0, true, NULL },
 	{ "notify_rate_limit", K_UINT, OFF(notify_rate_limit), "10", 1, 100000, false, NULL },
+	/* Message capture (src/queue/capture.h, postern.conf(5) CAPTURE). */
+	{ "capture", K_ENUM, OFF(capture), "no", 0, 0, false, yes_no_words },
+	{ "capture_trigger_file", K_PATH, OFF(capture_trigger_file), "", 0, 0, true, NULL },
+	{ "capture_dir", K_PATH, OFF(capture_dir), "", 0, 0, true, NULL },
+	{ "capture_group", K_STRING, OFF(capture_group), "root", 0, 0, false, NULL },
+	{ "capture_senders", K_ADDRESSES, OFF(capture_senders), "", 0, 0, true, NULL },
+	{ "capture_recipients", K_ADDRESSES, OFF(capture_recipients), "", 0, 0, true, NULL },
+	{ "capture_clients", K_CIDRS, OFF(capture_clients), "", 0, 0, true, NULL },
 	{ "clamav_db_dir", K_PATH, OFF(clamav_db_dir), "", 0, 0, true, NULL },
 	{ "clamd_socket", K_STRING, OFF(clamd_socket), "", 0, 0, true, NULL },
 	{ "clamav_max_scan_size", K_SIZE, OFF(clamav_max_scan_size), "100M", 1024, 4000ULL << 20, false, NULL },
@@ -193,6 +204,8 @@ static const struct key_def keys[] = {
 	{ "syslog_socket", K_PATH, OFF(syslog_socket), "/dev/log", 0, 0, false, NULL },
 	{ "log_file", K_PATH, OFF(log_file), "", 0, 0, true, NULL },
 	{ "metrics_listen", K_LISTEN, OFF(metrics_listen), "", 0, 0, true, NULL },
+	/* postern milter (src/milter/milter_server.h): unix:/PATH or inet:HOST:PORT */
+	{ "milter_listen", K_STRING, OFF(milter_listen), "", 0, 0, true, NULL },
 	{ "content_rules_file", K_PATH, OFF(content_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_file", K_PATH, OFF(spam_rules_file), "", 0, 0, true, NULL },
 	{ "spam_rules_dirs", K_PATHS, OFF(spam_rules_dirs), "", 0, 0, true, NULL },
@@ -283,6 +296,16 @@ static const struct key_def keys[] = {
 	  NULL },
 	{ "dnsbl_timeout", K_DURATION, OFF(dnsbl_timeout), "5s", 1, 300, false, NULL },
 	{ "dnsbl_fail_open", K_ENUM, OFF(dnsbl_fail_open), "yes", 0, 0, false, yes_no_words },
+	/* Milters (src/milter/, postern.conf(5) MILTERS); Postfix's names and defaults. */
+	{ "milters", K_STRING, OFF(milters), "", 0, 0, true, NULL },
+	{ "milter_default_action", K_ENUM, OFF(milter_default_action), "tempfail", 0, 0, false,
+	  milter_action_words },
+	{ "milter_connect_timeout", K_DURATION, OFF(milter_connect_timeout), "30s", 1, 3600, false,
+	  NULL },
+	{ "milter_command_timeout", K_DURATION, OFF(milter_command_timeout), "30s", 1, 3600, false,
+	  NULL },
+	{ "milter_content_timeout", K_DURATION, OFF(milter_content_timeout), "300s", 1, 3600, false,
+	  NULL },
 	/* Outbound SMTP (src/relay/, postern.conf(5) ROUTING). */
 	{ "transport_file", K_PATH, OFF(transport_file), "", 0, 0, true, NULL },
 	{ "relayhost", K_STRING, OFF(relayhost), "", 0, 0, true, NULL },
@@ -1068,6 +1091,23 @@ static void check_listener_overlap(struct parse_ctx *ctx)
 	}
 }
 
+/* Capture can be on (capture = yes, or a trigger file that may appear):
+ * it needs a folder. Reported at the line that turned it on. */
+static void check_capture(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	if (!config_capture_possible(cfg) || cfg->capture_dir[0] != '\0')
+		return;
+	const char *key = cfg->capture == CONFIG_YES ? "capture" : "capture_trigger_file";
+	report(ctx, config_key_line(cfg, key), "%s: capture_dir is not set: captured messages "
+	       "need a folder (postern serve creates it, owned by user and capture_group)", key);
+}
+
+bool config_capture_possible(const struct config *cfg)
+{
+	return cfg->capture == CONFIG_YES || cfg->capture_trigger_file[0] != '\0';
+}
+
 static void check_consistency(struct parse_ctx *ctx)
 {
 	check_listener_overlap(ctx);
@@ -1103,6 +1143,7 @@ static void check_consistency(struct parse_ctx *ctx)
 	    strrchr(cfg->clamd_socket, ':') == NULL)
 		report(ctx, 0, "clamd_socket: expected an absolute socket path or host:port: \"%s\"",
 		       cfg->clamd_socket);
+	check_capture(ctx);
 	check_limits(ctx);
 	if (cfg->hostname[0] == '\0') {
 		free(cfg->hostname);

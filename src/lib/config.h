@@ -20,6 +20,10 @@
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT, BARE_NEWLINE_NORMALIZE };
 enum policy_action { POLICY_ACTION_TEMPFAIL, POLICY_ACTION_ACCEPT };
+/* What a milter that cannot be reached or fails decides (milter_default_action;
+ * "accept" is another name of continue). */
+enum milter_action { MILTER_ACTION_TEMPFAIL, MILTER_ACTION_CONTINUE, MILTER_ACTION_REJECT,
+		     MILTER_ACTION_ACCEPT };
 enum config_bool { CONFIG_NO, CONFIG_YES };
 /* What the antivirus stage does with a message it finds a virus in. */
 enum virus_action { VIRUS_ACTION_REJECT, VIRUS_ACTION_QUARANTINE, VIRUS_ACTION_DISCARD };
@@ -149,6 +153,16 @@ struct config {
 	enum config_bool notify_sender; /* also tell the sender (never of a virus) */
 	char *notify_template;     /* the notices' text; "" = the built-in one */
 	uint64_t notify_rate_limit; /* notices per minute per smtp worker */
+	/* Message capture (src/queue/capture.h): copies of incoming messages
+	 * in capture_dir while capture = yes or capture_trigger_file exists,
+	 * of every message or of those matching one of the lists. */
+	enum config_bool capture;
+	char *capture_trigger_file; /* "" = none */
+	char *capture_dir;          /* "" = none (then capture must stay off) */
+	char *capture_group;        /* the group that may read the captured files */
+	strlist_t capture_senders;  /* "user@domain", "domain"; none of the three = all */
+	strlist_t capture_recipients;
+	cidr_list_t capture_clients;
 	/* Antivirus (src/scan/antivirus.c): libclamav in process or clamd. */
 	char *clamav_db_dir;            /* "" = no in-process engine */
 	char *clamd_socket;             /* "" = none; "/path" or "host:port" */
@@ -177,6 +191,7 @@ struct config {
 	/* Operation (docs/postern.8 METRICS, LOGGING). */
 	struct listen_addr *metrics_listen; /* at most one; none = no metrics role */
 	size_t metrics_listen_count;
+	char *milter_listen;       /* postern milter's socket; "" = none (milter_server.h) */
 	enum log_to log_to;        /* where log lines go */
 	enum syslog_facility syslog_facility;
 	char *syslog_socket;       /* log_to = syslog: the local syslog socket (datagrams) */
@@ -266,6 +281,13 @@ struct config {
 	char *dnsbl_reply;            /* template of the refusal's text */
 	uint64_t dnsbl_timeout;       /* seconds the lists are waited for */
 	enum config_bool dnsbl_fail_open; /* a list that does not answer counts as "not listed" */
+	/* Milters postern calls (src/milter/milter_client.h): the list as
+	 * written, checked by milter_config_check() (FILE:LINE). */
+	char *milters;
+	enum milter_action milter_default_action;
+	uint64_t milter_connect_timeout; /* seconds */
+	uint64_t milter_command_timeout;
+	uint64_t milter_content_timeout;
 	/* Outbound SMTP (src/relay/relay_route.h). */
 	char *transport_file;      /* domain -> transport map; "" = none */
 	char *relayhost;           /* next hop of remote mail without a transport entry */
@@ -319,6 +341,10 @@ char *config_base_dir(const struct config *cfg);
 /* The greeting text after "220 " (malloc'ed): smtpd_banner with
  * $hostname (or $myhostname) replaced by hostname. */
 char *config_banner(const struct config *cfg);
+
+/* May capture be on while cfg is in force (capture = yes, or a
+ * capture_trigger_file is named)? */
+bool config_capture_possible(const struct config *cfg);
 
 /* A domain name as local_domains takes it (letters, digits, '-', '_',
  * labels of at most 63 octets, 253 in all). */

@@ -326,3 +326,18 @@ bool address_unquoted_local(const struct mail_address *addr, char *out, size_t o
 	}
 	return true;
 }
+
+bool address_listed(const strlist_t *list, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	for (size_t i = 0; i < list->count; i++) {
+		const char *e = list->items[i];
+		if (strchr(e, '@') != NULL && e[0] != '@') {
+			if (str_eq_nocase(e, address))
+				return true;
+		} else if (at != NULL && str_eq_nocase(e[0] == '@' ? e + 1 : e, at + 1)) {
+			return true;
+		}
+	}
+	return false;
+}

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../lib/strutil.h"
+
 #define ADDR_LOCAL_MAX 64
 #define ADDR_DOMAIN_MAX 255
 #define ADDR_PATH_MAX 256
@@ -52,5 +54,10 @@ void address_format(const struct mail_address *addr, char *out, size_t outlen);
  * unquoting; false if the unquoted form is not a simple mailbox name. */
 bool address_unquoted_local(const struct mail_address *addr, char *out,
 			    size_t outlen);
+
+/* Does address ("local@domain", as address_format writes it) match an
+ * entry of list: "local@domain" (that address), "@domain" or "domain"
+ * (any address at that domain)? Case does not matter. */
+bool address_listed(const strlist_t *list, const char *address);
 
 #endif

@@ -127,17 +127,7 @@ bool limits_client_listed(const cidr_list_t *list, const struct sockaddr *sa)
 
 bool limits_address_listed(const strlist_t *list, const char *address)
 {
-	const char *at = strrchr(address, '@');
-	for (size_t i = 0; i < list->count; i++) {
-		const char *e = list->items[i];
-		if (strchr(e, '@') != NULL && e[0] != '@') {
-			if (str_eq_nocase(e, address))
-				return true;
-		} else if (at != NULL && str_eq_nocase(e[0] == '@' ? e + 1 : e, at + 1)) {
-			return true;
-		}
-	}
-	return false;
+	return address_listed(list, address);
 }
 
 void limits_grey_sender(const char *sender, char *out, size_t outlen)

@@ -127,6 +127,8 @@ struct policy_reply {
 	bool at_rcpt;
 };
 
+struct milter_session;
+
 /* What a check may look at: copies, owned by whoever holds the request. */
 struct policy_request {
 	enum policy_stage stage;
@@ -150,6 +152,15 @@ struct policy_request {
 	char *content_path;         /* spool_dir/incoming/ID; NULL before */
 	uint64_t content_off;
 	uint64_t content_len;
+	/* For the milters' macros (src/milter/milter_client.h). */
+	struct milter_session *milter; /* the session's conversations, borrowed
+					* (runs are cancelled before it is freed); NULL = none */
+	unsigned client_port;
+	char daemon_name[16];       /* the listener: "mx", "submission" or "smtps" */
+	char tls_version[16];       /* "TLSv1.3"; "" without TLS */
+	char tls_cipher[64];
+	int tls_cipher_bits;
+	char auth_mech[24];         /* the SASL mechanism of the login; "" without */
 };
 
 struct policy_call; /* one check's part in a run */

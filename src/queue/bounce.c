@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "../lib/xalloc.h"
+#include "maildir_header.h"
 
 #define BOUNCE_BOUNDARY_TRIES 64
 /* RFC 2046 section 5.1.1: a boundary has at most 70 characters. Ours is
@@ -367,27 +368,6 @@ static void put_returned_part(buf_t *out, const char *boundary, const buf_t *quo
 	buf_printf(out, "%s\n--%s--\n", shape->full ? "" : "\n", boundary);
 }
 
-/* The whole content (LF line ends, as queued) into out; -1 on a read
- * error. The caller checked content_len <= BOUNCE_FULL_MAX. */
-static int read_full(const struct bounce_request *req, buf_t *out, char **err_r)
-{
-	char chunk[65536];
-	uint64_t pos = 0;
-
-	while (pos < req->msg->content_len) {
-		long n = qf_read_content(req->queue_fd, req->msg, pos, chunk, sizeof(chunk));
-		if (n < 0) {
-			*err_r = qf_errf("read content: %s", strerror(errno));
-			return -1;
-		}
-		if (n == 0)
-			break;
-		buf_append(out, chunk, (size_t)n);
-		pos += (uint64_t)n;
-	}
-	return 0;
-}
-
 int bounce_build(buf_t *out, const struct bounce_request *req,
 		 const char *bounce_id, char **err_r)
 {
@@ -395,11 +375,14 @@ int bounce_build(buf_t *out, const struct bounce_request *req,
 	struct report_shape shape = { 0 };
 	bool want_full = req->kind == BOUNCE_FAILED && req->msg->dsn_ret == DSN_RET_FULL;
 
-	shape.full = want_full && req->msg->content_len <= BOUNCE_FULL_MAX;
+	shape.full = want_full && qf_message_size(req->msg) <= BOUNCE_FULL_MAX;
 	shape.full_cut = want_full && !shape.full;
-	int rc = shape.full ? read_full(req, &quoted, err_r)
-			    : qf_read_headers(req->queue_fd, req->msg, BOUNCE_HEADERS_MAX,
-					      &quoted, err_r);
+	/* The message as it would have been delivered: the header changes
+	 * and a replaced body of the end of the message applied. */
+	int rc = mhdr_read_message(req->queue_fd, req->msg, !shape.full,
+				   shape.full ? BOUNCE_FULL_MAX + BOUNCE_HEADERS_MAX
+					      : BOUNCE_HEADERS_MAX,
+				   &quoted, err_r);
 	if (rc < 0) {
 		buf_free(&quoted);
 		return -1;

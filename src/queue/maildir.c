@@ -12,8 +12,11 @@
  * Mailbox folders are created 0700 on first delivery.
  *
  * The content is copied unchanged except that Return-Path: fields the
- * client put in the header section are dropped (maildir_header.c), so the
- * copy holds exactly one, ours; S= and W= count the bytes written.
+ * client put in the header section are dropped and the queue file's
+ * header changes applied (maildir_header.c), so the copy holds exactly
+ * one Return-Path, ours; a body replaced at the end of the message
+ * (queue file version 4) is copied in place of the content's body
+ * (qf_read_content). S= and W= count the bytes written.
  *
  * RFCs: RFC 5322 (the Return-Path:/Delivered-To: lines added on top), RFC
  * 5321 section 4.4 (only the delivering MTA adds Return-Path).
@@ -208,10 +211,17 @@ static int write_copy(int fd, const struct maildir_delivery *d,
 
 	*size_r = *lines_r = 0;
 	mhdr_filter_init(&filter, m->edits, m->edit_count);
+	char *err = NULL;
+	if (mhdr_filter_prepare(&filter, d->queue_fd, m, &err) < 0) {
+		free(err); /* errno tells the caller */
+		mhdr_filter_free(&filter);
+		free(chunk);
+		return -1;
+	}
 	buf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender,
 		   d->address);
 	int rc = write_counted(fd, head.data, head.len, size_r, lines_r);
-	while (rc == 0 && pos < m->content_len) {
+	while (rc == 0 && pos < qf_message_size(m)) {
 		long n = qf_read_content(d->queue_fd, m, pos, chunk, MAILDIR_COPY_CHUNK);
 		if (n <= 0) {
 			rc = -1;

@@ -33,6 +33,7 @@
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "queue.h"
+#include "maildir_header.h"
 #include "queue_file.h"
 #include "spool_cli.h"
 
@@ -85,7 +86,8 @@ static void read_subject(int fd, const struct qf_msg *m, size_t max, buf_t *head
 			 buf_t *subject)
 {
 	char *err = NULL;
-	if (qf_read_headers(fd, m, max, headers, &err) < 0) {
+	/* as they will be delivered: the end of the message's changes applied */
+	if (mhdr_read_message(fd, m, true, max, headers, &err) < 0) {
 		free(err);
 		return;
 	}
@@ -122,7 +124,7 @@ static void json_message(const struct qcli *c, buf_t *j, const struct qf_msg *m,
 	buf_putc(j, ',');
 	json_time(j, "arrival", m->arrival_us / 1000000u);
 	buf_printf(j, ",\"arrival_us\":%llu,\"size\":%llu,", (unsigned long long)m->arrival_us,
-		   (unsigned long long)m->content_len);
+		   (unsigned long long)qf_message_size(m));
 	json_key(j, "sender");
 	json_put_cstr(j, m->sender);
 	buf_puts(j, ",\"recipients\":[");
@@ -183,7 +185,7 @@ static void text_line(const struct qf_msg *m)
 	buf_t b = BUF_INIT;
 	spool_cli_format_time(when, sizeof(when), m->arrival_us / 1000000u);
 	buf_printf(&b, "%s  %-20s  %8llu  <%s> ->", m->id, when,
-		   (unsigned long long)m->content_len, m->sender);
+		   (unsigned long long)qf_message_size(m), m->sender);
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		if (m->rcpts[i].status != QF_RCPT_REMOVED)
 			buf_printf(&b, " <%s>", m->rcpts[i].addr);
@@ -290,7 +292,7 @@ static void text_show(const struct qcli *c, const char *path, const struct qf_ms
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		if (m->rcpts[i].status != QF_RCPT_REMOVED)
 			buf_printf(&b, "recipient: <%s>\n", m->rcpts[i].addr);
-	buf_printf(&b, "size: %llu\nsubject: %s\n", (unsigned long long)m->content_len,
+	buf_printf(&b, "size: %llu\nsubject: %s\n", (unsigned long long)qf_message_size(m),
 		   buf_cstr(subject));
 	if (m->note.verdict != 0) {
 		buf_printf(&b, "verdict: %s\ncheck: %s\nreason: %s\ntext: %s\n",

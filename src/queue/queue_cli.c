@@ -29,6 +29,7 @@
 #include "../lib/xalloc.h"
 #include "queue.h"
 #include "queue_cli_change.h"
+#include "maildir_header.h"
 #include "queue_file.h"
 #include "spool_cli.h"
 
@@ -124,7 +125,7 @@ static void json_message_fields(buf_t *j, const struct qf_msg *m, const char *st
 	json_put_cstr(j, m->id);
 	buf_puts(j, ",\"state\":");
 	json_put_cstr(j, state);
-	buf_printf(j, ",\"size\":%llu,", (unsigned long long)m->content_len);
+	buf_printf(j, ",\"size\":%llu,", (unsigned long long)qf_message_size(m));
 	json_time(j, "arrival", m->arrival_us / 1000000u);
 	buf_puts(j, ",\"sender\":");
 	json_put_cstr(j, m->sender);
@@ -182,7 +183,7 @@ static void text_line(const struct qf_msg *m, const char *state)
 
 	spool_cli_format_time(when, sizeof(when), m->arrival_us / 1000000u);
 	buf_printf(&b, "%s  %-8s  %8llu  %s  <%s>  ->", m->id, state,
-		   (unsigned long long)m->content_len, when, m->sender);
+		   (unsigned long long)qf_message_size(m), when, m->sender);
 	for (size_t i = 0; i < m->rcpt_count; i++) {
 		if (m->rcpts[i].status == QF_RCPT_PENDING)
 			buf_printf(&b, " <%s>", m->rcpts[i].addr);
@@ -287,6 +288,40 @@ static int cmd_list(const struct config *cfg, bool json)
 
 /* ---- show ------------------------------------------------------------------ */
 
+/* The header changes of the trailer, in file order, one line each. */
+static void show_changes(buf_t *b, const struct qf_msg *m)
+{
+	for (size_t i = 0; i < m->edit_count; i++) {
+		const struct qf_header_edit *e = &m->edits[i];
+		switch (e->type) {
+		case QF_REC_ADD_HEADER:
+			buf_printf(b, "header_add_%s: %s\n",
+				   e->where == QF_HEADER_TOP ? "top" : "end", e->text);
+			break;
+		case QF_REC_DEL_HEADER:
+			if (e->where == 0)
+				buf_printf(b, "header_remove: %s (every one)\n", e->text);
+			else
+				buf_printf(b, "header_remove: %s (occurrence %lu)\n", e->text,
+					   (unsigned long)e->where);
+			break;
+		case QF_REC_INSERT_HEADER:
+			buf_printf(b, "header_insert: at %lu: %s\n", (unsigned long)e->where, e->text);
+			break;
+		case QF_REC_CHANGE_HEADER:
+			if (e->field != NULL)
+				buf_printf(b, "header_change: %s (occurrence %lu): %s\n", e->text,
+					   (unsigned long)e->where, e->field);
+			else
+				buf_printf(b, "header_delete: %s (occurrence %lu)\n", e->text,
+					   (unsigned long)e->where);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
 static void show_envelope(const struct qf_msg *m)
 {
 	char when[40];
@@ -335,9 +370,14 @@ static void show_envelope(const struct qf_msg *m)
 		for (size_t i = 0; i < m->note.hits.count; i++)
 			buf_printf(&b, "held_hit: %s\n", m->note.hits.items[i]);
 	}
-	buf_printf(&b, "content_length: %llu\ncontent_offset: %llu\nfile_size: %llu\n",
-		   (unsigned long long)m->content_len, (unsigned long long)m->content_off,
-		   (unsigned long long)m->file_size);
+	show_changes(&b, m);
+	buf_printf(&b, "content_length: %llu\ncontent_offset: %llu\n",
+		   (unsigned long long)m->content_len, (unsigned long long)m->content_off);
+	if (m->body_replaced)
+		buf_printf(&b, "body_replaced: %llu bytes at offset %llu\n",
+			   (unsigned long long)m->body_len, (unsigned long long)m->body_off);
+	buf_printf(&b, "message_size: %llu\nfile_size: %llu\n",
+		   (unsigned long long)qf_message_size(m), (unsigned long long)m->file_size);
 	spool_cli_put_escaped(stdout, buf_cstr(&b), b.len);
 	buf_free(&b);
 }
@@ -349,7 +389,8 @@ static int show_file(int fd, const char *path, const char *state, struct qf_msg 
 	char *err = NULL;
 	int rc = 0;
 
-	if (qf_read_headers(fd, m, CLI_HEADERS_MAX, &headers, &err) < 0) {
+	/* as they will be delivered: the changes applied */
+	if (mhdr_read_message(fd, m, true, CLI_HEADERS_MAX, &headers, &err) < 0) {
 		fprintf(stderr, "postern queue show: %s\n", err);
 		free(err);
 		rc = -1;

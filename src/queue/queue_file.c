@@ -65,9 +65,9 @@ static int src_get(struct qf_src *s, uint64_t off, size_t n,
 }
 
 /* Position of each record type in the required order; 0 = unknown. The
- * version 2 trailer records share one rank (any order, any number); an O
- * shares its R's rank. N and W are version 3's: required there, absent
- * before. */
+ * trailer records (version 2, and 4's i, c, b) share one rank (any order,
+ * any number); an O shares its R's rank. N and W are version 3's:
+ * required from there, absent before. */
 #define RANK_DSN 8
 #define RANK_RCPT 9
 #define RANK_WARNED 11
@@ -84,9 +84,18 @@ static int type_rank(unsigned char type)
 	if (type == QF_REC_RCPT_DSN)
 		return RANK_RCPT;
 	if (type == QF_REC_ADD_HEADER || type == QF_REC_DEL_HEADER ||
-	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER || type == QF_REC_NOTE)
+	    type == QF_REC_ADD_RCPT || type == QF_REC_NEW_SENDER || type == QF_REC_NOTE ||
+	    type == QF_REC_INSERT_HEADER || type == QF_REC_CHANGE_HEADER ||
+	    type == QF_REC_NEW_BODY)
 		return RANK_TRAILER;
 	return type == QF_REC_END ? RANK_END : 0;
+}
+
+/* Is type one of the trailer records version 4 brought? */
+static bool v4_only(unsigned char type)
+{
+	return type == QF_REC_INSERT_HEADER || type == QF_REC_CHANGE_HEADER ||
+	       type == QF_REC_NEW_BODY;
 }
 
 /* May a record of this rank and type follow one of prev_rank and
@@ -96,6 +105,8 @@ static bool in_order(const struct qf_msg *m, int prev_rank, unsigned char prev_t
 {
 	bool v3 = m->version >= 3;
 
+	if (v4_only(type) && m->version < 4)
+		return false;
 	if (type == QF_REC_RCPT_DSN) /* directly after its R, at most one */
 		return v3 && prev_type == QF_REC_RCPT;
 	if (rank == prev_rank + 1) {
@@ -134,6 +145,12 @@ static void type_bounds(unsigned char type, uint32_t *min_r, uint32_t *max_r)
 	case QF_REC_ADD_RCPT:   *min_r = 2; *max_r = 1 + QF_ADDR_MAX; break;
 	case QF_REC_NEW_SENDER: *min_r = 0; *max_r = QF_ADDR_MAX; break;
 	case QF_REC_NOTE:       *min_r = QF_NOTE_MIN; *max_r = QF_NOTE_MAX; break;
+	case QF_REC_INSERT_HEADER: *min_r = 4 + 3; *max_r = 4 + QF_HEADER_TEXT_MAX; break;
+	case QF_REC_CHANGE_HEADER:
+		*min_r = 4 + 1 + 1;
+		*max_r = 4 + 1 + QF_FIELD_NAME_MAX + QF_HEADER_TEXT_MAX;
+		break;
+	case QF_REC_NEW_BODY:   *min_r = 8; *max_r = 8; break;
 	default:              *min_r = 0; *max_r = 0; break;
 	}
 }
@@ -271,6 +288,22 @@ static bool header_field_ok(const char *s, size_t len)
 	return true;
 }
 
+/* Room for one more header change in m->edits; NULL past the bound. */
+static struct qf_header_edit *new_edit(struct qf_msg *m, char **err_r)
+{
+	if (m->edit_count >= QF_EDITS_MAX) {
+		*err_r = qf_errf("more than %d header changes", QF_EDITS_MAX);
+		return NULL;
+	}
+	size_t n = m->edit_count;
+	if ((n & (n - 1)) == 0)
+		m->edits = xreallocarray(m->edits, n < 2 ? 4 : n * 2, sizeof(*m->edits));
+	struct qf_header_edit *e = &m->edits[m->edit_count++];
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+/* h: u8 where, field; x: u32 occurrence, name; i: u32 index, field. */
 static int take_header_edit(struct qf_msg *m, unsigned char type, const unsigned char *p,
 			    uint32_t len, char **err_r)
 {
@@ -278,24 +311,51 @@ static int take_header_edit(struct qf_msg *m, unsigned char type, const unsigned
 	uint32_t where = type == QF_REC_ADD_HEADER ? p[0] : qf_get_u32(p);
 	const char *text = (const char *)p + skip;
 	size_t tlen = len - skip;
-	bool ok = type == QF_REC_ADD_HEADER
-			  ? where <= QF_HEADER_END && header_field_ok(text, tlen)
-			  : field_name_ok(text, tlen);
+	bool ok;
+	if (type == QF_REC_ADD_HEADER)
+		ok = where <= QF_HEADER_END && header_field_ok(text, tlen);
+	else if (type == QF_REC_DEL_HEADER)
+		ok = field_name_ok(text, tlen);
+	else
+		ok = header_field_ok(text, tlen); /* i: any index */
 	if (!ok || memchr(text, '\0', tlen) != NULL) {
 		*err_r = qf_errf("bad header change record '%c'", type);
 		return QF_ERR_CORRUPT;
 	}
-	if (m->edit_count >= QF_EDITS_MAX) {
-		*err_r = qf_errf("more than %d header changes", QF_EDITS_MAX);
+	struct qf_header_edit *e = new_edit(m, err_r);
+	if (e == NULL)
 		return QF_ERR_CORRUPT;
-	}
-	size_t n = m->edit_count;
-	if ((n & (n - 1)) == 0)
-		m->edits = xreallocarray(m->edits, n < 2 ? 4 : n * 2, sizeof(*m->edits));
-	struct qf_header_edit *e = &m->edits[m->edit_count++];
 	e->type = (char)type;
 	e->where = where;
 	e->text = xstrndup(text, tlen);
+	return 0;
+}
+
+/* c: u32 occurrence (>= 1), u8 name length, name, the new field or
+ * nothing (the field is removed). */
+static int take_change_header(struct qf_msg *m, const unsigned char *p, uint32_t len,
+			      char **err_r)
+{
+	uint32_t occurrence = qf_get_u32(p);
+	size_t name_len = p[4];
+	const char *name = (const char *)p + 5;
+	bool ok = occurrence >= 1 && name_len <= len - 5 && field_name_ok(name, name_len);
+	const char *field = name + (ok ? name_len : 0);
+	size_t field_len = ok ? len - 5 - name_len : 0;
+
+	ok = ok && (field_len == 0 || (header_field_ok(field, field_len) &&
+				       memchr(field, '\0', field_len) == NULL));
+	if (!ok) {
+		*err_r = qf_errf("bad header change record '%c'", QF_REC_CHANGE_HEADER);
+		return QF_ERR_CORRUPT;
+	}
+	struct qf_header_edit *e = new_edit(m, err_r);
+	if (e == NULL)
+		return QF_ERR_CORRUPT;
+	e->type = QF_REC_CHANGE_HEADER;
+	e->where = occurrence;
+	e->text = xstrndup(name, name_len);
+	e->field = field_len > 0 ? xstrndup(field, field_len) : NULL;
 	return 0;
 }
 
@@ -409,13 +469,71 @@ static int take_record(struct qf_msg *m, unsigned char type,
 		return take_text(p, len, QF_ADDR_MAX, &m->sender, "new sender", err_r);
 	case QF_REC_ADD_HEADER:
 	case QF_REC_DEL_HEADER:
+	case QF_REC_INSERT_HEADER:
 		return take_header_edit(m, type, p, len, err_r);
+	case QF_REC_CHANGE_HEADER:
+		return take_change_header(m, p, len, err_r);
 	case QF_REC_NOTE:
 		return take_note(m, p, len, err_r);
 	default:
 		*err_r = qf_errf("unexpected record type 0x%02x", type);
 		return QF_ERR_CORRUPT;
 	}
+}
+
+/* The b record (version 4): u64 length, then that many bytes of a new
+ * body; the last one counts. */
+static int take_new_body(struct qf_msg *m, struct qf_src *s, uint64_t off,
+			 uint64_t *next_r, char **err_r)
+{
+	const unsigned char *p;
+	int rc = src_get(s, off + QF_REC_HDR_LEN, 8, &p, err_r);
+
+	if (rc != 0)
+		return rc;
+	uint64_t len = qf_get_u64(p), start = off + QF_REC_HDR_LEN + 8;
+	if (len > s->size - start) {
+		*err_r = qf_errf("new body length %llu exceeds the file",
+				 (unsigned long long)len);
+		return QF_ERR_CORRUPT;
+	}
+	m->body_replaced = true;
+	m->body_off = start;
+	m->body_len = len;
+	*next_r = start + len;
+	return 0;
+}
+
+/* With a replaced body: find where the content's header section ends
+ * (the first empty line), reading the content through the window. */
+static int find_head(struct qf_msg *m, struct qf_src *s, char **err_r)
+{
+	uint64_t pos = 0;
+	bool line_start = true;
+	char last = '\n';
+
+	while (pos < m->content_len) {
+		uint64_t left = m->content_len - pos;
+		size_t n = left < QF_WINDOW ? (size_t)left : QF_WINDOW;
+		const unsigned char *p;
+		int rc = src_get(s, m->content_off + pos, n, &p, err_r);
+		if (rc != 0)
+			return rc;
+		for (size_t i = 0; i < n; i++) {
+			if (p[i] == '\n' && line_start) {
+				m->head_len = pos + i + 1;
+				m->head_sep_len = 0;
+				return 0;
+			}
+			line_start = p[i] == '\n';
+		}
+		last = (char)p[n - 1];
+		pos += n;
+	}
+	/* No empty line: the whole content is header, then one is added. */
+	m->head_len = m->content_len;
+	m->head_sep_len = last == '\n' ? 1 : 2;
+	return 0;
 }
 
 /* The M record: u64 content length, then that many bytes, then E. */
@@ -498,8 +616,9 @@ static int walk_records(struct qf_src *s, struct qf_msg *m, char **err_r)
 			}
 			return 0;
 		}
-		if (type == QF_REC_CONTENT) {
-			rc = take_content(m, s, off, &off, err_r);
+		if (type == QF_REC_CONTENT || type == QF_REC_NEW_BODY) {
+			rc = type == QF_REC_CONTENT ? take_content(m, s, off, &off, err_r)
+						    : take_new_body(m, s, off, &off, err_r);
 			if (rc != 0)
 				return rc;
 			continue;
@@ -531,6 +650,8 @@ int qf_read(int fd, struct qf_msg *m, char **err_r)
 	int rc = check_header(&s, m, err_r);
 	if (rc == 0)
 		rc = walk_records(&s, m, err_r);
+	if (rc == 0 && m->body_replaced)
+		rc = find_head(m, &s, err_r);
 	free(s.buf);
 	if (rc != 0)
 		qf_msg_free(m);
@@ -545,8 +666,10 @@ void qf_msg_free(struct qf_msg *m)
 	}
 	free(m->rcpts);
 	free(m->dsn_envid);
-	for (size_t i = 0; i < m->edit_count; i++)
+	for (size_t i = 0; i < m->edit_count; i++) {
 		free(m->edits[i].text);
+		free(m->edits[i].field);
+	}
 	free(m->edits);
 	free(m->note.check);
 	free(m->note.reason);

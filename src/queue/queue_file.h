@@ -11,14 +11,16 @@
  *   R recipient*, each optionally followed by its O (DSN request, v3)
  *   A attempts           W delay warning (version 3)
  *   M content (u64 length; the content bytes follow the record directly)
- *   then, version 2 only, in any order, what was decided at the end of the
- *   message (a verdict, later a milter): h header to add, x header to
- *   remove, r recipient added, s sender replaced, q why the message was
- *   quarantined or held (at most one)
+ *   then, from version 2, in any order, what was decided at the end of the
+ *   message (a verdict, a milter): h header to add, x header to remove,
+ *   r recipient added, s sender replaced, q why the message was
+ *   quarantined or held (at most one); from version 4 also i header
+ *   inserted at an index, c header changed or removed, b body replaced
+ *   (u64 length; the new body's bytes follow the record directly)
  *   E end (empty; the last bytes of the file)
  * A recipient removed at the end of the message keeps its R record with
- * the status byte X. Version 1 files (no trailer records) and version 2
- * files (no N, O, W) still read.
+ * the status byte X. Version 1 files (no trailer records), version 2
+ * files (no N, O, W) and version 3 files (no i, c, b) still read.
  *
  * Three fields are rewritten in place with pwrite(2) once the file is in
  * the queue: the status byte that starts each R payload, the A payload
@@ -46,7 +48,7 @@
 
 #define QF_MAGIC "PSTNQF"
 #define QF_MAGIC_LEN 6
-#define QF_VERSION 3         /* what the writer writes */
+#define QF_VERSION 4         /* what the writer writes */
 #define QF_VERSION_MIN 1     /* the oldest the reader reads */
 #define QF_HEADER_LEN 8
 #define QF_REC_HDR_LEN 5
@@ -70,6 +72,10 @@ enum qf_type {
 	QF_REC_ADD_RCPT = 'r',   /* like R */
 	QF_REC_NEW_SENDER = 's', /* address; the last one counts */
 	QF_REC_NOTE = 'q',       /* why quarantined or held: see struct qf_note */
+	QF_REC_INSERT_HEADER = 'i', /* v4: u32 index, "Name: value" */
+	QF_REC_CHANGE_HEADER = 'c', /* v4: u32 occurrence (>= 1), u8 name length,
+				     * name, "Name: value" or nothing (= remove) */
+	QF_REC_NEW_BODY = 'b',   /* v4: u64 length; the body bytes follow directly */
 	QF_REC_END = 'E',
 };
 
@@ -132,11 +138,24 @@ struct qf_rcpt {
 			      * type utf-8); NULL = not given */
 };
 
-/* A change to the header section, applied in file order on delivery. */
+/*
+ * A change to the header section, applied in file order on delivery
+ * (maildir_header.h says exactly how):
+ *   h (QF_REC_ADD_HEADER)    where: enum qf_header_where; text: the field
+ *   x (QF_REC_DEL_HEADER)    where: occurrence among the content's own
+ *                            fields, 0 = all; text: the name
+ *   i (QF_REC_INSERT_HEADER) where: index in the header section as the
+ *                            edits before left it, 0 = the top; text: field
+ *   c (QF_REC_CHANGE_HEADER) where: occurrence (1 = first) in the header
+ *                            section as the edits before left it; text: the
+ *                            name; field: the new field, NULL = remove it
+ * A field is "Name: value", folded lines as LF followed by white space.
+ */
 struct qf_header_edit {
-	char type;      /* QF_REC_ADD_HEADER or QF_REC_DEL_HEADER */
-	uint32_t where; /* add: enum qf_header_where; remove: occurrence, 0 = all */
-	char *text;     /* add: "Name: value" (LF + white space folds); remove: name */
+	char type;
+	uint32_t where;
+	char *text;
+	char *field;    /* c only; NULL otherwise */
 };
 
 /* Why a message was quarantined or held (the q record). */
@@ -175,7 +194,17 @@ struct qf_msg {
 	uint64_t content_off;         /* file offset of the first content byte */
 	uint64_t content_len;
 	uint64_t file_size;
-	struct qf_header_edit *edits; /* version 2 trailer */
+	/* Version 4: the body that replaces the content's (the last b
+	 * record). The message as delivered is then the content's header
+	 * section up to and including its empty line (head_len bytes; the
+	 * whole content if it has none, followed by head_sep_len bytes: a
+	 * line end if the content lacks its last one, and the empty line),
+	 * then body_len bytes from file offset body_off. */
+	bool body_replaced;
+	uint64_t body_off, body_len;
+	uint64_t head_len;
+	unsigned head_sep_len;        /* 0, 1 or 2 */
+	struct qf_header_edit *edits; /* version 2 trailer (and 4's i, c) */
 	size_t edit_count;
 	struct qf_note note;          /* version 2 trailer; note.verdict 0 = none */
 };
@@ -218,9 +247,14 @@ int qf_set_attempts(int fd, struct qf_msg *m, uint32_t attempts,
 		    uint64_t next_try, const char *reason, char **err_r);
 
 /*
- * Read up to len content bytes starting at content offset pos into data.
- * Returns the number of bytes read (0 at the end of the content), -1 with
- * errno on a read error (a file that shrank under us is EIO).
+ * Read up to len bytes of the message starting at position pos into data:
+ * the content, or with a replaced body (version 4) the content's header
+ * section followed by the new body (see struct qf_msg; qf_message_size
+ * bytes in all). Header changes are not applied here (maildir_header.h
+ * does).
+ * Returns the number of bytes read (0 at the end; fewer than asked where
+ * the header section meets the new body), -1 with errno on a read error
+ * (a file that shrank under us is EIO).
  */
 long qf_read_content(int fd, const struct qf_msg *m, uint64_t pos,
 		     void *data, size_t len);
@@ -256,6 +290,14 @@ void qf_notify_encode(unsigned char *rec, const char *id, unsigned flags);
 /* Extract and validate the id and flags; false if the record is
  * malformed (unknown flags included). */
 bool qf_notify_decode(const unsigned char *rec, char *id_r, unsigned *flags_r);
+
+/* Bytes of the message as delivered before its header changes (what
+ * qf_read_content reads; the size listings show): content_len, or with a
+ * replaced body its header section, separator and new body. */
+static inline uint64_t qf_message_size(const struct qf_msg *m)
+{
+	return m->body_replaced ? m->head_len + m->head_sep_len + m->body_len : m->content_len;
+}
 
 /* Number of pending recipients. */
 size_t qf_pending_count(const struct qf_msg *m);

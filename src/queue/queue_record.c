@@ -181,17 +181,14 @@ size_t qf_pending_count(const struct qf_msg *m)
 
 /* ---- content ------------------------------------------------------------- */
 
-long qf_read_content(int fd, const struct qf_msg *m, uint64_t pos,
-		     void *data, size_t len)
+/* pread up to len bytes at file offset off; -1 with errno, EIO if the
+ * file ends there. */
+static long read_at(int fd, uint64_t off, void *data, size_t len)
 {
-	if (pos >= m->content_len)
-		return 0;
-	if (len > m->content_len - pos)
-		len = (size_t)(m->content_len - pos);
 	if (len > QF_CONTENT_READ_MAX)
 		len = QF_CONTENT_READ_MAX;
 	for (;;) {
-		ssize_t r = pread(fd, data, len, (off_t)(m->content_off + pos));
+		ssize_t r = pread(fd, data, len, (off_t)off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0) {
@@ -200,6 +197,40 @@ long qf_read_content(int fd, const struct qf_msg *m, uint64_t pos,
 		}
 		return (long)r;
 	}
+}
+
+long qf_read_content(int fd, const struct qf_msg *m, uint64_t pos,
+		     void *data, size_t len)
+{
+	if (!m->body_replaced) {
+		if (pos >= m->content_len)
+			return 0;
+		if (len > m->content_len - pos)
+			len = (size_t)(m->content_len - pos);
+		return len == 0 ? 0 : read_at(fd, m->content_off + pos, data, len);
+	}
+	/* the content's header section, the line ends that close it, the new body */
+	if (len == 0)
+		return 0;
+	if (pos < m->head_len) {
+		if (len > m->head_len - pos)
+			len = (size_t)(m->head_len - pos);
+		return read_at(fd, m->content_off + pos, data, len);
+	}
+	pos -= m->head_len;
+	if (pos < m->head_sep_len) {
+		static const char sep[2] = { '\n', '\n' };
+		size_t n = m->head_sep_len - (size_t)pos;
+		n = n < len ? n : len;
+		memcpy(data, sep, n);
+		return (long)n;
+	}
+	pos -= m->head_sep_len;
+	if (pos >= m->body_len)
+		return 0;
+	if (len > m->body_len - pos)
+		len = (size_t)(m->body_len - pos);
+	return read_at(fd, m->body_off + pos, data, len);
 }
 
 int qf_read_headers(int fd, const struct qf_msg *m, size_t max, buf_t *out,

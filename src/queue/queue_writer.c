@@ -50,6 +50,7 @@ struct queue_writer {
 	buf_t trailer;            /* version 2 records written after the content */
 	size_t trailer_edits;
 	bool has_note;            /* a q record is in trailer */
+	bool sealed;              /* a b record follows the content: no more content */
 	size_t buf_len;
 	unsigned char buf[QUEUE_WRITER_BUF];
 };
@@ -278,6 +279,10 @@ const char *queue_writer_id(const struct queue_writer *w)
 int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		       char **err_r)
 {
+	if (w->sealed) {
+		*err_r = qf_errf("content written after the body was replaced");
+		return -1;
+	}
 	if (writer_put(w, data, len) < 0) {
 		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
 		return -1;
@@ -370,8 +375,8 @@ static bool field_name_valid(const char *s, size_t len)
 	return len > 0 && len <= QF_FIELD_NAME_MAX;
 }
 
-int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *field,
-			    char **err_r)
+/* "Name: value" with folds as LF followed by white space, bounded. */
+static bool header_field_valid(const char *field)
 {
 	size_t len = strlen(field);
 	const char *colon = strchr(field, ':');
@@ -384,7 +389,14 @@ int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *fie
 		else
 			ok = (c >= 0x20 || c == '\t') && c != 0x7f;
 	}
-	if (!ok) {
+	return ok;
+}
+
+int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *field,
+			    char **err_r)
+{
+	size_t len = strlen(field);
+	if (!header_field_valid(field)) {
 		*err_r = qf_errf("header field to add is malformed");
 		return -1;
 	}
@@ -395,6 +407,77 @@ int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *fie
 	memcpy(rec + 1, field, len);
 	qf_put_record(&w->trailer, QF_REC_ADD_HEADER, rec, (uint32_t)(len + 1));
 	free(rec);
+	return 0;
+}
+
+int queue_writer_insert_header(struct queue_writer *w, uint32_t index, const char *field,
+			       char **err_r)
+{
+	size_t len = strlen(field);
+	if (!header_field_valid(field)) {
+		*err_r = qf_errf("header field to insert is malformed");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	unsigned char *rec = xmalloc(4 + len);
+	qf_put_u32(rec, index);
+	memcpy(rec + 4, field, len);
+	qf_put_record(&w->trailer, QF_REC_INSERT_HEADER, rec, (uint32_t)(4 + len));
+	free(rec);
+	return 0;
+}
+
+int queue_writer_change_header(struct queue_writer *w, const char *name,
+			       uint32_t occurrence, const char *field, char **err_r)
+{
+	size_t name_len = strlen(name), field_len = field != NULL ? strlen(field) : 0;
+	if (!field_name_valid(name, name_len) || occurrence == 0) {
+		*err_r = qf_errf("header name or occurrence to change is malformed");
+		return -1;
+	}
+	if (field != NULL && !header_field_valid(field)) {
+		*err_r = qf_errf("new header field is malformed");
+		return -1;
+	}
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	unsigned char *rec = xmalloc(5 + name_len + field_len);
+	qf_put_u32(rec, occurrence);
+	rec[4] = (unsigned char)name_len;
+	memcpy(rec + 5, name, name_len);
+	if (field_len > 0)
+		memcpy(rec + 5 + name_len, field, field_len);
+	qf_put_record(&w->trailer, QF_REC_CHANGE_HEADER, rec,
+		      (uint32_t)(5 + name_len + field_len));
+	free(rec);
+	return 0;
+}
+
+/* The new body goes straight into the file after the content (never held
+ * in memory): the trailer records recorded so far go first, so that the
+ * file keeps the order in which the changes were made. */
+int queue_writer_replace_body(struct queue_writer *w, const void *data, size_t len,
+			      char **err_r)
+{
+	unsigned char rec[QF_REC_HDR_LEN + 8];
+
+	if (trailer_room(w, err_r) < 0)
+		return -1;
+	w->sealed = true;
+	if (w->trailer.len > 0)
+		writer_put(w, w->trailer.data, w->trailer.len);
+	buf_reset(&w->trailer);
+	rec[0] = QF_REC_NEW_BODY;
+	qf_put_u32(rec + 1, 8);
+	qf_put_u64(rec + QF_REC_HDR_LEN, (uint64_t)len);
+	writer_put(w, rec, sizeof(rec));
+	if (len > 0)
+		writer_put(w, data, len);
+	if (w->error != 0) {
+		*err_r = qf_errf("write %s: %s", w->incoming_path, strerror(w->error));
+		return -1;
+	}
 	return 0;
 }
 

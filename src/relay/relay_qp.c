@@ -91,13 +91,13 @@ void relay_qp_end(struct relay_qp *q, buf_t *out)
  * at most RELAY_QP_HEADER_MAX bytes; NULL on a read error. */
 static char *read_header(int fd, const struct qf_msg *msg, size_t *len_r, bool *whole_r)
 {
-	size_t cap = msg->content_len < RELAY_QP_HEADER_MAX ? (size_t)msg->content_len
+	size_t cap = qf_message_size(msg) < RELAY_QP_HEADER_MAX ? (size_t)qf_message_size(msg)
 							    : RELAY_QP_HEADER_MAX;
 	char *h = xmalloc(cap + 1);
 	size_t have = 0;
 
 	while (have < cap) {
-		ssize_t n = pread(fd, h + have, cap - have, (off_t)(msg->content_off + have));
+		long n = qf_read_content(fd, msg, have, h + have, cap - have);
 		if (n <= 0) {
 			free(h);
 			return NULL;
@@ -116,7 +116,7 @@ static char *read_header(int fd, const struct qf_msg *msg, size_t *len_r, bool *
 	if (end != NULL) {
 		*len_r = (size_t)(end - h) + 1;
 		*whole_r = true;
-	} else if (msg->content_len <= RELAY_QP_HEADER_MAX) {
+	} else if (qf_message_size(msg) <= RELAY_QP_HEADER_MAX) {
 		*whole_r = true; /* no body at all */
 	}
 	return h;
@@ -161,6 +161,15 @@ static char *field_value(const char *h, size_t len, const char *name)
 	return NULL;
 }
 
+/* Does a header change add 8-bit text? */
+static bool edit_is_8bit(const struct qf_header_edit *e)
+{
+	const char *added = e->type == QF_REC_CHANGE_HEADER ? e->field
+			    : e->type == QF_REC_DEL_HEADER  ? NULL
+							    : e->text;
+	return added != NULL && relay_body_is_8bit(added, strlen(added));
+}
+
 void relay_qp_edits_free(struct qf_header_edit *edits, size_t count, size_t own)
 {
 	for (size_t i = own; i < count; i++)
@@ -194,8 +203,7 @@ enum relay_qp_verdict relay_qp_plan(int fd, const struct qf_msg *msg, const char
 		return RELAY_QP_CANNOT;
 	}
 	for (size_t i = 0; i < msg->edit_count; i++)
-		if (msg->edits[i].type == QF_REC_ADD_HEADER &&
-		    relay_body_is_8bit(msg->edits[i].text, strlen(msg->edits[i].text))) {
+		if (edit_is_8bit(&msg->edits[i])) {
 			free(h);
 			*why_r = "its header section has 8-bit text";
 			return RELAY_QP_CANNOT;

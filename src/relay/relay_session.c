@@ -769,18 +769,21 @@ static void handle_greeting_phase(struct relay_session *s)
 static int content_is_8bit(struct relay_job *j)
 {
 	char *chunk = xmalloc(BODY_CHUNK);
-	uint64_t pos = j->msg.content_off, end = j->msg.content_off + j->msg.content_len;
+	uint64_t pos = 0;
 	int rc = 0;
 
-	for (size_t i = 0; i < j->msg.edit_count && rc == 0; i++)
-		if (j->msg.edits[i].type == QF_REC_ADD_HEADER &&
-		    !is_ascii(j->msg.edits[i].text))
+	for (size_t i = 0; i < j->msg.edit_count && rc == 0; i++) {
+		const struct qf_header_edit *e = &j->msg.edits[i];
+		const char *added = e->type == QF_REC_CHANGE_HEADER ? e->field
+				    : e->type == QF_REC_DEL_HEADER  ? NULL
+								    : e->text;
+		if (added != NULL && !is_ascii(added))
 			rc = 1;
-	while (rc == 0 && pos < end) {
-		size_t want = end - pos < BODY_CHUNK ? (size_t)(end - pos) : BODY_CHUNK;
-		ssize_t n = pread(j->fd, chunk, want, (off_t)pos);
+	}
+	while (rc == 0) {
+		long n = qf_read_content(j->fd, &j->msg, pos, chunk, BODY_CHUNK);
 		if (n <= 0) {
-			rc = -1;
+			rc = n < 0 ? -1 : 0;
 			break;
 		}
 		if (relay_body_is_8bit(chunk, (size_t)n))
@@ -800,25 +803,28 @@ static int count_hops(struct relay_job *j)
 	const size_t name_len = sizeof(name) - 1, no_match = (size_t)-1;
 	const size_t chunk_size = 8192; /* most header sections fit: one read */
 	char *chunk = xmalloc(chunk_size);
-	uint64_t pos = j->msg.content_off;
-	uint64_t end = j->msg.content_len < RELAY_HOPS_SCAN ? pos + j->msg.content_len
-							    : pos + RELAY_HOPS_SCAN;
+	uint64_t pos = 0;
+	uint64_t end = qf_message_size(&j->msg) < RELAY_HOPS_SCAN ? qf_message_size(&j->msg) : RELAY_HOPS_SCAN;
 	int hops = 0;
 	size_t matched = 0; /* octets of name at the start of this line so far */
 	bool line_start = true, done = false;
 
-	for (size_t i = 0; i < j->msg.edit_count; i++)
-		if (j->msg.edits[i].type == QF_REC_ADD_HEADER &&
-		    strncasecmp(j->msg.edits[i].text, name, name_len) == 0)
+	for (size_t i = 0; i < j->msg.edit_count; i++) {
+		const struct qf_header_edit *e = &j->msg.edits[i];
+		const char *added = e->type == QF_REC_CHANGE_HEADER ? e->field
+				    : e->type == QF_REC_DEL_HEADER  ? NULL
+								    : e->text;
+		if (added != NULL && strncasecmp(added, name, name_len) == 0)
 			hops++;
+	}
 	while (!done && pos < end) {
 		size_t want = end - pos < chunk_size ? (size_t)(end - pos) : chunk_size;
-		ssize_t n = pread(j->fd, chunk, want, (off_t)pos);
+		long n = qf_read_content(j->fd, &j->msg, pos, chunk, want);
 		if (n <= 0) {
 			hops = -1;
 			break;
 		}
-		for (ssize_t k = 0; k < n && !done; k++) {
+		for (long k = 0; k < n && !done; k++) {
 			char c = chunk[k];
 			if (c == '\n') {
 				done = line_start; /* the empty line ends the header section */
@@ -869,9 +875,9 @@ static bool precheck(struct relay_session *s, struct relay_job *j, bool *utf8_r,
 		relay_job_set_rest(j, RELAY_PERMFAIL, reason);
 		return false;
 	}
-	if (s->caps.size_limit > 0 && j->msg.content_len > s->caps.size_limit) {
+	if (s->caps.size_limit > 0 && qf_message_size(&j->msg) > s->caps.size_limit) {
 		snprintf(reason, sizeof(reason), "5.3.4 message of %llu bytes exceeds the size "
-			 "limit of %llu bytes of %s", (unsigned long long)j->msg.content_len,
+			 "limit of %llu bytes of %s", (unsigned long long)qf_message_size(&j->msg),
 			 (unsigned long long)s->caps.size_limit, s->peer);
 		relay_job_set_rest(j, RELAY_PERMFAIL, reason);
 		return false;
@@ -1016,7 +1022,7 @@ static void start_tx(struct relay_session *s)
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add_printf(out, "MAIL FROM:<%s>", j->msg.sender);
 	if ((s->caps.flags & RELAY_CAP_SIZE) != 0)
-		evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)j->msg.content_len);
+		evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)qf_message_size(&j->msg));
 	if (eight && (s->caps.flags & RELAY_CAP_8BITMIME) != 0)
 		evbuffer_add_printf(out, " BODY=8BITMIME");
 	if (utf8)
@@ -1051,8 +1057,8 @@ static void start_body(struct relay_session *s)
 	struct relay_job *j = s->job;
 
 	s->phase = P_BODY;
-	s->pos = j->msg.content_off;
-	s->end = j->msg.content_off + j->msg.content_len;
+	s->pos = 0;
+	s->end = qf_message_size(&j->msg);
 	if (s->hf_live)
 		mhdr_filter_free(&s->hf);
 	if (s->qp)
@@ -1060,6 +1066,14 @@ static void start_body(struct relay_session *s)
 	else
 		mhdr_filter_init(&s->hf, j->msg.edits, j->msg.edit_count);
 	s->hf_live = true;
+	char *err = NULL;
+	if (mhdr_filter_prepare(&s->hf, j->fd, &j->msg, &err) < 0) {
+		set_error(s, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file: %s", err);
+		free(err);
+		/* Closing before the end of data: the peer discards it. */
+		fail_session(s);
+		return;
+	}
 	relay_qp_init(&s->qpst);
 	relay_body_init(&s->body);
 	bufferevent_setwatermark(s->bev, EV_WRITE, BODY_LOW_WATER, 0);
@@ -1094,7 +1108,7 @@ static void fill_body(struct relay_session *s)
 		if (chunk == NULL)
 			chunk = xmalloc(BODY_CHUNK);
 		size_t want = s->end - s->pos < BODY_CHUNK ? (size_t)(s->end - s->pos) : BODY_CHUNK;
-		ssize_t n = pread(s->job->fd, chunk, want, (off_t)s->pos);
+		long n = qf_read_content(s->job->fd, &s->job->msg, s->pos, chunk, want);
 		if (n <= 0) {
 			set_error(s, RELAY_TEMPFAIL, "4.3.0 cannot read the queue file: %s",
 				  n < 0 ? strerror(errno) : "unexpected end");

@@ -130,9 +130,9 @@ struct auth {
 	size_t thread_count;
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	struct job *todo_head, *todo_tail, *done_head;
+	struct job *queued_head, *queued_tail, *done_head;
 	struct job *delayed;  /* answers waiting for their delay (the loop's) */
-	size_t todo_count;
+	size_t queued_count;
 	bool stopping_threads;
 	int done_pipe[2];
 	bool stopping;
@@ -222,15 +222,15 @@ static void *pool_thread(void *arg)
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
-		while (a->todo_head == NULL && !a->stopping_threads)
+		while (a->queued_head == NULL && !a->stopping_threads)
 			pthread_cond_wait(&a->work, &a->lock);
-		if (a->todo_head == NULL)
+		if (a->queued_head == NULL)
 			break;
-		struct job *j = a->todo_head;
-		a->todo_head = j->next;
-		if (a->todo_head == NULL)
-			a->todo_tail = NULL;
-		a->todo_count--;
+		struct job *j = a->queued_head;
+		a->queued_head = j->next;
+		if (a->queued_head == NULL)
+			a->queued_tail = NULL;
+		a->queued_count--;
 		pthread_mutex_unlock(&a->lock);
 		run_job(j, cd);
 		pthread_mutex_lock(&a->lock);
@@ -269,12 +269,12 @@ static void pool_stop(struct auth *a)
 	pthread_mutex_lock(&a->lock);
 	a->stopping_threads = true;
 	/* what has not started is dropped: nobody will take its answer */
-	while (a->todo_head != NULL) {
-		struct job *j = a->todo_head;
-		a->todo_head = j->next;
+	while (a->queued_head != NULL) {
+		struct job *j = a->queued_head;
+		a->queued_head = j->next;
 		job_free(j);
 	}
-	a->todo_tail = NULL;
+	a->queued_tail = NULL;
 	pthread_cond_broadcast(&a->work);
 	pthread_mutex_unlock(&a->lock);
 	for (size_t i = 0; i < a->thread_count; i++)
@@ -487,7 +487,7 @@ static bool handle(struct conn *c, struct auth_msg *req)
 {
 	struct auth *a = c->a;
 	str_lower(req->user);
-	if (c->pending >= AUTH_CONN_PENDING_MAX || a->todo_count >= AUTH_QUEUE_MAX)
+	if (c->pending >= AUTH_CONN_PENDING_MAX || a->queued_count >= AUTH_QUEUE_MAX)
 		return answer_now(c, req, AUTH_TEMPFAIL, "too many checks waiting");
 	if (req->user[0] == '\0')
 		return answer_now(c, req, AUTH_FAILED, "no user name");
@@ -510,12 +510,12 @@ static bool handle(struct conn *c, struct auth_msg *req)
 		j->timing = xstrdup(timing);
 	c->pending++;
 	pthread_mutex_lock(&a->lock);
-	if (a->todo_tail != NULL)
-		a->todo_tail->next = j;
+	if (a->queued_tail != NULL)
+		a->queued_tail->next = j;
 	else
-		a->todo_head = j;
-	a->todo_tail = j;
-	a->todo_count++;
+		a->queued_head = j;
+	a->queued_tail = j;
+	a->queued_count++;
 	pthread_cond_signal(&a->work);
 	pthread_mutex_unlock(&a->lock);
 	return true;

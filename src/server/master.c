@@ -54,6 +54,7 @@
 #include "../lib/xalloc.h"
 #include "../dns/dns.h"
 #include "../mail/domains.h"
+#include "../milter/milter_client.h"
 #include "../policy/dnsbl.h"
 #include "../queue/local.h"
 #include "../policy/restrictions.h"
@@ -70,9 +71,12 @@
 #include "auth_role.h"
 #include "log_writer.h"
 #include "metrics_role.h"
+#include "capture_dir.h"
 #include "preflight.h"
 #include "privsep.h"
 #include "table_watch.h"
+#include "../milter/milter_server.h"
+#include <poll.h>
 
 /* The table of children starts this big and doubles when full: retiring
  * generations live as long as their sessions, so after many reloads it
@@ -84,7 +88,7 @@
  * (its counts must outlive them); its children-table entry says
  * ANVIL_GENERATION. */
 enum role { ROLE_SMTP, ROLE_QMGR, ROLE_SCAN, ROLE_ANVIL, ROLE_AUTH, ROLE_KEYHOLDER,
-	    ROLE_POP3, ROLE_METRICS };
+	    ROLE_POP3, ROLE_METRICS, ROLE_MILTER };
 #define ANVIL_GENERATION 0u /* also the auth and metrics processes': kept over reloads too */
 
 /* The roles of no generation: started once, kept over reloads. */
@@ -144,6 +148,7 @@ struct master {
 	size_t child_count, child_cap;
 	bool stopping;
 	bool start_failed;  /* the first generation could not start */
+	bool milter;        /* "postern milter": a milter process instead of the mail roles */
 	sigset_t old_mask;
 };
 
@@ -228,7 +233,7 @@ static struct generation *generation_read(const char *path, unsigned number, FIL
 	}
 	g->scan_ready_fd = -1;
 	if (config_check_server_files(&g->cfg, errors) > 0 ||
-	    dnsbl_config_check(&g->cfg, errors) > 0) {
+	    dnsbl_config_check(&g->cfg, errors) > 0 || milter_config_check(&g->cfg, errors) > 0) {
 		generation_free(&g);
 		return NULL;
 	}
@@ -304,6 +309,7 @@ static int generation_check(const struct generation *g)
 	problems += preflight_make_roots(&g->cfg, &g->ps, f.out);
 	if (problems == 0)
 		problems += preflight_check_folders(&g->cfg, &g->ps, true, f.out);
+	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }
@@ -785,6 +791,24 @@ static NORETURN void run_metrics(struct master *m, struct generation *g)
 	_exit(metrics_role_main(&g->cfg, m->metrics_fd, m->pid));
 }
 
+/* The milter process of generation g (root until privsep_become): no
+ * listener, no pipe of the other roles, no TLS key, no tables; it binds
+ * milter_listen itself (as user: a unix socket's folder, or a port above
+ * 1023, must allow that) and says on ready_fd when it listens. */
+static NORETURN void run_milter(struct master *m, struct generation *g, int ready_fd)
+{
+	log_set_role("milter");
+	close(m->notify_pipe[0]);
+	close(m->notify_pipe[1]);
+	close(m->flow_pipe[0]);
+	close(m->flow_pipe[1]);
+	recipients_free(&g->rcpt);
+	restrictions_free(&g->restrictions);
+	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
+		_exit(1);
+	_exit(milter_server_main(&g->cfg, g->scanning, ready_fd));
+}
+
 /* In the child: become the role. Never returns. The stop signals
  * (SIGTERM, SIGINT, and the smtp workers' SIGUSR2) stay blocked until the
  * role has its handlers: one sent in between waits instead of killing it,
@@ -820,6 +844,8 @@ static NORETURN void run_role(struct master *m, enum role role, struct generatio
 		run_keyholder(m, g);
 	if (role == ROLE_SCAN)
 		run_scan_master(m, g, ready_fd);
+	if (role == ROLE_MILTER)
+		run_milter(m, g, ready_fd);
 	if (role == ROLE_ANVIL)
 		run_anvil(m, g);
 	if (role == ROLE_QMGR)
@@ -953,8 +979,40 @@ static int spawn_scan_master(struct master *m, struct generation *g)
 	return 0;
 }
 
+/* How long a reload waits for the new milter process to listen on a
+ * unix socket before the old one is told to stop. */
+#define MILTER_READY_WAIT_MS 10000
+
+/* The milter process of the current generation. On a reload the old
+ * generation's milter process keeps listening until the new one listens
+ * too (wait_ready: a bounded wait): a unix socket renamed over the path,
+ * a TCP port shared through SO_REUSEPORT (milter_server.c). */
+static void spawn_milter(struct master *m, bool wait_ready)
+{
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = spawn_for(m, ROLE_MILTER, m->current, ready[1]);
+	close(ready[1]);
+	if (pid > 0 && wait_ready) {
+		struct pollfd p = { .fd = ready[0], .events = POLLIN };
+		char c = 0;
+		if (poll(&p, 1, MILTER_READY_WAIT_MS) <= 0 || read(ready[0], &c, 1) != 1 ||
+		    c != MILTER_READY)
+			log_warn("reload: the new milter process is not listening yet: "
+				 "stopping the old one anyway");
+	}
+	close(ready[0]);
+}
+
 static void spawn_generation(struct master *m)
 {
+	if (m->milter) {
+		spawn_milter(m, false);
+		return;
+	}
 	if (m->current->tls)
 		spawn(m, ROLE_KEYHOLDER); /* before the workers that ask it */
 	spawn(m, ROLE_QMGR);
@@ -973,12 +1031,34 @@ static void signal_children(struct master *m, int sig)
 }
 
 /* A stop: every role but the key holders, which the workers may still
- * need while they drain (stop_idle_keyholders stops them after). */
+ * need while they drain (stop_idle_keyholders stops them after), and in
+ * milter mode the scan masters, which the milter process's conversations
+ * still ask (stop_idle_scan_masters). */
 static void stop_children(struct master *m)
 {
 	for (size_t i = 0; i < m->child_count; i++)
-		if (m->children[i].role != ROLE_KEYHOLDER)
-			kill(m->children[i].pid, SIGTERM);
+		if (m->children[i].role != ROLE_KEYHOLDER &&
+		    !(m->milter && m->children[i].role == ROLE_SCAN))
+			kill(m->children[i].pid,
+			     m->children[i].role == ROLE_MILTER ? SIGUSR2 : SIGTERM);
+}
+
+/* Milter mode, stopping: once no milter process is left, the scan
+ * masters go too. */
+static void stop_idle_scan_masters(struct master *m)
+{
+	if (!m->milter || !m->stopping)
+		return;
+	for (size_t i = 0; i < m->child_count; i++)
+		if (m->children[i].role == ROLE_MILTER)
+			return;
+	for (size_t i = 0; i < m->child_count; i++) {
+		struct child *c = &m->children[i];
+		if (c->role == ROLE_SCAN && !c->stop_sent) {
+			kill(c->pid, SIGTERM);
+			c->stop_sent = true;
+		}
+	}
 }
 
 /* Does a role of generation other than the key holder, the queue manager
@@ -1017,7 +1097,7 @@ static const char *role_name(enum role role)
 	return role == ROLE_QMGR ? "queue manager" : role == ROLE_SCAN ? "scan master"
 		: role == ROLE_ANVIL ? "anvil" : role == ROLE_AUTH ? "auth process"
 		: role == ROLE_KEYHOLDER ? "key holder" : role == ROLE_POP3 ? "pop3 worker"
-		: role == ROLE_METRICS ? "metrics"
+		: role == ROLE_METRICS ? "metrics" : role == ROLE_MILTER ? "milter process"
 		: "smtp worker";
 }
 
@@ -1067,7 +1147,10 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	log_set_level(g->cfg.log_level);
 	if (reloaded)
 		auth_send_config(m, g); /* the new users and settings */
-	spawn_generation(m);
+	if (m->milter && reloaded)
+		spawn_milter(m, true);
+	else
+		spawn_generation(m);
 	/* The old smtp workers retire (their sessions go on), and so does the
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
@@ -1150,7 +1233,10 @@ static void respawn(struct master *m, const struct child *c, int status)
 	}
 	if (time(NULL) - c->started < 2)
 		sleep(1); /* do not spin on a role that cannot start */
-	spawn(m, c->role);
+	if (c->role == ROLE_MILTER)
+		spawn_milter(m, false);
+	else
+		spawn(m, c->role);
 }
 
 static void reap_children(struct master *m)
@@ -1298,6 +1384,7 @@ static int supervise(struct master *m)
 			poll_pending(m);
 		reap_children(m);
 		stop_idle_keyholders(m);
+		stop_idle_scan_masters(m);
 		if (m->stopping && stop_deadline == 0) {
 			/* The first generation never started (its scan master
 			 * could not build its pipeline). */
@@ -1325,15 +1412,38 @@ static int supervise(struct master *m)
 	}
 }
 
-int master_main(const char *config_path)
+/* Milter mode: milter_listen must say where to listen. */
+static int milter_listen_check(const char *path, const struct config *cfg)
+{
+	struct milter_listen l;
+	char err[160];
+	if (cfg->milter_listen[0] == '\0') {
+		log_error("%s: milter_listen is not set: postern milter needs unix:/PATH or "
+			  "inet:HOST:PORT", path);
+		return -1;
+	}
+	if (milter_listen_parse(cfg->milter_listen, &l, err, sizeof(err)) < 0) {
+		log_error("%s:%u: milter_listen: %s", path, config_key_line(cfg, "milter_listen"),
+			  err);
+		return -1;
+	}
+	return 0;
+}
+
+static int supervisor_main(const char *config_path, bool milter)
 {
 	struct master m = { .config_path = config_path, .pid = getpid(), .last_number = 1,
-			    .auth_ctl = -1, .metrics_fd = -1, .log = LOG_WRITER_NONE };
+			    .auth_ctl = -1, .metrics_fd = -1, .log = LOG_WRITER_NONE,
+			    .milter = milter };
 	sigset_t set;
 	log_set_role("master");
 	struct generation *g = generation_load(config_path, 1);
 	if (g == NULL)
 		return 1;
+	if (milter && milter_listen_check(config_path, &g->cfg) < 0) {
+		generation_free(&g);
+		return 1;
+	}
 	log_set_level(g->cfg.log_level);
 	if (generation_check(g) < 0) {
 		log_error("postern cannot work with this configuration: not starting");
@@ -1344,13 +1454,20 @@ int master_main(const char *config_path)
 		generation_free(&g);
 		return 1;
 	}
-	log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
+	if (milter)
+		log_info("postern milter starting: milter_listen=%s user=%s scan=%s",
+			 g->cfg.milter_listen, g->ps.user.name,
+			 g->cfg.scan == SCAN_MODE_NO ? "no" : g->cfg.scan == SCAN_MODE_YES ? "yes"
+											 : "auto");
+	else
+		log_info("postern starting: hostname=%s users=%zu aliases=%zu workers=%zu tls=%s "
 		 "user=%s mail_owner=%s scan=%s", g->cfg.hostname,
 		 recipients_user_count(g->rcpt), recipients_alias_count(g->rcpt),
 		 worker_count(&g->cfg), g->tls ? "yes" : "no",
 		 g->ps.user.name, g->ps.mail_owner.name,
 		 g->cfg.scan == SCAN_MODE_NO ? "no" : g->cfg.scan == SCAN_MODE_YES ? "yes" : "auto");
-	if (bind_listeners(&m, &g->cfg) < 0 || open_pipes(&m) < 0 || metrics_start(&m, g) < 0) {
+	if ((!milter && bind_listeners(&m, &g->cfg) < 0) || open_pipes(&m) < 0 ||
+	    metrics_start(&m, g) < 0) {
 		generation_free(&g);
 		return 1;
 	}
@@ -1370,8 +1487,10 @@ int master_main(const char *config_path)
 	sigprocmask(SIG_BLOCK, &set, &m.old_mask);
 	signal(SIGPIPE, SIG_IGN);
 	table_watch_move(&m.watch, &g->watch);
-	spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
-	spawn_auth(&m, g);
+	if (!milter) {
+		spawn_for(&m, ROLE_ANVIL, g, -1); /* before the workers that ask it */
+		spawn_auth(&m, g);
+	}
 	if (m.metrics_fd >= 0)
 		spawn_for(&m, ROLE_METRICS, g, -1);
 	start_generation(&m, g);
@@ -1391,4 +1510,14 @@ int master_main(const char *config_path)
 	explicit_bzero(ticket_key, sizeof(ticket_key));
 	log_info("postern stopped");
 	return rc;
+}
+
+int master_main(const char *config_path)
+{
+	return supervisor_main(config_path, false);
+}
+
+int master_milter_main(const char *config_path)
+{
+	return supervisor_main(config_path, true);
 }

@@ -98,6 +98,12 @@
 
 /* Run the supervisor in the foreground; returns the exit status. */
 int master_main(const char *config_path);
+/* The same for "postern milter" (src/milter/milter_server.h): the scan
+ * master and one milter process per generation, nothing else (no
+ * listener, queue manager, anvil, auth or key holder); reloads and
+ * stops as for serve, the milter process taking SIGTERM both to retire
+ * and to stop (it drains either way). */
+int master_milter_main(const char *config_path);
 
 /* What an smtp worker inherits from the supervisor. */
 struct smtp_worker_links {

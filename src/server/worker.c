@@ -36,10 +36,12 @@
 #include "../dns/dns.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../milter/milter_client.h"
 #include "../policy/dnsbl.h"
 #include "../policy/limits.h"
 #include "../policy/quota_check.h"
 #include "../policy/restrictions.h"
+#include "../queue/capture.h"
 #include "../scan/scan_client.h"
 #include "../scan/scan_proto.h"
 #include "../smtp/session.h"
@@ -329,6 +331,7 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	w.srv.notifier = notifier_new(w.srv.base, cfg, links->notice_template, w.srv.committer,
 				      links->notify_fd);
 	w.srv.flow = queue_flow_new(w.srv.base, links->flow_fd, cfg->in_flow_delay * 1000u);
+	w.srv.capture = capture_new(w.srv.base, cfg);
 	if (limits_wanted(cfg)) {
 		char *path = anvil_socket_path(cfg->spool_dir);
 		w.srv.limits = limits_new(cfg, anvil_client_new(w.srv.base, path), limits_notice,
@@ -338,6 +341,10 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 		 * rate checks put themselves first. */
 		limits_register(w.srv.limits, &w.srv.policy);
 	}
+	/* The milters come last at every stage: postern's own checks first. */
+	w.srv.milters = milter_client_new(w.srv.base, cfg);
+	if (w.srv.milters != NULL)
+		milter_client_register(w.srv.milters, &w.srv.policy);
 	w.flow_log_timer = event_new(w.srv.base, -1, EV_PERSIST, flow_log_cb, &w);
 	struct timeval flow_log_every = { FLOW_LOG_SECONDS, 0 };
 	if (w.flow_log_timer == NULL || evtimer_add(w.flow_log_timer, &flow_log_every) < 0)
@@ -370,9 +377,11 @@ int smtp_worker_main(const struct config *cfg, const struct recipient_tables *rc
 	flow_log_cb(-1, 0, &w); /* what the last interval saw */
 	event_free(w.flow_log_timer);
 	queue_flow_free(&w.srv.flow);
+	capture_free(&w.srv.capture);
 	queue_committer_free(&w.srv.committer); /* its last callbacks use the notifier */
 	notifier_free(&w.srv.notifier);
 	limits_free(&w.srv.limits);
+	milter_client_free(&w.srv.milters); /* the sessions that used it are gone */
 	auth_client_free(&w.srv.auth); /* the sessions that waited are gone */
 	scan_client_free(&scan);
 	quota_check_free(&quota); /* the reader sees the socket close and exits */

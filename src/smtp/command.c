@@ -36,6 +36,14 @@ static enum smtp_verb lookup_verb(slice_t word)
 	return SMTP_UNKNOWN;
 }
 
+enum smtp_verb smtp_verb_of(const char *line, size_t len)
+{
+	size_t n = 0;
+	while (n < len && line[n] != ' ')
+		n++;
+	return lookup_verb(slice_make(line, n));
+}
+
 /* Parse "KEY[=VALUE] KEY[=VALUE] ..." (RFC 5321 Mail-parameters). */
 static bool parse_params(const char *p, const char *end, struct smtp_command *cmd,
 			 struct smtp_parse_error *err_r)

@@ -92,6 +92,8 @@ bool smtp_command_parse(const char *line, size_t len, unsigned flags,
 			struct smtp_command *cmd, struct smtp_parse_error *err_r);
 
 const char *smtp_verb_name(enum smtp_verb verb);
+/* The verb a command line starts with (SMTP_UNKNOWN: none we know). */
+enum smtp_verb smtp_verb_of(const char *line, size_t len);
 
 /* The DSN parameters of MAIL (RFC 3461 RET, ENVID). */
 struct smtp_mail_dsn {

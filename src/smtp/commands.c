@@ -125,6 +125,7 @@ static enum step cmd_rset(struct smtp_session *s, const struct smtp_command *cmd
 {
 	(void)cmd;
 	tx_free(&s->tx);
+	milter_session_abort(s->milter);
 	reply_set(out, 250, "2.0.0", "Ok");
 	return STEP_REPLY;
 }

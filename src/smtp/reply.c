@@ -50,6 +50,8 @@ void reply_add_line(struct smtp_reply *r, const char *fmt, ...)
 void reply_from_policy(struct smtp_reply *r, const struct policy_reply *p)
 {
 	reply_error(r, p->code, p->status, "%s", p->text);
+	if (p->code == 421) /* RFC 5321 3.8: the server closes after 421 */
+		r->flags |= REPLY_CLOSE;
 }
 
 void reply_format(const struct smtp_reply *r, buf_t *out)

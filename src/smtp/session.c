@@ -299,6 +299,7 @@ static void session_free(struct smtp_session *s)
 	log_info("disconnect client=%s port=%u commands=%u messages=%u errors=%u",
 		 s->peer_addr, s->peer_port, s->commands, s->messages, s->errors);
 	cancel_wait(s);
+	milter_session_free(&s->milter); /* after the run that may use it */
 	limits_release(srv->limits, s->id);
 	buf_free(&s->delayed);
 	tx_free(&s->tx);
@@ -587,6 +588,8 @@ static bool process_command(struct smtp_session *s, struct evbuffer *in)
 			 "its reply%s", s->peer_addr, (int)(eol.pos < 24 ? eol.pos : 24), line,
 			 s->helo != NULL ? " (after HELO)" : "");
 	}
+	if (s->milter != NULL && smtp_verb_of(line, (size_t)eol.pos) == SMTP_UNKNOWN)
+		milter_session_unknown(s->milter, line);
 	if (session_handle_line(s, line, (size_t)eol.pos, &r) == STEP_REPLY)
 		send_reply(s, &r);
 	explicit_bzero(line, (size_t)eol.pos); /* AUTH PLAIN's initial response */
@@ -667,6 +670,19 @@ void session_request(const struct smtp_session *s, enum policy_stage stage,
 	req_r->helo = s->helo;
 	req_r->tls = s->tls_ready;
 	req_r->auth_user = s->auth_user; /* policy_run_start copies it */
+	/* What the milters' macros tell (milter_client.h). */
+	req_r->milter = s->milter;
+	req_r->client_port = s->peer_port;
+	snprintf(req_r->daemon_name, sizeof(req_r->daemon_name), "%s",
+		 s->listener == SMTP_LISTENER_SUBMISSION ? "submission"
+		 : s->listener == SMTP_LISTENER_SMTPS ? "smtps" : "mx");
+	if (s->ssl != NULL && s->tls_ready) {
+		snprintf(req_r->tls_version, sizeof(req_r->tls_version), "%s",
+			 SSL_get_version(s->ssl));
+		snprintf(req_r->tls_cipher, sizeof(req_r->tls_cipher), "%s",
+			 SSL_get_cipher_name(s->ssl));
+		req_r->tls_cipher_bits = SSL_get_cipher_bits(s->ssl, NULL);
+	}
 	if (s->tx != NULL) {
 		req_r->has_sender = true;
 		req_r->sender = s->tx->sender;
@@ -959,6 +975,7 @@ static struct smtp_session *session_new(struct smtp_server *srv, int fd,
 	if (s->bev == NULL || s->timer == NULL || s->step == NULL)
 		log_fatal("cannot allocate a session's events");
 	s->id = ++srv->sessions_started;
+	s->milter = milter_session_new(srv->milters);
 	s->next = srv->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;

@@ -25,6 +25,7 @@
 
 struct smtp_session;
 struct auth_client;
+struct capture;
 
 /* What a listening socket is for (postern.conf: listen, submission_listen,
  * smtps_listen). */
@@ -41,8 +42,10 @@ struct smtp_server {
 	struct queue_committer *committer; /* commits off the event loop */
 	struct queue_flow *flow;           /* in-flow back-pressure; NULL = off */
 	struct notifier *notifier;         /* the administrator's notices; NULL = off */
+	struct capture *capture;           /* the capture switch; NULL = never on */
 	struct limits *limits;             /* counts across workers; NULL = off */
 	struct auth_client *auth;          /* the auth process; NULL = no AUTH */
+	struct milter_client *milters;     /* the milters called; NULL = none */
 	uint64_t sessions_started;         /* the next session's id */
 	SSL_CTX *tls_ctx;       /* NULL: STARTTLS not offered */
 	int notify_fd;          /* queue manager wake-up pipe, or -1 */

@@ -13,6 +13,7 @@
 
 #include "../lib/buf.h"
 #include "../lib/hashmap.h"
+#include "../milter/milter_client.h"
 #include "../queue/commit.h"
 #include "../queue/flow.h"
 #include "../queue/queue.h"
@@ -136,6 +137,9 @@ struct smtp_session {
 	unsigned commands;
 	unsigned messages;
 	struct smtp_tx *tx;
+	/* The conversations with the milters (milter_client.h), or NULL;
+	 * every policy request borrows it. */
+	struct milter_session *milter;
 	/* Waiting for a verdict or a commit, the admission, the greet pause
 	 * or an error delay: no command is read meanwhile. */
 	enum wait_kind {

@@ -26,6 +26,7 @@
 #include "../lib/log.h"
 #include "../lib/metrics.h"
 #include "../lib/xalloc.h"
+#include "../queue/capture.h"
 #include "tls.h"
 
 #define DECODED_FLUSH_AT (64 * 1024)
@@ -653,6 +654,66 @@ static enum step flow_then_commit(struct smtp_session *s)
 	return STEP_WAIT;
 }
 
+/* "Name:" value with CRLF folds made LF (the queue file's form). */
+static char *edit_field(const struct policy_edit *e)
+{
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%s:", e->name);
+	for (const char *p = e->value; *p != '\0'; p++)
+		if (!(p[0] == '\r' && p[1] == '\n'))
+			buf_putc(&b, *p);
+	return buf_steal(&b);
+}
+
+/* One change a check (a milter) asked for at the end of the message. */
+static int apply_edit(struct queue_writer *w, const struct policy_edit *e, char **err_r)
+{
+	char *field = NULL;
+	int rc;
+	if (e->name != NULL && e->value != NULL)
+		field = edit_field(e);
+	switch (e->type) {
+	case POLICY_EDIT_ADD_HEADER:
+		rc = queue_writer_add_header(w, true, field, err_r);
+		break;
+	case POLICY_EDIT_ADD_RCPT:
+		rc = queue_writer_add_rcpt(w, e->value, err_r);
+		break;
+	case POLICY_EDIT_DEL_RCPT:
+		rc = queue_writer_remove_rcpt(w, e->value, err_r);
+		break;
+	case POLICY_EDIT_CHANGE_SENDER:
+		rc = queue_writer_set_sender(w, e->value, err_r);
+		break;
+	default:
+		*err_r = xstrdup("this change is not supported yet");
+		rc = -1;
+		break;
+	}
+	free(field);
+	return rc;
+}
+
+static const char *const edit_names[] = { "add_header", "insert_header", "change_header",
+					  "add_rcpt", "del_rcpt", "change_sender", "replace_body" };
+
+/* The verdict's changes, in order; one the queue file refuses is logged
+ * and skipped: never a reason to lose the message. */
+static void apply_edits(struct smtp_tx *tx, const policy_edits_t *edits)
+{
+	for (size_t i = 0; i < edits->count; i++) {
+		const struct policy_edit *e = &edits->items[i];
+		char *err = NULL;
+		if (apply_edit(tx->writer, e, &err) != 0) {
+			log_warn("%s: change %s%s%s skipped: %s", tx->id,
+				 (size_t)e->type < ARRAY_LEN(edit_names) ? edit_names[e->type] : "?",
+				 e->name != NULL ? " " : "", e->name != NULL ? e->name : "",
+				 err != NULL ? err : "refused");
+			free(err);
+		}
+	}
+}
+
 /* After the end-of-data verdict: drop, or commit and then reply. */
 static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 			     struct smtp_reply *out)
@@ -687,6 +748,8 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 	for (size_t i = 0; i < tx->add_headers.count && tx->write_error == NULL; i++)
 		queue_writer_add_header(tx->writer, false, tx->add_headers.items[i],
 					&tx->write_error);
+	if (tx->write_error == NULL)
+		apply_edits(tx, &v->edits); /* a milter's, last */
 	if (tx->write_error == NULL &&
 	    (tx->disposition == POLICY_QUARANTINE || tx->disposition == POLICY_HOLD)) {
 		/* Why, kept in the file for the quarantine command (a q record). */
@@ -702,6 +765,25 @@ static enum step eod_verdict(struct smtp_session *s, struct policy_reply *v,
 		return STEP_REPLY;
 	}
 	return flow_then_commit(s);
+}
+
+/* The capture switch (capture.h): a copy of the message as it reached
+ * the end of data, before the verdict, so that refused ones are kept too. */
+static void capture_tx(struct smtp_session *s)
+{
+	struct capture *c = s->srv->capture;
+	if (c == NULL || !capture_on(c))
+		return;
+	struct smtp_tx *tx = s->tx;
+	struct capture_message m = {
+		.queue_id = tx->id, .client = (const struct sockaddr *)&s->peer,
+		.client_addr = s->peer_addr, .helo = s->helo, .sender = tx->sender_text,
+		.rcpts = &tx->rcpts, .content_path = queue_writer_path(tx->writer),
+		.content_off = queue_writer_content_offset(tx->writer),
+		.content_len = queue_writer_size(tx->writer),
+	};
+	if (capture_matches(c, &m))
+		capture_save(c, &m);
 }
 
 /* End of data: the content's own problems, then the verdict, then the
@@ -726,6 +808,7 @@ static enum step finish_message(struct smtp_session *s, struct smtp_reply *out)
 		tx_free(&s->tx);
 		return STEP_REPLY;
 	}
+	capture_tx(s);
 	struct policy_request req;
 	session_request(s, POLICY_END_OF_DATA, &req);
 	return session_ask(s, &req, eod_verdict, out);

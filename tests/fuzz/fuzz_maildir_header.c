@@ -1,11 +1,14 @@
 /*
  * fuzz_maildir_header.c - libFuzzer target for the header editor the
  * local delivery agent runs over message content. The input is fed in
- * pieces of a size taken from its first byte; the editor removes every
- * X-Drop field and adds one field at the top and one at the end.
- * Checked: every byte is consumed or the body starts, the output never
- * holds a Return-Path or X-Drop field, and each added field appears in
- * the header section exactly once.
+ * pieces of a size taken from its first byte (the first pass, learning
+ * the field names, and then the editing pass); the editor removes every
+ * X-Drop field, adds one field at the top and one at the end, inserts
+ * one at an index, changes the first Subject and removes the second
+ * X-Chg (queue file version 4's changes). Checked: every byte is
+ * consumed or the body starts, the output never holds a Return-Path or
+ * X-Drop field, and each added or inserted field appears in the header
+ * section.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -53,9 +56,12 @@ static size_t count_lines(const buf_t *out, const char *line)
 }
 
 static const struct qf_header_edit edits[] = {
-	{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Added-Top: 7f3a" },
-	{ QF_REC_DEL_HEADER, 0, (char *)"X-Drop" },
-	{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Added-End: 7f3a" },
+	{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Added-Top: 7f3a", NULL },
+	{ QF_REC_DEL_HEADER, 0, (char *)"X-Drop", NULL },
+	{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Added-End: 7f3a", NULL },
+	{ QF_REC_INSERT_HEADER, 2, (char *)"X-Inserted: 7f3a", NULL },
+	{ QF_REC_CHANGE_HEADER, 1, (char *)"Subject", (char *)"Subject: 7f3a\n\tchanged" },
+	{ QF_REC_CHANGE_HEADER, 2, (char *)"X-Chg", NULL },
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -71,6 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t pos = 0;
 	while (pos < size && !f.in_body) {
 		size_t n = size - pos < step ? size - pos : step;
+		size_t used = mhdr_filter_learn(&f, (const char *)data + pos, n);
+		if (used > n || (used < n && !f.in_body))
+			__builtin_trap();
+		pos += used;
+	}
+	mhdr_filter_learn_end(&f);
+	pos = 0;
+	while (pos < size && !f.in_body) {
+		size_t n = size - pos < step ? size - pos : step;
 		size_t used = mhdr_filter_feed(&f, (const char *)data + pos, n, &out);
 		if (used > n || (used < n && !f.in_body))
 			__builtin_trap();
@@ -82,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (has_field(&out, "return-path") || has_field(&out, "x-drop"))
 		__builtin_trap();
 	/* the input may hold the same lines: only more, never fewer */
-	if (count_lines(&out, "X-Added-Top: 7f3a") < 1 || count_lines(&out, "X-Added-End: 7f3a") < 1)
+	if (count_lines(&out, "X-Added-Top: 7f3a") < 1 || count_lines(&out, "X-Added-End: 7f3a") < 1 ||
+	    count_lines(&out, "X-Inserted: 7f3a") < 1)
 		__builtin_trap();
 	buf_free(&out);
 	return 0;

@@ -4,9 +4,13 @@
  * disk error or a bug left in it (its trailer records, the q note of a
  * quarantined message included), nor the commands and notices that read
  * its Subject: (qf_header_value), nor the delivery reports built from it
- * (bounce_build, each kind; RET=FULL reads the whole content). What
- * reads back as valid keeps the DSN promises: NOTIFY well formed, ENVID
- * and ORCPT as the SMTP server would have stored them.
+ * (bounce_build, each kind; RET=FULL reads the whole content), nor the
+ * edited view of the message the commands show and the deliveries write
+ * (version 4's inserted and changed header fields, replaced body:
+ * mhdr_read_message), which stays within its bound. What reads back as
+ * valid keeps the DSN promises: NOTIFY well formed, ENVID and ORCPT as
+ * the SMTP server would have stored them; and the message as delivered
+ * has exactly qf_message_size bytes before its header changes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "queue/bounce.h"
+#include "queue/maildir_header.h"
 #include "queue/queue_file.h"
 
 static void check(bool ok)
@@ -68,13 +73,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			buf_t subject = BUF_INIT;
 			qf_header_value(buf_cstr(&headers), headers.len, "Subject", 200, &subject);
 			buf_free(&subject);
-			for (uint64_t pos = 0; pos < 65536;) {
+			uint64_t pos = 0;
+			for (; pos < 65536;) {
 				long n = qf_read_content(fd, &m, pos, chunk, sizeof(chunk));
-				if (n <= 0)
+				if (n <= 0) {
+					check(n == 0);
 					break;
+				}
 				pos += (uint64_t)n;
 			}
+			check(pos >= 65536 || pos == qf_message_size(&m));
 			buf_free(&headers);
+			for (int whole = 0; whole <= 1; whole++) {
+				buf_t view = BUF_INIT;
+				size_t max = whole ? 65536 : 4096;
+				if (mhdr_read_message(fd, &m, !whole, max, &view, &err) == 0)
+					check(view.len <= max);
+				free(err);
+				err = NULL;
+				buf_free(&view);
+			}
 			build_reports(fd, &m);
 			qf_msg_free(&m);
 		}

@@ -539,6 +539,35 @@ static void test_spam_max_text(void **state)
 		     "postern.conf:2: spam_max_text");
 }
 
+static void test_capture_keys(void **state)
+{
+	(void)state;
+	struct config cfg;
+	char err[4096] = "";
+	assert_int_equal(load("hostname = mx.example.test\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.capture, CONFIG_NO);
+	assert_string_equal(cfg.capture_trigger_file, "");
+	assert_string_equal(cfg.capture_group, "root");
+	assert_false(config_capture_possible(&cfg));
+	config_free(&cfg);
+	assert_int_equal(load("hostname = mx.example.test\ncapture_trigger_file = /run/on\n"
+			      "capture_dir = /var/capture\ncapture_senders = A@B.test, c.test\n"
+			      "capture_clients = 192.0.2.0/24\n", &cfg, err, sizeof(err)), 0);
+	assert_true(config_capture_possible(&cfg));
+	assert_int_equal(cfg.capture_senders.count, 2);
+	assert_string_equal(cfg.capture_senders.items[0], "a@b.test");
+	assert_int_equal(cfg.capture_clients.count, 1);
+	config_free(&cfg);
+	/* On (or able to come on) without a folder: named at the line that
+	 * turned it on. */
+	expect_error("hostname = mx.example.test\ncapture = yes\n",
+		     "postern.conf:2: capture: capture_dir is not set");
+	expect_error("hostname = mx.example.test\n\ncapture_trigger_file = on\n",
+		     "postern.conf:3: capture_trigger_file: capture_dir is not set");
+	expect_error("hostname = mx.example.test\ncapture_clients = 300.1.1.1\n",
+		     "postern.conf:2: capture_clients");
+}
+
 static void test_dns_keys(void **state)
 {
 	(void)state;
@@ -626,6 +655,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_relative_paths),
 		cmocka_unit_test(test_spam_max_text),
+		cmocka_unit_test(test_capture_keys),
 		cmocka_unit_test(test_limits_keys),
 		cmocka_unit_test(test_units_and_lists),
 		cmocka_unit_test(test_quota_grace),

@@ -365,6 +365,10 @@ static char *edit_in_steps(const char *in, size_t len, size_t step,
 	buf_t out = BUF_INIT;
 	mhdr_filter_init(&f, edits, edit_count);
 
+	/* the first pass, learning the field names, in the same steps */
+	for (size_t pos = 0; pos < len && !f.in_body; pos += step)
+		mhdr_filter_learn(&f, in + pos, len - pos < step ? len - pos : step);
+	mhdr_filter_learn_end(&f);
 	for (size_t pos = 0; pos < len; pos += step) {
 		size_t n = len - pos < step ? len - pos : step;
 		size_t used = mhdr_filter_feed(&f, in + pos, n, &out);
@@ -428,11 +432,11 @@ static void test_header_edits(void **state)
 		"\n"
 		"X-Old: in the body\n";
 	struct qf_header_edit edits[] = {
-		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Flag: YES" },
-		{ QF_REC_DEL_HEADER, 2, (char *)"X-OLD" },
-		{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Spam-Report: long\n\twrapped" },
-		{ QF_REC_DEL_HEADER, 0, (char *)"dkim-signature" },
-		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Score: 9.1" },
+		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Flag: YES", NULL },
+		{ QF_REC_DEL_HEADER, 2, (char *)"X-OLD", NULL },
+		{ QF_REC_ADD_HEADER, QF_HEADER_END, (char *)"X-Spam-Report: long\n\twrapped", NULL },
+		{ QF_REC_DEL_HEADER, 0, (char *)"dkim-signature", NULL },
+		{ QF_REC_ADD_HEADER, QF_HEADER_TOP, (char *)"X-Spam-Score: 9.1", NULL },
 	};
 	for (size_t step = 1; step <= sizeof(in); step++) {
 		char *out = edit_in_steps(in, sizeof(in) - 1, step, edits, ARRAY_LEN(edits));

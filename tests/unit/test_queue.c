@@ -716,6 +716,18 @@ static void test_bad_trailer_records(void **state)
 		{ PAYLOAD("\0\0\0\x01"), QF_REC_DEL_HEADER, "no name" },
 		{ PAYLOAD("Pa\nb"), QF_REC_ADD_RCPT, "LF in an added recipient" },
 		{ PAYLOAD("x\x01y"), QF_REC_NEW_SENDER, "control in a new sender" },
+		{ PAYLOAD("\0\0\0\x01No colon"), QF_REC_INSERT_HEADER, "inserted header without colon" },
+		{ PAYLOAD("\0\0\0\x01X-A: b\nc"), QF_REC_INSERT_HEADER, "inserted LF not folding" },
+		{ PAYLOAD("\0\0\0\0\x07SubjectSubject: x"), QF_REC_CHANGE_HEADER, "occurrence 0" },
+		{ PAYLOAD("\0\0\0\x01\x50Subject"), QF_REC_CHANGE_HEADER, "name past the record" },
+		{ PAYLOAD("\0\0\0\x01\x00Subject: x"), QF_REC_CHANGE_HEADER, "empty name" },
+		{ PAYLOAD("\0\0\0\x01\x03a bX: y"), QF_REC_CHANGE_HEADER, "space in a changed name" },
+		{ PAYLOAD("\0\0\0\x01\x07Subjectno colon"), QF_REC_CHANGE_HEADER,
+		  "new field without colon" },
+		{ PAYLOAD("\0\0\0\x01\x07SubjectX: a\x01"), QF_REC_CHANGE_HEADER,
+		  "control in a new field" },
+		{ PAYLOAD("\0\0\0"), QF_REC_NEW_BODY, "short body record" },
+		{ PAYLOAD("\0\0\0\0\0\0\x01\0"), QF_REC_NEW_BODY, "body past the end of the file" },
 	};
 #undef PAYLOAD
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
@@ -728,6 +740,38 @@ static void test_bad_trailer_records(void **state)
 		qf_put_record(&b, QF_REC_END, NULL, 0);
 		expect_corrupt(spool, &b, bad[i].what);
 		buf_free(&b);
+	}
+}
+
+/* Version 4's records (insert, change, new body) are corruption in the
+ * files of older versions, which still read without them. */
+static void test_version_4_records_in_older_files(void **state)
+{
+	const char *spool = *state;
+	const char *id = "0123456789ABCDEF012";
+	static const struct { enum qf_type type; const char *payload; size_t len; } v4[] = {
+		{ QF_REC_INSERT_HEADER, "\0\0\0\0X: y", 8 },
+		{ QF_REC_CHANGE_HEADER, "\0\0\0\x01\x01X", 6 },
+		{ QF_REC_NEW_BODY, "\0\0\0\0\0\0\0\0", 8 },
+	};
+	char *err = NULL;
+
+	for (int version = 2; version <= 4; version++) {
+		for (size_t i = 0; i < ARRAY_LEN(v4); i++) {
+			buf_t b = BUF_INIT;
+			unsigned char u64[8];
+			put_envelope_version(&b, id, true, version);
+			qf_put_u64(u64, 3);
+			qf_put_record(&b, QF_REC_CONTENT, u64, 8);
+			buf_puts(&b, "hi\n");
+			qf_put_record(&b, v4[i].type, v4[i].payload, (uint32_t)v4[i].len);
+			qf_put_record(&b, QF_REC_END, NULL, 0);
+			if (version < 4)
+				expect_corrupt(spool, &b, "a version 4 record in an older file");
+			else
+				assert_int_equal(read_bytes(spool, b.data, b.len, &err), 0);
+			buf_free(&b);
+		}
 	}
 }
 
@@ -1045,6 +1089,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_end_of_message_changes, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_version_1_files, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_bad_trailer_records, setup_spool, teardown_spool),
+		cmocka_unit_test_setup_teardown(test_version_4_records_in_older_files, setup_spool,
+						teardown_spool),
 		cmocka_unit_test_setup_teardown(test_quarantine_note, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_bad_quarantine_notes, setup_spool, teardown_spool),
 		cmocka_unit_test_setup_teardown(test_dsn_records, setup_spool, teardown_spool),

@@ -1,0 +1,993 @@
+/*
+ * test_milter_client.c - postern as the MTA of the milter protocol, in
+ * process: a real SMTP session (a client on a loopback socket) whose
+ * stages ask milters played by the test on unix sockets in a private
+ * folder. Checks what each fake milter receives (the negotiation, the
+ * macros, every command of every stage, the header fields and the body
+ * with CRLF line ends), that every answer reaches the SMTP client as it
+ * should (continue, accept, reject, tempfail, a custom multi-line reply
+ * code, discard, quarantine, skip, shutdown, changes at the end of the
+ * message in the queue file), the protocol flags (no-reply and
+ * leave-out steps), several milters in order, and the failures: no
+ * milter there, a milter that breaks the protocol or never answers (the
+ * default action), and an SMTP client that leaves while a milter has
+ * not answered yet.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "lib/buf.h"
+#include "lib/config.h"
+#include "lib/safeio.h"
+#include "lib/xalloc.h"
+#include "mail/recipients.h"
+#include "milter/milter_client.h"
+#include "milter/milter_proto.h"
+#include "queue/queue_file.h"
+#include "smtp/session.h"
+
+#define MILTERS_MAX 2
+
+/* One fake milter: its listening socket and accepted connection. */
+struct fake {
+	int listener;
+	int fd;
+	buf_t in;      /* bytes received, not yet taken as packets */
+	buf_t macros;  /* "name=value\n" of every macro packet received */
+};
+
+struct fixture {
+	char *dir;
+	struct config cfg;
+	struct recipient_tables *tables;
+	struct event_base *base;
+	struct smtp_server srv;
+	struct fake m[MILTERS_MAX];
+	int client;
+	buf_t received;
+};
+
+static struct fixture fx;
+
+static void write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(safeio_write_all(fd, text, strlen(text)), 0);
+	close(fd);
+}
+
+static char *sock_path(int i)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "milter%d.sock", i);
+	return safeio_path_join(fx.dir, name);
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+}
+
+/* A server with `milters` naming n fake milters ("%s" in milters_fmt for
+ * each socket path) and extra configuration lines. */
+static void start(int n, const char *milters_fmt, const char *extra)
+{
+	char tmpl[] = "/tmp/postern-test-milter-XXXXXX";
+	memset(&fx, 0, sizeof(fx));
+	fx.dir = xstrdup(mkdtemp(tmpl));
+	char *conf = safeio_path_join(fx.dir, "postern.conf");
+	char *users = safeio_path_join(fx.dir, "users");
+	char *p0 = sock_path(0), *p1 = sock_path(1);
+	buf_t text = BUF_INIT;
+	buf_printf(&text, "hostname = mx.example.test\nlocal_domains = example.test\n"
+		   "spool_dir = spool\nmail_root = mail\nusers_file = users\n"
+		   "reject_unauth_pipelining = no\n");
+	buf_puts(&text, "milters = ");
+	int used = 0;
+	for (const char *f = milters_fmt; *f != '\0'; f++) {
+		if (f[0] == '%' && f[1] == 's') {
+			buf_puts(&text, used++ == 0 ? p0 : p1);
+			f++;
+		} else {
+			buf_putc(&text, *f);
+		}
+	}
+	buf_printf(&text, "\n%s", extra);
+	write_text(conf, buf_cstr(&text));
+	write_text(users, "alice@example.test:{PLAIN}x::::::\nbob@example.test:{PLAIN}x::::::\n");
+	assert_int_equal(config_load(conf, &fx.cfg, stderr), 0);
+	assert_int_equal(milter_config_check(&fx.cfg, stderr), 0);
+	struct recipients_owner owner = { "the test user", getuid(), getgid() };
+	fx.tables = recipients_load(fx.cfg.users_file, "", &owner, stderr);
+	char *err = NULL;
+	assert_int_equal(queue_dirs_create(fx.cfg.spool_dir, &err), 0);
+	for (int i = 0; i < MILTERS_MAX; i++) {
+		fx.m[i].fd = -1;
+		fx.m[i].listener = i < n ? listen_unix(i == 0 ? p0 : p1) : -1;
+	}
+	fx.base = event_base_new();
+	fx.srv.base = fx.base;
+	fx.srv.cfg = &fx.cfg;
+	fx.srv.notify_fd = -1;
+	policy_env_init(&fx.srv.policy, &fx.cfg, fx.tables, fx.base);
+	fx.srv.milters = milter_client_new(fx.base, &fx.cfg);
+	assert_non_null(fx.srv.milters);
+	milter_client_register(fx.srv.milters, &fx.srv.policy);
+	fx.srv.committer = queue_committer_new(fx.base, 1);
+	fx.client = -1;
+	buf_free(&text);
+	free(conf);
+	free(users);
+	free(p0);
+	free(p1);
+}
+
+static void close_milter(int i)
+{
+	if (fx.m[i].fd >= 0)
+		close(fx.m[i].fd);
+	fx.m[i].fd = -1;
+	buf_free(&fx.m[i].in);
+	buf_free(&fx.m[i].macros);
+}
+
+static void stop(void)
+{
+	if (fx.client >= 0)
+		close(fx.client);
+	smtp_server_close_all(&fx.srv);
+	event_base_loop(fx.base, EVLOOP_NONBLOCK);
+	milter_client_free(&fx.srv.milters);
+	queue_committer_free(&fx.srv.committer);
+	event_base_free(fx.base);
+	for (int i = 0; i < MILTERS_MAX; i++) {
+		close_milter(i);
+		if (fx.m[i].listener >= 0)
+			close(fx.m[i].listener);
+	}
+	recipients_free(&fx.tables);
+	config_free(&fx.cfg);
+	buf_free(&fx.received);
+	testutil_rmtree(fx.dir);
+	free(fx.dir);
+}
+
+/* Run the loop for ms milliseconds, collecting what the SMTP client gets. */
+static void pump(int ms)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		event_base_loop(fx.base, EVLOOP_NONBLOCK);
+		char chunk[4096];
+		ssize_t n;
+		while (fx.client >= 0 && (n = read(fx.client, chunk, sizeof(chunk))) > 0)
+			buf_append(&fx.received, chunk, (size_t)n);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long elapsed = (now.tv_sec - start.tv_sec) * 1000 +
+			       (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (elapsed >= ms)
+			return;
+		struct pollfd p = { fx.client, POLLIN, 0 };
+		poll(&p, fx.client >= 0 ? 1 : 0, 2);
+	}
+}
+
+static void connect_client(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t alen = sizeof(addr);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&addr, &alen), 0);
+	fx.client = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fx.client, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	int server_fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	close(lfd);
+	fcntl(fx.client, F_SETFL, O_NONBLOCK);
+	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(40000),
+				    .sin_addr.s_addr = htonl(0xC0000201) }; /* 192.0.2.1 */
+	smtp_session_start(&fx.srv, server_fd, (struct sockaddr *)&peer, sizeof(peer));
+	buf_reset(&fx.received);
+}
+
+static size_t count_lines(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < fx.received.len; i++)
+		n += fx.received.data[i] == '\n';
+	return n;
+}
+
+/* Pump until n reply lines have come (or 10 s); the last one, taken. */
+static char *take_lines(size_t n)
+{
+	for (int i = 0; i < 1000 && count_lines() < n; i++)
+		pump(10);
+	if (count_lines() < n)
+		fail_msg("expected %zu reply lines, got: %s", n, buf_cstr(&fx.received));
+	size_t end = 0, seen = 0, last = 0;
+	while (seen < n) {
+		if (fx.received.data[end] == '\n' && ++seen < n)
+			last = end + 1;
+		end++;
+	}
+	char *out = xstrndup(fx.received.data + last, end - last);
+	memmove(fx.received.data, fx.received.data + end, fx.received.len - end);
+	fx.received.len -= end;
+	return out;
+}
+
+static void expect_lines(size_t n, const char *prefix)
+{
+	char *got = take_lines(n);
+	if (strncmp(got, prefix, strlen(prefix)) != 0)
+		fail_msg("expected \"%s...\", got \"%s\"", prefix, got);
+	free(got);
+}
+
+static void say(const char *text)
+{
+	assert_int_equal(safeio_write_all(fx.client, text, strlen(text)), 0);
+}
+
+/* ---- the fake milters ----------------------------------------------------------- */
+
+static void m_accept(int i)
+{
+	struct fake *m = &fx.m[i];
+	for (int t = 0; t < 500 && m->fd < 0; t++) {
+		m->fd = accept4(m->listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (m->fd < 0)
+			pump(10);
+	}
+	assert_true(m->fd >= 0);
+}
+
+static void m_log_macros(struct fake *m, const unsigned char *d, size_t len)
+{
+	size_t pos = 1; /* after the command letter */
+	while (pos < len) {
+		const char *name = (const char *)d + pos;
+		size_t nl = strnlen(name, len - pos);
+		const char *value = name + nl + 1;
+		size_t vl = strnlen(value, len - pos - nl - 1);
+		buf_printf(&m->macros, "%.*s=%.*s\n", (int)nl, name, (int)vl, value);
+		pos += nl + vl + 2;
+	}
+}
+
+/* The next packet from milter i's peer (macro packets are logged and
+ * skipped); its letter, its data into data (without the letter). Fails
+ * after 5 s. */
+static char m_next(int i, buf_t *data)
+{
+	struct fake *m = &fx.m[i];
+	for (int t = 0; t < 5000; t++) {
+		while (m->in.len >= 5) {
+			const unsigned char *p = (const unsigned char *)m->in.data;
+			uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+				       (uint32_t)p[2] << 8 | p[3];
+			if (m->in.len < 4 + (size_t)len)
+				break;
+			char cmd = (char)p[4];
+			if (cmd == MILTER_CMD_MACRO) {
+				m_log_macros(m, p + 5, len - 1);
+				buf_consume(&m->in, 4 + len);
+				continue;
+			}
+			if (data != NULL) {
+				buf_reset(data);
+				buf_append(data, p + 5, len - 1);
+			}
+			buf_consume(&m->in, 4 + len);
+			return cmd;
+		}
+		char chunk[70000];
+		ssize_t n = m->fd >= 0 ? read(m->fd, chunk, sizeof(chunk)) : -1;
+		if (n > 0) {
+			buf_append(&m->in, chunk, (size_t)n);
+			continue;
+		}
+		if (n == 0)
+			return 0; /* end of stream */
+		pump(1);
+	}
+	fail_msg("milter %d: no packet came", i);
+	return 0;
+}
+
+/* Expect command cmd next; its data (without the letter) into data. */
+static void m_expect(int i, char cmd, buf_t *data)
+{
+	char got = m_next(i, data);
+	if (got != cmd)
+		fail_msg("milter %d: expected '%c', got '%c' (%d)", i, cmd, got ? got : '0', got);
+}
+
+static void m_send(int i, char kind, const void *data, size_t len)
+{
+	buf_t b = BUF_INIT;
+	milter_put_packet(&b, kind, data, len);
+	assert_int_equal(safeio_write_all(fx.m[i].fd, b.data, b.len), 0);
+	buf_free(&b);
+}
+
+static void m_answer(int i, char kind)
+{
+	m_send(i, kind, NULL, 0);
+}
+
+static void put32(buf_t *b, uint32_t v)
+{
+	unsigned char x[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
+			       (unsigned char)(v >> 8), (unsigned char)v };
+	buf_append(b, x, 4);
+}
+
+static uint32_t get32(const char *p)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+/* Accept the connection and answer the negotiation. */
+static void m_negotiate(int i, uint32_t actions, uint32_t protocol, const char *connect_macros)
+{
+	m_accept(i);
+	buf_t d = BUF_INIT, r = BUF_INIT;
+	m_expect(i, MILTER_CMD_OPTNEG, &d);
+	assert_int_equal(d.len, 12);
+	assert_int_equal(get32(d.data), 6);
+	assert_int_equal(get32(d.data + 4), MILTER_ACT_ALL);
+	assert_int_equal(get32(d.data + 8) & MILTER_P_HDR_LEADSPC, MILTER_P_HDR_LEADSPC);
+	put32(&r, 6);
+	put32(&r, actions);
+	put32(&r, protocol);
+	if (connect_macros != NULL) {
+		put32(&r, MILTER_MACROS_CONNECT);
+		buf_append(&r, connect_macros, strlen(connect_macros) + 1);
+	}
+	m_send(i, MILTER_REP_OPTNEG, r.data, r.len);
+	buf_free(&d);
+	buf_free(&r);
+}
+
+/* A string packet answer (quarantine, addheader, ...): fields joined. */
+static void m_send_strings(int i, char kind, const char *a, const char *b)
+{
+	buf_t d = BUF_INIT;
+	buf_append(&d, a, strlen(a) + 1);
+	if (b != NULL)
+		buf_append(&d, b, strlen(b) + 1);
+	m_send(i, kind, d.data, d.len);
+	buf_free(&d);
+}
+
+static size_t files_in(const char *folder)
+{
+	char *path = safeio_path_join(fx.cfg.spool_dir, folder);
+	size_t n = 0;
+	DIR *d = opendir(path);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	free(path);
+	return n;
+}
+
+static void read_only_file(const char *folder, struct qf_msg *m)
+{
+	char *dir = safeio_path_join(fx.cfg.spool_dir, folder);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *path = NULL;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.') {
+			free(path);
+			path = safeio_path_join(dir, de->d_name);
+		}
+	closedir(d);
+	assert_non_null(path);
+	int fd = open(path, O_RDONLY);
+	char *err = NULL;
+	assert_int_equal(qf_read(fd, m, &err), 0);
+	close(fd);
+	free(path);
+	free(dir);
+}
+
+/* Connect, greet through milter 0 (continue at connect and HELO). */
+static void greeted(uint32_t protocol)
+{
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, protocol, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+}
+
+/* MAIL and one RCPT, both continued by milter 0. */
+static void envelope(const char *rcpt)
+{
+	char cmd[256];
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>\r\n", rcpt);
+	say(cmd);
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+}
+
+/* DATA continued and the message sent; the milter is then at its header
+ * fields. */
+static void data_sent(const char *message)
+{
+	say("DATA\r\n");
+	m_expect(0, MILTER_CMD_DATA, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "354 ");
+	say(message);
+}
+
+/* Continue every header field, EOH and body chunk up to the end of the
+ * message; the body received is appended to body. */
+static void through_to_eom(int i, buf_t *body)
+{
+	buf_t d = BUF_INIT;
+	for (;;) {
+		char c = m_next(i, &d);
+		if (c == MILTER_CMD_BODYEOB)
+			break;
+		if (c == MILTER_CMD_BODY && body != NULL)
+			buf_append(body, d.data, d.len);
+		if (c != MILTER_CMD_HEADER && c != MILTER_CMD_EOH && c != MILTER_CMD_BODY)
+			fail_msg("unexpected '%c' in the message", c);
+		m_answer(i, MILTER_REP_CONTINUE);
+	}
+	buf_free(&d);
+}
+
+/* ---- the tests ------------------------------------------------------------------- */
+
+static void test_a_whole_conversation(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	buf_t d = BUF_INIT;
+	m_expect(0, MILTER_CMD_CONNECT, &d);
+	/* host name, family, port, address */
+	assert_string_equal(d.data, "[192.0.2.1]");
+	assert_int_equal(d.data[12], '4');
+	assert_int_equal((unsigned char)d.data[13] << 8 | (unsigned char)d.data[14], 40000);
+	assert_string_equal(d.data + 15, "192.0.2.1");
+	assert_non_null(strstr(fx.m[0].macros.data, "j=mx.example.test\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{client_addr}=192.0.2.1\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{client_port}=40000\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{daemon_name}=mx\n"));
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, &d);
+	assert_string_equal(d.data, "client.test");
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, &d);
+	assert_string_equal(d.data, "<sender@remote.test>");
+	assert_non_null(strstr(fx.m[0].macros.data, "{mail_addr}=sender@remote.test\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{mail_host}=remote.test\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "\ni="));
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, &d);
+	assert_string_equal(d.data, "<alice@example.test>");
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_addr}=alice@example.test\n"));
+	assert_non_null(strstr(fx.m[0].macros.data, "{rcpt_mailer}=local\n"));
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	data_sent("Subject: hello\r\nX-Folded: one\r\n\ttwo\r\n\r\nline one\r\n..dot\r\n.\r\n");
+	m_expect(0, MILTER_CMD_HEADER, &d);
+	assert_string_equal(d.data, "Received"); /* postern's own comes first */
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(0, MILTER_CMD_HEADER, &d);
+	assert_string_equal(d.data, "Subject");
+	assert_string_equal(d.data + 8, "hello"); /* no leading space: not negotiated */
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(0, MILTER_CMD_HEADER, &d);
+	assert_string_equal(d.data, "X-Folded");
+	assert_string_equal(d.data + 9, "one\n\ttwo");
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(0, MILTER_CMD_EOH, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(0, MILTER_CMD_BODY, &d);
+	assert_int_equal(d.len, strlen("line one\r\n.dot\r\n"));
+	assert_memory_equal(d.data, "line one\r\n.dot\r\n", d.len);
+	m_answer(0, MILTER_REP_CONTINUE);
+	m_expect(0, MILTER_CMD_BODYEOB, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Milter", "checked");
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	assert_int_equal(files_in("queue"), 1);
+	struct qf_msg q;
+	read_only_file("queue", &q);
+	assert_int_equal(q.edit_count, 1);
+	assert_string_equal(q.edits[0].text, "X-Milter: checked");
+	qf_msg_free(&q);
+	/* The end of the session: QUIT to the milter. */
+	say("QUIT\r\n");
+	expect_lines(1, "221 ");
+	m_expect(0, MILTER_CMD_QUIT, NULL);
+	buf_free(&d);
+	stop();
+}
+
+static void test_reject_at_rcpt_refuses_that_recipient_only(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "550 5.7.1 ");
+	say("RCPT TO:<bob@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_TEMPFAIL);
+	expect_lines(1, "451 4.7.1 ");
+	say("RCPT TO:<bob@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	/* RSET: the milter's message is aborted; the next MAIL starts anew. */
+	say("RSET\r\n");
+	expect_lines(1, "250 ");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	stop();
+}
+
+static void test_custom_reply_codes(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_send_strings(0, MILTER_REP_REPLYCODE, "553 5.1.8 Sender domain unknown here", NULL);
+	expect_lines(1, "553 5.1.8 Sender domain unknown here");
+	/* The next MAIL: the refused one is aborted first. */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_REPLYCODE,
+		       "452-4.2.2 First line\r\n452 4.2.2 Second line", NULL);
+	char *first = take_lines(1), *second = take_lines(1);
+	assert_string_equal(first, "452-4.2.2 First line\r\n");
+	assert_string_equal(second, "452 4.2.2 Second line\r\n");
+	free(first);
+	free(second);
+	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
+static void test_connect_reject_refuses_every_rcpt(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(2, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "550 5.7.1 ");
+	say("QUIT\r\n");
+	expect_lines(1, "221 ");
+	/* The milter that refused the connection hears nothing more but QUIT. */
+	m_expect(0, MILTER_CMD_QUIT, NULL);
+	stop();
+}
+
+static void test_discard_and_quarantine(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_answer(0, MILTER_REP_DISCARD);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	assert_int_equal(files_in("queue"), 0);
+	envelope("alice@example.test");
+	data_sent("Subject: y\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_QUARANTINE, "looks odd", NULL);
+	m_answer(0, MILTER_REP_ACCEPT);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	assert_int_equal(files_in("queue"), 0);
+	assert_int_equal(files_in("quarantine"), 1);
+	struct qf_msg q;
+	read_only_file("quarantine", &q);
+	assert_string_equal(q.note.text, "looks odd");
+	qf_msg_free(&q);
+	stop();
+}
+
+static void test_accept_ends_the_calls_for_the_message(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_ACCEPT);
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\nDATA\r\n");
+	expect_lines(2, "354 ");
+	say("Subject: x\r\n\r\nbody\r\n.\r\n");
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	/* Nothing reached the milter for that message: the next thing it
+	 * hears is the next transaction (ABORT for the accepted one first). */
+	say("MAIL FROM:<other@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	stop();
+}
+
+static void test_flags_no_reply_and_left_out_steps(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	connect_client();
+	uint32_t p = MILTER_P_NOHELO | MILTER_P_NR_CONN | MILTER_P_NR_MAIL | MILTER_P_NORCPT |
+		     MILTER_P_NODATA | MILTER_P_NR_HDR | MILTER_P_NOEOH | MILTER_P_NR_BODY |
+		     MILTER_P_HDR_LEADSPC;
+	m_negotiate(0, MILTER_ACT_ALL, p, "{client_name} j");
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	/* Its own macro list: only those two. */
+	assert_string_equal(fx.m[0].macros.data, "{client_name}=unknown\nj=mx.example.test\n");
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\nDATA\r\n");
+	expect_lines(4, "354 ");
+	say("Subject: leading\r\n\r\nbody\r\n.\r\n");
+	buf_t d = BUF_INIT;
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_expect(0, MILTER_CMD_HEADER, NULL); /* Received */
+	m_expect(0, MILTER_CMD_HEADER, &d);
+	assert_string_equal(d.data + 8, " leading"); /* HDR_LEADSPC */
+	m_expect(0, MILTER_CMD_BODY, NULL);
+	m_expect(0, MILTER_CMD_BODYEOB, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	buf_free(&d);
+	stop();
+}
+
+static void test_skip_ends_the_body(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(MILTER_P_SKIP);
+	envelope("alice@example.test");
+	buf_t msg = BUF_INIT;
+	buf_puts(&msg, "Subject: big\r\n\r\n");
+	for (int i = 0; i < 3000; i++)
+		buf_puts(&msg, "0123456789012345678901234567890123456789012345678901234567890\r\n");
+	buf_puts(&msg, ".\r\n");
+	data_sent(msg.data);
+	buf_t d = BUF_INIT;
+	char c;
+	while ((c = m_next(0, &d)) != MILTER_CMD_BODY)
+		m_answer(0, MILTER_REP_CONTINUE);
+	assert_true(d.len <= MILTER_CHUNK_MAX);
+	m_answer(0, MILTER_REP_SKIP);
+	m_expect(0, MILTER_CMD_BODYEOB, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	buf_free(&d);
+	buf_free(&msg);
+	stop();
+}
+
+static void test_pending_milter_holds_its_session(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\nRCPT TO:<alice@example.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	pump(200);
+	assert_int_equal(fx.received.len, 0); /* nothing answered meanwhile */
+	m_send(0, MILTER_REP_PROGRESS, NULL, 0);
+	pump(100);
+	assert_int_equal(fx.received.len, 0);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	m_expect(0, MILTER_CMD_RCPT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	stop();
+}
+
+static void test_client_leaves_while_milter_pending(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	m_expect(0, MILTER_CMD_HEADER, NULL);
+	/* Gone (a reset) while the milter thinks. */
+	struct linger l = { 1, 0 };
+	setsockopt(fx.client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fx.client);
+	fx.client = -1;
+	pump(200);
+	/* The session is freed: the milter's connection is closed. */
+	assert_int_equal(m_next(0, NULL), 0);
+	assert_int_equal(files_in("queue"), 0);
+	assert_int_equal(files_in("incoming"), 0);
+	stop();
+}
+
+static void test_silent_milter_gets_the_default_action(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, command_timeout=1s }", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	expect_lines(1, "451 4.7.1 "); /* tempfail, the default */
+	/* The milter is given up for the session: every command likewise. */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(1, "451 4.7.1 ");
+	stop();
+}
+
+static void test_silent_milter_with_continue(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, command_timeout=1s, default_action=continue }", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	expect_lines(1, "250 ");
+	stop();
+}
+
+static void test_absent_milter(void **state)
+{
+	(void)state;
+	/* milter 1 has no listener: connect fails at once. */
+	start(0, "unix:%s", "milter_default_action = reject\n");
+	connect_client();
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 ");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
+static void test_broken_answer_gets_the_default_action(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_send(0, 'Z', "junk", 4);
+	expect_lines(1, "550 5.7.1 ");
+	/* A change before the end of the message is a fault too. */
+	stop();
+}
+
+static void test_shutdown_closes_the_session(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_SHUTDOWN);
+	expect_lines(1, "421 4.7.0 ");
+	pump(100);
+	char c;
+	assert_int_equal(read(fx.client, &c, 1), 0); /* closed */
+	stop();
+}
+
+static void test_two_milters_in_order(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_ACCEPT); /* done with this connection */
+	m_negotiate(1, MILTER_ACT_ALL, 0, NULL);
+	m_expect(1, MILTER_CMD_CONNECT, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(1, MILTER_CMD_HELO, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(1, MILTER_CMD_MAIL, NULL);
+	m_send_strings(1, MILTER_REP_REPLYCODE, "550 5.7.0 not from you", NULL);
+	expect_lines(1, "550 5.7.0 not from you");
+	say("QUIT\r\n");
+	expect_lines(1, "221 ");
+	/* milter 0 heard nothing after its accept but QUIT. */
+	m_expect(0, MILTER_CMD_QUIT, NULL);
+	stop();
+}
+
+static void test_end_of_message_changes(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-One", "1");
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<bob@example.test>", NULL);
+	m_send_strings(0, MILTER_REP_CHGFROM, "<new@remote.test>", NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	read_only_file("queue", &q);
+	assert_string_equal(q.sender, "new@remote.test");
+	assert_int_equal(q.rcpt_count, 2);
+	qf_msg_free(&q);
+	stop();
+}
+
+/* ---- the configuration ---------------------------------------------------------- */
+
+static void test_list_parse(void **state)
+{
+	(void)state;
+	struct config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.milter_connect_timeout = 30;
+	cfg.milter_command_timeout = 30;
+	cfg.milter_content_timeout = 300;
+	cfg.milter_default_action = MILTER_ACTION_TEMPFAIL;
+	struct milter_list l;
+	char *err = NULL;
+	assert_int_equal(milter_list_parse("unix:/run/a.sock, { inet:127.0.0.1:8891, "
+					   "connect_timeout=5s, default_action=accept },"
+					   "inet:[::1]:99", &cfg, &l, &err), 0);
+	assert_int_equal(l.count, 3);
+	assert_string_equal(l.items[0].name, "unix:/run/a.sock");
+	assert_int_equal(l.items[0].connect_timeout, 30);
+	assert_int_equal(l.items[1].connect_timeout, 5);
+	assert_int_equal(l.items[1].content_timeout, 300);
+	assert_int_equal(l.items[1].default_action, MILTER_ACTION_ACCEPT);
+	assert_int_equal(l.items[1].addr.ss_family, AF_INET);
+	assert_int_equal(l.items[2].addr.ss_family, AF_INET6);
+	milter_list_free(&l);
+	static const char *const bad[] = {
+		"tcp:1.2.3.4:5", "unix:relative.sock", "inet:1.2.3.4", "inet:1.2.3.4:0",
+		"inet:mail.example:25", "{ unix:/a, timeout=5s }", "{ unix:/a",
+		"{ unix:/a, default_action=maybe }", "unix:/a connect_timeout=5s",
+		"{ }", "{ unix:/a, command_timeout=2h }",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (milter_list_parse(bad[i], &cfg, &l, &err) == 0)
+			fail_msg("accepted \"%s\"", bad[i]);
+		assert_non_null(err);
+		free(err);
+		err = NULL;
+	}
+}
+
+static void test_check_config_names_file_and_line(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/postern-test-milter-conf-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	char *conf = safeio_path_join(dir, "postern.conf");
+	write_text(conf, "hostname = mx.example.test\n\nmilters = unix:/a.sock,\n"
+			 "  inet:nowhere:25\n");
+	struct config cfg;
+	assert_int_equal(config_load(conf, &cfg, stderr), 0);
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	assert_int_equal(milter_config_check(&cfg, f), 1);
+	fclose(f);
+	char want[512];
+	snprintf(want, sizeof(want), "%s:3: milters: ", conf);
+	if (strncmp(out, want, strlen(want)) != 0)
+		fail_msg("got \"%s\"", out);
+	free(out);
+	config_free(&cfg);
+	free(conf);
+	testutil_rmtree(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_whole_conversation),
+		cmocka_unit_test(test_reject_at_rcpt_refuses_that_recipient_only),
+		cmocka_unit_test(test_custom_reply_codes),
+		cmocka_unit_test(test_connect_reject_refuses_every_rcpt),
+		cmocka_unit_test(test_discard_and_quarantine),
+		cmocka_unit_test(test_accept_ends_the_calls_for_the_message),
+		cmocka_unit_test(test_flags_no_reply_and_left_out_steps),
+		cmocka_unit_test(test_skip_ends_the_body),
+		cmocka_unit_test(test_pending_milter_holds_its_session),
+		cmocka_unit_test(test_client_leaves_while_milter_pending),
+		cmocka_unit_test(test_silent_milter_gets_the_default_action),
+		cmocka_unit_test(test_silent_milter_with_continue),
+		cmocka_unit_test(test_absent_milter),
+		cmocka_unit_test(test_broken_answer_gets_the_default_action),
+		cmocka_unit_test(test_shutdown_closes_the_session),
+		cmocka_unit_test(test_two_milters_in_order),
+		cmocka_unit_test(test_end_of_message_changes),
+		cmocka_unit_test(test_list_parse),
+		cmocka_unit_test(test_check_config_names_file_and_line),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
