@@ -145,7 +145,13 @@ CLASSIC_UP=0
 RSPAMD_UP=0
 DNS_PID=""
 declare -A PT_PID=() PT_RC=() PT_LISTEN=()
-stop_postfix() { [ "$PF_UP" = 1 ] && { "$PF_CTL" stop >/dev/null 2>&1; PF_UP=0; }; return 0; }
+stop_postfix() { # and wait for its master to be gone (the next start, or the next run, needs the port)
+	local i
+	[ "$PF_UP" = 1 ] || return 0
+	"$PF_CTL" stop >/dev/null 2>&1
+	for ((i = 0; i < 100; i++)); do pidof_file "$PF_QUEUE/pid/master.pid" >/dev/null || break; sleep 0.1; done
+	PF_UP=0
+}
 stop_classic() {
 	[ "$CLASSIC_UP" = 1 ] || return 0
 	"$ANCHORS/milters_ctl.sh" stop >/dev/null 2>&1
@@ -346,8 +352,6 @@ pf_start() { # stack -> Postfix up with that stack's smtpd_milters; PF_MASTER
 	postern | postern-sa) mode=maildir-milter addr="${PT_LISTEN[$1]}" ;;
 	esac
 	stop_postfix
-	# the old master must be gone before the new one binds the port
-	for ((i = 0; i < 100; i++)); do pidof_file "$PF_QUEUE/pid/master.pid" >/dev/null || break; sleep 0.1; done
 	PF_UP=1
 	if ! MILTER_ADDR="$addr" "$PF_CTL" start "$mode" 2>"$err"; then
 		grep -v "$PF_NOISE" "$err" >&2
