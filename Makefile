@@ -12,6 +12,8 @@
 #                   relay throughput against Postfix (bench/relay.sh)
 #                   AUTH logins per second against Dovecot (bench/auth.sh)
 #                   POP3 RETR throughput against Dovecot's POP3 (bench/pop3.sh)
+#                   Postfix + postern milter against Postfix + the classic milters
+#                   and + rspamd's milter (bench/milter.sh)
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -183,7 +185,7 @@ check-fuzz: $(FUZZ_BINS)
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
 	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; bench/relay.sh || rc=1; \
-	  bench/auth.sh || rc=1; bench/pop3.sh || rc=1; exit $$rc
+	  bench/auth.sh || rc=1; bench/pop3.sh || rc=1; bench/milter.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on
