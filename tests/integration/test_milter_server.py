@@ -343,6 +343,22 @@ class MilterConfigTest(PosternTestCase):
                       % (srv.conf_path, line), r.stdout.decode())
 
 
+class MilterNoMailboxTest(PosternTestCase):
+    """postern milter delivers nothing: it neither makes nor checks
+    mail_root (nor needs mail_owner's folder), as serve does."""
+
+    def test_mail_root_left_alone(self):
+        srv = MilterServer("nomailroot", "unix")
+        self.addCleanup(srv.remove)
+        srv.settings["mail_root"] = os.path.join(srv.dir, "no", "such", "mail")
+        srv.write_config()
+        srv.start()
+        self.addCleanup(srv.stop)
+        self.assertTrue(os.path.exists(srv.sock_path))
+        self.assertFalse(os.path.exists(os.path.join(srv.dir, "no")),
+                         "postern milter made the folders of mail_root")
+
+
 class MilterInetTest(_MilterCase):
     """The same over TCP, plus reload and drain."""
     listen = "inet"
