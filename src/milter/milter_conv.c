@@ -134,7 +134,14 @@ void conv_fail(struct milter_conv *c, const char *why)
 		 why, actions[c->spec->default_action]);
 	conv_close(c, false);
 	c->state = CONV_FAILED;
-	milter_resume(c->ms);
+	struct milter_session *ms = c->ms;
+	if (ms->call != NULL && ms->cur < ms->count && &ms->convs[ms->cur] == c) {
+		/* Changes it sent before failing are no answer: they are not
+		 * made, nor counted as the next milter's. */
+		policy_edits_free(&ms->edits);
+		ms->replbody = NULL;
+	}
+	milter_resume(ms);
 }
 
 /* ---- negotiation ---------------------------------------------------------------- */

@@ -1177,6 +1177,49 @@ static void test_refusal_at_end_of_message_drops_the_changes(void **state)
 	stop();
 }
 
+/* A milter that fails in the middle of its changes (here: it closes the
+ * connection after one) gets its default action; the changes it sent
+ * before are not the next milter's and are not made. */
+static void test_failed_milter_changes_are_dropped(void **state)
+{
+	(void)state;
+	start(2, "{ unix:%s, default_action=continue }, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOHDRS | MILTER_P_NOEOH |
+			 MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Half-Done", "1");
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<bob@example.test>", NULL);
+	m_send(0, MILTER_REP_REPLBODY, "half a body\r\n", 13);
+	pump(50);
+	close_milter(0); /* gone before its answer */
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_send(1, MILTER_REP_REPLBODY, "second\r\n", 8);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_int_equal(q.rcpt_count, 1);
+	assert_int_equal(q.edit_count, 0);
+	/* the new body is the second milter's alone */
+	assert_true(q.body_replaced);
+	assert_int_equal(q.body_len, strlen("second\n"));
+	qf_msg_free(&q);
+	stop();
+}
+
 static void test_negotiation_asking_too_much_fails(void **state)
 {
 	(void)state;
@@ -1285,6 +1328,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
 		cmocka_unit_test(test_negotiation_asking_too_much_fails),
+		cmocka_unit_test(test_failed_milter_changes_are_dropped),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
