@@ -157,6 +157,36 @@ static void refuse(struct milter_session *ms, struct milter_conv *c, const struc
 
 /* ---- answers ---------------------------------------------------------------------- */
 
+/*
+ * The address of an envelope change, "<a@b>" or "a@b", as the session
+ * keeps the ones it took itself ("local@domain", domain lower-cased):
+ * false when it is no RFC 5321 path (or "<>" where a recipient is due).
+ * Sendmail and Postfix take these from the milter without the client's
+ * restrictions; they are parsed here all the same, so that nothing but a
+ * mailbox reaches the queue file and a long one is refused, never cut.
+ */
+static bool envelope_address(const char *text, bool sender, char *out, size_t outlen)
+{
+	char path[ADDR_PATH_MAX + 3];
+	size_t len = strlen(text);
+	if (len > ADDR_PATH_MAX + 2)
+		return false;
+	if (text[0] == '<')
+		snprintf(path, sizeof(path), "%s", text);
+	else if (len > ADDR_PATH_MAX)
+		return false;
+	else
+		snprintf(path, sizeof(path), "<%s>", text);
+	struct mail_address a;
+	const char *err = NULL;
+	unsigned flags = ADDR_ALLOW_UTF8 | (sender ? ADDR_ALLOW_NULL : ADDR_ALLOW_BARE_POSTMASTER);
+	long used = address_parse_path(path, strlen(path), flags, &a, &err);
+	if (used < 0 || (size_t)used != strlen(path))
+		return false;
+	address_format(&a, out, outlen);
+	return true;
+}
+
 /* A change the milter asks for at the end of the message. */
 static void take_change(struct milter_session *ms, struct milter_conv *c,
 			const struct milter_reply *r)
@@ -200,13 +230,11 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 		snprintf(value, strlen(r->value) + 2, "%s%s", lead ? "" : " ", r->value);
 	}
 	char addr[ADDR_PATH_MAX + 1] = "";
-	if (r->address != NULL) {
-		/* "<a@b>" or "a@b": the edits hold it without the brackets */
-		const char *a = r->address;
-		size_t len = strlen(a);
-		if (len >= 2 && a[0] == '<' && a[len - 1] == '>')
-			a++, len -= 2;
-		snprintf(addr, sizeof(addr), "%.*s", (int)len, a);
+	if (r->address != NULL &&
+	    !envelope_address(r->address, r->kind == MILTER_REP_CHGFROM, addr, sizeof(addr))) {
+		log_warn("%s: milter=%s %s with a malformed address: ignored", conv_log_key(c),
+			 c->spec->name, milter_reply_name(r->kind));
+		return;
 	}
 	switch (r->kind) {
 	case MILTER_REP_ADDHEADER:

@@ -1220,6 +1220,42 @@ static void test_failed_milter_changes_are_dropped(void **state)
 	stop();
 }
 
+/* Envelope changes carry addresses a milter made up: one that is not an
+ * RFC 5321 mailbox, or longer than a path may be, is not made (nor cut
+ * to a different address that would then be). */
+static void test_envelope_changes_need_valid_addresses(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	char lng[400];
+	memset(lng, 'a', sizeof(lng));
+	/* 250 a's, "@example.test", then more: cut at 256 it would be
+	 * "aaa...@example.t" */
+	snprintf(lng + 250, sizeof(lng) - 250, "@example.test.elsewhere.test");
+	m_send_strings(0, MILTER_REP_ADDRCPT, lng, NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<two words@example.test>", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "bob@example.test> NOTIFY=NEVER", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "no-domain", NULL);
+	m_send_strings(0, MILTER_REP_CHGFROM, "<a@b@c>", NULL);
+	m_send_strings(0, MILTER_REP_DELRCPT, "alice@example.test>", NULL);
+	/* the good ones, bracketed or bare, are made */
+	m_send_strings(0, MILTER_REP_ADDRCPT, "Bob@Example.TEST", NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_string_equal(q.sender, "sender@remote.test");
+	assert_int_equal(q.rcpt_count, 2);
+	assert_string_equal(q.rcpts[0].addr, "alice@example.test");
+	assert_string_equal(q.rcpts[1].addr, "Bob@example.test");
+	qf_msg_free(&q);
+	stop();
+}
+
 static void test_negotiation_asking_too_much_fails(void **state)
 {
 	(void)state;
@@ -1329,6 +1365,7 @@ int main(void)
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
 		cmocka_unit_test(test_negotiation_asking_too_much_fails),
 		cmocka_unit_test(test_failed_milter_changes_are_dropped),
+		cmocka_unit_test(test_envelope_changes_need_valid_addresses),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
