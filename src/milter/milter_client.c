@@ -647,6 +647,12 @@ static enum policy_verdict stage_end(struct milter_session *ms)
 		 * answers the commands of such a session with the refusal). */
 		if (ms->req->stage == POLICY_CONNECT && ms->code != 421)
 			reply->at_rcpt = true;
+		/* ... and the milters are done with the session, as in Sendmail:
+		 * the ones after the refusal never got CONNECT, and a HELO or
+		 * MAIL without it is out of order. They hear QUIT at the end. */
+		if (ms->req->stage == POLICY_CONNECT)
+			for (size_t i = 0; i < ms->count; i++)
+				ms->convs[i].conn_done = true;
 	}
 	if (v != POLICY_DUNNO && v != POLICY_QUARANTINE && ms->req->stage == POLICY_END_OF_DATA)
 		policy_edits_free(&reply->edits); /* refused or dropped: no changes */

@@ -662,6 +662,34 @@ static void test_connect_reject_refuses_every_rcpt(void **state)
 	stop();
 }
 
+/* A refusal at connect ends the milters' part in the session, as in
+ * Sendmail: the milters after the one that refused never got CONNECT,
+ * so they get no HELO, MAIL or RCPT either (nor a connection). */
+static void test_connect_reject_ends_every_milter(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "550 5.7.1 ");
+	int fd = accept4(fx.m[1].listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd >= 0)
+		close(fd);
+	assert_true(fd < 0); /* never connected */
+	say("QUIT\r\n");
+	expect_lines(1, "221 ");
+	m_expect(0, MILTER_CMD_QUIT, NULL);
+	stop();
+}
+
 static void test_discard_and_quarantine(void **state)
 {
 	(void)state;
@@ -1343,6 +1371,7 @@ int main(void)
 		cmocka_unit_test(test_reject_at_rcpt_refuses_that_recipient_only),
 		cmocka_unit_test(test_custom_reply_codes),
 		cmocka_unit_test(test_connect_reject_refuses_every_rcpt),
+		cmocka_unit_test(test_connect_reject_ends_every_milter),
 		cmocka_unit_test(test_discard_and_quarantine),
 		cmocka_unit_test(test_accept_ends_the_calls_for_the_message),
 		cmocka_unit_test(test_flags_no_reply_and_left_out_steps),
