@@ -1082,6 +1082,66 @@ static void test_next_milter_sees_the_changes(void **state)
 	stop();
 }
 
+/* smfi_chgheader(3): an index past the fields of that name adds the
+ * field (at the end), as Sendmail and Postfix do; an empty value there
+ * removes nothing. The next milter sees it too. */
+static void test_change_of_a_missing_field_adds_it(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOEOH | MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	buf_t d = BUF_INIT;
+	put32(&d, 1);
+	buf_append(&d, "X-Status\0new", 13);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 2); /* there is one Subject only */
+	buf_append(&d, "Subject\0second", 15);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "X-Nothing\0", 11);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_answer(0, MILTER_REP_CONTINUE);
+	static const char *const want[] = { "Received", "Subject", "X-Status", "Subject" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	int fd = read_only_file("queue", &q);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	assert_int_equal(mhdr_read_message(fd, &q, false, 1 << 20, &out, &err), 0);
+	close(fd);
+	const char *text = buf_cstr(&out);
+	if (strstr(text, "\nSubject: x\nX-Status: new\nSubject: second\n\nbody\n") == NULL)
+		fail_msg("delivered as: %s", text);
+	assert_null(strstr(text, "X-Nothing"));
+	buf_free(&out);
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
 static void test_refused_recipients_told_when_asked(void **state)
 {
 	(void)state;
@@ -1388,6 +1448,7 @@ int main(void)
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
+		cmocka_unit_test(test_change_of_a_missing_field_adds_it),
 		cmocka_unit_test(test_refused_recipients_told_when_asked),
 		cmocka_unit_test(test_inet_milter),
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
