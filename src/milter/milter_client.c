@@ -29,7 +29,7 @@
  * milter_macros.c, the connections from milter_conv.c.
  *
  * Untrusted input: the milters' answers (decoded by milter_proto.c; the
- * changes bounded here: CHANGES_MAX, a new body within
+ * changes bounded here: CHANGES_MAX, CHANGES_TEXT_MAX, a new body within
  * message_size_limit). Unprivileged smtp worker, on its event loop.
  */
 #include "milter_int.h"
@@ -47,8 +47,12 @@
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
 /* The most changes one milter may ask for at the end of a message (the
- * queue file takes fewer; this bounds what is held in memory). */
+ * queue file takes fewer; this bounds what is held in memory), and the
+ * most bytes of header text and addresses in them (a new body has its
+ * own bound, message_size_limit): 4096 fields of 64 KiB would otherwise
+ * be 256 MiB held for one session. */
 #define CHANGES_MAX 4096
+#define CHANGES_TEXT_MAX (1024 * 1024)
 
 enum run { RUN_WAIT, RUN_NEXT, RUN_STOP };
 
@@ -215,6 +219,14 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 		conv_fail(c, "too many changes");
 		return;
 	}
+	size_t text = (r->name != NULL ? strlen(r->name) : 0) +
+		      (r->value != NULL ? strlen(r->value) : 0) +
+		      (r->address != NULL ? strlen(r->address) : 0);
+	if (text > CHANGES_TEXT_MAX - ms->edits_text) {
+		conv_fail(c, "changes over 1 MiB of header text and addresses");
+		return;
+	}
+	ms->edits_text += text;
 	if (r->kind == MILTER_REP_REPLBODY &&
 	    (ms->replbody != NULL ? ms->replbody->body.len : 0) + r->body_len >
 		    ms->client->cfg->message_size_limit) {
@@ -287,6 +299,7 @@ static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool 
 		policy_edits_move(&policy_call_reply(ms->call)->edits, &ms->edits);
 	}
 	policy_edits_free(&ms->edits);
+	ms->edits_text = 0;
 	ms->replbody = NULL;
 }
 

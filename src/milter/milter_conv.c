@@ -139,6 +139,7 @@ void conv_fail(struct milter_conv *c, const char *why)
 		/* Changes it sent before failing are no answer: they are not
 		 * made, nor counted as the next milter's. */
 		policy_edits_free(&ms->edits);
+		ms->edits_text = 0;
 		ms->replbody = NULL;
 	}
 	milter_resume(ms);

@@ -93,6 +93,7 @@ struct milter_session {
 	uint64_t body_pos;
 	bool body_skip;
 	policy_edits_t edits; /* the current milter's changes (kept if it accepts) */
+	size_t edits_text; /* bytes of their names, values and addresses */
 	struct policy_edit *replbody;
 	/* The message as the milters before the current one changed it: their
 	 * header changes are made to headers, a new body (LF line ends)

@@ -37,6 +37,7 @@ void milter_content_free(struct milter_session *ms)
 	xfree(&ms->headers);
 	ms->header_count = 0;
 	policy_edits_free(&ms->edits);
+	ms->edits_text = 0;
 	ms->replbody = NULL;
 	ms->body_replaced = false;
 	buf_free(&ms->new_body);

@@ -922,6 +922,44 @@ static void test_too_many_changes(void **state)
 	stop();
 }
 
+/* Header changes are bounded in bytes too, not only in number: a milter
+ * that sends more than 1 MiB of them is given up (default action). */
+static void test_too_much_header_text(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	char value[8000];
+	memset(value, 'v', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	/* Written as the server reads (it closes once past the bound). */
+	buf_t all = BUF_INIT;
+	for (int i = 0; i < 140; i++) {
+		buf_t d = BUF_INIT;
+		buf_append(&d, "X-Big", 6);
+		buf_append(&d, value, sizeof(value));
+		milter_put_packet(&all, MILTER_REP_ADDHEADER, d.data, d.len);
+		buf_free(&d);
+	}
+	milter_put_packet(&all, MILTER_REP_CONTINUE, NULL, 0);
+	for (size_t off = 0; off < all.len;) {
+		ssize_t n = send(fx.m[0].fd, all.data + off, all.len - off, MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
+			pump(1);
+		else
+			break; /* closed by the server */
+	}
+	buf_free(&all);
+	expect_lines(1, "451 4.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
 static void test_shutdown_closes_the_session(void **state)
 {
 	(void)state;
@@ -1444,6 +1482,7 @@ int main(void)
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
 		cmocka_unit_test(test_change_before_the_end_is_a_fault),
 		cmocka_unit_test(test_too_many_changes),
+		cmocka_unit_test(test_too_much_header_text),
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
