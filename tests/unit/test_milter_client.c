@@ -960,6 +960,31 @@ static void test_too_much_header_text(void **state)
 	stop();
 }
 
+/* HELO or EHLO in the middle of a transaction resets it (RFC 5321
+ * 4.1.4): the milters hear ABORT before the new HELO, as Postfix sends
+ * it, not a HELO in the middle of a message. */
+static void test_helo_in_a_transaction_aborts_it(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	say("EHLO client.test\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_reply("250 ");
+	/* no transaction any more */
+	say("RCPT TO:<bob@example.test>\r\n");
+	expect_lines(1, "503 ");
+	/* and the next one starts cleanly, without a second ABORT */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	stop();
+}
+
 static void test_shutdown_closes_the_session(void **state)
 {
 	(void)state;
@@ -1484,6 +1509,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_changes),
 		cmocka_unit_test(test_too_much_header_text),
 		cmocka_unit_test(test_shutdown_closes_the_session),
+		cmocka_unit_test(test_helo_in_a_transaction_aborts_it),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
