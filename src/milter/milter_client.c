@@ -489,6 +489,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 	while (!ms->stop && !c->msg_done && result == RUN_NEXT) {
 		if (conv_backlog(c) > MILTER_OUTPUT_PACE) {
 			result = RUN_WAIT; /* the write callback brings us back */
+			conv_wait_output(c);
 			break;
 		}
 		switch (ms->eod) {
@@ -586,8 +587,12 @@ static enum run conv_step(struct milter_session *ms, struct milter_conv *c)
 		}
 		break;
 	}
-	if (c->waiting || conv_backlog(c) > MILTER_OUTPUT_PACE)
+	if (c->waiting)
 		return RUN_WAIT;
+	if (conv_backlog(c) > MILTER_OUTPUT_PACE) {
+		conv_wait_output(c);
+		return RUN_WAIT;
+	}
 	enum policy_stage stage = ms->req->stage;
 	if (!ms->started) {
 		ms->started = true;

@@ -56,6 +56,14 @@ static void arm(struct milter_conv *c, uint64_t seconds)
 	evtimer_add(c->timer, &tv);
 }
 
+void conv_wait_output(struct milter_conv *c)
+{
+	/* No answer is due, so no timer runs: without this a milter that
+	 * stops reading would hold the session until policy_timeout. */
+	if (c->state == CONV_READY && !c->waiting && c->timer != NULL)
+		arm(c, c->spec->content_timeout);
+}
+
 void conv_start(struct milter_conv *c)
 {
 	struct milter_client *client = c->ms->client;
@@ -253,8 +261,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct milter_conv *c = arg;
 	(void)bev;
-	if (c->state == CONV_READY && !c->waiting)
+	if (c->state == CONV_READY && !c->waiting) {
+		evtimer_del(c->timer); /* it reads: conv_wait_output's timer is done */
 		milter_resume(c->ms);
+	}
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -281,6 +291,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	const char *why = c->state == CONV_CONNECTING ? "connect timeout"
 			  : c->state == CONV_NEGOTIATING ? "no answer to the option negotiation"
-							 : "timeout waiting for an answer";
+			  : c->waiting ? "timeout waiting for an answer"
+				       : "timeout: the milter does not read what is sent to it";
 	conv_fail(c, why);
 }

@@ -120,6 +120,9 @@ void conv_fail(struct milter_conv *c, const char *why);
 void conv_close(struct milter_conv *c, bool quit);
 /* Bytes queued for the milter and not written yet. */
 size_t conv_backlog(const struct milter_conv *c);
+/* The stage waits for the backlog to drain (commands without answers):
+ * content_timeout for the milter to read some of it. */
+void conv_wait_output(struct milter_conv *c);
 /* The queue id (or client address) the conversation's logs are keyed by. */
 const char *conv_log_key(const struct milter_conv *c);
 

@@ -861,6 +861,42 @@ static void test_silent_milter_with_continue(void **state)
 	stop();
 }
 
+/* A milter that takes no answers for the content (NR_HDR, NR_EOH,
+ * NR_BODY) and stops reading it: content_timeout, then its default
+ * action, not the session's policy_timeout. */
+static void test_milter_that_stops_reading(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, content_timeout=1s, default_action=continue }",
+	      "policy_timeout = 60s\n");
+	greeted(MILTER_P_NR_HDR | MILTER_P_NR_EOH | MILTER_P_NR_BODY);
+	envelope("alice@example.test");
+	say("DATA\r\n");
+	m_expect(0, MILTER_CMD_DATA, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "354 ");
+	/* 4 MB of body: far more than the socket and the pacing hold */
+	buf_t msg = BUF_INIT;
+	buf_puts(&msg, "Subject: big\r\n\r\n");
+	for (int i = 0; i < 50000; i++)
+		buf_puts(&msg, "0123456789012345678901234567890123456789012345678901234567890123456789"
+			       "0123456789\r\n");
+	buf_puts(&msg, ".\r\n");
+	for (size_t off = 0; off < msg.len;) {
+		ssize_t n = send(fx.client, msg.data + off, msg.len - off, MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
+			pump(1);
+		else
+			fail_msg("cannot send the message: %s", strerror(errno));
+	}
+	buf_free(&msg);
+	/* the milter reads nothing more */
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	stop();
+}
+
 static void test_absent_milter(void **state)
 {
 	(void)state;
@@ -1503,6 +1539,7 @@ int main(void)
 		cmocka_unit_test(test_client_leaves_while_milter_pending),
 		cmocka_unit_test(test_silent_milter_gets_the_default_action),
 		cmocka_unit_test(test_silent_milter_with_continue),
+		cmocka_unit_test(test_milter_that_stops_reading),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
 		cmocka_unit_test(test_change_before_the_end_is_a_fault),
