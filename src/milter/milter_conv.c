@@ -239,9 +239,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		if (c->state == CONV_NEGOTIATING) {
 			go_on = negotiated(c, &r);
 			free(packet);
+			if (go_on && evbuffer_get_length(in) > 0) {
+				conv_fail(c, "answers before the first command");
+				return;
+			}
 			if (go_on)
 				milter_resume(c->ms);
-			return; /* anything more before the first command is a fault anyway */
+			return;
 		}
 		if (r.kind == MILTER_REP_REPLYCODE)
 			r.value = text; /* the joined text lives in this frame */
@@ -252,8 +256,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		bool more = !final || c->ignored > 0;
 		milter_answer(c, &r);
 		free(packet);
-		if (!more || c->bev == NULL)
-			return; /* done, or the answer made us give up on the milter */
+		if (c->bev == NULL)
+			return; /* the answer made us give up on the milter */
+		if (!more) {
+			/* Read before any command sent since: answers to nothing,
+			 * which would be taken for the next ones' (one step out). */
+			if (evbuffer_get_length(in) > 0)
+				conv_fail(c, "more answers than commands");
+			return;
+		}
 	}
 }
 

@@ -1443,6 +1443,36 @@ static void test_envelope_changes_need_valid_addresses(void **state)
 	stop();
 }
 
+/* Answers to commands not sent yet (here a CONTINUE in the same write
+ * as the negotiation, before CONNECT) would be taken for the answers to
+ * the commands that follow, one step out for the rest of the session:
+ * the milter is given up instead. */
+static void test_answer_before_its_command_is_a_fault(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	connect_client();
+	m_accept(0);
+	m_expect(0, MILTER_CMD_OPTNEG, NULL);
+	buf_t r = BUF_INIT, b = BUF_INIT;
+	put32(&r, 6);
+	put32(&r, MILTER_ACT_ALL);
+	put32(&r, 0);
+	milter_put_packet(&b, MILTER_REP_OPTNEG, r.data, r.len);
+	milter_put_packet(&b, MILTER_REP_CONTINUE, NULL, 0);
+	assert_int_equal(safeio_write_all(fx.m[0].fd, b.data, b.len), 0);
+	buf_free(&r);
+	buf_free(&b);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
 static void test_negotiation_asking_too_much_fails(void **state)
 {
 	(void)state;
@@ -1556,6 +1586,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
 		cmocka_unit_test(test_negotiation_asking_too_much_fails),
+		cmocka_unit_test(test_answer_before_its_command_is_a_fault),
 		cmocka_unit_test(test_failed_milter_changes_are_dropped),
 		cmocka_unit_test(test_envelope_changes_need_valid_addresses),
 		cmocka_unit_test(test_list_parse),
