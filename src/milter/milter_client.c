@@ -596,13 +596,17 @@ static enum run conv_step(struct milter_session *ms, struct milter_conv *c)
 	enum policy_stage stage = ms->req->stage;
 	if (!ms->started) {
 		ms->started = true;
+		/* A message the milter did not see the end of (refused by
+		 * postern or by a milter before it, RSET while it waited):
+		 * ABORT before the next MAIL or HELO, as Postfix sends it. */
+		if ((stage == POLICY_MAIL || stage == POLICY_HELO) && c->in_message) {
+			buf_t b = BUF_INIT;
+			milter_encode_simple(&b, MILTER_CMD_ABORT);
+			conv_send(c, &b, MILTER_CMD_ABORT, false, false);
+			buf_free(&b);
+			c->in_message = false;
+		}
 		if (stage == POLICY_MAIL) {
-			if (c->in_message) {
-				buf_t b = BUF_INIT;
-				milter_encode_simple(&b, MILTER_CMD_ABORT);
-				conv_send(c, &b, MILTER_CMD_ABORT, false, false);
-				buf_free(&b);
-			}
 			c->in_message = true;
 			c->msg_done = false;
 		}

@@ -1021,6 +1021,30 @@ static void test_helo_in_a_transaction_aborts_it(void **state)
 	stop();
 }
 
+/* A message that ends refused before the milters saw its end (here too
+ * big) leaves them inside it: the next HELO comes after an ABORT. */
+static void test_helo_after_a_refused_message_aborts_it(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "message_size_limit = 2k\n");
+	greeted(0);
+	envelope("alice@example.test");
+	buf_t big = BUF_INIT;
+	buf_puts(&big, "Subject: x\r\n\r\n");
+	for (int i = 0; i < 40; i++)
+		buf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+	buf_puts(&big, ".\r\n");
+	data_sent(buf_cstr(&big));
+	buf_free(&big);
+	expect_lines(1, "552 ");
+	say("EHLO client.test\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_reply("250 ");
+	stop();
+}
+
 static void test_shutdown_closes_the_session(void **state)
 {
 	(void)state;
@@ -1577,6 +1601,7 @@ int main(void)
 		cmocka_unit_test(test_too_much_header_text),
 		cmocka_unit_test(test_shutdown_closes_the_session),
 		cmocka_unit_test(test_helo_in_a_transaction_aborts_it),
+		cmocka_unit_test(test_helo_after_a_refused_message_aborts_it),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
