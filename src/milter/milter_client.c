@@ -163,13 +163,15 @@ static void refuse(struct milter_session *ms, struct milter_conv *c, const struc
 
 /*
  * The address of an envelope change, "<a@b>" or "a@b", as the session
- * keeps the ones it took itself ("local@domain", domain lower-cased):
+ * keeps the ones it took itself ("local@domain", domain lower-cased, a
+ * local recipient all lower-cased):
  * false when it is no RFC 5321 path (or "<>" where a recipient is due).
  * Sendmail and Postfix take these from the milter without the client's
  * restrictions; they are parsed here all the same, so that nothing but a
  * mailbox reaches the queue file and a long one is refused, never cut.
  */
-static bool envelope_address(const char *text, bool sender, char *out, size_t outlen)
+static bool envelope_address(const struct config *cfg, const char *text, bool sender, char *out,
+			     size_t outlen)
 {
 	char path[ADDR_PATH_MAX + 3];
 	size_t len = strlen(text);
@@ -187,7 +189,13 @@ static bool envelope_address(const char *text, bool sender, char *out, size_t ou
 	long used = address_parse_path(path, strlen(path), flags, &a, &err);
 	if (used < 0 || (size_t)used != strlen(path))
 		return false;
-	address_format(&a, out, outlen);
+	/* A recipient of a local domain in the form the session queues
+	 * (rcpt_queue_form): lower case, unquoted, <Postmaster> at the
+	 * first local domain; so delivery and DELRCPT find it. */
+	bool local = a.domain[0] == '\0' ||
+		     (!a.domain_literal && strlist_contains_nocase(&cfg->local_domains, a.domain));
+	if (sender || !local || !policy_local_key(cfg, &a, out, outlen))
+		address_format(&a, out, outlen);
 	return true;
 }
 
@@ -243,7 +251,8 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 	}
 	char addr[ADDR_PATH_MAX + 1] = "";
 	if (r->address != NULL &&
-	    !envelope_address(r->address, r->kind == MILTER_REP_CHGFROM, addr, sizeof(addr))) {
+	    !envelope_address(ms->client->cfg, r->address, r->kind == MILTER_REP_CHGFROM, addr,
+			      sizeof(addr))) {
 		log_warn("%s: milter=%s %s with a malformed address: ignored", conv_log_key(c),
 			 c->spec->name, milter_reply_name(r->kind));
 		return;

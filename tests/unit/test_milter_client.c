@@ -1455,14 +1455,21 @@ static void test_envelope_changes_need_valid_addresses(void **state)
 	m_send_strings(0, MILTER_REP_DELRCPT, "alice@example.test>", NULL);
 	/* the good ones, bracketed or bare, are made */
 	m_send_strings(0, MILTER_REP_ADDRCPT, "Bob@Example.TEST", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<Postmaster>", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<Carol@Remote.TEST>", NULL);
+	/* found in its queue form, as RCPT stored it */
+	m_send_strings(0, MILTER_REP_DELRCPT, "<\"Alice\"@example.test>", NULL);
 	m_answer(0, MILTER_REP_CONTINUE);
 	expect_lines(1, "250 2.0.0 Ok: queued as ");
 	struct qf_msg q;
 	close(read_only_file("queue", &q));
 	assert_string_equal(q.sender, "sender@remote.test");
-	assert_int_equal(q.rcpt_count, 2);
+	assert_int_equal(q.rcpt_count, 4);
 	assert_string_equal(q.rcpts[0].addr, "alice@example.test");
-	assert_string_equal(q.rcpts[1].addr, "Bob@example.test");
+	assert_int_equal(q.rcpts[0].status, QF_RCPT_REMOVED);
+	assert_string_equal(q.rcpts[1].addr, "bob@example.test");
+	assert_string_equal(q.rcpts[2].addr, "postmaster@example.test");
+	assert_string_equal(q.rcpts[3].addr, "Carol@remote.test");
 	qf_msg_free(&q);
 	stop();
 }
