@@ -43,6 +43,7 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../queue/queue.h"
 
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
@@ -199,6 +200,21 @@ static bool envelope_address(const struct config *cfg, const char *text, bool se
 	return true;
 }
 
+/* Would the queue file take name and value (as it follows the colon,
+ * CRLF or LF folds) as a field? What it would refuse is not shown to the
+ * next milters either. */
+static bool header_change_valid(const char *name, const char *value)
+{
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%s:", name);
+	for (const char *p = value; *p != '\0'; p++)
+		if (!(p[0] == '\r' && p[1] == '\n'))
+			buf_putc(&b, *p);
+	bool ok = queue_header_field_valid(buf_cstr(&b));
+	buf_free(&b);
+	return ok;
+}
+
 /* A change the milter asks for at the end of the message. */
 static void take_change(struct milter_session *ms, struct milter_conv *c,
 			const struct milter_reply *r)
@@ -248,6 +264,12 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 		bool lead = (c->protocol & MILTER_P_HDR_LEADSPC) || r->value[0] == '\0';
 		value = xmalloc(strlen(r->value) + 2);
 		snprintf(value, strlen(r->value) + 2, "%s%s", lead ? "" : " ", r->value);
+	}
+	if (value != NULL && r->value[0] != '\0' && !header_change_valid(r->name, value)) {
+		log_warn("%s: milter=%s %s %s with a malformed value: ignored", conv_log_key(c),
+			 c->spec->name, milter_reply_name(r->kind), r->name);
+		free(value);
+		return;
 	}
 	char addr[ADDR_PATH_MAX + 1] = "";
 	if (r->address != NULL &&

@@ -1265,6 +1265,52 @@ static void test_change_of_a_missing_field_adds_it(void **state)
 	stop();
 }
 
+/* A header field the queue file would refuse (a line break not
+ * followed by white space: a second field smuggled in) is not made, and
+ * the next milter is not shown it either (a DKIM signer would sign a
+ * field the message never carries). */
+static void test_malformed_header_change_is_not_shown(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOEOH | MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Bad", "a\r\nBcc: someone@remote.test");
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Bad-Too", "a\rb");
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Good", "folded\r\n\tfine");
+	m_answer(0, MILTER_REP_CONTINUE);
+	buf_t d = BUF_INIT;
+	static const char *const want[] = { "Received", "Subject", "X-Good" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_int_equal(q.edit_count, 1);
+	assert_string_equal(q.edits[0].text, "X-Good: folded\n\tfine");
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
 static void test_refused_recipients_told_when_asked(void **state)
 {
 	(void)state;
@@ -1613,6 +1659,7 @@ int main(void)
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
 		cmocka_unit_test(test_change_of_a_missing_field_adds_it),
+		cmocka_unit_test(test_malformed_header_change_is_not_shown),
 		cmocka_unit_test(test_refused_recipients_told_when_asked),
 		cmocka_unit_test(test_inet_milter),
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
