@@ -29,7 +29,7 @@
  * milter_macros.c, the connections from milter_conv.c.
  *
  * Untrusted input: the milters' answers (decoded by milter_proto.c; the
- * changes bounded here: CHANGES_MAX, a new body within
+ * changes bounded here: CHANGES_MAX, CHANGES_TEXT_MAX, a new body within
  * message_size_limit). Unprivileged smtp worker, on its event loop.
  */
 #include "milter_int.h"
@@ -43,12 +43,17 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "../queue/queue.h"
 
 /* A header field longer than this is not sent (libmilter's packet limit). */
 #define HEADER_FIELD_MAX (MILTER_CHUNK_MAX - 16)
 /* The most changes one milter may ask for at the end of a message (the
- * queue file takes fewer; this bounds what is held in memory). */
+ * queue file takes fewer; this bounds what is held in memory), and the
+ * most bytes of header text and addresses in them (a new body has its
+ * own bound, message_size_limit): 4096 fields of 64 KiB would otherwise
+ * be 256 MiB held for one session. */
 #define CHANGES_MAX 4096
+#define CHANGES_TEXT_MAX (1024 * 1024)
 
 enum run { RUN_WAIT, RUN_NEXT, RUN_STOP };
 
@@ -157,6 +162,59 @@ static void refuse(struct milter_session *ms, struct milter_conv *c, const struc
 
 /* ---- answers ---------------------------------------------------------------------- */
 
+/*
+ * The address of an envelope change, "<a@b>" or "a@b", as the session
+ * keeps the ones it took itself ("local@domain", domain lower-cased, a
+ * local recipient all lower-cased):
+ * false when it is no RFC 5321 path (or "<>" where a recipient is due).
+ * Sendmail and Postfix take these from the milter without the client's
+ * restrictions; they are parsed here all the same, so that nothing but a
+ * mailbox reaches the queue file and a long one is refused, never cut.
+ */
+static bool envelope_address(const struct config *cfg, const char *text, bool sender, char *out,
+			     size_t outlen)
+{
+	char path[ADDR_PATH_MAX + 3];
+	size_t len = strlen(text);
+	if (len > ADDR_PATH_MAX + 2)
+		return false;
+	if (text[0] == '<')
+		snprintf(path, sizeof(path), "%s", text);
+	else if (len > ADDR_PATH_MAX)
+		return false;
+	else
+		snprintf(path, sizeof(path), "<%s>", text);
+	struct mail_address a;
+	const char *err = NULL;
+	unsigned flags = ADDR_ALLOW_UTF8 | (sender ? ADDR_ALLOW_NULL : ADDR_ALLOW_BARE_POSTMASTER);
+	long used = address_parse_path(path, strlen(path), flags, &a, &err);
+	if (used < 0 || (size_t)used != strlen(path))
+		return false;
+	/* A recipient of a local domain in the form the session queues
+	 * (rcpt_queue_form): lower case, unquoted, <Postmaster> at the
+	 * first local domain; so delivery and DELRCPT find it. */
+	bool local = a.domain[0] == '\0' ||
+		     (!a.domain_literal && strlist_contains_nocase(&cfg->local_domains, a.domain));
+	if (sender || !local || !policy_local_key(cfg, &a, out, outlen))
+		address_format(&a, out, outlen);
+	return true;
+}
+
+/* Would the queue file take name and value (as it follows the colon,
+ * CRLF or LF folds) as a field? What it would refuse is not shown to the
+ * next milters either. */
+static bool header_change_valid(const char *name, const char *value)
+{
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%s:", name);
+	for (const char *p = value; *p != '\0'; p++)
+		if (!(p[0] == '\r' && p[1] == '\n'))
+			buf_putc(&b, *p);
+	bool ok = queue_header_field_valid(buf_cstr(&b));
+	buf_free(&b);
+	return ok;
+}
+
 /* A change the milter asks for at the end of the message. */
 static void take_change(struct milter_session *ms, struct milter_conv *c,
 			const struct milter_reply *r)
@@ -185,6 +243,14 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 		conv_fail(c, "too many changes");
 		return;
 	}
+	size_t text = (r->name != NULL ? strlen(r->name) : 0) +
+		      (r->value != NULL ? strlen(r->value) : 0) +
+		      (r->address != NULL ? strlen(r->address) : 0);
+	if (text > CHANGES_TEXT_MAX - ms->edits_text) {
+		conv_fail(c, "changes over 1 MiB of header text and addresses");
+		return;
+	}
+	ms->edits_text += text;
 	if (r->kind == MILTER_REP_REPLBODY &&
 	    (ms->replbody != NULL ? ms->replbody->body.len : 0) + r->body_len >
 		    ms->client->cfg->message_size_limit) {
@@ -199,14 +265,19 @@ static void take_change(struct milter_session *ms, struct milter_conv *c,
 		value = xmalloc(strlen(r->value) + 2);
 		snprintf(value, strlen(r->value) + 2, "%s%s", lead ? "" : " ", r->value);
 	}
+	if (value != NULL && r->value[0] != '\0' && !header_change_valid(r->name, value)) {
+		log_warn("%s: milter=%s %s %s with a malformed value: ignored", conv_log_key(c),
+			 c->spec->name, milter_reply_name(r->kind), r->name);
+		free(value);
+		return;
+	}
 	char addr[ADDR_PATH_MAX + 1] = "";
-	if (r->address != NULL) {
-		/* "<a@b>" or "a@b": the edits hold it without the brackets */
-		const char *a = r->address;
-		size_t len = strlen(a);
-		if (len >= 2 && a[0] == '<' && a[len - 1] == '>')
-			a++, len -= 2;
-		snprintf(addr, sizeof(addr), "%.*s", (int)len, a);
+	if (r->address != NULL &&
+	    !envelope_address(ms->client->cfg, r->address, r->kind == MILTER_REP_CHGFROM, addr,
+			      sizeof(addr))) {
+		log_warn("%s: milter=%s %s with a malformed address: ignored", conv_log_key(c),
+			 c->spec->name, milter_reply_name(r->kind));
+		return;
 	}
 	switch (r->kind) {
 	case MILTER_REP_ADDHEADER:
@@ -259,6 +330,7 @@ static void eom_answered(struct milter_session *ms, struct milter_conv *c, bool 
 		policy_edits_move(&policy_call_reply(ms->call)->edits, &ms->edits);
 	}
 	policy_edits_free(&ms->edits);
+	ms->edits_text = 0;
 	ms->replbody = NULL;
 }
 
@@ -448,6 +520,7 @@ static enum run eod_steps(struct milter_session *ms, struct milter_conv *c)
 	while (!ms->stop && !c->msg_done && result == RUN_NEXT) {
 		if (conv_backlog(c) > MILTER_OUTPUT_PACE) {
 			result = RUN_WAIT; /* the write callback brings us back */
+			conv_wait_output(c);
 			break;
 		}
 		switch (ms->eod) {
@@ -545,18 +618,26 @@ static enum run conv_step(struct milter_session *ms, struct milter_conv *c)
 		}
 		break;
 	}
-	if (c->waiting || conv_backlog(c) > MILTER_OUTPUT_PACE)
+	if (c->waiting)
 		return RUN_WAIT;
+	if (conv_backlog(c) > MILTER_OUTPUT_PACE) {
+		conv_wait_output(c);
+		return RUN_WAIT;
+	}
 	enum policy_stage stage = ms->req->stage;
 	if (!ms->started) {
 		ms->started = true;
+		/* A message the milter did not see the end of (refused by
+		 * postern or by a milter before it, RSET while it waited):
+		 * ABORT before the next MAIL or HELO, as Postfix sends it. */
+		if ((stage == POLICY_MAIL || stage == POLICY_HELO) && c->in_message) {
+			buf_t b = BUF_INIT;
+			milter_encode_simple(&b, MILTER_CMD_ABORT);
+			conv_send(c, &b, MILTER_CMD_ABORT, false, false);
+			buf_free(&b);
+			c->in_message = false;
+		}
 		if (stage == POLICY_MAIL) {
-			if (c->in_message) {
-				buf_t b = BUF_INIT;
-				milter_encode_simple(&b, MILTER_CMD_ABORT);
-				conv_send(c, &b, MILTER_CMD_ABORT, false, false);
-				buf_free(&b);
-			}
 			c->in_message = true;
 			c->msg_done = false;
 		}
@@ -619,6 +700,12 @@ static enum policy_verdict stage_end(struct milter_session *ms)
 		 * answers the commands of such a session with the refusal). */
 		if (ms->req->stage == POLICY_CONNECT && ms->code != 421)
 			reply->at_rcpt = true;
+		/* ... and the milters are done with the session, as in Sendmail:
+		 * the ones after the refusal never got CONNECT, and a HELO or
+		 * MAIL without it is out of order. They hear QUIT at the end. */
+		if (ms->req->stage == POLICY_CONNECT)
+			for (size_t i = 0; i < ms->count; i++)
+				ms->convs[i].conn_done = true;
 	}
 	if (v != POLICY_DUNNO && v != POLICY_QUARANTINE && ms->req->stage == POLICY_END_OF_DATA)
 		policy_edits_free(&reply->edits); /* refused or dropped: no changes */

@@ -56,6 +56,14 @@ static void arm(struct milter_conv *c, uint64_t seconds)
 	evtimer_add(c->timer, &tv);
 }
 
+void conv_wait_output(struct milter_conv *c)
+{
+	/* No answer is due, so no timer runs: without this a milter that
+	 * stops reading would hold the session until policy_timeout. */
+	if (c->state == CONV_READY && !c->waiting && c->timer != NULL)
+		arm(c, c->spec->content_timeout);
+}
+
 void conv_start(struct milter_conv *c)
 {
 	struct milter_client *client = c->ms->client;
@@ -134,7 +142,15 @@ void conv_fail(struct milter_conv *c, const char *why)
 		 why, actions[c->spec->default_action]);
 	conv_close(c, false);
 	c->state = CONV_FAILED;
-	milter_resume(c->ms);
+	struct milter_session *ms = c->ms;
+	if (ms->call != NULL && ms->cur < ms->count && &ms->convs[ms->cur] == c) {
+		/* Changes it sent before failing are no answer: they are not
+		 * made, nor counted as the next milter's. */
+		policy_edits_free(&ms->edits);
+		ms->edits_text = 0;
+		ms->replbody = NULL;
+	}
+	milter_resume(ms);
 }
 
 /* ---- negotiation ---------------------------------------------------------------- */
@@ -223,9 +239,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		if (c->state == CONV_NEGOTIATING) {
 			go_on = negotiated(c, &r);
 			free(packet);
+			if (go_on && evbuffer_get_length(in) > 0) {
+				conv_fail(c, "answers before the first command");
+				return;
+			}
 			if (go_on)
 				milter_resume(c->ms);
-			return; /* anything more before the first command is a fault anyway */
+			return;
 		}
 		if (r.kind == MILTER_REP_REPLYCODE)
 			r.value = text; /* the joined text lives in this frame */
@@ -236,8 +256,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		bool more = !final || c->ignored > 0;
 		milter_answer(c, &r);
 		free(packet);
-		if (!more || c->bev == NULL)
-			return; /* done, or the answer made us give up on the milter */
+		if (c->bev == NULL)
+			return; /* the answer made us give up on the milter */
+		if (!more) {
+			/* Read before any command sent since: answers to nothing,
+			 * which would be taken for the next ones' (one step out). */
+			if (evbuffer_get_length(in) > 0)
+				conv_fail(c, "more answers than commands");
+			return;
+		}
 	}
 }
 
@@ -245,8 +272,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct milter_conv *c = arg;
 	(void)bev;
-	if (c->state == CONV_READY && !c->waiting)
+	if (c->state == CONV_READY && !c->waiting) {
+		evtimer_del(c->timer); /* it reads: conv_wait_output's timer is done */
 		milter_resume(c->ms);
+	}
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -273,6 +302,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	const char *why = c->state == CONV_CONNECTING ? "connect timeout"
 			  : c->state == CONV_NEGOTIATING ? "no answer to the option negotiation"
-							 : "timeout waiting for an answer";
+			  : c->waiting ? "timeout waiting for an answer"
+				       : "timeout: the milter does not read what is sent to it";
 	conv_fail(c, why);
 }

@@ -93,6 +93,7 @@ struct milter_session {
 	uint64_t body_pos;
 	bool body_skip;
 	policy_edits_t edits; /* the current milter's changes (kept if it accepts) */
+	size_t edits_text; /* bytes of their names, values and addresses */
 	struct policy_edit *replbody;
 	/* The message as the milters before the current one changed it: their
 	 * header changes are made to headers, a new body (LF line ends)
@@ -119,6 +120,9 @@ void conv_fail(struct milter_conv *c, const char *why);
 void conv_close(struct milter_conv *c, bool quit);
 /* Bytes queued for the milter and not written yet. */
 size_t conv_backlog(const struct milter_conv *c);
+/* The stage waits for the backlog to drain (commands without answers):
+ * content_timeout for the milter to read some of it. */
+void conv_wait_output(struct milter_conv *c);
 /* The queue id (or client address) the conversation's logs are keyed by. */
 const char *conv_log_key(const struct milter_conv *c);
 

@@ -37,6 +37,7 @@ void milter_content_free(struct milter_session *ms)
 	xfree(&ms->headers);
 	ms->header_count = 0;
 	policy_edits_free(&ms->edits);
+	ms->edits_text = 0;
 	ms->replbody = NULL;
 	ms->body_replaced = false;
 	buf_free(&ms->new_body);
@@ -173,8 +174,9 @@ static char *lf_only(const char *text, size_t len, size_t *len_r)
 /* Make c's header changes and new body to the message the next milters
  * get, the way the queue file applies them on delivery (docs/queue.md):
  * an insert index and a change's occurrence count the header section as
- * the changes before them left it; a change of a field that is not there
- * does nothing. */
+ * the changes before them left it; a change of an occurrence that is not
+ * there adds the field at the end (removes nothing when its value is
+ * empty). */
 void milter_view_apply(struct milter_session *ms, const policy_edits_t *edits)
 {
 	for (size_t i = 0; i < edits->count; i++) {
@@ -200,8 +202,18 @@ void milter_view_apply(struct milter_session *ms, const policy_edits_t *edits)
 			for (at = 0; at < ms->header_count; at++)
 				if (strcasecmp(ms->headers[at].name, e->name) == 0 && ++seen == e->index)
 					break;
-			if (at == ms->header_count)
-				continue; /* no such field */
+			if (at == ms->header_count && e->value == NULL)
+				continue; /* no such field to remove */
+			if (at == ms->header_count) {
+				/* no such occurrence: the new value is added at
+				 * the end (smfi_chgheader(3)) */
+				ms->headers = xreallocarray(ms->headers, ms->header_count + 1,
+							    sizeof(*ms->headers));
+				ms->headers[at].name = xstrdup(e->name);
+				ms->headers[at].value = lf_only(e->value, strlen(e->value), NULL);
+				ms->header_count++;
+				continue;
+			}
 			free(ms->headers[at].value);
 			if (e->value != NULL) {
 				ms->headers[at].value = lf_only(e->value, strlen(e->value), NULL);

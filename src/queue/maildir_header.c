@@ -330,6 +330,10 @@ static void apply_edit(const struct mhdr_filter *f, struct mh_list *l,
 				list_insert(l, pos + 1, added(e->field, false));
 			break;
 		}
+		/* No such occurrence: a new value is added at the end
+		 * (smfi_chgheader(3), as Sendmail and Postfix do). */
+		if (pos == l->count && e->field != NULL)
+			list_insert(l, l->count, added(e->field, false));
 		break;
 	default:
 		break;

@@ -127,13 +127,17 @@ int queue_writer_remove_header(struct queue_writer *w, const char *name,
  * at the index-th place of the header section as the changes recorded
  * before it left it (0 = above the first field, postern's own Received:).
  * change: the occurrence-th (1 = first) field called name, counted the
- * same way, becomes field; field NULL removes it; no such field: nothing
- * happens on delivery. replace_body: everything after the header
+ * same way, becomes field; field NULL removes it; no such occurrence:
+ * field is added at the end (smfi_chgheader(3)), a removal does nothing. replace_body: everything after the header
  * section's empty line becomes data[0..len), LF line ends, no
  * dot-stuffing (the content's own form); the last one counts.
  */
 int queue_writer_insert_header(struct queue_writer *w, uint32_t index, const char *field,
 			       char **err_r);
+/* Would the writer take field ("Name: value", folds as LF followed by
+ * white space, no other control character, at most QF_HEADER_TEXT_MAX)
+ * as a header field to add, insert or change to? */
+bool queue_header_field_valid(const char *field);
 int queue_writer_change_header(struct queue_writer *w, const char *name,
 			       uint32_t occurrence, const char *field, char **err_r);
 int queue_writer_replace_body(struct queue_writer *w, const void *data, size_t len,

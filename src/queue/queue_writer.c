@@ -376,7 +376,7 @@ static bool field_name_valid(const char *s, size_t len)
 }
 
 /* "Name: value" with folds as LF followed by white space, bounded. */
-static bool header_field_valid(const char *field)
+bool queue_header_field_valid(const char *field)
 {
 	size_t len = strlen(field);
 	const char *colon = strchr(field, ':');
@@ -396,7 +396,7 @@ int queue_writer_add_header(struct queue_writer *w, bool at_end, const char *fie
 			    char **err_r)
 {
 	size_t len = strlen(field);
-	if (!header_field_valid(field)) {
+	if (!queue_header_field_valid(field)) {
 		*err_r = qf_errf("header field to add is malformed");
 		return -1;
 	}
@@ -414,7 +414,7 @@ int queue_writer_insert_header(struct queue_writer *w, uint32_t index, const cha
 			       char **err_r)
 {
 	size_t len = strlen(field);
-	if (!header_field_valid(field)) {
+	if (!queue_header_field_valid(field)) {
 		*err_r = qf_errf("header field to insert is malformed");
 		return -1;
 	}
@@ -436,7 +436,7 @@ int queue_writer_change_header(struct queue_writer *w, const char *name,
 		*err_r = qf_errf("header name or occurrence to change is malformed");
 		return -1;
 	}
-	if (field != NULL && !header_field_valid(field)) {
+	if (field != NULL && !queue_header_field_valid(field)) {
 		*err_r = qf_errf("new header field is malformed");
 		return -1;
 	}

@@ -74,6 +74,13 @@ static enum step hello(struct smtp_session *s, const struct smtp_command *cmd,
 	free(s->pending_helo);
 	s->pending_helo = xstrndup(cmd->arg.ptr, cmd->arg.len);
 	s->pending_esmtp = esmtp;
+	if (s->tx != NULL) {
+		/* RFC 5321 4.1.4: the transaction ends here, refused HELO or
+		 * not; the milters hear ABORT before the new HELO (a HELO
+		 * inside a message is out of order for them), as in Postfix. */
+		tx_free(&s->tx);
+		milter_session_abort(s->milter);
+	}
 	session_request(s, POLICY_HELO, &req);
 	req.helo = s->pending_helo;
 	return session_ask(s, &req, helo_verdict, out);

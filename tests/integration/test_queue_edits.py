@@ -33,6 +33,7 @@ EDITED_HEADERS = (b"X-Milter-Top: 0\n"
                   b"X-Milter-Ins: 3\n"
                   b"To: bob@example.test\n"
                   b"Subject: [changed] original\n"
+                  b"X-Status: added\n"
                   b"X-Added: at the end\n")
 NEW_BODY = b"a new body\nfrom the milter\n" + (b"x" * 70 + b"\n") * 1000 + b"end\n"
 
@@ -50,7 +51,9 @@ def trailer():
             + rec("i", struct.pack(">I", 3) + b"X-Milter-Ins: 3")
             + change(b"subject", 1, b"Subject: [changed] original")
             + change(b"X-Scanned", 1, b"")
-            + change(b"X-Nowhere", 1, b"X-Nowhere: never")
+            + change(b"X-Nowhere", 1, b"")
+            # no such occurrence: added at the end (smfi_chgheader)
+            + change(b"X-Status", 1, b"X-Status: added")
             + rec("h", b"\x01X-Added: at the end")
             + rec("b", struct.pack(">Q", 5)) + b"lost\n"
             + rec("b", struct.pack(">Q", len(NEW_BODY))) + NEW_BODY)

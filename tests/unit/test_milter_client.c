@@ -662,6 +662,34 @@ static void test_connect_reject_refuses_every_rcpt(void **state)
 	stop();
 }
 
+/* A refusal at connect ends the milters' part in the session, as in
+ * Sendmail: the milters after the one that refused never got CONNECT,
+ * so they get no HELO, MAIL or RCPT either (nor a connection). */
+static void test_connect_reject_ends_every_milter(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_REJECT);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "550 5.7.1 ");
+	int fd = accept4(fx.m[1].listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd >= 0)
+		close(fd);
+	assert_true(fd < 0); /* never connected */
+	say("QUIT\r\n");
+	expect_lines(1, "221 ");
+	m_expect(0, MILTER_CMD_QUIT, NULL);
+	stop();
+}
+
 static void test_discard_and_quarantine(void **state)
 {
 	(void)state;
@@ -833,6 +861,42 @@ static void test_silent_milter_with_continue(void **state)
 	stop();
 }
 
+/* A milter that takes no answers for the content (NR_HDR, NR_EOH,
+ * NR_BODY) and stops reading it: content_timeout, then its default
+ * action, not the session's policy_timeout. */
+static void test_milter_that_stops_reading(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, content_timeout=1s, default_action=continue }",
+	      "policy_timeout = 60s\n");
+	greeted(MILTER_P_NR_HDR | MILTER_P_NR_EOH | MILTER_P_NR_BODY);
+	envelope("alice@example.test");
+	say("DATA\r\n");
+	m_expect(0, MILTER_CMD_DATA, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "354 ");
+	/* 4 MB of body: far more than the socket and the pacing hold */
+	buf_t msg = BUF_INIT;
+	buf_puts(&msg, "Subject: big\r\n\r\n");
+	for (int i = 0; i < 50000; i++)
+		buf_puts(&msg, "0123456789012345678901234567890123456789012345678901234567890123456789"
+			       "0123456789\r\n");
+	buf_puts(&msg, ".\r\n");
+	for (size_t off = 0; off < msg.len;) {
+		ssize_t n = send(fx.client, msg.data + off, msg.len - off, MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
+			pump(1);
+		else
+			fail_msg("cannot send the message: %s", strerror(errno));
+	}
+	buf_free(&msg);
+	/* the milter reads nothing more */
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	stop();
+}
+
 static void test_absent_milter(void **state)
 {
 	(void)state;
@@ -891,6 +955,93 @@ static void test_too_many_changes(void **state)
 	m_send(0, MILTER_REP_REPLBODY, chunk, sizeof(chunk));
 	expect_lines(1, "451 4.7.1 ");
 	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
+/* Header changes are bounded in bytes too, not only in number: a milter
+ * that sends more than 1 MiB of them is given up (default action). */
+static void test_too_much_header_text(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	char value[8000];
+	memset(value, 'v', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	/* Written as the server reads (it closes once past the bound). */
+	buf_t all = BUF_INIT;
+	for (int i = 0; i < 140; i++) {
+		buf_t d = BUF_INIT;
+		buf_append(&d, "X-Big", 6);
+		buf_append(&d, value, sizeof(value));
+		milter_put_packet(&all, MILTER_REP_ADDHEADER, d.data, d.len);
+		buf_free(&d);
+	}
+	milter_put_packet(&all, MILTER_REP_CONTINUE, NULL, 0);
+	for (size_t off = 0; off < all.len;) {
+		ssize_t n = send(fx.m[0].fd, all.data + off, all.len - off, MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
+			pump(1);
+		else
+			break; /* closed by the server */
+	}
+	buf_free(&all);
+	expect_lines(1, "451 4.7.1 ");
+	assert_int_equal(files_in("queue"), 0);
+	stop();
+}
+
+/* HELO or EHLO in the middle of a transaction resets it (RFC 5321
+ * 4.1.4): the milters hear ABORT before the new HELO, as Postfix sends
+ * it, not a HELO in the middle of a message. */
+static void test_helo_in_a_transaction_aborts_it(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	say("EHLO client.test\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_reply("250 ");
+	/* no transaction any more */
+	say("RCPT TO:<bob@example.test>\r\n");
+	expect_lines(1, "503 ");
+	/* and the next one starts cleanly, without a second ABORT */
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	m_expect(0, MILTER_CMD_MAIL, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	stop();
+}
+
+/* A message that ends refused before the milters saw its end (here too
+ * big) leaves them inside it: the next HELO comes after an ABORT. */
+static void test_helo_after_a_refused_message_aborts_it(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "message_size_limit = 2k\n");
+	greeted(0);
+	envelope("alice@example.test");
+	buf_t big = BUF_INIT;
+	buf_puts(&big, "Subject: x\r\n\r\n");
+	for (int i = 0; i < 40; i++)
+		buf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+	buf_puts(&big, ".\r\n");
+	data_sent(buf_cstr(&big));
+	buf_free(&big);
+	expect_lines(1, "552 ");
+	say("EHLO client.test\r\n");
+	m_expect(0, MILTER_CMD_ABORT, NULL);
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_reply("250 ");
 	stop();
 }
 
@@ -1054,6 +1205,112 @@ static void test_next_milter_sees_the_changes(void **state)
 	stop();
 }
 
+/* smfi_chgheader(3): an index past the fields of that name adds the
+ * field (at the end), as Sendmail and Postfix do; an empty value there
+ * removes nothing. The next milter sees it too. */
+static void test_change_of_a_missing_field_adds_it(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOEOH | MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	buf_t d = BUF_INIT;
+	put32(&d, 1);
+	buf_append(&d, "X-Status\0new", 13);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 2); /* there is one Subject only */
+	buf_append(&d, "Subject\0second", 15);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	buf_reset(&d);
+	put32(&d, 1);
+	buf_append(&d, "X-Nothing\0", 11);
+	m_send(0, MILTER_REP_CHGHEADER, d.data, d.len);
+	m_answer(0, MILTER_REP_CONTINUE);
+	static const char *const want[] = { "Received", "Subject", "X-Status", "Subject" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	int fd = read_only_file("queue", &q);
+	buf_t out = BUF_INIT;
+	char *err = NULL;
+	assert_int_equal(mhdr_read_message(fd, &q, false, 1 << 20, &out, &err), 0);
+	close(fd);
+	const char *text = buf_cstr(&out);
+	if (strstr(text, "\nSubject: x\nX-Status: new\nSubject: second\n\nbody\n") == NULL)
+		fail_msg("delivered as: %s", text);
+	assert_null(strstr(text, "X-Nothing"));
+	buf_free(&out);
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
+/* A header field the queue file would refuse (a line break not
+ * followed by white space: a second field smuggled in) is not made, and
+ * the next milter is not shown it either (a DKIM signer would sign a
+ * field the message never carries). */
+static void test_malformed_header_change_is_not_shown(void **state)
+{
+	(void)state;
+	start(2, "unix:%s, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOEOH | MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Bad", "a\r\nBcc: someone@remote.test");
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Bad-Too", "a\rb");
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Good", "folded\r\n\tfine");
+	m_answer(0, MILTER_REP_CONTINUE);
+	buf_t d = BUF_INIT;
+	static const char *const want[] = { "Received", "Subject", "X-Good" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		m_expect(1, MILTER_CMD_HEADER, &d);
+		assert_string_equal(d.data, want[i]);
+		m_answer(1, MILTER_REP_CONTINUE);
+	}
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_int_equal(q.edit_count, 1);
+	assert_string_equal(q.edits[0].text, "X-Good: folded\n\tfine");
+	qf_msg_free(&q);
+	buf_free(&d);
+	stop();
+}
+
 static void test_refused_recipients_told_when_asked(void **state)
 {
 	(void)state;
@@ -1177,6 +1434,122 @@ static void test_refusal_at_end_of_message_drops_the_changes(void **state)
 	stop();
 }
 
+/* A milter that fails in the middle of its changes (here: it closes the
+ * connection after one) gets its default action; the changes it sent
+ * before are not the next milter's and are not made. */
+static void test_failed_milter_changes_are_dropped(void **state)
+{
+	(void)state;
+	start(2, "{ unix:%s, default_action=continue }, unix:%s", "");
+	connect_client();
+	m_negotiate(0, MILTER_ACT_ALL, 0, NULL);
+	m_expect(0, MILTER_CMD_CONNECT, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	uint32_t quiet = MILTER_P_NOCONNECT | MILTER_P_NOHELO | MILTER_P_NOMAIL |
+			 MILTER_P_NORCPT | MILTER_P_NODATA | MILTER_P_NOHDRS | MILTER_P_NOEOH |
+			 MILTER_P_NOBODY;
+	m_negotiate(1, MILTER_ACT_ALL, quiet, NULL);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	m_expect(0, MILTER_CMD_HELO, NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 ");
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	m_send_strings(0, MILTER_REP_ADDHEADER, "X-Half-Done", "1");
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<bob@example.test>", NULL);
+	m_send(0, MILTER_REP_REPLBODY, "half a body\r\n", 13);
+	pump(50);
+	close_milter(0); /* gone before its answer */
+	m_expect(1, MILTER_CMD_BODYEOB, NULL);
+	m_send(1, MILTER_REP_REPLBODY, "second\r\n", 8);
+	m_answer(1, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_int_equal(q.rcpt_count, 1);
+	assert_int_equal(q.edit_count, 0);
+	/* the new body is the second milter's alone */
+	assert_true(q.body_replaced);
+	assert_int_equal(q.body_len, strlen("second\n"));
+	qf_msg_free(&q);
+	stop();
+}
+
+/* Envelope changes carry addresses a milter made up: one that is not an
+ * RFC 5321 mailbox, or longer than a path may be, is not made (nor cut
+ * to a different address that would then be). */
+static void test_envelope_changes_need_valid_addresses(void **state)
+{
+	(void)state;
+	start(1, "unix:%s", "");
+	greeted(0);
+	envelope("alice@example.test");
+	data_sent("Subject: x\r\n\r\nbody\r\n.\r\n");
+	through_to_eom(0, NULL);
+	char lng[400];
+	memset(lng, 'a', sizeof(lng));
+	/* 250 a's, "@example.test", then more: cut at 256 it would be
+	 * "aaa...@example.t" */
+	snprintf(lng + 250, sizeof(lng) - 250, "@example.test.elsewhere.test");
+	m_send_strings(0, MILTER_REP_ADDRCPT, lng, NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<two words@example.test>", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "bob@example.test> NOTIFY=NEVER", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "no-domain", NULL);
+	m_send_strings(0, MILTER_REP_CHGFROM, "<a@b@c>", NULL);
+	m_send_strings(0, MILTER_REP_DELRCPT, "alice@example.test>", NULL);
+	/* the good ones, bracketed or bare, are made */
+	m_send_strings(0, MILTER_REP_ADDRCPT, "Bob@Example.TEST", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<Postmaster>", NULL);
+	m_send_strings(0, MILTER_REP_ADDRCPT, "<Carol@Remote.TEST>", NULL);
+	/* found in its queue form, as RCPT stored it */
+	m_send_strings(0, MILTER_REP_DELRCPT, "<\"Alice\"@example.test>", NULL);
+	m_answer(0, MILTER_REP_CONTINUE);
+	expect_lines(1, "250 2.0.0 Ok: queued as ");
+	struct qf_msg q;
+	close(read_only_file("queue", &q));
+	assert_string_equal(q.sender, "sender@remote.test");
+	assert_int_equal(q.rcpt_count, 4);
+	assert_string_equal(q.rcpts[0].addr, "alice@example.test");
+	assert_int_equal(q.rcpts[0].status, QF_RCPT_REMOVED);
+	assert_string_equal(q.rcpts[1].addr, "bob@example.test");
+	assert_string_equal(q.rcpts[2].addr, "postmaster@example.test");
+	assert_string_equal(q.rcpts[3].addr, "Carol@remote.test");
+	qf_msg_free(&q);
+	stop();
+}
+
+/* Answers to commands not sent yet (here a CONTINUE in the same write
+ * as the negotiation, before CONNECT) would be taken for the answers to
+ * the commands that follow, one step out for the rest of the session:
+ * the milter is given up instead. */
+static void test_answer_before_its_command_is_a_fault(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, default_action=reject }", "");
+	connect_client();
+	m_accept(0);
+	m_expect(0, MILTER_CMD_OPTNEG, NULL);
+	buf_t r = BUF_INIT, b = BUF_INIT;
+	put32(&r, 6);
+	put32(&r, MILTER_ACT_ALL);
+	put32(&r, 0);
+	milter_put_packet(&b, MILTER_REP_OPTNEG, r.data, r.len);
+	milter_put_packet(&b, MILTER_REP_CONTINUE, NULL, 0);
+	assert_int_equal(safeio_write_all(fx.m[0].fd, b.data, b.len), 0);
+	buf_free(&r);
+	buf_free(&b);
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\n");
+	expect_lines(1, "250 ");
+	say("MAIL FROM:<sender@remote.test>\r\n");
+	expect_lines(1, "250 ");
+	say("RCPT TO:<alice@example.test>\r\n");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
 static void test_negotiation_asking_too_much_fails(void **state)
 {
 	(void)state;
@@ -1264,6 +1637,7 @@ int main(void)
 		cmocka_unit_test(test_reject_at_rcpt_refuses_that_recipient_only),
 		cmocka_unit_test(test_custom_reply_codes),
 		cmocka_unit_test(test_connect_reject_refuses_every_rcpt),
+		cmocka_unit_test(test_connect_reject_ends_every_milter),
 		cmocka_unit_test(test_discard_and_quarantine),
 		cmocka_unit_test(test_accept_ends_the_calls_for_the_message),
 		cmocka_unit_test(test_flags_no_reply_and_left_out_steps),
@@ -1272,19 +1646,28 @@ int main(void)
 		cmocka_unit_test(test_client_leaves_while_milter_pending),
 		cmocka_unit_test(test_silent_milter_gets_the_default_action),
 		cmocka_unit_test(test_silent_milter_with_continue),
+		cmocka_unit_test(test_milter_that_stops_reading),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
 		cmocka_unit_test(test_change_before_the_end_is_a_fault),
 		cmocka_unit_test(test_too_many_changes),
+		cmocka_unit_test(test_too_much_header_text),
 		cmocka_unit_test(test_shutdown_closes_the_session),
+		cmocka_unit_test(test_helo_in_a_transaction_aborts_it),
+		cmocka_unit_test(test_helo_after_a_refused_message_aborts_it),
 		cmocka_unit_test(test_two_milters_in_order),
 		cmocka_unit_test(test_end_of_message_changes),
 		cmocka_unit_test(test_next_milter_sees_the_changes),
+		cmocka_unit_test(test_change_of_a_missing_field_adds_it),
+		cmocka_unit_test(test_malformed_header_change_is_not_shown),
 		cmocka_unit_test(test_refused_recipients_told_when_asked),
 		cmocka_unit_test(test_inet_milter),
 		cmocka_unit_test(test_unknown_commands_told_and_their_answers_dropped),
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
 		cmocka_unit_test(test_negotiation_asking_too_much_fails),
+		cmocka_unit_test(test_answer_before_its_command_is_a_fault),
+		cmocka_unit_test(test_failed_milter_changes_are_dropped),
+		cmocka_unit_test(test_envelope_changes_need_valid_addresses),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
