@@ -1232,6 +1232,35 @@ static void test_list_parse(void **state)
 	}
 }
 
+/* The spellings of the milters' own configuration (opendkim's and
+ * clamav-milter's Socket lines, Sendmail's local: and inet6:) are refused
+ * with the line to write instead. */
+static void test_list_parse_says_how_to_write_a_milters_own_spelling(void **state)
+{
+	(void)state;
+	struct config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.milter_connect_timeout = 30;
+	cfg.milter_command_timeout = 30;
+	cfg.milter_content_timeout = 300;
+	static const char *const cases[][2] = {
+		{ "inet:8891@127.0.0.1", "write inet:127.0.0.1:8891 (PORT@HOST" },
+		{ "inet:8891@localhost", "write inet:localhost:8891 (PORT@HOST" },
+		{ "local:/run/opendkim/opendkim.sock", "write unix:/run/opendkim/opendkim.sock (" },
+		{ "inet6:8891@[::1]", "write inet:[ADDRESS]:PORT (" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct milter_list l;
+		char *err = NULL;
+		if (milter_list_parse(cases[i][0], &cfg, &l, &err) == 0)
+			fail_msg("accepted \"%s\"", cases[i][0]);
+		assert_non_null(err);
+		if (strstr(err, cases[i][1]) == NULL)
+			fail_msg("\"%s\": expected \"%s\" in \"%s\"", cases[i][0], cases[i][1], err);
+		free(err);
+	}
+}
+
 static void test_check_config_names_file_and_line(void **state)
 {
 	(void)state;
@@ -1286,6 +1315,7 @@ int main(void)
 		cmocka_unit_test(test_refusal_at_end_of_message_drops_the_changes),
 		cmocka_unit_test(test_negotiation_asking_too_much_fails),
 		cmocka_unit_test(test_list_parse),
+		cmocka_unit_test(test_list_parse_says_how_to_write_a_milters_own_spelling),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
