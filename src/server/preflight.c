@@ -112,10 +112,12 @@ static int make_root(const char *key, const char *path, const struct privsep *ps
 }
 
 int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
-			 FILE *errors)
+			 enum preflight_mode mode, FILE *errors)
 {
-	return make_root("spool_dir", cfg->spool_dir, ps, &ps->user, errors) +
-	       make_root("mail_root", cfg->mail_root, ps, &ps->mail_owner, errors);
+	int problems = make_root("spool_dir", cfg->spool_dir, ps, &ps->user, errors);
+	if (mode == PREFLIGHT_SERVE)
+		problems += make_root("mail_root", cfg->mail_root, ps, &ps->mail_owner, errors);
+	return problems;
 }
 
 /* ---- checks run as a role's account ------------------------------------- */
@@ -336,7 +338,7 @@ static int probe_as(struct probe *p, const struct privsep_account *acct,
 }
 
 int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
-			    bool create, FILE *errors)
+			    enum preflight_mode mode, bool create, FILE *errors)
 {
 	struct probe p = { cfg, ps, NULL, create, NULL };
 	int problems = 0;
@@ -347,6 +349,8 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 	p.account = ps->user.known ? ps->user.name : NULL;
 	p.create = create && ps->user.known;
 	problems += probe_as(&p, &ps->user, probe_user, errors);
+	if (mode != PREFLIGHT_SERVE)
+		return problems;
 	p.account = ps->mail_owner.known ? ps->mail_owner.name : NULL;
 	p.create = create && ps->mail_owner.known;
 	problems += probe_as(&p, &ps->mail_owner, probe_mail_owner, errors);
