@@ -58,7 +58,9 @@
 	  "POP3 connections refused at once (pop3_clients, the connection limit, a shutdown)")  \
 	X(POP3_RETRIEVED, "postern_pop3_messages_retrieved_total", "Messages sent whole by RETR") \
 	X(POP3_DELETED, "postern_pop3_messages_deleted_total",                                  \
-	  "Messages removed by POP3 clients at QUIT")
+	  "Messages removed by POP3 clients at QUIT")                                           \
+	X(MILTER_CONVERSATIONS, "postern_milter_conversations_total",                           \
+	  "Conversations an MTA opened with postern milter")
 
 /* Labelled counters: X(ID, name, help, label names...) with exactly
  * METRICS_LABELS_MAX label names, NULL for the unused ones. */
@@ -73,7 +75,10 @@
 	  "reason", NULL, NULL)                                                                 \
 	X(AUTH_LOGINS, "postern_auth_logins_total",                                             \
 	  "Logins decided by the auth process, by service and result", "service", "result",     \
-	  NULL, NULL)
+	  NULL, NULL)                                                                           \
+	X(MILTER_MESSAGES, "postern_milter_messages_total",                                     \
+	  "Messages postern milter answered, by its answer to the MTA and reason", "action",    \
+	  "reason", NULL, NULL)
 
 /* Histograms: X(ID, name, help); buckets METRICS_BUCKETS_US. */
 #define METRICS_HISTOGRAMS(X)                                                                 \

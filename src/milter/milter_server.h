@@ -6,8 +6,9 @@
  * `serve`, the scan master of the generation (the content pipeline:
  * content rules, antivirus, spam scoring) and then one milter process,
  * unprivileged (`user`), which listens on milter_listen. Each MTA
- * conversation runs on a libmilter thread: the message (header fields as
- * the MTA sends them, then the body) is spooled with LF line ends to a
+ * conversation runs on a libmilter thread (milter_session.h): the message
+ * (a trace field standing for the MTA's own Received:, the header fields
+ * as the MTA sends them, then the body) is spooled with LF line ends to a
  * private, unlinked file (milter_spool.h); at its end it goes to the scan
  * master as an smtp worker's message does (milter_scan.h), and the
  * verdict becomes the milter's reply: REJECT and TEMPFAIL with the
@@ -15,8 +16,10 @@
  * QUARANTINE (smfi_quarantine with the verdict's text: the MTA holds the
  * message), and the header changes of TAG, ACCEPT and QUARANTINE: the
  * fields the verdict removes (every occurrence counted while receiving,
- * smfi_chgheader with NULL) and the fields it adds, at the top of the
- * header section as postern's own delivery puts them (smfi_insheader).
+ * smfi_chgheader with NULL) and the fields it adds, below the MTA's own
+ * Received: as postern's own delivery puts them below its own
+ * (smfi_insheader at index 1). The capture switch copies the message as
+ * the MTA sent it (src/queue/capture.h), before the verdict.
  *
  * Bounds: message_size_limit (552 5.3.4, also from the SIZE= of MAIL),
  * header_size_limit and MILTER_SPOOL_FIELDS_MAX fields (552 5.3.4), the
@@ -24,12 +27,19 @@
  * the smtp worker gives it: 451 4.7.0 or scan_fail_open), and
  * command_timeout for each read from the MTA (libmilter's timeout).
  *
- * Signals: libmilter's own thread takes SIGTERM, SIGHUP and SIGINT as
- * "stop listening"; the process then finishes the conversations in
- * progress within shutdown_timeout and exits. The supervisor owns the
- * reloads: it starts a new milter process for a new generation and sends
- * the old one SIGTERM once the new one listens (see docs/architecture.md,
- * "The milter server").
+ * Signals: libmilter's own stop (its signal thread takes SIGTERM, SIGHUP
+ * and SIGINT) also abandons the conversations in progress, so the
+ * supervisor never sends those: SIGUSR2 retires the process (a reload)
+ * or stops it (a stop) alike. The listening socket is shut down at once
+ * and the process exits once the conversations in progress have ended,
+ * within shutdown_timeout. A new generation's process listens before the
+ * old one is retired (a unix socket renamed over the path, a TCP port
+ * shared with SO_REUSEPORT), so no MTA connection is refused (see
+ * docs/architecture.md, "The milter server").
+ *
+ * Logs: one line per message keyed by the MTA's queue id ({i}); metrics:
+ * postern_milter_conversations_total, postern_milter_messages_total
+ * {action, reason}.
  *
  * Untrusted input: everything the MTA relays (envelope, header fields,
  * body, macros) and the verdicts. Privilege: `user`, no listening socket

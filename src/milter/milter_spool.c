@@ -68,7 +68,8 @@ static enum milter_spool_status put(struct milter_spool *s, const void *data, si
 {
 	if (s->status != MILTER_SPOOL_OK)
 		return s->status;
-	if (len > s->limits.message_max - s->size || s->size > s->limits.message_max) {
+	uint64_t size = s->size - s->trace_size;
+	if (len > s->limits.message_max - size) {
 		s->status = MILTER_SPOOL_TOO_BIG;
 		return s->status;
 	}
@@ -93,6 +94,16 @@ static enum milter_spool_status put_lf(struct milter_spool *s, const char *text,
 		}
 	}
 	return put(s, text + start, len - start);
+}
+
+void milter_spool_trace(struct milter_spool *s, const char *field)
+{
+	if (s->size > 0 || s->status != MILTER_SPOOL_OK || s->in_body)
+		return;
+	size_t len = strlen(field);
+	s->size = s->trace_size = len;
+	if (s->fd >= 0)
+		buf_append(&s->out, field, len);
 }
 
 enum milter_spool_status milter_spool_header(struct milter_spool *s, const char *name,
@@ -185,6 +196,6 @@ void milter_spool_close(struct milter_spool *s)
 	buf_free(&s->out);
 	strlist_free(&s->names);
 	s->status = MILTER_SPOOL_OK;
-	s->size = s->header_size = 0;
+	s->size = s->header_size = s->trace_size = 0;
 	s->in_body = s->body_cr = false;
 }

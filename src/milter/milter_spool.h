@@ -50,7 +50,8 @@ struct milter_spool {
 	int fd;                  /* the file, to write; -1: only counting (tests, fuzzing) */
 	int ro_fd;               /* the same file, read-only; -1 when fd is */
 	buf_t out;               /* written in blocks */
-	uint64_t size;           /* bytes of content so far (LF line ends) */
+	uint64_t size;           /* bytes of content so far (LF line ends), the trace included */
+	uint64_t trace_size;     /* of which the trace field (milter_spool_trace) */
 	uint64_t header_size;
 	strlist_t names;         /* each header field's name, in order */
 	bool in_body;
@@ -64,6 +65,12 @@ void milter_spool_init(struct milter_spool *s, const struct milter_spool_limits 
 /* Start a spool backed by an unlinked file in dir; -1 with err set. */
 int milter_spool_open(struct milter_spool *s, const struct milter_spool_limits *limits,
 		      const char *dir);
+/* Before the first field: a trace field of our own ("Received: ...",
+ * LF line ends, ending in LF) for the copy the scanners read, standing
+ * for the MTA's own, which the MTA does not show to milters. It is not
+ * one of the message's fields (not counted, not in names) nor part of
+ * the message's size; ignored once a field or body byte is in. */
+void milter_spool_trace(struct milter_spool *s, const char *field);
 /* One header field: name and value as the MTA gives them (the value
  * without the colon, CR LF or LF folds). */
 enum milter_spool_status milter_spool_header(struct milter_spool *s, const char *name,

@@ -315,7 +315,8 @@ static void count_score(struct report *r, slice_t s)
 	r->score_hist[b]++;
 }
 
-/* "scan action=A [reason=R] [status=S] hits=H1,H2 headers=N delay=D ..." */
+/* "scan action=A [reason=R] [status=S] hits=H1,H2 headers=N delay=D ...", and
+ * postern milter's "milter action=..." with the same fields. */
 static bool ev_scan(struct report *r, const struct line_view *v, slice_t rest)
 {
 	(void)v;
@@ -429,6 +430,7 @@ static const struct {
 	{ "to=<", true, true, ev_to },
 	{ "accepted from=<", true, true, ev_accepted },
 	{ "scan action=", true, true, ev_scan },
+	{ "milter action=", true, true, ev_scan }, /* postern milter, keyed by the MTA's id */
 	{ "reject: ", true, false, ev_reject },
 	{ "reject_warning: ", true, false, ev_warning },
 	{ "warn: ", true, false, ev_warning },

@@ -990,24 +990,24 @@ static int spawn_scan_master(struct master *m, struct generation *g)
  * generation's milter process keeps listening until the new one listens
  * too (wait_ready: a bounded wait): a unix socket renamed over the path,
  * a TCP port shared through SO_REUSEPORT (milter_server.c). */
-static void spawn_milter(struct master *m, bool wait_ready)
+static bool spawn_milter(struct master *m, bool wait_ready)
 {
 	int ready[2];
+	bool listening = false;
 	if (pipe2(ready, O_CLOEXEC) < 0) {
 		log_error("pipe: %s", strerror(errno));
-		return;
+		return false;
 	}
 	pid_t pid = spawn_for(m, ROLE_MILTER, m->current, ready[1]);
 	close(ready[1]);
 	if (pid > 0 && wait_ready) {
 		struct pollfd p = { .fd = ready[0], .events = POLLIN };
 		char c = 0;
-		if (poll(&p, 1, MILTER_READY_WAIT_MS) <= 0 || read(ready[0], &c, 1) != 1 ||
-		    c != MILTER_READY)
-			log_warn("reload: the new milter process is not listening yet: "
-				 "stopping the old one anyway");
+		listening = poll(&p, 1, MILTER_READY_WAIT_MS) > 0 && read(ready[0], &c, 1) == 1 &&
+			    c == MILTER_READY;
 	}
 	close(ready[0]);
+	return listening;
 }
 
 static void spawn_generation(struct master *m)
@@ -1044,6 +1044,24 @@ static void stop_children(struct master *m)
 		    !(m->milter && m->children[i].role == ROLE_SCAN))
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_MILTER ? SIGUSR2 : SIGTERM);
+}
+
+/* Milter mode: milter_listen must say where to listen. */
+static int milter_listen_check(const char *path, const struct config *cfg)
+{
+	struct milter_listen l;
+	char err[160];
+	if (cfg->milter_listen[0] == '\0') {
+		log_error("%s: milter_listen is not set: postern milter needs unix:/PATH or "
+			  "inet:HOST:PORT", path);
+		return -1;
+	}
+	if (milter_listen_parse(cfg->milter_listen, &l, err, sizeof(err)) < 0) {
+		log_error("%s:%u: milter_listen: %s", path, config_key_line(cfg, "milter_listen"),
+			  err);
+		return -1;
+	}
+	return 0;
 }
 
 /* Milter mode, stopping: once no milter process is left, the scan
@@ -1150,16 +1168,24 @@ static void activate(struct master *m, struct generation *g, bool scanning)
 	log_set_level(g->cfg.log_level);
 	if (reloaded)
 		auth_send_config(m, g); /* the new users and settings */
-	if (m->milter && reloaded)
-		spawn_milter(m, true);
-	else
+	/* A new milter process that does not listen (its socket cannot be
+	 * bound) leaves the old one serving, with the new scan master. */
+	bool retire_milters = true;
+	if (m->milter && reloaded) {
+		retire_milters = spawn_milter(m, true);
+		if (!retire_milters)
+			log_error("reload: the new milter process does not listen on %s (see above): "
+				  "the running one goes on serving", g->cfg.milter_listen);
+	} else {
 		spawn_generation(m);
+	}
 	/* The old smtp workers retire (their sessions go on), and so does the
 	 * old scan master (its workers move to the new one); the old queue
 	 * manager stops after its delivery, the new one takes the lock. */
 	for (size_t i = 0; i < m->child_count; i++)
 		if (m->children[i].generation != g->number && !role_kept(m->children[i].role) &&
-		    m->children[i].role != ROLE_KEYHOLDER)
+		    m->children[i].role != ROLE_KEYHOLDER &&
+		    (retire_milters || m->children[i].role != ROLE_MILTER))
 			kill(m->children[i].pid,
 			     m->children[i].role == ROLE_QMGR ? SIGTERM : SIGUSR2);
 }
@@ -1290,6 +1316,11 @@ static void reload(struct master *m)
 		log_error("reload: configuration has errors, keeping the running one");
 		return;
 	}
+	if (m->milter && milter_listen_check(m->config_path, &g->cfg) < 0) {
+		log_error("reload: configuration has errors, keeping the running one");
+		generation_free(&g);
+		return;
+	}
 	m->last_number = g->number;
 	table_watch_move(&m->watch, &g->watch);
 	if (generation_check(m, g) < 0) {
@@ -1413,24 +1444,6 @@ static int supervise(struct master *m)
 			stop_deadline = time(NULL) + 5;
 		}
 	}
-}
-
-/* Milter mode: milter_listen must say where to listen. */
-static int milter_listen_check(const char *path, const struct config *cfg)
-{
-	struct milter_listen l;
-	char err[160];
-	if (cfg->milter_listen[0] == '\0') {
-		log_error("%s: milter_listen is not set: postern milter needs unix:/PATH or "
-			  "inet:HOST:PORT", path);
-		return -1;
-	}
-	if (milter_listen_parse(cfg->milter_listen, &l, err, sizeof(err)) < 0) {
-		log_error("%s:%u: milter_listen: %s", path, config_key_line(cfg, "milter_listen"),
-			  err);
-		return -1;
-	}
-	return 0;
 }
 
 static int supervisor_main(const char *config_path, bool milter)

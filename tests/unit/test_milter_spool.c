@@ -90,6 +90,32 @@ static void test_message_size_limit(void **state)
 	milter_spool_close(&s);
 }
 
+static void test_trace_field_is_not_the_messages(void **state)
+{
+	(void)state;
+	struct milter_spool_limits small = { 30, 1 << 16, 1 };
+	struct milter_spool s;
+	assert_int_equal(milter_spool_open(&s, &small, dir), 0);
+	const char *trace = "Received: from helo ([192.0.2.1])\n\tby mta with ESMTP id Q1; date\n";
+	milter_spool_trace(&s, trace);
+	milter_spool_trace(&s, "Received: twice\n"); /* only the first one */
+	/* one field allowed, 30 bytes of message: the trace counts for neither */
+	assert_int_equal(milter_spool_header(&s, "Subject", "hello"), MILTER_SPOOL_OK);
+	assert_int_equal(milter_spool_body(&s, (const unsigned char *)"twelve bytes", 12),
+			 MILTER_SPOOL_OK);
+	assert_int_equal(milter_spool_flush(&s), 0);
+	assert_int_equal(s.names.count, 1);
+	assert_int_equal(milter_spool_count(&s, "Received"), 0);
+	assert_int_equal(s.size - s.trace_size, 28);
+	char *got = content(&s);
+	assert_int_equal(strncmp(got, trace, strlen(trace)), 0);
+	assert_string_equal(got + strlen(trace), "Subject: hello\n\ntwelve bytes");
+	free(got);
+	assert_int_equal(milter_spool_body(&s, (const unsigned char *)"four", 4),
+			 MILTER_SPOOL_TOO_BIG);
+	milter_spool_close(&s);
+}
+
 static void test_header_bounds(void **state)
 {
 	(void)state;
@@ -169,6 +195,7 @@ int main(void)
 		cmocka_unit_test(test_fields_and_body_with_lf),
 		cmocka_unit_test(test_body_without_end_of_header),
 		cmocka_unit_test(test_message_size_limit),
+		cmocka_unit_test(test_trace_field_is_not_the_messages),
 		cmocka_unit_test(test_header_bounds),
 		cmocka_unit_test(test_listen_forms),
 		cmocka_unit_test(test_listen_mistakes),
