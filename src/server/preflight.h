@@ -51,7 +51,8 @@ int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
  * PREFLIGHT_MILTER check leaves mail_root alone). Without `create` (check-config)
  * a missing folder is not a problem, but one that exists and is not a
  * folder is. When capture can be on, user must reach and write
- * capture_dir too (never created here: capture_dir.h). Also warns when
+ * capture_dir too (never created here: capture_dir.h), and, with a unix
+ * milter_listen, create the socket in its folder (which must exist). Also warns when
  * user can read users_file (it holds password hashes). Problems name the key, the path and the account; returns their
  * number (warnings, printed with "warning: ", not counted).
  */
