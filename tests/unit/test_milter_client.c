@@ -833,6 +833,27 @@ static void test_silent_milter_with_continue(void **state)
 	stop();
 }
 
+/* A milter that takes the connection and never answers the option
+ * negotiation is given up after connect_timeout (Postfix's meaning,
+ * postern.conf(5)), not after the much longer command_timeout. */
+static void test_silent_negotiation_bounded_by_connect_timeout(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, connect_timeout=1s, command_timeout=60s }",
+	    "milter_default_action = reject\n");
+	connect_client();
+	m_accept(0);
+	m_expect(0, MILTER_CMD_OPTNEG, NULL);
+	/* No answer: the banner comes once connect_timeout is over (take_lines
+	 * waits 10 s at most). */
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 ");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
 static void test_absent_milter(void **state)
 {
 	(void)state;
@@ -1301,6 +1322,7 @@ int main(void)
 		cmocka_unit_test(test_client_leaves_while_milter_pending),
 		cmocka_unit_test(test_silent_milter_gets_the_default_action),
 		cmocka_unit_test(test_silent_milter_with_continue),
+		cmocka_unit_test(test_silent_negotiation_bounded_by_connect_timeout),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
 		cmocka_unit_test(test_change_before_the_end_is_a_fault),
