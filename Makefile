@@ -12,6 +12,8 @@
 #                   relay throughput against Postfix (bench/relay.sh)
 #                   AUTH logins per second against Dovecot (bench/auth.sh)
 #                   POP3 RETR throughput against Dovecot's POP3 (bench/pop3.sh)
+#                   Postfix + postern milter against Postfix + the classic milters
+#                   and + rspamd's milter (bench/milter.sh)
 #   make eval       spam accuracy: cross-validation on the labelled corpus, next
 #                   to SpamAssassin (docs/eval.md; EVAL_ARGS="--folds 2 --limit 200")
 #   make install    PREFIX=/usr/local DESTDIR=   (see "Installation" below)
@@ -92,7 +94,17 @@ $(BUILD)/tests/mime_dump: tests/tools/mime_dump.c $(BUILD)/libpostern.a
 $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libpostern.a $(LDLIBS_ALL)
-tools: $(TOOL_BINS)
+tools: $(TOOL_BINS) $(BUILD)/tests/test_milter
+
+# The test milter (tests/milter/test_milter.c, libmilter): the milter the
+# milter tests put on the other side of postern's milter client (and of
+# a real Postfix, to prove it right). Never part of postern.
+MILTER_CFLAGS := $(shell pkg-config --cflags milter 2>/dev/null)
+MILTER_LIBS   := $(shell pkg-config --libs milter 2>/dev/null)
+$(BUILD)/tests/test_milter: tests/milter/test_milter.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) -pthread $(MILTER_CFLAGS) $(EXTRA_CFLAGS) -o $@ $< \
+	  $(MILTER_LIBS) -pthread $(EXTRA_LDFLAGS)
 
 # Unit tests that put a wrapper around a library function (ld --wrap).
 $(BUILD)/tests/test_queue_commit: TEST_LDFLAGS := -Wl,--wrap=safeio_fsync_dir
@@ -136,8 +148,10 @@ build/preload/%.so: tests/integration/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-# test_antivirus.py drives build/tests/test_clamd against a real clamd.
-check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd
+# test_antivirus.py drives build/tests/test_clamd against a real clamd; the
+# milter tests run build/tests/test_milter.
+check-integration: $(BUILD)/postern $(PRELOADS) $(TOOL_BINS) $(BUILD)/tests/test_clamd \
+                   $(BUILD)/tests/test_milter
 	POSTERN_BIN=$(CURDIR)/$(BUILD)/postern python3 tests/integration/run.py
 
 # The same unit and integration tests with AddressSanitizer and UBSan.
@@ -171,7 +185,7 @@ check-fuzz: $(FUZZ_BINS)
 bench: deps all
 	rc=0; bench/run.sh || rc=1; bench/scan.sh || rc=1; bench/spam.sh || rc=1; bench/idle.sh || rc=1; \
 	  bench/dnsbl.sh || rc=1; bench/report.sh || rc=1; bench/relay.sh || rc=1; \
-	  bench/auth.sh || rc=1; bench/pop3.sh || rc=1; exit $$rc
+	  bench/auth.sh || rc=1; bench/pop3.sh || rc=1; bench/milter.sh || rc=1; exit $$rc
 
 # Spam accuracy (docs/eval.md): 5-fold cross-validation on ../shared/corpus/train,
 # postern's rules, Bayes and SpamAssassin's rules, and SpamAssassin itself on

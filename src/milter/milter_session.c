@@ -44,6 +44,7 @@ static struct {
 	char *spool_folder;
 	struct milter_spool_limits limits;
 	struct capture *capture; /* the capture switch; NULL = never on */
+	bool over_tcp;           /* milter_listen is inet: (see on_negotiate) */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned sessions;
@@ -185,6 +186,12 @@ static sfsistat refuse_spool(SMFICTX *ctx, struct msession *s)
 #define MILTER_NO_REPLY (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_RCPT | SMFIP_NR_HDR)
 /* The steps not sent at all: commands unknown to the MTA, DATA. */
 #define MILTER_NOT_SENT (SMFIP_NOUNKNOWN | SMFIP_NODATA)
+/* Over TCP neither: a packet the MTA sends without waiting for our reply
+ * (and Postfix still sends DATA's macros when DATA itself is not sent)
+ * sits in its socket behind the previous one until our delayed ACK, about
+ * 40 ms per message (Nagle's algorithm on the MTA's side, which we cannot
+ * turn off). Answering every step costs a round trip each instead. */
+#define MILTER_NOT_SENT_TCP SMFIP_NOUNKNOWN
 
 /* What a step answers: rc, or no reply when the MTA agreed to expect none
  * for it (only ever for "go on"). */
@@ -220,9 +227,9 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long actions, unsigned long 
 		return SMFIS_REJECT;
 	}
 	struct msession *s = session_of(ctx) != NULL ? session_of(ctx) : session_new(ctx);
-	s->no_reply = steps & MILTER_NO_REPLY;
+	s->no_reply = G.over_tcp ? 0 : steps & MILTER_NO_REPLY;
 	*actions_r = need;
-	*steps_r = steps & (MILTER_NO_REPLY | MILTER_NOT_SENT);
+	*steps_r = steps & (G.over_tcp ? MILTER_NOT_SENT_TCP : MILTER_NO_REPLY | MILTER_NOT_SENT);
 	*unused2_r = *unused3_r = 0;
 	return SMFIS_CONTINUE;
 }
@@ -333,6 +340,14 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 	    !(s->no_reply & SMFIP_NR_HDR))
 		return refuse_spool(ctx, s); /* else at the end of the header section */
 	return reply_or_not(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
+}
+
+/* DATA: nothing to decide; there so that libmilter answers it when the
+ * MTA sends it (over TCP, see MILTER_NOT_SENT_TCP). */
+static sfsistat on_data(SMFICTX *ctx)
+{
+	(void)ctx;
+	return SMFIS_CONTINUE;
 }
 
 static sfsistat on_eoh(SMFICTX *ctx)
@@ -539,6 +554,7 @@ struct smfiDesc milter_session_desc = {
 	.xxfi_envfrom = on_envfrom,
 	.xxfi_envrcpt = on_envrcpt,
 	.xxfi_header = on_header,
+	.xxfi_data = on_data,
 	.xxfi_eoh = on_eoh,
 	.xxfi_body = on_body,
 	.xxfi_eom = on_eom,
@@ -557,6 +573,7 @@ void milter_session_setup(const struct config *cfg, bool scan)
 						 .header_max = cfg->header_size_limit,
 						 .fields_max = MILTER_SPOOL_FIELDS_MAX };
 	G.capture = capture_new(cfg);
+	G.over_tcp = strncmp(cfg->milter_listen, "inet", 4) == 0;
 }
 
 unsigned milter_session_count(void)
