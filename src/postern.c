@@ -195,7 +195,7 @@ static int check_config(const char *path)
 	int rule_problems = scan_rules_check(&cfg, stderr);
 	problems += rule_problems;
 	problems += preflight_fd_limit(&cfg, false, stderr) < 0;
-	problems += preflight_check_folders(&cfg, &ps, false, true, stderr);
+	problems += preflight_check_folders(&cfg, &ps, PREFLIGHT_SERVE, false, stderr);
 	problems += preflight_check_log_file(&cfg, stderr);
 	problems += capture_dir_prepare(&cfg, &ps, false, stderr);
 	/* The pipeline would stop at the first of the rules' problems, all of

@@ -601,8 +601,45 @@ static char *resolve_path(const struct parse_ctx *ctx, const char *value)
 	return clean;
 }
 
+/* A bound of k written as the admin would: 30s, 5m, 1h, 2d for a
+ * duration, 64k, 10M, 1G for a size, digits otherwise. */
+static void bound_text(const struct key_def *k, uint64_t v, buf_t *out)
+{
+	static const struct {
+		char unit;
+		uint64_t scale;
+	} durations[] = { { 'd', 86400 }, { 'h', 3600 }, { 'm', 60 } },
+	  sizes[] = { { 'G', 1024ULL * 1024 * 1024 }, { 'M', 1024 * 1024 }, { 'k', 1024 } };
+	bool dur = k->type == K_DURATION;
+	if (k->type == K_DURATION || k->type == K_SIZE) {
+		for (size_t i = 0; i < 3; i++) {
+			uint64_t scale = dur ? durations[i].scale : sizes[i].scale;
+			if (v != 0 && v % scale == 0) {
+				buf_printf(out, "%llu%c", (unsigned long long)(v / scale),
+					   dur ? durations[i].unit : sizes[i].unit);
+				return;
+			}
+		}
+	}
+	buf_printf(out, "%llu%s", (unsigned long long)v, dur ? "s" : "");
+}
+
+/* The bounds of k for an out-of-range value: "\"0\" (1s to 1h)". */
+static char *range_detail(const struct key_def *k, const char *value)
+{
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "\"%s\" (", value);
+	bound_text(k, k->min, &b);
+	buf_puts(&b, " to ");
+	bound_text(k, k->max, &b);
+	if (k->may_be_empty && k->min > 0)
+		buf_puts(&b, ", or 0");
+	buf_putc(&b, ')');
+	return buf_steal(&b);
+}
+
 static const char *set_number(const struct key_def *k, uint64_t *field,
-			      const char *value)
+			      const char *value, char **detail_r)
 {
 	uint64_t v;
 	bool ok = k->type == K_SIZE ? str_parse_size(value, &v)
@@ -613,8 +650,10 @@ static const char *set_number(const struct key_def *k, uint64_t *field,
 		     : k->type == K_DURATION ? "expected a duration such as 300, 30s, 5m, 1h or 5d"
 		     : "expected a whole number";
 	bool zero_ok = v == 0 && k->may_be_empty;
-	if ((k->min || k->max) && !zero_ok && (v < k->min || v > k->max))
+	if ((k->min || k->max) && !zero_ok && (v < k->min || v > k->max)) {
+		*detail_r = range_detail(k, value);
 		return "value out of range";
+	}
 	*field = v;
 	return NULL;
 }
@@ -762,7 +801,7 @@ static const char *apply(struct parse_ctx *ctx, const struct key_def *k,
 	case K_SIZE:
 	case K_DURATION:
 	case K_UINT:
-		return set_number(k, field, value);
+		return set_number(k, field, value, detail_r);
 	case K_DOMAINS:
 		return set_domains(field, value);
 	case K_CIDRS:

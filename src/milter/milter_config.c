@@ -58,9 +58,23 @@ static int parse_address(const char *text, struct milter_spec *spec, char **err_
 		spec->addr_len = (socklen_t)sizeof(*un);
 		return 0;
 	}
+	if (strncmp(text, "local:", 6) == 0)
+		return fail(err_r, "\"%s\": write unix:%s (postern, like Postfix, takes "
+			    "unix:PATH or inet:HOST:PORT)", text, text + 6);
+	if (strncmp(text, "inet6:", 6) == 0)
+		return fail(err_r, "\"%s\": write inet:[ADDRESS]:PORT (an IPv6 address in "
+			    "brackets; postern, like Postfix, takes unix:PATH or inet:HOST:PORT)",
+			    text);
 	if (strncmp(text, "inet:", 5) != 0)
 		return fail(err_r, "\"%s\": expected unix:PATH or inet:HOST:PORT", text);
 	const char *host = text + 5, *colon = strrchr(host, ':');
+	const char *at = strchr(host, '@');
+	if (colon == NULL && at != NULL && at > host && at[1] != '\0')
+		/* opendkim's and clamav-milter's own Socket lines say PORT@HOST:
+		 * the admin copied one; say how to write it here. */
+		return fail(err_r, "\"%s\": write inet:%s:%.*s (PORT@HOST is the "
+			    "milter's own spelling; postern, like Postfix, takes "
+			    "inet:HOST:PORT)", text, at + 1, (int)(at - host), host);
 	if (colon == NULL || colon == host)
 		return fail(err_r, "\"%s\": expected inet:HOST:PORT", text);
 	char hostbuf[64];

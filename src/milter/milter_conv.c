@@ -3,8 +3,8 @@
  * non-blocking connect (unix or TCP), the option negotiation (version 6,
  * every action offered, the milter's protocol flags and macro lists
  * taken), packets in and out through a bufferevent on the worker's loop,
- * and one timer: connect_timeout while connecting, command_timeout or
- * content_timeout while an answer is due. Any error (refused connection,
+ * and one timer: connect_timeout while connecting and negotiating,
+ * command_timeout or content_timeout while an answer is due. Any error (refused connection,
  * a malformed or unexpected packet, EOF, a timeout) closes the
  * connection for the rest of the session; the milter's default action
  * applies from then on.
@@ -161,6 +161,10 @@ static void negotiate(struct milter_conv *c)
 	milter_encode_optneg(&b, MILTER_VERSION, OFFERED_ACTIONS, OFFERED_PROTOCOL);
 	c->state = CONV_NEGOTIATING;
 	conv_send(c, &b, MILTER_CMD_OPTNEG, true, false);
+	/* Like Postfix, connect_timeout covers the option negotiation too:
+	 * a milter that takes the connection and then says nothing must not
+	 * hold the banner for command_timeout. */
+	arm(c, c->spec->connect_timeout);
 	buf_free(&b);
 }
 

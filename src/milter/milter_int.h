@@ -22,7 +22,7 @@
 enum conv_state {
 	CONV_NEW,         /* not connected yet */
 	CONV_CONNECTING,  /* connect() in progress (connect_timeout) */
-	CONV_NEGOTIATING, /* OPTNEG sent, its answer due (command_timeout) */
+	CONV_NEGOTIATING, /* OPTNEG sent, its answer due (connect_timeout) */
 	CONV_READY,
 	CONV_FAILED,      /* closed after an error: the default action applies */
 };

@@ -298,20 +298,21 @@ static struct generation *generation_load(const char *path, unsigned number)
 }
 
 /* Before a generation starts: the descriptor limit, spool_dir and
- * mail_root (not in milter mode, which delivers nothing), and every
- * folder each role needs, checked as its account; the findings are
- * logged. */
-static int generation_check(const struct generation *g, bool delivers)
+ * (for serve) mail_root, and every folder each role needs, checked as its
+ * account; the findings are logged. postern milter never delivers: it
+ * neither makes nor checks mail_root. */
+static int generation_check(const struct master *m, const struct generation *g)
 {
 	struct findings f;
 	findings_open(&f);
+	enum preflight_mode mode = m->milter ? PREFLIGHT_MILTER : PREFLIGHT_SERVE;
 	int problems = preflight_fd_limit(&g->cfg, true, f.out) < 0;
 
-	problems += preflight_make_roots(&g->cfg, &g->ps, delivers, f.out);
+	problems += preflight_make_roots(&g->cfg, &g->ps, mode, f.out);
 	/* Before the probes, which check as user that it can write there. */
 	problems += capture_dir_prepare(&g->cfg, &g->ps, true, f.out);
 	if (problems == 0)
-		problems += preflight_check_folders(&g->cfg, &g->ps, true, delivers, f.out);
+		problems += preflight_check_folders(&g->cfg, &g->ps, mode, true, f.out);
 	findings_log(&f);
 	return problems == 0 ? 0 : -1;
 }
@@ -1322,7 +1323,7 @@ static void reload(struct master *m)
 	}
 	m->last_number = g->number;
 	table_watch_move(&m->watch, &g->watch);
-	if (generation_check(g, !m->milter) < 0) {
+	if (generation_check(m, g) < 0) {
 		log_error("reload: the new configuration cannot work, keeping the running one");
 		generation_free(&g);
 		return;
@@ -1460,7 +1461,7 @@ static int supervisor_main(const char *config_path, bool milter)
 		return 1;
 	}
 	log_set_level(g->cfg.log_level);
-	if (generation_check(g, !milter) < 0) {
+	if (generation_check(&m, g) < 0) {
 		log_error("postern cannot work with this configuration: not starting");
 		generation_free(&g);
 		return 1;

@@ -31,6 +31,7 @@
 #include "../lib/safeio.h"
 #include "../lib/xalloc.h"
 #include "../milter/milter_client.h"
+#include "../milter/milter_server.h"
 #include "../queue/queue.h"
 #include "../scan/scan.h"
 #include "../scan/scan_client.h"
@@ -112,10 +113,12 @@ static int make_root(const char *key, const char *path, const struct privsep *ps
 }
 
 int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
-			 bool delivery, FILE *errors)
+			 enum preflight_mode mode, FILE *errors)
 {
-	return make_root("spool_dir", cfg->spool_dir, ps, &ps->user, errors) +
-	       (delivery ? make_root("mail_root", cfg->mail_root, ps, &ps->mail_owner, errors) : 0);
+	int problems = make_root("spool_dir", cfg->spool_dir, ps, &ps->user, errors);
+	if (mode == PREFLIGHT_SERVE)
+		problems += make_root("mail_root", cfg->mail_root, ps, &ps->mail_owner, errors);
+	return problems;
 }
 
 /* ---- checks run as a role's account ------------------------------------- */
@@ -234,6 +237,46 @@ static void probe_capture_dir(struct probe *p)
 	}
 }
 
+/* milter_listen's folder, for a unix socket: the milter process makes
+ * the socket there as user, never the folder. A folder it cannot write
+ * would otherwise be found only by a milter process that fails to listen
+ * and is started again every second. */
+static void probe_milter_socket_dir(struct probe *p)
+{
+	struct milter_listen ml;
+	char err[160];
+	if (p->cfg->milter_listen[0] == '\0' || p->account == NULL ||
+	    milter_listen_parse(p->cfg->milter_listen, &ml, err, sizeof(err)) < 0 || !ml.is_unix)
+		return; /* a malformed value is the configuration's error, said elsewhere */
+	char *folder = xstrdup(ml.path);
+	char *slash = strrchr(folder, '/');
+	if (slash == folder)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	struct stat st;
+	if (stat(folder, &st) < 0 && errno == ENOENT) {
+		fprintf(p->out, "E milter_listen %s: the socket's folder %s does not exist "
+			"(postern milter makes the socket, not its folder: make it, writable "
+			"by %s)\n", p->cfg->milter_listen, folder, p->account);
+	} else if (stat(folder, &st) < 0) {
+		buf_t why = BUF_INIT;
+		unreachable_hint(errno, folder, p->account, &why);
+		fprintf(p->out, "E milter_listen %s: the socket's folder %s cannot be reached "
+			"by user %s: %s (postern milter makes the socket, not its folder)\n",
+			p->cfg->milter_listen, folder, p->account, buf_cstr(&why));
+		buf_free(&why);
+	} else if (!S_ISDIR(st.st_mode)) {
+		fprintf(p->out, "E milter_listen %s: %s is not a folder\n",
+			p->cfg->milter_listen, folder);
+	} else if (faccessat(AT_FDCWD, folder, W_OK | X_OK, AT_EACCESS) < 0) {
+		fprintf(p->out, "E milter_listen %s: user %s cannot create the socket in %s: "
+			"%s (give the folder to %s, or let its group write)\n",
+			p->cfg->milter_listen, p->account, folder, strerror(errno), p->account);
+	}
+	free(folder);
+}
+
 /* The smtp workers' and queue manager's view: the spool. */
 static void probe_user(struct probe *p)
 {
@@ -242,6 +285,7 @@ static void probe_user(struct probe *p)
 
 	probe_users_file(p); /* whether the spool exists yet or not */
 	probe_capture_dir(p);
+	probe_milter_socket_dir(p);
 	if (!check_dir(p, "spool_dir", cfg->spool_dir, false))
 		return;
 	if (p->create && queue_dirs_create(cfg->spool_dir, &err) < 0) {
@@ -336,7 +380,7 @@ static int probe_as(struct probe *p, const struct privsep_account *acct,
 }
 
 int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
-			    bool create, bool delivery, FILE *errors)
+			    enum preflight_mode mode, bool create, FILE *errors)
 {
 	struct probe p = { cfg, ps, NULL, create, NULL };
 	int problems = 0;
@@ -347,7 +391,7 @@ int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
 	p.account = ps->user.known ? ps->user.name : NULL;
 	p.create = create && ps->user.known;
 	problems += probe_as(&p, &ps->user, probe_user, errors);
-	if (!delivery)
+	if (mode != PREFLIGHT_SERVE)
 		return problems;
 	p.account = ps->mail_owner.known ? ps->mail_owner.name : NULL;
 	p.create = create && ps->mail_owner.known;

@@ -26,30 +26,38 @@
  * pipe, log, libevent's own. */
 #define PREFLIGHT_FD_MARGIN 64
 
+/* Whose folders a mode needs: "postern serve" runs every role, "postern
+ * milter" no delivery agent (nothing of it opens mail_root). */
+enum preflight_mode {
+	PREFLIGHT_SERVE,
+	PREFLIGHT_MILTER,
+};
+
 /*
- * Create spool_dir (for user) and, when `delivery`, mail_root (for
- * mail_owner) with mode 0700 when missing; root gives a folder it has just created to its role
- * by descriptor. An existing folder is never changed: a wrong owner or
- * mode is what preflight_check_folders reports. Returns the number of
- * problems, each printed to errors.
+ * Create spool_dir (for user) and, for PREFLIGHT_SERVE, mail_root (for
+ * mail_owner) with mode 0700 when missing; root gives a folder it has just
+ * created to its role by descriptor. An existing folder is never changed:
+ * a wrong owner or mode is what preflight_check_folders reports. Returns
+ * the number of problems, each printed to errors.
  */
 int preflight_make_roots(const struct config *cfg, const struct privsep *ps,
-			 bool delivery, FILE *errors);
+			 enum preflight_mode mode, FILE *errors);
 
 /*
  * Check, in a child that has become each role's account, that user can
  * reach and write spool_dir and each spool subfolder (created there when
- * `create`; each must be a real folder, not a symbolic link) and that
- * mail_owner can reach and write mail_root (only when `delivery`: not
- * for "postern milter", which delivers nothing). Without `create` (check-config)
+ * `create`; each must be a real folder, not a symbolic link) and, for
+ * PREFLIGHT_SERVE, that mail_owner can reach and write mail_root (a
+ * PREFLIGHT_MILTER check leaves mail_root alone). Without `create` (check-config)
  * a missing folder is not a problem, but one that exists and is not a
  * folder is. When capture can be on, user must reach and write
- * capture_dir too (never created here: capture_dir.h). Also warns when
+ * capture_dir too (never created here: capture_dir.h), and, with a unix
+ * milter_listen, create the socket in its folder (which must exist). Also warns when
  * user can read users_file (it holds password hashes). Problems name the key, the path and the account; returns their
  * number (warnings, printed with "warning: ", not counted).
  */
 int preflight_check_folders(const struct config *cfg, const struct privsep *ps,
-			    bool create, bool delivery, FILE *errors);
+			    enum preflight_mode mode, bool create, FILE *errors);
 
 /*
  * check-config: build the content pipeline in a child that has become

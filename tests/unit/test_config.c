@@ -206,6 +206,12 @@ static void test_delivery_lanes_and_in_flow(void **state)
 	expect_error("in_flow_delay = soon\n", "in_flow_delay: expected a duration");
 	expect_error("in_flow_tokens = 0\n", "in_flow_tokens: value out of range");
 	expect_error("in_flow_tokens = 100001\n", "in_flow_tokens: value out of range");
+	/* The bounds are said, in the key's own units. */
+	expect_error("milter_command_timeout = 0\n",
+		     "postern.conf:1: milter_command_timeout: value out of range: \"0\" (1s to 1h)");
+	expect_error("milter_content_timeout = 2h\n",
+		     "milter_content_timeout: value out of range: \"2h\" (1s to 1h)");
+	expect_error("delivery_lanes = 65\n", "delivery_lanes: value out of range: \"65\" (1 to 64)");
 }
 
 static void expect_normalized(const char *in, const char *want)

@@ -897,6 +897,27 @@ static void test_milter_that_stops_reading(void **state)
 	stop();
 }
 
+/* A milter that takes the connection and never answers the option
+ * negotiation is given up after connect_timeout (Postfix's meaning,
+ * postern.conf(5)), not after the much longer command_timeout. */
+static void test_silent_negotiation_bounded_by_connect_timeout(void **state)
+{
+	(void)state;
+	start(1, "{ unix:%s, connect_timeout=1s, command_timeout=60s }",
+	    "milter_default_action = reject\n");
+	connect_client();
+	m_accept(0);
+	m_expect(0, MILTER_CMD_OPTNEG, NULL);
+	/* No answer: the banner comes once connect_timeout is over (take_lines
+	 * waits 10 s at most). */
+	expect_lines(1, "220 ");
+	say("HELO client.test\r\nMAIL FROM:<sender@remote.test>\r\n"
+	    "RCPT TO:<alice@example.test>\r\n");
+	expect_lines(2, "250 ");
+	expect_lines(1, "550 5.7.1 ");
+	stop();
+}
+
 static void test_absent_milter(void **state)
 {
 	(void)state;
@@ -1605,6 +1626,35 @@ static void test_list_parse(void **state)
 	}
 }
 
+/* The spellings of the milters' own configuration (opendkim's and
+ * clamav-milter's Socket lines, Sendmail's local: and inet6:) are refused
+ * with the line to write instead. */
+static void test_list_parse_says_how_to_write_a_milters_own_spelling(void **state)
+{
+	(void)state;
+	struct config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.milter_connect_timeout = 30;
+	cfg.milter_command_timeout = 30;
+	cfg.milter_content_timeout = 300;
+	static const char *const cases[][2] = {
+		{ "inet:8891@127.0.0.1", "write inet:127.0.0.1:8891 (PORT@HOST" },
+		{ "inet:8891@localhost", "write inet:localhost:8891 (PORT@HOST" },
+		{ "local:/run/opendkim/opendkim.sock", "write unix:/run/opendkim/opendkim.sock (" },
+		{ "inet6:8891@[::1]", "write inet:[ADDRESS]:PORT (" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct milter_list l;
+		char *err = NULL;
+		if (milter_list_parse(cases[i][0], &cfg, &l, &err) == 0)
+			fail_msg("accepted \"%s\"", cases[i][0]);
+		assert_non_null(err);
+		if (strstr(err, cases[i][1]) == NULL)
+			fail_msg("\"%s\": expected \"%s\" in \"%s\"", cases[i][0], cases[i][1], err);
+		free(err);
+	}
+}
+
 static void test_check_config_names_file_and_line(void **state)
 {
 	(void)state;
@@ -1647,6 +1697,7 @@ int main(void)
 		cmocka_unit_test(test_silent_milter_gets_the_default_action),
 		cmocka_unit_test(test_silent_milter_with_continue),
 		cmocka_unit_test(test_milter_that_stops_reading),
+		cmocka_unit_test(test_silent_negotiation_bounded_by_connect_timeout),
 		cmocka_unit_test(test_absent_milter),
 		cmocka_unit_test(test_broken_answer_gets_the_default_action),
 		cmocka_unit_test(test_change_before_the_end_is_a_fault),
@@ -1669,6 +1720,7 @@ int main(void)
 		cmocka_unit_test(test_failed_milter_changes_are_dropped),
 		cmocka_unit_test(test_envelope_changes_need_valid_addresses),
 		cmocka_unit_test(test_list_parse),
+		cmocka_unit_test(test_list_parse_says_how_to_write_a_milters_own_spelling),
 		cmocka_unit_test(test_check_config_names_file_and_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
