@@ -66,9 +66,35 @@ static int open_unix(const struct milter_listen *l, struct stat *st_r)
 	return 0;
 }
 
+/* How often, a second apart, a TCP port another socket holds is tried
+ * before giving up (a program that is stopping may hold it briefly). */
+#define BIND_TRIES 5
+
+/* One socket bound and listening on ai with SO_REUSEPORT, or -1 with
+ * errno set. */
+static int bind_once(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    /* inherited by each accepted socket: our header changes and the
+	     * reply at the end of a message are separate small writes */
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
 /* Our own TCP listener on l, with SO_REUSEPORT: the previous
  * generation's listener (which has it too, and the same account) keeps
- * the port until the new one listens. -1 after a log line. */
+ * the port until the new one listens. A port in use is tried again
+ * (BIND_TRIES). -1 after a log line. */
 static int bind_inet(const struct milter_listen *l)
 {
 	struct addrinfo hints = { .ai_family = l->v6 ? AF_INET6 : AF_UNSPEC,
@@ -79,19 +105,17 @@ static int bind_inet(const struct milter_listen *l)
 		log_error("milter_listen: %s: %s", l->conn, gai_strerror(rc));
 		return -1;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    /* inherited by each accepted socket: our header changes and the
-	     * reply at the end of a message are separate small writes */
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		log_error("milter_listen: cannot listen on %s:%s: %s", l->host, l->port,
-			  strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
+	int fd = -1;
+	for (int tries = 1; (fd = bind_once(ai)) < 0 && errno == EADDRINUSE && tries < BIND_TRIES;
+	     tries++)
+		sleep(1);
+	if (fd < 0)
+		log_error("milter_listen: cannot listen on %s:%s: %s%s", l->host, l->port,
+			  strerror(errno),
+			  errno == EADDRNOTAVAIL ? " (the address is not one of this machine's)"
+			  : errno == EADDRINUSE ? " (another program holds the port)"
+			  : errno == EACCES ? " (a port below 1024 needs privileges user has not)"
+					    : "");
 	freeaddrinfo(ai);
 	return fd;
 }

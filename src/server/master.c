@@ -982,7 +982,7 @@ static int spawn_scan_master(struct master *m, struct generation *g)
 	return 0;
 }
 
-/* How long a reload waits for the new milter process to listen on a
+/* How long a start or a reload waits for the new milter process to listen on a
  * unix socket before the old one is told to stop. */
 #define MILTER_READY_WAIT_MS 10000
 
@@ -1013,7 +1013,13 @@ static bool spawn_milter(struct master *m, bool wait_ready)
 static void spawn_generation(struct master *m)
 {
 	if (m->milter) {
-		spawn_milter(m, false);
+		/* At start a milter process that cannot listen stops postern
+		 * milter (exit 1), instead of being started again every second. */
+		if (!spawn_milter(m, true)) {
+			log_error("the milter process does not listen on %s (see above): not starting",
+				  m->current->cfg.milter_listen);
+			m->stopping = m->start_failed = true;
+		}
 		return;
 	}
 	if (m->current->tls)

@@ -343,6 +343,38 @@ class MilterConfigTest(PosternTestCase):
                       % (srv.conf_path, line), r.stdout.decode())
 
 
+    def test_address_not_this_machines_stops_the_start(self):
+        # was: the milter process failed to bind and was started again
+        # every second, forever, while postern milter ran on
+        srv = MilterServer("config-noaddr", "inet", config={"scan": "no"})
+        self.addCleanup(srv.remove)
+        srv.settings["milter_listen"] = "inet:192.0.2.1:%d" % free_port()
+        srv.write_config()
+        rc, out = self.run_milter(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cannot listen on 192.0.2.1:", out)
+        self.assertIn("not one of this machine's", out)
+        self.assertIn("does not listen on inet:192.0.2.1:", out)
+        self.assertIn("not starting", out)
+        self.assertLessEqual(out.count("milter process pid"), 1, out)
+
+    def test_port_held_by_another_program_stops_the_start(self):
+        srv = MilterServer("config-busy", "inet", config={"scan": "no"})
+        self.addCleanup(srv.remove)
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.bind(("127.0.0.1", srv.milter_port))
+        other.listen(1)
+        started = time.monotonic()
+        rc, out = self.run_milter(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use "
+                      "(another program holds the port)" % srv.milter_port, out)
+        self.assertIn("not starting", out)
+        # tried for a few seconds (a port held briefly is waited for)
+        self.assertGreaterEqual(time.monotonic() - started, 3.5, out)
+
+
 class MilterNoMailboxTest(PosternTestCase):
     """postern milter delivers nothing: it neither makes nor checks
     mail_root (nor needs mail_owner's folder), as serve does."""
