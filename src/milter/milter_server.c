@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
@@ -46,11 +47,39 @@ static int find_listener(int but)
 	return -1;
 }
 
+/* Does something listen on the unix socket at path? 1 yes, 0 no (none,
+ * or a socket left by a process that is gone), -1 cannot tell (errno). */
+static int unix_in_use(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc == 0 ? 1 : errno == ECONNREFUSED || errno == ENOENT ? 0 : -1;
+}
+
 /* A unix socket: bound beside the path, then renamed over it (a running
  * listener of the previous generation keeps its own until it stops, and
- * the path always names a listening socket). Its inode in *st_r. */
-static int open_unix(const struct milter_listen *l, struct stat *st_r)
+ * the path always names a listening socket). Its inode in *st_r. first:
+ * a live listener on the path is refused, not taken over. */
+static int open_unix(const struct milter_listen *l, struct stat *st_r, bool first)
 {
+	int busy = first ? unix_in_use(l->path) : 0;
+	if (busy != 0) {
+		if (busy > 0)
+			log_error("milter_listen unix:%s: socket in use: another postern milter (or "
+				  "another program) is already running on it; not taking it over",
+				  l->path);
+		else
+			log_error("milter_listen unix:%s: cannot tell whether the socket is in use: "
+				  "%s", l->path, strerror(errno));
+		return -1;
+	}
 	char tmp[sizeof(l->path) + 32], conn[sizeof(tmp) + 8];
 	snprintf(tmp, sizeof(tmp), "%s.new-%ld", l->path, (long)getpid());
 	snprintf(conn, sizeof(conn), "unix:%s", tmp);
@@ -70,10 +99,28 @@ static int open_unix(const struct milter_listen *l, struct stat *st_r)
  * before giving up (a program that is stopping may hold it briefly). */
 #define BIND_TRIES 5
 
-/* One socket bound and listening on ai with SO_REUSEPORT, or -1 with
- * errno set. */
-static int bind_once(const struct addrinfo *ai)
+/* Is the port of ai free of listeners, even ones that share it with
+ * SO_REUSEPORT? 0, or -1 with errno set (EADDRINUSE: it is not). */
+static int port_free(const struct addrinfo *ai)
 {
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return -1;
+	int rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (rc == 0)
+		rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+/* One socket bound and listening on ai with SO_REUSEPORT, or -1 with
+ * errno set. first: a port something else listens on is not shared. */
+static int bind_once(const struct addrinfo *ai, bool first)
+{
+	if (first && port_free(ai) < 0)
+		return -1;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	if (fd < 0)
 		return -1;
@@ -94,8 +141,8 @@ static int bind_once(const struct addrinfo *ai)
 /* Our own TCP listener on l, with SO_REUSEPORT: the previous
  * generation's listener (which has it too, and the same account) keeps
  * the port until the new one listens. A port in use is tried again
- * (BIND_TRIES). -1 after a log line. */
-static int bind_inet(const struct milter_listen *l)
+ * (BIND_TRIES). first: see bind_once. -1 after a log line. */
+static int bind_inet(const struct milter_listen *l, bool first)
 {
 	struct addrinfo hints = { .ai_family = l->v6 ? AF_INET6 : AF_UNSPEC,
 				  .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
@@ -106,14 +153,14 @@ static int bind_inet(const struct milter_listen *l)
 		return -1;
 	}
 	int fd = -1;
-	for (int tries = 1; (fd = bind_once(ai)) < 0 && errno == EADDRINUSE && tries < BIND_TRIES;
+	for (int tries = 1; (fd = bind_once(ai, first)) < 0 && errno == EADDRINUSE && tries < BIND_TRIES;
 	     tries++)
 		sleep(1);
 	if (fd < 0)
 		log_error("milter_listen: cannot listen on %s:%s: %s%s", l->host, l->port,
 			  strerror(errno),
 			  errno == EADDRNOTAVAIL ? " (the address is not one of this machine's)"
-			  : errno == EADDRINUSE ? " (another program holds the port)"
+			  : errno == EADDRINUSE ? " (port in use: another postern milter or another program holds it)"
 			  : errno == EACCES ? " (a port below 1024 needs privileges user has not)"
 					    : "");
 	freeaddrinfo(ai);
@@ -123,9 +170,9 @@ static int bind_inet(const struct milter_listen *l)
 /* An inet socket: libmilter binds a stand-in of the same family on a port
  * of the kernel's choosing, and our own listener (bind_inet) takes the
  * stand-in's descriptor; libmilter accepts on it from then on. */
-static int open_inet(const struct milter_listen *l)
+static int open_inet(const struct milter_listen *l, bool first)
 {
-	int fd = bind_inet(l);
+	int fd = bind_inet(l, first);
 	if (fd < 0)
 		return -1;
 	bool v6 = false;
@@ -188,7 +235,7 @@ static void *libmilter_thread(void *arg)
 	return NULL;
 }
 
-int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
+int milter_server_main(const struct config *cfg, bool scan, int ready_fd, bool first)
 {
 	struct milter_listen l;
 	char err[160];
@@ -218,7 +265,7 @@ int milter_server_main(const struct config *cfg, bool scan, int ready_fd)
 	}
 	smfi_settimeout((int)(cfg->command_timeout > 86400 ? 86400 : cfg->command_timeout));
 	smfi_setbacklog(LISTEN_BACKLOG);
-	if ((l.is_unix ? open_unix(&l, &st) : open_inet(&l)) < 0)
+	if ((l.is_unix ? open_unix(&l, &st, first) : open_inet(&l, first)) < 0)
 		return 1;
 	int listener = find_listener(-1);
 	log_info("milter listening on %s%s (scan=%s)", l.is_unix ? "unix:" : "",

@@ -78,8 +78,11 @@ int milter_listen_parse(const char *spec, struct milter_listen *out, char *err, 
  * leaves the path without a listener), write MILTER_READY on ready_fd
  * (-1: nobody waits) and serve until SIGTERM, then drain. scan: ask the
  * scan master (false: scanning is off, every message is accepted as it
- * is). Returns the exit status.
+ * is). first: postern milter is starting, so a socket something else
+ * listens on (another postern milter with the same configuration, another
+ * program) is refused instead of taken over, as a reload's process does.
+ * Returns the exit status.
  */
-int milter_server_main(const struct config *cfg, bool scan, int ready_fd);
+int milter_server_main(const struct config *cfg, bool scan, int ready_fd, bool first);
 
 #endif

@@ -149,6 +149,7 @@ struct master {
 	bool stopping;
 	bool start_failed;  /* the first generation could not start */
 	bool milter;        /* "postern milter": a milter process instead of the mail roles */
+	bool milter_listened; /* a milter process has listened: later ones may take over */
 	sigset_t old_mask;
 };
 
@@ -809,7 +810,7 @@ static NORETURN void run_milter(struct master *m, struct generation *g, int read
 	restrictions_free(&g->restrictions);
 	if (privsep_become(&g->ps, &g->ps.user, SIGTERM, m->pid) < 0)
 		_exit(1);
-	_exit(milter_server_main(&g->cfg, g->scanning, ready_fd));
+	_exit(milter_server_main(&g->cfg, g->scanning, ready_fd, !m->milter_listened));
 }
 
 /* In the child: become the role. Never returns. The stop signals
@@ -1020,6 +1021,7 @@ static void spawn_generation(struct master *m)
 				  m->current->cfg.milter_listen);
 			m->stopping = m->start_failed = true;
 		}
+		m->milter_listened = true;
 		return;
 	}
 	if (m->current->tls)

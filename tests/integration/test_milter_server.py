@@ -369,10 +369,48 @@ class MilterConfigTest(PosternTestCase):
         rc, out = self.run_milter(srv)
         self.assertEqual(rc, 1, out)
         self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use "
-                      "(another program holds the port)" % srv.milter_port, out)
+                      "(port in use: " % srv.milter_port, out)
         self.assertIn("not starting", out)
         # tried for a few seconds (a port held briefly is waited for)
         self.assertGreaterEqual(time.monotonic() - started, 3.5, out)
+
+
+class MilterSecondInstanceTest(PosternTestCase):
+    """A second "postern milter" with the same configuration refuses to
+    start (was: it renamed its unix socket over the running one's, which
+    went on running unreachable; over TCP the two shared the port)."""
+
+    def second(self, srv):
+        r = subprocess.run([POSTERN_BIN, "milter", "-c", srv.conf_path], cwd=srv.dir,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=scaled(60))
+        return r.returncode, r.stdout.decode()
+
+    def test_unix_socket_in_use(self):
+        srv = MilterServer("second-unix", "unix", config={"scan": "no"})
+        srv.start()
+        self.addCleanup(srv.stop)
+        inode = os.stat(srv.sock_path).st_ino
+        rc, out = self.second(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("milter_listen unix:%s: socket in use: another postern milter"
+                      % srv.sock_path, out)
+        self.assertIn("not starting", out)
+        self.assertEqual(os.stat(srv.sock_path).st_ino, inode, "the socket was taken over")
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(srv.sock_path)  # the first one still listens on the path
+
+    def test_tcp_port_in_use(self):
+        srv = MilterServer("second-inet", "inet", config={"scan": "no"})
+        srv.start()
+        self.addCleanup(srv.stop)
+        rc, out = self.second(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use (port in use"
+                      % srv.milter_port, out)
+        self.assertIn("not starting", out)
+        with socket.create_connection(("127.0.0.1", srv.milter_port), timeout=5):
+            pass
 
 
 class MilterNoMailboxTest(PosternTestCase):
