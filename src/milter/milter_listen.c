@@ -21,6 +21,20 @@ static bool host_char_ok(char c)
 	       c == '.' || c == '-' || c == ':' || c == '_';
 }
 
+/* The lowest port an account without privileges may bind (the kernel's
+ * net.ipv4.ip_unprivileged_port_start; 1024 if it cannot be read). */
+static long unprivileged_port_start(void)
+{
+	long start = 1024;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &start) != 1 || start < 0 || start > 65536)
+			start = 1024;
+		fclose(f);
+	}
+	return start;
+}
+
 static int parse_inet(const char *hp, struct milter_listen *out, char *err, size_t size)
 {
 	const char *colon = strrchr(hp, ':');
@@ -56,6 +70,13 @@ static int parse_inet(const char *hp, struct milter_listen *out, char *err, size
 	}
 	if (hlen == 0 || hlen > 100) {
 		snprintf(err, size, "bad host name or address");
+		return -1;
+	}
+	long lowest = unprivileged_port_start();
+	if (atoi(port) < lowest) {
+		snprintf(err, size, "port %s is below %ld: the milter process runs as user, "
+			 "without the privilege to bind it (choose a port above %ld)", port, lowest,
+			 lowest - 1);
 		return -1;
 	}
 	snprintf(out->conn, sizeof(out->conn), "%s:%s@%.*s", v6 ? "inet6" : "inet", port,

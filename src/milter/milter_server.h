@@ -67,8 +67,9 @@ struct milter_listen {
 
 /*
  * Parse spec ("unix:/PATH" or "inet:HOST:PORT", HOST an address or a
- * name, an IPv6 address in brackets). 0, or -1 with err filled (without
- * the key's name).
+ * name, an IPv6 address in brackets, a port the milter process may bind
+ * as user: from net.ipv4.ip_unprivileged_port_start, usually 1024, up).
+ * 0, or -1 with err filled (without the key's name).
  */
 int milter_listen_parse(const char *spec, struct milter_listen *out, char *err, size_t size);
 

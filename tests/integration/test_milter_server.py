@@ -343,6 +343,29 @@ class MilterConfigTest(PosternTestCase):
                       % (srv.conf_path, line), r.stdout.decode())
 
 
+    def test_privileged_port_refused(self):
+        # the milter process binds as user: a port below 1024 cannot work
+        # (was: accepted by check-config, then a milter process that
+        # failed to bind)
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            if int(f.read()) != 1024:
+                self.skipTest("this kernel lets every account bind any port")
+        srv = MilterServer("config-lowport", "inet", config={"scan": "no"})
+        self.addCleanup(srv.remove)
+        srv.settings["milter_listen"] = "inet:127.0.0.1:825"
+        srv.write_config()
+        line = [i for i, l in enumerate(open(srv.conf_path).read().splitlines(), 1)
+                if l.startswith("milter_listen")][0]
+        want = "%s:%d: milter_listen: port 825 is below 1024" % (srv.conf_path, line)
+        rc, out = self.run_milter(srv)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(want, out)
+        r = subprocess.run([POSTERN_BIN, "check-config", "-c", srv.conf_path], cwd=srv.dir,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=scaled(60))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(want, r.stdout.decode())
+
     def test_address_not_this_machines_stops_the_start(self):
         # was: the milter process failed to bind and was started again
         # every second, forever, while postern milter ran on

@@ -156,6 +156,29 @@ static void test_listen_forms(void **state)
 	assert_string_equal(l.conn, "inet:10025@localhost");
 }
 
+/* The milter process binds as user: a port it may not bind is refused
+ * (with the kernel's usual net.ipv4.ip_unprivileged_port_start). */
+static void test_listen_privileged_port(void **state)
+{
+	(void)state;
+	struct milter_listen l;
+	char err[160];
+	long start = -1;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &start) != 1)
+			start = -1;
+		fclose(f);
+	}
+	if (start != 1024)
+		skip(); /* a container that lets every account bind any port */
+	assert_int_equal(milter_listen_parse("inet:127.0.0.1:25", &l, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "port 25 is below 1024"));
+	assert_int_equal(milter_listen_parse("inet:[::1]:1023", &l, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "port 1023 is below 1024"));
+	assert_int_equal(milter_listen_parse("inet:127.0.0.1:1024", &l, err, sizeof(err)), 0);
+}
+
 static void test_listen_mistakes(void **state)
 {
 	(void)state;
@@ -199,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_header_bounds),
 		cmocka_unit_test(test_listen_forms),
 		cmocka_unit_test(test_listen_mistakes),
+		cmocka_unit_test(test_listen_privileged_port),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
