@@ -469,14 +469,15 @@ static void log_verdict(SMFICTX *ctx, const struct msession *s, const struct sca
 }
 
 /* The capture switch (src/queue/capture.h): a copy of the message as the
- * MTA sent it (without the trace field our copy starts with), before the
+ * MTA sent it, with the MTA's queue id beside ours (without the trace field our copy starts with), before the
  * verdict, so that refused ones are kept too. */
-static void capture_spool(const struct msession *s)
+static void capture_spool(SMFICTX *ctx, const struct msession *s)
 {
 	if (G.capture == NULL || !capture_on(G.capture))
 		return;
 	struct capture_message m = {
-		.queue_id = s->spool.id, .client_addr = s->client_addr,
+		.queue_id = s->spool.id, .mta_queue_id = mta_id(ctx),
+		.client_addr = s->client_addr,
 		.helo = s->helo[0] != '\0' ? s->helo : NULL, .sender = s->sender,
 		.rcpts = &s->rcpts, .content_fd = s->spool.ro_fd,
 		.content_off = s->spool.trace_size,
@@ -495,7 +496,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 	if (milter_spool_end_of_header(&s->spool) != MILTER_SPOOL_OK ||
 	    milter_spool_flush(&s->spool) < 0)
 		return refuse_spool(ctx, s);
-	capture_spool(s);
+	capture_spool(ctx, s);
 	if (!G.scan) {
 		log_info("%s: milter action=accept scan=off from=<%s> nrcpt=%zu size=%" PRIu64,
 			 mta_id(ctx), s->sender, s->rcpts.count, s->spool.size - s->spool.trace_size);

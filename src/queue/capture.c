@@ -40,6 +40,9 @@
 #define COPY_CHUNK (64 * 1024)
 
 /* One copy: everything the thread needs, owned by the job. */
+/* The longest MTA queue id kept (Postfix's long ids are under 30). */
+#define MTA_ID_MAX 64
+
 struct capture_job {
 	struct capture_job *next;
 	int content_fd;
@@ -47,6 +50,7 @@ struct capture_job {
 	char *tmp_path, *path;
 	buf_t header;
 	char id[QUEUE_ID_LEN + 1];
+	char mta_id[MTA_ID_MAX + 1]; /* the MTA's queue id, cleaned; "" if none */
 };
 
 struct capture {
@@ -182,6 +186,11 @@ static void envelope_header(buf_t *b, const struct capture_message *m)
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	buf_printf(b, "X-Postern-Capture-Queue-Id: %s\n", m->queue_id);
+	if (m->mta_queue_id != NULL) {
+		buf_puts(b, "X-Postern-Capture-MTA-Queue-Id: ");
+		put_clean(b, m->mta_queue_id);
+		buf_putc(b, '\n');
+	}
 	buf_printf(b, "X-Postern-Capture-Date: %s\n", date);
 	buf_puts(b, "X-Postern-Capture-Client: ");
 	put_clean(b, m->client_addr);
@@ -308,7 +317,8 @@ static void *capture_thread(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		char *err = NULL;
 		if (capture_write(j, &err) == 0)
-			log_info("%s: captured file=%s", j->id, j->path);
+			log_info("%s: captured file=%s%s%s", j->id, j->path,
+				 j->mta_id[0] != '\0' ? " mta_queue_id=" : "", j->mta_id);
 		else
 			log_error("%s: capture failed: %s", j->id, err != NULL ? err : "?");
 		free(err);
@@ -359,6 +369,13 @@ void capture_save(struct capture *c, const struct capture_message *m)
 	j->off = m->content_off;
 	j->len = m->content_len;
 	snprintf(j->id, sizeof(j->id), "%s", m->queue_id);
+	if (m->mta_queue_id != NULL) { /* the MTA's: printable, no spaces */
+		size_t i = 0;
+		for (const unsigned char *p = (const unsigned char *)m->mta_queue_id;
+		     *p != '\0' && i < MTA_ID_MAX; p++)
+			j->mta_id[i++] = *p > 32 && *p < 127 ? (char)*p : '?';
+		j->mta_id[i] = '\0';
+	}
 	char name[QUEUE_ID_LEN + 8];
 	snprintf(name, sizeof(name), "%s.eml", j->id);
 	j->path = safeio_path_join(c->cfg->capture_dir, name);

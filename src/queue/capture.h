@@ -15,8 +15,11 @@
  * looks at it at most once a second (a cached answer in between).
  *
  * A captured file is capture_dir/<queue id>.eml: a short header of the
- * envelope (X-Postern-Capture-* fields: queue id, date, client and HELO,
- * sender, one field per recipient), then the content as queued (postern's
+ * envelope (X-Postern-Capture-* fields: queue id, in milter mode the
+ * MTA's queue id (X-Postern-Capture-MTA-Queue-Id, also in the log line
+ * "ID: captured file=PATH mta_queue_id=QID", so that the MTA's id finds
+ * the copy), date, client and HELO, sender, one field per recipient),
+ * then the content as queued (postern's
  * Received: first, LF line ends, no dot-stuffing). It is written to a
  * hidden temporary name and renamed, so readers never see half a file;
  * mode 0640, its group capture_group (capture_dir is set-group-ID, see
@@ -53,6 +56,8 @@ struct capture;
  * duration of the call only. */
 struct capture_message {
 	const char *queue_id;
+	const char *mta_queue_id;      /* postern milter: the MTA's own ({i}),
+					* untrusted; NULL otherwise */
 	const struct sockaddr *client; /* for capture_clients */
 	const char *client_addr;       /* "192.0.2.1" */
 	const char *helo;              /* NULL: none given */

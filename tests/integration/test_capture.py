@@ -336,6 +336,7 @@ class MilterCaptureTest(CaptureCase):
         code, text = submit(peer, make_message(subject=clean, sender="s@remote.test"),
                             sender="s@remote.test", rcpts=["alice@example.test"])
         self.assertEqual(code, 250, text)
+        postfix_id = re.search(r"queued as ([0-9A-Za-z]+)", text).group(1)
         code, text = submit(peer, make_message(subject=virus, sender="s@remote.test",
                                                body="x\r\n" + EICAR.decode() + "\r\n"),
                             sender="s@remote.test", rcpts=["alice@example.test"])
@@ -344,6 +345,12 @@ class MilterCaptureTest(CaptureCase):
         self.assertIn(b"X-Postern-Capture-Client: 127.0.0.1 helo=client.test\n", data)
         self.assertIn(b"X-Postern-Capture-Sender: <s@remote.test>\n", data)
         self.assertIn(b"X-Postern-Capture-Recipient: <alice@example.test>\n", data)
+        # Postfix's queue id (the key of the milter's verdict line) finds
+        # the capture, in the file and in the log
+        self.assertIn(("X-Postern-Capture-MTA-Queue-Id: %s\n" % postfix_id).encode(), data)
+        name, _ = self.wait_capture(srv, clean.encode())
+        srv.wait_log(r"(?m): captured file=\S*/%s mta_queue_id=%s$"
+                     % (re.escape(name), postfix_id))
         _, data = self.wait_capture(srv, virus.encode())
         self.assertIn(EICAR, data)
         self.assertNotCaptured(srv, other.encode())
