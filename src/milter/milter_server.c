@@ -63,6 +63,30 @@ static int unix_in_use(const char *path)
 	return rc == 0 ? 1 : errno == ECONNREFUSED || errno == ENOENT ? 0 : -1;
 }
 
+/* Can a unix socket be bound at path? 0 (and nothing is left there), or
+ * -1 with errno set. */
+static int unix_bind_probe(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t len = strlen(path);
+	if (len >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun.sun_path, path, len + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	unlink(path); /* a leftover of a process with our pid, long gone */
+	int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	int saved = errno;
+	close(fd);
+	if (rc == 0)
+		unlink(path);
+	errno = saved;
+	return rc;
+}
+
 /* A unix socket: bound beside the path, then renamed over it (a running
  * listener of the previous generation keeps its own until it stops, and
  * the path always names a listening socket). Its inode in *st_r. first:
@@ -83,8 +107,21 @@ static int open_unix(const struct milter_listen *l, struct stat *st_r, bool firs
 	char tmp[sizeof(l->path) + 32], conn[sizeof(tmp) + 8];
 	snprintf(tmp, sizeof(tmp), "%s.new-%ld", l->path, (long)getpid());
 	snprintf(conn, sizeof(conn), "unix:%s", tmp);
-	if (smfi_setconn(conn) != MI_SUCCESS || smfi_opensocket(true) != MI_SUCCESS) {
-		log_error("milter_listen unix:%s: cannot listen on %s", l->path, tmp);
+	/* our own try first: libmilter's failure does not say why */
+	if (unix_bind_probe(tmp) < 0 || smfi_setconn(conn) != MI_SUCCESS ||
+	    smfi_opensocket(true) != MI_SUCCESS) {
+		int why = errno;
+		char folder[sizeof(l->path)];
+		snprintf(folder, sizeof(folder), "%s", l->path);
+		char *slash = strrchr(folder, '/');
+		slash[slash == folder ? 1 : 0] = '\0';
+		log_error("milter_listen unix:%s: cannot listen on %s: %s (the milter process, "
+			  "as user, makes the socket in the folder %s%s)", l->path, tmp,
+			  strerror(why), folder,
+			  why == ENOSPC || why == EDQUOT ? ", whose file system is full"
+			  : why == EROFS ? ", which is read-only"
+			  : why == EACCES || why == EPERM ? ": let user write there" : "");
+		unlink(tmp);
 		return -1;
 	}
 	if (chmod(tmp, SOCKET_MODE) < 0 || rename(tmp, l->path) < 0 || stat(l->path, st_r) < 0) {

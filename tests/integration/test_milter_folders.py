@@ -7,12 +7,16 @@ over a mail_root it would never open; it does make its spool for user.
 "postern serve" with the same configuration still creates mail_root.
 A unix milter_listen in a folder user cannot write, or in no folder, is
 said by check-config and stops the start, naming the folder, instead of
-a milter process that fails to listen, without saying why, every second.
+a milter process that fails to listen, without saying why, every second;
+a socket that cannot be made for another reason (here a full file
+system) is named with the reason and the folder, and stops the start.
 
 Runs "postern milter" with scan = no (no pipeline to load), on a unix
 socket in a folder user may write; needs root only as the other tests do.
 """
 import os
+import pwd
+import re
 import subprocess
 
 from harness import POSTERN_BIN, PosternServer, PosternTestCase, scaled
@@ -72,6 +76,28 @@ class MilterModeFolders(PosternTestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn("milter_listen unix:%s: the socket's folder %s does not exist"
                       % (srv.sock_path, srv.sock_dir), out)
+
+    def test_socket_that_cannot_be_made_says_why(self):
+        # A folder user may write, on a file system without a free inode:
+        # was "cannot listen on PATH.new-PID" without a reason, and a
+        # milter process started again every second.
+        srv = MilterServer("milter-sockfull", config={"scan": "no"})
+        self.addCleanup(srv.remove)
+        nobody = pwd.getpwnam("nobody")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=1,mode=0755,"
+                            "uid=%d,gid=%d" % (nobody.pw_uid, nobody.pw_gid), "tmpfs",
+                            srv.sock_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stdout.decode().strip())
+        self.addCleanup(subprocess.run, ["umount", srv.sock_dir])
+        rc, out = self.postern(srv, "milter")
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"milter_listen unix:%s: cannot listen on %s\.new-\d+: No space "
+                         r"left on device \(the milter process, as user, makes the socket in "
+                         r"the folder %s, whose file system is full\)"
+                         % (re.escape(srv.sock_path), re.escape(srv.sock_path),
+                            re.escape(srv.sock_dir)))
+        self.assertIn("not starting", out)
 
     def test_serve_still_creates_mail_root(self):
         srv = PosternServer("serve-folders", config={"scan": "no"})
