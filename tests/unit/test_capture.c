@@ -140,6 +140,7 @@ static void test_copy(void **state)
 				     "Subject: hi\n\nbody\n"));
 	assert_null(strstr(text, "TRAILER"));
 	assert_null(strstr(text, "ENVELOPE"));
+	assert_null(strstr(text, "MTA-Queue-Id")); /* serve's copy: no MTA */
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
@@ -156,13 +157,17 @@ static void test_copy(void **state)
 	m.content_path = NULL;
 	m.content_fd = fd;
 	m.queue_id = "0123456789ABCDEF015";
+	m.mta_queue_id = "4Zx9\r\nX-Injected: 1"; /* the MTA's {i}, untrusted */
 	capture_message(c, &m);
 	close(fd); /* the capture holds its own duplicate */
 	snprintf(path, sizeof(path), "%s/0123456789ABCDEF015.eml", dir);
 	wait_for(path);
 	assert_int_equal(safeio_read_file(path, 4096, &got), 0);
 	assert_non_null(strstr(buf_cstr(&got), "\nSubject: hi\n\nbody\n"));
+	assert_non_null(strstr(buf_cstr(&got), "X-Postern-Capture-Queue-Id: 0123456789ABCDEF015\n"
+					       "X-Postern-Capture-MTA-Queue-Id: 4Zx9??X-Injected: 1\n"));
 	buf_free(&got);
+	m.mta_queue_id = NULL;
 	m.content_path = content_path;
 	/* A content file that is gone before: logged, nothing written. */
 	m.queue_id = "0123456789ABCDEF014";
