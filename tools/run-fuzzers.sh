@@ -5,7 +5,7 @@
 # FUZZ_JOBS how many targets run at once (default: the number of CPUs),
 # each on one CPU, so the whole run takes about targets / jobs x seconds.
 set -eu
-seconds="${FUZZ_SECONDS:-15}"
+seconds="${FUZZ_SECONDS:-10}"
 jobs="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}"
 [ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
 
